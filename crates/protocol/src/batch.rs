@@ -13,6 +13,8 @@ use std::fmt;
 
 /// Longest accepted `kind`.
 pub const MAX_KIND_LEN: usize = 64;
+/// Largest sequence number: stores keep it in a signed 64-bit column (SQLite INTEGER, PostgreSQL BIGINT).
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 /// The kind given to events that do not name one.
 pub const DEFAULT_KIND: &str = "event";
 
@@ -99,10 +101,11 @@ pub fn parse_line(raw: &str) -> Result<Event<'_>, String> {
         None => return Err("missing \"seq\" (the sensor-assigned sequence number)".into()),
         Some(serde_json::Value::Number(n)) => n
             .as_u64()
-            .ok_or_else(|| format!("\"seq\" must be a non-negative integer, got {n}"))?,
+            .filter(|s| *s <= MAX_SEQ)
+            .ok_or_else(|| format!("\"seq\" must be an integer from 0 to {MAX_SEQ}, got {n}"))?,
         Some(other) => {
             return Err(format!(
-                "\"seq\" must be a non-negative integer, got {other}"
+                "\"seq\" must be an integer from 0 to {MAX_SEQ}, got {other}"
             ))
         }
     };
@@ -177,8 +180,8 @@ mod tests {
             ),
             ("\n\n{\"seq\":0}\r\n\n", &[(0, "event")]),
             (
-                "{\"kind\":\"a.b:c-d_e\",\"seq\":18446744073709551615}",
-                &[(u64::MAX, "a.b:c-d_e")],
+                "{\"kind\":\"a.b:c-d_e\",\"seq\":9223372036854775807}",
+                &[(MAX_SEQ, "a.b:c-d_e")],
             ),
             ("{\"seq\":7,\"kind\":\"ev\\u0065nt\"}", &[(7, "event")]),
         ];
@@ -202,10 +205,11 @@ mod tests {
             (b"{\"x\":1}", "line 1: missing \"seq\""),
             (
                 b"{\"seq\":-1}",
-                "line 1: \"seq\" must be a non-negative integer, got -1",
+                "line 1: \"seq\" must be an integer from 0 to 9223372036854775807, got -1",
             ),
-            (b"{\"seq\":1.5}", "non-negative integer, got 1.5"),
-            (b"{\"seq\":\"1\"}", "non-negative integer, got \"1\""),
+            (b"{\"seq\":1.5}", "got 1.5"),
+            (b"{\"seq\":\"1\"}", "got \"1\""),
+            (b"{\"seq\":9223372036854775808}", "got 9223372036854775808"),
             (b"{\"seq\":1,\"kind\":\"\"}", "\"kind\" must be 1 to 64"),
             (b"{\"seq\":1,\"kind\":\"a b\"}", "has the character ' '"),
             (b"{\"seq\":1,\"kind\":3}", "line 1: invalid JSON"),

@@ -1,1 +1,177 @@
-//! placeholder
+//! Service storage.
+//!
+//! [`Store`] is everything the service's handlers need from storage; they never see SQL. The
+//! embedded implementation is [`sqlite::SqliteStore`] (one file under the data directory, WAL).
+//! PostgreSQL, to scale out across replicas, will be a second implementation of the same trait and
+//! run the same conformance tests (`tests/conformance.rs`).
+//!
+//! All durable state lives here — workspaces with their CAs and access-key hashes, sensors, events
+//! — and nothing in a replica's memory is authoritative: a replica that misses a host or a sensor
+//! asks the store again. That is what lets several replicas share one PostgreSQL later.
+//!
+//! Ingest is idempotent: each `(sensor, seq)` is stored at most once, and a batch is committed
+//! whole or not at all before the caller is answered.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// The on-disk format this build writes. A store written by a newer format is refused.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// A workspace as stored.
+#[derive(Clone)]
+pub struct WorkspaceRecord {
+    pub name: String,
+    pub domain: String,
+    pub public_port: u16,
+    pub ca_cert_pem: String,
+    /// The CA's private key in PEM. Never printed: see the `Debug` impl.
+    pub ca_key_pem: String,
+    pub ca_sha256: String,
+    /// SHA-256 (hex) of the access key; the key itself is only in the enrollment bundle.
+    pub access_key_sha256: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for WorkspaceRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkspaceRecord")
+            .field("name", &self.name)
+            .field("domain", &self.domain)
+            .field("public_port", &self.public_port)
+            .field("ca_sha256", &self.ca_sha256)
+            .field("ca_key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sensor as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SensorRecord {
+    pub sensor_id: String,
+    pub workspace: String,
+    pub name: String,
+    /// SHA-256 (hex) of the client certificate's DER.
+    pub cert_sha256: String,
+    /// Unix milliseconds.
+    pub enrolled_at: i64,
+    pub last_seen: Option<i64>,
+}
+
+/// One event to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    pub seq: u64,
+    pub kind: String,
+    /// The event line as received: a JSON object.
+    pub body: String,
+}
+
+/// What an ingest stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+/// One stored event, as exported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub sensor_id: String,
+    pub seq: u64,
+    pub kind: String,
+    /// Unix milliseconds.
+    pub received_at: i64,
+    pub body: String,
+}
+
+/// Counts for `uplink workspace stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkspaceStats {
+    pub sensors: Vec<SensorRecord>,
+    pub total: u64,
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+/// Which events to export.
+#[derive(Clone, Debug, Default)]
+pub struct ExportFilter {
+    pub kind: Option<String>,
+    pub sensor_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("workspace {0:?} already exists: choose another name, or use the existing workspace")]
+    WorkspaceExists(String),
+    #[error("no workspace named {0:?}: list workspaces with `uplink workspace list`")]
+    NoSuchWorkspace(String),
+    #[error("no sensor with id {0:?} in this data directory")]
+    NoSuchSensor(String),
+    #[error(
+        "the data directory {path} was written by a newer uplink (format {found}); this build reads format {supported}: upgrade uplink"
+    )]
+    NewerFormat {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the data directory {path} is not an uplink store: {reason}")]
+    NotAStore { path: String, reason: String },
+    #[error("storage error at {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot use the data directory {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage commit failed at {path}: {message} (nothing of the batch was stored; the sensor will retry)")]
+    Commit { path: String, message: String },
+    #[error("the store's writer has stopped; restart the service")]
+    WriterGone,
+}
+
+/// What the service needs from storage. Implementations must be safe to share across tasks.
+pub trait Store: Send + Sync + 'static {
+    /// Every workspace (used to build the host table).
+    fn workspaces(&self) -> impl Future<Output = Result<Vec<WorkspaceRecord>, StoreError>> + Send;
+    /// One workspace by name.
+    fn workspace(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<WorkspaceRecord>, StoreError>> + Send;
+    /// Registers an enrolled sensor.
+    fn add_sensor(
+        &self,
+        sensor: SensorRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a batch for a sensor, all or nothing, durably, each `(sensor, seq)` at most once.
+    fn ingest(
+        &self,
+        sensor_id: &str,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// RFC 3339 (UTC, milliseconds) for a Unix-milliseconds timestamp.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
