@@ -1,1 +1,552 @@
-//! placeholder
+//! The sensor API client.
+//!
+//! It speaks HTTP/1.1 over TLS on *any* byte stream: a direct TCP connection today, a tunnel
+//! through a proxy from the proxy crates tomorrow. The TLS configuration trusts exactly one root —
+//! the workspace CA from the enrollment bundle — never the system roots, so a TLS-inspecting
+//! middlebox cannot read or alter sensor traffic, and is reported as such.
+//!
+//! Every failure maps to a stable [`Code`] (see [`ClientError::code`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use uplink_diag::{Code, Diagnose};
+use uplink_protocol::{EnrollRequest, EnrollResponse, ErrorBody, EventsResponse};
+
+/// The crypto provider, chosen explicitly (see the service's `tls` module for why).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot resolve {host}: {reason}")]
+    Dns {
+        host: String,
+        reason: String,
+        timeout: bool,
+    },
+    #[error("TCP connection to {addr} failed: {source}")]
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("TCP connection to {addr} timed out after {after:?}")]
+    TcpTimeout { addr: String, after: Duration },
+    #[error("TLS handshake with {host} failed: {reason}")]
+    Tls {
+        host: String,
+        reason: String,
+        code: Code,
+    },
+    #[error("HTTP exchange with {host} failed: {reason}")]
+    Http { host: String, reason: String },
+    #[error("{host} answered {status}: {message}")]
+    Status {
+        host: String,
+        status: u16,
+        code: Code,
+        message: String,
+    },
+    #[error("the response from {host} could not be read: {reason}")]
+    BadResponse { host: String, reason: String },
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+    #[error("{what} timed out after {after:?}")]
+    Timeout { what: String, after: Duration },
+}
+
+impl Diagnose for ClientError {
+    fn code(&self) -> Code {
+        match self {
+            ClientError::Dns { timeout: true, .. } => Code::DNS_TIMEOUT,
+            ClientError::Dns { .. } => Code::DNS_NXDOMAIN,
+            ClientError::Tcp { source, .. } => match source.kind() {
+                std::io::ErrorKind::ConnectionRefused => Code::TCP_REFUSED,
+                std::io::ErrorKind::TimedOut => Code::TCP_TIMEOUT,
+                _ => Code::TCP_UNREACHABLE,
+            },
+            ClientError::TcpTimeout { .. } => Code::TCP_TIMEOUT,
+            ClientError::Tls { code, .. } => *code,
+            ClientError::Http { .. } | ClientError::BadResponse { .. } => {
+                Code::HTTP_UNEXPECTED_STATUS
+            }
+            ClientError::Status { code, .. } => *code,
+            ClientError::Config(_) => Code::CONFIG_INVALID,
+            ClientError::Timeout { .. } => Code::TIMEOUT,
+        }
+    }
+}
+
+impl ClientError {
+    /// True when retrying later may succeed (network, 5xx); false when a person must act first.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            ClientError::Config(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// The sensor's TLS identity and trust.
+pub struct TlsSettings {
+    config: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings").finish_non_exhaustive()
+    }
+}
+
+impl TlsSettings {
+    /// Trusts only `ca_pem`; presents `identity` (certificate chain PEM, private key PEM) if given.
+    pub fn new(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Self, ClientError> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| ClientError::Config(format!("workspace CA: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Config(format!("workspace CA: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(ClientError::Config(
+                "the workspace CA PEM holds no certificate".into(),
+            ));
+        }
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .map_err(|e| ClientError::Config(e.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match identity {
+            Some((chain_pem, key_pem)) => {
+                let chain: Result<Vec<_>, _> =
+                    CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect();
+                let chain =
+                    chain.map_err(|e| ClientError::Config(format!("client certificate: {e}")))?;
+                let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
+                    ClientError::Config("client key is not a valid PEM private key".into())
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| ClientError::Config(format!("client certificate: {e}")))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsSettings {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Where the sensor API is: `https://<host>:<port>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Parses `https://host[:port][/]`.
+    pub fn parse(url: &str) -> Result<Self, ClientError> {
+        let bad = |why: &str| {
+            ClientError::Config(format!(
+                "sensor URL {url:?} {why}: expected https://<workspace>sensorapi.<domain>[:port]"
+            ))
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| bad("does not start with https://"))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() || authority.contains('@') {
+            return Err(bad("has no host (or has user info)"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => {
+                (h, p.parse::<u16>().map_err(|_| bad("has an invalid port"))?)
+            }
+            _ => (authority, 443),
+        };
+        if host.is_empty() {
+            return Err(bad("has no host"));
+        }
+        Ok(Endpoint {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    pub fn authority(&self) -> String {
+        if self.port == 443 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Resolves a host: `localhost` and `*.localhost` go to loopback without DNS (RFC 6761).
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ClientError> {
+    if uplink_protocol::names::is_localhost(host) {
+        return Ok(vec![
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ]);
+    }
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let lookup = tokio::net::lookup_host((host, port));
+    match tokio::time::timeout(Duration::from_secs(10), lookup).await {
+        Err(_) => Err(ClientError::Dns {
+            host: host.into(),
+            reason: "no answer within 10 s".into(),
+            timeout: true,
+        }),
+        Ok(Err(e)) => Err(ClientError::Dns {
+            host: host.into(),
+            reason: e.to_string(),
+            timeout: false,
+        }),
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<_> = addrs.collect();
+            if addrs.is_empty() {
+                Err(ClientError::Dns {
+                    host: host.into(),
+                    reason: "no addresses".into(),
+                    timeout: false,
+                })
+            } else {
+                Ok(addrs)
+            }
+        }
+    }
+}
+
+/// Opens a TCP connection to the first address of `host` that answers.
+pub async fn dial_direct(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, ClientError> {
+    let addrs = resolve(host, port).await?;
+    let mut last = None;
+    for addr in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(source)) => {
+                last = Some(ClientError::Tcp {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+            Err(_) => {
+                last = Some(ClientError::TcpTimeout {
+                    addr: addr.to_string(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::Dns {
+        host: host.into(),
+        reason: "no addresses".into(),
+        timeout: false,
+    }))
+}
+
+/// An HTTP/1.1 connection to the sensor API over TLS.
+pub struct Connection {
+    host: String,
+    authority: String,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// Whether the handshake presented a client certificate.
+    pub authenticated: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// TLS handshake (SNI = the endpoint's host) and HTTP/1.1 setup over `stream`.
+    pub async fn handshake<IO>(
+        stream: IO,
+        endpoint: &Endpoint,
+        tls: &TlsSettings,
+    ) -> Result<Self, ClientError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let name = ServerName::try_from(endpoint.host.clone()).map_err(|_| {
+            ClientError::Config(format!(
+                "{:?} is not a valid TLS server name",
+                endpoint.host
+            ))
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        let tls_stream = connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| tls_error(&endpoint.host, e))?;
+        let authenticated = tls.config.client_auth_cert_resolver.has_certs();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls_stream))
+            .await
+            .map_err(|e| ClientError::Http {
+                host: endpoint.host.clone(),
+                reason: e.to_string(),
+            })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Connection {
+            host: endpoint.host.clone(),
+            authority: endpoint.authority(),
+            sender,
+            authenticated,
+        })
+    }
+
+    /// True while the connection can carry another request.
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.authority);
+        req = req.header(uplink_protocol::VERSION_HEADER, uplink_protocol::VERSION);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        self.sender.ready().await.map_err(|e| ClientError::Http {
+            host: self.host.clone(),
+            reason: e.to_string(),
+        })?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http {
+                host: self.host.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http {
+                host: self.host.clone(),
+                reason: e.to_string(),
+            })?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    fn status_error(&self, status: StatusCode, body: &[u8], default: Code) -> ClientError {
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(e) => (e.code.parse().unwrap_or(default), e.message),
+            Err(_) => (
+                default,
+                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            ),
+        };
+        ClientError::Status {
+            host: self.host.clone(),
+            status: status.as_u16(),
+            code,
+            message,
+        }
+    }
+
+    /// `GET /tri/sensor/api/ping`: returns the status and body.
+    pub async fn ping(&mut self) -> Result<(u16, String), ClientError> {
+        let (status, body) = self
+            .request(Method::GET, uplink_protocol::PING_PATH, &[], Bytes::new())
+            .await?;
+        Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// `POST /api/v1/enroll`.
+    pub async fn enroll(&mut self, request: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Config(e.to_string()))?;
+        let (status, body) = self
+            .request(
+                Method::POST,
+                uplink_protocol::ENROLL_PATH,
+                &[("content-type", "application/json")],
+                body.into(),
+            )
+            .await?;
+        if status != StatusCode::OK {
+            let default = if status == StatusCode::UNAUTHORIZED {
+                Code::ENROLL_DENIED
+            } else {
+                Code::HTTP_UNEXPECTED_STATUS
+            };
+            return Err(self.status_error(status, &body, default));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+            host: self.host.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// `POST /api/v1/events` with an NDJSON batch (`zstd`: the body is zstd-compressed).
+    pub async fn post_events(
+        &mut self,
+        batch: Bytes,
+        zstd: bool,
+    ) -> Result<EventsResponse, ClientError> {
+        let mut headers = vec![("content-type", "application/x-ndjson")];
+        if zstd {
+            headers.push(("content-encoding", "zstd"));
+        }
+        let (status, body) = self
+            .request(Method::POST, uplink_protocol::EVENTS_PATH, &headers, batch)
+            .await?;
+        if status != StatusCode::OK {
+            let default = match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Code::MTLS_REJECTED,
+                StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => Code::REQUEST_REJECTED,
+                _ => Code::HTTP_UNEXPECTED_STATUS,
+            };
+            return Err(self.status_error(status, &body, default));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+            host: self.host.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Classifies a TLS handshake failure.
+fn tls_error(host: &str, e: std::io::Error) -> ClientError {
+    use rustls::{CertificateError, Error as TlsError};
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>());
+    let code = match inner {
+        Some(TlsError::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        )) => Code::TLS_UNTRUSTED_ROOT,
+        Some(TlsError::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        )) => Code::TLS_EXPIRED,
+        Some(TlsError::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => Code::TLS_HOSTNAME_MISMATCH,
+        Some(TlsError::AlertReceived(
+            rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::CertificateUnknown
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::CertificateExpired
+            | rustls::AlertDescription::CertificateRequired,
+        )) => Code::MTLS_REJECTED,
+        _ => Code::TLS_HANDSHAKE_FAILED,
+    };
+    ClientError::Tls {
+        host: host.into(),
+        reason: e.to_string(),
+        code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let ok = [
+            (
+                "https://wsensorapi.uplink.localhost",
+                "wsensorapi.uplink.localhost",
+                443,
+            ),
+            (
+                "https://WSensorAPI.example.com:8443/",
+                "wsensorapi.example.com",
+                8443,
+            ),
+            ("https://h:1/x/y", "h", 1),
+        ];
+        for (url, host, port) in ok {
+            assert_eq!(
+                Endpoint::parse(url).unwrap(),
+                Endpoint {
+                    host: host.into(),
+                    port
+                },
+                "{url}"
+            );
+        }
+        for bad in [
+            "http://h",
+            "h:443",
+            "https://",
+            "https://u:p@h",
+            "https://h:99999",
+            "https://h:x",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Endpoint::parse("https://h:443").unwrap().authority(), "h");
+        assert_eq!(
+            Endpoint::parse("https://h:8443").unwrap().authority(),
+            "h:8443"
+        );
+    }
+
+    #[tokio::test]
+    async fn localhost_names_resolve_without_dns() {
+        let addrs = resolve("abcsensorapi.uplink.localhost", 9).await.unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 9));
+    }
+
+    #[test]
+    fn tls_settings_reject_garbage() {
+        assert!(matches!(
+            TlsSettings::new("not pem", None),
+            Err(ClientError::Config(_))
+        ));
+    }
+}

@@ -1,1 +1,73 @@
-fn main() {}
+//! `uplink`: one binary, many subcommands. This crate only wires the library crates together:
+//! argument parsing, output formatting and exit codes live here; behaviour lives in the crates.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Get a sensor's data to its cloud service through real corporate networks.
+///
+/// uplink is the service (mutual-TLS sensor API, enrollment, storage), the sensor, and the tools
+/// an administrator needs to make them talk through proxies and firewalls.
+///
+/// Exit codes: 0 success; 1 the operation failed (the message says what and what to do);
+/// 2 bad usage.
+#[derive(Debug, Parser)]
+#[command(
+    name = "uplink",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Log verbosity on stderr: error, warn, info, debug or trace.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = cmd::LogFormat::Text)]
+    log_format: cmd::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole system once on this machine: a workspace, the service, an enrolled client and
+    /// its events, then a summary. Needs nothing but this binary.
+    Quickstart(cmd::quickstart::Args),
+    /// Run the cloud service: the sensor API of every workspace in a data directory, on one port.
+    Service(cmd::service::Args),
+    /// Create and inspect workspaces.
+    #[command(subcommand)]
+    Workspace(cmd::workspace::Command),
+    /// Read the events a workspace has stored.
+    #[command(subcommand)]
+    Events(cmd::events::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Service(_) => "info",
+        _ => "warn",
+    };
+    cmd::init_logging(
+        cli.log_level.as_deref().unwrap_or(default_level),
+        cli.log_format,
+    );
+    let result = match cli.command {
+        Command::Quickstart(args) => cmd::quickstart::run(args),
+        Command::Service(args) => cmd::service::run(args),
+        Command::Workspace(c) => cmd::workspace::run(c),
+        Command::Events(c) => cmd::events::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

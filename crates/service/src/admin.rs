@@ -1,0 +1,240 @@
+//! Administrative operations that run with or without a live service: creating a workspace and
+//! writing its enrollment bundle.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use uplink_protocol::names;
+use uplink_store::sqlite::SqliteStore;
+use uplink_store::{StoreError, WorkspaceRecord};
+
+/// Format of the enrollment bundle file.
+pub const BUNDLE_FORMAT: u32 = 1;
+
+/// The enrollment bundle: everything a sensor needs to enroll. Holds the access key: 0600.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: u32,
+    pub workspace: String,
+    pub sensor_url: String,
+    pub access_key: String,
+    pub ca_pem: String,
+    pub ca_sha256: String,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("workspace", &self.workspace)
+            .field("sensor_url", &self.sensor_url)
+            .field("access_key", &"<redacted>")
+            .field("ca_sha256", &self.ca_sha256)
+            .finish()
+    }
+}
+
+/// What `workspace create` made.
+#[derive(Clone, Serialize)]
+pub struct Created {
+    pub workspace: String,
+    pub domain: String,
+    pub sensor_url: String,
+    pub console_url: String,
+    pub access_key: String,
+    pub bundle_path: PathBuf,
+    pub ca_sha256: String,
+}
+
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created")
+            .field("workspace", &self.workspace)
+            .field("bundle_path", &self.bundle_path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Name(#[from] names::NameError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("creating the workspace CA failed: {0}")]
+    Pki(#[from] uplink_pki::PkiError),
+    #[error("public port 0 is not valid: give the port sensors will connect to (default 443)")]
+    BadPort,
+    #[error("cannot write the bundle {path}: {source}")]
+    Bundle {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The URL sensors use for a workspace.
+pub fn url_for(host: &str, port: u16) -> String {
+    if port == 443 {
+        format!("https://{host}")
+    } else {
+        format!("https://{host}:{port}")
+    }
+}
+
+/// Creates a workspace in `data_dir`: its CA, access key and bundle (`bundles/NAME.json`, 0600).
+/// Nothing is left behind when it fails.
+pub fn create_workspace(
+    data_dir: &Path,
+    name: &str,
+    domain: &str,
+    public_port: u16,
+) -> Result<Created, AdminError> {
+    let name = names::workspace_name(name)?;
+    let domain = names::domain(domain)?;
+    if public_port == 0 {
+        return Err(AdminError::BadPort);
+    }
+    let store = SqliteStore::open(data_dir, true)?;
+    if store.workspace_sync(&name)?.is_some() {
+        return Err(StoreError::WorkspaceExists(name).into());
+    }
+    let ca = uplink_pki::generate_ca(&name)?;
+    let access_key =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let sensor_url = url_for(&names::sensor_host(&name, &domain), public_port);
+    let bundle = Bundle {
+        format: BUNDLE_FORMAT,
+        workspace: name.clone(),
+        sensor_url: sensor_url.clone(),
+        access_key: access_key.clone(),
+        ca_pem: ca.cert_pem.clone(),
+        ca_sha256: ca.sha256.clone(),
+    };
+    let bundles = data_dir.join("bundles");
+    let bundle_path = bundles.join(format!("{name}.json"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AdminError::Bundle { path, source }
+    };
+    create_private_dir(&bundles).map_err(io(&bundles))?;
+    // Write beside the final name, then store, then rename: a failure at any step leaves neither
+    // a bundle without a workspace nor a workspace without a bundle.
+    let tmp = bundles.join(format!(".{name}.json.tmp"));
+    let json = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
+    write_private(&tmp, &json).map_err(io(&tmp))?;
+    let record = WorkspaceRecord {
+        name: name.clone(),
+        domain: domain.clone(),
+        public_port,
+        ca_cert_pem: ca.cert_pem,
+        ca_key_pem: ca.key_pem,
+        ca_sha256: ca.sha256.clone(),
+        access_key_sha256: hex::encode(sha2::Sha256::digest(access_key.as_bytes())),
+        created_at: uplink_store::now_ms(),
+    };
+    if let Err(e) = store.create_workspace(&record) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    std::fs::rename(&tmp, &bundle_path).map_err(io(&bundle_path))?;
+    Ok(Created {
+        console_url: url_for(&names::console_host(&name, &domain), public_port),
+        workspace: name,
+        domain,
+        sensor_url,
+        access_key,
+        bundle_path,
+        ca_sha256: ca.sha256,
+    })
+}
+
+/// Creates a directory readable only by its owner (if it does not exist).
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(path)
+}
+
+/// Writes a file that only its owner can read (0600), replacing any previous one, and syncs it.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        // `mode` applies only when the file is created; tighten a pre-existing one too.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_writes_a_private_bundle_and_refuses_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = create_workspace(dir.path(), "Contoso", "uplink.localhost", 8443).unwrap();
+        assert_eq!(created.workspace, "contoso");
+        assert_eq!(
+            created.sensor_url,
+            "https://contososensorapi.uplink.localhost:8443"
+        );
+        let bundle: Bundle =
+            serde_json::from_slice(&std::fs::read(&created.bundle_path).unwrap()).unwrap();
+        assert_eq!(bundle.access_key, created.access_key);
+        assert_eq!(
+            bundle.ca_sha256,
+            uplink_pki::sha256_hex(&uplink_pki::certs_from_pem(&bundle.ca_pem).unwrap()[0])
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&created.bundle_path)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert!(!format!("{bundle:?}").contains(&bundle.access_key));
+        let err = create_workspace(dir.path(), "contoso", "uplink.localhost", 443).unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        // The failed attempt left no temporary file behind.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("bundles"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("contoso.json")]);
+        assert!(create_workspace(dir.path(), "bad_name", "uplink.localhost", 443).is_err());
+        assert!(create_workspace(dir.path(), "ok", "uplink.localhost", 0).is_err());
+        assert_eq!(
+            create_workspace(dir.path(), "b", "example.test", 443)
+                .unwrap()
+                .sensor_url,
+            "https://bsensorapi.example.test"
+        );
+    }
+}

@@ -1,0 +1,434 @@
+//! Connections and requests: TLS by SNI, then routing by `Host` and path.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+use uplink_diag::Code;
+use uplink_protocol::names::{self, Role};
+use uplink_protocol::{body, EnrollRequest, EnrollResponse, ErrorBody, EventsResponse};
+use uplink_store::{NewEvent, SensorRecord, Store, StoreError};
+
+use crate::registry::Workspace;
+use crate::Shared;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Largest enrollment request (a CSR is about 500 bytes).
+const MAX_ENROLL_BODY: usize = 64 * 1024;
+
+/// What a connection established during its handshake.
+struct ConnCtx {
+    /// The SNI, normalised.
+    sni: Option<String>,
+    /// The workspace and role the SNI names.
+    target: Option<(Arc<Workspace>, Role)>,
+    /// The verified client certificate's workspace and sensor id.
+    client: Option<ClientId>,
+}
+
+struct ClientId {
+    workspace: String,
+    sensor_id: String,
+}
+
+pub(crate) async fn serve_connection<S: Store>(
+    shared: Arc<Shared<S>>,
+    tcp: TcpStream,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), BoxError> {
+    let limits = shared.config.limits.clone();
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = tokio::time::timeout(limits.handshake_timeout, acceptor).await??;
+    let sni = start
+        .client_hello()
+        .server_name()
+        .map(names::normalize_host);
+    let target = match &sni {
+        Some(name) => shared.registry.lookup(name, &shared.store).await?,
+        None => None,
+    };
+    let config = match &target {
+        Some((ws, _)) => ws.server_config.clone(),
+        None => shared.registry.fallback(),
+    };
+    let tls = tokio::time::timeout(limits.handshake_timeout, start.into_stream(config)).await??;
+    let client = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| {
+            let info = uplink_pki::cert_info(leaf).ok()?;
+            let snapshot = shared.registry.snapshot();
+            let ws = snapshot.by_ca_subject.get(&info.issuer_raw)?;
+            Some(ClientId {
+                workspace: ws.name.clone(),
+                sensor_id: info.subject_cn?,
+            })
+        });
+    let ctx = Arc::new(ConnCtx {
+        sni,
+        target,
+        client,
+    });
+    let service = hyper::service::service_fn(move |req| {
+        let (shared, ctx) = (shared.clone(), ctx.clone());
+        async move { Ok::<_, Infallible>(handle(&shared, &ctx, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(tls), service);
+    watcher.watch(conn).await?;
+    Ok(())
+}
+
+async fn handle<S: Store>(
+    shared: &Shared<S>,
+    ctx: &ConnCtx,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .map(names::normalize_host);
+    let Some(host) = host else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            Code::REQUEST_REJECTED,
+            "the request has no Host header: send the workspace's host name".into(),
+        );
+    };
+    let (ws, role) = match (&ctx.sni, &ctx.target) {
+        (Some(sni), Some((ws, role))) if *sni == host => (ws, *role),
+        (Some(sni), _) if *sni != host => {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the TLS server name {sni:?} and the Host header {host:?} differ: connect to the host you address"),
+            );
+        }
+        (None, _) => {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the connection named no server (no TLS SNI) but the request is for {host:?}: connect by host name, not by IP address"),
+            );
+        }
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                Code::HTTP_UNEXPECTED_STATUS,
+                format!("no workspace is served at {host:?}: check the host name in the sensor URL (<workspace>sensorapi.<domain>)"),
+            );
+        }
+    };
+    match role {
+        Role::Console => error(
+            StatusCode::NOT_FOUND,
+            Code::HTTP_UNEXPECTED_STATUS,
+            format!(
+                "the web console is not available yet; the sensor API for this workspace is at https://{}",
+                names::sensor_host(&ws.name, &ws.domain)
+            ),
+        ),
+        Role::SensorApi => sensor_api(shared, ctx, ws, req).await,
+    }
+}
+
+async fn sensor_api<S: Store>(
+    shared: &Shared<S>,
+    ctx: &ConnCtx,
+    ws: &Workspace,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let method = req.method();
+    match (path, method) {
+        (uplink_protocol::PING_PATH, &Method::GET | &Method::HEAD) => ok_text("Ok"),
+        (uplink_protocol::ENROLL_PATH, &Method::POST) => enroll(shared, ws, req).await,
+        (uplink_protocol::EVENTS_PATH, &Method::POST) => events(shared, ctx, ws, req).await,
+        (uplink_protocol::PING_PATH, _) => method_not_allowed("GET, HEAD"),
+        (uplink_protocol::ENROLL_PATH | uplink_protocol::EVENTS_PATH, _) => {
+            method_not_allowed("POST")
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            Code::HTTP_UNEXPECTED_STATUS,
+            format!("no such endpoint {path:?}; see docs/protocol.md"),
+        ),
+    }
+}
+
+async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<(http::request::Parts, Bytes), Response<Full<Bytes>>> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::REQUEST_REJECTED,
+            format!("the request body is larger than {limit} bytes: send smaller batches"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            Code::REQUEST_REJECTED,
+            format!("the request body could not be read: {e}"),
+        )),
+    }
+}
+
+async fn enroll<S: Store>(
+    shared: &Shared<S>,
+    ws: &Workspace,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (_, body) = match read_body(req, MAX_ENROLL_BODY).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let request: EnrollRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the enrollment request is not valid JSON: {e}"),
+            );
+        }
+    };
+    let presented = sha2::Sha256::digest(request.access_key.as_bytes());
+    if !bool::from(presented.as_slice().ct_eq(&ws.access_key_sha256)) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            Code::ENROLL_DENIED,
+            format!("the access key is not valid for workspace {:?}: use the bundle made for this workspace", ws.name),
+        );
+    }
+    let sensor_id = hex::encode(rand::random::<[u8; 16]>());
+    let signed = match ws.ca.sign_client_csr(
+        request.csr_pem.as_bytes(),
+        &sensor_id,
+        &ws.name,
+        shared.config.client_validity_days,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the CSR was refused: {e}"),
+            )
+        }
+    };
+    let name: String = request
+        .name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(253)
+        .collect();
+    let record = SensorRecord {
+        sensor_id: sensor_id.clone(),
+        workspace: ws.name.clone(),
+        name,
+        cert_sha256: uplink_pki::sha256_hex(&signed.cert_der),
+        enrolled_at: uplink_store::now_ms(),
+        last_seen: None,
+    };
+    if let Err(e) = shared.store.add_sensor(record).await {
+        tracing::error!(error = %e, "storing an enrolled sensor failed");
+        return unavailable();
+    }
+    tracing::info!(workspace = %ws.name, sensor = %sensor_id, "sensor enrolled");
+    let response = EnrollResponse {
+        workspace: ws.name.clone(),
+        sensor_id,
+        certificate_pem: signed.cert_pem,
+        chain_pem: ws.ca.cert_pem().to_owned(),
+        not_after: signed
+            .not_after
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    };
+    json(StatusCode::OK, &response)
+}
+
+async fn events<S: Store>(
+    shared: &Shared<S>,
+    ctx: &ConnCtx,
+    ws: &Workspace,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let limits = &shared.config.limits;
+    let Some(client) = &ctx.client else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            Code::MTLS_REJECTED,
+            "this endpoint needs the sensor's client certificate: enroll the sensor (uplink sensor install) and present its certificate".into(),
+        );
+    };
+    if client.workspace != ws.name {
+        return error(
+            StatusCode::FORBIDDEN,
+            Code::MTLS_REJECTED,
+            format!(
+                "the client certificate belongs to workspace {:?}, not to {:?} which this host serves: use the sensor URL of its own workspace",
+                client.workspace, ws.name
+            ),
+        );
+    }
+    let encoding = match body::Encoding::from_header(
+        req.headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::REQUEST_REJECTED,
+                e.to_string(),
+            )
+        }
+    };
+    let (_, raw) = match read_body(req, limits.max_body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let decoded = match body::decode(encoding, &raw, limits.max_decoded) {
+        Ok(d) => d,
+        Err(e @ body::BodyError::TooLargeDecoded { .. }) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::REQUEST_REJECTED,
+                e.to_string(),
+            )
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                e.to_string(),
+            )
+        }
+    };
+    let parsed = match uplink_protocol::batch::parse(&decoded, limits.max_events) {
+        Ok(p) => p,
+        Err(e @ uplink_protocol::batch::BatchError::TooManyEvents { .. }) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::REQUEST_REJECTED,
+                e.to_string(),
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the batch was refused, nothing stored: {e}"),
+            )
+        }
+    };
+    let batch: Vec<NewEvent> = parsed
+        .into_iter()
+        .map(|e| NewEvent {
+            seq: e.seq,
+            kind: e.kind.into_owned(),
+            body: e.raw.to_owned(),
+        })
+        .collect();
+    match shared.store.ingest(&client.sensor_id, batch).await {
+        Ok(outcome) => json(StatusCode::OK, &EventsResponse { accepted: outcome.accepted, duplicates: outcome.duplicates }),
+        Err(StoreError::NoSuchSensor(id)) => error(
+            StatusCode::FORBIDDEN,
+            Code::MTLS_REJECTED,
+            format!("sensor {id} is not enrolled in this workspace (it may have been removed): re-enroll it"),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "ingest failed");
+            unavailable()
+        }
+    }
+}
+
+fn ok_text(body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        uplink_protocol::VERSION_HEADER,
+        header::HeaderValue::from(uplink_protocol::VERSION),
+    );
+    resp
+}
+
+fn error(status: StatusCode, code: Code, message: String) -> Response<Full<Bytes>> {
+    json(
+        status,
+        &ErrorBody {
+            code: code.as_str().to_owned(),
+            message,
+        },
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::REQUEST_REJECTED,
+        format!("use {allow} on this endpoint"),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    resp
+}
+
+fn unavailable() -> Response<Full<Bytes>> {
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Code::HTTP_UNEXPECTED_STATUS,
+        "the service's storage is unavailable; nothing was stored: retry later".into(),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    resp
+}

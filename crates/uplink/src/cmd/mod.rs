@@ -1,0 +1,36 @@
+//! Subcommand implementations.
+
+pub mod events;
+pub mod quickstart;
+pub mod service;
+pub mod workspace;
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| {
+        eprintln!("warning: log level {level:?} is not valid (use error, warn, info, debug or trace); using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `--data-dir`, shared by the service and the admin commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataDir {
+    /// The service's data directory: its SQLite store (uplink.db) and workspace bundles.
+    #[arg(long, value_name = "DIR", env = "UPLINK_DATA_DIR")]
+    pub data_dir: PathBuf,
+}

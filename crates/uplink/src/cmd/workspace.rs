@@ -1,0 +1,162 @@
+//! `uplink workspace`.
+
+use std::process::ExitCode;
+
+use uplink_store::sqlite::SqliteStore;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create a workspace: its CA, an access key and an enrollment bundle (mode 0600).
+    ///
+    /// NAME is one DNS label (letters, digits, '-'), at most 54 characters, not ending in
+    /// 'sensorapi'. Sensors reach the workspace at https://NAMEsensorapi.DOMAIN[:PORT]; give them
+    /// the bundle file. Works whether or not the service is running.
+    Create(CreateArgs),
+    /// List the workspaces in a data directory.
+    List(ListArgs),
+    /// Show a workspace's sensors and event counts (readable while the service runs).
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The workspace name, e.g. contoso-corp.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// The DNS domain under which the workspace's hosts live. `*.localhost` names resolve to
+    /// loopback without DNS (RFC 6761), so the default works on one machine with no setup.
+    #[arg(long, default_value = uplink_protocol::names::DEFAULT_DOMAIN)]
+    pub domain: String,
+    /// The port sensors connect to (where the service, or a load balancer in front of it, listens).
+    #[arg(long, default_value_t = 443, value_name = "PORT")]
+    pub public_port: u16,
+    /// Print JSON: workspace, sensor_url, console_url, access_key, bundle_path, ca_sha256.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Print JSON: an array of {workspace, sensor_url, ca_sha256}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Print JSON: {"sensors": [{"id", "name", "last_seen"}], "events": {"total", "by_kind"}}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Create(a) => create(a),
+        Command::List(a) => list(a),
+        Command::Stats(a) => stats(a),
+    }
+}
+
+fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let created = uplink_service::admin::create_workspace(
+        &a.data.data_dir,
+        &a.name,
+        &a.domain,
+        a.public_port,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&created)?);
+    } else {
+        println!("workspace   {}", created.workspace);
+        println!("sensor URL  {}", created.sensor_url);
+        println!("console URL {}", created.console_url);
+        println!("CA SHA-256  {}", created.ca_sha256);
+        println!(
+            "bundle      {}  (holds the access key; give it to sensors, keep it private)",
+            created.bundle_path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(&a.data.data_dir, false)?;
+    let rows: Vec<serde_json::Value> = store
+        .workspaces_sync()?
+        .into_iter()
+        .map(|w| {
+            let host = uplink_protocol::names::sensor_host(&w.name, &w.domain);
+            serde_json::json!({
+                "workspace": w.name,
+                "sensor_url": uplink_service::admin::url_for(&host, w.public_port),
+                "ca_sha256": w.ca_sha256,
+            })
+        })
+        .collect();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        println!(
+            "no workspaces yet: create one with `uplink workspace create NAME --data-dir DIR`"
+        );
+    } else {
+        for r in rows {
+            println!(
+                "{:<30} {}",
+                r["workspace"].as_str().unwrap_or_default(),
+                r["sensor_url"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(&a.data.data_dir, false)?;
+    let name = a.name.to_ascii_lowercase();
+    let stats = store.stats(&name)?;
+    let sensors: Vec<serde_json::Value> = stats
+        .sensors
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.sensor_id,
+                "name": s.name,
+                "enrolled_at": uplink_store::rfc3339_ms(s.enrolled_at),
+                "last_seen": s.last_seen.map(uplink_store::rfc3339_ms),
+            })
+        })
+        .collect();
+    if a.json {
+        let value = serde_json::json!({
+            "workspace": name,
+            "sensors": sensors,
+            "events": {"total": stats.total, "by_kind": stats.by_kind},
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!(
+            "workspace {name}: {} sensors, {} events",
+            stats.sensors.len(),
+            stats.total
+        );
+        for (kind, n) in &stats.by_kind {
+            println!("  {kind:<20} {n}");
+        }
+        for s in &stats.sensors {
+            let seen = s
+                .last_seen
+                .map(uplink_store::rfc3339_ms)
+                .unwrap_or_else(|| "never".into());
+            println!("  sensor {} ({}) last seen {seen}", s.sensor_id, s.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
