@@ -1,0 +1,389 @@
+//! Test harness: real processes on loopback (the `uplink` binary, curl, openssl, and later Squid
+//! and friends), free ports, and failure messages that dump everything a reader needs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const UPLINK: &str = env!("CARGO_BIN_EXE_uplink");
+
+/// Fails loudly if a required external program is missing. Under CI (CI=true) a missing
+/// component is an error, never a skip; locally too, with the install hint.
+pub fn require(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "required program {program:?} is not installed: run ./test.sh (it installs every test dependency), or apt-get install the package providing it"
+    );
+}
+
+/// Runs `uplink ARGS` to completion.
+pub fn uplink(args: &[&str]) -> Output {
+    Command::new(UPLINK)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run uplink")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout, dumping the command's output otherwise.
+#[track_caller]
+pub fn ok(o: Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// A running `uplink service`, killed on drop; its stderr is kept for failure messages.
+pub struct ServiceProc {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl ServiceProc {
+    pub fn start(data_dir: &Path) -> ServiceProc {
+        Self::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> ServiceProc {
+        let mut child = Command::new(UPLINK)
+            .args(["service", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start uplink service");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .expect("read service stdout");
+        let port = first
+            .trim()
+            .strip_prefix("listening on https://127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "service did not print its address; first line {first:?}\nlog:\n{}",
+                    log.lock().unwrap()
+                )
+            });
+        ServiceProc {
+            child: Some(child),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("service still owned").id()
+    }
+
+    /// Takes the process out of the guard (the caller now ends it).
+    pub fn take(&mut self) -> Child {
+        self.child.take().expect("service still owned")
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServiceProc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A workspace made with `uplink workspace create --json`.
+#[derive(Debug, Clone)]
+pub struct Ws {
+    pub name: String,
+    pub sensor_host: String,
+    pub sensor_url: String,
+    pub bundle_path: PathBuf,
+    pub access_key: String,
+    pub ca_sha256: String,
+    /// The CA certificate, written to a file for curl and openssl.
+    pub ca_file: PathBuf,
+}
+
+pub fn create_workspace(data_dir: &Path, name: &str, port: u16) -> Ws {
+    let out = ok(
+        uplink(&[
+            "workspace",
+            "create",
+            name,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--public-port",
+            &port.to_string(),
+            "--json",
+        ]),
+        "workspace create",
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&out).expect("workspace create --json prints JSON");
+    let bundle_path = PathBuf::from(v["bundle_path"].as_str().unwrap());
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    let ca_file = data_dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_file, bundle["ca_pem"].as_str().unwrap()).unwrap();
+    Ws {
+        name: v["workspace"].as_str().unwrap().into(),
+        sensor_host: format!(
+            "{}sensorapi.uplink.localhost",
+            v["workspace"].as_str().unwrap()
+        ),
+        sensor_url: v["sensor_url"].as_str().unwrap().into(),
+        bundle_path,
+        access_key: v["access_key"].as_str().unwrap().into(),
+        ca_sha256: v["ca_sha256"].as_str().unwrap().into(),
+        ca_file,
+    }
+}
+
+/// A curl invocation against the service at `host` (mapped to 127.0.0.1 with --resolve).
+pub struct Curl {
+    cmd: Command,
+}
+
+impl Curl {
+    pub fn new(host: &str, port: u16, path: &str) -> Curl {
+        require("curl");
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--resolve",
+        ])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}{path}"));
+        Curl { cmd }
+    }
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.arg(a);
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, a: I) -> Self {
+        self.cmd.args(a);
+        self
+    }
+    /// Runs curl; returns (HTTP status, body). Panics with curl's stderr if curl itself failed.
+    pub fn run(mut self) -> (u16, String) {
+        let out = self.cmd.output().expect("run curl");
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "curl failed ({}): {}\n{}",
+            out.status,
+            stderr(&out),
+            text
+        );
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+    /// Runs curl expecting it to fail (e.g. a TLS error); returns its exit code and stderr.
+    pub fn run_fail(mut self) -> (i32, String) {
+        let out = self.cmd.output().expect("run curl");
+        assert!(
+            !out.status.success(),
+            "curl unexpectedly succeeded: {}",
+            stdout(&out)
+        );
+        (out.status.code().unwrap_or(-1), stderr(&out))
+    }
+}
+
+/// Runs openssl with args; panics with its output on failure.
+pub fn openssl(args: &[&str]) -> String {
+    require("openssl");
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    ok(out, &format!("openssl {}", args.join(" ")))
+}
+
+/// A sensor identity enrolled with openssl (key + CSR) and curl: real third-party clients.
+pub struct Enrolled {
+    pub sensor_id: String,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+pub fn enroll_with_openssl(dir: &Path, ws: &Ws, port: u16, label: &str) -> Enrolled {
+    let key_file = dir.join(format!("{label}.key"));
+    let csr_file = dir.join(format!("{label}.csr"));
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        key_file.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key_file.to_str().unwrap(),
+        "-subj",
+        &format!("/CN={label}"),
+        "-out",
+        csr_file.to_str().unwrap(),
+    ]);
+    let csr = std::fs::read_to_string(&csr_file).unwrap();
+    let req = serde_json::json!({"access_key": ws.access_key, "csr_pem": csr, "name": label});
+    let req_file = dir.join(format!("{label}-enroll.json"));
+    std::fs::write(&req_file, req.to_string()).unwrap();
+    let (status, body) = Curl::new(&ws.sensor_host, port, "/api/v1/enroll")
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", req_file.display()))
+        .run();
+    assert_eq!(status, 200, "enroll: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cert_file = dir.join(format!("{label}.crt"));
+    std::fs::write(&cert_file, v["certificate_pem"].as_str().unwrap()).unwrap();
+    Enrolled {
+        sensor_id: v["sensor_id"].as_str().unwrap().into(),
+        cert_file,
+        key_file,
+    }
+}
+
+/// NDJSON lines `{"seq":N,"kind":K,"n":N}` for each seq.
+pub fn ndjson(seqs: impl IntoIterator<Item = u64>, kind: &str) -> String {
+    seqs.into_iter()
+        .map(|s| format!("{{\"seq\":{s},\"kind\":\"{kind}\",\"payload\":\"event {s}\"}}\n"))
+        .collect()
+}
+
+/// POSTs a batch from a file with the sensor's client certificate; returns (status, body).
+pub fn post_events(
+    ws: &Ws,
+    port: u16,
+    who: Option<&Enrolled>,
+    body_file: &Path,
+    extra: &[&str],
+) -> (u16, String) {
+    let mut c = Curl::new(&ws.sensor_host, port, "/api/v1/events")
+        .arg("--cacert")
+        .arg(&ws.ca_file);
+    if let Some(e) = who {
+        c = c
+            .arg("--cert")
+            .arg(&e.cert_file)
+            .arg("--key")
+            .arg(&e.key_file);
+    }
+    c.args(["-H", "content-type: application/x-ndjson"])
+        .args(extra)
+        .arg("--data-binary")
+        .arg(format!("@{}", body_file.display()))
+        .run()
+}
+
+/// Exported (sensor_id, seq) pairs of a workspace.
+pub fn exported(data_dir: &Path, ws: &str) -> Vec<(String, u64, serde_json::Value)> {
+    let out = ok(
+        uplink(&[
+            "events",
+            "export",
+            ws,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]),
+        "events export",
+    );
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("export line {l:?}: {e}"));
+            (
+                v["sensor_id"].as_str().unwrap().to_owned(),
+                v["seq"].as_u64().unwrap(),
+                v,
+            )
+        })
+        .collect()
+}
+
+/// Waits for a child to exit, up to `limit` (a waiting thread signals; no polling). On timeout
+/// the child is killed and `None` returned.
+pub fn wait_exit(mut child: Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            None
+        }
+    }
+}
+
+/// Sends a signal (e.g. "TERM", "KILL") to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -{sig} {pid} failed");
+}
+
+pub fn read_all(mut r: impl Read) -> String {
+    let mut s = String::new();
+    let _ = r.read_to_string(&mut s);
+    s
+}
