@@ -42,6 +42,9 @@ enum Command {
     /// Create and inspect workspaces.
     #[command(subcommand)]
     Workspace(cmd::workspace::Command),
+    /// The sensor: install, queue events, upload them, show status.
+    #[command(subcommand)]
+    Sensor(cmd::sensor::Command),
     /// Read the events a workspace has stored.
     #[command(subcommand)]
     Events(cmd::events::Command),
@@ -50,7 +53,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Service(_) => "info",
+        Command::Service(_) | Command::Sensor(cmd::sensor::Command::Run(_)) => "info",
         _ => "warn",
     };
     cmd::init_logging(
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Service(args) => cmd::service::run(args),
         Command::Workspace(c) => cmd::workspace::run(c),
         Command::Events(c) => cmd::events::run(c),
+        Command::Sensor(c) => cmd::sensor::run(c),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod quickstart;
+pub mod sensor;
 pub mod service;
 pub mod workspace;
 
@@ -18,9 +19,12 @@ pub fn init_logging(level: &str, format: LogFormat) {
         eprintln!("warning: log level {level:?} is not valid (use error, warn, info, debug or trace); using info");
         tracing_subscriber::EnvFilter::new("info")
     });
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal: journald, files and pipes get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod squid;
+
 pub const UPLINK: &str = env!("CARGO_BIN_EXE_uplink");
 
 /// Fails loudly if a required external program is missing. Under CI (CI=true) a missing
@@ -66,10 +68,19 @@ impl ServiceProc {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> ServiceProc {
+        Self::launch(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts on a given address (to restart a service on the port its sensors know).
+    pub fn start_at(data_dir: &Path, listen: &str) -> ServiceProc {
+        Self::launch(data_dir, listen, &[])
+    }
+
+    fn launch(data_dir: &Path, listen: &str, extra: &[&str]) -> ServiceProc {
         let mut child = Command::new(UPLINK)
             .args(["service", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+            .args(["--listen", listen, "--log-level", "debug"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

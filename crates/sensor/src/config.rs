@@ -1,0 +1,235 @@
+//! The sensor's configuration: where things are, what it reports to, and how it gets there.
+//!
+//! `sensor.toml` holds no secret in clear: the proxy password is sealed (see [`crate::secrets`]).
+//! The uploader reads the file again before every new connection, so an edited proxy setting
+//! takes effect on the next connection without a restart or a reinstall.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use uplink_tunnel::{Credentials, ProxyUrl};
+
+use crate::secrets::SecretBox;
+
+/// The configuration format this build writes.
+pub const CONFIG_FORMAT: u32 = 1;
+/// Default configuration directory.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/uplink";
+/// Default state directory (queue, status).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/uplink";
+
+/// Where a sensor's files live. With `--config-dir DIR`, everything is in DIR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Paths {
+    /// `--config-dir DIR` (everything in DIR), or the system defaults.
+    pub fn new(config_dir: Option<&Path>) -> Paths {
+        match config_dir {
+            Some(d) => Paths {
+                config_dir: d.to_path_buf(),
+                state_dir: d.to_path_buf(),
+            },
+            None => Paths {
+                config_dir: DEFAULT_CONFIG_DIR.into(),
+                state_dir: DEFAULT_STATE_DIR.into(),
+            },
+        }
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("sensor.toml")
+    }
+    pub fn ca_file(&self) -> PathBuf {
+        self.config_dir.join("ca.pem")
+    }
+    pub fn cert_file(&self) -> PathBuf {
+        self.config_dir.join("client.pem")
+    }
+    pub fn key_file(&self) -> PathBuf {
+        self.config_dir.join("client.key")
+    }
+    pub fn secret_key_file(&self) -> PathBuf {
+        self.config_dir.join("secret.key")
+    }
+    pub fn queue_dir(&self) -> PathBuf {
+        self.state_dir.join("queue")
+    }
+    pub fn status_file(&self) -> PathBuf {
+        self.state_dir.join("status.json")
+    }
+    /// Every file `install` writes (uninstall removes exactly these, plus the state).
+    pub fn installed_files(&self) -> Vec<PathBuf> {
+        vec![
+            self.config_file(),
+            self.ca_file(),
+            self.cert_file(),
+            self.key_file(),
+            self.secret_key_file(),
+        ]
+    }
+}
+
+/// `sensor.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Config {
+    pub format: u32,
+    pub workspace: String,
+    pub sensor_id: String,
+    pub sensor_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyConfig>,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub upload: UploadConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `http://HOST:PORT`, never with credentials.
+    pub url: String,
+    /// `DOMAIN\user`, `user@domain` or `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The password, sealed: `enc:v1:...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Most bytes of events waiting for upload; beyond it `send` refuses (exit 3).
+    pub max_bytes: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_bytes: uplink_queue::Options::default().max_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadConfig {
+    /// Most events per batch.
+    pub batch_events: usize,
+    /// About the most bytes per batch (before compression).
+    pub batch_bytes: usize,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            batch_events: 5_000,
+            batch_bytes: 4 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no sensor is installed in {0}: run `uplink sensor install --bundle FILE` (or pass the right --config-dir)")]
+    NotInstalled(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid sensor configuration: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+}
+
+impl Config {
+    pub fn load(paths: &Paths) -> Result<Config, ConfigError> {
+        let path = paths.config_file();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotInstalled(paths.config_dir.clone()))
+            }
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if config.format > CONFIG_FORMAT {
+            return Err(ConfigError::Invalid {
+                path,
+                reason: format!("written by a newer uplink (format {}); this build reads format {CONFIG_FORMAT}: upgrade uplink", config.format),
+            });
+        }
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut text = String::from(
+            "# uplink sensor configuration. The proxy password is encrypted (key: secret.key).\n",
+        );
+        text.push_str(&toml::to_string_pretty(self).expect("the configuration serialises"));
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Writes the configuration (0600, atomically).
+    pub fn save(&self, paths: &Paths) -> Result<(), ConfigError> {
+        let path = paths.config_file();
+        crate::fsutil::write_private(&path, self.to_toml().as_bytes())
+            .map_err(|source| ConfigError::Io { path, source })
+    }
+
+    /// The route to the service this configuration asks for, with the proxy password unsealed.
+    pub fn route(&self, paths: &Paths) -> Result<Route, ConfigError> {
+        let Some(proxy) = &self.proxy else {
+            return Ok(Route::Direct);
+        };
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: paths.config_file(),
+            reason,
+        };
+        let (url, inline) = ProxyUrl::parse(&proxy.url).map_err(|e| invalid(e.to_string()))?;
+        if inline.is_some() {
+            return Err(invalid("the proxy URL holds credentials in clear: set them with --proxy-user/--proxy-password instead".into()));
+        }
+        let credentials = match (&proxy.user, &proxy.password) {
+            (Some(user), Some(sealed)) => {
+                let sb = SecretBox::open(&paths.secret_key_file())?;
+                Some(Credentials {
+                    user: user.clone(),
+                    password: sb.open_sealed(sealed)?,
+                })
+            }
+            (Some(user), None) => Some(Credentials::new(user.clone(), "")),
+            (None, _) => None,
+        };
+        Ok(Route::Proxy { url, credentials })
+    }
+}
+
+/// How the sensor reaches the service.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Direct,
+    Proxy {
+        url: ProxyUrl,
+        credentials: Option<Credentials>,
+    },
+}
+
+impl std::fmt::Display for Route {
+    /// PAC notation: `DIRECT` or `PROXY host:port`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Direct => f.write_str("DIRECT"),
+            Route::Proxy { url, .. } => write!(f, "PROXY {}", url.host_port()),
+        }
+    }
+}

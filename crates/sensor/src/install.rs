@@ -1,0 +1,350 @@
+//! `uplink sensor install` and `uninstall`.
+//!
+//! Install mirrors the seeds' installer switches (ProxyUrl, ProxyUserName, ProxyUserPassword,
+//! /quiet). Everything that can fail for a reason outside this machine — the bundle's CA pin, the
+//! proxy, the service, the access key — is checked *before* a single file is written, and a write
+//! that fails removes what was written: nothing is ever left half-installed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use uplink_client::{Endpoint, TlsSettings};
+use uplink_tunnel::{Credentials, ProxyUrl};
+
+use crate::config::{Config, Paths, ProxyConfig, CONFIG_FORMAT};
+use crate::secrets::SecretBox;
+use crate::{fsutil, link, SensorError};
+
+/// The enrollment bundle as read by the sensor (see docs/protocol.md).
+#[derive(Deserialize)]
+struct Bundle {
+    #[serde(default = "one")]
+    format: u32,
+    workspace: String,
+    sensor_url: String,
+    access_key: String,
+    ca_pem: String,
+    ca_sha256: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The installer's switches.
+#[derive(Debug, Default)]
+pub struct InstallOptions {
+    pub bundle: PathBuf,
+    pub proxy_url: Option<String>,
+    pub proxy_user: Option<String>,
+    pub proxy_password: Option<SecretString>,
+    /// The sensor's display name (default: the host name).
+    pub name: Option<String>,
+}
+
+/// What install did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    pub workspace: String,
+    pub sensor_id: String,
+    pub sensor_url: String,
+    pub route: String,
+    pub certificate_expires: String,
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+const ENROLL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Validates the proxy switches into a config section and the credentials to use now.
+pub fn proxy_switches(
+    url: Option<&str>,
+    user: Option<&str>,
+    password: Option<SecretString>,
+) -> Result<Option<(ProxyUrl, Option<Credentials>)>, SensorError> {
+    let Some(url) = url else {
+        if user.is_some() || password.is_some() {
+            return Err(SensorError::Switch(
+                "--proxy-user and --proxy-password need --proxy-url".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let (parsed, inline) = ProxyUrl::parse(url).map_err(|e| SensorError::Switch(e.to_string()))?;
+    let credentials = match (inline, user, password) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(SensorError::Switch("give the proxy credentials either in the URL or with --proxy-user/--proxy-password, not both".into()));
+        }
+        (Some(c), None, None) => Some(c),
+        (None, Some(u), Some(p)) => {
+            if u.trim().is_empty() {
+                return Err(SensorError::Switch("--proxy-user is empty".into()));
+            }
+            Some(Credentials {
+                user: u.to_owned(),
+                password: p,
+            })
+        }
+        (None, Some(_), None) => {
+            return Err(SensorError::Switch(
+                "--proxy-user needs --proxy-password".into(),
+            ))
+        }
+        (None, None, Some(_)) => {
+            return Err(SensorError::Switch(
+                "--proxy-password needs --proxy-user (DOMAIN\\user)".into(),
+            ))
+        }
+        (None, None, None) => None,
+    };
+    Ok(Some((parsed, credentials)))
+}
+
+/// Installs and enrolls a sensor. See the module docs.
+pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, SensorError> {
+    if paths.config_file().exists() {
+        return Err(SensorError::AlreadyInstalled(paths.config_dir.clone()));
+    }
+    let proxy = proxy_switches(
+        opts.proxy_url.as_deref(),
+        opts.proxy_user.as_deref(),
+        opts.proxy_password,
+    )?;
+    let bundle = read_bundle(&opts.bundle)?;
+    let endpoint = Endpoint::parse(&bundle.sensor_url)?;
+    let route = match &proxy {
+        None => crate::config::Route::Direct,
+        Some((url, creds)) => crate::config::Route::Proxy {
+            url: url.clone(),
+            credentials: creds.clone(),
+        },
+    };
+
+    // Enroll: the private key is made here and never leaves this machine.
+    let name = opts.name.unwrap_or_else(hostname);
+    let (key_pem, csr_pem) = uplink_pki::generate_key_and_csr(&name)?;
+    let key_pem = zeroize::Zeroizing::new(key_pem);
+    let anonymous = TlsSettings::new(&bundle.ca_pem, None)?;
+    let mut conn = link::open(&endpoint, &route, &anonymous, ENROLL_TIMEOUT)
+        .await
+        .map_err(SensorError::Enroll)?;
+    let enrolled = conn
+        .enroll(&uplink_protocol::EnrollRequest {
+            access_key: bundle.access_key.clone(),
+            csr_pem,
+            name,
+        })
+        .await
+        .map_err(|e| SensorError::Enroll(e.into()))?;
+
+    // Everything external worked; now write, undoing on failure.
+    let mut config = Config {
+        format: CONFIG_FORMAT,
+        workspace: enrolled.workspace.clone(),
+        sensor_id: enrolled.sensor_id.clone(),
+        sensor_url: bundle.sensor_url.clone(),
+        proxy: None,
+        queue: Default::default(),
+        upload: Default::default(),
+    };
+    let mut written = Written::default();
+    let result = (|| -> Result<(), SensorError> {
+        written.dir(&paths.config_dir)?;
+        written.dir(&paths.state_dir)?;
+        if let Some((url, creds)) = &proxy {
+            let mut section = ProxyConfig {
+                url: url.to_string(),
+                user: None,
+                password: None,
+            };
+            if let Some(c) = creds {
+                let key_path = paths.secret_key_file();
+                written.files.push(key_path.clone());
+                let sb = SecretBox::open_or_create(&key_path)?;
+                section.user = Some(c.user.clone());
+                section.password = Some(sb.seal(&c.password));
+            }
+            config.proxy = Some(section);
+        }
+        written.file(&paths.ca_file(), bundle.ca_pem.as_bytes(), false)?;
+        written.file(
+            &paths.cert_file(),
+            enrolled.certificate_pem.as_bytes(),
+            false,
+        )?;
+        written.file(&paths.key_file(), key_pem.as_bytes(), true)?;
+        written.file(&paths.config_file(), config.to_toml().as_bytes(), true)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        written.undo();
+        return Err(e);
+    }
+    Ok(Installed {
+        workspace: enrolled.workspace,
+        sensor_id: enrolled.sensor_id,
+        sensor_url: bundle.sensor_url,
+        route: route.to_string(),
+        certificate_expires: enrolled.not_after,
+        config_dir: paths.config_dir.clone(),
+        state_dir: paths.state_dir.clone(),
+    })
+}
+
+/// Files and directories written so far, to undo a failed install.
+#[derive(Default)]
+struct Written {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Written {
+    fn dir(&mut self, path: &Path) -> Result<(), SensorError> {
+        if fsutil::create_private_dir(path).map_err(|source| SensorError::Io {
+            path: path.into(),
+            source,
+        })? {
+            self.dirs.push(path.into());
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, path: &Path, contents: &[u8], private: bool) -> Result<(), SensorError> {
+        self.files.push(path.into());
+        let r = if private {
+            fsutil::write_private(path, contents)
+        } else {
+            fsutil::write_public(path, contents)
+        };
+        r.map_err(|source| SensorError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+
+    fn undo(&self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn read_bundle(path: &Path) -> Result<Bundle, SensorError> {
+    let bad = |reason: String| SensorError::Bundle {
+        path: path.into(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let bundle: Bundle = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(format!(
+            "not an uplink enrollment bundle ({e}); use the file `uplink workspace create` wrote"
+        ))
+    })?;
+    if bundle.format > 1 {
+        return Err(bad(format!(
+            "written by a newer uplink (format {}): upgrade uplink",
+            bundle.format
+        )));
+    }
+    let certs = uplink_pki::certs_from_pem(&bundle.ca_pem)
+        .map_err(|e| bad(format!("its ca_pem is not a certificate: {e}")))?;
+    let actual = uplink_pki::sha256_hex(&certs[0]);
+    if !actual.eq_ignore_ascii_case(bundle.ca_sha256.trim()) {
+        return Err(SensorError::BundlePin {
+            path: path.into(),
+            expected: bundle.ca_sha256.clone(),
+            actual,
+        });
+    }
+    if bundle.workspace.is_empty() || bundle.access_key.is_empty() {
+        return Err(bad("it has no workspace or access key".into()));
+    }
+    Ok(bundle)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sensor".into())
+}
+
+/// `uplink sensor proxy set`: replaces the proxy settings of an installed sensor. A running
+/// uploader uses them from its next connection; no reinstall.
+pub fn set_proxy(
+    paths: &Paths,
+    proxy: Option<(ProxyUrl, Option<Credentials>)>,
+) -> Result<Config, SensorError> {
+    let mut config = Config::load(paths)?;
+    config.proxy = match proxy {
+        None => None,
+        Some((url, creds)) => {
+            let mut section = ProxyConfig {
+                url: url.to_string(),
+                user: None,
+                password: None,
+            };
+            if let Some(c) = creds {
+                let sb = SecretBox::open_or_create(&paths.secret_key_file())?;
+                section.user = Some(c.user.clone());
+                section.password = Some(sb.seal(&c.password));
+            }
+            Some(section)
+        }
+    };
+    config.save(paths)?;
+    Ok(config)
+}
+
+/// What uninstall removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Uninstalled {
+    pub removed: Vec<PathBuf>,
+    pub undelivered_events: u64,
+}
+
+/// Removes an installed sensor. Refuses while events wait for upload, unless `force`.
+pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError> {
+    let config = Config::load(paths)?;
+    let depth = crate::open_queue(paths, &config)?.depth()?;
+    if depth.events > 0 && !force {
+        return Err(SensorError::PendingEvents {
+            events: depth.events,
+        });
+    }
+    let mut removed = Vec::new();
+    for f in paths
+        .installed_files()
+        .into_iter()
+        .chain([paths.status_file()])
+    {
+        if std::fs::remove_file(&f).is_ok() {
+            removed.push(f);
+        }
+    }
+    let queue = paths.queue_dir();
+    if queue.exists() {
+        std::fs::remove_dir_all(&queue).map_err(|source| SensorError::Io {
+            path: queue.clone(),
+            source,
+        })?;
+        removed.push(queue);
+    }
+    for d in [&paths.state_dir, &paths.config_dir] {
+        // Only if empty: never delete files uplink did not write.
+        if std::fs::remove_dir(d).is_ok() {
+            removed.push(d.clone());
+        }
+    }
+    Ok(Uninstalled {
+        removed,
+        undelivered_events: depth.events,
+    })
+}

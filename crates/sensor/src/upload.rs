@@ -1,0 +1,233 @@
+//! The uploader: queue → batch → (proxy) → service → ack.
+//!
+//! A batch leaves the queue only after the service answered 200, which it sends only after the
+//! batch is committed. Any failure — proxy, network, TLS, service — keeps the batch queued and
+//! retries it with exponential backoff and full jitter (250 ms doubling to 30 s). The same
+//! sequence numbers go out again, so the service stores nothing twice.
+//!
+//! The route is read from the configuration before every new connection, so a changed proxy
+//! takes effect without a restart.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use uplink_client::{Connection, Endpoint, TlsSettings};
+use uplink_diag::{Code, Diagnose};
+use uplink_queue::Queue;
+
+use crate::config::{Config, Paths};
+use crate::link::{self, LinkError};
+use crate::status::{now_rfc3339, LastError, Status};
+use crate::SensorError;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often an idle uploader looks for new events.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Successes are written to status.json at most this often (errors at once).
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// How `run` should behave.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Exit once the queue is empty.
+    pub once: bool,
+    /// With `once`: give up (with the last error) after this long.
+    pub timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub delivered: u64,
+    pub batches: u64,
+}
+
+struct State {
+    paths: Paths,
+    config: Config,
+    endpoint: Endpoint,
+    tls: TlsSettings,
+    queue: Queue,
+    conn: Option<Connection>,
+    status: Status,
+    status_written: Option<Instant>,
+    backoff: Duration,
+}
+
+impl State {
+    fn record_error(&mut self, e: &LinkError) {
+        let code = e.code();
+        tracing::warn!(code = %code, error = %e, "upload failed; will retry");
+        self.status.last_error = Some(LastError::new(code, e.to_string()));
+        self.write_status();
+    }
+
+    fn write_status(&mut self) {
+        if let Err(e) = self.status.store(&self.paths.status_file()) {
+            tracing::warn!(error = %e, path = %self.paths.status_file().display(), "cannot write status");
+        }
+        self.status_written = Some(Instant::now());
+    }
+
+    async fn connection(&mut self) -> Result<&mut Connection, LinkError> {
+        if self.conn.as_ref().is_some_and(|c| !c.is_open()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            // Re-read the configuration: a proxy changed since the last connection applies now.
+            if let Ok(fresh) = Config::load(&self.paths) {
+                self.config = fresh;
+            }
+            let route = self.config.route(&self.paths)?;
+            self.status.route = Some(route.to_string());
+            let conn = link::open(&self.endpoint, &route, &self.tls, CONNECT_TIMEOUT).await?;
+            tracing::info!(route = %route, "connected to the service");
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("just connected"))
+    }
+
+    async fn upload(
+        &mut self,
+        body: bytes::Bytes,
+    ) -> Result<uplink_protocol::EventsResponse, LinkError> {
+        let conn = self.connection().await?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, conn.post_events(body, true)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e.into())
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(LinkError::Timeout {
+                    what: "uploading a batch",
+                    after: REQUEST_TIMEOUT,
+                })
+            }
+        }
+    }
+}
+
+/// Loads what the uploader needs from an installed sensor.
+fn prepare(paths: &Paths) -> Result<State, SensorError> {
+    let config = Config::load(paths)?;
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p).map_err(|source| SensorError::Io { path: p, source })
+    };
+    let ca = read(paths.ca_file())?;
+    let cert = read(paths.cert_file())?;
+    let key = zeroize::Zeroizing::new(read(paths.key_file())?);
+    let tls = TlsSettings::new(&ca, Some((&cert, &key)))?;
+    let endpoint = Endpoint::parse(&config.sensor_url)?;
+    let queue = crate::open_queue(paths, &config)?;
+    let status = Status::load(&paths.status_file());
+    Ok(State {
+        paths: paths.clone(),
+        config,
+        endpoint,
+        tls,
+        queue,
+        conn: None,
+        status,
+        status_written: None,
+        backoff: BACKOFF_MIN,
+    })
+}
+
+/// Uploads until `shutdown` completes (or, with `once`, until the queue is empty).
+pub async fn run(
+    paths: &Paths,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, SensorError> {
+    let mut st = prepare(paths)?;
+    for r in st.queue.take_recoveries() {
+        tracing::warn!("queue recovery: {r}");
+    }
+    let deadline = opts.once.then(|| Instant::now() + opts.timeout);
+    let mut report = RunReport {
+        delivered: 0,
+        batches: 0,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let batch = st
+            .queue
+            .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;
+        let Some(batch) = batch else {
+            if opts.once {
+                st.write_status();
+                return Ok(report);
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(IDLE_POLL) => continue,
+            }
+        };
+        let body = bytes::Bytes::from(zstd::bulk::compress(&batch.body, 1).map_err(|e| {
+            SensorError::Io {
+                path: "<zstd>".into(),
+                source: e,
+            }
+        })?);
+        let result = tokio::select! {
+            r = st.upload(body) => r,
+            () = &mut shutdown => break,
+        };
+        match result {
+            Ok(resp) => {
+                st.queue.ack(&batch)?;
+                report.delivered += batch.count as u64;
+                report.batches += 1;
+                st.backoff = BACKOFF_MIN;
+                let was_failing = st.status.last_error.is_some();
+                st.status.last_success = Some(now_rfc3339());
+                st.status.delivered += batch.count as u64;
+                st.status.last_error = None;
+                tracing::debug!(
+                    events = batch.count,
+                    accepted = resp.accepted,
+                    duplicates = resp.duplicates,
+                    "batch delivered"
+                );
+                if was_failing
+                    || st
+                        .status_written
+                        .is_none_or(|t| t.elapsed() >= STATUS_EVERY)
+                {
+                    st.write_status();
+                }
+            }
+            Err(e) => {
+                st.record_error(&e);
+                let wait =
+                    Duration::from_secs_f64(st.backoff.as_secs_f64() * rand::random::<f64>());
+                st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
+                if let Some(deadline) = deadline {
+                    if Instant::now() + wait >= deadline {
+                        return Err(SensorError::GaveUp {
+                            code: e.code(),
+                            message: e.to_string(),
+                            after: opts.timeout,
+                        });
+                    }
+                }
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    st.write_status();
+    Ok(report)
+}
+
+/// A code for errors that are not link errors, for status.
+pub fn code_of(e: &SensorError) -> Code {
+    e.code()
+}

@@ -1,0 +1,359 @@
+//! `uplink sensor`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use uplink_diag::Diagnose;
+use uplink_sensor::status::Status;
+use uplink_sensor::{install, upload, Config, Paths, SensorError};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Enroll this machine with a workspace and write the sensor's configuration.
+    ///
+    /// The switches mirror the seeds' installer: --proxy-url (ProxyUrl), --proxy-user
+    /// (ProxyUserName, as DOMAIN\user), --proxy-password (ProxyUserPassword, stored encrypted),
+    /// --quiet (/quiet). The bundle's CA is checked against its pin; the private key is generated
+    /// here and never leaves the machine. If anything fails, nothing is installed.
+    ///
+    /// Files: /etc/uplink (configuration, certificate, keys) and /var/lib/uplink (queue, status),
+    /// or everything in --config-dir.
+    Install(InstallArgs),
+    /// Remove the sensor's files (refuses while events wait for upload, unless --force).
+    Uninstall(UninstallArgs),
+    /// Queue events from standard input: NDJSON, one JSON object per line.
+    ///
+    /// A string field "kind" classifies each event (default "event"); the queue assigns the
+    /// sequence number. Works while `sensor run` is running.
+    ///
+    /// Exit codes: 0 every line queued; 1 some lines were invalid (reported with their line
+    /// numbers and skipped, the valid ones kept); 3 the queue is full (the lines from the one
+    /// named were not queued); 2 bad usage.
+    Send(SendArgs),
+    /// Upload queued events to the service, over mutual TLS, through the configured route.
+    ///
+    /// Failures are retried with exponential backoff and jitter; nothing leaves the queue until
+    /// the service has committed it. With --once, exit 0 when the queue is empty, or 1 with the
+    /// last error code when that could not happen within --timeout.
+    Run(RunArgs),
+    /// Show the sensor's workspace, route, last success, last error and queue depth.
+    Status(StatusArgs),
+    /// Change how the sensor reaches the service, without reinstalling.
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ProxyCommand {
+    /// Set the proxy (--url, with --user/--password if it needs them) or go direct (--direct).
+    /// A running `sensor run` uses the new setting from its next connection.
+    Set(ProxySetArgs),
+    /// Show the configured route (the password is never shown).
+    Show(ProxyShowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("route").required(true).args(["url", "direct"])))]
+pub struct ProxySetArgs {
+    #[command(flatten)]
+    pub dir: Dir,
+    /// The proxy: http://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The proxy user, as DOMAIN\user.
+    #[arg(long, value_name = "USER", requires = "url")]
+    pub user: Option<String>,
+    /// The proxy password (stored encrypted). Prefer UPLINK_PROXY_PASSWORD.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "UPLINK_PROXY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Connect to the service directly.
+    #[arg(long)]
+    pub direct: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyShowArgs {
+    #[command(flatten)]
+    pub dir: Dir,
+    /// Print JSON: {"route", "url", "user"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Dir {
+    /// Keep everything (configuration, keys, queue, status) in this one directory instead of
+    /// /etc/uplink and /var/lib/uplink.
+    #[arg(long, value_name = "DIR", env = "UPLINK_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+}
+
+impl Dir {
+    fn paths(&self) -> Paths {
+        Paths::new(self.config_dir.as_deref())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// The enrollment bundle from `uplink workspace create`.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub dir: Dir,
+    /// The proxy to reach the service through: http://HOST:PORT (scheme and port required).
+    #[arg(long, value_name = "URL")]
+    pub proxy_url: Option<String>,
+    /// The proxy user, as DOMAIN\user (quote it in a shell: 'CONTOSO\proxyuser').
+    #[arg(long, value_name = "USER")]
+    pub proxy_user: Option<String>,
+    /// The proxy password; stored encrypted, never shown. Prefer UPLINK_PROXY_PASSWORD, which
+    /// keeps it out of the process list.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "UPLINK_PROXY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub proxy_password: Option<String>,
+    /// The sensor's name in the workspace (default: this machine's host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print nothing on success.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub dir: Dir,
+    /// Remove even if events have not been delivered (they are lost).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub dir: Dir,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub dir: Dir,
+    /// Upload everything queued, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: give up after this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub dir: Dir,
+    /// Print JSON: workspace, sensor_id, route, last_success, last_error {code, message, at},
+    /// queue {events, bytes}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Install(a) => install_cmd(a),
+        Command::Uninstall(a) => {
+            let done = install::uninstall(&a.dir.paths(), a.force)?;
+            if done.undelivered_events > 0 {
+                eprintln!(
+                    "warning: {} undelivered events were discarded (--force)",
+                    done.undelivered_events
+                );
+            }
+            println!("sensor removed ({} paths)", done.removed.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send(a) => send_cmd(a),
+        Command::Run(a) => run_cmd(a),
+        Command::Status(a) => status_cmd(a),
+        Command::Proxy(ProxyCommand::Set(a)) => {
+            let paths = a.dir.paths();
+            let proxy = if a.direct {
+                None
+            } else {
+                install::proxy_switches(
+                    a.url.as_deref(),
+                    a.user.as_deref(),
+                    a.password.map(secrecy::SecretString::from),
+                )?
+            };
+            let config = install::set_proxy(&paths, proxy)?;
+            println!("route set to {}", config.route(&paths)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proxy(ProxyCommand::Show(a)) => {
+            let paths = a.dir.paths();
+            let config = Config::load(&paths)?;
+            let route = config.route(&paths)?;
+            let user = config.proxy.as_ref().and_then(|p| p.user.clone());
+            if a.json {
+                let v = serde_json::json!({"route": route.to_string(), "url": config.proxy.as_ref().map(|p| &p.url), "user": user});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("route {route}");
+                if let Some(u) = user {
+                    println!("user  {u} (password stored encrypted)");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
+    let paths = a.dir.paths();
+    let opts = install::InstallOptions {
+        bundle: a.bundle,
+        proxy_url: a.proxy_url,
+        proxy_user: a.proxy_user,
+        proxy_password: a.proxy_password.map(secrecy::SecretString::from),
+        name: a.name,
+    };
+    let installed = runtime()?
+        .block_on(install::install(&paths, opts))
+        .map_err(with_code)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&installed)?);
+    } else if !a.quiet {
+        println!("sensor installed");
+        println!("  workspace  {}", installed.workspace);
+        println!("  sensor id  {}", installed.sensor_id);
+        println!("  service    {}", installed.sensor_url);
+        println!("  route      {}", installed.route);
+        println!("  cert until {}", installed.certificate_expires);
+        println!("  config     {}", installed.config_dir.display());
+        println!(
+            "next: queue events with `uplink sensor send` and upload them with `uplink sensor run`"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with_code(e: SensorError) -> anyhow::Error {
+    anyhow::anyhow!("{}: {e}\nfix: {}", e.code(), e.code().fix())
+}
+
+fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
+    let paths = a.dir.paths();
+    let stdin = std::io::stdin();
+    let mut err = std::io::stderr().lock();
+    let report = uplink_sensor::send(&paths, stdin.lock(), |line, reason| {
+        let _ = writeln!(err, "line {line}: {reason} (skipped)");
+    })?;
+    if let Some((line, e)) = &report.full {
+        eprintln!("error: {e}");
+        eprintln!("{} events were queued; line {line} and the lines after it were NOT queued: send them again later", report.accepted);
+        return Ok(ExitCode::from(3));
+    }
+    if report.rejected > 0 {
+        eprintln!(
+            "{} events queued, {} lines rejected",
+            report.accepted, report.rejected
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let paths = a.dir.paths();
+    let opts = upload::RunOptions {
+        once: a.once,
+        timeout: Duration::from_secs(a.timeout.max(1)),
+    };
+    let rt = runtime()?;
+    match rt.block_on(upload::run(&paths, opts, super::service::shutdown_signal())) {
+        Ok(report) => {
+            tracing::info!(
+                delivered = report.delivered,
+                batches = report.batches,
+                "uploader stopped"
+            );
+            if a.once {
+                println!(
+                    "delivered {} events in {} batches; the queue is empty",
+                    report.delivered, report.batches
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(with_code(e)),
+    }
+}
+
+fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let paths = a.dir.paths();
+    let config = Config::load(&paths)?;
+    let status = Status::load(&paths.status_file());
+    let depth = uplink_sensor::open_queue(&paths, &config)?.depth()?;
+    let route = status.route.clone().unwrap_or_else(|| {
+        config
+            .route(&paths)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|e| format!("invalid: {e}"))
+    });
+    let value = serde_json::json!({
+        "workspace": config.workspace,
+        "sensor_id": config.sensor_id,
+        "sensor_url": config.sensor_url,
+        "route": route,
+        "last_success": status.last_success,
+        "last_error": status.last_error,
+        "delivered": status.delivered,
+        "queue": {"events": depth.events, "bytes": depth.bytes},
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("workspace     {}", config.workspace);
+        println!("sensor id     {}", config.sensor_id);
+        println!("service       {}", config.sensor_url);
+        println!("route         {route}");
+        println!(
+            "last success  {}",
+            status.last_success.as_deref().unwrap_or("never")
+        );
+        match &status.last_error {
+            Some(e) => {
+                println!("last error    {} at {}: {}", e.code, e.at, e.message);
+                if let Ok(code) = e.code.parse::<uplink_diag::Code>() {
+                    println!("fix           {}", code.fix());
+                }
+            }
+            None => println!("last error    none"),
+        }
+        println!(
+            "queue         {} events, {} bytes",
+            depth.events, depth.bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,701 @@
+//! The sensor against the real service and a real Squid, on loopback.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::squid::{Squid, SquidOptions};
+use support::*;
+
+const PROXY_USER: &str = "CONTOSO\\proxyuser";
+const PROXY_PASSWORD: &str = "S3cret-Pr0xy-Pa55!";
+
+/// A sensor installed in its own --config-dir.
+struct Sensor {
+    dir: PathBuf,
+}
+
+impl Sensor {
+    fn install(dir: &Path, ws: &Ws, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+            "--config-dir",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        uplink(&args)
+    }
+
+    fn installed(dir: &Path, ws: &Ws, extra: &[&str]) -> Sensor {
+        ok(Self::install(dir, ws, extra), "sensor install");
+        Sensor {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn cfg(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    fn send(&self, input: &str) -> Output {
+        let mut child = Command::new(UPLINK)
+            .args(["sensor", "send", "--config-dir", self.cfg()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `send` may stop reading early (a full queue): a broken pipe here is its answer, not ours.
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_owned();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    }
+
+    fn run_once(&self, timeout: u64) -> Output {
+        uplink(&[
+            "sensor",
+            "run",
+            "--once",
+            "--timeout",
+            &timeout.to_string(),
+            "--config-dir",
+            self.cfg(),
+            "--log-level",
+            "debug",
+        ])
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&ok(
+            uplink(&["sensor", "status", "--config-dir", self.cfg(), "--json"]),
+            "sensor status",
+        ))
+        .unwrap()
+    }
+
+    fn set_upload(&self, batch_events: usize) {
+        let path = self.dir.join("sensor.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace(
+            "batch_events = 5000",
+            &format!("batch_events = {batch_events}"),
+        );
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn lines(range: std::ops::Range<u64>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"logon\",\"user\":\"user{i}\",\"n\":{i},\"pad\":\"{}\"}}\n",
+                "p".repeat(200)
+            )
+        })
+        .collect()
+}
+
+/// Asserts the workspace holds exactly `n` events from `sensor_id`, seq 0..n, each with its payload.
+#[track_caller]
+fn assert_exactly_once(data_dir: &Path, ws: &str, sensor_id: &str, n: u64) {
+    let rows = exported(data_dir, ws);
+    let mut seqs: Vec<u64> = Vec::with_capacity(rows.len());
+    for (id, seq, v) in &rows {
+        assert_eq!(id, sensor_id);
+        // The sensor assigned seq in input order, so event number n has seq n.
+        assert_eq!(
+            v["event"]["n"].as_u64(),
+            Some(*seq),
+            "event {seq} carries the wrong payload: {v}"
+        );
+        seqs.push(*seq);
+    }
+    let want: Vec<u64> = (0..n).collect();
+    if seqs != want {
+        let missing: Vec<u64> = want
+            .iter()
+            .filter(|s| !seqs.contains(s))
+            .take(10)
+            .copied()
+            .collect();
+        panic!(
+            "expected seq 0..{n} exactly once; got {} rows, first missing {missing:?}",
+            seqs.len()
+        );
+    }
+}
+
+fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = ServiceProc::start(&dir.path().join("service"));
+    let ws = create_workspace(&dir.path().join("service"), name, svc.port);
+    (dir, svc, ws)
+}
+
+fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_file_bytes(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn events_arrive_exactly_once_through_squid_with_basic_auth_and_the_password_stays_secret() {
+    let (dir, svc, ws) = setup("contoso");
+    let mut squid = Squid::start(SquidOptions {
+        basic: Some((PROXY_USER, PROXY_PASSWORD)),
+        hosts: vec![ws.sensor_host.clone()],
+    });
+    let cfg = dir.path().join("sensor");
+    let install = Sensor::install(
+        &cfg,
+        &ws,
+        &[
+            "--proxy-url",
+            &squid.url(),
+            "--proxy-user",
+            PROXY_USER,
+            "--proxy-password",
+            PROXY_PASSWORD,
+        ],
+    );
+    let install_out = ok(install, "install through squid");
+    let sensor = Sensor { dir: cfg.clone() };
+    assert!(
+        install_out.contains(&format!("PROXY 127.0.0.1:{}", squid.port)),
+        "{install_out}"
+    );
+
+    let sent = sensor.send(&lines(0..3000));
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+    assert_eq!(sensor.status()["queue"]["events"], 3000);
+    let run = sensor.run_once(60);
+    let run_log = format!("{}{}", stdout(&run), stderr(&run));
+    assert!(
+        run.status.success(),
+        "run --once failed:\n{run_log}\n{}\n{}",
+        squid.logs(),
+        svc.log()
+    );
+
+    let sensor_id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    assert_exactly_once(&dir.path().join("service"), "contoso", &sensor_id, 3000);
+
+    let status = sensor.status();
+    assert_eq!(status["route"], format!("PROXY 127.0.0.1:{}", squid.port));
+    assert_eq!(
+        status["queue"],
+        serde_json::json!({"events": 0, "bytes": 0})
+    );
+    assert!(status["last_error"].is_null());
+    assert!(status["last_success"].is_string());
+
+    // Squid tunnelled it, as the authenticated user.
+    let log = squid.stop();
+    let connects: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
+        .collect();
+    assert!(
+        connects.len() >= 2,
+        "expected CONNECT lines for enrollment and upload in:\n{log}"
+    );
+    assert!(
+        connects
+            .iter()
+            .all(|l| l.contains("proxyuser") && l.contains("/200 ")),
+        "{log}"
+    );
+
+    // The password is nowhere: not in any file under the config dir (queue included), not in
+    // install or run output, not in status.
+    for (path, bytes) in all_file_bytes(&cfg) {
+        assert!(
+            !contains(&bytes, PROXY_PASSWORD),
+            "password in clear in {}",
+            path.display()
+        );
+    }
+    let config = std::fs::read_to_string(cfg.join("sensor.toml")).unwrap();
+    assert!(config.contains("password = \"enc:v1:"), "{config}");
+    assert!(!install_out.contains(PROXY_PASSWORD) && !run_log.contains(PROXY_PASSWORD));
+    assert!(!status.to_string().contains(PROXY_PASSWORD));
+    let show = ok(
+        uplink(&[
+            "sensor",
+            "proxy",
+            "show",
+            "--config-dir",
+            cfg.to_str().unwrap(),
+        ]),
+        "proxy show",
+    );
+    assert!(
+        !show.contains(PROXY_PASSWORD) && show.contains("CONTOSO\\proxyuser"),
+        "{show}"
+    );
+    for (mode_file, want) in [
+        ("sensor.toml", 0o600),
+        ("client.key", 0o600),
+        ("secret.key", 0o600),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(cfg.join(mode_file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, want, "{mode_file}");
+    }
+}
+
+#[test]
+fn a_wrong_proxy_password_is_reported_nothing_is_lost_and_all_arrives_once_fixed() {
+    let (dir, svc, ws) = setup("rotated");
+    let squid = Squid::start(SquidOptions {
+        basic: Some((PROXY_USER, PROXY_PASSWORD)),
+        hosts: vec![ws.sensor_host.clone()],
+    });
+    let cfg = dir.path().join("sensor");
+    let sensor = Sensor::installed(
+        &cfg,
+        &ws,
+        &[
+            "--proxy-url",
+            &squid.url(),
+            "--proxy-user",
+            PROXY_USER,
+            "--proxy-password",
+            PROXY_PASSWORD,
+        ],
+    );
+    ok(sensor.send(&lines(0..500)), "send");
+
+    // The administrator mistypes the password when updating the sensor.
+    const WRONG_PASSWORD: &str = "Wr0ng-Typed-Pa55";
+    let set = Command::new(UPLINK)
+        .args([
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            sensor.cfg(),
+            "--url",
+            &squid.url(),
+            "--user",
+            PROXY_USER,
+        ])
+        .env("UPLINK_PROXY_PASSWORD", WRONG_PASSWORD)
+        .output()
+        .unwrap();
+    ok(set, "proxy set (wrong password)");
+    let run = sensor.run_once(3);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("PROXY_AUTH_FAILED"),
+        "{}",
+        stderr(&run)
+    );
+    let status = sensor.status();
+    assert_eq!(
+        status["last_error"]["code"], "PROXY_AUTH_FAILED",
+        "{status}"
+    );
+    assert!(
+        status["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CONTOSO\\proxyuser"),
+        "{status}"
+    );
+    assert_eq!(
+        status["queue"]["events"], 500,
+        "nothing may leave the queue: {status}"
+    );
+    assert!(!stderr(&run).contains(WRONG_PASSWORD) && !status.to_string().contains(WRONG_PASSWORD));
+
+    // The administrator fixes the sensor's password — no reinstall.
+    let set = Command::new(UPLINK)
+        .args([
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            sensor.cfg(),
+            "--url",
+            &squid.url(),
+            "--user",
+            PROXY_USER,
+        ])
+        .env("UPLINK_PROXY_PASSWORD", PROXY_PASSWORD)
+        .output()
+        .unwrap();
+    ok(set, "proxy set");
+    let run = sensor.run_once(30);
+    assert!(
+        run.status.success(),
+        "{}\n{}\n{}",
+        stderr(&run),
+        squid.logs(),
+        svc.log()
+    );
+    let sensor_id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    assert_exactly_once(&dir.path().join("service"), "rotated", &sensor_id, 500);
+    assert!(sensor.status()["last_error"].is_null());
+    for (path, bytes) in all_file_bytes(&cfg) {
+        for pw in [PROXY_PASSWORD, WRONG_PASSWORD] {
+            assert!(
+                !contains(&bytes, pw),
+                "a password in clear in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn kill_9_of_the_sensor_during_upload_loses_and_duplicates_nothing() {
+    let (dir, svc, ws) = setup("killsensor");
+    let squid = Squid::start(SquidOptions {
+        basic: Some((PROXY_USER, PROXY_PASSWORD)),
+        hosts: vec![ws.sensor_host.clone()],
+    });
+    let cfg = dir.path().join("sensor");
+    let sensor = Sensor::installed(
+        &cfg,
+        &ws,
+        &[
+            "--proxy-url",
+            &squid.url(),
+            "--proxy-user",
+            PROXY_USER,
+            "--proxy-password",
+            PROXY_PASSWORD,
+        ],
+    );
+    // Small batches so that many uploads are in flight during the run, and kills land mid-upload.
+    sensor.set_upload(100);
+    let total = 30_000u64;
+    ok(sensor.send(&lines(0..total)), "send");
+
+    let mut rng_state = 0x9e3779b97f4a7c15u64 ^ u64::from(std::process::id());
+    let mut next = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    let mut kills_mid_upload = 0;
+    for round in 0..20 {
+        let before = sensor.status()["queue"]["events"].as_u64().unwrap();
+        let child = Command::new(UPLINK)
+            .args([
+                "sensor",
+                "run",
+                "--config-dir",
+                sensor.cfg(),
+                "--log-level",
+                "warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A random moment: 20-220 ms into the run (connect + several batches).
+        std::thread::sleep(Duration::from_millis(20 + next() % 200));
+        signal(child.id(), "KILL");
+        let _ = wait_exit(child, Duration::from_secs(10));
+        let after = sensor.status()["queue"]["events"].as_u64().unwrap();
+        if after < before && after > 0 {
+            kills_mid_upload += 1;
+        }
+        // Keep feeding events between some kills, as a live source would.
+        if round % 5 == 4 {
+            let start = total + (round / 5) * 100;
+            ok(sensor.send(&lines(start..start + 100)), "send more");
+        }
+    }
+    assert!(
+        kills_mid_upload >= 5,
+        "too few kills landed mid-upload ({kills_mid_upload}); the test proves little"
+    );
+    let run = sensor.run_once(120);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    let sensor_id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    assert_exactly_once(
+        &dir.path().join("service"),
+        "killsensor",
+        &sensor_id,
+        total + 400,
+    );
+}
+
+#[test]
+fn kill_9_of_the_service_during_ingest_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let mut svc = ServiceProc::start(&data);
+    let port = svc.port;
+    let ws = create_workspace(&data, "killservice", port);
+    let cfg = dir.path().join("sensor");
+    let sensor = Sensor::installed(&cfg, &ws, &[]);
+    sensor.set_upload(200);
+    let total = 40_000u64;
+    ok(sensor.send(&lines(0..total)), "send");
+
+    let uploader = Command::new(UPLINK)
+        .args([
+            "sensor",
+            "run",
+            "--config-dir",
+            sensor.cfg(),
+            "--log-level",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut kills = 0;
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(150 + 70 * i));
+        let pid = svc.pid();
+        signal(pid, "KILL");
+        let _ = wait_exit(svc.take(), Duration::from_secs(10));
+        kills += 1;
+        // Same port: the sensor's URL names it.
+        svc = ServiceProc::start_at(&data, &format!("127.0.0.1:{port}"));
+    }
+    assert_eq!(kills, 5);
+    // Let the uploader finish on its own, then stop it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while sensor.status()["queue"]["events"].as_u64().unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue did not drain: {}\n{}",
+            sensor.status(),
+            svc.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(uploader.id(), "TERM");
+    let _ = wait_exit(uploader, Duration::from_secs(15));
+    let sensor_id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    assert_exactly_once(&data, "killservice", &sensor_id, total);
+}
+
+#[test]
+fn bad_switches_and_failures_leave_nothing_installed() {
+    let (dir, svc, ws) = setup("bad");
+    let cfg = dir.path().join("sensor");
+    let closed = support::squid::free_port();
+    let tampered = dir.path().join("tampered.json");
+    let mut bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ws.bundle_path).unwrap()).unwrap();
+    bundle["ca_sha256"] = serde_json::Value::String("00".repeat(32));
+    std::fs::write(&tampered, bundle.to_string()).unwrap();
+    let unreachable = dir.path().join("unreachable.json");
+    let mut b2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ws.bundle_path).unwrap()).unwrap();
+    b2["sensor_url"] = serde_json::Value::String(format!("https://{}:{closed}", ws.sensor_host));
+    std::fs::write(&unreachable, b2.to_string()).unwrap();
+    let bundle_arg = ws.bundle_path.to_str().unwrap();
+    let closed_proxy = format!("http://127.0.0.1:{closed}");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--bundle",
+                bundle_arg,
+                "--proxy-url",
+                "proxy.contoso.com:8080",
+            ],
+            "has no scheme",
+        ),
+        (
+            vec![
+                "--bundle",
+                bundle_arg,
+                "--proxy-url",
+                "http://proxy.contoso.com",
+            ],
+            "has no port",
+        ),
+        (
+            vec![
+                "--bundle",
+                bundle_arg,
+                "--proxy-url",
+                "http://127.0.0.1:3128",
+                "--proxy-user",
+                "CONTOSO\\u",
+            ],
+            "needs --proxy-password",
+        ),
+        (
+            vec!["--bundle", tampered.to_str().unwrap()],
+            "does not match its pin",
+        ),
+        (
+            vec!["--bundle", unreachable.to_str().unwrap()],
+            "TCP_REFUSED",
+        ),
+        (
+            vec!["--bundle", bundle_arg, "--proxy-url", &closed_proxy],
+            "TCP_REFUSED",
+        ),
+        (
+            vec!["--bundle", "/nonexistent/bundle.json"],
+            "cannot use the bundle",
+        ),
+    ];
+    for (args, want) in &cases {
+        let mut full = vec!["sensor", "install", "--config-dir", cfg.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let out = uplink(&full);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+        assert!(!cfg.exists(), "{args:?} left {} behind", cfg.display());
+    }
+    // A wrong access key: the service refuses enrollment.
+    let wrong_key = dir.path().join("wrongkey.json");
+    let mut b3: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ws.bundle_path).unwrap()).unwrap();
+    b3["access_key"] = serde_json::Value::String("nope".into());
+    std::fs::write(&wrong_key, b3.to_string()).unwrap();
+    let out = uplink(&[
+        "sensor",
+        "install",
+        "--config-dir",
+        cfg.to_str().unwrap(),
+        "--bundle",
+        wrong_key.to_str().unwrap(),
+    ]);
+    assert!(stderr(&out).contains("ENROLL_DENIED"), "{}", stderr(&out));
+    assert!(!cfg.exists());
+    // A proxy that requires credentials nobody gave.
+    let squid = Squid::start(SquidOptions {
+        basic: Some((PROXY_USER, PROXY_PASSWORD)),
+        hosts: vec![ws.sensor_host.clone()],
+    });
+    let out = uplink(&[
+        "sensor",
+        "install",
+        "--config-dir",
+        cfg.to_str().unwrap(),
+        "--bundle",
+        bundle_arg,
+        "--proxy-url",
+        &squid.url(),
+    ]);
+    assert!(
+        stderr(&out).contains("PROXY_AUTH_REQUIRED") && stderr(&out).contains("Basic"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!cfg.exists());
+    drop(svc);
+}
+
+#[test]
+fn send_reports_bad_lines_and_refuses_when_the_queue_is_full() {
+    let (dir, _svc, ws) = setup("sendcheck");
+    let cfg = dir.path().join("sensor");
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
+    let out =
+        sensor.send("{\"kind\":\"a\"}\nnot json\n\n[1,2]\n{\"kind\":\"b c\"}\n{\"ok\":true}\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for want in [
+        "line 2: not valid JSON",
+        "line 4: not a JSON object",
+        "line 5: \"kind\"",
+        "2 events queued, 3 lines rejected",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert_eq!(sensor.status()["queue"]["events"], 2);
+
+    // Shrink the queue: the next big send is refused with exit 3, and says what was not queued.
+    let path = cfg.join("sensor.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_bytes = 536870912", "max_bytes = 200000");
+    std::fs::write(&path, text).unwrap();
+    let out = sensor.send(&lines(0..5000));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("queue is full") && stderr(&out).contains("were NOT queued"),
+        "{}",
+        stderr(&out)
+    );
+    let queued = sensor.status()["queue"]["events"].as_u64().unwrap();
+    assert!(queued < 5002, "{queued}");
+    // Everything that was accepted is delivered.
+    assert!(sensor.run_once(30).status.success());
+    assert_eq!(
+        exported(&dir.path().join("service"), "sendcheck").len() as u64,
+        queued
+    );
+}
+
+#[test]
+fn uninstall_refuses_while_events_wait_and_removes_everything_with_force() {
+    let (dir, _svc, ws) = setup("remove");
+    let cfg = dir.path().join("sensor");
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
+    ok(sensor.send(&lines(0..3)), "send");
+    let out = uplink(&["sensor", "uninstall", "--config-dir", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("3 events have not been delivered"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(cfg.join("sensor.toml").exists());
+    ok(
+        uplink(&[
+            "sensor",
+            "uninstall",
+            "--config-dir",
+            cfg.to_str().unwrap(),
+            "--force",
+        ]),
+        "uninstall --force",
+    );
+    assert!(
+        !cfg.exists(),
+        "config dir still there: {:?}",
+        std::fs::read_dir(&cfg).map(|d| d.count())
+    );
+    // Installing again works.
+    Sensor::installed(&cfg, &ws, &["--quiet"]);
+    let out = Sensor::install(&cfg, &ws, &[]);
+    assert!(
+        stderr(&out).contains("already installed"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,185 @@
+//! A real Squid on loopback for tests: free port, its own directory, optional Basic auth
+//! (basic_ncsa_auth), a hosts_file that maps workspace host names to 127.0.0.1.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{openssl, require, wait_exit};
+
+pub const BASIC_HELPER: &str = "/usr/lib/squid/basic_ncsa_auth";
+
+pub struct Squid {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+#[derive(Default)]
+pub struct SquidOptions<'a> {
+    /// Require Basic authentication for this user and password.
+    pub basic: Option<(&'a str, &'a str)>,
+    /// Host names to resolve to 127.0.0.1.
+    pub hosts: Vec<String>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Squid {
+    pub fn start(opts: SquidOptions<'_>) -> Squid {
+        require("squid");
+        let dir = tempfile::Builder::new()
+            .prefix("uplink-squid-")
+            .tempdir()
+            .unwrap();
+        // Squid drops to the `proxy` user: it must be able to write its logs and pid file here.
+        chmod(dir.path(), 0o777);
+        let port = free_port();
+        let d = dir.path().display();
+        let mut conf = format!(
+            "http_port 127.0.0.1:{port}\n\
+             pid_filename {d}/squid.pid\n\
+             cache_log {d}/cache.log\n\
+             access_log stdio:{d}/access.log\n\
+             cache deny all\n\
+             cache_mem 8 MB\n\
+             coredump_dir {d}\n\
+             hosts_file {d}/hosts\n\
+             shutdown_lifetime 0 seconds\n\
+             dns_nameservers 127.0.0.1\n\
+             acl CONNECT method CONNECT\n"
+        );
+        match opts.basic {
+            Some((user, password)) => {
+                write_passwd(dir.path(), user, password);
+                conf.push_str(&format!(
+                    "auth_param basic program {BASIC_HELPER} {d}/passwd\n\
+                     auth_param basic casesensitive on\n\
+                     auth_param basic realm uplink-test\n\
+                     auth_param basic credentialsttl 1 second\n\
+                     acl authed proxy_auth REQUIRED\n\
+                     http_access allow CONNECT authed\n"
+                ));
+            }
+            None => conf.push_str("http_access allow CONNECT\n"),
+        }
+        conf.push_str("http_access deny all\n");
+        let hosts: String = opts
+            .hosts
+            .iter()
+            .map(|h| format!("127.0.0.1 {h}\n"))
+            .collect();
+        std::fs::write(dir.path().join("hosts"), hosts).unwrap();
+        std::fs::write(dir.path().join("squid.conf"), conf).unwrap();
+        let child = Command::new("squid")
+            .args(["-N", "-f"])
+            .arg(dir.path().join("squid.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("stderr.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start squid");
+        let mut squid = Squid {
+            port,
+            dir,
+            child: Some(child),
+        };
+        squid.wait_ready();
+        squid
+    }
+
+    /// Waits (bounded) until Squid accepts connections; on failure dumps its logs.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "squid exited ({st}) before accepting connections:\n{}",
+                    self.logs()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "squid did not accept connections within 30 s:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces the password file (basic_ncsa_auth re-reads it when it changes).
+    pub fn set_password(&self, user: &str, password: &str) {
+        write_passwd(self.dir.path(), user, password);
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    pub fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!(
+            "--- cache.log\n{}\n--- stderr\n{}\n--- access.log\n{}",
+            read("cache.log"),
+            read("stderr.log"),
+            read("access.log")
+        )
+    }
+
+    /// Stops Squid (which flushes its access log) and returns the log.
+    pub fn stop(&mut self) -> String {
+        if let Some(child) = self.child.take() {
+            let pid = child.id();
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            if wait_exit(child, Duration::from_secs(20)).is_none() {
+                eprintln!("squid did not stop on SIGTERM; killed");
+            }
+        }
+        self.access_log()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Squid {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn write_passwd(dir: &Path, user: &str, password: &str) {
+    let hash = openssl(&["passwd", "-apr1", password]);
+    let path: PathBuf = dir.join("passwd");
+    let tmp = dir.join("passwd.tmp");
+    let mut f = std::fs::File::create(&tmp).unwrap();
+    writeln!(f, "{user}:{}", hash.trim()).unwrap();
+    drop(f);
+    chmod(&tmp, 0o644);
+    std::fs::rename(tmp, path).unwrap();
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
