@@ -113,7 +113,9 @@ mod tests {
 
     #[test]
     fn replies() {
-        let cases: &[(&[u8], Result<Option<(u16, &[&str])>, &str>)] = &[
+        /// Input, then Ok(None) for incomplete, Ok(Some((status, schemes))), or Err(text in the error).
+        type Want<'a> = Result<Option<(u16, &'a [&'a str])>, &'a str>;
+        let cases: &[(&[u8], Want)] = &[
             (b"HTTP/1.1 200 Connection established\r\n\r\n", Ok(Some((200, &[])))),
             (b"HTTP/1.0 200 OK\r\nProxy-Agent: x\r\n\r\nTLSBYTES", Ok(Some((200, &[])))),
             (b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n", Ok(Some((407, &["Basic", "NTLM"])))),

@@ -5,14 +5,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use uplink_client::{Connection, Endpoint, TlsSettings};
-use uplink_service::admin::Bundle;
 use uplink_service::{Config, Service};
 use uplink_store::sqlite::SqliteStore;
 use uplink_store::ExportFilter;
 
-/// Create a workspace, start the service on loopback, enroll a client over mutual TLS, send
-/// events (and replay some, to show they are not stored twice), verify every one, print a summary.
+/// Create a workspace, start the service on loopback, install a sensor from the workspace's
+/// bundle, queue events, upload them over mutual TLS, verify every one, print a summary.
 ///
 /// Without --data-dir everything happens in a temporary directory that is removed at the end.
 #[derive(Debug, clap::Args)]
@@ -23,17 +21,14 @@ pub struct Args {
     /// How many events to send.
     #[arg(long, default_value_t = 20_000, value_name = "N")]
     pub events: u64,
-    /// Events per batch.
-    #[arg(long, default_value_t = 2_000, value_name = "N")]
-    pub batch: u64,
     /// Keep the service running afterwards (until Ctrl-C), and print commands to try against it.
     #[arg(long)]
     pub keep_running: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.events == 0 || args.batch == 0 {
-        bail!("--events and --batch must be at least 1");
+    if args.events == 0 {
+        bail!("--events must be at least 1");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -88,68 +83,53 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
         created.workspace, created.sensor_url
     );
 
-    // 3. Enroll a throw-away client from the bundle, checking the CA against its pin.
-    let bundle: Bundle = serde_json::from_slice(&std::fs::read(&created.bundle_path)?)?;
-    let ca_der = uplink_pki::certs_from_pem(&bundle.ca_pem)?;
-    if uplink_pki::sha256_hex(&ca_der[0]) != bundle.ca_sha256 {
-        bail!("the bundle's CA does not match its ca_sha256 pin");
-    }
-    let endpoint = Endpoint::parse(&bundle.sensor_url)?;
-    let anonymous = TlsSettings::new(&bundle.ca_pem, None)?;
-    let mut conn = connect(&endpoint, &anonymous).await?;
-    let (status, body) = conn.ping().await?;
-    println!("  ping             {status} {body}  (no client certificate needed)");
-    let (key_pem, csr_pem) = uplink_pki::generate_key_and_csr("quickstart")?;
-    let enrolled = conn
-        .enroll(&uplink_protocol::EnrollRequest {
-            access_key: bundle.access_key.clone(),
-            csr_pem,
-            name: "quickstart".into(),
-        })
-        .await?;
+    // 3. Install a real sensor from the bundle (CA pin checked, key generated here, enrolled).
+    let paths = uplink_sensor::Paths::new(Some(&data_dir.join("sensor")));
+    let opts = uplink_sensor::install::InstallOptions {
+        bundle: created.bundle_path.clone(),
+        name: Some("quickstart".into()),
+        ..Default::default()
+    };
+    let installed = uplink_sensor::install::install(&paths, opts).await?;
     println!(
-        "  enrolled         sensor {} (certificate valid until {})",
-        enrolled.sensor_id, enrolled.not_after
+        "  sensor           {} installed in {} (route {})",
+        installed.sensor_id,
+        paths.config_dir.display(),
+        installed.route
     );
 
-    // 4. Send events over mutual TLS, zstd-compressed, then replay the first batch.
-    let chain = format!("{}{}", enrolled.certificate_pem, enrolled.chain_pem);
-    let tls = TlsSettings::new(&bundle.ca_pem, Some((&chain, &key_pem)))?;
-    let mut conn = connect(&endpoint, &tls).await?;
-    let send_start = Instant::now();
-    let mut accepted = 0;
-    let mut first_batch = None;
-    let mut seq = 0;
-    while seq < args.events {
-        let end = (seq + args.batch).min(args.events);
-        let mut ndjson = Vec::with_capacity(((end - seq) * 200) as usize);
-        for s in seq..end {
-            let fields = serde_json::json!({"host": "quickstart", "message": format!("event number {s}"), "level": "info"});
-            let serde_json::Value::Object(fields) = fields else {
-                unreachable!()
-            };
-            uplink_protocol::batch::encode_line(&mut ndjson, s, "event", &fields);
-        }
-        let packed = bytes::Bytes::from(zstd::encode_all(&ndjson[..], 1)?);
-        if first_batch.is_none() {
-            first_batch = Some(packed.clone());
-        }
-        accepted += conn.post_events(packed, true).await?.accepted;
-        seq = end;
+    // 4. Queue events as `uplink sensor send` would, then upload them as `uplink sensor run --once`.
+    let mut input = Vec::with_capacity(args.events as usize * 120);
+    for n in 0..args.events {
+        use std::io::Write;
+        writeln!(
+            input,
+            r#"{{"kind":"logon","host":"quickstart","user":"user{}","n":{n}}}"#,
+            n % 97
+        )?;
     }
-    let elapsed = send_start.elapsed();
-    let replay = conn
-        .post_events(first_batch.expect("at least one batch"), true)
-        .await?;
+    let queued_at = Instant::now();
+    let sent = uplink_sensor::send(&paths, &input[..], |line, reason| {
+        eprintln!("line {line}: {reason}")
+    })?;
+    let queue_time = queued_at.elapsed();
     println!(
-        "  sent             {} events in {:.2?} ({:.0} events/s end to end, each committed before the reply)",
-        accepted,
-        elapsed,
-        accepted as f64 / elapsed.as_secs_f64()
+        "  queued           {} events durably in {:.2?}",
+        sent.accepted, queue_time
     );
+    let send_start = Instant::now();
+    let run = uplink_sensor::upload::RunOptions {
+        once: true,
+        timeout: Duration::from_secs(60),
+    };
+    let report = uplink_sensor::upload::run(&paths, run, std::future::pending()).await?;
+    let elapsed = send_start.elapsed();
     println!(
-        "  replayed         one batch again: {} stored, {} recognised as duplicates",
-        replay.accepted, replay.duplicates
+        "  uploaded         {} events in {} batches in {:.2?} ({:.0} events/s, each batch committed before it left the queue)",
+        report.delivered,
+        report.batches,
+        elapsed,
+        report.delivered as f64 / elapsed.as_secs_f64()
     );
 
     // 5. Verify: every sequence number stored exactly once.
@@ -163,10 +143,7 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
         expected = e.seq + 1;
         Ok(())
     })?;
-    let ok = stats.total == args.events
-        && expected == args.events
-        && out_of_order == 0
-        && replay.accepted == 0;
+    let ok = stats.total == args.events && expected == args.events && out_of_order == 0;
     println!(
         "  stored           {} events, sequence 0..{} complete: {}",
         stats.total,
@@ -201,10 +178,4 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn connect(endpoint: &Endpoint, tls: &TlsSettings) -> anyhow::Result<Connection> {
-    let tcp =
-        uplink_client::dial_direct(&endpoint.host, endpoint.port, Duration::from_secs(5)).await?;
-    Ok(Connection::handshake(tcp, endpoint, tls).await?)
 }
