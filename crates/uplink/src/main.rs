@@ -45,6 +45,12 @@ enum Command {
     /// The sensor: install, queue events, upload them, show status.
     #[command(subcommand)]
     Sensor(cmd::sensor::Command),
+    /// Windows proxy settings: decode, encode and copy WinINet/WinHTTP values and .reg files.
+    #[command(subcommand)]
+    Winproxy(cmd::winproxy::Command),
+    /// Allow-lists for firewalls and proxies, from endpoint catalogs and service tags.
+    #[command(subcommand)]
+    Allowlist(cmd::allowlist::Command),
     /// Read the events a workspace has stored.
     #[command(subcommand)]
     Events(cmd::events::Command),
@@ -66,6 +72,8 @@ fn main() -> ExitCode {
         Command::Workspace(c) => cmd::workspace::run(c),
         Command::Events(c) => cmd::events::run(c),
         Command::Sensor(c) => cmd::sensor::run(c),
+        Command::Winproxy(c) => cmd::winproxy::run(c),
+        Command::Allowlist(c) => cmd::allowlist::run(c),
     };
     match result {
         Ok(code) => code,

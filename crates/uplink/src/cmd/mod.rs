@@ -1,9 +1,11 @@
 //! Subcommand implementations.
 
+pub mod allowlist;
 pub mod events;
 pub mod quickstart;
 pub mod sensor;
 pub mod service;
+pub mod winproxy;
 pub mod workspace;
 
 use std::path::PathBuf;
