@@ -1,13 +1,14 @@
 //! The sensor's configuration: where things are, what it reports to, and how it gets there.
 //!
-//! `sensor.toml` holds no secret in clear: the proxy password is sealed (see [`crate::secrets`]).
-//! The uploader reads the file again before every new connection, so an edited proxy setting
-//! takes effect on the next connection without a restart or a reinstall.
+//! `sensor.toml` holds no secret in clear: proxy passwords are sealed (see [`crate::secrets`]).
+//! The uploader reads the file again before every new connection, so a changed proxy setting
+//! (`uplink sensor proxy set`) takes effect on the next connection without a restart or a
+//! reinstall.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use uplink_tunnel::{Credentials, ProxyUrl};
+use uplink_proxy::{Explanation, ProxySettings};
 
 use crate::secrets::SecretBox;
 
@@ -29,14 +30,8 @@ impl Paths {
     /// `--config-dir DIR` (everything in DIR), or the system defaults.
     pub fn new(config_dir: Option<&Path>) -> Paths {
         match config_dir {
-            Some(d) => Paths {
-                config_dir: d.to_path_buf(),
-                state_dir: d.to_path_buf(),
-            },
-            None => Paths {
-                config_dir: DEFAULT_CONFIG_DIR.into(),
-                state_dir: DEFAULT_STATE_DIR.into(),
-            },
+            Some(d) => Paths { config_dir: d.to_path_buf(), state_dir: d.to_path_buf() },
+            None => Paths { config_dir: DEFAULT_CONFIG_DIR.into(), state_dir: DEFAULT_STATE_DIR.into() },
         }
     }
     pub fn config_file(&self) -> PathBuf {
@@ -62,13 +57,7 @@ impl Paths {
     }
     /// Every file `install` writes (uninstall removes exactly these, plus the state).
     pub fn installed_files(&self) -> Vec<PathBuf> {
-        vec![
-            self.config_file(),
-            self.ca_file(),
-            self.cert_file(),
-            self.key_file(),
-            self.secret_key_file(),
-        ]
+        vec![self.config_file(), self.ca_file(), self.cert_file(), self.key_file(), self.secret_key_file()]
     }
 }
 
@@ -79,24 +68,17 @@ pub struct Config {
     pub workspace: String,
     pub sensor_id: String,
     pub sensor_url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<ProxyConfig>,
+    /// How to reach the service (see `uplink_proxy::settings` for modes and precedence).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub proxy: ProxySettings,
     #[serde(default)]
     pub queue: QueueConfig,
     #[serde(default)]
     pub upload: UploadConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ProxyConfig {
-    /// `http://HOST:PORT`, never with credentials.
-    pub url: String,
-    /// `DOMAIN\user`, `user@domain` or `user`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// The password, sealed: `enc:v1:...`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
+fn is_default(p: &ProxySettings) -> bool {
+    *p == ProxySettings::default()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -107,9 +89,7 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig {
-            max_bytes: uplink_queue::Options::default().max_bytes,
-        }
+        QueueConfig { max_bytes: uplink_queue::Options::default().max_bytes }
     }
 }
 
@@ -123,10 +103,7 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        UploadConfig {
-            batch_events: 5_000,
-            batch_bytes: 4 << 20,
-        }
+        UploadConfig { batch_events: 5_000, batch_bytes: 4 << 20 }
     }
 }
 
@@ -135,12 +112,11 @@ pub enum ConfigError {
     #[error("no sensor is installed in {0}: run `uplink sensor install --bundle FILE` (or pass the right --config-dir)")]
     NotInstalled(PathBuf),
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid sensor configuration: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error("the proxy settings give no route to the service: {0}")]
+    NoRoute(String),
     #[error(transparent)]
     Secret(#[from] crate::secrets::SecretError),
 }
@@ -150,15 +126,10 @@ impl Config {
         let path = paths.config_file();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ConfigError::NotInstalled(paths.config_dir.clone()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::NotInstalled(paths.config_dir.clone())),
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.clone(), reason: e.to_string() })?;
         if config.format > CONFIG_FORMAT {
             return Err(ConfigError::Invalid {
                 path,
@@ -169,9 +140,7 @@ impl Config {
     }
 
     pub fn to_toml(&self) -> String {
-        let mut text = String::from(
-            "# uplink sensor configuration. The proxy password is encrypted (key: secret.key).\n",
-        );
+        let mut text = String::from("# uplink sensor configuration. Proxy passwords are encrypted (key: secret.key).\n");
         text.push_str(&toml::to_string_pretty(self).expect("the configuration serialises"));
         if !text.ends_with('\n') {
             text.push('\n');
@@ -182,54 +151,17 @@ impl Config {
     /// Writes the configuration (0600, atomically).
     pub fn save(&self, paths: &Paths) -> Result<(), ConfigError> {
         let path = paths.config_file();
-        crate::fsutil::write_private(&path, self.to_toml().as_bytes())
-            .map_err(|source| ConfigError::Io { path, source })
+        crate::fsutil::write_private(&path, self.to_toml().as_bytes()).map_err(|source| ConfigError::Io { path, source })
     }
 
-    /// The route to the service this configuration asks for, with the proxy password unsealed.
-    pub fn route(&self, paths: &Paths) -> Result<Route, ConfigError> {
-        let Some(proxy) = &self.proxy else {
-            return Ok(Route::Direct);
+    /// The route to the service under the configured proxy settings, explained, with sealed
+    /// passwords unsealed (see [`uplink_proxy::explain`]).
+    pub fn explain(&self, paths: &Paths, host: &str, port: u16) -> Explanation {
+        let key = paths.secret_key_file();
+        let unseal = |sealed: &str| -> Result<secrecy::SecretString, String> {
+            let sb = SecretBox::open(&key).map_err(|e| e.to_string())?;
+            sb.open_sealed(sealed).map_err(|e| e.to_string())
         };
-        let invalid = |reason: String| ConfigError::Invalid {
-            path: paths.config_file(),
-            reason,
-        };
-        let (url, inline) = ProxyUrl::parse(&proxy.url).map_err(|e| invalid(e.to_string()))?;
-        if inline.is_some() {
-            return Err(invalid("the proxy URL holds credentials in clear: set them with --proxy-user/--proxy-password instead".into()));
-        }
-        let credentials = match (&proxy.user, &proxy.password) {
-            (Some(user), Some(sealed)) => {
-                let sb = SecretBox::open(&paths.secret_key_file())?;
-                Some(Credentials {
-                    user: user.clone(),
-                    password: sb.open_sealed(sealed)?,
-                })
-            }
-            (Some(user), None) => Some(Credentials::new(user.clone(), "")),
-            (None, _) => None,
-        };
-        Ok(Route::Proxy { url, credentials })
-    }
-}
-
-/// How the sensor reaches the service.
-#[derive(Debug, Clone)]
-pub enum Route {
-    Direct,
-    Proxy {
-        url: ProxyUrl,
-        credentials: Option<Credentials>,
-    },
-}
-
-impl std::fmt::Display for Route {
-    /// PAC notation: `DIRECT` or `PROXY host:port`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Route::Direct => f.write_str("DIRECT"),
-            Route::Proxy { url, .. } => write!(f, "PROXY {}", url.host_port()),
-        }
+        uplink_proxy::explain(&self.proxy, host, port, &unseal)
     }
 }

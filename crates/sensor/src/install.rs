@@ -1,9 +1,12 @@
-//! `uplink sensor install` and `uninstall`.
+//! `uplink sensor install`, `uninstall`, and `proxy set`.
 //!
 //! Install mirrors the seeds' installer switches (ProxyUrl, ProxyUserName, ProxyUserPassword,
 //! /quiet). Everything that can fail for a reason outside this machine — the bundle's CA pin, the
 //! proxy, the service, the access key — is checked *before* a single file is written, and a write
 //! that fails removes what was written: nothing is ever left half-installed.
+//!
+//! Without `--proxy-url`, install records the installing shell's proxy environment (the sensor
+//! runs as a service, which does not inherit it) and uses `auto` mode.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,9 +14,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uplink_client::{Endpoint, TlsSettings};
+use uplink_proxy::{Fallback, ProxySettings};
 use uplink_tunnel::{Credentials, ProxyUrl};
 
-use crate::config::{Config, Paths, ProxyConfig, CONFIG_FORMAT};
+use crate::config::{Config, Paths, CONFIG_FORMAT};
 use crate::secrets::SecretBox;
 use crate::{fsutil, link, SensorError};
 
@@ -40,6 +44,12 @@ pub struct InstallOptions {
     pub proxy_url: Option<String>,
     pub proxy_user: Option<String>,
     pub proxy_password: Option<SecretString>,
+    /// Hosts that skip the proxy (NO_PROXY syntax).
+    pub bypass: Option<String>,
+    /// DIRECT when the proxy cannot be reached? (default: never for an explicit proxy)
+    pub fallback: Option<Fallback>,
+    /// The installing shell's proxy environment, recorded for `auto` when no proxy is given.
+    pub env: Option<uplink_proxy::env::FromEnv>,
     /// The sensor's display name (default: the host name).
     pub name: Option<String>,
 }
@@ -57,8 +67,11 @@ pub struct Installed {
 }
 
 const ENROLL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Placeholders for passwords not yet sealed (the key file is written only on success).
+const PENDING_EXPLICIT: &str = "pending:explicit";
+const PENDING_ENV: &str = "pending:env";
 
-/// Validates the proxy switches into a config section and the credentials to use now.
+/// Validates the proxy switches: the proxy URL and the credentials to use.
 pub fn proxy_switches(
     url: Option<&str>,
     user: Option<&str>,
@@ -66,9 +79,7 @@ pub fn proxy_switches(
 ) -> Result<Option<(ProxyUrl, Option<Credentials>)>, SensorError> {
     let Some(url) = url else {
         if user.is_some() || password.is_some() {
-            return Err(SensorError::Switch(
-                "--proxy-user and --proxy-password need --proxy-url".into(),
-            ));
+            return Err(SensorError::Switch("--proxy-user and --proxy-password need --proxy-url".into()));
         }
         return Ok(None);
     };
@@ -82,21 +93,10 @@ pub fn proxy_switches(
             if u.trim().is_empty() {
                 return Err(SensorError::Switch("--proxy-user is empty".into()));
             }
-            Some(Credentials {
-                user: u.to_owned(),
-                password: p,
-            })
+            Some(Credentials { user: u.to_owned(), password: p })
         }
-        (None, Some(_), None) => {
-            return Err(SensorError::Switch(
-                "--proxy-user needs --proxy-password".into(),
-            ))
-        }
-        (None, None, Some(_)) => {
-            return Err(SensorError::Switch(
-                "--proxy-password needs --proxy-user (DOMAIN\\user)".into(),
-            ))
-        }
+        (None, Some(_), None) => return Err(SensorError::Switch("--proxy-user needs --proxy-password".into())),
+        (None, None, Some(_)) => return Err(SensorError::Switch("--proxy-password needs --proxy-user (DOMAIN\\user)".into())),
         (None, None, None) => None,
     };
     Ok(Some((parsed, credentials)))
@@ -107,35 +107,63 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
     if paths.config_file().exists() {
         return Err(SensorError::AlreadyInstalled(paths.config_dir.clone()));
     }
-    let proxy = proxy_switches(
-        opts.proxy_url.as_deref(),
-        opts.proxy_user.as_deref(),
-        opts.proxy_password,
-    )?;
+    let proxy = proxy_switches(opts.proxy_url.as_deref(), opts.proxy_user.as_deref(), opts.proxy_password)?;
     let bundle = read_bundle(&opts.bundle)?;
     let endpoint = Endpoint::parse(&bundle.sensor_url)?;
-    let route = match &proxy {
-        None => crate::config::Route::Direct,
-        Some((url, creds)) => crate::config::Route::Proxy {
-            url: url.clone(),
-            credentials: creds.clone(),
-        },
+
+    // The proxy settings to record, with passwords still in memory.
+    let mut settings = ProxySettings { fallback: opts.fallback, ..Default::default() };
+    let mut explicit_password = None;
+    let mut env_password = None;
+    match proxy {
+        Some((url, creds)) => {
+            settings.url = Some(url.to_string());
+            settings.bypass = opts.bypass;
+            settings.origin = Some("install switches".into());
+            if let Some(c) = creds {
+                settings.user = Some(c.user.clone());
+                settings.password = Some(PENDING_EXPLICIT.into());
+                explicit_password = Some(c.password);
+            }
+        }
+        None => {
+            if opts.bypass.is_some() {
+                return Err(SensorError::Switch("--bypass needs --proxy-url".into()));
+            }
+            if let Some(env) = opts.env.filter(|e| !e.capture.is_empty()) {
+                let mut capture = env.capture;
+                if let Some(c) = env.credentials {
+                    capture.user = Some(c.user.clone());
+                    capture.password = Some(PENDING_ENV.into());
+                    env_password = Some(c.password);
+                }
+                settings.env = Some(capture);
+                settings.origin = Some("install (environment captured)".into());
+            }
+        }
+    }
+    let unseal_pending = |sealed: &str| -> Result<SecretString, String> {
+        match sealed {
+            PENDING_EXPLICIT => explicit_password.clone().ok_or_else(|| "no password".to_owned()),
+            PENDING_ENV => env_password.clone().ok_or_else(|| "no password".to_owned()),
+            _ => Err("unexpected sealed value during install".into()),
+        }
     };
+    let explanation = uplink_proxy::explain(&settings, &endpoint.host, endpoint.port, &unseal_pending);
 
     // Enroll: the private key is made here and never leaves this machine.
     let name = opts.name.unwrap_or_else(hostname);
     let (key_pem, csr_pem) = uplink_pki::generate_key_and_csr(&name)?;
     let key_pem = zeroize::Zeroizing::new(key_pem);
     let anonymous = TlsSettings::new(&bundle.ca_pem, None)?;
-    let mut conn = link::open(&endpoint, &route, &anonymous, ENROLL_TIMEOUT)
+    let mut bad = Default::default();
+    let connected = link::connect_route(&endpoint, &explanation, &anonymous, ENROLL_TIMEOUT, &mut bad)
         .await
         .map_err(SensorError::Enroll)?;
+    let route = connected.route.clone();
+    let mut conn = connected.conn;
     let enrolled = conn
-        .enroll(&uplink_protocol::EnrollRequest {
-            access_key: bundle.access_key.clone(),
-            csr_pem,
-            name,
-        })
+        .enroll(&uplink_protocol::EnrollRequest { access_key: bundle.access_key.clone(), csr_pem, name })
         .await
         .map_err(|e| SensorError::Enroll(e.into()))?;
 
@@ -145,7 +173,7 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
         workspace: enrolled.workspace.clone(),
         sensor_id: enrolled.sensor_id.clone(),
         sensor_url: bundle.sensor_url.clone(),
-        proxy: None,
+        proxy: settings,
         queue: Default::default(),
         upload: Default::default(),
     };
@@ -153,27 +181,19 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
     let result = (|| -> Result<(), SensorError> {
         written.dir(&paths.config_dir)?;
         written.dir(&paths.state_dir)?;
-        if let Some((url, creds)) = &proxy {
-            let mut section = ProxyConfig {
-                url: url.to_string(),
-                user: None,
-                password: None,
-            };
-            if let Some(c) = creds {
-                let key_path = paths.secret_key_file();
-                written.files.push(key_path.clone());
-                let sb = SecretBox::open_or_create(&key_path)?;
-                section.user = Some(c.user.clone());
-                section.password = Some(sb.seal(&c.password));
+        if explicit_password.is_some() || env_password.is_some() {
+            let key_path = paths.secret_key_file();
+            written.files.push(key_path.clone());
+            let sb = SecretBox::open_or_create(&key_path)?;
+            if let Some(p) = &explicit_password {
+                config.proxy.password = Some(sb.seal(p));
             }
-            config.proxy = Some(section);
+            if let (Some(p), Some(env)) = (&env_password, config.proxy.env.as_mut()) {
+                env.password = Some(sb.seal(p));
+            }
         }
         written.file(&paths.ca_file(), bundle.ca_pem.as_bytes(), false)?;
-        written.file(
-            &paths.cert_file(),
-            enrolled.certificate_pem.as_bytes(),
-            false,
-        )?;
+        written.file(&paths.cert_file(), enrolled.certificate_pem.as_bytes(), false)?;
         written.file(&paths.key_file(), key_pem.as_bytes(), true)?;
         written.file(&paths.config_file(), config.to_toml().as_bytes(), true)?;
         Ok(())
@@ -186,7 +206,7 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
         workspace: enrolled.workspace,
         sensor_id: enrolled.sensor_id,
         sensor_url: bundle.sensor_url,
-        route: route.to_string(),
+        route,
         certificate_expires: enrolled.not_after,
         config_dir: paths.config_dir.clone(),
         state_dir: paths.state_dir.clone(),
@@ -202,10 +222,7 @@ struct Written {
 
 impl Written {
     fn dir(&mut self, path: &Path) -> Result<(), SensorError> {
-        if fsutil::create_private_dir(path).map_err(|source| SensorError::Io {
-            path: path.into(),
-            source,
-        })? {
+        if fsutil::create_private_dir(path).map_err(|source| SensorError::Io { path: path.into(), source })? {
             self.dirs.push(path.into());
         }
         Ok(())
@@ -213,15 +230,8 @@ impl Written {
 
     fn file(&mut self, path: &Path, contents: &[u8], private: bool) -> Result<(), SensorError> {
         self.files.push(path.into());
-        let r = if private {
-            fsutil::write_private(path, contents)
-        } else {
-            fsutil::write_public(path, contents)
-        };
-        r.map_err(|source| SensorError::Io {
-            path: path.into(),
-            source,
-        })
+        let r = if private { fsutil::write_private(path, contents) } else { fsutil::write_public(path, contents) };
+        r.map_err(|source| SensorError::Io { path: path.into(), source })
     }
 
     fn undo(&self) {
@@ -232,6 +242,64 @@ impl Written {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// What `uplink sensor proxy set` asks for.
+#[derive(Debug)]
+pub enum ProxyChange {
+    /// An explicit proxy, with credentials and a bypass list.
+    Explicit { url: ProxyUrl, credentials: Option<Credentials>, bypass: Option<String> },
+    /// Connect directly.
+    Direct,
+    /// Use (and record) the proxy environment given.
+    FromEnv(uplink_proxy::env::FromEnv),
+    /// Back to `auto`, keeping the environment captured earlier.
+    Reset,
+}
+
+/// Replaces the proxy settings of an installed sensor. A running uploader uses them from its
+/// next connection; no reinstall. Passwords are sealed; nothing secret is written in clear.
+pub fn set_proxy(paths: &Paths, change: ProxyChange, fallback: Option<Fallback>, origin: &str) -> Result<Config, SensorError> {
+    let mut config = Config::load(paths)?;
+    let previous_env = config.proxy.env.take();
+    let mut settings = ProxySettings { fallback, origin: Some(origin.to_owned()), ..Default::default() };
+    let seal = |p: &SecretString| -> Result<String, SensorError> { Ok(SecretBox::open_or_create(&paths.secret_key_file())?.seal(p)) };
+    match change {
+        ProxyChange::Explicit { url, credentials, bypass } => {
+            settings.mode = Some(uplink_proxy::Mode::Explicit);
+            settings.url = Some(url.to_string());
+            settings.bypass = bypass;
+            if let Some(c) = credentials {
+                settings.user = Some(c.user.clone());
+                settings.password = Some(seal(&c.password)?);
+            }
+            settings.env = previous_env;
+        }
+        ProxyChange::Direct => {
+            settings.mode = Some(uplink_proxy::Mode::Direct);
+            settings.env = previous_env;
+        }
+        ProxyChange::FromEnv(env) => {
+            if env.capture.is_empty() {
+                return Err(SensorError::Switch(
+                    "--from-env found no proxy variable (https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY, http_proxy, no_proxy) in this shell".into(),
+                ));
+            }
+            settings.mode = Some(uplink_proxy::Mode::Env);
+            let mut capture = env.capture;
+            if let Some(c) = env.credentials {
+                capture.user = Some(c.user.clone());
+                capture.password = Some(seal(&c.password)?);
+            }
+            settings.env = Some(capture);
+        }
+        ProxyChange::Reset => {
+            settings.env = previous_env;
+        }
+    }
+    config.proxy = settings;
+    config.save(paths)?;
+    Ok(config)
 }
 
 fn read_bundle(path: &Path) -> Result<Bundle, SensorError> {
@@ -278,30 +346,6 @@ fn hostname() -> String {
 
 /// `uplink sensor proxy set`: replaces the proxy settings of an installed sensor. A running
 /// uploader uses them from its next connection; no reinstall.
-pub fn set_proxy(
-    paths: &Paths,
-    proxy: Option<(ProxyUrl, Option<Credentials>)>,
-) -> Result<Config, SensorError> {
-    let mut config = Config::load(paths)?;
-    config.proxy = match proxy {
-        None => None,
-        Some((url, creds)) => {
-            let mut section = ProxyConfig {
-                url: url.to_string(),
-                user: None,
-                password: None,
-            };
-            if let Some(c) = creds {
-                let sb = SecretBox::open_or_create(&paths.secret_key_file())?;
-                section.user = Some(c.user.clone());
-                section.password = Some(sb.seal(&c.password));
-            }
-            Some(section)
-        }
-    };
-    config.save(paths)?;
-    Ok(config)
-}
 
 /// What uninstall removed.
 #[derive(Debug, Clone, Serialize)]

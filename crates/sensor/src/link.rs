@@ -1,13 +1,19 @@
-//! Opening a connection to the service along a route: TCP (to the service or to the proxy), then
+//! Opening a connection to the service along a route: TCP (to the service or to a proxy), then
 //! CONNECT through the proxy, then TLS trusting only the workspace CA.
+//!
+//! [`connect_route`] walks the route's candidates in order (proxies the bad-proxy cache is
+//! skipping go last). It moves on to the next candidate only when a *proxy could not be reached*
+//! — refused, unreachable, timed out, not speaking HTTP. A proxy that answers and refuses (wrong
+//! password, host denied) is an answer: falling back to DIRECT then would hide the problem, and
+//! browsers do not do it either.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uplink_client::{dial_direct, ClientError, Connection, Endpoint, TlsSettings};
 use uplink_diag::{Code, Diagnose};
+use uplink_proxy::badcache::BadProxies;
+use uplink_proxy::{Candidate, Explanation};
 use uplink_tunnel::TunnelError;
-
-use crate::config::Route;
 
 /// Any failure on the way to the service. Carries no secret.
 #[derive(Debug, thiserror::Error)]
@@ -39,53 +45,88 @@ impl Diagnose for LinkError {
     }
 }
 
-/// Opens a TLS connection to `endpoint` along `route`.
-pub async fn open(
-    endpoint: &Endpoint,
-    route: &Route,
-    tls: &TlsSettings,
-    timeout: Duration,
-) -> Result<Connection, LinkError> {
+impl LinkError {
+    /// True when the proxy itself could not be reached or spoke no HTTP: the next candidate of
+    /// the route may be tried.
+    pub fn proxy_unreachable(&self) -> bool {
+        matches!(
+            self,
+            LinkError::ProxyDial { .. }
+                | LinkError::Tunnel(TunnelError::Io { .. } | TunnelError::Timeout { .. } | TunnelError::Protocol { .. })
+        )
+    }
+}
+
+/// Opens a TLS connection to `endpoint` through one candidate.
+pub async fn open(endpoint: &Endpoint, candidate: &Candidate, tls: &TlsSettings, timeout: Duration) -> Result<Connection, LinkError> {
     let attempt = async {
-        match route {
-            Route::Direct => {
+        match candidate {
+            Candidate::Direct => {
                 let tcp = dial_direct(&endpoint.host, endpoint.port, timeout).await?;
                 Ok(Connection::handshake(tcp, endpoint, tls).await?)
             }
-            Route::Proxy { url, credentials } => {
+            Candidate::Proxy { url, credentials } => {
                 let proxy = url.host_port();
                 let tcp = dial_direct(&url.host, url.port, timeout)
                     .await
-                    .map_err(|source| LinkError::ProxyDial {
-                        proxy: proxy.clone(),
-                        source,
-                    })?;
-                let tunnel = uplink_tunnel::establish(
-                    tcp,
-                    &proxy,
-                    &endpoint.host,
-                    endpoint.port,
-                    credentials.as_ref(),
-                    timeout,
-                )
-                .await?;
+                    .map_err(|source| LinkError::ProxyDial { proxy: proxy.clone(), source })?;
+                let tunnel = uplink_tunnel::establish(tcp, &proxy, &endpoint.host, endpoint.port, credentials.as_ref(), timeout).await?;
                 match Connection::handshake(tunnel, endpoint, tls).await {
                     Ok(c) => Ok(c),
                     // Only the workspace CA is trusted; through a proxy, a certificate from another
                     // issuer means the proxy terminated TLS itself.
-                    Err(e) if e.code() == Code::TLS_UNTRUSTED_ROOT => Err(LinkError::Intercepted {
-                        proxy,
-                        detail: e.to_string(),
-                    }),
+                    Err(e) if e.code() == Code::TLS_UNTRUSTED_ROOT => Err(LinkError::Intercepted { proxy, detail: e.to_string() }),
                     Err(e) => Err(e.into()),
                 }
             }
         }
     };
-    tokio::time::timeout(timeout * 2, attempt)
-        .await
-        .map_err(|_| LinkError::Timeout {
-            what: "connecting to the service",
-            after: timeout * 2,
-        })?
+    tokio::time::timeout(timeout * 2, attempt).await.map_err(|_| LinkError::Timeout { what: "connecting to the service", after: timeout * 2 })?
+}
+
+/// A connection and the candidate that gave it.
+#[derive(Debug)]
+pub struct Connected {
+    pub conn: Connection,
+    /// `DIRECT` or `PROXY host:port`.
+    pub route: String,
+    /// Set when earlier candidates were skipped: which, and why.
+    pub note: Option<String>,
+}
+
+/// Connects along `explanation`'s route; see the module docs.
+pub async fn connect_route(
+    endpoint: &Endpoint,
+    explanation: &Explanation,
+    tls: &TlsSettings,
+    timeout: Duration,
+    bad: &mut BadProxies,
+) -> Result<Connected, LinkError> {
+    if let Some(problem) = &explanation.problem {
+        return Err(crate::config::ConfigError::NoRoute(problem.clone()).into());
+    }
+    let ordered = bad.order(explanation.route.clone(), Candidate::proxy_key, Instant::now());
+    let mut skipped: Vec<String> = Vec::new();
+    let mut last = None;
+    for candidate in ordered {
+        match open(endpoint, &candidate, tls, timeout).await {
+            Ok(conn) => {
+                if let Some(key) = candidate.proxy_key() {
+                    bad.mark_good(&key);
+                }
+                let note = (!skipped.is_empty()).then(|| format!("{} could not be reached; using {candidate}", skipped.join(", ")));
+                return Ok(Connected { conn, route: candidate.to_string(), note });
+            }
+            Err(e) if e.proxy_unreachable() => {
+                if let Some(key) = candidate.proxy_key() {
+                    let wait = bad.mark_bad(&key, Instant::now());
+                    tracing::warn!(proxy = %key, code = %e.code(), skip_for = ?wait, "proxy unreachable; trying the next route candidate");
+                }
+                skipped.push(format!("{candidate} ({})", e.code()));
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| crate::config::ConfigError::NoRoute("the route is empty".into()).into()))
 }

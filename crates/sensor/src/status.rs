@@ -12,6 +12,9 @@ use uplink_diag::Code;
 pub struct Status {
     /// The route last used: `DIRECT` or `PROXY host:port`.
     pub route: Option<String>,
+    /// Why the route is not the first candidate (a proxy could not be reached), if it is not.
+    #[serde(default)]
+    pub route_note: Option<String>,
     /// RFC 3339 time of the last batch the service committed.
     pub last_success: Option<String>,
     pub last_error: Option<LastError>,

@@ -52,6 +52,7 @@ struct State {
     tls: TlsSettings,
     queue: Queue,
     conn: Option<Connection>,
+    bad_proxies: uplink_proxy::badcache::BadProxies,
     status: Status,
     status_written: Option<Instant>,
     backoff: Duration,
@@ -81,11 +82,12 @@ impl State {
             if let Ok(fresh) = Config::load(&self.paths) {
                 self.config = fresh;
             }
-            let route = self.config.route(&self.paths)?;
-            self.status.route = Some(route.to_string());
-            let conn = link::open(&self.endpoint, &route, &self.tls, CONNECT_TIMEOUT).await?;
-            tracing::info!(route = %route, "connected to the service");
-            self.conn = Some(conn);
+            let explanation = self.config.explain(&self.paths, &self.endpoint.host, self.endpoint.port);
+            let connected = link::connect_route(&self.endpoint, &explanation, &self.tls, CONNECT_TIMEOUT, &mut self.bad_proxies).await?;
+            tracing::info!(route = %connected.route, note = connected.note.as_deref().unwrap_or(""), "connected to the service");
+            self.status.route = Some(connected.route);
+            self.status.route_note = connected.note;
+            self.conn = Some(connected.conn);
         }
         Ok(self.conn.as_mut().expect("just connected"))
     }
@@ -132,6 +134,7 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         tls,
         queue,
         conn: None,
+        bad_proxies: Default::default(),
         status,
         status_written: None,
         backoff: BACKOFF_MIN,

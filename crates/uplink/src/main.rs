@@ -45,6 +45,9 @@ enum Command {
     /// The sensor: install, queue events, upload them, show status.
     #[command(subcommand)]
     Sensor(cmd::sensor::Command),
+    /// Proxy routes: how this machine reaches a URL, and why.
+    #[command(subcommand)]
+    Proxy(cmd::proxy::Command),
     /// Windows proxy settings: decode, encode and copy WinINet/WinHTTP values and .reg files.
     #[command(subcommand)]
     Winproxy(cmd::winproxy::Command),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Workspace(c) => cmd::workspace::run(c),
         Command::Events(c) => cmd::events::run(c),
         Command::Sensor(c) => cmd::sensor::run(c),
+        Command::Proxy(c) => cmd::proxy::run(c),
         Command::Winproxy(c) => cmd::winproxy::run(c),
         Command::Allowlist(c) => cmd::allowlist::run(c),
     };

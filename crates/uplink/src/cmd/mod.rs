@@ -3,6 +3,7 @@
 pub mod allowlist;
 pub mod events;
 pub mod quickstart;
+pub mod proxy;
 pub mod sensor;
 pub mod service;
 pub mod winproxy;

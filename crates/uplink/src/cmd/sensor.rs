@@ -47,42 +47,89 @@ pub enum Command {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ProxyCommand {
-    /// Set the proxy (--url, with --user/--password if it needs them) or go direct (--direct).
-    /// A running `sensor run` uses the new setting from its next connection.
+    /// Change how the sensor reaches the service. A running `sensor run` uses the new setting
+    /// from its next connection: no restart, no reinstall.
+    ///
+    /// Sources: --url (an explicit proxy; --user/--password if it asks; --bypass for hosts that
+    /// skip it), --direct, --from-env (capture https_proxy/HTTPS_PROXY/all_proxy/ALL_PROXY/
+    /// http_proxy/no_proxy from this shell: a system service does not inherit them), --pac and
+    /// --wpad (need the PAC engine, not in this build yet), --from-windows-reg (not in this
+    /// build yet).
+    ///
+    /// --fallback direct|never: whether DIRECT is tried when the proxy cannot be reached.
+    /// Default: never for --url and --pac (an administrator chose that proxy), direct for
+    /// --from-env and --wpad (discovered settings), as the seeds' sensor does.
     Set(ProxySetArgs),
-    /// Show the configured route (the password is never shown).
+    /// Forget explicit settings: back to `auto` (WPAD, else the environment captured at install,
+    /// else DIRECT).
+    Reset(ProxyResetArgs),
+    /// Show the proxy settings and the route they give to the service (never a password).
     Show(ProxyShowArgs),
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("route").required(true).args(["url", "direct"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["url", "direct", "from_env", "pac", "wpad", "from_windows_reg"])))]
 pub struct ProxySetArgs {
     #[command(flatten)]
     pub dir: Dir,
-    /// The proxy: http://HOST:PORT.
+    /// An explicit proxy: http://HOST:PORT.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The proxy user, as DOMAIN\user.
     #[arg(long, value_name = "USER", requires = "url")]
     pub user: Option<String>,
     /// The proxy password (stored encrypted). Prefer UPLINK_PROXY_PASSWORD.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "UPLINK_PROXY_PASSWORD",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "PASSWORD", env = "UPLINK_PROXY_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// Hosts that skip the proxy, NO_PROXY syntax (e.g. ".corp.example,10.0.0.0/8").
+    #[arg(long, value_name = "LIST", requires = "url")]
+    pub bypass: Option<String>,
     /// Connect to the service directly.
     #[arg(long)]
     pub direct: bool,
+    /// Use the proxy variables of this shell (recorded now).
+    #[arg(long)]
+    pub from_env: bool,
+    /// A PAC file or URL (not in this build yet).
+    #[arg(long, value_name = "FILE-OR-URL")]
+    pub pac: Option<String>,
+    /// Discover a PAC script with WPAD (not in this build yet).
+    #[arg(long)]
+    pub wpad: bool,
+    /// Windows proxy settings from a .reg export (not in this build yet).
+    #[arg(long, value_name = "FILE.reg")]
+    pub from_windows_reg: Option<PathBuf>,
+    /// Whether DIRECT is tried when the proxy cannot be reached.
+    #[arg(long, value_enum)]
+    pub fallback: Option<FallbackArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FallbackArg {
+    Direct,
+    Never,
+}
+
+impl From<FallbackArg> for uplink_proxy::Fallback {
+    fn from(f: FallbackArg) -> Self {
+        match f {
+            FallbackArg::Direct => uplink_proxy::Fallback::Direct,
+            FallbackArg::Never => uplink_proxy::Fallback::Never,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyResetArgs {
+    #[command(flatten)]
+    pub dir: Dir,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ProxyShowArgs {
     #[command(flatten)]
     pub dir: Dir,
-    /// Print JSON: {"route", "url", "user"}.
+    /// Print JSON: {"mode", "fallback", "url", "user", "bypass", "env", "origin", "route", "sources"}.
     #[arg(long)]
     pub json: bool,
 }
@@ -123,6 +170,12 @@ pub struct InstallArgs {
         hide_env_values = true
     )]
     pub proxy_password: Option<String>,
+    /// Hosts that skip the proxy, NO_PROXY syntax (e.g. ".corp.example,10.0.0.0/8").
+    #[arg(long, value_name = "LIST", requires = "proxy_url")]
+    pub bypass: Option<String>,
+    /// Whether DIRECT is tried when the proxy cannot be reached (default: never).
+    #[arg(long, value_enum)]
+    pub fallback: Option<FallbackArg>,
     /// The sensor's name in the workspace (default: this machine's host name).
     #[arg(long)]
     pub name: Option<String>,
@@ -188,38 +241,104 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Send(a) => send_cmd(a),
         Command::Run(a) => run_cmd(a),
         Command::Status(a) => status_cmd(a),
-        Command::Proxy(ProxyCommand::Set(a)) => {
+        Command::Proxy(ProxyCommand::Set(a)) => proxy_set(a),
+        Command::Proxy(ProxyCommand::Reset(a)) => {
             let paths = a.dir.paths();
-            let proxy = if a.direct {
-                None
-            } else {
-                install::proxy_switches(
-                    a.url.as_deref(),
-                    a.user.as_deref(),
-                    a.password.map(secrecy::SecretString::from),
-                )?
-            };
-            let config = install::set_proxy(&paths, proxy)?;
-            println!("route set to {}", config.route(&paths)?);
+            install::set_proxy(&paths, install::ProxyChange::Reset, None, "uplink sensor proxy reset")?;
+            println!("proxy settings reset to auto");
+            print_route(&paths)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Proxy(ProxyCommand::Show(a)) => {
-            let paths = a.dir.paths();
-            let config = Config::load(&paths)?;
-            let route = config.route(&paths)?;
-            let user = config.proxy.as_ref().and_then(|p| p.user.clone());
-            if a.json {
-                let v = serde_json::json!({"route": route.to_string(), "url": config.proxy.as_ref().map(|p| &p.url), "user": user});
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("route {route}");
-                if let Some(u) = user {
-                    println!("user  {u} (password stored encrypted)");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::Proxy(ProxyCommand::Show(a)) => proxy_show(a),
+    }
+}
+
+/// The process environment's proxy variables (the binary reads the environment; libraries don't).
+pub fn env_proxy() -> uplink_proxy::env::FromEnv {
+    uplink_proxy::env::capture(|k| std::env::var(k).ok())
+}
+
+fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
+    let paths = a.dir.paths();
+    if a.pac.is_some() || a.wpad {
+        anyhow::bail!("PAC and WPAD need the PAC engine, which is not in this build yet: use --url, --from-env or --direct for now");
+    }
+    if a.from_windows_reg.is_some() {
+        anyhow::bail!("importing Windows proxy settings is not in this build yet: use --url with the proxy from the .reg file for now");
+    }
+    let change = if a.direct {
+        install::ProxyChange::Direct
+    } else if a.from_env {
+        install::ProxyChange::FromEnv(env_proxy())
+    } else {
+        let Some((url, credentials)) = install::proxy_switches(a.url.as_deref(), a.user.as_deref(), a.password.map(secrecy::SecretString::from))? else {
+            anyhow::bail!("give --url, --direct or --from-env");
+        };
+        install::ProxyChange::Explicit { url, credentials, bypass: a.bypass }
+    };
+    install::set_proxy(&paths, change, a.fallback.map(Into::into), "uplink sensor proxy set")?;
+    println!("proxy settings saved; a running sensor uses them from its next connection");
+    print_route(&paths)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_route(paths: &Paths) -> anyhow::Result<()> {
+    let config = Config::load(paths)?;
+    let endpoint = uplink_client::Endpoint::parse(&config.sensor_url)?;
+    let ex = config.explain(paths, &endpoint.host, endpoint.port);
+    let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
+    println!("route to {}: {}", endpoint.host, if route.is_empty() { "none".into() } else { route.join("; ") });
+    if let Some(p) = ex.problem {
+        println!("problem: {p}");
+    }
+    Ok(())
+}
+
+fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
+    let paths = a.dir.paths();
+    let config = Config::load(&paths)?;
+    let endpoint = uplink_client::Endpoint::parse(&config.sensor_url)?;
+    let ex = config.explain(&paths, &endpoint.host, endpoint.port);
+    let p = &config.proxy;
+    let env = p.env.as_ref().map(|e| {
+        serde_json::json!({"https_proxy": e.https_proxy, "http_proxy": e.http_proxy, "all_proxy": e.all_proxy, "no_proxy": e.no_proxy, "user": e.user})
+    });
+    let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
+    if a.json {
+        let v = serde_json::json!({
+            "mode": ex.mode.as_str(),
+            "fallback": ex.fallback.as_str(),
+            "url": p.url,
+            "user": p.user,
+            "bypass": p.bypass,
+            "origin": p.origin,
+            "env": env,
+            "route": route,
+            "sources": ex.sources,
+            "problem": ex.problem,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("mode      {}", ex.mode.as_str());
+        println!("fallback  {}", ex.fallback.as_str());
+        if let Some(u) = &p.url {
+            println!("proxy     {u}");
+        }
+        if let Some(u) = &p.user {
+            println!("user      {u} (password stored encrypted)");
+        }
+        if let Some(b) = &p.bypass {
+            println!("bypass    {b}");
+        }
+        if let Some(o) = &p.origin {
+            println!("set by    {o}");
+        }
+        println!("route     {}", if route.is_empty() { "none".into() } else { route.join("; ") });
+        if let Some(pr) = &ex.problem {
+            println!("problem   {pr}");
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -235,6 +354,9 @@ fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
         proxy_url: a.proxy_url,
         proxy_user: a.proxy_user,
         proxy_password: a.proxy_password.map(secrecy::SecretString::from),
+        bypass: a.bypass,
+        fallback: a.fallback.map(Into::into),
+        env: Some(env_proxy()),
         name: a.name,
     };
     let installed = runtime()?
@@ -314,17 +436,17 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&paths)?;
     let status = Status::load(&paths.status_file());
     let depth = uplink_sensor::open_queue(&paths, &config)?.depth()?;
-    let route = status.route.clone().unwrap_or_else(|| {
-        config
-            .route(&paths)
-            .map(|r| r.to_string())
-            .unwrap_or_else(|e| format!("invalid: {e}"))
+    // Before the first connection, the route the settings give.
+    let route = status.route.clone().unwrap_or_else(|| match uplink_client::Endpoint::parse(&config.sensor_url) {
+        Ok(e) => config.explain(&paths, &e.host, e.port).route.first().map(ToString::to_string).unwrap_or_else(|| "none".into()),
+        Err(e) => format!("invalid: {e}"),
     });
     let value = serde_json::json!({
         "workspace": config.workspace,
         "sensor_id": config.sensor_id,
         "sensor_url": config.sensor_url,
         "route": route,
+        "route_note": status.route_note,
         "last_success": status.last_success,
         "last_error": status.last_error,
         "delivered": status.delivered,
@@ -337,6 +459,9 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("sensor id     {}", config.sensor_id);
         println!("service       {}", config.sensor_url);
         println!("route         {route}");
+        if let Some(note) = &status.route_note {
+            println!("              ({note})");
+        }
         println!(
             "last success  {}",
             status.last_success.as_deref().unwrap_or("never")

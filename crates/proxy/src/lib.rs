@@ -1,0 +1,19 @@
+//! The proxy engine: where proxy settings come from, which applies, and the ordered route to a
+//! destination, explained.
+//!
+//! - [`settings`]: the model stored in the sensor's configuration, modes and precedence, fallback
+//!   policy, and [`settings::explain`] (pure) which gives the route and why;
+//! - [`noproxy`]: NO_PROXY lists with curl's semantics; [`bypass`]: WinINet bypass lists;
+//! - [`env`]: proxy variables captured from an environment the caller passes in;
+//! - [`badcache`]: proxies that failed are skipped for a bounded, growing time.
+//!
+//! Deliberately not here: sockets (the sensor's `link` module dials the route), PAC evaluation
+//! and WPAD discovery (their own crates; they return candidate lists that slot into `explain`).
+
+pub mod badcache;
+pub mod bypass;
+pub mod env;
+pub mod noproxy;
+pub mod settings;
+
+pub use settings::{explain, Candidate, Explanation, Fallback, Mode, ProxySettings, SourceReport};

@@ -1,0 +1,394 @@
+//! Proxy settings, their precedence, and the ordered route they give for a destination.
+//!
+//! The configured mode decides:
+//!
+//! | mode | route | default fallback |
+//! |---|---|---|
+//! | `explicit` | the configured proxy, unless the host is in its bypass list | `never` |
+//! | `env` | the proxy captured from the environment (`https_proxy`, `all_proxy`), unless in `no_proxy` | `direct` |
+//! | `pac` | what the PAC script returns, in its order | `never` |
+//! | `wpad` | what the discovered PAC script returns | `direct` |
+//! | `direct` | DIRECT | — |
+//! | `auto` (nothing configured) | WPAD if discovery finds a script, else the captured environment, else DIRECT | `direct` |
+//!
+//! DIRECT is appended to a proxy route only when the fallback policy allows it: discovered
+//! proxies (environment, WPAD) fall back by default, as the seeds' sensor does when its proxy is
+//! unreachable; proxies an administrator named (explicit, PAC) do not, unless told to.
+//!
+//! [`explain`] is pure: it returns every source considered, what it said or why it was skipped,
+//! and the final ordered route. The sensor uses the route; `uplink proxy explain` prints it all.
+//! PAC evaluation and WPAD discovery plug in here (see the PAC/WPAD issue); until then those
+//! sources say so instead of guessing.
+
+use serde::{Deserialize, Serialize};
+use uplink_tunnel::{Credentials, ProxyUrl};
+
+use crate::bypass::WinInetBypass;
+use crate::env::{parse_env_proxy, EnvCapture};
+use crate::noproxy::NoProxy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Explicit,
+    Pac,
+    Wpad,
+    Env,
+    Direct,
+    Auto,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Explicit => "explicit",
+            Mode::Pac => "pac",
+            Mode::Wpad => "wpad",
+            Mode::Env => "env",
+            Mode::Direct => "direct",
+            Mode::Auto => "auto",
+        }
+    }
+
+    /// The fallback policy when none is set.
+    pub fn default_fallback(self) -> Fallback {
+        match self {
+            Mode::Explicit | Mode::Pac => Fallback::Never,
+            Mode::Env | Mode::Wpad | Mode::Auto | Mode::Direct => Fallback::Direct,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    Direct,
+    Never,
+}
+
+impl Fallback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::Direct => "direct",
+            Fallback::Never => "never",
+        }
+    }
+}
+
+/// The `[proxy]` section of the sensor's configuration. Passwords are sealed by the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxySettings {
+    /// Absent: `explicit` when `url` is set, else `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// The explicit proxy, `http://HOST:PORT` (never with credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Sealed: `enc:v1:...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Hosts that skip the explicit proxy (NO_PROXY syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypass: Option<String>,
+    /// Hosts that skip the explicit proxy, WinINet syntax (settings imported from Windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wininet_bypass: Option<String>,
+    /// The PAC file or URL (`pac` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+    /// Where these settings came from (install switches, `proxy set`, a .reg file...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The proxy environment captured at install or with `--from-env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvCapture>,
+}
+
+impl ProxySettings {
+    pub fn mode(&self) -> Mode {
+        self.mode.unwrap_or(if self.url.is_some() { Mode::Explicit } else { Mode::Auto })
+    }
+
+    pub fn fallback(&self) -> Fallback {
+        self.fallback.unwrap_or(self.mode().default_fallback())
+    }
+}
+
+/// One step of a route.
+#[derive(Clone)]
+pub enum Candidate {
+    Direct,
+    Proxy { url: ProxyUrl, credentials: Option<Credentials> },
+}
+
+impl Candidate {
+    /// `host:port` of a proxy, `None` for DIRECT (the bad-proxy cache key).
+    pub fn proxy_key(&self) -> Option<String> {
+        match self {
+            Candidate::Direct => None,
+            Candidate::Proxy { url, .. } => Some(url.host_port()),
+        }
+    }
+}
+
+impl std::fmt::Display for Candidate {
+    /// PAC notation: `DIRECT`, `PROXY host:port`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Candidate::Direct => f.write_str("DIRECT"),
+            Candidate::Proxy { url, .. } => write!(f, "PROXY {}", url.host_port()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// One source considered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceReport {
+    pub source: String,
+    pub used: bool,
+    pub detail: String,
+}
+
+/// Everything `explain` found.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub mode: Mode,
+    pub fallback: Fallback,
+    pub sources: Vec<SourceReport>,
+    pub route: Vec<Candidate>,
+    /// Set when the settings cannot give any route (the sensor reports it as CONFIG_INVALID).
+    pub problem: Option<String>,
+}
+
+/// Secrets the caller unseals (the proxy crate never sees the key).
+pub trait Unseal {
+    fn unseal(&self, sealed: &str) -> Result<secrecy::SecretString, String>;
+}
+
+impl<F: Fn(&str) -> Result<secrecy::SecretString, String>> Unseal for F {
+    fn unseal(&self, sealed: &str) -> Result<secrecy::SecretString, String> {
+        self(sealed)
+    }
+}
+
+/// The route for `host:port` under `settings`. Pure: no I/O, no environment, no DNS.
+pub fn explain(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Unseal) -> Explanation {
+    let mode = settings.mode();
+    let fallback = settings.fallback();
+    let mut ex = Explanation { mode, fallback, sources: Vec::new(), route: Vec::new(), problem: None };
+    let mut report = |source: &str, used: bool, detail: String| ex.sources.push(SourceReport { source: source.into(), used, detail });
+    let mut proxies: Vec<Candidate> = Vec::new();
+    let mut problem = None;
+    let mut bypassed = false;
+
+    // explicit
+    match (&settings.url, mode) {
+        (Some(url), Mode::Explicit) => match ProxyUrl::parse(url) {
+            Ok((parsed, _)) => {
+                let credentials = match (&settings.user, &settings.password) {
+                    (Some(u), Some(sealed)) => match unseal.unseal(sealed) {
+                        Ok(p) => Some(Credentials { user: u.clone(), password: p }),
+                        Err(e) => {
+                            problem = Some(format!("the proxy password cannot be read: {e}"));
+                            None
+                        }
+                    },
+                    (Some(u), None) => Some(Credentials::new(u.clone(), "")),
+                    _ => None,
+                };
+                let curl_bypass = settings.bypass.as_deref().map(NoProxy::parse).filter(|b| !b.is_empty());
+                let win_bypass = settings.wininet_bypass.as_deref().map(WinInetBypass::parse).filter(|b| !b.is_empty());
+                if curl_bypass.as_ref().is_some_and(|b| b.matches(host, Some(port))) {
+                    bypassed = true;
+                    report("explicit", true, format!("{host} is in the bypass list {:?}: DIRECT", settings.bypass.as_deref().unwrap_or("")));
+                } else if win_bypass.as_ref().is_some_and(|b| b.matches(host, port)) {
+                    bypassed = true;
+                    report("explicit", true, format!("{host} is in the Windows bypass list {:?}: DIRECT", settings.wininet_bypass.as_deref().unwrap_or("")));
+                } else {
+                    let who = credentials.as_ref().map(|c| format!(" as {}", c.user)).unwrap_or_default();
+                    report("explicit", true, format!("proxy {parsed}{who}{}", settings.origin.as_ref().map(|o| format!(" (set by {o})")).unwrap_or_default()));
+                    proxies.push(Candidate::Proxy { url: parsed, credentials });
+                }
+            }
+            Err(e) => {
+                problem = Some(format!("the configured proxy URL is invalid: {e}"));
+                report("explicit", false, format!("invalid: {e}"));
+            }
+        },
+        (Some(url), _) => report("explicit", false, format!("{url} is configured but the mode is {}", mode.as_str())),
+        (None, Mode::Explicit) => {
+            problem = Some("mode is explicit but no proxy URL is set: uplink sensor proxy set --url http://HOST:PORT".into());
+            report("explicit", false, "no proxy URL configured".into());
+        }
+        (None, _) => report("explicit", false, "not configured".into()),
+    }
+
+    // pac
+    match mode {
+        Mode::Pac => {
+            problem = Some("PAC evaluation is not available in this build yet; use --url, --from-env or --direct".into());
+            report("pac", false, format!("{}: PAC evaluation is not available in this build yet", settings.pac.as_deref().unwrap_or("(no script)")));
+        }
+        _ => report("pac", false, "not configured".into()),
+    }
+
+    // wpad (the first step of auto)
+    match mode {
+        Mode::Wpad => {
+            problem = Some("WPAD discovery is not available in this build yet; use --url, --from-env or --direct".into());
+            report("wpad", false, "WPAD discovery is not available in this build yet".into());
+        }
+        Mode::Auto => report("wpad", false, "skipped: WPAD discovery is not available in this build yet".into()),
+        _ => report("wpad", false, "not configured".into()),
+    }
+
+    // environment (captured)
+    let env_wanted = matches!(mode, Mode::Env | Mode::Auto);
+    match (&settings.env, env_wanted) {
+        (Some(env), true) => match env.https_choice() {
+            Some((var, value)) => {
+                let no_proxy = env.no_proxy.as_deref().map(NoProxy::parse).unwrap_or_default();
+                if no_proxy.matches(host, Some(port)) {
+                    bypassed = true;
+                    report("env", true, format!("{host} is in no_proxy {:?}: DIRECT", env.no_proxy.as_deref().unwrap_or("")));
+                } else {
+                    match parse_env_proxy(value) {
+                        Ok((url, defaulted)) => {
+                            let credentials = match (&env.user, &env.password) {
+                                (Some(u), Some(sealed)) => unseal.unseal(sealed).ok().map(|p| Credentials { user: u.clone(), password: p }),
+                                _ => None,
+                            };
+                            let note = if defaulted { " (no port given: 1080, as curl assumes)" } else { "" };
+                            report("env", true, format!("{var} captured from the environment: proxy {url}{note}"));
+                            proxies.push(Candidate::Proxy { url, credentials });
+                        }
+                        Err(e) => {
+                            report("env", false, format!("{var}={value:?} cannot be used: {e}"));
+                            if mode == Mode::Env {
+                                problem = Some(format!("the captured {var} is not usable: {e}"));
+                            }
+                        }
+                    }
+                }
+            }
+            None if env.http_proxy.is_some() => report(
+                "env",
+                false,
+                "only http_proxy was captured; it applies to http:// URLs, and the service is https (set https_proxy)".into(),
+            ),
+            None => report("env", false, "no https_proxy or all_proxy captured".into()),
+        },
+        (None, true) => report("env", false, "nothing captured from the environment".into()),
+        (_, false) => report("env", false, "not configured".into()),
+    }
+
+    // direct / fallback
+    let direct_detail;
+    if mode == Mode::Direct {
+        ex.route.push(Candidate::Direct);
+        direct_detail = "mode is direct".to_owned();
+    } else if bypassed {
+        ex.route.push(Candidate::Direct);
+        direct_detail = "the host bypasses the proxy".to_owned();
+    } else if proxies.is_empty() && mode == Mode::Auto {
+        ex.route.push(Candidate::Direct);
+        direct_detail = "auto found no proxy: DIRECT".to_owned();
+    } else if proxies.is_empty() && fallback == Fallback::Direct && problem.is_none() {
+        ex.route.push(Candidate::Direct);
+        direct_detail = "no proxy found; fallback is direct".to_owned();
+    } else {
+        let n = proxies.len();
+        ex.route.extend(proxies);
+        if fallback == Fallback::Direct && n > 0 {
+            ex.route.push(Candidate::Direct);
+            direct_detail = "appended: fallback is direct (used only if the proxy cannot be reached)".to_owned();
+        } else {
+            direct_detail = "not used: fallback is never".to_owned();
+        }
+    }
+    let direct_used = ex.route.iter().any(|c| matches!(c, Candidate::Direct));
+    ex.sources.push(SourceReport { source: "direct".into(), used: direct_used, detail: direct_detail });
+    if ex.route.is_empty() && problem.is_none() {
+        problem = Some("no route: no proxy could be used and fallback is never".into());
+    }
+    ex.problem = problem;
+    ex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unseal(s: &str) -> Result<secrecy::SecretString, String> {
+        s.strip_prefix("sealed:").map(|p| secrecy::SecretString::from(p.to_owned())).ok_or_else(|| "bad".into())
+    }
+
+    fn route(s: &ProxySettings, host: &str) -> Vec<String> {
+        explain(s, host, 443, &unseal).route.iter().map(|c| c.to_string()).collect()
+    }
+
+    fn env(https: Option<&str>, no_proxy: Option<&str>) -> Option<EnvCapture> {
+        Some(EnvCapture { https_proxy: https.map(Into::into), no_proxy: no_proxy.map(Into::into), ..Default::default() })
+    }
+
+    #[test]
+    fn precedence_table() {
+        let explicit = ProxySettings { url: Some("http://p:3128".into()), ..Default::default() };
+        let cases: Vec<(&str, ProxySettings, &str, Vec<&str>)> = vec![
+            ("nothing configured: auto, nothing found", ProxySettings::default(), "h", vec!["DIRECT"]),
+            ("explicit: no fallback by default", explicit.clone(), "h", vec!["PROXY p:3128"]),
+            ("explicit with fallback direct", ProxySettings { fallback: Some(Fallback::Direct), ..explicit.clone() }, "h", vec!["PROXY p:3128", "DIRECT"]),
+            ("explicit, host in bypass", ProxySettings { bypass: Some(".corp.example".into()), ..explicit.clone() }, "a.corp.example", vec!["DIRECT"]),
+            ("explicit, host not in bypass", ProxySettings { bypass: Some(".corp.example".into()), ..explicit.clone() }, "x.example", vec!["PROXY p:3128"]),
+            ("explicit, Windows bypass <local>", ProxySettings { wininet_bypass: Some("<local>".into()), ..explicit.clone() }, "intranet", vec!["DIRECT"]),
+            ("explicit wins over the environment", ProxySettings { env: env(Some("http://e:1"), None), ..explicit.clone() }, "h", vec!["PROXY p:3128"]),
+            ("auto uses the captured environment, falls back", ProxySettings { env: env(Some("http://e:1"), None), ..Default::default() }, "h", vec!["PROXY e:1", "DIRECT"]),
+            ("auto, host in no_proxy", ProxySettings { env: env(Some("http://e:1"), Some("h")), ..Default::default() }, "h", vec!["DIRECT"]),
+            ("env mode with fallback never", ProxySettings { mode: Some(Mode::Env), fallback: Some(Fallback::Never), env: env(Some("e:1"), None), ..Default::default() }, "h", vec!["PROXY e:1"]),
+            ("env mode, nothing captured, fallback direct", ProxySettings { mode: Some(Mode::Env), ..Default::default() }, "h", vec!["DIRECT"]),
+            ("direct mode ignores a configured proxy", ProxySettings { mode: Some(Mode::Direct), ..explicit.clone() }, "h", vec!["DIRECT"]),
+            ("pac not evaluated yet: no route", ProxySettings { mode: Some(Mode::Pac), pac: Some("/x.pac".into()), ..Default::default() }, "h", vec![]),
+        ];
+        for (name, settings, host, want) in cases {
+            assert_eq!(route(&settings, host), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn explanations_name_every_source_and_the_winner() {
+        let s = ProxySettings {
+            url: Some("http://p:3128".into()),
+            user: Some("CONTOSO\\u".into()),
+            password: Some("sealed:pw".into()),
+            origin: Some("install switches".into()),
+            ..Default::default()
+        };
+        let ex = explain(&s, "wsensorapi.example", 443, &unseal);
+        let names: Vec<&str> = ex.sources.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(names, ["explicit", "pac", "wpad", "env", "direct"]);
+        assert!(ex.sources[0].used && ex.sources[0].detail.contains("as CONTOSO\\u") && ex.sources[0].detail.contains("install switches"));
+        assert!(!ex.sources[4].used && ex.sources[4].detail.contains("fallback is never"));
+        assert!(ex.problem.is_none());
+        let Candidate::Proxy { credentials: Some(c), .. } = &ex.route[0] else { panic!("{:?}", ex.route) };
+        use secrecy::ExposeSecret;
+        assert_eq!(c.password.expose_secret(), "pw");
+        assert!(!format!("{ex:?}").contains("pw\""), "no secret in Debug");
+
+        let bad = ProxySettings { password: Some("garbage".into()), ..s };
+        assert!(explain(&bad, "h", 443, &unseal).problem.unwrap().contains("password cannot be read"));
+        let only_http = ProxySettings { env: Some(EnvCapture { http_proxy: Some("http://h:1".into()), ..Default::default() }), ..Default::default() };
+        let ex = explain(&only_http, "h", 443, &unseal);
+        assert!(ex.sources[3].detail.contains("applies to http:// URLs"), "{:?}", ex.sources);
+        assert_eq!(ex.route.len(), 1);
+    }
+}

@@ -1,0 +1,109 @@
+//! `uplink proxy`: how this machine would reach a URL, and why.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use uplink_proxy::ProxySettings;
+use uplink_sensor::{Config, Paths};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Explain the route to URL: every proxy source considered, what it said or why it was
+    /// skipped, which won and why, and the final ordered route in PAC notation (PROXY host:port;
+    /// DIRECT).
+    ///
+    /// With an installed sensor (default /etc/uplink, or --config-dir), its settings decide.
+    /// Without one, the proxy variables of this shell alone (https_proxy, HTTPS_PROXY,
+    /// all_proxy, ALL_PROXY, no_proxy; http_proxy is for http:// URLs only).
+    ///
+    /// Precedence, by configured mode: explicit (a proxy URL, minus its bypass list); pac;
+    /// wpad; env (captured proxy variables, minus no_proxy); direct; auto, the default: WPAD
+    /// if discovery finds a script, else the environment captured at install, else DIRECT.
+    /// DIRECT is appended after the proxies only when the fallback policy allows it.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The URL to route, e.g. https://contososensorapi.example.com/ (default port from the scheme).
+    pub url: String,
+    /// The sensor's configuration directory (default /etc/uplink, if a sensor is installed there).
+    #[arg(long, value_name = "DIR", env = "UPLINK_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Print JSON: {"url", "mode", "fallback", "sources": [{"source", "used", "detail"}], "route": [...]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let Command::Explain(a) = command;
+    let (host, port) = host_port(&a.url)?;
+    let paths = Paths::new(a.config_dir.as_deref());
+    let (origin, ex) = match Config::load(&paths) {
+        Ok(config) => (format!("sensor configuration in {}", paths.config_dir.display()), config.explain(&paths, &host, port)),
+        Err(uplink_sensor::config::ConfigError::NotInstalled(_)) if a.config_dir.is_none() => {
+            let env = super::sensor::env_proxy();
+            let settings = ProxySettings { mode: Some(uplink_proxy::Mode::Env), env: Some(env.capture), ..Default::default() };
+            // Credentials seen in the environment are used as they are: nothing is stored.
+            let creds = env.credentials;
+            let unseal = move |_: &str| -> Result<secrecy::SecretString, String> {
+                creds.as_ref().map(|c| c.password.clone()).ok_or_else(|| "no password".to_owned())
+            };
+            let mut settings = settings;
+            if let Some(e) = settings.env.as_mut() {
+                if e.user.is_some() {
+                    e.password = Some("from-environment".into());
+                }
+            }
+            ("this shell's environment (no sensor installed)".to_owned(), uplink_proxy::explain(&settings, &host, port, &unseal))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
+    if a.json {
+        let v = serde_json::json!({
+            "url": a.url,
+            "settings": origin,
+            "mode": ex.mode.as_str(),
+            "fallback": ex.fallback.as_str(),
+            "sources": ex.sources,
+            "route": route,
+            "problem": ex.problem,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("URL       {}", a.url);
+        println!("settings  {origin}");
+        println!("mode      {} (fallback {})", ex.mode.as_str(), ex.fallback.as_str());
+        for s in &ex.sources {
+            println!("  {} {:<9} {}", if s.used { "*" } else { "-" }, s.source, s.detail);
+        }
+        println!("route     {}", if route.is_empty() { "none".to_owned() } else { route.join("; ") });
+        if let Some(p) = &ex.problem {
+            println!("problem   {p}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Host and port of a URL (default port from the scheme).
+fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| anyhow::anyhow!("{url:?} is not a URL: give it as https://HOST[:PORT]/"))?;
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "https" => 443,
+        "http" => 80,
+        other => anyhow::bail!("scheme {other:?} is not supported: use https:// or http://"),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |x| x.1);
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| anyhow::anyhow!("{url:?}: unclosed [ in the host"))?;
+        let port = after.strip_prefix(':').map(str::parse).transpose()?.unwrap_or(default);
+        return Ok((h.to_owned(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Ok((h.to_owned(), p.parse().map_err(|_| anyhow::anyhow!("{url:?} has an invalid port"))?)),
+        None if authority.is_empty() => anyhow::bail!("{url:?} has no host"),
+        None => Ok((authority.to_owned(), default)),
+    }
+}
