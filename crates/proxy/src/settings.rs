@@ -269,7 +269,8 @@ pub fn explain(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Uns
                                 _ => None,
                             };
                             let note = if defaulted { " (no port given: 1080, as curl assumes)" } else { "" };
-                            report("env", true, format!("{var} captured from the environment: proxy {url}{note}"));
+                            let who = credentials.as_ref().map(|c| format!(" as {}", c.user)).unwrap_or_default();
+                            report("env", true, format!("{var} captured from the environment: proxy {url}{who}{note}"));
                             proxies.push(Candidate::Proxy { url, credentials });
                         }
                         Err(e) => {

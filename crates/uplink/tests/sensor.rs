@@ -166,6 +166,7 @@ fn events_arrive_exactly_once_through_squid_with_basic_auth_and_the_password_sta
     let mut squid = Squid::start(SquidOptions {
         basic: Some((PROXY_USER, PROXY_PASSWORD)),
         hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
     });
     let cfg = dir.path().join("sensor");
     let install = Sensor::install(
@@ -276,6 +277,7 @@ fn a_wrong_proxy_password_is_reported_nothing_is_lost_and_all_arrives_once_fixed
     let squid = Squid::start(SquidOptions {
         basic: Some((PROXY_USER, PROXY_PASSWORD)),
         hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
     });
     let cfg = dir.path().join("sensor");
     let sensor = Sensor::installed(
@@ -380,6 +382,7 @@ fn kill_9_of_the_sensor_during_upload_loses_and_duplicates_nothing() {
     let squid = Squid::start(SquidOptions {
         basic: Some((PROXY_USER, PROXY_PASSWORD)),
         hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
     });
     let cfg = dir.path().join("sensor");
     let sensor = Sensor::installed(
@@ -599,6 +602,7 @@ fn bad_switches_and_failures_leave_nothing_installed() {
     let squid = Squid::start(SquidOptions {
         basic: Some((PROXY_USER, PROXY_PASSWORD)),
         hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
     });
     let out = uplink(&[
         "sensor",

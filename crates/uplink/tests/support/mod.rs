@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod netns;
 pub mod squid;
 
 pub const UPLINK: &str = env!("CARGO_BIN_EXE_uplink");
@@ -103,8 +104,9 @@ impl ServiceProc {
             .expect("read service stdout");
         let port = first
             .trim()
-            .strip_prefix("listening on https://127.0.0.1:")
-            .and_then(|p| p.parse().ok())
+            .strip_prefix("listening on https://")
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
             .unwrap_or_else(|| {
                 let _ = child.kill();
                 let _ = child.wait();

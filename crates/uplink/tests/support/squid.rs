@@ -13,6 +13,7 @@ pub const BASIC_HELPER: &str = "/usr/lib/squid/basic_ncsa_auth";
 
 pub struct Squid {
     pub port: u16,
+    pub listen: String,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -23,14 +24,16 @@ pub struct SquidOptions<'a> {
     pub basic: Option<(&'a str, &'a str)>,
     /// Host names to resolve to 127.0.0.1.
     pub hosts: Vec<String>,
+    /// Address to listen on (default 127.0.0.1).
+    pub listen: Option<String>,
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port_on("127.0.0.1")
+}
+
+pub fn free_port_on(addr: &str) -> u16 {
+    std::net::TcpListener::bind((addr, 0)).unwrap().local_addr().unwrap().port()
 }
 
 impl Squid {
@@ -42,10 +45,11 @@ impl Squid {
             .unwrap();
         // Squid drops to the `proxy` user: it must be able to write its logs and pid file here.
         chmod(dir.path(), 0o777);
-        let port = free_port();
+        let listen = opts.listen.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let port = free_port_on(&listen);
         let d = dir.path().display();
         let mut conf = format!(
-            "http_port 127.0.0.1:{port}\n\
+            "http_port {listen}:{port}\n\
              pid_filename {d}/squid.pid\n\
              cache_log {d}/cache.log\n\
              access_log stdio:{d}/access.log\n\
@@ -89,11 +93,7 @@ impl Squid {
             ))
             .spawn()
             .expect("start squid");
-        let mut squid = Squid {
-            port,
-            dir,
-            child: Some(child),
-        };
+        let mut squid = Squid { port, listen, dir, child: Some(child) };
         squid.wait_ready();
         squid
     }
@@ -101,7 +101,7 @@ impl Squid {
     /// Waits (bounded) until Squid accepts connections; on failure dumps its logs.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect((self.listen.as_str(), self.port)).is_err() {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
                     "squid exited ({st}) before accepting connections:\n{}",
@@ -118,7 +118,7 @@ impl Squid {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.listen, self.port)
     }
 
     /// Replaces the password file (basic_ncsa_auth re-reads it when it changes).
