@@ -21,6 +21,10 @@ pub enum Command {
     /// if discovery finds a script, else the environment captured at install, else DIRECT.
     /// DIRECT is appended after the proxies only when the fallback policy allows it.
     Explain(ExplainArgs),
+    /// Evaluate a PAC script for URLs and print exactly what FindProxyForURL returned.
+    Pac(super::proxy_pac::PacArgs),
+    /// Show what WPAD discovery tried and found, step by step.
+    Wpad(super::proxy_pac::WpadArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -36,7 +40,11 @@ pub struct ExplainArgs {
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let Command::Explain(a) = command;
+    let a = match command {
+        Command::Explain(a) => a,
+        Command::Pac(a) => return super::proxy_pac::run_pac(a),
+        Command::Wpad(a) => return super::proxy_pac::run_wpad(a),
+    };
     let (host, port) = host_port(&a.url)?;
     let paths = Paths::new(a.config_dir.as_deref());
     let (origin, ex) = match Config::load(&paths) {
