@@ -36,7 +36,12 @@ pub struct RunOptions {
     pub once: bool,
     /// With `once`: give up (with the last error) after this long.
     pub timeout: Duration,
+    /// Set (e.g. by SIGHUP) to reload the configuration and reconnect along a fresh route.
+    pub reload: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
+
+/// How long a stop request waits for the upload in flight (then it is simply re-sent later).
+pub const DRAIN_BOUND: Duration = Duration::from_secs(10);
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +90,13 @@ impl State {
             let explanation = self.config.explain(&self.paths, &self.endpoint.host, self.endpoint.port);
             let connected = link::connect_route(&self.endpoint, &explanation, &self.tls, CONNECT_TIMEOUT, &mut self.bad_proxies).await?;
             tracing::info!(route = %connected.route, note = connected.note.as_deref().unwrap_or(""), "connected to the service");
+            let changed = self.status.route.as_deref() != Some(connected.route.as_str());
             self.status.route = Some(connected.route);
             self.status.route_note = connected.note;
+            if changed {
+                // A new route is news for `sensor status` now, not at the next throttled write.
+                self.write_status();
+            }
             self.conn = Some(connected.conn);
         }
         Ok(self.conn.as_mut().expect("just connected"))
@@ -157,7 +167,18 @@ pub async fn run(
         batches: 0,
     };
     tokio::pin!(shutdown);
+    let mut stopping = false;
     loop {
+        if opts.reload.as_ref().is_some_and(|r| r.swap(false, std::sync::atomic::Ordering::SeqCst)) {
+            match Config::load(&st.paths) {
+                Ok(fresh) => {
+                    st.config = fresh;
+                    st.conn = None;
+                    tracing::info!("configuration reloaded; reconnecting along the configured route");
+                }
+                Err(e) => tracing::error!(error = %e, "configuration reload failed; keeping the previous one"),
+            }
+        }
         let batch = st
             .queue
             .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;
@@ -177,9 +198,24 @@ pub async fn run(
                 source: e,
             }
         })?);
-        let result = tokio::select! {
-            r = st.upload(body) => r,
-            () = &mut shutdown => break,
+        let result = {
+            let upload = st.upload(body);
+            tokio::pin!(upload);
+            tokio::select! {
+                r = &mut upload => r,
+                () = &mut shutdown => {
+                    // Let the batch in flight finish (bounded): its events then leave the queue
+                    // now instead of being sent again after the restart.
+                    stopping = true;
+                    match tokio::time::timeout(DRAIN_BOUND, &mut upload).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::warn!("the upload in flight did not finish within {DRAIN_BOUND:?}; it will be sent again");
+                            break;
+                        }
+                    }
+                }
+            }
         };
         match result {
             Ok(resp) => {
@@ -204,9 +240,15 @@ pub async fn run(
                 {
                     st.write_status();
                 }
+                if stopping {
+                    break;
+                }
             }
             Err(e) => {
                 st.record_error(&e);
+                if stopping {
+                    break;
+                }
                 let wait =
                     Duration::from_secs_f64(st.backoff.as_secs_f64() * rand::random::<f64>());
                 st.backoff = (st.backoff * 2).min(BACKOFF_MAX);

@@ -121,6 +121,7 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     let run = uplink_sensor::upload::RunOptions {
         once: true,
         timeout: Duration::from_secs(60),
+        reload: None,
     };
     let report = uplink_sensor::upload::run(&paths, run, std::future::pending()).await?;
     let elapsed = send_start.elapsed();

@@ -407,11 +407,10 @@ fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
 
 fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
-    let opts = upload::RunOptions {
-        once: a.once,
-        timeout: Duration::from_secs(a.timeout.max(1)),
-    };
+    let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opts = upload::RunOptions { once: a.once, timeout: Duration::from_secs(a.timeout.max(1)), reload: Some(reload.clone()) };
     let rt = runtime()?;
+    rt.spawn(reload_on_sighup(reload));
     match rt.block_on(upload::run(&paths, opts, super::service::shutdown_signal())) {
         Ok(report) => {
             tracing::info!(
@@ -431,6 +430,28 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The client certificate's expiry, RFC 3339.
+fn certificate_expires(paths: &Paths) -> Option<String> {
+    let pem = std::fs::read_to_string(paths.cert_file()).ok()?;
+    let der = uplink_pki::certs_from_pem(&pem).ok()?.into_iter().next()?;
+    let info = uplink_pki::cert_info(&der).ok()?;
+    info.not_after.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+/// SIGHUP asks the uploader to reload its configuration (proxy settings included).
+async fn reload_on_sighup(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = flag;
+}
+
 fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
     let config = Config::load(&paths)?;
@@ -447,6 +468,7 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         "sensor_url": config.sensor_url,
         "route": route,
         "route_note": status.route_note,
+        "certificate_expires": certificate_expires(&paths),
         "last_success": status.last_success,
         "last_error": status.last_error,
         "delivered": status.delivered,
