@@ -16,4 +16,6 @@ pub mod env;
 pub mod noproxy;
 pub mod settings;
 
-pub use settings::{explain, Candidate, Explanation, Fallback, Mode, ProxySettings, SourceReport};
+pub use settings::{
+    explain, explain_with, Candidate, Explanation, Fallback, Inputs, Mode, PacEntry, PacOutcome, ProxySettings, SourceReport, WpadOutcome,
+};

@@ -181,8 +181,78 @@ impl<F: Fn(&str) -> Result<secrecy::SecretString, String>> Unseal for F {
     }
 }
 
-/// The route for `host:port` under `settings`. Pure: no I/O, no environment, no DNS.
+/// One entry of a PAC result, already parsed (`PROXY h:p`, `DIRECT`, or something this build
+/// cannot use yet, such as `HTTPS h:p` or `SOCKS5 h:p`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacEntry {
+    Direct,
+    Proxy { host: String, port: u16 },
+    Unsupported(String),
+}
+
+/// A PAC script's answer for the destination. The caller loads and evaluates the script (this
+/// crate does no I/O) and hands the outcome to [`explain_with`].
+#[derive(Debug, Clone)]
+pub struct PacOutcome {
+    /// Where the script came from: a path or a URL.
+    pub script: String,
+    /// The string FindProxyForURL returned, when it returned one.
+    pub raw: Option<String>,
+    /// The parsed entries, in the script's order, or why there are none.
+    pub result: Result<Vec<PacEntry>, String>,
+}
+
+/// What WPAD discovery did (the caller runs it).
+#[derive(Debug, Clone)]
+pub struct WpadOutcome {
+    /// Each step tried, for explanations.
+    pub steps: Vec<String>,
+    /// The script discovery found and its answer, if it found one.
+    pub pac: Option<PacOutcome>,
+}
+
+/// Answers from the sources that need I/O, obtained by the caller beforehand.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub pac: Option<PacOutcome>,
+    pub wpad: Option<WpadOutcome>,
+}
+
+/// The route for `host:port` under `settings`, when no PAC or WPAD answer is available.
 pub fn explain(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Unseal) -> Explanation {
+    explain_with(settings, host, port, unseal, &Inputs::default())
+}
+
+/// Turns a PAC outcome into route candidates (PAC's order kept; DIRECT where the script put it),
+/// with `credentials` for its proxies. Returns the candidates and a description.
+fn pac_candidates(outcome: &PacOutcome, credentials: &Option<Credentials>) -> Result<(Vec<Candidate>, String), String> {
+    let entries = outcome.result.as_ref().map_err(|e| format!("{}: {e}", outcome.script))?;
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for e in entries {
+        match e {
+            PacEntry::Direct => out.push(Candidate::Direct),
+            PacEntry::Proxy { host, port } => match ProxyUrl::parse(&format!("http://{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() })) {
+                Ok((url, _)) => out.push(Candidate::Proxy { url, credentials: credentials.clone() }),
+                Err(err) => skipped.push(format!("{host}:{port} ({err})")),
+            },
+            PacEntry::Unsupported(what) => skipped.push(format!("{what} (not supported yet)")),
+        }
+    }
+    let raw = outcome.raw.as_deref().map(|r| format!("returned {r:?}")).unwrap_or_default();
+    let mut detail = format!("{} {raw}", outcome.script);
+    if !skipped.is_empty() {
+        detail.push_str(&format!("; skipped {}", skipped.join(", ")));
+    }
+    if out.is_empty() {
+        return Err(format!("{detail}: no usable entry"));
+    }
+    Ok((out, detail))
+}
+
+/// The route for `host:port` under `settings`, given what PAC evaluation and WPAD discovery
+/// returned. Pure: no I/O, no environment, no DNS.
+pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Unseal, inputs: &Inputs) -> Explanation {
     let mode = settings.mode();
     let fallback = settings.fallback();
     let mut ex = Explanation { mode, fallback, sources: Vec::new(), route: Vec::new(), problem: None };
@@ -234,26 +304,56 @@ pub fn explain(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Uns
     }
 
     // pac
-    match mode {
-        Mode::Pac => {
-            problem = Some("PAC evaluation is not available in this build yet; use --url, --from-env or --direct".into());
-            report("pac", false, format!("{}: PAC evaluation is not available in this build yet", settings.pac.as_deref().unwrap_or("(no script)")));
+    let explicit_credentials = match (&settings.user, &settings.password) {
+        (Some(u), Some(sealed)) => unseal.unseal(sealed).ok().map(|p| Credentials { user: u.clone(), password: p }),
+        (Some(u), None) => Some(Credentials::new(u.clone(), "")),
+        _ => None,
+    };
+    match (mode, &inputs.pac) {
+        (Mode::Pac, Some(outcome)) => match pac_candidates(outcome, &explicit_credentials) {
+            Ok((cands, detail)) => {
+                report("pac", true, detail);
+                proxies.extend(cands);
+            }
+            Err(e) => {
+                report("pac", false, e.clone());
+                if fallback == Fallback::Never {
+                    problem = Some(format!("the PAC script gives no usable route: {e}"));
+                }
+            }
+        },
+        (Mode::Pac, None) => {
+            problem = Some("the PAC script was not evaluated (this build or this caller cannot): use --url, --from-env or --direct".into());
+            report("pac", false, format!("{}: not evaluated", settings.pac.as_deref().unwrap_or("(no script)")));
         }
         _ => report("pac", false, "not configured".into()),
     }
 
     // wpad (the first step of auto)
-    match mode {
-        Mode::Wpad => {
-            problem = Some("WPAD discovery is not available in this build yet; use --url, --from-env or --direct".into());
-            report("wpad", false, "WPAD discovery is not available in this build yet".into());
+    let mut wpad_found = false;
+    match (mode, &inputs.wpad) {
+        (Mode::Wpad | Mode::Auto, Some(w)) => match &w.pac {
+            Some(outcome) => match pac_candidates(outcome, &explicit_credentials) {
+                Ok((cands, detail)) => {
+                    wpad_found = true;
+                    report("wpad", true, format!("discovered {detail}"));
+                    proxies.extend(cands);
+                }
+                Err(e) => report("wpad", false, format!("discovered a script, but {e}")),
+            },
+            None => report("wpad", false, format!("nothing found ({})", w.steps.join("; "))),
+        },
+        (Mode::Wpad, None) => {
+            problem = Some("WPAD discovery did not run (this build or this caller cannot): use --url, --from-env or --direct".into());
+            report("wpad", false, "discovery did not run".into());
         }
-        Mode::Auto => report("wpad", false, "skipped: WPAD discovery is not available in this build yet".into()),
+        (Mode::Auto, None) => report("wpad", false, "skipped: discovery did not run".into()),
         _ => report("wpad", false, "not configured".into()),
     }
 
     // environment (captured)
-    let env_wanted = matches!(mode, Mode::Env | Mode::Auto);
+    // In auto, the environment counts only when WPAD found nothing.
+    let env_wanted = mode == Mode::Env || (mode == Mode::Auto && !wpad_found);
     match (&settings.env, env_wanted) {
         (Some(env), true) => match env.https_choice() {
             Some((var, value)) => {
@@ -290,6 +390,7 @@ pub fn explain(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Uns
             None => report("env", false, "no https_proxy or all_proxy captured".into()),
         },
         (None, true) => report("env", false, "nothing captured from the environment".into()),
+        (_, false) if mode == Mode::Auto => report("env", false, "not used: WPAD found a script".into()),
         (_, false) => report("env", false, "not configured".into()),
     }
 
@@ -309,8 +410,11 @@ pub fn explain(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Uns
         direct_detail = "no proxy found; fallback is direct".to_owned();
     } else {
         let n = proxies.len();
+        let has_direct = proxies.iter().any(|c| matches!(c, Candidate::Direct));
         ex.route.extend(proxies);
-        if fallback == Fallback::Direct && n > 0 {
+        if has_direct {
+            direct_detail = "where the PAC script put it".to_owned();
+        } else if fallback == Fallback::Direct && n > 0 {
             ex.route.push(Candidate::Direct);
             direct_detail = "appended: fallback is direct (used only if the proxy cannot be reached)".to_owned();
         } else {
@@ -391,5 +495,53 @@ mod tests {
         let ex = explain(&only_http, "h", 443, &unseal);
         assert!(ex.sources[3].detail.contains("applies to http:// URLs"), "{:?}", ex.sources);
         assert_eq!(ex.route.len(), 1);
+    }
+
+    fn pac(entries: Vec<PacEntry>) -> PacOutcome {
+        PacOutcome { script: "/etc/corp.pac".into(), raw: Some("…".into()), result: Ok(entries) }
+    }
+
+    fn p(host: &str, port: u16) -> PacEntry {
+        PacEntry::Proxy { host: host.into(), port }
+    }
+
+    #[test]
+    fn pac_and_wpad_answers_slot_into_the_route() {
+        let pac_mode = |fallback: Option<Fallback>| ProxySettings { mode: Some(Mode::Pac), pac: Some("/etc/corp.pac".into()), fallback, ..Default::default() };
+        let with = |s: &ProxySettings, inputs: Inputs| -> (Vec<String>, Option<String>) {
+            let ex = explain_with(s, "h", 443, &unseal, &inputs);
+            (ex.route.iter().map(|c| c.to_string()).collect(), ex.problem)
+        };
+        let cases: Vec<(&str, ProxySettings, Inputs, Vec<&str>, bool)> = vec![
+            ("PAC order kept, DIRECT where the script put it", pac_mode(None), Inputs { pac: Some(pac(vec![p("a", 1), PacEntry::Direct, p("b", 2)])), wpad: None }, vec!["PROXY a:1", "DIRECT", "PROXY b:2"], false),
+            ("PAC proxies, fallback direct appends DIRECT", pac_mode(Some(Fallback::Direct)), Inputs { pac: Some(pac(vec![p("a", 1)])), wpad: None }, vec!["PROXY a:1", "DIRECT"], false),
+            ("PAC unsupported entries skipped", pac_mode(None), Inputs { pac: Some(pac(vec![PacEntry::Unsupported("SOCKS5 s:1080".into()), p("a", 1)])), wpad: None }, vec!["PROXY a:1"], false),
+            ("PAC gives nothing usable, fallback never", pac_mode(None), Inputs { pac: Some(pac(vec![PacEntry::Unsupported("HTTPS h:443".into())])), wpad: None }, vec![], true),
+            ("PAC failed, fallback direct", pac_mode(Some(Fallback::Direct)), Inputs { pac: Some(PacOutcome { script: "x".into(), raw: None, result: Err("timeout".into()) }), wpad: None }, vec!["DIRECT"], false),
+            ("PAC failed, fallback never", pac_mode(None), Inputs { pac: Some(PacOutcome { script: "x".into(), raw: None, result: Err("timeout".into()) }), wpad: None }, vec![], true),
+            (
+                "auto: WPAD wins over the captured environment",
+                ProxySettings { env: env(Some("http://e:1"), None), ..Default::default() },
+                Inputs { pac: None, wpad: Some(WpadOutcome { steps: vec!["dns wpad.corp".into()], pac: Some(pac(vec![p("w", 8080)])) }) },
+                vec!["PROXY w:8080", "DIRECT"],
+                false,
+            ),
+            (
+                "auto: WPAD found nothing, the environment applies",
+                ProxySettings { env: env(Some("http://e:1"), None), ..Default::default() },
+                Inputs { pac: None, wpad: Some(WpadOutcome { steps: vec!["no lease".into()], pac: None }) },
+                vec!["PROXY e:1", "DIRECT"],
+                false,
+            ),
+        ];
+        for (name, settings, inputs, want, problem) in cases {
+            let (route, prob) = with(&settings, inputs);
+            assert_eq!(route, want, "{name}");
+            assert_eq!(prob.is_some(), problem, "{name}: {prob:?}");
+        }
+        // PAC proxies get the configured credentials.
+        let s = ProxySettings { user: Some("D\\u".into()), password: Some("sealed:pw".into()), ..pac_mode(None) };
+        let ex = explain_with(&s, "h", 443, &unseal, &Inputs { pac: Some(pac(vec![p("a", 1)])), wpad: None });
+        assert!(matches!(&ex.route[0], Candidate::Proxy { credentials: Some(c), .. } if c.user == "D\\u"));
     }
 }
