@@ -143,6 +143,12 @@ fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
     (dir, svc, ws)
 }
 
+/// The queue's acknowledged high-water mark (from its meta.json), if any.
+fn acked_through(cfg: &Path) -> Option<u64> {
+    let bytes = std::fs::read(cfg.join("queue").join("meta.json")).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["acked_through"].as_u64()
+}
+
 fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -426,8 +432,15 @@ fn kill_9_of_the_sensor_during_upload_loses_and_duplicates_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // A random moment: 20-220 ms into the run (connect + several batches).
-        std::thread::sleep(Duration::from_millis(20 + next() % 200));
+        // A random moment while it uploads: once the queue has acknowledged a batch of this run
+        // (the service committed it), wait a random 0-30 ms more, then kill.
+        let acked_at_start = acked_through(&cfg);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while acked_through(&cfg) == acked_at_start {
+            assert!(std::time::Instant::now() < deadline, "round {round}: the sensor made no progress in 30 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(next() % 30));
         signal(child.id(), "KILL");
         let _ = wait_exit(child, Duration::from_secs(10));
         let after = sensor.status()["queue"]["events"].as_u64().unwrap();
@@ -441,7 +454,7 @@ fn kill_9_of_the_sensor_during_upload_loses_and_duplicates_nothing() {
         }
     }
     assert!(
-        kills_mid_upload >= 5,
+        kills_mid_upload >= 15,
         "too few kills landed mid-upload ({kills_mid_upload}); the test proves little"
     );
     let run = sensor.run_once(120);
@@ -483,8 +496,18 @@ fn kill_9_of_the_service_during_ingest_loses_and_duplicates_nothing() {
         .spawn()
         .unwrap();
     let mut kills = 0;
-    for i in 0..5 {
-        std::thread::sleep(Duration::from_millis(150 + 70 * i));
+    for i in 0..5u64 {
+        // Kill while ingest is going on: after the sensor saw a batch committed by this
+        // incarnation of the service, plus a few milliseconds.
+        let acked_at_start = acked_through(&cfg);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while acked_through(&cfg) == acked_at_start {
+            assert!(std::time::Instant::now() < deadline, "kill {i}: no batch was committed within 60 s\n{}", svc.log());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(7 * i));
+        let remaining = sensor.status()["queue"]["events"].as_u64().unwrap();
+        assert!(remaining > 0, "kill {i}: the queue drained before the kill; the test proves little");
         let pid = svc.pid();
         signal(pid, "KILL");
         let _ = wait_exit(svc.take(), Duration::from_secs(10));
@@ -707,15 +730,34 @@ fn uninstall_refuses_while_events_wait_and_removes_everything_with_force() {
 #[test]
 fn sighup_moves_a_running_sensor_to_a_new_proxy_and_sigterm_stops_it_without_loss() {
     let (dir, _svc, ws) = setup("reload");
-    let a = Squid::start(SquidOptions { hosts: vec![ws.sensor_host.clone()], ..Default::default() });
-    let mut b = Squid::start(SquidOptions { hosts: vec![ws.sensor_host.clone()], ..Default::default() });
+    let a = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
+    let mut b = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
     let cfg = dir.path().join("sensor");
     let sensor = Sensor::installed(&cfg, &ws, &["--proxy-url", &a.url(), "--quiet"]);
-    let expires = sensor.status()["certificate_expires"].as_str().unwrap().to_owned();
-    assert!(expires.starts_with(&(time_year() + 1).to_string()), "client certificate expiry {expires}");
+    let expires = sensor.status()["certificate_expires"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        expires.starts_with(&(time_year() + 1).to_string()),
+        "client certificate expiry {expires}"
+    );
 
     let child = Command::new(UPLINK)
-        .args(["sensor", "run", "--config-dir", sensor.cfg(), "--log-level", "info"])
+        .args([
+            "sensor",
+            "run",
+            "--config-dir",
+            sensor.cfg(),
+            "--log-level",
+            "info",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -724,37 +766,70 @@ fn sighup_moves_a_running_sensor_to_a_new_proxy_and_sigterm_stops_it_without_los
     let wait_drained = |what: &str| {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while sensor.status()["queue"]["events"].as_u64() != Some(0) {
-            assert!(std::time::Instant::now() < deadline, "{what}: queue not drained: {}", sensor.status());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: queue not drained: {}",
+                sensor.status()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
     ok(sensor.send(&lines(0..100)), "send");
     wait_drained("through proxy A");
-    assert_eq!(sensor.status()["route"], format!("PROXY 127.0.0.1:{}", a.port));
+    assert_eq!(
+        sensor.status()["route"],
+        format!("PROXY 127.0.0.1:{}", a.port)
+    );
 
     // The connection through A is healthy; SIGHUP makes the sensor take the new route now.
-    ok(uplink(&["sensor", "proxy", "set", "--config-dir", sensor.cfg(), "--url", &b.url()]), "proxy set B");
+    ok(
+        uplink(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            sensor.cfg(),
+            "--url",
+            &b.url(),
+        ]),
+        "proxy set B",
+    );
     signal(child.id(), "HUP");
     ok(sensor.send(&lines(100..200)), "send");
     wait_drained("through proxy B");
-    assert_eq!(sensor.status()["route"], format!("PROXY 127.0.0.1:{}", b.port));
+    assert_eq!(
+        sensor.status()["route"],
+        format!("PROXY 127.0.0.1:{}", b.port)
+    );
 
     // SIGTERM: stops within the drain bound, cleanly, with everything queued still deliverable.
     ok(sensor.send(&lines(200..5200)), "send");
     let started = std::time::Instant::now();
     signal(child.id(), "TERM");
-    let status = wait_exit(child, Duration::from_secs(20)).expect("the sensor did not stop within 20 s of SIGTERM");
+    let status = wait_exit(child, Duration::from_secs(20))
+        .expect("the sensor did not stop within 20 s of SIGTERM");
     assert!(status.success(), "exit status {status}");
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(sensor.run_once(30).status.success());
     let sensor_id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
     assert_exactly_once(&dir.path().join("service"), "reload", &sensor_id, 5200);
     let log = b.stop();
-    assert!(log.lines().any(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host)), "proxy B tunnelled nothing:\n{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host)),
+        "proxy B tunnelled nothing:\n{log}"
+    );
 }
 
 fn time_year() -> i32 {
     // Years since 1970 from the system clock, without a date crate: good enough for "next year".
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     1970 + (secs / 31_556_952) as i32
 }
