@@ -29,13 +29,22 @@ impl BadProxies {
 
     /// True while `proxy` is being skipped.
     pub fn is_bad(&self, proxy: &str, now: Instant) -> bool {
-        self.entries.get(proxy).is_some_and(|(_, until)| now < *until)
+        self.entries
+            .get(proxy)
+            .is_some_and(|(_, until)| now < *until)
     }
 
     /// Reorders `items` (by their proxy key; `None` = DIRECT): proxies being skipped move to the
     /// end, in their original order, so they are still tried when nothing else works.
-    pub fn order<T>(&self, items: Vec<T>, key: impl Fn(&T) -> Option<String>, now: Instant) -> Vec<T> {
-        let (mut good, bad): (Vec<T>, Vec<T>) = items.into_iter().partition(|i| key(i).is_none_or(|k| !self.is_bad(&k, now)));
+    pub fn order<T>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> Option<String>,
+        now: Instant,
+    ) -> Vec<T> {
+        let (mut good, bad): (Vec<T>, Vec<T>) = items
+            .into_iter()
+            .partition(|i| key(i).is_none_or(|k| !self.is_bad(&k, now)));
         good.extend(bad);
         good
     }
@@ -51,7 +60,10 @@ mod tests {
         let mut bad = BadProxies::default();
         assert_eq!(bad.mark_bad("p:1", t0), Duration::from_secs(10));
         assert!(bad.is_bad("p:1", t0 + Duration::from_secs(9)));
-        assert!(!bad.is_bad("p:1", t0 + Duration::from_secs(10)), "expired after 10 s");
+        assert!(
+            !bad.is_bad("p:1", t0 + Duration::from_secs(10)),
+            "expired after 10 s"
+        );
         assert_eq!(bad.mark_bad("p:1", t0), Duration::from_secs(20));
         assert_eq!(bad.mark_bad("p:1", t0), Duration::from_secs(40));
         for _ in 0..40 {
@@ -60,7 +72,11 @@ mod tests {
         assert_eq!(bad.mark_bad("p:1", t0), MAX, "bounded");
         bad.mark_good("p:1");
         assert!(!bad.is_bad("p:1", t0));
-        assert_eq!(bad.mark_bad("p:1", t0), FIRST, "a working proxy starts over");
+        assert_eq!(
+            bad.mark_bad("p:1", t0),
+            FIRST,
+            "a working proxy starts over"
+        );
     }
 
     #[test]
@@ -70,7 +86,10 @@ mod tests {
         bad.mark_bad("a:1", t0);
         let items = vec![Some("a:1".to_string()), Some("b:2".to_string()), None];
         let ordered = bad.order(items.clone(), |i| i.clone(), t0);
-        assert_eq!(ordered, vec![Some("b:2".to_string()), None, Some("a:1".to_string())]);
+        assert_eq!(
+            ordered,
+            vec![Some("b:2".to_string()), None, Some("a:1".to_string())]
+        );
         let later = bad.order(items.clone(), |i| i.clone(), t0 + Duration::from_secs(11));
         assert_eq!(later, items, "after expiry the original order is back");
     }

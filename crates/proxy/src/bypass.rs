@@ -22,7 +22,10 @@ impl WinInetBypass {
                 out.local = true;
                 continue;
             }
-            let e = e.split_once("://").map_or(e.as_str(), |(_, rest)| rest).to_owned();
+            let e = e
+                .split_once("://")
+                .map_or(e.as_str(), |(_, rest)| rest)
+                .to_owned();
             out.patterns.push(e);
         }
         out
@@ -39,7 +42,9 @@ impl WinInetBypass {
             return true;
         }
         let with_port = format!("{host}:{port}");
-        self.patterns.iter().any(|p| glob(p, &host) || glob(p, &with_port))
+        self.patterns
+            .iter()
+            .any(|p| glob(p, &host) || glob(p, &with_port))
     }
 }
 
@@ -78,14 +83,14 @@ mod tests {
     fn wininet_rules() {
         let list = WinInetBypass::parse("<local>; *.contoso.com;10.*; http://intranet ; *:8443");
         let cases = [
-            ("fileserver", 443, true),           // <local>: no dot
+            ("fileserver", 443, true), // <local>: no dot
             ("fileserver.contoso.com", 443, true),
-            ("contoso.com", 443, false),         // *.contoso.com needs a label before
+            ("contoso.com", 443, false), // *.contoso.com needs a label before
             ("WWW.CONTOSO.COM", 443, true),
             ("10.1.2.3", 443, true),
             ("110.1.2.3", 443, false),
             ("intranet", 80, true),
-            ("api.example.com", 8443, true),     // *:8443
+            ("api.example.com", 8443, true), // *:8443
             ("api.example.com", 443, false),
         ];
         for (host, port, want) in cases {
@@ -97,7 +102,14 @@ mod tests {
 
     #[test]
     fn globs() {
-        for (p, t, want) in [("*", "", true), ("a*c", "abbbc", true), ("a*c", "abd", false), ("*.x.*", "a.x.b", true), ("**", "q", true), ("a", "ab", false)] {
+        for (p, t, want) in [
+            ("*", "", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abd", false),
+            ("*.x.*", "a.x.b", true),
+            ("**", "q", true),
+            ("a", "ab", false),
+        ] {
             assert_eq!(glob(p, t), want, "{p} {t}");
         }
     }

@@ -30,7 +30,16 @@ pub struct EnvCapture {
 }
 
 /// The variables this module reads, in the order they are looked up.
-pub const VARIABLES: &[&str] = &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"];
+pub const VARIABLES: &[&str] = &[
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 /// What the environment says, with credentials split out (not yet sealed).
 #[derive(Debug, Clone, Default)]
@@ -41,16 +50,26 @@ pub struct FromEnv {
 
 /// Reads the proxy variables from `get` (e.g. `|k| std::env::var(k).ok()`).
 pub fn capture(get: impl Fn(&str) -> Option<String>) -> FromEnv {
-    let first = |names: &[&str]| names.iter().find_map(|n| get(n).filter(|v| !v.trim().is_empty()));
+    let first = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| get(n).filter(|v| !v.trim().is_empty()))
+    };
     let mut out = FromEnv::default();
     let mut strip = |v: Option<String>| -> Option<String> {
         let v = v?;
-        let with_scheme = if v.contains("://") { v.clone() } else { format!("http://{v}") };
+        let with_scheme = if v.contains("://") {
+            v.clone()
+        } else {
+            format!("http://{v}")
+        };
         match with_scheme.rsplit_once('@') {
             Some((prefix, host)) => {
                 let (scheme, userinfo) = prefix.split_once("://").unwrap_or(("http", prefix));
                 if out.credentials.is_none() {
-                    if let Ok((_, Some(c))) = uplink_tunnel::ProxyUrl::parse(&format!("{scheme}://{userinfo}@{host}")) {
+                    if let Ok((_, Some(c))) =
+                        uplink_tunnel::ProxyUrl::parse(&format!("{scheme}://{userinfo}@{host}"))
+                    {
                         out.credentials = Some(c);
                     } else {
                         let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
@@ -74,24 +93,50 @@ pub fn capture(get: impl Fn(&str) -> Option<String>) -> FromEnv {
 
 impl EnvCapture {
     pub fn is_empty(&self) -> bool {
-        self.https_proxy.is_none() && self.all_proxy.is_none() && self.http_proxy.is_none() && self.no_proxy.is_none()
+        self.https_proxy.is_none()
+            && self.all_proxy.is_none()
+            && self.http_proxy.is_none()
+            && self.no_proxy.is_none()
     }
 
     /// The proxy for an https URL and the variable it came from.
     pub fn https_choice(&self) -> Option<(&'static str, &str)> {
-        self.https_proxy.as_deref().map(|v| ("https_proxy", v)).or_else(|| self.all_proxy.as_deref().map(|v| ("all_proxy", v)))
+        self.https_proxy
+            .as_deref()
+            .map(|v| ("https_proxy", v))
+            .or_else(|| self.all_proxy.as_deref().map(|v| ("all_proxy", v)))
     }
 }
 
 /// Parses a proxy value from the environment leniently, as curl does: no scheme means
 /// `http://`, no port means 1080 (curl's default proxy port).
-pub fn parse_env_proxy(value: &str) -> Result<(uplink_tunnel::ProxyUrl, bool), uplink_tunnel::UrlError> {
+pub fn parse_env_proxy(
+    value: &str,
+) -> Result<(uplink_tunnel::ProxyUrl, bool), uplink_tunnel::UrlError> {
     let v = value.trim();
-    let with_scheme = if v.contains("://") { v.to_owned() } else { format!("http://{v}") };
-    let authority = with_scheme.split_once("://").map(|x| x.1).unwrap_or("").split('/').next().unwrap_or("");
+    let with_scheme = if v.contains("://") {
+        v.to_owned()
+    } else {
+        format!("http://{v}")
+    };
+    let authority = with_scheme
+        .split_once("://")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
     let host_part = authority.rsplit_once('@').map_or(authority, |x| x.1);
-    let has_port = if host_part.starts_with('[') { host_part.contains("]:") } else { host_part.contains(':') };
-    let full = if has_port { with_scheme.clone() } else { format!("{}:1080", with_scheme.trim_end_matches('/')) };
+    let has_port = if host_part.starts_with('[') {
+        host_part.contains("]:")
+    } else {
+        host_part.contains(':')
+    };
+    let full = if has_port {
+        with_scheme.clone()
+    } else {
+        format!("{}:1080", with_scheme.trim_end_matches('/'))
+    };
     uplink_tunnel::ProxyUrl::parse(&full).map(|(u, _)| (u, !has_port))
 }
 
@@ -101,23 +146,48 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
     #[test]
     fn precedence_and_credentials() {
-        let e = capture(env(&[("HTTPS_PROXY", "http://upper:1"), ("https_proxy", "http://lower:2"), ("ALL_PROXY", "all:3")]));
-        assert_eq!(e.capture.https_choice(), Some(("https_proxy", "http://lower:2")));
-        let e = capture(env(&[("ALL_PROXY", "all:3"), ("HTTP_PROXY", "http://h:4"), ("no_proxy", ".corp")]));
+        let e = capture(env(&[
+            ("HTTPS_PROXY", "http://upper:1"),
+            ("https_proxy", "http://lower:2"),
+            ("ALL_PROXY", "all:3"),
+        ]));
+        assert_eq!(
+            e.capture.https_choice(),
+            Some(("https_proxy", "http://lower:2"))
+        );
+        let e = capture(env(&[
+            ("ALL_PROXY", "all:3"),
+            ("HTTP_PROXY", "http://h:4"),
+            ("no_proxy", ".corp"),
+        ]));
         assert_eq!(e.capture.https_choice(), Some(("all_proxy", "all:3")));
         assert_eq!(e.capture.http_proxy.as_deref(), Some("http://h:4"));
         assert_eq!(e.capture.no_proxy.as_deref(), Some(".corp"));
         let e = capture(env(&[("HTTP_PROXY", "http://h:4")]));
-        assert_eq!(e.capture.https_choice(), None, "HTTP_PROXY is not used for https");
+        assert_eq!(
+            e.capture.https_choice(),
+            None,
+            "HTTP_PROXY is not used for https"
+        );
 
-        let e = capture(env(&[("HTTPS_PROXY", "http://CONTOSO%5Cu:p%40ss@proxy:8080")]));
-        assert_eq!(e.capture.https_proxy.as_deref(), Some("http://proxy:8080"), "credentials stripped");
+        let e = capture(env(&[(
+            "HTTPS_PROXY",
+            "http://CONTOSO%5Cu:p%40ss@proxy:8080",
+        )]));
+        assert_eq!(
+            e.capture.https_proxy.as_deref(),
+            Some("http://proxy:8080"),
+            "credentials stripped"
+        );
         let c = e.credentials.unwrap();
         assert_eq!(c.user, "CONTOSO\\u");
         use secrecy::ExposeSecret;
@@ -129,28 +199,53 @@ mod tests {
     /// server concern and does not apply to a sensor).
     #[test]
     fn go_from_environment_table() {
-        let path = format!("{}/../../../shared/fixtures/noproxy/go_httpproxy_cases.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../../shared/fixtures/noproxy/go_httpproxy_cases.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let t: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         for case in t["from_environment"].as_array().unwrap() {
-            let pairs: Vec<(String, String)> =
-                case["env"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
+            let pairs: Vec<(String, String)> = case["env"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect();
             let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             let e = capture(get);
             let want = &case["want"];
-            assert_eq!(e.capture.https_proxy.as_deref(), want["HTTPSProxy"].as_str().filter(|s| !s.is_empty()), "{case}");
-            assert_eq!(e.capture.http_proxy.as_deref(), want["HTTPProxy"].as_str().filter(|s| !s.is_empty()), "{case}");
-            assert_eq!(e.capture.no_proxy.as_deref(), want["NoProxy"].as_str().filter(|s| !s.is_empty()), "{case}");
+            assert_eq!(
+                e.capture.https_proxy.as_deref(),
+                want["HTTPSProxy"].as_str().filter(|s| !s.is_empty()),
+                "{case}"
+            );
+            assert_eq!(
+                e.capture.http_proxy.as_deref(),
+                want["HTTPProxy"].as_str().filter(|s| !s.is_empty()),
+                "{case}"
+            );
+            assert_eq!(
+                e.capture.no_proxy.as_deref(),
+                want["NoProxy"].as_str().filter(|s| !s.is_empty()),
+                "{case}"
+            );
         }
     }
 
     #[test]
     fn lenient_env_values() {
         let (u, defaulted) = parse_env_proxy("proxy.corp:3128").unwrap();
-        assert_eq!((u.host.as_str(), u.port, defaulted), ("proxy.corp", 3128, false));
+        assert_eq!(
+            (u.host.as_str(), u.port, defaulted),
+            ("proxy.corp", 3128, false)
+        );
         let (u, defaulted) = parse_env_proxy("http://proxy.corp").unwrap();
         assert_eq!((u.port, defaulted), (1080, true));
         let (u, _) = parse_env_proxy("http://[::1]:3128/").unwrap();
         assert_eq!(u.host_port(), "[::1]:3128");
-        assert!(parse_env_proxy("socks5://s:1080").is_err(), "not supported yet, and said so");
+        assert!(
+            parse_env_proxy("socks5://s:1080").is_err(),
+            "not supported yet, and said so"
+        );
     }
 }

@@ -17,5 +17,6 @@ pub mod noproxy;
 pub mod settings;
 
 pub use settings::{
-    explain, explain_with, Candidate, Explanation, Fallback, Inputs, Mode, PacEntry, PacOutcome, ProxySettings, SourceReport, WpadOutcome,
+    explain, explain_with, Candidate, Explanation, Fallback, Inputs, Mode, PacEntry, PacOutcome,
+    ProxySettings, SourceReport, WpadOutcome,
 };

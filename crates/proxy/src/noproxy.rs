@@ -103,7 +103,12 @@ impl NoProxy {
             }
             match (&e.pattern, ip) {
                 (Pattern::Net(net, bits), Some(addr)) => cidr_match(addr, *net, *bits),
-                (Pattern::Name(name), None) => host == *name || (host.len() > name.len() && host.ends_with(name.as_str()) && host.as_bytes()[host.len() - name.len() - 1] == b'.'),
+                (Pattern::Name(name), None) => {
+                    host == *name
+                        || (host.len() > name.len()
+                            && host.ends_with(name.as_str())
+                            && host.as_bytes()[host.len() - name.len() - 1] == b'.')
+                }
                 _ => false,
             }
         })
@@ -123,7 +128,10 @@ fn parse_entry(token: &str) -> Option<Entry> {
         return Some(Entry { pattern, port });
     }
     if let Some((pattern, _)) = parse_addr_or_cidr(token) {
-        return Some(Entry { pattern, port: None });
+        return Some(Entry {
+            pattern,
+            port: None,
+        });
     }
     // name:port or v4:port (a bare IPv6 address has several colons and was handled above).
     let (host, port) = match token.rsplit_once(':') {
@@ -134,12 +142,18 @@ fn parse_entry(token: &str) -> Option<Entry> {
     if let Some((pattern, _)) = parse_addr_or_cidr(host) {
         return Some(Entry { pattern, port });
     }
-    let name = host.strip_prefix("*.").or_else(|| host.strip_prefix('.')).unwrap_or(host);
+    let name = host
+        .strip_prefix("*.")
+        .or_else(|| host.strip_prefix('.'))
+        .unwrap_or(host);
     let name = normalize_host(name);
     if name.is_empty() || name.contains('*') || name.contains('/') {
         return None;
     }
-    Some(Entry { pattern: Pattern::Name(name), port })
+    Some(Entry {
+        pattern: Pattern::Name(name),
+        port,
+    })
 }
 
 /// An address (`/32` or `/128` implied) or a CIDR block. Bits beyond the family's width: `None`.
@@ -168,11 +182,19 @@ pub fn cidr_match(addr: IpAddr, net: IpAddr, bits: u8) -> bool {
     };
     match (addr, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -185,8 +207,12 @@ mod tests {
     use serde_json::Value;
 
     fn fixtures(name: &str) -> Value {
-        let path = format!("{}/../../../shared/fixtures/noproxy/{name}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+        let path = format!(
+            "{}/../../../shared/fixtures/noproxy/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+            .unwrap()
     }
 
     /// curl's current table (unit1614.c, later version): every row, no exception.
@@ -196,8 +222,16 @@ mod tests {
         let rows = t["check_noproxy_later"].as_array().unwrap();
         assert!(rows.len() > 40);
         for row in rows {
-            let (host, list, want) = (row["host"].as_str().unwrap(), row["no_proxy"].as_str().unwrap(), row["match"].as_bool().unwrap());
-            assert_eq!(NoProxy::parse(list).matches(host, None), want, "host {host:?} no_proxy {list:?}");
+            let (host, list, want) = (
+                row["host"].as_str().unwrap(),
+                row["no_proxy"].as_str().unwrap(),
+                row["match"].as_bool().unwrap(),
+            );
+            assert_eq!(
+                NoProxy::parse(list).matches(host, None),
+                want,
+                "host {host:?} no_proxy {list:?}"
+            );
         }
     }
 
@@ -207,7 +241,11 @@ mod tests {
     fn curl_2022_table_differs_only_where_curl_changed() {
         let t = fixtures("curl_noproxy_cases.json");
         for row in t["check_noproxy_v2022"].as_array().unwrap() {
-            let (host, list, want) = (row["host"].as_str().unwrap(), row["no_proxy"].as_str().unwrap(), row["match"].as_bool().unwrap());
+            let (host, list, want) = (
+                row["host"].as_str().unwrap(),
+                row["no_proxy"].as_str().unwrap(),
+                row["match"].as_bool().unwrap(),
+            );
             let got = NoProxy::parse(list).matches(host, None);
             if host == "www.example.com" && list == "localhost,example.com,.example.de" {
                 assert!(got && !want, "the one row curl changed after 2022");
@@ -244,16 +282,31 @@ mod tests {
     fn go_use_proxy_table_where_go_agrees_with_curl() {
         let t = fixtures("go_httpproxy_cases.json");
         let list = NoProxy::parse(t["use_proxy"]["no_proxy"].as_str().unwrap());
-        let differs = ["localhost", "127.0.0.1", "127.0.0.2", "[::1]", "barbaz.net", "wildcard.io"];
+        let differs = [
+            "localhost",
+            "127.0.0.1",
+            "127.0.0.2",
+            "[::1]",
+            "barbaz.net",
+            "wildcard.io",
+        ];
         let mut checked = 0;
         for row in t["use_proxy"]["cases"].as_array().unwrap() {
             let host = row["host"].as_str().unwrap();
             let want_proxy = row["use_proxy"].as_bool().unwrap();
             let bypass = list.matches(host, Some(80));
             if differs.contains(&host) {
-                assert_eq!(bypass, want_proxy, "{host}: expected to differ from Go (see the doc comment)");
+                assert_eq!(
+                    bypass, want_proxy,
+                    "{host}: expected to differ from Go (see the doc comment)"
+                );
             } else {
-                assert_eq!(!bypass, want_proxy, "{host}: {}", row.get("comment").and_then(Value::as_str).unwrap_or(""));
+                assert_eq!(
+                    !bypass,
+                    want_proxy,
+                    "{host}: {}",
+                    row.get("comment").and_then(Value::as_str).unwrap_or("")
+                );
                 checked += 1;
             }
         }
@@ -284,7 +337,11 @@ mod tests {
             ("*.corp.example", "corp.example", None, true),
         ];
         for (list, host, port, want) in cases {
-            assert_eq!(NoProxy::parse(list).matches(host, port), want, "{list} / {host} / {port:?}");
+            assert_eq!(
+                NoProxy::parse(list).matches(host, port),
+                want,
+                "{list} / {host} / {port:?}"
+            );
         }
     }
 }

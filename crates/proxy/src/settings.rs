@@ -110,7 +110,11 @@ pub struct ProxySettings {
 
 impl ProxySettings {
     pub fn mode(&self) -> Mode {
-        self.mode.unwrap_or(if self.url.is_some() { Mode::Explicit } else { Mode::Auto })
+        self.mode.unwrap_or(if self.url.is_some() {
+            Mode::Explicit
+        } else {
+            Mode::Auto
+        })
     }
 
     pub fn fallback(&self) -> Fallback {
@@ -122,7 +126,10 @@ impl ProxySettings {
 #[derive(Clone)]
 pub enum Candidate {
     Direct,
-    Proxy { url: ProxyUrl, credentials: Option<Credentials> },
+    Proxy {
+        url: ProxyUrl,
+        credentials: Option<Credentials>,
+    },
 }
 
 impl Candidate {
@@ -219,27 +226,52 @@ pub struct Inputs {
 }
 
 /// The route for `host:port` under `settings`, when no PAC or WPAD answer is available.
-pub fn explain(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Unseal) -> Explanation {
+pub fn explain(
+    settings: &ProxySettings,
+    host: &str,
+    port: u16,
+    unseal: &dyn Unseal,
+) -> Explanation {
     explain_with(settings, host, port, unseal, &Inputs::default())
 }
 
 /// Turns a PAC outcome into route candidates (PAC's order kept; DIRECT where the script put it),
 /// with `credentials` for its proxies. Returns the candidates and a description.
-fn pac_candidates(outcome: &PacOutcome, credentials: &Option<Credentials>) -> Result<(Vec<Candidate>, String), String> {
-    let entries = outcome.result.as_ref().map_err(|e| format!("{}: {e}", outcome.script))?;
+fn pac_candidates(
+    outcome: &PacOutcome,
+    credentials: &Option<Credentials>,
+) -> Result<(Vec<Candidate>, String), String> {
+    let entries = outcome
+        .result
+        .as_ref()
+        .map_err(|e| format!("{}: {e}", outcome.script))?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for e in entries {
         match e {
             PacEntry::Direct => out.push(Candidate::Direct),
-            PacEntry::Proxy { host, port } => match ProxyUrl::parse(&format!("http://{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() })) {
-                Ok((url, _)) => out.push(Candidate::Proxy { url, credentials: credentials.clone() }),
+            PacEntry::Proxy { host, port } => match ProxyUrl::parse(&format!(
+                "http://{}:{port}",
+                if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                }
+            )) {
+                Ok((url, _)) => out.push(Candidate::Proxy {
+                    url,
+                    credentials: credentials.clone(),
+                }),
                 Err(err) => skipped.push(format!("{host}:{port} ({err})")),
             },
             PacEntry::Unsupported(what) => skipped.push(format!("{what} (not supported yet)")),
         }
     }
-    let raw = outcome.raw.as_deref().map(|r| format!("returned {r:?}")).unwrap_or_default();
+    let raw = outcome
+        .raw
+        .as_deref()
+        .map(|r| format!("returned {r:?}"))
+        .unwrap_or_default();
     let mut detail = format!("{} {raw}", outcome.script);
     if !skipped.is_empty() {
         detail.push_str(&format!("; skipped {}", skipped.join(", ")));
@@ -252,11 +284,29 @@ fn pac_candidates(outcome: &PacOutcome, credentials: &Option<Credentials>) -> Re
 
 /// The route for `host:port` under `settings`, given what PAC evaluation and WPAD discovery
 /// returned. Pure: no I/O, no environment, no DNS.
-pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dyn Unseal, inputs: &Inputs) -> Explanation {
+pub fn explain_with(
+    settings: &ProxySettings,
+    host: &str,
+    port: u16,
+    unseal: &dyn Unseal,
+    inputs: &Inputs,
+) -> Explanation {
     let mode = settings.mode();
     let fallback = settings.fallback();
-    let mut ex = Explanation { mode, fallback, sources: Vec::new(), route: Vec::new(), problem: None };
-    let mut report = |source: &str, used: bool, detail: String| ex.sources.push(SourceReport { source: source.into(), used, detail });
+    let mut ex = Explanation {
+        mode,
+        fallback,
+        sources: Vec::new(),
+        route: Vec::new(),
+        problem: None,
+    };
+    let mut report = |source: &str, used: bool, detail: String| {
+        ex.sources.push(SourceReport {
+            source: source.into(),
+            used,
+            detail,
+        })
+    };
     let mut proxies: Vec<Candidate> = Vec::new();
     let mut problem = None;
     let mut bypassed = false;
@@ -267,7 +317,10 @@ pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dy
             Ok((parsed, _)) => {
                 let credentials = match (&settings.user, &settings.password) {
                     (Some(u), Some(sealed)) => match unseal.unseal(sealed) {
-                        Ok(p) => Some(Credentials { user: u.clone(), password: p }),
+                        Ok(p) => Some(Credentials {
+                            user: u.clone(),
+                            password: p,
+                        }),
                         Err(e) => {
                             problem = Some(format!("the proxy password cannot be read: {e}"));
                             None
@@ -276,18 +329,60 @@ pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dy
                     (Some(u), None) => Some(Credentials::new(u.clone(), "")),
                     _ => None,
                 };
-                let curl_bypass = settings.bypass.as_deref().map(NoProxy::parse).filter(|b| !b.is_empty());
-                let win_bypass = settings.wininet_bypass.as_deref().map(WinInetBypass::parse).filter(|b| !b.is_empty());
-                if curl_bypass.as_ref().is_some_and(|b| b.matches(host, Some(port))) {
+                let curl_bypass = settings
+                    .bypass
+                    .as_deref()
+                    .map(NoProxy::parse)
+                    .filter(|b| !b.is_empty());
+                let win_bypass = settings
+                    .wininet_bypass
+                    .as_deref()
+                    .map(WinInetBypass::parse)
+                    .filter(|b| !b.is_empty());
+                if curl_bypass
+                    .as_ref()
+                    .is_some_and(|b| b.matches(host, Some(port)))
+                {
                     bypassed = true;
-                    report("explicit", true, format!("{host} is in the bypass list {:?}: DIRECT", settings.bypass.as_deref().unwrap_or("")));
+                    report(
+                        "explicit",
+                        true,
+                        format!(
+                            "{host} is in the bypass list {:?}: DIRECT",
+                            settings.bypass.as_deref().unwrap_or("")
+                        ),
+                    );
                 } else if win_bypass.as_ref().is_some_and(|b| b.matches(host, port)) {
                     bypassed = true;
-                    report("explicit", true, format!("{host} is in the Windows bypass list {:?}: DIRECT", settings.wininet_bypass.as_deref().unwrap_or("")));
+                    report(
+                        "explicit",
+                        true,
+                        format!(
+                            "{host} is in the Windows bypass list {:?}: DIRECT",
+                            settings.wininet_bypass.as_deref().unwrap_or("")
+                        ),
+                    );
                 } else {
-                    let who = credentials.as_ref().map(|c| format!(" as {}", c.user)).unwrap_or_default();
-                    report("explicit", true, format!("proxy {parsed}{who}{}", settings.origin.as_ref().map(|o| format!(" (set by {o})")).unwrap_or_default()));
-                    proxies.push(Candidate::Proxy { url: parsed, credentials });
+                    let who = credentials
+                        .as_ref()
+                        .map(|c| format!(" as {}", c.user))
+                        .unwrap_or_default();
+                    report(
+                        "explicit",
+                        true,
+                        format!(
+                            "proxy {parsed}{who}{}",
+                            settings
+                                .origin
+                                .as_ref()
+                                .map(|o| format!(" (set by {o})"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                    proxies.push(Candidate::Proxy {
+                        url: parsed,
+                        credentials,
+                    });
                 }
             }
             Err(e) => {
@@ -295,7 +390,11 @@ pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dy
                 report("explicit", false, format!("invalid: {e}"));
             }
         },
-        (Some(url), _) => report("explicit", false, format!("{url} is configured but the mode is {}", mode.as_str())),
+        (Some(url), _) => report(
+            "explicit",
+            false,
+            format!("{url} is configured but the mode is {}", mode.as_str()),
+        ),
         (None, Mode::Explicit) => {
             problem = Some("mode is explicit but no proxy URL is set: uplink sensor proxy set --url http://HOST:PORT".into());
             report("explicit", false, "no proxy URL configured".into());
@@ -305,7 +404,10 @@ pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dy
 
     // pac
     let explicit_credentials = match (&settings.user, &settings.password) {
-        (Some(u), Some(sealed)) => unseal.unseal(sealed).ok().map(|p| Credentials { user: u.clone(), password: p }),
+        (Some(u), Some(sealed)) => unseal.unseal(sealed).ok().map(|p| Credentials {
+            user: u.clone(),
+            password: p,
+        }),
         (Some(u), None) => Some(Credentials::new(u.clone(), "")),
         _ => None,
     };
@@ -324,7 +426,14 @@ pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dy
         },
         (Mode::Pac, None) => {
             problem = Some("the PAC script was not evaluated (this build or this caller cannot): use --url, --from-env or --direct".into());
-            report("pac", false, format!("{}: not evaluated", settings.pac.as_deref().unwrap_or("(no script)")));
+            report(
+                "pac",
+                false,
+                format!(
+                    "{}: not evaluated",
+                    settings.pac.as_deref().unwrap_or("(no script)")
+                ),
+            );
         }
         _ => report("pac", false, "not configured".into()),
     }
@@ -341,7 +450,11 @@ pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dy
                 }
                 Err(e) => report("wpad", false, format!("discovered a script, but {e}")),
             },
-            None => report("wpad", false, format!("nothing found ({})", w.steps.join("; "))),
+            None => report(
+                "wpad",
+                false,
+                format!("nothing found ({})", w.steps.join("; ")),
+            ),
         },
         (Mode::Wpad, None) => {
             problem = Some("WPAD discovery did not run (this build or this caller cannot): use --url, --from-env or --direct".into());
@@ -416,13 +529,19 @@ pub fn explain_with(settings: &ProxySettings, host: &str, port: u16, unseal: &dy
             direct_detail = "where the PAC script put it".to_owned();
         } else if fallback == Fallback::Direct && n > 0 {
             ex.route.push(Candidate::Direct);
-            direct_detail = "appended: fallback is direct (used only if the proxy cannot be reached)".to_owned();
+            direct_detail =
+                "appended: fallback is direct (used only if the proxy cannot be reached)"
+                    .to_owned();
         } else {
             direct_detail = "not used: fallback is never".to_owned();
         }
     }
     let direct_used = ex.route.iter().any(|c| matches!(c, Candidate::Direct));
-    ex.sources.push(SourceReport { source: "direct".into(), used: direct_used, detail: direct_detail });
+    ex.sources.push(SourceReport {
+        source: "direct".into(),
+        used: direct_used,
+        detail: direct_detail,
+    });
     if ex.route.is_empty() && problem.is_none() {
         problem = Some("no route: no proxy could be used and fallback is never".into());
     }
@@ -435,34 +554,148 @@ mod tests {
     use super::*;
 
     fn unseal(s: &str) -> Result<secrecy::SecretString, String> {
-        s.strip_prefix("sealed:").map(|p| secrecy::SecretString::from(p.to_owned())).ok_or_else(|| "bad".into())
+        s.strip_prefix("sealed:")
+            .map(|p| secrecy::SecretString::from(p.to_owned()))
+            .ok_or_else(|| "bad".into())
     }
 
     fn route(s: &ProxySettings, host: &str) -> Vec<String> {
-        explain(s, host, 443, &unseal).route.iter().map(|c| c.to_string()).collect()
+        explain(s, host, 443, &unseal)
+            .route
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
     }
 
     fn env(https: Option<&str>, no_proxy: Option<&str>) -> Option<EnvCapture> {
-        Some(EnvCapture { https_proxy: https.map(Into::into), no_proxy: no_proxy.map(Into::into), ..Default::default() })
+        Some(EnvCapture {
+            https_proxy: https.map(Into::into),
+            no_proxy: no_proxy.map(Into::into),
+            ..Default::default()
+        })
     }
 
     #[test]
     fn precedence_table() {
-        let explicit = ProxySettings { url: Some("http://p:3128".into()), ..Default::default() };
+        let explicit = ProxySettings {
+            url: Some("http://p:3128".into()),
+            ..Default::default()
+        };
         let cases: Vec<(&str, ProxySettings, &str, Vec<&str>)> = vec![
-            ("nothing configured: auto, nothing found", ProxySettings::default(), "h", vec!["DIRECT"]),
-            ("explicit: no fallback by default", explicit.clone(), "h", vec!["PROXY p:3128"]),
-            ("explicit with fallback direct", ProxySettings { fallback: Some(Fallback::Direct), ..explicit.clone() }, "h", vec!["PROXY p:3128", "DIRECT"]),
-            ("explicit, host in bypass", ProxySettings { bypass: Some(".corp.example".into()), ..explicit.clone() }, "a.corp.example", vec!["DIRECT"]),
-            ("explicit, host not in bypass", ProxySettings { bypass: Some(".corp.example".into()), ..explicit.clone() }, "x.example", vec!["PROXY p:3128"]),
-            ("explicit, Windows bypass <local>", ProxySettings { wininet_bypass: Some("<local>".into()), ..explicit.clone() }, "intranet", vec!["DIRECT"]),
-            ("explicit wins over the environment", ProxySettings { env: env(Some("http://e:1"), None), ..explicit.clone() }, "h", vec!["PROXY p:3128"]),
-            ("auto uses the captured environment, falls back", ProxySettings { env: env(Some("http://e:1"), None), ..Default::default() }, "h", vec!["PROXY e:1", "DIRECT"]),
-            ("auto, host in no_proxy", ProxySettings { env: env(Some("http://e:1"), Some("h")), ..Default::default() }, "h", vec!["DIRECT"]),
-            ("env mode with fallback never", ProxySettings { mode: Some(Mode::Env), fallback: Some(Fallback::Never), env: env(Some("e:1"), None), ..Default::default() }, "h", vec!["PROXY e:1"]),
-            ("env mode, nothing captured, fallback direct", ProxySettings { mode: Some(Mode::Env), ..Default::default() }, "h", vec!["DIRECT"]),
-            ("direct mode ignores a configured proxy", ProxySettings { mode: Some(Mode::Direct), ..explicit.clone() }, "h", vec!["DIRECT"]),
-            ("pac not evaluated yet: no route", ProxySettings { mode: Some(Mode::Pac), pac: Some("/x.pac".into()), ..Default::default() }, "h", vec![]),
+            (
+                "nothing configured: auto, nothing found",
+                ProxySettings::default(),
+                "h",
+                vec!["DIRECT"],
+            ),
+            (
+                "explicit: no fallback by default",
+                explicit.clone(),
+                "h",
+                vec!["PROXY p:3128"],
+            ),
+            (
+                "explicit with fallback direct",
+                ProxySettings {
+                    fallback: Some(Fallback::Direct),
+                    ..explicit.clone()
+                },
+                "h",
+                vec!["PROXY p:3128", "DIRECT"],
+            ),
+            (
+                "explicit, host in bypass",
+                ProxySettings {
+                    bypass: Some(".corp.example".into()),
+                    ..explicit.clone()
+                },
+                "a.corp.example",
+                vec!["DIRECT"],
+            ),
+            (
+                "explicit, host not in bypass",
+                ProxySettings {
+                    bypass: Some(".corp.example".into()),
+                    ..explicit.clone()
+                },
+                "x.example",
+                vec!["PROXY p:3128"],
+            ),
+            (
+                "explicit, Windows bypass <local>",
+                ProxySettings {
+                    wininet_bypass: Some("<local>".into()),
+                    ..explicit.clone()
+                },
+                "intranet",
+                vec!["DIRECT"],
+            ),
+            (
+                "explicit wins over the environment",
+                ProxySettings {
+                    env: env(Some("http://e:1"), None),
+                    ..explicit.clone()
+                },
+                "h",
+                vec!["PROXY p:3128"],
+            ),
+            (
+                "auto uses the captured environment, falls back",
+                ProxySettings {
+                    env: env(Some("http://e:1"), None),
+                    ..Default::default()
+                },
+                "h",
+                vec!["PROXY e:1", "DIRECT"],
+            ),
+            (
+                "auto, host in no_proxy",
+                ProxySettings {
+                    env: env(Some("http://e:1"), Some("h")),
+                    ..Default::default()
+                },
+                "h",
+                vec!["DIRECT"],
+            ),
+            (
+                "env mode with fallback never",
+                ProxySettings {
+                    mode: Some(Mode::Env),
+                    fallback: Some(Fallback::Never),
+                    env: env(Some("e:1"), None),
+                    ..Default::default()
+                },
+                "h",
+                vec!["PROXY e:1"],
+            ),
+            (
+                "env mode, nothing captured, fallback direct",
+                ProxySettings {
+                    mode: Some(Mode::Env),
+                    ..Default::default()
+                },
+                "h",
+                vec!["DIRECT"],
+            ),
+            (
+                "direct mode ignores a configured proxy",
+                ProxySettings {
+                    mode: Some(Mode::Direct),
+                    ..explicit.clone()
+                },
+                "h",
+                vec!["DIRECT"],
+            ),
+            (
+                "pac not evaluated yet: no route",
+                ProxySettings {
+                    mode: Some(Mode::Pac),
+                    pac: Some("/x.pac".into()),
+                    ..Default::default()
+                },
+                "h",
+                vec![],
+            ),
         ];
         for (name, settings, host, want) in cases {
             assert_eq!(route(&settings, host), want, "{name}");
@@ -481,55 +714,176 @@ mod tests {
         let ex = explain(&s, "wsensorapi.example", 443, &unseal);
         let names: Vec<&str> = ex.sources.iter().map(|s| s.source.as_str()).collect();
         assert_eq!(names, ["explicit", "pac", "wpad", "env", "direct"]);
-        assert!(ex.sources[0].used && ex.sources[0].detail.contains("as CONTOSO\\u") && ex.sources[0].detail.contains("install switches"));
+        assert!(
+            ex.sources[0].used
+                && ex.sources[0].detail.contains("as CONTOSO\\u")
+                && ex.sources[0].detail.contains("install switches")
+        );
         assert!(!ex.sources[4].used && ex.sources[4].detail.contains("fallback is never"));
         assert!(ex.problem.is_none());
-        let Candidate::Proxy { credentials: Some(c), .. } = &ex.route[0] else { panic!("{:?}", ex.route) };
+        let Candidate::Proxy {
+            credentials: Some(c),
+            ..
+        } = &ex.route[0]
+        else {
+            panic!("{:?}", ex.route)
+        };
         use secrecy::ExposeSecret;
         assert_eq!(c.password.expose_secret(), "pw");
         assert!(!format!("{ex:?}").contains("pw\""), "no secret in Debug");
 
-        let bad = ProxySettings { password: Some("garbage".into()), ..s };
-        assert!(explain(&bad, "h", 443, &unseal).problem.unwrap().contains("password cannot be read"));
-        let only_http = ProxySettings { env: Some(EnvCapture { http_proxy: Some("http://h:1".into()), ..Default::default() }), ..Default::default() };
+        let bad = ProxySettings {
+            password: Some("garbage".into()),
+            ..s
+        };
+        assert!(explain(&bad, "h", 443, &unseal)
+            .problem
+            .unwrap()
+            .contains("password cannot be read"));
+        let only_http = ProxySettings {
+            env: Some(EnvCapture {
+                http_proxy: Some("http://h:1".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         let ex = explain(&only_http, "h", 443, &unseal);
-        assert!(ex.sources[3].detail.contains("applies to http:// URLs"), "{:?}", ex.sources);
+        assert!(
+            ex.sources[3].detail.contains("applies to http:// URLs"),
+            "{:?}",
+            ex.sources
+        );
         assert_eq!(ex.route.len(), 1);
     }
 
     fn pac(entries: Vec<PacEntry>) -> PacOutcome {
-        PacOutcome { script: "/etc/corp.pac".into(), raw: Some("…".into()), result: Ok(entries) }
+        PacOutcome {
+            script: "/etc/corp.pac".into(),
+            raw: Some("…".into()),
+            result: Ok(entries),
+        }
     }
 
     fn p(host: &str, port: u16) -> PacEntry {
-        PacEntry::Proxy { host: host.into(), port }
+        PacEntry::Proxy {
+            host: host.into(),
+            port,
+        }
     }
 
     #[test]
     fn pac_and_wpad_answers_slot_into_the_route() {
-        let pac_mode = |fallback: Option<Fallback>| ProxySettings { mode: Some(Mode::Pac), pac: Some("/etc/corp.pac".into()), fallback, ..Default::default() };
+        let pac_mode = |fallback: Option<Fallback>| ProxySettings {
+            mode: Some(Mode::Pac),
+            pac: Some("/etc/corp.pac".into()),
+            fallback,
+            ..Default::default()
+        };
         let with = |s: &ProxySettings, inputs: Inputs| -> (Vec<String>, Option<String>) {
             let ex = explain_with(s, "h", 443, &unseal, &inputs);
             (ex.route.iter().map(|c| c.to_string()).collect(), ex.problem)
         };
         let cases: Vec<(&str, ProxySettings, Inputs, Vec<&str>, bool)> = vec![
-            ("PAC order kept, DIRECT where the script put it", pac_mode(None), Inputs { pac: Some(pac(vec![p("a", 1), PacEntry::Direct, p("b", 2)])), wpad: None }, vec!["PROXY a:1", "DIRECT", "PROXY b:2"], false),
-            ("PAC proxies, fallback direct appends DIRECT", pac_mode(Some(Fallback::Direct)), Inputs { pac: Some(pac(vec![p("a", 1)])), wpad: None }, vec!["PROXY a:1", "DIRECT"], false),
-            ("PAC unsupported entries skipped", pac_mode(None), Inputs { pac: Some(pac(vec![PacEntry::Unsupported("SOCKS5 s:1080".into()), p("a", 1)])), wpad: None }, vec!["PROXY a:1"], false),
-            ("PAC gives nothing usable, fallback never", pac_mode(None), Inputs { pac: Some(pac(vec![PacEntry::Unsupported("HTTPS h:443".into())])), wpad: None }, vec![], true),
-            ("PAC failed, fallback direct", pac_mode(Some(Fallback::Direct)), Inputs { pac: Some(PacOutcome { script: "x".into(), raw: None, result: Err("timeout".into()) }), wpad: None }, vec!["DIRECT"], false),
-            ("PAC failed, fallback never", pac_mode(None), Inputs { pac: Some(PacOutcome { script: "x".into(), raw: None, result: Err("timeout".into()) }), wpad: None }, vec![], true),
+            (
+                "PAC order kept, DIRECT where the script put it",
+                pac_mode(None),
+                Inputs {
+                    pac: Some(pac(vec![p("a", 1), PacEntry::Direct, p("b", 2)])),
+                    wpad: None,
+                },
+                vec!["PROXY a:1", "DIRECT", "PROXY b:2"],
+                false,
+            ),
+            (
+                "PAC proxies, fallback direct appends DIRECT",
+                pac_mode(Some(Fallback::Direct)),
+                Inputs {
+                    pac: Some(pac(vec![p("a", 1)])),
+                    wpad: None,
+                },
+                vec!["PROXY a:1", "DIRECT"],
+                false,
+            ),
+            (
+                "PAC unsupported entries skipped",
+                pac_mode(None),
+                Inputs {
+                    pac: Some(pac(vec![
+                        PacEntry::Unsupported("SOCKS5 s:1080".into()),
+                        p("a", 1),
+                    ])),
+                    wpad: None,
+                },
+                vec!["PROXY a:1"],
+                false,
+            ),
+            (
+                "PAC gives nothing usable, fallback never",
+                pac_mode(None),
+                Inputs {
+                    pac: Some(pac(vec![PacEntry::Unsupported("HTTPS h:443".into())])),
+                    wpad: None,
+                },
+                vec![],
+                true,
+            ),
+            (
+                "PAC failed, fallback direct",
+                pac_mode(Some(Fallback::Direct)),
+                Inputs {
+                    pac: Some(PacOutcome {
+                        script: "x".into(),
+                        raw: None,
+                        result: Err("timeout".into()),
+                    }),
+                    wpad: None,
+                },
+                vec!["DIRECT"],
+                false,
+            ),
+            (
+                "PAC failed, fallback never",
+                pac_mode(None),
+                Inputs {
+                    pac: Some(PacOutcome {
+                        script: "x".into(),
+                        raw: None,
+                        result: Err("timeout".into()),
+                    }),
+                    wpad: None,
+                },
+                vec![],
+                true,
+            ),
             (
                 "auto: WPAD wins over the captured environment",
-                ProxySettings { env: env(Some("http://e:1"), None), ..Default::default() },
-                Inputs { pac: None, wpad: Some(WpadOutcome { steps: vec!["dns wpad.corp".into()], pac: Some(pac(vec![p("w", 8080)])) }) },
+                ProxySettings {
+                    env: env(Some("http://e:1"), None),
+                    ..Default::default()
+                },
+                Inputs {
+                    pac: None,
+                    wpad: Some(WpadOutcome {
+                        steps: vec!["dns wpad.corp".into()],
+                        pac: Some(pac(vec![p("w", 8080)])),
+                    }),
+                },
                 vec!["PROXY w:8080", "DIRECT"],
                 false,
             ),
             (
                 "auto: WPAD found nothing, the environment applies",
-                ProxySettings { env: env(Some("http://e:1"), None), ..Default::default() },
-                Inputs { pac: None, wpad: Some(WpadOutcome { steps: vec!["no lease".into()], pac: None }) },
+                ProxySettings {
+                    env: env(Some("http://e:1"), None),
+                    ..Default::default()
+                },
+                Inputs {
+                    pac: None,
+                    wpad: Some(WpadOutcome {
+                        steps: vec!["no lease".into()],
+                        pac: None,
+                    }),
+                },
                 vec!["PROXY e:1", "DIRECT"],
                 false,
             ),
@@ -540,8 +894,23 @@ mod tests {
             assert_eq!(prob.is_some(), problem, "{name}: {prob:?}");
         }
         // PAC proxies get the configured credentials.
-        let s = ProxySettings { user: Some("D\\u".into()), password: Some("sealed:pw".into()), ..pac_mode(None) };
-        let ex = explain_with(&s, "h", 443, &unseal, &Inputs { pac: Some(pac(vec![p("a", 1)])), wpad: None });
-        assert!(matches!(&ex.route[0], Candidate::Proxy { credentials: Some(c), .. } if c.user == "D\\u"));
+        let s = ProxySettings {
+            user: Some("D\\u".into()),
+            password: Some("sealed:pw".into()),
+            ..pac_mode(None)
+        };
+        let ex = explain_with(
+            &s,
+            "h",
+            443,
+            &unseal,
+            &Inputs {
+                pac: Some(pac(vec![p("a", 1)])),
+                wpad: None,
+            },
+        );
+        assert!(
+            matches!(&ex.route[0], Candidate::Proxy { credentials: Some(c), .. } if c.user == "D\\u")
+        );
     }
 }

@@ -30,8 +30,14 @@ impl Paths {
     /// `--config-dir DIR` (everything in DIR), or the system defaults.
     pub fn new(config_dir: Option<&Path>) -> Paths {
         match config_dir {
-            Some(d) => Paths { config_dir: d.to_path_buf(), state_dir: d.to_path_buf() },
-            None => Paths { config_dir: DEFAULT_CONFIG_DIR.into(), state_dir: DEFAULT_STATE_DIR.into() },
+            Some(d) => Paths {
+                config_dir: d.to_path_buf(),
+                state_dir: d.to_path_buf(),
+            },
+            None => Paths {
+                config_dir: DEFAULT_CONFIG_DIR.into(),
+                state_dir: DEFAULT_STATE_DIR.into(),
+            },
         }
     }
     pub fn config_file(&self) -> PathBuf {
@@ -57,7 +63,13 @@ impl Paths {
     }
     /// Every file `install` writes (uninstall removes exactly these, plus the state).
     pub fn installed_files(&self) -> Vec<PathBuf> {
-        vec![self.config_file(), self.ca_file(), self.cert_file(), self.key_file(), self.secret_key_file()]
+        vec![
+            self.config_file(),
+            self.ca_file(),
+            self.cert_file(),
+            self.key_file(),
+            self.secret_key_file(),
+        ]
     }
 }
 
@@ -89,7 +101,9 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { max_bytes: uplink_queue::Options::default().max_bytes }
+        QueueConfig {
+            max_bytes: uplink_queue::Options::default().max_bytes,
+        }
     }
 }
 
@@ -103,7 +117,10 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        UploadConfig { batch_events: 5_000, batch_bytes: 4 << 20 }
+        UploadConfig {
+            batch_events: 5_000,
+            batch_bytes: 4 << 20,
+        }
     }
 }
 
@@ -112,7 +129,10 @@ pub enum ConfigError {
     #[error("no sensor is installed in {0}: run `uplink sensor install --bundle FILE` (or pass the right --config-dir)")]
     NotInstalled(PathBuf),
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid sensor configuration: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("the proxy settings give no route to the service: {0}")]
@@ -126,10 +146,15 @@ impl Config {
         let path = paths.config_file();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::NotInstalled(paths.config_dir.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotInstalled(paths.config_dir.clone()))
+            }
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.clone(), reason: e.to_string() })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         if config.format > CONFIG_FORMAT {
             return Err(ConfigError::Invalid {
                 path,
@@ -140,7 +165,9 @@ impl Config {
     }
 
     pub fn to_toml(&self) -> String {
-        let mut text = String::from("# uplink sensor configuration. Proxy passwords are encrypted (key: secret.key).\n");
+        let mut text = String::from(
+            "# uplink sensor configuration. Proxy passwords are encrypted (key: secret.key).\n",
+        );
         text.push_str(&toml::to_string_pretty(self).expect("the configuration serialises"));
         if !text.ends_with('\n') {
             text.push('\n');
@@ -151,7 +178,8 @@ impl Config {
     /// Writes the configuration (0600, atomically).
     pub fn save(&self, paths: &Paths) -> Result<(), ConfigError> {
         let path = paths.config_file();
-        crate::fsutil::write_private(&path, self.to_toml().as_bytes()).map_err(|source| ConfigError::Io { path, source })
+        crate::fsutil::write_private(&path, self.to_toml().as_bytes())
+            .map_err(|source| ConfigError::Io { path, source })
     }
 
     /// The route to the service under the configured proxy settings, explained, with sealed

@@ -79,7 +79,9 @@ pub fn proxy_switches(
 ) -> Result<Option<(ProxyUrl, Option<Credentials>)>, SensorError> {
     let Some(url) = url else {
         if user.is_some() || password.is_some() {
-            return Err(SensorError::Switch("--proxy-user and --proxy-password need --proxy-url".into()));
+            return Err(SensorError::Switch(
+                "--proxy-user and --proxy-password need --proxy-url".into(),
+            ));
         }
         return Ok(None);
     };
@@ -93,10 +95,21 @@ pub fn proxy_switches(
             if u.trim().is_empty() {
                 return Err(SensorError::Switch("--proxy-user is empty".into()));
             }
-            Some(Credentials { user: u.to_owned(), password: p })
+            Some(Credentials {
+                user: u.to_owned(),
+                password: p,
+            })
         }
-        (None, Some(_), None) => return Err(SensorError::Switch("--proxy-user needs --proxy-password".into())),
-        (None, None, Some(_)) => return Err(SensorError::Switch("--proxy-password needs --proxy-user (DOMAIN\\user)".into())),
+        (None, Some(_), None) => {
+            return Err(SensorError::Switch(
+                "--proxy-user needs --proxy-password".into(),
+            ))
+        }
+        (None, None, Some(_)) => {
+            return Err(SensorError::Switch(
+                "--proxy-password needs --proxy-user (DOMAIN\\user)".into(),
+            ))
+        }
         (None, None, None) => None,
     };
     Ok(Some((parsed, credentials)))
@@ -107,12 +120,19 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
     if paths.config_file().exists() {
         return Err(SensorError::AlreadyInstalled(paths.config_dir.clone()));
     }
-    let proxy = proxy_switches(opts.proxy_url.as_deref(), opts.proxy_user.as_deref(), opts.proxy_password)?;
+    let proxy = proxy_switches(
+        opts.proxy_url.as_deref(),
+        opts.proxy_user.as_deref(),
+        opts.proxy_password,
+    )?;
     let bundle = read_bundle(&opts.bundle)?;
     let endpoint = Endpoint::parse(&bundle.sensor_url)?;
 
     // The proxy settings to record, with passwords still in memory.
-    let mut settings = ProxySettings { fallback: opts.fallback, ..Default::default() };
+    let mut settings = ProxySettings {
+        fallback: opts.fallback,
+        ..Default::default()
+    };
     let mut explicit_password = None;
     let mut env_password = None;
     match proxy {
@@ -144,12 +164,15 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
     }
     let unseal_pending = |sealed: &str| -> Result<SecretString, String> {
         match sealed {
-            PENDING_EXPLICIT => explicit_password.clone().ok_or_else(|| "no password".to_owned()),
+            PENDING_EXPLICIT => explicit_password
+                .clone()
+                .ok_or_else(|| "no password".to_owned()),
             PENDING_ENV => env_password.clone().ok_or_else(|| "no password".to_owned()),
             _ => Err("unexpected sealed value during install".into()),
         }
     };
-    let explanation = uplink_proxy::explain(&settings, &endpoint.host, endpoint.port, &unseal_pending);
+    let explanation =
+        uplink_proxy::explain(&settings, &endpoint.host, endpoint.port, &unseal_pending);
 
     // Enroll: the private key is made here and never leaves this machine.
     let name = opts.name.unwrap_or_else(hostname);
@@ -157,13 +180,23 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
     let key_pem = zeroize::Zeroizing::new(key_pem);
     let anonymous = TlsSettings::new(&bundle.ca_pem, None)?;
     let mut bad = Default::default();
-    let connected = link::connect_route(&endpoint, &explanation, &anonymous, ENROLL_TIMEOUT, &mut bad)
-        .await
-        .map_err(SensorError::Enroll)?;
+    let connected = link::connect_route(
+        &endpoint,
+        &explanation,
+        &anonymous,
+        ENROLL_TIMEOUT,
+        &mut bad,
+    )
+    .await
+    .map_err(SensorError::Enroll)?;
     let route = connected.route.clone();
     let mut conn = connected.conn;
     let enrolled = conn
-        .enroll(&uplink_protocol::EnrollRequest { access_key: bundle.access_key.clone(), csr_pem, name })
+        .enroll(&uplink_protocol::EnrollRequest {
+            access_key: bundle.access_key.clone(),
+            csr_pem,
+            name,
+        })
         .await
         .map_err(|e| SensorError::Enroll(e.into()))?;
 
@@ -193,7 +226,11 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
             }
         }
         written.file(&paths.ca_file(), bundle.ca_pem.as_bytes(), false)?;
-        written.file(&paths.cert_file(), enrolled.certificate_pem.as_bytes(), false)?;
+        written.file(
+            &paths.cert_file(),
+            enrolled.certificate_pem.as_bytes(),
+            false,
+        )?;
         written.file(&paths.key_file(), key_pem.as_bytes(), true)?;
         written.file(&paths.config_file(), config.to_toml().as_bytes(), true)?;
         Ok(())
@@ -222,7 +259,10 @@ struct Written {
 
 impl Written {
     fn dir(&mut self, path: &Path) -> Result<(), SensorError> {
-        if fsutil::create_private_dir(path).map_err(|source| SensorError::Io { path: path.into(), source })? {
+        if fsutil::create_private_dir(path).map_err(|source| SensorError::Io {
+            path: path.into(),
+            source,
+        })? {
             self.dirs.push(path.into());
         }
         Ok(())
@@ -230,8 +270,15 @@ impl Written {
 
     fn file(&mut self, path: &Path, contents: &[u8], private: bool) -> Result<(), SensorError> {
         self.files.push(path.into());
-        let r = if private { fsutil::write_private(path, contents) } else { fsutil::write_public(path, contents) };
-        r.map_err(|source| SensorError::Io { path: path.into(), source })
+        let r = if private {
+            fsutil::write_private(path, contents)
+        } else {
+            fsutil::write_public(path, contents)
+        };
+        r.map_err(|source| SensorError::Io {
+            path: path.into(),
+            source,
+        })
     }
 
     fn undo(&self) {
@@ -248,7 +295,11 @@ impl Written {
 #[derive(Debug)]
 pub enum ProxyChange {
     /// An explicit proxy, with credentials and a bypass list.
-    Explicit { url: ProxyUrl, credentials: Option<Credentials>, bypass: Option<String> },
+    Explicit {
+        url: ProxyUrl,
+        credentials: Option<Credentials>,
+        bypass: Option<String>,
+    },
     /// Connect directly.
     Direct,
     /// Use (and record) the proxy environment given.
@@ -259,13 +310,28 @@ pub enum ProxyChange {
 
 /// Replaces the proxy settings of an installed sensor. A running uploader uses them from its
 /// next connection; no reinstall. Passwords are sealed; nothing secret is written in clear.
-pub fn set_proxy(paths: &Paths, change: ProxyChange, fallback: Option<Fallback>, origin: &str) -> Result<Config, SensorError> {
+pub fn set_proxy(
+    paths: &Paths,
+    change: ProxyChange,
+    fallback: Option<Fallback>,
+    origin: &str,
+) -> Result<Config, SensorError> {
     let mut config = Config::load(paths)?;
     let previous_env = config.proxy.env.take();
-    let mut settings = ProxySettings { fallback, origin: Some(origin.to_owned()), ..Default::default() };
-    let seal = |p: &SecretString| -> Result<String, SensorError> { Ok(SecretBox::open_or_create(&paths.secret_key_file())?.seal(p)) };
+    let mut settings = ProxySettings {
+        fallback,
+        origin: Some(origin.to_owned()),
+        ..Default::default()
+    };
+    let seal = |p: &SecretString| -> Result<String, SensorError> {
+        Ok(SecretBox::open_or_create(&paths.secret_key_file())?.seal(p))
+    };
     match change {
-        ProxyChange::Explicit { url, credentials, bypass } => {
+        ProxyChange::Explicit {
+            url,
+            credentials,
+            bypass,
+        } => {
             settings.mode = Some(uplink_proxy::Mode::Explicit);
             settings.url = Some(url.to_string());
             settings.bypass = bypass;
@@ -343,9 +409,6 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "sensor".into())
 }
-
-/// `uplink sensor proxy set`: replaces the proxy settings of an installed sensor. A running
-/// uploader uses them from its next connection; no reinstall.
 
 /// What uninstall removed.
 #[derive(Debug, Clone, Serialize)]

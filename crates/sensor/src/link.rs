@@ -52,36 +52,68 @@ impl LinkError {
         matches!(
             self,
             LinkError::ProxyDial { .. }
-                | LinkError::Tunnel(TunnelError::Io { .. } | TunnelError::Timeout { .. } | TunnelError::Protocol { .. })
+                | LinkError::Tunnel(
+                    TunnelError::Io { .. }
+                        | TunnelError::Timeout { .. }
+                        | TunnelError::Protocol { .. }
+                )
         )
     }
 }
 
-/// Opens a TLS connection to `endpoint` through one candidate.
-pub async fn open(endpoint: &Endpoint, candidate: &Candidate, tls: &TlsSettings, timeout: Duration) -> Result<Connection, LinkError> {
+/// Opens a TLS connection to `endpoint` through one candidate. Also returns the proxy
+/// authentication scheme that was used, if any.
+pub async fn open(
+    endpoint: &Endpoint,
+    candidate: &Candidate,
+    tls: &TlsSettings,
+    timeout: Duration,
+) -> Result<(Connection, Option<&'static str>), LinkError> {
     let attempt = async {
         match candidate {
             Candidate::Direct => {
                 let tcp = dial_direct(&endpoint.host, endpoint.port, timeout).await?;
-                Ok(Connection::handshake(tcp, endpoint, tls).await?)
+                Ok((Connection::handshake(tcp, endpoint, tls).await?, None))
             }
             Candidate::Proxy { url, credentials } => {
                 let proxy = url.host_port();
                 let tcp = dial_direct(&url.host, url.port, timeout)
                     .await
-                    .map_err(|source| LinkError::ProxyDial { proxy: proxy.clone(), source })?;
-                let tunnel = uplink_tunnel::establish(tcp, &proxy, &endpoint.host, endpoint.port, credentials.as_ref(), timeout).await?;
-                match Connection::handshake(tunnel, endpoint, tls).await {
-                    Ok(c) => Ok(c),
+                    .map_err(|source| LinkError::ProxyDial {
+                        proxy: proxy.clone(),
+                        source,
+                    })?;
+                let redial = || dial_direct(&url.host, url.port, timeout);
+                let tunnel = uplink_tunnel::establish(
+                    tcp,
+                    redial,
+                    &proxy,
+                    &endpoint.host,
+                    endpoint.port,
+                    credentials.as_ref(),
+                    timeout,
+                )
+                .await?;
+                let scheme = tunnel.scheme;
+                match Connection::handshake(tunnel.stream, endpoint, tls).await {
+                    Ok(c) => Ok((c, scheme)),
                     // Only the workspace CA is trusted; through a proxy, a certificate from another
                     // issuer means the proxy terminated TLS itself.
-                    Err(e) if e.code() == Code::TLS_UNTRUSTED_ROOT => Err(LinkError::Intercepted { proxy, detail: e.to_string() }),
+                    Err(e) if e.code() == Code::TLS_UNTRUSTED_ROOT => Err(LinkError::Intercepted {
+                        proxy,
+                        detail: e.to_string(),
+                    }),
                     Err(e) => Err(e.into()),
                 }
             }
         }
     };
-    tokio::time::timeout(timeout * 2, attempt).await.map_err(|_| LinkError::Timeout { what: "connecting to the service", after: timeout * 2 })?
+    tokio::time::timeout(timeout * 2, attempt)
+        .await
+        .map_err(|_| LinkError::Timeout {
+            what: "connecting to the service",
+            after: timeout * 2,
+        })?
 }
 
 /// A connection and the candidate that gave it.
@@ -92,6 +124,8 @@ pub struct Connected {
     pub route: String,
     /// Set when earlier candidates were skipped: which, and why.
     pub note: Option<String>,
+    /// The proxy authentication scheme in use (`Basic`, `Digest`, `NTLM`), if any.
+    pub proxy_auth: Option<&'static str>,
 }
 
 /// Connects along `explanation`'s route; see the module docs.
@@ -105,17 +139,31 @@ pub async fn connect_route(
     if let Some(problem) = &explanation.problem {
         return Err(crate::config::ConfigError::NoRoute(problem.clone()).into());
     }
-    let ordered = bad.order(explanation.route.clone(), Candidate::proxy_key, Instant::now());
+    let ordered = bad.order(
+        explanation.route.clone(),
+        Candidate::proxy_key,
+        Instant::now(),
+    );
     let mut skipped: Vec<String> = Vec::new();
     let mut last = None;
     for candidate in ordered {
         match open(endpoint, &candidate, tls, timeout).await {
-            Ok(conn) => {
+            Ok((conn, proxy_auth)) => {
                 if let Some(key) = candidate.proxy_key() {
                     bad.mark_good(&key);
                 }
-                let note = (!skipped.is_empty()).then(|| format!("{} could not be reached; using {candidate}", skipped.join(", ")));
-                return Ok(Connected { conn, route: candidate.to_string(), note });
+                let note = (!skipped.is_empty()).then(|| {
+                    format!(
+                        "{} could not be reached; using {candidate}",
+                        skipped.join(", ")
+                    )
+                });
+                return Ok(Connected {
+                    conn,
+                    route: candidate.to_string(),
+                    note,
+                    proxy_auth,
+                });
             }
             Err(e) if e.proxy_unreachable() => {
                 if let Some(key) = candidate.proxy_key() {
@@ -128,5 +176,6 @@ pub async fn connect_route(
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| crate::config::ConfigError::NoRoute("the route is empty".into()).into()))
+    Err(last
+        .unwrap_or_else(|| crate::config::ConfigError::NoRoute("the route is empty".into()).into()))
 }

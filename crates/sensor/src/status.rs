@@ -15,6 +15,9 @@ pub struct Status {
     /// Why the route is not the first candidate (a proxy could not be reached), if it is not.
     #[serde(default)]
     pub route_note: Option<String>,
+    /// The proxy authentication scheme in use (`Basic`, `Digest`, `NTLM`), if any.
+    #[serde(default)]
+    pub proxy_auth: Option<String>,
     /// RFC 3339 time of the last batch the service committed.
     pub last_success: Option<String>,
     pub last_error: Option<LastError>,

@@ -87,12 +87,22 @@ impl State {
             if let Ok(fresh) = Config::load(&self.paths) {
                 self.config = fresh;
             }
-            let explanation = self.config.explain(&self.paths, &self.endpoint.host, self.endpoint.port);
-            let connected = link::connect_route(&self.endpoint, &explanation, &self.tls, CONNECT_TIMEOUT, &mut self.bad_proxies).await?;
+            let explanation =
+                self.config
+                    .explain(&self.paths, &self.endpoint.host, self.endpoint.port);
+            let connected = link::connect_route(
+                &self.endpoint,
+                &explanation,
+                &self.tls,
+                CONNECT_TIMEOUT,
+                &mut self.bad_proxies,
+            )
+            .await?;
             tracing::info!(route = %connected.route, note = connected.note.as_deref().unwrap_or(""), "connected to the service");
             let changed = self.status.route.as_deref() != Some(connected.route.as_str());
             self.status.route = Some(connected.route);
             self.status.route_note = connected.note;
+            self.status.proxy_auth = connected.proxy_auth.map(str::to_owned);
             if changed {
                 // A new route is news for `sensor status` now, not at the next throttled write.
                 self.write_status();
@@ -169,14 +179,22 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut stopping = false;
     loop {
-        if opts.reload.as_ref().is_some_and(|r| r.swap(false, std::sync::atomic::Ordering::SeqCst)) {
+        if opts
+            .reload
+            .as_ref()
+            .is_some_and(|r| r.swap(false, std::sync::atomic::Ordering::SeqCst))
+        {
             match Config::load(&st.paths) {
                 Ok(fresh) => {
                     st.config = fresh;
                     st.conn = None;
-                    tracing::info!("configuration reloaded; reconnecting along the configured route");
+                    tracing::info!(
+                        "configuration reloaded; reconnecting along the configured route"
+                    );
                 }
-                Err(e) => tracing::error!(error = %e, "configuration reload failed; keeping the previous one"),
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration reload failed; keeping the previous one")
+                }
             }
         }
         let batch = st

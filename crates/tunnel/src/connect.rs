@@ -1,9 +1,15 @@
-//! The CONNECT exchange as pure functions: the request's bytes, and a parser for the reply head.
+//! The CONNECT exchange as pure functions: the request's bytes, a parser for the reply head, and
+//! the framing of a reply's body (a 407 carries an error page that must be read off the
+//! connection before the next CONNECT is sent on it).
 
 /// Largest reply head accepted; a proxy sending more is broken or hostile.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines accepted in a reply.
 pub const MAX_HEADERS: usize = 100;
+/// Largest 407 body read and discarded to keep the connection; a proxy sending more is hostile.
+pub const MAX_BODY: u64 = 1024 * 1024;
+/// Longest chunk-size line (with extensions) accepted in a chunked body.
+const MAX_CHUNK_LINE: usize = 1024;
 
 /// The CONNECT request for `host:port`, with a `Proxy-Authorization` value if given.
 pub fn request(host: &str, port: u16, proxy_authorization: Option<&str>) -> Vec<u8> {
@@ -32,8 +38,25 @@ pub struct Reply {
     pub reason: String,
     /// The scheme of each `Proxy-Authenticate` challenge, in order (e.g. `Basic`, `NTLM`).
     pub auth_schemes: Vec<String>,
+    /// Every `Proxy-Authenticate` challenge, parsed; malformed header values are left out.
+    pub challenges: Vec<uplink_proxyauth::Challenge>,
     /// Bytes of the head, including the blank line.
     pub head_len: usize,
+    /// How the body that follows the head is framed (RFC 9112 §6.3).
+    pub body: Body,
+    /// False when the proxy said it will close the connection after this reply.
+    pub keep_alive: bool,
+}
+
+/// How a reply's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// No body: a 2xx to CONNECT (the tunnel starts), 1xx, 204, 304.
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the proxy closes the connection: the connection cannot be reused.
+    UntilClose,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +73,12 @@ pub enum ReplyError {
     TooLarge,
     #[error("the reply has more than {MAX_HEADERS} header lines")]
     TooManyHeaders,
+    #[error("the reply has an invalid or conflicting Content-Length")]
+    BadLength,
+    #[error("the reply's chunked body is malformed")]
+    BadChunk,
+    #[error("the reply's body is larger than {MAX_BODY} bytes")]
+    BodyTooLarge,
 }
 
 /// Parses a reply head from the start of `buf`.
@@ -70,19 +99,64 @@ pub fn parse_reply(buf: &[u8]) -> Result<Parsed, ReplyError> {
             }
             let status = resp.code.unwrap_or(0);
             let reason = resp.reason.unwrap_or("").to_owned();
-            let auth_schemes = resp
-                .headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("proxy-authenticate"))
-                .filter_map(|h| std::str::from_utf8(h.value).ok())
-                .filter_map(|v| v.split_whitespace().next())
-                .map(|s| s.trim_end_matches(',').to_owned())
+            let values = |name: &'static str| {
+                resp.headers
+                    .iter()
+                    .filter(move |h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value))
+            };
+            let raw: Vec<String> = values("proxy-authenticate")
+                .map(|v| v.into_owned())
                 .collect();
+            let (challenges, _malformed) =
+                uplink_proxyauth::challenge::parse_all(raw.iter().map(String::as_str));
+            let auth_schemes = challenges.iter().map(|c| c.scheme.clone()).collect();
+            let has_token = |name: &'static str, token: &str| {
+                values(name).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            };
+            let keep_alive = if resp.version == Some(0) {
+                has_token("connection", "keep-alive") || has_token("proxy-connection", "keep-alive")
+            } else {
+                !(has_token("connection", "close") || has_token("proxy-connection", "close"))
+            };
+            let body =
+                if (200..300).contains(&status) || status < 200 || status == 204 || status == 304 {
+                    Body::None
+                } else if values("transfer-encoding").next().is_some() {
+                    // Chunked must be the last coding; anything else is read until close.
+                    let last = values("transfer-encoding")
+                        .next_back()
+                        .and_then(|v| v.rsplit(',').next().map(|t| t.trim().to_ascii_lowercase()));
+                    if last.as_deref() == Some("chunked") {
+                        Body::Chunked
+                    } else {
+                        Body::UntilClose
+                    }
+                } else {
+                    let mut length = None;
+                    for v in values("content-length") {
+                        for part in v.split(',') {
+                            let part = part.trim();
+                            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                                return Err(ReplyError::BadLength);
+                            }
+                            let n: u64 = part.parse().map_err(|_| ReplyError::BadLength)?;
+                            if length.is_some_and(|l| l != n) {
+                                return Err(ReplyError::BadLength);
+                            }
+                            length = Some(n);
+                        }
+                    }
+                    length.map_or(Body::UntilClose, Body::Length)
+                };
             Ok(Parsed::Reply(Reply {
                 status,
                 reason,
                 auth_schemes,
+                challenges,
                 head_len,
+                body,
+                keep_alive,
             }))
         }
         Err(httparse::Error::TooManyHeaders) => Err(ReplyError::TooManyHeaders),
@@ -93,6 +167,59 @@ pub fn parse_reply(buf: &[u8]) -> Result<Parsed, ReplyError> {
                 .collect();
             Err(ReplyError::NotHttp(format!("{e}; it began {shown:?}")))
         }
+    }
+}
+
+/// The length of a complete chunked body at the start of `buf` (chunks, last chunk, trailers
+/// and the final blank line), or `None` if more bytes are needed.
+pub fn chunked_len(buf: &[u8]) -> Result<Option<usize>, ReplyError> {
+    let mut at = 0usize;
+    let line_end = |from: usize| -> Result<Option<usize>, ReplyError> {
+        let window = &buf[from..buf.len().min(from + MAX_CHUNK_LINE)];
+        match window.windows(2).position(|w| w == b"\r\n") {
+            Some(i) => Ok(Some(from + i)),
+            None if window.len() == MAX_CHUNK_LINE => Err(ReplyError::BadChunk),
+            None => Ok(None),
+        }
+    };
+    loop {
+        let Some(end) = line_end(at)? else {
+            return Ok(None);
+        };
+        let line = std::str::from_utf8(&buf[at..end]).map_err(|_| ReplyError::BadChunk)?;
+        let size = line.split(';').next().unwrap_or("").trim();
+        if size.is_empty() || size.len() > 15 {
+            return Err(ReplyError::BadChunk);
+        }
+        let size = u64::from_str_radix(size, 16).map_err(|_| ReplyError::BadChunk)?;
+        if size > MAX_BODY || at as u64 + size > MAX_BODY {
+            return Err(ReplyError::BodyTooLarge);
+        }
+        at = end + 2;
+        if size == 0 {
+            // Trailer fields, then a blank line.
+            loop {
+                let Some(end) = line_end(at)? else {
+                    return Ok(None);
+                };
+                let blank = end == at;
+                at = end + 2;
+                if blank {
+                    return Ok(Some(at));
+                }
+                if at as u64 > MAX_BODY {
+                    return Err(ReplyError::BodyTooLarge);
+                }
+            }
+        }
+        let data_end = at + size as usize;
+        if buf.len() < data_end + 2 {
+            return Ok(None);
+        }
+        if &buf[data_end..data_end + 2] != b"\r\n" {
+            return Err(ReplyError::BadChunk);
+        }
+        at = data_end + 2;
     }
 }
 
@@ -162,5 +289,150 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(parse_reply(&many), Err(ReplyError::TooManyHeaders));
+    }
+
+    #[test]
+    fn body_framing_and_keep_alive() {
+        let head = |extra: &str, status: &str, version: &str| {
+            let raw = format!("HTTP/{version} {status} X\r\n{extra}\r\n");
+            match parse_reply(raw.as_bytes()) {
+                Ok(Parsed::Reply(r)) => Ok((r.body, r.keep_alive)),
+                Ok(Parsed::Incomplete) => panic!("incomplete: {raw:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        /// Extra headers, status, HTTP version, then the framing and keep-alive wanted.
+        type Case<'a> = (&'a str, &'a str, &'a str, Result<(Body, bool), ReplyError>);
+        let cases: &[Case] = &[
+            (
+                "Content-Length: 12\r\n",
+                "407",
+                "1.1",
+                Ok((Body::Length(12), true)),
+            ),
+            (
+                "Content-Length: 12\r\nContent-Length: 12\r\n",
+                "407",
+                "1.1",
+                Ok((Body::Length(12), true)),
+            ),
+            (
+                "Content-Length: 12, 12\r\n",
+                "407",
+                "1.1",
+                Ok((Body::Length(12), true)),
+            ),
+            (
+                "Content-Length: 12\r\nContent-Length: 13\r\n",
+                "407",
+                "1.1",
+                Err(ReplyError::BadLength),
+            ),
+            (
+                "Content-Length: -1\r\n",
+                "407",
+                "1.1",
+                Err(ReplyError::BadLength),
+            ),
+            (
+                "Content-Length: 99999999999999999999999\r\n",
+                "407",
+                "1.1",
+                Err(ReplyError::BadLength),
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                "407",
+                "1.1",
+                Ok((Body::Chunked, true)),
+            ),
+            (
+                "Transfer-Encoding: gzip\r\n",
+                "407",
+                "1.1",
+                Ok((Body::UntilClose, true)),
+            ),
+            ("", "407", "1.1", Ok((Body::UntilClose, true))),
+            (
+                "Connection: close\r\nContent-Length: 0\r\n",
+                "407",
+                "1.1",
+                Ok((Body::Length(0), false)),
+            ),
+            (
+                "Proxy-Connection: Close\r\nContent-Length: 0\r\n",
+                "407",
+                "1.1",
+                Ok((Body::Length(0), false)),
+            ),
+            (
+                "Content-Length: 0\r\n",
+                "407",
+                "1.0",
+                Ok((Body::Length(0), false)),
+            ),
+            (
+                "Proxy-Connection: keep-alive\r\nContent-Length: 0\r\n",
+                "407",
+                "1.0",
+                Ok((Body::Length(0), true)),
+            ),
+            (
+                "Content-Length: 100\r\n",
+                "200",
+                "1.1",
+                Ok((Body::None, true)),
+            ),
+        ];
+        for (extra, status, version, want) in cases {
+            assert_eq!(
+                &head(extra, status, version),
+                want,
+                "{extra:?} {status} {version}"
+            );
+        }
+    }
+
+    #[test]
+    fn challenges_are_parsed_from_every_header() {
+        let raw = b"HTTP/1.1 407 X\r\nProxy-Authenticate: Negotiate, NTLM\r\nProxy-Authenticate: Digest realm=\"r\", nonce=\"a,b\"\r\nProxy-Authenticate: Basic realm=\"unterminated\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Parsed::Reply(r)) = parse_reply(raw) else {
+            panic!()
+        };
+        assert_eq!(r.auth_schemes, ["Negotiate", "NTLM", "Digest"]);
+        assert_eq!(r.challenges[2].param("nonce"), Some("a,b"));
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        type Case<'a> = (&'a [u8], Result<Option<usize>, ReplyError>);
+        let cases: &[Case] = &[
+            (b"0\r\n\r\n", Ok(Some(5))),
+            (b"5\r\nhello\r\n0\r\n\r\nNEXT", Ok(Some(15))),
+            (b"5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\n", Ok(Some(33))),
+            (b"5\r\nhel", Ok(None)),
+            (b"5\r\nhello\r\n0\r\n", Ok(None)),
+            (b"", Ok(None)),
+            (b"zz\r\n", Err(ReplyError::BadChunk)),
+            (b"5\r\nhelloXX0\r\n\r\n", Err(ReplyError::BadChunk)),
+            (b"ffffffffffffffffff\r\n", Err(ReplyError::BadChunk)),
+            (b"fffffff\r\n", Err(ReplyError::BodyTooLarge)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                &chunked_len(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // A chunk-size line that never ends is an error once it is longer than the limit.
+        assert_eq!(chunked_len(&[b'1'; 2000]), Err(ReplyError::BadChunk));
+        // Endless trailers end at the body limit.
+        let mut trailers = b"0\r\n".to_vec();
+        while trailers.len() as u64 <= MAX_BODY + 100 {
+            trailers.extend_from_slice(b"X: yyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n");
+        }
+        assert_eq!(chunked_len(&trailers), Err(ReplyError::BodyTooLarge));
     }
 }

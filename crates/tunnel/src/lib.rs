@@ -1,22 +1,30 @@
 //! Tunnels through HTTP proxies.
 //!
-//! [`connect`] holds the pure half: the CONNECT request's bytes and a parser for the proxy's
-//! reply that returns `Incomplete`, a reply, or an error. [`establish`] is the thin I/O half: it
-//! writes the request, buffers the reply (bounded in size and time) and calls the parser.
+//! [`connect`] holds the pure half: the CONNECT request's bytes, a parser for the proxy's reply
+//! that returns `Incomplete`, a reply, or an error, and the framing of a 407's body.
+//! Authentication is `uplink-proxyauth`'s sans-IO [`Authenticator`]: on each 407 it is handed
+//! the challenges and says what to send next. [`establish`] is the thin I/O half: it writes each
+//! CONNECT, buffers each reply (bounded in size), reads a 407's body off the connection so the
+//! next round can use it, and bounds the whole exchange by one deadline.
 //!
-//! Proxy authentication here is Basic, sent with the first request (as curl does when given a
-//! user). The multi-round schemes (Digest, NTLM, Negotiate) plug in as a state machine over the
-//! same parser; see the proxy-authentication issue.
+//! Connections: the rounds run on one TCP connection, which NTLM and Negotiate require (they
+//! authenticate the connection, not the request). When the proxy closes the connection after a
+//! 407, [`establish`] dials again — once — only if the next message does not depend on the
+//! closed connection: Basic and Digest credentials, or the first message of an NTLM handshake.
+//! Mid-NTLM it stops with a protocol error that says the proxy must keep the connection open.
 
 pub mod connect;
 pub mod url;
 
+use std::future::Future;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uplink_diag::{Code, Diagnose};
+use uplink_proxyauth::{AuthError, Authenticator};
 
+pub use uplink_proxyauth::{Options as AuthOptions, Scheme};
 pub use url::{ProxyUrl, UrlError};
 
 /// A proxy user and password. The password is zeroed on drop and never printed.
@@ -46,25 +54,19 @@ impl Credentials {
 
     /// The `Proxy-Authorization` value for Basic (RFC 7617): base64 of `user:password`, UTF-8.
     pub fn basic(&self) -> SecretString {
-        use base64::Engine;
-        let raw = format!("{}:{}", self.user, self.password.expose_secret());
-        SecretString::from(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(raw)
-        ))
+        uplink_proxyauth::basic(&self.user, &self.password)
     }
 }
 
 /// Why a tunnel could not be set up. Never contains a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum TunnelError {
-    #[error("the proxy {proxy} requires authentication (it offers: {offered}); configure a proxy user and password")]
-    AuthRequired { proxy: String, offered: String },
-    #[error("the proxy {proxy} rejected the credentials for user {user} (it offers: {offered}); check the user name (DOMAIN\\user) and password")]
-    AuthFailed {
+    /// Authentication ended without success: required, unsupported, rejected, or endless.
+    #[error("the proxy {proxy} {source}")]
+    Auth {
         proxy: String,
-        user: String,
-        offered: String,
+        #[source]
+        source: AuthError,
     },
     #[error("the proxy {proxy} refused to tunnel to {target}: {status} {reason}")]
     Denied {
@@ -87,8 +89,7 @@ pub enum TunnelError {
 impl Diagnose for TunnelError {
     fn code(&self) -> Code {
         match self {
-            TunnelError::AuthRequired { .. } => Code::PROXY_AUTH_REQUIRED,
-            TunnelError::AuthFailed { .. } => Code::PROXY_AUTH_FAILED,
+            TunnelError::Auth { source, .. } => source.code(),
             TunnelError::Denied { .. } => Code::PROXY_CONNECT_DENIED,
             TunnelError::Protocol { .. } => Code::PROXY_PROTOCOL_ERROR,
             TunnelError::Timeout { .. } => Code::TIMEOUT,
@@ -97,85 +98,358 @@ impl Diagnose for TunnelError {
     }
 }
 
-/// Asks the proxy on `stream` to tunnel to `host:port`; returns the stream, now a tunnel.
-pub async fn establish<S>(
-    mut stream: S,
+/// A tunnel, and how it was authenticated.
+#[derive(Debug)]
+pub struct Tunnel<S> {
+    /// The connection, now a tunnel to the target.
+    pub stream: S,
+    /// The authentication scheme that succeeded (`Basic`, `Digest`, `NTLM`), or None when the
+    /// proxy asked for none. This is what `uplink sensor status` and heartbeats show.
+    pub scheme: Option<&'static str>,
+    /// 407 replies answered.
+    pub rounds: u32,
+    /// Set when the proxy closed the connection after a 407 and a new one was dialled: why.
+    pub reconnected: Option<String>,
+}
+
+/// What to tunnel to, through which proxy, as whom.
+#[derive(Debug, Clone)]
+pub struct Exchange<'a> {
+    /// The proxy's label for messages (`host:port`).
+    pub proxy: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub credentials: Option<&'a Credentials>,
+    pub auth: AuthOptions,
+    /// Bound on the whole exchange: every round, every body read, any reconnection.
+    pub timeout: Duration,
+}
+
+/// Asks the proxy on `stream` to tunnel to `host:port`, authenticating as the proxy asks with
+/// the default [`AuthOptions`]. `redial` opens a new connection to the same proxy; it is called
+/// at most once (see the module docs).
+pub async fn establish<S, D, F, E>(
+    stream: S,
+    redial: D,
     proxy: &str,
     host: &str,
     port: u16,
     credentials: Option<&Credentials>,
     timeout: Duration,
-) -> Result<S, TunnelError>
+) -> Result<Tunnel<S>, TunnelError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    D: FnMut() -> F,
+    F: Future<Output = Result<S, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let auth = credentials.map(Credentials::basic);
-    let request = connect::request(host, port, auth.as_ref().map(|a| a.expose_secret()));
+    let exchange = Exchange {
+        proxy,
+        host,
+        port,
+        credentials,
+        auth: AuthOptions::default(),
+        timeout,
+    };
+    establish_with(stream, redial, &exchange).await
+}
+
+/// [`establish`] with explicit options.
+pub async fn establish_with<S, D, F, E>(
+    stream: S,
+    redial: D,
+    x: &Exchange<'_>,
+) -> Result<Tunnel<S>, TunnelError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    D: FnMut() -> F,
+    F: Future<Output = Result<S, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::time::timeout(x.timeout, rounds(stream, redial, x))
+        .await
+        .map_err(|_| TunnelError::Timeout {
+            proxy: x.proxy.to_owned(),
+            after: x.timeout,
+        })?
+}
+
+/// How one CONNECT round ended, when it did not end the exchange.
+enum Round {
+    Reply(connect::Reply),
+    /// The connection was closed or reset before any byte of a reply.
+    ClosedBeforeReply(std::io::Error),
+}
+
+async fn rounds<S, D, F, E>(
+    mut stream: S,
+    mut redial: D,
+    x: &Exchange<'_>,
+) -> Result<Tunnel<S>, TunnelError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    D: FnMut() -> F,
+    F: Future<Output = Result<S, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let proxy = x.proxy;
     let io = |source| TunnelError::Io {
         proxy: proxy.to_owned(),
         source,
     };
-    let exchange = async {
-        stream.write_all(&request).await.map_err(io)?;
-        stream.flush().await.map_err(io)?;
-        let mut buf = Vec::with_capacity(1024);
-        loop {
-            let mut chunk = [0u8; 2048];
-            let n = stream.read(&mut chunk).await.map_err(io)?;
-            if n == 0 {
-                return Err(TunnelError::Protocol {
-                    proxy: proxy.to_owned(),
-                    reason: if buf.is_empty() {
-                        "it closed the connection without a reply".into()
-                    } else {
-                        "it closed the connection in the middle of its reply".into()
-                    },
-                });
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            match connect::parse_reply(&buf) {
-                Ok(connect::Parsed::Incomplete) => continue,
-                Ok(connect::Parsed::Reply(reply)) => return Ok(reply),
-                Err(e) => {
-                    return Err(TunnelError::Protocol {
-                        proxy: proxy.to_owned(),
-                        reason: e.to_string(),
-                    })
+    let protocol = |reason: String| TunnelError::Protocol {
+        proxy: proxy.to_owned(),
+        reason,
+    };
+    let target = if x.host.contains(':') {
+        format!("[{}]:{}", x.host, x.port)
+    } else {
+        format!("{}:{}", x.host, x.port)
+    };
+    let mut auth = Authenticator::new(
+        x.credentials.map(|c| (c.user.clone(), c.password.clone())),
+        target.clone(),
+        x.auth.clone(),
+    );
+    let mut authorization: Option<SecretString> = auth.initial();
+    // Whether `authorization` may be re-sent on a new connection.
+    let mut fresh_ok = true;
+    let mut reconnected: Option<String> = None;
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    loop {
+        let request = connect::request(
+            x.host,
+            x.port,
+            authorization.as_ref().map(|a| a.expose_secret()),
+        );
+        let round = match send_and_read(&mut stream, &request, &mut buf, proxy).await? {
+            Round::Reply(r) => r,
+            Round::ClosedBeforeReply(e) => {
+                // The proxy closed the connection after its 407 without saying so.
+                if auth.rounds() == 0 || !fresh_ok || reconnected.is_some() {
+                    return Err(io(e));
+                }
+                let why = format!(
+                    "the proxy closed the connection after its 407 ({e}); dialled again to send the {} credentials",
+                    auth.scheme().map_or("", Scheme::name)
+                );
+                stream = redial_once(&mut redial, proxy).await?;
+                buf.clear();
+                reconnected = Some(why);
+                match send_and_read(&mut stream, &request, &mut buf, proxy).await? {
+                    Round::Reply(r) => r,
+                    Round::ClosedBeforeReply(e) => return Err(io(e)),
                 }
             }
-        }
-    };
-    let reply = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| TunnelError::Timeout {
-            proxy: proxy.to_owned(),
-            after: timeout,
-        })??;
-    match reply.status {
-        200..=299 => Ok(stream),
-        407 => {
-            let offered = if reply.auth_schemes.is_empty() {
-                "no scheme".to_owned()
-            } else {
-                reply.auth_schemes.join(", ")
-            };
-            match credentials {
-                None => Err(TunnelError::AuthRequired {
+        };
+        match round.status {
+            200..=299 => {
+                if !buf.is_empty() {
+                    // A TLS server never speaks first: bytes here mean the proxy is not tunnelling.
+                    return Err(protocol(format!(
+                        "it sent {} bytes after its {} reply, before the tunnel was used",
+                        buf.len(),
+                        round.status
+                    )));
+                }
+                return Ok(Tunnel {
+                    stream,
+                    scheme: auth.scheme().map(Scheme::name),
+                    rounds: auth.rounds(),
+                    reconnected,
+                });
+            }
+            407 => {
+                let answer =
+                    auth.respond(&round.challenges)
+                        .map_err(|source| TunnelError::Auth {
+                            proxy: proxy.to_owned(),
+                            source,
+                        })?;
+                let reusable = round.keep_alive
+                    && discard_body(&mut stream, &mut buf, round.body, proxy).await?;
+                fresh_ok = answer.fresh_connection_ok;
+                if !reusable {
+                    if !answer.fresh_connection_ok {
+                        return Err(protocol(format!(
+                            "it closed the connection in the middle of the {0} handshake; {0} authenticates one connection, so the proxy must keep it open after a 407 (check its persistent-connection settings)",
+                            answer.scheme
+                        )));
+                    }
+                    if reconnected.is_some() {
+                        return Err(protocol(
+                            "it closed the connection after a 407 again, after a reconnection"
+                                .into(),
+                        ));
+                    }
+                    let why = format!(
+                        "the proxy closed the connection after its 407; dialled again to send the {} credentials",
+                        answer.scheme
+                    );
+                    tracing::debug!(proxy, scheme = answer.scheme.name(), "{why}");
+                    stream = redial_once(&mut redial, proxy).await?;
+                    buf.clear();
+                    reconnected = Some(why);
+                }
+                authorization = Some(answer.authorization);
+            }
+            status => {
+                return Err(TunnelError::Denied {
                     proxy: proxy.to_owned(),
-                    offered,
-                }),
-                Some(c) => Err(TunnelError::AuthFailed {
-                    proxy: proxy.to_owned(),
-                    user: c.user.clone(),
-                    offered,
-                }),
+                    target,
+                    status,
+                    reason: round.reason,
+                })
             }
         }
-        status => Err(TunnelError::Denied {
-            proxy: proxy.to_owned(),
-            target: format!("{host}:{port}"),
-            status,
-            reason: reply.reason,
-        }),
+    }
+}
+
+async fn redial_once<S, D, F, E>(redial: &mut D, proxy: &str) -> Result<S, TunnelError>
+where
+    D: FnMut() -> F,
+    F: Future<Output = Result<S, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    redial().await.map_err(|e| TunnelError::Io {
+        proxy: proxy.to_owned(),
+        source: std::io::Error::other(e),
+    })
+}
+
+fn is_closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+}
+
+/// Writes `request` and reads one reply head; the head is removed from `buf`, anything after
+/// it stays there.
+async fn send_and_read<S>(
+    stream: &mut S,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+    proxy: &str,
+) -> Result<Round, TunnelError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let io = |source| TunnelError::Io {
+        proxy: proxy.to_owned(),
+        source,
+    };
+    let protocol = |reason: String| TunnelError::Protocol {
+        proxy: proxy.to_owned(),
+        reason,
+    };
+    if let Err(e) = async {
+        stream.write_all(request).await?;
+        stream.flush().await
+    }
+    .await
+    {
+        return if is_closed(&e) && buf.is_empty() {
+            Ok(Round::ClosedBeforeReply(e))
+        } else {
+            Err(io(e))
+        };
+    }
+    let mut chunk = [0u8; 4096];
+    loop {
+        match connect::parse_reply(buf) {
+            Ok(connect::Parsed::Reply(reply)) => {
+                buf.drain(..reply.head_len);
+                return Ok(Round::Reply(reply));
+            }
+            Ok(connect::Parsed::Incomplete) => {}
+            Err(e) => return Err(protocol(e.to_string())),
+        }
+        let n = match stream.read(&mut chunk).await {
+            Ok(n) => n,
+            Err(e) if is_closed(&e) && buf.is_empty() => return Ok(Round::ClosedBeforeReply(e)),
+            Err(e) => return Err(io(e)),
+        };
+        if n == 0 {
+            if buf.is_empty() {
+                return Ok(Round::ClosedBeforeReply(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "it closed the connection without a reply",
+                )));
+            }
+            return Err(protocol(
+                "it closed the connection in the middle of its reply".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads a 407's body off the connection. True if the connection can carry the next round;
+/// false if the body runs until the proxy closes, or the proxy closed it.
+async fn discard_body<S>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    body: connect::Body,
+    proxy: &str,
+) -> Result<bool, TunnelError>
+where
+    S: AsyncRead + Unpin,
+{
+    let protocol = |e: connect::ReplyError| TunnelError::Protocol {
+        proxy: proxy.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut chunk = [0u8; 4096];
+    match body {
+        connect::Body::None => Ok(true),
+        connect::Body::UntilClose => Ok(false),
+        connect::Body::Length(n) => {
+            if n > connect::MAX_BODY {
+                return Err(protocol(connect::ReplyError::BodyTooLarge));
+            }
+            let n = n as usize;
+            if buf.len() >= n {
+                buf.drain(..n);
+                return Ok(true);
+            }
+            let mut remaining = n - buf.len();
+            buf.clear();
+            while remaining > 0 {
+                let want = remaining.min(chunk.len());
+                match stream.read(&mut chunk[..want]).await {
+                    Ok(0) => return Ok(false),
+                    Ok(got) => remaining -= got,
+                    Err(e) if is_closed(&e) => return Ok(false),
+                    Err(e) => {
+                        return Err(TunnelError::Io {
+                            proxy: proxy.to_owned(),
+                            source: e,
+                        })
+                    }
+                }
+            }
+            Ok(true)
+        }
+        connect::Body::Chunked => loop {
+            match connect::chunked_len(buf).map_err(protocol)? {
+                Some(len) => {
+                    buf.drain(..len);
+                    return Ok(true);
+                }
+                None => match stream.read(&mut chunk).await {
+                    Ok(0) => return Ok(false),
+                    Ok(got) => buf.extend_from_slice(&chunk[..got]),
+                    Err(e) if is_closed(&e) => return Ok(false),
+                    Err(e) => {
+                        return Err(TunnelError::Io {
+                            proxy: proxy.to_owned(),
+                            source: e,
+                        })
+                    }
+                },
+            }
+        },
     }
 }

@@ -13,12 +13,19 @@ use support::squid::{free_port, Squid, SquidOptions};
 use support::*;
 
 fn lines(range: std::ops::Range<u64>) -> String {
-    range.map(|i| format!("{{\"kind\":\"probe\",\"n\":{i}}}\n")).collect()
+    range
+        .map(|i| format!("{{\"kind\":\"probe\",\"n\":{i}}}\n"))
+        .collect()
 }
 
 /// Runs `cmd` with `input` on stdin.
 fn with_stdin(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_owned();
     let w = std::thread::spawn(move || {
@@ -38,13 +45,30 @@ fn uplink_cmd(args: &[&str]) -> Command {
 
 /// Tests decide the proxy environment themselves.
 fn scrub_proxy_env(c: &mut Command) {
-    for v in ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"] {
+    for v in [
+        "https_proxy",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "HTTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
         c.env_remove(v);
     }
 }
 
 fn status(cfg: &Path) -> serde_json::Value {
-    let out = uplink_cmd(&["sensor", "status", "--json", "--config-dir", cfg.to_str().unwrap()]).output().unwrap();
+    let out = uplink_cmd(&[
+        "sensor",
+        "status",
+        "--json",
+        "--config-dir",
+        cfg.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
     serde_json::from_str(&ok(out, "status")).unwrap()
 }
 
@@ -53,8 +77,14 @@ fn status(cfg: &Path) -> serde_json::Value {
 fn assert_exactly_once(data: &Path, ws: &str, n: u64) {
     let rows = exported(data, ws);
     let seqs: Vec<u64> = rows.iter().map(|(_, s, _)| *s).collect();
-    assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "expected seq 0..{n} exactly once");
-    assert!(rows.iter().all(|(_, s, v)| v["event"]["n"].as_u64() == Some(*s)));
+    assert_eq!(
+        seqs,
+        (0..n).collect::<Vec<_>>(),
+        "expected seq 0..{n} exactly once"
+    );
+    assert!(rows
+        .iter()
+        .all(|(_, s, v)| v["event"]["n"].as_u64() == Some(*s)));
 }
 
 #[test]
@@ -67,18 +97,42 @@ fn explain_without_a_sensor_follows_the_environment() {
         }
         serde_json::from_str(&ok(c.output().unwrap(), "proxy explain")).unwrap()
     };
-    let v = run(&[("HTTPS_PROXY", "http://proxy.corp.test:3128"), ("NO_PROXY", ".internal.test")], "https://api.example.test/x");
-    assert_eq!(v["route"], serde_json::json!(["PROXY proxy.corp.test:3128", "DIRECT"]), "{v}");
+    let v = run(
+        &[
+            ("HTTPS_PROXY", "http://proxy.corp.test:3128"),
+            ("NO_PROXY", ".internal.test"),
+        ],
+        "https://api.example.test/x",
+    );
+    assert_eq!(
+        v["route"],
+        serde_json::json!(["PROXY proxy.corp.test:3128", "DIRECT"]),
+        "{v}"
+    );
     assert_eq!(v["mode"], "env");
-    let env_source = v["sources"].as_array().unwrap().iter().find(|s| s["source"] == "env").unwrap();
+    let env_source = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "env")
+        .unwrap();
     assert_eq!(env_source["used"], true);
-    let v = run(&[("HTTPS_PROXY", "http://proxy.corp.test:3128"), ("NO_PROXY", ".internal.test")], "https://svc.internal.test/");
+    let v = run(
+        &[
+            ("HTTPS_PROXY", "http://proxy.corp.test:3128"),
+            ("NO_PROXY", ".internal.test"),
+        ],
+        "https://svc.internal.test/",
+    );
     assert_eq!(v["route"], serde_json::json!(["DIRECT"]), "{v}");
     let v = run(&[("http_proxy", "http://p:1")], "https://api.example.test/");
     assert_eq!(v["route"], serde_json::json!(["DIRECT"]), "{v}");
     assert!(v.to_string().contains("applies to http:// URLs"), "{v}");
     // A password in the environment is used but never printed.
-    let v = run(&[("https_proxy", "http://CONTOSO%5Cu:Env-S3cret@p:8080")], "https://a.example.test/");
+    let v = run(
+        &[("https_proxy", "http://CONTOSO%5Cu:Env-S3cret@p:8080")],
+        "https://a.example.test/",
+    );
     assert!(!v.to_string().contains("Env-S3cret"), "{v}");
     assert!(v.to_string().contains("as CONTOSO"), "{v}");
 }
@@ -91,30 +145,106 @@ fn an_unreachable_proxy_falls_back_to_direct_only_when_allowed() {
     let ws = create_workspace(&data, "fallback", svc.port);
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
-    ok(uplink_cmd(&["sensor", "install", "--bundle", ws.bundle_path.to_str().unwrap(), "--config-dir", c, "--quiet"]).output().unwrap(), "install");
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+            "--config-dir",
+            c,
+            "--quiet",
+        ])
+        .output()
+        .unwrap(),
+        "install",
+    );
     let dead = format!("http://127.0.0.1:{}", free_port());
 
     // Explicit proxy, default fallback (never): nothing leaves, nothing is lost.
-    ok(uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--url", &dead]).output().unwrap(), "proxy set");
-    ok(with_stdin(uplink_cmd(&["sensor", "send", "--config-dir", c]), &lines(0..300)), "send");
-    let run = uplink_cmd(&["sensor", "run", "--once", "--timeout", "2", "--config-dir", c]).output().unwrap();
+    ok(
+        uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--url", &dead])
+            .output()
+            .unwrap(),
+        "proxy set",
+    );
+    ok(
+        with_stdin(
+            uplink_cmd(&["sensor", "send", "--config-dir", c]),
+            &lines(0..300),
+        ),
+        "send",
+    );
+    let run = uplink_cmd(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "2",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     assert!(stderr(&run).contains("TCP_REFUSED"), "{}", stderr(&run));
     let st = status(&cfg);
     assert_eq!(st["queue"]["events"], 300);
     assert_eq!(st["last_error"]["code"], "TCP_REFUSED");
-    assert!(exported(&data, "fallback").is_empty(), "the proxy was bypassed although fallback is never");
+    assert!(
+        exported(&data, "fallback").is_empty(),
+        "the proxy was bypassed although fallback is never"
+    );
 
     // Allow fallback: the same dead proxy, then DIRECT.
-    ok(uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--url", &dead, "--fallback", "direct"]).output().unwrap(), "proxy set");
-    let show: serde_json::Value =
-        serde_json::from_str(&ok(uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c]).output().unwrap(), "show")).unwrap();
-    assert_eq!(show["route"], serde_json::json!([format!("PROXY {}", dead.trim_start_matches("http://")), "DIRECT"]));
-    let run = uplink_cmd(&["sensor", "run", "--once", "--timeout", "30", "--config-dir", c]).output().unwrap();
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--url",
+            &dead,
+            "--fallback",
+            "direct",
+        ])
+        .output()
+        .unwrap(),
+        "proxy set",
+    );
+    let show: serde_json::Value = serde_json::from_str(&ok(
+        uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c])
+            .output()
+            .unwrap(),
+        "show",
+    ))
+    .unwrap();
+    assert_eq!(
+        show["route"],
+        serde_json::json!([
+            format!("PROXY {}", dead.trim_start_matches("http://")),
+            "DIRECT"
+        ])
+    );
+    let run = uplink_cmd(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "30",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
     assert!(run.status.success(), "{}", stderr(&run));
     let st = status(&cfg);
     assert_eq!(st["route"], "DIRECT", "{st}");
-    assert!(st["route_note"].as_str().unwrap().contains("TCP_REFUSED"), "{st}");
+    assert!(
+        st["route_note"].as_str().unwrap().contains("TCP_REFUSED"),
+        "{st}"
+    );
     assert_exactly_once(&data, "fallback", 300);
 }
 
@@ -127,32 +257,87 @@ fn proxy_set_on_a_running_sensor_applies_at_the_next_connection() {
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
     let dead = format!("http://127.0.0.1:{}", free_port());
-    ok(uplink_cmd(&["sensor", "install", "--bundle", ws.bundle_path.to_str().unwrap(), "--config-dir", c, "--quiet"]).output().unwrap(), "install");
-    ok(uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--url", &dead]).output().unwrap(), "set dead proxy");
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+            "--config-dir",
+            c,
+            "--quiet",
+        ])
+        .output()
+        .unwrap(),
+        "install",
+    );
+    ok(
+        uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--url", &dead])
+            .output()
+            .unwrap(),
+        "set dead proxy",
+    );
     let child = uplink_cmd(&["sensor", "run", "--config-dir", c, "--log-level", "warn"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    ok(with_stdin(uplink_cmd(&["sensor", "send", "--config-dir", c]), &lines(0..400)), "send");
+    ok(
+        with_stdin(
+            uplink_cmd(&["sensor", "send", "--config-dir", c]),
+            &lines(0..400),
+        ),
+        "send",
+    );
     // The running sensor reports the dead proxy...
     let deadline = Instant::now() + Duration::from_secs(20);
     while status(&cfg)["last_error"]["code"] != "TCP_REFUSED" {
-        assert!(Instant::now() < deadline, "no TCP_REFUSED in {}", status(&cfg));
+        assert!(
+            Instant::now() < deadline,
+            "no TCP_REFUSED in {}",
+            status(&cfg)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // ...and picks up a working proxy without a restart.
-    let squid = Squid::start(SquidOptions { hosts: vec![ws.sensor_host.clone()], ..Default::default() });
-    ok(uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--url", &squid.url()]).output().unwrap(), "set squid");
+    let squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--url",
+            &squid.url(),
+        ])
+        .output()
+        .unwrap(),
+        "set squid",
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while status(&cfg)["queue"]["events"] != 0 {
-        assert!(Instant::now() < deadline, "queue not drained: {}\n{}", status(&cfg), squid.logs());
+        assert!(
+            Instant::now() < deadline,
+            "queue not drained: {}\n{}",
+            status(&cfg),
+            squid.logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     signal(child.id(), "TERM");
-    assert!(wait_exit(child, Duration::from_secs(15)).is_some_and(|s| s.success()), "the sensor did not stop cleanly on SIGTERM");
-    assert_eq!(status(&cfg)["route"], format!("PROXY 127.0.0.1:{}", squid.port));
+    assert!(
+        wait_exit(child, Duration::from_secs(15)).is_some_and(|s| s.success()),
+        "the sensor did not stop cleanly on SIGTERM"
+    );
+    assert_eq!(
+        status(&cfg)["route"],
+        format!("PROXY 127.0.0.1:{}", squid.port)
+    );
     assert_exactly_once(&data, "liveset", 400);
 }
 
@@ -164,13 +349,28 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
     let data = dir.path().join("service");
     let svc = ServiceProc::start(&data);
     let port = svc.port.to_string();
-    let out = uplink(&["workspace", "create", "nsproxy", "--data-dir", data.to_str().unwrap(), "--domain", "uplink.test", "--public-port", &port, "--json"]);
+    let out = uplink(&[
+        "workspace",
+        "create",
+        "nsproxy",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--domain",
+        "uplink.test",
+        "--public-port",
+        &port,
+        "--json",
+    ]);
     let created: serde_json::Value = serde_json::from_str(&ok(out, "workspace create")).unwrap();
     let bundle = created["bundle_path"].as_str().unwrap().to_owned();
     let host = "nsproxysensorapi.uplink.test";
     let ns = Netns::new();
     ns.hosts(&[("127.0.0.1", host)]);
-    let squid_opts = || SquidOptions { hosts: vec![host.into()], listen: Some(ns.host_ip.clone()), ..Default::default() };
+    let squid_opts = || SquidOptions {
+        hosts: vec![host.into()],
+        listen: Some(ns.host_ip.clone()),
+        ..Default::default()
+    };
     let squid = Squid::start(squid_opts());
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
@@ -181,29 +381,140 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         cmd
     };
     let url = squid.url();
-    ok(in_ns(&["sensor", "install", "--bundle", &bundle, "--config-dir", c, "--proxy-url", &url, "--fallback", "direct", "--quiet"]).output().unwrap(), "install in ns");
-    ok(with_stdin(in_ns(&["sensor", "send", "--config-dir", c]), &lines(0..1000)), "send");
-    let run = in_ns(&["sensor", "run", "--once", "--timeout", "30", "--config-dir", c]).output().unwrap();
+    ok(
+        in_ns(&[
+            "sensor",
+            "install",
+            "--bundle",
+            &bundle,
+            "--config-dir",
+            c,
+            "--proxy-url",
+            &url,
+            "--fallback",
+            "direct",
+            "--quiet",
+        ])
+        .output()
+        .unwrap(),
+        "install in ns",
+    );
+    ok(
+        with_stdin(
+            in_ns(&["sensor", "send", "--config-dir", c]),
+            &lines(0..1000),
+        ),
+        "send",
+    );
+    let run = in_ns(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "30",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
-    assert_eq!(status(&cfg)["route"], format!("PROXY {}:{}", ns.host_ip, squid.port));
+    assert_eq!(
+        status(&cfg)["route"],
+        format!("PROXY {}:{}", ns.host_ip, squid.port)
+    );
 
     // Direct really is impossible from here.
-    ok(in_ns(&["sensor", "proxy", "set", "--config-dir", c, "--direct"]).output().unwrap(), "set direct");
-    ok(with_stdin(in_ns(&["sensor", "send", "--config-dir", c]), &lines(1000..1200)), "send");
-    let run = in_ns(&["sensor", "run", "--once", "--timeout", "2", "--config-dir", c]).output().unwrap();
-    assert!(!run.status.success() && stderr(&run).contains("TCP_REFUSED"), "{}", stderr(&run));
+    ok(
+        in_ns(&["sensor", "proxy", "set", "--config-dir", c, "--direct"])
+            .output()
+            .unwrap(),
+        "set direct",
+    );
+    ok(
+        with_stdin(
+            in_ns(&["sensor", "send", "--config-dir", c]),
+            &lines(1000..1200),
+        ),
+        "send",
+    );
+    let run = in_ns(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "2",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        !run.status.success() && stderr(&run).contains("TCP_REFUSED"),
+        "{}",
+        stderr(&run)
+    );
 
     // The proxy dies: the sensor tries it, then DIRECT (allowed), fails both, keeps everything.
-    ok(in_ns(&["sensor", "proxy", "set", "--config-dir", c, "--url", &url, "--fallback", "direct"]).output().unwrap(), "set squid");
+    ok(
+        in_ns(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--url",
+            &url,
+            "--fallback",
+            "direct",
+        ])
+        .output()
+        .unwrap(),
+        "set squid",
+    );
     drop(squid);
-    let run = in_ns(&["sensor", "run", "--once", "--timeout", "2", "--config-dir", c]).output().unwrap();
+    let run = in_ns(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "2",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
     assert!(!run.status.success(), "{}", stderr(&run));
     assert_eq!(status(&cfg)["queue"]["events"], 200);
 
     // A proxy comes back: everything arrives, once.
     let squid = Squid::start(squid_opts());
-    ok(in_ns(&["sensor", "proxy", "set", "--config-dir", c, "--url", &squid.url(), "--fallback", "direct"]).output().unwrap(), "set new squid");
-    let run = in_ns(&["sensor", "run", "--once", "--timeout", "30", "--config-dir", c]).output().unwrap();
+    ok(
+        in_ns(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--url",
+            &squid.url(),
+            "--fallback",
+            "direct",
+        ])
+        .output()
+        .unwrap(),
+        "set new squid",
+    );
+    let run = in_ns(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "30",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
     assert_exactly_once(&data, "nsproxy", 1200);
 }
@@ -218,7 +529,18 @@ fn through_tinyproxy_on_another_host() {
     // The service listens on the root side of the link, where the proxy host can reach it.
     let svc = ServiceProc::start_at(&data, &format!("{}:0", ns.host_ip));
     let port = svc.port.to_string();
-    let out = uplink(&["workspace", "create", "tiny", "--data-dir", data.to_str().unwrap(), "--domain", "uplink.test", "--public-port", &port, "--json"]);
+    let out = uplink(&[
+        "workspace",
+        "create",
+        "tiny",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--domain",
+        "uplink.test",
+        "--public-port",
+        &port,
+        "--json",
+    ]);
     let created: serde_json::Value = serde_json::from_str(&ok(out, "workspace create")).unwrap();
     let host = "tinysensorapi.uplink.test";
     ns.hosts(&[(ns.host_ip.as_str(), host)]);
@@ -246,20 +568,63 @@ fn through_tinyproxy_on_another_host() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect((ns.ns_ip.as_str(), 8888)).is_err() {
-        assert!(Instant::now() < deadline, "tinyproxy did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "tinyproxy did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
     let proxy = format!("http://{}:8888", ns.ns_ip);
     let bundle = created["bundle_path"].as_str().unwrap();
-    ok(uplink_cmd(&["sensor", "install", "--bundle", bundle, "--config-dir", c, "--proxy-url", &proxy, "--quiet"]).output().unwrap(), "install through tinyproxy");
-    ok(with_stdin(uplink_cmd(&["sensor", "send", "--config-dir", c]), &lines(0..2000)), "send");
-    let run = uplink_cmd(&["sensor", "run", "--once", "--timeout", "30", "--config-dir", c]).output().unwrap();
-    assert!(run.status.success(), "{}\n{}", stderr(&run), std::fs::read_to_string(&log).unwrap_or_default());
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "install",
+            "--bundle",
+            bundle,
+            "--config-dir",
+            c,
+            "--proxy-url",
+            &proxy,
+            "--quiet",
+        ])
+        .output()
+        .unwrap(),
+        "install through tinyproxy",
+    );
+    ok(
+        with_stdin(
+            uplink_cmd(&["sensor", "send", "--config-dir", c]),
+            &lines(0..2000),
+        ),
+        "send",
+    );
+    let run = uplink_cmd(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "30",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        stderr(&run),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     assert_exactly_once(&data, "tiny", 2000);
     signal(tinyproxy.id(), "TERM");
     let _ = wait_exit(tinyproxy, Duration::from_secs(10));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(text.contains("CONNECT") && text.contains(host), "tinyproxy log shows no CONNECT to {host}:\n{text}");
+    assert!(
+        text.contains("CONNECT") && text.contains(host),
+        "tinyproxy log shows no CONNECT to {host}:\n{text}"
+    );
 }

@@ -217,21 +217,25 @@ fn events_arrive_exactly_once_through_squid_with_basic_auth_and_the_password_sta
     );
     assert!(status["last_error"].is_null());
     assert!(status["last_success"].is_string());
+    assert_eq!(status["proxy_auth"], "Basic", "{status}");
 
-    // Squid tunnelled it, as the authenticated user.
+    // Squid tunnelled it, as the authenticated user. Each connection's first CONNECT goes
+    // without credentials (407: the proxy names its schemes), the second with Basic (200).
     let log = squid.stop();
     let connects: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
         .collect();
+    let tunnels: Vec<&&str> = connects.iter().filter(|l| l.contains("/200 ")).collect();
     assert!(
-        connects.len() >= 2,
-        "expected CONNECT lines for enrollment and upload in:\n{log}"
+        tunnels.len() >= 2,
+        "expected CONNECT tunnels for enrollment and upload in:\n{log}"
     );
+    assert!(tunnels.iter().all(|l| l.contains("proxyuser")), "{log}");
     assert!(
         connects
             .iter()
-            .all(|l| l.contains("proxyuser") && l.contains("/200 ")),
+            .all(|l| l.contains("/200 ") || l.contains("/407 ")),
         "{log}"
     );
 

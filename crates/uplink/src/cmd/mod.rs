@@ -2,9 +2,9 @@
 
 pub mod allowlist;
 pub mod events;
-pub mod quickstart;
 pub mod proxy;
 pub mod proxy_pac;
+pub mod quickstart;
 pub mod sensor;
 pub mod service;
 pub mod winproxy;

@@ -48,14 +48,24 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     let (host, port) = host_port(&a.url)?;
     let paths = Paths::new(a.config_dir.as_deref());
     let (origin, ex) = match Config::load(&paths) {
-        Ok(config) => (format!("sensor configuration in {}", paths.config_dir.display()), config.explain(&paths, &host, port)),
+        Ok(config) => (
+            format!("sensor configuration in {}", paths.config_dir.display()),
+            config.explain(&paths, &host, port),
+        ),
         Err(uplink_sensor::config::ConfigError::NotInstalled(_)) if a.config_dir.is_none() => {
             let env = super::sensor::env_proxy();
-            let settings = ProxySettings { mode: Some(uplink_proxy::Mode::Env), env: Some(env.capture), ..Default::default() };
+            let settings = ProxySettings {
+                mode: Some(uplink_proxy::Mode::Env),
+                env: Some(env.capture),
+                ..Default::default()
+            };
             // Credentials seen in the environment are used as they are: nothing is stored.
             let creds = env.credentials;
             let unseal = move |_: &str| -> Result<secrecy::SecretString, String> {
-                creds.as_ref().map(|c| c.password.clone()).ok_or_else(|| "no password".to_owned())
+                creds
+                    .as_ref()
+                    .map(|c| c.password.clone())
+                    .ok_or_else(|| "no password".to_owned())
             };
             let mut settings = settings;
             if let Some(e) = settings.env.as_mut() {
@@ -63,7 +73,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     e.password = Some("from-environment".into());
                 }
             }
-            ("this shell's environment (no sensor installed)".to_owned(), uplink_proxy::explain(&settings, &host, port, &unseal))
+            (
+                "this shell's environment (no sensor installed)".to_owned(),
+                uplink_proxy::explain(&settings, &host, port, &unseal),
+            )
         }
         Err(e) => return Err(e.into()),
     };
@@ -82,11 +95,27 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     } else {
         println!("URL       {}", a.url);
         println!("settings  {origin}");
-        println!("mode      {} (fallback {})", ex.mode.as_str(), ex.fallback.as_str());
+        println!(
+            "mode      {} (fallback {})",
+            ex.mode.as_str(),
+            ex.fallback.as_str()
+        );
         for s in &ex.sources {
-            println!("  {} {:<9} {}", if s.used { "*" } else { "-" }, s.source, s.detail);
+            println!(
+                "  {} {:<9} {}",
+                if s.used { "*" } else { "-" },
+                s.source,
+                s.detail
+            );
         }
-        println!("route     {}", if route.is_empty() { "none".to_owned() } else { route.join("; ") });
+        println!(
+            "route     {}",
+            if route.is_empty() {
+                "none".to_owned()
+            } else {
+                route.join("; ")
+            }
+        );
         if let Some(p) = &ex.problem {
             println!("problem   {p}");
         }
@@ -96,7 +125,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// Host and port of a URL (default port from the scheme).
 fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| anyhow::anyhow!("{url:?} is not a URL: give it as https://HOST[:PORT]/"))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| anyhow::anyhow!("{url:?} is not a URL: give it as https://HOST[:PORT]/"))?;
     let default = match scheme.to_ascii_lowercase().as_str() {
         "https" => 443,
         "http" => 80,
@@ -105,12 +136,22 @@ fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let authority = authority.rsplit_once('@').map_or(authority, |x| x.1);
     if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| anyhow::anyhow!("{url:?}: unclosed [ in the host"))?;
-        let port = after.strip_prefix(':').map(str::parse).transpose()?.unwrap_or(default);
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| anyhow::anyhow!("{url:?}: unclosed [ in the host"))?;
+        let port = after
+            .strip_prefix(':')
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or(default);
         return Ok((h.to_owned(), port));
     }
     match authority.rsplit_once(':') {
-        Some((h, p)) => Ok((h.to_owned(), p.parse().map_err(|_| anyhow::anyhow!("{url:?} has an invalid port"))?)),
+        Some((h, p)) => Ok((
+            h.to_owned(),
+            p.parse()
+                .map_err(|_| anyhow::anyhow!("{url:?} has an invalid port"))?,
+        )),
         None if authority.is_empty() => anyhow::bail!("{url:?} has no host"),
         None => Ok((authority.to_owned(), default)),
     }

@@ -79,7 +79,12 @@ pub struct ProxySetArgs {
     #[arg(long, value_name = "USER", requires = "url")]
     pub user: Option<String>,
     /// The proxy password (stored encrypted). Prefer UPLINK_PROXY_PASSWORD.
-    #[arg(long, value_name = "PASSWORD", env = "UPLINK_PROXY_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "UPLINK_PROXY_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// Hosts that skip the proxy, NO_PROXY syntax (e.g. ".corp.example,10.0.0.0/8").
     #[arg(long, value_name = "LIST", requires = "url")]
@@ -244,7 +249,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Proxy(ProxyCommand::Set(a)) => proxy_set(a),
         Command::Proxy(ProxyCommand::Reset(a)) => {
             let paths = a.dir.paths();
-            install::set_proxy(&paths, install::ProxyChange::Reset, None, "uplink sensor proxy reset")?;
+            install::set_proxy(
+                &paths,
+                install::ProxyChange::Reset,
+                None,
+                "uplink sensor proxy reset",
+            )?;
             println!("proxy settings reset to auto");
             print_route(&paths)?;
             Ok(ExitCode::SUCCESS)
@@ -271,12 +281,26 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
     } else if a.from_env {
         install::ProxyChange::FromEnv(env_proxy())
     } else {
-        let Some((url, credentials)) = install::proxy_switches(a.url.as_deref(), a.user.as_deref(), a.password.map(secrecy::SecretString::from))? else {
+        let Some((url, credentials)) = install::proxy_switches(
+            a.url.as_deref(),
+            a.user.as_deref(),
+            a.password.map(secrecy::SecretString::from),
+        )?
+        else {
             anyhow::bail!("give --url, --direct or --from-env");
         };
-        install::ProxyChange::Explicit { url, credentials, bypass: a.bypass }
+        install::ProxyChange::Explicit {
+            url,
+            credentials,
+            bypass: a.bypass,
+        }
     };
-    install::set_proxy(&paths, change, a.fallback.map(Into::into), "uplink sensor proxy set")?;
+    install::set_proxy(
+        &paths,
+        change,
+        a.fallback.map(Into::into),
+        "uplink sensor proxy set",
+    )?;
     println!("proxy settings saved; a running sensor uses them from its next connection");
     print_route(&paths)?;
     Ok(ExitCode::SUCCESS)
@@ -287,7 +311,15 @@ fn print_route(paths: &Paths) -> anyhow::Result<()> {
     let endpoint = uplink_client::Endpoint::parse(&config.sensor_url)?;
     let ex = config.explain(paths, &endpoint.host, endpoint.port);
     let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
-    println!("route to {}: {}", endpoint.host, if route.is_empty() { "none".into() } else { route.join("; ") });
+    println!(
+        "route to {}: {}",
+        endpoint.host,
+        if route.is_empty() {
+            "none".into()
+        } else {
+            route.join("; ")
+        }
+    );
     if let Some(p) = ex.problem {
         println!("problem: {p}");
     }
@@ -333,7 +365,14 @@ fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
         if let Some(o) = &p.origin {
             println!("set by    {o}");
         }
-        println!("route     {}", if route.is_empty() { "none".into() } else { route.join("; ") });
+        println!(
+            "route     {}",
+            if route.is_empty() {
+                "none".into()
+            } else {
+                route.join("; ")
+            }
+        );
         if let Some(pr) = &ex.problem {
             println!("problem   {pr}");
         }
@@ -408,7 +447,11 @@ fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
 fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
     let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let opts = upload::RunOptions { once: a.once, timeout: Duration::from_secs(a.timeout.max(1)), reload: Some(reload.clone()) };
+    let opts = upload::RunOptions {
+        once: a.once,
+        timeout: Duration::from_secs(a.timeout.max(1)),
+        reload: Some(reload.clone()),
+    };
     let rt = runtime()?;
     rt.spawn(reload_on_sighup(reload));
     match rt.block_on(upload::run(&paths, opts, super::service::shutdown_signal())) {
@@ -435,7 +478,9 @@ fn certificate_expires(paths: &Paths) -> Option<String> {
     let pem = std::fs::read_to_string(paths.cert_file()).ok()?;
     let der = uplink_pki::certs_from_pem(&pem).ok()?.into_iter().next()?;
     let info = uplink_pki::cert_info(&der).ok()?;
-    info.not_after.format(&time::format_description::well_known::Rfc3339).ok()
+    info.not_after
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// SIGHUP asks the uploader to reload its configuration (proxy settings included).
@@ -443,7 +488,9 @@ async fn reload_on_sighup(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
         while hup.recv().await.is_some() {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -458,9 +505,16 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = Status::load(&paths.status_file());
     let depth = uplink_sensor::open_queue(&paths, &config)?.depth()?;
     // Before the first connection, the route the settings give.
-    let route = status.route.clone().unwrap_or_else(|| match uplink_client::Endpoint::parse(&config.sensor_url) {
-        Ok(e) => config.explain(&paths, &e.host, e.port).route.first().map(ToString::to_string).unwrap_or_else(|| "none".into()),
-        Err(e) => format!("invalid: {e}"),
+    let route = status.route.clone().unwrap_or_else(|| {
+        match uplink_client::Endpoint::parse(&config.sensor_url) {
+            Ok(e) => config
+                .explain(&paths, &e.host, e.port)
+                .route
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "none".into()),
+            Err(e) => format!("invalid: {e}"),
+        }
     });
     let value = serde_json::json!({
         "workspace": config.workspace,
@@ -468,6 +522,7 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         "sensor_url": config.sensor_url,
         "route": route,
         "route_note": status.route_note,
+        "proxy_auth": status.proxy_auth,
         "certificate_expires": certificate_expires(&paths),
         "last_success": status.last_success,
         "last_error": status.last_error,
@@ -481,6 +536,9 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("sensor id     {}", config.sensor_id);
         println!("service       {}", config.sensor_url);
         println!("route         {route}");
+        if let Some(scheme) = &status.proxy_auth {
+            println!("proxy auth    {scheme}");
+        }
         if let Some(note) = &status.route_note {
             println!("              ({note})");
         }

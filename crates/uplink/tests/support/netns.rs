@@ -19,8 +19,17 @@ pub struct Netns {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().expect("run ip");
-    assert!(out.status.success(), "ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Netns {
@@ -33,12 +42,25 @@ impl Netns {
         let peer = format!("uv{octet}n{n}");
         let (host_ip, ns_ip) = (format!("10.77.{octet}.1"), format!("10.77.{octet}.2"));
         ip(&["netns", "add", &name]);
-        let ns = Netns { name: name.clone(), veth: veth.clone(), host_ip: host_ip.clone(), ns_ip: ns_ip.clone() };
+        let ns = Netns {
+            name: name.clone(),
+            veth: veth.clone(),
+            host_ip: host_ip.clone(),
+            ns_ip: ns_ip.clone(),
+        };
         ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer]);
         ip(&["link", "set", &peer, "netns", &name]);
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &veth]);
         ip(&["link", "set", &veth, "up"]);
-        ip(&["-n", &name, "addr", "add", &format!("{ns_ip}/30"), "dev", &peer]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            &peer,
+        ]);
         ip(&["-n", &name, "link", "set", &peer, "up"]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
         ns
@@ -48,8 +70,15 @@ impl Netns {
     pub fn hosts(&self, entries: &[(&str, &str)]) {
         let dir = format!("/etc/netns/{}", self.name);
         std::fs::create_dir_all(&dir).unwrap();
-        let text: String = entries.iter().map(|(ip, host)| format!("{ip} {host}\n")).collect();
-        std::fs::write(format!("{dir}/hosts"), format!("127.0.0.1 localhost\n{text}")).unwrap();
+        let text: String = entries
+            .iter()
+            .map(|(ip, host)| format!("{ip} {host}\n"))
+            .collect();
+        std::fs::write(
+            format!("{dir}/hosts"),
+            format!("127.0.0.1 localhost\n{text}"),
+        )
+        .unwrap();
     }
 
     /// A command run inside the namespace.
@@ -62,8 +91,13 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = Command::new("ip").args(["link", "del", &self.veth]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }
 }

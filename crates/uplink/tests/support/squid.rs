@@ -33,7 +33,11 @@ pub fn free_port() -> u16 {
 }
 
 pub fn free_port_on(addr: &str) -> u16 {
-    std::net::TcpListener::bind((addr, 0)).unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind((addr, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Squid {
@@ -93,7 +97,12 @@ impl Squid {
             ))
             .spawn()
             .expect("start squid");
-        let mut squid = Squid { port, listen, dir, child: Some(child) };
+        let mut squid = Squid {
+            port,
+            listen,
+            dir,
+            child: Some(child),
+        };
         squid.wait_ready();
         squid
     }
