@@ -306,6 +306,48 @@ pub enum ProxyChange {
     FromEnv(uplink_proxy::env::FromEnv),
     /// Back to `auto`, keeping the environment captured earlier.
     Reset,
+    /// A proxy from Windows settings, with a WinINet bypass list.
+    Windows { url: ProxyUrl, wininet_bypass: Option<String> },
+}
+
+/// Reads Windows proxy settings from a .reg export (`uplink winproxy` reads the same) and says
+/// what they mean for the sensor: a proxy (with its WinINet bypass list) or DIRECT. Settings
+/// that need PAC or WPAD are refused until those land. Returns the change and where it came from.
+pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError> {
+    let bad = |reason: String| SensorError::Switch(format!("{}: {reason}", path.display()));
+    let bytes = std::fs::read(path).map_err(|source| SensorError::Io { path: path.into(), source })?;
+    let reg = uplink_winproxy::RegFile::parse(&bytes).map_err(|e| bad(format!("not a readable .reg file: {e}")))?;
+    let effective = uplink_winproxy::effective_proxy(&reg)
+        .map_err(|e| bad(format!("the proxy value cannot be decoded: {e}")))?
+        .ok_or_else(|| {
+            bad("holds no proxy setting (DefaultConnectionSettings, the Internet Settings strings, WinHttpSettings or TelemetryProxyServer)".into())
+        })?;
+    let origin = format!("{} {}", path.display(), effective.source);
+    let settings = &effective.settings;
+    // WinINet's order: automatic detection, then the setup script, then the manual proxy (which
+    // is used only when neither is enabled or both fail).
+    if let Some(pac) = &settings.pac_url {
+        return Err(bad(format!("it configures the PAC script {pac}; WinINet would use it before any manual proxy, and PAC evaluation is not in this build yet: use --url for now")));
+    }
+    if settings.auto_detect {
+        return Err(bad("it enables automatic detection (WPAD), which is not in this build yet: use --url for now".into()));
+    }
+    if settings.proxy_server.is_some() {
+        let entry = settings
+            .proxy_for("https")
+            .map_err(|e| bad(format!("its proxy server string cannot be used: {e}")))?
+            .ok_or_else(|| bad("its proxy server has no entry for https".into()))?;
+        if entry.protocol.as_deref() == Some("socks") || entry.scheme.as_deref().is_some_and(|s| s.starts_with("socks")) {
+            return Err(bad(format!("its https proxy {entry} is a SOCKS proxy, which this build cannot use yet")));
+        }
+        let host = if entry.host.contains(':') { format!("[{}]", entry.host) } else { entry.host.clone() };
+        // WinINet's default proxy port is 80.
+        let (url, _) = ProxyUrl::parse(&format!("http://{host}:{}", entry.port.unwrap_or(80)))
+            .map_err(|e| bad(format!("its proxy {entry} is not usable: {e}")))?;
+        let wininet_bypass = (!settings.bypass.is_empty()).then(|| settings.bypass.join(";"));
+        return Ok((ProxyChange::Windows { url, wininet_bypass }, origin));
+    }
+    Ok((ProxyChange::Direct, origin))
 }
 
 /// Replaces the proxy settings of an installed sensor. A running uploader uses them from its
@@ -360,6 +402,12 @@ pub fn set_proxy(
             settings.env = Some(capture);
         }
         ProxyChange::Reset => {
+            settings.env = previous_env;
+        }
+        ProxyChange::Windows { url, wininet_bypass } => {
+            settings.mode = Some(uplink_proxy::Mode::Explicit);
+            settings.url = Some(url.to_string());
+            settings.wininet_bypass = wininet_bypass;
             settings.env = previous_env;
         }
     }

@@ -628,3 +628,66 @@ fn through_tinyproxy_on_another_host() {
         "tinyproxy log shows no CONNECT to {host}:\n{text}"
     );
 }
+
+/// A real Windows export (Internet Settings strings with a proxy and a WinINet bypass list)
+/// becomes an explicit proxy with WinINet's bypass rules; one with a PAC URL is refused, saying
+/// why. No host named in the files is contacted: `proxy show` and `explain` are pure.
+#[test]
+fn windows_reg_exports_become_explicit_routes_with_wininet_bypass_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "winreg", svc.port);
+    let cfg = dir.path().join("sensor");
+    let c = cfg.to_str().unwrap();
+    ok(uplink_cmd(&["sensor", "install", "--bundle", ws.bundle_path.to_str().unwrap(), "--config-dir", c, "--quiet"]).output().unwrap(), "install");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/winproxy/reg");
+    let export = format!("{fixtures}/marcvanandel_local-dev-env_proxy.reg");
+    ok(uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--from-windows-reg", &export]).output().unwrap(), "import");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c]).output().unwrap(), "show")).unwrap();
+    assert_eq!(show["mode"], "explicit", "{show}");
+    assert_eq!(show["url"], "http://www-proxy.cs.kadaster.nl:8082", "{show}");
+    assert_eq!(show["fallback"], "never");
+    assert!(show["origin"].as_str().unwrap().contains("internet-settings"), "{show}");
+    let explain = |url: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(uplink_cmd(&["proxy", "explain", url, "--json", "--config-dir", c]).output().unwrap(), "explain")).unwrap()
+    };
+    for (url, route) in [
+        ("https://api.example.test/", "PROXY www-proxy.cs.kadaster.nl:8082"),
+        ("https://build.cs.kadaster.nl/", "DIRECT"),
+        ("https://intranet/", "DIRECT"),
+        ("https://kadaster.local/", "DIRECT"),
+    ] {
+        assert_eq!(explain(url)["route"], serde_json::json!([route]), "{url}");
+    }
+    // A PAC URL (with a manual proxy): WinINet would use the script first; refused until PAC lands.
+    let with_pac = format!("{fixtures}/ProxySettings-02.reg");
+    let out = uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--from-windows-reg", &with_pac]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("PAC script") && stderr(&out).contains("before any manual proxy"), "{}", stderr(&out));
+}
+
+/// `uplink winproxy encode` writes what regedit would; the sensor imports it and uploads
+/// through the proxy it names.
+#[test]
+fn a_sensor_uploads_through_the_proxy_a_windows_export_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "winlive", svc.port);
+    let squid = Squid::start(SquidOptions { hosts: vec![ws.sensor_host.clone()], ..Default::default() });
+    let reg = dir.path().join("proxy.reg");
+    let encoded = uplink_cmd(&["winproxy", "encode", "--proxy", &format!("127.0.0.1:{}", squid.port), "--bypass", "<local>", "--format", "reg"]).output().unwrap();
+    assert!(encoded.status.success(), "{}", stderr(&encoded));
+    std::fs::write(&reg, &encoded.stdout).unwrap();
+    let cfg = dir.path().join("sensor");
+    let c = cfg.to_str().unwrap();
+    ok(uplink_cmd(&["sensor", "install", "--bundle", ws.bundle_path.to_str().unwrap(), "--config-dir", c, "--quiet"]).output().unwrap(), "install");
+    ok(uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--from-windows-reg", reg.to_str().unwrap()]).output().unwrap(), "import");
+    ok(with_stdin(uplink_cmd(&["sensor", "send", "--config-dir", c]), &lines(0..250)), "send");
+    let run = uplink_cmd(&["sensor", "run", "--once", "--timeout", "30", "--config-dir", c]).output().unwrap();
+    assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
+    assert_eq!(status(&cfg)["route"], format!("PROXY 127.0.0.1:{}", squid.port));
+    assert_exactly_once(&data, "winlive", 250);
+}

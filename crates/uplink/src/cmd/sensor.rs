@@ -53,8 +53,8 @@ pub enum ProxyCommand {
     /// Sources: --url (an explicit proxy; --user/--password if it asks; --bypass for hosts that
     /// skip it), --direct, --from-env (capture https_proxy/HTTPS_PROXY/all_proxy/ALL_PROXY/
     /// http_proxy/no_proxy from this shell: a system service does not inherit them), --pac and
-    /// --wpad (need the PAC engine, not in this build yet), --from-windows-reg (not in this
-    /// build yet).
+    /// --wpad (need the PAC engine, not in this build yet), --from-windows-reg (the proxy a
+    /// Windows .reg export configures, as `uplink winproxy decode` reads it).
     ///
     /// --fallback direct|never: whether DIRECT is tried when the proxy cannot be reached.
     /// Default: never for --url and --pac (an administrator chose that proxy), direct for
@@ -101,7 +101,9 @@ pub struct ProxySetArgs {
     /// Discover a PAC script with WPAD (not in this build yet).
     #[arg(long)]
     pub wpad: bool,
-    /// Windows proxy settings from a .reg export (not in this build yet).
+    /// Windows proxy settings from a .reg export (regedit or `reg export`): the proxy the
+    /// LocalSystem/LocalService/user WinINet settings, WinHTTP or the telemetry policy name,
+    /// with WinINet's bypass rules (see `uplink winproxy decode`).
     #[arg(long, value_name = "FILE.reg")]
     pub from_windows_reg: Option<PathBuf>,
     /// Whether DIRECT is tried when the proxy cannot be reached.
@@ -273,8 +275,12 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
     if a.pac.is_some() || a.wpad {
         anyhow::bail!("PAC and WPAD need the PAC engine, which is not in this build yet: use --url, --from-env or --direct for now");
     }
-    if a.from_windows_reg.is_some() {
-        anyhow::bail!("importing Windows proxy settings is not in this build yet: use --url with the proxy from the .reg file for now");
+    if let Some(file) = &a.from_windows_reg {
+        let (change, origin) = install::windows_change(file)?;
+        install::set_proxy(&paths, change, a.fallback.map(Into::into), &format!("uplink sensor proxy set --from-windows-reg {origin}"))?;
+        println!("proxy settings imported from {}", file.display());
+        print_route(&paths)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let change = if a.direct {
         install::ProxyChange::Direct
