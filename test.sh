@@ -23,3 +23,10 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# Fuzz targets (parsers of untrusted bytes), each for a bounded time. FUZZ_SECONDS=0 skips them
+# locally; CI always runs them.
+if [ "${CI:-}" = "true" ] || [ "${FUZZ_SECONDS:-15}" != "0" ]; then
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+  FUZZ_SECONDS=${FUZZ_SECONDS:-15} fuzz/run.sh
+fi

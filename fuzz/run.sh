@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-20}
 export RUSTC_BOOTSTRAP=1
+seconds=$(( seconds > 0 ? seconds : 15 ))
 targets=$(cargo fuzz list)
-cargo fuzz build -s none -O $targets >/dev/null 2>&1 || cargo fuzz build -s none -O
+# One build for all targets; its errors are shown if it fails.
+cargo fuzz build -s none -O
 for t in $targets; do
   mkdir -p "corpus/$t"
   echo "fuzz: $t for ${seconds}s"

@@ -1,0 +1,404 @@
+//! Fetching a PAC file over HTTP, and when to fetch it again.
+//!
+//! PAC files are small and served by intranet web servers or WPAD hosts; a minimal HTTP/1.0 GET
+//! (so no chunked encoding, and the server closes the connection) with a deadline and a body
+//! limit is all that is needed, and it keeps a hostile or broken server from hanging the caller
+//! or filling memory. [`freshness`] turns the response's caching headers into a refresh interval
+//! clamped to [`RefreshBounds`]. https PAC URLs are not fetched here yet (see [`FetchError::Https`]).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use time::format_description::well_known::Rfc2822;
+use time::OffsetDateTime;
+
+/// Limits of one fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// The whole fetch: connect, request, response.
+    pub timeout: Duration,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    pub bounds: RefreshBounds,
+}
+
+impl Default for FetchOptions {
+    fn default() -> FetchOptions {
+        FetchOptions {
+            timeout: Duration::from_secs(10),
+            max_body_bytes: 4 << 20,
+            bounds: RefreshBounds::default(),
+        }
+    }
+}
+
+/// How often a PAC URL may be and must be re-fetched, whatever its headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshBounds {
+    pub min: Duration,
+    pub max: Duration,
+    /// When the response has no caching headers.
+    pub default: Duration,
+}
+
+impl Default for RefreshBounds {
+    fn default() -> RefreshBounds {
+        RefreshBounds {
+            min: Duration::from_secs(60),
+            max: Duration::from_secs(24 * 3600),
+            default: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A fetched PAC file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The body, decoded as UTF-8 (invalid bytes replaced: PAC files are ASCII in practice).
+    pub body: String,
+    /// When to fetch again, from the caching headers within the bounds.
+    pub refresh_after: Duration,
+    pub content_type: Option<String>,
+}
+
+/// Why a PAC file could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url:?} is not an http:// URL with a host; give e.g. http://wpad.example/wpad.dat")]
+    InvalidUrl { url: String },
+    #[error(
+        "fetching {url}: https PAC URLs are not supported yet; download the file and pass its path"
+    )]
+    Https { url: String },
+    #[error(
+        "fetching {url}: cannot connect to {addr}: {error}; check the URL and that the server runs"
+    )]
+    Connect {
+        url: String,
+        addr: String,
+        error: String,
+    },
+    #[error("fetching {url}: no answer within {timeout:?}; check the server and any firewall in between")]
+    Timeout { url: String, timeout: Duration },
+    #[error("fetching {url}: {error}")]
+    Io { url: String, error: String },
+    #[error("fetching {url}: the server answered HTTP {status}; check the PAC URL")]
+    Status { url: String, status: u16 },
+    #[error("fetching {url}: the body is larger than {limit} bytes, which no PAC file is; check the URL")]
+    TooLarge { url: String, limit: usize },
+    #[error("fetching {url}: the response is not HTTP ({detail})")]
+    Malformed { url: String, detail: String },
+}
+
+/// GETs `url` (http only) under `opts`.
+pub fn fetch(url: &str, opts: &FetchOptions) -> Result<Fetched, FetchError> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(FetchError::Https { url: url.into() });
+    }
+    let rest = url
+        .get(7..)
+        .filter(|_| lower.starts_with("http://"))
+        .ok_or_else(|| FetchError::InvalidUrl { url: url.into() })?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let mut path = rest[end..].split('#').next().unwrap_or("").to_string();
+    if path.is_empty() || path.starts_with('?') {
+        path.insert(0, '/');
+    }
+    if authority.is_empty() || authority.contains('@') {
+        return Err(FetchError::InvalidUrl { url: url.into() });
+    }
+    let addr_text = if authority.ends_with(']')
+        || !authority.contains(':')
+        || authority.matches(':').count() > 1 && !authority.starts_with('[')
+    {
+        format!("{authority}:80")
+    } else {
+        authority.to_string()
+    };
+    let deadline = Instant::now() + opts.timeout;
+    let timeout_err = || FetchError::Timeout {
+        url: url.into(),
+        timeout: opts.timeout,
+    };
+    let io_err = |e: std::io::Error| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            FetchError::Timeout {
+                url: url.into(),
+                timeout: opts.timeout,
+            }
+        } else {
+            FetchError::Io {
+                url: url.into(),
+                error: e.to_string(),
+            }
+        }
+    };
+    let addrs: Vec<_> = addr_text
+        .to_socket_addrs()
+        .map_err(|e| FetchError::Connect {
+            url: url.into(),
+            addr: addr_text.clone(),
+            error: e.to_string(),
+        })?
+        .collect();
+    let mut last_err = String::from("no address");
+    let mut stream = None;
+    for a in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timeout_err());
+        }
+        match TcpStream::connect_timeout(&a, left) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last_err = e.to_string(),
+        }
+    }
+    let mut stream = stream.ok_or_else(|| FetchError::Connect {
+        url: url.into(),
+        addr: addr_text.clone(),
+        error: last_err,
+    })?;
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: application/x-ns-proxy-autoconfig, */*\r\nUser-Agent: uplink\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .set_write_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .map_err(io_err)?;
+    stream.write_all(request.as_bytes()).map_err(io_err)?;
+
+    // Head plus at most the body limit; anything more is an error, not a truncation.
+    let cap = opts.max_body_bytes.saturating_add(64 << 10);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timeout_err());
+        }
+        stream.set_read_timeout(Some(left)).map_err(io_err)?;
+        let n = stream.read(&mut chunk).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(head_len) = find_head_end(&buf) {
+            if buf.len() - head_len > opts.max_body_bytes {
+                return Err(FetchError::TooLarge {
+                    url: url.into(),
+                    limit: opts.max_body_bytes,
+                });
+            }
+        } else if buf.len() > 64 << 10 {
+            return Err(FetchError::Malformed {
+                url: url.into(),
+                detail: "no end of headers in the first 64 KiB".into(),
+            });
+        }
+        if buf.len() > cap {
+            return Err(FetchError::TooLarge {
+                url: url.into(),
+                limit: opts.max_body_bytes,
+            });
+        }
+    }
+    parse_response(url, &buf, opts)
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn parse_response(url: &str, buf: &[u8], opts: &FetchOptions) -> Result<Fetched, FetchError> {
+    let malformed = |d: &str| FetchError::Malformed {
+        url: url.into(),
+        detail: d.into(),
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return Err(malformed("the connection closed inside the headers"))
+        }
+        Err(e) => return Err(malformed(&e.to_string())),
+    };
+    let status = resp.code.unwrap_or(0);
+    if status != 200 {
+        return Err(FetchError::Status {
+            url: url.into(),
+            status,
+        });
+    }
+    let pairs: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    let mut body = &buf[head_len..];
+    if let Some((_, len)) = pairs.iter().find(|(n, _)| n == "content-length") {
+        let len: usize = len.parse().map_err(|_| malformed("bad Content-Length"))?;
+        if len > opts.max_body_bytes {
+            return Err(FetchError::TooLarge {
+                url: url.into(),
+                limit: opts.max_body_bytes,
+            });
+        }
+        if body.len() < len {
+            return Err(malformed(
+                "the connection closed before the end of the body",
+            ));
+        }
+        body = &body[..len];
+    }
+    let content_type = pairs
+        .iter()
+        .find(|(n, _)| n == "content-type")
+        .map(|(_, v)| v.clone());
+    Ok(Fetched {
+        body: String::from_utf8_lossy(body).into_owned(),
+        refresh_after: freshness(&pairs, OffsetDateTime::now_utc(), opts.bounds),
+        content_type,
+    })
+}
+
+/// How long a fetched PAC stays fresh, from its response headers (names lower-case):
+/// `Cache-Control: no-store`/`no-cache` → the minimum; `max-age=N` → N; else `Expires` minus
+/// `Date` (or `now`); else the default. Always clamped to `bounds`.
+pub fn freshness(
+    headers: &[(String, String)],
+    now: OffsetDateTime,
+    bounds: RefreshBounds,
+) -> Duration {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let clamp = |d: Duration| d.clamp(bounds.min, bounds.max.max(bounds.min));
+    if let Some(cc) = get("cache-control") {
+        let mut max_age = None;
+        for directive in cc.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+            if directive == "no-store" || directive == "no-cache" {
+                return bounds.min;
+            }
+            if let Some(v) = directive.strip_prefix("max-age=") {
+                max_age = v.trim_matches('"').parse::<u64>().ok();
+            }
+        }
+        if let Some(secs) = max_age {
+            return clamp(Duration::from_secs(secs));
+        }
+    }
+    if let Some(expires) = get("expires") {
+        let base = get("date")
+            .and_then(|d| OffsetDateTime::parse(d, &Rfc2822).ok())
+            .unwrap_or(now);
+        return match OffsetDateTime::parse(expires, &Rfc2822) {
+            Ok(at) => clamp(Duration::try_from(at - base).unwrap_or(Duration::ZERO)),
+            // An unparsable Expires means "already expired" (RFC 9111 §5.3).
+            Err(_) => bounds.min,
+        };
+    }
+    clamp(bounds.default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn freshness_table() {
+        let b = RefreshBounds::default();
+        let now = datetime!(2024-01-01 00:00 UTC);
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let cases: &[(Vec<(String, String)>, u64)] = &[
+            (h(&[]), 3600),
+            (h(&[("cache-control", "max-age=600")]), 600),
+            (h(&[("cache-control", "public, max-age=5")]), 60),
+            (h(&[("cache-control", "max-age=999999")]), 86400),
+            (h(&[("cache-control", "no-cache")]), 60),
+            (h(&[("cache-control", "no-store, max-age=600")]), 60),
+            (
+                h(&[
+                    ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+                    ("expires", "Mon, 01 Jan 2024 02:00:00 GMT"),
+                ]),
+                7200,
+            ),
+            (h(&[("expires", "Mon, 01 Jan 2024 00:30:00 GMT")]), 1800),
+            (h(&[("expires", "0")]), 60),
+            (
+                h(&[("cache-control", "max-age=600"), ("expires", "0")]),
+                600,
+            ),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(
+                freshness(headers, now, b),
+                Duration::from_secs(*want),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_urls_and_responses() {
+        let o = FetchOptions::default();
+        assert!(matches!(
+            fetch("ftp://x/", &o),
+            Err(FetchError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            fetch("https://x/", &o),
+            Err(FetchError::Https { .. })
+        ));
+        assert!(matches!(
+            fetch("http:///x", &o),
+            Err(FetchError::InvalidUrl { .. })
+        ));
+        let ok = parse_response(
+            "u",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef",
+            &o,
+        )
+        .unwrap();
+        assert_eq!(ok.body, "abc");
+        assert!(matches!(
+            parse_response("u", b"HTTP/1.1 404 NF\r\n\r\n", &o),
+            Err(FetchError::Status { status: 404, .. })
+        ));
+        assert!(matches!(
+            parse_response("u", b"garbage\r\n\r\n", &o),
+            Err(FetchError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_response("u", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", &o),
+            Err(FetchError::Malformed { .. })
+        ));
+    }
+}
