@@ -183,13 +183,20 @@ impl Config {
     }
 
     /// The route to the service under the configured proxy settings, explained, with sealed
-    /// passwords unsealed (see [`uplink_proxy::explain`]).
+    /// passwords unsealed and, in `pac` mode, the script evaluated (see
+    /// [`uplink_proxy::explain_with`] and [`crate::pacsource`]).
     pub fn explain(&self, paths: &Paths, host: &str, port: u16) -> Explanation {
         let key = paths.secret_key_file();
         let unseal = |sealed: &str| -> Result<secrecy::SecretString, String> {
             let sb = SecretBox::open(&key).map_err(|e| e.to_string())?;
             sb.open_sealed(sealed).map_err(|e| e.to_string())
         };
-        uplink_proxy::explain(&self.proxy, host, port, &unseal)
+        let mut inputs = uplink_proxy::Inputs::default();
+        if self.proxy.mode() == uplink_proxy::Mode::Pac {
+            if let Some(pac) = &self.proxy.pac {
+                inputs.pac = Some(crate::pacsource::evaluate(pac, host, port));
+            }
+        }
+        uplink_proxy::explain_with(&self.proxy, host, port, &unseal, &inputs)
     }
 }

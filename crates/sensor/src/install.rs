@@ -307,7 +307,15 @@ pub enum ProxyChange {
     /// Back to `auto`, keeping the environment captured earlier.
     Reset,
     /// A proxy from Windows settings, with a WinINet bypass list.
-    Windows { url: ProxyUrl, wininet_bypass: Option<String> },
+    Windows {
+        url: ProxyUrl,
+        wininet_bypass: Option<String>,
+    },
+    /// A PAC script (a file or an `http://` URL), with credentials for the proxies it names.
+    Pac {
+        pac: String,
+        credentials: Option<Credentials>,
+    },
 }
 
 /// Reads Windows proxy settings from a .reg export (`uplink winproxy` reads the same) and says
@@ -315,8 +323,12 @@ pub enum ProxyChange {
 /// that need PAC or WPAD are refused until those land. Returns the change and where it came from.
 pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError> {
     let bad = |reason: String| SensorError::Switch(format!("{}: {reason}", path.display()));
-    let bytes = std::fs::read(path).map_err(|source| SensorError::Io { path: path.into(), source })?;
-    let reg = uplink_winproxy::RegFile::parse(&bytes).map_err(|e| bad(format!("not a readable .reg file: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|source| SensorError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let reg = uplink_winproxy::RegFile::parse(&bytes)
+        .map_err(|e| bad(format!("not a readable .reg file: {e}")))?;
     let effective = uplink_winproxy::effective_proxy(&reg)
         .map_err(|e| bad(format!("the proxy value cannot be decoded: {e}")))?
         .ok_or_else(|| {
@@ -326,26 +338,50 @@ pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError>
     let settings = &effective.settings;
     // WinINet's order: automatic detection, then the setup script, then the manual proxy (which
     // is used only when neither is enabled or both fail).
-    if let Some(pac) = &settings.pac_url {
-        return Err(bad(format!("it configures the PAC script {pac}; WinINet would use it before any manual proxy, and PAC evaluation is not in this build yet: use --url for now")));
-    }
     if settings.auto_detect {
-        return Err(bad("it enables automatic detection (WPAD), which is not in this build yet: use --url for now".into()));
+        return Err(bad("it enables automatic detection (WPAD), which is not in this build yet: use --url or --pac for now".into()));
+    }
+    if let Some(pac) = &settings.pac_url {
+        // WinINet uses the script before any manual proxy.
+        return Ok((
+            ProxyChange::Pac {
+                pac: pac.clone(),
+                credentials: None,
+            },
+            origin,
+        ));
     }
     if settings.proxy_server.is_some() {
         let entry = settings
             .proxy_for("https")
             .map_err(|e| bad(format!("its proxy server string cannot be used: {e}")))?
             .ok_or_else(|| bad("its proxy server has no entry for https".into()))?;
-        if entry.protocol.as_deref() == Some("socks") || entry.scheme.as_deref().is_some_and(|s| s.starts_with("socks")) {
-            return Err(bad(format!("its https proxy {entry} is a SOCKS proxy, which this build cannot use yet")));
+        if entry.protocol.as_deref() == Some("socks")
+            || entry
+                .scheme
+                .as_deref()
+                .is_some_and(|s| s.starts_with("socks"))
+        {
+            return Err(bad(format!(
+                "its https proxy {entry} is a SOCKS proxy, which this build cannot use yet"
+            )));
         }
-        let host = if entry.host.contains(':') { format!("[{}]", entry.host) } else { entry.host.clone() };
+        let host = if entry.host.contains(':') {
+            format!("[{}]", entry.host)
+        } else {
+            entry.host.clone()
+        };
         // WinINet's default proxy port is 80.
         let (url, _) = ProxyUrl::parse(&format!("http://{host}:{}", entry.port.unwrap_or(80)))
             .map_err(|e| bad(format!("its proxy {entry} is not usable: {e}")))?;
         let wininet_bypass = (!settings.bypass.is_empty()).then(|| settings.bypass.join(";"));
-        return Ok((ProxyChange::Windows { url, wininet_bypass }, origin));
+        return Ok((
+            ProxyChange::Windows {
+                url,
+                wininet_bypass,
+            },
+            origin,
+        ));
     }
     Ok((ProxyChange::Direct, origin))
 }
@@ -404,7 +440,21 @@ pub fn set_proxy(
         ProxyChange::Reset => {
             settings.env = previous_env;
         }
-        ProxyChange::Windows { url, wininet_bypass } => {
+        ProxyChange::Pac { pac, credentials } => {
+            crate::pacsource::check(&pac)
+                .map_err(|e| SensorError::Switch(format!("the PAC script cannot be used: {e}")))?;
+            settings.mode = Some(uplink_proxy::Mode::Pac);
+            settings.pac = Some(pac);
+            if let Some(c) = credentials {
+                settings.user = Some(c.user.clone());
+                settings.password = Some(seal(&c.password)?);
+            }
+            settings.env = previous_env;
+        }
+        ProxyChange::Windows {
+            url,
+            wininet_bypass,
+        } => {
             settings.mode = Some(uplink_proxy::Mode::Explicit);
             settings.url = Some(url.to_string());
             settings.wininet_bypass = wininet_bypass;

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod input;
 pub mod install;
 pub mod link;
+pub mod pacsource;
 pub mod secrets;
 pub mod status;
 pub mod upload;

@@ -640,32 +640,79 @@ fn windows_reg_exports_become_explicit_routes_with_wininet_bypass_rules() {
     let ws = create_workspace(&data, "winreg", svc.port);
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
-    ok(uplink_cmd(&["sensor", "install", "--bundle", ws.bundle_path.to_str().unwrap(), "--config-dir", c, "--quiet"]).output().unwrap(), "install");
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/winproxy/reg");
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+            "--config-dir",
+            c,
+            "--quiet",
+        ])
+        .output()
+        .unwrap(),
+        "install",
+    );
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/winproxy/reg"
+    );
     let export = format!("{fixtures}/marcvanandel_local-dev-env_proxy.reg");
-    ok(uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--from-windows-reg", &export]).output().unwrap(), "import");
-    let show: serde_json::Value =
-        serde_json::from_str(&ok(uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c]).output().unwrap(), "show")).unwrap();
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--from-windows-reg",
+            &export,
+        ])
+        .output()
+        .unwrap(),
+        "import",
+    );
+    let show: serde_json::Value = serde_json::from_str(&ok(
+        uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c])
+            .output()
+            .unwrap(),
+        "show",
+    ))
+    .unwrap();
     assert_eq!(show["mode"], "explicit", "{show}");
-    assert_eq!(show["url"], "http://www-proxy.cs.kadaster.nl:8082", "{show}");
+    assert_eq!(
+        show["url"], "http://www-proxy.cs.kadaster.nl:8082",
+        "{show}"
+    );
     assert_eq!(show["fallback"], "never");
-    assert!(show["origin"].as_str().unwrap().contains("internet-settings"), "{show}");
+    assert!(
+        show["origin"]
+            .as_str()
+            .unwrap()
+            .contains("internet-settings"),
+        "{show}"
+    );
     let explain = |url: &str| -> serde_json::Value {
-        serde_json::from_str(&ok(uplink_cmd(&["proxy", "explain", url, "--json", "--config-dir", c]).output().unwrap(), "explain")).unwrap()
+        serde_json::from_str(&ok(
+            uplink_cmd(&["proxy", "explain", url, "--json", "--config-dir", c])
+                .output()
+                .unwrap(),
+            "explain",
+        ))
+        .unwrap()
     };
     for (url, route) in [
-        ("https://api.example.test/", "PROXY www-proxy.cs.kadaster.nl:8082"),
+        (
+            "https://api.example.test/",
+            "PROXY www-proxy.cs.kadaster.nl:8082",
+        ),
         ("https://build.cs.kadaster.nl/", "DIRECT"),
         ("https://intranet/", "DIRECT"),
         ("https://kadaster.local/", "DIRECT"),
     ] {
         assert_eq!(explain(url)["route"], serde_json::json!([route]), "{url}");
     }
-    // A PAC URL (with a manual proxy): WinINet would use the script first; refused until PAC lands.
-    let with_pac = format!("{fixtures}/ProxySettings-02.reg");
-    let out = uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--from-windows-reg", &with_pac]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("PAC script") && stderr(&out).contains("before any manual proxy"), "{}", stderr(&out));
 }
 
 /// `uplink winproxy encode` writes what regedit would; the sensor imports it and uploads
@@ -676,18 +723,321 @@ fn a_sensor_uploads_through_the_proxy_a_windows_export_names() {
     let data = dir.path().join("service");
     let svc = ServiceProc::start(&data);
     let ws = create_workspace(&data, "winlive", svc.port);
-    let squid = Squid::start(SquidOptions { hosts: vec![ws.sensor_host.clone()], ..Default::default() });
+    let squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
     let reg = dir.path().join("proxy.reg");
-    let encoded = uplink_cmd(&["winproxy", "encode", "--proxy", &format!("127.0.0.1:{}", squid.port), "--bypass", "<local>", "--format", "reg"]).output().unwrap();
+    let encoded = uplink_cmd(&[
+        "winproxy",
+        "encode",
+        "--proxy",
+        &format!("127.0.0.1:{}", squid.port),
+        "--bypass",
+        "<local>",
+        "--format",
+        "reg",
+    ])
+    .output()
+    .unwrap();
     assert!(encoded.status.success(), "{}", stderr(&encoded));
     std::fs::write(&reg, &encoded.stdout).unwrap();
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
-    ok(uplink_cmd(&["sensor", "install", "--bundle", ws.bundle_path.to_str().unwrap(), "--config-dir", c, "--quiet"]).output().unwrap(), "install");
-    ok(uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--from-windows-reg", reg.to_str().unwrap()]).output().unwrap(), "import");
-    ok(with_stdin(uplink_cmd(&["sensor", "send", "--config-dir", c]), &lines(0..250)), "send");
-    let run = uplink_cmd(&["sensor", "run", "--once", "--timeout", "30", "--config-dir", c]).output().unwrap();
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+            "--config-dir",
+            c,
+            "--quiet",
+        ])
+        .output()
+        .unwrap(),
+        "install",
+    );
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--from-windows-reg",
+            reg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+        "import",
+    );
+    ok(
+        with_stdin(
+            uplink_cmd(&["sensor", "send", "--config-dir", c]),
+            &lines(0..250),
+        ),
+        "send",
+    );
+    let run = uplink_cmd(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "30",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
-    assert_eq!(status(&cfg)["route"], format!("PROXY 127.0.0.1:{}", squid.port));
+    assert_eq!(
+        status(&cfg)["route"],
+        format!("PROXY 127.0.0.1:{}", squid.port)
+    );
     assert_exactly_once(&data, "winlive", 250);
+}
+
+/// Serves `body` to every HTTP request on a loopback port (for PAC-over-HTTP tests).
+fn serve_http(body: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body.as_bytes());
+        }
+    });
+    port
+}
+
+/// A PAC script that sends the service through `proxy` only when it is given the URL the way
+/// browsers give https URLs (scheme, host and port, no path), and to a dead proxy otherwise.
+fn pac_script(service_host: &str, service_port: u16, proxy: &str, dead: u16) -> String {
+    format!(
+        "function FindProxyForURL(url, host) {{\n\
+           if (url === 'https://{service_host}:{service_port}/' && dnsDomainIs(host, 'uplink.localhost'))\n\
+             return 'PROXY {proxy}; DIRECT';\n\
+           return 'PROXY 127.0.0.1:{dead}';\n\
+         }}\n"
+    )
+}
+
+#[test]
+fn a_pac_file_routes_the_sensor_and_sees_only_scheme_host_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "pacfile", svc.port);
+    let squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
+    let pac = dir.path().join("corp.pac");
+    std::fs::write(
+        &pac,
+        pac_script(
+            &ws.sensor_host,
+            svc.port,
+            &format!("127.0.0.1:{}", squid.port),
+            free_port(),
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("sensor");
+    let c = cfg.to_str().unwrap();
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+            "--config-dir",
+            c,
+            "--quiet",
+        ])
+        .output()
+        .unwrap(),
+        "install",
+    );
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--pac",
+            pac.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+        "proxy set --pac",
+    );
+    let show: serde_json::Value = serde_json::from_str(&ok(
+        uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c])
+            .output()
+            .unwrap(),
+        "show",
+    ))
+    .unwrap();
+    assert_eq!(show["mode"], "pac");
+    assert_eq!(
+        show["route"],
+        serde_json::json!([format!("PROXY 127.0.0.1:{}", squid.port), "DIRECT"]),
+        "{show}"
+    );
+    ok(
+        with_stdin(
+            uplink_cmd(&["sensor", "send", "--config-dir", c]),
+            &lines(0..300),
+        ),
+        "send",
+    );
+    let run = uplink_cmd(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "30",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
+    assert_eq!(
+        status(&cfg)["route"],
+        format!("PROXY 127.0.0.1:{}", squid.port),
+        "the PAC's first choice was used"
+    );
+    assert_exactly_once(&data, "pacfile", 300);
+
+    // A broken script is refused when it is set, with the JavaScript error.
+    let broken = dir.path().join("broken.pac");
+    std::fs::write(
+        &broken,
+        "function FindProxyForURL(url, host) {\n  return 'DIRECT'\n  }}\n",
+    )
+    .unwrap();
+    let out = uplink_cmd(&[
+        "sensor",
+        "proxy",
+        "set",
+        "--config-dir",
+        c,
+        "--pac",
+        broken.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("PAC script cannot be used"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_pac_served_over_http_and_named_by_a_windows_export_routes_the_sensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "pachttp", svc.port);
+    let squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
+    let http_port = serve_http(pac_script(
+        &ws.sensor_host,
+        svc.port,
+        &format!("127.0.0.1:{}", squid.port),
+        free_port(),
+    ));
+    let pac_url = format!("http://127.0.0.1:{http_port}/proxy.pac");
+    // The Windows settings say: use this setup script (a manual proxy, too, which WinINet would
+    // use only without the script).
+    let dead = free_port();
+    let encoded = uplink_cmd(&[
+        "winproxy",
+        "encode",
+        "--pac-url",
+        &pac_url,
+        "--proxy",
+        &format!("127.0.0.1:{dead}"),
+        "--format",
+        "reg",
+    ])
+    .output()
+    .unwrap();
+    assert!(encoded.status.success(), "{}", stderr(&encoded));
+    let reg = dir.path().join("with-pac.reg");
+    std::fs::write(&reg, &encoded.stdout).unwrap();
+    let cfg = dir.path().join("sensor");
+    let c = cfg.to_str().unwrap();
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+            "--config-dir",
+            c,
+            "--quiet",
+        ])
+        .output()
+        .unwrap(),
+        "install",
+    );
+    ok(
+        uplink_cmd(&[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--from-windows-reg",
+            reg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+        "import",
+    );
+    let show: serde_json::Value = serde_json::from_str(&ok(
+        uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c])
+            .output()
+            .unwrap(),
+        "show",
+    ))
+    .unwrap();
+    assert_eq!(show["mode"], "pac", "{show}");
+    ok(
+        with_stdin(
+            uplink_cmd(&["sensor", "send", "--config-dir", c]),
+            &lines(0..200),
+        ),
+        "send",
+    );
+    let run = uplink_cmd(&[
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        "30",
+        "--config-dir",
+        c,
+    ])
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
+    assert_eq!(
+        status(&cfg)["route"],
+        format!("PROXY 127.0.0.1:{}", squid.port)
+    );
+    assert_exactly_once(&data, "pachttp", 200);
 }

@@ -312,7 +312,10 @@ fn upload_through(auth: Auth<'_>, name: &str, user: &str, password: &str, log_us
         "digest" => "Digest",
         _ => "NTLM",
     };
-    assert_eq!(status["proxy_auth"], scheme, "status names the scheme in use: {status}");
+    assert_eq!(
+        status["proxy_auth"], scheme,
+        "status names the scheme in use: {status}"
+    );
 
     let log = squid.stop();
     let connects: Vec<&str> = log

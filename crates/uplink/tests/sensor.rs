@@ -441,7 +441,10 @@ fn kill_9_of_the_sensor_during_upload_loses_and_duplicates_nothing() {
         let acked_at_start = acked_through(&cfg);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while acked_through(&cfg) == acked_at_start {
-            assert!(std::time::Instant::now() < deadline, "round {round}: the sensor made no progress in 30 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the sensor made no progress in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         std::thread::sleep(Duration::from_millis(next() % 30));
@@ -506,12 +509,19 @@ fn kill_9_of_the_service_during_ingest_loses_and_duplicates_nothing() {
         let acked_at_start = acked_through(&cfg);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while acked_through(&cfg) == acked_at_start {
-            assert!(std::time::Instant::now() < deadline, "kill {i}: no batch was committed within 60 s\n{}", svc.log());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kill {i}: no batch was committed within 60 s\n{}",
+                svc.log()
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         std::thread::sleep(Duration::from_millis(7 * i));
         let remaining = sensor.status()["queue"]["events"].as_u64().unwrap();
-        assert!(remaining > 0, "kill {i}: the queue drained before the kill; the test proves little");
+        assert!(
+            remaining > 0,
+            "kill {i}: the queue drained before the kill; the test proves little"
+        );
         let pid = svc.pid();
         signal(pid, "KILL");
         let _ = wait_exit(svc.take(), Duration::from_secs(10));

@@ -76,7 +76,7 @@ pub struct ProxySetArgs {
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The proxy user, as DOMAIN\user.
-    #[arg(long, value_name = "USER", requires = "url")]
+    #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// The proxy password (stored encrypted). Prefer UPLINK_PROXY_PASSWORD.
     #[arg(
@@ -95,7 +95,7 @@ pub struct ProxySetArgs {
     /// Use the proxy variables of this shell (recorded now).
     #[arg(long)]
     pub from_env: bool,
-    /// A PAC file or URL (not in this build yet).
+    /// A PAC script: a file, or an http:// URL (checked now; evaluated at each new connection).
     #[arg(long, value_name = "FILE-OR-URL")]
     pub pac: Option<String>,
     /// Discover a PAC script with WPAD (not in this build yet).
@@ -272,12 +272,19 @@ pub fn env_proxy() -> uplink_proxy::env::FromEnv {
 
 fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
-    if a.pac.is_some() || a.wpad {
-        anyhow::bail!("PAC and WPAD need the PAC engine, which is not in this build yet: use --url, --from-env or --direct for now");
+    if a.wpad {
+        anyhow::bail!(
+            "WPAD discovery is not in this build yet: use --pac with your WPAD script's URL (http://wpad.DOMAIN/wpad.dat), --url, --from-env or --direct"
+        );
     }
     if let Some(file) = &a.from_windows_reg {
         let (change, origin) = install::windows_change(file)?;
-        install::set_proxy(&paths, change, a.fallback.map(Into::into), &format!("uplink sensor proxy set --from-windows-reg {origin}"))?;
+        install::set_proxy(
+            &paths,
+            change,
+            a.fallback.map(Into::into),
+            &format!("uplink sensor proxy set --from-windows-reg {origin}"),
+        )?;
         println!("proxy settings imported from {}", file.display());
         print_route(&paths)?;
         return Ok(ExitCode::SUCCESS);
@@ -286,6 +293,16 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
         install::ProxyChange::Direct
     } else if a.from_env {
         install::ProxyChange::FromEnv(env_proxy())
+    } else if let Some(pac) = a.pac {
+        let credentials = match (a.user, a.password) {
+            (Some(user), Some(password)) => Some(uplink_tunnel::Credentials {
+                user,
+                password: secrecy::SecretString::from(password),
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("give --user and --password together"),
+        };
+        install::ProxyChange::Pac { pac, credentials }
     } else {
         let Some((url, credentials)) = install::proxy_switches(
             a.url.as_deref(),
@@ -293,7 +310,7 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
             a.password.map(secrecy::SecretString::from),
         )?
         else {
-            anyhow::bail!("give --url, --direct or --from-env");
+            anyhow::bail!("give --url, --pac, --direct or --from-env");
         };
         install::ProxyChange::Explicit {
             url,

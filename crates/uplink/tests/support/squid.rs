@@ -41,7 +41,20 @@ pub fn free_port_on(addr: &str) -> u16 {
 }
 
 impl Squid {
+    /// Starts Squid; if it exits at once (its free port was taken between probing and binding,
+    /// a race with other tests), tries again on another port, up to three times.
     pub fn start(opts: SquidOptions<'_>) -> Squid {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(&opts) {
+                Ok(s) => return s,
+                Err(logs) => last = logs,
+            }
+        }
+        panic!("squid exited before accepting connections, three times:\n{last}");
+    }
+
+    fn try_start(opts: &SquidOptions<'_>) -> Result<Squid, String> {
         require("squid");
         let dir = tempfile::Builder::new()
             .prefix("uplink-squid-")
@@ -103,19 +116,20 @@ impl Squid {
             dir,
             child: Some(child),
         };
-        squid.wait_ready();
-        squid
+        squid.wait_ready()?;
+        Ok(squid)
     }
 
     /// Waits (bounded) until Squid accepts connections; on failure dumps its logs.
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect((self.listen.as_str(), self.port)).is_err() {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "squid exited ({st}) before accepting connections:\n{}",
                     self.logs()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -124,6 +138,7 @@ impl Squid {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     pub fn url(&self) -> String {
