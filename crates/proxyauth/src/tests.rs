@@ -331,7 +331,10 @@ fn preemptive_basic_then_the_scheme_the_proxy_asks_for() {
     let mut a = Authenticator::new(
         creds("CONTOSO\\proxyuser"),
         "sensor.example:443",
-        Options { preemptive_basic: true, ..Options::default() },
+        Options {
+            preemptive_basic: true,
+            ..Options::default()
+        },
     );
     let first = a.initial().unwrap();
     assert!(first.expose_secret().starts_with("Basic "));
@@ -344,7 +347,14 @@ fn preemptive_basic_then_the_scheme_the_proxy_asks_for() {
     );
 
     // A proxy offering Basic after preemptive Basic rejected the credentials.
-    let mut b = Authenticator::new(creds("u"), "h:443", Options { preemptive_basic: true, ..Options::default() });
+    let mut b = Authenticator::new(
+        creds("u"),
+        "h:443",
+        Options {
+            preemptive_basic: true,
+            ..Options::default()
+        },
+    );
     b.initial().unwrap();
     let err = b
         .respond(&challenges(&["NTLM", "Basic realm=r"]))

@@ -84,7 +84,10 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// `addr`; returns the outcome and how long it took. [`run_lazy`] uses the default (not
 /// preemptive) options, through `establish`.
 fn run(addr: SocketAddr, credentials: Option<&Credentials>, timeout: Duration) -> Outcome {
-    let preemptive = AuthOptions { preemptive_basic: true, ..AuthOptions::default() };
+    let preemptive = AuthOptions {
+        preemptive_basic: true,
+        ..AuthOptions::default()
+    };
     run_with(addr, credentials, timeout, preemptive)
 }
 
@@ -93,7 +96,16 @@ fn run_lazy(addr: SocketAddr, credentials: Option<&Credentials>, timeout: Durati
     let start = Instant::now();
     let out = block_on(async {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        establish(tcp, || tokio::net::TcpStream::connect(addr), "fake", "sensor.example", 443, credentials, timeout).await
+        establish(
+            tcp,
+            || tokio::net::TcpStream::connect(addr),
+            "fake",
+            "sensor.example",
+            443,
+            credentials,
+            timeout,
+        )
+        .await
     });
     (out, start.elapsed())
 }
