@@ -1029,3 +1029,66 @@ fn help_texts_teach_and_document_exit_codes() {
         }
     }
 }
+
+/// Evaluates a PAC file with uplink's own engine (`uplink proxy pac --urls`) for each host, with
+/// the same https and http URLs as [`pacparser`].
+fn uplink_pac(dir: &Path, pac: &str, hosts: &[String]) -> Vec<[String; 2]> {
+    let pac_path = write(dir, "uplink.pac", pac);
+    let urls: String = hosts
+        .iter()
+        .map(|h| format!("https://{h}/x\nhttp://{h}/y\n"))
+        .collect();
+    let urls_path = write(dir, "urls.txt", &urls);
+    let out = ok(
+        uplink(&["proxy", "pac", "--pac", &pac_path, "--urls", &urls_path]),
+        "uplink proxy pac",
+    );
+    let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), hosts.len() * 2, "{out}");
+    lines
+        .chunks(2)
+        .map(|c| [c[0].clone(), c[1].clone()])
+        .collect()
+}
+
+/// The issue asks for PAC output that the proxy engine's evaluator and pacparser agree on:
+/// every probe host of every profile gets the same answer from both.
+#[test]
+fn uplink_pac_engine_and_pacparser_agree_on_every_generated_pac() {
+    let dir = tempdir();
+    let configs: &[&[&str]] = &[
+        &[
+            "--profile",
+            "mdi",
+            "--workspace",
+            "contoso-corp",
+            "--legacy",
+        ],
+        &["--profile", "mde", "--streamlined", "--region", "eu"],
+        &["--profile", "uplink", "--workspace", "contoso"],
+    ];
+    for args in configs {
+        let mut json_args = vec!["urls", "--format", "json"];
+        json_args.extend_from_slice(args);
+        let endpoints: Vec<serde_json::Value> =
+            serde_json::from_str(&allowlist(&json_args)).unwrap();
+        let mut pac_args = vec!["urls", "--format", "pac", "--via", "proxy.example:8080"];
+        pac_args.extend_from_slice(args);
+        let pac = allowlist(&pac_args);
+        let (yes, no) = pac_cases(&endpoints);
+        let hosts: Vec<String> = yes.into_iter().chain(no).collect();
+        let ours = uplink_pac(dir.path(), &pac, &hosts);
+        let theirs = pacparser(dir.path(), &pac, &hosts);
+        for ((h, a), b) in hosts.iter().zip(&ours).zip(&theirs) {
+            assert_eq!(a, b, "{args:?}: uplink and pacparser disagree on {h}");
+        }
+        assert!(
+            ours.iter().any(|r| r[0] == "PROXY proxy.example:8080"),
+            "{args:?}: nothing routed"
+        );
+        assert!(
+            ours.iter().any(|r| r[0] == "DIRECT"),
+            "{args:?}: nothing direct"
+        );
+    }
+}
