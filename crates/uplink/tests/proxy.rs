@@ -5,7 +5,7 @@ mod support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::netns::Netns;
@@ -16,47 +16,6 @@ fn lines(range: std::ops::Range<u64>) -> String {
     range
         .map(|i| format!("{{\"kind\":\"probe\",\"n\":{i}}}\n"))
         .collect()
-}
-
-/// Runs `cmd` with `input` on stdin.
-fn with_stdin(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_owned();
-    let w = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let out = child.wait_with_output().unwrap();
-    w.join().unwrap();
-    out
-}
-
-fn uplink_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(UPLINK);
-    c.args(args);
-    scrub_proxy_env(&mut c);
-    c
-}
-
-/// Tests decide the proxy environment themselves.
-fn scrub_proxy_env(c: &mut Command) {
-    for v in [
-        "https_proxy",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "HTTP_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-    ] {
-        c.env_remove(v);
-    }
 }
 
 fn status(cfg: &Path) -> serde_json::Value {

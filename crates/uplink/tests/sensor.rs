@@ -2,9 +2,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use support::squid::{Squid, SquidOptions};
@@ -44,22 +43,10 @@ impl Sensor {
     }
 
     fn send(&self, input: &str) -> Output {
-        let mut child = Command::new(UPLINK)
-            .args(["sensor", "send", "--config-dir", self.cfg()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // `send` may stop reading early (a full queue): a broken pipe here is its answer, not ours.
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_owned();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(input.as_bytes());
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
+        with_stdin(
+            uplink_cmd(&["sensor", "send", "--config-dir", self.cfg()]),
+            input,
+        )
     }
 
     fn run_once(&self, timeout: u64) -> Output {
@@ -306,7 +293,7 @@ fn a_wrong_proxy_password_is_reported_nothing_is_lost_and_all_arrives_once_fixed
 
     // The administrator mistypes the password when updating the sensor.
     const WRONG_PASSWORD: &str = "Wr0ng-Typed-Pa55";
-    let set = Command::new(UPLINK)
+    let set = uplink_cmd(&[])
         .args([
             "sensor",
             "proxy",
@@ -348,7 +335,7 @@ fn a_wrong_proxy_password_is_reported_nothing_is_lost_and_all_arrives_once_fixed
     assert!(!stderr(&run).contains(WRONG_PASSWORD) && !status.to_string().contains(WRONG_PASSWORD));
 
     // The administrator fixes the sensor's password — no reinstall.
-    let set = Command::new(UPLINK)
+    let set = uplink_cmd(&[])
         .args([
             "sensor",
             "proxy",
@@ -422,7 +409,7 @@ fn kill_9_of_the_sensor_during_upload_loses_and_duplicates_nothing() {
     let mut kills_mid_upload = 0;
     for round in 0..20 {
         let before = sensor.status()["queue"]["events"].as_u64().unwrap();
-        let child = Command::new(UPLINK)
+        let child = uplink_cmd(&[])
             .args([
                 "sensor",
                 "run",
@@ -488,7 +475,7 @@ fn kill_9_of_the_service_during_ingest_loses_and_duplicates_nothing() {
     let total = 40_000u64;
     ok(sensor.send(&lines(0..total)), "send");
 
-    let uploader = Command::new(UPLINK)
+    let uploader = uplink_cmd(&[])
         .args([
             "sensor",
             "run",
@@ -763,7 +750,7 @@ fn sighup_moves_a_running_sensor_to_a_new_proxy_and_sigterm_stops_it_without_los
         "client certificate expiry {expires}"
     );
 
-    let child = Command::new(UPLINK)
+    let child = uplink_cmd(&[])
         .args([
             "sensor",
             "run",

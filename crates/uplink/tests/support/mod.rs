@@ -25,13 +25,57 @@ pub fn require(program: &str) {
     );
 }
 
+/// `uplink ARGS`, not yet run, without the proxy variables of the environment: each test decides
+/// the route itself (a CI machine with `https_proxy` set must not change what a test proves).
+pub fn uplink_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(UPLINK);
+    c.args(args);
+    scrub_proxy_env(&mut c);
+    c
+}
+
+/// Removes the proxy variables from a command's environment.
+pub fn scrub_proxy_env(c: &mut Command) {
+    for v in [
+        "https_proxy",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "HTTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        c.env_remove(v);
+    }
+}
+
 /// Runs `uplink ARGS` to completion.
 pub fn uplink(args: &[&str]) -> Output {
-    Command::new(UPLINK)
-        .args(args)
+    uplink_cmd(args)
         .stdin(Stdio::null())
         .output()
         .expect("run uplink")
+}
+
+/// Runs `cmd` with `input` on its standard input. A command that stops reading early (`sensor
+/// send` with a full queue) is its own answer, not a test failure.
+pub fn with_stdin(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer thread");
+    out
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -78,8 +122,7 @@ impl ServiceProc {
     }
 
     fn launch(data_dir: &Path, listen: &str, extra: &[&str]) -> ServiceProc {
-        let mut child = Command::new(UPLINK)
-            .args(["service", "--data-dir"])
+        let mut child = uplink_cmd(&["service", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", listen, "--log-level", "debug"])
             .args(extra)
