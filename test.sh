@@ -22,7 +22,9 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
 
 # Fuzz targets (parsers of untrusted bytes), each for a bounded time. FUZZ_SECONDS=0 skips them
 # locally; CI always runs them.
@@ -30,3 +32,6 @@ if [ "${CI:-}" = "true" ] || [ "${FUZZ_SECONDS:-15}" != "0" ]; then
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
   FUZZ_SECONDS=${FUZZ_SECONDS:-15} fuzz/run.sh
 fi
+
+# One closing line for the whole suite.
+awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$log"
