@@ -16,6 +16,7 @@ pub mod link;
 pub mod pacsource;
 pub mod secrets;
 pub mod status;
+pub mod systemd;
 pub mod upload;
 
 use std::io::BufRead;

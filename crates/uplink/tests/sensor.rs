@@ -834,3 +834,40 @@ fn time_year() -> i32 {
         .as_secs();
     1970 + (secs / 31_556_952) as i32
 }
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_without_a_warning() {
+    require("systemd-analyze");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, args) in [
+        ("uplink-sensor.service", vec!["sensor", "systemd-unit"]),
+        (
+            "uplink-sensor-user.service",
+            vec!["sensor", "systemd-unit", "--user", "daemon"],
+        ),
+    ] {
+        let unit = ok(uplink(&args), "systemd-unit");
+        assert!(
+            unit.contains(&format!("ExecStart={UPLINK} sensor run")),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("ProtectSystem=strict")
+                && unit.contains("NoNewPrivileges=true")
+                && unit.contains("PrivateTmp=true")
+        );
+        let path = dir.path().join(name);
+        std::fs::write(&path, &unit).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out).trim(),
+            "",
+            "systemd-analyze warns about the unit:\n{unit}"
+        );
+    }
+}

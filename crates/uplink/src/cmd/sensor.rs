@@ -40,6 +40,9 @@ pub enum Command {
     Run(RunArgs),
     /// Show the sensor's workspace, route, last success, last error and queue depth.
     Status(StatusArgs),
+    /// Print the systemd unit that runs the sensor as a hardened service (`sensor install`
+    /// writes it to /etc/systemd/system/uplink-sensor.service when it uses the default paths).
+    SystemdUnit(SystemdUnitArgs),
     /// Change how the sensor reaches the service, without reinstalling.
     #[command(subcommand)]
     Proxy(ProxyCommand),
@@ -195,6 +198,13 @@ pub struct InstallArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SystemdUnitArgs {
+    /// Run as this user (default: `uplink` if that user exists, else root, still sandboxed).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
     #[command(flatten)]
     pub dir: Dir,
@@ -248,6 +258,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Send(a) => send_cmd(a),
         Command::Run(a) => run_cmd(a),
         Command::Status(a) => status_cmd(a),
+        Command::SystemdUnit(a) => {
+            let binary = std::env::current_exe()?;
+            let user = a.user.or_else(service_user);
+            print!("{}", uplink_sensor::systemd::unit(&binary, user.as_deref()));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Proxy(ProxyCommand::Set(a)) => proxy_set(a),
         Command::Proxy(ProxyCommand::Reset(a)) => {
             let paths = a.dir.paths();
@@ -263,6 +279,71 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Proxy(ProxyCommand::Show(a)) => proxy_show(a),
     }
+}
+
+/// The dedicated service user, if this machine has it.
+fn service_user() -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let user = uplink_sensor::systemd::SERVICE_USER;
+    passwd
+        .lines()
+        .any(|l| l.split(':').next() == Some(user))
+        .then(|| user.to_owned())
+}
+
+/// With the default paths, install the systemd unit (never overwriting one an administrator
+/// changed: only a missing unit is written).
+fn install_unit(quiet: bool) -> anyhow::Result<()> {
+    let unit_path = std::path::Path::new(uplink_sensor::systemd::UNIT_PATH);
+    let Some(dir) = unit_path.parent().filter(|d| d.is_dir()) else {
+        if !quiet {
+            println!(
+                "no /etc/systemd/system here: run `uplink sensor run` under your service manager"
+            );
+        }
+        return Ok(());
+    };
+    if unit_path.exists() {
+        if !quiet {
+            println!("kept the existing {}", unit_path.display());
+        }
+        return Ok(());
+    }
+    let binary = std::env::current_exe()?;
+    let text = uplink_sensor::systemd::unit(&binary, service_user().as_deref());
+    std::fs::write(dir.join("uplink-sensor.service"), text)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", unit_path.display()))?;
+    if !quiet {
+        println!("wrote {}: enable it with `systemctl daemon-reload && systemctl enable --now uplink-sensor`", unit_path.display());
+    }
+    Ok(())
+}
+
+/// When the dedicated service user exists, the sensor's files become its own (they stay 0600):
+/// the unit runs the sensor as that user.
+fn hand_over_to_service_user(paths: &Paths) -> anyhow::Result<()> {
+    let Some(user) = service_user() else {
+        return Ok(());
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    let Some((uid, gid)) = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&user.as_str()) && f.len() > 3)
+            .then(|| (f[2].parse::<u32>().ok(), f[3].parse::<u32>().ok()))
+    }) else {
+        return Ok(());
+    };
+    let mut todo = vec![paths.config_dir.clone(), paths.state_dir.clone()];
+    while let Some(p) = todo.pop() {
+        std::os::unix::fs::chown(&p, uid, gid)
+            .map_err(|e| anyhow::anyhow!("cannot give {} to {user}: {e}", p.display()))?;
+        if p.is_dir() {
+            for entry in std::fs::read_dir(&p)? {
+                todo.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The process environment's proxy variables (the binary reads the environment; libraries don't).
@@ -437,6 +518,10 @@ fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
         println!(
             "next: queue events with `uplink sensor send` and upload them with `uplink sensor run`"
         );
+    }
+    if a.dir.config_dir.is_none() {
+        install_unit(a.quiet || a.json)?;
+        hand_over_to_service_user(&paths)?;
     }
     Ok(ExitCode::SUCCESS)
 }
