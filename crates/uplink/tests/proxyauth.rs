@@ -86,8 +86,12 @@ impl AuthSquid {
         );
         std::fs::write(dir.path().join("hosts"), format!("127.0.0.1 {host}\n")).unwrap();
         std::fs::write(dir.path().join("squid.conf"), conf).unwrap();
+        // Segments a killed Squid of the same name (same port, earlier test) may have left.
+        support::squid::remove_shm(port);
         let child = Command::new("squid")
-            .args(["-N", "-f"])
+            // A service name of its own: Squid names its shared-memory segments after it, so
+            // two Squids started at once by parallel tests would otherwise collide.
+            .args(["-N", "-n", &format!("uplink{port}"), "-f"])
             .arg(dir.path().join("squid.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -148,6 +152,7 @@ impl Drop for AuthSquid {
             let _ = c.kill();
             let _ = c.wait();
         }
+        support::squid::remove_shm(self.port);
     }
 }
 

@@ -100,8 +100,12 @@ impl Squid {
             .collect();
         std::fs::write(dir.path().join("hosts"), hosts).unwrap();
         std::fs::write(dir.path().join("squid.conf"), conf).unwrap();
+        // Segments a killed Squid of the same name (same port, earlier test) may have left.
+        remove_shm(port);
         let child = Command::new("squid")
-            .args(["-N", "-f"])
+            // A service name of its own: Squid names its shared-memory segments after it, so
+            // two Squids started at once by parallel tests would otherwise collide.
+            .args(["-N", "-n", &format!("uplink{port}"), "-f"])
             .arg(dir.path().join("squid.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -188,6 +192,20 @@ impl Drop for Squid {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        remove_shm(self.port);
+    }
+}
+
+/// Removes the shared-memory segments of the Squid whose service name is `uplink{port}` (a killed
+/// Squid leaves them; the next one with that name would refuse to start).
+pub fn remove_shm(port: u16) {
+    let prefix = format!("uplink{port}-");
+    if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 }
