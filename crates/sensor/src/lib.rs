@@ -2,11 +2,13 @@
 //!
 //! - [`install`]: enrollment from a bundle, the configuration and secrets (`install.rs`)
 //! - [`send`]: events from NDJSON into the durable queue (`uplink-queue`)
-//! - [`upload::run`]: the uploader, through the configured route (`link.rs`, `uplink-tunnel`)
-//! - [`status`]: what the uploader last did
+//! - [`upload::run`]: the uploader, along the route the proxy engine (`uplink-proxy`) gives for
+//!   the configuration (`config.rs`; PAC scripts evaluated by `pacsource.rs`), walked by
+//!   `link.rs` through `uplink-tunnel` (CONNECT with Basic, Digest or NTLM)
+//! - [`status`]: what the uploader last did; [`systemd`]: the unit that runs it as a service
 //!
-//! What it deliberately does not do yet: proxy discovery (PAC, WPAD, environment), proxy
-//! authentication beyond Basic, sources other than `send`. Those are their own crates and issues.
+//! What it deliberately does not do yet: WPAD discovery, sources other than `send` (heartbeats,
+//! inventory, files, the journal), certificate renewal. Those are their own issues.
 
 pub mod config;
 pub mod fsutil;

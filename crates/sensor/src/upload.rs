@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use uplink_client::{Connection, Endpoint, TlsSettings};
-use uplink_diag::{Code, Diagnose};
+use uplink_diag::Diagnose;
 use uplink_queue::Queue;
 
 use crate::config::{Config, Paths};
@@ -288,9 +288,4 @@ pub async fn run(
     }
     st.write_status();
     Ok(report)
-}
-
-/// A code for errors that are not link errors, for status.
-pub fn code_of(e: &SensorError) -> Code {
-    e.code()
 }

@@ -55,9 +55,11 @@ pub enum ProxyCommand {
     ///
     /// Sources: --url (an explicit proxy; --user/--password if it asks; --bypass for hosts that
     /// skip it), --direct, --from-env (capture https_proxy/HTTPS_PROXY/all_proxy/ALL_PROXY/
-    /// http_proxy/no_proxy from this shell: a system service does not inherit them), --pac and
-    /// --wpad (need the PAC engine, not in this build yet), --from-windows-reg (the proxy a
-    /// Windows .reg export configures, as `uplink winproxy decode` reads it).
+    /// http_proxy/no_proxy from this shell: a system service does not inherit them), --pac (a
+    /// PAC file or http:// URL, evaluated for the service at each new connection; --user and
+    /// --password apply to the proxies it names), --from-windows-reg (the proxy or PAC script a
+    /// Windows .reg export configures, as `uplink winproxy decode` reads it), --wpad (not in
+    /// this build yet).
     ///
     /// --fallback direct|never: whether DIRECT is tried when the proxy cannot be reached.
     /// Default: never for --url and --pac (an administrator chose that proxy), direct for
