@@ -9,11 +9,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use support::squid::{Squid, SquidOptions};
 use support::*;
 
 const PROXY_USER: &str = "CONTOSO\\proxyuser";
@@ -28,137 +29,17 @@ enum Auth<'a> {
     Ntlm,
 }
 
-/// A Squid requiring one scheme: its own directory (world-writable: Squid runs as `proxy`), a
-/// free port, a hosts_file mapping the workspace host to 127.0.0.1.
-struct AuthSquid {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl AuthSquid {
-    fn start(auth: Auth<'_>, host: &str) -> AuthSquid {
-        require("squid");
-        let dir = tempfile::Builder::new()
-            .prefix("uplink-authsquid-")
-            .tempdir()
-            .unwrap();
-        chmod(dir.path(), 0o777);
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        let scheme = match auth {
-            Auth::Digest { user, password } => {
-                let f = dir.path().join("digest_passwd");
-                std::fs::write(&f, format!("{user}:{password}\n")).unwrap();
-                chmod(&f, 0o644);
-                format!(
-                    "auth_param digest program /usr/lib/squid/digest_file_auth {d}/digest_passwd\n\
-                     auth_param digest children 2\n\
-                     auth_param digest realm uplink-test\n\
-                     auth_param digest nonce_garbage_interval 1 minutes\n"
-                )
-            }
-            Auth::Ntlm => "auth_param ntlm program /usr/lib/squid/ntlm_fake_auth\n\
-                           auth_param ntlm children 2\n\
-                           auth_param ntlm keep_alive on\n"
-                .to_owned(),
-        };
-        let conf = format!(
-            "http_port 127.0.0.1:{port}\n\
-             pid_filename {d}/squid.pid\n\
-             cache_log {d}/cache.log\n\
-             access_log stdio:{d}/access.log\n\
-             cache deny all\n\
-             cache_mem 8 MB\n\
-             coredump_dir {d}\n\
-             hosts_file {d}/hosts\n\
-             shutdown_lifetime 0 seconds\n\
-             dns_nameservers 127.0.0.1\n\
-             {scheme}\
-             acl CONNECT method CONNECT\n\
-             acl authed proxy_auth REQUIRED\n\
-             http_access allow CONNECT authed\n\
-             http_access deny all\n"
-        );
-        std::fs::write(dir.path().join("hosts"), format!("127.0.0.1 {host}\n")).unwrap();
-        std::fs::write(dir.path().join("squid.conf"), conf).unwrap();
-        // Segments a killed Squid of the same name (same port, earlier test) may have left.
-        support::squid::remove_shm(port);
-        let child = Command::new("squid")
-            // A service name of its own: Squid names its shared-memory segments after it, so
-            // two Squids started at once by parallel tests would otherwise collide.
-            .args(["-N", "-n", &format!("uplink{port}"), "-f"])
-            .arg(dir.path().join("squid.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("stderr.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("start squid");
-        let mut squid = AuthSquid {
-            port,
-            dir,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(st) = squid.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("squid exited ({st}):\n{}", squid.logs());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "squid did not start:\n{}",
-                squid.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        squid
+/// A Squid on loopback requiring `auth`, resolving the workspace host to 127.0.0.1.
+fn squid_for(auth: Auth<'_>, host: &str) -> Squid {
+    let mut opts = SquidOptions {
+        hosts: vec![host.to_owned()],
+        ..Default::default()
+    };
+    match auth {
+        Auth::Digest { user, password } => opts.digest = Some((user, password)),
+        Auth::Ntlm => opts.ntlm = true,
     }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn logs(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!(
-            "--- cache.log\n{}\n--- stderr\n{}\n--- access.log\n{}",
-            read("cache.log"),
-            read("stderr.log"),
-            read("access.log")
-        )
-    }
-
-    /// Stops Squid (flushing its access log) and returns the log.
-    fn stop(&mut self) -> String {
-        if let Some(child) = self.child.take() {
-            signal(child.id(), "TERM");
-            if wait_exit(child, Duration::from_secs(20)).is_none() {
-                eprintln!("squid did not stop on SIGTERM; killed");
-            }
-        }
-        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for AuthSquid {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        support::squid::remove_shm(self.port);
-    }
-}
-
-fn chmod(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    Squid::start(opts)
 }
 
 struct Sensor {
@@ -188,23 +69,13 @@ impl Sensor {
     }
 
     fn send(&self, n: u64) {
-        let mut child = Command::new(UPLINK)
-            .args(["sensor", "send", "--config-dir", self.cfg()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
         let input: String = (0..n)
             .map(|i| format!("{{\"kind\":\"logon\",\"n\":{i}}}\n"))
             .collect();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = with_stdin(
+            uplink_cmd(&["sensor", "send", "--config-dir", self.cfg()]),
+            &input,
+        );
         assert!(out.status.success(), "send: {}", stderr(&out));
     }
 
@@ -285,7 +156,7 @@ fn secret_nowhere(cfg: &Path, texts: &[&str], password: &str) {
 fn upload_through(auth: Auth<'_>, name: &str, user: &str, password: &str, log_user: &str) {
     let auth_name = name;
     let (dir, svc, ws) = setup(name);
-    let mut squid = AuthSquid::start(auth, &ws.sensor_host);
+    let mut squid = squid_for(auth, &ws.sensor_host);
     let cfg = dir.path().join("sensor");
     let install = Sensor::install(&cfg, &ws, &squid.url(), user, password);
     let install_out = format!("{}{}", stdout(&install), stderr(&install));
@@ -364,7 +235,7 @@ fn a_sensor_uploads_through_squid_with_ntlm() {
 #[test]
 fn a_wrong_digest_password_is_proxy_auth_failed_naming_the_scheme_and_user() {
     let (dir, _svc, ws) = setup("digestwrong");
-    let squid = AuthSquid::start(
+    let squid = squid_for(
         Auth::Digest {
             user: UPN,
             password: PROXY_PASSWORD,
@@ -391,7 +262,7 @@ fn an_endless_407_loop_ends_with_a_code_and_keeps_every_event() {
     let (dir, svc, ws) = setup("loop");
     // Install through a real Squid (with Digest) so the sensor is enrolled, then point it at the
     // hostile proxy for the upload.
-    let mut squid = AuthSquid::start(
+    let mut squid = squid_for(
         Auth::Digest {
             user: UPN,
             password: PROXY_PASSWORD,
@@ -436,7 +307,7 @@ fn an_endless_407_loop_ends_with_a_code_and_keeps_every_event() {
             });
         }
     });
-    let set = Command::new(UPLINK)
+    let set = uplink_cmd(&[])
         .args([
             "sensor",
             "proxy",

@@ -20,8 +20,12 @@ pub struct Squid {
 
 #[derive(Default)]
 pub struct SquidOptions<'a> {
-    /// Require Basic authentication for this user and password.
+    /// Require Basic authentication for this user and password (basic_ncsa_auth).
     pub basic: Option<(&'a str, &'a str)>,
+    /// Require Digest authentication for this user and password (digest_file_auth).
+    pub digest: Option<(&'a str, &'a str)>,
+    /// Require NTLM (ntlm_fake_auth: it accepts any user and password).
+    pub ntlm: bool,
     /// Host names to resolve to 127.0.0.1.
     pub hosts: Vec<String>,
     /// Address to listen on (default 127.0.0.1).
@@ -78,19 +82,41 @@ impl Squid {
              dns_nameservers 127.0.0.1\n\
              acl CONNECT method CONNECT\n"
         );
-        match opts.basic {
-            Some((user, password)) => {
-                write_passwd(dir.path(), user, password);
-                conf.push_str(&format!(
-                    "auth_param basic program {BASIC_HELPER} {d}/passwd\n\
-                     auth_param basic casesensitive on\n\
-                     auth_param basic realm uplink-test\n\
-                     auth_param basic credentialsttl 1 second\n\
-                     acl authed proxy_auth REQUIRED\n\
-                     http_access allow CONNECT authed\n"
-                ));
-            }
-            None => conf.push_str("http_access allow CONNECT\n"),
+        let mut authenticated = false;
+        if let Some((user, password)) = opts.basic {
+            write_passwd(dir.path(), user, password);
+            conf.push_str(&format!(
+                "auth_param basic program {BASIC_HELPER} {d}/passwd\n\
+                 auth_param basic casesensitive on\n\
+                 auth_param basic realm uplink-test\n\
+                 auth_param basic credentialsttl 1 second\n"
+            ));
+            authenticated = true;
+        }
+        if let Some((user, password)) = opts.digest {
+            let f = dir.path().join("digest_passwd");
+            std::fs::write(&f, format!("{user}:{password}\n")).unwrap();
+            chmod(&f, 0o644);
+            conf.push_str(&format!(
+                "auth_param digest program /usr/lib/squid/digest_file_auth {d}/digest_passwd\n\
+                 auth_param digest children 2\n\
+                 auth_param digest realm uplink-test\n\
+                 auth_param digest nonce_garbage_interval 1 minutes\n"
+            ));
+            authenticated = true;
+        }
+        if opts.ntlm {
+            conf.push_str(
+                "auth_param ntlm program /usr/lib/squid/ntlm_fake_auth\n\
+                 auth_param ntlm children 2\n\
+                 auth_param ntlm keep_alive on\n",
+            );
+            authenticated = true;
+        }
+        if authenticated {
+            conf.push_str("acl authed proxy_auth REQUIRED\nhttp_access allow CONNECT authed\n");
+        } else {
+            conf.push_str("http_access allow CONNECT\n");
         }
         conf.push_str("http_access deny all\n");
         let hosts: String = opts
