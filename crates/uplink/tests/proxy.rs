@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::netns::Netns;
+use support::sensor::Sensor;
 use support::squid::{free_port, Squid, SquidOptions};
 use support::*;
 
@@ -104,20 +105,7 @@ fn an_unreachable_proxy_falls_back_to_direct_only_when_allowed() {
     let ws = create_workspace(&data, "fallback", svc.port);
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
-    ok(
-        uplink_cmd(&[
-            "sensor",
-            "install",
-            "--bundle",
-            ws.bundle_path.to_str().unwrap(),
-            "--config-dir",
-            c,
-            "--quiet",
-        ])
-        .output()
-        .unwrap(),
-        "install",
-    );
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     let dead = format!("http://127.0.0.1:{}", free_port());
 
     // Explicit proxy, default fallback (never): nothing leaves, nothing is lost.
@@ -127,24 +115,8 @@ fn an_unreachable_proxy_falls_back_to_direct_only_when_allowed() {
             .unwrap(),
         "proxy set",
     );
-    ok(
-        with_stdin(
-            uplink_cmd(&["sensor", "send", "--config-dir", c]),
-            &lines(0..300),
-        ),
-        "send",
-    );
-    let run = uplink_cmd(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "2",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    ok(sensor.send(&lines(0..300)), "send");
+    let run = sensor.run_once(2);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     assert!(stderr(&run).contains("TCP_REFUSED"), "{}", stderr(&run));
     let st = status(&cfg);
@@ -157,19 +129,7 @@ fn an_unreachable_proxy_falls_back_to_direct_only_when_allowed() {
 
     // Allow fallback: the same dead proxy, then DIRECT.
     ok(
-        uplink_cmd(&[
-            "sensor",
-            "proxy",
-            "set",
-            "--config-dir",
-            c,
-            "--url",
-            &dead,
-            "--fallback",
-            "direct",
-        ])
-        .output()
-        .unwrap(),
+        sensor.proxy(&["set", "--url", &dead, "--fallback", "direct"]),
         "proxy set",
     );
     let show: serde_json::Value = serde_json::from_str(&ok(
@@ -186,17 +146,7 @@ fn an_unreachable_proxy_falls_back_to_direct_only_when_allowed() {
             "DIRECT"
         ])
     );
-    let run = uplink_cmd(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = sensor.run_once(30);
     assert!(run.status.success(), "{}", stderr(&run));
     let st = status(&cfg);
     assert_eq!(st["route"], "DIRECT", "{st}");
@@ -216,20 +166,7 @@ fn proxy_set_on_a_running_sensor_applies_at_the_next_connection() {
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
     let dead = format!("http://127.0.0.1:{}", free_port());
-    ok(
-        uplink_cmd(&[
-            "sensor",
-            "install",
-            "--bundle",
-            ws.bundle_path.to_str().unwrap(),
-            "--config-dir",
-            c,
-            "--quiet",
-        ])
-        .output()
-        .unwrap(),
-        "install",
-    );
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     ok(
         uplink_cmd(&["sensor", "proxy", "set", "--config-dir", c, "--url", &dead])
             .output()
@@ -242,13 +179,7 @@ fn proxy_set_on_a_running_sensor_applies_at_the_next_connection() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    ok(
-        with_stdin(
-            uplink_cmd(&["sensor", "send", "--config-dir", c]),
-            &lines(0..400),
-        ),
-        "send",
-    );
+    ok(sensor.send(&lines(0..400)), "send");
     // The running sensor reports the dead proxy...
     let deadline = Instant::now() + Duration::from_secs(20);
     while status(&cfg)["last_error"]["code"] != "TCP_REFUSED" {
@@ -264,20 +195,7 @@ fn proxy_set_on_a_running_sensor_applies_at_the_next_connection() {
         hosts: vec![ws.sensor_host.clone()],
         ..Default::default()
     });
-    ok(
-        uplink_cmd(&[
-            "sensor",
-            "proxy",
-            "set",
-            "--config-dir",
-            c,
-            "--url",
-            &squid.url(),
-        ])
-        .output()
-        .unwrap(),
-        "set squid",
-    );
+    ok(sensor.proxy(&["set", "--url", &squid.url()]), "set squid");
     let deadline = Instant::now() + Duration::from_secs(60);
     while status(&cfg)["queue"]["events"] != 0 {
         assert!(
@@ -554,24 +472,9 @@ fn through_tinyproxy_on_another_host() {
         .unwrap(),
         "install through tinyproxy",
     );
-    ok(
-        with_stdin(
-            uplink_cmd(&["sensor", "send", "--config-dir", c]),
-            &lines(0..2000),
-        ),
-        "send",
-    );
-    let run = uplink_cmd(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let sensor = Sensor { dir: cfg.clone() };
+    ok(sensor.send(&lines(0..2000)), "send");
+    let run = sensor.run_once(30);
     assert!(
         run.status.success(),
         "{}\n{}",
@@ -599,37 +502,14 @@ fn windows_reg_exports_become_explicit_routes_with_wininet_bypass_rules() {
     let ws = create_workspace(&data, "winreg", svc.port);
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
-    ok(
-        uplink_cmd(&[
-            "sensor",
-            "install",
-            "--bundle",
-            ws.bundle_path.to_str().unwrap(),
-            "--config-dir",
-            c,
-            "--quiet",
-        ])
-        .output()
-        .unwrap(),
-        "install",
-    );
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     let fixtures = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/fixtures/winproxy/reg"
     );
     let export = format!("{fixtures}/marcvanandel_local-dev-env_proxy.reg");
     ok(
-        uplink_cmd(&[
-            "sensor",
-            "proxy",
-            "set",
-            "--config-dir",
-            c,
-            "--from-windows-reg",
-            &export,
-        ])
-        .output()
-        .unwrap(),
+        sensor.proxy(&["set", "--from-windows-reg", &export]),
         "import",
     );
     let show: serde_json::Value = serde_json::from_str(&ok(
@@ -702,53 +582,13 @@ fn a_sensor_uploads_through_the_proxy_a_windows_export_names() {
     assert!(encoded.status.success(), "{}", stderr(&encoded));
     std::fs::write(&reg, &encoded.stdout).unwrap();
     let cfg = dir.path().join("sensor");
-    let c = cfg.to_str().unwrap();
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     ok(
-        uplink_cmd(&[
-            "sensor",
-            "install",
-            "--bundle",
-            ws.bundle_path.to_str().unwrap(),
-            "--config-dir",
-            c,
-            "--quiet",
-        ])
-        .output()
-        .unwrap(),
-        "install",
-    );
-    ok(
-        uplink_cmd(&[
-            "sensor",
-            "proxy",
-            "set",
-            "--config-dir",
-            c,
-            "--from-windows-reg",
-            reg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap(),
+        sensor.proxy(&["set", "--from-windows-reg", reg.to_str().unwrap()]),
         "import",
     );
-    ok(
-        with_stdin(
-            uplink_cmd(&["sensor", "send", "--config-dir", c]),
-            &lines(0..250),
-        ),
-        "send",
-    );
-    let run = uplink_cmd(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    ok(sensor.send(&lines(0..250)), "send");
+    let run = sensor.run_once(30);
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
     assert_eq!(
         status(&cfg)["route"],
@@ -809,32 +649,9 @@ fn a_pac_file_routes_the_sensor_and_sees_only_scheme_host_and_port() {
     .unwrap();
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     ok(
-        uplink_cmd(&[
-            "sensor",
-            "install",
-            "--bundle",
-            ws.bundle_path.to_str().unwrap(),
-            "--config-dir",
-            c,
-            "--quiet",
-        ])
-        .output()
-        .unwrap(),
-        "install",
-    );
-    ok(
-        uplink_cmd(&[
-            "sensor",
-            "proxy",
-            "set",
-            "--config-dir",
-            c,
-            "--pac",
-            pac.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap(),
+        sensor.proxy(&["set", "--pac", pac.to_str().unwrap()]),
         "proxy set --pac",
     );
     let show: serde_json::Value = serde_json::from_str(&ok(
@@ -850,24 +667,8 @@ fn a_pac_file_routes_the_sensor_and_sees_only_scheme_host_and_port() {
         serde_json::json!([format!("PROXY 127.0.0.1:{}", squid.port), "DIRECT"]),
         "{show}"
     );
-    ok(
-        with_stdin(
-            uplink_cmd(&["sensor", "send", "--config-dir", c]),
-            &lines(0..300),
-        ),
-        "send",
-    );
-    let run = uplink_cmd(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    ok(sensor.send(&lines(0..300)), "send");
+    let run = sensor.run_once(30);
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
     assert_eq!(
         status(&cfg)["route"],
@@ -939,32 +740,9 @@ fn a_pac_served_over_http_and_named_by_a_windows_export_routes_the_sensor() {
     std::fs::write(&reg, &encoded.stdout).unwrap();
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     ok(
-        uplink_cmd(&[
-            "sensor",
-            "install",
-            "--bundle",
-            ws.bundle_path.to_str().unwrap(),
-            "--config-dir",
-            c,
-            "--quiet",
-        ])
-        .output()
-        .unwrap(),
-        "install",
-    );
-    ok(
-        uplink_cmd(&[
-            "sensor",
-            "proxy",
-            "set",
-            "--config-dir",
-            c,
-            "--from-windows-reg",
-            reg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap(),
+        sensor.proxy(&["set", "--from-windows-reg", reg.to_str().unwrap()]),
         "import",
     );
     let show: serde_json::Value = serde_json::from_str(&ok(
@@ -975,24 +753,8 @@ fn a_pac_served_over_http_and_named_by_a_windows_export_routes_the_sensor() {
     ))
     .unwrap();
     assert_eq!(show["mode"], "pac", "{show}");
-    ok(
-        with_stdin(
-            uplink_cmd(&["sensor", "send", "--config-dir", c]),
-            &lines(0..200),
-        ),
-        "send",
-    );
-    let run = uplink_cmd(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    ok(sensor.send(&lines(0..200)), "send");
+    let run = sensor.run_once(30);
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
     assert_eq!(
         status(&cfg)["route"],

@@ -3,84 +3,15 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
+use support::sensor::Sensor;
 use support::squid::{Squid, SquidOptions};
 use support::*;
 
 const PROXY_USER: &str = "CONTOSO\\proxyuser";
 const PROXY_PASSWORD: &str = "S3cret-Pr0xy-Pa55!";
-
-/// A sensor installed in its own --config-dir.
-struct Sensor {
-    dir: PathBuf,
-}
-
-impl Sensor {
-    fn install(dir: &Path, ws: &Ws, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "sensor",
-            "install",
-            "--bundle",
-            ws.bundle_path.to_str().unwrap(),
-            "--config-dir",
-            dir.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        uplink(&args)
-    }
-
-    fn installed(dir: &Path, ws: &Ws, extra: &[&str]) -> Sensor {
-        ok(Self::install(dir, ws, extra), "sensor install");
-        Sensor {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn cfg(&self) -> &str {
-        self.dir.to_str().unwrap()
-    }
-
-    fn send(&self, input: &str) -> Output {
-        with_stdin(
-            uplink_cmd(&["sensor", "send", "--config-dir", self.cfg()]),
-            input,
-        )
-    }
-
-    fn run_once(&self, timeout: u64) -> Output {
-        uplink(&[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            &timeout.to_string(),
-            "--config-dir",
-            self.cfg(),
-            "--log-level",
-            "debug",
-        ])
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&ok(
-            uplink(&["sensor", "status", "--config-dir", self.cfg(), "--json"]),
-            "sensor status",
-        ))
-        .unwrap()
-    }
-
-    fn set_upload(&self, batch_events: usize) {
-        let path = self.dir.join("sensor.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text.replace(
-            "batch_events = 5000",
-            &format!("batch_events = {batch_events}"),
-        );
-        std::fs::write(path, text).unwrap();
-    }
-}
 
 fn lines(range: std::ops::Range<u64>) -> String {
     range

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod netns;
+pub mod sensor;
 pub mod squid;
 
 pub const UPLINK: &str = env!("CARGO_BIN_EXE_uplink");
