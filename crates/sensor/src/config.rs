@@ -24,6 +24,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/uplink";
 pub struct Paths {
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// Where WPAD discovery looks (the system's usual places unless the caller says otherwise).
+    pub wpad: uplink_wpad::Sources,
 }
 
 impl Paths {
@@ -33,12 +35,20 @@ impl Paths {
             Some(d) => Paths {
                 config_dir: d.to_path_buf(),
                 state_dir: d.to_path_buf(),
+                wpad: uplink_wpad::Sources::system(),
             },
             None => Paths {
                 config_dir: DEFAULT_CONFIG_DIR.into(),
                 state_dir: DEFAULT_STATE_DIR.into(),
+                wpad: uplink_wpad::Sources::system(),
             },
         }
+    }
+
+    /// The same paths, with WPAD discovery looking at `sources`.
+    pub fn with_wpad(mut self, sources: uplink_wpad::Sources) -> Paths {
+        self.wpad = sources;
+        self
     }
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.join("sensor.toml")
@@ -183,8 +193,10 @@ impl Config {
     }
 
     /// The route to the service under the configured proxy settings, explained, with sealed
-    /// passwords unsealed and, in `pac` mode, the script evaluated (see
-    /// [`uplink_proxy::explain_with`] and [`crate::pacsource`]).
+    /// passwords unsealed, in `pac` mode the script evaluated, and in `wpad` and `auto` modes
+    /// WPAD discovery run (or its cached result used) and its script evaluated (see
+    /// [`uplink_proxy::explain_with`], [`crate::pacsource`] and [`crate::wpadsource`]). Blocking:
+    /// call it off the async runtime's threads.
     pub fn explain(&self, paths: &Paths, host: &str, port: u16) -> Explanation {
         let key = paths.secret_key_file();
         let unseal = |sealed: &str| -> Result<secrecy::SecretString, String> {
@@ -192,10 +204,16 @@ impl Config {
             sb.open_sealed(sealed).map_err(|e| e.to_string())
         };
         let mut inputs = uplink_proxy::Inputs::default();
-        if self.proxy.mode() == uplink_proxy::Mode::Pac {
-            if let Some(pac) = &self.proxy.pac {
-                inputs.pac = Some(crate::pacsource::evaluate(pac, host, port));
+        match self.proxy.mode() {
+            uplink_proxy::Mode::Pac => {
+                if let Some(pac) = &self.proxy.pac {
+                    inputs.pac = Some(crate::pacsource::evaluate(pac, host, port));
+                }
             }
+            uplink_proxy::Mode::Wpad | uplink_proxy::Mode::Auto => {
+                inputs.wpad = Some(crate::wpadsource::outcome(paths, host, port));
+            }
+            _ => {}
         }
         uplink_proxy::explain_with(&self.proxy, host, port, &unseal, &inputs)
     }

@@ -316,6 +316,8 @@ pub enum ProxyChange {
         pac: String,
         credentials: Option<Credentials>,
     },
+    /// WPAD discovery, with credentials for the proxies the discovered script names.
+    Wpad { credentials: Option<Credentials> },
 }
 
 /// Reads Windows proxy settings from a .reg export (`uplink winproxy` reads the same) and says
@@ -339,7 +341,8 @@ pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError>
     // WinINet's order: automatic detection, then the setup script, then the manual proxy (which
     // is used only when neither is enabled or both fail).
     if settings.auto_detect {
-        return Err(bad("it enables automatic detection (WPAD), which is not in this build yet: use --url or --pac for now".into()));
+        // WinINet tries automatic detection first; the sensor's wpad mode is the same step.
+        return Ok((ProxyChange::Wpad { credentials: None }, origin));
     }
     if let Some(pac) = &settings.pac_url {
         // WinINet uses the script before any manual proxy.
@@ -451,6 +454,14 @@ pub fn set_proxy(
             }
             settings.env = previous_env;
         }
+        ProxyChange::Wpad { credentials } => {
+            settings.mode = Some(uplink_proxy::Mode::Wpad);
+            if let Some(c) = credentials {
+                settings.user = Some(c.user.clone());
+                settings.password = Some(seal(&c.password)?);
+            }
+            settings.env = previous_env;
+        }
         ProxyChange::Windows {
             url,
             wininet_bypass,
@@ -463,6 +474,8 @@ pub fn set_proxy(
     }
     config.proxy = settings;
     config.save(paths)?;
+    // A discovery made under the old settings must not outlive them.
+    crate::wpadsource::forget(paths);
     Ok(config)
 }
 

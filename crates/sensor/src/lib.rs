@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod status;
 pub mod systemd;
 pub mod upload;
+pub mod wpadsource;
 
 use std::io::BufRead;
 use std::path::PathBuf;

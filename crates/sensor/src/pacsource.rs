@@ -1,4 +1,4 @@
-//! The `pac` mode: load the configured script (a file, or an `http://` URL), evaluate it for the
+//! The `pac` mode: load the configured script (a file, or an `http://`/`https://` URL), evaluate it for the
 //! service, and hand the answer to the proxy engine (`uplink_proxy::explain_with`).
 //!
 //! The script sees the service URL the way browsers pass https URLs to PAC scripts, for
@@ -15,7 +15,8 @@ use uplink_proxy::{PacEntry, PacOutcome};
 /// Largest PAC file read from disk.
 pub const MAX_PAC_BYTES: u64 = 8 << 20;
 
-/// Reads the script: a local file, or an `http://` URL.
+/// Reads the script: a local file, or an `http://` or `https://` URL (https trusting the
+/// system roots: a PAC is an intranet resource, not the service).
 pub fn load(pac: &str) -> Result<String, String> {
     let lower = pac.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -42,9 +43,21 @@ pub fn check(pac: &str) -> Result<(), String> {
 
 /// Evaluates the script at `pac` for `https://host:port/`.
 pub fn evaluate(pac: &str, host: &str, port: u16) -> PacOutcome {
+    evaluate_loaded(pac, load(pac), host, port)
+}
+
+/// Evaluates a script already loaded (or the reason it could not be) for `https://host:port/`;
+/// `label` says where it came from. WPAD hands its discovered script here.
+pub fn evaluate_loaded(
+    label: &str,
+    source: Result<String, String>,
+    host: &str,
+    port: u16,
+) -> PacOutcome {
+    let pac = label;
     let service = format!("https://{host}:{port}/");
     let url = uplink_pac::url_for_pac(&service).unwrap_or(service);
-    let answer = load(pac).and_then(|src| {
+    let answer = source.and_then(|src| {
         let mut engine = Pac::compile(&src).map_err(|e| e.to_string())?;
         engine
             .find_proxy(&url, host, &EvalOptions::default())

@@ -87,9 +87,25 @@ impl State {
             if let Ok(fresh) = Config::load(&self.paths) {
                 self.config = fresh;
             }
-            let explanation =
-                self.config
-                    .explain(&self.paths, &self.endpoint.host, self.endpoint.port);
+            // Off the runtime's threads: PAC evaluation and WPAD discovery block.
+            let (config, paths) = (self.config.clone(), self.paths.clone());
+            let (host, port) = (self.endpoint.host.clone(), self.endpoint.port);
+            let explanation = match tokio::task::spawn_blocking(move || {
+                config.explain(&paths, &host, port)
+            })
+            .await
+            {
+                Ok(explanation) => explanation,
+                // A panic while choosing the route is a bug: surface it as one.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Only when the runtime shuts down.
+                Err(_) => {
+                    return Err(LinkError::Timeout {
+                        what: "choosing the route (shutting down)",
+                        after: Duration::ZERO,
+                    })
+                }
+            };
             let connected = link::connect_route(
                 &self.endpoint,
                 &explanation,

@@ -6,11 +6,16 @@
 //! `wpad.co.uk` would fetch a PAC from whoever registered that name, so the walk stops before any
 //! public suffix (the Public Suffix List, compiled in by the `psl` crate).
 //!
-//! This crate holds only the pure parts: lease-file parsers and the candidate list. Reading the
-//! files, asking NetworkManager, resolving and fetching are the caller's I/O (not done yet: see
-//! the crate's TODO in the issue).
+//! The pure parts are here: lease-file parsers and the candidate list. [`discover`] reads the
+//! files and asks NetworkManager, with fetching (and checking) a script left to the caller;
+//! [`cache`] keeps a result for its lifetime.
 
 #![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod discover;
+
+pub use discover::{discover, Discovery, Fetch, Fetched, Found, Sources, Step};
 
 /// What a DHCP lease says about WPAD.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -46,7 +46,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Wpad(a) => return super::proxy_pac::run_wpad(a),
     };
     let (host, port) = host_port(&a.url)?;
-    let paths = Paths::new(a.config_dir.as_deref());
+    let paths = Paths::new(a.config_dir.as_deref()).with_wpad(super::sensor::wpad_sources());
     let (origin, ex) = match Config::load(&paths) {
         Ok(config) => (
             format!("sensor configuration in {}", paths.config_dir.display()),

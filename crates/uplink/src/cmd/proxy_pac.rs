@@ -67,23 +67,31 @@ fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
 /// Arguments of `uplink proxy wpad`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Steps, in order: DHCP option 252 in systemd-networkd leases, then in dhclient \
-leases; then DNS: http://wpad.<domain>/wpad.dat for each search domain of resolv.conf and its \
-parents, never reaching a public suffix (wpad.com, wpad.co.uk). The first PAC fetched wins. Not \
-yet consulted: NetworkManager over D-Bus.\n\nExit status: 0 a PAC was found; 1 none was found."
+    after_help = "Steps, in order: DHCP option 252 from NetworkManager (nmcli, over D-Bus) \
+when it runs; then in systemd-networkd and dhclient lease files; then DNS: \
+http://wpad.<domain>/wpad.dat for each search domain (the leases' and resolv.conf's) and its \
+parents, never reaching a public suffix (wpad.com, wpad.co.uk). The first script that fetches \
+and compiles wins; https URLs trust the system roots. The whole walk has a 15 s budget. This \
+command always discovers afresh; a sensor caches the result in its state directory.\n\n\
+Environment (for containers and tests): UPLINK_WPAD_RESOLV_CONF, UPLINK_WPAD_LEASES \
+(':'-separated), UPLINK_WPAD_NETWORKMANAGER=0.\n\nExit status: 0 a PAC was found; 1 none was \
+found."
 )]
 pub struct WpadArgs {
-    /// Print the steps as JSON.
+    /// Print {"pac_url": URL or null, "steps": [{"step", "source", "outcome", "pac_url"?}]}.
     #[arg(long)]
     pub json: bool,
-    /// Directories and files holding DHCP leases (default: /run/systemd/netif/leases,
-    /// /var/lib/dhcp, /var/lib/dhclient); files named *.lease(s) are read as dhclient leases,
-    /// others as networkd leases.
+    /// Directories and files holding DHCP leases, instead of the usual places
+    /// (/run/systemd/netif/leases, /var/lib/dhcp, /var/lib/dhclient, /var/lib/NetworkManager);
+    /// files named *.lease(s) are read as dhclient leases, others as networkd leases.
     #[arg(long = "leases", value_name = "PATH")]
     pub leases: Vec<PathBuf>,
-    /// The resolv.conf whose search domains start the DNS walk.
-    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
-    pub resolv_conf: PathBuf,
+    /// The resolv.conf whose search domains start the DNS walk (default /etc/resolv.conf).
+    #[arg(long, value_name = "FILE")]
+    pub resolv_conf: Option<PathBuf>,
+    /// Do not ask NetworkManager.
+    #[arg(long)]
+    pub no_networkmanager: bool,
 }
 
 /// Reads the PAC source from a path, a file:// URL or an http:// URL.
@@ -178,132 +186,20 @@ pub fn run_pac(args: PacArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-#[derive(Debug, serde::Serialize)]
-struct WpadStep {
-    step: String,
-    source: String,
-    outcome: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pac_url: Option<String>,
-}
-
-fn lease_files(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(p) {
-                let mut files: Vec<PathBuf> = rd
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file())
-                    .collect();
-                files.sort();
-                out.extend(files);
-            }
-        } else if p.is_file() {
-            out.push(p.clone());
-        }
-    }
-    out
-}
-
 pub fn run_wpad(args: WpadArgs) -> anyhow::Result<ExitCode> {
-    let lease_paths = if args.leases.is_empty() {
-        [
-            "/run/systemd/netif/leases",
-            "/var/lib/dhcp",
-            "/var/lib/dhclient",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect()
-    } else {
-        args.leases.clone()
-    };
-    let mut steps: Vec<WpadStep> = Vec::new();
-    let mut domains: Vec<String> = Vec::new();
-    let mut urls: Vec<(String, String)> = Vec::new();
-    for file in lease_files(&lease_paths) {
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            continue;
-        };
-        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let (kind, info) = if name.contains(".lease") {
-            (
-                "dhcp (dhclient lease)",
-                uplink_wpad::parse_dhclient_leases(&text),
-            )
-        } else {
-            (
-                "dhcp (networkd lease)",
-                uplink_wpad::parse_networkd_lease(&text),
-            )
-        };
-        let outcome = match &info.wpad_url {
-            Some(u) => format!("option 252: {u}"),
-            None => "no option 252".to_string(),
-        };
-        steps.push(WpadStep {
-            step: kind.into(),
-            source: file.display().to_string(),
-            outcome,
-            pac_url: None,
-        });
-        if let Some(u) = info.wpad_url {
-            urls.push((kind.to_string(), u));
-        }
-        domains.extend(info.domain);
+    let mut sources = super::sensor::wpad_sources();
+    if !args.leases.is_empty() {
+        sources.leases = args.leases.clone();
     }
-    match std::fs::read_to_string(&args.resolv_conf) {
-        Ok(text) => domains.extend(uplink_wpad::parse_resolv_conf(&text)),
-        Err(e) => steps.push(WpadStep {
-            step: "dns".into(),
-            source: args.resolv_conf.display().to_string(),
-            outcome: format!("cannot read: {e}"),
-            pac_url: None,
-        }),
+    if let Some(r) = &args.resolv_conf {
+        sources.resolv_conf = Some(r.clone());
     }
-    for u in uplink_wpad::dns_candidates(&domains) {
-        urls.push(("dns".to_string(), u));
+    if args.no_networkmanager {
+        sources.networkmanager = false;
     }
-    if domains.is_empty() {
-        steps.push(WpadStep {
-            step: "dns".into(),
-            source: "search domains".into(),
-            outcome: "none known: no DNS candidates".into(),
-            pac_url: None,
-        });
-    }
-    let fetch_opts = uplink_pac::fetch::FetchOptions {
-        timeout: std::time::Duration::from_secs(5),
-        ..Default::default()
-    };
-    let mut found = None;
-    for (kind, url) in urls {
-        let outcome = match uplink_pac::fetch::fetch(&url, &fetch_opts) {
-            Ok(f) => match Pac::compile(&f.body) {
-                Ok(_) => {
-                    found = Some(url.clone());
-                    format!(
-                        "found a PAC ({} bytes, refresh after {}s)",
-                        f.body.len(),
-                        f.refresh_after.as_secs()
-                    )
-                }
-                Err(e) => format!("fetched, but not a usable PAC: {e}"),
-            },
-            Err(e) => e.to_string(),
-        };
-        let hit = found.as_deref() == Some(url.as_str());
-        steps.push(WpadStep {
-            step: kind,
-            source: url.clone(),
-            outcome,
-            pac_url: hit.then(|| url.clone()),
-        });
-        if hit {
-            break;
-        }
-    }
+    let d = uplink_wpad::discover(&sources, &mut uplink_sensor::wpadsource::fetch_and_check);
+    let steps = d.steps;
+    let found = d.found.map(|f| f.url);
     if args.json {
         println!(
             "{}",

@@ -84,7 +84,9 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     // 3. Install a real sensor from the bundle (CA pin checked, key generated here, enrolled).
-    let paths = uplink_sensor::Paths::new(Some(&data_dir.join("sensor")));
+    // The service is on loopback: no WPAD discovery (a corporate PAC has no say in that route).
+    let paths = uplink_sensor::Paths::new(Some(&data_dir.join("sensor")))
+        .with_wpad(uplink_wpad::Sources::none());
     let opts = uplink_sensor::install::InstallOptions {
         bundle: created.bundle_path.clone(),
         name: Some("quickstart".into()),

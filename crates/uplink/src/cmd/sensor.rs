@@ -100,10 +100,14 @@ pub struct ProxySetArgs {
     /// Use the proxy variables of this shell (recorded now).
     #[arg(long)]
     pub from_env: bool,
-    /// A PAC script: a file, or an http:// URL (checked now; evaluated at each new connection).
+    /// A PAC script: a file, or an http:// or https:// URL (checked now; evaluated at each new
+    /// connection; https trusts the system roots).
     #[arg(long, value_name = "FILE-OR-URL")]
     pub pac: Option<String>,
-    /// Discover a PAC script with WPAD (not in this build yet).
+    /// Discover a PAC script with WPAD (DHCP option 252 from NetworkManager or lease files, then
+    /// http://wpad.<domain>/wpad.dat up the search domains; see `uplink proxy wpad`). The result
+    /// is cached for the script's HTTP lifetime (5 minutes when nothing is found). --user and
+    /// --password apply to the proxies the script names.
     #[arg(long)]
     pub wpad: bool,
     /// Windows proxy settings from a .reg export (regedit or `reg export`): the proxy the
@@ -156,7 +160,7 @@ pub struct Dir {
 
 impl Dir {
     fn paths(&self) -> Paths {
-        Paths::new(self.config_dir.as_deref())
+        Paths::new(self.config_dir.as_deref()).with_wpad(wpad_sources())
     }
 }
 
@@ -348,6 +352,28 @@ fn hand_over_to_service_user(paths: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where WPAD discovery looks: the system's usual places, unless the environment says otherwise
+/// (for containers and tests): `UPLINK_WPAD_RESOLV_CONF` (a file; empty: no DNS step),
+/// `UPLINK_WPAD_LEASES` (`:`-separated files or directories; empty: none),
+/// `UPLINK_WPAD_NETWORKMANAGER` (`0` or `false`: do not ask NetworkManager).
+pub fn wpad_sources() -> uplink_wpad::Sources {
+    let mut s = uplink_wpad::Sources::system();
+    if let Ok(v) = std::env::var("UPLINK_WPAD_RESOLV_CONF") {
+        s.resolv_conf = (!v.is_empty()).then(|| PathBuf::from(v));
+    }
+    if let Ok(v) = std::env::var("UPLINK_WPAD_LEASES") {
+        s.leases = v
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
+    }
+    if let Ok(v) = std::env::var("UPLINK_WPAD_NETWORKMANAGER") {
+        s.networkmanager = !matches!(v.as_str(), "0" | "false" | "no" | "off");
+    }
+    s
+}
+
 /// The process environment's proxy variables (the binary reads the environment; libraries don't).
 pub fn env_proxy() -> uplink_proxy::env::FromEnv {
     uplink_proxy::env::capture(|k| std::env::var(k).ok())
@@ -355,11 +381,6 @@ pub fn env_proxy() -> uplink_proxy::env::FromEnv {
 
 fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
-    if a.wpad {
-        anyhow::bail!(
-            "WPAD discovery is not in this build yet: use --pac with your WPAD script's URL (http://wpad.DOMAIN/wpad.dat), --url, --from-env or --direct"
-        );
-    }
     if let Some(file) = &a.from_windows_reg {
         let (change, origin) = install::windows_change(file)?;
         install::set_proxy(
@@ -376,7 +397,7 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
         install::ProxyChange::Direct
     } else if a.from_env {
         install::ProxyChange::FromEnv(env_proxy())
-    } else if let Some(pac) = a.pac {
+    } else if a.pac.is_some() || a.wpad {
         let credentials = match (a.user, a.password) {
             (Some(user), Some(password)) => Some(uplink_tunnel::Credentials {
                 user,
@@ -385,7 +406,10 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
             (None, None) => None,
             _ => anyhow::bail!("give --user and --password together"),
         };
-        install::ProxyChange::Pac { pac, credentials }
+        match a.pac {
+            Some(pac) => install::ProxyChange::Pac { pac, credentials },
+            None => install::ProxyChange::Wpad { credentials },
+        }
     } else {
         let Some((url, credentials)) = install::proxy_switches(
             a.url.as_deref(),

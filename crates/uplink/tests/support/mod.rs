@@ -35,8 +35,13 @@ pub fn uplink_cmd(args: &[&str]) -> Command {
     c
 }
 
-/// Removes the proxy variables from a command's environment.
+/// Removes the proxy variables from a command's environment, and points WPAD discovery at
+/// nothing: a sensor in `auto` mode must never walk this machine's search domains and fetch
+/// `wpad.<domain>` from the real network. WPAD tests set these variables to their own files.
 pub fn scrub_proxy_env(c: &mut Command) {
+    c.env("UPLINK_WPAD_RESOLV_CONF", "")
+        .env("UPLINK_WPAD_LEASES", "")
+        .env("UPLINK_WPAD_NETWORKMANAGER", "0");
     for v in [
         "https_proxy",
         "HTTPS_PROXY",

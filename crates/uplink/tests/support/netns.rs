@@ -81,6 +81,13 @@ impl Netns {
         .unwrap();
     }
 
+    /// Sets the namespace's /etc/resolv.conf (which `ip netns exec` mounts over the host's).
+    pub fn resolv_conf(&self, text: &str) {
+        let dir = format!("/etc/netns/{}", self.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/resolv.conf"), text).unwrap();
+    }
+
     /// A command run inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
