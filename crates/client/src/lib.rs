@@ -429,6 +429,35 @@ impl Connection {
         })
     }
 
+    /// `POST /api/v1/renew`: a new certificate for this sensor's new key (the connection must
+    /// present the current certificate).
+    pub async fn renew(
+        &mut self,
+        request: &uplink_protocol::RenewRequest,
+    ) -> Result<EnrollResponse, ClientError> {
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Config(e.to_string()))?;
+        let (status, body) = self
+            .request(
+                Method::POST,
+                uplink_protocol::RENEW_PATH,
+                &[("content-type", "application/json")],
+                body.into(),
+            )
+            .await?;
+        if status != StatusCode::OK {
+            let default = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                Code::MTLS_REJECTED
+            } else {
+                Code::HTTP_UNEXPECTED_STATUS
+            };
+            return Err(self.status_error(status, &body, default));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+            host: self.host.clone(),
+            reason: e.to_string(),
+        })
+    }
+
     /// `POST /api/v1/events` with an NDJSON batch (`zstd`: the body is zstd-compressed).
     pub async fn post_events(
         &mut self,

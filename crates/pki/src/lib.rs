@@ -29,6 +29,8 @@ pub const SERVER_VALIDITY_DAYS: i64 = 397;
 pub const CLIENT_VALIDITY_DAYS: i64 = 365;
 /// Longest validity a client certificate may be given.
 pub const MAX_CLIENT_VALIDITY_DAYS: i64 = 825;
+/// The shortest client certificate validity (short lifetimes are for renewal tests and drills).
+pub const MIN_CLIENT_VALIDITY: Duration = Duration::seconds(10);
 /// Back-dating of `notBefore`, to tolerate clock skew between service and sensor.
 const BACKDATE: Duration = Duration::minutes(5);
 
@@ -217,7 +219,7 @@ impl CertificateAuthority {
         csr_pem_or_der: &[u8],
         sensor_id: &str,
         workspace: &str,
-        validity_days: i64,
+        validity: Duration,
     ) -> Result<SignedClient, PkiError> {
         let public_key = verified_csr_key(csr_pem_or_der)?;
         let now = OffsetDateTime::now_utc();
@@ -231,7 +233,11 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.not_before = now - BACKDATE;
-        params.not_after = now + Duration::days(validity_days.clamp(1, MAX_CLIENT_VALIDITY_DAYS));
+        params.not_after = now
+            + validity.clamp(
+                MIN_CLIENT_VALIDITY,
+                Duration::days(MAX_CLIENT_VALIDITY_DAYS),
+            );
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&public_key, &self.issuer)?;
@@ -357,7 +363,7 @@ mod tests {
         params.distinguished_name.push(DnType::CommonName, "root");
         let csr = params.serialize_request(&key).unwrap().pem().unwrap();
         let signed = ca
-            .sign_client_csr(csr.as_bytes(), "s-123", "contoso", 10_000)
+            .sign_client_csr(csr.as_bytes(), "s-123", "contoso", Duration::days(10_000))
             .unwrap();
         let info = cert_info(&signed.cert_der).unwrap();
         assert_eq!(info.subject_cn.as_deref(), Some("s-123"));
@@ -384,7 +390,7 @@ mod tests {
         let ca = ca();
         let (_, csr) = generate_key_and_csr("x").unwrap();
         assert!(matches!(
-            ca.sign_client_csr(b"hello", "s", "w", 1),
+            ca.sign_client_csr(b"hello", "s", "w", Duration::days(1)),
             Err(PkiError::CsrParse(_))
         ));
         assert!(matches!(
@@ -392,7 +398,7 @@ mod tests {
                 b"-----BEGIN CERTIFICATE REQUEST-----\n!!!\n-----END CERTIFICATE REQUEST-----\n",
                 "s",
                 "w",
-                1
+                Duration::days(1)
             ),
             Err(PkiError::CsrEncoding(_))
         ));
@@ -403,12 +409,16 @@ mod tests {
             .to_vec();
         let n = der.len();
         der[n / 3] ^= 0x01;
-        let err = ca.sign_client_csr(&der, "s", "w", 1).unwrap_err();
+        let err = ca
+            .sign_client_csr(&der, "s", "w", Duration::days(1))
+            .unwrap_err();
         assert!(
             matches!(err, PkiError::CsrSignature | PkiError::CsrParse(_)),
             "{err}"
         );
-        assert!(ca.sign_client_csr(csr.as_bytes(), "s", "w", 1).is_ok());
+        assert!(ca
+            .sign_client_csr(csr.as_bytes(), "s", "w", Duration::days(1))
+            .is_ok());
     }
 
     #[test]

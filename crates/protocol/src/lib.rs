@@ -24,6 +24,24 @@ pub const PING_PATH: &str = "/tri/sensor/api/ping";
 pub const ENROLL_PATH: &str = "/api/v1/enroll";
 /// Event ingest: an NDJSON batch in, committed counts out. Requires a client certificate.
 pub const EVENTS_PATH: &str = "/api/v1/events";
+/// Certificate renewal: a new CSR in, a new certificate for the same sensor out. Requires the
+/// sensor's current (unexpired) client certificate.
+pub const RENEW_PATH: &str = "/api/v1/renew";
+
+/// `POST /api/v1/renew` request body. The answer is an [`EnrollResponse`] for the same sensor.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// A PKCS#10 certificate signing request for the sensor's new key, in PEM.
+    pub csr_pem: String,
+}
+
+impl std::fmt::Debug for RenewRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenewRequest")
+            .field("csr_pem", &format_args!("<{} bytes>", self.csr_pem.len()))
+            .finish()
+    }
+}
 
 /// `POST /api/v1/enroll` request body.
 #[derive(Clone, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod input;
 pub mod install;
 pub mod link;
 pub mod pacsource;
+pub mod renew;
 pub mod secrets;
 pub mod status;
 pub mod systemd;

@@ -61,6 +61,7 @@ struct State {
     status: Status,
     status_written: Option<Instant>,
     backoff: Duration,
+    renewal: crate::renew::Renewal,
 }
 
 impl State {
@@ -128,6 +129,43 @@ impl State {
         Ok(self.conn.as_mut().expect("just connected"))
     }
 
+    /// Renews the client certificate over the current connection (see [`crate::renew`]); on
+    /// success the next connection presents the new one. A failure is retried later; it never
+    /// stops uploads while the current certificate is valid.
+    async fn renew_certificate(&mut self) {
+        let sensor_id = self.config.sensor_id.clone();
+        let paths = self.paths.clone();
+        let result = match self.connection().await {
+            Ok(conn) => {
+                match tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    crate::renew::renew(&paths, &sensor_id, conn),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(SensorError::Switch(format!(
+                        "no answer within {REQUEST_TIMEOUT:?}"
+                    ))),
+                }
+            }
+            Err(e) => Err(SensorError::Switch(e.to_string())),
+        };
+        match result {
+            Ok(renewed) => {
+                tracing::info!(not_after = %renewed.not_after, "client certificate renewed");
+                self.tls = renewed.tls;
+                self.renewal = renewed.renewal;
+                // Reconnect so that the new certificate is the one presented.
+                self.conn = None;
+            }
+            Err(e) => {
+                let wait = self.renewal.failed(std::time::SystemTime::now());
+                tracing::warn!(code = %e.code(), error = %e, retry_in = ?wait, "client certificate renewal failed; the current certificate stays in use");
+            }
+        }
+    }
+
     async fn upload(
         &mut self,
         body: bytes::Bytes,
@@ -153,6 +191,8 @@ impl State {
 /// Loads what the uploader needs from an installed sensor.
 fn prepare(paths: &Paths) -> Result<State, SensorError> {
     let config = Config::load(paths)?;
+    crate::renew::recover(paths)?;
+    let renewal = crate::renew::Renewal::load(paths)?;
     let read = |p: std::path::PathBuf| {
         std::fs::read_to_string(&p).map_err(|source| SensorError::Io { path: p, source })
     };
@@ -174,6 +214,7 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         status,
         status_written: None,
         backoff: BACKOFF_MIN,
+        renewal,
     })
 }
 
@@ -212,6 +253,9 @@ pub async fn run(
                     tracing::error!(error = %e, "configuration reload failed; keeping the previous one")
                 }
             }
+        }
+        if st.renewal.due(std::time::SystemTime::now()) {
+            st.renew_certificate().await;
         }
         let batch = st
             .queue

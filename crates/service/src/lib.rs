@@ -59,15 +59,15 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub limits: Limits,
-    /// Validity of the client certificates issued at enrollment.
-    pub client_validity_days: i64,
+    /// Validity of the client certificates issued at enrollment and renewal.
+    pub client_validity: time::Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             limits: Limits::default(),
-            client_validity_days: uplink_pki::CLIENT_VALIDITY_DAYS,
+            client_validity: time::Duration::days(uplink_pki::CLIENT_VALIDITY_DAYS),
         }
     }
 }

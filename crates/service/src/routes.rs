@@ -160,10 +160,14 @@ async fn sensor_api<S: Store>(
         (uplink_protocol::PING_PATH, &Method::GET | &Method::HEAD) => ok_text("Ok"),
         (uplink_protocol::ENROLL_PATH, &Method::POST) => enroll(shared, ws, req).await,
         (uplink_protocol::EVENTS_PATH, &Method::POST) => events(shared, ctx, ws, req).await,
+        (uplink_protocol::RENEW_PATH, &Method::POST) => renew(shared, ctx, ws, req).await,
         (uplink_protocol::PING_PATH, _) => method_not_allowed("GET, HEAD"),
-        (uplink_protocol::ENROLL_PATH | uplink_protocol::EVENTS_PATH, _) => {
-            method_not_allowed("POST")
-        }
+        (
+            uplink_protocol::ENROLL_PATH
+            | uplink_protocol::EVENTS_PATH
+            | uplink_protocol::RENEW_PATH,
+            _,
+        ) => method_not_allowed("POST"),
         _ => error(
             StatusCode::NOT_FOUND,
             Code::HTTP_UNEXPECTED_STATUS,
@@ -235,7 +239,7 @@ async fn enroll<S: Store>(
         request.csr_pem.as_bytes(),
         &sensor_id,
         &ws.name,
-        shared.config.client_validity_days,
+        shared.config.client_validity,
     ) {
         Ok(s) => s,
         Err(e) => {
@@ -276,6 +280,96 @@ async fn enroll<S: Store>(
             .unwrap_or_default(),
     };
     json(StatusCode::OK, &response)
+}
+
+/// A new certificate for the sensor that presents its current one: same sensor id, same
+/// workspace, the new CSR's key. The store records the new certificate's fingerprint; a sensor
+/// removed from the workspace cannot renew.
+async fn renew<S: Store>(
+    shared: &Shared<S>,
+    ctx: &ConnCtx,
+    ws: &Workspace,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let Some(client) = &ctx.client else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            Code::MTLS_REJECTED,
+            "renewal needs the sensor's current client certificate; an expired sensor must be enrolled again (uplink sensor install)".into(),
+        );
+    };
+    if client.workspace != ws.name {
+        return error(
+            StatusCode::FORBIDDEN,
+            Code::MTLS_REJECTED,
+            format!(
+                "the client certificate belongs to workspace {:?}, not to {:?} which this host serves",
+                client.workspace, ws.name
+            ),
+        );
+    }
+    let (_, body) = match read_body(req, MAX_ENROLL_BODY).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let request: uplink_protocol::RenewRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the renewal request is not valid JSON: {e}"),
+            );
+        }
+    };
+    let signed = match ws.ca.sign_client_csr(
+        request.csr_pem.as_bytes(),
+        &client.sensor_id,
+        &ws.name,
+        shared.config.client_validity,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the CSR was refused: {e}"),
+            )
+        }
+    };
+    let fingerprint = uplink_pki::sha256_hex(&signed.cert_der);
+    match shared
+        .store
+        .renew_sensor(&ws.name, &client.sensor_id, &fingerprint)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::NoSuchSensor(id)) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                Code::MTLS_REJECTED,
+                format!("sensor {id} is not enrolled in this workspace (it may have been removed): re-enroll it"),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a renewed certificate failed");
+            return unavailable();
+        }
+    }
+    tracing::info!(workspace = %ws.name, sensor = %client.sensor_id, "sensor certificate renewed");
+    json(
+        StatusCode::OK,
+        &EnrollResponse {
+            workspace: ws.name.clone(),
+            sensor_id: client.sensor_id.clone(),
+            certificate_pem: signed.cert_pem,
+            chain_pem: ws.ca.cert_pem().to_owned(),
+            not_after: signed
+                .not_after
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        },
+    )
 }
 
 async fn events<S: Store>(

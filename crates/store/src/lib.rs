@@ -153,6 +153,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         sensor: SensorRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records a renewed certificate for an enrolled sensor of `workspace`
+    /// ([`StoreError::NoSuchSensor`] when it is not, or no longer, enrolled there).
+    fn renew_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        cert_sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a batch for a sensor, all or nothing, durably, each `(sensor, seq)` at most once.
     fn ingest(
         &self,

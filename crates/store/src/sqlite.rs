@@ -262,6 +262,24 @@ impl SqliteStore {
         .map(|_| ())
     }
 
+    pub fn renew_sensor_sync(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let n = self.read(|c| {
+            c.execute(
+                "UPDATE sensors SET cert_sha256 = ?1 WHERE sensor_id = ?2 AND workspace = ?3",
+                params![cert_sha256, sensor_id, workspace],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchSensor(sensor_id.into()));
+        }
+        Ok(())
+    }
+
     /// Counts for one workspace; works while the service writes.
     pub fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
         if self.workspace_sync(workspace)?.is_none() {
@@ -538,6 +556,21 @@ impl Store for SqliteStore {
     async fn add_sensor(&self, sensor: SensorRecord) -> Result<(), StoreError> {
         let this = self.clone();
         blocking(move || this.add_sensor_sync(&sensor)).await
+    }
+
+    async fn renew_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        let (w, s, c) = (
+            workspace.to_owned(),
+            sensor_id.to_owned(),
+            cert_sha256.to_owned(),
+        );
+        blocking(move || this.renew_sensor_sync(&w, &s, &c)).await
     }
 
     async fn ingest(

@@ -204,6 +204,29 @@ async fn unknown_sensor_fails_alone() {
     assert_eq!(good.unwrap().accepted, 3);
 }
 
+#[tokio::test]
+async fn renewal_records_the_new_certificate_of_enrolled_sensors_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    store.create_workspace(&workspace("w")).unwrap();
+    store.create_workspace(&workspace("v")).unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    let new = "33".repeat(32);
+    store.renew_sensor("w", "s1", &new).await.unwrap();
+    let stats = store.stats("w").unwrap();
+    assert_eq!(stats.sensors.len(), 1);
+    assert_eq!(stats.sensors[0].cert_sha256, new);
+    // Not in that workspace, or not at all: refused, nothing changed.
+    for (ws, id) in [("v", "s1"), ("w", "ghost")] {
+        let err = store.renew_sensor(ws, id, &"44".repeat(32)).await;
+        assert!(
+            matches!(err, Err(StoreError::NoSuchSensor(ref g)) if g == id),
+            "{ws}/{id}: {err:?}"
+        );
+    }
+    assert_eq!(store.stats("w").unwrap().sensors[0].cert_sha256, new);
+}
+
 #[test]
 fn newer_format_and_foreign_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();

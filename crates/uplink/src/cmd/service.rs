@@ -24,6 +24,31 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Validity of the client certificates issued at enrollment and renewal: a number and a unit
+    /// (s, m, h, d), from 10s to 825d. Sensors renew when a third of it (at most 30 days) is
+    /// left. Short values are for renewal drills and tests.
+    #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_validity)]
+    pub client_cert_validity: time::Duration,
+}
+
+/// `30s`, `15m`, `12h`, `365d`.
+fn parse_validity(s: &str) -> Result<time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration: write a number and a unit, e.g. 365d, 12h, 90s");
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let n: i64 = s[..unit_at].parse().map_err(|_| bad())?;
+    let d = match &s[unit_at..] {
+        "s" => time::Duration::seconds(n),
+        "m" => time::Duration::minutes(n),
+        "h" => time::Duration::hours(n),
+        "d" => time::Duration::days(n),
+        _ => return Err(bad()),
+    };
+    if d < uplink_pki::MIN_CLIENT_VALIDITY
+        || d > time::Duration::days(uplink_pki::MAX_CLIENT_VALIDITY_DAYS)
+    {
+        return Err(format!("{s} is outside 10s..825d"));
+    }
+    Ok(d)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -35,7 +60,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = builder.build()?;
     rt.block_on(async move {
         let store = SqliteStore::open(&args.data.data_dir, true)?;
-        let service = Service::new(store, Config::default()).await?;
+        let config = Config {
+            client_validity: args.client_cert_validity,
+            ..Config::default()
+        };
+        let service = Service::new(store, config).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| {
