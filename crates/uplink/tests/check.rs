@@ -754,3 +754,69 @@ fn bad_usage_exits_2_and_help_documents_exit_codes() {
         "{help}"
     );
 }
+
+/// Squid with an ACL that denies CONNECT to one host: the harness's Squid, its configuration
+/// given one `http_access deny` line, then `squid -k reconfigure`; ready when cache.log says it
+/// accepts connections again.
+#[test]
+fn a_squid_acl_denying_the_host_is_proxy_connect_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(TestCa::new(dir.path(), "uplink test CA"));
+    let web = ok_server(&ca);
+    let (allowed, blocked) = ("web.check.test", "blocked.check.test");
+    let squid = Squid::start(SquidOptions {
+        hosts: vec![allowed.into(), blocked.into()],
+        ..Default::default()
+    });
+    let conf = squid.dir().join("squid.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let text = text.replacen(
+        "http_access allow CONNECT",
+        &format!("acl blocked dstdomain {blocked}\nhttp_access deny CONNECT blocked\nhttp_access allow CONNECT"),
+        1,
+    );
+    std::fs::write(&conf, text).unwrap();
+    let accepting = || {
+        std::fs::read_to_string(squid.dir().join("cache.log"))
+            .unwrap_or_default()
+            .matches("Accepting HTTP Socket connections")
+            .count()
+    };
+    let before = accepting();
+    let out = std::process::Command::new("squid")
+        .args(["-k", "reconfigure", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "squid -k reconfigure: {}",
+        stderr(&out)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while accepting() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "squid did not reconfigure:\n{}",
+            squid.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let cafile = ca.pem_file.to_str().unwrap();
+    let (code, v, _) = run(&[
+        "--url",
+        &format!("https://{blocked}:{}/", web.port),
+        "--url",
+        &format!("https://{allowed}:{}/", web.port),
+        "--ca",
+        cafile,
+        "--method",
+        "cli",
+        "--proxy",
+        &squid.url(),
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    let m = &v["urls"][0]["methods"][0];
+    assert_code(m, "PROXY_CONNECT_DENIED", "proxy_connect", "403");
+    assert_eq!(v["urls"][1]["ok"], true, "{v:#}\n{}", squid.logs());
+}
