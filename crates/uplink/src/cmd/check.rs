@@ -389,13 +389,18 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
         Some(f) => Some(load_ca(f)?),
         None => None,
     };
+    // Loaded once, and only when some target needs it.
+    let system_store = std::cell::OnceCell::new();
     let system = || -> Anchor {
-        let mut roots = RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        for cert in found.certs {
-            let _ = roots.add(cert);
-        }
-        Anchor::System(Arc::new(roots))
+        system_store
+            .get_or_init(|| {
+                let mut roots = RootCertStore::empty();
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+                Anchor::System(Arc::new(roots))
+            })
+            .clone()
     };
     let anchor_or_system = |ca: &Option<Anchor>| ca.clone().unwrap_or_else(system);
 
