@@ -117,6 +117,9 @@ codes! {
     QUEUE_FULL = (Local, "The sensor cannot upload fast enough or at all: fix connectivity (uplink check), or raise the queue size."),
     /// A local I/O failure (disk, permissions).
     LOCAL_IO = (Local, "Check permissions and free space on the path named in the message."),
+    /// `uplink check`: a method with nothing to test (no proxy configured, no PAC given), like the
+    /// seeds' analyzer's "Doesn't exist". Not a failure of the route.
+    NOT_CONFIGURED = (Local, "Nothing is configured for this method: configure it (see uplink check --help) or leave it out with --method."),
 }
 
 impl fmt::Display for Code {

@@ -54,6 +54,9 @@ enum Command {
     /// Allow-lists for firewalls and proxies, from endpoint catalogs and service tags.
     #[command(subcommand)]
     Allowlist(cmd::allowlist::Command),
+    /// Test every route to a service step by step (DNS, TCP, proxy, TLS, client certificate,
+    /// HTTP) and name the failing step with a fix: the connectivity analyzer.
+    Check(Box<cmd::check::Args>),
     /// Read the events a workspace has stored.
     #[command(subcommand)]
     Events(cmd::events::Command),
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Proxy(c) => cmd::proxy::run(c),
         Command::Winproxy(c) => cmd::winproxy::run(c),
         Command::Allowlist(c) => cmd::allowlist::run(c),
+        Command::Check(a) => cmd::check::run(*a),
     };
     match result {
         Ok(code) => code,

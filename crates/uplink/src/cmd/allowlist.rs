@@ -80,6 +80,9 @@ pub enum Command {
     /// What changed in a service tag between two service-tags files; exit 1 when anything did.
     #[command(after_long_help = DIFF_AFTER)]
     Diff(DiffArgs),
+    /// Is the firewall in line with today's list: probe every host of a profile's allow-list
+    /// directly and through the configured proxy (`uplink check --all-hosts`; same options).
+    Verify(Box<super::check::Args>),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -245,6 +248,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Urls(a) => urls(a),
         Command::Ips(a) => ips(a),
         Command::Diff(a) => diff(a),
+        Command::Verify(a) => return super::check::run_verify(*a),
     };
     Ok(outcome.unwrap_or_else(|code| code))
 }

@@ -1,6 +1,7 @@
 //! Subcommand implementations.
 
 pub mod allowlist;
+pub mod check;
 pub mod events;
 pub mod proxy;
 pub mod proxy_pac;

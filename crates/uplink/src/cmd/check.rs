@@ -1,0 +1,854 @@
+//! `uplink check` (and `uplink allowlist verify`): the connectivity analyzer's command line.
+//!
+//! This module reads what the library must not: the sensor's files, the environment's proxy
+//! variables, the system trust store, a PAC script; it turns them into `uplink_check` targets and
+//! routes, runs the probes, and prints the table, JSON, report and bundle. Behaviour lives in
+//! `crates/check`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rustls::RootCertStore;
+use secrecy::{ExposeSecret, SecretString};
+use uplink_check::model::{parse_url, Identity, Overrides};
+use uplink_check::probe::Options;
+use uplink_check::{Anchor, Expect, HttpMethod, Method, RouteSpec, Routes, Target};
+use uplink_proxy::{Candidate, PacEntry, ProxySettings};
+use uplink_sensor::config::{Config, Paths};
+use uplink_tunnel::{Credentials, ProxyUrl};
+
+const AFTER_HELP: &str = "\
+Targets (at least one; with none, the installed sensor's workspace):
+  --config-dir DIR                 the sensor's workspace: ping over its route, CA and certificate
+  --workspace-url URL --ca FILE    an uplink workspace by URL (ping, TLS to that CA)
+  --profile mdi --workspace NAME   Defender for Identity: sensor API ping, console, CRL/PKI URLs
+  --profile mde [--region R] [--streamlined]   Defender for Endpoint URLs with expected statuses
+  --url URL [--expect STATUS] [--ca FILE]      any URL (default expectation: 200)
+  --profile P --all-hosts          every allow-list host of P, reachability only (any status)
+
+Methods (--method, repeatable; default: all, those with nothing configured say NOT_CONFIGURED):
+  default  the route the sensor would use (proxy engine: explicit, PAC, environment, direct)
+  wpad     WPAD auto-discovery (NOT_CONFIGURED until discovery is in this build)
+  direct   no proxy
+  named    the proxy in the sensor's configuration
+  cli      --proxy URL [--proxy-user U --proxy-password P]
+  pac      --pac FILE-OR-URL
+
+Each probe walks dns, tcp, proxy_connect, proxy_auth, tls, client_cert, http and stops at the
+first failure with a stable code (TCP_REFUSED, PROXY_AUTH_REQUIRED, TLS_INTERCEPTED, ...) and a
+fix. docs/check.md lists every code.
+
+Exit codes: 0 every URL passed by at least one method; 1 some URL passed by none (or the check
+could not run); 2 bad usage.
+
+Examples:
+  uplink check
+  uplink check --profile mde --region eu --proxy http://proxy:8080 --report mde.txt
+  uplink check --url https://example.com/ --method direct,cli --proxy http://proxy:3128 --format json
+  uplink allowlist verify --profile mdi --workspace contoso";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    Mdi,
+    Mde,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cloud {
+    Commercial,
+    Gcc,
+    GccHigh,
+    Dod,
+}
+
+impl Cloud {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cloud::Commercial => "commercial",
+            Cloud::Gcc => "gcc",
+            Cloud::GccHigh => "gcc-high",
+            Cloud::Dod => "dod",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Test every route to a service step by step and name the failing step, with a fix.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = AFTER_HELP)]
+pub struct Args {
+    /// The sensor's configuration directory (its workspace, proxy and certificate).
+    #[arg(long, value_name = "DIR", env = "UPLINK_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// An uplink workspace's sensor URL (https://<workspace>sensorapi.<domain>[:port]); needs --ca.
+    #[arg(long, value_name = "URL")]
+    pub workspace_url: Option<String>,
+    /// The CA to expect: the workspace CA, or for --url and profiles a CA to trust instead of the
+    /// system store (a test CA, a private service).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A public service's endpoints, from the endpoint catalog.
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
+    /// The Defender for Identity workspace name (--profile mdi).
+    #[arg(long, value_name = "NAME")]
+    pub workspace: Option<String>,
+    #[arg(long, value_enum)]
+    pub cloud: Option<Cloud>,
+    /// Defender for Endpoint region: us, eu, uk or au (default us).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Defender for Endpoint streamlined connectivity.
+    #[arg(long)]
+    pub streamlined: bool,
+    /// Every host of the profile's allow-list (reachability: any HTTP status passes).
+    #[arg(long)]
+    pub all_hosts: bool,
+    /// A URL to test (repeatable).
+    #[arg(long = "url", value_name = "URL")]
+    pub urls: Vec<String>,
+    /// The HTTP status that means success for every --url (repeatable; default 200).
+    #[arg(long, value_name = "STATUS")]
+    pub expect: Vec<u16>,
+    /// Issuer names to expect instead of the profile's (repeatable): a chain from any other CA is
+    /// reported as TLS_INTERCEPTED.
+    #[arg(long, value_name = "NAME")]
+    pub expect_issuer: Vec<String>,
+    /// Methods to test (repeatable or comma-separated): default, wpad, direct, named, cli, pac.
+    #[arg(long = "method", value_name = "METHOD", value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// The `cli` method's proxy: http://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// The `cli` proxy's user (DOMAIN\user, user@domain or user).
+    #[arg(long, value_name = "USER")]
+    pub proxy_user: Option<String>,
+    /// The `cli` proxy's password (or the UPLINK_PROXY_PASSWORD variable). Never printed.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "UPLINK_PROXY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub proxy_password: Option<String>,
+    /// The `pac` method's script: a file or an http(s) URL.
+    #[arg(long, value_name = "FILE-OR-URL")]
+    pub pac: Option<String>,
+    /// Connect to ADDRESS for HOST:PORT instead of asking DNS (curl's syntax; HOST may be *).
+    #[arg(long, value_name = "HOST:PORT:ADDRESS")]
+    pub resolve: Vec<String>,
+    /// Connect to HOST2:PORT2 for HOST:PORT (curl's syntax; empty HOST or PORT match any).
+    #[arg(long, value_name = "HOST:PORT:HOST2:PORT2")]
+    pub connect_to: Vec<String>,
+    /// Seconds each probe may take, all steps included.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Most probes in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub concurrency: usize,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write the classic analyzer report here.
+    #[arg(long, value_name = "FILE.txt")]
+    pub report: Option<PathBuf>,
+    /// Also write a zip for support: report, JSON and environment, secrets redacted.
+    #[arg(long, value_name = "FILE.zip")]
+    pub bundle: Option<PathBuf>,
+}
+
+/// Bad usage: exit 2 with the message.
+struct Usage(String);
+
+fn usage(msg: impl Into<String>) -> Usage {
+    Usage(msg.into())
+}
+
+/// `uplink allowlist verify`: `check --all-hosts`.
+pub fn run_verify(mut a: Args) -> anyhow::Result<ExitCode> {
+    a.all_hosts = true;
+    run(a)
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let setup = match prepare(&a) {
+        Ok(s) => s,
+        Err(Usage(msg)) => {
+            eprintln!("error: {msg}");
+            eprintln!("(see uplink check --help)");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let Setup {
+        targets,
+        methods,
+        routes,
+        overrides,
+        secrets,
+        notes,
+    } = setup;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let probes = uplink_check::plan(&targets, &methods, &routes);
+    let opts = Arc::new(Options {
+        timeout: Duration::from_secs_f64(a.timeout),
+        overrides,
+    });
+    let targets = Arc::new(targets);
+    let show_progress = std::io::stderr().is_terminal() && a.format == Format::Text;
+    let bar = show_progress.then(|| {
+        let bar = indicatif::ProgressBar::new(probes.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} probes {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started = std::time::Instant::now();
+    let report = runtime.block_on(uplink_check::run::run(
+        targets.clone(),
+        probes,
+        opts,
+        a.concurrency,
+        |t, r| {
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                bar.set_message(format!("{} {}", r.method.as_str(), t.url));
+            }
+        },
+    ));
+    let elapsed = started.elapsed();
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let json = serde_json::to_string_pretty(&report)?;
+    let header = format!(
+        "uplink check {}\nDate: {}\nTargets: {}\nMethods: {}\nTimeout per probe: {} s; took {:.1} s",
+        env!("CARGO_PKG_VERSION"),
+        uplink_sensor::status::now_rfc3339(),
+        targets.len(),
+        methods
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.timeout,
+        elapsed.as_secs_f64()
+    );
+    let text_report = uplink_check::render::report_text(&report, &header);
+    let secret_refs: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
+    match a.format {
+        Format::Json => println!("{json}"),
+        Format::Text => print!("{}", uplink_check::render::table(&report)),
+    }
+    if let Some(path) = &a.report {
+        let text = uplink_check::redact::redact(&text_report, &secret_refs);
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
+    if let Some(path) = &a.bundle {
+        let paths = Paths::new(a.config_dir.as_deref());
+        let entries = vec![
+            ("report.txt".to_owned(), text_report.clone()),
+            ("check.json".to_owned(), json.clone()),
+            ("environment.txt".to_owned(), environment()),
+            ("sensor.toml".to_owned(), read_or_note(&paths.config_file())),
+            ("status.json".to_owned(), read_or_note(&paths.status_file())),
+        ];
+        uplink_check::bundle::write(path, &entries, &secret_refs)?;
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+fn read_or_note(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| format!("({}: {e})\n", p.display()))
+}
+
+/// Proxy variables, resolv.conf, routes: what a support engineer asks for first.
+fn environment() -> String {
+    let mut out = String::from("# proxy variables\n");
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            let l = k.to_ascii_lowercase();
+            l.ends_with("_proxy") || l.starts_with("uplink_")
+        })
+        .collect();
+    vars.sort();
+    if vars.is_empty() {
+        out.push_str("(none set)\n");
+    }
+    for (k, v) in vars {
+        out.push_str(&format!("{k}={v}\n"));
+    }
+    out.push_str("\n# /etc/resolv.conf\n");
+    out.push_str(&read_or_note(Path::new("/etc/resolv.conf")));
+    for (title, args) in [
+        ("ip route", &["route", "show"][..]),
+        ("ip -6 route", &["-6", "route", "show"][..]),
+    ] {
+        out.push_str(&format!("\n# {title}\n"));
+        match std::process::Command::new("ip").args(args).output() {
+            Ok(o) => out.push_str(&String::from_utf8_lossy(&o.stdout)),
+            Err(e) => out.push_str(&format!("(cannot run ip: {e})\n")),
+        }
+    }
+    out
+}
+
+struct Setup {
+    targets: Vec<Target>,
+    methods: Vec<Method>,
+    routes: CliRoutes,
+    overrides: Overrides,
+    secrets: Vec<SecretString>,
+    notes: Vec<String>,
+}
+
+fn prepare(a: &Args) -> Result<Setup, Usage> {
+    if !(a.timeout > 0.0 && a.timeout <= 600.0) {
+        return Err(usage(format!(
+            "--timeout {} is out of range: give seconds between 0 and 600",
+            a.timeout
+        )));
+    }
+    let mut overrides = Overrides::default();
+    for r in &a.resolve {
+        overrides.add_resolve(r).map_err(Usage)?;
+    }
+    for c in &a.connect_to {
+        overrides.add_connect_to(c).map_err(Usage)?;
+    }
+    let mut secrets: Vec<SecretString> = Vec::new();
+    let mut notes = Vec::new();
+
+    // The sensor, if any: its route (default, named) and, as a target, its workspace.
+    let paths = Paths::new(a.config_dir.as_deref());
+    let sensor = match Config::load(&paths) {
+        Ok(c) => Some(c),
+        Err(uplink_sensor::config::ConfigError::NotInstalled(_)) if a.config_dir.is_none() => None,
+        Err(e) => return Err(usage(e.to_string())),
+    };
+    let named = match &sensor {
+        Some(c) => named_proxy(c, &paths, &mut secrets),
+        None => RouteSpec::NotConfigured(
+            "no sensor is installed on this machine (or pass --config-dir)".into(),
+        ),
+    };
+
+    // The command-line proxy.
+    let cli = match &a.proxy {
+        None => {
+            if a.proxy_user.is_some() {
+                return Err(usage("--proxy-user needs --proxy URL"));
+            }
+            RouteSpec::NotConfigured("no --proxy was given".into())
+        }
+        Some(p) => {
+            let (url, in_url) = ProxyUrl::parse(p).map_err(|e| usage(format!("--proxy: {e}")))?;
+            let creds = match (&a.proxy_user, &a.proxy_password, in_url) {
+                (Some(u), Some(pw), _) => Some(Credentials::new(u.clone(), pw.clone())),
+                (Some(_), None, _) => {
+                    return Err(usage(
+                        "--proxy-user needs --proxy-password (or UPLINK_PROXY_PASSWORD)",
+                    ))
+                }
+                (None, _, c) => c,
+            };
+            if let Some(c) = &creds {
+                secrets.push(c.password.clone());
+            }
+            RouteSpec::Route(vec![Candidate::Proxy {
+                url,
+                credentials: creds,
+            }])
+        }
+    };
+    if let Some(pw) = &a.proxy_password {
+        secrets.push(SecretString::from(pw.clone()));
+    }
+    let env = super::sensor::env_proxy();
+    if let Some(c) = &env.credentials {
+        secrets.push(c.password.clone());
+    }
+
+    // Trust.
+    let ca = match &a.ca {
+        Some(f) => Some(load_ca(f)?),
+        None => None,
+    };
+    // Loaded once, and only when some target needs it.
+    let system_store = std::cell::OnceCell::new();
+    let system = || -> Anchor {
+        system_store
+            .get_or_init(|| {
+                let mut roots = RootCertStore::empty();
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+                Anchor::System(Arc::new(roots))
+            })
+            .clone()
+    };
+    let anchor_or_system = |ca: &Option<Anchor>| ca.clone().unwrap_or_else(system);
+
+    // Targets.
+    let mut targets: Vec<Target> = Vec::new();
+    let issuers_override = |declared: Vec<String>| -> Vec<String> {
+        if a.expect_issuer.is_empty() {
+            declared
+        } else {
+            a.expect_issuer.clone()
+        }
+    };
+    if a.all_hosts {
+        let profile = a
+            .profile
+            .ok_or_else(|| usage("--all-hosts (and allowlist verify) needs --profile mdi|mde"))?;
+        let eps = catalog_endpoints(a, profile, &mut notes)?;
+        for e in eps {
+            let tls = e.port != 80;
+            let url = if tls {
+                format!("https://{}:{}/", e.host, e.port)
+            } else {
+                format!("http://{}/", e.host)
+            };
+            targets.push(target(
+                &url,
+                Expect::Any,
+                anchor_or_system(&ca),
+                issuers_override(e.issuers.clone()),
+                HttpMethod::Get,
+            )?);
+        }
+    } else if let Some(profile) = a.profile {
+        match profile {
+            Profile::Mdi => {
+                for e in catalog_endpoints(a, profile, &mut notes)? {
+                    let (url, expect) = match (e.port, e.purpose) {
+                        (80, _) => (
+                            format!(
+                                "http://{}{}",
+                                e.host,
+                                e.path().unwrap_or("/").trim_end_matches('*')
+                            ),
+                            Expect::Any,
+                        ),
+                        (_, uplink_allowlist::catalog::Purpose::Sensor) => (
+                            format!("https://{}{}", e.host, uplink_protocol::PING_PATH),
+                            // 503 still means "reached" for old workspaces (the seeds).
+                            Expect::Status(vec![200, 503]),
+                        ),
+                        _ => (format!("https://{}/", e.host), Expect::Any),
+                    };
+                    targets.push(target(
+                        &url,
+                        expect,
+                        anchor_or_system(&ca),
+                        issuers_override(e.issuers.clone()),
+                        HttpMethod::Get,
+                    )?);
+                }
+            }
+            Profile::Mde => {
+                if a.cloud.is_some_and(|c| c != Cloud::Commercial) {
+                    notes.push("the analyzer's URL table covers the commercial cloud; other clouds are checked for reachability from the endpoint catalog".into());
+                    for e in catalog_endpoints(a, profile, &mut notes)? {
+                        let url = format!("https://{}:{}/", e.host, e.port);
+                        targets.push(target(
+                            &url,
+                            Expect::Any,
+                            anchor_or_system(&ca),
+                            issuers_override(e.issuers.clone()),
+                            HttpMethod::Get,
+                        )?);
+                    }
+                } else {
+                    let region = a.region.clone().unwrap_or_else(|| "us".into());
+                    let rows = uplink_check::mde::urls(&region, a.streamlined).map_err(Usage)?;
+                    for r in rows {
+                        let m = if r.head {
+                            HttpMethod::Head
+                        } else {
+                            HttpMethod::Get
+                        };
+                        targets.push(target(
+                            &r.url,
+                            Expect::Status(vec![r.expected_status]),
+                            anchor_or_system(&ca),
+                            issuers_override(r.issuers),
+                            m,
+                        )?);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(w) = &a.workspace_url {
+        if a.profile.is_some() {
+            return Err(usage(
+                "--workspace-url and --profile test different services: give one",
+            ));
+        }
+        let anchor = ca.clone().ok_or_else(|| {
+            usage("--workspace-url needs --ca FILE (the workspace CA from its bundle)")
+        })?;
+        let url = format!("{}{}", w.trim_end_matches('/'), uplink_protocol::PING_PATH);
+        targets.push(target(
+            &url,
+            Expect::Status(vec![200]),
+            anchor,
+            issuers_override(Vec::new()),
+            HttpMethod::Get,
+        )?);
+    }
+    let expect = if a.expect.is_empty() {
+        Expect::Status(vec![200])
+    } else {
+        Expect::Status(a.expect.clone())
+    };
+    for u in &a.urls {
+        targets.push(target(
+            u,
+            expect.clone(),
+            anchor_or_system(&ca),
+            issuers_override(Vec::new()),
+            HttpMethod::Get,
+        )?);
+    }
+    if targets.is_empty() {
+        match &sensor {
+            Some(c) => targets.push(sensor_target(c, &paths)?),
+            None => {
+                return Err(usage(
+                    "nothing to test: give --url, --profile, --workspace-url, or --config-dir of an installed sensor",
+                ))
+            }
+        }
+    }
+
+    // Methods.
+    let methods: Vec<Method> = if a.methods.is_empty() {
+        if a.all_hosts {
+            vec![Method::Direct, Method::Named, Method::Cli]
+        } else {
+            Method::ALL.to_vec()
+        }
+    } else {
+        let mut m = Vec::new();
+        for s in &a.methods {
+            let method: Method = s.trim().parse().map_err(Usage)?;
+            if !m.contains(&method) {
+                m.push(method);
+            }
+        }
+        m
+    };
+    if methods.contains(&Method::Pac) {
+        if let Some(p) = &a.pac {
+            uplink_sensor::pacsource::check(p).map_err(|e| usage(format!("--pac {p}: {e}")))?;
+        }
+    }
+
+    let routes = CliRoutes {
+        sensor: sensor.map(|c| (c, paths)),
+        env_settings: env_settings(&env),
+        env_credentials: env.credentials.clone(),
+        named,
+        cli,
+        pac: a.pac.clone(),
+    };
+    Ok(Setup {
+        targets,
+        methods,
+        routes,
+        overrides,
+        secrets,
+        notes,
+    })
+}
+
+fn target(
+    url: &str,
+    expect: Expect,
+    anchor: Anchor,
+    issuers: Vec<String>,
+    m: HttpMethod,
+) -> Result<Target, Usage> {
+    let p = parse_url(url).map_err(Usage)?;
+    Ok(Target {
+        url: url.to_owned(),
+        tls: p.tls,
+        host: p.host,
+        port: p.port,
+        path: p.path,
+        http_method: m,
+        expect,
+        anchor,
+        issuers,
+        identity: None,
+    })
+}
+
+/// The installed sensor's workspace: ping over TLS to the workspace CA, with its certificate.
+fn sensor_target(c: &Config, paths: &Paths) -> Result<Target, Usage> {
+    let anchor = load_ca(&paths.ca_file())?;
+    let url = format!(
+        "{}{}",
+        c.sensor_url.trim_end_matches('/'),
+        uplink_protocol::PING_PATH
+    );
+    let mut t = target(
+        &url,
+        Expect::Status(vec![200]),
+        anchor,
+        Vec::new(),
+        HttpMethod::Get,
+    )?;
+    let chain = std::fs::read_to_string(paths.cert_file());
+    let key = std::fs::read_to_string(paths.key_file());
+    if let (Ok(chain_pem), Ok(key_pem)) = (chain, key) {
+        t.identity = Some(Arc::new(Identity {
+            chain_pem,
+            key_pem: SecretString::from(key_pem),
+            probe_path: uplink_protocol::EVENTS_PATH.to_owned(),
+        }));
+    }
+    Ok(t)
+}
+
+fn load_ca(path: &Path) -> Result<Anchor, Usage> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path)
+        .map_err(|e| usage(format!("cannot read the CA file {}: {e}", path.display())))?;
+    let mut roots = RootCertStore::empty();
+    let mut names = Vec::new();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| {
+            usage(format!(
+                "{} is not a PEM certificate file: {e}",
+                path.display()
+            ))
+        })?;
+        names.push(uplink_check::classify::CertSummary::from_der(&cert).subject);
+        roots.add(cert).map_err(|e| {
+            usage(format!(
+                "{} holds an unusable CA certificate: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(usage(format!("{} holds no certificate", path.display())));
+    }
+    Ok(Anchor::Ca {
+        roots: Arc::new(roots),
+        names,
+    })
+}
+
+fn catalog_endpoints(
+    a: &Args,
+    profile: Profile,
+    notes: &mut Vec<String>,
+) -> Result<Vec<uplink_allowlist::catalog::Endpoint>, Usage> {
+    let name = match profile {
+        Profile::Mdi => "mdi",
+        Profile::Mde => "mde",
+    };
+    if profile == Profile::Mdi && a.workspace.is_none() {
+        return Err(usage("--profile mdi needs --workspace NAME (the Defender for Identity workspace, e.g. contoso for contososensorapi.atp.azure.com)"));
+    }
+    let catalog = uplink_allowlist::catalog::load(name).map_err(|e| usage(e.to_string()))?;
+    let q = uplink_allowlist::catalog::UrlQuery {
+        workspace: a.workspace.clone().filter(|_| profile == Profile::Mdi),
+        cloud: a.cloud.map(|c| c.as_str().to_owned()),
+        region: a.region.clone(),
+        streamlined: a.streamlined,
+        ..Default::default()
+    };
+    let resolved = catalog.resolve(&q).map_err(|e| usage(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut wild = Vec::new();
+    for e in resolved.endpoints {
+        if e.wildcard_domain().is_some() {
+            wild.push(e.host.clone());
+        } else if !out.iter().any(|o: &uplink_allowlist::catalog::Endpoint| {
+            o.host == e.host && o.port == e.port && o.path() == e.path()
+        }) {
+            out.push(e);
+        }
+    }
+    if !wild.is_empty() {
+        notes.push(format!(
+            "{} wildcard entries cannot be probed (no single host): {}",
+            wild.len(),
+            wild.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The sensor's explicit proxy, with its unsealed password.
+fn named_proxy(c: &Config, paths: &Paths, secrets: &mut Vec<SecretString>) -> RouteSpec {
+    let Some(url) = &c.proxy.url else {
+        return RouteSpec::NotConfigured(format!(
+            "the sensor in {} has no named proxy (uplink sensor proxy set --url URL)",
+            paths.config_dir.display()
+        ));
+    };
+    let (url, _) = match ProxyUrl::parse(url) {
+        Ok(u) => u,
+        Err(e) => return RouteSpec::Invalid(format!("the sensor's proxy URL: {e}")),
+    };
+    let credentials = match (&c.proxy.user, &c.proxy.password) {
+        (Some(user), Some(sealed)) => {
+            let opened = uplink_sensor::secrets::SecretBox::open(&paths.secret_key_file())
+                .and_then(|b| b.open_sealed(sealed));
+            match opened {
+                Ok(pw) => {
+                    secrets.push(pw.clone());
+                    Some(Credentials {
+                        user: user.clone(),
+                        password: pw,
+                    })
+                }
+                Err(e) => {
+                    return RouteSpec::Invalid(format!(
+                        "the sensor's proxy password cannot be unsealed: {e}"
+                    ))
+                }
+            }
+        }
+        _ => None,
+    };
+    RouteSpec::Route(vec![Candidate::Proxy { url, credentials }])
+}
+
+fn env_settings(env: &uplink_proxy::env::FromEnv) -> ProxySettings {
+    let mut s = ProxySettings {
+        mode: Some(uplink_proxy::Mode::Env),
+        env: Some(env.capture.clone()),
+        ..Default::default()
+    };
+    if let Some(e) = s.env.as_mut() {
+        if e.user.is_some() {
+            e.password = Some("from-environment".into());
+        }
+    }
+    s
+}
+
+/// Each method's route, from the sensor's configuration, the environment and the command line.
+struct CliRoutes {
+    sensor: Option<(Config, Paths)>,
+    env_settings: ProxySettings,
+    env_credentials: Option<Credentials>,
+    named: RouteSpec,
+    cli: RouteSpec,
+    pac: Option<String>,
+}
+
+/// The WPAD seam: when discovery (crates/wpad, issue "WPAD end to end") can run, it returns
+/// what it found here and the `wpad` method probes the route it gives. Until then: None.
+fn wpad_discovery(_host: &str, _port: u16) -> Option<uplink_proxy::WpadOutcome> {
+    None
+}
+
+fn from_explanation(ex: uplink_proxy::Explanation) -> RouteSpec {
+    match ex.problem {
+        Some(p) => RouteSpec::Invalid(p),
+        None => RouteSpec::Route(ex.route),
+    }
+}
+
+impl Routes for CliRoutes {
+    fn route(&self, t: &Target, method: Method) -> RouteSpec {
+        match method {
+            Method::Direct => RouteSpec::Route(vec![Candidate::Direct]),
+            Method::Named => self.named.clone(),
+            Method::Cli => self.cli.clone(),
+            Method::Default => match &self.sensor {
+                Some((c, paths)) => from_explanation(c.explain(paths, &t.host, t.port)),
+                None => {
+                    let creds = self.env_credentials.clone();
+                    let unseal = move |_: &str| -> Result<SecretString, String> {
+                        creds
+                            .as_ref()
+                            .map(|c| c.password.clone())
+                            .ok_or_else(|| "no password".to_owned())
+                    };
+                    from_explanation(uplink_proxy::explain(&self.env_settings, &t.host, t.port, &unseal))
+                }
+            },
+            Method::Wpad => match wpad_discovery(&t.host, t.port) {
+                None => RouteSpec::NotConfigured(
+                    "WPAD discovery is not in this build yet; test the WPAD script with --pac http://wpad.DOMAIN/wpad.dat".into(),
+                ),
+                Some(outcome) => {
+                    let settings = ProxySettings {
+                        mode: Some(uplink_proxy::Mode::Wpad),
+                        ..Default::default()
+                    };
+                    let inputs = uplink_proxy::Inputs {
+                        pac: None,
+                        wpad: Some(outcome),
+                    };
+                    let unseal = |_: &str| -> Result<SecretString, String> { Err("no password".into()) };
+                    from_explanation(uplink_proxy::explain_with(&settings, &t.host, t.port, &unseal, &inputs))
+                }
+            },
+            Method::Pac => match &self.pac {
+                None => RouteSpec::NotConfigured("no --pac was given".into()),
+                Some(pac) => {
+                    let outcome = uplink_sensor::pacsource::evaluate(pac, &t.host, t.port);
+                    let credentials = match &self.cli {
+                        RouteSpec::Route(c) => c.iter().find_map(|c| match c {
+                            Candidate::Proxy { credentials, .. } => credentials.clone(),
+                            Candidate::Direct => None,
+                        }),
+                        _ => None,
+                    };
+                    match outcome.result {
+                        Err(e) => RouteSpec::Invalid(format!("the PAC script {pac}: {e}")),
+                        Ok(entries) => {
+                            let mut route = Vec::new();
+                            for e in entries {
+                                match e {
+                                    PacEntry::Direct => route.push(Candidate::Direct),
+                                    PacEntry::Proxy { host, port } => {
+                                        let h = if host.contains(':') { format!("[{host}]") } else { host };
+                                        if let Ok((url, _)) = ProxyUrl::parse(&format!("http://{h}:{port}")) {
+                                            route.push(Candidate::Proxy { url, credentials: credentials.clone() });
+                                        }
+                                    }
+                                    PacEntry::Unsupported(_) => {}
+                                }
+                            }
+                            if route.is_empty() {
+                                RouteSpec::Invalid(format!(
+                                    "the PAC script {pac} returned {:?}: no entry this build can use",
+                                    outcome.raw.unwrap_or_default()
+                                ))
+                            } else {
+                                RouteSpec::Route(route)
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
