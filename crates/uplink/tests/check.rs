@@ -820,3 +820,72 @@ fn a_squid_acl_denying_the_host_is_proxy_connect_denied() {
     assert_code(m, "PROXY_CONNECT_DENIED", "proxy_connect", "403");
     assert_eq!(v["urls"][1]["ok"], true, "{v:#}\n{}", squid.logs());
 }
+
+/// The `wpad` method probes the route of the script discovery finds now: option 252 in a lease
+/// file names a PAC (served once on loopback) that sends the host through a real Squid.
+#[test]
+fn the_wpad_method_probes_through_the_proxy_the_discovered_script_names() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(TestCa::new(dir.path(), "uplink test CA"));
+    let web = ok_server(&ca);
+    let host = "wpadweb.uplink.localhost";
+    let squid = Squid::start(SquidOptions {
+        hosts: vec![host.to_string()],
+        ..Default::default()
+    });
+    let pac = format!(
+        "function FindProxyForURL(url, host) {{ return host == '{host}' ? 'PROXY 127.0.0.1:{}' : 'DIRECT'; }}",
+        squid.port
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let pac_url = format!("http://{}/wpad.dat", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        if let Some(Ok(mut c)) = listener.incoming().next() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{pac}",
+                pac.len()
+            );
+        }
+    });
+    let lease = dir.path().join("7");
+    let hex: String = format!("{pac_url}\0")
+        .bytes()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    std::fs::write(&lease, format!("OPTION_252={hex}\n")).unwrap();
+    let out = check_cmd(&[
+        "--url",
+        &format!("https://{host}:{}/", web.port),
+        "--ca",
+        ca.pem_file.to_str().unwrap(),
+        "--method",
+        "wpad",
+        "--format",
+        "json",
+    ])
+    .env("UPLINK_WPAD_LEASES", &lease)
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let v: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    let m = method(&v, "wpad");
+    assert_eq!(m["ok"], true, "{v:#}\n{}", squid.logs());
+    assert_eq!(
+        m["route"],
+        format!("PROXY 127.0.0.1:{}", squid.port),
+        "{m:#}"
+    );
+    assert!(
+        squid
+            .access_log()
+            .contains(&format!("CONNECT {host}:{}", web.port)),
+        "{}",
+        squid.access_log()
+    );
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -32,7 +32,7 @@ Targets (at least one; with none, the installed sensor's workspace):
 
 Methods (--method, repeatable; default: all, those with nothing configured say NOT_CONFIGURED):
   default  the route the sensor would use (proxy engine: explicit, PAC, environment, direct)
-  wpad     WPAD auto-discovery (NOT_CONFIGURED until discovery is in this build)
+  wpad     the script WPAD discovery finds now (see `uplink proxy wpad`; NOT_CONFIGURED when none)
   direct   no proxy
   named    the proxy in the sensor's configuration
   cli      --proxy URL [--proxy-user U --proxy-password P]
@@ -260,7 +260,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write the report {}", path.display()))?;
     }
     if let Some(path) = &a.bundle {
-        let paths = Paths::new(a.config_dir.as_deref());
+        let paths = Paths::new(a.config_dir.as_deref()).with_wpad(super::sensor::wpad_sources());
         let entries = vec![
             ("report.txt".to_owned(), text_report.clone()),
             ("check.json".to_owned(), json.clone()),
@@ -335,7 +335,7 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
     let mut notes = Vec::new();
 
     // The sensor, if any: its route (default, named) and, as a target, its workspace.
-    let paths = Paths::new(a.config_dir.as_deref());
+    let paths = Paths::new(a.config_dir.as_deref()).with_wpad(super::sensor::wpad_sources());
     let sensor = match Config::load(&paths) {
         Ok(c) => Some(c),
         Err(uplink_sensor::config::ConfigError::NotInstalled(_)) if a.config_dir.is_none() => None,
@@ -569,6 +569,8 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
         named,
         cli,
         pac: a.pac.clone(),
+        wpad_sources: super::sensor::wpad_sources(),
+        wpad: std::sync::OnceLock::new(),
     };
     Ok(Setup {
         targets,
@@ -759,12 +761,41 @@ struct CliRoutes {
     named: RouteSpec,
     cli: RouteSpec,
     pac: Option<String>,
+    wpad_sources: uplink_wpad::Sources,
+    /// Discovery runs once per check (afresh, never from a sensor's cache), on first use.
+    wpad: std::sync::OnceLock<uplink_wpad::Discovery>,
 }
 
-/// The WPAD seam: when discovery (crates/wpad, issue "WPAD end to end") can run, it returns
-/// what it found here and the `wpad` method probes the route it gives. Until then: None.
-fn wpad_discovery(_host: &str, _port: u16) -> Option<uplink_proxy::WpadOutcome> {
-    None
+impl CliRoutes {
+    /// What WPAD discovery found, evaluated for `host:port`; None when it found no script.
+    fn wpad_discovery(&self, host: &str, port: u16) -> Result<uplink_proxy::WpadOutcome, String> {
+        let d = self.wpad.get_or_init(|| {
+            uplink_wpad::discover(
+                &self.wpad_sources,
+                &mut uplink_sensor::wpadsource::fetch_and_check,
+            )
+        });
+        let steps: Vec<String> = d
+            .steps
+            .iter()
+            .map(|s| format!("{} {}: {}", s.step, s.source, s.outcome))
+            .collect();
+        match &d.found {
+            None => Err(format!(
+                "WPAD discovery found no script ({})",
+                steps.join("; ")
+            )),
+            Some(f) => Ok(uplink_proxy::WpadOutcome {
+                steps,
+                pac: Some(uplink_sensor::pacsource::evaluate_loaded(
+                    &f.url,
+                    Ok(f.script.clone()),
+                    host,
+                    port,
+                )),
+            }),
+        }
+    }
 }
 
 fn from_explanation(ex: uplink_proxy::Explanation) -> RouteSpec {
@@ -790,14 +821,17 @@ impl Routes for CliRoutes {
                             .map(|c| c.password.clone())
                             .ok_or_else(|| "no password".to_owned())
                     };
-                    from_explanation(uplink_proxy::explain(&self.env_settings, &t.host, t.port, &unseal))
+                    from_explanation(uplink_proxy::explain(
+                        &self.env_settings,
+                        &t.host,
+                        t.port,
+                        &unseal,
+                    ))
                 }
             },
-            Method::Wpad => match wpad_discovery(&t.host, t.port) {
-                None => RouteSpec::NotConfigured(
-                    "WPAD discovery is not in this build yet; test the WPAD script with --pac http://wpad.DOMAIN/wpad.dat".into(),
-                ),
-                Some(outcome) => {
+            Method::Wpad => match self.wpad_discovery(&t.host, t.port) {
+                Err(none) => RouteSpec::NotConfigured(none),
+                Ok(outcome) => {
                     let settings = ProxySettings {
                         mode: Some(uplink_proxy::Mode::Wpad),
                         ..Default::default()
@@ -806,8 +840,11 @@ impl Routes for CliRoutes {
                         pac: None,
                         wpad: Some(outcome),
                     };
-                    let unseal = |_: &str| -> Result<SecretString, String> { Err("no password".into()) };
-                    from_explanation(uplink_proxy::explain_with(&settings, &t.host, t.port, &unseal, &inputs))
+                    let unseal =
+                        |_: &str| -> Result<SecretString, String> { Err("no password".into()) };
+                    from_explanation(uplink_proxy::explain_with(
+                        &settings, &t.host, t.port, &unseal, &inputs,
+                    ))
                 }
             },
             Method::Pac => match &self.pac {
@@ -829,9 +866,18 @@ impl Routes for CliRoutes {
                                 match e {
                                     PacEntry::Direct => route.push(Candidate::Direct),
                                     PacEntry::Proxy { host, port } => {
-                                        let h = if host.contains(':') { format!("[{host}]") } else { host };
-                                        if let Ok((url, _)) = ProxyUrl::parse(&format!("http://{h}:{port}")) {
-                                            route.push(Candidate::Proxy { url, credentials: credentials.clone() });
+                                        let h = if host.contains(':') {
+                                            format!("[{host}]")
+                                        } else {
+                                            host
+                                        };
+                                        if let Ok((url, _)) =
+                                            ProxyUrl::parse(&format!("http://{h}:{port}"))
+                                        {
+                                            route.push(Candidate::Proxy {
+                                                url,
+                                                credentials: credentials.clone(),
+                                            });
                                         }
                                     }
                                     PacEntry::Unsupported(_) => {}
