@@ -406,18 +406,29 @@ impl Connection {
 
     /// `POST /api/v1/enroll`.
     pub async fn enroll(&mut self, request: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
+        self.post_certificate_request(uplink_protocol::ENROLL_PATH, request, Code::ENROLL_DENIED)
+            .await
+    }
+
+    /// POSTs a JSON request whose answer is an [`EnrollResponse`]; 401/403 map to `denied`.
+    async fn post_certificate_request<T: serde::Serialize>(
+        &mut self,
+        path: &str,
+        request: &T,
+        denied: Code,
+    ) -> Result<EnrollResponse, ClientError> {
         let body = serde_json::to_vec(request).map_err(|e| ClientError::Config(e.to_string()))?;
         let (status, body) = self
             .request(
                 Method::POST,
-                uplink_protocol::ENROLL_PATH,
+                path,
                 &[("content-type", "application/json")],
                 body.into(),
             )
             .await?;
         if status != StatusCode::OK {
-            let default = if status == StatusCode::UNAUTHORIZED {
-                Code::ENROLL_DENIED
+            let default = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                denied
             } else {
                 Code::HTTP_UNEXPECTED_STATUS
             };
@@ -435,27 +446,8 @@ impl Connection {
         &mut self,
         request: &uplink_protocol::RenewRequest,
     ) -> Result<EnrollResponse, ClientError> {
-        let body = serde_json::to_vec(request).map_err(|e| ClientError::Config(e.to_string()))?;
-        let (status, body) = self
-            .request(
-                Method::POST,
-                uplink_protocol::RENEW_PATH,
-                &[("content-type", "application/json")],
-                body.into(),
-            )
-            .await?;
-        if status != StatusCode::OK {
-            let default = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                Code::MTLS_REJECTED
-            } else {
-                Code::HTTP_UNEXPECTED_STATUS
-            };
-            return Err(self.status_error(status, &body, default));
-        }
-        serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
-            host: self.host.clone(),
-            reason: e.to_string(),
-        })
+        self.post_certificate_request(uplink_protocol::RENEW_PATH, request, Code::MTLS_REJECTED)
+            .await
     }
 
     /// `POST /api/v1/events` with an NDJSON batch (`zstd`: the body is zstd-compressed).

@@ -282,6 +282,33 @@ async fn enroll<S: Store>(
     json(StatusCode::OK, &response)
 }
 
+/// The sensor a request comes from: its verified client certificate, which must belong to the
+/// workspace this host serves. `missing` says what to do without one.
+fn sensor_of<'a>(
+    ctx: &'a ConnCtx,
+    ws: &Workspace,
+    missing: &str,
+) -> Result<&'a ClientId, Response<Full<Bytes>>> {
+    let Some(client) = &ctx.client else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            Code::MTLS_REJECTED,
+            missing.to_owned(),
+        ));
+    };
+    if client.workspace != ws.name {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            Code::MTLS_REJECTED,
+            format!(
+                "the client certificate belongs to workspace {:?}, not to {:?} which this host serves: use the sensor URL of its own workspace",
+                client.workspace, ws.name
+            ),
+        ));
+    }
+    Ok(client)
+}
+
 /// A new certificate for the sensor that presents its current one: same sensor id, same
 /// workspace, the new CSR's key. The store records the new certificate's fingerprint; a sensor
 /// removed from the workspace cannot renew.
@@ -291,23 +318,14 @@ async fn renew<S: Store>(
     ws: &Workspace,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let Some(client) = &ctx.client else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            Code::MTLS_REJECTED,
-            "renewal needs the sensor's current client certificate; an expired sensor must be enrolled again (uplink sensor install)".into(),
-        );
+    let client = match sensor_of(
+        ctx,
+        ws,
+        "renewal needs the sensor's current client certificate; an expired sensor must be enrolled again (uplink sensor install)",
+    ) {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
-    if client.workspace != ws.name {
-        return error(
-            StatusCode::FORBIDDEN,
-            Code::MTLS_REJECTED,
-            format!(
-                "the client certificate belongs to workspace {:?}, not to {:?} which this host serves",
-                client.workspace, ws.name
-            ),
-        );
-    }
     let (_, body) = match read_body(req, MAX_ENROLL_BODY).await {
         Ok(x) => x,
         Err(resp) => return resp,
@@ -379,23 +397,14 @@ async fn events<S: Store>(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let limits = &shared.config.limits;
-    let Some(client) = &ctx.client else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            Code::MTLS_REJECTED,
-            "this endpoint needs the sensor's client certificate: enroll the sensor (uplink sensor install) and present its certificate".into(),
-        );
+    let client = match sensor_of(
+        ctx,
+        ws,
+        "this endpoint needs the sensor's client certificate: enroll the sensor (uplink sensor install) and present its certificate",
+    ) {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
-    if client.workspace != ws.name {
-        return error(
-            StatusCode::FORBIDDEN,
-            Code::MTLS_REJECTED,
-            format!(
-                "the client certificate belongs to workspace {:?}, not to {:?} which this host serves: use the sensor URL of its own workspace",
-                client.workspace, ws.name
-            ),
-        );
-    }
     let encoding = match body::Encoding::from_header(
         req.headers()
             .get(header::CONTENT_ENCODING)

@@ -10,22 +10,9 @@ use std::net::TcpListener;
 
 use support::{stdout, uplink};
 
+/// Serves `body` to every HTTP request.
 fn serve_pac(body: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}/wpad.dat")
+    serve_pac_n_times(body.to_string(), usize::MAX)
 }
 
 #[test]
