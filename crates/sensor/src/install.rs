@@ -299,6 +299,8 @@ pub enum ProxyChange {
         url: ProxyUrl,
         credentials: Option<Credentials>,
         bypass: Option<String>,
+        /// The CA file for an HTTPS proxy (`--proxy-ca`), instead of the system roots.
+        proxy_ca: Option<PathBuf>,
     },
     /// Connect directly.
     Direct,
@@ -315,6 +317,8 @@ pub enum ProxyChange {
     Pac {
         pac: String,
         credentials: Option<Credentials>,
+        /// The CA file for the HTTPS proxies the script names (`--proxy-ca`).
+        proxy_ca: Option<PathBuf>,
     },
 }
 
@@ -347,6 +351,7 @@ pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError>
             ProxyChange::Pac {
                 pac: pac.clone(),
                 credentials: None,
+                proxy_ca: None,
             },
             origin,
         ));
@@ -409,7 +414,9 @@ pub fn set_proxy(
             url,
             credentials,
             bypass,
+            proxy_ca,
         } => {
+            settings.proxy_ca = checked_proxy_ca(proxy_ca.as_deref())?;
             settings.mode = Some(uplink_proxy::Mode::Explicit);
             settings.url = Some(url.to_string());
             settings.bypass = bypass;
@@ -440,7 +447,12 @@ pub fn set_proxy(
         ProxyChange::Reset => {
             settings.env = previous_env;
         }
-        ProxyChange::Pac { pac, credentials } => {
+        ProxyChange::Pac {
+            pac,
+            credentials,
+            proxy_ca,
+        } => {
+            settings.proxy_ca = checked_proxy_ca(proxy_ca.as_deref())?;
             crate::pacsource::check(&pac)
                 .map_err(|e| SensorError::Switch(format!("the PAC script cannot be used: {e}")))?;
             settings.mode = Some(uplink_proxy::Mode::Pac);
@@ -464,6 +476,24 @@ pub fn set_proxy(
     config.proxy = settings;
     config.save(paths)?;
     Ok(config)
+}
+
+/// A proxy CA file, checked now (readable, PEM certificates) and recorded as an absolute path:
+/// the sensor runs from another directory.
+fn checked_proxy_ca(path: Option<&Path>) -> Result<Option<String>, SensorError> {
+    let Some(path) = path else { return Ok(None) };
+    let absolute = std::path::absolute(path).map_err(|source| SensorError::Io {
+        path: path.into(),
+        source,
+    })?;
+    if let Err(e) = uplink_tunnel::ProxyTls::new(Some(&absolute), "") {
+        let reason = match e {
+            uplink_tunnel::TunnelError::Config { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        return Err(SensorError::Switch(format!("--proxy-ca: {reason}")));
+    }
+    Ok(Some(absolute.display().to_string()))
 }
 
 fn read_bundle(path: &Path) -> Result<Bundle, SensorError> {

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 pub mod netns;
 pub mod sensor;
+pub mod socks;
 pub mod squid;
+pub mod tlsproxy;
 
 pub const UPLINK: &str = env!("CARGO_BIN_EXE_uplink");
 
