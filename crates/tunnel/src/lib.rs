@@ -250,6 +250,7 @@ where
         target.clone(),
         x.auth.clone(),
     );
+    auth.set_proxy_host(uplink_proxyauth::negotiate::proxy_host(proxy));
     let mut authorization: Option<SecretString> = auth.initial();
     // Whether `authorization` may be re-sent on a new connection.
     let mut fresh_ok = true;
@@ -299,12 +300,20 @@ where
                 });
             }
             407 => {
-                let answer =
-                    auth.respond(&round.challenges)
-                        .map_err(|source| TunnelError::Auth {
-                            proxy: proxy.to_owned(),
-                            source,
-                        })?;
+                // Negotiate may ask the KDC for a ticket (blocking I/O in GSSAPI): off the
+                // async thread, and still under the exchange's deadline.
+                let challenges = round.challenges.clone();
+                let (back, answer) = tokio::task::spawn_blocking(move || {
+                    let answer = auth.respond(&challenges);
+                    (auth, answer)
+                })
+                .await
+                .map_err(|e| protocol(format!("the authentication step failed: {e}")))?;
+                auth = back;
+                let answer = answer.map_err(|source| TunnelError::Auth {
+                    proxy: proxy.to_owned(),
+                    source,
+                })?;
                 let reusable = round.keep_alive
                     && discard_body(&mut stream, &mut buf, round.body, proxy).await?;
                 fresh_ok = answer.fresh_connection_ok;

@@ -10,6 +10,9 @@
 //! `--proxy-ca`; untrusted without it), SOCKS5 with username/password (microsocks on loopback;
 //! a wrong password is PROXY_AUTH_FAILED), and `socks5h://` through microsocks in a network
 //! namespace that alone can resolve the service's name.
+//!
+//! Negotiate: a real MIT KDC on loopback (`support::kdc`) and Squid with negotiate_kerberos_auth;
+//! the sensor gets its ticket from the KDC with a password, or from a client keytab.
 
 mod support;
 
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use support::kdc::{Kdc, PROXY_HOST, REALM};
 use support::netns::Netns;
 use support::sensor::Sensor as Installed;
 use support::socks::Socks;
@@ -680,4 +684,218 @@ fn ok_err(out: Output) -> String {
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!out.status.success(), "expected a failure: {text}");
     text
+}
+
+const KRB_USER: &str = "alice";
+const KRB_PASSWORD: &str = "Kerb-Pa55-w0rd";
+
+/// `uplink ARGS` as a Kerberos client of `kdc`: its krb5.conf, and a ticket cache of its own.
+fn krb_cmd(kdc: &Kdc, args: &[&str]) -> std::process::Command {
+    let mut cmd = uplink_cmd(args);
+    cmd.env("KRB5_CONFIG", &kdc.krb5_conf)
+        .env(
+            "KRB5CCNAME",
+            format!("FILE:{}/client.cc", kdc.dir.path().display()),
+        )
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+#[test]
+fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
+    let (dir, svc, ws) = setup("kerberos");
+    let kdc = Kdc::start(&[(KRB_USER, KRB_PASSWORD)]);
+    let mut squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        extra_conf: kdc.squid_conf(),
+        ..Default::default()
+    });
+    let proxy = format!("http://{PROXY_HOST}:{}", squid.port);
+    let principal = format!("{KRB_USER}@{REALM}");
+    let cfg = dir.path().join("sensor");
+    let c = cfg.to_str().unwrap();
+    // Install (enrollment included) through the Kerberos proxy, with a password.
+    let install = krb_cmd(
+        &kdc,
+        &[
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+            "--config-dir",
+            c,
+            "--proxy-url",
+            &proxy,
+            "--proxy-user",
+            &principal,
+            "--proxy-password",
+            KRB_PASSWORD,
+        ],
+    )
+    .output()
+    .unwrap();
+    let install_out = format!("{}{}", stdout(&install), stderr(&install));
+    assert!(
+        install.status.success(),
+        "install:\n{install_out}\n{}\n{}",
+        squid.logs(),
+        kdc.logs()
+    );
+    let sensor = Installed { dir: cfg.clone() };
+    ok(sensor.send(&events(0..300)), "send");
+    let run = krb_cmd(
+        &kdc,
+        &[
+            "sensor",
+            "run",
+            "--once",
+            "--timeout",
+            "60",
+            "--config-dir",
+            c,
+        ],
+    )
+    .output()
+    .unwrap();
+    let run_log = format!("{}{}", stdout(&run), stderr(&run));
+    assert!(
+        run.status.success(),
+        "run:\n{run_log}\n{}\n{}\n{}",
+        squid.logs(),
+        kdc.logs(),
+        svc.log()
+    );
+    let status = sensor.status();
+    assert_eq!(status["proxy_auth"], "Negotiate", "{status}");
+    assert_eq!(
+        status["route"],
+        format!("PROXY {PROXY_HOST}:{}", squid.port),
+        "{status}"
+    );
+    let id = status["sensor_id"].as_str().unwrap().to_owned();
+    assert_exactly_once(&dir.path().join("service"), "kerberos", &id, 300);
+    assert!(
+        kdc.logs()
+            .contains(&format!("for HTTP/{PROXY_HOST}@{REALM}")),
+        "the KDC issued the proxy's ticket:\n{}",
+        kdc.logs()
+    );
+
+    // A wrong password: the KDC refuses the login; PROXY_AUTH_FAILED, events stay queued.
+    const WRONG: &str = "Wr0ng-Kerb-Pa55";
+    let set = krb_cmd(
+        &kdc,
+        &[
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            c,
+            "--url",
+            &proxy,
+            "--user",
+            &principal,
+        ],
+    )
+    .env("UPLINK_PROXY_PASSWORD", WRONG)
+    .output()
+    .unwrap();
+    ok(set, "proxy set (wrong password)");
+    ok(sensor.send(&events(300..320)), "send");
+    let start = Instant::now();
+    let failed_run = krb_cmd(
+        &kdc,
+        &[
+            "sensor",
+            "run",
+            "--once",
+            "--timeout",
+            "10",
+            "--config-dir",
+            c,
+        ],
+    )
+    .output()
+    .unwrap();
+    let failed_log = format!("{}{}", stdout(&failed_run), stderr(&failed_run));
+    assert_eq!(failed_run.status.code(), Some(1), "{failed_log}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(
+        failed_log.contains("PROXY_AUTH_FAILED")
+            && failed_log.contains("KDC refused")
+            && failed_log.contains(&principal),
+        "{failed_log}"
+    );
+    let failed = sensor.status();
+    assert_eq!(failed["queue"]["events"], 20, "{failed}");
+
+    // A client keytab instead of a password (KRB5_CLIENT_KTNAME, as a service would have it):
+    // the principal as the user, and an empty password.
+    let keytab = kdc.client_keytab("svc-sensor");
+    let svc_principal = format!("svc-sensor@{REALM}");
+    ok(
+        krb_cmd(
+            &kdc,
+            &[
+                "sensor",
+                "proxy",
+                "set",
+                "--config-dir",
+                c,
+                "--url",
+                &proxy,
+                "--user",
+                &svc_principal,
+                "--password",
+                "",
+            ],
+        )
+        .output()
+        .unwrap(),
+        "proxy set (keytab user)",
+    );
+    let keytab_run = krb_cmd(
+        &kdc,
+        &[
+            "sensor",
+            "run",
+            "--once",
+            "--timeout",
+            "60",
+            "--config-dir",
+            c,
+        ],
+    )
+    .env("KRB5_CLIENT_KTNAME", &keytab)
+    .output()
+    .unwrap();
+    let keytab_log = format!("{}{}", stdout(&keytab_run), stderr(&keytab_run));
+    assert!(
+        keytab_run.status.success(),
+        "keytab run:\n{keytab_log}\n{}\n{}",
+        squid.logs(),
+        kdc.logs()
+    );
+    assert_eq!(sensor.status()["proxy_auth"], "Negotiate");
+    assert_exactly_once(&dir.path().join("service"), "kerberos", &id, 320);
+
+    let log = squid.stop();
+    let tunnelled: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host) && l.contains("/200 "))
+        .collect();
+    assert!(
+        tunnelled.iter().any(|l| l.contains(&principal))
+            && tunnelled.iter().any(|l| l.contains(&svc_principal)),
+        "Squid tunnelled as {principal} and as {svc_principal}:\n{log}"
+    );
+    let texts = [
+        install_out.as_str(),
+        run_log.as_str(),
+        &status.to_string(),
+        &failed_log,
+        &keytab_log,
+    ];
+    secret_nowhere(&cfg, &texts, KRB_PASSWORD);
+    secret_nowhere(&cfg, &texts, WRONG);
 }

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod kdc;
 pub mod netns;
 pub mod sensor;
 pub mod socks;
