@@ -19,7 +19,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use uplink_diag::{Code, Step};
 use uplink_proxy::Candidate;
-use uplink_tunnel::{AuthOptions, Exchange, TunnelError};
+use uplink_tunnel::socks5::Target as Socks5Target;
+use uplink_tunnel::{AuthOptions, Exchange, ProxyKind, ProxyTls, TunnelError};
 
 use crate::classify::{self, TlsContext};
 use crate::model::{Anchor, HttpMethod, Method, Overrides, RouteSpec, Target};
@@ -40,6 +41,9 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY_DETAIL: usize = 2048;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+/// A stream through a proxy, the authentication scheme used, and its rounds.
+type Tunnelled = (Box<dyn Io>, Option<&'static str>, u32);
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A failed step: the code and what to show. The step itself is already recorded.
@@ -174,10 +178,14 @@ async fn attempt(
             let (h, p) = opts.overrides.connect_target(&target.host, target.port);
             (h, p, None)
         }
-        Candidate::Proxy { url, credentials } => (
+        Candidate::Proxy {
+            url,
+            credentials,
+            proxy_ca,
+        } => (
             url.host.clone(),
             url.port,
-            Some((url.host_port(), credentials)),
+            Some((url.host_port(), credentials, url, proxy_ca)),
         ),
     };
     let via_proxy = proxy.is_some();
@@ -249,42 +257,113 @@ async fn attempt(
     };
     walk.ok(Step::Tcp, start, format!("connected to {addr}"));
 
-    // Proxy CONNECT and authentication
-    let stream: TcpStream = match proxy {
-        None => tcp,
-        Some((label, credentials)) => {
+    // Proxy CONNECT and authentication (TLS to the proxy first for an HTTPS proxy; SOCKS5's
+    // own exchange for a SOCKS proxy)
+    let stream: Box<dyn Io> = match proxy {
+        None => Box::new(tcp),
+        Some((label, credentials, url, proxy_ca)) => {
             let start = Instant::now();
-            let redial = move || TcpStream::connect(addr);
-            let x = Exchange {
-                proxy: &label,
-                host: &target.host,
-                port: target.port,
-                credentials: credentials.as_ref(),
-                auth: AuthOptions::default(),
-                timeout: walk.remaining(),
+            let tunnelled: Result<Tunnelled, TunnelError> = match url.kind() {
+                ProxyKind::Http => {
+                    let redial = move || TcpStream::connect(addr);
+                    let x = Exchange {
+                        proxy: &label,
+                        host: &target.host,
+                        port: target.port,
+                        credentials: credentials.as_ref(),
+                        auth: AuthOptions::default(),
+                        timeout: walk.remaining(),
+                    };
+                    uplink_tunnel::establish_with(tcp, redial, &x)
+                        .await
+                        .map(|t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds))
+                }
+                ProxyKind::Https => {
+                    let tls_host = url.host.clone();
+                    match ProxyTls::new(proxy_ca.as_deref().map(std::path::Path::new), &label) {
+                        Err(e) => Err(e),
+                        Ok(proxy_tls) => {
+                            match tokio::time::timeout_at(
+                                walk.deadline,
+                                proxy_tls.connect(tcp, &tls_host, &label),
+                            )
+                            .await
+                            {
+                                Err(_) => Err(TunnelError::Timeout {
+                                    proxy: label.clone(),
+                                    after: walk.remaining(),
+                                }),
+                                Ok(Err(e)) => Err(e),
+                                Ok(Ok(stream)) => {
+                                    let redial = || async {
+                                        let tcp = TcpStream::connect(addr).await?;
+                                        let s = proxy_tls.connect(tcp, &tls_host, &label).await?;
+                                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
+                                    };
+                                    let x = Exchange {
+                                        proxy: &label,
+                                        host: &target.host,
+                                        port: target.port,
+                                        credentials: credentials.as_ref(),
+                                        auth: AuthOptions::default(),
+                                        timeout: walk.remaining(),
+                                    };
+                                    uplink_tunnel::establish_with(stream, redial, &x).await.map(
+                                        |t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds),
+                                    )
+                                }
+                            }
+                        }
+                    }
+                }
+                ProxyKind::Socks5 { remote_dns } => {
+                    let socks_target = if remote_dns {
+                        Socks5Target::Domain(target.host.clone())
+                    } else {
+                        // socks5:// (curl's meaning): this machine resolves the name.
+                        match resolve(&target.host, target.port, &opts.overrides, walk.remaining())
+                            .await
+                        {
+                            Ok((addrs, _)) => Socks5Target::Ip(addrs[0].ip()),
+                            Err((code, detail)) => {
+                                return Err(walk.fail(Step::Dns, start, code, detail))
+                            }
+                        }
+                    };
+                    let x = uplink_tunnel::Socks5Exchange {
+                        proxy: &label,
+                        target: socks_target,
+                        port: target.port,
+                        credentials: credentials.as_ref(),
+                        timeout: walk.remaining(),
+                    };
+                    uplink_tunnel::establish_socks5(tcp, &x)
+                        .await
+                        .map(|t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds))
+                }
             };
-            match uplink_tunnel::establish_with(tcp, redial, &x).await {
-                Ok(t) => {
+            match tunnelled {
+                Ok((stream, scheme, rounds)) => {
                     walk.ok(
                         Step::ProxyConnect,
                         start,
                         format!("{label} tunnels to {}:{}", target.host, target.port),
                     );
-                    if let Some(scheme) = t.scheme {
+                    if let Some(scheme) = scheme {
                         walk.ok(
                             Step::ProxyAuth,
                             start,
-                            format!("{scheme} accepted after {} round(s)", t.rounds),
+                            format!("{scheme} accepted after {rounds} round(s)"),
                         );
                     }
-                    t.stream
+                    stream
                 }
                 Err(e) => return Err(tunnel_failure(walk, start, &label, e)),
             }
         }
     };
 
-    let mut io: Box<dyn Io> = Box::new(stream);
+    let mut io: Box<dyn Io> = stream;
     let authority = if target.port == if target.tls { 443 } else { 80 } {
         target.host.clone()
     } else {
@@ -557,8 +636,22 @@ fn tunnel_failure(walk: &mut Walk, start: Instant, label: &str, e: TunnelError) 
             );
             walk.fail(Step::ProxyAuth, start, code, detail)
         }
-        TunnelError::Denied { .. } => walk.fail(Step::ProxyConnect, start, code, detail),
-        TunnelError::Timeout { .. } | TunnelError::Protocol { .. } | TunnelError::Io { .. } => {
+        TunnelError::SocksAuthRequired { .. } | TunnelError::SocksRejected { .. } => {
+            walk.ok(
+                Step::ProxyConnect,
+                start,
+                format!("{label} asked for SOCKS5 authentication"),
+            );
+            walk.fail(Step::ProxyAuth, start, code, detail)
+        }
+        TunnelError::Denied { .. } | TunnelError::SocksDenied { .. } => {
+            walk.fail(Step::ProxyConnect, start, code, detail)
+        }
+        TunnelError::Config { .. } => walk.fail(Step::ProxyConnect, start, code, detail),
+        TunnelError::ProxyTls { .. }
+        | TunnelError::Timeout { .. }
+        | TunnelError::Protocol { .. }
+        | TunnelError::Io { .. } => {
             let mut f = walk.fail(Step::ProxyConnect, start, code, detail);
             f.proxy_unreachable = true;
             f

@@ -135,7 +135,13 @@ pub fn parse_env_proxy(
     let full = if has_port {
         with_scheme.clone()
     } else {
-        format!("{}:1080", with_scheme.trim_end_matches('/'))
+        // curl's defaults: 443 for an HTTPS proxy, 1080 for the others.
+        let default = if with_scheme.to_ascii_lowercase().starts_with("https://") {
+            443
+        } else {
+            1080
+        };
+        format!("{}:{default}", with_scheme.trim_end_matches('/'))
     };
     uplink_tunnel::ProxyUrl::parse(&full).map(|(u, _)| (u, !has_port))
 }
@@ -243,9 +249,13 @@ mod tests {
         assert_eq!((u.port, defaulted), (1080, true));
         let (u, _) = parse_env_proxy("http://[::1]:3128/").unwrap();
         assert_eq!(u.host_port(), "[::1]:3128");
+        let (u, _) = parse_env_proxy("socks5h://s").unwrap();
+        assert_eq!((u.scheme.as_str(), u.port), ("socks5h", 1080));
+        let (u, _) = parse_env_proxy("https://p.corp").unwrap();
+        assert_eq!((u.scheme.as_str(), u.port), ("https", 443));
         assert!(
-            parse_env_proxy("socks5://s:1080").is_err(),
-            "not supported yet, and said so"
+            parse_env_proxy("socks4://s:1080").is_err(),
+            "SOCKS4 is not spoken, and said so"
         );
     }
 }

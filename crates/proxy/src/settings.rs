@@ -98,6 +98,10 @@ pub struct ProxySettings {
     /// The PAC file or URL (`pac` mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pac: Option<String>,
+    /// A PEM file of the CA(s) to trust for HTTPS proxies (`https://` URLs, PAC `HTTPS`
+    /// entries) instead of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ca: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
     /// Where these settings came from (install switches, `proxy set`, a .reg file...).
@@ -127,8 +131,11 @@ impl ProxySettings {
 pub enum Candidate {
     Direct,
     Proxy {
+        /// Its scheme says how to talk to it (`http`, `https`, `socks5`, `socks5h`).
         url: ProxyUrl,
         credentials: Option<Credentials>,
+        /// For an HTTPS proxy: the CA file to trust instead of the system roots.
+        proxy_ca: Option<String>,
     },
 }
 
@@ -143,11 +150,13 @@ impl Candidate {
 }
 
 impl std::fmt::Display for Candidate {
-    /// PAC notation: `DIRECT`, `PROXY host:port`.
+    /// PAC notation: `DIRECT`, `PROXY host:port`, `HTTPS host:port`, `SOCKS5 host:port`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Candidate::Direct => f.write_str("DIRECT"),
-            Candidate::Proxy { url, .. } => write!(f, "PROXY {}", url.host_port()),
+            Candidate::Proxy { url, .. } => {
+                write!(f, "{} {}", url.kind().pac_keyword(), url.host_port())
+            }
         }
     }
 }
@@ -240,6 +249,7 @@ pub fn explain(
 fn pac_candidates(
     outcome: &PacOutcome,
     credentials: &Option<Credentials>,
+    proxy_ca: &Option<String>,
 ) -> Result<(Vec<Candidate>, String), String> {
     let entries = outcome
         .result
@@ -261,10 +271,21 @@ fn pac_candidates(
                 Ok((url, _)) => out.push(Candidate::Proxy {
                     url,
                     credentials: credentials.clone(),
+                    proxy_ca: None,
                 }),
                 Err(err) => skipped.push(format!("{host}:{port} ({err})")),
             },
-            PacEntry::Unsupported(what) => skipped.push(format!("{what} (not supported yet)")),
+            PacEntry::Unsupported(what) => match pac_entry_url(what).map(|u| ProxyUrl::parse(&u)) {
+                Some(Ok((url, _))) => out.push(Candidate::Proxy {
+                    proxy_ca: (url.kind() == uplink_tunnel::ProxyKind::Https)
+                        .then(|| proxy_ca.clone())
+                        .flatten(),
+                    url,
+                    credentials: credentials.clone(),
+                }),
+                Some(Err(err)) => skipped.push(format!("{what} ({err})")),
+                None => skipped.push(format!("{what} (not supported)")),
+            },
         }
     }
     let raw = outcome
@@ -280,6 +301,23 @@ fn pac_candidates(
         return Err(format!("{detail}: no usable entry"));
     }
     Ok((out, detail))
+}
+
+/// The proxy URL for a PAC entry other than `PROXY` and `DIRECT` (as the PAC crate writes it:
+/// `HTTPS h:p`, `SOCKS5 h:p`, `SOCKS h:p`), or None for one uplink cannot use.
+///
+/// `SOCKS5` entries let the proxy resolve the name (`socks5h`), as browsers do for PAC. `SOCKS`
+/// means SOCKS4 in browsers; uplink speaks SOCKS5 to it, which most SOCKS servers (Dante,
+/// OpenSSH) also accept. A SOCKS4-only server answers in a way the SOCKS5 parser refuses
+/// (`PROXY_PROTOCOL_ERROR`), and the route moves on to its next entry.
+fn pac_entry_url(entry: &str) -> Option<String> {
+    let (keyword, host_port) = entry.trim().split_once(' ')?;
+    let scheme = match keyword.to_ascii_uppercase().as_str() {
+        "HTTPS" => "https",
+        "SOCKS5" | "SOCKS" | "SOCKS4" => "socks5h",
+        _ => return None,
+    };
+    Some(format!("{scheme}://{}", host_port.trim()))
 }
 
 /// The route for `host:port` under `settings`, given what PAC evaluation and WPAD discovery
@@ -379,9 +417,13 @@ pub fn explain_with(
                                 .unwrap_or_default()
                         ),
                     );
+                    let proxy_ca = (parsed.kind() == uplink_tunnel::ProxyKind::Https)
+                        .then(|| settings.proxy_ca.clone())
+                        .flatten();
                     proxies.push(Candidate::Proxy {
                         url: parsed,
                         credentials,
+                        proxy_ca,
                     });
                 }
             }
@@ -412,18 +454,20 @@ pub fn explain_with(
         _ => None,
     };
     match (mode, &inputs.pac) {
-        (Mode::Pac, Some(outcome)) => match pac_candidates(outcome, &explicit_credentials) {
-            Ok((cands, detail)) => {
-                report("pac", true, detail);
-                proxies.extend(cands);
-            }
-            Err(e) => {
-                report("pac", false, e.clone());
-                if fallback == Fallback::Never {
-                    problem = Some(format!("the PAC script gives no usable route: {e}"));
+        (Mode::Pac, Some(outcome)) => {
+            match pac_candidates(outcome, &explicit_credentials, &settings.proxy_ca) {
+                Ok((cands, detail)) => {
+                    report("pac", true, detail);
+                    proxies.extend(cands);
+                }
+                Err(e) => {
+                    report("pac", false, e.clone());
+                    if fallback == Fallback::Never {
+                        problem = Some(format!("the PAC script gives no usable route: {e}"));
+                    }
                 }
             }
-        },
+        }
         (Mode::Pac, None) => {
             problem = Some("the PAC script was not evaluated (this build or this caller cannot): use --url, --from-env or --direct".into());
             report(
@@ -442,14 +486,16 @@ pub fn explain_with(
     let mut wpad_found = false;
     match (mode, &inputs.wpad) {
         (Mode::Wpad | Mode::Auto, Some(w)) => match &w.pac {
-            Some(outcome) => match pac_candidates(outcome, &explicit_credentials) {
-                Ok((cands, detail)) => {
-                    wpad_found = true;
-                    report("wpad", true, format!("discovered {detail}"));
-                    proxies.extend(cands);
+            Some(outcome) => {
+                match pac_candidates(outcome, &explicit_credentials, &settings.proxy_ca) {
+                    Ok((cands, detail)) => {
+                        wpad_found = true;
+                        report("wpad", true, format!("discovered {detail}"));
+                        proxies.extend(cands);
+                    }
+                    Err(e) => report("wpad", false, format!("discovered a script, but {e}")),
                 }
-                Err(e) => report("wpad", false, format!("discovered a script, but {e}")),
-            },
+            }
             None => report(
                 "wpad",
                 false,
@@ -484,7 +530,8 @@ pub fn explain_with(
                             let note = if defaulted { " (no port given: 1080, as curl assumes)" } else { "" };
                             let who = credentials.as_ref().map(|c| format!(" as {}", c.user)).unwrap_or_default();
                             report("env", true, format!("{var} captured from the environment: proxy {url}{who}{note}"));
-                            proxies.push(Candidate::Proxy { url, credentials });
+                            let proxy_ca = (url.kind() == uplink_tunnel::ProxyKind::Https).then(|| settings.proxy_ca.clone()).flatten();
+                            proxies.push(Candidate::Proxy { url, credentials, proxy_ca });
                         }
                         Err(e) => {
                             report("env", false, format!("{var}={value:?} cannot be used: {e}"));
@@ -805,23 +852,30 @@ mod tests {
                 false,
             ),
             (
-                "PAC unsupported entries skipped",
+                "PAC SOCKS5, SOCKS and HTTPS entries are proxies, in order",
                 pac_mode(None),
                 Inputs {
                     pac: Some(pac(vec![
                         PacEntry::Unsupported("SOCKS5 s:1080".into()),
+                        PacEntry::Unsupported("HTTPS h:443".into()),
+                        PacEntry::Unsupported("SOCKS [::1]:1081".into()),
                         p("a", 1),
                     ])),
                     wpad: None,
                 },
-                vec!["PROXY a:1"],
+                vec![
+                    "SOCKS5 s:1080",
+                    "HTTPS h:443",
+                    "SOCKS5 [::1]:1081",
+                    "PROXY a:1",
+                ],
                 false,
             ),
             (
                 "PAC gives nothing usable, fallback never",
                 pac_mode(None),
                 Inputs {
-                    pac: Some(pac(vec![PacEntry::Unsupported("HTTPS h:443".into())])),
+                    pac: Some(pac(vec![PacEntry::Unsupported("QUIC h:443".into())])),
                     wpad: None,
                 },
                 vec![],

@@ -14,8 +14,11 @@
 //!   does with `--proxy-user`) saves one round trip per connection on Basic-only proxies; it is
 //!   off by default for that reason.
 //! - The strongest scheme the proxy offers wins, in [`Options::preference`] order
-//!   (Negotiate > NTLM > Digest > Basic by default). Negotiate (Kerberos) is recognised but not
-//!   implemented yet: a proxy that offers only Negotiate gets `PROXY_AUTH_REQUIRED` saying so.
+//!   (Negotiate > NTLM > Digest > Basic by default). Negotiate (Kerberos, [`negotiate`]) is used
+//!   when the proxy offers it and a [`negotiate::Negotiator`] can start a handshake with the
+//!   configured credentials (a password, or the system's keytab or ticket cache); when it cannot
+//!   (no krb5.conf, no KDC, unknown user) the next scheme offered is tried, and the reason is in
+//!   the error if none works. NTLM inside Negotiate is not done.
 //! - A bounded number of rounds ([`Options::max_rounds`]), so a proxy answering 407 forever ends.
 //!
 //! Credentials never reach `Debug` output or errors: errors name the user and the scheme only.
@@ -24,6 +27,9 @@
 
 pub mod challenge;
 pub mod digest;
+#[cfg(feature = "gssapi")]
+pub mod gssapi;
+pub mod negotiate;
 pub mod ntlm;
 
 use std::fmt;
@@ -54,9 +60,10 @@ impl Scheme {
         }
     }
 
-    /// Whether this build can answer the scheme.
+    /// Whether this build can answer the scheme (Negotiate also needs a
+    /// [`Options::negotiator`]).
     pub fn supported(self) -> bool {
-        !matches!(self, Scheme::Negotiate)
+        true
     }
 
     /// Whether a handshake is bound to one TCP connection (NTLM, Negotiate): its later messages
@@ -113,6 +120,9 @@ pub struct Options {
     /// Send Basic credentials with the first CONNECT, before any 407 (only if Basic is in the
     /// preference).
     pub preemptive_basic: bool,
+    /// Where Negotiate tokens come from: the system's GSSAPI when built with the `gssapi`
+    /// feature; None: Negotiate is never used.
+    pub negotiator: Option<negotiate::NegotiatorFactory>,
 }
 
 impl Default for Options {
@@ -122,6 +132,10 @@ impl Default for Options {
             max_rounds: 4,
             workstation: String::new(),
             preemptive_basic: false,
+            #[cfg(feature = "gssapi")]
+            negotiator: Some(gssapi::FACTORY),
+            #[cfg(not(feature = "gssapi"))]
+            negotiator: None,
         }
     }
 }
@@ -157,7 +171,7 @@ impl fmt::Display for Offered {
 pub enum AuthError {
     #[error("requires authentication (it offers: {offered}); configure a proxy user and password")]
     NoCredentials { offered: Offered },
-    #[error("offers {offered}, none of which uplink can use with the configured preference ({preference}){note}; enable NTLM, Digest or Basic on the proxy, or change the preference")]
+    #[error("offers {offered}, none of which uplink can use with the configured preference ({preference}){note}; enable NTLM, Digest or Basic on the proxy, fix Kerberos (krb5.conf, the user's principal), or change the preference")]
     Unsupported {
         offered: Offered,
         preference: String,
@@ -175,6 +189,8 @@ pub enum AuthError {
         user: String,
         rounds: u32,
     },
+    #[error("asks for Kerberos (Negotiate), and the KDC refused the login of {user}: {reason}; check the user name (user@REALM) and password")]
+    KerberosRejected { user: String, reason: String },
     #[error("sent an unusable {scheme} challenge: {reason}")]
     BadChallenge { scheme: Scheme, reason: String },
 }
@@ -185,7 +201,9 @@ impl Diagnose for AuthError {
             AuthError::NoCredentials { .. } | AuthError::Unsupported { .. } => {
                 Code::PROXY_AUTH_REQUIRED
             }
-            AuthError::Rejected { .. } | AuthError::TooManyRounds { .. } => Code::PROXY_AUTH_FAILED,
+            AuthError::Rejected { .. }
+            | AuthError::TooManyRounds { .. }
+            | AuthError::KerberosRejected { .. } => Code::PROXY_AUTH_FAILED,
             AuthError::BadChallenge { .. } => Code::PROXY_PROTOCOL_ERROR,
         }
     }
@@ -206,6 +224,9 @@ enum State {
     NtlmNegotiated,
     /// Sent NTLM AUTHENTICATE: another 407 is a rejection.
     NtlmAuthenticated,
+    /// Sent a Negotiate token: a 407 with a continuation token goes on, one without is a
+    /// rejection.
+    Negotiate,
 }
 
 /// The 407 rounds of one CONNECT exchange. See the module docs.
@@ -216,6 +237,11 @@ pub struct Authenticator {
     target: String,
     state: State,
     rounds: u32,
+    /// For Negotiate's service name `HTTP@host`.
+    proxy_host: String,
+    negotiator: Option<Box<dyn negotiate::Negotiator>>,
+    /// Why Negotiate was offered but not used, for the error if nothing else works.
+    negotiate_note: Option<String>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -255,7 +281,15 @@ impl Authenticator {
             target: target.into(),
             state: State::Start,
             rounds: 0,
+            proxy_host: String::new(),
+            negotiator: None,
+            negotiate_note: None,
         }
+    }
+
+    /// The proxy's host name (no port), for Negotiate's service name `HTTP@host`.
+    pub fn set_proxy_host(&mut self, host: impl Into<String>) {
+        self.proxy_host = host.into();
     }
 
     /// The scheme chosen, once one is.
@@ -265,6 +299,7 @@ impl Authenticator {
             State::Basic | State::PreemptiveBasic => Some(Scheme::Basic),
             State::Digest { .. } => Some(Scheme::Digest),
             State::NtlmNegotiated | State::NtlmAuthenticated => Some(Scheme::Ntlm),
+            State::Negotiate => Some(Scheme::Negotiate),
         }
     }
 
@@ -367,6 +402,36 @@ impl Authenticator {
                 })
             }
             State::NtlmAuthenticated => Err(rejected(Scheme::Ntlm)),
+            State::Negotiate => {
+                let token = challenges
+                    .iter()
+                    .filter(|c| c.is("Negotiate"))
+                    .find_map(|c| c.token68.as_deref());
+                let Some(token) = token else {
+                    return Err(rejected(Scheme::Negotiate));
+                };
+                use base64::Engine;
+                let bad = |reason: String| AuthError::BadChallenge {
+                    scheme: Scheme::Negotiate,
+                    reason,
+                };
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(token)
+                    .map_err(|_| bad("its Negotiate token is not base64".into()))?;
+                let negotiator = self
+                    .negotiator
+                    .as_mut()
+                    .ok_or_else(|| bad("no Negotiate context".into()))?;
+                match negotiator.step(&raw).map_err(bad)? {
+                    Some(next) => Ok(Answer {
+                        authorization: SecretString::from(format!("Negotiate {}", b64(&next))),
+                        scheme: Scheme::Negotiate,
+                        fresh_connection_ok: false,
+                    }),
+                    // Our side is done, yet the proxy still says 407: it did not accept us.
+                    None => Err(rejected(Scheme::Negotiate)),
+                }
+            }
         }
     }
 
@@ -410,7 +475,37 @@ impl Authenticator {
                         fresh_connection_ok: true,
                     });
                 }
-                Scheme::Negotiate => {}
+                Scheme::Negotiate => {
+                    let Some(factory) = self.options.negotiator else {
+                        self.negotiate_note =
+                            Some("Kerberos is not enabled (no GSSAPI in this build)".into());
+                        continue;
+                    };
+                    let mut negotiator = (factory.0)();
+                    match negotiator.start(user, password, &self.proxy_host) {
+                        Ok(token) => {
+                            self.state = State::Negotiate;
+                            self.negotiator = Some(negotiator);
+                            return Ok(Answer {
+                                authorization: SecretString::from(format!(
+                                    "Negotiate {}",
+                                    b64(&token)
+                                )),
+                                scheme,
+                                // The first token does not depend on the connection.
+                                fresh_connection_ok: true,
+                            });
+                        }
+                        Err(negotiate::StartError::Rejected(reason)) => {
+                            return Err(AuthError::KerberosRejected {
+                                user: user.to_owned(),
+                                reason,
+                            })
+                        }
+                        // Kept for the error, should no other scheme work either.
+                        Err(negotiate::StartError::Unavailable(e)) => self.negotiate_note = Some(e),
+                    }
+                }
             }
         }
         let preference = self
@@ -421,12 +516,15 @@ impl Authenticator {
             .collect::<Vec<_>>()
             .join(" > ");
         // Say why an offered Digest could not be used (e.g. SHA-512-256 only).
-        let note = challenges
+        let mut note = challenges
             .iter()
             .filter(|c| c.is("Digest"))
             .find_map(|c| digest::Params::from_challenge(c).err())
             .map(|e| format!(" (its Digest challenge: {e})"))
             .unwrap_or_default();
+        if let Some(n) = &self.negotiate_note {
+            note.push_str(&format!(" (Negotiate: {n})"));
+        }
         Err(AuthError::Unsupported {
             offered,
             preference,

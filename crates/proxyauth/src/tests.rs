@@ -8,8 +8,16 @@ fn creds(user: &str) -> Option<(String, SecretString)> {
     Some((user.to_owned(), SecretString::from(PASSWORD)))
 }
 
+/// Without Kerberos: tests never reach the system's GSSAPI (and so never a KDC or DNS).
+fn no_kerberos() -> Options {
+    Options {
+        negotiator: None,
+        ..Options::default()
+    }
+}
+
 fn auth(user: &str) -> Authenticator {
-    Authenticator::new(creds(user), "sensor.example:443", Options::default())
+    Authenticator::new(creds(user), "sensor.example:443", no_kerberos())
 }
 
 fn challenges(headers: &[&str]) -> Vec<Challenge> {
@@ -40,7 +48,7 @@ fn the_strongest_offered_scheme_wins() {
             &["Digest realm=r, nonce=n", "NTLM", "Basic realm=r"],
             Scheme::Ntlm,
         ),
-        // Negotiate is not implemented: NTLM, offered beside it, is used.
+        // Negotiate without Kerberos: NTLM, offered beside it, is used.
         (&["Negotiate, NTLM"], Scheme::Ntlm),
         // An unusable Digest challenge falls through to the next scheme.
         (
@@ -135,7 +143,7 @@ fn basic_round_then_rejection() {
 
 #[test]
 fn no_credentials_names_the_offered_schemes() {
-    let mut a = Authenticator::new(None, "h:443", Options::default());
+    let mut a = Authenticator::new(None, "h:443", no_kerberos());
     let err = a
         .respond(&challenges(&["Negotiate", "NTLM", "Basic realm=r"]))
         .unwrap_err();
@@ -155,6 +163,7 @@ fn only_negotiate_is_reported_as_unsupported() {
     let err = auth("u").respond(&challenges(&["Negotiate"])).unwrap_err();
     assert_eq!(err.code(), Code::PROXY_AUTH_REQUIRED);
     assert!(err.to_string().contains("offers Negotiate"), "{err}");
+    assert!(err.to_string().contains("Kerberos is not enabled"), "{err}");
     let err = auth("u")
         .respond(&challenges(&["Digest nonce=n, qop=auth-int"]))
         .unwrap_err();
@@ -389,4 +398,138 @@ fn preemptive_basic_then_the_scheme_the_proxy_asks_for() {
     assert!(Authenticator::new(None, "h:443", Options::default())
         .initial()
         .is_none());
+}
+
+/// A scripted Negotiator: its first token is `tok1`; it answers the proxy's `more` with `tok2`,
+/// and is done after anything else.
+struct Scripted;
+
+impl negotiate::Negotiator for Scripted {
+    fn start(
+        &mut self,
+        user: &str,
+        password: &SecretString,
+        host: &str,
+    ) -> Result<Vec<u8>, negotiate::StartError> {
+        assert_eq!(
+            (user, password.expose_secret(), host),
+            ("alice@UPLINK.TEST", PASSWORD, "proxy.corp")
+        );
+        Ok(b"tok1".to_vec())
+    }
+    fn step(&mut self, token: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok((token == b"more").then(|| b"tok2".to_vec()))
+    }
+}
+
+fn scripted() -> Box<dyn negotiate::Negotiator> {
+    Box::new(Scripted)
+}
+
+/// A Negotiator for a machine without Kerberos.
+struct NoKdc;
+
+impl negotiate::Negotiator for NoKdc {
+    fn start(
+        &mut self,
+        _: &str,
+        password: &SecretString,
+        _: &str,
+    ) -> Result<Vec<u8>, negotiate::StartError> {
+        if password.expose_secret() == "wrong" {
+            return Err(negotiate::StartError::Rejected(
+                "Preauthentication failed".into(),
+            ));
+        }
+        Err(negotiate::StartError::Unavailable(
+            "Cannot contact any KDC for realm 'UPLINK.TEST'".into(),
+        ))
+    }
+    fn step(&mut self, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        unreachable!("never started")
+    }
+}
+
+fn no_kdc() -> Box<dyn negotiate::Negotiator> {
+    Box::new(NoKdc)
+}
+
+fn kerberos(factory: fn() -> Box<dyn negotiate::Negotiator>) -> Authenticator {
+    let mut a = Authenticator::new(
+        creds("alice@UPLINK.TEST"),
+        "sensor.example:443",
+        Options {
+            negotiator: Some(negotiate::NegotiatorFactory(factory)),
+            ..Options::default()
+        },
+    );
+    a.set_proxy_host("proxy.corp");
+    a
+}
+
+#[test]
+fn negotiate_is_preferred_over_ntlm_when_kerberos_starts() {
+    let mut a = kerberos(scripted);
+    let answer = a.respond(&challenges(&["NTLM", "Negotiate"])).unwrap();
+    assert_eq!(answer.scheme, Scheme::Negotiate);
+    assert_eq!(answer.authorization.expose_secret(), "Negotiate dG9rMQ==");
+    assert!(
+        answer.fresh_connection_ok,
+        "the first token is not bound to the connection"
+    );
+    assert_eq!(a.scheme(), Some(Scheme::Negotiate));
+    // A continuation: the proxy's token is answered on the same connection.
+    let answer = a.respond(&challenges(&["Negotiate bW9yZQ=="])).unwrap();
+    assert_eq!(answer.authorization.expose_secret(), "Negotiate dG9rMg==");
+    assert!(!answer.fresh_connection_ok);
+    // Done on our side and still 407: rejected.
+    let err = a.respond(&challenges(&["Negotiate b3RoZXI="])).unwrap_err();
+    assert_eq!(err.code(), Code::PROXY_AUTH_FAILED);
+    assert!(
+        err.to_string().contains("Negotiate") && err.to_string().contains("alice@UPLINK.TEST"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bare_negotiate_after_our_token_is_a_rejection() {
+    let mut a = kerberos(scripted);
+    a.respond(&challenges(&["Negotiate"])).unwrap();
+    let err = a.respond(&challenges(&["Negotiate", "NTLM"])).unwrap_err();
+    assert_eq!(err.code(), Code::PROXY_AUTH_FAILED);
+    let mut a = kerberos(scripted);
+    a.respond(&challenges(&["Negotiate"])).unwrap();
+    let err = a.respond(&challenges(&["Negotiate a"])).unwrap_err();
+    // Not base64: the proxy's fault.
+    assert_eq!(err.code(), Code::PROXY_PROTOCOL_ERROR, "{err}");
+}
+
+#[test]
+fn without_a_kdc_ntlm_is_used_and_the_reason_is_kept() {
+    let mut a = kerberos(no_kdc);
+    let answer = a.respond(&challenges(&["Negotiate", "NTLM"])).unwrap();
+    assert_eq!(answer.scheme, Scheme::Ntlm);
+    let mut a = kerberos(no_kdc);
+    let err = a.respond(&challenges(&["Negotiate"])).unwrap_err();
+    assert_eq!(err.code(), Code::PROXY_AUTH_REQUIRED);
+    assert!(err.to_string().contains("Cannot contact any KDC"), "{err}");
+    no_secret(&format!("{err} {err:?} {a:?}"));
+}
+
+#[test]
+fn a_password_the_kdc_refuses_is_auth_failed_at_once() {
+    let mut a = Authenticator::new(
+        Some(("alice@UPLINK.TEST".into(), SecretString::from("wrong"))),
+        "h:443",
+        Options {
+            negotiator: Some(negotiate::NegotiatorFactory(no_kdc)),
+            ..Options::default()
+        },
+    );
+    let err = a.respond(&challenges(&["Negotiate", "NTLM"])).unwrap_err();
+    assert_eq!(err.code(), Code::PROXY_AUTH_FAILED);
+    assert!(
+        err.to_string().contains("KDC refused") && err.to_string().contains("alice@UPLINK.TEST"),
+        "{err}"
+    );
 }

@@ -299,6 +299,8 @@ pub enum ProxyChange {
         url: ProxyUrl,
         credentials: Option<Credentials>,
         bypass: Option<String>,
+        /// The CA file for an HTTPS proxy (`--proxy-ca`), instead of the system roots.
+        proxy_ca: Option<PathBuf>,
     },
     /// Connect directly.
     Direct,
@@ -315,9 +317,15 @@ pub enum ProxyChange {
     Pac {
         pac: String,
         credentials: Option<Credentials>,
+        /// The CA file for the HTTPS proxies the script names (`--proxy-ca`).
+        proxy_ca: Option<PathBuf>,
     },
-    /// WPAD discovery, with credentials for the proxies the discovered script names.
-    Wpad { credentials: Option<Credentials> },
+    /// WPAD discovery, with credentials (and a CA for HTTPS proxies) for the proxies the
+    /// discovered script names.
+    Wpad {
+        credentials: Option<Credentials>,
+        proxy_ca: Option<PathBuf>,
+    },
 }
 
 /// Reads Windows proxy settings from a .reg export (`uplink winproxy` reads the same) and says
@@ -342,7 +350,13 @@ pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError>
     // is used only when neither is enabled or both fail).
     if settings.auto_detect {
         // WinINet tries automatic detection first; the sensor's wpad mode is the same step.
-        return Ok((ProxyChange::Wpad { credentials: None }, origin));
+        return Ok((
+            ProxyChange::Wpad {
+                credentials: None,
+                proxy_ca: None,
+            },
+            origin,
+        ));
     }
     if let Some(pac) = &settings.pac_url {
         // WinINet uses the script before any manual proxy.
@@ -350,6 +364,7 @@ pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError>
             ProxyChange::Pac {
                 pac: pac.clone(),
                 credentials: None,
+                proxy_ca: None,
             },
             origin,
         ));
@@ -412,7 +427,9 @@ pub fn set_proxy(
             url,
             credentials,
             bypass,
+            proxy_ca,
         } => {
+            settings.proxy_ca = checked_proxy_ca(proxy_ca.as_deref())?;
             settings.mode = Some(uplink_proxy::Mode::Explicit);
             settings.url = Some(url.to_string());
             settings.bypass = bypass;
@@ -443,7 +460,12 @@ pub fn set_proxy(
         ProxyChange::Reset => {
             settings.env = previous_env;
         }
-        ProxyChange::Pac { pac, credentials } => {
+        ProxyChange::Pac {
+            pac,
+            credentials,
+            proxy_ca,
+        } => {
+            settings.proxy_ca = checked_proxy_ca(proxy_ca.as_deref())?;
             crate::pacsource::check(&pac)
                 .map_err(|e| SensorError::Switch(format!("the PAC script cannot be used: {e}")))?;
             settings.mode = Some(uplink_proxy::Mode::Pac);
@@ -454,7 +476,11 @@ pub fn set_proxy(
             }
             settings.env = previous_env;
         }
-        ProxyChange::Wpad { credentials } => {
+        ProxyChange::Wpad {
+            credentials,
+            proxy_ca,
+        } => {
+            settings.proxy_ca = checked_proxy_ca(proxy_ca.as_deref())?;
             settings.mode = Some(uplink_proxy::Mode::Wpad);
             if let Some(c) = credentials {
                 settings.user = Some(c.user.clone());
@@ -477,6 +503,24 @@ pub fn set_proxy(
     // A discovery made under the old settings must not outlive them.
     crate::wpadsource::forget(paths);
     Ok(config)
+}
+
+/// A proxy CA file, checked now (readable, PEM certificates) and recorded as an absolute path:
+/// the sensor runs from another directory.
+fn checked_proxy_ca(path: Option<&Path>) -> Result<Option<String>, SensorError> {
+    let Some(path) = path else { return Ok(None) };
+    let absolute = std::path::absolute(path).map_err(|source| SensorError::Io {
+        path: path.into(),
+        source,
+    })?;
+    if let Err(e) = uplink_tunnel::ProxyTls::new(Some(&absolute), "") {
+        let reason = match e {
+            uplink_tunnel::TunnelError::Config { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        return Err(SensorError::Switch(format!("--proxy-ca: {reason}")));
+    }
+    Ok(Some(absolute.display().to_string()))
 }
 
 fn read_bundle(path: &Path) -> Result<Bundle, SensorError> {

@@ -1,5 +1,6 @@
 //! Opening a connection to the service along a route: TCP (to the service or to a proxy), then
-//! CONNECT through the proxy, then TLS trusting only the workspace CA.
+//! the proxy's tunnel — CONNECT for an HTTP proxy, TLS to the proxy then CONNECT inside it for an
+//! HTTPS proxy, the SOCKS5 exchange for a SOCKS5 proxy — then TLS trusting only the workspace CA.
 //!
 //! [`connect_route`] walks the route's candidates in order (proxies the bad-proxy cache is
 //! skipping go last). It moves on to the next candidate only when a *proxy could not be reached*
@@ -7,13 +8,16 @@
 //! password, host denied) is an answer: falling back to DIRECT then would hide the problem, and
 //! browsers do not do it either.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use uplink_client::{dial_direct, ClientError, Connection, Endpoint, TlsSettings};
 use uplink_diag::{Code, Diagnose};
 use uplink_proxy::badcache::BadProxies;
 use uplink_proxy::{Candidate, Explanation};
-use uplink_tunnel::TunnelError;
+use uplink_tunnel::socks5::Target;
+use uplink_tunnel::{Credentials, ProxyKind, ProxyTls, ProxyUrl, TunnelError};
 
 /// Any failure on the way to the service. Carries no secret.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,10 @@ impl LinkError {
                     TunnelError::Io { .. }
                         | TunnelError::Timeout { .. }
                         | TunnelError::Protocol { .. }
+                        | TunnelError::ProxyTls {
+                            code: Code::TLS_HANDSHAKE_FAILED,
+                            ..
+                        }
                 )
         )
     }
@@ -75,36 +83,20 @@ pub async fn open(
                 let tcp = dial_direct(&endpoint.host, endpoint.port, timeout).await?;
                 Ok((Connection::handshake(tcp, endpoint, tls).await?, None))
             }
-            Candidate::Proxy { url, credentials } => {
-                let proxy = url.host_port();
-                let tcp = dial_direct(&url.host, url.port, timeout)
-                    .await
-                    .map_err(|source| LinkError::ProxyDial {
-                        proxy: proxy.clone(),
-                        source,
-                    })?;
-                let redial = || dial_direct(&url.host, url.port, timeout);
-                let tunnel = uplink_tunnel::establish(
-                    tcp,
-                    redial,
-                    &proxy,
-                    &endpoint.host,
-                    endpoint.port,
+            Candidate::Proxy {
+                url,
+                credentials,
+                proxy_ca,
+            } => {
+                through_proxy(
+                    endpoint,
+                    url,
                     credentials.as_ref(),
+                    proxy_ca.as_deref(),
+                    tls,
                     timeout,
                 )
-                .await?;
-                let scheme = tunnel.scheme;
-                match Connection::handshake(tunnel.stream, endpoint, tls).await {
-                    Ok(c) => Ok((c, scheme)),
-                    // Only the workspace CA is trusted; through a proxy, a certificate from another
-                    // issuer means the proxy terminated TLS itself.
-                    Err(e) if e.code() == Code::TLS_UNTRUSTED_ROOT => Err(LinkError::Intercepted {
-                        proxy,
-                        detail: e.to_string(),
-                    }),
-                    Err(e) => Err(e.into()),
-                }
+                .await
             }
         }
     };
@@ -116,6 +108,106 @@ pub async fn open(
         })?
 }
 
+/// Dials the proxy `url`, opens its tunnel to the endpoint, and does the workspace TLS inside.
+async fn through_proxy(
+    endpoint: &Endpoint,
+    url: &ProxyUrl,
+    credentials: Option<&Credentials>,
+    proxy_ca: Option<&str>,
+    tls: &TlsSettings,
+    timeout: Duration,
+) -> Result<(Connection, Option<&'static str>), LinkError> {
+    let proxy = url.host_port();
+    let dial = || async {
+        dial_direct(&url.host, url.port, timeout)
+            .await
+            .map_err(|source| LinkError::ProxyDial {
+                proxy: proxy.clone(),
+                source,
+            })
+    };
+    match url.kind() {
+        ProxyKind::Http => {
+            let tcp = dial().await?;
+            let redial = || dial_direct(&url.host, url.port, timeout);
+            let tunnel = uplink_tunnel::establish(
+                tcp,
+                redial,
+                &proxy,
+                &endpoint.host,
+                endpoint.port,
+                credentials,
+                timeout,
+            )
+            .await?;
+            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
+        }
+        ProxyKind::Https => {
+            let proxy_tls = ProxyTls::new(proxy_ca.map(Path::new), &proxy)?;
+            let tcp = dial().await?;
+            let stream = proxy_tls.connect(tcp, &url.host, &proxy).await?;
+            let redial = || async {
+                let tcp = dial_direct(&url.host, url.port, timeout).await?;
+                let s = proxy_tls.connect(tcp, &url.host, &proxy).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
+            };
+            let tunnel = uplink_tunnel::establish(
+                stream,
+                redial,
+                &proxy,
+                &endpoint.host,
+                endpoint.port,
+                credentials,
+                timeout,
+            )
+            .await?;
+            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
+        }
+        ProxyKind::Socks5 { remote_dns } => {
+            let target = if remote_dns {
+                Target::Domain(endpoint.host.clone())
+            } else {
+                // socks5:// (curl's meaning): this machine resolves the name.
+                let addrs = uplink_client::resolve(&endpoint.host, endpoint.port).await?;
+                Target::Ip(addrs[0].ip())
+            };
+            let tcp = dial().await?;
+            let exchange = uplink_tunnel::Socks5Exchange {
+                proxy: &proxy,
+                target,
+                port: endpoint.port,
+                credentials,
+                timeout,
+            };
+            let tunnel = uplink_tunnel::establish_socks5(tcp, &exchange).await?;
+            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
+        }
+    }
+}
+
+/// The workspace TLS over a tunnel through `proxy`.
+async fn service_tls<S>(
+    stream: S,
+    scheme: Option<&'static str>,
+    endpoint: &Endpoint,
+    tls: &TlsSettings,
+    proxy: &str,
+) -> Result<(Connection, Option<&'static str>), LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match Connection::handshake(stream, endpoint, tls).await {
+        Ok(c) => Ok((c, scheme)),
+        // Only the workspace CA is trusted; through a proxy, a certificate from another
+        // issuer means the proxy terminated TLS itself.
+        Err(e) if e.code() == Code::TLS_UNTRUSTED_ROOT => Err(LinkError::Intercepted {
+            proxy: proxy.to_owned(),
+            detail: e.to_string(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A connection and the candidate that gave it.
 #[derive(Debug)]
 pub struct Connected {
@@ -124,7 +216,8 @@ pub struct Connected {
     pub route: String,
     /// Set when earlier candidates were skipped: which, and why.
     pub note: Option<String>,
-    /// The proxy authentication scheme in use (`Basic`, `Digest`, `NTLM`), if any.
+    /// The proxy authentication scheme in use (`Basic`, `Digest`, `NTLM`, `Negotiate`, SOCKS5's
+    /// `username/password`), if any.
     pub proxy_auth: Option<&'static str>,
 }
 

@@ -12,8 +12,16 @@
 //! 407, [`establish`] dials again — once — only if the next message does not depend on the
 //! closed connection: Basic and Digest credentials, or the first message of an NTLM handshake.
 //! Mid-NTLM it stops with a protocol error that says the proxy must keep the connection open.
+//!
+//! Proxy kinds ([`url::ProxyKind`]): an HTTP proxy (CONNECT over TCP); an HTTPS proxy (the same
+//! CONNECT inside TLS to the proxy, [`tls`]); SOCKS5 ([`socks5`], the pure codec, and
+//! [`socks`], its I/O half). The caller dials and picks; every path ends in a [`Tunnel`].
 
 pub mod connect;
+pub mod socks;
+pub mod socks5;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod url;
 
 use std::future::Future;
@@ -24,8 +32,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uplink_diag::{Code, Diagnose};
 use uplink_proxyauth::{AuthError, Authenticator};
 
+pub use socks::{establish_socks5, Socks5Exchange};
+#[cfg(feature = "tls")]
+pub use tls::ProxyTls;
 pub use uplink_proxyauth::{Options as AuthOptions, Scheme};
-pub use url::{ProxyUrl, UrlError};
+pub use url::{ProxyKind, ProxyUrl, UrlError};
 
 /// A proxy user and password. The password is zeroed on drop and never printed.
 #[derive(Clone)]
@@ -84,6 +95,29 @@ pub enum TunnelError {
         proxy: String,
         source: std::io::Error,
     },
+    /// The TLS handshake with an HTTPS proxy failed (untrusted, expired or misnamed certificate,
+    /// or no TLS there).
+    #[error("TLS to the proxy {proxy} failed: {reason}")]
+    ProxyTls {
+        proxy: String,
+        reason: String,
+        code: Code,
+    },
+    /// The proxy settings cannot be used as they are (a CA file that cannot be read, a user name
+    /// SOCKS5 cannot carry).
+    #[error("the proxy {proxy} cannot be used: {reason}")]
+    Config { proxy: String, reason: String },
+    #[error("the SOCKS5 proxy {proxy} requires authentication (it accepts {offered}); configure a proxy user and password")]
+    SocksAuthRequired { proxy: String, offered: String },
+    #[error("the SOCKS5 proxy {proxy} rejected the username/password credentials for user {user}; check the user name and password")]
+    SocksRejected { proxy: String, user: String },
+    #[error("the SOCKS5 proxy {proxy} refused to tunnel to {target}: {meaning} (reply {rep})")]
+    SocksDenied {
+        proxy: String,
+        target: String,
+        rep: u8,
+        meaning: &'static str,
+    },
 }
 
 impl Diagnose for TunnelError {
@@ -94,6 +128,11 @@ impl Diagnose for TunnelError {
             TunnelError::Protocol { .. } => Code::PROXY_PROTOCOL_ERROR,
             TunnelError::Timeout { .. } => Code::TIMEOUT,
             TunnelError::Io { .. } => Code::PROXY_PROTOCOL_ERROR,
+            TunnelError::ProxyTls { code, .. } => *code,
+            TunnelError::Config { .. } => Code::CONFIG_INVALID,
+            TunnelError::SocksAuthRequired { .. } => Code::PROXY_AUTH_REQUIRED,
+            TunnelError::SocksRejected { .. } => Code::PROXY_AUTH_FAILED,
+            TunnelError::SocksDenied { .. } => Code::PROXY_CONNECT_DENIED,
         }
     }
 }
@@ -103,8 +142,8 @@ impl Diagnose for TunnelError {
 pub struct Tunnel<S> {
     /// The connection, now a tunnel to the target.
     pub stream: S,
-    /// The authentication scheme that succeeded (`Basic`, `Digest`, `NTLM`), or None when the
-    /// proxy asked for none. This is what `uplink sensor status` and heartbeats show.
+    /// The authentication scheme that succeeded (`Basic`, `Digest`, `NTLM`, `Negotiate`, SOCKS5's
+    /// `username/password`), or None when the proxy asked for none. This is what `uplink sensor status` and heartbeats show.
     pub scheme: Option<&'static str>,
     /// 407 replies answered.
     pub rounds: u32,
@@ -211,6 +250,7 @@ where
         target.clone(),
         x.auth.clone(),
     );
+    auth.set_proxy_host(uplink_proxyauth::negotiate::proxy_host(proxy));
     let mut authorization: Option<SecretString> = auth.initial();
     // Whether `authorization` may be re-sent on a new connection.
     let mut fresh_ok = true;
@@ -260,12 +300,20 @@ where
                 });
             }
             407 => {
-                let answer =
-                    auth.respond(&round.challenges)
-                        .map_err(|source| TunnelError::Auth {
-                            proxy: proxy.to_owned(),
-                            source,
-                        })?;
+                // Negotiate may ask the KDC for a ticket (blocking I/O in GSSAPI): off the
+                // async thread, and still under the exchange's deadline.
+                let challenges = round.challenges.clone();
+                let (back, answer) = tokio::task::spawn_blocking(move || {
+                    let answer = auth.respond(&challenges);
+                    (auth, answer)
+                })
+                .await
+                .map_err(|e| protocol(format!("the authentication step failed: {e}")))?;
+                auth = back;
+                let answer = answer.map_err(|source| TunnelError::Auth {
+                    proxy: proxy.to_owned(),
+                    source,
+                })?;
                 let reusable = round.keep_alive
                     && discard_body(&mut stream, &mut buf, round.body, proxy).await?;
                 fresh_ok = answer.fresh_connection_ok;

@@ -1,4 +1,6 @@
-//! Proxy URLs: `http://[user[:password]@]host:port`.
+//! Proxy URLs: `SCHEME://[user[:password]@]host:port`, where SCHEME is `http` (CONNECT over
+//! TCP), `https` (CONNECT inside TLS to the proxy), `socks5` (SOCKS5; the sensor resolves the
+//! service's name, as curl does) or `socks5h` (SOCKS5; the proxy resolves it).
 //!
 //! The seeds' installer takes `ProxyUrl="http://proxy.contoso.com:8080"`. uplink requires the
 //! scheme and the port to be explicit at install time — a proxy URL without them is the most
@@ -30,7 +32,7 @@ impl std::fmt::Display for ProxyUrl {
 pub enum UrlError {
     #[error("proxy URL {0:?} has no scheme: write it as http://HOST:PORT, e.g. http://proxy.contoso.com:8080")]
     NoScheme(String),
-    #[error("proxy URL {url:?} uses the scheme {scheme:?}, which is not supported yet: use http://HOST:PORT")]
+    #[error("proxy URL {url:?} uses the scheme {scheme:?}, which uplink does not speak: use http://, https://, socks5:// or socks5h://HOST:PORT")]
     Scheme { url: String, scheme: String },
     #[error("proxy URL {0:?} has no port: write it as http://HOST:PORT, e.g. http://proxy.contoso.com:8080")]
     NoPort(String),
@@ -42,7 +44,39 @@ pub enum UrlError {
     HasPath(String),
 }
 
+/// How the sensor talks to a proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// CONNECT over TCP.
+    Http,
+    /// CONNECT inside TLS to the proxy.
+    Https,
+    /// SOCKS5; `remote_dns`: the proxy resolves the service's name (`socks5h`).
+    Socks5 { remote_dns: bool },
+}
+
+impl ProxyKind {
+    /// PAC notation's keyword for this kind: `PROXY`, `HTTPS`, `SOCKS5`.
+    pub fn pac_keyword(self) -> &'static str {
+        match self {
+            ProxyKind::Http => "PROXY",
+            ProxyKind::Https => "HTTPS",
+            ProxyKind::Socks5 { .. } => "SOCKS5",
+        }
+    }
+}
+
 impl ProxyUrl {
+    /// How to talk to this proxy (the scheme was checked by [`ProxyUrl::parse`]).
+    pub fn kind(&self) -> ProxyKind {
+        match self.scheme.as_str() {
+            "https" => ProxyKind::Https,
+            "socks5" => ProxyKind::Socks5 { remote_dns: false },
+            "socks5h" => ProxyKind::Socks5 { remote_dns: true },
+            _ => ProxyKind::Http,
+        }
+    }
+
     /// Parses a proxy URL. Credentials in it (`user:password@`, percent-decoded) are returned too;
     /// they must go to the encrypted store, never back into a configuration file.
     pub fn parse(input: &str) -> Result<(ProxyUrl, Option<Credentials>), UrlError> {
@@ -51,7 +85,7 @@ impl ProxyUrl {
             return Err(UrlError::NoScheme(redact(input)));
         };
         let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" {
+        if !matches!(scheme.as_str(), "http" | "https" | "socks5" | "socks5h") {
             return Err(UrlError::Scheme {
                 url: redact(input),
                 scheme,
@@ -145,12 +179,29 @@ mod tests {
             ("HTTP://Proxy:3128/", "proxy", 3128),
             ("http://10.0.0.6:8080", "10.0.0.6", 8080),
             ("http://[::1]:3128", "::1", 3128),
+            ("https://proxy.contoso.com:443", "proxy.contoso.com", 443),
+            ("socks5://127.0.0.1:1080", "127.0.0.1", 1080),
+            ("SOCKS5H://socks:1080", "socks", 1080),
         ];
         for (url, host, port) in cases {
             let (p, c) = ProxyUrl::parse(url).unwrap();
             assert_eq!((p.host.as_str(), p.port), (host, port), "{url}");
             assert!(c.is_none());
         }
+        let kinds = [
+            ("http://p:1", ProxyKind::Http),
+            ("https://p:1", ProxyKind::Https),
+            ("socks5://p:1", ProxyKind::Socks5 { remote_dns: false }),
+            ("socks5h://p:1", ProxyKind::Socks5 { remote_dns: true }),
+        ];
+        for (url, kind) in kinds {
+            assert_eq!(ProxyUrl::parse(url).unwrap().0.kind(), kind, "{url}");
+        }
+        let (p, c) = ProxyUrl::parse("socks5h://alice:pw@socks:1080").unwrap();
+        assert_eq!(
+            (p.to_string(), c.unwrap().user),
+            ("socks5h://socks:1080".into(), "alice".into())
+        );
         assert_eq!(
             ProxyUrl::parse("http://[::1]:3128").unwrap().0.host_port(),
             "[::1]:3128"
@@ -181,7 +232,8 @@ mod tests {
             ("http://proxy:99999", "invalid port"),
             ("http://proxy:0", "invalid port"),
             ("http://:8080", "has no host"),
-            ("socks5://proxy:1080", "not supported yet"),
+            ("socks4://proxy:1080", "does not speak"),
+            ("ftp://u:s3cret@proxy:21", "does not speak"),
             ("http://proxy:8080/path", "has a path"),
             ("http://u:s3cret@proxy", "has no port"),
         ];

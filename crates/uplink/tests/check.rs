@@ -889,3 +889,63 @@ fn the_wpad_method_probes_through_the_proxy_the_discovered_script_names() {
     );
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// `--proxy socks5://…`: the probe tunnels through a real SOCKS5 server (microsocks) with
+/// username/password; a wrong password is PROXY_AUTH_FAILED at the proxy_auth step.
+#[test]
+fn a_socks5_proxy_on_the_command_line_is_probed_with_its_authentication() {
+    use support::socks::Socks;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(TestCa::new(dir.path(), "uplink test CA"));
+    let web = ok_server(&ca);
+    let socks = Socks::start(Some(("checker", "s0cks-pass")));
+    // socks5:// (curl's meaning): the analyzer resolves the name (*.localhost is loopback).
+    let url = format!("https://web.uplink.localhost:{}/", web.port);
+    let proxy = |password: &str| format!("socks5://checker:{password}@127.0.0.1:{}", socks.port);
+    let (code, v, _) = run(&[
+        "--url",
+        &url,
+        "--ca",
+        ca.pem_file.to_str().unwrap(),
+        "--method",
+        "cli",
+        "--proxy",
+        &proxy("s0cks-pass"),
+    ]);
+    let m = method(&v, "cli");
+    assert_eq!(code, 0, "{v:#}\n{}", socks.logs());
+    assert_eq!(
+        m["route"],
+        format!("SOCKS5 127.0.0.1:{}", socks.port),
+        "{m:#}"
+    );
+    let steps: Vec<&str> = m["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.contains(&"proxy_connect") && steps.contains(&"proxy_auth"),
+        "{m:#}"
+    );
+
+    let (code, v, out) = run(&[
+        "--url",
+        &url,
+        "--ca",
+        ca.pem_file.to_str().unwrap(),
+        "--method",
+        "cli",
+        "--proxy",
+        &proxy("wrong"),
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_code(
+        method(&v, "cli"),
+        "PROXY_AUTH_FAILED",
+        "proxy_auth",
+        "rejected",
+    );
+    assert!(!stdout(&out).contains("wrong@") && !stderr(&out).contains("s0cks-pass"));
+}

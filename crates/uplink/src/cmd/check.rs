@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uplink_check::model::{parse_url, Identity, Overrides};
 use uplink_check::probe::Options;
 use uplink_check::{Anchor, Expect, HttpMethod, Method, RouteSpec, Routes, Target};
-use uplink_proxy::{Candidate, PacEntry, ProxySettings};
+use uplink_proxy::{Candidate, ProxySettings};
 use uplink_sensor::config::{Config, Paths};
 use uplink_tunnel::{Credentials, ProxyUrl};
 
@@ -373,6 +373,7 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
             RouteSpec::Route(vec![Candidate::Proxy {
                 url,
                 credentials: creds,
+                proxy_ca: None,
             }])
         }
     };
@@ -736,7 +737,11 @@ fn named_proxy(c: &Config, paths: &Paths, secrets: &mut Vec<SecretString>) -> Ro
         }
         _ => None,
     };
-    RouteSpec::Route(vec![Candidate::Proxy { url, credentials }])
+    RouteSpec::Route(vec![Candidate::Proxy {
+        url,
+        credentials,
+        proxy_ca: c.proxy.proxy_ca.clone(),
+    }])
 }
 
 fn env_settings(env: &uplink_proxy::env::FromEnv) -> ProxySettings {
@@ -858,41 +863,33 @@ impl Routes for CliRoutes {
                         }),
                         _ => None,
                     };
-                    match outcome.result {
-                        Err(e) => RouteSpec::Invalid(format!("the PAC script {pac}: {e}")),
-                        Ok(entries) => {
-                            let mut route = Vec::new();
-                            for e in entries {
-                                match e {
-                                    PacEntry::Direct => route.push(Candidate::Direct),
-                                    PacEntry::Proxy { host, port } => {
-                                        let h = if host.contains(':') {
-                                            format!("[{host}]")
-                                        } else {
-                                            host
-                                        };
-                                        if let Ok((url, _)) =
-                                            ProxyUrl::parse(&format!("http://{h}:{port}"))
-                                        {
-                                            route.push(Candidate::Proxy {
-                                                url,
-                                                credentials: credentials.clone(),
-                                            });
-                                        }
-                                    }
-                                    PacEntry::Unsupported(_) => {}
-                                }
-                            }
-                            if route.is_empty() {
-                                RouteSpec::Invalid(format!(
-                                    "the PAC script {pac} returned {:?}: no entry this build can use",
-                                    outcome.raw.unwrap_or_default()
-                                ))
-                            } else {
-                                RouteSpec::Route(route)
-                            }
-                        }
+                    if let Err(e) = &outcome.result {
+                        return RouteSpec::Invalid(format!("the PAC script {pac}: {e}"));
                     }
+                    // The proxy engine turns the script's entries (PROXY, HTTPS, SOCKS5, DIRECT)
+                    // into candidates, exactly as for the sensor; DIRECT only where the script
+                    // says so.
+                    let settings = ProxySettings {
+                        mode: Some(uplink_proxy::Mode::Pac),
+                        pac: Some(pac.clone()),
+                        user: credentials.as_ref().map(|c| c.user.clone()),
+                        password: credentials.as_ref().map(|_| "from --proxy-password".into()),
+                        fallback: Some(uplink_proxy::Fallback::Never),
+                        ..Default::default()
+                    };
+                    let unseal = move |_: &str| -> Result<SecretString, String> {
+                        credentials
+                            .as_ref()
+                            .map(|c| c.password.clone())
+                            .ok_or_else(|| "no password".to_owned())
+                    };
+                    let inputs = uplink_proxy::Inputs {
+                        pac: Some(outcome),
+                        wpad: None,
+                    };
+                    from_explanation(uplink_proxy::explain_with(
+                        &settings, &t.host, t.port, &unseal, &inputs,
+                    ))
                 }
             },
         }

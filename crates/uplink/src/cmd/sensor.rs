@@ -77,9 +77,15 @@ pub enum ProxyCommand {
 pub struct ProxySetArgs {
     #[command(flatten)]
     pub dir: Dir,
-    /// An explicit proxy: http://HOST:PORT.
+    /// An explicit proxy: http://HOST:PORT, https://HOST:PORT (TLS to the proxy),
+    /// socks5://HOST:PORT (SOCKS5; this machine resolves the service's name) or
+    /// socks5h://HOST:PORT (the proxy resolves it).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+    /// For HTTPS proxies (--url https://..., or PAC `HTTPS host:port` entries): trust the CA
+    /// certificates in this PEM file instead of the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub proxy_ca: Option<PathBuf>,
     /// The proxy user, as DOMAIN\user.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
@@ -145,7 +151,7 @@ pub struct ProxyResetArgs {
 pub struct ProxyShowArgs {
     #[command(flatten)]
     pub dir: Dir,
-    /// Print JSON: {"mode", "fallback", "url", "user", "bypass", "env", "origin", "route", "sources"}.
+    /// Print JSON: {"mode", "fallback", "url", "user", "bypass", "proxy_ca", "env", "origin", "route", "sources"}.
     #[arg(long)]
     pub json: bool,
 }
@@ -407,8 +413,15 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
             _ => anyhow::bail!("give --user and --password together"),
         };
         match a.pac {
-            Some(pac) => install::ProxyChange::Pac { pac, credentials },
-            None => install::ProxyChange::Wpad { credentials },
+            Some(pac) => install::ProxyChange::Pac {
+                pac,
+                credentials,
+                proxy_ca: a.proxy_ca,
+            },
+            None => install::ProxyChange::Wpad {
+                credentials,
+                proxy_ca: a.proxy_ca,
+            },
         }
     } else {
         let Some((url, credentials)) = install::proxy_switches(
@@ -423,6 +436,7 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
             url,
             credentials,
             bypass: a.bypass,
+            proxy_ca: a.proxy_ca,
         }
     };
     install::set_proxy(
@@ -473,6 +487,7 @@ fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
             "url": p.url,
             "user": p.user,
             "bypass": p.bypass,
+            "proxy_ca": p.proxy_ca,
             "origin": p.origin,
             "env": env,
             "route": route,
@@ -491,6 +506,9 @@ fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(b) = &p.bypass {
             println!("bypass    {b}");
+        }
+        if let Some(ca) = &p.proxy_ca {
+            println!("proxy CA  {ca}");
         }
         if let Some(o) = &p.origin {
             println!("set by    {o}");

@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod check;
+pub mod kdc;
 pub mod netns;
 pub mod sensor;
+pub mod socks;
 pub mod squid;
+pub mod tlsproxy;
 
 pub const UPLINK: &str = env!("CARGO_BIN_EXE_uplink");
 

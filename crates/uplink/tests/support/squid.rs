@@ -30,6 +30,8 @@ pub struct SquidOptions<'a> {
     pub hosts: Vec<String>,
     /// Address to listen on (default 127.0.0.1).
     pub listen: Option<String>,
+    /// More configuration lines (e.g. an `https_port`, see `tlsproxy.rs`).
+    pub extra_conf: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -82,6 +84,10 @@ impl Squid {
              dns_nameservers 127.0.0.1\n\
              acl CONNECT method CONNECT\n"
         );
+        for line in &opts.extra_conf {
+            conf.push_str(line);
+            conf.push('\n');
+        }
         let mut authenticated = false;
         if let Some((user, password)) = opts.basic {
             write_passwd(dir.path(), user, password);
