@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod check;
+pub mod dhcp;
 pub mod netns;
 pub mod sensor;
 pub mod squid;
