@@ -365,6 +365,20 @@ mod tests {
                 Some("a.example"),
             ),
             ("garbage\n:::\nDHCP4.OPTION[1]:nonsense\n", None, None),
+            // NetworkManager 1.42 (internal DHCP client) after a real exchange with dnsmasq
+            // (tests/wpad_dhcp.rs), abridged: `requested_wpad = 1` comes first and is not the URL.
+            (
+                "DHCP4.OPTION[1]:broadcast_address = 10.79.200.255\n\
+                 DHCP4.OPTION[5]:domain_name = corp.uplink.test\n\
+                 DHCP4.OPTION[8]:ip_address = 10.79.200.11\n\
+                 DHCP4.OPTION[25]:requested_time_offset = 1\n\
+                 DHCP4.OPTION[26]:requested_wpad = 1\n\
+                 DHCP4.OPTION[27]:routers = 10.79.200.1\n\
+                 DHCP4.OPTION[28]:subnet_mask = 255.255.255.0\n\
+                 DHCP4.OPTION[29]:wpad = http://10.79.200.1/wpad.dat\n",
+                Some("http://10.79.200.1/wpad.dat"),
+                Some("corp.uplink.test"),
+            ),
         ];
         for (text, url, domain) in cases {
             let info = parse_nmcli_dhcp4(text);

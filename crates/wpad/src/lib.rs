@@ -271,6 +271,43 @@ lease {
         );
     }
 
+    /// Leases as dhclient 4.4.3 wrote them after a real exchange with dnsmasq (tests/wpad_dhcp.rs):
+    /// with `option wpad code 252 = text;` in dhclient.conf, and without (a NUL-terminated URL,
+    /// which dhclient records without its NUL).
+    #[test]
+    fn dhclient_leases_as_dhclient_writes_them() {
+        let named = r#"lease {
+  interface "upl-dhcpc";
+  fixed-address 10.79.200.14;
+  option wpad "http://127.0.0.1:8/wpad.dat";
+  option subnet-mask 255.255.255.0;
+  option routers 10.79.200.1;
+  option dhcp-lease-time 3600;
+  option dhcp-message-type 5;
+  option dhcp-server-identifier 10.79.200.1;
+  option dhcp-renewal-time 1800;
+  option broadcast-address 10.79.200.255;
+  option dhcp-rebinding-time 3150;
+  option domain-name "corp.uplink.test";
+  renew 0 2026/11/22 06:28:55;
+  rebind 0 2026/11/22 06:53:56;
+  expire 0 2026/11/22 07:01:26;
+}
+"#;
+        assert_eq!(
+            parse_dhclient_leases(named),
+            LeaseInfo {
+                wpad_url: Some("http://127.0.0.1:8/wpad.dat".into()),
+                domain: Some("corp.uplink.test".into())
+            }
+        );
+        let unnamed = "lease {\n  interface \"upl-dhcpc\";\n  fixed-address 10.79.200.14;\n  option subnet-mask 255.255.255.0;\n  option unknown-252 \"http://127.0.0.1:8/wpad.dat\";\n}\n";
+        assert_eq!(
+            parse_dhclient_leases(unnamed).wpad_url.as_deref(),
+            Some("http://127.0.0.1:8/wpad.dat")
+        );
+    }
+
     #[test]
     fn resolv_conf() {
         let text = "nameserver 10.0.0.1\ndomain old.example\nsearch corp.example lab.example\n";
