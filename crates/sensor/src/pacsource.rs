@@ -5,9 +5,12 @@
 //! privacy: `https://host:port/`, never a path. Evaluation is bounded by the PAC engine's limits
 //! (time, memory, DNS timeouts); a failure becomes an explained route, never a hang.
 //!
-//! Deliberately simple: the script is loaded and compiled again for each new connection (routes
-//! are chosen once per connection, and compiling even a 150 KB enterprise PAC takes
-//! milliseconds), so an edited file or a changed URL's content applies at the next connection.
+//! A file is read and compiled again for each new connection (routes are chosen once per
+//! connection, and compiling even a 150 KB enterprise PAC takes milliseconds), so an edited file
+//! applies at the next connection. A URL is fetched again only when its copy is stale: the
+//! process keeps each fetched script for its HTTP lifetime (`Cache-Control`/`Expires`, bounded to
+//! 60 s .. 24 h, an hour without headers; see `uplink_pac::fetch`), and when a refetch fails it
+//! keeps routing by the last script it had, saying so, rather than lose its route.
 
 use uplink_pac::{EvalOptions, Pac, PacProxy};
 use uplink_proxy::{PacEntry, PacOutcome};
@@ -35,6 +38,62 @@ pub fn load(pac: &str) -> Result<String, String> {
     std::fs::read_to_string(pac).map_err(|e| format!("cannot read the PAC file {pac}: {e}"))
 }
 
+/// A fetched script, kept by URL for the life of the process.
+struct Fetched {
+    script: String,
+    fresh_until: std::time::Instant,
+}
+
+static FETCHED: std::sync::Mutex<Option<std::collections::HashMap<String, Fetched>>> =
+    std::sync::Mutex::new(None);
+
+/// [`load`] for the uploader: a URL's script comes from the process's copy while it is fresh.
+/// Returns the script and, when a stale copy stood in for a failed fetch, a note saying so.
+pub fn load_cached(pac: &str) -> Result<(String, Option<String>), String> {
+    let lower = pac.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return load(pac).map(|s| (s, None));
+    }
+    load_cached_with(pac, std::time::Instant::now(), |url| {
+        uplink_pac::fetch::fetch(url, &Default::default())
+            .map(|f| (f.body, f.refresh_after))
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn load_cached_with(
+    url: &str,
+    now: std::time::Instant,
+    fetch: impl FnOnce(&str) -> Result<(String, std::time::Duration), String>,
+) -> Result<(String, Option<String>), String> {
+    let mut guard = FETCHED.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = guard.get_or_insert_with(Default::default);
+    if let Some(f) = cache.get(url).filter(|f| now < f.fresh_until) {
+        return Ok((f.script.clone(), None));
+    }
+    match fetch(url) {
+        Ok((script, refresh_after)) => {
+            cache.insert(
+                url.to_owned(),
+                Fetched {
+                    script: script.clone(),
+                    fresh_until: now + refresh_after,
+                },
+            );
+            Ok((script, None))
+        }
+        Err(e) => match cache.get(url) {
+            Some(stale) => Ok((
+                stale.script.clone(),
+                Some(format!(
+                    "refetching failed ({e}); using the last script fetched"
+                )),
+            )),
+            None => Err(e),
+        },
+    }
+}
+
 /// Compiles a script, for checking it when it is configured.
 pub fn check(pac: &str) -> Result<(), String> {
     let src = load(pac)?;
@@ -43,7 +102,14 @@ pub fn check(pac: &str) -> Result<(), String> {
 
 /// Evaluates the script at `pac` for `https://host:port/`.
 pub fn evaluate(pac: &str, host: &str, port: u16) -> PacOutcome {
-    evaluate_loaded(pac, load(pac), host, port)
+    match load_cached(pac) {
+        Ok((script, None)) => evaluate_loaded(pac, Ok(script), host, port),
+        Ok((script, Some(note))) => {
+            tracing::warn!(pac, "{note}");
+            evaluate_loaded(&format!("{pac} ({note})"), Ok(script), host, port)
+        }
+        Err(e) => evaluate_loaded(pac, Err(e), host, port),
+    }
 }
 
 /// Evaluates a script already loaded (or the reason it could not be) for `https://host:port/`;
@@ -87,5 +153,47 @@ pub fn evaluate_loaded(
             raw: None,
             result: Err(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn fetched_scripts_live_for_their_freshness_and_stand_in_when_a_refetch_fails() {
+        let url = "http://pac.test.invalid/cache-test.pac";
+        let t0 = Instant::now();
+        let fetched = |body: &str, secs: u64| {
+            let body = body.to_owned();
+            move |_: &str| Ok((body, Duration::from_secs(secs)))
+        };
+        let fails = |_: &str| -> Result<(String, Duration), String> { Err("refused".into()) };
+        let never = |_: &str| -> Result<(String, Duration), String> {
+            panic!("a fresh copy must not be fetched again")
+        };
+        // No copy and the fetch fails: the error.
+        assert_eq!(load_cached_with(url, t0, fails), Err("refused".into()));
+        // Fetched for 600 s: used without fetching until then.
+        assert_eq!(
+            load_cached_with(url, t0, fetched("v1", 600)).unwrap().0,
+            "v1"
+        );
+        assert_eq!(
+            load_cached_with(url, t0 + Duration::from_secs(599), never).unwrap(),
+            ("v1".to_owned(), None)
+        );
+        // Stale: fetched again.
+        assert_eq!(
+            load_cached_with(url, t0 + Duration::from_secs(600), fetched("v2", 60))
+                .unwrap()
+                .0,
+            "v2"
+        );
+        // Stale and the fetch fails: the last script, with a note.
+        let (script, note) = load_cached_with(url, t0 + Duration::from_secs(700), fails).unwrap();
+        assert_eq!(script, "v2");
+        assert!(note.unwrap().contains("refused"));
     }
 }
