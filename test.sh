@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Programs the integration tests run as real peers. Each test fails loudly if one is missing.
-packages=(curl openssl ca-certificates iproute2 procps squid tinyproxy nftables python3-pacparser jq dnsmasq-base systemd mitmproxy krb5-kdc krb5-admin-server krb5-user)
+packages=(curl openssl ca-certificates iproute2 procps squid tinyproxy nftables python3-pacparser jq dnsmasq-base systemd mitmproxy krb5-kdc krb5-admin-server krb5-user systemd-journal-remote)
 
 missing=()
 for p in "${packages[@]}"; do
