@@ -71,6 +71,10 @@ impl Paths {
     pub fn status_file(&self) -> PathBuf {
         self.state_dir.join("status.json")
     }
+    /// The sources' checkpoints (`files.json`, `journal.json`).
+    pub fn sources_dir(&self) -> PathBuf {
+        self.state_dir.join("sources")
+    }
     /// Every file `install` writes (uninstall removes exactly these, plus the state).
     pub fn installed_files(&self) -> Vec<PathBuf> {
         vec![
@@ -97,6 +101,10 @@ pub struct Config {
     pub queue: QueueConfig,
     #[serde(default)]
     pub upload: UploadConfig,
+    /// Files, the journal, heartbeats, inventory (docs/sources.md). Absent in configurations
+    /// written before sources existed: they load with the defaults.
+    #[serde(default)]
+    pub sources: uplink_sources::SourcesConfig,
 }
 
 fn is_default(p: &ProxySettings) -> bool {
@@ -165,6 +173,9 @@ impl Config {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        if let Err(reason) = config.sources.validate() {
+            return Err(ConfigError::Invalid { path, reason });
+        }
         if config.format > CONFIG_FORMAT {
             return Err(ConfigError::Invalid {
                 path,

@@ -209,6 +209,7 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
         proxy: settings,
         queue: Default::default(),
         upload: Default::default(),
+        sources: Default::default(),
     };
     let mut written = Written::default();
     let result = (|| -> Result<(), SensorError> {
@@ -591,13 +592,14 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
             removed.push(f);
         }
     }
-    let queue = paths.queue_dir();
-    if queue.exists() {
-        std::fs::remove_dir_all(&queue).map_err(|source| SensorError::Io {
-            path: queue.clone(),
-            source,
-        })?;
-        removed.push(queue);
+    for dir in [paths.queue_dir(), paths.sources_dir()] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| SensorError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            removed.push(dir);
+        }
     }
     for d in [&paths.state_dir, &paths.config_dir] {
         // Only if empty: never delete files uplink did not write.

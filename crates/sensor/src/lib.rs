@@ -6,9 +6,11 @@
 //!   the configuration (`config.rs`; PAC scripts evaluated by `pacsource.rs`), walked by
 //!   `link.rs` through `uplink-tunnel` (CONNECT with Basic, Digest or NTLM)
 //! - [`status`]: what the uploader last did; [`systemd`]: the unit that runs it as a service
+//! - [`sources`]: files, the journal, heartbeats and inventory (`uplink-sources`) feeding the
+//!   queue beside the uploader
 //!
-//! What it deliberately does not do yet: WPAD discovery, sources other than `send` (heartbeats,
-//! inventory, files, the journal), certificate renewal. Those are their own issues.
+//! What it deliberately does not do yet: WPAD discovery, certificate renewal. Those are their
+//! own issues.
 
 pub mod config;
 pub mod fsutil;
@@ -18,6 +20,7 @@ pub mod link;
 pub mod pacsource;
 pub mod renew;
 pub mod secrets;
+pub mod sources;
 pub mod status;
 pub mod systemd;
 pub mod upload;
@@ -68,6 +71,8 @@ pub enum SensorError {
     Secret(#[from] secrets::SecretError),
     #[error("{events} events have not been delivered yet: run `uplink sensor run --once` first, or pass --force to discard them")]
     PendingEvents { events: u64 },
+    #[error("a source failed: {0}")]
+    Source(uplink_sources::SourceError),
     #[error("gave up after {after:?}: {code}: {message}")]
     GaveUp {
         code: Code,
@@ -84,6 +89,7 @@ impl Diagnose for SensorError {
             SensorError::Queue(QueueError::Full { .. }) => Code::QUEUE_FULL,
             SensorError::Queue(_) | SensorError::Io { .. } => Code::LOCAL_IO,
             SensorError::Client(e) => e.code(),
+            SensorError::Source(e) => e.code(),
             _ => Code::CONFIG_INVALID,
         }
     }

@@ -7,6 +7,10 @@
 //!
 //! The route is read from the configuration before every new connection, so a changed proxy
 //! takes effect without a restart.
+//!
+//! The configured sources ([`crate::sources`]) run beside it on their own threads, writing into the
+//! same queue. With `once`, the uploader stops only when the sources have read to their current
+//! end *and* the queue is empty, so a source paused by a full queue resumes as batches leave.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -24,6 +28,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often an idle uploader looks for new events.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How often `--once` looks for events while its sources are still reading.
+const ONCE_POLL: Duration = Duration::from_millis(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Successes are written to status.json at most this often (errors at once).
@@ -228,6 +234,18 @@ pub async fn run(
     for r in st.queue.take_recoveries() {
         tracing::warn!("queue recovery: {r}");
     }
+    let sources = crate::sources::spawn(paths, &st.config, opts.once)?;
+    let result = upload_loop(&mut st, &opts, &sources, shutdown).await;
+    sources.stop();
+    result
+}
+
+async fn upload_loop(
+    st: &mut State,
+    opts: &RunOptions,
+    sources: &crate::sources::SourcesHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, SensorError> {
     let deadline = opts.once.then(|| Instant::now() + opts.timeout);
     let mut report = RunReport {
         delivered: 0,
@@ -261,9 +279,31 @@ pub async fn run(
             .queue
             .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;
         let Some(batch) = batch else {
+            if opts.once && sources.done() {
+                if let Some(e) = sources.take_error() {
+                    return Err(SensorError::Source(e));
+                }
+                // A source may have queued its last batch after our read: look once more.
+                if st.queue.depth()?.events == 0 {
+                    st.write_status();
+                    return Ok(report);
+                }
+                continue;
+            }
             if opts.once {
-                st.write_status();
-                return Ok(report);
+                // Sources are still reading (or paused on a queue that cannot drain): look again
+                // soon, within the run's time limit.
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(SensorError::GaveUp {
+                        code: uplink_diag::Code::QUEUE_FULL,
+                        message: "the sources had not read to their end".into(),
+                        after: opts.timeout,
+                    });
+                }
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(ONCE_POLL) => continue,
+                }
             }
             tokio::select! {
                 () = &mut shutdown => break,

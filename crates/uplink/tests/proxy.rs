@@ -32,19 +32,12 @@ fn status(cfg: &Path) -> serde_json::Value {
     serde_json::from_str(&ok(out, "status")).unwrap()
 }
 
-/// Exactly seq 0..n from one sensor, each carrying its n.
+/// Exactly the probes n = 0..n from one sensor, each once and in the order sent; besides them
+/// only the heartbeats and inventories `sensor run` adds.
 #[track_caller]
 fn assert_exactly_once(data: &Path, ws: &str, n: u64) {
     let rows = exported(data, ws);
-    let seqs: Vec<u64> = rows.iter().map(|(_, s, _)| *s).collect();
-    assert_eq!(
-        seqs,
-        (0..n).collect::<Vec<_>>(),
-        "expected seq 0..{n} exactly once"
-    );
-    assert!(rows
-        .iter()
-        .all(|(_, s, v)| v["event"]["n"].as_u64() == Some(*s)));
+    support::sensor::assert_n_exactly_once(&rows, "probe", n);
 }
 
 #[test]
@@ -120,7 +113,10 @@ fn an_unreachable_proxy_falls_back_to_direct_only_when_allowed() {
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     assert!(stderr(&run).contains("TCP_REFUSED"), "{}", stderr(&run));
     let st = status(&cfg);
-    assert_eq!(st["queue"]["events"], 300);
+    assert_eq!(
+        st["queue"]["events"], 302,
+        "300 sent, the run's heartbeat and inventory"
+    );
     assert_eq!(st["last_error"]["code"], "TCP_REFUSED");
     assert!(
         exported(&data, "fallback").is_empty(),
@@ -361,7 +357,8 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
     .output()
     .unwrap();
     assert!(!run.status.success(), "{}", stderr(&run));
-    assert_eq!(status(&cfg)["queue"]["events"], 200);
+    // 200 sent, and a heartbeat and an inventory from each of the two failed runs.
+    assert_eq!(status(&cfg)["queue"]["events"], 204);
 
     // A proxy comes back: everything arrives, once.
     let squid = Squid::start(squid_opts());

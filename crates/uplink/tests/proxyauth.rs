@@ -124,24 +124,15 @@ fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
     (dir, svc, ws)
 }
 
-/// Every event 0..n arrived exactly once, from this sensor, with its own payload.
+/// Every event 0..n arrived exactly once, from this sensor, with its own payload, in the order
+/// sent; besides them only the heartbeats and inventories `sensor run` adds.
 #[track_caller]
 fn assert_exactly_once(data_dir: &Path, ws: &str, sensor_id: &str, n: u64) {
     let rows = exported(data_dir, ws);
-    let mut seqs: Vec<u64> = rows
-        .iter()
-        .map(|(id, seq, v)| {
-            assert_eq!(id, sensor_id);
-            assert_eq!(v["event"]["n"].as_u64(), Some(*seq), "{v}");
-            *seq
-        })
-        .collect();
-    seqs.sort_unstable();
-    assert_eq!(
-        seqs,
-        (0..n).collect::<Vec<_>>(),
-        "events 0..{n} exactly once"
-    );
+    for (id, _, _) in &rows {
+        assert_eq!(id, sensor_id);
+    }
+    support::sensor::assert_n_exactly_once(&rows, "logon", n);
 }
 
 fn secret_nowhere(cfg: &Path, texts: &[&str], password: &str) {
@@ -207,6 +198,21 @@ fn upload_through(auth: Auth<'_>, name: &str, user: &str, password: &str, log_us
         status["proxy_auth"], scheme,
         "status names the scheme in use: {status}"
     );
+    // Heartbeats name them too: the next run's heartbeat reports the route and scheme in use.
+    let again = sensor.run_once(60);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let beats: Vec<serde_json::Value> = exported(&dir.path().join("service"), name)
+        .into_iter()
+        .filter(|(_, _, v)| v["kind"] == "heartbeat")
+        .map(|(_, _, v)| v["event"].clone())
+        .collect();
+    let last = beats.last().expect("heartbeats");
+    assert_eq!(
+        last["route"],
+        format!("PROXY 127.0.0.1:{}", squid.port),
+        "{last}"
+    );
+    assert_eq!(last["proxy_auth"], scheme, "{last}");
 
     let log = squid.stop();
     let connects: Vec<&str> = log
@@ -354,8 +360,8 @@ fn an_endless_407_loop_ends_with_a_code_and_keeps_every_event() {
         "{status}"
     );
     assert_eq!(
-        status["queue"]["events"], 200,
-        "nothing may leave the queue: {status}"
+        status["queue"]["events"], 202,
+        "nothing may leave the queue (200 sent, the run's heartbeat and inventory): {status}"
     );
     assert!(exported(&dir.path().join("service"), "loop").is_empty());
     assert!(!stderr(&run).contains(PROXY_PASSWORD));
@@ -450,7 +456,8 @@ fn a_sensor_uploads_through_socks5_with_username_password_and_a_wrong_one_is_aut
         failed["last_error"]["code"], "PROXY_AUTH_FAILED",
         "{failed}"
     );
-    assert_eq!(failed["queue"]["events"], 100, "{failed}");
+    // The events sent, plus the failed run's own heartbeat and inventory.
+    assert_eq!(failed["queue"]["events"], 100 + 2, "{failed}");
 
     // No proxy user at all: PROXY_AUTH_REQUIRED.
     ok(
@@ -645,7 +652,8 @@ fn a_sensor_uploads_through_an_https_proxy_trusting_its_ca_and_refuses_it_otherw
         failed["last_error"]["code"], "TLS_UNTRUSTED_ROOT",
         "{failed}"
     );
-    assert_eq!(failed["queue"]["events"], 50, "{failed}");
+    // The events sent, plus the failed run's own heartbeat and inventory.
+    assert_eq!(failed["queue"]["events"], 50 + 2, "{failed}");
 
     // A CA file that is not one is refused when set.
     let bad = ok_err(proxy_set(
@@ -842,7 +850,8 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
         "{failed_log}"
     );
     let failed = sensor.status();
-    assert_eq!(failed["queue"]["events"], 20, "{failed}");
+    // The events sent, plus the failed run's own heartbeat and inventory.
+    assert_eq!(failed["queue"]["events"], 20 + 2, "{failed}");
 
     // A client keytab instead of a password (KRB5_CLIENT_KTNAME, as a service would have it):
     // the principal as the user, and an empty password.

@@ -101,6 +101,12 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     // 4. Queue events as `uplink sensor send` would, then upload them as `uplink sensor run --once`.
+    // The check below counts exactly the events sent, so this sensor sends no heartbeat or
+    // inventory of its own (`run --once` would add one of each).
+    let mut config = uplink_sensor::Config::load(&paths)?;
+    config.sources.heartbeat_secs = 0;
+    config.sources.inventory_secs = 0;
+    config.save(&paths)?;
     let mut input = Vec::with_capacity(args.events as usize * 120);
     for n in 0..args.events {
         use std::io::Write;

@@ -35,8 +35,13 @@ pub enum Command {
     /// Upload queued events to the service, over mutual TLS, through the configured route.
     ///
     /// Failures are retried with exponential backoff and jitter; nothing leaves the queue until
-    /// the service has committed it. With --once, exit 0 when the queue is empty, or 1 with the
-    /// last error code when that could not happen within --timeout.
+    /// the service has committed it. The sources of sensor.toml's [sources] run alongside:
+    /// files (`[[sources.files]] paths = [globs]`), the journal (`[sources.journal]`), a
+    /// heartbeat every 60 s and an inventory at start and daily (docs/sources.md).
+    ///
+    /// With --once: take one heartbeat and one inventory, read every source to its current end,
+    /// upload everything queued, then exit 0; or 1 with the last error code when that could not
+    /// happen within --timeout.
     Run(RunArgs),
     /// Show the sensor's workspace, route, last success, last error and queue depth.
     Status(StatusArgs),
@@ -235,7 +240,7 @@ pub struct SendArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub dir: Dir,
-    /// Upload everything queued, then exit.
+    /// Read every source to its end and upload everything queued, then exit.
     #[arg(long)]
     pub once: bool,
     /// With --once: give up after this many seconds.

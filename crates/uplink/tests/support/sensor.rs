@@ -83,3 +83,111 @@ impl Sensor {
         std::fs::write(path, text).unwrap();
     }
 }
+
+/// An exported row: (sensor id, seq, the whole export line).
+pub type Row = (String, u64, serde_json::Value);
+
+/// The kinds `sensor run` adds on its own (one heartbeat and one inventory per `--once`).
+pub const OWN_KINDS: [&str; 2] = ["heartbeat", "inventory"];
+
+/// The rows of `kind`, in seq order, after checking that every other row is one the sensor adds
+/// itself (heartbeat, inventory) and that no seq of a sensor appears twice.
+#[track_caller]
+pub fn rows_of_kind(rows: &[Row], kind: &str) -> Vec<Row> {
+    let mut seen = std::collections::HashSet::new();
+    for (id, seq, v) in rows {
+        assert!(
+            seen.insert((id.clone(), *seq)),
+            "seq {seq} of {id} stored twice"
+        );
+        let k = v["kind"].as_str().unwrap_or("");
+        assert!(
+            k == kind || OWN_KINDS.contains(&k),
+            "unexpected event kind {k:?}: {v}"
+        );
+    }
+    let mut out: Vec<Row> = rows
+        .iter()
+        .filter(|(_, _, v)| v["kind"] == kind)
+        .cloned()
+        .collect();
+    out.sort_by_key(|(_, s, _)| *s);
+    out
+}
+
+/// Events `{"n": 0..n}` of `kind` arrived exactly once each, in the order they were queued (seq
+/// order), interleaved with nothing but the sensor's own heartbeats and inventories.
+#[track_caller]
+pub fn assert_n_exactly_once(rows: &[Row], kind: &str, n: u64) {
+    let ns: Vec<u64> = rows_of_kind(rows, kind)
+        .iter()
+        .map(|(_, _, v)| {
+            v["event"]["n"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no n: {v}"))
+        })
+        .collect();
+    if ns != (0..n).collect::<Vec<_>>() {
+        let missing: Vec<u64> = (0..n).filter(|i| !ns.contains(i)).take(10).collect();
+        panic!(
+            "expected n 0..{n} exactly once in seq order; got {} events, first missing {missing:?}",
+            ns.len()
+        );
+    }
+}
+
+impl Sensor {
+    /// Appends TOML (e.g. `[[sources.files]]` tables) to sensor.toml.
+    pub fn add_config(&self, toml: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("sensor.toml"))
+            .unwrap();
+        writeln!(f, "\n{toml}").unwrap();
+    }
+
+    /// Replaces text in sensor.toml (panics if it is not there).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let path = self.dir.join("sensor.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} not in sensor.toml:\n{text}");
+        std::fs::write(path, text.replace(from, to)).unwrap();
+    }
+
+    /// `uplink sensor run` in the background, its stderr to `log` (a file, for failure messages).
+    pub fn spawn_run(&self, log: &Path) -> std::process::Child {
+        uplink_cmd(&[
+            "sensor",
+            "run",
+            "--config-dir",
+            self.cfg(),
+            "--log-level",
+            "info",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start sensor run")
+    }
+
+    /// The file tailer's checkpoint: (path, offset) of each file followed.
+    pub fn file_checkpoint(&self) -> Vec<(String, u64)> {
+        let Ok(bytes) = std::fs::read(self.dir.join("sources").join("files.json")) else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap().to_owned(),
+                    f["offset"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,323 @@
+//! Running the sources (`uplink-sources`) beside the uploader.
+//!
+//! Sources write into the durable queue through [`QueueSink`] — the same encoding as `send`, and
+//! their own queue handle (the queue's `flock` orders them with the uploader and with `send`). A
+//! full queue answers `Full`: files and the journal pause (their data stays where it is) and
+//! heartbeats are skipped and counted; inventory waits for room.
+//!
+//! They run on their own threads because file reads and `journalctl`'s pipe are blocking I/O and
+//! the uploader's runtime is single-threaded: one thread for files, heartbeats and inventory, one
+//! for the journal when it is configured. With `once`, each reads to its current end and says so
+//! ([`SourcesHandle::done`]); the uploader drains after that.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use uplink_queue::{Queue, QueueError};
+use uplink_sources::host::{self, Heartbeat, Inventory};
+use uplink_sources::journal::{Journal, JournalStopper};
+use uplink_sources::tail::{Poll, TailOptions, Tailer};
+use uplink_sources::{Event, Sink, SinkError, SourceError};
+
+use crate::config::{Config, Paths};
+use crate::status::Status;
+
+/// How often idle sources look for new lines.
+const POLL: Duration = Duration::from_millis(250);
+/// How long a paused source waits before offering its batch again.
+const PAUSED: Duration = Duration::from_millis(100);
+/// After an error (a file that cannot be read, journalctl failing), wait before trying again.
+const ERROR_WAIT: Duration = Duration::from_secs(5);
+
+/// The queue as a [`Sink`].
+#[derive(Debug)]
+pub struct QueueSink {
+    pub queue: Queue,
+}
+
+impl Sink for QueueSink {
+    fn append(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        self.queue
+            .append(events.len(), |i, seq, out| {
+                uplink_protocol::batch::encode_line(out, seq, &events[i].kind, &events[i].fields);
+                out.pop(); // the queue stores lines without their newline
+            })
+            .map(|_| ())
+            .map_err(|e| match e {
+                QueueError::Full { .. } => SinkError::Full(e.to_string()),
+                other => SinkError::Failed(other.to_string()),
+            })
+    }
+}
+
+/// Running sources.
+#[derive(Debug)]
+pub struct SourcesHandle {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    threads: Vec<JoinHandle<()>>,
+    journal: Arc<Mutex<Option<JournalStopper>>>,
+    error: Arc<Mutex<Option<SourceError>>>,
+    /// Heartbeats skipped because the queue was full.
+    pub skipped_heartbeats: Arc<AtomicU64>,
+}
+
+impl SourcesHandle {
+    /// With `once`: every source has read to its end (or failed: see [`SourcesHandle::take_error`]).
+    pub fn done(&self) -> bool {
+        self.done.load(Ordering::SeqCst) == self.threads.len() as u64
+    }
+
+    /// The error that ended a source in `once` mode, if any.
+    pub fn take_error(&self) -> Option<SourceError> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Stops every source (killing journalctl) and waits for the threads, which stop between
+    /// batches: every checkpoint on disk matches what is in the queue.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(j) = self.journal.lock().ok().and_then(|mut j| j.take()) {
+            j.stop();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sleeps up to `d`, waking early when `stop` is set.
+fn nap(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Starts the configured sources.
+pub fn spawn(
+    paths: &Paths,
+    config: &Config,
+    once: bool,
+) -> Result<SourcesHandle, crate::SensorError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let error: Arc<Mutex<Option<SourceError>>> = Arc::new(Mutex::new(None));
+    let skipped = Arc::new(AtomicU64::new(0));
+    let journal_stopper = Arc::new(Mutex::new(None));
+    let mut threads = Vec::new();
+    let dir = paths.sources_dir();
+    let cfg = config.sources.clone();
+    // A batch must fit in the queue with room to spare, or a small queue would never take one.
+    let batch_bytes = ((config.queue.max_bytes / 4) as usize).clamp(4096, 1 << 20);
+    let opts = TailOptions {
+        batch_bytes,
+        rotate_wait: once.then_some(Duration::ZERO),
+        ..Default::default()
+    };
+    let tailer = Tailer::new(cfg.files.clone(), dir.join("files.json"), opts)
+        .map_err(crate::SensorError::Source)?;
+    {
+        let sink = QueueSink {
+            queue: crate::open_queue(paths, config)?,
+        };
+        let (stop, done, error, skipped) =
+            (stop.clone(), done.clone(), error.clone(), skipped.clone());
+        let status_file = paths.status_file();
+        let heartbeat = (cfg.heartbeat_secs > 0).then(|| Duration::from_secs(cfg.heartbeat_secs));
+        let inventory = (cfg.inventory_secs > 0).then(|| Duration::from_secs(cfg.inventory_secs));
+        threads.push(
+            std::thread::Builder::new()
+                .name("sources".into())
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let mut w = FilesWorker {
+                        sink,
+                        tailer,
+                        stop,
+                        skipped,
+                        status_file,
+                        heartbeat,
+                        inventory,
+                        started: Instant::now(),
+                    };
+                    if let Err(e) = w.run(once) {
+                        tracing::error!(code = %uplink_diag::Diagnose::code(&e), error = %e, "sources stopped");
+                        if let Ok(mut slot) = error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+                .map_err(|source| crate::SensorError::Io {
+                    path: "<thread>".into(),
+                    source,
+                })?,
+        );
+    }
+    if let Some(jcfg) = cfg.journal.clone() {
+        let mut sink = QueueSink {
+            queue: crate::open_queue(paths, config)?,
+        };
+        let (stop, done, error, js) = (
+            stop.clone(),
+            done.clone(),
+            error.clone(),
+            journal_stopper.clone(),
+        );
+        let ck = dir.join("journal.json");
+        threads.push(
+            std::thread::Builder::new()
+                .name("journal".into())
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let result = (|| -> Result<(), SourceError> {
+                        loop {
+                            if stop.load(Ordering::SeqCst) {
+                                return Ok(());
+                            }
+                            let mut j = Journal::start(&jcfg, ck.clone(), !once)?;
+                            if let Ok(mut slot) = js.lock() {
+                                *slot = Some(j.stopper());
+                            }
+                            loop {
+                                if stop.load(Ordering::SeqCst) {
+                                    return Ok(());
+                                }
+                                match j.pump(&mut sink)? {
+                                    Poll::More => {}
+                                    Poll::Paused => nap(&stop, PAUSED),
+                                    Poll::Idle if j.ended() => break,
+                                    Poll::Idle => {}
+                                }
+                            }
+                            if once {
+                                return Ok(());
+                            }
+                            // journalctl -f ended by itself (journal rotated away, killed): again.
+                            tracing::warn!("journalctl ended; starting it again after the last cursor");
+                            nap(&stop, ERROR_WAIT);
+                        }
+                    })();
+                    if let Err(e) = result {
+                        tracing::error!(code = %uplink_diag::Diagnose::code(&e), error = %e, "journal source stopped");
+                        if let Ok(mut slot) = error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+                .map_err(|source| crate::SensorError::Io {
+                    path: "<thread>".into(),
+                    source,
+                })?,
+        );
+    }
+    Ok(SourcesHandle {
+        stop,
+        done,
+        threads,
+        journal: journal_stopper,
+        error,
+        skipped_heartbeats: skipped,
+    })
+}
+
+struct FilesWorker {
+    sink: QueueSink,
+    tailer: Tailer,
+    stop: Arc<AtomicBool>,
+    skipped: Arc<AtomicU64>,
+    status_file: std::path::PathBuf,
+    heartbeat: Option<Duration>,
+    inventory: Option<Duration>,
+    started: Instant,
+}
+
+impl FilesWorker {
+    fn heartbeat(&mut self) {
+        let status = Status::load(&self.status_file);
+        let depth = self.sink.queue.depth().unwrap_or_default();
+        let hb = Heartbeat {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            route: status.route,
+            proxy_auth: status.proxy_auth,
+            queue_events: depth.events,
+            queue_bytes: depth.bytes,
+            last_error_code: status.last_error.map(|e| e.code),
+            skipped: self.skipped.load(Ordering::SeqCst),
+            running_secs: self.started.elapsed().as_secs(),
+        };
+        match self.sink.append(&[host::heartbeat_event(&hb)]) {
+            Ok(()) => tracing::debug!("heartbeat queued"),
+            Err(e) => {
+                let n = self.skipped.fetch_add(1, Ordering::SeqCst) + 1;
+                tracing::warn!(skipped = n, "heartbeat skipped: {e}");
+            }
+        }
+    }
+
+    /// `Ok(false)` while the queue has no room (inventory is retried, not skipped).
+    fn inventory(&mut self) -> Result<bool, SourceError> {
+        match self
+            .sink
+            .append(&[host::inventory_event(&Inventory::collect())])
+        {
+            Ok(()) => Ok(true),
+            Err(SinkError::Full(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn run(&mut self, once: bool) -> Result<(), SourceError> {
+        let now = Instant::now();
+        let mut next_heartbeat = self.heartbeat.map(|_| now);
+        let mut next_inventory = self.inventory.map(|_| now);
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if let (Some(due), Some(every)) = (next_heartbeat, self.heartbeat) {
+                if now >= due {
+                    self.heartbeat();
+                    next_heartbeat = if once { None } else { Some(due + every) };
+                }
+            }
+            if let (Some(due), Some(every)) = (next_inventory, self.inventory) {
+                if now >= due {
+                    if self.inventory()? {
+                        next_inventory = if once { None } else { Some(due + every) };
+                    } else {
+                        nap(&self.stop, PAUSED);
+                        continue;
+                    }
+                }
+            }
+            let poll = if once {
+                self.tailer.poll(&mut self.sink)?
+            } else {
+                match self.tailer.poll(&mut self.sink) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(code = %uplink_diag::Diagnose::code(&e), error = %e, "file source failed; trying again");
+                        nap(&self.stop, ERROR_WAIT);
+                        continue;
+                    }
+                }
+            };
+            match poll {
+                Poll::More => {}
+                Poll::Paused => nap(&self.stop, PAUSED),
+                Poll::Idle if once => return Ok(()),
+                Poll::Idle => nap(&self.stop, POLL),
+            }
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Sensor sources against the real service: files followed across rotation and restarts, a 2 GB
+//! file in bounded memory, the journal resumed at its cursor, pausing on a full queue, and the
+//! heartbeat and inventory of `run --once`. Every line is counted at the service.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::sensor::Sensor;
+use support::*;
+
+fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Sensor, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, name, svc.port);
+    let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    (dir, svc, sensor, logs)
+}
+
+fn data(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("service")
+}
+
+/// Appends lines `line n=N ...` for each N.
+fn write_lines(path: &Path, range: std::ops::Range<u64>) {
+    let mut text = String::new();
+    for n in range {
+        text.push_str(&format!("line n={n} some text to make it a log line\n"));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// The n of every `log` event stored, as exported.
+fn log_ns(data: &Path, ws: &str) -> Vec<u64> {
+    let rows = exported(data, ws);
+    support::sensor::rows_of_kind(&rows, "log")
+        .iter()
+        .map(|(_, _, v)| {
+            let line = v["event"]["line"].as_str().unwrap_or_default();
+            line.strip_prefix("line n=")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected line {v}"))
+        })
+        .collect()
+}
+
+/// Every line 0..n arrived exactly once (in any order between files).
+#[track_caller]
+fn assert_lines_once(data: &Path, ws: &str, n: u64) {
+    let mut ns = log_ns(data, ws);
+    ns.sort_unstable();
+    let dups: Vec<u64> = ns
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .take(10)
+        .collect();
+    let missing: Vec<u64> = (0..n)
+        .filter(|i| ns.binary_search(i).is_err())
+        .take(10)
+        .collect();
+    assert!(
+        dups.is_empty() && missing.is_empty() && ns.len() as u64 == n,
+        "expected lines 0..{n} once each: got {}, duplicates {dups:?}, missing {missing:?}",
+        ns.len()
+    );
+}
+
+/// Polls `cond` until it holds, failing with `context()` after `secs`.
+#[track_caller]
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs} s\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The checkpoint shows `path` read (and queued) to its current end.
+fn caught_up(sensor: &Sensor, path: &Path) -> bool {
+    let want = len(path);
+    sensor
+        .file_checkpoint()
+        .iter()
+        .any(|(p, o)| Path::new(p) == path && *o == want)
+}
+
+fn files_config(patterns: &[&Path], extra: &str) -> String {
+    let list: Vec<String> = patterns
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    format!("[[sources.files]]\npaths = [{}]\n{extra}", list.join(", "))
+}
+
+#[test]
+fn rename_and_copytruncate_rotation_while_tailing_lose_and_repeat_no_line() {
+    let (dir, svc, sensor, logs) = setup("rotate");
+    let app = logs.join("app.log");
+    sensor.add_config(&files_config(&[&app], "rotate_wait_secs = 1"));
+    write_lines(&app, 0..1000);
+    let run_log = dir.path().join("run.log");
+    let child = sensor.spawn_run(&run_log);
+    let ctx = || {
+        format!(
+            "checkpoint {:?}\nsensor log:\n{}\nservice log:\n{}",
+            sensor.file_checkpoint(),
+            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            svc.log()
+        )
+    };
+    wait_for("first lines read", 30, || caught_up(&sensor, &app), ctx);
+
+    // Rotation by rename; the writer still appends to the old file for a moment.
+    std::fs::rename(&app, logs.join("app.log.1")).unwrap();
+    write_lines(&logs.join("app.log.1"), 1000..1100);
+    write_lines(&app, 1100..2000);
+    wait_for(
+        "the new file read after rename",
+        30,
+        || caught_up(&sensor, &app),
+        ctx,
+    );
+
+    // copytruncate: copy (not matched by the glob), truncate in place, fewer bytes than before.
+    std::fs::copy(&app, logs.join("app.log.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    write_lines(&app, 2000..2050);
+    wait_for(
+        "the truncated file read again",
+        30,
+        || caught_up(&sensor, &app),
+        ctx,
+    );
+    write_lines(&app, 2050..3000);
+
+    wait_for(
+        "all 3000 lines at the service",
+        60,
+        || log_ns(&data(&dir), "rotate").len() >= 3000,
+        ctx,
+    );
+    // The renamed file is let go once idle for rotate_wait_secs: only app.log is followed.
+    wait_for(
+        "the renamed file let go",
+        30,
+        || sensor.file_checkpoint().len() == 1,
+        ctx,
+    );
+    signal(child.id(), "TERM");
+    assert!(
+        wait_exit(child, Duration::from_secs(20)).is_some_and(|s| s.success()),
+        "{}",
+        ctx()
+    );
+    assert_lines_once(&data(&dir), "rotate", 3000);
+    let log = std::fs::read_to_string(&run_log).unwrap();
+    assert!(log.contains("file truncated"), "{log}");
+    assert!(log.contains("finished rotated file"), "{log}");
+}
+
+#[test]
+fn a_restart_in_the_middle_of_a_file_neither_repeats_nor_skips() {
+    let (dir, svc, sensor, logs) = setup("restart");
+    let app = logs.join("big.log");
+    // A small queue and small batches: the tailer pauses often, so a stop lands mid-file.
+    sensor.edit_config("max_bytes = 536870912", "max_bytes = 1000000");
+    sensor.set_upload(300);
+    sensor.add_config(&files_config(&[&app], ""));
+    write_lines(&app, 0..100_000);
+    let run_log = dir.path().join("run.log");
+    let child = sensor.spawn_run(&run_log);
+    let ctx = || {
+        format!(
+            "checkpoint {:?}\nsensor log:\n{}\nservice log:\n{}",
+            sensor.file_checkpoint(),
+            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            svc.log()
+        )
+    };
+    wait_for(
+        "some of the file queued",
+        30,
+        || sensor.file_checkpoint().iter().any(|(_, o)| *o > 0),
+        ctx,
+    );
+    signal(child.id(), "TERM");
+    assert!(
+        wait_exit(child, Duration::from_secs(20)).is_some_and(|s| s.success()),
+        "{}",
+        ctx()
+    );
+    let (_, stopped_at) = sensor.file_checkpoint()[0].clone();
+    assert!(
+        stopped_at > 0 && stopped_at < len(&app),
+        "stopped at {stopped_at} of {}: not in the middle, the test proves little",
+        len(&app)
+    );
+    let before = log_ns(&data(&dir), "restart").len();
+    assert!(before < 100_000, "everything arrived before the restart");
+
+    // The file grows while the sensor is stopped; the next run starts where the last one stopped.
+    write_lines(&app, 100_000..110_000);
+    let run = sensor.run_once(120);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert_lines_once(&data(&dir), "restart", 110_000);
+    assert_eq!(sensor.file_checkpoint()[0].1, len(&app));
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+#[test]
+fn a_2_gb_file_is_read_in_bounded_memory() {
+    let (dir, svc, sensor, logs) = setup("bigfile");
+    let big = logs.join("huge.log");
+    // Sparse: lines at the start, after 1 GiB and after 2 GiB; holes (NUL bytes) between them.
+    let f = std::fs::File::create(&big).unwrap();
+    f.write_all_at(b"line n=0 start\n", 0).unwrap();
+    f.write_all_at(b"line n=1 middle\n", 1 << 30).unwrap();
+    f.write_all_at(b"line n=2 end\n", 2 << 30).unwrap();
+    drop(f);
+    assert!(len(&big) > 2 << 30);
+    sensor.add_config(&files_config(&[&big], ""));
+    let run_log = dir.path().join("run.log");
+    let child = sensor.spawn_run(&run_log);
+    let pid = child.id();
+    let ctx = || {
+        format!(
+            "checkpoint {:?}\nsensor log:\n{}\nservice log:\n{}",
+            sensor.file_checkpoint(),
+            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            svc.log()
+        )
+    };
+    wait_for(
+        "the three lines at the service",
+        180,
+        || log_ns(&data(&dir), "bigfile").len() >= 3,
+        ctx,
+    );
+    wait_for(
+        "the checkpoint at the end",
+        30,
+        || caught_up(&sensor, &big),
+        ctx,
+    );
+    let hwm = vm_hwm_kib(pid);
+    signal(pid, "TERM");
+    assert!(
+        wait_exit(child, Duration::from_secs(20)).is_some_and(|s| s.success()),
+        "{}",
+        ctx()
+    );
+    assert_lines_once(&data(&dir), "bigfile", 3);
+    eprintln!("peak RSS while reading a 2 GiB file: {hwm} KiB");
+    // A correctness bound, not a timing: the file is 2 GiB; the sensor must stay far below.
+    assert!(hwm < 64 * 1024, "peak RSS {hwm} KiB reading a 2 GiB file");
+}
+
+#[test]
+fn a_full_queue_pauses_the_tailer_and_nothing_is_lost() {
+    let (dir, svc, sensor, logs) = setup("pause");
+    let app = logs.join("app.log");
+    sensor.edit_config("max_bytes = 536870912", "max_bytes = 100000");
+    sensor.add_config(&files_config(&[&app], ""));
+    write_lines(&app, 0..20_000); // about 1 MB: ten times the queue
+    let run = sensor.run_once(120);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert!(
+        stderr(&run).contains("reading paused") && stderr(&run).contains("reading resumes"),
+        "the tailer never paused; the test proves little:\n{}",
+        stderr(&run)
+    );
+    assert_lines_once(&data(&dir), "pause", 20_000);
+}
+
+fn journal_remote() -> PathBuf {
+    let found = [
+        "/lib/systemd/systemd-journal-remote",
+        "/usr/lib/systemd/systemd-journal-remote",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file());
+    found.expect(
+        "systemd-journal-remote is not installed: run ./test.sh, or apt-get install systemd-journal-remote",
+    )
+}
+
+/// Appends entries `entry N` (N in range) to a journal file, through the journal export format.
+fn journal_entries(journal: &Path, range: std::ops::Range<u64>) {
+    let mut export = String::new();
+    for n in range {
+        export.push_str(&format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=testhost\nSYSLOG_IDENTIFIER=uplinktest\nPRIORITY=6\nMESSAGE=entry {n}\n\n",
+            1_700_000_000_000_000 + n,
+            n + 1
+        ));
+    }
+    let src = journal.with_extension("export");
+    std::fs::write(&src, export).unwrap();
+    let out = std::process::Command::new(journal_remote())
+        .arg(format!("--output={}", journal.display()))
+        .arg(&src)
+        .output()
+        .unwrap();
+    ok(out, "systemd-journal-remote");
+}
+
+#[test]
+fn the_journal_resumes_at_its_cursor() {
+    require("journalctl");
+    let (dir, svc, sensor, logs) = setup("journal");
+    let journal = logs.join("test.journal");
+    journal_entries(&journal, 0..50);
+    sensor.add_config(&format!(
+        "[sources.journal]\nfiles = [{:?}]\n",
+        journal.display().to_string()
+    ));
+    let messages = || -> Vec<u64> {
+        let rows = exported(&data(&dir), "journal");
+        let mut ns: Vec<u64> = support::sensor::rows_of_kind(&rows, "journal")
+            .iter()
+            .map(|(_, _, v)| {
+                assert_eq!(v["event"]["identifier"], "uplinktest", "{v}");
+                v["event"]["message"]
+                    .as_str()
+                    .and_then(|m| m.strip_prefix("entry "))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{v}"))
+            })
+            .collect();
+        ns.sort_unstable();
+        ns
+    };
+    let run = sensor.run_once(60);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert_eq!(messages(), (0..50).collect::<Vec<_>>());
+    let ck: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sensor.dir.join("sources/journal.json")).unwrap())
+            .unwrap();
+    // The cursor names the 50th entry (its sequence number, in hex).
+    assert!(
+        ck["cursor"].as_str().is_some_and(|c| c.contains(";i=32;")),
+        "{ck}"
+    );
+
+    // New entries: the next run reads only them, after the cursor.
+    journal_entries(&journal, 50..80);
+    let run = sensor.run_once(60);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert_eq!(messages(), (0..80).collect::<Vec<_>>());
+    // And a run with nothing new sends nothing from the journal.
+    let run = sensor.run_once(60);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(messages().len(), 80);
+}
+
+#[test]
+fn run_once_sends_a_heartbeat_and_an_inventory() {
+    let (dir, svc, sensor, _logs) = setup("hbinv");
+    for _ in 0..2 {
+        let run = sensor.run_once(30);
+        assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    }
+    let rows = exported(&data(&dir), "hbinv");
+    let of = |k: &str| -> Vec<serde_json::Value> {
+        rows.iter()
+            .filter(|(_, _, v)| v["kind"] == k)
+            .map(|(_, _, v)| v["event"].clone())
+            .collect()
+    };
+    let (hb, inv) = (of("heartbeat"), of("inventory"));
+    assert_eq!((hb.len(), inv.len(), rows.len()), (2, 2, 4), "{rows:?}");
+    assert_eq!(hb[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        hb[0]["route"].is_null(),
+        "no route before the first connection: {}",
+        hb[0]
+    );
+    assert_eq!(hb[1]["route"], "DIRECT", "{}", hb[1]);
+    assert_eq!(hb[1]["skipped_heartbeats"], 0);
+    assert!(hb[1]["last_error_code"].is_null());
+    for k in ["events", "bytes"] {
+        assert!(hb[1]["queue"][k].is_u64(), "{}", hb[1]);
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_owned();
+    assert_eq!(inv[0]["hostname"], read("/proc/sys/kernel/hostname"));
+    assert_eq!(
+        inv[0]["kernel"]["release"],
+        read("/proc/sys/kernel/osrelease")
+    );
+    assert_eq!(inv[0]["kernel"]["name"], "Linux");
+    let os_id = read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("ID="))
+        .map(|v| v.trim_matches('"').to_owned());
+    assert_eq!(inv[0]["os"]["id"].as_str().map(str::to_owned), os_id);
+    assert!(inv[0]["uptime_secs"].as_u64().is_some_and(|u| u > 0));
+    assert!(inv[0]["addresses"].is_array());
+}
