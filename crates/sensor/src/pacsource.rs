@@ -5,15 +5,27 @@
 //! privacy: `https://host:port/`, never a path. Evaluation is bounded by the PAC engine's limits
 //! (time, memory, DNS timeouts); a failure becomes an explained route, never a hang.
 //!
-//! A file is read and compiled again for each new connection (routes are chosen once per
-//! connection, and compiling even a 150 KB enterprise PAC takes milliseconds), so an edited file
-//! applies at the next connection. A URL is fetched again only when its copy is stale: the
+//! A file is read again for each new connection, so an edited file applies at the next
+//! connection; compiled scripts are kept by source (per thread), so an unchanged one is not
+//! compiled again. A URL is fetched again only when its copy is stale: the
 //! process keeps each fetched script for its HTTP lifetime (`Cache-Control`/`Expires`, bounded to
 //! 60 s .. 24 h, an hour without headers; see `uplink_pac::fetch`), and when a refetch fails it
 //! keeps routing by the last script it had, saying so, rather than lose its route.
 
 use uplink_pac::{EvalOptions, Pac, PacProxy};
 use uplink_proxy::{PacEntry, PacOutcome};
+
+thread_local! {
+    /// Compiled scripts, by source, per thread (a compiled script cannot leave its thread): the
+    /// uploader's route choices and the analyzer's probes evaluate the same script many times.
+    static COMPILED: std::cell::RefCell<uplink_pac::PacCache> =
+        std::cell::RefCell::new(uplink_pac::PacCache::new(4, uplink_pac::Limits::default()));
+}
+
+/// Scripts compiled on this thread so far (for tests).
+pub fn compiles_on_this_thread() -> u64 {
+    COMPILED.with(|c| c.borrow().compiles())
+}
 
 /// Largest PAC file read from disk.
 pub const MAX_PAC_BYTES: u64 = 8 << 20;
@@ -124,10 +136,13 @@ pub fn evaluate_loaded(
     let service = format!("https://{host}:{port}/");
     let url = uplink_pac::url_for_pac(&service).unwrap_or(service);
     let answer = source.and_then(|src| {
-        let mut engine = Pac::compile(&src).map_err(|e| e.to_string())?;
-        engine
-            .find_proxy(&url, host, &EvalOptions::default())
-            .map_err(|e| e.to_string())
+        COMPILED.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let engine = cache.get_or_compile(&src).map_err(|e| e.to_string())?;
+            engine
+                .find_proxy(&url, host, &EvalOptions::default())
+                .map_err(|e| e.to_string())
+        })
     });
     match answer {
         Ok(raw) => {
@@ -160,6 +175,26 @@ pub fn evaluate_loaded(
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_script_is_compiled_once_per_thread_and_source() {
+        let src = "function FindProxyForURL(u, h) { return h == 'a.example' ? 'PROXY p:3128' : 'DIRECT'; }";
+        let before = compiles_on_this_thread();
+        let a = evaluate_loaded("s.pac", Ok(src.into()), "a.example", 443);
+        let b = evaluate_loaded("s.pac", Ok(src.into()), "b.example", 443);
+        assert_eq!(compiles_on_this_thread() - before, 1);
+        assert_eq!(a.raw.as_deref(), Some("PROXY p:3128"));
+        assert_eq!(b.raw.as_deref(), Some("DIRECT"));
+        // A changed script is compiled anew.
+        let c = evaluate_loaded(
+            "s.pac",
+            Ok(src.replace("p:3128", "q:8080")),
+            "a.example",
+            443,
+        );
+        assert_eq!(c.raw.as_deref(), Some("PROXY q:8080"));
+        assert_eq!(compiles_on_this_thread() - before, 2);
+    }
 
     #[test]
     fn fetched_scripts_live_for_their_freshness_and_stand_in_when_a_refetch_fails() {
