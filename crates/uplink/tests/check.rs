@@ -949,3 +949,108 @@ fn a_socks5_proxy_on_the_command_line_is_probed_with_its_authentication() {
     );
     assert!(!stdout(&out).contains("wrong@") && !stderr(&out).contains("s0cks-pass"));
 }
+
+/// A proxy that answers every request with a fresh Digest 407 (`stale=true`, a new nonce): the
+/// probe gives up after its bounded rounds with PROXY_AUTH_FAILED at the proxy_auth step, well
+/// within its timeout.
+#[test]
+fn a_proxy_407_loop_ends_with_proxy_auth_failed() {
+    use std::io::{Read, Write};
+    let hostile = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hostile.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in hostile.incoming() {
+            let Ok(mut s) = conn else { return };
+            std::thread::spawn(move || {
+                let (mut n, mut buf, mut pending) = (0u64, [0u8; 4096], Vec::new());
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => pending.extend_from_slice(&buf[..k]),
+                    }
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        n += 1;
+                        let reply = format!("HTTP/1.1 407 X\r\nProxy-Authenticate: Digest realm=\"r\", nonce=\"n{n}\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n");
+                        if s.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let started = std::time::Instant::now();
+    let (code, v, _) = run(&[
+        "--url",
+        "https://loop.uplink.localhost/",
+        "--method",
+        "cli",
+        "--proxy",
+        &format!("http://{addr}"),
+        "--proxy-user",
+        "alice",
+        "--proxy-password",
+        "l00p-pass",
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_code(method(&v, "cli"), "PROXY_AUTH_FAILED", "proxy_auth", "");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// On a host of its own (a network namespace) whose packets to port 53 and 9 are dropped and
+/// which has no route to 192.0.2.0/24: DNS_TIMEOUT, TCP_TIMEOUT and TCP_UNREACHABLE, each at its
+/// step, within the probe timeout.
+#[test]
+fn timeouts_and_no_route_are_named_on_a_host_of_their_own() {
+    support::require("nft");
+    let ns = support::netns::Netns::new();
+    ns.hosts(&[]);
+    ns.resolv_conf(&format!(
+        "nameserver {}\noptions timeout:5 attempts:1\n",
+        ns.host_ip
+    ));
+    let nft = ns
+        .command("nft")
+        .args([
+            "add table inet uplinktest; add chain inet uplinktest out { type filter hook output priority 0; }; \
+             add rule inet uplinktest out udp dport 53 drop; add rule inet uplinktest out tcp dport 9 drop",
+        ])
+        .output()
+        .unwrap();
+    assert!(nft.status.success(), "nft: {}", stderr(&nft));
+    let probe = |url: &str| -> Value {
+        let mut cmd = ns.command(support::UPLINK);
+        support::scrub_proxy_env(&mut cmd);
+        let out = cmd
+            .args([
+                "check",
+                "--url",
+                url,
+                "--method",
+                "direct",
+                "--timeout",
+                "1",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let v = probe("https://nowhere.uplink.test/");
+    assert_code(method(&v, "direct"), "DNS_TIMEOUT", "dns", "");
+    let v = probe(&format!("https://{}:9/", ns.host_ip));
+    assert_code(method(&v, "direct"), "TCP_TIMEOUT", "tcp", "");
+    let v = probe("https://192.0.2.1/");
+    assert_code(method(&v, "direct"), "TCP_UNREACHABLE", "tcp", "");
+}
