@@ -249,33 +249,28 @@ fn a_sensor_in_wpad_mode_uploads_through_the_discovered_proxy_and_caches_the_dis
 /// tries wpad.eu.corp.uplink.test, then finds wpad.corp.uplink.test, and never goes higher.
 #[test]
 fn dns_discovery_walks_up_the_search_domain_to_the_wpad_host() {
-    use std::io::BufRead;
-    use std::process::Stdio;
+    use std::time::Duration;
+    use support::daemon::Daemon;
     support::require("dnsmasq");
     support::require("python3");
     let ns = support::netns::Netns::new();
     ns.hosts(&[]);
     ns.resolv_conf("nameserver 127.0.0.1\nsearch eu.corp.uplink.test\n");
-    let mut dnsmasq = ns
-        .command("dnsmasq")
-        .args([
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--port=53",
-            "--address=/wpad.corp.uplink.test/127.0.0.1",
-            "--pid-file=",
-            "--log-queries",
-            "--log-facility=-",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start dnsmasq");
+    let mut dnsmasq_cmd = ns.command("dnsmasq");
+    dnsmasq_cmd.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--port=53",
+        "--address=/wpad.corp.uplink.test/127.0.0.1",
+        "--pid-file=",
+        "--log-queries",
+        "--log-facility=-",
+    ]);
+    let dnsmasq = Daemon::spawn("dnsmasq", dnsmasq_cmd);
     let www = tempfile::tempdir().unwrap();
     std::fs::write(
         www.path().join("wpad.dat"),
@@ -285,8 +280,8 @@ fn dns_discovery_walks_up_the_search_domain_to_the_wpad_host() {
          }\n",
     )
     .unwrap();
-    let mut http = ns
-        .command("python3")
+    let mut http_cmd = ns.command("python3");
+    http_cmd
         .args([
             "-u",
             "-m",
@@ -296,39 +291,18 @@ fn dns_discovery_walks_up_the_search_domain_to_the_wpad_host() {
             "127.0.0.1",
             "--directory",
         ])
-        .arg(www.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start python3 http.server");
+        .arg(www.path());
+    let http = Daemon::spawn("python3 http.server", http_cmd);
     // Ready signals: dnsmasq logs "started", http.server prints "Serving HTTP".
-    let mut dns_log = std::io::BufReader::new(dnsmasq.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            dns_log.read_line(&mut line).unwrap() > 0,
-            "dnsmasq exited before it started"
-        );
-        if line.contains("started") {
-            break;
-        }
-    }
-    let mut http_out = std::io::BufReader::new(http.stdout.take().unwrap());
-    line.clear();
-    http_out.read_line(&mut line).unwrap();
-    assert!(line.contains("Serving HTTP"), "http.server: {line}");
+    dnsmasq.expect("started", Duration::from_secs(20));
+    http.expect("Serving HTTP", Duration::from_secs(20));
 
     let mut cmd = ns.command(support::UPLINK);
     support::scrub_proxy_env(&mut cmd);
     // Inside the namespace /etc/resolv.conf is the namespace's: use it.
     cmd.env("UPLINK_WPAD_RESOLV_CONF", "/etc/resolv.conf");
     let out = cmd.args(["proxy", "wpad", "--json"]).output().unwrap();
-    let _ = dnsmasq.kill();
-    let _ = http.kill();
-    let _ = dnsmasq.wait();
-    let _ = http.wait();
+    drop((dnsmasq, http));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out))
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), support::stderr(&out)));
     assert_eq!(out.status.code(), Some(0), "{v}");

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod check;
+pub mod daemon;
 pub mod dhcp;
 pub mod kdc;
 pub mod netns;

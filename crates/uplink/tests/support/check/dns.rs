@@ -3,16 +3,16 @@
 //! NXDOMAIN), with the namespace's resolv.conf pointing at it. Commands run in the namespace
 //! resolve through it. Killed on drop (the namespace goes with the Netns).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::daemon::Daemon;
 use crate::support::netns::Netns;
 use crate::support::require;
 
 pub struct Dns {
+    // Declared first so it is dropped (killed) before the namespace is deleted.
+    _daemon: Daemon,
     pub ns: Netns,
-    child: Child,
 }
 
 impl Dns {
@@ -44,43 +44,11 @@ impl Dns {
         for (name, ip) in records {
             cmd.arg(format!("--address=/{name}/{ip}"));
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start dnsmasq");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = String::new();
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) => {
-                    seen.push_str(&l);
-                    seen.push('\n');
-                    if l.contains("started, version") {
-                        break;
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("dnsmasq did not start in the namespace; output:\n{seen}");
-                }
-            }
+        let daemon = Daemon::spawn("dnsmasq", cmd);
+        daemon.expect("started, version", Duration::from_secs(20));
+        Dns {
+            _daemon: daemon,
+            ns,
         }
-        Dns { ns, child }
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
