@@ -53,23 +53,26 @@ pub fn discovery(paths: &Paths) -> (Discovery, Option<u64>) {
     (found, None)
 }
 
-/// What discovery found, evaluated for `https://host:port/`, for the proxy engine.
+/// What discovery found (from the cache or now), evaluated for `https://host:port/`, for the
+/// proxy engine.
 pub fn outcome(paths: &Paths, host: &str, port: u16) -> WpadOutcome {
     let (d, cached) = discovery(paths);
-    let mut steps: Vec<String> = d
-        .steps
-        .iter()
-        .map(|s| format!("{} {}: {}", s.step, s.source, s.outcome))
-        .collect();
+    evaluate(&d, cached, host, port)
+}
+
+/// A discovery's script evaluated for `https://host:port/`; `cached` is the seconds its cached
+/// copy has left, when it came from the cache.
+pub fn evaluate(d: &Discovery, cached: Option<u64>, host: &str, port: u16) -> WpadOutcome {
+    let mut steps: Vec<String> = d.steps.iter().map(ToString::to_string).collect();
     if let Some(left) = cached {
         steps.insert(0, format!("cached result, rediscovered in {left}s"));
     }
-    let pac = d.found.map(|f| {
+    let pac = d.found.as_ref().map(|f| {
         let label = match cached {
             Some(left) => format!("{} (cached, {left}s left)", f.url),
             None => f.url.clone(),
         };
-        crate::pacsource::evaluate_loaded(&label, Ok(f.script), host, port)
+        crate::pacsource::evaluate_loaded(&label, Ok(f.script.clone()), host, port)
     });
     WpadOutcome { steps, pac }
 }

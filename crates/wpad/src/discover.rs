@@ -83,6 +83,13 @@ pub struct Step {
     pub pac_url: Option<String>,
 }
 
+impl std::fmt::Display for Step {
+    /// `dns http://wpad.corp/wpad.dat: found a PAC (…)`, as explanations list it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.step, self.source, self.outcome)
+    }
+}
+
 /// A script discovery found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {

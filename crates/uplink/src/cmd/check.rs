@@ -126,7 +126,8 @@ pub struct Args {
     /// Methods to test (repeatable or comma-separated): default, wpad, direct, named, cli, pac.
     #[arg(long = "method", value_name = "METHOD", value_delimiter = ',')]
     pub methods: Vec<String>,
-    /// The `cli` method's proxy: http://HOST:PORT.
+    /// The `cli` method's proxy: http://HOST:PORT, https://HOST:PORT (TLS to the proxy, trusting
+    /// the system roots), socks5://HOST:PORT or socks5h://HOST:PORT (the proxy resolves names).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
     /// The `cli` proxy's user (DOMAIN\user, user@domain or user).
@@ -780,25 +781,13 @@ impl CliRoutes {
                 &mut uplink_sensor::wpadsource::fetch_and_check,
             )
         });
-        let steps: Vec<String> = d
-            .steps
-            .iter()
-            .map(|s| format!("{} {}: {}", s.step, s.source, s.outcome))
-            .collect();
-        match &d.found {
+        let outcome = uplink_sensor::wpadsource::evaluate(d, None, host, port);
+        match outcome.pac {
             None => Err(format!(
                 "WPAD discovery found no script ({})",
-                steps.join("; ")
+                outcome.steps.join("; ")
             )),
-            Some(f) => Ok(uplink_proxy::WpadOutcome {
-                steps,
-                pac: Some(uplink_sensor::pacsource::evaluate_loaded(
-                    &f.url,
-                    Ok(f.script.clone()),
-                    host,
-                    port,
-                )),
-            }),
+            Some(_) => Ok(outcome),
         }
     }
 }
