@@ -22,7 +22,7 @@ use uplink_sources::tail::{Poll, TailOptions, Tailer};
 use uplink_sources::{Event, Sink, SinkError, SourceError};
 
 use crate::config::{Config, Paths};
-use crate::status::Status;
+use crate::status::{now_rfc3339, HeartbeatRecord, Status};
 
 /// How often idle sources look for new lines.
 const POLL: Duration = Duration::from_millis(250);
@@ -75,6 +75,18 @@ impl SourcesHandle {
         self.error.lock().ok().and_then(|mut e| e.take())
     }
 
+    /// A handle with nothing running (what is left while sources restart).
+    pub fn stopped() -> SourcesHandle {
+        SourcesHandle {
+            stop: Arc::new(AtomicBool::new(true)),
+            done: Arc::new(AtomicU64::new(0)),
+            threads: Vec::new(),
+            journal: Arc::new(Mutex::new(None)),
+            error: Arc::new(Mutex::new(None)),
+            skipped_heartbeats: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// Stops every source (killing journalctl) and waits for the threads, which stop between
     /// batches: every checkpoint on disk matches what is in the queue.
     pub fn stop(self) {
@@ -109,7 +121,9 @@ pub fn spawn(
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let error: Arc<Mutex<Option<SourceError>>> = Arc::new(Mutex::new(None));
-    let skipped = Arc::new(AtomicU64::new(0));
+    // Counted over the sensor's life in this state directory (a restart or a reload goes on).
+    let record = HeartbeatRecord::load(paths);
+    let skipped = Arc::new(AtomicU64::new(record.skipped));
     let journal_stopper = Arc::new(Mutex::new(None));
     let mut threads = Vec::new();
     let dir = paths.sources_dir();
@@ -129,7 +143,7 @@ pub fn spawn(
         };
         let (stop, done, error, skipped) =
             (stop.clone(), done.clone(), error.clone(), skipped.clone());
-        let status_file = paths.status_file();
+        let paths = paths.clone();
         let heartbeat = (cfg.heartbeat_secs > 0).then(|| Duration::from_secs(cfg.heartbeat_secs));
         let inventory = (cfg.inventory_secs > 0).then(|| Duration::from_secs(cfg.inventory_secs));
         threads.push(
@@ -142,7 +156,8 @@ pub fn spawn(
                         tailer,
                         stop,
                         skipped,
-                        status_file,
+                        paths,
+                        record,
                         heartbeat,
                         inventory,
                         started: Instant::now(),
@@ -234,7 +249,8 @@ struct FilesWorker {
     tailer: Tailer,
     stop: Arc<AtomicBool>,
     skipped: Arc<AtomicU64>,
-    status_file: std::path::PathBuf,
+    paths: Paths,
+    record: HeartbeatRecord,
     heartbeat: Option<Duration>,
     inventory: Option<Duration>,
     started: Instant,
@@ -242,7 +258,7 @@ struct FilesWorker {
 
 impl FilesWorker {
     fn heartbeat(&mut self) {
-        let status = Status::load(&self.status_file);
+        let status = Status::load(&self.paths.status_file());
         let depth = self.sink.queue.depth().unwrap_or_default();
         let hb = Heartbeat {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -255,11 +271,21 @@ impl FilesWorker {
             running_secs: self.started.elapsed().as_secs(),
         };
         match self.sink.append(&[host::heartbeat_event(&hb)]) {
-            Ok(()) => tracing::debug!("heartbeat queued"),
+            Ok(()) => {
+                tracing::debug!("heartbeat queued");
+                self.record.queued += 1;
+                self.record.last_queued = Some(now_rfc3339());
+            }
             Err(e) => {
                 let n = self.skipped.fetch_add(1, Ordering::SeqCst) + 1;
                 tracing::warn!(skipped = n, "heartbeat skipped: {e}");
+                self.record.skipped = n;
+                self.record.last_skipped = Some(now_rfc3339());
             }
+        }
+        // For `sensor status`; once a heartbeat interval, so the cost (one small fsync) is nil.
+        if let Err(e) = self.record.store(&self.paths) {
+            tracing::warn!(error = %e, "cannot record the heartbeat for `sensor status`");
         }
     }
 

@@ -66,3 +66,96 @@ impl Status {
         )
     }
 }
+
+/// How the heartbeats went, kept by the sources thread in `sources/heartbeats.json` so that
+/// `sensor status` (another process) can show skipped heartbeats. Counts are since the sensor
+/// last started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeartbeatRecord {
+    /// Heartbeats queued.
+    pub queued: u64,
+    /// Heartbeats skipped because the queue was full.
+    pub skipped: u64,
+    /// RFC 3339 time of the last heartbeat queued.
+    pub last_queued: Option<String>,
+    /// RFC 3339 time of the last heartbeat skipped.
+    pub last_skipped: Option<String>,
+}
+
+impl HeartbeatRecord {
+    pub fn path(paths: &crate::Paths) -> std::path::PathBuf {
+        paths.sources_dir().join("heartbeats.json")
+    }
+
+    pub fn load(paths: &crate::Paths) -> HeartbeatRecord {
+        std::fs::read(Self::path(paths))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn store(&self, paths: &crate::Paths) -> std::io::Result<()> {
+        let path = Self::path(paths);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::fsutil::write_public(
+            &path,
+            &serde_json::to_vec_pretty(self).expect("record serialises"),
+        )
+    }
+}
+
+/// One followed file as `sensor status` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileStatus {
+    pub path: String,
+    /// Every byte before it is in the queue.
+    pub offset: u64,
+    /// The file's length now, when the path still names the file that was followed (`None`: it
+    /// was rotated away or deleted).
+    pub length: Option<u64>,
+    /// Bytes written but not yet queued (`length - offset`).
+    pub behind: Option<u64>,
+}
+
+/// Where the sources stand, read from their checkpoints (see `uplink_sources::checkpoint`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SourcesStatus {
+    pub files: Vec<FileStatus>,
+    /// The cursor of the last journal entry queued.
+    pub journal_cursor: Option<String>,
+    pub heartbeats: HeartbeatRecord,
+}
+
+impl SourcesStatus {
+    /// Reads the checkpoints; an unreadable one reads as empty (status never fails on them).
+    pub fn load(paths: &crate::Paths) -> SourcesStatus {
+        use std::os::unix::fs::MetadataExt;
+        use uplink_sources::checkpoint::{self, FilesCheckpoint, JournalCheckpoint};
+        let dir = paths.sources_dir();
+        let files: FilesCheckpoint = checkpoint::load(&dir.join("files.json")).unwrap_or_default();
+        let journal: JournalCheckpoint =
+            checkpoint::load(&dir.join("journal.json")).unwrap_or_default();
+        SourcesStatus {
+            files: files
+                .files
+                .iter()
+                .map(|m| {
+                    let length = std::fs::metadata(&m.path)
+                        .ok()
+                        .filter(|md| md.dev() == m.dev && md.ino() == m.ino)
+                        .map(|md| md.len());
+                    FileStatus {
+                        path: m.path.clone(),
+                        offset: m.offset,
+                        length,
+                        behind: length.map(|l| l.saturating_sub(m.offset)),
+                    }
+                })
+                .collect(),
+            journal_cursor: journal.cursor,
+            heartbeats: HeartbeatRecord::load(paths),
+        }
+    }
+}

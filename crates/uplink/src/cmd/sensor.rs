@@ -673,6 +673,8 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
             Err(e) => format!("invalid: {e}"),
         }
     });
+    let sources = uplink_sensor::status::SourcesStatus::load(&paths);
+    let expires = certificate_expires(&paths);
     let value = serde_json::json!({
         "workspace": config.workspace,
         "sensor_id": config.sensor_id,
@@ -680,11 +682,12 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         "route": route,
         "route_note": status.route_note,
         "proxy_auth": status.proxy_auth,
-        "certificate_expires": certificate_expires(&paths),
+        "certificate_expires": expires,
         "last_success": status.last_success,
         "last_error": status.last_error,
         "delivered": status.delivered,
         "queue": {"events": depth.events, "bytes": depth.bytes},
+        "sources": sources,
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -716,6 +719,37 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "queue         {} events, {} bytes",
             depth.events, depth.bytes
         );
+        println!(
+            "certificate   valid until {}",
+            expires
+                .as_deref()
+                .unwrap_or("unknown (no readable client certificate)")
+        );
+        let hb = &sources.heartbeats;
+        println!(
+            "heartbeats    {} queued, {} skipped (queue full){}",
+            hb.queued,
+            hb.skipped,
+            hb.last_queued
+                .as_deref()
+                .map(|t| format!(", last at {t}"))
+                .unwrap_or_default()
+        );
+        for f in &sources.files {
+            match f.behind {
+                Some(behind) => println!(
+                    "file          {}: queued through byte {}, {behind} bytes behind",
+                    f.path, f.offset
+                ),
+                None => println!(
+                    "file          {}: queued through byte {} (rotated away or deleted)",
+                    f.path, f.offset
+                ),
+            }
+        }
+        if let Some(cursor) = &sources.journal_cursor {
+            println!("journal       queued through cursor {cursor}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
