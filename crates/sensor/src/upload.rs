@@ -7,7 +7,7 @@
 //!
 //! The route is read from the configuration before every new connection, so a changed proxy
 //! takes effect without a restart. A reload (SIGHUP) also restarts the sources when their settings
-//! changed ([`apply_reload`]): stopping them between batches keeps their checkpoints exact.
+//! changed (`apply_reload`): stopping them between batches keeps their checkpoints exact.
 //!
 //! The configured sources ([`crate::sources`]) run beside it on their own threads, writing into the
 //! same queue. With `once`, the uploader stops only when the sources have read to their current
