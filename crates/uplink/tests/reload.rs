@@ -6,7 +6,7 @@ mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::sensor::Sensor;
 use support::*;
@@ -24,20 +24,6 @@ fn write_lines(path: &Path, range: std::ops::Range<u64>) {
         .unwrap();
 }
 
-/// Polls `cond` until it holds, failing with `context()` after `secs`.
-#[track_caller]
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {secs} s\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `sensor status --json` shows `path` queued to its end, and the queue empty.
 fn drained(sensor: &Sensor, paths: &[&Path]) -> bool {
     let st = sensor.status();
@@ -53,6 +39,15 @@ fn drained(sensor: &Sensor, paths: &[&Path]) -> bool {
                     && f["offset"] == std::fs::metadata(p).unwrap().len()
             })
         })
+}
+
+/// For failure messages: the sensor's status and its log.
+fn status_and_log(sensor: &Sensor, log: &Path) -> String {
+    format!(
+        "{}\nsensor:\n{}",
+        sensor.status(),
+        std::fs::read_to_string(log).unwrap_or_default()
+    )
 }
 
 fn count(log: &Path, needle: &str) -> usize {
@@ -112,19 +107,14 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
     write_lines(&a, 0..1000);
     let log = dir.path().join("run.log");
     let child = sensor.spawn_run(&log);
-    let context = || {
-        format!(
-            "{}\nsensor:\n{}",
-            sensor.status(),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
+    let context = || status_and_log(&sensor, &log);
+    let logged = |needle: &str, n: usize| {
+        poll_until(needle, 30, || count(&log, needle) == n, context);
     };
-    wait_for(
-        "a.log queued and delivered",
-        60,
-        || drained(&sensor, &[&a]),
-        context,
-    );
+    let delivered = |files: &[&Path]| {
+        poll_until("files delivered", 60, || drained(&sensor, files), context);
+    };
+    delivered(&[&a]);
 
     // A second file group, and more lines in both files, then SIGHUP.
     sensor.add_config(&format!(
@@ -134,18 +124,8 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
     write_lines(&b, 1000..2000);
     write_lines(&a, 2000..3000);
     signal(child.id(), "HUP");
-    wait_for(
-        "the sources restarted",
-        30,
-        || count(&log, "sources restarted with the reloaded settings") == 1,
-        context,
-    );
-    wait_for(
-        "both files delivered",
-        60,
-        || drained(&sensor, &[&a, &b]),
-        context,
-    );
+    logged("sources restarted with the reloaded settings", 1);
+    delivered(&[&a, &b]);
     assert!(
         count(&log, "following file") >= 3,
         "a.log twice (before and after the reload) and b.log once:\n{}",
@@ -155,38 +135,18 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
     // A reload that changes nothing in [sources] leaves them running.
     write_lines(&a, 3000..3100);
     signal(child.id(), "HUP");
-    wait_for(
-        "the second reload",
-        30,
-        || count(&log, "configuration reloaded") == 2,
-        context,
-    );
-    wait_for(
-        "a.log delivered",
-        60,
-        || drained(&sensor, &[&a, &b]),
-        context,
-    );
+    logged("configuration reloaded", 2);
+    delivered(&[&a, &b]);
     assert_eq!(count(&log, "sources restarted"), 1, "{}", context());
 
     // A reload with a broken [sources] keeps the running sources.
     sensor.add_config("[[sources.files]]\npaths = [\"relative.log\"]\n");
     signal(child.id(), "HUP");
-    wait_for(
-        "the refused reload",
-        30,
-        || count(&log, "configuration reload failed") == 1,
-        context,
-    );
+    logged("configuration reload failed", 1);
     write_lines(&a, 3100..3200);
     // (`sensor status` refuses the broken file too: mend it, without a reload.)
     sensor.edit_config("[[sources.files]]\npaths = [\"relative.log\"]\n", "");
-    wait_for(
-        "a.log delivered",
-        60,
-        || drained(&sensor, &[&a, &b]),
-        context,
-    );
+    delivered(&[&a, &b]);
     assert_eq!(count(&log, "sources restarted"), 1, "{}", context());
 
     signal(child.id(), "TERM");
@@ -248,14 +208,8 @@ fn heartbeats_skipped_on_a_full_queue_are_counted_shown_and_reported() {
     }
     let log = dir.path().join("run.log");
     let child = sensor.spawn_run(&log);
-    let context = || {
-        format!(
-            "{}\nsensor:\n{}",
-            sensor.status(),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    };
-    wait_for(
+    let context = || status_and_log(&sensor, &log);
+    poll_until(
         "three heartbeats skipped",
         30,
         || sensor.status()["sources"]["heartbeats"]["skipped"].as_u64() >= Some(3),
@@ -281,7 +235,7 @@ fn heartbeats_skipped_on_a_full_queue_are_counted_shown_and_reported() {
             v["kind"] == "heartbeat" && v["event"]["skipped_heartbeats"].as_u64() >= Some(3)
         })
     };
-    wait_for(
+    poll_until(
         "a heartbeat reporting the skipped ones",
         60,
         skipped_reported,

@@ -455,3 +455,24 @@ pub fn read_all(mut r: impl Read) -> String {
     let _ = r.read_to_string(&mut s);
     s
 }
+
+/// Polls `cond` (a status file, an export, a log) every 50 ms until it holds, failing with
+/// `context()` after `secs`. For conditions no process announces; prefer a line read from a
+/// pipe ([`daemon::Daemon::expect`]) where there is one.
+#[track_caller]
+pub fn poll_until(
+    what: &str,
+    secs: u64,
+    mut cond: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
