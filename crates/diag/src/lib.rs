@@ -89,6 +89,10 @@ codes! {
     PROXY_AUTH_REQUIRED = (ProxyAuth, "The proxy requires authentication: configure a proxy user and password (uplink sensor proxy set --url URL --user DOMAIN\\user --password ...)."),
     /// The proxy rejected the credentials that were sent.
     PROXY_AUTH_FAILED = (ProxyAuth, "The proxy rejected the credentials: check the user name (DOMAIN\\user) and password, then set them again."),
+    /// The proxy took the connection but did not answer the tunnel request in time.
+    PROXY_TIMEOUT = (ProxyConnect, "The proxy accepted the connection but did not answer in time: check the proxy's load and its own route to the service, or use another proxy."),
+    /// An HTTPS proxy's certificate does not chain to the CA trusted for it.
+    PROXY_TLS_UNTRUSTED = (ProxyConnect, "The HTTPS proxy's certificate does not chain to a trusted CA: give its CA with `uplink sensor proxy set --proxy-ca FILE`, or add it to the system roots."),
     /// The proxy sent something that is not HTTP, or broke the protocol.
     PROXY_PROTOCOL_ERROR = (ProxyConnect, "The proxy's answer was not valid HTTP: check the proxy URL's scheme and port."),
     /// The presented chain leads to a different CA than expected: something intercepts TLS.

@@ -126,7 +126,7 @@ impl Diagnose for TunnelError {
             TunnelError::Auth { source, .. } => source.code(),
             TunnelError::Denied { .. } => Code::PROXY_CONNECT_DENIED,
             TunnelError::Protocol { .. } => Code::PROXY_PROTOCOL_ERROR,
-            TunnelError::Timeout { .. } => Code::TIMEOUT,
+            TunnelError::Timeout { .. } => Code::PROXY_TIMEOUT,
             TunnelError::Io { .. } => Code::PROXY_PROTOCOL_ERROR,
             TunnelError::ProxyTls { code, .. } => *code,
             TunnelError::Config { .. } => Code::CONFIG_INVALID,

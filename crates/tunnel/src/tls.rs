@@ -113,7 +113,7 @@ impl ProxyTls {
             .map_err(|e| {
                 let code = classify(&e);
                 let advice = match code {
-                    Code::TLS_UNTRUSTED_ROOT => format!(
+                    Code::PROXY_TLS_UNTRUSTED => format!(
                         "; its certificate does not chain to {}: give the proxy's CA with --proxy-ca FILE",
                         self.trust
                     ),
@@ -137,7 +137,7 @@ fn classify(e: &std::io::Error) -> Code {
     match e.get_ref().and_then(|i| i.downcast_ref::<TlsError>()) {
         Some(TlsError::InvalidCertificate(
             CertificateError::UnknownIssuer | CertificateError::BadSignature,
-        )) => Code::TLS_UNTRUSTED_ROOT,
+        )) => Code::PROXY_TLS_UNTRUSTED,
         Some(TlsError::InvalidCertificate(
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }

@@ -241,7 +241,7 @@ fn a_proxy_that_never_answers_times_out() {
     let timeout = Duration::from_millis(500);
     let err = assert_error(
         run(addr, None, timeout),
-        Code::TIMEOUT,
+        Code::PROXY_TIMEOUT,
         Duration::from_millis(1500),
     );
     assert!(err.to_string().contains("within"), "{err}");
@@ -260,7 +260,7 @@ fn a_proxy_that_trickles_its_reply_times_out() {
     });
     assert_error(
         run(addr, None, Duration::from_millis(500)),
-        Code::TIMEOUT,
+        Code::PROXY_TIMEOUT,
         Duration::from_millis(1500),
     );
 }

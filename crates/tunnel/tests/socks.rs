@@ -250,7 +250,7 @@ fn a_server_that_never_answers_times_out() {
     let timeout = Duration::from_millis(500);
     assert_error(
         run(addr, domain(), None, timeout),
-        Code::TIMEOUT,
+        Code::PROXY_TIMEOUT,
         timeout + QUICK,
     );
 }

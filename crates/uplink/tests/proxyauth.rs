@@ -641,7 +641,7 @@ fn a_sensor_uploads_through_an_https_proxy_trusting_its_ca_and_refuses_it_otherw
     let run = sensor.run_once(10);
     let text = format!("{}{}", stdout(&run), stderr(&run));
     assert_eq!(run.status.code(), Some(1), "{text}");
-    assert!(text.contains("TLS_UNTRUSTED_ROOT"), "{text}");
+    assert!(text.contains("PROXY_TLS_UNTRUSTED"), "{text}");
     assert!(
         text.contains(&format!("TLS to the proxy 127.0.0.1:{}", proxy.port))
             && text.contains("--proxy-ca"),
@@ -649,7 +649,7 @@ fn a_sensor_uploads_through_an_https_proxy_trusting_its_ca_and_refuses_it_otherw
     );
     let failed = sensor.status();
     assert_eq!(
-        failed["last_error"]["code"], "TLS_UNTRUSTED_ROOT",
+        failed["last_error"]["code"], "PROXY_TLS_UNTRUSTED",
         "{failed}"
     );
     // The events sent, plus the failed run's own heartbeat and inventory.
