@@ -44,6 +44,8 @@ pub struct InstallOptions {
     pub proxy_url: Option<String>,
     pub proxy_user: Option<String>,
     pub proxy_password: Option<SecretString>,
+    /// For an HTTPS proxy: the CA file its certificate chains to, instead of the system roots.
+    pub proxy_ca: Option<PathBuf>,
     /// Hosts that skip the proxy (NO_PROXY syntax).
     pub bypass: Option<String>,
     /// DIRECT when the proxy cannot be reached? (default: never for an explicit proxy)
@@ -139,6 +141,7 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
         Some((url, creds)) => {
             settings.url = Some(url.to_string());
             settings.bypass = opts.bypass;
+            settings.proxy_ca = checked_proxy_ca(opts.proxy_ca.as_deref())?;
             settings.origin = Some("install switches".into());
             if let Some(c) = creds {
                 settings.user = Some(c.user.clone());
@@ -149,6 +152,12 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
         None => {
             if opts.bypass.is_some() {
                 return Err(SensorError::Switch("--bypass needs --proxy-url".into()));
+            }
+            if opts.proxy_ca.is_some() {
+                return Err(SensorError::Switch(
+                    "--proxy-ca needs --proxy-url https://HOST:PORT (it is the CA of an HTTPS proxy)"
+                        .into(),
+                ));
             }
             if let Some(env) = opts.env.filter(|e| !e.capture.is_empty()) {
                 let mut capture = env.capture;

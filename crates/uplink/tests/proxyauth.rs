@@ -666,6 +666,46 @@ fn a_sensor_uploads_through_an_https_proxy_trusting_its_ca_and_refuses_it_otherw
         "{bad}"
     );
 
+    // `sensor install` takes the same switch, and checks the route through the proxy before it
+    // writes anything: refused without the CA, installed with it.
+    let url = proxy.url();
+    let through_https = |name: &str, with_ca: bool| {
+        let mut extra = vec![
+            "--proxy-url",
+            &url,
+            "--proxy-user",
+            HTTPS_USER,
+            "--proxy-password",
+            HTTPS_PASSWORD,
+            "--json",
+        ];
+        if with_ca {
+            extra.extend(["--proxy-ca", &ca]);
+        }
+        Installed::install(&dir.path().join(name), &ws, &extra)
+    };
+    let refused = ok_err(through_https("https-no-ca", false));
+    assert!(refused.contains("PROXY_TLS_UNTRUSTED"), "{refused}");
+    assert!(!dir.path().join("https-no-ca/sensor.toml").exists());
+    let installed_text = ok(through_https("https-ca", true), "install with --proxy-ca");
+    let installed: serde_json::Value = serde_json::from_str(&installed_text).unwrap();
+    secret_nowhere(
+        &dir.path().join("https-ca"),
+        &[&installed_text, &refused],
+        HTTPS_PASSWORD,
+    );
+    assert_eq!(
+        installed["route"],
+        format!("HTTPS 127.0.0.1:{}", proxy.port),
+        "{installed}"
+    );
+    let no_url = ok_err(Installed::install(
+        &dir.path().join("ca-no-url"),
+        &ws,
+        &["--proxy-ca", &ca],
+    ));
+    assert!(no_url.contains("--proxy-ca needs --proxy-url"), "{no_url}");
+
     let log = proxy.squid.stop();
     let tunnelled: Vec<&str> = log
         .lines()

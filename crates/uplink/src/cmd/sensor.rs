@@ -182,9 +182,15 @@ pub struct InstallArgs {
     pub bundle: PathBuf,
     #[command(flatten)]
     pub dir: Dir,
-    /// The proxy to reach the service through: http://HOST:PORT (scheme and port required).
+    /// The proxy to reach the service through: http://HOST:PORT, https://HOST:PORT (TLS to the
+    /// proxy), socks5://HOST:PORT or socks5h://HOST:PORT (scheme and port required).
     #[arg(long, value_name = "URL")]
     pub proxy_url: Option<String>,
+    /// For an https:// proxy: trust the CA certificates in this PEM file for the proxy's own
+    /// certificate, instead of the system roots. (The service is always checked against the
+    /// workspace CA only.)
+    #[arg(long, value_name = "FILE")]
+    pub proxy_ca: Option<PathBuf>,
     /// The proxy user, as DOMAIN\user (quote it in a shell: 'CONTOSO\proxyuser').
     #[arg(long, value_name = "USER")]
     pub proxy_user: Option<String>,
@@ -546,6 +552,7 @@ fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
         proxy_url: a.proxy_url,
         proxy_user: a.proxy_user,
         proxy_password: a.proxy_password.map(secrecy::SecretString::from),
+        proxy_ca: a.proxy_ca,
         bypass: a.bypass,
         fallback: a.fallback.map(Into::into),
         env: Some(env_proxy()),
