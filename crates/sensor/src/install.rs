@@ -6,7 +6,8 @@
 //! that fails removes what was written: nothing is ever left half-installed.
 //!
 //! Without `--proxy-url`, install records the installing shell's proxy environment (the sensor
-//! runs as a service, which does not inherit it) and uses `auto` mode.
+//! runs as a service, which does not inherit it) and uses `auto` mode — whose first step, WPAD, it
+//! runs for its own connection check too, so that install and the running sensor take one route.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -180,8 +181,25 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
             _ => Err("unexpected sealed value during install".into()),
         }
     };
-    let explanation =
-        uplink_proxy::explain(&settings, &endpoint.host, endpoint.port, &unseal_pending);
+    // In auto mode WPAD comes first, as for the running sensor: discover now (not cached: the
+    // state directory is written only once everything worked).
+    let mut inputs = uplink_proxy::Inputs::default();
+    if settings.mode() == uplink_proxy::Mode::Auto {
+        let (sources, host, port) = (paths.wpad.clone(), endpoint.host.clone(), endpoint.port);
+        inputs.wpad = tokio::task::spawn_blocking(move || {
+            let found = uplink_wpad::discover(&sources, &mut crate::wpadsource::fetch_and_check);
+            crate::wpadsource::evaluate(&found, None, &host, port)
+        })
+        .await
+        .ok();
+    }
+    let explanation = uplink_proxy::explain_with(
+        &settings,
+        &endpoint.host,
+        endpoint.port,
+        &unseal_pending,
+        &inputs,
+    );
 
     // Enroll: the private key is made here and never leaves this machine.
     let name = opts.name.unwrap_or_else(hostname);

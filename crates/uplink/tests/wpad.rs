@@ -243,6 +243,52 @@ fn a_sensor_in_wpad_mode_uploads_through_the_discovered_proxy_and_caches_the_dis
     );
 }
 
+/// `sensor install` with no proxy switches is in auto mode, whose first step is WPAD: its
+/// connection check (and enrollment) goes the way the discovered script says, as the running
+/// sensor's will, and it caches nothing before it succeeds.
+#[test]
+fn install_in_auto_mode_enrolls_along_the_wpad_route() {
+    use support::squid::{Squid, SquidOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = support::ServiceProc::start(&data);
+    let ws = support::create_workspace(&data, "wpadinstall", svc.port);
+    let squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
+    let pac = format!(
+        "function FindProxyForURL(url, host) {{ return 'PROXY 127.0.0.1:{}'; }}\n",
+        squid.port
+    );
+    let leases = tempfile::tempdir().unwrap();
+    let lease = networkd_lease(leases.path(), &serve_pac_n_times(pac, 1));
+    let cfg = dir.path().join("sensor");
+    let mut install = support::uplink_cmd(&["sensor", "install", "--json", "--bundle"]);
+    install
+        .arg(&ws.bundle_path)
+        .arg("--config-dir")
+        .arg(&cfg)
+        .env("UPLINK_WPAD_LEASES", &lease);
+    let installed = json(install.output().unwrap(), "install");
+    assert_eq!(
+        installed["route"],
+        format!("PROXY 127.0.0.1:{}", squid.port),
+        "{installed}"
+    );
+    assert!(
+        squid
+            .access_log()
+            .contains(&format!("CONNECT {}:{}", ws.sensor_host, svc.port)),
+        "enrolled through the discovered proxy: {}",
+        squid.access_log()
+    );
+    assert!(
+        !cfg.join("wpad.json").exists(),
+        "install caches no discovery"
+    );
+}
+
 /// DNS discovery on a host of its own: a network namespace whose resolver is a dnsmasq on its
 /// loopback (port 53 there is ours) and whose search domain is eu.corp.uplink.test. Only
 /// wpad.corp.uplink.test exists, served by an HTTP server on the namespace's port 80: discovery
