@@ -209,11 +209,7 @@ impl Config {
     /// [`uplink_proxy::explain_with`], [`crate::pacsource`] and [`crate::wpadsource`]). Blocking:
     /// call it off the async runtime's threads.
     pub fn explain(&self, paths: &Paths, host: &str, port: u16) -> Explanation {
-        let key = paths.secret_key_file();
-        let unseal = |sealed: &str| -> Result<secrecy::SecretString, String> {
-            let sb = SecretBox::open(&key).map_err(|e| e.to_string())?;
-            sb.open_sealed(sealed).map_err(|e| e.to_string())
-        };
+        let unseal = |sealed: &str| unseal(paths, sealed);
         let mut inputs = uplink_proxy::Inputs::default();
         match self.proxy.mode() {
             uplink_proxy::Mode::Pac => {
@@ -228,4 +224,12 @@ impl Config {
         }
         uplink_proxy::explain_with(&self.proxy, host, port, &unseal, &inputs)
     }
+}
+
+/// Opens a password sealed in `sensor.toml` with the sensor's key (`secret.key`). The one place
+/// outside `secrets.rs` that turns a sealed value into a secret: the route engine and
+/// `uplink check` both come here.
+pub fn unseal(paths: &Paths, sealed: &str) -> Result<secrecy::SecretString, String> {
+    let sb = SecretBox::open(&paths.secret_key_file()).map_err(|e| e.to_string())?;
+    sb.open_sealed(sealed).map_err(|e| e.to_string())
 }

@@ -719,9 +719,7 @@ fn named_proxy(c: &Config, paths: &Paths, secrets: &mut Vec<SecretString>) -> Ro
     };
     let credentials = match (&c.proxy.user, &c.proxy.password) {
         (Some(user), Some(sealed)) => {
-            let opened = uplink_sensor::secrets::SecretBox::open(&paths.secret_key_file())
-                .and_then(|b| b.open_sealed(sealed));
-            match opened {
+            match uplink_sensor::config::unseal(paths, sealed) {
                 Ok(pw) => {
                     secrets.push(pw.clone());
                     Some(Credentials {
