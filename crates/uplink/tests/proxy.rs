@@ -221,22 +221,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("service");
     let svc = ServiceProc::start(&data);
-    let port = svc.port.to_string();
-    let out = uplink(&[
-        "workspace",
-        "create",
-        "nsproxy",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--domain",
-        "uplink.test",
-        "--public-port",
-        &port,
-        "--json",
-    ]);
-    let created: serde_json::Value = serde_json::from_str(&ok(out, "workspace create")).unwrap();
-    let bundle = created["bundle_path"].as_str().unwrap().to_owned();
-    let host = "nsproxysensorapi.uplink.test";
+    let ws = create_workspace_in(&data, "nsproxy", svc.port, "uplink.test");
+    let bundle = ws.bundle_path.to_str().unwrap().to_owned();
+    let host = ws.sensor_host.as_str();
     let ns = Netns::new();
     ns.hosts(&[("127.0.0.1", host)]);
     let squid_opts = || SquidOptions {
@@ -402,21 +389,8 @@ fn through_tinyproxy_on_another_host() {
     let data = dir.path().join("service");
     // The service listens on the root side of the link, where the proxy host can reach it.
     let svc = ServiceProc::start_at(&data, &format!("{}:0", ns.host_ip));
-    let port = svc.port.to_string();
-    let out = uplink(&[
-        "workspace",
-        "create",
-        "tiny",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--domain",
-        "uplink.test",
-        "--public-port",
-        &port,
-        "--json",
-    ]);
-    let created: serde_json::Value = serde_json::from_str(&ok(out, "workspace create")).unwrap();
-    let host = "tinysensorapi.uplink.test";
+    let ws = create_workspace_in(&data, "tiny", svc.port, "uplink.test");
+    let host = ws.sensor_host.as_str();
     ns.hosts(&[(ns.host_ip.as_str(), host)]);
     let tp_dir = tempfile::tempdir().unwrap();
     {
@@ -452,7 +426,7 @@ fn through_tinyproxy_on_another_host() {
     let cfg = dir.path().join("sensor");
     let c = cfg.to_str().unwrap();
     let proxy = format!("http://{}:8888", ns.ns_ip);
-    let bundle = created["bundle_path"].as_str().unwrap();
+    let bundle = ws.bundle_path.to_str().unwrap();
     ok(
         uplink_cmd(&[
             "sensor",

@@ -490,28 +490,12 @@ fn socks5h_lets_the_proxy_resolve_the_service_name() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("service");
     let svc = ServiceProc::start_at(&data, &format!("{}:0", ns.host_ip));
-    let port = svc.port.to_string();
-    let created: serde_json::Value = serde_json::from_str(&ok(
-        uplink(&[
-            "workspace",
-            "create",
-            "socksh",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--domain",
-            "uplink.test",
-            "--public-port",
-            &port,
-            "--json",
-        ]),
-        "workspace create",
-    ))
-    .unwrap();
-    let host = "sockshsensorapi.uplink.test";
+    let ws = create_workspace_in(&data, "socksh", svc.port, "uplink.test");
+    let host = ws.sensor_host.as_str();
     ns.hosts(&[(ns.host_ip.as_str(), host)]);
     let socks = Socks::start_in(&ns, None);
     let cfg = dir.path().join("sensor");
-    let bundle = created["bundle_path"].as_str().unwrap();
+    let bundle = ws.bundle_path.to_str().unwrap();
     let install = uplink(&[
         "sensor",
         "install",

@@ -718,22 +718,20 @@ fn named_proxy(c: &Config, paths: &Paths, secrets: &mut Vec<SecretString>) -> Ro
         Err(e) => return RouteSpec::Invalid(format!("the sensor's proxy URL: {e}")),
     };
     let credentials = match (&c.proxy.user, &c.proxy.password) {
-        (Some(user), Some(sealed)) => {
-            match uplink_sensor::config::unseal(paths, sealed) {
-                Ok(pw) => {
-                    secrets.push(pw.clone());
-                    Some(Credentials {
-                        user: user.clone(),
-                        password: pw,
-                    })
-                }
-                Err(e) => {
-                    return RouteSpec::Invalid(format!(
-                        "the sensor's proxy password cannot be unsealed: {e}"
-                    ))
-                }
+        (Some(user), Some(sealed)) => match uplink_sensor::config::unseal(paths, sealed) {
+            Ok(pw) => {
+                secrets.push(pw.clone());
+                Some(Credentials {
+                    user: user.clone(),
+                    password: pw,
+                })
             }
-        }
+            Err(e) => {
+                return RouteSpec::Invalid(format!(
+                    "the sensor's proxy password cannot be unsealed: {e}"
+                ))
+            }
+        },
         _ => None,
     };
     RouteSpec::Route(vec![Candidate::Proxy {

@@ -215,19 +215,27 @@ pub struct Ws {
 }
 
 pub fn create_workspace(data_dir: &Path, name: &str, port: u16) -> Ws {
-    let out = ok(
-        uplink(&[
-            "workspace",
-            "create",
-            name,
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--public-port",
-            &port.to_string(),
-            "--json",
-        ]),
-        "workspace create",
-    );
+    create_workspace_in(data_dir, name, port, "uplink.localhost")
+}
+
+/// A workspace whose host names are under `domain` (map them in a namespace's hosts file: names
+/// under .localhost resolve to this host's loopback everywhere).
+pub fn create_workspace_in(data_dir: &Path, name: &str, port: u16, domain: &str) -> Ws {
+    let mut args = vec![
+        "workspace".to_owned(),
+        "create".into(),
+        name.into(),
+        "--data-dir".into(),
+        data_dir.to_str().unwrap().into(),
+        "--public-port".into(),
+        port.to_string(),
+        "--json".into(),
+    ];
+    if domain != "uplink.localhost" {
+        args.extend(["--domain".into(), domain.into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(uplink(&args), "workspace create");
     let v: serde_json::Value =
         serde_json::from_str(&out).expect("workspace create --json prints JSON");
     let bundle_path = PathBuf::from(v["bundle_path"].as_str().unwrap());
@@ -237,10 +245,7 @@ pub fn create_workspace(data_dir: &Path, name: &str, port: u16) -> Ws {
     std::fs::write(&ca_file, bundle["ca_pem"].as_str().unwrap()).unwrap();
     Ws {
         name: v["workspace"].as_str().unwrap().into(),
-        sensor_host: format!(
-            "{}sensorapi.uplink.localhost",
-            v["workspace"].as_str().unwrap()
-        ),
+        sensor_host: format!("{}sensorapi.{domain}", v["workspace"].as_str().unwrap()),
         sensor_url: v["sensor_url"].as_str().unwrap().into(),
         bundle_path,
         access_key: v["access_key"].as_str().unwrap().into(),
