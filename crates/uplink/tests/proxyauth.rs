@@ -57,64 +57,20 @@ fn squid_for(auth: Auth<'_>, host: &str) -> Squid {
     Squid::start(opts)
 }
 
-struct Sensor {
-    dir: PathBuf,
-}
-
-impl Sensor {
-    fn install(dir: &Path, ws: &Ws, proxy_url: &str, user: &str, password: &str) -> Output {
-        uplink(&[
-            "sensor",
-            "install",
-            "--bundle",
-            ws.bundle_path.to_str().unwrap(),
-            "--config-dir",
-            dir.to_str().unwrap(),
+/// `sensor install` through `proxy_url` with a user and password.
+fn install_through(dir: &Path, ws: &Ws, proxy_url: &str, user: &str, password: &str) -> Output {
+    Installed::install(
+        dir,
+        ws,
+        &[
             "--proxy-url",
             proxy_url,
             "--proxy-user",
             user,
             "--proxy-password",
             password,
-        ])
-    }
-
-    fn cfg(&self) -> &str {
-        self.dir.to_str().unwrap()
-    }
-
-    fn send(&self, n: u64) {
-        let input: String = (0..n)
-            .map(|i| format!("{{\"kind\":\"logon\",\"n\":{i}}}\n"))
-            .collect();
-        let out = with_stdin(
-            uplink_cmd(&["sensor", "send", "--config-dir", self.cfg()]),
-            &input,
-        );
-        assert!(out.status.success(), "send: {}", stderr(&out));
-    }
-
-    fn run_once(&self, timeout: u64) -> Output {
-        uplink(&[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            &timeout.to_string(),
-            "--config-dir",
-            self.cfg(),
-            "--log-level",
-            "debug",
-        ])
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&ok(
-            uplink(&["sensor", "status", "--config-dir", self.cfg(), "--json"]),
-            "sensor status",
-        ))
-        .unwrap()
-    }
+        ],
+    )
 }
 
 fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
@@ -164,15 +120,15 @@ fn upload_through(auth: Auth<'_>, name: &str, user: &str, password: &str, log_us
     let (dir, svc, ws) = setup(name);
     let mut squid = squid_for(auth, &ws.sensor_host);
     let cfg = dir.path().join("sensor");
-    let install = Sensor::install(&cfg, &ws, &squid.url(), user, password);
+    let install = install_through(&cfg, &ws, &squid.url(), user, password);
     let install_out = format!("{}{}", stdout(&install), stderr(&install));
     assert!(
         install.status.success(),
         "install:\n{install_out}\n{}",
         squid.logs()
     );
-    let sensor = Sensor { dir: cfg.clone() };
-    sensor.send(1000);
+    let sensor = Installed { dir: cfg.clone() };
+    ok(sensor.send(&events(0..1000)), "send");
     let run = sensor.run_once(60);
     let run_log = format!("{}{}", stdout(&run), stderr(&run));
     assert!(
@@ -265,7 +221,7 @@ fn a_wrong_digest_password_is_proxy_auth_failed_naming_the_scheme_and_user() {
     );
     const WRONG: &str = "Wr0ng-D1gest-Pa55";
     let cfg = dir.path().join("sensor");
-    let install = Sensor::install(&cfg, &ws, &squid.url(), UPN, WRONG);
+    let install = install_through(&cfg, &ws, &squid.url(), UPN, WRONG);
     let text = format!("{}{}", stdout(&install), stderr(&install));
     assert!(!install.status.success(), "{text}");
     assert!(
@@ -291,7 +247,7 @@ fn an_endless_407_loop_ends_with_a_code_and_keeps_every_event() {
         &ws.sensor_host,
     );
     let cfg = dir.path().join("sensor");
-    let install = Sensor::install(&cfg, &ws, &squid.url(), UPN, PROXY_PASSWORD);
+    let install = install_through(&cfg, &ws, &squid.url(), UPN, PROXY_PASSWORD);
     assert!(
         install.status.success(),
         "{}\n{}",
@@ -299,8 +255,8 @@ fn an_endless_407_loop_ends_with_a_code_and_keeps_every_event() {
         squid.logs()
     );
     squid.stop();
-    let sensor = Sensor { dir: cfg.clone() };
-    sensor.send(200);
+    let sensor = Installed { dir: cfg.clone() };
+    ok(sensor.send(&events(0..200)), "send");
 
     let hostile = TcpListener::bind("127.0.0.1:0").unwrap();
     let hostile_url = format!("http://{}", hostile.local_addr().unwrap());
@@ -408,7 +364,7 @@ fn a_sensor_uploads_through_socks5_with_username_password_and_a_wrong_one_is_aut
     let socks = Socks::start(Some((SOCKS_USER, SOCKS_PASSWORD)));
     // Install (enrollment included) through the SOCKS5 proxy.
     let cfg = dir.path().join("sensor");
-    let install = Sensor::install(&cfg, &ws, &socks.url(false), SOCKS_USER, SOCKS_PASSWORD);
+    let install = install_through(&cfg, &ws, &socks.url(false), SOCKS_USER, SOCKS_PASSWORD);
     let install_out = format!("{}{}", stdout(&install), stderr(&install));
     assert!(
         install.status.success(),
