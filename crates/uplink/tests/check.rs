@@ -950,6 +950,71 @@ fn a_socks5_proxy_on_the_command_line_is_probed_with_its_authentication() {
     assert!(!stdout(&out).contains("wrong@") && !stderr(&out).contains("s0cks-pass"));
 }
 
+/// An HTTPS proxy (Squid's `https_port`, certificate from its own test CA): without
+/// `--proxy-ca` its certificate is PROXY_TLS_UNTRUSTED at the proxy_connect step; with it the
+/// probe goes through.
+#[test]
+fn an_https_proxy_is_trusted_through_proxy_ca_only() {
+    use support::squid::SquidOptions;
+    use support::tlsproxy::TlsProxy;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(TestCa::new(dir.path(), "uplink test CA"));
+    let web = ok_server(&ca);
+    let proxy = TlsProxy::start(SquidOptions {
+        hosts: vec!["web.uplink.localhost".into()],
+        ..Default::default()
+    });
+    let url = format!("https://web.uplink.localhost:{}/", web.port);
+    let probe = |extra: &[&str]| {
+        let mut args = vec![
+            "--url",
+            &url,
+            "--ca",
+            ca.pem_file.to_str().unwrap(),
+            "--method",
+            "cli",
+            "--proxy",
+        ];
+        let proxy_url = proxy.url();
+        args.push(&proxy_url);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, v, _) = probe(&[]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_code(
+        method(&v, "cli"),
+        "PROXY_TLS_UNTRUSTED",
+        "proxy_connect",
+        "--proxy-ca",
+    );
+    let (code, v, _) = probe(&["--proxy-ca", proxy.ca_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{v:#}\n{}", proxy.squid.logs());
+    assert_eq!(
+        method(&v, "cli")["route"],
+        format!("HTTPS 127.0.0.1:{}", proxy.port),
+        "{v:#}"
+    );
+    let out = check_cmd(&[
+        "--url",
+        &url,
+        "--method",
+        "cli",
+        "--proxy",
+        &proxy.url(),
+        "--proxy-ca",
+        "/etc/hostname",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a CA file that is none is a usage error"
+    );
+    assert!(stderr(&out).contains("--proxy-ca"), "{}", stderr(&out));
+}
+
 /// A proxy that answers every request with a fresh Digest 407 (`stale=true`, a new nonce): the
 /// probe gives up after its bounded rounds with PROXY_AUTH_FAILED at the proxy_auth step, well
 /// within its timeout.

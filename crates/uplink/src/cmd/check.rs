@@ -127,9 +127,14 @@ pub struct Args {
     #[arg(long = "method", value_name = "METHOD", value_delimiter = ',')]
     pub methods: Vec<String>,
     /// The `cli` method's proxy: http://HOST:PORT, https://HOST:PORT (TLS to the proxy, trusting
-    /// the system roots), socks5://HOST:PORT or socks5h://HOST:PORT (the proxy resolves names).
+    /// the system roots or --proxy-ca), socks5://HOST:PORT or socks5h://HOST:PORT (the proxy
+    /// resolves names).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
+    /// For an https:// --proxy: trust the CA certificates in this PEM file for the proxy's own
+    /// certificate instead of the system roots (an untrusted one is PROXY_TLS_UNTRUSTED).
+    #[arg(long, value_name = "FILE", requires = "proxy")]
+    pub proxy_ca: Option<std::path::PathBuf>,
     /// The `cli` proxy's user (DOMAIN\user, user@domain or user).
     #[arg(long, value_name = "USER")]
     pub proxy_user: Option<String>,
@@ -371,10 +376,26 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
             if let Some(c) = &creds {
                 secrets.push(c.password.clone());
             }
+            let proxy_ca = match &a.proxy_ca {
+                Some(ca) => {
+                    let ca = std::path::absolute(ca)
+                        .map_err(|e| usage(format!("--proxy-ca {}: {e}", ca.display())))?;
+                    // (Not `p` as the label: it may carry a password.)
+                    if let Err(e) = uplink_tunnel::ProxyTls::new(Some(&ca), "") {
+                        let reason = match e {
+                            uplink_tunnel::TunnelError::Config { reason, .. } => reason,
+                            other => other.to_string(),
+                        };
+                        return Err(usage(format!("--proxy-ca: {reason}")));
+                    }
+                    Some(ca.display().to_string())
+                }
+                None => None,
+            };
             RouteSpec::Route(vec![Candidate::Proxy {
                 url,
                 credentials: creds,
-                proxy_ca: None,
+                proxy_ca,
             }])
         }
     };
