@@ -278,7 +278,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::SystemdUnit(a) => {
             let binary = std::env::current_exe()?;
             let user = a.user.or_else(service_user);
-            print!("{}", uplink_sensor::systemd::unit(&binary, user.as_deref()));
+            print!(
+                "{}",
+                uplink_sensor::systemd::unit(&binary, user.as_deref(), journal_group())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(ProxyCommand::Set(a)) => proxy_set(a),
@@ -308,6 +311,13 @@ fn service_user() -> Option<String> {
         .then(|| user.to_owned())
 }
 
+/// Whether this machine has the group that reads the journal (the unit names it only then).
+fn journal_group() -> bool {
+    std::fs::read_to_string("/etc/group").is_ok_and(|g| {
+        uplink_sensor::systemd::group_exists(&g, uplink_sensor::systemd::JOURNAL_GROUP)
+    })
+}
+
 /// With the default paths, install the systemd unit (never overwriting one an administrator
 /// changed: only a missing unit is written).
 fn install_unit(quiet: bool) -> anyhow::Result<()> {
@@ -327,7 +337,7 @@ fn install_unit(quiet: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let binary = std::env::current_exe()?;
-    let text = uplink_sensor::systemd::unit(&binary, service_user().as_deref());
+    let text = uplink_sensor::systemd::unit(&binary, service_user().as_deref(), journal_group());
     std::fs::write(dir.join("uplink-sensor.service"), text)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", unit_path.display()))?;
     if !quiet {
