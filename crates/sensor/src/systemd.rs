@@ -22,6 +22,11 @@ use std::path::Path;
 
 /// Where `sensor install` puts the unit.
 pub const UNIT_PATH: &str = "/etc/systemd/system/uplink-sensor.service";
+/// The first line of every unit written here. `sensor uninstall` removes the unit only when it
+/// still starts with this line: a unit an administrator wrote (or rewrote) is never deleted.
+pub const MARKER: &str = "# uplink sensor: uploads this machine's events to its workspace. Written by `uplink sensor install`.";
+/// The link `systemctl enable` makes for the unit (its `WantedBy=`).
+pub const WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/uplink-sensor.service";
 /// The user a packaged sensor runs as, when it exists.
 pub const SERVICE_USER: &str = "uplink";
 /// The group whose members may read the system journal.
@@ -39,7 +44,7 @@ pub fn unit(binary: &Path, user: Option<&str>, journal_group: bool) -> String {
         None => String::new(),
     };
     format!(
-        "# uplink sensor: uploads this machine's events to its workspace. Written by `uplink sensor install`.
+        "{MARKER}
 # Enable with: systemctl daemon-reload && systemctl enable --now uplink-sensor
 [Unit]
 Description=uplink sensor
@@ -84,6 +89,11 @@ WantedBy=multi-user.target
 ",
         binary = binary.display()
     )
+}
+
+/// Whether a unit file's text is one [`unit`] wrote (see [`MARKER`]).
+pub fn is_ours(text: &str) -> bool {
+    text.lines().next() == Some(MARKER)
 }
 
 /// Whether `name` is a group in `etc_group`, the text of `/etc/group` (`name:x:gid:members`
@@ -146,6 +156,20 @@ mod tests {
                 let at = text.find("SupplementaryGroups=").unwrap();
                 assert!(service < at && at < install && text.find("User=").unwrap() < at);
             }
+        }
+    }
+
+    #[test]
+    fn only_our_units_are_ours() {
+        let ours = unit(Path::new("/usr/bin/uplink"), Some("uplink"), true);
+        assert!(is_ours(&ours));
+        for theirs in [
+            "",
+            "[Unit]\nDescription=uplink sensor\n",
+            // Our text, but an administrator put a line of their own first.
+            &format!("# changed for our site\n{ours}"),
+        ] {
+            assert!(!is_ours(theirs), "{theirs}");
         }
     }
 
