@@ -13,6 +13,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -478,4 +479,77 @@ fn rotation_a_journald_restart_and_a_dead_journalctl_lose_nothing() {
 
     s.stop(run);
     s.assert_exactly_the_journal(ID, n);
+}
+
+/// The gid of a group in the host's /etc/group.
+fn gid(group: &str) -> u32 {
+    let text = std::fs::read_to_string("/etc/group").unwrap();
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&group) && f.len() > 2).then(|| f[2].parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no group {group} in /etc/group: apt-get install systemd"))
+}
+
+/// Why the unit gives a dedicated user `SupplementaryGroups=systemd-journal`: the sensor, run as
+/// an unprivileged user (setpriv, as systemd would), reads nothing from the system journal
+/// without the group and every entry with it.
+#[test]
+fn a_dedicated_user_reads_the_journal_only_with_the_systemd_journal_group() {
+    const ID: &str = "uplinkjtest-group";
+    const USER: u32 = 4243;
+    require("setpriv");
+    let s = Setup::new("jgroup");
+    // The sensor's files become the user's (as install hands them to `uplink`).
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut todo = vec![s.sensor.dir.clone()];
+    while let Some(p) = todo.pop() {
+        std::os::unix::fs::chown(&p, Some(USER), Some(USER)).unwrap();
+        if p.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    s.journal.write(ID, &messages(0..50));
+    s.journal
+        .follow(ID)
+        .expect(&message(49), Duration::from_secs(30));
+    let run_as = |groups: &str| {
+        let mut cmd = s.journal.command("setpriv");
+        cmd.args([
+            &format!("--reuid={USER}"),
+            &format!("--regid={USER}"),
+            groups,
+            UPLINK,
+            "sensor",
+            "run",
+            "--once",
+            "--timeout",
+            "60",
+            "--config-dir",
+            s.sensor.cfg(),
+        ]);
+        scrub_proxy_env(&mut cmd);
+        cmd.output().expect("run setpriv")
+    };
+
+    let without = run_as("--clear-groups");
+    let log = stderr(&without);
+    // journalctl's stderr is the sensor's: the reason is journalctl's own. (The run itself
+    // succeeds: a journal that cannot be read is only a warning today.)
+    assert!(
+        log.contains("insufficient permissions") && log.contains("journalctl ended with an error"),
+        "{log}"
+    );
+    ok(without, "sensor run --once without the group");
+    assert!(
+        s.stored().is_empty(),
+        "journal events read without the group: {:?}\n{log}",
+        s.stored()
+    );
+
+    let with = run_as(&format!("--groups={}", gid("systemd-journal")));
+    ok(with, "sensor run --once with the group");
+    assert_eq!(s.ours(ID), (0..50).collect::<Vec<_>>());
+    s.assert_exactly_the_journal(ID, 50);
 }

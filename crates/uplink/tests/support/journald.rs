@@ -78,12 +78,16 @@ impl Journald {
         let conf = tempfile::tempdir().unwrap();
         let conf_file = conf.path().join("journald.conf");
         std::fs::write(&conf_file, CONF).unwrap();
-        // /var/log/journal is setgid like the packaged one, so journal files get its group.
+        // The journal directories are root:systemd-journal and setgid, as systemd's tmpfiles
+        // makes them, so journal files are readable by that group (and only by it and root).
         let script = format!(
             "set -e
 mount -t tmpfs -o mode=0755 uplink-test /run/systemd
 mount -t tmpfs -o mode=0755 uplink-test /run/log
 mount -t tmpfs -o mode=2755 uplink-test /var/log/journal
+mkdir -p /run/log/journal
+chgrp systemd-journal /run/log/journal /var/log/journal
+chmod 2755 /run/log/journal /var/log/journal
 mount --bind {conf} /etc/systemd/journald.conf
 echo namespace ready
 exec sleep infinity
