@@ -7,22 +7,44 @@
 //! devices, only IP and Unix sockets. It runs as a dedicated user when one is given (install uses
 //! `uplink` when that user exists and hands it the sensor's files); otherwise as root, still
 //! sandboxed.
+//!
+//! A dedicated user cannot read the system journal (`[sources.journal]`) unless it is in the
+//! `systemd-journal` group, so the unit adds `SupplementaryGroups=systemd-journal` — but only when
+//! that group exists on the machine the unit is written for: systemd refuses to start a unit whose
+//! supplementary group does not resolve (`status=216/GROUP`), and a sensor that does not start is
+//! worse than one that cannot read the journal. The group is added whether or not the journal
+//! source is configured yet, because `[sources]` is edited after install and the unit is not
+//! rewritten then; membership grants nothing but read access to the journal. As root the sensor
+//! reads the journal anyway and no group is added. Whether the group exists is the caller's
+//! question ([`group_exists`] answers it from `/etc/group`'s text): this module does no I/O.
 
 use std::path::Path;
 
 /// Where `sensor install` puts the unit.
 pub const UNIT_PATH: &str = "/etc/systemd/system/uplink-sensor.service";
+/// The first line of every unit written here. `sensor uninstall` removes the unit only when it
+/// still starts with this line: a unit an administrator wrote (or rewrote) is never deleted.
+pub const MARKER: &str = "# uplink sensor: uploads this machine's events to its workspace. Written by `uplink sensor install`.";
+/// The link `systemctl enable` makes for the unit (its `WantedBy=`).
+pub const WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/uplink-sensor.service";
 /// The user a packaged sensor runs as, when it exists.
 pub const SERVICE_USER: &str = "uplink";
+/// The group whose members may read the system journal.
+pub const JOURNAL_GROUP: &str = "systemd-journal";
 
-/// The unit file for `binary`, running as `user` (root when `None`).
-pub fn unit(binary: &Path, user: Option<&str>) -> String {
+/// The unit file for `binary`, running as `user` (root when `None`). `journal_group`: the
+/// [`JOURNAL_GROUP`] exists on the target machine, so a dedicated user is given it (see the
+/// module docs); it changes nothing for root.
+pub fn unit(binary: &Path, user: Option<&str>, journal_group: bool) -> String {
     let identity = match user {
+        Some(u) if journal_group => format!(
+            "User={u}\nGroup={u}\n# Read access to the system journal ([sources.journal]); only written when the\n# group exists, as systemd does not start a unit whose group is missing.\nSupplementaryGroups={JOURNAL_GROUP}\n"
+        ),
         Some(u) => format!("User={u}\nGroup={u}\n"),
         None => String::new(),
     };
     format!(
-        "# uplink sensor: uploads this machine's events to its workspace. Written by `uplink sensor install`.
+        "{MARKER}
 # Enable with: systemctl daemon-reload && systemctl enable --now uplink-sensor
 [Unit]
 Description=uplink sensor
@@ -69,13 +91,29 @@ WantedBy=multi-user.target
     )
 }
 
+/// Whether a unit file's text is one [`unit`] wrote (see [`MARKER`]).
+pub fn is_ours(text: &str) -> bool {
+    text.lines().next() == Some(MARKER)
+}
+
+/// Whether `name` is a group in `etc_group`, the text of `/etc/group` (`name:x:gid:members`
+/// lines; comments, blank and malformed lines are ignored).
+pub fn group_exists(etc_group: &str, name: &str) -> bool {
+    etc_group.lines().any(|line| {
+        let mut f = line.split(':');
+        f.next() == Some(name)
+            && !name.is_empty()
+            && f.nth(1).is_some_and(|gid| gid.parse::<u32>().is_ok())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn unit_runs_the_sensor_hardened() {
-        let root = unit(Path::new("/usr/bin/uplink"), None);
+        let root = unit(Path::new("/usr/bin/uplink"), None, true);
         for want in [
             "ExecStart=/usr/bin/uplink sensor run",
             "ExecReload=/bin/kill -HUP $MAINPID",
@@ -86,7 +124,71 @@ mod tests {
             assert!(root.contains(want), "missing {want}");
         }
         assert!(!root.contains("User="));
-        let dedicated = unit(Path::new("/usr/bin/uplink"), Some("uplink"));
+        let dedicated = unit(Path::new("/usr/bin/uplink"), Some("uplink"), false);
         assert!(dedicated.contains("User=uplink\nGroup=uplink\n"));
+    }
+
+    #[test]
+    fn the_journal_group_only_for_a_dedicated_user_and_only_when_it_exists() {
+        let bin = Path::new("/usr/bin/uplink");
+        // (user, the group exists, SupplementaryGroups expected)
+        for (user, exists, want) in [
+            (Some("uplink"), true, true),
+            (Some("uplink"), false, false),
+            (None, true, false),
+            (None, false, false),
+        ] {
+            let text = unit(bin, user, exists);
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("SupplementaryGroups="))
+                .collect();
+            let expected: &[&str] = if want {
+                &["SupplementaryGroups=systemd-journal"]
+            } else {
+                &[]
+            };
+            assert_eq!(lines, expected, "user {user:?}, group exists {exists}");
+            // The group goes in [Service], after the user it applies to.
+            if want {
+                let service = text.find("[Service]").unwrap();
+                let install = text.find("[Install]").unwrap();
+                let at = text.find("SupplementaryGroups=").unwrap();
+                assert!(service < at && at < install && text.find("User=").unwrap() < at);
+            }
+        }
+    }
+
+    #[test]
+    fn only_our_units_are_ours() {
+        let ours = unit(Path::new("/usr/bin/uplink"), Some("uplink"), true);
+        assert!(is_ours(&ours));
+        for theirs in [
+            "",
+            "[Unit]\nDescription=uplink sensor\n",
+            // Our text, but an administrator put a line of their own first.
+            &format!("# changed for our site\n{ours}"),
+        ] {
+            assert!(!is_ours(theirs), "{theirs}");
+        }
+    }
+
+    #[test]
+    fn groups_in_etc_group() {
+        let etc = "root:x:0:\n# a comment\n\nsystemd-journal:x:999:\nadm:x:4:syslog,alice\nbroken\nnogid:x::\n";
+        for (name, want) in [
+            ("systemd-journal", true),
+            ("root", true),
+            ("adm", true),
+            ("systemd", false), // a prefix is not the group
+            ("systemd-journald", false),
+            ("broken", false), // no fields
+            ("nogid", false),  // no numeric gid
+            ("", false),
+            ("alice", false), // a member, not a group
+        ] {
+            assert_eq!(group_exists(etc, name), want, "{name}");
+        }
+        assert!(!group_exists("", "systemd-journal"));
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! The cursor of the last entry in each append is checkpointed (`journal.json`) after the append,
 //! so a restart starts at `--after-cursor` with nothing skipped and nothing sent twice (except the
-//! crash window described in [`crate::checkpoint`]). Without a cursor, the whole journal is read
-//! (`--no-tail`). When the sink is full, the entries read are kept and nothing more is read:
+//! crash window described in [`crate::checkpoint`]). Without a cursor, the whole journal is read.
+//! `--no-tail` is always given: following (`-f`) otherwise shows only 10 entries past the cursor
+//! until the next new one. When the sink is full, the entries read are kept and nothing more is read:
 //! `journalctl` blocks on its pipe and the rest waits in the journal.
 //!
 //! Following (`-f`) is for `sensor run`; `--once` reads to the current end and `journalctl` exits.
@@ -44,9 +45,12 @@ pub fn args(cfg: &JournalConfig, cursor: Option<&str>, follow: bool) -> Vec<Stri
     if follow {
         a.push("-f".into());
     }
-    match cursor {
-        Some(c) => a.push(format!("--after-cursor={c}")),
-        None => a.push("--no-tail".into()),
+    // Always: `-f` implies `-n 10`, and with `--after-cursor` journalctl then prints only 10
+    // entries past the cursor and holds back the rest until something new is logged — on a
+    // quiet host, what piled up while the sensor was down would wait for hours.
+    a.push("--no-tail".into());
+    if let Some(c) = cursor {
+        a.push(format!("--after-cursor={c}"));
     }
     a
 }
@@ -295,7 +299,7 @@ mod tests {
         };
         assert_eq!(
             args(&cfg, Some("s=1;i=2"), true).join(" "),
-            "-o json --no-pager --file /t/a.journal --unit ssh.service -f --after-cursor=s=1;i=2"
+            "-o json --no-pager --file /t/a.journal --unit ssh.service -f --no-tail --after-cursor=s=1;i=2"
         );
         assert_eq!(
             args(&JournalConfig::default(), None, false).join(" "),

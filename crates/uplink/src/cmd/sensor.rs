@@ -268,7 +268,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Install(a) => install_cmd(a),
         Command::Uninstall(a) => {
-            let done = install::uninstall(&a.dir.paths(), a.force)?;
+            let mut done = install::uninstall(&a.dir.paths(), a.force)?;
+            if a.dir.config_dir.is_none() {
+                done.removed.extend(remove_unit()?);
+            }
             if done.undelivered_events > 0 {
                 eprintln!(
                     "warning: {} undelivered events were discarded (--force)",
@@ -284,7 +287,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::SystemdUnit(a) => {
             let binary = std::env::current_exe()?;
             let user = a.user.or_else(service_user);
-            print!("{}", uplink_sensor::systemd::unit(&binary, user.as_deref()));
+            print!(
+                "{}",
+                uplink_sensor::systemd::unit(&binary, user.as_deref(), journal_group())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(ProxyCommand::Set(a)) => proxy_set(a),
@@ -314,6 +320,13 @@ fn service_user() -> Option<String> {
         .then(|| user.to_owned())
 }
 
+/// Whether this machine has the group that reads the journal (the unit names it only then).
+fn journal_group() -> bool {
+    std::fs::read_to_string("/etc/group").is_ok_and(|g| {
+        uplink_sensor::systemd::group_exists(&g, uplink_sensor::systemd::JOURNAL_GROUP)
+    })
+}
+
 /// With the default paths, install the systemd unit (never overwriting one an administrator
 /// changed: only a missing unit is written).
 fn install_unit(quiet: bool) -> anyhow::Result<()> {
@@ -333,13 +346,38 @@ fn install_unit(quiet: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let binary = std::env::current_exe()?;
-    let text = uplink_sensor::systemd::unit(&binary, service_user().as_deref());
+    let text = uplink_sensor::systemd::unit(&binary, service_user().as_deref(), journal_group());
     std::fs::write(dir.join("uplink-sensor.service"), text)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", unit_path.display()))?;
     if !quiet {
         println!("wrote {}: enable it with `systemctl daemon-reload && systemctl enable --now uplink-sensor`", unit_path.display());
     }
     Ok(())
+}
+
+/// With the default paths, uninstall removes the unit install wrote — only while it is still the
+/// one written (an administrator's unit stays) — and the link `systemctl enable` made to it.
+fn remove_unit() -> anyhow::Result<Vec<PathBuf>> {
+    use uplink_sensor::systemd::{is_ours, UNIT_PATH, WANTS_LINK};
+    let mut removed = Vec::new();
+    let unit = std::path::Path::new(UNIT_PATH);
+    if !std::fs::read_to_string(unit).is_ok_and(|t| is_ours(&t)) {
+        return Ok(removed);
+    }
+    let link = std::path::Path::new(WANTS_LINK);
+    if std::fs::read_link(link).is_ok_and(|to| to == unit) {
+        std::fs::remove_file(link)
+            .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", link.display()))?;
+        removed.push(link.to_path_buf());
+    }
+    std::fs::remove_file(unit)
+        .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", unit.display()))?;
+    removed.push(unit.to_path_buf());
+    println!(
+        "removed {}: run `systemctl daemon-reload` (stop the service first if it still runs)",
+        unit.display()
+    );
+    Ok(removed)
 }
 
 /// When the dedicated service user exists, the sensor's files become its own (they stay 0600):

@@ -1,0 +1,324 @@
+//! `uplink sensor install` with the default paths — /etc/uplink, /var/lib/uplink and the systemd
+//! unit in /etc/systemd/system — for real, without touching the build machine's /etc.
+//!
+//! Every other test installs into a `--config-dir`; the default paths are a different code path
+//! (the unit is written, the files are handed to the `uplink` user when it exists). Here the
+//! sensor's commands run in a private mount namespace whose /etc and /var/lib are overlays on
+//! the host's: reads see the host's files (the CA bundle, /etc/group), writes land in the test's
+//! temporary upper directories. The namespace's passwd/group can then be given an `uplink` user
+//! too, so the dedicated-user path runs without adding a user to the host. After each test the
+//! host's /etc/uplink, /var/lib/uplink and unit must still be absent: the proof of confinement.
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::daemon::Daemon;
+use support::*;
+
+const UNIT: &str = "/etc/systemd/system/uplink-sensor.service";
+const WANTS: &str = "/etc/systemd/system/multi-user.target.wants/uplink-sensor.service";
+/// The dedicated user given to the namespace (uid and gid; no such id needs to exist on the host).
+const UPLINK_ID: u32 = 4242;
+
+/// A mount namespace with /etc and /var/lib as overlays whose upper layers are in `dir`.
+struct Confined {
+    holder: Daemon,
+}
+
+impl Confined {
+    fn new(dir: &Path) -> Confined {
+        for p in ["unshare", "nsenter", "mount", "setpriv"] {
+            require(p);
+        }
+        let mut mounts = String::from("set -e\n");
+        for (name, target) in [("etc", "/etc"), ("varlib", "/var/lib")] {
+            let upper = dir.join(format!("{name}-upper"));
+            let work = dir.join(format!("{name}-work"));
+            std::fs::create_dir_all(&upper).unwrap();
+            std::fs::create_dir_all(&work).unwrap();
+            mounts.push_str(&format!(
+                "mount -t overlay uplink-test -o lowerdir={target},upperdir={},workdir={} {target}\n",
+                upper.display(),
+                work.display()
+            ));
+        }
+        mounts.push_str("echo namespace ready\nexec sleep infinity\n");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", &mounts]);
+        let holder = Daemon::spawn("the install namespace (unshare)", cmd);
+        holder.expect("namespace ready", Duration::from_secs(20));
+        Confined { holder }
+    }
+
+    /// `program ARGS` inside the namespace.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.pid()))
+            .arg("--")
+            .arg(program)
+            .args(args);
+        scrub_proxy_env(&mut c);
+        c
+    }
+
+    /// `uplink ARGS` inside the namespace, as root or (`as_user`) as the `uplink` user with its
+    /// groups, as systemd would start it.
+    fn uplink(&self, args: &[&str], as_user: bool) -> Command {
+        if as_user {
+            let mut all = vec!["--reuid=uplink", "--regid=uplink", "--init-groups", UPLINK];
+            all.extend_from_slice(args);
+            self.command("setpriv", &all)
+        } else {
+            self.command(UPLINK, args)
+        }
+    }
+
+    /// A path inside the namespace, seen from the host.
+    fn path(&self, inside: &str) -> PathBuf {
+        Path::new(&format!("/proc/{}/root", self.holder.pid())).join(inside.trim_start_matches('/'))
+    }
+
+    /// Adds the `uplink` user and group to the namespace's /etc/passwd and /etc/group (the
+    /// overlay takes the write), and `uplink` to the `systemd-journal` group when it exists.
+    fn add_uplink_user(&self) {
+        let passwd = self.path("/etc/passwd");
+        let mut text = std::fs::read_to_string(&passwd).unwrap();
+        text.push_str(&format!(
+            "uplink:x:{UPLINK_ID}:{UPLINK_ID}:uplink sensor:/nonexistent:/usr/sbin/nologin\n"
+        ));
+        std::fs::write(&passwd, text).unwrap();
+        let group = self.path("/etc/group");
+        let text = std::fs::read_to_string(&group).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            out.push_str(line);
+            if line.starts_with("systemd-journal:") {
+                out.push_str(if line.ends_with(':') {
+                    "uplink"
+                } else {
+                    ",uplink"
+                });
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("uplink:x:{UPLINK_ID}:\n"));
+        std::fs::write(&group, out).unwrap();
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> String {
+    ok(
+        cmd.stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: {e}")),
+        what,
+    )
+}
+
+fn send(c: &Confined, input: &str, as_user: bool) -> Output {
+    with_stdin(c.uplink(&["sensor", "send"], as_user), input)
+}
+
+/// The host's own default paths are untouched.
+#[track_caller]
+fn assert_host_untouched(before: &[(&str, bool)]) {
+    for (p, existed) in before {
+        assert_eq!(
+            Path::new(p).exists(),
+            *existed,
+            "{p} on the host changed: the test was not confined"
+        );
+    }
+}
+
+fn install_with_default_paths(dedicated_user: bool) {
+    let host_paths = [UNIT, "/etc/uplink", "/var/lib/uplink"];
+    let before: Vec<(&str, bool)> = host_paths
+        .iter()
+        .map(|p| (*p, Path::new(p).exists()))
+        .collect();
+    assert!(
+        before.iter().all(|(_, e)| !e),
+        "this machine has a sensor installed with the default paths ({before:?}); the test compares against a clean host"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "defaultpaths", svc.port);
+    let ns = Confined::new(dir.path());
+    if dedicated_user {
+        ns.add_uplink_user();
+    }
+    let journal_group = std::fs::read_to_string(ns.path("/etc/group"))
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("systemd-journal:"));
+
+    // Install, with no --config-dir.
+    let out = run(
+        ns.uplink(
+            &[
+                "sensor",
+                "install",
+                "--bundle",
+                ws.bundle_path.to_str().unwrap(),
+                "--json",
+            ],
+            false,
+        ),
+        "sensor install",
+    );
+    let installed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(installed["config_dir"], "/etc/uplink");
+    assert_eq!(installed["state_dir"], "/var/lib/uplink");
+    let sensor_id = installed["sensor_id"].as_str().unwrap().to_owned();
+
+    // The files, their modes and their owner.
+    let owner = if dedicated_user { UPLINK_ID } else { 0 };
+    for (path, mode) in [
+        ("/etc/uplink", 0o700),
+        ("/var/lib/uplink", 0o700),
+        ("/etc/uplink/sensor.toml", 0o600),
+        ("/etc/uplink/client.key", 0o600),
+        ("/etc/uplink/client.pem", 0o644),
+        ("/etc/uplink/ca.pem", 0o644),
+    ] {
+        let meta = std::fs::metadata(ns.path(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(
+            meta.permissions().mode() & 0o7777,
+            mode,
+            "{path} has mode {:o}",
+            meta.permissions().mode() & 0o7777
+        );
+        assert_eq!((meta.uid(), meta.gid()), (owner, owner), "{path}'s owner");
+    }
+    // The key is the one the certificate was issued for, and never printed.
+    let key = std::fs::read_to_string(ns.path("/etc/uplink/client.key")).unwrap();
+    assert!(key.contains("PRIVATE KEY"));
+    assert!(!out.contains("PRIVATE KEY"));
+
+    // The unit: written, for this binary, as the dedicated user with the journal group when
+    // there is one, and accepted by systemd-analyze as it is on disk.
+    let unit = std::fs::read_to_string(ns.path(UNIT)).expect("install wrote the unit");
+    assert!(
+        unit.contains(&format!("ExecStart={UPLINK} sensor run")),
+        "{unit}"
+    );
+    if dedicated_user {
+        assert!(unit.contains("User=uplink\nGroup=uplink\n"), "{unit}");
+        assert_eq!(
+            unit.contains("SupplementaryGroups=systemd-journal\n"),
+            journal_group,
+            "{unit}"
+        );
+    } else {
+        assert!(
+            !unit.contains("User=") && !unit.contains("SupplementaryGroups="),
+            "{unit}"
+        );
+    }
+    require("systemd-analyze");
+    let verify = ns
+        .command("systemd-analyze", &["verify", UNIT])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && stderr(&verify).trim().is_empty(),
+        "systemd-analyze verify {UNIT}: {}\n{unit}",
+        stderr(&verify)
+    );
+
+    // status finds it without --config-dir.
+    let status: serde_json::Value = serde_json::from_str(&run(
+        ns.uplink(&["sensor", "status", "--json"], dedicated_user),
+        "sensor status",
+    ))
+    .unwrap();
+    assert_eq!(status["workspace"], ws.name, "{status}");
+    assert_eq!(status["sensor_id"], sensor_id.as_str(), "{status}");
+
+    // send and run --once with the default paths (as the service would run them) upload to the
+    // service on loopback.
+    let input: String = (0..20)
+        .map(|n| format!("{{\"kind\":\"install\",\"n\":{n}}}\n"))
+        .collect();
+    ok(send(&ns, &input, dedicated_user), "sensor send");
+    run(
+        ns.uplink(
+            &["sensor", "run", "--once", "--timeout", "60"],
+            dedicated_user,
+        ),
+        "sensor run --once",
+    );
+    let rows = exported(&data, &ws.name);
+    assert!(rows.iter().all(|(id, _, _)| *id == sensor_id));
+    support::sensor::assert_n_exactly_once(&rows, "install", 20);
+    if dedicated_user {
+        // What the sensor created while running is the dedicated user's too.
+        let queue = std::fs::metadata(ns.path("/var/lib/uplink/queue")).unwrap();
+        assert_eq!(queue.uid(), UPLINK_ID);
+    }
+
+    // As `systemctl enable` would (there is no systemd here to ask).
+    std::fs::create_dir_all(ns.path(WANTS).parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(UNIT, ns.path(WANTS)).unwrap();
+
+    // uninstall removes everything install wrote (the queue is empty: no --force).
+    run(
+        ns.uplink(&["sensor", "uninstall"], false),
+        "sensor uninstall",
+    );
+    for path in ["/etc/uplink", "/var/lib/uplink", UNIT, WANTS] {
+        let left: Vec<String> = std::fs::read_dir(ns.path(path))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !ns.path(path).exists(),
+            "{path} is still there after uninstall, holding {left:?}"
+        );
+    }
+    if !dedicated_user {
+        // A unit the administrator wrote is neither overwritten by install nor removed by
+        // uninstall.
+        let theirs = "[Unit]\nDescription=our own uplink unit\n";
+        std::fs::write(ns.path(UNIT), theirs).unwrap();
+        let out = run(
+            ns.uplink(
+                &[
+                    "sensor",
+                    "install",
+                    "--bundle",
+                    ws.bundle_path.to_str().unwrap(),
+                ],
+                false,
+            ),
+            "sensor install (again)",
+        );
+        assert!(out.contains(&format!("kept the existing {UNIT}")), "{out}");
+        run(
+            ns.uplink(&["sensor", "uninstall"], false),
+            "sensor uninstall (again)",
+        );
+        assert_eq!(std::fs::read_to_string(ns.path(UNIT)).unwrap(), theirs);
+        assert!(!ns.path("/etc/uplink").exists());
+    }
+    drop(ns);
+    assert_host_untouched(&before);
+}
+
+#[test]
+fn install_with_the_default_paths_as_root_writes_the_unit_and_uninstall_removes_it() {
+    install_with_default_paths(false);
+}
+
+#[test]
+fn install_with_the_default_paths_hands_the_sensor_to_the_uplink_user() {
+    install_with_default_paths(true);
+}
