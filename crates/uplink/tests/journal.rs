@@ -17,7 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::daemon::Daemon;
 use support::journald::Journald;
@@ -134,9 +134,9 @@ impl Setup {
     /// Waits until the service holds at least `n` of our entries.
     #[track_caller]
     fn wait_ours(&self, identifier: &str, n: usize, run: &Daemon) {
-        wait_until(
+        poll_until(
             &format!("{n} entries of {identifier} at the service"),
-            Duration::from_secs(60),
+            60,
             || self.ours(identifier).len() >= n,
             || self.context(Some(run)),
         );
@@ -145,9 +145,9 @@ impl Setup {
     /// Waits until the service holds as many journal events as the journal has entries.
     #[track_caller]
     fn wait_all(&self, run: &Daemon) {
-        wait_until(
+        poll_until(
             "every journal entry at the service",
-            Duration::from_secs(60),
+            60,
             || self.stored().len() >= self.journal.entries().len(),
             || self.context(Some(run)),
         );
@@ -252,25 +252,6 @@ fn parse_n(m: &str) -> Option<u64> {
 }
 
 /// Polls `cond` (every 100 ms: each look runs `uplink events export`) until it holds.
-#[track_caller]
-fn wait_until(
-    what: &str,
-    limit: Duration,
-    mut cond: impl FnMut() -> bool,
-    context: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {}s\n{}",
-            limit.as_secs(),
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Writes chunks of `chunk` entries with consecutive n from `from`, one `systemd-cat` each, until
 /// told to stop; reports the number written after each chunk. Finished, it returns the next n.
 struct Writer {
