@@ -431,3 +431,101 @@ fn run_once_sends_a_heartbeat_and_an_inventory() {
     assert!(inv[0]["uptime_secs"].as_u64().is_some_and(|u| u > 0));
     assert!(inv[0]["addresses"].is_array());
 }
+
+/// xorshift64*: kill points that differ between runs without a dependency; the seed is printed
+/// so a failing run can be repeated (`UPLINK_TEST_SEED`).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let seed = std::env::var("UPLINK_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("kill points from UPLINK_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// A writer thread appending `line n=N` lines in bursts until stopped; returns how many it wrote.
+fn start_writer(
+    path: PathBuf,
+    first: u64,
+    per_burst: u64,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut n = first;
+        while !s.load(Ordering::SeqCst) {
+            write_lines(&path, n..n + per_burst);
+            n += per_burst;
+            // The pace of a busy application, not a wait for a condition.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        n
+    });
+    (stop, h)
+}
+
+#[test]
+fn sigkill_at_random_points_while_tailing_loses_and_repeats_no_line() {
+    use std::sync::atomic::Ordering;
+    let (dir, svc, sensor, logs) = setup("sigkill");
+    let app = logs.join("app.log");
+    sensor.add_config(&files_config(&[&app], "rotate_wait_secs = 1"));
+    // A backlog keeps the tailer appending batch after batch (queue fsync, checkpoint), so the
+    // kills land inside appends; the writer keeps the file growing meanwhile (~10,000 lines/s).
+    const BACKLOG: u64 = 150_000;
+    write_lines(&app, 0..BACKLOG);
+    let (stop, writer) = start_writer(app.clone(), BACKLOG, 100);
+    let mut rng = Rng::seeded();
+    let run_log = dir.path().join("run.log");
+    let ctx = || {
+        format!(
+            "checkpoint {}\nsensor log:\n{}\nservice log:\n{}",
+            std::fs::read_to_string(sensor.dir.join("sources/files.json")).unwrap_or_default(),
+            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            svc.log()
+        )
+    };
+    const ROUNDS: usize = 20;
+    for _ in 0..ROUNDS {
+        let mut child = sensor.spawn_run(&run_log);
+        // The kill point itself is what is random here: no condition to wait for.
+        std::thread::sleep(Duration::from_millis(100 + rng.below(200)));
+        child.kill().unwrap();
+        assert!(
+            wait_exit(child, Duration::from_secs(20)).is_some(),
+            "{}",
+            ctx()
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let total = writer.join().unwrap();
+    let before = log_ns(&data(&dir), "sigkill").len() as u64;
+    assert!(
+        before > 0 && before < total,
+        "{before} of {total} lines arrived during the kills: the kills did not land mid-file, the test proves little"
+    );
+    let run = sensor.run_once(300);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), ctx());
+    assert_lines_once(&data(&dir), "sigkill", total);
+}
