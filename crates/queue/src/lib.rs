@@ -14,15 +14,35 @@
 //! amount of state it needs. Appenders fsync before they release the lock, so a reader only ever
 //! sees durable records.
 //!
-//! Recovery: a write torn by a crash leaves an incomplete or corrupt record at the end of the last
-//! segment. The next process to take the lock truncates it — keeping every complete record — and
-//! reports what it dropped ([`Queue::take_recoveries`]). Sequence numbers are never reused for
-//! acknowledged events: the acknowledged high-water mark is kept in `meta.json`.
+//! **Appends are atomic batches.** The records of one append are marked as one batch in the
+//! framing (format 2, [`record`]). Recovery — by the next process to take the lock — truncates the
+//! last segment back to the end of its last *complete* batch, keeping every complete batch and
+//! reporting what it dropped ([`Queue::take_recoveries`]); a batch cut short anywhere (SIGKILL in
+//! the middle of a large `write(2)`, power loss) is gone whole. Readers only see validated,
+//! complete batches. The numbers of a dropped batch are handed out again (they were never
+//! visible); numbers of acknowledged events never are: the acknowledged high-water mark is kept
+//! in `meta.json`.
+//!
+//! **Exactly-once for sources.** A source that checkpoints its own position (a file offset, a
+//! journal cursor) must not re-send a batch after a crash between the queue's fsync and its
+//! checkpoint. So it writes the checkpoint *before* the records, inside the append, with the lock
+//! held: [`Queue::append_committing`] calls back with the [`Intent`] (the seqs the batch gets and
+//! a digest of its last payload) after the batch is known to fit and before any byte is written.
+//! The checkpoint names both positions — before and after the batch — and the intent. At the
+//! next start, the source asks [`Queue::lookup`] for the batch's last seq: present with the same
+//! digest means the batch is in (batches are atomic, so all of it is); absent, or present with
+//! another payload (the seq was handed out again to `send` after the batch was dropped), means
+//! it is not. What this does not cover: a source's own decision to re-read (a truncated file).
+//!
+//! Formats: segments of format 1 (older builds; no batch flags, every record its own batch) are
+//! read; appends never go into one (a new format-2 segment is started). An older build refuses a
+//! format-2 segment ("written by a newer uplink") instead of truncating it as damage.
 //!
 //! Layout of the queue directory:
 //! - `queue.lock`: the lock file (empty)
 //! - `meta.json`: `{"format":1,"acked_through":N,"acked_segment":S,"acked_offset":O}`
-//! - `SSSSSSSSSSSSSSSSSSSS.seg`: segments named by their first sequence number
+//! - `SSSSSSSSSSSSSSSSSSSS.seg`: segments named by their first sequence number; header and
+//!   records as in [`record`] (format 2: `len|MORE`, CRC-32 over length word, seq and payload)
 
 pub mod record;
 
@@ -132,6 +152,27 @@ pub struct Batch {
     end: Position,
 }
 
+/// What an append is about to write, as its `commit` callback learns it
+/// ([`Queue::append_committing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// [`record::digest`] of the last event's payload.
+    pub last_digest: u64,
+}
+
+/// What the queue holds at a sequence number ([`Queue::lookup`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A record, with the [`record::digest`] of its payload.
+    Present { digest: u64 },
+    /// Acknowledged (uploaded and committed by the service) and no longer on disk.
+    Acked,
+    /// No such record: never written, dropped by recovery as part of a torn batch, or damaged.
+    Absent,
+}
+
 /// Depth of the queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Depth {
@@ -150,6 +191,8 @@ pub struct Queue {
     next_seq: u64,
     /// Segments whose records up to `len` were checked: first_seq -> (len, last seq or None if empty).
     validated: HashMap<u64, (u64, Option<u64>)>,
+    /// Segments' formats (from their headers) by first seq: 1 (older builds) or [`record::FORMAT`].
+    formats: HashMap<u64, u32>,
     recoveries: Vec<Recovery>,
 }
 
@@ -175,9 +218,10 @@ impl Queue {
             },
             next_seq: 0,
             validated: HashMap::new(),
+            formats: HashMap::new(),
             recoveries: Vec::new(),
         };
-        q.locked(|_| Ok(()))?;
+        q.locked(|_| Ok::<(), QueueError>(()))?;
         Ok(q)
     }
 
@@ -190,13 +234,13 @@ impl Queue {
         std::mem::take(&mut self.recoveries)
     }
 
-    fn locked<T>(
+    fn locked<T, E: From<QueueError>>(
         &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, QueueError>,
-    ) -> Result<T, QueueError> {
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
         let lock_path = self.dir.join("queue.lock");
         self.lock.lock().map_err(io_err(&lock_path))?;
-        let result = self.refresh().and_then(|()| f(self));
+        let result = self.refresh().map_err(E::from).and_then(|()| f(self));
         let _ = self.lock.unlock();
         result
     }
@@ -254,23 +298,14 @@ impl Queue {
         segments.sort_by_key(|s| s.first_seq);
         self.validated
             .retain(|k, _| segments.iter().any(|s| s.first_seq == *k));
+        self.formats
+            .retain(|k, _| segments.iter().any(|s| s.first_seq == *k));
         self.segments = segments;
         // The tail is where appends go and where a torn write can be: validate what is new in it.
         if let Some(tail) = self.segments.last().cloned() {
-            let (checked, last) = self
-                .validated
-                .get(&tail.first_seq)
-                .copied()
-                .unwrap_or((0, None));
-            if checked != tail.len {
-                let (end, last_seq) = self.scan_tail(
-                    &tail,
-                    if checked == 0 {
-                        None
-                    } else {
-                        Some((checked, last))
-                    },
-                )?;
+            let validated = self.validated.get(&tail.first_seq).copied();
+            if validated.is_none_or(|(checked, _)| checked != tail.len) {
+                let (end, last_seq) = self.scan_tail(&tail, validated)?;
                 self.validated.insert(tail.first_seq, (end, last_seq));
                 if let Some(s) = self.segments.last_mut() {
                     s.len = end;
@@ -289,8 +324,8 @@ impl Queue {
         Ok(())
     }
 
-    /// Scans the tail segment from `resume` (or its header) to the end, truncating a torn or
-    /// corrupt tail. Returns the valid end and the last sequence number.
+    /// Scans the tail segment from `resume` (or its header) to the end, truncating it back to the
+    /// end of its last complete batch. Returns the valid end and the last sequence number.
     fn scan_tail(
         &mut self,
         seg: &Segment,
@@ -301,82 +336,85 @@ impl Queue {
             .write(true)
             .open(&seg.path)
             .map_err(io_err(&seg.path))?;
-        let (mut offset, mut last) = match resume {
-            Some(r) => r,
-            None => {
-                let mut header = [0u8; HEADER_LEN];
-                let n = read_up_to(&mut file, &mut header).map_err(io_err(&seg.path))?;
-                match record::decode_header(&header[..n]) {
-                    Ok(h) if h.first_seq == seg.first_seq => (HEADER_LEN as u64, None),
-                    Ok(_) => {
-                        return Err(QueueError::Format {
-                            path: seg.path.clone(),
-                            reason: "header sequence does not match the file name".into(),
-                        })
-                    }
-                    // A segment torn before its header was complete holds no records: start over.
-                    Err(record::HeaderError::Truncated) => {
-                        self.recoveries.push(Recovery {
-                            segment: seg.path.clone(),
-                            offset: 0,
-                            dropped_bytes: n as u64,
-                            reason: "segment header incomplete".into(),
-                        });
-                        file.set_len(0).map_err(io_err(&seg.path))?;
-                        file.write_all(&record::encode_header(seg.first_seq))
-                            .map_err(io_err(&seg.path))?;
-                        file.sync_data().map_err(io_err(&seg.path))?;
-                        return Ok((HEADER_LEN as u64, None));
-                    }
-                    Err(e) => {
-                        return Err(QueueError::Format {
-                            path: seg.path.clone(),
-                            reason: e.to_string(),
-                        })
-                    }
+        let mut header = [0u8; HEADER_LEN];
+        let n = read_up_to(&mut file, &mut header).map_err(io_err(&seg.path))?;
+        let format = match record::decode_header(&header[..n]) {
+            Ok(h) if h.first_seq == seg.first_seq => h.format,
+            Ok(_) => {
+                return Err(QueueError::Format {
+                    path: seg.path.clone(),
+                    reason: "header sequence does not match the file name".into(),
+                })
+            }
+            // A segment torn before its header was complete holds no records: start over.
+            // (An empty file is a segment created just before a crash: nothing to report.)
+            Err(record::HeaderError::Truncated) => {
+                if n > 0 {
+                    self.recoveries.push(Recovery {
+                        segment: seg.path.clone(),
+                        offset: 0,
+                        dropped_bytes: n as u64,
+                        reason: "segment header incomplete".into(),
+                    });
                 }
+                file.set_len(0).map_err(io_err(&seg.path))?;
+                file.seek(SeekFrom::Start(0)).map_err(io_err(&seg.path))?;
+                file.write_all(&record::encode_header(seg.first_seq))
+                    .map_err(io_err(&seg.path))?;
+                file.sync_data().map_err(io_err(&seg.path))?;
+                self.formats.insert(seg.first_seq, record::FORMAT);
+                return Ok((HEADER_LEN as u64, None));
+            }
+            Err(e) => {
+                return Err(QueueError::Format {
+                    path: seg.path.clone(),
+                    reason: e.to_string(),
+                })
             }
         };
+        self.formats.insert(seg.first_seq, format);
+        // Resuming is only ever at the end of a batch: `validated` records ends of scans and
+        // appends, both of which end batches.
+        let (offset, last) = resume.unwrap_or((HEADER_LEN as u64, None));
         file.seek(SeekFrom::Start(offset))
             .map_err(io_err(&seg.path))?;
         let mut buf = Vec::new();
         file.read_to_end(&mut buf).map_err(io_err(&seg.path))?;
-        let mut pos = 0;
-        let mut stop = None;
-        while pos < buf.len() {
-            match record::decode_record(&buf[pos..]) {
-                Decoded::Complete { seq, len, .. } => {
-                    let expected = last.map_or(seg.first_seq, |l| l + 1);
-                    if seq != expected {
-                        stop = Some(format!("sequence {seq} where {expected} was expected"));
-                        break;
-                    }
-                    last = Some(seq);
-                    pos += len;
-                }
-                Decoded::Incomplete => {
-                    stop = Some("incomplete record (a write cut short)".into());
-                    break;
-                }
-                Decoded::Corrupt(why) => {
-                    stop = Some(why.into());
-                    break;
-                }
-            }
-        }
-        offset += pos as u64;
-        if let Some(reason) = stop {
-            let dropped = (buf.len() - pos) as u64;
-            file.set_len(offset).map_err(io_err(&seg.path))?;
+        let scanned = record::scan(&buf, format, last.map_or(seg.first_seq, |l| l + 1), last);
+        let end = offset + scanned.valid as u64;
+        if let Some(reason) = scanned.problem {
+            let dropped = (buf.len() - scanned.valid) as u64;
+            file.set_len(end).map_err(io_err(&seg.path))?;
             file.sync_data().map_err(io_err(&seg.path))?;
             self.recoveries.push(Recovery {
                 segment: seg.path.clone(),
-                offset,
+                offset: end,
                 dropped_bytes: dropped,
                 reason,
             });
         }
-        Ok((offset, last))
+        Ok((end, scanned.last))
+    }
+
+    /// The format of a segment, from its header (cached). `Ok(Err(why))`: the header is damaged.
+    fn segment_format(&mut self, seg: &Segment) -> Result<Result<u32, String>, QueueError> {
+        if let Some(f) = self.formats.get(&seg.first_seq) {
+            return Ok(Ok(*f));
+        }
+        let mut file = File::open(&seg.path).map_err(io_err(&seg.path))?;
+        let mut header = [0u8; HEADER_LEN];
+        let n = read_up_to(&mut file, &mut header).map_err(io_err(&seg.path))?;
+        match record::decode_header(&header[..n]) {
+            Ok(h) => {
+                self.formats.insert(seg.first_seq, h.format);
+                Ok(Ok(h.format))
+            }
+            Err(e @ record::HeaderError::NewerFormat(_)) => Err(QueueError::Format {
+                path: seg.path.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) => Ok(Err(e.to_string())),
+        }
     }
 
     fn pending_bytes(&self) -> u64 {
@@ -396,55 +434,110 @@ impl Queue {
 
     /// Appends `count` events, durably. `encode(i, seq, out)` writes the payload of the `i`th event,
     /// given the sequence number it was assigned. Returns the sequence numbers assigned.
-    /// All or nothing: on error no event of this call is in the queue.
+    /// All or nothing: on error no event of this call is in the queue, and after a crash either
+    /// all of them are or none (the records form one batch).
     pub fn append(
         &mut self,
         count: usize,
-        mut encode: impl FnMut(usize, u64, &mut Vec<u8>),
+        encode: impl FnMut(usize, u64, &mut Vec<u8>),
     ) -> Result<std::ops::Range<u64>, QueueError> {
+        self.append_committing(count, encode, |_| Ok::<(), QueueError>(()))
+    }
+
+    /// [`Queue::append`], calling `commit` with the lock held after the events are encoded and
+    /// found to fit, and before any of their bytes is written. `commit` learns the sequence
+    /// numbers the events get and the digest of the last one's payload ([`Intent`]); a source
+    /// writes its checkpoint there, naming both where it was and where it will be once this batch
+    /// is in. If `commit` fails nothing is written. After a crash, [`Queue::lookup`] of
+    /// `intent.last_seq` tells which of the two is true. With `count == 0` nothing happens and
+    /// `commit` is not called.
+    pub fn append_committing<E: From<QueueError>>(
+        &mut self,
+        count: usize,
+        mut encode: impl FnMut(usize, u64, &mut Vec<u8>),
+        commit: impl FnOnce(&Intent) -> Result<(), E>,
+    ) -> Result<std::ops::Range<u64>, E> {
         self.locked(|q| {
             let first = q.next_seq;
+            if count == 0 {
+                return Ok(first..first);
+            }
             let mut buf = Vec::with_capacity(count * 320);
             let mut payload = Vec::with_capacity(512);
             for i in 0..count {
                 payload.clear();
                 encode(i, first + i as u64, &mut payload);
                 if payload.len() > record::MAX_PAYLOAD {
-                    return Err(QueueError::EventTooLarge(payload.len()));
+                    return Err(QueueError::EventTooLarge(payload.len()).into());
                 }
-                record::encode_record(&mut buf, first + i as u64, &payload);
+                record::encode_record(&mut buf, first + i as u64, &payload, i + 1 < count);
             }
+            let last = first + count as u64 - 1;
+            let intent = Intent {
+                first_seq: first,
+                last_seq: last,
+                last_digest: record::digest(&payload),
+            };
             let pending = q.pending_bytes();
             if pending + buf.len() as u64 > q.opts.max_bytes {
                 return Err(QueueError::Full {
                     pending,
                     max: q.opts.max_bytes,
                     needed: buf.len() as u64,
-                });
+                }
+                .into());
             }
-            let tail = match q.segments.last() {
-                Some(t) if t.len < q.opts.segment_bytes => t.clone(),
-                _ => q.new_segment(first)?,
-            };
+            let tail = q.tail_for_append(first)?;
+            commit(&intent)?;
             let mut file = OpenOptions::new()
                 .append(true)
                 .open(&tail.path)
                 .map_err(io_err(&tail.path))?;
-            file.write_all(&buf).map_err(io_err(&tail.path))?;
-            file.sync_data().map_err(io_err(&tail.path))?;
+            let written = file
+                .write_all(&buf)
+                .and_then(|()| file.sync_data())
+                .map_err(io_err(&tail.path));
+            if let Err(e) = written {
+                // Take back whatever part of the batch reached the file, so that this process
+                // too sees none of it (the next locker would truncate it anyway). Best effort:
+                // the error that matters is the write's.
+                let _ = file.set_len(tail.len).and_then(|()| file.sync_data());
+                return Err(e.into());
+            }
             let len = tail.len + buf.len() as u64;
-            let last = if count > 0 {
-                Some(first + count as u64 - 1)
-            } else {
-                q.validated.get(&tail.first_seq).and_then(|v| v.1)
-            };
-            q.validated.insert(tail.first_seq, (len, last));
+            q.validated.insert(tail.first_seq, (len, Some(last)));
             if let Some(s) = q.segments.last_mut() {
                 s.len = len;
             }
-            q.next_seq = first + count as u64;
-            Ok(first..first + count as u64)
+            q.next_seq = last + 1;
+            Ok(first..last + 1)
         })
+    }
+
+    /// The segment the next batch goes into: the tail if it has room and is of this build's
+    /// format; else a new one. Flagged records never go into a format-1 segment (whose readers
+    /// would take the flag for damage).
+    fn tail_for_append(&mut self, first: u64) -> Result<Segment, QueueError> {
+        let Some(tail) = self.segments.last().cloned() else {
+            return self.new_segment(first);
+        };
+        let format = self
+            .segment_format(&tail)?
+            .map_err(|reason| QueueError::Format {
+                path: tail.path.clone(),
+                reason,
+            })?;
+        if format == record::FORMAT && tail.len < self.opts.segment_bytes {
+            return Ok(tail);
+        }
+        if format != record::FORMAT && tail.len <= HEADER_LEN as u64 && tail.first_seq == first {
+            // An empty older-format tail would have the new segment's name: it holds no record.
+            fs::remove_file(&tail.path).map_err(io_err(&tail.path))?;
+            self.segments.pop();
+            self.validated.remove(&tail.first_seq);
+            self.formats.remove(&tail.first_seq);
+        }
+        self.new_segment(first)
     }
 
     fn new_segment(&mut self, first_seq: u64) -> Result<Segment, QueueError> {
@@ -464,6 +557,7 @@ impl Queue {
             len: HEADER_LEN as u64,
         };
         self.validated.insert(first_seq, (seg.len, None));
+        self.formats.insert(first_seq, record::FORMAT);
         self.segments.push(seg.clone());
         Ok(seg)
     }
@@ -497,6 +591,22 @@ impl Queue {
                 if start >= seg.len {
                     continue;
                 }
+                let format = match q.segment_format(&seg)? {
+                    Ok(f) => f,
+                    Err(why) => {
+                        // A sealed segment whose header is damaged: report once, go on.
+                        let recovery = Recovery {
+                            segment: seg.path.clone(),
+                            offset: 0,
+                            dropped_bytes: seg.len,
+                            reason: format!("damaged segment header ({why})"),
+                        };
+                        if !q.recoveries.contains(&recovery) {
+                            q.recoveries.push(recovery);
+                        }
+                        continue;
+                    }
+                };
                 let mut file = File::open(&seg.path).map_err(io_err(&seg.path))?;
                 if Some(seg.first_seq) == tail_first {
                     // Make sure what we are about to send is durable, even if its appender died
@@ -524,8 +634,10 @@ impl Queue {
                         finished = read_all;
                         break;
                     }
-                    match record::decode_record(&buf[pos..]) {
-                        Decoded::Complete { seq, payload, len } => {
+                    match record::decode_record(&buf[pos..], format) {
+                        Decoded::Complete {
+                            seq, payload, len, ..
+                        } => {
                             pos += len;
                             if acked.is_some_and(|a| seq <= a) {
                                 continue;
@@ -628,6 +740,81 @@ impl Queue {
                 bytes: q.pending_bytes(),
             })
         })
+    }
+
+    /// Calls `then` with what the queue holds at `seq`, with the lock held (so no other process
+    /// appends or acknowledges meanwhile; a source settles its checkpoint there).
+    pub fn lookup<T, E: From<QueueError>>(
+        &mut self,
+        seq: u64,
+        then: impl FnOnce(Stored) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.locked(|q| {
+            let stored = match q.find_digest(seq)? {
+                Some(digest) => Stored::Present { digest },
+                None if q.meta.acked_through.is_some_and(|a| seq <= a) => Stored::Acked,
+                None => Stored::Absent,
+            };
+            then(stored)
+        })
+    }
+
+    /// The digest of the payload of record `seq`, if the queue still holds it. Reads the one
+    /// segment that can hold it, record header by record header, skipping payloads.
+    fn find_digest(&mut self, seq: u64) -> Result<Option<u64>, QueueError> {
+        if seq >= self.next_seq {
+            return Ok(None);
+        }
+        let Some(seg) = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.first_seq <= seq)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let Ok(format) = self.segment_format(&seg)? else {
+            return Ok(None);
+        };
+        let file = File::open(&seg.path).map_err(io_err(&seg.path))?;
+        let mut r = io::BufReader::with_capacity(64 * 1024, file);
+        r.seek(SeekFrom::Start(HEADER_LEN as u64))
+            .map_err(io_err(&seg.path))?;
+        let mut pos = HEADER_LEN as u64;
+        let mut head = [0u8; RECORD_OVERHEAD];
+        while pos + RECORD_OVERHEAD as u64 <= seg.len {
+            r.read_exact(&mut head).map_err(io_err(&seg.path))?;
+            let word = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            let len = if format >= 2 {
+                word & !record::MORE
+            } else {
+                word
+            } as usize;
+            let mut seq_bytes = [0u8; 8];
+            seq_bytes.copy_from_slice(&head[8..16]);
+            let at = u64::from_le_bytes(seq_bytes);
+            if len > record::MAX_PAYLOAD
+                || at > seq
+                || pos + (RECORD_OVERHEAD + len) as u64 > seg.len
+            {
+                return Ok(None);
+            }
+            if at == seq {
+                let mut rec = Vec::with_capacity(RECORD_OVERHEAD + len);
+                rec.extend_from_slice(&head);
+                rec.resize(RECORD_OVERHEAD + len, 0);
+                r.read_exact(&mut rec[RECORD_OVERHEAD..])
+                    .map_err(io_err(&seg.path))?;
+                return Ok(match record::decode_record(&rec, format) {
+                    Decoded::Complete { payload, .. } => Some(record::digest(payload)),
+                    _ => None,
+                });
+            }
+            r.seek_relative(len as i64).map_err(io_err(&seg.path))?;
+            pos += (RECORD_OVERHEAD + len) as u64;
+        }
+        Ok(None)
     }
 
     /// The sequence number the next appended event will get.

@@ -4,23 +4,36 @@
 //!
 //! ```text
 //! header : magic "UPLQSEG\0" (8) | format u32 LE | header length u32 LE (=24) | first seq u64 LE
-//! record : payload length u32 LE | CRC-32 u32 LE over (seq ‖ payload) | seq u64 LE | payload
+//! record : length word u32 LE | CRC-32 u32 LE | seq u64 LE | payload
 //! ```
 //!
+//! **Format 2** (written by this build): the length word's high bit ([`MORE`]) says "more records
+//! of this append follow"; its low 31 bits are the payload length. The CRC-32 covers the length
+//! word, the seq and the payload, so a flipped flag is caught like any other damage. The records
+//! of one [`crate::Queue::append`] form a *batch*: every record but the last has `MORE` set. A
+//! batch is all or nothing: [`scan`] counts bytes as valid only up to the end of the last
+//! complete batch, so a write cut short anywhere inside a batch (SIGKILL in the middle of a large
+//! `write(2)`, power loss) drops the whole batch on recovery, never a part of it.
+//!
+//! **Format 1** (written by older builds, still read): the length word is the payload length and
+//! the CRC-32 covers seq and payload only; every record is a batch of its own.
+//!
 //! Decoding a record returns `Incomplete` when the bytes end inside it (a torn write at the end of
-//! a file), or `Corrupt` when the bytes are there but wrong. Recovery keeps everything before the
-//! first record that is not `Complete`.
+//! a file), or `Corrupt` when the bytes are there but wrong.
 
 /// Segment magic.
 pub const MAGIC: &[u8; 8] = b"UPLQSEG\0";
-/// The segment format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// The segment format this build writes (and the newest it reads; it also reads format 1).
+pub const FORMAT: u32 = 2;
 /// Bytes in a segment header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes before a record's payload.
 pub const RECORD_OVERHEAD: usize = 16;
-/// Largest payload a record may hold (one event).
+/// Largest payload a record may hold (one event). Far below 2^31, so the length word's high bit
+/// is free for [`MORE`].
 pub const MAX_PAYLOAD: usize = 1 << 20;
+/// Format 2: the length word's flag "more records of this batch follow".
+pub const MORE: u32 = 1 << 31;
 
 /// A decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +50,8 @@ pub enum HeaderError {
     BadMagic,
     #[error("the segment was written by a newer uplink (format {0}); this build reads format {FORMAT}: upgrade uplink")]
     NewerFormat(u32),
+    #[error("the segment format {0} is not one this build knows (1 to {FORMAT})")]
+    UnknownFormat(u32),
     #[error("the segment header length {0} is not {HEADER_LEN}")]
     BadHeaderLen(u32),
 }
@@ -50,6 +65,18 @@ pub fn encode_header(first_seq: u64) -> [u8; HEADER_LEN] {
     h
 }
 
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&buf[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
 pub fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
     if buf.len() < HEADER_LEN {
         return Err(HeaderError::Truncated);
@@ -57,23 +84,39 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
     if &buf[..8] != MAGIC {
         return Err(HeaderError::BadMagic);
     }
-    let format = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
+    let format = u32_at(buf, 8);
     if format > FORMAT {
         return Err(HeaderError::NewerFormat(format));
     }
-    let len = u32::from_le_bytes(buf[12..16].try_into().expect("4 bytes"));
+    if format == 0 {
+        return Err(HeaderError::UnknownFormat(format));
+    }
+    let len = u32_at(buf, 12);
     if len as usize != HEADER_LEN {
         return Err(HeaderError::BadHeaderLen(len));
     }
     Ok(Header {
         format,
-        first_seq: u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes")),
+        first_seq: u64_at(buf, 16),
     })
 }
 
-/// Appends one framed record to `out`.
-pub fn encode_record(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+/// Appends one format-2 record to `out`; `more`: another record of the same batch follows.
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, payload: &[u8], more: bool) {
     debug_assert!(payload.len() <= MAX_PAYLOAD);
+    let word = payload.len() as u32 | if more { MORE } else { 0 };
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&word.to_le_bytes());
+    crc.update(&seq.to_le_bytes());
+    crc.update(payload);
+    out.extend_from_slice(&word.to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Appends one format-1 record (as older builds wrote them). For tests of the upgrade path.
+pub fn encode_record_v1(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&seq.to_le_bytes());
     crc.update(payload);
@@ -83,14 +126,22 @@ pub fn encode_record(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// A format-1 segment header (as older builds wrote them). For tests of the upgrade path.
+pub fn encode_header_v1(first_seq: u64) -> [u8; HEADER_LEN] {
+    let mut h = encode_header(first_seq);
+    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    h
+}
+
 /// The result of decoding at the start of a buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded<'a> {
-    /// A valid record and the bytes it occupies.
+    /// A valid record and the bytes it occupies; `more`: it is not the last of its batch.
     Complete {
         seq: u64,
         payload: &'a [u8],
         len: usize,
+        more: bool,
     },
     /// The buffer ends inside a record (or is empty).
     Incomplete,
@@ -98,11 +149,17 @@ pub enum Decoded<'a> {
     Corrupt(&'static str),
 }
 
-pub fn decode_record(buf: &[u8]) -> Decoded<'_> {
+/// Decodes the record at the start of `buf`, in a segment of `format` (1 or 2).
+pub fn decode_record(buf: &[u8], format: u32) -> Decoded<'_> {
     if buf.len() < RECORD_OVERHEAD {
         return Decoded::Incomplete;
     }
-    let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+    let word = u32_at(buf, 0);
+    let (len, more) = if format >= 2 {
+        ((word & !MORE) as usize, word & MORE != 0)
+    } else {
+        (word as usize, false)
+    };
     if len > MAX_PAYLOAD {
         return Decoded::Corrupt("record length is larger than the largest event");
     }
@@ -110,20 +167,90 @@ pub fn decode_record(buf: &[u8]) -> Decoded<'_> {
     if buf.len() < total {
         return Decoded::Incomplete;
     }
-    let want = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
+    let want = u32_at(buf, 4);
     let seq_bytes = &buf[8..16];
     let payload = &buf[16..total];
     let mut crc = crc32fast::Hasher::new();
+    if format >= 2 {
+        crc.update(&buf[0..4]);
+    }
     crc.update(seq_bytes);
     crc.update(payload);
     if crc.finalize() != want {
         return Decoded::Corrupt("record checksum mismatch");
     }
     Decoded::Complete {
-        seq: u64::from_le_bytes(seq_bytes.try_into().expect("8 bytes")),
+        seq: u64_at(buf, 8),
         payload,
         len: total,
+        more,
     }
+}
+
+/// What [`scan`] found in the records of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// Bytes from the start of the buffer that hold complete batches only.
+    pub valid: usize,
+    /// The seq of the last record within `valid` (`None`: no record).
+    pub last: Option<u64>,
+    /// Why scanning stopped before the end of the buffer, or with an unfinished batch.
+    pub problem: Option<String>,
+}
+
+/// Scans records from the start of `buf` (a segment of `format`, after its header or after
+/// a point known to end a batch) and returns the end of the last complete batch. `expected` is
+/// the seq the first record must carry (seqs go up by one); `last` the seq before it, if any.
+pub fn scan(buf: &[u8], format: u32, expected: u64, last: Option<u64>) -> Scanned {
+    let mut pos = 0;
+    let mut out = Scanned {
+        valid: 0,
+        last,
+        problem: None,
+    };
+    let mut expected = expected;
+    let mut in_batch = false;
+    while pos < buf.len() {
+        match decode_record(&buf[pos..], format) {
+            Decoded::Complete { seq, len, more, .. } => {
+                if seq != expected {
+                    out.problem = Some(format!("sequence {seq} where {expected} was expected"));
+                    return out;
+                }
+                expected = seq.wrapping_add(1);
+                pos += len;
+                in_batch = more;
+                if !more {
+                    out.valid = pos;
+                    out.last = Some(seq);
+                }
+            }
+            Decoded::Incomplete => {
+                out.problem = Some("incomplete record (a write cut short)".into());
+                return out;
+            }
+            Decoded::Corrupt(why) => {
+                out.problem = Some(why.into());
+                return out;
+            }
+        }
+    }
+    if in_batch {
+        out.problem = Some("incomplete batch (an append cut short between its records)".into());
+    }
+    out
+}
+
+/// The digest of a payload that [`crate::Intent`] and [`crate::Stored`] carry: 64-bit FNV-1a.
+/// Not cryptographic; it tells "the record at seq L is the one I wrote" from "another appender's
+/// record got seq L", where the payloads differ (they carry kind and fields).
+pub fn digest(payload: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in payload {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 #[cfg(test)]
@@ -140,59 +267,224 @@ mod tests {
                 first_seq: 42
             }
         );
+        assert_eq!(
+            decode_header(&encode_header_v1(7)).unwrap(),
+            Header {
+                format: 1,
+                first_seq: 7
+            }
+        );
         assert_eq!(decode_header(&h[..10]), Err(HeaderError::Truncated));
         let mut bad = h;
         bad[0] = b'X';
         assert_eq!(decode_header(&bad), Err(HeaderError::BadMagic));
         let mut newer = h;
-        newer[8..12].copy_from_slice(&2u32.to_le_bytes());
-        assert_eq!(decode_header(&newer), Err(HeaderError::NewerFormat(2)));
+        newer[8..12].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(decode_header(&newer), Err(HeaderError::NewerFormat(3)));
+        let mut zero = h;
+        zero[8..12].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(decode_header(&zero), Err(HeaderError::UnknownFormat(0)));
     }
 
     #[test]
     fn every_truncation_of_a_record_is_incomplete_never_wrong() {
-        let mut buf = Vec::new();
-        encode_record(&mut buf, 7, b"{\"seq\":7}");
-        for cut in 0..buf.len() {
+        for format in [1, 2] {
+            let mut buf = Vec::new();
+            if format == 1 {
+                encode_record_v1(&mut buf, 7, b"{\"seq\":7}");
+            } else {
+                encode_record(&mut buf, 7, b"{\"seq\":7}", true);
+            }
+            for cut in 0..buf.len() {
+                assert_eq!(
+                    decode_record(&buf[..cut], format),
+                    Decoded::Incomplete,
+                    "format {format} cut at {cut}"
+                );
+            }
             assert_eq!(
-                decode_record(&buf[..cut]),
-                Decoded::Incomplete,
-                "cut at {cut}"
+                decode_record(&buf, format),
+                Decoded::Complete {
+                    seq: 7,
+                    payload: b"{\"seq\":7}",
+                    len: buf.len(),
+                    more: format == 2
+                }
             );
         }
-        assert_eq!(
-            decode_record(&buf),
-            Decoded::Complete {
-                seq: 7,
-                payload: b"{\"seq\":7}",
-                len: buf.len()
-            }
-        );
     }
 
     #[test]
-    fn every_single_bit_flip_is_detected() {
-        let mut buf = Vec::new();
-        encode_record(&mut buf, 1 << 40, b"payload bytes");
-        for i in 0..buf.len() {
-            for bit in 0..8 {
-                let mut b = buf.clone();
-                b[i] ^= 1 << bit;
-                match decode_record(&b) {
-                    Decoded::Complete { .. } => panic!("flip of byte {i} bit {bit} went unnoticed"),
-                    Decoded::Incomplete | Decoded::Corrupt(_) => {}
+    fn every_single_bit_flip_is_detected_including_the_batch_flag() {
+        for more in [false, true] {
+            let mut buf = Vec::new();
+            encode_record(&mut buf, 1 << 40, b"payload bytes", more);
+            for i in 0..buf.len() {
+                for bit in 0..8 {
+                    let mut b = buf.clone();
+                    b[i] ^= 1 << bit;
+                    match decode_record(&b, 2) {
+                        Decoded::Complete { .. } => {
+                            panic!("flip of byte {i} bit {bit} went unnoticed (more={more})")
+                        }
+                        Decoded::Incomplete | Decoded::Corrupt(_) => {}
+                    }
                 }
             }
         }
     }
 
     #[test]
+    fn the_formats_do_not_read_each_other() {
+        let (mut v1, mut v2) = (Vec::new(), Vec::new());
+        encode_record_v1(&mut v1, 3, b"abc");
+        encode_record(&mut v2, 3, b"abc", true);
+        assert!(matches!(decode_record(&v1, 2), Decoded::Corrupt(_)));
+        // A format-1 reader sees the flag as an absurd length.
+        assert!(matches!(decode_record(&v2, 1), Decoded::Corrupt(_)));
+        // Without the flag the length words agree, but the checksums do not.
+        let mut last = Vec::new();
+        encode_record(&mut last, 3, b"abc", false);
+        assert!(matches!(decode_record(&last, 1), Decoded::Corrupt(_)));
+    }
+
+    #[test]
     fn oversized_length_is_corrupt_not_a_huge_allocation() {
         let mut buf = vec![0xff, 0xff, 0xff, 0x7f];
         buf.resize(32, 0);
-        assert_eq!(
-            decode_record(&buf),
-            Decoded::Corrupt("record length is larger than the largest event")
-        );
+        for format in [1, 2] {
+            assert_eq!(
+                decode_record(&buf, format),
+                Decoded::Corrupt("record length is larger than the largest event")
+            );
+        }
+    }
+
+    /// Batches of the given sizes, from seq 10: the bytes and the offset where each batch ends.
+    fn batches(sizes: &[usize]) -> (Vec<u8>, Vec<(usize, u64)>, Vec<usize>) {
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        let mut record_ends = Vec::new();
+        let mut seq = 10;
+        for &n in sizes {
+            for i in 0..n {
+                encode_record(&mut buf, seq, format!("event {seq}").as_bytes(), i + 1 < n);
+                record_ends.push(buf.len());
+                seq += 1;
+            }
+            ends.push((buf.len(), seq - 1));
+        }
+        (buf, ends, record_ends)
+    }
+
+    #[test]
+    fn a_batch_cut_anywhere_is_dropped_whole() {
+        let (buf, ends, record_ends) = batches(&[1, 3, 2]);
+        for cut in 0..=buf.len() {
+            let s = scan(&buf[..cut], 2, 10, None);
+            // The last batch end at or before the cut.
+            let (valid, last) = ends
+                .iter()
+                .rev()
+                .find(|(e, _)| *e <= cut)
+                .map_or((0, None), |(e, l)| (*e, Some(*l)));
+            assert_eq!((s.valid, s.last), (valid, last), "cut at {cut}");
+            let clean = cut == 0 || ends.iter().any(|(e, _)| *e == cut);
+            assert_eq!(s.problem.is_none(), clean, "cut at {cut}: {:?}", s.problem);
+            if record_ends.contains(&cut) && !clean {
+                // Cut exactly between two records of a batch: every record decodes, yet the
+                // batch is unfinished.
+                assert!(
+                    s.problem.unwrap().contains("incomplete batch"),
+                    "cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn scanning_tables() {
+        let (buf, _, _) = batches(&[2, 1]);
+        let mut v1 = Vec::new();
+        for seq in 5..8 {
+            encode_record_v1(&mut v1, seq, b"x");
+        }
+        let mut flipped = buf.clone();
+        let n = flipped.len();
+        flipped[n - 1] ^= 1;
+        let r = RECORD_OVERHEAD + "event 10".len();
+        for (name, bytes, format, expected, last, want_valid, want_last, want_problem) in [
+            ("empty", &[][..], 2, 0, None, 0, None, None),
+            ("empty keeps last", &[][..], 2, 9, Some(8), 0, Some(8), None),
+            (
+                "two batches",
+                &buf[..],
+                2,
+                10,
+                None,
+                buf.len(),
+                Some(12),
+                None,
+            ),
+            (
+                "wrong first seq",
+                &buf[..],
+                2,
+                11,
+                None,
+                0,
+                None,
+                Some("sequence 10 where 11 was expected"),
+            ),
+            (
+                "damaged last batch",
+                &flipped[..],
+                2,
+                10,
+                None,
+                2 * r,
+                Some(11),
+                Some("record checksum mismatch"),
+            ),
+            (
+                "format 1: records",
+                &v1[..],
+                1,
+                5,
+                None,
+                v1.len(),
+                Some(7),
+                None,
+            ),
+            (
+                "format 1 cut",
+                &v1[..v1.len() - 1],
+                1,
+                5,
+                None,
+                2 * (RECORD_OVERHEAD + 1),
+                Some(6),
+                Some("incomplete record (a write cut short)"),
+            ),
+        ] {
+            let s = scan(bytes, format, expected, last);
+            assert_eq!(
+                (s.valid, s.last, s.problem.as_deref()),
+                (want_valid, want_last, want_problem),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn digests() {
+        // FNV-1a 64 reference values.
+        for (input, want) in [
+            (&b""[..], 0xcbf2_9ce4_8422_2325u64),
+            (b"a", 0xaf63_dc4c_8601_ec8c),
+            (b"foobar", 0x8594_4171_f739_67e8),
+        ] {
+            assert_eq!(digest(input), want, "{input:?}");
+        }
     }
 }

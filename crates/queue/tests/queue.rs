@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use uplink_queue::{Options, Queue, QueueError};
+use uplink_queue::{Intent, Options, Queue, QueueError, Stored};
 
 fn payload(seq: u64) -> Vec<u8> {
     format!(
@@ -144,35 +144,248 @@ fn a_full_queue_refuses_whole_appends_and_frees_space_on_ack() {
 }
 
 #[test]
-fn a_torn_write_at_any_offset_keeps_every_complete_record() {
+fn a_torn_write_at_any_offset_keeps_every_complete_batch_and_nothing_of_the_torn_one() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut q = Queue::open(dir.path(), Options::default()).unwrap();
-        append(&mut q, 3);
+        // Batches of 1, 1, 3 and 2 events: seqs 0 | 1 | 2 3 4 | 5 6.
+        for n in [1, 1, 3, 2] {
+            append(&mut q, n);
+        }
     }
     let seg = dir.path().join(format!("{:020}.seg", 0));
     let full = std::fs::read(&seg).unwrap();
     let header = uplink_queue::record::HEADER_LEN;
     let rec = |s: u64| uplink_queue::record::RECORD_OVERHEAD + payload(s).len();
-    let ends = [
-        header,
-        header + rec(0),
-        header + rec(0) + rec(1),
-        full.len(),
+    let end = |through: u64| header + (0..=through).map(rec).sum::<usize>();
+    // Where each batch ends, and how many events are kept by a cut at or after it.
+    let batch_ends = [
+        (header, 0),
+        (end(0), 1),
+        (end(1), 2),
+        (end(4), 5),
+        (end(6), 7),
     ];
+    assert_eq!(end(6), full.len());
+    let record_ends: Vec<usize> = (0..7).map(end).collect();
+    let mut between_records = 0;
     for cut in 0..=full.len() {
         let case = tempfile::tempdir().unwrap();
         std::fs::write(case.path().join(format!("{:020}.seg", 0)), &full[..cut]).unwrap();
         let mut q = Queue::open(case.path(), Options::default()).unwrap();
-        let kept = ends.iter().filter(|e| **e <= cut && **e > header).count() as u64;
+        let (batch_end, kept) = *batch_ends
+            .iter()
+            .rev()
+            .find(|(e, _)| *e <= cut)
+            .unwrap_or(&(0, 0));
         let recoveries = q.take_recoveries();
-        let clean = ends.contains(&cut) || cut == 0;
+        let clean = batch_ends.iter().any(|(e, _)| *e == cut) || cut == 0;
         assert_eq!(recoveries.is_empty(), clean, "cut {cut}: {recoveries:?}");
+        if !clean && cut >= header {
+            assert_eq!(recoveries[0].offset, batch_end as u64, "cut {cut}");
+            assert_eq!(
+                recoveries[0].dropped_bytes,
+                (cut - batch_end) as u64,
+                "cut {cut}"
+            );
+            if record_ends.contains(&cut) {
+                between_records += 1;
+                assert!(
+                    recoveries[0].reason.contains("incomplete batch"),
+                    "{recoveries:?}"
+                );
+            }
+        }
         let got = drain(&mut q, 100);
         assert_eq!(got, (0..kept).collect::<Vec<_>>(), "cut at {cut}");
         // New events continue right after the kept ones: no gap, no reuse of a kept number.
         assert_eq!(append(&mut q, 1), kept..kept + 1, "cut at {cut}");
     }
+    // Cuts between two records of one batch (after 2, after 3, after 5): every record there
+    // decodes, and still the batch goes.
+    assert_eq!(between_records, 3);
+}
+
+#[test]
+fn a_torn_batch_is_invisible_to_readers_and_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    append(&mut q, 2);
+    let seg = dir.path().join(format!("{:020}.seg", 0));
+    let before = std::fs::metadata(&seg).unwrap().len();
+    append(&mut q, 4);
+    // The crash: the second batch's last record never made it.
+    let full = std::fs::read(&seg).unwrap();
+    let cut = full.len() - payload(5).len() - 3;
+    std::fs::write(&seg, &full[..cut]).unwrap();
+    let mut other = Queue::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), before);
+    let b = other.read_batch(100, 1 << 20).unwrap().unwrap();
+    assert_eq!(seqs_of(&b.body), vec![0, 1]);
+    let stored = |q: &mut Queue, seq| q.lookup(seq, Ok::<_, QueueError>).unwrap();
+    assert_eq!(stored(&mut other, 2), Stored::Absent);
+    assert_eq!(stored(&mut other, 5), Stored::Absent);
+    let digest = uplink_queue::record::digest(&payload(1));
+    assert_eq!(stored(&mut other, 1), Stored::Present { digest });
+    // The numbers of the dropped batch are handed out again, with other payloads.
+    other
+        .append(4, |_, seq, out| {
+            out.extend_from_slice(format!("{{\"seq\":{seq},\"other\":1}}").as_bytes())
+        })
+        .unwrap();
+    assert_eq!(
+        stored(&mut other, 5),
+        Stored::Present {
+            digest: uplink_queue::record::digest(br#"{"seq":5,"other":1}"#)
+        }
+    );
+    // Acknowledged and deleted (the segment is sealed once full; here: a small segment size).
+    assert_eq!(drain(&mut other, 100).len(), 6);
+    assert_eq!(stored(&mut other, 1), Stored::Present { digest });
+    assert_eq!(stored(&mut other, 6), Stored::Absent);
+}
+
+#[test]
+fn lookup_after_acknowledged_segments_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Queue::open(dir.path(), small()).unwrap();
+    for _ in 0..20 {
+        append(&mut q, 20);
+    }
+    assert_eq!(drain(&mut q, 50).len(), 400);
+    let stored = |q: &mut Queue, seq| q.lookup(seq, Ok::<_, QueueError>).unwrap();
+    assert_eq!(stored(&mut q, 3), Stored::Acked);
+    assert_eq!(stored(&mut q, 400), Stored::Absent);
+    append(&mut q, 1);
+    assert_eq!(
+        stored(&mut q, 400),
+        Stored::Present {
+            digest: uplink_queue::record::digest(&payload(400))
+        }
+    );
+}
+
+#[test]
+fn commit_runs_under_the_lock_before_any_byte_and_its_failure_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    append(&mut q, 3);
+    let seg = dir.path().join(format!("{:020}.seg", 0));
+    let len = || std::fs::metadata(&seg).unwrap().len();
+    let before = len();
+    let mut seen = None;
+    let range = q
+        .append_committing(
+            2,
+            |_, seq, out| out.extend_from_slice(&payload(seq)),
+            |intent: &Intent| {
+                // Nothing of the batch is on disk yet, and another process cannot get in.
+                assert_eq!(len(), before);
+                let lock = std::fs::File::open(dir.path().join("queue.lock")).unwrap();
+                assert!(
+                    lock.try_lock().is_err(),
+                    "commit ran without the queue lock"
+                );
+                seen = Some(*intent);
+                Ok::<(), QueueError>(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(range, 3..5);
+    assert_eq!(
+        seen,
+        Some(Intent {
+            first_seq: 3,
+            last_seq: 4,
+            last_digest: uplink_queue::record::digest(&payload(4))
+        })
+    );
+    let before = len();
+    #[derive(Debug)]
+    enum E {
+        Q(#[allow(dead_code)] QueueError),
+        Refused,
+    }
+    impl From<QueueError> for E {
+        fn from(e: QueueError) -> E {
+            E::Q(e)
+        }
+    }
+    let err = q
+        .append_committing(
+            2,
+            |_, seq, out| out.extend_from_slice(&payload(seq)),
+            |_| Err(E::Refused),
+        )
+        .unwrap_err();
+    assert!(matches!(err, E::Refused), "{err:?}");
+    assert_eq!(len(), before);
+    assert_eq!(q.next_seq().unwrap(), 5);
+    // A full queue refuses before commit is called.
+    let tiny_dir = tempfile::tempdir().unwrap();
+    let mut tiny = Queue::open(
+        tiny_dir.path(),
+        Options {
+            max_bytes: 10,
+            segment_bytes: 1 << 20,
+        },
+    )
+    .unwrap();
+    let mut called = false;
+    let err = tiny
+        .append_committing(
+            1,
+            |_, seq, out| out.extend_from_slice(&payload(seq)),
+            |_| {
+                called = true;
+                Ok::<(), QueueError>(())
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, QueueError::Full { .. }) && !called, "{err}");
+}
+
+#[test]
+fn format_1_segments_are_read_and_never_appended_to() {
+    use uplink_queue::record::{encode_header_v1, encode_record_v1, HEADER_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    // What an older build left: a format-1 tail with seqs 0..5, the last one torn.
+    let mut bytes = encode_header_v1(0).to_vec();
+    for seq in 0..5 {
+        encode_record_v1(&mut bytes, seq, &payload(seq));
+    }
+    let old = dir.path().join(format!("{:020}.seg", 0));
+    std::fs::write(&old, &bytes[..bytes.len() - 2]).unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(q.take_recoveries().len(), 1);
+    let b = q.read_batch(2, 1 << 20).unwrap().unwrap();
+    assert_eq!(seqs_of(&b.body), vec![0, 1]);
+    q.ack(&b).unwrap();
+    // New batches go into a new format-2 segment named by their first seq.
+    assert_eq!(append(&mut q, 3), 4..7);
+    let new = dir.path().join(format!("{:020}.seg", 4));
+    let header = std::fs::read(&new).unwrap();
+    assert_eq!(
+        uplink_queue::record::decode_header(&header[..HEADER_LEN])
+            .unwrap()
+            .format,
+        2
+    );
+    assert_eq!(
+        std::fs::read(&old).unwrap().len(),
+        bytes.len() - 2 - payload(4).len() - 14
+    );
+    assert_eq!(
+        q.lookup(1, Ok::<_, QueueError>).unwrap(),
+        Stored::Present {
+            digest: uplink_queue::record::digest(&payload(1))
+        }
+    );
+    drop(q);
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(drain(&mut q, 100), vec![2, 3, 4, 5, 6]);
+    // The old segment is deleted once read through.
+    assert!(!old.exists());
 }
 
 #[test]

@@ -19,7 +19,7 @@ use uplink_queue::{Queue, QueueError};
 use uplink_sources::host::{self, Heartbeat, Inventory};
 use uplink_sources::journal::{Journal, JournalStopper};
 use uplink_sources::tail::{Poll, TailOptions, Tailer};
-use uplink_sources::{Event, Sink, SinkError, SourceError};
+use uplink_sources::{Event, Intent, Sink, SinkError, SourceError, Stored};
 
 use crate::config::{Config, Paths};
 use crate::status::{now_rfc3339, HeartbeatRecord, Status};
@@ -37,18 +37,76 @@ pub struct QueueSink {
     pub queue: Queue,
 }
 
+/// A queue error or the source's own (from its checkpoint callback), through the queue's calls.
+enum Failure {
+    Queue(QueueError),
+    Source(SourceError),
+}
+
+impl From<QueueError> for Failure {
+    fn from(e: QueueError) -> Failure {
+        Failure::Queue(e)
+    }
+}
+
+impl From<Failure> for SourceError {
+    fn from(f: Failure) -> SourceError {
+        match f {
+            Failure::Source(e) => e,
+            Failure::Queue(e @ QueueError::Full { .. }) => SinkError::Full(e.to_string()).into(),
+            Failure::Queue(e) => SinkError::Failed(e.to_string()).into(),
+        }
+    }
+}
+
 impl Sink for QueueSink {
-    fn append(&mut self, events: &[Event]) -> Result<(), SinkError> {
+    /// The queue's [`Queue::append_committing`]: the source's checkpoint is written under the
+    /// queue's lock, after the batch is known to fit and before its records.
+    fn append(
+        &mut self,
+        events: &[Event],
+        commit: &mut dyn FnMut(&Intent) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
         self.queue
-            .append(events.len(), |i, seq, out| {
-                uplink_protocol::batch::encode_line(out, seq, &events[i].kind, &events[i].fields);
-                out.pop(); // the queue stores lines without their newline
-            })
+            .append_committing(
+                events.len(),
+                |i, seq, out| {
+                    uplink_protocol::batch::encode_line(
+                        out,
+                        seq,
+                        &events[i].kind,
+                        &events[i].fields,
+                    );
+                    out.pop(); // the queue stores lines without their newline
+                },
+                |intent| {
+                    commit(&Intent {
+                        first_seq: intent.first_seq,
+                        last_seq: intent.last_seq,
+                        last_digest: intent.last_digest,
+                    })
+                    .map_err(Failure::Source)
+                },
+            )
             .map(|_| ())
-            .map_err(|e| match e {
-                QueueError::Full { .. } => SinkError::Full(e.to_string()),
-                other => SinkError::Failed(other.to_string()),
+            .map_err(SourceError::from)
+    }
+
+    fn lookup(
+        &mut self,
+        seq: u64,
+        then: &mut dyn FnMut(Stored) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        self.queue
+            .lookup(seq, |stored| {
+                then(match stored {
+                    uplink_queue::Stored::Present { digest } => Stored::Present { digest },
+                    uplink_queue::Stored::Acked => Stored::Acked,
+                    uplink_queue::Stored::Absent => Stored::Absent,
+                })
+                .map_err(Failure::Source)
             })
+            .map_err(SourceError::from)
     }
 }
 
@@ -135,12 +193,17 @@ pub fn spawn(
         rotate_wait: once.then_some(Duration::ZERO),
         ..Default::default()
     };
-    let tailer = Tailer::new(cfg.files.clone(), dir.join("files.json"), opts)
+    let mut sink = QueueSink {
+        queue: crate::open_queue(paths, config)?,
+    };
+    // Checkpoints a crash left are settled here, before the uploader starts (it starts after
+    // `spawn` returns): a batch pending in them cannot have been acknowledged meanwhile. The
+    // journal's too when it is not configured, so that a later run finds it settled.
+    let tailer = Tailer::new(cfg.files.clone(), dir.join("files.json"), opts, &mut sink)
+        .map_err(crate::SensorError::Source)?;
+    uplink_sources::journal::reconcile(&dir.join("journal.json"), &mut sink)
         .map_err(crate::SensorError::Source)?;
     {
-        let sink = QueueSink {
-            queue: crate::open_queue(paths, config)?,
-        };
         let (stop, done, error, skipped) =
             (stop.clone(), done.clone(), error.clone(), skipped.clone());
         let paths = paths.clone();
@@ -197,7 +260,7 @@ pub fn spawn(
                             if stop.load(Ordering::SeqCst) {
                                 return Ok(());
                             }
-                            let mut j = Journal::start(&jcfg, ck.clone(), !once)?;
+                            let mut j = Journal::start(&jcfg, ck.clone(), !once, &mut sink)?;
                             if let Ok(mut slot) = js.lock() {
                                 *slot = Some(j.stopper());
                             }
@@ -270,7 +333,7 @@ impl FilesWorker {
             skipped: self.skipped.load(Ordering::SeqCst),
             running_secs: self.started.elapsed().as_secs(),
         };
-        match self.sink.append(&[host::heartbeat_event(&hb)]) {
+        match self.sink.append_unchecked(&[host::heartbeat_event(&hb)]) {
             Ok(()) => {
                 tracing::debug!("heartbeat queued");
                 self.record.queued += 1;
@@ -293,11 +356,11 @@ impl FilesWorker {
     fn inventory(&mut self) -> Result<bool, SourceError> {
         match self
             .sink
-            .append(&[host::inventory_event(&Inventory::collect())])
+            .append_unchecked(&[host::inventory_event(&Inventory::collect())])
         {
             Ok(()) => Ok(true),
-            Err(SinkError::Full(_)) => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(e) if e.is_full() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

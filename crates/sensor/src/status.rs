@@ -137,10 +137,19 @@ impl SourcesStatus {
         let files: FilesCheckpoint = checkpoint::load(&dir.join("files.json")).unwrap_or_default();
         let journal: JournalCheckpoint =
             checkpoint::load(&dir.join("journal.json")).unwrap_or_default();
+        // While a source is busy its checkpoint names the batch being written as `next`: that
+        // batch is in the queue unless the sensor crashed writing it, so show where it ends.
+        let mut marks = files.files;
+        if let Some(n) = files.next {
+            let p = n.position;
+            match marks.iter_mut().find(|m| (m.dev, m.ino) == (p.dev, p.ino)) {
+                Some(m) => *m = p,
+                None => marks.push(p),
+            }
+        }
         SourcesStatus {
-            files: files
-                .files
-                .iter()
+            files: marks
+                .into_iter()
                 .map(|m| {
                     let length = std::fs::metadata(&m.path)
                         .ok()
@@ -154,7 +163,7 @@ impl SourcesStatus {
                     }
                 })
                 .collect(),
-            journal_cursor: journal.cursor,
+            journal_cursor: journal.next.map(|n| n.position).or(journal.cursor),
             heartbeats: HeartbeatRecord::load(paths),
         }
     }

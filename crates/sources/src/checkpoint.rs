@@ -1,25 +1,81 @@
 //! Checkpoints: where each source stopped, in small files replaced atomically (temporary file,
-//! fsync, rename, fsync of the directory).
+//! fsync, rename, fsync of the directory), so that a restart — also after SIGKILL or power loss —
+//! neither re-sends nor skips.
 //!
-//! A checkpoint is written only after the events up to it are durably in the queue, so after any
-//! stop the source resumes exactly after the last queued line. The one window left is a crash
-//! (SIGKILL, power loss) between the queue's fsync and the checkpoint's rename: the lines of that
-//! last chunk are queued again (at least once; never a gap). A clean stop has no such window.
+//! **Intent, then records.** A checkpoint written after the batch's records leaves a window (a
+//! crash after the queue's fsync and before the rename) in which the batch is queued but the
+//! checkpoint does not say so: the batch would be queued again, under new sequence numbers the
+//! service cannot recognise as duplicates. So the checkpoint is written *before* the records,
+//! inside the sink's append and under its lock ([`crate::Sink::append`]): it holds the committed
+//! positions (everything before them is queued) and `next`, the batch about to be written — its
+//! end position, the sequence number of its last event and a digest of that event as queued.
 //!
-//! Formats (JSON, versioned):
-//! - `files.json`: `{"format":1,"files":[{"dev":D,"ino":I,"offset":O,"path":"…"}]}` — files by
-//!   identity (device, inode), so a renamed file keeps its place; `path` is for people.
-//! - `journal.json`: `{"format":1,"cursor":"…"}`.
+//! **Reconcile at start** ([`reconcile`]): before anything else in the process appends or
+//! uploads, a checkpoint with `next` is settled by asking the sink what it holds at `next`'s last
+//! seq ([`crate::Sink::lookup`], under the sink's lock), decided by [`batch_made_it`]:
+//! - present with the same digest: the batch is in (the queue's appends are atomic, so all of
+//!   it), and the source resumes at `next`'s position;
+//! - absent (the crash came before or during the write; recovery dropped the torn batch), or
+//!   present with another digest (after the batch was dropped its numbers were handed out again,
+//!   e.g. to `uplink sensor send`): it is not, and the source resumes at the committed position;
+//! - acknowledged and gone: treated as in. Only `sensor run` acknowledges, and it reconciles both
+//!   checkpoints before its uploader starts, so a pending seq cannot normally have been
+//!   acknowledged yet. If it was anyway (a checkpoint left by a sensor run that never reconciled
+//!   it, say after `[sources]` was removed and put back), the acknowledged record was visible to
+//!   the uploader, and only complete batches are visible, so a batch did complete at that seq.
+//!   It could be another appender's batch that reused the seq after ours was dropped; then
+//!   resuming at `next` would skip our lines, and resuming before would repeat them. Nothing on
+//!   disk tells the two apart any more; a complete batch at that seq is by far the likelier
+//!   (reuse needs a crash mid-write *and* a `send` before the restart), so `next` wins.
+//!
+//! The settled checkpoint (without `next`) is written back at once. While running, the file on
+//! disk keeps the `next` of the last batch until the source is idle, when it is rewritten clean.
+//!
+//! Formats (JSON, versioned; format 1, without `next` and fingerprints, is still read):
+//! - `files.json`: `{"format":2,"files":[{"dev":D,"ino":I,"offset":O,"path":"…",
+//!   "fingerprint":{"len":N,"hash":H}}],"next":{"position":{…a file…},"last_seq":L,"digest":G}}`
+//!   — files by identity (device, inode), so a renamed file keeps its place; `path` is for
+//!   people; `fingerprint` tells a reused inode from the file (see [`crate::tail::start_offset`]).
+//! - `journal.json`: `{"format":2,"cursor":"…","next":{"position":"…","last_seq":L,"digest":G}}`.
 
 use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::SourceError;
+use crate::{Sink, SourceError, Stored};
 
 /// The format this build writes (and the newest it reads).
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+
+/// The first bytes of a file, identifying it beyond its inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// How many of the file's first bytes were hashed.
+    pub len: u64,
+    /// [`hash`] of those bytes.
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    pub fn of(head: &[u8]) -> Fingerprint {
+        Fingerprint {
+            len: head.len() as u64,
+            hash: hash(head),
+        }
+    }
+}
+
+/// 64-bit FNV-1a: stable across builds and platforms (unlike std's hasher), which a checkpoint
+/// read by the next version needs.
+pub fn hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
 /// Where one file stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,18 +85,129 @@ pub struct FileMark {
     /// Every byte before this offset is in the queue.
     pub offset: u64,
     pub path: String,
+    /// The file's first `min(offset, 1 KiB)` bytes (absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// A batch written after the checkpoint: where the source will be once it is in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Next<P> {
+    pub position: P,
+    /// The sequence number of the batch's last event.
+    pub last_seq: u64,
+    /// The sink's digest of that event.
+    pub digest: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilesCheckpoint {
     pub format: u32,
     pub files: Vec<FileMark>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Next<FileMark>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalCheckpoint {
     pub format: u32,
     pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Next<String>>,
+}
+
+/// Whether the batch a checkpoint's `next` names is in the sink, from what the sink holds at its
+/// last seq. See the module docs for why an acknowledged seq counts as in.
+pub fn batch_made_it(digest: u64, stored: Stored) -> bool {
+    match stored {
+        Stored::Present { digest: d } => d == digest,
+        Stored::Acked => true,
+        Stored::Absent => false,
+    }
+}
+
+/// A checkpoint that can carry a pending batch.
+pub trait Settle: Sized {
+    /// `(last_seq, digest)` of the pending batch, if any.
+    fn pending(&self) -> Option<(u64, u64)>;
+    /// The checkpoint without its pending batch: moved to the batch's end if `made_it`.
+    fn settle(self, made_it: bool) -> Self;
+}
+
+impl Settle for FilesCheckpoint {
+    fn pending(&self) -> Option<(u64, u64)> {
+        self.next.as_ref().map(|n| (n.last_seq, n.digest))
+    }
+
+    fn settle(mut self, made_it: bool) -> Self {
+        if let (Some(next), true) = (self.next.take(), made_it) {
+            let p = next.position;
+            match self
+                .files
+                .iter_mut()
+                .find(|m| (m.dev, m.ino) == (p.dev, p.ino))
+            {
+                Some(m) => *m = p,
+                None => self.files.push(p),
+            }
+        }
+        self.format = FORMAT;
+        self
+    }
+}
+
+impl Settle for JournalCheckpoint {
+    fn pending(&self) -> Option<(u64, u64)> {
+        self.next.as_ref().map(|n| (n.last_seq, n.digest))
+    }
+
+    fn settle(mut self, made_it: bool) -> Self {
+        if let (Some(next), true) = (self.next.take(), made_it) {
+            self.cursor = Some(next.position);
+        }
+        self.format = FORMAT;
+        self
+    }
+}
+
+/// Loads the checkpoint at `path` and, if it names a pending batch, settles it against `sink`
+/// (under the sink's lock) and writes the settled checkpoint back. Call before anything in this
+/// process appends to the sink or acknowledges from it.
+pub fn reconcile<T>(path: &Path, sink: &mut dyn Sink) -> Result<T, SourceError>
+where
+    T: for<'de> Deserialize<'de> + Default + HasFormat + Settle + Serialize,
+{
+    let ck: T = load(path)?;
+    let Some((last_seq, digest)) = ck.pending() else {
+        return Ok(ck);
+    };
+    let mut ck = Some(ck);
+    let mut settled = None;
+    sink.lookup(last_seq, &mut |stored| {
+        let made_it = batch_made_it(digest, stored);
+        let Some(c) = ck.take() else {
+            return Ok(());
+        };
+        let s = c.settle(made_it);
+        store(path, &s)?;
+        tracing::info!(
+            checkpoint = %path.display(),
+            last_seq,
+            ?stored,
+            "settled the batch pending at the last stop: {}",
+            if made_it {
+                "it is in the queue; resuming after it"
+            } else {
+                "it is not in the queue; resuming before it"
+            }
+        );
+        settled = Some(s);
+        Ok(())
+    })?;
+    settled.ok_or_else(|| SourceError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: "the queue did not answer the lookup of the pending batch".into(),
+    })
 }
 
 /// Parses a checkpoint file's bytes; empty means "no checkpoint yet".
@@ -112,17 +279,34 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn mark(ino: u64, offset: u64) -> FileMark {
+        FileMark {
+            dev: 1,
+            ino,
+            offset,
+            path: format!("/log/{ino}"),
+            fingerprint: Some(Fingerprint { len: 3, hash: 9 }),
+        }
+    }
+
     #[test]
     fn parsing() {
         let c: FilesCheckpoint = parse(b"").unwrap();
         assert!(c.files.is_empty());
+        // Format 1: no fingerprint, no next.
         let c: FilesCheckpoint = parse(
             br#"{"format":1,"files":[{"dev":1,"ino":2,"offset":300,"path":"/var/log/a.log"}]}"#,
         )
         .unwrap();
         assert_eq!(c.files[0].offset, 300);
+        assert_eq!((c.files[0].fingerprint, c.next.as_ref()), (None, None));
         let j: JournalCheckpoint = parse(br#"{"format":1,"cursor":"s=abc;i=1"}"#).unwrap();
         assert_eq!(j.cursor.as_deref(), Some("s=abc;i=1"));
+        let j: JournalCheckpoint = parse(
+            br#"{"format":2,"cursor":"a","next":{"position":"b","last_seq":7,"digest":18446744073709551615}}"#,
+        )
+        .unwrap();
+        assert_eq!(j.pending(), Some((7, u64::MAX)));
         for (bad, why) in [
             (
                 &br#"{"format":1,"files":[{"dev":1}]}"#[..],
@@ -131,8 +315,15 @@ mod tests {
             (b"{", "not valid JSON"),
             (b"\x00\x01", "not valid JSON"),
             (br#"{"format":9,"files":[]}"#, "newer uplink"),
+            (
+                br#"{"format":2,"cursor":"a","next":{"position":"b"}}"#,
+                "not valid JSON",
+            ),
         ] {
-            let e = parse::<FilesCheckpoint>(bad).unwrap_err();
+            let e = parse::<FilesCheckpoint>(bad)
+                .err()
+                .or_else(|| parse::<JournalCheckpoint>(bad).err())
+                .unwrap_or_else(|| panic!("{bad:?} parsed"));
             assert!(e.contains(why), "{bad:?}: {e}");
         }
     }
@@ -144,12 +335,12 @@ mod tests {
         assert_eq!(load::<FilesCheckpoint>(&p).unwrap(), Default::default());
         let c = FilesCheckpoint {
             format: FORMAT,
-            files: vec![FileMark {
-                dev: 1,
-                ino: 2,
-                offset: 3,
-                path: "/x".into(),
-            }],
+            files: vec![mark(2, 3)],
+            next: Some(Next {
+                position: mark(2, 10),
+                last_seq: 5,
+                digest: 6,
+            }),
         };
         store(&p, &c).unwrap();
         assert_eq!(load::<FilesCheckpoint>(&p).unwrap(), c);
@@ -158,5 +349,56 @@ mod tests {
             load::<FilesCheckpoint>(&p),
             Err(SourceError::Checkpoint { .. })
         ));
+    }
+
+    #[test]
+    fn made_it_or_not() {
+        for (stored, want) in [
+            (Stored::Present { digest: 42 }, true),
+            (Stored::Present { digest: 43 }, false), // the seq went to another appender
+            (Stored::Absent, false),                 // never written, or a torn batch dropped
+            (Stored::Acked, true),                   // it was visible, so it was complete
+        ] {
+            assert_eq!(batch_made_it(42, stored), want, "{stored:?}");
+        }
+    }
+
+    #[test]
+    fn settling() {
+        let files = |next_ino: u64| FilesCheckpoint {
+            format: 1,
+            files: vec![mark(1, 100), mark(2, 200)],
+            next: Some(Next {
+                position: mark(next_ino, 999),
+                last_seq: 5,
+                digest: 6,
+            }),
+        };
+        for (ck, made_it, want) in [
+            (files(2), true, vec![mark(1, 100), mark(2, 999)]),
+            (files(2), false, vec![mark(1, 100), mark(2, 200)]),
+            // A file first read in the pending batch.
+            (
+                files(3),
+                true,
+                vec![mark(1, 100), mark(2, 200), mark(3, 999)],
+            ),
+            (files(3), false, vec![mark(1, 100), mark(2, 200)]),
+        ] {
+            let s = ck.settle(made_it);
+            assert_eq!((s.format, s.files, s.next), (FORMAT, want, None));
+        }
+        let j = JournalCheckpoint {
+            format: 2,
+            cursor: None,
+            next: Some(Next {
+                position: "c2".into(),
+                last_seq: 1,
+                digest: 2,
+            }),
+        };
+        assert_eq!(j.clone().settle(true).cursor.as_deref(), Some("c2"));
+        assert_eq!(j.clone().settle(false).cursor, None);
+        assert_eq!(j.settle(false).next, None);
     }
 }

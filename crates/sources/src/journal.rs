@@ -1,9 +1,10 @@
 //! The systemd journal, read through `journalctl -o json` (one JSON object per entry), resuming
 //! after the last cursor queued.
 //!
-//! The cursor of the last entry in each append is checkpointed (`journal.json`) after the append,
-//! so a restart starts at `--after-cursor` with nothing skipped and nothing sent twice (except the
-//! crash window described in [`crate::checkpoint`]). Without a cursor, the whole journal is read.
+//! The cursor of the last entry in each append is checkpointed (`journal.json`) inside the append,
+//! before its entries, and a checkpoint a crash left is settled against the sink at start
+//! ([`crate::checkpoint`]), so a restart starts at `--after-cursor` with nothing skipped and
+//! nothing sent twice, after SIGKILL too. Without a cursor, the whole journal is read.
 //! `--no-tail` is always given: following (`-f`) otherwise shows only 10 entries past the cursor
 //! until the next new one. When the sink is full, the entries read are kept and nothing more is read:
 //! `journalctl` blocks on its pipe and the rest waits in the journal.
@@ -13,16 +14,16 @@
 //! building the command line ([`args`]) are pure.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
-use crate::checkpoint::{self, JournalCheckpoint};
+use crate::checkpoint::{self, JournalCheckpoint, Next};
 use crate::config::JournalConfig;
 use crate::tail::Poll;
-use crate::{Event, Sink, SinkError, SourceError};
+use crate::{Event, Sink, SourceError};
 
 /// The event kind of journal entries.
 pub const KIND: &str = "journal";
@@ -128,6 +129,8 @@ pub struct Journal {
     cursor: Option<String>,
     pending: Option<(Vec<Event>, String)>,
     ended: bool,
+    /// The checkpoint on disk still names the last batch as pending (it is in).
+    unsettled: bool,
 }
 
 impl Drop for Journal {
@@ -149,14 +152,23 @@ impl JournalStopper {
     }
 }
 
+/// Settles the journal checkpoint at `checkpoint_path` against `sink` (nothing to do without one,
+/// or without a pending batch). The sensor calls it before its uploader starts, whether or not the
+/// journal is configured (see [`crate::checkpoint`] on why that order matters).
+pub fn reconcile(checkpoint_path: &Path, sink: &mut dyn Sink) -> Result<(), SourceError> {
+    checkpoint::reconcile::<JournalCheckpoint>(checkpoint_path, sink).map(|_| ())
+}
+
 impl Journal {
-    /// Starts `journalctl` (the program `journalctl` on PATH) after the checkpointed cursor.
+    /// Starts `journalctl` (the program `journalctl` on PATH) after the checkpointed cursor,
+    /// settled against `sink` first.
     pub fn start(
         cfg: &JournalConfig,
         checkpoint_path: PathBuf,
         follow: bool,
+        sink: &mut dyn Sink,
     ) -> Result<Journal, SourceError> {
-        let ck: JournalCheckpoint = checkpoint::load(&checkpoint_path)?;
+        let ck: JournalCheckpoint = checkpoint::reconcile(&checkpoint_path, sink)?;
         let mut child = Command::new("journalctl")
             .args(args(cfg, ck.cursor.as_deref(), follow))
             .stdin(Stdio::null())
@@ -179,6 +191,7 @@ impl Journal {
             cursor: ck.cursor,
             pending: None,
             ended: false,
+            unsettled: false,
         })
     }
 
@@ -200,21 +213,14 @@ impl Journal {
     /// appends it to `sink`.
     pub fn pump(&mut self, sink: &mut dyn Sink) -> Result<Poll, SourceError> {
         if let Some((events, cursor)) = self.pending.take() {
-            match sink.append(&events) {
-                Ok(()) => self.commit(cursor)?,
-                Err(e) => {
-                    let full = matches!(e, SinkError::Full(_));
-                    self.pending = Some((events, cursor));
-                    return if full {
-                        Ok(Poll::Paused)
-                    } else {
-                        Err(e.into())
-                    };
-                }
+            if let Err(e) = self.append(sink, &events, &cursor) {
+                let full = e.is_full();
+                self.pending = Some((events, cursor));
+                return if full { Ok(Poll::Paused) } else { Err(e) };
             }
         }
         if self.ended {
-            return Ok(Poll::Idle);
+            return self.idle();
         }
         let mut events = Vec::new();
         let mut last_cursor = None;
@@ -252,15 +258,12 @@ impl Journal {
             }
         }
         let Some(cursor) = last_cursor else {
-            return Ok(Poll::Idle);
+            return self.idle();
         };
-        match sink.append(&events) {
-            Ok(()) => {
-                self.commit(cursor)?;
-                Ok(Poll::More)
-            }
+        match self.append(sink, &events, &cursor) {
+            Ok(()) => Ok(Poll::More),
             Err(e) => {
-                let full = matches!(e, SinkError::Full(_));
+                let full = e.is_full();
                 if full {
                     tracing::info!("{e}; journal reading paused, the entries wait in the journal");
                 }
@@ -268,22 +271,53 @@ impl Journal {
                 if full {
                     Ok(Poll::Paused)
                 } else {
-                    Err(e.into())
+                    Err(e)
                 }
             }
         }
     }
 
-    fn commit(&mut self, cursor: String) -> Result<(), SourceError> {
-        checkpoint::store(
-            &self.checkpoint_path,
-            &JournalCheckpoint {
-                format: checkpoint::FORMAT,
-                cursor: Some(cursor.clone()),
-            },
-        )?;
-        self.cursor = Some(cursor);
+    /// Appends entries whose last has `cursor`, the checkpoint (committed cursor, and this batch
+    /// pending) written inside the append.
+    fn append(
+        &mut self,
+        sink: &mut dyn Sink,
+        events: &[Event],
+        cursor: &str,
+    ) -> Result<(), SourceError> {
+        let mut ck = JournalCheckpoint {
+            format: checkpoint::FORMAT,
+            cursor: self.cursor.clone(),
+            next: None,
+        };
+        let path = &self.checkpoint_path;
+        sink.append(events, &mut |intent| {
+            ck.next = Some(Next {
+                position: cursor.to_owned(),
+                last_seq: intent.last_seq,
+                digest: intent.last_digest,
+            });
+            checkpoint::store(path, &ck)
+        })?;
+        self.cursor = Some(cursor.to_owned());
+        self.unsettled = true;
         Ok(())
+    }
+
+    /// Nothing new: rewrite the checkpoint without its pending batch (which is in).
+    fn idle(&mut self) -> Result<Poll, SourceError> {
+        if self.unsettled {
+            checkpoint::store(
+                &self.checkpoint_path,
+                &JournalCheckpoint {
+                    format: checkpoint::FORMAT,
+                    cursor: self.cursor.clone(),
+                    next: None,
+                },
+            )?;
+            self.unsettled = false;
+        }
+        Ok(Poll::Idle)
     }
 }
 

@@ -13,6 +13,10 @@
 //! the chunk they hold, do not advance their checkpoint and read nothing more until the sink takes
 //! it. The data waits in the file or the journal, not in memory.
 //!
+//! Exactly once across crashes: each append carries the source's checkpoint, written inside the
+//! append before the events ([`Sink::append`]'s `commit`), and a source settles a checkpoint left
+//! by a crash against the sink before it reads anything ([`checkpoint::reconcile`]).
+//!
 //! What this crate deliberately does not do: decide when to run (the sensor's run loop does),
 //! upload, or read files other than those configured.
 
@@ -37,9 +41,51 @@ pub struct Event {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Where sources put events. `append` is all or nothing and durable when it returns `Ok`.
+/// What a sink is about to write, as [`Sink::append`]'s `commit` learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// The sink's digest of the last event as it will be stored.
+    pub last_digest: u64,
+}
+
+/// What a sink holds at a sequence number ([`Sink::lookup`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// An event, with the sink's digest of it.
+    Present { digest: u64 },
+    /// Delivered and removed.
+    Acked,
+    /// Nothing (never written, or dropped whole by the sink's crash recovery).
+    Absent,
+}
+
+/// Where sources put events: in the sensor, the durable queue.
 pub trait Sink {
-    fn append(&mut self, events: &[Event]) -> Result<(), SinkError>;
+    /// Appends `events`, all or nothing (also across a crash), durably when it returns `Ok`.
+    /// Once the events are known to fit, and before any of them is written, calls `commit` once
+    /// with the [`Intent`], holding whatever keeps other writers out; the source writes its
+    /// checkpoint there ([`checkpoint`]). If `commit` fails nothing is appended and its error is
+    /// returned. No room: `Err(SourceError::Sink(SinkError::Full))`, without calling `commit`.
+    /// No events: `Ok` without calling `commit`.
+    fn append(
+        &mut self,
+        events: &[Event],
+        commit: &mut dyn FnMut(&Intent) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError>;
+
+    /// Calls `then` with what the sink holds at `seq`, keeping other writers out meanwhile.
+    fn lookup(
+        &mut self,
+        seq: u64,
+        then: &mut dyn FnMut(Stored) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError>;
+
+    /// Appends events no checkpoint follows (heartbeats, inventory).
+    fn append_unchecked(&mut self, events: &[Event]) -> Result<(), SourceError> {
+        self.append(events, &mut |_| Ok(()))
+    }
 }
 
 /// Why a sink did not take events.
@@ -80,6 +126,13 @@ impl Diagnose for SourceError {
             SourceError::Sink(SinkError::Failed(_)) => Code::LOCAL_IO,
             SourceError::Checkpoint { .. } | SourceError::Config(_) => Code::CONFIG_INVALID,
         }
+    }
+}
+
+impl SourceError {
+    /// The sink had no room (the caller keeps its events and pauses).
+    pub fn is_full(&self) -> bool {
+        matches!(self, SourceError::Sink(SinkError::Full(_)))
     }
 }
 

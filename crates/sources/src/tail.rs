@@ -16,6 +16,20 @@
 //! per append, so a multi-GB file is never in memory whole. When the sink is full, the batch read
 //! is kept, the checkpoint stays where it is and nothing more is read until the sink takes it.
 //!
+//! Checkpoints are written inside each append, before its events ([`crate::checkpoint`]), and the
+//! one a crash left is settled against the sink in [`Tailer::new`]: no line twice, none skipped.
+//!
+//! **Inode reuse.** A file is known by (device, inode), but once a file is deleted while the
+//! sensor is stopped, a new file can get its inode. So each checkpointed file also carries a
+//! fingerprint: a hash of its first `min(offset, 1 KiB)` bytes. At start, a file with the right
+//! inode but another fingerprint — or shorter than the fingerprinted bytes — is a new file and is
+//! read from 0 ([`start_offset`]). What this cannot tell apart: a new file whose first bytes are
+//! the same as the old one's (say, both begin with the same long banner line) *and* is at least as
+//! long as the old offset; it is taken for the old file and its start is skipped. Below 1 KiB the
+//! whole read part is compared, so small files are told apart by any differing byte. The same
+//! check catches a file truncated and refilled while the sensor was stopped, when its new first
+//! bytes differ.
+//!
 //! The decisions are pure functions ([`start_offset`], [`decide`], [`retire`]) tested by tables.
 
 use std::collections::HashMap;
@@ -24,10 +38,10 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::{self, FileMark, FilesCheckpoint};
+use crate::checkpoint::{self, FileMark, FilesCheckpoint, Fingerprint, Next};
 use crate::config::FilesConfig;
 use crate::lines::{Line, Splitter};
-use crate::{io_err, Event, Sink, SinkError, SourceError};
+use crate::{io_err, Event, Sink, SourceError};
 
 /// A file's identity: it survives renames, not copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,14 +59,61 @@ impl FileId {
     }
 }
 
-/// Where to start reading a file found at a scan, given its checkpointed offset: there if the
-/// file is still at least that long, else from the beginning (it was truncated while the sensor
-/// was stopped). A file never seen is read from its beginning.
-pub fn start_offset(checkpointed: Option<u64>, len: u64) -> u64 {
-    match checkpointed {
-        Some(o) if o <= len => o,
-        _ => 0,
+/// How many of a file's first bytes its fingerprint covers (at most).
+pub const FINGERPRINT_BYTES: u64 = 1024;
+
+/// Where to start reading a file found at a scan, given its checkpoint `mark` (matched by inode),
+/// its length and its first `min(len, FINGERPRINT_BYTES)` bytes `head`: at the mark if the file is
+/// still at least that long and (when the mark has a fingerprint, format 2) its first bytes are
+/// the fingerprinted ones; else from the beginning — it was truncated while the sensor was
+/// stopped, or it is another file on a reused inode. A file never seen is read from 0.
+pub fn start_offset(mark: Option<&FileMark>, len: u64, head: &[u8]) -> u64 {
+    let Some(m) = mark else {
+        return 0;
+    };
+    if m.offset > len {
+        return 0;
     }
+    match m.fingerprint {
+        None => m.offset,
+        Some(fp) => {
+            let same = usize::try_from(fp.len)
+                .ok()
+                .and_then(|n| head.get(..n))
+                .is_some_and(|h| Fingerprint::of(h) == fp);
+            if same {
+                m.offset
+            } else {
+                0
+            }
+        }
+    }
+}
+
+/// The fingerprint of `file` at `offset`: of its first `min(offset, FINGERPRINT_BYTES)` bytes.
+/// `known` is reused when it covers the same bytes (always, once past the first KiB).
+fn fingerprint_at(file: &File, offset: u64, known: Fingerprint) -> std::io::Result<Fingerprint> {
+    let want = offset.min(FINGERPRINT_BYTES);
+    if known.len == want {
+        return Ok(known);
+    }
+    Ok(Fingerprint::of(&read_head(file, want)?))
+}
+
+/// Up to `n` first bytes of `file` (fewer if it is shorter).
+fn read_head(file: &File, n: u64) -> std::io::Result<Vec<u8>> {
+    let mut head = vec![0u8; n as usize];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read_at(&mut head[got..], got as u64) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(got);
+    Ok(head)
 }
 
 /// What a poll finds for an open file.
@@ -128,6 +189,8 @@ struct Watched {
     splitter: Splitter,
     /// Every byte before it is in the sink.
     durable: u64,
+    /// The fingerprint at `durable`.
+    fp: Fingerprint,
     matched: bool,
     idle_since: Option<Instant>,
     /// Events read but refused by a full sink, each with the offset it commits.
@@ -154,31 +217,37 @@ pub fn retry_prefix(n: usize) -> usize {
 pub struct Tailer {
     groups: Vec<FilesConfig>,
     files: Vec<Watched>,
-    /// Checkpointed offsets of files not found yet (consumed by the first scan).
-    marks: HashMap<FileId, u64>,
+    /// Checkpointed marks of files not found yet (consumed by the first scan).
+    marks: HashMap<FileId, FileMark>,
     checkpoint_path: PathBuf,
+    /// The checkpoint on disk still names the last batch as pending (it is in): rewrite it clean
+    /// when idle.
+    unsettled: bool,
     opts: TailOptions,
     buf: Vec<u8>,
 }
 
 impl Tailer {
-    /// A tailer for `groups`, resuming from the checkpoint at `checkpoint_path`.
+    /// A tailer for `groups`, resuming from the checkpoint at `checkpoint_path` after settling a
+    /// batch a crash left pending against `sink` ([`checkpoint::reconcile`]). Call it before
+    /// anything else in the process appends to the sink or acknowledges from it.
     pub fn new(
         groups: Vec<FilesConfig>,
         checkpoint_path: PathBuf,
         opts: TailOptions,
+        sink: &mut dyn Sink,
     ) -> Result<Tailer, SourceError> {
-        let ck: FilesCheckpoint = checkpoint::load(&checkpoint_path)?;
+        let ck: FilesCheckpoint = checkpoint::reconcile(&checkpoint_path, sink)?;
         let marks = ck
             .files
-            .iter()
+            .into_iter()
             .map(|m| {
                 (
                     FileId {
                         dev: m.dev,
                         ino: m.ino,
                     },
-                    m.offset,
+                    m,
                 )
             })
             .collect();
@@ -187,6 +256,7 @@ impl Tailer {
             files: Vec::new(),
             marks,
             checkpoint_path,
+            unsettled: false,
             opts,
             // Allocated at the first read: an idle sensor with no files keeps no buffer.
             buf: Vec::new(),
@@ -224,7 +294,17 @@ impl Tailer {
                     };
                     let meta = file.metadata().map_err(io_err(&path))?;
                     let id = FileId::of(&meta);
-                    let start = start_offset(self.marks.remove(&id), meta.len());
+                    let mark = self.marks.remove(&id);
+                    let head = match &mark {
+                        Some(_) => read_head(&file, meta.len().min(FINGERPRINT_BYTES))
+                            .map_err(io_err(&path))?,
+                        None => Vec::new(),
+                    };
+                    let start = start_offset(mark.as_ref(), meta.len(), &head);
+                    if let Some(m) = mark.as_ref().filter(|m| start != m.offset) {
+                        tracing::info!(path = %path.display(), checkpointed = m.offset, length = meta.len(), "not the file checkpointed on this inode (shorter, or other first bytes): reading it from its beginning");
+                    }
+                    let fp = Fingerprint::of(&head[..head.len().min(start as usize)]);
                     tracing::info!(path = %path.display(), offset = start, "following file");
                     self.files.push(Watched {
                         id,
@@ -233,6 +313,7 @@ impl Tailer {
                         group: g,
                         splitter: Splitter::new(start, group.max_line_bytes),
                         durable: start,
+                        fp,
                         matched: true,
                         idle_since: None,
                         pending: None,
@@ -273,7 +354,9 @@ impl Tailer {
                 Err(e) => result = Err(e),
             }
         }
-        if dirty {
+        // A clean checkpoint for changes no append carried (a truncation, a file let go), and
+        // when idle, so that the file at rest names no pending batch.
+        if dirty || (self.unsettled && result.is_ok() && outcome == Poll::Idle) {
             self.store()?;
         }
         result.map(|()| outcome)
@@ -298,12 +381,13 @@ impl Tailer {
                 if let Some(line) = w.splitter.clone().finish() {
                     let kind = &self.groups[w.group].kind;
                     let event = line_event(kind, &w.path, &line);
-                    match sink.append(std::slice::from_ref(&event)) {
+                    match self.append_for(i, std::slice::from_ref(&event), line.end, sink) {
                         Ok(()) => {}
-                        Err(SinkError::Full(_)) => return Ok(false),
-                        Err(e) => return Err(e.into()),
+                        Err(e) if e.is_full() => return Ok(false),
+                        Err(e) => return Err(e),
                     }
                 }
+                let w = &self.files[i];
                 tracing::info!(path = %w.path.display(), "finished rotated file");
                 self.files.remove(i);
                 *dirty = true;
@@ -324,11 +408,12 @@ impl Tailer {
         let kind = self.groups[self.files[i].group].kind.clone();
         let w = &mut self.files[i];
         if let Some(p) = w.pending.take() {
-            offer(w, p, sink, dirty)?;
-            if w.pending.is_some() {
+            self.offer(i, p, sink)?;
+            if self.files[i].pending.is_some() {
                 return Ok(Poll::Paused);
             }
         }
+        let w = &mut self.files[i];
         let len = w.file.metadata().map_err(io_err(&w.path))?.len();
         match decide(w.splitter.next_offset(), len) {
             Decision::AtEnd => {
@@ -386,79 +471,114 @@ impl Tailer {
             .collect();
         let ends: Vec<u64> = lines.iter().map(|l| l.end).collect();
         drop(lines);
-        offer(w, Pending { events, ends }, sink, dirty)?;
-        Ok(if w.pending.is_some() {
+        self.offer(i, Pending { events, ends }, sink)?;
+        Ok(if self.files[i].pending.is_some() {
             Poll::Paused
         } else {
             Poll::More
         })
     }
-    fn store(&self) -> Result<(), SourceError> {
+    fn mark(w: &Watched) -> FileMark {
+        FileMark {
+            dev: w.id.dev,
+            ino: w.id.ino,
+            offset: w.durable,
+            path: w.path.to_string_lossy().into_owned(),
+            fingerprint: Some(w.fp),
+        }
+    }
+
+    /// Writes a clean checkpoint: every file at its durable offset, nothing pending.
+    fn store(&mut self) -> Result<(), SourceError> {
         let ck = FilesCheckpoint {
             format: checkpoint::FORMAT,
-            files: self
-                .files
-                .iter()
-                .map(|w| FileMark {
-                    dev: w.id.dev,
-                    ino: w.id.ino,
-                    offset: w.durable,
-                    path: w.path.to_string_lossy().into_owned(),
-                })
-                .collect(),
+            files: self.files.iter().map(Self::mark).collect(),
+            next: None,
         };
-        checkpoint::store(&self.checkpoint_path, &ck)
+        checkpoint::store(&self.checkpoint_path, &ck)?;
+        self.unsettled = false;
+        Ok(())
     }
 
     /// The checkpoint file.
     pub fn checkpoint_path(&self) -> &Path {
         &self.checkpoint_path
     }
-}
 
-/// Offers pending events to the sink: all, or on `Full` ever smaller prefixes. `Ok(false)` when
-/// the sink took none (paused; the rest stays pending).
-fn offer(
-    w: &mut Watched,
-    mut p: Pending,
-    sink: &mut dyn Sink,
-    dirty: &mut bool,
-) -> Result<bool, SourceError> {
-    let mut took_any = false;
-    let mut n = p.events.len();
-    while !p.events.is_empty() {
-        match sink.append(&p.events[..n]) {
-            Ok(()) => {
-                w.durable = p.ends[n - 1];
-                *dirty = true;
-                p.events.drain(..n);
-                p.ends.drain(..n);
-                took_any = true;
-                n = p.events.len();
-            }
-            Err(SinkError::Full(why)) => {
-                if n > 1 {
-                    n = retry_prefix(n);
-                    continue;
+    /// Appends `events` of file `i`, which end at offset `end`: the checkpoint written inside the
+    /// append names every file at its durable offset and this batch as pending.
+    fn append_for(
+        &mut self,
+        i: usize,
+        events: &[Event],
+        end: u64,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SourceError> {
+        let w = &self.files[i];
+        let fp = fingerprint_at(&w.file, end, w.fp).map_err(io_err(&w.path))?;
+        let position = FileMark {
+            offset: end,
+            fingerprint: Some(fp),
+            ..Self::mark(w)
+        };
+        let mut ck = FilesCheckpoint {
+            format: checkpoint::FORMAT,
+            files: self.files.iter().map(Self::mark).collect(),
+            next: None,
+        };
+        let path = &self.checkpoint_path;
+        sink.append(events, &mut |intent| {
+            ck.next = Some(Next {
+                position: position.clone(),
+                last_seq: intent.last_seq,
+                digest: intent.last_digest,
+            });
+            checkpoint::store(path, &ck)
+        })?;
+        let w = &mut self.files[i];
+        w.durable = end;
+        w.fp = fp;
+        self.unsettled = true;
+        Ok(())
+    }
+
+    /// Offers pending events of file `i` to the sink: all, or on `Full` ever smaller prefixes.
+    /// What the sink does not take stays pending (paused).
+    fn offer(&mut self, i: usize, mut p: Pending, sink: &mut dyn Sink) -> Result<(), SourceError> {
+        let mut n = p.events.len();
+        while !p.events.is_empty() {
+            match self.append_for(i, &p.events[..n], p.ends[n - 1], sink) {
+                Ok(()) => {
+                    p.events.drain(..n);
+                    p.ends.drain(..n);
+                    n = p.events.len();
                 }
-                if !w.paused {
-                    tracing::info!(path = %w.path.display(), offset = w.durable, "{why}; reading paused, the lines wait in the file");
-                    w.paused = true;
+                Err(e) if e.is_full() => {
+                    if n > 1 {
+                        n = retry_prefix(n);
+                        continue;
+                    }
+                    let w = &mut self.files[i];
+                    if !w.paused {
+                        tracing::info!(path = %w.path.display(), offset = w.durable, "{e}; reading paused, the lines wait in the file");
+                        w.paused = true;
+                    }
+                    w.pending = Some(p);
+                    return Ok(());
                 }
-                w.pending = Some(p);
-                return Ok(took_any);
-            }
-            Err(e) => {
-                w.pending = Some(p);
-                return Err(e.into());
+                Err(e) => {
+                    self.files[i].pending = Some(p);
+                    return Err(e);
+                }
             }
         }
+        let w = &mut self.files[i];
+        if w.paused {
+            tracing::info!(path = %w.path.display(), offset = w.durable, "the queue has room again; reading resumes");
+            w.paused = false;
+        }
+        Ok(())
     }
-    if w.paused {
-        tracing::info!(path = %w.path.display(), offset = w.durable, "the queue has room again; reading resumes");
-        w.paused = false;
-    }
-    Ok(true)
 }
 
 /// The event for one line of a file: `{"path", "offset", "line"}` (+ `"continued": true` for a
@@ -480,17 +600,88 @@ pub fn line_event(kind: &str, path: &Path, line: &Line) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Stored;
+
+    fn mark(offset: u64, fingerprint: Option<Fingerprint>) -> FileMark {
+        FileMark {
+            dev: 1,
+            ino: 2,
+            offset,
+            path: "/log/a.log".into(),
+            fingerprint,
+        }
+    }
 
     #[test]
-    fn decisions() {
-        for (ck, len, want) in [
-            (None, 100, 0),
-            (Some(40), 100, 40),
-            (Some(100), 100, 100),
-            (Some(101), 100, 0), // truncated while stopped
-            (Some(0), 0, 0),
+    fn start_offsets_and_inode_reuse() {
+        let head = b"2026-01-01 first line\nsecond line\n";
+        let fp = |bytes: &[u8]| Some(Fingerprint::of(bytes));
+        for (name, m, len, head, want) in [
+            ("never seen", None, 100, &head[..], 0),
+            (
+                "format 1: offset only",
+                Some(mark(40, None)),
+                100,
+                &head[..],
+                40,
+            ),
+            ("at its end", Some(mark(100, None)), 100, &head[..], 100),
+            (
+                "truncated while stopped",
+                Some(mark(101, None)),
+                100,
+                &head[..],
+                0,
+            ),
+            ("empty", Some(mark(0, None)), 0, &b""[..], 0),
+            (
+                "same first bytes",
+                Some(mark(22, fp(&head[..22]))),
+                100,
+                &head[..],
+                22,
+            ),
+            (
+                "same, past the fingerprint",
+                Some(mark(5000, fp(&head[..]))),
+                9000,
+                &head[..],
+                5000,
+            ),
+            // Another file on the reused inode: other first bytes.
+            (
+                "other first bytes",
+                Some(mark(22, fp(b"2026-01-02 first line\n"))),
+                100,
+                &head[..],
+                0,
+            ),
+            // Shorter than the fingerprinted bytes (and, here, than the offset too).
+            (
+                "shorter than the fingerprint",
+                Some(mark(22, fp(&head[..22]))),
+                10,
+                &head[..10],
+                0,
+            ),
+            // Long enough, but the bytes the fingerprint covers are not all there.
+            (
+                "head shorter than the fingerprint",
+                Some(mark(22, fp(&head[..22]))),
+                100,
+                &head[..5],
+                0,
+            ),
+            // What it cannot tell: same first bytes, long enough. Taken for the old file.
+            (
+                "identical header",
+                Some(mark(30, fp(&head[..30]))),
+                100,
+                &head[..],
+                30,
+            ),
         ] {
-            assert_eq!(start_offset(ck, len), want, "{ck:?} {len}");
+            assert_eq!(start_offset(m.as_ref(), len, head), want, "{name}");
         }
         for (pos, len, want) in [
             (0, 0, Decision::AtEnd),
@@ -513,21 +704,79 @@ mod tests {
         }
     }
 
-    /// A sink that holds events in memory and can be made full.
+    /// What the in-memory sink does at its next append, to play a crash.
+    #[derive(Debug, Default, Clone, Copy, PartialEq)]
+    enum Crash {
+        #[default]
+        None,
+        /// The checkpoint is written, then the process dies before the records.
+        BeforeRecords,
+        /// The records are in, then the process dies before `append` returns.
+        AfterRecords,
+    }
+
+    /// A sink that holds events in memory, can be made full, and can play crashes.
     #[derive(Default)]
     struct Mem {
-        events: Vec<Event>,
+        events: Vec<(u64, Event)>,
+        next_seq: u64,
+        acked_through: Option<u64>,
         full: bool,
         /// Most events one append may carry.
         room: Option<usize>,
+        crash: Crash,
     }
+
+    fn digest(seq: u64, e: &Event) -> u64 {
+        checkpoint::hash(format!("{seq} {} {:?}", e.kind, e.fields).as_bytes())
+    }
+
     impl Sink for Mem {
-        fn append(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        fn append(
+            &mut self,
+            events: &[Event],
+            commit: &mut dyn FnMut(&crate::Intent) -> Result<(), SourceError>,
+        ) -> Result<(), SourceError> {
             if self.full || self.room.is_some_and(|r| events.len() > r) {
-                return Err(SinkError::Full("test".into()));
+                return Err(crate::SinkError::Full("test".into()).into());
             }
-            self.events.extend_from_slice(events);
+            let Some(last) = events.last() else {
+                return Ok(());
+            };
+            let first = self.next_seq;
+            let last_seq = first + events.len() as u64 - 1;
+            commit(&crate::Intent {
+                first_seq: first,
+                last_seq,
+                last_digest: digest(last_seq, last),
+            })?;
+            let crash = std::mem::take(&mut self.crash);
+            if crash == Crash::BeforeRecords {
+                return Err(crate::SinkError::Failed("killed".into()).into());
+            }
+            for (i, e) in events.iter().enumerate() {
+                self.events.push((first + i as u64, e.clone()));
+            }
+            self.next_seq = last_seq + 1;
+            if crash == Crash::AfterRecords {
+                return Err(crate::SinkError::Failed("killed".into()).into());
+            }
             Ok(())
+        }
+
+        fn lookup(
+            &mut self,
+            seq: u64,
+            then: &mut dyn FnMut(Stored) -> Result<(), SourceError>,
+        ) -> Result<(), SourceError> {
+            let stored = match self.events.iter().find(|(s, _)| *s == seq) {
+                Some((s, e)) => Stored::Present {
+                    digest: digest(*s, e),
+                },
+                None if self.acked_through.is_some_and(|a| seq <= a) => Stored::Acked,
+                None => Stored::Absent,
+            };
+            then(stored)
         }
     }
 
@@ -543,7 +792,8 @@ mod tests {
     fn texts(sink: &Mem) -> Vec<String> {
         sink.events
             .iter()
-            .map(|e| e.fields["line"].as_str().unwrap().to_owned())
+            .filter(|(_, e)| e.kind == "log")
+            .map(|(_, e)| e.fields["line"].as_str().unwrap().to_owned())
             .collect()
     }
 
@@ -573,12 +823,17 @@ mod tests {
             batch_lines: 64,
             ..Default::default()
         };
-        let mut t =
-            Tailer::new(group(log.display().to_string()), d.path().join("ck"), opts).unwrap();
         let mut sink = Mem {
             room: Some(3),
             ..Default::default()
         };
+        let mut t = Tailer::new(
+            group(log.display().to_string()),
+            d.path().join("ck"),
+            opts,
+            &mut sink,
+        )
+        .unwrap();
         drain(&mut t, &mut sink);
         let want: Vec<String> = (0..100).map(|i| format!("l{i}")).collect();
         assert_eq!(texts(&sink), want);
@@ -605,13 +860,14 @@ mod tests {
             f.write_all(s.as_bytes()).unwrap();
         };
         append(&log, "a1\na2\na3\na4\npart");
+        let mut sink = Mem::default();
         let mut t = Tailer::new(
             group(format!("{}/app.log", d.path().display())),
             ck.clone(),
             opts,
+            &mut sink,
         )
         .unwrap();
-        let mut sink = Mem::default();
         drain(&mut t, &mut sink);
         assert_eq!(texts(&sink), ["a1", "a2", "a3", "a4"]);
         // Restart: the checkpoint is before the partial line, which is completed later.
@@ -620,6 +876,7 @@ mod tests {
             group(format!("{}/app.log", d.path().display())),
             ck.clone(),
             opts,
+            &mut sink,
         )
         .unwrap();
         append(&log, "ial\n");
@@ -652,5 +909,135 @@ mod tests {
         let ck: FilesCheckpoint = checkpoint::load(&ck).unwrap();
         assert_eq!(ck.files.len(), 1);
         assert_eq!(ck.files[0].offset, std::fs::metadata(&log).unwrap().len());
+    }
+
+    /// Lines `l{from}..l{to}` appended to `path`.
+    fn lines(path: &Path, range: std::ops::Range<u32>) {
+        use std::io::Write;
+        let text: String = range.map(|i| format!("l{i}\n")).collect();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    /// What happens to the sink between the crash and the restart.
+    #[derive(Debug, Clone, Copy)]
+    enum Meanwhile {
+        Nothing,
+        /// The queue's recovery dropped the batch, torn by the crash.
+        BatchTorn,
+        /// The batch was dropped and another appender (`send`) got its sequence numbers.
+        SeqReused,
+        /// The batch went up and was acknowledged and deleted.
+        Acked,
+    }
+
+    #[test]
+    fn a_crash_anywhere_in_an_append_neither_repeats_nor_skips() {
+        for (crash, meanwhile, settled_after) in [
+            (Crash::BeforeRecords, Meanwhile::Nothing, false),
+            (Crash::AfterRecords, Meanwhile::Nothing, true),
+            (Crash::AfterRecords, Meanwhile::BatchTorn, false),
+            (Crash::AfterRecords, Meanwhile::SeqReused, false),
+            (Crash::BeforeRecords, Meanwhile::SeqReused, false),
+            (Crash::AfterRecords, Meanwhile::Acked, true),
+        ] {
+            let case = format!("{crash:?} then {meanwhile:?}");
+            let d = tempfile::tempdir().unwrap();
+            let log = d.path().join("a.log");
+            let ck = d.path().join("files.json");
+            let cfg = || group(log.display().to_string());
+            let mut sink = Mem::default();
+            lines(&log, 0..10);
+            let mut t = Tailer::new(cfg(), ck.clone(), TailOptions::default(), &mut sink).unwrap();
+            drain(&mut t, &mut sink);
+            let batch_start = std::fs::metadata(&log).unwrap().len();
+            // The crash, in the append of l10..l20.
+            lines(&log, 10..20);
+            sink.crash = crash;
+            assert!(t.poll(&mut sink).is_err(), "{case}");
+            drop(t);
+            let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+            assert_eq!(on_disk.files[0].offset, batch_start, "{case}");
+            let next = on_disk.next.expect("the batch is pending");
+            assert_eq!(next.position.offset, std::fs::metadata(&log).unwrap().len());
+            assert_eq!(next.last_seq, 19, "{case}");
+            let in_sink = sink.events.len();
+            match meanwhile {
+                Meanwhile::Nothing => {}
+                Meanwhile::BatchTorn => {
+                    sink.events.truncate(10);
+                    sink.next_seq = 10;
+                }
+                Meanwhile::SeqReused => {
+                    sink.events.truncate(10);
+                    sink.next_seq = 10;
+                    let other = Event {
+                        kind: "sent".into(),
+                        fields: Default::default(),
+                    };
+                    sink.append_unchecked(&vec![other; 15]).unwrap();
+                }
+                Meanwhile::Acked => {
+                    assert_eq!(in_sink, 20, "{case}");
+                    sink.acked_through = Some(19);
+                    sink.events.clear();
+                }
+            }
+            let mut t = Tailer::new(cfg(), ck.clone(), TailOptions::default(), &mut sink).unwrap();
+            let settled: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+            assert_eq!(settled.next, None, "{case}");
+            let at = if settled_after {
+                next.position.offset
+            } else {
+                batch_start
+            };
+            assert_eq!(settled.files[0].offset, at, "{case}");
+            drain(&mut t, &mut sink);
+            let mut want: Vec<String> = (0..20).map(|i| format!("l{i}")).collect();
+            if matches!(meanwhile, Meanwhile::Acked) {
+                want.drain(..); // everything went up before the restart
+            }
+            assert_eq!(texts(&sink), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_checkpointed_inode_with_other_first_bytes_is_read_from_its_beginning() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("a.log");
+        let ck = d.path().join("files.json");
+        lines(&log, 0..100);
+        let meta = std::fs::metadata(&log).unwrap();
+        // A checkpoint for this inode, but fingerprinted from another file's first bytes: what
+        // a deleted file leaves behind when its inode goes to a new one.
+        let stale = |first: &[u8]| FilesCheckpoint {
+            format: checkpoint::FORMAT,
+            files: vec![FileMark {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                offset: 50,
+                path: log.display().to_string(),
+                fingerprint: Some(Fingerprint::of(first)),
+            }],
+            next: None,
+        };
+        let mut other = Vec::new();
+        lines(&d.path().join("old"), 1000..1020);
+        other.extend_from_slice(&std::fs::read(d.path().join("old")).unwrap()[..50]);
+        let mine = std::fs::read(&log).unwrap()[..50].to_vec();
+        for (first, want_from) in [(&other[..], 0), (&mine[..], 50)] {
+            checkpoint::store(&ck, &stale(first)).unwrap();
+            let mut sink = Mem::default();
+            let cfg = group(log.display().to_string());
+            let mut t = Tailer::new(cfg, ck.clone(), TailOptions::default(), &mut sink).unwrap();
+            drain(&mut t, &mut sink);
+            let got = sink.events.first().map(|(_, e)| e.fields["offset"].clone());
+            assert_eq!(got, Some(want_from.into()));
+        }
     }
 }

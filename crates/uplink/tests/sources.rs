@@ -431,3 +431,262 @@ fn run_once_sends_a_heartbeat_and_an_inventory() {
     assert!(inv[0]["uptime_secs"].as_u64().is_some_and(|u| u > 0));
     assert!(inv[0]["addresses"].is_array());
 }
+
+/// xorshift64*: kill points that differ between runs without a dependency; the seed is printed
+/// so a failing run can be repeated (`UPLINK_TEST_SEED`).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let seed = std::env::var("UPLINK_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("kill points from UPLINK_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// A writer thread appending `line n=N` lines in bursts until stopped; returns how many it wrote.
+fn start_writer(
+    path: PathBuf,
+    first: u64,
+    per_burst: u64,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut n = first;
+        while !s.load(Ordering::SeqCst) {
+            write_lines(&path, n..n + per_burst);
+            n += per_burst;
+            // The pace of a busy application, not a wait for a condition.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        n
+    });
+    (stop, h)
+}
+
+#[test]
+fn sigkill_at_random_points_while_tailing_loses_and_repeats_no_line() {
+    use std::sync::atomic::Ordering;
+    let (dir, svc, sensor, logs) = setup("sigkill");
+    let app = logs.join("app.log");
+    sensor.add_config(&files_config(&[&app], "rotate_wait_secs = 1"));
+    // A backlog keeps the tailer appending batch after batch (queue fsync, checkpoint), so the
+    // kills land inside appends; the writer keeps the file growing meanwhile (~10,000 lines/s).
+    const BACKLOG: u64 = 150_000;
+    write_lines(&app, 0..BACKLOG);
+    let (stop, writer) = start_writer(app.clone(), BACKLOG, 100);
+    let mut rng = Rng::seeded();
+    let run_log = dir.path().join("run.log");
+    let ctx = || {
+        format!(
+            "checkpoint {}\nsensor log:\n{}\nservice log:\n{}",
+            std::fs::read_to_string(sensor.dir.join("sources/files.json")).unwrap_or_default(),
+            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            svc.log()
+        )
+    };
+    const ROUNDS: usize = 20;
+    // Restarts that found a batch pending, by outcome: in the queue (the old code's duplicates
+    // came from these), or not.
+    let (mut settled_in, mut settled_out) = (0, 0);
+    for _ in 0..ROUNDS {
+        let mut child = sensor.spawn_run(&run_log);
+        // The kill point itself is what is random here: no condition to wait for.
+        std::thread::sleep(Duration::from_millis(100 + rng.below(200)));
+        child.kill().unwrap();
+        assert!(
+            wait_exit(child, Duration::from_secs(20)).is_some(),
+            "{}",
+            ctx()
+        );
+        let log = std::fs::read_to_string(&run_log).unwrap_or_default();
+        settled_in += log.matches("it is in the queue; resuming after it").count();
+        settled_out += log
+            .matches("it is not in the queue; resuming before it")
+            .count();
+    }
+    eprintln!(
+        "{ROUNDS} kills; restarts that settled a pending batch: {settled_in} in the queue, {settled_out} not"
+    );
+    stop.store(true, Ordering::SeqCst);
+    let total = writer.join().unwrap();
+    let before = log_ns(&data(&dir), "sigkill").len() as u64;
+    assert!(
+        before > 0 && before < total,
+        "{before} of {total} lines arrived during the kills: the kills did not land mid-file, the test proves little"
+    );
+    assert!(
+        settled_in > 0,
+        "no kill landed after a batch's records and before the next checkpoint: the test proves little"
+    );
+    let run = sensor.run_once(300);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), ctx());
+    assert_lines_once(&data(&dir), "sigkill", total);
+}
+
+/// The processes `pid`'s threads started (journalctl, for the journal source).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_points_while_reading_the_journal_loses_and_repeats_no_entry() {
+    require("journalctl");
+    let (dir, svc, sensor, logs) = setup("jkill");
+    let journal = logs.join("test.journal");
+    // A backlog keeps the journal source appending batch after batch; more entries arrive while
+    // the sensor is killed and restarted.
+    const BACKLOG: u64 = 30_000;
+    journal_entries(&journal, 0..BACKLOG);
+    sensor.add_config(&format!(
+        "[sources.journal]\nfiles = [{:?}]\n",
+        journal.display().to_string()
+    ));
+    let mut rng = Rng::seeded();
+    let ctx = |log: &Path| {
+        format!(
+            "checkpoint {}\nsensor log:\n{}\nservice log:\n{}",
+            std::fs::read_to_string(sensor.dir.join("sources/journal.json")).unwrap_or_default(),
+            std::fs::read_to_string(log).unwrap_or_default(),
+            svc.log()
+        )
+    };
+    let mut total = BACKLOG;
+    let mut settled = 0;
+    for round in 0..20 {
+        let run_log = dir.path().join(format!("run-{round}.log"));
+        let mut child = sensor.spawn_run(&run_log);
+        std::thread::sleep(Duration::from_millis(100 + rng.below(200)));
+        let journalctl = children(child.id());
+        child.kill().unwrap();
+        assert!(
+            wait_exit(child, Duration::from_secs(20)).is_some(),
+            "{}",
+            ctx(&run_log)
+        );
+        // Its journalctl would die at its next write into the closed pipe; do not wait for that.
+        for pid in journalctl {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        if std::fs::read_to_string(&run_log)
+            .unwrap_or_default()
+            .contains("settled the batch pending")
+        {
+            settled += 1;
+        }
+        // New entries while the sensor is down.
+        journal_entries(&journal, total..total + 500);
+        total += 500;
+    }
+    let messages = || -> Vec<u64> {
+        let rows = exported(&data(&dir), "jkill");
+        support::sensor::rows_of_kind(&rows, "journal")
+            .iter()
+            .map(|(_, _, v)| {
+                v["event"]["message"]
+                    .as_str()
+                    .and_then(|m| m.strip_prefix("entry "))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{v}"))
+            })
+            .collect()
+    };
+    let before = messages().len() as u64;
+    assert!(
+        before > 0 && before < total && settled > 0,
+        "{before} of {total} entries arrived during the kills and {settled} restarts settled a pending batch: the kills did not land mid-journal, the test proves little"
+    );
+    let run = sensor.run_once(300);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    let mut ns = messages();
+    ns.sort_unstable();
+    let dups: Vec<u64> = ns
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .take(10)
+        .collect();
+    assert!(
+        dups.is_empty() && ns == (0..total).collect::<Vec<_>>(),
+        "expected entries 0..{total} once each: got {}, duplicates {dups:?}",
+        ns.len()
+    );
+    eprintln!("{settled} of 20 restarts settled a pending journal batch");
+}
+
+#[test]
+fn a_new_file_on_the_inode_of_a_deleted_one_is_read_from_its_beginning() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, svc, sensor, logs) = setup("inode");
+    let app = logs.join("app.log");
+    sensor.add_config(&files_config(&[&app], ""));
+    write_lines(&app, 0..1000);
+    let run = sensor.run_once(60);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert!(caught_up(&sensor, &app));
+    let old_ino = std::fs::metadata(&app).unwrap().ino();
+    let old_len = len(&app);
+
+    // While the sensor is stopped: the file is deleted and a new one gets its inode. A just-freed
+    // inode usually goes to the next file created in the same directory; try a few times.
+    std::fs::remove_file(&app).unwrap();
+    let mut reused = false;
+    for i in 0..50 {
+        let candidate = logs.join(format!("new-{i}"));
+        std::fs::File::create(&candidate).unwrap();
+        if std::fs::metadata(&candidate).unwrap().ino() == old_ino {
+            std::fs::rename(&candidate, &app).unwrap();
+            reused = true;
+            break;
+        }
+    }
+    assert!(
+        reused,
+        "no new file got inode {old_ino} in 50 tries on this file system: the test cannot arrange inode reuse here"
+    );
+    // Other lines, more bytes than the old offset: only the fingerprint tells the files apart.
+    write_lines(&app, 1000..3000);
+    assert!(len(&app) > old_len);
+    let run = sensor.run_once(60);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert!(
+        stderr(&run).contains("not the file checkpointed on this inode"),
+        "{}",
+        stderr(&run)
+    );
+    assert_lines_once(&data(&dir), "inode", 3000);
+}
