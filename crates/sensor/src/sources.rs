@@ -275,6 +275,9 @@ pub fn spawn(
                                     Poll::Idle => {}
                                 }
                             }
+                            if let (true, Some(why)) = (once, j.failure()) {
+                                return Err(SourceError::Journal(why.to_owned()));
+                            }
                             if once {
                                 return Ok(());
                             }

@@ -16,6 +16,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
@@ -54,6 +55,24 @@ pub fn args(cfg: &JournalConfig, cursor: Option<&str>, follow: bool) -> Vec<Stri
         a.push(format!("--after-cursor={c}"));
     }
     a
+}
+
+/// What to say when journalctl exits with an error: its status, its last word on stderr, and the
+/// fix when the cause is a known one.
+pub fn failure_text(status: &str, stderr: Option<&str>) -> String {
+    let said = stderr.map(|s| format!(" (\"{s}\")")).unwrap_or_default();
+    let fix = match stderr {
+        Some(s) if s.contains("insufficient permissions") || s.contains("Permission denied") => {
+            "; the sensor's user cannot read the journal: run it as root, or add the user to the \
+             systemd-journal group (the unit's SupplementaryGroups=systemd-journal, which install \
+             writes when the group exists)"
+        }
+        Some(s) if s.contains("No such file") || s.contains("Failed to open") => {
+            "; check the [sources.journal] files in sensor.toml"
+        }
+        _ => "",
+    };
+    format!("exited with {status}{said}{fix}")
 }
 
 /// One `journalctl -o json` line: its cursor and the event. The event keeps the common fields
@@ -129,23 +148,34 @@ pub struct Journal {
     cursor: Option<String>,
     pending: Option<(Vec<Event>, String)>,
     ended: bool,
+    /// Why journalctl ended on its own with an error (not killed by us), if it did.
+    failure: Option<String>,
+    /// journalctl's last line on stderr (each line is also logged).
+    last_stderr: Arc<Mutex<Option<String>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+    stopped: Arc<AtomicBool>,
     /// The checkpoint on disk still names the last batch as pending (it is in).
     unsettled: bool,
 }
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        JournalStopper(self.child.clone()).stop();
+        self.stopper().stop();
     }
 }
 
 /// Kills the `journalctl` of a [`Journal`] from any thread.
 #[derive(Debug, Clone)]
-pub struct JournalStopper(Arc<Mutex<Child>>);
+pub struct JournalStopper {
+    child: Arc<Mutex<Child>>,
+    stopped: Arc<AtomicBool>,
+}
 
 impl JournalStopper {
     pub fn stop(&self) {
-        if let Ok(mut c) = self.0.lock() {
+        // Before the kill: the reader then knows the end it sees is ours, not a failure.
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Ok(mut c) = self.child.lock() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -173,7 +203,7 @@ impl Journal {
             .args(args(cfg, ck.cursor.as_deref(), follow))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
                 SourceError::Journal(format!(
@@ -184,6 +214,29 @@ impl Journal {
             .stdout
             .take()
             .ok_or_else(|| SourceError::Journal("no stdout".into()))?;
+        // journalctl's complaints go to the sensor's log (structured, like the rest), and the
+        // last one names the failure if it exits with an error.
+        let last_stderr = Arc::new(Mutex::new(None));
+        let mut stderr_reader = None;
+        if let Some(err) = child.stderr.take() {
+            let last = last_stderr.clone();
+            stderr_reader = std::thread::Builder::new()
+                .name("journalctl-stderr".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    for line in BufReader::new(err).lines().map_while(Result::ok) {
+                        let line = line.trim().to_owned();
+                        if line.is_empty() {
+                            continue;
+                        }
+                        tracing::warn!(target: "journalctl", "{line}");
+                        if let Ok(mut l) = last.lock() {
+                            *l = Some(line);
+                        }
+                    }
+                })
+                .ok();
+        }
         Ok(Journal {
             child: Arc::new(Mutex::new(child)),
             out: BufReader::with_capacity(64 * 1024, out),
@@ -191,12 +244,24 @@ impl Journal {
             cursor: ck.cursor,
             pending: None,
             ended: false,
+            failure: None,
+            last_stderr,
+            stderr_reader,
+            stopped: Arc::new(AtomicBool::new(false)),
             unsettled: false,
         })
     }
 
     pub fn stopper(&self) -> JournalStopper {
-        JournalStopper(self.child.clone())
+        JournalStopper {
+            child: self.child.clone(),
+            stopped: self.stopped.clone(),
+        }
+    }
+
+    /// Why journalctl ended with an error on its own (after [`Journal::ended`]), with the fix.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// The last cursor queued.
@@ -234,8 +299,17 @@ impl Journal {
             if n == 0 {
                 self.ended = true;
                 let status = self.child.lock().ok().and_then(|mut c| c.wait().ok());
-                if status.is_some_and(|s| !s.success()) {
-                    tracing::warn!(status = ?status, "journalctl ended with an error");
+                if let Some(st) = status.filter(|s| !s.success()) {
+                    if !self.stopped.load(Ordering::SeqCst) {
+                        // journalctl has exited: its stderr is at its end too; take the last line.
+                        if let Some(reader) = self.stderr_reader.take() {
+                            let _ = reader.join();
+                        }
+                        let said = self.last_stderr.lock().ok().and_then(|l| l.clone());
+                        let why = failure_text(&st.to_string(), said.as_deref());
+                        tracing::warn!("journalctl ended with an error: {why}");
+                        self.failure = Some(why);
+                    }
                 }
                 break;
             }
@@ -324,6 +398,31 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_name_the_status_journalctls_words_and_the_fix() {
+        for (stderr, want, fix) in [
+            (
+                Some("No journal files were opened due to insufficient permissions."),
+                "exited with exit status: 1 (\"No journal files were opened due to insufficient permissions.\")",
+                Some("systemd-journal group"),
+            ),
+            (
+                Some("Failed to open files: No such file or directory"),
+                "exited with exit status: 1 (\"Failed to open files",
+                Some("[sources.journal] files"),
+            ),
+            (Some("something else"), "(\"something else\")", None),
+            (None, "exited with exit status: 1", None),
+        ] {
+            let t = failure_text("exit status: 1", stderr);
+            assert!(t.starts_with(want) || t.contains(want), "{t}");
+            match fix {
+                Some(f) => assert!(t.contains(f), "{t}"),
+                None => assert!(!t.contains(';'), "no fix for an unknown cause: {t}"),
+            }
+        }
+    }
 
     #[test]
     fn command_lines() {
