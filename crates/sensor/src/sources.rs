@@ -152,13 +152,18 @@ impl SourcesHandle {
         if let Some(j) = self.journal.lock().ok().and_then(|mut j| j.take()) {
             j.stop();
         }
+        for t in &self.threads {
+            t.thread().unpark();
+        }
         for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-/// Sleeps up to `d`, waking early when `stop` is set.
+/// Sleeps up to `d`, waking early when `stop` is set: [`SourcesHandle::stop`] sets it and then
+/// unparks every source thread, so an idle sensor wakes only when it has something to do (a poll,
+/// a heartbeat), not every few milliseconds to look at the flag.
 fn nap(stop: &AtomicBool, d: Duration) {
     let end = Instant::now() + d;
     while !stop.load(Ordering::SeqCst) {
@@ -166,7 +171,8 @@ fn nap(stop: &AtomicBool, d: Duration) {
         if now >= end {
             return;
         }
-        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+        // Spurious wake-ups are possible: the loop checks the flag and the time again.
+        std::thread::park_timeout(end - now);
     }
 }
 

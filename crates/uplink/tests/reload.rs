@@ -83,14 +83,7 @@ fn assert_stored(data: &Path, ws: &str, n: u64, heartbeats: usize, inventories: 
 }
 
 fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Sensor, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("service");
-    let svc = ServiceProc::start(&data);
-    let ws = create_workspace(&data, name, svc.port);
-    let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    (dir, svc, sensor, logs)
+    support::sensor::with_logs(name)
 }
 
 #[test]

@@ -7,20 +7,13 @@ mod support;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::sensor::Sensor;
 use support::*;
 
 fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Sensor, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("service");
-    let svc = ServiceProc::start(&data);
-    let ws = create_workspace(&data, name, svc.port);
-    let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    (dir, svc, sensor, logs)
+    support::sensor::with_logs(name)
 }
 
 fn data(dir: &tempfile::TempDir) -> PathBuf {
@@ -78,20 +71,6 @@ fn assert_lines_once(data: &Path, ws: &str, n: u64) {
     );
 }
 
-/// Polls `cond` until it holds, failing with `context()` after `secs`.
-#[track_caller]
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {secs} s\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
@@ -129,13 +108,13 @@ fn rename_and_copytruncate_rotation_while_tailing_lose_and_repeat_no_line() {
             svc.log()
         )
     };
-    wait_for("first lines read", 30, || caught_up(&sensor, &app), ctx);
+    poll_until("first lines read", 30, || caught_up(&sensor, &app), ctx);
 
     // Rotation by rename; the writer still appends to the old file for a moment.
     std::fs::rename(&app, logs.join("app.log.1")).unwrap();
     write_lines(&logs.join("app.log.1"), 1000..1100);
     write_lines(&app, 1100..2000);
-    wait_for(
+    poll_until(
         "the new file read after rename",
         30,
         || caught_up(&sensor, &app),
@@ -151,7 +130,7 @@ fn rename_and_copytruncate_rotation_while_tailing_lose_and_repeat_no_line() {
         .set_len(0)
         .unwrap();
     write_lines(&app, 2000..2050);
-    wait_for(
+    poll_until(
         "the truncated file read again",
         30,
         || caught_up(&sensor, &app),
@@ -159,14 +138,14 @@ fn rename_and_copytruncate_rotation_while_tailing_lose_and_repeat_no_line() {
     );
     write_lines(&app, 2050..3000);
 
-    wait_for(
+    poll_until(
         "all 3000 lines at the service",
         60,
         || log_ns(&data(&dir), "rotate").len() >= 3000,
         ctx,
     );
     // The renamed file is let go once idle for rotate_wait_secs: only app.log is followed.
-    wait_for(
+    poll_until(
         "the renamed file let go",
         30,
         || sensor.file_checkpoint().len() == 1,
@@ -203,7 +182,7 @@ fn a_restart_in_the_middle_of_a_file_neither_repeats_nor_skips() {
             svc.log()
         )
     };
-    wait_for(
+    poll_until(
         "some of the file queued",
         30,
         || sensor.file_checkpoint().iter().any(|(_, o)| *o > 0),
@@ -264,13 +243,13 @@ fn a_2_gb_file_is_read_in_bounded_memory() {
             svc.log()
         )
     };
-    wait_for(
+    poll_until(
         "the three lines at the service",
         180,
         || log_ns(&data(&dir), "bigfile").len() >= 3,
         ctx,
     );
-    wait_for(
+    poll_until(
         "the checkpoint at the end",
         30,
         || caught_up(&sensor, &big),
@@ -291,18 +270,37 @@ fn a_2_gb_file_is_read_in_bounded_memory() {
 
 #[test]
 fn a_full_queue_pauses_the_tailer_and_nothing_is_lost() {
-    let (dir, svc, sensor, logs) = setup("pause");
+    let (dir, mut svc, sensor, logs) = setup("pause");
+    let port = svc.port;
     let app = logs.join("app.log");
     sensor.edit_config("max_bytes = 536870912", "max_bytes = 100000");
     sensor.add_config(&files_config(&[&app], ""));
     write_lines(&app, 0..20_000); // about 1 MB: ten times the queue
-    let run = sensor.run_once(120);
-    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
-    assert!(
-        stderr(&run).contains("reading paused") && stderr(&run).contains("reading resumes"),
-        "the tailer never paused; the test proves little:\n{}",
-        stderr(&run)
+                                  // The service is away: the queue fills and the tailer must pause (not drop, not spin).
+    let mut away = svc.take();
+    away.kill().unwrap();
+    away.wait().unwrap();
+    let log = dir.path().join("run.log");
+    let child = sensor.spawn_run(&log);
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    poll_until(
+        "the tailer paused",
+        30,
+        || text().contains("reading paused"),
+        text,
     );
+    // Back: the queue drains, the tailer resumes, and every line arrives once.
+    let svc = ServiceProc::start_at(&data(&dir), &format!("127.0.0.1:{port}"));
+    poll_until(
+        "the file read to its end and delivered",
+        120,
+        || caught_up(&sensor, &app) && sensor.status()["queue"]["events"] == 0,
+        || format!("{}\n{}\n{}", sensor.status(), text(), svc.log()),
+    );
+    assert!(text().contains("reading resumes"), "{}", text());
+    signal(child.id(), "TERM");
+    let status = wait_exit(child, Duration::from_secs(20)).expect("stopped within 20 s of SIGTERM");
+    assert!(status.success(), "{status}\n{}", text());
     assert_lines_once(&data(&dir), "pause", 20_000);
 }
 

@@ -191,3 +191,16 @@ impl Sensor {
             .collect()
     }
 }
+
+/// A service on loopback with workspace `name`, a sensor installed in `DIR/sensor`, and an empty
+/// `DIR/logs` for files to tail. (The service's data is in `DIR/service`.)
+pub fn with_logs(name: &str) -> (tempfile::TempDir, super::ServiceProc, Sensor, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = super::ServiceProc::start(&data);
+    let ws = super::create_workspace(&data, name, svc.port);
+    let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    (dir, svc, sensor, logs)
+}
