@@ -39,6 +39,11 @@ pub enum Command {
     /// files (`[[sources.files]] paths = [globs]`), the journal (`[sources.journal]`), a
     /// heartbeat every 60 s and an inventory at start and daily (docs/sources.md).
     ///
+    /// Signals: SIGTERM stops it (the upload in flight may finish, at most 10 s; sources stop
+    /// between batches). SIGHUP reloads sensor.toml: a changed proxy applies at the next
+    /// connection, changed [sources] restart where they stopped; a file that does not parse is
+    /// refused and the running settings stay. `uplink sensor status` shows what it is doing.
+    ///
     /// With --once: take one heartbeat and one inventory, read every source to its current end,
     /// upload everything queued, then exit 0; or 1 with the last error code when that could not
     /// happen within --timeout.
