@@ -61,7 +61,7 @@ fn count(log: &Path, needle: &str) -> usize {
 #[track_caller]
 fn assert_stored(data: &Path, ws: &str, n: u64, heartbeats: usize, inventories: usize) {
     let rows = exported(data, ws);
-    let mut ns: Vec<u64> = support::sensor::rows_of_kind(&rows, "log")
+    let ns: Vec<u64> = support::sensor::rows_of_kind(&rows, "log")
         .iter()
         .map(|(_, _, v)| {
             v["event"]["line"]
@@ -72,8 +72,7 @@ fn assert_stored(data: &Path, ws: &str, n: u64, heartbeats: usize, inventories: 
                 .unwrap_or_else(|| panic!("unexpected event {v}"))
         })
         .collect();
-    ns.sort_unstable();
-    assert_eq!(ns, (0..n).collect::<Vec<_>>(), "lines 0..{n} exactly once");
+    support::sensor::assert_each_once(ns, n, "lines");
     let of = |k: &str| rows.iter().filter(|(_, _, v)| v["kind"] == k).count();
     assert_eq!(
         (of("heartbeat"), of("inventory")),

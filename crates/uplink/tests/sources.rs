@@ -52,23 +52,7 @@ fn log_ns(data: &Path, ws: &str) -> Vec<u64> {
 /// Every line 0..n arrived exactly once (in any order between files).
 #[track_caller]
 fn assert_lines_once(data: &Path, ws: &str, n: u64) {
-    let mut ns = log_ns(data, ws);
-    ns.sort_unstable();
-    let dups: Vec<u64> = ns
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0])
-        .take(10)
-        .collect();
-    let missing: Vec<u64> = (0..n)
-        .filter(|i| ns.binary_search(i).is_err())
-        .take(10)
-        .collect();
-    assert!(
-        dups.is_empty() && missing.is_empty() && ns.len() as u64 == n,
-        "expected lines 0..{n} once each: got {}, duplicates {dups:?}, missing {missing:?}",
-        ns.len()
-    );
+    support::sensor::assert_each_once(log_ns(data, ws), n, "lines");
 }
 
 fn len(p: &Path) -> u64 {
@@ -650,19 +634,7 @@ fn sigkill_at_random_points_while_reading_the_journal_loses_and_repeats_no_entry
     );
     let run = sensor.run_once(300);
     assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
-    let mut ns = messages();
-    ns.sort_unstable();
-    let dups: Vec<u64> = ns
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0])
-        .take(10)
-        .collect();
-    assert!(
-        dups.is_empty() && ns == (0..total).collect::<Vec<_>>(),
-        "expected entries 0..{total} once each: got {}, duplicates {dups:?}",
-        ns.len()
-    );
+    support::sensor::assert_each_once(messages(), total, "entries");
     eprintln!("{settled} of 20 restarts settled a pending journal batch");
 }
 

@@ -204,3 +204,25 @@ pub fn with_logs(name: &str) -> (tempfile::TempDir, super::ServiceProc, Sensor, 
     std::fs::create_dir_all(&logs).unwrap();
     (dir, svc, sensor, logs)
 }
+
+/// Every number of 0..n exactly once in `ns` (in any order): names the first duplicates and the
+/// first missing ones when not.
+#[track_caller]
+pub fn assert_each_once(mut ns: Vec<u64>, n: u64, what: &str) {
+    ns.sort_unstable();
+    let dups: Vec<u64> = ns
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .take(10)
+        .collect();
+    let missing: Vec<u64> = (0..n)
+        .filter(|i| ns.binary_search(i).is_err())
+        .take(10)
+        .collect();
+    assert!(
+        dups.is_empty() && missing.is_empty() && ns.len() as u64 == n,
+        "expected {what} 0..{n} once each: got {}, duplicates {dups:?}, missing {missing:?}",
+        ns.len()
+    );
+}
