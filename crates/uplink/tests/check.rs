@@ -43,6 +43,25 @@ fn run(args: &[&str]) -> (i32, Value, Output) {
     (code, v, out)
 }
 
+/// `uplink check --url URL --ca CA --method cli --proxy PROXY EXTRA…` with JSON output.
+fn run_cli(url: &str, ca: &str, proxy: &str, extra: &[&str]) -> (i32, Value, Output) {
+    let mut args = vec![
+        "--url", url, "--ca", ca, "--method", "cli", "--proxy", proxy,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// The steps a method result walked, by name.
+fn step_names(m: &Value) -> Vec<&str> {
+    m["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect()
+}
+
 /// The one method result of the first URL for `method`.
 #[track_caller]
 fn method<'a>(v: &'a Value, method: &str) -> &'a Value {
@@ -103,12 +122,7 @@ fn a_healthy_url_passes_and_a_closed_port_is_tcp_refused() {
     assert_eq!(direct["status"], 200);
     assert_eq!(direct["route"], "DIRECT");
     assert_eq!(direct["code"], Value::Null);
-    let steps: Vec<&str> = direct["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(direct);
     assert_eq!(steps, ["dns", "tcp", "tls", "http"]);
     assert_eq!(method(&v, "cli")["code"], "NOT_CONFIGURED");
     assert_eq!(method(&v, "wpad")["code"], "NOT_CONFIGURED");
@@ -217,39 +231,21 @@ fn squid_open_basic_auth_missing_and_wrong_credentials_and_a_refused_upstream() 
         hosts: vec![host.into()],
         ..Default::default()
     });
-    let (code, v, _) = run(&[
-        "--url",
-        &url,
-        "--ca",
-        cafile,
-        "--method",
-        "cli",
-        "--proxy",
-        &open.url(),
-    ]);
+    let (code, v, _) = run_cli(&url, cafile, &open.url(), &[]);
     assert_eq!(code, 0, "{v:#}\n{}", open.logs());
     let m = method(&v, "cli");
     assert_eq!(m["route"], format!("PROXY 127.0.0.1:{}", open.port));
-    let steps: Vec<&str> = m["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(m);
     assert_eq!(steps, ["dns", "tcp", "proxy_connect", "tls", "http"]);
 
     // Squid connects upstream and is refused: it answers CONNECT with an error status.
     let closed = free_port();
-    let (_, v, _) = run(&[
-        "--url",
+    let (_, v, _) = run_cli(
         &format!("https://{host}:{closed}/"),
-        "--ca",
         cafile,
-        "--method",
-        "cli",
-        "--proxy",
         &open.url(),
-    ]);
+        &[],
+    );
     assert_code(
         method(&v, "cli"),
         "PROXY_CONNECT_DENIED",
@@ -263,16 +259,7 @@ fn squid_open_basic_auth_missing_and_wrong_credentials_and_a_refused_upstream() 
         hosts: vec![host.into()],
         ..Default::default()
     });
-    let (code, v, _) = run(&[
-        "--url",
-        &url,
-        "--ca",
-        cafile,
-        "--method",
-        "cli",
-        "--proxy",
-        &authed.url(),
-    ]);
+    let (code, v, _) = run_cli(&url, cafile, &authed.url(), &[]);
     assert_eq!(code, 1);
     assert_code(
         method(&v, "cli"),
@@ -281,40 +268,29 @@ fn squid_open_basic_auth_missing_and_wrong_credentials_and_a_refused_upstream() 
         "Basic",
     );
 
-    let (code, v, out) = run(&[
-        "--url",
+    let (code, v, out) = run_cli(
         &url,
-        "--ca",
         cafile,
-        "--method",
-        "cli",
-        "--proxy",
         &authed.url(),
-        "--proxy-user",
-        "bob",
-        "--proxy-password",
-        "not-the-password",
-    ]);
+        &[
+            "--proxy-user",
+            "bob",
+            "--proxy-password",
+            "not-the-password",
+        ],
+    );
     assert_eq!(code, 1);
     assert_code(method(&v, "cli"), "PROXY_AUTH_FAILED", "proxy_auth", "bob");
     assert!(
         !stdout(&out).contains("not-the-password") && !stderr(&out).contains("not-the-password")
     );
 
-    let (code, v, _) = run(&[
-        "--url",
+    let (code, v, _) = run_cli(
         &url,
-        "--ca",
         cafile,
-        "--method",
-        "cli",
-        "--proxy",
         &authed.url(),
-        "--proxy-user",
-        "bob",
-        "--proxy-password",
-        password,
-    ]);
+        &["--proxy-user", "bob", "--proxy-password", password],
+    );
     assert_eq!(code, 0, "{v:#}\n{}", authed.logs());
     let m = method(&v, "cli");
     assert!(m["steps"]
@@ -902,16 +878,12 @@ fn a_socks5_proxy_on_the_command_line_is_probed_with_its_authentication() {
     // socks5:// (curl's meaning): the analyzer resolves the name (*.localhost is loopback).
     let url = format!("https://web.uplink.localhost:{}/", web.port);
     let proxy = |password: &str| format!("socks5://checker:{password}@127.0.0.1:{}", socks.port);
-    let (code, v, _) = run(&[
-        "--url",
+    let (code, v, _) = run_cli(
         &url,
-        "--ca",
         ca.pem_file.to_str().unwrap(),
-        "--method",
-        "cli",
-        "--proxy",
         &proxy("s0cks-pass"),
-    ]);
+        &[],
+    );
     let m = method(&v, "cli");
     assert_eq!(code, 0, "{v:#}\n{}", socks.logs());
     assert_eq!(
@@ -919,27 +891,13 @@ fn a_socks5_proxy_on_the_command_line_is_probed_with_its_authentication() {
         format!("SOCKS5 127.0.0.1:{}", socks.port),
         "{m:#}"
     );
-    let steps: Vec<&str> = m["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(m);
     assert!(
         steps.contains(&"proxy_connect") && steps.contains(&"proxy_auth"),
         "{m:#}"
     );
 
-    let (code, v, out) = run(&[
-        "--url",
-        &url,
-        "--ca",
-        ca.pem_file.to_str().unwrap(),
-        "--method",
-        "cli",
-        "--proxy",
-        &proxy("wrong"),
-    ]);
+    let (code, v, out) = run_cli(&url, ca.pem_file.to_str().unwrap(), &proxy("wrong"), &[]);
     assert_eq!(code, 1, "{v:#}");
     assert_code(
         method(&v, "cli"),
@@ -965,21 +923,8 @@ fn an_https_proxy_is_trusted_through_proxy_ca_only() {
         ..Default::default()
     });
     let url = format!("https://web.uplink.localhost:{}/", web.port);
-    let probe = |extra: &[&str]| {
-        let mut args = vec![
-            "--url",
-            &url,
-            "--ca",
-            ca.pem_file.to_str().unwrap(),
-            "--method",
-            "cli",
-            "--proxy",
-        ];
-        let proxy_url = proxy.url();
-        args.push(&proxy_url);
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let proxy_url = proxy.url();
+    let probe = |extra: &[&str]| run_cli(&url, ca.pem_file.to_str().unwrap(), &proxy_url, extra);
     let (code, v, _) = probe(&[]);
     assert_eq!(code, 1, "{v:#}");
     assert_code(
