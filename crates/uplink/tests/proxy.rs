@@ -128,13 +128,7 @@ fn an_unreachable_proxy_falls_back_to_direct_only_when_allowed() {
         sensor.proxy(&["set", "--url", &dead, "--fallback", "direct"]),
         "proxy set",
     );
-    let show: serde_json::Value = serde_json::from_str(&ok(
-        uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c])
-            .output()
-            .unwrap(),
-        "show",
-    ))
-    .unwrap();
+    let show = sensor.proxy_show();
     assert_eq!(
         show["route"],
         serde_json::json!([
@@ -483,13 +477,7 @@ fn windows_reg_exports_become_explicit_routes_with_wininet_bypass_rules() {
         sensor.proxy(&["set", "--from-windows-reg", &export]),
         "import",
     );
-    let show: serde_json::Value = serde_json::from_str(&ok(
-        uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c])
-            .output()
-            .unwrap(),
-        "show",
-    ))
-    .unwrap();
+    let show = sensor.proxy_show();
     assert_eq!(show["mode"], "explicit", "{show}");
     assert_eq!(
         show["url"], "http://www-proxy.cs.kadaster.nl:8082",
@@ -625,13 +613,7 @@ fn a_pac_file_routes_the_sensor_and_sees_only_scheme_host_and_port() {
         sensor.proxy(&["set", "--pac", pac.to_str().unwrap()]),
         "proxy set --pac",
     );
-    let show: serde_json::Value = serde_json::from_str(&ok(
-        uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c])
-            .output()
-            .unwrap(),
-        "show",
-    ))
-    .unwrap();
+    let show = sensor.proxy_show();
     assert_eq!(show["mode"], "pac");
     assert_eq!(
         show["route"],
@@ -710,19 +692,12 @@ fn a_pac_served_over_http_and_named_by_a_windows_export_routes_the_sensor() {
     let reg = dir.path().join("with-pac.reg");
     std::fs::write(&reg, &encoded.stdout).unwrap();
     let cfg = dir.path().join("sensor");
-    let c = cfg.to_str().unwrap();
     let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     ok(
         sensor.proxy(&["set", "--from-windows-reg", reg.to_str().unwrap()]),
         "import",
     );
-    let show: serde_json::Value = serde_json::from_str(&ok(
-        uplink_cmd(&["sensor", "proxy", "show", "--json", "--config-dir", c])
-            .output()
-            .unwrap(),
-        "show",
-    ))
-    .unwrap();
+    let show = sensor.proxy_show();
     assert_eq!(show["mode"], "pac", "{show}");
     ok(sensor.send(&lines(0..200)), "send");
     let run = sensor.run_once(30);

@@ -521,8 +521,7 @@ fn a_sensor_uploads_through_an_https_proxy_trusting_its_ca_and_refuses_it_otherw
     );
     let show = ok(sensor.proxy(&["show"]), "proxy show");
     assert!(show.contains(&format!("proxy CA  {ca}")), "{show}");
-    let show_json: serde_json::Value =
-        serde_json::from_str(&ok(sensor.proxy(&["show", "--json"]), "proxy show --json")).unwrap();
+    let show_json = sensor.proxy_show();
     assert_eq!(show_json["proxy_ca"], ca.as_str(), "{show_json}");
 
     ok(sensor.send(&events(0..300)), "send");

@@ -72,6 +72,12 @@ impl Sensor {
         uplink(&all)
     }
 
+    /// `sensor proxy show --json`, parsed.
+    pub fn proxy_show(&self) -> serde_json::Value {
+        let text = ok(self.proxy(&["show", "--json"]), "sensor proxy show --json");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("proxy show: not JSON ({e}): {text}"))
+    }
+
     /// Makes batches smaller (so that more uploads are in flight during a run).
     pub fn set_upload(&self, batch_events: usize) {
         let path = self.dir.join("sensor.toml");
