@@ -301,26 +301,15 @@ fn an_endless_407_loop_ends_with_a_code_and_keeps_every_event() {
         .unwrap();
     ok(set, "proxy set (hostile)");
     let start = Instant::now();
-    let run = sensor.run_once(10);
+    let (text, status) = sensor.run_once_failing(10, "PROXY_AUTH_FAILED");
     let took = start.elapsed();
-    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     assert!(took < Duration::from_secs(30), "took {took:?}");
-    assert!(
-        stderr(&run).contains("PROXY_AUTH_FAILED"),
-        "{}",
-        stderr(&run)
-    );
-    let status = sensor.status();
-    assert_eq!(
-        status["last_error"]["code"], "PROXY_AUTH_FAILED",
-        "{status}"
-    );
     assert_eq!(
         status["queue"]["events"], 202,
         "nothing may leave the queue (200 sent, the run's heartbeat and inventory): {status}"
     );
     assert!(exported(&dir.path().join("service"), "loop").is_empty());
-    assert!(!stderr(&run).contains(PROXY_PASSWORD));
+    assert!(!text.contains(PROXY_PASSWORD));
     drop(svc);
 }
 
@@ -399,19 +388,9 @@ fn a_sensor_uploads_through_socks5_with_username_password_and_a_wrong_one_is_aut
     );
     ok(sensor.send(&events(500..600)), "send");
     let start = Instant::now();
-    let run = sensor.run_once(10);
-    let text = format!("{}{}", stdout(&run), stderr(&run));
-    assert_eq!(run.status.code(), Some(1), "{text}");
+    let (text, failed) = sensor.run_once_failing(10, "PROXY_AUTH_FAILED");
     assert!(start.elapsed() < Duration::from_secs(30));
-    assert!(
-        text.contains("PROXY_AUTH_FAILED") && text.contains(SOCKS_USER),
-        "{text}"
-    );
-    let failed = sensor.status();
-    assert_eq!(
-        failed["last_error"]["code"], "PROXY_AUTH_FAILED",
-        "{failed}"
-    );
+    assert!(text.contains(SOCKS_USER), "{text}");
     // The events sent, plus the failed run's own heartbeat and inventory.
     assert_eq!(failed["queue"]["events"], 100 + 2, "{failed}");
 
@@ -577,19 +556,11 @@ fn a_sensor_uploads_through_an_https_proxy_trusting_its_ca_and_refuses_it_otherw
         "proxy set https without CA",
     );
     ok(sensor.send(&events(400..450)), "send");
-    let run = sensor.run_once(10);
-    let text = format!("{}{}", stdout(&run), stderr(&run));
-    assert_eq!(run.status.code(), Some(1), "{text}");
-    assert!(text.contains("PROXY_TLS_UNTRUSTED"), "{text}");
+    let (text, failed) = sensor.run_once_failing(10, "PROXY_TLS_UNTRUSTED");
     assert!(
         text.contains(&format!("TLS to the proxy 127.0.0.1:{}", proxy.port))
             && text.contains("--proxy-ca"),
         "names the proxy and the fix: {text}"
-    );
-    let failed = sensor.status();
-    assert_eq!(
-        failed["last_error"]["code"], "PROXY_TLS_UNTRUSTED",
-        "{failed}"
     );
     // The events sent, plus the failed run's own heartbeat and inventory.
     assert_eq!(failed["queue"]["events"], 50 + 2, "{failed}");

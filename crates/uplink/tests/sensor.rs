@@ -221,18 +221,7 @@ fn a_wrong_proxy_password_is_reported_nothing_is_lost_and_all_arrives_once_fixed
         .output()
         .unwrap();
     ok(set, "proxy set (wrong password)");
-    let run = sensor.run_once(3);
-    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    assert!(
-        stderr(&run).contains("PROXY_AUTH_FAILED"),
-        "{}",
-        stderr(&run)
-    );
-    let status = sensor.status();
-    assert_eq!(
-        status["last_error"]["code"], "PROXY_AUTH_FAILED",
-        "{status}"
-    );
+    let (text, status) = sensor.run_once_failing(3, "PROXY_AUTH_FAILED");
     assert!(
         status["last_error"]["message"]
             .as_str()
@@ -244,7 +233,7 @@ fn a_wrong_proxy_password_is_reported_nothing_is_lost_and_all_arrives_once_fixed
         status["queue"]["events"], 502,
         "nothing may leave the queue (500 sent, the run's heartbeat and inventory): {status}"
     );
-    assert!(!stderr(&run).contains(WRONG_PASSWORD) && !status.to_string().contains(WRONG_PASSWORD));
+    assert!(!text.contains(WRONG_PASSWORD) && !status.to_string().contains(WRONG_PASSWORD));
 
     // The administrator fixes the sensor's password — no reinstall.
     let set = uplink_cmd(&[])

@@ -72,6 +72,19 @@ impl Sensor {
         uplink(&all)
     }
 
+    /// `run --once` that must fail (exit 1) with `code`: named in what it printed and as the last
+    /// error in `sensor status`. Returns what it printed (stdout and stderr) and the status.
+    #[track_caller]
+    pub fn run_once_failing(&self, timeout: u64, code: &str) -> (String, serde_json::Value) {
+        let run = self.run_once(timeout);
+        let text = format!("{}{}", super::stdout(&run), super::stderr(&run));
+        assert_eq!(run.status.code(), Some(1), "{text}");
+        assert!(text.contains(code), "{code} not in: {text}");
+        let status = self.status();
+        assert_eq!(status["last_error"]["code"], code, "{status}");
+        (text, status)
+    }
+
     /// `sensor proxy show --json`, parsed.
     pub fn proxy_show(&self) -> serde_json::Value {
         let text = ok(self.proxy(&["show", "--json"]), "sensor proxy show --json");
