@@ -41,15 +41,6 @@ fn drained(sensor: &Sensor, paths: &[&Path]) -> bool {
         })
 }
 
-/// For failure messages: the sensor's status and its log.
-fn status_and_log(sensor: &Sensor, log: &Path) -> String {
-    format!(
-        "{}\nsensor:\n{}",
-        sensor.status(),
-        std::fs::read_to_string(log).unwrap_or_default()
-    )
-}
-
 fn count(log: &Path, needle: &str) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -99,7 +90,7 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
     write_lines(&a, 0..1000);
     let log = dir.path().join("run.log");
     let child = sensor.spawn_run(&log);
-    let context = || status_and_log(&sensor, &log);
+    let context = || sensor.context(&log);
     let logged = |needle: &str, n: usize| {
         poll_until(needle, 30, || count(&log, needle) == n, context);
     };
@@ -200,7 +191,7 @@ fn heartbeats_skipped_on_a_full_queue_are_counted_shown_and_reported() {
     }
     let log = dir.path().join("run.log");
     let child = sensor.spawn_run(&log);
-    let context = || status_and_log(&sensor, &log);
+    let context = || sensor.context(&log);
     poll_until(
         "three heartbeats skipped",
         30,

@@ -86,9 +86,10 @@ fn rename_and_copytruncate_rotation_while_tailing_lose_and_repeat_no_line() {
     let child = sensor.spawn_run(&run_log);
     let ctx = || {
         format!(
-            "checkpoint {:?}\nsensor log:\n{}\nservice log:\n{}",
-            sensor.file_checkpoint(),
-            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            "{}
+service log:
+{}",
+            sensor.context(&run_log),
             svc.log()
         )
     };
@@ -160,9 +161,10 @@ fn a_restart_in_the_middle_of_a_file_neither_repeats_nor_skips() {
     let child = sensor.spawn_run(&run_log);
     let ctx = || {
         format!(
-            "checkpoint {:?}\nsensor log:\n{}\nservice log:\n{}",
-            sensor.file_checkpoint(),
-            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            "{}
+service log:
+{}",
+            sensor.context(&run_log),
             svc.log()
         )
     };
@@ -221,9 +223,10 @@ fn a_2_gb_file_is_read_in_bounded_memory() {
     let pid = child.id();
     let ctx = || {
         format!(
-            "checkpoint {:?}\nsensor log:\n{}\nservice log:\n{}",
-            sensor.file_checkpoint(),
-            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            "{}
+service log:
+{}",
+            sensor.context(&run_log),
             svc.log()
         )
     };
@@ -502,9 +505,10 @@ fn sigkill_at_random_points_while_tailing_loses_and_repeats_no_line() {
     let run_log = dir.path().join("run.log");
     let ctx = || {
         format!(
-            "checkpoint {}\nsensor log:\n{}\nservice log:\n{}",
-            std::fs::read_to_string(sensor.dir.join("sources/files.json")).unwrap_or_default(),
-            std::fs::read_to_string(&run_log).unwrap_or_default(),
+            "{}
+service log:
+{}",
+            sensor.context(&run_log),
             svc.log()
         )
     };

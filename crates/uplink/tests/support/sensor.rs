@@ -85,6 +85,19 @@ impl Sensor {
         (text, status)
     }
 
+    /// For failure messages: the status (or why there is none), the file checkpoint as stored,
+    /// and the log of a `spawn_run` written to `run_log`.
+    pub fn context(&self, run_log: &Path) -> String {
+        let status = uplink(&["sensor", "status", "--json", "--config-dir", self.cfg()]);
+        format!(
+            "status {}{}\ncheckpoint {}\nsensor log:\n{}",
+            super::stdout(&status),
+            super::stderr(&status),
+            std::fs::read_to_string(self.dir.join("sources/files.json")).unwrap_or_default(),
+            std::fs::read_to_string(run_log).unwrap_or_default()
+        )
+    }
+
     /// `sensor proxy show --json`, parsed.
     pub fn proxy_show(&self) -> serde_json::Value {
         let text = ok(self.proxy(&["show", "--json"]), "sensor proxy show --json");
