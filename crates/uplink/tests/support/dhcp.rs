@@ -29,19 +29,7 @@ pub struct DhcpLink {
     net: String,
 }
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use super::netns::ip;
 
 impl DhcpLink {
     pub fn new() -> DhcpLink {

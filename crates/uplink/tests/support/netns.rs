@@ -18,7 +18,8 @@ pub struct Netns {
     pub ns_ip: String,
 }
 
-fn ip(args: &[&str]) {
+/// `ip ARGS`, failing the test with ip's message if it fails.
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
