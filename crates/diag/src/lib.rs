@@ -124,6 +124,18 @@ codes! {
     /// `uplink check`: a method with nothing to test (no proxy configured, no PAC given), like the
     /// seeds' analyzer's "Doesn't exist". Not a failure of the route.
     NOT_CONFIGURED = (Local, "Nothing is configured for this method: configure it (see uplink check --help) or leave it out with --method."),
+    /// The service answered 503: it is up but cannot take data now (storage down, overloaded).
+    SERVICE_UNAVAILABLE = (Http, "The service is up but cannot store data right now; the sensor keeps its events and retries: the service's administrator should check its log and storage."),
+    /// Part of the sensor's queue was damaged on disk; the records overlapping it are lost.
+    QUEUE_DAMAGED = (Local, "Part of the queue file was damaged on disk; every intact record was kept and delivered, the ones named were lost: check the disk (dmesg, smartctl) and the file system."),
+    /// The sensor's file system is full.
+    DISK_FULL = (Local, "The file system holding the sensor's state is full: free space there (the queue needs room to accept and acknowledge events)."),
+    /// Enrollment refused: this public key already belongs to an enrolled sensor of the workspace.
+    KEY_ALREADY_ENROLLED = (Http, "This key is already enrolled in the workspace: a new sensor must make its own key (uplink sensor install does); to replace an enrolled sensor's certificate, let it renew."),
+    /// A proxy found by discovery (WPAD, PAC) asked for credentials that are not released to it.
+    PROXY_CREDENTIALS_WITHHELD = (ProxyAuth, "A proxy named by discovery (WPAD/PAC) asked for credentials, but its host is not in the sensor's credential allow-list: if it is your proxy, allow it (uplink sensor proxy set --credential-hosts HOST)."),
+    /// A proxy found by discovery refused the tunnel; the fallback policy decided what happened next.
+    DISCOVERED_PROXY_REFUSED = (ProxyConnect, "A proxy named by discovery (WPAD/PAC) refused the connection: check the PAC script the network hands out (a rogue network can name any proxy), or set the proxy explicitly."),
 }
 
 impl fmt::Display for Code {

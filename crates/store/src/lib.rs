@@ -161,6 +161,11 @@ pub trait Store: Send + Sync + 'static {
         sensor_id: &str,
         cert_sha256: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether this store can ingest right now (reachable, writer healthy, files in place).
+    /// `GET /healthz` reports it so a load balancer stops sending to a replica that cannot store.
+    fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
     /// Stores a batch for a sensor, all or nothing, durably, each `(sensor, seq)` at most once.
     fn ingest(
         &self,
