@@ -26,7 +26,15 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --all-features --locked 2>&1 | tee "$log"
+# The closing line is printed whether or not tests failed (set -e would stop before it).
+summary() { awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$log"; }
+status=0
+cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+if [ "$status" -ne 0 ]; then
+  # A test binary that failed to build or crashed reports no result line: count it as a failure.
+  summary | awk '{ if ($3 == 0) $3 = 1; print $1, $2, $3, $4 }'
+  exit "$status"
+fi
 
 # Fuzz targets (parsers of untrusted bytes), each for a bounded time. FUZZ_SECONDS=0 skips them
 # locally; CI always runs them.
@@ -36,4 +44,4 @@ if [ "${CI:-}" = "true" ] || [ "${FUZZ_SECONDS:-15}" != "0" ]; then
 fi
 
 # One closing line for the whole suite.
-awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$log"
+summary
