@@ -182,7 +182,8 @@ impl EvalState {
         let ips = if timeout.is_zero() {
             Vec::new()
         } else {
-            self.resolver.resolve(host, timeout).unwrap_or_default()
+            // Mapped answers (`::ffff:a.b.c.d`) are their IPv4 address, each address once.
+            helpers::canonical_unique(self.resolver.resolve(host, timeout).unwrap_or_default())
         };
         self.dns_cache.insert(key, ips.clone());
         ips
@@ -192,7 +193,7 @@ impl EvalState {
         if self.my_ip.is_empty() {
             self.my_ip = discover_local_ips();
         }
-        self.my_ip.clone()
+        helpers::canonical_unique(self.my_ip.iter().copied())
     }
 }
 
@@ -552,7 +553,13 @@ impl Engine {
             Function::new(
                 ctx.clone(),
                 move |host: String, pattern: String, mask: String| {
-                    let addr = match helpers::parse_ipv4_strict(&host) {
+                    // As browsers do: a malformed pattern or mask is false before any lookup.
+                    if helpers::parse_dotted_quad(&pattern).is_none()
+                        || helpers::parse_dotted_quad(&mask).is_none()
+                    {
+                        return false;
+                    }
+                    let addr = match helpers::parse_dotted_quad(&host) {
                         Some(a) => Some(a),
                         None => st
                             .borrow_mut()

@@ -1,6 +1,7 @@
 //! The PAC helper functions that are implemented natively: address arithmetic (`isInNet`,
-//! `isInNetEx`, `sortIpAddressList`) and the clock helpers (`weekdayRange`, `dateRange`,
-//! `timeRange`).
+//! `isInNetEx`, `sortIpAddressList`, and the canonical form of resolver answers) and the clock
+//! helpers (`weekdayRange`, `dateRange`, `timeRange`). Where browsers disagree, these answer as
+//! Chromium does (an IPv4 address and its IPv4-mapped IPv6 form are one address to `isInNetEx`).
 //!
 //! They are pure functions over their arguments and a [`Moment`], so they are tested here in
 //! tables without a JavaScript engine; `engine.rs` only converts JavaScript values into [`Arg`]s.
@@ -223,63 +224,114 @@ pub fn date_range(args: &[Arg], now: &Moment) -> bool {
     false
 }
 
-/// Parses an IPv4 address the strict way PAC helpers expect (four decimal octets, nothing else).
-pub fn parse_ipv4_strict(s: &str) -> Option<Ipv4Addr> {
-    s.parse::<Ipv4Addr>().ok()
+/// Parses a dotted quad the way `isInNet` recognises one (as browsers and pacparser do): four
+/// groups of one to three decimal digits, each at most 255, and nothing else. Leading zeros are
+/// decimal (`010.0.0.1` is 10.0.0.1), unlike Rust's own parser, which refuses them.
+pub fn parse_dotted_quad(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *octet = part.parse::<u8>().ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
-/// `isInNet(host, pattern, mask)` once `host` is an address: `pattern` and `mask` must be IPv4
-/// literals, otherwise false.
+/// `isInNet(host, pattern, mask)` once `host` is an address: `pattern` and `mask` must be dotted
+/// quads, otherwise false.
 pub fn is_in_net_v4(addr: Ipv4Addr, pattern: &str, mask: &str) -> bool {
-    match (parse_ipv4_strict(pattern), parse_ipv4_strict(mask)) {
+    match (parse_dotted_quad(pattern), parse_dotted_quad(mask)) {
         (Some(p), Some(m)) => u32::from(addr) & u32::from(m) == u32::from(p) & u32::from(m),
         _ => false,
     }
 }
 
-/// `isInNetEx(ip, "prefix/len")` (Microsoft's IPv6 extension): false on any malformed input, on a
-/// prefix length too long for the family, and when the families differ.
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address it stands for; any other
+/// address unchanged. The DNS helpers report resolver answers in this form, so a name listed as
+/// `::ffff:10.1.2.3` is the IPv4 address 10.1.2.3 to `dnsResolve` as it would be to an IPv4
+/// lookup, and appears once in `dnsResolveEx` beside its IPv4 form.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// `ips` in [`canonical`] form, each address once, in their first order.
+pub fn canonical_unique(ips: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in ips.into_iter().map(canonical) {
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+/// `true` if the first `len` bits of `a` and `b` are equal (`len` at most the bits of the type).
+fn same_prefix(a: u128, b: u128, len: u32, bits: u32) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let shift = bits - len;
+    a >> shift == b >> shift
+}
+
+fn mapped_bits(v4: Ipv4Addr) -> u128 {
+    u128::from(v4.to_ipv6_mapped())
+}
+
+/// `isInNetEx(ip, "prefix/len")` (Microsoft's IPv6 extension) with Chromium's semantics: an IPv4
+/// address and its IPv4-mapped IPv6 form are the same address, in the address and in the prefix,
+/// both ways — an IPv4 address against an IPv6 prefix is compared as `::ffff:a.b.c.d`, and an
+/// IPv4 prefix `p/len` against an IPv6 address as `::ffff:p/(96 + len)`. The prefix may have
+/// ASCII whitespace around its two parts (`" 10.0.0.0 / 8"`); the address may not. False on any
+/// malformed input and on a prefix length too long for the prefix's family.
 pub fn is_in_net_ex(ip: &str, prefix: &str) -> bool {
     let Ok(ip) = ip.parse::<IpAddr>() else {
         return false;
     };
-    let Some((net, len)) = prefix.split_once('/') else {
+    let mut parts = prefix.split('/');
+    let (Some(net), Some(len), None) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
-    let (Ok(net), Ok(len)) = (net.parse::<IpAddr>(), len.parse::<u8>()) else {
+    let ws = |c: char| c.is_ascii_whitespace() || c == '\u{b}';
+    let (net, len) = (net.trim_matches(ws), len.trim_matches(ws));
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let (Ok(net), Ok(len)) = (net.parse::<IpAddr>(), len.parse::<u32>()) else {
         return false;
     };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) if len <= 32 => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
-            u32::from(a) & mask == u32::from(n) & mask
+            same_prefix(u128::from(u32::from(a)), u128::from(u32::from(n)), len, 32)
         }
         (IpAddr::V6(a), IpAddr::V6(n)) if len <= 128 => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len))
-            };
-            u128::from(a) & mask == u128::from(n) & mask
+            same_prefix(u128::from(a), u128::from(n), len, 128)
+        }
+        (IpAddr::V4(a), IpAddr::V6(n)) if len <= 128 => {
+            same_prefix(mapped_bits(a), u128::from(n), len, 128)
+        }
+        (IpAddr::V6(a), IpAddr::V4(n)) if len <= 32 => {
+            same_prefix(u128::from(a), mapped_bits(n), 96 + len, 128)
         }
         _ => false,
     }
 }
 
 /// `sortIpAddressList("a;b;c")`: IPv6 addresses first, then IPv4, each ascending, stable, written
-/// as given (not re-formatted). `None` (JavaScript `false`) if the list is empty or any entry is
-/// not an address.
+/// as given (not re-formatted). Spaces and tabs anywhere in the list are dropped first, as
+/// Chromium and Internet Explorer do. An IPv4-mapped IPv6 address is an IPv6 address here and
+/// sorts with them (Chromium's order). `None` (JavaScript `false`) if the list is empty or any
+/// entry is not an address.
 pub fn sort_ip_address_list(list: &str) -> Option<String> {
+    let cleaned: String = list.chars().filter(|c| *c != ' ' && *c != '\t').collect();
     let mut entries: Vec<(IpAddr, &str)> = Vec::new();
-    for raw in list.split(';') {
-        let entry = raw.trim_matches(|c: char| c == ' ' || c == '\t');
-        if entry.is_empty() {
-            continue;
-        }
+    for entry in cleaned.split(';').filter(|e| !e.is_empty()) {
         entries.push((entry.parse::<IpAddr>().ok()?, entry));
     }
     if entries.is_empty() {
@@ -344,23 +396,116 @@ mod tests {
 
     #[test]
     fn ip_tables() {
-        assert!(is_in_net_v4(
-            Ipv4Addr::new(10, 1, 2, 3),
-            "10.0.0.0",
-            "255.0.0.0"
-        ));
-        assert!(!is_in_net_v4(
-            Ipv4Addr::new(10, 1, 2, 3),
-            "10.0.0.0",
-            "255.0.0"
-        ));
-        assert!(is_in_net_ex("10.1.2.3", "10.0.0.0/8"));
-        assert!(is_in_net_ex("::1", "::/0"));
-        assert!(!is_in_net_ex("10.1.2.3", "10.0.0.0/33"));
-        assert_eq!(
-            sort_ip_address_list("10.0.0.2;::1;10.0.0.1").as_deref(),
-            Some("::1;10.0.0.1;10.0.0.2")
-        );
-        assert_eq!(sort_ip_address_list("10.0.0.2;x"), None);
+        // isInNet's dotted quads: decimal, leading zeros allowed, nothing else.
+        let quads: &[(&str, Option<[u8; 4]>)] = &[
+            ("10.1.2.3", Some([10, 1, 2, 3])),
+            ("010.001.000.255", Some([10, 1, 0, 255])),
+            ("255.255.255.255", Some([255; 4])),
+            ("256.0.0.1", None),
+            ("10.0.0", None),
+            ("10.0.0.1.", None),
+            ("10.0.0.0001", None),
+            ("10.0.0.+1", None),
+            (" 10.0.0.1", None),
+            ("::ffff:10.0.0.1", None),
+            ("", None),
+        ];
+        for (input, want) in quads {
+            assert_eq!(
+                parse_dotted_quad(input),
+                want.map(Ipv4Addr::from),
+                "{input:?}"
+            );
+        }
+        let a = Ipv4Addr::new(10, 1, 2, 3);
+        assert!(is_in_net_v4(a, "10.0.0.0", "255.0.0.0"));
+        assert!(is_in_net_v4(a, "010.0.0.0", "255.000.0.0"));
+        assert!(!is_in_net_v4(a, "10.0.0.0", "255.0.0"));
+        assert!(!is_in_net_v4(a, "11.0.0.0", "255.0.0.0"));
+
+        // isInNetEx: (address, prefix, answer). The IPv4/IPv4-mapped rows are Chromium's
+        // (pac_library_unittest.js, testIsInNetEx), both ways.
+        let ex: &[(&str, &str, bool)] = &[
+            ("10.1.2.3", "10.0.0.0/8", true),
+            ("::1", "::/0", true),
+            ("10.1.2.3", "0.0.0.0/0", true),
+            ("10.1.2.3", "10.0.0.0/33", false),
+            ("::1", "::/129", false),
+            ("198.95.1.1", "198.95.3.3/16", true),
+            // An IPv4 address against an IPv6 prefix is ::ffff:a.b.c.d.
+            ("127.0.0.1", "0:0:0:0:0:0:7f00:1/16", true),
+            ("192.168.24.3", "fe80:0:0:0:0:0:c0a8:1803/32", false),
+            ("192.168.1.1", "::ffff:192.168.1.1/112", true),
+            ("192.168.1.1", "::fffe:192.168.1.1/112", false),
+            ("10.168.1.1", "::ffff:192.168.1.1/112", false),
+            ("10.1.2.3", "::ffff:10.1.2.3/128", true),
+            ("10.1.2.3", "::ffff:0.0.0.0/96", true),
+            ("10.1.2.3", "::/0", true),
+            // An IPv4 prefix against an IPv6 address is ::ffff:prefix/(96 + len).
+            ("::ffff:192.168.100.5", "192.168.1.1/16", true),
+            ("::ffff:10.168.100.5", "192.168.1.1/16", false),
+            ("::fffe:192.168.100.5", "192.168.1.1/16", false),
+            ("::ffff:10.1.2.3", "10.1.2.3/32", true),
+            ("::ffff:10.1.2.3", "0.0.0.0/0", true),
+            ("::1", "0.0.0.0/0", false),
+            ("2001:db8::1", "10.0.0.0/8", false),
+            ("::ffff:10.1.2.3", "10.0.0.0/33", false),
+            // Both IPv6, one mapped.
+            ("::ffff:192.168.100.5", "::ffff:192.168.1.1/112", true),
+            ("::ffff:10.168.100.5", "::ffff:192.168.1.1/112", false),
+            // The prefix's parts may be padded with ASCII whitespace; the address may not.
+            ("10.1.2.3", " 10.0.0.0 / 8 ", true),
+            ("10.1.2.3", "10.0.0.0/\t8", true),
+            ("10.1.2.3 ", "10.0.0.0/8", false),
+            // Malformed prefixes.
+            ("10.1.2.3", "10.0.0.0", false),
+            ("10.1.2.3", "10.0.0.0/8/8", false),
+            ("10.1.2.3", "10.0.0.0/", false),
+            ("10.1.2.3", "10.0.0.0/+8", false),
+            ("10.1.2.3", "10.0.0.0/-8", false),
+            ("10.1.2.3", "10.0.0.0/08", true),
+            ("10.1.2.3", "10.0.0.0/99999999999", false),
+            ("10.1.2.3", "[::ffff:10.0.0.0]/104", false),
+            ("256.0.0.1", "0.0.0.0/0", false),
+        ];
+        for (ip, prefix, want) in ex {
+            assert_eq!(
+                is_in_net_ex(ip, prefix),
+                *want,
+                "isInNetEx({ip:?}, {prefix:?})"
+            );
+        }
+
+        // sortIpAddressList: IPv6 (mapped ones included) before IPv4, written as given.
+        let sorts: &[(&str, Option<&str>)] = &[
+            ("10.0.0.2;::1;10.0.0.1", Some("::1;10.0.0.1;10.0.0.2")),
+            (
+                "10.0.0.1;::ffff:10.0.0.1;::1",
+                Some("::1;::ffff:10.0.0.1;10.0.0.1"),
+            ),
+            ("192.168. 0.1; 10.0.0.1", Some("10.0.0.1;192.168.0.1")),
+            ("\t;;", None),
+            ("10.0.0.2;x", None),
+            ("10.0.0.1/8", None),
+        ];
+        for (list, want) in sorts {
+            assert_eq!(sort_ip_address_list(list).as_deref(), *want, "{list:?}");
+        }
+
+        // Resolver answers and local addresses: a mapped address is its IPv4 address, once.
+        let ips = |s: &str| -> Vec<IpAddr> { s.split(';').map(|a| a.parse().unwrap()).collect() };
+        let canon: &[(&str, &str)] = &[
+            ("::ffff:10.1.2.3", "10.1.2.3"),
+            ("10.1.2.3;::ffff:10.1.2.3", "10.1.2.3"),
+            (
+                "::ffff:10.1.2.3;2001:db8::1;10.1.2.3",
+                "10.1.2.3;2001:db8::1",
+            ),
+            ("::fffe:10.1.2.3;::1", "::fffe:a01:203;::1"),
+            ("::10.1.2.3", "::a01:203"),
+        ];
+        for (input, want) in canon {
+            assert_eq!(canonical_unique(ips(input)), ips(want), "{input}");
+        }
     }
 }

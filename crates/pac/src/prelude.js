@@ -14,27 +14,61 @@
   var args = function (a) { return Array.prototype.slice.call(a); };
   var tz = function () { return -(new Date()).getTimezoneOffset(); };
 
+  // Argument types follow Chromium (proxy_resolver_v8.cc and its JavaScript helper library): a
+  // helper throws a TypeError exactly when Chromium's does — when it would read a property of
+  // null or undefined, or call a method the argument does not have — and otherwise answers what
+  // Chromium answers for the same values, however odd (e.g. localHostOrDomainIs() is true there).
+  // The messages name the helper and the argument instead of V8's generic text.
+  var describe = function (v) {
+    if (v === null) return 'null';
+    if (v === undefined) return 'nothing';
+    return 'a ' + typeof v;
+  };
+  var typeError = function (fn, what, v) {
+    return new TypeError(fn + ': ' + what + ' must be a string, got ' + describe(v));
+  };
+  // `v` must be an object or primitive whose property `prop` can be read.
+  var readable = function (fn, what, v) {
+    if (v === null || v === undefined) throw typeError(fn, what, v);
+  };
+  // `v` must have a method `method`.
+  var callable = function (fn, what, v, method) {
+    readable(fn, what, v);
+    if (typeof v[method] !== 'function') throw typeError(fn, what, v);
+  };
+
   define('isPlainHostName', function isPlainHostName(host) {
     if (!isStr(host)) throw new TypeError('Requires 1 string parameter');
     return host.indexOf('.') < 0 && !N.isIpv6(host);
   });
   define('dnsDomainIs', function dnsDomainIs(host, domain) {
-    if (!isStr(host) || !isStr(domain)) return false;
-    return host.length >= domain.length && host.substring(host.length - domain.length) === domain;
+    readable('dnsDomainIs', 'host', host);
+    readable('dnsDomainIs', 'domain', domain);
+    var hostLen = host.length, domainLen = domain.length;
+    // Non-strings without a usable length (numbers, booleans) compare false, as in Chromium.
+    if (!(hostLen >= domainLen)) return false;
+    callable('dnsDomainIs', 'host', host, 'substring');
+    return host.substring(hostLen - domainLen) == domain;
   });
   define('localHostOrDomainIs', function localHostOrDomainIs(host, hostdom) {
-    if (!isStr(host) || !isStr(hostdom)) return false;
-    return host === hostdom || hostdom.lastIndexOf(host + '.', 0) === 0;
+    // Chromium's rule: equal, or `host` followed by a dot starts `hostdom`. So an unqualified
+    // host matches by its first label ("www" / "www.example.com"), and so does a host that is a
+    // leading part of hostdom ending at a dot ("www.example" / "www.example.com": true in
+    // Chromium, Firefox and pacparser alike, though Netscape's text says "exactly").
+    if (host == hostdom) return true;
+    callable('localHostOrDomainIs', 'hostdom', hostdom, 'lastIndexOf');
+    return hostdom.lastIndexOf(host + '.', 0) == 0;
   });
   define('dnsDomainLevels', function dnsDomainLevels(host) {
-    if (!isStr(host)) return 0;
+    callable('dnsDomainLevels', 'host', host, 'split');
     return host.split('.').length - 1;
   });
 
   // Compiled patterns, bounded so a PAC building patterns from URLs cannot grow it forever.
   var patterns = new Map();
   define('shExpMatch', function shExpMatch(str, shexp) {
-    if (!isStr(str) || !isStr(shexp)) return false;
+    callable('shExpMatch', 'pattern', shexp, 'replace');
+    shexp = String(shexp);
     var re = patterns.get(shexp);
     if (re === undefined) {
       if (patterns.size >= 4096) patterns.clear();
@@ -45,6 +79,7 @@
       }
       patterns.set(shexp, re);
     }
+    // The string is converted as RegExp.prototype.test converts it (null is "null").
     return re !== null && re.test(str);
   });
 
@@ -64,16 +99,29 @@
 
   define('weekdayRange', function weekdayRange() { return N.clock(0, tz(), args(arguments)); });
   define('dateRange', function dateRange() { return N.clock(1, tz(), args(arguments)); });
-  define('timeRange', function timeRange() { return N.clock(2, tz(), args(arguments)); });
+  define('timeRange', function timeRange() {
+    // Chromium throws for a count that is none of its forms (one "GMT" alone included).
+    var n = arguments.length;
+    if (n > 0) {
+      var counted = arguments[n - 1] == 'GMT' ? n - 1 : n;
+      if (counted !== 1 && counted !== 2 && counted !== 4 && counted !== 6) {
+        throw new TypeError('timeRange: bad number of arguments (' + counted + '); use (hour), ' +
+          '(hour1, hour2), (h1, m1, h2, m2) or (h1, m1, s1, h2, m2, s2), optionally with "GMT"');
+      }
+    }
+    return N.clock(2, tz(), args(arguments));
+  });
   define('alert', function alert(message) { N.alert(String(message)); });
 
-  // Microsoft's IPv6 extensions.
+  // Microsoft's IPv6 extensions. With a non-string argument Chromium's dnsResolveEx returns
+  // undefined (not ""), so its isResolvableEx, which compares that with "", answers true: kept, so
+  // a PAC routes here as it does in Chromium. Non-ASCII lists are not sorted (null).
   define('dnsResolveEx', function dnsResolveEx(host) {
-    if (!isStr(host)) return '';
+    if (!isStr(host)) return undefined;
     return N.dnsResolveEx(host);
   });
   define('isResolvableEx', function isResolvableEx(host) {
-    if (!isStr(host)) return false;
+    if (!isStr(host)) return true;
     return N.dnsResolveEx(host) !== '';
   });
   define('myIpAddressEx', function myIpAddressEx() { return N.myIpAddressEx(); });
@@ -82,7 +130,7 @@
     return N.isInNetEx(ip, prefix);
   });
   define('sortIpAddressList', function sortIpAddressList(list) {
-    if (!isStr(list)) return null;
+    if (!isStr(list) || /[^\x00-\x7f]/.test(list)) return null;
     return N.sortIpAddressList(list);
   });
   define('getClientVersion', function getClientVersion() { return '1.0'; });

@@ -435,4 +435,238 @@ mod tests {
         }
         assert_eq!(chunked_len(&trailers), Err(ReplyError::BodyTooLarge));
     }
+
+    /// What a captured reply must parse to. `body` is the framing; the body's bytes are the rest
+    /// of the capture, which must be exactly as long as the framing says.
+    struct Capture {
+        file: &'static str,
+        bytes: &'static [u8],
+        status: u16,
+        reason: &'static str,
+        schemes: &'static [&'static str],
+        body: Body,
+        keep_alive: bool,
+    }
+
+    macro_rules! capture {
+        ($file:literal, $status:expr, $reason:expr, $schemes:expr, $body:expr, $keep_alive:expr) => {
+            Capture {
+                file: $file,
+                bytes: include_bytes!(concat!("../testdata/connect/", $file)),
+                status: $status,
+                reason: $reason,
+                schemes: $schemes,
+                body: $body,
+                keep_alive: $keep_alive,
+            }
+        };
+    }
+
+    /// Real replies to CONNECT, recorded by testdata/capture.sh (see testdata/README.md).
+    fn captures() -> Vec<Capture> {
+        use Body::*;
+        vec![
+            capture!(
+                "squid-200.bin",
+                200,
+                "Connection established",
+                &[],
+                None,
+                true
+            ),
+            capture!(
+                "squid-200-after-basic.bin",
+                200,
+                "Connection established",
+                &[],
+                None,
+                true
+            ),
+            capture!(
+                "squid-407-basic-digest-ntlm.bin",
+                407,
+                "Proxy Authentication Required",
+                &["Basic", "Digest", "NTLM"],
+                Length(3045),
+                true
+            ),
+            capture!(
+                "squid-407-bad-basic.bin",
+                407,
+                "Proxy Authentication Required",
+                &["Basic", "Digest", "NTLM"],
+                Length(3045),
+                true
+            ),
+            capture!(
+                "squid-407-ntlm-challenge.bin",
+                407,
+                "Proxy Authentication Required",
+                &["NTLM"],
+                Length(3045),
+                true
+            ),
+            capture!(
+                "squid-403-access-denied.bin",
+                403,
+                "Forbidden",
+                &[],
+                Length(3040),
+                true
+            ),
+            capture!(
+                "squid-503-connect-fail.bin",
+                503,
+                "Service Unavailable",
+                &[],
+                Length(3056),
+                true
+            ),
+            capture!(
+                "tinyproxy-200.bin",
+                200,
+                "Connection established",
+                &[],
+                None,
+                false
+            ),
+            capture!(
+                "tinyproxy-407-basic.bin",
+                407,
+                "Proxy Authentication Required",
+                &["Basic"],
+                UntilClose,
+                false
+            ),
+            capture!(
+                "tinyproxy-403-connect-port.bin",
+                403,
+                "Access violation",
+                &[],
+                UntilClose,
+                false
+            ),
+            capture!(
+                "tinyproxy-500-connect-fail.bin",
+                500,
+                "Unable to connect",
+                &[],
+                UntilClose,
+                false
+            ),
+            capture!(
+                "tinyproxy-400-bad-request.bin",
+                400,
+                "Bad Request",
+                &[],
+                UntilClose,
+                false
+            ),
+            capture!(
+                "mitmproxy-200.bin",
+                200,
+                "Connection established",
+                &[],
+                None,
+                true
+            ),
+            capture!(
+                "mitmproxy-502-connect-fail.bin",
+                502,
+                "Bad Gateway",
+                &[],
+                Length(87),
+                true
+            ),
+        ]
+    }
+
+    /// Every prefix of a captured reply shorter than its head is `Incomplete`; from the head on,
+    /// every prefix is the same reply (the body is the caller's to read); and the head ends where
+    /// the capture's blank line does, with a body exactly as long as its framing says.
+    #[test]
+    fn captured_replies_parse_at_every_prefix() {
+        for c in captures() {
+            let f = c.file;
+            let head_len = c
+                .bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| i + 4)
+                .unwrap_or_else(|| panic!("{f}: no blank line"));
+            for k in 0..head_len {
+                assert_eq!(
+                    parse_reply(&c.bytes[..k]),
+                    Ok(Parsed::Incomplete),
+                    "{f}: prefix of {k} bytes"
+                );
+            }
+            let Ok(Parsed::Reply(whole)) = parse_reply(c.bytes) else {
+                panic!("{f}: {:?}", parse_reply(c.bytes));
+            };
+            for k in head_len..c.bytes.len() {
+                assert_eq!(
+                    parse_reply(&c.bytes[..k]).as_ref(),
+                    Ok(&Parsed::Reply(whole.clone())),
+                    "{f}: prefix of {k} bytes"
+                );
+            }
+            assert_eq!(whole.head_len, head_len, "{f}");
+            assert_eq!(whole.status, c.status, "{f}");
+            assert_eq!(whole.reason, c.reason, "{f}");
+            assert_eq!(whole.auth_schemes, c.schemes, "{f}");
+            assert_eq!(whole.body, c.body, "{f}");
+            assert_eq!(whole.keep_alive, c.keep_alive, "{f}");
+            let body_len = (c.bytes.len() - head_len) as u64;
+            match c.body {
+                Body::None => assert_eq!(body_len, 0, "{f}: bytes after a 2xx head"),
+                Body::Length(n) => assert_eq!(body_len, n, "{f}"),
+                Body::UntilClose => assert!(body_len > 0, "{f}: the error page is missing"),
+                Body::Chunked => {
+                    assert_eq!(
+                        chunked_len(&c.bytes[head_len..]),
+                        Ok(Some(body_len as usize)),
+                        "{f}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The challenges in captured 407s carry what the authentication rounds need: Squid's Basic
+    /// and Digest parameters, and an NTLM Type 2 message that the NTLM code accepts.
+    #[test]
+    fn captured_challenges_are_usable() {
+        use base64::Engine as _;
+        let parsed = |bytes: &[u8]| match parse_reply(bytes) {
+            Ok(Parsed::Reply(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let first = parsed(include_bytes!(
+            "../testdata/connect/squid-407-basic-digest-ntlm.bin"
+        ));
+        assert_eq!(first.challenges[0].param("realm"), Some("uplink-capture"));
+        let digest = &first.challenges[1];
+        assert_eq!(digest.param("realm"), Some("uplink-capture"));
+        assert_eq!(digest.param("qop"), Some("auth"));
+        assert_eq!(digest.param("nonce").map(str::len), Some(32));
+        assert_eq!(first.challenges[2].token68, None);
+
+        let ntlm = parsed(include_bytes!(
+            "../testdata/connect/squid-407-ntlm-challenge.bin"
+        ));
+        let token = ntlm.challenges[0]
+            .token68
+            .as_deref()
+            .expect("a Type 2 token");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .expect("base64");
+        uplink_proxyauth::ntlm::parse_challenge(&raw).expect("Squid's Type 2 message");
+
+        let tiny = parsed(include_bytes!(
+            "../testdata/connect/tinyproxy-407-basic.bin"
+        ));
+        assert_eq!(tiny.challenges[0].param("realm"), Some("Tinyproxy"));
+    }
 }

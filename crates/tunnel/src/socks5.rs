@@ -378,4 +378,87 @@ mod tests {
         assert_eq!(reply_meaning(5), "connection refused");
         assert_eq!(reply_meaning(0x42), "unassigned reply code");
     }
+
+    /// microsocks' answers recorded by testdata/capture.sh (see testdata/README.md).
+    fn capture(file: &str) -> Vec<u8> {
+        let path = format!("{}/testdata/socks5/{file}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Every prefix of a captured answer is `Incomplete` until the parser has what it needs; the
+    /// whole capture is the expected answer, using all of it.
+    fn every_prefix<T: std::fmt::Debug + PartialEq>(
+        file: &str,
+        parse: fn(&[u8]) -> Result<Parsed<T>, Socks5Error>,
+        want: T,
+        complete_from: usize,
+    ) {
+        let bytes = capture(file);
+        for k in 0..complete_from {
+            assert_eq!(
+                parse(&bytes[..k]),
+                Ok(Parsed::Incomplete),
+                "{file}: {k} bytes"
+            );
+        }
+        assert_eq!(
+            parse(&bytes),
+            Ok(Parsed::Done(want, bytes.len())),
+            "{file}: {bytes:?}"
+        );
+    }
+
+    #[test]
+    fn captured_method_and_auth_answers() {
+        every_prefix("microsocks-method-noauth.bin", parse_method, NO_AUTH, 2);
+        every_prefix("microsocks-method-userpass.bin", parse_method, USER_PASS, 2);
+        every_prefix(
+            "microsocks-method-none-acceptable.bin",
+            parse_method,
+            NO_ACCEPTABLE,
+            2,
+        );
+        every_prefix("microsocks-auth-ok.bin", parse_auth_reply, true, 2);
+        every_prefix("microsocks-auth-fail.bin", parse_auth_reply, false, 2);
+    }
+
+    #[test]
+    fn captured_connect_replies() {
+        // microsocks reports a zero bound address on success.
+        let ok = Reply {
+            rep: 0,
+            bound: Some("0.0.0.0:0".into()),
+        };
+        for file in [
+            "microsocks-connect-ok-ipv4.bin",
+            "microsocks-connect-ok-domain.bin",
+            "microsocks-connect-after-auth.bin",
+        ] {
+            every_prefix(file, parse_reply, ok.clone(), 10);
+        }
+        // A failure is known from its second byte on; every longer prefix is the same failure.
+        for (file, rep, meaning) in [
+            ("microsocks-connect-refused.bin", 5, "connection refused"),
+            (
+                "microsocks-connect-unresolvable.bin",
+                1,
+                "general SOCKS server failure",
+            ),
+        ] {
+            let bytes = capture(file);
+            assert_eq!(bytes.len(), 10, "{file}");
+            for k in 0..2 {
+                assert_eq!(parse_reply(&bytes[..k]), Ok(Parsed::Incomplete), "{file}");
+            }
+            for k in 2..=bytes.len() {
+                let want = Reply { rep, bound: None };
+                assert_eq!(
+                    parse_reply(&bytes[..k]),
+                    Ok(Parsed::Done(want, k)),
+                    "{file}: {k} bytes"
+                );
+            }
+            assert_eq!(reply_meaning(rep), meaning);
+        }
+    }
 }
