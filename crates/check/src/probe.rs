@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use uplink_diag::{Code, Step};
 use uplink_proxy::Candidate;
 use uplink_tunnel::socks5::Target as Socks5Target;
-use uplink_tunnel::{AuthOptions, Exchange, ProxyKind, ProxyTls, TunnelError};
+use uplink_tunnel::{Exchange, ProxyKind, ProxyTls, TunnelError};
 
 use crate::classify::{self, TlsContext};
 use crate::model::{Anchor, HttpMethod, Method, Overrides, RouteSpec, Target};
@@ -182,10 +182,12 @@ async fn attempt(
             url,
             credentials,
             proxy_ca,
+            auth,
+            ..
         } => (
             url.host.clone(),
             url.port,
-            Some((url.host_port(), credentials, url, proxy_ca)),
+            Some((url.host_port(), credentials, url, proxy_ca, auth)),
         ),
     };
     let via_proxy = proxy.is_some();
@@ -261,7 +263,8 @@ async fn attempt(
     // own exchange for a SOCKS proxy)
     let stream: Box<dyn Io> = match proxy {
         None => Box::new(tcp),
-        Some((label, credentials, url, proxy_ca)) => {
+        // `auth`: a discovered proxy never gets Basic (uplink_proxy::trust), here as in the sensor.
+        Some((label, credentials, url, proxy_ca, auth)) => {
             let start = Instant::now();
             let tunnelled: Result<Tunnelled, TunnelError> = match url.kind() {
                 ProxyKind::Http => {
@@ -271,7 +274,7 @@ async fn attempt(
                         host: &target.host,
                         port: target.port,
                         credentials: credentials.as_ref(),
-                        auth: AuthOptions::default(),
+                        auth: auth.auth_options(),
                         timeout: walk.remaining(),
                     };
                     uplink_tunnel::establish_with(tcp, redial, &x)
@@ -305,7 +308,7 @@ async fn attempt(
                                         host: &target.host,
                                         port: target.port,
                                         credentials: credentials.as_ref(),
-                                        auth: AuthOptions::default(),
+                                        auth: auth.auth_options(),
                                         timeout: walk.remaining(),
                                     };
                                     uplink_tunnel::establish_with(stream, redial, &x).await.map(

@@ -26,6 +26,7 @@ use uplink_tunnel::{Credentials, ProxyUrl};
 use crate::bypass::WinInetBypass;
 use crate::env::{parse_env_proxy, EnvCapture};
 use crate::noproxy::NoProxy;
+use crate::trust::{self, CredentialHosts, Origin, ProxyAuth};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,6 +111,11 @@ pub struct ProxySettings {
     /// The proxy environment captured at install or with `--from-env`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<EnvCapture>,
+    /// Proxy hosts that may receive the credentials when discovery named them (WPAD, a PAC over
+    /// plain http://), and then by Digest, NTLM or Negotiate only (see [`crate::trust`]). Kept
+    /// across `proxy set` changes: it is a policy, not a source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_hosts: Option<Vec<String>>,
 }
 
 impl ProxySettings {
@@ -124,6 +130,11 @@ impl ProxySettings {
     pub fn fallback(&self) -> Fallback {
         self.fallback.unwrap_or(self.mode().default_fallback())
     }
+
+    /// The allow-list of proxy hosts that may receive credentials when discovered.
+    pub fn credential_hosts(&self) -> CredentialHosts {
+        CredentialHosts::new(self.credential_hosts.as_deref().unwrap_or_default())
+    }
 }
 
 /// One step of a route.
@@ -136,10 +147,85 @@ pub enum Candidate {
         credentials: Option<Credentials>,
         /// For an HTTPS proxy: the CA file to trust instead of the system roots.
         proxy_ca: Option<String>,
+        /// Who named it: an administrator, or discovery.
+        origin: Origin,
+        /// What it may be sent; `credentials` is None when they are withheld.
+        auth: ProxyAuth,
     },
 }
 
 impl Candidate {
+    /// A proxy an administrator named, trusted with `credentials` by any scheme.
+    pub fn configured(
+        url: ProxyUrl,
+        credentials: Option<Credentials>,
+        proxy_ca: Option<String>,
+    ) -> Candidate {
+        Candidate::Proxy {
+            url,
+            credentials,
+            proxy_ca,
+            origin: Origin::Configured,
+            auth: ProxyAuth::Any,
+        }
+    }
+
+    /// A proxy named by `origin`, with the configured `credentials` released to it only as far
+    /// as [`trust::release`] allows.
+    fn named_by(
+        origin: Origin,
+        url: ProxyUrl,
+        credentials: &Option<Credentials>,
+        proxy_ca: Option<String>,
+        allowed: &CredentialHosts,
+    ) -> Candidate {
+        let auth = match credentials {
+            Some(_) => trust::release(origin, url.kind(), &url.host, allowed),
+            None => ProxyAuth::Any,
+        };
+        let credentials = match auth {
+            ProxyAuth::Withheld(_) => None,
+            _ => credentials.clone(),
+        };
+        Candidate::Proxy {
+            url,
+            credentials,
+            proxy_ca,
+            origin,
+            auth,
+        }
+    }
+
+    /// Who named it (DIRECT: configured).
+    pub fn origin(&self) -> Origin {
+        match self {
+            Candidate::Direct => Origin::Configured,
+            Candidate::Proxy { origin, .. } => *origin,
+        }
+    }
+
+    /// What `uplink proxy explain` says about the credentials of this candidate, when they are
+    /// not simply sent: withheld (and why), or by challenge-response schemes only.
+    pub fn credential_note(&self) -> Option<String> {
+        match self {
+            Candidate::Proxy {
+                auth: ProxyAuth::Withheld(why),
+                ..
+            } => Some(format!("credentials withheld: {why}")),
+            Candidate::Proxy {
+                auth: ProxyAuth::ChallengeResponse,
+                origin: Origin::Discovered(how),
+                url,
+                ..
+            } => Some(format!(
+                "credentials by Digest, NTLM or Negotiate only, never Basic: the proxy {} came from {} and is in the credential allow-list",
+                url.host,
+                how.describe()
+            )),
+            _ => None,
+        }
+    }
+
     /// `host:port` of a proxy, `None` for DIRECT (the bad-proxy cache key).
     pub fn proxy_key(&self) -> Option<String> {
         match self {
@@ -245,11 +331,14 @@ pub fn explain(
 }
 
 /// Turns a PAC outcome into route candidates (PAC's order kept; DIRECT where the script put it),
-/// with `credentials` for its proxies. Returns the candidates and a description.
+/// with `credentials` for its proxies as far as their `origin` and the allow-list permit.
+/// Returns the candidates and a description.
 fn pac_candidates(
     outcome: &PacOutcome,
     credentials: &Option<Credentials>,
     proxy_ca: &Option<String>,
+    origin: Origin,
+    allowed: &CredentialHosts,
 ) -> Result<(Vec<Candidate>, String), String> {
     let entries = outcome
         .result
@@ -268,21 +357,18 @@ fn pac_candidates(
                     host.clone()
                 }
             )) {
-                Ok((url, _)) => out.push(Candidate::Proxy {
-                    url,
-                    credentials: credentials.clone(),
-                    proxy_ca: None,
-                }),
+                Ok((url, _)) => {
+                    out.push(Candidate::named_by(origin, url, credentials, None, allowed))
+                }
                 Err(err) => skipped.push(format!("{host}:{port} ({err})")),
             },
             PacEntry::Unsupported(what) => match pac_entry_url(what).map(|u| ProxyUrl::parse(&u)) {
-                Some(Ok((url, _))) => out.push(Candidate::Proxy {
-                    proxy_ca: (url.kind() == uplink_tunnel::ProxyKind::Https)
+                Some(Ok((url, _))) => {
+                    let ca = (url.kind() == uplink_tunnel::ProxyKind::Https)
                         .then(|| proxy_ca.clone())
-                        .flatten(),
-                    url,
-                    credentials: credentials.clone(),
-                }),
+                        .flatten();
+                    out.push(Candidate::named_by(origin, url, credentials, ca, allowed))
+                }
                 Some(Err(err)) => skipped.push(format!("{what} ({err})")),
                 None => skipped.push(format!("{what} (not supported)")),
             },
@@ -420,11 +506,7 @@ pub fn explain_with(
                     let proxy_ca = (parsed.kind() == uplink_tunnel::ProxyKind::Https)
                         .then(|| settings.proxy_ca.clone())
                         .flatten();
-                    proxies.push(Candidate::Proxy {
-                        url: parsed,
-                        credentials,
-                        proxy_ca,
-                    });
+                    proxies.push(Candidate::configured(parsed, credentials, proxy_ca));
                 }
             }
             Err(e) => {
@@ -453,9 +535,17 @@ pub fn explain_with(
         (Some(u), None) => Some(Credentials::new(u.clone(), "")),
         _ => None,
     };
+    let allowed = settings.credential_hosts();
     match (mode, &inputs.pac) {
         (Mode::Pac, Some(outcome)) => {
-            match pac_candidates(outcome, &explicit_credentials, &settings.proxy_ca) {
+            let origin = Origin::of_pac(settings.pac.as_deref().unwrap_or(&outcome.script));
+            match pac_candidates(
+                outcome,
+                &explicit_credentials,
+                &settings.proxy_ca,
+                origin,
+                &allowed,
+            ) {
                 Ok((cands, detail)) => {
                     report("pac", true, detail);
                     proxies.extend(cands);
@@ -487,7 +577,13 @@ pub fn explain_with(
     match (mode, &inputs.wpad) {
         (Mode::Wpad | Mode::Auto, Some(w)) => match &w.pac {
             Some(outcome) => {
-                match pac_candidates(outcome, &explicit_credentials, &settings.proxy_ca) {
+                match pac_candidates(
+                    outcome,
+                    &explicit_credentials,
+                    &settings.proxy_ca,
+                    Origin::Discovered(trust::Discovery::Wpad),
+                    &allowed,
+                ) {
                     Ok((cands, detail)) => {
                         wpad_found = true;
                         report("wpad", true, format!("discovered {detail}"));
@@ -531,7 +627,7 @@ pub fn explain_with(
                             let who = credentials.as_ref().map(|c| format!(" as {}", c.user)).unwrap_or_default();
                             report("env", true, format!("{var} captured from the environment: proxy {url}{who}{note}"));
                             let proxy_ca = (url.kind() == uplink_tunnel::ProxyKind::Https).then(|| settings.proxy_ca.clone()).flatten();
-                            proxies.push(Candidate::Proxy { url, credentials, proxy_ca });
+                            proxies.push(Candidate::configured(url, credentials, proxy_ca));
                         }
                         Err(e) => {
                             report("env", false, format!("{var}={value:?} cannot be used: {e}"));
@@ -966,5 +1062,170 @@ mod tests {
         assert!(
             matches!(&ex.route[0], Candidate::Proxy { credentials: Some(c), .. } if c.user == "D\\u")
         );
+    }
+
+    /// What each proxy of the route is sent, by where the route came from (the table of
+    /// `trust::release`, through `explain_with`).
+    #[test]
+    fn discovered_proxies_get_credentials_only_when_allowed_and_never_basic() {
+        let creds = |s: ProxySettings| ProxySettings {
+            user: Some("CONTOSO\\u".into()),
+            password: Some("sealed:pw".into()),
+            ..s
+        };
+        let wpad_mode = |hosts: Option<Vec<&str>>| {
+            creds(ProxySettings {
+                mode: Some(Mode::Wpad),
+                credential_hosts: hosts.map(|h| h.into_iter().map(Into::into).collect()),
+                ..Default::default()
+            })
+        };
+        let pac_mode = |pac: &str| {
+            creds(ProxySettings {
+                mode: Some(Mode::Pac),
+                pac: Some(pac.into()),
+                ..Default::default()
+            })
+        };
+        let wpad_found = |entries: Vec<PacEntry>| Inputs {
+            pac: None,
+            wpad: Some(WpadOutcome {
+                steps: vec![],
+                pac: Some(pac(entries)),
+            }),
+        };
+        let pac_found = |entries: Vec<PacEntry>| Inputs {
+            pac: Some(pac(entries)),
+            wpad: None,
+        };
+        let allowed = Some(vec!["proxy.corp.example", "*.corp.example"]);
+        // (name, settings, inputs, per proxy: "any" | "challenge" | "withheld")
+        let cases: Vec<(&str, ProxySettings, Inputs, Vec<&str>)> = vec![
+            (
+                "WPAD, no allow-list: withheld",
+                wpad_mode(None),
+                wpad_found(vec![p("evil.test", 3128)]),
+                vec!["withheld"],
+            ),
+            (
+                "WPAD, allowed and not allowed hosts in one answer",
+                wpad_mode(allowed.clone()),
+                wpad_found(vec![
+                    p("evil.test", 3128),
+                    p("proxy.corp.example", 8080),
+                    PacEntry::Unsupported("HTTPS p2.corp.example:443".into()),
+                    PacEntry::Unsupported("SOCKS5 s.corp.example:1080".into()),
+                ]),
+                vec!["withheld", "challenge", "challenge", "withheld"],
+            ),
+            (
+                "auto is WPAD too",
+                ProxySettings {
+                    mode: None,
+                    ..wpad_mode(None)
+                },
+                wpad_found(vec![p("evil.test", 3128)]),
+                vec!["withheld"],
+            ),
+            (
+                "a PAC file: the administrator's",
+                pac_mode("/etc/uplink/corp.pac"),
+                pac_found(vec![p("evil.test", 3128)]),
+                vec!["any"],
+            ),
+            (
+                "a PAC over https: the administrator's",
+                pac_mode("https://pac.corp.example/p.pac"),
+                pac_found(vec![p("evil.test", 3128)]),
+                vec!["any"],
+            ),
+            (
+                "a PAC over plain http: as discovered",
+                pac_mode("http://pac.corp.example/p.pac"),
+                pac_found(vec![p("evil.test", 3128)]),
+                vec!["withheld"],
+            ),
+            (
+                "a PAC over plain http, allowed host",
+                ProxySettings {
+                    credential_hosts: Some(vec!["evil.test".into()]),
+                    ..pac_mode("http://pac.corp.example/p.pac")
+                },
+                pac_found(vec![p("evil.test", 3128)]),
+                vec!["challenge"],
+            ),
+            (
+                "explicit: the administrator's",
+                creds(ProxySettings {
+                    url: Some("http://evil.test:3128".into()),
+                    ..Default::default()
+                }),
+                Inputs::default(),
+                vec!["any"],
+            ),
+        ];
+        for (name, settings, inputs, want) in cases {
+            let ex = explain_with(&settings, "h", 443, &unseal, &inputs);
+            let got: Vec<&str> = ex
+                .route
+                .iter()
+                .filter_map(|c| match c {
+                    Candidate::Direct => None,
+                    Candidate::Proxy {
+                        credentials, auth, ..
+                    } => Some(match (auth, credentials) {
+                        (ProxyAuth::Any, Some(_)) => "any",
+                        (ProxyAuth::ChallengeResponse, Some(_)) => "challenge",
+                        (ProxyAuth::Withheld(_), None) => "withheld",
+                        other => panic!("{name}: inconsistent {other:?}"),
+                    }),
+                })
+                .collect();
+            assert_eq!(got, want, "{name}: {:?}", ex.route);
+            for c in &ex.route {
+                let note = c.credential_note();
+                match c {
+                    Candidate::Proxy {
+                        auth: ProxyAuth::Any,
+                        ..
+                    }
+                    | Candidate::Direct => assert!(note.is_none(), "{name}"),
+                    _ => assert!(
+                        note.as_deref()
+                            .is_some_and(|n| n.contains("withheld") || n.contains("never Basic")),
+                        "{name}: {note:?}"
+                    ),
+                }
+            }
+        }
+        // Without credentials there is nothing to withhold.
+        let ex = explain_with(
+            &ProxySettings {
+                mode: Some(Mode::Wpad),
+                ..Default::default()
+            },
+            "h",
+            443,
+            &unseal,
+            &wpad_found(vec![p("evil.test", 3128)]),
+        );
+        assert!(ex.route[0].credential_note().is_none());
+        assert!(ex.route[0].origin().discovered());
+    }
+
+    #[test]
+    fn the_allow_list_survives_a_round_trip_and_old_files_load_without_it() {
+        let s = ProxySettings {
+            mode: Some(Mode::Wpad),
+            credential_hosts: Some(vec!["proxy.corp.example".into(), "*.corp.example".into()]),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        let back: ProxySettings = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        assert!(back.credential_hosts().matches("a.corp.example"));
+        let old: ProxySettings = serde_json::from_str(r#"{"mode":"wpad"}"#).unwrap();
+        assert_eq!(old.credential_hosts, None);
+        assert!(old.credential_hosts().is_empty());
     }
 }

@@ -445,6 +445,8 @@ pub fn set_proxy(
     let mut settings = ProxySettings {
         fallback,
         origin: Some(origin.to_owned()),
+        // A policy over every source, not part of one: kept (`--credential-hosts ''` clears it).
+        credential_hosts: config.proxy.credential_hosts.take(),
         ..Default::default()
     };
     let seal = |p: &SecretString| -> Result<String, SensorError> {

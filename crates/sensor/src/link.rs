@@ -3,10 +3,15 @@
 //! HTTPS proxy, the SOCKS5 exchange for a SOCKS5 proxy — then TLS trusting only the workspace CA.
 //!
 //! [`connect_route`] walks the route's candidates in order (proxies the bad-proxy cache is
-//! skipping go last). It moves on to the next candidate only when a *proxy could not be reached*
-//! — refused, unreachable, timed out, not speaking HTTP. A proxy that answers and refuses (wrong
-//! password, host denied) is an answer: falling back to DIRECT then would hide the problem, and
-//! browsers do not do it either.
+//! skipping go last). It moves on to the next candidate when a *proxy could not be reached*
+//! — refused, unreachable, timed out, not speaking HTTP. A proxy an administrator named that
+//! answers and refuses (wrong password, host denied) is an answer: falling back to DIRECT then
+//! would hide the problem, and browsers do not do it either. A proxy that came from discovery
+//! (WPAD, a PAC over plain http://) is different: anyone on the network can name one, so its
+//! refusal moves on too, and the connection says so ([`Connected::refused`]; the uploader reports
+//! `DISCOVERED_PROXY_REFUSED`). Such a proxy gets the configured credentials only as
+//! [`uplink_proxy::trust`] allows; a demand for credentials withheld from it is
+//! `PROXY_CREDENTIALS_WITHHELD`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,9 +20,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use uplink_client::{dial_direct, ClientError, Connection, Endpoint, TlsSettings};
 use uplink_diag::{Code, Diagnose};
 use uplink_proxy::badcache::BadProxies;
+use uplink_proxy::trust::{self, Failure, Origin, ProxyAuth};
 use uplink_proxy::{Candidate, Explanation};
 use uplink_tunnel::socks5::Target;
-use uplink_tunnel::{Credentials, ProxyKind, ProxyTls, ProxyUrl, TunnelError};
+use uplink_tunnel::{Credentials, Exchange, ProxyKind, ProxyTls, ProxyUrl, TunnelError};
 
 /// Any failure on the way to the service. Carries no secret.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +40,8 @@ pub enum LinkError {
     Config(#[from] crate::config::ConfigError),
     #[error("{what} timed out after {after:?}")]
     Timeout { what: &'static str, after: Duration },
+    #[error("the proxy {proxy} asks for credentials, and they are withheld from it: {reason}. If it is your proxy, allow its host with `uplink sensor proxy set --credential-hosts HOST` (Digest, NTLM or Negotiate only, never Basic), or name it with --url")]
+    CredentialsWithheld { proxy: String, reason: String },
 }
 
 impl Diagnose for LinkError {
@@ -45,6 +53,7 @@ impl Diagnose for LinkError {
             LinkError::Intercepted { .. } => Code::TLS_INTERCEPTED,
             LinkError::Config(_) => Code::CONFIG_INVALID,
             LinkError::Timeout { .. } => Code::TIMEOUT,
+            LinkError::CredentialsWithheld { .. } => Code::PROXY_CREDENTIALS_WITHHELD,
         }
     }
 }
@@ -67,6 +76,49 @@ impl LinkError {
                 )
         )
     }
+
+    /// How an attempt through a candidate failed, for [`trust::try_next`]: unreachable, refused
+    /// by the proxy (`via_proxy`: anything that went wrong past the proxy's door, including the
+    /// service's TLS inside its tunnel), or something else.
+    pub fn failure(&self, via_proxy: bool) -> Failure {
+        if self.proxy_unreachable() {
+            return Failure::Unreachable;
+        }
+        match self {
+            LinkError::Tunnel(TunnelError::Config { .. }) | LinkError::Config(_) => Failure::Other,
+            LinkError::Tunnel(_)
+            | LinkError::Intercepted { .. }
+            | LinkError::CredentialsWithheld { .. } => Failure::Refused,
+            LinkError::Client(_) | LinkError::Timeout { .. } | LinkError::ProxyDial { .. } => {
+                if via_proxy {
+                    Failure::Refused
+                } else {
+                    Failure::Other
+                }
+            }
+        }
+    }
+}
+
+/// A demand for authentication that went unanswered because `auth` withholds the credentials
+/// becomes `PROXY_CREDENTIALS_WITHHELD`; anything else is returned as it was.
+fn withheld(e: TunnelError, auth: &ProxyAuth) -> LinkError {
+    use uplink_proxyauth::AuthError;
+    let (proxy, offered) = match &e {
+        TunnelError::Auth {
+            proxy,
+            source: AuthError::NoCredentials { offered } | AuthError::Unsupported { offered, .. },
+        } => (proxy, offered.0.clone()),
+        TunnelError::SocksAuthRequired { proxy, offered } => (proxy, vec![offered.clone()]),
+        _ => return e.into(),
+    };
+    match trust::withheld(auth, &offered) {
+        Some(reason) => LinkError::CredentialsWithheld {
+            proxy: proxy.clone(),
+            reason,
+        },
+        None => e.into(),
+    }
 }
 
 /// Opens a TLS connection to `endpoint` through one candidate. Also returns the proxy
@@ -87,11 +139,13 @@ pub async fn open(
                 url,
                 credentials,
                 proxy_ca,
+                auth,
+                ..
             } => {
                 through_proxy(
                     endpoint,
                     url,
-                    credentials.as_ref(),
+                    (credentials.as_ref(), auth),
                     proxy_ca.as_deref(),
                     tls,
                     timeout,
@@ -108,11 +162,12 @@ pub async fn open(
         })?
 }
 
-/// Dials the proxy `url`, opens its tunnel to the endpoint, and does the workspace TLS inside.
+/// Dials the proxy `url`, opens its tunnel to the endpoint, and does the workspace TLS inside,
+/// sending `credentials` only by the schemes `auth` allows.
 async fn through_proxy(
     endpoint: &Endpoint,
     url: &ProxyUrl,
-    credentials: Option<&Credentials>,
+    (credentials, auth): (Option<&Credentials>, &ProxyAuth),
     proxy_ca: Option<&str>,
     tls: &TlsSettings,
     timeout: Duration,
@@ -126,20 +181,21 @@ async fn through_proxy(
                 source,
             })
     };
+    let exchange = Exchange {
+        proxy: &proxy,
+        host: &endpoint.host,
+        port: endpoint.port,
+        credentials,
+        auth: auth.auth_options(),
+        timeout,
+    };
     match url.kind() {
         ProxyKind::Http => {
             let tcp = dial().await?;
             let redial = || dial_direct(&url.host, url.port, timeout);
-            let tunnel = uplink_tunnel::establish(
-                tcp,
-                redial,
-                &proxy,
-                &endpoint.host,
-                endpoint.port,
-                credentials,
-                timeout,
-            )
-            .await?;
+            let tunnel = uplink_tunnel::establish_with(tcp, redial, &exchange)
+                .await
+                .map_err(|e| withheld(e, auth))?;
             service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
         }
         ProxyKind::Https => {
@@ -151,16 +207,9 @@ async fn through_proxy(
                 let s = proxy_tls.connect(tcp, &url.host, &proxy).await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
             };
-            let tunnel = uplink_tunnel::establish(
-                stream,
-                redial,
-                &proxy,
-                &endpoint.host,
-                endpoint.port,
-                credentials,
-                timeout,
-            )
-            .await?;
+            let tunnel = uplink_tunnel::establish_with(stream, redial, &exchange)
+                .await
+                .map_err(|e| withheld(e, auth))?;
             service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
         }
         ProxyKind::Socks5 { remote_dns } => {
@@ -179,7 +228,9 @@ async fn through_proxy(
                 credentials,
                 timeout,
             };
-            let tunnel = uplink_tunnel::establish_socks5(tcp, &exchange).await?;
+            let tunnel = uplink_tunnel::establish_socks5(tcp, &exchange)
+                .await
+                .map_err(|e| withheld(e, auth))?;
             service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
         }
     }
@@ -219,6 +270,9 @@ pub struct Connected {
     /// The proxy authentication scheme in use (`Basic`, `Digest`, `NTLM`, `Negotiate`, SOCKS5's
     /// `username/password`), if any.
     pub proxy_auth: Option<&'static str>,
+    /// Set when a proxy that came from discovery, ahead of this candidate in the route, refused
+    /// (now, or recently enough that the bad-proxy cache still skips it): which, and why.
+    pub refused: Option<String>,
 }
 
 /// Connects along `explanation`'s route; see the module docs.
@@ -237,7 +291,11 @@ pub async fn connect_route(
         Candidate::proxy_key,
         Instant::now(),
     );
-    let mut skipped: Vec<String> = Vec::new();
+    let mut unreachable: Vec<String> = Vec::new();
+    let mut refusals: Vec<String> = Vec::new();
+    // The first refusal by a discovered proxy: when nothing else works either, it is the error
+    // that says what to do.
+    let mut refusal_error: Option<LinkError> = None;
     let mut last = None;
     for candidate in ordered {
         match open(endpoint, &candidate, tls, timeout).await {
@@ -245,30 +303,271 @@ pub async fn connect_route(
                 if let Some(key) = candidate.proxy_key() {
                     bad.mark_good(&key);
                 }
-                let note = (!skipped.is_empty()).then(|| {
-                    format!(
-                        "{} could not be reached; using {candidate}",
-                        skipped.join(", ")
-                    )
+                let refused = refusals
+                    .first()
+                    .cloned()
+                    .or_else(|| remembered_refusal(explanation, &candidate, bad));
+                let mut parts = Vec::new();
+                if !unreachable.is_empty() {
+                    parts.push(format!("{} could not be reached", unreachable.join(", ")));
+                }
+                if refusals.is_empty() {
+                    parts.extend(refused.clone());
+                } else {
+                    parts.extend(refusals.iter().cloned());
+                }
+                let note =
+                    (!parts.is_empty()).then(|| format!("{}; using {candidate}", parts.join("; ")));
+                let refused = refused.map(|r| {
+                    format!("{r}; using {candidate} instead, as the fallback policy allows")
                 });
                 return Ok(Connected {
                     conn,
                     route: candidate.to_string(),
                     note,
                     proxy_auth,
+                    refused,
                 });
             }
-            Err(e) if e.proxy_unreachable() => {
-                if let Some(key) = candidate.proxy_key() {
-                    let wait = bad.mark_bad(&key, Instant::now());
-                    tracing::warn!(proxy = %key, code = %e.code(), skip_for = ?wait, "proxy unreachable; trying the next route candidate");
+            Err(e) => {
+                let origin = candidate.origin();
+                let failure = e.failure(candidate.proxy_key().is_some());
+                if !trust::try_next(origin, failure) {
+                    return Err(match refusal_error {
+                        Some(refused) => {
+                            tracing::warn!(code = %e.code(), error = %e, "{candidate} failed too, after a discovered proxy refused");
+                            refused
+                        }
+                        None => e,
+                    });
                 }
-                skipped.push(format!("{candidate} ({})", e.code()));
-                last = Some(e);
+                let key = candidate.proxy_key().unwrap_or_default();
+                match (failure, origin) {
+                    (Failure::Refused, Origin::Discovered(how)) => {
+                        let why = format!(
+                            "{candidate}, named by {}, refused ({}: {e})",
+                            how.describe(),
+                            e.code()
+                        );
+                        let wait = bad.mark_refused(&key, Instant::now(), why.clone());
+                        tracing::warn!(proxy = %key, code = %e.code(), skip_for = ?wait, "a proxy that came from discovery refused; trying the next route candidate");
+                        refusals.push(why);
+                        refusal_error.get_or_insert(e);
+                    }
+                    _ => {
+                        if candidate.proxy_key().is_some() {
+                            let wait = bad.mark_bad(&key, Instant::now());
+                            tracing::warn!(proxy = %key, code = %e.code(), skip_for = ?wait, "proxy unreachable; trying the next route candidate");
+                        }
+                        unreachable.push(format!("{candidate} ({})", e.code()));
+                        last = Some(e);
+                    }
+                }
             }
-            Err(e) => return Err(e),
         }
     }
-    Err(last
+    Err(refusal_error
+        .or(last)
         .unwrap_or_else(|| crate::config::ConfigError::NoRoute("the route is empty".into()).into()))
+}
+
+/// A refusal the bad-proxy cache still remembers, of a proxy ahead of `used` in the route as
+/// configured (the cache moved it behind `used`, so it was not tried this time).
+fn remembered_refusal(
+    explanation: &Explanation,
+    used: &Candidate,
+    bad: &BadProxies,
+) -> Option<String> {
+    let now = Instant::now();
+    let used_key = (used.proxy_key(), used.to_string());
+    explanation
+        .route
+        .iter()
+        .take_while(|c| (c.proxy_key(), c.to_string()) != used_key)
+        .filter_map(|c| c.proxy_key())
+        .find_map(|k| bad.refusal(&k, now).map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uplink_proxyauth::{AuthError, Offered};
+
+    fn proxy() -> String {
+        "w:3128".into()
+    }
+
+    fn auth(source: AuthError) -> LinkError {
+        LinkError::Tunnel(TunnelError::Auth {
+            proxy: proxy(),
+            source,
+        })
+    }
+
+    /// Which failures are the proxy's refusal (a discovered proxy's moves the route on).
+    #[test]
+    fn failures_are_classified() {
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let tls = || ClientError::Tls {
+            host: "s".into(),
+            reason: "x".into(),
+            code: Code::TLS_HANDSHAKE_FAILED,
+        };
+        let offered = || Offered(vec!["Basic".into()]);
+        let cases: Vec<(&str, LinkError, bool, Failure)> = vec![
+            (
+                "proxy port closed",
+                LinkError::ProxyDial {
+                    proxy: proxy(),
+                    source: ClientError::Tcp {
+                        addr: "w".into(),
+                        source: io(),
+                    },
+                },
+                true,
+                Failure::Unreachable,
+            ),
+            (
+                "reset during CONNECT",
+                LinkError::Tunnel(TunnelError::Io {
+                    proxy: proxy(),
+                    source: io(),
+                }),
+                true,
+                Failure::Unreachable,
+            ),
+            (
+                "407, no credentials",
+                auth(AuthError::NoCredentials { offered: offered() }),
+                true,
+                Failure::Refused,
+            ),
+            (
+                "403 denied",
+                LinkError::Tunnel(TunnelError::Denied {
+                    proxy: proxy(),
+                    target: "s:443".into(),
+                    status: 403,
+                    reason: "Forbidden".into(),
+                }),
+                true,
+                Failure::Refused,
+            ),
+            (
+                "credentials withheld",
+                LinkError::CredentialsWithheld {
+                    proxy: proxy(),
+                    reason: "r".into(),
+                },
+                true,
+                Failure::Refused,
+            ),
+            (
+                "TLS intercepted",
+                LinkError::Intercepted {
+                    proxy: proxy(),
+                    detail: "d".into(),
+                },
+                true,
+                Failure::Refused,
+            ),
+            (
+                "SOCKS5 denied",
+                LinkError::Tunnel(TunnelError::SocksDenied {
+                    proxy: proxy(),
+                    target: "s".into(),
+                    rep: 2,
+                    meaning: "not allowed",
+                }),
+                true,
+                Failure::Refused,
+            ),
+            (
+                "TLS inside a proxy's tunnel",
+                LinkError::Client(tls()),
+                true,
+                Failure::Refused,
+            ),
+            (
+                "TLS over DIRECT",
+                LinkError::Client(tls()),
+                false,
+                Failure::Other,
+            ),
+            (
+                "a proxy CA file that cannot be read",
+                LinkError::Tunnel(TunnelError::Config {
+                    proxy: proxy(),
+                    reason: "r".into(),
+                }),
+                true,
+                Failure::Other,
+            ),
+        ];
+        for (name, e, via_proxy, want) in cases {
+            assert_eq!(e.failure(via_proxy), want, "{name}");
+        }
+    }
+
+    /// An unanswered demand becomes PROXY_CREDENTIALS_WITHHELD only when the policy withheld.
+    #[test]
+    fn withheld_demands_have_their_code() {
+        let basic_only = || Offered(vec!["Basic".into()]);
+        let unsupported = || AuthError::Unsupported {
+            offered: basic_only(),
+            preference: "Negotiate, NTLM, Digest".into(),
+            note: String::new(),
+        };
+        let tunnel = |source| TunnelError::Auth {
+            proxy: proxy(),
+            source,
+        };
+        let cases: Vec<(TunnelError, ProxyAuth, Code)> = vec![
+            (
+                tunnel(AuthError::NoCredentials {
+                    offered: basic_only(),
+                }),
+                ProxyAuth::Withheld("not allowed".into()),
+                Code::PROXY_CREDENTIALS_WITHHELD,
+            ),
+            (
+                tunnel(AuthError::NoCredentials {
+                    offered: basic_only(),
+                }),
+                ProxyAuth::Any,
+                Code::PROXY_AUTH_REQUIRED,
+            ),
+            (
+                tunnel(unsupported()),
+                ProxyAuth::ChallengeResponse,
+                Code::PROXY_CREDENTIALS_WITHHELD,
+            ),
+            (
+                TunnelError::SocksAuthRequired {
+                    proxy: proxy(),
+                    offered: "username/password".into(),
+                },
+                ProxyAuth::Withheld("socks".into()),
+                Code::PROXY_CREDENTIALS_WITHHELD,
+            ),
+            (
+                TunnelError::Denied {
+                    proxy: proxy(),
+                    target: "s:443".into(),
+                    status: 403,
+                    reason: "Forbidden".into(),
+                },
+                ProxyAuth::Withheld("not allowed".into()),
+                Code::PROXY_CONNECT_DENIED,
+            ),
+        ];
+        for (e, policy, want) in cases {
+            let what = e.to_string();
+            let got = withheld(e, &policy);
+            assert_eq!(got.code(), want, "{what} under {policy:?}: {got}");
+            if want == Code::PROXY_CREDENTIALS_WITHHELD {
+                assert!(got.to_string().contains("--credential-hosts"), "{got}");
+            }
+        }
+    }
 }

@@ -69,6 +69,10 @@ struct State {
     status_written: Option<Instant>,
     backoff: Duration,
     renewal: crate::renew::Renewal,
+    /// While the connection in use goes around a discovered proxy that refused:
+    /// `DISCOVERED_PROXY_REFUSED`, kept as the status's last error even as batches are delivered
+    /// (heartbeats carry it), until a connection needs no going around.
+    route_warning: Option<LastError>,
 }
 
 impl State {
@@ -123,6 +127,10 @@ impl State {
             )
             .await?;
             tracing::info!(route = %connected.route, note = connected.note.as_deref().unwrap_or(""), "connected to the service");
+            self.route_warning = connected.refused.map(|why| {
+                tracing::warn!(code = %uplink_diag::Code::DISCOVERED_PROXY_REFUSED, "{why}");
+                LastError::new(uplink_diag::Code::DISCOVERED_PROXY_REFUSED, why)
+            });
             let changed = self.status.route.as_deref() != Some(connected.route.as_str());
             self.status.route = Some(connected.route);
             self.status.route_note = connected.note;
@@ -222,6 +230,7 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         status_written: None,
         backoff: BACKOFF_MIN,
         renewal,
+        route_warning: None,
     })
 }
 
@@ -375,10 +384,11 @@ async fn upload_loop(
                 report.delivered += batch.count as u64;
                 report.batches += 1;
                 st.backoff = BACKOFF_MIN;
-                let was_failing = st.status.last_error.is_some();
+                let code = |e: &Option<LastError>| e.as_ref().map(|e| e.code.clone());
+                let was_failing = code(&st.status.last_error) != code(&st.route_warning);
                 st.status.last_success = Some(now_rfc3339());
                 st.status.delivered += batch.count as u64;
-                st.status.last_error = None;
+                st.status.last_error = st.route_warning.clone();
                 tracing::debug!(
                     events = batch.count,
                     accepted = resp.accepted,

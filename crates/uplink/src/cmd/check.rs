@@ -392,11 +392,7 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
                 }
                 None => None,
             };
-            RouteSpec::Route(vec![Candidate::Proxy {
-                url,
-                credentials: creds,
-                proxy_ca,
-            }])
+            RouteSpec::Route(vec![Candidate::configured(url, creds, proxy_ca)])
         }
     };
     if let Some(pw) = &a.proxy_password {
@@ -755,11 +751,11 @@ fn named_proxy(c: &Config, paths: &Paths, secrets: &mut Vec<SecretString>) -> Ro
         },
         _ => None,
     };
-    RouteSpec::Route(vec![Candidate::Proxy {
+    RouteSpec::Route(vec![Candidate::configured(
         url,
         credentials,
-        proxy_ca: c.proxy.proxy_ca.clone(),
-    }])
+        c.proxy.proxy_ca.clone(),
+    )])
 }
 
 fn env_settings(env: &uplink_proxy::env::FromEnv) -> ProxySettings {

@@ -20,6 +20,11 @@ pub enum Command {
     /// wpad; env (captured proxy variables, minus no_proxy); direct; auto, the default: WPAD
     /// if discovery finds a script, else the environment captured at install, else DIRECT.
     /// DIRECT is appended after the proxies only when the fallback policy allows it.
+    ///
+    /// Proxies that came from discovery (WPAD, a PAC fetched over plain http://) get the
+    /// configured credentials only if their host is in the sensor's credential allow-list
+    /// (`uplink sensor proxy set --credential-hosts`), and then never by Basic; a `credentials`
+    /// line under the route says which proxies' credentials are withheld or limited, and why.
     Explain(ExplainArgs),
     /// Evaluate a PAC script for URLs and print exactly what FindProxyForURL returned.
     Pac(super::proxy_pac::PacArgs),
@@ -34,7 +39,8 @@ pub struct ExplainArgs {
     /// The sensor's configuration directory (default /etc/uplink, if a sensor is installed there).
     #[arg(long, value_name = "DIR", env = "UPLINK_CONFIG_DIR")]
     pub config_dir: Option<PathBuf>,
-    /// Print JSON: {"url", "mode", "fallback", "sources": [{"source", "used", "detail"}], "route": [...]}.
+    /// Print JSON: {"url", "mode", "fallback", "sources": [{"source", "used", "detail"}], "route":
+    /// [...], "credentials": [{"proxy", "note"}]}.
     #[arg(long)]
     pub json: bool,
 }
@@ -81,6 +87,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
+    let credentials = super::sensor::credential_notes(&ex);
     if a.json {
         let v = serde_json::json!({
             "url": a.url,
@@ -89,6 +96,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             "fallback": ex.fallback.as_str(),
             "sources": ex.sources,
             "route": route,
+            "credentials": credentials
+                .iter()
+                .map(|(proxy, note)| serde_json::json!({"proxy": proxy, "note": note}))
+                .collect::<Vec<_>>(),
             "problem": ex.problem,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -116,6 +127,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 route.join("; ")
             }
         );
+        for (proxy, note) in &credentials {
+            println!("credentials {proxy}: {note}");
+        }
         if let Some(p) = &ex.problem {
             println!("problem   {p}");
         }

@@ -66,14 +66,19 @@ pub enum ProxyCommand {
     /// Sources: --url (an explicit proxy; --user/--password if it asks; --bypass for hosts that
     /// skip it), --direct, --from-env (capture https_proxy/HTTPS_PROXY/all_proxy/ALL_PROXY/
     /// http_proxy/no_proxy from this shell: a system service does not inherit them), --pac (a
-    /// PAC file or http:// URL, evaluated for the service at each new connection; --user and
-    /// --password apply to the proxies it names), --from-windows-reg (the proxy or PAC script a
-    /// Windows .reg export configures, as `uplink winproxy decode` reads it), --wpad (not in
-    /// this build yet).
+    /// PAC file or URL, evaluated for the service at each new connection; --user and
+    /// --password apply to the proxies it names, as --credential-hosts allows for a script
+    /// fetched over plain http://), --from-windows-reg (the proxy or PAC script a Windows .reg
+    /// export configures, as `uplink winproxy decode` reads it), --wpad (discover the script;
+    /// --user and --password only as --credential-hosts allows).
     ///
     /// --fallback direct|never: whether DIRECT is tried when the proxy cannot be reached.
     /// Default: never for --url and --pac (an administrator chose that proxy), direct for
-    /// --from-env and --wpad (discovered settings), as the seeds' sensor does.
+    /// --from-env and --wpad (discovered settings), as the seeds' sensor does. A proxy that came
+    /// from discovery (WPAD, a PAC over plain http://) is gone around when it refuses, too.
+    ///
+    /// --credential-hosts: which discovered proxies may receive --user/--password (see its help);
+    /// alone, it changes only that list.
     Set(ProxySetArgs),
     /// Forget explicit settings: back to `auto` (WPAD, else the environment captured at install,
     /// else DIRECT).
@@ -83,7 +88,8 @@ pub enum ProxyCommand {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["url", "direct", "from_env", "pac", "wpad", "from_windows_reg"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["url", "direct", "from_env", "pac", "wpad", "from_windows_reg", "credential_hosts"])))]
+#[command(group(clap::ArgGroup::new("one_source").args(["url", "direct", "from_env", "pac", "wpad", "from_windows_reg"])))]
 pub struct ProxySetArgs {
     #[command(flatten)]
     pub dir: Dir,
@@ -117,13 +123,15 @@ pub struct ProxySetArgs {
     #[arg(long)]
     pub from_env: bool,
     /// A PAC script: a file, or an http:// or https:// URL (checked now; evaluated at each new
-    /// connection; https trusts the system roots).
+    /// connection; https trusts the system roots). The proxies a script fetched over plain
+    /// http:// names count as discovered: see --credential-hosts.
     #[arg(long, value_name = "FILE-OR-URL")]
     pub pac: Option<String>,
     /// Discover a PAC script with WPAD (DHCP option 252 from NetworkManager or lease files, then
     /// http://wpad.<domain>/wpad.dat up the search domains; see `uplink proxy wpad`). The result
     /// is cached for the script's HTTP lifetime (5 minutes when nothing is found). --user and
-    /// --password apply to the proxies the script names.
+    /// --password go only to the proxies --credential-hosts allows, never by Basic; a proxy the
+    /// script names that refuses is gone around when the fallback allows (the default).
     #[arg(long)]
     pub wpad: bool,
     /// Windows proxy settings from a .reg export (regedit or `reg export`): the proxy the
@@ -134,6 +142,14 @@ pub struct ProxySetArgs {
     /// Whether DIRECT is tried when the proxy cannot be reached.
     #[arg(long, value_enum)]
     pub fallback: Option<FallbackArg>,
+    /// Proxy hosts that may receive --user/--password when discovery named them (a WPAD
+    /// script, or a PAC fetched over plain http://, which anyone on the network can forge):
+    /// host names or addresses, comma-separated; `*.corp.example` for every name below
+    /// corp.example. Even these get the credentials only by Digest, NTLM or Negotiate, never
+    /// Basic. Other discovered proxies get none (PROXY_CREDENTIALS_WITHHELD when they ask).
+    /// Kept by later `proxy set` and `proxy reset`; '' clears it.
+    #[arg(long, value_name = "HOST[,HOST...]")]
+    pub credential_hosts: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -161,7 +177,8 @@ pub struct ProxyResetArgs {
 pub struct ProxyShowArgs {
     #[command(flatten)]
     pub dir: Dir,
-    /// Print JSON: {"mode", "fallback", "url", "user", "bypass", "proxy_ca", "env", "origin", "route", "sources"}.
+    /// Print JSON: {"mode", "fallback", "url", "user", "bypass", "proxy_ca", "env", "origin",
+    /// "credential_hosts", "route", "credentials": [{"proxy", "note"}], "sources"}.
     #[arg(long)]
     pub json: bool,
 }
@@ -441,6 +458,57 @@ pub fn env_proxy() -> uplink_proxy::env::FromEnv {
 
 fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
+    // Checked before anything changes.
+    let credential_hosts = a
+        .credential_hosts
+        .as_deref()
+        .map(uplink_proxy::trust::parse_list)
+        .transpose()
+        .map_err(|e| {
+            anyhow::anyhow!("--credential-hosts {e}; give proxy host names or addresses, comma-separated (*.corp.example for every name below corp.example)")
+        })?;
+    let only_hosts = !(a.url.is_some()
+        || a.direct
+        || a.from_env
+        || a.pac.is_some()
+        || a.wpad
+        || a.from_windows_reg.is_some());
+    if only_hosts {
+        // (A password may come from UPLINK_PROXY_PASSWORD in the environment: not an error.)
+        if a.user.is_some() || a.fallback.is_some() || a.proxy_ca.is_some() {
+            anyhow::bail!("--user, --password, --fallback and --proxy-ca go with a proxy source (--url, --pac, --wpad...); --credential-hosts alone changes only the allow-list");
+        }
+        set_credential_hosts(&paths, credential_hosts)?;
+        print_route(&paths)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let result = proxy_set_source(&paths, a);
+    if let (Ok(_), Some(hosts)) = (&result, credential_hosts) {
+        set_credential_hosts(&paths, Some(hosts))?;
+    }
+    result?;
+    print_route(&paths)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Records the allow-list of discovered proxy hosts that may receive credentials (empty: none).
+fn set_credential_hosts(paths: &Paths, hosts: Option<Vec<String>>) -> anyhow::Result<()> {
+    let mut config = Config::load(paths)?;
+    let hosts = hosts.filter(|h| !h.is_empty());
+    match &hosts {
+        Some(h) => println!(
+            "credentials may go to these discovered proxies (Digest, NTLM, Negotiate only): {}",
+            h.join(", ")
+        ),
+        None => println!("no discovered proxy receives credentials"),
+    }
+    config.proxy.credential_hosts = hosts;
+    config.save(paths)?;
+    Ok(())
+}
+
+fn proxy_set_source(paths: &Paths, a: ProxySetArgs) -> anyhow::Result<()> {
+    let paths = paths.clone();
     if let Some(file) = &a.from_windows_reg {
         let (change, origin) = install::windows_change(file)?;
         install::set_proxy(
@@ -450,8 +518,7 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
             &format!("uplink sensor proxy set --from-windows-reg {origin}"),
         )?;
         println!("proxy settings imported from {}", file.display());
-        print_route(&paths)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let change = if a.direct {
         install::ProxyChange::Direct
@@ -500,8 +567,7 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
         "uplink sensor proxy set",
     )?;
     println!("proxy settings saved; a running sensor uses them from its next connection");
-    print_route(&paths)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn print_route(paths: &Paths) -> anyhow::Result<()> {
@@ -518,10 +584,22 @@ fn print_route(paths: &Paths) -> anyhow::Result<()> {
             route.join("; ")
         }
     );
+    for note in credential_notes(&ex) {
+        println!("{}: {}", note.0, note.1);
+    }
     if let Some(p) = ex.problem {
         println!("problem: {p}");
     }
     Ok(())
+}
+
+/// Each proxy of the route whose credentials are withheld or limited, and what
+/// `uplink_proxy::Candidate::credential_note` says about it.
+pub fn credential_notes(ex: &uplink_proxy::Explanation) -> Vec<(String, String)> {
+    ex.route
+        .iter()
+        .filter_map(|c| c.credential_note().map(|n| (c.to_string(), n)))
+        .collect()
 }
 
 fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
@@ -544,7 +622,9 @@ fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
             "proxy_ca": p.proxy_ca,
             "origin": p.origin,
             "env": env,
+            "credential_hosts": p.credential_hosts.clone().unwrap_or_default(),
             "route": route,
+            "credentials": credential_notes(&ex).into_iter().map(|(proxy, note)| serde_json::json!({"proxy": proxy, "note": note})).collect::<Vec<_>>(),
             "sources": ex.sources,
             "problem": ex.problem,
         });
@@ -567,6 +647,12 @@ fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
         if let Some(o) = &p.origin {
             println!("set by    {o}");
         }
+        if let Some(h) = p.credential_hosts.as_ref().filter(|h| !h.is_empty()) {
+            println!(
+                "credential hosts  {} (discovered proxies that may receive the credentials, by Digest, NTLM or Negotiate only)",
+                h.join(", ")
+            );
+        }
         println!(
             "route     {}",
             if route.is_empty() {
@@ -575,6 +661,9 @@ fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
                 route.join("; ")
             }
         );
+        for (proxy, note) in credential_notes(&ex) {
+            println!("  {proxy}: {note}");
+        }
         if let Some(pr) = &ex.problem {
             println!("problem   {pr}");
         }
