@@ -619,3 +619,63 @@ fn events_that_break_readers_are_refused_naming_the_line_and_nothing_is_stored()
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].2["event"]["s"], "\u{1F600}");
 }
+
+#[test]
+fn sensors_uploading_at_once_beyond_the_decode_budget_retry_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    // Each batch of 2,000 events costs about the whole 1 MiB budget: one decodes at a time, and
+    // four sensors uploading together are turned away with 503 until their turn.
+    let svc = ServiceProc::start_with(&data, &["--decode-budget-mib", "1"]);
+    let ws = create_workspace(&data, "fleet", svc.port);
+    const SENSORS: usize = 4;
+    const EVENTS: u64 = 12_000;
+    let pad = "p".repeat(240);
+    let sensors: Vec<sensor::Sensor> = (0..SENSORS)
+        .map(|i| {
+            let s = sensor::Sensor::installed(&dir.path().join(format!("s{i}")), &ws, &["--quiet"]);
+            s.set_upload(2000);
+            let input: String = (0..EVENTS)
+                .map(|n| format!("{{\"kind\":\"s{i}\",\"n\":{n},\"pad\":\"{pad}\"}}\n"))
+                .collect();
+            ok(s.send(&input), "sensor send");
+            s
+        })
+        .collect();
+    let runs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sensors
+            .iter()
+            .map(|s| scope.spawn(|| s.run_once(120)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, run) in runs.iter().enumerate() {
+        assert!(
+            run.status.success(),
+            "sensor {i}: {}{}\n{}",
+            stdout(run),
+            stderr(run),
+            svc.log()
+        );
+    }
+    let refused = svc.log().matches("decode budget exhausted").count();
+    assert!(
+        refused > 0,
+        "no upload was turned away: the test did not exercise the budget\n{}",
+        svc.log()
+    );
+    let rows = exported(&data, &ws.name);
+    for i in 0..SENSORS {
+        let kind = format!("s{i}");
+        let ns: Vec<u64> = rows
+            .iter()
+            .filter(|(_, _, v)| v["kind"] == kind.as_str())
+            .map(|(_, _, v)| v["event"]["n"].as_u64().unwrap())
+            .collect();
+        sensor::assert_each_once(
+            ns,
+            EVENTS,
+            &format!("sensor {i}'s events ({refused} uploads turned away)"),
+        );
+    }
+}
