@@ -8,6 +8,12 @@
 //!
 //! [`parse`] validates the whole batch before anything is stored, so a bad line rejects the batch
 //! and nothing is half-stored; its error names the line.
+//!
+//! Beyond being JSON, a line must be readable by every common JSON reader once stored
+//! ([`check_structure`]): arrays and objects nest at most [`MAX_DEPTH`] levels (serde_json stops
+//! at 128, and a 100,000-deep line crashes recursive parsers), and every `\u` escape is valid
+//! Unicode (a lone UTF-16 surrogate such as `"\ud800"` passes a lenient parser but makes `jq`
+//! and strict readers abort on the whole export).
 
 use std::fmt;
 
@@ -17,6 +23,10 @@ pub const MAX_KIND_LEN: usize = 64;
 pub const MAX_SEQ: u64 = i64::MAX as u64;
 /// The kind given to events that do not name one.
 pub const DEFAULT_KIND: &str = "event";
+/// Deepest nesting of arrays and objects in an event line; the line's own object is level 1.
+/// Exported events sit one level deeper (inside the export line), still far below the limit of
+/// any common reader (serde_json 127, jq and Go 10,000).
+pub const MAX_DEPTH: usize = 64;
 
 /// One validated event of a batch, borrowing the request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +106,7 @@ pub fn parse_line(raw: &str) -> Result<Event<'_>, String> {
     if !trimmed.starts_with('{') {
         return Err("not a JSON object (each line must be one object like {\"seq\":1,...})".into());
     }
+    check_structure(raw)?;
     let head: Head<'_> = serde_json::from_str(raw).map_err(|e| format!("invalid JSON: {e}"))?;
     let seq = match head.seq {
         None => return Err("missing \"seq\" (the sensor-assigned sequence number)".into()),
@@ -114,6 +125,85 @@ pub fn parse_line(raw: &str) -> Result<Event<'_>, String> {
         .unwrap_or(std::borrow::Cow::Borrowed(DEFAULT_KIND));
     check_kind(&kind)?;
     Ok(Event { seq, kind, raw })
+}
+
+/// Checks what a lenient JSON parser lets through but readers of the stored events would choke
+/// on: nesting deeper than [`MAX_DEPTH`], and `\u` escapes that are not valid Unicode (a high
+/// surrogate `\uD800`-`\uDBFF` not followed by a low one `\uDC00`-`\uDFFF`, or a low one alone).
+///
+/// One pass over the bytes, no allocation, no recursion. It does not check that the line is JSON
+/// (the parser does); on malformed input it stops quietly and leaves the verdict to the parser.
+pub fn check_structure(raw: &str) -> Result<(), String> {
+    let b = raw.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    let mut in_string = false;
+    while i < b.len() {
+        let c = b[i];
+        if !in_string {
+            match c {
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(format!(
+                            "arrays and objects nest deeper than {MAX_DEPTH} levels (at byte {}): flatten the event; deeper nesting breaks common JSON readers",
+                            i + 1
+                        ));
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b'"' => in_string = true,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_string = false;
+                i += 1;
+            }
+            b'\\' if b.get(i + 1) == Some(&b'u') => {
+                let Some(unit) = hex4(b, i + 2) else {
+                    return Ok(()); // malformed escape: the parser reports it
+                };
+                let lone = |at: usize| {
+                    format!(
+                        "the escape {} at byte {} is a lone UTF-16 surrogate, which is not Unicode and makes strict JSON readers (jq) reject the export: send the character itself, or a high surrogate \\uD800-\\uDBFF followed by a low one \\uDC00-\\uDFFF",
+                        &raw[at..at + 6],
+                        at + 1
+                    )
+                };
+                match unit {
+                    0xD800..=0xDBFF => {
+                        let low = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
+                            .then(|| hex4(b, i + 8))
+                            .flatten();
+                        if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                            return Err(lone(i));
+                        }
+                        i += 12;
+                    }
+                    0xDC00..=0xDFFF => return Err(lone(i)),
+                    _ => i += 6,
+                }
+            }
+            // Any other escape is two bytes; the parser checks which ones are allowed.
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// The value of four hex digits at `at`, if they are there.
+fn hex4(b: &[u8], at: usize) -> Option<u16> {
+    let digits = b.get(at..at + 4)?;
+    let text = std::str::from_utf8(digits).ok()?;
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(text, 16).ok()
 }
 
 /// A kind is 1 to 64 characters of letters, digits, `_`, `-`, `.` or `:`.
@@ -227,6 +317,148 @@ mod tests {
                 "{:?}: got {err:?}, want {want:?}",
                 String::from_utf8_lossy(body)
             );
+        }
+    }
+
+    #[test]
+    fn structure_readers_choke_on() {
+        let nest = |n: usize| {
+            format!(
+                "{{\"seq\":1,\"x\":{}1{}}}",
+                "[".repeat(n - 1),
+                "]".repeat(n - 1)
+            )
+        };
+        let deep_objects = |n: usize| {
+            format!(
+                "{{\"seq\":1{}}}",
+                ",\"a\":{".repeat(n - 1) + &"}".repeat(n - 1)
+            )
+        };
+        // (line, Ok or the words the error must contain)
+        let cases: Vec<(String, Result<(), &str>)> = vec![
+            (nest(MAX_DEPTH), Ok(())),
+            (deep_objects(MAX_DEPTH), Ok(())),
+            (nest(MAX_DEPTH + 1), Err("nest deeper than 64 levels")),
+            (
+                deep_objects(MAX_DEPTH + 1),
+                Err("nest deeper than 64 levels"),
+            ),
+            (
+                nest(100_000),
+                Err("nest deeper than 64 levels (at byte 77)"),
+            ),
+            // Brackets inside strings are text, not nesting.
+            (
+                format!("{{\"seq\":1,\"s\":\"{}\"}}", "[{".repeat(500)),
+                Ok(()),
+            ),
+            (
+                format!("{{\"seq\":1,\"s\":\"\\\"{}\"}}", "[".repeat(500)),
+                Ok(()),
+            ),
+            // A valid pair, BMP escapes, escaped backslashes before a u.
+            (
+                r#"{"seq":1,"s":"\ud83d\ude00 \u00e9 \uD83D\uDE00"}"#.into(),
+                Ok(()),
+            ),
+            (r#"{"seq":1,"s":"\\ud800"}"#.into(), Ok(())),
+            (r#"{"seq":1,"s":"\\\\ud800"}"#.into(), Ok(())),
+            (
+                r#"{"seq":1,"s":"\ud800"}"#.into(),
+                Err("the escape \\ud800 at byte 15 is a lone UTF-16 surrogate"),
+            ),
+            (
+                r#"{"seq":1,"s":"\uDBFFx"}"#.into(),
+                Err("\\uDBFF at byte 15 is a lone"),
+            ),
+            (
+                r#"{"seq":1,"s":"\ud800\ud800"}"#.into(),
+                Err("\\ud800 at byte 15 is a lone"),
+            ),
+            (
+                r#"{"seq":1,"s":"\ud800\n"}"#.into(),
+                Err("lone UTF-16 surrogate"),
+            ),
+            (
+                r#"{"seq":1,"s":"\udc00"}"#.into(),
+                Err("\\udc00 at byte 15 is a lone"),
+            ),
+            (
+                r#"{"seq":1,"s":"\ud83d\ude00\ude00"}"#.into(),
+                Err("\\ude00 at byte 27 is a lone"),
+            ),
+            (
+                r#"{"seq":1,"\ud800":1}"#.into(),
+                Err("lone UTF-16 surrogate"),
+            ),
+            (
+                r#"{"seq":1,"s":"\ud800"#.into(),
+                Err("lone UTF-16 surrogate"),
+            ),
+            // Malformed escapes are left to the parser.
+            (r#"{"seq":1,"s":"\u12"}"#.into(), Ok(())),
+            (
+                r#"{"seq":1,"s":"\ud800\u12"}"#.into(),
+                Err("lone UTF-16 surrogate"),
+            ),
+        ];
+        for (line, want) in &cases {
+            let got = check_structure(line);
+            match (want, &got) {
+                (Ok(()), Ok(())) => {}
+                (Err(words), Err(e)) if e.contains(words) => {}
+                _ => panic!("{:.120}: got {got:?}, want {want:?}", line),
+            }
+        }
+    }
+
+    #[test]
+    fn batches_with_unreadable_lines_are_refused_naming_the_line() {
+        let deep = format!("{{\"seq\":3,\"x\":{}{}}}", "[".repeat(65), "]".repeat(65));
+        let cases: Vec<(String, &str)> = vec![
+            (
+                format!("{{\"seq\":1}}\n{{\"seq\":2}}\n{deep}\n"),
+                "line 3: arrays and objects nest deeper than 64 levels",
+            ),
+            (
+                "{\"seq\":1}\n\n{\"seq\":2,\"s\":\"\\ud800\"}\n".into(),
+                "line 3: the escape \\ud800 at byte 15 is a lone UTF-16 surrogate",
+            ),
+            (
+                "{\"seq\":1,\"kind\":\"a\\udc00\"}".into(),
+                "line 1: the escape \\udc00",
+            ),
+        ];
+        for (body, want) in &cases {
+            let err = parse(body.as_bytes(), 100).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{:.80}: got {err:?}", body);
+        }
+    }
+
+    /// What the service stores, serde_json (the strictest common reader) reads back, also inside
+    /// an export line (one level deeper), and lenient parsing alone did not guarantee either.
+    #[test]
+    fn accepted_lines_are_readable_by_serde_json_and_refused_ones_were_not_refused_by_it() {
+        let at_limit = format!(
+            "{{\"seq\":1,\"x\":{}1{}}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        let event = parse_line(&at_limit).unwrap();
+        let export_line = format!("{{\"sensor_id\":\"s\",\"event\":{}}}", event.raw);
+        serde_json::from_str::<serde_json::Value>(&export_line).unwrap();
+        // The lenient head parse alone accepted both of these.
+        for bad in [
+            format!(
+                "{{\"seq\":1,\"x\":{}{}}}",
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            ),
+            r#"{"seq":1,"s":"\ud800"}"#.to_owned(),
+        ] {
+            assert!(serde_json::from_str::<Head<'_>>(&bad).is_ok());
+            assert!(parse_line(&bad).is_err());
         }
     }
 

@@ -1,5 +1,10 @@
 //! Request bodies under limits: optional zstd decoding that stops at a decoded-size limit, so a
 //! small compressed body cannot expand into an unbounded allocation (a "zip bomb").
+//!
+//! [`decoded_bound`] says, before decoding, the most bytes [`decode`] will produce for a body: the
+//! service reserves that much of its memory budget first. A zstd frame that declares its size
+//! (the zstd tool, the library's bulk API and the sensor all write it) is held to it, so a
+//! sensor's typical 2 MB batch costs 2 MB, not the 64 MiB ceiling.
 
 use std::io::Read;
 
@@ -32,7 +37,36 @@ pub enum BodyError {
     Corrupt(String),
 }
 
-/// Decodes `body` per `encoding`, refusing to produce more than `max_decoded` bytes.
+/// The most bytes [`decode`] can produce for `body`, at most `max_decoded`: its length for
+/// identity; for zstd the sum of the sizes its frame headers declare, or `max_decoded` when a
+/// frame declares none or the headers cannot be read (decoding then says what is wrong).
+pub fn decoded_bound(encoding: Encoding, body: &[u8], max_decoded: usize) -> usize {
+    match encoding {
+        Encoding::Identity => body.len().min(max_decoded),
+        Encoding::Zstd => declared_zstd_size(body)
+            .and_then(|n| usize::try_from(n).ok())
+            .map_or(max_decoded, |n| n.min(max_decoded)),
+    }
+}
+
+/// The total content size the frames of `body` declare, if every frame declares one.
+fn declared_zstd_size(mut body: &[u8]) -> Option<u64> {
+    use zstd::zstd_safe;
+    let mut total = 0u64;
+    while !body.is_empty() {
+        let size = zstd_safe::get_frame_content_size(body).ok()??;
+        let frame = zstd_safe::find_frame_compressed_size(body).ok()?;
+        if frame == 0 || frame > body.len() {
+            return None;
+        }
+        total = total.checked_add(size)?;
+        body = &body[frame..];
+    }
+    Some(total)
+}
+
+/// Decodes `body` per `encoding`, refusing to produce more than `max_decoded` bytes, or more than
+/// its zstd frames declare ([`decoded_bound`]).
 pub fn decode(
     encoding: Encoding,
     body: &[u8],
@@ -44,16 +78,30 @@ pub fn decode(
         }
         Encoding::Identity => Ok(std::borrow::Cow::Borrowed(body)),
         Encoding::Zstd => {
+            let declared = declared_zstd_size(body);
+            if declared.is_some_and(|n| n > max_decoded as u64) {
+                return Err(BodyError::TooLargeDecoded { limit: max_decoded });
+            }
+            let limit = decoded_bound(encoding, body, max_decoded);
             let decoder = zstd::stream::read::Decoder::new(body)
                 .map_err(|e| BodyError::Corrupt(e.to_string()))?;
-            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_decoded));
+            let mut out = Vec::with_capacity(match declared {
+                Some(_) => limit,
+                None => body.len().saturating_mul(4).min(max_decoded),
+            });
             // Read one byte past the limit to tell "exactly at the limit" from "over it".
             decoder
-                .take(max_decoded as u64 + 1)
+                .take(limit as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| BodyError::Corrupt(e.to_string()))?;
-            if out.len() > max_decoded {
-                return Err(BodyError::TooLargeDecoded { limit: max_decoded });
+            if out.len() > limit {
+                return Err(if limit < max_decoded {
+                    BodyError::Corrupt(format!(
+                        "it decodes to more than the {limit} bytes its frame headers declare"
+                    ))
+                } else {
+                    BodyError::TooLargeDecoded { limit: max_decoded }
+                });
             }
             Ok(std::borrow::Cow::Owned(out))
         }
@@ -78,6 +126,66 @@ mod tests {
         assert!(matches!(
             Encoding::from_header(Some("gzip")),
             Err(BodyError::UnsupportedEncoding(_))
+        ));
+    }
+
+    #[test]
+    fn decoded_bounds() {
+        let plain = vec![b'a'; 100_000];
+        // The bulk API (the sensor's) declares the size; a streamed frame does not.
+        let packed = zstd::bulk::compress(&plain, 3).unwrap();
+        let mut two = packed.clone();
+        two.extend_from_slice(&zstd::bulk::compress(b"0123456789", 3).unwrap());
+        let streamed = zstd::encode_all(&plain[..], 3).unwrap();
+        let cases: &[(Encoding, &[u8], usize, usize)] = &[
+            (Encoding::Identity, b"12345", 100, 5),
+            (Encoding::Identity, b"12345", 3, 3),
+            (Encoding::Zstd, &packed, 1 << 20, 100_000),
+            (Encoding::Zstd, &packed, 1000, 1000),
+            (Encoding::Zstd, &two, 1 << 20, 100_010),
+            (Encoding::Zstd, &streamed, 1 << 20, 1 << 20),
+            (Encoding::Zstd, b"garbage", 1 << 20, 1 << 20),
+            (
+                Encoding::Zstd,
+                &packed[..packed.len() / 2],
+                1 << 20,
+                1 << 20,
+            ),
+            (Encoding::Zstd, b"", 1 << 20, 0),
+        ];
+        for (i, (enc, body, max, want)) in cases.iter().enumerate() {
+            assert_eq!(decoded_bound(*enc, body, *max), *want, "case {i}");
+        }
+        assert_eq!(
+            decode(Encoding::Zstd, &two, 1 << 20).unwrap().len(),
+            100_010
+        );
+        assert_eq!(
+            decode(Encoding::Zstd, &streamed, 1 << 20).unwrap().len(),
+            100_000
+        );
+        assert_eq!(
+            decode(Encoding::Zstd, &streamed, 99_999).unwrap_err(),
+            BodyError::TooLargeDecoded { limit: 99_999 }
+        );
+    }
+
+    /// A frame whose header understates its content is refused, never decoded past the header's
+    /// size (the size the service reserved memory for).
+    #[test]
+    fn a_frame_that_lies_about_its_size_is_refused() {
+        let plain = vec![b'a'; 100_000];
+        let mut packed = zstd::bulk::compress(&plain, 3).unwrap();
+        // The frame header: magic (4), descriptor (1), then the content size field whose width
+        // the descriptor gives; shrink the declared size.
+        let fcs_flag = packed[4] >> 6;
+        let single = packed[4] & 0x20 != 0;
+        assert_eq!((fcs_flag, single), (2, true), "4-byte size field expected");
+        packed[5..9].copy_from_slice(&1000u32.to_le_bytes());
+        assert_eq!(decoded_bound(Encoding::Zstd, &packed, 1 << 20), 1000);
+        assert!(matches!(
+            decode(Encoding::Zstd, &packed, 1 << 20),
+            Err(BodyError::Corrupt(_))
         ));
     }
 

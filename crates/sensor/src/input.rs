@@ -1,7 +1,7 @@
 //! Validating events given to `uplink sensor send`: NDJSON, one JSON object per line, with an
 //! optional string `kind` (default `event`). The queue assigns `seq`; one given is ignored.
 
-use uplink_protocol::batch::{check_kind, DEFAULT_KIND};
+use uplink_protocol::batch::{check_kind, check_structure, DEFAULT_KIND};
 
 /// A line accepted for queueing.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +16,8 @@ pub fn prepare(line: &str) -> Result<Option<Prepared>, String> {
     if line.trim().is_empty() {
         return Ok(None);
     }
+    // What the service would refuse must never be queued: it would block the queue behind it.
+    check_structure(line)?;
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let serde_json::Value::Object(mut fields) = value else {
@@ -58,6 +60,10 @@ mod tests {
             ("42", "not a JSON object"),
             (r#"{"kind":7}"#, "must be a string"),
             (r#"{"kind":"a b"}"#, "has the character"),
+            (
+                &format!("{{\"a\":{}{}}}", "[".repeat(64), "]".repeat(64)),
+                "nest deeper than 64",
+            ),
         ] {
             let err = prepare(bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");

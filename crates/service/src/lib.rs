@@ -15,6 +15,8 @@
 //! environment itself.
 
 pub mod admin;
+mod budget;
+mod conns;
 mod registry;
 mod routes;
 pub mod tls;
@@ -28,7 +30,9 @@ use uplink_store::Store;
 
 pub use registry::Registry;
 
-/// Limits on what a client may send. The defaults suit batches of up to 100,000 events.
+/// Limits on what a client may send, and on what clients may hold. The defaults suit batches of up
+/// to 100,000 events and sites of thousands of sensors; tests shrink them to run in seconds.
+/// docs/security.md says what each one defends against.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request body on the wire (compressed or not).
@@ -39,8 +43,26 @@ pub struct Limits {
     pub max_events: usize,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed to receive a request's headers.
+    /// Time allowed to receive a request's headers (and for an idle keep-alive connection to
+    /// start its next request).
     pub header_timeout: Duration,
+    /// A request body that sends no byte for this long is answered 408 and its connection closed.
+    pub body_idle_timeout: Duration,
+    /// A request must be received in full within this time of its first byte (408 and close
+    /// otherwise); its connection is closed if it is still unanswered at twice this time.
+    pub request_timeout: Duration,
+    /// Most connections open at once. At the cap, the stalled unauthenticated connection quiet the
+    /// longest is closed to let a new one in.
+    pub max_connections: usize,
+    /// Most connections from one source address that presented no valid client certificate (and
+    /// did not enroll successfully). Sensors with certificates are never counted here: a site's
+    /// sensors all come from its proxy's address.
+    pub max_unauthenticated_per_address: usize,
+    /// How long a connection must have been quiet to be closed to make room at a cap.
+    pub stall_grace: Duration,
+    /// Memory all event batches being decoded, parsed and stored may take together; beyond it a
+    /// batch is answered 503 with Retry-After.
+    pub decode_budget: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +73,12 @@ impl Default for Limits {
             max_events: 100_000,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_unauthenticated_per_address: 128,
+            stall_grace: Duration::from_secs(1),
+            decode_budget: 256 << 20,
         }
     }
 }
@@ -87,6 +115,7 @@ pub(crate) struct Shared<S> {
     pub(crate) store: S,
     pub(crate) registry: Registry,
     pub(crate) config: Config,
+    pub(crate) budget: budget::DecodeBudget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,11 +133,13 @@ impl<S: Store> Service<S> {
     pub async fn new(store: S, config: Config) -> Result<Self, ServiceError> {
         let registry = Registry::new()?;
         registry.refresh(&store).await?;
+        let budget = budget::DecodeBudget::new(config.limits.decode_budget);
         Ok(Service {
             shared: Arc::new(Shared {
                 store,
                 registry,
                 config,
+                budget,
             }),
         })
     }
@@ -122,6 +153,12 @@ impl<S: Store> Service<S> {
         drain: Duration,
     ) -> Result<(), ServiceError> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let limits = &self.shared.config.limits;
+        let tracker = conns::Tracker::new(conns::Caps {
+            max_connections: limits.max_connections.max(1),
+            max_unauthenticated_per_address: limits.max_unauthenticated_per_address.max(1),
+            stall_grace: limits.stall_grace,
+        });
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -136,11 +173,15 @@ impl<S: Store> Service<S> {
                 },
                 () = &mut shutdown => break,
             };
+            // Over a cap with nothing to close instead: dropping the socket closes it at once.
+            let Ok(registered) = tracker.admit(peer.ip()) else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let shared = self.shared.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                if let Err(e) = routes::serve_connection(shared, tcp, watcher).await {
+                if let Err(e) = routes::serve_connection(shared, tcp, registered, watcher).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });

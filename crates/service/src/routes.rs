@@ -17,6 +17,7 @@ use uplink_protocol::names::{self, Role};
 use uplink_protocol::{body, EnrollRequest, EnrollResponse, ErrorBody, EventsResponse};
 use uplink_store::{NewEvent, SensorRecord, Store, StoreError};
 
+use crate::conns::{ConnState, Registered, Tracked};
 use crate::registry::Workspace;
 use crate::Shared;
 
@@ -43,10 +44,30 @@ struct ClientId {
 pub(crate) async fn serve_connection<S: Store>(
     shared: Arc<Shared<S>>,
     tcp: TcpStream,
+    registered: Registered,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), BoxError> {
+    let state = registered.state.clone();
+    tokio::select! {
+        served = serve_tracked(shared, tcp, state.clone(), watcher) => served,
+        () = state.evicted() => {
+            tracing::debug!(peer = %state.ip, "connection closed to make room for a new one");
+            Ok(())
+        }
+    }
+}
+
+async fn serve_tracked<S: Store>(
+    shared: Arc<Shared<S>>,
+    tcp: TcpStream,
+    state: Arc<ConnState>,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), BoxError> {
     let limits = shared.config.limits.clone();
-    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let acceptor = LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        Tracked::new(tcp, state.clone(), false),
+    );
     let start = tokio::time::timeout(limits.handshake_timeout, acceptor).await??;
     let sni = start
         .client_hello()
@@ -75,22 +96,69 @@ pub(crate) async fn serve_connection<S: Store>(
                 sensor_id: info.subject_cn?,
             })
         });
+    if client.is_some() {
+        state.set_authenticated();
+    }
     let ctx = Arc::new(ConnCtx {
         sni,
         target,
         client,
     });
-    let service = hyper::service::service_fn(move |req| {
-        let (shared, ctx) = (shared.clone(), ctx.clone());
-        async move { Ok::<_, Infallible>(handle(&shared, &ctx, req).await) }
+    let (body_idle, request_timeout) = (limits.body_idle_timeout, limits.request_timeout);
+    let conn_state = state.clone();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let (shared, ctx, state) = (shared.clone(), ctx.clone(), conn_state.clone());
+        async move {
+            req.extensions_mut().insert(BodyClock {
+                idle: body_idle,
+                deadline: tokio::time::Instant::from_std(state.request_began() + request_timeout),
+            });
+            let enrolling = req.uri().path() == uplink_protocol::ENROLL_PATH;
+            let resp = handle(&shared, &ctx, req).await;
+            if enrolling && resp.status() == StatusCode::OK {
+                // It proved it holds the workspace's access key: no longer a stranger.
+                state.set_authenticated();
+            }
+            state.request_done();
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(tls), service);
-    watcher.watch(conn).await?;
-    Ok(())
+        .serve_connection(
+            TokioIo::new(Tracked::new(tls, state.clone(), true)),
+            service,
+        );
+    let conn = watcher.watch(conn);
+    tokio::pin!(conn);
+    // The backstop: whatever a request is doing (a slow store, a client that does not read the
+    // answer), its connection is closed at twice the request timeout after its first byte. A
+    // request that starts while this sleeps has its backstop after the wake-up.
+    let backstop = request_timeout.saturating_mul(2);
+    loop {
+        let wake = state
+            .backstop_deadline(backstop)
+            .unwrap_or_else(|| std::time::Instant::now() + request_timeout);
+        tokio::select! {
+            served = &mut conn => return served.map_err(Into::into),
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                if state.backstop_deadline(backstop).is_some_and(|d| d <= std::time::Instant::now()) {
+                    tracing::debug!(peer = %state.ip, "request unfinished at twice the request timeout: closing the connection");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// When a request's body must arrive: each piece within `idle` of the previous one, all of it by
+/// `deadline`. Put in the request's extensions by the connection; [`read_body`] obeys it.
+#[derive(Debug, Clone, Copy)]
+struct BodyClock {
+    idle: std::time::Duration,
+    deadline: tokio::time::Instant,
 }
 
 async fn handle<S: Store>(
@@ -176,6 +244,9 @@ async fn sensor_api<S: Store>(
     }
 }
 
+/// Reads a whole body of at most `limit` bytes, within the request's [`BodyClock`]: a body that
+/// stalls or takes too long is answered 408, and hyper then closes the connection (the rest of the
+/// body is never read).
 async fn read_body(
     req: Request<Incoming>,
     limit: usize,
@@ -195,16 +266,62 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
+    let clock = req.extensions().get::<BodyClock>().copied();
     let (parts, body) = req.into_parts();
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok((parts, collected.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            Code::REQUEST_REJECTED,
-            format!("the request body could not be read: {e}"),
-        )),
+    let mut body = Limited::new(body, limit);
+    let mut buf = bytes::BytesMut::with_capacity(
+        usize::try_from(declared.unwrap_or(0)).map_or(limit, |n| n.min(limit)),
+    );
+    loop {
+        let next = body.frame();
+        let frame = match clock {
+            None => next.await,
+            Some(clock) => {
+                let idle_end = tokio::time::Instant::now() + clock.idle;
+                match tokio::time::timeout_at(idle_end.min(clock.deadline), next).await {
+                    Ok(frame) => frame,
+                    Err(_) => {
+                        let why = if idle_end <= clock.deadline {
+                            format!(
+                                "the request body stalled: no byte for {} s",
+                                clock.idle.as_secs_f64()
+                            )
+                        } else {
+                            "the request was not received in full within the request timeout"
+                                .to_owned()
+                        };
+                        let mut resp = error(
+                            StatusCode::REQUEST_TIMEOUT,
+                            Code::REQUEST_REJECTED,
+                            format!("{why}; nothing was stored and the connection is closed: send the body without pauses"),
+                        );
+                        resp.headers_mut().insert(
+                            header::CONNECTION,
+                            header::HeaderValue::from_static("close"),
+                        );
+                        return Err(resp);
+                    }
+                }
+            }
+        };
+        match frame {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Some(Err(e)) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    Code::REQUEST_REJECTED,
+                    format!("the request body could not be read: {e}"),
+                ))
+            }
+        }
     }
+    Ok((parts, buf.freeze()))
 }
 
 async fn enroll<S: Store>(
@@ -425,49 +542,43 @@ async fn events<S: Store>(
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let decoded = match body::decode(encoding, &raw, limits.max_decoded) {
-        Ok(d) => d,
-        Err(e @ body::BodyError::TooLargeDecoded { .. }) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::REQUEST_REJECTED,
-                e.to_string(),
-            )
-        }
+    // Reserve the batch's memory before decoding it; beyond the budget, the sensor retries later.
+    let bound = body::decoded_bound(encoding, &raw, limits.max_decoded);
+    let Some(permit) = shared
+        .budget
+        .try_reserve(crate::budget::cost(encoding, raw.len(), bound))
+    else {
+        tracing::debug!(sensor = %client.sensor_id, bytes = raw.len(), decoded = bound, "decode budget exhausted: answering 503");
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::SERVICE_UNAVAILABLE,
+            format!(
+                "the service is busy decoding other batches (its decode budget is {} MiB); nothing was stored: retry in a moment",
+                shared.budget.total() >> 20
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return resp;
+    };
+    // Decompressing and parsing take CPU in proportion to the batch: off the async workers, so
+    // pings and other connections are answered meanwhile.
+    let (max_decoded, max_events) = (limits.max_decoded, limits.max_events);
+    let decoded =
+        tokio::task::spawn_blocking(move || decode_batch(encoding, &raw, max_decoded, max_events))
+            .await;
+    let batch = match decoded {
+        Ok(Ok(batch)) => batch,
+        Ok(Err(resp)) => return *resp,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                Code::REQUEST_REJECTED,
-                e.to_string(),
-            )
+            tracing::error!(error = %e, "decoding a batch failed");
+            return unavailable();
         }
     };
-    let parsed = match uplink_protocol::batch::parse(&decoded, limits.max_events) {
-        Ok(p) => p,
-        Err(e @ uplink_protocol::batch::BatchError::TooManyEvents { .. }) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::REQUEST_REJECTED,
-                e.to_string(),
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                Code::REQUEST_REJECTED,
-                format!("the batch was refused, nothing stored: {e}"),
-            )
-        }
-    };
-    let batch: Vec<NewEvent> = parsed
-        .into_iter()
-        .map(|e| NewEvent {
-            seq: e.seq,
-            kind: e.kind.into_owned(),
-            body: e.raw.to_owned(),
-        })
-        .collect();
-    match shared.store.ingest(&client.sensor_id, batch).await {
+    let stored = shared.store.ingest(&client.sensor_id, batch).await;
+    // The batch's memory is the store's to free now.
+    drop(permit);
+    match stored {
         Ok(outcome) => json(StatusCode::OK, &EventsResponse { accepted: outcome.accepted, duplicates: outcome.duplicates }),
         Err(StoreError::NoSuchSensor(id)) => error(
             StatusCode::FORBIDDEN,
@@ -479,6 +590,57 @@ async fn events<S: Store>(
             unavailable()
         }
     }
+}
+
+/// Decodes and validates a batch: the events for the store, or the response refusing it.
+fn decode_batch(
+    encoding: body::Encoding,
+    raw: &[u8],
+    max_decoded: usize,
+    max_events: usize,
+) -> Result<Vec<NewEvent>, Box<Response<Full<Bytes>>>> {
+    let decoded = match body::decode(encoding, raw, max_decoded) {
+        Ok(d) => d,
+        Err(e @ body::BodyError::TooLargeDecoded { .. }) => {
+            return Err(Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::REQUEST_REJECTED,
+                e.to_string(),
+            )))
+        }
+        Err(e) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                e.to_string(),
+            )))
+        }
+    };
+    let parsed = match uplink_protocol::batch::parse(&decoded, max_events) {
+        Ok(p) => p,
+        Err(e @ uplink_protocol::batch::BatchError::TooManyEvents { .. }) => {
+            return Err(Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::REQUEST_REJECTED,
+                e.to_string(),
+            )));
+        }
+        Err(e) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the batch was refused, nothing stored: {e}"),
+            )))
+        }
+    };
+    Ok(parsed
+        .into_iter()
+        .map(|e| NewEvent {
+            seq: e.seq,
+            kind: e.kind.into_owned(),
+            body: e.raw.to_owned(),
+        })
+        .collect())
 }
 
 fn ok_text(body: &'static str) -> Response<Full<Bytes>> {

@@ -29,6 +29,71 @@ pub struct Args {
     /// left. Short values are for renewal drills and tests.
     #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_validity)]
     pub client_cert_validity: time::Duration,
+    /// Close a request whose body sends no byte for this long, answering 408: a client that
+    /// opens a body and stalls holds a connection only this long. A number and a unit (ms, s, m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub body_idle_timeout: Duration,
+    /// A request must arrive in full within this time of its first byte (408 otherwise); a
+    /// connection whose request is still unanswered at twice this time is closed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
+    /// Most connections open at once [default: 10000, lowered to fit the descriptor limit]. At
+    /// the cap, the stalled connection without a client certificate that was quiet the longest is
+    /// closed to let the new one in; sensors with certificates are never closed to make room.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most connections from one IP address that presented no valid client certificate (and did
+    /// not enroll on that connection). Sensors with certificates are not counted: a site's
+    /// sensors behind one proxy all share its address. At the cap, as for --max-connections.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_unauthenticated_per_address: usize,
+    /// How long a connection must have been quiet before it may be closed to make room at a
+    /// cap; if none has, the new connection is refused instead.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_timeout)]
+    pub stall_grace: Duration,
+    /// Memory (MiB) that event batches being decompressed, parsed and stored may take together.
+    /// A batch that does not fit is answered 503 with Retry-After; the sensor keeps it and
+    /// retries. A 60 MB batch compressed with zstd costs about 120 MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub decode_budget_mib: usize,
+}
+
+/// `500ms`, `30s`, `2m`.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration: write a number and a unit, e.g. 30s, 500ms, 2m");
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let n: u64 = s[..unit_at].parse().map_err(|_| bad())?;
+    let d = match &s[unit_at..] {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(format!("{s} must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// Descriptors kept for the store, the listener and logs, beyond one per connection.
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft limit on open descriptors to the hard one (every connection holds one; the
+/// usual soft default of 1,024 is what a connection flood exhausted) and returns the soft limit in
+/// force.
+fn raise_nofile_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    // An unlimited hard limit is not a valid soft one for descriptors: take the kernel's default
+    // ceiling (fs.nr_open).
+    let target = limit.maximum.unwrap_or(1 << 20);
+    if limit.current.is_some_and(|soft| soft < target) {
+        limit.current = Some(target);
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit to {target}");
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// `30s`, `15m`, `12h`, `365d`.
@@ -60,9 +125,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = builder.build()?;
     rt.block_on(async move {
         let store = SqliteStore::open(&args.data.data_dir, true)?;
+        let fds = raise_nofile_limit();
+        let fit = fds.map_or(usize::MAX, |n| {
+            usize::try_from(n.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX)
+        });
+        let max_connections = match args.max_connections {
+            Some(n) => {
+                if n > fit {
+                    tracing::warn!(max_connections = n, open_file_limit = ?fds, "--max-connections is above what the open-file limit allows: raise the limit (LimitNOFILE= in the unit) or lower the cap");
+                }
+                n
+            }
+            None => fit.min(10_000),
+        };
         let config = Config {
             client_validity: args.client_cert_validity,
-            ..Config::default()
+            limits: uplink_service::Limits {
+                body_idle_timeout: args.body_idle_timeout,
+                request_timeout: args.request_timeout,
+                max_connections,
+                max_unauthenticated_per_address: args.max_unauthenticated_per_address.max(1),
+                stall_grace: args.stall_grace,
+                decode_budget: args.decode_budget_mib.max(1).saturating_mul(1 << 20),
+                ..uplink_service::Limits::default()
+            },
         };
         let service = Service::new(store, config).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -74,16 +160,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 )
             })?;
         let local = listener.local_addr()?;
+        // Install the signal handlers before announcing the address: a SIGTERM sent as soon as
+        // the address is printed must stop the service cleanly, not kill it.
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        let signalled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(shutdown.as_mut(), cx).is_ready())
+        })
+        .await;
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             writeln!(out, "listening on https://{local}")?;
             out.flush()?;
         }
-        tracing::info!(%local, data_dir = %args.data.data_dir.display(), "service started");
-        service
-            .serve(listener, shutdown_signal(), Duration::from_secs(10))
-            .await?;
+        tracing::info!(%local, data_dir = %args.data.data_dir.display(), max_connections, open_file_limit = ?fds, "service started");
+        if !signalled {
+            service
+                .serve(listener, shutdown, Duration::from_secs(10))
+                .await?;
+        }
         tracing::info!("service stopped");
         Ok(ExitCode::SUCCESS)
     })
