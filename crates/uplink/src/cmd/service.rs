@@ -14,6 +14,10 @@ use uplink_store::sqlite::SqliteStore;
 /// `:0`). Hosts: `<workspace>sensorapi.<domain>` is the sensor API (ping, enroll, events);
 /// `<workspace>.<domain>` is the console. Workspaces created while the service runs are served
 /// without a restart. SIGTERM or Ctrl-C stops accepting and lets requests in flight finish.
+///
+/// At start it refuses a data directory that holds bundles but no store, store files it cannot
+/// make private (0600), and a damaged store (SQLite quick_check). `GET /healthz` (any host, no
+/// client certificate) answers 200 while events can be stored, 503 while they cannot.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -59,7 +63,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let rt = builder.build()?;
     rt.block_on(async move {
+        // Refuse a store that is missing (bundles left behind), loose (modes) or damaged.
+        uplink_service::admin::check_data_dir(&args.data.data_dir)?;
         let store = SqliteStore::open(&args.data.data_dir, true)?;
+        store.quick_check()?;
         let config = Config {
             client_validity: args.client_cert_validity,
             ..Config::default()
@@ -74,6 +81,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 )
             })?;
         let local = listener.local_addr()?;
+        // Install the SIGTERM/SIGINT handlers (first poll) before announcing the address: a
+        // supervisor that stops us right after it must get a clean stop, not the default action.
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(ExitCode::SUCCESS),
+            () = std::future::ready(()) => {}
+        }
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -82,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         tracing::info!(%local, data_dir = %args.data.data_dir.display(), "service started");
         service
-            .serve(listener, shutdown_signal(), Duration::from_secs(10))
+            .serve(listener, shutdown, Duration::from_secs(10))
             .await?;
         tracing::info!("service stopped");
         Ok(ExitCode::SUCCESS)
