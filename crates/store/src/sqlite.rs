@@ -885,12 +885,21 @@ fn writer_loop(
             continue;
         }
         let mut failed = false;
-        for p in probes {
-            let probe = conn
-                .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-                .map_err(sql_err(&path));
+        if !probes.is_empty() {
+            // One probe answers every health check waiting in this group (a flood of
+            // unauthenticated /healthz requests costs one lock round trip per group).
+            let probe = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
             failed |= probe.is_err();
-            let _ = p.send(probe);
+            let err = probe.err().map(|e| sql_err(&path)(e).to_string());
+            for p in probes {
+                let _ = p.send(match &err {
+                    None => Ok(()),
+                    Some(message) => Err(StoreError::Commit {
+                        path: path.display().to_string(),
+                        message: message.clone(),
+                    }),
+                });
+            }
         }
         // Resolve sensors first; a batch for an unknown sensor fails alone, not the group.
         let mut ready = Vec::with_capacity(group.len());

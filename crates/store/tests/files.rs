@@ -233,3 +233,41 @@ async fn a_format_1_store_is_migrated_and_keeps_its_sensors() {
         .unwrap();
     assert_eq!(f, FORMAT_VERSION.to_string());
 }
+
+#[tokio::test]
+async fn an_export_short_of_the_counted_events_fails_instead_of_ending_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(store_with_events(dir.path(), 1000).await);
+    {
+        // Rows gone without a read error (what overwritten pages can look like to a reader).
+        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+        c.execute("DELETE FROM events WHERE seq BETWEEN 500 AND 506", [])
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let mut written = 0u64;
+    let err = store
+        .export("w", &ExportFilter::default(), |_| {
+            written += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(written, 993, "what could be read is still written");
+    let text = err.to_string();
+    assert!(
+        text.contains("read 993 events but the store counts 1000") && text.contains("incomplete"),
+        "{text}"
+    );
+    // A kind filter is checked against that kind's counter too.
+    let err = store
+        .export(
+            "w",
+            &ExportFilter {
+                kind: Some("e".into()),
+                sensor_id: None,
+            },
+            |_| Ok(()),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("kind \"e\""), "{err}");
+}
