@@ -11,6 +11,11 @@
 //! cannot ask for more than it is given.
 //!
 //! The bundle pin `ca_sha256` is the SHA-256 of the CA certificate's DER, lowercase hex.
+//!
+//! One key policy for CSRs ([`csr_key_policy`], docs/protocol.md): ECDSA P-256 or P-384,
+//! Ed25519, or RSA of 2048 to 8192 bits, signed with SHA-256 or better (PKCS#1 v1.5 for RSA) —
+//! what the service's mutual TLS accepts. Anything else is refused before the signature is
+//! checked, with a message naming the key type and size.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -42,8 +47,13 @@ pub enum PkiError {
     CsrParse(String),
     #[error("the certificate signing request's signature does not verify (the CSR was altered or not signed by its key)")]
     CsrSignature,
-    #[error("the certificate signing request uses an unsupported key type: use ECDSA P-256/P-384, Ed25519 or RSA")]
-    CsrKeyType,
+    #[error("the certificate signing request is refused: {problem}. uplink accepts ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 8192 bits, signed with SHA-256 or better (see docs/protocol.md)")]
+    CsrKeyPolicy {
+        /// The key as found, e.g. "RSA 1024-bit", "ECDSA P-521".
+        key: String,
+        /// What is wrong with it, naming the key (and the signature algorithm when that is it).
+        problem: String,
+    },
     #[error("the workspace CA could not be loaded: {0}")]
     CaLoad(String),
     #[error("the certificate could not be parsed: {0}")]
@@ -113,6 +123,10 @@ pub struct SignedClient {
     pub cert_pem: String,
     pub cert_der: CertificateDer<'static>,
     pub not_after: OffsetDateTime,
+    /// SHA-256 (hex) of the CSR's public key (SubjectPublicKeyInfo DER): one key, one sensor.
+    pub key_sha256: String,
+    /// The key as named in messages and logs, e.g. "ECDSA P-256".
+    pub key_type: String,
 }
 
 fn random_serial() -> SerialNumber {
@@ -221,7 +235,7 @@ impl CertificateAuthority {
         workspace: &str,
         validity: Duration,
     ) -> Result<SignedClient, PkiError> {
-        let public_key = verified_csr_key(csr_pem_or_der)?;
+        let (public_key, key_sha256, key_type) = verified_csr_key(csr_pem_or_der)?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -245,12 +259,17 @@ impl CertificateAuthority {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
             not_after: params.not_after,
+            key_sha256,
+            key_type,
         })
     }
 }
 
-/// Parses a CSR (PEM or DER), checks its signature, and returns its public key.
-fn verified_csr_key(input: &[u8]) -> Result<rcgen::SubjectPublicKeyInfo, PkiError> {
+/// Parses a CSR (PEM or DER), applies the key policy, checks its signature, and returns its
+/// public key with the key's SHA-256 and name.
+fn verified_csr_key(
+    input: &[u8],
+) -> Result<(rcgen::SubjectPublicKeyInfo, String, String), PkiError> {
     use x509_parser::prelude::FromDer;
     let der: Vec<u8> = if input.trim_ascii_start().starts_with(b"-----BEGIN") {
         CertificateSigningRequestDer::from_pem_slice(input)
@@ -268,9 +287,124 @@ fn verified_csr_key(input: &[u8]) -> Result<rcgen::SubjectPublicKeyInfo, PkiErro
             rest.len()
         )));
     }
+    let spki = &csr.certification_request_info.subject_pki;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string());
+    let rsa_bits = match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(modulus_bits(rsa.modulus)),
+        _ => None,
+    };
+    let key_type = csr_key_policy(
+        &spki.algorithm.algorithm.to_id_string(),
+        curve.as_deref(),
+        rsa_bits,
+        &csr.signature_algorithm.algorithm.to_id_string(),
+    )?;
     csr.verify_signature().map_err(|_| PkiError::CsrSignature)?;
-    let spki = csr.certification_request_info.subject_pki.raw;
-    rcgen::SubjectPublicKeyInfo::from_der(spki).map_err(|_| PkiError::CsrKeyType)
+    let key = rcgen::SubjectPublicKeyInfo::from_der(spki.raw).map_err(|e| {
+        PkiError::CsrParse(format!("the public key ({key_type}) cannot be used: {e}"))
+    })?;
+    Ok((key, sha256_hex(spki.raw), key_type))
+}
+
+/// Bits of an RSA modulus (big-endian, possibly with leading zero bytes).
+fn modulus_bits(modulus: &[u8]) -> usize {
+    let m: &[u8] = match modulus.iter().position(|&b| b != 0) {
+        Some(i) => &modulus[i..],
+        None => return 0,
+    };
+    m.len() * 8 - m[0].leading_zeros() as usize
+}
+
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_EC: &str = "1.2.840.10045.2.1";
+const OID_ED25519: &str = "1.3.101.112";
+
+/// The CSR key policy, on the OIDs of the key, its curve (EC), its size (RSA) and the CSR's
+/// signature algorithm. Returns the key's name ("ECDSA P-256") when accepted.
+pub fn csr_key_policy(
+    key_alg: &str,
+    curve: Option<&str>,
+    rsa_bits: Option<usize>,
+    sig_alg: &str,
+) -> Result<String, PkiError> {
+    let refuse = |key: String, problem: String| Err(PkiError::CsrKeyPolicy { key, problem });
+    let key = match (key_alg, curve) {
+        (OID_EC, Some("1.2.840.10045.3.1.7")) => "ECDSA P-256".to_owned(),
+        (OID_EC, Some("1.3.132.0.34")) => "ECDSA P-384".to_owned(),
+        (OID_ED25519, _) => "Ed25519".to_owned(),
+        (OID_RSA, _) => format!("RSA {}-bit", rsa_bits.unwrap_or(0)),
+        (OID_EC, curve) => {
+            let name = match curve {
+                Some("1.3.132.0.35") => "ECDSA P-521".to_owned(),
+                Some("1.3.132.0.10") => "ECDSA secp256k1".to_owned(),
+                Some("1.2.840.10045.3.1.1") => "ECDSA P-192".to_owned(),
+                Some("1.3.132.0.33") => "ECDSA P-224".to_owned(),
+                Some("1.3.36.3.3.2.8.1.1.7") => "ECDSA brainpoolP256r1".to_owned(),
+                Some(other) => format!("ECDSA on curve {other}"),
+                None => "ECDSA with explicit curve parameters".to_owned(),
+            };
+            return refuse(
+                name.clone(),
+                format!("its key is {name}, a curve uplink does not accept"),
+            );
+        }
+        (other, _) => {
+            let name = match other {
+                "1.3.101.113" => "Ed448".to_owned(),
+                "1.2.840.10040.4.1" => "DSA".to_owned(),
+                "1.2.840.113549.1.1.10" => "RSASSA-PSS (a PSS-only RSA key)".to_owned(),
+                "1.3.101.110" | "1.3.101.111" => "X25519/X448 (a key-agreement key)".to_owned(),
+                other => format!("of algorithm {other}"),
+            };
+            return refuse(
+                name.clone(),
+                format!("its key is {name}, a type uplink does not accept"),
+            );
+        }
+    };
+    if key_alg == OID_RSA {
+        let bits = rsa_bits.unwrap_or(0);
+        if !(2048..=8192).contains(&bits) {
+            return refuse(
+                key.clone(),
+                format!("its key is {key}: RSA keys must have 2048 to 8192 bits"),
+            );
+        }
+    }
+    let sig_ok = match key_alg {
+        // sha256/384/512WithRSAEncryption
+        OID_RSA => matches!(
+            sig_alg,
+            "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13"
+        ),
+        // ecdsa-with-SHA256/384/512
+        OID_EC => matches!(
+            sig_alg,
+            "1.2.840.10045.4.3.2" | "1.2.840.10045.4.3.3" | "1.2.840.10045.4.3.4"
+        ),
+        _ => sig_alg == OID_ED25519,
+    };
+    if !sig_ok {
+        let sig = match sig_alg {
+            "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption (SHA-1)",
+            "1.2.840.113549.1.1.4" => "md5WithRSAEncryption (MD5)",
+            "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption (SHA-224)",
+            "1.2.840.113549.1.1.10" => "RSASSA-PSS (use PKCS#1 v1.5 with SHA-256)",
+            "1.2.840.10045.4.1" => "ecdsa-with-SHA1 (SHA-1)",
+            "1.2.840.10045.4.3.1" => "ecdsa-with-SHA224 (SHA-224)",
+            other => other,
+        };
+        return refuse(
+            key.clone(),
+            format!("its key is {key} but it is signed with {sig}"),
+        );
+    }
+    Ok(key)
 }
 
 /// A new private key and a CSR for it, both PEM. The sensor keeps the key; only the CSR leaves.
@@ -419,6 +553,169 @@ mod tests {
         assert!(ca
             .sign_client_csr(csr.as_bytes(), "s", "w", Duration::days(1))
             .is_ok());
+    }
+
+    /// Key algorithm, curve, RSA bits, signature algorithm, and Ok(name) or Err(words in the
+    /// message).
+    type Row<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<usize>,
+        &'a str,
+        Result<&'a str, &'a [&'a str]>,
+    );
+
+    #[test]
+    fn csr_key_policy_accepts_what_mutual_tls_accepts_and_names_the_rest() {
+        const P256: Option<&str> = Some("1.2.840.10045.3.1.7");
+        const P384: Option<&str> = Some("1.3.132.0.34");
+        const RSA_SHA256: &str = "1.2.840.113549.1.1.11";
+        const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+        // (key algorithm, curve, RSA bits, signature algorithm, Ok(name) or Err(words in the message))
+        let table: &[Row] = &[
+            (OID_EC, P256, None, ECDSA_SHA256, Ok("ECDSA P-256")),
+            (OID_EC, P256, None, "1.2.840.10045.4.3.3", Ok("ECDSA P-256")),
+            (OID_EC, P384, None, "1.2.840.10045.4.3.3", Ok("ECDSA P-384")),
+            (OID_ED25519, None, None, OID_ED25519, Ok("Ed25519")),
+            (OID_RSA, None, Some(2048), RSA_SHA256, Ok("RSA 2048-bit")),
+            (
+                OID_RSA,
+                None,
+                Some(4096),
+                "1.2.840.113549.1.1.13",
+                Ok("RSA 4096-bit"),
+            ),
+            (
+                OID_RSA,
+                None,
+                Some(8192),
+                "1.2.840.113549.1.1.12",
+                Ok("RSA 8192-bit"),
+            ),
+            (
+                OID_RSA,
+                None,
+                Some(1024),
+                "1.2.840.113549.1.1.5",
+                Err(&["RSA 1024-bit", "2048 to 8192"]),
+            ),
+            (
+                OID_RSA,
+                None,
+                Some(1024),
+                RSA_SHA256,
+                Err(&["RSA 1024-bit"]),
+            ),
+            (OID_RSA, None, Some(512), RSA_SHA256, Err(&["RSA 512-bit"])),
+            (
+                OID_RSA,
+                None,
+                Some(16384),
+                RSA_SHA256,
+                Err(&["RSA 16384-bit"]),
+            ),
+            (
+                OID_RSA,
+                None,
+                Some(2048),
+                "1.2.840.113549.1.1.5",
+                Err(&["RSA 2048-bit", "SHA-1"]),
+            ),
+            (
+                OID_RSA,
+                None,
+                Some(2048),
+                "1.2.840.113549.1.1.4",
+                Err(&["MD5"]),
+            ),
+            (
+                OID_RSA,
+                None,
+                Some(2048),
+                "1.2.840.113549.1.1.10",
+                Err(&["RSASSA-PSS"]),
+            ),
+            (
+                OID_EC,
+                P256,
+                None,
+                "1.2.840.10045.4.1",
+                Err(&["ECDSA P-256", "SHA-1"]),
+            ),
+            (
+                OID_EC,
+                Some("1.3.132.0.35"),
+                None,
+                "1.2.840.10045.4.3.4",
+                Err(&["ECDSA P-521"]),
+            ),
+            (
+                OID_EC,
+                Some("1.3.132.0.10"),
+                None,
+                ECDSA_SHA256,
+                Err(&["secp256k1"]),
+            ),
+            (OID_EC, None, None, ECDSA_SHA256, Err(&["explicit curve"])),
+            ("1.3.101.113", None, None, "1.3.101.113", Err(&["Ed448"])),
+            (
+                "1.2.840.10040.4.1",
+                None,
+                None,
+                "2.16.840.1.101.3.4.3.2",
+                Err(&["DSA"]),
+            ),
+            (
+                OID_ED25519,
+                None,
+                None,
+                ECDSA_SHA256,
+                Err(&["Ed25519", "signed with"]),
+            ),
+        ];
+        for (alg, curve, bits, sig, want) in table {
+            let got = csr_key_policy(alg, *curve, *bits, sig);
+            match (want, got) {
+                (Ok(name), Ok(got)) => assert_eq!(got, *name),
+                (Err(words), Err(e)) => {
+                    let text = e.to_string();
+                    for w in *words {
+                        assert!(
+                            text.contains(w),
+                            "{alg} {curve:?} {bits:?} {sig}: {w:?} not in {text}"
+                        );
+                    }
+                    assert!(
+                        text.contains("uplink accepts ECDSA P-256 or P-384"),
+                        "{text}"
+                    );
+                }
+                (want, got) => panic!("{alg} {curve:?} {bits:?} {sig}: want {want:?}, got {got:?}"),
+            }
+        }
+        assert_eq!(modulus_bits(&[0, 0x80, 0, 0]), 24);
+        assert_eq!(modulus_bits(&[0x01, 0xff]), 9);
+        assert_eq!(modulus_bits(&[0, 0]), 0);
+    }
+
+    #[test]
+    fn signing_reports_the_key_and_its_fingerprint() {
+        let ca = ca();
+        let (_, csr) = generate_key_and_csr("x").unwrap();
+        let a = ca
+            .sign_client_csr(csr.as_bytes(), "s1", "w", Duration::days(1))
+            .unwrap();
+        let b = ca
+            .sign_client_csr(csr.as_bytes(), "s2", "w", Duration::days(1))
+            .unwrap();
+        assert_eq!(a.key_type, "ECDSA P-256");
+        assert_eq!(a.key_sha256, b.key_sha256, "same CSR, same key");
+        assert_eq!(a.key_sha256.len(), 64);
+        let (_, other) = generate_key_and_csr("x").unwrap();
+        let c = ca
+            .sign_client_csr(other.as_bytes(), "s3", "w", Duration::days(1))
+            .unwrap();
+        assert_ne!(a.key_sha256, c.key_sha256);
     }
 
     #[test]

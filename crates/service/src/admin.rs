@@ -72,6 +72,48 @@ pub enum AdminError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the data directory {dir} holds enrollment bundles ({bundles}) but no store ({db} is missing): the store was deleted or moved. Starting would create an empty store, and every sensor enrolled from those bundles would then fail with TLS_UNTRUSTED_ROOT. Restore uplink.db (and uplink.db-wal if there is one) from a backup; to really start over, move the bundles directory away first")]
+    StoreMissing {
+        dir: PathBuf,
+        bundles: String,
+        db: PathBuf,
+    },
+}
+
+/// Refuses a data directory that has enrollment bundles but no store: a store deleted (or a
+/// data directory half restored) must not silently become a new, empty one.
+pub fn check_data_dir(data_dir: &Path) -> Result<(), AdminError> {
+    let db = data_dir.join(uplink_store::sqlite::DB_FILE);
+    if db.exists() {
+        return Ok(());
+    }
+    let mut bundles: Vec<String> = std::fs::read_dir(data_dir.join("bundles"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    if bundles.is_empty() {
+        return Ok(());
+    }
+    bundles.sort();
+    let more = bundles.len().saturating_sub(3);
+    bundles.truncate(3);
+    let mut list = bundles
+        .iter()
+        .map(|b| format!("bundles/{b}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    Err(AdminError::StoreMissing {
+        dir: data_dir.to_path_buf(),
+        bundles: list,
+        db,
+    })
 }
 
 /// The URL sensors use for a workspace.
@@ -192,6 +234,24 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_dir_with_bundles_but_no_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        check_data_dir(dir.path()).unwrap();
+        check_data_dir(&dir.path().join("new")).unwrap();
+        create_workspace(dir.path(), "contoso", "uplink.localhost", 443).unwrap();
+        check_data_dir(dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join("uplink.db")).unwrap();
+        let err = check_data_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("bundles/contoso.json")
+                && err.contains("no store")
+                && err.contains("backup")
+                && err.contains("TLS_UNTRUSTED_ROOT"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn create_writes_a_private_bundle_and_refuses_duplicates() {

@@ -25,6 +25,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Largest enrollment request (a CSR is about 500 bytes).
 const MAX_ENROLL_BODY: usize = 64 * 1024;
+/// Health for load balancers: any host (or none), no client certificate.
+const HEALTHZ_PATH: &str = "/healthz";
 
 /// What a connection established during its handshake.
 struct ConnCtx {
@@ -166,6 +168,9 @@ async fn handle<S: Store>(
     ctx: &ConnCtx,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    if req.uri().path() == HEALTHZ_PATH {
+        return healthz(shared, req.method()).await;
+    }
     let host = req
         .headers()
         .get(header::HOST)
@@ -324,6 +329,50 @@ async fn read_body(
     Ok((parts, buf.freeze()))
 }
 
+/// `GET /healthz`: 200 while the store can ingest, 503 while it cannot (the reason goes to the
+/// log, not to an unauthenticated caller). `ping` stays what it is: it proves the route.
+async fn healthz<S: Store>(shared: &Shared<S>, method: &Method) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed("GET, HEAD");
+    }
+    match shared.store.health().await {
+        Ok(()) => ok_text("ok"),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the store cannot ingest");
+            unavailable()
+        }
+    }
+}
+
+/// An enrollment or renewal refused: logged (workspace, status, code, reason — never the access
+/// key), then answered.
+fn refused(
+    what: &'static str,
+    ws: &Workspace,
+    resp: Response<Full<Bytes>>,
+    code: Code,
+    reason: &str,
+) -> Response<Full<Bytes>> {
+    tracing::warn!(
+        workspace = %ws.name,
+        status = resp.status().as_u16(),
+        code = code.as_str(),
+        reason,
+        "{what} refused"
+    );
+    resp
+}
+
+/// What a JSON error says without quoting the input (which holds the access key).
+fn json_problem(e: &serde_json::Error) -> String {
+    format!(
+        "not valid JSON ({:?} error at line {} column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
 async fn enroll<S: Store>(
     shared: &Shared<S>,
     ws: &Workspace,
@@ -331,24 +380,44 @@ async fn enroll<S: Store>(
 ) -> Response<Full<Bytes>> {
     let (_, body) = match read_body(req, MAX_ENROLL_BODY).await {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(resp) => {
+            return refused(
+                "enrollment",
+                ws,
+                resp,
+                Code::REQUEST_REJECTED,
+                "body unreadable or too large",
+            )
+        }
     };
     let request: EnrollRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return refused(
+                "enrollment",
+                ws,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    Code::REQUEST_REJECTED,
+                    format!("the enrollment request is not valid JSON: {e}"),
+                ),
                 Code::REQUEST_REJECTED,
-                format!("the enrollment request is not valid JSON: {e}"),
+                &json_problem(&e),
             );
         }
     };
     let presented = sha2::Sha256::digest(request.access_key.as_bytes());
     if !bool::from(presented.as_slice().ct_eq(&ws.access_key_sha256)) {
-        return error(
-            StatusCode::UNAUTHORIZED,
+        return refused(
+            "enrollment",
+            ws,
+            error(
+                StatusCode::UNAUTHORIZED,
+                Code::ENROLL_DENIED,
+                format!("the access key is not valid for workspace {:?}: use the bundle made for this workspace", ws.name),
+            ),
             Code::ENROLL_DENIED,
-            format!("the access key is not valid for workspace {:?}: use the bundle made for this workspace", ws.name),
+            "wrong access key",
         );
     }
     let sensor_id = hex::encode(rand::random::<[u8; 16]>());
@@ -360,10 +429,16 @@ async fn enroll<S: Store>(
     ) {
         Ok(s) => s,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return refused(
+                "enrollment",
+                ws,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    Code::REQUEST_REJECTED,
+                    format!("the CSR was refused: {e}"),
+                ),
                 Code::REQUEST_REJECTED,
-                format!("the CSR was refused: {e}"),
+                &e.to_string(),
             )
         }
     };
@@ -378,14 +453,36 @@ async fn enroll<S: Store>(
         workspace: ws.name.clone(),
         name,
         cert_sha256: uplink_pki::sha256_hex(&signed.cert_der),
+        key_sha256: Some(signed.key_sha256.clone()),
         enrolled_at: uplink_store::now_ms(),
         last_seen: None,
     };
-    if let Err(e) = shared.store.add_sensor(record).await {
-        tracing::error!(error = %e, "storing an enrolled sensor failed");
-        return unavailable();
+    match shared.store.add_sensor(record).await {
+        Ok(()) => {}
+        Err(StoreError::KeyAlreadyEnrolled {
+            sensor_id: holder, ..
+        }) => {
+            return refused(
+                "enrollment",
+                ws,
+                error(
+                    StatusCode::CONFLICT,
+                    Code::KEY_ALREADY_ENROLLED,
+                    format!("this CSR's public key ({}) is already enrolled in workspace {:?}: a new sensor must generate its own key (uplink sensor install does); an enrolled sensor renews its certificate instead", signed.key_type, ws.name),
+                ),
+                Code::KEY_ALREADY_ENROLLED,
+                &format!(
+                    "public key (SHA-256 {}) already enrolled as sensor {holder}",
+                    signed.key_sha256
+                ),
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing an enrolled sensor failed");
+            return unavailable();
+        }
     }
-    tracing::info!(workspace = %ws.name, sensor = %sensor_id, "sensor enrolled");
+    tracing::info!(workspace = %ws.name, sensor = %sensor_id, key = %signed.key_type, "sensor enrolled");
     let response = EnrollResponse {
         workspace: ws.name.clone(),
         sensor_id,
@@ -443,19 +540,35 @@ async fn renew<S: Store>(
         "renewal needs the sensor's current client certificate; an expired sensor must be enrolled again (uplink sensor install)",
     ) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => {
+            return refused("renewal", ws, resp, Code::MTLS_REJECTED, "no client certificate of this workspace")
+        }
     };
     let (_, body) = match read_body(req, MAX_ENROLL_BODY).await {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(resp) => {
+            return refused(
+                "renewal",
+                ws,
+                resp,
+                Code::REQUEST_REJECTED,
+                "body unreadable or too large",
+            )
+        }
     };
     let request: uplink_protocol::RenewRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return refused(
+                "renewal",
+                ws,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    Code::REQUEST_REJECTED,
+                    format!("the renewal request is not valid JSON: {e}"),
+                ),
                 Code::REQUEST_REJECTED,
-                format!("the renewal request is not valid JSON: {e}"),
+                &json_problem(&e),
             );
         }
     };
@@ -467,26 +580,54 @@ async fn renew<S: Store>(
     ) {
         Ok(s) => s,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return refused(
+                "renewal",
+                ws,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    Code::REQUEST_REJECTED,
+                    format!("the CSR was refused: {e}"),
+                ),
                 Code::REQUEST_REJECTED,
-                format!("the CSR was refused: {e}"),
+                &e.to_string(),
             )
         }
     };
     let fingerprint = uplink_pki::sha256_hex(&signed.cert_der);
     match shared
         .store
-        .renew_sensor(&ws.name, &client.sensor_id, &fingerprint)
+        .renew_sensor(&ws.name, &client.sensor_id, &fingerprint, &signed.key_sha256)
         .await
     {
         Ok(()) => {}
         Err(StoreError::NoSuchSensor(id)) => {
-            return error(
-                StatusCode::FORBIDDEN,
+            return refused(
+                "renewal",
+                ws,
+                error(
+                    StatusCode::FORBIDDEN,
+                    Code::MTLS_REJECTED,
+                    format!("sensor {id} is not enrolled in this workspace (it may have been removed): re-enroll it"),
+                ),
                 Code::MTLS_REJECTED,
-                format!("sensor {id} is not enrolled in this workspace (it may have been removed): re-enroll it"),
+                "sensor not enrolled",
             )
+        }
+        Err(StoreError::KeyAlreadyEnrolled { sensor_id: holder, .. }) => {
+            return refused(
+                "renewal",
+                ws,
+                error(
+                    StatusCode::CONFLICT,
+                    Code::KEY_ALREADY_ENROLLED,
+                    format!("this CSR's public key ({}) belongs to another sensor of workspace {:?}: renew with a key of this sensor's own (uplink generates one)", signed.key_type, ws.name),
+                ),
+                Code::KEY_ALREADY_ENROLLED,
+                &format!(
+                    "sensor {} asked for the public key (SHA-256 {}) of sensor {holder}",
+                    client.sensor_id, signed.key_sha256
+                ),
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "recording a renewed certificate failed");
@@ -692,7 +833,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
 fn unavailable() -> Response<Full<Bytes>> {
     let mut resp = error(
         StatusCode::SERVICE_UNAVAILABLE,
-        Code::HTTP_UNEXPECTED_STATUS,
+        Code::SERVICE_UNAVAILABLE,
         "the service's storage is unavailable; nothing was stored: retry later".into(),
     );
     resp.headers_mut()

@@ -17,8 +17,10 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-/// The on-disk format this build writes. A store written by a newer format is refused.
-pub const FORMAT_VERSION: i64 = 1;
+/// The on-disk format this build writes. A store written by a newer format is refused; an older
+/// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
+/// sensor per workspace).
+pub const FORMAT_VERSION: i64 = 2;
 
 /// A workspace as stored.
 #[derive(Clone)]
@@ -56,6 +58,9 @@ pub struct SensorRecord {
     pub name: String,
     /// SHA-256 (hex) of the client certificate's DER.
     pub cert_sha256: String,
+    /// SHA-256 (hex) of the certificate's public key (SubjectPublicKeyInfo DER). Unique within a
+    /// workspace; `None` for sensors enrolled before store format 2.
+    pub key_sha256: Option<String>,
     /// Unix milliseconds.
     pub enrolled_at: i64,
     pub last_seen: Option<i64>,
@@ -137,6 +142,48 @@ pub enum StoreError {
     Commit { path: String, message: String },
     #[error("the store's writer has stopped; restart the service")]
     WriterGone,
+    /// A file of the store was deleted, or replaced by another file, under the running process:
+    /// committing would write into a file nobody will read again.
+    #[error("the store file {path} was {what} while the service was running: nothing more is stored (sensors keep their events and retry). Put the files back or restore uplink.db and uplink.db-wal from a backup, then restart the service{rescue}")]
+    FilesGone {
+        path: String,
+        what: String,
+        /// Where the deleted files can still be copied from while this process runs.
+        rescue: String,
+    },
+    /// The store is damaged (SQLite's integrity check failed, or pages could not be read).
+    #[error("the store {path} is damaged: {detail}. Restore it from a backup (keep this copy for analysis); the service will not run on it")]
+    Damaged { path: String, detail: String },
+    /// A store file others than its owner can read or write, and its mode could not be fixed.
+    #[error("the store file {path} has mode {mode:o} and could not be restricted to 0600 ({reason}): it holds the workspace CA keys; make its owner the service's user and chmod 600 it")]
+    Mode {
+        path: String,
+        mode: u32,
+        reason: String,
+    },
+    /// The store can be read but not written (file, directory or file system read-only).
+    #[error("the store {path} is read-only: make the directory and its uplink.db* files writable by the service's user (a running service retries by itself)")]
+    ReadOnly { path: String },
+    /// The public key is already enrolled in the workspace (as `sensor_id`).
+    #[error("this public key is already enrolled in workspace {workspace:?} (sensor {sensor_id})")]
+    KeyAlreadyEnrolled {
+        workspace: String,
+        sensor_id: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the error is the store being unusable right now (answer 503, retry later), as
+    /// opposed to a refusal of this request.
+    pub fn is_unavailable(&self) -> bool {
+        !matches!(
+            self,
+            StoreError::WorkspaceExists(_)
+                | StoreError::NoSuchWorkspace(_)
+                | StoreError::NoSuchSensor(_)
+                | StoreError::KeyAlreadyEnrolled { .. }
+        )
+    }
 }
 
 /// What the service needs from storage. Implementations must be safe to share across tasks.
@@ -148,18 +195,21 @@ pub trait Store: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<WorkspaceRecord>, StoreError>> + Send;
-    /// Registers an enrolled sensor.
+    /// Registers an enrolled sensor ([`StoreError::KeyAlreadyEnrolled`] when another sensor of
+    /// the workspace has the same `key_sha256`).
     fn add_sensor(
         &self,
         sensor: SensorRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records a renewed certificate for an enrolled sensor of `workspace`
-    /// ([`StoreError::NoSuchSensor`] when it is not, or no longer, enrolled there).
+    /// Records a renewed certificate and its key for an enrolled sensor of `workspace`
+    /// ([`StoreError::NoSuchSensor`] when it is not, or no longer, enrolled there;
+    /// [`StoreError::KeyAlreadyEnrolled`] when the key is another sensor's).
     fn renew_sensor(
         &self,
         workspace: &str,
         sensor_id: &str,
         cert_sha256: &str,
+        key_sha256: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Whether this store can ingest right now (reachable, writer healthy, files in place).
     /// `GET /healthz` reports it so a load balancer stops sending to a replica that cannot store.

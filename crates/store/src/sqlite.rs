@@ -7,13 +7,26 @@
 //!
 //! Other processes (`uplink workspace create`, `stats`, `export`) open the same file while the
 //! service runs; SQLite's locking plus a busy timeout serialises their writes with the writer's.
+//!
+//! Guarding the files (docs/security.md):
+//! - every `uplink.db*` file is 0600 (it holds the workspace CA keys): the database is created
+//!   0600 before SQLite sees it, so the `-wal` and `-shm` SQLite creates inherit that mode, and
+//!   looser modes found at open are tightened or refused;
+//! - the store remembers which files (device, inode) it opened; before each commit it checks
+//!   that they are still the files at their paths, so a store deleted or replaced under the
+//!   service answers an error (503) instead of acknowledging events into an unlinked file;
+//! - a connection SQLite could only open read-only is never used for writing: the writer and the
+//!   shared connection are reopened once the files are writable again, without a restart;
+//! - [`SqliteStore::quick_check`] runs SQLite's integrity check (at service start), and an
+//!   export compares what it read with the store's own counts.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 
 use crate::*;
 
@@ -42,9 +55,11 @@ CREATE TABLE sensors (
     name TEXT NOT NULL,
     cert_sha256 TEXT NOT NULL,
     enrolled_at INTEGER NOT NULL,
-    last_seen INTEGER
+    last_seen INTEGER,
+    key_sha256 TEXT
 );
 CREATE INDEX sensors_by_workspace ON sensors(workspace);
+CREATE UNIQUE INDEX sensors_by_key ON sensors(workspace, key_sha256);
 CREATE TABLE events (
     sensor INTEGER NOT NULL REFERENCES sensors(id),
     seq INTEGER NOT NULL,
@@ -61,11 +76,43 @@ CREATE TABLE kind_counts (
 );
 ";
 
+/// Migrations from each older format to the next, applied in order at open. `SCHEMA` is the
+/// current format whole; a store made by format N runs every step after N.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    "ALTER TABLE sensors ADD COLUMN key_sha256 TEXT;
+     CREATE UNIQUE INDEX sensors_by_key ON sensors(workspace, key_sha256);",
+)];
+
+/// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
+const SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
+
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.display().to_string(),
-        source,
+    move |source| match source {
+        rusqlite::Error::SqliteFailure(f, ref msg)
+            if f.code == rusqlite::ErrorCode::DatabaseCorrupt =>
+        {
+            StoreError::Damaged {
+                path: path.display().to_string(),
+                detail: msg.clone().unwrap_or_else(|| f.to_string()),
+            }
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly => {
+            StoreError::ReadOnly {
+                path: path.display().to_string(),
+            }
+        }
+        source => StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        },
     }
+}
+
+fn side_path(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// Opens a connection and brings the schema to this build's format (creating it if new).
@@ -140,8 +187,207 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
             let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_err(path))?;
             if v == FORMAT_VERSION { Ok(()) } else { Err(sql_err(path)(e)) }
         })?;
+    } else if version < FORMAT_VERSION {
+        migrate(&conn, path)?;
     }
     Ok(conn)
+}
+
+/// Brings a store of an older format to [`FORMAT_VERSION`], one step per transaction, each
+/// re-checking the version under the write lock (another process may have migrated first).
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    for (to, sql) in MIGRATIONS {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(sql_err(path))?;
+        let step = (|| {
+            let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if v == to - 1 {
+                conn.execute_batch(sql)?;
+                conn.execute(
+                    "INSERT INTO meta VALUES ('format', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [to.to_string()],
+                )?;
+                conn.execute_batch(&format!("PRAGMA user_version={to}"))?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = step {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(sql_err(path)(e));
+        }
+    }
+    Ok(())
+}
+
+/// What a file of the store is, as opened: to notice it deleted or replaced later.
+#[derive(Debug)]
+struct Held {
+    path: PathBuf,
+    file: File,
+}
+
+/// The files this store opened. The database is held from the start; the `-wal` and `-shm`
+/// as soon as they exist (SQLite creates them at the first read-write access).
+#[derive(Debug)]
+struct Files {
+    held: Mutex<Vec<Held>>,
+    db: PathBuf,
+}
+
+impl Files {
+    fn new(db: &Path) -> Result<Files, StoreError> {
+        let file = File::open(db).map_err(|source| StoreError::Io {
+            path: db.display().to_string(),
+            source,
+        })?;
+        let files = Files {
+            held: Mutex::new(vec![Held {
+                path: db.to_path_buf(),
+                file,
+            }]),
+            db: db.to_path_buf(),
+        };
+        files.hold_side_files();
+        Ok(files)
+    }
+
+    /// Starts holding the side files that exist now and are not held yet.
+    fn hold_side_files(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for suffix in SIDE_FILES {
+            let path = side_path(&self.db, suffix);
+            if held.iter().any(|h| h.path == path) {
+                continue;
+            }
+            if let Ok(file) = File::open(&path) {
+                held.push(Held { path, file });
+            }
+        }
+    }
+
+    /// Fails when any file the store opened is no longer the file at its path: deleted
+    /// (no link left, or nothing at the path) or replaced (another device/inode there).
+    /// Costs one fstat and one stat per file.
+    fn check(&self) -> Result<(), StoreError> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for h in held.iter() {
+            if let Err(what) = same_file(&h.file, &h.path) {
+                return Err(StoreError::FilesGone {
+                    path: h.path.display().to_string(),
+                    what,
+                    rescue: rescue_hint(&held),
+                });
+            }
+        }
+        drop(held);
+        self.hold_side_files();
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file
+        .metadata()
+        .map_err(|e| format!("unreadable (fstat: {e})"))?;
+    match std::fs::metadata(path) {
+        Ok(now) if (now.dev(), now.ino()) != (open.dev(), open.ino()) => {
+            Err("replaced by another file".into())
+        }
+        // Same inode at the path yet no link left cannot happen; checked all the same.
+        Ok(_) if open.nlink() == 0 => Err("deleted".into()),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("deleted or moved away".into()),
+        Err(e) => Err(format!("unreadable (stat: {e})")),
+    }
+}
+#[cfg(not(unix))]
+fn same_file(_: &File, path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(()),
+        Err(_) => Err("deleted or moved away".into()),
+    }
+}
+
+/// Where this process's open copies of the files can be read (Linux), to save them.
+fn rescue_hint(held: &[Held]) -> String {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let pid = std::process::id();
+        let fds: Vec<String> = held
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} = /proc/{pid}/fd/{}",
+                    h.path.file_name().unwrap_or_default().to_string_lossy(),
+                    h.file.as_raw_fd()
+                )
+            })
+            .collect();
+        format!(
+            ". Until this process stops, its open copies can be saved: {}",
+            fds.join(", ")
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = held;
+        String::new()
+    }
+}
+
+/// Makes the store's files private before SQLite opens them: an existing file with group or
+/// other bits is tightened to 0600, and a new database is created 0600 (SQLite gives the
+/// `-wal` and `-shm` it creates the database's mode). With `strict`, a file that stays open to
+/// others is an error; otherwise (read-only tools run by another user) it is left as it is.
+fn restrict_files(db: &Path, create: bool, strict: bool) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if create {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        path: db.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+        let paths =
+            std::iter::once(db.to_path_buf()).chain(SIDE_FILES.iter().map(|s| side_path(db, s)));
+        for path in paths {
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 == 0 {
+                continue;
+            }
+            let fixed = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            if let Err(e) = fixed {
+                if strict {
+                    return Err(StoreError::Mode {
+                        path: path.display().to_string(),
+                        mode,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (db, create, strict);
+    Ok(())
 }
 
 enum WriteOp {
@@ -149,6 +395,10 @@ enum WriteOp {
         sensor_id: String,
         events: Vec<NewEvent>,
         reply: tokio::sync::oneshot::Sender<Result<IngestOutcome, StoreError>>,
+    },
+    /// Health: take the write lock and release it.
+    Probe {
+        reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -160,8 +410,10 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    /// The shared connection for reads and the rare writes outside ingest (workspaces, sensors).
     reader: Mutex<Connection>,
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
+    files: Arc<Files>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -191,15 +443,49 @@ impl SqliteStore {
             });
         }
         let path = data_dir.join(DB_FILE);
+        restrict_files(&path, create, create)?;
         let reader = open_connection(&path, create)?;
-        restrict_file(&path);
+        // SQLite made the -wal and -shm with the database's mode; check them too.
+        restrict_files(&path, false, create)?;
+        let files = Arc::new(Files::new(&path)?);
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 reader: Mutex::new(reader),
                 writer: Mutex::new(None),
+                files,
             }),
         })
+    }
+
+    /// Runs SQLite's `quick_check` (every page and record is well formed; O(size of the store)).
+    /// The service runs it at start and refuses a damaged store.
+    pub fn quick_check(&self) -> Result<(), StoreError> {
+        let problems: Vec<String> = self
+            .read(|c| {
+                let mut st = c.prepare("PRAGMA quick_check(5)")?;
+                let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+                rows.collect()
+            })
+            .map_err(|e| match e {
+                StoreError::Damaged { path, detail } => StoreError::Damaged {
+                    path,
+                    detail: format!("SQLite's quick_check could not finish: {detail}"),
+                },
+                e => e,
+            })?;
+        if problems.len() == 1 && problems[0] == "ok" {
+            return Ok(());
+        }
+        Err(StoreError::Damaged {
+            path: self.inner.path.display().to_string(),
+            detail: format!("SQLite's quick_check reports: {}", problems.join("; ")),
+        })
+    }
+
+    /// Fails when a file of the store was deleted or replaced since it was opened.
+    pub fn check_files(&self) -> Result<(), StoreError> {
+        self.inner.files.check()
     }
 
     pub fn path(&self) -> &Path {
@@ -207,13 +493,31 @@ impl SqliteStore {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.inner.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.inner.reader.lock().unwrap_or_else(|p| p.into_inner());
+        // Opened read-only (the files were not writable then): try again, so that the store
+        // recovers without a restart once they are.
+        if conn.is_readonly(MAIN_DB).unwrap_or(false) {
+            if let Ok(fresh) = open_connection(&self.inner.path, false) {
+                if !fresh.is_readonly(MAIN_DB).unwrap_or(true) {
+                    *conn = fresh;
+                }
+            }
+        }
         f(&conn).map_err(sql_err(&self.inner.path))
+    }
+
+    /// A write on the shared connection, after checking that the files are still in place.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.check_files()?;
+        self.read(f)
     }
 
     /// Stores a new workspace. Fails if the name exists.
     pub fn create_workspace(&self, ws: &WorkspaceRecord) -> Result<(), StoreError> {
-        let res = self.read(|c| {
+        let res = self.write(|c| {
             c.execute(
                 "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -252,14 +556,28 @@ impl SqliteStore {
         })
     }
 
+    /// Registers a sensor, unless another sensor of the workspace has its key (checked and
+    /// inserted in one transaction; a unique index backs it).
     pub fn add_sensor_sync(&self, s: &SensorRecord) -> Result<(), StoreError> {
-        self.read(|c| {
-            c.execute(
-                "INSERT INTO sensors (sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.sensor_id, s.workspace, s.name, s.cert_sha256, s.enrolled_at, s.last_seen],
-            )
-        })
-        .map(|_| ())
+        let holder = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let holder = key_holder(&tx, &s.workspace, s.key_sha256.as_deref(), None)?;
+            if holder.is_none() {
+                tx.execute(
+                    "INSERT INTO sensors (sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen, key_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![s.sensor_id, s.workspace, s.name, s.cert_sha256, s.enrolled_at, s.last_seen, s.key_sha256],
+                )?;
+            }
+            tx.commit()?;
+            Ok(holder)
+        })?;
+        match holder {
+            None => Ok(()),
+            Some(sensor_id) => Err(StoreError::KeyAlreadyEnrolled {
+                workspace: s.workspace.clone(),
+                sensor_id,
+            }),
+        }
     }
 
     pub fn renew_sensor_sync(
@@ -267,13 +585,28 @@ impl SqliteStore {
         workspace: &str,
         sensor_id: &str,
         cert_sha256: &str,
+        key_sha256: &str,
     ) -> Result<(), StoreError> {
-        let n = self.read(|c| {
-            c.execute(
-                "UPDATE sensors SET cert_sha256 = ?1 WHERE sensor_id = ?2 AND workspace = ?3",
-                params![cert_sha256, sensor_id, workspace],
-            )
+        let (holder, n) = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let holder = key_holder(&tx, workspace, Some(key_sha256), Some(sensor_id))?;
+            let n = if holder.is_none() {
+                tx.execute(
+                    "UPDATE sensors SET cert_sha256 = ?1, key_sha256 = ?4 WHERE sensor_id = ?2 AND workspace = ?3",
+                    params![cert_sha256, sensor_id, workspace, key_sha256],
+                )?
+            } else {
+                0
+            };
+            tx.commit()?;
+            Ok((holder, n))
         })?;
+        if let Some(holder) = holder {
+            return Err(StoreError::KeyAlreadyEnrolled {
+                workspace: workspace.into(),
+                sensor_id: holder,
+            });
+        }
         if n == 0 {
             return Err(StoreError::NoSuchSensor(sensor_id.into()));
         }
@@ -287,7 +620,7 @@ impl SqliteStore {
         }
         self.read(|c| {
             let mut st = c.prepare(
-                "SELECT sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen FROM sensors WHERE workspace = ?1 ORDER BY enrolled_at, sensor_id",
+                "SELECT sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen, key_sha256 FROM sensors WHERE workspace = ?1 ORDER BY enrolled_at, sensor_id",
             )?;
             let sensors = st.query_map([workspace], row_to_sensor)?.collect::<rusqlite::Result<Vec<_>>>()?;
             let mut st = c.prepare("SELECT kind, n FROM kind_counts WHERE workspace = ?1 AND n > 0 ORDER BY kind")?;
@@ -303,6 +636,10 @@ impl SqliteStore {
     }
 
     /// Streams a workspace's events, ordered by sensor id then sequence number.
+    ///
+    /// Reads in one snapshot and, unless filtered by sensor, compares the number of events read
+    /// with the store's per-kind counters of that snapshot: pages lost to damage make the export
+    /// fail ([`StoreError::Damaged`]) after writing what could be read, never end quietly short.
     pub fn export(
         &self,
         workspace: &str,
@@ -312,47 +649,100 @@ impl SqliteStore {
         if self.workspace_sync(workspace)?.is_none() {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }
+        let path = &self.inner.path;
         // A separate connection: exports can be long and must not hold the shared reader.
-        let conn = open_connection(&self.inner.path, false)?;
-        let mut st = conn
+        let conn = open_connection(path, false)?;
+        // One read transaction: the counters and the rows come from the same snapshot.
+        let tx = conn.unchecked_transaction().map_err(sql_err(path))?;
+        let expected: Option<u64> = match filter.sensor_id {
+            Some(_) => None,
+            None => Some(
+                tx.query_row(
+                    "SELECT COALESCE(SUM(n), 0) FROM kind_counts WHERE workspace = ?1 AND (?2 IS NULL OR kind = ?2)",
+                    params![workspace, filter.kind],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(sql_err(path))? as u64,
+            ),
+        };
+        let mut st = tx
             .prepare(
                 "SELECT s.sensor_id, e.seq, e.kind, e.received_at, e.body FROM events e JOIN sensors s ON s.id = e.sensor
                  WHERE s.workspace = ?1 AND (?2 IS NULL OR e.kind = ?2) AND (?3 IS NULL OR s.sensor_id = ?3)
                  ORDER BY s.sensor_id, e.seq",
             )
-            .map_err(sql_err(&self.inner.path))?;
+            .map_err(sql_err(path))?;
         let mut rows = st
             .query(params![workspace, filter.kind, filter.sensor_id])
-            .map_err(sql_err(&self.inner.path))?;
+            .map_err(sql_err(path))?;
         let mut n = 0;
-        while let Some(r) = rows.next().map_err(sql_err(&self.inner.path))? {
-            let ev = StoredEvent {
-                sensor_id: r.get(0).map_err(sql_err(&self.inner.path))?,
-                seq: r.get::<_, i64>(1).map_err(sql_err(&self.inner.path))? as u64,
-                kind: r.get(2).map_err(sql_err(&self.inner.path))?,
-                received_at: r.get(3).map_err(sql_err(&self.inner.path))?,
-                body: r.get(4).map_err(sql_err(&self.inner.path))?,
+        let damaged = |n: u64, e: StoreError| match e {
+            StoreError::Damaged { path, detail } => StoreError::Damaged {
+                path,
+                detail: format!(
+                    "{detail} (after {n} events were exported; the export is incomplete)"
+                ),
+            },
+            e => e,
+        };
+        while let Some(r) = rows.next().map_err(|e| damaged(n, sql_err(path)(e)))? {
+            let read = || -> rusqlite::Result<StoredEvent> {
+                Ok(StoredEvent {
+                    sensor_id: r.get(0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    kind: r.get(2)?,
+                    received_at: r.get(3)?,
+                    body: r.get(4)?,
+                })
             };
+            let ev = read().map_err(|e| {
+                damaged(
+                    n,
+                    StoreError::Damaged {
+                        path: path.display().to_string(),
+                        detail: format!("an event row could not be read ({e})"),
+                    },
+                )
+            })?;
             each(ev).map_err(|source| StoreError::Io {
                 path: "<output>".into(),
                 source,
             })?;
             n += 1;
         }
+        if let Some(expected) = expected.filter(|&e| e != n) {
+            return Err(StoreError::Damaged {
+                path: path.display().to_string(),
+                detail: format!(
+                    "the export read {n} events but the store counts {expected} for this workspace{}: pages are missing or unreadable, the export is incomplete",
+                    filter.kind.as_ref().map(|k| format!(" and kind {k:?}")).unwrap_or_default()
+                ),
+            });
+        }
         Ok(n)
     }
 
+    /// The writer thread, started (or restarted after it stopped on a failed commit) when
+    /// needed. A connection SQLite opened read-only is refused, so a store that was not
+    /// writable is tried again at the next request rather than failing until a restart.
     fn writer(&self) -> Result<mpsc::Sender<WriteOp>, StoreError> {
         let mut guard = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = guard.as_ref() {
             return Ok(tx.clone());
         }
+        self.check_files()?;
         let conn = open_connection(&self.inner.path, false)?;
+        if conn.is_readonly(MAIN_DB).unwrap_or(true) {
+            return Err(StoreError::ReadOnly {
+                path: self.inner.path.display().to_string(),
+            });
+        }
         let (tx, rx) = mpsc::channel();
         let path = self.inner.path.clone();
+        let files = self.inner.files.clone();
         std::thread::Builder::new()
             .name("uplink-store-writer".into())
-            .spawn(move || writer_loop(conn, path, rx))
+            .spawn(move || writer_loop(conn, path, files, rx))
             .map_err(|source| StoreError::Io {
                 path: self.inner.path.display().to_string(),
                 source,
@@ -368,13 +758,35 @@ impl SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<IngestOutcome, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.writer()?
-            .send(WriteOp::Ingest {
-                sensor_id: sensor_id.to_owned(),
-                events,
-                reply,
-            })
-            .map_err(|_| StoreError::WriterGone)?;
+        self.send(WriteOp::Ingest {
+            sensor_id: sensor_id.to_owned(),
+            events,
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Hands an operation to the writer, restarting it once if it had stopped.
+    // The error is the op itself, handed back to retry; boxing it would buy nothing.
+    #[allow(clippy::result_large_err)]
+    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        let op = match self.writer()?.send(op) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::SendError(op)) => op,
+        };
+        // The writer stopped after a failed commit: forget it and open a fresh one.
+        *self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.writer()?.send(op).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Whether ingest works now: the files are the ones opened, and the writer (reopened if
+    /// needed) can take the write lock.
+    pub async fn health_async(&self) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.check_files()).await?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        blocking(move || this.send(WriteOp::Probe { reply })).await?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 }
@@ -400,7 +812,24 @@ fn row_to_sensor(r: &rusqlite::Row<'_>) -> rusqlite::Result<SensorRecord> {
         cert_sha256: r.get(3)?,
         enrolled_at: r.get(4)?,
         last_seen: r.get(5)?,
+        key_sha256: r.get(6)?,
     })
+}
+
+/// The sensor of `workspace` (other than `except`) that holds `key`, if any.
+fn key_holder(
+    c: &Connection,
+    workspace: &str,
+    key: Option<&str>,
+    except: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    let Some(key) = key else { return Ok(None) };
+    c.query_row(
+        "SELECT sensor_id FROM sensors WHERE workspace = ?1 AND key_sha256 = ?2 AND (?3 IS NULL OR sensor_id != ?3)",
+        params![workspace, key, except],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 struct Pending {
@@ -409,30 +838,26 @@ struct Pending {
     reply: tokio::sync::oneshot::Sender<Result<IngestOutcome, StoreError>>,
 }
 
-fn writer_loop(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<WriteOp>) {
+fn writer_loop(
+    mut conn: Connection,
+    path: PathBuf,
+    files: Arc<Files>,
+    rx: mpsc::Receiver<WriteOp>,
+) {
     // sensor_id -> (row id, workspace); sensors are never deleted while the service runs.
     let mut sensors: HashMap<String, (i64, String)> = HashMap::new();
     while let Ok(first) = rx.recv() {
         let mut group = Vec::new();
+        let mut probes = Vec::new();
         let mut n = 0;
-        let WriteOp::Ingest {
-            sensor_id,
-            events,
-            reply,
-        } = first;
-        n += events.len();
-        group.push(Pending {
-            sensor_id,
-            events,
-            reply,
-        });
-        while n < GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(WriteOp::Ingest {
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                WriteOp::Ingest {
                     sensor_id,
                     events,
                     reply,
-                }) => {
+                } => {
                     n += events.len();
                     group.push(Pending {
                         sensor_id,
@@ -440,7 +865,40 @@ fn writer_loop(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<WriteOp>)
                         reply,
                     });
                 }
-                Err(_) => break,
+                WriteOp::Probe { reply } => probes.push(reply),
+            }
+            if n < GROUP_EVENTS {
+                next = rx.try_recv().ok();
+            }
+        }
+        // Before committing: are the files still the store's? A deleted or replaced store
+        // would take the commit into a file nobody reads again (and the sensor would delete
+        // the events on our 200).
+        if let Err(e) = files.check() {
+            let msg = e.to_string();
+            for p in group {
+                let _ = p.reply.send(Err(clone_gone(&e, &msg)));
+            }
+            for p in probes {
+                let _ = p.send(Err(clone_gone(&e, &msg)));
+            }
+            continue;
+        }
+        let mut failed = false;
+        if !probes.is_empty() {
+            // One probe answers every health check waiting in this group (a flood of
+            // unauthenticated /healthz requests costs one lock round trip per group).
+            let probe = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+            failed |= probe.is_err();
+            let err = probe.err().map(|e| sql_err(&path)(e).to_string());
+            for p in probes {
+                let _ = p.send(match &err {
+                    None => Ok(()),
+                    Some(message) => Err(StoreError::Commit {
+                        path: path.display().to_string(),
+                        message: message.clone(),
+                    }),
+                });
             }
         }
         // Resolve sensors first; a batch for an unknown sensor fails alone, not the group.
@@ -458,25 +916,52 @@ fn writer_loop(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<WriteOp>)
                 }
             }
         }
-        if ready.is_empty() {
-            continue;
-        }
-        match commit_group(&mut conn, &ready) {
-            Ok(outcomes) => {
-                for ((p, _), outcome) in ready.into_iter().zip(outcomes) {
-                    let _ = p.reply.send(Ok(outcome));
+        if !ready.is_empty() {
+            match commit_group(&mut conn, &ready) {
+                Ok(outcomes) => {
+                    for ((p, _), outcome) in ready.into_iter().zip(outcomes) {
+                        let _ = p.reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    let e = sql_err(&path)(e);
+                    let msg = e.to_string();
+                    for (p, _) in ready {
+                        let _ = p.reply.send(Err(match &e {
+                            StoreError::ReadOnly { path } => {
+                                StoreError::ReadOnly { path: path.clone() }
+                            }
+                            _ => StoreError::Commit {
+                                path: path.display().to_string(),
+                                message: msg.clone(),
+                            },
+                        }));
+                    }
                 }
             }
-            Err(e) => {
-                let msg = e.to_string();
-                for (p, _) in ready {
-                    let _ = p.reply.send(Err(StoreError::Commit {
-                        path: path.display().to_string(),
-                        message: msg.clone(),
-                    }));
-                }
-            }
         }
+        if failed {
+            // Stop: the next request opens a fresh connection (a store made read-only, or a
+            // connection left in a bad state, recovers without a restart). Requests already
+            // queued get `WriterGone` and are retried by their sensors.
+            return;
+        }
+    }
+}
+
+/// The same [`StoreError::FilesGone`] for every waiter of a group.
+fn clone_gone(e: &StoreError, msg: &str) -> StoreError {
+    match e {
+        StoreError::FilesGone { path, what, rescue } => StoreError::FilesGone {
+            path: path.clone(),
+            what: what.clone(),
+            rescue: rescue.clone(),
+        },
+        _ => StoreError::Commit {
+            path: String::new(),
+            message: msg.to_owned(),
+        },
     }
 }
 
@@ -563,14 +1048,20 @@ impl Store for SqliteStore {
         workspace: &str,
         sensor_id: &str,
         cert_sha256: &str,
+        key_sha256: &str,
     ) -> Result<(), StoreError> {
         let this = self.clone();
-        let (w, s, c) = (
+        let (w, s, c, k) = (
             workspace.to_owned(),
             sensor_id.to_owned(),
             cert_sha256.to_owned(),
+            key_sha256.to_owned(),
         );
-        blocking(move || this.renew_sensor_sync(&w, &s, &c)).await
+        blocking(move || this.renew_sensor_sync(&w, &s, &c, &k)).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.health_async().await
     }
 
     async fn ingest(
@@ -595,13 +1086,5 @@ fn restrict_dir(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
 }
-#[cfg(unix)]
-fn restrict_file(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    // The database holds workspace CA keys.
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-}
 #[cfg(not(unix))]
 fn restrict_dir(_: &Path) {}
-#[cfg(not(unix))]
-fn restrict_file(_: &Path) {}

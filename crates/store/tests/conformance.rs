@@ -22,6 +22,7 @@ fn sensor(id: &str, ws: &str) -> SensorRecord {
         workspace: ws.into(),
         name: "host".into(),
         cert_sha256: "22".repeat(32),
+        key_sha256: Some(format!("key-of-{id}")),
         enrolled_at: now_ms(),
         last_seen: None,
     }
@@ -212,19 +213,77 @@ async fn renewal_records_the_new_certificate_of_enrolled_sensors_only() {
     store.create_workspace(&workspace("v")).unwrap();
     store.add_sensor(sensor("s1", "w")).await.unwrap();
     let new = "33".repeat(32);
-    store.renew_sensor("w", "s1", &new).await.unwrap();
+    store.renew_sensor("w", "s1", &new, "key-2").await.unwrap();
     let stats = store.stats("w").unwrap();
     assert_eq!(stats.sensors.len(), 1);
     assert_eq!(stats.sensors[0].cert_sha256, new);
     // Not in that workspace, or not at all: refused, nothing changed.
     for (ws, id) in [("v", "s1"), ("w", "ghost")] {
-        let err = store.renew_sensor(ws, id, &"44".repeat(32)).await;
+        let err = store.renew_sensor(ws, id, &"44".repeat(32), "key-3").await;
         assert!(
             matches!(err, Err(StoreError::NoSuchSensor(ref g)) if g == id),
             "{ws}/{id}: {err:?}"
         );
     }
     assert_eq!(store.stats("w").unwrap().sensors[0].cert_sha256, new);
+    assert_eq!(
+        store.stats("w").unwrap().sensors[0].key_sha256.as_deref(),
+        Some("key-2")
+    );
+}
+
+#[tokio::test]
+async fn a_key_enrolls_one_sensor_per_workspace_and_renewal_may_keep_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    store.create_workspace(&workspace("w")).unwrap();
+    store.create_workspace(&workspace("v")).unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    // The same key again (a replayed CSR): refused, naming the sensor that holds it.
+    let replay = SensorRecord {
+        key_sha256: Some("key-of-s1".into()),
+        ..sensor("s2", "w")
+    };
+    let err = store.add_sensor(replay.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::KeyAlreadyEnrolled { workspace, sensor_id } if workspace == "w" && sensor_id == "s1"),
+        "{err:?}"
+    );
+    assert!(!err.is_unavailable());
+    assert_eq!(store.stats("w").unwrap().sensors.len(), 1);
+    // Another workspace may hold the same key.
+    store
+        .add_sensor(SensorRecord {
+            workspace: "v".into(),
+            ..replay
+        })
+        .await
+        .unwrap();
+    // Sensors without a recorded key (enrolled before format 2) do not collide.
+    for id in ["old1", "old2"] {
+        store
+            .add_sensor(SensorRecord {
+                key_sha256: None,
+                ..sensor(id, "w")
+            })
+            .await
+            .unwrap();
+    }
+    // Renewal: its own key is fine, another sensor's is not.
+    store.add_sensor(sensor("s3", "w")).await.unwrap();
+    store
+        .renew_sensor("w", "s3", &"55".repeat(32), "key-of-s3")
+        .await
+        .unwrap();
+    let err = store
+        .renew_sensor("w", "s3", &"66".repeat(32), "key-of-s1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::KeyAlreadyEnrolled { sensor_id, .. } if sensor_id == "s1"),
+        "{err:?}"
+    );
+    store.health().await.unwrap();
 }
 
 #[test]

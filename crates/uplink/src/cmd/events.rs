@@ -13,6 +13,10 @@ pub enum Command {
     /// Each line is {"sensor_id", "seq", "kind", "received_at", "event"} where "event" is the
     /// object the sensor sent. With (sensor_id, seq) on every line, a script can prove that
     /// nothing was lost or stored twice.
+    ///
+    /// Exit status: 0 when every stored event was written; 1 on any error — including a store
+    /// whose pages cannot be read, or fewer events read than the store counts (damage): what
+    /// could be read is still written, and the error names how many.
     Export(ExportArgs),
 }
 
@@ -61,6 +65,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         {
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            // What could be read is out; the error (and exit 1) says it is not everything.
+            let _ = out.flush();
+            Err(e.into())
+        }
     }
 }

@@ -14,6 +14,10 @@ use uplink_store::sqlite::SqliteStore;
 /// `:0`). Hosts: `<workspace>sensorapi.<domain>` is the sensor API (ping, enroll, events);
 /// `<workspace>.<domain>` is the console. Workspaces created while the service runs are served
 /// without a restart. SIGTERM or Ctrl-C stops accepting and lets requests in flight finish.
+///
+/// At start it refuses a data directory that holds bundles but no store, store files it cannot
+/// make private (0600), and a damaged store (SQLite quick_check). `GET /healthz` (any host, no
+/// client certificate) answers 200 while events can be stored, 503 while they cannot.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -124,7 +128,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let rt = builder.build()?;
     rt.block_on(async move {
+        // Refuse a store that is missing (bundles left behind), loose (modes) or damaged.
+        uplink_service::admin::check_data_dir(&args.data.data_dir)?;
         let store = SqliteStore::open(&args.data.data_dir, true)?;
+        store.quick_check()?;
         let fds = raise_nofile_limit();
         let fit = fds.map_or(usize::MAX, |n| {
             usize::try_from(n.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX)

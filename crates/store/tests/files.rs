@@ -1,0 +1,273 @@
+//! The SQLite store's files under a careless administrator and a damaged disk: deleted or
+//! replaced under a running store, file modes, damaged pages, older formats.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use uplink_store::sqlite::SqliteStore;
+use uplink_store::*;
+
+fn workspace(name: &str) -> WorkspaceRecord {
+    WorkspaceRecord {
+        name: name.into(),
+        domain: "uplink.localhost".into(),
+        public_port: 443,
+        ca_cert_pem: "cert".into(),
+        ca_key_pem: "-----BEGIN PRIVATE KEY-----secret".into(),
+        ca_sha256: "00".repeat(32),
+        access_key_sha256: "11".repeat(32),
+        created_at: now_ms(),
+    }
+}
+
+fn sensor(id: &str) -> SensorRecord {
+    SensorRecord {
+        sensor_id: id.into(),
+        workspace: "w".into(),
+        name: "host".into(),
+        cert_sha256: "22".repeat(32),
+        key_sha256: Some(format!("key-of-{id}")),
+        enrolled_at: now_ms(),
+        last_seen: None,
+    }
+}
+
+fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<NewEvent> {
+    seqs.into_iter()
+        .map(|seq| NewEvent {
+            seq,
+            kind: "e".into(),
+            body: format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "x".repeat(100)),
+        })
+        .collect()
+}
+
+async fn store_with_events(dir: &Path, n: u64) -> SqliteStore {
+    let store = SqliteStore::open(dir, true).unwrap();
+    store.create_workspace(&workspace("w")).unwrap();
+    store.add_sensor(sensor("s1")).await.unwrap();
+    store.ingest("s1", events(0..n)).await.unwrap();
+    store
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_store_deleted_under_the_process_refuses_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_events(dir.path(), 10).await;
+    store.health().await.unwrap();
+    for f in ["uplink.db", "uplink.db-wal", "uplink.db-shm"] {
+        std::fs::remove_file(dir.path().join(f)).unwrap();
+    }
+    let err = store.ingest("s1", events(10..20)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::FilesGone { .. }) && err.is_unavailable(),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("deleted") && text.contains("restart") && text.contains("/proc/"),
+        "{text}"
+    );
+    assert!(store.health().await.is_err());
+    assert!(matches!(
+        store.add_sensor(sensor("s2")).await,
+        Err(StoreError::FilesGone { .. })
+    ));
+    assert!(matches!(
+        store.create_workspace(&workspace("v")),
+        Err(StoreError::FilesGone { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_store_replaced_under_the_process_refuses_every_write() {
+    for victim in ["uplink.db", "uplink.db-wal"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_events(dir.path(), 10).await;
+        // Another store (or a backup) moved over one of the files.
+        let other = tempfile::tempdir().unwrap();
+        let other_store = store_with_events(other.path(), 3).await;
+        std::fs::rename(other.path().join(victim), dir.path().join(victim)).unwrap();
+        drop(other_store);
+        let err = store.ingest("s1", events(10..20)).await.unwrap_err();
+        assert!(
+            err.to_string().contains("replaced by another file"),
+            "{victim}: {err}"
+        );
+        assert!(store.health().await.is_err(), "{victim}");
+    }
+}
+
+#[tokio::test]
+async fn store_files_are_private_whatever_the_directory_and_umask() {
+    // A pre-existing 0755 directory (systemd's StateDirectory= default) with a database file
+    // some earlier tool left 0644.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = store_with_events(dir.path(), 5).await;
+    for f in ["uplink.db", "uplink.db-wal", "uplink.db-shm"] {
+        assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+    }
+    drop(store);
+    for f in ["uplink.db", "uplink.db-wal", "uplink.db-shm"] {
+        let p = dir.path().join(f);
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    for f in ["uplink.db", "uplink.db-wal", "uplink.db-shm"] {
+        assert_eq!(mode(&dir.path().join(f)), 0o600, "{f} after reopening");
+    }
+    assert_eq!(
+        mode(dir.path()),
+        0o755,
+        "an existing directory is left as it is"
+    );
+    drop(store);
+}
+
+/// Overwrites pages in the middle of the database file (as a failing disk would).
+fn damage(db: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let len = std::fs::metadata(db).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    for at in [len / 2 / 4096 * 4096, len * 3 / 4 / 4096 * 4096] {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        f.write_all(&junk).unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
+#[tokio::test]
+async fn damaged_pages_fail_the_check_and_the_export_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(store_with_events(dir.path(), 60_000).await);
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    store.quick_check().unwrap();
+    let mut n = 0;
+    assert_eq!(
+        store
+            .export("w", &ExportFilter::default(), |_| {
+                n += 1;
+                Ok(())
+            })
+            .unwrap(),
+        60_000
+    );
+    drop(store);
+    assert!(
+        !dir.path().join("uplink.db-wal").exists(),
+        "checkpointed on close"
+    );
+    damage(&dir.path().join("uplink.db"));
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let err = store.quick_check().unwrap_err();
+    assert!(
+        matches!(err, StoreError::Damaged { .. }) && err.to_string().contains("quick_check"),
+        "{err}"
+    );
+    let mut written = 0u64;
+    let err = store
+        .export("w", &ExportFilter::default(), |_| {
+            written += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+    assert!(
+        err.to_string().contains("incomplete"),
+        "{err} ({written} written)"
+    );
+}
+
+#[tokio::test]
+async fn a_format_1_store_is_migrated_and_keeps_its_sensors() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Format 1 as it was written: sensors without a key column.
+        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE workspaces (name TEXT PRIMARY KEY, domain TEXT NOT NULL, public_port INTEGER NOT NULL, ca_cert_pem TEXT NOT NULL, ca_key_pem TEXT NOT NULL, ca_sha256 TEXT NOT NULL, access_key_sha256 TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE TABLE sensors (id INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE, workspace TEXT NOT NULL REFERENCES workspaces(name), name TEXT NOT NULL, cert_sha256 TEXT NOT NULL, enrolled_at INTEGER NOT NULL, last_seen INTEGER);
+             CREATE INDEX sensors_by_workspace ON sensors(workspace);
+             CREATE TABLE events (sensor INTEGER NOT NULL REFERENCES sensors(id), seq INTEGER NOT NULL, kind TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (sensor, seq));
+             CREATE TABLE kind_counts (workspace TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (workspace, kind));
+             INSERT INTO meta VALUES ('format', '1');
+             INSERT INTO workspaces VALUES ('w', 'uplink.localhost', 443, 'c', 'k', 'h', 'a', 0);
+             INSERT INTO sensors VALUES (1, 'old', 'w', 'n', 'c', 0, NULL);
+             PRAGMA user_version=1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let stats = store.stats("w").unwrap();
+    assert_eq!(stats.sensors.len(), 1);
+    assert_eq!(stats.sensors[0].key_sha256, None);
+    store.add_sensor(sensor("s1")).await.unwrap();
+    assert!(matches!(
+        store
+            .add_sensor(SensorRecord {
+                sensor_id: "s2".into(),
+                ..sensor("s1")
+            })
+            .await,
+        Err(StoreError::KeyAlreadyEnrolled { .. })
+    ));
+    let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, FORMAT_VERSION);
+    let f: String = c
+        .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(f, FORMAT_VERSION.to_string());
+}
+
+#[tokio::test]
+async fn an_export_short_of_the_counted_events_fails_instead_of_ending_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(store_with_events(dir.path(), 1000).await);
+    {
+        // Rows gone without a read error (what overwritten pages can look like to a reader).
+        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+        c.execute("DELETE FROM events WHERE seq BETWEEN 500 AND 506", [])
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let mut written = 0u64;
+    let err = store
+        .export("w", &ExportFilter::default(), |_| {
+            written += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(written, 993, "what could be read is still written");
+    let text = err.to_string();
+    assert!(
+        text.contains("read 993 events but the store counts 1000") && text.contains("incomplete"),
+        "{text}"
+    );
+    // A kind filter is checked against that kind's counter too.
+    let err = store
+        .export(
+            "w",
+            &ExportFilter {
+                kind: Some("e".into()),
+                sensor_id: None,
+            },
+            |_| Ok(()),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("kind \"e\""), "{err}");
+}
