@@ -161,10 +161,15 @@ fn a_store_deleted_under_a_running_service_answers_503_and_sensors_keep_their_ev
     // and inventories, which were refused too).
     let queued = sensor.status()["queue"]["events"].as_u64().unwrap();
     assert!(queued >= 3000, "only {queued} events queued\n{}", context());
-    let log = svc.log();
-    assert!(
-        log.contains("was deleted") || log.contains("deleted or moved away"),
-        "{log}"
+    // The log is read from the service's stderr by another thread: wait for the line.
+    poll_until(
+        "the service to log the deleted store",
+        10,
+        || {
+            let log = svc.log();
+            log.contains("was deleted") || log.contains("deleted or moved away")
+        },
+        || svc.log(),
     );
 
     // What the service acknowledged is in the deleted files it still holds: rescue them.
@@ -452,7 +457,20 @@ fn enrollment_refuses_a_replayed_key_and_logs_every_refusal_without_the_key() {
     assert_eq!(status, 409, "{stolen}");
     assert_eq!(stolen["code"], "KEY_ALREADY_ENROLLED");
 
-    // Every refusal is in the log, with its code; neither key ever is.
+    // Every refusal is in the log, with its code; neither key ever is. (The log is read from
+    // the service's stderr by another thread: wait for the last refusal's line first.)
+    poll_until(
+        "the service to log every refusal",
+        10,
+        || {
+            svc.log()
+                .lines()
+                .filter(|l| l.contains("refused") && l.contains("KEY_ALREADY_ENROLLED"))
+                .count()
+                >= 4
+        },
+        || svc.log(),
+    );
     let log = svc.log();
     let refusals: Vec<&str> = log.lines().filter(|l| l.contains("refused")).collect();
     assert_eq!(
@@ -586,6 +604,17 @@ fn one_csr_key_policy_refuses_weak_and_unsupported_keys_by_name_and_what_it_acce
         assert_eq!(status, 200, "{label}: {resp}");
         assert!(resp.contains("\"accepted\":3"), "{label}: {resp}");
     }
+    let count = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("enrollment refused"))
+            .count()
+    };
+    poll_until(
+        "the service to log every refusal",
+        10,
+        || count(&svc.log()) >= refused.len(),
+        || svc.log(),
+    );
     let log = svc.log();
     assert_eq!(
         log.lines()
@@ -624,7 +653,13 @@ fn healthz_is_503_while_the_store_is_read_only_and_ingest_recovers_without_a_res
     let (status, body) = healthz(port);
     assert_eq!(status, 503, "{body}\n{}", svc.log());
     assert!(body.contains("SERVICE_UNAVAILABLE"), "{body}");
-    assert!(svc.log().contains("read-only"), "{}", svc.log());
+    // The log is read from the service's stderr by another thread: wait for the line.
+    poll_until(
+        "the service to log why the store is unavailable",
+        10,
+        || svc.log().contains("read-only"),
+        || svc.log(),
+    );
     // Any host, HEAD too; ping still answers (it proves the route, not the store).
     let (status, _) = Curl::new(&ws.sensor_host, port, "/healthz")
         .arg("--cacert")
