@@ -373,7 +373,7 @@ mod tests {
             ),
             ("garbage\n:::\nDHCP4.OPTION[1]:nonsense\n", None, None),
             // NetworkManager 1.42 (internal DHCP client) after a real exchange with dnsmasq
-            // (tests/wpad_dhcp.rs), abridged: `requested_wpad = 1` comes first and is not the URL.
+            // (crates/uplink/tests/it/wpad_dhcp.rs), abridged: `requested_wpad = 1` comes first and is not the URL.
             (
                 "DHCP4.OPTION[1]:broadcast_address = 10.79.200.255\n\
                  DHCP4.OPTION[5]:domain_name = corp.uplink.test\n\

@@ -271,7 +271,7 @@ lease {
         );
     }
 
-    /// Leases as dhclient 4.4.3 wrote them after a real exchange with dnsmasq (tests/wpad_dhcp.rs):
+    /// Leases as dhclient 4.4.3 wrote them after a real exchange with dnsmasq (crates/uplink/tests/it/wpad_dhcp.rs):
     /// with `option wpad code 252 = text;` in dhclient.conf, and without (a NUL-terminated URL,
     /// which dhclient records without its NUL).
     #[test]

@@ -2,7 +2,7 @@
 //! file in bounded memory, the journal resumed at its cursor, pausing on a full queue, and the
 //! heartbeat and inventory of `run --once`. Every line is counted at the service.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;

@@ -2,7 +2,7 @@
 //! clock and address, and bad input (syntax error, endless loop, huge body, throwing function,
 //! garbage result), each of which must end with a clear error in bounded time.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

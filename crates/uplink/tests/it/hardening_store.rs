@@ -2,7 +2,7 @@
 //! replaying client (issue 15, items 3, 4, 9, 12, 13, 15): the real binary on loopback, the real
 //! sensor, curl and openssl.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

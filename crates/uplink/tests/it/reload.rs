@@ -2,7 +2,7 @@
 //! (nothing queued lost, no line twice), and `sensor status` shows where each source stands and
 //! how many heartbeats a full queue made it skip. Against the real service on loopback.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

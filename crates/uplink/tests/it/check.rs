@@ -4,7 +4,7 @@
 //! NXDOMAIN, the uplink service (healthy workspace, foreign client certificate), and the MDE and
 //! MDI profiles with every host mapped to loopback (`--connect-to`): nothing public is contacted.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Output, Stdio};

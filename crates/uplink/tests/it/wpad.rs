@@ -3,7 +3,7 @@
 //! DNS discovery in a network namespace with its own dnsmasq and web server; a sensor in wpad mode
 //! uploading through the Squid its discovered script names, from a cached discovery; PAC over https.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

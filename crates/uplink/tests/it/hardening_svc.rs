@@ -4,7 +4,7 @@
 //! so that each test runs in seconds; clients are raw TLS streams (rustls) so that a test can
 //! stall wherever it likes, and curl for the well-behaved ones.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};

@@ -1,7 +1,7 @@
 //! `uplink winproxy` end to end: the real binary on the real samples, its .reg output compared
 //! byte for byte with golden files made by hand (see tests/golden/winproxy/README.md).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 //! Regenerate the golden files after an intended change with
 //! `UPLINK_BLESS=1 cargo test -p uplink --test allowlist`, then review the diff.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

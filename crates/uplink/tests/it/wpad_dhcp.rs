@@ -4,7 +4,7 @@
 //! `uplink proxy wpad` does by default). Nothing runs on the host's interfaces; every daemon and
 //! namespace goes away on drop, also when a test fails.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

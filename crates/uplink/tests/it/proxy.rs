@@ -1,7 +1,7 @@
 //! Proxy routes against real proxies: Squid and tinyproxy, on loopback and in network namespaces
 //! (test hosts whose only way out is the proxy).
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::Path;

@@ -16,7 +16,7 @@
 // Without the kerberos feature the Negotiate test and its fixtures are not compiled in.
 #![cfg_attr(not(feature = "kerberos"), allow(unused_imports, dead_code))]
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -9,7 +9,7 @@
 //! too, so the dedicated-user path runs without adding a user to the host. After each test the
 //! host's /etc/uplink, /var/lib/uplink and unit must still be absent: the proof of confinement.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

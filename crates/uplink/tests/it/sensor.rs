@@ -1,6 +1,6 @@
 //! The sensor against the real service and a real Squid, on loopback.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! sensor running continuously renews before expiry over mutual TLS, and keeps uploading after
 //! its first certificate has expired, with every event delivered exactly once.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};

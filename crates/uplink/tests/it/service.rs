@@ -1,6 +1,6 @@
 //! The service against real clients (curl, openssl) on loopback.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

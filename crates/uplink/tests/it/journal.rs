@@ -10,7 +10,7 @@
 //! The private journal holds only these tests' entries and journald's, so `[sources.journal]` is
 //! left unfiltered: the whole (private) system journal is what the sensor follows.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -10,7 +10,7 @@
 //! - In `auto` mode, a WPAD proxy that answers 407 does not hold the events back: they go over
 //!   DIRECT, and status (and the next heartbeat) says `DISCOVERED_PROXY_REFUSED`.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -1,0 +1,24 @@
+//! The binary's integration tests, one test binary with a module per area (as ripgrep does):
+//! the harness (`support`) and the whole tree are compiled and linked once, not once per file.
+//! Run one area with a filter: `cargo test -p uplink --test it proxy::`.
+
+mod support;
+
+mod allowlist;
+mod check;
+mod hardening_route;
+mod hardening_store;
+mod hardening_svc;
+mod install;
+mod journal;
+mod pac;
+mod proxy;
+mod proxyauth;
+mod reload;
+mod renew;
+mod sensor;
+mod service;
+mod sources;
+mod winproxy;
+mod wpad;
+mod wpad_dhcp;
