@@ -204,13 +204,8 @@ pub fn decide(req: &Request) -> Result<Plan, PlanError> {
 
     if req.all_hosts {
         let profile = req.profile.ok_or(PlanError::AllHostsWithoutProfile)?;
-        for e in probeable_endpoints(req, profile, &mut notes)? {
-            let url = if e.port != 80 {
-                format!("https://{}:{}/", e.host, e.port)
-            } else {
-                format!("http://{}/", e.host)
-            };
-            targets.push(given(url, Expect::Any, e.issuers, HttpMethod::Get)?);
+        for (url, declared) in reachability_urls(probeable_endpoints(req, profile, &mut notes)?) {
+            targets.push(given(url, Expect::Any, declared, HttpMethod::Get)?);
         }
     } else if let Some(profile) = req.profile {
         match profile {
@@ -237,9 +232,9 @@ pub fn decide(req: &Request) -> Result<Plan, PlanError> {
             }
             Profile::Mde if req.cloud.is_some_and(|c| c != Cloud::Commercial) => {
                 notes.push("the analyzer's URL table covers the commercial cloud; other clouds are checked for reachability from the endpoint catalog".into());
-                for e in probeable_endpoints(req, profile, &mut notes)? {
-                    let url = format!("https://{}:{}/", e.host, e.port);
-                    targets.push(given(url, Expect::Any, e.issuers, HttpMethod::Get)?);
+                let endpoints = probeable_endpoints(req, profile, &mut notes)?;
+                for (url, declared) in reachability_urls(endpoints) {
+                    targets.push(given(url, Expect::Any, declared, HttpMethod::Get)?);
                 }
             }
             Profile::Mde => {
@@ -362,6 +357,24 @@ fn probeable_endpoints(
         ));
     }
     Ok(endpoints)
+}
+
+/// The URL that shows a host is reachable, with the entry's issuers: `http://HOST/` for port 80
+/// (plain HTTP, as the clients of those CRL and update hosts fetch them), `https://HOST:PORT/`
+/// otherwise. Paths are left out, so entries that differ only by path give one URL, once.
+fn reachability_urls(endpoints: Vec<Endpoint>) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for e in endpoints {
+        let url = if e.port == 80 {
+            format!("http://{}/", e.host)
+        } else {
+            format!("https://{}:{}/", e.host, e.port)
+        };
+        if !out.iter().any(|(u, _)| *u == url) {
+            out.push((url, e.issuers));
+        }
+    }
+    out
 }
 
 /// Splits catalog endpoints into those a probe can reach — each host, port and path once, in
@@ -748,6 +761,71 @@ mod tests {
             ]
         );
         assert_eq!(wild, ["*.w.example", "*.v.example"]);
+    }
+
+    #[test]
+    fn reachability_is_plain_http_on_port_80_and_each_url_once() {
+        let ep = |pattern: &str, port: u16, issuer: &str| Endpoint {
+            host: pattern.split('/').next().unwrap().to_owned(),
+            port,
+            pattern: pattern.to_owned(),
+            purpose: Purpose::Revocation,
+            source: "s".into(),
+            region: None,
+            issuers: vec![issuer.to_owned()],
+        };
+        let got = reachability_urls(vec![
+            ep("a.example", 443, "A"),
+            ep("c.example/pki/*", 80, "C1"),
+            ep("c.example/pkiops/*", 80, "C2"),
+            ep("a.example", 8443, "A2"),
+            ep("a.example/x", 443, "A3"),
+        ]);
+        let want = [
+            ("https://a.example:443/", "A"),
+            ("http://c.example/", "C1"),
+            ("https://a.example:8443/", "A2"),
+        ];
+        let got: Vec<(&str, &str)> = got
+            .iter()
+            .map(|(u, i)| (u.as_str(), i[0].as_str()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    /// Every profile, cloud, region and variant the catalog answers: each URL once, TLS never
+    /// to port 80, no wildcard host.
+    #[test]
+    fn every_selection_plans_each_url_once_and_tls_never_on_port_80() {
+        let mut planned = 0;
+        for profile in Profile::ALL {
+            let regions = catalog::load(profile.name()).unwrap().regions;
+            for cloud in Cloud::ALL.map(Some).into_iter().chain([None]) {
+                for region in regions.iter().cloned().map(Some).chain([None]) {
+                    for (streamlined, all_hosts) in
+                        [(false, false), (true, false), (false, true), (true, true)]
+                    {
+                        let r = req(|r| {
+                            r.profile = Some(profile);
+                            r.workspace = Some("contoso".into());
+                            r.cloud = cloud;
+                            r.region = region.clone();
+                            r.streamlined = streamlined;
+                            r.all_hosts = all_hosts;
+                        });
+                        let Ok(p) = decide(&r) else { continue };
+                        planned += 1;
+                        let mut seen = std::collections::HashSet::new();
+                        for t in &p.targets {
+                            assert!(seen.insert(&t.url), "{r:?}: {} twice", t.url);
+                            assert!(!(t.parts.tls && t.parts.port == 80), "{r:?}: {}", t.url);
+                            assert!(!t.parts.host.contains('*'), "{r:?}: {}", t.url);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(planned > 40, "{planned}");
     }
 
     #[test]
