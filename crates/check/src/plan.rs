@@ -836,7 +836,9 @@ mod tests {
                 r.all_hosts = all_hosts;
             }))
         };
-        let cases: &[(&[&str], bool, Result<&[Method], &str>)] = &[
+        // (--method values, --all-hosts, the methods or a fragment of the error)
+        type Case<'a> = (&'a [&'a str], bool, Result<&'a [Method], &'a str>);
+        let cases: &[Case] = &[
             (&[], false, Ok(&Method::ALL)),
             (&[], true, Ok(&ALL_HOSTS_METHODS)),
             (&["pac"], true, Ok(&[Method::Pac])),
