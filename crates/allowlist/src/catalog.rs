@@ -70,6 +70,53 @@ impl fmt::Display for Purpose {
     }
 }
 
+/// The Microsoft clouds the catalogs cover: the commercial cloud and the three US Government
+/// offerings. The names are those of `clouds` in the catalog files and of `--cloud`; a catalog
+/// may list fewer (a test checks that `mdi` and `mde` list exactly these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cloud {
+    Commercial,
+    Gcc,
+    GccHigh,
+    Dod,
+}
+
+impl Cloud {
+    pub const ALL: [Cloud; 4] = [Cloud::Commercial, Cloud::Gcc, Cloud::GccHigh, Cloud::Dod];
+    /// The names, in the order `--help` lists them.
+    pub const NAMES: [&'static str; 4] = ["commercial", "gcc", "gcc-high", "dod"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Commercial => "commercial",
+            Cloud::Gcc => "gcc",
+            Cloud::GccHigh => "gcc-high",
+            Cloud::Dod => "dod",
+        }
+    }
+}
+
+impl fmt::Display for Cloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Cloud {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Cloud::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown cloud {s:?}: use one of {}",
+                    Cloud::NAMES.join(", ")
+                )
+            })
+    }
+}
+
 /// One catalog file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -589,6 +636,20 @@ fn check_pattern(pattern: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clouds_are_the_catalogs_clouds() {
+        for c in Cloud::ALL {
+            assert_eq!(c.name().parse::<Cloud>(), Ok(c));
+            assert_eq!(c.to_string(), c.name());
+        }
+        assert_eq!(Cloud::ALL.map(Cloud::name), Cloud::NAMES);
+        assert!("moon".parse::<Cloud>().unwrap_err().contains("\"moon\""));
+        for profile in ["mdi", "mde"] {
+            assert_eq!(load(profile).unwrap().clouds, Cloud::NAMES, "{profile}");
+        }
+        assert!(load("uplink").unwrap().clouds.is_empty());
+    }
 
     fn query(f: impl FnOnce(&mut UrlQuery)) -> UrlQuery {
         let mut q = UrlQuery::default();

@@ -11,6 +11,9 @@
 //!   issuers to expect) and [`model::Method`]s; [`model::plan`] turns targets × methods into
 //!   probes, asking a [`model::Routes`] (implemented by the binary, which reads the sensor's
 //!   configuration and the environment) for each method's route.
+//! - [`plan`]: which targets and methods the command line asks for (a profile's endpoints from
+//!   the catalog or the MDE table, each catalog entry once, a workspace URL, URLs, else the
+//!   installed sensor), as [`plan::TargetSpec`]s whose trust anchor the binary loads.
 //! - [`result`]: the results, serialisable to the `--format json` schema of issue #10.
 //! - [`classify`]: I/O errors, resolver messages, rustls errors and presented chains → codes.
 //! - [`render`]: the table and the classic `--report` text.
@@ -28,6 +31,7 @@ pub mod bundle;
 pub mod classify;
 pub mod mde;
 pub mod model;
+pub mod plan;
 pub mod probe;
 pub mod redact;
 pub mod render;

@@ -27,16 +27,15 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
         + if text.ends_with('\n') { "\n" } else { "" }
 }
 
+/// `s` as it appears in a URL's user info: everything but RFC 3986's unreserved characters
+/// percent-encoded (upper-case hex, as browsers and curl write it).
 fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 fn private_keys(text: &str) -> String {
@@ -126,6 +125,23 @@ fn userinfo(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_percent_encoded_as_in_urls() {
+        let cases = [
+            ("Az09-._~", "Az09-._~"),
+            ("p@ss:w/rd", "p%40ss%3Aw%2Frd"),
+            ("a b%", "a%20b%25"),
+            ("é", "%C3%A9"),
+        ];
+        for (secret, want) in cases {
+            assert_eq!(percent_encode(secret), want, "{secret:?}");
+        }
+        assert_eq!(
+            redact("proxy=http://u:p%40ss%3A1@h:3128", &["p@ss:1"]),
+            "proxy=http://u:<redacted>@h:3128"
+        );
+    }
 
     #[test]
     fn table() {

@@ -312,9 +312,72 @@ impl Flags {
     }
 }
 
+/// Hex that is not a value's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    #[error(
+        "{found:?} (character {position} after removing separators) is not a hex digit; give the \
+         value's bytes as hex, e.g. 1800000000000000010000000000000000000000"
+    )]
+    NotHex { found: char, position: usize },
+    #[error("{digits} hex digits is an odd number; every byte takes two digits")]
+    OddLength { digits: usize },
+}
+
+/// A binary value's bytes from hex as people paste it: a value copied from a .reg file
+/// (`hex:46,00,00,00,\` and its continuation lines), or a spaced dump. White space, commas,
+/// backslashes and a leading `hex:` are ignored.
+pub fn parse_pasted_hex(s: &str) -> Result<Vec<u8>, HexError> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("hex:")
+        .or_else(|| s.strip_prefix("HEX:"))
+        .unwrap_or(s);
+    let clean: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, ',' | '\\'))
+        .collect();
+    // Checked here rather than left to `hex::decode`, so that the message names the character
+    // (not a byte of it) and a bad digit is reported before an odd count.
+    if let Some((i, c)) = clean.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        return Err(HexError::NotHex {
+            found: c,
+            position: i + 1,
+        });
+    }
+    hex::decode(&clean).map_err(|_| HexError::OddLength {
+        digits: clean.len(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pasted_hex() {
+        let cases: &[(&str, Result<&[u8], &str>)] = &[
+            ("18000000", Ok(&[0x18, 0, 0, 0])),
+            ("hex:46,00,\\\n  00,00", Ok(&[0x46, 0, 0, 0])),
+            ("HEX:46", Ok(&[0x46])),
+            (" 28 00 0a FF ", Ok(&[0x28, 0, 0xa, 0xff])),
+            ("", Ok(&[])),
+            (
+                "46x0",
+                Err("'x' (character 3 after removing separators) is not a hex digit"),
+            ),
+            ("46 é0", Err("'é' (character 3")),
+            ("x60", Err("'x' (character 1")),
+            ("460", Err("3 hex digits is an odd number")),
+        ];
+        for (input, want) in cases {
+            match (parse_pasted_hex(input), want) {
+                (Ok(b), Ok(w)) => assert_eq!(b, *w, "{input:?}"),
+                (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{input:?}: {e}"),
+                (got, want) => panic!("{input:?}: {got:?} vs {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn reader_checks_every_offset() {

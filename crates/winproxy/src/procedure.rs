@@ -7,6 +7,8 @@
 //!   the file that puts them back.
 //! - [`winhttp_set`], [`winhttp_reset`]: what `netsh winhttp set proxy` / `reset proxy` store.
 //! - [`telemetry_policy`]: `TelemetryProxyServer` and `DisableEnterpriseAuthProxy` = 1.
+//! - [`encode`]: a new value of any of the three stored forms, as Windows writes it, and the
+//!   .reg file that sets it where Windows keeps it (`uplink winproxy encode`).
 //!
 //! These are pure: they take parsed files and arguments and return a [`RegFile`]; reading and
 //! writing files is the caller's job. Nothing here touches a live registry.
@@ -18,6 +20,7 @@ use crate::keys::{self, ServiceAccount};
 use crate::proxy_list::{self, BypassError, ProxyListError};
 use crate::regfile::{fold, Hive, KeyPath, RegData, RegFile, RegFormat, RegValue};
 use crate::scan::{FoundError, ValueError};
+use crate::settings::ProxySettings;
 use crate::telemetry::TelemetryPolicy;
 use crate::winhttp::WinHttpSettings;
 use crate::wininet::ConnectionSettings;
@@ -288,6 +291,73 @@ pub fn winhttp_reset(
     winhttp_file(&WinHttpSettings::direct(magic), wow64, format)
 }
 
+/// Which stored form [`encode`] builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// WinINet `DefaultConnectionSettings` (per user), with this change counter.
+    WinInet { counter: u32 },
+    /// WinHTTP `WinHttpSettings` (per machine), with this magic. It holds no PAC URL and no
+    /// auto-detection: those parts of the settings are not stored.
+    WinHttp { magic: u32 },
+    /// The Internet Settings strings (per user), as the WinINet value with this counter would
+    /// read.
+    InternetSettings { counter: u32 },
+}
+
+/// What [`encode`] builds: the value's bytes (`None` for the Internet Settings strings, which
+/// are several values) and the .reg file that sets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub bytes: Option<Vec<u8>>,
+    pub file: RegFile,
+}
+
+/// A new value meaning `settings`, as Windows writes it, under the key Windows reads it from:
+/// `HKCU\...\Connections` for WinINet, `HKLM\...\Connections` for WinHTTP (the 64-bit view),
+/// `HKCU\...\Internet Settings` for the strings.
+pub fn encode(
+    settings: &ProxySettings,
+    form: Form,
+    format: RegFormat,
+) -> Result<Encoded, crate::blob::EncodeError> {
+    let mut file = RegFile::new(format);
+    let bytes = match form {
+        Form::WinInet { counter } => {
+            let v = ConnectionSettings::new(settings, counter).encode()?;
+            file.push_key(
+                keys::user_connections(),
+                vec![RegValue::new(
+                    keys::DEFAULT_CONNECTION_SETTINGS,
+                    RegData::binary(v.clone()),
+                )],
+            );
+            Some(v)
+        }
+        Form::WinHttp { magic } => {
+            let v = match &settings.proxy_server {
+                Some(p) => WinHttpSettings::set(magic, p, &settings.bypass),
+                None => WinHttpSettings::direct(magic),
+            }
+            .encode()?;
+            file.push_key(
+                keys::winhttp_connections(false),
+                vec![RegValue::new(
+                    keys::WINHTTP_SETTINGS,
+                    RegData::binary(v.clone()),
+                )],
+            );
+            Some(v)
+        }
+        Form::InternetSettings { counter } => {
+            let cs = ConnectionSettings::new(settings, counter);
+            let is = InternetSettings::from_connection_settings(&cs);
+            file.push_key(keys::user_internet_settings(), is.to_values());
+            None
+        }
+    };
+    Ok(Encoded { bytes, file })
+}
+
 fn winhttp_file(
     value: &WinHttpSettings,
     wow64: bool,
@@ -338,6 +408,74 @@ mod tests {
     }
 
     const CONN: &str = keys::CONNECTIONS;
+
+    #[test]
+    fn encode_puts_each_form_where_windows_reads_it() {
+        let settings = ProxySettings {
+            proxy_server: Some("proxy.contoso.com:8080".into()),
+            bypass: vec!["*.contoso.com".into(), "<local>".into()],
+            pac_url: Some("http://wpad.contoso.com/wpad.dat".into()),
+            auto_detect: true,
+        };
+        let winhttp_meaning = ProxySettings {
+            pac_url: None,
+            auto_detect: false,
+            ..settings.clone()
+        };
+        // (form, key, value name, what the file reads back as, bytes expected)
+        let cases = [
+            (
+                Form::WinInet { counter: 5 },
+                keys::user_connections(),
+                Some(keys::DEFAULT_CONNECTION_SETTINGS),
+                settings.clone(),
+                true,
+            ),
+            (
+                Form::WinHttp { magic: 0x18 },
+                keys::winhttp_connections(false),
+                Some(keys::WINHTTP_SETTINGS),
+                winhttp_meaning,
+                true,
+            ),
+            (
+                Form::InternetSettings { counter: 5 },
+                keys::user_internet_settings(),
+                None,
+                settings.clone(),
+                false,
+            ),
+        ];
+        for (form, key, name, meaning, has_bytes) in cases {
+            for format in [RegFormat::V5, RegFormat::Regedit4] {
+                let e = encode(&settings, form, format).unwrap();
+                assert_eq!(e.bytes.is_some(), has_bytes, "{form:?}");
+                let back = RegFile::parse(&e.file.to_bytes().unwrap()).unwrap();
+                let found = crate::scan::find_proxy_values(&back);
+                assert_eq!(found.len(), 1, "{form:?}: {found:?}");
+                let f = found[0].as_ref().unwrap();
+                assert_eq!((&f.key, f.value_name.as_deref()), (&key, name), "{form:?}");
+                assert_eq!(f.decoded.settings(), meaning, "{form:?}");
+                if let Some(b) = &e.bytes {
+                    assert_eq!(crate::Decoded::from_blob(b).unwrap(), f.decoded, "{form:?}");
+                }
+            }
+        }
+        let direct = encode(
+            &ProxySettings::default(),
+            Form::WinHttp { magic: 0x28 },
+            RegFormat::V5,
+        );
+        assert_eq!(
+            hex::encode(direct.unwrap().bytes.unwrap()),
+            "2800000000000000010000000000000000000000"
+        );
+        let long = ProxySettings {
+            proxy_server: Some("é:80".into()),
+            ..Default::default()
+        };
+        assert!(encode(&long, Form::WinInet { counter: 1 }, RegFormat::V5).is_err());
+    }
 
     #[test]
     fn user_settings_prefers_hkcu_then_the_only_one() {

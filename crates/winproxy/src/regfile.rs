@@ -733,6 +733,8 @@ fn parse_hex_bytes(body: &str) -> Result<Vec<u8>, SyntaxError> {
         if token.is_empty() && index + 1 == tokens.len() {
             break;
         }
+        // Token by token rather than `hex::decode`: each byte is its own comma-separated token,
+        // and a one-digit token (`hex:1,a`) is read as a byte (files are read leniently).
         let ok = (1..=2).contains(&token.len()) && token.chars().all(|c| c.is_ascii_hexdigit());
         let byte = ok
             .then(|| u8::from_str_radix(token, 16).ok())
@@ -780,6 +782,8 @@ fn write_value(out: &mut String, value: &RegValue) -> Result<(), WriteError> {
             } else {
                 line.push_str(&format!("hex({kind:x}):"));
             }
+            // Byte by byte rather than `hex::encode`: regedit separates the bytes with commas
+            // and wraps the line, which plain hex has no room for.
             let mut column = line.chars().count();
             for (i, b) in bytes.iter().enumerate() {
                 line.push_str(&format!("{b:02x}"));

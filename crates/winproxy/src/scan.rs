@@ -296,6 +296,7 @@ mod tests {
             1,
         );
         let bytes = cs.encode().unwrap();
+        // The .reg form: comma-separated bytes (which `hex::encode` does not write).
         bytes
             .iter()
             .map(|b| format!("{b:02x}"))

@@ -76,6 +76,29 @@ impl ProxySettings {
         Ok(proxy_list::proxy_for(&entries, scheme).cloned())
     }
 
+    /// One line saying what the settings make Windows do, in WinINet's order: detection, then
+    /// the script, then the manual proxy (`"direct connections"` when none is set).
+    pub fn meaning(&self) -> String {
+        if self.is_direct() {
+            return "direct connections".into();
+        }
+        let mut parts = Vec::new();
+        if self.auto_detect {
+            parts.push("WPAD auto-detection".into());
+        }
+        if let Some(p) = &self.pac_url {
+            parts.push(format!("PAC script {p}"));
+        }
+        if let Some(p) = &self.proxy_server {
+            let mut part = format!("proxy {p}");
+            if !self.bypass.is_empty() {
+                part.push_str(&format!(" except {}", self.bypass.join(";")));
+            }
+            parts.push(part);
+        }
+        parts.join(", then ")
+    }
+
     /// Whether `<local>` (host names without a dot) is in the bypass list.
     pub fn bypasses_local(&self) -> bool {
         self.bypass
@@ -248,6 +271,80 @@ pub struct Summary {
     pub effective: ProxySettings,
 }
 
+impl Summary {
+    /// The text form `uplink winproxy decode` prints: one `label: value` line per field the kind
+    /// has, each prefixed with `indent`, ending with what the value means ("in effect").
+    pub fn describe(&self, indent: &str) -> String {
+        let mut lines: Vec<(&str, String)> = vec![("kind", self.kind.as_str().into())];
+        if let Some(v) = self.version {
+            let label = if self.kind == Kind::Winhttp {
+                "magic"
+            } else {
+                "version"
+            };
+            lines.push((label, format!("{v:#x}{}", version_name(self.kind, v))));
+        }
+        if let Some(c) = self.counter {
+            lines.push(("counter", c.to_string()));
+        }
+        let f = &self.flags;
+        let set: Vec<&str> = [
+            (f.direct, "direct"),
+            (f.proxy, "proxy"),
+            (f.auto_config_url, "auto_config_url"),
+            (f.auto_detect, "auto_detect"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        let flags = match self.flags_raw {
+            Some(raw) => format!("{raw:#04x} ({})", set.join(", ")),
+            None => set.join(", "),
+        };
+        lines.push(("flags", flags));
+        lines.push(("proxy server", shown(&self.proxy_server)));
+        lines.push(("bypass", shown(&self.bypass)));
+        if let Some(u) = &self.auto_config_url {
+            lines.push(("auto-config URL", shown(u)));
+        }
+        if let Some(t) = &self.trailing_hex {
+            lines.push((
+                "trailing bytes",
+                if t.is_empty() {
+                    "none".into()
+                } else {
+                    format!("{} ({} bytes)", t, t.len() / 2)
+                },
+            ));
+        }
+        lines.push(("in effect", self.effective.meaning()));
+        lines
+            .into_iter()
+            .map(|(k, v)| format!("{indent}{:<16} {v}\n", format!("{k}:")))
+            .collect()
+    }
+}
+
+/// Which Windows writes a version (WinINet) or magic (WinHTTP), as ` (…)`; empty if unknown.
+fn version_name(kind: Kind, v: u32) -> &'static str {
+    match (kind, v) {
+        (Kind::Wininet, crate::wininet::VERSION) => " (IE7 and later)",
+        (Kind::Wininet, crate::wininet::VERSION_IE6) => " (IE6)",
+        (Kind::Winhttp, crate::winhttp::MAGIC) => " (current Windows)",
+        (Kind::Winhttp, crate::winhttp::MAGIC_LEGACY) => " (older systems)",
+        _ => "",
+    }
+}
+
+/// A stored string for people: quoted, or `(empty)`.
+fn shown(s: &str) -> String {
+    if s.is_empty() {
+        "(empty)".into()
+    } else {
+        format!("{s:?}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +408,92 @@ mod tests {
                 (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{h}: {e}"),
                 (got, want) => panic!("{h}: {got:?} vs {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn meaning_follows_wininets_order() {
+        let s =
+            |proxy: Option<&str>, bypass: &[&str], pac: Option<&str>, auto: bool| ProxySettings {
+                proxy_server: proxy.map(str::to_owned),
+                bypass: bypass.iter().map(|b| b.to_string()).collect(),
+                pac_url: pac.map(str::to_owned),
+                auto_detect: auto,
+            };
+        let cases = [
+            (s(None, &[], None, false), "direct connections"),
+            (s(Some("p:80"), &[], None, false), "proxy p:80"),
+            (
+                s(Some("p:80"), &["<local>", "*.corp"], None, false),
+                "proxy p:80 except <local>;*.corp",
+            ),
+            (
+                s(None, &[], Some("http://w/p.pac"), false),
+                "PAC script http://w/p.pac",
+            ),
+            (
+                s(Some("p:80"), &["a"], Some("http://w/p.pac"), true),
+                "WPAD auto-detection, then PAC script http://w/p.pac, then proxy p:80 except a",
+            ),
+            (s(None, &[], None, true), "WPAD auto-detection"),
+        ];
+        for (settings, want) in cases {
+            assert_eq!(settings.meaning(), want, "{settings:?}");
+        }
+    }
+
+    #[test]
+    fn describe_names_every_field_of_the_kind() {
+        let blob = |h: &str| Decoded::from_blob(&hex::decode(h).unwrap()).unwrap();
+        let cases: Vec<(Decoded, &str, &str)> = vec![
+            (
+                blob("1800000000000000010000000000000000000000"),
+                "",
+                "kind:            winhttp\n\
+                 magic:           0x18 (older systems)\n\
+                 counter:         0\n\
+                 flags:           0x01 (direct)\n\
+                 proxy server:    (empty)\n\
+                 bypass:          (empty)\n\
+                 trailing bytes:  none\n\
+                 in effect:       direct connections\n",
+            ),
+            (
+                Decoded::WinInet(ConnectionSettings::new(
+                    &ProxySettings {
+                        proxy_server: Some("p:8080".into()),
+                        bypass: vec!["<local>".into()],
+                        pac_url: None,
+                        auto_detect: true,
+                    },
+                    7,
+                )),
+                "  ",
+                "  kind:            wininet\n\
+                 \x20 version:         0x46 (IE7 and later)\n\
+                 \x20 counter:         7\n\
+                 \x20 flags:           0x0b (direct, proxy, auto_detect)\n\
+                 \x20 proxy server:    \"p:8080\"\n\
+                 \x20 bypass:          \"<local>\"\n\
+                 \x20 auto-config URL: (empty)\n\
+                 \x20 trailing bytes:  0000000000000000000000000000000000000000000000000000000000000000 (32 bytes)\n\
+                 \x20 in effect:       WPAD auto-detection, then proxy p:8080 except <local>\n",
+            ),
+            (
+                Decoded::TelemetryPolicy(TelemetryPolicy {
+                    proxy_server: Some("10.0.0.6:8080".into()),
+                    disable_enterprise_auth_proxy: Some(1),
+                }),
+                "",
+                "kind:            telemetry-policy\n\
+                 flags:           direct, proxy\n\
+                 proxy server:    \"10.0.0.6:8080\"\n\
+                 bypass:          (empty)\n\
+                 in effect:       proxy 10.0.0.6:8080\n",
+            ),
+        ];
+        for (decoded, indent, want) in cases {
+            assert_eq!(decoded.summary().describe(indent), want, "{decoded:?}");
         }
     }
 

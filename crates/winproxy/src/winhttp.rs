@@ -24,6 +24,21 @@ pub const MAGIC: u32 = 0x28;
 /// The magic of values written by older systems (Wine's WINHTTP_SETTINGS_MAGIC, KB 4494447).
 pub const MAGIC_LEGACY: u32 = 0x18;
 
+/// A magic as an administrator gives it: `0x28`, `0X18` or decimal. Only the two known magics
+/// are accepted.
+pub fn parse_magic(s: &str) -> Result<u32, String> {
+    let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    };
+    match n {
+        Some(m @ (MAGIC_LEGACY | MAGIC)) => Ok(m),
+        _ => Err(format!(
+            "{s:?} is not a WinHTTP magic: use 0x28 (current Windows) or 0x18 (older systems)"
+        )),
+    }
+}
+
 /// A decoded `WinHttpSettings` value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WinHttpSettings {
@@ -117,6 +132,27 @@ impl WinHttpSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn magics() {
+        let cases: &[(&str, Option<u32>)] = &[
+            ("0x28", Some(0x28)),
+            ("0X18", Some(0x18)),
+            ("24", Some(0x18)),
+            ("40", Some(0x28)),
+            ("0x46", None),
+            ("0x", None),
+            ("", None),
+            ("-1", None),
+        ];
+        for (input, want) in cases {
+            match (parse_magic(input), want) {
+                (Ok(m), Some(w)) => assert_eq!(m, *w, "{input:?}"),
+                (Err(e), None) => assert!(e.contains("is not a WinHTTP magic"), "{input:?}: {e}"),
+                (got, want) => panic!("{input:?}: {got:?} vs {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn kb4494447_direct_value() {

@@ -84,16 +84,10 @@ fn unquote(v: &str) -> Option<String> {
     Some(inner.replace("\\\"", "\"").replace("\\\\", "\\"))
 }
 
+/// Hex digits (networkd's `OPTION_252=`, dhclient's colon-separated bytes with the colons
+/// removed) as UTF-8 text; `None` for anything else.
 fn decode_hex(v: &str) -> Option<String> {
-    let v = v.trim();
-    if v.is_empty() || !v.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..v.len())
-        .step_by(2)
-        .map(|i| v.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect();
-    String::from_utf8(bytes?).ok()
+    String::from_utf8(hex::decode(v.trim()).ok()?).ok()
 }
 
 /// Servers often send the URL NUL-terminated or with spaces; only http(s) URLs are accepted.
@@ -214,10 +208,7 @@ mod tests {
     #[test]
     fn networkd_lease() {
         // "http://wpad.corp.example/proxy.pac" hex-encoded, NUL-terminated, as networkd stores it.
-        let hex: String = b"http://wpad.corp.example/proxy.pac\0"
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect();
+        let hex = hex::encode_upper(b"http://wpad.corp.example/proxy.pac\0");
         let text = format!("# This is private data.\nADDRESS=10.0.0.5\nDOMAINNAME=corp.example\nOPTION_252={hex}\n");
         assert_eq!(
             parse_networkd_lease(&text),

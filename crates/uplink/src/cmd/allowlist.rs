@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use uplink_allowlist::catalog::{self, Purpose, UrlQuery};
+use uplink_allowlist::catalog::{self, Cloud, Purpose, UrlQuery};
 use uplink_allowlist::cidr::Family;
 use uplink_allowlist::servicetags::{Document, Query, Selection};
 use uplink_allowlist::{drift, firewall, pac, squid, text};
@@ -93,14 +93,6 @@ pub enum Profile {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Cloud {
-    Commercial,
-    Gcc,
-    GccHigh,
-    Dod,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum PurposeArg {
     Sensor,
     Console,
@@ -139,7 +131,7 @@ pub struct UrlsArgs {
     pub port: Option<u16>,
     /// Profiles mdi and mde: the cloud (default commercial). gcc, gcc-high and dod are the US
     /// Government offerings.
-    #[arg(long, value_enum, value_name = "CLOUD")]
+    #[arg(long, value_name = "CLOUD", value_parser = super::check::one_of::<Cloud>(&Cloud::NAMES))]
     pub cloud: Option<Cloud>,
     /// Keep one region's hosts (plus the region-independent ones); default: every region.
     /// mdi: us, eu, uk, asia (its per-region hosts are legacy: add --legacy); mde: us, eu, uk, au.
@@ -272,15 +264,7 @@ fn urls(a: UrlsArgs) -> Result<ExitCode, ExitCode> {
         workspace: a.workspace,
         domain: a.domain,
         port: a.port,
-        cloud: a.cloud.map(|c| {
-            match c {
-                Cloud::Commercial => "commercial",
-                Cloud::Gcc => "gcc",
-                Cloud::GccHigh => "gcc-high",
-                Cloud::Dod => "dod",
-            }
-            .to_owned()
-        }),
+        cloud: a.cloud.map(|c| c.name().to_owned()),
         region: a.region,
         streamlined: a.streamlined,
         legacy: a.legacy,

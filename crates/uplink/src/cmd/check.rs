@@ -14,9 +14,10 @@ use std::time::Duration;
 use anyhow::Context;
 use rustls::RootCertStore;
 use secrecy::{ExposeSecret, SecretString};
-use uplink_check::model::{parse_url, Identity, Overrides};
+use uplink_check::model::{Identity, Overrides};
+use uplink_check::plan::{Cloud, Profile, Trust};
 use uplink_check::probe::Options;
-use uplink_check::{Anchor, Expect, HttpMethod, Method, RouteSpec, Routes, Target};
+use uplink_check::{Anchor, Method, RouteSpec, Routes, Target};
 use uplink_proxy::{Candidate, ProxySettings};
 use uplink_sensor::config::{Config, Paths};
 use uplink_tunnel::{Credentials, ProxyUrl};
@@ -51,29 +52,17 @@ Examples:
   uplink check --url https://example.com/ --method direct,cli --proxy http://proxy:3128 --format json
   uplink allowlist verify --profile mdi --workspace contoso";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Profile {
-    Mdi,
-    Mde,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Cloud {
-    Commercial,
-    Gcc,
-    GccHigh,
-    Dod,
-}
-
-impl Cloud {
-    fn as_str(self) -> &'static str {
-        match self {
-            Cloud::Commercial => "commercial",
-            Cloud::Gcc => "gcc",
-            Cloud::GccHigh => "gcc-high",
-            Cloud::Dod => "dod",
-        }
-    }
+/// A clap value parser for a type named by a fixed list (`--profile`, `--cloud`): `--help` lists
+/// the names and a wrong one is refused as clap refuses any unknown value. (clap's `ValueEnum`
+/// cannot be derived on another crate's type, and the library crates do not depend on clap.)
+pub(super) fn one_of<T>(
+    names: &'static [&'static str],
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<T>())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -97,12 +86,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// A public service's endpoints, from the endpoint catalog.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = one_of::<Profile>(&Profile::NAMES))]
     pub profile: Option<Profile>,
     /// The Defender for Identity workspace name (--profile mdi).
     #[arg(long, value_name = "NAME")]
     pub workspace: Option<String>,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = one_of::<Cloud>(&Cloud::NAMES))]
     pub cloud: Option<Cloud>,
     /// Defender for Endpoint region: us, eu, uk or au (default us).
     #[arg(long, value_name = "REGION")]
@@ -403,11 +392,29 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
         secrets.push(c.password.clone());
     }
 
-    // Trust.
+    // What to test: the check crate decides; here only the anchors are loaded.
     let ca = match &a.ca {
         Some(f) => Some(load_ca(f)?),
         None => None,
     };
+    let request = uplink_check::plan::Request {
+        profile: a.profile,
+        workspace: a.workspace.clone(),
+        cloud: a.cloud,
+        region: a.region.clone(),
+        streamlined: a.streamlined,
+        all_hosts: a.all_hosts,
+        workspace_url: a.workspace_url.clone(),
+        ca_given: ca.is_some(),
+        urls: a.urls.clone(),
+        expect: a.expect.clone(),
+        expect_issuer: a.expect_issuer.clone(),
+        methods: a.methods.clone(),
+        sensor_url: sensor.as_ref().map(|c| c.sensor_url.clone()),
+    };
+    let plan = uplink_check::plan::decide(&request).map_err(|e| usage(e.to_string()))?;
+    notes.extend(plan.notes);
+    let methods = plan.methods;
     // Loaded once, and only when some target needs it.
     let system_store = std::cell::OnceCell::new();
     let system = || -> Anchor {
@@ -421,160 +428,24 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
             })
             .clone()
     };
-    let anchor_or_system = |ca: &Option<Anchor>| ca.clone().unwrap_or_else(system);
-
-    // Targets.
-    let mut targets: Vec<Target> = Vec::new();
-    let issuers_override = |declared: Vec<String>| -> Vec<String> {
-        if a.expect_issuer.is_empty() {
-            declared
-        } else {
-            a.expect_issuer.clone()
-        }
-    };
-    if a.all_hosts {
-        let profile = a
-            .profile
-            .ok_or_else(|| usage("--all-hosts (and allowlist verify) needs --profile mdi|mde"))?;
-        let eps = catalog_endpoints(a, profile, &mut notes)?;
-        for e in eps {
-            let tls = e.port != 80;
-            let url = if tls {
-                format!("https://{}:{}/", e.host, e.port)
-            } else {
-                format!("http://{}/", e.host)
-            };
-            targets.push(target(
-                &url,
-                Expect::Any,
-                anchor_or_system(&ca),
-                issuers_override(e.issuers.clone()),
-                HttpMethod::Get,
-            )?);
-        }
-    } else if let Some(profile) = a.profile {
-        match profile {
-            Profile::Mdi => {
-                for e in catalog_endpoints(a, profile, &mut notes)? {
-                    let (url, expect) = match (e.port, e.purpose) {
-                        (80, _) => (
-                            format!(
-                                "http://{}{}",
-                                e.host,
-                                e.path().unwrap_or("/").trim_end_matches('*')
-                            ),
-                            Expect::Any,
-                        ),
-                        (_, uplink_allowlist::catalog::Purpose::Sensor) => (
-                            format!("https://{}{}", e.host, uplink_protocol::PING_PATH),
-                            // 503 still means "reached" for old workspaces (the seeds).
-                            Expect::Status(vec![200, 503]),
-                        ),
-                        _ => (format!("https://{}/", e.host), Expect::Any),
-                    };
-                    targets.push(target(
-                        &url,
-                        expect,
-                        anchor_or_system(&ca),
-                        issuers_override(e.issuers.clone()),
-                        HttpMethod::Get,
-                    )?);
-                }
+    let mut targets = Vec::with_capacity(plan.targets.len());
+    for spec in plan.targets {
+        let target = match (spec.trust, &ca) {
+            (Trust::Sensor, _) => {
+                let anchor = load_ca(&paths.ca_file())?;
+                spec.into_target(anchor, sensor_identity(&paths))
             }
-            Profile::Mde => {
-                if a.cloud.is_some_and(|c| c != Cloud::Commercial) {
-                    notes.push("the analyzer's URL table covers the commercial cloud; other clouds are checked for reachability from the endpoint catalog".into());
-                    for e in catalog_endpoints(a, profile, &mut notes)? {
-                        let url = format!("https://{}:{}/", e.host, e.port);
-                        targets.push(target(
-                            &url,
-                            Expect::Any,
-                            anchor_or_system(&ca),
-                            issuers_override(e.issuers.clone()),
-                            HttpMethod::Get,
-                        )?);
-                    }
-                } else {
-                    let region = a.region.clone().unwrap_or_else(|| "us".into());
-                    let rows = uplink_check::mde::urls(&region, a.streamlined).map_err(Usage)?;
-                    for r in rows {
-                        let m = if r.head {
-                            HttpMethod::Head
-                        } else {
-                            HttpMethod::Get
-                        };
-                        targets.push(target(
-                            &r.url,
-                            Expect::Status(vec![r.expected_status]),
-                            anchor_or_system(&ca),
-                            issuers_override(r.issuers),
-                            m,
-                        )?);
-                    }
-                }
-            }
-        }
-    }
-    if let Some(w) = &a.workspace_url {
-        if a.profile.is_some() {
-            return Err(usage(
-                "--workspace-url and --profile test different services: give one",
-            ));
-        }
-        let anchor = ca.clone().ok_or_else(|| {
-            usage("--workspace-url needs --ca FILE (the workspace CA from its bundle)")
-        })?;
-        let url = format!("{}{}", w.trim_end_matches('/'), uplink_protocol::PING_PATH);
-        targets.push(target(
-            &url,
-            Expect::Status(vec![200]),
-            anchor,
-            issuers_override(Vec::new()),
-            HttpMethod::Get,
-        )?);
-    }
-    let expect = if a.expect.is_empty() {
-        Expect::Status(vec![200])
-    } else {
-        Expect::Status(a.expect.clone())
-    };
-    for u in &a.urls {
-        targets.push(target(
-            u,
-            expect.clone(),
-            anchor_or_system(&ca),
-            issuers_override(Vec::new()),
-            HttpMethod::Get,
-        )?);
-    }
-    if targets.is_empty() {
-        match &sensor {
-            Some(c) => targets.push(sensor_target(c, &paths)?),
-            None => {
+            (Trust::Ca | Trust::CaOrSystem, Some(ca)) => spec.into_target(ca.clone(), None),
+            (Trust::CaOrSystem, None) => spec.into_target(system(), None),
+            // (`decide` refuses this already.)
+            (Trust::Ca, None) => {
                 return Err(usage(
-                    "nothing to test: give --url, --profile, --workspace-url, or --config-dir of an installed sensor",
+                    uplink_check::plan::PlanError::WorkspaceUrlWithoutCa.to_string(),
                 ))
             }
-        }
+        };
+        targets.push(target);
     }
-
-    // Methods.
-    let methods: Vec<Method> = if a.methods.is_empty() {
-        if a.all_hosts {
-            vec![Method::Direct, Method::Named, Method::Cli]
-        } else {
-            Method::ALL.to_vec()
-        }
-    } else {
-        let mut m = Vec::new();
-        for s in &a.methods {
-            let method: Method = s.trim().parse().map_err(Usage)?;
-            if !m.contains(&method) {
-                m.push(method);
-            }
-        }
-        m
-    };
     if methods.contains(&Method::Pac) {
         if let Some(p) = &a.pac {
             uplink_sensor::pacsource::check(p).map_err(|e| usage(format!("--pac {p}: {e}")))?;
@@ -601,53 +472,18 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
     })
 }
 
-fn target(
-    url: &str,
-    expect: Expect,
-    anchor: Anchor,
-    issuers: Vec<String>,
-    m: HttpMethod,
-) -> Result<Target, Usage> {
-    let p = parse_url(url).map_err(Usage)?;
-    Ok(Target {
-        url: url.to_owned(),
-        tls: p.tls,
-        host: p.host,
-        port: p.port,
-        path: p.path,
-        http_method: m,
-        expect,
-        anchor,
-        issuers,
-        identity: None,
-    })
-}
-
-/// The installed sensor's workspace: ping over TLS to the workspace CA, with its certificate.
-fn sensor_target(c: &Config, paths: &Paths) -> Result<Target, Usage> {
-    let anchor = load_ca(&paths.ca_file())?;
-    let url = format!(
-        "{}{}",
-        c.sensor_url.trim_end_matches('/'),
-        uplink_protocol::PING_PATH
-    );
-    let mut t = target(
-        &url,
-        Expect::Status(vec![200]),
-        anchor,
-        Vec::new(),
-        HttpMethod::Get,
-    )?;
+/// The installed sensor's client certificate, when it has one.
+fn sensor_identity(paths: &Paths) -> Option<Arc<Identity>> {
     let chain = std::fs::read_to_string(paths.cert_file());
     let key = std::fs::read_to_string(paths.key_file());
-    if let (Ok(chain_pem), Ok(key_pem)) = (chain, key) {
-        t.identity = Some(Arc::new(Identity {
-            chain_pem,
-            key_pem: SecretString::from(key_pem),
-            probe_path: uplink_protocol::EVENTS_PATH.to_owned(),
-        }));
-    }
-    Ok(t)
+    let (Ok(chain_pem), Ok(key_pem)) = (chain, key) else {
+        return None;
+    };
+    Some(Arc::new(Identity {
+        chain_pem,
+        key_pem: SecretString::from(key_pem),
+        probe_path: uplink_protocol::EVENTS_PATH.to_owned(),
+    }))
 }
 
 fn load_ca(path: &Path) -> Result<Anchor, Usage> {
@@ -678,48 +514,6 @@ fn load_ca(path: &Path) -> Result<Anchor, Usage> {
         roots: Arc::new(roots),
         names,
     })
-}
-
-fn catalog_endpoints(
-    a: &Args,
-    profile: Profile,
-    notes: &mut Vec<String>,
-) -> Result<Vec<uplink_allowlist::catalog::Endpoint>, Usage> {
-    let name = match profile {
-        Profile::Mdi => "mdi",
-        Profile::Mde => "mde",
-    };
-    if profile == Profile::Mdi && a.workspace.is_none() {
-        return Err(usage("--profile mdi needs --workspace NAME (the Defender for Identity workspace, e.g. contoso for contososensorapi.atp.azure.com)"));
-    }
-    let catalog = uplink_allowlist::catalog::load(name).map_err(|e| usage(e.to_string()))?;
-    let q = uplink_allowlist::catalog::UrlQuery {
-        workspace: a.workspace.clone().filter(|_| profile == Profile::Mdi),
-        cloud: a.cloud.map(|c| c.as_str().to_owned()),
-        region: a.region.clone(),
-        streamlined: a.streamlined,
-        ..Default::default()
-    };
-    let resolved = catalog.resolve(&q).map_err(|e| usage(e.to_string()))?;
-    let mut out = Vec::new();
-    let mut wild = Vec::new();
-    for e in resolved.endpoints {
-        if e.wildcard_domain().is_some() {
-            wild.push(e.host.clone());
-        } else if !out.iter().any(|o: &uplink_allowlist::catalog::Endpoint| {
-            o.host == e.host && o.port == e.port && o.path() == e.path()
-        }) {
-            out.push(e);
-        }
-    }
-    if !wild.is_empty() {
-        notes.push(format!(
-            "{} wildcard entries cannot be probed (no single host): {}",
-            wild.len(),
-            wild.join(", ")
-        ));
-    }
-    Ok(out)
 }
 
 /// The sensor's explicit proxy, with its unsealed password.

@@ -12,8 +12,8 @@ use uplink_winproxy::keys::{self, ServiceAccount};
 use uplink_winproxy::procedure::{self, Restore};
 use uplink_winproxy::proxy_list;
 use uplink_winproxy::{
-    find_proxy_values, ConnectionSettings, Decoded, FoundValue, InternetSettings, Kind,
-    ProxySettings, RegData, RegFile, RegFormat, RegValue, Summary, WinHttpSettings,
+    find_proxy_values, ConnectionSettings, Decoded, FoundValue, ProxySettings, RegFile, RegFormat,
+    Summary, WinHttpSettings,
 };
 
 const DECODE_EXAMPLES: &str = "\
@@ -216,7 +216,7 @@ pub struct EncodeArgs {
     #[arg(long, value_enum, default_value_t = EncodeKind::Wininet)]
     pub kind: EncodeKind,
     /// WinHTTP magic: 0x28 (current Windows) or 0x18 (older systems).
-    #[arg(long, value_name = "MAGIC", value_parser = parse_magic)]
+    #[arg(long, value_name = "MAGIC", value_parser = uplink_winproxy::winhttp::parse_magic)]
     pub magic: Option<u32>,
     /// WinINet change counter of the new value.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -278,7 +278,7 @@ pub struct WinhttpCommon {
     #[arg(long, value_name = "FILE.reg")]
     pub out: PathBuf,
     /// WinHTTP magic: 0x28 (current Windows) or 0x18 (older systems).
-    #[arg(long, value_name = "MAGIC", value_parser = parse_magic, default_value = "0x28")]
+    #[arg(long, value_name = "MAGIC", value_parser = uplink_winproxy::winhttp::parse_magic, default_value = "0x28")]
     pub magic: u32,
     /// Also write the WOW6432Node copy, read by 32-bit programs on 64-bit Windows.
     #[arg(long)]
@@ -297,19 +297,6 @@ pub struct TelemetryArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub reg: RegOut,
-}
-
-fn parse_magic(s: &str) -> Result<u32, String> {
-    let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    };
-    match n {
-        Some(m @ (0x18 | 0x28)) => Ok(m),
-        _ => Err(format!(
-            "{s:?} is not a WinHTTP magic: use 0x28 (current Windows) or 0x18 (older systems)"
-        )),
-    }
 }
 
 /// Bad usage found after parsing: printed like clap's errors, exit 2.
@@ -408,33 +395,6 @@ fn write_reg(path: &Path, file: &RegFile) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // decode
 
-/// Accepts hex as people paste it: `46,00,00,00,\` lines from a .reg file, spaced dumps.
-fn parse_hex_arg(s: &str) -> Result<Vec<u8>, String> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("hex:")
-        .or_else(|| s.strip_prefix("HEX:"))
-        .unwrap_or(s);
-    let clean: String = s
-        .chars()
-        .filter(|c| !c.is_whitespace() && !matches!(c, ',' | '\\'))
-        .collect();
-    if let Some((i, c)) = clean.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "--hex: {c:?} (character {} after removing separators) is not a hex digit; give the \
-             value's bytes as hex, e.g. 1800000000000000010000000000000000000000",
-            i + 1
-        ));
-    }
-    if !clean.len().is_multiple_of(2) {
-        return Err(format!(
-            "--hex: {} hex digits is an odd number; every byte takes two digits",
-            clean.len()
-        ));
-    }
-    hex::decode(&clean).map_err(|e| format!("--hex: {e}"))
-}
-
 /// One entry of `decode --reg --format json`.
 #[derive(serde::Serialize)]
 struct RegEntry<'a> {
@@ -462,9 +422,9 @@ struct RegEntryError<'a> {
 
 fn decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(h) = &args.hex {
-        let bytes = match parse_hex_arg(h) {
+        let bytes = match uplink_winproxy::blob::parse_pasted_hex(h) {
             Ok(b) => b,
-            Err(e) => return usage(e),
+            Err(e) => return usage(format!("--hex: {e}")),
         };
         let decoded = match args.kind {
             BlobKind::Auto => Decoded::from_blob(&bytes),
@@ -474,7 +434,7 @@ fn decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot decode the {}-byte value", bytes.len()))?;
         match args.format {
             DecodeFormat::Json => println!("{}", serde_json::to_string_pretty(&decoded.summary())?),
-            DecodeFormat::Text => print!("{}", describe(&decoded.summary(), "")),
+            DecodeFormat::Text => print!("{}", decoded.summary().describe("")),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -548,7 +508,7 @@ fn decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
                     }
                     _ => out.push_str(&format!("{}\n", f.value_names.join(", "))),
                 }
-                out.push_str(&describe(&f.decoded.summary(), "  "));
+                out.push_str(&f.decoded.summary().describe("  "));
                 out.push('\n');
             }
             print!("{out}");
@@ -562,95 +522,6 @@ fn decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The text form of a summary, each line prefixed with `indent`.
-fn describe(s: &Summary, indent: &str) -> String {
-    let mut lines: Vec<(String, String)> = vec![("kind".into(), s.kind.as_str().into())];
-    if let Some(v) = s.version {
-        let what = match (s.kind, v) {
-            (Kind::Wininet, 0x46) => " (IE7 and later)",
-            (Kind::Wininet, 0x3c) => " (IE6)",
-            (Kind::Winhttp, 0x28) => " (current Windows)",
-            (Kind::Winhttp, 0x18) => " (older systems)",
-            _ => "",
-        };
-        let label = if s.kind == Kind::Winhttp {
-            "magic"
-        } else {
-            "version"
-        };
-        lines.push((label.into(), format!("{v:#x}{what}")));
-    }
-    if let Some(c) = s.counter {
-        lines.push(("counter".into(), c.to_string()));
-    }
-    let f = &s.flags;
-    let set: Vec<&str> = [
-        (f.direct, "direct"),
-        (f.proxy, "proxy"),
-        (f.auto_config_url, "auto_config_url"),
-        (f.auto_detect, "auto_detect"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
-    let flags = match s.flags_raw {
-        Some(raw) => format!("{raw:#04x} ({})", set.join(", ")),
-        None => set.join(", "),
-    };
-    lines.push(("flags".into(), flags));
-    lines.push(("proxy server".into(), shown(&s.proxy_server)));
-    lines.push(("bypass".into(), shown(&s.bypass)));
-    if let Some(u) = &s.auto_config_url {
-        lines.push(("auto-config URL".into(), shown(u)));
-    }
-    if let Some(t) = &s.trailing_hex {
-        lines.push((
-            "trailing bytes".into(),
-            if t.is_empty() {
-                "none".into()
-            } else {
-                format!("{} ({} bytes)", t, t.len() / 2)
-            },
-        ));
-    }
-    lines.push(("in effect".into(), meaning(&s.effective)));
-    lines
-        .into_iter()
-        .map(|(k, v)| format!("{indent}{:<16} {v}\n", format!("{k}:")))
-        .collect()
-}
-
-fn shown(s: &str) -> String {
-    if s.is_empty() {
-        "(empty)".into()
-    } else {
-        format!("{s:?}")
-    }
-}
-
-/// One line saying what the settings make Windows do.
-fn meaning(s: &ProxySettings) -> String {
-    if s.is_direct() {
-        return "direct connections".into();
-    }
-    // WinINet's order: detection, then the script, then the manual proxy.
-    let mut parts = Vec::new();
-    if s.auto_detect {
-        parts.push("WPAD auto-detection".into());
-    }
-    if let Some(p) = &s.pac_url {
-        parts.push(format!("PAC script {p}"));
-    }
-    if let Some(p) = &s.proxy_server {
-        let mut part = format!("proxy {p}");
-        if !s.bypass.is_empty() {
-            part.push_str(&format!(" except {}", s.bypass.join(";")));
-        }
-        parts.push(part);
-    }
-    parts.join(", then ")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,20 +555,10 @@ fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
         pac_url: args.pac_url.clone(),
         auto_detect: args.auto_detect,
     };
-    let format = args.reg.format();
-    let (bytes, reg) = match args.kind {
-        EncodeKind::Wininet => {
-            let v = ConnectionSettings::new(&settings, args.counter).encode()?;
-            let mut f = RegFile::new(format);
-            f.push_key(
-                keys::user_connections(),
-                vec![RegValue::new(
-                    keys::DEFAULT_CONNECTION_SETTINGS,
-                    RegData::binary(v.clone()),
-                )],
-            );
-            (Some(v), f)
-        }
+    let form = match args.kind {
+        EncodeKind::Wininet => procedure::Form::WinInet {
+            counter: args.counter,
+        },
         EncodeKind::Winhttp => {
             if settings.pac_url.is_some() || settings.auto_detect {
                 return usage(
@@ -705,21 +566,9 @@ fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
                      --auto-detect, or use --kind wininet",
                 );
             }
-            let magic = args.magic.unwrap_or(uplink_winproxy::winhttp::MAGIC);
-            let v = match &settings.proxy_server {
-                Some(p) => WinHttpSettings::set(magic, p, &settings.bypass),
-                None => WinHttpSettings::direct(magic),
+            procedure::Form::WinHttp {
+                magic: args.magic.unwrap_or(uplink_winproxy::winhttp::MAGIC),
             }
-            .encode()?;
-            let mut f = RegFile::new(format);
-            f.push_key(
-                keys::winhttp_connections(false),
-                vec![RegValue::new(
-                    keys::WINHTTP_SETTINGS,
-                    RegData::binary(v.clone()),
-                )],
-            );
-            (Some(v), f)
         }
         EncodeKind::InternetSettings => {
             if args.format == EncodeFormat::Hex {
@@ -728,13 +577,13 @@ fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
                      --format reg",
                 );
             }
-            let cs = ConnectionSettings::new(&settings, args.counter);
-            let is = InternetSettings::from_connection_settings(&cs);
-            let mut f = RegFile::new(format);
-            f.push_key(keys::user_internet_settings(), is.to_values());
-            (None, f)
+            procedure::Form::InternetSettings {
+                counter: args.counter,
+            }
         }
     };
+    let procedure::Encoded { bytes, file: reg } =
+        procedure::encode(&settings, form, args.reg.format())?;
     let output = match (args.format, bytes) {
         (EncodeFormat::Hex, Some(b)) => format!("{}\n", hex::encode(b)).into_bytes(),
         _ => reg.to_bytes()?,
@@ -804,7 +653,7 @@ fn copy_to_services(args: CopyArgs) -> anyhow::Result<ExitCode> {
         "read {source} from [{}] in {}: {}",
         user.source,
         args.from.display(),
-        meaning(&user.decoded.settings())
+        user.decoded.settings().meaning()
     );
     let accounts: Vec<String> = ServiceAccount::ALL
         .iter()
@@ -828,7 +677,7 @@ fn copy_to_services(args: CopyArgs) -> anyhow::Result<ExitCode> {
             .map(|(account, r)| {
                 let what = match r {
                     Restore::Value(b) => match ConnectionSettings::decode(b) {
-                        Ok(cs) => format!("put back the saved value ({})", meaning(&cs.settings())),
+                        Ok(cs) => format!("put back the saved value ({})", cs.settings().meaning()),
                         Err(_) => "put back the saved value (which does not decode)".into(),
                     },
                     Restore::Delete => {
@@ -862,38 +711,4 @@ fn copy_to_services(args: CopyArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_args() {
-        let cases: &[(&str, Result<&[u8], &str>)] = &[
-            ("18000000", Ok(&[0x18, 0, 0, 0])),
-            ("hex:46,00,\\\n  00,00", Ok(&[0x46, 0, 0, 0])),
-            (" 28 00 0a FF ", Ok(&[0x28, 0, 0xa, 0xff])),
-            ("", Ok(&[])),
-            ("46x0", Err("'x' (character 3")),
-            ("460", Err("odd number")),
-        ];
-        for (input, want) in cases {
-            match (parse_hex_arg(input), want) {
-                (Ok(b), Ok(w)) => assert_eq!(b, *w, "{input:?}"),
-                (Err(e), Err(text)) => assert!(e.contains(text), "{input:?}: {e}"),
-                (got, want) => panic!("{input:?}: {got:?} vs {want:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn magics() {
-        assert_eq!(parse_magic("0x28"), Ok(0x28));
-        assert_eq!(parse_magic("0X18"), Ok(0x18));
-        assert_eq!(parse_magic("24"), Ok(0x18));
-        assert!(parse_magic("0x46")
-            .unwrap_err()
-            .contains("not a WinHTTP magic"));
-    }
 }
