@@ -506,3 +506,122 @@ fn a_newer_format_is_refused() {
         .to_string();
     assert!(err.contains("newer uplink (format 9)"), "{err}");
 }
+
+/// Every file of a directory, sorted: (name, bytes).
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_read_only_handle_changes_no_file_and_reads_what_a_writer_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+        append(&mut q, 10);
+        append(&mut q, 10);
+    }
+    let seg = dir.path().join(format!("{:020}.seg", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Damage in the middle (record 3's seq field) and a torn batch at the end.
+    let at = uplink_queue::record::HEADER_LEN
+        + (0..3)
+            .map(|s| uplink_queue::record::RECORD_OVERHEAD + payload(s).len())
+            .sum::<usize>()
+        + 9;
+    bytes[at] ^= 0x40;
+    let mut torn = Vec::new();
+    uplink_queue::record::encode_record(&mut torn, 20, &payload(20), true);
+    bytes.extend_from_slice(&torn);
+    std::fs::write(&seg, &bytes).unwrap();
+    let before = snapshot(dir.path());
+    let mut r = Queue::open_read_only(dir.path(), Options::default()).unwrap();
+    assert_eq!(r.depth().unwrap().events, 20);
+    let b = r.read_batch(100, 1 << 20).unwrap().unwrap();
+    let want: Vec<u64> = (0..20).filter(|s| *s != 3).collect();
+    assert_eq!(seqs_of(&b.body), want);
+    assert!(r.append(1, |_, _, _| {}).is_err());
+    assert!(
+        snapshot(dir.path()) == before,
+        "a read-only handle changed a file"
+    );
+    // A missing queue reads as empty, and is not created.
+    let none = dir.path().join("none");
+    let mut r = Queue::open_read_only(&none, Options::default()).unwrap();
+    assert_eq!(r.depth().unwrap().events, 0);
+    assert!(!none.exists());
+    // The writer keeps the same, cuts only the torn batch, and skips its seq.
+    let mut w = Queue::open(dir.path(), Options::default()).unwrap();
+    let r = w.take_recoveries();
+    assert_eq!(r.iter().filter(|r| r.damaged).count(), 1, "{r:?}");
+    assert_eq!(r.iter().find(|r| r.damaged).unwrap().lost, Some((3, 3)));
+    assert!(append(&mut w, 1).start > 20);
+    let got = drain(&mut w, 100);
+    assert_eq!(&got[..19], &want[..]);
+}
+
+#[test]
+fn a_fully_acknowledged_active_segment_is_deleted_and_seqs_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    append(&mut q, 50);
+    assert_eq!(drain(&mut q, 20).len(), 50);
+    let segs = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("seg".as_ref()))
+            .count()
+    };
+    assert_eq!(segs(), 0, "the drained active segment is still there");
+    assert_eq!(q.depth().unwrap().events, 0);
+    drop(q);
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(append(&mut q, 1), 50..51);
+    // meta.bin is the record; meta.json tells older builds to keep off.
+    let marker = std::fs::read_to_string(dir.path().join("meta.json")).unwrap();
+    assert!(marker.contains("\"format\":2"), "{marker}");
+}
+
+#[test]
+fn an_older_builds_meta_json_is_read_and_moved_into_meta_bin() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut q = Queue::open(dir.path(), small()).unwrap();
+        for _ in 0..10 {
+            append(&mut q, 20);
+        }
+    }
+    std::fs::remove_file(dir.path().join("meta.bin")).unwrap();
+    // What an older build wrote after acknowledging through seq 99.
+    let seg = (0..200u64)
+        .rev()
+        .find(|s| dir.path().join(format!("{s:020}.seg")).exists() && *s <= 100)
+        .unwrap();
+    let len: usize = (seg..100)
+        .map(|s| uplink_queue::record::RECORD_OVERHEAD + payload(s).len())
+        .sum();
+    std::fs::write(
+        dir.path().join("meta.json"),
+        format!(
+            "{{\"format\":1,\"acked_through\":99,\"acked_segment\":{seg},\"acked_offset\":{}}}",
+            uplink_queue::record::HEADER_LEN + len
+        ),
+    )
+    .unwrap();
+    let mut q = Queue::open(dir.path(), small()).unwrap();
+    assert_eq!(drain(&mut q, 30), (100..200).collect::<Vec<_>>());
+    assert!(dir.path().join("meta.bin").exists());
+    drop(q);
+    let mut q = Queue::open(dir.path(), small()).unwrap();
+    assert_eq!(append(&mut q, 1), 200..201);
+}
