@@ -15,13 +15,26 @@
 //! sees durable records.
 //!
 //! **Appends are atomic batches.** The records of one append are marked as one batch in the
-//! framing (format 2, [`record`]). Recovery — by the next process to take the lock — truncates the
-//! last segment back to the end of its last *complete* batch, keeping every complete batch and
-//! reporting what it dropped ([`Queue::take_recoveries`]); a batch cut short anywhere (SIGKILL in
-//! the middle of a large `write(2)`, power loss) is gone whole. Readers only see validated,
-//! complete batches. The numbers of a dropped batch are handed out again (they were never
-//! visible); numbers of acknowledged events never are: the acknowledged high-water mark is kept
-//! in `meta.json`.
+//! framing (format 2, [`record`]). Recovery — by the next *writer* to take the lock — cuts the
+//! last segment back to the end of its last *complete* batch; a batch cut short anywhere (SIGKILL
+//! in the middle of a large `write(2)`, power loss) is gone whole. Readers only see validated,
+//! complete batches.
+//!
+//! **Damage is skipped, never spread.** Every record carries its seq and a CRC-32, so reading
+//! resynchronises at the next valid record after bytes that do not decode (a flipped bit, a lost
+//! page), in any segment: every intact record is delivered, and what was lost — how many records,
+//! which seqs — is reported ([`Queue::take_recoveries`], [`Recovery::damaged`]). Intact data is
+//! never cut off. Sequence numbers are never handed out twice: when the writer cuts a torn end, it
+//! starts a new (empty) segment named above every seq the cut bytes could have held, so the gap
+//! persists on disk. The acknowledged high-water mark is kept in `meta.bin`.
+//!
+//! **Only the writer repairs.** [`Queue::open_read_only`] (for `sensor status`) never creates,
+//! truncates or rewrites a file; it reads what a writer would keep.
+//!
+//! **Acknowledging needs no new disk space.** `meta.bin` is two fixed-size slots
+//! ([`record::meta`]) overwritten in place, so an acknowledgement works on a full disk; and a
+//! segment whose records are all acknowledged is deleted at once, the active one included, so a
+//! drained queue gives its space back.
 //!
 //! **Exactly-once for sources.** A source that checkpoints its own position (a file offset, a
 //! journal cursor) must not re-send a batch after a crash between the queue's fsync and its
@@ -30,17 +43,23 @@
 //! a digest of its last payload) after the batch is known to fit and before any byte is written.
 //! The checkpoint names both positions — before and after the batch — and the intent. At the
 //! next start, the source asks [`Queue::lookup`] for the batch's last seq: present with the same
-//! digest means the batch is in (batches are atomic, so all of it is); absent, or present with
-//! another payload (the seq was handed out again to `send` after the batch was dropped), means
-//! it is not. What this does not cover: a source's own decision to re-read (a truncated file).
+//! digest means the batch is in (batches are atomic, so all of it is); absent (or, in a queue an
+//! older build wrote, present with another payload: that build handed a dropped batch's seqs out
+//! again) means it is not. What this does not cover: a source's own decision to re-read (a
+//! truncated file).
 //!
 //! Formats: segments of format 1 (older builds; no batch flags, every record its own batch) are
 //! read; appends never go into one (a new format-2 segment is started). An older build refuses a
-//! format-2 segment ("written by a newer uplink") instead of truncating it as damage.
+//! format-2 segment ("written by a newer uplink") instead of truncating it as damage, and refuses
+//! the queue once `meta.json` says format 2 (written with `meta.bin`).
 //!
 //! Layout of the queue directory:
 //! - `queue.lock`: the lock file (empty)
-//! - `meta.json`: `{"format":1,"acked_through":N,"acked_segment":S,"acked_offset":O}`
+//! - `meta.bin`: the acknowledgement record (format 2, [`record::meta`]: two slots, in place)
+//! - `meta.json`: format 1 (older builds) `{"format":1,"acked_through":N,"acked_segment":S,
+//!   "acked_offset":O}`, read when there is no `meta.bin`; once `meta.bin` is written it says
+//!   `"format":2`, so an older build refuses the queue ("written by a newer uplink") instead of
+//!   re-reading stale acknowledgements
 //! - `SSSSSSSSSSSSSSSSSSSS.seg`: segments named by their first sequence number; header and
 //!   records as in [`record`] (format 2: `len|MORE`, CRC-32 over length word, seq and payload)
 
@@ -53,8 +72,8 @@ use std::path::{Path, PathBuf};
 
 use record::{Decoded, HEADER_LEN, RECORD_OVERHEAD};
 
-/// The format of `meta.json` this build writes.
-pub const META_FORMAT: u32 = 1;
+/// The format of the acknowledgement record (`meta.bin`; `meta.json` says it) this build writes.
+pub const META_FORMAT: u32 = record::meta::FORMAT;
 
 /// Size bounds.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +107,18 @@ pub enum QueueError {
     Format { path: PathBuf, reason: String },
 }
 
+impl QueueError {
+    /// The file system holding the queue has no room (ENOSPC, or the user's quota).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, QueueError::Io { source, .. } if is_disk_full(source))
+    }
+}
+
+/// Whether an I/O error means "no space left" (ENOSPC) or "quota exceeded" (EDQUOT).
+pub fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> QueueError + '_ {
     move |source| QueueError::Io {
         path: path.to_path_buf(),
@@ -95,26 +126,57 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> QueueError + '_ {
     }
 }
 
-/// What recovery dropped.
+/// Something recovery or reading skipped: a torn end cut by the writer, or damage on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
     pub segment: PathBuf,
-    /// Offset of the first byte dropped.
+    /// Offset of the first byte skipped.
     pub offset: u64,
     pub dropped_bytes: u64,
     pub reason: String,
+    /// The seqs that cannot be delivered (first, last), if any. For a torn end: the seqs its bytes
+    /// could have held, which are never handed out again.
+    pub lost: Option<(u64, u64)>,
+    /// Damage on disk (bytes that were once a complete record no longer decode), as opposed to a
+    /// write cut short by a crash (whose batch was never accepted).
+    pub damaged: bool,
+}
+
+impl Recovery {
+    /// How many seqs were lost.
+    pub fn lost_count(&self) -> u64 {
+        self.lost.map_or(0, |(a, b)| b - a + 1)
+    }
 }
 
 impl std::fmt::Display for Recovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.damaged {
+            "damaged on disk"
+        } else {
+            "a write cut short"
+        };
         write!(
             f,
-            "dropped {} bytes at offset {} of {} ({}); every complete record before it was kept",
+            "{} bytes at offset {} of {} skipped ({}: {})",
             self.dropped_bytes,
             self.offset,
             self.segment.display(),
+            what,
             self.reason
-        )
+        )?;
+        match self.lost {
+            Some((a, b)) if self.damaged => write!(
+                f,
+                "; {} records lost (seq {a} to {b}); every intact record was kept",
+                b - a + 1
+            ),
+            Some((a, b)) => write!(
+                f,
+                "; that batch was never accepted; seq {a} to {b} will not be used; every complete record before it was kept"
+            ),
+            None => write!(f, "; no record lost; every complete record before it was kept"),
+        }
     }
 }
 
@@ -125,6 +187,20 @@ struct Meta {
     /// Where reading resumes: the segment (by first seq) and offset just past the last acked record.
     acked_segment: Option<u64>,
     acked_offset: u64,
+    /// `meta.bin`'s write counter (not in `meta.json`).
+    #[serde(skip)]
+    generation: u64,
+}
+
+impl Meta {
+    fn ack(&self) -> record::meta::Ack {
+        record::meta::Ack {
+            generation: self.generation,
+            acked_through: self.acked_through,
+            acked_segment: self.acked_segment,
+            acked_offset: self.acked_offset,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +260,9 @@ pub struct Depth {
 #[derive(Debug)]
 pub struct Queue {
     dir: PathBuf,
-    lock: File,
+    /// `None`: a read-only handle on a queue that does not exist (yet).
+    lock: Option<File>,
+    read_only: bool,
     opts: Options,
     segments: Vec<Segment>,
     meta: Meta,
@@ -193,11 +271,18 @@ pub struct Queue {
     validated: HashMap<u64, (u64, Option<u64>)>,
     /// Segments' formats (from their headers) by first seq: 1 (older builds) or [`record::FORMAT`].
     formats: HashMap<u64, u32>,
+    /// Damaged stretches found so far, by segment: (start, end) offsets; reading jumps over them.
+    holes: HashMap<u64, Vec<(u64, u64)>>,
     recoveries: Vec<Recovery>,
+    /// Every recovery reported so far, so that each is reported once.
+    reported: std::collections::HashSet<(PathBuf, u64)>,
 }
 
+const META_BIN: &str = "meta.bin";
+const META_JSON: &str = "meta.json";
+
 impl Queue {
-    /// Opens (creating if needed) the queue in `dir`, recovering from any torn write.
+    /// Opens (creating if needed) the queue in `dir` as a writer: recovers from any torn write.
     pub fn open(dir: &Path, opts: Options) -> Result<Queue, QueueError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let lock_path = dir.join("queue.lock");
@@ -207,9 +292,34 @@ impl Queue {
             .write(true)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        let mut q = Queue {
+        let mut q = Queue::new(dir, Some(lock), false, opts);
+        q.check_meta_json()?;
+        q.locked(|_| Ok::<(), QueueError>(()))?;
+        Ok(q)
+    }
+
+    /// Opens the queue in `dir` for reading only (`sensor status`): no file is created, cut or
+    /// rewritten. A torn end is read as a writer would keep it; a missing queue reads as empty.
+    pub fn open_read_only(dir: &Path, opts: Options) -> Result<Queue, QueueError> {
+        let lock_path = dir.join("queue.lock");
+        let lock = match File::open(&lock_path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&lock_path)(e)),
+        };
+        let mut q = Queue::new(dir, lock, true, opts);
+        if q.lock.is_some() {
+            q.check_meta_json()?;
+            q.locked(|_| Ok::<(), QueueError>(()))?;
+        }
+        Ok(q)
+    }
+
+    fn new(dir: &Path, lock: Option<File>, read_only: bool, opts: Options) -> Queue {
+        Queue {
             dir: dir.to_path_buf(),
             lock,
+            read_only,
             opts,
             segments: Vec::new(),
             meta: Meta {
@@ -219,19 +329,25 @@ impl Queue {
             next_seq: 0,
             validated: HashMap::new(),
             formats: HashMap::new(),
+            holes: HashMap::new(),
             recoveries: Vec::new(),
-        };
-        q.locked(|_| Ok::<(), QueueError>(()))?;
-        Ok(q)
+            reported: Default::default(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// What recovery dropped since the last call.
+    /// What recovery and reading skipped since the last call (each once per handle).
     pub fn take_recoveries(&mut self) -> Vec<Recovery> {
         std::mem::take(&mut self.recoveries)
+    }
+
+    fn report(&mut self, r: Recovery) {
+        if self.reported.insert((r.segment.clone(), r.offset)) {
+            self.recoveries.push(r);
+        }
     }
 
     fn locked<T, E: From<QueueError>>(
@@ -239,44 +355,139 @@ impl Queue {
         f: impl FnOnce(&mut Self) -> Result<T, E>,
     ) -> Result<T, E> {
         let lock_path = self.dir.join("queue.lock");
-        self.lock.lock().map_err(io_err(&lock_path))?;
+        let Some(lock) = &self.lock else {
+            // A read-only handle on a queue that does not exist: empty.
+            return f(self);
+        };
+        lock.lock().map_err(io_err(&lock_path))?;
         let result = self.refresh().map_err(E::from).and_then(|()| f(self));
-        let _ = self.lock.unlock();
+        if let Some(lock) = &self.lock {
+            let _ = lock.unlock();
+        }
         result
     }
 
     fn meta_path(&self) -> PathBuf {
-        self.dir.join("meta.json")
+        self.dir.join(META_BIN)
     }
 
     fn segment_path(&self, first_seq: u64) -> PathBuf {
         self.dir.join(format!("{first_seq:020}.seg"))
     }
 
-    /// Re-reads the state other processes may have changed. Called with the lock held.
-    fn refresh(&mut self) -> Result<(), QueueError> {
-        let meta_path = self.meta_path();
-        self.meta = match fs::read(&meta_path) {
+    /// `meta.json`: format 1 (older builds) is read when there is no `meta.bin`; a newer format
+    /// than this build's means a newer uplink owns the queue.
+    fn read_meta_json(&self) -> Result<Option<Meta>, QueueError> {
+        let path = self.dir.join(META_JSON);
+        match fs::read(&path) {
             Ok(bytes) => {
                 let meta: Meta =
                     serde_json::from_slice(&bytes).map_err(|e| QueueError::Format {
-                        path: meta_path.clone(),
+                        path: path.clone(),
                         reason: format!("not valid queue metadata: {e}"),
                     })?;
                 if meta.format > META_FORMAT {
                     return Err(QueueError::Format {
-                        path: meta_path,
+                        path,
                         reason: format!("written by a newer uplink (format {}); this build reads format {META_FORMAT}: upgrade uplink", meta.format),
                     });
                 }
-                meta
+                Ok(Some(meta))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Meta {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    fn check_meta_json(&mut self) -> Result<(), QueueError> {
+        self.read_meta_json().map(|_| ())
+    }
+
+    /// Reads the acknowledgement state: `meta.bin`, else an older build's `meta.json` (which a
+    /// writer then moves into a new `meta.bin`).
+    fn load_meta(&mut self) -> Result<Meta, QueueError> {
+        let path = self.meta_path();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let ack = record::meta::decode(&bytes).map_err(|e| QueueError::Format {
+                    path: path.clone(),
+                    reason: format!("{e}: restore it from a backup, or move the queue directory aside (its events are then not sent)"),
+                })?;
+                return Ok(Meta {
+                    format: META_FORMAT,
+                    acked_through: ack.acked_through,
+                    acked_segment: ack.acked_segment,
+                    acked_offset: ack.acked_offset,
+                    generation: ack.generation,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        let meta = match self.read_meta_json()? {
+            Some(m) if m.format >= 2 => {
+                return Err(QueueError::Format {
+                    path,
+                    reason: "missing (meta.json says it was written): restore it from a backup, or move the queue directory aside".into(),
+                })
+            }
+            Some(m) => Meta {
+                format: META_FORMAT,
+                ..m
+            },
+            None => Meta {
                 format: META_FORMAT,
                 ..Meta::default()
             },
-            Err(e) => return Err(io_err(&meta_path)(e)),
         };
+        Ok(meta)
+    }
+
+    /// Writes a pre-sized `meta.bin` (both slots), then marks `meta.json` as format 2.
+    fn create_meta_bin(&self, meta: &Meta) -> Result<(), QueueError> {
+        let mut bytes = vec![0u8; record::meta::FILE_LEN];
+        for generation in [meta.generation, meta.generation + 1] {
+            let (at, slot) = record::meta::encode(&record::meta::Ack {
+                generation,
+                ..meta.ack()
+            });
+            bytes[at..at + record::meta::SLOT_LEN].copy_from_slice(&slot);
+        }
+        write_atomic(&self.dir, &self.meta_path(), &bytes)?;
+        let marker = Meta {
+            format: META_FORMAT,
+            ..Meta::default()
+        };
+        // Only a marker for older builds (meta.bin is the record): no rename needed.
+        let path = self.dir.join(META_JSON);
+        let mut f = File::create(&path).map_err(io_err(&path))?;
+        f.write_all(&serde_json::to_vec(&marker).expect("meta serialises"))
+            .and_then(|()| f.sync_data())
+            .map_err(io_err(&path))
+    }
+
+    /// Records `meta` durably: one slot of `meta.bin` overwritten in place (no new block).
+    fn store_meta(&mut self, mut meta: Meta) -> Result<(), QueueError> {
+        meta.generation = self.meta.generation + 1;
+        let path = self.meta_path();
+        match OpenOptions::new().write(true).open(&path) {
+            Ok(file) => {
+                use std::os::unix::fs::FileExt;
+                let (at, slot) = record::meta::encode(&meta.ack());
+                file.write_all_at(&slot, at as u64)
+                    .and_then(|()| file.sync_data())
+                    .map_err(io_err(&path))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.create_meta_bin(&meta)?,
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        self.meta = meta;
+        Ok(())
+    }
+
+    /// Re-reads the state other processes may have changed. Called with the lock held.
+    fn refresh(&mut self) -> Result<(), QueueError> {
+        self.meta = self.load_meta()?;
         let mut segments = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
@@ -300,15 +511,26 @@ impl Queue {
             .retain(|k, _| segments.iter().any(|s| s.first_seq == *k));
         self.formats
             .retain(|k, _| segments.iter().any(|s| s.first_seq == *k));
+        self.holes
+            .retain(|k, _| segments.iter().any(|s| s.first_seq == *k));
         self.segments = segments;
         // The tail is where appends go and where a torn write can be: validate what is new in it.
         if let Some(tail) = self.segments.last().cloned() {
             let validated = self.validated.get(&tail.first_seq).copied();
             if validated.is_none_or(|(checked, _)| checked != tail.len) {
-                let (end, last_seq) = self.scan_tail(&tail, validated)?;
+                let (end, last_seq, skip_to) = self.scan_tail(&tail, validated)?;
                 self.validated.insert(tail.first_seq, (end, last_seq));
                 if let Some(s) = self.segments.last_mut() {
                     s.len = end;
+                }
+                if !self.read_only && !tail.path.exists() {
+                    // An empty segment without a header that could not be repaired (full disk).
+                    self.segments.pop();
+                    self.validated.remove(&tail.first_seq);
+                    self.formats.remove(&tail.first_seq);
+                }
+                if let Some(first) = skip_to {
+                    self.new_segment(first)?;
                 }
             }
         }
@@ -324,16 +546,19 @@ impl Queue {
         Ok(())
     }
 
-    /// Scans the tail segment from `resume` (or its header) to the end, truncating it back to the
-    /// end of its last complete batch. Returns the valid end and the last sequence number.
+    /// Scans the tail segment from `resume` (or its header) to the end. Damage followed by valid
+    /// records is remembered as a hole (and reported); a torn or damaged end is cut back to the
+    /// end of the last complete batch — by a writer only, which also returns the seq the next
+    /// segment must start at so that no seq the cut bytes held is handed out again. Returns the
+    /// valid end, the last sequence number and that seq.
     fn scan_tail(
         &mut self,
         seg: &Segment,
         resume: Option<(u64, Option<u64>)>,
-    ) -> Result<(u64, Option<u64>), QueueError> {
+    ) -> Result<(u64, Option<u64>, Option<u64>), QueueError> {
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!self.read_only)
             .open(&seg.path)
             .map_err(io_err(&seg.path))?;
         let mut header = [0u8; HEADER_LEN];
@@ -349,21 +574,37 @@ impl Queue {
             // A segment torn before its header was complete holds no records: start over.
             // (An empty file is a segment created just before a crash: nothing to report.)
             Err(record::HeaderError::Truncated) => {
+                if self.read_only {
+                    return Ok((n as u64, None, None));
+                }
                 if n > 0 {
-                    self.recoveries.push(Recovery {
+                    self.report(Recovery {
                         segment: seg.path.clone(),
                         offset: 0,
                         dropped_bytes: n as u64,
                         reason: "segment header incomplete".into(),
+                        lost: None,
+                        damaged: false,
                     });
                 }
-                file.set_len(0).map_err(io_err(&seg.path))?;
-                file.seek(SeekFrom::Start(0)).map_err(io_err(&seg.path))?;
-                file.write_all(&record::encode_header(seg.first_seq))
-                    .map_err(io_err(&seg.path))?;
-                file.sync_data().map_err(io_err(&seg.path))?;
+                let rewritten = file
+                    .set_len(0)
+                    .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+                    .and_then(|()| file.write_all(&record::encode_header(seg.first_seq)))
+                    .and_then(|()| file.sync_data())
+                    .map_err(io_err(&seg.path));
+                if let Err(e) = rewritten {
+                    if !e.is_disk_full() {
+                        return Err(e);
+                    }
+                    // It holds no record: without room to repair it, it goes (its name's seq is
+                    // not above any record's, as it was the tail).
+                    let _ = file.set_len(0);
+                    fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+                    return Ok((0, None, None));
+                }
                 self.formats.insert(seg.first_seq, record::FORMAT);
-                return Ok((HEADER_LEN as u64, None));
+                return Ok((HEADER_LEN as u64, None, None));
             }
             Err(e) => {
                 return Err(QueueError::Format {
@@ -381,19 +622,100 @@ impl Queue {
         let mut buf = Vec::new();
         file.read_to_end(&mut buf).map_err(io_err(&seg.path))?;
         let scanned = record::scan(&buf, format, last.map_or(seg.first_seq, |l| l + 1), last);
+        for h in &scanned.holes {
+            let (start, end) = (offset + h.start as u64, offset + h.end as u64);
+            let first = h.after.map_or(seg.first_seq, |a| a + 1);
+            let lost = h.next.filter(|n| *n > first).map(|n| (first, n - 1));
+            self.add_hole(seg.first_seq, start, end);
+            self.report(Recovery {
+                segment: seg.path.clone(),
+                offset: start,
+                dropped_bytes: end - start,
+                reason: h.reason.clone(),
+                lost,
+                damaged: true,
+            });
+        }
         let end = offset + scanned.valid as u64;
+        let mut skip_to = None;
         if let Some(reason) = scanned.problem {
             let dropped = (buf.len() - scanned.valid) as u64;
+            if self.read_only {
+                return Ok((end, scanned.last, None));
+            }
+            // Every record takes at least RECORD_OVERHEAD bytes: the cut bytes held at most this
+            // many seqs. They are skipped, never handed out again.
+            let first = scanned.last.map_or(seg.first_seq, |l| l + 1);
+            let next = first + dropped.div_ceil(RECORD_OVERHEAD as u64);
+            let torn = reason.starts_with("incomplete");
             file.set_len(end).map_err(io_err(&seg.path))?;
             file.sync_data().map_err(io_err(&seg.path))?;
-            self.recoveries.push(Recovery {
+            self.report(Recovery {
                 segment: seg.path.clone(),
                 offset: end,
                 dropped_bytes: dropped,
                 reason,
+                lost: (next > first).then(|| (first, next - 1)),
+                damaged: !torn,
             });
+            skip_to = (next > first).then_some(next);
         }
-        Ok((end, scanned.last))
+        Ok((end, scanned.last, skip_to))
+    }
+
+    fn add_hole(&mut self, segment: u64, start: u64, end: u64) {
+        let holes = self.holes.entry(segment).or_default();
+        if !holes.contains(&(start, end)) {
+            holes.push((start, end));
+        }
+    }
+
+    /// Where the hole starting at `offset` of `segment` ends, if one is known there.
+    fn hole_at(&self, segment: u64, offset: u64) -> Option<u64> {
+        self.holes
+            .get(&segment)?
+            .iter()
+            .find(|(s, e)| *s == offset && *e > *s)
+            .map(|(_, e)| *e)
+    }
+
+    /// The bytes at `offset` of `seg` do not decode: finds the next valid record (seq above
+    /// `seen`), remembers the hole and reports what was lost. Returns where reading goes on.
+    fn find_hole(
+        &mut self,
+        seg: &Segment,
+        format: u32,
+        offset: u64,
+        seen: Option<u64>,
+        next_segment: Option<u64>,
+        reason: &str,
+    ) -> Result<u64, QueueError> {
+        let mut file = File::open(&seg.path).map_err(io_err(&seg.path))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_err(&seg.path))?;
+        let mut buf = vec![0u8; seg.len.saturating_sub(offset) as usize];
+        let n = read_up_to(&mut file, &mut buf).map_err(io_err(&seg.path))?;
+        buf.truncate(n);
+        let (end, next) = match record::resync(&buf, format, seen) {
+            Some((skip, next)) => (offset + skip as u64, Some(next)),
+            None => (seg.len, next_segment.or(Some(self.next_seq))),
+        };
+        let acked_next = self.meta.acked_through.map_or(0, |a| a + 1);
+        let first = seen
+            .map_or(seg.first_seq, |s| s + 1)
+            .max(seg.first_seq)
+            .max(acked_next);
+        let lost = next.filter(|n| *n > first).map(|n| (first, n - 1));
+        self.add_hole(seg.first_seq, offset, end);
+        self.report(Recovery {
+            segment: seg.path.clone(),
+            offset,
+            dropped_bytes: end - offset,
+            reason: reason.into(),
+            lost,
+            damaged: lost.is_some(),
+        });
+        Ok(end)
     }
 
     /// The format of a segment, from its header (cached). `Ok(Err(why))`: the header is damaged.
@@ -458,6 +780,13 @@ impl Queue {
         commit: impl FnOnce(&Intent) -> Result<(), E>,
     ) -> Result<std::ops::Range<u64>, E> {
         self.locked(|q| {
+            if q.read_only {
+                return Err(QueueError::Format {
+                    path: q.dir.clone(),
+                    reason: "opened read-only: cannot append".into(),
+                }
+                .into());
+            }
             let first = q.next_seq;
             if count == 0 {
                 return Ok(first..first);
@@ -486,6 +815,12 @@ impl Queue {
                     needed: buf.len() as u64,
                 }
                 .into());
+            }
+            if !q.meta_path().exists() {
+                // Pre-size the acknowledgement record while there is room: acknowledging these
+                // events must work even once the disk is full.
+                let meta = q.meta;
+                q.create_meta_bin(&meta)?;
             }
             let tail = q.tail_for_append(first)?;
             commit(&intent)?;
@@ -547,9 +882,15 @@ impl Queue {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        file.write_all(&record::encode_header(first_seq))
-            .map_err(io_err(&path))?;
-        file.sync_all().map_err(io_err(&path))?;
+        let written = file
+            .write_all(&record::encode_header(first_seq))
+            .and_then(|()| file.sync_all())
+            .map_err(io_err(&path));
+        if let Err(e) = written {
+            // No segment without a header (on a full disk the next writer could not repair it).
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         sync_dir(&self.dir)?;
         let seg = Segment {
             first_seq,
@@ -564,6 +905,8 @@ impl Queue {
 
     /// Reads up to `max_events` events (and about `max_bytes`) after the last acknowledged one.
     /// Returns `None` when nothing is waiting. Reading does not remove: see [`Queue::ack`].
+    /// Damaged bytes are skipped (resynchronising at the next valid record) and reported through
+    /// [`Queue::take_recoveries`].
     pub fn read_batch(
         &mut self,
         max_events: usize,
@@ -582,110 +925,135 @@ impl Queue {
             let mut batch: Option<Batch> = None;
             let tail_first = q.segments.last().map(|s| s.first_seq);
             let segments: Vec<Segment> = q.segments[start_index.min(q.segments.len())..].to_vec();
-            for seg in segments {
-                let start = if Some(seg.first_seq) == q.meta.acked_segment {
+            let is_full = |b: &Option<Batch>| {
+                b.as_ref()
+                    .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
+            };
+            let mut read_through = true;
+            'segments: for (i, seg) in segments.iter().enumerate() {
+                let next_segment = segments.get(i + 1).map(|s| s.first_seq);
+                let in_acked = Some(seg.first_seq) == q.meta.acked_segment;
+                let mut off = if in_acked {
                     q.meta.acked_offset.max(HEADER_LEN as u64)
                 } else {
                     HEADER_LEN as u64
                 };
-                if start >= seg.len {
+                // The seq of the last record passed: a record must go above it.
+                let mut seen = if in_acked && off > HEADER_LEN as u64 {
+                    acked
+                } else {
+                    seg.first_seq.checked_sub(1)
+                };
+                if off >= seg.len {
                     continue;
                 }
-                let format = match q.segment_format(&seg)? {
-                    Ok(f) => f,
-                    Err(why) => {
-                        // A sealed segment whose header is damaged: report once, go on.
-                        let recovery = Recovery {
-                            segment: seg.path.clone(),
-                            offset: 0,
-                            dropped_bytes: seg.len,
-                            reason: format!("damaged segment header ({why})"),
-                        };
-                        if !q.recoveries.contains(&recovery) {
-                            q.recoveries.push(recovery);
-                        }
-                        continue;
-                    }
-                };
+                // A damaged header: the records may still be intact (each carries its own CRC);
+                // read them as this build's format, and any that do not decode are a hole.
+                let format = q.segment_format(seg)?.unwrap_or(record::FORMAT);
                 let mut file = File::open(&seg.path).map_err(io_err(&seg.path))?;
                 if Some(seg.first_seq) == tail_first {
                     // Make sure what we are about to send is durable, even if its appender died
                     // between write and fsync.
                     file.sync_data().map_err(io_err(&seg.path))?;
                 }
-                file.seek(SeekFrom::Start(start))
-                    .map_err(io_err(&seg.path))?;
-                let want = (seg.len - start)
-                    .min(max_bytes as u64 + record::MAX_PAYLOAD as u64 + RECORD_OVERHEAD as u64);
-                let mut buf = vec![0u8; want as usize];
-                let n = read_up_to(&mut file, &mut buf).map_err(io_err(&seg.path))?;
-                buf.truncate(n);
-                let read_all = start + n as u64 >= seg.len;
-                let is_full = |b: &Option<Batch>| {
-                    b.as_ref()
-                        .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
-                };
-                let mut pos = 0usize;
-                // True when everything unacknowledged in this segment is in the batch (or was
-                // dropped as damaged), so reading may go on to the next segment.
-                let mut finished = false;
-                while !is_full(&batch) {
-                    if pos >= buf.len() {
-                        finished = read_all;
-                        break;
+                while off < seg.len {
+                    if is_full(&batch) {
+                        read_through = false;
+                        break 'segments;
                     }
-                    match record::decode_record(&buf[pos..], format) {
-                        Decoded::Complete {
-                            seq, payload, len, ..
-                        } => {
-                            pos += len;
-                            if acked.is_some_and(|a| seq <= a) {
-                                continue;
+                    if let Some(end) = q.hole_at(seg.first_seq, off) {
+                        off = end;
+                        continue;
+                    }
+                    file.seek(SeekFrom::Start(off)).map_err(io_err(&seg.path))?;
+                    let want = (seg.len - off).min(
+                        max_bytes as u64 + record::MAX_PAYLOAD as u64 + RECORD_OVERHEAD as u64,
+                    );
+                    let mut buf = vec![0u8; want as usize];
+                    let n = read_up_to(&mut file, &mut buf).map_err(io_err(&seg.path))?;
+                    buf.truncate(n);
+                    let read_all = off + n as u64 >= seg.len;
+                    let mut pos = 0usize;
+                    let mut damage = None;
+                    while !is_full(&batch) && pos < buf.len() {
+                        match record::decode_record(&buf[pos..], format) {
+                            Decoded::Complete {
+                                seq, payload, len, ..
+                            } if seen.is_none_or(|s| seq > s) => {
+                                pos += len;
+                                seen = Some(seq);
+                                if acked.is_some_and(|a| seq <= a) {
+                                    continue;
+                                }
+                                let end = Position {
+                                    segment: seg.first_seq,
+                                    offset: off + pos as u64,
+                                };
+                                let b = batch.get_or_insert_with(|| Batch {
+                                    first_seq: seq,
+                                    last_seq: seq,
+                                    count: 0,
+                                    body: Vec::with_capacity(max_bytes.min(1 << 22)),
+                                    end,
+                                });
+                                b.body.extend_from_slice(payload);
+                                b.body.push(b'\n');
+                                b.last_seq = seq;
+                                b.count += 1;
+                                b.end = end;
                             }
-                            let end = Position {
-                                segment: seg.first_seq,
-                                offset: start + pos as u64,
-                            };
-                            let b = batch.get_or_insert_with(|| Batch {
-                                first_seq: seq,
-                                last_seq: seq,
-                                count: 0,
-                                body: Vec::with_capacity(max_bytes.min(1 << 22)),
-                                end,
-                            });
-                            b.body.extend_from_slice(payload);
-                            b.body.push(b'\n');
-                            b.last_seq = seq;
-                            b.count += 1;
-                            b.end = end;
-                        }
-                        // The buffer ended inside a record: the rest is read by the next call.
-                        Decoded::Incomplete if !read_all => break,
-                        _ if Some(seg.first_seq) != tail_first => {
-                            // A sealed segment damaged on disk: report once, go on to the next.
-                            let offset = start + pos as u64;
-                            let recovery = Recovery {
-                                segment: seg.path.clone(),
-                                offset,
-                                dropped_bytes: seg.len - offset,
-                                reason: "damaged record in a sealed segment".into(),
-                            };
-                            if !q.recoveries.contains(&recovery) {
-                                q.recoveries.push(recovery);
+                            // The buffer ended inside a record: read on from there.
+                            Decoded::Incomplete if !read_all => break,
+                            Decoded::Complete { .. } => {
+                                damage = Some("a record's seq goes backwards");
+                                break;
                             }
-                            finished = true;
-                            break;
+                            Decoded::Incomplete => {
+                                damage = Some("incomplete record");
+                                break;
+                            }
+                            Decoded::Corrupt(why) => {
+                                damage = Some(why);
+                                break;
+                            }
                         }
-                        // The tail was validated (and any torn end truncated) by `refresh`.
-                        _ => break,
+                    }
+                    off += pos as u64;
+                    if let Some(why) = damage {
+                        off = match q.hole_at(seg.first_seq, off) {
+                            Some(end) => end,
+                            None => q.find_hole(seg, format, off, seen, next_segment, why)?,
+                        };
                     }
                 }
-                if !finished || is_full(&batch) {
-                    break;
-                }
+            }
+            if batch.is_none() && read_through && !q.read_only {
+                q.skip_unreadable()?;
             }
             Ok(batch)
         })
+    }
+
+    /// Nothing readable is left, yet seqs below `next_seq` are not acknowledged: they were lost
+    /// (reported when found) or skipped. Acknowledge through `next_seq - 1` so that the queue
+    /// counts as empty and the segments holding only damage are freed.
+    fn skip_unreadable(&mut self) -> Result<(), QueueError> {
+        let Some(through) = self.next_seq.checked_sub(1) else {
+            return Ok(());
+        };
+        if self.meta.acked_through.is_some_and(|a| a >= through) {
+            return Ok(());
+        }
+        let Some(tail) = self.segments.last().cloned() else {
+            return Ok(());
+        };
+        self.commit_ack(
+            through,
+            Position {
+                segment: tail.first_seq,
+                offset: tail.len,
+            },
+        )
     }
 
     /// Removes `batch` (and everything before it) from the queue, durably.
@@ -694,40 +1062,40 @@ impl Queue {
             if q.meta.acked_through.is_some_and(|a| a >= batch.last_seq) {
                 return Ok(());
             }
-            let meta = Meta {
-                format: META_FORMAT,
-                acked_through: Some(batch.last_seq),
-                acked_segment: Some(batch.end.segment),
-                acked_offset: batch.end.offset,
-            };
-            write_atomic(
-                &q.dir,
-                &q.meta_path(),
-                &serde_json::to_vec(&meta).expect("meta serialises"),
-            )?;
-            q.meta = meta;
-            // Delete segments that hold only acknowledged records: every segment before the one
-            // reading resumes in, and that one too if it is sealed (full) and read to its end.
-            let tail_first = q.segments.last().map(|s| s.first_seq);
-            let mut keep = Vec::new();
-            for seg in std::mem::take(&mut q.segments) {
-                let before = seg.first_seq < batch.end.segment;
-                let done = seg.first_seq == batch.end.segment
-                    && batch.end.offset >= seg.len
-                    && (Some(seg.first_seq) != tail_first || seg.len >= q.opts.segment_bytes);
-                if before || done {
-                    fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
-                    q.validated.remove(&seg.first_seq);
-                } else {
-                    keep.push(seg);
-                }
-            }
-            q.segments = keep;
-            Ok(())
+            q.commit_ack(batch.last_seq, batch.end)
         })
     }
 
-    /// Events and bytes waiting to be uploaded.
+    /// Records "acknowledged through `last`, reading resumes at `end`" (in place, no new disk
+    /// space) and deletes every segment that holds only acknowledged records — the active one
+    /// too, so a drained queue gives its space back at once.
+    fn commit_ack(&mut self, last: u64, end: Position) -> Result<(), QueueError> {
+        self.store_meta(Meta {
+            format: META_FORMAT,
+            acked_through: Some(last),
+            acked_segment: Some(end.segment),
+            acked_offset: end.offset,
+            generation: 0,
+        })?;
+        let mut keep = Vec::new();
+        for seg in std::mem::take(&mut self.segments) {
+            let before = seg.first_seq < end.segment;
+            let done = seg.first_seq == end.segment && end.offset >= seg.len;
+            if before || done {
+                fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+                self.validated.remove(&seg.first_seq);
+                self.formats.remove(&seg.first_seq);
+                self.holes.remove(&seg.first_seq);
+            } else {
+                keep.push(seg);
+            }
+        }
+        self.segments = keep;
+        Ok(())
+    }
+
+    /// Events and bytes waiting to be uploaded. (Seqs lost to damage count until reading has
+    /// passed them.)
     pub fn depth(&mut self) -> Result<Depth, QueueError> {
         self.locked(|q| {
             let first = q
@@ -735,9 +1103,14 @@ impl Queue {
                 .acked_through
                 .map_or(0, |a| a + 1)
                 .max(q.segments.first().map_or(q.next_seq, |s| s.first_seq));
+            let bytes = q.pending_bytes();
             Ok(Depth {
-                events: q.next_seq.saturating_sub(first),
-                bytes: q.pending_bytes(),
+                events: if bytes == 0 {
+                    0
+                } else {
+                    q.next_seq.saturating_sub(first)
+                },
+                bytes,
             })
         })
     }
@@ -759,8 +1132,10 @@ impl Queue {
         })
     }
 
-    /// The digest of the payload of record `seq`, if the queue still holds it. Reads the one
-    /// segment that can hold it, record header by record header, skipping payloads.
+    /// The digest of the payload of record `seq`, if the queue still holds it intact. Reads the
+    /// one segment that can hold it, record header by record header, skipping payloads; only
+    /// when the headers stop making sense (damage) does it read the segment whole and
+    /// resynchronise.
     fn find_digest(&mut self, seq: u64) -> Result<Option<u64>, QueueError> {
         if seq >= self.next_seq {
             return Ok(None);
@@ -774,15 +1149,14 @@ impl Queue {
         else {
             return Ok(None);
         };
-        let Ok(format) = self.segment_format(&seg)? else {
-            return Ok(None);
-        };
+        let format = self.segment_format(&seg)?.unwrap_or(record::FORMAT);
         let file = File::open(&seg.path).map_err(io_err(&seg.path))?;
         let mut r = io::BufReader::with_capacity(64 * 1024, file);
         r.seek(SeekFrom::Start(HEADER_LEN as u64))
             .map_err(io_err(&seg.path))?;
         let mut pos = HEADER_LEN as u64;
         let mut head = [0u8; RECORD_OVERHEAD];
+        let mut expected = seg.first_seq;
         while pos + RECORD_OVERHEAD as u64 <= seg.len {
             r.read_exact(&mut head).map_err(io_err(&seg.path))?;
             let word = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
@@ -795,10 +1169,10 @@ impl Queue {
             seq_bytes.copy_from_slice(&head[8..16]);
             let at = u64::from_le_bytes(seq_bytes);
             if len > record::MAX_PAYLOAD
-                || at > seq
+                || at != expected
                 || pos + (RECORD_OVERHEAD + len) as u64 > seg.len
             {
-                return Ok(None);
+                return self.find_digest_resyncing(&seg, format, seq);
             }
             if at == seq {
                 let mut rec = Vec::with_capacity(RECORD_OVERHEAD + len);
@@ -806,13 +1180,55 @@ impl Queue {
                 rec.resize(RECORD_OVERHEAD + len, 0);
                 r.read_exact(&mut rec[RECORD_OVERHEAD..])
                     .map_err(io_err(&seg.path))?;
-                return Ok(match record::decode_record(&rec, format) {
-                    Decoded::Complete { payload, .. } => Some(record::digest(payload)),
-                    _ => None,
-                });
+                return match record::decode_record(&rec, format) {
+                    Decoded::Complete { payload, .. } => Ok(Some(record::digest(payload))),
+                    _ => self.find_digest_resyncing(&seg, format, seq),
+                };
             }
             r.seek_relative(len as i64).map_err(io_err(&seg.path))?;
             pos += (RECORD_OVERHEAD + len) as u64;
+            expected = at + 1;
+        }
+        Ok(None)
+    }
+
+    /// [`Queue::find_digest`] through damage: the whole segment, every record checked.
+    fn find_digest_resyncing(
+        &mut self,
+        seg: &Segment,
+        format: u32,
+        seq: u64,
+    ) -> Result<Option<u64>, QueueError> {
+        let mut file = File::open(&seg.path).map_err(io_err(&seg.path))?;
+        file.seek(SeekFrom::Start(HEADER_LEN as u64))
+            .map_err(io_err(&seg.path))?;
+        let mut buf = vec![0u8; seg.len.saturating_sub(HEADER_LEN as u64) as usize];
+        let n = read_up_to(&mut file, &mut buf).map_err(io_err(&seg.path))?;
+        buf.truncate(n);
+        let mut pos = 0;
+        let mut seen = seg.first_seq.checked_sub(1);
+        while pos < buf.len() {
+            match record::decode_record(&buf[pos..], format) {
+                Decoded::Complete {
+                    seq: at,
+                    payload,
+                    len,
+                    ..
+                } if seen.is_none_or(|s| at > s) => {
+                    if at == seq {
+                        return Ok(Some(record::digest(payload)));
+                    }
+                    if at > seq {
+                        return Ok(None);
+                    }
+                    seen = Some(at);
+                    pos += len;
+                }
+                _ => match record::resync(&buf[pos..], format, seen) {
+                    Some((skip, _)) => pos += skip,
+                    None => return Ok(None),
+                },
+            }
         }
         Ok(None)
     }
@@ -848,8 +1264,14 @@ fn sync_dir(dir: &Path) -> Result<(), QueueError> {
 fn write_atomic(dir: &Path, path: &Path, contents: &[u8]) -> Result<(), QueueError> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(contents).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
+    let written = f
+        .write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&tmp));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path).map_err(io_err(path))?;
     sync_dir(dir)
 }

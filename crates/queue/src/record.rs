@@ -19,7 +19,11 @@
 //! the CRC-32 covers seq and payload only; every record is a batch of its own.
 //!
 //! Decoding a record returns `Incomplete` when the bytes end inside it (a torn write at the end of
-//! a file), or `Corrupt` when the bytes are there but wrong.
+//! a file), or `Corrupt` when the bytes are there but wrong. After damage, [`resync`] finds the
+//! next valid record (every record carries its seq and CRC), so [`scan`] reports a [`Hole`] and
+//! goes on instead of stopping.
+//!
+//! [`meta`] is the acknowledgement record (`meta.bin`): two slots overwritten in place.
 
 /// Segment magic.
 pub const MAGIC: &[u8; 8] = b"UPLQSEG\0";
@@ -187,6 +191,22 @@ pub fn decode_record(buf: &[u8], format: u32) -> Decoded<'_> {
     }
 }
 
+/// A stretch of a segment that holds no valid record (damage on disk), found by [`scan`] or
+/// [`resync`]. Offsets are relative to the buffer scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hole {
+    /// The first byte that did not decode.
+    pub start: usize,
+    /// Where the next valid record starts (or the end of the buffer).
+    pub end: usize,
+    /// The seq of the last valid record before the hole, if any.
+    pub after: Option<u64>,
+    /// The seq of the first valid record after the hole (`None`: none follows in the buffer).
+    pub next: Option<u64>,
+    /// Why the bytes at `start` are not a record.
+    pub reason: String,
+}
+
 /// What [`scan`] found in the records of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scanned {
@@ -194,43 +214,105 @@ pub struct Scanned {
     pub valid: usize,
     /// The seq of the last record within `valid` (`None`: no record).
     pub last: Option<u64>,
-    /// Why scanning stopped before the end of the buffer, or with an unfinished batch.
+    /// Damage inside `valid`, each followed by a valid record: the scan resynchronised there.
+    pub holes: Vec<Hole>,
+    /// Why the bytes after `valid` are not kept (a write cut short, damage at the very end, an
+    /// unfinished batch), if there are such bytes.
     pub problem: Option<String>,
+}
+
+/// Finds the next valid record in `buf` at an offset of at least 1 whose seq is above `after`:
+/// its offset and seq. Each record carries its seq and a CRC-32 over it, and payloads are JSON
+/// text (no byte below 0x20 outside escapes), so a false match inside damaged or payload bytes
+/// would need a 32-bit checksum collision on a length word that text cannot spell.
+pub fn resync(buf: &[u8], format: u32, after: Option<u64>) -> Option<(usize, u64)> {
+    (1..buf.len()).find_map(|at| match decode_record(&buf[at..], format) {
+        Decoded::Complete { seq, .. } if after.is_none_or(|a| seq > a) => Some((at, seq)),
+        _ => None,
+    })
 }
 
 /// Scans records from the start of `buf` (a segment of `format`, after its header or after
 /// a point known to end a batch) and returns the end of the last complete batch. `expected` is
-/// the seq the first record must carry (seqs go up by one); `last` the seq before it, if any.
+/// the seq the first record must carry; `last` the seq before it, if any.
+///
+/// Damage in the middle (bytes that do not decode, or a seq that goes backwards) does not end
+/// the scan: it resynchronises at the next valid record ([`resync`]) and reports the [`Hole`];
+/// every intact record after it counts. Only when no valid record follows is the rest a
+/// `problem` (a torn write at the end, or damage there: the caller cannot tell them apart).
 pub fn scan(buf: &[u8], format: u32, expected: u64, last: Option<u64>) -> Scanned {
     let mut pos = 0;
     let mut out = Scanned {
         valid: 0,
         last,
+        holes: Vec::new(),
         problem: None,
     };
     let mut expected = expected;
+    let mut seen = last.or(expected.checked_sub(1));
+    let mut holes = Vec::new();
     let mut in_batch = false;
     while pos < buf.len() {
-        match decode_record(&buf[pos..], format) {
-            Decoded::Complete { seq, len, more, .. } => {
+        let why: String = match decode_record(&buf[pos..], format) {
+            Decoded::Complete { seq, len, more, .. } if seen.is_none_or(|s| seq > s) => {
                 if seq != expected {
-                    out.problem = Some(format!("sequence {seq} where {expected} was expected"));
-                    return out;
+                    // A gap with no damaged byte: seqs were skipped (never reissued).
+                    holes.push(Hole {
+                        start: pos,
+                        end: pos,
+                        after: seen,
+                        next: Some(seq),
+                        reason: format!("sequence {seq} where {expected} was expected"),
+                    });
                 }
                 expected = seq.wrapping_add(1);
+                seen = Some(seq);
                 pos += len;
                 in_batch = more;
                 if !more {
                     out.valid = pos;
                     out.last = Some(seq);
+                    out.holes.append(&mut holes);
                 }
+                continue;
             }
-            Decoded::Incomplete => {
-                out.problem = Some("incomplete record (a write cut short)".into());
-                return out;
+            Decoded::Complete { seq, .. } => {
+                format!("sequence {seq} where {expected} was expected")
             }
-            Decoded::Corrupt(why) => {
-                out.problem = Some(why.into());
+            Decoded::Incomplete => "incomplete record (a write cut short)".into(),
+            Decoded::Corrupt(why) => why.into(),
+        };
+        match resync(&buf[pos..], format, seen) {
+            Some((skip, next)) => {
+                holes.push(Hole {
+                    start: pos,
+                    end: pos + skip,
+                    after: seen,
+                    next: Some(next),
+                    reason: why,
+                });
+                pos += skip;
+                expected = next;
+                in_batch = false;
+            }
+            None => {
+                if let Some(seq) = damaged_last_record(&buf[pos..], format, expected) {
+                    // The last record is all there — its length reaches the end exactly, its seq
+                    // is the one expected, it ends its batch — but its checksum fails: damage,
+                    // not a write cut short. Its batch was complete: keep the rest of it.
+                    holes.push(Hole {
+                        start: pos,
+                        end: buf.len(),
+                        after: seen,
+                        next: Some(seq + 1),
+                        reason: why,
+                    });
+                    out.valid = buf.len();
+                    out.last = Some(seq);
+                    out.holes.append(&mut holes);
+                    return out;
+                }
+                out.problem = Some(why);
                 return out;
             }
         }
@@ -239,6 +321,100 @@ pub fn scan(buf: &[u8], format: u32, expected: u64, last: Option<u64>) -> Scanne
         out.problem = Some("incomplete batch (an append cut short between its records)".into());
     }
     out
+}
+
+/// `Some(seq)` when `rest` is exactly one record whose framing is intact (its length reaches the
+/// end of `rest`, its seq is `expected`, it ends its batch) but whose checksum fails.
+fn damaged_last_record(rest: &[u8], format: u32, expected: u64) -> Option<u64> {
+    if rest.len() < RECORD_OVERHEAD {
+        return None;
+    }
+    let word = u32_at(rest, 0);
+    let (len, more) = if format >= 2 {
+        ((word & !MORE) as usize, word & MORE != 0)
+    } else {
+        (word as usize, false)
+    };
+    let seq = u64_at(rest, 8);
+    (!more && len <= MAX_PAYLOAD && RECORD_OVERHEAD + len == rest.len() && seq == expected)
+        .then_some(seq)
+}
+
+/// The acknowledgement record (`meta.bin`, format 2): two fixed-size slots, each with a
+/// generation and a CRC-32. An acknowledgement overwrites the older slot in place, so it needs no
+/// new disk block (it works on a full disk), and a write torn by a crash leaves the other slot.
+pub mod meta {
+    /// Bytes in one slot; the file is two slots.
+    pub const SLOT_LEN: usize = 64;
+    pub const FILE_LEN: usize = 2 * SLOT_LEN;
+    pub const MAGIC: &[u8; 8] = b"UPLQACK\0";
+    /// The format this build writes.
+    pub const FORMAT: u32 = 2;
+    const NONE: u64 = u64::MAX;
+
+    /// One acknowledgement state.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct Ack {
+        /// Counts up with every write; the slot with the higher one wins.
+        pub generation: u64,
+        pub acked_through: Option<u64>,
+        pub acked_segment: Option<u64>,
+        pub acked_offset: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum MetaError {
+        #[error("written by a newer uplink (format {0}); this build reads format {FORMAT}: upgrade uplink")]
+        Newer(u32),
+        #[error("neither copy of the acknowledgement record is intact")]
+        Damaged,
+    }
+
+    /// The slot an [`Ack`] of this generation goes to, and its bytes.
+    pub fn encode(ack: &Ack) -> (usize, [u8; SLOT_LEN]) {
+        let mut b = [0u8; SLOT_LEN];
+        b[..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&FORMAT.to_le_bytes());
+        b[16..24].copy_from_slice(&ack.generation.to_le_bytes());
+        b[24..32].copy_from_slice(&ack.acked_through.unwrap_or(NONE).to_le_bytes());
+        b[32..40].copy_from_slice(&ack.acked_segment.unwrap_or(NONE).to_le_bytes());
+        b[40..48].copy_from_slice(&ack.acked_offset.to_le_bytes());
+        let crc = crc32fast::hash(&b[..48]);
+        b[48..52].copy_from_slice(&crc.to_le_bytes());
+        ((ack.generation % 2) as usize * SLOT_LEN, b)
+    }
+
+    fn slot(b: &[u8]) -> Result<Option<Ack>, MetaError> {
+        if b.len() < SLOT_LEN || &b[..8] != MAGIC {
+            return Ok(None);
+        }
+        let u64_at = |at: usize| super::u64_at(b, at);
+        let format = super::u32_at(b, 8);
+        if crc32fast::hash(&b[..48]) != super::u32_at(b, 48) {
+            return Ok(None);
+        }
+        if format > FORMAT {
+            return Err(MetaError::Newer(format));
+        }
+        let opt = |v: u64| (v != NONE).then_some(v);
+        Ok(Some(Ack {
+            generation: u64_at(16),
+            acked_through: opt(u64_at(24)),
+            acked_segment: opt(u64_at(32)),
+            acked_offset: u64_at(40),
+        }))
+    }
+
+    /// The newest intact slot of a `meta.bin`.
+    pub fn decode(buf: &[u8]) -> Result<Ack, MetaError> {
+        let a = slot(buf.get(..SLOT_LEN).unwrap_or(&[]))?;
+        let b = slot(buf.get(SLOT_LEN..FILE_LEN).unwrap_or(&[]))?;
+        match (a, b) {
+            (Some(a), Some(b)) => Ok(if b.generation > a.generation { b } else { a }),
+            (Some(x), None) | (None, Some(x)) => Ok(x),
+            (None, None) => Err(MetaError::Damaged),
+        }
+    }
 }
 
 /// The digest of a payload that [`crate::Intent`] and [`crate::Stored`] carry: 64-bit FNV-1a.
@@ -412,7 +588,6 @@ mod tests {
         let mut flipped = buf.clone();
         let n = flipped.len();
         flipped[n - 1] ^= 1;
-        let r = RECORD_OVERHEAD + "event 10".len();
         for (name, bytes, format, expected, last, want_valid, want_last, want_problem) in [
             ("empty", &[][..], 2, 0, None, 0, None, None),
             ("empty keeps last", &[][..], 2, 9, Some(8), 0, Some(8), None),
@@ -427,24 +602,26 @@ mod tests {
                 None,
             ),
             (
+                // A seq going backwards is damage: the scan resyncs at 11.
                 "wrong first seq",
                 &buf[..],
                 2,
                 11,
                 None,
-                0,
+                buf.len(),
+                Some(12),
                 None,
-                Some("sequence 10 where 11 was expected"),
             ),
             (
-                "damaged last batch",
+                // The payload of the last record: a hole, the record's framing says it was whole.
+                "damaged last record",
                 &flipped[..],
                 2,
                 10,
                 None,
-                2 * r,
-                Some(11),
-                Some("record checksum mismatch"),
+                buf.len(),
+                Some(12),
+                None,
             ),
             (
                 "format 1: records",
@@ -474,6 +651,109 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn damage_in_the_middle_resyncs_at_the_next_record_and_names_the_lost_seqs() {
+        // Batches from seq 10: [10] [11 12 13] [14] [15 16] [17].
+        let (buf, _, record_ends) = batches(&[1, 3, 1, 2, 1]);
+        let start_of = |seq: u64| {
+            if seq == 10 {
+                0
+            } else {
+                record_ends[(seq - 11) as usize]
+            }
+        };
+        for (name, damaged, want_after, want_next) in [
+            ("first record", vec![10], Some(9), 11),
+            ("middle of a batch", vec![12], Some(11), 13),
+            ("two records", vec![13, 14], Some(12), 15),
+            ("last of a batch", vec![16], Some(15), 17),
+        ] {
+            let mut b = buf.clone();
+            for seq in &damaged {
+                // Four bytes in the middle of the record, as a bad sector might.
+                let at = start_of(*seq) + RECORD_OVERHEAD / 2;
+                for x in &mut b[at..at + 4] {
+                    *x ^= 0x5a;
+                }
+            }
+            let s = scan(&b, 2, 10, None);
+            assert_eq!(s.problem, None, "{name}");
+            assert_eq!((s.valid, s.last), (b.len(), Some(17)), "{name}");
+            assert_eq!(s.holes.len(), 1, "{name}: {:?}", s.holes);
+            let h = &s.holes[0];
+            assert_eq!((h.after, h.next), (want_after, Some(want_next)), "{name}");
+            assert_eq!(h.start, start_of(damaged[0]), "{name}");
+            assert_eq!(h.end, start_of(want_next), "{name}");
+        }
+        // Damage in the payload of the last record: its framing is intact, so it is a hole at
+        // the end, not a torn write; everything before it is kept.
+        let mut b = buf.clone();
+        let at = start_of(17) + 20;
+        b[at] ^= 1;
+        let s = scan(&b, 2, 10, None);
+        assert_eq!((s.valid, s.last, s.problem), (b.len(), Some(17), None));
+        assert_eq!(s.holes.len(), 1);
+        assert_eq!((s.holes[0].after, s.holes[0].next), (Some(16), Some(18)));
+        // The same record cut short is a torn write: its batch goes.
+        let s = scan(&buf[..buf.len() - 1], 2, 10, None);
+        assert_eq!((s.valid, s.last), (start_of(17), Some(16)));
+        assert!(s.holes.is_empty());
+        assert_eq!(
+            s.problem.as_deref(),
+            Some("incomplete record (a write cut short)")
+        );
+        // Damage in its seq: cannot be told from garbage, the rest is the problem.
+        let mut b = buf.clone();
+        b[start_of(17) + 9] ^= 1;
+        let s = scan(&b, 2, 10, None);
+        assert_eq!((s.valid, s.last), (start_of(17), Some(16)));
+        assert_eq!(s.problem.as_deref(), Some("record checksum mismatch"));
+        // Zeroed bytes (a lost page) are not records.
+        assert_eq!(resync(&[0u8; 4096], 2, None), None);
+    }
+
+    #[test]
+    fn meta_slots() {
+        use meta::*;
+        let a = Ack {
+            generation: 7,
+            acked_through: Some(41),
+            acked_segment: Some(0),
+            acked_offset: 1234,
+        };
+        let b = Ack {
+            generation: 8,
+            acked_through: Some(99),
+            acked_segment: None,
+            acked_offset: 24,
+        };
+        let mut file = vec![0u8; FILE_LEN];
+        for ack in [a, b] {
+            let (at, bytes) = encode(&ack);
+            file[at..at + SLOT_LEN].copy_from_slice(&bytes);
+        }
+        assert_eq!(decode(&file), Ok(b));
+        // A write of the newer slot torn by a crash: the older one stands.
+        let (newer_at, _) = encode(&b);
+        let (older_at, _) = encode(&a);
+        assert_ne!(
+            newer_at, older_at,
+            "consecutive generations alternate slots"
+        );
+        let mut torn = file.clone();
+        torn[newer_at + 30] ^= 1;
+        assert_eq!(decode(&torn), Ok(a));
+        let mut both = torn.clone();
+        both[older_at + 30] ^= 1;
+        assert_eq!(decode(&both), Err(MetaError::Damaged));
+        assert_eq!(decode(&[]), Err(MetaError::Damaged));
+        let mut newer = file.clone();
+        newer[newer_at + 8..newer_at + 12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32fast::hash(&newer[newer_at..newer_at + 48]);
+        newer[newer_at + 48..newer_at + 52].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&newer), Err(MetaError::Newer(3)));
     }
 
     #[test]

@@ -115,12 +115,17 @@ fn is_default(p: &ProxySettings) -> bool {
 pub struct QueueConfig {
     /// Most bytes of events waiting for upload; beyond it `send` refuses (exit 3).
     pub max_bytes: u64,
+    /// A segment file is closed (and a new one started) at this size. Absent: 32 MiB. Smaller
+    /// segments give space back sooner as they are delivered (and make tests quick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_bytes: Option<u64>,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             max_bytes: uplink_queue::Options::default().max_bytes,
+            segment_bytes: None,
         }
     }
 }

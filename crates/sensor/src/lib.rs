@@ -73,6 +73,8 @@ pub enum SensorError {
     PendingEvents { events: u64 },
     #[error("a source failed: {0}")]
     Source(uplink_sources::SourceError),
+    #[error("{0}: check the disk (dmesg, smartctl) and the file system")]
+    QueueDamaged(String),
     #[error("gave up after {after:?}: {code}: {message}")]
     GaveUp {
         code: Code,
@@ -87,7 +89,10 @@ impl Diagnose for SensorError {
             SensorError::Enroll(e) => e.code(),
             SensorError::GaveUp { code, .. } => *code,
             SensorError::Queue(QueueError::Full { .. }) => Code::QUEUE_FULL,
+            SensorError::Queue(e) if e.is_disk_full() => Code::DISK_FULL,
+            SensorError::Io { source, .. } if uplink_queue::is_disk_full(source) => Code::DISK_FULL,
             SensorError::Queue(_) | SensorError::Io { .. } => Code::LOCAL_IO,
+            SensorError::QueueDamaged(_) => Code::QUEUE_DAMAGED,
             SensorError::Client(e) => e.code(),
             SensorError::Source(e) => e.code(),
             _ => Code::CONFIG_INVALID,
@@ -97,11 +102,27 @@ impl Diagnose for SensorError {
 
 /// Opens the sensor's queue with the configured bounds.
 pub fn open_queue(paths: &Paths, config: &Config) -> Result<Queue, SensorError> {
-    let opts = uplink_queue::Options {
+    Ok(Queue::open(&paths.queue_dir(), queue_options(config))?)
+}
+
+/// Opens the sensor's queue for reading only (`sensor status`): no file is created or changed.
+pub fn open_queue_read_only(paths: &Paths, config: &Config) -> Result<Queue, SensorError> {
+    Ok(Queue::open_read_only(
+        &paths.queue_dir(),
+        queue_options(config),
+    )?)
+}
+
+fn queue_options(config: &Config) -> uplink_queue::Options {
+    let defaults = uplink_queue::Options::default();
+    uplink_queue::Options {
         max_bytes: config.queue.max_bytes,
-        ..Default::default()
-    };
-    Ok(Queue::open(&paths.queue_dir(), opts)?)
+        segment_bytes: config
+            .queue
+            .segment_bytes
+            .unwrap_or(defaults.segment_bytes)
+            .max(4096),
+    }
 }
 
 /// What `send` did.
@@ -109,50 +130,189 @@ pub fn open_queue(paths: &Paths, config: &Config) -> Result<Queue, SensorError> 
 pub struct SendReport {
     pub accepted: u64,
     pub rejected: u64,
-    /// Set when the queue filled up: the first input line that was not queued, and why.
+    /// Set when the queue or its disk filled up: the first input line that was not queued, and
+    /// why (`QueueError::Full`, or an I/O error for which `is_disk_full()`).
     pub full: Option<(usize, QueueError)>,
 }
 
 /// Events queued per append (one fsync each).
 const SEND_CHUNK: usize = 2_000;
 
-/// Reads NDJSON from `input` into the queue. Invalid lines are reported through `reject`
-/// (line number, reason) and skipped. Stops at the first chunk the queue cannot take.
+/// The longest input line `send` reads (longer ones are skipped whole, like invalid JSON).
+pub const MAX_LINE: usize = uplink_queue::record::MAX_PAYLOAD;
+
+/// One input line, read with a bound: its bytes, or how long it was when over [`MAX_LINE`].
+enum Line {
+    Bytes,
+    TooLong(u64),
+    End,
+}
+
+/// Reads the next line into `buf` (without its `\n`), never holding more than [`MAX_LINE`] + 1
+/// bytes: a longer line is consumed to its end and reported as `TooLong`.
+fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    buf.clear();
+    let mut total: u64 = 0;
+    let mut any = false;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(if !any {
+                Line::End
+            } else if total > MAX_LINE as u64 {
+                Line::TooLong(total)
+            } else {
+                Line::Bytes
+            });
+        }
+        any = true;
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        total += take as u64;
+        if total <= MAX_LINE as u64 {
+            buf.extend_from_slice(&chunk[..take]);
+        } else {
+            buf.clear();
+        }
+        input.consume(take + usize::from(done));
+        if done {
+            return Ok(if total > MAX_LINE as u64 {
+                Line::TooLong(total)
+            } else {
+                Line::Bytes
+            });
+        }
+    }
+}
+
+/// An event ready for the queue: its line without the leading `{"seq":N,` (the queue assigns
+/// N) and the trailing newline.
+struct Encoded(Vec<u8>);
+
+/// Bytes `{"seq":N,` can take (N up to 20 digits).
+const SEQ_PREFIX_MAX: usize = 28;
+
+/// Reads NDJSON from `input` into the queue. Lines that cannot be an event — not valid JSON, not
+/// an object, not UTF-8, over [`MAX_LINE`] bytes, or over the largest event once encoded — are
+/// reported through `reject` (line number, reason) and skipped; every other line is queued. So a
+/// bad line never stops the lines after it, and nothing needs to be sent again. Stops at the
+/// first chunk the queue (or its disk) cannot take; `SendReport::full` names its first line.
 pub fn send(
     paths: &Paths,
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut reject: impl FnMut(usize, &str),
 ) -> Result<SendReport, SensorError> {
     let config = Config::load(paths)?;
     let mut queue = open_queue(paths, &config)?;
+    // Make sure status.json exists at its padded size while there is room, so that a full disk
+    // can still be recorded there.
+    let status_path = paths.status_file();
+    if !status_path.exists() {
+        let _ = status::Status::load(&status_path).store(&status_path);
+    }
     let mut report = SendReport::default();
-    let mut chunk: Vec<input::Prepared> = Vec::with_capacity(SEND_CHUNK);
+    let mut chunk: Vec<Encoded> = Vec::with_capacity(SEND_CHUNK);
     let mut chunk_first_line = 1;
     let mut line_no = 0;
-    let flush = |queue: &mut Queue, chunk: &mut Vec<input::Prepared>| -> Result<u64, QueueError> {
+    let flush = |queue: &mut Queue, chunk: &mut Vec<Encoded>| -> Result<u64, QueueError> {
         if chunk.is_empty() {
             return Ok(0);
         }
         let n = chunk.len();
         queue.append(n, |i, seq, out| {
-            uplink_protocol::batch::encode_line(out, seq, &chunk[i].kind, &chunk[i].fields);
-            out.pop(); // the queue stores lines without their newline
+            use std::io::Write;
+            let _ = write!(out, "{{\"seq\":{seq},");
+            out.extend_from_slice(&chunk[i].0);
         })?;
         chunk.clear();
         Ok(n as u64)
     };
-    for line in input.lines() {
-        line_no += 1;
-        let line = line.map_err(|source| SensorError::Io {
+    let mut buf = Vec::with_capacity(4096);
+    let mut encoded = Vec::with_capacity(4096);
+    let queued = |queue: &mut Queue,
+                  chunk: &mut Vec<Encoded>,
+                  first_line: usize,
+                  report: &mut SendReport|
+     -> Result<bool, SensorError> {
+        match flush(queue, chunk) {
+            Ok(n) => {
+                report.accepted += n;
+                Ok(true)
+            }
+            Err(e) if matches!(e, QueueError::Full { .. }) || e.is_disk_full() => {
+                if e.is_disk_full() {
+                    let _ = status::Status::record_disk_full(
+                        &status_path,
+                        format!("`sensor send` could not queue events: {e}"),
+                    );
+                }
+                report.full = Some((first_line, e));
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    };
+    loop {
+        let line = read_line(&mut input, &mut buf).map_err(|source| SensorError::Io {
             path: "<stdin>".into(),
             source,
         })?;
-        match input::prepare(&line) {
+        let bytes = match line {
+            Line::End => break,
+            Line::TooLong(n) => {
+                line_no += 1;
+                report.rejected += 1;
+                reject(
+                    line_no,
+                    &format!(
+                        "the line is {n} bytes, over the limit of {MAX_LINE} bytes for one event"
+                    ),
+                );
+                continue;
+            }
+            Line::Bytes => {
+                line_no += 1;
+                &buf
+            }
+        };
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                report.rejected += 1;
+                reject(
+                    line_no,
+                    &format!(
+                        "not UTF-8 (invalid byte at column {}): each line must be JSON text",
+                        e.valid_up_to() + 1
+                    ),
+                );
+                continue;
+            }
+        };
+        match input::prepare(text) {
             Ok(Some(p)) => {
+                encoded.clear();
+                uplink_protocol::batch::encode_line(&mut encoded, 0, &p.kind, &p.fields);
+                // `{"seq":0,` and the trailing newline go; the queue writes the real seq.
+                let body = &encoded[9..encoded.len() - 1];
+                if body.len() + SEQ_PREFIX_MAX > uplink_queue::record::MAX_PAYLOAD {
+                    report.rejected += 1;
+                    reject(
+                        line_no,
+                        &format!(
+                            "the event is {} bytes once encoded, over the limit of {} bytes",
+                            body.len() + SEQ_PREFIX_MAX,
+                            uplink_queue::record::MAX_PAYLOAD
+                        ),
+                    );
+                    continue;
+                }
                 if chunk.is_empty() {
                     chunk_first_line = line_no;
                 }
-                chunk.push(p);
+                chunk.push(Encoded(body.to_vec()));
             }
             Ok(None) => {}
             Err(reason) => {
@@ -160,21 +320,45 @@ pub fn send(
                 reject(line_no, &reason);
             }
         }
-        if chunk.len() == SEND_CHUNK {
-            match flush(&mut queue, &mut chunk) {
-                Ok(n) => report.accepted += n,
-                Err(e @ QueueError::Full { .. }) => {
-                    report.full = Some((chunk_first_line, e));
-                    return Ok(report);
-                }
-                Err(e) => return Err(e.into()),
-            }
+        if chunk.len() == SEND_CHUNK
+            && !queued(&mut queue, &mut chunk, chunk_first_line, &mut report)?
+        {
+            return Ok(report);
         }
     }
-    match flush(&mut queue, &mut chunk) {
-        Ok(n) => report.accepted += n,
-        Err(e @ QueueError::Full { .. }) => report.full = Some((chunk_first_line, e)),
-        Err(e) => return Err(e.into()),
-    }
+    queued(&mut queue, &mut chunk, chunk_first_line, &mut report)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_with_a_bound() {
+        let long = "x".repeat(MAX_LINE + 10);
+        let input = format!("a\n\n{long}\nb\r\n{long}");
+        let mut r = std::io::BufReader::with_capacity(1000, input.as_bytes());
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match read_line(&mut r, &mut buf).unwrap() {
+                Line::End => break,
+                Line::TooLong(n) => got.push(format!("long {n}")),
+                Line::Bytes => got.push(String::from_utf8(buf.clone()).unwrap()),
+            }
+            assert!(buf.capacity() <= 2 * MAX_LINE + 2000);
+        }
+        let n = MAX_LINE + 10;
+        assert_eq!(
+            got,
+            vec![
+                "a".to_string(),
+                String::new(),
+                format!("long {n}"),
+                "b\r".into(),
+                format!("long {n}")
+            ]
+        );
+    }
 }

@@ -54,6 +54,8 @@ impl From<Failure> for SourceError {
         match f {
             Failure::Source(e) => e,
             Failure::Queue(e @ QueueError::Full { .. }) => SinkError::Full(e.to_string()).into(),
+            // No room on the disk: like a full queue, the sources wait for uploads to free some.
+            Failure::Queue(e) if e.is_disk_full() => SinkError::Full(e.to_string()).into(),
             Failure::Queue(e) => SinkError::Failed(e.to_string()).into(),
         }
     }

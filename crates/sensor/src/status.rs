@@ -2,6 +2,11 @@
 //!
 //! Written atomically (temporary file + rename) by the uploader; read by anyone. It never holds a
 //! secret: errors come from typed errors that carry none.
+//!
+//! On a full disk the rename cannot happen (the temporary file needs a block), yet that is when
+//! status matters most. So the file is kept padded to [`STATUS_FILE_LEN`] bytes (JSON allows
+//! trailing whitespace) and, when the atomic write fails, rewritten in place within that size —
+//! no new block needed. `sensor send` records `DISK_FULL` there the same way.
 
 use std::path::Path;
 
@@ -21,6 +26,9 @@ pub struct Status {
     /// RFC 3339 time of the last batch the service committed.
     pub last_success: Option<String>,
     pub last_error: Option<LastError>,
+    /// Damage found in the queue files since the uploader started: records lost for good.
+    #[serde(default)]
+    pub queue_damage: Option<QueueDamage>,
     /// Events the uploader has delivered since it started.
     #[serde(default)]
     pub delivered: u64,
@@ -44,6 +52,86 @@ impl LastError {
     }
 }
 
+/// What damage in the queue files cost (see `uplink_queue::Recovery`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueDamage {
+    /// Records lost (their bytes no longer decode); every intact record was delivered.
+    pub lost_records: u64,
+    /// The lost seqs, as `[first, last]` ranges (the first [`MAX_RANGES`]).
+    pub lost_seqs: Vec<[u64; 2]>,
+    /// RFC 3339 time it was last found.
+    pub at: String,
+}
+
+/// Ranges of lost seqs kept in status (the count covers them all).
+pub const MAX_RANGES: usize = 16;
+
+impl QueueDamage {
+    /// Adds a lost range.
+    pub fn add(&mut self, first: u64, last: u64) {
+        self.lost_records += last - first + 1;
+        if self.lost_seqs.len() < MAX_RANGES {
+            self.lost_seqs.push([first, last]);
+        }
+        self.at = now_rfc3339();
+    }
+
+    /// One line for `last_error` and logs.
+    pub fn message(&self) -> String {
+        let ranges: Vec<String> = self
+            .lost_seqs
+            .iter()
+            .map(|[a, b]| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect();
+        format!(
+            "{} queued records were damaged on disk and could not be delivered (seq {}{}); every intact record was delivered",
+            self.lost_records,
+            ranges.join(", "),
+            if self.lost_seqs.len() == MAX_RANGES { ", …" } else { "" }
+        )
+    }
+}
+
+/// `status.json` is padded to this size, so that it can be rewritten in place on a full disk.
+pub const STATUS_FILE_LEN: usize = 8192;
+
+/// Writes `contents` (JSON) to `path`: atomically, padded to [`STATUS_FILE_LEN`]; when that fails
+/// (a full disk), in place over the existing padded file if it fits.
+pub fn write_padded(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut padded = contents.to_vec();
+    if padded.len() < STATUS_FILE_LEN {
+        padded.resize(STATUS_FILE_LEN - 1, b' ');
+        padded.push(b'\n');
+    }
+    let atomic = crate::fsutil::write_public(path, &padded);
+    let Err(e) = atomic else {
+        return Ok(());
+    };
+    // The temporary file is of no use now; do not leave it holding space.
+    if let Some(name) = path.file_name() {
+        let mut tmp = name.to_os_string();
+        tmp.push(".tmp");
+        let _ = std::fs::remove_file(path.with_file_name(tmp));
+    }
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let len = file.metadata()?.len() as usize;
+    if contents.len() >= len {
+        return Err(e);
+    }
+    let mut in_place = contents.to_vec();
+    in_place.resize(len - 1, b' ');
+    in_place.push(b'\n');
+    file.write_all(&in_place)?;
+    file.sync_data()
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -60,10 +148,17 @@ impl Status {
 
     pub fn store(&mut self, path: &Path) -> std::io::Result<()> {
         self.updated_at = Some(now_rfc3339());
-        crate::fsutil::write_public(
+        write_padded(
             path,
             &serde_json::to_vec_pretty(self).expect("status serialises"),
         )
+    }
+
+    /// Records `DISK_FULL` as the last error (from `sensor send`, which cannot queue).
+    pub fn record_disk_full(path: &Path, message: String) -> std::io::Result<()> {
+        let mut status = Status::load(path);
+        status.last_error = Some(LastError::new(Code::DISK_FULL, message));
+        status.store(path)
     }
 }
 
@@ -166,5 +261,54 @@ impl SourcesStatus {
             journal_cursor: journal.next.map(|n| n.position).or(journal.cursor),
             heartbeats: HeartbeatRecord::load(paths),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_rewritten_in_place_when_no_new_file_can_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let mut st = Status {
+            delivered: 5,
+            ..Status::default()
+        };
+        st.store(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len() as usize,
+            STATUS_FILE_LEN
+        );
+        assert_eq!(Status::load(&path).delivered, 5);
+        // The temporary file cannot be made (a directory in its way, as a full disk would).
+        std::fs::create_dir(dir.path().join("status.json.tmp")).unwrap();
+        Status::record_disk_full(&path, "no space".into()).unwrap();
+        let back = Status::load(&path);
+        assert_eq!(back.last_error.unwrap().code, "DISK_FULL");
+        assert_eq!(back.delivered, 5);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len() as usize,
+            STATUS_FILE_LEN
+        );
+    }
+
+    #[test]
+    fn damage_messages() {
+        let mut d = QueueDamage::default();
+        d.add(7, 7);
+        d.add(100, 104);
+        assert_eq!(d.lost_records, 6);
+        assert!(d
+            .message()
+            .starts_with("6 queued records were damaged on disk"));
+        assert!(d.message().contains("(seq 7, 100-104)"), "{}", d.message());
+        for i in 0..40 {
+            d.add(1000 + 2 * i, 1000 + 2 * i);
+        }
+        assert_eq!(d.lost_seqs.len(), MAX_RANGES);
+        assert_eq!(d.lost_records, 46);
+        assert!(d.message().contains(", …)"));
     }
 }

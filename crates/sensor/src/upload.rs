@@ -55,6 +55,10 @@ pub const DRAIN_BOUND: Duration = Duration::from_secs(10);
 pub struct RunReport {
     pub delivered: u64,
     pub batches: u64,
+    /// Stopped by the shutdown signal rather than (with `once`) by an empty queue.
+    pub stopped: bool,
+    /// Events still queued when it stopped.
+    pub remaining: u64,
 }
 
 struct State {
@@ -73,6 +77,8 @@ struct State {
     /// `DISCOVERED_PROXY_REFUSED`, kept as the status's last error even as batches are delivered
     /// (heartbeats carry it), until a connection needs no going around.
     route_warning: Option<LastError>,
+    /// Damage was found in the queue during this run (reported in status, fails `--once`).
+    damage_this_run: bool,
 }
 
 impl State {
@@ -81,6 +87,44 @@ impl State {
         tracing::warn!(code = %code, error = %e, "upload failed; will retry");
         self.status.last_error = Some(LastError::new(code, e.to_string()));
         self.write_status();
+    }
+
+    /// Logs what the queue skipped; damage (records lost for good) goes into status as
+    /// `QUEUE_DAMAGED` at once, and stays the last error for the rest of this run.
+    fn note_recoveries(&mut self) {
+        let mut damaged = false;
+        for r in self.queue.take_recoveries() {
+            if !r.damaged {
+                tracing::warn!("queue recovery: {r}");
+                continue;
+            }
+            tracing::error!(code = %uplink_diag::Code::QUEUE_DAMAGED, "queue damage: {r}");
+            if let Some((first, last)) = r.lost {
+                self.status
+                    .queue_damage
+                    .get_or_insert_with(Default::default)
+                    .add(first, last);
+                damaged = true;
+            }
+        }
+        if damaged {
+            self.damage_this_run = true;
+            self.status.last_error = self.damage_error();
+            self.write_status();
+        }
+    }
+
+    /// The damage found during this run, as the last error.
+    fn damage_error(&self) -> Option<LastError> {
+        let d = self
+            .status
+            .queue_damage
+            .as_ref()
+            .filter(|_| self.damage_this_run)?;
+        Some(LastError::new(
+            uplink_diag::Code::QUEUE_DAMAGED,
+            d.message(),
+        ))
     }
 
     fn write_status(&mut self) {
@@ -231,6 +275,7 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         backoff: BACKOFF_MIN,
         renewal,
         route_warning: None,
+        damage_this_run: false,
     })
 }
 
@@ -241,9 +286,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, SensorError> {
     let mut st = prepare(paths)?;
-    for r in st.queue.take_recoveries() {
-        tracing::warn!("queue recovery: {r}");
-    }
+    st.note_recoveries();
     let mut sources = crate::sources::spawn(paths, &st.config, opts.once)?;
     let result = upload_loop(&mut st, &opts, &mut sources, shutdown).await;
     sources.stop();
@@ -299,6 +342,8 @@ async fn upload_loop(
     let mut report = RunReport {
         delivered: 0,
         batches: 0,
+        stopped: false,
+        remaining: 0,
     };
     tokio::pin!(shutdown);
     let mut stopping = false;
@@ -321,6 +366,7 @@ async fn upload_loop(
         let batch = st
             .queue
             .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;
+        st.note_recoveries();
         let Some(batch) = batch else {
             if opts.once && sources.done() {
                 if let Some(e) = sources.take_error() {
@@ -329,6 +375,13 @@ async fn upload_loop(
                 // A source may have queued its last batch after our read: look once more.
                 if st.queue.depth()?.events == 0 {
                     st.write_status();
+                    if let Some(d) = st.damage_error() {
+                        // Everything intact went; what was lost must not pass as success.
+                        return Err(SensorError::QueueDamaged(format!(
+                            "delivered {} events; {}",
+                            report.delivered, d.message
+                        )));
+                    }
                     return Ok(report);
                 }
                 continue;
@@ -388,7 +441,9 @@ async fn upload_loop(
                 let was_failing = code(&st.status.last_error) != code(&st.route_warning);
                 st.status.last_success = Some(now_rfc3339());
                 st.status.delivered += batch.count as u64;
-                st.status.last_error = st.route_warning.clone();
+                // Damage found in this run stays the last error until the run ends; otherwise a
+                // discovered proxy that was gone around stays reported while batches are delivered.
+                st.status.last_error = st.damage_error().or_else(|| st.route_warning.clone());
                 tracing::debug!(
                     events = batch.count,
                     accepted = resp.accepted,
@@ -430,6 +485,9 @@ async fn upload_loop(
             }
         }
     }
+    // Stopped by the signal (every `break` above): say what is left.
+    report.stopped = true;
+    report.remaining = st.queue.depth().map(|d| d.events).unwrap_or(0);
     st.write_status();
     Ok(report)
 }

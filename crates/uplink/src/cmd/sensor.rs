@@ -28,9 +28,14 @@ pub enum Command {
     /// A string field "kind" classifies each event (default "event"); the queue assigns the
     /// sequence number. Works while `sensor run` is running.
     ///
-    /// Exit codes: 0 every line queued; 1 some lines were invalid (reported with their line
-    /// numbers and skipped, the valid ones kept); 3 the queue is full (the lines from the one
-    /// named were not queued); 2 bad usage.
+    /// A line that cannot be an event — not valid JSON, not an object, not UTF-8, longer than
+    /// 1 MiB, or over 1 MiB once encoded — is skipped and reported with its line number; every
+    /// other line, before and after it, is queued. So after exit 1 send only the lines named
+    /// (fixed), never the whole input again: that would queue the good lines twice.
+    ///
+    /// Exit codes: 0 every line queued; 1 some lines were skipped as above (the others queued);
+    /// 3 the queue or its disk is full (DISK_FULL; also recorded in `sensor status`): the lines
+    /// from the one named were not queued, send those again later; 2 bad usage.
     Send(SendArgs),
     /// Upload queued events to the service, over mutual TLS, through the configured route.
     ///
@@ -46,7 +51,9 @@ pub enum Command {
     ///
     /// With --once: take one heartbeat and one inventory, read every source to its current end,
     /// upload everything queued, then exit 0; or 1 with the last error code when that could not
-    /// happen within --timeout.
+    /// happen within --timeout; or 1 with QUEUE_DAMAGED when part of the queue files was damaged
+    /// (every intact event was delivered; the lost ones are named, also in `sensor status`); or 1
+    /// when SIGTERM/SIGINT stopped it first, saying how many events remain queued.
     Run(RunArgs),
     /// Show the sensor's workspace, route, last success, last error and queue depth.
     Status(StatusArgs),
@@ -281,7 +288,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub dir: Dir,
     /// Print JSON: workspace, sensor_id, route, last_success, last_error {code, message, at},
-    /// queue {events, bytes}.
+    /// queue {events, bytes}, queue_damage {lost_records, lost_seqs [[first, last]…], at} or
+    /// null.
     #[arg(long)]
     pub json: bool,
 }
@@ -726,13 +734,18 @@ fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
         let _ = writeln!(err, "line {line}: {reason} (skipped)");
     })?;
     if let Some((line, e)) = &report.full {
-        eprintln!("error: {e}");
+        let code = if e.is_disk_full() {
+            uplink_diag::Code::DISK_FULL
+        } else {
+            uplink_diag::Code::QUEUE_FULL
+        };
+        eprintln!("error: {code}: {e}\nfix: {}", code.fix());
         eprintln!("{} events were queued; line {line} and the lines after it were NOT queued: send them again later", report.accepted);
         return Ok(ExitCode::from(3));
     }
     if report.rejected > 0 {
         eprintln!(
-            "{} events queued, {} lines rejected",
+            "{} events queued, {} lines rejected (skipped, named above): send only those lines again, once fixed",
             report.accepted, report.rejected
         );
         return Ok(ExitCode::from(1));
@@ -757,6 +770,13 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
                 batches = report.batches,
                 "uploader stopped"
             );
+            if a.once && report.stopped {
+                eprintln!(
+                    "stopped by a signal before the queue was empty: delivered {} events in {} batches; {} events remain queued (they are sent by the next `uplink sensor run`)",
+                    report.delivered, report.batches, report.remaining
+                );
+                return Ok(ExitCode::from(1));
+            }
             if a.once {
                 println!(
                     "delivered {} events in {} batches; the queue is empty",
@@ -799,7 +819,8 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
     let config = Config::load(&paths)?;
     let status = Status::load(&paths.status_file());
-    let depth = uplink_sensor::open_queue(&paths, &config)?.depth()?;
+    // Read-only: status never creates, cuts or rewrites a queue file (only the writer repairs).
+    let depth = uplink_sensor::open_queue_read_only(&paths, &config)?.depth()?;
     // Before the first connection, the route the settings give.
     let route = status.route.clone().unwrap_or_else(|| {
         match uplink_client::Endpoint::parse(&config.sensor_url) {
@@ -826,6 +847,7 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         "last_error": status.last_error,
         "delivered": status.delivered,
         "queue": {"events": depth.events, "bytes": depth.bytes},
+        "queue_damage": status.queue_damage,
         "sources": sources,
     });
     if a.json {
@@ -858,6 +880,9 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "queue         {} events, {} bytes",
             depth.events, depth.bytes
         );
+        if let Some(d) = &status.queue_damage {
+            println!("queue damage  {} (last found {})", d.message(), d.at);
+        }
         println!(
             "certificate   valid until {}",
             expires

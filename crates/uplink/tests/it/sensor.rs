@@ -42,10 +42,12 @@ fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
     (dir, svc, ws)
 }
 
-/// The queue's acknowledged high-water mark (from its meta.json), if any.
+/// The queue's acknowledged high-water mark (from its meta.bin), if any.
 fn acked_through(cfg: &Path) -> Option<u64> {
-    let bytes = std::fs::read(cfg.join("queue").join("meta.json")).ok()?;
-    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["acked_through"].as_u64()
+    let bytes = std::fs::read(cfg.join("queue").join("meta.bin")).ok()?;
+    uplink_queue::record::meta::decode(&bytes)
+        .ok()?
+        .acked_through
 }
 
 fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
