@@ -516,8 +516,19 @@ service log:
     // Restarts that found a batch pending, by outcome: in the queue (the old code's duplicates
     // came from these), or not.
     let (mut settled_in, mut settled_out) = (0, 0);
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         let mut child = sensor.spawn_run(&run_log);
+        if round == 0 {
+            // On a loaded machine a sensor may need longer than a kill interval to deliver its
+            // first batch: let the first run get lines through, so that the kills below are known
+            // to land while lines flow (not all before the first upload).
+            poll_until(
+                "the first lines at the service",
+                60,
+                || !log_ns(&data(&dir), "sigkill").is_empty(),
+                &ctx,
+            );
+        }
         // The kill point itself is what is random here: no condition to wait for.
         std::thread::sleep(Duration::from_millis(100 + rng.below(200)));
         child.kill().unwrap();
