@@ -605,6 +605,18 @@ fn sigkill_at_random_points_while_reading_the_journal_loses_and_repeats_no_entry
     for round in 0..20 {
         let run_log = dir.path().join(format!("run-{round}.log"));
         let mut child = sensor.spawn_run(&run_log);
+        if round == 0 {
+            // As in the file test: the first run gets entries through before the kills begin.
+            poll_until(
+                "the first journal entries at the service",
+                60,
+                || {
+                    let rows = exported(&data(&dir), "jkill");
+                    !support::sensor::rows_of_kind(&rows, "journal").is_empty()
+                },
+                || ctx(&run_log),
+            );
+        }
         std::thread::sleep(Duration::from_millis(100 + rng.below(200)));
         let journalctl = children(child.id());
         child.kill().unwrap();
