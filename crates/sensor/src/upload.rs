@@ -71,6 +71,10 @@ struct State {
     bad_proxies: uplink_proxy::badcache::BadProxies,
     status: Status,
     status_written: Option<Instant>,
+    /// Delivered batches not yet in `status.json` (writes are at most once per `STATUS_EVERY`
+    /// while batches flow): written as soon as the queue is empty, so `sensor status` reflects
+    /// every delivered batch within moments, not at the next heartbeat.
+    status_pending: bool,
     backoff: Duration,
     renewal: crate::renew::Renewal,
     /// While the connection in use goes around a discovered proxy that refused:
@@ -132,6 +136,7 @@ impl State {
             tracing::warn!(error = %e, path = %self.paths.status_file().display(), "cannot write status");
         }
         self.status_written = Some(Instant::now());
+        self.status_pending = false;
     }
 
     async fn connection(&mut self) -> Result<&mut Connection, LinkError> {
@@ -272,6 +277,7 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         bad_proxies: Default::default(),
         status,
         status_written: None,
+        status_pending: false,
         backoff: BACKOFF_MIN,
         renewal,
         route_warning: None,
@@ -368,6 +374,9 @@ async fn upload_loop(
             .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;
         st.note_recoveries();
         let Some(batch) = batch else {
+            if st.status_pending {
+                st.write_status();
+            }
             if opts.once && sources.done() {
                 if let Some(e) = sources.take_error() {
                     return Err(SensorError::Source(e));
@@ -456,6 +465,8 @@ async fn upload_loop(
                         .is_none_or(|t| t.elapsed() >= STATUS_EVERY)
                 {
                     st.write_status();
+                } else {
+                    st.status_pending = true;
                 }
                 if stopping {
                     break;

@@ -237,3 +237,43 @@ fn heartbeats_skipped_on_a_full_queue_are_counted_shown_and_reported() {
         1
     );
 }
+
+/// `sensor status` reflects every delivered batch as soon as the queue is empty, not at the next
+/// heartbeat: status is written at most once a second while batches flow, and once more when
+/// they stop. (A newcomer saw `last success never` and a full queue for a minute after delivery.)
+#[test]
+fn status_shows_every_delivered_batch_once_the_queue_is_empty() {
+    let (dir, svc, sensor, _logs) = support::sensor::with_logs("fresh");
+    // Small batches: many uploads within the one-second status interval.
+    sensor.set_upload(100);
+    let run_log = dir.path().join("run.log");
+    let run = sensor.spawn_run(&run_log);
+    const N: u64 = 3000;
+    ok(sensor.send(&ndjson(0..N, "probe")), "send");
+    let data = dir.path().join("service");
+    poll_until(
+        "every event at the service",
+        60,
+        || support::sensor::rows_of_kind(&exported(&data, "fresh"), "probe").len() as u64 == N,
+        || sensor.context(&run_log),
+    );
+    // The service has them all: status follows within moments (the heartbeat is 60 s away).
+    poll_until(
+        "sensor status to show the delivered events and an empty queue",
+        5,
+        || {
+            let st = sensor.status();
+            st["delivered"].as_u64().unwrap_or(0) >= N
+                && st["queue"]["events"].as_u64() == Some(0)
+                && st["last_success"].is_string()
+        },
+        || format!("{}\n{}", sensor.status(), sensor.context(&run_log)),
+    );
+    signal(run.id(), "TERM");
+    assert!(
+        wait_exit(run, Duration::from_secs(20)).is_some(),
+        "{}\n{}",
+        sensor.context(&run_log),
+        svc.log()
+    );
+}
