@@ -526,7 +526,7 @@ service log:
                 "the first lines at the service",
                 60,
                 || !log_ns(&data(&dir), "sigkill").is_empty(),
-                &ctx,
+                ctx,
             );
         }
         // The kill point itself is what is random here: no condition to wait for.
