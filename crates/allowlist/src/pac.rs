@@ -24,14 +24,23 @@ pub struct Routes {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacError {
-    #[error("--via {input:?}: {reason}; give HOST:PORT of the proxy, e.g. proxy.example.com:8080")]
+    #[error("--via {input:?}: {reason}; give HOST:PORT of the proxy, e.g. proxy.example.com:8080, or a PAC result such as \"PROXY proxy.example.com:8080\"")]
     BadVia { input: String, reason: &'static str },
     #[error("--otherwise {input:?}: {reason}; give a PAC result such as DIRECT or \"PROXY proxy.example.com:8080; DIRECT\"")]
     BadResult { input: String, reason: &'static str },
 }
 
-/// `PROXY host:port` for `--via host:port`.
+/// `PROXY host:port` for `--via host:port`; a whole PAC result (`--via "PROXY a:8080; DIRECT"`)
+/// is validated and kept.
 pub fn via(hostport: &str) -> Result<String, PacError> {
+    // A whole PAC result ("PROXY proxy:8080", "PROXY a:8080; DIRECT") is what an administrator
+    // who knows PAC writes: take it as such.
+    if hostport.trim().contains(char::is_whitespace) {
+        return result(hostport.trim()).map_err(|e| match e {
+            PacError::BadResult { input, reason } => PacError::BadVia { input, reason },
+            other => other,
+        });
+    }
     check_hostport(hostport).map_err(|reason| PacError::BadVia {
         input: hostport.to_owned(),
         reason,
@@ -241,6 +250,11 @@ mod tests {
             "{err}"
         );
         assert!(via("http://proxy:8080").is_err());
+        // A PAC result is taken as it is (the README's example), and checked as one.
+        assert_eq!(via("PROXY proxy:8080").unwrap(), "PROXY proxy:8080");
+        assert_eq!(via("PROXY a:8080; DIRECT").unwrap(), "PROXY a:8080; DIRECT");
+        let err = via("PROXY proxy").unwrap_err().to_string();
+        assert!(err.starts_with("--via \"PROXY proxy\": "), "{err}");
     }
 
     #[test]

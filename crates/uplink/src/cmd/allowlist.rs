@@ -149,8 +149,9 @@ pub struct UrlsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = UrlFormat::Plain, value_name = "FORMAT")]
     pub format: UrlFormat,
-    /// --format pac: route the listed hosts through this proxy (HOST:PORT) instead of DIRECT.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// --format pac: route the listed hosts through this proxy instead of DIRECT: HOST:PORT, or
+    /// a PAC result such as "PROXY proxy:8080" or "PROXY a:8080; DIRECT".
+    #[arg(long, value_name = "HOST:PORT|RESULT")]
     pub via: Option<String>,
     /// --format pac: the PAC result for every other host, e.g. "PROXY corp:8080; DIRECT"
     /// (default DIRECT).

@@ -1092,3 +1092,47 @@ fn uplink_pac_engine_and_pacparser_agree_on_every_generated_pac() {
         );
     }
 }
+
+/// The README's `--via "PROXY proxy:8080"` (a PAC result) and `--via proxy:8080` write the same
+/// PAC file; a malformed result names `--via`.
+#[test]
+fn via_takes_host_port_or_a_pac_result() {
+    let pac = |via: &str| {
+        ok(
+            uplink(&[
+                "allowlist",
+                "urls",
+                "--profile",
+                "mde",
+                "--region",
+                "eu",
+                "--format",
+                "pac",
+                "--via",
+                via,
+            ]),
+            via,
+        )
+    };
+    let plain = pac("proxy:8080");
+    assert!(plain.contains("PROXY proxy:8080"), "{plain}");
+    assert_eq!(pac("PROXY proxy:8080"), plain);
+    let both = pac("PROXY proxy:8080; DIRECT");
+    assert!(both.contains("PROXY proxy:8080; DIRECT"), "{both}");
+    let bad = uplink(&[
+        "allowlist",
+        "urls",
+        "--profile",
+        "mde",
+        "--format",
+        "pac",
+        "--via",
+        "PROXY proxy",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--via \"PROXY proxy\""),
+        "{}",
+        stderr(&bad)
+    );
+}
