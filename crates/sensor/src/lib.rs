@@ -12,6 +12,7 @@
 //! What it deliberately does not do yet: WPAD discovery, certificate renewal. Those are their
 //! own issues.
 
+pub mod account;
 pub mod config;
 pub mod fsutil;
 pub mod input;

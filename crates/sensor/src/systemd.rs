@@ -16,7 +16,7 @@
 //! source is configured yet, because `[sources]` is edited after install and the unit is not
 //! rewritten then; membership grants nothing but read access to the journal. As root the sensor
 //! reads the journal anyway and no group is added. Whether the group exists is the caller's
-//! question ([`group_exists`] answers it from `/etc/group`'s text): this module does no I/O.
+//! question (`account::group_exists` asks NSS): this module does no I/O.
 
 use std::path::Path;
 
@@ -38,9 +38,11 @@ pub const JOURNAL_GROUP: &str = "systemd-journal";
 pub fn unit(binary: &Path, user: Option<&str>, journal_group: bool) -> String {
     let identity = match user {
         Some(u) if journal_group => format!(
-            "User={u}\nGroup={u}\n# Read access to the system journal ([sources.journal]); only written when the\n# group exists, as systemd does not start a unit whose group is missing.\nSupplementaryGroups={JOURNAL_GROUP}\n"
+            "User={u}\n# Read access to the system journal ([sources.journal]); only written when the\n# group exists, as systemd does not start a unit whose group is missing.\nSupplementaryGroups={JOURNAL_GROUP}\n"
         ),
-        Some(u) => format!("User={u}\nGroup={u}\n"),
+        // No Group=: systemd then uses the user's primary group, whatever its name (`nobody`'s
+        // is `nogroup` on Debian; a Group= naming the user would stop the unit, 216/GROUP).
+        Some(u) => format!("User={u}\n"),
         None => String::new(),
     };
     format!(
@@ -96,17 +98,6 @@ pub fn is_ours(text: &str) -> bool {
     text.lines().next() == Some(MARKER)
 }
 
-/// Whether `name` is a group in `etc_group`, the text of `/etc/group` (`name:x:gid:members`
-/// lines; comments, blank and malformed lines are ignored).
-pub fn group_exists(etc_group: &str, name: &str) -> bool {
-    etc_group.lines().any(|line| {
-        let mut f = line.split(':');
-        f.next() == Some(name)
-            && !name.is_empty()
-            && f.nth(1).is_some_and(|gid| gid.parse::<u32>().is_ok())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,7 +116,11 @@ mod tests {
         }
         assert!(!root.contains("User="));
         let dedicated = unit(Path::new("/usr/bin/uplink"), Some("uplink"), false);
-        assert!(dedicated.contains("User=uplink\nGroup=uplink\n"));
+        assert!(dedicated.contains("User=uplink\n"));
+        assert!(
+            !dedicated.contains("Group=uplink"),
+            "the user's own primary group is used"
+        );
     }
 
     #[test]
@@ -171,24 +166,5 @@ mod tests {
         ] {
             assert!(!is_ours(theirs), "{theirs}");
         }
-    }
-
-    #[test]
-    fn groups_in_etc_group() {
-        let etc = "root:x:0:\n# a comment\n\nsystemd-journal:x:999:\nadm:x:4:syslog,alice\nbroken\nnogid:x::\n";
-        for (name, want) in [
-            ("systemd-journal", true),
-            ("root", true),
-            ("adm", true),
-            ("systemd", false), // a prefix is not the group
-            ("systemd-journald", false),
-            ("broken", false), // no fields
-            ("nogid", false),  // no numeric gid
-            ("", false),
-            ("alice", false), // a member, not a group
-        ] {
-            assert_eq!(group_exists(etc, name), want, "{name}");
-        }
-        assert!(!group_exists("", "systemd-journal"));
     }
 }

@@ -316,6 +316,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status_cmd(a),
         Command::SystemdUnit(a) => {
             let binary = std::env::current_exe()?;
+            if let Some(name) = &a.user {
+                // systemd would refuse to start the unit (status=217/USER): say so now.
+                if uplink_sensor::account::user(name)?.is_none() {
+                    anyhow::bail!(
+                        "--user {name:?}: no such user on this machine (`getent passwd {name}` finds none): create it first (e.g. `useradd --system --no-create-home {name}`), or leave --user out to run as `{}` if it exists, else root",
+                        uplink_sensor::systemd::SERVICE_USER
+                    );
+                }
+            }
             let user = a.user.or_else(service_user);
             print!(
                 "{}",
@@ -340,21 +349,18 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The dedicated service user, if this machine has it.
+/// The dedicated service user, if this machine has it (through NSS: a directory user counts).
 fn service_user() -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     let user = uplink_sensor::systemd::SERVICE_USER;
-    passwd
-        .lines()
-        .any(|l| l.split(':').next() == Some(user))
-        .then(|| user.to_owned())
+    uplink_sensor::account::user(user)
+        .ok()
+        .flatten()
+        .map(|a| a.name)
 }
 
 /// Whether this machine has the group that reads the journal (the unit names it only then).
 fn journal_group() -> bool {
-    std::fs::read_to_string("/etc/group").is_ok_and(|g| {
-        uplink_sensor::systemd::group_exists(&g, uplink_sensor::systemd::JOURNAL_GROUP)
-    })
+    uplink_sensor::account::group_exists(uplink_sensor::systemd::JOURNAL_GROUP)
 }
 
 /// With the default paths, install the systemd unit (never overwriting one an administrator
@@ -411,30 +417,16 @@ fn remove_unit() -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// When the dedicated service user exists, the sensor's files become its own (they stay 0600):
-/// the unit runs the sensor as that user.
+/// the unit runs the sensor as that user. Links are never followed.
 fn hand_over_to_service_user(paths: &Paths) -> anyhow::Result<()> {
-    let Some(user) = service_user() else {
+    let Some(account) = uplink_sensor::account::user(uplink_sensor::systemd::SERVICE_USER)? else {
         return Ok(());
     };
-    let passwd = std::fs::read_to_string("/etc/passwd")?;
-    let Some((uid, gid)) = passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&user.as_str()) && f.len() > 3)
-            .then(|| (f[2].parse::<u32>().ok(), f[3].parse::<u32>().ok()))
-    }) else {
-        return Ok(());
-    };
-    let mut todo = vec![paths.config_dir.clone(), paths.state_dir.clone()];
-    while let Some(p) = todo.pop() {
-        std::os::unix::fs::chown(&p, uid, gid)
-            .map_err(|e| anyhow::anyhow!("cannot give {} to {user}: {e}", p.display()))?;
-        if p.is_dir() {
-            for entry in std::fs::read_dir(&p)? {
-                todo.push(entry?.path());
-            }
-        }
-    }
-    Ok(())
+    uplink_sensor::account::hand_over(
+        &[paths.config_dir.clone(), paths.state_dir.clone()],
+        &account,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot give the sensor's files to {}: {e}", account.name))
 }
 
 /// Where WPAD discovery looks: the system's usual places, unless the environment says otherwise

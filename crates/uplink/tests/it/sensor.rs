@@ -758,8 +758,15 @@ fn the_systemd_unit_passes_systemd_analyze_without_a_warning() {
             "uplink-sensor-user.service",
             vec!["sensor", "systemd-unit", "--user", "daemon"],
         ),
+        // A user whose primary group has another name (Debian's _apt, in nogroup): the unit
+        // names no Group=, so systemd takes the user's own (a Group=_apt would not start).
+        (
+            "uplink-sensor-apt.service",
+            vec!["sensor", "systemd-unit", "--user", "_apt"],
+        ),
     ] {
         let unit = ok(uplink(&args), "systemd-unit");
+        assert!(!unit.contains("\nGroup="), "{unit}");
         assert!(
             unit.contains(&format!("ExecStart={UPLINK} sensor run")),
             "{unit}"
@@ -783,4 +790,29 @@ fn the_systemd_unit_passes_systemd_analyze_without_a_warning() {
             "systemd-analyze warns about the unit:\n{unit}"
         );
     }
+}
+
+/// A unit for a user this machine does not have would not start (217/USER): refused, naming
+/// the user and what to do.
+#[test]
+fn a_systemd_unit_for_a_missing_user_is_refused() {
+    let out = uplink(&[
+        "sensor",
+        "systemd-unit",
+        "--user",
+        "no-such-user-for-uplink",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).is_empty(),
+        "no unit is printed: {}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("no-such-user-for-uplink")
+            && err.contains("no such user")
+            && err.contains("useradd"),
+        "{err}"
+    );
 }
