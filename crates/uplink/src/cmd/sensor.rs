@@ -883,9 +883,12 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         );
         let hb = &sources.heartbeats;
         println!(
-            "heartbeats    {} queued, {} skipped (queue full){}",
+            "heartbeats    {} queued, {}{}",
             hb.queued,
-            hb.skipped,
+            match hb.skipped {
+                0 => "none skipped".to_owned(),
+                n => format!("{n} skipped (queue full)"),
+            },
             hb.last_queued
                 .as_deref()
                 .map(|t| format!(", last at {t}"))
