@@ -53,8 +53,8 @@ Examples:
   uplink allowlist ips --service-tags ServiceTags_Public.json --tag AzureCloud --region westeurope \\
       --family ipv4 --format iptables | iptables-restore --noflush
 
-Exit codes: 0 written; 2 bad input (unreadable, truncated or wrong file, unknown or empty tag,
-bad prefixes) or bad usage.";
+Exit codes: 0 written; 1 the file or tag failed (unreadable, truncated or wrong file, unknown or
+empty tag, bad prefixes: the message says which); 2 bad usage.";
 
 const DIFF_AFTER: &str = "\
 For cron: keep the file your firewall was built from, download the new one, and alert on exit 1:
@@ -230,10 +230,17 @@ pub struct DiffArgs {
     pub format: DiffFormat,
 }
 
-/// Bad input: the message on stderr, exit 2.
+/// Bad usage: the message on stderr, exit 2.
 fn bad(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
+}
+
+/// A failure the message explains (a missing or damaged file, a tag it lacks): exit 1, except
+/// for `diff`, whose exit 1 means "changed" and whose failures are 2, as diff(1)'s are.
+fn failed(message: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -302,12 +309,19 @@ fn urls(a: UrlsArgs) -> Result<ExitCode, ExitCode> {
 }
 
 fn ips(a: IpsArgs) -> Result<ExitCode, ExitCode> {
-    let bytes = read_input(&a.service_tags)?;
+    let bytes = read_input(&a.service_tags, 1)?;
     let family = a.family.map(|f| match f {
         FamilyArg::Ipv4 => Family::V4,
         FamilyArg::Ipv6 => Family::V6,
     });
-    let selection = select(&a.service_tags, &bytes, &a.tag, a.region.as_deref(), family)?;
+    let selection = select(
+        &a.service_tags,
+        &bytes,
+        &a.tag,
+        a.region.as_deref(),
+        family,
+        1,
+    )?;
     let selection = if a.aggregate {
         selection.aggregate()
     } else {
@@ -324,10 +338,10 @@ fn ips(a: IpsArgs) -> Result<ExitCode, ExitCode> {
 }
 
 fn diff(a: DiffArgs) -> Result<ExitCode, ExitCode> {
-    let old_bytes = read_input(&a.old)?;
-    let new_bytes = read_input(&a.new)?;
-    let old = select(&a.old, &old_bytes, &a.tag, a.region.as_deref(), None)?;
-    let new = select(&a.new, &new_bytes, &a.tag, a.region.as_deref(), None)?;
+    let old_bytes = read_input(&a.old, 2)?;
+    let new_bytes = read_input(&a.new, 2)?;
+    let old = select(&a.old, &old_bytes, &a.tag, a.region.as_deref(), None, 2)?;
+    let new = select(&a.new, &new_bytes, &a.tag, a.region.as_deref(), None, 2)?;
     let d = drift::diff(&old, &new);
     let out = match a.format {
         DiffFormat::Text => d.text(),
@@ -342,17 +356,19 @@ fn select(
     tag: &str,
     region: Option<&str>,
     family: Option<Family>,
+    failure: u8,
 ) -> Result<Selection, ExitCode> {
-    let doc = Document::parse(bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    let doc =
+        Document::parse(bytes).map_err(|e| failed(format!("{}: {e}", path.display()), failure))?;
     doc.select(&Query {
         tag,
         region,
         family,
     })
-    .map_err(|e| bad(format!("{}: {e}", path.display())))
+    .map_err(|e| failed(format!("{}: {e}", path.display()), failure))
 }
 
-fn read_input(path: &Path) -> Result<Vec<u8>, ExitCode> {
+fn read_input(path: &Path, failure: u8) -> Result<Vec<u8>, ExitCode> {
     let read = if path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map(|_| buf)
@@ -360,10 +376,13 @@ fn read_input(path: &Path) -> Result<Vec<u8>, ExitCode> {
         std::fs::read(path)
     };
     read.map_err(|e| {
-        bad(format!(
-            "cannot read {}: {e}; give the path of a service-tags JSON file (ServiceTags_Public_*.json)",
-            path.display()
-        ))
+        failed(
+            format!(
+                "cannot read {}: {e}; give the path of a service-tags JSON file (ServiceTags_Public_*.json)",
+                path.display()
+            ),
+            failure,
+        )
     })
 }
 
@@ -376,6 +395,6 @@ fn emit(out: &str, code: ExitCode) -> Result<ExitCode, ExitCode> {
     {
         Ok(()) => Ok(code),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
-        Err(e) => Err(bad(format!("cannot write the output: {e}"))),
+        Err(e) => Err(failed(format!("cannot write the output: {e}"), 1)),
     }
 }

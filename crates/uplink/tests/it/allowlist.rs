@@ -68,17 +68,24 @@ fn allowlist(args: &[&str]) -> String {
     ok(run(&all), &format!("uplink {}", all.join(" ")))
 }
 
-/// Runs and expects exit 2 with `want` in stderr; returns stderr.
+/// Runs and expects exit 2 (bad usage, or `diff`'s failures) with `want` in stderr; returns
+/// stderr.
 #[track_caller]
 fn fails(args: &[&str], want: &str) -> String {
+    fails_with(2, args, want)
+}
+
+/// Runs and expects exit `code` with `want` in stderr; returns stderr.
+#[track_caller]
+fn fails_with(code: i32, args: &[&str], want: &str) -> String {
     let mut all = vec!["allowlist"];
     all.extend_from_slice(args);
     let o = run(&all);
     let err = stderr(&o);
     assert_eq!(
         o.status.code(),
-        Some(2),
-        "uplink {} should exit 2\nstdout:\n{}\nstderr:\n{err}",
+        Some(code),
+        "uplink {} should exit {code}\nstdout:\n{}\nstderr:\n{err}",
         all.join(" "),
         stdout(&o)
     );
@@ -883,7 +890,9 @@ fn ips_bad_input_exits_2_with_position_and_advice() {
     for (args, want) in &cases {
         let mut all = vec!["ips"];
         all.extend_from_slice(args);
-        let err = fails(&all, want);
+        // Bad usage exits 2; a file or tag that fails exits 1 (the message says which).
+        let usage = want.starts_with("invalid value") || want.starts_with("add --family");
+        let err = fails_with(if usage { 2 } else { 1 }, &all, want);
         if !want.starts_with("invalid value") {
             assert!(err.starts_with("error: "), "{err}");
         }
@@ -1013,7 +1022,7 @@ fn help_texts_teach_and_document_exit_codes() {
                 "details.aspx?id=56519",
                 "AzureAdvancedThreatProtection",
                 "--aggregate",
-                "Exit codes: 0 written; 2 bad input",
+                "Exit codes: 0 written; 1 the file or tag failed",
             ],
         ),
         (
