@@ -18,13 +18,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use uplink_diag::{Code, Step};
+use uplink_proxy::trust::Failure;
 use uplink_proxy::Candidate;
 use uplink_tunnel::socks5::Target as Socks5Target;
 use uplink_tunnel::{Exchange, ProxyKind, ProxyTls, TunnelError};
 
 use crate::classify::{self, TlsContext};
 use crate::model::{Anchor, HttpMethod, Method, Overrides, RouteSpec, Target};
-use crate::result::{MethodResult, StepResult};
+use crate::result::{AttemptResult, MethodResult, StepResult};
 use crate::verifier::Recording;
 
 /// How probes run.
@@ -49,14 +50,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// A failed step: the code and what to show. The step itself is already recorded.
 struct Fail {
     code: Code,
-    /// True when the next route candidate may be tried (the proxy was unreachable).
-    proxy_unreachable: bool,
+    /// How the candidate failed, for the route layer's decision to move on
+    /// ([`uplink_route::decide::move_on`]): the proxy unreachable, the proxy's refusal, or else.
+    failure: Failure,
 }
 
 struct Walk {
     steps: Vec<StepResult>,
     status: Option<u16>,
     deadline: Instant,
+    /// When this candidate's TCP connect gives up (at most `deadline`).
+    connect_by: Instant,
 }
 
 impl Walk {
@@ -78,7 +82,7 @@ impl Walk {
         });
         Fail {
             code,
-            proxy_unreachable: false,
+            failure: Failure::Other,
         }
     }
 
@@ -100,17 +104,8 @@ pub async fn probe(
 ) -> MethodResult {
     let candidates = match route {
         RouteSpec::NotConfigured(why) => return MethodResult::not_configured(method, why),
-        RouteSpec::Invalid(why) => {
-            return MethodResult {
-                method,
-                ok: false,
-                code: Some(Code::CONFIG_INVALID),
-                status: None,
-                route: None,
-                steps: Vec::new(),
-                fix: Some(format!("{why}. {}", Code::CONFIG_INVALID.fix())),
-            }
-        }
+        RouteSpec::Invalid(why) => return failed(method, Code::CONFIG_INVALID, why),
+        RouteSpec::Failed { code, why } => return failed(method, *code, why),
         RouteSpec::Route(c) if c.is_empty() => {
             return MethodResult::not_configured(method, "the route is empty")
         }
@@ -118,17 +113,37 @@ pub async fn probe(
     };
     let deadline = Instant::now() + opts.timeout;
     let mut skipped: Vec<String> = Vec::new();
+    let mut tried: Vec<AttemptResult> = Vec::new();
     let mut last = None;
     for (i, candidate) in candidates.iter().enumerate() {
         let mut walk = Walk {
             steps: Vec::new(),
             status: None,
             deadline,
+            // A blackholed proxy must leave time for the candidates after it.
+            connect_by: Instant::now()
+                + uplink_route::connect_budget(
+                    deadline.saturating_duration_since(Instant::now()),
+                    candidates.len() - i,
+                ),
         };
         let outcome = attempt(target, candidate, opts, &mut walk).await;
         let more = i + 1 < candidates.len();
+        tried.push(AttemptResult {
+            route: candidate.to_string(),
+            ok: outcome.is_ok(),
+            code: outcome.as_ref().err().map(|f| f.code),
+            steps: walk.steps.clone(),
+        });
         match outcome {
-            Err(f) if f.proxy_unreachable && more && walk.remaining() > Duration::ZERO => {
+            Err(f)
+                if uplink_route::decide::move_on(
+                    candidate.origin(),
+                    f.failure,
+                    more,
+                    walk.remaining() > Duration::ZERO,
+                ) =>
+            {
                 skipped.push(format!(
                     "{candidate} ({})",
                     walk.steps
@@ -164,6 +179,21 @@ pub async fn probe(
         route: Some(candidate.to_string()),
         steps: walk.steps,
         fix,
+        attempts: if tried.len() > 1 { tried } else { Vec::new() },
+    }
+}
+
+/// A method whose route could not be computed.
+fn failed(method: Method, code: Code, why: &str) -> MethodResult {
+    MethodResult {
+        method,
+        ok: false,
+        code: Some(code),
+        status: None,
+        route: None,
+        steps: Vec::new(),
+        fix: Some(format!("{why}. {}", code.fix())),
+        attempts: Vec::new(),
     }
 }
 
@@ -192,7 +222,17 @@ async fn attempt(
     };
     let via_proxy = proxy.is_some();
     let unreachable = |mut f: Fail| {
-        f.proxy_unreachable = via_proxy;
+        if via_proxy {
+            f.failure = Failure::Unreachable;
+        }
+        f
+    };
+    // Past the proxy's door, a failure through it is the proxy's refusal (for a discovered proxy,
+    // the route moves on, as the sensor's does).
+    let refused = |mut f: Fail| {
+        if via_proxy && f.failure == Failure::Other {
+            f.failure = Failure::Refused;
+        }
         f
     };
 
@@ -227,7 +267,7 @@ async fn attempt(
         String::from("no address to connect to"),
     );
     for addr in &addrs {
-        match tokio::time::timeout_at(walk.deadline, TcpStream::connect(*addr)).await {
+        match tokio::time::timeout_at(walk.connect_by, TcpStream::connect(*addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 tcp = Some((s, *addr));
@@ -240,9 +280,14 @@ async fn attempt(
                 )
             }
             Err(_) => {
+                let within = if walk.connect_by < walk.deadline {
+                    "this candidate's share of the probe's timeout"
+                } else {
+                    "the probe's timeout"
+                };
                 last_err = (
                     Code::TCP_TIMEOUT,
-                    format!("no answer from {addr} within the probe's timeout"),
+                    format!("no answer from {addr} within {within}"),
                 );
                 break;
             }
@@ -350,7 +395,10 @@ async fn attempt(
                     walk.ok(
                         Step::ProxyConnect,
                         start,
-                        format!("{label} tunnels to {}:{}", target.host, target.port),
+                        format!(
+                            "{label} tunnels to {}",
+                            uplink_url::host_port(&target.host, target.port)
+                        ),
                     );
                     if let Some(scheme) = scheme {
                         walk.ok(
@@ -361,16 +409,20 @@ async fn attempt(
                     }
                     stream
                 }
-                Err(e) => return Err(tunnel_failure(walk, start, &label, e)),
+                Err(e) => return Err(refused(tunnel_failure(walk, start, &label, e))),
             }
         }
     };
 
     let mut io: Box<dyn Io> = stream;
     let authority = if target.port == if target.tls { 443 } else { 80 } {
-        target.host.clone()
+        if target.host.contains(':') {
+            format!("[{}]", target.host)
+        } else {
+            target.host.clone()
+        }
     } else {
-        format!("{}:{}", target.host, target.port)
+        uplink_url::host_port(&target.host, target.port)
     };
 
     // TLS
@@ -432,14 +484,14 @@ async fn attempt(
                         ),
                     ),
                 };
-                return Err(walk.fail(Step::Tls, start, code, detail));
+                return Err(refused(walk.fail(Step::Tls, start, code, detail)));
             }
             Ok(Ok(tls)) => {
                 let presented = verifier.presented().unwrap_or_default();
                 if let Some((code, detail)) =
                     classify::issuer_check(&target.host, &presented, &target.issuers)
                 {
-                    return Err(walk.fail(Step::Tls, start, code, detail));
+                    return Err(refused(walk.fail(Step::Tls, start, code, detail)));
                 }
                 let version = tls
                     .get_ref()
@@ -656,7 +708,7 @@ fn tunnel_failure(walk: &mut Walk, start: Instant, label: &str, e: TunnelError) 
         | TunnelError::Protocol { .. }
         | TunnelError::Io { .. } => {
             let mut f = walk.fail(Step::ProxyConnect, start, code, detail);
-            f.proxy_unreachable = true;
+            f.failure = Failure::Unreachable;
             f
         }
     }

@@ -190,6 +190,7 @@ mod tests {
                 detail: "200 OK".into(),
             }],
             fix: None,
+            attempts: Vec::new(),
         };
         let refused = MethodResult {
             method: Method::Cli,
@@ -204,6 +205,7 @@ mod tests {
                 detail: "the proxy: connecting to 127.0.0.1:9: Connection refused".into(),
             }],
             fix: Some(Code::TCP_REFUSED.fix().into()),
+            attempts: Vec::new(),
         };
         let none =
             MethodResult::not_configured(Method::Named, "no proxy is configured for the sensor");

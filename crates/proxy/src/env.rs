@@ -45,7 +45,7 @@ pub const VARIABLES: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct FromEnv {
     pub capture: EnvCapture,
-    pub credentials: Option<uplink_tunnel::Credentials>,
+    pub credentials: Option<uplink_url::Credentials>,
 }
 
 /// Reads the proxy variables from `get` (e.g. `|k| std::env::var(k).ok()`).
@@ -68,12 +68,12 @@ pub fn capture(get: impl Fn(&str) -> Option<String>) -> FromEnv {
                 let (scheme, userinfo) = prefix.split_once("://").unwrap_or(("http", prefix));
                 if out.credentials.is_none() {
                     if let Ok((_, Some(c))) =
-                        uplink_tunnel::ProxyUrl::parse(&format!("{scheme}://{userinfo}@{host}"))
+                        uplink_url::ProxyUrl::parse(&format!("{scheme}://{userinfo}@{host}"))
                     {
                         out.credentials = Some(c);
                     } else {
                         let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                        out.credentials = Some(uplink_tunnel::Credentials::new(u, p));
+                        out.credentials = Some(uplink_url::Credentials::new(u, p));
                     }
                 }
                 Some(format!("{scheme}://{host}"))
@@ -110,9 +110,7 @@ impl EnvCapture {
 
 /// Parses a proxy value from the environment leniently, as curl does: no scheme means
 /// `http://`, no port means 1080 (curl's default proxy port).
-pub fn parse_env_proxy(
-    value: &str,
-) -> Result<(uplink_tunnel::ProxyUrl, bool), uplink_tunnel::UrlError> {
+pub fn parse_env_proxy(value: &str) -> Result<(uplink_url::ProxyUrl, bool), uplink_url::UrlError> {
     let v = value.trim();
     let with_scheme = if v.contains("://") {
         v.to_owned()
@@ -143,7 +141,7 @@ pub fn parse_env_proxy(
         };
         format!("{}:{default}", with_scheme.trim_end_matches('/'))
     };
-    uplink_tunnel::ProxyUrl::parse(&full).map(|(u, _)| (u, !has_port))
+    uplink_url::ProxyUrl::parse(&full).map(|(u, _)| (u, !has_port))
 }
 
 #[cfg(test)]

@@ -170,3 +170,34 @@ fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
         None => Ok((authority.to_owned(), default)),
     }
 }
+
+/// The proxy flags, one set for `sensor install`, `sensor proxy set` and `check`. Older
+/// spellings stay as hidden aliases, added per command where they do not clash (`sensor proxy
+/// set --url/--user/--password`, `check --proxy`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProxyFlags {
+    /// The proxy: http://HOST:PORT (CONNECT), https://HOST:PORT (TLS to the proxy, trusting the
+    /// system roots or --proxy-ca), socks5://HOST:PORT (SOCKS5; this machine resolves the
+    /// service's name) or socks5h://HOST:PORT (the proxy resolves it). Scheme and port required;
+    /// an IPv6 address in brackets: http://[2001:db8::1]:3128.
+    #[arg(long = "proxy-url", value_name = "URL")]
+    pub proxy_url: Option<String>,
+    /// The proxy user: DOMAIN\user (quote it in a shell: 'CONTOSO\proxyuser'), user@domain or
+    /// user.
+    #[arg(long = "proxy-user", value_name = "USER")]
+    pub proxy_user: Option<String>,
+    /// The proxy password: stored encrypted, never shown. Prefer UPLINK_PROXY_PASSWORD, which
+    /// keeps it out of the process list.
+    #[arg(
+        long = "proxy-password",
+        value_name = "PASSWORD",
+        env = "UPLINK_PROXY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub proxy_password: Option<String>,
+    /// For an https:// proxy (or PAC `HTTPS host:port` entries): trust the CA certificates in
+    /// this PEM file for the proxy's own certificate instead of the system roots. (The service
+    /// is always checked against its own CA.)
+    #[arg(long = "proxy-ca", value_name = "FILE")]
+    pub proxy_ca: Option<PathBuf>,
+}

@@ -16,6 +16,7 @@ mod proxy;
 mod proxyauth;
 mod reload;
 mod renew;
+mod route;
 mod sensor;
 mod service;
 mod sources;

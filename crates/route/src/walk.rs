@@ -1,4 +1,4 @@
-//! Opening a connection to the service along a route: TCP (to the service or to a proxy), then
+//! The sensor's walk: opening a connection to the service along a route: TCP (to the service or to a proxy), then
 //! the proxy's tunnel — CONNECT for an HTTP proxy, TLS to the proxy then CONNECT inside it for an
 //! HTTPS proxy, the SOCKS5 exchange for a SOCKS5 proxy — then TLS trusting only the workspace CA.
 //!
@@ -21,6 +21,8 @@ use uplink_client::{dial_direct, ClientError, Connection, Endpoint, TlsSettings}
 use uplink_diag::{Code, Diagnose};
 use uplink_proxy::badcache::BadProxies;
 use uplink_proxy::trust::{self, Failure, Origin, ProxyAuth};
+
+use crate::decide::Attempt;
 use uplink_proxy::{Candidate, Explanation};
 use uplink_tunnel::socks5::Target;
 use uplink_tunnel::{Credentials, Exchange, ProxyKind, ProxyTls, ProxyUrl, TunnelError};
@@ -36,11 +38,11 @@ pub enum LinkError {
     ProxyDial { proxy: String, source: ClientError },
     #[error("through the proxy {proxy}, the service's certificate does not chain to the workspace CA: a TLS-inspecting proxy is probably replacing it ({detail})")]
     Intercepted { proxy: String, detail: String },
-    #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
+    #[error("the proxy settings give no route to the service: {reason}")]
+    NoRoute { code: Code, reason: String },
     #[error("{what} timed out after {after:?}")]
     Timeout { what: &'static str, after: Duration },
-    #[error("the proxy {proxy} asks for credentials, and they are withheld from it: {reason}. If it is your proxy, allow its host with `uplink sensor proxy set --credential-hosts HOST` (Digest, NTLM or Negotiate only, never Basic), or name it with --url")]
+    #[error("the proxy {proxy} asks for credentials, and they are withheld from it: {reason}. If it is your proxy, allow its host with `uplink sensor proxy set --credential-hosts HOST` (Digest, NTLM or Negotiate only, never Basic), or name it with --proxy-url")]
     CredentialsWithheld { proxy: String, reason: String },
 }
 
@@ -51,7 +53,7 @@ impl Diagnose for LinkError {
             LinkError::Tunnel(e) => e.code(),
             LinkError::ProxyDial { source, .. } => source.code(),
             LinkError::Intercepted { .. } => Code::TLS_INTERCEPTED,
-            LinkError::Config(_) => Code::CONFIG_INVALID,
+            LinkError::NoRoute { code, .. } => *code,
             LinkError::Timeout { .. } => Code::TIMEOUT,
             LinkError::CredentialsWithheld { .. } => Code::PROXY_CREDENTIALS_WITHHELD,
         }
@@ -85,7 +87,9 @@ impl LinkError {
             return Failure::Unreachable;
         }
         match self {
-            LinkError::Tunnel(TunnelError::Config { .. }) | LinkError::Config(_) => Failure::Other,
+            LinkError::Tunnel(TunnelError::Config { .. }) | LinkError::NoRoute { .. } => {
+                Failure::Other
+            }
             LinkError::Tunnel(_)
             | LinkError::Intercepted { .. }
             | LinkError::CredentialsWithheld { .. } => Failure::Refused,
@@ -273,6 +277,8 @@ pub struct Connected {
     /// Set when a proxy that came from discovery, ahead of this candidate in the route, refused
     /// (now, or recently enough that the bad-proxy cache still skips it): which, and why.
     pub refused: Option<String>,
+    /// Every candidate tried, in order; the last one worked.
+    pub attempts: Vec<Attempt>,
 }
 
 /// Connects along `explanation`'s route; see the module docs.
@@ -284,7 +290,10 @@ pub async fn connect_route(
     bad: &mut BadProxies,
 ) -> Result<Connected, LinkError> {
     if let Some(problem) = &explanation.problem {
-        return Err(crate::config::ConfigError::NoRoute(problem.clone()).into());
+        return Err(LinkError::NoRoute {
+            code: explanation.problem_code.unwrap_or(Code::CONFIG_INVALID),
+            reason: problem.clone(),
+        });
     }
     let ordered = bad.order(
         explanation.route.clone(),
@@ -297,9 +306,15 @@ pub async fn connect_route(
     // that says what to do.
     let mut refusal_error: Option<LinkError> = None;
     let mut last = None;
+    let mut attempts: Vec<Attempt> = Vec::new();
     for candidate in ordered {
         match open(endpoint, &candidate, tls, timeout).await {
             Ok((conn, proxy_auth)) => {
+                attempts.push(Attempt {
+                    route: candidate.to_string(),
+                    code: None,
+                    detail: String::new(),
+                });
                 if let Some(key) = candidate.proxy_key() {
                     bad.mark_good(&key);
                 }
@@ -327,12 +342,19 @@ pub async fn connect_route(
                     note,
                     proxy_auth,
                     refused,
+                    attempts,
                 });
             }
             Err(e) => {
+                attempts.push(Attempt {
+                    route: candidate.to_string(),
+                    code: Some(e.code()),
+                    detail: e.to_string(),
+                });
                 let origin = candidate.origin();
                 let failure = e.failure(candidate.proxy_key().is_some());
-                if !trust::try_next(origin, failure) {
+                // (Past the last candidate the loop ends anyway: the error below is the same.)
+                if !crate::decide::move_on(origin, failure, true, true) {
                     return Err(match refusal_error {
                         Some(refused) => {
                             tracing::warn!(code = %e.code(), error = %e, "{candidate} failed too, after a discovered proxy refused");
@@ -368,7 +390,10 @@ pub async fn connect_route(
     }
     Err(refusal_error
         .or(last)
-        .unwrap_or_else(|| crate::config::ConfigError::NoRoute("the route is empty".into()).into()))
+        .unwrap_or_else(|| LinkError::NoRoute {
+            code: Code::CONFIG_INVALID,
+            reason: "the route is empty".into(),
+        }))
 }
 
 /// A refusal the bad-proxy cache still remembers, of a proxy ahead of `used` in the route as

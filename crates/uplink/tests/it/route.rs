@@ -1,0 +1,171 @@
+//! The route layer (`crates/route`) seen from the binary: `uplink check` walks a route as the
+//! sensor does — a blackholed proxy first in a PAC's answer costs that candidate's share of the
+//! timeout and the next candidate (DIRECT) is tried, each attempt reported; a PAC that cannot be
+//! fetched is the pac method's own code while the other methods still run.
+
+use crate::support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::daemon::Daemon;
+use support::*;
+
+/// The one method result of the first URL for `method`.
+#[track_caller]
+fn method<'a>(v: &'a Value, method: &str) -> &'a Value {
+    v["urls"][0]["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["method"] == method)
+        .unwrap_or_else(|| panic!("no {method} in {v:#}"))
+}
+
+/// The routes and codes of a method's attempts.
+fn attempts(m: &Value) -> Vec<(String, Value)> {
+    m["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no attempts in {m:#}"))
+        .iter()
+        .map(|a| (a["route"].as_str().unwrap().to_owned(), a["code"].clone()))
+        .collect()
+}
+
+/// A plain HTTP server on the namespace's own loopback (python's http.server on port 0).
+fn http_server_in(ns: &support::netns::Netns) -> (Daemon, u16) {
+    support::require("python3");
+    let mut cmd = ns.command("python3");
+    cmd.args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"]);
+    let server = Daemon::spawn("python3 -m http.server", cmd);
+    server.expect("Serving HTTP on", Duration::from_secs(10));
+    let log = server.log();
+    let port = log
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {log:?}"));
+    (server, port)
+}
+
+/// A PAC answering `PROXY <blackholed>; DIRECT` (issue 17, item 1): `check --method pac` and
+/// `default` (a sensor in pac mode) try the proxy for their share of the timeout, then reach the
+/// service over DIRECT; both attempts are in the JSON and the route that worked is named.
+#[test]
+fn a_blackholed_pac_proxy_falls_back_to_direct() {
+    support::require("nft");
+    let ns = support::netns::Netns::new();
+    ns.hosts(&[]);
+    let nft = ns
+        .command("nft")
+        .args([
+            "add table inet uplinkroute; add chain inet uplinkroute out { type filter hook output priority 0; }; \
+             add rule inet uplinkroute out tcp dport 9 drop",
+        ])
+        .output()
+        .unwrap();
+    assert!(nft.status.success(), "nft: {}", stderr(&nft));
+    let (_server, port) = http_server_in(&ns);
+
+    let dir = tempfile::tempdir().unwrap();
+    let pac = dir.path().join("blackhole.pac");
+    std::fs::write(
+        &pac,
+        format!(
+            "function FindProxyForURL(url, host) {{ return 'PROXY {}:9; DIRECT'; }}\n",
+            ns.host_ip
+        ),
+    )
+    .unwrap();
+    // A sensor's configuration in pac mode, for the `default` method (no service needed: the
+    // target is --url, the sensor only lends its route).
+    let config_dir = dir.path().join("sensor");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("sensor.toml"),
+        format!(
+            "format = 1\nworkspace = \"w\"\nsensor_id = \"s\"\nsensor_url = \"https://wsensorapi.uplink.test\"\n\n[proxy]\nmode = \"pac\"\npac = \"{}\"\n",
+            pac.display()
+        ),
+    )
+    .unwrap();
+
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut cmd = ns.command(support::UPLINK);
+    support::scrub_proxy_env(&mut cmd);
+    let started = Instant::now();
+    let out = cmd
+        .args([
+            "check",
+            "--config-dir",
+            config_dir.to_str().unwrap(),
+            "--url",
+            &url,
+            "--method",
+            "pac,default",
+            "--pac",
+            pac.to_str().unwrap(),
+            "--timeout",
+            "4",
+            "--format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let v: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(out.status.code(), Some(0), "{v:#}\n{}", stderr(&out));
+    let proxy = format!("PROXY {}:9", ns.host_ip);
+    for name in ["pac", "default"] {
+        let m = method(&v, name);
+        assert_eq!(m["ok"], true, "{name}: {m:#}");
+        assert_eq!(m["route"], "DIRECT", "{name}: {m:#}");
+        assert_eq!(
+            attempts(m),
+            vec![
+                (proxy.clone(), Value::from("TCP_TIMEOUT")),
+                ("DIRECT".to_owned(), Value::Null)
+            ],
+            "{name}: {m:#}"
+        );
+        assert_eq!(m["status"], 200, "{name}: {m:#}");
+    }
+    // Both probes ran concurrently, each under its 4 s.
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+}
+
+/// A --pac URL nothing answers at is the pac method's PAC_FETCH_FAILED (not a usage error):
+/// the other methods still run, and the run exits 1 only because no method passed.
+#[test]
+fn an_unreachable_pac_is_the_pac_methods_own_code() {
+    let closed = support::squid::free_port();
+    let pac = format!("http://127.0.0.1:{closed}/proxy.pac");
+    let out = uplink_cmd(&[
+        "check",
+        "--url",
+        &format!("http://127.0.0.1:{closed}/"),
+        "--method",
+        "pac,direct",
+        "--pac",
+        &pac,
+        "--timeout",
+        "2",
+        "--format",
+        "json",
+    ])
+    .env_remove("UPLINK_CONFIG_DIR")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let v: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    let m = method(&v, "pac");
+    assert_eq!(m["code"], "PAC_FETCH_FAILED", "{m:#}");
+    assert!(m["fix"].as_str().unwrap().contains(&pac), "{m:#}");
+    assert_eq!(method(&v, "direct")["code"], "TCP_REFUSED", "{v:#}");
+}
