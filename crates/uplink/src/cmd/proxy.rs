@@ -137,38 +137,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Host and port of a URL (default port from the scheme).
+/// Host and port of a URL (default port from the scheme; an IPv6 literal in brackets).
 fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow::anyhow!("{url:?} is not a URL: give it as https://HOST[:PORT]/"))?;
-    let default = match scheme.to_ascii_lowercase().as_str() {
-        "https" => 443,
-        "http" => 80,
-        other => anyhow::bail!("scheme {other:?} is not supported: use https:// or http://"),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |x| x.1);
-    if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| anyhow::anyhow!("{url:?}: unclosed [ in the host"))?;
-        let port = after
-            .strip_prefix(':')
-            .map(str::parse)
-            .transpose()?
-            .unwrap_or(default);
-        return Ok((h.to_owned(), port));
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) => Ok((
-            h.to_owned(),
-            p.parse()
-                .map_err(|_| anyhow::anyhow!("{url:?} has an invalid port"))?,
-        )),
-        None if authority.is_empty() => anyhow::bail!("{url:?} has no host"),
-        None => Ok((authority.to_owned(), default)),
-    }
+    let u = uplink_url::HttpUrl::parse(url)?;
+    Ok((u.host, u.port))
 }
 
 /// The proxy flags, one set for `sensor install`, `sensor proxy set` and `check`. Older

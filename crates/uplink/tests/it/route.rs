@@ -50,6 +50,97 @@ fn http_server_in(ns: &support::netns::Netns) -> (Daemon, u16) {
     (server, port)
 }
 
+/// python's http.server on `[::1]`, port 0.
+fn http_server_on_ipv6_loopback() -> (Daemon, u16) {
+    support::require("python3");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-u", "-m", "http.server", "0", "--bind", "::1"]);
+    let server = Daemon::spawn("python3 -m http.server --bind ::1", cmd);
+    server.expect("Serving HTTP on", Duration::from_secs(10));
+    let log = server.log();
+    let port = log
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {log:?}"));
+    (server, port)
+}
+
+/// IPv6 literals end to end: `check --url http://[::1]:PORT/` directly, through
+/// `--proxy-url socks5h://[::1]:PORT` (microsocks on ::1), and through a PAC naming
+/// `PROXY [::1]:<closed>; SOCKS5 [::1]:PORT` — the closed one refused, the SOCKS proxy used.
+#[test]
+fn ipv6_literals_in_urls_proxies_and_pac_answers() {
+    let (_server, port) = http_server_on_ipv6_loopback();
+    let socks = support::socks::Socks::start_on("::1", None);
+    let closed = support::squid::free_port_on("::1");
+    let dir = tempfile::tempdir().unwrap();
+    let pac = dir.path().join("v6.pac");
+    std::fs::write(
+        &pac,
+        format!(
+            "function FindProxyForURL(url, host) {{ return host == '::1' ? 'PROXY [::1]:{closed}; SOCKS5 [::1]:{}' : 'DIRECT'; }}\n",
+            socks.port
+        ),
+    )
+    .unwrap();
+    let url = format!("http://[::1]:{port}/");
+    let proxy = format!("socks5h://[::1]:{}", socks.port);
+    let out = uplink_cmd(&[
+        "check",
+        "--url",
+        &url,
+        "--method",
+        "direct,cli,pac",
+        "--proxy-url",
+        &proxy,
+        "--pac",
+        pac.to_str().unwrap(),
+        "--timeout",
+        "5",
+        "--format",
+        "json",
+    ])
+    .env_remove("UPLINK_CONFIG_DIR")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let v: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(out.status.code(), Some(0), "{v:#}\n{}", stderr(&out));
+    assert_eq!(v["urls"][0]["url"], url, "{v:#}");
+    for name in ["direct", "cli", "pac"] {
+        let m = method(&v, name);
+        assert_eq!(m["ok"], true, "{name}: {m:#}");
+        assert_eq!(m["status"], 200, "{name}: {m:#}");
+    }
+    let direct = method(&v, "direct");
+    assert!(
+        direct["steps"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("[::1]"),
+        "{direct:#}"
+    );
+    let via_socks = format!("[::1]:{}", socks.port);
+    assert!(
+        method(&v, "cli")["route"]
+            .as_str()
+            .unwrap()
+            .ends_with(&via_socks),
+        "{v:#}"
+    );
+    let pac_result = method(&v, "pac");
+    let tried = attempts(pac_result);
+    assert_eq!(tried.len(), 2, "{pac_result:#}");
+    assert_eq!(
+        tried[0],
+        (format!("PROXY [::1]:{closed}"), Value::from("TCP_REFUSED"))
+    );
+    assert!(tried[1].0.ends_with(&via_socks), "{pac_result:#}");
+}
+
 /// A PAC answering `PROXY <blackholed>; DIRECT` (issue 17, item 1): `check --method pac` and
 /// `default` (a sensor in pac mode) try the proxy for their share of the timeout, then reach the
 /// service over DIRECT; both attempts are in the JSON and the route that worked is named.
