@@ -2,10 +2,13 @@
 //! proxy authentication → TLS → client certificate → HTTP — timing each step and stopping at the
 //! first failure with a stable code.
 //!
-//! Like the sensor (`crates/sensor/src/link.rs`), a route's next candidate is tried only when a
-//! *proxy could not be reached* (its name, its port, or it spoke no HTTP); a proxy that answers
-//! and refuses is the answer. Every step runs under the probe's one deadline, so a probe takes at
-//! most `timeout` however many steps or candidates it walks.
+//! The route is walked as the sensor walks it, with the route layer (`uplink-route`): the same
+//! tunnel code ([`uplink_route::tunnel`]) and the same decisions ([`uplink_route::decide`]) — the
+//! next candidate after a proxy that could not be reached (refused, unreachable, blackholed: each
+//! candidate's TCP connect gets only its share of the time left) or after a discovered proxy's
+//! refusal; an administrator's proxy that answers and refuses is the answer. Every attempt is
+//! recorded. Every step runs under the probe's one deadline, so a probe takes at most `timeout`
+//! however many steps or candidates it walks.
 //!
 //! Plain `http://` targets through a proxy are tunnelled with CONNECT like everything else (a
 //! proxy that allows CONNECT only to 443 reports them as denied: that is a finding too).
@@ -14,14 +17,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use uplink_diag::{Code, Step};
 use uplink_proxy::trust::Failure;
 use uplink_proxy::Candidate;
-use uplink_tunnel::socks5::Target as Socks5Target;
-use uplink_tunnel::{Exchange, ProxyKind, ProxyTls, TunnelError};
+use uplink_tunnel::{ProxyKind, TunnelError};
 
 use crate::classify::{self, TlsContext};
 use crate::model::{Anchor, HttpMethod, Method, Overrides, RouteSpec, Target};
@@ -41,11 +43,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Most body bytes read for a detail line.
 const MAX_BODY_DETAIL: usize = 2048;
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-
-/// A stream through a proxy, the authentication scheme used, and its rounds.
-type Tunnelled = (Box<dyn Io>, Option<&'static str>, u32);
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use uplink_route::tunnel::Io;
 
 /// A failed step: the code and what to show. The step itself is already recorded.
 struct Fail {
@@ -311,85 +309,34 @@ async fn attempt(
         // `auth`: a discovered proxy never gets Basic (uplink_proxy::trust), here as in the sensor.
         Some((label, credentials, url, proxy_ca, auth)) => {
             let start = Instant::now();
-            let tunnelled: Result<Tunnelled, TunnelError> = match url.kind() {
-                ProxyKind::Http => {
-                    let redial = move || TcpStream::connect(addr);
-                    let x = Exchange {
-                        proxy: &label,
-                        host: &target.host,
-                        port: target.port,
-                        credentials: credentials.as_ref(),
-                        auth: auth.auth_options(),
-                        timeout: walk.remaining(),
-                    };
-                    uplink_tunnel::establish_with(tcp, redial, &x)
+            // socks5:// (curl's meaning): this machine resolves the target's name.
+            let resolved = match url.kind() {
+                ProxyKind::Socks5 { remote_dns: false } => {
+                    match resolve(&target.host, target.port, &opts.overrides, walk.remaining())
                         .await
-                        .map(|t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds))
-                }
-                ProxyKind::Https => {
-                    let tls_host = url.host.clone();
-                    match ProxyTls::new(proxy_ca.as_deref().map(std::path::Path::new), &label) {
-                        Err(e) => Err(e),
-                        Ok(proxy_tls) => {
-                            match tokio::time::timeout_at(
-                                walk.deadline,
-                                proxy_tls.connect(tcp, &tls_host, &label),
-                            )
-                            .await
-                            {
-                                Err(_) => Err(TunnelError::Timeout {
-                                    proxy: label.clone(),
-                                    after: walk.remaining(),
-                                }),
-                                Ok(Err(e)) => Err(e),
-                                Ok(Ok(stream)) => {
-                                    let redial = || async {
-                                        let tcp = TcpStream::connect(addr).await?;
-                                        let s = proxy_tls.connect(tcp, &tls_host, &label).await?;
-                                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
-                                    };
-                                    let x = Exchange {
-                                        proxy: &label,
-                                        host: &target.host,
-                                        port: target.port,
-                                        credentials: credentials.as_ref(),
-                                        auth: auth.auth_options(),
-                                        timeout: walk.remaining(),
-                                    };
-                                    uplink_tunnel::establish_with(stream, redial, &x).await.map(
-                                        |t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds),
-                                    )
-                                }
-                            }
+                    {
+                        Ok((addrs, _)) => Some(addrs[0].ip()),
+                        Err((code, detail)) => {
+                            return Err(walk.fail(Step::Dns, start, code, detail))
                         }
                     }
                 }
-                ProxyKind::Socks5 { remote_dns } => {
-                    let socks_target = if remote_dns {
-                        Socks5Target::Domain(target.host.clone())
-                    } else {
-                        // socks5:// (curl's meaning): this machine resolves the name.
-                        match resolve(&target.host, target.port, &opts.overrides, walk.remaining())
-                            .await
-                        {
-                            Ok((addrs, _)) => Socks5Target::Ip(addrs[0].ip()),
-                            Err((code, detail)) => {
-                                return Err(walk.fail(Step::Dns, start, code, detail))
-                            }
-                        }
-                    };
-                    let x = uplink_tunnel::Socks5Exchange {
-                        proxy: &label,
-                        target: socks_target,
-                        port: target.port,
-                        credentials: credentials.as_ref(),
-                        timeout: walk.remaining(),
-                    };
-                    uplink_tunnel::establish_socks5(tcp, &x)
-                        .await
-                        .map(|t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds))
-                }
+                _ => None,
             };
+            // The route layer's tunnel, exactly the sensor's.
+            let through = uplink_route::tunnel::Through {
+                url,
+                credentials: credentials.as_ref(),
+                auth,
+                proxy_ca: proxy_ca.as_deref(),
+                host: &target.host,
+                port: target.port,
+                resolved,
+                timeout: walk.remaining(),
+            };
+            let tunnelled = uplink_route::tunnel::open(tcp, &through)
+                .await
+                .map(|o| (o.stream, o.scheme, o.rounds));
             match tunnelled {
                 Ok((stream, scheme, rounds)) => {
                     walk.ok(

@@ -5,10 +5,12 @@
 //!   engine (`uplink-proxy`) decides, this crate does the I/O it needs first;
 //! - [`decide`]: the walk's decisions, pure and table-tested: how long a candidate's connect may
 //!   take, whether a failure moves on to the next candidate, what a failure was;
-//! - [`walk`]: the sensor's walk (per candidate: a bounded connect, CONNECT or SOCKS5 with
-//!   authentication through `uplink-tunnel`, then TLS to the workspace through `uplink-client`),
-//!   reporting each attempt. The analyzer (`uplink-check`) walks the same candidates with the same
-//!   decisions, recording every step of every attempt.
+//! - [`tunnel`]: one candidate's tunnel (CONNECT, TLS to an HTTPS proxy, SOCKS5, with
+//!   authentication through `uplink-tunnel`), the same code for the sensor and the analyzer;
+//! - [`walk`]: the sensor's walk (per candidate: a bounded connect, the tunnel, then TLS to the
+//!   workspace through `uplink-client`), reporting each attempt. The analyzer (`uplink-check`)
+//!   walks the same candidates with the same decisions and the same tunnel, recording every step
+//!   of every attempt.
 //!
 //! Errors are typed and carry their code: `PAC_FETCH_FAILED`, `PAC_SCRIPT_ERROR`, `PAC_TIMEOUT`,
 //! `WPAD_NOT_FOUND` for the sources, the tunnel's and the client's codes for the walk.
@@ -16,6 +18,7 @@
 pub mod decide;
 pub mod pac;
 pub mod sources;
+pub mod tunnel;
 pub mod walk;
 pub mod wpad;
 

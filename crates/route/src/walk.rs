@@ -13,7 +13,6 @@
 //! [`uplink_proxy::trust`] allows; a demand for credentials withheld from it is
 //! `PROXY_CREDENTIALS_WITHHELD`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,8 +23,7 @@ use uplink_proxy::trust::{self, Failure, Origin, ProxyAuth};
 
 use crate::decide::Attempt;
 use uplink_proxy::{Candidate, Explanation};
-use uplink_tunnel::socks5::Target;
-use uplink_tunnel::{Credentials, Exchange, ProxyKind, ProxyTls, ProxyUrl, TunnelError};
+use uplink_tunnel::{Credentials, ProxyKind, ProxyUrl, TunnelError};
 
 /// Any failure on the way to the service. Carries no secret.
 #[derive(Debug, thiserror::Error)]
@@ -166,8 +164,8 @@ pub async fn open(
         })?
 }
 
-/// Dials the proxy `url`, opens its tunnel to the endpoint, and does the workspace TLS inside,
-/// sending `credentials` only by the schemes `auth` allows.
+/// Dials the proxy `url`, opens its tunnel to the endpoint ([`crate::tunnel`]), and does the
+/// workspace TLS inside, sending `credentials` only by the schemes `auth` allows.
 async fn through_proxy(
     endpoint: &Endpoint,
     url: &ProxyUrl,
@@ -177,67 +175,33 @@ async fn through_proxy(
     timeout: Duration,
 ) -> Result<(Connection, Option<&'static str>), LinkError> {
     let proxy = url.host_port();
-    let dial = || async {
-        dial_direct(&url.host, url.port, timeout)
-            .await
-            .map_err(|source| LinkError::ProxyDial {
-                proxy: proxy.clone(),
-                source,
-            })
+    // socks5:// (curl's meaning): this machine resolves the service's name.
+    let resolved = match url.kind() {
+        ProxyKind::Socks5 { remote_dns: false } => {
+            Some(uplink_client::resolve(&endpoint.host, endpoint.port).await?[0].ip())
+        }
+        _ => None,
     };
-    let exchange = Exchange {
-        proxy: &proxy,
+    let tcp = dial_direct(&url.host, url.port, timeout)
+        .await
+        .map_err(|source| LinkError::ProxyDial {
+            proxy: proxy.clone(),
+            source,
+        })?;
+    let through = crate::tunnel::Through {
+        url,
+        credentials,
+        auth,
+        proxy_ca,
         host: &endpoint.host,
         port: endpoint.port,
-        credentials,
-        auth: auth.auth_options(),
+        resolved,
         timeout,
     };
-    match url.kind() {
-        ProxyKind::Http => {
-            let tcp = dial().await?;
-            let redial = || dial_direct(&url.host, url.port, timeout);
-            let tunnel = uplink_tunnel::establish_with(tcp, redial, &exchange)
-                .await
-                .map_err(|e| withheld(e, auth))?;
-            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
-        }
-        ProxyKind::Https => {
-            let proxy_tls = ProxyTls::new(proxy_ca.map(Path::new), &proxy)?;
-            let tcp = dial().await?;
-            let stream = proxy_tls.connect(tcp, &url.host, &proxy).await?;
-            let redial = || async {
-                let tcp = dial_direct(&url.host, url.port, timeout).await?;
-                let s = proxy_tls.connect(tcp, &url.host, &proxy).await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
-            };
-            let tunnel = uplink_tunnel::establish_with(stream, redial, &exchange)
-                .await
-                .map_err(|e| withheld(e, auth))?;
-            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
-        }
-        ProxyKind::Socks5 { remote_dns } => {
-            let target = if remote_dns {
-                Target::Domain(endpoint.host.clone())
-            } else {
-                // socks5:// (curl's meaning): this machine resolves the name.
-                let addrs = uplink_client::resolve(&endpoint.host, endpoint.port).await?;
-                Target::Ip(addrs[0].ip())
-            };
-            let tcp = dial().await?;
-            let exchange = uplink_tunnel::Socks5Exchange {
-                proxy: &proxy,
-                target,
-                port: endpoint.port,
-                credentials,
-                timeout,
-            };
-            let tunnel = uplink_tunnel::establish_socks5(tcp, &exchange)
-                .await
-                .map_err(|e| withheld(e, auth))?;
-            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
-        }
-    }
+    let tunnel = crate::tunnel::open(tcp, &through)
+        .await
+        .map_err(|e| withheld(e, auth))?;
+    service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
 }
 
 /// The workspace TLS over a tunnel through `proxy`.
