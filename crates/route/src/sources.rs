@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 use uplink_diag::Diagnose;
 use uplink_proxy::settings::Unseal;
-use uplink_proxy::{Explanation, Fallback, Inputs, Mode, PacOutcome, Problem, ProxySettings};
+use uplink_proxy::{
+    Candidate, Explanation, Fallback, Inputs, Mode, PacOutcome, Problem, ProxySettings,
+};
 use uplink_tunnel::Credentials;
 use uplink_wpad::{Discovery, Sources};
 
@@ -122,6 +124,36 @@ pub fn wpad_method(d: &Discovery, host: &str, port: u16) -> Result<Explanation, 
     ))
 }
 
+/// The analyzer's `named` method: the sensor's explicit proxy (whatever its mode), with its
+/// sealed password opened by `unseal`. `Ok(None)` when the settings name no proxy.
+pub fn named_method(
+    settings: &ProxySettings,
+    unseal: &dyn Unseal,
+) -> Result<Option<Candidate>, Problem> {
+    let Some(url) = &settings.url else {
+        return Ok(None);
+    };
+    let invalid = |m: String| Problem::new(uplink_diag::Code::CONFIG_INVALID, m);
+    let (url, _) = uplink_url::ProxyUrl::parse(url)
+        .map_err(|e| invalid(format!("the sensor's proxy URL: {e}")))?;
+    let credentials = match (&settings.user, &settings.password) {
+        (Some(user), Some(sealed)) => Some(Credentials {
+            user: user.clone(),
+            password: unseal.unseal(sealed).map_err(|e| {
+                invalid(format!(
+                    "the sensor's proxy password cannot be unsealed: {e}"
+                ))
+            })?,
+        }),
+        _ => None,
+    };
+    Ok(Some(Candidate::configured(
+        url,
+        credentials,
+        settings.proxy_ca.clone(),
+    )))
+}
+
 /// The route the environment's proxy variables give (no sensor installed: check's `default`).
 pub fn env_method(env: &uplink_proxy::env::FromEnv, host: &str, port: u16) -> Explanation {
     let mut settings = ProxySettings {
@@ -194,5 +226,38 @@ mod tests {
         let refused = pac_method(url, crate::pac::load_within(url, t), "s.example", 443, None);
         assert_eq!(refused.unwrap_err().code, Code::PAC_FETCH_FAILED);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_named_method_is_the_sensors_explicit_proxy() {
+        use secrecy::ExposeSecret;
+        let unseal = |sealed: &str| -> Result<SecretString, String> {
+            sealed
+                .strip_prefix("sealed:")
+                .map(|p| SecretString::from(p.to_owned()))
+                .ok_or_else(|| "wrong key".to_owned())
+        };
+        let settings = |url: Option<&str>, password: Option<&str>| ProxySettings {
+            url: url.map(str::to_owned),
+            user: password.map(|_| "CONTOSO\\u".to_owned()),
+            password: password.map(str::to_owned),
+            ..Default::default()
+        };
+        assert!(named_method(&settings(None, None), &unseal).unwrap().is_none());
+        let c = named_method(&settings(Some("http://[::1]:3128"), Some("sealed:pw")), &unseal)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.to_string(), "PROXY [::1]:3128");
+        match c {
+            Candidate::Proxy {
+                credentials: Some(c),
+                ..
+            } => assert_eq!(c.password.expose_secret(), "pw"),
+            other => panic!("{other:?}"),
+        }
+        for (url, password) in [("proxy:3128", None), ("http://p:1", Some("garbage"))] {
+            let e = named_method(&settings(Some(url), password), &unseal).unwrap_err();
+            assert_eq!(e.code, Code::CONFIG_INVALID, "{url}: {e}");
+        }
     }
 }

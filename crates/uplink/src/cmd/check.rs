@@ -513,38 +513,27 @@ fn load_ca(path: &Path) -> Result<Anchor, Usage> {
     })
 }
 
-/// The sensor's explicit proxy, with its unsealed password.
+/// The sensor's explicit proxy (computed by the route layer), its password kept for redaction.
 fn named_proxy(c: &Config, paths: &Paths, secrets: &mut Vec<SecretString>) -> RouteSpec {
-    let Some(url) = &c.proxy.url else {
-        return RouteSpec::NotConfigured(format!(
-            "the sensor in {} has no named proxy (uplink sensor proxy set --url URL)",
+    let unseal = |sealed: &str| uplink_sensor::config::unseal(paths, sealed);
+    match uplink_route::sources::named_method(&c.proxy, &unseal) {
+        Ok(None) => RouteSpec::NotConfigured(format!(
+            "the sensor in {} has no named proxy (uplink sensor proxy set --proxy-url URL)",
             paths.config_dir.display()
-        ));
-    };
-    let (url, _) = match ProxyUrl::parse(url) {
-        Ok(u) => u,
-        Err(e) => return RouteSpec::Invalid(format!("the sensor's proxy URL: {e}")),
-    };
-    let credentials = match (&c.proxy.user, &c.proxy.password) {
-        (Some(user), Some(sealed)) => match uplink_sensor::config::unseal(paths, sealed) {
-            Ok(pw) => {
-                secrets.push(pw.clone());
-                Some(Credentials {
-                    user: user.clone(),
-                    password: pw,
-                })
+        )),
+        Ok(Some(candidate)) => {
+            if let Candidate::Proxy {
+                credentials: Some(c),
+                ..
+            } = &candidate
+            {
+                secrets.push(c.password.clone());
             }
-            Err(e) => {
-                return RouteSpec::Invalid(format!(
-                    "the sensor's proxy password cannot be unsealed: {e}"
-                ))
-            }
+            RouteSpec::Route(vec![candidate])
+        }
+        Err(p) => RouteSpec::Failed {
+            code: p.code,
+            why: p.message,
         },
-        _ => None,
-    };
-    RouteSpec::Route(vec![Candidate::configured(
-        url,
-        credentials,
-        c.proxy.proxy_ca.clone(),
-    )])
+    }
 }

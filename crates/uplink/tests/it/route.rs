@@ -260,3 +260,54 @@ fn an_unreachable_pac_is_the_pac_methods_own_code() {
     assert!(m["fix"].as_str().unwrap().contains(&pac), "{m:#}");
     assert_eq!(method(&v, "direct")["code"], "TCP_REFUSED", "{v:#}");
 }
+
+/// A sensor whose PAC script breaks, then disappears: `run --once` fails with the script's own
+/// code — PAC_SCRIPT_ERROR, then PAC_FETCH_FAILED — in what it prints and in `sensor status`, and
+/// `check --method default` reports the same code; a good script again delivers the event.
+#[test]
+fn a_sensors_pac_failures_have_their_own_codes_in_status_and_check() {
+    let (dir, _svc, sensor, _logs) = support::sensor::with_logs("routepac");
+    let pac = dir.path().join("route.pac");
+    let good = "function FindProxyForURL(url, host) { return 'DIRECT'; }\n";
+    std::fs::write(&pac, good).unwrap();
+    ok(
+        sensor.proxy(&["set", "--pac", pac.to_str().unwrap()]),
+        "proxy set --pac",
+    );
+    ok(sensor.send("{\"n\":1}\n"), "sensor send");
+
+    std::fs::write(&pac, "function FindProxyForURL(url, host) { return ").unwrap();
+    sensor.run_once_failing(5, "PAC_SCRIPT_ERROR");
+    let check = |code: &str| {
+        let out = uplink_cmd(&[
+            "check",
+            "--config-dir",
+            sensor.cfg(),
+            "--method",
+            "default",
+            "--timeout",
+            "3",
+            "--format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+        let v: Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+        assert_eq!(out.status.code(), Some(1), "{v:#}");
+        let m = method(&v, "default");
+        assert_eq!(m["code"], code, "{m:#}");
+        assert!(m["fix"].as_str().unwrap().contains("route.pac"), "{m:#}");
+    };
+    check("PAC_SCRIPT_ERROR");
+
+    std::fs::remove_file(&pac).unwrap();
+    sensor.run_once_failing(5, "PAC_FETCH_FAILED");
+    check("PAC_FETCH_FAILED");
+
+    std::fs::write(&pac, good).unwrap();
+    ok(sensor.run_once(10), "run --once with the script back");
+    let status = sensor.status();
+    assert_eq!(status["route"], "DIRECT", "{status}");
+}
