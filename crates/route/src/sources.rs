@@ -243,10 +243,15 @@ mod tests {
             password: password.map(str::to_owned),
             ..Default::default()
         };
-        assert!(named_method(&settings(None, None), &unseal).unwrap().is_none());
-        let c = named_method(&settings(Some("http://[::1]:3128"), Some("sealed:pw")), &unseal)
+        assert!(named_method(&settings(None, None), &unseal)
             .unwrap()
-            .unwrap();
+            .is_none());
+        let c = named_method(
+            &settings(Some("http://[::1]:3128"), Some("sealed:pw")),
+            &unseal,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(c.to_string(), "PROXY [::1]:3128");
         match c {
             Candidate::Proxy {

@@ -45,6 +45,50 @@ impl Credentials {
     }
 }
 
+/// The parts of a URL of any scheme (`ftp://`, `wss://`: what a PAC script may be asked about),
+/// read leniently as browsers hand them to PAC scripts: the scheme as written, the host
+/// (lower-cased, unbracketed, user info dropped) and the port text if any (not checked: callers
+/// decide what an invalid port means).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts<'a> {
+    pub scheme: &'a str,
+    pub host: String,
+    pub port: Option<&'a str>,
+}
+
+/// Splits `scheme://[userinfo@]host[:port][/…]`. `None` without a valid scheme, or with an empty
+/// host or an unclosed IPv6 bracket.
+pub fn url_parts(url: &str) -> Option<UrlParts<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(UrlParts {
+        scheme,
+        host: host.to_ascii_lowercase(),
+        port: port.filter(|p| !p.is_empty()),
+    })
+}
+
 /// `host:port`, with the brackets an IPv6 literal needs (`[::1]:3128`).
 pub fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -122,6 +166,29 @@ mod tests {
         assert_eq!(host_port("::1", 3128), "[::1]:3128");
         assert_eq!(host_port("[::1]", 3128), "[::1]:3128");
         assert_eq!(host_port("h", 1), "h:1");
+    }
+
+    #[test]
+    fn url_parts_of_any_scheme() {
+        let parts = |u| url_parts(u).map(|p| (p.scheme, p.host, p.port));
+        type Parts<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;
+        let cases: &[(&str, Parts)] = &[
+            (
+                "wss://U:p@H.example:8443/x",
+                Some(("wss", "h.example", Some("8443"))),
+            ),
+            ("ftp://[2001:DB8::1]/f", Some(("ftp", "2001:db8::1", None))),
+            ("https://[::1]:/", Some(("https", "::1", None))),
+            ("http://h:99999/", Some(("http", "h", Some("99999")))),
+            ("http:///p", None),
+            ("http://[::1/", None),
+            ("nonsense", None),
+            ("h t://x/", None),
+        ];
+        for (url, want) in cases {
+            let want = want.map(|(s, h, p)| (s, h.to_owned(), p));
+            assert_eq!(parts(url), want, "{url}");
+        }
     }
 
     #[test]
