@@ -283,7 +283,8 @@ impl Overrides {
         let bad = || {
             format!("--resolve {spec:?}: expected HOST:PORT:ADDRESS, e.g. example.com:443:127.0.0.1 (HOST may be *)")
         };
-        let (host, rest) = spec.split_once(':').ok_or_else(bad)?;
+        // HOST may be a bracketed IPv6 literal; ADDRESS an IPv6 address, bracketed or not.
+        let (host, rest) = uplink_url::first_field(spec).ok_or_else(bad)?;
         let (port, addr) = rest.split_once(':').ok_or_else(bad)?;
         let port = port.parse().map_err(|_| bad())?;
         let addr = addr
@@ -303,24 +304,22 @@ impl Overrides {
         let bad = || {
             format!("--connect-to {spec:?}: expected HOST:PORT:HOST2:PORT2 (HOST and PORT may be empty for any), e.g. ::127.0.0.1:8443")
         };
-        let parts: Vec<&str> = spec.splitn(3, ':').collect();
-        if parts.len() != 3 {
-            return Err(bad());
-        }
-        let (to_host, to_port) = parts[2].rsplit_once(':').ok_or_else(bad)?;
-        let to_host = to_host.trim_start_matches('[').trim_end_matches(']');
-        if to_host.is_empty() {
-            return Err(bad());
-        }
+        // Either host may be a bracketed IPv6 literal.
+        let (host, rest) = uplink_url::first_field(spec).ok_or_else(bad)?;
+        let (port, to) = rest.split_once(':').ok_or_else(bad)?;
+        let (to_host, to_port) = match uplink_url::split_host_port(to) {
+            Some((h, Some(p))) => (h, p),
+            _ => return Err(bad()),
+        };
         self.connect_to.push(ConnectTo {
-            host: (!parts[0].is_empty()).then(|| parts[0].to_ascii_lowercase()),
-            port: if parts[1].is_empty() {
+            host: (!host.is_empty()).then(|| host.to_ascii_lowercase()),
+            port: if port.is_empty() {
                 None
             } else {
-                Some(parts[1].parse().map_err(|_| bad())?)
+                Some(port.parse().map_err(|_| bad())?)
             },
-            to_host: to_host.to_ascii_lowercase(),
-            to_port: to_port.parse().map_err(|_| bad())?,
+            to_host,
+            to_port,
         });
         Ok(())
     }
@@ -420,6 +419,23 @@ mod tests {
         for bad in ["a:443", "a:443:", "::x:"] {
             assert!(o.add_connect_to(bad).is_err(), "{bad}");
         }
+        // IPv6, curl's way: bracketed hosts, addresses bracketed or not.
+        let mut o = Overrides::default();
+        o.add_resolve("[::1]:443:[::1]").unwrap();
+        o.add_resolve("v6.example:443:2001:db8::1").unwrap();
+        o.add_connect_to("[2001:db8::5]:443:[::1]:8443").unwrap();
+        o.add_connect_to("v6.example::[::1]:9443").unwrap();
+        assert_eq!(o.resolved("::1", 443), Some("::1".parse().unwrap()));
+        assert_eq!(
+            o.resolved("v6.example", 443),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(o.connect_target("2001:db8::5", 443), ("::1".into(), 8443));
+        assert_eq!(o.connect_target("v6.example", 1), ("::1".into(), 9443));
+        for bad in ["[::1:443:::1", "[::1]443:::1"] {
+            assert!(o.add_resolve(bad).is_err(), "{bad}");
+        }
+        assert!(o.add_connect_to("::[::1]").is_err());
     }
 
     #[test]

@@ -89,6 +89,18 @@ pub fn url_parts(url: &str) -> Option<UrlParts<'_>> {
     })
 }
 
+/// The first field of a curl-style colon-separated spec (`--resolve HOST:PORT:ADDR`,
+/// `--connect-to HOST:PORT:HOST2:PORT2`) and the rest after its colon: a bracketed IPv6 literal
+/// is one field, returned without its brackets. `None` when a bracket is unclosed or is not
+/// followed by a colon.
+pub fn first_field(spec: &str) -> Option<(&str, &str)> {
+    if let Some(v6) = spec.strip_prefix('[') {
+        let (field, after) = v6.split_once(']')?;
+        return Some((field, after.strip_prefix(':')?));
+    }
+    spec.split_once(':')
+}
+
 /// `host:port`, with the brackets an IPv6 literal needs (`[::1]:3128`).
 pub fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -166,6 +178,24 @@ mod tests {
         assert_eq!(host_port("::1", 3128), "[::1]:3128");
         assert_eq!(host_port("[::1]", 3128), "[::1]:3128");
         assert_eq!(host_port("h", 1), "h:1");
+    }
+
+    #[test]
+    fn first_fields() {
+        let cases = [
+            (
+                "a.example:443:127.0.0.1",
+                Some(("a.example", "443:127.0.0.1")),
+            ),
+            ("[::1]:443:[::1]:8443", Some(("::1", "443:[::1]:8443"))),
+            ("::127.0.0.1:8443", Some(("", ":127.0.0.1:8443"))),
+            ("[::1]443", None),
+            ("[::1", None),
+            ("nocolon", None),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(first_field(spec), want, "{spec}");
+        }
     }
 
     #[test]
