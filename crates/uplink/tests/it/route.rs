@@ -311,3 +311,54 @@ fn a_sensors_pac_failures_have_their_own_codes_in_status_and_check() {
     let status = sensor.status();
     assert_eq!(status["route"], "DIRECT", "{status}");
 }
+
+/// A PAC URL whose name the DNS server never answers (nothing listens where the queries go and
+/// the "port unreachable" replies are dropped, so the resolver waits its 5 s timeout):
+/// the fetch's DNS lookup runs inside its deadline, so `check --timeout 2` reports the pac
+/// method's PAC_TIMEOUT within about 2 s, not after the resolver gives up.
+#[test]
+fn a_pac_fetchs_dns_lookup_is_inside_its_deadline() {
+    support::require("nft");
+    let ns = support::netns::Netns::new();
+    ns.hosts(&[]);
+    ns.resolv_conf(&format!(
+        "nameserver {}\noptions timeout:5 attempts:2\n",
+        ns.host_ip
+    ));
+    let nft = ns
+        .command("nft")
+        .args([
+            "add table inet uplinkpacdns; add chain inet uplinkpacdns in { type filter hook input priority 0; }; \
+             add rule inet uplinkpacdns in ip protocol icmp drop; add rule inet uplinkpacdns in tcp sport 53 drop",
+        ])
+        .output()
+        .unwrap();
+    assert!(nft.status.success(), "nft: {}", stderr(&nft));
+    let mut cmd = ns.command(support::UPLINK);
+    support::scrub_proxy_env(&mut cmd);
+    let started = Instant::now();
+    let out = cmd
+        .args([
+            "check",
+            "--url",
+            "http://127.0.0.1:9/",
+            "--method",
+            "pac",
+            "--pac",
+            "http://pac.nowhere.uplink.test/proxy.pac",
+            "--timeout",
+            "2",
+            "--format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let v: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    let m = method(&v, "pac");
+    assert_eq!(m["code"], "PAC_TIMEOUT", "{m:#}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {m:#}");
+}
