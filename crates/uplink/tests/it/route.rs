@@ -362,3 +362,40 @@ fn a_pac_fetchs_dns_lookup_is_inside_its_deadline() {
     assert_eq!(m["code"], "PAC_TIMEOUT", "{m:#}");
     assert!(took < Duration::from_secs(5), "took {took:?}: {m:#}");
 }
+
+/// A sensor in `wpad` mode with fallback `never` on a network where discovery finds nothing (the
+/// harness points WPAD at nothing): WPAD_NOT_FOUND, not CONFIG_INVALID, in `run --once`,
+/// `sensor status` and check's `default` method.
+#[test]
+fn wpad_finding_nothing_is_wpad_not_found() {
+    let (_dir, _svc, sensor, _logs) = support::sensor::with_logs("routewpad");
+    ok(
+        sensor.proxy(&["set", "--wpad", "--fallback", "never"]),
+        "proxy set --wpad --fallback never",
+    );
+    ok(sensor.send("{\"n\":1}\n"), "sensor send");
+    let (_, status) = sensor.run_once_failing(5, "WPAD_NOT_FOUND");
+    assert!(
+        status["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no route")),
+        "{status}"
+    );
+    let out = uplink_cmd(&[
+        "check",
+        "--config-dir",
+        sensor.cfg(),
+        "--method",
+        "default",
+        "--timeout",
+        "3",
+        "--format",
+        "json",
+    ])
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let v: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(method(&v, "default")["code"], "WPAD_NOT_FOUND", "{v:#}");
+}
