@@ -9,8 +9,9 @@
 //!
 //! - [`model`]: what to test — [`model::Target`]s (a URL, what status to expect, which CA or
 //!   issuers to expect) and [`model::Method`]s; [`model::plan`] turns targets × methods into
-//!   probes, asking a [`model::Routes`] (implemented by the binary, which reads the sensor's
-//!   configuration and the environment) for each method's route.
+//!   probes, asking a [`model::Routes`] for each method's route: [`routes::SourceRoutes`], which
+//!   has the route layer (`uplink-route`) compute it from what the binary read (the sensor's
+//!   settings, the environment, the command line), exactly as the sensor computes its own.
 //! - [`plan`]: which targets and methods the command line asks for (a profile's endpoints from
 //!   the catalog or the MDE table, each catalog entry once, a workspace URL, URLs, else the
 //!   installed sensor), as [`plan::TargetSpec`]s whose trust anchor the binary loads.
@@ -36,6 +37,7 @@ pub mod probe;
 pub mod redact;
 pub mod render;
 pub mod result;
+pub mod routes;
 pub mod run;
 pub mod verifier;
 

@@ -197,61 +197,21 @@ pub struct UrlParts {
     pub path: String,
 }
 
-/// Parses `https://host[:port][/path]` or `http://…`. Never panics; the error names the URL.
+/// Parses `https://host[:port][/path]` or `http://…` (an IPv6 literal in brackets) with the
+/// project's one URL type ([`uplink_url::HttpUrl`]). Never panics; the error names the URL.
 pub fn parse_url(url: &str) -> Result<UrlParts, String> {
-    let bad = |why: &str| format!("{url:?} {why}: give it as https://HOST[:PORT][/PATH]");
-    let (tls, rest) = if let Some(r) = strip_prefix_ci(url, "https://") {
-        (true, r)
-    } else if let Some(r) = strip_prefix_ci(url, "http://") {
-        (false, r)
-    } else {
-        return Err(bad("is not an http:// or https:// URL"));
-    };
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let path = path.split('#').next().unwrap_or("/");
-    let path = if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("/{path}")
-    };
-    if authority.contains('@') {
-        return Err(bad("has user info"));
-    }
-    let default_port = if tls { 443 } else { 80 };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad("has an invalid port"))?,
-            None if after.is_empty() => default_port,
-            None => return Err(bad("has junk after the IPv6 address")),
-        };
-        (h.to_owned(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_owned(),
-                p.parse::<u16>().map_err(|_| bad("has an invalid port"))?,
-            ),
-            None => (authority.to_owned(), default_port),
-        }
-    };
-    if host.is_empty() || host.contains('*') || host.contains(char::is_whitespace) {
-        return Err(bad("has no usable host"));
+    let parsed = uplink_url::HttpUrl::parse(url).map_err(|e| e.to_string())?;
+    if parsed.host.contains('*') {
+        return Err(format!(
+            "{url:?} has no usable host (a wildcard): give it as https://HOST[:PORT][/PATH]"
+        ));
     }
     Ok(UrlParts {
-        tls,
-        host: host.to_ascii_lowercase(),
-        port,
-        path,
+        tls: parsed.is_tls(),
+        host: parsed.host,
+        port: parsed.port,
+        path: parsed.path,
     })
-}
-
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &s[prefix.len()..])
 }
 
 /// A method's route for a target.
@@ -263,6 +223,12 @@ pub enum RouteSpec {
     NotConfigured(String),
     /// The settings are broken (reported as `CONFIG_INVALID` with the reason).
     Invalid(String),
+    /// The route could not be computed: its source failed (`PAC_FETCH_FAILED`, `PAC_SCRIPT_ERROR`,
+    /// `PAC_TIMEOUT`, `WPAD_NOT_FOUND`, `CONFIG_INVALID`), with why.
+    Failed {
+        code: uplink_diag::Code,
+        why: String,
+    },
 }
 
 /// Where each method's route comes from (the binary implements it; tests use tables).
@@ -317,7 +283,8 @@ impl Overrides {
         let bad = || {
             format!("--resolve {spec:?}: expected HOST:PORT:ADDRESS, e.g. example.com:443:127.0.0.1 (HOST may be *)")
         };
-        let (host, rest) = spec.split_once(':').ok_or_else(bad)?;
+        // HOST may be a bracketed IPv6 literal; ADDRESS an IPv6 address, bracketed or not.
+        let (host, rest) = uplink_url::first_field(spec).ok_or_else(bad)?;
         let (port, addr) = rest.split_once(':').ok_or_else(bad)?;
         let port = port.parse().map_err(|_| bad())?;
         let addr = addr
@@ -337,24 +304,22 @@ impl Overrides {
         let bad = || {
             format!("--connect-to {spec:?}: expected HOST:PORT:HOST2:PORT2 (HOST and PORT may be empty for any), e.g. ::127.0.0.1:8443")
         };
-        let parts: Vec<&str> = spec.splitn(3, ':').collect();
-        if parts.len() != 3 {
-            return Err(bad());
-        }
-        let (to_host, to_port) = parts[2].rsplit_once(':').ok_or_else(bad)?;
-        let to_host = to_host.trim_start_matches('[').trim_end_matches(']');
-        if to_host.is_empty() {
-            return Err(bad());
-        }
+        // Either host may be a bracketed IPv6 literal.
+        let (host, rest) = uplink_url::first_field(spec).ok_or_else(bad)?;
+        let (port, to) = rest.split_once(':').ok_or_else(bad)?;
+        let (to_host, to_port) = match uplink_url::split_host_port(to) {
+            Some((h, Some(p))) => (h, p),
+            _ => return Err(bad()),
+        };
         self.connect_to.push(ConnectTo {
-            host: (!parts[0].is_empty()).then(|| parts[0].to_ascii_lowercase()),
-            port: if parts[1].is_empty() {
+            host: (!host.is_empty()).then(|| host.to_ascii_lowercase()),
+            port: if port.is_empty() {
                 None
             } else {
-                Some(parts[1].parse().map_err(|_| bad())?)
+                Some(port.parse().map_err(|_| bad())?)
             },
-            to_host: to_host.to_ascii_lowercase(),
-            to_port: to_port.parse().map_err(|_| bad())?,
+            to_host,
+            to_port,
         });
         Ok(())
     }
@@ -395,6 +360,15 @@ mod tests {
                 (false, "crl.microsoft.com", 80, "/pki/"),
             ),
             ("https://[::1]:9/", (true, "::1", 9, "/")),
+            ("https://[::1]/", (true, "::1", 443, "/")),
+            (
+                "http://[2001:DB8::1]:8080/p",
+                (false, "2001:db8::1", 8080, "/p"),
+            ),
+            (
+                "https://[::ffff:127.0.0.1]:8443",
+                (true, "::ffff:127.0.0.1", 8443, "/"),
+            ),
             ("https://h?q", (true, "h", 443, "/?q")),
         ];
         for (url, (tls, host, port, path)) in ok {
@@ -405,11 +379,16 @@ mod tests {
                 "{url}"
             );
         }
+        // User info is refused without repeating it (it may hold a password).
+        assert!(parse_url("https://u:p@h/")
+            .unwrap_err()
+            .contains("user info"));
         for bad in [
             "ftp://x",
             "https://",
-            "https://u:p@h/",
             "https://h:99999/",
+            "https://[::1:9/",
+            "https://[fe80::zz]/",
             "https://*.x.com/",
             "x",
         ] {
@@ -440,6 +419,23 @@ mod tests {
         for bad in ["a:443", "a:443:", "::x:"] {
             assert!(o.add_connect_to(bad).is_err(), "{bad}");
         }
+        // IPv6, curl's way: bracketed hosts, addresses bracketed or not.
+        let mut o = Overrides::default();
+        o.add_resolve("[::1]:443:[::1]").unwrap();
+        o.add_resolve("v6.example:443:2001:db8::1").unwrap();
+        o.add_connect_to("[2001:db8::5]:443:[::1]:8443").unwrap();
+        o.add_connect_to("v6.example::[::1]:9443").unwrap();
+        assert_eq!(o.resolved("::1", 443), Some("::1".parse().unwrap()));
+        assert_eq!(
+            o.resolved("v6.example", 443),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(o.connect_target("2001:db8::5", 443), ("::1".into(), 8443));
+        assert_eq!(o.connect_target("v6.example", 1), ("::1".into(), 9443));
+        for bad in ["[::1:443:::1", "[::1]443:::1"] {
+            assert!(o.add_resolve(bad).is_err(), "{bad}");
+        }
+        assert!(o.add_connect_to("::[::1]").is_err());
     }
 
     #[test]

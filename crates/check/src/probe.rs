@@ -2,10 +2,13 @@
 //! proxy authentication → TLS → client certificate → HTTP — timing each step and stopping at the
 //! first failure with a stable code.
 //!
-//! Like the sensor (`crates/sensor/src/link.rs`), a route's next candidate is tried only when a
-//! *proxy could not be reached* (its name, its port, or it spoke no HTTP); a proxy that answers
-//! and refuses is the answer. Every step runs under the probe's one deadline, so a probe takes at
-//! most `timeout` however many steps or candidates it walks.
+//! The route is walked as the sensor walks it, with the route layer (`uplink-route`): the same
+//! tunnel code ([`uplink_route::tunnel`]) and the same decisions ([`uplink_route::decide`]) — the
+//! next candidate after a proxy that could not be reached (refused, unreachable, blackholed: each
+//! candidate's TCP connect gets only its share of the time left) or after a discovered proxy's
+//! refusal; an administrator's proxy that answers and refuses is the answer. Every attempt is
+//! recorded. Every step runs under the probe's one deadline, so a probe takes at most `timeout`
+//! however many steps or candidates it walks.
 //!
 //! Plain `http://` targets through a proxy are tunnelled with CONNECT like everything else (a
 //! proxy that allows CONNECT only to 443 reports them as denied: that is a finding too).
@@ -14,17 +17,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use uplink_diag::{Code, Step};
+use uplink_proxy::trust::Failure;
 use uplink_proxy::Candidate;
-use uplink_tunnel::socks5::Target as Socks5Target;
-use uplink_tunnel::{Exchange, ProxyKind, ProxyTls, TunnelError};
+use uplink_tunnel::{ProxyKind, TunnelError};
 
 use crate::classify::{self, TlsContext};
 use crate::model::{Anchor, HttpMethod, Method, Overrides, RouteSpec, Target};
-use crate::result::{MethodResult, StepResult};
+use crate::result::{AttemptResult, MethodResult, StepResult};
 use crate::verifier::Recording;
 
 /// How probes run.
@@ -40,23 +43,22 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Most body bytes read for a detail line.
 const MAX_BODY_DETAIL: usize = 2048;
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-
-/// A stream through a proxy, the authentication scheme used, and its rounds.
-type Tunnelled = (Box<dyn Io>, Option<&'static str>, u32);
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use uplink_route::tunnel::Io;
 
 /// A failed step: the code and what to show. The step itself is already recorded.
 struct Fail {
     code: Code,
-    /// True when the next route candidate may be tried (the proxy was unreachable).
-    proxy_unreachable: bool,
+    /// How the candidate failed, for the route layer's decision to move on
+    /// ([`uplink_route::decide::move_on`]): the proxy unreachable, the proxy's refusal, or else.
+    failure: Failure,
 }
 
 struct Walk {
     steps: Vec<StepResult>,
     status: Option<u16>,
     deadline: Instant,
+    /// When this candidate's TCP connect gives up (at most `deadline`).
+    connect_by: Instant,
 }
 
 impl Walk {
@@ -78,7 +80,7 @@ impl Walk {
         });
         Fail {
             code,
-            proxy_unreachable: false,
+            failure: Failure::Other,
         }
     }
 
@@ -100,17 +102,8 @@ pub async fn probe(
 ) -> MethodResult {
     let candidates = match route {
         RouteSpec::NotConfigured(why) => return MethodResult::not_configured(method, why),
-        RouteSpec::Invalid(why) => {
-            return MethodResult {
-                method,
-                ok: false,
-                code: Some(Code::CONFIG_INVALID),
-                status: None,
-                route: None,
-                steps: Vec::new(),
-                fix: Some(format!("{why}. {}", Code::CONFIG_INVALID.fix())),
-            }
-        }
+        RouteSpec::Invalid(why) => return failed(method, Code::CONFIG_INVALID, why),
+        RouteSpec::Failed { code, why } => return failed(method, *code, why),
         RouteSpec::Route(c) if c.is_empty() => {
             return MethodResult::not_configured(method, "the route is empty")
         }
@@ -118,17 +111,37 @@ pub async fn probe(
     };
     let deadline = Instant::now() + opts.timeout;
     let mut skipped: Vec<String> = Vec::new();
+    let mut tried: Vec<AttemptResult> = Vec::new();
     let mut last = None;
     for (i, candidate) in candidates.iter().enumerate() {
         let mut walk = Walk {
             steps: Vec::new(),
             status: None,
             deadline,
+            // A blackholed proxy must leave time for the candidates after it.
+            connect_by: Instant::now()
+                + uplink_route::connect_budget(
+                    deadline.saturating_duration_since(Instant::now()),
+                    candidates.len() - i,
+                ),
         };
         let outcome = attempt(target, candidate, opts, &mut walk).await;
         let more = i + 1 < candidates.len();
+        tried.push(AttemptResult {
+            route: candidate.to_string(),
+            ok: outcome.is_ok(),
+            code: outcome.as_ref().err().map(|f| f.code),
+            steps: walk.steps.clone(),
+        });
         match outcome {
-            Err(f) if f.proxy_unreachable && more && walk.remaining() > Duration::ZERO => {
+            Err(f)
+                if uplink_route::decide::move_on(
+                    candidate.origin(),
+                    f.failure,
+                    more,
+                    walk.remaining() > Duration::ZERO,
+                ) =>
+            {
                 skipped.push(format!(
                     "{candidate} ({})",
                     walk.steps
@@ -164,6 +177,21 @@ pub async fn probe(
         route: Some(candidate.to_string()),
         steps: walk.steps,
         fix,
+        attempts: if tried.len() > 1 { tried } else { Vec::new() },
+    }
+}
+
+/// A method whose route could not be computed.
+fn failed(method: Method, code: Code, why: &str) -> MethodResult {
+    MethodResult {
+        method,
+        ok: false,
+        code: Some(code),
+        status: None,
+        route: None,
+        steps: Vec::new(),
+        fix: Some(format!("{why}. {}", code.fix())),
+        attempts: Vec::new(),
     }
 }
 
@@ -192,7 +220,17 @@ async fn attempt(
     };
     let via_proxy = proxy.is_some();
     let unreachable = |mut f: Fail| {
-        f.proxy_unreachable = via_proxy;
+        if via_proxy {
+            f.failure = Failure::Unreachable;
+        }
+        f
+    };
+    // Past the proxy's door, a failure through it is the proxy's refusal (for a discovered proxy,
+    // the route moves on, as the sensor's does).
+    let refused = |mut f: Fail| {
+        if via_proxy && f.failure == Failure::Other {
+            f.failure = Failure::Refused;
+        }
         f
     };
 
@@ -227,7 +265,7 @@ async fn attempt(
         String::from("no address to connect to"),
     );
     for addr in &addrs {
-        match tokio::time::timeout_at(walk.deadline, TcpStream::connect(*addr)).await {
+        match tokio::time::timeout_at(walk.connect_by, TcpStream::connect(*addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 tcp = Some((s, *addr));
@@ -240,9 +278,14 @@ async fn attempt(
                 )
             }
             Err(_) => {
+                let within = if walk.connect_by < walk.deadline {
+                    "this candidate's share of the probe's timeout"
+                } else {
+                    "the probe's timeout"
+                };
                 last_err = (
                     Code::TCP_TIMEOUT,
-                    format!("no answer from {addr} within the probe's timeout"),
+                    format!("no answer from {addr} within {within}"),
                 );
                 break;
             }
@@ -266,91 +309,43 @@ async fn attempt(
         // `auth`: a discovered proxy never gets Basic (uplink_proxy::trust), here as in the sensor.
         Some((label, credentials, url, proxy_ca, auth)) => {
             let start = Instant::now();
-            let tunnelled: Result<Tunnelled, TunnelError> = match url.kind() {
-                ProxyKind::Http => {
-                    let redial = move || TcpStream::connect(addr);
-                    let x = Exchange {
-                        proxy: &label,
-                        host: &target.host,
-                        port: target.port,
-                        credentials: credentials.as_ref(),
-                        auth: auth.auth_options(),
-                        timeout: walk.remaining(),
-                    };
-                    uplink_tunnel::establish_with(tcp, redial, &x)
+            // socks5:// (curl's meaning): this machine resolves the target's name.
+            let resolved = match url.kind() {
+                ProxyKind::Socks5 { remote_dns: false } => {
+                    match resolve(&target.host, target.port, &opts.overrides, walk.remaining())
                         .await
-                        .map(|t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds))
-                }
-                ProxyKind::Https => {
-                    let tls_host = url.host.clone();
-                    match ProxyTls::new(proxy_ca.as_deref().map(std::path::Path::new), &label) {
-                        Err(e) => Err(e),
-                        Ok(proxy_tls) => {
-                            match tokio::time::timeout_at(
-                                walk.deadline,
-                                proxy_tls.connect(tcp, &tls_host, &label),
-                            )
-                            .await
-                            {
-                                Err(_) => Err(TunnelError::Timeout {
-                                    proxy: label.clone(),
-                                    after: walk.remaining(),
-                                }),
-                                Ok(Err(e)) => Err(e),
-                                Ok(Ok(stream)) => {
-                                    let redial = || async {
-                                        let tcp = TcpStream::connect(addr).await?;
-                                        let s = proxy_tls.connect(tcp, &tls_host, &label).await?;
-                                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
-                                    };
-                                    let x = Exchange {
-                                        proxy: &label,
-                                        host: &target.host,
-                                        port: target.port,
-                                        credentials: credentials.as_ref(),
-                                        auth: auth.auth_options(),
-                                        timeout: walk.remaining(),
-                                    };
-                                    uplink_tunnel::establish_with(stream, redial, &x).await.map(
-                                        |t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds),
-                                    )
-                                }
-                            }
+                    {
+                        Ok((addrs, _)) => Some(addrs[0].ip()),
+                        Err((code, detail)) => {
+                            return Err(walk.fail(Step::Dns, start, code, detail))
                         }
                     }
                 }
-                ProxyKind::Socks5 { remote_dns } => {
-                    let socks_target = if remote_dns {
-                        Socks5Target::Domain(target.host.clone())
-                    } else {
-                        // socks5:// (curl's meaning): this machine resolves the name.
-                        match resolve(&target.host, target.port, &opts.overrides, walk.remaining())
-                            .await
-                        {
-                            Ok((addrs, _)) => Socks5Target::Ip(addrs[0].ip()),
-                            Err((code, detail)) => {
-                                return Err(walk.fail(Step::Dns, start, code, detail))
-                            }
-                        }
-                    };
-                    let x = uplink_tunnel::Socks5Exchange {
-                        proxy: &label,
-                        target: socks_target,
-                        port: target.port,
-                        credentials: credentials.as_ref(),
-                        timeout: walk.remaining(),
-                    };
-                    uplink_tunnel::establish_socks5(tcp, &x)
-                        .await
-                        .map(|t| (Box::new(t.stream) as Box<dyn Io>, t.scheme, t.rounds))
-                }
+                _ => None,
             };
+            // The route layer's tunnel, exactly the sensor's.
+            let through = uplink_route::tunnel::Through {
+                url,
+                credentials: credentials.as_ref(),
+                auth,
+                proxy_ca: proxy_ca.as_deref(),
+                host: &target.host,
+                port: target.port,
+                resolved,
+                timeout: walk.remaining(),
+            };
+            let tunnelled = uplink_route::tunnel::open(tcp, &through)
+                .await
+                .map(|o| (o.stream, o.scheme, o.rounds));
             match tunnelled {
                 Ok((stream, scheme, rounds)) => {
                     walk.ok(
                         Step::ProxyConnect,
                         start,
-                        format!("{label} tunnels to {}:{}", target.host, target.port),
+                        format!(
+                            "{label} tunnels to {}",
+                            uplink_url::host_port(&target.host, target.port)
+                        ),
                     );
                     if let Some(scheme) = scheme {
                         walk.ok(
@@ -361,16 +356,20 @@ async fn attempt(
                     }
                     stream
                 }
-                Err(e) => return Err(tunnel_failure(walk, start, &label, e)),
+                Err(e) => return Err(refused(tunnel_failure(walk, start, &label, e))),
             }
         }
     };
 
     let mut io: Box<dyn Io> = stream;
     let authority = if target.port == if target.tls { 443 } else { 80 } {
-        target.host.clone()
+        if target.host.contains(':') {
+            format!("[{}]", target.host)
+        } else {
+            target.host.clone()
+        }
     } else {
-        format!("{}:{}", target.host, target.port)
+        uplink_url::host_port(&target.host, target.port)
     };
 
     // TLS
@@ -432,14 +431,14 @@ async fn attempt(
                         ),
                     ),
                 };
-                return Err(walk.fail(Step::Tls, start, code, detail));
+                return Err(refused(walk.fail(Step::Tls, start, code, detail)));
             }
             Ok(Ok(tls)) => {
                 let presented = verifier.presented().unwrap_or_default();
                 if let Some((code, detail)) =
                     classify::issuer_check(&target.host, &presented, &target.issuers)
                 {
-                    return Err(walk.fail(Step::Tls, start, code, detail));
+                    return Err(refused(walk.fail(Step::Tls, start, code, detail)));
                 }
                 let version = tls
                     .get_ref()
@@ -656,7 +655,7 @@ fn tunnel_failure(walk: &mut Walk, start: Instant, label: &str, e: TunnelError) 
         | TunnelError::Protocol { .. }
         | TunnelError::Io { .. } => {
             let mut f = walk.fail(Step::ProxyConnect, start, code, detail);
-            f.proxy_unreachable = true;
+            f.failure = Failure::Unreachable;
             f
         }
     }

@@ -96,8 +96,43 @@ pub fn table(report: &Report) -> String {
         out.push_str("\nFailures:\n");
         out.push_str(&failures);
     }
+    let tried = routes_tried(report);
+    if !tried.is_empty() {
+        out.push_str("\nRoutes tried:\n");
+        out.push_str(&tried);
+    }
     out.push('\n');
     out.push_str(&summary(report));
+    out
+}
+
+/// For each method that tried more than one route candidate, one line: every candidate and how
+/// it ended, in order (`PROXY p:3128 (TCP_TIMEOUT) -> DIRECT (OK)`).
+pub fn routes_tried(report: &Report) -> String {
+    let mut out = String::new();
+    for u in &report.urls {
+        for m in u.methods.iter().filter(|m| !m.attempts.is_empty()) {
+            let chain: Vec<String> = m
+                .attempts
+                .iter()
+                .map(|a| {
+                    let how = match (a.ok, a.code) {
+                        (true, _) => "OK",
+                        (false, Some(c)) => c.as_str(),
+                        (false, None) => "FAILED",
+                    };
+                    format!("{} ({how})", a.route)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{} [{}] {}",
+                u.url,
+                m.method.as_str(),
+                chain.join(" -> ")
+            );
+        }
+    }
     out
 }
 
@@ -163,6 +198,20 @@ pub fn report_text(report: &Report, header: &str) -> String {
                     let _ = writeln!(out, "       Fix: {fix}");
                 }
             }
+            for a in &m.attempts {
+                let how = match (a.ok, a.code) {
+                    (true, _) => "OK".to_owned(),
+                    (false, code) => {
+                        let step = a.steps.iter().find(|s| !s.ok);
+                        format!(
+                            "{} at {}",
+                            code.map(Code::as_str).unwrap_or("FAILED"),
+                            step.map(|s| s.step.as_str()).unwrap_or("-")
+                        )
+                    }
+                };
+                let _ = writeln!(out, "       Tried {}: {how}", a.route);
+            }
         }
     }
     out.push_str("\nSummary\n");
@@ -190,6 +239,7 @@ mod tests {
                 detail: "200 OK".into(),
             }],
             fix: None,
+            attempts: Vec::new(),
         };
         let refused = MethodResult {
             method: Method::Cli,
@@ -204,6 +254,7 @@ mod tests {
                 detail: "the proxy: connecting to 127.0.0.1:9: Connection refused".into(),
             }],
             fix: Some(Code::TCP_REFUSED.fix().into()),
+            attempts: Vec::new(),
         };
         let none =
             MethodResult::not_configured(Method::Named, "no proxy is configured for the sensor");
@@ -222,6 +273,27 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn every_route_candidate_tried_is_listed() {
+        let mut r = sample();
+        assert!(!table(&r).contains("Routes tried"));
+        let attempt = |route: &str, code: Option<Code>| crate::result::AttemptResult {
+            route: route.into(),
+            ok: code.is_none(),
+            code,
+            steps: Vec::new(),
+        };
+        r.urls[0].methods[0].attempts = vec![
+            attempt("PROXY 192.0.2.1:3128", Some(Code::TCP_TIMEOUT)),
+            attempt("DIRECT", None),
+        ];
+        let t = table(&r);
+        assert!(
+            t.contains("Routes tried:\nhttps://a.example/ping [direct] PROXY 192.0.2.1:3128 (TCP_TIMEOUT) -> DIRECT (OK)\n"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -32,6 +32,19 @@ pub struct MethodResult {
     pub route: Option<String>,
     pub steps: Vec<StepResult>,
     pub fix: Option<String>,
+    /// Every route candidate tried, in order, when more than one was (`route` names the one
+    /// that worked, or the last one tried): the steps of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptResult>,
+}
+
+/// One route candidate tried by a probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptResult {
+    pub route: String,
+    pub ok: bool,
+    pub code: Option<Code>,
+    pub steps: Vec<StepResult>,
 }
 
 impl MethodResult {
@@ -45,6 +58,7 @@ impl MethodResult {
             route: None,
             steps: Vec::new(),
             fix: Some(format!("{why}.")),
+            attempts: Vec::new(),
         }
     }
 
@@ -127,6 +141,7 @@ mod tests {
                 detail: "200".into(),
             }],
             fix: None,
+            attempts: Vec::new(),
         }
     }
 
@@ -144,6 +159,7 @@ mod tests {
                 detail: "x".into(),
             }],
             fix: Some(code.fix().into()),
+            attempts: Vec::new(),
         }
     }
 

@@ -40,6 +40,7 @@ pub async fn run(
                     route: None,
                     steps: Vec::new(),
                     fix: Some(Code::TIMEOUT.fix().to_owned()),
+                    attempts: Vec::new(),
                 },
             };
             (n, p.target, r)

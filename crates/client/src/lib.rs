@@ -161,40 +161,32 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Parses `https://host[:port][/]`.
+    /// Parses `https://host[:port][/]` (an IPv6 literal in brackets: `https://[::1]:8443`).
     pub fn parse(url: &str) -> Result<Self, ClientError> {
-        let bad = |why: &str| {
+        let bad = |why: String| {
             ClientError::Config(format!(
-                "sensor URL {url:?} {why}: expected https://<workspace>sensorapi.<domain>[:port]"
+                "sensor URL {why}: expected https://<workspace>sensorapi.<domain>[:port]"
             ))
         };
-        let rest = url
-            .strip_prefix("https://")
-            .ok_or_else(|| bad("does not start with https://"))?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.is_empty() || authority.contains('@') {
-            return Err(bad("has no host (or has user info)"));
-        }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => {
-                (h, p.parse::<u16>().map_err(|_| bad("has an invalid port"))?)
-            }
-            _ => (authority, 443),
-        };
-        if host.is_empty() {
-            return Err(bad("has no host"));
+        let parsed = uplink_url::HttpUrl::parse(url).map_err(|e| bad(e.to_string()))?;
+        if !parsed.is_tls() {
+            return Err(bad(format!("{url:?} does not start with https://")));
         }
         Ok(Endpoint {
-            host: host.to_ascii_lowercase(),
-            port,
+            host: parsed.host,
+            port: parsed.port,
         })
     }
 
+    /// `host[:port]` for the `Host` header: the port when it is not 443, an IPv6 literal in
+    /// brackets.
     pub fn authority(&self) -> String {
-        if self.port == 443 {
+        if self.port == 443 && !self.host.contains(':') {
             self.host.clone()
+        } else if self.port == 443 {
+            format!("[{}]", self.host)
         } else {
-            format!("{}:{}", self.host, self.port)
+            uplink_url::host_port(&self.host, self.port)
         }
     }
 }
@@ -529,6 +521,9 @@ mod tests {
                 8443,
             ),
             ("https://h:1/x/y", "h", 1),
+            ("https://[::1]:8443", "::1", 8443),
+            ("https://[::1]", "::1", 443),
+            ("https://[2001:DB8::1]:1/", "2001:db8::1", 1),
         ];
         for (url, host, port) in ok {
             assert_eq!(
@@ -547,6 +542,8 @@ mod tests {
             "https://u:p@h",
             "https://h:99999",
             "https://h:x",
+            "https://[::1:8443",
+            "https://::1:8443",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
@@ -554,6 +551,14 @@ mod tests {
         assert_eq!(
             Endpoint::parse("https://h:8443").unwrap().authority(),
             "h:8443"
+        );
+        assert_eq!(
+            Endpoint::parse("https://[::1]:8443").unwrap().authority(),
+            "[::1]:8443"
+        );
+        assert_eq!(
+            Endpoint::parse("https://[::1]").unwrap().authority(),
+            "[::1]"
         );
     }
 

@@ -86,7 +86,7 @@ codes! {
     /// The proxy answered CONNECT with an error status other than 407.
     PROXY_CONNECT_DENIED = (ProxyConnect, "The proxy refuses to tunnel to this host: ask the proxy administrator to allow CONNECT to it on port 443."),
     /// The proxy wants credentials and none were configured (or none of its schemes is supported).
-    PROXY_AUTH_REQUIRED = (ProxyAuth, "The proxy requires authentication: configure a proxy user and password (uplink sensor proxy set --url URL --user DOMAIN\\user --password ...)."),
+    PROXY_AUTH_REQUIRED = (ProxyAuth, "The proxy requires authentication: configure a proxy user and password (uplink sensor proxy set --proxy-url URL --proxy-user DOMAIN\\user --proxy-password ...)."),
     /// The proxy rejected the credentials that were sent.
     PROXY_AUTH_FAILED = (ProxyAuth, "The proxy rejected the credentials: check the user name (DOMAIN\\user) and password, then set them again."),
     /// The proxy took the connection but did not answer the tunnel request in time.
@@ -136,6 +136,14 @@ codes! {
     PROXY_CREDENTIALS_WITHHELD = (ProxyAuth, "A proxy named by discovery (WPAD/PAC) asked for credentials, but its host is not in the sensor's credential allow-list: if it is your proxy, allow it (uplink sensor proxy set --credential-hosts HOST)."),
     /// A proxy found by discovery refused the tunnel; the fallback policy decided what happened next.
     DISCOVERED_PROXY_REFUSED = (ProxyConnect, "A proxy named by discovery (WPAD/PAC) refused the connection: check the PAC script the network hands out (a rogue network can name any proxy), or set the proxy explicitly."),
+    /// The PAC script could not be fetched or read (refused, 404, TLS, too large, missing file).
+    PAC_FETCH_FAILED = (Local, "The PAC script could not be fetched: check its URL (or path) and that the server hosting it answers from this machine; the message names the step that failed."),
+    /// The PAC script does not compile, threw, or returned no usable answer.
+    PAC_SCRIPT_ERROR = (Local, "The PAC script is broken: fix the script (the message names the error and line), or set the proxy explicitly."),
+    /// Fetching or running the PAC script took longer than its time limit.
+    PAC_TIMEOUT = (Local, "The PAC script's server (or the script itself, or its DNS lookups) did not answer in time: check the server hosting the script and any firewall in between."),
+    /// WPAD discovery found no PAC script (no DHCP option 252, no wpad.<domain> answering).
+    WPAD_NOT_FOUND = (Local, "WPAD discovery found no PAC script on this network: publish one (DHCP option 252 or http://wpad.<domain>/wpad.dat), or set the proxy explicitly (uplink sensor proxy set --proxy-url URL)."),
 }
 
 impl fmt::Display for Code {

@@ -12,7 +12,7 @@
 //! uses, while the sensor's upload trusts only its workspace CA, whatever the PAC says.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use time::format_description::well_known::Rfc2822;
@@ -96,39 +96,119 @@ pub enum FetchError {
     TooLarge { url: String, limit: usize },
     #[error("fetching {url}: the response is not HTTP ({detail})")]
     Malformed { url: String, detail: String },
+    /// A redirect (followed by [`fetch`]; seen by callers only through the variants below).
+    #[error("fetching {url}: redirected ({status}) to {location}")]
+    Redirect {
+        url: String,
+        status: u16,
+        location: String,
+    },
+    #[error("fetching {url}: more than {limit} redirects; point the PAC URL at the script itself")]
+    TooManyRedirects { url: String, limit: usize },
+    #[error("fetching {url}: it redirects to {location}, a plain-http URL; a script asked for over https:// is not fetched over http://: fix the redirect or the PAC URL")]
+    Downgrade { url: String, location: String },
 }
 
-/// GETs `url` (`http://`, or `https://` with the `https` feature) under `opts`.
+/// Most redirects a fetch follows.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// GETs `url` (`http://`, or `https://` with the `https` feature) under `opts`, following up to
+/// [`MAX_REDIRECTS`] redirects (never from https:// to http://, which would let a plain-text hop
+/// stand in for a script the administrator asked to be fetched over TLS). The whole fetch —
+/// every hop, its DNS lookup included — runs within `opts.timeout`.
 pub fn fetch(url: &str, opts: &FetchOptions) -> Result<Fetched, FetchError> {
+    let deadline = Instant::now() + opts.timeout;
+    let mut current = url.to_owned();
+    for _ in 0..=MAX_REDIRECTS {
+        match fetch_once(&current, opts, deadline) {
+            Err(FetchError::Redirect { location, .. }) => {
+                let next =
+                    redirect_target(&current, &location).ok_or_else(|| FetchError::InvalidUrl {
+                        url: location.clone(),
+                    })?;
+                if current.to_ascii_lowercase().starts_with("https://")
+                    && !next.to_ascii_lowercase().starts_with("https://")
+                {
+                    return Err(FetchError::Downgrade {
+                        url: current,
+                        location: next,
+                    });
+                }
+                current = next;
+            }
+            other => return other,
+        }
+    }
+    Err(FetchError::TooManyRedirects {
+        url: url.into(),
+        limit: MAX_REDIRECTS,
+    })
+}
+
+/// Where a redirect from `base` to `location` (absolute, scheme-relative, absolute-path or
+/// relative) leads. Pure.
+pub fn redirect_target(base: &str, location: &str) -> Option<String> {
+    let location = location.trim();
+    let lower = location.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Some(location.to_owned());
+    }
+    let b = uplink_url::HttpUrl::parse(base).ok()?;
+    let origin = format!("{}://{}", b.scheme, b.authority());
+    if let Some(rest) = location.strip_prefix("//") {
+        return Some(format!("{}://{rest}", b.scheme));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    if location.is_empty() {
+        return None;
+    }
+    let path = b.path.split('?').next().unwrap_or("/");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    Some(format!("{origin}{dir}{location}"))
+}
+
+/// Resolves `host:port` within `left`: the system resolver blocks, so it runs on a thread of
+/// its own and is given up on at the deadline (the thread ends when the resolver's own timeout
+/// does). IP literals need no lookup.
+fn lookup(host: &str, port: u16, left: Duration) -> Result<Vec<SocketAddr>, Option<String>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("pac-dns".into())
+        .spawn(move || {
+            let r = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>())
+                .map_err(|e| e.to_string());
+            let _ = tx.send(r);
+        })
+        .map_err(|e| Some(e.to_string()))?;
+    match rx.recv_timeout(left) {
+        Ok(r) => r.map_err(Some),
+        Err(_) => Err(None),
+    }
+}
+
+/// One GET of `url`, by `deadline`.
+fn fetch_once(url: &str, opts: &FetchOptions, deadline: Instant) -> Result<Fetched, FetchError> {
     let lower = url.to_ascii_lowercase();
-    let (tls, rest, default_port) = if lower.starts_with("https://") {
-        (true, &url[8..], 443)
-    } else if lower.starts_with("http://") {
-        (false, &url[7..], 80)
-    } else {
+    let tls = lower.starts_with("https://");
+    if !(tls || lower.starts_with("http://")) {
         return Err(FetchError::InvalidUrl { url: url.into() });
-    };
+    }
     if tls && !cfg!(feature = "https") {
         return Err(FetchError::Https { url: url.into() });
     }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let mut path = rest[end..].split('#').next().unwrap_or("").to_string();
-    if path.is_empty() || path.starts_with('?') {
-        path.insert(0, '/');
-    }
-    if authority.is_empty() || authority.contains('@') {
-        return Err(FetchError::InvalidUrl { url: url.into() });
-    }
-    let addr_text = if authority.ends_with(']')
-        || !authority.contains(':')
-        || authority.matches(':').count() > 1 && !authority.starts_with('[')
-    {
-        format!("{authority}:{default_port}")
-    } else {
-        authority.to_string()
-    };
-    let deadline = Instant::now() + opts.timeout;
+    let parsed =
+        uplink_url::HttpUrl::parse(url).map_err(|_| FetchError::InvalidUrl { url: url.into() })?;
+    let path = parsed.path.clone();
+    let authority = parsed.authority();
+    let addr_text = parsed.host_port();
     let timeout_err = || FetchError::Timeout {
         url: url.into(),
         timeout: opts.timeout,
@@ -149,14 +229,15 @@ pub fn fetch(url: &str, opts: &FetchOptions) -> Result<Fetched, FetchError> {
             }
         }
     };
-    let addrs: Vec<_> = addr_text
-        .to_socket_addrs()
-        .map_err(|e| FetchError::Connect {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let addrs = lookup(&parsed.host, parsed.port, left).map_err(|e| match e {
+        Some(error) => FetchError::Connect {
             url: url.into(),
             addr: addr_text.clone(),
-            error: e.to_string(),
-        })?
-        .collect();
+            error,
+        },
+        None => timeout_err(),
+    })?;
     let mut last_err = String::from("no address");
     let mut stream = None;
     for a in addrs {
@@ -178,7 +259,7 @@ pub fn fetch(url: &str, opts: &FetchOptions) -> Result<Fetched, FetchError> {
         error: last_err,
     })?;
     let mut stream = if tls {
-        Conn::tls(tcp, authority, url, deadline)?
+        Conn::tls(tcp, &parsed.host, url, deadline)?
     } else {
         Conn::Plain(tcp)
     };
@@ -256,19 +337,10 @@ impl Conn {
     }
 
     #[cfg(feature = "https")]
-    fn tls(
-        tcp: TcpStream,
-        authority: &str,
-        url: &str,
-        deadline: Instant,
-    ) -> Result<Conn, FetchError> {
+    fn tls(tcp: TcpStream, host: &str, url: &str, deadline: Instant) -> Result<Conn, FetchError> {
         let tls_err = |error: String| FetchError::Tls {
             url: url.into(),
             error,
-        };
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
         };
         let name = rustls_pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| tls_err(format!("{host:?} is not a valid TLS server name: {e}")))?;
@@ -372,6 +444,20 @@ fn parse_response(url: &str, buf: &[u8], opts: &FetchOptions) -> Result<Fetched,
         Err(e) => return Err(malformed(&e.to_string())),
     };
     let status = resp.code.unwrap_or(0);
+    if matches!(status, 301 | 302 | 303 | 307 | 308) {
+        let location = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("location"))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_string());
+        if let Some(location) = location.filter(|l| !l.is_empty()) {
+            return Err(FetchError::Redirect {
+                url: url.into(),
+                status,
+                location,
+            });
+        }
+    }
     if status != 200 {
         return Err(FetchError::Status {
             url: url.into(),
@@ -542,5 +628,98 @@ mod tests {
             parse_response("u", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", &o),
             Err(FetchError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn redirect_targets() {
+        let cases = [
+            ("http://h/a/b.pac", "http://o/x.pac", Some("http://o/x.pac")),
+            ("http://h/a/b.pac", "/x.pac", Some("http://h/x.pac")),
+            (
+                "http://h:8080/a/b.pac?q",
+                "c.pac",
+                Some("http://h:8080/a/c.pac"),
+            ),
+            ("https://h/a/b.pac", "//o/x.pac", Some("https://o/x.pac")),
+            (
+                "http://[::1]:81/a.pac",
+                "/b.pac",
+                Some("http://[::1]:81/b.pac"),
+            ),
+            ("http://h/a.pac", "", None),
+        ];
+        for (base, location, want) in cases {
+            assert_eq!(
+                redirect_target(base, location).as_deref(),
+                want,
+                "{base} -> {location}"
+            );
+        }
+    }
+
+    /// A loopback HTTP server answering each request with `answer(path)`, on `bind`.
+    fn serve(bind: &str, answer: fn(&str) -> String) -> u16 {
+        let listener = std::net::TcpListener::bind(bind).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let _ = conn.write_all(answer(&path).as_bytes());
+            }
+        });
+        port
+    }
+
+    fn pac_or_redirect(path: &str) -> String {
+        match path {
+            "/moved.pac" => "HTTP/1.0 302 Found\r\nLocation: /real.pac\r\n\r\n".into(),
+            "/loop.pac" => "HTTP/1.0 301 Moved\r\nLocation: loop.pac\r\n\r\n".into(),
+            "/real.pac" => {
+                let body = "function FindProxyForURL(u, h) { return 'DIRECT'; }";
+                format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            }
+            _ => "HTTP/1.0 404 Not Found\r\n\r\n".into(),
+        }
+    }
+
+    #[test]
+    fn redirects_are_followed_a_bounded_number_of_times() {
+        let o = FetchOptions {
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let port = serve("127.0.0.1:0", pac_or_redirect);
+        let f = fetch(&format!("http://127.0.0.1:{port}/moved.pac"), &o).unwrap();
+        assert!(f.body.contains("FindProxyForURL"));
+        let e = fetch(&format!("http://127.0.0.1:{port}/loop.pac"), &o).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FetchError::TooManyRedirects {
+                    limit: MAX_REDIRECTS,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // Over IPv6 too: the URL's bracketed literal, the Host header, the redirect.
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            let port = serve("[::1]:0", pac_or_redirect);
+            let f = fetch(&format!("http://[::1]:{port}/moved.pac"), &o).unwrap();
+            assert!(f.body.contains("FindProxyForURL"));
+        }
     }
 }

@@ -9,61 +9,27 @@
 /// brackets of an IPv6 literal and without user info or port. `None` if the URL has no
 /// `scheme://` or an empty host.
 pub fn host_for_pac(url: &str) -> Option<String> {
-    let (_, authority) = split_authority(url)?;
-    let host = host_part(authority)?;
-    Some(host.to_ascii_lowercase())
+    uplink_url::url_parts(url).map(|p| p.host)
 }
 
 /// The URL to pass to the PAC for a request to `url`: `https://host:port/` for `https` and `wss`
 /// URLs (the port made explicit, everything after the authority and any user info dropped),
 /// other URLs unchanged. `None` if `url` has no `scheme://host`.
 pub fn url_for_pac(url: &str) -> Option<String> {
-    let (scheme, authority) = split_authority(url)?;
-    let scheme_lc = scheme.to_ascii_lowercase();
+    let parts = uplink_url::url_parts(url)?;
+    let scheme_lc = parts.scheme.to_ascii_lowercase();
     let default_port = match scheme_lc.as_str() {
         "https" | "wss" => 443,
-        _ => return host_part(authority).map(|_| url.to_string()),
+        _ => return Some(url.to_string()),
     };
-    let host = host_part(authority)?.to_ascii_lowercase();
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let port = if hostport.starts_with('[') {
-        hostport.split_once("]:").map(|(_, p)| p)
-    } else {
-        hostport.split_once(':').map(|(_, p)| p)
+    let port = match parts.port {
+        Some(p) => p.parse::<u16>().ok()?,
+        None => default_port,
     };
-    let port = match port {
-        Some(p) if !p.is_empty() => p.parse::<u16>().ok()?,
-        _ => default_port,
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    Some(format!("{scheme_lc}://{host}:{port}/"))
-}
-
-fn split_authority(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    if scheme.is_empty()
-        || !scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-    {
-        return None;
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some((scheme, &rest[..end]))
-}
-
-fn host_part(authority: &str) -> Option<&str> {
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(rest) = hostport.strip_prefix('[') {
-        rest.split_once(']')?.0
-    } else {
-        hostport.split_once(':').map_or(hostport, |(h, _)| h)
-    };
-    (!host.is_empty()).then_some(host)
+    Some(format!(
+        "{scheme_lc}://{}/",
+        uplink_url::host_port(&parts.host, port)
+    ))
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub const VARIABLES: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct FromEnv {
     pub capture: EnvCapture,
-    pub credentials: Option<uplink_tunnel::Credentials>,
+    pub credentials: Option<uplink_url::Credentials>,
 }
 
 /// Reads the proxy variables from `get` (e.g. `|k| std::env::var(k).ok()`).
@@ -68,12 +68,12 @@ pub fn capture(get: impl Fn(&str) -> Option<String>) -> FromEnv {
                 let (scheme, userinfo) = prefix.split_once("://").unwrap_or(("http", prefix));
                 if out.credentials.is_none() {
                     if let Ok((_, Some(c))) =
-                        uplink_tunnel::ProxyUrl::parse(&format!("{scheme}://{userinfo}@{host}"))
+                        uplink_url::ProxyUrl::parse(&format!("{scheme}://{userinfo}@{host}"))
                     {
                         out.credentials = Some(c);
                     } else {
                         let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                        out.credentials = Some(uplink_tunnel::Credentials::new(u, p));
+                        out.credentials = Some(uplink_url::Credentials::new(u, p));
                     }
                 }
                 Some(format!("{scheme}://{host}"))
@@ -110,40 +110,30 @@ impl EnvCapture {
 
 /// Parses a proxy value from the environment leniently, as curl does: no scheme means
 /// `http://`, no port means 1080 (curl's default proxy port).
-pub fn parse_env_proxy(
-    value: &str,
-) -> Result<(uplink_tunnel::ProxyUrl, bool), uplink_tunnel::UrlError> {
+pub fn parse_env_proxy(value: &str) -> Result<(uplink_url::ProxyUrl, bool), uplink_url::UrlError> {
     let v = value.trim();
-    let with_scheme = if v.contains("://") {
-        v.to_owned()
-    } else {
-        format!("http://{v}")
+    let (scheme, rest) = v.split_once("://").unwrap_or(("http", v));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
     };
-    let authority = with_scheme
-        .split_once("://")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let host_part = authority.rsplit_once('@').map_or(authority, |x| x.1);
-    let has_port = if host_part.starts_with('[') {
-        host_part.contains("]:")
+    // The project's host:port reader: `[v6]:port`, `name:port`, `v4:port`.
+    let has_port = uplink_url::split_host_port(hostport).is_some_and(|(_, p)| p.is_some());
+    // curl's defaults: 443 for an HTTPS proxy, 1080 for the others.
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        443
     } else {
-        host_part.contains(':')
+        1080
     };
-    let full = if has_port {
-        with_scheme.clone()
+    let hostport = if has_port {
+        hostport.to_owned()
     } else {
-        // curl's defaults: 443 for an HTTPS proxy, 1080 for the others.
-        let default = if with_scheme.to_ascii_lowercase().starts_with("https://") {
-            443
-        } else {
-            1080
-        };
-        format!("{}:{default}", with_scheme.trim_end_matches('/'))
+        format!("{hostport}:{default}")
     };
-    uplink_tunnel::ProxyUrl::parse(&full).map(|(u, _)| (u, !has_port))
+    let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    uplink_url::ProxyUrl::parse(&format!("{scheme}://{userinfo}{hostport}"))
+        .map(|(u, _)| (u, !has_port))
 }
 
 #[cfg(test)]
@@ -249,6 +239,27 @@ mod tests {
         assert_eq!((u.port, defaulted), (1080, true));
         let (u, _) = parse_env_proxy("http://[::1]:3128/").unwrap();
         assert_eq!(u.host_port(), "[::1]:3128");
+        // IPv6 literals: bracketed, with and without a port; a bare one is refused (curl too).
+        let v6 = [
+            ("[::1]", Some(("http://[::1]:1080", true))),
+            (
+                "[2001:DB8::1]:8080",
+                Some(("http://[2001:db8::1]:8080", false)),
+            ),
+            ("https://[::1]", Some(("https://[::1]:443", true))),
+            ("u:p@[::1]:3128", Some(("http://[::1]:3128", false))),
+            (
+                "socks5h://[::1]:1080",
+                Some(("socks5h://[::1]:1080", false)),
+            ),
+            ("::1", None),
+            ("http://[::1", None),
+        ];
+        for (value, want) in v6 {
+            let got = parse_env_proxy(value).ok().map(|(u, d)| (u.to_string(), d));
+            let want = want.map(|(u, d)| (u.to_owned(), d));
+            assert_eq!(got, want, "{value}");
+        }
         let (u, _) = parse_env_proxy("socks5h://s").unwrap();
         assert_eq!((u.scheme.as_str(), u.port), ("socks5h", 1080));
         let (u, _) = parse_env_proxy("https://p.corp").unwrap();

@@ -21,5 +21,5 @@ pub mod trust;
 
 pub use settings::{
     explain, explain_with, Candidate, Explanation, Fallback, Inputs, Mode, PacEntry, PacOutcome,
-    ProxySettings, SourceReport, WpadOutcome,
+    Problem, ProxySettings, SourceReport, WpadOutcome,
 };

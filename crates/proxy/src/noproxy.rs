@@ -335,6 +335,17 @@ mod tests {
             ("10.0.0.0/8:443", "10.1.2.3", Some(80), false),
             ("EXAMPLE.com.", "www.Example.COM.", None, true),
             ("*.corp.example", "corp.example", None, true),
+            // IPv6: addresses and blocks, bracketed or not, with ports; hosts as URLs give them.
+            ("::1", "::1", None, true),
+            ("::1", "[::1]", Some(443), true),
+            ("[::1]", "::1", None, true),
+            ("[::1]:443", "::1", Some(443), true),
+            ("[::1]:443", "::1", Some(80), false),
+            ("2001:db8::/32", "2001:db8::5", None, true),
+            ("2001:db8::/32", "[2001:DB8:0:1::1]", Some(443), true),
+            ("2001:db8::/32", "2001:db9::1", None, false),
+            ("fd00::/8,10.0.0.0/8", "fd12::1", None, true),
+            ("2001:db8::1", "2001:0db8:0:0:0:0:0:1", None, true),
         ];
         for (list, host, port, want) in cases {
             assert_eq!(

@@ -21,7 +21,8 @@
 //! sources say so instead of guessing.
 
 use serde::{Deserialize, Serialize};
-use uplink_tunnel::{Credentials, ProxyUrl};
+use uplink_diag::Code;
+use uplink_url::{Credentials, ProxyUrl};
 
 use crate::bypass::WinInetBypass;
 use crate::env::{parse_env_proxy, EnvCapture};
@@ -268,8 +269,47 @@ pub struct Explanation {
     pub fallback: Fallback,
     pub sources: Vec<SourceReport>,
     pub route: Vec<Candidate>,
-    /// Set when the settings cannot give any route (the sensor reports it as CONFIG_INVALID).
+    /// Set when the settings cannot give any route.
     pub problem: Option<String>,
+    /// The code of `problem`: `CONFIG_INVALID` for the settings themselves, `PAC_*` when the PAC
+    /// script could not be fetched or run, `WPAD_NOT_FOUND` when discovery found none.
+    pub problem_code: Option<Code>,
+}
+
+/// Why a PAC or WPAD source gave no answer: its code (`PAC_FETCH_FAILED`, `PAC_SCRIPT_ERROR`,
+/// `PAC_TIMEOUT`, …) and what happened, with which input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(code: Code, message: impl Into<String>) -> Problem {
+        Problem {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A bare message is a script error (what tables and older callers pass).
+impl From<&str> for Problem {
+    fn from(message: &str) -> Problem {
+        Problem::new(Code::PAC_SCRIPT_ERROR, message)
+    }
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Problem {
+        Problem::new(Code::PAC_SCRIPT_ERROR, message)
+    }
 }
 
 /// Secrets the caller unseals (the proxy crate never sees the key).
@@ -301,7 +341,7 @@ pub struct PacOutcome {
     /// The string FindProxyForURL returned, when it returned one.
     pub raw: Option<String>,
     /// The parsed entries, in the script's order, or why there are none.
-    pub result: Result<Vec<PacEntry>, String>,
+    pub result: Result<Vec<PacEntry>, Problem>,
 }
 
 /// What WPAD discovery did (the caller runs it).
@@ -339,11 +379,11 @@ fn pac_candidates(
     proxy_ca: &Option<String>,
     origin: Origin,
     allowed: &CredentialHosts,
-) -> Result<(Vec<Candidate>, String), String> {
+) -> Result<(Vec<Candidate>, String), Problem> {
     let entries = outcome
         .result
         .as_ref()
-        .map_err(|e| format!("{}: {e}", outcome.script))?;
+        .map_err(|e| Problem::new(e.code, format!("{}: {e}", outcome.script)))?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for e in entries {
@@ -364,7 +404,7 @@ fn pac_candidates(
             },
             PacEntry::Unsupported(what) => match pac_entry_url(what).map(|u| ProxyUrl::parse(&u)) {
                 Some(Ok((url, _))) => {
-                    let ca = (url.kind() == uplink_tunnel::ProxyKind::Https)
+                    let ca = (url.kind() == uplink_url::ProxyKind::Https)
                         .then(|| proxy_ca.clone())
                         .flatten();
                     out.push(Candidate::named_by(origin, url, credentials, ca, allowed))
@@ -384,7 +424,7 @@ fn pac_candidates(
         detail.push_str(&format!("; skipped {}", skipped.join(", ")));
     }
     if out.is_empty() {
-        return Err(format!("{detail}: no usable entry"));
+        return Err(format!("{detail}: no usable entry").into());
     }
     Ok((out, detail))
 }
@@ -423,6 +463,7 @@ pub fn explain_with(
         sources: Vec::new(),
         route: Vec::new(),
         problem: None,
+        problem_code: None,
     };
     let mut report = |source: &str, used: bool, detail: String| {
         ex.sources.push(SourceReport {
@@ -433,6 +474,8 @@ pub fn explain_with(
     };
     let mut proxies: Vec<Candidate> = Vec::new();
     let mut problem = None;
+    // The code of `problem` when it is not the settings' own (CONFIG_INVALID).
+    let mut problem_code = None;
     let mut bypassed = false;
 
     // explicit
@@ -503,7 +546,7 @@ pub fn explain_with(
                                 .unwrap_or_default()
                         ),
                     );
-                    let proxy_ca = (parsed.kind() == uplink_tunnel::ProxyKind::Https)
+                    let proxy_ca = (parsed.kind() == uplink_url::ProxyKind::Https)
                         .then(|| settings.proxy_ca.clone())
                         .flatten();
                     proxies.push(Candidate::configured(parsed, credentials, proxy_ca));
@@ -520,7 +563,7 @@ pub fn explain_with(
             format!("{url} is configured but the mode is {}", mode.as_str()),
         ),
         (None, Mode::Explicit) => {
-            problem = Some("mode is explicit but no proxy URL is set: uplink sensor proxy set --url http://HOST:PORT".into());
+            problem = Some("mode is explicit but no proxy URL is set: uplink sensor proxy set --proxy-url http://HOST:PORT".into());
             report("explicit", false, "no proxy URL configured".into());
         }
         (None, _) => report("explicit", false, "not configured".into()),
@@ -551,9 +594,10 @@ pub fn explain_with(
                     proxies.extend(cands);
                 }
                 Err(e) => {
-                    report("pac", false, e.clone());
+                    report("pac", false, e.to_string());
                     if fallback == Fallback::Never {
                         problem = Some(format!("the PAC script gives no usable route: {e}"));
+                        problem_code = Some(e.code);
                     }
                 }
             }
@@ -574,6 +618,8 @@ pub fn explain_with(
 
     // wpad (the first step of auto)
     let mut wpad_found = false;
+    // Why a discovered script gave no route (its PAC_* code).
+    let mut wpad_code = None;
     match (mode, &inputs.wpad) {
         (Mode::Wpad | Mode::Auto, Some(w)) => match &w.pac {
             Some(outcome) => {
@@ -589,7 +635,10 @@ pub fn explain_with(
                         report("wpad", true, format!("discovered {detail}"));
                         proxies.extend(cands);
                     }
-                    Err(e) => report("wpad", false, format!("discovered a script, but {e}")),
+                    Err(e) => {
+                        wpad_code = Some(e.code);
+                        report("wpad", false, format!("discovered a script, but {e}"))
+                    }
                 }
             }
             None => report(
@@ -626,7 +675,7 @@ pub fn explain_with(
                             let note = if defaulted { " (no port given: 1080, as curl assumes)" } else { "" };
                             let who = credentials.as_ref().map(|c| format!(" as {}", c.user)).unwrap_or_default();
                             report("env", true, format!("{var} captured from the environment: proxy {url}{who}{note}"));
-                            let proxy_ca = (url.kind() == uplink_tunnel::ProxyKind::Https).then(|| settings.proxy_ca.clone()).flatten();
+                            let proxy_ca = (url.kind() == uplink_url::ProxyKind::Https).then(|| settings.proxy_ca.clone()).flatten();
                             proxies.push(Candidate::configured(url, credentials, proxy_ca));
                         }
                         Err(e) => {
@@ -687,7 +736,13 @@ pub fn explain_with(
     });
     if ex.route.is_empty() && problem.is_none() {
         problem = Some("no route: no proxy could be used and fallback is never".into());
+        if mode == Mode::Wpad && !wpad_found {
+            problem_code = Some(wpad_code.unwrap_or(Code::WPAD_NOT_FOUND));
+        }
     }
+    ex.problem_code = problem
+        .as_ref()
+        .map(|_| problem_code.unwrap_or(Code::CONFIG_INVALID));
     ex.problem = problem;
     ex
 }

@@ -22,7 +22,8 @@
 
 use std::net::IpAddr;
 
-use uplink_tunnel::{AuthOptions, ProxyKind, Scheme};
+use uplink_proxyauth::{Options as AuthOptions, Scheme};
+use uplink_url::ProxyKind;
 
 use crate::noproxy::normalize_host;
 

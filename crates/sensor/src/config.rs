@@ -211,23 +211,15 @@ impl Config {
     /// The route to the service under the configured proxy settings, explained, with sealed
     /// passwords unsealed, in `pac` mode the script evaluated, and in `wpad` and `auto` modes
     /// WPAD discovery run (or its cached result used) and its script evaluated (see
-    /// [`uplink_proxy::explain_with`], [`crate::pacsource`] and [`crate::wpadsource`]). Blocking:
-    /// call it off the async runtime's threads.
+    /// [`uplink_route::sources::explain`]). Blocking: call it off the async runtime's threads.
     pub fn explain(&self, paths: &Paths, host: &str, port: u16) -> Explanation {
         let unseal = |sealed: &str| unseal(paths, sealed);
-        let mut inputs = uplink_proxy::Inputs::default();
-        match self.proxy.mode() {
-            uplink_proxy::Mode::Pac => {
-                if let Some(pac) = &self.proxy.pac {
-                    inputs.pac = Some(crate::pacsource::evaluate(pac, host, port));
-                }
-            }
-            uplink_proxy::Mode::Wpad | uplink_proxy::Mode::Auto => {
-                inputs.wpad = Some(crate::wpadsource::outcome(paths, host, port));
-            }
-            _ => {}
-        }
-        uplink_proxy::explain_with(&self.proxy, host, port, &unseal, &inputs)
+        let cache = crate::wpadsource::cache_file(paths);
+        let wpad = uplink_route::sources::WpadPlace {
+            sources: &paths.wpad,
+            cache_file: Some(&cache),
+        };
+        uplink_route::sources::explain(&self.proxy, &unseal, wpad, host, port)
     }
 }
 

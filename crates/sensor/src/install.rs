@@ -187,8 +187,8 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
     if settings.mode() == uplink_proxy::Mode::Auto {
         let (sources, host, port) = (paths.wpad.clone(), endpoint.host.clone(), endpoint.port);
         inputs.wpad = tokio::task::spawn_blocking(move || {
-            let found = uplink_wpad::discover(&sources, &mut crate::wpadsource::fetch_and_check);
-            crate::wpadsource::evaluate(&found, None, &host, port)
+            let found = uplink_route::wpad::discover(&sources);
+            uplink_route::wpad::evaluate(&found, None, &host, port)
         })
         .await
         .ok();
@@ -496,7 +496,7 @@ pub fn set_proxy(
             proxy_ca,
         } => {
             settings.proxy_ca = checked_proxy_ca(proxy_ca.as_deref())?;
-            crate::pacsource::check(&pac)
+            uplink_route::pac::check(&pac)
                 .map_err(|e| SensorError::Switch(format!("the PAC script cannot be used: {e}")))?;
             settings.mode = Some(uplink_proxy::Mode::Pac);
             settings.pac = Some(pac);

@@ -2,9 +2,8 @@
 //!
 //! - [`install`]: enrollment from a bundle, the configuration and secrets (`install.rs`)
 //! - [`send`]: events from NDJSON into the durable queue (`uplink-queue`)
-//! - [`upload::run`]: the uploader, along the route the proxy engine (`uplink-proxy`) gives for
-//!   the configuration (`config.rs`; PAC scripts evaluated by `pacsource.rs`), walked by
-//!   `link.rs` through `uplink-tunnel` (CONNECT with Basic, Digest or NTLM)
+//! - [`upload::run`]: the uploader, along the route `uplink-route` computes for the configuration
+//!   (`config.rs`) and walks (CONNECT with Basic, Digest, NTLM or Negotiate, SOCKS5, TLS)
 //! - [`status`]: what the uploader last did; [`systemd`]: the unit that runs it as a service
 //! - [`sources`]: files, the journal, heartbeats and inventory (`uplink-sources`) feeding the
 //!   queue beside the uploader
@@ -17,8 +16,6 @@ pub mod config;
 pub mod fsutil;
 pub mod input;
 pub mod install;
-pub mod link;
-pub mod pacsource;
 pub mod renew;
 pub mod secrets;
 pub mod sources;
@@ -26,6 +23,9 @@ pub mod status;
 pub mod systemd;
 pub mod upload;
 pub mod wpadsource;
+
+/// The route layer's walk, under the name the sensor's modules use.
+pub use uplink_route::walk as link;
 
 use std::io::BufRead;
 use std::path::PathBuf;

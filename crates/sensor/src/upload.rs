@@ -151,11 +151,17 @@ impl State {
             // Off the runtime's threads: PAC evaluation and WPAD discovery block.
             let (config, paths) = (self.config.clone(), self.paths.clone());
             let (host, port) = (self.endpoint.host.clone(), self.endpoint.port);
-            let explanation = match tokio::task::spawn_blocking(move || {
-                config.explain(&paths, &host, port)
-            })
-            .await
-            {
+            let choosing = tokio::task::spawn_blocking(move || config.explain(&paths, &host, port));
+            // Bounded: a PAC server or a resolver that never answers must not stall uploads
+            // (the blocking thread ends with its own fetch and DNS limits).
+            let limit = uplink_route::sources::SELECTION_TIMEOUT;
+            let Ok(chosen) = tokio::time::timeout(limit, choosing).await else {
+                return Err(LinkError::Timeout {
+                    what: "choosing the route (PAC, WPAD)",
+                    after: limit,
+                });
+            };
+            let explanation = match chosen {
                 Ok(explanation) => explanation,
                 // A panic while choosing the route is a bug: surface it as one.
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

@@ -13,11 +13,7 @@ const MAX_CHUNK_LINE: usize = 1024;
 
 /// The CONNECT request for `host:port`, with a `Proxy-Authorization` value if given.
 pub fn request(host: &str, port: u16, proxy_authorization: Option<&str>) -> Vec<u8> {
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let authority = uplink_url::host_port(host, port);
     let mut req = format!(
         "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: uplink/{}\r\n",
         env!("CARGO_PKG_VERSION")

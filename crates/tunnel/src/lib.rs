@@ -22,7 +22,6 @@ pub mod socks;
 pub mod socks5;
 #[cfg(feature = "tls")]
 pub mod tls;
-pub mod url;
 
 use std::future::Future;
 use std::time::Duration;
@@ -36,37 +35,14 @@ pub use socks::{establish_socks5, Socks5Exchange};
 #[cfg(feature = "tls")]
 pub use tls::ProxyTls;
 pub use uplink_proxyauth::{Options as AuthOptions, Scheme};
-pub use url::{ProxyKind, ProxyUrl, UrlError};
+/// The URL types' module, under its old path.
+pub use uplink_url as url;
+/// Proxy URLs and credentials live in `uplink-url` (pure); re-exported for the tunnel's callers.
+pub use uplink_url::{Credentials, ProxyKind, ProxyUrl, UrlError};
 
-/// A proxy user and password. The password is zeroed on drop and never printed.
-#[derive(Clone)]
-pub struct Credentials {
-    /// As given: `DOMAIN\user`, `user@domain` or `user`.
-    pub user: String,
-    pub password: SecretString,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Credentials {
-    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
-        Credentials {
-            user: user.into(),
-            password: SecretString::from(password.into()),
-        }
-    }
-
-    /// The `Proxy-Authorization` value for Basic (RFC 7617): base64 of `user:password`, UTF-8.
-    pub fn basic(&self) -> SecretString {
-        uplink_proxyauth::basic(&self.user, &self.password)
-    }
+/// The `Proxy-Authorization` value for Basic (RFC 7617): base64 of `user:password`, UTF-8.
+pub fn basic(credentials: &Credentials) -> SecretString {
+    uplink_proxyauth::basic(&credentials.user, &credentials.password)
 }
 
 /// Why a tunnel could not be set up. Never contains a credential.
@@ -240,11 +216,7 @@ where
         proxy: proxy.to_owned(),
         reason,
     };
-    let target = if x.host.contains(':') {
-        format!("[{}]:{}", x.host, x.port)
-    } else {
-        format!("{}:{}", x.host, x.port)
-    };
+    let target = uplink_url::host_port(x.host, x.port);
     let mut auth = Authenticator::new(
         x.credentials.map(|c| (c.user.clone(), c.password.clone())),
         target.clone(),

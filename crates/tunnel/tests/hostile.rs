@@ -321,7 +321,7 @@ fn reset_in_the_middle_of_a_reply_head() {
 
 #[test]
 fn basic_reconnects_once_when_the_proxy_closes_after_its_407() {
-    let expected = creds().basic();
+    let expected = uplink_tunnel::basic(&creds());
     let want = secrecy::ExposeSecret::expose_secret(&expected).to_owned();
     let (addr, seen) = fake(move |seen, n, mut s| {
         let head = read_head(seen, &mut s).unwrap();

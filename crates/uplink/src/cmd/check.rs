@@ -17,8 +17,9 @@ use secrecy::{ExposeSecret, SecretString};
 use uplink_check::model::{Identity, Overrides};
 use uplink_check::plan::{Cloud, Profile, Trust};
 use uplink_check::probe::Options;
-use uplink_check::{Anchor, Method, RouteSpec, Routes, Target};
-use uplink_proxy::{Candidate, ProxySettings};
+use uplink_check::routes::{DefaultRoute, SourceRoutes};
+use uplink_check::{Anchor, Method, RouteSpec, Target};
+use uplink_proxy::Candidate;
 use uplink_sensor::config::{Config, Paths};
 use uplink_tunnel::{Credentials, ProxyUrl};
 
@@ -36,7 +37,7 @@ Methods (--method, repeatable; default: all, those with nothing configured say N
   wpad     the script WPAD discovery finds now (see `uplink proxy wpad`; NOT_CONFIGURED when none)
   direct   no proxy
   named    the proxy in the sensor's configuration
-  cli      --proxy URL [--proxy-user U --proxy-password P]
+  cli      --proxy-url URL [--proxy-user U --proxy-password P] [--proxy-ca FILE]
   pac      --pac FILE-OR-URL
 
 Each probe walks dns, tcp, proxy_connect, proxy_auth, tls, client_cert, http and stops at the
@@ -48,8 +49,8 @@ could not run); 2 bad usage.
 
 Examples:
   uplink check
-  uplink check --profile mde --region eu --proxy http://proxy:8080 --report mde.txt
-  uplink check --url https://example.com/ --method direct,cli --proxy http://proxy:3128 --format json
+  uplink check --profile mde --region eu --proxy-url http://proxy:8080 --report mde.txt
+  uplink check --url https://example.com/ --method direct,cli --proxy-url http://proxy:3128 --format json
   uplink allowlist verify --profile mdi --workspace contoso";
 
 /// A clap value parser for a type named by a fixed list (`--profile`, `--cloud`): `--help` lists
@@ -74,6 +75,8 @@ pub enum Format {
 /// Test every route to a service step by step and name the failing step, with a fix.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_long_help = AFTER_HELP)]
+#[command(mut_arg("proxy_url", |a| a.alias("proxy")))]
+#[command(mut_arg("proxy_ca", |a| a.requires("proxy_url")))]
 pub struct Args {
     /// The sensor's configuration directory (its workspace, proxy and certificate).
     #[arg(long, value_name = "DIR", env = "UPLINK_CONFIG_DIR")]
@@ -115,26 +118,11 @@ pub struct Args {
     /// Methods to test (repeatable or comma-separated): default, wpad, direct, named, cli, pac.
     #[arg(long = "method", value_name = "METHOD", value_delimiter = ',')]
     pub methods: Vec<String>,
-    /// The `cli` method's proxy: http://HOST:PORT, https://HOST:PORT (TLS to the proxy, trusting
-    /// the system roots or --proxy-ca), socks5://HOST:PORT or socks5h://HOST:PORT (the proxy
-    /// resolves names).
-    #[arg(long, value_name = "URL")]
-    pub proxy: Option<String>,
-    /// For an https:// --proxy: trust the CA certificates in this PEM file for the proxy's own
-    /// certificate instead of the system roots (an untrusted one is PROXY_TLS_UNTRUSTED).
-    #[arg(long, value_name = "FILE", requires = "proxy")]
-    pub proxy_ca: Option<std::path::PathBuf>,
-    /// The `cli` proxy's user (DOMAIN\user, user@domain or user).
-    #[arg(long, value_name = "USER")]
-    pub proxy_user: Option<String>,
-    /// The `cli` proxy's password (or the UPLINK_PROXY_PASSWORD variable). Never printed.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "UPLINK_PROXY_PASSWORD",
-        hide_env_values = true
-    )]
-    pub proxy_password: Option<String>,
+    /// The `cli` method's proxy (`--proxy` is the older spelling of --proxy-url), its user and
+    /// password, and for an https:// proxy the CA to trust for it (an untrusted one is
+    /// PROXY_TLS_UNTRUSTED).
+    #[command(flatten)]
+    pub proxy: super::proxy::ProxyFlags,
     /// The `pac` method's script: a file or an http(s) URL.
     #[arg(long, value_name = "FILE-OR-URL")]
     pub pac: Option<String>,
@@ -306,7 +294,7 @@ fn environment() -> String {
 struct Setup {
     targets: Vec<Target>,
     methods: Vec<Method>,
-    routes: CliRoutes,
+    routes: SourceRoutes,
     overrides: Overrides,
     secrets: Vec<SecretString>,
     notes: Vec<String>,
@@ -344,16 +332,17 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
     };
 
     // The command-line proxy.
-    let cli = match &a.proxy {
+    let cli = match &a.proxy.proxy_url {
         None => {
-            if a.proxy_user.is_some() {
-                return Err(usage("--proxy-user needs --proxy URL"));
+            if a.proxy.proxy_user.is_some() {
+                return Err(usage("--proxy-user needs --proxy-url URL"));
             }
             RouteSpec::NotConfigured("no --proxy was given".into())
         }
         Some(p) => {
-            let (url, in_url) = ProxyUrl::parse(p).map_err(|e| usage(format!("--proxy: {e}")))?;
-            let creds = match (&a.proxy_user, &a.proxy_password, in_url) {
+            let (url, in_url) =
+                ProxyUrl::parse(p).map_err(|e| usage(format!("--proxy-url: {e}")))?;
+            let creds = match (&a.proxy.proxy_user, &a.proxy.proxy_password, in_url) {
                 (Some(u), Some(pw), _) => Some(Credentials::new(u.clone(), pw.clone())),
                 (Some(_), None, _) => {
                     return Err(usage(
@@ -365,7 +354,7 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
             if let Some(c) = &creds {
                 secrets.push(c.password.clone());
             }
-            let proxy_ca = match &a.proxy_ca {
+            let proxy_ca = match &a.proxy.proxy_ca {
                 Some(ca) => {
                     let ca = std::path::absolute(ca)
                         .map_err(|e| usage(format!("--proxy-ca {}: {e}", ca.display())))?;
@@ -384,7 +373,7 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
             RouteSpec::Route(vec![Candidate::configured(url, creds, proxy_ca)])
         }
     };
-    if let Some(pw) = &a.proxy_password {
+    if let Some(pw) = &a.proxy.proxy_password {
         secrets.push(SecretString::from(pw.clone()));
     }
     let env = super::sensor::env_proxy();
@@ -446,22 +435,30 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
         };
         targets.push(target);
     }
-    if methods.contains(&Method::Pac) {
-        if let Some(p) = &a.pac {
-            uplink_sensor::pacsource::check(p).map_err(|e| usage(format!("--pac {p}: {e}")))?;
+    // Each method's route is the route layer's: `default` the sensor's own computation (or the
+    // environment's, with no sensor), `pac` and `wpad` those sources alone. A --pac script that
+    // cannot be fetched or run is the pac method's PAC_* result; the other methods still run.
+    let default = match sensor {
+        Some(c) => {
+            let unseal_paths = paths.clone();
+            DefaultRoute::Sensor {
+                settings: Box::new(c.proxy),
+                unseal: Box::new(move |sealed: &str| {
+                    uplink_sensor::config::unseal(&unseal_paths, sealed)
+                }),
+                wpad_cache: Some(uplink_sensor::wpadsource::cache_file(&paths)),
+            }
         }
-    }
-
-    let routes = CliRoutes {
-        sensor: sensor.map(|c| (c, paths)),
-        env_settings: env_settings(&env),
-        env_credentials: env.credentials.clone(),
+        None => DefaultRoute::Env(env),
+    };
+    let routes = SourceRoutes::new(
+        default,
         named,
         cli,
-        pac: a.pac.clone(),
-        wpad_sources: super::sensor::wpad_sources(),
-        wpad: std::sync::OnceLock::new(),
-    };
+        a.pac.clone(),
+        Duration::from_secs_f64(a.timeout),
+        super::sensor::wpad_sources(),
+    );
     Ok(Setup {
         targets,
         methods,
@@ -516,178 +513,27 @@ fn load_ca(path: &Path) -> Result<Anchor, Usage> {
     })
 }
 
-/// The sensor's explicit proxy, with its unsealed password.
+/// The sensor's explicit proxy (computed by the route layer), its password kept for redaction.
 fn named_proxy(c: &Config, paths: &Paths, secrets: &mut Vec<SecretString>) -> RouteSpec {
-    let Some(url) = &c.proxy.url else {
-        return RouteSpec::NotConfigured(format!(
-            "the sensor in {} has no named proxy (uplink sensor proxy set --url URL)",
+    let unseal = |sealed: &str| uplink_sensor::config::unseal(paths, sealed);
+    match uplink_route::sources::named_method(&c.proxy, &unseal) {
+        Ok(None) => RouteSpec::NotConfigured(format!(
+            "the sensor in {} has no named proxy (uplink sensor proxy set --proxy-url URL)",
             paths.config_dir.display()
-        ));
-    };
-    let (url, _) = match ProxyUrl::parse(url) {
-        Ok(u) => u,
-        Err(e) => return RouteSpec::Invalid(format!("the sensor's proxy URL: {e}")),
-    };
-    let credentials = match (&c.proxy.user, &c.proxy.password) {
-        (Some(user), Some(sealed)) => match uplink_sensor::config::unseal(paths, sealed) {
-            Ok(pw) => {
-                secrets.push(pw.clone());
-                Some(Credentials {
-                    user: user.clone(),
-                    password: pw,
-                })
+        )),
+        Ok(Some(candidate)) => {
+            if let Candidate::Proxy {
+                credentials: Some(c),
+                ..
+            } = &candidate
+            {
+                secrets.push(c.password.clone());
             }
-            Err(e) => {
-                return RouteSpec::Invalid(format!(
-                    "the sensor's proxy password cannot be unsealed: {e}"
-                ))
-            }
+            RouteSpec::Route(vec![candidate])
+        }
+        Err(p) => RouteSpec::Failed {
+            code: p.code,
+            why: p.message,
         },
-        _ => None,
-    };
-    RouteSpec::Route(vec![Candidate::configured(
-        url,
-        credentials,
-        c.proxy.proxy_ca.clone(),
-    )])
-}
-
-fn env_settings(env: &uplink_proxy::env::FromEnv) -> ProxySettings {
-    let mut s = ProxySettings {
-        mode: Some(uplink_proxy::Mode::Env),
-        env: Some(env.capture.clone()),
-        ..Default::default()
-    };
-    if let Some(e) = s.env.as_mut() {
-        if e.user.is_some() {
-            e.password = Some("from-environment".into());
-        }
-    }
-    s
-}
-
-/// Each method's route, from the sensor's configuration, the environment and the command line.
-struct CliRoutes {
-    sensor: Option<(Config, Paths)>,
-    env_settings: ProxySettings,
-    env_credentials: Option<Credentials>,
-    named: RouteSpec,
-    cli: RouteSpec,
-    pac: Option<String>,
-    wpad_sources: uplink_wpad::Sources,
-    /// Discovery runs once per check (afresh, never from a sensor's cache), on first use.
-    wpad: std::sync::OnceLock<uplink_wpad::Discovery>,
-}
-
-impl CliRoutes {
-    /// What WPAD discovery found, evaluated for `host:port`; None when it found no script.
-    fn wpad_discovery(&self, host: &str, port: u16) -> Result<uplink_proxy::WpadOutcome, String> {
-        let d = self.wpad.get_or_init(|| {
-            uplink_wpad::discover(
-                &self.wpad_sources,
-                &mut uplink_sensor::wpadsource::fetch_and_check,
-            )
-        });
-        let outcome = uplink_sensor::wpadsource::evaluate(d, None, host, port);
-        match outcome.pac {
-            None => Err(format!(
-                "WPAD discovery found no script ({})",
-                outcome.steps.join("; ")
-            )),
-            Some(_) => Ok(outcome),
-        }
-    }
-}
-
-fn from_explanation(ex: uplink_proxy::Explanation) -> RouteSpec {
-    match ex.problem {
-        Some(p) => RouteSpec::Invalid(p),
-        None => RouteSpec::Route(ex.route),
-    }
-}
-
-impl Routes for CliRoutes {
-    fn route(&self, t: &Target, method: Method) -> RouteSpec {
-        match method {
-            Method::Direct => RouteSpec::Route(vec![Candidate::Direct]),
-            Method::Named => self.named.clone(),
-            Method::Cli => self.cli.clone(),
-            Method::Default => match &self.sensor {
-                Some((c, paths)) => from_explanation(c.explain(paths, &t.host, t.port)),
-                None => {
-                    let creds = self.env_credentials.clone();
-                    let unseal = move |_: &str| -> Result<SecretString, String> {
-                        creds
-                            .as_ref()
-                            .map(|c| c.password.clone())
-                            .ok_or_else(|| "no password".to_owned())
-                    };
-                    from_explanation(uplink_proxy::explain(
-                        &self.env_settings,
-                        &t.host,
-                        t.port,
-                        &unseal,
-                    ))
-                }
-            },
-            Method::Wpad => match self.wpad_discovery(&t.host, t.port) {
-                Err(none) => RouteSpec::NotConfigured(none),
-                Ok(outcome) => {
-                    let settings = ProxySettings {
-                        mode: Some(uplink_proxy::Mode::Wpad),
-                        ..Default::default()
-                    };
-                    let inputs = uplink_proxy::Inputs {
-                        pac: None,
-                        wpad: Some(outcome),
-                    };
-                    let unseal =
-                        |_: &str| -> Result<SecretString, String> { Err("no password".into()) };
-                    from_explanation(uplink_proxy::explain_with(
-                        &settings, &t.host, t.port, &unseal, &inputs,
-                    ))
-                }
-            },
-            Method::Pac => match &self.pac {
-                None => RouteSpec::NotConfigured("no --pac was given".into()),
-                Some(pac) => {
-                    let outcome = uplink_sensor::pacsource::evaluate(pac, &t.host, t.port);
-                    let credentials = match &self.cli {
-                        RouteSpec::Route(c) => c.iter().find_map(|c| match c {
-                            Candidate::Proxy { credentials, .. } => credentials.clone(),
-                            Candidate::Direct => None,
-                        }),
-                        _ => None,
-                    };
-                    if let Err(e) = &outcome.result {
-                        return RouteSpec::Invalid(format!("the PAC script {pac}: {e}"));
-                    }
-                    // The proxy engine turns the script's entries (PROXY, HTTPS, SOCKS5, DIRECT)
-                    // into candidates, exactly as for the sensor; DIRECT only where the script
-                    // says so.
-                    let settings = ProxySettings {
-                        mode: Some(uplink_proxy::Mode::Pac),
-                        pac: Some(pac.clone()),
-                        user: credentials.as_ref().map(|c| c.user.clone()),
-                        password: credentials.as_ref().map(|_| "from --proxy-password".into()),
-                        fallback: Some(uplink_proxy::Fallback::Never),
-                        ..Default::default()
-                    };
-                    let unseal = move |_: &str| -> Result<SecretString, String> {
-                        credentials
-                            .as_ref()
-                            .map(|c| c.password.clone())
-                            .ok_or_else(|| "no password".to_owned())
-                    };
-                    let inputs = uplink_proxy::Inputs {
-                        pac: Some(outcome),
-                        wpad: None,
-                    };
-                    from_explanation(uplink_proxy::explain_with(
-                        &settings, &t.host, t.port, &unseal, &inputs,
-                    ))
-                }
-            },
-        }
     }
 }

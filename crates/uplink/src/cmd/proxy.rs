@@ -137,36 +137,39 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Host and port of a URL (default port from the scheme).
+/// Host and port of a URL (default port from the scheme; an IPv6 literal in brackets).
 fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow::anyhow!("{url:?} is not a URL: give it as https://HOST[:PORT]/"))?;
-    let default = match scheme.to_ascii_lowercase().as_str() {
-        "https" => 443,
-        "http" => 80,
-        other => anyhow::bail!("scheme {other:?} is not supported: use https:// or http://"),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |x| x.1);
-    if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| anyhow::anyhow!("{url:?}: unclosed [ in the host"))?;
-        let port = after
-            .strip_prefix(':')
-            .map(str::parse)
-            .transpose()?
-            .unwrap_or(default);
-        return Ok((h.to_owned(), port));
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) => Ok((
-            h.to_owned(),
-            p.parse()
-                .map_err(|_| anyhow::anyhow!("{url:?} has an invalid port"))?,
-        )),
-        None if authority.is_empty() => anyhow::bail!("{url:?} has no host"),
-        None => Ok((authority.to_owned(), default)),
-    }
+    let u = uplink_url::HttpUrl::parse(url)?;
+    Ok((u.host, u.port))
+}
+
+/// The proxy flags, one set for `sensor install`, `sensor proxy set` and `check`. Older
+/// spellings stay as hidden aliases, added per command where they do not clash (`sensor proxy
+/// set --url/--user/--password`, `check --proxy`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProxyFlags {
+    /// The proxy: http://HOST:PORT (CONNECT), https://HOST:PORT (TLS to the proxy, trusting the
+    /// system roots or --proxy-ca), socks5://HOST:PORT (SOCKS5; this machine resolves the
+    /// service's name) or socks5h://HOST:PORT (the proxy resolves it). Scheme and port required;
+    /// an IPv6 address in brackets: http://[2001:db8::1]:3128.
+    #[arg(long = "proxy-url", value_name = "URL")]
+    pub proxy_url: Option<String>,
+    /// The proxy user: DOMAIN\user (quote it in a shell: 'CONTOSO\proxyuser'), user@domain or
+    /// user.
+    #[arg(long = "proxy-user", value_name = "USER")]
+    pub proxy_user: Option<String>,
+    /// The proxy password: stored encrypted, never shown. Prefer UPLINK_PROXY_PASSWORD, which
+    /// keeps it out of the process list.
+    #[arg(
+        long = "proxy-password",
+        value_name = "PASSWORD",
+        env = "UPLINK_PROXY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub proxy_password: Option<String>,
+    /// For an https:// proxy (or PAC `HTTPS host:port` entries): trust the CA certificates in
+    /// this PEM file for the proxy's own certificate instead of the system roots. (The service
+    /// is always checked against its own CA.)
+    #[arg(long = "proxy-ca", value_name = "FILE")]
+    pub proxy_ca: Option<PathBuf>,
 }

@@ -197,7 +197,7 @@ pub fn run_wpad(args: WpadArgs) -> anyhow::Result<ExitCode> {
     if args.no_networkmanager {
         sources.networkmanager = false;
     }
-    let d = uplink_wpad::discover(&sources, &mut uplink_sensor::wpadsource::fetch_and_check);
+    let d = uplink_route::wpad::discover(&sources);
     let steps = d.steps;
     let found = d.found.map(|f| f.url);
     if args.json {

@@ -70,21 +70,21 @@ pub enum ProxyCommand {
     /// Change how the sensor reaches the service. A running `sensor run` uses the new setting
     /// from its next connection: no restart, no reinstall.
     ///
-    /// Sources: --url (an explicit proxy; --user/--password if it asks; --bypass for hosts that
+    /// Sources: --proxy-url (an explicit proxy; --proxy-user/--proxy-password if it asks; --bypass for hosts that
     /// skip it), --direct, --from-env (capture https_proxy/HTTPS_PROXY/all_proxy/ALL_PROXY/
     /// http_proxy/no_proxy from this shell: a system service does not inherit them), --pac (a
-    /// PAC file or URL, evaluated for the service at each new connection; --user and
-    /// --password apply to the proxies it names, as --credential-hosts allows for a script
+    /// PAC file or URL, evaluated for the service at each new connection; --proxy-user and
+    /// --proxy-password apply to the proxies it names, as --credential-hosts allows for a script
     /// fetched over plain http://), --from-windows-reg (the proxy or PAC script a Windows .reg
     /// export configures, as `uplink winproxy decode` reads it), --wpad (discover the script;
-    /// --user and --password only as --credential-hosts allows).
+    /// --proxy-user and --proxy-password only as --credential-hosts allows).
     ///
     /// --fallback direct|never: whether DIRECT is tried when the proxy cannot be reached.
-    /// Default: never for --url and --pac (an administrator chose that proxy), direct for
+    /// Default: never for --proxy-url and --pac (an administrator chose that proxy), direct for
     /// --from-env and --wpad (discovered settings), as the seeds' sensor does. A proxy that came
     /// from discovery (WPAD, a PAC over plain http://) is gone around when it refuses, too.
     ///
-    /// --credential-hosts: which discovered proxies may receive --user/--password (see its help);
+    /// --credential-hosts: which discovered proxies may receive --proxy-user/--proxy-password (see its help);
     /// alone, it changes only that list.
     Set(ProxySetArgs),
     /// Forget explicit settings: back to `auto` (WPAD, else the environment captured at install,
@@ -95,33 +95,20 @@ pub enum ProxyCommand {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["url", "direct", "from_env", "pac", "wpad", "from_windows_reg", "credential_hosts"])))]
-#[command(group(clap::ArgGroup::new("one_source").args(["url", "direct", "from_env", "pac", "wpad", "from_windows_reg"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["proxy_url", "direct", "from_env", "pac", "wpad", "from_windows_reg", "credential_hosts"])))]
+#[command(group(clap::ArgGroup::new("one_source").args(["proxy_url", "direct", "from_env", "pac", "wpad", "from_windows_reg"])))]
+#[command(mut_arg("proxy_url", |a| a.alias("url")))]
+#[command(mut_arg("proxy_user", |a| a.alias("user")))]
+#[command(mut_arg("proxy_password", |a| a.alias("password")))]
 pub struct ProxySetArgs {
     #[command(flatten)]
     pub dir: Dir,
-    /// An explicit proxy: http://HOST:PORT, https://HOST:PORT (TLS to the proxy),
-    /// socks5://HOST:PORT (SOCKS5; this machine resolves the service's name) or
-    /// socks5h://HOST:PORT (the proxy resolves it).
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// For HTTPS proxies (--url https://..., or PAC `HTTPS host:port` entries): trust the CA
-    /// certificates in this PEM file instead of the system roots.
-    #[arg(long, value_name = "FILE")]
-    pub proxy_ca: Option<PathBuf>,
-    /// The proxy user, as DOMAIN\user.
-    #[arg(long, value_name = "USER")]
-    pub user: Option<String>,
-    /// The proxy password (stored encrypted). Prefer UPLINK_PROXY_PASSWORD.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "UPLINK_PROXY_PASSWORD",
-        hide_env_values = true
-    )]
-    pub password: Option<String>,
+    /// The proxy (`--proxy-url`: an explicit proxy; with --pac or --wpad only the user,
+    /// password and CA apply). `--url`, `--user` and `--password` are the older spellings.
+    #[command(flatten)]
+    pub proxy: super::proxy::ProxyFlags,
     /// Hosts that skip the proxy, NO_PROXY syntax (e.g. ".corp.example,10.0.0.0/8").
-    #[arg(long, value_name = "LIST", requires = "url")]
+    #[arg(long, value_name = "LIST", requires = "proxy_url")]
     pub bypass: Option<String>,
     /// Connect to the service directly.
     #[arg(long)]
@@ -136,8 +123,8 @@ pub struct ProxySetArgs {
     pub pac: Option<String>,
     /// Discover a PAC script with WPAD (DHCP option 252 from NetworkManager or lease files, then
     /// http://wpad.<domain>/wpad.dat up the search domains; see `uplink proxy wpad`). The result
-    /// is cached for the script's HTTP lifetime (5 minutes when nothing is found). --user and
-    /// --password go only to the proxies --credential-hosts allows, never by Basic; a proxy the
+    /// is cached for the script's HTTP lifetime (5 minutes when nothing is found). --proxy-user and
+    /// --proxy-password go only to the proxies --credential-hosts allows, never by Basic; a proxy the
     /// script names that refuses is gone around when the fallback allows (the default).
     #[arg(long)]
     pub wpad: bool,
@@ -149,7 +136,7 @@ pub struct ProxySetArgs {
     /// Whether DIRECT is tried when the proxy cannot be reached.
     #[arg(long, value_enum)]
     pub fallback: Option<FallbackArg>,
-    /// Proxy hosts that may receive --user/--password when discovery named them (a WPAD
+    /// Proxy hosts that may receive --proxy-user/--proxy-password when discovery named them (a WPAD
     /// script, or a PAC fetched over plain http://, which anyone on the network can forge):
     /// host names or addresses, comma-separated; `*.corp.example` for every name below
     /// corp.example. Even these get the credentials only by Digest, NTLM or Negotiate, never
@@ -211,27 +198,9 @@ pub struct InstallArgs {
     pub bundle: PathBuf,
     #[command(flatten)]
     pub dir: Dir,
-    /// The proxy to reach the service through: http://HOST:PORT, https://HOST:PORT (TLS to the
-    /// proxy), socks5://HOST:PORT or socks5h://HOST:PORT (scheme and port required).
-    #[arg(long, value_name = "URL")]
-    pub proxy_url: Option<String>,
-    /// For an https:// proxy: trust the CA certificates in this PEM file for the proxy's own
-    /// certificate, instead of the system roots. (The service is always checked against the
-    /// workspace CA only.)
-    #[arg(long, value_name = "FILE")]
-    pub proxy_ca: Option<PathBuf>,
-    /// The proxy user, as DOMAIN\user (quote it in a shell: 'CONTOSO\proxyuser').
-    #[arg(long, value_name = "USER")]
-    pub proxy_user: Option<String>,
-    /// The proxy password; stored encrypted, never shown. Prefer UPLINK_PROXY_PASSWORD, which
-    /// keeps it out of the process list.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "UPLINK_PROXY_PASSWORD",
-        hide_env_values = true
-    )]
-    pub proxy_password: Option<String>,
+    /// The proxy to reach the service through.
+    #[command(flatten)]
+    pub proxy: super::proxy::ProxyFlags,
     /// Hosts that skip the proxy, NO_PROXY syntax (e.g. ".corp.example,10.0.0.0/8").
     #[arg(long, value_name = "LIST", requires = "proxy_url")]
     pub bypass: Option<String>,
@@ -467,7 +436,7 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| {
             anyhow::anyhow!("--credential-hosts {e}; give proxy host names or addresses, comma-separated (*.corp.example for every name below corp.example)")
         })?;
-    let only_hosts = !(a.url.is_some()
+    let only_hosts = !(a.proxy.proxy_url.is_some()
         || a.direct
         || a.from_env
         || a.pac.is_some()
@@ -475,8 +444,8 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
         || a.from_windows_reg.is_some());
     if only_hosts {
         // (A password may come from UPLINK_PROXY_PASSWORD in the environment: not an error.)
-        if a.user.is_some() || a.fallback.is_some() || a.proxy_ca.is_some() {
-            anyhow::bail!("--user, --password, --fallback and --proxy-ca go with a proxy source (--url, --pac, --wpad...); --credential-hosts alone changes only the allow-list");
+        if a.proxy.proxy_user.is_some() || a.fallback.is_some() || a.proxy.proxy_ca.is_some() {
+            anyhow::bail!("--proxy-user, --proxy-password, --fallback and --proxy-ca go with a proxy source (--proxy-url, --pac, --wpad...); --credential-hosts alone changes only the allow-list");
         }
         set_credential_hosts(&paths, credential_hosts)?;
         print_route(&paths)?;
@@ -525,39 +494,39 @@ fn proxy_set_source(paths: &Paths, a: ProxySetArgs) -> anyhow::Result<()> {
     } else if a.from_env {
         install::ProxyChange::FromEnv(env_proxy())
     } else if a.pac.is_some() || a.wpad {
-        let credentials = match (a.user, a.password) {
+        let credentials = match (a.proxy.proxy_user, a.proxy.proxy_password) {
             (Some(user), Some(password)) => Some(uplink_tunnel::Credentials {
                 user,
                 password: secrecy::SecretString::from(password),
             }),
             (None, None) => None,
-            _ => anyhow::bail!("give --user and --password together"),
+            _ => anyhow::bail!("give --proxy-user and --proxy-password together"),
         };
         match a.pac {
             Some(pac) => install::ProxyChange::Pac {
                 pac,
                 credentials,
-                proxy_ca: a.proxy_ca,
+                proxy_ca: a.proxy.proxy_ca,
             },
             None => install::ProxyChange::Wpad {
                 credentials,
-                proxy_ca: a.proxy_ca,
+                proxy_ca: a.proxy.proxy_ca,
             },
         }
     } else {
         let Some((url, credentials)) = install::proxy_switches(
-            a.url.as_deref(),
-            a.user.as_deref(),
-            a.password.map(secrecy::SecretString::from),
+            a.proxy.proxy_url.as_deref(),
+            a.proxy.proxy_user.as_deref(),
+            a.proxy.proxy_password.map(secrecy::SecretString::from),
         )?
         else {
-            anyhow::bail!("give --url, --pac, --direct or --from-env");
+            anyhow::bail!("give --proxy-url, --pac, --direct or --from-env");
         };
         install::ProxyChange::Explicit {
             url,
             credentials,
             bypass: a.bypass,
-            proxy_ca: a.proxy_ca,
+            proxy_ca: a.proxy.proxy_ca,
         }
     };
     install::set_proxy(
@@ -681,10 +650,10 @@ fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
     let opts = install::InstallOptions {
         bundle: a.bundle,
-        proxy_url: a.proxy_url,
-        proxy_user: a.proxy_user,
-        proxy_password: a.proxy_password.map(secrecy::SecretString::from),
-        proxy_ca: a.proxy_ca,
+        proxy_url: a.proxy.proxy_url,
+        proxy_user: a.proxy.proxy_user,
+        proxy_password: a.proxy.proxy_password.map(secrecy::SecretString::from),
+        proxy_ca: a.proxy.proxy_ca,
         bypass: a.bypass,
         fallback: a.fallback.map(Into::into),
         env: Some(env_proxy()),

@@ -17,6 +17,7 @@ mod proxy;
 mod proxyauth;
 mod reload;
 mod renew;
+mod route;
 mod sensor;
 mod service;
 mod sources;

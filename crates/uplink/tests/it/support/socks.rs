@@ -23,6 +23,11 @@ impl Socks {
         Self::start_with(None, "127.0.0.1", auth)
     }
 
+    /// microsocks on `listen` (e.g. `::1`), requiring `auth` (user, password) if given.
+    pub fn start_on(listen: &str, auth: Option<(&str, &str)>) -> Socks {
+        Self::start_with(None, listen, auth)
+    }
+
     /// microsocks inside `ns`, listening on its address (reachable from the root namespace).
     pub fn start_in(ns: &Netns, auth: Option<(&str, &str)>) -> Socks {
         Self::start_with(Some(ns), &ns.ns_ip, auth)

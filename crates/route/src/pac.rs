@@ -1,5 +1,7 @@
-//! The `pac` mode: load the configured script (a file, or an `http://`/`https://` URL), evaluate it for the
-//! service, and hand the answer to the proxy engine (`uplink_proxy::explain_with`).
+//! The `pac` source of the route: load the configured script (a file, or an `http://`/`https://`
+//! URL), evaluate it for the service, and hand the answer to the proxy engine
+//! (`uplink_proxy::explain_with`). Failures are typed ([`SourceError`]) and carry their code:
+//! `PAC_FETCH_FAILED`, `PAC_SCRIPT_ERROR`, `PAC_TIMEOUT`.
 //!
 //! The script sees the service URL the way browsers pass https URLs to PAC scripts, for
 //! privacy: `https://host:port/`, never a path. Evaluation is bounded by the PAC engine's limits
@@ -12,8 +14,50 @@
 //! 60 s .. 24 h, an hour without headers; see `uplink_pac::fetch`), and when a refetch fails it
 //! keeps routing by the last script it had, saying so, rather than lose its route.
 
-use uplink_pac::{EvalOptions, Pac, PacProxy};
-use uplink_proxy::{PacEntry, PacOutcome};
+use uplink_diag::{Code, Diagnose};
+use uplink_pac::fetch::FetchError;
+use uplink_pac::{EvalOptions, Pac, PacError, PacProxy};
+use uplink_proxy::{PacEntry, PacOutcome, Problem};
+
+/// Why a PAC script (configured, given to `check --pac`, or found by WPAD) gave no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}")]
+    Fetch(#[from] FetchError),
+    #[error("cannot read the PAC file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{0}")]
+    Script(#[from] PacError),
+    #[error("fetched, but not a usable PAC: {0}")]
+    NotPac(PacError),
+}
+
+impl Diagnose for SourceError {
+    fn code(&self) -> Code {
+        match self {
+            SourceError::Fetch(FetchError::Timeout { .. }) => Code::PAC_TIMEOUT,
+            SourceError::Fetch(_) | SourceError::File { .. } => Code::PAC_FETCH_FAILED,
+            SourceError::Script(PacError::Timeout { .. })
+            | SourceError::NotPac(PacError::Timeout { .. }) => Code::PAC_TIMEOUT,
+            SourceError::Script(_) | SourceError::NotPac(_) => Code::PAC_SCRIPT_ERROR,
+        }
+    }
+}
+
+impl From<SourceError> for Problem {
+    fn from(e: SourceError) -> Problem {
+        Problem::new(e.code(), e.to_string())
+    }
+}
+
+/// Whether `pac` names a URL (else a file).
+pub fn is_url(pac: &str) -> bool {
+    let lower = pac.trim_start().to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Time limit of one PAC fetch, DNS included.
+pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 thread_local! {
     /// Compiled scripts, by source, per thread (a compiled script cannot leave its thread): the
@@ -32,22 +76,31 @@ pub const MAX_PAC_BYTES: u64 = 8 << 20;
 
 /// Reads the script: a local file, or an `http://` or `https://` URL (https trusting the
 /// system roots: a PAC is an intranet resource, not the service).
-pub fn load(pac: &str) -> Result<String, String> {
-    let lower = pac.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return uplink_pac::fetch::fetch(pac, &Default::default())
-            .map(|f| f.body)
-            .map_err(|e| e.to_string());
+pub fn load(pac: &str) -> Result<String, SourceError> {
+    load_within(pac, FETCH_TIMEOUT)
+}
+
+/// [`load`] with a fetch bounded by `timeout` (the analyzer's `--timeout`).
+pub fn load_within(pac: &str, timeout: std::time::Duration) -> Result<String, SourceError> {
+    if is_url(pac) {
+        let opts = uplink_pac::fetch::FetchOptions {
+            timeout,
+            ..Default::default()
+        };
+        return Ok(uplink_pac::fetch::fetch(pac, &opts)?.body);
     }
-    let meta =
-        std::fs::metadata(pac).map_err(|e| format!("cannot read the PAC file {pac}: {e}"))?;
+    let file_err = |reason: String| SourceError::File {
+        path: pac.to_owned(),
+        reason,
+    };
+    let meta = std::fs::metadata(pac).map_err(|e| file_err(e.to_string()))?;
     if meta.len() > MAX_PAC_BYTES {
-        return Err(format!(
-            "the PAC file {pac} is {} bytes; the limit is {MAX_PAC_BYTES}",
+        return Err(file_err(format!(
+            "it is {} bytes; the limit is {MAX_PAC_BYTES}",
             meta.len()
-        ));
+        )));
     }
-    std::fs::read_to_string(pac).map_err(|e| format!("cannot read the PAC file {pac}: {e}"))
+    std::fs::read_to_string(pac).map_err(|e| file_err(e.to_string()))
 }
 
 /// A fetched script, kept by URL for the life of the process.
@@ -61,23 +114,26 @@ static FETCHED: std::sync::Mutex<Option<std::collections::HashMap<String, Fetche
 
 /// [`load`] for the uploader: a URL's script comes from the process's copy while it is fresh.
 /// Returns the script and, when a stale copy stood in for a failed fetch, a note saying so.
-pub fn load_cached(pac: &str) -> Result<(String, Option<String>), String> {
-    let lower = pac.to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+pub fn load_cached(pac: &str) -> Result<(String, Option<String>), SourceError> {
+    if !is_url(pac) {
         return load(pac).map(|s| (s, None));
     }
     load_cached_with(pac, std::time::Instant::now(), |url| {
-        uplink_pac::fetch::fetch(url, &Default::default())
+        let opts = uplink_pac::fetch::FetchOptions {
+            timeout: FETCH_TIMEOUT,
+            ..Default::default()
+        };
+        uplink_pac::fetch::fetch(url, &opts)
             .map(|f| (f.body, f.refresh_after))
-            .map_err(|e| e.to_string())
+            .map_err(SourceError::from)
     })
 }
 
-fn load_cached_with(
+fn load_cached_with<E: std::fmt::Display>(
     url: &str,
     now: std::time::Instant,
-    fetch: impl FnOnce(&str) -> Result<(String, std::time::Duration), String>,
-) -> Result<(String, Option<String>), String> {
+    fetch: impl FnOnce(&str) -> Result<(String, std::time::Duration), E>,
+) -> Result<(String, Option<String>), E> {
     let mut guard = FETCHED.lock().unwrap_or_else(|p| p.into_inner());
     let cache = guard.get_or_insert_with(Default::default);
     if let Some(f) = cache.get(url).filter(|f| now < f.fresh_until) {
@@ -107,9 +163,10 @@ fn load_cached_with(
 }
 
 /// Compiles a script, for checking it when it is configured.
-pub fn check(pac: &str) -> Result<(), String> {
+pub fn check(pac: &str) -> Result<(), SourceError> {
     let src = load(pac)?;
-    Pac::compile(&src).map(|_| ()).map_err(|e| e.to_string())
+    Pac::compile(&src)?;
+    Ok(())
 }
 
 /// Evaluates the script at `pac` for `https://host:port/`.
@@ -128,20 +185,20 @@ pub fn evaluate(pac: &str, host: &str, port: u16) -> PacOutcome {
 /// `label` says where it came from. WPAD hands its discovered script here.
 pub fn evaluate_loaded(
     label: &str,
-    source: Result<String, String>,
+    source: Result<String, SourceError>,
     host: &str,
     port: u16,
 ) -> PacOutcome {
     let pac = label;
-    let service = format!("https://{host}:{port}/");
+    let service = format!("https://{}/", uplink_url::host_port(host, port));
     let url = uplink_pac::url_for_pac(&service).unwrap_or(service);
     let answer = source.and_then(|src| {
         COMPILED.with(|cache| {
             let mut cache = cache.borrow_mut();
-            let engine = cache.get_or_compile(&src).map_err(|e| e.to_string())?;
+            let engine = cache.get_or_compile(&src).map_err(SourceError::from)?;
             engine
                 .find_proxy(&url, host, &EvalOptions::default())
-                .map_err(|e| e.to_string())
+                .map_err(SourceError::from)
         })
     });
     match answer {
@@ -166,7 +223,7 @@ pub fn evaluate_loaded(
         Err(e) => PacOutcome {
             script: pac.to_owned(),
             raw: None,
-            result: Err(e),
+            result: Err(e.into()),
         },
     }
 }
@@ -202,7 +259,7 @@ mod tests {
         let t0 = Instant::now();
         let fetched = |body: &str, secs: u64| {
             let body = body.to_owned();
-            move |_: &str| Ok((body, Duration::from_secs(secs)))
+            move |_: &str| Ok::<_, String>((body, Duration::from_secs(secs)))
         };
         let fails = |_: &str| -> Result<(String, Duration), String> { Err("refused".into()) };
         let never = |_: &str| -> Result<(String, Duration), String> {

@@ -42,6 +42,18 @@ pub enum UrlError {
     NoHost(String),
     #[error("proxy URL {0:?} has a path, query or fragment; a proxy URL is only http://HOST:PORT")]
     HasPath(String),
+    #[error("proxy URL {url:?} is not a URL ({reason}): write it as http://HOST:PORT, an IPv6 address in brackets (http://[2001:db8::1]:3128)")]
+    Invalid { url: String, reason: String },
+}
+
+/// Whether `host[:port]` gives a port: after the closing bracket of an IPv6 literal, or after
+/// the one colon of a name or IPv4 address.
+fn has_port(hostport: &str) -> bool {
+    if hostport.starts_with('[') {
+        hostport.contains("]:")
+    } else {
+        hostport.contains(':')
+    }
 }
 
 /// How the sensor talks to a proxy.
@@ -98,32 +110,62 @@ impl ProxyUrl {
         if !(tail.is_empty() || tail == "/") {
             return Err(UrlError::HasPath(redact(input)));
         }
+        // User info is split off here, at the last `@` (a user may be `user@domain`), and never
+        // handed to the URI parser: a password may hold any character.
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| UrlError::NoHost(redact(input)))?;
-            (h, after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
+        if !hostport.starts_with('[') && hostport.matches(':').count() > 1 {
+            return Err(UrlError::Invalid {
+                url: redact(input),
+                reason: "an IPv6 address must be in brackets".into(),
+            });
+        }
+        if hostport.is_empty() || hostport.starts_with(':') {
+            return Err(UrlError::NoHost(redact(input)));
+        }
+        if hostport.starts_with('[') && !hostport.contains(']') {
+            return Err(UrlError::Invalid {
+                url: redact(input),
+                reason: "the IPv6 address's bracket is not closed".into(),
+            });
+        }
+        if hostport.ends_with(':') || !has_port(hostport) {
+            return Err(UrlError::NoPort(redact(input)));
+        }
+        let parsed: http::uri::Authority =
+            hostport.parse().map_err(|e: http::uri::InvalidUri| {
+                if e.to_string().contains("port") {
+                    UrlError::BadPort(redact(input))
+                } else {
+                    UrlError::Invalid {
+                        url: redact(input),
+                        reason: e.to_string(),
+                    }
+                }
+            })?;
+        let host = parsed.host();
+        let host = match host.strip_prefix('[') {
+            Some(v6) => {
+                let v6 = v6.strip_suffix(']').unwrap_or(v6);
+                if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                    return Err(UrlError::Invalid {
+                        url: redact(input),
+                        reason: format!("[{v6}] is not an IPv6 address"),
+                    });
+                }
+                v6
             }
+            None => host,
         };
         if host.is_empty() {
             return Err(UrlError::NoHost(redact(input)));
         }
-        let port = match port {
-            None | Some("") => return Err(UrlError::NoPort(redact(input))),
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| UrlError::BadPort(redact(input)))?,
-        };
+        let port = parsed
+            .port_u16()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| UrlError::BadPort(redact(input)))?;
         let credentials = userinfo.map(|u| {
             let (user, password) = u.split_once(':').unwrap_or((u, ""));
             Credentials::new(
@@ -145,11 +187,7 @@ impl ProxyUrl {
 
     /// `host:port` as PAC notation writes it after `PROXY`.
     pub fn host_port(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::host_port(&self.host, self.port)
     }
 }
 
@@ -179,14 +217,17 @@ mod tests {
             ("HTTP://Proxy:3128/", "proxy", 3128),
             ("http://10.0.0.6:8080", "10.0.0.6", 8080),
             ("http://[::1]:3128", "::1", 3128),
+            ("http://[2001:DB8::1]:8080/", "2001:db8::1", 8080),
+            ("socks5h://u:p@[::1]:1080", "::1", 1080),
+            ("http://CONTOSO%5Cu@corp.example:p@[::1]:3128", "::1", 3128),
             ("https://proxy.contoso.com:443", "proxy.contoso.com", 443),
             ("socks5://127.0.0.1:1080", "127.0.0.1", 1080),
             ("SOCKS5H://socks:1080", "socks", 1080),
         ];
         for (url, host, port) in cases {
-            let (p, c) = ProxyUrl::parse(url).unwrap();
+            let (p, c) = ProxyUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
             assert_eq!((p.host.as_str(), p.port), (host, port), "{url}");
-            assert!(c.is_none());
+            assert_eq!(c.is_some(), url.contains('@'), "{url}");
         }
         let kinds = [
             ("http://p:1", ProxyKind::Http),
@@ -236,6 +277,11 @@ mod tests {
             ("ftp://u:s3cret@proxy:21", "does not speak"),
             ("http://proxy:8080/path", "has a path"),
             ("http://u:s3cret@proxy", "has no port"),
+            ("http://[::1]", "has no port"),
+            ("http://[::1:3128", "not a URL"),
+            ("http://[fe80::zz]:3128", "not an IPv6 address"),
+            ("http://::1:3128", "not a URL"),
+            ("http://pro xy:3128", "not a URL"),
         ];
         for (url, want) in cases {
             let err = ProxyUrl::parse(url).unwrap_err().to_string();

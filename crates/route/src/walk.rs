@@ -1,4 +1,4 @@
-//! Opening a connection to the service along a route: TCP (to the service or to a proxy), then
+//! The sensor's walk: opening a connection to the service along a route: TCP (to the service or to a proxy), then
 //! the proxy's tunnel — CONNECT for an HTTP proxy, TLS to the proxy then CONNECT inside it for an
 //! HTTPS proxy, the SOCKS5 exchange for a SOCKS5 proxy — then TLS trusting only the workspace CA.
 //!
@@ -13,7 +13,6 @@
 //! [`uplink_proxy::trust`] allows; a demand for credentials withheld from it is
 //! `PROXY_CREDENTIALS_WITHHELD`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,9 +20,10 @@ use uplink_client::{dial_direct, ClientError, Connection, Endpoint, TlsSettings}
 use uplink_diag::{Code, Diagnose};
 use uplink_proxy::badcache::BadProxies;
 use uplink_proxy::trust::{self, Failure, Origin, ProxyAuth};
+
+use crate::decide::Attempt;
 use uplink_proxy::{Candidate, Explanation};
-use uplink_tunnel::socks5::Target;
-use uplink_tunnel::{Credentials, Exchange, ProxyKind, ProxyTls, ProxyUrl, TunnelError};
+use uplink_tunnel::{Credentials, ProxyKind, ProxyUrl, TunnelError};
 
 /// Any failure on the way to the service. Carries no secret.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +36,11 @@ pub enum LinkError {
     ProxyDial { proxy: String, source: ClientError },
     #[error("through the proxy {proxy}, the service's certificate does not chain to the workspace CA: a TLS-inspecting proxy is probably replacing it ({detail})")]
     Intercepted { proxy: String, detail: String },
-    #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
+    #[error("the proxy settings give no route to the service: {reason}")]
+    NoRoute { code: Code, reason: String },
     #[error("{what} timed out after {after:?}")]
     Timeout { what: &'static str, after: Duration },
-    #[error("the proxy {proxy} asks for credentials, and they are withheld from it: {reason}. If it is your proxy, allow its host with `uplink sensor proxy set --credential-hosts HOST` (Digest, NTLM or Negotiate only, never Basic), or name it with --url")]
+    #[error("the proxy {proxy} asks for credentials, and they are withheld from it: {reason}. If it is your proxy, allow its host with `uplink sensor proxy set --credential-hosts HOST` (Digest, NTLM or Negotiate only, never Basic), or name it with --proxy-url")]
     CredentialsWithheld { proxy: String, reason: String },
 }
 
@@ -51,7 +51,7 @@ impl Diagnose for LinkError {
             LinkError::Tunnel(e) => e.code(),
             LinkError::ProxyDial { source, .. } => source.code(),
             LinkError::Intercepted { .. } => Code::TLS_INTERCEPTED,
-            LinkError::Config(_) => Code::CONFIG_INVALID,
+            LinkError::NoRoute { code, .. } => *code,
             LinkError::Timeout { .. } => Code::TIMEOUT,
             LinkError::CredentialsWithheld { .. } => Code::PROXY_CREDENTIALS_WITHHELD,
         }
@@ -85,7 +85,9 @@ impl LinkError {
             return Failure::Unreachable;
         }
         match self {
-            LinkError::Tunnel(TunnelError::Config { .. }) | LinkError::Config(_) => Failure::Other,
+            LinkError::Tunnel(TunnelError::Config { .. }) | LinkError::NoRoute { .. } => {
+                Failure::Other
+            }
             LinkError::Tunnel(_)
             | LinkError::Intercepted { .. }
             | LinkError::CredentialsWithheld { .. } => Failure::Refused,
@@ -162,8 +164,8 @@ pub async fn open(
         })?
 }
 
-/// Dials the proxy `url`, opens its tunnel to the endpoint, and does the workspace TLS inside,
-/// sending `credentials` only by the schemes `auth` allows.
+/// Dials the proxy `url`, opens its tunnel to the endpoint ([`crate::tunnel`]), and does the
+/// workspace TLS inside, sending `credentials` only by the schemes `auth` allows.
 async fn through_proxy(
     endpoint: &Endpoint,
     url: &ProxyUrl,
@@ -173,67 +175,33 @@ async fn through_proxy(
     timeout: Duration,
 ) -> Result<(Connection, Option<&'static str>), LinkError> {
     let proxy = url.host_port();
-    let dial = || async {
-        dial_direct(&url.host, url.port, timeout)
-            .await
-            .map_err(|source| LinkError::ProxyDial {
-                proxy: proxy.clone(),
-                source,
-            })
+    // socks5:// (curl's meaning): this machine resolves the service's name.
+    let resolved = match url.kind() {
+        ProxyKind::Socks5 { remote_dns: false } => {
+            Some(uplink_client::resolve(&endpoint.host, endpoint.port).await?[0].ip())
+        }
+        _ => None,
     };
-    let exchange = Exchange {
-        proxy: &proxy,
+    let tcp = dial_direct(&url.host, url.port, timeout)
+        .await
+        .map_err(|source| LinkError::ProxyDial {
+            proxy: proxy.clone(),
+            source,
+        })?;
+    let through = crate::tunnel::Through {
+        url,
+        credentials,
+        auth,
+        proxy_ca,
         host: &endpoint.host,
         port: endpoint.port,
-        credentials,
-        auth: auth.auth_options(),
+        resolved,
         timeout,
     };
-    match url.kind() {
-        ProxyKind::Http => {
-            let tcp = dial().await?;
-            let redial = || dial_direct(&url.host, url.port, timeout);
-            let tunnel = uplink_tunnel::establish_with(tcp, redial, &exchange)
-                .await
-                .map_err(|e| withheld(e, auth))?;
-            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
-        }
-        ProxyKind::Https => {
-            let proxy_tls = ProxyTls::new(proxy_ca.map(Path::new), &proxy)?;
-            let tcp = dial().await?;
-            let stream = proxy_tls.connect(tcp, &url.host, &proxy).await?;
-            let redial = || async {
-                let tcp = dial_direct(&url.host, url.port, timeout).await?;
-                let s = proxy_tls.connect(tcp, &url.host, &proxy).await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
-            };
-            let tunnel = uplink_tunnel::establish_with(stream, redial, &exchange)
-                .await
-                .map_err(|e| withheld(e, auth))?;
-            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
-        }
-        ProxyKind::Socks5 { remote_dns } => {
-            let target = if remote_dns {
-                Target::Domain(endpoint.host.clone())
-            } else {
-                // socks5:// (curl's meaning): this machine resolves the name.
-                let addrs = uplink_client::resolve(&endpoint.host, endpoint.port).await?;
-                Target::Ip(addrs[0].ip())
-            };
-            let tcp = dial().await?;
-            let exchange = uplink_tunnel::Socks5Exchange {
-                proxy: &proxy,
-                target,
-                port: endpoint.port,
-                credentials,
-                timeout,
-            };
-            let tunnel = uplink_tunnel::establish_socks5(tcp, &exchange)
-                .await
-                .map_err(|e| withheld(e, auth))?;
-            service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
-        }
-    }
+    let tunnel = crate::tunnel::open(tcp, &through)
+        .await
+        .map_err(|e| withheld(e, auth))?;
+    service_tls(tunnel.stream, tunnel.scheme, endpoint, tls, &proxy).await
 }
 
 /// The workspace TLS over a tunnel through `proxy`.
@@ -273,6 +241,8 @@ pub struct Connected {
     /// Set when a proxy that came from discovery, ahead of this candidate in the route, refused
     /// (now, or recently enough that the bad-proxy cache still skips it): which, and why.
     pub refused: Option<String>,
+    /// Every candidate tried, in order; the last one worked.
+    pub attempts: Vec<Attempt>,
 }
 
 /// Connects along `explanation`'s route; see the module docs.
@@ -284,7 +254,10 @@ pub async fn connect_route(
     bad: &mut BadProxies,
 ) -> Result<Connected, LinkError> {
     if let Some(problem) = &explanation.problem {
-        return Err(crate::config::ConfigError::NoRoute(problem.clone()).into());
+        return Err(LinkError::NoRoute {
+            code: explanation.problem_code.unwrap_or(Code::CONFIG_INVALID),
+            reason: problem.clone(),
+        });
     }
     let ordered = bad.order(
         explanation.route.clone(),
@@ -297,9 +270,15 @@ pub async fn connect_route(
     // that says what to do.
     let mut refusal_error: Option<LinkError> = None;
     let mut last = None;
+    let mut attempts: Vec<Attempt> = Vec::new();
     for candidate in ordered {
         match open(endpoint, &candidate, tls, timeout).await {
             Ok((conn, proxy_auth)) => {
+                attempts.push(Attempt {
+                    route: candidate.to_string(),
+                    code: None,
+                    detail: String::new(),
+                });
                 if let Some(key) = candidate.proxy_key() {
                     bad.mark_good(&key);
                 }
@@ -327,12 +306,19 @@ pub async fn connect_route(
                     note,
                     proxy_auth,
                     refused,
+                    attempts,
                 });
             }
             Err(e) => {
+                attempts.push(Attempt {
+                    route: candidate.to_string(),
+                    code: Some(e.code()),
+                    detail: e.to_string(),
+                });
                 let origin = candidate.origin();
                 let failure = e.failure(candidate.proxy_key().is_some());
-                if !trust::try_next(origin, failure) {
+                // (Past the last candidate the loop ends anyway: the error below is the same.)
+                if !crate::decide::move_on(origin, failure, true, true) {
                     return Err(match refusal_error {
                         Some(refused) => {
                             tracing::warn!(code = %e.code(), error = %e, "{candidate} failed too, after a discovered proxy refused");
@@ -368,7 +354,10 @@ pub async fn connect_route(
     }
     Err(refusal_error
         .or(last)
-        .unwrap_or_else(|| crate::config::ConfigError::NoRoute("the route is empty".into()).into()))
+        .unwrap_or_else(|| LinkError::NoRoute {
+            code: Code::CONFIG_INVALID,
+            reason: "the route is empty".into(),
+        }))
 }
 
 /// A refusal the bad-proxy cache still remembers, of a proxy ahead of `used` in the route as
