@@ -1,6 +1,7 @@
 //! Subcommand implementations.
 
 pub mod allowlist;
+mod backend;
 pub mod check;
 pub mod events;
 pub mod proxy;
@@ -36,10 +37,23 @@ pub fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-/// `--data-dir`, shared by the service and the admin commands.
+/// Where the service's state lives, shared by the service and the admin commands: `--data-dir`
+/// (the embedded SQLite store) or `--database` (PostgreSQL, shared by replicas). Exactly one.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "store", required = true, multiple = false)]
 pub struct DataDir {
     /// The service's data directory: its SQLite store (uplink.db) and workspace bundles.
     #[arg(long, value_name = "DIR", env = "UPLINK_DATA_DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL database instead of a data directory, e.g.
+    /// postgres://uplink@/uplink?host=/run/postgresql (Unix socket) or
+    /// postgres://uplink:PASSWORD@db.example:5432/uplink. The schema is created or migrated at
+    /// start. Prefer the environment variable for a URL with a password (it is never printed).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "UPLINK_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
 }

@@ -4,8 +4,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use uplink_store::sqlite::SqliteStore;
 use uplink_store::*;
+use uplink_store_sqlite::{SqliteStore, FORMAT_VERSION};
 
 fn workspace(name: &str) -> WorkspaceRecord {
     WorkspaceRecord {
@@ -44,7 +44,7 @@ fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<NewEvent> {
 
 async fn store_with_events(dir: &Path, n: u64) -> SqliteStore {
     let store = SqliteStore::open(dir, true).unwrap();
-    store.create_workspace(&workspace("w")).unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
     store.add_sensor(sensor("s1")).await.unwrap();
     store.ingest("s1", events(0..n)).await.unwrap();
     store
@@ -78,7 +78,7 @@ async fn a_store_deleted_under_the_process_refuses_every_write() {
         Err(StoreError::FilesGone { .. })
     ));
     assert!(matches!(
-        store.create_workspace(&workspace("v")),
+        store.create_workspace(workspace("v")).await,
         Err(StoreError::FilesGone { .. })
     ));
 }
@@ -149,15 +149,15 @@ async fn damaged_pages_fail_the_check_and_the_export_loudly() {
     let dir = tempfile::tempdir().unwrap();
     drop(store_with_events(dir.path(), 60_000).await);
     let store = SqliteStore::open(dir.path(), false).unwrap();
-    store.quick_check().unwrap();
+    store.check().await.unwrap();
     let mut n = 0;
     assert_eq!(
-        store
-            .export("w", &ExportFilter::default(), |_| {
-                n += 1;
-                Ok(())
-            })
-            .unwrap(),
+        export_each(&store, "w", ExportFilter::default(), |_| {
+            n += 1;
+            Ok(())
+        })
+        .await
+        .unwrap(),
         60_000
     );
     drop(store);
@@ -167,18 +167,18 @@ async fn damaged_pages_fail_the_check_and_the_export_loudly() {
     );
     damage(&dir.path().join("uplink.db"));
     let store = SqliteStore::open(dir.path(), false).unwrap();
-    let err = store.quick_check().unwrap_err();
+    let err = store.check().await.unwrap_err();
     assert!(
         matches!(err, StoreError::Damaged { .. }) && err.to_string().contains("quick_check"),
         "{err}"
     );
     let mut written = 0u64;
-    let err = store
-        .export("w", &ExportFilter::default(), |_| {
-            written += 1;
-            Ok(())
-        })
-        .unwrap_err();
+    let err = export_each(&store, "w", ExportFilter::default(), |_| {
+        written += 1;
+        Ok(())
+    })
+    .await
+    .unwrap_err();
     assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
     assert!(
         err.to_string().contains("incomplete"),
@@ -208,7 +208,7 @@ async fn a_format_1_store_is_migrated_and_keeps_its_sensors() {
         .unwrap();
     }
     let store = SqliteStore::open(dir.path(), false).unwrap();
-    let stats = store.stats("w").unwrap();
+    let stats = store.stats("w").await.unwrap();
     assert_eq!(stats.sensors.len(), 1);
     assert_eq!(stats.sensors[0].key_sha256, None);
     store.add_sensor(sensor("s1")).await.unwrap();
@@ -246,12 +246,12 @@ async fn an_export_short_of_the_counted_events_fails_instead_of_ending_quietly()
     }
     let store = SqliteStore::open(dir.path(), false).unwrap();
     let mut written = 0u64;
-    let err = store
-        .export("w", &ExportFilter::default(), |_| {
-            written += 1;
-            Ok(())
-        })
-        .unwrap_err();
+    let err = export_each(&store, "w", ExportFilter::default(), |_| {
+        written += 1;
+        Ok(())
+    })
+    .await
+    .unwrap_err();
     assert_eq!(written, 993, "what could be read is still written");
     let text = err.to_string();
     assert!(
@@ -259,15 +259,56 @@ async fn an_export_short_of_the_counted_events_fails_instead_of_ending_quietly()
         "{text}"
     );
     // A kind filter is checked against that kind's counter too.
-    let err = store
-        .export(
-            "w",
-            &ExportFilter {
-                kind: Some("e".into()),
-                sensor_id: None,
-            },
-            |_| Ok(()),
-        )
-        .unwrap_err();
+    let err = export_each(
+        &store,
+        "w",
+        ExportFilter {
+            kind: Some("e".into()),
+            sensor_id: None,
+        },
+        |_| Ok(()),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("kind \"e\""), "{err}");
+}
+
+#[test]
+fn newer_format_and_foreign_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path(), true).unwrap());
+    {
+        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+        c.execute_batch("PRAGMA user_version = 99").unwrap();
+    }
+    let err = SqliteStore::open(dir.path(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("newer uplink (format 99)") && err.contains("upgrade uplink"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("uplink.db"),
+        b"this is not sqlite at all, just some text that is long enough",
+    )
+    .unwrap();
+    let err = SqliteStore::open(dir.path(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not an uplink store") || err.contains("not a database"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(&dir.path().join("missing"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing") && err.contains("no such directory"),
+        "{err}"
+    );
 }

@@ -1,4 +1,6 @@
-//! The embedded store: one SQLite file, `uplink.db`, in the data directory.
+//! The embedded store: one SQLite file, `uplink.db`, in the data directory; uplink's default
+//! backend of the [`Store`] trait (`uplink-store`). Callers open it ([`SqliteStore::open`]) and
+//! then use it only through the trait.
 //!
 //! Durability: WAL with `synchronous=FULL`, so a commit is on disk (the WAL fsynced) before
 //! [`SqliteStore::ingest`] returns. Throughput: ingest requests go to one writer thread that
@@ -20,7 +22,7 @@
 //! - [`SqliteStore::quick_check`] runs SQLite's integrity check (at service start), and an
 //!   export compares what it read with the store's own counts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -28,7 +30,12 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 
-use crate::*;
+use uplink_store::*;
+
+/// The on-disk format this build writes. A store written by a newer format is refused; an older
+/// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
+/// sensor per workspace).
+pub const FORMAT_VERSION: i64 = 2;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "uplink.db";
@@ -102,9 +109,10 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
                 path: path.display().to_string(),
             }
         }
-        source => StoreError::Sqlite {
-            path: path.display().to_string(),
-            source,
+        source => StoreError::Backend {
+            backend: Backend::Sqlite,
+            at: path.display().to_string(),
+            detail: source.to_string(),
         },
     }
 }
@@ -516,26 +524,31 @@ impl SqliteStore {
     }
 
     /// Stores a new workspace. Fails if the name exists.
-    pub fn create_workspace(&self, ws: &WorkspaceRecord) -> Result<(), StoreError> {
-        let res = self.write(|c| {
-            c.execute(
+    fn create_workspace_sync(&self, ws: &WorkspaceRecord) -> Result<(), StoreError> {
+        let inserted = self.write(|c| {
+            let res = c.execute(
                 "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, ws.ca_key_pem, ws.ca_sha256, ws.access_key_sha256, ws.created_at],
-            )
-        });
-        match res {
-            Err(StoreError::Sqlite {
-                source: rusqlite::Error::SqliteFailure(f, _),
-                ..
-            }) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(StoreError::WorkspaceExists(ws.name.clone()))
+            );
+            match res {
+                Ok(_) => Ok(true),
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(e),
             }
-            other => other.map(|_| ()),
+        })?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::WorkspaceExists(ws.name.clone()))
         }
     }
 
-    pub fn workspaces_sync(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
+    fn workspaces_sync(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at FROM workspaces ORDER BY name",
@@ -545,7 +558,7 @@ impl SqliteStore {
         })
     }
 
-    pub fn workspace_sync(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
+    fn workspace_sync(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
         self.read(|c| {
             c.query_row(
                 "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at FROM workspaces WHERE name = ?1",
@@ -558,7 +571,7 @@ impl SqliteStore {
 
     /// Registers a sensor, unless another sensor of the workspace has its key (checked and
     /// inserted in one transaction; a unique index backs it).
-    pub fn add_sensor_sync(&self, s: &SensorRecord) -> Result<(), StoreError> {
+    fn add_sensor_sync(&self, s: &SensorRecord) -> Result<(), StoreError> {
         let holder = self.write(|c| {
             let tx = c.unchecked_transaction()?;
             let holder = key_holder(&tx, &s.workspace, s.key_sha256.as_deref(), None)?;
@@ -580,7 +593,7 @@ impl SqliteStore {
         }
     }
 
-    pub fn renew_sensor_sync(
+    fn renew_sensor_sync(
         &self,
         workspace: &str,
         sensor_id: &str,
@@ -614,7 +627,7 @@ impl SqliteStore {
     }
 
     /// Counts for one workspace; works while the service writes.
-    pub fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
+    fn stats_sync(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
         if self.workspace_sync(workspace)?.is_none() {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }
@@ -635,16 +648,12 @@ impl SqliteStore {
         })
     }
 
-    /// Streams a workspace's events, ordered by sensor id then sequence number.
-    ///
-    /// Reads in one snapshot and, unless filtered by sensor, compares the number of events read
-    /// with the store's per-kind counters of that snapshot: pages lost to damage make the export
-    /// fail ([`StoreError::Damaged`]) after writing what could be read, never end quietly short.
-    pub fn export(
+    /// [`Store::export`] on a blocking thread: one snapshot, counted against `kind_counts`.
+    fn export_sync(
         &self,
         workspace: &str,
         filter: &ExportFilter,
-        mut each: impl FnMut(StoredEvent) -> std::io::Result<()>,
+        out: &tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> Result<u64, StoreError> {
         if self.workspace_sync(workspace)?.is_none() {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
@@ -704,10 +713,8 @@ impl SqliteStore {
                     },
                 )
             })?;
-            each(ev).map_err(|source| StoreError::Io {
-                path: "<output>".into(),
-                source,
-            })?;
+            out.blocking_send(ev)
+                .map_err(|_| StoreError::output_closed())?;
             n += 1;
         }
         if let Some(expected) = expected.filter(|&e| e != n) {
@@ -752,7 +759,7 @@ impl SqliteStore {
     }
 
     /// Ingests through the group-commit writer (see the module docs).
-    pub async fn ingest_async(
+    async fn ingest_async(
         &self,
         sensor_id: &str,
         events: Vec<NewEvent>,
@@ -781,7 +788,7 @@ impl SqliteStore {
 
     /// Whether ingest works now: the files are the ones opened, and the writer (reopened if
     /// needed) can take the write lock.
-    pub async fn health_async(&self) -> Result<(), StoreError> {
+    async fn health_async(&self) -> Result<(), StoreError> {
         let this = self.clone();
         blocking(move || this.check_files()).await?;
         let (reply, rx) = tokio::sync::oneshot::channel();
@@ -1028,6 +1035,31 @@ fn commit_group(
 }
 
 impl Store for SqliteStore {
+    async fn create_workspace(&self, workspace: WorkspaceRecord) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.create_workspace_sync(&workspace)).await
+    }
+
+    async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.stats_sync(&name)).await
+    }
+
+    async fn export(
+        &self,
+        workspace: &str,
+        filter: ExportFilter,
+        out: tokio::sync::mpsc::Sender<StoredEvent>,
+    ) -> Result<u64, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.export_sync(&name, &filter, &out)).await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.quick_check()).await
+    }
+
     async fn workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
         let this = self.clone();
         blocking(move || this.workspaces_sync()).await

@@ -1,0 +1,685 @@
+//! The PostgreSQL store: uplink's [`Store`] trait over a database that several service replicas
+//! share (`uplink service --database URL`).
+//!
+//! - Schema: versioned migrations applied at [`PostgresStore::connect`] under an advisory lock
+//!   (`migrate.rs`).
+//! - Ingest: one statement per batch — `INSERT … SELECT FROM UNNEST(arrays) ON CONFLICT DO
+//!   NOTHING` on `(sensor, seq)`, with the per-sensor kind counters updated by the same
+//!   statement — so a batch is stored whole or not at all, each `(sensor, seq)` once, and the call
+//!   returns only after PostgreSQL committed it (`synchronous_commit` as the server has it; on by
+//!   default). Concurrent batches commit in their own transactions and PostgreSQL's WAL flush
+//!   groups their commits. No row is updated by every ingest: counters are per sensor and kind.
+//! - `last_seen`: remembered per process and written for all sensors at once every
+//!   [`Settings::last_seen_flush`] (and at [`Store::flush`]), never one UPDATE per request.
+//! - `health`: a pooled connection answers `SELECT 1`.
+//!
+//! Not here (yet): TLS to PostgreSQL (a URL asking for it is refused, not silently downgraded),
+//! encrypted CA keys, retention, backups.
+
+pub mod migrate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+use uplink_store::*;
+
+/// Connection settings. `Debug` shows the URL with its password redacted.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub url: DatabaseUrl,
+    /// Most connections this process holds.
+    pub max_connections: usize,
+    /// How often coalesced `last_seen` times are written.
+    pub last_seen_flush: Duration,
+    /// How long to wait for a connection (new or from the pool) before answering unavailable.
+    pub connect_timeout: Duration,
+}
+
+impl Settings {
+    pub fn new(url: DatabaseUrl) -> Settings {
+        Settings {
+            url,
+            max_connections: 16,
+            last_seen_flush: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone (one pool).
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// The URL, redacted: what errors and logs name.
+    at: String,
+    /// sensor_id → (row id, workspace); sensors are never deleted while a process runs.
+    sensors: Mutex<HashMap<String, i64>>,
+    /// row id → last time seen, not yet written.
+    seen: Mutex<HashMap<i64, i64>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("at", &self.inner.at)
+            .finish_non_exhaustive()
+    }
+}
+
+const WORKSPACE_COLUMNS: &str =
+    "name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at";
+const SENSOR_COLUMNS: &str =
+    "sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen, key_sha256";
+
+/// Rows an export fetches from its portal at a time.
+const EXPORT_CHUNK: i32 = 1000;
+
+impl PostgresStore {
+    /// Connects, applies pending migrations (under the advisory lock), and starts the task that
+    /// writes coalesced `last_seen` times; it ends when the last clone of the store is dropped.
+    /// Needs a Tokio runtime.
+    pub async fn connect(settings: Settings) -> Result<PostgresStore, StoreError> {
+        let at = settings.url.redacted();
+        let mut config: tokio_postgres::Config = settings.url.expose().parse().map_err(|e| {
+            StoreError::Settings(format!(
+                "the --database URL {at} cannot be used: {e}. Write postgres://USER@HOST:PORT/DB, or postgres://USER@/DB?host=/run/postgresql for a Unix socket"
+            ))
+        })?;
+        if matches!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        ) {
+            return Err(StoreError::Settings(format!(
+                "the --database URL {at} asks for TLS (sslmode=require), which this build does not speak to PostgreSQL yet: connect through a Unix socket or a local address, or drop sslmode to use an already protected network"
+            )));
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(settings.connect_timeout);
+        }
+        config.application_name("uplink");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(settings.connect_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Settings(format!("cannot set up a pool for {at}: {e}")))?;
+        let store = PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                at,
+                sensors: Mutex::new(HashMap::new()),
+                seen: Mutex::new(HashMap::new()),
+            }),
+        };
+        store.migrate().await?;
+        tokio::spawn(flush_loop(
+            Arc::downgrade(&store.inner),
+            settings.last_seen_flush,
+        ));
+        Ok(store)
+    }
+
+    /// The URL, password redacted.
+    pub fn location(&self) -> &str {
+        &self.inner.at
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| pool_err(&self.inner.at, e))
+    }
+
+    fn err(&self) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+        move |e| pg_err(&self.inner.at, e)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&migrate::LOCK_KEY])
+            .await
+            .map_err(self.err())?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS uplink_schema (
+                version INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                compatible_back_to INTEGER NOT NULL,
+                applied_at BIGINT NOT NULL
+            )",
+        )
+        .await
+        .map_err(self.err())?;
+        let applied: Vec<(i32, i32)> = tx
+            .query("SELECT version, compatible_back_to FROM uplink_schema", &[])
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for m in migrate::plan(&applied, &self.inner.at)? {
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applying a schema migration"
+            );
+            tx.batch_execute(m.sql).await.map_err(self.err())?;
+            tx.execute(
+                "INSERT INTO uplink_schema (version, name, compatible_back_to, applied_at) VALUES ($1, $2, $3, $4)",
+                &[&m.version, &m.name, &m.compatible_back_to, &now_ms()],
+            )
+            .await
+            .map_err(self.err())?;
+        }
+        tx.commit().await.map_err(self.err())
+    }
+
+    /// The row id of a sensor (cached), or `None` when it is not enrolled.
+    async fn sensor_row(
+        &self,
+        client: &deadpool_postgres::Object,
+        sensor_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = lock(&self.inner.sensors).get(sensor_id) {
+            return Ok(Some(*id));
+        }
+        let row = client
+            .query_opt("SELECT id FROM sensors WHERE sensor_id = $1", &[&sensor_id])
+            .await
+            .map_err(self.err())?;
+        let id = row.map(|r| r.get::<_, i64>(0));
+        if let Some(id) = id {
+            lock(&self.inner.sensors).insert(sensor_id.to_owned(), id);
+        }
+        Ok(id)
+    }
+
+    /// The sensor of `workspace` (other than `except`) that holds `key`.
+    async fn key_holder(
+        &self,
+        client: &deadpool_postgres::Object,
+        workspace: &str,
+        key: &str,
+        except: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        let row = client
+            .query_opt(
+                "SELECT sensor_id FROM sensors WHERE workspace = $1 AND key_sha256 = $2 AND ($3::text IS NULL OR sensor_id <> $3)",
+                &[&workspace, &key, &except],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn ingest_once(
+        &self,
+        sensor_id: &str,
+        events: &[NewEvent],
+    ) -> Result<IngestOutcome, StoreError> {
+        let client = self.client().await?;
+        let Some(row) = self.sensor_row(&client, sensor_id).await? else {
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        };
+        let now = now_ms();
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+        let statement = client
+            .prepare_cached(
+                "WITH ins AS (
+                    INSERT INTO events (sensor, seq, kind, received_at, body)
+                    SELECT $1, t.seq, t.kind, $2, t.body
+                    FROM UNNEST($3::bigint[], $4::text[], $5::text[]) AS t (seq, kind, body)
+                    ON CONFLICT (sensor, seq) DO NOTHING
+                    RETURNING kind
+                ), counted AS (
+                    INSERT INTO kind_counts (sensor, kind, n)
+                    SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
+                    ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
+                )
+                SELECT count(*) FROM ins",
+            )
+            .await
+            .map_err(self.err())?;
+        let accepted: i64 = client
+            .query_one(&statement, &[&row, &now, &seqs, &kinds, &bodies])
+            .await
+            .map_err(self.err())?
+            .get(0);
+        lock(&self.inner.seen).insert(row, now);
+        let accepted = accepted as u64;
+        Ok(IngestOutcome {
+            accepted,
+            duplicates: events.len() as u64 - accepted,
+        })
+    }
+
+    async fn flush_seen(&self) -> Result<(), StoreError> {
+        let pending: Vec<(i64, i64)> = std::mem::take(&mut *lock(&self.inner.seen))
+            .into_iter()
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let result = async {
+            let client = self.client().await?;
+            let ids: Vec<i64> = pending.iter().map(|p| p.0).collect();
+            let times: Vec<i64> = pending.iter().map(|p| p.1).collect();
+            client
+                .execute(
+                    "UPDATE sensors s SET last_seen = GREATEST(COALESCE(s.last_seen, 0), v.t)
+                     FROM UNNEST($1::bigint[], $2::bigint[]) AS v (id, t) WHERE s.id = v.id",
+                    &[&ids, &times],
+                )
+                .await
+                .map_err(self.err())
+        }
+        .await;
+        if let Err(e) = result {
+            // Keep them for the next try (newer times seen meanwhile win).
+            let mut seen = lock(&self.inner.seen);
+            for (id, t) in pending {
+                let slot = seen.entry(id).or_insert(t);
+                *slot = (*slot).max(t);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+async fn flush_loop(store: Weak<Inner>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = store.upgrade() else { return };
+        let store = PostgresStore { inner };
+        if let Err(e) = store.flush_seen().await {
+            tracing::warn!(error = %e, "writing sensors' last-seen times failed; retrying later");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a failed statement is worth running again at once (a deadlock or serialization
+/// failure between concurrent batches: PostgreSQL rolled it back whole).
+fn retryable(state: Option<&SqlState>) -> bool {
+    matches!(
+        state,
+        Some(s) if *s == SqlState::T_R_DEADLOCK_DETECTED || *s == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+fn pg_err(at: &str, e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) if db.code() == &SqlState::UNDEFINED_TABLE => StoreError::NotAStore {
+            path: at.to_owned(),
+            reason: format!(
+                "{} (SQLSTATE {}): uplink's tables are missing; start `uplink service --database` once to create them",
+                db.message(),
+                db.code().code()
+            ),
+        },
+        Some(db) => StoreError::Backend {
+            backend: Backend::Postgres,
+            at: at.to_owned(),
+            detail: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        },
+        None => StoreError::Unreachable {
+            backend: Backend::Postgres,
+            at: at.to_owned(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn pool_err(at: &str, e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_err(at, e),
+        deadpool_postgres::PoolError::Timeout(_) => StoreError::Unreachable {
+            backend: Backend::Postgres,
+            at: at.to_owned(),
+            detail: "no connection could be had in time".into(),
+        },
+        e => StoreError::Unreachable {
+            backend: Backend::Postgres,
+            at: at.to_owned(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn row_to_workspace(r: &tokio_postgres::Row) -> WorkspaceRecord {
+    WorkspaceRecord {
+        name: r.get(0),
+        domain: r.get(1),
+        public_port: r.get::<_, i32>(2) as u16,
+        ca_cert_pem: r.get(3),
+        ca_key_pem: r.get(4),
+        ca_sha256: r.get(5),
+        access_key_sha256: r.get(6),
+        created_at: r.get(7),
+    }
+}
+
+fn row_to_sensor(r: &tokio_postgres::Row) -> SensorRecord {
+    SensorRecord {
+        sensor_id: r.get(0),
+        workspace: r.get(1),
+        name: r.get(2),
+        cert_sha256: r.get(3),
+        enrolled_at: r.get(4),
+        last_seen: r.get(5),
+        key_sha256: r.get(6),
+    }
+}
+
+impl Store for PostgresStore {
+    async fn workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY name"),
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(row_to_workspace).collect())
+    }
+
+    async fn workspace(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE name = $1"),
+                &[&name],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(row.as_ref().map(row_to_workspace))
+    }
+
+    async fn create_workspace(&self, ws: WorkspaceRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                &format!("INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING"),
+                &[&ws.name, &ws.domain, &i32::from(ws.public_port), &ws.ca_cert_pem, &ws.ca_key_pem, &ws.ca_sha256, &ws.access_key_sha256, &ws.created_at],
+            )
+            .await
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::WorkspaceExists(ws.name));
+        }
+        Ok(())
+    }
+
+    async fn add_sensor(&self, s: SensorRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let res = client
+            .execute(
+                &format!(
+                    "INSERT INTO sensors ({SENSOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ),
+                &[
+                    &s.sensor_id,
+                    &s.workspace,
+                    &s.name,
+                    &s.cert_sha256,
+                    &s.enrolled_at,
+                    &s.last_seen,
+                    &s.key_sha256,
+                ],
+            )
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            // The unique index on (workspace, key_sha256) decides, also between replicas.
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && s.key_sha256.is_some() => {
+                let key = s.key_sha256.as_deref().unwrap_or_default();
+                match self.key_holder(&client, &s.workspace, key, None).await? {
+                    Some(sensor_id) => Err(StoreError::KeyAlreadyEnrolled {
+                        workspace: s.workspace,
+                        sensor_id,
+                    }),
+                    None => Err(self.err()(e)),
+                }
+            }
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    async fn renew_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        cert_sha256: &str,
+        key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let res = client
+            .execute(
+                "UPDATE sensors SET cert_sha256 = $1, key_sha256 = $4 WHERE sensor_id = $2 AND workspace = $3",
+                &[&cert_sha256, &sensor_id, &workspace, &key_sha256],
+            )
+            .await;
+        match res {
+            Ok(0) => Err(StoreError::NoSuchSensor(sensor_id.to_owned())),
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                match self
+                    .key_holder(&client, workspace, key_sha256, Some(sensor_id))
+                    .await?
+                {
+                    Some(holder) => Err(StoreError::KeyAlreadyEnrolled {
+                        workspace: workspace.to_owned(),
+                        sensor_id: holder,
+                    }),
+                    None => Err(self.err()(e)),
+                }
+            }
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_seen().await
+    }
+
+    async fn ingest(
+        &self,
+        sensor_id: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.ingest_once(sensor_id, &events).await {
+                Err(e) if tries < 3 && retryable(sqlstate(&e).as_ref()) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
+        let mut client = self.client().await?;
+        // One snapshot: the sensors and the counts agree.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(self.err())?;
+        let exists = tx
+            .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
+            .await
+            .map_err(self.err())?;
+        if exists.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
+        }
+        let mut sensors: Vec<SensorRecord> = tx
+            .query(
+                &format!("SELECT {SENSOR_COLUMNS} FROM sensors WHERE workspace = $1 ORDER BY enrolled_at, sensor_id"),
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(row_to_sensor)
+            .collect();
+        let counts = tx
+            .query(
+                "SELECT k.kind, SUM(k.n)::bigint FROM kind_counts k JOIN sensors s ON s.id = k.sensor
+                 WHERE s.workspace = $1 GROUP BY k.kind HAVING SUM(k.n) > 0 ORDER BY k.kind",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        let mut by_kind = BTreeMap::new();
+        let mut total = 0;
+        for r in &counts {
+            let n = r.get::<_, i64>(1) as u64;
+            total += n;
+            by_kind.insert(r.get::<_, String>(0), n);
+        }
+        // What this process saw but has not written yet.
+        {
+            let ids = lock(&self.inner.sensors);
+            let seen = lock(&self.inner.seen);
+            for s in &mut sensors {
+                if let Some(t) = ids.get(&s.sensor_id).and_then(|id| seen.get(id)) {
+                    s.last_seen = Some(s.last_seen.map_or(*t, |l| l.max(*t)));
+                }
+            }
+        }
+        Ok(WorkspaceStats {
+            sensors,
+            total,
+            by_kind,
+        })
+    }
+
+    async fn export(
+        &self,
+        workspace: &str,
+        filter: ExportFilter,
+        out: tokio::sync::mpsc::Sender<StoredEvent>,
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(self.err())?;
+        let exists = tx
+            .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
+            .await
+            .map_err(self.err())?;
+        if exists.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
+        }
+        let expected: Option<u64> = match filter.sensor_id {
+            Some(_) => None,
+            None => Some(
+                tx.query_one(
+                    "SELECT COALESCE(SUM(k.n), 0)::bigint FROM kind_counts k JOIN sensors s ON s.id = k.sensor
+                     WHERE s.workspace = $1 AND ($2::text IS NULL OR k.kind = $2)",
+                    &[&workspace, &filter.kind],
+                )
+                .await
+                .map_err(self.err())?
+                .get::<_, i64>(0) as u64,
+            ),
+        };
+        let statement = tx
+            .prepare(
+                "SELECT s.sensor_id, e.seq, e.kind, e.received_at, e.body FROM events e JOIN sensors s ON s.id = e.sensor
+                 WHERE s.workspace = $1 AND ($2::text IS NULL OR e.kind = $2) AND ($3::text IS NULL OR s.sensor_id = $3)
+                 ORDER BY s.sensor_id, e.seq",
+            )
+            .await
+            .map_err(self.err())?;
+        let portal = tx
+            .bind(&statement, &[&workspace, &filter.kind, &filter.sensor_id])
+            .await
+            .map_err(self.err())?;
+        let mut n = 0u64;
+        loop {
+            let rows = tx
+                .query_portal(&portal, EXPORT_CHUNK)
+                .await
+                .map_err(self.err())?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let event = StoredEvent {
+                    sensor_id: r.get(0),
+                    seq: r.get::<_, i64>(1) as u64,
+                    kind: r.get(2),
+                    received_at: r.get(3),
+                    body: r.get(4),
+                };
+                out.send(event)
+                    .await
+                    .map_err(|_| StoreError::output_closed())?;
+                n += 1;
+            }
+        }
+        if let Some(expected) = expected.filter(|&e| e != n) {
+            return Err(StoreError::Damaged {
+                path: self.inner.at.clone(),
+                detail: format!(
+                    "the export read {n} events but the store counts {expected} for this workspace{}: the export is incomplete",
+                    filter.kind.as_ref().map(|k| format!(" and kind {k:?}")).unwrap_or_default()
+                ),
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// The SQLSTATE behind a [`StoreError::Backend`], read back from its detail.
+fn sqlstate(e: &StoreError) -> Option<SqlState> {
+    match e {
+        StoreError::Backend { detail, .. } => detail
+            .rsplit_once("(SQLSTATE ")
+            .map(|(_, code)| SqlState::from_code(code.trim_end_matches(')'))),
+        _ => None,
+    }
+}
