@@ -12,6 +12,7 @@ mod hardening_svc;
 mod install;
 mod journal;
 mod pac;
+mod postgres;
 mod proxy;
 mod proxyauth;
 mod reload;

@@ -1,0 +1,396 @@
+//! The service and the admin commands on PostgreSQL (`--database`, `UPLINK_DATABASE_URL`), on a
+//! private cluster per test (`support/postgres.rs`): a real sensor uploading through a
+//! `kill -9` of the service and a crash and restart of PostgreSQL, every event stored once;
+//! the CLI's choice between `--data-dir` and `--database`, and its errors.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use crate::support::postgres::Cluster;
+use crate::support::sensor::{assert_n_exactly_once, Row, Sensor};
+use crate::support::*;
+
+/// `uplink service` on PostgreSQL (the URL in `UPLINK_DATABASE_URL`), killed on drop.
+struct PgService {
+    child: Option<Child>,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl PgService {
+    fn start(url: &str, listen: &str) -> PgService {
+        let mut child = uplink_cmd(&["service", "--listen", listen, "--log-level", "debug"])
+            .env("UPLINK_DATABASE_URL", url)
+            .env_remove("UPLINK_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start uplink service");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .expect("read service stdout");
+        let port = first
+            .trim()
+            .strip_prefix("listening on https://")
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "service did not print its address; first line {first:?}\nlog:\n{}",
+                    log.lock().unwrap()
+                )
+            });
+        PgService {
+            child: Some(child),
+            port,
+            log,
+        }
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would.
+    fn kill_9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for PgService {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `uplink workspace create NAME --database URL --bundle-out DIR/NAME.json --json`, as a [`Ws`].
+fn create_workspace_pg(url: &str, dir: &Path, name: &str, port: u16) -> Ws {
+    let bundle = dir.join(format!("{name}.json"));
+    let out = ok(
+        uplink(&[
+            "workspace",
+            "create",
+            name,
+            "--database",
+            url,
+            "--public-port",
+            &port.to_string(),
+            "--bundle-out",
+            bundle.to_str().unwrap(),
+            "--json",
+        ]),
+        "workspace create --database",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["bundle_path"], bundle.to_str().unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the bundle holds the access key");
+    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let ca_file = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_file, b["ca_pem"].as_str().unwrap()).unwrap();
+    Ws {
+        name: name.into(),
+        sensor_host: format!("{name}sensorapi.uplink.localhost"),
+        sensor_url: v["sensor_url"].as_str().unwrap().into(),
+        bundle_path: bundle,
+        access_key: v["access_key"].as_str().unwrap().into(),
+        ca_sha256: v["ca_sha256"].as_str().unwrap().into(),
+        ca_file,
+    }
+}
+
+fn stats(url: &str, ws: &str) -> serde_json::Value {
+    let out = ok(
+        uplink(&["workspace", "stats", ws, "--database", url, "--json"]),
+        "workspace stats --database",
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+fn kind_count(url: &str, ws: &str, kind: &str) -> u64 {
+    stats(url, ws)["events"]["by_kind"][kind]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn export(url: &str, ws: &str) -> Vec<Row> {
+    let out = ok(
+        uplink(&["events", "export", ws, "--database", url]),
+        "events export --database",
+    );
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["sensor_id"].as_str().unwrap().to_owned(),
+                v["seq"].as_u64().unwrap(),
+                serde_json::json!({"kind": v["kind"], "event": v["event"]}),
+            )
+        })
+        .collect()
+}
+
+/// `GET /healthz` to the address (no SNI, no client certificate), as a load balancer asks.
+fn healthz(port: u16) -> u16 {
+    require("curl");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("https://127.0.0.1:{port}/healthz"))
+        .output()
+        .expect("run curl");
+    stdout(&out).trim().parse().unwrap_or(0)
+}
+
+fn lines(range: std::ops::Range<u64>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"pg\",\"n\":{i},\"pad\":\"{}\"}}\n",
+                "p".repeat(100)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_sensor_loses_nothing_to_a_kill_9_of_the_service_or_a_postgresql_crash() {
+    const N: u64 = 30_000;
+    let cluster = Cluster::start().unwrap();
+    let url = cluster.url("uplink");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut service = PgService::start(&url, "127.0.0.1:0");
+    let port = service.port;
+    let ws = create_workspace_pg(&url, tmp.path(), "pgws", port);
+    let sensor = Sensor::installed(&tmp.path().join("sensor"), &ws, &[]);
+    // Small batches: hundreds of uploads, so the crashes land in the middle of them.
+    sensor.set_upload(100);
+    ok(sensor.send(&lines(0..N)), "sensor send");
+    let run_log = tmp.path().join("run.log");
+    let mut run = sensor.spawn_run(&run_log);
+    let context = |service: &PgService| {
+        format!(
+            "{}\nservice log:\n{}\npostgres log:\n{}",
+            sensor.context(&run_log),
+            service.log(),
+            cluster.log_text()
+        )
+    };
+
+    // 1. kill -9 of the service mid-upload, then a new one on the same port.
+    poll_until(
+        "the first events stored",
+        60,
+        || kind_count(&url, "pgws", "pg") > 0,
+        || context(&service),
+    );
+    service.kill_9();
+    let at_kill = kind_count(&url, "pgws", "pg");
+    assert!(at_kill < N, "the upload had finished before the kill");
+    let service = PgService::start(&url, &format!("127.0.0.1:{port}"));
+
+    // 2. PostgreSQL crashes (immediate stop: no checkpoint) mid-upload and comes back; the
+    //    running service answers 503 meanwhile and recovers without a restart.
+    poll_until(
+        "the upload resumed after the restart",
+        60,
+        || kind_count(&url, "pgws", "pg") > at_kill,
+        || context(&service),
+    );
+    let before_crash = kind_count(&url, "pgws", "pg");
+    cluster.crash();
+    eprintln!("stored at the kill: {at_kill}; before the crash: {before_crash}; of {N}");
+    assert!(before_crash < N, "the upload had finished before the crash");
+    poll_until(
+        "healthz 503 while PostgreSQL is down",
+        30,
+        || healthz(port) == 503,
+        || context(&service),
+    );
+    cluster.start_server();
+    poll_until(
+        "healthz 200 once PostgreSQL is back",
+        30,
+        || healthz(port) == 200,
+        || context(&service),
+    );
+
+    // 3. Everything arrives, each event once.
+    poll_until(
+        "every event stored",
+        120,
+        || kind_count(&url, "pgws", "pg") >= N,
+        || context(&service),
+    );
+    let _ = run.kill();
+    let _ = run.wait();
+    let rows = export(&url, "pgws");
+    assert_n_exactly_once(&rows, "pg", N);
+    let st = stats(&url, "pgws");
+    assert_eq!(st["events"]["by_kind"]["pg"], N, "{st}");
+    assert_eq!(
+        st["events"]["total"].as_u64().unwrap(),
+        rows.len() as u64,
+        "the counters agree with the rows: {st}"
+    );
+    assert_eq!(st["sensors"].as_array().unwrap().len(), 1, "{st}");
+    let log = service.log();
+    assert!(
+        log.contains("the PostgreSQL store"),
+        "the outage is logged, naming the backend:\n{log}"
+    );
+}
+
+#[test]
+fn data_dir_or_database_one_of_them_and_errors_name_the_fix_never_the_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    // Both: a usage error (exit 2), for every command that takes them.
+    for args in [
+        vec!["workspace", "list"],
+        vec!["workspace", "stats", "w"],
+        vec!["workspace", "create", "w"],
+        vec!["events", "export", "w"],
+        vec!["service"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--data-dir", dir, "--database", "postgres://u@/x?host=/tmp"]);
+        let out = uplink(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("cannot be used with"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Neither: a usage error naming both.
+    let out = uplink_cmd(&["workspace", "list"])
+        .env_remove("UPLINK_DATA_DIR")
+        .env_remove("UPLINK_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--data-dir") && stderr(&out).contains("--database"),
+        "{}",
+        stderr(&out)
+    );
+    // Not a PostgreSQL URL, or nothing listening: the fix, and never the password.
+    let out = uplink(&["workspace", "list", "--database", "mysql://u:s3cret@db/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not a PostgreSQL URL") && !err.contains("s3cret"),
+        "{err}"
+    );
+    let gone = tmp.path().join("no-postgres-here");
+    let url = format!("postgres://u:s3cret@/x?host={}", gone.display());
+    let out = uplink_cmd(&["workspace", "list"])
+        .env("UPLINK_DATABASE_URL", &url)
+        .env_remove("UPLINK_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot reach the PostgreSQL store at postgres://u:****@/x")
+            && err.contains("Check that the server runs")
+            && !err.contains("s3cret"),
+        "{err}"
+    );
+    // The URL in the environment is not shown by --help either.
+    let out = uplink_cmd(&["workspace", "list", "--help"])
+        .env("UPLINK_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!stdout(&out).contains("s3cret"), "{}", stdout(&out));
+}
+
+#[test]
+fn workspaces_created_with_database_are_listed_served_and_refused_twice() {
+    let cluster = Cluster::start().unwrap();
+    let url = cluster.url("uplink");
+    let tmp = tempfile::tempdir().unwrap();
+    let service = PgService::start(&url, "127.0.0.1:0");
+    // Created by another process while the service runs: served at once.
+    let ws = create_workspace_pg(&url, tmp.path(), "contoso", service.port);
+    let (status, body) = Curl::new(&ws.sensor_host, service.port, "/tri/sensor/api/ping")
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .run();
+    assert_eq!(status, 200, "{body}\n{}", service.log());
+    // Without --bundle-out: ./NAME.json in the current directory.
+    let out = uplink_cmd(&[
+        "workspace",
+        "create",
+        "fabrikam",
+        "--database",
+        &url,
+        "--json",
+    ])
+    .current_dir(tmp.path())
+    .output()
+    .unwrap();
+    let text = ok(out, "workspace create --database (default bundle path)");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["bundle_path"], "fabrikam.json");
+    assert!(tmp.path().join("fabrikam.json").is_file());
+    let out = uplink(&["workspace", "list", "--database", &url, "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&ok(out, "workspace list")).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["workspace"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["contoso", "fabrikam"]);
+    let again = uplink(&[
+        "workspace",
+        "create",
+        "contoso",
+        "--database",
+        &url,
+        "--bundle-out",
+        tmp.path().join("again.json").to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(!tmp.path().join("again.json").exists());
+    assert!(!tmp.path().join(".again.json.tmp").exists());
+    let st = stats(&url, "contoso");
+    assert_eq!(st["events"]["total"], 0, "{st}");
+}
