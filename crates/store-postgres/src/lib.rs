@@ -231,11 +231,13 @@ impl PostgresStore {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// One try at a batch; `None` when PostgreSQL rolled it back for a reason worth trying
+    /// again at once (see [`retryable`]).
     async fn ingest_once(
         &self,
         sensor_id: &str,
         events: &[NewEvent],
-    ) -> Result<IngestOutcome, StoreError> {
+    ) -> Result<Option<IngestOutcome>, StoreError> {
         let client = self.client().await?;
         let Some(row) = self.sensor_row(&client, sensor_id).await? else {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
@@ -261,17 +263,20 @@ impl PostgresStore {
             )
             .await
             .map_err(self.err())?;
-        let accepted: i64 = client
+        let accepted: i64 = match client
             .query_one(&statement, &[&row, &now, &seqs, &kinds, &bodies])
             .await
-            .map_err(self.err())?
-            .get(0);
+        {
+            Ok(r) => r.get(0),
+            Err(e) if retryable(e.code()) => return Ok(None),
+            Err(e) => return Err(self.err()(e)),
+        };
         lock(&self.inner.seen).insert(row, now);
         let accepted = accepted as u64;
-        Ok(IngestOutcome {
+        Ok(Some(IngestOutcome {
             accepted,
             duplicates: events.len() as u64 - accepted,
-        })
+        }))
     }
 
     async fn flush_seen(&self) -> Result<(), StoreError> {
@@ -337,7 +342,7 @@ fn pg_err(at: &str, e: tokio_postgres::Error) -> StoreError {
         Some(db) if db.code() == &SqlState::UNDEFINED_TABLE => StoreError::NotAStore {
             path: at.to_owned(),
             reason: format!(
-                "{} (SQLSTATE {}): uplink's tables are missing; start `uplink service --database` once to create them",
+                "{} (SQLSTATE {}): uplink's tables are missing; any uplink command given this --database creates them (it needs the right to CREATE in the database)",
                 db.message(),
                 db.code().code()
             ),
@@ -522,14 +527,16 @@ impl Store for PostgresStore {
         sensor_id: &str,
         events: Vec<NewEvent>,
     ) -> Result<IngestOutcome, StoreError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.ingest_once(sensor_id, &events).await {
-                Err(e) if tries < 3 && retryable(sqlstate(&e).as_ref()) => continue,
-                other => return other,
+        for _ in 0..3 {
+            if let Some(outcome) = self.ingest_once(sensor_id, &events).await? {
+                return Ok(outcome);
             }
         }
+        Err(StoreError::Backend {
+            backend: Backend::Postgres,
+            at: self.inner.at.clone(),
+            detail: "the batch was rolled back three times in a row (deadlock or serialization failure with concurrent batches); nothing of it was stored".into(),
+        })
     }
 
     async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
@@ -671,15 +678,5 @@ impl Store for PostgresStore {
             });
         }
         Ok(n)
-    }
-}
-
-/// The SQLSTATE behind a [`StoreError::Backend`], read back from its detail.
-fn sqlstate(e: &StoreError) -> Option<SqlState> {
-    match e {
-        StoreError::Backend { detail, .. } => detail
-            .rsplit_once("(SQLSTATE ")
-            .map(|(_, code)| SqlState::from_code(code.trim_end_matches(')'))),
-        _ => None,
     }
 }

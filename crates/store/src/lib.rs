@@ -227,6 +227,17 @@ impl StoreError {
         )
     }
 
+    /// The diagnostic code a sensor sees for this error, when it has one: the store being
+    /// unusable is `SERVICE_UNAVAILABLE` (whatever the backend), a replayed key
+    /// `KEY_ALREADY_ENROLLED`. Refusals of an administrator's command have none.
+    pub fn code(&self) -> Option<uplink_diag::Code> {
+        match self {
+            StoreError::KeyAlreadyEnrolled { .. } => Some(uplink_diag::Code::KEY_ALREADY_ENROLLED),
+            e if e.is_unavailable() => Some(uplink_diag::Code::SERVICE_UNAVAILABLE),
+            _ => None,
+        }
+    }
+
     /// The error an export reports when whoever reads it stopped (a closed pipe).
     pub fn output_closed() -> StoreError {
         StoreError::Io {
@@ -353,4 +364,70 @@ pub fn rfc3339_ms(ms: i64) -> String {
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
     t.format(&f).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uplink_diag::Code;
+
+    #[test]
+    fn errors_classify_and_name_the_backend_and_the_fix() {
+        let cases: Vec<(StoreError, Option<Code>, &[&str])> = vec![
+            (
+                StoreError::Backend {
+                    backend: Backend::Postgres,
+                    at: "postgres://u:****@db/x".into(),
+                    detail: "permission denied for table events (SQLSTATE 42501)".into(),
+                },
+                Some(Code::SERVICE_UNAVAILABLE),
+                &[
+                    "PostgreSQL store at postgres://u:****@db/x",
+                    "42501",
+                    "server's log",
+                ],
+            ),
+            (
+                StoreError::Unreachable {
+                    backend: Backend::Postgres,
+                    at: "postgres://db/x".into(),
+                    detail: "connection refused".into(),
+                },
+                Some(Code::SERVICE_UNAVAILABLE),
+                &[
+                    "cannot reach the PostgreSQL store",
+                    "Check that the server runs",
+                ],
+            ),
+            (
+                StoreError::Backend {
+                    backend: Backend::Sqlite,
+                    at: "/var/lib/uplink/uplink.db".into(),
+                    detail: "disk I/O error".into(),
+                },
+                Some(Code::SERVICE_UNAVAILABLE),
+                &["SQLite store at /var/lib/uplink/uplink.db", "disk space"],
+            ),
+            (
+                StoreError::KeyAlreadyEnrolled {
+                    workspace: "w".into(),
+                    sensor_id: "s".into(),
+                },
+                Some(Code::KEY_ALREADY_ENROLLED),
+                &["already enrolled"],
+            ),
+            (
+                StoreError::WorkspaceExists("w".into()),
+                None,
+                &["already exists", "choose another name"],
+            ),
+        ];
+        for (e, code, words) in cases {
+            assert_eq!(e.code(), code, "{e}");
+            let text = e.to_string();
+            for w in words {
+                assert!(text.contains(w), "{w:?} not in {text}");
+            }
+        }
+    }
 }
