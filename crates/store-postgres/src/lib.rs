@@ -13,10 +13,13 @@
 //!   [`Settings::last_seen_flush`] (and at [`Store::flush`]), never one UPDATE per request.
 //! - `health`: a pooled connection answers `SELECT 1`.
 //!
-//! Not here (yet): TLS to PostgreSQL (a URL asking for it is refused, not silently downgraded),
-//! encrypted CA keys, retention, backups.
+//! - TLS: `sslmode=require|verify-ca|verify-full` (with `sslrootcert=FILE`, or the system's trust
+//!   store) always verifies the server's certificate and name (`tls.rs`).
+//!
+//! Not here (yet): encrypted CA keys, retention, backups.
 
 pub mod migrate;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -88,30 +91,46 @@ impl PostgresStore {
     /// Needs a Tokio runtime.
     pub async fn connect(settings: Settings) -> Result<PostgresStore, StoreError> {
         let at = settings.url.redacted();
-        let mut config: tokio_postgres::Config = settings.url.expose().parse().map_err(|e| {
+        let bad_url = |e: String| {
             StoreError::Settings(format!(
-                "the --database URL {at} cannot be used: {e}. Write postgres://USER@HOST:PORT/DB, or postgres://USER@/DB?host=/run/postgresql for a Unix socket"
+                "the --database URL {at} cannot be used: {e}. Write postgres://USER@HOST:PORT/DB?sslmode=verify-full, or postgres://USER@/DB?host=/run/postgresql for a Unix socket"
             ))
-        })?;
-        if matches!(
-            config.get_ssl_mode(),
-            tokio_postgres::config::SslMode::Require
-        ) {
-            return Err(StoreError::Settings(format!(
-                "the --database URL {at} asks for TLS (sslmode=require), which this build does not speak to PostgreSQL yet: connect through a Unix socket or a local address, or drop sslmode to use an already protected network"
-            )));
-        }
+        };
+        let (url, tls) = tls::split(settings.url.expose()).map_err(bad_url)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| bad_url(e.to_string()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(settings.connect_timeout);
         }
         config.application_name("uplink");
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            tls::TlsMode::Off => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                Manager::from_config(config, NoTls, manager_config())
+            }
+            tls::TlsMode::Verify { root_file } => {
+                let unix = config
+                    .get_hosts()
+                    .iter()
+                    .any(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
+                if unix {
+                    return Err(bad_url(
+                        "PostgreSQL does not speak TLS on a Unix socket: drop sslmode, or give a host name".into(),
+                    ));
+                }
+                let client = tls::client_config(root_file.as_deref()).map_err(bad_url)?;
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(
+                    config,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(client),
+                    manager_config(),
+                )
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(settings.max_connections.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -352,11 +371,21 @@ fn pg_err(at: &str, e: tokio_postgres::Error) -> StoreError {
             at: at.to_owned(),
             detail: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         },
-        None => StoreError::Unreachable {
-            backend: Backend::Postgres,
-            at: at.to_owned(),
-            detail: e.to_string(),
-        },
+        None => {
+            let mut detail = e.to_string();
+            let source = std::error::Error::source(&e).map(|s| s.to_string());
+            if let Some(source) = source.filter(|s| !detail.contains(s.as_str())) {
+                detail = format!("{detail}: {source}");
+            }
+            if detail.contains("certificate") {
+                detail.push_str(" (the server's certificate must chain to sslrootcert=FILE, or to this machine's trust store, and name the URL's host)");
+            }
+            StoreError::Unreachable {
+                backend: Backend::Postgres,
+                at: at.to_owned(),
+                detail,
+            }
+        }
     }
 }
 

@@ -166,10 +166,76 @@ async fn a_password_in_the_url_stays_out_of_debug_and_errors() {
         "{text}"
     );
     assert!(text.contains("Check that the server runs"), "{text}");
-    // TLS is not silently dropped.
-    let url = DatabaseUrl::new("postgres://uplink@db.invalid/uplink?sslmode=require").unwrap();
+    // TLS is never silently dropped: asked for on a Unix socket, it is refused.
+    let url =
+        DatabaseUrl::new("postgres://uplink:s3cret@/uplink?host=/tmp&sslmode=require").unwrap();
     let err = PostgresStore::connect(Settings::new(url))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("sslmode=require"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("does not speak TLS on a Unix socket") && !text.contains("s3cret"),
+        "{text}"
+    );
+}
+
+async fn connect_to(url: &str) -> Result<PostgresStore, StoreError> {
+    PostgresStore::connect(Settings {
+        connect_timeout: Duration::from_secs(5),
+        ..Settings::new(DatabaseUrl::new(url).unwrap())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgresql_verifies_the_certificate_and_the_host_name() {
+    let new_ca = |name: &str| {
+        let ca = uplink_pki::generate_ca(name).unwrap();
+        let authority =
+            uplink_pki::CertificateAuthority::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
+        (ca.cert_pem, authority)
+    };
+    let (ca_pem, authority) = new_ca("pg-test");
+    let (other_pem, _) = new_ca("someone-else");
+    let server = authority.issue_server(&["localhost".into()]).unwrap();
+    let c = cluster::Cluster::start_tls(&server.cert_pem, &server.key_pem);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    std::fs::write(&other_file, &other_pem).unwrap();
+    let query =
+        |file: &std::path::Path| format!("sslmode=verify-full&sslrootcert={}", file.display());
+
+    // The right CA and the certificate's name: connected, over TLS.
+    let store = connect_to(&c.tcp_url("localhost", "uplink", &query(&ca_file)))
+        .await
+        .unwrap();
+    store.health().await.unwrap();
+    assert_eq!(
+        c.psql(
+            "uplink",
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'uplink'"
+        ),
+        "t"
+    );
+    drop(store);
+
+    // Another CA, a name the certificate does not hold, or `require` with only the system's
+    // roots: refused, never connected unverified.
+    for (host, q) in [
+        ("localhost", query(&other_file)),
+        ("127.0.0.1", query(&ca_file)),
+        ("localhost", "sslmode=require".to_owned()),
+    ] {
+        let err = connect_to(&c.tcp_url(host, "uplink", &q))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        eprintln!("{host} {q}: {text}");
+        assert!(
+            text.contains("certificate") || text.contains("trust store"),
+            "{host} {q}: {text}"
+        );
+    }
 }

@@ -47,8 +47,10 @@ pub struct DataDir {
     pub data_dir: Option<PathBuf>,
     /// A PostgreSQL database instead of a data directory, e.g.
     /// postgres://uplink@/uplink?host=/run/postgresql (Unix socket) or
-    /// postgres://uplink:PASSWORD@db.example:5432/uplink. The schema is created or migrated at
-    /// start. Prefer the environment variable for a URL with a password (it is never printed).
+    /// postgres://uplink:PASSWORD@db.example:5432/uplink?sslmode=verify-full&sslrootcert=CA.pem
+    /// (TLS: the server's certificate and name are always verified, against sslrootcert or the
+    /// system's trust store). The schema is created or migrated at start. Prefer the
+    /// environment variable for a URL with a password (it is never printed).
     #[arg(
         long,
         value_name = "URL",

@@ -18,9 +18,11 @@ pub struct Cluster {
     bin: PathBuf,
     /// The cluster's data directory.
     pub data: PathBuf,
-    /// The directory holding the socket (`.s.PGSQL.5432`).
+    /// The directory holding the socket (`.s.PGSQL.PORT`).
     pub socket_dir: PathBuf,
     pub log: PathBuf,
+    /// The loopback TCP port, for a cluster started with TLS ([`Cluster::start_tls`]).
+    pub tcp_port: Option<u16>,
     as_postgres: bool,
 }
 
@@ -30,6 +32,16 @@ impl Cluster {
     /// Makes and starts a cluster with a database named `uplink`. Returns `Option` for callers
     /// that may skip; today it always returns `Some` or panics with what is missing.
     pub fn start() -> Option<Cluster> {
+        Self::start_with(None)
+    }
+
+    /// Like [`Cluster::start`], and also listening on 127.0.0.1 (a free port) with TLS, presenting
+    /// `cert_pem` (its chain) and `key_pem`.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Cluster {
+        Self::start_with(Some((cert_pem, key_pem))).unwrap()
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Option<Cluster> {
         let bin = find_bindir().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL is not installed (no initdb in PATH or /usr/lib/postgresql/*/bin): run ./test.sh, or apt-get install postgresql{}",
@@ -56,7 +68,14 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let tcp_port = tls.map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        });
         let cluster = Cluster {
+            tcp_port,
             log: dir.path().join("postgres.log"),
             dir: Some(dir),
             bin,
@@ -81,11 +100,29 @@ impl Cluster {
                 "--no-instructions",
             ],
         );
-        // Only the socket in our directory: no TCP at all.
-        let conf = format!(
-            "listen_addresses = ''\nunix_socket_directories = '{}'\nport = {PORT}\nfsync = on\nmax_connections = 100\n",
-            cluster.socket_dir.display()
+        // The socket in our directory; TCP only on loopback, and only for a TLS cluster.
+        let mut conf = format!(
+            "listen_addresses = ''\nunix_socket_directories = '{}'\nport = {}\nfsync = on\nmax_connections = 100\n",
+            cluster.socket_dir.display(),
+            cluster.tcp_port.unwrap_or(PORT)
         );
+        if let Some((cert, key)) = tls {
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = cluster.data.join(name);
+                std::fs::write(&path, pem).expect("write the server's certificate and key");
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if as_postgres {
+                    let out = Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&path)
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success(), "chown {}", path.display());
+                }
+            }
+            conf.push_str("listen_addresses = '127.0.0.1'\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
         let conf_path = cluster.data.join("postgresql.conf");
         let mut all = std::fs::read_to_string(&conf_path).expect("postgresql.conf");
         all.push_str(&conf);
@@ -98,7 +135,7 @@ impl Cluster {
                 "-h",
                 &sock,
                 "-p",
-                &PORT.to_string(),
+                &cluster.port().to_string(),
                 "-U",
                 "uplink",
                 "uplink",
@@ -110,9 +147,20 @@ impl Cluster {
     /// A URL for `database` on this cluster's socket.
     pub fn url(&self, database: &str) -> String {
         format!(
-            "postgres://uplink@/{database}?host={}&port={PORT}",
-            self.socket_dir.display()
+            "postgres://uplink@/{database}?host={}&port={}",
+            self.socket_dir.display(),
+            self.port()
         )
+    }
+
+    /// A URL for `database` over TCP to `host` (which must resolve to 127.0.0.1), with `query`.
+    pub fn tcp_url(&self, host: &str, database: &str, query: &str) -> String {
+        let port = self.tcp_port.expect("a cluster started with start_tls");
+        format!("postgres://uplink@{host}:{port}/{database}?{query}")
+    }
+
+    fn port(&self) -> u16 {
+        self.tcp_port.unwrap_or(PORT)
     }
 
     /// Starts the server (after [`Cluster::stop`] or [`Cluster::crash`]) and waits until it
@@ -154,7 +202,7 @@ impl Cluster {
                 "-h",
                 &sock,
                 "-p",
-                &PORT.to_string(),
+                &self.port().to_string(),
                 "-U",
                 "uplink",
                 "-d",
