@@ -34,6 +34,8 @@ use uplink_store::*;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub url: DatabaseUrl,
+    /// The key the CA keys are sealed with (created when missing and the database has none yet).
+    pub master_key: MasterKeyFile,
     /// Most connections this process holds.
     pub max_connections: usize,
     /// How often coalesced `last_seen` times are written.
@@ -43,9 +45,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(url: DatabaseUrl) -> Settings {
+    pub fn new(url: DatabaseUrl, master_key: MasterKeyFile) -> Settings {
         Settings {
             url,
+            master_key,
             max_connections: 16,
             last_seen_flush: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
@@ -67,6 +70,8 @@ struct Inner {
     sensors: Mutex<HashMap<String, i64>>,
     /// row id → last time seen, not yet written.
     seen: Mutex<HashMap<i64, i64>>,
+    /// Seals and opens the CA keys (set once at connect).
+    key: std::sync::OnceLock<MasterKey>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -145,9 +150,12 @@ impl PostgresStore {
                 at,
                 sensors: Mutex::new(HashMap::new()),
                 seen: Mutex::new(HashMap::new()),
+                key: std::sync::OnceLock::new(),
             }),
         };
         store.migrate().await?;
+        let key = store.settle_master_key(&settings.master_key).await?;
+        let _ = store.inner.key.set(key);
         tokio::spawn(flush_loop(
             Arc::downgrade(&store.inner),
             settings.last_seen_flush,
@@ -230,6 +238,72 @@ impl PostgresStore {
             lock(&self.inner.sensors).insert(sensor_id.to_owned(), id);
         }
         Ok(id)
+    }
+
+    /// As the SQLite store does: the key verified against the database's check value (or the
+    /// check recorded now, the key file created first if missing), then any plain CA key sealed.
+    async fn settle_master_key(&self, file: &MasterKeyFile) -> Result<MasterKey, StoreError> {
+        let client = self.client().await?;
+        let read_check = || async {
+            client
+                .query_opt(
+                    "SELECT value FROM uplink_meta WHERE key = 'master_key_check'",
+                    &[],
+                )
+                .await
+                .map(|r| r.map(|r| r.get::<_, String>(0)))
+                .map_err(self.err())
+        };
+        let check = read_check().await?;
+        let key = file.resolve(check.is_some())?;
+        let check = match check {
+            Some(c) => c,
+            None => {
+                client
+                    .execute(
+                        "INSERT INTO uplink_meta (key, value) VALUES ('master_key_check', $1) ON CONFLICT (key) DO NOTHING",
+                        &[&key.check_value()],
+                    )
+                    .await
+                    .map_err(self.err())?;
+                read_check().await?.unwrap_or_default()
+            }
+        };
+        key.verify_check(&check)?;
+        let plain = client
+            .query(
+                "SELECT name, ca_key_pem FROM workspaces WHERE ca_key_pem NOT LIKE 'sealed:v1:%'",
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        for r in &plain {
+            let (name, pem): (String, String) = (r.get(0), r.get(1));
+            client
+                .execute(
+                    "UPDATE workspaces SET ca_key_pem = $2 WHERE name = $1 AND ca_key_pem = $3",
+                    &[&name, &key.seal(&pem, &master::ca_key_context(&name)), &pem],
+                )
+                .await
+                .map_err(self.err())?;
+        }
+        Ok(key)
+    }
+
+    fn key(&self) -> Result<&MasterKey, StoreError> {
+        self.inner
+            .key
+            .get()
+            .ok_or_else(|| StoreError::Settings("the store's master key is not loaded".into()))
+    }
+
+    /// A stored workspace with its CA key opened.
+    fn unseal(&self, r: &tokio_postgres::Row) -> Result<WorkspaceRecord, StoreError> {
+        let mut w = row_to_workspace(r);
+        w.ca_key_pem = self
+            .key()?
+            .open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
+        Ok(w)
     }
 
     /// The sensor of `workspace` (other than `except`) that holds `key`.
@@ -440,7 +514,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(self.err())?;
-        Ok(rows.iter().map(row_to_workspace).collect())
+        rows.iter().map(|r| self.unseal(r)).collect()
     }
 
     async fn workspace(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
@@ -452,15 +526,18 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(self.err())?;
-        Ok(row.as_ref().map(row_to_workspace))
+        row.as_ref().map(|r| self.unseal(r)).transpose()
     }
 
     async fn create_workspace(&self, ws: WorkspaceRecord) -> Result<(), StoreError> {
+        let sealed_key = self
+            .key()?
+            .seal(&ws.ca_key_pem, &master::ca_key_context(&ws.name));
         let client = self.client().await?;
         let n = client
             .execute(
                 &format!("INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING"),
-                &[&ws.name, &ws.domain, &i32::from(ws.public_port), &ws.ca_cert_pem, &ws.ca_key_pem, &ws.ca_sha256, &ws.access_key_sha256, &ws.created_at],
+                &[&ws.name, &ws.domain, &i32::from(ws.public_port), &ws.ca_cert_pem, &sealed_key, &ws.ca_sha256, &ws.access_key_sha256, &ws.created_at],
             )
             .await
             .map_err(self.err())?;

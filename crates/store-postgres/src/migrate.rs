@@ -23,12 +23,20 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append; never edit one that shipped.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-    compatible_back_to: 1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+        compatible_back_to: 1,
+    },
+    Migration {
+        version: 2,
+        name: "meta (sealed CA keys)",
+        sql: include_str!("../migrations/0002_meta.sql"),
+        compatible_back_to: 2,
+    },
+];
 
 /// The schema version this build writes.
 pub fn latest() -> i32 {
@@ -72,11 +80,13 @@ mod tests {
             // A new database: everything.
             (&[], Ok(all.clone())),
             // Up to date: nothing.
-            (&[(1, 1)], Ok(vec![])),
+            (&[(1, 1), (2, 2)], Ok(vec![])),
+            // Behind: the rest.
+            (&[(1, 1)], Ok(vec![2])),
             // A newer schema an older build can still run on (expand only): nothing, no refusal.
-            (&[(1, 1), (2, 1)], Ok(vec![])),
+            (&[(1, 1), (2, 2), (3, 2)], Ok(vec![])),
             // A newer schema that contracted past this build: refused.
-            (&[(1, 1), (2, 2)], Err(())),
+            (&[(1, 1), (2, 2), (3, 3)], Err(())),
         ];
         for (applied, want) in cases {
             let got = plan(applied, "postgres://db/x")

@@ -12,8 +12,13 @@ use std::time::Duration;
 use uplink_store::*;
 use uplink_store_postgres::{migrate, PostgresStore, Settings};
 
+/// The master key beside the cluster (removed with it).
+fn key_file(c: &cluster::Cluster) -> MasterKeyFile {
+    MasterKeyFile(c.socket_dir.join("master.key"))
+}
+
 fn settings(c: &cluster::Cluster) -> Settings {
-    Settings::new(DatabaseUrl::new(&c.url("uplink")).unwrap())
+    Settings::new(DatabaseUrl::new(&c.url("uplink")).unwrap(), key_file(c))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,9 +157,10 @@ async fn last_seen_is_written_in_batches_not_by_each_request() {
 async fn a_password_in_the_url_stays_out_of_debug_and_errors() {
     let url =
         DatabaseUrl::new("postgres://uplink:s3cret@/uplink?host=/nonexistent-uplink-dir").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         connect_timeout: Duration::from_secs(2),
-        ..Settings::new(url)
+        ..Settings::new(url, MasterKeyFile(dir.path().join("master.key")))
     };
     assert!(!format!("{settings:?}").contains("s3cret"));
     let err = PostgresStore::connect(settings).await.unwrap_err();
@@ -169,7 +175,7 @@ async fn a_password_in_the_url_stays_out_of_debug_and_errors() {
     // TLS is never silently dropped: asked for on a Unix socket, it is refused.
     let url =
         DatabaseUrl::new("postgres://uplink:s3cret@/uplink?host=/tmp&sslmode=require").unwrap();
-    let err = PostgresStore::connect(Settings::new(url))
+    let err = PostgresStore::connect(Settings::new(url, MasterKeyFile(dir.path().join("k"))))
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -179,10 +185,10 @@ async fn a_password_in_the_url_stays_out_of_debug_and_errors() {
     );
 }
 
-async fn connect_to(url: &str) -> Result<PostgresStore, StoreError> {
+async fn connect_to(c: &cluster::Cluster, url: &str) -> Result<PostgresStore, StoreError> {
     PostgresStore::connect(Settings {
         connect_timeout: Duration::from_secs(5),
-        ..Settings::new(DatabaseUrl::new(url).unwrap())
+        ..Settings::new(DatabaseUrl::new(url).unwrap(), key_file(c))
     })
     .await
 }
@@ -208,7 +214,7 @@ async fn tls_to_postgresql_verifies_the_certificate_and_the_host_name() {
         |file: &std::path::Path| format!("sslmode=verify-full&sslrootcert={}", file.display());
 
     // The right CA and the certificate's name: connected, over TLS.
-    let store = connect_to(&c.tcp_url("localhost", "uplink", &query(&ca_file)))
+    let store = connect_to(&c, &c.tcp_url("localhost", "uplink", &query(&ca_file)))
         .await
         .unwrap();
     store.health().await.unwrap();
@@ -228,7 +234,7 @@ async fn tls_to_postgresql_verifies_the_certificate_and_the_host_name() {
         ("127.0.0.1", query(&ca_file)),
         ("localhost", "sslmode=require".to_owned()),
     ] {
-        let err = connect_to(&c.tcp_url(host, "uplink", &q))
+        let err = connect_to(&c, &c.tcp_url(host, "uplink", &q))
             .await
             .unwrap_err();
         let text = err.to_string();
@@ -238,4 +244,64 @@ async fn tls_to_postgresql_verifies_the_certificate_and_the_host_name() {
             "{host} {q}: {text}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_keys_are_sealed_in_the_database_and_a_wrong_or_missing_master_key_is_refused() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "-----BEGIN PRIVATE KEY-----secret".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let raw = c.psql("uplink", "SELECT ca_key_pem FROM workspaces");
+    assert!(
+        raw.starts_with("sealed:v1:") && !raw.contains("PRIVATE") && !raw.contains("secret"),
+        "{raw}"
+    );
+    assert_eq!(
+        store.workspace("w").await.unwrap().unwrap().ca_key_pem,
+        "-----BEGIN PRIVATE KEY-----secret"
+    );
+    drop(store);
+    // A row someone wrote plain is sealed at the next start.
+    c.psql(
+        "uplink",
+        "INSERT INTO workspaces VALUES ('p', 'd', 443, 'c', 'plain-key', 'h', 'a', 0)",
+    );
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    assert!(c
+        .psql(
+            "uplink",
+            "SELECT ca_key_pem FROM workspaces WHERE name = 'p'"
+        )
+        .starts_with("sealed:v1:"));
+    assert_eq!(
+        store.workspace("p").await.unwrap().unwrap().ca_key_pem,
+        "plain-key"
+    );
+    drop(store);
+    // Another key: refused. The key file gone: refused, none made in its place.
+    let other = c.socket_dir.join("other.key");
+    std::fs::write(&other, format!("{}\n", "cd".repeat(32))).unwrap();
+    let err = PostgresStore::connect(Settings {
+        master_key: MasterKeyFile(other),
+        ..settings(&c)
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyWrong { .. }), "{err}");
+    std::fs::remove_file(&key_file(&c).0).unwrap();
+    let err = PostgresStore::connect(settings(&c)).await.unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyMissing { .. }), "{err}");
+    assert!(!key_file(&c).0.exists());
 }

@@ -34,8 +34,11 @@ use uplink_store::*;
 
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
-/// sensor per workspace).
-pub const FORMAT_VERSION: i64 = 2;
+/// sensor per workspace). 3: CA keys are sealed under the master key (an older build would read
+/// them as PEM).
+pub const FORMAT_VERSION: i64 = 3;
+/// The master key's default file in the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "uplink.db";
@@ -85,11 +88,16 @@ CREATE TABLE kind_counts (
 
 /// Migrations from each older format to the next, applied in order at open. `SCHEMA` is the
 /// current format whole; a store made by format N runs every step after N.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    "ALTER TABLE sensors ADD COLUMN key_sha256 TEXT;
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        2,
+        "ALTER TABLE sensors ADD COLUMN key_sha256 TEXT;
      CREATE UNIQUE INDEX sensors_by_key ON sensors(workspace, key_sha256);",
-)];
+    ),
+    // The CA keys are sealed in Rust right after (`settle_master_key`), at every open until none
+    // is left plain; the schema itself does not change.
+    (3, "UPDATE meta SET value = value WHERE 0;"),
+];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
 const SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
@@ -398,6 +406,60 @@ fn restrict_files(db: &Path, create: bool, strict: bool) -> Result<(), StoreErro
     Ok(())
 }
 
+/// The store's master key: verified against the check value the store recorded, or, for a
+/// store never given one, the check recorded now (the key file created first if missing). Then
+/// any CA key still plain (a store from before format 3) is sealed.
+fn settle_master_key(
+    conn: &Connection,
+    path: &Path,
+    key_file: &MasterKeyFile,
+) -> Result<MasterKey, StoreError> {
+    let read_check = || {
+        conn.query_row(
+            "SELECT value FROM meta WHERE key = 'master_key_check'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(sql_err(path))
+    };
+    let check = read_check()?;
+    let key = key_file.resolve(check.is_some())?;
+    let check = match check {
+        Some(c) => c,
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('master_key_check', ?1) ON CONFLICT (key) DO NOTHING",
+                [key.check_value()],
+            )
+            .map_err(sql_err(path))?;
+            // Another process may have recorded its key first.
+            read_check()?.unwrap_or_default()
+        }
+    };
+    key.verify_check(&check)?;
+    let plain: Vec<(String, String)> = (|| {
+        let mut st = conn.prepare(
+            "SELECT name, ca_key_pem FROM workspaces WHERE ca_key_pem NOT LIKE 'sealed:v1:%'",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+    })()
+    .map_err(sql_err(path))?;
+    if !plain.is_empty() {
+        let tx = conn.unchecked_transaction().map_err(sql_err(path))?;
+        for (name, pem) in &plain {
+            tx.execute(
+                "UPDATE workspaces SET ca_key_pem = ?2 WHERE name = ?1 AND ca_key_pem = ?3",
+                params![name, key.seal(pem, &master::ca_key_context(name)), pem],
+            )
+            .map_err(sql_err(path))?;
+        }
+        tx.commit().map_err(sql_err(path))?;
+    }
+    Ok(key)
+}
+
 enum WriteOp {
     Ingest {
         sensor_id: String,
@@ -420,6 +482,8 @@ struct Inner {
     path: PathBuf,
     /// The shared connection for reads and the rare writes outside ingest (workspaces, sensors).
     reader: Mutex<Connection>,
+    /// Seals and opens the CA keys.
+    key: MasterKey,
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
     files: Arc<Files>,
 }
@@ -433,8 +497,22 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (or, with `create`, creates) the store in `data_dir`.
+    /// Opens (or, with `create`, creates) the store in `data_dir`, its master key in
+    /// `data_dir/master.key` (created on first use).
     pub fn open(data_dir: &Path, create: bool) -> Result<Self, StoreError> {
+        Self::open_with_key(
+            data_dir,
+            create,
+            &MasterKeyFile(data_dir.join(MASTER_KEY_FILE)),
+        )
+    }
+
+    /// Opens (or creates) the store in `data_dir` with the master key in `key_file`.
+    pub fn open_with_key(
+        data_dir: &Path,
+        create: bool,
+        key_file: &MasterKeyFile,
+    ) -> Result<Self, StoreError> {
         if create {
             let existed = data_dir.is_dir();
             std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
@@ -456,10 +534,12 @@ impl SqliteStore {
         // SQLite made the -wal and -shm with the database's mode; check them too.
         restrict_files(&path, false, create)?;
         let files = Arc::new(Files::new(&path)?);
+        let key = settle_master_key(&reader, &path, key_file)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 reader: Mutex::new(reader),
+                key,
                 writer: Mutex::new(None),
                 files,
             }),
@@ -525,11 +605,15 @@ impl SqliteStore {
 
     /// Stores a new workspace. Fails if the name exists.
     fn create_workspace_sync(&self, ws: &WorkspaceRecord) -> Result<(), StoreError> {
+        let sealed_key = self
+            .inner
+            .key
+            .seal(&ws.ca_key_pem, &master::ca_key_context(&ws.name));
         let inserted = self.write(|c| {
             let res = c.execute(
                 "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, ws.ca_key_pem, ws.ca_sha256, ws.access_key_sha256, ws.created_at],
+                params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, sealed_key, ws.ca_sha256, ws.access_key_sha256, ws.created_at],
             );
             match res {
                 Ok(_) => Ok(true),
@@ -549,13 +633,23 @@ impl SqliteStore {
     }
 
     fn workspaces_sync(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
-        self.read(|c| {
+        let rows: Vec<WorkspaceRecord> = self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at FROM workspaces ORDER BY name",
             )?;
             let rows = st.query_map([], row_to_workspace)?;
             rows.collect()
-        })
+        })?;
+        rows.into_iter().map(|w| self.unseal(w)).collect()
+    }
+
+    /// The record with its CA key opened.
+    fn unseal(&self, mut w: WorkspaceRecord) -> Result<WorkspaceRecord, StoreError> {
+        w.ca_key_pem = self
+            .inner
+            .key
+            .open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
+        Ok(w)
     }
 
     fn workspace_sync(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
@@ -566,7 +660,9 @@ impl SqliteStore {
                 row_to_workspace,
             )
             .optional()
-        })
+        })?
+        .map(|w| self.unseal(w))
+        .transpose()
     }
 
     /// Registers a sensor, unless another sensor of the workspace has its key (checked and

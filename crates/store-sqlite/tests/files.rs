@@ -232,6 +232,16 @@ async fn a_format_1_store_is_migrated_and_keeps_its_sensors() {
         })
         .unwrap();
     assert_eq!(f, FORMAT_VERSION.to_string());
+    // Its plain CA key is sealed now, and still reads back.
+    let raw: String = c
+        .query_row(
+            "SELECT ca_key_pem FROM workspaces WHERE name = 'w'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(raw.starts_with("sealed:v1:"), "{raw}");
+    assert_eq!(store.workspace("w").await.unwrap().unwrap().ca_key_pem, "k");
 }
 
 #[tokio::test]
@@ -311,4 +321,43 @@ fn newer_format_and_foreign_files_are_refused() {
         err.contains("missing") && err.contains("no such directory"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn ca_keys_are_sealed_at_rest_and_a_wrong_or_missing_master_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(store_with_events(dir.path(), 3).await);
+    let key_file = dir.path().join("master.key");
+    assert_eq!(mode(&key_file), 0o600);
+    let raw: String = rusqlite::Connection::open(dir.path().join("uplink.db"))
+        .unwrap()
+        .query_row(
+            "SELECT ca_key_pem FROM workspaces WHERE name = 'w'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        raw.starts_with("sealed:v1:") && !raw.contains("PRIVATE KEY") && !raw.contains("secret"),
+        "{raw}"
+    );
+    // Reopened with its key: the CA key reads back.
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let w = store.workspace("w").await.unwrap().unwrap();
+    assert_eq!(w.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
+    drop(store);
+    // Another key: refused at open, naming the flag.
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "ab".repeat(32))).unwrap();
+    let err = SqliteStore::open_with_key(dir.path(), false, &MasterKeyFile(other)).unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyWrong { .. }), "{err}");
+    assert!(err.to_string().contains("--master-key-file"), "{err}");
+    // The key file gone: refused, and no new key is made in its place.
+    let saved = std::fs::read(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let err = SqliteStore::open(dir.path(), true).unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyMissing { .. }), "{err}");
+    assert!(!key_file.exists());
+    std::fs::write(&key_file, saved).unwrap();
+    SqliteStore::open(dir.path(), false).unwrap();
 }

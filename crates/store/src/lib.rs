@@ -13,11 +13,13 @@
 //! Ingest is idempotent: each `(sensor, seq)` is stored at most once, and a batch is committed
 //! whole or not at all before the caller is answered.
 
+pub mod master;
 mod url;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
+pub use master::{MasterKey, MasterKeyFile};
 pub use url::DatabaseUrl;
 
 /// A workspace as stored.
@@ -206,6 +208,15 @@ pub enum StoreError {
     /// The store can be read but not written (file, directory or file system read-only).
     #[error("the store {path} is read-only: make the directory and its uplink.db* files writable by the service's user (a running service retries by itself)")]
     ReadOnly { path: String },
+    /// The store's secrets were sealed with a master key, and its file is gone.
+    #[error("the master key file {path} does not exist, but this store's CA keys are sealed with a master key: restore the file from your backup and point --master-key-file (or UPLINK_MASTER_KEY_FILE) at it; without it the store cannot be used")]
+    MasterKeyMissing { path: String },
+    /// The master key given is not the one the store's secrets were sealed with.
+    #[error("the master key {path} is not the one this store's CA keys were sealed with: give the right file with --master-key-file (or UPLINK_MASTER_KEY_FILE)")]
+    MasterKeyWrong { path: String },
+    /// The master key file cannot be read, written or understood.
+    #[error("cannot use the master key file {path}: {detail}")]
+    MasterKeyFile { path: String, detail: String },
     /// The public key is already enrolled in the workspace (as `sensor_id`).
     #[error("this public key is already enrolled in workspace {workspace:?} (sensor {sensor_id})")]
     KeyAlreadyEnrolled {

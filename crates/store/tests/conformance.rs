@@ -20,9 +20,10 @@ async fn sqlite_store() -> (uplink_store_sqlite::SqliteStore, Guard) {
 async fn postgres_store() -> Option<(uplink_store_postgres::PostgresStore, Guard)> {
     let cluster = postgres_cluster::Cluster::start()?;
     let url = DatabaseUrl::new(&cluster.url("uplink")).unwrap();
+    let key = MasterKeyFile(cluster.socket_dir.join("..").join("master.key"));
     let settings = uplink_store_postgres::Settings {
         last_seen_flush: std::time::Duration::from_millis(200),
-        ..uplink_store_postgres::Settings::new(url)
+        ..uplink_store_postgres::Settings::new(url, key)
     };
     let store = uplink_store_postgres::PostgresStore::connect(settings)
         .await

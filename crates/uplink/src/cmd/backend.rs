@@ -25,17 +25,28 @@ impl DataDir {
     /// Opens the store (with `create`, a new data directory is made; PostgreSQL's schema is
     /// always created or migrated). Needs a Tokio runtime.
     pub async fn open(&self, create: bool) -> Result<AnyStore, StoreError> {
+        let key_file = self.master_key_file.clone().map(MasterKeyFile);
         match (&self.data_dir, &self.database) {
             (Some(dir), None) => {
                 let dir = dir.clone();
-                tokio::task::spawn_blocking(move || SqliteStore::open(&dir, create))
-                    .await
-                    .map_err(|_| StoreError::WriterGone)?
-                    .map(AnyStore::Sqlite)
+                let key_file = key_file.unwrap_or_else(|| {
+                    MasterKeyFile(dir.join(uplink_store_sqlite::MASTER_KEY_FILE))
+                });
+                tokio::task::spawn_blocking(move || {
+                    SqliteStore::open_with_key(&dir, create, &key_file)
+                })
+                .await
+                .map_err(|_| StoreError::WriterGone)?
+                .map(AnyStore::Sqlite)
             }
             (None, Some(url)) => {
                 let url = DatabaseUrl::new(url)?;
-                PostgresStore::connect(Settings::new(url))
+                let key_file = key_file.ok_or_else(|| {
+                    StoreError::Settings(
+                        "--database needs --master-key-file FILE (or UPLINK_MASTER_KEY_FILE): the key that seals the CA keys in the database".into(),
+                    )
+                })?;
+                PostgresStore::connect(Settings::new(url, key_file))
                     .await
                     .map(AnyStore::Postgres)
             }

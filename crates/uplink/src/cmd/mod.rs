@@ -40,7 +40,8 @@ pub fn init_logging(level: &str, format: LogFormat) {
 /// Where the service's state lives, shared by the service and the admin commands: `--data-dir`
 /// (the embedded SQLite store) or `--database` (PostgreSQL, shared by replicas). Exactly one.
 #[derive(Debug, Clone, clap::Args)]
-#[group(id = "store", required = true, multiple = false)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("store").required(true).multiple(false).args(["data_dir", "database"])))]
 pub struct DataDir {
     /// The service's data directory: its SQLite store (uplink.db) and workspace bundles.
     #[arg(long, value_name = "DIR", env = "UPLINK_DATA_DIR")]
@@ -55,7 +56,14 @@ pub struct DataDir {
         long,
         value_name = "URL",
         env = "UPLINK_DATABASE_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        requires = "master_key_file"
     )]
     pub database: Option<String>,
+    /// The key that seals the workspaces' CA keys in the store (32 random bytes, hex, 0600).
+    /// Default with --data-dir: DIR/master.key; required with --database. A path that does not
+    /// exist yet is created, with a new key, by the first command given it for a store that has
+    /// none; keep it (and a backup of it) with the service: without it the store is unusable.
+    #[arg(long, value_name = "FILE", env = "UPLINK_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }

@@ -12,6 +12,26 @@ use crate::support::postgres::Cluster;
 use crate::support::sensor::{assert_n_exactly_once, Row, Sensor};
 use crate::support::*;
 
+/// A database for the commands: its URL and the master key file.
+struct Db {
+    url: String,
+    key: String,
+}
+
+impl Db {
+    fn new(cluster: &Cluster, dir: &Path) -> Db {
+        Db {
+            url: cluster.url("uplink"),
+            key: dir.join("master.key").to_str().unwrap().to_owned(),
+        }
+    }
+
+    /// `--database URL --master-key-file FILE`.
+    fn args(&self) -> [&str; 4] {
+        ["--database", &self.url, "--master-key-file", &self.key]
+    }
+}
+
 /// `uplink service` on PostgreSQL (the URL in `UPLINK_DATABASE_URL`), killed on drop.
 struct PgService {
     child: Option<Child>,
@@ -20,9 +40,10 @@ struct PgService {
 }
 
 impl PgService {
-    fn start(url: &str, listen: &str) -> PgService {
+    fn start(db: &Db, listen: &str) -> PgService {
         let mut child = uplink_cmd(&["service", "--listen", listen, "--log-level", "debug"])
-            .env("UPLINK_DATABASE_URL", url)
+            .env("UPLINK_DATABASE_URL", &db.url)
+            .env("UPLINK_MASTER_KEY_FILE", &db.key)
             .env_remove("UPLINK_DATA_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -85,15 +106,18 @@ impl Drop for PgService {
 }
 
 /// `uplink workspace create NAME --database URL --bundle-out DIR/NAME.json --json`, as a [`Ws`].
-fn create_workspace_pg(url: &str, dir: &Path, name: &str, port: u16) -> Ws {
+fn create_workspace_pg(db: &Db, dir: &Path, name: &str, port: u16) -> Ws {
     let bundle = dir.join(format!("{name}.json"));
+    let [a, b, c, d] = db.args();
     let out = ok(
         uplink(&[
             "workspace",
             "create",
             name,
-            "--database",
-            url,
+            a,
+            b,
+            c,
+            d,
             "--public-port",
             &port.to_string(),
             "--bundle-out",
@@ -121,23 +145,25 @@ fn create_workspace_pg(url: &str, dir: &Path, name: &str, port: u16) -> Ws {
     }
 }
 
-fn stats(url: &str, ws: &str) -> serde_json::Value {
+fn stats(db: &Db, ws: &str) -> serde_json::Value {
+    let [a, b, c, d] = db.args();
     let out = ok(
-        uplink(&["workspace", "stats", ws, "--database", url, "--json"]),
+        uplink(&["workspace", "stats", ws, a, b, c, d, "--json"]),
         "workspace stats --database",
     );
     serde_json::from_str(&out).unwrap()
 }
 
-fn kind_count(url: &str, ws: &str, kind: &str) -> u64 {
-    stats(url, ws)["events"]["by_kind"][kind]
+fn kind_count(db: &Db, ws: &str, kind: &str) -> u64 {
+    stats(db, ws)["events"]["by_kind"][kind]
         .as_u64()
         .unwrap_or(0)
 }
 
-fn export(url: &str, ws: &str) -> Vec<Row> {
+fn export(db: &Db, ws: &str) -> Vec<Row> {
+    let [a, b, c, d] = db.args();
     let out = ok(
-        uplink(&["events", "export", ws, "--database", url]),
+        uplink(&["events", "export", ws, a, b, c, d]),
         "events export --database",
     );
     out.lines()
@@ -187,11 +213,11 @@ fn lines(range: std::ops::Range<u64>) -> String {
 fn a_sensor_loses_nothing_to_a_kill_9_of_the_service_or_a_postgresql_crash() {
     const N: u64 = 30_000;
     let cluster = Cluster::start().unwrap();
-    let url = cluster.url("uplink");
     let tmp = tempfile::tempdir().unwrap();
-    let mut service = PgService::start(&url, "127.0.0.1:0");
+    let db = Db::new(&cluster, tmp.path());
+    let mut service = PgService::start(&db, "127.0.0.1:0");
     let port = service.port;
-    let ws = create_workspace_pg(&url, tmp.path(), "pgws", port);
+    let ws = create_workspace_pg(&db, tmp.path(), "pgws", port);
     let sensor = Sensor::installed(&tmp.path().join("sensor"), &ws, &[]);
     // Small batches: hundreds of uploads, so the crashes land in the middle of them.
     sensor.set_upload(100);
@@ -211,23 +237,23 @@ fn a_sensor_loses_nothing_to_a_kill_9_of_the_service_or_a_postgresql_crash() {
     poll_until(
         "the first events stored",
         60,
-        || kind_count(&url, "pgws", "pg") > 0,
+        || kind_count(&db, "pgws", "pg") > 0,
         || context(&service),
     );
     service.kill_9();
-    let at_kill = kind_count(&url, "pgws", "pg");
+    let at_kill = kind_count(&db, "pgws", "pg");
     assert!(at_kill < N, "the upload had finished before the kill");
-    let service = PgService::start(&url, &format!("127.0.0.1:{port}"));
+    let service = PgService::start(&db, &format!("127.0.0.1:{port}"));
 
     // 2. PostgreSQL crashes (immediate stop: no checkpoint) mid-upload and comes back; the
     //    running service answers 503 meanwhile and recovers without a restart.
     poll_until(
         "the upload resumed after the restart",
         60,
-        || kind_count(&url, "pgws", "pg") > at_kill,
+        || kind_count(&db, "pgws", "pg") > at_kill,
         || context(&service),
     );
-    let before_crash = kind_count(&url, "pgws", "pg");
+    let before_crash = kind_count(&db, "pgws", "pg");
     cluster.crash();
     eprintln!("stored at the kill: {at_kill}; before the crash: {before_crash}; of {N}");
     assert!(before_crash < N, "the upload had finished before the crash");
@@ -249,14 +275,14 @@ fn a_sensor_loses_nothing_to_a_kill_9_of_the_service_or_a_postgresql_crash() {
     poll_until(
         "every event stored",
         120,
-        || kind_count(&url, "pgws", "pg") >= N,
+        || kind_count(&db, "pgws", "pg") >= N,
         || context(&service),
     );
     let _ = run.kill();
     let _ = run.wait();
-    let rows = export(&url, "pgws");
+    let rows = export(&db, "pgws");
     assert_n_exactly_once(&rows, "pg", N);
-    let st = stats(&url, "pgws");
+    let st = stats(&db, "pgws");
     assert_eq!(st["events"]["by_kind"]["pg"], N, "{st}");
     assert_eq!(
         st["events"]["total"].as_u64().unwrap(),
@@ -284,7 +310,14 @@ fn data_dir_or_database_one_of_them_and_errors_name_the_fix_never_the_password()
         vec!["service"],
     ] {
         let mut all = args.clone();
-        all.extend(["--data-dir", dir, "--database", "postgres://u@/x?host=/tmp"]);
+        all.extend([
+            "--data-dir",
+            dir,
+            "--database",
+            "postgres://u@/x?host=/tmp",
+            "--master-key-file",
+            "k",
+        ]);
         let out = uplink(&all);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(
@@ -305,8 +338,30 @@ fn data_dir_or_database_one_of_them_and_errors_name_the_fix_never_the_password()
         "{}",
         stderr(&out)
     );
+    // --database without the master key: a usage error naming it.
+    let out = uplink(&[
+        "workspace",
+        "list",
+        "--database",
+        "postgres://u@/x?host=/tmp",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--master-key-file"),
+        "{}",
+        stderr(&out)
+    );
     // Not a PostgreSQL URL, or nothing listening: the fix, and never the password.
-    let out = uplink(&["workspace", "list", "--database", "mysql://u:s3cret@db/x"]);
+    let key = tmp.path().join("master.key");
+    let key = key.to_str().unwrap();
+    let out = uplink(&[
+        "workspace",
+        "list",
+        "--database",
+        "mysql://u:s3cret@db/x",
+        "--master-key-file",
+        key,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -317,6 +372,7 @@ fn data_dir_or_database_one_of_them_and_errors_name_the_fix_never_the_password()
     let url = format!("postgres://u:s3cret@/x?host={}", gone.display());
     let out = uplink_cmd(&["workspace", "list"])
         .env("UPLINK_DATABASE_URL", &url)
+        .env("UPLINK_MASTER_KEY_FILE", key)
         .env_remove("UPLINK_DATA_DIR")
         .output()
         .unwrap();
@@ -339,11 +395,12 @@ fn data_dir_or_database_one_of_them_and_errors_name_the_fix_never_the_password()
 #[test]
 fn workspaces_created_with_database_are_listed_served_and_refused_twice() {
     let cluster = Cluster::start().unwrap();
-    let url = cluster.url("uplink");
     let tmp = tempfile::tempdir().unwrap();
-    let service = PgService::start(&url, "127.0.0.1:0");
+    let db = Db::new(&cluster, tmp.path());
+    let url = db.url.clone();
+    let service = PgService::start(&db, "127.0.0.1:0");
     // Created by another process while the service runs: served at once.
-    let ws = create_workspace_pg(&url, tmp.path(), "contoso", service.port);
+    let ws = create_workspace_pg(&db, tmp.path(), "contoso", service.port);
     let (status, body) = Curl::new(&ws.sensor_host, service.port, "/tri/sensor/api/ping")
         .arg("--cacert")
         .arg(&ws.ca_file)
@@ -358,6 +415,7 @@ fn workspaces_created_with_database_are_listed_served_and_refused_twice() {
         &url,
         "--json",
     ])
+    .env("UPLINK_MASTER_KEY_FILE", &db.key)
     .current_dir(tmp.path())
     .output()
     .unwrap();
@@ -365,7 +423,8 @@ fn workspaces_created_with_database_are_listed_served_and_refused_twice() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["bundle_path"], "fabrikam.json");
     assert!(tmp.path().join("fabrikam.json").is_file());
-    let out = uplink(&["workspace", "list", "--database", &url, "--json"]);
+    let [a, b, c, d] = db.args();
+    let out = uplink(&["workspace", "list", a, b, c, d, "--json"]);
     let list: serde_json::Value = serde_json::from_str(&ok(out, "workspace list")).unwrap();
     let names: Vec<&str> = list
         .as_array()
@@ -378,8 +437,10 @@ fn workspaces_created_with_database_are_listed_served_and_refused_twice() {
         "workspace",
         "create",
         "contoso",
-        "--database",
-        &url,
+        a,
+        b,
+        c,
+        d,
         "--bundle-out",
         tmp.path().join("again.json").to_str().unwrap(),
     ]);
@@ -391,6 +452,6 @@ fn workspaces_created_with_database_are_listed_served_and_refused_twice() {
     );
     assert!(!tmp.path().join("again.json").exists());
     assert!(!tmp.path().join(".again.json.tmp").exists());
-    let st = stats(&url, "contoso");
+    let st = stats(&db, "contoso");
     assert_eq!(st["events"]["total"], 0, "{st}");
 }
