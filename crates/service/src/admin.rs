@@ -72,6 +72,8 @@ pub enum AdminError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("workspace {0:?} was created before uplink kept access keys in the store, so its bundle cannot be remade: use the bundle written when it was created (DIR/bundles/NAME.json with --data-dir)")]
+    NoAccessKey(String),
     #[error("the data directory {dir} holds enrollment bundles ({bundles}) but no store ({db} is missing): the store was deleted or moved. Starting would create an empty store, and every sensor enrolled from those bundles would then fail with TLS_UNTRUSTED_ROOT. Restore uplink.db (and uplink.db-wal if there is one) from a backup; to really start over, move the bundles directory away first")]
     StoreMissing {
         dir: PathBuf,
@@ -200,6 +202,7 @@ pub async fn create_workspace<S: Store>(
         ca_key_pem: ca.key_pem,
         ca_sha256: ca.sha256.clone(),
         access_key_sha256: hex::encode(sha2::Sha256::digest(access_key.as_bytes())),
+        access_key: Some(access_key.clone()),
         created_at: uplink_store::now_ms(),
     };
     if let Err(e) = store.create_workspace(record).await {
@@ -215,6 +218,42 @@ pub async fn create_workspace<S: Store>(
         access_key,
         bundle_path,
         ca_sha256: ca.sha256,
+    })
+}
+
+/// Writes a workspace's enrollment bundle again, from the store (0600 at `out`): any replica can,
+/// since the access key is kept sealed in the store.
+pub async fn write_bundle<S: Store>(store: &S, name: &str, out: &Path) -> Result<(), AdminError> {
+    let name = names::workspace_name(name)?;
+    let ws = store
+        .workspace(&name)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchWorkspace(name.clone()))?;
+    let access_key = ws
+        .access_key
+        .clone()
+        .ok_or_else(|| AdminError::NoAccessKey(name.clone()))?;
+    let bundle = Bundle {
+        format: BUNDLE_FORMAT,
+        sensor_url: url_for(&names::sensor_host(&ws.name, &ws.domain), ws.public_port),
+        workspace: ws.name,
+        access_key,
+        ca_pem: ws.ca_cert_pem,
+        ca_sha256: ws.ca_sha256,
+    };
+    let json = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
+    let tmp = out.with_file_name(format!(
+        ".{}.tmp",
+        out.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AdminError::Bundle { path, source }
+    };
+    write_private(&tmp, &json).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, out).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(out)(e)
     })
 }
 

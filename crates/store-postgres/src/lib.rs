@@ -83,7 +83,7 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 const WORKSPACE_COLUMNS: &str =
-    "name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at";
+    "name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key";
 const SENSOR_COLUMNS: &str =
     "sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen, key_sha256";
 
@@ -303,6 +303,9 @@ impl PostgresStore {
         w.ca_key_pem = self
             .key()?
             .open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
+        if let Some(k) = &w.access_key {
+            w.access_key = Some(self.key()?.open(k, &master::access_key_context(&w.name))?);
+        }
         Ok(w)
     }
 
@@ -489,6 +492,7 @@ fn row_to_workspace(r: &tokio_postgres::Row) -> WorkspaceRecord {
         ca_sha256: r.get(5),
         access_key_sha256: r.get(6),
         created_at: r.get(7),
+        access_key: r.get(8),
     }
 }
 
@@ -533,11 +537,15 @@ impl Store for PostgresStore {
         let sealed_key = self
             .key()?
             .seal(&ws.ca_key_pem, &master::ca_key_context(&ws.name));
+        let sealed_access = match &ws.access_key {
+            Some(k) => Some(self.key()?.seal(k, &master::access_key_context(&ws.name))),
+            None => None,
+        };
         let client = self.client().await?;
         let n = client
             .execute(
-                &format!("INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING"),
-                &[&ws.name, &ws.domain, &i32::from(ws.public_port), &ws.ca_cert_pem, &sealed_key, &ws.ca_sha256, &ws.access_key_sha256, &ws.created_at],
+                &format!("INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING"),
+                &[&ws.name, &ws.domain, &i32::from(ws.public_port), &ws.ca_cert_pem, &sealed_key, &ws.ca_sha256, &ws.access_key_sha256, &ws.created_at, &sealed_access],
             )
             .await
             .map_err(self.err())?;

@@ -97,6 +97,7 @@ async fn last_seen_is_written_in_batches_not_by_each_request() {
             ca_sha256: "h".into(),
             access_key_sha256: "a".into(),
             created_at: 0,
+            access_key: Some("the-access-key".into()),
         })
         .await
         .unwrap();
@@ -260,9 +261,15 @@ async fn ca_keys_are_sealed_in_the_database_and_a_wrong_or_missing_master_key_is
             ca_sha256: "h".into(),
             access_key_sha256: "a".into(),
             created_at: 0,
+            access_key: Some("the-access-key".into()),
         })
         .await
         .unwrap();
+    let raw_access = c.psql("uplink", "SELECT access_key FROM workspaces");
+    assert!(
+        raw_access.starts_with("sealed:v1:") && !raw_access.contains("the-access-key"),
+        "{raw_access}"
+    );
     let raw = c.psql("uplink", "SELECT ca_key_pem FROM workspaces");
     assert!(
         raw.starts_with("sealed:v1:") && !raw.contains("PRIVATE") && !raw.contains("secret"),

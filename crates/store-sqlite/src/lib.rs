@@ -35,7 +35,7 @@ use uplink_store::*;
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
 /// sensor per workspace). 3: CA keys are sealed under the master key (an older build would read
-/// them as PEM).
+/// them as PEM), and the access key is kept, sealed, to remake bundles.
 pub const FORMAT_VERSION: i64 = 3;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -56,7 +56,8 @@ CREATE TABLE workspaces (
     ca_key_pem TEXT NOT NULL,
     ca_sha256 TEXT NOT NULL,
     access_key_sha256 TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    access_key TEXT
 );
 CREATE TABLE sensors (
     id INTEGER PRIMARY KEY,
@@ -95,8 +96,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
      CREATE UNIQUE INDEX sensors_by_key ON sensors(workspace, key_sha256);",
     ),
     // The CA keys are sealed in Rust right after (`settle_master_key`), at every open until none
-    // is left plain; the schema itself does not change.
-    (3, "UPDATE meta SET value = value WHERE 0;"),
+    // is left plain.
+    (3, "ALTER TABLE workspaces ADD COLUMN access_key TEXT;"),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -609,11 +610,16 @@ impl SqliteStore {
             .inner
             .key
             .seal(&ws.ca_key_pem, &master::ca_key_context(&ws.name));
+        let sealed_access = ws.access_key.as_ref().map(|k| {
+            self.inner
+                .key
+                .seal(k, &master::access_key_context(&ws.name))
+        });
         let inserted = self.write(|c| {
             let res = c.execute(
-                "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, sealed_key, ws.ca_sha256, ws.access_key_sha256, ws.created_at],
+                "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, sealed_key, ws.ca_sha256, ws.access_key_sha256, ws.created_at, sealed_access],
             );
             match res {
                 Ok(_) => Ok(true),
@@ -635,7 +641,7 @@ impl SqliteStore {
     fn workspaces_sync(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
         let rows: Vec<WorkspaceRecord> = self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at FROM workspaces ORDER BY name",
+                "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key FROM workspaces ORDER BY name",
             )?;
             let rows = st.query_map([], row_to_workspace)?;
             rows.collect()
@@ -649,13 +655,20 @@ impl SqliteStore {
             .inner
             .key
             .open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
+        if let Some(k) = &w.access_key {
+            w.access_key = Some(
+                self.inner
+                    .key
+                    .open(k, &master::access_key_context(&w.name))?,
+            );
+        }
         Ok(w)
     }
 
     fn workspace_sync(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at FROM workspaces WHERE name = ?1",
+                "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key FROM workspaces WHERE name = ?1",
                 [name],
                 row_to_workspace,
             )
@@ -904,6 +917,7 @@ fn row_to_workspace(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkspaceRecord> 
         ca_sha256: r.get(5)?,
         access_key_sha256: r.get(6)?,
         created_at: r.get(7)?,
+        access_key: r.get(8)?,
     })
 }
 

@@ -17,6 +17,7 @@ fn workspace(name: &str) -> WorkspaceRecord {
         ca_sha256: "00".repeat(32),
         access_key_sha256: "11".repeat(32),
         created_at: now_ms(),
+        access_key: Some("the-access-key".into()),
     }
 }
 
@@ -329,14 +330,19 @@ async fn ca_keys_are_sealed_at_rest_and_a_wrong_or_missing_master_key_is_refused
     drop(store_with_events(dir.path(), 3).await);
     let key_file = dir.path().join("master.key");
     assert_eq!(mode(&key_file), 0o600);
-    let raw: String = rusqlite::Connection::open(dir.path().join("uplink.db"))
-        .unwrap()
-        .query_row(
-            "SELECT ca_key_pem FROM workspaces WHERE name = 'w'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let (raw, raw_access): (String, String) =
+        rusqlite::Connection::open(dir.path().join("uplink.db"))
+            .unwrap()
+            .query_row(
+                "SELECT ca_key_pem, access_key FROM workspaces WHERE name = 'w'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+    assert!(
+        raw_access.starts_with("sealed:v1:") && !raw_access.contains("the-access-key"),
+        "{raw_access}"
+    );
     assert!(
         raw.starts_with("sealed:v1:") && !raw.contains("PRIVATE KEY") && !raw.contains("secret"),
         "{raw}"
@@ -345,6 +351,7 @@ async fn ca_keys_are_sealed_at_rest_and_a_wrong_or_missing_master_key_is_refused
     let store = SqliteStore::open(dir.path(), false).unwrap();
     let w = store.workspace("w").await.unwrap().unwrap();
     assert_eq!(w.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
+    assert_eq!(w.access_key.as_deref(), Some("the-access-key"));
     drop(store);
     // Another key: refused at open, naming the flag.
     let other = dir.path().join("other.key");

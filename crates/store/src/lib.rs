@@ -32,8 +32,12 @@ pub struct WorkspaceRecord {
     /// The CA's private key in PEM. Never printed: see the `Debug` impl.
     pub ca_key_pem: String,
     pub ca_sha256: String,
-    /// SHA-256 (hex) of the access key; the key itself is only in the enrollment bundle.
+    /// SHA-256 (hex) of the access key: what enrollment compares with.
     pub access_key_sha256: String,
+    /// The access key itself, to remake the enrollment bundle (`uplink workspace bundle`);
+    /// sealed at rest like the CA key, never in `Debug`. `None` for workspaces created before
+    /// uplink stored it.
+    pub access_key: Option<String>,
     /// Unix milliseconds.
     pub created_at: i64,
 }

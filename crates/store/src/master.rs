@@ -29,6 +29,11 @@ pub fn ca_key_context(workspace: &str) -> String {
     format!("uplink:workspace:{workspace}:ca_key")
 }
 
+/// The associated data binding a workspace's sealed access key to that workspace.
+pub fn access_key_context(workspace: &str) -> String {
+    format!("uplink:workspace:{workspace}:access_key")
+}
+
 /// Where the master key lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterKeyFile(pub PathBuf);

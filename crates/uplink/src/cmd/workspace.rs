@@ -18,6 +18,23 @@ pub enum Command {
     List(ListArgs),
     /// Show a workspace's sensors and event counts (readable while the service runs).
     Stats(StatsArgs),
+    /// Write a workspace's enrollment bundle again (0600), from the store: any replica's host
+    /// can, since the access key is kept in the store (sealed under the master key).
+    Bundle(BundleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Where to write the bundle (replaced if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Print JSON: {"workspace", "bundle_path"}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +85,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Create(a) => create(a).await,
             Command::List(a) => list(a).await,
             Command::Stats(a) => stats(a).await,
+            Command::Bundle(a) => bundle(a).await,
         }
     })
 }
@@ -97,6 +115,22 @@ async fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
         println!(
             "bundle      {}  (holds the access key; give it to sensors, keep it private)",
             created.bundle_path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    uplink_service::admin::write_bundle(&store, &a.name, &a.out).await?;
+    let name = a.name.to_ascii_lowercase();
+    if a.json {
+        let v = serde_json::json!({"workspace": name, "bundle_path": a.out});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "bundle of {name} written to {}  (holds the access key; give it to sensors, keep it private)",
+            a.out.display()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -452,6 +452,44 @@ fn workspaces_created_with_database_are_listed_served_and_refused_twice() {
     );
     assert!(!tmp.path().join("again.json").exists());
     assert!(!tmp.path().join(".again.json.tmp").exists());
+    // Any host with the database and the master key can write the bundle again.
+    let remade = tmp.path().join("remade.json");
+    ok(
+        uplink(&[
+            "workspace",
+            "bundle",
+            "contoso",
+            a,
+            b,
+            c,
+            d,
+            "--out",
+            remade.to_str().unwrap(),
+        ]),
+        "workspace bundle --database",
+    );
+    assert_eq!(
+        std::fs::read(&remade).unwrap(),
+        std::fs::read(&ws.bundle_path).unwrap()
+    );
+    // A wrong master key: refused, naming the flag.
+    let wrong = tmp.path().join("wrong.key");
+    std::fs::write(&wrong, format!("{}\n", "ef".repeat(32))).unwrap();
+    let out = uplink(&[
+        "workspace",
+        "list",
+        "--database",
+        &url,
+        "--master-key-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not the one this store's CA keys were sealed with")
+            && stderr(&out).contains("--master-key-file"),
+        "{}",
+        stderr(&out)
+    );
     let st = stats(&db, "contoso");
     assert_eq!(st["events"]["total"], 0, "{st}");
 }
