@@ -70,8 +70,8 @@ struct Inner {
     sensors: Mutex<HashMap<String, i64>>,
     /// row id → last time seen, not yet written.
     seen: Mutex<HashMap<i64, i64>>,
-    /// Seals and opens the CA keys (set once at connect).
-    key: std::sync::OnceLock<MasterKey>,
+    /// Seals and opens the secrets (set at connect, replaced by a rotation).
+    key: std::sync::RwLock<Option<MasterKey>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -150,12 +150,12 @@ impl PostgresStore {
                 at,
                 sensors: Mutex::new(HashMap::new()),
                 seen: Mutex::new(HashMap::new()),
-                key: std::sync::OnceLock::new(),
+                key: std::sync::RwLock::new(None),
             }),
         };
         store.migrate().await?;
         let key = store.settle_master_key(&settings.master_key).await?;
-        let _ = store.inner.key.set(key);
+        *store.inner.key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
         tokio::spawn(flush_loop(
             Arc::downgrade(&store.inner),
             settings.last_seen_flush,
@@ -290,21 +290,22 @@ impl PostgresStore {
         Ok(key)
     }
 
-    fn key(&self) -> Result<&MasterKey, StoreError> {
+    fn key(&self) -> Result<MasterKey, StoreError> {
         self.inner
             .key
-            .get()
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
             .ok_or_else(|| StoreError::Settings("the store's master key is not loaded".into()))
     }
 
     /// A stored workspace with its CA key opened.
     fn unseal(&self, r: &tokio_postgres::Row) -> Result<WorkspaceRecord, StoreError> {
         let mut w = row_to_workspace(r);
-        w.ca_key_pem = self
-            .key()?
-            .open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
+        let key = self.key()?;
+        w.ca_key_pem = key.open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
         if let Some(k) = &w.access_key {
-            w.access_key = Some(self.key()?.open(k, &master::access_key_context(&w.name))?);
+            w.access_key = Some(key.open(k, &master::access_key_context(&w.name))?);
         }
         Ok(w)
     }
@@ -509,6 +510,53 @@ fn row_to_sensor(r: &tokio_postgres::Row) -> SensorRecord {
 }
 
 impl Store for PostgresStore {
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
+        let old = self.key()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        // Rows locked: a workspace created meanwhile waits, then is sealed under the new key
+        // by a process that has it, or refused by one that has not (the check changed).
+        let rows = tx
+            .query(
+                "SELECT name, ca_key_pem, access_key FROM workspaces FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        tx.execute(
+            "SELECT value FROM uplink_meta WHERE key = 'master_key_check' FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(self.err())?;
+        let mut n = 0u64;
+        for r in &rows {
+            let (name, ca, access): (String, String, Option<String>) =
+                (r.get(0), r.get(1), r.get(2));
+            let reseal = |v: &str, ctx: &str| old.open(v, ctx).map(|p| new.seal(&p, ctx));
+            let ca = reseal(&ca, &master::ca_key_context(&name))?;
+            let access = access
+                .map(|a| reseal(&a, &master::access_key_context(&name)))
+                .transpose()?;
+            n += 1 + u64::from(access.is_some());
+            tx.execute(
+                "UPDATE workspaces SET ca_key_pem = $2, access_key = $3 WHERE name = $1",
+                &[&name, &ca, &access],
+            )
+            .await
+            .map_err(self.err())?;
+        }
+        tx.execute(
+            "UPDATE uplink_meta SET value = $1 WHERE key = 'master_key_check'",
+            &[&new.check_value()],
+        )
+        .await
+        .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
+        Ok(n)
+    }
+
     async fn workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
         let client = self.client().await?;
         let rows = client

@@ -483,8 +483,8 @@ struct Inner {
     path: PathBuf,
     /// The shared connection for reads and the rare writes outside ingest (workspaces, sensors).
     reader: Mutex<Connection>,
-    /// Seals and opens the CA keys.
-    key: MasterKey,
+    /// Seals and opens the CA keys (replaced by a rotation).
+    key: std::sync::RwLock<MasterKey>,
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
     files: Arc<Files>,
 }
@@ -540,7 +540,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 reader: Mutex::new(reader),
-                key,
+                key: std::sync::RwLock::new(key),
                 writer: Mutex::new(None),
                 files,
             }),
@@ -606,15 +606,12 @@ impl SqliteStore {
 
     /// Stores a new workspace. Fails if the name exists.
     fn create_workspace_sync(&self, ws: &WorkspaceRecord) -> Result<(), StoreError> {
-        let sealed_key = self
-            .inner
-            .key
-            .seal(&ws.ca_key_pem, &master::ca_key_context(&ws.name));
-        let sealed_access = ws.access_key.as_ref().map(|k| {
-            self.inner
-                .key
-                .seal(k, &master::access_key_context(&ws.name))
-        });
+        let key = self.key();
+        let sealed_key = key.seal(&ws.ca_key_pem, &master::ca_key_context(&ws.name));
+        let sealed_access = ws
+            .access_key
+            .as_ref()
+            .map(|k| key.seal(k, &master::access_key_context(&ws.name)));
         let inserted = self.write(|c| {
             let res = c.execute(
                 "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key)
@@ -649,20 +646,63 @@ impl SqliteStore {
         rows.into_iter().map(|w| self.unseal(w)).collect()
     }
 
+    fn key(&self) -> MasterKey {
+        self.inner
+            .key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The record with its CA key opened.
     fn unseal(&self, mut w: WorkspaceRecord) -> Result<WorkspaceRecord, StoreError> {
-        w.ca_key_pem = self
-            .inner
-            .key
-            .open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
+        let key = self.key();
+        w.ca_key_pem = key.open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
         if let Some(k) = &w.access_key {
-            w.access_key = Some(
-                self.inner
-                    .key
-                    .open(k, &master::access_key_context(&w.name))?,
-            );
+            w.access_key = Some(key.open(k, &master::access_key_context(&w.name))?);
         }
         Ok(w)
+    }
+
+    /// [`Store::rotate_master_key`]: one write transaction.
+    fn rotate_sync(&self, new: MasterKey) -> Result<u64, StoreError> {
+        let old = self.key();
+        let done = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let rows: Vec<(String, String, Option<String>)> = {
+                let mut st = tx.prepare("SELECT name, ca_key_pem, access_key FROM workspaces")?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut n = 0u64;
+            for (name, ca, access) in rows {
+                let reseal = |v: &str, ctx: &str| old.open(v, ctx).map(|p| new.seal(&p, ctx));
+                let ca = match reseal(&ca, &master::ca_key_context(&name)) {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let access = match access
+                    .map(|a| reseal(&a, &master::access_key_context(&name)))
+                    .transpose()
+                {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                };
+                n += 1 + u64::from(access.is_some());
+                tx.execute(
+                    "UPDATE workspaces SET ca_key_pem = ?2, access_key = ?3 WHERE name = ?1",
+                    params![name, ca, access],
+                )?;
+            }
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'master_key_check'",
+                [new.check_value()],
+            )?;
+            tx.commit()?;
+            Ok(Ok(n))
+        })??;
+        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(done)
     }
 
     fn workspace_sync(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
@@ -1145,6 +1185,11 @@ fn commit_group(
 }
 
 impl Store for SqliteStore {
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
+        let this = self.clone();
+        blocking(move || this.rotate_sync(new)).await
+    }
+
     async fn create_workspace(&self, workspace: WorkspaceRecord) -> Result<(), StoreError> {
         let this = self.clone();
         blocking(move || this.create_workspace_sync(&workspace)).await

@@ -368,3 +368,20 @@ async fn ca_keys_are_sealed_at_rest_and_a_wrong_or_missing_master_key_is_refused
     std::fs::write(&key_file, saved).unwrap();
     SqliteStore::open(dir.path(), false).unwrap();
 }
+
+#[tokio::test]
+async fn after_a_rotation_only_the_new_master_key_opens_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_events(dir.path(), 3).await;
+    let new_file = MasterKeyFile(dir.path().join("new.key"));
+    store
+        .rotate_master_key(new_file.resolve(false).unwrap())
+        .await
+        .unwrap();
+    drop(store);
+    let err = SqliteStore::open(dir.path(), false).unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyWrong { .. }), "{err}");
+    let store = SqliteStore::open_with_key(dir.path(), false, &new_file).unwrap();
+    let w = store.workspace("w").await.unwrap().unwrap();
+    assert_eq!(w.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
+}

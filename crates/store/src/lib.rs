@@ -312,6 +312,14 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         std::future::ready(Ok(()))
     }
+    /// Re-seals every secret (CA keys, access keys) under `new` and records `new` as the store's
+    /// key, in one transaction: an interrupted rotation leaves the store whole under its old key.
+    /// This store uses `new` from then on; other processes still holding the old key must be
+    /// restarted with the new one. Returns how many secrets were re-sealed.
+    fn rotate_master_key(
+        &self,
+        new: MasterKey,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Stores a batch for a sensor, all or nothing, durably, each `(sensor, seq)` at most once.
     fn ingest(
         &self,

@@ -75,6 +75,7 @@ impl MasterKeyFile {
 }
 
 /// The key that seals secrets at rest. `Debug` shows only its file.
+#[derive(Clone)]
 pub struct MasterKey {
     cipher: XChaCha20Poly1305,
     path: String,
@@ -106,6 +107,11 @@ impl MasterKey {
             cipher,
             path: path.display().to_string(),
         })
+    }
+
+    /// The file the key came from.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Whether a stored value is sealed (rather than a plain value from before sealing).

@@ -65,6 +65,7 @@ per_backend!(
     stats_and_export_of_unknown_workspace_are_clear_errors,
     concurrent_creation_of_one_workspace_lets_one_win,
     a_closed_export_reader_stops_the_export,
+    rotating_the_master_key_reseals_every_secret,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -407,4 +408,32 @@ async fn a_closed_export_reader_stops_the_export<S: Store + Clone>(store: S) {
         exported(&store, "w", ExportFilter::default()).await.len(),
         5000
     );
+}
+
+async fn rotating_the_master_key_reseals_every_secret<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("a")).await.unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            access_key: None,
+            ..workspace("b")
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let new = MasterKeyFile(dir.path().join("new.key"))
+        .resolve(false)
+        .unwrap();
+    assert_eq!(store.rotate_master_key(new.clone()).await.unwrap(), 3);
+    // A re-run with the same key re-seals again; nothing is lost either way.
+    assert_eq!(store.rotate_master_key(new).await.unwrap(), 3);
+    let a = store.workspace("a").await.unwrap().unwrap();
+    assert_eq!(a.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
+    assert_eq!(a.access_key.as_deref(), Some("the-access-key"));
+    assert_eq!(
+        store.workspace("b").await.unwrap().unwrap().access_key,
+        None
+    );
+    // New secrets are sealed under the new key too.
+    store.create_workspace(workspace("c")).await.unwrap();
+    assert_eq!(store.workspaces().await.unwrap().len(), 3);
 }

@@ -123,6 +123,9 @@ impl Store for AnyStore {
     ) -> Result<IngestOutcome, StoreError> {
         each!(self, s => s.ingest(sensor_id, events).await)
     }
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
+        each!(self, s => s.rotate_master_key(new).await)
+    }
     async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
         each!(self, s => s.stats(workspace).await)
     }
