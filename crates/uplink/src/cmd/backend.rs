@@ -25,7 +25,26 @@ impl DataDir {
     /// Opens the store (with `create`, a new data directory is made; PostgreSQL's schema is
     /// always created or migrated). Needs a Tokio runtime.
     pub async fn open(&self, create: bool) -> Result<AnyStore, StoreError> {
-        let key_file = self.master_key_file.clone().map(MasterKeyFile);
+        self.open_with_key(create, None).await
+    }
+
+    /// The master key file in force: `--master-key-file`, else `DIR/master.key` with a data
+    /// directory (`None` with --database and no --master-key-file).
+    pub fn key_file(&self) -> Option<MasterKeyFile> {
+        self.master_key_file.clone().map(MasterKeyFile).or_else(|| {
+            self.data_dir
+                .as_ref()
+                .map(|d| MasterKeyFile(d.join(uplink_store_sqlite::MASTER_KEY_FILE)))
+        })
+    }
+
+    /// [`DataDir::open`] with another master key file than the flags say.
+    pub async fn open_with_key(
+        &self,
+        create: bool,
+        key: Option<MasterKeyFile>,
+    ) -> Result<AnyStore, StoreError> {
+        let key_file = key.or_else(|| self.master_key_file.clone().map(MasterKeyFile));
         match (&self.data_dir, &self.database) {
             (Some(dir), None) => {
                 let dir = dir.clone();

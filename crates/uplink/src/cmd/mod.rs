@@ -9,6 +9,7 @@ pub mod proxy_pac;
 pub mod quickstart;
 pub mod sensor;
 pub mod service;
+pub mod store;
 pub mod winproxy;
 pub mod workspace;
 

@@ -493,3 +493,109 @@ fn workspaces_created_with_database_are_listed_served_and_refused_twice() {
     let st = stats(&db, "contoso");
     assert_eq!(st["events"]["total"], 0, "{st}");
 }
+
+#[test]
+fn rotating_the_master_key_reseals_everything_and_a_rerun_finishes_an_interrupted_rotation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let ws = create_workspace(&dir, "rot", 443);
+    let key = dir.join("master.key");
+    let old_key = std::fs::read(&key).unwrap();
+    let new = tmp.path().join("new.key");
+    let n = new.to_str().unwrap();
+    let out = ok(
+        uplink(&[
+            "store",
+            "rotate-master-key",
+            "--data-dir",
+            d,
+            "--new-key-file",
+            n,
+        ]),
+        "store rotate-master-key",
+    );
+    assert!(out.contains("re-sealed 2 secrets"), "{out}");
+    assert_eq!(std::fs::read(&key).unwrap(), std::fs::read(&new).unwrap());
+    assert_ne!(std::fs::read(&key).unwrap(), old_key);
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&key, &new] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    // Everything still opens: the bundle remade from the store is the one `create` wrote.
+    let remade = tmp.path().join("remade.json");
+    let r = remade.to_str().unwrap();
+    ok(
+        uplink(&["workspace", "bundle", "rot", "--data-dir", d, "--out", r]),
+        "workspace bundle after the rotation",
+    );
+    assert_eq!(
+        std::fs::read(&remade).unwrap(),
+        std::fs::read(&ws.bundle_path).unwrap()
+    );
+    // Stopped after the commit, before DIR/master.key was replaced: the old key opens nothing…
+    std::fs::write(&key, &old_key).unwrap();
+    let out = uplink(&["workspace", "list", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--master-key-file"),
+        "{}",
+        stderr(&out)
+    );
+    // …and running the command again finishes the job.
+    let out = ok(
+        uplink(&[
+            "store",
+            "rotate-master-key",
+            "--data-dir",
+            d,
+            "--new-key-file",
+            n,
+        ]),
+        "store rotate-master-key, again",
+    );
+    assert!(out.contains("already under"), "{out}");
+    assert_eq!(std::fs::read(&key).unwrap(), std::fs::read(&new).unwrap());
+    ok(
+        uplink(&["workspace", "list", "--data-dir", d]),
+        "workspace list",
+    );
+
+    // PostgreSQL: the services are pointed at the new file.
+    let cluster = Cluster::start().unwrap();
+    let db = Db::new(&cluster, tmp.path());
+    create_workspace_pg(&db, tmp.path(), "pgrot", 443);
+    let new_pg = tmp.path().join("new-pg.key");
+    let [a, b, c, dd] = db.args();
+    let out = ok(
+        uplink(&[
+            "store",
+            "rotate-master-key",
+            a,
+            b,
+            c,
+            dd,
+            "--new-key-file",
+            new_pg.to_str().unwrap(),
+        ]),
+        "store rotate-master-key --database",
+    );
+    assert!(
+        out.contains("re-sealed 2 secrets") && out.contains("--master-key-file"),
+        "{out}"
+    );
+    let out = uplink(&["workspace", "list", a, b, c, dd]);
+    assert_eq!(out.status.code(), Some(1), "the old key opens nothing");
+    ok(
+        uplink(&[
+            "workspace",
+            "list",
+            "--database",
+            &db.url,
+            "--master-key-file",
+            new_pg.to_str().unwrap(),
+        ]),
+        "workspace list with the new key",
+    );
+}
