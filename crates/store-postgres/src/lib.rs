@@ -510,6 +510,102 @@ fn row_to_sensor(r: &tokio_postgres::Row) -> SensorRecord {
 }
 
 impl Store for PostgresStore {
+    async fn import_sensor(&self, s: SensorRecord) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let res = client
+            .execute(
+                &format!("INSERT INTO sensors ({SENSOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sensor_id) DO NOTHING"),
+                &[&s.sensor_id, &s.workspace, &s.name, &s.cert_sha256, &s.enrolled_at, &s.last_seen, &s.key_sha256],
+            )
+            .await;
+        match res {
+            Ok(1) => Ok(true),
+            Ok(_) => {
+                let ws: String = client
+                    .query_one(
+                        "SELECT workspace FROM sensors WHERE sensor_id = $1",
+                        &[&s.sensor_id],
+                    )
+                    .await
+                    .map_err(self.err())?
+                    .get(0);
+                if ws == s.workspace {
+                    Ok(false)
+                } else {
+                    Err(StoreError::KeyAlreadyEnrolled {
+                        workspace: ws,
+                        sensor_id: s.sensor_id,
+                    })
+                }
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && s.key_sha256.is_some() => {
+                let key = s.key_sha256.as_deref().unwrap_or_default();
+                match self.key_holder(&client, &s.workspace, key, None).await? {
+                    Some(sensor_id) => Err(StoreError::KeyAlreadyEnrolled {
+                        workspace: s.workspace,
+                        sensor_id,
+                    }),
+                    None => Err(self.err()(e)),
+                }
+            }
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    async fn import_events(
+        &self,
+        sensor_id: &str,
+        events: Vec<StoredEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let client = self.client().await?;
+        let Some(row) = self.sensor_row(&client, sensor_id).await? else {
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        };
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+        let times: Vec<i64> = events.iter().map(|e| e.received_at).collect();
+        let accepted: i64 = client
+            .query_one(
+                "WITH ins AS (
+                    INSERT INTO events (sensor, seq, kind, received_at, body)
+                    SELECT $1, t.seq, t.kind, t.received_at, t.body
+                    FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS t (seq, kind, received_at, body)
+                    ON CONFLICT (sensor, seq) DO NOTHING
+                    RETURNING kind
+                ), counted AS (
+                    INSERT INTO kind_counts (sensor, kind, n)
+                    SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
+                    ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
+                )
+                SELECT count(*) FROM ins",
+                &[&row, &seqs, &kinds, &times, &bodies],
+            )
+            .await
+            .map_err(self.err())?
+            .get(0);
+        let accepted = accepted as u64;
+        Ok(IngestOutcome {
+            accepted,
+            duplicates: events.len() as u64 - accepted,
+        })
+    }
+
+    async fn sensor_counts(&self, workspace: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.sensor_id, (SELECT count(*) FROM events e WHERE e.sensor = s.id) FROM sensors s WHERE s.workspace = $1",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
     async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
         let old = self.key()?;
         let mut client = self.client().await?;

@@ -742,6 +742,98 @@ impl SqliteStore {
         }
     }
 
+    fn import_sensor_sync(&self, s: &SensorRecord) -> Result<bool, StoreError> {
+        let (existing, holder) = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT workspace FROM sensors WHERE sensor_id = ?1",
+                    [&s.sensor_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let mut holder = None;
+            if existing.is_none() {
+                holder = key_holder(&tx, &s.workspace, s.key_sha256.as_deref(), None)?;
+                if holder.is_none() {
+                    tx.execute(
+                        "INSERT INTO sensors (sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen, key_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![s.sensor_id, s.workspace, s.name, s.cert_sha256, s.enrolled_at, s.last_seen, s.key_sha256],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok((existing, holder))
+        })?;
+        match (existing, holder) {
+            (Some(ws), _) if ws == s.workspace => Ok(false),
+            (Some(ws), _) => Err(StoreError::KeyAlreadyEnrolled {
+                workspace: ws,
+                sensor_id: s.sensor_id.clone(),
+            }),
+            (None, Some(sensor_id)) => Err(StoreError::KeyAlreadyEnrolled {
+                workspace: s.workspace.clone(),
+                sensor_id,
+            }),
+            (None, None) => Ok(true),
+        }
+    }
+
+    fn import_events_sync(
+        &self,
+        sensor_id: &str,
+        events: &[StoredEvent],
+    ) -> Result<Option<IngestOutcome>, StoreError> {
+        self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let Some((row, workspace)) = tx
+                .query_row(
+                    "SELECT id, workspace FROM sensors WHERE sensor_id = ?1",
+                    [sensor_id],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut outcome = IngestOutcome::default();
+            let mut counts: HashMap<&str, i64> = HashMap::new();
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                )?;
+                for e in events {
+                    if insert.execute(params![row, e.seq as i64, e.kind, e.received_at, e.body])? == 1 {
+                        outcome.accepted += 1;
+                        *counts.entry(e.kind.as_str()).or_default() += 1;
+                    } else {
+                        outcome.duplicates += 1;
+                    }
+                }
+                let mut count = tx.prepare_cached(
+                    "INSERT INTO kind_counts (workspace, kind, n) VALUES (?1, ?2, ?3) ON CONFLICT (workspace, kind) DO UPDATE SET n = n + excluded.n",
+                )?;
+                for (kind, n) in &counts {
+                    count.execute(params![workspace, kind, n])?;
+                }
+            }
+            tx.commit()?;
+            Ok(Some(outcome))
+        })
+    }
+
+    fn sensor_counts_sync(&self, workspace: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT s.sensor_id, (SELECT count(*) FROM events e WHERE e.sensor = s.id) FROM sensors s WHERE s.workspace = ?1",
+            )?;
+            let rows = st.query_map([workspace], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            rows.collect()
+        })
+    }
+
     fn renew_sensor_sync(
         &self,
         workspace: &str,
@@ -1185,6 +1277,29 @@ fn commit_group(
 }
 
 impl Store for SqliteStore {
+    async fn import_sensor(&self, sensor: SensorRecord) -> Result<bool, StoreError> {
+        let this = self.clone();
+        blocking(move || this.import_sensor_sync(&sensor)).await
+    }
+
+    async fn import_events(
+        &self,
+        sensor_id: &str,
+        events: Vec<StoredEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let (this, id) = (self.clone(), sensor_id.to_owned());
+        blocking(move || {
+            this.import_events_sync(&id, &events)?
+                .ok_or(StoreError::NoSuchSensor(id))
+        })
+        .await
+    }
+
+    async fn sensor_counts(&self, workspace: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.sensor_counts_sync(&name)).await
+    }
+
     async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
         let this = self.clone();
         blocking(move || this.rotate_sync(new)).await

@@ -320,6 +320,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         new: MasterKey,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Copies a sensor as stored elsewhere (`store migrate`): inserted when its id is new,
+    /// `Ok(false)` when that sensor is already here in the same workspace (a re-run).
+    fn import_sensor(
+        &self,
+        sensor: SensorRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Stores events as stored elsewhere (`store migrate`), their `received_at` kept: all or
+    /// nothing, each `(sensor, seq)` at most once, counted like ingested ones.
+    fn import_events(
+        &self,
+        sensor_id: &str,
+        events: Vec<StoredEvent>,
+    ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+    /// The events stored for each sensor of a workspace, counted row by row (to verify a copy;
+    /// costs a scan of the workspace's events).
+    fn sensor_counts(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, u64>, StoreError>> + Send;
     /// Stores a batch for a sensor, all or nothing, durably, each `(sensor, seq)` at most once.
     fn ingest(
         &self,

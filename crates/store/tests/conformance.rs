@@ -66,6 +66,7 @@ per_backend!(
     concurrent_creation_of_one_workspace_lets_one_win,
     a_closed_export_reader_stops_the_export,
     rotating_the_master_key_reseals_every_secret,
+    imports_keep_what_was_stored_and_repeat_harmlessly,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -436,4 +437,53 @@ async fn rotating_the_master_key_reseals_every_secret<S: Store + Clone>(store: S
     // New secrets are sealed under the new key too.
     store.create_workspace(workspace("c")).await.unwrap();
     assert_eq!(store.workspaces().await.unwrap().len(), 3);
+}
+
+async fn imports_keep_what_was_stored_and_repeat_harmlessly<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    let s1 = SensorRecord {
+        last_seen: Some(42),
+        ..sensor("s1", "w")
+    };
+    assert!(store.import_sensor(s1.clone()).await.unwrap());
+    assert!(!store.import_sensor(s1.clone()).await.unwrap(), "a re-run");
+    let stored: Vec<StoredEvent> = (0..500u64)
+        .map(|seq| StoredEvent {
+            sensor_id: "s1".into(),
+            seq,
+            kind: if seq % 2 == 0 { "a" } else { "b" }.into(),
+            received_at: 1_000 + seq as i64,
+            body: format!("{{\"seq\":{seq}}}"),
+        })
+        .collect();
+    let r = store
+        .import_events("s1", stored[..300].to_vec())
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (300, 0));
+    // Interrupted and run again: the overlap is not stored twice.
+    let r = store.import_events("s1", stored.clone()).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (200, 300));
+    assert!(matches!(
+        store.import_events("ghost", stored[..1].to_vec()).await,
+        Err(StoreError::NoSuchSensor(_))
+    ));
+    assert_eq!(
+        store.sensor_counts("w").await.unwrap(),
+        [("s1".to_string(), 500)].into_iter().collect()
+    );
+    let st = store.stats("w").await.unwrap();
+    assert_eq!(
+        (st.total, st.by_kind["a"], st.by_kind["b"]),
+        (500, 250, 250)
+    );
+    assert_eq!(st.sensors, vec![s1]);
+    let mut times = Vec::new();
+    export_each(&store, "w", ExportFilter::default(), |e| {
+        times.push(e.received_at);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(times, (1_000..1_500).collect::<Vec<i64>>());
 }

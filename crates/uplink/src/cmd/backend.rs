@@ -145,6 +145,22 @@ impl Store for AnyStore {
     async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
         each!(self, s => s.rotate_master_key(new).await)
     }
+    async fn import_sensor(&self, sensor: SensorRecord) -> Result<bool, StoreError> {
+        each!(self, s => s.import_sensor(sensor).await)
+    }
+    async fn import_events(
+        &self,
+        sensor_id: &str,
+        events: Vec<StoredEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        each!(self, s => s.import_events(sensor_id, events).await)
+    }
+    async fn sensor_counts(
+        &self,
+        workspace: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        each!(self, s => s.sensor_counts(workspace).await)
+    }
     async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
         each!(self, s => s.stats(workspace).await)
     }
