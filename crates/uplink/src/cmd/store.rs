@@ -17,6 +17,38 @@ pub enum Command {
     /// (--master-key-file or UPLINK_MASTER_KEY_FILE). Stop the services first, or restart them
     /// with the new key at once: a service holding the old key cannot read secrets sealed after.
     RotateMasterKey(RotateArgs),
+    /// Copy a SQLite data directory into PostgreSQL: workspaces (their secrets sealed again
+    /// under the target's master key), sensors, every event with its sequence number and time.
+    ///
+    /// Prints its progress; at the end compares, per workspace and per sensor, the events in
+    /// both stores, and fails (exit 1) if any differ. Safe to stop and run again: what was
+    /// copied is skipped or not stored twice. Stop the service on DIR first (events it stores
+    /// during the copy may be missed; a re-run copies them).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The SQLite data directory to copy.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The source's master key [default: DIR/master.key].
+    #[arg(long, value_name = "FILE")]
+    pub from_master_key_file: Option<PathBuf>,
+    /// The PostgreSQL database to copy into (its schema is created if needed).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "UPLINK_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub to: String,
+    /// The target's master key (created if it does not exist and the database has none).
+    #[arg(long, value_name = "FILE", env = "UPLINK_MASTER_KEY_FILE")]
+    pub master_key_file: PathBuf,
+    /// Events copied per transaction.
+    #[arg(long, value_name = "N", default_value_t = 10_000, hide = true)]
+    pub batch: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,8 +61,115 @@ pub struct RotateArgs {
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let Command::RotateMasterKey(a) = command;
-    super::backend::runtime()?.block_on(rotate(a))
+    let rt = super::backend::runtime()?;
+    match command {
+        Command::RotateMasterKey(a) => rt.block_on(rotate(a)),
+        Command::Migrate(a) => rt.block_on(migrate(a)),
+    }
+}
+
+async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let from = super::DataDir {
+        data_dir: Some(a.from.clone()),
+        database: None,
+        master_key_file: a.from_master_key_file.clone(),
+    };
+    let to = super::DataDir {
+        data_dir: None,
+        database: Some(a.to.clone()),
+        master_key_file: Some(a.master_key_file.clone()),
+    };
+    let src = from.open(false).await?;
+    let dst = to.open(true).await?;
+    let mut out = std::io::stdout();
+    let batch = a.batch.max(1);
+    let mut failures = Vec::new();
+    for ws in src.workspaces().await? {
+        let name = ws.name.clone();
+        match dst.workspace(&name).await? {
+            Some(there) if there.ca_sha256 == ws.ca_sha256 => {
+                writeln!(out, "workspace {name}: already there")?
+            }
+            Some(_) => anyhow::bail!(
+                "the target already has another workspace named {name:?} (another CA): nothing of {name} was copied; remove it there or copy into another database"
+            ),
+            None => {
+                dst.create_workspace(ws).await?;
+                writeln!(out, "workspace {name}: created")?
+            }
+        }
+        let stats = src.stats(&name).await?;
+        for s in &stats.sensors {
+            dst.import_sensor(s.clone()).await?;
+        }
+        let want = src.sensor_counts(&name).await?;
+        let have = dst.sensor_counts(&name).await?;
+        for (sensor, &total) in &want {
+            let already = have.get(sensor).copied().unwrap_or(0);
+            if already == total {
+                writeln!(
+                    out,
+                    "  sensor {sensor}: {total}/{total} events (already there)"
+                )?;
+                continue;
+            }
+            let (tx, mut rx) = tokio::sync::mpsc::channel(batch);
+            let filter = uplink_store::ExportFilter {
+                kind: None,
+                sensor_id: Some(sensor.clone()),
+            };
+            let copy = async {
+                let mut pending = Vec::with_capacity(batch);
+                let mut copied = 0u64;
+                loop {
+                    let next = rx.recv().await;
+                    let done = next.is_none();
+                    if let Some(e) = next {
+                        pending.push(e);
+                    }
+                    if pending.len() >= batch || (done && !pending.is_empty()) {
+                        copied += pending.len() as u64;
+                        dst.import_events(sensor, std::mem::take(&mut pending))
+                            .await?;
+                        let mut o = std::io::stdout().lock();
+                        let _ = writeln!(o, "  sensor {sensor}: {copied}/{total} events");
+                        let _ = o.flush();
+                    }
+                    if done {
+                        return Ok::<u64, StoreError>(copied);
+                    }
+                }
+            };
+            let (exported, copied) = tokio::join!(src.export(&name, filter, tx), copy);
+            copied?;
+            exported?;
+        }
+        // Verify: the same events per sensor, and the same counts per kind.
+        let have = dst.sensor_counts(&name).await?;
+        let there = dst.stats(&name).await?;
+        if have != want || there.by_kind != stats.by_kind {
+            failures.push(format!(
+                "{name}: source {want:?} by kind {:?}, target {have:?} by kind {:?}",
+                stats.by_kind, there.by_kind
+            ));
+        } else {
+            writeln!(
+                out,
+                "verified {name}: {} sensors, {} events",
+                want.len(),
+                stats.total
+            )?;
+        }
+    }
+    dst.flush().await?;
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "the copy differs from the source: {}. Run the command again (the service on the source must be stopped)",
+            failures.join("; ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {

@@ -599,3 +599,141 @@ fn rotating_the_master_key_reseals_everything_and_a_rerun_finishes_an_interrupte
         "workspace list with the new key",
     );
 }
+
+/// Fills a data directory's store with `per_sensor` events for each of `sensors` (straight into
+/// SQLite: a million events through the service would take minutes).
+fn fill_sqlite(dir: &Path, workspace: &str, sensors: &[(&str, u64)]) {
+    let mut c = rusqlite::Connection::open(dir.join("uplink.db")).unwrap();
+    let tx = c.transaction().unwrap();
+    let mut kinds = std::collections::BTreeMap::<&str, i64>::new();
+    for (i, (id, n)) in sensors.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO sensors (sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen, key_sha256) VALUES (?1, ?2, ?3, 'c', 1, 2, ?4)",
+            rusqlite::params![id, workspace, format!("host{i}"), format!("key-{id}")],
+        )
+        .unwrap();
+        let row = tx.last_insert_rowid();
+        let mut st = tx
+            .prepare("INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .unwrap();
+        for seq in 0..*n {
+            let kind = if seq % 3 == 0 { "logon" } else { "file" };
+            *kinds.entry(kind).or_default() += 1;
+            st.execute(rusqlite::params![
+                row,
+                seq as i64,
+                kind,
+                1_700_000_000_000i64 + seq as i64,
+                format!("{{\"n\":{seq}}}")
+            ])
+            .unwrap();
+        }
+    }
+    for (kind, n) in kinds {
+        tx.execute(
+            "INSERT INTO kind_counts (workspace, kind, n) VALUES (?1, ?2, ?3)",
+            rusqlite::params![workspace, kind, n],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn store_migrate_copies_a_million_events_once_through_an_interruption() {
+    const A: u64 = 600_000;
+    const B: u64 = 400_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let ws = create_workspace(&dir, "big", 443);
+    fill_sqlite(&dir, "big", &[("sensor-a", A), ("sensor-b", B)]);
+    let cluster = Cluster::start().unwrap();
+    let db = Db::new(&cluster, tmp.path());
+    let migrate = || {
+        let mut c = uplink_cmd(&["store", "migrate", "--from"]);
+        c.arg(&dir)
+            .args(["--to", &db.url, "--master-key-file", &db.key]);
+        c
+    };
+
+    // Stopped hard in the middle of the first sensor.
+    let mut child = migrate()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("migrate ended early: {seen:?}"))
+            .unwrap();
+        seen.push(line.clone());
+        if line.contains("sensor-a: 200000/") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial: u64 = cluster
+        .psql("uplink", "SELECT count(*) FROM events")
+        .parse()
+        .unwrap();
+    assert!((200_000..A + B).contains(&partial), "{partial}");
+
+    // Run again: it finishes, and verifies.
+    let out = migrate().output().unwrap();
+    let text = ok(out, "store migrate, again");
+    assert!(text.contains("workspace big: already there"), "{text}");
+    assert!(
+        text.contains("verified big: 2 sensors, 1000000 events"),
+        "{text}"
+    );
+    // Every event once, with its time and body; the counters agree; the secrets came along.
+    assert_eq!(
+        cluster.psql(
+            "uplink",
+            "SELECT s.sensor_id, count(*), count(DISTINCT e.seq), min(e.seq), max(e.seq), sum(e.received_at - 1700000000000 - e.seq), sum(length(e.body)) FROM events e JOIN sensors s ON s.id = e.sensor GROUP BY s.sensor_id ORDER BY 1"
+        ),
+        format!(
+            "sensor-a|{A}|{A}|0|{}|0|{}\nsensor-b|{B}|{B}|0|{}|0|{}",
+            A - 1,
+            body_bytes(A),
+            B - 1,
+            body_bytes(B)
+        )
+    );
+    let st = stats(&db, "big");
+    assert_eq!(st["events"]["total"], A + B, "{st}");
+    assert_eq!(
+        st["events"]["by_kind"]["logon"],
+        A.div_ceil(3) + B.div_ceil(3),
+        "{st}"
+    );
+    let remade = tmp.path().join("remade.json");
+    let [a, b, c, d] = db.args();
+    ok(
+        uplink(&[
+            "workspace",
+            "bundle",
+            "big",
+            a,
+            b,
+            c,
+            d,
+            "--out",
+            remade.to_str().unwrap(),
+        ]),
+        "workspace bundle from the copy",
+    );
+    assert_eq!(
+        std::fs::read(&remade).unwrap(),
+        std::fs::read(&ws.bundle_path).unwrap()
+    );
+}
+
+/// Bytes of the bodies `{"n":0}` … `{"n":N-1}`.
+fn body_bytes(n: u64) -> u64 {
+    (0..n).map(|i| 6 + i.to_string().len() as u64).sum()
+}
