@@ -13,6 +13,7 @@
 //! Ingest is idempotent: each `(sensor, seq)` is stored at most once, and a batch is committed
 //! whole or not at all before the caller is answered.
 
+pub mod backup;
 pub mod master;
 mod url;
 

@@ -25,6 +25,34 @@ pub enum Command {
     /// copied is skipped or not stored twice. Stop the service on DIR first (events it stores
     /// during the copy may be missed; a re-run copies them).
     Migrate(MigrateArgs),
+    /// Write every workspace, sensor and event of the store to FILE (0600), in uplink's own
+    /// format (NDJSON, docs in crates/store/src/backup.rs), readable while the service runs.
+    ///
+    /// Secrets stay sealed under the store's master key: keep that key with the backup (a
+    /// restore needs it). Works the same for --data-dir and --database.
+    Backup(BackupArgs),
+    /// Restore a backup written by `uplink store backup` into a store (SQLite or PostgreSQL),
+    /// usually an empty one. Needs the master key of the store that was backed up
+    /// (--master-key-file). Safe to interrupt and run again: nothing is stored twice.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// The backup file to write (replaced whole when done).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// The backup file to read.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,7 +93,95 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::RotateMasterKey(a) => rt.block_on(rotate(a)),
         Command::Migrate(a) => rt.block_on(migrate(a)),
+        Command::Backup(a) => rt.block_on(backup(a)),
+        Command::Restore(a) => rt.block_on(restore(a)),
     }
+}
+
+async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let store = a.data.open(false).await?;
+    let key = a
+        .data
+        .key_file()
+        .ok_or_else(|| anyhow::anyhow!("give --master-key-file FILE"))?
+        .resolve(true)?;
+    let tmp = a.to.with_file_name(format!(
+        ".{}.tmp",
+        a.to.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let file = {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+        o.open(&tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let counts = uplink_store::backup::backup(&store, &key, &mut out, |sensor, n| {
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, "  sensor {sensor}: {n} events");
+        let _ = o.flush();
+    })
+    .await;
+    let counts = match counts {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+    };
+    let file = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &a.to)?;
+    println!(
+        "backed up {} workspaces, {} sensors, {} events to {} (its secrets are sealed under {}: keep that key with it)",
+        counts.workspaces,
+        counts.sensors,
+        counts.events,
+        a.to.display(),
+        key.path()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let open = || {
+        std::fs::File::open(&a.from)
+            .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+            .map_err(|e| anyhow::anyhow!("cannot read the backup {}: {e}", a.from.display()))
+    };
+    // The backup's key first: nothing is created or written with the wrong one.
+    let key_file = a
+        .data
+        .key_file()
+        .ok_or_else(|| anyhow::anyhow!("give --master-key-file FILE"))?;
+    if !key_file.0.exists() {
+        anyhow::bail!(
+            "the master key {} does not exist: give the master key of the store that was backed up with --master-key-file (or UPLINK_MASTER_KEY_FILE); nothing was restored",
+            key_file.0.display()
+        );
+    }
+    let key = key_file.resolve(true)?;
+    match uplink_store::backup::check_header(open()?, &key) {
+        Ok(()) => {}
+        Err(StoreError::MasterKeyWrong { path }) => anyhow::bail!(
+            "the secrets in {} are sealed under another master key than {path}: give the master key of the store that was backed up with --master-key-file (or UPLINK_MASTER_KEY_FILE); nothing was restored",
+            a.from.display()
+        ),
+        Err(e) => return Err(e.into()),
+    }
+    let store = a.data.open(true).await?;
+    let counts = uplink_store::backup::restore(&store, &key, open()?, 10_000).await?;
+    println!(
+        "restored {} workspaces, {} sensors, {} events from {}",
+        counts.workspaces,
+        counts.sensors,
+        counts.events,
+        a.from.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {

@@ -737,3 +737,157 @@ fn store_migrate_copies_a_million_events_once_through_an_interruption() {
 fn body_bytes(n: u64) -> u64 {
     (0..n).map(|i| 6 + i.to_string().len() as u64).sum()
 }
+
+#[test]
+fn backup_and_restore_into_empty_stores_of_either_backend_give_back_the_same_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let ws = create_workspace(&dir, "bk", 443);
+    fill_sqlite(&dir, "bk", &[("sensor-a", 12_000), ("sensor-b", 3_000)]);
+    let key = dir.join("master.key");
+    let k = key.to_str().unwrap();
+    let file = tmp.path().join("uplink.backup");
+    let f = file.to_str().unwrap();
+    let out = ok(
+        uplink(&["store", "backup", "--data-dir", d, "--to", f]),
+        "store backup",
+    );
+    assert!(
+        out.contains("backed up 1 workspaces, 2 sensors, 15000 events"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "the CA key is sealed in the backup"
+    );
+    let export = |args: &[&str]| {
+        let mut all = vec!["events", "export", "bk"];
+        all.extend_from_slice(args);
+        ok(uplink(&all), "events export")
+    };
+    let stats_of = |args: &[&str]| {
+        let mut all = vec!["workspace", "stats", "bk", "--json"];
+        all.extend_from_slice(args);
+        ok(uplink(&all), "workspace stats")
+    };
+    let want_events = export(&["--data-dir", d]);
+    let want_stats = stats_of(&["--data-dir", d]);
+    assert_eq!(want_events.lines().count(), 15_000);
+
+    // Into an empty SQLite data directory, with the key of the store backed up.
+    let dir2 = tmp.path().join("restored");
+    let d2 = dir2.to_str().unwrap();
+    let out = ok(
+        uplink(&[
+            "store",
+            "restore",
+            "--data-dir",
+            d2,
+            "--master-key-file",
+            k,
+            "--from",
+            f,
+        ]),
+        "store restore into SQLite",
+    );
+    assert!(
+        out.contains("restored 1 workspaces, 2 sensors, 15000 events"),
+        "{out}"
+    );
+    let sqlite2 = ["--data-dir", d2, "--master-key-file", k];
+    assert_eq!(export(&sqlite2), want_events);
+    assert_eq!(stats_of(&sqlite2), want_stats);
+
+    // Into an empty PostgreSQL database, twice (an interrupted restore is run again).
+    let cluster = Cluster::start().unwrap();
+    let url = cluster.url("uplink");
+    let pg = ["--database", url.as_str(), "--master-key-file", k];
+    for _ in 0..2 {
+        let mut args = vec!["store", "restore", "--from", f];
+        args.extend_from_slice(&pg);
+        ok(uplink(&args), "store restore into PostgreSQL");
+    }
+    assert_eq!(export(&pg), want_events);
+    assert_eq!(stats_of(&pg), want_stats);
+    let remade = tmp.path().join("remade.json");
+    let mut args = vec![
+        "workspace",
+        "bundle",
+        "bk",
+        "--out",
+        remade.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&pg);
+    ok(uplink(&args), "workspace bundle from the restored database");
+    assert_eq!(
+        std::fs::read(&remade).unwrap(),
+        std::fs::read(&ws.bundle_path).unwrap()
+    );
+    // And back out of PostgreSQL: the same backup, line for line but its time and check.
+    let file2 = tmp.path().join("pg.backup");
+    let mut args = vec!["store", "backup", "--to", file2.to_str().unwrap()];
+    args.extend_from_slice(&pg);
+    ok(uplink(&args), "store backup --database");
+    let body = |t: &str| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>();
+    let strip = |lines: Vec<String>| {
+        // Sealed values differ (fresh nonces); everything else is the same.
+        lines
+            .into_iter()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(&l).unwrap();
+                if let Some(w) = v.get_mut("workspace") {
+                    w["ca_key_sealed"] = serde_json::Value::Null;
+                    w["access_key_sealed"] = serde_json::Value::Null;
+                }
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(body(&std::fs::read_to_string(&file2).unwrap())),
+        strip(body(&text))
+    );
+
+    // Refused: a wrong key (before anything is written), and a backup cut short.
+    let other = tmp.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "12".repeat(32))).unwrap();
+    let dir3 = tmp.path().join("wrong");
+    let out = uplink(&[
+        "store",
+        "restore",
+        "--data-dir",
+        dir3.to_str().unwrap(),
+        "--master-key-file",
+        other.to_str().unwrap(),
+        "--from",
+        f,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("sealed under another master key") && !dir3.exists(),
+        "{}",
+        stderr(&out)
+    );
+    let cut = tmp.path().join("cut.backup");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).unwrap();
+    let out = uplink(&[
+        "store",
+        "restore",
+        "--data-dir",
+        tmp.path().join("cut").to_str().unwrap(),
+        "--master-key-file",
+        k,
+        "--from",
+        cut.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("incomplete"), "{}", stderr(&out));
+}
