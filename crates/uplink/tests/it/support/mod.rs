@@ -14,6 +14,7 @@ pub mod dhcp;
 pub mod journald;
 pub mod kdc;
 pub mod netns;
+pub mod postgres;
 pub mod sensor;
 pub mod socks;
 pub mod squid;
