@@ -258,7 +258,7 @@ pub struct StatusArgs {
     pub dir: Dir,
     /// Print JSON: workspace, sensor_id, route, last_success, last_error {code, message, at},
     /// queue {events, bytes}, queue_damage {lost_records, lost_seqs [[first, last]…], at} or
-    /// null.
+    /// null, disk_full {code, message, at} (while the sources cannot queue) or null.
     #[arg(long)]
     pub json: bool,
 }
@@ -809,6 +809,7 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         "delivered": status.delivered,
         "queue": {"events": depth.events, "bytes": depth.bytes},
         "queue_damage": status.queue_damage,
+        "disk_full": status.disk_full,
         "sources": sources,
     });
     if a.json {
@@ -843,6 +844,10 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(d) = &status.queue_damage {
             println!("queue damage  {} (last found {})", d.message(), d.at);
+        }
+        if let Some(d) = &status.disk_full {
+            println!("disk full     since {}: {}", d.at, d.message);
+            println!("fix           {}", uplink_diag::Code::DISK_FULL.fix());
         }
         println!(
             "certificate   valid until {}",
