@@ -515,7 +515,7 @@ fn cli_errors_say_what_failed_and_what_to_do() {
                 "--data-dir",
                 "/nonexistent/dir",
             ],
-            "no such directory",
+            "the data directory /nonexistent/dir does not exist: check the path",
         ),
     ];
     ok(
