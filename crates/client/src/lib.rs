@@ -302,11 +302,11 @@ impl Connection {
             ))
         })?;
         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        let authenticated = tls.config.client_auth_cert_resolver.has_certs();
         let tls_stream = connector
             .connect(name, stream)
             .await
-            .map_err(|e| tls_error(&endpoint.host, e))?;
-        let authenticated = tls.config.client_auth_cert_resolver.has_certs();
+            .map_err(|e| tls_error(&endpoint.host, e, authenticated))?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls_stream))
             .await
             .map_err(|e| ClientError::Http {
@@ -470,31 +470,19 @@ impl Connection {
     }
 }
 
-/// Classifies a TLS handshake failure.
-fn tls_error(host: &str, e: std::io::Error) -> ClientError {
-    use rustls::{CertificateError, Error as TlsError};
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>());
+/// Classifies a TLS handshake failure with the one classifier ([`uplink_diag::classify`]).
+fn tls_error(host: &str, e: std::io::Error, client_cert: bool) -> ClientError {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     let code = match inner {
-        Some(TlsError::InvalidCertificate(
-            CertificateError::UnknownIssuer | CertificateError::BadSignature,
-        )) => Code::TLS_UNTRUSTED_ROOT,
-        Some(TlsError::InvalidCertificate(
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. },
-        )) => Code::TLS_EXPIRED,
-        Some(TlsError::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => Code::TLS_HOSTNAME_MISMATCH,
-        Some(TlsError::AlertReceived(
-            rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::CertificateUnknown
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::CertificateExpired
-            | rustls::AlertDescription::CertificateRequired,
-        )) => Code::MTLS_REJECTED,
-        _ => Code::TLS_HANDSHAKE_FAILED,
+        Some(err) => {
+            let cx = uplink_diag::classify::TlsContext {
+                host,
+                client_cert,
+                ..Default::default()
+            };
+            uplink_diag::classify::tls_error(err, &cx).0
+        }
+        None => Code::TLS_HANDSHAKE_FAILED,
     };
     ClientError::Tls {
         host: host.into(),

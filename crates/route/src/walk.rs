@@ -70,7 +70,7 @@ impl LinkError {
                         | TunnelError::Timeout { .. }
                         | TunnelError::Protocol { .. }
                         | TunnelError::ProxyTls {
-                            code: Code::TLS_HANDSHAKE_FAILED,
+                            code: Code::TLS_HANDSHAKE_FAILED | Code::PROXY_PROTOCOL_ERROR,
                             ..
                         }
                 )
@@ -438,6 +438,7 @@ mod tests {
                     target: "s:443".into(),
                     status: 403,
                     reason: "Forbidden".into(),
+                    proxy_error: None,
                 }),
                 true,
                 Failure::Refused,
@@ -545,6 +546,7 @@ mod tests {
                     target: "s:443".into(),
                     status: 403,
                     reason: "Forbidden".into(),
+                    proxy_error: None,
                 },
                 ProxyAuth::Withheld("not allowed".into()),
                 Code::PROXY_CONNECT_DENIED,
