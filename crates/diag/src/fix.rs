@@ -233,7 +233,15 @@ mod tests {
             route: Some("PROXY 127.0.0.1:3128".into()),
             ..c
         };
-        let table: Vec<(Code, Step, Context, &[&str], &[&str])> = vec![
+        // (code, step, context, words the fix has, words it must not have)
+        type Row = (
+            Code,
+            Step,
+            Context,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let table: Vec<Row> = vec![
             // The real port, not 443.
             (
                 Code::PROXY_CONNECT_DENIED,
