@@ -59,6 +59,8 @@ struct Fault {
     others: &'static [(&'static str, &'static str)],
     /// The codes of the route candidates tried, in order, when more than one was.
     attempts: &'static [&'static str],
+    /// The steps walked, in order, when the row says (empty: not checked).
+    walked: &'static [&'static str],
 }
 
 const F: Fault = Fault {
@@ -73,6 +75,7 @@ const F: Fault = Fault {
     never: &[],
     others: &[],
     attempts: &[],
+    walked: &[],
 };
 
 const WEB: &str = "https://web.uplink.localhost:{web}/";
@@ -490,6 +493,14 @@ const FAULTS: &[Fault] = &[
         fix: &["re-enroll"],
         ..F
     },
+    // Item 7: a front end that answers the client-certificate check with `Connection: close`
+    // (the test server always does) has answered: not a failure.
+    Fault {
+        name: "front end closes after the client-certificate check (control)",
+        args: &["--config-dir", "{closing_sensor}"],
+        walked: &["dns", "tcp", "tls", "client_cert", "http"],
+        ..F
+    },
     // Item 4: --pac problems are the pac method's result; the other methods still run.
     Fault {
         name: "PAC URL refused",
@@ -739,6 +750,21 @@ fn setup() -> (Env, Peers) {
     std::fs::write(cfg.join("client.pem"), cert).unwrap();
     std::fs::write(cfg.join("client.key"), key).unwrap();
     vars.insert("foreign_sensor", sensor.cfg().to_owned());
+    // A sensor whose service is the test web server (it closes every connection after
+    // answering): its CA is the test CA, its URL the web server's.
+    let cdir = tempfile::tempdir().unwrap();
+    let closing = Sensor::installed(cdir.path(), &ws, &[]);
+    let ccfg = std::path::Path::new(closing.cfg());
+    std::fs::copy(&ca.pem_file, ccfg.join("ca.pem")).unwrap();
+    let toml = std::fs::read_to_string(ccfg.join("sensor.toml")).unwrap();
+    let web_url = format!("https://web.uplink.localhost:{}", web.port);
+    assert!(toml.contains(&ws.sensor_url), "{toml}");
+    std::fs::write(
+        ccfg.join("sensor.toml"),
+        toml.replace(&ws.sensor_url, &web_url),
+    )
+    .unwrap();
+    vars.insert("closing_sensor", closing.cfg().to_owned());
 
     // One open Squid (an ACL denying one host; its DNS has no server, so other names fail
     // fast) and one with Basic auth.
@@ -811,7 +837,7 @@ fn setup() -> (Env, Peers) {
     vars.insert("blackhole_pac", bh_pac.display().to_string());
 
     keep.push(Box::new((dir, ca, web, expired, wrong, plain)));
-    keep.push(Box::new((data, svc, before, sdir, sensor)));
+    keep.push(Box::new((data, svc, before, sdir, sensor, cdir, closing)));
     keep.push(Box::new((squid, basic, socks, mitm)));
     let env = Env {
         vars,
@@ -919,6 +945,15 @@ fn run_row(env: &Env, f: &Fault) -> Result<(), String> {
         };
         if !ok {
             return Err(ctx(format!("{name}: expected {code:?}")));
+        }
+    }
+    if !f.walked.is_empty() {
+        let got: Vec<&str> = m["steps"]
+            .as_array()
+            .map(|a| a.iter().map(|t| t["step"].as_str().unwrap_or("")).collect())
+            .unwrap_or_default();
+        if got != f.walked {
+            return Err(ctx(format!("walked {got:?}, expected {:?}", f.walked)));
         }
     }
     if !f.attempts.is_empty() {
