@@ -618,4 +618,70 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_sensor_status_fix_fits_the_failure() {
+        let endpoint = Endpoint::parse("https://contososensorapi.example:18443").unwrap();
+        let table: Vec<(LinkError, Code, &[&str])> = vec![
+            (
+                LinkError::Tunnel(TunnelError::Denied {
+                    proxy: proxy(),
+                    target: "contososensorapi.example:18443".into(),
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                    proxy_error: Some("ERR_CONNECT_FAIL 111".into()),
+                }),
+                Code::PROXY_UPSTREAM_FAILED,
+                &["ERR_CONNECT_FAIL 111", "port 18443", "w:3128"],
+            ),
+            (
+                LinkError::Tunnel(TunnelError::Denied {
+                    proxy: proxy(),
+                    target: "contososensorapi.example:18443".into(),
+                    status: 403,
+                    reason: "Forbidden".into(),
+                    proxy_error: None,
+                }),
+                Code::PROXY_CONNECT_DENIED,
+                &["on port 18443"],
+            ),
+            (
+                LinkError::Tunnel(TunnelError::Auth {
+                    proxy: proxy(),
+                    source: AuthError::NoCredentials {
+                        offered: Offered(vec!["Basic".into()]),
+                    },
+                }),
+                Code::PROXY_AUTH_REQUIRED,
+                &["uplink sensor proxy set"],
+            ),
+            (
+                LinkError::Client(ClientError::Status {
+                    host: "contososensorapi.example".into(),
+                    status: 503,
+                    code: Code::HTTP_UNEXPECTED_STATUS,
+                    message: "m".into(),
+                }),
+                Code::HTTP_UNEXPECTED_STATUS,
+                &["up but cannot take data"],
+            ),
+            (
+                LinkError::Client(ClientError::Tls {
+                    host: "contososensorapi.example".into(),
+                    reason: "r".into(),
+                    code: Code::TLS_UNTRUSTED_ROOT,
+                }),
+                Code::TLS_UNTRUSTED_ROOT,
+                &["re-install from the current bundle"],
+            ),
+        ];
+        for (e, code, words) in table {
+            let d = e.diagnosis(&endpoint);
+            assert_eq!(d.code, code, "{e}");
+            let fix = d.fix();
+            for w in words {
+                assert!(fix.contains(w), "{e}: {fix:?} lacks {w:?}");
+            }
+        }
+    }
 }
