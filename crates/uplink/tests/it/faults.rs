@@ -61,6 +61,8 @@ struct Fault {
     attempts: &'static [&'static str],
     /// The steps walked, in order, when the row says (empty: not checked).
     walked: &'static [&'static str],
+    /// Words the failing step's detail contains.
+    detail: &'static [&'static str],
 }
 
 const F: Fault = Fault {
@@ -76,6 +78,7 @@ const F: Fault = Fault {
     others: &[],
     attempts: &[],
     walked: &[],
+    detail: &[],
 };
 
 const WEB: &str = "https://web.uplink.localhost:{web}/";
@@ -226,6 +229,28 @@ const FAULTS: &[Fault] = &[
         step: "proxy_auth",
         fix: &["--proxy-password"],
         never: &["sensor proxy set"],
+        ..F
+    },
+    Fault {
+        name: "wrong NTLM password",
+        args: &[
+            "--url",
+            WEB,
+            "--ca",
+            "{ca}",
+            "--proxy",
+            "http://127.0.0.1:{ntlm}",
+            "--proxy-user",
+            "CORP\\bob",
+            "--proxy-password",
+            "Wrong-pa55",
+        ],
+        method: "cli",
+        code: "PROXY_AUTH_FAILED",
+        step: "proxy_auth",
+        fix: &["--proxy-password"],
+        never: &["sensor proxy set"],
+        detail: &["NTLM"],
         ..F
     },
     Fault {
@@ -661,8 +686,9 @@ fn hanging_peer() -> (u16, Box<dyn std::any::Any>) {
     (port, Box::new(()))
 }
 
-/// A proxy that answers every CONNECT with a 407 offering only Negotiate.
-fn negotiate_only_proxy() -> u16 {
+/// A scripted proxy on loopback: each request head on a connection is answered with
+/// `reply(head)` (the connection is kept, as NTLM needs).
+fn fake_proxy(reply: fn(&str) -> String) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -677,16 +703,35 @@ fn negotiate_only_proxy() -> u16 {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                         buf.drain(..end + 4);
-                        let _ = c.write_all(
-                            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n",
-                        );
+                        let _ = c.write_all(reply(&head).as_bytes());
                     }
                 }
             });
         }
     });
     port
+}
+
+const AUTH_407: &str = "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n";
+
+/// Offers only Negotiate, whatever is sent.
+fn negotiate_only(_: &str) -> String {
+    format!("{AUTH_407}Proxy-Authenticate: Negotiate\r\n\r\n")
+}
+
+/// NTLM that rejects every password: a challenge for the negotiate message (type 1), a bare
+/// `NTLM` 407 for the authenticate message (type 3).
+fn ntlm_rejecting(head: &str) -> String {
+    // NTLMSSP type 2: flags unicode, NTLM, always-sign, extended session security, target
+    // info, 128-bit, 56-bit; challenge 0123456789abcdef; target info MsvAvEOL only.
+    const TYPE2: &str = "TlRMTVNTUAACAAAAAAAAADAAAAABgoigASNFZ4mrze8AAAAAAAAAAAQABAAwAAAAAAAAAA==";
+    if head.contains("NTLM TlRMTVNTUAAB") {
+        format!("{AUTH_407}Proxy-Authenticate: NTLM {TYPE2}\r\n\r\n")
+    } else {
+        format!("{AUTH_407}Proxy-Authenticate: NTLM\r\n\r\n")
+    }
 }
 
 fn setup() -> (Env, Peers) {
@@ -724,7 +769,8 @@ fn setup() -> (Env, Peers) {
     let (hang, h) = hanging_peer();
     vars.insert("hang", hang.to_string());
     keep.push(h);
-    vars.insert("negotiate", negotiate_only_proxy().to_string());
+    vars.insert("negotiate", fake_proxy(negotiate_only).to_string());
+    vars.insert("ntlm", fake_proxy(ntlm_rejecting).to_string());
 
     // The real service: a workspace, the same workspace's CA from before it was re-created
     // (another data directory's `contoso`), a typo of its host, and a sensor whose client
@@ -914,6 +960,16 @@ fn run_row(env: &Env, f: &Fault) -> Result<(), String> {
             .unwrap_or_else(|| "local".into());
         if step != f.step {
             return Err(ctx(format!("expected step {}, got {step}", f.step)));
+        }
+        let detail = m["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["ok"] == false))
+            .and_then(|s| s["detail"].as_str())
+            .unwrap_or_default();
+        for w in f.detail {
+            if !detail.contains(&env.expand(w)) {
+                return Err(ctx(format!("the detail lacks {w:?}")));
+            }
         }
         let fix = m["fix"].as_str().unwrap_or_default();
         for w in f.fix {
