@@ -526,6 +526,18 @@ const FAULTS: &[Fault] = &[
         walked: &["dns", "tcp", "tls", "client_cert", "http"],
         ..F
     },
+    // Item 6: TLS set up, the first request (the client-certificate check) never answered: a
+    // TIMEOUT at http, not at client_cert.
+    Fault {
+        name: "service never answers after TLS (with a client certificate)",
+        args: &["--config-dir", "{hanging_sensor}"],
+        timeout: 2,
+        code: "TIMEOUT",
+        step: "http",
+        fix: &["no HTTP answer in time"],
+        never: &["last error"],
+        ..F
+    },
     // Item 4: --pac problems are the pac method's result; the other methods still run.
     Fault {
         name: "PAC URL refused",
@@ -714,6 +726,46 @@ fn fake_proxy(reply: fn(&str) -> String) -> u16 {
     port
 }
 
+/// A TLS server for `web.uplink.localhost` (a leaf of `ca`) that completes the handshake, reads
+/// the request and never answers.
+fn tls_hanging_peer(ca: &TestCa) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert_pem, key_pem) = ca.leaf(&["web.uplink.localhost"], false);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, c);
+                let mut chunk = [0u8; 4096];
+                // Reading drives the handshake, then takes the request; nothing is written.
+                while matches!(tls.read(&mut chunk), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
 const AUTH_407: &str = "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n";
 
 /// Offers only Negotiate, whatever is sent.
@@ -811,6 +863,19 @@ fn setup() -> (Env, Peers) {
     )
     .unwrap();
     vars.insert("closing_sensor", closing.cfg().to_owned());
+    // The same, for a server that completes TLS and never answers.
+    let hdir = tempfile::tempdir().unwrap();
+    let hanging = Sensor::installed(hdir.path(), &ws, &[]);
+    let hcfg = std::path::Path::new(hanging.cfg());
+    std::fs::copy(&ca.pem_file, hcfg.join("ca.pem")).unwrap();
+    let toml = std::fs::read_to_string(hcfg.join("sensor.toml")).unwrap();
+    let hang_url = format!("https://web.uplink.localhost:{}", tls_hanging_peer(&ca));
+    std::fs::write(
+        hcfg.join("sensor.toml"),
+        toml.replace(&ws.sensor_url, &hang_url),
+    )
+    .unwrap();
+    vars.insert("hanging_sensor", hanging.cfg().to_owned());
 
     // One open Squid (an ACL denying one host; its DNS has no server, so other names fail
     // fast) and one with Basic auth.
@@ -884,6 +949,7 @@ fn setup() -> (Env, Peers) {
 
     keep.push(Box::new((dir, ca, web, expired, wrong, plain)));
     keep.push(Box::new((data, svc, before, sdir, sensor, cdir, closing)));
+    keep.push(Box::new((hdir, hanging)));
     keep.push(Box::new((squid, basic, socks, mitm)));
     let env = Env {
         vars,
