@@ -106,14 +106,15 @@ pub async fn probe(
     route: &RouteSpec,
     opts: &Options,
 ) -> MethodResult {
-    let candidates = match route {
+    let (candidates, note) = match route {
         RouteSpec::NotConfigured(why) => return MethodResult::not_configured(method, why),
         RouteSpec::Invalid(why) => return failed(method, Code::CONFIG_INVALID, why),
         RouteSpec::Failed { code, why } => return failed(method, *code, why),
-        RouteSpec::Route(c) if c.is_empty() => {
+        RouteSpec::Route(c) | RouteSpec::Noted { route: c, .. } if c.is_empty() => {
             return MethodResult::not_configured(method, "the route is empty")
         }
-        RouteSpec::Route(c) => c,
+        RouteSpec::Route(c) => (c, None),
+        RouteSpec::Noted { route, note } => (route, Some(note.as_str())),
     };
     let deadline = Instant::now() + opts.timeout;
     let mut skipped: Vec<String> = Vec::new();
@@ -170,6 +171,9 @@ pub async fn probe(
         if let Some(first) = walk.steps.first_mut() {
             first.detail = format!("{} (skipped before: {})", first.detail, skipped.join("; "));
         }
+    }
+    if let (Some(note), Some(first)) = (note, walk.steps.first_mut()) {
+        first.detail = format!("{} (note: {note})", first.detail);
     }
     let (ok, code, fix) = match outcome {
         Ok(()) => (true, None, None),

@@ -616,6 +616,23 @@ const FAULTS: &[Fault] = &[
         others: &[("direct", "")],
         ..F
     },
+    // Item 7: a PAC answer with an unknown keyword is DIRECT (browsers' rule), noted.
+    Fault {
+        name: "PAC answer with an unknown keyword",
+        args: &[
+            "--url",
+            WEB,
+            "--ca",
+            "{ca}",
+            "--method",
+            "pac",
+            "--pac",
+            "{proxie_pac}",
+        ],
+        method: "pac",
+        detail: &["skipped PROXIE 127.0.0.1:3128"],
+        ..F
+    },
     // Item 1 (kept): a blackholed PAC proxy, then DIRECT, every attempt reported.
     Fault {
         name: "PAC proxy blackholed, then DIRECT",
@@ -914,6 +931,13 @@ fn setup() -> (Env, Peers) {
     )
     .unwrap();
     vars.insert("broken_pac", broken.display().to_string());
+    let proxie = dir.path().join("proxie.pac");
+    std::fs::write(
+        &proxie,
+        "function FindProxyForURL(url, host) { return \"PROXIE 127.0.0.1:3128\"; }",
+    )
+    .unwrap();
+    vars.insert("proxie_pac", proxie.display().to_string());
 
     // The namespaces.
     let dns = Dns::start(&[("known.fault.test", "127.0.0.1")]);
@@ -1027,16 +1051,7 @@ fn run_row(env: &Env, f: &Fault) -> Result<(), String> {
         if step != f.step {
             return Err(ctx(format!("expected step {}, got {step}", f.step)));
         }
-        let detail = m["steps"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["ok"] == false))
-            .and_then(|s| s["detail"].as_str())
-            .unwrap_or_default();
-        for w in f.detail {
-            if !detail.contains(&env.expand(w)) {
-                return Err(ctx(format!("the detail lacks {w:?}")));
-            }
-        }
+
         let fix = m["fix"].as_str().unwrap_or_default();
         for w in f.fix {
             let w = env.expand(w);
@@ -1056,6 +1071,17 @@ fn run_row(env: &Env, f: &Fault) -> Result<(), String> {
                 "exit {:?}, expected {want_exit}",
                 out.status.code()
             )));
+        }
+    }
+    // The failing step's detail, or for a passing row the first step's.
+    let detail = m["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["ok"] == false).or(s.first()))
+        .and_then(|s| s["detail"].as_str())
+        .unwrap_or_default();
+    for w in f.detail {
+        if !detail.contains(&env.expand(w)) {
+            return Err(ctx(format!("the detail lacks {w:?}")));
         }
     }
     for (name, code) in f.others {
