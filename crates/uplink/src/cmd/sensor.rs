@@ -832,8 +832,11 @@ fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
         match &status.last_error {
             Some(e) => {
                 println!("last error    {} at {}: {}", e.code, e.at, e.message);
-                if let Ok(code) = e.code.parse::<uplink_diag::Code>() {
-                    println!("fix           {}", code.fix());
+                // The fix fitted to the failure when the uploader recorded one.
+                match (&e.fix, e.code.parse::<uplink_diag::Code>()) {
+                    (Some(fix), _) => println!("fix           {fix}"),
+                    (None, Ok(code)) => println!("fix           {}", code.fix()),
+                    (None, Err(_)) => {}
                 }
             }
             None => println!("last error    none"),
