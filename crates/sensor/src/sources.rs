@@ -55,6 +55,13 @@ impl From<QueueError> for Failure {
 impl From<Failure> for SourceError {
     fn from(f: Failure) -> SourceError {
         match f {
+            // The source's checkpoint (written under the queue's lock, before the records) found
+            // no room: the batch was not queued; like a full queue, the source waits.
+            Failure::Source(SourceError::Io { source, path })
+                if uplink_queue::is_disk_full(&source) =>
+            {
+                SinkError::Full(format!("{}: {source}", path.display())).into()
+            }
             Failure::Source(e) => e,
             Failure::Queue(e @ QueueError::Full { .. }) => SinkError::Full(e.to_string()).into(),
             // No room on the disk: like a full queue, the sources wait for uploads to free some.
@@ -90,6 +97,12 @@ impl Sink for QueueSink {
         match &result {
             Ok(_) => self.disk_full.store(false, Ordering::SeqCst),
             Err(Failure::Queue(e)) if e.is_disk_full() => {
+                self.disk_full.store(true, Ordering::SeqCst)
+            }
+            // The checkpoint, written first, is on the same file system.
+            Err(Failure::Source(SourceError::Io { source, .. }))
+                if uplink_queue::is_disk_full(source) =>
+            {
                 self.disk_full.store(true, Ordering::SeqCst)
             }
             Err(_) => {}
