@@ -12,8 +12,7 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -28,21 +27,7 @@ const UPN: &str = "proxyuser@contoso.com";
 
 /// Serves `body` to every HTTP request (cacheable for an hour). Returns the URL.
 fn serve_pac(body: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}/wpad.dat")
+    support::http::serve_pac(body, &["Cache-Control: max-age=3600"], usize::MAX)
 }
 
 /// A systemd-networkd lease in `dir` whose DHCP option 252 names a PAC that sends everything to

@@ -3,7 +3,6 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -558,19 +557,15 @@ fn a_sensor_uploads_through_the_proxy_a_windows_export_names() {
 
 /// Serves `body` to every HTTP request on a loopback port (for PAC-over-HTTP tests).
 fn serve_http(body: String) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = std::io::Read::read(&mut s, &mut buf);
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = s.write_all(head.as_bytes());
-            let _ = s.write_all(body.as_bytes());
-        }
-    });
-    port
+    support::http::serve(
+        body,
+        &[
+            "Content-Type: application/x-ns-proxy-autoconfig",
+            "Connection: close",
+        ],
+        usize::MAX,
+    )
+    .port()
 }
 
 /// A PAC script that sends the service through `proxy` only when it is given the URL the way

@@ -171,11 +171,7 @@ fn upload_through(auth: Auth<'_>, name: &str, user: &str, password: &str, log_us
     assert_eq!(last["proxy_auth"], scheme, "{last}");
 
     let log = squid.stop();
-    let connects: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
-        .collect();
-    let tunnelled: Vec<&&str> = connects.iter().filter(|l| l.contains("/200 ")).collect();
+    let tunnelled = support::squid::tunnels(&log, &ws.sensor_host);
     assert!(
         tunnelled.len() >= 2,
         "enrollment and upload tunnelled:\n{log}"
@@ -617,10 +613,7 @@ fn a_sensor_uploads_through_an_https_proxy_trusting_its_ca_and_refuses_it_otherw
     assert!(no_url.contains("--proxy-ca needs --proxy-url"), "{no_url}");
 
     let log = proxy.squid.stop();
-    let tunnelled: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host) && l.contains("/200 "))
-        .collect();
+    let tunnelled = support::squid::tunnels(&log, &ws.sensor_host);
     assert!(
         tunnelled.len() >= 2 && tunnelled.iter().all(|l| l.contains(HTTPS_USER)),
         "tunnelled as {HTTPS_USER} through the TLS port:\n{log}"
@@ -854,10 +847,7 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
     assert_exactly_once(&dir.path().join("service"), "kerberos", &id, 320);
 
     let log = squid.stop();
-    let tunnelled: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host) && l.contains("/200 "))
-        .collect();
+    let tunnelled = support::squid::tunnels(&log, &ws.sensor_host);
     assert!(
         tunnelled.iter().any(|l| l.contains(&principal))
             && tunnelled.iter().any(|l| l.contains(&svc_principal)),

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub mod check;
 pub mod daemon;
 pub mod dhcp;
+pub mod http;
 pub mod journald;
 pub mod kdc;
 pub mod netns;
@@ -330,7 +331,9 @@ pub struct Enrolled {
     pub key_file: PathBuf,
 }
 
-pub fn enroll_with_openssl(dir: &Path, ws: &Ws, port: u16, label: &str) -> Enrolled {
+/// A P-256 key and a CSR for `subject` (e.g. `/CN=name`), made by openssl in `dir`: the files
+/// `{label}.key` and `{label}.csr`.
+pub fn key_and_csr(dir: &Path, label: &str, subject: &str) -> (PathBuf, PathBuf) {
     let key_file = dir.join(format!("{label}.key"));
     let csr_file = dir.join(format!("{label}.csr"));
     openssl(&[
@@ -348,10 +351,15 @@ pub fn enroll_with_openssl(dir: &Path, ws: &Ws, port: u16, label: &str) -> Enrol
         "-key",
         key_file.to_str().unwrap(),
         "-subj",
-        &format!("/CN={label}"),
+        subject,
         "-out",
         csr_file.to_str().unwrap(),
     ]);
+    (key_file, csr_file)
+}
+
+pub fn enroll_with_openssl(dir: &Path, ws: &Ws, port: u16, label: &str) -> Enrolled {
+    let (key_file, csr_file) = key_and_csr(dir, label, &format!("/CN={label}"));
     let csr = std::fs::read_to_string(&csr_file).unwrap();
     let req = serde_json::json!({"access_key": ws.access_key, "csr_pem": csr, "name": label});
     let req_file = dir.join(format!("{label}-enroll.json"));
