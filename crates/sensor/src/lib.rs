@@ -16,11 +16,13 @@ pub mod config;
 pub mod fsutil;
 pub mod input;
 pub mod install;
+pub mod proxyshow;
 pub mod renew;
 pub mod secrets;
 pub mod sources;
 pub mod status;
 pub mod systemd;
+pub mod unitfile;
 pub mod upload;
 pub mod wpadsource;
 
