@@ -17,6 +17,7 @@ pub mod fsutil;
 pub mod input;
 pub mod install;
 pub mod proxyshow;
+mod render;
 pub mod renew;
 pub mod secrets;
 pub mod sources;

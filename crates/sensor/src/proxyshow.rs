@@ -96,17 +96,13 @@ impl ProxyShow {
 
     /// `--json`: pretty JSON, every object's keys sorted (the contract above).
     pub fn json(&self) -> String {
-        let value = serde_json::to_value(self).expect("proxy settings serialise");
-        serde_json::to_string_pretty(&value).expect("a JSON value serialises")
+        crate::render::sorted_json(self)
     }
 
     /// The text, one fact a line.
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        let mut line = |s: String| {
-            out.push_str(&s);
-            out.push('\n');
-        };
+        let mut out = crate::render::Lines::default();
+        let mut line = |s: String| out.line(s);
         line(format!("mode      {}", self.mode));
         line(format!("fallback  {}", self.fallback));
         if let Some(u) = &self.url {
@@ -137,7 +133,7 @@ impl ProxyShow {
         if let Some(pr) = &self.problem {
             line(format!("problem   {pr}"));
         }
-        out
+        out.finish()
     }
 }
 
@@ -237,7 +233,10 @@ mod tests {
         assert_eq!(v["route"][0], "PROXY proxy.corp:3128");
         assert_eq!(v["credential_hosts"], serde_json::json!(["*.corp"]));
         assert!(v["env"].is_null());
-        assert!(!json.contains("enc:v1") && !json.contains("\"pw\""), "{json}");
+        assert!(
+            !json.contains("enc:v1") && !json.contains("\"pw\""),
+            "{json}"
+        );
     }
 
     #[test]
@@ -245,25 +244,38 @@ mod tests {
         let text = show(&explicit()).text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "mode      explicit");
-        assert!(lines.contains(&"proxy     http://proxy.corp:3128"), "{text}");
+        assert!(
+            lines.contains(&"proxy     http://proxy.corp:3128"),
+            "{text}"
+        );
         assert!(
             lines.contains(&"user      CONTOSO\\alice (password stored encrypted)"),
             "{text}"
         );
         assert!(lines.contains(&"bypass    .internal"), "{text}");
-        assert!(lines.contains(&"set by    uplink sensor proxy set"), "{text}");
         assert!(
-            lines.iter().any(|l| l.starts_with("credential hosts  *.corp (")),
+            lines.contains(&"set by    uplink sensor proxy set"),
             "{text}"
         );
         assert!(
-            lines.iter().any(|l| l.starts_with("route     PROXY proxy.corp:3128")),
+            lines
+                .iter()
+                .any(|l| l.starts_with("credential hosts  *.corp (")),
+            "{text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("route     PROXY proxy.corp:3128")),
             "{text}"
         );
         assert!(!text.contains("enc:v1") && !text.contains("pw\n"), "{text}");
         // Nothing set: only what is.
         let bare = show(&ProxySettings::default()).text();
-        assert!(!bare.contains("proxy     ") && !bare.contains("credential hosts"), "{bare}");
+        assert!(
+            !bare.contains("proxy     ") && !bare.contains("credential hosts"),
+            "{bare}"
+        );
         assert!(bare.contains("\nroute     "), "{bare}");
     }
 

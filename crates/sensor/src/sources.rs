@@ -35,6 +35,9 @@ const ERROR_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct QueueSink {
     pub queue: Queue,
+    /// Set while an append fails for want of disk space, cleared by the next append that fits:
+    /// the uploader reports it (`DISK_FULL` in status) while the sources wait.
+    pub disk_full: Arc<AtomicBool>,
 }
 
 /// A queue error or the source's own (from its checkpoint callback), through the queue's calls.
@@ -69,29 +72,29 @@ impl Sink for QueueSink {
         events: &[Event],
         commit: &mut dyn FnMut(&Intent) -> Result<(), SourceError>,
     ) -> Result<(), SourceError> {
-        self.queue
-            .append_committing(
-                events.len(),
-                |i, seq, out| {
-                    uplink_protocol::batch::encode_line(
-                        out,
-                        seq,
-                        &events[i].kind,
-                        &events[i].fields,
-                    );
-                    out.pop(); // the queue stores lines without their newline
-                },
-                |intent| {
-                    commit(&Intent {
-                        first_seq: intent.first_seq,
-                        last_seq: intent.last_seq,
-                        last_digest: intent.last_digest,
-                    })
-                    .map_err(Failure::Source)
-                },
-            )
-            .map(|_| ())
-            .map_err(SourceError::from)
+        let result = self.queue.append_committing(
+            events.len(),
+            |i, seq, out| {
+                uplink_protocol::batch::encode_line(out, seq, &events[i].kind, &events[i].fields);
+                out.pop(); // the queue stores lines without their newline
+            },
+            |intent| {
+                commit(&Intent {
+                    first_seq: intent.first_seq,
+                    last_seq: intent.last_seq,
+                    last_digest: intent.last_digest,
+                })
+                .map_err(Failure::Source)
+            },
+        );
+        match &result {
+            Ok(_) => self.disk_full.store(false, Ordering::SeqCst),
+            Err(Failure::Queue(e)) if e.is_disk_full() => {
+                self.disk_full.store(true, Ordering::SeqCst)
+            }
+            Err(_) => {}
+        }
+        result.map(|_| ()).map_err(SourceError::from)
     }
 
     fn lookup(
@@ -122,6 +125,8 @@ pub struct SourcesHandle {
     error: Arc<Mutex<Option<SourceError>>>,
     /// Heartbeats skipped because the queue was full.
     pub skipped_heartbeats: Arc<AtomicU64>,
+    /// A source cannot queue for want of disk space (see [`QueueSink::disk_full`]).
+    pub disk_full: Arc<AtomicBool>,
 }
 
 impl SourcesHandle {
@@ -144,6 +149,7 @@ impl SourcesHandle {
             journal: Arc::new(Mutex::new(None)),
             error: Arc::new(Mutex::new(None)),
             skipped_heartbeats: Arc::new(AtomicU64::new(0)),
+            disk_full: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -201,8 +207,10 @@ pub fn spawn(
         rotate_wait: once.then_some(Duration::ZERO),
         ..Default::default()
     };
+    let disk_full = Arc::new(AtomicBool::new(false));
     let mut sink = QueueSink {
         queue: crate::open_queue(paths, config)?,
+        disk_full: disk_full.clone(),
     };
     // Checkpoints a crash left are settled here, before the uploader starts (it starts after
     // `spawn` returns): a batch pending in them cannot have been acknowledged meanwhile. The
@@ -250,6 +258,7 @@ pub fn spawn(
     if let Some(jcfg) = cfg.journal.clone() {
         let mut sink = QueueSink {
             queue: crate::open_queue(paths, config)?,
+            disk_full: disk_full.clone(),
         };
         let (stop, done, error, js) = (
             stop.clone(),
@@ -315,6 +324,7 @@ pub fn spawn(
         journal: journal_stopper,
         error,
         skipped_heartbeats: skipped,
+        disk_full,
     })
 }
 

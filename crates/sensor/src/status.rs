@@ -32,6 +32,10 @@ pub struct Status {
     /// Damage found in the queue files since the uploader started: records lost for good.
     #[serde(default)]
     pub queue_damage: Option<QueueDamage>,
+    /// While a running sensor's sources cannot queue for want of disk space (`DISK_FULL`, since
+    /// when): apart from `last_error`, which keeps what uploading last met.
+    #[serde(default)]
+    pub disk_full: Option<LastError>,
     /// Events the uploader has delivered since it started.
     #[serde(default)]
     pub delivered: u64,

@@ -131,6 +131,29 @@ impl State {
         ))
     }
 
+    /// The sources cannot queue for want of disk space: status says so (`disk_full`, written at
+    /// once, in place if need be) while it lasts, and clears it when an append fits again.
+    fn note_disk_full(&mut self, full: bool) {
+        if full == self.status.disk_full.is_some() {
+            return;
+        }
+        self.status.disk_full = full.then(|| {
+            LastError::new(
+                uplink_diag::Code::DISK_FULL,
+                format!(
+                    "the sources cannot queue what they read: the file system holding {} is full; they wait, and their data stays in the files and the journal until there is room",
+                    self.paths.state_dir.display()
+                ),
+            )
+        });
+        if full {
+            tracing::warn!(code = "DISK_FULL", dir = %self.paths.state_dir.display(), "the sources wait: no space left to queue");
+        } else {
+            tracing::info!("the sources queue again: there is room");
+        }
+        self.write_status();
+    }
+
     fn write_status(&mut self) {
         if let Err(e) = self.status.store(&self.paths.status_file()) {
             tracing::warn!(error = %e, path = %self.paths.status_file().display(), "cannot write status");
@@ -375,6 +398,7 @@ async fn upload_loop(
         if st.renewal.due(std::time::SystemTime::now()) {
             st.renew_certificate().await;
         }
+        st.note_disk_full(sources.disk_full.load(std::sync::atomic::Ordering::SeqCst));
         let batch = st
             .queue
             .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;

@@ -1,5 +1,6 @@
 //! Administrative operations that run with or without a live service: creating a workspace and
-//! writing its enrollment bundle.
+//! writing its enrollment bundle. They work on any [`Store`] (SQLite or PostgreSQL); only the
+//! data-directory check is about the embedded store's files.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use uplink_protocol::names;
-use uplink_store::sqlite::SqliteStore;
-use uplink_store::{StoreError, WorkspaceRecord};
+use uplink_store::{Store, StoreError, WorkspaceRecord};
 
 /// Format of the enrollment bundle file.
 pub const BUNDLE_FORMAT: u32 = 1;
@@ -72,6 +72,8 @@ pub enum AdminError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("workspace {0:?} was created before uplink kept access keys in the store, so its bundle cannot be remade: use the bundle written when it was created (DIR/bundles/NAME.json with --data-dir)")]
+    NoAccessKey(String),
     #[error("the data directory {dir} holds enrollment bundles ({bundles}) but no store ({db} is missing): the store was deleted or moved. Starting would create an empty store, and every sensor enrolled from those bundles would then fail with TLS_UNTRUSTED_ROOT. Restore uplink.db (and uplink.db-wal if there is one) from a backup; to really start over, move the bundles directory away first")]
     StoreMissing {
         dir: PathBuf,
@@ -82,8 +84,9 @@ pub enum AdminError {
 
 /// Refuses a data directory that has enrollment bundles but no store: a store deleted (or a
 /// data directory half restored) must not silently become a new, empty one.
-pub fn check_data_dir(data_dir: &Path) -> Result<(), AdminError> {
-    let db = data_dir.join(uplink_store::sqlite::DB_FILE);
+/// `db_file` is the store's file name inside the directory (`uplink.db`).
+pub fn check_data_dir(data_dir: &Path, db_file: &str) -> Result<(), AdminError> {
+    let db = data_dir.join(db_file);
     if db.exists() {
         return Ok(());
     }
@@ -125,21 +128,32 @@ pub fn url_for(host: &str, port: u16) -> String {
     }
 }
 
-/// Creates a workspace in `data_dir`: its CA, access key and bundle (`bundles/NAME.json`, 0600).
+/// Where `create_workspace` writes the enrollment bundle.
+#[derive(Debug, Clone)]
+pub enum BundleAt {
+    /// `DIR/bundles/NAME.json` (the directory made 0700): what scripts expect with `--data-dir`.
+    DataDir(PathBuf),
+    /// This file.
+    File(PathBuf),
+    /// `./NAME.json`.
+    CurrentDir,
+}
+
+/// Creates a workspace in `store`: its CA, access key and bundle (0600, where `bundle_at` says).
 /// Nothing is left behind when it fails.
-pub fn create_workspace(
-    data_dir: &Path,
+pub async fn create_workspace<S: Store>(
+    store: &S,
     name: &str,
     domain: &str,
     public_port: u16,
+    bundle_at: BundleAt,
 ) -> Result<Created, AdminError> {
     let name = names::workspace_name(name)?;
     let domain = names::domain(domain)?;
     if public_port == 0 {
         return Err(AdminError::BadPort);
     }
-    let store = SqliteStore::open(data_dir, true)?;
-    if store.workspace_sync(&name)?.is_some() {
+    if store.workspace(&name).await?.is_some() {
         return Err(StoreError::WorkspaceExists(name).into());
     }
     let ca = uplink_pki::generate_ca(&name)?;
@@ -154,16 +168,30 @@ pub fn create_workspace(
         ca_pem: ca.cert_pem.clone(),
         ca_sha256: ca.sha256.clone(),
     };
-    let bundles = data_dir.join("bundles");
-    let bundle_path = bundles.join(format!("{name}.json"));
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| AdminError::Bundle { path, source }
     };
-    create_private_dir(&bundles).map_err(io(&bundles))?;
+    let file_name = format!("{name}.json");
+    let bundle_path = match bundle_at {
+        BundleAt::DataDir(dir) => {
+            let bundles = dir.join("bundles");
+            create_private_dir(&bundles).map_err(io(&bundles))?;
+            bundles.join(file_name)
+        }
+        BundleAt::File(path) => path,
+        BundleAt::CurrentDir => PathBuf::from(file_name),
+    };
+    let tmp_name = format!(
+        ".{}.tmp",
+        bundle_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+    );
+    let tmp = bundle_path.with_file_name(tmp_name);
     // Write beside the final name, then store, then rename: a failure at any step leaves neither
     // a bundle without a workspace nor a workspace without a bundle.
-    let tmp = bundles.join(format!(".{name}.json.tmp"));
     let json = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
     write_private(&tmp, &json).map_err(io(&tmp))?;
     let record = WorkspaceRecord {
@@ -174,9 +202,10 @@ pub fn create_workspace(
         ca_key_pem: ca.key_pem,
         ca_sha256: ca.sha256.clone(),
         access_key_sha256: hex::encode(sha2::Sha256::digest(access_key.as_bytes())),
+        access_key: Some(access_key.clone()),
         created_at: uplink_store::now_ms(),
     };
-    if let Err(e) = store.create_workspace(&record) {
+    if let Err(e) = store.create_workspace(record).await {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.into());
     }
@@ -189,6 +218,42 @@ pub fn create_workspace(
         access_key,
         bundle_path,
         ca_sha256: ca.sha256,
+    })
+}
+
+/// Writes a workspace's enrollment bundle again, from the store (0600 at `out`): any replica can,
+/// since the access key is kept sealed in the store.
+pub async fn write_bundle<S: Store>(store: &S, name: &str, out: &Path) -> Result<(), AdminError> {
+    let name = names::workspace_name(name)?;
+    let ws = store
+        .workspace(&name)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchWorkspace(name.clone()))?;
+    let access_key = ws
+        .access_key
+        .clone()
+        .ok_or_else(|| AdminError::NoAccessKey(name.clone()))?;
+    let bundle = Bundle {
+        format: BUNDLE_FORMAT,
+        sensor_url: url_for(&names::sensor_host(&ws.name, &ws.domain), ws.public_port),
+        workspace: ws.name,
+        access_key,
+        ca_pem: ws.ca_cert_pem,
+        ca_sha256: ws.ca_sha256,
+    };
+    let json = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
+    let tmp = out.with_file_name(format!(
+        ".{}.tmp",
+        out.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AdminError::Bundle { path, source }
+    };
+    write_private(&tmp, &json).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, out).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(out)(e)
     })
 }
 
@@ -235,15 +300,36 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_data_dir_with_bundles_but_no_store_is_refused() {
+    use uplink_store_sqlite::{SqliteStore, DB_FILE};
+
+    async fn create(
+        dir: &Path,
+        name: &str,
+        domain: &str,
+        port: u16,
+    ) -> Result<Created, AdminError> {
+        let store = SqliteStore::open(dir, true)?;
+        create_workspace(
+            &store,
+            name,
+            domain,
+            port,
+            BundleAt::DataDir(dir.to_path_buf()),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_with_bundles_but_no_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        check_data_dir(dir.path()).unwrap();
-        check_data_dir(&dir.path().join("new")).unwrap();
-        create_workspace(dir.path(), "contoso", "uplink.localhost", 443).unwrap();
-        check_data_dir(dir.path()).unwrap();
+        check_data_dir(dir.path(), DB_FILE).unwrap();
+        check_data_dir(&dir.path().join("new"), DB_FILE).unwrap();
+        create(dir.path(), "contoso", "uplink.localhost", 443)
+            .await
+            .unwrap();
+        check_data_dir(dir.path(), DB_FILE).unwrap();
         std::fs::remove_file(dir.path().join("uplink.db")).unwrap();
-        let err = check_data_dir(dir.path()).unwrap_err().to_string();
+        let err = check_data_dir(dir.path(), DB_FILE).unwrap_err().to_string();
         assert!(
             err.contains("bundles/contoso.json")
                 && err.contains("no store")
@@ -253,10 +339,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn create_writes_a_private_bundle_and_refuses_duplicates() {
+    #[tokio::test]
+    async fn create_writes_a_private_bundle_and_refuses_duplicates() {
         let dir = tempfile::tempdir().unwrap();
-        let created = create_workspace(dir.path(), "Contoso", "uplink.localhost", 8443).unwrap();
+        let created = create(dir.path(), "Contoso", "uplink.localhost", 8443)
+            .await
+            .unwrap();
         assert_eq!(created.workspace, "contoso");
         assert_eq!(
             created.sensor_url,
@@ -280,7 +368,9 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         assert!(!format!("{bundle:?}").contains(&bundle.access_key));
-        let err = create_workspace(dir.path(), "contoso", "uplink.localhost", 443).unwrap_err();
+        let err = create(dir.path(), "contoso", "uplink.localhost", 443)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
         // The failed attempt left no temporary file behind.
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("bundles"))
@@ -288,10 +378,15 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("contoso.json")]);
-        assert!(create_workspace(dir.path(), "bad_name", "uplink.localhost", 443).is_err());
-        assert!(create_workspace(dir.path(), "ok", "uplink.localhost", 0).is_err());
+        assert!(create(dir.path(), "bad_name", "uplink.localhost", 443)
+            .await
+            .is_err());
+        assert!(create(dir.path(), "ok", "uplink.localhost", 0)
+            .await
+            .is_err());
         assert_eq!(
-            create_workspace(dir.path(), "b", "example.test", 443)
+            create(dir.path(), "b", "example.test", 443)
+                .await
                 .unwrap()
                 .sensor_url,
             "https://bsensorapi.example.test"

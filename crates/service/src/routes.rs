@@ -117,7 +117,10 @@ async fn serve_tracked<S: Store>(
                 deadline: tokio::time::Instant::from_std(state.request_began() + request_timeout),
             });
             let enrolling = req.uri().path() == uplink_protocol::ENROLL_PATH;
-            let resp = handle(&shared, &ctx, req).await;
+            // Every line a request logs (a refused enrollment, a failed ingest) names the
+            // address it came from (a proxy's, for sensors behind one).
+            let span = tracing::info_span!("request", peer = %state.ip);
+            let resp = tracing::Instrument::instrument(handle(&shared, &ctx, req), span).await;
             if enrolling && resp.status() == StatusCode::OK {
                 // It proved it holds the workspace's access key: no longer a stranger.
                 state.set_authenticated();

@@ -1,9 +1,10 @@
-//! Service storage.
+//! Service storage: the [`Store`] trait and what crosses it.
 //!
-//! [`Store`] is everything the service's handlers need from storage; they never see SQL. The
-//! embedded implementation is [`sqlite::SqliteStore`] (one file under the data directory, WAL).
-//! PostgreSQL, to scale out across replicas, will be a second implementation of the same trait and
-//! run the same conformance tests (`tests/conformance.rs`).
+//! [`Store`] is everything the service and the admin commands need from storage; they never see
+//! SQL. One crate per backend implements it: `uplink-store-sqlite` (embedded, one file under the
+//! data directory; the default) and `uplink-store-postgres` (shared by replicas). Both run the
+//! same conformance tests (`tests/conformance.rs` in this crate, once per backend). This crate
+//! knows no backend: errors name the backend as data ([`Backend`]), never carry a driver's type.
 //!
 //! All durable state lives here — workspaces with their CAs and access-key hashes, sensors, events
 //! — and nothing in a replica's memory is authoritative: a replica that misses a host or a sensor
@@ -12,15 +13,15 @@
 //! Ingest is idempotent: each `(sensor, seq)` is stored at most once, and a batch is committed
 //! whole or not at all before the caller is answered.
 
-pub mod sqlite;
+pub mod backup;
+pub mod master;
+mod url;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
-/// The on-disk format this build writes. A store written by a newer format is refused; an older
-/// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
-/// sensor per workspace).
-pub const FORMAT_VERSION: i64 = 2;
+pub use master::{MasterKey, MasterKeyFile};
+pub use url::DatabaseUrl;
 
 /// A workspace as stored.
 #[derive(Clone)]
@@ -32,8 +33,12 @@ pub struct WorkspaceRecord {
     /// The CA's private key in PEM. Never printed: see the `Debug` impl.
     pub ca_key_pem: String,
     pub ca_sha256: String,
-    /// SHA-256 (hex) of the access key; the key itself is only in the enrollment bundle.
+    /// SHA-256 (hex) of the access key: what enrollment compares with.
     pub access_key_sha256: String,
+    /// The access key itself, to remake the enrollment bundle (`uplink workspace bundle`);
+    /// sealed at rest like the CA key, never in `Debug`. `None` for workspaces created before
+    /// uplink stored it.
+    pub access_key: Option<String>,
     /// Unix milliseconds.
     pub created_at: i64,
 }
@@ -108,16 +113,48 @@ pub struct ExportFilter {
     pub sensor_id: Option<String>,
 }
 
+/// Which backend a store (or an error) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// What an administrator should do when a statement of this backend fails.
+    fn advice(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "Check the data directory's disk space and permissions; a running service answers 503 and sensors retry"
+            }
+            Backend::Postgres => {
+                "Check the PostgreSQL server's log and that the database user owns uplink's tables; a running service answers 503 and sensors retry"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// Why a store operation failed. `at` and `path` name the store: a SQLite file, or a PostgreSQL
+/// URL with its password redacted ([`DatabaseUrl::redacted`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("workspace {0:?} already exists: choose another name, or use the existing workspace")]
     WorkspaceExists(String),
     #[error("no workspace named {0:?}: list workspaces with `uplink workspace list`")]
     NoSuchWorkspace(String),
-    #[error("no sensor with id {0:?} in this data directory")]
+    #[error("no sensor with id {0:?} in this store")]
     NoSuchSensor(String),
     #[error(
-        "the data directory {path} was written by a newer uplink (format {found}); this build reads format {supported}: upgrade uplink"
+        "the store {path} was written by a newer uplink (format {found}); this build reads format {supported}: upgrade uplink"
     )]
     NewerFormat {
         path: String,
@@ -126,12 +163,23 @@ pub enum StoreError {
     },
     #[error("the data directory {path} is not an uplink store: {reason}")]
     NotAStore { path: String, reason: String },
-    #[error("storage error at {path}: {source}")]
-    Sqlite {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
+    /// A statement failed in the backend (the backend's own words in `detail`).
+    #[error("the {backend} store at {at} failed: {detail}. {}", backend.advice())]
+    Backend {
+        backend: Backend,
+        at: String,
+        detail: String,
     },
+    /// The backend cannot be reached (PostgreSQL down, refusing, or its credentials refused).
+    #[error("cannot reach the {backend} store at {at}: {detail}. Check that the server runs and that the URL's host, port, user, password and database are right; a running service answers 503 and sensors retry until it is back")]
+    Unreachable {
+        backend: Backend,
+        at: String,
+        detail: String,
+    },
+    /// The store's location or settings are not usable as given.
+    #[error("{0}")]
+    Settings(String),
     #[error("cannot use the data directory {path}: {source}")]
     Io {
         path: String,
@@ -151,7 +199,8 @@ pub enum StoreError {
         /// Where the deleted files can still be copied from while this process runs.
         rescue: String,
     },
-    /// The store is damaged (SQLite's integrity check failed, or pages could not be read).
+    /// The store is damaged (SQLite's integrity check failed, or pages could not be read; an
+    /// export read fewer events than the store counts).
     #[error("the store {path} is damaged: {detail}. Restore it from a backup (keep this copy for analysis); the service will not run on it")]
     Damaged { path: String, detail: String },
     /// A store file others than its owner can read or write, and its mode could not be fixed.
@@ -164,6 +213,15 @@ pub enum StoreError {
     /// The store can be read but not written (file, directory or file system read-only).
     #[error("the store {path} is read-only: make the directory and its uplink.db* files writable by the service's user (a running service retries by itself)")]
     ReadOnly { path: String },
+    /// The store's secrets were sealed with a master key, and its file is gone.
+    #[error("the master key file {path} does not exist, but this store's CA keys are sealed with a master key: restore the file from your backup and point --master-key-file (or UPLINK_MASTER_KEY_FILE) at it; without it the store cannot be used")]
+    MasterKeyMissing { path: String },
+    /// The master key given is not the one the store's secrets were sealed with.
+    #[error("the master key {path} is not the one this store's CA keys were sealed with: give the right file with --master-key-file (or UPLINK_MASTER_KEY_FILE)")]
+    MasterKeyWrong { path: String },
+    /// The master key file cannot be read, written or understood.
+    #[error("cannot use the master key file {path}: {detail}")]
+    MasterKeyFile { path: String, detail: String },
     /// The public key is already enrolled in the workspace (as `sensor_id`).
     #[error("this public key is already enrolled in workspace {workspace:?} (sensor {sensor_id})")]
     KeyAlreadyEnrolled {
@@ -184,9 +242,32 @@ impl StoreError {
                 | StoreError::KeyAlreadyEnrolled { .. }
         )
     }
+
+    /// The diagnostic code a sensor sees for this error, when it has one: the store being
+    /// unusable is `SERVICE_UNAVAILABLE` (whatever the backend), a replayed key
+    /// `KEY_ALREADY_ENROLLED`. Refusals of an administrator's command have none.
+    pub fn code(&self) -> Option<uplink_diag::Code> {
+        match self {
+            StoreError::KeyAlreadyEnrolled { .. } => Some(uplink_diag::Code::KEY_ALREADY_ENROLLED),
+            e if e.is_unavailable() => Some(uplink_diag::Code::SERVICE_UNAVAILABLE),
+            _ => None,
+        }
+    }
+
+    /// The error an export reports when whoever reads it stopped (a closed pipe).
+    pub fn output_closed() -> StoreError {
+        StoreError::Io {
+            path: "<output>".into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the reader of the export stopped",
+            ),
+        }
+    }
 }
 
-/// What the service needs from storage. Implementations must be safe to share across tasks.
+/// What the service and the admin commands need from storage. Implementations must be safe to
+/// share across tasks; every operation of `uplink` that touches stored state goes through here.
 pub trait Store: Send + Sync + 'static {
     /// Every workspace (used to build the host table).
     fn workspaces(&self) -> impl Future<Output = Result<Vec<WorkspaceRecord>, StoreError>> + Send;
@@ -195,6 +276,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<WorkspaceRecord>, StoreError>> + Send;
+    /// Stores a new workspace ([`StoreError::WorkspaceExists`] when the name is taken, also when
+    /// another process creates it at the same moment).
+    fn create_workspace(
+        &self,
+        workspace: WorkspaceRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Registers an enrolled sensor ([`StoreError::KeyAlreadyEnrolled`] when another sensor of
     /// the workspace has the same `key_sha256`).
     fn add_sensor(
@@ -216,12 +303,95 @@ pub trait Store: Send + Sync + 'static {
     fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         std::future::ready(Ok(()))
     }
+    /// Verifies the store's integrity (the service runs it once at start and refuses a damaged
+    /// store). May cost time proportional to the store's size.
+    fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
+    /// Writes bookkeeping the store coalesces in memory (sensors' `last_seen`) now. Called at
+    /// shutdown; a store writes it by itself every few seconds otherwise.
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
+    /// Re-seals every secret (CA keys, access keys) under `new` and records `new` as the store's
+    /// key, in one transaction: an interrupted rotation leaves the store whole under its old key.
+    /// This store uses `new` from then on; other processes still holding the old key must be
+    /// restarted with the new one. Returns how many secrets were re-sealed.
+    fn rotate_master_key(
+        &self,
+        new: MasterKey,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Copies a sensor as stored elsewhere (`store migrate`): inserted when its id is new,
+    /// `Ok(false)` when that sensor is already here in the same workspace (a re-run).
+    fn import_sensor(
+        &self,
+        sensor: SensorRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Stores events as stored elsewhere (`store migrate`), their `received_at` kept: all or
+    /// nothing, each `(sensor, seq)` at most once, counted like ingested ones.
+    fn import_events(
+        &self,
+        sensor_id: &str,
+        events: Vec<StoredEvent>,
+    ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+    /// The events stored for each sensor of a workspace, counted row by row (to verify a copy;
+    /// costs a scan of the workspace's events).
+    fn sensor_counts(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, u64>, StoreError>> + Send;
     /// Stores a batch for a sensor, all or nothing, durably, each `(sensor, seq)` at most once.
     fn ingest(
         &self,
         sensor_id: &str,
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+    /// Counts for one workspace ([`StoreError::NoSuchWorkspace`]), at a cost that does not grow
+    /// with the number of events; readable while the service writes.
+    fn stats(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<WorkspaceStats, StoreError>> + Send;
+    /// Sends a workspace's events to `out`, ordered by sensor id then sequence number, from one
+    /// snapshot, and returns how many were sent. Unless filtered by sensor, the number read is
+    /// compared with the store's counters of that snapshot: events lost to damage fail the
+    /// export ([`StoreError::Damaged`]) after sending what could be read. When `out` is closed
+    /// the export stops with [`StoreError::output_closed`]. See [`export_each`].
+    fn export(
+        &self,
+        workspace: &str,
+        filter: ExportFilter,
+        out: tokio::sync::mpsc::Sender<StoredEvent>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to
+/// a locked stdout). An error from `each` stops the export and is returned as
+/// [`StoreError::Io`] with path `<output>`.
+pub async fn export_each<S: Store>(
+    store: &S,
+    workspace: &str,
+    filter: ExportFilter,
+    mut each: impl FnMut(StoredEvent) -> std::io::Result<()>,
+) -> Result<u64, StoreError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let consume = async move {
+        while let Some(event) = rx.recv().await {
+            if let Err(e) = each(event) {
+                rx.close();
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
+    let (exported, consumed) = tokio::join!(store.export(workspace, filter, tx), consume);
+    if let Err(source) = consumed {
+        return Err(StoreError::Io {
+            path: "<output>".into(),
+            source,
+        });
+    }
+    exported
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -237,4 +407,70 @@ pub fn rfc3339_ms(ms: i64) -> String {
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
     t.format(&f).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uplink_diag::Code;
+
+    #[test]
+    fn errors_classify_and_name_the_backend_and_the_fix() {
+        let cases: Vec<(StoreError, Option<Code>, &[&str])> = vec![
+            (
+                StoreError::Backend {
+                    backend: Backend::Postgres,
+                    at: "postgres://u:****@db/x".into(),
+                    detail: "permission denied for table events (SQLSTATE 42501)".into(),
+                },
+                Some(Code::SERVICE_UNAVAILABLE),
+                &[
+                    "PostgreSQL store at postgres://u:****@db/x",
+                    "42501",
+                    "server's log",
+                ],
+            ),
+            (
+                StoreError::Unreachable {
+                    backend: Backend::Postgres,
+                    at: "postgres://db/x".into(),
+                    detail: "connection refused".into(),
+                },
+                Some(Code::SERVICE_UNAVAILABLE),
+                &[
+                    "cannot reach the PostgreSQL store",
+                    "Check that the server runs",
+                ],
+            ),
+            (
+                StoreError::Backend {
+                    backend: Backend::Sqlite,
+                    at: "/var/lib/uplink/uplink.db".into(),
+                    detail: "disk I/O error".into(),
+                },
+                Some(Code::SERVICE_UNAVAILABLE),
+                &["SQLite store at /var/lib/uplink/uplink.db", "disk space"],
+            ),
+            (
+                StoreError::KeyAlreadyEnrolled {
+                    workspace: "w".into(),
+                    sensor_id: "s".into(),
+                },
+                Some(Code::KEY_ALREADY_ENROLLED),
+                &["already enrolled"],
+            ),
+            (
+                StoreError::WorkspaceExists("w".into()),
+                None,
+                &["already exists", "choose another name"],
+            ),
+        ];
+        for (e, code, words) in cases {
+            assert_eq!(e.code(), code, "{e}");
+            let text = e.to_string();
+            for w in words {
+                assert!(text.contains(w), "{w:?} not in {text}");
+            }
+        }
+    }
 }

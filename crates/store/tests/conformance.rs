@@ -1,7 +1,73 @@
-//! Behaviour every `Store` implementation must have. Today: SQLite. PostgreSQL will run these too.
+//! Behaviour every `Store` implementation must have, written against the trait and run once per
+//! backend: `sqlite::` (a temporary data directory) and `postgres::` (a private PostgreSQL
+//! cluster made by `initdb` for each test, see `support/postgres.rs`).
 
-use uplink_store::sqlite::SqliteStore;
 use uplink_store::*;
+
+#[path = "../../uplink/tests/it/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres_cluster;
+
+/// What keeps a backend's store alive for one test (its directory, its cluster).
+type Guard = Box<dyn std::any::Any + Send>;
+
+async fn sqlite_store() -> (uplink_store_sqlite::SqliteStore, Guard) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = uplink_store_sqlite::SqliteStore::open(dir.path(), true).unwrap();
+    (store, Box::new(dir))
+}
+
+async fn postgres_store() -> Option<(uplink_store_postgres::PostgresStore, Guard)> {
+    let cluster = postgres_cluster::Cluster::start()?;
+    let url = DatabaseUrl::new(&cluster.url("uplink")).unwrap();
+    let key = MasterKeyFile(cluster.socket_dir.join("..").join("master.key"));
+    let settings = uplink_store_postgres::Settings {
+        last_seen_flush: std::time::Duration::from_millis(200),
+        ..uplink_store_postgres::Settings::new(url, key)
+    };
+    let store = uplink_store_postgres::PostgresStore::connect(settings)
+        .await
+        .unwrap();
+    Some((store, Box::new(cluster)))
+}
+
+/// Each conformance test, once per backend.
+macro_rules! per_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let (store, _guard) = super::sqlite_store().await;
+                    super::$test(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some((store, _guard)) = super::postgres_store().await else { return };
+                    super::$test(store).await;
+                }
+            )*
+        }
+    };
+}
+
+per_backend!(
+    workspaces_are_unique_and_redacted,
+    ingest_is_idempotent_for_any_batch_shape,
+    concurrent_ingest_groups_commits_without_loss,
+    unknown_sensor_fails_alone,
+    renewal_records_the_new_certificate_of_enrolled_sensors_only,
+    a_key_enrolls_one_sensor_per_workspace_and_renewal_may_keep_it,
+    stats_and_export_of_unknown_workspace_are_clear_errors,
+    concurrent_creation_of_one_workspace_lets_one_win,
+    a_closed_export_reader_stops_the_export,
+    rotating_the_master_key_reseals_every_secret,
+    imports_keep_what_was_stored_and_repeat_harmlessly,
+);
 
 fn workspace(name: &str) -> WorkspaceRecord {
     WorkspaceRecord {
@@ -13,6 +79,7 @@ fn workspace(name: &str) -> WorkspaceRecord {
         ca_sha256: "00".repeat(32),
         access_key_sha256: "11".repeat(32),
         created_at: now_ms(),
+        access_key: Some("the-access-key".into()),
     }
 }
 
@@ -38,26 +105,27 @@ fn events(seqs: impl IntoIterator<Item = u64>, kind: &str) -> Vec<NewEvent> {
         .collect()
 }
 
-fn exported(store: &SqliteStore, ws: &str, filter: ExportFilter) -> Vec<(String, u64, String)> {
+async fn exported<S: Store>(
+    store: &S,
+    ws: &str,
+    filter: ExportFilter,
+) -> Vec<(String, u64, String)> {
     let mut out = Vec::new();
-    store
-        .export(ws, &filter, |e| {
-            out.push((e.sensor_id, e.seq, e.kind));
-            Ok(())
-        })
-        .unwrap();
+    export_each(store, ws, filter, |e| {
+        out.push((e.sensor_id, e.seq, e.kind));
+        Ok(())
+    })
+    .await
+    .unwrap();
     out
 }
 
-#[tokio::test]
-async fn workspaces_are_unique_and_redacted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), true).unwrap();
-    store.create_workspace(&workspace("a")).unwrap();
+async fn workspaces_are_unique_and_redacted<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("a")).await.unwrap();
     assert!(
-        matches!(store.create_workspace(&workspace("a")), Err(StoreError::WorkspaceExists(n)) if n == "a")
+        matches!(store.create_workspace(workspace("a")).await, Err(StoreError::WorkspaceExists(n)) if n == "a")
     );
-    store.create_workspace(&workspace("b")).unwrap();
+    store.create_workspace(workspace("b")).await.unwrap();
     let names: Vec<String> = store
         .workspaces()
         .await
@@ -68,17 +136,17 @@ async fn workspaces_are_unique_and_redacted() {
     assert_eq!(names, ["a", "b"]);
     let a = store.workspace("a").await.unwrap().unwrap();
     assert!(
-        !format!("{a:?}").contains("secret"),
-        "Debug must not show the CA key"
+        !format!("{a:?}").contains("secret") && !format!("{a:?}").contains("the-access-key"),
+        "Debug must not show the CA key or the access key"
     );
+    // Both secrets come back whole (sealed at rest: see each backend's own tests).
+    assert_eq!(a.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
+    assert_eq!(a.access_key.as_deref(), Some("the-access-key"));
     assert!(store.workspace("zzz").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn ingest_is_idempotent_for_any_batch_shape() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), true).unwrap();
-    store.create_workspace(&workspace("w")).unwrap();
+async fn ingest_is_idempotent_for_any_batch_shape<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
     store.add_sensor(sensor("s1", "w")).await.unwrap();
     store.add_sensor(sensor("s2", "w")).await.unwrap();
 
@@ -118,7 +186,7 @@ async fn ingest_is_idempotent_for_any_batch_shape() {
         }
     );
 
-    let all = exported(&store, "w", ExportFilter::default());
+    let all = exported(&store, "w", ExportFilter::default()).await;
     let want: Vec<(String, u64, String)> = (0..15)
         .map(|s| ("s1".to_string(), s, "event".to_string()))
         .chain((0..3).map(|s| ("s2".to_string(), s, "heartbeat".to_string())))
@@ -131,7 +199,8 @@ async fn ingest_is_idempotent_for_any_batch_shape() {
             kind: Some("heartbeat".into()),
             sensor_id: None,
         },
-    );
+    )
+    .await;
     assert_eq!(hb.len(), 3);
     let s1 = exported(
         &store,
@@ -140,10 +209,12 @@ async fn ingest_is_idempotent_for_any_batch_shape() {
             kind: None,
             sensor_id: Some("s1".into()),
         },
-    );
+    )
+    .await;
     assert_eq!(s1.len(), 15);
 
-    let stats = store.stats("w").unwrap();
+    store.flush().await.unwrap();
+    let stats = store.stats("w").await.unwrap();
     assert_eq!(stats.total, 18);
     assert_eq!(stats.by_kind.get("event"), Some(&15));
     assert_eq!(stats.by_kind.get("heartbeat"), Some(&3));
@@ -151,11 +222,8 @@ async fn ingest_is_idempotent_for_any_batch_shape() {
     assert!(stats.sensors.iter().all(|s| s.last_seen.is_some()));
 }
 
-#[tokio::test]
-async fn concurrent_ingest_groups_commits_without_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), true).unwrap();
-    store.create_workspace(&workspace("w")).unwrap();
+async fn concurrent_ingest_groups_commits_without_loss<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
     for i in 0..8 {
         store
             .add_sensor(sensor(&format!("s{i}"), "w"))
@@ -187,15 +255,15 @@ async fn concurrent_ingest_groups_commits_without_loss() {
         total += t.await.unwrap();
     }
     assert_eq!(total, 8 * 1000);
-    assert_eq!(store.stats("w").unwrap().total, 8000);
-    assert_eq!(exported(&store, "w", ExportFilter::default()).len(), 8000);
+    assert_eq!(store.stats("w").await.unwrap().total, 8000);
+    assert_eq!(
+        exported(&store, "w", ExportFilter::default()).await.len(),
+        8000
+    );
 }
 
-#[tokio::test]
-async fn unknown_sensor_fails_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), true).unwrap();
-    store.create_workspace(&workspace("w")).unwrap();
+async fn unknown_sensor_fails_alone<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
     store.add_sensor(sensor("s1", "w")).await.unwrap();
     let (bad, good) = tokio::join!(
         store.ingest("ghost", events(0..3, "e")),
@@ -205,16 +273,13 @@ async fn unknown_sensor_fails_alone() {
     assert_eq!(good.unwrap().accepted, 3);
 }
 
-#[tokio::test]
-async fn renewal_records_the_new_certificate_of_enrolled_sensors_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), true).unwrap();
-    store.create_workspace(&workspace("w")).unwrap();
-    store.create_workspace(&workspace("v")).unwrap();
+async fn renewal_records_the_new_certificate_of_enrolled_sensors_only<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
     store.add_sensor(sensor("s1", "w")).await.unwrap();
     let new = "33".repeat(32);
     store.renew_sensor("w", "s1", &new, "key-2").await.unwrap();
-    let stats = store.stats("w").unwrap();
+    let stats = store.stats("w").await.unwrap();
     assert_eq!(stats.sensors.len(), 1);
     assert_eq!(stats.sensors[0].cert_sha256, new);
     // Not in that workspace, or not at all: refused, nothing changed.
@@ -225,19 +290,20 @@ async fn renewal_records_the_new_certificate_of_enrolled_sensors_only() {
             "{ws}/{id}: {err:?}"
         );
     }
-    assert_eq!(store.stats("w").unwrap().sensors[0].cert_sha256, new);
+    assert_eq!(store.stats("w").await.unwrap().sensors[0].cert_sha256, new);
     assert_eq!(
-        store.stats("w").unwrap().sensors[0].key_sha256.as_deref(),
+        store.stats("w").await.unwrap().sensors[0]
+            .key_sha256
+            .as_deref(),
         Some("key-2")
     );
 }
 
-#[tokio::test]
-async fn a_key_enrolls_one_sensor_per_workspace_and_renewal_may_keep_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), true).unwrap();
-    store.create_workspace(&workspace("w")).unwrap();
-    store.create_workspace(&workspace("v")).unwrap();
+async fn a_key_enrolls_one_sensor_per_workspace_and_renewal_may_keep_it<S: Store + Clone>(
+    store: S,
+) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
     store.add_sensor(sensor("s1", "w")).await.unwrap();
     // The same key again (a replayed CSR): refused, naming the sensor that holds it.
     let replay = SensorRecord {
@@ -250,7 +316,7 @@ async fn a_key_enrolls_one_sensor_per_workspace_and_renewal_may_keep_it() {
         "{err:?}"
     );
     assert!(!err.is_unavailable());
-    assert_eq!(store.stats("w").unwrap().sensors.len(), 1);
+    assert_eq!(store.stats("w").await.unwrap().sensors.len(), 1);
     // Another workspace may hold the same key.
     store
         .add_sensor(SensorRecord {
@@ -286,55 +352,138 @@ async fn a_key_enrolls_one_sensor_per_workspace_and_renewal_may_keep_it() {
     store.health().await.unwrap();
 }
 
-#[test]
-fn newer_format_and_foreign_files_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(SqliteStore::open(dir.path(), true).unwrap());
-    {
-        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
-        c.execute_batch("PRAGMA user_version = 99").unwrap();
+async fn stats_and_export_of_unknown_workspace_are_clear_errors<S: Store + Clone>(store: S) {
+    assert!(matches!(
+        store.stats("nope").await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    assert!(matches!(
+        export_each(&store, "nope", ExportFilter::default(), |_| Ok(())).await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+}
+
+async fn concurrent_creation_of_one_workspace_lets_one_win<S: Store + Clone>(store: S) {
+    let attempts: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_workspace(workspace("race")).await })
+        })
+        .collect();
+    let mut won = 0;
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::WorkspaceExists(n)) => assert_eq!(n, "race"),
+            Err(e) => panic!("{e}"),
+        }
     }
-    let err = SqliteStore::open(dir.path(), false)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("newer uplink (format 99)") && err.contains("upgrade uplink"),
-        "{err}"
-    );
+    assert_eq!(won, 1);
+    assert_eq!(store.workspaces().await.unwrap().len(), 1);
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("uplink.db"),
-        b"this is not sqlite at all, just some text that is long enough",
-    )
-    .unwrap();
-    let err = SqliteStore::open(dir.path(), false)
-        .unwrap_err()
-        .to_string();
+async fn a_closed_export_reader_stops_the_export<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    store.ingest("s1", events(0..5000, "e")).await.unwrap();
+    let mut seen = 0;
+    let err = export_each(&store, "w", ExportFilter::default(), |_| {
+        seen += 1;
+        if seen == 10 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "closed",
+            ));
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_err();
     assert!(
-        err.contains("not an uplink store") || err.contains("not a database"),
-        "{err}"
+        matches!(&err, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe),
+        "{err:?}"
     );
-
-    let dir = tempfile::tempdir().unwrap();
-    let err = SqliteStore::open(&dir.path().join("missing"), false)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("missing") && err.contains("no such directory"),
-        "{err}"
+    assert_eq!(seen, 10);
+    // The store still serves.
+    assert_eq!(
+        exported(&store, "w", ExportFilter::default()).await.len(),
+        5000
     );
 }
 
-#[test]
-fn stats_and_export_of_unknown_workspace_are_clear_errors() {
+async fn rotating_the_master_key_reseals_every_secret<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("a")).await.unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            access_key: None,
+            ..workspace("b")
+        })
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), true).unwrap();
+    let new = MasterKeyFile(dir.path().join("new.key"))
+        .resolve(false)
+        .unwrap();
+    assert_eq!(store.rotate_master_key(new.clone()).await.unwrap(), 3);
+    // A re-run with the same key re-seals again; nothing is lost either way.
+    assert_eq!(store.rotate_master_key(new).await.unwrap(), 3);
+    let a = store.workspace("a").await.unwrap().unwrap();
+    assert_eq!(a.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
+    assert_eq!(a.access_key.as_deref(), Some("the-access-key"));
+    assert_eq!(
+        store.workspace("b").await.unwrap().unwrap().access_key,
+        None
+    );
+    // New secrets are sealed under the new key too.
+    store.create_workspace(workspace("c")).await.unwrap();
+    assert_eq!(store.workspaces().await.unwrap().len(), 3);
+}
+
+async fn imports_keep_what_was_stored_and_repeat_harmlessly<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    let s1 = SensorRecord {
+        last_seen: Some(42),
+        ..sensor("s1", "w")
+    };
+    assert!(store.import_sensor(s1.clone()).await.unwrap());
+    assert!(!store.import_sensor(s1.clone()).await.unwrap(), "a re-run");
+    let stored: Vec<StoredEvent> = (0..500u64)
+        .map(|seq| StoredEvent {
+            sensor_id: "s1".into(),
+            seq,
+            kind: if seq % 2 == 0 { "a" } else { "b" }.into(),
+            received_at: 1_000 + seq as i64,
+            body: format!("{{\"seq\":{seq}}}"),
+        })
+        .collect();
+    let r = store
+        .import_events("s1", stored[..300].to_vec())
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (300, 0));
+    // Interrupted and run again: the overlap is not stored twice.
+    let r = store.import_events("s1", stored.clone()).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (200, 300));
     assert!(matches!(
-        store.stats("nope"),
-        Err(StoreError::NoSuchWorkspace(_))
+        store.import_events("ghost", stored[..1].to_vec()).await,
+        Err(StoreError::NoSuchSensor(_))
     ));
-    assert!(store
-        .export("nope", &ExportFilter::default(), |_| Ok(()))
-        .is_err());
+    assert_eq!(
+        store.sensor_counts("w").await.unwrap(),
+        [("s1".to_string(), 500)].into_iter().collect()
+    );
+    let st = store.stats("w").await.unwrap();
+    assert_eq!(
+        (st.total, st.by_kind["a"], st.by_kind["b"]),
+        (500, 250, 250)
+    );
+    assert_eq!(st.sensors, vec![s1]);
+    let mut times = Vec::new();
+    export_each(&store, "w", ExportFilter::default(), |e| {
+        times.push(e.received_at);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(times, (1_000..1_500).collect::<Vec<i64>>());
 }

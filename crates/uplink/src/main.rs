@@ -60,6 +60,9 @@ enum Command {
     /// Read the events a workspace has stored.
     #[command(subcommand)]
     Events(cmd::events::Command),
+    /// The store as a whole: rotate the master key that seals its secrets.
+    #[command(subcommand)]
+    Store(cmd::store::Command),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Service(args) => cmd::service::run(args),
         Command::Workspace(c) => cmd::workspace::run(c),
         Command::Events(c) => cmd::events::run(c),
+        Command::Store(c) => cmd::store::run(c),
         Command::Sensor(c) => cmd::sensor::run(c),
         Command::Proxy(c) => cmd::proxy::run(c),
         Command::Winproxy(c) => cmd::winproxy::run(c),

@@ -34,6 +34,8 @@ pub struct Report {
     pub delivered: u64,
     pub queue: Depth,
     pub queue_damage: Option<QueueDamage>,
+    /// While a running sensor's sources cannot queue for want of disk space (`DISK_FULL`).
+    pub disk_full: Option<LastError>,
     pub sources: SourcesStatus,
 }
 
@@ -82,26 +84,21 @@ impl Report {
             delivered: status.delivered,
             queue,
             queue_damage: status.queue_damage,
+            disk_full: status.disk_full,
             sources,
         }
     }
 
     /// `sensor status --json`: pretty JSON, every object's keys sorted (the contract above).
     pub fn json(&self) -> String {
-        // Through `Value`, whose map keeps keys sorted: the shape scripts were given, whatever
-        // the order of the fields here.
-        let value = serde_json::to_value(self).expect("a status report serialises");
-        serde_json::to_string_pretty(&value).expect("a JSON value serialises")
+        crate::render::sorted_json(self)
     }
 
     /// `sensor status`: one line per fact, for people.
     pub fn text(&self) -> String {
         use std::fmt::Write;
-        let mut out = String::new();
-        let mut line = |s: String| {
-            out.push_str(&s);
-            out.push('\n');
-        };
+        let mut out = crate::render::Lines::default();
+        let mut line = |s: String| out.line(s);
         line(format!("workspace     {}", self.workspace));
         line(format!("sensor id     {}", self.sensor_id));
         line(format!("service       {}", self.sensor_url));
@@ -139,6 +136,13 @@ impl Report {
                 d.at
             ));
         }
+        if let Some(d) = &self.disk_full {
+            line(format!("disk full     since {}: {}", d.at, d.message));
+            line(format!(
+                "fix           {}",
+                uplink_diag::Code::DISK_FULL.fix()
+            ));
+        }
         line(format!(
             "certificate   valid until {}",
             self.certificate_expires
@@ -172,7 +176,7 @@ impl Report {
         if let Some(cursor) = &self.sources.journal_cursor {
             line(format!("journal       queued through cursor {cursor}"));
         }
-        out
+        out.finish()
     }
 }
 
@@ -238,6 +242,11 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
                 lost_records: 3,
                 lost_seqs: vec![[7, 9]],
                 at: "2026-01-02T03:04:07Z".into(),
+            }),
+            disk_full: Some(LastError {
+                code: "DISK_FULL".into(),
+                message: "no space for the file source".into(),
+                at: "2026-01-02T03:04:09Z".into(),
             }),
             delivered: 42,
             updated_at: Some("2026-01-02T03:04:08Z".into()),
@@ -306,6 +315,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
             "delivered": r.delivered,
             "queue": {"events": r.queue.events, "bytes": r.queue.bytes},
             "queue_damage": r.queue_damage,
+            "disk_full": r.disk_full,
             "sources": r.sources,
         });
         serde_json::to_string_pretty(&value).unwrap()
@@ -323,6 +333,11 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
         let captured = r#"{
   "certificate_expires": "2027-01-01T00:00:00Z",
   "delivered": 42,
+  "disk_full": {
+    "at": "2026-01-02T03:04:09Z",
+    "code": "DISK_FULL",
+    "message": "no space for the file source"
+  },
   "last_error": {
     "at": "2026-01-02T03:04:06Z",
     "code": "TCP_REFUSED",
@@ -377,6 +392,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
         let captured_fresh = r#"{
   "certificate_expires": null,
   "delivered": 0,
+  "disk_full": null,
   "last_error": null,
   "last_success": null,
   "proxy_auth": null,
@@ -419,6 +435,8 @@ last error    TCP_REFUSED at 2026-01-02T03:04:06Z: refused
 fix           {}
 queue         5 events, 600 bytes
 queue damage  {} (last found 2026-01-02T03:04:07Z)
+disk full     since 2026-01-02T03:04:09Z: no space for the file source
+fix           {}
 certificate   valid until 2027-01-01T00:00:00Z
 heartbeats    4 queued, 2 skipped (queue full), last at 2026-01-02T03:00:00Z
 file          /var/log/a.log: queued through byte 10, 15 bytes behind
@@ -426,7 +444,8 @@ file          /var/log/b.log: queued through byte 7 (rotated away or deleted)
 journal       queued through cursor s=abc
 ",
             uplink_diag::Code::TCP_REFUSED.fix(),
-            busy().queue_damage.unwrap().message()
+            busy().queue_damage.unwrap().message(),
+            uplink_diag::Code::DISK_FULL.fix(),
         );
         assert_eq!(busy().text(), want);
     }

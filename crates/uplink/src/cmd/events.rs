@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use uplink_store::sqlite::SqliteStore;
 use uplink_store::ExportFilter;
 
 #[derive(Debug, clap::Subcommand)]
@@ -36,14 +35,19 @@ pub struct ExportArgs {
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     let Command::Export(a) = command;
-    let store = SqliteStore::open(&a.data.data_dir, false)?;
+    super::backend::runtime()?.block_on(export(a))
+}
+
+async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let filter = ExportFilter {
         kind: a.kind,
         sensor_id: a.sensor,
     };
-    let result = store.export(&a.name.to_ascii_lowercase(), &filter, |e| {
+    let name = a.name.to_ascii_lowercase();
+    let result = uplink_store::export_each(&store, &name, filter, |e| {
         writeln!(
             out,
             "{{\"sensor_id\":{},\"seq\":{},\"kind\":{},\"received_at\":\"{}\",\"event\":{}}}",
@@ -53,7 +57,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             uplink_store::rfc3339_ms(e.received_at),
             e.body
         )
-    });
+    })
+    .await;
     match result {
         Ok(_) => {
             out.flush()?;

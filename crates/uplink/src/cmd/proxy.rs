@@ -93,10 +93,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 s.detail
             );
         }
-        println!(
-            "route     {}",
-            uplink_sensor::proxyshow::route_line(&route)
-        );
+        println!("route     {}", uplink_sensor::proxyshow::route_line(&route));
         for c in &credentials {
             println!("credentials {}: {}", c.proxy, c.note);
         }

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use uplink_service::admin::BundleAt;
 use uplink_service::{Config, Service};
-use uplink_store::sqlite::SqliteStore;
-use uplink_store::ExportFilter;
+use uplink_store::{ExportFilter, Store};
+use uplink_store_sqlite::SqliteStore;
 
 /// Create a workspace, start the service on loopback, install a sensor from the workspace's
 /// bundle, queue events, upload them over mutual TLS, verify every one, print a summary.
@@ -73,11 +74,13 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     // 2. A workspace, created while the service runs (it picks it up without a restart).
     let name = format!("quickstart-{}", hex::encode(rand::random::<[u8; 2]>()));
     let created = uplink_service::admin::create_workspace(
-        &data_dir,
+        &store,
         &name,
         uplink_protocol::names::DEFAULT_DOMAIN,
         port,
-    )?;
+        BundleAt::DataDir(data_dir.clone()),
+    )
+    .await?;
     println!(
         "  workspace        {} ({})",
         created.workspace, created.sensor_url
@@ -142,16 +145,17 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     // 5. Verify: every sequence number stored exactly once.
-    let stats = store.stats(&created.workspace)?;
+    let stats = store.stats(&created.workspace).await?;
     let mut expected = 0u64;
     let mut out_of_order = 0u64;
-    store.export(&created.workspace, &ExportFilter::default(), |e| {
+    uplink_store::export_each(&store, &created.workspace, ExportFilter::default(), |e| {
         if e.seq != expected {
             out_of_order += 1;
         }
         expected = e.seq + 1;
         Ok(())
-    })?;
+    })
+    .await?;
     let ok = stats.total == args.events && expected == args.events && out_of_order == 0;
     println!(
         "  stored           {} events, sequence 0..{} complete: {}",

@@ -257,7 +257,7 @@ pub struct StatusArgs {
     pub dir: Dir,
     /// Print JSON: workspace, sensor_id, route, last_success, last_error {code, message, at},
     /// queue {events, bytes}, queue_damage {lost_records, lost_seqs [[first, last]…], at} or
-    /// null.
+    /// null, disk_full {code, message, at} (while the sources cannot queue) or null.
     #[arg(long)]
     pub json: bool,
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use uplink_service::{Config, Service};
-use uplink_store::sqlite::SqliteStore;
+use uplink_store::Store;
 
-/// Serve every workspace in DIR on one HTTPS port.
+/// Serve every workspace in the store (DIR, or the --database) on one HTTPS port.
 ///
 /// The first line on stdout is `listening on https://IP:PORT` (the real port when ADDR ends in
 /// `:0`). Hosts: `<workspace>sensorapi.<domain>` is the sensor API (ping, enroll, events);
@@ -16,7 +16,9 @@ use uplink_store::sqlite::SqliteStore;
 /// without a restart. SIGTERM or Ctrl-C stops accepting and lets requests in flight finish.
 ///
 /// At start it refuses a data directory that holds bundles but no store, store files it cannot
-/// make private (0600), and a damaged store (SQLite quick_check). `GET /healthz` (any host, no
+/// make private (0600), and a damaged store (SQLite quick_check); with --database it creates or
+/// migrates the schema (replicas starting together take turns) and refuses a schema too new
+/// for it. Replicas given the same --database share everything. `GET /healthz` (any host, no
 /// client certificate) answers 200 while events can be stored, 503 while they cannot.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -129,9 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = builder.build()?;
     rt.block_on(async move {
         // Refuse a store that is missing (bundles left behind), loose (modes) or damaged.
-        uplink_service::admin::check_data_dir(&args.data.data_dir)?;
-        let store = SqliteStore::open(&args.data.data_dir, true)?;
-        store.quick_check()?;
+        if let Some(dir) = args.data.dir() {
+            uplink_service::admin::check_data_dir(dir, uplink_store_sqlite::DB_FILE)?;
+        }
+        let store = args.data.open(true).await?;
+        store.check().await?;
         let fds = raise_nofile_limit();
         let fit = fds.map_or(usize::MAX, |n| {
             usize::try_from(n.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX)
@@ -157,7 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ..uplink_service::Limits::default()
             },
         };
-        let service = Service::new(store, config).await?;
+        let service = Service::new(store.clone(), config).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| {
@@ -181,11 +185,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             writeln!(out, "listening on https://{local}")?;
             out.flush()?;
         }
-        tracing::info!(%local, data_dir = %args.data.data_dir.display(), max_connections, open_file_limit = ?fds, "service started");
+        tracing::info!(%local, store = %args.data.describe(), max_connections, open_file_limit = ?fds, "service started");
         if !signalled {
             service
                 .serve(listener, shutdown, Duration::from_secs(10))
                 .await?;
+        }
+        if let Err(e) = store.flush().await {
+            tracing::warn!(error = %e, "writing sensors' last-seen times at shutdown failed");
         }
         tracing::info!("service stopped");
         Ok(ExitCode::SUCCESS)

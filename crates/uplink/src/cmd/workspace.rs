@@ -1,8 +1,10 @@
 //! `uplink workspace`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use uplink_store::sqlite::SqliteStore;
+use uplink_service::admin::BundleAt;
+use uplink_store::Store;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -12,10 +14,27 @@ pub enum Command {
     /// 'sensorapi'. Sensors reach the workspace at https://NAMEsensorapi.DOMAIN[:PORT]; give them
     /// the bundle file. Works whether or not the service is running.
     Create(CreateArgs),
-    /// List the workspaces in a data directory.
+    /// List the workspaces in a data directory or database.
     List(ListArgs),
     /// Show a workspace's sensors and event counts (readable while the service runs).
     Stats(StatsArgs),
+    /// Write a workspace's enrollment bundle again (0600), from the store: any replica's host
+    /// can, since the access key is kept in the store (sealed under the master key).
+    Bundle(BundleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Where to write the bundle (replaced if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Print JSON: {"workspace", "bundle_path"}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +50,10 @@ pub struct CreateArgs {
     /// The port sensors connect to (where the service, or a load balancer in front of it, listens).
     #[arg(long, default_value_t = 443, value_name = "PORT")]
     pub public_port: u16,
+    /// Where to write the enrollment bundle (0600). Default: DIR/bundles/NAME.json with
+    /// --data-dir, ./NAME.json with --database.
+    #[arg(long, value_name = "FILE")]
+    pub bundle_out: Option<PathBuf>,
     /// Print JSON: workspace, sensor_url, console_url, access_key, bundle_path, ca_sha256.
     #[arg(long)]
     pub json: bool,
@@ -57,20 +80,31 @@ pub struct StatsArgs {
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Create(a) => create(a),
-        Command::List(a) => list(a),
-        Command::Stats(a) => stats(a),
-    }
+    super::backend::runtime()?.block_on(async move {
+        match command {
+            Command::Create(a) => create(a).await,
+            Command::List(a) => list(a).await,
+            Command::Stats(a) => stats(a).await,
+            Command::Bundle(a) => bundle(a).await,
+        }
+    })
 }
 
-fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
+async fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(true).await?;
+    let bundle_at = match (a.bundle_out, a.data.dir()) {
+        (Some(file), _) => BundleAt::File(file),
+        (None, Some(dir)) => BundleAt::DataDir(dir.clone()),
+        (None, None) => BundleAt::CurrentDir,
+    };
     let created = uplink_service::admin::create_workspace(
-        &a.data.data_dir,
+        &store,
         &a.name,
         &a.domain,
         a.public_port,
-    )?;
+        bundle_at,
+    )
+    .await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&created)?);
     } else {
@@ -86,10 +120,27 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(&a.data.data_dir, false)?;
+async fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    uplink_service::admin::write_bundle(&store, &a.name, &a.out).await?;
+    let name = a.name.to_ascii_lowercase();
+    if a.json {
+        let v = serde_json::json!({"workspace": name, "bundle_path": a.out});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "bundle of {name} written to {}  (holds the access key; give it to sensors, keep it private)",
+            a.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
     let rows: Vec<serde_json::Value> = store
-        .workspaces_sync()?
+        .workspaces()
+        .await?
         .into_iter()
         .map(|w| {
             let host = uplink_protocol::names::sensor_host(&w.name, &w.domain);
@@ -104,7 +155,7 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {
         println!(
-            "no workspaces yet: create one with `uplink workspace create NAME --data-dir DIR`"
+            "no workspaces yet: create one with `uplink workspace create NAME --data-dir DIR` (or --database URL)"
         );
     } else {
         for r in rows {
@@ -118,10 +169,10 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(&a.data.data_dir, false)?;
+async fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
     let name = a.name.to_ascii_lowercase();
-    let stats = store.stats(&name)?;
+    let stats = store.stats(&name).await?;
     let sensors: Vec<serde_json::Value> = stats
         .sensors
         .iter()

@@ -445,3 +445,80 @@ fn sigterm_during_run_once_says_how_many_events_remain() {
     assert!((500..=502).contains(&remaining), "{text}");
     assert_eq!(sensor.status()["queue"]["events"], remaining, "{text}");
 }
+
+/// A running sensor tailing a file while the service is away fills its small disk: status says
+/// `disk_full` (DISK_FULL) while the sources wait, the file keeps what they could not queue, and
+/// once the service is back every line arrives once and the condition clears.
+#[test]
+fn a_running_sensor_reports_a_full_disk_and_recovers_when_the_service_returns() {
+    let Some(fs) = Tmpfs::mount("4m") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let mut svc = ServiceProc::start(&data);
+    let port = svc.port;
+    let ws = create_workspace(&data, "runfull", port);
+    let sensor = Sensor::installed(&fs.path().join("sensor"), &ws, &["--quiet"]);
+    edit_queue(&sensor, "segment_bytes = 262144");
+    // The log lives off the small disk: ~9 MB of lines, more than its 4 MiB.
+    let log = dir.path().join("app.log");
+    const LINES: u64 = 60_000;
+    let text: String = (0..LINES)
+        .map(|n| format!("line n={n} {}\n", "y".repeat(140)))
+        .collect();
+    std::fs::write(&log, text).unwrap();
+    sensor.add_config(&format!(
+        "[[sources.files]]\npaths = [{:?}]\n",
+        log.display().to_string()
+    ));
+    // The service goes away before the sensor starts: nothing can drain.
+    signal(svc.pid(), "KILL");
+    let _ = wait_exit(svc.take(), Duration::from_secs(10));
+    let run_log = dir.path().join("run.log");
+    let run = sensor.spawn_run(&run_log);
+    poll_until(
+        "sensor status to report the full disk",
+        60,
+        || sensor.status()["disk_full"]["code"] == "DISK_FULL",
+        || format!("{}\n{}", sensor.status(), sensor.context(&run_log)),
+    );
+    let text = ok(
+        uplink_cmd(&["sensor", "status", "--config-dir", sensor.cfg()])
+            .output()
+            .unwrap(),
+        "sensor status",
+    );
+    assert!(text.contains("disk full") && text.contains("fix"), "{text}");
+
+    // Back on its port: everything drains, the sources read on, the condition clears.
+    let _svc = ServiceProc::start_at(&data, &format!("127.0.0.1:{port}"));
+    let lines = || {
+        support::sensor::rows_of_kind(&exported(&data, "runfull"), "log")
+            .iter()
+            .map(|(_, _, v)| {
+                v["event"]["line"]
+                    .as_str()
+                    .and_then(|l| l.strip_prefix("line n="))
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("unexpected line {v}"))
+            })
+            .collect::<Vec<u64>>()
+    };
+    poll_until(
+        "every line at the service",
+        120,
+        || lines().len() as u64 >= LINES,
+        || format!("{}\n{}", sensor.status(), sensor.context(&run_log)),
+    );
+    poll_until(
+        "the full disk to clear in status",
+        20,
+        || sensor.status()["disk_full"].is_null(),
+        || format!("{}\n{}", sensor.status(), sensor.context(&run_log)),
+    );
+    signal(run.id(), "TERM");
+    assert!(wait_exit(run, Duration::from_secs(20)).is_some());
+    assert_each_once(lines(), LINES, "lines stored");
+}

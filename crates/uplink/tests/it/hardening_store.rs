@@ -473,6 +473,11 @@ fn enrollment_refuses_a_replayed_key_and_logs_every_refusal_without_the_key() {
     );
     let log = svc.log();
     let refusals: Vec<&str> = log.lines().filter(|l| l.contains("refused")).collect();
+    // Each names the address it came from.
+    assert!(
+        refusals.iter().all(|l| l.contains("peer=127.0.0.1")),
+        "{log}"
+    );
     assert_eq!(
         refusals
             .iter()

@@ -13,6 +13,7 @@ mod hardening_svc;
 mod install;
 mod journal;
 mod pac;
+mod postgres;
 mod proxy;
 mod proxyauth;
 mod reload;

@@ -153,7 +153,7 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
             b.display(),
             std::fs::metadata(&b).unwrap().len()
         ),
-        "heartbeats    2 queued, 0 skipped".to_owned(),
+        "heartbeats    2 queued, none skipped".to_owned(),
         "certificate   valid until ".to_owned(),
     ] {
         assert!(text.contains(&want), "missing {want:?} in:\n{text}");

@@ -15,6 +15,7 @@ pub mod http;
 pub mod journald;
 pub mod kdc;
 pub mod netns;
+pub mod postgres;
 pub mod sensor;
 pub mod socks;
 pub mod squid;
@@ -113,6 +114,46 @@ pub fn ok(o: Output, what: &str) -> String {
     stdout(&o)
 }
 
+/// Starts `uplink service ...` (`cmd`, its arguments given): the child, the port it printed on
+/// its first line of standard output, and its standard error as it comes (debug logs). A
+/// service that prints no address is killed and the test fails with its log.
+pub fn spawn_service(mut cmd: Command) -> (Child, u16, Arc<Mutex<String>>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start uplink service");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = log2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .expect("read service stdout");
+    let port = first
+        .trim()
+        .strip_prefix("listening on https://")
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "service did not print its address; first line {first:?}\nlog:\n{}",
+                log.lock().unwrap()
+            )
+        });
+    (child, port, log)
+}
+
 /// A running `uplink service`, killed on drop; its stderr is kept for failure messages.
 pub struct ServiceProc {
     child: Option<Child>,
@@ -136,42 +177,11 @@ impl ServiceProc {
     }
 
     fn launch(data_dir: &Path, listen: &str, extra: &[&str]) -> ServiceProc {
-        let mut child = uplink_cmd(&["service", "--data-dir"])
-            .arg(data_dir)
+        let mut cmd = uplink_cmd(&["service", "--data-dir"]);
+        cmd.arg(data_dir)
             .args(["--listen", listen, "--log-level", "debug"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start uplink service");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .expect("read service stdout");
-        let port = first
-            .trim()
-            .strip_prefix("listening on https://")
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "service did not print its address; first line {first:?}\nlog:\n{}",
-                    log.lock().unwrap()
-                )
-            });
+            .args(extra);
+        let (child, port, log) = spawn_service(cmd);
         ServiceProc {
             child: Some(child),
             port,

@@ -4,8 +4,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use uplink_store::sqlite::SqliteStore;
 use uplink_store::*;
+use uplink_store_sqlite::{SqliteStore, FORMAT_VERSION};
 
 fn workspace(name: &str) -> WorkspaceRecord {
     WorkspaceRecord {
@@ -17,6 +17,7 @@ fn workspace(name: &str) -> WorkspaceRecord {
         ca_sha256: "00".repeat(32),
         access_key_sha256: "11".repeat(32),
         created_at: now_ms(),
+        access_key: Some("the-access-key".into()),
     }
 }
 
@@ -44,7 +45,7 @@ fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<NewEvent> {
 
 async fn store_with_events(dir: &Path, n: u64) -> SqliteStore {
     let store = SqliteStore::open(dir, true).unwrap();
-    store.create_workspace(&workspace("w")).unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
     store.add_sensor(sensor("s1")).await.unwrap();
     store.ingest("s1", events(0..n)).await.unwrap();
     store
@@ -78,7 +79,7 @@ async fn a_store_deleted_under_the_process_refuses_every_write() {
         Err(StoreError::FilesGone { .. })
     ));
     assert!(matches!(
-        store.create_workspace(&workspace("v")),
+        store.create_workspace(workspace("v")).await,
         Err(StoreError::FilesGone { .. })
     ));
 }
@@ -149,15 +150,15 @@ async fn damaged_pages_fail_the_check_and_the_export_loudly() {
     let dir = tempfile::tempdir().unwrap();
     drop(store_with_events(dir.path(), 60_000).await);
     let store = SqliteStore::open(dir.path(), false).unwrap();
-    store.quick_check().unwrap();
+    store.check().await.unwrap();
     let mut n = 0;
     assert_eq!(
-        store
-            .export("w", &ExportFilter::default(), |_| {
-                n += 1;
-                Ok(())
-            })
-            .unwrap(),
+        export_each(&store, "w", ExportFilter::default(), |_| {
+            n += 1;
+            Ok(())
+        })
+        .await
+        .unwrap(),
         60_000
     );
     drop(store);
@@ -167,18 +168,18 @@ async fn damaged_pages_fail_the_check_and_the_export_loudly() {
     );
     damage(&dir.path().join("uplink.db"));
     let store = SqliteStore::open(dir.path(), false).unwrap();
-    let err = store.quick_check().unwrap_err();
+    let err = store.check().await.unwrap_err();
     assert!(
         matches!(err, StoreError::Damaged { .. }) && err.to_string().contains("quick_check"),
         "{err}"
     );
     let mut written = 0u64;
-    let err = store
-        .export("w", &ExportFilter::default(), |_| {
-            written += 1;
-            Ok(())
-        })
-        .unwrap_err();
+    let err = export_each(&store, "w", ExportFilter::default(), |_| {
+        written += 1;
+        Ok(())
+    })
+    .await
+    .unwrap_err();
     assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
     assert!(
         err.to_string().contains("incomplete"),
@@ -208,7 +209,7 @@ async fn a_format_1_store_is_migrated_and_keeps_its_sensors() {
         .unwrap();
     }
     let store = SqliteStore::open(dir.path(), false).unwrap();
-    let stats = store.stats("w").unwrap();
+    let stats = store.stats("w").await.unwrap();
     assert_eq!(stats.sensors.len(), 1);
     assert_eq!(stats.sensors[0].key_sha256, None);
     store.add_sensor(sensor("s1")).await.unwrap();
@@ -232,6 +233,16 @@ async fn a_format_1_store_is_migrated_and_keeps_its_sensors() {
         })
         .unwrap();
     assert_eq!(f, FORMAT_VERSION.to_string());
+    // Its plain CA key is sealed now, and still reads back.
+    let raw: String = c
+        .query_row(
+            "SELECT ca_key_pem FROM workspaces WHERE name = 'w'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(raw.starts_with("sealed:v1:"), "{raw}");
+    assert_eq!(store.workspace("w").await.unwrap().unwrap().ca_key_pem, "k");
 }
 
 #[tokio::test]
@@ -246,12 +257,12 @@ async fn an_export_short_of_the_counted_events_fails_instead_of_ending_quietly()
     }
     let store = SqliteStore::open(dir.path(), false).unwrap();
     let mut written = 0u64;
-    let err = store
-        .export("w", &ExportFilter::default(), |_| {
-            written += 1;
-            Ok(())
-        })
-        .unwrap_err();
+    let err = export_each(&store, "w", ExportFilter::default(), |_| {
+        written += 1;
+        Ok(())
+    })
+    .await
+    .unwrap_err();
     assert_eq!(written, 993, "what could be read is still written");
     let text = err.to_string();
     assert!(
@@ -259,15 +270,118 @@ async fn an_export_short_of_the_counted_events_fails_instead_of_ending_quietly()
         "{text}"
     );
     // A kind filter is checked against that kind's counter too.
-    let err = store
-        .export(
-            "w",
-            &ExportFilter {
-                kind: Some("e".into()),
-                sensor_id: None,
-            },
-            |_| Ok(()),
-        )
-        .unwrap_err();
+    let err = export_each(
+        &store,
+        "w",
+        ExportFilter {
+            kind: Some("e".into()),
+            sensor_id: None,
+        },
+        |_| Ok(()),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("kind \"e\""), "{err}");
+}
+
+#[test]
+fn newer_format_and_foreign_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path(), true).unwrap());
+    {
+        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+        c.execute_batch("PRAGMA user_version = 99").unwrap();
+    }
+    let err = SqliteStore::open(dir.path(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("newer uplink (format 99)") && err.contains("upgrade uplink"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("uplink.db"),
+        b"this is not sqlite at all, just some text that is long enough",
+    )
+    .unwrap();
+    let err = SqliteStore::open(dir.path(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not an uplink store") || err.contains("not a database"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(&dir.path().join("missing"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing") && err.contains("no such directory"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn ca_keys_are_sealed_at_rest_and_a_wrong_or_missing_master_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(store_with_events(dir.path(), 3).await);
+    let key_file = dir.path().join("master.key");
+    assert_eq!(mode(&key_file), 0o600);
+    let (raw, raw_access): (String, String) =
+        rusqlite::Connection::open(dir.path().join("uplink.db"))
+            .unwrap()
+            .query_row(
+                "SELECT ca_key_pem, access_key FROM workspaces WHERE name = 'w'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+    assert!(
+        raw_access.starts_with("sealed:v1:") && !raw_access.contains("the-access-key"),
+        "{raw_access}"
+    );
+    assert!(
+        raw.starts_with("sealed:v1:") && !raw.contains("PRIVATE KEY") && !raw.contains("secret"),
+        "{raw}"
+    );
+    // Reopened with its key: the CA key reads back.
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let w = store.workspace("w").await.unwrap().unwrap();
+    assert_eq!(w.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
+    assert_eq!(w.access_key.as_deref(), Some("the-access-key"));
+    drop(store);
+    // Another key: refused at open, naming the flag.
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "ab".repeat(32))).unwrap();
+    let err = SqliteStore::open_with_key(dir.path(), false, &MasterKeyFile(other)).unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyWrong { .. }), "{err}");
+    assert!(err.to_string().contains("--master-key-file"), "{err}");
+    // The key file gone: refused, and no new key is made in its place.
+    let saved = std::fs::read(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let err = SqliteStore::open(dir.path(), true).unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyMissing { .. }), "{err}");
+    assert!(!key_file.exists());
+    std::fs::write(&key_file, saved).unwrap();
+    SqliteStore::open(dir.path(), false).unwrap();
+}
+
+#[tokio::test]
+async fn after_a_rotation_only_the_new_master_key_opens_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_events(dir.path(), 3).await;
+    let new_file = MasterKeyFile(dir.path().join("new.key"));
+    store
+        .rotate_master_key(new_file.resolve(false).unwrap())
+        .await
+        .unwrap();
+    drop(store);
+    let err = SqliteStore::open(dir.path(), false).unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyWrong { .. }), "{err}");
+    let store = SqliteStore::open_with_key(dir.path(), false, &new_file).unwrap();
+    let w = store.workspace("w").await.unwrap().unwrap();
+    assert_eq!(w.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
 }

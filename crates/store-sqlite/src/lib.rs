@@ -1,4 +1,6 @@
-//! The embedded store: one SQLite file, `uplink.db`, in the data directory.
+//! The embedded store: one SQLite file, `uplink.db`, in the data directory; uplink's default
+//! backend of the [`Store`] trait (`uplink-store`). Callers open it ([`SqliteStore::open`]) and
+//! then use it only through the trait.
 //!
 //! Durability: WAL with `synchronous=FULL`, so a commit is on disk (the WAL fsynced) before
 //! [`SqliteStore::ingest`] returns. Throughput: ingest requests go to one writer thread that
@@ -20,7 +22,7 @@
 //! - [`SqliteStore::quick_check`] runs SQLite's integrity check (at service start), and an
 //!   export compares what it read with the store's own counts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -28,7 +30,15 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 
-use crate::*;
+use uplink_store::*;
+
+/// The on-disk format this build writes. A store written by a newer format is refused; an older
+/// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
+/// sensor per workspace). 3: CA keys are sealed under the master key (an older build would read
+/// them as PEM), and the access key is kept, sealed, to remake bundles.
+pub const FORMAT_VERSION: i64 = 3;
+/// The master key's default file in the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "uplink.db";
@@ -46,7 +56,8 @@ CREATE TABLE workspaces (
     ca_key_pem TEXT NOT NULL,
     ca_sha256 TEXT NOT NULL,
     access_key_sha256 TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    access_key TEXT
 );
 CREATE TABLE sensors (
     id INTEGER PRIMARY KEY,
@@ -78,11 +89,16 @@ CREATE TABLE kind_counts (
 
 /// Migrations from each older format to the next, applied in order at open. `SCHEMA` is the
 /// current format whole; a store made by format N runs every step after N.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    "ALTER TABLE sensors ADD COLUMN key_sha256 TEXT;
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        2,
+        "ALTER TABLE sensors ADD COLUMN key_sha256 TEXT;
      CREATE UNIQUE INDEX sensors_by_key ON sensors(workspace, key_sha256);",
-)];
+    ),
+    // The CA keys are sealed in Rust right after (`settle_master_key`), at every open until none
+    // is left plain.
+    (3, "ALTER TABLE workspaces ADD COLUMN access_key TEXT;"),
+];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
 const SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
@@ -102,9 +118,10 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
                 path: path.display().to_string(),
             }
         }
-        source => StoreError::Sqlite {
-            path: path.display().to_string(),
-            source,
+        source => StoreError::Backend {
+            backend: Backend::Sqlite,
+            at: path.display().to_string(),
+            detail: source.to_string(),
         },
     }
 }
@@ -390,6 +407,60 @@ fn restrict_files(db: &Path, create: bool, strict: bool) -> Result<(), StoreErro
     Ok(())
 }
 
+/// The store's master key: verified against the check value the store recorded, or, for a
+/// store never given one, the check recorded now (the key file created first if missing). Then
+/// any CA key still plain (a store from before format 3) is sealed.
+fn settle_master_key(
+    conn: &Connection,
+    path: &Path,
+    key_file: &MasterKeyFile,
+) -> Result<MasterKey, StoreError> {
+    let read_check = || {
+        conn.query_row(
+            "SELECT value FROM meta WHERE key = 'master_key_check'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(sql_err(path))
+    };
+    let check = read_check()?;
+    let key = key_file.resolve(check.is_some())?;
+    let check = match check {
+        Some(c) => c,
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('master_key_check', ?1) ON CONFLICT (key) DO NOTHING",
+                [key.check_value()],
+            )
+            .map_err(sql_err(path))?;
+            // Another process may have recorded its key first.
+            read_check()?.unwrap_or_default()
+        }
+    };
+    key.verify_check(&check)?;
+    let plain: Vec<(String, String)> = (|| {
+        let mut st = conn.prepare(
+            "SELECT name, ca_key_pem FROM workspaces WHERE ca_key_pem NOT LIKE 'sealed:v1:%'",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+    })()
+    .map_err(sql_err(path))?;
+    if !plain.is_empty() {
+        let tx = conn.unchecked_transaction().map_err(sql_err(path))?;
+        for (name, pem) in &plain {
+            tx.execute(
+                "UPDATE workspaces SET ca_key_pem = ?2 WHERE name = ?1 AND ca_key_pem = ?3",
+                params![name, key.seal(pem, &master::ca_key_context(name)), pem],
+            )
+            .map_err(sql_err(path))?;
+        }
+        tx.commit().map_err(sql_err(path))?;
+    }
+    Ok(key)
+}
+
 enum WriteOp {
     Ingest {
         sensor_id: String,
@@ -412,6 +483,8 @@ struct Inner {
     path: PathBuf,
     /// The shared connection for reads and the rare writes outside ingest (workspaces, sensors).
     reader: Mutex<Connection>,
+    /// Seals and opens the CA keys (replaced by a rotation).
+    key: std::sync::RwLock<MasterKey>,
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
     files: Arc<Files>,
 }
@@ -425,8 +498,22 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (or, with `create`, creates) the store in `data_dir`.
+    /// Opens (or, with `create`, creates) the store in `data_dir`, its master key in
+    /// `data_dir/master.key` (created on first use).
     pub fn open(data_dir: &Path, create: bool) -> Result<Self, StoreError> {
+        Self::open_with_key(
+            data_dir,
+            create,
+            &MasterKeyFile(data_dir.join(MASTER_KEY_FILE)),
+        )
+    }
+
+    /// Opens (or creates) the store in `data_dir` with the master key in `key_file`.
+    pub fn open_with_key(
+        data_dir: &Path,
+        create: bool,
+        key_file: &MasterKeyFile,
+    ) -> Result<Self, StoreError> {
         if create {
             let existed = data_dir.is_dir();
             std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
@@ -448,10 +535,12 @@ impl SqliteStore {
         // SQLite made the -wal and -shm with the database's mode; check them too.
         restrict_files(&path, false, create)?;
         let files = Arc::new(Files::new(&path)?);
+        let key = settle_master_key(&reader, &path, key_file)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 reader: Mutex::new(reader),
+                key: std::sync::RwLock::new(key),
                 writer: Mutex::new(None),
                 files,
             }),
@@ -516,49 +605,122 @@ impl SqliteStore {
     }
 
     /// Stores a new workspace. Fails if the name exists.
-    pub fn create_workspace(&self, ws: &WorkspaceRecord) -> Result<(), StoreError> {
-        let res = self.write(|c| {
-            c.execute(
-                "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, ws.ca_key_pem, ws.ca_sha256, ws.access_key_sha256, ws.created_at],
-            )
-        });
-        match res {
-            Err(StoreError::Sqlite {
-                source: rusqlite::Error::SqliteFailure(f, _),
-                ..
-            }) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(StoreError::WorkspaceExists(ws.name.clone()))
+    fn create_workspace_sync(&self, ws: &WorkspaceRecord) -> Result<(), StoreError> {
+        let key = self.key();
+        let sealed_key = key.seal(&ws.ca_key_pem, &master::ca_key_context(&ws.name));
+        let sealed_access = ws
+            .access_key
+            .as_ref()
+            .map(|k| key.seal(k, &master::access_key_context(&ws.name)));
+        let inserted = self.write(|c| {
+            let res = c.execute(
+                "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, sealed_key, ws.ca_sha256, ws.access_key_sha256, ws.created_at, sealed_access],
+            );
+            match res {
+                Ok(_) => Ok(true),
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(e),
             }
-            other => other.map(|_| ()),
+        })?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::WorkspaceExists(ws.name.clone()))
         }
     }
 
-    pub fn workspaces_sync(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
-        self.read(|c| {
+    fn workspaces_sync(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
+        let rows: Vec<WorkspaceRecord> = self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at FROM workspaces ORDER BY name",
+                "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key FROM workspaces ORDER BY name",
             )?;
             let rows = st.query_map([], row_to_workspace)?;
             rows.collect()
-        })
+        })?;
+        rows.into_iter().map(|w| self.unseal(w)).collect()
     }
 
-    pub fn workspace_sync(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
+    fn key(&self) -> MasterKey {
+        self.inner
+            .key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The record with its CA key opened.
+    fn unseal(&self, mut w: WorkspaceRecord) -> Result<WorkspaceRecord, StoreError> {
+        let key = self.key();
+        w.ca_key_pem = key.open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
+        if let Some(k) = &w.access_key {
+            w.access_key = Some(key.open(k, &master::access_key_context(&w.name))?);
+        }
+        Ok(w)
+    }
+
+    /// [`Store::rotate_master_key`]: one write transaction.
+    fn rotate_sync(&self, new: MasterKey) -> Result<u64, StoreError> {
+        let old = self.key();
+        let done = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let rows: Vec<(String, String, Option<String>)> = {
+                let mut st = tx.prepare("SELECT name, ca_key_pem, access_key FROM workspaces")?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut n = 0u64;
+            for (name, ca, access) in rows {
+                let reseal = |v: &str, ctx: &str| old.open(v, ctx).map(|p| new.seal(&p, ctx));
+                let ca = match reseal(&ca, &master::ca_key_context(&name)) {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let access = match access
+                    .map(|a| reseal(&a, &master::access_key_context(&name)))
+                    .transpose()
+                {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                };
+                n += 1 + u64::from(access.is_some());
+                tx.execute(
+                    "UPDATE workspaces SET ca_key_pem = ?2, access_key = ?3 WHERE name = ?1",
+                    params![name, ca, access],
+                )?;
+            }
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'master_key_check'",
+                [new.check_value()],
+            )?;
+            tx.commit()?;
+            Ok(Ok(n))
+        })??;
+        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(done)
+    }
+
+    fn workspace_sync(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at FROM workspaces WHERE name = ?1",
+                "SELECT name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key FROM workspaces WHERE name = ?1",
                 [name],
                 row_to_workspace,
             )
             .optional()
-        })
+        })?
+        .map(|w| self.unseal(w))
+        .transpose()
     }
 
     /// Registers a sensor, unless another sensor of the workspace has its key (checked and
     /// inserted in one transaction; a unique index backs it).
-    pub fn add_sensor_sync(&self, s: &SensorRecord) -> Result<(), StoreError> {
+    fn add_sensor_sync(&self, s: &SensorRecord) -> Result<(), StoreError> {
         let holder = self.write(|c| {
             let tx = c.unchecked_transaction()?;
             let holder = key_holder(&tx, &s.workspace, s.key_sha256.as_deref(), None)?;
@@ -580,7 +742,99 @@ impl SqliteStore {
         }
     }
 
-    pub fn renew_sensor_sync(
+    fn import_sensor_sync(&self, s: &SensorRecord) -> Result<bool, StoreError> {
+        let (existing, holder) = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT workspace FROM sensors WHERE sensor_id = ?1",
+                    [&s.sensor_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let mut holder = None;
+            if existing.is_none() {
+                holder = key_holder(&tx, &s.workspace, s.key_sha256.as_deref(), None)?;
+                if holder.is_none() {
+                    tx.execute(
+                        "INSERT INTO sensors (sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen, key_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![s.sensor_id, s.workspace, s.name, s.cert_sha256, s.enrolled_at, s.last_seen, s.key_sha256],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok((existing, holder))
+        })?;
+        match (existing, holder) {
+            (Some(ws), _) if ws == s.workspace => Ok(false),
+            (Some(ws), _) => Err(StoreError::KeyAlreadyEnrolled {
+                workspace: ws,
+                sensor_id: s.sensor_id.clone(),
+            }),
+            (None, Some(sensor_id)) => Err(StoreError::KeyAlreadyEnrolled {
+                workspace: s.workspace.clone(),
+                sensor_id,
+            }),
+            (None, None) => Ok(true),
+        }
+    }
+
+    fn import_events_sync(
+        &self,
+        sensor_id: &str,
+        events: &[StoredEvent],
+    ) -> Result<Option<IngestOutcome>, StoreError> {
+        self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let Some((row, workspace)) = tx
+                .query_row(
+                    "SELECT id, workspace FROM sensors WHERE sensor_id = ?1",
+                    [sensor_id],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut outcome = IngestOutcome::default();
+            let mut counts: HashMap<&str, i64> = HashMap::new();
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                )?;
+                for e in events {
+                    if insert.execute(params![row, e.seq as i64, e.kind, e.received_at, e.body])? == 1 {
+                        outcome.accepted += 1;
+                        *counts.entry(e.kind.as_str()).or_default() += 1;
+                    } else {
+                        outcome.duplicates += 1;
+                    }
+                }
+                let mut count = tx.prepare_cached(
+                    "INSERT INTO kind_counts (workspace, kind, n) VALUES (?1, ?2, ?3) ON CONFLICT (workspace, kind) DO UPDATE SET n = n + excluded.n",
+                )?;
+                for (kind, n) in &counts {
+                    count.execute(params![workspace, kind, n])?;
+                }
+            }
+            tx.commit()?;
+            Ok(Some(outcome))
+        })
+    }
+
+    fn sensor_counts_sync(&self, workspace: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT s.sensor_id, (SELECT count(*) FROM events e WHERE e.sensor = s.id) FROM sensors s WHERE s.workspace = ?1",
+            )?;
+            let rows = st.query_map([workspace], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn renew_sensor_sync(
         &self,
         workspace: &str,
         sensor_id: &str,
@@ -614,7 +868,7 @@ impl SqliteStore {
     }
 
     /// Counts for one workspace; works while the service writes.
-    pub fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
+    fn stats_sync(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
         if self.workspace_sync(workspace)?.is_none() {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }
@@ -635,16 +889,12 @@ impl SqliteStore {
         })
     }
 
-    /// Streams a workspace's events, ordered by sensor id then sequence number.
-    ///
-    /// Reads in one snapshot and, unless filtered by sensor, compares the number of events read
-    /// with the store's per-kind counters of that snapshot: pages lost to damage make the export
-    /// fail ([`StoreError::Damaged`]) after writing what could be read, never end quietly short.
-    pub fn export(
+    /// [`Store::export`] on a blocking thread: one snapshot, counted against `kind_counts`.
+    fn export_sync(
         &self,
         workspace: &str,
         filter: &ExportFilter,
-        mut each: impl FnMut(StoredEvent) -> std::io::Result<()>,
+        out: &tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> Result<u64, StoreError> {
         if self.workspace_sync(workspace)?.is_none() {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
@@ -704,10 +954,8 @@ impl SqliteStore {
                     },
                 )
             })?;
-            each(ev).map_err(|source| StoreError::Io {
-                path: "<output>".into(),
-                source,
-            })?;
+            out.blocking_send(ev)
+                .map_err(|_| StoreError::output_closed())?;
             n += 1;
         }
         if let Some(expected) = expected.filter(|&e| e != n) {
@@ -752,7 +1000,7 @@ impl SqliteStore {
     }
 
     /// Ingests through the group-commit writer (see the module docs).
-    pub async fn ingest_async(
+    async fn ingest_async(
         &self,
         sensor_id: &str,
         events: Vec<NewEvent>,
@@ -781,7 +1029,7 @@ impl SqliteStore {
 
     /// Whether ingest works now: the files are the ones opened, and the writer (reopened if
     /// needed) can take the write lock.
-    pub async fn health_async(&self) -> Result<(), StoreError> {
+    async fn health_async(&self) -> Result<(), StoreError> {
         let this = self.clone();
         blocking(move || this.check_files()).await?;
         let (reply, rx) = tokio::sync::oneshot::channel();
@@ -801,6 +1049,7 @@ fn row_to_workspace(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkspaceRecord> 
         ca_sha256: r.get(5)?,
         access_key_sha256: r.get(6)?,
         created_at: r.get(7)?,
+        access_key: r.get(8)?,
     })
 }
 
@@ -1028,6 +1277,59 @@ fn commit_group(
 }
 
 impl Store for SqliteStore {
+    async fn import_sensor(&self, sensor: SensorRecord) -> Result<bool, StoreError> {
+        let this = self.clone();
+        blocking(move || this.import_sensor_sync(&sensor)).await
+    }
+
+    async fn import_events(
+        &self,
+        sensor_id: &str,
+        events: Vec<StoredEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let (this, id) = (self.clone(), sensor_id.to_owned());
+        blocking(move || {
+            this.import_events_sync(&id, &events)?
+                .ok_or(StoreError::NoSuchSensor(id))
+        })
+        .await
+    }
+
+    async fn sensor_counts(&self, workspace: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.sensor_counts_sync(&name)).await
+    }
+
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
+        let this = self.clone();
+        blocking(move || this.rotate_sync(new)).await
+    }
+
+    async fn create_workspace(&self, workspace: WorkspaceRecord) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.create_workspace_sync(&workspace)).await
+    }
+
+    async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.stats_sync(&name)).await
+    }
+
+    async fn export(
+        &self,
+        workspace: &str,
+        filter: ExportFilter,
+        out: tokio::sync::mpsc::Sender<StoredEvent>,
+    ) -> Result<u64, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.export_sync(&name, &filter, &out)).await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.quick_check()).await
+    }
+
     async fn workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
         let this = self.clone();
         blocking(move || this.workspaces_sync()).await

@@ -1,0 +1,940 @@
+//! The PostgreSQL store: uplink's [`Store`] trait over a database that several service replicas
+//! share (`uplink service --database URL`).
+//!
+//! - Schema: versioned migrations applied at [`PostgresStore::connect`] under an advisory lock
+//!   (`migrate.rs`).
+//! - Ingest: one statement per batch — `INSERT … SELECT FROM UNNEST(arrays) ON CONFLICT DO
+//!   NOTHING` on `(sensor, seq)`, with the per-sensor kind counters updated by the same
+//!   statement — so a batch is stored whole or not at all, each `(sensor, seq)` once, and the call
+//!   returns only after PostgreSQL committed it (`synchronous_commit` as the server has it; on by
+//!   default). Concurrent batches commit in their own transactions and PostgreSQL's WAL flush
+//!   groups their commits. No row is updated by every ingest: counters are per sensor and kind.
+//! - `last_seen`: remembered per process and written for all sensors at once every
+//!   [`Settings::last_seen_flush`] (and at [`Store::flush`]), never one UPDATE per request.
+//! - `health`: a pooled connection answers `SELECT 1`.
+//!
+//! - TLS: `sslmode=require|verify-ca|verify-full` (with `sslrootcert=FILE`, or the system's trust
+//!   store) always verifies the server's certificate and name (`tls.rs`).
+//!
+//! Not here (yet): encrypted CA keys, retention, backups.
+
+pub mod migrate;
+pub mod tls;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+use uplink_store::*;
+
+/// Connection settings. `Debug` shows the URL with its password redacted.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub url: DatabaseUrl,
+    /// The key the CA keys are sealed with (created when missing and the database has none yet).
+    pub master_key: MasterKeyFile,
+    /// Most connections this process holds.
+    pub max_connections: usize,
+    /// How often coalesced `last_seen` times are written.
+    pub last_seen_flush: Duration,
+    /// How long to wait for a connection (new or from the pool) before answering unavailable.
+    pub connect_timeout: Duration,
+}
+
+impl Settings {
+    pub fn new(url: DatabaseUrl, master_key: MasterKeyFile) -> Settings {
+        Settings {
+            url,
+            master_key,
+            max_connections: 16,
+            last_seen_flush: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone (one pool).
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// The URL, redacted: what errors and logs name.
+    at: String,
+    /// sensor_id → (row id, workspace); sensors are never deleted while a process runs.
+    sensors: Mutex<HashMap<String, i64>>,
+    /// row id → last time seen, not yet written.
+    seen: Mutex<HashMap<i64, i64>>,
+    /// Seals and opens the secrets (set at connect, replaced by a rotation).
+    key: std::sync::RwLock<Option<MasterKey>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("at", &self.inner.at)
+            .finish_non_exhaustive()
+    }
+}
+
+const WORKSPACE_COLUMNS: &str =
+    "name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key";
+const SENSOR_COLUMNS: &str =
+    "sensor_id, workspace, name, cert_sha256, enrolled_at, last_seen, key_sha256";
+
+/// Rows an export fetches from its portal at a time.
+const EXPORT_CHUNK: i32 = 1000;
+
+impl PostgresStore {
+    /// Connects, applies pending migrations (under the advisory lock), and starts the task that
+    /// writes coalesced `last_seen` times; it ends when the last clone of the store is dropped.
+    /// Needs a Tokio runtime.
+    pub async fn connect(settings: Settings) -> Result<PostgresStore, StoreError> {
+        let at = settings.url.redacted();
+        let bad_url = |e: String| {
+            StoreError::Settings(format!(
+                "the --database URL {at} cannot be used: {e}. Write postgres://USER@HOST:PORT/DB?sslmode=verify-full, or postgres://USER@/DB?host=/run/postgresql for a Unix socket"
+            ))
+        };
+        let (url, tls) = tls::split(settings.url.expose()).map_err(bad_url)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| bad_url(e.to_string()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(settings.connect_timeout);
+        }
+        config.application_name("uplink");
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            tls::TlsMode::Off => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                Manager::from_config(config, NoTls, manager_config())
+            }
+            tls::TlsMode::Verify { root_file } => {
+                let unix = config
+                    .get_hosts()
+                    .iter()
+                    .any(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
+                if unix {
+                    return Err(bad_url(
+                        "PostgreSQL does not speak TLS on a Unix socket: drop sslmode, or give a host name".into(),
+                    ));
+                }
+                let client = tls::client_config(root_file.as_deref()).map_err(bad_url)?;
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(
+                    config,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(client),
+                    manager_config(),
+                )
+            }
+        };
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(settings.connect_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Settings(format!("cannot set up a pool for {at}: {e}")))?;
+        let store = PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                at,
+                sensors: Mutex::new(HashMap::new()),
+                seen: Mutex::new(HashMap::new()),
+                key: std::sync::RwLock::new(None),
+            }),
+        };
+        store.migrate().await?;
+        let key = store.settle_master_key(&settings.master_key).await?;
+        *store.inner.key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
+        tokio::spawn(flush_loop(
+            Arc::downgrade(&store.inner),
+            settings.last_seen_flush,
+        ));
+        Ok(store)
+    }
+
+    /// The URL, password redacted.
+    pub fn location(&self) -> &str {
+        &self.inner.at
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| pool_err(&self.inner.at, e))
+    }
+
+    fn err(&self) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+        move |e| pg_err(&self.inner.at, e)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&migrate::LOCK_KEY])
+            .await
+            .map_err(self.err())?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS uplink_schema (
+                version INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                compatible_back_to INTEGER NOT NULL,
+                applied_at BIGINT NOT NULL
+            )",
+        )
+        .await
+        .map_err(self.err())?;
+        let applied: Vec<(i32, i32)> = tx
+            .query("SELECT version, compatible_back_to FROM uplink_schema", &[])
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for m in migrate::plan(&applied, &self.inner.at)? {
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applying a schema migration"
+            );
+            tx.batch_execute(m.sql).await.map_err(self.err())?;
+            tx.execute(
+                "INSERT INTO uplink_schema (version, name, compatible_back_to, applied_at) VALUES ($1, $2, $3, $4)",
+                &[&m.version, &m.name, &m.compatible_back_to, &now_ms()],
+            )
+            .await
+            .map_err(self.err())?;
+        }
+        tx.commit().await.map_err(self.err())
+    }
+
+    /// The row id of a sensor (cached), or `None` when it is not enrolled.
+    async fn sensor_row(
+        &self,
+        client: &deadpool_postgres::Object,
+        sensor_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = lock(&self.inner.sensors).get(sensor_id) {
+            return Ok(Some(*id));
+        }
+        let row = client
+            .query_opt("SELECT id FROM sensors WHERE sensor_id = $1", &[&sensor_id])
+            .await
+            .map_err(self.err())?;
+        let id = row.map(|r| r.get::<_, i64>(0));
+        if let Some(id) = id {
+            lock(&self.inner.sensors).insert(sensor_id.to_owned(), id);
+        }
+        Ok(id)
+    }
+
+    /// As the SQLite store does: the key verified against the database's check value (or the
+    /// check recorded now, the key file created first if missing), then any plain CA key sealed.
+    async fn settle_master_key(&self, file: &MasterKeyFile) -> Result<MasterKey, StoreError> {
+        let client = self.client().await?;
+        let read_check = || async {
+            client
+                .query_opt(
+                    "SELECT value FROM uplink_meta WHERE key = 'master_key_check'",
+                    &[],
+                )
+                .await
+                .map(|r| r.map(|r| r.get::<_, String>(0)))
+                .map_err(self.err())
+        };
+        let check = read_check().await?;
+        let key = file.resolve(check.is_some())?;
+        let check = match check {
+            Some(c) => c,
+            None => {
+                client
+                    .execute(
+                        "INSERT INTO uplink_meta (key, value) VALUES ('master_key_check', $1) ON CONFLICT (key) DO NOTHING",
+                        &[&key.check_value()],
+                    )
+                    .await
+                    .map_err(self.err())?;
+                read_check().await?.unwrap_or_default()
+            }
+        };
+        key.verify_check(&check)?;
+        let plain = client
+            .query(
+                "SELECT name, ca_key_pem FROM workspaces WHERE ca_key_pem NOT LIKE 'sealed:v1:%'",
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        for r in &plain {
+            let (name, pem): (String, String) = (r.get(0), r.get(1));
+            client
+                .execute(
+                    "UPDATE workspaces SET ca_key_pem = $2 WHERE name = $1 AND ca_key_pem = $3",
+                    &[&name, &key.seal(&pem, &master::ca_key_context(&name)), &pem],
+                )
+                .await
+                .map_err(self.err())?;
+        }
+        Ok(key)
+    }
+
+    fn key(&self) -> Result<MasterKey, StoreError> {
+        self.inner
+            .key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Settings("the store's master key is not loaded".into()))
+    }
+
+    /// A stored workspace with its CA key opened.
+    fn unseal(&self, r: &tokio_postgres::Row) -> Result<WorkspaceRecord, StoreError> {
+        let mut w = row_to_workspace(r);
+        let key = self.key()?;
+        w.ca_key_pem = key.open(&w.ca_key_pem, &master::ca_key_context(&w.name))?;
+        if let Some(k) = &w.access_key {
+            w.access_key = Some(key.open(k, &master::access_key_context(&w.name))?);
+        }
+        Ok(w)
+    }
+
+    /// The sensor of `workspace` (other than `except`) that holds `key`.
+    async fn key_holder(
+        &self,
+        client: &deadpool_postgres::Object,
+        workspace: &str,
+        key: &str,
+        except: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        let row = client
+            .query_opt(
+                "SELECT sensor_id FROM sensors WHERE workspace = $1 AND key_sha256 = $2 AND ($3::text IS NULL OR sensor_id <> $3)",
+                &[&workspace, &key, &except],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// One try at a batch; `None` when PostgreSQL rolled it back for a reason worth trying
+    /// again at once (see [`retryable`]).
+    async fn ingest_once(
+        &self,
+        sensor_id: &str,
+        events: &[NewEvent],
+    ) -> Result<Option<IngestOutcome>, StoreError> {
+        let client = self.client().await?;
+        let Some(row) = self.sensor_row(&client, sensor_id).await? else {
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        };
+        let now = now_ms();
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+        let statement = client
+            .prepare_cached(
+                "WITH ins AS (
+                    INSERT INTO events (sensor, seq, kind, received_at, body)
+                    SELECT $1, t.seq, t.kind, $2, t.body
+                    FROM UNNEST($3::bigint[], $4::text[], $5::text[]) AS t (seq, kind, body)
+                    ON CONFLICT (sensor, seq) DO NOTHING
+                    RETURNING kind
+                ), counted AS (
+                    INSERT INTO kind_counts (sensor, kind, n)
+                    SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
+                    ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
+                )
+                SELECT count(*) FROM ins",
+            )
+            .await
+            .map_err(self.err())?;
+        let accepted: i64 = match client
+            .query_one(&statement, &[&row, &now, &seqs, &kinds, &bodies])
+            .await
+        {
+            Ok(r) => r.get(0),
+            Err(e) if retryable(e.code()) => return Ok(None),
+            Err(e) => return Err(self.err()(e)),
+        };
+        lock(&self.inner.seen).insert(row, now);
+        let accepted = accepted as u64;
+        Ok(Some(IngestOutcome {
+            accepted,
+            duplicates: events.len() as u64 - accepted,
+        }))
+    }
+
+    async fn flush_seen(&self) -> Result<(), StoreError> {
+        let pending: Vec<(i64, i64)> = std::mem::take(&mut *lock(&self.inner.seen))
+            .into_iter()
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let result = async {
+            let client = self.client().await?;
+            let ids: Vec<i64> = pending.iter().map(|p| p.0).collect();
+            let times: Vec<i64> = pending.iter().map(|p| p.1).collect();
+            client
+                .execute(
+                    "UPDATE sensors s SET last_seen = GREATEST(COALESCE(s.last_seen, 0), v.t)
+                     FROM UNNEST($1::bigint[], $2::bigint[]) AS v (id, t) WHERE s.id = v.id",
+                    &[&ids, &times],
+                )
+                .await
+                .map_err(self.err())
+        }
+        .await;
+        if let Err(e) = result {
+            // Keep them for the next try (newer times seen meanwhile win).
+            let mut seen = lock(&self.inner.seen);
+            for (id, t) in pending {
+                let slot = seen.entry(id).or_insert(t);
+                *slot = (*slot).max(t);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+async fn flush_loop(store: Weak<Inner>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = store.upgrade() else { return };
+        let store = PostgresStore { inner };
+        if let Err(e) = store.flush_seen().await {
+            tracing::warn!(error = %e, "writing sensors' last-seen times failed; retrying later");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a failed statement is worth running again at once (a deadlock or serialization
+/// failure between concurrent batches: PostgreSQL rolled it back whole).
+fn retryable(state: Option<&SqlState>) -> bool {
+    matches!(
+        state,
+        Some(s) if *s == SqlState::T_R_DEADLOCK_DETECTED || *s == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+fn pg_err(at: &str, e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) if db.code() == &SqlState::UNDEFINED_TABLE => StoreError::NotAStore {
+            path: at.to_owned(),
+            reason: format!(
+                "{} (SQLSTATE {}): uplink's tables are missing; any uplink command given this --database creates them (it needs the right to CREATE in the database)",
+                db.message(),
+                db.code().code()
+            ),
+        },
+        Some(db) => StoreError::Backend {
+            backend: Backend::Postgres,
+            at: at.to_owned(),
+            detail: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        },
+        None => {
+            let mut detail = e.to_string();
+            let source = std::error::Error::source(&e).map(|s| s.to_string());
+            if let Some(source) = source.filter(|s| !detail.contains(s.as_str())) {
+                detail = format!("{detail}: {source}");
+            }
+            if detail.contains("certificate") {
+                detail.push_str(" (the server's certificate must chain to sslrootcert=FILE, or to this machine's trust store, and name the URL's host)");
+            }
+            StoreError::Unreachable {
+                backend: Backend::Postgres,
+                at: at.to_owned(),
+                detail,
+            }
+        }
+    }
+}
+
+fn pool_err(at: &str, e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_err(at, e),
+        deadpool_postgres::PoolError::Timeout(_) => StoreError::Unreachable {
+            backend: Backend::Postgres,
+            at: at.to_owned(),
+            detail: "no connection could be had in time".into(),
+        },
+        e => StoreError::Unreachable {
+            backend: Backend::Postgres,
+            at: at.to_owned(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn row_to_workspace(r: &tokio_postgres::Row) -> WorkspaceRecord {
+    WorkspaceRecord {
+        name: r.get(0),
+        domain: r.get(1),
+        public_port: r.get::<_, i32>(2) as u16,
+        ca_cert_pem: r.get(3),
+        ca_key_pem: r.get(4),
+        ca_sha256: r.get(5),
+        access_key_sha256: r.get(6),
+        created_at: r.get(7),
+        access_key: r.get(8),
+    }
+}
+
+fn row_to_sensor(r: &tokio_postgres::Row) -> SensorRecord {
+    SensorRecord {
+        sensor_id: r.get(0),
+        workspace: r.get(1),
+        name: r.get(2),
+        cert_sha256: r.get(3),
+        enrolled_at: r.get(4),
+        last_seen: r.get(5),
+        key_sha256: r.get(6),
+    }
+}
+
+impl Store for PostgresStore {
+    async fn import_sensor(&self, s: SensorRecord) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let res = client
+            .execute(
+                &format!("INSERT INTO sensors ({SENSOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sensor_id) DO NOTHING"),
+                &[&s.sensor_id, &s.workspace, &s.name, &s.cert_sha256, &s.enrolled_at, &s.last_seen, &s.key_sha256],
+            )
+            .await;
+        match res {
+            Ok(1) => Ok(true),
+            Ok(_) => {
+                let ws: String = client
+                    .query_one(
+                        "SELECT workspace FROM sensors WHERE sensor_id = $1",
+                        &[&s.sensor_id],
+                    )
+                    .await
+                    .map_err(self.err())?
+                    .get(0);
+                if ws == s.workspace {
+                    Ok(false)
+                } else {
+                    Err(StoreError::KeyAlreadyEnrolled {
+                        workspace: ws,
+                        sensor_id: s.sensor_id,
+                    })
+                }
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && s.key_sha256.is_some() => {
+                let key = s.key_sha256.as_deref().unwrap_or_default();
+                match self.key_holder(&client, &s.workspace, key, None).await? {
+                    Some(sensor_id) => Err(StoreError::KeyAlreadyEnrolled {
+                        workspace: s.workspace,
+                        sensor_id,
+                    }),
+                    None => Err(self.err()(e)),
+                }
+            }
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    async fn import_events(
+        &self,
+        sensor_id: &str,
+        events: Vec<StoredEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let client = self.client().await?;
+        let Some(row) = self.sensor_row(&client, sensor_id).await? else {
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        };
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+        let times: Vec<i64> = events.iter().map(|e| e.received_at).collect();
+        let accepted: i64 = client
+            .query_one(
+                "WITH ins AS (
+                    INSERT INTO events (sensor, seq, kind, received_at, body)
+                    SELECT $1, t.seq, t.kind, t.received_at, t.body
+                    FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS t (seq, kind, received_at, body)
+                    ON CONFLICT (sensor, seq) DO NOTHING
+                    RETURNING kind
+                ), counted AS (
+                    INSERT INTO kind_counts (sensor, kind, n)
+                    SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
+                    ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
+                )
+                SELECT count(*) FROM ins",
+                &[&row, &seqs, &kinds, &times, &bodies],
+            )
+            .await
+            .map_err(self.err())?
+            .get(0);
+        let accepted = accepted as u64;
+        Ok(IngestOutcome {
+            accepted,
+            duplicates: events.len() as u64 - accepted,
+        })
+    }
+
+    async fn sensor_counts(&self, workspace: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.sensor_id, (SELECT count(*) FROM events e WHERE e.sensor = s.id) FROM sensors s WHERE s.workspace = $1",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
+        let old = self.key()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        // Rows locked: a workspace created meanwhile waits, then is sealed under the new key
+        // by a process that has it, or refused by one that has not (the check changed).
+        let rows = tx
+            .query(
+                "SELECT name, ca_key_pem, access_key FROM workspaces FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        tx.execute(
+            "SELECT value FROM uplink_meta WHERE key = 'master_key_check' FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(self.err())?;
+        let mut n = 0u64;
+        for r in &rows {
+            let (name, ca, access): (String, String, Option<String>) =
+                (r.get(0), r.get(1), r.get(2));
+            let reseal = |v: &str, ctx: &str| old.open(v, ctx).map(|p| new.seal(&p, ctx));
+            let ca = reseal(&ca, &master::ca_key_context(&name))?;
+            let access = access
+                .map(|a| reseal(&a, &master::access_key_context(&name)))
+                .transpose()?;
+            n += 1 + u64::from(access.is_some());
+            tx.execute(
+                "UPDATE workspaces SET ca_key_pem = $2, access_key = $3 WHERE name = $1",
+                &[&name, &ca, &access],
+            )
+            .await
+            .map_err(self.err())?;
+        }
+        tx.execute(
+            "UPDATE uplink_meta SET value = $1 WHERE key = 'master_key_check'",
+            &[&new.check_value()],
+        )
+        .await
+        .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
+        Ok(n)
+    }
+
+    async fn workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY name"),
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        rows.iter().map(|r| self.unseal(r)).collect()
+    }
+
+    async fn workspace(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE name = $1"),
+                &[&name],
+            )
+            .await
+            .map_err(self.err())?;
+        row.as_ref().map(|r| self.unseal(r)).transpose()
+    }
+
+    async fn create_workspace(&self, ws: WorkspaceRecord) -> Result<(), StoreError> {
+        let sealed_key = self
+            .key()?
+            .seal(&ws.ca_key_pem, &master::ca_key_context(&ws.name));
+        let sealed_access = match &ws.access_key {
+            Some(k) => Some(self.key()?.seal(k, &master::access_key_context(&ws.name))),
+            None => None,
+        };
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                &format!("INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING"),
+                &[&ws.name, &ws.domain, &i32::from(ws.public_port), &ws.ca_cert_pem, &sealed_key, &ws.ca_sha256, &ws.access_key_sha256, &ws.created_at, &sealed_access],
+            )
+            .await
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::WorkspaceExists(ws.name));
+        }
+        Ok(())
+    }
+
+    async fn add_sensor(&self, s: SensorRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let res = client
+            .execute(
+                &format!(
+                    "INSERT INTO sensors ({SENSOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ),
+                &[
+                    &s.sensor_id,
+                    &s.workspace,
+                    &s.name,
+                    &s.cert_sha256,
+                    &s.enrolled_at,
+                    &s.last_seen,
+                    &s.key_sha256,
+                ],
+            )
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            // The unique index on (workspace, key_sha256) decides, also between replicas.
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && s.key_sha256.is_some() => {
+                let key = s.key_sha256.as_deref().unwrap_or_default();
+                match self.key_holder(&client, &s.workspace, key, None).await? {
+                    Some(sensor_id) => Err(StoreError::KeyAlreadyEnrolled {
+                        workspace: s.workspace,
+                        sensor_id,
+                    }),
+                    None => Err(self.err()(e)),
+                }
+            }
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    async fn renew_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        cert_sha256: &str,
+        key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let res = client
+            .execute(
+                "UPDATE sensors SET cert_sha256 = $1, key_sha256 = $4 WHERE sensor_id = $2 AND workspace = $3",
+                &[&cert_sha256, &sensor_id, &workspace, &key_sha256],
+            )
+            .await;
+        match res {
+            Ok(0) => Err(StoreError::NoSuchSensor(sensor_id.to_owned())),
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                match self
+                    .key_holder(&client, workspace, key_sha256, Some(sensor_id))
+                    .await?
+                {
+                    Some(holder) => Err(StoreError::KeyAlreadyEnrolled {
+                        workspace: workspace.to_owned(),
+                        sensor_id: holder,
+                    }),
+                    None => Err(self.err()(e)),
+                }
+            }
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_seen().await
+    }
+
+    async fn ingest(
+        &self,
+        sensor_id: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        for _ in 0..3 {
+            if let Some(outcome) = self.ingest_once(sensor_id, &events).await? {
+                return Ok(outcome);
+            }
+        }
+        Err(StoreError::Backend {
+            backend: Backend::Postgres,
+            at: self.inner.at.clone(),
+            detail: "the batch was rolled back three times in a row (deadlock or serialization failure with concurrent batches); nothing of it was stored".into(),
+        })
+    }
+
+    async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
+        let mut client = self.client().await?;
+        // One snapshot: the sensors and the counts agree.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(self.err())?;
+        let exists = tx
+            .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
+            .await
+            .map_err(self.err())?;
+        if exists.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
+        }
+        let mut sensors: Vec<SensorRecord> = tx
+            .query(
+                &format!("SELECT {SENSOR_COLUMNS} FROM sensors WHERE workspace = $1 ORDER BY enrolled_at, sensor_id"),
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(row_to_sensor)
+            .collect();
+        let counts = tx
+            .query(
+                "SELECT k.kind, SUM(k.n)::bigint FROM kind_counts k JOIN sensors s ON s.id = k.sensor
+                 WHERE s.workspace = $1 GROUP BY k.kind HAVING SUM(k.n) > 0 ORDER BY k.kind",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        let mut by_kind = BTreeMap::new();
+        let mut total = 0;
+        for r in &counts {
+            let n = r.get::<_, i64>(1) as u64;
+            total += n;
+            by_kind.insert(r.get::<_, String>(0), n);
+        }
+        // What this process saw but has not written yet.
+        {
+            let ids = lock(&self.inner.sensors);
+            let seen = lock(&self.inner.seen);
+            for s in &mut sensors {
+                if let Some(t) = ids.get(&s.sensor_id).and_then(|id| seen.get(id)) {
+                    s.last_seen = Some(s.last_seen.map_or(*t, |l| l.max(*t)));
+                }
+            }
+        }
+        Ok(WorkspaceStats {
+            sensors,
+            total,
+            by_kind,
+        })
+    }
+
+    async fn export(
+        &self,
+        workspace: &str,
+        filter: ExportFilter,
+        out: tokio::sync::mpsc::Sender<StoredEvent>,
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(self.err())?;
+        let exists = tx
+            .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
+            .await
+            .map_err(self.err())?;
+        if exists.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
+        }
+        let expected: Option<u64> = match filter.sensor_id {
+            Some(_) => None,
+            None => Some(
+                tx.query_one(
+                    "SELECT COALESCE(SUM(k.n), 0)::bigint FROM kind_counts k JOIN sensors s ON s.id = k.sensor
+                     WHERE s.workspace = $1 AND ($2::text IS NULL OR k.kind = $2)",
+                    &[&workspace, &filter.kind],
+                )
+                .await
+                .map_err(self.err())?
+                .get::<_, i64>(0) as u64,
+            ),
+        };
+        let statement = tx
+            .prepare(
+                "SELECT s.sensor_id, e.seq, e.kind, e.received_at, e.body FROM events e JOIN sensors s ON s.id = e.sensor
+                 WHERE s.workspace = $1 AND ($2::text IS NULL OR e.kind = $2) AND ($3::text IS NULL OR s.sensor_id = $3)
+                 ORDER BY s.sensor_id, e.seq",
+            )
+            .await
+            .map_err(self.err())?;
+        let portal = tx
+            .bind(&statement, &[&workspace, &filter.kind, &filter.sensor_id])
+            .await
+            .map_err(self.err())?;
+        let mut n = 0u64;
+        loop {
+            let rows = tx
+                .query_portal(&portal, EXPORT_CHUNK)
+                .await
+                .map_err(self.err())?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let event = StoredEvent {
+                    sensor_id: r.get(0),
+                    seq: r.get::<_, i64>(1) as u64,
+                    kind: r.get(2),
+                    received_at: r.get(3),
+                    body: r.get(4),
+                };
+                out.send(event)
+                    .await
+                    .map_err(|_| StoreError::output_closed())?;
+                n += 1;
+            }
+        }
+        if let Some(expected) = expected.filter(|&e| e != n) {
+            return Err(StoreError::Damaged {
+                path: self.inner.at.clone(),
+                detail: format!(
+                    "the export read {n} events but the store counts {expected} for this workspace{}: the export is incomplete",
+                    filter.kind.as_ref().map(|k| format!(" and kind {k:?}")).unwrap_or_default()
+                ),
+            });
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,109 @@
+//! Versioned schema migrations, applied at start under an advisory lock.
+//!
+//! Migrations are data: SQL files in `migrations/`, compiled in, applied in order, each once, all
+//! in one transaction that first takes [`LOCK_KEY`] (`pg_advisory_xact_lock`), so replicas
+//! starting together apply them once and wait for each other. `uplink_schema` records each
+//! applied version with the oldest build version that can still run on the schema it leaves
+//! (`compatible_back_to`). Migrations are written expand-then-contract: a new one only adds
+//! (columns with defaults, tables, indexes), so a replica of the previous version keeps working
+//! beside a new one during a rolling upgrade; a step that removes what an older build reads is
+//! a later migration that raises `compatible_back_to`. A schema newer than this build is
+//! accepted while this build is at least its `compatible_back_to`, and refused otherwise.
+
+use uplink_store::StoreError;
+
+/// One schema version.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+    /// The oldest schema version (of this list) whose code can still run on this one.
+    pub compatible_back_to: i32,
+}
+
+/// Every migration, in order. Append; never edit one that shipped.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+        compatible_back_to: 1,
+    },
+    Migration {
+        version: 2,
+        name: "meta (sealed CA keys)",
+        sql: include_str!("../migrations/0002_meta.sql"),
+        compatible_back_to: 2,
+    },
+];
+
+/// The schema version this build writes.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// The advisory lock key migrations run under ("uplink" in ASCII, then 1).
+pub const LOCK_KEY: i64 = 0x75_70_6c_69_6e_6b_00_01;
+
+/// What to do given the versions already applied (`(version, compatible_back_to)`): the
+/// migrations to run, or the refusal of a schema too new for this build. Pure.
+pub fn plan(applied: &[(i32, i32)], at: &str) -> Result<Vec<Migration>, StoreError> {
+    let ours = latest();
+    if let Some(&(newest, back_to)) = applied.iter().max_by_key(|(v, _)| *v) {
+        if newest > ours && back_to > ours {
+            return Err(StoreError::NewerFormat {
+                path: at.to_owned(),
+                found: newest.into(),
+                supported: ours.into(),
+            });
+        }
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
+        .copied()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applied `(version, compatible_back_to)` rows, and the versions to apply (`Err`: refused).
+    type Case = (&'static [(i32, i32)], Result<Vec<i32>, ()>);
+
+    #[test]
+    fn plans() {
+        let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        let cases: &[Case] = &[
+            // A new database: everything.
+            (&[], Ok(all.clone())),
+            // Up to date: nothing.
+            (&[(1, 1), (2, 2)], Ok(vec![])),
+            // Behind: the rest.
+            (&[(1, 1)], Ok(vec![2])),
+            // A newer schema an older build can still run on (expand only): nothing, no refusal.
+            (&[(1, 1), (2, 2), (3, 2)], Ok(vec![])),
+            // A newer schema that contracted past this build: refused.
+            (&[(1, 1), (2, 2), (3, 3)], Err(())),
+        ];
+        for (applied, want) in cases {
+            let got = plan(applied, "postgres://db/x")
+                .map(|ms| ms.iter().map(|m| m.version).collect::<Vec<_>>())
+                .map_err(|e| {
+                    let text = e.to_string();
+                    assert!(text.contains("upgrade uplink"), "{text}");
+                });
+            assert_eq!(&got, want, "{applied:?}");
+        }
+    }
+
+    #[test]
+    fn versions_are_in_order_and_each_can_run_on_itself() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i32 + 1, "{}", m.name);
+            assert!(m.compatible_back_to <= m.version, "{}", m.name);
+        }
+    }
+}

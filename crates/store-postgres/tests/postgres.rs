@@ -1,0 +1,314 @@
+//! What only the PostgreSQL store has: migrations under an advisory lock (replicas starting
+//! together), refusal of an incompatible newer schema, `last_seen` written in batches, a URL's
+//! password kept out of `Debug` and errors. The behaviour every store shares is in
+//! `crates/store/tests/conformance.rs` (run for PostgreSQL too).
+
+#[path = "../../uplink/tests/it/support/postgres.rs"]
+#[allow(dead_code)]
+mod cluster;
+
+use std::time::Duration;
+
+use uplink_store::*;
+use uplink_store_postgres::{migrate, PostgresStore, Settings};
+
+/// The master key beside the cluster (removed with it).
+fn key_file(c: &cluster::Cluster) -> MasterKeyFile {
+    MasterKeyFile(c.socket_dir.join("master.key"))
+}
+
+fn settings(c: &cluster::Cluster) -> Settings {
+    Settings::new(DatabaseUrl::new(&c.url("uplink")).unwrap(), key_file(c))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_apply_the_migrations_once() {
+    let c = cluster::Cluster::start().unwrap();
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let s = settings(&c);
+            tokio::spawn(async move { PostgresStore::connect(s).await })
+        })
+        .collect();
+    for s in starts {
+        s.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        c.psql("uplink", "SELECT count(*), max(version) FROM uplink_schema"),
+        format!("{}|{}", migrate::MIGRATIONS.len(), migrate::latest())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_only_when_this_build_cannot_run_on_it() {
+    let c = cluster::Cluster::start().unwrap();
+    drop(PostgresStore::connect(settings(&c)).await.unwrap());
+    let next = migrate::latest() + 1;
+    // A newer build expanded the schema and says this build still runs on it: accepted.
+    c.psql(
+        "uplink",
+        &format!("INSERT INTO uplink_schema VALUES ({next}, 'expand', 1, 0)"),
+    );
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    store.health().await.unwrap();
+    drop(store);
+    // A later one contracted it past this build: refused, saying what to do.
+    c.psql(
+        "uplink",
+        &format!(
+            "INSERT INTO uplink_schema VALUES ({}, 'contract', {}, 0)",
+            next + 1,
+            next + 1
+        ),
+    );
+    let err = PostgresStore::connect(settings(&c)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NewerFormat { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("upgrade uplink") && text.contains("postgres://"),
+        "{text}"
+    );
+}
+
+fn event(seq: u64) -> Vec<NewEvent> {
+    vec![NewEvent {
+        seq,
+        kind: "e".into(),
+        body: "{}".into(),
+    }]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seen_is_written_in_batches_not_by_each_request() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(Settings {
+        last_seen_flush: Duration::from_secs(3600),
+        ..settings(&c)
+    })
+    .await
+    .unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "k".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+            access_key: Some("the-access-key".into()),
+        })
+        .await
+        .unwrap();
+    for id in ["s1", "s2"] {
+        store
+            .add_sensor(SensorRecord {
+                sensor_id: id.into(),
+                workspace: "w".into(),
+                name: "n".into(),
+                cert_sha256: "c".into(),
+                key_sha256: Some(format!("key-{id}")),
+                enrolled_at: 0,
+                last_seen: None,
+            })
+            .await
+            .unwrap();
+    }
+    for seq in 0..20u64 {
+        for id in ["s1", "s2"] {
+            store.ingest(id, event(seq)).await.unwrap();
+        }
+    }
+    let nulls = || {
+        c.psql(
+            "uplink",
+            "SELECT count(*) FROM sensors WHERE last_seen IS NULL",
+        )
+    };
+    // 40 requests, no UPDATE yet; this process's stats show the times all the same.
+    assert_eq!(nulls(), "2");
+    let stats = store.stats("w").await.unwrap();
+    assert!(
+        stats.sensors.iter().all(|s| s.last_seen.is_some()),
+        "{stats:?}"
+    );
+    store.flush().await.unwrap();
+    assert_eq!(nulls(), "0");
+    // The flush task writes on its own too.
+    let store = PostgresStore::connect(Settings {
+        last_seen_flush: Duration::from_millis(100),
+        ..settings(&c)
+    })
+    .await
+    .unwrap();
+    c.psql("uplink", "UPDATE sensors SET last_seen = NULL");
+    store.ingest("s1", event(99)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while nulls() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_seen never written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_url_stays_out_of_debug_and_errors() {
+    let url =
+        DatabaseUrl::new("postgres://uplink:s3cret@/uplink?host=/nonexistent-uplink-dir").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        connect_timeout: Duration::from_secs(2),
+        ..Settings::new(url, MasterKeyFile(dir.path().join("master.key")))
+    };
+    assert!(!format!("{settings:?}").contains("s3cret"));
+    let err = PostgresStore::connect(settings).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    assert!(err.is_unavailable());
+    assert!(
+        text.contains("postgres://uplink:****@/uplink") && !text.contains("s3cret"),
+        "{text}"
+    );
+    assert!(text.contains("Check that the server runs"), "{text}");
+    // TLS is never silently dropped: asked for on a Unix socket, it is refused.
+    let url =
+        DatabaseUrl::new("postgres://uplink:s3cret@/uplink?host=/tmp&sslmode=require").unwrap();
+    let err = PostgresStore::connect(Settings::new(url, MasterKeyFile(dir.path().join("k"))))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("does not speak TLS on a Unix socket") && !text.contains("s3cret"),
+        "{text}"
+    );
+}
+
+async fn connect_to(c: &cluster::Cluster, url: &str) -> Result<PostgresStore, StoreError> {
+    PostgresStore::connect(Settings {
+        connect_timeout: Duration::from_secs(5),
+        ..Settings::new(DatabaseUrl::new(url).unwrap(), key_file(c))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgresql_verifies_the_certificate_and_the_host_name() {
+    let new_ca = |name: &str| {
+        let ca = uplink_pki::generate_ca(name).unwrap();
+        let authority =
+            uplink_pki::CertificateAuthority::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
+        (ca.cert_pem, authority)
+    };
+    let (ca_pem, authority) = new_ca("pg-test");
+    let (other_pem, _) = new_ca("someone-else");
+    let server = authority.issue_server(&["localhost".into()]).unwrap();
+    let c = cluster::Cluster::start_tls(&server.cert_pem, &server.key_pem);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    std::fs::write(&other_file, &other_pem).unwrap();
+    let query =
+        |file: &std::path::Path| format!("sslmode=verify-full&sslrootcert={}", file.display());
+
+    // The right CA and the certificate's name: connected, over TLS.
+    let store = connect_to(&c, &c.tcp_url("localhost", "uplink", &query(&ca_file)))
+        .await
+        .unwrap();
+    store.health().await.unwrap();
+    assert_eq!(
+        c.psql(
+            "uplink",
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'uplink'"
+        ),
+        "t"
+    );
+    drop(store);
+
+    // Another CA, a name the certificate does not hold, or `require` with only the system's
+    // roots: refused, never connected unverified.
+    for (host, q) in [
+        ("localhost", query(&other_file)),
+        ("127.0.0.1", query(&ca_file)),
+        ("localhost", "sslmode=require".to_owned()),
+    ] {
+        let err = connect_to(&c, &c.tcp_url(host, "uplink", &q))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        eprintln!("{host} {q}: {text}");
+        assert!(
+            text.contains("certificate") || text.contains("trust store"),
+            "{host} {q}: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_keys_are_sealed_in_the_database_and_a_wrong_or_missing_master_key_is_refused() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "-----BEGIN PRIVATE KEY-----secret".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+            access_key: Some("the-access-key".into()),
+        })
+        .await
+        .unwrap();
+    let raw_access = c.psql("uplink", "SELECT access_key FROM workspaces");
+    assert!(
+        raw_access.starts_with("sealed:v1:") && !raw_access.contains("the-access-key"),
+        "{raw_access}"
+    );
+    let raw = c.psql("uplink", "SELECT ca_key_pem FROM workspaces");
+    assert!(
+        raw.starts_with("sealed:v1:") && !raw.contains("PRIVATE") && !raw.contains("secret"),
+        "{raw}"
+    );
+    assert_eq!(
+        store.workspace("w").await.unwrap().unwrap().ca_key_pem,
+        "-----BEGIN PRIVATE KEY-----secret"
+    );
+    drop(store);
+    // A row someone wrote plain is sealed at the next start.
+    c.psql(
+        "uplink",
+        "INSERT INTO workspaces VALUES ('p', 'd', 443, 'c', 'plain-key', 'h', 'a', 0)",
+    );
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    assert!(c
+        .psql(
+            "uplink",
+            "SELECT ca_key_pem FROM workspaces WHERE name = 'p'"
+        )
+        .starts_with("sealed:v1:"));
+    assert_eq!(
+        store.workspace("p").await.unwrap().unwrap().ca_key_pem,
+        "plain-key"
+    );
+    drop(store);
+    // Another key: refused. The key file gone: refused, none made in its place.
+    let other = c.socket_dir.join("other.key");
+    std::fs::write(&other, format!("{}\n", "cd".repeat(32))).unwrap();
+    let err = PostgresStore::connect(Settings {
+        master_key: MasterKeyFile(other),
+        ..settings(&c)
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyWrong { .. }), "{err}");
+    std::fs::remove_file(&key_file(&c).0).unwrap();
+    let err = PostgresStore::connect(settings(&c)).await.unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyMissing { .. }), "{err}");
+    assert!(!key_file(&c).0.exists());
+}

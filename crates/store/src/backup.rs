@@ -1,0 +1,360 @@
+//! Backups of any store, in uplink's own format, through the [`Store`] trait: the same file
+//! backs up SQLite and PostgreSQL and restores into either.
+//!
+//! The format is NDJSON, one object per line, each with one key saying what it is:
+//!
+//! ```text
+//! {"uplink_backup":1,"created_at":MS,"master_key_check":"sealed:v1:…"}
+//! {"workspace":{"name":…,"domain":…,"public_port":…,"ca_cert_pem":…,"ca_key_sealed":"sealed:v1:…",
+//!               "ca_sha256":…,"access_key_sha256":…,"access_key_sealed":"sealed:v1:…"|null,"created_at":MS}}
+//! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null}}
+//! {"event":{"sensor_id":…,"seq":N,"kind":…,"received_at":MS,"body":"<the event line>"}}
+//! {"end":{"workspaces":N,"sensors":N,"events":N}}
+//! ```
+//!
+//! Secrets stay sealed under the master key of the store backed up (the header's check value
+//! lets a restore refuse a wrong key before writing anything); a file without its `end` line is
+//! incomplete and refused. A workspace's sensors come before their events, each sensor's
+//! events in sequence order. Restoring is idempotent (what is there is skipped, events are not
+//! stored twice), so an interrupted restore is run again.
+
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::master::{access_key_context, ca_key_context};
+use crate::*;
+
+/// The format this build writes and reads.
+pub const BACKUP_FORMAT: u32 = 1;
+
+/// What a backup or a restore counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub workspaces: u64,
+    pub sensors: u64,
+    pub events: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    uplink_backup: u32,
+    created_at: i64,
+    master_key_check: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WorkspaceLine {
+    name: String,
+    domain: String,
+    public_port: u16,
+    ca_cert_pem: String,
+    ca_key_sealed: String,
+    ca_sha256: String,
+    access_key_sha256: String,
+    access_key_sealed: Option<String>,
+    created_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SensorLine {
+    sensor_id: String,
+    workspace: String,
+    name: String,
+    cert_sha256: String,
+    key_sha256: Option<String>,
+    enrolled_at: i64,
+    last_seen: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventLine {
+    sensor_id: String,
+    seq: u64,
+    kind: String,
+    received_at: i64,
+    body: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Line {
+    Workspace(WorkspaceLine),
+    Sensor(SensorLine),
+    Event(EventLine),
+    End(EndLine),
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndLine {
+    workspaces: u64,
+    sensors: u64,
+    events: u64,
+}
+
+fn io_err(what: &str) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: what.to_owned(),
+        source,
+    }
+}
+
+fn bad(line: u64, why: impl std::fmt::Display) -> StoreError {
+    StoreError::Settings(format!(
+        "the backup is not usable at line {line}: {why}; it was not written by `uplink store backup`, or it is damaged"
+    ))
+}
+
+/// Writes every workspace, sensor and event of `store` to `out`; `key` is the store's master
+/// key (secrets are written sealed under it). `progress` is called after each sensor.
+pub async fn backup<S: Store>(
+    store: &S,
+    key: &MasterKey,
+    out: &mut impl Write,
+    mut progress: impl FnMut(&str, u64),
+) -> Result<Counts, StoreError> {
+    let write = |out: &mut dyn Write, v: &dyn erased::Json| -> Result<(), StoreError> {
+        out.write_all(v.json().as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(io_err("<backup file>"))
+    };
+    let header = Header {
+        uplink_backup: BACKUP_FORMAT,
+        created_at: now_ms(),
+        master_key_check: key.check_value(),
+    };
+    write(out, &header)?;
+    let mut counts = Counts::default();
+    for ws in store.workspaces().await? {
+        let line = Line::Workspace(WorkspaceLine {
+            ca_key_sealed: key.seal(&ws.ca_key_pem, &ca_key_context(&ws.name)),
+            access_key_sealed: ws
+                .access_key
+                .as_ref()
+                .map(|k| key.seal(k, &access_key_context(&ws.name))),
+            name: ws.name.clone(),
+            domain: ws.domain,
+            public_port: ws.public_port,
+            ca_cert_pem: ws.ca_cert_pem,
+            ca_sha256: ws.ca_sha256,
+            access_key_sha256: ws.access_key_sha256,
+            created_at: ws.created_at,
+        });
+        write(out, &line)?;
+        counts.workspaces += 1;
+        let stats = store.stats(&ws.name).await?;
+        for s in stats.sensors {
+            let sensor_id = s.sensor_id.clone();
+            write(
+                out,
+                &Line::Sensor(SensorLine {
+                    sensor_id: s.sensor_id,
+                    workspace: s.workspace,
+                    name: s.name,
+                    cert_sha256: s.cert_sha256,
+                    key_sha256: s.key_sha256,
+                    enrolled_at: s.enrolled_at,
+                    last_seen: s.last_seen,
+                }),
+            )?;
+            counts.sensors += 1;
+            let filter = ExportFilter {
+                kind: None,
+                sensor_id: Some(sensor_id.clone()),
+            };
+            let mut failed = None;
+            let n = export_each(store, &ws.name, filter, |e| {
+                let line = Line::Event(EventLine {
+                    sensor_id: e.sensor_id,
+                    seq: e.seq,
+                    kind: e.kind,
+                    received_at: e.received_at,
+                    body: e.body,
+                });
+                write(out, &line).map_err(|e| {
+                    let io = std::io::Error::other(e.to_string());
+                    failed = Some(e);
+                    io
+                })
+            })
+            .await
+            .map_err(|e| failed.take().unwrap_or(e))?;
+            counts.events += n;
+            progress(&sensor_id, n);
+        }
+    }
+    write(
+        out,
+        &Line::End(EndLine {
+            workspaces: counts.workspaces,
+            sensors: counts.sensors,
+            events: counts.events,
+        }),
+    )?;
+    out.flush().map_err(io_err("<backup file>"))?;
+    Ok(counts)
+}
+
+/// Checks a backup's first line: its format, and that `key` opens its secrets.
+pub fn check_header(input: impl BufRead, key: &MasterKey) -> Result<(), StoreError> {
+    let first = input
+        .lines()
+        .next()
+        .ok_or_else(|| bad(1, "the file is empty"))?
+        .map_err(io_err("<backup file>"))?;
+    let header: Header = serde_json::from_str(&first).map_err(|e| bad(1, e))?;
+    if header.uplink_backup != BACKUP_FORMAT {
+        return Err(bad(
+            1,
+            format!(
+                "format {} (this build reads {BACKUP_FORMAT}): upgrade uplink",
+                header.uplink_backup
+            ),
+        ));
+    }
+    key.verify_check(&header.master_key_check)
+}
+
+/// Restores a backup into `store`; `key` must be the master key the backup's secrets were
+/// sealed with (checked before anything is written). Events go in batches of `batch`.
+pub async fn restore<S: Store>(
+    store: &S,
+    key: &MasterKey,
+    input: impl BufRead,
+    batch: usize,
+) -> Result<Counts, StoreError> {
+    let mut lines = input.lines();
+    let first = lines
+        .next()
+        .ok_or_else(|| bad(1, "the file is empty"))?
+        .map_err(io_err("<backup file>"))?;
+    let header: Header = serde_json::from_str(&first).map_err(|e| bad(1, e))?;
+    if header.uplink_backup != BACKUP_FORMAT {
+        return Err(bad(
+            1,
+            format!(
+                "format {} (this build reads {BACKUP_FORMAT}): upgrade uplink",
+                header.uplink_backup
+            ),
+        ));
+    }
+    key.verify_check(&header.master_key_check)?;
+    let mut counts = Counts::default();
+    let mut pending: Vec<StoredEvent> = Vec::new();
+    let flush = |pending: &mut Vec<StoredEvent>| {
+        let events = std::mem::take(pending);
+        async move {
+            if let Some(first) = events.first() {
+                let sensor = first.sensor_id.clone();
+                store.import_events(&sensor, events).await?;
+            }
+            Ok::<(), StoreError>(())
+        }
+    };
+    let mut n = 1u64;
+    let mut ended = None;
+    for line in lines {
+        n += 1;
+        let line = line.map_err(io_err("<backup file>"))?;
+        if ended.is_some() {
+            return Err(bad(n, "lines after the end"));
+        }
+        let parsed: Line = serde_json::from_str(&line).map_err(|e| bad(n, e))?;
+        if !matches!(parsed, Line::Event(_)) {
+            flush(&mut pending).await?;
+        }
+        match parsed {
+            Line::Workspace(w) => {
+                let ws = WorkspaceRecord {
+                    ca_key_pem: key.open(&w.ca_key_sealed, &ca_key_context(&w.name))?,
+                    access_key: w
+                        .access_key_sealed
+                        .as_deref()
+                        .map(|k| key.open(k, &access_key_context(&w.name)))
+                        .transpose()?,
+                    name: w.name,
+                    domain: w.domain,
+                    public_port: w.public_port,
+                    ca_cert_pem: w.ca_cert_pem,
+                    ca_sha256: w.ca_sha256,
+                    access_key_sha256: w.access_key_sha256,
+                    created_at: w.created_at,
+                };
+                match store.workspace(&ws.name).await? {
+                    Some(there) if there.ca_sha256 == ws.ca_sha256 => {}
+                    Some(_) => {
+                        return Err(StoreError::WorkspaceExists(ws.name));
+                    }
+                    None => store.create_workspace(ws).await?,
+                }
+                counts.workspaces += 1;
+            }
+            Line::Sensor(s) => {
+                store
+                    .import_sensor(SensorRecord {
+                        sensor_id: s.sensor_id,
+                        workspace: s.workspace,
+                        name: s.name,
+                        cert_sha256: s.cert_sha256,
+                        key_sha256: s.key_sha256,
+                        enrolled_at: s.enrolled_at,
+                        last_seen: s.last_seen,
+                    })
+                    .await?;
+                counts.sensors += 1;
+            }
+            Line::Event(e) => {
+                if pending.first().is_some_and(|p| p.sensor_id != e.sensor_id)
+                    || pending.len() >= batch.max(1)
+                {
+                    flush(&mut pending).await?;
+                }
+                pending.push(StoredEvent {
+                    sensor_id: e.sensor_id,
+                    seq: e.seq,
+                    kind: e.kind,
+                    received_at: e.received_at,
+                    body: e.body,
+                });
+                counts.events += 1;
+            }
+            Line::End(end) => ended = Some(end),
+        }
+    }
+    let Some(end) = ended else {
+        return Err(bad(
+            n,
+            "the file ends without its `end` line: it is incomplete",
+        ));
+    };
+    if (end.workspaces, end.sensors, end.events)
+        != (counts.workspaces, counts.sensors, counts.events)
+    {
+        return Err(bad(
+            n,
+            format!(
+                "it says {} workspaces, {} sensors, {} events but holds {}, {}, {}",
+                end.workspaces,
+                end.sensors,
+                end.events,
+                counts.workspaces,
+                counts.sensors,
+                counts.events
+            ),
+        ));
+    }
+    store.flush().await?;
+    Ok(counts)
+}
+
+/// Serialising the line types through one closure.
+mod erased {
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("backup lines serialise")
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Choosing the store from `--data-dir` or `--database`: wiring only. Commands open an
+//! [`AnyStore`] here and use it through the `Store` trait.
+
+use std::path::PathBuf;
+
+use uplink_store::*;
+use uplink_store_postgres::{PostgresStore, Settings};
+use uplink_store_sqlite::SqliteStore;
+
+use super::DataDir;
+
+/// The store a command was given.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl DataDir {
+    /// The data directory, when the store is the embedded one.
+    pub fn dir(&self) -> Option<&PathBuf> {
+        self.data_dir.as_ref()
+    }
+
+    /// Opens the store (with `create`, a new data directory is made; PostgreSQL's schema is
+    /// always created or migrated). Needs a Tokio runtime.
+    pub async fn open(&self, create: bool) -> Result<AnyStore, StoreError> {
+        self.open_with_key(create, None).await
+    }
+
+    /// The master key file in force: `--master-key-file`, else `DIR/master.key` with a data
+    /// directory (`None` with --database and no --master-key-file).
+    pub fn key_file(&self) -> Option<MasterKeyFile> {
+        self.master_key_file.clone().map(MasterKeyFile).or_else(|| {
+            self.data_dir
+                .as_ref()
+                .map(|d| MasterKeyFile(d.join(uplink_store_sqlite::MASTER_KEY_FILE)))
+        })
+    }
+
+    /// [`DataDir::open`] with another master key file than the flags say.
+    pub async fn open_with_key(
+        &self,
+        create: bool,
+        key: Option<MasterKeyFile>,
+    ) -> Result<AnyStore, StoreError> {
+        let key_file = key.or_else(|| self.master_key_file.clone().map(MasterKeyFile));
+        match (&self.data_dir, &self.database) {
+            (Some(dir), None) => {
+                let dir = dir.clone();
+                let key_file = key_file.unwrap_or_else(|| {
+                    MasterKeyFile(dir.join(uplink_store_sqlite::MASTER_KEY_FILE))
+                });
+                tokio::task::spawn_blocking(move || {
+                    SqliteStore::open_with_key(&dir, create, &key_file)
+                })
+                .await
+                .map_err(|_| StoreError::WriterGone)?
+                .map(AnyStore::Sqlite)
+            }
+            (None, Some(url)) => {
+                let url = DatabaseUrl::new(url)?;
+                let key_file = key_file.ok_or_else(|| {
+                    StoreError::Settings(
+                        "--database needs --master-key-file FILE (or UPLINK_MASTER_KEY_FILE): the key that seals the CA keys in the database".into(),
+                    )
+                })?;
+                PostgresStore::connect(Settings::new(url, key_file))
+                    .await
+                    .map(AnyStore::Postgres)
+            }
+            // clap's group makes these unreachable; said plainly all the same.
+            _ => Err(StoreError::Settings(
+                "give either --data-dir DIR or --database URL (exactly one)".into(),
+            )),
+        }
+    }
+
+    /// What to name in logs: the directory, or the URL with its password redacted.
+    pub fn describe(&self) -> String {
+        match (&self.data_dir, &self.database) {
+            (Some(dir), _) => dir.display().to_string(),
+            (None, Some(url)) => DatabaseUrl::new(url)
+                .map(|u| u.redacted())
+                .unwrap_or_else(|_| "<invalid database URL>".into()),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// A runtime for the one-shot admin commands.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e,
+            AnyStore::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn workspaces(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
+        each!(self, s => s.workspaces().await)
+    }
+    async fn workspace(&self, name: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
+        each!(self, s => s.workspace(name).await)
+    }
+    async fn create_workspace(&self, workspace: WorkspaceRecord) -> Result<(), StoreError> {
+        each!(self, s => s.create_workspace(workspace).await)
+    }
+    async fn add_sensor(&self, sensor: SensorRecord) -> Result<(), StoreError> {
+        each!(self, s => s.add_sensor(sensor).await)
+    }
+    async fn renew_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        cert_sha256: &str,
+        key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.renew_sensor(workspace, sensor_id, cert_sha256, key_sha256).await)
+    }
+    async fn health(&self) -> Result<(), StoreError> {
+        each!(self, s => s.health().await)
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        each!(self, s => s.check().await)
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        each!(self, s => s.flush().await)
+    }
+    async fn ingest(
+        &self,
+        sensor_id: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        each!(self, s => s.ingest(sensor_id, events).await)
+    }
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<u64, StoreError> {
+        each!(self, s => s.rotate_master_key(new).await)
+    }
+    async fn import_sensor(&self, sensor: SensorRecord) -> Result<bool, StoreError> {
+        each!(self, s => s.import_sensor(sensor).await)
+    }
+    async fn import_events(
+        &self,
+        sensor_id: &str,
+        events: Vec<StoredEvent>,
+    ) -> Result<IngestOutcome, StoreError> {
+        each!(self, s => s.import_events(sensor_id, events).await)
+    }
+    async fn sensor_counts(
+        &self,
+        workspace: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        each!(self, s => s.sensor_counts(workspace).await)
+    }
+    async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
+        each!(self, s => s.stats(workspace).await)
+    }
+    async fn export(
+        &self,
+        workspace: &str,
+        filter: ExportFilter,
+        out: tokio::sync::mpsc::Sender<StoredEvent>,
+    ) -> Result<u64, StoreError> {
+        each!(self, s => s.export(workspace, filter, out).await)
+    }
+}

@@ -1,0 +1,351 @@
+//! `uplink store`: operations on the store as a whole.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use uplink_store::{MasterKeyFile, Store, StoreError};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Re-seal every secret of the store (workspace CA keys, access keys) under a new master key.
+    ///
+    /// Everything is re-sealed and the store switched to the new key in one transaction, so an
+    /// interrupted run leaves the store whole under the old key; run it again. A run that finds
+    /// the store already under the new key finishes what is left. FILE is created (0600) with a
+    /// new key if it does not exist. With --data-dir and the default DIR/master.key, the new key
+    /// then replaces DIR/master.key; otherwise point every service and command at FILE
+    /// (--master-key-file or UPLINK_MASTER_KEY_FILE). Stop the services first, or restart them
+    /// with the new key at once: a service holding the old key cannot read secrets sealed after.
+    RotateMasterKey(RotateArgs),
+    /// Copy a SQLite data directory into PostgreSQL: workspaces (their secrets sealed again
+    /// under the target's master key), sensors, every event with its sequence number and time.
+    ///
+    /// Prints its progress; at the end compares, per workspace and per sensor, the events in
+    /// both stores, and fails (exit 1) if any differ. Safe to stop and run again: what was
+    /// copied is skipped or not stored twice. Stop the service on DIR first (events it stores
+    /// during the copy may be missed; a re-run copies them).
+    Migrate(MigrateArgs),
+    /// Write every workspace, sensor and event of the store to FILE (0600), in uplink's own
+    /// format (NDJSON, docs in crates/store/src/backup.rs), readable while the service runs.
+    ///
+    /// Secrets stay sealed under the store's master key: keep that key with the backup (a
+    /// restore needs it). Works the same for --data-dir and --database.
+    Backup(BackupArgs),
+    /// Restore a backup written by `uplink store backup` into a store (SQLite or PostgreSQL),
+    /// usually an empty one. Needs the master key of the store that was backed up
+    /// (--master-key-file). Safe to interrupt and run again: nothing is stored twice.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// The backup file to write (replaced whole when done).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// The backup file to read.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The SQLite data directory to copy.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The source's master key [default: DIR/master.key].
+    #[arg(long, value_name = "FILE")]
+    pub from_master_key_file: Option<PathBuf>,
+    /// The PostgreSQL database to copy into (its schema is created if needed).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "UPLINK_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub to: String,
+    /// The target's master key (created if it does not exist and the database has none).
+    #[arg(long, value_name = "FILE", env = "UPLINK_MASTER_KEY_FILE")]
+    pub master_key_file: PathBuf,
+    /// Events copied per transaction.
+    #[arg(long, value_name = "N", default_value_t = 10_000, hide = true)]
+    pub batch: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// The new master key (created if it does not exist).
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: PathBuf,
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let rt = super::backend::runtime()?;
+    match command {
+        Command::RotateMasterKey(a) => rt.block_on(rotate(a)),
+        Command::Migrate(a) => rt.block_on(migrate(a)),
+        Command::Backup(a) => rt.block_on(backup(a)),
+        Command::Restore(a) => rt.block_on(restore(a)),
+    }
+}
+
+async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let store = a.data.open(false).await?;
+    let key = a
+        .data
+        .key_file()
+        .ok_or_else(|| anyhow::anyhow!("give --master-key-file FILE"))?
+        .resolve(true)?;
+    let tmp = a.to.with_file_name(format!(
+        ".{}.tmp",
+        a.to.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let file = {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+        o.open(&tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let counts = uplink_store::backup::backup(&store, &key, &mut out, |sensor, n| {
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, "  sensor {sensor}: {n} events");
+        let _ = o.flush();
+    })
+    .await;
+    let counts = match counts {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+    };
+    let file = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &a.to)?;
+    println!(
+        "backed up {} workspaces, {} sensors, {} events to {} (its secrets are sealed under {}: keep that key with it)",
+        counts.workspaces,
+        counts.sensors,
+        counts.events,
+        a.to.display(),
+        key.path()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let open = || {
+        std::fs::File::open(&a.from)
+            .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+            .map_err(|e| anyhow::anyhow!("cannot read the backup {}: {e}", a.from.display()))
+    };
+    // The backup's key first: nothing is created or written with the wrong one.
+    let key_file = a
+        .data
+        .key_file()
+        .ok_or_else(|| anyhow::anyhow!("give --master-key-file FILE"))?;
+    if !key_file.0.exists() {
+        anyhow::bail!(
+            "the master key {} does not exist: give the master key of the store that was backed up with --master-key-file (or UPLINK_MASTER_KEY_FILE); nothing was restored",
+            key_file.0.display()
+        );
+    }
+    let key = key_file.resolve(true)?;
+    match uplink_store::backup::check_header(open()?, &key) {
+        Ok(()) => {}
+        Err(StoreError::MasterKeyWrong { path }) => anyhow::bail!(
+            "the secrets in {} are sealed under another master key than {path}: give the master key of the store that was backed up with --master-key-file (or UPLINK_MASTER_KEY_FILE); nothing was restored",
+            a.from.display()
+        ),
+        Err(e) => return Err(e.into()),
+    }
+    let store = a.data.open(true).await?;
+    let counts = uplink_store::backup::restore(&store, &key, open()?, 10_000).await?;
+    println!(
+        "restored {} workspaces, {} sensors, {} events from {}",
+        counts.workspaces,
+        counts.sensors,
+        counts.events,
+        a.from.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let from = super::DataDir {
+        data_dir: Some(a.from.clone()),
+        database: None,
+        master_key_file: a.from_master_key_file.clone(),
+    };
+    let to = super::DataDir {
+        data_dir: None,
+        database: Some(a.to.clone()),
+        master_key_file: Some(a.master_key_file.clone()),
+    };
+    let src = from.open(false).await?;
+    let dst = to.open(true).await?;
+    let mut out = std::io::stdout();
+    let batch = a.batch.max(1);
+    let mut failures = Vec::new();
+    for ws in src.workspaces().await? {
+        let name = ws.name.clone();
+        match dst.workspace(&name).await? {
+            Some(there) if there.ca_sha256 == ws.ca_sha256 => {
+                writeln!(out, "workspace {name}: already there")?
+            }
+            Some(_) => anyhow::bail!(
+                "the target already has another workspace named {name:?} (another CA): nothing of {name} was copied; remove it there or copy into another database"
+            ),
+            None => {
+                dst.create_workspace(ws).await?;
+                writeln!(out, "workspace {name}: created")?
+            }
+        }
+        let stats = src.stats(&name).await?;
+        for s in &stats.sensors {
+            dst.import_sensor(s.clone()).await?;
+        }
+        let want = src.sensor_counts(&name).await?;
+        let have = dst.sensor_counts(&name).await?;
+        for (sensor, &total) in &want {
+            let already = have.get(sensor).copied().unwrap_or(0);
+            if already == total {
+                writeln!(
+                    out,
+                    "  sensor {sensor}: {total}/{total} events (already there)"
+                )?;
+                continue;
+            }
+            let (tx, mut rx) = tokio::sync::mpsc::channel(batch);
+            let filter = uplink_store::ExportFilter {
+                kind: None,
+                sensor_id: Some(sensor.clone()),
+            };
+            let copy = async {
+                let mut pending = Vec::with_capacity(batch);
+                let mut copied = 0u64;
+                loop {
+                    let next = rx.recv().await;
+                    let done = next.is_none();
+                    if let Some(e) = next {
+                        pending.push(e);
+                    }
+                    if pending.len() >= batch || (done && !pending.is_empty()) {
+                        copied += pending.len() as u64;
+                        dst.import_events(sensor, std::mem::take(&mut pending))
+                            .await?;
+                        let mut o = std::io::stdout().lock();
+                        let _ = writeln!(o, "  sensor {sensor}: {copied}/{total} events");
+                        let _ = o.flush();
+                    }
+                    if done {
+                        return Ok::<u64, StoreError>(copied);
+                    }
+                }
+            };
+            let (exported, copied) = tokio::join!(src.export(&name, filter, tx), copy);
+            copied?;
+            exported?;
+        }
+        // Verify: the same events per sensor, and the same counts per kind.
+        let have = dst.sensor_counts(&name).await?;
+        let there = dst.stats(&name).await?;
+        if have != want || there.by_kind != stats.by_kind {
+            failures.push(format!(
+                "{name}: source {want:?} by kind {:?}, target {have:?} by kind {:?}",
+                stats.by_kind, there.by_kind
+            ));
+        } else {
+            writeln!(
+                out,
+                "verified {name}: {} sensors, {} events",
+                want.len(),
+                stats.total
+            )?;
+        }
+    }
+    dst.flush().await?;
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "the copy differs from the source: {}. Run the command again (the service on the source must be stopped)",
+            failures.join("; ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
+    let new_file = MasterKeyFile(a.new_key_file.clone());
+    let current = a.data.key_file();
+    if current.as_ref() == Some(&new_file) {
+        anyhow::bail!(
+            "--new-key-file is the key in force ({}): give a new file",
+            a.new_key_file.display()
+        );
+    }
+    let resealed = match a.data.open(false).await {
+        Ok(store) => {
+            let new = new_file.resolve(false)?;
+            let n = store.rotate_master_key(new).await?;
+            store.flush().await?;
+            Some(n)
+        }
+        // A run that committed and was stopped before it finished: the store already has the
+        // new key.
+        Err(StoreError::MasterKeyWrong { .. }) if a.new_key_file.exists() => {
+            a.data.open_with_key(false, Some(new_file.clone())).await?;
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match resealed {
+        Some(n) => println!("re-sealed {n} secrets under {}", a.new_key_file.display()),
+        None => println!(
+            "the store is already under {}; finishing",
+            a.new_key_file.display()
+        ),
+    }
+    // With the data directory's default key, the new key takes its place.
+    if let (Some(dir), None) = (a.data.dir(), &a.data.master_key_file) {
+        let target = dir.join(uplink_store_sqlite::MASTER_KEY_FILE);
+        replace_key_file(&a.new_key_file, &target)?;
+        println!(
+            "{} now holds the new key (the old key opens nothing any more)",
+            target.display()
+        );
+    } else {
+        println!(
+            "now give every service and command --master-key-file {} (or UPLINK_MASTER_KEY_FILE), and restart the services",
+            a.new_key_file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Copies the key at `from` over `to` (0600, written beside and renamed into place).
+fn replace_key_file(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let key = std::fs::read(from)?;
+    let tmp = to.with_file_name(".master.key.new");
+    uplink_service::admin::write_private(&tmp, &key)?;
+    std::fs::rename(&tmp, to)?;
+    if let Some(dir) = to.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
