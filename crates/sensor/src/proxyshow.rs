@@ -7,6 +7,8 @@
 use serde::Serialize;
 use uplink_proxy::{Explanation, ProxySettings, SourceReport};
 
+pub use uplink_proxy::view::{credential_notes, route_line, CredentialNote};
+
 /// `sensor proxy show`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ProxyShow {
@@ -38,36 +40,6 @@ pub struct EnvView {
     pub user: Option<String>,
 }
 
-/// A proxy of the route whose credentials are withheld or limited, and why
-/// (`uplink_proxy::Candidate::credential_note`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CredentialNote {
-    pub proxy: String,
-    pub note: String,
-}
-
-/// Each proxy of the route whose credentials are withheld or limited.
-pub fn credential_notes(ex: &Explanation) -> Vec<CredentialNote> {
-    ex.route
-        .iter()
-        .filter_map(|c| {
-            c.credential_note().map(|note| CredentialNote {
-                proxy: c.to_string(),
-                note,
-            })
-        })
-        .collect()
-}
-
-/// A route as one line: its candidates joined by `; `, or `none`.
-pub fn route_line(route: &[String]) -> String {
-    if route.is_empty() {
-        "none".into()
-    } else {
-        route.join("; ")
-    }
-}
-
 impl ProxyShow {
     /// From the settings in `sensor.toml` and what the proxy engine made of them.
     pub fn new(p: &ProxySettings, ex: &Explanation) -> ProxyShow {
@@ -87,7 +59,7 @@ impl ProxyShow {
                 user: e.user.clone(),
             }),
             credential_hosts: p.credential_hosts.clone().unwrap_or_default(),
-            route: ex.route.iter().map(ToString::to_string).collect(),
+            route: uplink_proxy::view::route(ex),
             credentials: credential_notes(ex),
             sources: ex.sources.clone(),
             problem: ex.problem.clone(),
@@ -277,15 +249,5 @@ mod tests {
             "{bare}"
         );
         assert!(bare.contains("\nroute     "), "{bare}");
-    }
-
-    #[test]
-    fn route_lines() {
-        assert_eq!(route_line(&[]), "none");
-        assert_eq!(route_line(&["DIRECT".into()]), "DIRECT");
-        assert_eq!(
-            route_line(&["PROXY a:1".into(), "DIRECT".into()]),
-            "PROXY a:1; DIRECT"
-        );
     }
 }

@@ -63,43 +63,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => return Err(e.into()),
     };
-    let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
-    let credentials = uplink_sensor::proxyshow::credential_notes(&ex);
+    let explained = uplink_proxy::view::Explained::new(&a.url, origin, &ex);
     if a.json {
-        let v = serde_json::json!({
-            "url": a.url,
-            "settings": origin,
-            "mode": ex.mode.as_str(),
-            "fallback": ex.fallback.as_str(),
-            "sources": ex.sources,
-            "route": route,
-            "credentials": credentials,
-            "problem": ex.problem,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", explained.json());
     } else {
-        println!("URL       {}", a.url);
-        println!("settings  {origin}");
-        println!(
-            "mode      {} (fallback {})",
-            ex.mode.as_str(),
-            ex.fallback.as_str()
-        );
-        for s in &ex.sources {
-            println!(
-                "  {} {:<9} {}",
-                if s.used { "*" } else { "-" },
-                s.source,
-                s.detail
-            );
-        }
-        println!("route     {}", uplink_sensor::proxyshow::route_line(&route));
-        for c in &credentials {
-            println!("credentials {}: {}", c.proxy, c.note);
-        }
-        if let Some(p) = &ex.problem {
-            println!("problem   {p}");
-        }
+        print!("{}", explained.text());
     }
     Ok(ExitCode::SUCCESS)
 }
