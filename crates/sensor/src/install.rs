@@ -118,6 +118,24 @@ pub fn proxy_switches(
     Ok(Some((parsed, credentials)))
 }
 
+/// `--proxy-user` and `--proxy-password` for the proxies a PAC script or WPAD names (no proxy
+/// URL to carry them): both, or neither.
+pub fn credential_switches(
+    user: Option<String>,
+    password: Option<SecretString>,
+) -> Result<Option<Credentials>, SensorError> {
+    match (user, password) {
+        (Some(user), Some(_)) if user.trim().is_empty() => {
+            Err(SensorError::Switch("--proxy-user is empty".into()))
+        }
+        (Some(user), Some(password)) => Ok(Some(Credentials { user, password })),
+        (None, None) => Ok(None),
+        _ => Err(SensorError::Switch(
+            "give --proxy-user and --proxy-password together".into(),
+        )),
+    }
+}
+
 /// Installs and enrolls a sensor. See the module docs.
 pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, SensorError> {
     if paths.config_file().exists() {
@@ -642,4 +660,32 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
         removed,
         undelivered_events: depth.events,
     })
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+
+    #[test]
+    fn pac_and_wpad_credentials_come_in_pairs() {
+        use secrecy::ExposeSecret;
+        let pw = || Some(SecretString::from("s3cret"));
+        let c = credential_switches(Some("CONTOSO\\alice".into()), pw())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.expose_secret()),
+            ("CONTOSO\\alice", "s3cret")
+        );
+        assert!(credential_switches(None, None).unwrap().is_none());
+        for (user, password, want) in [
+            (Some("alice".to_owned()), None, "together"),
+            (None, pw(), "together"),
+            (Some("  ".to_owned()), pw(), "--proxy-user is empty"),
+        ] {
+            let e = credential_switches(user, password).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
 }

@@ -462,14 +462,10 @@ fn proxy_set_source(paths: &Paths, a: ProxySetArgs) -> anyhow::Result<()> {
     } else if a.from_env {
         install::ProxyChange::FromEnv(env_proxy())
     } else if a.pac.is_some() || a.wpad {
-        let credentials = match (a.proxy.proxy_user, a.proxy.proxy_password) {
-            (Some(user), Some(password)) => Some(uplink_tunnel::Credentials {
-                user,
-                password: secrecy::SecretString::from(password),
-            }),
-            (None, None) => None,
-            _ => anyhow::bail!("give --proxy-user and --proxy-password together"),
-        };
+        let credentials = install::credential_switches(
+            a.proxy.proxy_user,
+            a.proxy.proxy_password.map(secrecy::SecretString::from),
+        )?;
         match a.pac {
             Some(pac) => install::ProxyChange::Pac {
                 pac,
@@ -591,12 +587,7 @@ fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
     let report = uplink_sensor::send(&paths, stdin.lock(), |line, reason| {
         let _ = writeln!(err, "line {line}: {reason} (skipped)");
     })?;
-    if let Some((line, e)) = &report.full {
-        let code = if e.is_disk_full() {
-            uplink_diag::Code::DISK_FULL
-        } else {
-            uplink_diag::Code::QUEUE_FULL
-        };
+    if let (Some((line, e)), Some(code)) = (&report.full, report.full_code()) {
         eprintln!("error: {code}: {e}\nfix: {}", code.fix());
         eprintln!("{} events were queued; line {line} and the lines after it were NOT queued: send them again later", report.accepted);
         return Ok(ExitCode::from(3));
