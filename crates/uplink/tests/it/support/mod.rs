@@ -266,6 +266,33 @@ pub fn create_workspace_in(data_dir: &Path, name: &str, port: u16, domain: &str)
     }
 }
 
+/// `GET /healthz` as a load balancer sends it: to the address (no SNI), no client certificate,
+/// the placeholder certificate not verified. The status and body; `Err` with curl's message when
+/// no answer came at all (nothing listening, a reset).
+pub fn healthz(port: u16) -> Result<(u16, String), String> {
+    require("curl");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("https://127.0.0.1:{port}/healthz"))
+        .output()
+        .expect("run curl");
+    let text = stdout(&out);
+    if !out.status.success() {
+        return Err(format!("curl: {}{text}", stderr(&out)));
+    }
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    Ok((code.trim().parse().unwrap(), body.to_owned()))
+}
+
 /// A curl invocation against the service at `host` (mapped to 127.0.0.1 with --resolve).
 pub struct Curl {
     cmd: Command,

@@ -122,6 +122,22 @@ pub type Row = (String, u64, serde_json::Value);
 /// The kinds `sensor run` adds on its own (one heartbeat and one inventory per `--once`).
 pub const OWN_KINDS: [&str; 2] = ["heartbeat", "inventory"];
 
+/// The N of every `log` event among `rows` whose line reads `line n=N ...` (the file sources'
+/// tests write such lines), checked as [`rows_of_kind`] checks them; any other line fails.
+pub fn log_line_numbers(rows: &[Row]) -> Vec<u64> {
+    rows_of_kind(rows, "log")
+        .iter()
+        .map(|(_, _, v)| {
+            v["event"]["line"]
+                .as_str()
+                .and_then(|l| l.strip_prefix("line n="))
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected line {v}"))
+        })
+        .collect()
+}
+
 /// The rows of `kind`, in seq order, after checking that every other row is one the sensor adds
 /// itself (heartbeat, inventory) and that no seq of a sensor appears twice.
 #[track_caller]
