@@ -138,18 +138,7 @@ fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
 /// status's last error). Returns its output.
 #[track_caller]
 fn run_failing(sensor: &Sensor, lease: &Path, code: &str, squid: &Squid) -> String {
-    let run = with_lease(
-        lease,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "5",
-            "--config-dir",
-            sensor.cfg(),
-        ],
-    );
+    let run = with_lease(lease, &support::sensor::run_once_args(sensor.cfg(), "5"));
     let out = text(&run);
     assert_eq!(run.status.code(), Some(1), "{out}\n{}", squid.logs());
     assert!(out.contains(code), "{code} not in:\n{out}");
@@ -351,18 +340,7 @@ fn an_allowed_wpad_proxy_gets_digest_or_ntlm_and_the_events_arrive() {
         ),
         "proxy set --credential-hosts",
     );
-    let run = with_lease(
-        &lease,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "30",
-            "--config-dir",
-            c,
-        ],
-    );
+    let run = with_lease(&lease, &support::sensor::run_once_args(c, "30"));
     assert!(run.status.success(), "{}\n{}", text(&run), digest.logs());
     let status = sensor.status();
     assert_eq!(status["proxy_auth"], "Digest", "{status}");
@@ -422,18 +400,7 @@ fn an_allowed_wpad_proxy_gets_digest_or_ntlm_and_the_events_arrive() {
         "{show}"
     );
     ok(sensor.send(&events("logon", 100..200)), "send");
-    let run = with_lease(
-        &lease2,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "30",
-            "--config-dir",
-            c,
-        ],
-    );
+    let run = with_lease(&lease2, &support::sensor::run_once_args(c, "30"));
     assert!(run.status.success(), "{}\n{}", text(&run), ntlm.logs());
     assert_eq!(sensor.status()["proxy_auth"], "NTLM");
     assert!(
@@ -497,18 +464,7 @@ fn a_refusing_wpad_proxy_does_not_hold_back_a_default_sensor() {
     );
 
     ok(sensor.send(&events("logon", 0..300)), "send");
-    let run = with_lease(
-        &lease,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "30",
-            "--config-dir",
-            sensor.cfg(),
-        ],
-    );
+    let run = with_lease(&lease, &support::sensor::run_once_args(sensor.cfg(), "30"));
     assert!(run.status.success(), "{}\n{}", text(&run), squid.logs());
     let status = sensor.status();
     assert_eq!(status["route"], "DIRECT", "{status}");
@@ -540,18 +496,7 @@ fn a_refusing_wpad_proxy_does_not_hold_back_a_default_sensor() {
 
     // The next run's heartbeat carries the code (and the run goes around the proxy again).
     ok(sensor.send(&events("logon", 300..310)), "send");
-    let run = with_lease(
-        &lease,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "30",
-            "--config-dir",
-            sensor.cfg(),
-        ],
-    );
+    let run = with_lease(&lease, &support::sensor::run_once_args(sensor.cfg(), "30"));
     assert!(run.status.success(), "{}\n{}", text(&run), squid.logs());
     let rows = exported(&data, "wpadrefused");
     assert_n_exactly_once(&rows, "logon", 310);

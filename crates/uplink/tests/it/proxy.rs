@@ -259,17 +259,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         ),
         "send",
     );
-    let run = in_ns(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = in_ns(&support::sensor::run_once_args(c, "30"))
+        .output()
+        .unwrap();
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
     assert_eq!(
         status(&cfg)["route"],
@@ -290,17 +282,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         ),
         "send",
     );
-    let run = in_ns(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "2",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = in_ns(&support::sensor::run_once_args(c, "2"))
+        .output()
+        .unwrap();
     assert!(
         !run.status.success() && stderr(&run).contains("TCP_REFUSED"),
         "{}",
@@ -325,17 +309,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         "set squid",
     );
     drop(squid);
-    let run = in_ns(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "2",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = in_ns(&support::sensor::run_once_args(c, "2"))
+        .output()
+        .unwrap();
     assert!(!run.status.success(), "{}", stderr(&run));
     // 200 sent, and a heartbeat and an inventory from each of the two failed runs.
     assert_eq!(status(&cfg)["queue"]["events"], 204);
@@ -358,17 +334,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         .unwrap(),
         "set new squid",
     );
-    let run = in_ns(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = in_ns(&support::sensor::run_once_args(c, "30"))
+        .output()
+        .unwrap();
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
     assert_exactly_once(&data, "nsproxy", 1200);
 }

@@ -709,20 +709,9 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
     );
     let sensor = Installed { dir: cfg.clone() };
     ok(sensor.send(&events(0..300)), "send");
-    let run = krb_cmd(
-        &kdc,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "60",
-            "--config-dir",
-            c,
-        ],
-    )
-    .output()
-    .unwrap();
+    let run = krb_cmd(&kdc, &support::sensor::run_once_args(c, "60"))
+        .output()
+        .unwrap();
     let run_log = format!("{}{}", stdout(&run), stderr(&run));
     assert!(
         run.status.success(),
@@ -769,20 +758,9 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
     ok(set, "proxy set (wrong password)");
     ok(sensor.send(&events(300..320)), "send");
     let start = Instant::now();
-    let failed_run = krb_cmd(
-        &kdc,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "10",
-            "--config-dir",
-            c,
-        ],
-    )
-    .output()
-    .unwrap();
+    let failed_run = krb_cmd(&kdc, &support::sensor::run_once_args(c, "10"))
+        .output()
+        .unwrap();
     let failed_log = format!("{}{}", stdout(&failed_run), stderr(&failed_run));
     assert_eq!(failed_run.status.code(), Some(1), "{failed_log}");
     assert!(start.elapsed() < Duration::from_secs(30));
@@ -821,21 +799,10 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
         .unwrap(),
         "proxy set (keytab user)",
     );
-    let keytab_run = krb_cmd(
-        &kdc,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "60",
-            "--config-dir",
-            c,
-        ],
-    )
-    .env("KRB5_CLIENT_KTNAME", &keytab)
-    .output()
-    .unwrap();
+    let keytab_run = krb_cmd(&kdc, &support::sensor::run_once_args(c, "60"))
+        .env("KRB5_CLIENT_KTNAME", &keytab)
+        .output()
+        .unwrap();
     let keytab_log = format!("{}{}", stdout(&keytab_run), stderr(&keytab_run));
     assert!(
         keytab_run.status.success(),

@@ -169,15 +169,7 @@ fn a_sensor_in_wpad_mode_uploads_through_the_discovered_proxy_and_caches_the_dis
         .map(|i| format!("{{\"kind\":\"wpad\",\"n\":{i}}}\n"))
         .collect();
     support::ok(sensor.send(&lines), "send");
-    let run = with_lease(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ]);
+    let run = with_lease(&support::sensor::run_once_args(c, "30"));
     assert!(
         run.status.success(),
         "{}\n{}",

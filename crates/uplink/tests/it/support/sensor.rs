@@ -5,6 +5,20 @@ use std::process::Output;
 
 use super::{ok, uplink, uplink_cmd, with_stdin, Ws};
 
+/// `sensor run --once --timeout SECS --config-dir DIR`, for the commands that wrap it (in a
+/// namespace, with a lease, under Kerberos).
+pub fn run_once_args<'a>(cfg: &'a str, timeout: &'a str) -> [&'a str; 7] {
+    [
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        timeout,
+        "--config-dir",
+        cfg,
+    ]
+}
+
 /// A sensor installed in its own --config-dir.
 pub struct Sensor {
     pub dir: PathBuf,
@@ -43,17 +57,10 @@ impl Sensor {
     }
 
     pub fn run_once(&self, timeout: u64) -> Output {
-        uplink(&[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            &timeout.to_string(),
-            "--config-dir",
-            self.cfg(),
-            "--log-level",
-            "debug",
-        ])
+        let timeout = timeout.to_string();
+        let mut args = run_once_args(self.cfg(), &timeout).to_vec();
+        args.extend(["--log-level", "debug"]);
+        uplink(&args)
     }
 
     pub fn status(&self) -> serde_json::Value {
