@@ -450,6 +450,18 @@ pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError>
     Ok((ProxyChange::Direct, origin))
 }
 
+/// Records which discovered proxies may receive the configured credentials (`sensor proxy set
+/// --credential-hosts`); an empty list means none. Returns the list now in force.
+pub fn set_credential_hosts(
+    paths: &Paths,
+    hosts: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, SensorError> {
+    let mut config = Config::load(paths)?;
+    config.proxy.credential_hosts = hosts.filter(|h| !h.is_empty());
+    config.save(paths)?;
+    Ok(config.proxy.credential_hosts)
+}
+
 /// Replaces the proxy settings of an installed sensor. A running uploader uses them from its
 /// next connection; no reinstall. Passwords are sealed; nothing secret is written in clear.
 pub fn set_proxy(
@@ -665,6 +677,35 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
 #[cfg(test)]
 mod switch_tests {
     use super::*;
+
+    #[test]
+    fn credential_hosts_are_recorded_and_an_empty_list_clears_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(Some(dir.path()));
+        assert!(
+            set_credential_hosts(&paths, None).is_err(),
+            "no sensor: nothing to change"
+        );
+        let config: Config = toml::from_str(
+            "format = 1\nworkspace = \"w\"\nsensor_id = \"s\"\nsensor_url = \"https://wsensorapi.uplink.localhost\"\n",
+        )
+        .unwrap();
+        config.save(&paths).unwrap();
+        // (given, in force afterwards)
+        for (given, want) in [
+            (
+                Some(vec!["*.corp".to_owned(), "p.example".to_owned()]),
+                Some(vec!["*.corp", "p.example"]),
+            ),
+            (Some(vec![]), None),
+            (Some(vec!["q.example".to_owned()]), Some(vec!["q.example"])),
+            (None, None),
+        ] {
+            let want: Option<Vec<String>> = want.map(|w| w.into_iter().map(String::from).collect());
+            assert_eq!(set_credential_hosts(&paths, given).unwrap(), want);
+            assert_eq!(Config::load(&paths).unwrap().proxy.credential_hosts, want);
+        }
+    }
 
     #[test]
     fn pac_and_wpad_credentials_come_in_pairs() {

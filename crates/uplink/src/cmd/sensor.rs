@@ -430,17 +430,13 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
 
 /// Records the allow-list of discovered proxy hosts that may receive credentials (empty: none).
 fn set_credential_hosts(paths: &Paths, hosts: Option<Vec<String>>) -> anyhow::Result<()> {
-    let mut config = Config::load(paths)?;
-    let hosts = hosts.filter(|h| !h.is_empty());
-    match &hosts {
+    match install::set_credential_hosts(paths, hosts)? {
         Some(h) => println!(
             "credentials may go to these discovered proxies (Digest, NTLM, Negotiate only): {}",
             h.join(", ")
         ),
         None => println!("no discovered proxy receives credentials"),
     }
-    config.proxy.credential_hosts = hosts;
-    config.save(paths)?;
     Ok(())
 }
 
