@@ -11,6 +11,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+mkdir -p "$tmp/service"
 "$bin" service --data-dir "$tmp/service" --listen 127.0.0.1:0 --log-level warn >"$tmp/service.out" 2>"$tmp/service.err" &
 pids+=($!)
 for _ in $(seq 200); do grep -q listening "$tmp/service.out" 2>/dev/null && break; sleep 0.05; done

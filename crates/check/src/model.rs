@@ -219,6 +219,9 @@ pub fn parse_url(url: &str) -> Result<UrlParts, String> {
 pub enum RouteSpec {
     /// Candidates in order; like the sensor, the probe moves on only when a proxy is unreachable.
     Route(Vec<Candidate>),
+    /// A route whose source skipped something on the way (a PAC answer's `PROXIE host:port`,
+    /// an unsupported entry): walked as [`RouteSpec::Route`], the note shown in the first step.
+    Noted { route: Vec<Candidate>, note: String },
     /// Nothing to test: why (reported as `NOT_CONFIGURED`).
     NotConfigured(String),
     /// The settings are broken (reported as `CONFIG_INVALID` with the reason).

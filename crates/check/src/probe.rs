@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use uplink_diag::{Code, Step};
+use uplink_diag::{Code, Context, Diagnosis, Step, Who};
 use uplink_proxy::trust::Failure;
 use uplink_proxy::Candidate;
 use uplink_tunnel::{ProxyKind, TunnelError};
@@ -51,6 +51,10 @@ struct Fail {
     /// How the candidate failed, for the route layer's decision to move on
     /// ([`uplink_route::decide::move_on`]): the proxy unreachable, the proxy's refusal, or else.
     failure: Failure,
+    /// The proxy's own words (Squid's `X-Squid-Error`, a SOCKS reply), for the fix.
+    reason: Option<String>,
+    /// The authentication schemes the proxy offered, for the fix.
+    schemes: Vec<String>,
 }
 
 struct Walk {
@@ -81,6 +85,8 @@ impl Walk {
         Fail {
             code,
             failure: Failure::Other,
+            reason: None,
+            schemes: Vec::new(),
         }
     }
 
@@ -100,14 +106,15 @@ pub async fn probe(
     route: &RouteSpec,
     opts: &Options,
 ) -> MethodResult {
-    let candidates = match route {
+    let (candidates, note) = match route {
         RouteSpec::NotConfigured(why) => return MethodResult::not_configured(method, why),
         RouteSpec::Invalid(why) => return failed(method, Code::CONFIG_INVALID, why),
         RouteSpec::Failed { code, why } => return failed(method, *code, why),
-        RouteSpec::Route(c) if c.is_empty() => {
+        RouteSpec::Route(c) | RouteSpec::Noted { route: c, .. } if c.is_empty() => {
             return MethodResult::not_configured(method, "the route is empty")
         }
-        RouteSpec::Route(c) => c,
+        RouteSpec::Route(c) => (c, None),
+        RouteSpec::Noted { route, note } => (route, Some(note.as_str())),
     };
     let deadline = Instant::now() + opts.timeout;
     let mut skipped: Vec<String> = Vec::new();
@@ -165,9 +172,23 @@ pub async fn probe(
             first.detail = format!("{} (skipped before: {})", first.detail, skipped.join("; "));
         }
     }
+    if let (Some(note), Some(first)) = (note, walk.steps.first_mut()) {
+        first.detail = format!("{} (note: {note})", first.detail);
+    }
     let (ok, code, fix) = match outcome {
         Ok(()) => (true, None, None),
-        Err(f) => (false, Some(f.code), Some(f.code.fix().to_owned())),
+        Err(f) => {
+            let step = walk
+                .steps
+                .iter()
+                .rev()
+                .find(|s| !s.ok)
+                .map(|s| s.step)
+                .unwrap_or(f.code.step());
+            let diagnosis =
+                Diagnosis::new(f.code, fix_context(target, method, candidate, &walk, &f)).at(step);
+            (false, Some(f.code), Some(diagnosis.fix()))
+        }
     };
     MethodResult {
         method,
@@ -178,6 +199,39 @@ pub async fn probe(
         steps: walk.steps,
         fix,
         attempts: if tried.len() > 1 { tried } else { Vec::new() },
+    }
+}
+
+/// What the fix is fitted to: who acts (the `cli` method's proxy came from the command line),
+/// the route, the target, the status, the proxy's words and schemes.
+fn fix_context(
+    target: &Target,
+    method: Method,
+    candidate: &Candidate,
+    walk: &Walk,
+    f: &Fail,
+) -> Context {
+    let credentials = match candidate {
+        Candidate::Proxy { credentials, .. } => credentials.is_some(),
+        Candidate::Direct => false,
+    };
+    Context {
+        who: if method == Method::Cli {
+            Who::CommandLine
+        } else {
+            Who::Sensor
+        },
+        route: Some(candidate.to_string()),
+        host: Some(target.host.clone()),
+        port: Some(target.port),
+        status: walk.status,
+        schemes: f.schemes.clone(),
+        credentials,
+        reason: f.reason.clone(),
+        workspace_ca: match &target.anchor {
+            Anchor::Ca { names, .. } => names.iter().any(|n| classify::is_workspace_ca(n)),
+            Anchor::System(_) => false,
+        },
     }
 }
 
@@ -420,6 +474,7 @@ async fn attempt(
                     issuers: &target.issuers,
                     via_proxy,
                     client_cert: target.identity.is_some(),
+                    peer: classify::Peer::Server,
                 };
                 let (code, detail) = match tls_inner(&e) {
                     Some(err) => classify::tls_error(err, &cx),
@@ -466,6 +521,19 @@ async fn attempt(
             identity.probe_path
         );
         match exchange(&mut io, request.as_bytes(), false, walk.deadline).await {
+            // No answer at all: the request went unanswered, which says nothing about the
+            // certificate; the HTTP step is what failed.
+            Err(ExchangeError::Timeout) => {
+                return Err(walk.fail(
+                    Step::Http,
+                    start,
+                    Code::TIMEOUT,
+                    format!(
+                        "no HTTP answer from {} within the probe's timeout (TLS was set up; the first request, which also shows whether the client certificate is accepted, was not answered)",
+                        target.host
+                    ),
+                ))
+            }
             Err(e) => {
                 let (code, detail) = read_failure(&e, target, true);
                 let code = if code == Code::HTTP_UNEXPECTED_STATUS {
@@ -500,12 +568,14 @@ async fn attempt(
     // HTTP
     let start = Instant::now();
     if !reusable {
-        return Err(walk.fail(
+        // A front end may close the connection after any answer (`Connection: close`, or a body
+        // without a length): HTTP allows it, and the service did answer. Not a failure.
+        walk.ok(
             Step::Http,
             start,
-            Code::HTTP_UNEXPECTED_STATUS,
-            "the service closed the connection after the client-certificate check",
-        ));
+            "the service answered the client-certificate check and closed the connection (HTTP allows it); no second request sent",
+        );
+        return Ok(());
     }
     let request = format!(
         "{} {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: uplink-check\r\nAccept: */*\r\nConnection: close\r\n\r\n",
@@ -626,6 +696,29 @@ fn read_failure(e: &ExchangeError, target: &Target, client_cert: bool) -> (Code,
 }
 
 fn tunnel_failure(walk: &mut Walk, start: Instant, label: &str, e: TunnelError) -> Fail {
+    let reason = e.proxy_reason();
+    let schemes = match &e {
+        TunnelError::Auth { source, .. } => offered(source),
+        _ => Vec::new(),
+    };
+    let mut f = tunnel_step(walk, start, label, e);
+    f.reason = reason;
+    f.schemes = schemes;
+    f
+}
+
+/// The schemes a proxy offered, as its 407 said.
+fn offered(e: &uplink_proxyauth::AuthError) -> Vec<String> {
+    use uplink_proxyauth::AuthError;
+    match e {
+        AuthError::NoCredentials { offered }
+        | AuthError::Unsupported { offered, .. }
+        | AuthError::Rejected { offered, .. } => offered.0.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn tunnel_step(walk: &mut Walk, start: Instant, label: &str, e: TunnelError) -> Fail {
     use uplink_diag::Diagnose;
     let code = e.code();
     let detail = e.to_string();

@@ -94,7 +94,26 @@ fn from_explanation(ex: Explanation) -> RouteSpec {
             code: ex.problem_code.unwrap_or(Code::CONFIG_INVALID),
             why,
         },
-        None => RouteSpec::Route(ex.route),
+        None => {
+            // What a source skipped (a PAC answer's unknown keyword) is not silent.
+            let skipped: Vec<String> = ex
+                .sources
+                .iter()
+                .filter_map(|s| {
+                    s.detail
+                        .split_once("; skipped ")
+                        .map(|(_, what)| format!("{} skipped {what}", s.source))
+                })
+                .collect();
+            if skipped.is_empty() {
+                RouteSpec::Route(ex.route)
+            } else {
+                RouteSpec::Noted {
+                    route: ex.route,
+                    note: skipped.join("; "),
+                }
+            }
+        }
     }
 }
 

@@ -17,6 +17,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+
+pub mod verifier;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -104,6 +106,10 @@ impl ClientError {
 /// The sensor's TLS identity and trust.
 pub struct TlsSettings {
     config: Arc<ClientConfig>,
+    /// The chain presented in the latest handshake (the sensor opens one connection at a time).
+    recorder: Arc<verifier::Recording>,
+    /// The subjects of the trusted (workspace) CA certificates, for naming a failed chain.
+    anchor_names: Vec<String>,
 }
 
 impl std::fmt::Debug for TlsSettings {
@@ -116,8 +122,10 @@ impl TlsSettings {
     /// Trusts only `ca_pem`; presents `identity` (certificate chain PEM, private key PEM) if given.
     pub fn new(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Self, ClientError> {
         let mut roots = RootCertStore::empty();
+        let mut anchor_names = Vec::new();
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             let cert = cert.map_err(|e| ClientError::Config(format!("workspace CA: {e}")))?;
+            anchor_names.push(uplink_diag::classify::CertSummary::from_der(&cert).subject);
             roots
                 .add(cert)
                 .map_err(|e| ClientError::Config(format!("workspace CA: {e}")))?;
@@ -127,10 +135,12 @@ impl TlsSettings {
                 "the workspace CA PEM holds no certificate".into(),
             ));
         }
+        let recorder = verifier::Recording::new(Arc::new(roots)).map_err(ClientError::Config)?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .map_err(|e| ClientError::Config(e.to_string()))?
-            .with_root_certificates(roots);
+            .dangerous()
+            .with_custom_certificate_verifier(recorder.clone());
         let mut config = match identity {
             Some((chain_pem, key_pem)) => {
                 let chain: Result<Vec<_>, _> =
@@ -149,6 +159,8 @@ impl TlsSettings {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsSettings {
             config: Arc::new(config),
+            recorder,
+            anchor_names,
         })
     }
 }
@@ -302,11 +314,11 @@ impl Connection {
             ))
         })?;
         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        let authenticated = tls.config.client_auth_cert_resolver.has_certs();
         let tls_stream = connector
             .connect(name, stream)
             .await
-            .map_err(|e| tls_error(&endpoint.host, e))?;
-        let authenticated = tls.config.client_auth_cert_resolver.has_certs();
+            .map_err(|e| tls_error(&endpoint.host, e, tls, authenticated))?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls_stream))
             .await
             .map_err(|e| ClientError::Http {
@@ -484,35 +496,29 @@ fn status_error(host: &str, status: StatusCode, body: &[u8], default: Code) -> C
     }
 }
 
-/// Classifies a TLS handshake failure.
-fn tls_error(host: &str, e: std::io::Error) -> ClientError {
-    use rustls::{CertificateError, Error as TlsError};
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>());
-    let code = match inner {
-        Some(TlsError::InvalidCertificate(
-            CertificateError::UnknownIssuer | CertificateError::BadSignature,
-        )) => Code::TLS_UNTRUSTED_ROOT,
-        Some(TlsError::InvalidCertificate(
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. },
-        )) => Code::TLS_EXPIRED,
-        Some(TlsError::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => Code::TLS_HOSTNAME_MISMATCH,
-        Some(TlsError::AlertReceived(
-            rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::CertificateUnknown
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::CertificateExpired
-            | rustls::AlertDescription::CertificateRequired,
-        )) => Code::MTLS_REJECTED,
-        _ => Code::TLS_HANDSHAKE_FAILED,
+/// Classifies a TLS handshake failure with the one classifier ([`uplink_diag::classify`]).
+/// The presented chain and the workspace CA's names go in, so a re-created workspace's CA
+/// (`TLS_UNTRUSTED_ROOT`), the service's placeholder (`WORKSPACE_UNKNOWN`) and an interceptor
+/// (`TLS_INTERCEPTED`) get the names `uplink check` gives them.
+fn tls_error(host: &str, e: std::io::Error, tls: &TlsSettings, client_cert: bool) -> ClientError {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    let presented = tls.recorder.presented();
+    let (code, detail) = match inner {
+        Some(err) => {
+            let cx = uplink_diag::classify::TlsContext {
+                host,
+                client_cert,
+                presented: presented.as_deref(),
+                anchor_names: &tls.anchor_names,
+                ..Default::default()
+            };
+            uplink_diag::classify::tls_error(err, &cx)
+        }
+        None => (Code::TLS_HANDSHAKE_FAILED, e.to_string()),
     };
     ClientError::Tls {
         host: host.into(),
-        reason: e.to_string(),
+        reason: detail,
         code,
     }
 }

@@ -11,6 +11,11 @@
 
 use std::fmt;
 
+pub mod classify;
+mod fix;
+
+pub use fix::{Context, Diagnosis, Who};
+
 /// The step of a connection, or of the service's handling of a request, where a failure happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -144,6 +149,11 @@ codes! {
     PAC_TIMEOUT = (Local, "The PAC script's server (or the script itself, or its DNS lookups) did not answer in time: check the server hosting the script and any firewall in between."),
     /// WPAD discovery found no PAC script (no DHCP option 252, no wpad.<domain> answering).
     WPAD_NOT_FOUND = (Local, "WPAD discovery found no PAC script on this network: publish one (DHCP option 252 or http://wpad.<domain>/wpad.dat), or set the proxy explicitly (uplink sensor proxy set --proxy-url URL)."),
+    /// The proxy took the tunnel request but could not reach the target itself (its DNS, its
+    /// route or the target failed: a 5xx answer, SOCKS replies 3–5). Not a policy denial.
+    PROXY_UPSTREAM_FAILED = (ProxyConnect, "The proxy could not reach the service itself (its reason is quoted in the detail): its administrator should check the proxy's DNS and outbound route to this host and port."),
+    /// No workspace answers at this host name: the service presented its placeholder certificate.
+    WORKSPACE_UNKNOWN = (Tls, "No workspace answers at this host name: check the URL (the workspace name in <workspace>sensorapi.<domain>) against the bundle."),
 }
 
 impl fmt::Display for Code {

@@ -203,7 +203,9 @@ pub fn evaluate_loaded(
     });
     match answer {
         Ok(raw) => {
-            let entries = uplink_pac::parse_pac_result(&raw)
+            let parsed = uplink_pac::parse_pac_result_strict(&raw);
+            let mut entries: Vec<PacEntry> = parsed
+                .proxies
                 .into_iter()
                 .map(|p| match p {
                     PacProxy::Direct => PacEntry::Direct,
@@ -214,6 +216,18 @@ pub fn evaluate_loaded(
                     other => PacEntry::Unsupported(uplink_pac::to_pac_string(&[other])),
                 })
                 .collect();
+            // Entries Chromium's rules skip (`PROXIE host:port`, a bad port) stay skipped — a
+            // result with nothing usable is DIRECT, as in browsers — but not silently: they go
+            // last as unusable entries, which the route's explanation names as skipped.
+            if !parsed.skipped.is_empty() {
+                tracing::warn!(pac, skipped = ?parsed.skipped, "the PAC script's answer has entries no browser would use; they are ignored");
+                entries.extend(
+                    parsed
+                        .skipped
+                        .iter()
+                        .map(|e| PacEntry::Unsupported(format!("{e} (not a PAC entry)"))),
+                );
+            }
             PacOutcome {
                 script: pac.to_owned(),
                 raw: Some(raw),
@@ -232,6 +246,25 @@ pub fn evaluate_loaded(
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn an_unknown_keyword_is_not_silent() {
+        let src = "function FindProxyForURL(u, h) { return 'PROXIE p.example:3128'; }";
+        let out = evaluate_loaded("k.pac", Ok(src.into()), "a.example", 443);
+        let entries = out.result.unwrap();
+        assert_eq!(entries[0], PacEntry::Direct, "{entries:?}");
+        assert!(
+            matches!(&entries[1], PacEntry::Unsupported(e) if e.contains("PROXIE p.example:3128")),
+            "{entries:?}"
+        );
+        // The route stays DIRECT (browsers' rule), and the explanation names what was skipped.
+        let ex =
+            crate::sources::pac_method("k.pac", Ok(src.into()), "a.example", 443, None).unwrap();
+        let route: Vec<String> = ex.route.iter().map(|c| c.to_string()).collect();
+        assert_eq!(route, ["DIRECT"], "{ex:?}");
+        let said = format!("{:?}", ex.sources);
+        assert!(said.contains("skipped PROXIE p.example:3128"), "{said}");
+    }
 
     #[test]
     fn a_script_is_compiled_once_per_thread_and_source() {

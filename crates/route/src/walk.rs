@@ -59,6 +59,61 @@ impl Diagnose for LinkError {
 }
 
 impl LinkError {
+    /// The failure as the administrator sees it: its code, step and context (the proxy, the
+    /// service's host and port, the status, the proxy's own words and schemes), so the sensor's
+    /// status gets the fix `uplink check` gives for the same failure.
+    pub fn diagnosis(&self, endpoint: &Endpoint) -> uplink_diag::Diagnosis {
+        use uplink_proxyauth::AuthError;
+        let proxy = match self {
+            LinkError::ProxyDial { proxy, .. }
+            | LinkError::Intercepted { proxy, .. }
+            | LinkError::CredentialsWithheld { proxy, .. } => Some(proxy.clone()),
+            LinkError::Tunnel(
+                TunnelError::Auth { proxy, .. }
+                | TunnelError::Denied { proxy, .. }
+                | TunnelError::Protocol { proxy, .. }
+                | TunnelError::Timeout { proxy, .. }
+                | TunnelError::Io { proxy, .. }
+                | TunnelError::ProxyTls { proxy, .. }
+                | TunnelError::Config { proxy, .. }
+                | TunnelError::SocksAuthRequired { proxy, .. }
+                | TunnelError::SocksRejected { proxy, .. }
+                | TunnelError::SocksDenied { proxy, .. },
+            ) => Some(proxy.clone()),
+            _ => None,
+        };
+        let status = match self {
+            LinkError::Client(ClientError::Status { status, .. }) => Some(*status),
+            LinkError::Tunnel(TunnelError::Denied { status, .. }) => Some(*status),
+            _ => None,
+        };
+        let (schemes, credentials) = match self {
+            LinkError::Tunnel(TunnelError::Auth { source, .. }) => match source {
+                AuthError::NoCredentials { offered } => (offered.0.clone(), false),
+                AuthError::Unsupported { offered, .. } | AuthError::Rejected { offered, .. } => {
+                    (offered.0.clone(), true)
+                }
+                _ => (Vec::new(), true),
+            },
+            _ => (Vec::new(), false),
+        };
+        let context = uplink_diag::Context {
+            who: uplink_diag::Who::Sensor,
+            route: proxy.map(|p| format!("PROXY {p}")),
+            host: Some(endpoint.host.clone()),
+            port: Some(endpoint.port),
+            status,
+            schemes,
+            credentials,
+            reason: match self {
+                LinkError::Tunnel(t) => t.proxy_reason(),
+                _ => None,
+            },
+            workspace_ca: true,
+        };
+        uplink_diag::Diagnosis::new(self.code(), context)
+    }
+
     /// True when the proxy itself could not be reached or spoke no HTTP: the next candidate of
     /// the route may be tried.
     pub fn proxy_unreachable(&self) -> bool {
@@ -70,7 +125,7 @@ impl LinkError {
                         | TunnelError::Timeout { .. }
                         | TunnelError::Protocol { .. }
                         | TunnelError::ProxyTls {
-                            code: Code::TLS_HANDSHAKE_FAILED,
+                            code: Code::TLS_HANDSHAKE_FAILED | Code::PROXY_PROTOCOL_ERROR,
                             ..
                         }
                 )
@@ -217,9 +272,11 @@ where
 {
     match Connection::handshake(stream, endpoint, tls).await {
         Ok(c) => Ok((c, scheme)),
-        // Only the workspace CA is trusted; through a proxy, a certificate from another
-        // issuer means the proxy terminated TLS itself.
-        Err(e) if e.code() == Code::TLS_UNTRUSTED_ROOT => Err(LinkError::Intercepted {
+        // Only the workspace CA is trusted; through a proxy, a certificate from an issuer
+        // that is neither a workspace CA (a stale bundle: TLS_UNTRUSTED_ROOT) nor the
+        // service's placeholder (WORKSPACE_UNKNOWN) means the proxy terminated TLS itself: the
+        // one classifier (uplink_diag::classify) decided which.
+        Err(e) if e.code() == Code::TLS_INTERCEPTED => Err(LinkError::Intercepted {
             proxy: proxy.to_owned(),
             detail: e.to_string(),
         }),
@@ -438,6 +495,7 @@ mod tests {
                     target: "s:443".into(),
                     status: 403,
                     reason: "Forbidden".into(),
+                    proxy_error: None,
                 }),
                 true,
                 Failure::Refused,
@@ -545,6 +603,7 @@ mod tests {
                     target: "s:443".into(),
                     status: 403,
                     reason: "Forbidden".into(),
+                    proxy_error: None,
                 },
                 ProxyAuth::Withheld("not allowed".into()),
                 Code::PROXY_CONNECT_DENIED,
@@ -556,6 +615,72 @@ mod tests {
             assert_eq!(got.code(), want, "{what} under {policy:?}: {got}");
             if want == Code::PROXY_CREDENTIALS_WITHHELD {
                 assert!(got.to_string().contains("--credential-hosts"), "{got}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_sensor_status_fix_fits_the_failure() {
+        let endpoint = Endpoint::parse("https://contososensorapi.example:18443").unwrap();
+        let table: Vec<(LinkError, Code, &[&str])> = vec![
+            (
+                LinkError::Tunnel(TunnelError::Denied {
+                    proxy: proxy(),
+                    target: "contososensorapi.example:18443".into(),
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                    proxy_error: Some("ERR_CONNECT_FAIL 111".into()),
+                }),
+                Code::PROXY_UPSTREAM_FAILED,
+                &["ERR_CONNECT_FAIL 111", "port 18443", "w:3128"],
+            ),
+            (
+                LinkError::Tunnel(TunnelError::Denied {
+                    proxy: proxy(),
+                    target: "contososensorapi.example:18443".into(),
+                    status: 403,
+                    reason: "Forbidden".into(),
+                    proxy_error: None,
+                }),
+                Code::PROXY_CONNECT_DENIED,
+                &["on port 18443"],
+            ),
+            (
+                LinkError::Tunnel(TunnelError::Auth {
+                    proxy: proxy(),
+                    source: AuthError::NoCredentials {
+                        offered: Offered(vec!["Basic".into()]),
+                    },
+                }),
+                Code::PROXY_AUTH_REQUIRED,
+                &["uplink sensor proxy set"],
+            ),
+            (
+                LinkError::Client(ClientError::Status {
+                    host: "contososensorapi.example".into(),
+                    status: 503,
+                    code: Code::HTTP_UNEXPECTED_STATUS,
+                    message: "m".into(),
+                }),
+                Code::HTTP_UNEXPECTED_STATUS,
+                &["up but cannot take data"],
+            ),
+            (
+                LinkError::Client(ClientError::Tls {
+                    host: "contososensorapi.example".into(),
+                    reason: "r".into(),
+                    code: Code::TLS_UNTRUSTED_ROOT,
+                }),
+                Code::TLS_UNTRUSTED_ROOT,
+                &["re-install from the current bundle"],
+            ),
+        ];
+        for (e, code, words) in table {
+            let d = e.diagnosis(&endpoint);
+            assert_eq!(d.code, code, "{e}");
+            let fix = d.fix();
+            for w in words {
+                assert!(fix.contains(w), "{e}: {fix:?} lacks {w:?}");
             }
         }
     }

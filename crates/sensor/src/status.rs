@@ -47,6 +47,10 @@ pub struct LastError {
     pub code: String,
     pub message: String,
     pub at: String,
+    /// The fix fitted to this failure (`uplink_diag::Diagnosis::fix`), when the uploader knew
+    /// its context; otherwise the code's generic fix applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 impl LastError {
@@ -55,6 +59,15 @@ impl LastError {
             code: code.as_str().to_owned(),
             message,
             at: now_rfc3339(),
+            fix: None,
+        }
+    }
+
+    /// The error of a diagnosis, with its fitted fix.
+    pub fn diagnosed(d: &uplink_diag::Diagnosis, message: String) -> Self {
+        LastError {
+            fix: Some(d.fix()),
+            ..LastError::new(d.code, message)
         }
     }
 }

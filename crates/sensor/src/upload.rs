@@ -89,7 +89,9 @@ impl State {
     fn record_error(&mut self, e: &LinkError) {
         let code = e.code();
         tracing::warn!(code = %code, error = %e, "upload failed; will retry");
-        self.status.last_error = Some(LastError::new(code, e.to_string()));
+        // The same classification and fix as `uplink check` (uplink_diag::Diagnosis).
+        let diagnosis = e.diagnosis(&self.endpoint);
+        self.status.last_error = Some(LastError::diagnosed(&diagnosis, e.to_string()));
         self.write_status();
     }
 

@@ -80,17 +80,31 @@ pub enum AdminError {
         bundles: String,
         db: PathBuf,
     },
+    #[error("the data directory {0} does not exist: check the path (a mistyped one would start an empty service that serves nothing). To start a new service there, create a workspace first (`uplink workspace create NAME --data-dir {0} --public-port PORT`, which makes the directory), or make the directory (`mkdir -p {0}`) to start with no workspace yet")]
+    NoDataDir(PathBuf),
+    #[error("the data directory {dir} holds other files ({found}) but no uplink store ({db_file}): check the path; a new service needs an empty or new directory")]
+    ForeignDataDir {
+        dir: PathBuf,
+        found: String,
+        db_file: String,
+    },
 }
 
-/// Refuses a data directory that has enrollment bundles but no store: a store deleted (or a
-/// data directory half restored) must not silently become a new, empty one.
+/// Refuses a data directory the service should not start on: one that does not exist (a mistyped
+/// path would silently become an empty service), one that holds other files but no store, and one
+/// that has enrollment bundles but no store (a store deleted, or a data directory half restored,
+/// must not silently become a new, empty one). An existing empty directory is fine: a new
+/// service (systemd's `StateDirectory=` makes it) starts there with no workspace yet.
 /// `db_file` is the store's file name inside the directory (`uplink.db`).
 pub fn check_data_dir(data_dir: &Path, db_file: &str) -> Result<(), AdminError> {
     let db = data_dir.join(db_file);
     if db.exists() {
         return Ok(());
     }
-    let mut bundles: Vec<String> = std::fs::read_dir(data_dir.join("bundles"))
+    if !data_dir.is_dir() {
+        return Err(AdminError::NoDataDir(data_dir.to_path_buf()));
+    }
+    let bundles: Vec<String> = std::fs::read_dir(data_dir.join("bundles"))
         .map(|dir| {
             dir.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -99,24 +113,42 @@ pub fn check_data_dir(data_dir: &Path, db_file: &str) -> Result<(), AdminError> 
         })
         .unwrap_or_default();
     if bundles.is_empty() {
+        // What uplink itself may leave before its store exists: the master key, SQLite's side
+        // files, an empty bundles directory.
+        let foreign: Vec<String> = std::fs::read_dir(data_dir)
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "bundles" && n != "master.key" && !n.starts_with(db_file))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !foreign.is_empty() {
+            return Err(AdminError::ForeignDataDir {
+                dir: data_dir.to_path_buf(),
+                found: some_of(foreign),
+                db_file: db_file.to_owned(),
+            });
+        }
         return Ok(());
-    }
-    bundles.sort();
-    let more = bundles.len().saturating_sub(3);
-    bundles.truncate(3);
-    let mut list = bundles
-        .iter()
-        .map(|b| format!("bundles/{b}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if more > 0 {
-        list.push_str(&format!(" and {more} more"));
     }
     Err(AdminError::StoreMissing {
         dir: data_dir.to_path_buf(),
-        bundles: list,
+        bundles: some_of(bundles.iter().map(|b| format!("bundles/{b}")).collect()),
         db,
     })
+}
+
+/// The first three names in order, and how many more: for messages.
+fn some_of(mut names: Vec<String>) -> String {
+    names.sort();
+    let more = names.len().saturating_sub(3);
+    names.truncate(3);
+    let mut list = names.join(", ");
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    list
 }
 
 /// The URL sensors use for a workspace.
@@ -322,8 +354,27 @@ mod tests {
     #[tokio::test]
     async fn a_data_dir_with_bundles_but_no_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        // Empty, or with only what uplink leaves before its store: a new service may start.
         check_data_dir(dir.path(), DB_FILE).unwrap();
-        check_data_dir(&dir.path().join("new"), DB_FILE).unwrap();
+        std::fs::write(dir.path().join("master.key"), "k").unwrap();
+        check_data_dir(dir.path(), DB_FILE).unwrap();
+        std::fs::remove_file(dir.path().join("master.key")).unwrap();
+        // A path that does not exist (mistyped?) is refused, and how to start one is said.
+        let err = check_data_dir(&dir.path().join("new"), DB_FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("does not exist")
+                && err.contains("uplink workspace create NAME --data-dir"),
+            "{err}"
+        );
+        // A directory of something else (`--data-dir /etc`) is refused, naming what is there.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("passwd"), "x").unwrap();
+        let err = check_data_dir(other.path(), DB_FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds other files (passwd)"), "{err}");
         create(dir.path(), "contoso", "uplink.localhost", 443)
             .await
             .unwrap();

@@ -524,9 +524,8 @@ impl SqliteStore {
                 restrict_dir(data_dir);
             }
         } else if !data_dir.is_dir() {
-            return Err(StoreError::Io {
+            return Err(StoreError::NoDataDir {
                 path: data_dir.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
             });
         }
         let path = data_dir.join(DB_FILE);

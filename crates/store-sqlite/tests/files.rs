@@ -319,7 +319,7 @@ fn newer_format_and_foreign_files_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("missing") && err.contains("no such directory"),
+        err.contains("missing") && err.contains("does not exist") && !err.contains(": no such"),
         "{err}"
     );
 }

@@ -180,6 +180,8 @@ pub enum StoreError {
     /// The store's location or settings are not usable as given.
     #[error("{0}")]
     Settings(String),
+    #[error("the data directory {path} does not exist: check the path, or create a workspace there first (`uplink workspace create NAME --data-dir {path}`)")]
+    NoDataDir { path: String },
     #[error("cannot use the data directory {path}: {source}")]
     Io {
         path: String,

@@ -42,6 +42,9 @@ pub struct Reply {
     pub body: Body,
     /// False when the proxy said it will close the connection after this reply.
     pub keep_alive: bool,
+    /// The proxy's own name for an error (Squid's `X-Squid-Error: ERR_CONNECT_FAIL 111`), at
+    /// most 200 characters, control characters replaced.
+    pub proxy_error: Option<String>,
 }
 
 /// How a reply's body is delimited.
@@ -145,6 +148,13 @@ pub fn parse_reply(buf: &[u8]) -> Result<Parsed, ReplyError> {
                     }
                     length.map_or(Body::UntilClose, Body::Length)
                 };
+            let proxy_error = values("x-squid-error").next().map(|v| {
+                v.trim()
+                    .chars()
+                    .take(200)
+                    .map(|c| if c.is_control() { '.' } else { c })
+                    .collect::<String>()
+            });
             Ok(Parsed::Reply(Reply {
                 status,
                 reason,
@@ -153,6 +163,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Parsed, ReplyError> {
                 head_len,
                 body,
                 keep_alive,
+                proxy_error,
             }))
         }
         Err(httparse::Error::TooManyHeaders) => Err(ReplyError::TooManyHeaders),
@@ -664,5 +675,21 @@ mod tests {
             "../testdata/connect/tinyproxy-407-basic.bin"
         ));
         assert_eq!(tiny.challenges[0].param("realm"), Some("Tinyproxy"));
+    }
+
+    #[test]
+    fn a_squid_error_is_kept_for_the_fix() {
+        let reply = b"HTTP/1.1 503 Service Unavailable\r\nX-Squid-Error: ERR_CONNECT_FAIL 111\r\nContent-Length: 0\r\n\r\n";
+        match parse_reply(reply).unwrap() {
+            Parsed::Reply(r) => {
+                assert_eq!(r.status, 503);
+                assert_eq!(r.proxy_error.as_deref(), Some("ERR_CONNECT_FAIL 111"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_reply(b"HTTP/1.1 403 Forbidden\r\n\r\n").unwrap() {
+            Parsed::Reply(r) => assert_eq!(r.proxy_error, None),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -55,12 +55,16 @@ pub enum TunnelError {
         #[source]
         source: AuthError,
     },
-    #[error("the proxy {proxy} refused to tunnel to {target}: {status} {reason}")]
+    /// The proxy answered CONNECT with an error status: a 4xx is its policy (denied), a 5xx
+    /// says it could not reach the target itself (`PROXY_UPSTREAM_FAILED`).
+    #[error("the proxy {proxy} {} {target}: {status} {reason}{}", denied_verb(*.status), quoted(.proxy_error))]
     Denied {
         proxy: String,
         target: String,
         status: u16,
         reason: String,
+        /// The proxy's own name for the error (Squid's `X-Squid-Error`), when it sent one.
+        proxy_error: Option<String>,
     },
     #[error("the proxy {proxy} sent an invalid reply: {reason}")]
     Protocol { proxy: String, reason: String },
@@ -96,10 +100,54 @@ pub enum TunnelError {
     },
 }
 
+fn denied_verb(status: u16) -> &'static str {
+    if status >= 500 {
+        "could not reach"
+    } else {
+        "refused to tunnel to"
+    }
+}
+
+fn quoted(proxy_error: &Option<String>) -> String {
+    proxy_error
+        .as_ref()
+        .map(|e| format!(" (the proxy says: {e})"))
+        .unwrap_or_default()
+}
+
+/// RFC 1928 replies that say the SOCKS server could not reach the target (network or host
+/// unreachable, connection refused), as opposed to a refusal by its rules.
+pub fn socks_upstream_failure(rep: u8) -> bool {
+    matches!(rep, 3..=5)
+}
+
+impl TunnelError {
+    /// The peer's own words for a refusal, for the fix: Squid's `X-Squid-Error`, the SOCKS
+    /// reply's meaning.
+    pub fn proxy_reason(&self) -> Option<String> {
+        match self {
+            TunnelError::Denied {
+                proxy_error,
+                status,
+                reason,
+                ..
+            } => Some(match proxy_error {
+                Some(e) => format!("{status} {reason}, {e}"),
+                None => format!("{status} {reason}"),
+            }),
+            TunnelError::SocksDenied { rep, meaning, .. } => {
+                Some(format!("SOCKS reply {rep}: {meaning}"))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Diagnose for TunnelError {
     fn code(&self) -> Code {
         match self {
             TunnelError::Auth { source, .. } => source.code(),
+            TunnelError::Denied { status, .. } if *status >= 500 => Code::PROXY_UPSTREAM_FAILED,
             TunnelError::Denied { .. } => Code::PROXY_CONNECT_DENIED,
             TunnelError::Protocol { .. } => Code::PROXY_PROTOCOL_ERROR,
             TunnelError::Timeout { .. } => Code::PROXY_TIMEOUT,
@@ -108,6 +156,9 @@ impl Diagnose for TunnelError {
             TunnelError::Config { .. } => Code::CONFIG_INVALID,
             TunnelError::SocksAuthRequired { .. } => Code::PROXY_AUTH_REQUIRED,
             TunnelError::SocksRejected { .. } => Code::PROXY_AUTH_FAILED,
+            TunnelError::SocksDenied { rep, .. } if socks_upstream_failure(*rep) => {
+                Code::PROXY_UPSTREAM_FAILED
+            }
             TunnelError::SocksDenied { .. } => Code::PROXY_CONNECT_DENIED,
         }
     }
@@ -319,6 +370,7 @@ where
                     target,
                     status,
                     reason: round.reason,
+                    proxy_error: round.proxy_error,
                 })
             }
         }
@@ -471,5 +523,54 @@ where
                 },
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_and_upstream_failures_have_their_own_codes() {
+        let denied = |status: u16, proxy_error: Option<&str>| TunnelError::Denied {
+            proxy: "p:3128".into(),
+            target: "ws:18443".into(),
+            status,
+            reason: "R".into(),
+            proxy_error: proxy_error.map(str::to_owned),
+        };
+        let socks = |rep: u8| TunnelError::SocksDenied {
+            proxy: "p:1080".into(),
+            target: "ws:18443".into(),
+            rep,
+            meaning: socks5::reply_meaning(rep),
+        };
+        let table = [
+            (
+                denied(403, Some("ERR_ACCESS_DENIED 0")),
+                Code::PROXY_CONNECT_DENIED,
+                "refused to tunnel to ws:18443",
+            ),
+            (
+                denied(503, Some("ERR_CONNECT_FAIL 111")),
+                Code::PROXY_UPSTREAM_FAILED,
+                "ERR_CONNECT_FAIL 111",
+            ),
+            (
+                denied(500, Some("ERR_CANNOT_FORWARD 0")),
+                Code::PROXY_UPSTREAM_FAILED,
+                "could not reach ws:18443",
+            ),
+            (denied(502, None), Code::PROXY_UPSTREAM_FAILED, "502"),
+            (socks(2), Code::PROXY_CONNECT_DENIED, "ruleset"),
+            (socks(3), Code::PROXY_UPSTREAM_FAILED, "network unreachable"),
+            (socks(4), Code::PROXY_UPSTREAM_FAILED, "host unreachable"),
+            (socks(5), Code::PROXY_UPSTREAM_FAILED, "connection refused"),
+        ];
+        for (e, code, words) in table {
+            assert_eq!(e.code(), code, "{e}");
+            assert!(e.to_string().contains(words), "{e} lacks {words:?}");
+            assert!(e.proxy_reason().is_some_and(|r| !r.is_empty()), "{e}");
+        }
     }
 }

@@ -111,7 +111,7 @@ impl ProxyTls {
             .connect(name, stream)
             .await
             .map_err(|e| {
-                let code = classify(&e);
+                let code = classify(&e, host);
                 let advice = match code {
                     Code::PROXY_TLS_UNTRUSTED => format!(
                         "; its certificate does not chain to {}: give the proxy's CA with --proxy-ca FILE",
@@ -131,22 +131,18 @@ impl ProxyTls {
     }
 }
 
-/// The code of a failed TLS handshake with the proxy.
-fn classify(e: &std::io::Error) -> Code {
-    use rustls::{CertificateError, Error as TlsError};
-    match e.get_ref().and_then(|i| i.downcast_ref::<TlsError>()) {
-        Some(TlsError::InvalidCertificate(
-            CertificateError::UnknownIssuer | CertificateError::BadSignature,
-        )) => Code::PROXY_TLS_UNTRUSTED,
-        Some(TlsError::InvalidCertificate(
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. },
-        )) => Code::TLS_EXPIRED,
-        Some(TlsError::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => Code::TLS_HOSTNAME_MISMATCH,
-        _ => Code::TLS_HANDSHAKE_FAILED,
+/// The code of a failed TLS handshake with the proxy `host`, by the one classifier
+/// ([`uplink_diag::classify`], as the proxy's peer: an unknown issuer is `PROXY_TLS_UNTRUSTED`).
+fn classify(e: &std::io::Error, host: &str) -> Code {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(err) => {
+            let cx = uplink_diag::classify::TlsContext {
+                host,
+                peer: uplink_diag::classify::Peer::Proxy,
+                ..Default::default()
+            };
+            uplink_diag::classify::tls_error(err, &cx).0
+        }
+        None => Code::TLS_HANDSHAKE_FAILED,
     }
 }

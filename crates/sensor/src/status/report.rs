@@ -119,8 +119,11 @@ impl Report {
                     "last error    {} at {}: {}",
                     e.code, e.at, e.message
                 ));
-                if let Ok(code) = e.code.parse::<uplink_diag::Code>() {
-                    line(format!("fix           {}", code.fix()));
+                // The fix fitted to the failure when the uploader recorded one.
+                match (&e.fix, e.code.parse::<uplink_diag::Code>()) {
+                    (Some(fix), _) => line(format!("fix           {fix}")),
+                    (None, Ok(code)) => line(format!("fix           {}", code.fix())),
+                    (None, Err(_)) => {}
                 }
             }
             None => line("last error    none".to_owned()),
@@ -237,6 +240,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
                 code: "TCP_REFUSED".into(),
                 message: "refused".into(),
                 at: "2026-01-02T03:04:06Z".into(),
+                fix: None,
             }),
             queue_damage: Some(QueueDamage {
                 lost_records: 3,
@@ -247,6 +251,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
                 code: "DISK_FULL".into(),
                 message: "no space for the file source".into(),
                 at: "2026-01-02T03:04:09Z".into(),
+                fix: None,
             }),
             delivered: 42,
             updated_at: Some("2026-01-02T03:04:08Z".into()),
@@ -469,12 +474,36 @@ heartbeats    0 queued, none skipped
     }
 
     #[test]
+    fn a_fitted_fix_replaces_the_codes_generic_one() {
+        let mut r = fresh();
+        r.last_error = Some(LastError {
+            code: "TLS_UNTRUSTED_ROOT".into(),
+            message: "m".into(),
+            at: "t".into(),
+            fix: Some("the workspace was re-created: reinstall the sensor".into()),
+        });
+        let text = r.text();
+        assert!(
+            text.contains("fix           the workspace was re-created: reinstall the sensor\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(uplink_diag::Code::TLS_UNTRUSTED_ROOT.fix()),
+            "{text}"
+        );
+        // And the JSON carries it (absent when none was fitted, as status.json writes it).
+        assert!(r.json().contains("\"fix\": \"the workspace was re-created"));
+        assert!(!busy().json().contains("\"fix\""));
+    }
+
+    #[test]
     fn an_error_code_this_build_does_not_know_has_no_fix_line() {
         let mut r = fresh();
         r.last_error = Some(LastError {
             code: "FROM_A_NEWER_SENSOR".into(),
             message: "m".into(),
             at: "t".into(),
+            fix: None,
         });
         let text = r.text();
         assert!(text.contains("last error    FROM_A_NEWER_SENSOR at t: m\n"));

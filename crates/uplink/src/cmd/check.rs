@@ -213,6 +213,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
         },
     ));
+    // A blocking lookup (getaddrinfo) a probe gave up on at its deadline may still run on the
+    // runtime's blocking pool: do not wait for it, or --timeout means nothing (issue 17 item 5).
+    runtime.shutdown_background();
     let elapsed = started.elapsed();
     if let Some(bar) = &bar {
         bar.finish_and_clear();

@@ -50,7 +50,14 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     println!("uplink quickstart");
-    println!("  data directory   {}", data_dir.display());
+    if args.data_dir.is_some() {
+        println!("  data directory   {} (kept)", data_dir.display());
+    } else {
+        println!(
+            "  data directory   {} (temporary: removed at exit; --data-dir DIR keeps it)",
+            data_dir.display()
+        );
+    }
 
     // 1. The service, on a free loopback port.
     let store = SqliteStore::open(&data_dir, true)?;

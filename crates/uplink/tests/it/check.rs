@@ -248,7 +248,7 @@ fn squid_open_basic_auth_missing_and_wrong_credentials_and_a_refused_upstream() 
     );
     assert_code(
         method(&v, "cli"),
-        "PROXY_CONNECT_DENIED",
+        "PROXY_UPSTREAM_FAILED",
         "proxy_connect",
         "503",
     );

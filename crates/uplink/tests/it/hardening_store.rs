@@ -41,6 +41,7 @@ fn chmod(path: &Path, mode: u32) {
 /// `uplink service` started through `prefix` (e.g. `sh -c 'umask 022; exec "$@"'` or
 /// `setpriv` to another user), on a free port; returns it and its port.
 fn service_via(prefix: &[&str], data: &Path, listen: &str) -> (Daemon, u16) {
+    std::fs::create_dir_all(data).unwrap();
     let mut cmd = Command::new(prefix[0]);
     cmd.args(&prefix[1..])
         .arg(UPLINK)

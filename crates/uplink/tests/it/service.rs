@@ -492,7 +492,7 @@ fn cli_errors_say_what_failed_and_what_to_do() {
                 "--data-dir",
                 "/nonexistent/dir",
             ],
-            "no such directory",
+            "the data directory /nonexistent/dir does not exist: check the path",
         ),
     ];
     ok(
@@ -558,4 +558,26 @@ fn quickstart_runs_the_whole_system() {
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
+}
+
+/// A mistyped `--data-dir` does not become an empty service that serves nothing: refused, exit
+/// 1, nothing created, and the message says how to start a new one.
+#[test]
+fn the_service_refuses_a_data_dir_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("uplnk-service");
+    let out = uplink(&[
+        "service",
+        "--data-dir",
+        typo.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not exist") && err.contains("uplink workspace create NAME --data-dir"),
+        "{err}"
+    );
+    assert!(!typo.exists(), "nothing is created");
 }

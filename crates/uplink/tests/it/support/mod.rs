@@ -177,6 +177,9 @@ impl ServiceProc {
     }
 
     fn launch(data_dir: &Path, listen: &str, extra: &[&str]) -> ServiceProc {
+        // The service refuses a data directory that does not exist (a mistyped path): a new one
+        // is made first, as an administrator (or systemd's StateDirectory=) would.
+        std::fs::create_dir_all(data_dir).unwrap();
         let mut cmd = uplink_cmd(&["service", "--data-dir"]);
         cmd.arg(data_dir)
             .args(["--listen", listen, "--log-level", "debug"])
