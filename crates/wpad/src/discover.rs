@@ -508,6 +508,13 @@ mod tests {
         };
         assert_eq!(with(&[]), Sources::system());
         // (variables, leases, resolv.conf, NetworkManager)
+        // The leases Sources::system() reads.
+        const SYSTEM_LEASES: &[&str] = &[
+            "/run/systemd/netif/leases",
+            "/var/lib/dhcp",
+            "/var/lib/dhclient",
+            "/var/lib/NetworkManager",
+        ];
         type Case<'a> = (
             &'a [(&'a str, &'a str)],
             &'a [&'a str],
@@ -517,12 +524,7 @@ mod tests {
         let cases: &[Case] = &[
             (
                 &[("UPLINK_WPAD_RESOLV_CONF", "/t/resolv.conf")],
-                &[
-                    "/run/systemd/netif/leases",
-                    "/var/lib/dhcp",
-                    "/var/lib/dhclient",
-                    "/var/lib/NetworkManager",
-                ],
+                SYSTEM_LEASES,
                 Some("/t/resolv.conf"),
                 true,
             ),
@@ -540,12 +542,7 @@ mod tests {
             ),
             (
                 &[("UPLINK_WPAD_NETWORKMANAGER", "0")],
-                &[
-                    "/run/systemd/netif/leases",
-                    "/var/lib/dhcp",
-                    "/var/lib/dhclient",
-                    "/var/lib/NetworkManager",
-                ],
+                SYSTEM_LEASES,
                 Some("/etc/resolv.conf"),
                 false,
             ),
@@ -560,35 +557,20 @@ mod tests {
             ),
             (
                 &[("UPLINK_WPAD_NETWORKMANAGER", "no")],
-                &[
-                    "/run/systemd/netif/leases",
-                    "/var/lib/dhcp",
-                    "/var/lib/dhclient",
-                    "/var/lib/NetworkManager",
-                ],
+                SYSTEM_LEASES,
                 Some("/etc/resolv.conf"),
                 false,
             ),
             (
                 &[("UPLINK_WPAD_NETWORKMANAGER", "false")],
-                &[
-                    "/run/systemd/netif/leases",
-                    "/var/lib/dhcp",
-                    "/var/lib/dhclient",
-                    "/var/lib/NetworkManager",
-                ],
+                SYSTEM_LEASES,
                 Some("/etc/resolv.conf"),
                 false,
             ),
             // Anything else leaves it on.
             (
                 &[("UPLINK_WPAD_NETWORKMANAGER", "1")],
-                &[
-                    "/run/systemd/netif/leases",
-                    "/var/lib/dhcp",
-                    "/var/lib/dhclient",
-                    "/var/lib/NetworkManager",
-                ],
+                SYSTEM_LEASES,
                 Some("/etc/resolv.conf"),
                 true,
             ),
