@@ -516,13 +516,8 @@ fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
         Some(Ok(b)) => b,
         Some(Err(e)) => return usage(format!("--bypass: {e}")),
     };
-    if let Some(u) = &args.pac_url {
-        let ok = u.contains("://") && u.is_ascii() && !u.chars().any(char::is_whitespace);
-        if !ok {
-            return usage(format!(
-                "--pac-url: {u:?} is not a URL: give it as http://HOST/PATH (ASCII, no spaces)"
-            ));
-        }
+    if let Some(Err(e)) = args.pac_url.as_deref().map(proxy_list::check_pac_url_arg) {
+        return usage(format!("--pac-url: {e}"));
     }
     if args.magic.is_some() && args.kind != EncodeKind::Winhttp {
         return usage("--magic is for --kind winhttp");
