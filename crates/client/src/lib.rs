@@ -385,19 +385,7 @@ impl Connection {
     }
 
     fn status_error(&self, status: StatusCode, body: &[u8], default: Code) -> ClientError {
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(e) => (e.code.parse().unwrap_or(default), e.message),
-            Err(_) => (
-                default,
-                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
-            ),
-        };
-        ClientError::Status {
-            host: self.host.clone(),
-            status: status.as_u16(),
-            code,
-            message,
-        }
+        status_error(&self.host, status, body, default)
     }
 
     /// `GET /tri/sensor/api/ping`: returns the status and body.
@@ -431,11 +419,7 @@ impl Connection {
             )
             .await?;
         if status != StatusCode::OK {
-            let default = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                denied
-            } else {
-                Code::HTTP_UNEXPECTED_STATUS
-            };
+            let default = certificate_refusal(status, denied);
             return Err(self.status_error(status, &body, default));
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
@@ -468,17 +452,47 @@ impl Connection {
             .request(Method::POST, uplink_protocol::EVENTS_PATH, &headers, batch)
             .await?;
         if status != StatusCode::OK {
-            let default = match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Code::MTLS_REJECTED,
-                StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => Code::REQUEST_REJECTED,
-                _ => Code::HTTP_UNEXPECTED_STATUS,
-            };
-            return Err(self.status_error(status, &body, default));
+            return Err(self.status_error(status, &body, events_refusal(status)));
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
             host: self.host.clone(),
             reason: e.to_string(),
         })
+    }
+}
+
+/// The code of a refused enrollment or renewal whose body names none: 401/403 are `denied`.
+fn certificate_refusal(status: StatusCode, denied: Code) -> Code {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => denied,
+        _ => Code::HTTP_UNEXPECTED_STATUS,
+    }
+}
+
+/// The code of a refused batch whose body names none.
+fn events_refusal(status: StatusCode) -> Code {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Code::MTLS_REJECTED,
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => Code::REQUEST_REJECTED,
+        _ => Code::HTTP_UNEXPECTED_STATUS,
+    }
+}
+
+/// A non-200 answer as an error: the code and message of its `ErrorBody` (a code this build does
+/// not know reads as `default`), else `default` and the body's first 300 bytes as text.
+fn status_error(host: &str, status: StatusCode, body: &[u8], default: Code) -> ClientError {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => (e.code.parse().unwrap_or(default), e.message),
+        Err(_) => (
+            default,
+            String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+        ),
+    };
+    ClientError::Status {
+        host: host.to_owned(),
+        status: status.as_u16(),
+        code,
+        message,
     }
 }
 
@@ -580,5 +594,214 @@ mod tests {
             TlsSettings::new("not pem", None),
             Err(ClientError::Config(_))
         ));
+    }
+
+    #[test]
+    fn refusals_map_to_codes_by_endpoint() {
+        // (status, enroll's default, renew's default, events' default)
+        let cases = [
+            (
+                401,
+                Code::ENROLL_DENIED,
+                Code::MTLS_REJECTED,
+                Code::MTLS_REJECTED,
+            ),
+            (
+                403,
+                Code::ENROLL_DENIED,
+                Code::MTLS_REJECTED,
+                Code::MTLS_REJECTED,
+            ),
+            (
+                400,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::REQUEST_REJECTED,
+            ),
+            (
+                413,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::REQUEST_REJECTED,
+            ),
+            (
+                404,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+            ),
+            (
+                503,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+            ),
+            (
+                302,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+            ),
+        ];
+        for (status, enroll, renew, events) in cases {
+            let s = StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                certificate_refusal(s, Code::ENROLL_DENIED),
+                enroll,
+                "{status}"
+            );
+            assert_eq!(
+                certificate_refusal(s, Code::MTLS_REJECTED),
+                renew,
+                "{status}"
+            );
+            assert_eq!(events_refusal(s), events, "{status}");
+        }
+    }
+
+    #[test]
+    fn the_service_error_body_decides_the_code_and_message() {
+        let long = "x".repeat(1000);
+        // (body, default, expected code, expected message)
+        let cases: &[(&[u8], Code, Code, &str)] = &[
+            (
+                br#"{"code":"SERVICE_UNAVAILABLE","message":"busy"}"#,
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::SERVICE_UNAVAILABLE,
+                "busy",
+            ),
+            // A code this build does not know: the endpoint's default, the service's words.
+            (
+                br#"{"code":"FROM_A_NEWER_SERVICE","message":"m"}"#,
+                Code::REQUEST_REJECTED,
+                Code::REQUEST_REJECTED,
+                "m",
+            ),
+            // Not our JSON (a proxy's page): the default and the text.
+            (
+                b"<html>blocked</html>",
+                Code::MTLS_REJECTED,
+                Code::MTLS_REJECTED,
+                "<html>blocked</html>",
+            ),
+            (
+                b"",
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+                "",
+            ),
+            // At most 300 bytes of a foreign body.
+            (
+                long.as_bytes(),
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+                &long[..300],
+            ),
+            // Bytes that are not UTF-8 are replaced, not an error.
+            (
+                b"\xffbad",
+                Code::HTTP_UNEXPECTED_STATUS,
+                Code::HTTP_UNEXPECTED_STATUS,
+                "\u{fffd}bad",
+            ),
+        ];
+        for (body, default, code, message) in cases {
+            let e = status_error("h.example", StatusCode::BAD_GATEWAY, body, *default);
+            assert_eq!(e.code(), *code, "{e}");
+            match &e {
+                ClientError::Status {
+                    host,
+                    status,
+                    message: m,
+                    ..
+                } => {
+                    assert_eq!(
+                        (host.as_str(), *status, m.as_str()),
+                        ("h.example", 502, *message)
+                    );
+                }
+                other => panic!("not a status error: {other:?}"),
+            }
+            assert!(e.to_string().starts_with("h.example answered 502: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn what_is_worth_retrying() {
+        let status = |s: u16| ClientError::Status {
+            host: "h".into(),
+            status: s,
+            code: Code::HTTP_UNEXPECTED_STATUS,
+            message: String::new(),
+        };
+        // Service trouble and timeouts: retried. A person must act on the others.
+        for (s, retry) in [
+            (500, true),
+            (502, true),
+            (503, true),
+            (429, true),
+            (408, true),
+            (400, false),
+            (401, false),
+            (403, false),
+            (404, false),
+            (413, false),
+            (421, false),
+        ] {
+            assert_eq!(status(s).is_retryable(), retry, "{s}");
+        }
+        assert!(!ClientError::Config("bad".into()).is_retryable());
+        let io = |kind| ClientError::Tcp {
+            addr: "a:1".into(),
+            source: std::io::Error::from(kind),
+        };
+        for (e, code, retry) in [
+            (
+                io(std::io::ErrorKind::ConnectionRefused),
+                Code::TCP_REFUSED,
+                true,
+            ),
+            (io(std::io::ErrorKind::TimedOut), Code::TCP_TIMEOUT, true),
+            (
+                io(std::io::ErrorKind::HostUnreachable),
+                Code::TCP_UNREACHABLE,
+                true,
+            ),
+            (
+                ClientError::TcpTimeout {
+                    addr: "a:1".into(),
+                    after: Duration::from_secs(1),
+                },
+                Code::TCP_TIMEOUT,
+                true,
+            ),
+            (
+                ClientError::Http {
+                    host: "h".into(),
+                    reason: "reset".into(),
+                },
+                Code::HTTP_UNEXPECTED_STATUS,
+                true,
+            ),
+            (
+                ClientError::BadResponse {
+                    host: "h".into(),
+                    reason: "not JSON".into(),
+                },
+                Code::HTTP_UNEXPECTED_STATUS,
+                true,
+            ),
+            (
+                ClientError::Timeout {
+                    what: "upload".into(),
+                    after: Duration::from_secs(1),
+                },
+                Code::TIMEOUT,
+                true,
+            ),
+            (ClientError::Config("x".into()), Code::CONFIG_INVALID, false),
+        ] {
+            assert_eq!((e.code(), e.is_retryable()), (code, retry), "{e}");
+        }
     }
 }

@@ -25,6 +25,7 @@ pub mod fetch;
 #[cfg(feature = "engine")]
 mod helpers;
 mod result;
+pub mod source;
 mod url;
 
 #[cfg(feature = "engine")]

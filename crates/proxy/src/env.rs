@@ -136,6 +136,32 @@ pub fn parse_env_proxy(value: &str) -> Result<(uplink_url::ProxyUrl, bool), upli
         .map(|(u, _)| (u, !has_port))
 }
 
+impl FromEnv {
+    /// The route to `host:port` this environment alone gives (`uplink proxy explain` with no
+    /// sensor installed): mode `env`, its credentials used as they are — nothing is sealed or
+    /// stored.
+    pub fn explain(&self, host: &str, port: u16) -> crate::Explanation {
+        let mut capture = self.capture.clone();
+        if capture.user.is_some() {
+            // A stand-in for the sealed password the settings would hold; `unseal` below
+            // answers it with the environment's own.
+            capture.password = Some("from-environment".into());
+        }
+        let settings = crate::ProxySettings {
+            mode: Some(crate::Mode::Env),
+            env: Some(capture),
+            ..Default::default()
+        };
+        let unseal = |_: &str| -> Result<secrecy::SecretString, String> {
+            self.credentials
+                .as_ref()
+                .map(|c| c.password.clone())
+                .ok_or_else(|| "no password".to_owned())
+        };
+        crate::explain(&settings, host, port, &unseal)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +293,63 @@ mod tests {
         assert!(
             parse_env_proxy("socks4://s:1080").is_err(),
             "SOCKS4 is not spoken, and said so"
+        );
+    }
+
+    #[test]
+    fn an_environment_alone_gives_its_route_with_its_credentials() {
+        use secrecy::ExposeSecret;
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            capture(move |k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let with_user = env(&[
+            ("https_proxy", "http://alice:s3cret@proxy.corp:3128"),
+            ("no_proxy", ".internal"),
+        ]);
+        let ex = with_user.explain("svc.example", 443);
+        assert_eq!(ex.mode, crate::Mode::Env);
+        let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
+        assert_eq!(route[0], "PROXY proxy.corp:3128", "{route:?}");
+        match &ex.route[0] {
+            crate::Candidate::Proxy {
+                credentials: Some(c),
+                ..
+            } => {
+                assert_eq!(c.user, "alice");
+                assert_eq!(c.password.expose_secret(), "s3cret");
+            }
+            other => panic!("the environment's credentials go with its proxy: {other:?}"),
+        }
+        // no_proxy applies.
+        let inside = with_user.explain("db.internal", 443);
+        assert_eq!(
+            inside
+                .route
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["DIRECT"]
+        );
+        // Without a user, no credentials; without a proxy, DIRECT.
+        let anonymous = env(&[("HTTPS_PROXY", "proxy.corp:8080")]).explain("svc.example", 443);
+        assert!(matches!(
+            &anonymous.route[0],
+            crate::Candidate::Proxy {
+                credentials: None,
+                ..
+            }
+        ));
+        let none = env(&[]).explain("svc.example", 443);
+        assert_eq!(
+            none.route
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["DIRECT"]
         );
     }
 }

@@ -7,7 +7,8 @@
 //! - [`env`]: proxy variables captured from an environment the caller passes in;
 //! - [`badcache`]: proxies that failed are skipped for a bounded, growing time;
 //! - [`trust`]: which credentials a proxy may receive, and whether its refusal ends the route,
-//!   by where it came from (an administrator, or discovery: WPAD, a PAC over plain http://).
+//!   by where it came from (an administrator, or discovery: WPAD, a PAC over plain http://);
+//! - [`view`]: an explanation as `proxy explain` prints it (JSON and text), the route on a line.
 //!
 //! Deliberately not here: sockets (the sensor's `link` module dials the route), PAC evaluation
 //! and WPAD discovery (their own crates; they return candidate lists that slot into `explain`).
@@ -18,6 +19,7 @@ pub mod env;
 pub mod noproxy;
 pub mod settings;
 pub mod trust;
+pub mod view;
 
 pub use settings::{
     explain, explain_with, Candidate, Explanation, Fallback, Inputs, Mode, PacEntry, PacOutcome,

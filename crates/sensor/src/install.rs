@@ -118,6 +118,24 @@ pub fn proxy_switches(
     Ok(Some((parsed, credentials)))
 }
 
+/// `--proxy-user` and `--proxy-password` for the proxies a PAC script or WPAD names (no proxy
+/// URL to carry them): both, or neither.
+pub fn credential_switches(
+    user: Option<String>,
+    password: Option<SecretString>,
+) -> Result<Option<Credentials>, SensorError> {
+    match (user, password) {
+        (Some(user), Some(_)) if user.trim().is_empty() => {
+            Err(SensorError::Switch("--proxy-user is empty".into()))
+        }
+        (Some(user), Some(password)) => Ok(Some(Credentials { user, password })),
+        (None, None) => Ok(None),
+        _ => Err(SensorError::Switch(
+            "give --proxy-user and --proxy-password together".into(),
+        )),
+    }
+}
+
 /// Installs and enrolls a sensor. See the module docs.
 pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, SensorError> {
     if paths.config_file().exists() {
@@ -432,6 +450,18 @@ pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError>
     Ok((ProxyChange::Direct, origin))
 }
 
+/// Records which discovered proxies may receive the configured credentials (`sensor proxy set
+/// --credential-hosts`); an empty list means none. Returns the list now in force.
+pub fn set_credential_hosts(
+    paths: &Paths,
+    hosts: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, SensorError> {
+    let mut config = Config::load(paths)?;
+    config.proxy.credential_hosts = hosts.filter(|h| !h.is_empty());
+    config.save(paths)?;
+    Ok(config.proxy.credential_hosts)
+}
+
 /// Replaces the proxy settings of an installed sensor. A running uploader uses them from its
 /// next connection; no reinstall. Passwords are sealed; nothing secret is written in clear.
 pub fn set_proxy(
@@ -642,4 +672,61 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
         removed,
         undelivered_events: depth.events,
     })
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+
+    #[test]
+    fn credential_hosts_are_recorded_and_an_empty_list_clears_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(Some(dir.path()));
+        assert!(
+            set_credential_hosts(&paths, None).is_err(),
+            "no sensor: nothing to change"
+        );
+        let config: Config = toml::from_str(
+            "format = 1\nworkspace = \"w\"\nsensor_id = \"s\"\nsensor_url = \"https://wsensorapi.uplink.localhost\"\n",
+        )
+        .unwrap();
+        config.save(&paths).unwrap();
+        // (given, in force afterwards)
+        for (given, want) in [
+            (
+                Some(vec!["*.corp".to_owned(), "p.example".to_owned()]),
+                Some(vec!["*.corp", "p.example"]),
+            ),
+            (Some(vec![]), None),
+            (Some(vec!["q.example".to_owned()]), Some(vec!["q.example"])),
+            (None, None),
+        ] {
+            let want: Option<Vec<String>> = want.map(|w| w.into_iter().map(String::from).collect());
+            assert_eq!(set_credential_hosts(&paths, given).unwrap(), want);
+            assert_eq!(Config::load(&paths).unwrap().proxy.credential_hosts, want);
+        }
+    }
+
+    #[test]
+    fn pac_and_wpad_credentials_come_in_pairs() {
+        use secrecy::ExposeSecret;
+        let pw = || Some(SecretString::from("s3cret"));
+        let c = credential_switches(Some("CONTOSO\\alice".into()), pw())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.expose_secret()),
+            ("CONTOSO\\alice", "s3cret")
+        );
+        assert!(credential_switches(None, None).unwrap().is_none());
+        for (user, password, want) in [
+            (Some("alice".to_owned()), None, "together"),
+            (None, pw(), "together"),
+            (Some("  ".to_owned()), pw(), "--proxy-user is empty"),
+        ] {
+            let e = credential_switches(user, password).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
 }

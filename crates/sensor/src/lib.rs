@@ -16,11 +16,14 @@ pub mod config;
 pub mod fsutil;
 pub mod input;
 pub mod install;
+pub mod proxyshow;
+mod render;
 pub mod renew;
 pub mod secrets;
 pub mod sources;
 pub mod status;
 pub mod systemd;
+pub mod unitfile;
 pub mod upload;
 pub mod wpadsource;
 
@@ -134,6 +137,20 @@ pub struct SendReport {
     /// Set when the queue or its disk filled up: the first input line that was not queued, and
     /// why (`QueueError::Full`, or an I/O error for which `is_disk_full()`).
     pub full: Option<(usize, QueueError)>,
+}
+
+impl SendReport {
+    /// Why lines were left unqueued, as a code: `DISK_FULL` when the disk (or the user's quota)
+    /// is full, `QUEUE_FULL` when the queue reached its own bound; `None` when nothing was left.
+    pub fn full_code(&self) -> Option<Code> {
+        self.full.as_ref().map(|(_, e)| {
+            if e.is_disk_full() {
+                Code::DISK_FULL
+            } else {
+                Code::QUEUE_FULL
+            }
+        })
+    }
 }
 
 /// Events queued per append (one fsync each).
@@ -334,6 +351,36 @@ pub fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_send_names_which_limit() {
+        let io = |errno| QueueError::Io {
+            path: PathBuf::from("/q/seg"),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        // (what stopped it, code)
+        for (full, want) in [
+            (None, None),
+            (
+                Some(QueueError::Full {
+                    pending: 10,
+                    max: 10,
+                    needed: 1,
+                }),
+                Some(Code::QUEUE_FULL),
+            ),
+            (Some(io(28)), Some(Code::DISK_FULL)),  // ENOSPC
+            (Some(io(122)), Some(Code::DISK_FULL)), // EDQUOT
+            // Another I/O error stopping the send is no "disk full" (QUEUE_FULL, as before).
+            (Some(io(5)), Some(Code::QUEUE_FULL)),
+        ] {
+            let report = SendReport {
+                full: full.map(|e| (3, e)),
+                ..SendReport::default()
+            };
+            assert_eq!(report.full_code(), want, "{:?}", report.full);
+        }
+    }
 
     #[test]
     fn lines_are_read_with_a_bound() {

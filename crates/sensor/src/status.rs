@@ -10,6 +10,9 @@
 
 use std::path::Path;
 
+pub mod report;
+pub use report::Report;
+
 use serde::{Deserialize, Serialize};
 use uplink_diag::Code;
 

@@ -43,11 +43,43 @@ pub(crate) struct Snapshot {
     by_name: HashMap<String, Arc<Workspace>>,
 }
 
+/// Host names the store does not know, remembered for [`NEGATIVE_TTL`], at most
+/// [`NEGATIVE_MAX`] of them: a flood of made-up names costs bounded memory and one store read
+/// per name per TTL. The decisions take `now`, so they are tested without a clock or a store.
+#[derive(Debug, Default)]
+pub(crate) struct Unknown {
+    seen: HashMap<String, Instant>,
+}
+
+impl Unknown {
+    /// Whether `host` was found unknown less than [`NEGATIVE_TTL`] before `now` (answer "no
+    /// such workspace" from memory). When the memory is full, expired names go first, and if
+    /// all are fresh (a flood) everything is forgotten: the bound holds either way.
+    fn remembered(&mut self, host: &str, now: Instant) -> bool {
+        let fresh = |t: &Instant| now.saturating_duration_since(*t) < NEGATIVE_TTL;
+        if self.seen.get(host).is_some_and(fresh) {
+            return true;
+        }
+        if self.seen.len() >= NEGATIVE_MAX {
+            self.seen.retain(|_, t| fresh(t));
+            if self.seen.len() >= NEGATIVE_MAX {
+                self.seen.clear();
+            }
+        }
+        false
+    }
+
+    /// Records that the store does not know `host`, as of `now`.
+    fn remember(&mut self, host: &str, now: Instant) {
+        self.seen.insert(host.to_owned(), now);
+    }
+}
+
 /// The service's view of its workspaces.
 pub struct Registry {
     snapshot: RwLock<Arc<Snapshot>>,
     rebuilding: tokio::sync::Mutex<()>,
-    unknown: std::sync::Mutex<HashMap<String, Instant>>,
+    unknown: std::sync::Mutex<Unknown>,
     /// Served when the SNI names no workspace: a throw-away self-signed certificate, so a client
     /// that proceeds anyway gets a readable 404/421 instead of a bare TLS alert.
     fallback: Arc<ServerConfig>,
@@ -103,20 +135,13 @@ impl Registry {
         let Some((name, domain, _)) = names::classify_host(host) else {
             return Ok(None);
         };
+        if self
+            .unknown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remembered(host, Instant::now())
         {
-            let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
-            if unknown
-                .get(host)
-                .is_some_and(|t| t.elapsed() < NEGATIVE_TTL)
-            {
-                return Ok(None);
-            }
-            if unknown.len() >= NEGATIVE_MAX {
-                unknown.retain(|_, t| t.elapsed() < NEGATIVE_TTL);
-                if unknown.len() >= NEGATIVE_MAX {
-                    unknown.clear();
-                }
-            }
+            return Ok(None);
         }
         let exists = store
             .workspace(&name)
@@ -130,7 +155,7 @@ impl Registry {
             self.unknown
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(host.to_owned(), Instant::now());
+                .remember(host, Instant::now());
         }
         Ok(found)
     }
@@ -233,4 +258,57 @@ fn build_workspace(
         server_chain,
         server_key_pem,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_are_remembered_for_the_ttl() {
+        let t0 = Instant::now();
+        let mut u = Unknown::default();
+        assert!(!u.remembered("a.example", t0), "never seen: ask the store");
+        u.remember("a.example", t0);
+        // (time since it was found unknown, answered from memory)
+        for (after, remembered) in [
+            (Duration::ZERO, true),
+            (NEGATIVE_TTL / 2, true),
+            (NEGATIVE_TTL - Duration::from_millis(1), true),
+            (NEGATIVE_TTL, false),
+            (NEGATIVE_TTL * 10, false),
+        ] {
+            assert_eq!(
+                u.remembered("a.example", t0 + after),
+                remembered,
+                "{after:?}"
+            );
+        }
+        assert!(
+            !u.remembered("A.example", t0),
+            "names are compared as given (normalised before)"
+        );
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let t0 = Instant::now();
+        let mut u = Unknown::default();
+        for i in 0..NEGATIVE_MAX {
+            u.remember(&format!("h{i}.example"), t0);
+        }
+        // Full of fresh names: a new one forgets them all rather than grow.
+        assert!(!u.remembered("new.example", t0));
+        assert!(u.seen.is_empty());
+        // Full with half expired: only the expired go.
+        let later = t0 + NEGATIVE_TTL;
+        for i in 0..NEGATIVE_MAX {
+            let at = if i % 2 == 0 { t0 } else { later };
+            u.remember(&format!("h{i}.example"), at);
+        }
+        assert!(!u.remembered("new.example", later));
+        assert_eq!(u.seen.len(), NEGATIVE_MAX / 2);
+        assert!(u.remembered("h1.example", later));
+        assert!(!u.remembered("h0.example", later));
+    }
 }

@@ -38,6 +38,7 @@ struct ConnCtx {
     client: Option<ClientId>,
 }
 
+#[derive(Debug)]
 struct ClientId {
     workspace: String,
     sensor_id: String,
@@ -174,43 +175,15 @@ async fn handle<S: Store>(
     if req.uri().path() == HEALTHZ_PATH {
         return healthz(shared, req.method()).await;
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
-        .map(names::normalize_host);
-    let Some(host) = host else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Code::REQUEST_REJECTED,
-            "the request has no Host header: send the workspace's host name".into(),
-        );
+    let target = match route(
+        ctx.sni.as_deref(),
+        ctx.target.as_ref(),
+        request_host(&req).as_deref(),
+    ) {
+        Ok(target) => target,
+        Err(refusal) => return refusal.response(),
     };
-    let (ws, role) = match (&ctx.sni, &ctx.target) {
-        (Some(sni), Some((ws, role))) if *sni == host => (ws, *role),
-        (Some(sni), _) if *sni != host => {
-            return error(
-                StatusCode::MISDIRECTED_REQUEST,
-                Code::REQUEST_REJECTED,
-                format!("the TLS server name {sni:?} and the Host header {host:?} differ: connect to the host you address"),
-            );
-        }
-        (None, _) => {
-            return error(
-                StatusCode::MISDIRECTED_REQUEST,
-                Code::REQUEST_REJECTED,
-                format!("the connection named no server (no TLS SNI) but the request is for {host:?}: connect by host name, not by IP address"),
-            );
-        }
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                Code::HTTP_UNEXPECTED_STATUS,
-                format!("no workspace is served at {host:?}: check the host name in the sensor URL (<workspace>sensorapi.<domain>)"),
-            );
-        }
-    };
+    let (ws, role) = (&target.0, target.1);
     match role {
         Role::Console => error(
             StatusCode::NOT_FOUND,
@@ -231,25 +204,150 @@ async fn sensor_api<S: Store>(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    let method = req.method();
-    match (path, method) {
-        (uplink_protocol::PING_PATH, &Method::GET | &Method::HEAD) => ok_text("Ok"),
-        (uplink_protocol::ENROLL_PATH, &Method::POST) => enroll(shared, ws, req).await,
-        (uplink_protocol::EVENTS_PATH, &Method::POST) => events(shared, ctx, ws, req).await,
-        (uplink_protocol::RENEW_PATH, &Method::POST) => renew(shared, ctx, ws, req).await,
-        (uplink_protocol::PING_PATH, _) => method_not_allowed("GET, HEAD"),
-        (
-            uplink_protocol::ENROLL_PATH
-            | uplink_protocol::EVENTS_PATH
-            | uplink_protocol::RENEW_PATH,
-            _,
-        ) => method_not_allowed("POST"),
-        _ => error(
+    match endpoint(path, req.method()) {
+        Endpoint::Ping => ok_text("Ok"),
+        Endpoint::Enroll => enroll(shared, ws, req).await,
+        Endpoint::Events => events(shared, ctx, ws, req).await,
+        Endpoint::Renew => renew(shared, ctx, ws, req).await,
+        Endpoint::WrongMethod(allow) => method_not_allowed(allow),
+        Endpoint::NotFound => error(
             StatusCode::NOT_FOUND,
             Code::HTTP_UNEXPECTED_STATUS,
             format!("no such endpoint {path:?}; see docs/protocol.md"),
         ),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing decisions, pure: which workspace and endpoint a request is for, or why it is refused.
+
+/// A request refused before any handler ran: its status, code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refusal {
+    status: StatusCode,
+    code: Code,
+    message: String,
+}
+
+impl Refusal {
+    fn response(self) -> Response<Full<Bytes>> {
+        error(self.status, self.code, self.message)
+    }
+}
+
+/// The host a request addresses, normalised: its `Host` header, else its URI's authority.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .map(names::normalize_host)
+}
+
+/// The workspace a request is served by: the one its connection's SNI named (`target`, when the
+/// SNI named a workspace), and only when the request's host is that same name — a connection made
+/// for one workspace never serves another's requests.
+fn route<'a, T>(
+    sni: Option<&str>,
+    target: Option<&'a T>,
+    host: Option<&str>,
+) -> Result<&'a T, Refusal> {
+    let refuse = |status, code, message| {
+        Err(Refusal {
+            status,
+            code,
+            message,
+        })
+    };
+    let Some(host) = host else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            Code::REQUEST_REJECTED,
+            "the request has no Host header: send the workspace's host name".into(),
+        );
+    };
+    match (sni, target) {
+        (Some(sni), Some(target)) if sni == host => Ok(target),
+        (Some(sni), _) if sni != host => refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            Code::REQUEST_REJECTED,
+            format!("the TLS server name {sni:?} and the Host header {host:?} differ: connect to the host you address"),
+        ),
+        (None, _) => refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            Code::REQUEST_REJECTED,
+            format!("the connection named no server (no TLS SNI) but the request is for {host:?}: connect by host name, not by IP address"),
+        ),
+        _ => refuse(
+            StatusCode::NOT_FOUND,
+            Code::HTTP_UNEXPECTED_STATUS,
+            format!("no workspace is served at {host:?}: check the host name in the sensor URL (<workspace>sensorapi.<domain>)"),
+        ),
+    }
+}
+
+/// The sensor API's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Ping,
+    Enroll,
+    Events,
+    Renew,
+    /// A known path with another method: the methods it takes (the `Allow` header).
+    WrongMethod(&'static str),
+    NotFound,
+}
+
+fn endpoint(path: &str, method: &Method) -> Endpoint {
+    match (path, method) {
+        (uplink_protocol::PING_PATH, &Method::GET | &Method::HEAD) => Endpoint::Ping,
+        (uplink_protocol::ENROLL_PATH, &Method::POST) => Endpoint::Enroll,
+        (uplink_protocol::EVENTS_PATH, &Method::POST) => Endpoint::Events,
+        (uplink_protocol::RENEW_PATH, &Method::POST) => Endpoint::Renew,
+        (uplink_protocol::PING_PATH, _) => Endpoint::WrongMethod("GET, HEAD"),
+        (
+            uplink_protocol::ENROLL_PATH
+            | uplink_protocol::EVENTS_PATH
+            | uplink_protocol::RENEW_PATH,
+            _,
+        ) => Endpoint::WrongMethod("POST"),
+        _ => Endpoint::NotFound,
+    }
+}
+
+/// The sensor a request comes from: its verified client certificate's, which must belong to
+/// `workspace`. `missing` says what to do without one.
+fn client_of<'a>(
+    client: Option<&'a ClientId>,
+    workspace: &str,
+    missing: &str,
+) -> Result<&'a ClientId, Refusal> {
+    let Some(client) = client else {
+        return Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            code: Code::MTLS_REJECTED,
+            message: missing.to_owned(),
+        });
+    };
+    if client.workspace != workspace {
+        return Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            code: Code::MTLS_REJECTED,
+            message: format!(
+                "the client certificate belongs to workspace {:?}, not to {:?} which this host serves: use the sensor URL of its own workspace",
+                client.workspace, workspace
+            ),
+        });
+    }
+    Ok(client)
+}
+
+/// The `Content-Length` a request declares, if it is a number (over the limit: 413 unread).
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Reads a whole body of at most `limit` bytes, within the request's [`BodyClock`]: a body that
@@ -266,11 +364,7 @@ async fn read_body(
             format!("the request body is larger than {limit} bytes: send smaller batches"),
         )
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&req);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
@@ -508,24 +602,7 @@ fn sensor_of<'a>(
     ws: &Workspace,
     missing: &str,
 ) -> Result<&'a ClientId, Response<Full<Bytes>>> {
-    let Some(client) = &ctx.client else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            Code::MTLS_REJECTED,
-            missing.to_owned(),
-        ));
-    };
-    if client.workspace != ws.name {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            Code::MTLS_REJECTED,
-            format!(
-                "the client certificate belongs to workspace {:?}, not to {:?} which this host serves: use the sensor URL of its own workspace",
-                client.workspace, ws.name
-            ),
-        ));
-    }
-    Ok(client)
+    client_of(ctx.client.as_ref(), &ws.name, missing).map_err(Refusal::response)
 }
 
 /// A new certificate for the sensor that presents its current one: same sensor id, same
@@ -842,4 +919,279 @@ fn unavailable() -> Response<Full<Bytes>> {
     resp.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status, `Code` and message of a response built here (its body is one JSON frame).
+    fn parts(resp: Response<Full<Bytes>>) -> (StatusCode, String, String) {
+        use hyper::body::Body as _;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let frame = match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => frame,
+            other => panic!("a full body is ready at once: {other:?}"),
+        };
+        let data = frame.into_data().expect("a data frame");
+        let e: ErrorBody = serde_json::from_slice(&data).expect("an error body");
+        (status, e.code, e.message)
+    }
+
+    #[test]
+    fn routing_by_sni_and_host() {
+        let ws = "contososensorapi.uplink.localhost";
+        let other = "fabrikamsensorapi.uplink.localhost";
+        // (SNI, whether the SNI named a workspace, Host, expected status: 200 = routed)
+        let cases: &[(Option<&str>, bool, Option<&str>, u16)] = &[
+            (Some(ws), true, Some(ws), 200),
+            // A connection for one workspace never serves another's requests.
+            (Some(ws), true, Some(other), 421),
+            (Some(other), false, Some(ws), 421),
+            // No SNI (connected by address): refused whatever the Host.
+            (None, false, Some(ws), 421),
+            (None, true, Some(ws), 421),
+            // The SNI names no workspace.
+            (Some(ws), false, Some(ws), 404),
+            // No Host at all.
+            (Some(ws), true, None, 400),
+            (None, false, None, 400),
+        ];
+        for &(sni, known, host, want) in cases {
+            let target = "the workspace";
+            let got = route(sni, known.then_some(&target), host);
+            match got {
+                Ok(t) => {
+                    assert_eq!(want, 200, "{sni:?} {known} {host:?}");
+                    assert_eq!(*t, target);
+                }
+                Err(r) => {
+                    assert_eq!(r.status.as_u16(), want, "{sni:?} {known} {host:?}: {r:?}");
+                    let code = if want == 404 {
+                        Code::HTTP_UNEXPECTED_STATUS
+                    } else {
+                        Code::REQUEST_REJECTED
+                    };
+                    assert_eq!(r.code, code, "{r:?}");
+                    if let Some(h) = host {
+                        assert!(
+                            r.message.contains(&format!("{h:?}")),
+                            "names the host: {r:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_request_host_is_the_header_else_the_uri_normalised() {
+        // (Host header, request URI, expected host)
+        let cases: &[(Option<&str>, &str, Option<&str>)] = &[
+            (
+                Some("ContosoSensorAPI.uplink.localhost"),
+                "/x",
+                Some("contososensorapi.uplink.localhost"),
+            ),
+            (Some("a.example:8443"), "/x", Some("a.example")),
+            (Some("a.example."), "/x", Some("a.example")),
+            (Some("[::1]:8443"), "/x", Some("::1")),
+            // The header wins over an absolute URI.
+            (Some("a.example"), "https://b.example/x", Some("a.example")),
+            (None, "https://B.example:443/x", Some("b.example")),
+            (None, "/x", None),
+        ];
+        for &(header, uri, want) in cases {
+            let mut req = Request::builder().uri(uri);
+            if let Some(h) = header {
+                req = req.header(header::HOST, h);
+            }
+            let req = req.body(()).unwrap();
+            assert_eq!(request_host(&req).as_deref(), want, "{header:?} {uri}");
+        }
+        // A Host that is not text reads as absent, then the URI decides.
+        let req = Request::builder()
+            .uri("/x")
+            .header(
+                header::HOST,
+                header::HeaderValue::from_bytes(b"\xff").unwrap(),
+            )
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), None);
+    }
+
+    #[test]
+    fn endpoints_by_path_and_method() {
+        use uplink_protocol::{ENROLL_PATH, EVENTS_PATH, PING_PATH, RENEW_PATH};
+        let cases: &[(&str, Method, Endpoint)] = &[
+            (PING_PATH, Method::GET, Endpoint::Ping),
+            (PING_PATH, Method::HEAD, Endpoint::Ping),
+            (PING_PATH, Method::POST, Endpoint::WrongMethod("GET, HEAD")),
+            (ENROLL_PATH, Method::POST, Endpoint::Enroll),
+            (ENROLL_PATH, Method::GET, Endpoint::WrongMethod("POST")),
+            (EVENTS_PATH, Method::POST, Endpoint::Events),
+            (EVENTS_PATH, Method::PUT, Endpoint::WrongMethod("POST")),
+            (RENEW_PATH, Method::POST, Endpoint::Renew),
+            (RENEW_PATH, Method::DELETE, Endpoint::WrongMethod("POST")),
+            ("/", Method::GET, Endpoint::NotFound),
+            ("/api/v1/events/", Method::POST, Endpoint::NotFound),
+            (HEALTHZ_PATH, Method::GET, Endpoint::NotFound),
+        ];
+        for (path, method, want) in cases {
+            assert_eq!(endpoint(path, method), *want, "{method} {path}");
+        }
+        let resp = method_not_allowed("POST");
+        assert_eq!(resp.headers()[header::ALLOW], "POST");
+        let (status, code, _) = parts(resp);
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, "REQUEST_REJECTED")
+        );
+    }
+
+    #[test]
+    fn clients_only_of_the_host_workspace() {
+        let mine = ClientId {
+            workspace: "contoso".into(),
+            sensor_id: "s-1".into(),
+        };
+        let theirs = ClientId {
+            workspace: "fabrikam".into(),
+            sensor_id: "s-2".into(),
+        };
+        assert_eq!(
+            client_of(Some(&mine), "contoso", "enroll first")
+                .unwrap()
+                .sensor_id,
+            "s-1"
+        );
+        let none = client_of(None, "contoso", "enroll first").unwrap_err();
+        assert_eq!(
+            none,
+            Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                code: Code::MTLS_REJECTED,
+                message: "enroll first".into()
+            }
+        );
+        let wrong = client_of(Some(&theirs), "contoso", "enroll first").unwrap_err();
+        assert_eq!(
+            (wrong.status, wrong.code),
+            (StatusCode::FORBIDDEN, Code::MTLS_REJECTED)
+        );
+        assert!(wrong.message.contains("\"fabrikam\""), "{wrong:?}");
+    }
+
+    #[test]
+    fn declared_lengths() {
+        for (value, want) in [
+            (Some("12"), Some(12)),
+            (Some("0"), Some(0)),
+            (Some("18446744073709551615"), Some(u64::MAX)),
+            (Some("-1"), None),
+            (Some("twelve"), None),
+            (None, None),
+        ] {
+            let mut req = Request::builder();
+            if let Some(v) = value {
+                req = req.header(header::CONTENT_LENGTH, v);
+            }
+            assert_eq!(declared_length(&req.body(()).unwrap()), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn batches_map_to_statuses() {
+        let ok = b"{\"seq\":1,\"kind\":\"a\"}\n{\"seq\":2}\n".as_slice();
+        let events = decode_batch(body::Encoding::Identity, ok, 1 << 20, 10).unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| (e.seq, e.kind.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "a"), (2, "event")]
+        );
+        // (encoding, body, max decoded bytes, max events, status, message starts with)
+        type Case<'a> = (body::Encoding, &'a [u8], usize, usize, StatusCode, &'a str);
+        let cases: &[Case] = &[
+            (
+                body::Encoding::Identity,
+                ok,
+                ok.len() - 1,
+                10,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "",
+            ),
+            (
+                body::Encoding::Identity,
+                ok,
+                1 << 20,
+                1,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the batch has",
+            ),
+            (
+                body::Encoding::Identity,
+                b"",
+                1 << 20,
+                10,
+                StatusCode::BAD_REQUEST,
+                "the batch was refused",
+            ),
+            (
+                body::Encoding::Identity,
+                b"not json\n",
+                1 << 20,
+                10,
+                StatusCode::BAD_REQUEST,
+                "the batch was refused, nothing stored: line 1",
+            ),
+            (
+                body::Encoding::Identity,
+                b"{\"seq\":1}\n{\"seq\":1}\n",
+                1 << 20,
+                10,
+                StatusCode::BAD_REQUEST,
+                "the batch was refused",
+            ),
+            (
+                body::Encoding::Zstd,
+                b"not zstd",
+                1 << 20,
+                10,
+                StatusCode::BAD_REQUEST,
+                "",
+            ),
+        ];
+        for (i, (encoding, raw, max_decoded, max_events, status, prefix)) in
+            cases.iter().enumerate()
+        {
+            let resp = *decode_batch(*encoding, raw, *max_decoded, *max_events)
+                .expect_err(&format!("case {i} is refused"));
+            let (got, code, message) = parts(resp);
+            assert_eq!(got, *status, "case {i}: {message}");
+            assert_eq!(code, "REQUEST_REJECTED", "case {i}");
+            assert!(message.starts_with(prefix), "case {i}: {message}");
+        }
+    }
+
+    #[test]
+    fn error_bodies_carry_the_code_and_the_protocol_version() {
+        let resp = unavailable();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            resp.headers()[uplink_protocol::VERSION_HEADER],
+            uplink_protocol::VERSION.to_string().as_str()
+        );
+        let (status, code, message) = parts(resp);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code, "SERVICE_UNAVAILABLE");
+        assert!(message.contains("nothing was stored"));
+        let refused = route::<()>(None, None, None).unwrap_err().response();
+        assert_eq!(parts(refused).0, StatusCode::BAD_REQUEST);
+    }
 }

@@ -42,6 +42,7 @@ pub mod keys;
 pub mod procedure;
 pub mod proxy_list;
 pub mod regfile;
+pub mod report;
 pub mod scan;
 pub mod settings;
 pub mod telemetry;

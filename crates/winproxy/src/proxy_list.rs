@@ -275,9 +275,59 @@ pub fn parse_bypass_arg(s: &str) -> Result<Vec<String>, BypassError> {
     Ok(entries)
 }
 
+/// A setup-script URL that cannot be one: it has no scheme, is not ASCII, or holds whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url:?} is not a URL: give it as http://HOST/PATH (ASCII, no spaces)")]
+pub struct PacUrlError {
+    pub url: String,
+}
+
+impl Diagnose for PacUrlError {
+    fn code(&self) -> Code {
+        Code::CONFIG_INVALID
+    }
+}
+
+/// Checks a PAC (setup script) URL given on the command line before it is stored in a value
+/// Windows reads as is: a scheme, ASCII, no whitespace.
+pub fn check_pac_url_arg(url: &str) -> Result<(), PacUrlError> {
+    if url.contains("://") && url.is_ascii() && !url.chars().any(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(PacUrlError {
+            url: url.to_owned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pac_url_args() {
+        for ok in [
+            "http://wpad.contoso.com/wpad.dat",
+            "https://p/x.pac",
+            "file://c:/proxy.pac",
+        ] {
+            assert_eq!(check_pac_url_arg(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "wpad.contoso.com/wpad.dat",
+            "http://a b/p",
+            "http://ü.example/p",
+            "",
+            "http://p/\t",
+        ] {
+            let e = check_pac_url_arg(bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("is not a URL: give it as http://HOST/PATH"),
+                "{e}"
+            );
+        }
+    }
 
     fn e(
         protocol: Option<&str>,

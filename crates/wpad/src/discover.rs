@@ -61,6 +61,27 @@ impl Sources {
             budget: Duration::from_secs(15),
         }
     }
+
+    /// These sources with the overrides a container or a test sets (`var` reads them; the
+    /// binary passes the environment): `UPLINK_WPAD_RESOLV_CONF` (a file; empty: no DNS step),
+    /// `UPLINK_WPAD_LEASES` (`:`-separated files or directories; empty: none),
+    /// `UPLINK_WPAD_NETWORKMANAGER` (`0`, `false`, `no` or `off`: do not ask NetworkManager).
+    pub fn with_overrides(mut self, var: impl Fn(&str) -> Option<String>) -> Sources {
+        if let Some(v) = var("UPLINK_WPAD_RESOLV_CONF") {
+            self.resolv_conf = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = var("UPLINK_WPAD_LEASES") {
+            self.leases = v
+                .split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect();
+        }
+        if let Some(v) = var("UPLINK_WPAD_NETWORKMANAGER") {
+            self.networkmanager = !matches!(v.as_str(), "0" | "false" | "no" | "off");
+        }
+        self
+    }
 }
 
 impl Default for Sources {
@@ -473,5 +494,94 @@ mod tests {
         assert!(d.found.is_none());
         assert_eq!(d.steps.len(), 1);
         assert_eq!(d.steps[0].outcome, "none known: no DNS candidates");
+    }
+
+    #[test]
+    fn overrides_from_the_environment() {
+        let with = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Sources::system()
+                .with_overrides(move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        };
+        assert_eq!(with(&[]), Sources::system());
+        // (variables, leases, resolv.conf, NetworkManager)
+        // The leases Sources::system() reads.
+        const SYSTEM_LEASES: &[&str] = &[
+            "/run/systemd/netif/leases",
+            "/var/lib/dhcp",
+            "/var/lib/dhclient",
+            "/var/lib/NetworkManager",
+        ];
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a [&'a str],
+            Option<&'a str>,
+            bool,
+        );
+        let cases: &[Case] = &[
+            (
+                &[("UPLINK_WPAD_RESOLV_CONF", "/t/resolv.conf")],
+                SYSTEM_LEASES,
+                Some("/t/resolv.conf"),
+                true,
+            ),
+            (
+                &[("UPLINK_WPAD_RESOLV_CONF", ""), ("UPLINK_WPAD_LEASES", "")],
+                &[],
+                None,
+                true,
+            ),
+            (
+                &[("UPLINK_WPAD_LEASES", "/a::/b/c.lease:")],
+                &["/a", "/b/c.lease"],
+                Some("/etc/resolv.conf"),
+                true,
+            ),
+            (
+                &[("UPLINK_WPAD_NETWORKMANAGER", "0")],
+                SYSTEM_LEASES,
+                Some("/etc/resolv.conf"),
+                false,
+            ),
+            (
+                &[
+                    ("UPLINK_WPAD_NETWORKMANAGER", "off"),
+                    ("UPLINK_WPAD_LEASES", "/l"),
+                ],
+                &["/l"],
+                Some("/etc/resolv.conf"),
+                false,
+            ),
+            (
+                &[("UPLINK_WPAD_NETWORKMANAGER", "no")],
+                SYSTEM_LEASES,
+                Some("/etc/resolv.conf"),
+                false,
+            ),
+            (
+                &[("UPLINK_WPAD_NETWORKMANAGER", "false")],
+                SYSTEM_LEASES,
+                Some("/etc/resolv.conf"),
+                false,
+            ),
+            // Anything else leaves it on.
+            (
+                &[("UPLINK_WPAD_NETWORKMANAGER", "1")],
+                SYSTEM_LEASES,
+                Some("/etc/resolv.conf"),
+                true,
+            ),
+        ];
+        for (vars, leases, resolv, nm) in cases {
+            let s = with(vars);
+            let want: Vec<PathBuf> = leases.iter().map(PathBuf::from).collect();
+            assert_eq!(s.leases, want, "{vars:?}");
+            assert_eq!(s.resolv_conf, resolv.map(PathBuf::from), "{vars:?}");
+            assert_eq!(s.networkmanager, *nm, "{vars:?}");
+            assert_eq!(s.budget, Sources::system().budget);
+        }
     }
 }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use uplink_proxy::ProxySettings;
 use uplink_sensor::{Config, Paths};
 
 #[derive(Debug, clap::Subcommand)]
@@ -58,81 +57,17 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             format!("sensor configuration in {}", paths.config_dir.display()),
             config.explain(&paths, &host, port),
         ),
-        Err(uplink_sensor::config::ConfigError::NotInstalled(_)) if a.config_dir.is_none() => {
-            let env = super::sensor::env_proxy();
-            let settings = ProxySettings {
-                mode: Some(uplink_proxy::Mode::Env),
-                env: Some(env.capture),
-                ..Default::default()
-            };
-            // Credentials seen in the environment are used as they are: nothing is stored.
-            let creds = env.credentials;
-            let unseal = move |_: &str| -> Result<secrecy::SecretString, String> {
-                creds
-                    .as_ref()
-                    .map(|c| c.password.clone())
-                    .ok_or_else(|| "no password".to_owned())
-            };
-            let mut settings = settings;
-            if let Some(e) = settings.env.as_mut() {
-                if e.user.is_some() {
-                    e.password = Some("from-environment".into());
-                }
-            }
-            (
-                "this shell's environment (no sensor installed)".to_owned(),
-                uplink_proxy::explain(&settings, &host, port, &unseal),
-            )
-        }
+        Err(uplink_sensor::config::ConfigError::NotInstalled(_)) if a.config_dir.is_none() => (
+            "this shell's environment (no sensor installed)".to_owned(),
+            super::sensor::env_proxy().explain(&host, port),
+        ),
         Err(e) => return Err(e.into()),
     };
-    let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
-    let credentials = super::sensor::credential_notes(&ex);
+    let explained = uplink_proxy::view::Explained::new(&a.url, origin, &ex);
     if a.json {
-        let v = serde_json::json!({
-            "url": a.url,
-            "settings": origin,
-            "mode": ex.mode.as_str(),
-            "fallback": ex.fallback.as_str(),
-            "sources": ex.sources,
-            "route": route,
-            "credentials": credentials
-                .iter()
-                .map(|(proxy, note)| serde_json::json!({"proxy": proxy, "note": note}))
-                .collect::<Vec<_>>(),
-            "problem": ex.problem,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", explained.json());
     } else {
-        println!("URL       {}", a.url);
-        println!("settings  {origin}");
-        println!(
-            "mode      {} (fallback {})",
-            ex.mode.as_str(),
-            ex.fallback.as_str()
-        );
-        for s in &ex.sources {
-            println!(
-                "  {} {:<9} {}",
-                if s.used { "*" } else { "-" },
-                s.source,
-                s.detail
-            );
-        }
-        println!(
-            "route     {}",
-            if route.is_empty() {
-                "none".to_owned()
-            } else {
-                route.join("; ")
-            }
-        );
-        for (proxy, note) in &credentials {
-            println!("credentials {proxy}: {note}");
-        }
-        if let Some(p) = &ex.problem {
-            println!("problem   {p}");
-        }
+        print!("{}", explained.text());
     }
     Ok(ExitCode::SUCCESS)
 }

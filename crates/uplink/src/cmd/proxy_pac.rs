@@ -2,7 +2,7 @@
 //! to see exactly what it answers for given URLs (and, with WPAD, where the PAC would come from).
 //! Behaviour lives in `uplink-pac`; this file parses flags, loads the script and prints.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,35 +96,33 @@ pub struct WpadArgs {
 
 /// Reads the PAC source from a path, a file:// URL or an http:// URL.
 fn load_pac(spec: &str) -> anyhow::Result<String> {
-    let lower = spec.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        let fetched = uplink_pac::fetch::fetch(spec, &uplink_pac::fetch::FetchOptions::default())?;
-        return Ok(fetched.body);
+    match uplink_pac::source::Source::parse(spec) {
+        uplink_pac::source::Source::Url(url) => {
+            let fetched =
+                uplink_pac::fetch::fetch(url, &uplink_pac::fetch::FetchOptions::default())?;
+            Ok(fetched.body)
+        }
+        uplink_pac::source::Source::File(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read the PAC file {path:?}"))?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
     }
-    let path = spec.strip_prefix("file://").unwrap_or(spec);
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read the PAC file {path:?}"))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn read_urls(path: &PathBuf) -> anyhow::Result<Vec<String>> {
     let text = if path.as_os_str() == "-" {
         let mut s = String::new();
-        for line in std::io::stdin().lock().lines() {
-            s.push_str(&line.context("reading URLs from standard input")?);
-            s.push('\n');
-        }
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut s)
+            .context("reading URLs from standard input")?;
         s
     } else {
         std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the URL list {}", path.display()))?
     };
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect())
+    Ok(uplink_pac::source::url_list(&text))
 }
 
 pub fn run_pac(args: PacArgs) -> anyhow::Result<ExitCode> {

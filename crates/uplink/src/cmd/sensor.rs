@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use uplink_diag::Diagnose;
-use uplink_sensor::status::Status;
 use uplink_sensor::{install, upload, Config, Paths, SensorError};
 
 #[derive(Debug, clap::Subcommand)]
@@ -335,27 +334,23 @@ fn journal_group() -> bool {
 /// With the default paths, install the systemd unit (never overwriting one an administrator
 /// changed: only a missing unit is written).
 fn install_unit(quiet: bool) -> anyhow::Result<()> {
-    let unit_path = std::path::Path::new(uplink_sensor::systemd::UNIT_PATH);
-    let Some(dir) = unit_path.parent().filter(|d| d.is_dir()) else {
-        if !quiet {
-            println!(
-                "no /etc/systemd/system here: run `uplink sensor run` under your service manager"
-            );
-        }
-        return Ok(());
-    };
-    if unit_path.exists() {
-        if !quiet {
-            println!("kept the existing {}", unit_path.display());
-        }
-        return Ok(());
-    }
+    use uplink_sensor::unitfile::{self, Installed, UnitPlace};
+    let place = UnitPlace::system();
     let binary = std::env::current_exe()?;
-    let text = uplink_sensor::systemd::unit(&binary, service_user().as_deref(), journal_group());
-    std::fs::write(dir.join("uplink-sensor.service"), text)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", unit_path.display()))?;
+    let done = unitfile::install(&place, || {
+        uplink_sensor::systemd::unit(&binary, service_user().as_deref(), journal_group())
+    })?;
     if !quiet {
-        println!("wrote {}: enable it with `systemctl daemon-reload && systemctl enable --now uplink-sensor`", unit_path.display());
+        match done {
+            Installed::NoSystemd => println!(
+                "no /etc/systemd/system here: run `uplink sensor run` under your service manager"
+            ),
+            Installed::Kept => println!("kept the existing {}", place.unit.display()),
+            Installed::Wrote => println!(
+                "wrote {}: enable it with `systemctl daemon-reload && systemctl enable --now uplink-sensor`",
+                place.unit.display()
+            ),
+        }
     }
     Ok(())
 }
@@ -363,25 +358,14 @@ fn install_unit(quiet: bool) -> anyhow::Result<()> {
 /// With the default paths, uninstall removes the unit install wrote — only while it is still the
 /// one written (an administrator's unit stays) — and the link `systemctl enable` made to it.
 fn remove_unit() -> anyhow::Result<Vec<PathBuf>> {
-    use uplink_sensor::systemd::{is_ours, UNIT_PATH, WANTS_LINK};
-    let mut removed = Vec::new();
-    let unit = std::path::Path::new(UNIT_PATH);
-    if !std::fs::read_to_string(unit).is_ok_and(|t| is_ours(&t)) {
-        return Ok(removed);
+    let place = uplink_sensor::unitfile::UnitPlace::system();
+    let removed = uplink_sensor::unitfile::remove(&place)?;
+    if !removed.is_empty() {
+        println!(
+            "removed {}: run `systemctl daemon-reload` (stop the service first if it still runs)",
+            place.unit.display()
+        );
     }
-    let link = std::path::Path::new(WANTS_LINK);
-    if std::fs::read_link(link).is_ok_and(|to| to == unit) {
-        std::fs::remove_file(link)
-            .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", link.display()))?;
-        removed.push(link.to_path_buf());
-    }
-    std::fs::remove_file(unit)
-        .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", unit.display()))?;
-    removed.push(unit.to_path_buf());
-    println!(
-        "removed {}: run `systemctl daemon-reload` (stop the service first if it still runs)",
-        unit.display()
-    );
     Ok(removed)
 }
 
@@ -398,26 +382,10 @@ fn hand_over_to_service_user(paths: &Paths) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot give the sensor's files to {}: {e}", account.name))
 }
 
-/// Where WPAD discovery looks: the system's usual places, unless the environment says otherwise
-/// (for containers and tests): `UPLINK_WPAD_RESOLV_CONF` (a file; empty: no DNS step),
-/// `UPLINK_WPAD_LEASES` (`:`-separated files or directories; empty: none),
-/// `UPLINK_WPAD_NETWORKMANAGER` (`0` or `false`: do not ask NetworkManager).
+/// Where WPAD discovery looks: the system's usual places, unless the environment overrides them
+/// (`UPLINK_WPAD_*`, for containers and tests: see `uplink_wpad::Sources::with_overrides`).
 pub fn wpad_sources() -> uplink_wpad::Sources {
-    let mut s = uplink_wpad::Sources::system();
-    if let Ok(v) = std::env::var("UPLINK_WPAD_RESOLV_CONF") {
-        s.resolv_conf = (!v.is_empty()).then(|| PathBuf::from(v));
-    }
-    if let Ok(v) = std::env::var("UPLINK_WPAD_LEASES") {
-        s.leases = v
-            .split(':')
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .collect();
-    }
-    if let Ok(v) = std::env::var("UPLINK_WPAD_NETWORKMANAGER") {
-        s.networkmanager = !matches!(v.as_str(), "0" | "false" | "no" | "off");
-    }
-    s
+    uplink_wpad::Sources::system().with_overrides(|k| std::env::var(k).ok())
 }
 
 /// The process environment's proxy variables (the binary reads the environment; libraries don't).
@@ -462,17 +430,13 @@ fn proxy_set(a: ProxySetArgs) -> anyhow::Result<ExitCode> {
 
 /// Records the allow-list of discovered proxy hosts that may receive credentials (empty: none).
 fn set_credential_hosts(paths: &Paths, hosts: Option<Vec<String>>) -> anyhow::Result<()> {
-    let mut config = Config::load(paths)?;
-    let hosts = hosts.filter(|h| !h.is_empty());
-    match &hosts {
+    match install::set_credential_hosts(paths, hosts)? {
         Some(h) => println!(
             "credentials may go to these discovered proxies (Digest, NTLM, Negotiate only): {}",
             h.join(", ")
         ),
         None => println!("no discovered proxy receives credentials"),
     }
-    config.proxy.credential_hosts = hosts;
-    config.save(paths)?;
     Ok(())
 }
 
@@ -494,14 +458,10 @@ fn proxy_set_source(paths: &Paths, a: ProxySetArgs) -> anyhow::Result<()> {
     } else if a.from_env {
         install::ProxyChange::FromEnv(env_proxy())
     } else if a.pac.is_some() || a.wpad {
-        let credentials = match (a.proxy.proxy_user, a.proxy.proxy_password) {
-            (Some(user), Some(password)) => Some(uplink_tunnel::Credentials {
-                user,
-                password: secrecy::SecretString::from(password),
-            }),
-            (None, None) => None,
-            _ => anyhow::bail!("give --proxy-user and --proxy-password together"),
-        };
+        let credentials = install::credential_switches(
+            a.proxy.proxy_user,
+            a.proxy.proxy_password.map(secrecy::SecretString::from),
+        )?;
         match a.pac {
             Some(pac) => install::ProxyChange::Pac {
                 pac,
@@ -540,21 +500,14 @@ fn proxy_set_source(paths: &Paths, a: ProxySetArgs) -> anyhow::Result<()> {
 }
 
 fn print_route(paths: &Paths) -> anyhow::Result<()> {
+    use uplink_sensor::proxyshow::{credential_notes, route_line};
     let config = Config::load(paths)?;
     let endpoint = uplink_client::Endpoint::parse(&config.sensor_url)?;
     let ex = config.explain(paths, &endpoint.host, endpoint.port);
     let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
-    println!(
-        "route to {}: {}",
-        endpoint.host,
-        if route.is_empty() {
-            "none".into()
-        } else {
-            route.join("; ")
-        }
-    );
-    for note in credential_notes(&ex) {
-        println!("{}: {}", note.0, note.1);
+    println!("route to {}: {}", endpoint.host, route_line(&route));
+    for c in credential_notes(&ex) {
+        println!("{}: {}", c.proxy, c.note);
     }
     if let Some(p) = ex.problem {
         println!("problem: {p}");
@@ -562,80 +515,16 @@ fn print_route(paths: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each proxy of the route whose credentials are withheld or limited, and what
-/// `uplink_proxy::Candidate::credential_note` says about it.
-pub fn credential_notes(ex: &uplink_proxy::Explanation) -> Vec<(String, String)> {
-    ex.route
-        .iter()
-        .filter_map(|c| c.credential_note().map(|n| (c.to_string(), n)))
-        .collect()
-}
-
 fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
     let config = Config::load(&paths)?;
     let endpoint = uplink_client::Endpoint::parse(&config.sensor_url)?;
     let ex = config.explain(&paths, &endpoint.host, endpoint.port);
-    let p = &config.proxy;
-    let env = p.env.as_ref().map(|e| {
-        serde_json::json!({"https_proxy": e.https_proxy, "http_proxy": e.http_proxy, "all_proxy": e.all_proxy, "no_proxy": e.no_proxy, "user": e.user})
-    });
-    let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
+    let shown = uplink_sensor::proxyshow::ProxyShow::new(&config.proxy, &ex);
     if a.json {
-        let v = serde_json::json!({
-            "mode": ex.mode.as_str(),
-            "fallback": ex.fallback.as_str(),
-            "url": p.url,
-            "user": p.user,
-            "bypass": p.bypass,
-            "proxy_ca": p.proxy_ca,
-            "origin": p.origin,
-            "env": env,
-            "credential_hosts": p.credential_hosts.clone().unwrap_or_default(),
-            "route": route,
-            "credentials": credential_notes(&ex).into_iter().map(|(proxy, note)| serde_json::json!({"proxy": proxy, "note": note})).collect::<Vec<_>>(),
-            "sources": ex.sources,
-            "problem": ex.problem,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", shown.json());
     } else {
-        println!("mode      {}", ex.mode.as_str());
-        println!("fallback  {}", ex.fallback.as_str());
-        if let Some(u) = &p.url {
-            println!("proxy     {u}");
-        }
-        if let Some(u) = &p.user {
-            println!("user      {u} (password stored encrypted)");
-        }
-        if let Some(b) = &p.bypass {
-            println!("bypass    {b}");
-        }
-        if let Some(ca) = &p.proxy_ca {
-            println!("proxy CA  {ca}");
-        }
-        if let Some(o) = &p.origin {
-            println!("set by    {o}");
-        }
-        if let Some(h) = p.credential_hosts.as_ref().filter(|h| !h.is_empty()) {
-            println!(
-                "credential hosts  {} (discovered proxies that may receive the credentials, by Digest, NTLM or Negotiate only)",
-                h.join(", ")
-            );
-        }
-        println!(
-            "route     {}",
-            if route.is_empty() {
-                "none".into()
-            } else {
-                route.join("; ")
-            }
-        );
-        for (proxy, note) in credential_notes(&ex) {
-            println!("  {proxy}: {note}");
-        }
-        if let Some(pr) = &ex.problem {
-            println!("problem   {pr}");
-        }
+        print!("{}", shown.text());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -694,12 +583,7 @@ fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
     let report = uplink_sensor::send(&paths, stdin.lock(), |line, reason| {
         let _ = writeln!(err, "line {line}: {reason} (skipped)");
     })?;
-    if let Some((line, e)) = &report.full {
-        let code = if e.is_disk_full() {
-            uplink_diag::Code::DISK_FULL
-        } else {
-            uplink_diag::Code::QUEUE_FULL
-        };
+    if let (Some((line, e)), Some(code)) = (&report.full, report.full_code()) {
         eprintln!("error: {code}: {e}\nfix: {}", code.fix());
         eprintln!("{} events were queued; line {line} and the lines after it were NOT queued: send them again later", report.accepted);
         return Ok(ExitCode::from(3));
@@ -750,16 +634,6 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The client certificate's expiry, RFC 3339.
-fn certificate_expires(paths: &Paths) -> Option<String> {
-    let pem = std::fs::read_to_string(paths.cert_file()).ok()?;
-    let der = uplink_pki::certs_from_pem(&pem).ok()?.into_iter().next()?;
-    let info = uplink_pki::cert_info(&der).ok()?;
-    info.not_after
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
-}
-
 /// SIGHUP asks the uploader to reload its configuration (proxy settings included).
 async fn reload_on_sighup(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     #[cfg(unix)]
@@ -777,115 +651,11 @@ async fn reload_on_sighup(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
 }
 
 fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let paths = a.dir.paths();
-    let config = Config::load(&paths)?;
-    let status = Status::load(&paths.status_file());
-    // Read-only: status never creates, cuts or rewrites a queue file (only the writer repairs).
-    let depth = uplink_sensor::open_queue_read_only(&paths, &config)?.depth()?;
-    // Before the first connection, the route the settings give.
-    let route = status.route.clone().unwrap_or_else(|| {
-        match uplink_client::Endpoint::parse(&config.sensor_url) {
-            Ok(e) => config
-                .explain(&paths, &e.host, e.port)
-                .route
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| "none".into()),
-            Err(e) => format!("invalid: {e}"),
-        }
-    });
-    let sources = uplink_sensor::status::SourcesStatus::load(&paths);
-    let expires = certificate_expires(&paths);
-    let value = serde_json::json!({
-        "workspace": config.workspace,
-        "sensor_id": config.sensor_id,
-        "sensor_url": config.sensor_url,
-        "route": route,
-        "route_note": status.route_note,
-        "proxy_auth": status.proxy_auth,
-        "certificate_expires": expires,
-        "last_success": status.last_success,
-        "last_error": status.last_error,
-        "delivered": status.delivered,
-        "queue": {"events": depth.events, "bytes": depth.bytes},
-        "queue_damage": status.queue_damage,
-        "disk_full": status.disk_full,
-        "sources": sources,
-    });
+    let report = uplink_sensor::status::Report::load(&a.dir.paths())?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", report.json());
     } else {
-        println!("workspace     {}", config.workspace);
-        println!("sensor id     {}", config.sensor_id);
-        println!("service       {}", config.sensor_url);
-        println!("route         {route}");
-        if let Some(scheme) = &status.proxy_auth {
-            println!("proxy auth    {scheme}");
-        }
-        if let Some(note) = &status.route_note {
-            println!("              ({note})");
-        }
-        println!(
-            "last success  {}",
-            status.last_success.as_deref().unwrap_or("never")
-        );
-        match &status.last_error {
-            Some(e) => {
-                println!("last error    {} at {}: {}", e.code, e.at, e.message);
-                // The fix fitted to the failure when the uploader recorded one.
-                match (&e.fix, e.code.parse::<uplink_diag::Code>()) {
-                    (Some(fix), _) => println!("fix           {fix}"),
-                    (None, Ok(code)) => println!("fix           {}", code.fix()),
-                    (None, Err(_)) => {}
-                }
-            }
-            None => println!("last error    none"),
-        }
-        println!(
-            "queue         {} events, {} bytes",
-            depth.events, depth.bytes
-        );
-        if let Some(d) = &status.queue_damage {
-            println!("queue damage  {} (last found {})", d.message(), d.at);
-        }
-        if let Some(d) = &status.disk_full {
-            println!("disk full     since {}: {}", d.at, d.message);
-            println!("fix           {}", uplink_diag::Code::DISK_FULL.fix());
-        }
-        println!(
-            "certificate   valid until {}",
-            expires
-                .as_deref()
-                .unwrap_or("unknown (no readable client certificate)")
-        );
-        let hb = &sources.heartbeats;
-        println!(
-            "heartbeats    {} queued, {}{}",
-            hb.queued,
-            match hb.skipped {
-                0 => "none skipped".to_owned(),
-                n => format!("{n} skipped (queue full)"),
-            },
-            hb.last_queued
-                .as_deref()
-                .map(|t| format!(", last at {t}"))
-                .unwrap_or_default()
-        );
-        for f in &sources.files {
-            match f.behind {
-                Some(behind) => println!(
-                    "file          {}: queued through byte {}, {behind} bytes behind",
-                    f.path, f.offset
-                ),
-                None => println!(
-                    "file          {}: queued through byte {} (rotated away or deleted)",
-                    f.path, f.offset
-                ),
-            }
-        }
-        if let Some(cursor) = &sources.journal_cursor {
-            println!("journal       queued through cursor {cursor}");
-        }
+        print!("{}", report.text());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,11 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use uplink_winproxy::keys::{self, ServiceAccount};
-use uplink_winproxy::procedure::{self, Restore};
+use uplink_winproxy::procedure;
 use uplink_winproxy::proxy_list;
+use uplink_winproxy::report;
 use uplink_winproxy::{
-    find_proxy_values, ConnectionSettings, Decoded, FoundValue, ProxySettings, RegFile, RegFormat,
-    Summary, WinHttpSettings,
+    find_proxy_values, ConnectionSettings, Decoded, ProxySettings, RegFile, RegFormat, Summary,
+    WinHttpSettings,
 };
 
 const DECODE_EXAMPLES: &str = "\
@@ -452,31 +453,15 @@ fn decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
             keys::CONNECTIONS
         );
     }
-    let names = |r: &Result<FoundValue, uplink_winproxy::FoundError>| -> Vec<String> {
-        match r {
-            Ok(f) => f.value_names.clone(),
-            Err(e) => e.value_name.iter().cloned().collect(),
-        }
-    };
-    let selected: Vec<_> = match &args.value {
-        None => all.iter().collect(),
-        Some(want) => {
-            let want = want.to_lowercase();
-            all.iter()
-                .filter(|r| names(r).iter().any(|n| n.to_lowercase() == want))
-                .collect()
-        }
-    };
-    if selected.is_empty() {
-        let mut present: Vec<String> = all.iter().flat_map(names).collect();
-        present.dedup();
-        anyhow::bail!(
+    let selected = match report::select(&all, args.value.as_deref()) {
+        Ok(selected) => selected,
+        Err(present) => anyhow::bail!(
             "{} has no proxy value named {:?}; its proxy values are: {}",
             path.display(),
             args.value.unwrap_or_default(),
             present.join(", ")
-        );
-    }
+        ),
+    };
     let failed = selected.iter().filter(|r| r.is_err()).count();
     match args.format {
         DecodeFormat::Json => {
@@ -499,18 +484,11 @@ fn decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&entries)?);
         }
         DecodeFormat::Text => {
-            let mut out = String::new();
-            for f in selected.iter().filter_map(|r| r.as_ref().ok()) {
-                out.push_str(&format!("[{}]\n", f.key));
-                match &f.value_name {
-                    Some(n) if !matches!(f.decoded, Decoded::TelemetryPolicy(_)) => {
-                        out.push_str(&format!("\"{n}\"\n"))
-                    }
-                    _ => out.push_str(&format!("{}\n", f.value_names.join(", "))),
-                }
-                out.push_str(&f.decoded.summary().describe("  "));
-                out.push('\n');
-            }
+            let out: String = selected
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .map(report::describe)
+                .collect();
             print!("{out}");
         }
     }
@@ -538,13 +516,8 @@ fn encode(args: EncodeArgs) -> anyhow::Result<ExitCode> {
         Some(Ok(b)) => b,
         Some(Err(e)) => return usage(format!("--bypass: {e}")),
     };
-    if let Some(u) = &args.pac_url {
-        let ok = u.contains("://") && u.is_ascii() && !u.chars().any(char::is_whitespace);
-        if !ok {
-            return usage(format!(
-                "--pac-url: {u:?} is not a URL: give it as http://HOST/PATH (ASCII, no spaces)"
-            ));
-        }
+    if let Some(Err(e)) = args.pac_url.as_deref().map(proxy_list::check_pac_url_arg) {
+        return usage(format!("--pac-url: {e}"));
     }
     if args.magic.is_some() && args.kind != EncodeKind::Winhttp {
         return usage("--magic is for --kind winhttp");
@@ -674,21 +647,7 @@ fn copy_to_services(args: CopyArgs) -> anyhow::Result<ExitCode> {
         })?;
         let steps: Vec<String> = plan
             .iter()
-            .map(|(account, r)| {
-                let what = match r {
-                    Restore::Value(b) => match ConnectionSettings::decode(b) {
-                        Ok(cs) => format!("put back the saved value ({})", cs.settings().meaning()),
-                        Err(_) => "put back the saved value (which does not decode)".into(),
-                    },
-                    Restore::Delete => {
-                        "delete the value (the backup has the key without it)".into()
-                    }
-                    Restore::DeleteAssumed => {
-                        "delete the value (no backup covered it; --backup-missing-ok)".into()
-                    }
-                };
-                format!("{}: {what}", account.name())
-            })
+            .map(|(account, r)| format!("{}: {}", account.name(), report::restore_step(r)))
             .collect();
         println!("wrote {}: {}", path.display(), steps.join("; "));
     } else {

@@ -493,19 +493,7 @@ fn a_running_sensor_reports_a_full_disk_and_recovers_when_the_service_returns() 
 
     // Back on its port: everything drains, the sources read on, the condition clears.
     let _svc = ServiceProc::start_at(&data, &format!("127.0.0.1:{port}"));
-    let lines = || {
-        support::sensor::rows_of_kind(&exported(&data, "runfull"), "log")
-            .iter()
-            .map(|(_, _, v)| {
-                v["event"]["line"]
-                    .as_str()
-                    .and_then(|l| l.strip_prefix("line n="))
-                    .and_then(|r| r.split(' ').next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("unexpected line {v}"))
-            })
-            .collect::<Vec<u64>>()
-    };
+    let lines = || support::sensor::log_line_numbers(&exported(&data, "runfull"));
     poll_until(
         "every line at the service",
         120,

@@ -12,8 +12,7 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -28,21 +27,7 @@ const UPN: &str = "proxyuser@contoso.com";
 
 /// Serves `body` to every HTTP request (cacheable for an hour). Returns the URL.
 fn serve_pac(body: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}/wpad.dat")
+    support::http::serve_pac(body, &["Cache-Control: max-age=3600"], usize::MAX)
 }
 
 /// A systemd-networkd lease in `dir` whose DHCP option 252 names a PAC that sends everything to
@@ -153,18 +138,7 @@ fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
 /// status's last error). Returns its output.
 #[track_caller]
 fn run_failing(sensor: &Sensor, lease: &Path, code: &str, squid: &Squid) -> String {
-    let run = with_lease(
-        lease,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "5",
-            "--config-dir",
-            sensor.cfg(),
-        ],
-    );
+    let run = with_lease(lease, &support::sensor::run_once_args(sensor.cfg(), "5"));
     let out = text(&run);
     assert_eq!(run.status.code(), Some(1), "{out}\n{}", squid.logs());
     assert!(out.contains(code), "{code} not in:\n{out}");
@@ -366,18 +340,7 @@ fn an_allowed_wpad_proxy_gets_digest_or_ntlm_and_the_events_arrive() {
         ),
         "proxy set --credential-hosts",
     );
-    let run = with_lease(
-        &lease,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "30",
-            "--config-dir",
-            c,
-        ],
-    );
+    let run = with_lease(&lease, &support::sensor::run_once_args(c, "30"));
     assert!(run.status.success(), "{}\n{}", text(&run), digest.logs());
     let status = sensor.status();
     assert_eq!(status["proxy_auth"], "Digest", "{status}");
@@ -437,18 +400,7 @@ fn an_allowed_wpad_proxy_gets_digest_or_ntlm_and_the_events_arrive() {
         "{show}"
     );
     ok(sensor.send(&events("logon", 100..200)), "send");
-    let run = with_lease(
-        &lease2,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "30",
-            "--config-dir",
-            c,
-        ],
-    );
+    let run = with_lease(&lease2, &support::sensor::run_once_args(c, "30"));
     assert!(run.status.success(), "{}\n{}", text(&run), ntlm.logs());
     assert_eq!(sensor.status()["proxy_auth"], "NTLM");
     assert!(
@@ -512,18 +464,7 @@ fn a_refusing_wpad_proxy_does_not_hold_back_a_default_sensor() {
     );
 
     ok(sensor.send(&events("logon", 0..300)), "send");
-    let run = with_lease(
-        &lease,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "30",
-            "--config-dir",
-            sensor.cfg(),
-        ],
-    );
+    let run = with_lease(&lease, &support::sensor::run_once_args(sensor.cfg(), "30"));
     assert!(run.status.success(), "{}\n{}", text(&run), squid.logs());
     let status = sensor.status();
     assert_eq!(status["route"], "DIRECT", "{status}");
@@ -555,18 +496,7 @@ fn a_refusing_wpad_proxy_does_not_hold_back_a_default_sensor() {
 
     // The next run's heartbeat carries the code (and the run goes around the proxy again).
     ok(sensor.send(&events("logon", 300..310)), "send");
-    let run = with_lease(
-        &lease,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "30",
-            "--config-dir",
-            sensor.cfg(),
-        ],
-    );
+    let run = with_lease(&lease, &support::sensor::run_once_args(sensor.cfg(), "30"));
     assert!(run.status.success(), "{}\n{}", text(&run), squid.logs());
     let rows = exported(&data, "wpadrefused");
     assert_n_exactly_once(&rows, "logon", 310);

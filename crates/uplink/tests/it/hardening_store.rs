@@ -72,25 +72,7 @@ const AS_NOBODY: [&str; 4] = [
 /// `GET /healthz` as a load balancer sends it: to the IP address (no SNI), no client
 /// certificate, not verifying the placeholder certificate.
 fn healthz(port: u16) -> (u16, String) {
-    require("curl");
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-k",
-            "--max-time",
-            "20",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(format!("https://127.0.0.1:{port}/healthz"))
-        .output()
-        .expect("run curl");
-    let text = stdout(&out);
-    assert!(out.status.success(), "curl: {}{text}", stderr(&out));
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_owned())
+    support::healthz(port).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Copies the files a process still holds open although they were deleted (`NAME (deleted)`

@@ -160,15 +160,7 @@ impl Setup {
     fn assert_exactly_the_journal(&self, identifier: &str, n: u64) {
         let drain = self
             .journal
-            .uplink(&[
-                "sensor",
-                "run",
-                "--once",
-                "--timeout",
-                "60",
-                "--config-dir",
-                self.sensor.cfg(),
-            ])
+            .uplink(&support::sensor::run_once_args(self.sensor.cfg(), "60"))
             .output()
             .expect("run sensor run --once");
         ok(drain, "sensor run --once (drain)");

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::support::postgres::Cluster;
@@ -41,42 +41,11 @@ struct PgService {
 
 impl PgService {
     fn start(db: &Db, listen: &str) -> PgService {
-        let mut child = uplink_cmd(&["service", "--listen", listen, "--log-level", "debug"])
-            .env("UPLINK_DATABASE_URL", &db.url)
+        let mut cmd = uplink_cmd(&["service", "--listen", listen, "--log-level", "debug"]);
+        cmd.env("UPLINK_DATABASE_URL", &db.url)
             .env("UPLINK_MASTER_KEY_FILE", &db.key)
-            .env_remove("UPLINK_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start uplink service");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .expect("read service stdout");
-        let port = first
-            .trim()
-            .strip_prefix("listening on https://")
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "service did not print its address; first line {first:?}\nlog:\n{}",
-                    log.lock().unwrap()
-                )
-            });
+            .env_remove("UPLINK_DATA_DIR");
+        let (child, port, log) = spawn_service(cmd);
         PgService {
             child: Some(child),
             port,
@@ -180,22 +149,8 @@ fn export(db: &Db, ws: &str) -> Vec<Row> {
 
 /// `GET /healthz` to the address (no SNI, no client certificate), as a load balancer asks.
 fn healthz(port: u16) -> u16 {
-    require("curl");
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-k",
-            "--max-time",
-            "20",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("https://127.0.0.1:{port}/healthz"))
-        .output()
-        .expect("run curl");
-    stdout(&out).trim().parse().unwrap_or(0)
+    // No answer at all (the service restarting) reads as 0, as curl's %{http_code} did.
+    crate::support::healthz(port).map_or(0, |(status, _)| status)
 }
 
 fn lines(range: std::ops::Range<u64>) -> String {

@@ -3,7 +3,6 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -260,17 +259,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         ),
         "send",
     );
-    let run = in_ns(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = in_ns(&support::sensor::run_once_args(c, "30"))
+        .output()
+        .unwrap();
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
     assert_eq!(
         status(&cfg)["route"],
@@ -291,17 +282,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         ),
         "send",
     );
-    let run = in_ns(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "2",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = in_ns(&support::sensor::run_once_args(c, "2"))
+        .output()
+        .unwrap();
     assert!(
         !run.status.success() && stderr(&run).contains("TCP_REFUSED"),
         "{}",
@@ -326,17 +309,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         "set squid",
     );
     drop(squid);
-    let run = in_ns(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "2",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = in_ns(&support::sensor::run_once_args(c, "2"))
+        .output()
+        .unwrap();
     assert!(!run.status.success(), "{}", stderr(&run));
     // 200 sent, and a heartbeat and an inventory from each of the two failed runs.
     assert_eq!(status(&cfg)["queue"]["events"], 204);
@@ -359,17 +334,9 @@ fn in_a_namespace_whose_only_way_out_is_squid_nothing_is_lost_when_the_proxy_die
         .unwrap(),
         "set new squid",
     );
-    let run = in_ns(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ])
-    .output()
-    .unwrap();
+    let run = in_ns(&support::sensor::run_once_args(c, "30"))
+        .output()
+        .unwrap();
     assert!(run.status.success(), "{}\n{}", stderr(&run), squid.logs());
     assert_exactly_once(&data, "nsproxy", 1200);
 }
@@ -558,19 +525,15 @@ fn a_sensor_uploads_through_the_proxy_a_windows_export_names() {
 
 /// Serves `body` to every HTTP request on a loopback port (for PAC-over-HTTP tests).
 fn serve_http(body: String) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = std::io::Read::read(&mut s, &mut buf);
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = s.write_all(head.as_bytes());
-            let _ = s.write_all(body.as_bytes());
-        }
-    });
-    port
+    support::http::serve(
+        body,
+        &[
+            "Content-Type: application/x-ns-proxy-autoconfig",
+            "Connection: close",
+        ],
+        usize::MAX,
+    )
+    .port()
 }
 
 /// A PAC script that sends the service through `proxy` only when it is given the URL the way

@@ -171,11 +171,7 @@ fn upload_through(auth: Auth<'_>, name: &str, user: &str, password: &str, log_us
     assert_eq!(last["proxy_auth"], scheme, "{last}");
 
     let log = squid.stop();
-    let connects: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
-        .collect();
-    let tunnelled: Vec<&&str> = connects.iter().filter(|l| l.contains("/200 ")).collect();
+    let tunnelled = support::squid::tunnels(&log, &ws.sensor_host);
     assert!(
         tunnelled.len() >= 2,
         "enrollment and upload tunnelled:\n{log}"
@@ -617,10 +613,7 @@ fn a_sensor_uploads_through_an_https_proxy_trusting_its_ca_and_refuses_it_otherw
     assert!(no_url.contains("--proxy-ca needs --proxy-url"), "{no_url}");
 
     let log = proxy.squid.stop();
-    let tunnelled: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host) && l.contains("/200 "))
-        .collect();
+    let tunnelled = support::squid::tunnels(&log, &ws.sensor_host);
     assert!(
         tunnelled.len() >= 2 && tunnelled.iter().all(|l| l.contains(HTTPS_USER)),
         "tunnelled as {HTTPS_USER} through the TLS port:\n{log}"
@@ -716,20 +709,9 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
     );
     let sensor = Installed { dir: cfg.clone() };
     ok(sensor.send(&events(0..300)), "send");
-    let run = krb_cmd(
-        &kdc,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "60",
-            "--config-dir",
-            c,
-        ],
-    )
-    .output()
-    .unwrap();
+    let run = krb_cmd(&kdc, &support::sensor::run_once_args(c, "60"))
+        .output()
+        .unwrap();
     let run_log = format!("{}{}", stdout(&run), stderr(&run));
     assert!(
         run.status.success(),
@@ -776,20 +758,9 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
     ok(set, "proxy set (wrong password)");
     ok(sensor.send(&events(300..320)), "send");
     let start = Instant::now();
-    let failed_run = krb_cmd(
-        &kdc,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "10",
-            "--config-dir",
-            c,
-        ],
-    )
-    .output()
-    .unwrap();
+    let failed_run = krb_cmd(&kdc, &support::sensor::run_once_args(c, "10"))
+        .output()
+        .unwrap();
     let failed_log = format!("{}{}", stdout(&failed_run), stderr(&failed_run));
     assert_eq!(failed_run.status.code(), Some(1), "{failed_log}");
     assert!(start.elapsed() < Duration::from_secs(30));
@@ -828,21 +799,10 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
         .unwrap(),
         "proxy set (keytab user)",
     );
-    let keytab_run = krb_cmd(
-        &kdc,
-        &[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            "60",
-            "--config-dir",
-            c,
-        ],
-    )
-    .env("KRB5_CLIENT_KTNAME", &keytab)
-    .output()
-    .unwrap();
+    let keytab_run = krb_cmd(&kdc, &support::sensor::run_once_args(c, "60"))
+        .env("KRB5_CLIENT_KTNAME", &keytab)
+        .output()
+        .unwrap();
     let keytab_log = format!("{}{}", stdout(&keytab_run), stderr(&keytab_run));
     assert!(
         keytab_run.status.success(),
@@ -854,10 +814,7 @@ fn a_sensor_uploads_through_squid_with_negotiate_kerberos_from_a_real_kdc() {
     assert_exactly_once(&dir.path().join("service"), "kerberos", &id, 320);
 
     let log = squid.stop();
-    let tunnelled: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host) && l.contains("/200 "))
-        .collect();
+    let tunnelled = support::squid::tunnels(&log, &ws.sensor_host);
     assert!(
         tunnelled.iter().any(|l| l.contains(&principal))
             && tunnelled.iter().any(|l| l.contains(&svc_principal)),

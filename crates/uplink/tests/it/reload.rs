@@ -52,17 +52,7 @@ fn count(log: &Path, needle: &str) -> usize {
 #[track_caller]
 fn assert_stored(data: &Path, ws: &str, n: u64, heartbeats: usize, inventories: usize) {
     let rows = exported(data, ws);
-    let ns: Vec<u64> = support::sensor::rows_of_kind(&rows, "log")
-        .iter()
-        .map(|(_, _, v)| {
-            v["event"]["line"]
-                .as_str()
-                .and_then(|l| l.strip_prefix("line n="))
-                .and_then(|r| r.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected event {v}"))
-        })
-        .collect();
+    let ns = support::sensor::log_line_numbers(&rows);
     support::sensor::assert_each_once(ns, n, "lines");
     let of = |k: &str| rows.iter().filter(|(_, _, v)| v["kind"] == k).count();
     assert_eq!(

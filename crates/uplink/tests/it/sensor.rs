@@ -123,11 +123,8 @@ fn events_arrive_exactly_once_through_squid_with_basic_auth_and_the_password_sta
     // Squid tunnelled it, as the authenticated user. Each connection's first CONNECT goes
     // without credentials (407: the proxy names its schemes), the second with Basic (200).
     let log = squid.stop();
-    let connects: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
-        .collect();
-    let tunnels: Vec<&&str> = connects.iter().filter(|l| l.contains("/200 ")).collect();
+    let connects = support::squid::connects(&log, &ws.sensor_host);
+    let tunnels = support::squid::tunnels(&log, &ws.sensor_host);
     assert!(
         tunnels.len() >= 2,
         "expected CONNECT tunnels for enrollment and upload in:\n{log}"
@@ -733,8 +730,7 @@ fn sighup_moves_a_running_sensor_to_a_new_proxy_and_sigterm_stops_it_without_los
     assert_exactly_once(&dir.path().join("service"), "reload", &sensor_id, 5200);
     let log = b.stop();
     assert!(
-        log.lines()
-            .any(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host)),
+        !support::squid::connects(&log, &ws.sensor_host).is_empty(),
         "proxy B tunnelled nothing:\n{log}"
     );
 }

@@ -110,31 +110,8 @@ fn enrollment_refuses_a_wrong_access_key_and_a_malformed_csr() {
             ])
             .run()
     };
-    let (key, csr) = {
-        let k = dir.path().join("k.pem");
-        let c = dir.path().join("c.csr");
-        openssl(&[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            k.to_str().unwrap(),
-        ]);
-        openssl(&[
-            "req",
-            "-new",
-            "-key",
-            k.to_str().unwrap(),
-            "-subj",
-            "/CN=x",
-            "-out",
-            c.to_str().unwrap(),
-        ]);
-        (k, std::fs::read_to_string(c).unwrap())
-    };
-    let _ = key;
+    let (_, csr_file) = support::key_and_csr(dir.path(), "x", "/CN=x");
+    let csr = std::fs::read_to_string(csr_file).unwrap();
     let (status, body) =
         enroll(&serde_json::json!({"access_key": "wrong", "csr_pem": csr}).to_string());
     assert_eq!(status, 401, "{body}");

@@ -36,17 +36,7 @@ fn write_lines(path: &Path, range: std::ops::Range<u64>) {
 
 /// The n of every `log` event stored, as exported.
 fn log_ns(data: &Path, ws: &str) -> Vec<u64> {
-    let rows = exported(data, ws);
-    support::sensor::rows_of_kind(&rows, "log")
-        .iter()
-        .map(|(_, _, v)| {
-            let line = v["event"]["line"].as_str().unwrap_or_default();
-            line.strip_prefix("line n=")
-                .and_then(|r| r.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected line {v}"))
-        })
-        .collect()
+    support::sensor::log_line_numbers(&exported(data, ws))
 }
 
 /// Every line 0..n arrived exactly once (in any order between files).

@@ -5,14 +5,17 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-
 use support::{stdout, uplink};
 
-/// Serves `body` to every HTTP request.
+/// Serves `body` to every HTTP request (cacheable for an hour).
 fn serve_pac(body: &'static str) -> String {
     serve_pac_n_times(body.to_string(), usize::MAX)
+}
+
+/// Serves `body` to exactly `n` HTTP requests, then closes the port (so a later success proves
+/// a cached copy was used). Returns the URL.
+fn serve_pac_n_times(body: String, n: usize) -> String {
+    support::http::serve_pac(body, &["Cache-Control: max-age=3600"], n)
 }
 
 #[test]
@@ -80,26 +83,6 @@ fn nothing_found_is_exit_1_with_the_steps() {
         out.contains("no option 252") && out.ends_with("PAC: none found\n"),
         "{out}"
     );
-}
-
-/// Serves `body` to exactly `n` HTTP requests, then closes the port (so a later success proves
-/// a cached copy was used). Returns the URL.
-fn serve_pac_n_times(body: String, n: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().take(n) {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}/wpad.dat")
 }
 
 fn networkd_lease(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
@@ -186,15 +169,7 @@ fn a_sensor_in_wpad_mode_uploads_through_the_discovered_proxy_and_caches_the_dis
         .map(|i| format!("{{\"kind\":\"wpad\",\"n\":{i}}}\n"))
         .collect();
     support::ok(sensor.send(&lines), "send");
-    let run = with_lease(&[
-        "sensor",
-        "run",
-        "--once",
-        "--timeout",
-        "30",
-        "--config-dir",
-        c,
-    ]);
+    let run = with_lease(&support::sensor::run_once_args(c, "30"));
     assert!(
         run.status.success(),
         "{}\n{}",

@@ -6,8 +6,6 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,21 +16,7 @@ const PAC: &str = "function FindProxyForURL(u, h) { return 'DIRECT'; }";
 
 /// Serves the PAC on the root namespace's loopback; returns its URL.
 fn serve_pac() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{PAC}",
-                PAC.len()
-            );
-        }
-    });
-    format!("http://{addr}/wpad.dat")
+    support::http::serve_pac(PAC, &[], usize::MAX)
 }
 
 /// dhclient on the client end, in the foreground, asking once, with `conf` as its dhclient.conf.

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub mod check;
 pub mod daemon;
 pub mod dhcp;
+pub mod http;
 pub mod journald;
 pub mod kdc;
 pub mod netns;
@@ -113,6 +114,46 @@ pub fn ok(o: Output, what: &str) -> String {
     stdout(&o)
 }
 
+/// Starts `uplink service ...` (`cmd`, its arguments given): the child, the port it printed on
+/// its first line of standard output, and its standard error as it comes (debug logs). A
+/// service that prints no address is killed and the test fails with its log.
+pub fn spawn_service(mut cmd: Command) -> (Child, u16, Arc<Mutex<String>>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start uplink service");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = log2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .expect("read service stdout");
+    let port = first
+        .trim()
+        .strip_prefix("listening on https://")
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "service did not print its address; first line {first:?}\nlog:\n{}",
+                log.lock().unwrap()
+            )
+        });
+    (child, port, log)
+}
+
 /// A running `uplink service`, killed on drop; its stderr is kept for failure messages.
 pub struct ServiceProc {
     child: Option<Child>,
@@ -139,42 +180,11 @@ impl ServiceProc {
         // The service refuses a data directory that does not exist (a mistyped path): a new one
         // is made first, as an administrator (or systemd's StateDirectory=) would.
         std::fs::create_dir_all(data_dir).unwrap();
-        let mut child = uplink_cmd(&["service", "--data-dir"])
-            .arg(data_dir)
+        let mut cmd = uplink_cmd(&["service", "--data-dir"]);
+        cmd.arg(data_dir)
             .args(["--listen", listen, "--log-level", "debug"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start uplink service");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .expect("read service stdout");
-        let port = first
-            .trim()
-            .strip_prefix("listening on https://")
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "service did not print its address; first line {first:?}\nlog:\n{}",
-                    log.lock().unwrap()
-                )
-            });
+            .args(extra);
+        let (child, port, log) = spawn_service(cmd);
         ServiceProc {
             child: Some(child),
             port,
@@ -259,6 +269,33 @@ pub fn create_workspace_in(data_dir: &Path, name: &str, port: u16, domain: &str)
     }
 }
 
+/// `GET /healthz` as a load balancer sends it: to the address (no SNI), no client certificate,
+/// the placeholder certificate not verified. The status and body; `Err` with curl's message when
+/// no answer came at all (nothing listening, a reset).
+pub fn healthz(port: u16) -> Result<(u16, String), String> {
+    require("curl");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("https://127.0.0.1:{port}/healthz"))
+        .output()
+        .expect("run curl");
+    let text = stdout(&out);
+    if !out.status.success() {
+        return Err(format!("curl: {}{text}", stderr(&out)));
+    }
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    Ok((code.trim().parse().unwrap(), body.to_owned()))
+}
+
 /// A curl invocation against the service at `host` (mapped to 127.0.0.1 with --resolve).
 pub struct Curl {
     cmd: Command,
@@ -334,7 +371,9 @@ pub struct Enrolled {
     pub key_file: PathBuf,
 }
 
-pub fn enroll_with_openssl(dir: &Path, ws: &Ws, port: u16, label: &str) -> Enrolled {
+/// A P-256 key and a CSR for `subject` (e.g. `/CN=name`), made by openssl in `dir`: the files
+/// `{label}.key` and `{label}.csr`.
+pub fn key_and_csr(dir: &Path, label: &str, subject: &str) -> (PathBuf, PathBuf) {
     let key_file = dir.join(format!("{label}.key"));
     let csr_file = dir.join(format!("{label}.csr"));
     openssl(&[
@@ -352,10 +391,15 @@ pub fn enroll_with_openssl(dir: &Path, ws: &Ws, port: u16, label: &str) -> Enrol
         "-key",
         key_file.to_str().unwrap(),
         "-subj",
-        &format!("/CN={label}"),
+        subject,
         "-out",
         csr_file.to_str().unwrap(),
     ]);
+    (key_file, csr_file)
+}
+
+pub fn enroll_with_openssl(dir: &Path, ws: &Ws, port: u16, label: &str) -> Enrolled {
+    let (key_file, csr_file) = key_and_csr(dir, label, &format!("/CN={label}"));
     let csr = std::fs::read_to_string(&csr_file).unwrap();
     let req = serde_json::json!({"access_key": ws.access_key, "csr_pem": csr, "name": label});
     let req_file = dir.join(format!("{label}-enroll.json"));

@@ -5,6 +5,20 @@ use std::process::Output;
 
 use super::{ok, uplink, uplink_cmd, with_stdin, Ws};
 
+/// `sensor run --once --timeout SECS --config-dir DIR`, for the commands that wrap it (in a
+/// namespace, with a lease, under Kerberos).
+pub fn run_once_args<'a>(cfg: &'a str, timeout: &'a str) -> [&'a str; 7] {
+    [
+        "sensor",
+        "run",
+        "--once",
+        "--timeout",
+        timeout,
+        "--config-dir",
+        cfg,
+    ]
+}
+
 /// A sensor installed in its own --config-dir.
 pub struct Sensor {
     pub dir: PathBuf,
@@ -43,17 +57,10 @@ impl Sensor {
     }
 
     pub fn run_once(&self, timeout: u64) -> Output {
-        uplink(&[
-            "sensor",
-            "run",
-            "--once",
-            "--timeout",
-            &timeout.to_string(),
-            "--config-dir",
-            self.cfg(),
-            "--log-level",
-            "debug",
-        ])
+        let timeout = timeout.to_string();
+        let mut args = run_once_args(self.cfg(), &timeout).to_vec();
+        args.extend(["--log-level", "debug"]);
+        uplink(&args)
     }
 
     pub fn status(&self) -> serde_json::Value {
@@ -121,6 +128,22 @@ pub type Row = (String, u64, serde_json::Value);
 
 /// The kinds `sensor run` adds on its own (one heartbeat and one inventory per `--once`).
 pub const OWN_KINDS: [&str; 2] = ["heartbeat", "inventory"];
+
+/// The N of every `log` event among `rows` whose line reads `line n=N ...` (the file sources'
+/// tests write such lines), checked as [`rows_of_kind`] checks them; any other line fails.
+pub fn log_line_numbers(rows: &[Row]) -> Vec<u64> {
+    rows_of_kind(rows, "log")
+        .iter()
+        .map(|(_, _, v)| {
+            v["event"]["line"]
+                .as_str()
+                .and_then(|l| l.strip_prefix("line n="))
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected line {v}"))
+        })
+        .collect()
+}
 
 /// The rows of `kind`, in seq order, after checking that every other row is one the sensor adds
 /// itself (heartbeat, inventory) and that no seq of a sensor appears twice.

@@ -229,6 +229,22 @@ impl Drop for Squid {
     }
 }
 
+/// The lines of a Squid access log about CONNECTs to `host` (any outcome: `/407 ` asks for
+/// credentials, `/200 ` opened the tunnel).
+pub fn connects<'a>(log: &'a str, host: &str) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| l.contains("CONNECT") && l.contains(host))
+        .collect()
+}
+
+/// The CONNECTs to `host` that opened a tunnel (`/200 `).
+pub fn tunnels<'a>(log: &'a str, host: &str) -> Vec<&'a str> {
+    connects(log, host)
+        .into_iter()
+        .filter(|l| l.contains("/200 "))
+        .collect()
+}
+
 /// Removes the shared-memory segments of the Squid whose service name is `uplink{port}` (a killed
 /// Squid leaves them; the next one with that name would refuse to start).
 pub fn remove_shm(port: u16) {

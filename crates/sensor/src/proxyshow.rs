@@ -1,0 +1,253 @@
+//! What `uplink sensor proxy show` prints: the sensor's proxy settings (never a password) and the
+//! route they give to the service, as JSON for scripts and as text for people.
+//!
+//! The JSON is a contract: its field names and shape stay (objects with their keys sorted, as
+//! `serde_json`'s map writes them; `null` for what is not set). Add fields, never rename one.
+
+use serde::Serialize;
+use uplink_proxy::{Explanation, ProxySettings, SourceReport};
+
+pub use uplink_proxy::view::{credential_notes, route_line, CredentialNote};
+
+/// `sensor proxy show`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProxyShow {
+    pub mode: &'static str,
+    pub fallback: &'static str,
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub bypass: Option<String>,
+    pub proxy_ca: Option<String>,
+    /// The command that set these settings.
+    pub origin: Option<String>,
+    /// The proxy variables captured from a shell, credentials removed.
+    pub env: Option<EnvView>,
+    pub credential_hosts: Vec<String>,
+    /// The ordered route, in PAC notation.
+    pub route: Vec<String>,
+    pub credentials: Vec<CredentialNote>,
+    pub sources: Vec<SourceReport>,
+    pub problem: Option<String>,
+}
+
+/// The captured proxy variables as shown (every key present, `null` when unset).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EnvView {
+    pub https_proxy: Option<String>,
+    pub http_proxy: Option<String>,
+    pub all_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+    pub user: Option<String>,
+}
+
+impl ProxyShow {
+    /// From the settings in `sensor.toml` and what the proxy engine made of them.
+    pub fn new(p: &ProxySettings, ex: &Explanation) -> ProxyShow {
+        ProxyShow {
+            mode: ex.mode.as_str(),
+            fallback: ex.fallback.as_str(),
+            url: p.url.clone(),
+            user: p.user.clone(),
+            bypass: p.bypass.clone(),
+            proxy_ca: p.proxy_ca.clone(),
+            origin: p.origin.clone(),
+            env: p.env.as_ref().map(|e| EnvView {
+                https_proxy: e.https_proxy.clone(),
+                http_proxy: e.http_proxy.clone(),
+                all_proxy: e.all_proxy.clone(),
+                no_proxy: e.no_proxy.clone(),
+                user: e.user.clone(),
+            }),
+            credential_hosts: p.credential_hosts.clone().unwrap_or_default(),
+            route: uplink_proxy::view::route(ex),
+            credentials: credential_notes(ex),
+            sources: ex.sources.clone(),
+            problem: ex.problem.clone(),
+        }
+    }
+
+    /// `--json`: pretty JSON, every object's keys sorted (the contract above).
+    pub fn json(&self) -> String {
+        crate::render::sorted_json(self)
+    }
+
+    /// The text, one fact a line.
+    pub fn text(&self) -> String {
+        let mut out = crate::render::Lines::default();
+        let mut line = |s: String| out.line(s);
+        line(format!("mode      {}", self.mode));
+        line(format!("fallback  {}", self.fallback));
+        if let Some(u) = &self.url {
+            line(format!("proxy     {u}"));
+        }
+        if let Some(u) = &self.user {
+            line(format!("user      {u} (password stored encrypted)"));
+        }
+        if let Some(b) = &self.bypass {
+            line(format!("bypass    {b}"));
+        }
+        if let Some(ca) = &self.proxy_ca {
+            line(format!("proxy CA  {ca}"));
+        }
+        if let Some(o) = &self.origin {
+            line(format!("set by    {o}"));
+        }
+        if !self.credential_hosts.is_empty() {
+            line(format!(
+                "credential hosts  {} (discovered proxies that may receive the credentials, by Digest, NTLM or Negotiate only)",
+                self.credential_hosts.join(", ")
+            ));
+        }
+        line(format!("route     {}", route_line(&self.route)));
+        for c in &self.credentials {
+            line(format!("  {}: {}", c.proxy, c.note));
+        }
+        if let Some(pr) = &self.problem {
+            line(format!("problem   {pr}"));
+        }
+        out.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(settings: &ProxySettings) -> ProxyShow {
+        let unseal = |_: &str| -> Result<secrecy::SecretString, String> {
+            Ok(secrecy::SecretString::from("pw"))
+        };
+        let ex = uplink_proxy::explain(settings, "svc.example", 443, &unseal);
+        ProxyShow::new(settings, &ex)
+    }
+
+    fn explicit() -> ProxySettings {
+        ProxySettings {
+            mode: Some(uplink_proxy::Mode::Explicit),
+            url: Some("http://proxy.corp:3128".into()),
+            user: Some("CONTOSO\\alice".into()),
+            password: Some("enc:v1:sealed".into()),
+            bypass: Some(".internal".into()),
+            origin: Some("uplink sensor proxy set".into()),
+            credential_hosts: Some(vec!["*.corp".into()]),
+            ..Default::default()
+        }
+    }
+
+    /// The JSON the binary built inline with `serde_json::json!`, kept as the reference.
+    fn inline_json(p: &ProxySettings, ex: &Explanation) -> String {
+        let env = p.env.as_ref().map(|e| {
+            serde_json::json!({"https_proxy": e.https_proxy, "http_proxy": e.http_proxy, "all_proxy": e.all_proxy, "no_proxy": e.no_proxy, "user": e.user})
+        });
+        let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
+        let v = serde_json::json!({
+            "mode": ex.mode.as_str(),
+            "fallback": ex.fallback.as_str(),
+            "url": p.url,
+            "user": p.user,
+            "bypass": p.bypass,
+            "proxy_ca": p.proxy_ca,
+            "origin": p.origin,
+            "env": env,
+            "credential_hosts": p.credential_hosts.clone().unwrap_or_default(),
+            "route": route,
+            "credentials": credential_notes(ex).into_iter().map(|c| serde_json::json!({"proxy": c.proxy, "note": c.note})).collect::<Vec<_>>(),
+            "sources": ex.sources,
+            "problem": ex.problem,
+        });
+        serde_json::to_string_pretty(&v).unwrap()
+    }
+
+    #[test]
+    fn json_is_byte_for_byte_what_the_binary_printed() {
+        let env = ProxySettings {
+            mode: Some(uplink_proxy::Mode::Env),
+            env: Some(uplink_proxy::env::EnvCapture {
+                https_proxy: Some("http://p:8080".into()),
+                no_proxy: Some("localhost".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for settings in [explicit(), env, ProxySettings::default()] {
+            let unseal = |_: &str| -> Result<secrecy::SecretString, String> {
+                Ok(secrecy::SecretString::from("pw"))
+            };
+            let ex = uplink_proxy::explain(&settings, "svc.example", 443, &unseal);
+            let shown = ProxyShow::new(&settings, &ex);
+            assert_eq!(shown.json(), inline_json(&settings, &ex), "{settings:?}");
+        }
+    }
+
+    #[test]
+    fn json_field_names_and_no_password() {
+        let json = show(&explicit()).json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "bypass",
+                "credential_hosts",
+                "credentials",
+                "env",
+                "fallback",
+                "mode",
+                "origin",
+                "problem",
+                "proxy_ca",
+                "route",
+                "sources",
+                "url",
+                "user"
+            ]
+        );
+        assert_eq!(v["route"][0], "PROXY proxy.corp:3128");
+        assert_eq!(v["credential_hosts"], serde_json::json!(["*.corp"]));
+        assert!(v["env"].is_null());
+        assert!(
+            !json.contains("enc:v1") && !json.contains("\"pw\""),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn text() {
+        let text = show(&explicit()).text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "mode      explicit");
+        assert!(
+            lines.contains(&"proxy     http://proxy.corp:3128"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"user      CONTOSO\\alice (password stored encrypted)"),
+            "{text}"
+        );
+        assert!(lines.contains(&"bypass    .internal"), "{text}");
+        assert!(
+            lines.contains(&"set by    uplink sensor proxy set"),
+            "{text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("credential hosts  *.corp (")),
+            "{text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("route     PROXY proxy.corp:3128")),
+            "{text}"
+        );
+        assert!(!text.contains("enc:v1") && !text.contains("pw\n"), "{text}");
+        // Nothing set: only what is.
+        let bare = show(&ProxySettings::default()).text();
+        assert!(
+            !bare.contains("proxy     ") && !bare.contains("credential hosts"),
+            "{bare}"
+        );
+        assert!(bare.contains("\nroute     "), "{bare}");
+    }
+}

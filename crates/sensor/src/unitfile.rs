@@ -1,0 +1,207 @@
+//! The sensor's systemd unit on disk: written by `sensor install` when none is there, removed by
+//! `sensor uninstall` only while it is still the one written.
+//!
+//! What the unit says is [`crate::systemd`] (pure); this module decides what to do with the file
+//! and does it. An administrator's unit is never overwritten or deleted: install writes only a
+//! missing unit, uninstall removes only a unit whose first line is ours
+//! ([`crate::systemd::is_ours`]), and the `systemctl enable` link only when it points at that
+//! unit. The places are a [`UnitPlace`], the system's by default, so tests use a directory.
+//! Nothing here runs `systemctl`: the caller tells the administrator what to run.
+
+use std::path::{Path, PathBuf};
+
+use crate::systemd;
+
+/// Where the unit and its `WantedBy=` link live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitPlace {
+    pub unit: PathBuf,
+    pub wants_link: PathBuf,
+}
+
+impl UnitPlace {
+    /// /etc/systemd/system/uplink-sensor.service and its multi-user.target.wants link.
+    pub fn system() -> UnitPlace {
+        UnitPlace {
+            unit: PathBuf::from(systemd::UNIT_PATH),
+            wants_link: PathBuf::from(systemd::WANTS_LINK),
+        }
+    }
+}
+
+/// What [`install`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installed {
+    /// The unit's directory does not exist: no systemd here (a container, another init).
+    NoSystemd,
+    /// A unit was there already, ours or an administrator's: left as it is.
+    Kept,
+    /// The unit was written.
+    Wrote,
+}
+
+/// A unit file that could not be written or removed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {source}", path.display())]
+pub struct UnitError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Writes `text()` as the unit, unless systemd's directory is missing or a unit is already there.
+pub fn install(place: &UnitPlace, text: impl FnOnce() -> String) -> Result<Installed, UnitError> {
+    if !place.unit.parent().is_some_and(Path::is_dir) {
+        return Ok(Installed::NoSystemd);
+    }
+    // symlink_metadata: a dangling link an administrator left is theirs too.
+    if place.unit.symlink_metadata().is_ok() {
+        return Ok(Installed::Kept);
+    }
+    std::fs::write(&place.unit, text()).map_err(|source| UnitError {
+        action: "write",
+        path: place.unit.clone(),
+        source,
+    })?;
+    Ok(Installed::Wrote)
+}
+
+/// Removes the unit [`install`] wrote, and the link `systemctl enable` made to it; returns what
+/// was removed (nothing when the unit is missing or not ours).
+pub fn remove(place: &UnitPlace) -> Result<Vec<PathBuf>, UnitError> {
+    let mut removed = Vec::new();
+    if !std::fs::read_to_string(&place.unit).is_ok_and(|t| systemd::is_ours(&t)) {
+        return Ok(removed);
+    }
+    let remove = |path: &Path| {
+        std::fs::remove_file(path).map_err(|source| UnitError {
+            action: "remove",
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    if std::fs::read_link(&place.wants_link).is_ok_and(|to| to == place.unit) {
+        remove(&place.wants_link)?;
+        removed.push(place.wants_link.clone());
+    }
+    remove(&place.unit)?;
+    removed.push(place.unit.clone());
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(root: &Path) -> UnitPlace {
+        let system = root.join("systemd/system");
+        UnitPlace {
+            unit: system.join("uplink-sensor.service"),
+            wants_link: system.join("multi-user.target.wants/uplink-sensor.service"),
+        }
+    }
+
+    fn ours() -> String {
+        systemd::unit(Path::new("/usr/bin/uplink"), None, false)
+    }
+
+    #[test]
+    fn install_writes_only_a_missing_unit_where_systemd_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = place(dir.path());
+        assert_eq!(install(&p, ours).unwrap(), Installed::NoSystemd);
+        assert!(!p.unit.exists());
+
+        std::fs::create_dir_all(p.unit.parent().unwrap()).unwrap();
+        assert_eq!(install(&p, ours).unwrap(), Installed::Wrote);
+        assert_eq!(std::fs::read_to_string(&p.unit).unwrap(), ours());
+
+        // An administrator's unit stays, byte for byte, and the text is not even built.
+        std::fs::write(&p.unit, "[Service]\nExecStart=/opt/mine\n").unwrap();
+        assert_eq!(
+            install(&p, || unreachable!("no text needed")).unwrap(),
+            Installed::Kept
+        );
+        assert_eq!(
+            std::fs::read_to_string(&p.unit).unwrap(),
+            "[Service]\nExecStart=/opt/mine\n"
+        );
+        // So does a link, even a dangling one.
+        std::fs::remove_file(&p.unit).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/unit", &p.unit).unwrap();
+        assert_eq!(install(&p, ours).unwrap(), Installed::Kept);
+    }
+
+    #[test]
+    fn remove_takes_only_our_unit_and_the_link_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = place(dir.path());
+        // Nothing there: nothing removed.
+        assert_eq!(remove(&p).unwrap(), Vec::<PathBuf>::new());
+
+        std::fs::create_dir_all(p.wants_link.parent().unwrap()).unwrap();
+        // (unit text, link target, what is removed)
+        let other = dir.path().join("other.service");
+        std::fs::write(&other, "x").unwrap();
+        for (text, link, want_unit, want_link) in [
+            (ours(), Some(&p.unit), true, true),
+            (ours(), Some(&other), true, false),
+            (ours(), None, true, false),
+            (
+                format!("# ours, changed\n{}", ours()),
+                Some(&p.unit),
+                false,
+                false,
+            ),
+            ("[Unit]\n".to_owned(), None, false, false),
+        ] {
+            std::fs::write(&p.unit, &text).unwrap();
+            let _ = std::fs::remove_file(&p.wants_link);
+            if let Some(to) = link {
+                std::os::unix::fs::symlink(to, &p.wants_link).unwrap();
+            }
+            let removed = remove(&p).unwrap();
+            let mut want = Vec::new();
+            if want_link {
+                want.push(p.wants_link.clone());
+            }
+            if want_unit {
+                want.push(p.unit.clone());
+            }
+            assert_eq!(
+                removed,
+                want,
+                "unit {:?}, link {link:?}",
+                text.lines().next()
+            );
+            assert_eq!(p.unit.exists(), !want_unit);
+            assert_eq!(
+                p.wants_link.symlink_metadata().is_ok(),
+                link.is_some() && !want_link
+            );
+            assert!(other.exists(), "a link's target is never removed");
+        }
+    }
+
+    #[test]
+    fn a_link_path_that_is_no_link_is_left_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = place(dir.path());
+        std::fs::create_dir_all(&p.wants_link).unwrap(); // a directory where the link goes
+        std::fs::write(&p.unit, ours()).unwrap();
+        assert_eq!(remove(&p).unwrap(), vec![p.unit.clone()]);
+        assert!(p.wants_link.is_dir());
+        // The unit's path is a directory: install keeps it, and remove cannot read it as ours.
+        std::fs::create_dir(&p.unit).unwrap();
+        assert_eq!(install(&p, ours).unwrap(), Installed::Kept);
+        assert_eq!(remove(&p).unwrap(), Vec::<PathBuf>::new());
+        let e = UnitError {
+            action: "write",
+            path: p.unit.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(e
+            .to_string()
+            .starts_with(&format!("cannot write {}: ", p.unit.display())));
+    }
+}
