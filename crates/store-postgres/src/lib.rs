@@ -311,6 +311,31 @@ impl PostgresStore {
     }
 
     /// The sensor of `workspace` (other than `except`) that holds `key`.
+    /// What a failed sensor insert means: a unique violation on (workspace, key_sha256) — the
+    /// index decides, also between replicas — is the key already enrolled by the sensor holding
+    /// it; anything else is the database's error.
+    async fn insert_error(
+        &self,
+        client: &deadpool_postgres::Object,
+        s: &SensorRecord,
+        e: tokio_postgres::Error,
+    ) -> StoreError {
+        if let (Some(&SqlState::UNIQUE_VIOLATION), Some(key)) = (e.code(), s.key_sha256.as_deref())
+        {
+            match self.key_holder(client, &s.workspace, key, None).await {
+                Ok(Some(sensor_id)) => {
+                    return StoreError::KeyAlreadyEnrolled {
+                        workspace: s.workspace.clone(),
+                        sensor_id,
+                    }
+                }
+                Ok(None) => {}
+                Err(other) => return other,
+            }
+        }
+        self.err()(e)
+    }
+
     async fn key_holder(
         &self,
         client: &deadpool_postgres::Object,
@@ -538,17 +563,7 @@ impl Store for PostgresStore {
                     })
                 }
             }
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && s.key_sha256.is_some() => {
-                let key = s.key_sha256.as_deref().unwrap_or_default();
-                match self.key_holder(&client, &s.workspace, key, None).await? {
-                    Some(sensor_id) => Err(StoreError::KeyAlreadyEnrolled {
-                        workspace: s.workspace,
-                        sensor_id,
-                    }),
-                    None => Err(self.err()(e)),
-                }
-            }
-            Err(e) => Err(self.err()(e)),
+            Err(e) => Err(self.insert_error(&client, &s, e).await),
         }
     }
 
@@ -719,18 +734,7 @@ impl Store for PostgresStore {
             .await;
         match res {
             Ok(_) => Ok(()),
-            // The unique index on (workspace, key_sha256) decides, also between replicas.
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && s.key_sha256.is_some() => {
-                let key = s.key_sha256.as_deref().unwrap_or_default();
-                match self.key_holder(&client, &s.workspace, key, None).await? {
-                    Some(sensor_id) => Err(StoreError::KeyAlreadyEnrolled {
-                        workspace: s.workspace,
-                        sensor_id,
-                    }),
-                    None => Err(self.err()(e)),
-                }
-            }
-            Err(e) => Err(self.err()(e)),
+            Err(e) => Err(self.insert_error(&client, &s, e).await),
         }
     }
 
