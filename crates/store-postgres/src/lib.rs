@@ -311,6 +311,30 @@ impl PostgresStore {
     }
 
     /// The sensor of `workspace` (other than `except`) that holds `key`.
+    /// A read-only snapshot (repeatable read) in which `workspace` exists: what `stats` and
+    /// `export` read agrees with itself.
+    async fn snapshot_of<'c>(
+        &self,
+        client: &'c mut deadpool_postgres::Object,
+        workspace: &str,
+    ) -> Result<deadpool_postgres::Transaction<'c>, StoreError> {
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(self.err())?;
+        let exists = tx
+            .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
+            .await
+            .map_err(self.err())?;
+        if exists.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
+        }
+        Ok(tx)
+    }
+
     /// What a failed sensor insert means: a unique violation on (workspace, key_sha256) — the
     /// index decides, also between replicas — is the key already enrolled by the sensor holding
     /// it; anything else is the database's error.
@@ -804,20 +828,7 @@ impl Store for PostgresStore {
     async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
         let mut client = self.client().await?;
         // One snapshot: the sensors and the counts agree.
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(self.err())?;
-        let exists = tx
-            .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
-            .await
-            .map_err(self.err())?;
-        if exists.is_none() {
-            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
-        }
+        let tx = self.snapshot_of(&mut client, workspace).await?;
         let mut sensors: Vec<SensorRecord> = tx
             .query(
                 &format!("SELECT {SENSOR_COLUMNS} FROM sensors WHERE workspace = $1 ORDER BY enrolled_at, sensor_id"),
@@ -868,20 +879,7 @@ impl Store for PostgresStore {
         out: tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(self.err())?;
-        let exists = tx
-            .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
-            .await
-            .map_err(self.err())?;
-        if exists.is_none() {
-            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
-        }
+        let tx = self.snapshot_of(&mut client, workspace).await?;
         let expected: Option<u64> = match filter.sensor_id {
             Some(_) => None,
             None => Some(
