@@ -5,7 +5,7 @@
 //! itself dying under the sensor. Every test ends with the same tally: the sensor is stopped, a
 //! `run --once` drains whatever a bug might have queued twice, and then the journal events at the
 //! service must be exactly the entries of the journal — each of ours once, and journald's own
-//! messages once too.
+//! messages once too (its "Journal stopped" excepted: see `assert_exactly_the_journal`).
 //!
 //! The private journal holds only these tests' entries and journald's, so `[sources.journal]` is
 //! left unfiltered: the whole (private) system journal is what the sensor follows.
@@ -155,7 +155,8 @@ impl Setup {
 
     /// The final tally, after the sensor was stopped: a `run --once` queues and uploads anything
     /// left (a duplicate included), then our entries 0..n must each be at the service exactly
-    /// once, and the journal events there must be exactly the journal's entries.
+    /// once, and the journal events there must be exactly the journal's entries (but for
+    /// journald's own shutdown entry, which `journalctl -f` may not hand on).
     #[track_caller]
     fn assert_exactly_the_journal(&self, identifier: &str, n: u64) {
         let drain = self
@@ -206,17 +207,23 @@ impl Setup {
             .collect();
         journal.sort();
         let stored = self.stored();
-        if stored != journal {
-            let extra: Vec<_> = stored
-                .iter()
-                .filter(|s| !journal.contains(s))
-                .take(5)
-                .collect();
-            let lost: Vec<_> = journal
-                .iter()
-                .filter(|j| !stored.contains(j))
-                .take(5)
-                .collect();
+        let extra: Vec<_> = stored
+            .iter()
+            .filter(|s| !journal.contains(s))
+            .take(5)
+            .collect();
+        let missed: Vec<_> = journal.iter().filter(|j| !stored.contains(j)).collect();
+        // The one entry `journalctl -f` (systemd 252) may not hand on: journald's own "Journal
+        // stopped", written as it shuts down while the follower waits on the file (seen once, in
+        // a CI run under load; docs/sources.md, "Following"). Anything else missing is a loss.
+        let (shutdown, lost): (Vec<_>, Vec<_>) = missed
+            .into_iter()
+            .partition(|(_, id, m)| id == "systemd-journald" && m == "Journal stopped");
+        if !shutdown.is_empty() {
+            eprintln!("journalctl -f did not hand on journald's shutdown entry: {shutdown:?}");
+        }
+        if !extra.is_empty() || !lost.is_empty() {
+            let lost: Vec<_> = lost.into_iter().take(5).collect();
             panic!(
                 "the service's journal events are not the journal's entries: {} stored, {} in the journal; not in the journal {extra:?}; not stored {lost:?}",
                 stored.len(),
