@@ -19,6 +19,23 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/uplink";
 /// Default state directory (queue, status).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/uplink";
 
+/// ` --config-dir DIR` for a command this sensor's messages suggest, or nothing for the default
+/// directory: a suggestion pasted as printed acts on the same sensor.
+pub fn config_dir_flag(dir: &Path) -> String {
+    if dir == Path::new(DEFAULT_CONFIG_DIR) {
+        return String::new();
+    }
+    let d = dir.display().to_string();
+    let plain = d
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@".contains(c));
+    if plain && !d.is_empty() {
+        format!(" --config-dir {d}")
+    } else {
+        format!(" --config-dir '{}'", d.replace('\'', "'\\''"))
+    }
+}
+
 /// Where a sensor's files live. With `--config-dir DIR`, everything is in DIR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -149,7 +166,7 @@ impl Default for UploadConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("no sensor is installed in {0}: run `uplink sensor install --bundle FILE` (or pass the right --config-dir)")]
+    #[error("no sensor is installed in {}: install one with `uplink sensor install --bundle FILE{}`, or pass the --config-dir it was installed with", .0.display(), config_dir_flag(.0))]
     NotInstalled(PathBuf),
     #[error("cannot read {path}: {source}")]
     Io {

@@ -105,7 +105,7 @@ pub fn proxy_switches(
         }
         (None, Some(_), None) => {
             return Err(SensorError::Switch(
-                "--proxy-user needs --proxy-password".into(),
+                "--proxy-user needs a password: --proxy-password PASSWORD, or (kept out of the shell history and ps) UPLINK_PROXY_PASSWORD in the environment".into(),
             ))
         }
         (None, None, Some(_)) => {
@@ -131,7 +131,7 @@ pub fn credential_switches(
         (Some(user), Some(password)) => Ok(Some(Credentials { user, password })),
         (None, None) => Ok(None),
         _ => Err(SensorError::Switch(
-            "give --proxy-user and --proxy-password together".into(),
+            "give --proxy-user and --proxy-password together (the password may come from UPLINK_PROXY_PASSWORD in the environment instead)".into(),
         )),
     }
 }
@@ -378,7 +378,7 @@ pub enum ProxyChange {
 /// what they mean for the sensor: a proxy (with its WinINet bypass list) or DIRECT. Settings
 /// that need PAC or WPAD are refused until those land. Returns the change and where it came from.
 pub fn windows_change(path: &Path) -> Result<(ProxyChange, String), SensorError> {
-    let bad = |reason: String| SensorError::Switch(format!("{}: {reason}", path.display()));
+    let bad = |reason: String| SensorError::Failed(format!("{}: {reason}", path.display()));
     let bytes = std::fs::read(path).map_err(|source| SensorError::Io {
         path: path.into(),
         source,
@@ -472,6 +472,9 @@ pub fn set_proxy(
 ) -> Result<Config, SensorError> {
     let mut config = Config::load(paths)?;
     let previous_env = config.proxy.env.take();
+    // The stored proxy account (user and sealed password), for a change that carries none of
+    // its own but keeps using one (a Windows export names proxies, never their credentials).
+    let previous_account = (config.proxy.user.take(), config.proxy.password.take());
     let mut settings = ProxySettings {
         fallback,
         origin: Some(origin.to_owned()),
@@ -505,7 +508,7 @@ pub fn set_proxy(
         }
         ProxyChange::FromEnv(env) => {
             if env.capture.is_empty() {
-                return Err(SensorError::Switch(
+                return Err(SensorError::Failed(
                     "--from-env found no proxy variable (https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY, http_proxy, no_proxy) in this shell".into(),
                 ));
             }
@@ -527,7 +530,7 @@ pub fn set_proxy(
         } => {
             settings.proxy_ca = checked_proxy_ca(proxy_ca.as_deref())?;
             uplink_route::pac::check(&pac)
-                .map_err(|e| SensorError::Switch(format!("the PAC script cannot be used: {e}")))?;
+                .map_err(|e| SensorError::Failed(format!("the PAC script cannot be used: {e}")))?;
             settings.mode = Some(uplink_proxy::Mode::Pac);
             settings.pac = Some(pac);
             if let Some(c) = credentials {
@@ -555,6 +558,7 @@ pub fn set_proxy(
             settings.mode = Some(uplink_proxy::Mode::Explicit);
             settings.url = Some(url.to_string());
             settings.wininet_bypass = wininet_bypass;
+            (settings.user, settings.password) = previous_account;
             settings.env = previous_env;
         }
     }
@@ -639,6 +643,7 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
     if depth.events > 0 && !force {
         return Err(SensorError::PendingEvents {
             events: depth.events,
+            dir: paths.config_dir.clone(),
         });
     }
     let mut removed = Vec::new();

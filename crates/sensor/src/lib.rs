@@ -44,10 +44,15 @@ pub use config::{Config, Paths};
 pub enum SensorError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("a sensor is already installed in {0}: run `uplink sensor uninstall` first")]
+    #[error("a sensor is already installed in {}: remove it first with `uplink sensor uninstall{}`, or install into another --config-dir", .0.display(), config::config_dir_flag(.0))]
     AlreadyInstalled(PathBuf),
+    /// A malformed or contradictory flag (bad usage: the binary exits 2).
     #[error("{0}")]
     Switch(String),
+    /// A failure the message explains in full (a file that is not what it must be, an
+    /// environment without what was asked of it, an answer that makes no sense).
+    #[error("{0}")]
+    Failed(String),
     #[error("cannot use the bundle {path}: {reason}")]
     Bundle { path: PathBuf, reason: String },
     #[error(
@@ -73,18 +78,49 @@ pub enum SensorError {
     Pki(#[from] uplink_pki::PkiError),
     #[error(transparent)]
     Secret(#[from] secrets::SecretError),
-    #[error("{events} events have not been delivered yet: run `uplink sensor run --once` first, or pass --force to discard them")]
-    PendingEvents { events: u64 },
+    #[error("{events} events have not been delivered yet: deliver them with `uplink sensor run --once{}` first, or pass --force to discard them", config::config_dir_flag(.dir))]
+    PendingEvents { events: u64, dir: PathBuf },
     #[error("a source failed: {0}")]
     Source(uplink_sources::SourceError),
     #[error("{0}: check the disk (dmesg, smartctl) and the file system")]
     QueueDamaged(String),
-    #[error("gave up after {after:?}: {code}: {message}")]
+    /// `run --once` could not finish within `--timeout`: `spent` is the time actually spent
+    /// (it stops early when the next retry would come after the deadline).
+    #[error("gave up after {:.1} s of --timeout {} s{}: {code}: {message}", spent.as_secs_f64(), limit.as_secs(), if spent < limit { " (the next retry would have come after it)" } else { "" })]
     GaveUp {
         code: Code,
         message: String,
-        after: Duration,
+        spent: Duration,
+        limit: Duration,
     },
+}
+
+impl SensorError {
+    /// What to do about it: the fix for this case where the message's code covers several
+    /// (a missing sensor, one already there, a bad bundle, a flag), else the code's fix.
+    pub fn fix(&self) -> String {
+        match self {
+            SensorError::Config(config::ConfigError::NotInstalled(_)) => "if the sensor was installed with --config-dir DIR, give that DIR; FILE in `uplink sensor install --bundle FILE` is the workspace's enrollment bundle".into(),
+            SensorError::Config(config::ConfigError::Invalid { path, .. }) => format!(
+                "correct {} as the message says, or reinstall the sensor",
+                path.display()
+            ),
+            SensorError::AlreadyInstalled(dir) => format!(
+                "run `uplink sensor uninstall{}` and install again, or use `uplink sensor proxy set` to change only the proxy",
+                config::config_dir_flag(dir)
+            ),
+            SensorError::Bundle { .. } => "give the workspace's enrollment bundle: the service writes it as DATA_DIR/bundles/NAME.json, and `uplink workspace bundle NAME --out FILE` writes it again".into(),
+            SensorError::BundlePin { .. } => "get a fresh bundle from the service: `uplink workspace bundle NAME --out FILE`".into(),
+            SensorError::Switch(_) => "run the command again with the flags corrected as the message says (its --help lists them, with examples)".into(),
+            SensorError::Failed(_) => "correct what the message names and run the command again".into(),
+            SensorError::PendingEvents { dir, .. } => format!(
+                "`uplink sensor run --once{}` delivers them; check `uplink sensor status{}` if it cannot",
+                config::config_dir_flag(dir),
+                config::config_dir_flag(dir)
+            ),
+            _ => self.code().fix().to_owned(),
+        }
+    }
 }
 
 impl Diagnose for SensorError {

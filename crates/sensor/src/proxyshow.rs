@@ -16,7 +16,11 @@ pub struct ProxyShow {
     pub fallback: &'static str,
     pub url: Option<String>,
     pub user: Option<String>,
+    /// The hosts that go direct: `--bypass` (no_proxy syntax) or, from a Windows export, the
+    /// WinINet list (`;`-separated, `<local>`), as `bypass_syntax` says.
     pub bypass: Option<String>,
+    /// `no_proxy` or `wininet`; `null` when there is no bypass list.
+    pub bypass_syntax: Option<&'static str>,
     pub proxy_ca: Option<String>,
     /// The command that set these settings.
     pub origin: Option<String>,
@@ -48,7 +52,12 @@ impl ProxyShow {
             fallback: ex.fallback.as_str(),
             url: p.url.clone(),
             user: p.user.clone(),
-            bypass: p.bypass.clone(),
+            bypass: p.bypass.clone().or_else(|| p.wininet_bypass.clone()),
+            bypass_syntax: match (&p.bypass, &p.wininet_bypass) {
+                (Some(_), _) => Some("no_proxy"),
+                (None, Some(_)) => Some("wininet"),
+                (None, None) => None,
+            },
             proxy_ca: p.proxy_ca.clone(),
             origin: p.origin.clone(),
             env: p.env.as_ref().map(|e| EnvView {
@@ -84,7 +93,10 @@ impl ProxyShow {
             line(format!("user      {u} (password stored encrypted)"));
         }
         if let Some(b) = &self.bypass {
-            line(format!("bypass    {b}"));
+            match self.bypass_syntax {
+                Some("wininet") => line(format!("bypass    {b} (WinINet rules)")),
+                _ => line(format!("bypass    {b}")),
+            }
         }
         if let Some(ca) = &self.proxy_ca {
             line(format!("proxy CA  {ca}"));
@@ -145,7 +157,12 @@ mod tests {
             "fallback": ex.fallback.as_str(),
             "url": p.url,
             "user": p.user,
-            "bypass": p.bypass,
+            "bypass": p.bypass.clone().or_else(|| p.wininet_bypass.clone()),
+            "bypass_syntax": match (&p.bypass, &p.wininet_bypass) {
+                (Some(_), _) => Some("no_proxy"),
+                (None, Some(_)) => Some("wininet"),
+                (None, None) => None,
+            },
             "proxy_ca": p.proxy_ca,
             "origin": p.origin,
             "env": env,
@@ -156,6 +173,26 @@ mod tests {
             "problem": ex.problem,
         });
         serde_json::to_string_pretty(&v).unwrap()
+    }
+
+    #[test]
+    fn a_windows_bypass_list_is_shown_with_its_syntax() {
+        let windows = ProxySettings {
+            mode: Some(uplink_proxy::Mode::Explicit),
+            url: Some("http://proxy.corp:8080".into()),
+            user: Some("CONTOSO\\alice".into()),
+            wininet_bypass: Some("*.corp;<local>".into()),
+            ..Default::default()
+        };
+        let shown = show(&windows);
+        assert_eq!(shown.bypass.as_deref(), Some("*.corp;<local>"));
+        assert_eq!(shown.bypass_syntax, Some("wininet"));
+        assert!(shown
+            .text()
+            .contains("bypass    *.corp;<local> (WinINet rules)"));
+        assert!(shown.text().contains("user      CONTOSO\\alice"));
+        assert_eq!(show(&explicit()).bypass_syntax, Some("no_proxy"));
+        assert_eq!(show(&ProxySettings::default()).bypass_syntax, None);
     }
 
     #[test]
@@ -188,6 +225,7 @@ mod tests {
             keys,
             [
                 "bypass",
+                "bypass_syntax",
                 "credential_hosts",
                 "credentials",
                 "env",

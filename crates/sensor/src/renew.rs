@@ -126,7 +126,7 @@ fn not_after_of(pem: &[u8]) -> Result<SystemTime, SensorError> {
     let text = String::from_utf8_lossy(pem);
     let certs = uplink_pki::certs_from_pem(&text)?;
     let first = certs.first().ok_or_else(|| {
-        SensorError::Switch("the client certificate file holds no certificate".into())
+        SensorError::Failed("the client certificate file holds no certificate".into())
     })?;
     let info = uplink_pki::cert_info(first)?;
     Ok(SystemTime::from(info.not_after))
@@ -152,7 +152,7 @@ pub async fn renew(
     let key_pem = zeroize::Zeroizing::new(key_pem);
     let response = conn.renew(&RenewRequest { csr_pem }).await?;
     if response.sensor_id != sensor_id {
-        return Err(SensorError::Switch(format!(
+        return Err(SensorError::Failed(format!(
             "the service renewed the certificate of sensor {} instead of {sensor_id}; keeping the current one",
             response.sensor_id
         )));

@@ -66,6 +66,31 @@ pub fn install(place: &UnitPlace, text: impl FnOnce() -> String) -> Result<Insta
     Ok(Installed::Wrote)
 }
 
+/// Whether [`install`] will be able to write the unit, asked before anything else is installed
+/// so that a read-only /etc/systemd/system fails the install before it enrolls: creates and
+/// removes a probe file beside the unit. Nothing to probe when systemd's directory is missing
+/// or a unit is already there (install writes nothing then).
+pub fn probe(place: &UnitPlace) -> Result<(), UnitError> {
+    let Some(dir) = place.unit.parent().filter(|d| d.is_dir()) else {
+        return Ok(());
+    };
+    if place.unit.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    let probe = dir.join(format!(".uplink-sensor.probe.{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|source| UnitError {
+            action: "write",
+            path: place.unit.clone(),
+            source,
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Removes the unit [`install`] wrote, and the link `systemctl enable` made to it; returns what
 /// was removed (nothing when the unit is missing or not ours).
 pub fn remove(place: &UnitPlace) -> Result<Vec<PathBuf>, UnitError> {
@@ -103,6 +128,31 @@ mod tests {
 
     fn ours() -> String {
         systemd::unit(Path::new("/usr/bin/uplink"), None, false)
+    }
+
+    #[test]
+    fn probe_fails_where_the_unit_cannot_be_written_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = place(dir.path());
+        // No systemd directory: nothing to write, nothing to probe.
+        probe(&p).unwrap();
+        let system = p.unit.parent().unwrap();
+        std::fs::create_dir_all(system).unwrap();
+        probe(&p).unwrap();
+        assert_eq!(
+            std::fs::read_dir(system).unwrap().count(),
+            0,
+            "the probe file stayed"
+        );
+        // A directory that is not one (a file in the way) cannot take the unit.
+        let blocked = UnitPlace {
+            unit: dir.path().join("file/uplink-sensor.service"),
+            wants_link: dir.path().join("file/x"),
+        };
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        probe(&blocked).unwrap(); // not a directory: treated as no systemd, as install does
+                                  // Read-only (as root, permissions do not stop writes: a read-only mount does; the
+                                  // integration test install::a_read_only_unit_directory_installs_nothing covers it).
     }
 
     #[test]

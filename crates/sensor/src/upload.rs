@@ -239,12 +239,12 @@ impl State {
                 .await
                 {
                     Ok(r) => r,
-                    Err(_) => Err(SensorError::Switch(format!(
+                    Err(_) => Err(SensorError::Failed(format!(
                         "no answer within {REQUEST_TIMEOUT:?}"
                     ))),
                 }
             }
-            Err(e) => Err(SensorError::Switch(e.to_string())),
+            Err(e) => Err(SensorError::Failed(e.to_string())),
         };
         match result {
             Ok(renewed) => {
@@ -375,7 +375,8 @@ async fn upload_loop(
     sources: &mut crate::sources::SourcesHandle,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, SensorError> {
-    let deadline = opts.once.then(|| Instant::now() + opts.timeout);
+    let started = Instant::now();
+    let deadline = opts.once.then(|| started + opts.timeout);
     let mut report = RunReport {
         delivered: 0,
         batches: 0,
@@ -434,7 +435,8 @@ async fn upload_loop(
                     return Err(SensorError::GaveUp {
                         code: uplink_diag::Code::QUEUE_FULL,
                         message: "the sources had not read to their end".into(),
-                        after: opts.timeout,
+                        spent: started.elapsed(),
+                        limit: opts.timeout,
                     });
                 }
                 tokio::select! {
@@ -517,7 +519,8 @@ async fn upload_loop(
                         return Err(SensorError::GaveUp {
                             code: e.code(),
                             message: e.to_string(),
-                            after: opts.timeout,
+                            spent: started.elapsed(),
+                            limit: opts.timeout,
                         });
                     }
                 }

@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            cmd::exit_code(&e)
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum UrlError {
     NoHost(String),
     #[error("proxy URL {0:?} has a path, query or fragment; a proxy URL is only http://HOST:PORT")]
     HasPath(String),
+    #[error("proxy URL {0:?} has a `/`, `?` or `#` in its user name or password: percent-encode them (%2F, %3F, %23; `@` is %40, `:` %3A), or give them with --proxy-user and --proxy-password (or UPLINK_PROXY_PASSWORD)")]
+    RawUserinfo(String),
     #[error("proxy URL {url:?} is not a URL ({reason}): write it as http://HOST:PORT, an IPv6 address in brackets (http://[2001:db8::1]:3128)")]
     Invalid { url: String, reason: String },
 }
@@ -107,6 +109,11 @@ impl ProxyUrl {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
+        if tail.contains('@') {
+            // `http://user:pa/ss@proxy:8080`: the `/` ended the authority early, so the `@`
+            // that introduces the host sits in the "path": a raw password, not a path.
+            return Err(UrlError::RawUserinfo(redact(input)));
+        }
         if !(tail.is_empty() || tail == "/") {
             return Err(UrlError::HasPath(redact(input)));
         }
@@ -268,6 +275,9 @@ mod tests {
     fn invalid_with_reasons_and_no_password_in_them() {
         let cases = [
             ("proxy.contoso.com:8080", "has no scheme"),
+            ("http://u:s3/cret@proxy:8080", "percent-encode"),
+            ("http://u:s3#cret@proxy:8080", "percent-encode"),
+            ("http://u:s3?cret@proxy:8080", "percent-encode"),
             ("http://proxy.contoso.com", "has no port"),
             ("http://proxy:", "has no port"),
             ("http://proxy:99999", "invalid port"),

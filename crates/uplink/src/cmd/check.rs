@@ -132,9 +132,10 @@ pub struct Args {
     /// Connect to HOST2:PORT2 for HOST:PORT (curl's syntax; empty HOST or PORT match any).
     #[arg(long, value_name = "HOST:PORT:HOST2:PORT2")]
     pub connect_to: Vec<String>,
-    /// Seconds each probe may take, all steps included.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    pub timeout: f64,
+    /// How long each probe may take, all steps included: seconds (5, 2.5) or with a unit
+    /// (500ms, 30s, 2m); at most 10m.
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = super::duration)]
+    pub timeout: Duration,
     /// Most probes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub concurrency: usize,
@@ -148,11 +149,17 @@ pub struct Args {
     pub bundle: Option<PathBuf>,
 }
 
-/// Bad usage: exit 2 with the message.
-struct Usage(String);
+/// Bad usage (exit 2) or a failure (exit 1): see [`super::UsageError`].
+type Usage = anyhow::Error;
 
+/// A malformed or contradictory argument: exit 2.
 fn usage(msg: impl Into<String>) -> Usage {
-    Usage(msg.into())
+    super::usage("uplink check", msg)
+}
+
+/// A failure the message explains (a missing file or directory): exit 1.
+fn failure(msg: impl Into<String>) -> Usage {
+    anyhow::anyhow!("{}", msg.into())
 }
 
 /// `uplink allowlist verify`: `check --all-hosts`.
@@ -162,14 +169,7 @@ pub fn run_verify(mut a: Args) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let setup = match prepare(&a) {
-        Ok(s) => s,
-        Err(Usage(msg)) => {
-            eprintln!("error: {msg}");
-            eprintln!("(see uplink check --help)");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let setup = prepare(&a)?;
     let Setup {
         targets,
         methods,
@@ -183,7 +183,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let probes = uplink_check::plan(&targets, &methods, &routes);
     let opts = Arc::new(Options {
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
         overrides,
     });
     let targets = Arc::new(targets);
@@ -231,7 +231,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .map(|m| m.as_str())
             .collect::<Vec<_>>()
             .join(", "),
-        a.timeout,
+        a.timeout.as_secs_f64(),
         elapsed.as_secs_f64()
     );
     let text_report = uplink_check::render::report_text(&report, &header);
@@ -304,18 +304,18 @@ struct Setup {
 }
 
 fn prepare(a: &Args) -> Result<Setup, Usage> {
-    if !(a.timeout > 0.0 && a.timeout <= 600.0) {
+    if a.timeout > Duration::from_secs(600) {
         return Err(usage(format!(
-            "--timeout {} is out of range: give seconds between 0 and 600",
+            "--timeout {:?} is out of range: give at most 600 seconds (10m)",
             a.timeout
         )));
     }
     let mut overrides = Overrides::default();
     for r in &a.resolve {
-        overrides.add_resolve(r).map_err(Usage)?;
+        overrides.add_resolve(r).map_err(usage)?;
     }
     for c in &a.connect_to {
-        overrides.add_connect_to(c).map_err(Usage)?;
+        overrides.add_connect_to(c).map_err(usage)?;
     }
     let mut secrets: Vec<SecretString> = Vec::new();
     let mut notes = Vec::new();
@@ -325,7 +325,7 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
     let sensor = match Config::load(&paths) {
         Ok(c) => Some(c),
         Err(uplink_sensor::config::ConfigError::NotInstalled(_)) if a.config_dir.is_none() => None,
-        Err(e) => return Err(usage(e.to_string())),
+        Err(e) => return Err(failure(e.to_string())),
     };
     let named = match &sensor {
         Some(c) => named_proxy(c, &paths, &mut secrets),
@@ -360,7 +360,7 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
             let proxy_ca = match &a.proxy.proxy_ca {
                 Some(ca) => {
                     let ca = std::path::absolute(ca)
-                        .map_err(|e| usage(format!("--proxy-ca {}: {e}", ca.display())))?;
+                        .map_err(|e| failure(format!("--proxy-ca {}: {e}", ca.display())))?;
                     // (Not `p` as the label: it may carry a password.)
                     if let Err(e) = uplink_tunnel::ProxyTls::new(Some(&ca), "") {
                         let reason = match e {
@@ -459,7 +459,7 @@ fn prepare(a: &Args) -> Result<Setup, Usage> {
         named,
         cli,
         a.pac.clone(),
-        Duration::from_secs_f64(a.timeout),
+        a.timeout,
         super::sensor::wpad_sources(),
     );
     Ok(Setup {
@@ -489,7 +489,7 @@ fn sensor_identity(paths: &Paths) -> Option<Arc<Identity>> {
 fn load_ca(path: &Path) -> Result<Anchor, Usage> {
     use rustls_pki_types::pem::PemObject;
     let pem = std::fs::read(path)
-        .map_err(|e| usage(format!("cannot read the CA file {}: {e}", path.display())))?;
+        .map_err(|e| failure(format!("cannot read the CA file {}: {e}", path.display())))?;
     let mut roots = RootCertStore::empty();
     let mut names = Vec::new();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {

@@ -15,6 +15,104 @@ pub mod workspace;
 
 use std::path::PathBuf;
 
+/// A malformed argument found after clap parsed the line (a URL without a scheme, flags that
+/// contradict each other): printed as `error: MESSAGE` with where to read more, and the exit
+/// status is 2, as for clap's own usage errors. Everything else that fails exits 1.
+#[derive(Debug)]
+pub struct UsageError {
+    pub message: String,
+    /// The command whose `--help` explains the argument, e.g. `uplink check`.
+    pub command: &'static str,
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n(see {} --help)", self.message, self.command)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] for `command`.
+pub fn usage(command: &'static str, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError {
+        message: message.into(),
+        command,
+    })
+}
+
+/// The exit status for an error: 2 for bad usage, else 1.
+pub fn exit_code(e: &anyhow::Error) -> std::process::ExitCode {
+    if e.downcast_ref::<UsageError>().is_some() {
+        std::process::ExitCode::from(2)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// A duration on the command line, one syntax for every command: a number of seconds (`5`,
+/// `2.5`) or a number with a unit (`500ms`, `30s`, `2m`, `1h`). Zero is refused.
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let bad = || {
+        format!("{s:?} is not a duration: write seconds (5, 2.5) or a number with a unit (500ms, 30s, 2m, 1h)")
+    };
+    let t = s.trim();
+    let unit_at = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let n: f64 = t[..unit_at].parse().map_err(|_| bad())?;
+    let secs = match &t[unit_at..] {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !secs.is_finite() || secs > 365.0 * 86_400.0 {
+        return Err(format!("{s} is too long: give at most a year"));
+    }
+    let d = Duration::from_secs_f64(secs);
+    if d.is_zero() {
+        return Err(format!("{s} must be more than zero"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("5", Duration::from_secs(5)),
+            ("2.5", Duration::from_millis(2500)),
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            (" 7s ", Duration::from_secs(7)),
+        ];
+        for (s, want) in ok {
+            assert_eq!(super::duration(s), Ok(want), "{s}");
+        }
+        for (s, want) in [
+            ("0", "more than zero"),
+            ("0ms", "more than zero"),
+            ("", "not a duration"),
+            ("5 s", "not a duration"),
+            ("5d", "not a duration"),
+            ("-1", "not a duration"),
+            ("1.2.3", "not a duration"),
+            ("99999999h", "too long"),
+        ] {
+            let e = super::duration(s).unwrap_err();
+            assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
     Text,

@@ -74,7 +74,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// Host and port of a URL (default port from the scheme; an IPv6 literal in brackets).
 fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
-    let u = uplink_url::HttpUrl::parse(url)?;
+    let u = uplink_url::HttpUrl::parse(url)
+        .map_err(|e| super::usage("uplink proxy explain", e.to_string()))?;
     Ok((u.host, u.port))
 }
 

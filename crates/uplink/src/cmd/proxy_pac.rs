@@ -53,9 +53,12 @@ pub struct PacArgs {
     /// go to the system resolver.
     #[arg(long, value_name = "HOST=IP", value_parser = uplink_pac::parse_resolve_arg)]
     pub resolve: Vec<(String, IpAddr)>,
-    /// Wall-clock limit of one evaluation, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    pub timeout_ms: u64,
+    /// Wall-clock limit of one evaluation: seconds (2) or with a unit (500ms, 2s).
+    #[arg(long, value_name = "DURATION", default_value = "2", value_parser = super::duration)]
+    pub timeout: std::time::Duration,
+    /// The same limit in milliseconds (the older spelling).
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "timeout")]
+    pub timeout_ms: Option<u64>,
 }
 
 fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
@@ -128,7 +131,9 @@ fn read_urls(path: &PathBuf) -> anyhow::Result<Vec<String>> {
 pub fn run_pac(args: PacArgs) -> anyhow::Result<ExitCode> {
     let source = load_pac(&args.pac)?;
     let limits = uplink_pac::Limits {
-        eval_timeout: std::time::Duration::from_millis(args.timeout_ms.max(1)),
+        eval_timeout: args.timeout_ms.map_or(args.timeout, |ms| {
+            std::time::Duration::from_millis(ms.max(1))
+        }),
         ..uplink_pac::Limits::default()
     };
     let mut pac = Pac::compile_with(&source, limits)

@@ -246,9 +246,11 @@ pub struct RunArgs {
     /// Read every source to its end and upload everything queued, then exit.
     #[arg(long)]
     pub once: bool,
-    /// With --once: give up after this many seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub timeout: u64,
+    /// With --once: give up after this long, in seconds (60) or with a unit (90s, 5m); the error says how long it took; it stops
+    /// early when the next retry would come after the limit). Only with --once: `sensor run`
+    /// without it never gives up.
+    #[arg(long, default_value = "60", value_name = "DURATION", requires = "once", value_parser = super::duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -263,6 +265,23 @@ pub struct StatusArgs {
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let name = match &command {
+        Command::Install(_) => "uplink sensor install",
+        Command::Uninstall(_) => "uplink sensor uninstall",
+        Command::Send(_) => "uplink sensor send",
+        Command::Run(_) => "uplink sensor run",
+        Command::Status(_) => "uplink sensor status",
+        Command::SystemdUnit(_) => "uplink sensor systemd-unit",
+        Command::Proxy(_) => "uplink sensor proxy",
+    };
+    // Every sensor error is printed with its code and the fix for its case.
+    dispatch(command).map_err(|e| match e.downcast::<SensorError>() {
+        Ok(e) => with_code(e, name),
+        Err(e) => e,
+    })
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Install(a) => install_cmd(a),
         Command::Uninstall(a) => {
@@ -548,9 +567,28 @@ fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
         env: Some(env_proxy()),
         name: a.name,
     };
+    let system = a.dir.config_dir.is_none();
+    if system {
+        // All or nothing: a unit that cannot be written fails the install before it enrolls.
+        uplink_sensor::unitfile::probe(&uplink_sensor::unitfile::UnitPlace::system()).map_err(
+            |e| anyhow::anyhow!("{e}: nothing was installed; make /etc/systemd/system writable (or install with --config-dir DIR and run `uplink sensor run --config-dir DIR` under your service manager)"),
+        )?;
+    }
     let installed = runtime()?
         .block_on(install::install(&paths, opts))
-        .map_err(with_code)?;
+        .map_err(|e| with_code(e, "uplink sensor install"))?;
+    if system {
+        // The unit is written last; if that (or the hand-over) still fails, what was installed
+        // is removed again, so a retry starts clean instead of finding "already installed".
+        let quiet = a.quiet || a.json;
+        if let Err(e) = install_unit(quiet).and_then(|()| hand_over_to_service_user(&paths)) {
+            let _ = install::uninstall(&paths, true);
+            let _ = remove_unit();
+            return Err(e.context(
+                "the sensor enrolled, but the install could not finish: everything it wrote was removed again, nothing is installed",
+            ));
+        }
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&installed)?);
     } else if !a.quiet {
@@ -565,15 +603,15 @@ fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
             "next: queue events with `uplink sensor send` and upload them with `uplink sensor run`"
         );
     }
-    if a.dir.config_dir.is_none() {
-        install_unit(a.quiet || a.json)?;
-        hand_over_to_service_user(&paths)?;
-    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn with_code(e: SensorError) -> anyhow::Error {
-    anyhow::anyhow!("{}: {e}\nfix: {}", e.code(), e.code().fix())
+/// A sensor error with its code and fix; a malformed or contradictory flag is bad usage (exit 2).
+fn with_code(e: SensorError, command: &'static str) -> anyhow::Error {
+    if let SensorError::Switch(msg) = &e {
+        return super::usage(command, msg.clone());
+    }
+    anyhow::anyhow!("{}: {e}\nfix: {}", e.code(), e.fix())
 }
 
 fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
@@ -603,7 +641,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let opts = upload::RunOptions {
         once: a.once,
-        timeout: Duration::from_secs(a.timeout.max(1)),
+        timeout: a.timeout,
         reload: Some(reload.clone()),
     };
     let rt = runtime()?;
@@ -630,7 +668,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(with_code(e)),
+        Err(e) => Err(with_code(e, "uplink sensor run")),
     }
 }
 

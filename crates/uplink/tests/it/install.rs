@@ -322,3 +322,64 @@ fn install_with_the_default_paths_as_root_writes_the_unit_and_uninstall_removes_
 fn install_with_the_default_paths_hands_the_sensor_to_the_uplink_user() {
     install_with_default_paths(true);
 }
+
+/// All or nothing: with /etc/systemd/system read-only, install fails before it enrolls and
+/// leaves nothing behind; once the directory is writable, the same command installs (no
+/// "already installed" from a half-done first try).
+#[test]
+fn a_read_only_unit_directory_installs_nothing() {
+    let before: Vec<(&str, bool)> = [UNIT, "/etc/uplink", "/var/lib/uplink"]
+        .iter()
+        .map(|p| (*p, Path::new(p).exists()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "readonlyunit", svc.port);
+    let ns = Confined::new(dir.path());
+    run(
+        ns.command(
+            "sh",
+            &[
+                "-c",
+                "mount --bind /etc/systemd/system /etc/systemd/system && mount -o remount,bind,ro /etc/systemd/system",
+            ],
+        ),
+        "make /etc/systemd/system read-only in the namespace",
+    );
+    let install = || {
+        ns.uplink(
+            &[
+                "sensor",
+                "install",
+                "--bundle",
+                ws.bundle_path.to_str().unwrap(),
+            ],
+            false,
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+    };
+    let out = install();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was installed")
+            && stderr(&out).contains("/etc/systemd/system"),
+        "{}",
+        stderr(&out)
+    );
+    for p in ["/etc/uplink/sensor.toml", "/etc/uplink", "/var/lib/uplink"] {
+        assert!(!ns.path(p).exists(), "{p} was left behind");
+    }
+    run(
+        ns.command("umount", &["/etc/systemd/system"]),
+        "make it writable again",
+    );
+    let out = install();
+    assert!(out.status.success(), "the retry: {}", stderr(&out));
+    assert!(ns.path("/etc/uplink/sensor.toml").exists());
+    assert!(ns.path(UNIT).exists(), "the unit was written");
+    drop(ns);
+    assert_host_untouched(&before);
+}

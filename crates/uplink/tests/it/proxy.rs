@@ -440,12 +440,35 @@ fn windows_reg_exports_become_explicit_routes_with_wininet_bypass_rules() {
         "/../../../shared/fixtures/winproxy/reg"
     );
     let export = format!("{fixtures}/marcvanandel_local-dev-env_proxy.reg");
+    // The proxy account set before (as the installer's ProxyUserName would be) stays: a
+    // Windows export names proxies, never their credentials.
+    ok(
+        sensor.proxy(&[
+            "set",
+            "--proxy-url",
+            "http://old-proxy.test:3128",
+            "--proxy-user",
+            "KADASTER\\svc-sensor",
+            "--proxy-password",
+            "pw-kept-sealed",
+        ]),
+        "set an explicit proxy with an account",
+    );
     ok(
         sensor.proxy(&["set", "--from-windows-reg", &export]),
         "import",
     );
     let show = sensor.proxy_show();
     assert_eq!(show["mode"], "explicit", "{show}");
+    assert_eq!(show["user"], "KADASTER\\svc-sensor", "{show}");
+    assert!(!show.to_string().contains("pw-kept-sealed"), "{show}");
+    assert_eq!(show["bypass_syntax"], "wininet", "{show}");
+    assert!(
+        show["bypass"]
+            .as_str()
+            .is_some_and(|b| b.contains("*.cs.kadaster.nl") && b.contains("<local>")),
+        "the WinINet bypass list is shown: {show}"
+    );
     assert_eq!(
         show["url"], "http://www-proxy.cs.kadaster.nl:8082",
         "{show}"
