@@ -28,10 +28,11 @@ its source, which the JSON and CSV outputs show. Nothing is contacted: this only
 
 Examples:
   uplink allowlist urls --profile mdi --workspace contoso-corp
-  uplink allowlist urls --profile mdi --workspace contoso-corp --format squid > /etc/squid/conf.d/mdi.conf
+  uplink allowlist urls --profile mdi --workspace contoso-corp --format squid > mdi-squid.conf
   uplink allowlist urls --profile mde --region eu --streamlined --format pac --via proxy.corp:8080
   uplink allowlist urls --profile mde --cloud gcc-high --streamlined --purpose sensor,revocation
-  uplink allowlist urls --profile uplink --workspace contoso --domain sensors.example.com --port 8443 --format json
+  uplink allowlist urls --profile uplink --workspace contoso --domain sensors.example.com \\
+      --port 8443 --json
 
 Exit codes: 0 written; 2 bad usage or an option the profile does not have (the message says which).";
 
@@ -57,6 +58,8 @@ Exit codes: 0 written; 1 the file or tag failed (unreadable, truncated or wrong 
 empty tag, bad prefixes: the message says which); 2 bad usage.";
 
 const DIFF_AFTER: &str = "\
+Examples:
+  uplink allowlist diff current.json new.json --tag AzureCloud --region westeurope --json
 For cron: keep the file your firewall was built from, download the new one, and alert on exit 1:
   uplink allowlist diff current.json new.json --tag AzureAdvancedThreatProtection \\
       || mail -s 'AzureAdvancedThreatProtection changed' netops < /dev/null
@@ -149,6 +152,9 @@ pub struct UrlsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = UrlFormat::Plain, value_name = "FORMAT")]
     pub format: UrlFormat,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// --format pac: route the listed hosts through this proxy instead of DIRECT: HOST:PORT, or
     /// a PAC result such as "PROXY proxy:8080" or "PROXY a:8080; DIRECT".
     #[arg(long, value_name = "HOST:PORT|RESULT")]
@@ -201,6 +207,9 @@ pub struct IpsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = IpsFormat::Plain, value_name = "FORMAT")]
     pub format: IpsFormat,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -228,6 +237,9 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiffFormat::Text, value_name = "FORMAT")]
     pub format: DiffFormat,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 /// Bad usage: the message on stderr, exit 2.
@@ -245,9 +257,24 @@ fn failed(message: impl std::fmt::Display, code: u8) -> ExitCode {
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     let outcome = match command {
-        Command::Urls(a) => urls(a),
-        Command::Ips(a) => ips(a),
-        Command::Diff(a) => diff(a),
+        Command::Urls(mut a) => {
+            if a.json {
+                a.format = UrlFormat::Json;
+            }
+            urls(a)
+        }
+        Command::Ips(mut a) => {
+            if a.json {
+                a.format = IpsFormat::Json;
+            }
+            ips(a)
+        }
+        Command::Diff(mut a) => {
+            if a.json {
+                a.format = DiffFormat::Json;
+            }
+            diff(a)
+        }
         Command::Verify(a) => return super::check::run_verify(*a),
     };
     Ok(outcome.unwrap_or_else(|code| code))

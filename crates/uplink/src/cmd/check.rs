@@ -50,7 +50,7 @@ could not run); 2 bad usage.
 Examples:
   uplink check
   uplink check --profile mde --region eu --proxy-url http://proxy:8080 --report mde.txt
-  uplink check --url https://example.com/ --method direct,cli --proxy-url http://proxy:3128 --format json
+  uplink check --url https://example.com/ --method direct,cli --proxy-url http://proxy:3128 --json
   uplink allowlist verify --profile mdi --workspace contoso";
 
 /// A clap value parser for a type named by a fixed list (`--profile`, `--cloud`): `--help` lists
@@ -94,6 +94,8 @@ pub struct Args {
     /// The Defender for Identity workspace name (--profile mdi).
     #[arg(long, value_name = "NAME")]
     pub workspace: Option<String>,
+    /// The cloud of --profile mdi's URLs: the commercial cloud (default) or a government one,
+    /// as in the endpoint catalog.
     #[arg(long, value_parser = one_of::<Cloud>(&Cloud::NAMES))]
     pub cloud: Option<Cloud>,
     /// Defender for Endpoint region: us, eu, uk or au (default us).
@@ -139,8 +141,12 @@ pub struct Args {
     /// Most probes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub concurrency: usize,
+    /// text: a table (and a progress bar at a terminal); json: the report as JSON.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// Also write the classic analyzer report here.
     #[arg(long, value_name = "FILE.txt")]
     pub report: Option<PathBuf>,
@@ -168,7 +174,10 @@ pub fn run_verify(mut a: Args) -> anyhow::Result<ExitCode> {
     run(a)
 }
 
-pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
+    if a.json {
+        a.format = Format::Json;
+    }
     let setup = prepare(&a)?;
     let Setup {
         targets,

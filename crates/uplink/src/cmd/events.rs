@@ -16,6 +16,10 @@ pub enum Command {
     /// Exit status: 0 when every stored event was written; 1 on any error — including a store
     /// whose pages cannot be read, or fewer events read than the store counts (damage): what
     /// could be read is still written, and the error names how many.
+    #[command(
+        after_help = "Examples:\n  uplink events export contoso --data-dir /var/lib/uplink-service > contoso.ndjson\n  \
+uplink events export contoso --data-dir /var/lib/uplink-service --kind heartbeat | jq .sensor_id"
+    )]
     Export(ExportArgs),
 }
 

@@ -24,6 +24,11 @@ pub enum Command {
     /// configured credentials only if their host is in the sensor's credential allow-list
     /// (`uplink sensor proxy set --credential-hosts`), and then never by Basic; a `credentials`
     /// line under the route says which proxies' credentials are withheld or limited, and why.
+    #[command(
+        after_help = "Examples:\n  uplink proxy explain https://contososensorapi.atp.azure.com/\n  \
+uplink proxy explain https://contoso.uplink.localhost:8443/ --config-dir /srv/uplink --json\n  \
+https_proxy=http://proxy:3128 no_proxy=.corp uplink proxy explain https://intranet.corp/"
+    )]
     Explain(ExplainArgs),
     /// Evaluate a PAC script for URLs and print exactly what FindProxyForURL returned.
     Pac(super::proxy_pac::PacArgs),

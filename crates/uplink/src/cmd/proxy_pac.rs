@@ -20,8 +20,10 @@ use uplink_pac::{Clock, EvalOptions, FixedResolver, Pac, SystemResolver};
 passed to the script as given (the sensor itself shortens https URLs to https://host:port/, as \
 browsers do); the host argument is the URL's host, lower-cased, without brackets.\n\n\
 Examples:\n  uplink proxy pac --pac proxy.pac --url https://example.com/\n  \
-uplink proxy pac --pac http://wpad.corp.example/wpad.dat --urls urls.txt --resolve intranet.corp.example=10.1.2.3\n  \
-uplink proxy pac --pac proxy.pac --url http://a.example/ --now 2024-03-04T09:30:00+01:00 --my-ip 10.0.0.7\n\n\
+uplink proxy pac --pac http://wpad.corp.example/wpad.dat --urls urls.txt \\\n      \
+--resolve intranet.corp.example=10.1.2.3\n  \
+uplink proxy pac --pac proxy.pac --url http://a.example/ --now 2024-03-04T09:30:00+01:00 \\\n      \
+--my-ip 10.0.0.7\n\n\
 Exit status: 0 every URL evaluated; 1 the script failed to load or fetch, or a URL failed \
 (its line reads `ERROR: message`); 2 usage error."
 )]
@@ -77,8 +79,9 @@ parents, never reaching a public suffix (wpad.com, wpad.co.uk). The first script
 and compiles wins; https URLs trust the system roots. The whole walk has a 15 s budget. This \
 command always discovers afresh; a sensor caches the result in its state directory.\n\n\
 Environment (for containers and tests): UPLINK_WPAD_RESOLV_CONF, UPLINK_WPAD_LEASES \
-(':'-separated), UPLINK_WPAD_NETWORKMANAGER=0.\n\nExit status: 0 a PAC was found; 1 none was \
-found."
+(':'-separated), UPLINK_WPAD_NETWORKMANAGER=0.\n\n\
+Examples:\n  uplink proxy wpad\n  uplink proxy wpad --json\n\n\
+Exit status: 0 a PAC was found; 1 none was found."
 )]
 pub struct WpadArgs {
     /// Print {"pac_url": URL or null, "steps": [{"step", "source", "outcome", "pac_url"?}]}.

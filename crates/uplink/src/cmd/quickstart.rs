@@ -15,6 +15,10 @@ use uplink_store_sqlite::SqliteStore;
 ///
 /// Without --data-dir everything happens in a temporary directory that is removed at the end.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  cargo run --release -- quickstart\n  uplink quickstart --events 100000\n  \
+uplink quickstart --data-dir ./uplink-demo --keep-running"
+)]
 pub struct Args {
     /// Keep the data here instead of a temporary directory.
     #[arg(long, value_name = "DIR")]

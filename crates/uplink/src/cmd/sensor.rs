@@ -19,8 +19,14 @@ pub enum Command {
     ///
     /// Files: /etc/uplink (configuration, certificate, keys) and /var/lib/uplink (queue, status),
     /// or everything in --config-dir.
+    #[command(
+        after_help = "Examples:\n  uplink sensor install --bundle contoso.json\n  uplink sensor install --bundle contoso.json --proxy-url http://proxy.contoso.com:8080\n  UPLINK_PROXY_PASSWORD=secret uplink sensor install --bundle contoso.json \\\n      --proxy-url http://proxy.contoso.com:8080 --proxy-user 'CONTOSO\\svc-uplink'\n  uplink sensor install --bundle contoso.json --config-dir /srv/uplink --quiet"
+    )]
     Install(InstallArgs),
     /// Remove the sensor's files (refuses while events wait for upload, unless --force).
+    #[command(
+        after_help = "Examples:\n  uplink sensor uninstall\n  uplink sensor uninstall --config-dir /srv/uplink --force"
+    )]
     Uninstall(UninstallArgs),
     /// Queue events from standard input: NDJSON, one JSON object per line.
     ///
@@ -35,6 +41,9 @@ pub enum Command {
     /// Exit codes: 0 every line queued; 1 some lines were skipped as above (the others queued);
     /// 3 the queue or its disk is full (DISK_FULL; also recorded in `sensor status`): the lines
     /// from the one named were not queued, send those again later; 2 bad usage.
+    #[command(
+        after_help = "Examples:\n  echo '{\"kind\":\"logon\",\"user\":\"alice\"}' | uplink sensor send\n  uplink sensor send --config-dir /srv/uplink < events.ndjson"
+    )]
     Send(SendArgs),
     /// Upload queued events to the service, over mutual TLS, through the configured route.
     ///
@@ -53,11 +62,20 @@ pub enum Command {
     /// happen within --timeout; or 1 with QUEUE_DAMAGED when part of the queue files was damaged
     /// (every intact event was delivered; the lost ones are named, also in `sensor status`); or 1
     /// when SIGTERM/SIGINT stopped it first, saying how many events remain queued.
+    #[command(
+        after_help = "Examples:\n  uplink sensor run\n  uplink sensor run --once --timeout 2m\n  systemctl reload uplink-sensor"
+    )]
     Run(RunArgs),
     /// Show the sensor's workspace, route, last success, last error and queue depth.
+    #[command(
+        after_help = "Examples:\n  uplink sensor status\n  uplink sensor status --config-dir /srv/uplink --json"
+    )]
     Status(StatusArgs),
     /// Print the systemd unit that runs the sensor as a hardened service (`sensor install`
     /// writes it to /etc/systemd/system/uplink-sensor.service when it uses the default paths).
+    #[command(
+        after_help = "Examples:\n  uplink sensor systemd-unit > /etc/systemd/system/uplink-sensor.service\n  uplink sensor systemd-unit --user uplink"
+    )]
     SystemdUnit(SystemdUnitArgs),
     /// Change how the sensor reaches the service, without reinstalling.
     #[command(subcommand)]
@@ -85,11 +103,18 @@ pub enum ProxyCommand {
     ///
     /// --credential-hosts: which discovered proxies may receive --proxy-user/--proxy-password (see its help);
     /// alone, it changes only that list.
+    #[command(
+        after_help = "Examples:\n  uplink sensor proxy set --proxy-url http://proxy.contoso.com:8080 --fallback never\n  UPLINK_PROXY_PASSWORD=secret uplink sensor proxy set \\\n      --proxy-url http://proxy.contoso.com:8080 --proxy-user 'CONTOSO\\svc-uplink'\n  uplink sensor proxy set --pac http://wpad.contoso.com/wpad.dat\n  uplink sensor proxy set --wpad --credential-hosts '*.contoso.com'\n  uplink sensor proxy set --from-windows-reg internet-settings.reg\n  uplink sensor proxy set --direct"
+    )]
     Set(ProxySetArgs),
     /// Forget explicit settings: back to `auto` (WPAD, else the environment captured at install,
     /// else DIRECT).
+    #[command(after_help = "Examples:\n  uplink sensor proxy reset")]
     Reset(ProxyResetArgs),
     /// Show the proxy settings and the route they give to the service (never a password).
+    #[command(
+        after_help = "Examples:\n  uplink sensor proxy show\n  uplink sensor proxy show --config-dir /srv/uplink --json"
+    )]
     Show(ProxyShowArgs),
 }
 

@@ -36,15 +36,17 @@ the offset and field, or the line); 2 bad usage.";
 const ENCODE_EXAMPLES: &str = "\
 Examples:
   uplink winproxy encode --proxy proxy.contoso.com:8080 --bypass '*.contoso.com;<local>'
-  uplink winproxy encode --pac-url http://wpad.contoso.com/wpad.dat --auto-detect --format reg --out user.reg
+  uplink winproxy encode --pac-url http://wpad.contoso.com/wpad.dat --auto-detect \\
+      --format reg --out user.reg
   uplink winproxy encode --kind winhttp --proxy proxy.contoso.com:8080 --magic 0x18
-  uplink winproxy encode --kind internet-settings --proxy proxy.contoso.com:8080 --format reg --out is.reg
+  uplink winproxy encode --kind internet-settings --proxy proxy.contoso.com:8080 \\
+      --format reg --out is.reg
 
 Exit codes: 0 written; 1 the output could not be written; 2 bad usage (including a malformed
 proxy, bypass list or URL).";
 
 const COPY_EXAMPLES: &str = "\
-The seeds' procedure as one step. On a machine where the proxy works for the user:
+Examples (the seeds' procedure as one step). On a machine where the proxy works for the user:
   reg export \"HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Internet Settings\\Connections\" user.reg
 On the sensor machine, back up what the service accounts have now:
   reg export \"HKU\\S-1-5-18\\Software\\Microsoft\\Windows\\CurrentVersion\\Internet Settings\\Connections\" backup-18.reg
@@ -63,7 +65,8 @@ written); 2 bad usage.";
 
 const WINHTTP_EXAMPLES: &str = "\
 Examples:
-  uplink winproxy winhttp set proxy.contoso.com:8080 --bypass 'localhost;*.contoso.com' --out winhttp.reg
+  uplink winproxy winhttp set proxy.contoso.com:8080 --bypass 'localhost;*.contoso.com' \\
+      --out winhttp.reg
   uplink winproxy winhttp reset --out winhttp-direct.reg
 Then, as administrator: reg import winhttp.reg (the same as netsh winhttp set proxy ...).
 
@@ -162,6 +165,9 @@ pub struct DecodeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DecodeFormat::Text)]
     pub format: DecodeFormat,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -421,7 +427,10 @@ struct RegEntryError<'a> {
     error: String,
 }
 
-fn decode(args: DecodeArgs) -> anyhow::Result<ExitCode> {
+fn decode(mut args: DecodeArgs) -> anyhow::Result<ExitCode> {
+    if args.json {
+        args.format = DecodeFormat::Json;
+    }
     if let Some(h) = &args.hex {
         let bytes = match uplink_winproxy::blob::parse_pasted_hex(h) {
             Ok(b) => b,

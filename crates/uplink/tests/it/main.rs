@@ -6,6 +6,7 @@ mod support;
 
 mod allowlist;
 mod check;
+mod docs;
 mod faults;
 mod hardening_queue;
 mod hardening_route;
