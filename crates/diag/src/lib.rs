@@ -153,7 +153,7 @@ codes! {
     /// route or the target failed: a 5xx answer, SOCKS replies 3–5). Not a policy denial.
     PROXY_UPSTREAM_FAILED = (ProxyConnect, "The proxy could not reach the service itself (its reason is quoted in the detail): its administrator should check the proxy's DNS and outbound route to this host and port."),
     /// No workspace answers at this host name: the service presented its placeholder certificate.
-    WORKSPACE_UNKNOWN = (Tls, "No workspace answers at this host name: check the URL (the workspace name in <workspace>sensorapi.<domain>) against the bundle."),
+    WORKSPACE_UNKNOWN = (Tls, "No workspace answers at this host name: check the URL (the workspace name in <workspace>sensorapi.<domain>) against the bundle; a bundle from another service (another --data-dir or --database) is unknown to this one."),
 }
 
 impl fmt::Display for Code {

@@ -233,7 +233,21 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
         &mut bad,
     )
     .await
-    .map_err(SensorError::Enroll)?;
+    .map_err(|error| match uplink_diag::Diagnose::code(&error) {
+        // Only straight to the service: through a proxy, the refusal is the proxy's.
+        uplink_diag::Code::TCP_REFUSED | uplink_diag::Code::TCP_TIMEOUT
+            if matches!(
+                explanation.route.as_slice(),
+                [uplink_proxy::Candidate::Direct]
+            ) =>
+        {
+            SensorError::EnrollUnreachable {
+                error,
+                port: endpoint.port,
+            }
+        }
+        _ => SensorError::Enroll(error),
+    })?;
     let route = connected.route.clone();
     let mut conn = connected.conn;
     let enrolled = conn

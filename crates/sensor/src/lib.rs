@@ -65,6 +65,10 @@ pub enum SensorError {
     },
     #[error("enrollment failed, nothing was installed: {0}")]
     Enroll(link::LinkError),
+    /// Nothing answered at the bundle's port: the commonest cause is a workspace created
+    /// without `--public-port` for a service on another port, so the message names the port.
+    #[error("enrollment failed, nothing was installed: {error}; the bundle names port {port}")]
+    EnrollUnreachable { error: link::LinkError, port: u16 },
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error("{path}: {source}")]
@@ -113,6 +117,9 @@ impl SensorError {
             SensorError::BundlePin { .. } => "get a fresh bundle from the service: `uplink workspace bundle NAME --out FILE`".into(),
             SensorError::Switch(_) => "run the command again with the flags corrected as the message says (its --help lists them, with examples)".into(),
             SensorError::Failed(_) => "correct what the message names and run the command again".into(),
+            SensorError::EnrollUnreachable { port, .. } => format!(
+                "check that the service runs and listens on port {port} (`uplink service --listen ADDR:{port}`); a service on another port needs a bundle naming it: recreate the workspace with `uplink workspace create NAME --public-port PORT`"
+            ),
             SensorError::PendingEvents { dir, .. } => format!(
                 "`uplink sensor run --once{}` delivers them; check `uplink sensor status{}` if it cannot",
                 config::config_dir_flag(dir),
@@ -127,6 +134,7 @@ impl Diagnose for SensorError {
     fn code(&self) -> Code {
         match self {
             SensorError::Enroll(e) => e.code(),
+            SensorError::EnrollUnreachable { error, .. } => error.code(),
             SensorError::GaveUp { code, .. } => *code,
             SensorError::Queue(QueueError::Full { .. }) => Code::QUEUE_FULL,
             SensorError::Queue(e) if e.is_disk_full() => Code::DISK_FULL,

@@ -487,7 +487,7 @@ fn bad_switches_and_failures_leave_nothing_installed() {
         ),
         (
             vec!["--bundle", unreachable.to_str().unwrap()],
-            "TCP_REFUSED",
+            "the bundle names port",
         ),
         (
             vec!["--bundle", bundle_arg, "--proxy-url", &closed_proxy],
