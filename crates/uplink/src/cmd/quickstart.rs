@@ -17,7 +17,11 @@ use uplink_store_sqlite::SqliteStore;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  cargo run --release -- quickstart\n  uplink quickstart --events 100000\n  \
-uplink quickstart --data-dir ./uplink-demo --keep-running"
+uplink quickstart --data-dir ./uplink-demo --keep-running\n  \
+uplink quickstart --workspace demo --listen 127.0.0.1:8443 --proxy-url http://127.0.0.1:3128\n\n\
+Through a proxy, the proxy resolves the workspace's host: give it a hosts entry such as\n  \
+127.0.0.1 demosensorapi.uplink.localhost\n\
+(Squid reads /etc/hosts), and let it tunnel to the port (Squid: acl SSL_ports port 8443)."
 )]
 pub struct Args {
     /// Keep the data here instead of a temporary directory.
@@ -29,6 +33,19 @@ pub struct Args {
     /// Keep the service running afterwards (until Ctrl-C), and print commands to try against it.
     #[arg(long)]
     pub keep_running: bool,
+    /// The workspace's name (default quickstart-XXXX): fix it to prepare a proxy's hosts entry
+    /// for <NAME>sensorapi.uplink.localhost.
+    #[arg(long, value_name = "NAME")]
+    pub workspace: Option<String>,
+    /// Where the service listens (default a free loopback port); a stock Squid tunnels only to
+    /// the ports of its SSL_ports list.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Upload through this proxy (as `sensor install --proxy-url`, fallback never), to see the
+    /// proxy path work. The proxy must resolve the workspace's host name to this machine and
+    /// allow CONNECT to the service's port (see README, "Through a proxy").
+    #[command(flatten)]
+    pub proxy: super::proxy::ProxyFlags,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -65,7 +82,9 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
 
     // 1. The service, on a free loopback port.
     let store = SqliteStore::open(&data_dir, true)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     let port = listener.local_addr()?.port();
     let service = Service::new(store.clone(), Config::default()).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -83,7 +102,9 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     println!("  service          listening on https://127.0.0.1:{port}");
 
     // 2. A workspace, created while the service runs (it picks it up without a restart).
-    let name = format!("quickstart-{}", hex::encode(rand::random::<[u8; 2]>()));
+    let name = args.workspace.clone().unwrap_or_else(|| {
+        format!("quickstart-{}", hex::encode(rand::random::<[u8; 2]>()))
+    });
     let created = uplink_service::admin::create_workspace(
         &store,
         &name,
@@ -101,12 +122,40 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     // The service is on loopback: no WPAD discovery (a corporate PAC has no say in that route).
     let paths = uplink_sensor::Paths::new(Some(&data_dir.join("sensor")))
         .with_wpad(uplink_wpad::Sources::none());
+    let host = uplink_protocol::names::sensor_host(
+        &created.workspace,
+        uplink_protocol::names::DEFAULT_DOMAIN,
+    );
+    if let Some(proxy) = &args.proxy.proxy_url {
+        println!(
+            "  proxy            {}: it must resolve {host} to this machine and tunnel to port {port}",
+            uplink_url::ProxyUrl::parse(proxy)
+                .map(|(u, _)| u.to_string())
+                .unwrap_or_else(|_| "(as given)".into())
+        );
+    }
     let opts = uplink_sensor::install::InstallOptions {
         bundle: created.bundle_path.clone(),
         name: Some("quickstart".into()),
+        proxy_url: args.proxy.proxy_url.clone(),
+        proxy_user: args.proxy.proxy_user.clone(),
+        proxy_password: args.proxy.proxy_password.clone().map(secrecy::SecretString::from),
+        proxy_ca: args.proxy.proxy_ca.clone(),
         ..Default::default()
     };
-    let installed = uplink_sensor::install::install(&paths, opts).await?;
+    let installed = match uplink_sensor::install::install(&paths, opts).await {
+        Ok(i) => i,
+        Err(e) if args.proxy.proxy_url.is_some() => {
+            use uplink_diag::Diagnose;
+            let _ = stop_tx.send(());
+            bail!(
+                "{}: {e}\nfix: {}\nThrough a proxy, the proxy itself resolves {host}: give it a hosts entry \"127.0.0.1 {host}\" (Squid reads /etc/hosts), and let it tunnel to port {port} (Squid: \"acl SSL_ports port {port}\", or run with --listen 127.0.0.1:443): see README, \"Through a proxy\"",
+                e.code(),
+                e.fix()
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
     println!(
         "  sensor           {} installed in {} (route {})",
         installed.sensor_id,

@@ -560,6 +560,57 @@ fn quickstart_runs_the_whole_system() {
     }
 }
 
+/// The quickstart through a real proxy, as the README's "Through a proxy" shows: with the
+/// workspace's host in Squid's hosts file every event goes through Squid's tunnel; without it,
+/// Squid cannot resolve the name and the quickstart says what the proxy needs.
+#[test]
+fn quickstart_through_squid_needs_the_proxy_to_resolve_the_workspace_host() {
+    let host = "qsproxysensorapi.uplink.localhost";
+    let mut squid = support::squid::Squid::start(support::squid::SquidOptions {
+        hosts: vec![host.into()],
+        ..Default::default()
+    });
+    let out = uplink(&[
+        "quickstart",
+        "--workspace",
+        "qsproxy",
+        "--events",
+        "3000",
+        "--proxy-url",
+        &squid.url(),
+    ]);
+    let text = ok(out, "quickstart through squid");
+    for want in [
+        format!("(route PROXY 127.0.0.1:{})", squid.port),
+        "stored           3000 events, sequence 0..3000 complete: yes".to_owned(),
+    ] {
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    let log = squid.stop();
+    assert!(
+        !support::squid::tunnels(&log, host).is_empty(),
+        "no tunnel to {host} in Squid's log:\n{log}"
+    );
+
+    // The same through a Squid that cannot resolve the name.
+    let blind = support::squid::Squid::start(support::squid::SquidOptions::default());
+    let out = uplink(&[
+        "quickstart",
+        "--workspace",
+        "qsblind",
+        "--events",
+        "10",
+        "--proxy-url",
+        &blind.url(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("hosts entry \"127.0.0.1 qsblindsensorapi.uplink.localhost\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A mistyped `--data-dir` does not become an empty service that serves nothing: refused, exit
 /// 1, nothing created, and the message says how to start a new one.
 #[test]
