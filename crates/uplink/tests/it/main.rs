@@ -18,6 +18,7 @@ mod postgres;
 mod proxy;
 mod proxyauth;
 mod reload;
+mod replicas;
 mod renew;
 mod route;
 mod sensor;
