@@ -206,6 +206,12 @@ fn a_sensor_behind_squid_and_haproxy_loses_nothing_while_its_replica_dies_twice_
     let _ = run.kill();
     let _ = run.wait();
     eprintln!("events stored at each fault (of {N}): {at_fault:?}");
+    // The faults reached the sensor: it connected at the start, after each kill (to r2) and
+    // after each move back to r1.
+    let run_text = std::fs::read_to_string(&run_log).unwrap();
+    let connects = run_text.matches("connected to the service").count();
+    assert!(connects >= 5, "{connects} connections:
+{run_text}");
     let rows = export(&db, "scale");
     assert_n_exactly_once(&rows, "ev", N);
     let st = stats(&db, "scale");
