@@ -42,7 +42,9 @@ pub struct Header {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {
     /// Not enough bytes: the header is at least `need` bytes long.
-    Incomplete { need: usize },
+    Incomplete {
+        need: usize,
+    },
     Complete(Header),
 }
 
@@ -263,34 +265,130 @@ mod tests {
             }))
         };
         let cases: Vec<(&str, Vec<u8>, Result<Parsed, Error>)> = vec![
-            ("IPv4", proxy4.to_vec(), complete(28, sa("192.0.2.7:40000"), sa("10.0.0.1:443"))),
-            ("IPv4 and a TLV", with_tlv.to_vec(), complete(33, sa("192.0.2.7:40000"), sa("10.0.0.1:443"))),
-            ("IPv6", proxy6.to_vec(), complete(52, sa("[2001:db8::5]:5555"), sa("[2001:db8::1]:8443"))),
-            ("the TLS that follows is not part of it", with_tls_after.to_vec(), complete(28, sa("192.0.2.7:40000"), sa("10.0.0.1:443"))),
-            ("LOCAL: a health check, the connection's address", local.to_vec(), complete(16, None, None)),
-            ("LOCAL ignores addresses", local_with_addresses.to_vec(), complete(28, None, None)),
+            (
+                "IPv4",
+                proxy4.to_vec(),
+                complete(28, sa("192.0.2.7:40000"), sa("10.0.0.1:443")),
+            ),
+            (
+                "IPv4 and a TLV",
+                with_tlv.to_vec(),
+                complete(33, sa("192.0.2.7:40000"), sa("10.0.0.1:443")),
+            ),
+            (
+                "IPv6",
+                proxy6.to_vec(),
+                complete(52, sa("[2001:db8::5]:5555"), sa("[2001:db8::1]:8443")),
+            ),
+            (
+                "the TLS that follows is not part of it",
+                with_tls_after.to_vec(),
+                complete(28, sa("192.0.2.7:40000"), sa("10.0.0.1:443")),
+            ),
+            (
+                "LOCAL: a health check, the connection's address",
+                local.to_vec(),
+                complete(16, None, None),
+            ),
+            (
+                "LOCAL ignores addresses",
+                local_with_addresses.to_vec(),
+                complete(28, None, None),
+            ),
             ("UNSPEC", unspec.to_vec(), complete(16, None, None)),
-            ("UNIX socket: no IP", unix.to_vec(), complete(232, None, None)),
+            (
+                "UNIX socket: no IP",
+                unix.to_vec(),
+                complete(232, None, None),
+            ),
             // Truncated at every interesting place.
-            ("nothing yet", b"".to_vec(), Ok(Parsed::Incomplete { need: 16 })),
-            ("part of the signature", proxy4[..5].to_vec(), Ok(Parsed::Incomplete { need: 16 })),
-            ("the signature only", proxy4[..12].to_vec(), Ok(Parsed::Incomplete { need: 16 })),
-            ("the fixed part only", proxy4[..16].to_vec(), Ok(Parsed::Incomplete { need: 28 })),
-            ("addresses cut", proxy4[..27].to_vec(), Ok(Parsed::Incomplete { need: 28 })),
-            ("IPv6 addresses cut", proxy6[..40].to_vec(), Ok(Parsed::Incomplete { need: 52 })),
+            (
+                "nothing yet",
+                b"".to_vec(),
+                Ok(Parsed::Incomplete { need: 16 }),
+            ),
+            (
+                "part of the signature",
+                proxy4[..5].to_vec(),
+                Ok(Parsed::Incomplete { need: 16 }),
+            ),
+            (
+                "the signature only",
+                proxy4[..12].to_vec(),
+                Ok(Parsed::Incomplete { need: 16 }),
+            ),
+            (
+                "the fixed part only",
+                proxy4[..16].to_vec(),
+                Ok(Parsed::Incomplete { need: 28 }),
+            ),
+            (
+                "addresses cut",
+                proxy4[..27].to_vec(),
+                Ok(Parsed::Incomplete { need: 28 }),
+            ),
+            (
+                "IPv6 addresses cut",
+                proxy6[..40].to_vec(),
+                Ok(Parsed::Incomplete { need: 52 }),
+            ),
             // Refused.
-            ("a TLS ClientHello (no header)", tls.to_vec(), Err(Error::NotProxy("1603010200010001".into()))),
-            ("HTTP", http.to_vec(), Err(Error::NotProxy("474554202f686561".into()))),
-            ("garbage after a good start", b"\r\n\r\n\0\r\nQUIX\n\x21\x11\x00\x0c".to_vec(), Err(Error::NotProxy("0d0a0d0a000d0a51".into()))),
+            (
+                "a TLS ClientHello (no header)",
+                tls.to_vec(),
+                Err(Error::NotProxy("1603010200010001".into())),
+            ),
+            (
+                "HTTP",
+                http.to_vec(),
+                Err(Error::NotProxy("474554202f686561".into())),
+            ),
+            (
+                "garbage after a good start",
+                b"\r\n\r\n\0\r\nQUIX\n\x21\x11\x00\x0c".to_vec(),
+                Err(Error::NotProxy("0d0a0d0a000d0a51".into())),
+            ),
             ("v1 text", v1.to_vec(), Err(Error::Version1)),
-            ("a prefix of v1: wait", b"PROX".to_vec(), Ok(Parsed::Incomplete { need: 16 })),
-            ("version 1 in the binary form", bad_version.to_vec(), Err(Error::Version(1))),
-            ("an unknown command", header(2, 0x11, &v4(), &[]), Err(Error::Command(2))),
-            ("UDP", header(1, 0x12, &v4(), &[]), Err(Error::Transport("UDP (datagram)"))),
-            ("an unknown family", header(1, 0x41, &v4(), &[]), Err(Error::Family(4))),
-            ("IPv4 addresses shorter than their family", header(1, 0x11, &[1, 2, 3], &[]), Err(Error::Short { need: 12, len: 3 })),
-            ("IPv6 family with IPv4 addresses", header(1, 0x21, &v4(), &[]), Err(Error::Short { need: 36, len: 12 })),
-            ("longer than accepted", too_long.to_vec(), Err(Error::TooLong(16 + 0xffff))),
+            (
+                "a prefix of v1: wait",
+                b"PROX".to_vec(),
+                Ok(Parsed::Incomplete { need: 16 }),
+            ),
+            (
+                "version 1 in the binary form",
+                bad_version.to_vec(),
+                Err(Error::Version(1)),
+            ),
+            (
+                "an unknown command",
+                header(2, 0x11, &v4(), &[]),
+                Err(Error::Command(2)),
+            ),
+            (
+                "UDP",
+                header(1, 0x12, &v4(), &[]),
+                Err(Error::Transport("UDP (datagram)")),
+            ),
+            (
+                "an unknown family",
+                header(1, 0x41, &v4(), &[]),
+                Err(Error::Family(4)),
+            ),
+            (
+                "IPv4 addresses shorter than their family",
+                header(1, 0x11, &[1, 2, 3], &[]),
+                Err(Error::Short { need: 12, len: 3 }),
+            ),
+            (
+                "IPv6 family with IPv4 addresses",
+                header(1, 0x21, &v4(), &[]),
+                Err(Error::Short { need: 36, len: 12 }),
+            ),
+            (
+                "longer than accepted",
+                too_long.to_vec(),
+                Err(Error::TooLong(16 + 0xffff)),
+            ),
         ];
         for (what, bytes, want) in cases {
             assert_eq!(parse(&bytes), want, "{what}");
@@ -324,7 +422,9 @@ mod tests {
     async fn reading_takes_the_header_and_leaves_the_rest() {
         let bytes = [header(1, 0x11, &v4(), &[9, 0, 1, 7]).as_slice(), b"TLS..."].concat();
         let mut stream = bytes.as_slice();
-        let h = read_header(&mut stream, Duration::from_secs(5)).await.unwrap();
+        let h = read_header(&mut stream, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(h.source, sa("192.0.2.7:40000"));
         assert_eq!(stream, b"TLS...");
         let mut short: &[u8] = &bytes[..20];

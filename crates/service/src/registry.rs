@@ -76,8 +76,7 @@ impl Snapshot {
 
     fn remove(&mut self, name: &str) {
         if let Some(old) = self.by_name.remove(name) {
-            self.by_host
-                .retain(|_, (w, _)| !Arc::ptr_eq(w, &old));
+            self.by_host.retain(|_, (w, _)| !Arc::ptr_eq(w, &old));
             self.by_ca_subject.retain(|_, w| !Arc::ptr_eq(w, &old));
         }
     }
@@ -316,11 +315,7 @@ impl Registry {
         Ok(found)
     }
 
-    fn build(
-        &self,
-        record: &WorkspaceRecord,
-        snap: &Snapshot,
-    ) -> Result<Workspace, ServiceError> {
+    fn build(&self, record: &WorkspaceRecord, snap: &Snapshot) -> Result<Workspace, ServiceError> {
         build_workspace(record, snap.by_name.get(&record.name), &self.roots)
     }
 
@@ -379,8 +374,7 @@ impl Registry {
                 return Ok(());
             };
             self.apply(store, &changes).await?;
-            self.cursor
-                .store(last, std::sync::atomic::Ordering::SeqCst);
+            self.cursor.store(last, std::sync::atomic::Ordering::SeqCst);
             if changes.len() < CHANGES_PAGE {
                 return Ok(());
             }
@@ -412,13 +406,17 @@ impl Registry {
                                 tracing::info!(workspace = %name, "workspace (re)loaded after a change");
                             }
                             // Keep serving what was loaded before rather than nothing.
-                            Err(e) => tracing::error!(workspace = %name, error = %e, "cannot load the changed workspace; keeping the previous one"),
+                            Err(e) => {
+                                tracing::error!(workspace = %name, error = %e, "cannot load the changed workspace; keeping the previous one")
+                            }
                         },
                         Ok(None) => {
                             snap.remove(&name);
                         }
                         Err(e) if transient(&e) => return Err(e.into()),
-                        Err(e) => tracing::error!(workspace = %name, error = %e, "cannot read the changed workspace; keeping the previous one"),
+                        Err(e) => {
+                            tracing::error!(workspace = %name, error = %e, "cannot read the changed workspace; keeping the previous one")
+                        }
                     }
                 }
             }
@@ -485,9 +483,8 @@ fn build_workspace(
                 (vec![issued.cert_der, ca.cert_der().clone()], issued.key_pem)
             }
         };
-    let verifier = tls::WorkspaceVerifier::new(roots.clone(), ca.cert_der())?;
-    let server_config =
-        tls::server_config(server_chain.clone(), &server_key_pem, Some(verifier))?;
+    let verifier = tls::WorkspaceVerifier::for_workspace(roots.clone(), ca.cert_der())?;
+    let server_config = tls::server_config(server_chain.clone(), &server_key_pem, Some(verifier))?;
     let access_key_sha256 = hex::decode(&record.access_key_sha256).map_err(|e| {
         ServiceError::Tls(format!(
             "workspace {}: bad access key hash: {e}",
@@ -566,25 +563,72 @@ mod tests {
         let cached = |n: &str| ["a", "b", "c"].contains(&n);
         let cases: Vec<(&str, Vec<Change>, Vec<Action>)> = vec![
             ("nothing", vec![], vec![]),
-            ("created elsewhere: load it", vec![ch(1, "new", Created)], vec![reload("new")]),
-            ("settings of a cached one", vec![ch(1, "a", Settings)], vec![reload("a")]),
+            (
+                "created elsewhere: load it",
+                vec![ch(1, "new", Created)],
+                vec![reload("new")],
+            ),
+            (
+                "settings of a cached one",
+                vec![ch(1, "a", Settings)],
+                vec![reload("a")],
+            ),
             ("re-keyed", vec![ch(1, "b", Rekeyed)], vec![reload("b")]),
-            ("revocation, policy", vec![ch(1, "a", Revoked), ch(2, "c", Policy)], vec![reload("a"), reload("c")]),
+            (
+                "revocation, policy",
+                vec![ch(1, "a", Revoked), ch(2, "c", Policy)],
+                vec![reload("a"), reload("c")],
+            ),
             ("deleted", vec![ch(1, "a", Deleted)], vec![drop("a")]),
-            ("not cached: read when asked for", vec![ch(1, "x", Settings), ch(2, "y", Deleted)], vec![]),
-            ("several changes, one reload", vec![ch(1, "a", Settings), ch(2, "a", Rekeyed), ch(3, "a", Settings)], vec![reload("a")]),
-            ("changed then deleted", vec![ch(1, "a", Settings), ch(2, "a", Deleted)], vec![drop("a")]),
-            ("deleted then created again", vec![ch(1, "a", Deleted), ch(2, "a", Created)], vec![reload("a")]),
-            ("a newer build's kind: reload", vec![ch(1, "b", Other("renamed".into()))], vec![reload("b")]),
+            (
+                "not cached: read when asked for",
+                vec![ch(1, "x", Settings), ch(2, "y", Deleted)],
+                vec![],
+            ),
+            (
+                "several changes, one reload",
+                vec![
+                    ch(1, "a", Settings),
+                    ch(2, "a", Rekeyed),
+                    ch(3, "a", Settings),
+                ],
+                vec![reload("a")],
+            ),
+            (
+                "changed then deleted",
+                vec![ch(1, "a", Settings), ch(2, "a", Deleted)],
+                vec![drop("a")],
+            ),
+            (
+                "deleted then created again",
+                vec![ch(1, "a", Deleted), ch(2, "a", Created)],
+                vec![reload("a")],
+            ),
+            (
+                "a newer build's kind: reload",
+                vec![ch(1, "b", Other("renamed".into()))],
+                vec![reload("b")],
+            ),
             (
                 "a rotation alone reloads nothing",
                 vec![ch(1, "a", MasterKeyRotated), ch(2, "b", MasterKeyRotated)],
-                vec![Action::KeyRotated("a".into()), Action::KeyRotated("b".into())],
+                vec![
+                    Action::KeyRotated("a".into()),
+                    Action::KeyRotated("b".into()),
+                ],
             ),
-            ("a rotation beside a change", vec![ch(1, "a", MasterKeyRotated), ch(2, "a", Settings)], vec![reload("a")]),
+            (
+                "a rotation beside a change",
+                vec![ch(1, "a", MasterKeyRotated), ch(2, "a", Settings)],
+                vec![reload("a")],
+            ),
             (
                 "in name order",
-                vec![ch(1, "c", Settings), ch(2, "new", Created), ch(3, "a", Deleted)],
+                vec![
+                    ch(1, "c", Settings),
+                    ch(2, "new", Created),
+                    ch(3, "a", Deleted),
+                ],
                 vec![drop("a"), reload("c"), reload("new")],
             ),
         ];

@@ -119,7 +119,8 @@ pub(crate) struct WorkspaceVerifier {
 }
 
 impl WorkspaceVerifier {
-    pub(crate) fn new(
+    /// The verifier for the workspace whose CA is `own_ca`.
+    pub(crate) fn for_workspace(
         roots: Arc<SharedRoots>,
         own_ca: &CertificateDer<'static>,
     ) -> Result<Arc<dyn ClientCertVerifier>, ServiceError> {

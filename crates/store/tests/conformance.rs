@@ -510,7 +510,10 @@ async fn the_change_log_records_each_mutation_in_order<S: Store + Clone>(store: 
     assert!(store.create_workspace(workspace("a")).await.is_err());
     assert_eq!(
         changes(&store, 0).await,
-        [("a".into(), ChangeKind::Created), ("b".into(), ChangeKind::Created)]
+        [
+            ("a".into(), ChangeKind::Created),
+            ("b".into(), ChangeKind::Created)
+        ]
     );
     let after_create = store.change_version().await.unwrap();
     let all = store.changes_since(0, 1000).await.unwrap();
@@ -543,9 +546,7 @@ async fn the_change_log_records_each_mutation_in_order<S: Store + Clone>(store: 
 /// Creations committing concurrently while a reader polls `changes_since(cursor)` and moves its
 /// cursor to the last version it saw: versions become visible in order, so the reader ends up
 /// with every change (an out-of-order commit would be skipped for good).
-async fn a_reader_following_the_change_log_misses_no_concurrent_change<S: Store + Clone>(
-    store: S,
-) {
+async fn a_reader_following_the_change_log_misses_no_concurrent_change<S: Store + Clone>(store: S) {
     const N: usize = 24;
     let creators: Vec<_> = (0..N)
         .map(|i| {

@@ -92,7 +92,12 @@ impl Drop for Replica {
 /// Lines `{"kind":"ev","n":i,...}` for `range`.
 fn lines(range: std::ops::Range<u64>) -> String {
     range
-        .map(|i| format!("{{\"kind\":\"ev\",\"n\":{i},\"pad\":\"{}\"}}\n", "r".repeat(40)))
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"ev\",\"n\":{i},\"pad\":\"{}\"}}\n",
+                "r".repeat(40)
+            )
+        })
         .collect()
 }
 
@@ -100,7 +105,15 @@ fn lines(range: std::ops::Range<u64>) -> String {
 /// no HTTP answer came (the TLS handshake failed: the host is not served there).
 fn ping(ws: &Ws, port: u16) -> u16 {
     let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
         .arg("--cacert")
         .arg(&ws.ca_file)
         .arg("--resolve")
@@ -197,12 +210,7 @@ fn a_sensor_behind_squid_and_haproxy_loses_nothing_while_its_replica_dies_twice_
     cluster.start_server();
     ok(sensor.send(&lines(3 * PHASE..N)), "sensor send");
 
-    poll_until(
-        "every event stored",
-        180,
-        || stored() >= N,
-        || context(&r1),
-    );
+    poll_until("every event stored", 180, || stored() >= N, || context(&r1));
     let _ = run.kill();
     let _ = run.wait();
     eprintln!("events stored at each fault (of {N}): {at_fault:?}");
@@ -210,8 +218,11 @@ fn a_sensor_behind_squid_and_haproxy_loses_nothing_while_its_replica_dies_twice_
     // after each move back to r1.
     let run_text = std::fs::read_to_string(&run_log).unwrap();
     let connects = run_text.matches("connected to the service").count();
-    assert!(connects >= 5, "{connects} connections:
-{run_text}");
+    assert!(
+        connects >= 5,
+        "{connects} connections:
+{run_text}"
+    );
     let rows = export(&db, "scale");
     assert_n_exactly_once(&rows, "ev", N);
     let st = stats(&db, "scale");
@@ -262,7 +273,11 @@ fn workspaces_created_or_deleted_anywhere_reach_both_replicas_within_2_s() {
         context,
     );
     let took = created.elapsed();
-    assert!(took < Duration::from_secs(2), "took {took:?}\n{}", context());
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}\n{}",
+        context()
+    );
 
     // Deleted: both stop serving it (it was cached: only the change log can tell them).
     delete_workspace_sql(&cluster, "late");
@@ -274,7 +289,11 @@ fn workspaces_created_or_deleted_anywhere_reach_both_replicas_within_2_s() {
         context,
     );
     let took = deleted.elapsed();
-    assert!(took < Duration::from_secs(2), "took {took:?}\n{}", context());
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}\n{}",
+        context()
+    );
     for r in [&r1, &r2] {
         assert!(
             r.log().contains("workspace deleted: no longer served"),
@@ -301,7 +320,9 @@ fn workspaces_created_or_deleted_anywhere_reach_both_replicas_within_2_s() {
     assert_eq!(v["status"], "unavailable", "{body}");
     assert_eq!(v["code"], "SERVICE_UNAVAILABLE", "{body}");
     assert!(
-        v["reason"].as_str().is_some_and(|r| r.starts_with("store ")),
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("store ")),
         "{body}"
     );
     assert!(!body.contains(&tmp.path().display().to_string()), "{body}");
@@ -352,8 +373,23 @@ fn a_replica_that_loses_its_database_leaves_the_rotation_and_returns() {
     for _ in 0..2 {
         // Round robin: both replicas get one.
         let out = std::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
-            .args(["--interface", "127.0.0.2", "-X", "POST", "--data", "not json"])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .args([
+                "--interface",
+                "127.0.0.2",
+                "-X",
+                "POST",
+                "--data",
+                "not json",
+            ])
             .arg("--cacert")
             .arg(&ws.ca_file)
             .arg("--resolve")
@@ -396,8 +432,7 @@ fn a_replica_that_loses_its_database_leaves_the_rotation_and_returns() {
         assert_eq!(status, 200, "{body}\n{}", context());
     }
     assert!(
-        r2.log()
-            .contains("health check: the store cannot ingest"),
+        r2.log().contains("health check: the store cannot ingest"),
         "{}",
         r2.log()
     );

@@ -146,7 +146,9 @@ backend replicas
         let header = lines.next().unwrap_or_default().trim_start_matches("# ");
         let col = |name: &str| header.split(',').position(|c| c == name);
         let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
-            return Err(std::io::Error::other(format!("unexpected show stat: {csv}")));
+            return Err(std::io::Error::other(format!(
+                "unexpected show stat: {csv}"
+            )));
         };
         Ok(lines
             .map(|l| l.split(',').collect::<Vec<_>>())
