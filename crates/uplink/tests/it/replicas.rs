@@ -305,6 +305,15 @@ fn workspaces_created_or_deleted_anywhere_reach_both_replicas_within_2_s() {
     // A second workspace is unaffected, and loading one did not reload the others.
     let other = create_workspace_pg(&db, tmp.path(), "other", r1.port);
     poll_until("other served", 10, || both(&other) == [200, 200], context);
+    for r in [&r1, &r2] {
+        // Every workspace was read once, at start; after that, one at a time.
+        assert_eq!(
+            r.log().matches("workspaces loaded").count(),
+            1,
+            "a full reload happened:\n{}",
+            r.log()
+        );
+    }
 
     // /healthz says why it cannot ingest, without naming the database.
     cluster.crash();
