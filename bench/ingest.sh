@@ -16,6 +16,7 @@ n=${1:-500000}
 sensors=${2:-50}
 per=$(( n / sensors ))
 n=$(( per * sensors ))
+export PATH="$PATH:/usr/sbin"
 for p in haproxy python3 curl; do command -v "$p" >/dev/null || { echo "bench/ingest.sh: $p is missing (apt-get install haproxy python3 curl)"; exit 2; }; done
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$pgbin/initdb" ] || { echo "bench/ingest.sh: PostgreSQL is missing (apt-get install postgresql)"; exit 2; }

@@ -10,8 +10,22 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::daemon::Daemon;
-use super::require;
 use super::squid::free_port;
+
+/// HAProxy's program: in PATH, or in /usr/sbin where Debian puts it (not in a user's PATH).
+/// Missing, the test fails with the package to install (never a skip).
+fn program() -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("haproxy"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("required program \"haproxy\" is not installed: run ./test.sh (it installs every test dependency), or apt-get install haproxy")
+        })
+}
 
 /// A running HAProxy, killed on drop.
 pub struct Haproxy {
@@ -37,7 +51,6 @@ impl Haproxy {
     /// two failures take a replica out, two successes bring it back. Retries on another frontend
     /// port when the probed one was taken meanwhile.
     pub fn start(replicas: &[u16], balance: Balance) -> Haproxy {
-        require("haproxy");
         let mut last = String::new();
         for _ in 0..3 {
             match Self::try_start(replicas, balance) {
@@ -94,7 +107,7 @@ backend replicas
         );
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, &config).unwrap();
-        let check = Command::new("haproxy")
+        let check = Command::new(program())
             .args(["-c", "-f"])
             .arg(&path)
             .output()
@@ -105,7 +118,7 @@ backend replicas
             String::from_utf8_lossy(&check.stdout),
             String::from_utf8_lossy(&check.stderr)
         );
-        let mut cmd = Command::new("haproxy");
+        let mut cmd = Command::new(program());
         cmd.args(["-db", "-f"]).arg(&path);
         let daemon = Daemon::spawn("haproxy", cmd);
         let h = Haproxy {
