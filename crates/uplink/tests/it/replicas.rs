@@ -8,7 +8,8 @@
 //! - A workspace created through the CLI is served by both replicas within 2 s, and one deleted
 //!   stops being served within 2 s (the change log); `/healthz` says why it is 503.
 //! - A replica that loses its database leaves HAProxy's rotation and comes back; connections
-//!   without a PROXY header are refused; logs show the client's real address.
+//!   without a PROXY header are refused; logs show the client's real address, and the
+//!   per-address cap counts each client behind the balancer, not the balancer.
 
 use std::process::Child;
 use std::sync::{Arc, Mutex};
@@ -449,4 +450,88 @@ fn a_replica_that_loses_its_database_leaves_the_rotation_and_returns() {
     // Its database back: r2 returns to the rotation by itself.
     cluster.psql("uplink", "ALTER ROLE r2 LOGIN");
     wait_in_rotation(&lb, "r2", context);
+}
+
+/// A connection from `source` (a loopback address) to `port` that sends nothing: a stranger
+/// holding a connection. Ends when the child is killed.
+fn idle_connection(source: &str, port: u16) -> Child {
+    std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import socket, sys\ns = socket.socket()\ns.bind(('{source}', 0))\ns.connect(('127.0.0.1', {port}))\nprint('connected', flush=True)\nsys.stdin.read()"
+            ),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3")
+}
+
+/// `GET /healthz` through `port` from `source`: the status, 0 without an HTTP answer.
+fn healthz_from(source: &str, port: u16) -> u16 {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(["--interface", source])
+        .arg(format!("https://127.0.0.1:{port}/healthz"))
+        .output()
+        .expect("run curl");
+    stdout(&out).trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn behind_haproxy_the_per_address_cap_counts_each_client_not_the_balancer() {
+    require("python3");
+    let dir = tempfile::tempdir().unwrap();
+    // One unauthenticated connection per address, never closed to make room (60 s grace).
+    let svc = ServiceProc::start_with(
+        &dir.path().join("data"),
+        &[
+            "--proxy-protocol",
+            "--max-unauthenticated-per-address",
+            "1",
+            "--stall-grace",
+            "60s",
+        ],
+    );
+    let lb = Haproxy::start(&[svc.port], Balance::First);
+    let context = || {
+        format!(
+            "{:?}\nservice:\n{}\nhaproxy:\n{}",
+            lb.stat(),
+            svc.log(),
+            lb.log()
+        )
+    };
+    wait_in_rotation(&lb, "r1", context);
+    assert_eq!(healthz_from("127.0.0.2", lb.port), 200, "{}", context());
+
+    // A stranger at 127.0.0.2 holds its one connection...
+    let mut stranger = idle_connection("127.0.0.2", lb.port);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(stranger.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "connected");
+    // ...so a second one from 127.0.0.2 is refused once the service has counted it,
+    poll_until(
+        "a second connection from 127.0.0.2 refused",
+        10,
+        || healthz_from("127.0.0.2", lb.port) == 0,
+        context,
+    );
+    // while another client, behind the same balancer, is not affected.
+    assert_eq!(healthz_from("127.0.0.3", lb.port), 200, "{}", context());
+    let _ = stranger.kill();
+    let _ = stranger.wait();
 }
