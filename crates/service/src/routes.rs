@@ -426,8 +426,10 @@ async fn read_body(
     Ok((parts, buf.freeze()))
 }
 
-/// `GET /healthz`: 200 while the store can ingest, 503 while it cannot (the reason goes to the
-/// log, not to an unauthenticated caller). `ping` stays what it is: it proves the route.
+/// `GET /healthz`: 200 while the store can ingest, 503 while it cannot, with a JSON reason
+/// that names the failing part ([`health_reason`]; the details, which name the database, go to
+/// the log, not to an unauthenticated caller). A load balancer's health check takes this
+/// replica out of rotation on the 503. `ping` stays what it is: it proves the route.
 async fn healthz<S: Store>(shared: &Shared<S>, method: &Method) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         return method_not_allowed("GET, HEAD");
@@ -436,8 +438,31 @@ async fn healthz<S: Store>(shared: &Shared<S>, method: &Method) -> Response<Full
         Ok(()) => ok_text("ok"),
         Err(e) => {
             tracing::warn!(error = %e, "health check: the store cannot ingest");
-            unavailable()
+            let mut resp = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({
+                    "status": "unavailable",
+                    "code": Code::SERVICE_UNAVAILABLE.as_str(),
+                    "reason": health_reason(&e),
+                }),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            resp
         }
+    }
+}
+
+/// What `/healthz` says about a store error: which part fails, without paths or URLs. Pure.
+fn health_reason(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Unreachable { .. } => "store unreachable",
+        StoreError::WriterGone | StoreError::Commit { .. } => "store writer unhealthy",
+        StoreError::FilesGone { .. } => "store files deleted or replaced",
+        StoreError::ReadOnly { .. } => "store read-only",
+        StoreError::Damaged { .. } => "store damaged",
+        StoreError::Io { .. } => "store disk error",
+        _ => "store failing",
     }
 }
 
@@ -938,6 +963,39 @@ mod tests {
         let data = frame.into_data().expect("a data frame");
         let e: ErrorBody = serde_json::from_slice(&data).expect("an error body");
         (status, e.code, e.message)
+    }
+
+    #[test]
+    fn health_reasons_name_the_part_not_the_place() {
+        let at = || "postgres://u:****@db.internal/x".to_string();
+        let cases: Vec<(StoreError, &str)> = vec![
+            (
+                StoreError::Unreachable {
+                    backend: uplink_store::Backend::Postgres,
+                    at: at(),
+                    detail: "connection refused".into(),
+                },
+                "store unreachable",
+            ),
+            (StoreError::WriterGone, "store writer unhealthy"),
+            (
+                StoreError::ReadOnly {
+                    path: "/var/lib/uplink/uplink.db".into(),
+                },
+                "store read-only",
+            ),
+            (
+                StoreError::Backend {
+                    backend: uplink_store::Backend::Postgres,
+                    at: at(),
+                    detail: "permission denied".into(),
+                },
+                "store failing",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(health_reason(&e), want, "{e}");
+        }
     }
 
     #[test]

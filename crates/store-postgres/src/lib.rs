@@ -532,6 +532,30 @@ fn pool_err(at: &str, e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
+/// The advisory lock the change log is appended under ("uplink" in ASCII, then 4).
+pub const CHANGES_LOCK_KEY: i64 = 0x75_70_6c_69_6e_6b_00_04;
+
+/// Appends an entry to the change log inside the caller's transaction `tx`. It first takes
+/// [`CHANGES_LOCK_KEY`] (held until `tx` ends), so entries are numbered and committed one
+/// transaction at a time: an identity taken by a transaction that commits after a later one would
+/// otherwise be skipped by a replica that already read past it. Call it last in the transaction,
+/// just before committing, so the lock is held briefly (and always after any row lock: no
+/// deadlock). Every workspace mutation calls it, once per workspace it changes.
+pub(crate) async fn record_change(
+    tx: &tokio_postgres::Transaction<'_>,
+    workspace: &str,
+    kind: &ChangeKind,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGES_LOCK_KEY])
+        .await?;
+    tx.execute(
+        "INSERT INTO changes (workspace, kind, at) VALUES ($1, $2, $3)",
+        &[&workspace, &kind.as_str(), &now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
 fn row_to_workspace(r: &tokio_postgres::Row) -> WorkspaceRecord {
     WorkspaceRecord {
         name: r.get(0),
@@ -687,6 +711,11 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(self.err())?;
+        for r in &rows {
+            record_change(&tx, r.get(0), &ChangeKind::MasterKeyRotated)
+                .await
+                .map_err(self.err())?;
+        }
         tx.commit().await.map_err(self.err())?;
         *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
         Ok(n)
@@ -724,8 +753,9 @@ impl Store for PostgresStore {
             Some(k) => Some(self.key()?.seal(k, &master::access_key_context(&ws.name))),
             None => None,
         };
-        let client = self.client().await?;
-        let n = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let n = tx
             .execute(
                 &format!("INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING"),
                 &[&ws.name, &ws.domain, &i32::from(ws.public_port), &ws.ca_cert_pem, &sealed_key, &ws.ca_sha256, &ws.access_key_sha256, &ws.created_at, &sealed_access],
@@ -735,7 +765,10 @@ impl Store for PostgresStore {
         if n == 0 {
             return Err(StoreError::WorkspaceExists(ws.name));
         }
-        Ok(())
+        record_change(&tx, &ws.name, &ChangeKind::Created)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())
     }
 
     async fn add_sensor(&self, s: SensorRecord) -> Result<(), StoreError> {
@@ -806,6 +839,37 @@ impl Store for PostgresStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.flush_seen().await
+    }
+
+    async fn change_version(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let v: i64 = client
+            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM changes", &[])
+            .await
+            .map_err(self.err())?
+            .get(0);
+        Ok(v.max(0) as u64)
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT version, workspace, kind FROM changes WHERE version > $1 ORDER BY version LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| Change {
+                version: r.get::<_, i64>(0).max(0) as u64,
+                workspace: r.get(1),
+                kind: ChangeKind::parse(r.get(2)),
+            })
+            .collect())
     }
 
     async fn ingest(

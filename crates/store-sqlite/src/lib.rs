@@ -35,8 +35,9 @@ use uplink_store::*;
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
 /// sensor per workspace). 3: CA keys are sealed under the master key (an older build would read
-/// them as PEM), and the access key is kept, sealed, to remake bundles.
-pub const FORMAT_VERSION: i64 = 3;
+/// them as PEM), and the access key is kept, sealed, to remake bundles. 4: the change log
+/// (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
+pub const FORMAT_VERSION: i64 = 4;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -85,6 +86,12 @@ CREATE TABLE kind_counts (
     n INTEGER NOT NULL,
     PRIMARY KEY (workspace, kind)
 );
+CREATE TABLE changes (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
 ";
 
 /// Migrations from each older format to the next, applied in order at open. `SCHEMA` is the
@@ -98,6 +105,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // The CA keys are sealed in Rust right after (`settle_master_key`), at every open until none
     // is left plain.
     (3, "ALTER TABLE workspaces ADD COLUMN access_key TEXT;"),
+    (
+        4,
+        "CREATE TABLE changes (
+        version INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );",
+    ),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -612,13 +628,18 @@ impl SqliteStore {
             .as_ref()
             .map(|k| key.seal(k, &master::access_key_context(&ws.name)));
         let inserted = self.write(|c| {
-            let res = c.execute(
+            let tx = c.unchecked_transaction()?;
+            let res = tx.execute(
                 "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, sealed_key, ws.ca_sha256, ws.access_key_sha256, ws.created_at, sealed_access],
             );
             match res {
-                Ok(_) => Ok(true),
+                Ok(_) => {
+                    record_change(&tx, &ws.name, &ChangeKind::Created)?;
+                    tx.commit()?;
+                    Ok(true)
+                }
                 Err(rusqlite::Error::SqliteFailure(f, _))
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
@@ -692,6 +713,7 @@ impl SqliteStore {
                     "UPDATE workspaces SET ca_key_pem = ?2, access_key = ?3 WHERE name = ?1",
                     params![name, ca, access],
                 )?;
+                record_change(&tx, &name, &ChangeKind::MasterKeyRotated)?;
             }
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'master_key_check'",
@@ -1038,6 +1060,50 @@ impl SqliteStore {
     }
 }
 
+/// Appends an entry to the change log, inside the caller's write transaction. SQLite runs one
+/// write transaction at a time, so versions (AUTOINCREMENT: never reused) commit in order and a
+/// reader that saw version `v` has seen everything before it. Every workspace mutation calls
+/// this, once per workspace it changes.
+pub(crate) fn record_change(
+    c: &Connection,
+    workspace: &str,
+    kind: &ChangeKind,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO changes (workspace, kind, at) VALUES (?1, ?2, ?3)",
+        params![workspace, kind.as_str(), now_ms()],
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
+    fn change_version_sync(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM changes")?
+                .query_row([], |r| r.get::<_, i64>(0))
+        })
+        .map(|v| v.max(0) as u64)
+    }
+
+    fn changes_since_sync(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT version, workspace, kind FROM changes WHERE version > ?1 ORDER BY version LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after, limit], |r| {
+                Ok(Change {
+                    version: r.get::<_, i64>(0)?.max(0) as u64,
+                    workspace: r.get(1)?,
+                    kind: ChangeKind::parse(&r.get::<_, String>(2)?),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
 fn row_to_workspace(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkspaceRecord> {
     Ok(WorkspaceRecord {
         name: r.get(0)?,
@@ -1363,6 +1429,16 @@ impl Store for SqliteStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.health_async().await
+    }
+
+    async fn change_version(&self) -> Result<u64, StoreError> {
+        let this = self.clone();
+        blocking(move || this.change_version_sync()).await
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let this = self.clone();
+        blocking(move || this.changes_since_sync(after, limit)).await
     }
 
     async fn ingest(

@@ -113,6 +113,69 @@ pub struct ExportFilter {
     pub sensor_id: Option<String>,
 }
 
+/// What changed about a workspace, as the change log records it ([`Store::changes_since`]).
+/// Replicas read the log to drop or reload exactly the workspaces that changed. Recorded as a
+/// short word in the store ([`ChangeKind::as_str`]), so a kind added by a newer build reads as
+/// [`ChangeKind::Other`] in an older one, which reloads the workspace (always safe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The workspace was created.
+    Created,
+    /// Its settings changed.
+    Settings,
+    /// Its CA or access key was replaced.
+    Rekeyed,
+    /// The master key its secrets are sealed with was rotated (its CA and keys are unchanged).
+    MasterKeyRotated,
+    /// The workspace and its data were deleted.
+    Deleted,
+    /// A sensor of the workspace was revoked.
+    Revoked,
+    /// A policy of the workspace changed.
+    Policy,
+    /// A kind this build does not know (written by a newer one).
+    Other(String),
+}
+
+impl ChangeKind {
+    /// The word stored in the change log.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Settings => "settings",
+            ChangeKind::Rekeyed => "rekeyed",
+            ChangeKind::MasterKeyRotated => "master_key_rotated",
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::Revoked => "revoked",
+            ChangeKind::Policy => "policy",
+            ChangeKind::Other(s) => s,
+        }
+    }
+
+    /// The kind a stored word names.
+    pub fn parse(s: &str) -> ChangeKind {
+        match s {
+            "created" => ChangeKind::Created,
+            "settings" => ChangeKind::Settings,
+            "rekeyed" => ChangeKind::Rekeyed,
+            "master_key_rotated" => ChangeKind::MasterKeyRotated,
+            "deleted" => ChangeKind::Deleted,
+            "revoked" => ChangeKind::Revoked,
+            "policy" => ChangeKind::Policy,
+            other => ChangeKind::Other(other.to_owned()),
+        }
+    }
+}
+
+/// One entry of the change log: `version` grows with each entry, in commit order (a reader that
+/// saw version `v` has seen every entry up to `v`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub version: u64,
+    pub workspace: String,
+    pub kind: ChangeKind,
+}
+
 /// Which backend a store (or an error) is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -342,6 +405,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<BTreeMap<String, u64>, StoreError>> + Send;
+    // --- The change log (replicas' cache invalidation). Every workspace mutation appends one
+    // entry per workspace it changes, in the mutation's own transaction, after taking the
+    // backend's change-log lock so versions become visible in order (see each backend's
+    // `record_change`).
+
+    /// The version of the newest entry of the change log (0 when it is empty).
+    fn change_version(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The entries after version `after`, oldest first, at most `limit` of them.
+    fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
     /// Stores a batch for a sensor, all or nothing, durably, each `(sensor, seq)` at most once.
     fn ingest(
         &self,
@@ -415,6 +491,26 @@ pub fn rfc3339_ms(ms: i64) -> String {
 mod tests {
     use super::*;
     use uplink_diag::Code;
+
+    #[test]
+    fn change_kinds_round_trip_and_unknown_words_are_kept() {
+        for kind in [
+            ChangeKind::Created,
+            ChangeKind::Settings,
+            ChangeKind::Rekeyed,
+            ChangeKind::MasterKeyRotated,
+            ChangeKind::Deleted,
+            ChangeKind::Revoked,
+            ChangeKind::Policy,
+            ChangeKind::Other("from-a-newer-build".into()),
+        ] {
+            assert_eq!(ChangeKind::parse(kind.as_str()), kind);
+        }
+        assert_eq!(
+            ChangeKind::parse("renamed"),
+            ChangeKind::Other("renamed".into())
+        );
+    }
 
     #[test]
     fn errors_classify_and_name_the_backend_and_the_fix() {

@@ -67,6 +67,8 @@ per_backend!(
     a_closed_export_reader_stops_the_export,
     rotating_the_master_key_reseals_every_secret,
     imports_keep_what_was_stored_and_repeat_harmlessly,
+    the_change_log_records_each_mutation_in_order,
+    a_reader_following_the_change_log_misses_no_concurrent_change,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -486,4 +488,99 @@ async fn imports_keep_what_was_stored_and_repeat_harmlessly<S: Store + Clone>(st
     .await
     .unwrap();
     assert_eq!(times, (1_000..1_500).collect::<Vec<i64>>());
+}
+
+/// `(workspace, kind)` of each change after `after`.
+async fn changes<S: Store>(store: &S, after: u64) -> Vec<(String, ChangeKind)> {
+    store
+        .changes_since(after, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.workspace, c.kind))
+        .collect()
+}
+
+async fn the_change_log_records_each_mutation_in_order<S: Store + Clone>(store: S) {
+    assert_eq!(store.change_version().await.unwrap(), 0, "a new store");
+    assert!(changes(&store, 0).await.is_empty());
+    store.create_workspace(workspace("a")).await.unwrap();
+    store.create_workspace(workspace("b")).await.unwrap();
+    // A refused creation changes nothing.
+    assert!(store.create_workspace(workspace("a")).await.is_err());
+    assert_eq!(
+        changes(&store, 0).await,
+        [
+            ("a".into(), ChangeKind::Created),
+            ("b".into(), ChangeKind::Created)
+        ]
+    );
+    let after_create = store.change_version().await.unwrap();
+    let all = store.changes_since(0, 1000).await.unwrap();
+    assert_eq!(all.last().unwrap().version, after_create);
+    assert!(all[0].version < all[1].version);
+    // Bounded reads resume where they stopped.
+    let first = store.changes_since(0, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        store.changes_since(first[0].version, 1).await.unwrap()[0].workspace,
+        "b"
+    );
+    assert!(changes(&store, after_create).await.is_empty());
+    // A rotation touches every workspace.
+    let dir = tempfile::tempdir().unwrap();
+    let new = MasterKeyFile(dir.path().join("new.key"))
+        .resolve(false)
+        .unwrap();
+    store.rotate_master_key(new).await.unwrap();
+    assert_eq!(
+        changes(&store, after_create).await,
+        [
+            ("a".into(), ChangeKind::MasterKeyRotated),
+            ("b".into(), ChangeKind::MasterKeyRotated)
+        ]
+    );
+    assert!(store.change_version().await.unwrap() > after_create);
+}
+
+/// Creations committing concurrently while a reader polls `changes_since(cursor)` and moves its
+/// cursor to the last version it saw: versions become visible in order, so the reader ends up
+/// with every change (an out-of-order commit would be skipped for good).
+async fn a_reader_following_the_change_log_misses_no_concurrent_change<S: Store + Clone>(store: S) {
+    const N: usize = 24;
+    let creators: Vec<_> = (0..N)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_workspace(workspace(&format!("w{i}"))).await })
+        })
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut cursor, mut seen) = (0u64, Vec::new());
+            loop {
+                // Read the flag first: a final pass after every creator finished.
+                let last_pass = done.load(std::sync::atomic::Ordering::SeqCst);
+                for c in store.changes_since(cursor, 5).await.unwrap() {
+                    assert!(c.version > cursor);
+                    cursor = c.version;
+                    seen.push(c.workspace);
+                }
+                if last_pass && store.change_version().await.unwrap() == cursor {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for c in creators {
+        c.await.unwrap().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut seen = reader.await.unwrap();
+    seen.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("w{i}")).collect();
+    want.sort();
+    assert_eq!(seen, want);
 }

@@ -135,6 +135,16 @@ impl Store for AnyStore {
     async fn flush(&self) -> Result<(), StoreError> {
         each!(self, s => s.flush().await)
     }
+    async fn change_version(&self) -> Result<u64, StoreError> {
+        each!(self, s => s.change_version().await)
+    }
+    async fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<uplink_store::Change>, StoreError> {
+        each!(self, s => s.changes_since(after, limit).await)
+    }
     async fn ingest(
         &self,
         sensor_id: &str,

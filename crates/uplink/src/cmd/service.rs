@@ -62,6 +62,17 @@ pub struct Args {
     /// retries. A 60 MB batch compressed with zstd costs about 120 MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub decode_budget_mib: usize,
+    /// Expect a PROXY protocol v2 header (HAProxy's send-proxy-v2) at the start of every
+    /// connection, and take its source address as the client's: in logs, the per-address cap
+    /// and the enrollment audit. A connection without one is closed and logged. Only for a
+    /// listener that nothing but the load balancer can reach (docs/scale-out.md).
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// How often to read the store's change log, so that workspaces created, changed or deleted
+    /// by another replica or command are served (or no longer served) here. A number and a unit
+    /// (ms, s, m).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_timeout)]
+    pub change_poll: Duration,
 }
 
 /// `500ms`, `30s`, `2m`.
@@ -151,6 +162,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let config = Config {
             client_validity: args.client_cert_validity,
+            change_poll: args.change_poll,
+            proxy_protocol: args.proxy_protocol,
             limits: uplink_service::Limits {
                 body_idle_timeout: args.body_idle_timeout,
                 request_timeout: args.request_timeout,
@@ -185,7 +198,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             writeln!(out, "listening on https://{local}")?;
             out.flush()?;
         }
-        tracing::info!(%local, store = %args.data.describe(), max_connections, open_file_limit = ?fds, "service started");
+        tracing::info!(%local, store = %args.data.describe(), max_connections, open_file_limit = ?fds, proxy_protocol = args.proxy_protocol, "service started");
         if !signalled {
             service
                 .serve(listener, shutdown, Duration::from_secs(10))

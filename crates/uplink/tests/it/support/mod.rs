@@ -11,6 +11,7 @@ use std::time::Duration;
 pub mod check;
 pub mod daemon;
 pub mod dhcp;
+pub mod haproxy;
 pub mod http;
 pub mod journald;
 pub mod kdc;
