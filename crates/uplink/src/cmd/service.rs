@@ -21,6 +21,11 @@ use uplink_store::Store;
 /// for it. Replicas given the same --database share everything. `GET /healthz` (any host, no
 /// client certificate) answers 200 while events can be stored, 503 while they cannot.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  uplink service --data-dir /var/lib/uplink-service --listen 0.0.0.0:8443\n  \
+uplink service --database 'postgres://uplink@/uplink?host=/run/postgresql' \\\n      \
+--master-key-file /etc/uplink-service/master.key --listen 0.0.0.0:443 --proxy-protocol"
+)]
 pub struct Args {
     #[command(flatten)]
     pub data: super::DataDir,
