@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod check;
+pub mod confined;
 pub mod daemon;
 pub mod dhcp;
 pub mod haproxy;
