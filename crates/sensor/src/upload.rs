@@ -83,6 +83,22 @@ struct State {
     route_warning: Option<LastError>,
     /// Damage was found in the queue during this run (reported in status, fails `--once`).
     damage_this_run: bool,
+    /// The outage log and when the queue was last empty (`STATE/report.json`, see
+    /// [`crate::report`]).
+    report: crate::report::ReportState,
+    /// The report's period (the heartbeat's, `sources.heartbeat_secs`); `None`: no reports.
+    report_every: Option<Duration>,
+    /// When the next report is due on an open connection (every new connection sends one first).
+    next_report: Instant,
+    /// The connection in use has not carried a report yet.
+    fresh_conn: bool,
+    /// The service answered 404 to a report (older than reports): none is sent again this run.
+    reports_unsupported: bool,
+    /// The queue was empty at the last read.
+    queue_was_empty: bool,
+    /// The last certificate renewal failed (reported until one succeeds).
+    renewal_failed: bool,
+    started: Instant,
 }
 
 impl State {
@@ -93,6 +109,93 @@ impl State {
         let diagnosis = e.diagnosis(&self.endpoint);
         self.status.last_error = Some(LastError::diagnosed(&diagnosis, e.to_string()));
         self.write_status();
+        // The outage log: through the proxy of the route last used, when it was one.
+        let proxy = self
+            .status
+            .route
+            .as_deref()
+            .and_then(|r| r.strip_prefix("PROXY "))
+            .map(str::to_owned);
+        if self
+            .report
+            .failed(code.as_str(), proxy.as_deref(), &now_rfc3339())
+        {
+            self.store_report_state();
+        }
+    }
+
+    fn store_report_state(&self) {
+        if let Err(e) = self.report.store(&self.paths) {
+            tracing::warn!(error = %e, "cannot record the outage log");
+        }
+    }
+
+    /// A request went through: the open outage interval (if any) ends now.
+    fn note_success(&mut self) {
+        if self.report.succeeded(&now_rfc3339()) {
+            self.store_report_state();
+        }
+    }
+
+    /// Sends the report (heartbeat format 2, `POST /api/v1/heartbeat`) when one is due: first
+    /// on every new connection — so that the service learns the sensor is back, and why it was
+    /// away, before any batch of a backlog — and once a heartbeat period on an open one.
+    async fn report_if_due(&mut self, skipped: u64) -> Result<(), LinkError> {
+        let Some(every) = self.report_every.filter(|_| !self.reports_unsupported) else {
+            return Ok(());
+        };
+        let reconnecting = self.conn.as_ref().is_none_or(|c| !c.is_open());
+        if !reconnecting && !self.fresh_conn && Instant::now() < self.next_report {
+            return Ok(());
+        }
+        self.connection().await?;
+        let depth = self.queue.depth().unwrap_or_default();
+        // Sent with the open interval ending now: this request is the first success.
+        let mut state = self.report.clone();
+        let now = now_rfc3339();
+        state.succeeded(&now);
+        let report = crate::report::collect(
+            &self.paths,
+            &self.status,
+            &state,
+            (depth.events, depth.bytes),
+            crate::report::Live {
+                interval_secs: every.as_secs(),
+                skipped,
+                running_secs: self.started.elapsed().as_secs(),
+                cert_renewal_failed: self.renewal_failed,
+            },
+        );
+        let conn = self.conn.as_mut().expect("connected above");
+        let sent = tokio::time::timeout(REQUEST_TIMEOUT, conn.post_heartbeat(&report)).await;
+        self.fresh_conn = false;
+        match sent {
+            Ok(Ok(())) => {
+                self.report.succeeded(&now);
+                self.report.delivered(&report.outages);
+                self.store_report_state();
+                let every = uplink_protocol::heartbeat::jittered(every, rand::random::<f64>());
+                self.next_report = Instant::now() + every;
+                tracing::debug!(outages = report.outages.len(), "report delivered");
+                Ok(())
+            }
+            Ok(Err(uplink_client::ClientError::Status { status: 404, .. })) => {
+                tracing::info!("the service does not take reports (an older version): heartbeats go with the events only");
+                self.reports_unsupported = true;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e.into())
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(LinkError::Timeout {
+                    what: "sending the report",
+                    after: REQUEST_TIMEOUT,
+                })
+            }
+        }
     }
 
     /// Logs what the queue skipped; damage (records lost for good) goes into status as
@@ -212,6 +315,17 @@ impl State {
                 LastError::new(uplink_diag::Code::DISCOVERED_PROXY_REFUSED, why)
             });
             let changed = self.status.route.as_deref() != Some(connected.route.as_str());
+            let used = explanation
+                .sources
+                .iter()
+                .find(|s| s.used)
+                .map(|s| s.source.as_str());
+            self.status.route_source = Some(
+                crate::report::route_source(used, &connected.route, connected.note.is_some())
+                    .as_str()
+                    .to_owned(),
+            );
+            self.fresh_conn = true;
             self.status.route = Some(connected.route);
             self.status.route_note = connected.note;
             self.status.proxy_auth = connected.proxy_auth.map(str::to_owned);
@@ -251,11 +365,13 @@ impl State {
                 tracing::info!(not_after = %renewed.not_after, "client certificate renewed");
                 self.tls = renewed.tls;
                 self.renewal = renewed.renewal;
+                self.renewal_failed = false;
                 // Reconnect so that the new certificate is the one presented.
                 self.conn = None;
             }
             Err(e) => {
                 let wait = self.renewal.failed(std::time::SystemTime::now());
+                self.renewal_failed = true;
                 tracing::warn!(code = %e.code(), error = %e, retry_in = ?wait, "client certificate renewal failed; the current certificate stays in use");
             }
         }
@@ -264,7 +380,9 @@ impl State {
     async fn upload(
         &mut self,
         body: bytes::Bytes,
+        skipped: u64,
     ) -> Result<uplink_protocol::EventsResponse, LinkError> {
+        self.report_if_due(skipped).await?;
         let conn = self.connection().await?;
         match tokio::time::timeout(REQUEST_TIMEOUT, conn.post_events(body, true)).await {
             Ok(Ok(r)) => Ok(r),
@@ -279,6 +397,30 @@ impl State {
                     after: REQUEST_TIMEOUT,
                 })
             }
+        }
+    }
+}
+
+impl State {
+    /// Exponential backoff with full jitter.
+    fn next_backoff(&mut self) -> Duration {
+        let wait = Duration::from_secs_f64(self.backoff.as_secs_f64() * rand::random::<f64>());
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        wait
+    }
+
+    /// The queue is empty now: the oldest event of the next backlog is younger than this. Kept
+    /// in memory while idle, written when the queue fills again ([`State::note_queue_filled`]).
+    fn note_queue_empty(&mut self) {
+        self.report.queue_empty_at = Some(now_rfc3339());
+        self.queue_was_empty = true;
+    }
+
+    /// A batch was read after the queue was empty: the bound is written, for the queued
+    /// heartbeats and for a restart.
+    fn note_queue_filled(&mut self) {
+        if std::mem::take(&mut self.queue_was_empty) {
+            self.store_report_state();
         }
     }
 }
@@ -298,6 +440,8 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
     let endpoint = Endpoint::parse(&config.sensor_url)?;
     let queue = crate::open_queue(paths, &config)?;
     let status = Status::load(&paths.status_file());
+    let report_every = (config.sources.heartbeat_secs > 0)
+        .then(|| Duration::from_secs(config.sources.heartbeat_secs));
     Ok(State {
         paths: paths.clone(),
         config,
@@ -313,6 +457,14 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         renewal,
         route_warning: None,
         damage_this_run: false,
+        report: crate::report::ReportState::load(paths),
+        report_every,
+        next_report: Instant::now(),
+        fresh_conn: false,
+        reports_unsupported: false,
+        queue_was_empty: false,
+        renewal_failed: false,
+        started: Instant::now(),
     })
 }
 
@@ -340,6 +492,8 @@ fn apply_reload(
     once: bool,
 ) {
     let restart = fresh.sources != st.config.sources || fresh.queue != st.config.queue;
+    st.report_every = (fresh.sources.heartbeat_secs > 0)
+        .then(|| Duration::from_secs(fresh.sources.heartbeat_secs));
     let previous = std::mem::replace(&mut st.config, fresh);
     st.conn = None;
     tracing::info!("configuration reloaded; reconnecting along the configured route");
@@ -401,6 +555,9 @@ async fn upload_loop(
             st.renew_certificate().await;
         }
         st.note_disk_full(sources.disk_full.load(std::sync::atomic::Ordering::SeqCst));
+        let skipped = sources
+            .skipped_heartbeats
+            .load(std::sync::atomic::Ordering::SeqCst);
         let batch = st
             .queue
             .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;
@@ -408,6 +565,21 @@ async fn upload_loop(
         let Some(batch) = batch else {
             if st.status_pending {
                 st.write_status();
+            }
+            st.note_queue_empty();
+            // Idle: a report once a period is the sensor's sign of life.
+            if !opts.once && st.report_every.is_some() && Instant::now() >= st.next_report {
+                if let Err(e) = st.report_if_due(skipped).await {
+                    st.record_error(&e);
+                    let wait = st.next_backoff();
+                    st.next_report = Instant::now() + wait;
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    continue;
+                }
+                st.note_success();
             }
             if opts.once && sources.done() {
                 if let Some(e) = sources.take_error() {
@@ -447,6 +619,7 @@ async fn upload_loop(
                 () = tokio::time::sleep(IDLE_POLL) => continue,
             }
         };
+        st.note_queue_filled();
         let body = bytes::Bytes::from(zstd::bulk::compress(&batch.body, 1).map_err(|e| {
             SensorError::Io {
                 path: "<zstd>".into(),
@@ -454,7 +627,7 @@ async fn upload_loop(
             }
         })?);
         let result = {
-            let upload = st.upload(body);
+            let upload = st.upload(body, skipped);
             tokio::pin!(upload);
             tokio::select! {
                 r = &mut upload => r,
@@ -475,6 +648,7 @@ async fn upload_loop(
         match result {
             Ok(resp) => {
                 st.queue.ack(&batch)?;
+                st.note_success();
                 report.delivered += batch.count as u64;
                 report.batches += 1;
                 st.backoff = BACKOFF_MIN;
@@ -509,9 +683,7 @@ async fn upload_loop(
                 if stopping {
                     break;
                 }
-                let wait =
-                    Duration::from_secs_f64(st.backoff.as_secs_f64() * rand::random::<f64>());
-                st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
+                let wait = st.next_backoff();
                 if let Some(deadline) = deadline {
                     if Instant::now() + wait >= deadline {
                         return Err(SensorError::GaveUp {
