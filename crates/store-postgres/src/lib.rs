@@ -18,6 +18,7 @@
 //!
 //! Not here (yet): encrypted CA keys, retention, backups.
 
+mod fleet;
 pub mod migrate;
 pub mod tls;
 
@@ -938,5 +939,35 @@ impl Store for PostgresStore {
             });
         }
         Ok(n)
+    }
+
+    async fn record_report(&self, workspace: &str, report: FleetReport) -> Result<bool, StoreError> {
+        self.record_report_pg(workspace, &report).await
+    }
+
+    async fn evaluate_fleet(
+        &self,
+        now_ms: i64,
+        policy: &FleetPolicy,
+        only: Option<(&str, &str)>,
+    ) -> Result<FleetEvaluation, StoreError> {
+        self.evaluate_fleet_pg(now_ms, policy, only).await
+    }
+
+    async fn fleet_sensors(&self, workspace: &str) -> Result<Vec<FleetSensor>, StoreError> {
+        self.fleet_sensors_pg(workspace).await
+    }
+
+    async fn fleet_issues(&self, workspace: &str) -> Result<Vec<Issue>, StoreError> {
+        self.fleet_issues_pg(workspace).await
+    }
+
+    async fn suppress_issue(
+        &self,
+        workspace: &str,
+        issue_id: &str,
+        suppression: Option<(i64, String, String)>,
+    ) -> Result<Option<Issue>, StoreError> {
+        self.suppress_issue_pg(workspace, issue_id, suppression).await
     }
 }

@@ -36,6 +36,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_meta.sql"),
         compatible_back_to: 2,
     },
+    // 3 and 4 come with the storage and replica work (merged beside this one).
+    Migration {
+        version: 5,
+        name: "fleet health",
+        sql: include_str!("../migrations/0005_fleet.sql"),
+        compatible_back_to: 2,
+    },
 ];
 
 /// The schema version this build writes.

@@ -32,11 +32,14 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 
 use uplink_store::*;
 
+mod fleet;
+
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
 /// sensor per workspace). 3: CA keys are sealed under the master key (an older build would read
-/// them as PEM), and the access key is kept, sealed, to remake bundles.
-pub const FORMAT_VERSION: i64 = 3;
+/// them as PEM), and the access key is kept, sealed, to remake bundles. 4: fleet health (the last
+/// report per sensor, outage logs, issues: `fleet.rs`).
+pub const FORMAT_VERSION: i64 = 4;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -98,6 +101,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // The CA keys are sealed in Rust right after (`settle_master_key`), at every open until none
     // is left plain.
     (3, "ALTER TABLE workspaces ADD COLUMN access_key TEXT;"),
+    (4, fleet::FLEET_SCHEMA),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -196,7 +200,8 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            fleet::FLEET_SCHEMA,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -1371,6 +1376,49 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<IngestOutcome, StoreError> {
         self.ingest_async(sensor_id, events).await
+    }
+
+    async fn record_report(&self, workspace: &str, report: FleetReport) -> Result<bool, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.record_report_sync(&ws, &report)).await
+    }
+
+    async fn evaluate_fleet(
+        &self,
+        now_ms: i64,
+        policy: &FleetPolicy,
+        only: Option<(&str, &str)>,
+    ) -> Result<FleetEvaluation, StoreError> {
+        let (this, policy) = (self.clone(), policy.clone());
+        let only = only.map(|(w, s)| (w.to_owned(), s.to_owned()));
+        blocking(move || {
+            this.evaluate_fleet_sync(
+                now_ms,
+                &policy,
+                only.as_ref().map(|(w, s)| (w.as_str(), s.as_str())),
+            )
+        })
+        .await
+    }
+
+    async fn fleet_sensors(&self, workspace: &str) -> Result<Vec<FleetSensor>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.fleet_sensors_sync(&ws)).await
+    }
+
+    async fn fleet_issues(&self, workspace: &str) -> Result<Vec<Issue>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.fleet_issues_sync(&ws)).await
+    }
+
+    async fn suppress_issue(
+        &self,
+        workspace: &str,
+        issue_id: &str,
+        suppression: Option<(i64, String, String)>,
+    ) -> Result<Option<Issue>, StoreError> {
+        let (this, ws, id) = (self.clone(), workspace.to_owned(), issue_id.to_owned());
+        blocking(move || this.suppress_issue_sync(&ws, &id, suppression)).await
     }
 }
 
