@@ -17,6 +17,7 @@
 pub mod admin;
 mod budget;
 mod conns;
+pub mod fleet;
 mod registry;
 mod routes;
 pub mod tls;
@@ -89,6 +90,8 @@ pub struct Config {
     pub limits: Limits,
     /// Validity of the client certificates issued at enrollment and renewal.
     pub client_validity: time::Duration,
+    /// Fleet health: how often and with which thresholds (docs/fleet.md).
+    pub fleet: fleet::FleetConfig,
 }
 
 impl Default for Config {
@@ -96,6 +99,7 @@ impl Default for Config {
         Config {
             limits: Limits::default(),
             client_validity: time::Duration::days(uplink_pki::CLIENT_VALIDITY_DAYS),
+            fleet: fleet::FleetConfig::default(),
         }
     }
 }
@@ -160,6 +164,9 @@ impl<S: Store> Service<S> {
             stall_grace: limits.stall_grace,
         });
         tokio::pin!(shutdown);
+        // Ends with `serve` (aborted below, or dropped with the runtime).
+        let fleet = tokio::spawn(fleet::run(self.shared.clone()));
+        let _stop_fleet = AbortOnDrop(fleet);
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -194,6 +201,15 @@ impl<S: Store> Service<S> {
             tracing::warn!("connections still open after {:?}; closing them", drain);
         }
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped: the fleet loop lives exactly as long as `serve`.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

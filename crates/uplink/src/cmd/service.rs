@@ -62,6 +62,18 @@ pub struct Args {
     /// retries. A 60 MB batch compressed with zstd costs about 120 MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub decode_budget_mib: usize,
+    /// How often the fleet is evaluated: each sensor's state (online, late, disconnected,
+    /// inactive) and its health issues opened and closed (docs/fleet.md). With --database, one
+    /// replica evaluates each round. Reports update their sensor at once, whatever this is.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub fleet_evaluate_every: Duration,
+    /// Time added to a sensor's own heartbeat interval before it counts as late.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub fleet_online_buffer: Duration,
+    /// A sensor not seen for this long is disconnected (and its issue opens), in workspaces that
+    /// do not set their own.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout)]
+    pub fleet_disconnected_after: Duration,
 }
 
 /// `500ms`, `30s`, `2m`.
@@ -159,6 +171,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 stall_grace: args.stall_grace,
                 decode_budget: args.decode_budget_mib.max(1).saturating_mul(1 << 20),
                 ..uplink_service::Limits::default()
+            },
+            fleet: uplink_service::fleet::FleetConfig {
+                every: args.fleet_evaluate_every,
+                policy: uplink_store::FleetPolicy {
+                    // Whole seconds, at least one.
+                    online_buffer_secs: args.fleet_online_buffer.as_secs().max(1),
+                    disconnected_after_secs: args.fleet_disconnected_after.as_secs().max(1),
+                    ..uplink_store::FleetPolicy::default()
+                },
             },
         };
         let service = Service::new(store.clone(), config).await?;
