@@ -63,6 +63,9 @@ enum Command {
     /// The store as a whole: rotate the master key that seals its secrets.
     #[command(subcommand)]
     Store(cmd::store::Command),
+    /// Fleet health: each sensor's state and health, and the issues the service opened.
+    #[command(subcommand)]
+    Fleet(cmd::fleet::Command),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Workspace(c) => cmd::workspace::run(c),
         Command::Events(c) => cmd::events::run(c),
         Command::Store(c) => cmd::store::run(c),
+        Command::Fleet(c) => cmd::fleet::run(c),
         Command::Sensor(c) => cmd::sensor::run(c),
         Command::Proxy(c) => cmd::proxy::run(c),
         Command::Winproxy(c) => cmd::winproxy::run(c),
