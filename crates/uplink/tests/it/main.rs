@@ -7,6 +7,7 @@ mod support;
 mod allowlist;
 mod check;
 mod faults;
+mod fleet;
 mod hardening_queue;
 mod hardening_route;
 mod hardening_store;
