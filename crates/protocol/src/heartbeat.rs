@@ -54,7 +54,8 @@ pub struct Heartbeat {
     /// When the last error happened (format 2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error_at: Option<String>,
-    /// When a batch was last delivered (format 2): an error after it is still current.
+    /// When a request last went through to the service (format 2): an error after it is still
+    /// current.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<String>,
     /// Heartbeats skipped (queue full) over the sensor's life in its state directory.

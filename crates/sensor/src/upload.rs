@@ -154,9 +154,12 @@ impl State {
         let mut state = self.report.clone();
         let now = now_rfc3339();
         state.succeeded(&now);
+        // This request is a success through the route: an earlier error is not current.
+        let mut status = self.status.clone();
+        status.last_success = Some(now.clone());
         let report = crate::report::collect(
             &self.paths,
-            &self.status,
+            &status,
             &state,
             (depth.events, depth.bytes),
             crate::report::Live {
@@ -457,7 +460,18 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         renewal,
         route_warning: None,
         damage_this_run: false,
-        report: crate::report::ReportState::load(paths),
+        report: {
+            let mut r = crate::report::ReportState::load(paths);
+            // Never seen empty (a new sensor, or one from before reports): nothing queued is
+            // older than the installation (the CA file is written once, at install).
+            if r.queue_empty_at.is_none() {
+                r.queue_empty_at = std::fs::metadata(paths.ca_file())
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(crate::report::rfc3339);
+            }
+            r
+        },
         report_every,
         next_report: Instant::now(),
         fresh_conn: false,
