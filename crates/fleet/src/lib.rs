@@ -157,9 +157,10 @@ impl Outage {
 
     /// One line: when, which codes, through which proxy.
     pub fn describe(&self) -> String {
-        let end = self
-            .end_ms
-            .map_or_else(|| "still failing".to_owned(), |e| format!("to {}", rfc3339(e)));
+        let end = self.end_ms.map_or_else(
+            || "still failing".to_owned(),
+            |e| format!("to {}", rfc3339(e)),
+        );
         let via = self
             .proxy
             .as_deref()
@@ -438,8 +439,9 @@ pub fn reconcile(
     for kind in Kind::ALL {
         let row = existing.iter().find(|i| i.kind == kind.as_str());
         let cond = a.conditions.iter().find(|c| c.kind == *kind);
-        let suppressed =
-            |i: &Issue| i.state == IssueState::Suppressed && i.suppressed_until.is_some_and(|u| u > now_ms);
+        let suppressed = |i: &Issue| {
+            i.state == IssueState::Suppressed && i.suppressed_until.is_some_and(|u| u > now_ms)
+        };
         let next = match (row, cond) {
             (None, None) => None,
             (None, Some(c)) => Some(Issue {
@@ -502,7 +504,12 @@ pub fn reconcile(
 
 /// A disconnected sensor is back: what its outage log says of the time it was away (the
 /// intervals that overlap it), and the fix of the first code it saw.
-fn disconnected_cause(now_ms: i64, o: &Observation<'_>, opened_ms: i64, p: &Policy) -> (String, String) {
+fn disconnected_cause(
+    now_ms: i64,
+    o: &Observation<'_>,
+    opened_ms: i64,
+    p: &Policy,
+) -> (String, String) {
     // It was last seen about `disconnected_after` before the issue opened.
     let from = opened_ms - (p.disconnected_after_secs + o.interval_secs()) as i64 * 1000;
     let during: Vec<&Outage> = o
@@ -510,7 +517,11 @@ fn disconnected_cause(now_ms: i64, o: &Observation<'_>, opened_ms: i64, p: &Poli
         .iter()
         .filter(|x| x.start_ms <= now_ms && x.end_ms.is_none_or(|e| e >= from))
         .collect();
-    let back = format!("back at {} (disconnected since {})", rfc3339(now_ms), rfc3339(opened_ms));
+    let back = format!(
+        "back at {} (disconnected since {})",
+        rfc3339(now_ms),
+        rfc3339(opened_ms)
+    );
     if during.is_empty() {
         return (
             format!("{back}; its outage log shows no failed upload: the sensor was stopped or its host was down"),

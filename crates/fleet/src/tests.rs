@@ -30,11 +30,19 @@ fn states_from_the_last_contact() {
         (-30, 60, State::Online),
     ];
     for (age, interval, want) in cases {
-        assert_eq!(state(T0, T0 - age * S, interval, &p), want, "{age} s, {interval} s");
+        assert_eq!(
+            state(T0, T0 - age * S, interval, &p),
+            want,
+            "{age} s, {interval} s"
+        );
     }
 }
 
-fn obs<'a>(report: Option<&'a Heartbeat>, seen_secs_ago: i64, outages: &'a [Outage]) -> Observation<'a> {
+fn obs<'a>(
+    report: Option<&'a Heartbeat>,
+    seen_secs_ago: i64,
+    outages: &'a [Outage],
+) -> Observation<'a> {
     Observation {
         workspace: "w",
         sensor_id: "s1",
@@ -116,21 +124,33 @@ fn conditions_from_the_report() {
         // Backlog: older than max(10 × 30 s, 600 s).
         (
             Some(h(&|h| {
-                h.queue = QueueDepth { events: 5, bytes: 9, oldest_secs: Some(601) }
+                h.queue = QueueDepth {
+                    events: 5,
+                    bytes: 9,
+                    oldest_secs: Some(601),
+                }
             })),
             0,
             vec![Kind::BacklogGrowing],
         ),
         (
             Some(h(&|h| {
-                h.queue = QueueDepth { events: 5, bytes: 9, oldest_secs: Some(600) }
+                h.queue = QueueDepth {
+                    events: 5,
+                    bytes: 9,
+                    oldest_secs: Some(600),
+                }
             })),
             0,
             vec![],
         ),
         (
             Some(h(&|h| {
-                h.queue = QueueDepth { events: 0, bytes: 0, oldest_secs: Some(9999) }
+                h.queue = QueueDepth {
+                    events: 0,
+                    bytes: 0,
+                    oldest_secs: Some(9999),
+                }
             })),
             0,
             vec![],
@@ -158,10 +178,22 @@ fn conditions_from_the_report() {
             vec![Kind::CertExpiring],
         ),
         // Clock: more than 120 s either way.
-        (Some(h(&|h| h.sensor_time = Some(at(121)))), 0, vec![Kind::ClockSkew]),
-        (Some(h(&|h| h.sensor_time = Some(at(-121)))), 0, vec![Kind::ClockSkew]),
+        (
+            Some(h(&|h| h.sensor_time = Some(at(121)))),
+            0,
+            vec![Kind::ClockSkew],
+        ),
+        (
+            Some(h(&|h| h.sensor_time = Some(at(-121)))),
+            0,
+            vec![Kind::ClockSkew],
+        ),
         (Some(h(&|h| h.sensor_time = Some(at(120)))), 0, vec![]),
-        (Some(h(&|h| h.queue_damaged = true)), 0, vec![Kind::QueueDamaged]),
+        (
+            Some(h(&|h| h.queue_damaged = true)),
+            0,
+            vec![Kind::QueueDamaged],
+        ),
         (Some(h(&|h| h.disk_full = true)), 0, vec![Kind::DiskFull]),
     ];
     for (i, (report, ago, want)) in cases.iter().enumerate() {
@@ -169,7 +201,10 @@ fn conditions_from_the_report() {
         let kinds: Vec<Kind> = a.conditions.iter().map(|c| c.kind).collect();
         assert_eq!(&kinds, want, "case {i}: {report:?}");
         for c in &a.conditions {
-            assert!(!c.description.is_empty() && !c.fix.is_empty(), "case {i}: {c:?}");
+            assert!(
+                !c.description.is_empty() && !c.fix.is_empty(),
+                "case {i}: {c:?}"
+            );
         }
     }
     // The auth failure's fix is the code's.
@@ -200,10 +235,22 @@ fn issue(kind: Kind, state: IssueState, occurrences: u64) -> Issue {
 #[test]
 fn issues_open_close_reopen_and_stay_suppressed() {
     let p = policy();
-    let cond = |kind| Condition { kind, description: "d".into(), fix: "f".into() };
+    let cond = |kind| Condition {
+        kind,
+        description: "d".into(),
+        fix: "f".into(),
+    };
     let o = obs(None, 0, &[]);
-    let assessed = |c: Vec<Condition>| Assessment { state: State::Online, conditions: c };
-    let mut suppressed = suppress(&issue(Kind::ProxyFallback, IssueState::Open, 1), T0 + 60 * S, "maintenance", "ops");
+    let assessed = |c: Vec<Condition>| Assessment {
+        state: State::Online,
+        conditions: c,
+    };
+    let mut suppressed = suppress(
+        &issue(Kind::ProxyFallback, IssueState::Open, 1),
+        T0 + 60 * S,
+        "maintenance",
+        "ops",
+    );
     let mut expired = suppressed.clone();
     expired.suppressed_until = Some(T0);
     // (condition holds?, stored row, expected (state, occurrences) written, or None: nothing)
@@ -211,11 +258,27 @@ fn issues_open_close_reopen_and_stay_suppressed() {
     let cases: Vec<Case> = vec![
         (false, None, None),
         (true, None, Some((IssueState::Open, 1))),
-        (true, Some(issue(Kind::ProxyFallback, IssueState::Open, 1)), None),
-        (false, Some(issue(Kind::ProxyFallback, IssueState::Open, 1)), Some((IssueState::Closed, 1))),
-        (false, Some(issue(Kind::ProxyFallback, IssueState::Closed, 1)), None),
+        (
+            true,
+            Some(issue(Kind::ProxyFallback, IssueState::Open, 1)),
+            None,
+        ),
+        (
+            false,
+            Some(issue(Kind::ProxyFallback, IssueState::Open, 1)),
+            Some((IssueState::Closed, 1)),
+        ),
+        (
+            false,
+            Some(issue(Kind::ProxyFallback, IssueState::Closed, 1)),
+            None,
+        ),
         // Recurrence reopens the same issue.
-        (true, Some(issue(Kind::ProxyFallback, IssueState::Closed, 1)), Some((IssueState::Open, 2))),
+        (
+            true,
+            Some(issue(Kind::ProxyFallback, IssueState::Closed, 1)),
+            Some((IssueState::Open, 2)),
+        ),
         // Suppressed: stays so, whatever the condition does.
         (true, Some(suppressed.clone()), None),
         (false, Some(suppressed.clone()), None),
@@ -224,7 +287,11 @@ fn issues_open_close_reopen_and_stay_suppressed() {
         (false, Some(expired.clone()), Some((IssueState::Closed, 1))),
     ];
     for (i, (holds, row, want)) in cases.into_iter().enumerate() {
-        let a = assessed(if holds { vec![cond(Kind::ProxyFallback)] } else { vec![] });
+        let a = assessed(if holds {
+            vec![cond(Kind::ProxyFallback)]
+        } else {
+            vec![]
+        });
         let existing: Vec<Issue> = row.into_iter().collect();
         let got = reconcile(T0, &o, &a, &existing, &p);
         let got: Option<(IssueState, u64)> = got.first().map(|n| (n.state, n.occurrences));
@@ -234,23 +301,41 @@ fn issues_open_close_reopen_and_stay_suppressed() {
     let new = reconcile(T0, &o, &assessed(vec![cond(Kind::ClockSkew)]), &[], &p);
     assert_eq!(new.len(), 1);
     assert_eq!(new[0].issue_id, issue_id("w", Some("s1"), "clock_skew"));
-    assert_eq!((new[0].severity, new[0].opened_at, new[0].closed_at), (Severity::Low, T0, None));
+    assert_eq!(
+        (new[0].severity, new[0].opened_at, new[0].closed_at),
+        (Severity::Low, T0, None)
+    );
     // Unsuppress opens it again; health counts open issues only.
     suppressed.severity = Severity::High;
     assert_eq!(health([&suppressed]), Health::Healthy);
     let back = unsuppress(&suppressed);
-    assert_eq!((back.state, back.suppressed_until), (IssueState::Open, None));
+    assert_eq!(
+        (back.state, back.suppressed_until),
+        (IssueState::Open, None)
+    );
     assert_eq!(back.suppress_reason.as_deref(), Some("maintenance"));
-    assert_eq!(health([&back, &issue(Kind::ClockSkew, IssueState::Open, 1)]), Health::High);
-    assert_eq!(health([&issue(Kind::ClockSkew, IssueState::Open, 1)]), Health::Low);
-    assert_eq!(health([&issue(Kind::Disconnected, IssueState::Closed, 1)]), Health::Healthy);
+    assert_eq!(
+        health([&back, &issue(Kind::ClockSkew, IssueState::Open, 1)]),
+        Health::High
+    );
+    assert_eq!(
+        health([&issue(Kind::ClockSkew, IssueState::Open, 1)]),
+        Health::Low
+    );
+    assert_eq!(
+        health([&issue(Kind::Disconnected, IssueState::Closed, 1)]),
+        Health::Healthy
+    );
 }
 
 #[test]
 fn a_disconnected_sensor_back_closes_its_issue_with_the_cause() {
     let p = policy();
     let open = issue(Kind::Disconnected, IssueState::Open, 1); // opened 300 s ago
-    let back = Assessment { state: State::Online, conditions: vec![] };
+    let back = Assessment {
+        state: State::Online,
+        conditions: vec![],
+    };
     let auth = Outage {
         start_ms: T0 - 500 * S,
         end_ms: Some(T0 - 100 * S),
@@ -270,7 +355,12 @@ fn a_disconnected_sensor_back_closes_its_issue_with_the_cause() {
     let cases: Vec<(&[Outage], Vec<&str>, &str)> = vec![
         (
             &both,
-            vec!["cause:", "PROXY_AUTH_FAILED", "through proxy 127.0.0.1:3128", "12 failed"],
+            vec![
+                "cause:",
+                "PROXY_AUTH_FAILED",
+                "through proxy 127.0.0.1:3128",
+                "12 failed",
+            ],
             Code::PROXY_AUTH_FAILED.fix(),
         ),
         (&[], vec!["no failed upload"], "journalctl"),
@@ -294,12 +384,23 @@ fn a_disconnected_sensor_back_closes_its_issue_with_the_cause() {
 #[test]
 fn ids_times_and_tokens() {
     assert_eq!(issue_id("w", Some("s"), "k"), issue_id("w", Some("s"), "k"));
-    assert_ne!(issue_id("w", Some("s"), "k"), issue_id("w", Some("s2"), "k"));
+    assert_ne!(
+        issue_id("w", Some("s"), "k"),
+        issue_id("w", Some("s2"), "k")
+    );
     assert_ne!(issue_id("ws", None, "k"), issue_id("w", Some("s"), "k"));
     assert!(issue_id("w", None, "k").starts_with("iss-"));
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-    assert_eq!(parse_rfc3339("2026-01-02T03:04:05Z").map(rfc3339).as_deref(), Some("2026-01-02T03:04:05Z"));
-    assert_eq!(parse_rfc3339("2026-01-02T04:04:05+01:00"), parse_rfc3339("2026-01-02T03:04:05Z"));
+    assert_eq!(
+        parse_rfc3339("2026-01-02T03:04:05Z")
+            .map(rfc3339)
+            .as_deref(),
+        Some("2026-01-02T03:04:05Z")
+    );
+    assert_eq!(
+        parse_rfc3339("2026-01-02T04:04:05+01:00"),
+        parse_rfc3339("2026-01-02T03:04:05Z")
+    );
     assert_eq!(parse_rfc3339("yesterday"), None);
     for k in Kind::ALL {
         assert_eq!(Kind::parse(k.as_str()), Some(*k));

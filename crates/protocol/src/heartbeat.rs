@@ -193,7 +193,10 @@ mod tests {
                 Ok((2, Some(60), 1, 0)),
             ),
             // A newer format: read for what it shares.
-            (r#"{"format":3,"version":"9","novel":{"x":1}}"#, Ok((3, None, 0, 0))),
+            (
+                r#"{"format":3,"version":"9","novel":{"x":1}}"#,
+                Ok((3, None, 0, 0)),
+            ),
             ("[]", Err(())),
             ("{\"queue\":{\"events\":-1}}", Err(())),
             ("not json", Err(())),

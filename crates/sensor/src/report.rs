@@ -97,8 +97,9 @@ impl ReportState {
     /// leave the log. Intervals opened since stay.
     pub fn delivered(&mut self, sent: &[Outage]) -> bool {
         let before = self.outages.len();
-        self.outages
-            .retain(|o| o.end.is_none() || !sent.iter().any(|s| s.start == o.start && s.end.is_some()));
+        self.outages.retain(|o| {
+            o.end.is_none() || !sent.iter().any(|s| s.start == o.start && s.end.is_some())
+        });
         before != self.outages.len()
     }
 }
@@ -161,7 +162,9 @@ pub fn build(i: &Inputs<'_>) -> Heartbeat {
         cert_not_after: i.cert_not_after.clone(),
         cert_renewal_failed: i.cert_renewal_failed,
         queue_damaged: s.queue_damage.is_some()
-            && s.last_error.as_ref().is_some_and(|e| e.code == "QUEUE_DAMAGED"),
+            && s.last_error
+                .as_ref()
+                .is_some_and(|e| e.code == "QUEUE_DAMAGED"),
         disk_full: s.disk_full.is_some(),
         sensor_time: Some(i.now.to_owned()),
         outages: i.state.outages.clone(),
@@ -188,14 +191,18 @@ pub fn collect(
     live: Live,
 ) -> Heartbeat {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let hostname = Some(read("/proc/sys/kernel/hostname").trim().to_owned()).filter(|h| !h.is_empty());
+    let hostname =
+        Some(read("/proc/sys/kernel/hostname").trim().to_owned()).filter(|h| !h.is_empty());
     let os_text = std::fs::read_to_string("/etc/os-release")
         .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
         .unwrap_or_default();
     let os = uplink_sources::host::parse_os_release(&os_text);
     let os = os.pretty_name.or_else(|| {
-        os.id
-            .map(|id| format!("{id} {}", os.version_id.unwrap_or_default()).trim().to_owned())
+        os.id.map(|id| {
+            format!("{id} {}", os.version_id.unwrap_or_default())
+                .trim()
+                .to_owned()
+        })
     });
     let cert = crate::renew::Renewal::load(paths).ok();
     let now = std::time::SystemTime::now();
@@ -274,12 +281,48 @@ mod tests {
         // (event, changed, intervals, open?, codes of the last)
         type Step = (&'static str, bool, usize, bool, &'static [&'static str]);
         let steps: &[Step] = &[
-            ("fail PROXY_AUTH_FAILED p:1 t1", true, 1, true, &["PROXY_AUTH_FAILED"]),
-            ("fail PROXY_AUTH_FAILED p:1 t2", false, 1, true, &["PROXY_AUTH_FAILED"]),
-            ("fail TCP_REFUSED - t3", true, 1, true, &["PROXY_AUTH_FAILED", "TCP_REFUSED"]),
-            ("ok t4", true, 1, false, &["PROXY_AUTH_FAILED", "TCP_REFUSED"]),
-            ("ok t5", false, 1, false, &["PROXY_AUTH_FAILED", "TCP_REFUSED"]),
-            ("fail TLS_INTERCEPTED - t6", true, 2, true, &["TLS_INTERCEPTED"]),
+            (
+                "fail PROXY_AUTH_FAILED p:1 t1",
+                true,
+                1,
+                true,
+                &["PROXY_AUTH_FAILED"],
+            ),
+            (
+                "fail PROXY_AUTH_FAILED p:1 t2",
+                false,
+                1,
+                true,
+                &["PROXY_AUTH_FAILED"],
+            ),
+            (
+                "fail TCP_REFUSED - t3",
+                true,
+                1,
+                true,
+                &["PROXY_AUTH_FAILED", "TCP_REFUSED"],
+            ),
+            (
+                "ok t4",
+                true,
+                1,
+                false,
+                &["PROXY_AUTH_FAILED", "TCP_REFUSED"],
+            ),
+            (
+                "ok t5",
+                false,
+                1,
+                false,
+                &["PROXY_AUTH_FAILED", "TCP_REFUSED"],
+            ),
+            (
+                "fail TLS_INTERCEPTED - t6",
+                true,
+                2,
+                true,
+                &["TLS_INTERCEPTED"],
+            ),
             ("ok t7", true, 2, false, &["TLS_INTERCEPTED"]),
         ];
         for (event, changed, n, open, codes) in steps {
@@ -316,7 +359,12 @@ mod tests {
     #[test]
     fn route_sources() {
         let cases = [
-            (Some("explicit"), "PROXY p:3128", false, RouteSource::Explicit),
+            (
+                Some("explicit"),
+                "PROXY p:3128",
+                false,
+                RouteSource::Explicit,
+            ),
             (Some("pac"), "PROXY p:3128", true, RouteSource::Pac),
             (Some("pac"), "DIRECT", true, RouteSource::Policy),
             (Some("pac"), "DIRECT", false, RouteSource::Pac),
@@ -327,7 +375,11 @@ mod tests {
             (Some("novel"), "DIRECT", false, RouteSource::Direct),
         ];
         for (used, route, fell_back, want) in cases {
-            assert_eq!(route_source(used, route, fell_back), want, "{used:?} {route}");
+            assert_eq!(
+                route_source(used, route, fell_back),
+                want,
+                "{used:?} {route}"
+            );
         }
     }
 

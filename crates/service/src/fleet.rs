@@ -40,7 +40,11 @@ pub(crate) async fn report<S: Store>(
     shared.store.record_report(workspace, report).await?;
     shared
         .store
-        .evaluate_fleet(now, &shared.config.fleet.policy, Some((workspace, sensor_id)))
+        .evaluate_fleet(
+            now,
+            &shared.config.fleet.policy,
+            Some((workspace, sensor_id)),
+        )
         .await?;
     Ok(())
 }
@@ -59,10 +63,16 @@ pub(crate) async fn run<S: Store>(shared: std::sync::Arc<Shared<S>>) {
             .await
         {
             Ok(e) if e.ran => {
-                tracing::debug!(sensors = e.sensors, issues = e.issues_written, "fleet evaluated")
+                tracing::debug!(
+                    sensors = e.sensors,
+                    issues = e.issues_written,
+                    "fleet evaluated"
+                )
             }
             Ok(_) => tracing::debug!("fleet evaluated by another replica this round"),
-            Err(e) => tracing::warn!(error = %e, "fleet evaluation failed; trying again next round"),
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet evaluation failed; trying again next round")
+            }
         }
     }
 }

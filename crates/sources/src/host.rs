@@ -23,10 +23,7 @@ use crate::Event;
 /// A heartbeat event: the report (`uplink_protocol::heartbeat`, format 2, built by the sensor
 /// which knows the route, the queue and the outage log) as a queued event of kind `heartbeat`.
 pub fn heartbeat_event(h: &Heartbeat) -> Event {
-    event(
-        "heartbeat",
-        serde_json::to_value(h).unwrap_or(Value::Null),
-    )
+    event("heartbeat", serde_json::to_value(h).unwrap_or(Value::Null))
 }
 
 /// What an inventory reports.

@@ -941,7 +941,11 @@ impl Store for PostgresStore {
         Ok(n)
     }
 
-    async fn record_report(&self, workspace: &str, report: FleetReport) -> Result<bool, StoreError> {
+    async fn record_report(
+        &self,
+        workspace: &str,
+        report: FleetReport,
+    ) -> Result<bool, StoreError> {
         self.record_report_pg(workspace, &report).await
     }
 
@@ -968,6 +972,7 @@ impl Store for PostgresStore {
         issue_id: &str,
         suppression: Option<(i64, String, String)>,
     ) -> Result<Option<Issue>, StoreError> {
-        self.suppress_issue_pg(workspace, issue_id, suppression).await
+        self.suppress_issue_pg(workspace, issue_id, suppression)
+            .await
     }
 }

@@ -233,7 +233,10 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn fleet_sensors_sync(&self, workspace: &str) -> Result<Vec<FleetSensor>, StoreError> {
+    pub(crate) fn fleet_sensors_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<FleetSensor>, StoreError> {
         if self.workspace_sync(workspace)?.is_none() {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }

@@ -1378,7 +1378,11 @@ impl Store for SqliteStore {
         self.ingest_async(sensor_id, events).await
     }
 
-    async fn record_report(&self, workspace: &str, report: FleetReport) -> Result<bool, StoreError> {
+    async fn record_report(
+        &self,
+        workspace: &str,
+        report: FleetReport,
+    ) -> Result<bool, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.record_report_sync(&ws, &report)).await
     }

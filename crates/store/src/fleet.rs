@@ -23,12 +23,19 @@ pub struct FleetReport {
 
 impl FleetReport {
     /// From a parsed heartbeat.
-    pub fn new(sensor_id: &str, received_at: i64, h: &uplink_protocol::heartbeat::Heartbeat) -> Self {
+    pub fn new(
+        sensor_id: &str,
+        received_at: i64,
+        h: &uplink_protocol::heartbeat::Heartbeat,
+    ) -> Self {
         FleetReport {
             sensor_id: sensor_id.to_owned(),
             received_at,
             body: serde_json::to_string(h).unwrap_or_else(|_| "{}".into()),
-            sensor_time: h.sensor_time.as_deref().and_then(uplink_fleet::parse_rfc3339),
+            sensor_time: h
+                .sensor_time
+                .as_deref()
+                .and_then(uplink_fleet::parse_rfc3339),
             outages: h.outages.iter().filter_map(Outage::from_report).collect(),
         }
     }
@@ -144,7 +151,10 @@ pub fn join_codes(codes: &[String]) -> String {
 }
 
 pub fn split_codes(s: &str) -> Vec<String> {
-    s.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    s.split(',')
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
@@ -175,11 +185,33 @@ mod tests {
         };
         let hb = r#"{"format":2,"interval_secs":10,"fallback":true,"route":"DIRECT"}"#;
         // (seconds since seen, report, state, health, issue kinds written, changed)
-        let cases: Vec<(i64, Option<&str>, &str, &str, Vec<&str>, bool)> = vec![
+        type Case<'a> = (i64, Option<&'a str>, &'a str, &'a str, Vec<&'a str>, bool);
+        let cases: Vec<Case> = vec![
             (0, None, "online", "healthy", vec![], false),
-            (16, Some(r#"{"format":2,"interval_secs":10}"#), "late", "healthy", vec![], true),
-            (61, Some(hb), "disconnected", "high", vec!["disconnected", "proxy_fallback"], true),
-            (0, Some(hb), "online", "medium", vec!["proxy_fallback"], true),
+            (
+                16,
+                Some(r#"{"format":2,"interval_secs":10}"#),
+                "late",
+                "healthy",
+                vec![],
+                true,
+            ),
+            (
+                61,
+                Some(hb),
+                "disconnected",
+                "high",
+                vec!["disconnected", "proxy_fallback"],
+                true,
+            ),
+            (
+                0,
+                Some(hb),
+                "online",
+                "medium",
+                vec!["proxy_fallback"],
+                true,
+            ),
             // A report that does not parse counts as none.
             (0, Some("[]"), "online", "healthy", vec![], false),
         ];
@@ -192,7 +224,10 @@ mod tests {
                 "{ago} {report:?}"
             );
         }
-        assert_eq!(split_codes(&join_codes(&["A".into(), "B_C".into()])), vec!["A", "B_C"]);
+        assert_eq!(
+            split_codes(&join_codes(&["A".into(), "B_C".into()])),
+            vec!["A", "B_C"]
+        );
         assert!(split_codes("").is_empty());
     }
 }

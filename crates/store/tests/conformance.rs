@@ -489,7 +489,12 @@ async fn imports_keep_what_was_stored_and_repeat_harmlessly<S: Store + Clone>(st
     assert_eq!(times, (1_000..1_500).collect::<Vec<i64>>());
 }
 
-fn report(sensor: &str, received_at: i64, sensor_time: i64, outages: &[(i64, Option<i64>, &str)]) -> FleetReport {
+fn report(
+    sensor: &str,
+    received_at: i64,
+    sensor_time: i64,
+    outages: &[(i64, Option<i64>, &str)],
+) -> FleetReport {
     let h = uplink_protocol::heartbeat::Heartbeat {
         format: 2,
         interval_secs: Some(10),
@@ -528,15 +533,23 @@ async fn fleet_reports_issues_and_suppression<S: Store + Clone>(store: S) {
         ..FleetPolicy::default()
     };
     assert!(matches!(
-        store.record_report("other", report("fl-1", t0, t0, &[])).await,
+        store
+            .record_report("other", report("fl-1", t0, t0, &[]))
+            .await,
         Err(StoreError::NoSuchSensor(_))
     ));
     let auth = (t0 - 30 * s, Some(t0 - 20 * s), "PROXY_AUTH_FAILED");
-    assert!(store.record_report("fl", report("fl-1", t0, t0, &[auth])).await.unwrap());
+    assert!(store
+        .record_report("fl", report("fl-1", t0, t0, &[auth]))
+        .await
+        .unwrap());
     // An older report (a queued heartbeat behind a backlog) is not the last one, but its outage
     // log counts.
     let old = (t0 - 90 * s, Some(t0 - 80 * s), "TCP_REFUSED");
-    assert!(!store.record_report("fl", report("fl-1", t0, t0 - 5 * s, &[old])).await.unwrap());
+    assert!(!store
+        .record_report("fl", report("fl-1", t0, t0 - 5 * s, &[old]))
+        .await
+        .unwrap());
     let e = store.evaluate_fleet(t0, &policy, None).await.unwrap();
     assert!(e.ran);
     assert_eq!(e.sensors, 3);
@@ -546,7 +559,11 @@ async fn fleet_reports_issues_and_suppression<S: Store + Clone>(store: S) {
     assert_eq!(one.state.as_deref(), Some("online"));
     assert_eq!(one.health.as_deref(), Some("healthy"));
     assert_eq!(one.last_seen, Some(t0));
-    assert!(one.report.as_deref().unwrap().contains(&uplink_fleet::rfc3339(t0)));
+    assert!(one
+        .report
+        .as_deref()
+        .unwrap()
+        .contains(&uplink_fleet::rfc3339(t0)));
     let starts: Vec<i64> = one.outages.iter().map(|o| o.start_ms).collect();
     assert_eq!(starts, vec![t0 - 90 * s, t0 - 30 * s]);
     assert_eq!(one.outages[1].codes, vec!["PROXY_AUTH_FAILED"]);
@@ -557,38 +574,132 @@ async fn fleet_reports_issues_and_suppression<S: Store + Clone>(store: S) {
     let issues = store.fleet_issues("fl").await.unwrap();
     assert_eq!(issues.len(), 2, "{issues:?}");
     for i in &issues {
-        assert_eq!((i.kind.as_str(), i.state, i.opened_at, i.occurrences), ("disconnected", uplink_fleet::IssueState::Open, t1, 1));
-        assert_eq!(i.issue_id, uplink_fleet::issue_id("fl", i.sensor_id.as_deref(), "disconnected"));
+        assert_eq!(
+            (i.kind.as_str(), i.state, i.opened_at, i.occurrences),
+            ("disconnected", uplink_fleet::IssueState::Open, t1, 1)
+        );
+        assert_eq!(
+            i.issue_id,
+            uplink_fleet::issue_id("fl", i.sensor_id.as_deref(), "disconnected")
+        );
     }
     let fleet = store.fleet_sensors("fl").await.unwrap();
-    assert!(fleet.iter().all(|f| f.state.as_deref() == Some("disconnected") && f.health.as_deref() == Some("high")), "{fleet:?}");
+    assert!(
+        fleet
+            .iter()
+            .all(|f| f.state.as_deref() == Some("disconnected")
+                && f.health.as_deref() == Some("high")),
+        "{fleet:?}"
+    );
     assert!(store.fleet_issues("other").await.unwrap().len() == 1);
     // Suppress fl-2's; it stays suppressed through evaluations.
     let id2 = uplink_fleet::issue_id("fl", Some("fl-2"), "disconnected");
-    assert_eq!(store.suppress_issue("other", &id2, Some((t1 + 86_400 * s, "r".into(), "me".into()))).await.unwrap(), None);
-    let sup = store.suppress_issue("fl", &id2, Some((t1 + 86_400 * s, "maintenance".into(), "ops".into()))).await.unwrap().unwrap();
-    assert_eq!((sup.state, sup.suppress_reason.as_deref(), sup.suppressed_by.as_deref()), (uplink_fleet::IssueState::Suppressed, Some("maintenance"), Some("ops")));
-    store.evaluate_fleet(t1 + 10 * s, &policy, None).await.unwrap();
-    let fl2 = store.fleet_sensors("fl").await.unwrap().into_iter().find(|f| f.sensor_id == "fl-2").unwrap();
+    assert_eq!(
+        store
+            .suppress_issue(
+                "other",
+                &id2,
+                Some((t1 + 86_400 * s, "r".into(), "me".into()))
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    let sup = store
+        .suppress_issue(
+            "fl",
+            &id2,
+            Some((t1 + 86_400 * s, "maintenance".into(), "ops".into())),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            sup.state,
+            sup.suppress_reason.as_deref(),
+            sup.suppressed_by.as_deref()
+        ),
+        (
+            uplink_fleet::IssueState::Suppressed,
+            Some("maintenance"),
+            Some("ops")
+        )
+    );
+    store
+        .evaluate_fleet(t1 + 10 * s, &policy, None)
+        .await
+        .unwrap();
+    let fl2 = store
+        .fleet_sensors("fl")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.sensor_id == "fl-2")
+        .unwrap();
     assert_eq!(fl2.health.as_deref(), Some("healthy"));
     // fl-1 is back, with an outage during its absence: its issue closes at once with the cause.
     let t2 = t1 + 20 * s;
     let during = (t0 + 10 * s, Some(t2), "PROXY_AUTH_FAILED");
-    assert!(store.record_report("fl", report("fl-1", t2, t2, &[during])).await.unwrap());
-    store.evaluate_fleet(t2, &policy, Some(("fl", "fl-1"))).await.unwrap();
+    assert!(store
+        .record_report("fl", report("fl-1", t2, t2, &[during]))
+        .await
+        .unwrap());
+    store
+        .evaluate_fleet(t2, &policy, Some(("fl", "fl-1")))
+        .await
+        .unwrap();
     let issues = store.fleet_issues("fl").await.unwrap();
-    let i1 = issues.iter().find(|i| i.sensor_id.as_deref() == Some("fl-1")).unwrap();
-    assert_eq!((i1.state, i1.closed_at), (uplink_fleet::IssueState::Closed, Some(t2)));
-    assert!(i1.description.contains("PROXY_AUTH_FAILED") && i1.description.contains("127.0.0.1:3128"), "{}", i1.description);
-    let i2 = issues.iter().find(|i| i.sensor_id.as_deref() == Some("fl-2")).unwrap();
+    let i1 = issues
+        .iter()
+        .find(|i| i.sensor_id.as_deref() == Some("fl-1"))
+        .unwrap();
+    assert_eq!(
+        (i1.state, i1.closed_at),
+        (uplink_fleet::IssueState::Closed, Some(t2))
+    );
+    assert!(
+        i1.description.contains("PROXY_AUTH_FAILED") && i1.description.contains("127.0.0.1:3128"),
+        "{}",
+        i1.description
+    );
+    let i2 = issues
+        .iter()
+        .find(|i| i.sensor_id.as_deref() == Some("fl-2"))
+        .unwrap();
     assert_eq!(i2.state, uplink_fleet::IssueState::Suppressed);
-    let fl1 = store.fleet_sensors("fl").await.unwrap().into_iter().find(|f| f.sensor_id == "fl-1").unwrap();
-    assert_eq!((fl1.state.as_deref(), fl1.health.as_deref()), (Some("online"), Some("healthy")));
+    let fl1 = store
+        .fleet_sensors("fl")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.sensor_id == "fl-1")
+        .unwrap();
+    assert_eq!(
+        (fl1.state.as_deref(), fl1.health.as_deref()),
+        (Some("online"), Some("healthy"))
+    );
     // Unsuppressed: open again, and counted.
-    let un = store.suppress_issue("fl", &id2, None).await.unwrap().unwrap();
-    assert_eq!((un.state, un.suppressed_until), (uplink_fleet::IssueState::Open, None));
+    let un = store
+        .suppress_issue("fl", &id2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (un.state, un.suppressed_until),
+        (uplink_fleet::IssueState::Open, None)
+    );
     store.evaluate_fleet(t2 + s, &policy, None).await.unwrap();
-    let fl2 = store.fleet_sensors("fl").await.unwrap().into_iter().find(|f| f.sensor_id == "fl-2").unwrap();
+    let fl2 = store
+        .fleet_sensors("fl")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.sensor_id == "fl-2")
+        .unwrap();
     assert_eq!(fl2.health.as_deref(), Some("high"));
-    assert!(matches!(store.fleet_sensors("nope").await, Err(StoreError::NoSuchWorkspace(_))));
+    assert!(matches!(
+        store.fleet_sensors("nope").await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
 }

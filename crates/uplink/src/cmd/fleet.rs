@@ -100,9 +100,8 @@ pub struct UnsuppressArgs {
 }
 
 fn parse_state(s: &str) -> Result<State, String> {
-    State::parse(s).ok_or_else(|| {
-        format!("{s:?} is not a state: use online, late, disconnected or inactive")
-    })
+    State::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a state: use online, late, disconnected or inactive"))
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -190,7 +189,10 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let issues = store.fleet_issues(&ws).await?;
     let rows: Vec<Value> = sensors
         .iter()
-        .filter(|s| a.state.is_none_or(|want| s.state.as_deref() == Some(want.as_str())))
+        .filter(|s| {
+            a.state
+                .is_none_or(|want| s.state.as_deref() == Some(want.as_str()))
+        })
         .map(|s| sensor_json(s, &issues))
         .collect();
     if a.json {
@@ -257,8 +259,16 @@ async fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
         return print_json(&v);
     }
     for k in [
-        "sensor_id", "name", "hostname", "version", "state", "lifecycle", "software", "health",
-        "last_seen", "route",
+        "sensor_id",
+        "name",
+        "hostname",
+        "version",
+        "state",
+        "lifecycle",
+        "software",
+        "health",
+        "last_seen",
+        "route",
     ] {
         println!("{k:<12} {}", text(&v[k]));
     }
@@ -321,7 +331,10 @@ async fn issues(a: IssuesArgs) -> anyhow::Result<ExitCode> {
         return print_json(&json!({ "issues": v }));
     }
     if issues.is_empty() {
-        println!("no {}issues", if a.all { "" } else { "open or suppressed " });
+        println!(
+            "no {}issues",
+            if a.all { "" } else { "open or suppressed " }
+        );
     }
     for i in &issues {
         print_issue(i);
@@ -342,10 +355,9 @@ async fn suppress(a: SuppressArgs) -> anyhow::Result<ExitCode> {
     }
     let store = a.data.open(false).await?;
     let ws = a.workspace.to_ascii_lowercase();
-    let by = a
-        .by
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into());
+    let by =
+        a.by.or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into());
     let until = uplink_store::now_ms() + (a.days as i64) * 86_400_000;
     let issue = store
         .suppress_issue(&ws, &a.issue_id, Some((until, a.reason, by)))

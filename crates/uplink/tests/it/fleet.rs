@@ -112,7 +112,14 @@ fn a_stopped_sensor_goes_late_then_disconnected_and_comes_back_with_its_outage_l
     let sensor = fast_sensor(
         &dir.path().join("sensor"),
         &ws,
-        &["--proxy-url", &squid.url(), "--proxy-user", USER, "--proxy-password", PASSWORD],
+        &[
+            "--proxy-url",
+            &squid.url(),
+            "--proxy-user",
+            USER,
+            "--proxy-password",
+            PASSWORD,
+        ],
     );
     let id = sensor_id(&sensor);
     let log = dir.path().join("run.log");
@@ -141,12 +148,22 @@ fn a_stopped_sensor_goes_late_then_disconnected_and_comes_back_with_its_outage_l
         context,
     );
     let row = sensor_row("fleeta", &store, &id);
-    assert_eq!(row["route"], format!("PROXY 127.0.0.1:{}", squid.port), "{row}");
+    assert_eq!(
+        row["route"],
+        format!("PROXY 127.0.0.1:{}", squid.port),
+        "{row}"
+    );
     assert_eq!(row["health"], "healthy", "{row}");
     assert_eq!(row["version"], env!("CARGO_PKG_VERSION"), "{row}");
-    assert!(row["hostname"].as_str().is_some_and(|h| !h.is_empty()), "{row}");
+    assert!(
+        row["hostname"].as_str().is_some_and(|h| !h.is_empty()),
+        "{row}"
+    );
     assert!(rfc3339_utc(&row["last_seen"]), "{row}");
-    assert_eq!((row["lifecycle"].clone(), row["software"].clone()), ("active".into(), "current".into()));
+    assert_eq!(
+        (row["lifecycle"].clone(), row["software"].clone()),
+        ("active".into(), "current".into())
+    );
 
     // Stopped: late, then disconnected; the issue opens.
     stop(run);
@@ -173,7 +190,10 @@ fn a_stopped_sensor_goes_late_then_disconnected_and_comes_back_with_its_outage_l
     assert_eq!(issue["severity"], "high", "{issue}");
     assert_eq!(issue["sensor_id"], id.as_str(), "{issue}");
     assert_eq!(issue["occurrences"], 1, "{issue}");
-    assert!(rfc3339_utc(&issue["opened_at"]) && issue["closed_at"].is_null(), "{issue}");
+    assert!(
+        rfc3339_utc(&issue["opened_at"]) && issue["closed_at"].is_null(),
+        "{issue}"
+    );
     assert_eq!(sensor_row("fleeta", &store, &id)["health"], "high");
     assert_eq!(sensor_row("fleeta", &store, &id)["open_issues"], 1);
 
@@ -193,10 +213,15 @@ fn a_stopped_sensor_goes_late_then_disconnected_and_comes_back_with_its_outage_l
     let issue = issue_of("fleeta", &store, "disconnected");
     let text = issue["description"].as_str().unwrap();
     assert!(
-        text.contains("PROXY_AUTH_FAILED") && text.contains(&format!("through proxy 127.0.0.1:{}", squid.port)),
+        text.contains("PROXY_AUTH_FAILED")
+            && text.contains(&format!("through proxy 127.0.0.1:{}", squid.port)),
         "{issue}"
     );
-    assert_eq!(issue["fix"], uplink_diag::Code::PROXY_AUTH_FAILED.fix(), "{issue}");
+    assert_eq!(
+        issue["fix"],
+        uplink_diag::Code::PROXY_AUTH_FAILED.fix(),
+        "{issue}"
+    );
     assert!(rfc3339_utc(&issue["closed_at"]), "{issue}");
     poll_until("online again", WAIT, || state() == "online", context);
     // Closed issues are listed with --all only.
@@ -213,18 +238,31 @@ fn a_stopped_sensor_goes_late_then_disconnected_and_comes_back_with_its_outage_l
     poll_until(
         "the second interval reported",
         WAIT,
-        || fleet(&["show", "fleeta", &id], &store)["outages"].as_array().unwrap().len() == 2,
+        || {
+            fleet(&["show", "fleeta", &id], &store)["outages"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 2
+        },
         context,
     );
     let show = fleet(&["show", "fleeta", &id], &store);
     let outages = show["outages"].as_array().unwrap();
     for o in outages {
-        assert_eq!(o["codes"], serde_json::json!(["PROXY_AUTH_FAILED"]), "{show}");
+        assert_eq!(
+            o["codes"],
+            serde_json::json!(["PROXY_AUTH_FAILED"]),
+            "{show}"
+        );
         assert_eq!(o["proxy"], format!("127.0.0.1:{}", squid.port), "{show}");
         assert!(rfc3339_utc(&o["start"]) && rfc3339_utc(&o["end"]), "{show}");
         assert!(o["start"].as_str() <= o["end"].as_str(), "{show}");
     }
-    assert!(outages[0]["end"].as_str() <= outages[1]["start"].as_str(), "{show}");
+    assert!(
+        outages[0]["end"].as_str() <= outages[1]["start"].as_str(),
+        "{show}"
+    );
     assert_eq!(show["report"]["format"], 2, "{show}");
     assert_eq!(show["report"]["interval_secs"], 1, "{show}");
     assert_eq!(show["issues"].as_array().unwrap().len(), 1, "{show}");
@@ -243,17 +281,42 @@ fn a_stopped_sensor_goes_late_then_disconnected_and_comes_back_with_its_outage_l
     let issue_id = issue["issue_id"].as_str().unwrap().to_owned();
     let out = ok(
         uplink(&[
-            "fleet", "suppress", "fleeta", &issue_id, "--days", "2", "--reason", "host moves racks",
-            "--by", "ops", "--data-dir", store[1],
+            "fleet",
+            "suppress",
+            "fleeta",
+            &issue_id,
+            "--days",
+            "2",
+            "--reason",
+            "host moves racks",
+            "--by",
+            "ops",
+            "--data-dir",
+            store[1],
         ]),
         "fleet suppress",
     );
     assert!(out.contains(&issue_id), "{out}");
-    poll_until("healthy while suppressed", WAIT, || sensor_row("fleeta", &store, &id)["health"] == "healthy", context);
+    poll_until(
+        "healthy while suppressed",
+        WAIT,
+        || sensor_row("fleeta", &store, &id)["health"] == "healthy",
+        context,
+    );
     let run = sensor.spawn_run(&log);
-    poll_until("back while suppressed", WAIT, || state() == "online", context);
+    poll_until(
+        "back while suppressed",
+        WAIT,
+        || state() == "online",
+        context,
+    );
     stop(run);
-    poll_until("gone while suppressed", WAIT, || state() == "disconnected", context);
+    poll_until(
+        "gone while suppressed",
+        WAIT,
+        || state() == "disconnected",
+        context,
+    );
     let issue = issue_of("fleeta", &store, "disconnected");
     assert_eq!(issue["state"], "suppressed", "{issue}");
     assert_eq!(issue["suppress_reason"], "host moves racks", "{issue}");
@@ -263,27 +326,65 @@ fn a_stopped_sensor_goes_late_then_disconnected_and_comes_back_with_its_outage_l
     // Suppressed issues are listed without --all.
     assert_eq!(issues("fleeta", &store, false).len(), 1);
     ok(
-        uplink(&["fleet", "unsuppress", "fleeta", &issue_id, "--data-dir", store[1]]),
+        uplink(&[
+            "fleet",
+            "unsuppress",
+            "fleeta",
+            &issue_id,
+            "--data-dir",
+            store[1],
+        ]),
         "fleet unsuppress",
     );
     assert_eq!(issue_of("fleeta", &store, "disconnected")["state"], "open");
-    poll_until("counted again", WAIT, || sensor_row("fleeta", &store, &id)["health"] == "high", context);
+    poll_until(
+        "counted again",
+        WAIT,
+        || sensor_row("fleeta", &store, &id)["health"] == "high",
+        context,
+    );
     // Unknown ids are refused with what to do.
-    let out = uplink(&["fleet", "unsuppress", "fleeta", "iss-000000000000", "--data-dir", store[1]]);
+    let out = uplink(&[
+        "fleet",
+        "unsuppress",
+        "fleeta",
+        "iss-000000000000",
+        "--data-dir",
+        store[1],
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("fleet issues fleeta"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fleet issues fleeta"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The scenario both backends run: a sensor whose proxy is dead uploads DIRECT (fallback
 /// allowed): `proxy_fallback` opens; the sensor stops: `disconnected` opens. Returns the CLI's
 /// answers with what differs between runs (ids, times) taken out.
-fn fallback_scenario(dir: &Path, ws: &Ws, store: &[&str], log: impl Fn() -> String) -> (Value, Value) {
+fn fallback_scenario(
+    dir: &Path,
+    ws: &Ws,
+    store: &[&str],
+    log: impl Fn() -> String,
+) -> (Value, Value) {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let sensor = fast_sensor(&dir.join("sensor"), ws, &[]);
-    ok(sensor.proxy(&["set", "--url", &dead, "--fallback", "direct"]), "proxy set");
+    ok(
+        sensor.proxy(&["set", "--url", &dead, "--fallback", "direct"]),
+        "proxy set",
+    );
     let id = sensor_id(&sensor);
     let run_log = dir.join("run.log");
-    let context = || format!("{:?}\n{}\nservice log:\n{}", issues(&ws.name, store, true), sensor.context(&run_log), log());
+    let context = || {
+        format!(
+            "{:?}\n{}\nservice log:\n{}",
+            issues(&ws.name, store, true),
+            sensor.context(&run_log),
+            log()
+        )
+    };
     let run = sensor.spawn_run(&run_log);
     poll_until(
         "proxy_fallback opens",
@@ -294,7 +395,10 @@ fn fallback_scenario(dir: &Path, ws: &Ws, store: &[&str], log: impl Fn() -> Stri
     let issue = issue_of(&ws.name, store, "proxy_fallback");
     assert_eq!(issue["severity"], "medium", "{issue}");
     let text = issue["description"].as_str().unwrap();
-    assert!(text.contains("DIRECT") && text.contains("TCP_REFUSED"), "{issue}");
+    assert!(
+        text.contains("DIRECT") && text.contains("TCP_REFUSED"),
+        "{issue}"
+    );
     assert_eq!(sensor_row(&ws.name, store, &id)["route"], "DIRECT");
     stop(run);
     poll_until(
@@ -345,7 +449,12 @@ fn a_dead_proxy_with_fallback_direct_raises_proxy_fallback_and_both_backends_ans
     let data = dir.path().join("service");
     let svc = ServiceProc::start_with(&data, &FLEET_FLAGS);
     let ws = create_workspace(&data, "fleetb", svc.port);
-    let sqlite = fallback_scenario(dir.path(), &ws, &["--data-dir", data.to_str().unwrap()], || svc.log());
+    let sqlite = fallback_scenario(
+        dir.path(),
+        &ws,
+        &["--data-dir", data.to_str().unwrap()],
+        || svc.log(),
+    );
     drop(svc);
 
     // PostgreSQL.
@@ -358,7 +467,13 @@ fn a_dead_proxy_with_fallback_direct_raises_proxy_fallback_and_both_backends_ans
 
     assert_eq!(sqlite.0, postgres.0, "fleet list");
     assert_eq!(sqlite.1, postgres.1, "fleet issues --all");
-    let kinds: Vec<&Value> = sqlite.1.as_array().unwrap().iter().map(|i| &i["kind"]).collect();
+    let kinds: Vec<&Value> = sqlite
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["kind"])
+        .collect();
     assert_eq!(kinds, ["disconnected", "proxy_fallback"], "{}", sqlite.1);
 }
 
@@ -372,7 +487,10 @@ fn a_sensor_with_a_backlog_reports_before_uploading_it() {
     let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
     // One report in the test's time: the one sent first on the connection.
     const INTERVAL: u64 = 30;
-    sensor.edit_config("heartbeat_secs = 60", &format!("heartbeat_secs = {INTERVAL}"));
+    sensor.edit_config(
+        "heartbeat_secs = 60",
+        &format!("heartbeat_secs = {INTERVAL}"),
+    );
     let id = sensor_id(&sensor);
     const N: u64 = 100_000;
     let lines: String = (0..N).map(|n| format!("{{\"n\":{n}}}\n")).collect();
@@ -380,7 +498,14 @@ fn a_sensor_with_a_backlog_reports_before_uploading_it() {
     let log = dir.path().join("run.log");
     let started = std::time::Instant::now();
     let run = sensor.spawn_run(&log);
-    let context = || format!("{}\n{}\nservice log:\n{}", fleet(&["show", "fleetc", &id], &store), sensor.context(&log), svc.log());
+    let context = || {
+        format!(
+            "{}\n{}\nservice log:\n{}",
+            fleet(&["show", "fleetc", &id], &store),
+            sensor.context(&log),
+            svc.log()
+        )
+    };
     poll_until(
         "reported",
         WAIT,
