@@ -182,8 +182,14 @@ impl State {
                 tracing::debug!(outages = report.outages.len(), "report delivered");
                 Ok(())
             }
-            Ok(Err(uplink_client::ClientError::Status { status: 404, .. })) => {
-                tracing::info!("the service does not take reports (an older version): heartbeats go with the events only");
+            // A service older than reports (404), or one that refuses this report (400, 413: a
+            // bug, never worth holding the data back for): reports stop for this run, batches go.
+            Ok(Err(uplink_client::ClientError::Status {
+                status: status @ (404 | 400 | 413),
+                message,
+                ..
+            })) => {
+                tracing::warn!(status, %message, "the service does not take this sensor's reports: heartbeats go with the events only until the sensor restarts");
                 self.reports_unsupported = true;
                 Ok(())
             }
