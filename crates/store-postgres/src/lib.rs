@@ -16,12 +16,15 @@
 //! - TLS: `sslmode=require|verify-ca|verify-full` (with `sslrootcert=FILE`, or the system's trust
 //!   store) always verifies the server's certificate and name (`tls.rs`).
 //!
-//! Not here (yet): encrypted CA keys, retention, backups.
+//! - Retention and exactly-once across days (`retention.rs`): events are partitioned by day,
+//!   `(sensor, seq)` is kept unique by the unpartitioned `seen` table plus each sensor's
+//!   retention watermark; see migrations/0003_retention.sql and docs/storage.md.
 
 pub mod migrate;
+mod retention;
 pub mod tls;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -72,6 +75,10 @@ struct Inner {
     seen: Mutex<HashMap<i64, i64>>,
     /// Seals and opens the secrets (set at connect, replaced by a rotation).
     key: std::sync::RwLock<Option<MasterKey>>,
+    /// Days whose event partition this process knows exists (`retention.rs`).
+    days: Mutex<HashSet<i64>>,
+    /// The end of the partition that holds the events from before version 3, while it exists.
+    legacy_until: Mutex<Option<i64>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -89,6 +96,38 @@ const SENSOR_COLUMNS: &str =
 
 /// Rows an export fetches from its portal at a time.
 const EXPORT_CHUNK: i32 = 1000;
+
+/// Stores a batch of one sensor ($1) — seqs, kinds, times, bodies ($2..$5) — each `(sensor, seq)`
+/// once: seqs at or below the sensor's retention watermark are duplicates; the others claim
+/// their row in `seen` first (unique, unpartitioned) and only the claimed ones are stored, the
+/// first of a seq repeated within the batch winning. The sensor's row is read with FOR KEY
+/// SHARE, so a prune raising the watermark (FOR UPDATE) waits for this batch or is seen by it.
+/// Returns the events stored, and whether the sensor exists.
+const INSERT_EVENTS: &str = "WITH w AS (
+        SELECT COALESCE(pruned_through, -1) AS through FROM sensors WHERE id = $1 FOR KEY SHARE
+    ), batch AS (
+        SELECT DISTINCT ON (t.seq) t.seq, t.kind, t.received_at, t.body
+        FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
+            AS t (seq, kind, received_at, body, ord), w
+        WHERE t.seq > w.through
+        ORDER BY t.seq, t.ord
+    ), fresh AS (
+        INSERT INTO seen (sensor, seq) SELECT $1, seq FROM batch
+        ON CONFLICT DO NOTHING RETURNING seq
+    ), ins AS (
+        INSERT INTO events (sensor, seq, kind, received_at, body)
+        SELECT $1, b.seq, b.kind, b.received_at, b.body FROM batch b JOIN fresh f ON f.seq = b.seq
+        RETURNING kind
+    ), counted AS (
+        INSERT INTO kind_counts (sensor, kind, n)
+        SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
+        ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
+    )
+    SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM w)";
+
+fn retention_day(ms: i64) -> i64 {
+    uplink_store::retention::day_of(ms)
+}
 
 impl PostgresStore {
     /// Connects, applies pending migrations (under the advisory lock), and starts the task that
@@ -151,9 +190,12 @@ impl PostgresStore {
                 sensors: Mutex::new(HashMap::new()),
                 seen: Mutex::new(HashMap::new()),
                 key: std::sync::RwLock::new(None),
+                days: Mutex::new(HashSet::new()),
+                legacy_until: Mutex::new(None),
             }),
         };
         store.migrate().await?;
+        store.load_partitions().await?;
         let key = store.settle_master_key(&settings.master_key).await?;
         *store.inner.key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
         tokio::spawn(flush_loop(
@@ -389,34 +431,32 @@ impl PostgresStore {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
         };
         let now = now_ms();
+        self.ensure_days(&client, [retention_day(now)]).await?;
         let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+        let times: Vec<i64> = vec![now; events.len()];
         let statement = client
-            .prepare_cached(
-                "WITH ins AS (
-                    INSERT INTO events (sensor, seq, kind, received_at, body)
-                    SELECT $1, t.seq, t.kind, $2, t.body
-                    FROM UNNEST($3::bigint[], $4::text[], $5::text[]) AS t (seq, kind, body)
-                    ON CONFLICT (sensor, seq) DO NOTHING
-                    RETURNING kind
-                ), counted AS (
-                    INSERT INTO kind_counts (sensor, kind, n)
-                    SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
-                    ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
-                )
-                SELECT count(*) FROM ins",
-            )
+            .prepare_cached(INSERT_EVENTS)
             .await
             .map_err(self.err())?;
-        let accepted: i64 = match client
-            .query_one(&statement, &[&row, &now, &seqs, &kinds, &bodies])
+        let (accepted, exists): (i64, bool) = match client
+            .query_one(&statement, &[&row, &seqs, &kinds, &times, &bodies])
             .await
         {
-            Ok(r) => r.get(0),
+            Ok(r) => (r.get(0), r.get(1)),
             Err(e) if retryable(e.code()) => return Ok(None),
+            Err(e) if retention::no_partition(&e) => {
+                self.forget_partitions();
+                return Ok(None);
+            }
             Err(e) => return Err(self.err()(e)),
         };
+        if !exists {
+            // Deleted with its workspace since it was cached.
+            lock(&self.inner.sensors).remove(sensor_id);
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        }
         lock(&self.inner.seen).insert(row, now);
         let accepted = accepted as u64;
         Ok(Some(IngestOutcome {
@@ -600,30 +640,33 @@ impl Store for PostgresStore {
         let Some(row) = self.sensor_row(&client, sensor_id).await? else {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
         };
+        self.ensure_days(&client, events.iter().map(|e| retention_day(e.received_at)))
+            .await?;
         let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
         let times: Vec<i64> = events.iter().map(|e| e.received_at).collect();
-        let accepted: i64 = client
-            .query_one(
-                "WITH ins AS (
-                    INSERT INTO events (sensor, seq, kind, received_at, body)
-                    SELECT $1, t.seq, t.kind, t.received_at, t.body
-                    FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS t (seq, kind, received_at, body)
-                    ON CONFLICT (sensor, seq) DO NOTHING
-                    RETURNING kind
-                ), counted AS (
-                    INSERT INTO kind_counts (sensor, kind, n)
-                    SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
-                    ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
-                )
-                SELECT count(*) FROM ins",
-                &[&row, &seqs, &kinds, &times, &bodies],
-            )
-            .await
-            .map_err(self.err())?
-            .get(0);
-        let accepted = accepted as u64;
+        let r = client
+            .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
+            .await;
+        let r = match r {
+            Err(e) if retention::no_partition(&e) => {
+                // Another process dropped a partition this one thought was there: once more.
+                self.forget_partitions();
+                self.ensure_days(&client, events.iter().map(|e| retention_day(e.received_at)))
+                    .await?;
+                client
+                    .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
+                    .await
+            }
+            r => r,
+        }
+        .map_err(self.err())?;
+        if !r.get::<_, bool>(1) {
+            lock(&self.inner.sensors).remove(sensor_id);
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        }
+        let accepted = r.get::<_, i64>(0) as u64;
         Ok(IngestOutcome {
             accepted,
             duplicates: events.len() as u64 - accepted,
@@ -938,5 +981,25 @@ impl Store for PostgresStore {
             });
         }
         Ok(n)
+    }
+
+    async fn workspace_settings(&self, workspace: &str) -> Result<WorkspaceSettings, StoreError> {
+        self.workspace_settings_pg(workspace).await
+    }
+
+    async fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> Result<WorkspaceSettings, StoreError> {
+        self.set_workspace_settings_pg(workspace, change).await
+    }
+
+    async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
+        self.delete_workspace_pg(workspace).await
+    }
+
+    async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
+        self.prune_pg(options).await
     }
 }

@@ -15,12 +15,16 @@
 
 pub mod backup;
 pub mod master;
+pub mod retention;
 mod url;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
 pub use master::{MasterKey, MasterKeyFile};
+pub use retention::{
+    DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
+};
 pub use url::DatabaseUrl;
 
 /// A workspace as stored.
@@ -365,6 +369,36 @@ pub trait Store: Send + Sync + 'static {
         filter: ExportFilter,
         out: tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // Workspace settings, deletion and retention (see `retention.rs` and docs/storage.md).
+
+    /// A workspace's settings ([`StoreError::NoSuchWorkspace`]).
+    fn workspace_settings(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send;
+    /// Changes some of a workspace's settings (validated first: [`SettingsChange::validate`])
+    /// and returns them all as stored.
+    fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send;
+    /// Removes a workspace and everything of it: sensors, events, counters, settings
+    /// ([`StoreError::NoSuchWorkspace`]). A process that cached it serves it until it asks the
+    /// store again.
+    fn delete_workspace(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<DeletedWorkspace, StoreError>> + Send;
+    /// Removes the events older than each workspace's retention, at most `chunk` per
+    /// transaction, and raises each sensor's watermark so that a retried copy of a removed event
+    /// is a duplicate. With PostgreSQL, one process at a time (an advisory lock; the others
+    /// return at once with [`PruneReport::skipped`]).
+    fn prune(
+        &self,
+        options: PruneOptions,
+    ) -> impl Future<Output = Result<PruneReport, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

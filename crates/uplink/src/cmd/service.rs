@@ -62,6 +62,11 @@ pub struct Args {
     /// retries. A 60 MB batch compressed with zstd costs about 120 MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub decode_budget_mib: usize,
+    /// How often to remove events older than each workspace's retention (`uplink workspace set
+    /// NAME --retention-days N`), first after one interval. With --database one replica at a
+    /// time does it. A number and a unit (ms, s, m).
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_timeout)]
+    pub retention_interval: Duration,
 }
 
 /// `500ms`, `30s`, `2m`.
@@ -186,11 +191,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
         tracing::info!(%local, store = %args.data.describe(), max_connections, open_file_limit = ?fds, "service started");
+        let retention = tokio::spawn(uplink_store::retention::retention_loop(
+            store.clone(),
+            args.retention_interval,
+            std::future::pending(),
+        ));
         if !signalled {
             service
                 .serve(listener, shutdown, Duration::from_secs(10))
                 .await?;
         }
+        retention.abort();
         if let Err(e) = store.flush().await {
             tracing::warn!(error = %e, "writing sensors' last-seen times at shutdown failed");
         }
