@@ -25,7 +25,7 @@ pub const DAY_MS: i64 = 86_400_000;
 pub const DEFAULT_CHUNK: usize = 5_000;
 
 /// A workspace's settings, as stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkspaceSettings {
     /// Events older than this many days are removed.
     pub retention_days: u32,

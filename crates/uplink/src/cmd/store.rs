@@ -268,6 +268,15 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "workspace {name}: created")?
             }
         }
+        let settings = src.workspace_settings(&name).await?;
+        dst.set_workspace_settings(
+            &name,
+            uplink_store::SettingsChange {
+                retention_days: Some(settings.retention_days),
+                disconnected_after_secs: Some(settings.disconnected_after_secs),
+            },
+        )
+        .await?;
         let stats = src.stats(&name).await?;
         for s in &stats.sensors {
             dst.import_sensor(s.clone()).await?;
