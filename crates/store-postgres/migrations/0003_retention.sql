@@ -33,7 +33,8 @@ CREATE TABLE seen (
 INSERT INTO seen (sensor, seq) SELECT sensor, seq FROM events;
 
 ALTER TABLE events RENAME TO events_legacy;
-ALTER TABLE events_legacy RENAME CONSTRAINT events_pkey TO events_legacy_pkey;
+-- A partition takes its parent's primary key: (sensor, seq) alone gives way to `seen`.
+ALTER TABLE events_legacy DROP CONSTRAINT events_pkey;
 ALTER TABLE events_legacy RENAME CONSTRAINT events_sensor_fkey TO events_legacy_sensor_fkey;
 
 CREATE TABLE events (

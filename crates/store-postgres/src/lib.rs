@@ -21,7 +21,7 @@
 //!   retention watermark; see migrations/0003_retention.sql and docs/storage.md.
 
 pub mod migrate;
-mod retention;
+pub mod retention;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

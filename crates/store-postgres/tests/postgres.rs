@@ -9,6 +9,7 @@ mod cluster;
 
 use std::time::Duration;
 
+use uplink_store::retention;
 use uplink_store::*;
 use uplink_store_postgres::{migrate, PostgresStore, Settings};
 
@@ -311,4 +312,142 @@ async fn ca_keys_are_sealed_in_the_database_and_a_wrong_or_missing_master_key_is
     let err = PostgresStore::connect(settings(&c)).await.unwrap_err();
     assert!(matches!(err, StoreError::MasterKeyMissing { .. }), "{err}");
     assert!(!key_file(&c).0.exists());
+}
+
+/// A version-2 database as that build left it, with events of `sensor` 1: seqs 0..25 received
+/// 40 days ago, 25..40 now.
+fn version_2_database(c: &cluster::Cluster) {
+    let now = now_ms();
+    let old = now - 40 * retention::DAY_MS;
+    c.psql(
+        "uplink",
+        &format!(
+            "BEGIN;
+             CREATE TABLE uplink_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, compatible_back_to INTEGER NOT NULL, applied_at BIGINT NOT NULL);
+             {}
+             {}
+             INSERT INTO uplink_schema VALUES (1, 'initial', 1, 0), (2, 'meta (sealed CA keys)', 2, 0);
+             INSERT INTO workspaces VALUES ('w', 'uplink.localhost', 443, 'c', 'k', 'h', 'a', 0, NULL);
+             INSERT INTO sensors (sensor_id, workspace, name, cert_sha256, enrolled_at) VALUES ('s1', 'w', 'n', 'c', 0);
+             INSERT INTO events SELECT 1, g, 'e', CASE WHEN g < 25 THEN {old} ELSE {now} END, '{{}}' FROM generate_series(0, 39) g;
+             INSERT INTO kind_counts VALUES (1, 'e', 40);
+             COMMIT;",
+            migrate::MIGRATIONS[0].sql,
+            migrate::MIGRATIONS[1].sql,
+        ),
+    );
+}
+
+fn events_of(seqs: std::ops::Range<u64>) -> Vec<NewEvent> {
+    seqs.map(|seq| NewEvent {
+        seq,
+        kind: "e".into(),
+        body: "{}".into(),
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_events_become_the_legacy_partition_and_stay_exactly_once() {
+    let c = cluster::Cluster::start().unwrap();
+    version_2_database(&c);
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    assert_eq!(
+        c.psql(
+            "uplink",
+            "SELECT count(*) FROM events_legacy; SELECT count(*) FROM seen"
+        ),
+        "40\n40"
+    );
+    assert_eq!(store.stats("w").await.unwrap().total, 40);
+    // Retries of events stored before the upgrade are duplicates; new ones are stored.
+    let r = store.ingest("s1", events_of(30..45)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 10));
+    // 30 days: the legacy partition still holds recent events, so it is pruned in chunks.
+    let report = store
+        .prune(PruneOptions {
+            now_ms: now_ms(),
+            chunk: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 25);
+    assert!(report.partitions_dropped.is_empty());
+    assert_eq!(store.stats("w").await.unwrap().total, 20);
+    // Sixty days on, all of it is past retention: dropped whole, and today's events are stored
+    // in a day partition from then on.
+    let later = now_ms() + 60 * retention::DAY_MS;
+    let report = store
+        .prune(PruneOptions {
+            now_ms: later,
+            chunk: 10,
+        })
+        .await
+        .unwrap();
+    assert!(
+        report
+            .partitions_dropped
+            .contains(&"events_legacy".to_string()),
+        "{report:?}"
+    );
+    assert_eq!(report.total(), 20);
+    assert_eq!(
+        c.psql(
+            "uplink",
+            "SELECT count(*) FROM uplink_meta WHERE key = 'events_legacy_until'"
+        ),
+        "0"
+    );
+    let r = store.ingest("s1", events_of(0..50)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 45));
+    assert_eq!(store.stats("w").await.unwrap().total, 5);
+    // Another process (connected before the drop) finds the partitions again by itself.
+    drop(store);
+    let again = PostgresStore::connect(settings(&c)).await.unwrap();
+    let r = again.ingest("s1", events_of(50..52)).await.unwrap();
+    assert_eq!(r.accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_prunes_at_a_time() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&uplink_store_postgres::retention::RETENTION_LOCK],
+        )
+        .await
+        .unwrap();
+    let report = store.prune(PruneOptions::now()).await.unwrap();
+    assert!(
+        report
+            .skipped
+            .as_deref()
+            .is_some_and(|s| s.contains("another process is pruning")),
+        "{report:?}"
+    );
+    client
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&uplink_store_postgres::retention::RETENTION_LOCK],
+        )
+        .await
+        .unwrap();
+    let report = store.prune(PruneOptions::now()).await.unwrap();
+    assert_eq!(report.skipped, None);
+    // The lock was released after the run: another connection takes it at once.
+    let got: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1)",
+            &[&uplink_store_postgres::retention::RETENTION_LOCK],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(got);
 }
