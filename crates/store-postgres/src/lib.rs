@@ -7,8 +7,9 @@
 //!   NOTHING` on `(sensor, seq)`, with the per-sensor kind counters updated by the same
 //!   statement — so a batch is stored whole or not at all, each `(sensor, seq)` once, and the call
 //!   returns only after PostgreSQL committed it (`synchronous_commit` as the server has it; on by
-//!   default). Concurrent batches commit in their own transactions and PostgreSQL's WAL flush
-//!   groups their commits. No row is updated by every ingest: counters are per sensor and kind.
+//!   default). Concurrent batches of this process are coalesced by writer tasks into one
+//!   transaction, one commit for many batches (group commit, `group.rs`). No row is updated by
+//!   every ingest: counters are per sensor and kind.
 //! - `last_seen`: remembered per process and written for all sensors at once every
 //!   [`Settings::last_seen_flush`] (and at [`Store::flush`]), never one UPDATE per request.
 //! - `health`: a pooled connection answers `SELECT 1`.
@@ -20,6 +21,7 @@
 //!   `(sensor, seq)` is kept unique by the unpartitioned `seen` table plus each sensor's
 //!   retention watermark; see migrations/0003_retention.sql and docs/storage.md.
 
+mod group;
 pub mod migrate;
 pub mod retention;
 pub mod tls;
@@ -45,6 +47,10 @@ pub struct Settings {
     pub last_seen_flush: Duration,
     /// How long to wait for a connection (new or from the pool) before answering unavailable.
     pub connect_timeout: Duration,
+    /// Writer tasks committing groups of concurrent ingest calls (`group.rs`).
+    pub ingest_writers: usize,
+    /// Most events a writer puts in one group's transaction.
+    pub group_events: usize,
 }
 
 impl Settings {
@@ -55,6 +61,8 @@ impl Settings {
             max_connections: 16,
             last_seen_flush: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            ingest_writers: 4,
+            group_events: 50_000,
         }
     }
 }
@@ -79,6 +87,10 @@ struct Inner {
     days: Mutex<HashSet<i64>>,
     /// The end of the partition that holds the events from before version 3, while it exists.
     legacy_until: Mutex<Option<i64>>,
+    /// Ingest calls waiting for a writer (`group.rs`), how many, and groups committed.
+    jobs: tokio::sync::mpsc::UnboundedSender<group::Job>,
+    queued: std::sync::atomic::AtomicUsize,
+    groups: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -183,6 +195,7 @@ impl PostgresStore {
             .recycle_timeout(Some(settings.connect_timeout))
             .build()
             .map_err(|e| StoreError::Settings(format!("cannot set up a pool for {at}: {e}")))?;
+        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
         let store = PostgresStore {
             inner: Arc::new(Inner {
                 pool,
@@ -192,6 +205,9 @@ impl PostgresStore {
                 key: std::sync::RwLock::new(None),
                 days: Mutex::new(HashSet::new()),
                 legacy_until: Mutex::new(None),
+                jobs,
+                queued: Default::default(),
+                groups: Default::default(),
             }),
         };
         store.migrate().await?;
@@ -202,12 +218,30 @@ impl PostgresStore {
             Arc::downgrade(&store.inner),
             settings.last_seen_flush,
         ));
+        let queue: group::Queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..settings.ingest_writers.max(1) {
+            tokio::spawn(group::writer(
+                queue.clone(),
+                Arc::downgrade(&store.inner),
+                settings.group_events.max(1),
+            ));
+        }
         Ok(store)
     }
 
     /// The URL, password redacted.
     pub fn location(&self) -> &str {
         &self.inner.at
+    }
+
+    /// Ingest calls waiting for a writer now.
+    pub fn queued_batches(&self) -> usize {
+        self.inner.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Group transactions committed by this process so far.
+    pub fn ingest_groups(&self) -> u64 {
+        self.inner.groups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -417,52 +451,6 @@ impl PostgresStore {
             .await
             .map_err(self.err())?;
         Ok(row.map(|r| r.get(0)))
-    }
-
-    /// One try at a batch; `None` when PostgreSQL rolled it back for a reason worth trying
-    /// again at once (see [`retryable`]).
-    async fn ingest_once(
-        &self,
-        sensor_id: &str,
-        events: &[NewEvent],
-    ) -> Result<Option<IngestOutcome>, StoreError> {
-        let client = self.client().await?;
-        let Some(row) = self.sensor_row(&client, sensor_id).await? else {
-            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
-        };
-        let now = now_ms();
-        self.ensure_days(&client, [retention_day(now)]).await?;
-        let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
-        let times: Vec<i64> = vec![now; events.len()];
-        let statement = client
-            .prepare_cached(INSERT_EVENTS)
-            .await
-            .map_err(self.err())?;
-        let (accepted, exists): (i64, bool) = match client
-            .query_one(&statement, &[&row, &seqs, &kinds, &times, &bodies])
-            .await
-        {
-            Ok(r) => (r.get(0), r.get(1)),
-            Err(e) if retryable(e.code()) => return Ok(None),
-            Err(e) if retention::no_partition(&e) => {
-                self.forget_partitions();
-                return Ok(None);
-            }
-            Err(e) => return Err(self.err()(e)),
-        };
-        if !exists {
-            // Deleted with its workspace since it was cached.
-            lock(&self.inner.sensors).remove(sensor_id);
-            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
-        }
-        lock(&self.inner.seen).insert(row, now);
-        let accepted = accepted as u64;
-        Ok(Some(IngestOutcome {
-            accepted,
-            duplicates: events.len() as u64 - accepted,
-        }))
     }
 
     async fn flush_seen(&self) -> Result<(), StoreError> {
@@ -856,16 +844,30 @@ impl Store for PostgresStore {
         sensor_id: &str,
         events: Vec<NewEvent>,
     ) -> Result<IngestOutcome, StoreError> {
-        for _ in 0..3 {
-            if let Some(outcome) = self.ingest_once(sensor_id, &events).await? {
-                return Ok(outcome);
+        let cached = lock(&self.inner.sensors).get(sensor_id).copied();
+        let row = match cached {
+            Some(row) => row,
+            None => {
+                let client = self.client().await?;
+                self.sensor_row(&client, sensor_id)
+                    .await?
+                    .ok_or_else(|| StoreError::NoSuchSensor(sensor_id.to_owned()))?
             }
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let job = group::Job {
+            row,
+            sensor_id: sensor_id.to_owned(),
+            events,
+            reply,
+        };
+        if self.inner.jobs.send(job).is_err() {
+            return Err(StoreError::WriterGone);
         }
-        Err(StoreError::Backend {
-            backend: Backend::Postgres,
-            at: self.inner.at.clone(),
-            detail: "the batch was rolled back three times in a row (deadlock or serialization failure with concurrent batches); nothing of it was stored".into(),
-        })
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {

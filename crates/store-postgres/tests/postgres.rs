@@ -451,3 +451,172 @@ async fn one_process_prunes_at_a_time() {
         .get(0);
     assert!(got);
 }
+
+fn sensor_record(id: &str) -> SensorRecord {
+    SensorRecord {
+        sensor_id: id.into(),
+        workspace: "w".into(),
+        name: "host".into(),
+        cert_sha256: "22".repeat(32),
+        key_sha256: Some(format!("key-of-{id}")),
+        enrolled_at: 0,
+        last_seen: None,
+    }
+}
+
+/// Waits (bounded) for a condition no process announces.
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_share_one_commit_and_a_bad_one_fails_alone() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(Settings {
+        ingest_writers: 1,
+        ..settings(&c)
+    })
+    .await
+    .unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "k".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+            access_key: None,
+        })
+        .await
+        .unwrap();
+    for i in 0..20 {
+        store
+            .add_sensor(sensor_record(&format!("s{i}")))
+            .await
+            .unwrap();
+    }
+    // Hold the writer's first group in its statement: another session locks a table it writes.
+    let (locker, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE kind_counts IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let before = store.ingest_groups();
+    let ingest = |i: usize, kind: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let batch = (0..10u64)
+                .map(|seq| NewEvent {
+                    seq,
+                    kind: kind.into(),
+                    body: "{}".into(),
+                })
+                .collect();
+            store.ingest(&format!("s{i}"), batch).await
+        })
+    };
+    let first = ingest(0, "e");
+    until("the first group waits for the lock", async || {
+        locker
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    // Meanwhile 19 more arrive, one of them a batch PostgreSQL refuses (a NUL in its text).
+    let rest: Vec<_> = (1..20)
+        .map(|i| ingest(i, if i == 7 { "bad\0kind" } else { "e" }))
+        .collect();
+    until("the others queue behind the writer", async || {
+        store.queued_batches() == 19
+    })
+    .await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap().accepted, 10);
+    for (i, t) in (1..20).zip(rest) {
+        let r = t.await.unwrap();
+        if i == 7 {
+            let e = r.unwrap_err();
+            assert!(matches!(e, StoreError::Backend { .. }), "{e:?}");
+        } else {
+            assert_eq!(r.unwrap().accepted, 10, "s{i}");
+        }
+    }
+    // The first group, then the 19 together: the bad one split them, each then alone.
+    let groups = store.ingest_groups() - before;
+    assert_eq!(
+        groups,
+        1 + 18,
+        "one group then each good batch alone after the split"
+    );
+    assert_eq!(store.stats("w").await.unwrap().total, 190);
+    assert_eq!(c.psql("uplink", "SELECT count(*) FROM seen"), "190");
+
+    // Without a bad batch, waiting batches share one commit.
+    locker
+        .batch_execute("BEGIN; LOCK TABLE kind_counts IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let before = store.ingest_groups();
+    let store2 = store.clone();
+    let first = tokio::spawn(async move {
+        store2
+            .ingest(
+                "s0",
+                (10..20)
+                    .map(|seq| NewEvent {
+                        seq,
+                        kind: "e".into(),
+                        body: "{}".into(),
+                    })
+                    .collect(),
+            )
+            .await
+    });
+    until("the first group waits for the lock", async || {
+        locker
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    // Retries of stored batches and one new batch, all waiting together.
+    let rest: Vec<_> = (1..20).map(|i| ingest(i, "e")).collect();
+    until("the others queue behind the writer", async || {
+        store.queued_batches() == 19
+    })
+    .await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap().accepted, 10);
+    for (i, t) in (1..20).zip(rest) {
+        let r = t.await.unwrap().unwrap();
+        // s7's first batch failed: this one is new; the others are retries.
+        let want = if i == 7 { (10, 0) } else { (0, 10) };
+        assert_eq!((r.accepted, r.duplicates), want, "s{i}");
+    }
+    assert_eq!(store.ingest_groups() - before, 2);
+    assert_eq!(store.stats("w").await.unwrap().total, 210);
+}
