@@ -15,7 +15,8 @@ use crate::Shared;
 pub struct FleetConfig {
     /// Between two evaluations of the whole fleet.
     pub every: Duration,
-    /// The thresholds (`disconnected_after_secs`: for workspaces without their own setting).
+    /// The thresholds (`disconnected_after_secs` is each workspace's setting; this one applies
+    /// only to a store without settings).
     pub policy: FleetPolicy,
 }
 

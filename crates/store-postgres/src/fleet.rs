@@ -174,8 +174,8 @@ impl PostgresStore {
         let (ws, id) = only.unzip();
         let rows = tx
             .query(
-                "SELECT s.workspace, s.sensor_id, s.enrolled_at, s.last_seen, f.body, f.received_at, f.state, f.health
-                 FROM sensors s LEFT JOIN fleet_sensors f ON f.sensor_id = s.sensor_id
+                "SELECT s.workspace, s.sensor_id, s.enrolled_at, s.last_seen, f.body, f.received_at, f.state, f.health, w.disconnected_after_secs
+                 FROM sensors s JOIN workspaces w ON w.name = s.workspace LEFT JOIN fleet_sensors f ON f.sensor_id = s.sensor_id
                  WHERE ($1::text IS NULL OR s.workspace = $1) AND ($2::text IS NULL OR s.sensor_id = $2)
                  ORDER BY s.workspace, s.sensor_id",
                 &[&ws, &id],
@@ -193,6 +193,7 @@ impl PostgresStore {
                 report_received_at: r.get(5),
                 state: r.get(6),
                 health: r.get(7),
+                disconnected_after_secs: r.get::<_, Option<i64>>(8).map(|s| s.max(0) as u64),
                 outages: Vec::new(),
                 issues: Vec::new(),
             })

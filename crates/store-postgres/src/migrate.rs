@@ -36,12 +36,18 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_meta.sql"),
         compatible_back_to: 2,
     },
-    // 3 and 4 come with the storage and replica work (merged beside this one).
+    Migration {
+        version: 3,
+        name: "retention (settings, events by day, seen)",
+        sql: include_str!("../migrations/0003_retention.sql"),
+        compatible_back_to: 3,
+    },
+    // 4 comes with the replica work (the change log), merged beside this one.
     Migration {
         version: 5,
         name: "fleet health",
         sql: include_str!("../migrations/0005_fleet.sql"),
-        compatible_back_to: 2,
+        compatible_back_to: 3,
     },
 ];
 
@@ -87,13 +93,13 @@ mod tests {
             // A new database: everything.
             (&[], Ok(all.clone())),
             // Up to date: nothing.
-            (&[(1, 1), (2, 2)], Ok(vec![])),
+            (&[(1, 1), (2, 2), (3, 3)], Ok(vec![])),
             // Behind: the rest.
-            (&[(1, 1)], Ok(vec![2])),
+            (&[(1, 1)], Ok(vec![2, 3])),
             // A newer schema an older build can still run on (expand only): nothing, no refusal.
-            (&[(1, 1), (2, 2), (3, 2)], Ok(vec![])),
+            (&[(1, 1), (2, 2), (3, 3), (4, 3)], Ok(vec![])),
             // A newer schema that contracted past this build: refused.
-            (&[(1, 1), (2, 2), (3, 3)], Err(())),
+            (&[(1, 1), (2, 2), (3, 3), (4, 4)], Err(())),
         ];
         for (applied, want) in cases {
             let got = plan(applied, "postgres://db/x")

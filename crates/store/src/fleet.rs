@@ -76,6 +76,8 @@ pub struct FleetInputs {
     /// The state and health stored by the previous evaluation.
     pub state: Option<String>,
     pub health: Option<String>,
+    /// The workspace's `disconnected_after` setting (`None`: the policy's).
+    pub disconnected_after_secs: Option<u64>,
 }
 
 /// What to write for one sensor.
@@ -123,8 +125,15 @@ pub fn plan(now_ms: i64, policy: &Policy, inputs: &[FleetInputs]) -> Vec<FleetUp
                 report_received_ms: i.report_received_at,
                 outages: &i.outages,
             };
-            let a = uplink_fleet::assess(now_ms, &o, policy);
-            let writes = uplink_fleet::reconcile(now_ms, &o, &a, &i.issues, policy);
+            let ws_policy = Policy {
+                disconnected_after_secs: i
+                    .disconnected_after_secs
+                    .filter(|s| *s > 0)
+                    .unwrap_or(policy.disconnected_after_secs),
+                ..policy.clone()
+            };
+            let a = uplink_fleet::assess(now_ms, &o, &ws_policy);
+            let writes = uplink_fleet::reconcile(now_ms, &o, &a, &i.issues, &ws_policy);
             let after: Vec<&Issue> = i
                 .issues
                 .iter()
@@ -173,6 +182,7 @@ mod tests {
             issues: vec![],
             state: Some("online".into()),
             health: Some("healthy".into()),
+            disconnected_after_secs: None,
         }
     }
 
@@ -224,6 +234,10 @@ mod tests {
                 "{ago} {report:?}"
             );
         }
+        // The workspace's own setting wins over the policy's.
+        let mut own = inputs(61, None);
+        own.disconnected_after_secs = Some(3600);
+        assert_eq!(plan(1_000_000, &p, &[own])[0].state, "online");
         assert_eq!(
             split_codes(&join_codes(&["A".into(), "B_C".into()])),
             vec!["A", "B_C"]

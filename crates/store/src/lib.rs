@@ -16,6 +16,7 @@
 pub mod backup;
 pub mod fleet;
 pub mod master;
+pub mod retention;
 mod url;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,9 @@ use std::future::Future;
 
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
 pub use master::{MasterKey, MasterKeyFile};
+pub use retention::{
+    DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
+};
 pub use uplink_fleet::{Issue, Policy as FleetPolicy};
 pub use url::DatabaseUrl;
 
@@ -383,8 +387,8 @@ pub trait Store: Send + Sync + 'static {
     /// Derives every sensor's state and health and opens/closes their issues (`fleet::plan`),
     /// in one transaction. `only`: one sensor (`(workspace, sensor_id)`, after its report),
     /// waiting for a running evaluation; otherwise all, skipped (`ran: false`) while another
-    /// process evaluates. `policy.disconnected_after_secs` applies to workspaces without their
-    /// own setting.
+    /// process evaluates. Each workspace's `disconnected_after_secs` setting replaces the
+    /// policy's.
     fn evaluate_fleet(
         &self,
         now_ms: i64,
@@ -409,6 +413,35 @@ pub trait Store: Send + Sync + 'static {
         issue_id: &str,
         suppression: Option<(i64, String, String)>,
     ) -> impl Future<Output = Result<Option<Issue>, StoreError>> + Send;
+    // Workspace settings, deletion and retention (see `retention.rs` and docs/storage.md).
+
+    /// A workspace's settings ([`StoreError::NoSuchWorkspace`]).
+    fn workspace_settings(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send;
+    /// Changes some of a workspace's settings (validated first: [`SettingsChange::validate`])
+    /// and returns them all as stored.
+    fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send;
+    /// Removes a workspace and everything of it: sensors, events, counters, settings
+    /// ([`StoreError::NoSuchWorkspace`]). A process that cached it serves it until it asks the
+    /// store again.
+    fn delete_workspace(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<DeletedWorkspace, StoreError>> + Send;
+    /// Removes the events older than each workspace's retention, at most `chunk` per
+    /// transaction, and raises each sensor's watermark so that a retried copy of a removed event
+    /// is a duplicate. With PostgreSQL, one process at a time (an advisory lock; the others
+    /// return at once with [`PruneReport::skipped`]).
+    fn prune(
+        &self,
+        options: PruneOptions,
+    ) -> impl Future<Output = Result<PruneReport, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

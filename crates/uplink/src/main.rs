@@ -39,7 +39,7 @@ enum Command {
     Quickstart(cmd::quickstart::Args),
     /// Run the cloud service: the sensor API of every workspace in a data directory, on one port.
     Service(cmd::service::Args),
-    /// Create and inspect workspaces.
+    /// Create, inspect, configure and delete workspaces.
     #[command(subcommand)]
     Workspace(cmd::workspace::Command),
     /// The sensor: install, queue events, upload them, show status.
@@ -60,7 +60,7 @@ enum Command {
     /// Read the events a workspace has stored.
     #[command(subcommand)]
     Events(cmd::events::Command),
-    /// The store as a whole: rotate the master key that seals its secrets.
+    /// The store as a whole: its master key, copies (migrate, backup, restore), retention (prune).
     #[command(subcommand)]
     Store(cmd::store::Command),
     /// Fleet health: each sensor's state and health, and the issues the service opened.

@@ -206,4 +206,21 @@ impl Store for AnyStore {
     ) -> Result<Option<uplink_store::Issue>, StoreError> {
         each!(self, s => s.suppress_issue(workspace, issue_id, suppression).await)
     }
+
+    async fn workspace_settings(&self, workspace: &str) -> Result<WorkspaceSettings, StoreError> {
+        each!(self, s => s.workspace_settings(workspace).await)
+    }
+    async fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> Result<WorkspaceSettings, StoreError> {
+        each!(self, s => s.set_workspace_settings(workspace, change).await)
+    }
+    async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
+        each!(self, s => s.delete_workspace(workspace).await)
+    }
+    async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
+        each!(self, s => s.prune(options).await)
+    }
 }

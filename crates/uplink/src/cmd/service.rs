@@ -67,13 +67,15 @@ pub struct Args {
     /// replica evaluates each round. Reports update their sensor at once, whatever this is.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
     pub fleet_evaluate_every: Duration,
-    /// Time added to a sensor's own heartbeat interval before it counts as late.
+    /// Time added to a sensor's own heartbeat interval before it counts as late. (When it is
+    /// disconnected is each workspace's setting: `uplink workspace set NAME --disconnected-after`.)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
     pub fleet_online_buffer: Duration,
-    /// A sensor not seen for this long is disconnected (and its issue opens), in workspaces that
-    /// do not set their own.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout)]
-    pub fleet_disconnected_after: Duration,
+    /// How often to remove events older than each workspace's retention (`uplink workspace set
+    /// NAME --retention-days N`), first after one interval. With --database one replica at a
+    /// time does it. A number and a unit (ms, s, m).
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_timeout)]
+    pub retention_interval: Duration,
 }
 
 /// `500ms`, `30s`, `2m`.
@@ -177,7 +179,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 policy: uplink_store::FleetPolicy {
                     // Whole seconds, at least one.
                     online_buffer_secs: args.fleet_online_buffer.as_secs().max(1),
-                    disconnected_after_secs: args.fleet_disconnected_after.as_secs().max(1),
                     ..uplink_store::FleetPolicy::default()
                 },
             },
@@ -207,11 +208,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
         tracing::info!(%local, store = %args.data.describe(), max_connections, open_file_limit = ?fds, "service started");
+        let retention = tokio::spawn(uplink_store::retention::retention_loop(
+            store.clone(),
+            args.retention_interval,
+            std::future::pending(),
+        ));
         if !signalled {
             service
                 .serve(listener, shutdown, Duration::from_secs(10))
                 .await?;
         }
+        retention.abort();
         if let Err(e) = store.flush().await {
             tracing::warn!(error = %e, "writing sensors' last-seen times at shutdown failed");
         }

@@ -20,15 +20,15 @@ use crate::support::sensor::Sensor;
 use crate::support::squid::{free_port, Squid, SquidOptions};
 use crate::support::*;
 
-/// Evaluate often; late 1 s after a missed heartbeat; disconnected after 6 s.
-const FLEET_FLAGS: [&str; 6] = [
+/// Evaluate often; late 1 s after a missed heartbeat (disconnected: [`DISCONNECTED_AFTER`]).
+const FLEET_FLAGS: [&str; 4] = [
     "--fleet-evaluate-every",
     "200ms",
     "--fleet-online-buffer",
     "1s",
-    "--fleet-disconnected-after",
-    "6s",
 ];
+/// The workspaces' `disconnected_after` (the shortest allowed).
+const DISCONNECTED_AFTER: &str = "10s";
 const USER: &str = "fleetuser";
 const PASSWORD: &str = "Fl33t-Pa55";
 /// Bound of every wait (a loaded CI machine).
@@ -70,6 +70,19 @@ fn issue_of(ws: &str, store: &[&str], kind: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// `uplink workspace set NAME --disconnected-after` [`DISCONNECTED_AFTER`].
+fn short_disconnect(ws: &str, store: &[&str]) {
+    let mut args = vec![
+        "workspace",
+        "set",
+        ws,
+        "--disconnected-after",
+        DISCONNECTED_AFTER,
+    ];
+    args.extend_from_slice(store);
+    ok(uplink(&args), "workspace set --disconnected-after");
+}
+
 /// A sensor with 1-second heartbeats.
 fn fast_sensor(dir: &Path, ws: &Ws, extra: &[&str]) -> Sensor {
     let mut args = vec!["--quiet"];
@@ -104,6 +117,7 @@ fn a_stopped_sensor_goes_late_then_disconnected_and_comes_back_with_its_outage_l
     let svc = ServiceProc::start_with(&data, &FLEET_FLAGS);
     let ws = create_workspace(&data, "fleeta", svc.port);
     let store = ["--data-dir", data.to_str().unwrap()];
+    short_disconnect("fleeta", &store);
     let squid = Squid::start(SquidOptions {
         basic: Some((USER, PASSWORD)),
         hosts: vec![ws.sensor_host.clone()],
@@ -369,6 +383,7 @@ fn fallback_scenario(
     store: &[&str],
     log: impl Fn() -> String,
 ) -> (Value, Value) {
+    short_disconnect(&ws.name, store);
     let dead = format!("http://127.0.0.1:{}", free_port());
     let sensor = fast_sensor(&dir.join("sensor"), ws, &[]);
     ok(

@@ -20,6 +20,7 @@ mod proxy;
 mod proxyauth;
 mod reload;
 mod renew;
+mod retention;
 mod route;
 mod sensor;
 mod service;
