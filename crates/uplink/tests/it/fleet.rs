@@ -437,10 +437,12 @@ fn fallback_scenario(
             }
         }
         for r in rows.iter_mut() {
-            // How old the queue's oldest event was depends on the moment.
+            // How many events were queued, and how old, depends on the moment of the report.
             if r["queue"].is_object() {
-                let present = r["queue"]["oldest_secs"].is_u64();
-                r["queue"]["oldest_secs"] = Value::Bool(present);
+                for k in ["events", "oldest_secs"] {
+                    let present = r["queue"][k].is_u64();
+                    r["queue"][k] = Value::Bool(present);
+                }
             }
         }
         rows.sort_by_key(|r| r["kind"].as_str().unwrap_or("").to_owned());
