@@ -22,6 +22,7 @@
 //!   retention watermark; see migrations/0003_retention.sql and docs/storage.md.
 
 mod fleet;
+pub use fleet::FLEET_LOCK;
 mod group;
 pub mod migrate;
 pub mod retention;

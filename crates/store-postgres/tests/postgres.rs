@@ -620,3 +620,75 @@ async fn concurrent_batches_share_one_commit_and_a_bad_one_fails_alone() {
     assert_eq!(store.ingest_groups() - before, 2);
     assert_eq!(store.stats("w").await.unwrap().total, 210);
 }
+
+/// Fleet evaluation runs once across replicas: while another session (a replica evaluating)
+/// holds the fleet lock, a round is skipped, not run twice; a sensor's own update after its
+/// report waits for the lock instead of skipping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_evaluation_runs_once_across_replicas() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    let (other, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let policy = FleetPolicy::default();
+    other
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&uplink_store_postgres::FLEET_LOCK],
+        )
+        .await
+        .unwrap();
+    let e = store.evaluate_fleet(now_ms(), &policy, None).await.unwrap();
+    assert!(
+        !e.ran,
+        "evaluated while another replica held the lock: {e:?}"
+    );
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .evaluate_fleet(now_ms(), &FleetPolicy::default(), Some(("w", "s")))
+                .await
+        }
+    });
+    // The update waits on the lock (its session shows in pg_locks, not granted).
+    let held = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let n: i64 = other
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        held.is_ok(),
+        "the sensor's update did not wait for the lock"
+    );
+    assert!(!waiting.is_finished());
+    other
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&uplink_store_postgres::FLEET_LOCK],
+        )
+        .await
+        .unwrap();
+    assert!(waiting.await.unwrap().unwrap().ran);
+    assert!(
+        store
+            .evaluate_fleet(now_ms(), &policy, None)
+            .await
+            .unwrap()
+            .ran
+    );
+}
