@@ -589,17 +589,38 @@ async fn upload_loop(
             st.note_queue_empty();
             // Idle: a report once a period is the sensor's sign of life.
             if !opts.once && st.report_every.is_some() && Instant::now() >= st.next_report {
-                if let Err(e) = st.report_if_due(skipped).await {
-                    st.record_error(&e);
-                    let wait = st.next_backoff();
-                    st.next_report = Instant::now() + wait;
+                // A stop request does not wait for a report (it is sent again at the next start).
+                let sent = {
+                    let report = st.report_if_due(skipped);
+                    tokio::pin!(report);
                     tokio::select! {
-                        () = &mut shutdown => break,
-                        () = tokio::time::sleep(wait) => {}
+                        r = &mut report => Some(r),
+                        () = &mut shutdown => None,
                     }
-                    continue;
+                };
+                match sent {
+                    None => break,
+                    Some(Err(e)) => {
+                        st.record_error(&e);
+                        let wait = st.next_backoff();
+                        st.next_report = Instant::now() + wait;
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                        continue;
+                    }
+                    Some(Ok(())) => {
+                        // The route works again: as after a delivered batch, the failure is over.
+                        st.note_success();
+                        st.backoff = BACKOFF_MIN;
+                        let current = st.damage_error().or_else(|| st.route_warning.clone());
+                        if st.status.last_error != current {
+                            st.status.last_error = current;
+                            st.write_status();
+                        }
+                    }
                 }
-                st.note_success();
             }
             if opts.once && sources.done() {
                 if let Some(e) = sources.take_error() {
