@@ -33,6 +33,8 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 const ONCE_POLL: Duration = Duration::from_millis(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `--once` waits for its last report (best effort) before it exits.
+const LAST_REPORT_BOUND: Duration = Duration::from_secs(5);
 /// Successes are written to status.json at most this often (errors at once).
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
@@ -629,6 +631,21 @@ async fn upload_loop(
                 // A source may have queued its last batch after our read: look once more.
                 if st.queue.depth()?.events == 0 {
                     st.write_status();
+                    // The run's first report counted what was queued then: a last one says the
+                    // queue is drained (best effort: the run has succeeded either way).
+                    if report.batches > 0 && st.report_every.is_some() {
+                        st.next_report = Instant::now();
+                        let last =
+                            tokio::time::timeout(LAST_REPORT_BOUND, st.report_if_due(skipped));
+                        tokio::select! {
+                            r = last => match r {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => tracing::debug!(error = %e, "the last report of the run was not sent"),
+                                Err(_) => tracing::debug!("the last report of the run did not finish within {LAST_REPORT_BOUND:?}"),
+                            },
+                            () = &mut shutdown => {}
+                        }
+                    }
                     if let Some(d) = st.damage_error() {
                         // Everything intact went; what was lost must not pass as success.
                         return Err(SensorError::QueueDamaged(format!(

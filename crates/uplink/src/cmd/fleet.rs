@@ -199,12 +199,12 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         return print_json(&json!({ "sensors": rows }));
     }
     println!(
-        "{:<26} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
+        "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
         "SENSOR", "NAME", "STATE", "HEALTH", "LAST SEEN", "ROUTE", "QUEUED", "ISSUES"
     );
     for r in &rows {
         println!(
-            "{:<26} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
+            "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
             text(&r["sensor_id"]),
             text(&r["name"]),
             text(&r["state"]),
