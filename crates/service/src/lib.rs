@@ -17,6 +17,7 @@
 pub mod admin;
 mod budget;
 mod conns;
+pub mod fleet;
 pub mod proxyproto;
 mod registry;
 mod routes;
@@ -96,6 +97,8 @@ pub struct Config {
     /// Every connection starts with a PROXY protocol v2 header (from a load balancer), whose
     /// source address is the client's; a connection without one is closed (`proxyproto.rs`).
     pub proxy_protocol: bool,
+    /// Fleet health: how often and with which thresholds (docs/fleet.md).
+    pub fleet: fleet::FleetConfig,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             client_validity: time::Duration::days(uplink_pki::CLIENT_VALIDITY_DAYS),
             change_poll: Duration::from_millis(500),
             proxy_protocol: false,
+            fleet: fleet::FleetConfig::default(),
         }
     }
 }
@@ -180,6 +184,9 @@ impl<S: Store> Service<S> {
         };
         // Connections still sending their PROXY header are bounded too (by the connection cap).
         let headers = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+        // Ends with `serve` (aborted below, or dropped with the runtime).
+        let fleet = tokio::spawn(fleet::run(self.shared.clone()));
+        let _stop_fleet = AbortOnDrop(fleet);
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -247,7 +254,8 @@ impl<S: Store> Service<S> {
     }
 }
 
-/// Aborts a task when dropped (the change-log follower ends with `serve`).
+/// Aborts a task when dropped: the change-log follower and the fleet loop live exactly as long
+/// as `serve`.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -14,13 +14,20 @@
 //! whole or not at all before the caller is answered.
 
 pub mod backup;
+pub mod fleet;
 pub mod master;
+pub mod retention;
 mod url;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
+pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
 pub use master::{MasterKey, MasterKeyFile};
+pub use retention::{
+    DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
+};
+pub use uplink_fleet::{Issue, Policy as FleetPolicy};
 pub use url::DatabaseUrl;
 
 /// A workspace as stored.
@@ -441,6 +448,76 @@ pub trait Store: Send + Sync + 'static {
         filter: ExportFilter,
         out: tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // Fleet health (issue #22, `fleet.rs`, docs/fleet.md).
+
+    /// Stores a sensor's report: it becomes the sensor's last report unless a newer one (by the
+    /// sensor's clock) is stored; its outage intervals are merged into the stored log either
+    /// way. Returns whether it became the last report ([`StoreError::NoSuchSensor`] when the
+    /// sensor is not enrolled in `workspace`).
+    fn record_report(
+        &self,
+        workspace: &str,
+        report: FleetReport,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Derives every sensor's state and health and opens/closes their issues (`fleet::plan`),
+    /// in one transaction. `only`: one sensor (`(workspace, sensor_id)`, after its report),
+    /// waiting for a running evaluation; otherwise all, skipped (`ran: false`) while another
+    /// process evaluates. Each workspace's `disconnected_after_secs` setting replaces the
+    /// policy's.
+    fn evaluate_fleet(
+        &self,
+        now_ms: i64,
+        policy: &FleetPolicy,
+        only: Option<(&str, &str)>,
+    ) -> impl Future<Output = Result<FleetEvaluation, StoreError>> + Send;
+    /// Every sensor of a workspace with its fleet view ([`StoreError::NoSuchWorkspace`]).
+    fn fleet_sensors(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<FleetSensor>, StoreError>> + Send;
+    /// Every issue of a workspace, open, suppressed and closed, newest first.
+    fn fleet_issues(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<Issue>, StoreError>> + Send;
+    /// Suppresses an issue until `until_ms` (why, who), or with `None` ends its suppression.
+    /// Returns the issue as stored, `None` when the workspace has no such issue.
+    fn suppress_issue(
+        &self,
+        workspace: &str,
+        issue_id: &str,
+        suppression: Option<(i64, String, String)>,
+    ) -> impl Future<Output = Result<Option<Issue>, StoreError>> + Send;
+    // Workspace settings, deletion and retention (see `retention.rs` and docs/storage.md).
+
+    /// A workspace's settings ([`StoreError::NoSuchWorkspace`]).
+    fn workspace_settings(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send;
+    /// Changes some of a workspace's settings (validated first: [`SettingsChange::validate`])
+    /// and returns them all as stored.
+    fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send;
+    /// Removes a workspace and everything of it: sensors, events, counters, settings
+    /// ([`StoreError::NoSuchWorkspace`]). A process that cached it serves it until it asks the
+    /// store again.
+    fn delete_workspace(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<DeletedWorkspace, StoreError>> + Send;
+    /// Removes the events older than each workspace's retention, at most `chunk` per
+    /// transaction, and raises each sensor's watermark so that a retried copy of a removed event
+    /// is a duplicate. With PostgreSQL, one process at a time (an advisory lock; the others
+    /// return at once with [`PruneReport::skipped`]).
+    fn prune(
+        &self,
+        options: PruneOptions,
+    ) -> impl Future<Output = Result<PruneReport, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

@@ -78,6 +78,20 @@ pub struct Args {
     /// (ms, s, m).
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_timeout)]
     pub change_poll: Duration,
+    /// How often the fleet is evaluated: each sensor's state (online, late, disconnected,
+    /// inactive) and its health issues opened and closed (docs/fleet.md). With --database, one
+    /// replica evaluates each round. Reports update their sensor at once, whatever this is.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub fleet_evaluate_every: Duration,
+    /// Time added to a sensor's own heartbeat interval before it counts as late. (When it is
+    /// disconnected is each workspace's setting: `uplink workspace set NAME --disconnected-after`.)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub fleet_online_buffer: Duration,
+    /// How often to remove events older than each workspace's retention (`uplink workspace set
+    /// NAME --retention-days N`), first after one interval. With --database one replica at a
+    /// time does it. A number and a unit (ms, s, m).
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_timeout)]
+    pub retention_interval: Duration,
 }
 
 /// `500ms`, `30s`, `2m`.
@@ -178,6 +192,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 decode_budget: args.decode_budget_mib.max(1).saturating_mul(1 << 20),
                 ..uplink_service::Limits::default()
             },
+            fleet: uplink_service::fleet::FleetConfig {
+                every: args.fleet_evaluate_every,
+                policy: uplink_store::FleetPolicy {
+                    // Whole seconds, at least one.
+                    online_buffer_secs: args.fleet_online_buffer.as_secs().max(1),
+                    ..uplink_store::FleetPolicy::default()
+                },
+            },
         };
         let service = Service::new(store.clone(), config).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -204,11 +226,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
         tracing::info!(%local, store = %args.data.describe(), max_connections, open_file_limit = ?fds, proxy_protocol = args.proxy_protocol, "service started");
+        let retention = tokio::spawn(uplink_store::retention::retention_loop(
+            store.clone(),
+            args.retention_interval,
+            std::future::pending(),
+        ));
         if !signalled {
             service
                 .serve(listener, shutdown, Duration::from_secs(10))
                 .await?;
         }
+        retention.abort();
         if let Err(e) = store.flush().await {
             tracing::warn!(error = %e, "writing sensors' last-seen times at shutdown failed");
         }

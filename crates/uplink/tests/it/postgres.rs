@@ -33,15 +33,21 @@ impl Db {
 }
 
 /// `uplink service` on PostgreSQL (the URL in `UPLINK_DATABASE_URL`), killed on drop.
-struct PgService {
+pub(crate) struct PgService {
     child: Option<Child>,
-    port: u16,
+    pub(crate) port: u16,
     log: Arc<Mutex<String>>,
 }
 
 impl PgService {
     fn start(db: &Db, listen: &str) -> PgService {
+        Self::start_with(db, listen, &[])
+    }
+
+    /// With more service flags.
+    pub(crate) fn start_with(db: &Db, listen: &str, extra: &[&str]) -> PgService {
         let mut cmd = uplink_cmd(&["service", "--listen", listen, "--log-level", "debug"]);
+        cmd.args(extra);
         cmd.env("UPLINK_DATABASE_URL", &db.url)
             .env("UPLINK_MASTER_KEY_FILE", &db.key)
             .env_remove("UPLINK_DATA_DIR");
@@ -60,7 +66,7 @@ impl PgService {
         child.wait().unwrap();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
