@@ -77,7 +77,8 @@ struct Inner {
     pool: Pool,
     /// The URL, redacted: what errors and logs name.
     at: String,
-    /// sensor_id → (row id, workspace); sensors are never deleted while a process runs.
+    /// sensor_id → row id. A sensor deleted since (with its workspace) is noticed by the ingest
+    /// statement and forgotten.
     sensors: Mutex<HashMap<String, i64>>,
     /// row id → last time seen, not yet written.
     seen: Mutex<HashMap<i64, i64>>,
@@ -85,8 +86,9 @@ struct Inner {
     key: std::sync::RwLock<Option<MasterKey>>,
     /// Days whose event partition this process knows exists (`retention.rs`).
     days: Mutex<HashSet<i64>>,
-    /// The end of the partition that holds the events from before version 3, while it exists.
-    legacy_until: Mutex<Option<i64>>,
+    /// The end of the partition that holds the events from before version 3 (`Some(None)`: there
+    /// is none), once read from the database (`None`: to be read).
+    legacy_until: Mutex<Option<Option<i64>>>,
     /// Ingest calls waiting for a writer (`group.rs`), how many, and groups committed.
     jobs: tokio::sync::mpsc::UnboundedSender<group::Job>,
     queued: std::sync::atomic::AtomicUsize,

@@ -53,9 +53,21 @@ pub fn no_partition(e: &tokio_postgres::Error) -> bool {
 }
 
 impl PostgresStore {
-    /// Reads where the legacy partition ends, and makes today's and tomorrow's partitions.
+    /// Makes today's and tomorrow's partitions (ahead of need, so ingest rarely waits for one).
     pub(crate) async fn load_partitions(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
+        let today = retention::day_of(now_ms());
+        self.ensure_days(&client, [today, today + 1]).await
+    }
+
+    /// Where the legacy partition ends (`None`: there is none), read once from the database.
+    async fn legacy_until(
+        &self,
+        client: &deadpool_postgres::Object,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(known) = *lock(&self.inner.legacy_until) {
+            return Ok(known);
+        }
         let until = client
             .query_opt(
                 "SELECT value FROM uplink_meta WHERE key = 'events_legacy_until'",
@@ -64,22 +76,14 @@ impl PostgresStore {
             .await
             .map_err(self.err())?
             .and_then(|r| r.get::<_, String>(0).parse::<i64>().ok());
-        *lock(&self.inner.legacy_until) = until;
-        let today = retention::day_of(now_ms());
-        self.ensure_days(&client, [today, today + 1]).await
+        *lock(&self.inner.legacy_until) = Some(until);
+        Ok(until)
     }
 
-    /// Forgets which partitions exist (another process dropped one).
+    /// Forgets which partitions exist (another process dropped one): read again when next needed.
     pub(crate) fn forget_partitions(&self) {
         lock(&self.inner.days).clear();
-        // Re-read at the next ensure: the legacy partition may be gone too.
         *lock(&self.inner.legacy_until) = None;
-        let this = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.load_partitions().await {
-                tracing::warn!(error = %e, "reloading the event partitions failed");
-            }
-        });
     }
 
     /// Makes sure a partition takes events of each of these days.
@@ -88,9 +92,9 @@ impl PostgresStore {
         client: &deadpool_postgres::Object,
         days: impl IntoIterator<Item = i64>,
     ) -> Result<(), StoreError> {
+        let legacy = self.legacy_until(client).await?;
         let missing: Vec<i64> = {
             let known = lock(&self.inner.days);
-            let legacy = *lock(&self.inner.legacy_until);
             let mut v: Vec<i64> = days
                 .into_iter()
                 .filter(|d| !known.contains(d))
@@ -279,7 +283,9 @@ impl PostgresStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let legacy = *lock(&self.inner.legacy_until);
+        // Under the lock this process is the one that drops partitions: read it afresh.
+        *lock(&self.inner.legacy_until) = None;
+        let legacy = self.legacy_until(client).await?;
         for name in names {
             let Some(end) = partition_end(&name, legacy) else {
                 continue;
@@ -391,7 +397,7 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(self.err())?;
         if name == "events_legacy" {
-            *lock(&self.inner.legacy_until) = None;
+            *lock(&self.inner.legacy_until) = Some(None);
         } else if let Some(day) = name
             .strip_prefix("events_p")
             .and_then(|d| d.parse::<i64>().ok())

@@ -1110,7 +1110,8 @@ fn writer_loop(
     files: Arc<Files>,
     rx: mpsc::Receiver<WriteOp>,
 ) {
-    // sensor_id -> (row id, workspace); sensors are never deleted while the service runs.
+    // sensor_id -> (row id, workspace). A sensor deleted since (with its workspace) is noticed
+    // in the commit (its row is gone) and forgotten.
     let mut sensors: HashMap<String, (i64, String)> = HashMap::new();
     while let Ok(first) = rx.recv() {
         let mut group = Vec::new();
