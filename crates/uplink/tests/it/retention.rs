@@ -513,3 +513,69 @@ fn postgres_the_service_drops_old_day_partitions_and_retries_stay_duplicates() {
         "19"
     );
 }
+
+/// `store migrate` whose target dies mid-copy ends with an error instead of waiting forever for
+/// room in its copy channel (it used to: the export kept the channel's receiver alive).
+#[test]
+fn store_migrate_fails_instead_of_hanging_when_postgresql_dies_mid_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Target::dir(&tmp.path().join("data"));
+    workspace_with_events(&src, tmp.path(), "moving");
+    let cluster = Cluster::start().unwrap();
+    let key = tmp.path().join("pg.key");
+    let dst = Target::pg(&cluster, "uplink", &key);
+    ok(dst.run(&["workspace", "list"]), "schema created");
+    // Another session holds a table the copy writes, so the copy waits in its first import.
+    let mut locker = Command::new("psql")
+        .args(["-X", "-q", "-h"])
+        .arg(&cluster.socket_dir)
+        .args(["-U", "uplink", "-d", "uplink"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run psql");
+    {
+        use std::io::Write;
+        let stdin = locker.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN;\nLOCK TABLE kind_counts IN EXCLUSIVE MODE;\n")
+            .unwrap();
+        stdin.flush().unwrap();
+    }
+    poll_until(
+        "psql holds the lock",
+        60,
+        || {
+            cluster.psql(
+                "uplink",
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'kind_counts' AND l.mode = 'ExclusiveLock' AND l.granted",
+            ) == "1"
+        },
+        || cluster.log_text(),
+    );
+    let child = uplink_cmd(&["store", "migrate", "--batch", "5", "--from"])
+        .arg(tmp.path().join("data"))
+        .args(["--to", &cluster.url("uplink"), "--master-key-file"])
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll_until(
+        "the copy waits for the lock",
+        60,
+        || {
+            cluster.psql(
+                "uplink",
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+            ) == "1"
+        },
+        || cluster.log_text(),
+    );
+    cluster.crash();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    let status = wait_exit(child, std::time::Duration::from_secs(120))
+        .expect("store migrate ended after PostgreSQL went away (it waited forever)");
+    assert!(!status.success());
+}
