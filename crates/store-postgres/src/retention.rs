@@ -30,6 +30,10 @@ use crate::{lock, PostgresStore};
 /// The advisory lock retention runs under ("uplink" in ASCII, then 3).
 pub const RETENTION_LOCK: i64 = 0x75_70_6c_69_6e_6b_00_03;
 
+/// Longest wait for a lock on all of `events` (making or dropping a partition): ingest queued
+/// behind such a lock request waits at most this long.
+const LOCK_TIMEOUT: &str = "2s";
+
 /// The name of a day's partition.
 pub fn partition_name(day: i64) -> String {
     format!("events_p{day}")
@@ -111,7 +115,16 @@ impl PostgresStore {
                 day * DAY_MS,
                 (day + 1) * DAY_MS
             );
-            match client.batch_execute(&sql).await {
+            // Making a partition locks `events` whole for a moment; behind a long reader (an
+            // export) that moment could stall every ingest queued after it. Give up instead:
+            // the caller answers 503 and the sensor retries.
+            client
+                .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
+                .await
+                .map_err(self.err())?;
+            let made = client.batch_execute(&sql).await;
+            let reset = client.batch_execute("RESET lock_timeout").await;
+            match made {
                 Ok(()) => {}
                 // Another process made it at the same moment.
                 Err(e)
@@ -119,6 +132,7 @@ impl PostgresStore {
                         || e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
                 Err(e) => return Err(self.err()(e)),
             }
+            reset.map_err(self.err())?;
             lock(&self.inner.days).insert(day);
         }
         Ok(())
@@ -293,10 +307,20 @@ impl PostgresStore {
             if end > oldest_cutoff {
                 continue;
             }
-            for (ws, n) in self.drop_partition(client, &name).await? {
-                *removed.entry(ws).or_default() += n;
+            match self.drop_partition(client, &name).await {
+                Ok(per_ws) => {
+                    for (ws, n) in per_ws {
+                        *removed.entry(ws).or_default() += n;
+                    }
+                    report.partitions_dropped.push(name);
+                }
+                // A long reader (an export) holds it: the chunked deletes below remove its
+                // events instead, and the next run drops what is left.
+                Err(Dropped::LockTimeout) => {
+                    tracing::info!(partition = %name, "a reader holds the partition; deleting its events in chunks instead");
+                }
+                Err(Dropped::Failed(e)) => return Err(e),
             }
-            report.partitions_dropped.push(name);
         }
         // 2. Chunks of what is older than each workspace's own cutoff.
         for (ws, days) in &workspaces {
@@ -335,12 +359,22 @@ impl PostgresStore {
         &self,
         client: &mut deadpool_postgres::Object,
         name: &str,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = client.transaction().await.map_err(self.err())?;
+    ) -> Result<Vec<(String, u64)>, Dropped> {
+        let err = |e: tokio_postgres::Error| {
+            if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+                Dropped::LockTimeout
+            } else {
+                Dropped::Failed(self.err()(e))
+            }
+        };
+        let tx = client.transaction().await.map_err(err)?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            .await
+            .map_err(err)?;
         // Writes to this (old) partition wait; ingest writes today's and goes on.
         tx.batch_execute(&format!("LOCK TABLE {name} IN SHARE MODE"))
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         let rows = tx
             .query(
                 &format!(
@@ -350,7 +384,7 @@ impl PostgresStore {
                 &[],
             )
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         let mut sensors = Vec::new();
         let mut kinds = Vec::new();
         let mut counts = Vec::new();
@@ -367,7 +401,7 @@ impl PostgresStore {
         // this transaction updates, so no deadlock.
         tx.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         tx.execute(
             "UPDATE kind_counts k SET n = k.n - v.n
              FROM UNNEST($1::bigint[], $2::text[], $3::bigint[]) AS v (sensor, kind, n)
@@ -375,7 +409,7 @@ impl PostgresStore {
             &[&sensors, &kinds, &counts],
         )
         .await
-        .map_err(self.err())?;
+        .map_err(err)?;
         tx.execute(
             "UPDATE sensors s SET pruned_through = GREATEST(COALESCE(s.pruned_through, -1), v.top)
              FROM (SELECT sensor, max(top) AS top FROM UNNEST($1::bigint[], $2::bigint[]) AS u (sensor, top) GROUP BY sensor) v
@@ -383,19 +417,19 @@ impl PostgresStore {
             &[&sensors, &highest],
         )
         .await
-        .map_err(self.err())?;
+        .map_err(err)?;
         tx.batch_execute(&format!("DROP TABLE {name}"))
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         if name == "events_legacy" {
             tx.execute(
                 "DELETE FROM uplink_meta WHERE key = 'events_legacy_until'",
                 &[],
             )
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         }
-        tx.commit().await.map_err(self.err())?;
+        tx.commit().await.map_err(err)?;
         if name == "events_legacy" {
             *lock(&self.inner.legacy_until) = Some(None);
         } else if let Some(day) = name
@@ -488,6 +522,13 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+/// Why a partition was not dropped.
+enum Dropped {
+    /// Its lock could not be had in [`LOCK_TIMEOUT`].
+    LockTimeout,
+    Failed(StoreError),
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! rewritten with old `received_at` times and restored (the backup format keeps each event's
 //! time), then pruned; a sensor retrying the removed events gets them counted as duplicates.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::postgres::Cluster;
@@ -124,8 +124,8 @@ impl Drop for Service {
 }
 
 /// Backs `from` up, makes the events with `seq < old_below` `days_old` days old, and restores
-/// the result into `to` (which uses the same master key). Returns the backup's path.
-fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i64) -> PathBuf {
+/// the result into `to` (which uses the same master key). Returns the time given to them.
+fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i64) -> i64 {
     let backup = dir.join("backup.ndjson");
     ok(
         from.run(&["store", "backup", "--to", backup.to_str().unwrap()]),
@@ -154,7 +154,7 @@ fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i
         to.run(&["store", "restore", "--from", aged_file.to_str().unwrap()]),
         "store restore",
     );
-    aged_file
+    then
 }
 
 fn uplink_store_now_ms() -> i64 {
@@ -467,8 +467,8 @@ fn postgres_the_service_drops_old_day_partitions_and_retries_stay_duplicates() {
     let t = Target::pg(&cluster, "uplink", &key);
     let (ws, sensor) = workspace_with_events(&t, tmp.path(), "pgaging");
     let copy = Target::pg(&cluster, "aged", &key);
-    aged_copy(&t, &copy, tmp.path(), 20, 40);
-    let old_day = (uplink_store_now_ms() - 40 * DAY_MS).div_euclid(DAY_MS);
+    let then = aged_copy(&t, &copy, tmp.path(), 20, 40);
+    let old_day = then.div_euclid(DAY_MS);
     let partition = format!("events_p{old_day}");
     let exists = |name: &str| {
         cluster.psql(
