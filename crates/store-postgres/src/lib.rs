@@ -391,10 +391,15 @@ impl PostgresStore {
     /// The sensor of `workspace` (other than `except`) that holds `key`.
     /// A read-only snapshot (repeatable read) in which `workspace` exists: what `stats` and
     /// `export` read agrees with itself.
+    ///
+    /// With `events_too`, the events' partitions are locked (ACCESS SHARE) before the snapshot
+    /// is taken: a partition dropped by retention after the snapshot but before the rows are
+    /// read would otherwise be missing from what the snapshot's counters still count.
     async fn snapshot_of<'c>(
         &self,
         client: &'c mut deadpool_postgres::Object,
         workspace: &str,
+        events_too: bool,
     ) -> Result<deadpool_postgres::Transaction<'c>, StoreError> {
         let tx = client
             .build_transaction()
@@ -403,6 +408,12 @@ impl PostgresStore {
             .start()
             .await
             .map_err(self.err())?;
+        if events_too {
+            // LOCK is not a query: the snapshot is taken at the next statement, after it.
+            tx.batch_execute("LOCK TABLE events IN ACCESS SHARE MODE")
+                .await
+                .map_err(self.err())?;
+        }
         let exists = tx
             .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
             .await
@@ -875,7 +886,7 @@ impl Store for PostgresStore {
     async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
         let mut client = self.client().await?;
         // One snapshot: the sensors and the counts agree.
-        let tx = self.snapshot_of(&mut client, workspace).await?;
+        let tx = self.snapshot_of(&mut client, workspace, false).await?;
         let mut sensors: Vec<SensorRecord> = tx
             .query(
                 &format!("SELECT {SENSOR_COLUMNS} FROM sensors WHERE workspace = $1 ORDER BY enrolled_at, sensor_id"),
@@ -926,7 +937,7 @@ impl Store for PostgresStore {
         out: tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
-        let tx = self.snapshot_of(&mut client, workspace).await?;
+        let tx = self.snapshot_of(&mut client, workspace, true).await?;
         let expected: Option<u64> = match filter.sensor_id {
             Some(_) => None,
             None => Some(
