@@ -377,20 +377,27 @@ async fn version_2_events_become_the_legacy_partition_and_stay_exactly_once() {
     // Sixty days on, all of it is past retention: dropped whole, and today's events are stored
     // in a day partition from then on.
     let later = now_ms() + 60 * retention::DAY_MS;
-    let report = store
-        .prune(PruneOptions {
-            now_ms: later,
-            chunk: 10,
-        })
-        .await
-        .unwrap();
-    assert!(
-        report
-            .partitions_dropped
-            .contains(&"events_legacy".to_string()),
-        "{report:?}"
-    );
+    let prune_later = async || {
+        store
+            .prune(PruneOptions {
+                now_ms: later,
+                chunk: 10,
+            })
+            .await
+            .unwrap()
+    };
+    let report = prune_later().await;
     assert_eq!(report.total(), 20);
+    // Dropped whole, now or (when its lock was not had in time: autovacuum, a loaded machine)
+    // emptied in chunks and dropped by a later run.
+    let mut dropped = report.partitions_dropped;
+    for _ in 0..20 {
+        if dropped.iter().any(|p| p == "events_legacy") {
+            break;
+        }
+        dropped.extend(prune_later().await.partitions_dropped);
+    }
+    assert!(dropped.iter().any(|p| p == "events_legacy"), "{dropped:?}");
     assert_eq!(
         c.psql(
             "uplink",
@@ -676,13 +683,21 @@ async fn a_partition_held_by_a_long_reader_is_emptied_in_chunks_then_dropped_lat
     let r = store.ingest("s0", events_of(0..30)).await.unwrap();
     assert_eq!((r.accepted, r.duplicates), (0, 30));
     reader.batch_execute("COMMIT").await.unwrap();
-    let report = store
-        .prune(PruneOptions {
-            now_ms: now,
-            chunk: 7,
-        })
-        .await
-        .unwrap();
-    assert_eq!(report.partitions_dropped, vec![partition]);
-    assert_eq!(report.total(), 0);
+    // Now a run drops it (a few runs, should autovacuum or a loaded machine delay its lock).
+    let mut dropped = Vec::new();
+    for _ in 0..20 {
+        let report = store
+            .prune(PruneOptions {
+                now_ms: now,
+                chunk: 7,
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.total(), 0);
+        dropped.extend(report.partitions_dropped);
+        if !dropped.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(dropped, vec![partition]);
 }
