@@ -150,7 +150,7 @@ impl PostgresStore {
         let now = now_ms();
         self.ensure_days(&client, [uplink_store::retention::day_of(now)])
             .await
-            .map_err(classify_store)?;
+            .map_err(Failed::Unavailable)?;
         let failed = |e: tokio_postgres::Error| -> Failed {
             if retryable(e.code()) {
                 Failed::Retry
@@ -179,13 +179,6 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(failed)?;
         Ok(stored)
-    }
-}
-
-fn classify_store(e: StoreError) -> Failed {
-    match e {
-        e @ StoreError::Unreachable { .. } => Failed::Unavailable(e),
-        e => Failed::Statement(e),
     }
 }
 

@@ -79,7 +79,8 @@ struct Inner {
     pool: Pool,
     /// The URL, redacted: what errors and logs name.
     at: String,
-    /// sensor_id → (row id, workspace); sensors are never deleted while a process runs.
+    /// sensor_id → row id. A sensor deleted since (with its workspace) is noticed by the ingest
+    /// statement and forgotten.
     sensors: Mutex<HashMap<String, i64>>,
     /// row id → last time seen, not yet written.
     seen: Mutex<HashMap<i64, i64>>,
@@ -87,8 +88,9 @@ struct Inner {
     key: std::sync::RwLock<Option<MasterKey>>,
     /// Days whose event partition this process knows exists (`retention.rs`).
     days: Mutex<HashSet<i64>>,
-    /// The end of the partition that holds the events from before version 3, while it exists.
-    legacy_until: Mutex<Option<i64>>,
+    /// The end of the partition that holds the events from before version 3 (`Some(None)`: there
+    /// is none), once read from the database (`None`: to be read).
+    legacy_until: Mutex<Option<Option<i64>>>,
     /// Ingest calls waiting for a writer (`group.rs`), how many, and groups committed.
     jobs: tokio::sync::mpsc::UnboundedSender<group::Job>,
     queued: std::sync::atomic::AtomicUsize,
@@ -391,10 +393,15 @@ impl PostgresStore {
     /// The sensor of `workspace` (other than `except`) that holds `key`.
     /// A read-only snapshot (repeatable read) in which `workspace` exists: what `stats` and
     /// `export` read agrees with itself.
+    ///
+    /// With `events_too`, the events' partitions are locked (ACCESS SHARE) before the snapshot
+    /// is taken: a partition dropped by retention after the snapshot but before the rows are
+    /// read would otherwise be missing from what the snapshot's counters still count.
     async fn snapshot_of<'c>(
         &self,
         client: &'c mut deadpool_postgres::Object,
         workspace: &str,
+        events_too: bool,
     ) -> Result<deadpool_postgres::Transaction<'c>, StoreError> {
         let tx = client
             .build_transaction()
@@ -403,6 +410,12 @@ impl PostgresStore {
             .start()
             .await
             .map_err(self.err())?;
+        if events_too {
+            // LOCK is not a query: the snapshot is taken at the next statement, after it.
+            tx.batch_execute("LOCK TABLE events IN ACCESS SHARE MODE")
+                .await
+                .map_err(self.err())?;
+        }
         let exists = tx
             .query_opt("SELECT 1 FROM workspaces WHERE name = $1", &[&workspace])
             .await
@@ -939,7 +952,7 @@ impl Store for PostgresStore {
     async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
         let mut client = self.client().await?;
         // One snapshot: the sensors and the counts agree.
-        let tx = self.snapshot_of(&mut client, workspace).await?;
+        let tx = self.snapshot_of(&mut client, workspace, false).await?;
         let mut sensors: Vec<SensorRecord> = tx
             .query(
                 &format!("SELECT {SENSOR_COLUMNS} FROM sensors WHERE workspace = $1 ORDER BY enrolled_at, sensor_id"),
@@ -990,7 +1003,7 @@ impl Store for PostgresStore {
         out: tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
-        let tx = self.snapshot_of(&mut client, workspace).await?;
+        let tx = self.snapshot_of(&mut client, workspace, true).await?;
         let expected: Option<u64> = match filter.sensor_id {
             Some(_) => None,
             None => Some(

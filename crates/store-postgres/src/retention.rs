@@ -30,6 +30,10 @@ use crate::{lock, PostgresStore};
 /// The advisory lock retention runs under ("uplink" in ASCII, then 3).
 pub const RETENTION_LOCK: i64 = 0x75_70_6c_69_6e_6b_00_03;
 
+/// Longest wait for a lock on all of `events` (making or dropping a partition): ingest queued
+/// behind such a lock request waits at most this long.
+const LOCK_TIMEOUT: &str = "2s";
+
 /// The name of a day's partition.
 pub fn partition_name(day: i64) -> String {
     format!("events_p{day}")
@@ -53,9 +57,21 @@ pub fn no_partition(e: &tokio_postgres::Error) -> bool {
 }
 
 impl PostgresStore {
-    /// Reads where the legacy partition ends, and makes today's and tomorrow's partitions.
+    /// Makes today's and tomorrow's partitions (ahead of need, so ingest rarely waits for one).
     pub(crate) async fn load_partitions(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
+        let today = retention::day_of(now_ms());
+        self.ensure_days(&client, [today, today + 1]).await
+    }
+
+    /// Where the legacy partition ends (`None`: there is none), read once from the database.
+    async fn legacy_until(
+        &self,
+        client: &deadpool_postgres::Object,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(known) = *lock(&self.inner.legacy_until) {
+            return Ok(known);
+        }
         let until = client
             .query_opt(
                 "SELECT value FROM uplink_meta WHERE key = 'events_legacy_until'",
@@ -64,22 +80,14 @@ impl PostgresStore {
             .await
             .map_err(self.err())?
             .and_then(|r| r.get::<_, String>(0).parse::<i64>().ok());
-        *lock(&self.inner.legacy_until) = until;
-        let today = retention::day_of(now_ms());
-        self.ensure_days(&client, [today, today + 1]).await
+        *lock(&self.inner.legacy_until) = Some(until);
+        Ok(until)
     }
 
-    /// Forgets which partitions exist (another process dropped one).
+    /// Forgets which partitions exist (another process dropped one): read again when next needed.
     pub(crate) fn forget_partitions(&self) {
         lock(&self.inner.days).clear();
-        // Re-read at the next ensure: the legacy partition may be gone too.
         *lock(&self.inner.legacy_until) = None;
-        let this = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.load_partitions().await {
-                tracing::warn!(error = %e, "reloading the event partitions failed");
-            }
-        });
     }
 
     /// Makes sure a partition takes events of each of these days.
@@ -88,9 +96,9 @@ impl PostgresStore {
         client: &deadpool_postgres::Object,
         days: impl IntoIterator<Item = i64>,
     ) -> Result<(), StoreError> {
+        let legacy = self.legacy_until(client).await?;
         let missing: Vec<i64> = {
             let known = lock(&self.inner.days);
-            let legacy = *lock(&self.inner.legacy_until);
             let mut v: Vec<i64> = days
                 .into_iter()
                 .filter(|d| !known.contains(d))
@@ -107,7 +115,16 @@ impl PostgresStore {
                 day * DAY_MS,
                 (day + 1) * DAY_MS
             );
-            match client.batch_execute(&sql).await {
+            // Making a partition locks `events` whole for a moment; behind a long reader (an
+            // export) that moment could stall every ingest queued after it. Give up instead:
+            // the caller answers 503 and the sensor retries.
+            client
+                .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
+                .await
+                .map_err(self.err())?;
+            let made = client.batch_execute(&sql).await;
+            let reset = client.batch_execute("RESET lock_timeout").await;
+            match made {
                 Ok(()) => {}
                 // Another process made it at the same moment.
                 Err(e)
@@ -115,6 +132,7 @@ impl PostgresStore {
                         || e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
                 Err(e) => return Err(self.err()(e)),
             }
+            reset.map_err(self.err())?;
             lock(&self.inner.days).insert(day);
         }
         Ok(())
@@ -145,10 +163,11 @@ impl PostgresStore {
         change: SettingsChange,
     ) -> Result<WorkspaceSettings, StoreError> {
         change.validate()?;
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         let days = change.retention_days.map(|d| d as i32);
         let secs = change.disconnected_after_secs.map(|s| s as i64);
-        let n = client
+        let tx = client.transaction().await.map_err(self.err())?;
+        let n = tx
             .execute(
                 "UPDATE workspaces SET retention_days = COALESCE($2, retention_days),
                  disconnected_after_secs = COALESCE($3, disconnected_after_secs) WHERE name = $1",
@@ -159,6 +178,10 @@ impl PostgresStore {
         if n == 0 {
             return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
         }
+        crate::record_change(&tx, workspace, &ChangeKind::Settings)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
         drop(client);
         self.workspace_settings_pg(workspace).await
     }
@@ -196,14 +219,7 @@ impl PostgresStore {
             .execute("DELETE FROM events WHERE sensor = ANY($1)", &[&ids])
             .await
             .map_err(self.err())?;
-        for sql in [
-            "DELETE FROM seen WHERE sensor = ANY($1)",
-            "DELETE FROM kind_counts WHERE sensor = ANY($1)",
-            "DELETE FROM sensors WHERE id = ANY($1)",
-        ] {
-            tx.execute(sql, &[&ids]).await.map_err(self.err())?;
-        }
-        // Its fleet view (docs/fleet.md).
+        // Its fleet view (docs/fleet.md), while its sensors still name the outages' rows.
         for sql in [
             "DELETE FROM fleet_outages WHERE sensor_id IN (SELECT sensor_id FROM sensors WHERE workspace = $1)",
             "DELETE FROM fleet_sensors WHERE workspace = $1",
@@ -211,7 +227,18 @@ impl PostgresStore {
         ] {
             tx.execute(sql, &[&workspace]).await.map_err(self.err())?;
         }
+        for sql in [
+            "DELETE FROM seen WHERE sensor = ANY($1)",
+            "DELETE FROM kind_counts WHERE sensor = ANY($1)",
+            "DELETE FROM sensors WHERE id = ANY($1)",
+        ] {
+            tx.execute(sql, &[&ids]).await.map_err(self.err())?;
+        }
         tx.execute("DELETE FROM workspaces WHERE name = $1", &[&workspace])
+            .await
+            .map_err(self.err())?;
+        // Every replica stops serving its hosts (the registry follows the log).
+        crate::record_change(&tx, workspace, &ChangeKind::Deleted)
             .await
             .map_err(self.err())?;
         tx.commit().await.map_err(self.err())?;
@@ -287,7 +314,9 @@ impl PostgresStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let legacy = *lock(&self.inner.legacy_until);
+        // Under the lock this process is the one that drops partitions: read it afresh.
+        *lock(&self.inner.legacy_until) = None;
+        let legacy = self.legacy_until(client).await?;
         for name in names {
             let Some(end) = partition_end(&name, legacy) else {
                 continue;
@@ -295,10 +324,20 @@ impl PostgresStore {
             if end > oldest_cutoff {
                 continue;
             }
-            for (ws, n) in self.drop_partition(client, &name).await? {
-                *removed.entry(ws).or_default() += n;
+            match self.drop_partition(client, &name).await {
+                Ok(per_ws) => {
+                    for (ws, n) in per_ws {
+                        *removed.entry(ws).or_default() += n;
+                    }
+                    report.partitions_dropped.push(name);
+                }
+                // A long reader (an export) holds it: the chunked deletes below remove its
+                // events instead, and the next run drops what is left.
+                Err(Dropped::LockTimeout) => {
+                    tracing::info!(partition = %name, "a reader holds the partition; deleting its events in chunks instead");
+                }
+                Err(Dropped::Failed(e)) => return Err(e),
             }
-            report.partitions_dropped.push(name);
         }
         // 2. Chunks of what is older than each workspace's own cutoff.
         for (ws, days) in &workspaces {
@@ -337,12 +376,22 @@ impl PostgresStore {
         &self,
         client: &mut deadpool_postgres::Object,
         name: &str,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = client.transaction().await.map_err(self.err())?;
+    ) -> Result<Vec<(String, u64)>, Dropped> {
+        let err = |e: tokio_postgres::Error| {
+            if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+                Dropped::LockTimeout
+            } else {
+                Dropped::Failed(self.err()(e))
+            }
+        };
+        let tx = client.transaction().await.map_err(err)?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            .await
+            .map_err(err)?;
         // Writes to this (old) partition wait; ingest writes today's and goes on.
         tx.batch_execute(&format!("LOCK TABLE {name} IN SHARE MODE"))
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         let rows = tx
             .query(
                 &format!(
@@ -352,7 +401,7 @@ impl PostgresStore {
                 &[],
             )
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         let mut sensors = Vec::new();
         let mut kinds = Vec::new();
         let mut counts = Vec::new();
@@ -369,7 +418,7 @@ impl PostgresStore {
         // this transaction updates, so no deadlock.
         tx.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         tx.execute(
             "UPDATE kind_counts k SET n = k.n - v.n
              FROM UNNEST($1::bigint[], $2::text[], $3::bigint[]) AS v (sensor, kind, n)
@@ -377,7 +426,7 @@ impl PostgresStore {
             &[&sensors, &kinds, &counts],
         )
         .await
-        .map_err(self.err())?;
+        .map_err(err)?;
         tx.execute(
             "UPDATE sensors s SET pruned_through = GREATEST(COALESCE(s.pruned_through, -1), v.top)
              FROM (SELECT sensor, max(top) AS top FROM UNNEST($1::bigint[], $2::bigint[]) AS u (sensor, top) GROUP BY sensor) v
@@ -385,21 +434,21 @@ impl PostgresStore {
             &[&sensors, &highest],
         )
         .await
-        .map_err(self.err())?;
+        .map_err(err)?;
         tx.batch_execute(&format!("DROP TABLE {name}"))
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         if name == "events_legacy" {
             tx.execute(
                 "DELETE FROM uplink_meta WHERE key = 'events_legacy_until'",
                 &[],
             )
             .await
-            .map_err(self.err())?;
+            .map_err(err)?;
         }
-        tx.commit().await.map_err(self.err())?;
+        tx.commit().await.map_err(err)?;
         if name == "events_legacy" {
-            *lock(&self.inner.legacy_until) = None;
+            *lock(&self.inner.legacy_until) = Some(None);
         } else if let Some(day) = name
             .strip_prefix("events_p")
             .and_then(|d| d.parse::<i64>().ok())
@@ -490,6 +539,13 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+/// Why a partition was not dropped.
+enum Dropped {
+    /// Its lock could not be had in [`LOCK_TIMEOUT`].
+    LockTimeout,
+    Failed(StoreError),
 }
 
 #[cfg(test)]

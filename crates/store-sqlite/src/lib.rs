@@ -1181,7 +1181,8 @@ fn writer_loop(
     files: Arc<Files>,
     rx: mpsc::Receiver<WriteOp>,
 ) {
-    // sensor_id -> (row id, workspace); sensors are never deleted while the service runs.
+    // sensor_id -> (row id, workspace). A sensor deleted since (with its workspace) is noticed
+    // in the commit (its row is gone) and forgotten.
     let mut sensors: HashMap<String, (i64, String)> = HashMap::new();
     while let Ok(first) = rx.recv() {
         let mut group = Vec::new();
@@ -1415,7 +1416,7 @@ impl SqliteStore {
     ) -> Result<WorkspaceSettings, StoreError> {
         change.validate()?;
         let n = self.write(|c| {
-            c.execute(
+            let n = c.execute(
                 "UPDATE workspaces SET retention_days = COALESCE(?2, retention_days),
                  disconnected_after_secs = COALESCE(?3, disconnected_after_secs) WHERE name = ?1",
                 params![
@@ -1423,7 +1424,11 @@ impl SqliteStore {
                     change.retention_days,
                     change.disconnected_after_secs.map(|s| s as i64)
                 ],
-            )
+            )?;
+            if n > 0 {
+                record_change(c, workspace, &ChangeKind::Settings)?;
+            }
+            Ok(n)
         })?;
         if n == 0 {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
@@ -1566,6 +1571,10 @@ impl SqliteStore {
             }
             let sensors = tx.execute("DELETE FROM sensors WHERE workspace = ?1", [workspace])?;
             let found = tx.execute("DELETE FROM workspaces WHERE name = ?1", [workspace])?;
+            if found > 0 {
+                // Every replica stops serving its hosts (the registry follows the log).
+                record_change(tx, workspace, &ChangeKind::Deleted)?;
+            }
             Ok((found, late, sensors))
         })
         .map_err(sql_err(path))?;

@@ -308,8 +308,15 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
                     }
                     if pending.len() >= batch || (done && !pending.is_empty()) {
                         copied += pending.len() as u64;
-                        dst.import_events(sensor, std::mem::take(&mut pending))
-                            .await?;
+                        if let Err(e) = dst
+                            .import_events(sensor, std::mem::take(&mut pending))
+                            .await
+                        {
+                            // Stop the export too: it would wait for room in the channel
+                            // forever (the receiver lives on, borrowed, until both end).
+                            rx.close();
+                            return Err(e);
+                        }
                         let mut o = std::io::stdout().lock();
                         let _ = writeln!(o, "  sensor {sensor}: {copied}/{total} events");
                         let _ = o.flush();

@@ -240,18 +240,11 @@ fn a_sensor_behind_squid_and_haproxy_loses_nothing_while_its_replica_dies_twice_
     );
 }
 
-/// The workspace `name` deleted as `uplink workspace delete` does it: the rows gone and a
-/// `deleted` entry in the change log, in one transaction under the change log's lock.
-fn delete_workspace_sql(cluster: &Cluster, name: &str) {
-    cluster.psql(
-        "uplink",
-        &format!(
-            "DELETE FROM workspaces WHERE name = '{name}'; \
-             SELECT pg_advisory_xact_lock({}); \
-             INSERT INTO changes (workspace, kind, at) VALUES ('{name}', 'deleted', 0);",
-            uplink_store_postgres::CHANGES_LOCK_KEY
-        ),
-    );
+/// `uplink workspace delete NAME --yes` against the database, as an administrator runs it.
+fn delete_workspace(db: &Db, name: &str) {
+    let mut args = vec!["workspace", "delete", name, "--yes"];
+    args.extend(db.args());
+    ok(uplink_cmd(&args).output().unwrap(), "workspace delete");
 }
 
 #[test]
@@ -281,7 +274,7 @@ fn workspaces_created_or_deleted_anywhere_reach_both_replicas_within_2_s() {
     );
 
     // Deleted: both stop serving it (it was cached: only the change log can tell them).
-    delete_workspace_sql(&cluster, "late");
+    delete_workspace(&db, "late");
     let deleted = Instant::now();
     poll_until(
         "the deleted workspace no longer served",

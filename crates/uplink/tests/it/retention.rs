@@ -4,7 +4,7 @@
 //! rewritten with old `received_at` times and restored (the backup format keeps each event's
 //! time), then pruned; a sensor retrying the removed events gets them counted as duplicates.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::postgres::Cluster;
@@ -124,8 +124,8 @@ impl Drop for Service {
 }
 
 /// Backs `from` up, makes the events with `seq < old_below` `days_old` days old, and restores
-/// the result into `to` (which uses the same master key). Returns the backup's path.
-fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i64) -> PathBuf {
+/// the result into `to` (which uses the same master key). Returns the time given to them.
+fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i64) -> i64 {
     let backup = dir.join("backup.ndjson");
     ok(
         from.run(&["store", "backup", "--to", backup.to_str().unwrap()]),
@@ -154,7 +154,7 @@ fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i
         to.run(&["store", "restore", "--from", aged_file.to_str().unwrap()]),
         "store restore",
     );
-    aged_file
+    then
 }
 
 fn uplink_store_now_ms() -> i64 {
@@ -467,8 +467,8 @@ fn postgres_the_service_drops_old_day_partitions_and_retries_stay_duplicates() {
     let t = Target::pg(&cluster, "uplink", &key);
     let (ws, sensor) = workspace_with_events(&t, tmp.path(), "pgaging");
     let copy = Target::pg(&cluster, "aged", &key);
-    aged_copy(&t, &copy, tmp.path(), 20, 40);
-    let old_day = (uplink_store_now_ms() - 40 * DAY_MS).div_euclid(DAY_MS);
+    let then = aged_copy(&t, &copy, tmp.path(), 20, 40);
+    let old_day = then.div_euclid(DAY_MS);
     let partition = format!("events_p{old_day}");
     let exists = |name: &str| {
         cluster.psql(
@@ -512,4 +512,70 @@ fn postgres_the_service_drops_old_day_partitions_and_retries_stay_duplicates() {
         cluster.psql("aged", "SELECT pruned_through FROM sensors"),
         "19"
     );
+}
+
+/// `store migrate` whose target dies mid-copy ends with an error instead of waiting forever for
+/// room in its copy channel (it used to: the export kept the channel's receiver alive).
+#[test]
+fn store_migrate_fails_instead_of_hanging_when_postgresql_dies_mid_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Target::dir(&tmp.path().join("data"));
+    workspace_with_events(&src, tmp.path(), "moving");
+    let cluster = Cluster::start().unwrap();
+    let key = tmp.path().join("pg.key");
+    let dst = Target::pg(&cluster, "uplink", &key);
+    ok(dst.run(&["workspace", "list"]), "schema created");
+    // Another session holds a table the copy writes, so the copy waits in its first import.
+    let mut locker = Command::new("psql")
+        .args(["-X", "-q", "-h"])
+        .arg(&cluster.socket_dir)
+        .args(["-U", "uplink", "-d", "uplink"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run psql");
+    {
+        use std::io::Write;
+        let stdin = locker.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN;\nLOCK TABLE kind_counts IN EXCLUSIVE MODE;\n")
+            .unwrap();
+        stdin.flush().unwrap();
+    }
+    poll_until(
+        "psql holds the lock",
+        60,
+        || {
+            cluster.psql(
+                "uplink",
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'kind_counts' AND l.mode = 'ExclusiveLock' AND l.granted",
+            ) == "1"
+        },
+        || cluster.log_text(),
+    );
+    let child = uplink_cmd(&["store", "migrate", "--batch", "5", "--from"])
+        .arg(tmp.path().join("data"))
+        .args(["--to", &cluster.url("uplink"), "--master-key-file"])
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll_until(
+        "the copy waits for the lock",
+        60,
+        || {
+            cluster.psql(
+                "uplink",
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+            ) == "1"
+        },
+        || cluster.log_text(),
+    );
+    cluster.crash();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    let status = wait_exit(child, std::time::Duration::from_secs(120))
+        .expect("store migrate ended after PostgreSQL went away (it waited forever)");
+    assert!(!status.success());
 }
