@@ -1118,4 +1118,37 @@ impl Store for PostgresStore {
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
         self.prune_pg(options).await
     }
+
+    async fn watermarks(&self, workspace: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT sensor_id, pruned_through FROM sensors WHERE workspace = $1 AND pruned_through IS NOT NULL",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    async fn raise_watermark(&self, sensor_id: &str, through: u64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        // The row locked FOR UPDATE, as a prune does: ingest of the sensor (FOR KEY SHARE) is
+        // ordered with it.
+        let n = client
+            .execute(
+                "WITH l AS (SELECT id FROM sensors WHERE sensor_id = $1 FOR UPDATE)
+                 UPDATE sensors s SET pruned_through = GREATEST(COALESCE(s.pruned_through, -1), $2) FROM l WHERE s.id = l.id",
+                &[&sensor_id, &(through as i64)],
+            )
+            .await
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        }
+        Ok(())
+    }
 }

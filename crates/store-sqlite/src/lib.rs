@@ -1767,6 +1767,39 @@ impl Store for SqliteStore {
         let this = self.clone();
         blocking(move || this.prune_sync(options)).await
     }
+
+    async fn watermarks(&self, workspace: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || {
+            this.read(|c| {
+                let mut st = c.prepare(
+                    "SELECT sensor_id, pruned_through FROM sensors WHERE workspace = ?1 AND pruned_through IS NOT NULL",
+                )?;
+                let rows = st.query_map([&name], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?;
+                rows.collect()
+            })
+        })
+        .await
+    }
+
+    async fn raise_watermark(&self, sensor_id: &str, through: u64) -> Result<(), StoreError> {
+        let (this, id) = (self.clone(), sensor_id.to_owned());
+        blocking(move || {
+            let n = this.write(|c| {
+                c.execute(
+                    "UPDATE sensors SET pruned_through = MAX(COALESCE(pruned_through, -1), ?2) WHERE sensor_id = ?1",
+                    params![id, through as i64],
+                )
+            })?;
+            if n == 0 {
+                return Err(StoreError::NoSuchSensor(id));
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 /// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a

@@ -8,7 +8,8 @@
 //! {"workspace":{"name":…,"domain":…,"public_port":…,"ca_cert_pem":…,"ca_key_sealed":"sealed:v1:…",
 //!               "ca_sha256":…,"access_key_sha256":…,"access_key_sealed":"sealed:v1:…"|null,"created_at":MS,
 //!               "settings":{"retention_days":N,"disconnected_after_secs":N}}}
-//! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null}}
+//! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null,
+//!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events)}}
 //! {"event":{"sensor_id":…,"seq":N,"kind":…,"received_at":MS,"body":"<the event line>"}}
 //! {"end":{"workspaces":N,"sensors":N,"events":N}}
 //! ```
@@ -69,6 +70,10 @@ struct SensorLine {
     key_sha256: Option<String>,
     enrolled_at: i64,
     last_seen: Option<i64>,
+    /// The sensor's retention watermark (`retention.rs`); absent when never pruned, and in
+    /// backups written before retention existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pruned_through: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,11 +154,13 @@ pub async fn backup<S: Store>(
         write(out, &line)?;
         counts.workspaces += 1;
         let stats = store.stats(&ws.name).await?;
+        let marks = store.watermarks(&ws.name).await?;
         for s in stats.sensors {
             let sensor_id = s.sensor_id.clone();
             write(
                 out,
                 &Line::Sensor(SensorLine {
+                    pruned_through: marks.get(&s.sensor_id).copied(),
                     sensor_id: s.sensor_id,
                     workspace: s.workspace,
                     name: s.name,
@@ -259,6 +266,7 @@ pub async fn restore<S: Store>(
     };
     let mut n = 1u64;
     let mut ended = None;
+    let mut mark: Option<(String, u64)> = None;
     for line in lines {
         n += 1;
         let line = line.map_err(io_err("<backup file>"))?;
@@ -268,6 +276,11 @@ pub async fn restore<S: Store>(
         let parsed: Line = serde_json::from_str(&line).map_err(|e| bad(n, e))?;
         if !matches!(parsed, Line::Event(_)) {
             flush(&mut pending).await?;
+            // The previous sensor's events are in: now its watermark (raised before them, it
+            // would turn events it kept below it into duplicates).
+            if let Some((sensor, through)) = mark.take() {
+                store.raise_watermark(&sensor, through).await?;
+            }
         }
         match parsed {
             Line::Workspace(w) => {
@@ -304,6 +317,7 @@ pub async fn restore<S: Store>(
                 counts.workspaces += 1;
             }
             Line::Sensor(s) => {
+                mark = s.pruned_through.map(|t| (s.sensor_id.clone(), t));
                 store
                     .import_sensor(SensorRecord {
                         sensor_id: s.sensor_id,

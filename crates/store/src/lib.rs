@@ -518,6 +518,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         options: PruneOptions,
     ) -> impl Future<Output = Result<PruneReport, StoreError>> + Send;
+    /// Each sensor's retention watermark in a workspace (the highest seq retention removed;
+    /// sensors never pruned are absent), for copies (`store backup`, `store migrate`).
+    fn watermarks(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, u64>, StoreError>> + Send;
+    /// Raises a sensor's watermark to at least `through` (a copy, once the sensor's events are
+    /// in: events below it that were kept stay) ([`StoreError::NoSuchSensor`]).
+    fn raise_watermark(
+        &self,
+        sensor_id: &str,
+        through: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

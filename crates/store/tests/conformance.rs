@@ -74,6 +74,7 @@ per_backend!(
     deleting_a_workspace_removes_it_and_all_its_data_only,
     prune_removes_what_is_past_each_workspace_retention_and_retries_stay_duplicates,
     prune_while_ingesting_loses_nothing,
+    watermarks_are_read_and_raised_for_copies,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1115,4 +1116,60 @@ async fn prune_while_ingesting_loses_nothing<S: Store + Clone>(store: S) {
     let all = exported(&store, "w", ExportFilter::default()).await;
     assert_eq!(all.len(), 1_000);
     assert!(all.iter().all(|(_, seq, _)| *seq >= 5_000));
+}
+
+async fn watermarks_are_read_and_raised_for_copies<S: Store + Clone>(store: S) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    for s in ["pruned", "copied", "never"] {
+        store.add_sensor(sensor(s, "w")).await.unwrap();
+    }
+    store
+        .import_events("pruned", old_events("pruned", 0..12, now - 45 * DAY))
+        .await
+        .unwrap();
+    store
+        .prune(PruneOptions {
+            now_ms: now,
+            chunk: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.watermarks("w").await.unwrap(),
+        [("pruned".to_string(), 11)].into_iter().collect()
+    );
+    // A copy: the events first (some kept below the watermark), then the watermark.
+    store
+        .import_events("copied", old_events("copied", 3..6, now))
+        .await
+        .unwrap();
+    store.raise_watermark("copied", 9).await.unwrap();
+    // Never lowered.
+    store.raise_watermark("copied", 2).await.unwrap();
+    assert_eq!(
+        store.watermarks("w").await.unwrap(),
+        [("copied".to_string(), 9), ("pruned".to_string(), 11)]
+            .into_iter()
+            .collect()
+    );
+    let r = store.ingest("copied", events(0..15, "e")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 10));
+    let copied: Vec<u64> = exported(
+        &store,
+        "w",
+        ExportFilter {
+            kind: None,
+            sensor_id: Some("copied".into()),
+        },
+    )
+    .await
+    .into_iter()
+    .map(|(_, seq, _)| seq)
+    .collect();
+    assert_eq!(copied, [3, 4, 5, 10, 11, 12, 13, 14]);
+    assert!(matches!(
+        store.raise_watermark("ghost", 1).await,
+        Err(StoreError::NoSuchSensor(_))
+    ));
 }

@@ -233,4 +233,13 @@ impl Store for AnyStore {
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
         each!(self, s => s.prune(options).await)
     }
+    async fn watermarks(
+        &self,
+        workspace: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        each!(self, s => s.watermarks(workspace).await)
+    }
+    async fn raise_watermark(&self, sensor_id: &str, through: u64) -> Result<(), StoreError> {
+        each!(self, s => s.raise_watermark(sensor_id, through).await)
+    }
 }

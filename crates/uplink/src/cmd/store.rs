@@ -283,13 +283,20 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         }
         let want = src.sensor_counts(&name).await?;
         let have = dst.sensor_counts(&name).await?;
+        let marks = src.watermarks(&name).await?;
         for (sensor, &total) in &want {
+            // After the sensor's events (below): retention's watermark, so that retries of the
+            // events it removed stay duplicates in the copy.
+            let mark = marks.get(sensor).copied();
             let already = have.get(sensor).copied().unwrap_or(0);
             if already == total {
                 writeln!(
                     out,
                     "  sensor {sensor}: {total}/{total} events (already there)"
                 )?;
+                if let Some(through) = mark {
+                    dst.raise_watermark(sensor, through).await?;
+                }
                 continue;
             }
             let (tx, mut rx) = tokio::sync::mpsc::channel(batch);
@@ -329,6 +336,9 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             let (exported, copied) = tokio::join!(src.export(&name, filter, tx), copy);
             copied?;
             exported?;
+            if let Some(through) = mark {
+                dst.raise_watermark(sensor, through).await?;
+            }
         }
         // Verify: the same events per sensor, and the same counts per kind.
         let have = dst.sensor_counts(&name).await?;

@@ -421,6 +421,25 @@ fn store_prune_removes_old_events_and_prints_what_it_removed() {
     let svc = copy.service(&[]);
     retry_is_a_duplicate(&ws, svc.port, &sensor, tmp.path(), &svc.log());
     assert_eq!(copy.seqs("aging"), (20..30).collect::<Vec<_>>());
+    drop(svc);
+
+    // Backed up and restored elsewhere, the store still knows what retention removed.
+    let again_dir = tmp.path().join("again");
+    std::fs::create_dir_all(&again_dir).unwrap();
+    std::fs::copy(copy_dir.join("master.key"), again_dir.join("master.key")).unwrap();
+    let again = Target::dir(&again_dir);
+    let backup = tmp.path().join("pruned.ndjson");
+    ok(
+        copy.run(&["store", "backup", "--to", backup.to_str().unwrap()]),
+        "store backup",
+    );
+    ok(
+        again.run(&["store", "restore", "--from", backup.to_str().unwrap()]),
+        "store restore",
+    );
+    let svc = again.service(&[]);
+    retry_is_a_duplicate(&ws, svc.port, &sensor, tmp.path(), &svc.log());
+    assert_eq!(again.seqs("aging"), (20..30).collect::<Vec<_>>());
 }
 
 #[test]
