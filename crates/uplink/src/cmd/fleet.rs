@@ -19,20 +19,35 @@ pub enum Command {
     /// --json prints {"sensors":[{"sensor_id","name","hostname","version","state","lifecycle",
     /// "software","health","last_seen","route","queue":{"events","oldest_secs"},"open_issues"}]}
     /// (times RFC 3339 UTC; null when unknown).
+    #[command(
+        after_help = "Examples:\n  uplink fleet list contoso --data-dir /var/lib/uplink-service\n  uplink fleet list contoso --data-dir /var/lib/uplink-service --state disconnected --json"
+    )]
     List(ListArgs),
     /// One sensor: the fields of `list`, its last report, its outage log and its issues.
+    #[command(
+        after_help = "Examples:\n  uplink fleet show contoso 9c7aed4574c33277172f4111f5259f6e --data-dir ./svc --json"
+    )]
     Show(ShowArgs),
     /// A workspace's health issues: open and suppressed ones (--all: closed ones too).
     ///
     /// --json prints {"issues":[{"issue_id","kind","severity","sensor_id","state","opened_at",
     /// "closed_at","occurrences","description","fix","suppressed_until","suppress_reason",
     /// "suppressed_by"}]}.
+    #[command(
+        after_help = "Examples:\n  uplink fleet issues contoso --data-dir /var/lib/uplink-service\n  uplink fleet issues contoso --data-dir /var/lib/uplink-service --all --json"
+    )]
     Issues(IssuesArgs),
     /// Suppress an issue for a while: it stays `suppressed` (and out of the sensor's health)
     /// whatever happens until then; afterwards it is open or closed as its condition says.
+    #[command(
+        after_help = "Examples:\n  uplink fleet suppress contoso 42 --data-dir /var/lib/uplink-service --days 7 \\\n      --reason 'proxy maintenance window'"
+    )]
     Suppress(SuppressArgs),
     /// End an issue's suppression now: it is open again until the next evaluation closes it (if
     /// its condition is gone).
+    #[command(
+        after_help = "Examples:\n  uplink fleet unsuppress contoso 42 --data-dir /var/lib/uplink-service"
+    )]
     Unsuppress(UnsuppressArgs),
 }
 

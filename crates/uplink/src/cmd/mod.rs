@@ -52,11 +52,12 @@ pub fn exit_code(e: &anyhow::Error) -> std::process::ExitCode {
 }
 
 /// A duration on the command line, one syntax for every command: a number of seconds (`5`,
-/// `2.5`) or a number with a unit (`500ms`, `30s`, `2m`, `1h`). Zero is refused.
+/// `2.5`) or a number with a unit (`500ms`, `30s`, `2m`, `1h`, `1d`). Zero is refused. (Workspace
+/// settings, stored for the whole fleet, take a unit always: `retention::parse_duration_secs`.)
 pub fn duration(s: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let bad = || {
-        format!("{s:?} is not a duration: write seconds (5, 2.5) or a number with a unit (500ms, 30s, 2m, 1h)")
+        format!("{s:?} is not a duration: write seconds (5, 2.5) or a number with a unit (500ms, 30s, 2m, 1h, 1d)")
     };
     let t = s.trim();
     let unit_at = t
@@ -68,6 +69,7 @@ pub fn duration(s: &str) -> Result<std::time::Duration, String> {
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         _ => return Err(bad()),
     };
     if !secs.is_finite() || secs > 365.0 * 86_400.0 {
@@ -93,6 +95,7 @@ mod tests {
             ("30s", Duration::from_secs(30)),
             ("2m", Duration::from_secs(120)),
             ("1h", Duration::from_secs(3600)),
+            ("2d", Duration::from_secs(2 * 86_400)),
             (" 7s ", Duration::from_secs(7)),
         ];
         for (s, want) in ok {
@@ -103,7 +106,7 @@ mod tests {
             ("0ms", "more than zero"),
             ("", "not a duration"),
             ("5 s", "not a duration"),
-            ("5d", "not a duration"),
+            ("5w", "not a duration"),
             ("-1", "not a duration"),
             ("1.2.3", "not a duration"),
             ("99999999h", "too long"),

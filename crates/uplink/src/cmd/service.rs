@@ -94,21 +94,9 @@ pub struct Args {
     pub retention_interval: Duration,
 }
 
-/// `500ms`, `30s`, `2m`.
+/// `500ms`, `30s`, `2m`, `1h` (or seconds): the one duration syntax of every command.
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration: write a number and a unit, e.g. 30s, 500ms, 2m");
-    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let n: u64 = s[..unit_at].parse().map_err(|_| bad())?;
-    let d = match &s[unit_at..] {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(bad()),
-    };
-    if d.is_zero() {
-        return Err(format!("{s} must be more than zero"));
-    }
-    Ok(d)
+    super::duration(s)
 }
 
 /// Descriptors kept for the store, the listener and logs, beyond one per connection.

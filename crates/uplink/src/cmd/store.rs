@@ -16,6 +16,9 @@ pub enum Command {
     /// then replaces DIR/master.key; otherwise point every service and command at FILE
     /// (--master-key-file or UPLINK_MASTER_KEY_FILE). Stop the services first, or restart them
     /// with the new key at once: a service holding the old key cannot read secrets sealed after.
+    #[command(
+        after_help = "Examples:\n  uplink store rotate-master-key --data-dir /var/lib/uplink-service --new-key-file new-master.key"
+    )]
     RotateMasterKey(RotateArgs),
     /// Copy a SQLite data directory into PostgreSQL: workspaces (their secrets sealed again
     /// under the target's master key), sensors, every event with its sequence number and time.
@@ -24,16 +27,25 @@ pub enum Command {
     /// both stores, and fails (exit 1) if any differ. Safe to stop and run again: what was
     /// copied is skipped or not stored twice. Stop the service on DIR first (events it stores
     /// during the copy may be missed; a re-run copies them).
+    #[command(
+        after_help = "Examples:\n  uplink store migrate --from /var/lib/uplink-service \\\n      --to 'postgres://uplink@/uplink?host=/run/postgresql' \\\n      --master-key-file /etc/uplink-service/master.key"
+    )]
     Migrate(MigrateArgs),
     /// Write every workspace, sensor and event of the store to FILE (0600), in uplink's own
     /// format (NDJSON, docs in crates/store/src/backup.rs), readable while the service runs.
     ///
     /// Secrets stay sealed under the store's master key: keep that key with the backup (a
     /// restore needs it). Works the same for --data-dir and --database.
+    #[command(
+        after_help = "Examples:\n  uplink store backup --data-dir /var/lib/uplink-service --to uplink-backup.json"
+    )]
     Backup(BackupArgs),
     /// Restore a backup written by `uplink store backup` into a store (SQLite or PostgreSQL),
     /// usually an empty one. Needs the master key of the store that was backed up
     /// (--master-key-file). Safe to interrupt and run again: nothing is stored twice.
+    #[command(
+        after_help = "Examples:\n  uplink store restore --data-dir /var/lib/uplink-new --from uplink-backup.json"
+    )]
     Restore(RestoreArgs),
     /// Remove the events older than each workspace's retention (`uplink workspace set NAME
     /// --retention-days N`; 30 by default) now, as the service does periodically.
@@ -42,6 +54,9 @@ pub enum Command {
     /// partitions are dropped once past every workspace's retention. With PostgreSQL only one
     /// process prunes at a time: if another is pruning, this one says so and exits 0. A sensor
     /// retrying an event that was removed is answered as for a duplicate: it is not stored again.
+    #[command(
+        after_help = "Examples:\n  uplink store prune --data-dir /var/lib/uplink-service --json"
+    )]
     Prune(PruneArgs),
 }
 

@@ -13,26 +13,47 @@ pub enum Command {
     /// NAME is one DNS label (letters, digits, '-'), at most 54 characters, not ending in
     /// 'sensorapi'. Sensors reach the workspace at https://NAMEsensorapi.DOMAIN[:PORT]; give them
     /// the bundle file. Works whether or not the service is running.
+    #[command(
+        after_help = "Examples:\n  uplink workspace create contoso --data-dir /var/lib/uplink-service --public-port 8443\n  uplink workspace create contoso --data-dir ./svc --domain sensors.example.com --json\n  uplink workspace create contoso --database 'postgres://uplink@/uplink?host=/run/postgresql' \\\n      --master-key-file /etc/uplink-service/master.key --bundle-out contoso.json"
+    )]
     Create(CreateArgs),
     /// List the workspaces in a data directory or database.
+    #[command(
+        after_help = "Examples:\n  uplink workspace list --data-dir /var/lib/uplink-service\n  uplink workspace list --data-dir /var/lib/uplink-service --json"
+    )]
     List(ListArgs),
     /// Show a workspace's sensors and event counts (readable while the service runs).
+    #[command(
+        after_help = "Examples:\n  uplink workspace stats contoso --data-dir /var/lib/uplink-service --json"
+    )]
     Stats(StatsArgs),
     /// Write a workspace's enrollment bundle again (0600), from the store: any replica's host
     /// can, since the access key is kept in the store (sealed under the master key).
+    #[command(
+        after_help = "Examples:\n  uplink workspace bundle contoso --data-dir /var/lib/uplink-service --out contoso.json"
+    )]
     Bundle(BundleArgs),
     /// Change a workspace's settings (the others keep their values); prints them all.
     ///
     /// Exit codes: 0 changed; 1 the store failed or has no such workspace; 2 bad usage (a value
     /// out of range or not understood, or nothing to change).
+    #[command(
+        after_help = "Examples:\n  uplink workspace set contoso --data-dir /var/lib/uplink-service --retention-days 90\n  uplink workspace set contoso --data-dir /var/lib/uplink-service --disconnected-after 15m"
+    )]
     Set(SetArgs),
     /// Show a workspace's settings; secrets only as whether they are set.
+    #[command(
+        after_help = "Examples:\n  uplink workspace show contoso --data-dir /var/lib/uplink-service --json"
+    )]
     Show(ShowArgs),
     /// Delete a workspace and all its data: sensors, events, counters, settings. Cannot be
     /// undone (take a backup first: `uplink store backup`).
     ///
     /// Without --yes nothing is deleted (exit 2). A running service stops serving the
     /// workspace once it asks the store again (at the latest when restarted).
+    #[command(
+        after_help = "Examples:\n  uplink workspace delete contoso --data-dir /var/lib/uplink-service --yes"
+    )]
     Delete(DeleteArgs),
 }
 
