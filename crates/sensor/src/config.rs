@@ -181,6 +181,16 @@ pub enum ConfigError {
     Secret(#[from] crate::secrets::SecretError),
 }
 
+/// A short fingerprint of proxy settings (SHA-256 of their JSON, first 16 hex digits; sealed
+/// passwords are part of it, so a changed password counts, yet nothing secret is revealed): the
+/// running uploader records the one its connection was chosen under in `status.json`, and
+/// `sensor proxy show` compares it with sensor.toml's.
+pub fn proxy_fingerprint(p: &ProxySettings) -> String {
+    use sha2::Digest;
+    let json = serde_json::to_vec(p).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(&json)[..8])
+}
+
 impl Config {
     pub fn load(paths: &Paths) -> Result<Config, ConfigError> {
         let path = paths.config_file();

@@ -32,6 +32,12 @@ pub struct ProxyShow {
     pub credentials: Vec<CredentialNote>,
     pub sources: Vec<SourceReport>,
     pub problem: Option<String>,
+    /// Whether the sensor's last connection was chosen under these settings (`status.json`):
+    /// `false` while a running sensor has not switched yet (it does within seconds); `null`
+    /// when no connection is recorded.
+    pub applied: Option<bool>,
+    /// The route of the sensor's last connection, from `status.json`.
+    pub route_in_use: Option<String>,
 }
 
 /// The captured proxy variables as shown (every key present, `null` when unset).
@@ -72,7 +78,20 @@ impl ProxyShow {
             credentials: credential_notes(ex),
             sources: ex.sources.clone(),
             problem: ex.problem.clone(),
+            applied: None,
+            route_in_use: None,
         }
+    }
+
+    /// With what the uploader recorded of its last connection: its route, and whether it was
+    /// chosen under `p` (these settings).
+    pub fn with_status(mut self, p: &ProxySettings, status: &crate::status::Status) -> ProxyShow {
+        self.route_in_use = status.route.clone();
+        self.applied = status
+            .proxy_settings
+            .as_ref()
+            .map(|f| *f == crate::config::proxy_fingerprint(p));
+        self
     }
 
     /// `--json`: pretty JSON, every object's keys sorted (the contract above).
@@ -103,6 +122,13 @@ impl ProxyShow {
         }
         if let Some(o) = &self.origin {
             line(format!("set by    {o}"));
+        }
+        match (self.applied, &self.route_in_use) {
+            (Some(true), Some(r)) => line(format!("in use    yes: the sensor's last connection ({r})")),
+            (Some(false), Some(r)) => line(format!(
+                "in use    not yet: the sensor's last connection ({r}) predates these settings; a running sensor switches within seconds"
+            )),
+            _ => line("in use    no connection recorded yet (`uplink sensor run` makes one)".into()),
         }
         if !self.credential_hosts.is_empty() {
             line(format!(
@@ -171,6 +197,8 @@ mod tests {
             "credentials": credential_notes(ex).into_iter().map(|c| serde_json::json!({"proxy": c.proxy, "note": c.note})).collect::<Vec<_>>(),
             "sources": ex.sources,
             "problem": ex.problem,
+            "applied": null,
+            "route_in_use": null,
         });
         serde_json::to_string_pretty(&v).unwrap()
     }
@@ -224,6 +252,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "applied",
                 "bypass",
                 "bypass_syntax",
                 "credential_hosts",
@@ -235,6 +264,7 @@ mod tests {
                 "problem",
                 "proxy_ca",
                 "route",
+                "route_in_use",
                 "sources",
                 "url",
                 "user"

@@ -29,6 +29,9 @@ pub struct Status {
     /// The proxy authentication scheme in use (`Basic`, `Digest`, `NTLM`), if any.
     #[serde(default)]
     pub proxy_auth: Option<String>,
+    /// [`crate::config::proxy_fingerprint`] of the settings the route in use was chosen under.
+    #[serde(default)]
+    pub proxy_settings: Option<String>,
     /// RFC 3339 time of the last batch the service committed.
     pub last_success: Option<String>,
     pub last_error: Option<LastError>,

@@ -6,7 +6,9 @@
 //! sequence numbers go out again, so the service stores nothing twice.
 //!
 //! The route is read from the configuration before every new connection, so a changed proxy
-//! takes effect without a restart. A reload (SIGHUP) also restarts the sources when their settings
+//! takes effect without a restart; a connection in use is dropped within about a second of a
+//! change to the proxy settings (sensor.toml's time and size, then its `[proxy]`), so a kept-alive
+//! connection cannot hold on to the old route. A reload (SIGHUP) also restarts the sources when their settings
 //! changed (`apply_reload`): stopping them between batches keeps their checkpoints exact.
 //!
 //! The configured sources ([`crate::sources`]) run beside it on their own threads, writing into the
@@ -101,7 +103,14 @@ struct State {
     /// The last certificate renewal failed (reported until one succeeds).
     renewal_failed: bool,
     started: Instant,
+    /// sensor.toml's modification time and size when last looked at, and when that was: a
+    /// connection in use is dropped when the proxy settings change (`proxy_changed`).
+    config_stamp: Option<(std::time::SystemTime, u64)>,
+    config_checked: Instant,
 }
+
+/// How often an open connection looks whether sensor.toml's proxy settings changed.
+const CONFIG_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl State {
     fn record_error(&mut self, e: &LinkError) {
@@ -278,12 +287,36 @@ impl State {
         self.status_pending = false;
     }
 
+    /// Whether sensor.toml's proxy settings differ from those of the connection in use (looked
+    /// at most every [`CONFIG_CHECK_EVERY`], by the file's time and size first): `sensor proxy
+    /// set` then applies within seconds, even to a connection that would otherwise stay open.
+    fn proxy_changed(&mut self) -> bool {
+        if self.config_checked.elapsed() < CONFIG_CHECK_EVERY {
+            return false;
+        }
+        self.config_checked = Instant::now();
+        let stamp = config_stamp(&self.paths);
+        if stamp == self.config_stamp {
+            return false;
+        }
+        self.config_stamp = stamp;
+        match Config::load(&self.paths) {
+            Ok(fresh) => fresh.proxy != self.config.proxy,
+            Err(_) => false,
+        }
+    }
+
     async fn connection(&mut self) -> Result<&mut Connection, LinkError> {
         if self.conn.as_ref().is_some_and(|c| !c.is_open()) {
             self.conn = None;
         }
+        if self.conn.is_some() && self.proxy_changed() {
+            tracing::info!("the proxy settings changed; reconnecting along the new route");
+            self.conn = None;
+        }
         if self.conn.is_none() {
             // Re-read the configuration: a proxy changed since the last connection applies now.
+            self.config_stamp = config_stamp(&self.paths);
             if let Ok(fresh) = Config::load(&self.paths) {
                 self.config = fresh;
             }
@@ -340,6 +373,9 @@ impl State {
             self.status.route = Some(connected.route);
             self.status.route_note = connected.note;
             self.status.proxy_auth = connected.proxy_auth.map(str::to_owned);
+            let fingerprint = crate::config::proxy_fingerprint(&self.config.proxy);
+            let changed = changed || self.status.proxy_settings.as_ref() != Some(&fingerprint);
+            self.status.proxy_settings = Some(fingerprint);
             if changed {
                 // A new route is news for `sensor status` now, not at the next throttled write.
                 self.write_status();
@@ -487,7 +523,15 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         queue_was_empty: false,
         renewal_failed: false,
         started: Instant::now(),
+        config_stamp: config_stamp(paths),
+        config_checked: Instant::now(),
     })
+}
+
+/// sensor.toml's modification time and size.
+fn config_stamp(paths: &Paths) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(paths.config_file()).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 /// Uploads until `shutdown` completes (or, with `once`, until the queue is empty).

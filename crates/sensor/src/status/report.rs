@@ -236,6 +236,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
             route_source: Some("explicit".into()),
             route_note: Some("PROXY down:3128 unreachable".into()),
             proxy_auth: Some("NTLM".into()),
+            proxy_settings: Some("0123456789abcdef".into()),
             last_success: Some("2026-01-02T03:04:05Z".into()),
             last_error: Some(LastError {
                 code: "TCP_REFUSED".into(),

@@ -564,7 +564,9 @@ fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&paths)?;
     let endpoint = uplink_client::Endpoint::parse(&config.sensor_url)?;
     let ex = config.explain(&paths, &endpoint.host, endpoint.port);
-    let shown = uplink_sensor::proxyshow::ProxyShow::new(&config.proxy, &ex);
+    let status = uplink_sensor::status::Status::load(&paths.status_file());
+    let shown = uplink_sensor::proxyshow::ProxyShow::new(&config.proxy, &ex)
+        .with_status(&config.proxy, &status);
     if a.json {
         println!("{}", shown.json());
     } else {

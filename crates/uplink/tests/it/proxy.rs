@@ -207,6 +207,92 @@ fn proxy_set_on_a_running_sensor_applies_at_the_next_connection() {
     assert_exactly_once(&data, "liveset", 400);
 }
 
+/// `sensor proxy set` while batches keep flowing over a kept-alive connection through one Squid:
+/// within seconds the running sensor drops that connection and uses the other Squid, `proxy
+/// show` says the settings are in use, and every event arrives once.
+#[test]
+fn proxy_set_applies_within_seconds_even_to_a_kept_alive_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "livekeep", svc.port);
+    let opts = || SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    };
+    let (a, b) = (Squid::start(opts()), Squid::start(opts()));
+    let cfg = dir.path().join("sensor");
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet", "--proxy-url", &a.url()]);
+    let child = uplink_cmd(&[
+        "sensor",
+        "run",
+        "--config-dir",
+        cfg.to_str().unwrap(),
+        "--log-level",
+        "warn",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Batches all the time: the connection through A never idles long enough to be closed.
+    let mut sent = 0u64;
+    let mut send = |n: u64| {
+        ok(sensor.send(&lines(sent..sent + n)), "send");
+        sent += n;
+    };
+    let route_a = format!("PROXY 127.0.0.1:{}", a.port);
+    let route_b = format!("PROXY 127.0.0.1:{}", b.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // (Before the first connection, `sensor status` shows the planned route: wait for a batch
+    // delivered through A.)
+    while status(&cfg)["route"] != route_a.as_str() || status(&cfg)["last_success"].is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "never through A: {}",
+            status(&cfg)
+        );
+        send(20);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(sensor.proxy(&["set", "--proxy-url", &b.url()]), "set B");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(sensor.proxy(&["show", "--json"]), "show")).unwrap();
+    assert_eq!(
+        show["route_in_use"],
+        route_a.as_str(),
+        "{show}\nstatus.json: {:?}",
+        std::fs::read_to_string(cfg.join("status.json"))
+    );
+    let switched = Instant::now();
+    while status(&cfg)["route"] != route_b.as_str() {
+        assert!(
+            switched.elapsed() < Duration::from_secs(5),
+            "still {} after 5 s of batches on the kept-alive connection",
+            status(&cfg)["route"]
+        );
+        send(20);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(sensor.proxy(&["show", "--json"]), "show")).unwrap();
+    assert_eq!(show["applied"], true, "{show}");
+    assert_eq!(show["route_in_use"], route_b.as_str(), "{show}");
+    // Everything sent arrives, once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&cfg)["queue"]["events"] != 0 {
+        assert!(Instant::now() < deadline, "not drained: {}", status(&cfg));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(child.id(), "TERM");
+    assert!(
+        wait_exit(child, Duration::from_secs(15)).is_some_and(|s| s.success()),
+        "the sensor did not stop cleanly on SIGTERM"
+    );
+    assert_exactly_once(&data, "livekeep", sent);
+}
+
 /// The sensor lives in a namespace whose only way out is the proxy: the service's name resolves
 /// to the namespace's own loopback there, where nothing listens. Delivery proves the proxy path.
 #[test]
