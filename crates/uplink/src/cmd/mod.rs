@@ -51,6 +51,15 @@ pub fn exit_code(e: &anyhow::Error) -> std::process::ExitCode {
     }
 }
 
+/// `1 event`, `2 events`: a count with its noun, for messages people read.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// A duration on the command line, one syntax for every command: a number of seconds (`5`,
 /// `2.5`) or a number with a unit (`500ms`, `30s`, `2m`, `1h`, `1d`). Zero is refused. (Workspace
 /// settings, stored for the whole fleet, take a unit always: `retention::parse_duration_secs`.)
@@ -85,6 +94,13 @@ pub fn duration(s: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn counts() {
+        assert_eq!(super::count(0, "event", "events"), "0 events");
+        assert_eq!(super::count(1, "sensor", "sensors"), "1 sensor");
+        assert_eq!(super::count(2, "batch", "batches"), "2 batches");
+    }
 
     #[test]
     fn durations() {

@@ -650,13 +650,17 @@ fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
     })?;
     if let (Some((line, e)), Some(code)) = (&report.full, report.full_code()) {
         eprintln!("error: {code}: {e}\nfix: {}", code.fix());
-        eprintln!("{} events were queued; line {line} and the lines after it were NOT queued: send them again later", report.accepted);
+        eprintln!(
+            "{} queued; line {line} and the lines after it were NOT queued: send them again later",
+            super::count(report.accepted as u64, "event was", "events were")
+        );
         return Ok(ExitCode::from(3));
     }
     if report.rejected > 0 {
         eprintln!(
-            "{} events queued, {} lines rejected (skipped, named above): send only those lines again, once fixed",
-            report.accepted, report.rejected
+            "{} queued, {} rejected (skipped, named above): send only those lines again, once fixed",
+            super::count(report.accepted as u64, "event", "events"),
+            super::count(report.rejected as u64, "line", "lines")
         );
         return Ok(ExitCode::from(1));
     }
@@ -682,15 +686,18 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
             );
             if a.once && report.stopped {
                 eprintln!(
-                    "stopped by a signal before the queue was empty: delivered {} events in {} batches; {} events remain queued (they are sent by the next `uplink sensor run`)",
-                    report.delivered, report.batches, report.remaining
+                    "stopped by a signal before the queue was empty: delivered {} in {}; {} queued (they are sent by the next `uplink sensor run`)",
+                    super::count(report.delivered, "event", "events"),
+                    super::count(report.batches as u64, "batch", "batches"),
+                    super::count(report.remaining, "event remains", "events remain")
                 );
                 return Ok(ExitCode::from(1));
             }
             if a.once {
                 println!(
-                    "delivered {} events in {} batches; the queue is empty",
-                    report.delivered, report.batches
+                    "delivered {} in {}; the queue is empty",
+                    super::count(report.delivered, "event", "events"),
+                    super::count(report.batches as u64, "batch", "batches")
                 );
             }
             Ok(ExitCode::SUCCESS)

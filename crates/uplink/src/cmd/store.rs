@@ -204,10 +204,10 @@ async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
     file.sync_all()?;
     std::fs::rename(&tmp, &a.to)?;
     println!(
-        "backed up {} workspaces, {} sensors, {} events to {} (its secrets are sealed under {}: keep that key with it)",
-        counts.workspaces,
-        counts.sensors,
-        counts.events,
+        "backed up {}, {}, {} to {} (its secrets are sealed under {}: keep that key with it)",
+        super::count(counts.workspaces as u64, "workspace", "workspaces"),
+        super::count(counts.sensors as u64, "sensor", "sensors"),
+        super::count(counts.events as u64, "event", "events"),
         a.to.display(),
         key.path()
     );
@@ -243,10 +243,10 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open(true).await?;
     let counts = uplink_store::backup::restore(&store, &key, open()?, 10_000).await?;
     println!(
-        "restored {} workspaces, {} sensors, {} events from {}",
-        counts.workspaces,
-        counts.sensors,
-        counts.events,
+        "restored {}, {}, {} from {}",
+        super::count(counts.workspaces as u64, "workspace", "workspaces"),
+        super::count(counts.sensors as u64, "sensor", "sensors"),
+        super::count(counts.events as u64, "event", "events"),
         a.from.display()
     );
     Ok(ExitCode::SUCCESS)

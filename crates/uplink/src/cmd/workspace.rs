@@ -277,9 +277,9 @@ async fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!(
-            "workspace {name}: {} sensors, {} events",
-            stats.sensors.len(),
-            stats.total
+            "workspace {name}: {}, {}",
+            super::count(stats.sensors.len() as u64, "sensor", "sensors"),
+            super::count(stats.total, "event", "events")
         );
         for (kind, n) in &stats.by_kind {
             println!("  {kind:<20} {n}");
@@ -389,8 +389,9 @@ async fn delete(a: DeleteArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "deleted workspace {name}: {} sensors, {} events",
-            deleted.sensors, deleted.events
+            "deleted workspace {name}: {}, {}",
+            super::count(deleted.sensors, "sensor", "sensors"),
+            super::count(deleted.events, "event", "events")
         );
     }
     Ok(ExitCode::SUCCESS)

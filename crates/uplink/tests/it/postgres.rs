@@ -715,7 +715,7 @@ fn backup_and_restore_into_empty_stores_of_either_backend_give_back_the_same_sto
         "store backup",
     );
     assert!(
-        out.contains("backed up 1 workspaces, 2 sensors, 15000 events"),
+        out.contains("backed up 1 workspace, 2 sensors, 15000 events"),
         "{out}"
     );
     use std::os::unix::fs::PermissionsExt;
@@ -759,7 +759,7 @@ fn backup_and_restore_into_empty_stores_of_either_backend_give_back_the_same_sto
         "store restore into SQLite",
     );
     assert!(
-        out.contains("restored 1 workspaces, 2 sensors, 15000 events"),
+        out.contains("restored 1 workspace, 2 sensors, 15000 events"),
         "{out}"
     );
     let sqlite2 = ["--data-dir", d2, "--master-key-file", k];
