@@ -543,8 +543,15 @@ pub async fn run(
     let mut st = prepare(paths)?;
     st.note_recoveries();
     let mut sources = crate::sources::spawn(paths, &st.config, opts.once)?;
-    let result = upload_loop(&mut st, &opts, &mut sources, shutdown).await;
+    let mut result = upload_loop(&mut st, &opts, &mut sources, shutdown).await;
     sources.stop();
+    // Counted once the sources have stopped: a heartbeat they queued while the uploader was
+    // stopping is left too, and "N events remain" must be what `sensor status` then shows.
+    if let Ok(r) = &mut result {
+        if r.stopped {
+            r.remaining = st.queue.depth().map(|d| d.events).unwrap_or(r.remaining);
+        }
+    }
     result
 }
 
