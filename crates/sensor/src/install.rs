@@ -666,7 +666,11 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
     for f in paths
         .installed_files()
         .into_iter()
-        .chain([paths.status_file(), crate::wpadsource::cache_file(paths)])
+        .chain([
+            paths.status_file(),
+            crate::wpadsource::cache_file(paths),
+            crate::report::ReportState::file(paths),
+        ])
     {
         if std::fs::remove_file(&f).is_ok() {
             removed.push(f);

@@ -65,7 +65,8 @@ RestartSec=5
 StateDirectory=uplink
 StateDirectoryMode=0700
 ProtectSystem=strict
-ReadWritePaths=/var/lib/uplink
+# /etc/uplink too: certificate renewal replaces client.key and client.pem there.
+ReadWritePaths=/var/lib/uplink /etc/uplink
 ProtectHome=true
 PrivateTmp=true
 PrivateDevices=true
@@ -109,6 +110,7 @@ mod tests {
             "ExecStart=/usr/bin/uplink sensor run",
             "ExecReload=/bin/kill -HUP $MAINPID",
             "ProtectSystem=strict",
+            "ReadWritePaths=/var/lib/uplink /etc/uplink",
             "PrivateTmp=true",
             "NoNewPrivileges=true",
         ] {
