@@ -68,6 +68,9 @@ enum Command {
     /// The store as a whole: rotate the master key that seals its secrets.
     #[command(subcommand)]
     Store(cmd::store::Command),
+    /// Write man pages and shell completions for this build (used by packaging/build-deb.sh).
+    #[command(hide = true)]
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Winproxy(c) => cmd::winproxy::run(c),
         Command::Allowlist(c) => cmd::allowlist::run(c),
         Command::Check(a) => cmd::check::run(*a),
+        Command::Generate(a) => cmd::generate::run(a, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(code) => code,

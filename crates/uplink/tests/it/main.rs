@@ -14,6 +14,7 @@ mod hardening_store;
 mod hardening_svc;
 mod install;
 mod journal;
+mod package;
 mod pac;
 mod postgres;
 mod proxy;
