@@ -20,7 +20,7 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -51,7 +51,23 @@ fn packages() -> &'static Packages {
             require(p);
         }
         let build = |args: &[&str]| -> Result<Vec<PathBuf>, String> {
-            let out = Command::new(repo().join("packaging/build-deb.sh"))
+            let mut cmd = Command::new(repo().join("packaging/build-deb.sh"));
+            // As from a shell, not as from `cargo test`: cargo adds its own directories to
+            // LD_LIBRARY_PATH, which clang-sys's build script watches, so the release build
+            // would be redone here and again at the next build outside the tests.
+            cmd.env_remove("LD_LIBRARY_PATH");
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy();
+                if k.starts_with("CARGO_")
+                    && !matches!(
+                        &*k,
+                        "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_INCREMENTAL" | "CARGO_BUILD_JOBS"
+                    )
+                {
+                    cmd.env_remove(&*k);
+                }
+            }
+            let out = cmd
                 .args(["--profile", "release"])
                 .args(args)
                 .stdin(Stdio::null())
