@@ -318,7 +318,12 @@ mod tests {
         // (a unit in /etc, a link already there, what install does, the link afterwards)
         let other = dir.path().join("other.service");
         for (etc_unit, link, want, want_link) in [
-            (None, None, Installed::EnabledPackaged, Some(p.packaged.clone())),
+            (
+                None,
+                None,
+                Installed::EnabledPackaged,
+                Some(p.packaged.clone()),
+            ),
             (
                 None,
                 Some(p.packaged.clone()),
@@ -333,7 +338,12 @@ mod tests {
                 Some(other.clone()),
             ),
             // An administrator's unit in /etc wins over the package's: kept, nothing enabled.
-            (Some("[Service]\nExecStart=/opt/mine\n"), None, Installed::Kept, None),
+            (
+                Some("[Service]\nExecStart=/opt/mine\n"),
+                None,
+                Installed::Kept,
+                None,
+            ),
         ] {
             let _ = std::fs::remove_file(&p.unit);
             let _ = std::fs::remove_file(&p.wants_link);

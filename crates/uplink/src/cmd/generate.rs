@@ -49,7 +49,12 @@ pub fn run(args: Args, cli: clap::Command) -> anyhow::Result<ExitCode> {
 }
 
 /// `cmd`'s page as `name.1`, then its visible subcommands' pages, recursively.
-fn write_pages(cmd: &clap::Command, name: &str, dir: &Path, pages: &mut usize) -> anyhow::Result<()> {
+fn write_pages(
+    cmd: &clap::Command,
+    name: &str,
+    dir: &Path,
+    pages: &mut usize,
+) -> anyhow::Result<()> {
     // The page's title; its usage line is the bin name clap gave it ("uplink sensor install").
     let page = cmd.clone().display_name(name.to_owned());
     let mut text = Vec::new();
@@ -58,7 +63,10 @@ fn write_pages(cmd: &clap::Command, name: &str, dir: &Path, pages: &mut usize) -
         .with_context(|| format!("cannot render the man page of {name}"))?;
     write(&dir.join(format!("{name}.1")), &text)?;
     *pages += 1;
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         write_pages(sub, &format!("{name}-{}", sub.get_name()), dir, pages)?;
     }
     Ok(())

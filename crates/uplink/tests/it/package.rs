@@ -61,7 +61,10 @@ fn packages() -> &'static Packages {
                 if k.starts_with("CARGO_")
                     && !matches!(
                         &*k,
-                        "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_INCREMENTAL" | "CARGO_BUILD_JOBS"
+                        "CARGO_HOME"
+                            | "CARGO_TARGET_DIR"
+                            | "CARGO_INCREMENTAL"
+                            | "CARGO_BUILD_JOBS"
                     )
                 {
                     cmd.env_remove(&*k);
@@ -157,11 +160,20 @@ fn the_package_holds_the_binary_hardened_units_docs_and_the_service_settings() {
         ("/usr/share/doc/uplink/copyright", "-rw-r--r--"),
         ("/usr/share/doc/uplink/changelog.Debian.gz", "-rw-r--r--"),
         ("/usr/share/man/man1/uplink.1.gz", "-rw-r--r--"),
-        ("/usr/share/man/man1/uplink-sensor-install.1.gz", "-rw-r--r--"),
+        (
+            "/usr/share/man/man1/uplink-sensor-install.1.gz",
+            "-rw-r--r--",
+        ),
         ("/usr/share/man/man1/uplink-service.1.gz", "-rw-r--r--"),
-        ("/usr/share/bash-completion/completions/uplink", "-rw-r--r--"),
+        (
+            "/usr/share/bash-completion/completions/uplink",
+            "-rw-r--r--",
+        ),
         ("/usr/share/zsh/vendor-completions/_uplink", "-rw-r--r--"),
-        ("/usr/share/fish/vendor_completions.d/uplink.fish", "-rw-r--r--"),
+        (
+            "/usr/share/fish/vendor_completions.d/uplink.fish",
+            "-rw-r--r--",
+        ),
     ] {
         let (m, owner) = files
             .get(path)
@@ -198,7 +210,13 @@ fn the_package_holds_the_binary_hardened_units_docs_and_the_service_settings() {
     }
     // The copyright names every crate the binary links, with a license: spot-check a few.
     let copyright = std::fs::read_to_string(root.join("usr/share/doc/uplink/copyright")).unwrap();
-    for krate in ["- tokio ", "- rustls ", "- clap ", "- aws-lc-rs ", "- rquickjs "] {
+    for krate in [
+        "- tokio ",
+        "- rustls ",
+        "- clap ",
+        "- aws-lc-rs ",
+        "- rquickjs ",
+    ] {
         assert!(copyright.contains(krate), "copyright lacks {krate}");
     }
     assert!(!copyright.contains(": UNKNOWN\n"));
@@ -232,7 +250,10 @@ fn the_package_holds_the_binary_hardened_units_docs_and_the_service_settings() {
     // The man pages and completions come from this binary's CLI.
     let bash =
         std::fs::read_to_string(root.join("usr/share/bash-completion/completions/uplink")).unwrap();
-    assert!(bash.contains("--bundle"), "bash completion lacks sensor install's flags");
+    assert!(
+        bash.contains("--bundle"),
+        "bash completion lacks sensor install's flags"
+    );
 
     // The tarball: binary, units, settings, man pages, completions, install notes.
     let tar = ok(
@@ -254,7 +275,10 @@ fn the_package_holds_the_binary_hardened_units_docs_and_the_service_settings() {
         "INSTALL.md",
         "COPYRIGHT",
     ] {
-        assert!(tar.lines().any(|l| l == format!("{top}{f}")), "{f} not in the tarball:\n{tar}");
+        assert!(
+            tar.lines().any(|l| l == format!("{top}{f}")),
+            "{f} not in the tarball:\n{tar}"
+        );
     }
 }
 
@@ -398,10 +422,7 @@ impl CleanRoot {
 
     fn dpkg_status(&self) -> String {
         let out = self
-            .command(
-                "dpkg-query",
-                &["-W", "-f=${Status} ${Version}", "uplink"],
-            )
+            .command("dpkg-query", &["-W", "-f=${Status} ${Version}", "uplink"])
             .output()
             .unwrap();
         stdout(&out)
@@ -441,7 +462,10 @@ fn install_upgrade_remove_and_purge_on_a_clean_root_keep_and_deliver_every_queue
 
     // Install the lower version: users made, files in place, nothing enabled or started.
     root.run("dpkg", &["-i", p.lower.to_str().unwrap()]);
-    assert_eq!(root.dpkg_status(), format!("install ok installed {LOWER}-1"));
+    assert_eq!(
+        root.dpkg_status(),
+        format!("install ok installed {LOWER}-1")
+    );
     for user in ["uplink", "uplink-service"] {
         let entry = root.user(user).unwrap_or_else(|| panic!("no user {user}"));
         assert!(entry.ends_with(":/usr/sbin/nologin"), "{entry}");
@@ -486,17 +510,34 @@ fn install_upgrade_remove_and_purge_on_a_clean_root_keep_and_deliver_every_queue
     // Configure the sensor with the default paths: the packaged unit is enabled, none written.
     let out = root.run(
         "/usr/bin/uplink",
-        &["sensor", "install", "--bundle", ws.bundle_path.to_str().unwrap()],
+        &[
+            "sensor",
+            "install",
+            "--bundle",
+            ws.bundle_path.to_str().unwrap(),
+        ],
     );
-    assert!(out.contains(&format!("enabled the packaged {SENSOR_UNIT}")), "{out}");
+    assert!(
+        out.contains(&format!("enabled the packaged {SENSOR_UNIT}")),
+        "{out}"
+    );
     assert_eq!(
         std::fs::read_link(root.path(WANTS)).unwrap(),
         Path::new(SENSOR_UNIT)
     );
     assert!(!root.exists("/etc/systemd/system/uplink-sensor.service"));
-    let uplink_uid = root.user("uplink").unwrap().split(':').nth(2).unwrap().parse::<u32>().unwrap();
+    let uplink_uid = root
+        .user("uplink")
+        .unwrap()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse::<u32>()
+        .unwrap();
     assert_eq!(
-        std::fs::metadata(root.path("/etc/uplink/sensor.toml")).unwrap().uid(),
+        std::fs::metadata(root.path("/etc/uplink/sensor.toml"))
+            .unwrap()
+            .uid(),
         uplink_uid,
         "the sensor's files are the uplink user's"
     );
@@ -504,7 +545,10 @@ fn install_upgrade_remove_and_purge_on_a_clean_root_keep_and_deliver_every_queue
     let input: String = (0..25)
         .map(|n| format!("{{\"kind\":\"upgrade\",\"n\":{n}}}\n"))
         .collect();
-    ok(with_stdin(root.sensor(&["sensor", "send"]), &input), "sensor send");
+    ok(
+        with_stdin(root.sensor(&["sensor", "send"]), &input),
+        "sensor send",
+    );
     // A store for the service, as an administrator makes it, as its user.
     ok(
         root.command(
@@ -527,9 +571,22 @@ fn install_upgrade_remove_and_purge_on_a_clean_root_keep_and_deliver_every_queue
     );
     let kept = ["/etc/uplink", "/var/lib/uplink", "/var/lib/uplink-service"];
     let state = root.snapshot(&kept);
-    assert!(state.keys().any(|k| k.starts_with("/var/lib/uplink/queue/")), "{:?}", state.keys());
-    assert!(state.contains_key("/var/lib/uplink-service/master.key"), "{:?}", state.keys());
-    assert!(exported(&data, &ws.name).is_empty(), "nothing delivered before the upgrade");
+    assert!(
+        state
+            .keys()
+            .any(|k| k.starts_with("/var/lib/uplink/queue/")),
+        "{:?}",
+        state.keys()
+    );
+    assert!(
+        state.contains_key("/var/lib/uplink-service/master.key"),
+        "{:?}",
+        state.keys()
+    );
+    assert!(
+        exported(&data, &ws.name).is_empty(),
+        "nothing delivered before the upgrade"
+    );
 
     // Upgrade: every queue, checkpoint and store file as it was.
     root.run("dpkg", &["-i", p.current.to_str().unwrap()]);
@@ -537,7 +594,10 @@ fn install_upgrade_remove_and_purge_on_a_clean_root_keep_and_deliver_every_queue
         root.dpkg_status(),
         format!("install ok installed {}-1", the_version())
     );
-    assert!(root.snapshot(&kept) == state, "the upgrade changed the sensor's or the service's files");
+    assert!(
+        root.snapshot(&kept) == state,
+        "the upgrade changed the sensor's or the service's files"
+    );
     assert_eq!(
         std::fs::read_link(root.path(WANTS)).unwrap(),
         Path::new(SENSOR_UNIT),
@@ -558,8 +618,14 @@ fn install_upgrade_remove_and_purge_on_a_clean_root_keep_and_deliver_every_queue
     for gone in ["/usr/bin/uplink", SENSOR_UNIT, SERVICE_UNIT] {
         assert!(!root.exists(gone), "{gone} stayed after remove");
     }
-    assert!(root.snapshot(&kept) == state, "remove changed the kept files");
-    assert!(root.exists("/etc/default/uplink-service"), "remove keeps the settings");
+    assert!(
+        root.snapshot(&kept) == state,
+        "remove changed the kept files"
+    );
+    assert!(
+        root.exists("/etc/default/uplink-service"),
+        "remove keeps the settings"
+    );
     assert!(root.user("uplink").is_some() && root.user("uplink-service").is_some());
     assert!(root.dpkg_status().starts_with("deinstall ok config-files"));
 
@@ -581,5 +647,9 @@ fn install_upgrade_remove_and_purge_on_a_clean_root_keep_and_deliver_every_queue
     assert_eq!(root.dpkg_status(), "");
 
     drop(root);
-    assert_eq!(host_paths(), before, "the host changed: the test was not confined");
+    assert_eq!(
+        host_paths(),
+        before,
+        "the host changed: the test was not confined"
+    );
 }
