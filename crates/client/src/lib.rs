@@ -461,6 +461,30 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// `POST /api/v1/heartbeat`: the sensor's report (a heartbeat body), stored by the service
+    /// before it answers `204`. A service older than reports answers `404`
+    /// ([`ClientError::Status`] with status 404).
+    pub async fn post_heartbeat(
+        &mut self,
+        report: &uplink_protocol::heartbeat::Heartbeat,
+    ) -> Result<(), ClientError> {
+        let body = serde_json::to_vec(report).map_err(|e| ClientError::Config(e.to_string()))?;
+        let (status, body) = self
+            .request(
+                Method::POST,
+                uplink_protocol::HEARTBEAT_PATH,
+                &[("content-type", "application/json")],
+                body.into(),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &body, events_refusal(status)));
+        }
+        Ok(())
+    }
+}
+
 /// The code of a refused enrollment or renewal whose body names none: 401/403 are `denied`.
 fn certificate_refusal(status: StatusCode, denied: Code) -> Code {
     match status {

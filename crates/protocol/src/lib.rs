@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod body;
+pub mod heartbeat;
 pub mod names;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,9 @@ pub const EVENTS_PATH: &str = "/api/v1/events";
 /// Certificate renewal: a new CSR in, a new certificate for the same sensor out. Requires the
 /// sensor's current (unexpired) client certificate.
 pub const RENEW_PATH: &str = "/api/v1/renew";
+/// The sensor's report: a [`heartbeat::Heartbeat`] body in, `204` out once it is stored.
+/// Requires a client certificate. Sent first on each new connection, before any backlog.
+pub const HEARTBEAT_PATH: &str = "/api/v1/heartbeat";
 
 /// `POST /api/v1/renew` request body. The answer is an [`EnrollResponse`] for the same sensor.
 #[derive(Clone, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ pub mod install;
 pub mod proxyshow;
 mod render;
 pub mod renew;
+pub mod report;
 pub mod secrets;
 pub mod sources;
 pub mod status;

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use uplink_queue::{Queue, QueueError};
-use uplink_sources::host::{self, Heartbeat, Inventory};
+use uplink_sources::host::{self, Inventory};
 use uplink_sources::journal::{Journal, JournalStopper};
 use uplink_sources::tail::{Poll, TailOptions, Tailer};
 use uplink_sources::{Event, Intent, Sink, SinkError, SourceError, Stored};
@@ -357,16 +357,18 @@ impl FilesWorker {
     fn heartbeat(&mut self) {
         let status = Status::load(&self.paths.status_file());
         let depth = self.sink.queue.depth().unwrap_or_default();
-        let hb = Heartbeat {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            route: status.route,
-            proxy_auth: status.proxy_auth,
-            queue_events: depth.events,
-            queue_bytes: depth.bytes,
-            last_error_code: status.last_error.map(|e| e.code),
-            skipped: self.skipped.load(Ordering::SeqCst),
-            running_secs: self.started.elapsed().as_secs(),
-        };
+        let hb = crate::report::collect(
+            &self.paths,
+            &status,
+            &crate::report::ReportState::load(&self.paths),
+            (depth.events, depth.bytes),
+            crate::report::Live {
+                interval_secs: self.heartbeat.map_or(0, |d| d.as_secs()),
+                skipped: self.skipped.load(Ordering::SeqCst),
+                running_secs: self.started.elapsed().as_secs(),
+                cert_renewal_failed: false,
+            },
+        );
         match self.sink.append_unchecked(&[host::heartbeat_event(&hb)]) {
             Ok(()) => {
                 tracing::debug!("heartbeat queued");
@@ -410,6 +412,8 @@ impl FilesWorker {
             if let (Some(due), Some(every)) = (next_heartbeat, self.heartbeat) {
                 if now >= due {
                     self.heartbeat();
+                    // ±10 %: sensors started together spread their heartbeats.
+                    let every = uplink_protocol::heartbeat::jittered(every, rand::random::<f64>());
                     next_heartbeat = if once { None } else { Some(due + every) };
                 }
             }

@@ -20,6 +20,9 @@ use uplink_diag::Code;
 pub struct Status {
     /// The route last used: `DIRECT` or `PROXY host:port`.
     pub route: Option<String>,
+    /// How the route was chosen (`explicit`, `pac`, `wpad`, `env`, `direct`, `policy`).
+    #[serde(default)]
+    pub route_source: Option<String>,
     /// Why the route is not the first candidate (a proxy could not be reached), if it is not.
     #[serde(default)]
     pub route_note: Option<String>,

@@ -33,6 +33,8 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 const ONCE_POLL: Duration = Duration::from_millis(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `--once` waits for its last report (best effort) before it exits.
+const LAST_REPORT_BOUND: Duration = Duration::from_secs(5);
 /// Successes are written to status.json at most this often (errors at once).
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
@@ -83,6 +85,22 @@ struct State {
     route_warning: Option<LastError>,
     /// Damage was found in the queue during this run (reported in status, fails `--once`).
     damage_this_run: bool,
+    /// The outage log and when the queue was last empty (`STATE/report.json`, see
+    /// [`crate::report`]).
+    report: crate::report::ReportState,
+    /// The report's period (the heartbeat's, `sources.heartbeat_secs`); `None`: no reports.
+    report_every: Option<Duration>,
+    /// When the next report is due on an open connection (every new connection sends one first).
+    next_report: Instant,
+    /// The connection in use has not carried a report yet.
+    fresh_conn: bool,
+    /// The service answered 404 to a report (older than reports): none is sent again this run.
+    reports_unsupported: bool,
+    /// The queue was empty at the last read.
+    queue_was_empty: bool,
+    /// The last certificate renewal failed (reported until one succeeds).
+    renewal_failed: bool,
+    started: Instant,
 }
 
 impl State {
@@ -93,6 +111,102 @@ impl State {
         let diagnosis = e.diagnosis(&self.endpoint);
         self.status.last_error = Some(LastError::diagnosed(&diagnosis, e.to_string()));
         self.write_status();
+        // The outage log: through the proxy of the route last used, when it was one.
+        let proxy = self
+            .status
+            .route
+            .as_deref()
+            .and_then(|r| r.strip_prefix("PROXY "))
+            .map(str::to_owned);
+        if self
+            .report
+            .failed(code.as_str(), proxy.as_deref(), &now_rfc3339())
+        {
+            self.store_report_state();
+        }
+    }
+
+    fn store_report_state(&self) {
+        if let Err(e) = self.report.store(&self.paths) {
+            tracing::warn!(error = %e, "cannot record the outage log");
+        }
+    }
+
+    /// A request went through: the open outage interval (if any) ends now.
+    fn note_success(&mut self) {
+        if self.report.succeeded(&now_rfc3339()) {
+            self.store_report_state();
+        }
+    }
+
+    /// Sends the report (heartbeat format 2, `POST /api/v1/heartbeat`) when one is due: first
+    /// on every new connection — so that the service learns the sensor is back, and why it was
+    /// away, before any batch of a backlog — and once a heartbeat period on an open one.
+    async fn report_if_due(&mut self, skipped: u64) -> Result<(), LinkError> {
+        let Some(every) = self.report_every.filter(|_| !self.reports_unsupported) else {
+            return Ok(());
+        };
+        let reconnecting = self.conn.as_ref().is_none_or(|c| !c.is_open());
+        if !reconnecting && !self.fresh_conn && Instant::now() < self.next_report {
+            return Ok(());
+        }
+        self.connection().await?;
+        let depth = self.queue.depth().unwrap_or_default();
+        // Sent with the open interval ending now: this request is the first success.
+        let mut state = self.report.clone();
+        let now = now_rfc3339();
+        state.succeeded(&now);
+        // This request is a success through the route: an earlier error is not current.
+        let mut status = self.status.clone();
+        status.last_success = Some(now.clone());
+        let report = crate::report::collect(
+            &self.paths,
+            &status,
+            &state,
+            (depth.events, depth.bytes),
+            crate::report::Live {
+                interval_secs: every.as_secs(),
+                skipped,
+                running_secs: self.started.elapsed().as_secs(),
+                cert_renewal_failed: self.renewal_failed,
+            },
+        );
+        let conn = self.conn.as_mut().expect("connected above");
+        let sent = tokio::time::timeout(REQUEST_TIMEOUT, conn.post_heartbeat(&report)).await;
+        self.fresh_conn = false;
+        match sent {
+            Ok(Ok(())) => {
+                self.report.succeeded(&now);
+                self.report.delivered(&report.outages);
+                self.store_report_state();
+                let every = uplink_protocol::heartbeat::jittered(every, rand::random::<f64>());
+                self.next_report = Instant::now() + every;
+                tracing::debug!(outages = report.outages.len(), "report delivered");
+                Ok(())
+            }
+            // A service older than reports (404), or one that refuses this report (400, 413: a
+            // bug, never worth holding the data back for): reports stop for this run, batches go.
+            Ok(Err(uplink_client::ClientError::Status {
+                status: status @ (404 | 400 | 413),
+                message,
+                ..
+            })) => {
+                tracing::warn!(status, %message, "the service does not take this sensor's reports: heartbeats go with the events only until the sensor restarts");
+                self.reports_unsupported = true;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e.into())
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(LinkError::Timeout {
+                    what: "sending the report",
+                    after: REQUEST_TIMEOUT,
+                })
+            }
+        }
     }
 
     /// Logs what the queue skipped; damage (records lost for good) goes into status as
@@ -212,6 +326,17 @@ impl State {
                 LastError::new(uplink_diag::Code::DISCOVERED_PROXY_REFUSED, why)
             });
             let changed = self.status.route.as_deref() != Some(connected.route.as_str());
+            let used = explanation
+                .sources
+                .iter()
+                .find(|s| s.used)
+                .map(|s| s.source.as_str());
+            self.status.route_source = Some(
+                crate::report::route_source(used, &connected.route, connected.note.is_some())
+                    .as_str()
+                    .to_owned(),
+            );
+            self.fresh_conn = true;
             self.status.route = Some(connected.route);
             self.status.route_note = connected.note;
             self.status.proxy_auth = connected.proxy_auth.map(str::to_owned);
@@ -251,11 +376,13 @@ impl State {
                 tracing::info!(not_after = %renewed.not_after, "client certificate renewed");
                 self.tls = renewed.tls;
                 self.renewal = renewed.renewal;
+                self.renewal_failed = false;
                 // Reconnect so that the new certificate is the one presented.
                 self.conn = None;
             }
             Err(e) => {
                 let wait = self.renewal.failed(std::time::SystemTime::now());
+                self.renewal_failed = true;
                 tracing::warn!(code = %e.code(), error = %e, retry_in = ?wait, "client certificate renewal failed; the current certificate stays in use");
             }
         }
@@ -264,7 +391,9 @@ impl State {
     async fn upload(
         &mut self,
         body: bytes::Bytes,
+        skipped: u64,
     ) -> Result<uplink_protocol::EventsResponse, LinkError> {
+        self.report_if_due(skipped).await?;
         let conn = self.connection().await?;
         match tokio::time::timeout(REQUEST_TIMEOUT, conn.post_events(body, true)).await {
             Ok(Ok(r)) => Ok(r),
@@ -279,6 +408,30 @@ impl State {
                     after: REQUEST_TIMEOUT,
                 })
             }
+        }
+    }
+}
+
+impl State {
+    /// Exponential backoff with full jitter.
+    fn next_backoff(&mut self) -> Duration {
+        let wait = Duration::from_secs_f64(self.backoff.as_secs_f64() * rand::random::<f64>());
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        wait
+    }
+
+    /// The queue is empty now: the oldest event of the next backlog is younger than this. Kept
+    /// in memory while idle, written when the queue fills again ([`State::note_queue_filled`]).
+    fn note_queue_empty(&mut self) {
+        self.report.queue_empty_at = Some(now_rfc3339());
+        self.queue_was_empty = true;
+    }
+
+    /// A batch was read after the queue was empty: the bound is written, for the queued
+    /// heartbeats and for a restart.
+    fn note_queue_filled(&mut self) {
+        if std::mem::take(&mut self.queue_was_empty) {
+            self.store_report_state();
         }
     }
 }
@@ -298,6 +451,8 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
     let endpoint = Endpoint::parse(&config.sensor_url)?;
     let queue = crate::open_queue(paths, &config)?;
     let status = Status::load(&paths.status_file());
+    let report_every = (config.sources.heartbeat_secs > 0)
+        .then(|| Duration::from_secs(config.sources.heartbeat_secs));
     Ok(State {
         paths: paths.clone(),
         config,
@@ -313,6 +468,25 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         renewal,
         route_warning: None,
         damage_this_run: false,
+        report: {
+            let mut r = crate::report::ReportState::load(paths);
+            // Never seen empty (a new sensor, or one from before reports): nothing queued is
+            // older than the installation (the CA file is written once, at install).
+            if r.queue_empty_at.is_none() {
+                r.queue_empty_at = std::fs::metadata(paths.ca_file())
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(crate::report::rfc3339);
+            }
+            r
+        },
+        report_every,
+        next_report: Instant::now(),
+        fresh_conn: false,
+        reports_unsupported: false,
+        queue_was_empty: false,
+        renewal_failed: false,
+        started: Instant::now(),
     })
 }
 
@@ -340,6 +514,8 @@ fn apply_reload(
     once: bool,
 ) {
     let restart = fresh.sources != st.config.sources || fresh.queue != st.config.queue;
+    st.report_every = (fresh.sources.heartbeat_secs > 0)
+        .then(|| Duration::from_secs(fresh.sources.heartbeat_secs));
     let previous = std::mem::replace(&mut st.config, fresh);
     st.conn = None;
     tracing::info!("configuration reloaded; reconnecting along the configured route");
@@ -402,6 +578,9 @@ async fn upload_loop(
             st.renew_certificate().await;
         }
         st.note_disk_full(sources.disk_full.load(std::sync::atomic::Ordering::SeqCst));
+        let skipped = sources
+            .skipped_heartbeats
+            .load(std::sync::atomic::Ordering::SeqCst);
         let batch = st
             .queue
             .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;
@@ -410,6 +589,42 @@ async fn upload_loop(
             if st.status_pending {
                 st.write_status();
             }
+            st.note_queue_empty();
+            // Idle: a report once a period is the sensor's sign of life.
+            if !opts.once && st.report_every.is_some() && Instant::now() >= st.next_report {
+                // A stop request does not wait for a report (it is sent again at the next start).
+                let sent = {
+                    let report = st.report_if_due(skipped);
+                    tokio::pin!(report);
+                    tokio::select! {
+                        r = &mut report => Some(r),
+                        () = &mut shutdown => None,
+                    }
+                };
+                match sent {
+                    None => break,
+                    Some(Err(e)) => {
+                        st.record_error(&e);
+                        let wait = st.next_backoff();
+                        st.next_report = Instant::now() + wait;
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                        continue;
+                    }
+                    Some(Ok(())) => {
+                        // The route works again: as after a delivered batch, the failure is over.
+                        st.note_success();
+                        st.backoff = BACKOFF_MIN;
+                        let current = st.damage_error().or_else(|| st.route_warning.clone());
+                        if st.status.last_error != current {
+                            st.status.last_error = current;
+                            st.write_status();
+                        }
+                    }
+                }
+            }
             if opts.once && sources.done() {
                 if let Some(e) = sources.take_error() {
                     return Err(SensorError::Source(e));
@@ -417,6 +632,21 @@ async fn upload_loop(
                 // A source may have queued its last batch after our read: look once more.
                 if st.queue.depth()?.events == 0 {
                     st.write_status();
+                    // The run's first report counted what was queued then: a last one says the
+                    // queue is drained (best effort: the run has succeeded either way).
+                    if report.batches > 0 && st.report_every.is_some() {
+                        st.next_report = Instant::now();
+                        let last =
+                            tokio::time::timeout(LAST_REPORT_BOUND, st.report_if_due(skipped));
+                        tokio::select! {
+                            r = last => match r {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => tracing::debug!(error = %e, "the last report of the run was not sent"),
+                                Err(_) => tracing::debug!("the last report of the run did not finish within {LAST_REPORT_BOUND:?}"),
+                            },
+                            () = &mut shutdown => {}
+                        }
+                    }
                     if let Some(d) = st.damage_error() {
                         // Everything intact went; what was lost must not pass as success.
                         return Err(SensorError::QueueDamaged(format!(
@@ -449,6 +679,7 @@ async fn upload_loop(
                 () = tokio::time::sleep(IDLE_POLL) => continue,
             }
         };
+        st.note_queue_filled();
         let body = bytes::Bytes::from(zstd::bulk::compress(&batch.body, 1).map_err(|e| {
             SensorError::Io {
                 path: "<zstd>".into(),
@@ -456,7 +687,7 @@ async fn upload_loop(
             }
         })?);
         let result = {
-            let upload = st.upload(body);
+            let upload = st.upload(body, skipped);
             tokio::pin!(upload);
             tokio::select! {
                 r = &mut upload => r,
@@ -477,6 +708,7 @@ async fn upload_loop(
         match result {
             Ok(resp) => {
                 st.queue.ack(&batch)?;
+                st.note_success();
                 report.delivered += batch.count as u64;
                 report.batches += 1;
                 st.backoff = BACKOFF_MIN;
@@ -511,9 +743,7 @@ async fn upload_loop(
                 if stopping {
                     break;
                 }
-                let wait =
-                    Duration::from_secs_f64(st.backoff.as_secs_f64() * rand::random::<f64>());
-                st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
+                let wait = st.next_backoff();
                 if let Some(deadline) = deadline {
                     if Instant::now() + wait >= deadline {
                         return Err(SensorError::GaveUp {

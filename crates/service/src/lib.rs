@@ -17,6 +17,8 @@
 pub mod admin;
 mod budget;
 mod conns;
+pub mod fleet;
+pub mod proxyproto;
 mod registry;
 mod routes;
 pub mod tls;
@@ -89,6 +91,14 @@ pub struct Config {
     pub limits: Limits,
     /// Validity of the client certificates issued at enrollment and renewal.
     pub client_validity: time::Duration,
+    /// How often the store's change log is read, to drop or reload workspaces changed by other
+    /// replicas or commands (see `registry.rs`).
+    pub change_poll: Duration,
+    /// Every connection starts with a PROXY protocol v2 header (from a load balancer), whose
+    /// source address is the client's; a connection without one is closed (`proxyproto.rs`).
+    pub proxy_protocol: bool,
+    /// Fleet health: how often and with which thresholds (docs/fleet.md).
+    pub fleet: fleet::FleetConfig,
 }
 
 impl Default for Config {
@@ -96,6 +106,9 @@ impl Default for Config {
         Config {
             limits: Limits::default(),
             client_validity: time::Duration::days(uplink_pki::CLIENT_VALIDITY_DAYS),
+            change_poll: Duration::from_millis(500),
+            proxy_protocol: false,
+            fleet: fleet::FleetConfig::default(),
         }
     }
 }
@@ -160,6 +173,20 @@ impl<S: Store> Service<S> {
             stall_grace: limits.stall_grace,
         });
         tokio::pin!(shutdown);
+        // Workspaces changed elsewhere are dropped or reloaded while this serves; the task ends
+        // with `serve`.
+        let follower = {
+            let shared = self.shared.clone();
+            let every = shared.config.change_poll.max(Duration::from_millis(10));
+            AbortOnDrop(tokio::spawn(async move {
+                shared.registry.follow(&shared.store, every).await
+            }))
+        };
+        // Connections still sending their PROXY header are bounded too (by the connection cap).
+        let headers = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+        // Ends with `serve` (aborted below, or dropped with the runtime).
+        let fleet = tokio::spawn(fleet::run(self.shared.clone()));
+        let _stop_fleet = AbortOnDrop(fleet);
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -173,19 +200,49 @@ impl<S: Store> Service<S> {
                 },
                 () = &mut shutdown => break,
             };
-            // Over a cap with nothing to close instead: dropping the socket closes it at once.
-            let Ok(registered) = tracker.admit(peer.ip()) else {
-                continue;
-            };
             let _ = tcp.set_nodelay(true);
             let shared = self.shared.clone();
             let watcher = graceful.watcher();
+            if !shared.config.proxy_protocol {
+                // Over a cap with nothing to close instead: dropping the socket closes it at once.
+                let Ok(registered) = tracker.admit(peer.ip()) else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    if let Err(e) = routes::serve_connection(shared, tcp, registered, watcher).await
+                    {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+                continue;
+            }
+            let Ok(permit) = headers.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many connections still sending their PROXY header; closing this one");
+                continue;
+            };
+            let tracker = tracker.clone();
             tokio::spawn(async move {
+                let mut tcp = tcp;
+                let timeout = shared.config.limits.handshake_timeout;
+                let header = proxyproto::read_header(&mut tcp, timeout).await;
+                drop(permit);
+                let client = match header {
+                    Ok(h) => h.source.unwrap_or(peer),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "connection refused: no valid PROXY protocol header (--proxy-protocol is on)");
+                        return;
+                    }
+                };
+                // The caps, logs and enrollment see the client's address from here on.
+                let Ok(registered) = tracker.admit(client.ip()) else {
+                    return;
+                };
                 if let Err(e) = routes::serve_connection(shared, tcp, registered, watcher).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    tracing::debug!(peer = %client, via = %peer, error = %e, "connection ended with an error");
                 }
             });
         }
+        drop(follower);
         drop(listener);
         if tokio::time::timeout(drain, graceful.shutdown())
             .await
@@ -194,6 +251,16 @@ impl<S: Store> Service<S> {
             tracing::warn!("connections still open after {:?}; closing them", drain);
         }
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped: the change-log follower and the fleet loop live exactly as long
+/// as `serve`.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -209,6 +209,7 @@ async fn sensor_api<S: Store>(
         Endpoint::Enroll => enroll(shared, ws, req).await,
         Endpoint::Events => events(shared, ctx, ws, req).await,
         Endpoint::Renew => renew(shared, ctx, ws, req).await,
+        Endpoint::Heartbeat => heartbeat(shared, ctx, ws, req).await,
         Endpoint::WrongMethod(allow) => method_not_allowed(allow),
         Endpoint::NotFound => error(
             StatusCode::NOT_FOUND,
@@ -293,6 +294,7 @@ enum Endpoint {
     Enroll,
     Events,
     Renew,
+    Heartbeat,
     /// A known path with another method: the methods it takes (the `Allow` header).
     WrongMethod(&'static str),
     NotFound,
@@ -304,11 +306,13 @@ fn endpoint(path: &str, method: &Method) -> Endpoint {
         (uplink_protocol::ENROLL_PATH, &Method::POST) => Endpoint::Enroll,
         (uplink_protocol::EVENTS_PATH, &Method::POST) => Endpoint::Events,
         (uplink_protocol::RENEW_PATH, &Method::POST) => Endpoint::Renew,
+        (uplink_protocol::HEARTBEAT_PATH, &Method::POST) => Endpoint::Heartbeat,
         (uplink_protocol::PING_PATH, _) => Endpoint::WrongMethod("GET, HEAD"),
         (
             uplink_protocol::ENROLL_PATH
             | uplink_protocol::EVENTS_PATH
-            | uplink_protocol::RENEW_PATH,
+            | uplink_protocol::RENEW_PATH
+            | uplink_protocol::HEARTBEAT_PATH,
             _,
         ) => Endpoint::WrongMethod("POST"),
         _ => Endpoint::NotFound,
@@ -426,8 +430,10 @@ async fn read_body(
     Ok((parts, buf.freeze()))
 }
 
-/// `GET /healthz`: 200 while the store can ingest, 503 while it cannot (the reason goes to the
-/// log, not to an unauthenticated caller). `ping` stays what it is: it proves the route.
+/// `GET /healthz`: 200 while the store can ingest, 503 while it cannot, with a JSON reason
+/// that names the failing part ([`health_reason`]; the details, which name the database, go to
+/// the log, not to an unauthenticated caller). A load balancer's health check takes this
+/// replica out of rotation on the 503. `ping` stays what it is: it proves the route.
 async fn healthz<S: Store>(shared: &Shared<S>, method: &Method) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         return method_not_allowed("GET, HEAD");
@@ -436,8 +442,31 @@ async fn healthz<S: Store>(shared: &Shared<S>, method: &Method) -> Response<Full
         Ok(()) => ok_text("ok"),
         Err(e) => {
             tracing::warn!(error = %e, "health check: the store cannot ingest");
-            unavailable()
+            let mut resp = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({
+                    "status": "unavailable",
+                    "code": Code::SERVICE_UNAVAILABLE.as_str(),
+                    "reason": health_reason(&e),
+                }),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            resp
         }
+    }
+}
+
+/// What `/healthz` says about a store error: which part fails, without paths or URLs. Pure.
+fn health_reason(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Unreachable { .. } => "store unreachable",
+        StoreError::WriterGone | StoreError::Commit { .. } => "store writer unhealthy",
+        StoreError::FilesGone { .. } => "store files deleted or replaced",
+        StoreError::ReadOnly { .. } => "store read-only",
+        StoreError::Damaged { .. } => "store damaged",
+        StoreError::Io { .. } => "store disk error",
+        _ => "store failing",
     }
 }
 
@@ -796,11 +825,31 @@ async fn events<S: Store>(
             return unavailable();
         }
     };
+    // The batch's last heartbeat is also the sensor's report (kept if it is the newest).
+    let heartbeat = batch
+        .iter()
+        .rev()
+        .find(|e| e.kind == "heartbeat")
+        .map(|e| e.body.clone());
     let stored = shared.store.ingest(&client.sensor_id, batch).await;
     // The batch's memory is the store's to free now.
     drop(permit);
     match stored {
-        Ok(outcome) => json(StatusCode::OK, &EventsResponse { accepted: outcome.accepted, duplicates: outcome.duplicates }),
+        Ok(outcome) => {
+            if let Some(body) = heartbeat {
+                // The batch is committed: a report that cannot be stored costs the fleet view
+                // one heartbeat, never the batch.
+                match uplink_protocol::heartbeat::parse(body.as_bytes()) {
+                    Ok(h) => {
+                        if let Err(e) = crate::fleet::report(shared, &ws.name, &client.sensor_id, &h).await {
+                            tracing::warn!(error = %e, sensor = %client.sensor_id, "storing a queued heartbeat as the sensor's report failed");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, sensor = %client.sensor_id, "a queued heartbeat is not a report"),
+                }
+            }
+            json(StatusCode::OK, &EventsResponse { accepted: outcome.accepted, duplicates: outcome.duplicates })
+        }
         Err(StoreError::NoSuchSensor(id)) => error(
             StatusCode::FORBIDDEN,
             Code::MTLS_REJECTED,
@@ -808,6 +857,61 @@ async fn events<S: Store>(
         ),
         Err(e) => {
             tracing::error!(error = %e, "ingest failed");
+            unavailable()
+        }
+    }
+}
+
+/// Largest report body (a heartbeat with a full outage log is a few KiB).
+const MAX_REPORT_BODY: usize = 64 * 1024;
+
+/// `POST /api/v1/heartbeat`: the sensor's report, stored (and the sensor's state and issues
+/// derived from it) before the answer, `204`.
+async fn heartbeat<S: Store>(
+    shared: &Shared<S>,
+    ctx: &ConnCtx,
+    ws: &Workspace,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let client = match sensor_of(
+        ctx,
+        ws,
+        "this endpoint needs the sensor's client certificate: enroll the sensor (uplink sensor install) and present its certificate",
+    ) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let (_, body) = match read_body(req, MAX_REPORT_BODY).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let report = match uplink_protocol::heartbeat::parse(&body) {
+        Ok(h) => h,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Code::REQUEST_REJECTED,
+                format!("the report was refused, nothing stored: {e}"),
+            )
+        }
+    };
+    match crate::fleet::report(shared, &ws.name, &client.sensor_id, &report).await {
+        Ok(()) => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp.headers_mut().insert(
+                uplink_protocol::VERSION_HEADER,
+                header::HeaderValue::from(uplink_protocol::VERSION),
+            );
+            resp
+        }
+        Err(StoreError::NoSuchSensor(id)) => error(
+            StatusCode::FORBIDDEN,
+            Code::MTLS_REJECTED,
+            format!("sensor {id} is not enrolled in this workspace (it may have been removed): re-enroll it"),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "storing a report failed");
             unavailable()
         }
     }
@@ -941,6 +1045,39 @@ mod tests {
     }
 
     #[test]
+    fn health_reasons_name_the_part_not_the_place() {
+        let at = || "postgres://u:****@db.internal/x".to_string();
+        let cases: Vec<(StoreError, &str)> = vec![
+            (
+                StoreError::Unreachable {
+                    backend: uplink_store::Backend::Postgres,
+                    at: at(),
+                    detail: "connection refused".into(),
+                },
+                "store unreachable",
+            ),
+            (StoreError::WriterGone, "store writer unhealthy"),
+            (
+                StoreError::ReadOnly {
+                    path: "/var/lib/uplink/uplink.db".into(),
+                },
+                "store read-only",
+            ),
+            (
+                StoreError::Backend {
+                    backend: uplink_store::Backend::Postgres,
+                    at: at(),
+                    detail: "permission denied".into(),
+                },
+                "store failing",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(health_reason(&e), want, "{e}");
+        }
+    }
+
+    #[test]
     fn routing_by_sni_and_host() {
         let ws = "contososensorapi.uplink.localhost";
         let other = "fabrikamsensorapi.uplink.localhost";
@@ -1025,7 +1162,7 @@ mod tests {
 
     #[test]
     fn endpoints_by_path_and_method() {
-        use uplink_protocol::{ENROLL_PATH, EVENTS_PATH, PING_PATH, RENEW_PATH};
+        use uplink_protocol::{ENROLL_PATH, EVENTS_PATH, HEARTBEAT_PATH, PING_PATH, RENEW_PATH};
         let cases: &[(&str, Method, Endpoint)] = &[
             (PING_PATH, Method::GET, Endpoint::Ping),
             (PING_PATH, Method::HEAD, Endpoint::Ping),
@@ -1036,6 +1173,8 @@ mod tests {
             (EVENTS_PATH, Method::PUT, Endpoint::WrongMethod("POST")),
             (RENEW_PATH, Method::POST, Endpoint::Renew),
             (RENEW_PATH, Method::DELETE, Endpoint::WrongMethod("POST")),
+            (HEARTBEAT_PATH, Method::POST, Endpoint::Heartbeat),
+            (HEARTBEAT_PATH, Method::GET, Endpoint::WrongMethod("POST")),
             ("/", Method::GET, Endpoint::NotFound),
             ("/api/v1/events/", Method::POST, Endpoint::NotFound),
             (HEALTHZ_PATH, Method::GET, Endpoint::NotFound),

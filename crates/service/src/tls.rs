@@ -68,3 +68,130 @@ pub fn client_verifier(
         .map_err(|e| ServiceError::Tls(e.to_string()))?;
     Ok(Some(verifier))
 }
+
+/// The CA certificates of every workspace loaded, shared by all workspaces' client verifiers: a
+/// sensor's certificate is accepted at the TLS layer when it chains to any of them (the handler
+/// answers 403 when it belongs to another workspace than the host's), and loading or dropping one
+/// workspace replaces this set without rebuilding the others' TLS configurations.
+#[derive(Default)]
+pub(crate) struct SharedRoots {
+    current: std::sync::RwLock<Option<Arc<dyn ClientCertVerifier>>>,
+}
+
+impl std::fmt::Debug for SharedRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRoots").finish_non_exhaustive()
+    }
+}
+
+impl SharedRoots {
+    /// Trusts exactly `cas` from now on (connections already verified are not affected).
+    pub(crate) fn replace(&self, cas: &[CertificateDer<'static>]) -> Result<(), ServiceError> {
+        // A certificate rustls refuses as a root is left out, not fatal for the others (that
+        // workspace failed to load anyway).
+        let usable: Vec<_> = cas
+            .iter()
+            .filter(|c| RootCertStore::empty().add((*c).clone()).is_ok())
+            .cloned()
+            .collect();
+        let verifier = match usable.first() {
+            Some(first) => client_verifier(&usable, first)?,
+            None => None,
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = verifier;
+        Ok(())
+    }
+
+    fn current(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// One workspace's client verifier: the shared roots, advertising only its own CA as the
+/// acceptable issuer. A client certificate is optional (ping works from a browser).
+#[derive(Debug)]
+pub(crate) struct WorkspaceVerifier {
+    roots: Arc<SharedRoots>,
+    hint: Vec<rustls::DistinguishedName>,
+}
+
+impl WorkspaceVerifier {
+    /// The verifier for the workspace whose CA is `own_ca`.
+    pub(crate) fn for_workspace(
+        roots: Arc<SharedRoots>,
+        own_ca: &CertificateDer<'static>,
+    ) -> Result<Arc<dyn ClientCertVerifier>, ServiceError> {
+        let mut one = RootCertStore::empty();
+        one.add(own_ca.clone())
+            .map_err(|e| ServiceError::Tls(format!("workspace CA: {e}")))?;
+        Ok(Arc::new(WorkspaceVerifier {
+            roots,
+            hint: one.subjects(),
+        }))
+    }
+}
+
+impl ClientCertVerifier for WorkspaceVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hint
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match self.roots.current() {
+            Some(v) => v.verify_client_cert(end_entity, intermediates, now),
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

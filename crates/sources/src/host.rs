@@ -1,7 +1,8 @@
 //! Heartbeat and inventory events: what the service learns about a sensor besides its data.
 //!
-//! - `heartbeat` (every 60 s by default): the sensor's version, the route in use, the queue's
-//!   depth, the last error code and how many heartbeats were skipped because the queue was full.
+//! - `heartbeat` (every 60 s by default, ±10 %): the sensor's report, heartbeat format 2
+//!   (`uplink_protocol::heartbeat`: version, route and how it was chosen, the queue's depth, the
+//!   last error, skipped heartbeats, the outage log…), built by the sensor.
 //!   A heartbeat is never waited for: when the queue is full it is skipped and counted, so the
 //!   next one that gets through says how long the sensor was stuck.
 //! - `inventory` (at start and daily by default): hostname, OS (from `/etc/os-release`), kernel
@@ -15,36 +16,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::{json, Map, Value};
 
+pub use uplink_protocol::heartbeat::Heartbeat;
+
 use crate::Event;
 
-/// What a heartbeat reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Heartbeat {
-    pub version: String,
-    /// `DIRECT`, `PROXY host:port`, or none before the first connection.
-    pub route: Option<String>,
-    /// The proxy authentication scheme of the current route (`Basic`, `NTLM`, `Negotiate`, …).
-    pub proxy_auth: Option<String>,
-    pub queue_events: u64,
-    pub queue_bytes: u64,
-    pub last_error_code: Option<String>,
-    /// Heartbeats skipped (queue full) since the sensor started.
-    pub skipped: u64,
-    /// Seconds since the sensor started.
-    pub running_secs: u64,
-}
-
+/// A heartbeat event: the report (`uplink_protocol::heartbeat`, format 2, built by the sensor
+/// which knows the route, the queue and the outage log) as a queued event of kind `heartbeat`.
 pub fn heartbeat_event(h: &Heartbeat) -> Event {
-    let v = json!({
-        "version": h.version,
-        "route": h.route,
-        "proxy_auth": h.proxy_auth,
-        "queue": {"events": h.queue_events, "bytes": h.queue_bytes},
-        "last_error_code": h.last_error_code,
-        "skipped_heartbeats": h.skipped,
-        "running_secs": h.running_secs,
-    });
-    event("heartbeat", v)
+    event("heartbeat", serde_json::to_value(h).unwrap_or(Value::Null))
 }
 
 /// What an inventory reports.
@@ -276,14 +255,19 @@ mod tests {
     #[test]
     fn events_have_their_fields() {
         let h = heartbeat_event(&Heartbeat {
+            format: 2,
             version: "0.1.0".into(),
             route: Some("PROXY p:3128".into()),
             proxy_auth: Some("NTLM".into()),
-            queue_events: 3,
-            skipped: 2,
+            queue: uplink_protocol::heartbeat::QueueDepth {
+                events: 3,
+                ..Default::default()
+            },
+            skipped_heartbeats: 2,
             ..Default::default()
         });
         assert_eq!(h.kind, "heartbeat");
+        assert_eq!(h.fields["format"], 2);
         assert_eq!(h.fields["route"], "PROXY p:3128");
         assert_eq!(h.fields["proxy_auth"], "NTLM");
         assert_eq!(h.fields["queue"]["events"], 3);

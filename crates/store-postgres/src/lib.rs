@@ -7,8 +7,9 @@
 //!   NOTHING` on `(sensor, seq)`, with the per-sensor kind counters updated by the same
 //!   statement — so a batch is stored whole or not at all, each `(sensor, seq)` once, and the call
 //!   returns only after PostgreSQL committed it (`synchronous_commit` as the server has it; on by
-//!   default). Concurrent batches commit in their own transactions and PostgreSQL's WAL flush
-//!   groups their commits. No row is updated by every ingest: counters are per sensor and kind.
+//!   default). Concurrent batches of this process are coalesced by writer tasks into one
+//!   transaction, one commit for many batches (group commit, `group.rs`). No row is updated by
+//!   every ingest: counters are per sensor and kind.
 //! - `last_seen`: remembered per process and written for all sensors at once every
 //!   [`Settings::last_seen_flush`] (and at [`Store::flush`]), never one UPDATE per request.
 //! - `health`: a pooled connection answers `SELECT 1`.
@@ -16,12 +17,18 @@
 //! - TLS: `sslmode=require|verify-ca|verify-full` (with `sslrootcert=FILE`, or the system's trust
 //!   store) always verifies the server's certificate and name (`tls.rs`).
 //!
-//! Not here (yet): encrypted CA keys, retention, backups.
+//! - Retention and exactly-once across days (`retention.rs`): events are partitioned by day,
+//!   `(sensor, seq)` is kept unique by the unpartitioned `seen` table plus each sensor's
+//!   retention watermark; see migrations/0003_retention.sql and docs/storage.md.
 
+mod fleet;
+pub use fleet::FLEET_LOCK;
+mod group;
 pub mod migrate;
+pub mod retention;
 pub mod tls;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -42,6 +49,10 @@ pub struct Settings {
     pub last_seen_flush: Duration,
     /// How long to wait for a connection (new or from the pool) before answering unavailable.
     pub connect_timeout: Duration,
+    /// Writer tasks committing groups of concurrent ingest calls (`group.rs`).
+    pub ingest_writers: usize,
+    /// Most events a writer puts in one group's transaction.
+    pub group_events: usize,
 }
 
 impl Settings {
@@ -52,6 +63,8 @@ impl Settings {
             max_connections: 16,
             last_seen_flush: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            ingest_writers: 4,
+            group_events: 50_000,
         }
     }
 }
@@ -72,6 +85,14 @@ struct Inner {
     seen: Mutex<HashMap<i64, i64>>,
     /// Seals and opens the secrets (set at connect, replaced by a rotation).
     key: std::sync::RwLock<Option<MasterKey>>,
+    /// Days whose event partition this process knows exists (`retention.rs`).
+    days: Mutex<HashSet<i64>>,
+    /// The end of the partition that holds the events from before version 3, while it exists.
+    legacy_until: Mutex<Option<i64>>,
+    /// Ingest calls waiting for a writer (`group.rs`), how many, and groups committed.
+    jobs: tokio::sync::mpsc::UnboundedSender<group::Job>,
+    queued: std::sync::atomic::AtomicUsize,
+    groups: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -89,6 +110,38 @@ const SENSOR_COLUMNS: &str =
 
 /// Rows an export fetches from its portal at a time.
 const EXPORT_CHUNK: i32 = 1000;
+
+/// Stores a batch of one sensor ($1) — seqs, kinds, times, bodies ($2..$5) — each `(sensor, seq)`
+/// once: seqs at or below the sensor's retention watermark are duplicates; the others claim
+/// their row in `seen` first (unique, unpartitioned) and only the claimed ones are stored, the
+/// first of a seq repeated within the batch winning. The sensor's row is read with FOR KEY
+/// SHARE, so a prune raising the watermark (FOR UPDATE) waits for this batch or is seen by it.
+/// Returns the events stored, and whether the sensor exists.
+const INSERT_EVENTS: &str = "WITH w AS (
+        SELECT COALESCE(pruned_through, -1) AS through FROM sensors WHERE id = $1 FOR KEY SHARE
+    ), batch AS (
+        SELECT DISTINCT ON (t.seq) t.seq, t.kind, t.received_at, t.body
+        FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
+            AS t (seq, kind, received_at, body, ord), w
+        WHERE t.seq > w.through
+        ORDER BY t.seq, t.ord
+    ), fresh AS (
+        INSERT INTO seen (sensor, seq) SELECT $1, seq FROM batch
+        ON CONFLICT DO NOTHING RETURNING seq
+    ), ins AS (
+        INSERT INTO events (sensor, seq, kind, received_at, body)
+        SELECT $1, b.seq, b.kind, b.received_at, b.body FROM batch b JOIN fresh f ON f.seq = b.seq
+        RETURNING kind
+    ), counted AS (
+        INSERT INTO kind_counts (sensor, kind, n)
+        SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
+        ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
+    )
+    SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM w)";
+
+fn retention_day(ms: i64) -> i64 {
+    uplink_store::retention::day_of(ms)
+}
 
 impl PostgresStore {
     /// Connects, applies pending migrations (under the advisory lock), and starts the task that
@@ -144,6 +197,7 @@ impl PostgresStore {
             .recycle_timeout(Some(settings.connect_timeout))
             .build()
             .map_err(|e| StoreError::Settings(format!("cannot set up a pool for {at}: {e}")))?;
+        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
         let store = PostgresStore {
             inner: Arc::new(Inner {
                 pool,
@@ -151,21 +205,45 @@ impl PostgresStore {
                 sensors: Mutex::new(HashMap::new()),
                 seen: Mutex::new(HashMap::new()),
                 key: std::sync::RwLock::new(None),
+                days: Mutex::new(HashSet::new()),
+                legacy_until: Mutex::new(None),
+                jobs,
+                queued: Default::default(),
+                groups: Default::default(),
             }),
         };
         store.migrate().await?;
+        store.load_partitions().await?;
         let key = store.settle_master_key(&settings.master_key).await?;
         *store.inner.key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
         tokio::spawn(flush_loop(
             Arc::downgrade(&store.inner),
             settings.last_seen_flush,
         ));
+        let queue: group::Queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..settings.ingest_writers.max(1) {
+            tokio::spawn(group::writer(
+                queue.clone(),
+                Arc::downgrade(&store.inner),
+                settings.group_events.max(1),
+            ));
+        }
         Ok(store)
     }
 
     /// The URL, password redacted.
     pub fn location(&self) -> &str {
         &self.inner.at
+    }
+
+    /// Ingest calls waiting for a writer now.
+    pub fn queued_batches(&self) -> usize {
+        self.inner.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Group transactions committed by this process so far.
+    pub fn ingest_groups(&self) -> u64 {
+        self.inner.groups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -377,54 +455,6 @@ impl PostgresStore {
         Ok(row.map(|r| r.get(0)))
     }
 
-    /// One try at a batch; `None` when PostgreSQL rolled it back for a reason worth trying
-    /// again at once (see [`retryable`]).
-    async fn ingest_once(
-        &self,
-        sensor_id: &str,
-        events: &[NewEvent],
-    ) -> Result<Option<IngestOutcome>, StoreError> {
-        let client = self.client().await?;
-        let Some(row) = self.sensor_row(&client, sensor_id).await? else {
-            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
-        };
-        let now = now_ms();
-        let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
-        let statement = client
-            .prepare_cached(
-                "WITH ins AS (
-                    INSERT INTO events (sensor, seq, kind, received_at, body)
-                    SELECT $1, t.seq, t.kind, $2, t.body
-                    FROM UNNEST($3::bigint[], $4::text[], $5::text[]) AS t (seq, kind, body)
-                    ON CONFLICT (sensor, seq) DO NOTHING
-                    RETURNING kind
-                ), counted AS (
-                    INSERT INTO kind_counts (sensor, kind, n)
-                    SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
-                    ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
-                )
-                SELECT count(*) FROM ins",
-            )
-            .await
-            .map_err(self.err())?;
-        let accepted: i64 = match client
-            .query_one(&statement, &[&row, &now, &seqs, &kinds, &bodies])
-            .await
-        {
-            Ok(r) => r.get(0),
-            Err(e) if retryable(e.code()) => return Ok(None),
-            Err(e) => return Err(self.err()(e)),
-        };
-        lock(&self.inner.seen).insert(row, now);
-        let accepted = accepted as u64;
-        Ok(Some(IngestOutcome {
-            accepted,
-            duplicates: events.len() as u64 - accepted,
-        }))
-    }
-
     async fn flush_seen(&self) -> Result<(), StoreError> {
         let pending: Vec<(i64, i64)> = std::mem::take(&mut *lock(&self.inner.seen))
             .into_iter()
@@ -532,6 +562,30 @@ fn pool_err(at: &str, e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
+/// The advisory lock the change log is appended under ("uplink" in ASCII, then 4).
+pub const CHANGES_LOCK_KEY: i64 = 0x75_70_6c_69_6e_6b_00_04;
+
+/// Appends an entry to the change log inside the caller's transaction `tx`. It first takes
+/// [`CHANGES_LOCK_KEY`] (held until `tx` ends), so entries are numbered and committed one
+/// transaction at a time: an identity taken by a transaction that commits after a later one would
+/// otherwise be skipped by a replica that already read past it. Call it last in the transaction,
+/// just before committing, so the lock is held briefly (and always after any row lock: no
+/// deadlock). Every workspace mutation calls it, once per workspace it changes.
+pub(crate) async fn record_change(
+    tx: &tokio_postgres::Transaction<'_>,
+    workspace: &str,
+    kind: &ChangeKind,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGES_LOCK_KEY])
+        .await?;
+    tx.execute(
+        "INSERT INTO changes (workspace, kind, at) VALUES ($1, $2, $3)",
+        &[&workspace, &kind.as_str(), &now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
 fn row_to_workspace(r: &tokio_postgres::Row) -> WorkspaceRecord {
     WorkspaceRecord {
         name: r.get(0),
@@ -600,30 +654,33 @@ impl Store for PostgresStore {
         let Some(row) = self.sensor_row(&client, sensor_id).await? else {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
         };
+        self.ensure_days(&client, events.iter().map(|e| retention_day(e.received_at)))
+            .await?;
         let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
         let times: Vec<i64> = events.iter().map(|e| e.received_at).collect();
-        let accepted: i64 = client
-            .query_one(
-                "WITH ins AS (
-                    INSERT INTO events (sensor, seq, kind, received_at, body)
-                    SELECT $1, t.seq, t.kind, t.received_at, t.body
-                    FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS t (seq, kind, received_at, body)
-                    ON CONFLICT (sensor, seq) DO NOTHING
-                    RETURNING kind
-                ), counted AS (
-                    INSERT INTO kind_counts (sensor, kind, n)
-                    SELECT $1, kind, count(*) FROM ins GROUP BY kind ORDER BY kind
-                    ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
-                )
-                SELECT count(*) FROM ins",
-                &[&row, &seqs, &kinds, &times, &bodies],
-            )
-            .await
-            .map_err(self.err())?
-            .get(0);
-        let accepted = accepted as u64;
+        let r = client
+            .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
+            .await;
+        let r = match r {
+            Err(e) if retention::no_partition(&e) => {
+                // Another process dropped a partition this one thought was there: once more.
+                self.forget_partitions();
+                self.ensure_days(&client, events.iter().map(|e| retention_day(e.received_at)))
+                    .await?;
+                client
+                    .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
+                    .await
+            }
+            r => r,
+        }
+        .map_err(self.err())?;
+        if !r.get::<_, bool>(1) {
+            lock(&self.inner.sensors).remove(sensor_id);
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        }
+        let accepted = r.get::<_, i64>(0) as u64;
         Ok(IngestOutcome {
             accepted,
             duplicates: events.len() as u64 - accepted,
@@ -687,6 +744,11 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(self.err())?;
+        for r in &rows {
+            record_change(&tx, r.get(0), &ChangeKind::MasterKeyRotated)
+                .await
+                .map_err(self.err())?;
+        }
         tx.commit().await.map_err(self.err())?;
         *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
         Ok(n)
@@ -724,8 +786,9 @@ impl Store for PostgresStore {
             Some(k) => Some(self.key()?.seal(k, &master::access_key_context(&ws.name))),
             None => None,
         };
-        let client = self.client().await?;
-        let n = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let n = tx
             .execute(
                 &format!("INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING"),
                 &[&ws.name, &ws.domain, &i32::from(ws.public_port), &ws.ca_cert_pem, &sealed_key, &ws.ca_sha256, &ws.access_key_sha256, &ws.created_at, &sealed_access],
@@ -735,7 +798,10 @@ impl Store for PostgresStore {
         if n == 0 {
             return Err(StoreError::WorkspaceExists(ws.name));
         }
-        Ok(())
+        record_change(&tx, &ws.name, &ChangeKind::Created)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())
     }
 
     async fn add_sensor(&self, s: SensorRecord) -> Result<(), StoreError> {
@@ -808,21 +874,66 @@ impl Store for PostgresStore {
         self.flush_seen().await
     }
 
+    async fn change_version(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let v: i64 = client
+            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM changes", &[])
+            .await
+            .map_err(self.err())?
+            .get(0);
+        Ok(v.max(0) as u64)
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT version, workspace, kind FROM changes WHERE version > $1 ORDER BY version LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| Change {
+                version: r.get::<_, i64>(0).max(0) as u64,
+                workspace: r.get(1),
+                kind: ChangeKind::parse(r.get(2)),
+            })
+            .collect())
+    }
+
     async fn ingest(
         &self,
         sensor_id: &str,
         events: Vec<NewEvent>,
     ) -> Result<IngestOutcome, StoreError> {
-        for _ in 0..3 {
-            if let Some(outcome) = self.ingest_once(sensor_id, &events).await? {
-                return Ok(outcome);
+        let cached = lock(&self.inner.sensors).get(sensor_id).copied();
+        let row = match cached {
+            Some(row) => row,
+            None => {
+                let client = self.client().await?;
+                self.sensor_row(&client, sensor_id)
+                    .await?
+                    .ok_or_else(|| StoreError::NoSuchSensor(sensor_id.to_owned()))?
             }
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let job = group::Job {
+            row,
+            sensor_id: sensor_id.to_owned(),
+            events,
+            reply,
+        };
+        if self.inner.jobs.send(job).is_err() {
+            return Err(StoreError::WriterGone);
         }
-        Err(StoreError::Backend {
-            backend: Backend::Postgres,
-            at: self.inner.at.clone(),
-            detail: "the batch was rolled back three times in a row (deadlock or serialization failure with concurrent batches); nothing of it was stored".into(),
-        })
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     async fn stats(&self, workspace: &str) -> Result<WorkspaceStats, StoreError> {
@@ -938,5 +1049,60 @@ impl Store for PostgresStore {
             });
         }
         Ok(n)
+    }
+
+    async fn record_report(
+        &self,
+        workspace: &str,
+        report: FleetReport,
+    ) -> Result<bool, StoreError> {
+        self.record_report_pg(workspace, &report).await
+    }
+
+    async fn evaluate_fleet(
+        &self,
+        now_ms: i64,
+        policy: &FleetPolicy,
+        only: Option<(&str, &str)>,
+    ) -> Result<FleetEvaluation, StoreError> {
+        self.evaluate_fleet_pg(now_ms, policy, only).await
+    }
+
+    async fn fleet_sensors(&self, workspace: &str) -> Result<Vec<FleetSensor>, StoreError> {
+        self.fleet_sensors_pg(workspace).await
+    }
+
+    async fn fleet_issues(&self, workspace: &str) -> Result<Vec<Issue>, StoreError> {
+        self.fleet_issues_pg(workspace).await
+    }
+
+    async fn suppress_issue(
+        &self,
+        workspace: &str,
+        issue_id: &str,
+        suppression: Option<(i64, String, String)>,
+    ) -> Result<Option<Issue>, StoreError> {
+        self.suppress_issue_pg(workspace, issue_id, suppression)
+            .await
+    }
+
+    async fn workspace_settings(&self, workspace: &str) -> Result<WorkspaceSettings, StoreError> {
+        self.workspace_settings_pg(workspace).await
+    }
+
+    async fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> Result<WorkspaceSettings, StoreError> {
+        self.set_workspace_settings_pg(workspace, change).await
+    }
+
+    async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
+        self.delete_workspace_pg(workspace).await
+    }
+
+    async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
+        self.prune_pg(options).await
     }
 }

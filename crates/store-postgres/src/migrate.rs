@@ -36,6 +36,24 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_meta.sql"),
         compatible_back_to: 2,
     },
+    Migration {
+        version: 3,
+        name: "retention (settings, events by day, seen)",
+        sql: include_str!("../migrations/0003_retention.sql"),
+        compatible_back_to: 3,
+    },
+    Migration {
+        version: 4,
+        name: "change log",
+        sql: include_str!("../migrations/0004_changes.sql"),
+        compatible_back_to: 3,
+    },
+    Migration {
+        version: 5,
+        name: "fleet health",
+        sql: include_str!("../migrations/0005_fleet.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.
@@ -80,13 +98,17 @@ mod tests {
             // A new database: everything.
             (&[], Ok(all.clone())),
             // Up to date: nothing.
-            (&[(1, 1), (2, 2)], Ok(vec![])),
+            (&[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3)], Ok(vec![])),
             // Behind: the rest.
-            (&[(1, 1)], Ok(vec![2])),
+            (&[(1, 1)], Ok(vec![2, 3, 4, 5])),
+            (&[(1, 1), (2, 2), (3, 3)], Ok(vec![4, 5])),
             // A newer schema an older build can still run on (expand only): nothing, no refusal.
-            (&[(1, 1), (2, 2), (3, 2)], Ok(vec![])),
+            (
+                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (99, 3)],
+                Ok(vec![]),
+            ),
             // A newer schema that contracted past this build: refused.
-            (&[(1, 1), (2, 2), (3, 3)], Err(())),
+            (&[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (99, 99)], Err(())),
         ];
         for (applied, want) in cases {
             let got = plan(applied, "postgres://db/x")
@@ -101,9 +123,13 @@ mod tests {
 
     #[test]
     fn versions_are_in_order_and_each_can_run_on_itself() {
-        for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version, i as i32 + 1, "{}", m.name);
+        // Numbers were assigned per piece of work (3: retention, 4: the change log, 5: fleet);
+        // on main they are 1, 2, 3, … with no gap.
+        let mut last = 0;
+        for m in MIGRATIONS {
+            assert_eq!(m.version, last + 1, "{}", m.name);
             assert!(m.compatible_back_to <= m.version, "{}", m.name);
+            last = m.version;
         }
     }
 }

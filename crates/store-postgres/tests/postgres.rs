@@ -9,6 +9,7 @@ mod cluster;
 
 use std::time::Duration;
 
+use uplink_store::retention;
 use uplink_store::*;
 use uplink_store_postgres::{migrate, PostgresStore, Settings};
 
@@ -311,4 +312,383 @@ async fn ca_keys_are_sealed_in_the_database_and_a_wrong_or_missing_master_key_is
     let err = PostgresStore::connect(settings(&c)).await.unwrap_err();
     assert!(matches!(err, StoreError::MasterKeyMissing { .. }), "{err}");
     assert!(!key_file(&c).0.exists());
+}
+
+/// A version-2 database as that build left it, with events of `sensor` 1: seqs 0..25 received
+/// 40 days ago, 25..40 now.
+fn version_2_database(c: &cluster::Cluster) {
+    let now = now_ms();
+    let old = now - 40 * retention::DAY_MS;
+    c.psql(
+        "uplink",
+        &format!(
+            "BEGIN;
+             CREATE TABLE uplink_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, compatible_back_to INTEGER NOT NULL, applied_at BIGINT NOT NULL);
+             {}
+             {}
+             INSERT INTO uplink_schema VALUES (1, 'initial', 1, 0), (2, 'meta (sealed CA keys)', 2, 0);
+             INSERT INTO workspaces VALUES ('w', 'uplink.localhost', 443, 'c', 'k', 'h', 'a', 0, NULL);
+             INSERT INTO sensors (sensor_id, workspace, name, cert_sha256, enrolled_at) VALUES ('s1', 'w', 'n', 'c', 0);
+             INSERT INTO events SELECT 1, g, 'e', CASE WHEN g < 25 THEN {old} ELSE {now} END, '{{}}' FROM generate_series(0, 39) g;
+             INSERT INTO kind_counts VALUES (1, 'e', 40);
+             COMMIT;",
+            migrate::MIGRATIONS[0].sql,
+            migrate::MIGRATIONS[1].sql,
+        ),
+    );
+}
+
+fn events_of(seqs: std::ops::Range<u64>) -> Vec<NewEvent> {
+    seqs.map(|seq| NewEvent {
+        seq,
+        kind: "e".into(),
+        body: "{}".into(),
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_events_become_the_legacy_partition_and_stay_exactly_once() {
+    let c = cluster::Cluster::start().unwrap();
+    version_2_database(&c);
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    assert_eq!(
+        c.psql(
+            "uplink",
+            "SELECT count(*) FROM events_legacy; SELECT count(*) FROM seen"
+        ),
+        "40\n40"
+    );
+    assert_eq!(store.stats("w").await.unwrap().total, 40);
+    // Retries of events stored before the upgrade are duplicates; new ones are stored.
+    let r = store.ingest("s1", events_of(30..45)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 10));
+    // 30 days: the legacy partition still holds recent events, so it is pruned in chunks.
+    let report = store
+        .prune(PruneOptions {
+            now_ms: now_ms(),
+            chunk: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 25);
+    assert!(report.partitions_dropped.is_empty());
+    assert_eq!(store.stats("w").await.unwrap().total, 20);
+    // Sixty days on, all of it is past retention: dropped whole, and today's events are stored
+    // in a day partition from then on.
+    let later = now_ms() + 60 * retention::DAY_MS;
+    let report = store
+        .prune(PruneOptions {
+            now_ms: later,
+            chunk: 10,
+        })
+        .await
+        .unwrap();
+    assert!(
+        report
+            .partitions_dropped
+            .contains(&"events_legacy".to_string()),
+        "{report:?}"
+    );
+    assert_eq!(report.total(), 20);
+    assert_eq!(
+        c.psql(
+            "uplink",
+            "SELECT count(*) FROM uplink_meta WHERE key = 'events_legacy_until'"
+        ),
+        "0"
+    );
+    let r = store.ingest("s1", events_of(0..50)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 45));
+    assert_eq!(store.stats("w").await.unwrap().total, 5);
+    // Another process (connected before the drop) finds the partitions again by itself.
+    drop(store);
+    let again = PostgresStore::connect(settings(&c)).await.unwrap();
+    let r = again.ingest("s1", events_of(50..52)).await.unwrap();
+    assert_eq!(r.accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_prunes_at_a_time() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&uplink_store_postgres::retention::RETENTION_LOCK],
+        )
+        .await
+        .unwrap();
+    let report = store.prune(PruneOptions::now()).await.unwrap();
+    assert!(
+        report
+            .skipped
+            .as_deref()
+            .is_some_and(|s| s.contains("another process is pruning")),
+        "{report:?}"
+    );
+    client
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&uplink_store_postgres::retention::RETENTION_LOCK],
+        )
+        .await
+        .unwrap();
+    let report = store.prune(PruneOptions::now()).await.unwrap();
+    assert_eq!(report.skipped, None);
+    // The lock was released after the run: another connection takes it at once.
+    let got: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1)",
+            &[&uplink_store_postgres::retention::RETENTION_LOCK],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(got);
+}
+
+fn sensor_record(id: &str) -> SensorRecord {
+    SensorRecord {
+        sensor_id: id.into(),
+        workspace: "w".into(),
+        name: "host".into(),
+        cert_sha256: "22".repeat(32),
+        key_sha256: Some(format!("key-of-{id}")),
+        enrolled_at: 0,
+        last_seen: None,
+    }
+}
+
+/// Waits (bounded) for a condition no process announces.
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_share_one_commit_and_a_bad_one_fails_alone() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(Settings {
+        ingest_writers: 1,
+        ..settings(&c)
+    })
+    .await
+    .unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "k".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+            access_key: None,
+        })
+        .await
+        .unwrap();
+    for i in 0..20 {
+        store
+            .add_sensor(sensor_record(&format!("s{i}")))
+            .await
+            .unwrap();
+    }
+    // Hold the writer's first group in its statement: another session locks a table it writes.
+    let (locker, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE kind_counts IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let before = store.ingest_groups();
+    let ingest = |i: usize, kind: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let batch = (0..10u64)
+                .map(|seq| NewEvent {
+                    seq,
+                    kind: kind.into(),
+                    body: "{}".into(),
+                })
+                .collect();
+            store.ingest(&format!("s{i}"), batch).await
+        })
+    };
+    let first = ingest(0, "e");
+    until("the first group waits for the lock", async || {
+        locker
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    // Meanwhile 19 more arrive, one of them a batch PostgreSQL refuses (a NUL in its text).
+    let rest: Vec<_> = (1..20)
+        .map(|i| ingest(i, if i == 7 { "bad\0kind" } else { "e" }))
+        .collect();
+    until("the others queue behind the writer", async || {
+        store.queued_batches() == 19
+    })
+    .await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap().accepted, 10);
+    for (i, t) in (1..20).zip(rest) {
+        let r = t.await.unwrap();
+        if i == 7 {
+            let e = r.unwrap_err();
+            assert!(matches!(e, StoreError::Backend { .. }), "{e:?}");
+        } else {
+            assert_eq!(r.unwrap().accepted, 10, "s{i}");
+        }
+    }
+    // The first group, then the 19 together: the bad one split them, each then alone.
+    let groups = store.ingest_groups() - before;
+    assert_eq!(
+        groups,
+        1 + 18,
+        "one group then each good batch alone after the split"
+    );
+    assert_eq!(store.stats("w").await.unwrap().total, 190);
+    assert_eq!(c.psql("uplink", "SELECT count(*) FROM seen"), "190");
+
+    // Without a bad batch, waiting batches share one commit.
+    locker
+        .batch_execute("BEGIN; LOCK TABLE kind_counts IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let before = store.ingest_groups();
+    let store2 = store.clone();
+    let first = tokio::spawn(async move {
+        store2
+            .ingest(
+                "s0",
+                (10..20)
+                    .map(|seq| NewEvent {
+                        seq,
+                        kind: "e".into(),
+                        body: "{}".into(),
+                    })
+                    .collect(),
+            )
+            .await
+    });
+    until("the first group waits for the lock", async || {
+        locker
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    // Retries of stored batches and one new batch, all waiting together.
+    let rest: Vec<_> = (1..20).map(|i| ingest(i, "e")).collect();
+    until("the others queue behind the writer", async || {
+        store.queued_batches() == 19
+    })
+    .await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap().accepted, 10);
+    for (i, t) in (1..20).zip(rest) {
+        let r = t.await.unwrap().unwrap();
+        // s7's first batch failed: this one is new; the others are retries.
+        let want = if i == 7 { (10, 0) } else { (0, 10) };
+        assert_eq!((r.accepted, r.duplicates), want, "s{i}");
+    }
+    assert_eq!(store.ingest_groups() - before, 2);
+    assert_eq!(store.stats("w").await.unwrap().total, 210);
+}
+
+/// Fleet evaluation runs once across replicas: while another session (a replica evaluating)
+/// holds the fleet lock, a round is skipped, not run twice; a sensor's own update after its
+/// report waits for the lock instead of skipping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_evaluation_runs_once_across_replicas() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    let (other, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let policy = FleetPolicy::default();
+    other
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&uplink_store_postgres::FLEET_LOCK],
+        )
+        .await
+        .unwrap();
+    let e = store.evaluate_fleet(now_ms(), &policy, None).await.unwrap();
+    assert!(
+        !e.ran,
+        "evaluated while another replica held the lock: {e:?}"
+    );
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .evaluate_fleet(now_ms(), &FleetPolicy::default(), Some(("w", "s")))
+                .await
+        }
+    });
+    // The update waits on the lock (its session shows in pg_locks, not granted).
+    let held = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let n: i64 = other
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        held.is_ok(),
+        "the sensor's update did not wait for the lock"
+    );
+    assert!(!waiting.is_finished());
+    other
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&uplink_store_postgres::FLEET_LOCK],
+        )
+        .await
+        .unwrap();
+    assert!(waiting.await.unwrap().unwrap().ran);
+    assert!(
+        store
+            .evaluate_fleet(now_ms(), &policy, None)
+            .await
+            .unwrap()
+            .ran
+    );
 }

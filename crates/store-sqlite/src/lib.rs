@@ -32,11 +32,16 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 
 use uplink_store::*;
 
+mod fleet;
+
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
 /// sensor per workspace). 3: CA keys are sealed under the master key (an older build would read
-/// them as PEM), and the access key is kept, sealed, to remake bundles.
-pub const FORMAT_VERSION: i64 = 3;
+/// them as PEM), and the access key is kept, sealed, to remake bundles. 4: workspace settings
+/// (retention, disconnected-after), each sensor's retention watermark, events indexed by age.
+/// 5: fleet health (the last report per sensor, outage logs, issues: `fleet.rs`). 6: the change
+/// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
+pub const FORMAT_VERSION: i64 = 6;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -57,7 +62,9 @@ CREATE TABLE workspaces (
     ca_sha256 TEXT NOT NULL,
     access_key_sha256 TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    access_key TEXT
+    access_key TEXT,
+    retention_days INTEGER NOT NULL DEFAULT 30,
+    disconnected_after_secs INTEGER NOT NULL DEFAULT 600
 );
 CREATE TABLE sensors (
     id INTEGER PRIMARY KEY,
@@ -67,7 +74,8 @@ CREATE TABLE sensors (
     cert_sha256 TEXT NOT NULL,
     enrolled_at INTEGER NOT NULL,
     last_seen INTEGER,
-    key_sha256 TEXT
+    key_sha256 TEXT,
+    pruned_through INTEGER
 );
 CREATE INDEX sensors_by_workspace ON sensors(workspace);
 CREATE UNIQUE INDEX sensors_by_key ON sensors(workspace, key_sha256);
@@ -79,11 +87,18 @@ CREATE TABLE events (
     body TEXT NOT NULL,
     PRIMARY KEY (sensor, seq)
 );
+CREATE INDEX events_by_age ON events(sensor, received_at);
 CREATE TABLE kind_counts (
     workspace TEXT NOT NULL,
     kind TEXT NOT NULL,
     n INTEGER NOT NULL,
     PRIMARY KEY (workspace, kind)
+);
+CREATE TABLE changes (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at INTEGER NOT NULL
 );
 ";
 
@@ -98,6 +113,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // The CA keys are sealed in Rust right after (`settle_master_key`), at every open until none
     // is left plain.
     (3, "ALTER TABLE workspaces ADD COLUMN access_key TEXT;"),
+    // Settings and retention. Building the index reads every event once, at the first open by
+    // this version.
+    (
+        4,
+        "ALTER TABLE workspaces ADD COLUMN retention_days INTEGER NOT NULL DEFAULT 30;
+     ALTER TABLE workspaces ADD COLUMN disconnected_after_secs INTEGER NOT NULL DEFAULT 600;
+     ALTER TABLE sensors ADD COLUMN pruned_through INTEGER;
+     CREATE INDEX events_by_age ON events(sensor, received_at);",
+    ),
+    (5, fleet::FLEET_SCHEMA),
+    (
+        6,
+        "CREATE TABLE IF NOT EXISTS changes (
+        version INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );",
+    ),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -196,7 +230,8 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            fleet::FLEET_SCHEMA,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -612,13 +647,18 @@ impl SqliteStore {
             .as_ref()
             .map(|k| key.seal(k, &master::access_key_context(&ws.name)));
         let inserted = self.write(|c| {
-            let res = c.execute(
+            let tx = c.unchecked_transaction()?;
+            let res = tx.execute(
                 "INSERT INTO workspaces (name, domain, public_port, ca_cert_pem, ca_key_pem, ca_sha256, access_key_sha256, created_at, access_key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![ws.name, ws.domain, ws.public_port, ws.ca_cert_pem, sealed_key, ws.ca_sha256, ws.access_key_sha256, ws.created_at, sealed_access],
             );
             match res {
-                Ok(_) => Ok(true),
+                Ok(_) => {
+                    record_change(&tx, &ws.name, &ChangeKind::Created)?;
+                    tx.commit()?;
+                    Ok(true)
+                }
                 Err(rusqlite::Error::SqliteFailure(f, _))
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
@@ -692,6 +732,7 @@ impl SqliteStore {
                     "UPDATE workspaces SET ca_key_pem = ?2, access_key = ?3 WHERE name = ?1",
                     params![name, ca, access],
                 )?;
+                record_change(&tx, &name, &ChangeKind::MasterKeyRotated)?;
             }
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'master_key_check'",
@@ -785,11 +826,11 @@ impl SqliteStore {
     ) -> Result<Option<IngestOutcome>, StoreError> {
         self.write(|c| {
             let tx = c.unchecked_transaction()?;
-            let Some((row, workspace)) = tx
+            let Some((row, workspace, pruned_through)) = tx
                 .query_row(
-                    "SELECT id, workspace FROM sensors WHERE sensor_id = ?1",
+                    "SELECT id, workspace, COALESCE(pruned_through, -1) FROM sensors WHERE sensor_id = ?1",
                     [sensor_id],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
                 )
                 .optional()?
             else {
@@ -802,6 +843,10 @@ impl SqliteStore {
                     "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 )?;
                 for e in events {
+                    if (e.seq as i64) <= pruned_through {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
                     if insert.execute(params![row, e.seq as i64, e.kind, e.received_at, e.body])? == 1 {
                         outcome.accepted += 1;
                         *counts.entry(e.kind.as_str()).or_default() += 1;
@@ -1038,6 +1083,50 @@ impl SqliteStore {
     }
 }
 
+/// Appends an entry to the change log, inside the caller's write transaction. SQLite runs one
+/// write transaction at a time, so versions (AUTOINCREMENT: never reused) commit in order and a
+/// reader that saw version `v` has seen everything before it. Every workspace mutation calls
+/// this, once per workspace it changes.
+pub(crate) fn record_change(
+    c: &Connection,
+    workspace: &str,
+    kind: &ChangeKind,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO changes (workspace, kind, at) VALUES (?1, ?2, ?3)",
+        params![workspace, kind.as_str(), now_ms()],
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
+    fn change_version_sync(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM changes")?
+                .query_row([], |r| r.get::<_, i64>(0))
+        })
+        .map(|v| v.max(0) as u64)
+    }
+
+    fn changes_since_sync(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT version, workspace, kind FROM changes WHERE version > ?1 ORDER BY version LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after, limit], |r| {
+                Ok(Change {
+                    version: r.get::<_, i64>(0)?.max(0) as u64,
+                    workspace: r.get(1)?,
+                    kind: ChangeKind::parse(&r.get::<_, String>(2)?),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
 fn row_to_workspace(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkspaceRecord> {
     Ok(WorkspaceRecord {
         name: r.get(0)?,
@@ -1168,7 +1257,14 @@ fn writer_loop(
             match commit_group(&mut conn, &ready) {
                 Ok(outcomes) => {
                     for ((p, _), outcome) in ready.into_iter().zip(outcomes) {
-                        let _ = p.reply.send(Ok(outcome));
+                        let _ = p.reply.send(match outcome {
+                            Some(outcome) => Ok(outcome),
+                            // Deleted with its workspace since it was cached.
+                            None => {
+                                sensors.remove(&p.sensor_id);
+                                Err(StoreError::NoSuchSensor(p.sensor_id.clone()))
+                            }
+                        });
                     }
                 }
                 Err(e) => {
@@ -1234,10 +1330,11 @@ fn resolve_sensor(
     Ok(found)
 }
 
+/// Commits a group; `None` for a batch whose sensor is gone (its workspace deleted).
 fn commit_group(
     conn: &mut Connection,
     group: &[(Pending, (i64, String))],
-) -> rusqlite::Result<Vec<IngestOutcome>> {
+) -> rusqlite::Result<Vec<Option<IngestOutcome>>> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
@@ -1247,9 +1344,26 @@ fn commit_group(
             "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )?;
         let mut touch = tx.prepare_cached("UPDATE sensors SET last_seen = ?2 WHERE id = ?1")?;
+        // Read in the write transaction: a prune (another process, too) raises it only under
+        // the same write lock.
+        let mut watermark = tx.prepare_cached(
+            "SELECT COALESCE(pruned_through, -1) FROM sensors WHERE id = ?1 AND sensor_id = ?2",
+        )?;
         for (p, (rowid, workspace)) in group {
+            let Some(pruned_through) = watermark
+                .query_row(params![rowid, p.sensor_id], |r| r.get::<_, i64>(0))
+                .optional()?
+            else {
+                outcomes.push(None);
+                continue;
+            };
             let mut outcome = IngestOutcome::default();
             for ev in &p.events {
+                if (ev.seq as i64) <= pruned_through {
+                    // Removed by retention: a retried copy, not a new event.
+                    outcome.duplicates += 1;
+                    continue;
+                }
                 let changed =
                     insert.execute(params![rowid, ev.seq as i64, ev.kind, now, ev.body])?;
                 if changed == 1 {
@@ -1262,7 +1376,7 @@ fn commit_group(
                 }
             }
             touch.execute(params![rowid, now])?;
-            outcomes.push(outcome);
+            outcomes.push(Some(outcome));
         }
         let mut count = tx.prepare_cached(
             "INSERT INTO kind_counts (workspace, kind, n) VALUES (?1, ?2, ?3) ON CONFLICT (workspace, kind) DO UPDATE SET n = n + excluded.n",
@@ -1273,6 +1387,197 @@ fn commit_group(
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+// Workspace settings, deletion and retention (`uplink_store::retention`, docs/storage.md).
+impl SqliteStore {
+    fn workspace_settings_sync(&self, workspace: &str) -> Result<WorkspaceSettings, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT retention_days, disconnected_after_secs FROM workspaces WHERE name = ?1",
+                [workspace],
+                |r| {
+                    Ok(WorkspaceSettings {
+                        retention_days: r.get(0)?,
+                        disconnected_after_secs: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .optional()
+        })?
+        .ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
+    fn set_workspace_settings_sync(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> Result<WorkspaceSettings, StoreError> {
+        change.validate()?;
+        let n = self.write(|c| {
+            c.execute(
+                "UPDATE workspaces SET retention_days = COALESCE(?2, retention_days),
+                 disconnected_after_secs = COALESCE(?3, disconnected_after_secs) WHERE name = ?1",
+                params![
+                    workspace,
+                    change.retention_days,
+                    change.disconnected_after_secs.map(|s| s as i64)
+                ],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        self.workspace_settings_sync(workspace)
+    }
+
+    /// A connection of its own for long maintenance work, so that the shared reader stays free.
+    fn maintenance_connection(&self) -> Result<Connection, StoreError> {
+        self.check_files()?;
+        open_connection(&self.inner.path, false)
+    }
+
+    /// Removes at most `chunk` events of sensor `row` received before `before`, in one write
+    /// transaction: the workspace's counters go down by what was removed and the sensor's
+    /// watermark up to the highest seq removed. Returns how many were removed.
+    fn prune_chunk(
+        &self,
+        conn: &Connection,
+        row: i64,
+        workspace: &str,
+        before: i64,
+        chunk: usize,
+    ) -> Result<u64, StoreError> {
+        let path = &self.inner.path;
+        self.check_files()?;
+        immediate(conn, |tx| {
+            let removed: Vec<(i64, String)> = {
+            let mut st = tx.prepare_cached(
+                "DELETE FROM events WHERE rowid IN
+                   (SELECT rowid FROM events WHERE sensor = ?1 AND received_at < ?2 LIMIT ?3)
+                 RETURNING seq, kind",
+            )?;
+            let rows = st.query_map(params![row, before, chunk as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let mut by_kind: HashMap<&str, i64> = HashMap::new();
+            let mut highest = None;
+            for (seq, kind) in &removed {
+                *by_kind.entry(kind.as_str()).or_default() += 1;
+                highest = highest.max(Some(*seq));
+            }
+            for (kind, n) in &by_kind {
+                tx.execute(
+                    "UPDATE kind_counts SET n = n - ?3 WHERE workspace = ?1 AND kind = ?2",
+                    params![workspace, kind, n],
+                )?;
+            }
+            if let Some(highest) = highest {
+                tx.execute(
+                    "UPDATE sensors SET pruned_through = MAX(COALESCE(pruned_through, -1), ?2) WHERE id = ?1",
+                    params![row, highest],
+                )?;
+            }
+            Ok(removed.len() as u64)
+        })
+        .map_err(sql_err(path))
+    }
+
+    /// Removes every event of `workspace`'s sensors received before `before`, chunk by chunk,
+    /// letting the ingest writer in between chunks.
+    fn prune_workspace(
+        &self,
+        conn: &Connection,
+        workspace: &str,
+        before: i64,
+        chunk: usize,
+    ) -> Result<u64, StoreError> {
+        let rows: Vec<i64> = (|| {
+            let mut st = conn.prepare("SELECT id FROM sensors WHERE workspace = ?1 ORDER BY id")?;
+            let rows = st.query_map([workspace], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })()
+        .map_err(sql_err(&self.inner.path))?;
+        let chunk = chunk.max(1);
+        let mut total = 0;
+        for row in rows {
+            loop {
+                let n = self.prune_chunk(conn, row, workspace, before, chunk)?;
+                total += n;
+                if (n as usize) < chunk {
+                    break;
+                }
+                // Between chunks the write lock is free: give a waiting writer (ingest) the
+                // chance to take it before the next chunk does.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(total)
+    }
+
+    fn prune_sync(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
+        let conn = self.maintenance_connection()?;
+        let workspaces: Vec<(String, u32)> = (|| {
+            let mut st =
+                conn.prepare("SELECT name, retention_days FROM workspaces ORDER BY name")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })()
+        .map_err(sql_err(&self.inner.path))?;
+        let mut report = PruneReport::default();
+        for (workspace, days) in workspaces {
+            let cutoff_ms = retention::cutoff(options.now_ms, days);
+            let events = self.prune_workspace(&conn, &workspace, cutoff_ms, options.chunk)?;
+            report.workspaces.push(PrunedWorkspace {
+                workspace,
+                retention_days: days,
+                cutoff_ms,
+                events,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Removes the events in chunks (ingest keeps going), then the rest in one transaction.
+    fn delete_workspace_sync(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
+        if self.workspace_sync(workspace)?.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        let conn = self.maintenance_connection()?;
+        let mut events =
+            self.prune_workspace(&conn, workspace, i64::MAX, retention::DEFAULT_CHUNK)?;
+        let path = &self.inner.path;
+        self.check_files()?;
+        let (found, late, sensors) = immediate(&conn, |tx| {
+            let late = tx.execute(
+                "DELETE FROM events WHERE sensor IN (SELECT id FROM sensors WHERE workspace = ?1)",
+                [workspace],
+            )?;
+            tx.execute("DELETE FROM kind_counts WHERE workspace = ?1", [workspace])?;
+            // Its fleet view (docs/fleet.md).
+            for sql in [
+                "DELETE FROM fleet_outages WHERE sensor_id IN (SELECT sensor_id FROM sensors WHERE workspace = ?1)",
+                "DELETE FROM fleet_sensors WHERE workspace = ?1",
+                "DELETE FROM fleet_issues WHERE workspace = ?1",
+            ] {
+                tx.execute(sql, [workspace])?;
+            }
+            let sensors = tx.execute("DELETE FROM sensors WHERE workspace = ?1", [workspace])?;
+            let found = tx.execute("DELETE FROM workspaces WHERE name = ?1", [workspace])?;
+            Ok((found, late, sensors))
+        })
+        .map_err(sql_err(path))?;
+        if found == 0 {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        events += late as u64;
+        Ok(DeletedWorkspace {
+            sensors: sensors as u64,
+            events,
+        })
+    }
 }
 
 impl Store for SqliteStore {
@@ -1365,12 +1670,110 @@ impl Store for SqliteStore {
         self.health_async().await
     }
 
+    async fn change_version(&self) -> Result<u64, StoreError> {
+        let this = self.clone();
+        blocking(move || this.change_version_sync()).await
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let this = self.clone();
+        blocking(move || this.changes_since_sync(after, limit)).await
+    }
+
     async fn ingest(
         &self,
         sensor_id: &str,
         events: Vec<NewEvent>,
     ) -> Result<IngestOutcome, StoreError> {
         self.ingest_async(sensor_id, events).await
+    }
+
+    async fn record_report(
+        &self,
+        workspace: &str,
+        report: FleetReport,
+    ) -> Result<bool, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.record_report_sync(&ws, &report)).await
+    }
+
+    async fn evaluate_fleet(
+        &self,
+        now_ms: i64,
+        policy: &FleetPolicy,
+        only: Option<(&str, &str)>,
+    ) -> Result<FleetEvaluation, StoreError> {
+        let (this, policy) = (self.clone(), policy.clone());
+        let only = only.map(|(w, s)| (w.to_owned(), s.to_owned()));
+        blocking(move || {
+            this.evaluate_fleet_sync(
+                now_ms,
+                &policy,
+                only.as_ref().map(|(w, s)| (w.as_str(), s.as_str())),
+            )
+        })
+        .await
+    }
+
+    async fn fleet_sensors(&self, workspace: &str) -> Result<Vec<FleetSensor>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.fleet_sensors_sync(&ws)).await
+    }
+
+    async fn fleet_issues(&self, workspace: &str) -> Result<Vec<Issue>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.fleet_issues_sync(&ws)).await
+    }
+
+    async fn suppress_issue(
+        &self,
+        workspace: &str,
+        issue_id: &str,
+        suppression: Option<(i64, String, String)>,
+    ) -> Result<Option<Issue>, StoreError> {
+        let (this, ws, id) = (self.clone(), workspace.to_owned(), issue_id.to_owned());
+        blocking(move || this.suppress_issue_sync(&ws, &id, suppression)).await
+    }
+
+    async fn workspace_settings(&self, workspace: &str) -> Result<WorkspaceSettings, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.workspace_settings_sync(&name)).await
+    }
+
+    async fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> Result<WorkspaceSettings, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.set_workspace_settings_sync(&name, change)).await
+    }
+
+    async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
+        let (this, name) = (self.clone(), workspace.to_owned());
+        blocking(move || this.delete_workspace_sync(&name)).await
+    }
+
+    async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
+        let this = self.clone();
+        blocking(move || this.prune_sync(options)).await
+    }
+}
+
+/// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a
+/// deferred one could fail to upgrade when the ingest writer commits in between), committed when
+/// `f` succeeds, rolled back otherwise.
+fn immediate<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match f(conn).and_then(|v| conn.execute_batch("COMMIT").map(|()| v)) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 

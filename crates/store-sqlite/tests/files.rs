@@ -385,3 +385,46 @@ async fn after_a_rotation_only_the_new_master_key_opens_the_store() {
     let w = store.workspace("w").await.unwrap().unwrap();
     assert_eq!(w.ca_key_pem, "-----BEGIN PRIVATE KEY-----secret");
 }
+
+#[tokio::test]
+async fn a_format_3_store_is_migrated_to_settings_and_retention_and_keeps_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = store_with_events(dir.path(), 40).await;
+        drop(store);
+        // Back to format 3 as it was written: no settings, no watermark, no age index, no
+        // change log.
+        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+        c.execute_batch(
+            "DROP TABLE changes;
+             DROP INDEX events_by_age;
+             ALTER TABLE workspaces DROP COLUMN retention_days;
+             ALTER TABLE workspaces DROP COLUMN disconnected_after_secs;
+             ALTER TABLE sensors DROP COLUMN pruned_through;
+             UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 25;
+             UPDATE meta SET value = '3' WHERE key = 'format';
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    assert_eq!(
+        store.workspace_settings("w").await.unwrap(),
+        WorkspaceSettings::default()
+    );
+    assert_eq!(store.stats("w").await.unwrap().total, 40);
+    let report = store.prune(PruneOptions::now()).await.unwrap();
+    assert_eq!(report.total(), 25);
+    let r = store.ingest("s1", events(0..45)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 40));
+    assert_eq!(store.stats("w").await.unwrap().total, 20);
+    let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+    let (v, index): (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master WHERE name = 'events_by_age')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((v, index), (FORMAT_VERSION, 1));
+}

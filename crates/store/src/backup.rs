@@ -6,7 +6,8 @@
 //! ```text
 //! {"uplink_backup":1,"created_at":MS,"master_key_check":"sealed:v1:…"}
 //! {"workspace":{"name":…,"domain":…,"public_port":…,"ca_cert_pem":…,"ca_key_sealed":"sealed:v1:…",
-//!               "ca_sha256":…,"access_key_sha256":…,"access_key_sealed":"sealed:v1:…"|null,"created_at":MS}}
+//!               "ca_sha256":…,"access_key_sha256":…,"access_key_sealed":"sealed:v1:…"|null,"created_at":MS,
+//!               "settings":{"retention_days":N,"disconnected_after_secs":N}}}
 //! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null}}
 //! {"event":{"sensor_id":…,"seq":N,"kind":…,"received_at":MS,"body":"<the event line>"}}
 //! {"end":{"workspaces":N,"sensors":N,"events":N}}
@@ -54,6 +55,9 @@ struct WorkspaceLine {
     access_key_sha256: String,
     access_key_sealed: Option<String>,
     created_at: i64,
+    /// Absent in backups written before settings existed (the defaults then apply).
+    #[serde(default)]
+    settings: Option<WorkspaceSettings>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -126,7 +130,9 @@ pub async fn backup<S: Store>(
     write(out, &header)?;
     let mut counts = Counts::default();
     for ws in store.workspaces().await? {
+        let settings = store.workspace_settings(&ws.name).await?;
         let line = Line::Workspace(WorkspaceLine {
+            settings: Some(settings),
             ca_key_sealed: key.seal(&ws.ca_key_pem, &ca_key_context(&ws.name)),
             access_key_sealed: ws
                 .access_key
@@ -265,6 +271,7 @@ pub async fn restore<S: Store>(
         }
         match parsed {
             Line::Workspace(w) => {
+                let settings = w.settings;
                 let ws = WorkspaceRecord {
                     ca_key_pem: key.open(&w.ca_key_sealed, &ca_key_context(&w.name))?,
                     access_key: w
@@ -285,7 +292,14 @@ pub async fn restore<S: Store>(
                     Some(_) => {
                         return Err(StoreError::WorkspaceExists(ws.name));
                     }
-                    None => store.create_workspace(ws).await?,
+                    None => store.create_workspace(ws.clone()).await?,
+                }
+                if let Some(s) = settings {
+                    let change = SettingsChange {
+                        retention_days: Some(s.retention_days),
+                        disconnected_after_secs: Some(s.disconnected_after_secs),
+                    };
+                    store.set_workspace_settings(&ws.name, change).await?;
                 }
                 counts.workspaces += 1;
             }

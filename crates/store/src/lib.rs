@@ -14,13 +14,20 @@
 //! whole or not at all before the caller is answered.
 
 pub mod backup;
+pub mod fleet;
 pub mod master;
+pub mod retention;
 mod url;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
+pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
 pub use master::{MasterKey, MasterKeyFile};
+pub use retention::{
+    DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
+};
+pub use uplink_fleet::{Issue, Policy as FleetPolicy};
 pub use url::DatabaseUrl;
 
 /// A workspace as stored.
@@ -111,6 +118,69 @@ pub struct WorkspaceStats {
 pub struct ExportFilter {
     pub kind: Option<String>,
     pub sensor_id: Option<String>,
+}
+
+/// What changed about a workspace, as the change log records it ([`Store::changes_since`]).
+/// Replicas read the log to drop or reload exactly the workspaces that changed. Recorded as a
+/// short word in the store ([`ChangeKind::as_str`]), so a kind added by a newer build reads as
+/// [`ChangeKind::Other`] in an older one, which reloads the workspace (always safe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The workspace was created.
+    Created,
+    /// Its settings changed.
+    Settings,
+    /// Its CA or access key was replaced.
+    Rekeyed,
+    /// The master key its secrets are sealed with was rotated (its CA and keys are unchanged).
+    MasterKeyRotated,
+    /// The workspace and its data were deleted.
+    Deleted,
+    /// A sensor of the workspace was revoked.
+    Revoked,
+    /// A policy of the workspace changed.
+    Policy,
+    /// A kind this build does not know (written by a newer one).
+    Other(String),
+}
+
+impl ChangeKind {
+    /// The word stored in the change log.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Settings => "settings",
+            ChangeKind::Rekeyed => "rekeyed",
+            ChangeKind::MasterKeyRotated => "master_key_rotated",
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::Revoked => "revoked",
+            ChangeKind::Policy => "policy",
+            ChangeKind::Other(s) => s,
+        }
+    }
+
+    /// The kind a stored word names.
+    pub fn parse(s: &str) -> ChangeKind {
+        match s {
+            "created" => ChangeKind::Created,
+            "settings" => ChangeKind::Settings,
+            "rekeyed" => ChangeKind::Rekeyed,
+            "master_key_rotated" => ChangeKind::MasterKeyRotated,
+            "deleted" => ChangeKind::Deleted,
+            "revoked" => ChangeKind::Revoked,
+            "policy" => ChangeKind::Policy,
+            other => ChangeKind::Other(other.to_owned()),
+        }
+    }
+}
+
+/// One entry of the change log: `version` grows with each entry, in commit order (a reader that
+/// saw version `v` has seen every entry up to `v`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub version: u64,
+    pub workspace: String,
+    pub kind: ChangeKind,
 }
 
 /// Which backend a store (or an error) is.
@@ -342,6 +412,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<BTreeMap<String, u64>, StoreError>> + Send;
+    // --- The change log (replicas' cache invalidation). Every workspace mutation appends one
+    // entry per workspace it changes, in the mutation's own transaction, after taking the
+    // backend's change-log lock so versions become visible in order (see each backend's
+    // `record_change`).
+
+    /// The version of the newest entry of the change log (0 when it is empty).
+    fn change_version(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The entries after version `after`, oldest first, at most `limit` of them.
+    fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
     /// Stores a batch for a sensor, all or nothing, durably, each `(sensor, seq)` at most once.
     fn ingest(
         &self,
@@ -365,6 +448,76 @@ pub trait Store: Send + Sync + 'static {
         filter: ExportFilter,
         out: tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // Fleet health (issue #22, `fleet.rs`, docs/fleet.md).
+
+    /// Stores a sensor's report: it becomes the sensor's last report unless a newer one (by the
+    /// sensor's clock) is stored; its outage intervals are merged into the stored log either
+    /// way. Returns whether it became the last report ([`StoreError::NoSuchSensor`] when the
+    /// sensor is not enrolled in `workspace`).
+    fn record_report(
+        &self,
+        workspace: &str,
+        report: FleetReport,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Derives every sensor's state and health and opens/closes their issues (`fleet::plan`),
+    /// in one transaction. `only`: one sensor (`(workspace, sensor_id)`, after its report),
+    /// waiting for a running evaluation; otherwise all, skipped (`ran: false`) while another
+    /// process evaluates. Each workspace's `disconnected_after_secs` setting replaces the
+    /// policy's.
+    fn evaluate_fleet(
+        &self,
+        now_ms: i64,
+        policy: &FleetPolicy,
+        only: Option<(&str, &str)>,
+    ) -> impl Future<Output = Result<FleetEvaluation, StoreError>> + Send;
+    /// Every sensor of a workspace with its fleet view ([`StoreError::NoSuchWorkspace`]).
+    fn fleet_sensors(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<FleetSensor>, StoreError>> + Send;
+    /// Every issue of a workspace, open, suppressed and closed, newest first.
+    fn fleet_issues(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<Issue>, StoreError>> + Send;
+    /// Suppresses an issue until `until_ms` (why, who), or with `None` ends its suppression.
+    /// Returns the issue as stored, `None` when the workspace has no such issue.
+    fn suppress_issue(
+        &self,
+        workspace: &str,
+        issue_id: &str,
+        suppression: Option<(i64, String, String)>,
+    ) -> impl Future<Output = Result<Option<Issue>, StoreError>> + Send;
+    // Workspace settings, deletion and retention (see `retention.rs` and docs/storage.md).
+
+    /// A workspace's settings ([`StoreError::NoSuchWorkspace`]).
+    fn workspace_settings(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send;
+    /// Changes some of a workspace's settings (validated first: [`SettingsChange::validate`])
+    /// and returns them all as stored.
+    fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send;
+    /// Removes a workspace and everything of it: sensors, events, counters, settings
+    /// ([`StoreError::NoSuchWorkspace`]). A process that cached it serves it until it asks the
+    /// store again.
+    fn delete_workspace(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<DeletedWorkspace, StoreError>> + Send;
+    /// Removes the events older than each workspace's retention, at most `chunk` per
+    /// transaction, and raises each sensor's watermark so that a retried copy of a removed event
+    /// is a duplicate. With PostgreSQL, one process at a time (an advisory lock; the others
+    /// return at once with [`PruneReport::skipped`]).
+    fn prune(
+        &self,
+        options: PruneOptions,
+    ) -> impl Future<Output = Result<PruneReport, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to
@@ -415,6 +568,26 @@ pub fn rfc3339_ms(ms: i64) -> String {
 mod tests {
     use super::*;
     use uplink_diag::Code;
+
+    #[test]
+    fn change_kinds_round_trip_and_unknown_words_are_kept() {
+        for kind in [
+            ChangeKind::Created,
+            ChangeKind::Settings,
+            ChangeKind::Rekeyed,
+            ChangeKind::MasterKeyRotated,
+            ChangeKind::Deleted,
+            ChangeKind::Revoked,
+            ChangeKind::Policy,
+            ChangeKind::Other("from-a-newer-build".into()),
+        ] {
+            assert_eq!(ChangeKind::parse(kind.as_str()), kind);
+        }
+        assert_eq!(
+            ChangeKind::parse("renamed"),
+            ChangeKind::Other("renamed".into())
+        );
+    }
 
     #[test]
     fn errors_classify_and_name_the_backend_and_the_fix() {

@@ -67,6 +67,13 @@ per_backend!(
     a_closed_export_reader_stops_the_export,
     rotating_the_master_key_reseals_every_secret,
     imports_keep_what_was_stored_and_repeat_harmlessly,
+    the_change_log_records_each_mutation_in_order,
+    a_reader_following_the_change_log_misses_no_concurrent_change,
+    fleet_reports_issues_and_suppression,
+    workspace_settings_default_change_and_refuse_bad_values,
+    deleting_a_workspace_removes_it_and_all_its_data_only,
+    prune_removes_what_is_past_each_workspace_retention_and_retries_stay_duplicates,
+    prune_while_ingesting_loses_nothing,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -486,4 +493,627 @@ async fn imports_keep_what_was_stored_and_repeat_harmlessly<S: Store + Clone>(st
     .await
     .unwrap();
     assert_eq!(times, (1_000..1_500).collect::<Vec<i64>>());
+}
+
+/// `(workspace, kind)` of each change after `after`.
+async fn changes<S: Store>(store: &S, after: u64) -> Vec<(String, ChangeKind)> {
+    store
+        .changes_since(after, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.workspace, c.kind))
+        .collect()
+}
+
+async fn the_change_log_records_each_mutation_in_order<S: Store + Clone>(store: S) {
+    assert_eq!(store.change_version().await.unwrap(), 0, "a new store");
+    assert!(changes(&store, 0).await.is_empty());
+    store.create_workspace(workspace("a")).await.unwrap();
+    store.create_workspace(workspace("b")).await.unwrap();
+    // A refused creation changes nothing.
+    assert!(store.create_workspace(workspace("a")).await.is_err());
+    assert_eq!(
+        changes(&store, 0).await,
+        [
+            ("a".into(), ChangeKind::Created),
+            ("b".into(), ChangeKind::Created)
+        ]
+    );
+    let after_create = store.change_version().await.unwrap();
+    let all = store.changes_since(0, 1000).await.unwrap();
+    assert_eq!(all.last().unwrap().version, after_create);
+    assert!(all[0].version < all[1].version);
+    // Bounded reads resume where they stopped.
+    let first = store.changes_since(0, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        store.changes_since(first[0].version, 1).await.unwrap()[0].workspace,
+        "b"
+    );
+    assert!(changes(&store, after_create).await.is_empty());
+    // A rotation touches every workspace.
+    let dir = tempfile::tempdir().unwrap();
+    let new = MasterKeyFile(dir.path().join("new.key"))
+        .resolve(false)
+        .unwrap();
+    store.rotate_master_key(new).await.unwrap();
+    assert_eq!(
+        changes(&store, after_create).await,
+        [
+            ("a".into(), ChangeKind::MasterKeyRotated),
+            ("b".into(), ChangeKind::MasterKeyRotated)
+        ]
+    );
+    assert!(store.change_version().await.unwrap() > after_create);
+}
+
+/// Creations committing concurrently while a reader polls `changes_since(cursor)` and moves its
+/// cursor to the last version it saw: versions become visible in order, so the reader ends up
+/// with every change (an out-of-order commit would be skipped for good).
+async fn a_reader_following_the_change_log_misses_no_concurrent_change<S: Store + Clone>(store: S) {
+    const N: usize = 24;
+    let creators: Vec<_> = (0..N)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_workspace(workspace(&format!("w{i}"))).await })
+        })
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut cursor, mut seen) = (0u64, Vec::new());
+            loop {
+                // Read the flag first: a final pass after every creator finished.
+                let last_pass = done.load(std::sync::atomic::Ordering::SeqCst);
+                for c in store.changes_since(cursor, 5).await.unwrap() {
+                    assert!(c.version > cursor);
+                    cursor = c.version;
+                    seen.push(c.workspace);
+                }
+                if last_pass && store.change_version().await.unwrap() == cursor {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for c in creators {
+        c.await.unwrap().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut seen = reader.await.unwrap();
+    seen.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("w{i}")).collect();
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+fn report(
+    sensor: &str,
+    received_at: i64,
+    sensor_time: i64,
+    outages: &[(i64, Option<i64>, &str)],
+) -> FleetReport {
+    let h = uplink_protocol::heartbeat::Heartbeat {
+        format: 2,
+        interval_secs: Some(10),
+        version: "t".into(),
+        sensor_time: Some(uplink_fleet::rfc3339(sensor_time)),
+        outages: outages
+            .iter()
+            .map(|(start, end, code)| uplink_protocol::heartbeat::Outage {
+                start: uplink_fleet::rfc3339(*start),
+                end: end.map(uplink_fleet::rfc3339),
+                codes: vec![(*code).into()],
+                proxy: Some("127.0.0.1:3128".into()),
+                failures: 3,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    FleetReport::new(sensor, received_at, &h)
+}
+
+/// Reports are kept newest first by the sensor's clock with their outage logs merged; an
+/// evaluation derives states and opens issues; a suppressed issue stays so; a report of a
+/// disconnected sensor closes its issue with the cause from its outage log.
+async fn fleet_reports_issues_and_suppression<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("fl")).await.unwrap();
+    store.create_workspace(workspace("other")).await.unwrap();
+    store.add_sensor(sensor("fl-1", "fl")).await.unwrap();
+    store.add_sensor(sensor("fl-2", "fl")).await.unwrap();
+    store.add_sensor(sensor("ot-1", "other")).await.unwrap();
+    for ws in ["fl", "other"] {
+        let change = SettingsChange {
+            disconnected_after_secs: Some(60),
+            ..SettingsChange::default()
+        };
+        store.set_workspace_settings(ws, change).await.unwrap();
+    }
+    // Whole seconds: the outage log travels as RFC 3339 seconds.
+    let t0 = now_ms() / 1000 * 1000;
+    let s = 1000;
+    // The workspaces' disconnected_after (60 s) wins over the policy's.
+    let policy = FleetPolicy {
+        online_buffer_secs: 5,
+        disconnected_after_secs: 100_000,
+        ..FleetPolicy::default()
+    };
+    assert!(matches!(
+        store
+            .record_report("other", report("fl-1", t0, t0, &[]))
+            .await,
+        Err(StoreError::NoSuchSensor(_))
+    ));
+    let auth = (t0 - 30 * s, Some(t0 - 20 * s), "PROXY_AUTH_FAILED");
+    assert!(store
+        .record_report("fl", report("fl-1", t0, t0, &[auth]))
+        .await
+        .unwrap());
+    // An older report (a queued heartbeat behind a backlog) is not the last one, but its outage
+    // log counts.
+    let old = (t0 - 90 * s, Some(t0 - 80 * s), "TCP_REFUSED");
+    assert!(!store
+        .record_report("fl", report("fl-1", t0, t0 - 5 * s, &[old]))
+        .await
+        .unwrap());
+    let e = store.evaluate_fleet(t0, &policy, None).await.unwrap();
+    assert!(e.ran);
+    assert_eq!(e.sensors, 3);
+    let fleet = store.fleet_sensors("fl").await.unwrap();
+    assert_eq!(fleet.len(), 2);
+    let one = fleet.iter().find(|f| f.sensor_id == "fl-1").unwrap();
+    assert_eq!(one.state.as_deref(), Some("online"));
+    assert_eq!(one.health.as_deref(), Some("healthy"));
+    assert_eq!(one.last_seen, Some(t0));
+    assert!(one
+        .report
+        .as_deref()
+        .unwrap()
+        .contains(&uplink_fleet::rfc3339(t0)));
+    let starts: Vec<i64> = one.outages.iter().map(|o| o.start_ms).collect();
+    assert_eq!(starts, vec![t0 - 90 * s, t0 - 30 * s]);
+    assert_eq!(one.outages[1].codes, vec!["PROXY_AUTH_FAILED"]);
+    assert!(store.fleet_issues("fl").await.unwrap().is_empty());
+    // Two minutes later nobody was seen: both disconnected, one issue each.
+    let t1 = t0 + 120 * s;
+    store.evaluate_fleet(t1, &policy, None).await.unwrap();
+    let issues = store.fleet_issues("fl").await.unwrap();
+    assert_eq!(issues.len(), 2, "{issues:?}");
+    for i in &issues {
+        assert_eq!(
+            (i.kind.as_str(), i.state, i.opened_at, i.occurrences),
+            ("disconnected", uplink_fleet::IssueState::Open, t1, 1)
+        );
+        assert_eq!(
+            i.issue_id,
+            uplink_fleet::issue_id("fl", i.sensor_id.as_deref(), "disconnected")
+        );
+    }
+    let fleet = store.fleet_sensors("fl").await.unwrap();
+    assert!(
+        fleet
+            .iter()
+            .all(|f| f.state.as_deref() == Some("disconnected")
+                && f.health.as_deref() == Some("high")),
+        "{fleet:?}"
+    );
+    assert!(store.fleet_issues("other").await.unwrap().len() == 1);
+    // Suppress fl-2's; it stays suppressed through evaluations.
+    let id2 = uplink_fleet::issue_id("fl", Some("fl-2"), "disconnected");
+    assert_eq!(
+        store
+            .suppress_issue(
+                "other",
+                &id2,
+                Some((t1 + 86_400 * s, "r".into(), "me".into()))
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    let sup = store
+        .suppress_issue(
+            "fl",
+            &id2,
+            Some((t1 + 86_400 * s, "maintenance".into(), "ops".into())),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            sup.state,
+            sup.suppress_reason.as_deref(),
+            sup.suppressed_by.as_deref()
+        ),
+        (
+            uplink_fleet::IssueState::Suppressed,
+            Some("maintenance"),
+            Some("ops")
+        )
+    );
+    store
+        .evaluate_fleet(t1 + 10 * s, &policy, None)
+        .await
+        .unwrap();
+    let fl2 = store
+        .fleet_sensors("fl")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.sensor_id == "fl-2")
+        .unwrap();
+    assert_eq!(fl2.health.as_deref(), Some("healthy"));
+    // fl-1 is back, with an outage during its absence: its issue closes at once with the cause.
+    let t2 = t1 + 20 * s;
+    let during = (t0 + 10 * s, Some(t2), "PROXY_AUTH_FAILED");
+    assert!(store
+        .record_report("fl", report("fl-1", t2, t2, &[during]))
+        .await
+        .unwrap());
+    store
+        .evaluate_fleet(t2, &policy, Some(("fl", "fl-1")))
+        .await
+        .unwrap();
+    let issues = store.fleet_issues("fl").await.unwrap();
+    let i1 = issues
+        .iter()
+        .find(|i| i.sensor_id.as_deref() == Some("fl-1"))
+        .unwrap();
+    assert_eq!(
+        (i1.state, i1.closed_at),
+        (uplink_fleet::IssueState::Closed, Some(t2))
+    );
+    assert!(
+        i1.description.contains("PROXY_AUTH_FAILED") && i1.description.contains("127.0.0.1:3128"),
+        "{}",
+        i1.description
+    );
+    let i2 = issues
+        .iter()
+        .find(|i| i.sensor_id.as_deref() == Some("fl-2"))
+        .unwrap();
+    assert_eq!(i2.state, uplink_fleet::IssueState::Suppressed);
+    let fl1 = store
+        .fleet_sensors("fl")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.sensor_id == "fl-1")
+        .unwrap();
+    assert_eq!(
+        (fl1.state.as_deref(), fl1.health.as_deref()),
+        (Some("online"), Some("healthy"))
+    );
+    // Unsuppressed: open again, and counted.
+    let un = store
+        .suppress_issue("fl", &id2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (un.state, un.suppressed_until),
+        (uplink_fleet::IssueState::Open, None)
+    );
+    store.evaluate_fleet(t2 + s, &policy, None).await.unwrap();
+    let fl2 = store
+        .fleet_sensors("fl")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.sensor_id == "fl-2")
+        .unwrap();
+    assert_eq!(fl2.health.as_deref(), Some("high"));
+    assert!(matches!(
+        store.fleet_sensors("nope").await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+}
+async fn workspace_settings_default_change_and_refuse_bad_values<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("other")).await.unwrap();
+    assert_eq!(
+        store.workspace_settings("w").await.unwrap(),
+        WorkspaceSettings {
+            retention_days: 30,
+            disconnected_after_secs: 600
+        }
+    );
+    let set = store
+        .set_workspace_settings(
+            "w",
+            SettingsChange {
+                retention_days: Some(7),
+                disconnected_after_secs: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((set.retention_days, set.disconnected_after_secs), (7, 600));
+    let set = store
+        .set_workspace_settings(
+            "w",
+            SettingsChange {
+                retention_days: None,
+                disconnected_after_secs: Some(90),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((set.retention_days, set.disconnected_after_secs), (7, 90));
+    assert_eq!(store.workspace_settings("w").await.unwrap(), set);
+    // Only that workspace changed.
+    assert_eq!(
+        store.workspace_settings("other").await.unwrap(),
+        WorkspaceSettings::default()
+    );
+    let bad = store
+        .set_workspace_settings(
+            "w",
+            SettingsChange {
+                retention_days: Some(0),
+                disconnected_after_secs: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("out of range"), "{bad}");
+    assert_eq!(store.workspace_settings("w").await.unwrap(), set);
+    assert!(matches!(
+        store.workspace_settings("zzz").await,
+        Err(StoreError::NoSuchWorkspace(n)) if n == "zzz"
+    ));
+    assert!(matches!(
+        store
+            .set_workspace_settings(
+                "zzz",
+                SettingsChange {
+                    retention_days: Some(3),
+                    disconnected_after_secs: None
+                }
+            )
+            .await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+}
+
+async fn deleting_a_workspace_removes_it_and_all_its_data_only<S: Store + Clone>(store: S) {
+    for ws in ["doomed", "kept"] {
+        store.create_workspace(workspace(ws)).await.unwrap();
+        for i in 0..2 {
+            store
+                .add_sensor(sensor(&format!("{ws}-s{i}"), ws))
+                .await
+                .unwrap();
+            store
+                .ingest(&format!("{ws}-s{i}"), events(0..25, "e"))
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .set_workspace_settings(
+            "doomed",
+            SettingsChange {
+                retention_days: Some(3),
+                disconnected_after_secs: None,
+            },
+        )
+        .await
+        .unwrap();
+    let deleted = store.delete_workspace("doomed").await.unwrap();
+    assert_eq!(
+        deleted,
+        DeletedWorkspace {
+            sensors: 2,
+            events: 50
+        }
+    );
+    assert!(store.workspace("doomed").await.unwrap().is_none());
+    assert!(matches!(
+        store.stats("doomed").await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    assert!(matches!(
+        store.workspace_settings("doomed").await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    assert!(matches!(
+        store.delete_workspace("doomed").await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    // The store had this sensor cached from its ingest: now it is gone.
+    assert!(matches!(
+        store.ingest("doomed-s0", events(25..30, "e")).await,
+        Err(StoreError::NoSuchSensor(_))
+    ));
+    let names: Vec<String> = store
+        .workspaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, ["kept"]);
+    let kept = store.stats("kept").await.unwrap();
+    assert_eq!((kept.total, kept.sensors.len()), (50, 2));
+    assert_eq!(
+        exported(&store, "kept", ExportFilter::default())
+            .await
+            .len(),
+        50
+    );
+    // The name, the sensor ids and the keys can be used again, from scratch.
+    store.create_workspace(workspace("doomed")).await.unwrap();
+    assert_eq!(
+        store.workspace_settings("doomed").await.unwrap(),
+        WorkspaceSettings::default()
+    );
+    store
+        .add_sensor(sensor("doomed-s0", "doomed"))
+        .await
+        .unwrap();
+    let r = store.ingest("doomed-s0", events(0..5, "e")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 0));
+    assert_eq!(store.stats("doomed").await.unwrap().total, 5);
+}
+
+const DAY: i64 = 86_400_000;
+
+fn old_events(sensor: &str, seqs: std::ops::Range<u64>, received_at: i64) -> Vec<StoredEvent> {
+    seqs.map(|seq| StoredEvent {
+        sensor_id: sensor.into(),
+        seq,
+        kind: if seq % 3 == 0 { "a" } else { "b" }.into(),
+        received_at,
+        body: format!("{{\"seq\":{seq}}}"),
+    })
+    .collect()
+}
+
+async fn prune_removes_what_is_past_each_workspace_retention_and_retries_stay_duplicates<
+    S: Store + Clone,
+>(
+    store: S,
+) {
+    let now = now_ms();
+    // "short" keeps 10 days, "long" 60: events 90 days old are past both, 40 days old past
+    // "short" only, 1 day old past neither.
+    for (ws, days) in [("short", 10), ("long", 60)] {
+        store.create_workspace(workspace(ws)).await.unwrap();
+        store
+            .set_workspace_settings(
+                ws,
+                SettingsChange {
+                    retention_days: Some(days),
+                    disconnected_after_secs: None,
+                },
+            )
+            .await
+            .unwrap();
+        let s = format!("{ws}-s");
+        store.add_sensor(sensor(&s, ws)).await.unwrap();
+        store
+            .import_events(&s, old_events(&s, 0..30, now - 90 * DAY))
+            .await
+            .unwrap();
+        store
+            .import_events(&s, old_events(&s, 30..53, now - 40 * DAY))
+            .await
+            .unwrap();
+        store
+            .import_events(&s, old_events(&s, 53..60, now - DAY))
+            .await
+            .unwrap();
+    }
+    let report = store
+        .prune(PruneOptions {
+            now_ms: now,
+            chunk: 7,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.skipped, None);
+    let removed: Vec<(&str, u32, u64)> = report
+        .workspaces
+        .iter()
+        .map(|w| (w.workspace.as_str(), w.retention_days, w.events))
+        .collect();
+    assert_eq!(removed, [("long", 60, 30), ("short", 10, 53)]);
+    let seqs = |ws: &'static str| {
+        let store = store.clone();
+        async move {
+            exported(&store, ws, ExportFilter::default())
+                .await
+                .into_iter()
+                .map(|(_, seq, _)| seq)
+                .collect::<Vec<u64>>()
+        }
+    };
+    assert_eq!(seqs("short").await, (53..60).collect::<Vec<_>>());
+    assert_eq!(seqs("long").await, (30..60).collect::<Vec<_>>());
+    // The counters went down with the events (the exports above check them too).
+    let st = store.stats("short").await.unwrap();
+    let a = (53..60).filter(|s| s % 3 == 0).count() as u64;
+    assert_eq!((st.total, st.by_kind.get("a").copied()), (7, Some(a)));
+    // Every removed event retried, as a sensor whose answer was lost would: duplicates, not
+    // stored again; new events still are.
+    for ws in ["short", "long"] {
+        let s = format!("{ws}-s");
+        let r = store.ingest(&s, events(0..60, "a")).await.unwrap();
+        assert_eq!((r.accepted, r.duplicates), (0, 60), "{ws}");
+        let r = store
+            .import_events(&s, old_events(&s, 0..53, now - 2 * DAY))
+            .await
+            .unwrap();
+        assert_eq!(r.accepted, 0, "{ws}");
+        let r = store.ingest(&s, events(60..65, "a")).await.unwrap();
+        assert_eq!((r.accepted, r.duplicates), (5, 0), "{ws}");
+    }
+    assert_eq!(seqs("short").await, (53..65).collect::<Vec<_>>());
+    assert_eq!(seqs("long").await, (30..65).collect::<Vec<_>>());
+    // Nothing more to do: a second run removes nothing.
+    let again = store
+        .prune(PruneOptions {
+            now_ms: now,
+            chunk: 7,
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.total(), 0);
+    assert!(again.partitions_dropped.is_empty());
+}
+
+async fn prune_while_ingesting_loses_nothing<S: Store + Clone>(store: S) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    for s in ["old", "live"] {
+        store.add_sensor(sensor(s, "w")).await.unwrap();
+    }
+    for start in (0..2_000).step_by(500) {
+        store
+            .import_events("old", old_events("old", start..start + 500, now - 45 * DAY))
+            .await
+            .unwrap();
+    }
+    let pruning = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .prune(PruneOptions {
+                    now_ms: now,
+                    chunk: 50,
+                })
+                .await
+        })
+    };
+    let mut ingests = Vec::new();
+    for s in ["old", "live"] {
+        let store = store.clone();
+        ingests.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            for b in 0..20u64 {
+                let start = 5_000 + b * 25;
+                accepted += store
+                    .ingest(s, events(start..start + 25, "e"))
+                    .await
+                    .unwrap()
+                    .accepted;
+            }
+            accepted
+        }));
+    }
+    for t in ingests {
+        assert_eq!(t.await.unwrap(), 500);
+    }
+    let report = pruning.await.unwrap().unwrap();
+    assert_eq!(report.total(), 2_000);
+    let st = store.stats("w").await.unwrap();
+    assert_eq!(st.total, 1_000);
+    let all = exported(&store, "w", ExportFilter::default()).await;
+    assert_eq!(all.len(), 1_000);
+    assert!(all.iter().all(|(_, seq, _)| *seq >= 5_000));
 }

@@ -44,7 +44,7 @@ enum Command {
     Quickstart(cmd::quickstart::Args),
     /// Run the cloud service: the sensor API of every workspace in a data directory, on one port.
     Service(cmd::service::Args),
-    /// Create and inspect workspaces.
+    /// Create, inspect, configure and delete workspaces.
     #[command(subcommand)]
     Workspace(cmd::workspace::Command),
     /// The sensor: install, queue events, upload them, show status.
@@ -65,9 +65,12 @@ enum Command {
     /// Read the events a workspace has stored.
     #[command(subcommand)]
     Events(cmd::events::Command),
-    /// The store as a whole: rotate the master key that seals its secrets.
+    /// The store as a whole: its master key, copies (migrate, backup, restore), retention (prune).
     #[command(subcommand)]
     Store(cmd::store::Command),
+    /// Fleet health: each sensor's state and health, and the issues the service opened.
+    #[command(subcommand)]
+    Fleet(cmd::fleet::Command),
     /// Write man pages and shell completions for this build (used by packaging/build-deb.sh).
     #[command(hide = true)]
     Generate(cmd::generate::Args),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Workspace(c) => cmd::workspace::run(c),
         Command::Events(c) => cmd::events::run(c),
         Command::Store(c) => cmd::store::run(c),
+        Command::Fleet(c) => cmd::fleet::run(c),
         Command::Sensor(c) => cmd::sensor::run(c),
         Command::Proxy(c) => cmd::proxy::run(c),
         Command::Winproxy(c) => cmd::winproxy::run(c),

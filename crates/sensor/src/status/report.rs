@@ -233,6 +233,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
     fn busy() -> Report {
         let status = Status {
             route: Some("PROXY proxy.corp:3128".into()),
+            route_source: Some("explicit".into()),
             route_note: Some("PROXY down:3128 unreachable".into()),
             proxy_auth: Some("NTLM".into()),
             last_success: Some("2026-01-02T03:04:05Z".into()),

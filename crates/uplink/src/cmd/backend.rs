@@ -135,6 +135,16 @@ impl Store for AnyStore {
     async fn flush(&self) -> Result<(), StoreError> {
         each!(self, s => s.flush().await)
     }
+    async fn change_version(&self) -> Result<u64, StoreError> {
+        each!(self, s => s.change_version().await)
+    }
+    async fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<uplink_store::Change>, StoreError> {
+        each!(self, s => s.changes_since(after, limit).await)
+    }
     async fn ingest(
         &self,
         sensor_id: &str,
@@ -171,5 +181,56 @@ impl Store for AnyStore {
         out: tokio::sync::mpsc::Sender<StoredEvent>,
     ) -> Result<u64, StoreError> {
         each!(self, s => s.export(workspace, filter, out).await)
+    }
+
+    // Fleet health.
+    async fn record_report(
+        &self,
+        workspace: &str,
+        report: uplink_store::FleetReport,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.record_report(workspace, report).await)
+    }
+    async fn evaluate_fleet(
+        &self,
+        now_ms: i64,
+        policy: &uplink_store::FleetPolicy,
+        only: Option<(&str, &str)>,
+    ) -> Result<uplink_store::FleetEvaluation, StoreError> {
+        each!(self, s => s.evaluate_fleet(now_ms, policy, only).await)
+    }
+    async fn fleet_sensors(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::FleetSensor>, StoreError> {
+        each!(self, s => s.fleet_sensors(workspace).await)
+    }
+    async fn fleet_issues(&self, workspace: &str) -> Result<Vec<uplink_store::Issue>, StoreError> {
+        each!(self, s => s.fleet_issues(workspace).await)
+    }
+    async fn suppress_issue(
+        &self,
+        workspace: &str,
+        issue_id: &str,
+        suppression: Option<(i64, String, String)>,
+    ) -> Result<Option<uplink_store::Issue>, StoreError> {
+        each!(self, s => s.suppress_issue(workspace, issue_id, suppression).await)
+    }
+
+    async fn workspace_settings(&self, workspace: &str) -> Result<WorkspaceSettings, StoreError> {
+        each!(self, s => s.workspace_settings(workspace).await)
+    }
+    async fn set_workspace_settings(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> Result<WorkspaceSettings, StoreError> {
+        each!(self, s => s.set_workspace_settings(workspace, change).await)
+    }
+    async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
+        each!(self, s => s.delete_workspace(workspace).await)
+    }
+    async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
+        each!(self, s => s.prune(options).await)
     }
 }

@@ -4,6 +4,7 @@ pub mod allowlist;
 mod backend;
 pub mod check;
 pub mod events;
+pub mod fleet;
 pub mod generate;
 pub mod proxy;
 pub mod proxy_pac;

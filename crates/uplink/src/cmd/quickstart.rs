@@ -102,9 +102,10 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     println!("  service          listening on https://127.0.0.1:{port}");
 
     // 2. A workspace, created while the service runs (it picks it up without a restart).
-    let name = args.workspace.clone().unwrap_or_else(|| {
-        format!("quickstart-{}", hex::encode(rand::random::<[u8; 2]>()))
-    });
+    let name = args
+        .workspace
+        .clone()
+        .unwrap_or_else(|| format!("quickstart-{}", hex::encode(rand::random::<[u8; 2]>())));
     let created = uplink_service::admin::create_workspace(
         &store,
         &name,
@@ -139,7 +140,11 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
         name: Some("quickstart".into()),
         proxy_url: args.proxy.proxy_url.clone(),
         proxy_user: args.proxy.proxy_user.clone(),
-        proxy_password: args.proxy.proxy_password.clone().map(secrecy::SecretString::from),
+        proxy_password: args
+            .proxy
+            .proxy_password
+            .clone()
+            .map(secrecy::SecretString::from),
         proxy_ca: args.proxy.proxy_ca.clone(),
         ..Default::default()
     };

@@ -21,6 +21,11 @@ use uplink_store::Store;
 /// for it. Replicas given the same --database share everything. `GET /healthz` (any host, no
 /// client certificate) answers 200 while events can be stored, 503 while they cannot.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  uplink service --data-dir /var/lib/uplink-service --listen 0.0.0.0:8443\n  \
+uplink service --database 'postgres://uplink@/uplink?host=/run/postgresql' \\\n      \
+--master-key-file /etc/uplink-service/master.key --listen 0.0.0.0:443 --proxy-protocol"
+)]
 pub struct Args {
     #[command(flatten)]
     pub data: super::DataDir,
@@ -62,6 +67,31 @@ pub struct Args {
     /// retries. A 60 MB batch compressed with zstd costs about 120 MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub decode_budget_mib: usize,
+    /// Expect a PROXY protocol v2 header (HAProxy's send-proxy-v2) at the start of every
+    /// connection, and take its source address as the client's: in logs, the per-address cap
+    /// and the enrollment audit. A connection without one is closed and logged. Only for a
+    /// listener that nothing but the load balancer can reach (docs/scale-out.md).
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// How often to read the store's change log, so that workspaces created, changed or deleted
+    /// by another replica or command are served (or no longer served) here. A number and a unit
+    /// (ms, s, m).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_timeout)]
+    pub change_poll: Duration,
+    /// How often the fleet is evaluated: each sensor's state (online, late, disconnected,
+    /// inactive) and its health issues opened and closed (docs/fleet.md). With --database, one
+    /// replica evaluates each round. Reports update their sensor at once, whatever this is.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub fleet_evaluate_every: Duration,
+    /// Time added to a sensor's own heartbeat interval before it counts as late. (When it is
+    /// disconnected is each workspace's setting: `uplink workspace set NAME --disconnected-after`.)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub fleet_online_buffer: Duration,
+    /// How often to remove events older than each workspace's retention (`uplink workspace set
+    /// NAME --retention-days N`), first after one interval. With --database one replica at a
+    /// time does it. A number and a unit (ms, s, m).
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_timeout)]
+    pub retention_interval: Duration,
 }
 
 /// `500ms`, `30s`, `2m`.
@@ -151,6 +181,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let config = Config {
             client_validity: args.client_cert_validity,
+            change_poll: args.change_poll,
+            proxy_protocol: args.proxy_protocol,
             limits: uplink_service::Limits {
                 body_idle_timeout: args.body_idle_timeout,
                 request_timeout: args.request_timeout,
@@ -159,6 +191,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 stall_grace: args.stall_grace,
                 decode_budget: args.decode_budget_mib.max(1).saturating_mul(1 << 20),
                 ..uplink_service::Limits::default()
+            },
+            fleet: uplink_service::fleet::FleetConfig {
+                every: args.fleet_evaluate_every,
+                policy: uplink_store::FleetPolicy {
+                    // Whole seconds, at least one.
+                    online_buffer_secs: args.fleet_online_buffer.as_secs().max(1),
+                    ..uplink_store::FleetPolicy::default()
+                },
             },
         };
         let service = Service::new(store.clone(), config).await?;
@@ -185,12 +225,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             writeln!(out, "listening on https://{local}")?;
             out.flush()?;
         }
-        tracing::info!(%local, store = %args.data.describe(), max_connections, open_file_limit = ?fds, "service started");
+        tracing::info!(%local, store = %args.data.describe(), max_connections, open_file_limit = ?fds, proxy_protocol = args.proxy_protocol, "service started");
+        let retention = tokio::spawn(uplink_store::retention::retention_loop(
+            store.clone(),
+            args.retention_interval,
+            std::future::pending(),
+        ));
         if !signalled {
             service
                 .serve(listener, shutdown, Duration::from_secs(10))
                 .await?;
         }
+        retention.abort();
         if let Err(e) = store.flush().await {
             tracing::warn!(error = %e, "writing sensors' last-seen times at shutdown failed");
         }

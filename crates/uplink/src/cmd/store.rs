@@ -35,6 +35,27 @@ pub enum Command {
     /// usually an empty one. Needs the master key of the store that was backed up
     /// (--master-key-file). Safe to interrupt and run again: nothing is stored twice.
     Restore(RestoreArgs),
+    /// Remove the events older than each workspace's retention (`uplink workspace set NAME
+    /// --retention-days N`; 30 by default) now, as the service does periodically.
+    ///
+    /// Removes in bounded chunks (ingest goes on meanwhile); with PostgreSQL, whole day
+    /// partitions are dropped once past every workspace's retention. With PostgreSQL only one
+    /// process prunes at a time: if another is pruning, this one says so and exits 0. A sensor
+    /// retrying an event that was removed is answered as for a duplicate: it is not stored again.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Print JSON: {"workspaces": [{"workspace", "retention_days", "cutoff_ms", "events"}],
+    /// "partitions_dropped": [...], "skipped": null or why, "total"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Events removed per transaction.
+    #[arg(long, value_name = "N", default_value_t = uplink_store::retention::DEFAULT_CHUNK, hide = true)]
+    pub chunk: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,7 +116,39 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate(a) => rt.block_on(migrate(a)),
         Command::Backup(a) => rt.block_on(backup(a)),
         Command::Restore(a) => rt.block_on(restore(a)),
+        Command::Prune(a) => rt.block_on(prune(a)),
     }
+}
+
+async fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let options = uplink_store::PruneOptions {
+        chunk: a.chunk.max(1),
+        ..uplink_store::PruneOptions::now()
+    };
+    let report = store.prune(options).await?;
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["total"] = report.total().into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if let Some(why) = &report.skipped {
+        println!("nothing done: {why}");
+    } else {
+        for w in &report.workspaces {
+            println!(
+                "{:<30} {} events removed (older than {} days, before {})",
+                w.workspace,
+                w.events,
+                w.retention_days,
+                uplink_store::rfc3339_ms(w.cutoff_ms)
+            );
+        }
+        for p in &report.partitions_dropped {
+            println!("dropped partition {p}");
+        }
+        println!("{} events removed", report.total());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -215,6 +268,15 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "workspace {name}: created")?
             }
         }
+        let settings = src.workspace_settings(&name).await?;
+        dst.set_workspace_settings(
+            &name,
+            uplink_store::SettingsChange {
+                retention_days: Some(settings.retention_days),
+                disconnected_after_secs: Some(settings.disconnected_after_secs),
+            },
+        )
+        .await?;
         let stats = src.stats(&name).await?;
         for s in &stats.sensors {
             dst.import_sensor(s.clone()).await?;

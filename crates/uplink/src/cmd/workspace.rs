@@ -21,6 +21,65 @@ pub enum Command {
     /// Write a workspace's enrollment bundle again (0600), from the store: any replica's host
     /// can, since the access key is kept in the store (sealed under the master key).
     Bundle(BundleArgs),
+    /// Change a workspace's settings (the others keep their values); prints them all.
+    ///
+    /// Exit codes: 0 changed; 1 the store failed or has no such workspace; 2 bad usage (a value
+    /// out of range or not understood, or nothing to change).
+    Set(SetArgs),
+    /// Show a workspace's settings; secrets only as whether they are set.
+    Show(ShowArgs),
+    /// Delete a workspace and all its data: sensors, events, counters, settings. Cannot be
+    /// undone (take a backup first: `uplink store backup`).
+    ///
+    /// Without --yes nothing is deleted (exit 2). A running service stops serving the
+    /// workspace once it asks the store again (at the latest when restarted).
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Keep events this many days (1 to 36500); older ones are removed by the service's
+    /// retention and `uplink store prune`. Default for new workspaces: 30.
+    #[arg(long, value_name = "N")]
+    pub retention_days: Option<u32>,
+    /// A sensor not heard from for this long counts as disconnected: a number and a unit
+    /// (s, m, h, d), 10s to 30d, e.g. 90s, 10m, 2h. Default for new workspaces: 10m.
+    #[arg(long, value_name = "DURATION", value_parser = uplink_store::retention::parse_duration_secs)]
+    pub disconnected_after: Option<u64>,
+    /// Print JSON, as `workspace show --json`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Print JSON: {"workspace", "domain", "public_port", "sensor_url", "ca_sha256",
+    /// "created_at", "retention_days", "disconnected_after_secs", "ca_key_set",
+    /// "access_key_set"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Really delete it (required).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print JSON: {"workspace", "sensors", "events"} (what was removed).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +145,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::List(a) => list(a).await,
             Command::Stats(a) => stats(a).await,
             Command::Bundle(a) => bundle(a).await,
+            Command::Set(a) => set(a).await,
+            Command::Show(a) => show(a).await,
+            Command::Delete(a) => delete(a).await,
         }
     })
 }
@@ -208,6 +270,107 @@ async fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "never".into());
             println!("  sensor {} ({}) last seen {seen}", s.sensor_id, s.name);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code 2 with a message on stderr: the command was used wrongly.
+fn usage(message: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(2))
+}
+
+async fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
+    let change = uplink_store::SettingsChange {
+        retention_days: a.retention_days,
+        disconnected_after_secs: a.disconnected_after,
+    };
+    if change == uplink_store::SettingsChange::default() {
+        return usage(
+            "nothing to change: give --retention-days N and/or --disconnected-after DURATION",
+        );
+    }
+    // Out-of-range values are bad usage, refused before the store is opened.
+    if let Err(e) = change.validate() {
+        return usage(&e.to_string());
+    }
+    let store = a.data.open(false).await?;
+    let name = a.name.to_ascii_lowercase();
+    store.set_workspace_settings(&name, change).await?;
+    print_settings(&store, &name, a.json).await
+}
+
+async fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    print_settings(&store, &a.name.to_ascii_lowercase(), a.json).await
+}
+
+async fn print_settings(
+    store: &super::backend::AnyStore,
+    name: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let w = store
+        .workspace(name)
+        .await?
+        .ok_or_else(|| uplink_store::StoreError::NoSuchWorkspace(name.to_owned()))?;
+    let settings = store.workspace_settings(name).await?;
+    let host = uplink_protocol::names::sensor_host(&w.name, &w.domain);
+    let value = serde_json::json!({
+        "workspace": w.name,
+        "domain": w.domain,
+        "public_port": w.public_port,
+        "sensor_url": uplink_service::admin::url_for(&host, w.public_port),
+        "ca_sha256": w.ca_sha256,
+        "created_at": uplink_store::rfc3339_ms(w.created_at),
+        "retention_days": settings.retention_days,
+        "disconnected_after_secs": settings.disconnected_after_secs,
+        "ca_key_set": !w.ca_key_pem.is_empty(),
+        "access_key_set": w.access_key.is_some(),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("workspace               {}", w.name);
+        println!(
+            "sensor URL              {}",
+            value["sensor_url"].as_str().unwrap_or_default()
+        );
+        println!("domain                  {}", w.domain);
+        println!("public port             {}", w.public_port);
+        println!("CA SHA-256              {}", w.ca_sha256);
+        println!(
+            "created                 {}",
+            value["created_at"].as_str().unwrap_or_default()
+        );
+        println!("retention               {} days", settings.retention_days);
+        println!(
+            "disconnected after      {}s",
+            settings.disconnected_after_secs
+        );
+        println!("CA key set              {}", !w.ca_key_pem.is_empty());
+        println!("access key set          {}", w.access_key.is_some());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(a: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let name = a.name.to_ascii_lowercase();
+    if !a.yes {
+        return usage(&format!(
+            "deleting workspace {name:?} removes its sensors and all their events for good: add --yes to do it (take `uplink store backup` first if in doubt); nothing was deleted"
+        ));
+    }
+    let store = a.data.open(false).await?;
+    let deleted = store.delete_workspace(&name).await?;
+    if a.json {
+        let v = serde_json::json!({"workspace": name, "sensors": deleted.sensors, "events": deleted.events});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "deleted workspace {name}: {} sensors, {} events",
+            deleted.sensors, deleted.events
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,11 +12,10 @@
 use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use support::daemon::Daemon;
+use support::confined::Confined;
 use support::*;
 
 const UNIT: &str = "/etc/systemd/system/uplink-sensor.service";
@@ -24,90 +23,31 @@ const WANTS: &str = "/etc/systemd/system/multi-user.target.wants/uplink-sensor.s
 /// The dedicated user given to the namespace (uid and gid; no such id needs to exist on the host).
 const UPLINK_ID: u32 = 4242;
 
-/// A mount namespace with /etc and /var/lib as overlays whose upper layers are in `dir`.
-struct Confined {
-    holder: Daemon,
-}
-
-impl Confined {
-    fn new(dir: &Path) -> Confined {
-        for p in ["unshare", "nsenter", "mount", "setpriv"] {
-            require(p);
+/// Adds the `uplink` user and group to the namespace's /etc/passwd and /etc/group (the
+/// overlay takes the write), and `uplink` to the `systemd-journal` group when it exists.
+fn add_uplink_user(ns: &Confined) {
+    let passwd = ns.path("/etc/passwd");
+    let mut text = std::fs::read_to_string(&passwd).unwrap();
+    text.push_str(&format!(
+        "uplink:x:{UPLINK_ID}:{UPLINK_ID}:uplink sensor:/nonexistent:/usr/sbin/nologin\n"
+    ));
+    std::fs::write(&passwd, text).unwrap();
+    let group = ns.path("/etc/group");
+    let text = std::fs::read_to_string(&group).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(line);
+        if line.starts_with("systemd-journal:") {
+            out.push_str(if line.ends_with(':') {
+                "uplink"
+            } else {
+                ",uplink"
+            });
         }
-        let mut mounts = String::from("set -e\n");
-        for (name, target) in [("etc", "/etc"), ("varlib", "/var/lib")] {
-            let upper = dir.join(format!("{name}-upper"));
-            let work = dir.join(format!("{name}-work"));
-            std::fs::create_dir_all(&upper).unwrap();
-            std::fs::create_dir_all(&work).unwrap();
-            mounts.push_str(&format!(
-                "mount -t overlay uplink-test -o lowerdir={target},upperdir={},workdir={} {target}\n",
-                upper.display(),
-                work.display()
-            ));
-        }
-        mounts.push_str("echo namespace ready\nexec sleep infinity\n");
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private", "sh", "-c", &mounts]);
-        let holder = Daemon::spawn("the install namespace (unshare)", cmd);
-        holder.expect("namespace ready", Duration::from_secs(20));
-        Confined { holder }
+        out.push('\n');
     }
-
-    /// `program ARGS` inside the namespace.
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.pid()))
-            .arg("--")
-            .arg(program)
-            .args(args);
-        scrub_proxy_env(&mut c);
-        c
-    }
-
-    /// `uplink ARGS` inside the namespace, as root or (`as_user`) as the `uplink` user with its
-    /// groups, as systemd would start it.
-    fn uplink(&self, args: &[&str], as_user: bool) -> Command {
-        if as_user {
-            let mut all = vec!["--reuid=uplink", "--regid=uplink", "--init-groups", UPLINK];
-            all.extend_from_slice(args);
-            self.command("setpriv", &all)
-        } else {
-            self.command(UPLINK, args)
-        }
-    }
-
-    /// A path inside the namespace, seen from the host.
-    fn path(&self, inside: &str) -> PathBuf {
-        Path::new(&format!("/proc/{}/root", self.holder.pid())).join(inside.trim_start_matches('/'))
-    }
-
-    /// Adds the `uplink` user and group to the namespace's /etc/passwd and /etc/group (the
-    /// overlay takes the write), and `uplink` to the `systemd-journal` group when it exists.
-    fn add_uplink_user(&self) {
-        let passwd = self.path("/etc/passwd");
-        let mut text = std::fs::read_to_string(&passwd).unwrap();
-        text.push_str(&format!(
-            "uplink:x:{UPLINK_ID}:{UPLINK_ID}:uplink sensor:/nonexistent:/usr/sbin/nologin\n"
-        ));
-        std::fs::write(&passwd, text).unwrap();
-        let group = self.path("/etc/group");
-        let text = std::fs::read_to_string(&group).unwrap();
-        let mut out = String::new();
-        for line in text.lines() {
-            out.push_str(line);
-            if line.starts_with("systemd-journal:") {
-                out.push_str(if line.ends_with(':') {
-                    "uplink"
-                } else {
-                    ",uplink"
-                });
-            }
-            out.push('\n');
-        }
-        out.push_str(&format!("uplink:x:{UPLINK_ID}:\n"));
-        std::fs::write(&group, out).unwrap();
-    }
+    out.push_str(&format!("uplink:x:{UPLINK_ID}:\n"));
+    std::fs::write(&group, out).unwrap();
 }
 
 fn run(mut cmd: Command, what: &str) -> String {
@@ -151,7 +91,7 @@ fn install_with_default_paths(dedicated_user: bool) {
     let ws = create_workspace(&data, "defaultpaths", svc.port);
     let ns = Confined::new(dir.path());
     if dedicated_user {
-        ns.add_uplink_user();
+        add_uplink_user(&ns);
     }
     let journal_group = std::fs::read_to_string(ns.path("/etc/group"))
         .unwrap()

@@ -13,13 +13,13 @@ use crate::support::sensor::{assert_n_exactly_once, Row, Sensor};
 use crate::support::*;
 
 /// A database for the commands: its URL and the master key file.
-struct Db {
-    url: String,
-    key: String,
+pub(crate) struct Db {
+    pub(crate) url: String,
+    pub(crate) key: String,
 }
 
 impl Db {
-    fn new(cluster: &Cluster, dir: &Path) -> Db {
+    pub(crate) fn new(cluster: &Cluster, dir: &Path) -> Db {
         Db {
             url: cluster.url("uplink"),
             key: dir.join("master.key").to_str().unwrap().to_owned(),
@@ -27,21 +27,27 @@ impl Db {
     }
 
     /// `--database URL --master-key-file FILE`.
-    fn args(&self) -> [&str; 4] {
+    pub(crate) fn args(&self) -> [&str; 4] {
         ["--database", &self.url, "--master-key-file", &self.key]
     }
 }
 
 /// `uplink service` on PostgreSQL (the URL in `UPLINK_DATABASE_URL`), killed on drop.
-struct PgService {
+pub(crate) struct PgService {
     child: Option<Child>,
-    port: u16,
+    pub(crate) port: u16,
     log: Arc<Mutex<String>>,
 }
 
 impl PgService {
     fn start(db: &Db, listen: &str) -> PgService {
+        Self::start_with(db, listen, &[])
+    }
+
+    /// With more service flags.
+    pub(crate) fn start_with(db: &Db, listen: &str, extra: &[&str]) -> PgService {
         let mut cmd = uplink_cmd(&["service", "--listen", listen, "--log-level", "debug"]);
+        cmd.args(extra);
         cmd.env("UPLINK_DATABASE_URL", &db.url)
             .env("UPLINK_MASTER_KEY_FILE", &db.key)
             .env_remove("UPLINK_DATA_DIR");
@@ -60,7 +66,7 @@ impl PgService {
         child.wait().unwrap();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -75,7 +81,7 @@ impl Drop for PgService {
 }
 
 /// `uplink workspace create NAME --database URL --bundle-out DIR/NAME.json --json`, as a [`Ws`].
-fn create_workspace_pg(db: &Db, dir: &Path, name: &str, port: u16) -> Ws {
+pub(crate) fn create_workspace_pg(db: &Db, dir: &Path, name: &str, port: u16) -> Ws {
     let bundle = dir.join(format!("{name}.json"));
     let [a, b, c, d] = db.args();
     let out = ok(
@@ -114,7 +120,7 @@ fn create_workspace_pg(db: &Db, dir: &Path, name: &str, port: u16) -> Ws {
     }
 }
 
-fn stats(db: &Db, ws: &str) -> serde_json::Value {
+pub(crate) fn stats(db: &Db, ws: &str) -> serde_json::Value {
     let [a, b, c, d] = db.args();
     let out = ok(
         uplink(&["workspace", "stats", ws, a, b, c, d, "--json"]),
@@ -123,13 +129,13 @@ fn stats(db: &Db, ws: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
-fn kind_count(db: &Db, ws: &str, kind: &str) -> u64 {
+pub(crate) fn kind_count(db: &Db, ws: &str, kind: &str) -> u64 {
     stats(db, ws)["events"]["by_kind"][kind]
         .as_u64()
         .unwrap_or(0)
 }
 
-fn export(db: &Db, ws: &str) -> Vec<Row> {
+pub(crate) fn export(db: &Db, ws: &str) -> Vec<Row> {
     let [a, b, c, d] = db.args();
     let out = ok(
         uplink(&["events", "export", ws, a, b, c, d]),

@@ -448,7 +448,13 @@ fn sigterm_stops_the_service_cleanly() {
     let status = wait_exit(svc.take(), Duration::from_secs(15))
         .expect("service did not stop within 15 s of SIGTERM");
     assert!(status.success(), "exit status {status}: {}", svc.log());
-    assert!(svc.log().contains("service stopped"), "{}", svc.log());
+    // The reader thread takes the last line off the pipe after the process has ended.
+    poll_until(
+        "the service's last log line",
+        10,
+        || svc.log().contains("service stopped"),
+        || svc.log(),
+    );
 }
 
 #[test]

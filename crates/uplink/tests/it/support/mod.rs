@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod check;
+pub mod confined;
 pub mod daemon;
 pub mod dhcp;
+pub mod haproxy;
 pub mod http;
 pub mod journald;
 pub mod kdc;

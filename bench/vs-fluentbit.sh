@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Side by side with the peer: Fluent Bit 5.1.1 (../shared/peers/fluent-bit) and the uplink sensor
+# each tail the same file of N lines (default 1,000,000) of 298 bytes and ship it through the
+# same Squid (CONNECT) over HTTPS, in the same run:
+#   fluent-bit (memory buffering)      tail -> out_http json_lines -> Squid -> receiver.py (counts)
+#   fluent-bit (filesystem, sync full) the same with durable buffering
+#   uplink sensor run                  file source -> durable queue -> Squid -> uplink service -> SQLite
+# receiver.py stores nothing; the uplink service commits every event, so it does strictly more.
+# Prints per shipper: events/s (lines / (last line received - start)), CPU µs per event (user +
+# sys of the shipper's process), peak RSS; the uplink service's CPU µs per event; and the ratios
+# uplink / Fluent Bit. Figures, not pass/fail. Counted by kind: the sensor's own heartbeat and
+# inventory are not lines of the file.
+# Usage: bench/vs-fluentbit.sh [N] [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-1000000}
+runs=${2:-1}
+peer=$(cd .. && pwd)/shared/peers/fluent-bit
+[ -x "$peer/fluent-bit" ] || { echo "bench/vs-fluentbit.sh: no Fluent Bit at $peer (../shared/peers/fluent-bit)"; exit 2; }
+for p in squid openssl python3 /usr/bin/time; do command -v "$p" >/dev/null || { echo "bench/vs-fluentbit.sh: $p is missing (apt-get install squid openssl python3 time)"; exit 2; }; done
+
+cargo build --release --quiet -p uplink
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/uplink
+tmp=$(mktemp -d)
+chmod 777 "$tmp"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+tck=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+now() { date +%s.%N; }
+
+# The input: N NDJSON lines of exactly 298 bytes (newline included).
+python3 - "$n" >"$tmp/input.log" <<'PY'
+import sys
+n = int(sys.argv[1])
+out = sys.stdout
+for i in range(n):
+    head = '{"host":"dc01.contoso.com","user":"CONTOSO\\\\user%d","src_ip":"10.1.%d.%d","event_id":4624,"n":%d,"msg":"' % (i % 5000, (i >> 8) & 255, i & 255, i)
+    out.write(head + "x" * (298 - len(head) - 3) + '"}\n')
+PY
+
+# Squid, CONNECT only, the names of both receivers mapped to loopback.
+sport=$(free_port)
+printf '127.0.0.1 benchsensorapi.uplink.localhost\n127.0.0.1 localhost\n' >"$tmp/hosts"
+cat >"$tmp/squid.conf" <<CONF
+http_port 127.0.0.1:$sport
+pid_filename $tmp/squid.pid
+cache_log $tmp/cache.log
+access_log none
+cache deny all
+cache_mem 8 MB
+hosts_file $tmp/hosts
+shutdown_lifetime 0 seconds
+dns_nameservers 127.0.0.1
+acl CONNECT method CONNECT
+http_access allow CONNECT
+http_access deny all
+CONF
+squid -N -n "uplinkbench$sport" -f "$tmp/squid.conf" 2>"$tmp/squid.err" &
+pids+=($!)
+for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null && break; sleep 0.05; done
+
+# Fluent Bit's receiver: a certificate for localhost.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost -keyout "$tmp/recv.key" -out "$tmp/recv.pem" 2>/dev/null
+
+# One Fluent Bit run: prints "events_per_s cpu_us peak_mib".
+fluentbit() {
+  local mode=$1 rport conf store
+  rport=$(free_port)
+  python3 "$peer/receiver.py" "$rport" "$tmp/recv.pem" "$tmp/recv.key" >"$tmp/recv.out" 2>&1 &
+  local rpid=$!
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
+  conf="$tmp/fb-$mode.conf"
+  sed -e "s|@FILE@|$tmp/input.log|" -e "s|@PORT@|$rport|" -e "s|@CA@|$tmp/recv.pem|" "$peer/tail-http.conf" >"$conf"
+  if [ "$mode" = filesystem ]; then
+    store="$tmp/fb-store"; rm -rf "$store"; mkdir -p "$store"
+    python3 - "$conf" "$store" <<'PY'
+import sys
+p, store = sys.argv[1], sys.argv[2]
+s = open(p).read()
+s = s.replace("\n[SERVICE]\n", f"\n[SERVICE]\n    storage.path {store}\n    storage.sync full\n", 1)
+s = s.replace("    Name tail\n", "    Name tail\n    storage.type filesystem\n", 1)
+open(p, "w").write(s)
+PY
+  fi
+  local start end
+  start=$(now)
+  HTTP_PROXY="http://127.0.0.1:$sport" /usr/bin/time -f "%U %S %M" -o "$tmp/fb.time" "$peer/fluent-bit" -c "$conf" >"$tmp/fb.out" 2>&1 &
+  local tpid=$!
+  local got=0 deadline=$((SECONDS + 600))
+  while :; do
+    got=$(python3 - "$rport" <<'PY'
+import json, ssl, sys, urllib.request
+ctx = ssl._create_unverified_context()
+try:
+    print(json.load(urllib.request.urlopen(f"https://127.0.0.1:{sys.argv[1]}/stats", context=ctx, timeout=5))["lines"])
+except Exception:
+    print(0)
+PY
+)
+    [ "$got" -ge "$n" ] && break
+    [ $SECONDS -lt $deadline ] || { echo "fluent-bit ($mode): only $got of $n lines within 600 s" >&2; break; }
+    sleep 0.1
+  done
+  end=$(now)
+  pkill -TERM -P "$tpid" fluent-bit 2>/dev/null || true
+  wait "$tpid" 2>/dev/null || true
+  kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true
+  read -r u s m <"$tmp/fb.time"
+  python3 -c "import sys; n,st,en,u,s,m=map(float,sys.argv[1:]); print(f'{n/(en-st):.0f} {(u+s)*1e6/n:.2f} {m/1024:.1f}')" "$got" "$start" "$end" "$u" "$s" "$m"
+}
+
+# One uplink run: a fresh service and sensor; prints "events_per_s cpu_us peak_mib service_cpu_us".
+uplink_run() {
+  local d="$tmp/uplink" port
+  rm -rf "$d"; mkdir -p "$d/service"
+  "$bin" service --data-dir "$d/service" --listen 127.0.0.1:0 --log-level warn >"$d/service.out" 2>"$d/service.err" &
+  local spid=$!
+  pids+=($spid)
+  for _ in $(seq 200); do grep -q listening "$d/service.out" 2>/dev/null && break; sleep 0.05; done
+  port=$(sed -n 's/.*127.0.0.1:\([0-9]*\)$/\1/p' "$d/service.out")
+  "$bin" workspace create bench --data-dir "$d/service" --public-port "$port" >/dev/null
+  "$bin" sensor install --bundle "$d/service/bundles/bench.json" --config-dir "$d/sensor" \
+    --proxy-url "http://127.0.0.1:$sport" --quiet >/dev/null
+  printf '\n[[sources.files]]\npaths = ["%s"]\n' "$tmp/input.log" >>"$d/sensor/sensor.toml"
+  local before start end got deadline=$((SECONDS + 600))
+  before=$(ticks "$spid")
+  start=$(now)
+  /usr/bin/time -f "%U %S %M" -o "$d/sensor.time" "$bin" sensor run --config-dir "$d/sensor" --log-level warn 2>"$d/sensor.err" &
+  local tpid=$!
+  while :; do
+    got=$("$bin" workspace stats bench --data-dir "$d/service" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"]["by_kind"].get("log", 0))')
+    [ "$got" -ge "$n" ] && break
+    [ $SECONDS -lt $deadline ] || { echo "uplink: only $got of $n lines within 600 s" >&2; break; }
+    sleep 0.1
+  done
+  end=$(now)
+  local after; after=$(ticks "$spid")
+  pkill -TERM -P "$tpid" uplink 2>/dev/null || true
+  wait "$tpid" 2>/dev/null || true
+  kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+  read -r u s m <"$d/sensor.time"
+  python3 -c "import sys; n,st,en,u,s,m,b,a,t=map(float,sys.argv[1:]); print(f'{n/(en-st):.0f} {(u+s)*1e6/n:.2f} {m/1024:.1f} {(a-b)/t*1e6/n:.2f}')" "$got" "$start" "$end" "$u" "$s" "$m" "$before" "$after" "$tck"
+}
+
+echo "$n lines of 298 B, tail -> Squid CONNECT -> HTTPS, $(nproc) cores, $runs run(s)"
+printf '%-34s %12s %14s %10s %16s\n' shipper events/s "CPU us/event" "peak MiB" "service us/ev"
+for r in $(seq "$runs"); do
+  read -r fm_eps fm_cpu fm_rss < <(fluentbit memory)
+  read -r ff_eps ff_cpu ff_rss < <(fluentbit filesystem)
+  read -r up_eps up_cpu up_rss up_svc < <(uplink_run)
+  printf '%-34s %12s %14s %10s %16s\n' "fluent-bit, memory buffering" "$fm_eps" "$fm_cpu" "$fm_rss" "-"
+  printf '%-34s %12s %14s %10s %16s\n' "fluent-bit, filesystem buffering" "$ff_eps" "$ff_cpu" "$ff_rss" "-"
+  printf '%-34s %12s %14s %10s %16s\n' "uplink sensor -> service (SQLite)" "$up_eps" "$up_cpu" "$up_rss" "$up_svc"
+  python3 -c "import sys; a,b,c,d=map(float,sys.argv[1:]); print(f'  run {sys.argv[5] if len(sys.argv)>5 else \"\"}ratios: events/s {a/b:.2f}x memory-buffered Fluent Bit; sensor CPU/event {c/d:.2f}x')" "$up_eps" "$fm_eps" "$up_cpu" "$fm_cpu"
+done

@@ -1,0 +1,516 @@
+//! Day partitions of `events`, retention, workspace settings and deletion, in PostgreSQL.
+//!
+//! Partitions: `events_pDAY` holds the events received on UTC day DAY (days since the epoch);
+//! `events_legacy` holds those stored before schema version 3, up to `events_legacy_until`
+//! (in `uplink_meta`). A process creates the partition of a day the first time it stores an
+//! event of that day (and tomorrow's ahead, at connect and at each prune), remembering which
+//! exist; an insert that finds none (another process dropped it) forgets and tries again.
+//!
+//! Prune, under a session advisory lock ([`RETENTION_LOCK`]) so that one replica at a time
+//! works and the others return at once:
+//! 1. every partition wholly older than every workspace's cutoff is dropped whole: its counts
+//!    and highest seqs are read under a SHARE lock on that partition only (ingest, which writes
+//!    today's, goes on), then, under a short ACCESS EXCLUSIVE lock on `events`, the counters go
+//!    down, the watermarks up, and the partition is dropped;
+//! 2. for each workspace, what is still older than its own cutoff (a shorter retention than
+//!    another workspace's, or the rest of a partition) is deleted in chunks, one transaction
+//!    each, the sensor's row locked FOR UPDATE so the watermark and the deletion are seen
+//!    together by ingest (which reads the watermark FOR KEY SHARE);
+//! 3. `seen` rows at or below a sensor's watermark are no longer needed and are deleted in
+//!    chunks.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::error::SqlState;
+use uplink_store::retention::{cutoff, DAY_MS};
+use uplink_store::*;
+
+use crate::{lock, PostgresStore};
+
+/// The advisory lock retention runs under ("uplink" in ASCII, then 3).
+pub const RETENTION_LOCK: i64 = 0x75_70_6c_69_6e_6b_00_03;
+
+/// The name of a day's partition.
+pub fn partition_name(day: i64) -> String {
+    format!("events_p{day}")
+}
+
+/// The end (exclusive, Unix milliseconds) of a partition named by this module: `None` for a
+/// name it did not make. `legacy_until` is where `events_legacy` ends. Pure.
+pub fn partition_end(name: &str, legacy_until: Option<i64>) -> Option<i64> {
+    if name == "events_legacy" {
+        return legacy_until;
+    }
+    let day: i64 = name.strip_prefix("events_p")?.parse().ok()?;
+    day.checked_add(1)?.checked_mul(DAY_MS)
+}
+
+/// Whether an insert failed because no partition takes its row.
+pub fn no_partition(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::CHECK_VIOLATION)
+        && e.as_db_error()
+            .is_some_and(|d| d.message().contains("no partition"))
+}
+
+impl PostgresStore {
+    /// Reads where the legacy partition ends, and makes today's and tomorrow's partitions.
+    pub(crate) async fn load_partitions(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let until = client
+            .query_opt(
+                "SELECT value FROM uplink_meta WHERE key = 'events_legacy_until'",
+                &[],
+            )
+            .await
+            .map_err(self.err())?
+            .and_then(|r| r.get::<_, String>(0).parse::<i64>().ok());
+        *lock(&self.inner.legacy_until) = until;
+        let today = retention::day_of(now_ms());
+        self.ensure_days(&client, [today, today + 1]).await
+    }
+
+    /// Forgets which partitions exist (another process dropped one).
+    pub(crate) fn forget_partitions(&self) {
+        lock(&self.inner.days).clear();
+        // Re-read at the next ensure: the legacy partition may be gone too.
+        *lock(&self.inner.legacy_until) = None;
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.load_partitions().await {
+                tracing::warn!(error = %e, "reloading the event partitions failed");
+            }
+        });
+    }
+
+    /// Makes sure a partition takes events of each of these days.
+    pub(crate) async fn ensure_days(
+        &self,
+        client: &deadpool_postgres::Object,
+        days: impl IntoIterator<Item = i64>,
+    ) -> Result<(), StoreError> {
+        let missing: Vec<i64> = {
+            let known = lock(&self.inner.days);
+            let legacy = *lock(&self.inner.legacy_until);
+            let mut v: Vec<i64> = days
+                .into_iter()
+                .filter(|d| !known.contains(d))
+                .filter(|d| legacy.is_none_or(|until| d.saturating_mul(DAY_MS) >= until))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        for day in missing {
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ({}) TO ({})",
+                partition_name(day),
+                day * DAY_MS,
+                (day + 1) * DAY_MS
+            );
+            match client.batch_execute(&sql).await {
+                Ok(()) => {}
+                // Another process made it at the same moment.
+                Err(e)
+                    if e.code() == Some(&SqlState::DUPLICATE_TABLE)
+                        || e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+                Err(e) => return Err(self.err()(e)),
+            }
+            lock(&self.inner.days).insert(day);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn workspace_settings_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<WorkspaceSettings, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT retention_days, disconnected_after_secs FROM workspaces WHERE name = $1",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .ok_or_else(|| StoreError::NoSuchWorkspace(workspace.to_owned()))?;
+        Ok(WorkspaceSettings {
+            retention_days: row.get::<_, i32>(0) as u32,
+            disconnected_after_secs: row.get::<_, i64>(1) as u64,
+        })
+    }
+
+    pub(crate) async fn set_workspace_settings_pg(
+        &self,
+        workspace: &str,
+        change: SettingsChange,
+    ) -> Result<WorkspaceSettings, StoreError> {
+        change.validate()?;
+        let client = self.client().await?;
+        let days = change.retention_days.map(|d| d as i32);
+        let secs = change.disconnected_after_secs.map(|s| s as i64);
+        let n = client
+            .execute(
+                "UPDATE workspaces SET retention_days = COALESCE($2, retention_days),
+                 disconnected_after_secs = COALESCE($3, disconnected_after_secs) WHERE name = $1",
+                &[&workspace, &days, &secs],
+            )
+            .await
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
+        }
+        drop(client);
+        self.workspace_settings_pg(workspace).await
+    }
+
+    /// One transaction: the workspace, its sensors, their events, `seen` rows and counters.
+    pub(crate) async fn delete_workspace_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<DeletedWorkspace, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        if found.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
+        }
+        // FOR UPDATE: ingest of these sensors (FOR KEY SHARE) finishes first, or waits and then
+        // finds them gone.
+        let ids: Vec<i64> = tx
+            .query(
+                "SELECT id FROM sensors WHERE workspace = $1 ORDER BY id FOR UPDATE",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let events = tx
+            .execute("DELETE FROM events WHERE sensor = ANY($1)", &[&ids])
+            .await
+            .map_err(self.err())?;
+        for sql in [
+            "DELETE FROM seen WHERE sensor = ANY($1)",
+            "DELETE FROM kind_counts WHERE sensor = ANY($1)",
+            "DELETE FROM sensors WHERE id = ANY($1)",
+        ] {
+            tx.execute(sql, &[&ids]).await.map_err(self.err())?;
+        }
+        // Its fleet view (docs/fleet.md).
+        for sql in [
+            "DELETE FROM fleet_outages WHERE sensor_id IN (SELECT sensor_id FROM sensors WHERE workspace = $1)",
+            "DELETE FROM fleet_sensors WHERE workspace = $1",
+            "DELETE FROM fleet_issues WHERE workspace = $1",
+        ] {
+            tx.execute(sql, &[&workspace]).await.map_err(self.err())?;
+        }
+        tx.execute("DELETE FROM workspaces WHERE name = $1", &[&workspace])
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        lock(&self.inner.sensors).retain(|_, id| !ids.contains(id));
+        lock(&self.inner.seen).retain(|id, _| !ids.contains(id));
+        Ok(DeletedWorkspace {
+            sensors: ids.len() as u64,
+            events,
+        })
+    }
+
+    pub(crate) async fn prune_pg(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
+        let mut client = self.client().await?;
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK])
+            .await
+            .map_err(self.err())?
+            .get(0);
+        if !got {
+            return Ok(PruneReport {
+                skipped: Some(
+                    "another process is pruning this database right now (advisory lock held)"
+                        .into(),
+                ),
+                ..PruneReport::default()
+            });
+        }
+        let result = self.prune_locked(&mut client, options).await;
+        if client
+            .execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK])
+            .await
+            .is_err()
+        {
+            // Never hand a connection that may still hold the lock back to the pool.
+            drop(deadpool_postgres::Object::take(client));
+        }
+        result
+    }
+
+    async fn prune_locked(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        options: PruneOptions,
+    ) -> Result<PruneReport, StoreError> {
+        let today = retention::day_of(options.now_ms);
+        self.ensure_days(client, [today, today + 1]).await?;
+        let workspaces: Vec<(String, u32)> = client
+            .query(
+                "SELECT name, retention_days FROM workspaces ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i32>(1) as u32))
+            .collect();
+        let mut removed: BTreeMap<String, u64> = BTreeMap::new();
+        let mut report = PruneReport::default();
+        // 1. Whole partitions, once they are past every workspace's retention.
+        let oldest_cutoff = workspaces
+            .iter()
+            .map(|(_, d)| cutoff(options.now_ms, *d))
+            .min()
+            .unwrap_or(options.now_ms);
+        let names: Vec<String> = client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'events'::regclass ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let legacy = *lock(&self.inner.legacy_until);
+        for name in names {
+            let Some(end) = partition_end(&name, legacy) else {
+                continue;
+            };
+            if end > oldest_cutoff {
+                continue;
+            }
+            for (ws, n) in self.drop_partition(client, &name).await? {
+                *removed.entry(ws).or_default() += n;
+            }
+            report.partitions_dropped.push(name);
+        }
+        // 2. Chunks of what is older than each workspace's own cutoff.
+        for (ws, days) in &workspaces {
+            let before = cutoff(options.now_ms, *days);
+            let ids: Vec<i64> = client
+                .query(
+                    "SELECT id FROM sensors WHERE workspace = $1 ORDER BY id",
+                    &[ws],
+                )
+                .await
+                .map_err(self.err())?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for id in ids {
+                *removed.entry(ws.clone()).or_default() +=
+                    self.prune_sensor(client, id, before, options.chunk).await?;
+            }
+        }
+        // 3. `seen` rows below the watermarks.
+        self.clear_seen(client, options.chunk).await?;
+        report.workspaces = workspaces
+            .into_iter()
+            .map(|(workspace, days)| PrunedWorkspace {
+                events: removed.get(&workspace).copied().unwrap_or(0),
+                cutoff_ms: cutoff(options.now_ms, days),
+                retention_days: days,
+                workspace,
+            })
+            .collect();
+        Ok(report)
+    }
+
+    /// Drops one partition whole; returns the events it held per workspace.
+    async fn drop_partition(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        name: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = client.transaction().await.map_err(self.err())?;
+        // Writes to this (old) partition wait; ingest writes today's and goes on.
+        tx.batch_execute(&format!("LOCK TABLE {name} IN SHARE MODE"))
+            .await
+            .map_err(self.err())?;
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT e.sensor, s.workspace, e.kind, count(*)::bigint, max(e.seq)
+                     FROM {name} e JOIN sensors s ON s.id = e.sensor GROUP BY 1, 2, 3"
+                ),
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        let mut sensors = Vec::new();
+        let mut kinds = Vec::new();
+        let mut counts = Vec::new();
+        let mut highest = Vec::new();
+        let mut per_ws: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &rows {
+            sensors.push(r.get::<_, i64>(0));
+            kinds.push(r.get::<_, String>(2));
+            counts.push(r.get::<_, i64>(3));
+            highest.push(r.get::<_, i64>(4));
+            *per_ws.entry(r.get(1)).or_default() += r.get::<_, i64>(3) as u64;
+        }
+        // From here ingest waits (briefly): nothing is in flight that holds counters or rows
+        // this transaction updates, so no deadlock.
+        tx.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+            .await
+            .map_err(self.err())?;
+        tx.execute(
+            "UPDATE kind_counts k SET n = k.n - v.n
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[]) AS v (sensor, kind, n)
+             WHERE k.sensor = v.sensor AND k.kind = v.kind",
+            &[&sensors, &kinds, &counts],
+        )
+        .await
+        .map_err(self.err())?;
+        tx.execute(
+            "UPDATE sensors s SET pruned_through = GREATEST(COALESCE(s.pruned_through, -1), v.top)
+             FROM (SELECT sensor, max(top) AS top FROM UNNEST($1::bigint[], $2::bigint[]) AS u (sensor, top) GROUP BY sensor) v
+             WHERE s.id = v.sensor",
+            &[&sensors, &highest],
+        )
+        .await
+        .map_err(self.err())?;
+        tx.batch_execute(&format!("DROP TABLE {name}"))
+            .await
+            .map_err(self.err())?;
+        if name == "events_legacy" {
+            tx.execute(
+                "DELETE FROM uplink_meta WHERE key = 'events_legacy_until'",
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        }
+        tx.commit().await.map_err(self.err())?;
+        if name == "events_legacy" {
+            *lock(&self.inner.legacy_until) = None;
+        } else if let Some(day) = name
+            .strip_prefix("events_p")
+            .and_then(|d| d.parse::<i64>().ok())
+        {
+            lock(&self.inner.days).remove(&day);
+        }
+        Ok(per_ws.into_iter().collect())
+    }
+
+    /// Deletes a sensor's events received before `before`, `chunk` per transaction.
+    async fn prune_sensor(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        sensor: i64,
+        before: i64,
+        chunk: usize,
+    ) -> Result<u64, StoreError> {
+        let chunk = chunk.max(1);
+        let mut total = 0u64;
+        loop {
+            let tx = client.transaction().await.map_err(self.err())?;
+            // Ingest of this sensor waits for this chunk, or this chunk for it (see INSERT_EVENTS).
+            tx.execute("SELECT 1 FROM sensors WHERE id = $1 FOR UPDATE", &[&sensor])
+                .await
+                .map_err(self.err())?;
+            let n: i64 = tx
+                .query_one(
+                    "WITH doomed AS (
+                        SELECT seq, received_at FROM events WHERE sensor = $1 AND received_at < $2
+                        ORDER BY received_at LIMIT $3
+                    ), del AS (
+                        DELETE FROM events e USING doomed d
+                        WHERE e.sensor = $1 AND e.seq = d.seq AND e.received_at = d.received_at
+                        RETURNING e.kind, e.seq
+                    ), counted AS (
+                        UPDATE kind_counts k SET n = k.n - c.n
+                        FROM (SELECT kind, count(*) AS n FROM del GROUP BY kind) c
+                        WHERE k.sensor = $1 AND k.kind = c.kind
+                    ), marked AS (
+                        UPDATE sensors SET pruned_through = GREATEST(COALESCE(pruned_through, -1), (SELECT max(seq) FROM del))
+                        WHERE id = $1 AND EXISTS (SELECT 1 FROM del)
+                    )
+                    SELECT count(*) FROM del",
+                    &[&sensor, &before, &(chunk as i64)],
+                )
+                .await
+                .map_err(self.err())?
+                .get(0);
+            tx.commit().await.map_err(self.err())?;
+            total += n as u64;
+            if (n as usize) < chunk {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes the `seen` rows at or below each sensor's watermark, `chunk` per transaction.
+    async fn clear_seen(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        chunk: usize,
+    ) -> Result<(), StoreError> {
+        let chunk = chunk.max(1) as i64;
+        let marks: Vec<(i64, i64)> = client
+            .query(
+                "SELECT id, pruned_through FROM sensors WHERE pruned_through IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for (sensor, through) in marks {
+            loop {
+                let n = client
+                    .execute(
+                        "DELETE FROM seen WHERE sensor = $1 AND seq IN
+                           (SELECT seq FROM seen WHERE sensor = $1 AND seq <= $2 ORDER BY seq LIMIT $3)",
+                        &[&sensor, &through, &chunk],
+                    )
+                    .await
+                    .map_err(self.err())?;
+                if (n as i64) < chunk {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_ends() {
+        let cases: &[(&str, Option<i64>, Option<i64>)] = &[
+            ("events_p0", None, Some(DAY_MS)),
+            ("events_p20427", None, Some(20_428 * DAY_MS)),
+            ("events_legacy", Some(5), Some(5)),
+            ("events_legacy", None, None),
+            ("events_pX", None, None),
+            ("events_p", None, None),
+            ("other", None, None),
+            ("events_p99999999999999999", None, None),
+        ];
+        for (name, legacy, want) in cases {
+            assert_eq!(partition_end(name, *legacy), *want, "{name}");
+        }
+        assert_eq!(partition_name(20_427), "events_p20427");
+    }
+}

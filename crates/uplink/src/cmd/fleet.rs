@@ -1,0 +1,383 @@
+//! `uplink fleet`: each sensor's state and health, and the health issues (docs/fleet.md).
+//!
+//! What is shown is what the service derived at its last evaluation (every 30 s by default, and
+//! at once when a sensor reports); this command reads the store and changes nothing but
+//! suppressions.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail};
+use serde_json::{json, Value};
+use uplink_fleet::{rfc3339, IssueState, State};
+use uplink_store::{FleetSensor, Issue, Store};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Every sensor of a workspace: state (online, late, disconnected, inactive), health
+    /// (healthy, or the severity of its worst open issue), last contact, route, queue.
+    ///
+    /// --json prints {"sensors":[{"sensor_id","name","hostname","version","state","lifecycle",
+    /// "software","health","last_seen","route","queue":{"events","oldest_secs"},"open_issues"}]}
+    /// (times RFC 3339 UTC; null when unknown).
+    List(ListArgs),
+    /// One sensor: the fields of `list`, its last report, its outage log and its issues.
+    Show(ShowArgs),
+    /// A workspace's health issues: open and suppressed ones (--all: closed ones too).
+    ///
+    /// --json prints {"issues":[{"issue_id","kind","severity","sensor_id","state","opened_at",
+    /// "closed_at","occurrences","description","fix","suppressed_until","suppress_reason",
+    /// "suppressed_by"}]}.
+    Issues(IssuesArgs),
+    /// Suppress an issue for a while: it stays `suppressed` (and out of the sensor's health)
+    /// whatever happens until then; afterwards it is open or closed as its condition says.
+    Suppress(SuppressArgs),
+    /// End an issue's suppression now: it is open again until the next evaluation closes it (if
+    /// its condition is gone).
+    Unsuppress(UnsuppressArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// The workspace name.
+    pub workspace: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Only sensors in this state: online, late, disconnected or inactive.
+    #[arg(long, value_name = "S", value_parser = parse_state)]
+    pub state: Option<State>,
+    /// Print JSON (see above) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    pub workspace: String,
+    /// The sensor's id (`uplink fleet list` shows them).
+    pub sensor_id: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IssuesArgs {
+    pub workspace: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Closed issues too.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SuppressArgs {
+    pub workspace: String,
+    /// The issue's id (`iss-…`, from `uplink fleet issues`).
+    pub issue_id: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// For how many days.
+    #[arg(long, value_name = "N", default_value_t = uplink_fleet::DEFAULT_SUPPRESS_DAYS)]
+    pub days: u64,
+    /// Why (shown with the issue).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Who suppresses it [default: $USER].
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnsuppressArgs {
+    pub workspace: String,
+    pub issue_id: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+}
+
+fn parse_state(s: &str) -> Result<State, String> {
+    State::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a state: use online, late, disconnected or inactive"))
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    super::backend::runtime()?.block_on(async move {
+        match command {
+            Command::List(a) => list(a).await,
+            Command::Show(a) => show(a).await,
+            Command::Issues(a) => issues(a).await,
+            Command::Suppress(a) => suppress(a).await,
+            Command::Unsuppress(a) => unsuppress(a).await,
+        }
+    })
+}
+
+fn time(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |t| Value::String(rfc3339(t)))
+}
+
+/// A sensor's `list` fields.
+fn sensor_json(s: &FleetSensor, issues: &[Issue]) -> Value {
+    let report: Value = s
+        .report
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    let open = issues
+        .iter()
+        .filter(|i| i.sensor_id.as_deref() == Some(&s.sensor_id) && i.state == IssueState::Open)
+        .count();
+    json!({
+        "sensor_id": s.sensor_id,
+        "name": s.name,
+        "hostname": report.get("hostname").cloned().unwrap_or(Value::Null),
+        "version": report.get("version").cloned().unwrap_or(Value::Null),
+        "state": s.state,
+        // Filled in by the lifecycle and updater issues.
+        "lifecycle": "active",
+        "software": "current",
+        "health": s.health,
+        "last_seen": time(s.last_seen),
+        "route": report.get("route").cloned().unwrap_or(Value::Null),
+        "queue": {
+            "events": report.pointer("/queue/events").cloned().unwrap_or(Value::Null),
+            "oldest_secs": report.pointer("/queue/oldest_secs").cloned().unwrap_or(Value::Null),
+        },
+        "open_issues": open,
+    })
+}
+
+fn issue_json(i: &Issue) -> Value {
+    json!({
+        "issue_id": i.issue_id,
+        "kind": i.kind,
+        "severity": i.severity,
+        "sensor_id": i.sensor_id,
+        "state": i.state,
+        "opened_at": rfc3339(i.opened_at),
+        "closed_at": time(i.closed_at),
+        "occurrences": i.occurrences,
+        "description": i.description,
+        "fix": i.fix,
+        "suppressed_until": time(i.suppressed_until),
+        "suppress_reason": i.suppress_reason,
+        "suppressed_by": i.suppressed_by,
+    })
+}
+
+fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    let sensors = store.fleet_sensors(&ws).await?;
+    let issues = store.fleet_issues(&ws).await?;
+    let rows: Vec<Value> = sensors
+        .iter()
+        .filter(|s| {
+            a.state
+                .is_none_or(|want| s.state.as_deref() == Some(want.as_str()))
+        })
+        .map(|s| sensor_json(s, &issues))
+        .collect();
+    if a.json {
+        return print_json(&json!({ "sensors": rows }));
+    }
+    println!(
+        "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
+        "SENSOR", "NAME", "STATE", "HEALTH", "LAST SEEN", "ROUTE", "QUEUED", "ISSUES"
+    );
+    for r in &rows {
+        println!(
+            "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
+            text(&r["sensor_id"]),
+            text(&r["name"]),
+            text(&r["state"]),
+            text(&r["health"]),
+            text(&r["last_seen"]),
+            text(&r["route"]),
+            text(&r["queue"]["events"]),
+            text(&r["open_issues"]),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    let sensors = store.fleet_sensors(&ws).await?;
+    let Some(s) = sensors.iter().find(|s| s.sensor_id == a.sensor_id) else {
+        bail!(
+            "no sensor {:?} in workspace {ws:?}: list them with `uplink fleet list {ws}`",
+            a.sensor_id
+        );
+    };
+    let issues: Vec<Issue> = store
+        .fleet_issues(&ws)
+        .await?
+        .into_iter()
+        .filter(|i| i.sensor_id.as_deref() == Some(&s.sensor_id))
+        .collect();
+    let mut v = sensor_json(s, &issues);
+    v["report"] = s
+        .report
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    v["report_received_at"] = time(s.report_received_at);
+    v["outages"] = s
+        .outages
+        .iter()
+        .map(|o| {
+            json!({
+                "start": rfc3339(o.start_ms),
+                "end": time(o.end_ms),
+                "codes": o.codes,
+                "proxy": o.proxy,
+                "failures": o.failures,
+            })
+        })
+        .collect();
+    v["issues"] = issues.iter().map(issue_json).collect();
+    if a.json {
+        return print_json(&v);
+    }
+    for k in [
+        "sensor_id",
+        "name",
+        "hostname",
+        "version",
+        "state",
+        "lifecycle",
+        "software",
+        "health",
+        "last_seen",
+        "route",
+    ] {
+        println!("{k:<12} {}", text(&v[k]));
+    }
+    println!(
+        "{:<12} {} events, oldest {} s",
+        "queue",
+        text(&v["queue"]["events"]),
+        text(&v["queue"]["oldest_secs"])
+    );
+    println!("outages      {}", s.outages.len());
+    for o in &s.outages {
+        println!("  {}", o.describe());
+    }
+    println!("issues       {}", issues.len());
+    for i in &issues {
+        print_issue(i);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_issue(i: &Issue) {
+    println!(
+        "  {} {} {} {} (opened {}, {} times{})",
+        i.issue_id,
+        i.kind,
+        i.severity,
+        i.state,
+        rfc3339(i.opened_at),
+        i.occurrences,
+        i.closed_at
+            .map(|c| format!(", closed {}", rfc3339(c)))
+            .unwrap_or_default()
+    );
+    if let Some(sensor) = &i.sensor_id {
+        println!("      sensor: {sensor}");
+    }
+    println!("      {}", i.description);
+    println!("      fix: {}", i.fix);
+    if i.state == IssueState::Suppressed {
+        println!(
+            "      suppressed until {} by {}: {}",
+            time(i.suppressed_until).as_str().unwrap_or("-"),
+            i.suppressed_by.as_deref().unwrap_or("-"),
+            i.suppress_reason.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+async fn issues(a: IssuesArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    let issues: Vec<Issue> = store
+        .fleet_issues(&ws)
+        .await?
+        .into_iter()
+        .filter(|i| a.all || i.state != IssueState::Closed)
+        .collect();
+    if a.json {
+        let v: Vec<Value> = issues.iter().map(issue_json).collect();
+        return print_json(&json!({ "issues": v }));
+    }
+    if issues.is_empty() {
+        println!(
+            "no {}issues",
+            if a.all { "" } else { "open or suppressed " }
+        );
+    }
+    for i in &issues {
+        print_issue(i);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn no_issue(ws: &str, id: &str) -> anyhow::Error {
+    anyhow!("no issue {id:?} in workspace {ws:?}: list them with `uplink fleet issues {ws} --all`")
+}
+
+async fn suppress(a: SuppressArgs) -> anyhow::Result<ExitCode> {
+    if a.days == 0 || a.days > 3650 {
+        bail!("--days {} is outside 1..3650", a.days);
+    }
+    if a.reason.trim().is_empty() {
+        bail!("--reason must say why the issue is suppressed");
+    }
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    let by =
+        a.by.or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into());
+    let until = uplink_store::now_ms() + (a.days as i64) * 86_400_000;
+    let issue = store
+        .suppress_issue(&ws, &a.issue_id, Some((until, a.reason, by)))
+        .await?
+        .ok_or_else(|| no_issue(&ws, &a.issue_id))?;
+    println!(
+        "{} suppressed until {}",
+        issue.issue_id,
+        time(issue.suppressed_until).as_str().unwrap_or("-")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn unsuppress(a: UnsuppressArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    let issue = store
+        .suppress_issue(&ws, &a.issue_id, None)
+        .await?
+        .ok_or_else(|| no_issue(&ws, &a.issue_id))?;
+    println!("{} is {}", issue.issue_id, issue.state);
+    Ok(ExitCode::SUCCESS)
+}
