@@ -47,14 +47,22 @@ fn repo() -> PathBuf {
 fn packages() -> &'static Packages {
     static BUILT: OnceLock<Result<Packages, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        for p in ["dpkg-deb", "dpkg-shlibdeps", "python3", "strip", "cargo", "nice"] {
+        for p in [
+            "dpkg-deb",
+            "dpkg-shlibdeps",
+            "python3",
+            "strip",
+            "cargo",
+            "nice",
+        ] {
             require(p);
         }
         let build = |args: &[&str]| -> Result<Vec<PathBuf>, String> {
             // At the lowest priority: the suite's other tests run beside this release build,
             // on the same two cores, and their bounds must hold.
             let mut cmd = Command::new("nice");
-            cmd.args(["-n", "19"]).arg(repo().join("packaging/build-deb.sh"));
+            cmd.args(["-n", "19"])
+                .arg(repo().join("packaging/build-deb.sh"));
             // As from a shell, not as from `cargo test`: cargo adds its own directories to
             // LD_LIBRARY_PATH, which clang-sys's build script watches, so the release build
             // would be redone here and again at the next build outside the tests.
