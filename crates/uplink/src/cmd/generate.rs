@@ -21,8 +21,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args, cli: clap::Command) -> anyhow::Result<ExitCode> {
+    // Completions from the definition as written (clap adds --help and --version at build).
+    let mut visible = without_hidden_subcommands(&cli);
     let mut cli = cli;
-    // Hidden commands (this one) have no page and no completion.
     cli.build();
     let man = args.out.join("man");
     let completions = args.out.join("completions");
@@ -37,7 +38,7 @@ pub fn run(args: Args, cli: clap::Command) -> anyhow::Result<ExitCode> {
         (clap_complete::Shell::Fish, "uplink.fish"),
     ] {
         let mut text = Vec::new();
-        clap_complete::generate(shell, &mut cli.clone(), "uplink", &mut text);
+        clap_complete::generate(shell, &mut visible, "uplink", &mut text);
         write(&completions.join(file), &text)?;
     }
     println!(
@@ -46,6 +47,23 @@ pub fn run(args: Args, cli: clap::Command) -> anyhow::Result<ExitCode> {
         completions.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The root command with its hidden subcommands left out: clap_complete offers hidden
+/// subcommands (this one) in bash, zsh and fish; clap_mangen already skips them. Clap has no way
+/// to remove a subcommand, so the root is rebuilt from its parts.
+fn without_hidden_subcommands(cli: &clap::Command) -> clap::Command {
+    let mut root = clap::Command::new("uplink")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(cli.is_propagate_version_set())
+        .subcommand_required(cli.is_subcommand_required_set());
+    for arg in cli.get_arguments().filter(|a| !a.is_hide_set()) {
+        root = root.arg(arg.clone());
+    }
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        root = root.subcommand(sub.clone());
+    }
+    root
 }
 
 /// `cmd`'s page as `name.1`, then its visible subcommands' pages, recursively.

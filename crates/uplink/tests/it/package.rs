@@ -265,6 +265,10 @@ fn the_package_holds_the_binary_hardened_units_docs_and_the_service_settings() {
         bash.contains("--bundle"),
         "bash completion lacks sensor install's flags"
     );
+    assert!(
+        !bash.contains("generate"),
+        "the hidden generator is offered by the completions"
+    );
 
     // The tarball: binary, units, settings, man pages, completions, install notes.
     let tar = ok(
