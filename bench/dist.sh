@@ -21,9 +21,14 @@
 # Not done: packing the relative relocations (-z pack-relative-relocs) measured 32 KiB less and
 # would need glibc 2.36 on every host that runs the binary.
 #
-# Usage: bench/dist.sh          (honors CARGO_TARGET_DIR; progress on stderr)
+# Usage: bench/dist.sh          (honors CARGO_TARGET_DIR; UPLINK_FEATURES, e.g. kerberos, as
+#                               packaging/build-deb.sh ships; progress on stderr)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+features=()
+if [ -n "${UPLINK_FEATURES:-}" ]; then
+  features=(--features "$UPLINK_FEATURES")
+fi
 target=${CARGO_TARGET_DIR:-$PWD/target}
 bin=$target/dist/uplink
 
@@ -31,7 +36,7 @@ bin=$target/dist/uplink
 # binary (even one linked without the list) is enough to map the list, which saves a second
 # whole-program build when only the layout changes.
 if [ ! -x "$bin" ]; then
-  cargo build --profile dist -p uplink --quiet >&2
+  cargo build --profile dist -p uplink "${features[@]}" --quiet >&2
 fi
 
 link_args=()
@@ -70,6 +75,6 @@ else
   echo "dist: the linker is not lld: building without the idle layout" >&2
 fi
 if [ ${#link_args[@]} -gt 0 ]; then
-  cargo rustc --profile dist -p uplink --bin uplink --quiet -- "${link_args[@]}" >&2
+  cargo rustc --profile dist -p uplink --bin uplink "${features[@]}" --quiet -- "${link_args[@]}" >&2
 fi
 echo "$bin"

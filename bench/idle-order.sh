@@ -5,13 +5,18 @@
 # recorded by valgrind's callgrind against a real service on loopback, as "mangled<TAB>demangled
 # without hash" lines in address order. Run it after changing what the sensor does at start-up
 # or idle, then bench/idle.sh to see the figure. Needs valgrind.
-# Usage: bench/idle-order.sh [SECS]
+# Usage: [UPLINK_FEATURES=kerberos] bench/idle-order.sh [SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v valgrind >/dev/null || { echo "bench/idle-order.sh needs valgrind (apt-get install valgrind)"; exit 1; }
 target=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --profile dist -p uplink --quiet
+# UPLINK_FEATURES: the features of the binary to lay out (packaging/build-deb.sh ships kerberos).
+features=()
+if [ -n "${UPLINK_FEATURES:-}" ]; then
+  features=(--features "$UPLINK_FEATURES")
+fi
+cargo build --profile dist -p uplink "${features[@]}" --quiet
 bin=$(realpath "$target/dist/uplink")
 . bench/setup.sh
 

@@ -6,13 +6,16 @@
 #
 # PROFILE=dist (the default) measures the binary to ship, built by bench/dist.sh; PROFILE=release
 # measures `cargo build --release` (what the tests and the README's quickstart use).
-# Usage: [PROFILE=dist|release] bench/idle.sh [SECS]
+# BIN=PATH measures that binary instead, e.g. the packaged one (/usr/bin/uplink, or extracted
+# from packaging/build-deb.sh's .deb).
+# Usage: [PROFILE=dist|release] [BIN=PATH] bench/idle.sh [SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
 profile=${PROFILE:-dist}
 target=${CARGO_TARGET_DIR:-$PWD/target}
-case $profile in
+case ${BIN:+bin}$profile in
+  bin*) bin=$BIN; profile="binary $BIN" ;;
   dist) bin=$(bench/dist.sh) ;;
   *) cargo build --profile "$profile" --quiet -p uplink
      bin=$target/$profile/uplink ;;

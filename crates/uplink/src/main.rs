@@ -71,6 +71,9 @@ enum Command {
     /// Fleet health: each sensor's state and health, and the issues the service opened.
     #[command(subcommand)]
     Fleet(cmd::fleet::Command),
+    /// Write man pages and shell completions for this build (used by packaging/build-deb.sh).
+    #[command(hide = true)]
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Winproxy(c) => cmd::winproxy::run(c),
         Command::Allowlist(c) => cmd::allowlist::run(c),
         Command::Check(a) => cmd::check::run(*a),
+        Command::Generate(a) => cmd::generate::run(a, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@ mod backend;
 pub mod check;
 pub mod events;
 pub mod fleet;
+pub mod generate;
 pub mod proxy;
 pub mod proxy_pac;
 pub mod quickstart;

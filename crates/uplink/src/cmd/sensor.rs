@@ -376,7 +376,7 @@ fn journal_group() -> bool {
 }
 
 /// With the default paths, install the systemd unit (never overwriting one an administrator
-/// changed: only a missing unit is written).
+/// changed: only a missing unit is written), or enable the package's unit where it is installed.
 fn install_unit(quiet: bool) -> anyhow::Result<()> {
     use uplink_sensor::unitfile::{self, Installed, UnitPlace};
     let place = UnitPlace::system();
@@ -394,6 +394,10 @@ fn install_unit(quiet: bool) -> anyhow::Result<()> {
                 "wrote {}: enable it with `systemctl daemon-reload && systemctl enable --now uplink-sensor`",
                 place.unit.display()
             ),
+            Installed::EnabledPackaged => println!(
+                "enabled the packaged {}: start it with `systemctl daemon-reload && systemctl start uplink-sensor`",
+                place.packaged.display()
+            ),
         }
     }
     Ok(())
@@ -405,9 +409,10 @@ fn remove_unit() -> anyhow::Result<Vec<PathBuf>> {
     let place = uplink_sensor::unitfile::UnitPlace::system();
     let removed = uplink_sensor::unitfile::remove(&place)?;
     if !removed.is_empty() {
+        let paths: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
         println!(
             "removed {}: run `systemctl daemon-reload` (stop the service first if it still runs)",
-            place.unit.display()
+            paths.join(", ")
         );
     }
     Ok(removed)

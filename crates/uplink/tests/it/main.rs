@@ -16,6 +16,7 @@ mod hardening_svc;
 mod install;
 mod journal;
 mod pac;
+mod package;
 mod postgres;
 mod proxy;
 mod proxyauth;
