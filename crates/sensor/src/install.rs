@@ -663,15 +663,11 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
     let mut removed = Vec::new();
     // Besides what install wrote, what the sensor writes in the state directory as it runs:
     // without them the directory would not be empty and would stay.
-    for f in paths
-        .installed_files()
-        .into_iter()
-        .chain([
-            paths.status_file(),
-            crate::wpadsource::cache_file(paths),
-            crate::report::ReportState::file(paths),
-        ])
-    {
+    for f in paths.installed_files().into_iter().chain([
+        paths.status_file(),
+        crate::wpadsource::cache_file(paths),
+        crate::report::ReportState::file(paths),
+    ]) {
         if std::fs::remove_file(&f).is_ok() {
             removed.push(f);
         }

@@ -246,4 +246,23 @@ mod tests {
         );
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
+
+    /// Every flag and argument of every command says what it is in --help.
+    #[test]
+    fn every_argument_has_a_description() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "uplink", &mut all);
+        let mut missing = Vec::new();
+        for (path, cmd) in &all {
+            for arg in cmd.get_arguments() {
+                if arg.is_hide_set() || ["help", "version"].contains(&arg.get_id().as_str()) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path}: {}", arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no description: {missing:#?}");
+    }
 }

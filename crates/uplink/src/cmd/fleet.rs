@@ -40,13 +40,13 @@ pub enum Command {
     /// Suppress an issue for a while: it stays `suppressed` (and out of the sensor's health)
     /// whatever happens until then; afterwards it is open or closed as its condition says.
     #[command(
-        after_help = "Examples:\n  uplink fleet suppress contoso 42 --data-dir /var/lib/uplink-service --days 7 \\\n      --reason 'proxy maintenance window'"
+        after_help = "Examples:\n  uplink fleet suppress contoso iss-3f2a9c1d0b7e --data-dir /var/lib/uplink-service --days 7 \\\n      --reason 'proxy maintenance window'"
     )]
     Suppress(SuppressArgs),
     /// End an issue's suppression now: it is open again until the next evaluation closes it (if
     /// its condition is gone).
     #[command(
-        after_help = "Examples:\n  uplink fleet unsuppress contoso 42 --data-dir /var/lib/uplink-service"
+        after_help = "Examples:\n  uplink fleet unsuppress contoso iss-3f2a9c1d0b7e --data-dir /var/lib/uplink-service"
     )]
     Unsuppress(UnsuppressArgs),
 }
@@ -67,29 +67,34 @@ pub struct ListArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
+    /// The workspace name.
     pub workspace: String,
     /// The sensor's id (`uplink fleet list` shows them).
     pub sensor_id: String,
     #[command(flatten)]
     pub data: super::DataDir,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct IssuesArgs {
+    /// The workspace name.
     pub workspace: String,
     #[command(flatten)]
     pub data: super::DataDir,
     /// Closed issues too.
     #[arg(long)]
     pub all: bool,
+    /// Print JSON (see above) instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct SuppressArgs {
+    /// The workspace name.
     pub workspace: String,
     /// The issue's id (`iss-…`, from `uplink fleet issues`).
     pub issue_id: String,
@@ -108,7 +113,9 @@ pub struct SuppressArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UnsuppressArgs {
+    /// The workspace name.
     pub workspace: String,
+    /// The issue's id (`iss-…`, from `uplink fleet issues --all`).
     pub issue_id: String,
     #[command(flatten)]
     pub data: super::DataDir,
