@@ -20,6 +20,7 @@ use uplink_pac::{Clock, EvalOptions, FixedResolver, Pac, SystemResolver};
 passed to the script as given (the sensor itself shortens https URLs to https://host:port/, as \
 browsers do); the host argument is the URL's host, lower-cased, without brackets.\n\n\
 Examples:\n  uplink proxy pac --pac proxy.pac --url https://example.com/\n  \
+uplink proxy pac --pac proxy.pac --urls urls.txt --json\n  \
 uplink proxy pac --pac http://wpad.corp.example/wpad.dat --urls urls.txt \\\n      \
 --resolve intranet.corp.example=10.1.2.3\n  \
 uplink proxy pac --pac proxy.pac --url http://a.example/ --now 2024-03-04T09:30:00+01:00 \\\n      \
@@ -61,6 +62,10 @@ pub struct PacArgs {
     /// The same limit in milliseconds (the older spelling).
     #[arg(long, value_name = "MS", hide = true, conflicts_with = "timeout")]
     pub timeout_ms: Option<u64>,
+    /// Print JSON: an array of {"url", "result"} or {"url", "error"}, one per URL, in order
+    /// (the exit status is the same).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
@@ -161,6 +166,7 @@ pub fn run_pac(args: PacArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = false;
+    let mut json = Vec::new();
     for url in &urls {
         let result = match uplink_pac::host_for_pac(url) {
             Some(host) => pac.find_proxy(url, &host, &opts).map_err(|e| e.to_string()),
@@ -170,6 +176,14 @@ pub fn run_pac(args: PacArgs) -> anyhow::Result<ExitCode> {
         };
         for alert in pac.take_alerts() {
             eprintln!("alert: {alert}");
+        }
+        if args.json {
+            json.push(match &result {
+                Ok(r) => serde_json::json!({"url": url, "result": r}),
+                Err(e) => serde_json::json!({"url": url, "error": e}),
+            });
+            failed |= result.is_err();
+            continue;
         }
         match result {
             Ok(s) => writeln!(out, "{s}")?,
@@ -183,6 +197,9 @@ pub fn run_pac(args: PacArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "ERROR: {}", e.replace('\n', " "))?;
             }
         }
+    }
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
     }
     out.flush()?;
     Ok(if failed {

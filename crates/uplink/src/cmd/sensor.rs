@@ -256,6 +256,9 @@ pub struct UninstallArgs {
     /// Remove even if events have not been delivered (they are lost).
     #[arg(long)]
     pub force: bool,
+    /// Print JSON: {"removed": [paths], "undelivered_events": N}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -271,6 +274,9 @@ pub struct RunArgs {
     /// Read every source to its end and upload everything queued, then exit.
     #[arg(long)]
     pub once: bool,
+    /// With --once: print JSON at the end: {"delivered", "batches", "stopped", "remaining"}.
+    #[arg(long, requires = "once")]
+    pub json: bool,
     /// With --once: give up after this long, in seconds (60) or with a unit (90s, 5m); the error says how long it took; it stops
     /// early when the next retry would come after the limit). Only with --once: `sensor run`
     /// without it never gives up.
@@ -316,11 +322,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             if done.undelivered_events > 0 {
                 eprintln!(
-                    "warning: {} undelivered events were discarded (--force)",
-                    done.undelivered_events
+                    "warning: {} discarded (--force)",
+                    super::count(
+                        done.undelivered_events,
+                        "undelivered event was",
+                        "undelivered events were"
+                    )
                 );
             }
-            println!("sensor removed ({} paths)", done.removed.len());
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                println!(
+                    "sensor removed ({})",
+                    super::count(done.removed.len() as u64, "path", "paths")
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(a) => send_cmd(a),
@@ -689,6 +706,17 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
                 batches = report.batches,
                 "uploader stopped"
             );
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"delivered": report.delivered, "batches": report.batches, "stopped": report.stopped, "remaining": report.remaining})
+                );
+                return Ok(if report.stopped {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             if a.once && report.stopped {
                 eprintln!(
                     "stopped by a signal before the queue was empty: delivered {} in {}; {} queued (they are sent by the next `uplink sensor run`)",

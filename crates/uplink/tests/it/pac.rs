@@ -71,6 +71,30 @@ fn url_list_in_order_with_error_lines() {
         lines[2]
     );
     assert_eq!(lines[3], "PROXY 2001:db8::1:1");
+
+    // --json: the same results, each with its URL, the same exit status.
+    let o = uplink(&[
+        "proxy",
+        "pac",
+        "--pac",
+        pac.to_str().unwrap(),
+        "--urls",
+        urls.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = v.as_array().unwrap();
+    assert_eq!(v.len(), 4, "{v:?}");
+    assert_eq!(v[0]["url"], "http://a.example/");
+    assert_eq!(v[0]["result"], "PROXY a.example:1");
+    assert!(v[1]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("FindProxyForURL returned the number 42"));
+    assert_eq!(v[2]["url"], "not a url");
+    assert!(v[2]["result"].is_null() && v[2]["error"].is_string());
+    assert_eq!(v[3]["result"], "PROXY 2001:db8::1:1");
 }
 
 #[test]

@@ -815,3 +815,47 @@ fn a_systemd_unit_for_a_missing_user_is_refused() {
         "{err}"
     );
 }
+
+/// What scripts read: `run --once --json` says what it delivered, `uninstall --json` what it
+/// removed.
+#[test]
+fn run_once_and_uninstall_print_json_for_scripts() {
+    let (dir, _svc, ws) = setup("jsonout");
+    let cfg = dir.path().join("sensor");
+    let c = cfg.to_str().unwrap();
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
+    ok(sensor.send(&lines(0..3)), "send");
+    let out = ok(
+        uplink(&["sensor", "run", "--once", "--json", "--config-dir", c]),
+        "run --once --json",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The three lines, plus the run's own heartbeat and inventory.
+    assert!(v["delivered"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(
+        (v["stopped"].clone(), v["remaining"].clone()),
+        (false.into(), 0.into()),
+        "{v}"
+    );
+    assert!(v["batches"].as_u64().unwrap() >= 1, "{v}");
+    // --json needs --once: bad usage.
+    let bad = uplink(&["sensor", "run", "--json", "--config-dir", c]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    let out = ok(
+        uplink(&["sensor", "uninstall", "--json", "--config-dir", c]),
+        "uninstall --json",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["undelivered_events"], 0, "{v}");
+    let removed: Vec<&str> = v["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        removed.iter().any(|p| p.ends_with("sensor.toml")),
+        "{removed:?}"
+    );
+    assert!(!cfg.join("sensor.toml").exists());
+}
