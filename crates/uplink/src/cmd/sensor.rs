@@ -721,7 +721,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
                 eprintln!(
                     "stopped by a signal before the queue was empty: delivered {} in {}; {} queued (they are sent by the next `uplink sensor run`)",
                     super::count(report.delivered, "event", "events"),
-                    super::count(report.batches as u64, "batch", "batches"),
+                    super::count(report.batches, "batch", "batches"),
                     super::count(report.remaining, "event remains", "events remain")
                 );
                 return Ok(ExitCode::from(1));
@@ -730,7 +730,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
                 println!(
                     "delivered {} in {}; the queue is empty",
                     super::count(report.delivered, "event", "events"),
-                    super::count(report.batches as u64, "batch", "batches")
+                    super::count(report.batches, "batch", "batches")
                 );
             }
             Ok(ExitCode::SUCCESS)
