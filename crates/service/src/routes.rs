@@ -325,6 +325,7 @@ fn client_of<'a>(
     client: Option<&'a ClientId>,
     workspace: &str,
     missing: &str,
+    revoked: &dyn Fn(&str) -> bool,
 ) -> Result<&'a ClientId, Refusal> {
     let Some(client) = client else {
         return Err(Refusal {
@@ -343,7 +344,21 @@ fn client_of<'a>(
             ),
         });
     }
+    if revoked(&client.sensor_id) {
+        return Err(revoked_refusal(&client.sensor_id, workspace));
+    }
     Ok(client)
+}
+
+/// The answer to a revoked sensor (issue #24): 403 `CERT_REVOKED`, saying how to come back.
+fn revoked_refusal(sensor_id: &str, workspace: &str) -> Refusal {
+    Refusal {
+        status: StatusCode::FORBIDDEN,
+        code: Code::CERT_REVOKED,
+        message: format!(
+            "the certificate of sensor {sensor_id} was revoked by the administrator of workspace {workspace:?}: nothing of this request was stored. Enroll the machine again with the workspace's access key (uplink sensor install); it becomes a new sensor and uploads the events still queued"
+        ),
+    }
 }
 
 /// The `Content-Length` a request declares, if it is a number (over the limit: 413 unread).
@@ -626,12 +641,21 @@ async fn enroll<S: Store>(
 /// workspace this host serves. `missing` says what to do without one.
 // The error is the response itself, built once on a rare path; boxing it would buy nothing.
 #[allow(clippy::result_large_err)]
-fn sensor_of<'a>(
+fn sensor_of<'a, S: Store>(
+    shared: &Shared<S>,
     ctx: &'a ConnCtx,
     ws: &Workspace,
     missing: &str,
 ) -> Result<&'a ClientId, Response<Full<Bytes>>> {
-    client_of(ctx.client.as_ref(), &ws.name, missing).map_err(Refusal::response)
+    // The current snapshot's revoked set, not the one of the connection's workspace: a
+    // revocation applies to kept-alive connections from the next request on.
+    let revoked = |id: &str| shared.registry.is_revoked(&ws.name, id);
+    client_of(ctx.client.as_ref(), &ws.name, missing, &revoked).map_err(|r| {
+        if r.code == Code::CERT_REVOKED {
+            tracing::warn!(workspace = %ws.name, "request of a revoked sensor refused");
+        }
+        r.response()
+    })
 }
 
 /// A new certificate for the sensor that presents its current one: same sensor id, same
@@ -644,6 +668,7 @@ async fn renew<S: Store>(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let client = match sensor_of(
+        shared,
         ctx,
         ws,
         "renewal needs the sensor's current client certificate; an expired sensor must be enrolled again (uplink sensor install)",
@@ -722,6 +747,15 @@ async fn renew<S: Store>(
                 "sensor not enrolled",
             )
         }
+        Err(StoreError::Revoked { sensor_id, .. }) => {
+            return refused(
+                "renewal",
+                ws,
+                revoked_refusal(&sensor_id, &ws.name).response(),
+                Code::CERT_REVOKED,
+                "sensor revoked",
+            )
+        }
         Err(StoreError::KeyAlreadyEnrolled { sensor_id: holder, .. }) => {
             return refused(
                 "renewal",
@@ -767,6 +801,7 @@ async fn events<S: Store>(
 ) -> Response<Full<Bytes>> {
     let limits = &shared.config.limits;
     let client = match sensor_of(
+        shared,
         ctx,
         ws,
         "this endpoint needs the sensor's client certificate: enroll the sensor (uplink sensor install) and present its certificate",
@@ -874,6 +909,7 @@ async fn heartbeat<S: Store>(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let client = match sensor_of(
+        shared,
         ctx,
         ws,
         "this endpoint needs the sensor's client certificate: enroll the sensor (uplink sensor install) and present its certificate",
@@ -1201,13 +1237,14 @@ mod tests {
             workspace: "fabrikam".into(),
             sensor_id: "s-2".into(),
         };
+        let none_revoked = |_: &str| false;
         assert_eq!(
-            client_of(Some(&mine), "contoso", "enroll first")
+            client_of(Some(&mine), "contoso", "enroll first", &none_revoked)
                 .unwrap()
                 .sensor_id,
             "s-1"
         );
-        let none = client_of(None, "contoso", "enroll first").unwrap_err();
+        let none = client_of(None, "contoso", "enroll first", &none_revoked).unwrap_err();
         assert_eq!(
             none,
             Refusal {
@@ -1216,12 +1253,24 @@ mod tests {
                 message: "enroll first".into()
             }
         );
-        let wrong = client_of(Some(&theirs), "contoso", "enroll first").unwrap_err();
+        let wrong = client_of(Some(&theirs), "contoso", "enroll first", &none_revoked).unwrap_err();
         assert_eq!(
             (wrong.status, wrong.code),
             (StatusCode::FORBIDDEN, Code::MTLS_REJECTED)
         );
         assert!(wrong.message.contains("\"fabrikam\""), "{wrong:?}");
+        // A revoked sensor of this workspace: 403 CERT_REVOKED, saying how to come back.
+        let revoked = |id: &str| id == "s-1";
+        let refused = client_of(Some(&mine), "contoso", "enroll first", &revoked).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::FORBIDDEN, Code::CERT_REVOKED)
+        );
+        assert!(refused.message.contains("s-1"), "{refused:?}");
+        assert!(refused.message.contains("access key"), "{refused:?}");
+        // Another workspace's certificate is refused as such, revoked or not.
+        let wrong = client_of(Some(&theirs), "contoso", "enroll first", &revoked).unwrap_err();
+        assert_eq!(wrong.code, Code::MTLS_REJECTED);
     }
 
     #[test]

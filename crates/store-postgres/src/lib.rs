@@ -24,6 +24,7 @@
 mod fleet;
 pub use fleet::FLEET_LOCK;
 mod group;
+mod lifecycle;
 pub mod migrate;
 pub mod retention;
 pub mod tls;
@@ -849,14 +850,29 @@ impl Store for PostgresStore {
         key_sha256: &str,
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
+        // One statement: a revoked sensor's row is not updated (and the revocation's row lock on
+        // the sensor makes a racing renewal wait for it).
         let res = client
             .execute(
-                "UPDATE sensors SET cert_sha256 = $1, key_sha256 = $4 WHERE sensor_id = $2 AND workspace = $3",
+                "UPDATE sensors SET cert_sha256 = $1, key_sha256 = $4 WHERE sensor_id = $2 AND workspace = $3
+                 AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.sensor_id = $2)",
                 &[&cert_sha256, &sensor_id, &workspace, &key_sha256],
             )
             .await;
         match res {
-            Ok(0) => Err(StoreError::NoSuchSensor(sensor_id.to_owned())),
+            Ok(0) => {
+                let revoked = client
+                    .query_opt("SELECT 1 FROM revocations WHERE sensor_id = $1", &[&sensor_id])
+                    .await
+                    .map_err(self.err())?;
+                Err(match revoked {
+                    Some(_) => StoreError::Revoked {
+                        workspace: workspace.to_owned(),
+                        sensor_id: sensor_id.to_owned(),
+                    },
+                    None => StoreError::NoSuchSensor(sensor_id.to_owned()),
+                })
+            }
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 match self
@@ -1113,6 +1129,21 @@ impl Store for PostgresStore {
 
     async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
         self.delete_workspace_pg(workspace).await
+    }
+
+    async fn revoke_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        self.revoke_sensor_pg(workspace, sensor_id, reason, decommission)
+            .await
+    }
+
+    async fn revocations(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
+        self.revocations_pg(workspace).await
     }
 
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {

@@ -33,6 +33,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 use uplink_store::*;
 
 mod fleet;
+mod lifecycle;
 
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
@@ -41,7 +42,8 @@ mod fleet;
 /// (retention, disconnected-after), each sensor's retention watermark, events indexed by age.
 /// 5: fleet health (the last report per sensor, outage logs, issues: `fleet.rs`). 6: the change
 /// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
-pub const FORMAT_VERSION: i64 = 6;
+/// 7: the admin API (issue #23). 8: revocations and decommissioning (`revocations`, issue #24).
+pub const FORMAT_VERSION: i64 = 8;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -100,6 +102,15 @@ CREATE TABLE changes (
     kind TEXT NOT NULL,
     at INTEGER NOT NULL
 );
+CREATE TABLE revocations (
+    sensor_id TEXT PRIMARY KEY REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+    workspace TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL,
+    decommissioned INTEGER NOT NULL DEFAULT 0,
+    cert_sha256 TEXT NOT NULL
+);
+CREATE INDEX revocations_by_workspace ON revocations(workspace);
 ";
 
 /// Migrations from each older format to the next, applied in order at open. `SCHEMA` is the
@@ -131,6 +142,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
         kind TEXT NOT NULL,
         at INTEGER NOT NULL
     );",
+    ),
+    // Format 7 is the admin API's (issue #23, merged separately); this no-op keeps the steps
+    // contiguous on this branch and is replaced by that step at merge.
+    (7, "SELECT 1;"),
+    // Sensor lifecycle (issue #24): revocations, removed with their sensor.
+    (
+        8,
+        "CREATE TABLE revocations (
+        sensor_id TEXT PRIMARY KEY REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+        workspace TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        revoked_at INTEGER NOT NULL,
+        decommissioned INTEGER NOT NULL DEFAULT 0,
+        cert_sha256 TEXT NOT NULL
+    );
+    CREATE INDEX revocations_by_workspace ON revocations(workspace);",
     ),
 ];
 
@@ -887,6 +914,9 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let (holder, n) = self.write(|c| {
             let tx = c.unchecked_transaction()?;
+            if lifecycle::revocation_of(&tx, sensor_id)?.is_some() {
+                return Ok((None, usize::MAX));
+            }
             let holder = key_holder(&tx, workspace, Some(key_sha256), Some(sensor_id))?;
             let n = if holder.is_none() {
                 tx.execute(
@@ -907,6 +937,12 @@ impl SqliteStore {
         }
         if n == 0 {
             return Err(StoreError::NoSuchSensor(sensor_id.into()));
+        }
+        if n == usize::MAX {
+            return Err(StoreError::Revoked {
+                workspace: workspace.into(),
+                sensor_id: sensor_id.into(),
+            });
         }
         Ok(())
     }
@@ -1761,6 +1797,23 @@ impl Store for SqliteStore {
     async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
         let (this, name) = (self.clone(), workspace.to_owned());
         blocking(move || this.delete_workspace_sync(&name)).await
+    }
+
+    async fn revoke_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        let this = self.clone();
+        let (w, s, r) = (workspace.to_owned(), sensor_id.to_owned(), reason.to_owned());
+        blocking(move || this.revoke_sensor_sync(&w, &s, &r, decommission)).await
+    }
+
+    async fn revocations(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
+        let (this, w) = (self.clone(), workspace.to_owned());
+        blocking(move || this.revocations_sync(&w)).await
     }
 
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {

@@ -15,6 +15,7 @@
 
 pub mod backup;
 pub mod fleet;
+pub mod lifecycle;
 pub mod master;
 pub mod retention;
 mod url;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
+pub use lifecycle::{Lifecycle, Revocation};
 pub use master::{MasterKey, MasterKeyFile};
 pub use retention::{
     DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
@@ -294,6 +296,12 @@ pub enum StoreError {
     /// The master key file cannot be read, written or understood.
     #[error("cannot use the master key file {path}: {detail}")]
     MasterKeyFile { path: String, detail: String },
+    /// The sensor's certificate was revoked (`uplink fleet revoke`): it cannot renew or upload.
+    #[error("sensor {sensor_id} of workspace {workspace:?} is revoked: enroll the machine again with the workspace's access key (it becomes a new sensor)")]
+    Revoked {
+        workspace: String,
+        sensor_id: String,
+    },
     /// The public key is already enrolled in the workspace (as `sensor_id`).
     #[error("this public key is already enrolled in workspace {workspace:?} (sensor {sensor_id})")]
     KeyAlreadyEnrolled {
@@ -312,6 +320,7 @@ impl StoreError {
                 | StoreError::NoSuchWorkspace(_)
                 | StoreError::NoSuchSensor(_)
                 | StoreError::KeyAlreadyEnrolled { .. }
+                | StoreError::Revoked { .. }
         )
     }
 
@@ -321,6 +330,7 @@ impl StoreError {
     pub fn code(&self) -> Option<uplink_diag::Code> {
         match self {
             StoreError::KeyAlreadyEnrolled { .. } => Some(uplink_diag::Code::KEY_ALREADY_ENROLLED),
+            StoreError::Revoked { .. } => Some(uplink_diag::Code::CERT_REVOKED),
             e if e.is_unavailable() => Some(uplink_diag::Code::SERVICE_UNAVAILABLE),
             _ => None,
         }
@@ -518,6 +528,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         options: PruneOptions,
     ) -> impl Future<Output = Result<PruneReport, StoreError>> + Send;
+
+    // Sensor lifecycle (issue #24, `lifecycle.rs`, docs/lifecycle.md).
+
+    /// Revokes a sensor of `workspace` (and with `decommission` marks it decommissioned), in one
+    /// transaction that appends [`ChangeKind::Revoked`] to the change log. Revoking again keeps
+    /// the first time and reason, and can only add decommissioning. Returns the revocation as
+    /// stored ([`StoreError::NoSuchSensor`] when the sensor is not enrolled in `workspace`).
+    fn revoke_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
+    /// Every revoked sensor of a workspace, oldest first (empty for an unknown workspace).
+    fn revocations(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<Revocation>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

@@ -233,4 +233,16 @@ impl Store for AnyStore {
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
         each!(self, s => s.prune(options).await)
     }
+    async fn revoke_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        each!(self, s => s.revoke_sensor(workspace, sensor_id, reason, decommission).await)
+    }
+    async fn revocations(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
+        each!(self, s => s.revocations(workspace).await)
+    }
 }

@@ -1,0 +1,84 @@
+//! Sensor lifecycle in the PostgreSQL store (migration 0007, table `revocations`): revoking and
+//! decommissioning a sensor, one transaction each with its change-log entry.
+
+use tokio_postgres::Row;
+use uplink_store::lifecycle::MAX_REASON;
+use uplink_store::*;
+
+use crate::{record_change, PostgresStore};
+
+const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256";
+
+fn row_to_revocation(r: &Row) -> Revocation {
+    Revocation {
+        workspace: r.get(0),
+        sensor_id: r.get(1),
+        reason: r.get(2),
+        revoked_at: r.get(3),
+        decommissioned: r.get(4),
+        cert_sha256: r.get(5),
+    }
+}
+
+impl PostgresStore {
+    pub(crate) async fn revoke_sensor_pg(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        if reason.len() > MAX_REASON {
+            return Err(StoreError::Settings(format!(
+                "the reason is {} bytes long; give at most {MAX_REASON}",
+                reason.len()
+            )));
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        // The sensor's row locked: a renewal racing the revocation waits, then sees it.
+        let cert = tx
+            .query_opt(
+                "SELECT cert_sha256 FROM sensors WHERE sensor_id = $1 AND workspace = $2 FOR UPDATE",
+                &[&sensor_id, &workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        let Some(cert) = cert else {
+            return Err(StoreError::NoSuchSensor(sensor_id.into()));
+        };
+        let cert: String = cert.get(0);
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (sensor_id) DO UPDATE SET decommissioned = revocations.decommissioned OR excluded.decommissioned
+                     RETURNING {COLUMNS}"
+                ),
+                &[&workspace, &sensor_id, &reason, &now_ms(), &decommission, &cert],
+            )
+            .await
+            .map_err(self.err())?;
+        record_change(&tx, workspace, &ChangeKind::Revoked)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        Ok(row_to_revocation(&row))
+    }
+
+    pub(crate) async fn revocations_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM revocations WHERE workspace = $1 ORDER BY revoked_at, sensor_id"),
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(row_to_revocation).collect())
+    }
+}

@@ -1,0 +1,85 @@
+//! Sensor lifecycle in the SQLite store (format 8, table `revocations`): revoking and
+//! decommissioning a sensor, one transaction each with its change-log entry.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use uplink_store::lifecycle::MAX_REASON;
+use uplink_store::*;
+
+use crate::{record_change, SqliteStore};
+
+const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256";
+
+fn row_to_revocation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
+    Ok(Revocation {
+        workspace: r.get(0)?,
+        sensor_id: r.get(1)?,
+        reason: r.get(2)?,
+        revoked_at: r.get(3)?,
+        decommissioned: r.get::<_, i64>(4)? != 0,
+        cert_sha256: r.get(5)?,
+    })
+}
+
+/// The revocation of `sensor_id`, if it is revoked (inside the caller's transaction).
+pub(crate) fn revocation_of(
+    c: &Connection,
+    sensor_id: &str,
+) -> rusqlite::Result<Option<Revocation>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM revocations WHERE sensor_id = ?1"),
+        [sensor_id],
+        row_to_revocation,
+    )
+    .optional()
+}
+
+impl SqliteStore {
+    pub(crate) fn revoke_sensor_sync(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        if reason.len() > MAX_REASON {
+            return Err(StoreError::Settings(format!(
+                "the reason is {} bytes long; give at most {MAX_REASON}",
+                reason.len()
+            )));
+        }
+        let stored = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let cert: Option<String> = tx
+                .query_row(
+                    "SELECT cert_sha256 FROM sensors WHERE sensor_id = ?1 AND workspace = ?2",
+                    params![sensor_id, workspace],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(cert) = cert else {
+                return Ok(None);
+            };
+            tx.execute(
+                "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (sensor_id) DO UPDATE SET decommissioned = MAX(decommissioned, excluded.decommissioned)",
+                params![workspace, sensor_id, reason, now_ms(), decommission as i64, cert],
+            )?;
+            record_change(&tx, workspace, &ChangeKind::Revoked)?;
+            let stored = revocation_of(&tx, sensor_id)?;
+            tx.commit()?;
+            Ok(stored)
+        })?;
+        stored.ok_or_else(|| StoreError::NoSuchSensor(sensor_id.into()))
+    }
+
+    pub(crate) fn revocations_sync(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM revocations WHERE workspace = ?1 ORDER BY revoked_at, sensor_id"
+            ))?;
+            let rows = st.query_map([workspace], row_to_revocation)?;
+            rows.collect()
+        })
+    }
+}

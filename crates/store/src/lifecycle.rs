@@ -1,0 +1,80 @@
+//! Sensor lifecycle (issue #24): revocation and decommissioning as stored.
+//!
+//! A revocation is one row per sensor, kept beside the sensor (and removed with it when its
+//! workspace is deleted). Revoking appends a [`crate::ChangeKind::Revoked`] entry to the change
+//! log in the same transaction, so every replica reloads the workspace's revoked set within one
+//! poll and refuses the sensor on new and kept-alive connections alike (the service checks the
+//! set in memory on every request; it never reads the store per request).
+//!
+//! What this module does not do: issue CRLs (`uplink-pki` signs them from the revoked serials the
+//! service reads here), or delete anything — a decommissioned sensor's events stay until
+//! retention removes them.
+
+/// A revoked sensor, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    pub workspace: String,
+    pub sensor_id: String,
+    /// Why, as the administrator gave it.
+    pub reason: String,
+    /// Unix milliseconds of the first revocation (revoking again keeps it).
+    pub revoked_at: i64,
+    /// Also decommissioned: the machine is gone, hidden from the default `fleet list`.
+    pub decommissioned: bool,
+    /// The SHA-256 of the certificate the sensor held when it was revoked.
+    pub cert_sha256: String,
+}
+
+/// A sensor's lifecycle as `uplink fleet` shows it (the `lifecycle` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Active,
+    Revoked,
+    Decommissioned,
+}
+
+impl Lifecycle {
+    /// The lifecycle of a sensor given its revocation, if any. Pure.
+    pub fn of(revocation: Option<&Revocation>) -> Lifecycle {
+        match revocation {
+            None => Lifecycle::Active,
+            Some(r) if r.decommissioned => Lifecycle::Decommissioned,
+            Some(_) => Lifecycle::Revoked,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Active => "active",
+            Lifecycle::Revoked => "revoked",
+            Lifecycle::Decommissioned => "decommissioned",
+        }
+    }
+}
+
+/// The longest reason stored (longer ones are refused: the reason is for people, not logs).
+pub const MAX_REASON: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_of_a_revocation() {
+        let r = |decommissioned| Revocation {
+            workspace: "w".into(),
+            sensor_id: "s".into(),
+            reason: "lost laptop".into(),
+            revoked_at: 1,
+            decommissioned,
+            cert_sha256: "ab".into(),
+        };
+        for (rev, want) in [
+            (None, "active"),
+            (Some(r(false)), "revoked"),
+            (Some(r(true)), "decommissioned"),
+        ] {
+            assert_eq!(Lifecycle::of(rev.as_ref()).as_str(), want);
+        }
+    }
+}
