@@ -862,7 +862,10 @@ impl Store for PostgresStore {
         match res {
             Ok(0) => {
                 let revoked = client
-                    .query_opt("SELECT 1 FROM revocations WHERE sensor_id = $1", &[&sensor_id])
+                    .query_opt(
+                        "SELECT 1 FROM revocations WHERE sensor_id = $1",
+                        &[&sensor_id],
+                    )
                     .await
                     .map_err(self.err())?;
                 Err(match revoked {

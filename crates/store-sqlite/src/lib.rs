@@ -1807,7 +1807,11 @@ impl Store for SqliteStore {
         decommission: bool,
     ) -> Result<Revocation, StoreError> {
         let this = self.clone();
-        let (w, s, r) = (workspace.to_owned(), sensor_id.to_owned(), reason.to_owned());
+        let (w, s, r) = (
+            workspace.to_owned(),
+            sensor_id.to_owned(),
+            reason.to_owned(),
+        );
         blocking(move || this.revoke_sensor_sync(&w, &s, &r, decommission)).await
     }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
 use uplink_fleet::{rfc3339, IssueState, State};
-use uplink_store::{FleetSensor, Issue, Store};
+use uplink_store::{FleetSensor, Issue, Lifecycle, Revocation, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -34,6 +34,39 @@ pub enum Command {
     /// End an issue's suppression now: it is open again until the next evaluation closes it (if
     /// its condition is gone).
     Unsuppress(UnsuppressArgs),
+    /// Revoke a sensor's certificate: every replica refuses it within a few seconds (403
+    /// CERT_REVOKED), on new and kept-alive connections; it cannot renew. Its stored events stay;
+    /// the events it still holds stay queued on the machine. To bring the machine back, enroll
+    /// it again with the workspace's access key: it becomes a new sensor (docs/lifecycle.md).
+    Revoke(RevokeArgs),
+    /// Revoke a sensor and mark it decommissioned (the machine is gone): hidden from `fleet
+    /// list` (unless --all), its data kept until retention removes it. A machine enrolled again
+    /// is a new sensor; this one stays decommissioned.
+    Decommission(DecommissionArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    pub workspace: String,
+    /// The sensor's id (`uplink fleet list` shows them).
+    pub sensor_id: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Why (stored with the revocation).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecommissionArgs {
+    pub workspace: String,
+    /// The sensor's id (`uplink fleet list` shows them).
+    pub sensor_id: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Why [default: "decommissioned"].
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +78,9 @@ pub struct ListArgs {
     /// Only sensors in this state: online, late, disconnected or inactive.
     #[arg(long, value_name = "S", value_parser = parse_state)]
     pub state: Option<State>,
+    /// Decommissioned sensors too (hidden by default).
+    #[arg(long)]
+    pub all: bool,
     /// Print JSON (see above) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -112,6 +148,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Issues(a) => issues(a).await,
             Command::Suppress(a) => suppress(a).await,
             Command::Unsuppress(a) => unsuppress(a).await,
+            Command::Revoke(a) => revoke(a.data, a.workspace, a.sensor_id, a.reason, false).await,
+            Command::Decommission(a) => {
+                let reason = a.reason.unwrap_or_else(|| "decommissioned".into());
+                revoke(a.data, a.workspace, a.sensor_id, reason, true).await
+            }
         }
     })
 }
@@ -121,7 +162,7 @@ fn time(ms: Option<i64>) -> Value {
 }
 
 /// A sensor's `list` fields.
-fn sensor_json(s: &FleetSensor, issues: &[Issue]) -> Value {
+fn sensor_json(s: &FleetSensor, issues: &[Issue], lifecycle: Lifecycle) -> Value {
     let report: Value = s
         .report
         .as_deref()
@@ -137,8 +178,8 @@ fn sensor_json(s: &FleetSensor, issues: &[Issue]) -> Value {
         "hostname": report.get("hostname").cloned().unwrap_or(Value::Null),
         "version": report.get("version").cloned().unwrap_or(Value::Null),
         "state": s.state,
-        // Filled in by the lifecycle and updater issues.
-        "lifecycle": "active",
+        "lifecycle": lifecycle.as_str(),
+        // Filled in by the updater issue.
         "software": "current",
         "health": s.health,
         "last_seen": time(s.last_seen),
@@ -187,13 +228,16 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let ws = a.workspace.to_ascii_lowercase();
     let sensors = store.fleet_sensors(&ws).await?;
     let issues = store.fleet_issues(&ws).await?;
+    let revocations = store.revocations(&ws).await?;
     let rows: Vec<Value> = sensors
         .iter()
         .filter(|s| {
             a.state
                 .is_none_or(|want| s.state.as_deref() == Some(want.as_str()))
         })
-        .map(|s| sensor_json(s, &issues))
+        .map(|s| (s, lifecycle_of(&revocations, &s.sensor_id)))
+        .filter(|(_, l)| a.all || *l != Lifecycle::Decommissioned)
+        .map(|(s, l)| sensor_json(s, &issues, l))
         .collect();
     if a.json {
         return print_json(&json!({ "sensors": rows }));
@@ -234,7 +278,12 @@ async fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|i| i.sensor_id.as_deref() == Some(&s.sensor_id))
         .collect();
-    let mut v = sensor_json(s, &issues);
+    let revocations = store.revocations(&ws).await?;
+    let mut v = sensor_json(s, &issues, lifecycle_of(&revocations, &s.sensor_id));
+    if let Some(r) = revocations.iter().find(|r| r.sensor_id == s.sensor_id) {
+        v["revoked_at"] = Value::String(rfc3339(r.revoked_at));
+        v["revoke_reason"] = Value::String(r.reason.clone());
+    }
     v["report"] = s
         .report
         .as_deref()
@@ -379,5 +428,41 @@ async fn unsuppress(a: UnsuppressArgs) -> anyhow::Result<ExitCode> {
         .await?
         .ok_or_else(|| no_issue(&ws, &a.issue_id))?;
     println!("{} is {}", issue.issue_id, issue.state);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lifecycle_of(revocations: &[Revocation], sensor_id: &str) -> Lifecycle {
+    Lifecycle::of(revocations.iter().find(|r| r.sensor_id == sensor_id))
+}
+
+async fn revoke(
+    data: super::DataDir,
+    workspace: String,
+    sensor_id: String,
+    reason: String,
+    decommission: bool,
+) -> anyhow::Result<ExitCode> {
+    if reason.trim().is_empty() {
+        bail!("--reason must say why the sensor is revoked");
+    }
+    let store = data.open(false).await?;
+    let ws = workspace.to_ascii_lowercase();
+    let r = match store
+        .revoke_sensor(&ws, &sensor_id, &reason, decommission)
+        .await
+    {
+        Ok(r) => r,
+        Err(uplink_store::StoreError::NoSuchSensor(id)) => bail!(
+            "no sensor {id:?} in workspace {ws:?}: list them with `uplink fleet list {ws} --all`"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "sensor {} of workspace {ws} {} (revoked at {}: {}); every replica refuses it within seconds",
+        r.sensor_id,
+        Lifecycle::of(Some(&r)).as_str(),
+        rfc3339(r.revoked_at),
+        r.reason
+    );
     Ok(ExitCode::SUCCESS)
 }

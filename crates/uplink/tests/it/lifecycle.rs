@@ -1,0 +1,257 @@
+//! Sensor lifecycle (issue #24, docs/lifecycle.md): revocation and decommissioning.
+//!
+//! - Two replicas on one private PostgreSQL: a sensor uploads through one while it is revoked
+//!   through the CLI; both replicas refuse its certificate (403 `CERT_REVOKED`) within 2 s of the
+//!   revocation, the running sensor is refused on its connection and keeps what it has queued,
+//!   nothing it sent after the revocation is stored, every event before it is stored once, its
+//!   renewal is refused, and `uplink fleet` shows it `revoked`.
+//! - Decommissioning (SQLite): the sensor is hidden from `fleet list` (shown with --all), and the
+//!   same machine enrolled again is a new sensor, served, while the old one stays decommissioned.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::postgres::{create_workspace_pg, export, kind_count, Db, PgService};
+use crate::support::postgres::Cluster;
+use crate::support::sensor::{assert_n_exactly_once, Sensor};
+use crate::support::*;
+
+/// Lines `{"kind":"ev","n":i}` for `range`.
+fn lines(range: std::ops::Range<u64>) -> String {
+    range
+        .map(|i| format!("{{\"kind\":\"ev\",\"n\":{i}}}\n"))
+        .collect()
+}
+
+/// POSTs `body` to `path` with the sensor's own certificate and key (curl, a new connection
+/// each time): the status and the error body's code ("" when none).
+fn with_sensor_cert(ws: &Ws, port: u16, sensor: &Sensor, path: &str, body: &str) -> (u16, String) {
+    let file = sensor.dir.join("probe-body.json");
+    std::fs::write(&file, body).unwrap();
+    let (status, text) = Curl::new(&ws.sensor_host, port, path)
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .arg("--cert")
+        .arg(sensor.dir.join("client.pem"))
+        .arg("--key")
+        .arg(sensor.dir.join("client.key"))
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", file.display()))
+        .run();
+    let code = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (status, code)
+}
+
+fn fleet_json(args: &[&str]) -> serde_json::Value {
+    let out = ok(uplink(args), &format!("uplink {}", args.join(" ")));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn row<'a>(list: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
+    list["sensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sensor_id"] == id)
+}
+
+#[test]
+fn a_sensor_revoked_through_the_cli_is_refused_by_both_replicas_within_2_s_and_keeps_its_queue() {
+    const BEFORE: u64 = 500;
+    const AFTER: u64 = 200;
+    let cluster = Cluster::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::new(&cluster, tmp.path());
+    let r1 = PgService::start_with(&db, "127.0.0.1:0", &[]);
+    let r2 = PgService::start_with(&db, "127.0.0.1:0", &[]);
+    // The sensor uploads through r2; the revocation is written to the database by the CLI and
+    // must reach both replicas through the change log.
+    let ws = create_workspace_pg(&db, tmp.path(), "life", r2.port);
+    let sensor = Sensor::installed(&tmp.path().join("sensor"), &ws, &[]);
+    sensor.set_upload(50);
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    let run_log = tmp.path().join("run.log");
+    let context = || {
+        format!(
+            "{}\nr1:\n{}\nr2:\n{}\npostgres:\n{}",
+            sensor.context(&run_log),
+            r1.log(),
+            r2.log(),
+            cluster.log_text()
+        )
+    };
+    let mut run = sensor.spawn_run(&run_log);
+    ok(sensor.send(&lines(0..BEFORE)), "sensor send");
+    poll_until(
+        "the first events stored",
+        60,
+        || kind_count(&db, "life", "ev") == BEFORE,
+        context,
+    );
+    // The certificate is accepted by both before (a malformed report: 400, not 403).
+    let probe = |port| {
+        with_sensor_cert(
+            &ws,
+            port,
+            &sensor,
+            uplink_protocol::HEARTBEAT_PATH,
+            "not a report",
+        )
+    };
+    for port in [r1.port, r2.port] {
+        let (status, code) = probe(port);
+        assert_eq!(status, 400, "{code}\n{}", context());
+    }
+
+    let [a, b, c, d] = db.args();
+    ok(
+        uplink(&[
+            "fleet",
+            "revoke",
+            "life",
+            &id,
+            a,
+            b,
+            c,
+            d,
+            "--reason",
+            "laptop stolen",
+        ]),
+        "fleet revoke",
+    );
+    let revoked = Instant::now();
+    poll_until(
+        "both replicas refuse the revoked certificate",
+        10,
+        || {
+            [r1.port, r2.port]
+                .iter()
+                .all(|&p| probe(p) == (403, "CERT_REVOKED".to_owned()))
+        },
+        context,
+    );
+    let took = revoked.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}\n{}",
+        context()
+    );
+
+    // The running sensor is refused and keeps what it queues from now on.
+    ok(sensor.send(&lines(BEFORE..BEFORE + AFTER)), "sensor send");
+    poll_until(
+        "the sensor reports CERT_REVOKED",
+        60,
+        || sensor.status()["last_error"]["code"] == "CERT_REVOKED",
+        context,
+    );
+    let status = sensor.status();
+    assert!(
+        status["queue"]["events"].as_u64().unwrap() >= AFTER,
+        "the events sent after the revocation stay queued: {status}"
+    );
+    let fix = format!(
+        "{} {}",
+        status["last_error"]["fix"], status["last_error"]["message"]
+    );
+    assert!(fix.contains("access key"), "{status}");
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(
+        r2.log().contains("request of a revoked sensor refused"),
+        "{}",
+        context()
+    );
+    // Nothing half-stored: exactly the events from before, once each.
+    let rows = export(&db, "life");
+    assert_n_exactly_once(&rows, "ev", BEFORE);
+    assert!(sensor.status()["queue"]["events"].as_u64().unwrap() >= AFTER);
+
+    // Renewal is refused.
+    let (_, csr) = key_and_csr(tmp.path(), "renew", "/CN=renew");
+    let body = serde_json::json!({ "csr_pem": std::fs::read_to_string(csr).unwrap() });
+    let (status, code) = with_sensor_cert(
+        &ws,
+        r1.port,
+        &sensor,
+        uplink_protocol::RENEW_PATH,
+        &body.to_string(),
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "CERT_REVOKED"),
+        "{}",
+        context()
+    );
+
+    // `uplink fleet` shows it revoked (still listed: revoked is not decommissioned).
+    let list = fleet_json(&["fleet", "list", "life", a, b, c, d, "--json"]);
+    let r = row(&list, &id).unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(r["lifecycle"], "revoked", "{r}");
+    let show = fleet_json(&["fleet", "show", "life", &id, a, b, c, d, "--json"]);
+    assert_eq!(show["revoke_reason"], "laptop stolen", "{show}");
+}
+
+#[test]
+fn a_decommissioned_machine_enrolled_again_is_a_new_sensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    run_decommission(tmp.path(), &data, &svc);
+}
+
+fn run_decommission(dir: &Path, data: &Path, svc: &ServiceProc) {
+    let ws = create_workspace(data, "gone", svc.port);
+    let dd = data.to_str().unwrap();
+    let first = Sensor::installed(&dir.join("machine"), &ws, &[]);
+    let old_id = first.status()["sensor_id"].as_str().unwrap().to_owned();
+    let context = || svc.log();
+    ok(
+        uplink(&["fleet", "decommission", "gone", &old_id, "--data-dir", dd]),
+        "fleet decommission",
+    );
+    // Hidden from the default list, shown with --all.
+    let list = fleet_json(&["fleet", "list", "gone", "--data-dir", dd, "--json"]);
+    assert!(row(&list, &old_id).is_none(), "{list}");
+    let all = fleet_json(&["fleet", "list", "gone", "--data-dir", dd, "--json", "--all"]);
+    assert_eq!(
+        row(&all, &old_id).unwrap_or_else(|| panic!("{all}"))["lifecycle"],
+        "decommissioned"
+    );
+    poll_until(
+        "the service refuses the decommissioned sensor",
+        10,
+        || {
+            with_sensor_cert(
+                &ws,
+                svc.port,
+                &first,
+                uplink_protocol::HEARTBEAT_PATH,
+                "not a report",
+            ) == (403, "CERT_REVOKED".to_owned())
+        },
+        context,
+    );
+
+    // The same machine enrolled again (a new key, the workspace's access key): a new sensor.
+    let again = Sensor::installed(&dir.join("machine-again"), &ws, &[]);
+    let new_id = again.status()["sensor_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, old_id);
+    ok(again.send(&lines(0..10)), "sensor send");
+    ok(again.run_once(60), "sensor run --once");
+    let all = fleet_json(&["fleet", "list", "gone", "--data-dir", dd, "--json", "--all"]);
+    assert_eq!(row(&all, &new_id).unwrap()["lifecycle"], "active", "{all}");
+    assert_eq!(
+        row(&all, &old_id).unwrap()["lifecycle"],
+        "decommissioned",
+        "{all}"
+    );
+    let events: Vec<_> = exported(data, "gone")
+        .into_iter()
+        .filter(|(s, _, _)| *s == new_id)
+        .collect();
+    assert!(events.len() >= 10, "{events:?}\n{}", context());
+}
