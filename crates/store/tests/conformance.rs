@@ -74,6 +74,7 @@ per_backend!(
     deleting_a_workspace_removes_it_and_all_its_data_only,
     prune_removes_what_is_past_each_workspace_retention_and_retries_stay_duplicates,
     prune_while_ingesting_loses_nothing,
+    revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspace,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1115,4 +1116,78 @@ async fn prune_while_ingesting_loses_nothing<S: Store + Clone>(store: S) {
     let all = exported(&store, "w", ExportFilter::default()).await;
     assert_eq!(all.len(), 1_000);
     assert!(all.iter().all(|(_, seq, _)| *seq >= 5_000));
+}
+
+async fn revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspace<
+    S: Store + Clone,
+>(
+    store: S,
+) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    store.add_sensor(sensor("s2", "w")).await.unwrap();
+    store.ingest("s1", events(1..=3, "ev")).await.unwrap();
+    assert!(store.revocations("w").await.unwrap().is_empty());
+    let before = store.change_version().await.unwrap();
+
+    // Not in that workspace, or not at all: refused, nothing recorded.
+    for (ws, id) in [("v", "s1"), ("w", "ghost")] {
+        let err = store.revoke_sensor(ws, id, "gone", false).await;
+        assert!(
+            matches!(err, Err(StoreError::NoSuchSensor(ref g)) if g == id),
+            "{ws}/{id}: {err:?}"
+        );
+    }
+    assert_eq!(store.change_version().await.unwrap(), before);
+
+    let r = store
+        .revoke_sensor("w", "s1", "laptop stolen", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.sensor_id.as_str(), r.reason.as_str(), r.decommissioned),
+        ("s1", "laptop stolen", false)
+    );
+    assert_eq!(r.cert_sha256, "22".repeat(32));
+    assert_eq!(Lifecycle::of(Some(&r)), Lifecycle::Revoked);
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Revoked)]
+    );
+    // Again, as a decommission: the first time and reason stay, decommissioning is added.
+    let again = store.revoke_sensor("w", "s1", "other", true).await.unwrap();
+    assert_eq!(
+        (
+            again.revoked_at,
+            again.reason.as_str(),
+            again.decommissioned
+        ),
+        (r.revoked_at, "laptop stolen", true)
+    );
+    let listed = store.revocations("w").await.unwrap();
+    assert_eq!(listed, vec![again]);
+    assert!(store.revocations("v").await.unwrap().is_empty());
+
+    // Renewal of a revoked sensor is refused, nothing changed; the other sensor renews.
+    let err = store
+        .renew_sensor("w", "s1", &"55".repeat(32), "key-new")
+        .await;
+    assert!(matches!(err, Err(StoreError::Revoked { .. })), "{err:?}");
+    assert_eq!(
+        err.unwrap_err().code(),
+        Some(uplink_diag::Code::CERT_REVOKED)
+    );
+    store
+        .renew_sensor("w", "s2", &"66".repeat(32), "key-s2")
+        .await
+        .unwrap();
+    // Its events stay (removed by retention only).
+    assert_eq!(store.stats("w").await.unwrap().total, 3);
+
+    // Deleting the workspace removes its revocations; a workspace of the same name starts clean.
+    store.delete_workspace("w").await.unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    assert!(store.revocations("w").await.unwrap().is_empty());
 }
