@@ -17,6 +17,7 @@
 pub mod admin;
 mod budget;
 mod conns;
+mod crl;
 pub mod fleet;
 pub mod proxyproto;
 mod registry;

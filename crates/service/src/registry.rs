@@ -50,6 +50,9 @@ pub(crate) struct Workspace {
     /// load: every request of a client certificate is checked against the current snapshot's set
     /// (`Registry::is_revoked`), so a revocation reaches kept-alive connections too.
     pub revoked: HashSet<String>,
+    /// Every certificate of those sensors, for the CRL (`crate::crl`), and the CRL last signed.
+    pub revoked_serials: Vec<uplink_store::RevokedSerial>,
+    pub crl: crate::crl::Cache,
     server_chain: Vec<CertificateDer<'static>>,
     server_key_pem: String,
 }
@@ -323,7 +326,7 @@ impl Registry {
     fn build(
         &self,
         record: &WorkspaceRecord,
-        revoked: HashSet<String>,
+        revoked: Revoked,
         snap: &Snapshot,
     ) -> Result<Workspace, ServiceError> {
         build_workspace(record, revoked, snap.by_name.get(&record.name), &self.roots)
@@ -486,19 +489,27 @@ impl Registry {
     }
 }
 
-/// The revoked sensors of a workspace, read with the workspace when it is (re)loaded.
-async fn revoked_of<S: Store>(store: &S, workspace: &str) -> Result<HashSet<String>, StoreError> {
-    Ok(store
+/// The revoked sensors of a workspace and their certificates' serials, read with the workspace
+/// when it is (re)loaded (a revocation is a change-log entry: it reloads the workspace).
+pub(crate) struct Revoked {
+    sensors: HashSet<String>,
+    serials: Vec<uplink_store::RevokedSerial>,
+}
+
+async fn revoked_of<S: Store>(store: &S, workspace: &str) -> Result<Revoked, StoreError> {
+    let sensors = store
         .revocations(workspace)
         .await?
         .into_iter()
         .map(|r| r.sensor_id)
-        .collect())
+        .collect();
+    let serials = store.revoked_serials(workspace).await?;
+    Ok(Revoked { sensors, serials })
 }
 
 fn build_workspace(
     record: &WorkspaceRecord,
-    revoked: HashSet<String>,
+    revoked: Revoked,
     previous: Option<&Arc<Workspace>>,
     roots: &Arc<tls::SharedRoots>,
 ) -> Result<Workspace, ServiceError> {
@@ -537,7 +548,9 @@ fn build_workspace(
         ca,
         ca_subject_raw,
         server_config,
-        revoked,
+        revoked: revoked.sensors,
+        revoked_serials: revoked.serials,
+        crl: Default::default(),
         server_chain,
         server_key_pem,
     })

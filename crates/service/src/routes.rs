@@ -184,6 +184,9 @@ async fn handle<S: Store>(
         Err(refusal) => return refusal.response(),
     };
     let (ws, role) = (&target.0, target.1);
+    if req.uri().path() == crate::crl::CRL_PATH {
+        return crl(ws, req.method());
+    }
     match role {
         Role::Console => error(
             StatusCode::NOT_FOUND,
@@ -194,6 +197,27 @@ async fn handle<S: Store>(
             ),
         ),
         Role::SensorApi => sensor_api(shared, ctx, ws, req).await,
+    }
+}
+
+/// `GET /pki/crl.der`: the workspace CA's CRL, on either host, no client certificate needed.
+fn crl(ws: &Workspace, method: &Method) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed("GET, HEAD");
+    }
+    match crate::crl::current(ws) {
+        Ok(der) => {
+            let mut resp = Response::new(Full::new(Bytes::from(der.as_ref().clone())));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/pkix-crl"),
+            );
+            resp
+        }
+        Err(e) => {
+            tracing::error!(workspace = %ws.name, error = %e, "signing the CRL failed");
+            unavailable()
+        }
     }
 }
 
@@ -623,6 +647,7 @@ async fn enroll<S: Store>(
             return unavailable();
         }
     }
+    crate::crl::record(shared, &sensor_id, &signed).await;
     tracing::info!(workspace = %ws.name, sensor = %sensor_id, key = %signed.key_type, "sensor enrolled");
     let response = EnrollResponse {
         workspace: ws.name.clone(),
@@ -777,6 +802,7 @@ async fn renew<S: Store>(
             return unavailable();
         }
     }
+    crate::crl::record(shared, &client.sensor_id, &signed).await;
     tracing::info!(workspace = %ws.name, sensor = %client.sensor_id, "sensor certificate renewed");
     json(
         StatusCode::OK,

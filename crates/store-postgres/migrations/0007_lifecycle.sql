@@ -13,3 +13,13 @@ CREATE TABLE revocations (
     cert_sha256 TEXT NOT NULL
 );
 CREATE INDEX revocations_by_workspace ON revocations (workspace);
+
+-- Every certificate issued to a sensor (enrollment, renewal), so the workspace's CRL lists every
+-- certificate of a revoked sensor, not only its last one.
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    sensor_id TEXT NOT NULL REFERENCES sensors (sensor_id) ON DELETE CASCADE,
+    cert_sha256 TEXT NOT NULL,
+    issued_at BIGINT NOT NULL
+);
+CREATE INDEX certificates_by_sensor ON certificates (sensor_id);

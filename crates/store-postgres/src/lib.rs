@@ -1149,6 +1149,20 @@ impl Store for PostgresStore {
         self.revocations_pg(workspace).await
     }
 
+    async fn record_certificate(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        self.record_certificate_pg(sensor_id, serial_hex, cert_sha256)
+            .await
+    }
+
+    async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
+        self.revoked_serials_pg(workspace).await
+    }
+
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
         self.prune_pg(options).await
     }

@@ -81,4 +81,49 @@ impl PostgresStore {
             .map_err(self.err())?;
         Ok(rows.iter().map(row_to_revocation).collect())
     }
+
+    pub(crate) async fn record_certificate_pg(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let res = client
+            .execute(
+                "INSERT INTO certificates (serial, sensor_id, cert_sha256, issued_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (serial) DO NOTHING",
+                &[&serial_hex, &sensor_id, &cert_sha256, &now_ms()],
+            )
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+                Err(StoreError::NoSuchSensor(sensor_id.into()))
+            }
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    pub(crate) async fn revoked_serials_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<RevokedSerial>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.serial, r.revoked_at FROM revocations r JOIN certificates c ON c.sensor_id = r.sensor_id
+                 WHERE r.workspace = $1 ORDER BY c.serial",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| RevokedSerial {
+                serial_hex: r.get(0),
+                revoked_at: r.get(1),
+            })
+            .collect())
+    }
 }

@@ -121,11 +121,32 @@ mod tests {
             (&[(1, 1), (2, 2), (3, 3)], Ok(vec![4, 5, 6, 7])),
             // A newer schema an older build can still run on (expand only): nothing, no refusal.
             (
-                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (99, 3)],
+                &[
+                    (1, 1),
+                    (2, 2),
+                    (3, 3),
+                    (4, 3),
+                    (5, 3),
+                    (6, 3),
+                    (7, 3),
+                    (99, 3),
+                ],
                 Ok(vec![]),
             ),
             // A newer schema that contracted past this build: refused.
-            (&[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (99, 99)], Err(())),
+            (
+                &[
+                    (1, 1),
+                    (2, 2),
+                    (3, 3),
+                    (4, 3),
+                    (5, 3),
+                    (6, 3),
+                    (7, 3),
+                    (99, 99),
+                ],
+                Err(()),
+            ),
         ];
         for (applied, want) in cases {
             let got = plan(applied, "postgres://db/x")

@@ -111,6 +111,13 @@ CREATE TABLE revocations (
     cert_sha256 TEXT NOT NULL
 );
 CREATE INDEX revocations_by_workspace ON revocations(workspace);
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    sensor_id TEXT NOT NULL REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+    cert_sha256 TEXT NOT NULL,
+    issued_at INTEGER NOT NULL
+);
+CREATE INDEX certificates_by_sensor ON certificates(sensor_id);
 ";
 
 /// Migrations from each older format to the next, applied in order at open. `SCHEMA` is the
@@ -146,7 +153,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Format 7 is the admin API's (issue #23, merged separately); this no-op keeps the steps
     // contiguous on this branch and is replaced by that step at merge.
     (7, "SELECT 1;"),
-    // Sensor lifecycle (issue #24): revocations, removed with their sensor.
+    // Sensor lifecycle (issue #24): revocations and the certificates issued (for the CRL), removed
+    // with their sensor.
     (
         8,
         "CREATE TABLE revocations (
@@ -157,7 +165,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         decommissioned INTEGER NOT NULL DEFAULT 0,
         cert_sha256 TEXT NOT NULL
     );
-    CREATE INDEX revocations_by_workspace ON revocations(workspace);",
+    CREATE INDEX revocations_by_workspace ON revocations(workspace);
+    CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        sensor_id TEXT NOT NULL REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+        cert_sha256 TEXT NOT NULL,
+        issued_at INTEGER NOT NULL
+    );
+    CREATE INDEX certificates_by_sensor ON certificates(sensor_id);",
     ),
 ];
 
@@ -1818,6 +1833,26 @@ impl Store for SqliteStore {
     async fn revocations(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
         let (this, w) = (self.clone(), workspace.to_owned());
         blocking(move || this.revocations_sync(&w)).await
+    }
+
+    async fn record_certificate(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        let (s, n, c) = (
+            sensor_id.to_owned(),
+            serial_hex.to_owned(),
+            cert_sha256.to_owned(),
+        );
+        blocking(move || this.record_certificate_sync(&s, &n, &c)).await
+    }
+
+    async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
+        let (this, w) = (self.clone(), workspace.to_owned());
+        blocking(move || this.revoked_serials_sync(&w)).await
     }
 
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {

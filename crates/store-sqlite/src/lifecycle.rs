@@ -82,4 +82,46 @@ impl SqliteStore {
             rows.collect()
         })
     }
+
+    pub(crate) fn record_certificate_sync(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let res = self.write(|c| {
+            c.execute(
+                "INSERT INTO certificates (serial, sensor_id, cert_sha256, issued_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (serial) DO NOTHING",
+                params![serial_hex, sensor_id, cert_sha256, now_ms()],
+            )
+        });
+        match res {
+            Ok(_) => Ok(()),
+            // The sensor is not (or no longer) enrolled: the foreign key refused the row.
+            Err(StoreError::Backend { ref detail, .. }) if detail.contains("FOREIGN KEY") => {
+                Err(StoreError::NoSuchSensor(sensor_id.into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn revoked_serials_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<RevokedSerial>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT c.serial, r.revoked_at FROM revocations r JOIN certificates c ON c.sensor_id = r.sensor_id
+                 WHERE r.workspace = ?1 ORDER BY c.serial",
+            )?;
+            let rows = st.query_map([workspace], |r| {
+                Ok(RevokedSerial {
+                    serial_hex: r.get(0)?,
+                    revoked_at: r.get(1)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
 }

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
-pub use lifecycle::{Lifecycle, Revocation};
+pub use lifecycle::{Lifecycle, Revocation, RevokedSerial};
 pub use master::{MasterKey, MasterKeyFile};
 pub use retention::{
     DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
@@ -547,6 +547,21 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<Vec<Revocation>, StoreError>> + Send;
+    /// Records a certificate issued to a sensor (its serial in lowercase hex), so that a CRL
+    /// can list every certificate of a revoked sensor ([`StoreError::NoSuchSensor`] when the
+    /// sensor is not enrolled). Recording the same serial again changes nothing.
+    fn record_certificate(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The serials of every recorded certificate of the workspace's revoked sensors, with the
+    /// time of the revocation, ordered by serial (what the workspace's CRL lists).
+    fn revoked_serials(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<RevokedSerial>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

@@ -25,6 +25,15 @@ pub struct Revocation {
     pub cert_sha256: String,
 }
 
+/// A revoked certificate, as a CRL lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedSerial {
+    /// The certificate's serial number, lowercase hex.
+    pub serial_hex: String,
+    /// Unix milliseconds of the sensor's revocation.
+    pub revoked_at: i64,
+}
+
 /// A sensor's lifecycle as `uplink fleet` shows it (the `lifecycle` field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lifecycle {

@@ -245,4 +245,15 @@ impl Store for AnyStore {
     async fn revocations(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
         each!(self, s => s.revocations(workspace).await)
     }
+    async fn record_certificate(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.record_certificate(sensor_id, serial_hex, cert_sha256).await)
+    }
+    async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
+        each!(self, s => s.revoked_serials(workspace).await)
+    }
 }

@@ -255,3 +255,127 @@ fn run_decommission(dir: &Path, data: &Path, svc: &ServiceProc) {
         .collect();
     assert!(events.len() >= 10, "{events:?}\n{}", context());
 }
+
+/// `GET /pki/crl.der` on `host` without a client certificate, saved to `out`.
+fn fetch_crl(ws: &Ws, host: &str, port: u16, out: &Path) {
+    let status = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o"])
+        .arg(out)
+        .args(["-w", "%{http_code}", "--cacert"])
+        .arg(&ws.ca_file)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/pki/crl.der"))
+        .output()
+        .expect("run curl");
+    assert_eq!(stdout(&status).trim(), "200", "{}", stderr(&status));
+}
+
+#[test]
+fn the_crl_lists_a_revoked_sensor_and_openssl_refuses_its_certificate_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "crl", svc.port);
+    let dd = data.to_str().unwrap();
+    let sensor = Sensor::installed(&tmp.path().join("sensor"), &ws, &[]);
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    let cert = sensor.dir.join("client.pem");
+    let cert = cert.to_str().unwrap();
+    let ca = ws.ca_file.to_str().unwrap();
+    let serial = openssl(&["x509", "-in", cert, "-noout", "-serial"]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase();
+    let der = tmp.path().join("crl.der");
+    let pem = tmp.path().join("crl.pem");
+    let (der_s, pem_s) = (der.to_str().unwrap(), pem.to_str().unwrap());
+    let verify = || {
+        openssl(&["crl", "-inform", "DER", "-in", der_s, "-out", pem_s]);
+        std::process::Command::new("openssl")
+            .args([
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                ca,
+                "-CRLfile",
+                pem_s,
+                cert,
+            ])
+            .output()
+            .expect("run openssl")
+    };
+
+    // Before: an empty CRL, signed by the workspace CA, that openssl accepts the certificate with.
+    fetch_crl(&ws, &ws.sensor_host, svc.port, &der);
+    let text = openssl(&["crl", "-inform", "DER", "-in", der_s, "-noout", "-text"]);
+    assert!(text.contains("No Revoked Certificates"), "{text}");
+    let out = verify();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    ok(
+        uplink(&[
+            "fleet",
+            "revoke",
+            "crl",
+            &id,
+            "--data-dir",
+            dd,
+            "--reason",
+            "test",
+        ]),
+        "fleet revoke",
+    );
+    // After (once the service has followed the change log): the serial is listed, on both
+    // workspace hosts, and openssl refuses the certificate.
+    poll_until(
+        "the CRL lists the revoked certificate",
+        10,
+        || {
+            fetch_crl(&ws, &ws.sensor_host, svc.port, &der);
+            openssl(&["crl", "-inform", "DER", "-in", der_s, "-noout", "-text"]).contains(&serial)
+        },
+        || svc.log(),
+    );
+    let text = openssl(&["crl", "-inform", "DER", "-in", der_s, "-noout", "-text"]);
+    assert!(text.contains("Last Update"), "{text}");
+    assert!(text.contains("Next Update"), "{text}");
+    let next_minus_last = {
+        let field = |name: &str| {
+            let line = text.lines().find(|l| l.contains(name)).unwrap();
+            let date = line.split_once(": ").unwrap().1.trim().to_owned();
+            let out = std::process::Command::new("date")
+                .args(["-u", "-d", &date, "+%s"])
+                .output()
+                .unwrap();
+            stdout(&out).trim().parse::<i64>().unwrap()
+        };
+        field("Next Update") - field("Last Update")
+    };
+    assert_eq!(next_minus_last, 24 * 3600, "{text}");
+    let out = verify();
+    assert!(
+        !out.status.success(),
+        "openssl accepted a revoked certificate"
+    );
+    assert!(
+        format!("{}{}", stdout(&out), stderr(&out)).contains("certificate revoked"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let console = "crl.uplink.localhost";
+    let der2 = tmp.path().join("crl2.der");
+    fetch_crl(&ws, console, svc.port, &der2);
+    let text2 = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        der2.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(text2.contains(&serial), "{text2}");
+}
