@@ -1129,6 +1129,14 @@ async fn revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspa
     store.add_sensor(sensor("s2", "w")).await.unwrap();
     store.ingest("s1", events(1..=3, "ev")).await.unwrap();
     assert!(store.revocations("w").await.unwrap().is_empty());
+    // Certificates issued (enrollment, renewals) are recorded for the CRL; once is enough.
+    for serial in ["0a01", "0a02", "0a02"] {
+        store.record_certificate("s1", serial, "cc").await.unwrap();
+    }
+    store.record_certificate("s2", "0b01", "cc").await.unwrap();
+    let err = store.record_certificate("ghost", "0c01", "cc").await;
+    assert!(matches!(err, Err(StoreError::NoSuchSensor(_))), "{err:?}");
+    assert!(store.revoked_serials("w").await.unwrap().is_empty());
     let before = store.change_version().await.unwrap();
 
     // Not in that workspace, or not at all: refused, nothing recorded.
@@ -1167,6 +1175,16 @@ async fn revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspa
     );
     let listed = store.revocations("w").await.unwrap();
     assert_eq!(listed, vec![again]);
+    // The CRL's serials: every certificate of the revoked sensor, none of the other's.
+    let serials = store.revoked_serials("w").await.unwrap();
+    assert_eq!(
+        serials,
+        ["0a01", "0a02"].map(|s| RevokedSerial {
+            serial_hex: s.into(),
+            revoked_at: r.revoked_at
+        })
+    );
+    assert!(store.revoked_serials("v").await.unwrap().is_empty());
     assert!(store.revocations("v").await.unwrap().is_empty());
 
     // Renewal of a revoked sensor is refused, nothing changed; the other sensor renews.
