@@ -19,6 +19,7 @@ mod budget;
 mod conns;
 mod crl;
 pub mod fleet;
+mod lifecycle;
 pub mod proxyproto;
 mod registry;
 mod routes;

@@ -36,6 +36,8 @@ struct ConnCtx {
     target: Option<(Arc<Workspace>, Role)>,
     /// The verified client certificate's workspace and sensor id.
     client: Option<ClientId>,
+    /// The client's address (the PROXY header's, behind a balancer), for the audit trail.
+    peer: std::net::IpAddr,
 }
 
 #[derive(Debug)]
@@ -106,6 +108,7 @@ async fn serve_tracked<S: Store>(
         sni,
         target,
         client,
+        peer: state.ip,
     });
     let (body_idle, request_timeout) = (limits.body_idle_timeout, limits.request_timeout);
     let conn_state = state.clone();
@@ -230,9 +233,22 @@ async fn sensor_api<S: Store>(
     let path = req.uri().path();
     match endpoint(path, req.method()) {
         Endpoint::Ping => ok_text("Ok"),
-        Endpoint::Enroll => enroll(shared, ws, req).await,
+        Endpoint::Enroll => {
+            let resp = enroll(shared, ws, req).await;
+            let actor = "access key holder".to_owned();
+            crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "enroll", &resp).await;
+            resp
+        }
         Endpoint::Events => events(shared, ctx, ws, req).await,
-        Endpoint::Renew => renew(shared, ctx, ws, req).await,
+        Endpoint::Renew => {
+            let resp = renew(shared, ctx, ws, req).await;
+            let actor = match &ctx.client {
+                Some(c) => format!("sensor {}", c.sensor_id),
+                None => "no client certificate".to_owned(),
+            };
+            crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "renew", &resp).await;
+            resp
+        }
         Endpoint::Heartbeat => heartbeat(shared, ctx, ws, req).await,
         Endpoint::WrongMethod(allow) => method_not_allowed(allow),
         Endpoint::NotFound => error(
@@ -659,7 +675,12 @@ async fn enroll<S: Store>(
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
     };
-    json(StatusCode::OK, &response)
+    let mut resp = json(StatusCode::OK, &response);
+    resp.extensions_mut()
+        .insert(crate::lifecycle::Outcome::Issued {
+            sensor_id: response.sensor_id.clone(),
+        });
+    resp
 }
 
 /// The sensor a request comes from: its verified client certificate, which must belong to the
@@ -804,7 +825,7 @@ async fn renew<S: Store>(
     }
     crate::crl::record(shared, &client.sensor_id, &signed).await;
     tracing::info!(workspace = %ws.name, sensor = %client.sensor_id, "sensor certificate renewed");
-    json(
+    let mut resp = json(
         StatusCode::OK,
         &EnrollResponse {
             workspace: ws.name.clone(),
@@ -816,7 +837,12 @@ async fn renew<S: Store>(
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
         },
-    )
+    );
+    resp.extensions_mut()
+        .insert(crate::lifecycle::Outcome::Issued {
+            sensor_id: client.sensor_id.clone(),
+        });
+    resp
 }
 
 async fn events<S: Store>(
@@ -1056,13 +1082,19 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Byt
 }
 
 fn error(status: StatusCode, code: Code, message: String) -> Response<Full<Bytes>> {
-    json(
+    let note = crate::lifecycle::Outcome::Refused {
+        code,
+        message: message.clone(),
+    };
+    let mut resp = json(
         status,
         &ErrorBody {
             code: code.as_str().to_owned(),
             message,
         },
-    )
+    );
+    resp.extensions_mut().insert(note);
+    resp
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {

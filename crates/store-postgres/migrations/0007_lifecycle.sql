@@ -23,3 +23,19 @@ CREATE TABLE certificates (
     issued_at BIGINT NOT NULL
 );
 CREATE INDEX certificates_by_sensor ON certificates (sensor_id);
+
+-- The audit trail: enrollments (and refused ones), renewals, revocations, decommissions; who,
+-- from where, with what result. Kept when a workspace is deleted (it is the record of what
+-- happened).
+CREATE TABLE audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workspace TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    source TEXT NOT NULL,
+    action TEXT NOT NULL,
+    sensor_id TEXT,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_workspace ON audit (workspace, id);

@@ -1163,6 +1163,14 @@ impl Store for PostgresStore {
         self.revoked_serials_pg(workspace).await
     }
 
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.record_audit_pg(&entry).await
+    }
+
+    async fn audit(&self, workspace: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_pg(workspace, limit).await
+    }
+
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
         self.prune_pg(options).await
     }

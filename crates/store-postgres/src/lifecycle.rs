@@ -126,4 +126,56 @@ impl PostgresStore {
             })
             .collect())
     }
+
+    pub(crate) async fn record_audit_pg(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO audit (workspace, at, actor, source, action, sensor_id, result, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &e.workspace,
+                    &e.at,
+                    &e.actor,
+                    &e.source,
+                    &e.action,
+                    &e.sensor_id,
+                    &e.result,
+                    &uplink_store::lifecycle::audit_detail(&e.detail),
+                ],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub(crate) async fn audit_pg(
+        &self,
+        workspace: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT workspace, at, actor, source, action, sensor_id, result, detail FROM
+                 (SELECT * FROM audit WHERE workspace = $1 ORDER BY id DESC LIMIT $2) a ORDER BY id",
+                &[&workspace, &limit],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                workspace: r.get(0),
+                at: r.get(1),
+                actor: r.get(2),
+                source: r.get(3),
+                action: r.get(4),
+                sensor_id: r.get(5),
+                result: r.get(6),
+                detail: r.get(7),
+            })
+            .collect())
+    }
 }

@@ -118,6 +118,18 @@ CREATE TABLE certificates (
     issued_at INTEGER NOT NULL
 );
 CREATE INDEX certificates_by_sensor ON certificates(sensor_id);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    source TEXT NOT NULL,
+    action TEXT NOT NULL,
+    sensor_id TEXT,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_workspace ON audit(workspace, id);
 ";
 
 /// Migrations from each older format to the next, applied in order at open. `SCHEMA` is the
@@ -154,10 +166,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // contiguous on this branch and is replaced by that step at merge.
     (7, "SELECT 1;"),
     // Sensor lifecycle (issue #24): revocations and the certificates issued (for the CRL), removed
-    // with their sensor.
+    // with their sensor; the audit trail. (IF NOT EXISTS: a step may be re-run on a store rewound
+    // by hand, as the format tests do.)
     (
         8,
-        "CREATE TABLE revocations (
+        "CREATE TABLE IF NOT EXISTS revocations (
         sensor_id TEXT PRIMARY KEY REFERENCES sensors(sensor_id) ON DELETE CASCADE,
         workspace TEXT NOT NULL,
         reason TEXT NOT NULL,
@@ -165,14 +178,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
         decommissioned INTEGER NOT NULL DEFAULT 0,
         cert_sha256 TEXT NOT NULL
     );
-    CREATE INDEX revocations_by_workspace ON revocations(workspace);
-    CREATE TABLE certificates (
+    CREATE INDEX IF NOT EXISTS revocations_by_workspace ON revocations(workspace);
+    CREATE TABLE IF NOT EXISTS certificates (
         serial TEXT PRIMARY KEY,
         sensor_id TEXT NOT NULL REFERENCES sensors(sensor_id) ON DELETE CASCADE,
         cert_sha256 TEXT NOT NULL,
         issued_at INTEGER NOT NULL
     );
-    CREATE INDEX certificates_by_sensor ON certificates(sensor_id);",
+    CREATE INDEX IF NOT EXISTS certificates_by_sensor ON certificates(sensor_id);
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        sensor_id TEXT,
+        result TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_by_workspace ON audit(workspace, id);",
     ),
 ];
 
@@ -1853,6 +1878,16 @@ impl Store for SqliteStore {
     async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
         let (this, w) = (self.clone(), workspace.to_owned());
         blocking(move || this.revoked_serials_sync(&w)).await
+    }
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.record_audit_sync(&entry)).await
+    }
+
+    async fn audit(&self, workspace: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let (this, w) = (self.clone(), workspace.to_owned());
+        blocking(move || this.audit_sync(&w, limit)).await
     }
 
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {

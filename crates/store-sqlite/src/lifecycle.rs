@@ -124,4 +124,51 @@ impl SqliteStore {
             rows.collect()
         })
     }
+
+    pub(crate) fn record_audit_sync(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO audit (workspace, at, actor, source, action, sensor_id, result, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    e.workspace,
+                    e.at,
+                    e.actor,
+                    e.source,
+                    e.action,
+                    e.sensor_id,
+                    e.result,
+                    uplink_store::lifecycle::audit_detail(&e.detail)
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    pub(crate) fn audit_sync(
+        &self,
+        workspace: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT workspace, at, actor, source, action, sensor_id, result, detail FROM
+                 (SELECT * FROM audit WHERE workspace = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            )?;
+            let rows = st.query_map(params![workspace, limit], |r| {
+                Ok(AuditEntry {
+                    workspace: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    source: r.get(3)?,
+                    action: r.get(4)?,
+                    sensor_id: r.get(5)?,
+                    result: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
 }

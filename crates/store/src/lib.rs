@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
-pub use lifecycle::{Lifecycle, Revocation, RevokedSerial};
+pub use lifecycle::{AuditEntry, Lifecycle, Revocation, RevokedSerial};
 pub use master::{MasterKey, MasterKeyFile};
 pub use retention::{
     DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
@@ -562,6 +562,18 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<Vec<RevokedSerial>, StoreError>> + Send;
+    /// Appends an entry to a workspace's audit trail (its `detail` bounded by
+    /// [`lifecycle::audit_detail`]).
+    fn record_audit(
+        &self,
+        entry: AuditEntry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A workspace's audit trail, oldest first: the last `limit` entries.
+    fn audit(
+        &self,
+        workspace: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

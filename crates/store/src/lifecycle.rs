@@ -25,6 +25,42 @@ pub struct Revocation {
     pub cert_sha256: String,
 }
 
+/// One entry of a workspace's audit trail: who did what to which sensor, from where, with what
+/// result. Never holds a secret (no access key, no certificate key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub workspace: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// Who: `sensor <id>`, `access key holder` (an enrollment), or the administrator's user name.
+    pub actor: String,
+    /// From where: the client's address (for requests), `cli@<host>` for commands.
+    pub source: String,
+    /// `enroll`, `renew`, `revoke`, `decommission`, … ([`AUDIT_ACTIONS`]).
+    pub action: String,
+    pub sensor_id: Option<String>,
+    /// `ok`, or `refused` with the code in `detail`.
+    pub result: String,
+    pub detail: String,
+}
+
+/// The actions recorded so far (others are added by the admin API and rotations).
+pub const AUDIT_ACTIONS: &[&str] = &["enroll", "renew", "revoke", "decommission"];
+/// The longest `detail` stored (longer ones are cut at a character boundary).
+pub const MAX_AUDIT_DETAIL: usize = 2000;
+
+/// `detail` cut to [`MAX_AUDIT_DETAIL`] bytes at a character boundary. Pure.
+pub fn audit_detail(detail: &str) -> String {
+    if detail.len() <= MAX_AUDIT_DETAIL {
+        return detail.to_owned();
+    }
+    let mut end = MAX_AUDIT_DETAIL;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &detail[..end])
+}
+
 /// A revoked certificate, as a CRL lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokedSerial {
@@ -67,6 +103,15 @@ pub const MAX_REASON: usize = 1000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_details_are_bounded_at_a_character_boundary() {
+        assert_eq!(audit_detail("short"), "short");
+        let long = "é".repeat(MAX_AUDIT_DETAIL);
+        let cut = audit_detail(&long);
+        assert!(cut.len() <= MAX_AUDIT_DETAIL + "…".len(), "{}", cut.len());
+        assert!(cut.ends_with('…'));
+    }
 
     #[test]
     fn lifecycle_of_a_revocation() {

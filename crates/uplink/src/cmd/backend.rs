@@ -256,4 +256,10 @@ impl Store for AnyStore {
     async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
         each!(self, s => s.revoked_serials(workspace).await)
     }
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        each!(self, s => s.record_audit(entry).await)
+    }
+    async fn audit(&self, workspace: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        each!(self, s => s.audit(workspace, limit).await)
+    }
 }

@@ -43,6 +43,24 @@ pub enum Command {
     /// list` (unless --all), its data kept until retention removes it. A machine enrolled again
     /// is a new sensor; this one stays decommissioned.
     Decommission(DecommissionArgs),
+    /// The workspace's audit trail: enrollments (refused ones too), renewals, revocations,
+    /// decommissions — who, from where, the result.
+    ///
+    /// --json prints {"entries":[{"at","actor","source","action","sensor_id","result","detail"}]}
+    /// (oldest first; `at` RFC 3339 UTC).
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    pub workspace: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// At most this many entries (the newest).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,6 +166,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Issues(a) => issues(a).await,
             Command::Suppress(a) => suppress(a).await,
             Command::Unsuppress(a) => unsuppress(a).await,
+            Command::Audit(a) => audit(a).await,
             Command::Revoke(a) => revoke(a.data, a.workspace, a.sensor_id, a.reason, false).await,
             Command::Decommission(a) => {
                 let reason = a.reason.unwrap_or_else(|| "decommissioned".into());
@@ -447,10 +466,34 @@ async fn revoke(
     }
     let store = data.open(false).await?;
     let ws = workspace.to_ascii_lowercase();
-    let r = match store
+    let action = if decommission {
+        "decommission"
+    } else {
+        "revoke"
+    };
+    let result = store
         .revoke_sensor(&ws, &sensor_id, &reason, decommission)
-        .await
-    {
+        .await;
+    let entry = uplink_store::AuditEntry {
+        workspace: ws.clone(),
+        at: uplink_store::now_ms(),
+        actor: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        source: format!("cli@{}", hostname()),
+        action: action.into(),
+        sensor_id: Some(sensor_id.clone()),
+        result: if result.is_ok() { "ok" } else { "failed" }.into(),
+        detail: match &result {
+            Ok(_) => reason.clone(),
+            Err(e) => e.to_string(),
+        },
+    };
+    // Only for a workspace that exists (a typo must not leave entries under a made-up name).
+    if store.workspace(&ws).await?.is_some() {
+        if let Err(e) = store.record_audit(entry).await {
+            eprintln!("warning: the audit entry could not be recorded: {e}");
+        }
+    }
+    let r = match result {
         Ok(r) => r,
         Err(uplink_store::StoreError::NoSuchSensor(id)) => bail!(
             "no sensor {id:?} in workspace {ws:?}: list them with `uplink fleet list {ws} --all`"
@@ -464,5 +507,60 @@ async fn revoke(
         rfc3339(r.revoked_at),
         r.reason
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This machine's name, for the audit trail's `source` of a command.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+async fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    if store.workspace(&ws).await?.is_none() {
+        return Err(uplink_store::StoreError::NoSuchWorkspace(ws).into());
+    }
+    let entries = store.audit(&ws, a.limit).await?;
+    if a.json {
+        let v: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "at": rfc3339(e.at),
+                    "actor": e.actor,
+                    "source": e.source,
+                    "action": e.action,
+                    "sensor_id": e.sensor_id,
+                    "result": e.result,
+                    "detail": e.detail,
+                })
+            })
+            .collect();
+        return print_json(&json!({ "entries": v }));
+    }
+    if entries.is_empty() {
+        println!("no audit entries");
+    }
+    for e in &entries {
+        println!(
+            "{} {:<13} {:<8} {:<32} by {} from {}{}",
+            rfc3339(e.at),
+            e.action,
+            e.result,
+            e.sensor_id.as_deref().unwrap_or("-"),
+            e.actor,
+            e.source,
+            if e.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.detail)
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

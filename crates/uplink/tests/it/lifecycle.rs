@@ -6,7 +6,10 @@
 //!   nothing it sent after the revocation is stored, every event before it is stored once, its
 //!   renewal is refused, and `uplink fleet` shows it `revoked`.
 //! - Decommissioning (SQLite): the sensor is hidden from `fleet list` (shown with --all), and the
-//!   same machine enrolled again is a new sensor, served, while the old one stays decommissioned.
+//!   same machine enrolled again is a new sensor, served, while the old one stays decommissioned;
+//!   the audit trail shows the enrollments (a refused one too) and the decommission.
+//! - The CRL at `/pki/crl.der` on both hosts: openssl reads it, and `verify -crl_check` refuses
+//!   the revoked sensor's certificate with it (and accepts it before).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -254,6 +257,72 @@ fn run_decommission(dir: &Path, data: &Path, svc: &ServiceProc) {
         .filter(|(s, _, _)| *s == new_id)
         .collect();
     assert!(events.len() >= 10, "{events:?}\n{}", context());
+
+    // A refused enrollment (a wrong access key), then the audit trail of all of it.
+    let (_, csr) = key_and_csr(dir, "intruder", "/CN=intruder");
+    let req = serde_json::json!({
+        "access_key": "not-the-key",
+        "csr_pem": std::fs::read_to_string(csr).unwrap(),
+        "name": "intruder",
+    });
+    let req_file = dir.join("intruder.json");
+    std::fs::write(&req_file, req.to_string()).unwrap();
+    let (status, _) = Curl::new(&ws.sensor_host, svc.port, uplink_protocol::ENROLL_PATH)
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", req_file.display()))
+        .run();
+    assert_eq!(status, 401);
+    let audit = fleet_json(&["fleet", "audit", "gone", "--data-dir", dd, "--json"]);
+    let entries = audit["entries"].as_array().unwrap();
+    let summary: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["sensor_id"].as_str().unwrap_or("-").to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        summary,
+        [
+            s("enroll", &old_id, "ok"),
+            s("decommission", &old_id, "ok"),
+            s("enroll", &new_id, "ok"),
+            s("enroll", "-", "refused"),
+        ],
+        "{audit}"
+    );
+    for e in entries {
+        for k in [
+            "at",
+            "actor",
+            "source",
+            "action",
+            "sensor_id",
+            "result",
+            "detail",
+        ] {
+            assert!(e.get(k).is_some(), "{k} missing: {e}");
+        }
+    }
+    assert_eq!(entries[0]["source"], "127.0.0.1", "{audit}");
+    assert!(
+        entries[1]["source"].as_str().unwrap().starts_with("cli@"),
+        "{audit}"
+    );
+    assert!(
+        entries[3]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ENROLL_DENIED"),
+        "{audit}"
+    );
+    assert!(!audit.to_string().contains("not-the-key"), "{audit}");
 }
 
 /// `GET /pki/crl.der` on `host` without a client certificate, saved to `out`.
