@@ -75,6 +75,7 @@ per_backend!(
     prune_removes_what_is_past_each_workspace_retention_and_retries_stay_duplicates,
     prune_while_ingesting_loses_nothing,
     revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspace,
+    the_audit_trail_keeps_entries_in_order_per_workspace,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1208,4 +1209,54 @@ async fn revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspa
     store.create_workspace(workspace("w")).await.unwrap();
     store.add_sensor(sensor("s1", "w")).await.unwrap();
     assert!(store.revocations("w").await.unwrap().is_empty());
+}
+
+async fn the_audit_trail_keeps_entries_in_order_per_workspace<S: Store + Clone>(store: S) {
+    let entry = |ws: &str, action: &str, detail: &str| AuditEntry {
+        workspace: ws.into(),
+        at: now_ms(),
+        actor: "admin".into(),
+        source: "cli@host".into(),
+        action: action.into(),
+        sensor_id: Some("s1".into()),
+        result: "ok".into(),
+        detail: detail.into(),
+    };
+    assert!(store.audit("w", 10).await.unwrap().is_empty());
+    for action in ["enroll", "renew", "revoke"] {
+        store.record_audit(entry("w", action, "")).await.unwrap();
+    }
+    store.record_audit(entry("v", "enroll", "")).await.unwrap();
+    // A detail too long is cut, not refused.
+    let long = "x".repeat(lifecycle::MAX_AUDIT_DETAIL * 2);
+    store
+        .record_audit(entry("w", "decommission", &long))
+        .await
+        .unwrap();
+    let all = store.audit("w", 100).await.unwrap();
+    let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["enroll", "renew", "revoke", "decommission"]);
+    assert!(all[3].detail.len() <= lifecycle::MAX_AUDIT_DETAIL + 3);
+    assert_eq!(all[0], entry("w", "enroll", "").clone_with_at(all[0].at));
+    // The newest `limit`, oldest first.
+    let last: Vec<String> = store
+        .audit("w", 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(last, ["revoke", "decommission"]);
+    assert_eq!(store.audit("v", 100).await.unwrap().len(), 1);
+}
+
+trait WithAt {
+    fn clone_with_at(self, at: i64) -> Self;
+}
+
+impl WithAt for AuditEntry {
+    fn clone_with_at(mut self, at: i64) -> Self {
+        self.at = at;
+        self
+    }
 }
