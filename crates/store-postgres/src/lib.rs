@@ -371,7 +371,7 @@ impl PostgresStore {
         Ok(key)
     }
 
-    fn key(&self) -> Result<MasterKey, StoreError> {
+    pub(crate) fn key(&self) -> Result<MasterKey, StoreError> {
         self.inner
             .key
             .read()
@@ -1161,6 +1161,16 @@ impl Store for PostgresStore {
 
     async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
         self.revoked_serials_pg(workspace).await
+    }
+
+    async fn set_access_key(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        access_key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        self.set_access_key_pg(workspace, access_key, access_key_sha256)
+            .await
     }
 
     async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {

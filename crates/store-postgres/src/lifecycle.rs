@@ -178,4 +178,32 @@ impl PostgresStore {
             })
             .collect())
     }
+
+    pub(crate) async fn set_access_key_pg(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        let sealed = self
+            .key()?
+            .seal(access_key, &master::access_key_context(workspace));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let n = tx
+            .execute(
+                "UPDATE workspaces SET access_key_sha256 = $1, access_key = $2 WHERE name = $3",
+                &[&hash, &sealed, &workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        record_change(&tx, workspace, &ChangeKind::Rekeyed)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        Ok(())
+    }
 }

@@ -752,7 +752,7 @@ impl SqliteStore {
         rows.into_iter().map(|w| self.unseal(w)).collect()
     }
 
-    fn key(&self) -> MasterKey {
+    pub(crate) fn key(&self) -> MasterKey {
         self.inner
             .key
             .read()
@@ -1878,6 +1878,21 @@ impl Store for SqliteStore {
     async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
         let (this, w) = (self.clone(), workspace.to_owned());
         blocking(move || this.revoked_serials_sync(&w)).await
+    }
+
+    async fn set_access_key(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        access_key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        let (w, k, h) = (
+            workspace.to_owned(),
+            access_key.to_owned(),
+            access_key_sha256.to_owned(),
+        );
+        blocking(move || this.set_access_key_sync(&w, &k, &h)).await
     }
 
     async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {

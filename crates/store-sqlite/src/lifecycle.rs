@@ -171,4 +171,31 @@ impl SqliteStore {
             rows.collect()
         })
     }
+
+    pub(crate) fn set_access_key_sync(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        let sealed = self
+            .key()
+            .seal(access_key, &master::access_key_context(workspace));
+        let n = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let n = tx.execute(
+                "UPDATE workspaces SET access_key_sha256 = ?1, access_key = ?2 WHERE name = ?3",
+                params![hash, sealed, workspace],
+            )?;
+            if n > 0 {
+                record_change(&tx, workspace, &ChangeKind::Rekeyed)?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        Ok(())
+    }
 }

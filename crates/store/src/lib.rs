@@ -562,6 +562,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<Vec<RevokedSerial>, StoreError>> + Send;
+    /// Replaces a workspace's access key (sealed like at creation; `access_key_sha256`, its SHA-256
+    /// in lowercase hex, is what enrollment compares with)
+    /// and appends [`ChangeKind::Rekeyed`] to the change log, in one transaction: every replica
+    /// refuses the old key for new enrollments from its next poll. Enrolled sensors are not
+    /// affected ([`StoreError::NoSuchWorkspace`]).
+    fn set_access_key(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        access_key_sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Appends an entry to a workspace's audit trail (its `detail` bounded by
     /// [`lifecycle::audit_detail`]).
     fn record_audit(

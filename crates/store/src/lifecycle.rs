@@ -45,7 +45,13 @@ pub struct AuditEntry {
 }
 
 /// The actions recorded so far (others are added by the admin API and rotations).
-pub const AUDIT_ACTIONS: &[&str] = &["enroll", "renew", "revoke", "decommission"];
+pub const AUDIT_ACTIONS: &[&str] = &[
+    "enroll",
+    "renew",
+    "revoke",
+    "decommission",
+    "rotate_access_key",
+];
 /// The longest `detail` stored (longer ones are cut at a character boundary).
 pub const MAX_AUDIT_DETAIL: usize = 2000;
 

@@ -256,6 +256,14 @@ impl Store for AnyStore {
     async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
         each!(self, s => s.revoked_serials(workspace).await)
     }
+    async fn set_access_key(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        access_key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.set_access_key(workspace, access_key, access_key_sha256).await)
+    }
     async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         each!(self, s => s.record_audit(entry).await)
     }

@@ -511,7 +511,7 @@ async fn revoke(
 }
 
 /// This machine's name, for the audit trail's `source` of a command.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

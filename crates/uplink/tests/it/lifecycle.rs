@@ -448,3 +448,88 @@ fn the_crl_lists_a_revoked_sensor_and_openssl_refuses_its_certificate_with_it() 
     ]);
     assert!(text2.contains(&serial), "{text2}");
 }
+
+#[test]
+fn a_rotated_access_key_refuses_the_old_key_at_once_and_enrolled_sensors_keep_working() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "rot", svc.port);
+    let dd = data.to_str().unwrap();
+    let enrolled = Sensor::installed(&tmp.path().join("enrolled"), &ws, &[]);
+    // The old bundle, kept aside (the rotation rewrites the data directory's copy).
+    let old_bundle = tmp.path().join("old-bundle.json");
+    std::fs::copy(&ws.bundle_path, &old_bundle).unwrap();
+    let old = Ws {
+        bundle_path: old_bundle,
+        ..ws.clone()
+    };
+
+    let out = ok(
+        uplink(&[
+            "workspace",
+            "rotate-access-key",
+            "rot",
+            "--data-dir",
+            dd,
+            "--json",
+        ]),
+        "workspace rotate-access-key",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bundle_path = data.join("bundles").join("rot.json");
+    assert_eq!(v["bundle_path"], bundle_path.to_str().unwrap(), "{v}");
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    assert_ne!(bundle["access_key"], ws.access_key.as_str());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&bundle_path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the bundle holds the access key");
+
+    // The old key: refused (once the service has followed the change log, within a second).
+    let mut n = 0;
+    poll_until(
+        "the old access key refused",
+        10,
+        || {
+            n += 1;
+            let out = Sensor::install(&tmp.path().join(format!("old-{n}")), &old, &[]);
+            !out.status.success()
+                && format!("{}{}", stdout(&out), stderr(&out)).contains("ENROLL_DENIED")
+        },
+        || svc.log(),
+    );
+    // The new bundle enrolls; the sensor enrolled before still uploads.
+    let new = Ws {
+        bundle_path: bundle_path.clone(),
+        access_key: bundle["access_key"].as_str().unwrap().into(),
+        ..ws.clone()
+    };
+    Sensor::installed(&tmp.path().join("new"), &new, &[]);
+    ok(enrolled.send(&lines(0..5)), "sensor send");
+    ok(enrolled.run_once(60), "sensor run --once");
+    let id = enrolled.status()["sensor_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        exported(&data, "rot")
+            .iter()
+            .filter(|(s, _, e)| *s == id && e["kind"] == "ev")
+            .count(),
+        5
+    );
+    let audit = fleet_json(&["fleet", "audit", "rot", "--data-dir", dd, "--json"]);
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "rotate_access_key" && e["result"] == "ok"),
+        "{audit}"
+    );
+    assert!(!audit
+        .to_string()
+        .contains(bundle["access_key"].as_str().unwrap()));
+}
