@@ -76,6 +76,7 @@ per_backend!(
     prune_while_ingesting_loses_nothing,
     revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspace,
     the_audit_trail_keeps_entries_in_order_per_workspace,
+    a_new_access_key_is_sealed_hashed_and_logged,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1259,4 +1260,28 @@ impl WithAt for AuditEntry {
         self.at = at;
         self
     }
+}
+
+async fn a_new_access_key_is_sealed_hashed_and_logged<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    let before = store.change_version().await.unwrap();
+    store
+        .set_access_key("w", "the-new-key", &"77".repeat(32))
+        .await
+        .unwrap();
+    let w = store.workspace("w").await.unwrap().unwrap();
+    assert_eq!(w.access_key.as_deref(), Some("the-new-key"));
+    assert_eq!(w.access_key_sha256, "77".repeat(32));
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Rekeyed)]
+    );
+    let err = store.set_access_key("ghost", "k", "00").await;
+    assert!(
+        matches!(err, Err(StoreError::NoSuchWorkspace(_))),
+        "{err:?}"
+    );
+    // Enrolled sensors stay.
+    assert_eq!(store.stats("w").await.unwrap().sensors.len(), 1);
 }
