@@ -396,7 +396,7 @@ fn revoked_refusal(sensor_id: &str, workspace: &str) -> Refusal {
         status: StatusCode::FORBIDDEN,
         code: Code::CERT_REVOKED,
         message: format!(
-            "the certificate of sensor {sensor_id} was revoked by the administrator of workspace {workspace:?}: nothing of this request was stored. Enroll the machine again with the workspace's access key (uplink sensor install); it becomes a new sensor and uploads the events still queued"
+            "the certificate of sensor {sensor_id} was revoked by the administrator of workspace {workspace:?}: nothing of this request was stored. The sensor keeps its queued events. If the machine should come back, enroll it again with the workspace's access key (uplink sensor install); it becomes a new sensor"
         ),
     }
 }

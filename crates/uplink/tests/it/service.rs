@@ -548,7 +548,8 @@ fn a_store_from_a_newer_uplink_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("newer uplink (format 99)") && stderr(&out).contains("upgrade uplink"),
+        stderr(&out).contains("newer uplink (format 99)")
+            && stderr(&out).contains("upgrade uplink"),
         "{}",
         stderr(&out)
     );
