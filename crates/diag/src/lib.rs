@@ -154,6 +154,9 @@ codes! {
     PROXY_UPSTREAM_FAILED = (ProxyConnect, "The proxy could not reach the service itself (its reason is quoted in the detail): its administrator should check the proxy's DNS and outbound route to this host and port."),
     /// No workspace answers at this host name: the service presented its placeholder certificate.
     WORKSPACE_UNKNOWN = (Tls, "No workspace answers at this host name: check the URL (the workspace name in <workspace>sensorapi.<domain>) against the bundle; a bundle from another service (another --data-dir or --database) is unknown to this one."),
+    /// The sensor's certificate was revoked (`uplink fleet revoke` or `decommission`): the service
+    /// refuses it (403). Its events stay queued.
+    CERT_REVOKED = (Http, "This sensor's certificate was revoked by the workspace's administrator: the service refuses it; its events stay queued here. Ask the administrator whether this machine should come back: if so, enroll it again with the workspace's access key (uplink sensor install with the workspace's bundle); it becomes a new sensor."),
 }
 
 impl fmt::Display for Code {

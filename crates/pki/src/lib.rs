@@ -38,6 +38,11 @@ pub const MAX_CLIENT_VALIDITY_DAYS: i64 = 825;
 pub const MIN_CLIENT_VALIDITY: Duration = Duration::seconds(10);
 /// Back-dating of `notBefore`, to tolerate clock skew between service and sensor.
 const BACKDATE: Duration = Duration::minutes(5);
+/// A CRL's validity: `nextUpdate` is `thisUpdate` plus this. The service re-signs its CRLs
+/// every [`CRL_RESIGN`], well before.
+pub const CRL_VALIDITY: Duration = Duration::hours(24);
+/// How old a CRL may get before the service signs a fresh one.
+pub const CRL_RESIGN: Duration = Duration::hours(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -127,6 +132,8 @@ pub struct SignedClient {
     pub key_sha256: String,
     /// The key as named in messages and logs, e.g. "ECDSA P-256".
     pub key_type: String,
+    /// The certificate's serial number, lowercase hex (what a CRL lists).
+    pub serial_hex: String,
 }
 
 fn random_serial() -> SerialNumber {
@@ -252,7 +259,9 @@ impl CertificateAuthority {
                 MIN_CLIENT_VALIDITY,
                 Duration::days(MAX_CLIENT_VALIDITY_DAYS),
             );
-        params.serial_number = Some(random_serial());
+        let serial = random_serial();
+        let serial_hex = hex::encode(serial.as_ref());
+        params.serial_number = Some(serial);
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&public_key, &self.issuer)?;
         Ok(SignedClient {
@@ -261,7 +270,42 @@ impl CertificateAuthority {
             not_after: params.not_after,
             key_sha256,
             key_type,
+            serial_hex,
         })
+    }
+
+    /// A CRL signed by this CA (DER) listing `revoked` (serial in hex, time of revocation),
+    /// valid from `this_update` for [`CRL_VALIDITY`]. `crl_number` must grow with each CRL
+    /// issued (the service uses the time in seconds). A serial that is not hex is an error.
+    pub fn crl(
+        &self,
+        revoked: &[(String, OffsetDateTime)],
+        this_update: OffsetDateTime,
+        crl_number: u64,
+    ) -> Result<Vec<u8>, PkiError> {
+        let revoked_certs = revoked
+            .iter()
+            .map(|(serial, at)| {
+                let bytes = hex::decode(serial).map_err(|e| {
+                    PkiError::Generate(format!("revoked serial {serial:?} is not hex: {e}"))
+                })?;
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&bytes),
+                    revocation_time: *at,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update: this_update + CRL_VALIDITY,
+            crl_number: SerialNumber::from(crl_number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.der().to_vec())
     }
 }
 

@@ -17,7 +17,9 @@
 pub mod admin;
 mod budget;
 mod conns;
+mod crl;
 pub mod fleet;
+mod lifecycle;
 pub mod proxyproto;
 mod registry;
 mod routes;

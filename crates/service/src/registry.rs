@@ -18,7 +18,7 @@
 //!   ([`tls::SharedRoots`], replaced when the set changes), so a workspace's TLS configuration
 //!   is built once, when it is loaded.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,13 @@ pub(crate) struct Workspace {
     pub ca: CertificateAuthority,
     pub ca_subject_raw: Vec<u8>,
     pub server_config: Arc<ServerConfig>,
+    /// The sensors of this workspace whose certificates are revoked (issue #24), as of the last
+    /// load: every request of a client certificate is checked against the current snapshot's set
+    /// (`Registry::is_revoked`), so a revocation reaches kept-alive connections too.
+    pub revoked: HashSet<String>,
+    /// Every certificate of those sensors, for the CRL (`crate::crl`), and the CRL last signed.
+    pub revoked_serials: Vec<uplink_store::RevokedSerial>,
+    pub crl: crate::crl::Cache,
     server_chain: Vec<CertificateDer<'static>>,
     server_key_pem: String,
 }
@@ -293,10 +300,11 @@ impl Registry {
         }
         let record = store.workspace(&name).await?.filter(|w| w.domain == domain);
         if let Some(record) = record {
+            let revoked = revoked_of(store, &record.name).await?;
             let _one_writer = self.writing.lock().await;
             let mut snap = Snapshot::clone(&self.snapshot());
             if !snap.by_host.contains_key(host) {
-                match self.build(&record, &snap) {
+                match self.build(&record, revoked, &snap) {
                     Ok(ws) => {
                         snap.insert(Arc::new(ws));
                         tracing::info!(workspace = %name, "workspace loaded");
@@ -315,8 +323,22 @@ impl Registry {
         Ok(found)
     }
 
-    fn build(&self, record: &WorkspaceRecord, snap: &Snapshot) -> Result<Workspace, ServiceError> {
-        build_workspace(record, snap.by_name.get(&record.name), &self.roots)
+    fn build(
+        &self,
+        record: &WorkspaceRecord,
+        revoked: Revoked,
+        snap: &Snapshot,
+    ) -> Result<Workspace, ServiceError> {
+        build_workspace(record, revoked, snap.by_name.get(&record.name), &self.roots)
+    }
+
+    /// Whether the sensor `sensor_id` of workspace `workspace` is revoked, as of the current
+    /// snapshot (memory only: checked on every request).
+    pub(crate) fn is_revoked(&self, workspace: &str, sensor_id: &str) -> bool {
+        self.snapshot()
+            .by_name
+            .get(workspace)
+            .is_some_and(|w| w.revoked.contains(sensor_id))
     }
 
     /// Reloads every workspace from the store (at start, and when the change log went
@@ -334,8 +356,9 @@ impl Registry {
         let old = self.snapshot();
         let mut snap = Snapshot::default();
         for record in &records {
+            let revoked = revoked_of(store, &record.name).await?;
             // A workspace that cannot be loaded must not take the others down with it.
-            match build_workspace(record, old.by_name.get(&record.name), &self.roots) {
+            match build_workspace(record, revoked, old.by_name.get(&record.name), &self.roots) {
                 Ok(ws) => snap.insert(Arc::new(ws)),
                 Err(e) => {
                     tracing::error!(workspace = %record.name, error = %e, "cannot load workspace; skipping it")
@@ -399,8 +422,16 @@ impl Registry {
                 }
                 Action::Reload(name) => {
                     self.unknown().forget_workspace(&name);
-                    match store.workspace(&name).await {
-                        Ok(Some(record)) => match self.build(&record, &snap) {
+                    let loaded = match store.workspace(&name).await {
+                        Ok(Some(record)) => match revoked_of(store, &name).await {
+                            Ok(revoked) => Ok(Some((record, revoked))),
+                            Err(e) => Err(e),
+                        },
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
+                    };
+                    match loaded {
+                        Ok(Some((record, revoked))) => match self.build(&record, revoked, &snap) {
                             Ok(ws) => {
                                 snap.insert(Arc::new(ws));
                                 tracing::info!(workspace = %name, "workspace (re)loaded after a change");
@@ -458,8 +489,27 @@ impl Registry {
     }
 }
 
+/// The revoked sensors of a workspace and their certificates' serials, read with the workspace
+/// when it is (re)loaded (a revocation is a change-log entry: it reloads the workspace).
+pub(crate) struct Revoked {
+    sensors: HashSet<String>,
+    serials: Vec<uplink_store::RevokedSerial>,
+}
+
+async fn revoked_of<S: Store>(store: &S, workspace: &str) -> Result<Revoked, StoreError> {
+    let sensors = store
+        .revocations(workspace)
+        .await?
+        .into_iter()
+        .map(|r| r.sensor_id)
+        .collect();
+    let serials = store.revoked_serials(workspace).await?;
+    Ok(Revoked { sensors, serials })
+}
+
 fn build_workspace(
     record: &WorkspaceRecord,
+    revoked: Revoked,
     previous: Option<&Arc<Workspace>>,
     roots: &Arc<tls::SharedRoots>,
 ) -> Result<Workspace, ServiceError> {
@@ -498,6 +548,9 @@ fn build_workspace(
         ca,
         ca_subject_raw,
         server_config,
+        revoked: revoked.sensors,
+        revoked_serials: revoked.serials,
+        crl: Default::default(),
         server_chain,
         server_key_pem,
     })

@@ -36,6 +36,8 @@ struct ConnCtx {
     target: Option<(Arc<Workspace>, Role)>,
     /// The verified client certificate's workspace and sensor id.
     client: Option<ClientId>,
+    /// The client's address (the PROXY header's, behind a balancer), for the audit trail.
+    peer: std::net::IpAddr,
 }
 
 #[derive(Debug)]
@@ -106,6 +108,7 @@ async fn serve_tracked<S: Store>(
         sni,
         target,
         client,
+        peer: state.ip,
     });
     let (body_idle, request_timeout) = (limits.body_idle_timeout, limits.request_timeout);
     let conn_state = state.clone();
@@ -184,6 +187,9 @@ async fn handle<S: Store>(
         Err(refusal) => return refusal.response(),
     };
     let (ws, role) = (&target.0, target.1);
+    if req.uri().path() == crate::crl::CRL_PATH {
+        return crl(ws, req.method());
+    }
     match role {
         Role::Console => error(
             StatusCode::NOT_FOUND,
@@ -197,6 +203,27 @@ async fn handle<S: Store>(
     }
 }
 
+/// `GET /pki/crl.der`: the workspace CA's CRL, on either host, no client certificate needed.
+fn crl(ws: &Workspace, method: &Method) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed("GET, HEAD");
+    }
+    match crate::crl::current(ws) {
+        Ok(der) => {
+            let mut resp = Response::new(Full::new(Bytes::from(der.as_ref().clone())));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/pkix-crl"),
+            );
+            resp
+        }
+        Err(e) => {
+            tracing::error!(workspace = %ws.name, error = %e, "signing the CRL failed");
+            unavailable()
+        }
+    }
+}
+
 async fn sensor_api<S: Store>(
     shared: &Shared<S>,
     ctx: &ConnCtx,
@@ -206,9 +233,22 @@ async fn sensor_api<S: Store>(
     let path = req.uri().path();
     match endpoint(path, req.method()) {
         Endpoint::Ping => ok_text("Ok"),
-        Endpoint::Enroll => enroll(shared, ws, req).await,
+        Endpoint::Enroll => {
+            let resp = enroll(shared, ws, req).await;
+            let actor = "access key holder".to_owned();
+            crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "enroll", &resp).await;
+            resp
+        }
         Endpoint::Events => events(shared, ctx, ws, req).await,
-        Endpoint::Renew => renew(shared, ctx, ws, req).await,
+        Endpoint::Renew => {
+            let resp = renew(shared, ctx, ws, req).await;
+            let actor = match &ctx.client {
+                Some(c) => format!("sensor {}", c.sensor_id),
+                None => "no client certificate".to_owned(),
+            };
+            crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "renew", &resp).await;
+            resp
+        }
         Endpoint::Heartbeat => heartbeat(shared, ctx, ws, req).await,
         Endpoint::WrongMethod(allow) => method_not_allowed(allow),
         Endpoint::NotFound => error(
@@ -325,6 +365,7 @@ fn client_of<'a>(
     client: Option<&'a ClientId>,
     workspace: &str,
     missing: &str,
+    revoked: &dyn Fn(&str) -> bool,
 ) -> Result<&'a ClientId, Refusal> {
     let Some(client) = client else {
         return Err(Refusal {
@@ -343,7 +384,21 @@ fn client_of<'a>(
             ),
         });
     }
+    if revoked(&client.sensor_id) {
+        return Err(revoked_refusal(&client.sensor_id, workspace));
+    }
     Ok(client)
+}
+
+/// The answer to a revoked sensor (issue #24): 403 `CERT_REVOKED`, saying how to come back.
+fn revoked_refusal(sensor_id: &str, workspace: &str) -> Refusal {
+    Refusal {
+        status: StatusCode::FORBIDDEN,
+        code: Code::CERT_REVOKED,
+        message: format!(
+            "the certificate of sensor {sensor_id} was revoked by the administrator of workspace {workspace:?}: nothing of this request was stored. The sensor keeps its queued events. If the machine should come back, enroll it again with the workspace's access key (uplink sensor install); it becomes a new sensor"
+        ),
+    }
 }
 
 /// The `Content-Length` a request declares, if it is a number (over the limit: 413 unread).
@@ -608,6 +663,7 @@ async fn enroll<S: Store>(
             return unavailable();
         }
     }
+    crate::crl::record(shared, &sensor_id, &signed).await;
     tracing::info!(workspace = %ws.name, sensor = %sensor_id, key = %signed.key_type, "sensor enrolled");
     let response = EnrollResponse {
         workspace: ws.name.clone(),
@@ -619,19 +675,33 @@ async fn enroll<S: Store>(
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
     };
-    json(StatusCode::OK, &response)
+    let mut resp = json(StatusCode::OK, &response);
+    resp.extensions_mut()
+        .insert(crate::lifecycle::Outcome::Issued {
+            sensor_id: response.sensor_id.clone(),
+        });
+    resp
 }
 
 /// The sensor a request comes from: its verified client certificate, which must belong to the
 /// workspace this host serves. `missing` says what to do without one.
 // The error is the response itself, built once on a rare path; boxing it would buy nothing.
 #[allow(clippy::result_large_err)]
-fn sensor_of<'a>(
+fn sensor_of<'a, S: Store>(
+    shared: &Shared<S>,
     ctx: &'a ConnCtx,
     ws: &Workspace,
     missing: &str,
 ) -> Result<&'a ClientId, Response<Full<Bytes>>> {
-    client_of(ctx.client.as_ref(), &ws.name, missing).map_err(Refusal::response)
+    // The current snapshot's revoked set, not the one of the connection's workspace: a
+    // revocation applies to kept-alive connections from the next request on.
+    let revoked = |id: &str| shared.registry.is_revoked(&ws.name, id);
+    client_of(ctx.client.as_ref(), &ws.name, missing, &revoked).map_err(|r| {
+        if r.code == Code::CERT_REVOKED {
+            tracing::warn!(workspace = %ws.name, "request of a revoked sensor refused");
+        }
+        r.response()
+    })
 }
 
 /// A new certificate for the sensor that presents its current one: same sensor id, same
@@ -644,6 +714,7 @@ async fn renew<S: Store>(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let client = match sensor_of(
+        shared,
         ctx,
         ws,
         "renewal needs the sensor's current client certificate; an expired sensor must be enrolled again (uplink sensor install)",
@@ -722,6 +793,15 @@ async fn renew<S: Store>(
                 "sensor not enrolled",
             )
         }
+        Err(StoreError::Revoked { sensor_id, .. }) => {
+            return refused(
+                "renewal",
+                ws,
+                revoked_refusal(&sensor_id, &ws.name).response(),
+                Code::CERT_REVOKED,
+                "sensor revoked",
+            )
+        }
         Err(StoreError::KeyAlreadyEnrolled { sensor_id: holder, .. }) => {
             return refused(
                 "renewal",
@@ -743,8 +823,9 @@ async fn renew<S: Store>(
             return unavailable();
         }
     }
+    crate::crl::record(shared, &client.sensor_id, &signed).await;
     tracing::info!(workspace = %ws.name, sensor = %client.sensor_id, "sensor certificate renewed");
-    json(
+    let mut resp = json(
         StatusCode::OK,
         &EnrollResponse {
             workspace: ws.name.clone(),
@@ -756,7 +837,12 @@ async fn renew<S: Store>(
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
         },
-    )
+    );
+    resp.extensions_mut()
+        .insert(crate::lifecycle::Outcome::Issued {
+            sensor_id: client.sensor_id.clone(),
+        });
+    resp
 }
 
 async fn events<S: Store>(
@@ -767,6 +853,7 @@ async fn events<S: Store>(
 ) -> Response<Full<Bytes>> {
     let limits = &shared.config.limits;
     let client = match sensor_of(
+        shared,
         ctx,
         ws,
         "this endpoint needs the sensor's client certificate: enroll the sensor (uplink sensor install) and present its certificate",
@@ -874,6 +961,7 @@ async fn heartbeat<S: Store>(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let client = match sensor_of(
+        shared,
         ctx,
         ws,
         "this endpoint needs the sensor's client certificate: enroll the sensor (uplink sensor install) and present its certificate",
@@ -994,13 +1082,19 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Byt
 }
 
 fn error(status: StatusCode, code: Code, message: String) -> Response<Full<Bytes>> {
-    json(
+    let note = crate::lifecycle::Outcome::Refused {
+        code,
+        message: message.clone(),
+    };
+    let mut resp = json(
         status,
         &ErrorBody {
             code: code.as_str().to_owned(),
             message,
         },
-    )
+    );
+    resp.extensions_mut().insert(note);
+    resp
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
@@ -1201,13 +1295,14 @@ mod tests {
             workspace: "fabrikam".into(),
             sensor_id: "s-2".into(),
         };
+        let none_revoked = |_: &str| false;
         assert_eq!(
-            client_of(Some(&mine), "contoso", "enroll first")
+            client_of(Some(&mine), "contoso", "enroll first", &none_revoked)
                 .unwrap()
                 .sensor_id,
             "s-1"
         );
-        let none = client_of(None, "contoso", "enroll first").unwrap_err();
+        let none = client_of(None, "contoso", "enroll first", &none_revoked).unwrap_err();
         assert_eq!(
             none,
             Refusal {
@@ -1216,12 +1311,24 @@ mod tests {
                 message: "enroll first".into()
             }
         );
-        let wrong = client_of(Some(&theirs), "contoso", "enroll first").unwrap_err();
+        let wrong = client_of(Some(&theirs), "contoso", "enroll first", &none_revoked).unwrap_err();
         assert_eq!(
             (wrong.status, wrong.code),
             (StatusCode::FORBIDDEN, Code::MTLS_REJECTED)
         );
         assert!(wrong.message.contains("\"fabrikam\""), "{wrong:?}");
+        // A revoked sensor of this workspace: 403 CERT_REVOKED, saying how to come back.
+        let revoked = |id: &str| id == "s-1";
+        let refused = client_of(Some(&mine), "contoso", "enroll first", &revoked).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::FORBIDDEN, Code::CERT_REVOKED)
+        );
+        assert!(refused.message.contains("s-1"), "{refused:?}");
+        assert!(refused.message.contains("access key"), "{refused:?}");
+        // Another workspace's certificate is refused as such, revoked or not.
+        let wrong = client_of(Some(&theirs), "contoso", "enroll first", &revoked).unwrap_err();
+        assert_eq!(wrong.code, Code::MTLS_REJECTED);
     }
 
     #[test]

@@ -24,6 +24,7 @@
 mod fleet;
 pub use fleet::FLEET_LOCK;
 mod group;
+mod lifecycle;
 pub mod migrate;
 pub mod retention;
 pub mod tls;
@@ -370,7 +371,7 @@ impl PostgresStore {
         Ok(key)
     }
 
-    fn key(&self) -> Result<MasterKey, StoreError> {
+    pub(crate) fn key(&self) -> Result<MasterKey, StoreError> {
         self.inner
             .key
             .read()
@@ -849,14 +850,32 @@ impl Store for PostgresStore {
         key_sha256: &str,
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
+        // One statement: a revoked sensor's row is not updated (and the revocation's row lock on
+        // the sensor makes a racing renewal wait for it).
         let res = client
             .execute(
-                "UPDATE sensors SET cert_sha256 = $1, key_sha256 = $4 WHERE sensor_id = $2 AND workspace = $3",
+                "UPDATE sensors SET cert_sha256 = $1, key_sha256 = $4 WHERE sensor_id = $2 AND workspace = $3
+                 AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.sensor_id = $2)",
                 &[&cert_sha256, &sensor_id, &workspace, &key_sha256],
             )
             .await;
         match res {
-            Ok(0) => Err(StoreError::NoSuchSensor(sensor_id.to_owned())),
+            Ok(0) => {
+                let revoked = client
+                    .query_opt(
+                        "SELECT 1 FROM revocations WHERE sensor_id = $1",
+                        &[&sensor_id],
+                    )
+                    .await
+                    .map_err(self.err())?;
+                Err(match revoked {
+                    Some(_) => StoreError::Revoked {
+                        workspace: workspace.to_owned(),
+                        sensor_id: sensor_id.to_owned(),
+                    },
+                    None => StoreError::NoSuchSensor(sensor_id.to_owned()),
+                })
+            }
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 match self
@@ -1113,6 +1132,53 @@ impl Store for PostgresStore {
 
     async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
         self.delete_workspace_pg(workspace).await
+    }
+
+    async fn revoke_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        self.revoke_sensor_pg(workspace, sensor_id, reason, decommission)
+            .await
+    }
+
+    async fn revocations(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
+        self.revocations_pg(workspace).await
+    }
+
+    async fn record_certificate(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        self.record_certificate_pg(sensor_id, serial_hex, cert_sha256)
+            .await
+    }
+
+    async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
+        self.revoked_serials_pg(workspace).await
+    }
+
+    async fn set_access_key(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        access_key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        self.set_access_key_pg(workspace, access_key, access_key_sha256)
+            .await
+    }
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.record_audit_pg(&entry).await
+    }
+
+    async fn audit(&self, workspace: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_pg(workspace, limit).await
     }
 
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {

@@ -54,6 +54,20 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_fleet.sql"),
         compatible_back_to: 3,
     },
+    // Version 6 is the admin API's (issue #23, merged separately): this no-op keeps the versions
+    // contiguous on this branch and is replaced by that migration at merge.
+    Migration {
+        version: 6,
+        name: "reserved (admin API)",
+        sql: "SELECT 1;",
+        compatible_back_to: 3,
+    },
+    Migration {
+        version: 7,
+        name: "sensor lifecycle (revocations)",
+        sql: include_str!("../migrations/0007_lifecycle.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.
@@ -98,17 +112,41 @@ mod tests {
             // A new database: everything.
             (&[], Ok(all.clone())),
             // Up to date: nothing.
-            (&[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3)], Ok(vec![])),
+            (
+                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (6, 3), (7, 3)],
+                Ok(vec![]),
+            ),
             // Behind: the rest.
-            (&[(1, 1)], Ok(vec![2, 3, 4, 5])),
-            (&[(1, 1), (2, 2), (3, 3)], Ok(vec![4, 5])),
+            (&[(1, 1)], Ok(vec![2, 3, 4, 5, 6, 7])),
+            (&[(1, 1), (2, 2), (3, 3)], Ok(vec![4, 5, 6, 7])),
             // A newer schema an older build can still run on (expand only): nothing, no refusal.
             (
-                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (99, 3)],
+                &[
+                    (1, 1),
+                    (2, 2),
+                    (3, 3),
+                    (4, 3),
+                    (5, 3),
+                    (6, 3),
+                    (7, 3),
+                    (99, 3),
+                ],
                 Ok(vec![]),
             ),
             // A newer schema that contracted past this build: refused.
-            (&[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (99, 99)], Err(())),
+            (
+                &[
+                    (1, 1),
+                    (2, 2),
+                    (3, 3),
+                    (4, 3),
+                    (5, 3),
+                    (6, 3),
+                    (7, 3),
+                    (99, 99),
+                ],
+                Err(()),
+            ),
         ];
         for (applied, want) in cases {
             let got = plan(applied, "postgres://db/x")

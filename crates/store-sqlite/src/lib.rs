@@ -33,6 +33,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 use uplink_store::*;
 
 mod fleet;
+mod lifecycle;
 
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
@@ -41,7 +42,8 @@ mod fleet;
 /// (retention, disconnected-after), each sensor's retention watermark, events indexed by age.
 /// 5: fleet health (the last report per sensor, outage logs, issues: `fleet.rs`). 6: the change
 /// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
-pub const FORMAT_VERSION: i64 = 6;
+/// 7: the admin API (issue #23). 8: revocations and decommissioning (`revocations`, issue #24).
+pub const FORMAT_VERSION: i64 = 8;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -100,6 +102,34 @@ CREATE TABLE changes (
     kind TEXT NOT NULL,
     at INTEGER NOT NULL
 );
+CREATE TABLE revocations (
+    sensor_id TEXT PRIMARY KEY REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+    workspace TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL,
+    decommissioned INTEGER NOT NULL DEFAULT 0,
+    cert_sha256 TEXT NOT NULL
+);
+CREATE INDEX revocations_by_workspace ON revocations(workspace);
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    sensor_id TEXT NOT NULL REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+    cert_sha256 TEXT NOT NULL,
+    issued_at INTEGER NOT NULL
+);
+CREATE INDEX certificates_by_sensor ON certificates(sensor_id);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    source TEXT NOT NULL,
+    action TEXT NOT NULL,
+    sensor_id TEXT,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_workspace ON audit(workspace, id);
 ";
 
 /// Migrations from each older format to the next, applied in order at open. `SCHEMA` is the
@@ -131,6 +161,43 @@ const MIGRATIONS: &[(i64, &str)] = &[
         kind TEXT NOT NULL,
         at INTEGER NOT NULL
     );",
+    ),
+    // Format 7 is the admin API's (issue #23, merged separately); this no-op keeps the steps
+    // contiguous on this branch and is replaced by that step at merge.
+    (7, "SELECT 1;"),
+    // Sensor lifecycle (issue #24): revocations and the certificates issued (for the CRL), removed
+    // with their sensor; the audit trail. (IF NOT EXISTS: a step may be re-run on a store rewound
+    // by hand, as the format tests do.)
+    (
+        8,
+        "CREATE TABLE IF NOT EXISTS revocations (
+        sensor_id TEXT PRIMARY KEY REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+        workspace TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        revoked_at INTEGER NOT NULL,
+        decommissioned INTEGER NOT NULL DEFAULT 0,
+        cert_sha256 TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS revocations_by_workspace ON revocations(workspace);
+    CREATE TABLE IF NOT EXISTS certificates (
+        serial TEXT PRIMARY KEY,
+        sensor_id TEXT NOT NULL REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+        cert_sha256 TEXT NOT NULL,
+        issued_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS certificates_by_sensor ON certificates(sensor_id);
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        sensor_id TEXT,
+        result TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_by_workspace ON audit(workspace, id);",
     ),
 ];
 
@@ -685,7 +752,7 @@ impl SqliteStore {
         rows.into_iter().map(|w| self.unseal(w)).collect()
     }
 
-    fn key(&self) -> MasterKey {
+    pub(crate) fn key(&self) -> MasterKey {
         self.inner
             .key
             .read()
@@ -887,6 +954,9 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let (holder, n) = self.write(|c| {
             let tx = c.unchecked_transaction()?;
+            if lifecycle::revocation_of(&tx, sensor_id)?.is_some() {
+                return Ok((None, usize::MAX));
+            }
             let holder = key_holder(&tx, workspace, Some(key_sha256), Some(sensor_id))?;
             let n = if holder.is_none() {
                 tx.execute(
@@ -907,6 +977,12 @@ impl SqliteStore {
         }
         if n == 0 {
             return Err(StoreError::NoSuchSensor(sensor_id.into()));
+        }
+        if n == usize::MAX {
+            return Err(StoreError::Revoked {
+                workspace: workspace.into(),
+                sensor_id: sensor_id.into(),
+            });
         }
         Ok(())
     }
@@ -1761,6 +1837,72 @@ impl Store for SqliteStore {
     async fn delete_workspace(&self, workspace: &str) -> Result<DeletedWorkspace, StoreError> {
         let (this, name) = (self.clone(), workspace.to_owned());
         blocking(move || this.delete_workspace_sync(&name)).await
+    }
+
+    async fn revoke_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        let this = self.clone();
+        let (w, s, r) = (
+            workspace.to_owned(),
+            sensor_id.to_owned(),
+            reason.to_owned(),
+        );
+        blocking(move || this.revoke_sensor_sync(&w, &s, &r, decommission)).await
+    }
+
+    async fn revocations(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
+        let (this, w) = (self.clone(), workspace.to_owned());
+        blocking(move || this.revocations_sync(&w)).await
+    }
+
+    async fn record_certificate(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        let (s, n, c) = (
+            sensor_id.to_owned(),
+            serial_hex.to_owned(),
+            cert_sha256.to_owned(),
+        );
+        blocking(move || this.record_certificate_sync(&s, &n, &c)).await
+    }
+
+    async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
+        let (this, w) = (self.clone(), workspace.to_owned());
+        blocking(move || this.revoked_serials_sync(&w)).await
+    }
+
+    async fn set_access_key(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        access_key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        let (w, k, h) = (
+            workspace.to_owned(),
+            access_key.to_owned(),
+            access_key_sha256.to_owned(),
+        );
+        blocking(move || this.set_access_key_sync(&w, &k, &h)).await
+    }
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.record_audit_sync(&entry)).await
+    }
+
+    async fn audit(&self, workspace: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let (this, w) = (self.clone(), workspace.to_owned());
+        blocking(move || this.audit_sync(&w, limit)).await
     }
 
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {

@@ -15,6 +15,7 @@
 
 pub mod backup;
 pub mod fleet;
+pub mod lifecycle;
 pub mod master;
 pub mod retention;
 mod url;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
+pub use lifecycle::{AuditEntry, Lifecycle, Revocation, RevokedSerial};
 pub use master::{MasterKey, MasterKeyFile};
 pub use retention::{
     DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
@@ -294,6 +296,12 @@ pub enum StoreError {
     /// The master key file cannot be read, written or understood.
     #[error("cannot use the master key file {path}: {detail}")]
     MasterKeyFile { path: String, detail: String },
+    /// The sensor's certificate was revoked (`uplink fleet revoke`): it cannot renew or upload.
+    #[error("sensor {sensor_id} of workspace {workspace:?} is revoked: enroll the machine again with the workspace's access key (it becomes a new sensor)")]
+    Revoked {
+        workspace: String,
+        sensor_id: String,
+    },
     /// The public key is already enrolled in the workspace (as `sensor_id`).
     #[error("this public key is already enrolled in workspace {workspace:?} (sensor {sensor_id})")]
     KeyAlreadyEnrolled {
@@ -312,6 +320,7 @@ impl StoreError {
                 | StoreError::NoSuchWorkspace(_)
                 | StoreError::NoSuchSensor(_)
                 | StoreError::KeyAlreadyEnrolled { .. }
+                | StoreError::Revoked { .. }
         )
     }
 
@@ -321,6 +330,7 @@ impl StoreError {
     pub fn code(&self) -> Option<uplink_diag::Code> {
         match self {
             StoreError::KeyAlreadyEnrolled { .. } => Some(uplink_diag::Code::KEY_ALREADY_ENROLLED),
+            StoreError::Revoked { .. } => Some(uplink_diag::Code::CERT_REVOKED),
             e if e.is_unavailable() => Some(uplink_diag::Code::SERVICE_UNAVAILABLE),
             _ => None,
         }
@@ -531,6 +541,63 @@ pub trait Store: Send + Sync + 'static {
         sensor_id: &str,
         through: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // Sensor lifecycle (issue #24, `lifecycle.rs`, docs/lifecycle.md).
+
+    /// Revokes a sensor of `workspace` (and with `decommission` marks it decommissioned), in one
+    /// transaction that appends [`ChangeKind::Revoked`] to the change log. Revoking again keeps
+    /// the first time and reason, and can only add decommissioning. Returns the revocation as
+    /// stored ([`StoreError::NoSuchSensor`] when the sensor is not enrolled in `workspace`).
+    fn revoke_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
+    /// Every revoked sensor of a workspace, oldest first (empty for an unknown workspace).
+    fn revocations(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<Revocation>, StoreError>> + Send;
+    /// Records a certificate issued to a sensor (its serial in lowercase hex), so that a CRL
+    /// can list every certificate of a revoked sensor ([`StoreError::NoSuchSensor`] when the
+    /// sensor is not enrolled). Recording the same serial again changes nothing.
+    fn record_certificate(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The serials of every recorded certificate of the workspace's revoked sensors, with the
+    /// time of the revocation, ordered by serial (what the workspace's CRL lists).
+    fn revoked_serials(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<RevokedSerial>, StoreError>> + Send;
+    /// Replaces a workspace's access key (sealed like at creation; `access_key_sha256`, its SHA-256
+    /// in lowercase hex, is what enrollment compares with)
+    /// and appends [`ChangeKind::Rekeyed`] to the change log, in one transaction: every replica
+    /// refuses the old key for new enrollments from its next poll. Enrolled sensors are not
+    /// affected ([`StoreError::NoSuchWorkspace`]).
+    fn set_access_key(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        access_key_sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Appends an entry to a workspace's audit trail (its `detail` bounded by
+    /// [`lifecycle::audit_detail`]).
+    fn record_audit(
+        &self,
+        entry: AuditEntry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A workspace's audit trail, oldest first: the last `limit` entries.
+    fn audit(
+        &self,
+        workspace: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

@@ -75,6 +75,9 @@ per_backend!(
     prune_removes_what_is_past_each_workspace_retention_and_retries_stay_duplicates,
     prune_while_ingesting_loses_nothing,
     watermarks_are_read_and_raised_for_copies,
+    revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspace,
+    the_audit_trail_keeps_entries_in_order_per_workspace,
+    a_new_access_key_is_sealed_hashed_and_logged,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1172,4 +1175,170 @@ async fn watermarks_are_read_and_raised_for_copies<S: Store + Clone>(store: S) {
         store.raise_watermark("ghost", 1).await,
         Err(StoreError::NoSuchSensor(_))
     ));
+}
+
+async fn revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspace<
+    S: Store + Clone,
+>(
+    store: S,
+) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    store.add_sensor(sensor("s2", "w")).await.unwrap();
+    store.ingest("s1", events(1..=3, "ev")).await.unwrap();
+    assert!(store.revocations("w").await.unwrap().is_empty());
+    // Certificates issued (enrollment, renewals) are recorded for the CRL; once is enough.
+    for serial in ["0a01", "0a02", "0a02"] {
+        store.record_certificate("s1", serial, "cc").await.unwrap();
+    }
+    store.record_certificate("s2", "0b01", "cc").await.unwrap();
+    let err = store.record_certificate("ghost", "0c01", "cc").await;
+    assert!(matches!(err, Err(StoreError::NoSuchSensor(_))), "{err:?}");
+    assert!(store.revoked_serials("w").await.unwrap().is_empty());
+    let before = store.change_version().await.unwrap();
+
+    // Not in that workspace, or not at all: refused, nothing recorded.
+    for (ws, id) in [("v", "s1"), ("w", "ghost")] {
+        let err = store.revoke_sensor(ws, id, "gone", false).await;
+        assert!(
+            matches!(err, Err(StoreError::NoSuchSensor(ref g)) if g == id),
+            "{ws}/{id}: {err:?}"
+        );
+    }
+    assert_eq!(store.change_version().await.unwrap(), before);
+
+    let r = store
+        .revoke_sensor("w", "s1", "laptop stolen", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.sensor_id.as_str(), r.reason.as_str(), r.decommissioned),
+        ("s1", "laptop stolen", false)
+    );
+    assert_eq!(r.cert_sha256, "22".repeat(32));
+    assert_eq!(Lifecycle::of(Some(&r)), Lifecycle::Revoked);
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Revoked)]
+    );
+    // Again, as a decommission: the first time and reason stay, decommissioning is added.
+    let again = store.revoke_sensor("w", "s1", "other", true).await.unwrap();
+    assert_eq!(
+        (
+            again.revoked_at,
+            again.reason.as_str(),
+            again.decommissioned
+        ),
+        (r.revoked_at, "laptop stolen", true)
+    );
+    let listed = store.revocations("w").await.unwrap();
+    assert_eq!(listed, vec![again]);
+    // The CRL's serials: every certificate of the revoked sensor, none of the other's.
+    let serials = store.revoked_serials("w").await.unwrap();
+    assert_eq!(
+        serials,
+        ["0a01", "0a02"].map(|s| RevokedSerial {
+            serial_hex: s.into(),
+            revoked_at: r.revoked_at
+        })
+    );
+    assert!(store.revoked_serials("v").await.unwrap().is_empty());
+    assert!(store.revocations("v").await.unwrap().is_empty());
+
+    // Renewal of a revoked sensor is refused, nothing changed; the other sensor renews.
+    let err = store
+        .renew_sensor("w", "s1", &"55".repeat(32), "key-new")
+        .await;
+    assert!(matches!(err, Err(StoreError::Revoked { .. })), "{err:?}");
+    assert_eq!(
+        err.unwrap_err().code(),
+        Some(uplink_diag::Code::CERT_REVOKED)
+    );
+    store
+        .renew_sensor("w", "s2", &"66".repeat(32), "key-s2")
+        .await
+        .unwrap();
+    // Its events stay (removed by retention only).
+    assert_eq!(store.stats("w").await.unwrap().total, 3);
+
+    // Deleting the workspace removes its revocations; a workspace of the same name starts clean.
+    store.delete_workspace("w").await.unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    assert!(store.revocations("w").await.unwrap().is_empty());
+}
+
+async fn the_audit_trail_keeps_entries_in_order_per_workspace<S: Store + Clone>(store: S) {
+    let entry = |ws: &str, action: &str, detail: &str| AuditEntry {
+        workspace: ws.into(),
+        at: now_ms(),
+        actor: "admin".into(),
+        source: "cli@host".into(),
+        action: action.into(),
+        sensor_id: Some("s1".into()),
+        result: "ok".into(),
+        detail: detail.into(),
+    };
+    assert!(store.audit("w", 10).await.unwrap().is_empty());
+    for action in ["enroll", "renew", "revoke"] {
+        store.record_audit(entry("w", action, "")).await.unwrap();
+    }
+    store.record_audit(entry("v", "enroll", "")).await.unwrap();
+    // A detail too long is cut, not refused.
+    let long = "x".repeat(lifecycle::MAX_AUDIT_DETAIL * 2);
+    store
+        .record_audit(entry("w", "decommission", &long))
+        .await
+        .unwrap();
+    let all = store.audit("w", 100).await.unwrap();
+    let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["enroll", "renew", "revoke", "decommission"]);
+    assert!(all[3].detail.len() <= lifecycle::MAX_AUDIT_DETAIL + 3);
+    assert_eq!(all[0], entry("w", "enroll", "").clone_with_at(all[0].at));
+    // The newest `limit`, oldest first.
+    let last: Vec<String> = store
+        .audit("w", 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(last, ["revoke", "decommission"]);
+    assert_eq!(store.audit("v", 100).await.unwrap().len(), 1);
+}
+
+trait WithAt {
+    fn clone_with_at(self, at: i64) -> Self;
+}
+
+impl WithAt for AuditEntry {
+    fn clone_with_at(mut self, at: i64) -> Self {
+        self.at = at;
+        self
+    }
+}
+
+async fn a_new_access_key_is_sealed_hashed_and_logged<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    let before = store.change_version().await.unwrap();
+    store
+        .set_access_key("w", "the-new-key", &"77".repeat(32))
+        .await
+        .unwrap();
+    let w = store.workspace("w").await.unwrap().unwrap();
+    assert_eq!(w.access_key.as_deref(), Some("the-new-key"));
+    assert_eq!(w.access_key_sha256, "77".repeat(32));
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Rekeyed)]
+    );
+    let err = store.set_access_key("ghost", "k", "00").await;
+    assert!(
+        matches!(err, Err(StoreError::NoSuchWorkspace(_))),
+        "{err:?}"
+    );
+    // Enrolled sensors stay.
+    assert_eq!(store.stats("w").await.unwrap().sensors.len(), 1);
 }

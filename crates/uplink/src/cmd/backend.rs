@@ -242,4 +242,41 @@ impl Store for AnyStore {
     async fn raise_watermark(&self, sensor_id: &str, through: u64) -> Result<(), StoreError> {
         each!(self, s => s.raise_watermark(sensor_id, through).await)
     }
+    async fn revoke_sensor(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        each!(self, s => s.revoke_sensor(workspace, sensor_id, reason, decommission).await)
+    }
+    async fn revocations(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
+        each!(self, s => s.revocations(workspace).await)
+    }
+    async fn record_certificate(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.record_certificate(sensor_id, serial_hex, cert_sha256).await)
+    }
+    async fn revoked_serials(&self, workspace: &str) -> Result<Vec<RevokedSerial>, StoreError> {
+        each!(self, s => s.revoked_serials(workspace).await)
+    }
+    async fn set_access_key(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        access_key_sha256: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.set_access_key(workspace, access_key, access_key_sha256).await)
+    }
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        each!(self, s => s.record_audit(entry).await)
+    }
+    async fn audit(&self, workspace: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        each!(self, s => s.audit(workspace, limit).await)
+    }
 }

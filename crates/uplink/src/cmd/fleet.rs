@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
 use uplink_fleet::{rfc3339, IssueState, State};
-use uplink_store::{FleetSensor, Issue, Store};
+use uplink_store::{FleetSensor, Issue, Lifecycle, Revocation, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -49,6 +49,70 @@ pub enum Command {
         after_help = "Examples:\n  uplink fleet unsuppress contoso iss-3f2a9c1d0b7e --data-dir /var/lib/uplink-service"
     )]
     Unsuppress(UnsuppressArgs),
+    /// Revoke a sensor's certificate: every replica refuses it within a few seconds (403
+    /// CERT_REVOKED), on new and kept-alive connections; it cannot renew. Its stored events stay;
+    /// the events it still holds stay queued on the machine. To bring the machine back, enroll
+    /// it again with the workspace's access key: it becomes a new sensor (docs/lifecycle.md).
+    #[command(
+        after_help = "Examples:\n  uplink fleet revoke contoso 9c7aed4574c33277172f4111f5259f6e --data-dir ./svc \\\n      --reason 'laptop stolen'"
+    )]
+    Revoke(RevokeArgs),
+    /// Revoke a sensor and mark it decommissioned (the machine is gone): hidden from `fleet
+    /// list` (unless --all), its data kept until retention removes it. A machine enrolled again
+    /// is a new sensor; this one stays decommissioned.
+    #[command(
+        after_help = "Examples:\n  uplink fleet decommission contoso 9c7aed4574c33277172f4111f5259f6e --data-dir ./svc"
+    )]
+    Decommission(DecommissionArgs),
+    /// The workspace's audit trail: enrollments (refused ones too), renewals, revocations,
+    /// decommissions — who, from where, the result.
+    ///
+    /// --json prints {"entries":[{"at","actor","source","action","sensor_id","result","detail"}]}
+    /// (oldest first; `at` RFC 3339 UTC).
+    #[command(
+        after_help = "Examples:\n  uplink fleet audit contoso --data-dir /var/lib/uplink-service\n  uplink fleet audit contoso --data-dir /var/lib/uplink-service --limit 100 --json"
+    )]
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// The workspace name.
+    pub workspace: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// At most this many entries (the newest).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: usize,
+    /// Print JSON: {"entries":[{"at","actor","source","action","sensor_id","result","detail"}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// The workspace name.
+    pub workspace: String,
+    /// The sensor's id (`uplink fleet list` shows them).
+    pub sensor_id: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Why (stored with the revocation).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecommissionArgs {
+    /// The workspace name.
+    pub workspace: String,
+    /// The sensor's id (`uplink fleet list` shows them).
+    pub sensor_id: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Why [default: "decommissioned"].
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +124,9 @@ pub struct ListArgs {
     /// Only sensors in this state: online, late, disconnected or inactive.
     #[arg(long, value_name = "S", value_parser = parse_state)]
     pub state: Option<State>,
+    /// Decommissioned sensors too (hidden by default).
+    #[arg(long)]
+    pub all: bool,
     /// Print JSON (see above) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +201,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Issues(a) => issues(a).await,
             Command::Suppress(a) => suppress(a).await,
             Command::Unsuppress(a) => unsuppress(a).await,
+            Command::Audit(a) => audit(a).await,
+            Command::Revoke(a) => revoke(a.data, a.workspace, a.sensor_id, a.reason, false).await,
+            Command::Decommission(a) => {
+                let reason = a.reason.unwrap_or_else(|| "decommissioned".into());
+                revoke(a.data, a.workspace, a.sensor_id, reason, true).await
+            }
         }
     })
 }
@@ -143,7 +216,7 @@ fn time(ms: Option<i64>) -> Value {
 }
 
 /// A sensor's `list` fields.
-fn sensor_json(s: &FleetSensor, issues: &[Issue]) -> Value {
+fn sensor_json(s: &FleetSensor, issues: &[Issue], lifecycle: Lifecycle) -> Value {
     let report: Value = s
         .report
         .as_deref()
@@ -159,8 +232,8 @@ fn sensor_json(s: &FleetSensor, issues: &[Issue]) -> Value {
         "hostname": report.get("hostname").cloned().unwrap_or(Value::Null),
         "version": report.get("version").cloned().unwrap_or(Value::Null),
         "state": s.state,
-        // Filled in by the lifecycle and updater issues.
-        "lifecycle": "active",
+        "lifecycle": lifecycle.as_str(),
+        // Filled in by the updater issue.
         "software": "current",
         "health": s.health,
         "last_seen": time(s.last_seen),
@@ -209,13 +282,16 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let ws = a.workspace.to_ascii_lowercase();
     let sensors = store.fleet_sensors(&ws).await?;
     let issues = store.fleet_issues(&ws).await?;
+    let revocations = store.revocations(&ws).await?;
     let rows: Vec<Value> = sensors
         .iter()
         .filter(|s| {
             a.state
                 .is_none_or(|want| s.state.as_deref() == Some(want.as_str()))
         })
-        .map(|s| sensor_json(s, &issues))
+        .map(|s| (s, lifecycle_of(&revocations, &s.sensor_id)))
+        .filter(|(_, l)| a.all || *l != Lifecycle::Decommissioned)
+        .map(|(s, l)| sensor_json(s, &issues, l))
         .collect();
     if a.json {
         return print_json(&json!({ "sensors": rows }));
@@ -256,7 +332,12 @@ async fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|i| i.sensor_id.as_deref() == Some(&s.sensor_id))
         .collect();
-    let mut v = sensor_json(s, &issues);
+    let revocations = store.revocations(&ws).await?;
+    let mut v = sensor_json(s, &issues, lifecycle_of(&revocations, &s.sensor_id));
+    if let Some(r) = revocations.iter().find(|r| r.sensor_id == s.sensor_id) {
+        v["revoked_at"] = Value::String(rfc3339(r.revoked_at));
+        v["revoke_reason"] = Value::String(r.reason.clone());
+    }
     v["report"] = s
         .report
         .as_deref()
@@ -401,5 +482,120 @@ async fn unsuppress(a: UnsuppressArgs) -> anyhow::Result<ExitCode> {
         .await?
         .ok_or_else(|| no_issue(&ws, &a.issue_id))?;
     println!("{} is {}", issue.issue_id, issue.state);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lifecycle_of(revocations: &[Revocation], sensor_id: &str) -> Lifecycle {
+    Lifecycle::of(revocations.iter().find(|r| r.sensor_id == sensor_id))
+}
+
+async fn revoke(
+    data: super::DataDir,
+    workspace: String,
+    sensor_id: String,
+    reason: String,
+    decommission: bool,
+) -> anyhow::Result<ExitCode> {
+    if reason.trim().is_empty() {
+        bail!("--reason must say why the sensor is revoked");
+    }
+    let store = data.open(false).await?;
+    let ws = workspace.to_ascii_lowercase();
+    let action = if decommission {
+        "decommission"
+    } else {
+        "revoke"
+    };
+    let result = store
+        .revoke_sensor(&ws, &sensor_id, &reason, decommission)
+        .await;
+    let entry = uplink_store::AuditEntry {
+        workspace: ws.clone(),
+        at: uplink_store::now_ms(),
+        actor: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        source: format!("cli@{}", hostname()),
+        action: action.into(),
+        sensor_id: Some(sensor_id.clone()),
+        result: if result.is_ok() { "ok" } else { "failed" }.into(),
+        detail: match &result {
+            Ok(_) => reason.clone(),
+            Err(e) => e.to_string(),
+        },
+    };
+    // Only for a workspace that exists (a typo must not leave entries under a made-up name).
+    if store.workspace(&ws).await?.is_some() {
+        if let Err(e) = store.record_audit(entry).await {
+            eprintln!("warning: the audit entry could not be recorded: {e}");
+        }
+    }
+    let r = match result {
+        Ok(r) => r,
+        Err(uplink_store::StoreError::NoSuchSensor(id)) => bail!(
+            "no sensor {id:?} in workspace {ws:?}: list them with `uplink fleet list {ws} --all`"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "sensor {} of workspace {ws} {} (revoked at {}: {}); every replica refuses it within seconds",
+        r.sensor_id,
+        Lifecycle::of(Some(&r)).as_str(),
+        rfc3339(r.revoked_at),
+        r.reason
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This machine's name, for the audit trail's `source` of a command.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+async fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    if store.workspace(&ws).await?.is_none() {
+        return Err(uplink_store::StoreError::NoSuchWorkspace(ws).into());
+    }
+    let entries = store.audit(&ws, a.limit).await?;
+    if a.json {
+        let v: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "at": rfc3339(e.at),
+                    "actor": e.actor,
+                    "source": e.source,
+                    "action": e.action,
+                    "sensor_id": e.sensor_id,
+                    "result": e.result,
+                    "detail": e.detail,
+                })
+            })
+            .collect();
+        return print_json(&json!({ "entries": v }));
+    }
+    if entries.is_empty() {
+        println!("no audit entries");
+    }
+    for e in &entries {
+        println!(
+            "{} {:<13} {:<8} {:<32} by {} from {}{}",
+            rfc3339(e.at),
+            e.action,
+            e.result,
+            e.sensor_id.as_deref().unwrap_or("-"),
+            e.actor,
+            e.source,
+            if e.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.detail)
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -55,6 +55,27 @@ pub enum Command {
         after_help = "Examples:\n  uplink workspace delete contoso --data-dir /var/lib/uplink-service --yes"
     )]
     Delete(DeleteArgs),
+    /// Replace the workspace's access key: the old one is refused for new enrollments at once
+    /// (every replica, within a second); enrolled sensors are not affected. With --data-dir the
+    /// bundle file DIR/bundles/NAME.json is rewritten; `uplink workspace bundle` gives the new
+    /// bundle anywhere. Recorded in the audit trail (`uplink fleet audit`).
+    ///
+    /// --json prints {"workspace", "bundle_path" (null with --database)}.
+    #[command(
+        after_help = "Examples:\n  uplink workspace rotate-access-key contoso --data-dir /var/lib/uplink-service"
+    )]
+    RotateAccessKey(RotateAccessKeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateAccessKeyArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Print JSON (the new bundle's path with --data-dir).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,6 +190,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Set(a) => set(a).await,
             Command::Show(a) => show(a).await,
             Command::Delete(a) => delete(a).await,
+            Command::RotateAccessKey(a) => rotate_access_key(a).await,
         }
     })
 }
@@ -393,6 +415,60 @@ async fn delete(a: DeleteArgs) -> anyhow::Result<ExitCode> {
             super::count(deleted.sensors, "sensor", "sensors"),
             super::count(deleted.events, "event", "events")
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate_access_key(a: RotateAccessKeyArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let name = a.name.to_ascii_lowercase();
+    // 256 random bits, as at creation (hex here: the key is opaque to sensors).
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let hash = uplink_pki::sha256_hex(key.as_bytes());
+    let result = store.set_access_key(&name, &key, &hash).await;
+    if !matches!(result, Err(uplink_store::StoreError::NoSuchWorkspace(_))) {
+        let entry = uplink_store::AuditEntry {
+            workspace: name.clone(),
+            at: uplink_store::now_ms(),
+            actor: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            source: format!("cli@{}", super::fleet::hostname()),
+            action: "rotate_access_key".into(),
+            sensor_id: None,
+            result: if result.is_ok() { "ok" } else { "failed" }.into(),
+            detail: result
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        };
+        if let Err(e) = store.record_audit(entry).await {
+            eprintln!("warning: the audit entry could not be recorded: {e}");
+        }
+    }
+    result?;
+    let bundle_path = match a.data.dir() {
+        Some(dir) => {
+            let bundles = dir.join("bundles");
+            uplink_service::admin::create_private_dir(&bundles)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", bundles.display()))?;
+            let path = bundles.join(format!("{name}.json"));
+            uplink_service::admin::write_bundle(&store, &name, &path).await?;
+            Some(path)
+        }
+        None => None,
+    };
+    if a.json {
+        let v = serde_json::json!({"workspace": name, "bundle_path": bundle_path});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("the access key of {name} was replaced: the old key no longer enrolls sensors (enrolled ones are not affected)");
+        match bundle_path {
+            Some(p) => println!(
+                "bundle      {}  (holds the new access key; give it to new sensors, keep it private)",
+                p.display()
+            ),
+            None => println!("get the new bundle with `uplink workspace bundle {name} --out FILE`"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ mod hardening_store;
 mod hardening_svc;
 mod install;
 mod journal;
+mod lifecycle;
 mod pac;
 mod package;
 mod postgres;

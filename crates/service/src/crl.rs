@@ -1,0 +1,97 @@
+//! The workspace CA's certificate revocation list at `GET /pki/crl.der` (issue #24).
+//!
+//! Served on both hosts of a workspace without a client certificate, so anything that checks
+//! uplink's client certificates itself (a TLS-terminating proxy, `openssl verify -crl_check`) can
+//! refuse a revoked sensor. It lists the serial of every certificate issued to a revoked sensor
+//! (enrollment and each renewal), is valid for [`uplink_pki::CRL_VALIDITY`] (24 h) and is signed
+//! again once it is [`uplink_pki::CRL_RESIGN`] old (1 h), or at once after a revocation (which
+//! reloads the workspace, and with it an empty cache). The service itself does not need it: it
+//! refuses revoked sensors by their id on every request (`registry`).
+
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+
+use crate::registry::Workspace;
+
+/// The path of the CRL on every workspace host.
+pub const CRL_PATH: &str = "/pki/crl.der";
+
+/// The CRL last signed for a workspace, with when.
+#[derive(Default)]
+pub struct Cache(Mutex<Option<(OffsetDateTime, Arc<Vec<u8>>)>>);
+
+/// Whether a CRL signed at `signed` must be signed again at `now`. Pure.
+pub(crate) fn stale(signed: OffsetDateTime, now: OffsetDateTime) -> bool {
+    now - signed >= uplink_pki::CRL_RESIGN || now < signed
+}
+
+/// The workspace's CRL (DER), signed now when the cached one is stale.
+pub(crate) fn current(ws: &Workspace) -> Result<Arc<Vec<u8>>, uplink_pki::PkiError> {
+    let now = OffsetDateTime::now_utc();
+    let mut cache = ws.crl.0.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((signed, der)) = cache.as_ref() {
+        if !stale(*signed, now) {
+            return Ok(der.clone());
+        }
+    }
+    let revoked: Vec<(String, OffsetDateTime)> = ws
+        .revoked_serials
+        .iter()
+        .map(|r| {
+            let at = OffsetDateTime::from_unix_timestamp_nanos(r.revoked_at as i128 * 1_000_000)
+                .unwrap_or(now);
+            (r.serial_hex.clone(), at)
+        })
+        .collect();
+    // A few minutes back, as certificates are: a verifier whose clock is slightly behind must
+    // not find the CRL "not yet valid".
+    let this_update = now - time::Duration::minutes(5);
+    let der = Arc::new(
+        ws.ca
+            .crl(&revoked, this_update, now.unix_timestamp().max(1) as u64)?,
+    );
+    *cache = Some((now, der.clone()));
+    Ok(der)
+}
+
+/// Records a certificate just issued, so the CRL can list it once its sensor is revoked. A
+/// failure is logged, not answered: the sensor is enrolled (or renewed) already, and the service
+/// refuses a revoked sensor by its id whatever the CRL lists.
+pub(crate) async fn record<S: uplink_store::Store>(
+    shared: &crate::Shared<S>,
+    sensor_id: &str,
+    signed: &uplink_pki::SignedClient,
+) {
+    let fingerprint = uplink_pki::sha256_hex(&signed.cert_der);
+    if let Err(e) = shared
+        .store
+        .record_certificate(sensor_id, &signed.serial_hex, &fingerprint)
+        .await
+    {
+        tracing::warn!(sensor = %sensor_id, serial = %signed.serial_hex, error = %e, "recording the certificate for the CRL failed: the CRL will not list it if this sensor is revoked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::Duration;
+
+    #[test]
+    fn a_crl_is_signed_again_well_before_it_expires() {
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        // (age of the cached CRL, sign again)
+        for (age, again) in [
+            (Duration::ZERO, false),
+            (Duration::minutes(59), false),
+            (Duration::hours(1), true),
+            (Duration::hours(23), true),
+            // The clock went back: sign again rather than serve a CRL from the future.
+            (Duration::minutes(-1), true),
+        ] {
+            assert_eq!(stale(t0, t0 + age), again, "{age}");
+        }
+        assert!(uplink_pki::CRL_RESIGN * 10 <= uplink_pki::CRL_VALIDITY);
+    }
+}

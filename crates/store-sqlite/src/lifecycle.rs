@@ -1,0 +1,201 @@
+//! Sensor lifecycle in the SQLite store (format 8, table `revocations`): revoking and
+//! decommissioning a sensor, one transaction each with its change-log entry.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use uplink_store::lifecycle::MAX_REASON;
+use uplink_store::*;
+
+use crate::{record_change, SqliteStore};
+
+const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256";
+
+fn row_to_revocation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
+    Ok(Revocation {
+        workspace: r.get(0)?,
+        sensor_id: r.get(1)?,
+        reason: r.get(2)?,
+        revoked_at: r.get(3)?,
+        decommissioned: r.get::<_, i64>(4)? != 0,
+        cert_sha256: r.get(5)?,
+    })
+}
+
+/// The revocation of `sensor_id`, if it is revoked (inside the caller's transaction).
+pub(crate) fn revocation_of(
+    c: &Connection,
+    sensor_id: &str,
+) -> rusqlite::Result<Option<Revocation>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM revocations WHERE sensor_id = ?1"),
+        [sensor_id],
+        row_to_revocation,
+    )
+    .optional()
+}
+
+impl SqliteStore {
+    pub(crate) fn revoke_sensor_sync(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        reason: &str,
+        decommission: bool,
+    ) -> Result<Revocation, StoreError> {
+        if reason.len() > MAX_REASON {
+            return Err(StoreError::Settings(format!(
+                "the reason is {} bytes long; give at most {MAX_REASON}",
+                reason.len()
+            )));
+        }
+        let stored = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let cert: Option<String> = tx
+                .query_row(
+                    "SELECT cert_sha256 FROM sensors WHERE sensor_id = ?1 AND workspace = ?2",
+                    params![sensor_id, workspace],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(cert) = cert else {
+                return Ok(None);
+            };
+            tx.execute(
+                "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (sensor_id) DO UPDATE SET decommissioned = MAX(decommissioned, excluded.decommissioned)",
+                params![workspace, sensor_id, reason, now_ms(), decommission as i64, cert],
+            )?;
+            record_change(&tx, workspace, &ChangeKind::Revoked)?;
+            let stored = revocation_of(&tx, sensor_id)?;
+            tx.commit()?;
+            Ok(stored)
+        })?;
+        stored.ok_or_else(|| StoreError::NoSuchSensor(sensor_id.into()))
+    }
+
+    pub(crate) fn revocations_sync(&self, workspace: &str) -> Result<Vec<Revocation>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM revocations WHERE workspace = ?1 ORDER BY revoked_at, sensor_id"
+            ))?;
+            let rows = st.query_map([workspace], row_to_revocation)?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn record_certificate_sync(
+        &self,
+        sensor_id: &str,
+        serial_hex: &str,
+        cert_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let res = self.write(|c| {
+            c.execute(
+                "INSERT INTO certificates (serial, sensor_id, cert_sha256, issued_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (serial) DO NOTHING",
+                params![serial_hex, sensor_id, cert_sha256, now_ms()],
+            )
+        });
+        match res {
+            Ok(_) => Ok(()),
+            // The sensor is not (or no longer) enrolled: the foreign key refused the row.
+            Err(StoreError::Backend { ref detail, .. }) if detail.contains("FOREIGN KEY") => {
+                Err(StoreError::NoSuchSensor(sensor_id.into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn revoked_serials_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<RevokedSerial>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT c.serial, r.revoked_at FROM revocations r JOIN certificates c ON c.sensor_id = r.sensor_id
+                 WHERE r.workspace = ?1 ORDER BY c.serial",
+            )?;
+            let rows = st.query_map([workspace], |r| {
+                Ok(RevokedSerial {
+                    serial_hex: r.get(0)?,
+                    revoked_at: r.get(1)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn record_audit_sync(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO audit (workspace, at, actor, source, action, sensor_id, result, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    e.workspace,
+                    e.at,
+                    e.actor,
+                    e.source,
+                    e.action,
+                    e.sensor_id,
+                    e.result,
+                    uplink_store::lifecycle::audit_detail(&e.detail)
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    pub(crate) fn audit_sync(
+        &self,
+        workspace: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT workspace, at, actor, source, action, sensor_id, result, detail FROM
+                 (SELECT * FROM audit WHERE workspace = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            )?;
+            let rows = st.query_map(params![workspace, limit], |r| {
+                Ok(AuditEntry {
+                    workspace: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    source: r.get(3)?,
+                    action: r.get(4)?,
+                    sensor_id: r.get(5)?,
+                    result: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn set_access_key_sync(
+        &self,
+        workspace: &str,
+        access_key: &str,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        let sealed = self
+            .key()
+            .seal(access_key, &master::access_key_context(workspace));
+        let n = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let n = tx.execute(
+                "UPDATE workspaces SET access_key_sha256 = ?1, access_key = ?2 WHERE name = ?3",
+                params![hash, sealed, workspace],
+            )?;
+            if n > 0 {
+                record_change(&tx, workspace, &ChangeKind::Rekeyed)?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        Ok(())
+    }
+}

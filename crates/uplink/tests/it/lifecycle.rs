@@ -1,0 +1,535 @@
+//! Sensor lifecycle (issue #24, docs/lifecycle.md): revocation and decommissioning.
+//!
+//! - Two replicas on one private PostgreSQL: a sensor uploads through one while it is revoked
+//!   through the CLI; both replicas refuse its certificate (403 `CERT_REVOKED`) within 2 s of the
+//!   revocation, the running sensor is refused on its connection and keeps what it has queued,
+//!   nothing it sent after the revocation is stored, every event before it is stored once, its
+//!   renewal is refused, and `uplink fleet` shows it `revoked`.
+//! - Decommissioning (SQLite): the sensor is hidden from `fleet list` (shown with --all), and the
+//!   same machine enrolled again is a new sensor, served, while the old one stays decommissioned;
+//!   the audit trail shows the enrollments (a refused one too) and the decommission.
+//! - The CRL at `/pki/crl.der` on both hosts: openssl reads it, and `verify -crl_check` refuses
+//!   the revoked sensor's certificate with it (and accepts it before).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::postgres::{create_workspace_pg, export, kind_count, Db, PgService};
+use crate::support::postgres::Cluster;
+use crate::support::sensor::{assert_n_exactly_once, Sensor};
+use crate::support::*;
+
+/// Lines `{"kind":"ev","n":i}` for `range`.
+fn lines(range: std::ops::Range<u64>) -> String {
+    range
+        .map(|i| format!("{{\"kind\":\"ev\",\"n\":{i}}}\n"))
+        .collect()
+}
+
+/// POSTs `body` to `path` with the sensor's own certificate and key (curl, a new connection
+/// each time): the status and the error body's code ("" when none).
+fn with_sensor_cert(ws: &Ws, port: u16, sensor: &Sensor, path: &str, body: &str) -> (u16, String) {
+    let file = sensor.dir.join("probe-body.json");
+    std::fs::write(&file, body).unwrap();
+    let (status, text) = Curl::new(&ws.sensor_host, port, path)
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .arg("--cert")
+        .arg(sensor.dir.join("client.pem"))
+        .arg("--key")
+        .arg(sensor.dir.join("client.key"))
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", file.display()))
+        .run();
+    let code = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (status, code)
+}
+
+fn fleet_json(args: &[&str]) -> serde_json::Value {
+    let out = ok(uplink(args), &format!("uplink {}", args.join(" ")));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn row<'a>(list: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
+    list["sensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sensor_id"] == id)
+}
+
+#[test]
+fn a_sensor_revoked_through_the_cli_is_refused_by_both_replicas_within_2_s_and_keeps_its_queue() {
+    const BEFORE: u64 = 500;
+    const AFTER: u64 = 200;
+    let cluster = Cluster::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::new(&cluster, tmp.path());
+    let r1 = PgService::start_with(&db, "127.0.0.1:0", &[]);
+    let r2 = PgService::start_with(&db, "127.0.0.1:0", &[]);
+    // The sensor uploads through r2; the revocation is written to the database by the CLI and
+    // must reach both replicas through the change log.
+    let ws = create_workspace_pg(&db, tmp.path(), "life", r2.port);
+    let sensor = Sensor::installed(&tmp.path().join("sensor"), &ws, &[]);
+    sensor.set_upload(50);
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    let run_log = tmp.path().join("run.log");
+    let context = || {
+        format!(
+            "{}\nr1:\n{}\nr2:\n{}\npostgres:\n{}",
+            sensor.context(&run_log),
+            r1.log(),
+            r2.log(),
+            cluster.log_text()
+        )
+    };
+    let mut run = sensor.spawn_run(&run_log);
+    ok(sensor.send(&lines(0..BEFORE)), "sensor send");
+    poll_until(
+        "the first events stored",
+        60,
+        || kind_count(&db, "life", "ev") == BEFORE,
+        context,
+    );
+    // The certificate is accepted by both before (a malformed report: 400, not 403).
+    let probe = |port| {
+        with_sensor_cert(
+            &ws,
+            port,
+            &sensor,
+            uplink_protocol::HEARTBEAT_PATH,
+            "not a report",
+        )
+    };
+    for port in [r1.port, r2.port] {
+        let (status, code) = probe(port);
+        assert_eq!(status, 400, "{code}\n{}", context());
+    }
+
+    let [a, b, c, d] = db.args();
+    ok(
+        uplink(&[
+            "fleet",
+            "revoke",
+            "life",
+            &id,
+            a,
+            b,
+            c,
+            d,
+            "--reason",
+            "laptop stolen",
+        ]),
+        "fleet revoke",
+    );
+    let revoked = Instant::now();
+    poll_until(
+        "both replicas refuse the revoked certificate",
+        10,
+        || {
+            [r1.port, r2.port]
+                .iter()
+                .all(|&p| probe(p) == (403, "CERT_REVOKED".to_owned()))
+        },
+        context,
+    );
+    let took = revoked.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}\n{}",
+        context()
+    );
+
+    // The running sensor is refused and keeps what it queues from now on.
+    ok(sensor.send(&lines(BEFORE..BEFORE + AFTER)), "sensor send");
+    poll_until(
+        "the sensor reports CERT_REVOKED",
+        60,
+        || sensor.status()["last_error"]["code"] == "CERT_REVOKED",
+        context,
+    );
+    let status = sensor.status();
+    assert!(
+        status["queue"]["events"].as_u64().unwrap() >= AFTER,
+        "the events sent after the revocation stay queued: {status}"
+    );
+    let fix = format!(
+        "{} {}",
+        status["last_error"]["fix"], status["last_error"]["message"]
+    );
+    assert!(fix.contains("access key"), "{status}");
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(
+        r2.log().contains("request of a revoked sensor refused"),
+        "{}",
+        context()
+    );
+    // Nothing half-stored: exactly the events from before, once each.
+    let rows = export(&db, "life");
+    assert_n_exactly_once(&rows, "ev", BEFORE);
+    assert!(sensor.status()["queue"]["events"].as_u64().unwrap() >= AFTER);
+
+    // Renewal is refused.
+    let (_, csr) = key_and_csr(tmp.path(), "renew", "/CN=renew");
+    let body = serde_json::json!({ "csr_pem": std::fs::read_to_string(csr).unwrap() });
+    let (status, code) = with_sensor_cert(
+        &ws,
+        r1.port,
+        &sensor,
+        uplink_protocol::RENEW_PATH,
+        &body.to_string(),
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "CERT_REVOKED"),
+        "{}",
+        context()
+    );
+
+    // `uplink fleet` shows it revoked (still listed: revoked is not decommissioned).
+    let list = fleet_json(&["fleet", "list", "life", a, b, c, d, "--json"]);
+    let r = row(&list, &id).unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(r["lifecycle"], "revoked", "{r}");
+    let show = fleet_json(&["fleet", "show", "life", &id, a, b, c, d, "--json"]);
+    assert_eq!(show["revoke_reason"], "laptop stolen", "{show}");
+}
+
+#[test]
+fn a_decommissioned_machine_enrolled_again_is_a_new_sensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    run_decommission(tmp.path(), &data, &svc);
+}
+
+fn run_decommission(dir: &Path, data: &Path, svc: &ServiceProc) {
+    let ws = create_workspace(data, "gone", svc.port);
+    let dd = data.to_str().unwrap();
+    let first = Sensor::installed(&dir.join("machine"), &ws, &[]);
+    let old_id = first.status()["sensor_id"].as_str().unwrap().to_owned();
+    let context = || svc.log();
+    ok(
+        uplink(&["fleet", "decommission", "gone", &old_id, "--data-dir", dd]),
+        "fleet decommission",
+    );
+    // Hidden from the default list, shown with --all.
+    let list = fleet_json(&["fleet", "list", "gone", "--data-dir", dd, "--json"]);
+    assert!(row(&list, &old_id).is_none(), "{list}");
+    let all = fleet_json(&["fleet", "list", "gone", "--data-dir", dd, "--json", "--all"]);
+    assert_eq!(
+        row(&all, &old_id).unwrap_or_else(|| panic!("{all}"))["lifecycle"],
+        "decommissioned"
+    );
+    poll_until(
+        "the service refuses the decommissioned sensor",
+        10,
+        || {
+            with_sensor_cert(
+                &ws,
+                svc.port,
+                &first,
+                uplink_protocol::HEARTBEAT_PATH,
+                "not a report",
+            ) == (403, "CERT_REVOKED".to_owned())
+        },
+        context,
+    );
+
+    // The same machine enrolled again (a new key, the workspace's access key): a new sensor.
+    let again = Sensor::installed(&dir.join("machine-again"), &ws, &[]);
+    let new_id = again.status()["sensor_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, old_id);
+    ok(again.send(&lines(0..10)), "sensor send");
+    ok(again.run_once(60), "sensor run --once");
+    let all = fleet_json(&["fleet", "list", "gone", "--data-dir", dd, "--json", "--all"]);
+    assert_eq!(row(&all, &new_id).unwrap()["lifecycle"], "active", "{all}");
+    assert_eq!(
+        row(&all, &old_id).unwrap()["lifecycle"],
+        "decommissioned",
+        "{all}"
+    );
+    let events: Vec<_> = exported(data, "gone")
+        .into_iter()
+        .filter(|(s, _, _)| *s == new_id)
+        .collect();
+    assert!(events.len() >= 10, "{events:?}\n{}", context());
+
+    // A refused enrollment (a wrong access key), then the audit trail of all of it.
+    let (_, csr) = key_and_csr(dir, "intruder", "/CN=intruder");
+    let req = serde_json::json!({
+        "access_key": "not-the-key",
+        "csr_pem": std::fs::read_to_string(csr).unwrap(),
+        "name": "intruder",
+    });
+    let req_file = dir.join("intruder.json");
+    std::fs::write(&req_file, req.to_string()).unwrap();
+    let (status, _) = Curl::new(&ws.sensor_host, svc.port, uplink_protocol::ENROLL_PATH)
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", req_file.display()))
+        .run();
+    assert_eq!(status, 401);
+    let audit = fleet_json(&["fleet", "audit", "gone", "--data-dir", dd, "--json"]);
+    let entries = audit["entries"].as_array().unwrap();
+    let summary: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["sensor_id"].as_str().unwrap_or("-").to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        summary,
+        [
+            s("enroll", &old_id, "ok"),
+            s("decommission", &old_id, "ok"),
+            s("enroll", &new_id, "ok"),
+            s("enroll", "-", "refused"),
+        ],
+        "{audit}"
+    );
+    for e in entries {
+        for k in [
+            "at",
+            "actor",
+            "source",
+            "action",
+            "sensor_id",
+            "result",
+            "detail",
+        ] {
+            assert!(e.get(k).is_some(), "{k} missing: {e}");
+        }
+    }
+    assert_eq!(entries[0]["source"], "127.0.0.1", "{audit}");
+    assert!(
+        entries[1]["source"].as_str().unwrap().starts_with("cli@"),
+        "{audit}"
+    );
+    assert!(
+        entries[3]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ENROLL_DENIED"),
+        "{audit}"
+    );
+    assert!(!audit.to_string().contains("not-the-key"), "{audit}");
+}
+
+/// `GET /pki/crl.der` on `host` without a client certificate, saved to `out`.
+fn fetch_crl(ws: &Ws, host: &str, port: u16, out: &Path) {
+    let status = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o"])
+        .arg(out)
+        .args(["-w", "%{http_code}", "--cacert"])
+        .arg(&ws.ca_file)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/pki/crl.der"))
+        .output()
+        .expect("run curl");
+    assert_eq!(stdout(&status).trim(), "200", "{}", stderr(&status));
+}
+
+#[test]
+fn the_crl_lists_a_revoked_sensor_and_openssl_refuses_its_certificate_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "crl", svc.port);
+    let dd = data.to_str().unwrap();
+    let sensor = Sensor::installed(&tmp.path().join("sensor"), &ws, &[]);
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    let cert = sensor.dir.join("client.pem");
+    let cert = cert.to_str().unwrap();
+    let ca = ws.ca_file.to_str().unwrap();
+    let serial = openssl(&["x509", "-in", cert, "-noout", "-serial"]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase();
+    let der = tmp.path().join("crl.der");
+    let pem = tmp.path().join("crl.pem");
+    let (der_s, pem_s) = (der.to_str().unwrap(), pem.to_str().unwrap());
+    let verify = || {
+        openssl(&["crl", "-inform", "DER", "-in", der_s, "-out", pem_s]);
+        std::process::Command::new("openssl")
+            .args([
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                ca,
+                "-CRLfile",
+                pem_s,
+                cert,
+            ])
+            .output()
+            .expect("run openssl")
+    };
+
+    // Before: an empty CRL, signed by the workspace CA, that openssl accepts the certificate with.
+    fetch_crl(&ws, &ws.sensor_host, svc.port, &der);
+    let text = openssl(&["crl", "-inform", "DER", "-in", der_s, "-noout", "-text"]);
+    assert!(text.contains("No Revoked Certificates"), "{text}");
+    let out = verify();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    ok(
+        uplink(&[
+            "fleet",
+            "revoke",
+            "crl",
+            &id,
+            "--data-dir",
+            dd,
+            "--reason",
+            "test",
+        ]),
+        "fleet revoke",
+    );
+    // After (once the service has followed the change log): the serial is listed, on both
+    // workspace hosts, and openssl refuses the certificate.
+    poll_until(
+        "the CRL lists the revoked certificate",
+        10,
+        || {
+            fetch_crl(&ws, &ws.sensor_host, svc.port, &der);
+            openssl(&["crl", "-inform", "DER", "-in", der_s, "-noout", "-text"]).contains(&serial)
+        },
+        || svc.log(),
+    );
+    let text = openssl(&["crl", "-inform", "DER", "-in", der_s, "-noout", "-text"]);
+    assert!(text.contains("Last Update"), "{text}");
+    assert!(text.contains("Next Update"), "{text}");
+    let next_minus_last = {
+        let field = |name: &str| {
+            let line = text.lines().find(|l| l.contains(name)).unwrap();
+            let date = line.split_once(": ").unwrap().1.trim().to_owned();
+            let out = std::process::Command::new("date")
+                .args(["-u", "-d", &date, "+%s"])
+                .output()
+                .unwrap();
+            stdout(&out).trim().parse::<i64>().unwrap()
+        };
+        field("Next Update") - field("Last Update")
+    };
+    assert_eq!(next_minus_last, 24 * 3600, "{text}");
+    let out = verify();
+    assert!(
+        !out.status.success(),
+        "openssl accepted a revoked certificate"
+    );
+    assert!(
+        format!("{}{}", stdout(&out), stderr(&out)).contains("certificate revoked"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let console = "crl.uplink.localhost";
+    let der2 = tmp.path().join("crl2.der");
+    fetch_crl(&ws, console, svc.port, &der2);
+    let text2 = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        der2.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(text2.contains(&serial), "{text2}");
+}
+
+#[test]
+fn a_rotated_access_key_refuses_the_old_key_at_once_and_enrolled_sensors_keep_working() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "rot", svc.port);
+    let dd = data.to_str().unwrap();
+    let enrolled = Sensor::installed(&tmp.path().join("enrolled"), &ws, &[]);
+    // The old bundle, kept aside (the rotation rewrites the data directory's copy).
+    let old_bundle = tmp.path().join("old-bundle.json");
+    std::fs::copy(&ws.bundle_path, &old_bundle).unwrap();
+    let old = Ws {
+        bundle_path: old_bundle,
+        ..ws.clone()
+    };
+
+    let out = ok(
+        uplink(&[
+            "workspace",
+            "rotate-access-key",
+            "rot",
+            "--data-dir",
+            dd,
+            "--json",
+        ]),
+        "workspace rotate-access-key",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bundle_path = data.join("bundles").join("rot.json");
+    assert_eq!(v["bundle_path"], bundle_path.to_str().unwrap(), "{v}");
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    assert_ne!(bundle["access_key"], ws.access_key.as_str());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&bundle_path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the bundle holds the access key");
+
+    // The old key: refused (once the service has followed the change log, within a second).
+    let mut n = 0;
+    poll_until(
+        "the old access key refused",
+        10,
+        || {
+            n += 1;
+            let out = Sensor::install(&tmp.path().join(format!("old-{n}")), &old, &[]);
+            !out.status.success()
+                && format!("{}{}", stdout(&out), stderr(&out)).contains("ENROLL_DENIED")
+        },
+        || svc.log(),
+    );
+    // The new bundle enrolls; the sensor enrolled before still uploads.
+    let new = Ws {
+        bundle_path: bundle_path.clone(),
+        access_key: bundle["access_key"].as_str().unwrap().into(),
+        ..ws.clone()
+    };
+    Sensor::installed(&tmp.path().join("new"), &new, &[]);
+    ok(enrolled.send(&lines(0..5)), "sensor send");
+    ok(enrolled.run_once(60), "sensor run --once");
+    let id = enrolled.status()["sensor_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        exported(&data, "rot")
+            .iter()
+            .filter(|(s, _, e)| *s == id && e["kind"] == "ev")
+            .count(),
+        5
+    );
+    let audit = fleet_json(&["fleet", "audit", "rot", "--data-dir", dd, "--json"]);
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "rotate_access_key" && e["result"] == "ok"),
+        "{audit}"
+    );
+    assert!(!audit
+        .to_string()
+        .contains(bundle["access_key"].as_str().unwrap()));
+}
