@@ -154,6 +154,11 @@ codes! {
     PROXY_UPSTREAM_FAILED = (ProxyConnect, "The proxy could not reach the service itself (its reason is quoted in the detail): its administrator should check the proxy's DNS and outbound route to this host and port."),
     /// No workspace answers at this host name: the service presented its placeholder certificate.
     WORKSPACE_UNKNOWN = (Tls, "No workspace answers at this host name: check the URL (the workspace name in <workspace>sensorapi.<domain>) against the bundle; a bundle from another service (another --data-dir or --database) is unknown to this one."),
+    /// The admin API refused the request's token: none, malformed, revoked, or another
+    /// workspace's (docs/admin-api.md).
+    ADMIN_TOKEN_INVALID = (Http, "The admin API needs `Authorization: Bearer TOKEN` with a token of this workspace: create one with `uplink admin token create WORKSPACE --name N`, and check it was not revoked (uplink admin token list WORKSPACE)."),
+    /// The admin API token's role does not allow this call (a viewer token may only read).
+    ADMIN_FORBIDDEN = (Http, "This token's role does not allow the call (viewer tokens may only GET): use an admin token (uplink admin token create WORKSPACE --name N --role admin)."),
 }
 
 impl fmt::Display for Code {

@@ -15,6 +15,7 @@
 //! environment itself.
 
 pub mod admin;
+pub mod adminapi;
 mod budget;
 mod conns;
 pub mod fleet;

@@ -185,6 +185,10 @@ async fn handle<S: Store>(
     };
     let (ws, role) = (&target.0, target.1);
     match role {
+        // The admin JSON API (docs/admin-api.md); the console's pages are a later issue.
+        Role::Console if req.uri().path().starts_with(crate::adminapi::PREFIX) => {
+            crate::adminapi::handle(shared, ws, req).await
+        }
         Role::Console => error(
             StatusCode::NOT_FOUND,
             Code::HTTP_UNEXPECTED_STATUS,
@@ -357,7 +361,7 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 /// Reads a whole body of at most `limit` bytes, within the request's [`BodyClock`]: a body that
 /// stalls or takes too long is answered 408, and hyper then closes the connection (the rest of the
 /// body is never read).
-async fn read_body(
+pub(crate) async fn read_body(
     req: Request<Incoming>,
     limit: usize,
 ) -> Result<(http::request::Parts, Bytes), Response<Full<Bytes>>> {
@@ -977,7 +981,7 @@ fn ok_text(body: &'static str) -> Response<Full<Bytes>> {
     resp
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -993,7 +997,7 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Byt
     resp
 }
 
-fn error(status: StatusCode, code: Code, message: String) -> Response<Full<Bytes>> {
+pub(crate) fn error(status: StatusCode, code: Code, message: String) -> Response<Full<Bytes>> {
     json(
         status,
         &ErrorBody {
@@ -1014,7 +1018,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     resp
 }
 
-fn unavailable() -> Response<Full<Bytes>> {
+pub(crate) fn unavailable() -> Response<Full<Bytes>> {
     let mut resp = error(
         StatusCode::SERVICE_UNAVAILABLE,
         Code::SERVICE_UNAVAILABLE,

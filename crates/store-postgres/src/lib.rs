@@ -27,6 +27,7 @@ mod group;
 pub mod migrate;
 pub mod retention;
 pub mod tls;
+mod tokens;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -1117,5 +1118,29 @@ impl Store for PostgresStore {
 
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
         self.prune_pg(options).await
+    }
+
+    async fn create_token(
+        &self,
+        token: AdminToken,
+        secret_sha256: String,
+    ) -> Result<(), StoreError> {
+        self.create_token_pg(&token, &secret_sha256).await
+    }
+
+    async fn tokens(&self, workspace: &str) -> Result<Vec<AdminToken>, StoreError> {
+        self.tokens_pg(workspace).await
+    }
+
+    async fn revoke_token(
+        &self,
+        workspace: &str,
+        name_or_id: &str,
+    ) -> Result<Option<AdminToken>, StoreError> {
+        self.revoke_token_pg(workspace, name_or_id).await
+    }
+
+    async fn token_by_hash(&self, secret_sha256: &str) -> Result<Option<AdminToken>, StoreError> {
+        self.token_by_hash_pg(secret_sha256).await
     }
 }

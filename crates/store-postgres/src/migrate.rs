@@ -54,6 +54,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_fleet.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 6,
+        name: "admin API tokens",
+        sql: include_str!("../migrations/0006_admin_tokens.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.

@@ -33,6 +33,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 use uplink_store::*;
 
 mod fleet;
+mod tokens;
 
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
@@ -41,7 +42,8 @@ mod fleet;
 /// (retention, disconnected-after), each sensor's retention watermark, events indexed by age.
 /// 5: fleet health (the last report per sensor, outage logs, issues: `fleet.rs`). 6: the change
 /// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
-pub const FORMAT_VERSION: i64 = 6;
+/// 7: admin API tokens (`admin_tokens`: the SHA-256 of each secret, `tokens.rs`).
+pub const FORMAT_VERSION: i64 = 7;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -132,6 +134,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         at INTEGER NOT NULL
     );",
     ),
+    (7, tokens::TOKENS_SCHEMA),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -230,8 +233,9 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
+            tokens::TOKENS_SCHEMA,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -1766,6 +1770,34 @@ impl Store for SqliteStore {
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
         let this = self.clone();
         blocking(move || this.prune_sync(options)).await
+    }
+
+    async fn create_token(
+        &self,
+        token: AdminToken,
+        secret_sha256: String,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.create_token_sync(&token, &secret_sha256)).await
+    }
+
+    async fn tokens(&self, workspace: &str) -> Result<Vec<AdminToken>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.tokens_sync(&ws)).await
+    }
+
+    async fn revoke_token(
+        &self,
+        workspace: &str,
+        name_or_id: &str,
+    ) -> Result<Option<AdminToken>, StoreError> {
+        let (this, ws, key) = (self.clone(), workspace.to_owned(), name_or_id.to_owned());
+        blocking(move || this.revoke_token_sync(&ws, &key)).await
+    }
+
+    async fn token_by_hash(&self, secret_sha256: &str) -> Result<Option<AdminToken>, StoreError> {
+        let (this, h) = (self.clone(), secret_sha256.to_owned());
+        blocking(move || this.token_by_hash_sync(&h)).await
     }
 }
 

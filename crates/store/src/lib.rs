@@ -17,6 +17,7 @@ pub mod backup;
 pub mod fleet;
 pub mod master;
 pub mod retention;
+pub mod tokens;
 mod url;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,8 @@ pub use master::{MasterKey, MasterKeyFile};
 pub use retention::{
     DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
 };
-pub use uplink_fleet::{Issue, Policy as FleetPolicy};
+pub use tokens::{AdminToken, TokenRole, TokenSecret};
+pub use uplink_fleet::{Issue, IssueState, Policy as FleetPolicy};
 pub use url::DatabaseUrl;
 
 /// A workspace as stored.
@@ -223,6 +225,9 @@ pub enum StoreError {
     NoSuchWorkspace(String),
     #[error("no sensor with id {0:?} in this store")]
     NoSuchSensor(String),
+    /// `admin token create` with a name the workspace's tokens already use.
+    #[error("workspace {workspace:?} already has a token named {name:?}: choose another name, or revoke that one first (`uplink admin token revoke {workspace} {name}`)")]
+    TokenExists { workspace: String, name: String },
     #[error(
         "the store {path} was written by a newer uplink (format {found}); this build reads format {supported}: upgrade uplink"
     )]
@@ -311,6 +316,7 @@ impl StoreError {
             StoreError::WorkspaceExists(_)
                 | StoreError::NoSuchWorkspace(_)
                 | StoreError::NoSuchSensor(_)
+                | StoreError::TokenExists { .. }
                 | StoreError::KeyAlreadyEnrolled { .. }
         )
     }
@@ -518,6 +524,33 @@ pub trait Store: Send + Sync + 'static {
         &self,
         options: PruneOptions,
     ) -> impl Future<Output = Result<PruneReport, StoreError>> + Send;
+
+    // Admin API tokens (issue #23, `tokens.rs`, docs/admin-api.md). Only their SHA-256 is
+    // stored; a workspace's deletion removes its tokens.
+
+    /// Stores a new token with the SHA-256 of its secret ([`StoreError::NoSuchWorkspace`],
+    /// [`StoreError::TokenExists`] when the workspace has a token of that name).
+    fn create_token(
+        &self,
+        token: AdminToken,
+        secret_sha256: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A workspace's tokens, oldest first ([`StoreError::NoSuchWorkspace`]).
+    fn tokens(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<AdminToken>, StoreError>> + Send;
+    /// Deletes the workspace's token with this name or id; returns it, `None` when there is none.
+    fn revoke_token(
+        &self,
+        workspace: &str,
+        name_or_id: &str,
+    ) -> impl Future<Output = Result<Option<AdminToken>, StoreError>> + Send;
+    /// The token whose secret has this SHA-256, of whatever workspace (the caller compares).
+    fn token_by_hash(
+        &self,
+        secret_sha256: &str,
+    ) -> impl Future<Output = Result<Option<AdminToken>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

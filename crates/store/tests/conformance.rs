@@ -74,6 +74,7 @@ per_backend!(
     deleting_a_workspace_removes_it_and_all_its_data_only,
     prune_removes_what_is_past_each_workspace_retention_and_retries_stay_duplicates,
     prune_while_ingesting_loses_nothing,
+    admin_tokens_are_scoped_hashed_and_go_with_their_workspace,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1115,4 +1116,70 @@ async fn prune_while_ingesting_loses_nothing<S: Store + Clone>(store: S) {
     let all = exported(&store, "w", ExportFilter::default()).await;
     assert_eq!(all.len(), 1_000);
     assert!(all.iter().all(|(_, seq, _)| *seq >= 5_000));
+}
+
+async fn admin_tokens_are_scoped_hashed_and_go_with_their_workspace<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("a")).await.unwrap();
+    store.create_workspace(workspace("b")).await.unwrap();
+    let token = |id: &str, ws: &str, name: &str, role| AdminToken {
+        id: id.into(),
+        workspace: ws.into(),
+        name: name.into(),
+        role,
+        created_at: now_ms(),
+    };
+    let (s1, s2, s3) = (
+        TokenSecret::generate().0,
+        TokenSecret::generate().0,
+        TokenSecret::generate().0,
+    );
+    let ci = token("tok-01", "a", "ci", TokenRole::Admin);
+    store.create_token(ci.clone(), s1.sha256()).await.unwrap();
+    let soc = token("tok-02", "a", "soc", TokenRole::Viewer);
+    store.create_token(soc.clone(), s2.sha256()).await.unwrap();
+    // Names are unique per workspace, not across them.
+    let again = store
+        .create_token(token("tok-03", "a", "ci", TokenRole::Viewer), s3.sha256())
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::TokenExists { ref name, .. }) if name == "ci"),
+        "{again:?}"
+    );
+    let b_ci = token("tok-04", "b", "ci", TokenRole::Viewer);
+    store.create_token(b_ci.clone(), s3.sha256()).await.unwrap();
+    assert!(matches!(
+        store
+            .create_token(
+                token("tok-05", "zzz", "x", TokenRole::Admin),
+                "ff".repeat(32)
+            )
+            .await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+
+    assert_eq!(
+        store.tokens("a").await.unwrap(),
+        vec![ci.clone(), soc.clone()]
+    );
+    assert_eq!(store.tokens("b").await.unwrap(), vec![b_ci.clone()]);
+    assert_eq!(
+        store.token_by_hash(&s2.sha256()).await.unwrap(),
+        Some(soc.clone())
+    );
+    assert_eq!(store.token_by_hash(&s3.sha256()).await.unwrap(), Some(b_ci));
+    assert_eq!(store.token_by_hash(&"00".repeat(32)).await.unwrap(), None);
+
+    // Revoked by name or by id; only in its own workspace.
+    assert_eq!(store.revoke_token("b", "soc").await.unwrap(), None);
+    assert_eq!(store.revoke_token("a", "soc").await.unwrap(), Some(soc));
+    assert_eq!(store.revoke_token("a", "tok-01").await.unwrap(), Some(ci));
+    assert_eq!(store.revoke_token("a", "tok-01").await.unwrap(), None);
+    assert_eq!(store.token_by_hash(&s1.sha256()).await.unwrap(), None);
+    assert!(store.tokens("a").await.unwrap().is_empty());
+
+    // Deleting a workspace deletes its tokens: a new workspace of that name has none.
+    store.delete_workspace("b").await.unwrap();
+    assert_eq!(store.token_by_hash(&s3.sha256()).await.unwrap(), None);
+    store.create_workspace(workspace("b")).await.unwrap();
+    assert!(store.tokens("b").await.unwrap().is_empty());
 }

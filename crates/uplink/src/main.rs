@@ -71,6 +71,9 @@ enum Command {
     /// Fleet health: each sensor's state and health, and the issues the service opened.
     #[command(subcommand)]
     Fleet(cmd::fleet::Command),
+    /// The admin API's tokens (docs/admin-api.md).
+    #[command(subcommand)]
+    Admin(cmd::admin::Command),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Events(c) => cmd::events::run(c),
         Command::Store(c) => cmd::store::run(c),
         Command::Fleet(c) => cmd::fleet::run(c),
+        Command::Admin(c) => cmd::admin::run(c),
         Command::Sensor(c) => cmd::sensor::run(c),
         Command::Proxy(c) => cmd::proxy::run(c),
         Command::Winproxy(c) => cmd::winproxy::run(c),

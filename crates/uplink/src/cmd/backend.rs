@@ -233,4 +233,29 @@ impl Store for AnyStore {
     async fn prune(&self, options: PruneOptions) -> Result<PruneReport, StoreError> {
         each!(self, s => s.prune(options).await)
     }
+
+    // Admin API tokens.
+    async fn create_token(
+        &self,
+        token: uplink_store::AdminToken,
+        secret_sha256: String,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.create_token(token, secret_sha256).await)
+    }
+    async fn tokens(&self, workspace: &str) -> Result<Vec<uplink_store::AdminToken>, StoreError> {
+        each!(self, s => s.tokens(workspace).await)
+    }
+    async fn revoke_token(
+        &self,
+        workspace: &str,
+        name_or_id: &str,
+    ) -> Result<Option<uplink_store::AdminToken>, StoreError> {
+        each!(self, s => s.revoke_token(workspace, name_or_id).await)
+    }
+    async fn token_by_hash(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<uplink_store::AdminToken>, StoreError> {
+        each!(self, s => s.token_by_hash(secret_sha256).await)
+    }
 }
