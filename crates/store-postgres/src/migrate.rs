@@ -104,17 +104,24 @@ mod tests {
             // A new database: everything.
             (&[], Ok(all.clone())),
             // Up to date: nothing.
-            (&[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3)], Ok(vec![])),
+            (
+                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (6, 3)],
+                Ok(vec![]),
+            ),
             // Behind: the rest.
-            (&[(1, 1)], Ok(vec![2, 3, 4, 5])),
-            (&[(1, 1), (2, 2), (3, 3)], Ok(vec![4, 5])),
+            (&[(1, 1)], Ok(vec![2, 3, 4, 5, 6])),
+            (&[(1, 1), (2, 2), (3, 3)], Ok(vec![4, 5, 6])),
+            (&[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3)], Ok(vec![6])),
             // A newer schema an older build can still run on (expand only): nothing, no refusal.
             (
-                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (99, 3)],
+                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (6, 3), (99, 3)],
                 Ok(vec![]),
             ),
             // A newer schema that contracted past this build: refused.
-            (&[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (99, 99)], Err(())),
+            (
+                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (6, 3), (99, 99)],
+                Err(()),
+            ),
         ];
         for (applied, want) in cases {
             let got = plan(applied, "postgres://db/x")
@@ -129,7 +136,7 @@ mod tests {
 
     #[test]
     fn versions_are_in_order_and_each_can_run_on_itself() {
-        // Numbers were assigned per piece of work (3: retention, 4: the change log, 5: fleet);
+        // Numbers were assigned per piece of work (3: retention, 4: the change log, 5: fleet, 6: admin tokens);
         // on main they are 1, 2, 3, … with no gap.
         let mut last = 0;
         for m in MIGRATIONS {
