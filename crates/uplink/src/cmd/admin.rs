@@ -19,11 +19,20 @@ pub enum Command {
 pub enum TokenCommand {
     /// Create a token for one workspace and print it: it is shown this once (the store keeps
     /// only its SHA-256). --json prints {"id","name","role","created_at","token"}.
+    #[command(
+        after_help = "Examples:\n  uplink admin token create contoso --name soc --role viewer --data-dir /var/lib/uplink > soc.token\n  uplink admin token create contoso --name ci --json --data-dir /var/lib/uplink"
+    )]
     Create(CreateArgs),
     /// A workspace's tokens (never their secrets). --json prints
     /// {"tokens":[{"id","name","role","created_at"}]}.
+    #[command(
+        after_help = "Examples:\n  uplink admin token list contoso --data-dir /var/lib/uplink"
+    )]
     List(ListArgs),
     /// Revoke a token (by name or id) at once: the API refuses it from the next request.
+    #[command(
+        after_help = "Examples:\n  uplink admin token revoke contoso soc --data-dir /var/lib/uplink\n  uplink admin token revoke contoso tok-0123456789abcdef --data-dir /var/lib/uplink"
+    )]
     Revoke(RevokeArgs),
 }
 
