@@ -572,7 +572,9 @@ mod tests {
         let admin = token("w", TokenRole::Admin);
         let viewer = token("w", TokenRole::Viewer);
         let other = token("x", TokenRole::Admin);
-        let cases: &[(Option<&AdminToken>, Method, Option<(u16, Code)>)] = &[
+        /// A token, a method, and the refusal's status and code (`None`: allowed).
+        type Case<'a> = (Option<&'a AdminToken>, Method, Option<(u16, Code)>);
+        let cases: &[Case] = &[
             (Some(&admin), Method::GET, None),
             (Some(&admin), Method::POST, None),
             (Some(&admin), Method::DELETE, None),

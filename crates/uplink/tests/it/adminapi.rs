@@ -522,11 +522,7 @@ fn two_replicas_answer_the_fleet_as_the_cli_does_viewers_cannot_act_and_other_wo
     let (_, open) = a2.get("issues", &viewer);
     schema.check("GET", "/issues", 200, &open);
     assert!(
-        open["issues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|i| *i == suppressed),
+        open["issues"].as_array().unwrap().contains(&suppressed),
         "{open}"
     );
     let (status, back) = a2.call(
