@@ -19,6 +19,7 @@ pub mod adminapi;
 mod budget;
 mod conns;
 pub mod fleet;
+pub mod metrics;
 pub mod proxyproto;
 mod registry;
 mod routes;
@@ -130,6 +131,7 @@ pub(crate) struct Shared<S> {
     pub(crate) registry: Registry,
     pub(crate) config: Config,
     pub(crate) budget: budget::DecodeBudget,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +156,7 @@ impl<S: Store> Service<S> {
                 registry,
                 config,
                 budget,
+                metrics: metrics::Metrics::default(),
             }),
         })
     }
@@ -252,6 +255,67 @@ impl<S: Store> Service<S> {
             tracing::warn!("connections still open after {:?}; closing them", drain);
         }
         Ok(())
+    }
+}
+
+impl<S: Store> Service<S> {
+    /// Serves `GET /metrics` (Prometheus text, [`metrics::Metrics`]) in plain HTTP from
+    /// `listener` until `shutdown` completes. Anything else is 404.
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServiceError> {
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) if is_transient_accept_error(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                },
+                () = &mut shutdown => return Ok(()),
+            };
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let shared = shared.clone();
+                        async move {
+                            let resp = if req.uri().path() != "/metrics" {
+                                http::Response::builder().status(404).body(
+                                    http_body_util::Full::new(bytes::Bytes::from_static(
+                                        b"only /metrics here\n",
+                                    )),
+                                )
+                            } else {
+                                match shared.metrics.render(&shared.store).await {
+                                    Ok(text) => http::Response::builder()
+                                        .header(
+                                            http::header::CONTENT_TYPE,
+                                            "text/plain; version=0.0.4; charset=utf-8",
+                                        )
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(text))),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "metrics: the store failed");
+                                        http::Response::builder().status(503).body(
+                                            http_body_util::Full::new(bytes::Bytes::from_static(
+                                                b"the store is unavailable\n",
+                                            )),
+                                        )
+                                    }
+                                }
+                            };
+                            Ok::<_, std::convert::Infallible>(resp.unwrap_or_default())
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
     }
 }
 

@@ -51,6 +51,8 @@ pub(crate) async fn serve_connection<S: Store>(
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), BoxError> {
     let state = registered.state.clone();
+    let counter = shared.clone();
+    let _counted = crate::metrics::ConnectionGuard::new(&counter.metrics);
     tokio::select! {
         served = serve_tracked(shared, tcp, state.clone(), watcher) => served,
         () = state.evicted() => {
@@ -122,6 +124,7 @@ async fn serve_tracked<S: Store>(
             let span = tracing::info_span!("request", peer = %state.ip);
             let resp = tracing::Instrument::instrument(handle(&shared, &ctx, req), span).await;
             if enrolling && resp.status() == StatusCode::OK {
+                shared.metrics.enrollments.inc();
                 // It proved it holds the workspace's access key: no longer a stranger.
                 state.set_authenticated();
             }
@@ -796,6 +799,7 @@ async fn events<S: Store>(
         Ok(x) => x,
         Err(resp) => return resp,
     };
+    let (started, wire_bytes) = (std::time::Instant::now(), raw.len() as u64);
     // Reserve the batch's memory before decoding it; beyond the budget, the sensor retries later.
     let bound = body::decoded_bound(encoding, &raw, limits.max_decoded);
     let Some(permit) = shared
@@ -838,6 +842,20 @@ async fn events<S: Store>(
     let stored = shared.store.ingest(&client.sensor_id, batch).await;
     // The batch's memory is the store's to free now.
     drop(permit);
+    match &stored {
+        Ok(outcome) => {
+            let m = &shared.metrics;
+            m.ingest_events.inc_by(outcome.accepted);
+            m.ingest_duplicates.inc_by(outcome.duplicates);
+            m.ingest_bytes.inc_by(wire_bytes);
+
+            m.batch_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        Err(StoreError::NoSuchSensor(_)) => {}
+        Err(_) => {
+            shared.metrics.store_errors.inc();
+        }
+    }
     match stored {
         Ok(outcome) => {
             if let Some(body) = heartbeat {
