@@ -578,3 +578,110 @@ fn two_replicas_answer_the_fleet_as_the_cli_does_viewers_cannot_act_and_other_wo
     let (status, wm) = a1.call("DELETE", "sensors", Some(&admin), None);
     assert_eq!((status, wm["code"].is_string()), (405, true), "{wm}");
 }
+
+/// `GET http://127.0.0.1:PORT/metrics`: the body.
+fn scrape(port: u16) -> String {
+    require("curl");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "20"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "scrape: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// The value of the sample named exactly `series` (name and labels as printed).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_count_ingest_and_enrollment_and_pass_promtool() {
+    require("promtool");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let port = crate::support::squid::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let svc = ServiceProc::start_with(&data, &["--metrics-listen", &listen]);
+    let ws = create_workspace(&data, "metricsws", svc.port);
+    let before = scrape(port);
+    assert_eq!(
+        sample(&before, "uplink_enrollments_total"),
+        Some(0.0),
+        "{before}"
+    );
+
+    const N: u64 = 500;
+    let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
+    let lines: String = (0..N)
+        .map(|n| format!("{{\"kind\":\"m\",\"n\":{n}}}\n"))
+        .collect();
+    ok(sensor.send(&lines), "sensor send");
+    ok(sensor.run_once(60), "sensor run --once");
+    let stored: u64 = cli_json(
+        &["workspace", "stats", "metricsws"],
+        &["--data-dir", data.to_str().unwrap()],
+    )["events"]["by_kind"]["m"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(stored, N);
+
+    let text = scrape(port);
+    let context = || format!("{text}\nservice log:\n{}", svc.log());
+    assert_eq!(
+        sample(&text, "uplink_enrollments_total"),
+        Some(1.0),
+        "{}",
+        context()
+    );
+    // Every stored event was counted (the sensor's own heartbeats and inventory too).
+    let events = sample(&text, "uplink_ingest_events_total").unwrap();
+    assert!(events >= N as f64, "{events} < {N}\n{}", context());
+    assert!(
+        sample(&text, "uplink_ingest_bytes_total").unwrap() > 0.0,
+        "{}",
+        context()
+    );
+    assert!(
+        sample(&text, "uplink_batch_duration_seconds_count").unwrap() >= 1.0,
+        "{}",
+        context()
+    );
+    assert_eq!(
+        sample(&text, "uplink_store_errors_total"),
+        Some(0.0),
+        "{}",
+        context()
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("uplink_sensors{workspace=\"metricsws\"")),
+        "no sensors gauge for the workspace\n{}",
+        context()
+    );
+
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
