@@ -663,6 +663,42 @@ fn metrics_count_ingest_and_enrollment_and_pass_promtool() {
         context()
     );
 
+    promtool_check(&text);
+
+    // The sensor's side: a node_exporter textfile from `sensor status --prometheus`.
+    let prom = dir.path().join("uplink.prom");
+    ok(
+        uplink(&[
+            "sensor",
+            "status",
+            "--config-dir",
+            sensor.cfg(),
+            "--prometheus",
+            prom.to_str().unwrap(),
+        ]),
+        "sensor status --prometheus",
+    );
+    let textfile = std::fs::read_to_string(&prom).unwrap();
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    let series = format!("{{workspace=\"metricsws\",sensor_id=\"{id}\"}}");
+    assert_eq!(
+        sample(&textfile, &format!("uplink_sensor_queue_events{series}")),
+        Some(0.0),
+        "{textfile}"
+    );
+    assert!(
+        sample(
+            &textfile,
+            &format!("uplink_sensor_last_success_timestamp_seconds{series}")
+        )
+        .is_some_and(|t| t > 1.7e9),
+        "{textfile}"
+    );
+    promtool_check(&textfile);
+}
+
+/// `promtool check metrics` on `text`: no error and no lint finding.
+fn promtool_check(text: &str) {
     let mut check = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
