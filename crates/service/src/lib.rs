@@ -24,6 +24,7 @@ pub mod proxyproto;
 mod registry;
 mod routes;
 pub mod tls;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -191,6 +192,8 @@ impl<S: Store> Service<S> {
         // Ends with `serve` (aborted below, or dropped with the runtime).
         let fleet = tokio::spawn(fleet::run(self.shared.clone()));
         let _stop_fleet = AbortOnDrop(fleet);
+        // Webhook deliveries (`webhooks.rs`), for as long as `serve`.
+        let _stop_webhooks = AbortOnDrop(tokio::spawn(webhooks::run(self.shared.clone())));
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {

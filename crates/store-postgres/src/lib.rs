@@ -1143,4 +1143,33 @@ impl Store for PostgresStore {
     async fn token_by_hash(&self, secret_sha256: &str) -> Result<Option<AdminToken>, StoreError> {
         self.token_by_hash_pg(secret_sha256).await
     }
+
+    async fn set_webhooks(&self, workspace: &str, hooks: Vec<Webhook>) -> Result<(), StoreError> {
+        self.set_webhooks_pg(workspace, &hooks).await
+    }
+
+    async fn webhooks(&self, workspace: &str) -> Result<Vec<Webhook>, StoreError> {
+        self.webhooks_pg(workspace).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, Option<String>)>, StoreError> {
+        self.claim_deliveries_pg(now_ms, lease_ms, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: uplink_store::webhooks::Outcome,
+    ) -> Result<(), StoreError> {
+        self.finish_delivery_pg(id, &outcome).await
+    }
+
+    async fn deliveries(&self, workspace: &str) -> Result<Vec<Delivery>, StoreError> {
+        self.deliveries_pg(workspace).await
+    }
 }

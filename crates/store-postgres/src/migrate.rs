@@ -56,7 +56,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
-        name: "admin API tokens",
+        name: "admin API tokens, webhooks",
         sql: include_str!("../migrations/0006_admin_tokens.sql"),
         compatible_back_to: 3,
     },

@@ -42,7 +42,8 @@ mod tokens;
 /// (retention, disconnected-after), each sensor's retention watermark, events indexed by age.
 /// 5: fleet health (the last report per sensor, outage logs, issues: `fleet.rs`). 6: the change
 /// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
-/// 7: admin API tokens (`admin_tokens`: the SHA-256 of each secret, `tokens.rs`).
+/// 7: admin API tokens (`admin_tokens`: the SHA-256 of each secret), webhooks and their
+/// delivery log (`tokens.rs`).
 pub const FORMAT_VERSION: i64 = 7;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -134,7 +135,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         at INTEGER NOT NULL
     );",
     ),
-    (7, tokens::TOKENS_SCHEMA),
+    (7, tokens::FORMAT_7),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -235,7 +236,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {SCHEMA} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
-            tokens::TOKENS_SCHEMA,
+            tokens::FORMAT_7,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -1798,6 +1799,40 @@ impl Store for SqliteStore {
     async fn token_by_hash(&self, secret_sha256: &str) -> Result<Option<AdminToken>, StoreError> {
         let (this, h) = (self.clone(), secret_sha256.to_owned());
         blocking(move || this.token_by_hash_sync(&h)).await
+    }
+
+    async fn set_webhooks(&self, workspace: &str, hooks: Vec<Webhook>) -> Result<(), StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.set_webhooks_sync(&ws, &hooks)).await
+    }
+
+    async fn webhooks(&self, workspace: &str) -> Result<Vec<Webhook>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.webhooks_sync(&ws)).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, Option<String>)>, StoreError> {
+        let this = self.clone();
+        blocking(move || this.claim_deliveries_sync(now_ms, lease_ms, limit)).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: uplink_store::webhooks::Outcome,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.finish_delivery_sync(id, &outcome)).await
+    }
+
+    async fn deliveries(&self, workspace: &str) -> Result<Vec<Delivery>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.deliveries_sync(&ws)).await
     }
 }
 

@@ -19,6 +19,7 @@ pub mod master;
 pub mod retention;
 pub mod tokens;
 mod url;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -31,6 +32,7 @@ pub use retention::{
 pub use tokens::{AdminToken, TokenRole, TokenSecret};
 pub use uplink_fleet::{Issue, IssueState, Policy as FleetPolicy};
 pub use url::DatabaseUrl;
+pub use webhooks::{Delivery, Webhook};
 
 /// A workspace as stored.
 #[derive(Clone)]
@@ -551,6 +553,41 @@ pub trait Store: Send + Sync + 'static {
         &self,
         secret_sha256: &str,
     ) -> impl Future<Output = Result<Option<AdminToken>, StoreError>> + Send;
+
+    // Webhooks (issue #23, `webhooks.rs`): `evaluate_fleet` records a delivery per webhook for
+    // each issue opened, closed or reopened, in its transaction.
+
+    /// Replaces a workspace's webhooks ([`StoreError::NoSuchWorkspace`]).
+    fn set_webhooks(
+        &self,
+        workspace: &str,
+        hooks: Vec<Webhook>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A workspace's webhooks.
+    fn webhooks(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<Webhook>, StoreError>> + Send;
+    /// Claims up to `limit` pending deliveries due at `now_ms` (of any workspace) for `lease_ms`
+    /// (counting an attempt): no other claimer gets them until the lease ends. Each comes with its
+    /// webhook's secret (`None`: the webhook was removed since).
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Delivery, Option<String>)>, StoreError>> + Send;
+    /// Records how a claimed delivery's attempt ended.
+    fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: webhooks::Outcome,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A workspace's delivery log, newest first.
+    fn deliveries(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

@@ -258,4 +258,34 @@ impl Store for AnyStore {
     ) -> Result<Option<uplink_store::AdminToken>, StoreError> {
         each!(self, s => s.token_by_hash(secret_sha256).await)
     }
+
+    // Webhooks.
+    async fn set_webhooks(
+        &self,
+        workspace: &str,
+        hooks: Vec<uplink_store::Webhook>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.set_webhooks(workspace, hooks).await)
+    }
+    async fn webhooks(&self, workspace: &str) -> Result<Vec<uplink_store::Webhook>, StoreError> {
+        each!(self, s => s.webhooks(workspace).await)
+    }
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(uplink_store::Delivery, Option<String>)>, StoreError> {
+        each!(self, s => s.claim_deliveries(now_ms, lease_ms, limit).await)
+    }
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: uplink_store::webhooks::Outcome,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.finish_delivery(id, outcome).await)
+    }
+    async fn deliveries(&self, workspace: &str) -> Result<Vec<uplink_store::Delivery>, StoreError> {
+        each!(self, s => s.deliveries(workspace).await)
+    }
 }

@@ -721,3 +721,213 @@ fn promtool_check(text: &str) {
         stderr(&out)
     );
 }
+
+/// One request a [`Receiver`] got: its headers (lower-cased names) and body.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A webhook receiver on `port`: answers 200 to every POST and keeps what it got.
+fn receive_on(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<Received>>> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line); // request line
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((n, v)) = line.trim_end().split_once(':') {
+                    headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            keep.lock().unwrap().push(Received {
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    got
+}
+
+/// HMAC-SHA256 of `TIMESTAMP.BODY`, computed by openssl (independently of uplink).
+fn expected_signature(secret: &str, ts: &str, body: &str) -> String {
+    use std::io::Write;
+    require("openssl");
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{ts}.{body}").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    format!("sha256={}", text.trim().rsplit(' ').next().unwrap())
+}
+
+#[test]
+fn webhooks_reach_a_receiver_that_was_down_once_per_event_with_two_replicas_and_a_valid_signature()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().unwrap();
+    let db = Db::new(&cluster, tmp.path());
+    let store = db.args();
+    let r1 = PgService::start_with(&db, "127.0.0.1:0", &FLEET_FLAGS);
+    let r2 = PgService::start_with(&db, "127.0.0.1:0", &FLEET_FLAGS);
+    let ws = create_workspace_pg(&db, tmp.path(), "hooks", r1.port);
+    let context = || {
+        format!(
+            "r1:\n{}\nr2:\n{}\npostgres:\n{}",
+            r1.log(),
+            r2.log(),
+            cluster.log_text()
+        )
+    };
+    // The receiver's port, nothing listening on it yet: the first attempts are refused.
+    let port = crate::support::squid::free_port();
+    let secret = "s3cret-for-the-webhook-test-0123456789";
+    let secret_file = tmp.path().join("hook.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    cli(
+        &[
+            "workspace",
+            "set",
+            "hooks",
+            "--disconnected-after",
+            "10s",
+            "--webhook",
+            &url,
+            "--webhook-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+        &store,
+    );
+    let shown = cli_json(&["workspace", "show", "hooks"], &store);
+    assert_eq!(shown["webhooks"], json!([url]), "{shown}");
+    assert!(!shown.to_string().contains(secret), "{shown}");
+
+    let sensor = fast_sensor(&tmp.path().join("s"), &ws);
+    let online = |log: &Path| {
+        poll_until(
+            "the sensor is online",
+            WAIT,
+            || cli_json(&["fleet", "list", "hooks"], &store)["sensors"][0]["state"] == "online",
+            || format!("{}\n{}", sensor.context(log), context()),
+        )
+    };
+    let log = tmp.path().join("run1.log");
+    let run = sensor.spawn_run(&log);
+    online(&log);
+    stop(run);
+    let deliveries =
+        || cli_json(&["workspace", "deliveries", "hooks"], &store)["deliveries"].clone();
+    // Opened, and tried while the receiver is down.
+    poll_until(
+        "a failed attempt of issue.opened",
+        WAIT,
+        || {
+            deliveries().as_array().unwrap().iter().any(|d| {
+                d["event"] == "issue.opened"
+                    && d["state"] == "pending"
+                    && d["attempts"].as_u64() >= Some(1)
+                    && d["last_error"].is_string()
+            })
+        },
+        || format!("{:#}\n{}", deliveries(), context()),
+    );
+    let got = receive_on(port);
+    poll_until(
+        "issue.opened delivered",
+        WAIT,
+        || {
+            deliveries()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["event"] == "issue.opened" && d["state"] == "delivered")
+        },
+        || format!("{:#}\n{}", deliveries(), context()),
+    );
+    // The sensor comes back: the issue closes, and that is delivered too.
+    let log = tmp.path().join("run2.log");
+    let run = sensor.spawn_run(&log);
+    poll_until(
+        "issue.closed delivered",
+        WAIT,
+        || {
+            deliveries()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["event"] == "issue.closed" && d["state"] == "delivered")
+        },
+        || {
+            format!(
+                "{:#}\n{}\n{}",
+                deliveries(),
+                sensor.context(&log),
+                context()
+            )
+        },
+    );
+    stop(run);
+
+    // Each event reached the receiver once (two replicas send), signed as documented.
+    let all = deliveries();
+    let rows = all.as_array().unwrap();
+    assert!(rows.iter().all(|d| d["state"] == "delivered"), "{all:#}");
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.len(), rows.len(), "{received:#?}\n{all:#}");
+    let mut events = Vec::new();
+    for r in &received {
+        let ts = r.header("x-uplink-timestamp").expect("a timestamp");
+        let sig = r.header("x-uplink-signature").expect("a signature");
+        assert_eq!(sig, expected_signature(secret, ts, &r.body), "{r:?}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - ts.parse::<i64>().unwrap()).abs() < 600, "{ts}");
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["workspace"], "hooks", "{v}");
+        assert_eq!(v["issue"]["kind"], "disconnected", "{v}");
+        events.push(v["event"].as_str().unwrap().to_owned());
+    }
+    events.sort();
+    assert_eq!(events, ["issue.closed", "issue.opened"], "{received:#?}");
+}
