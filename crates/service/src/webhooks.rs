@@ -7,6 +7,8 @@
 //! `X-Uplink-Timestamp: UNIX-SECONDS`, `X-Uplink-Signature: sha256=HEX`: the HMAC-SHA256 of
 //! `TIMESTAMP.BODY` with the webhook's secret ([`signature`], pure). A receiver checks it and
 //! refuses an old timestamp (replays).
+//!
+//! A `tcp://` or `tls://` target is syslog: an RFC 5424 message (`uplink_store::syslog`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +84,55 @@ async fn attempt(d: &Delivery, secret: &str) -> Result<(), String> {
         .unwrap_or_else(|_| Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())))
 }
 
+/// A syslog target (`tcp://`, `tls://`): the RFC 5424 message, framed by octet counting,
+/// written whole (`uplink_store::syslog`).
+async fn syslog(d: &Delivery) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let (tls, host, port) = uplink_store::syslog::target(&d.url)?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let msg = uplink_store::syslog::message(
+        &d.body,
+        &uplink_store::rfc3339_ms(uplink_store::now_ms()),
+        hostname.trim(),
+    )?;
+    let addr = uplink_url::host_port(&host, port);
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    if tls {
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls()))
+            .connect(server_name(&host)?, tcp)
+            .await
+            .map_err(|e| format!("TLS with {addr}: {e}"))?;
+        tls.write_all(msg.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.shutdown().await.map_err(|e| e.to_string())
+    } else {
+        tcp.write_all(msg.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        tcp.shutdown().await.map_err(|e| e.to_string())
+    }
+}
+
+/// TLS to a receiver: the system's roots.
+fn client_tls() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+fn server_name(host: &str) -> Result<rustls_pki_types::ServerName<'static>, String> {
+    rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))
+}
+
 async fn post(d: &Delivery, secret: &str) -> Result<(), String> {
+    if uplink_store::syslog::is_syslog(&d.url) {
+        return syslog(d).await;
+    }
     let url = uplink_url::HttpUrl::parse(&d.url).map_err(|e| e.to_string())?;
     let ts = uplink_store::now_ms() / 1000;
     let req = http::Request::post(url.path.as_str())
@@ -100,15 +150,8 @@ async fn post(d: &Delivery, secret: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("connecting to {}: {e}", url.host_port()))?;
     let status = if url.is_tls() {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from(url.host.clone())
-            .map_err(|e| format!("{}: {e}", url.host))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls()))
+            .connect(server_name(&url.host)?, tcp)
             .await
             .map_err(|e| format!("TLS with {}: {e}", url.host_port()))?;
         send(hyper_util::rt::TokioIo::new(tls), req).await?

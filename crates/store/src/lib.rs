@@ -17,6 +17,7 @@ pub mod backup;
 pub mod fleet;
 pub mod master;
 pub mod retention;
+pub mod syslog;
 pub mod tokens;
 mod url;
 pub mod webhooks;
@@ -617,6 +618,23 @@ pub async fn export_each<S: Store>(
         });
     }
     exported
+}
+
+/// `HOST:PORT` (an IPv6 literal in brackets) split, for [`syslog::target`].
+fn syslog_split(text: &str) -> Option<(String, Option<u16>)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = after
+            .strip_prefix(':')
+            .map(|p| p.parse().ok())
+            .unwrap_or(None);
+        return Some((host.to_owned(), port));
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    if host.contains(':') {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()))
 }
 
 /// Milliseconds since the Unix epoch, now.

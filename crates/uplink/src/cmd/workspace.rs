@@ -79,6 +79,14 @@ pub struct SetArgs {
     /// Remove every webhook of the workspace.
     #[arg(long, conflicts_with = "webhook")]
     pub no_webhooks: bool,
+    /// Send each issue opened, closed or reopened to a syslog receiver as one RFC 5424 message
+    /// with structured data: tcp://HOST:PORT or tls://HOST:PORT (repeat for several; replaces
+    /// the workspace's syslog targets).
+    #[arg(long, value_name = "URL")]
+    pub syslog: Vec<String>,
+    /// Remove every syslog target of the workspace.
+    #[arg(long, conflicts_with = "syslog")]
+    pub no_syslog: bool,
     /// Print JSON, as `workspace show --json`.
     #[arg(long)]
     pub json: bool,
@@ -319,9 +327,26 @@ async fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
         Ok(h) => h,
         Err(m) => return usage(&m),
     };
-    if change == uplink_store::SettingsChange::default() && hooks.is_none() {
+    let syslog = if a.no_syslog {
+        Some(Vec::new())
+    } else if a.syslog.is_empty() {
+        None
+    } else {
+        let mut targets = Vec::new();
+        for url in &a.syslog {
+            if let Err(m) = uplink_store::syslog::target(url) {
+                return usage(&format!("--syslog: {m}"));
+            }
+            targets.push(uplink_store::Webhook {
+                url: url.trim_end_matches('/').to_owned(),
+                secret: String::new(),
+            });
+        }
+        Some(targets)
+    };
+    if change == uplink_store::SettingsChange::default() && hooks.is_none() && syslog.is_none() {
         return usage(
-            "nothing to change: give --retention-days N, --disconnected-after DURATION, --webhook URL --webhook-secret-file FILE or --no-webhooks",
+            "nothing to change: give --retention-days N, --disconnected-after DURATION, --webhook URL --webhook-secret-file FILE, --syslog URL, --no-webhooks or --no-syslog",
         );
     }
     // Out-of-range values are bad usage, refused before the store is opened.
@@ -333,8 +358,16 @@ async fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
     if change != uplink_store::SettingsChange::default() {
         store.set_workspace_settings(&name, change).await?;
     }
-    if let Some(hooks) = hooks {
-        store.set_webhooks(&name, hooks).await?;
+    if hooks.is_some() || syslog.is_some() {
+        // Webhooks and syslog targets share the store's list: each flag replaces its own kind.
+        let (old_syslog, old_hooks): (Vec<_>, Vec<_>) = store
+            .webhooks(&name)
+            .await?
+            .into_iter()
+            .partition(|h| uplink_store::syslog::is_syslog(&h.url));
+        let mut all = hooks.unwrap_or(old_hooks);
+        all.extend(syslog.unwrap_or(old_syslog));
+        store.set_webhooks(&name, all).await?;
     }
     print_settings(&store, &name, a.json).await
 }
@@ -442,7 +475,8 @@ async fn print_settings(
         "disconnected_after_secs": settings.disconnected_after_secs,
         "ca_key_set": !w.ca_key_pem.is_empty(),
         "access_key_set": w.access_key.is_some(),
-        "webhooks": hooks,
+        "webhooks": hooks.iter().filter(|u| !uplink_store::syslog::is_syslog(u)).collect::<Vec<_>>(),
+        "syslog": hooks.iter().filter(|u| uplink_store::syslog::is_syslog(u)).collect::<Vec<_>>(),
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);

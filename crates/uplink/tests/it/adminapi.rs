@@ -931,3 +931,150 @@ fn webhooks_reach_a_receiver_that_was_down_once_per_event_with_two_replicas_and_
     events.sort();
     assert_eq!(events, ["issue.closed", "issue.opened"], "{received:#?}");
 }
+
+/// A real rsyslogd receiving syslog over TCP on `port` (octet counting), writing each message
+/// in RFC 5424 form to `out`; stopped on drop.
+struct Rsyslog {
+    child: Child,
+    out: std::path::PathBuf,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path, port: u16) -> Rsyslog {
+        require("rsyslogd");
+        let out = dir.join("syslog.out");
+        let conf = dir.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global(workDirectory=\"{d}\")\nmodule(load=\"imtcp\")\ninput(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n*.* action(type=\"omfile\" file=\"{o}\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
+                d = dir.display(),
+                o = out.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("rsyslogd")
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslog.pid"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start rsyslogd");
+        poll_until(
+            "rsyslogd listens",
+            WAIT,
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            || std::fs::read_to_string(&conf).unwrap_or_default(),
+        );
+        Rsyslog { child, out }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rsyslog_receives_one_rfc5424_message_per_issue_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start_with(&data, &FLEET_FLAGS);
+    let ws = create_workspace(&data, "syslogws", svc.port);
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let port = crate::support::squid::free_port();
+    let rsyslog = Rsyslog::start(dir.path(), port);
+    let target = format!("tcp://127.0.0.1:{port}");
+    cli(
+        &[
+            "workspace",
+            "set",
+            "syslogws",
+            "--disconnected-after",
+            "10s",
+            "--syslog",
+            &target,
+        ],
+        &store,
+    );
+    assert_eq!(
+        cli_json(&["workspace", "show", "syslogws"], &store)["syslog"],
+        json!([target])
+    );
+    let bad = uplink(
+        &[
+            &["workspace", "set", "syslogws", "--syslog", "udp://h:514"][..],
+            &store,
+        ]
+        .concat(),
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+
+    let sensor = fast_sensor(&dir.path().join("s"), &ws);
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    let context = |log: &Path| {
+        format!(
+            "syslog: {:#?}\ndeliveries: {}\n{}\nservice:\n{}",
+            rsyslog.lines(),
+            cli(&["workspace", "deliveries", "syslogws"], &store),
+            sensor.context(log),
+            svc.log()
+        )
+    };
+    let log = dir.path().join("run1.log");
+    let run = sensor.spawn_run(&log);
+    poll_until(
+        "the sensor is online",
+        WAIT,
+        || cli_json(&["fleet", "list", "syslogws"], &store)["sensors"][0]["state"] == "online",
+        || context(&log),
+    );
+    stop(run);
+    poll_until(
+        "rsyslog has the issue.opened message",
+        WAIT,
+        || rsyslog.lines().iter().any(|l| l.contains(" issue.opened ")),
+        || context(&log),
+    );
+    let log = dir.path().join("run2.log");
+    let run = sensor.spawn_run(&log);
+    poll_until(
+        "rsyslog has the issue.closed message",
+        WAIT,
+        || rsyslog.lines().iter().any(|l| l.contains(" issue.closed ")),
+        || context(&log),
+    );
+    stop(run);
+
+    let lines = rsyslog.lines();
+    assert_eq!(lines.len(), 2, "one message per event: {lines:#?}");
+    let issue = uplink_fleet::issue_id("syslogws", Some(&id), "disconnected");
+    for (line, event, pri) in [
+        (&lines[0], "issue.opened", "<131>1 "),
+        (&lines[1], "issue.closed", "<134>1 "),
+    ] {
+        assert!(line.starts_with(pri), "{line}");
+        assert!(line.contains(&format!(" uplink - {event} [uplink@32473 workspace=\"syslogws\" issue_id=\"{issue}\" kind=\"disconnected\"")), "{line}");
+        assert!(line.contains(&format!("sensor_id=\"{id}\"")), "{line}");
+    }
+    let log = cli_json(&["workspace", "deliveries", "syslogws"], &store);
+    let rows = log["deliveries"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{log:#}");
+    assert!(
+        rows.iter()
+            .all(|d| d["state"] == "delivered" && d["url"] == target.as_str()),
+        "{log:#}"
+    );
+}
