@@ -532,7 +532,7 @@ fn a_store_from_a_newer_uplink_is_refused() {
     );
     rusqlite::Connection::open(dir.path().join("uplink.db"))
         .unwrap()
-        .execute_batch("PRAGMA user_version = 7")
+        .execute_batch("PRAGMA user_version = 99")
         .unwrap();
     let out = std::process::Command::new(UPLINK)
         .args([
@@ -546,7 +546,8 @@ fn a_store_from_a_newer_uplink_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("newer uplink (format 7)") && stderr(&out).contains("upgrade uplink"),
+        stderr(&out).contains("newer uplink (format 99)")
+            && stderr(&out).contains("upgrade uplink"),
         "{}",
         stderr(&out)
     );
