@@ -157,6 +157,11 @@ codes! {
     /// The sensor's certificate was revoked (`uplink fleet revoke` or `decommission`): the service
     /// refuses it (403). Its events stay queued.
     CERT_REVOKED = (Http, "This sensor's certificate was revoked by the workspace's administrator: the service refuses it; its events stay queued here. Ask the administrator whether this machine should come back: if so, enroll it again with the workspace's access key (uplink sensor install with the workspace's bundle); it becomes a new sensor."),
+    /// The admin API refused the request's token: none, malformed, revoked, or another
+    /// workspace's (docs/admin-api.md).
+    ADMIN_TOKEN_INVALID = (Http, "The admin API needs `Authorization: Bearer TOKEN` with a token of this workspace: create one with `uplink admin token create WORKSPACE --name N`, and check it was not revoked (uplink admin token list WORKSPACE)."),
+    /// The admin API token's role does not allow this call (a viewer token may only read).
+    ADMIN_FORBIDDEN = (Http, "This token's role does not allow the call (viewer tokens may only GET): use an admin token (uplink admin token create WORKSPACE --name N --role admin)."),
 }
 
 impl fmt::Display for Code {

@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+pub mod prometheus;
 pub mod report;
 pub use report::Report;
 

@@ -15,15 +15,18 @@
 //! environment itself.
 
 pub mod admin;
+pub mod adminapi;
 mod budget;
 mod conns;
 mod crl;
 pub mod fleet;
 mod lifecycle;
+pub mod metrics;
 pub mod proxyproto;
 mod registry;
 mod routes;
 pub mod tls;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -131,6 +134,7 @@ pub(crate) struct Shared<S> {
     pub(crate) registry: Registry,
     pub(crate) config: Config,
     pub(crate) budget: budget::DecodeBudget,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +159,7 @@ impl<S: Store> Service<S> {
                 registry,
                 config,
                 budget,
+                metrics: metrics::Metrics::default(),
             }),
         })
     }
@@ -189,6 +194,8 @@ impl<S: Store> Service<S> {
         // Ends with `serve` (aborted below, or dropped with the runtime).
         let fleet = tokio::spawn(fleet::run(self.shared.clone()));
         let _stop_fleet = AbortOnDrop(fleet);
+        // Webhook deliveries (`webhooks.rs`), for as long as `serve`.
+        let _stop_webhooks = AbortOnDrop(tokio::spawn(webhooks::run(self.shared.clone())));
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -253,6 +260,67 @@ impl<S: Store> Service<S> {
             tracing::warn!("connections still open after {:?}; closing them", drain);
         }
         Ok(())
+    }
+}
+
+impl<S: Store> Service<S> {
+    /// Serves `GET /metrics` (Prometheus text, [`metrics::Metrics`]) in plain HTTP from
+    /// `listener` until `shutdown` completes. Anything else is 404.
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServiceError> {
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) if is_transient_accept_error(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                },
+                () = &mut shutdown => return Ok(()),
+            };
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let shared = shared.clone();
+                        async move {
+                            let resp = if req.uri().path() != "/metrics" {
+                                http::Response::builder().status(404).body(
+                                    http_body_util::Full::new(bytes::Bytes::from_static(
+                                        b"only /metrics here\n",
+                                    )),
+                                )
+                            } else {
+                                match shared.metrics.render(&shared.store).await {
+                                    Ok(text) => http::Response::builder()
+                                        .header(
+                                            http::header::CONTENT_TYPE,
+                                            "text/plain; version=0.0.4; charset=utf-8",
+                                        )
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(text))),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "metrics: the store failed");
+                                        http::Response::builder().status(503).body(
+                                            http_body_util::Full::new(bytes::Bytes::from_static(
+                                                b"the store is unavailable\n",
+                                            )),
+                                        )
+                                    }
+                                }
+                            };
+                            Ok::<_, std::convert::Infallible>(resp.unwrap_or_default())
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
     }
 }
 

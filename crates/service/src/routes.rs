@@ -53,6 +53,8 @@ pub(crate) async fn serve_connection<S: Store>(
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), BoxError> {
     let state = registered.state.clone();
+    let counter = shared.clone();
+    let _counted = crate::metrics::ConnectionGuard::new(&counter.metrics);
     tokio::select! {
         served = serve_tracked(shared, tcp, state.clone(), watcher) => served,
         () = state.evicted() => {
@@ -125,6 +127,7 @@ async fn serve_tracked<S: Store>(
             let span = tracing::info_span!("request", peer = %state.ip);
             let resp = tracing::Instrument::instrument(handle(&shared, &ctx, req), span).await;
             if enrolling && resp.status() == StatusCode::OK {
+                shared.metrics.enrollments.inc();
                 // It proved it holds the workspace's access key: no longer a stranger.
                 state.set_authenticated();
             }
@@ -191,6 +194,10 @@ async fn handle<S: Store>(
         return crl(ws, req.method());
     }
     match role {
+        // The admin JSON API (docs/admin-api.md); the console's pages are a later issue.
+        Role::Console if req.uri().path().starts_with(crate::adminapi::PREFIX) => {
+            crate::adminapi::handle(shared, ws, req).await
+        }
         Role::Console => error(
             StatusCode::NOT_FOUND,
             Code::HTTP_UNEXPECTED_STATUS,
@@ -412,7 +419,7 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 /// Reads a whole body of at most `limit` bytes, within the request's [`BodyClock`]: a body that
 /// stalls or takes too long is answered 408, and hyper then closes the connection (the rest of the
 /// body is never read).
-async fn read_body(
+pub(crate) async fn read_body(
     req: Request<Incoming>,
     limit: usize,
 ) -> Result<(http::request::Parts, Bytes), Response<Full<Bytes>>> {
@@ -879,6 +886,7 @@ async fn events<S: Store>(
         Ok(x) => x,
         Err(resp) => return resp,
     };
+    let (started, wire_bytes) = (std::time::Instant::now(), raw.len() as u64);
     // Reserve the batch's memory before decoding it; beyond the budget, the sensor retries later.
     let bound = body::decoded_bound(encoding, &raw, limits.max_decoded);
     let Some(permit) = shared
@@ -921,6 +929,20 @@ async fn events<S: Store>(
     let stored = shared.store.ingest(&client.sensor_id, batch).await;
     // The batch's memory is the store's to free now.
     drop(permit);
+    match &stored {
+        Ok(outcome) => {
+            let m = &shared.metrics;
+            m.ingest_events.inc_by(outcome.accepted);
+            m.ingest_duplicates.inc_by(outcome.duplicates);
+            m.ingest_bytes.inc_by(wire_bytes);
+
+            m.batch_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        Err(StoreError::NoSuchSensor(_)) => {}
+        Err(_) => {
+            shared.metrics.store_errors.inc();
+        }
+    }
     match stored {
         Ok(outcome) => {
             if let Some(body) = heartbeat {
@@ -1065,7 +1087,7 @@ fn ok_text(body: &'static str) -> Response<Full<Bytes>> {
     resp
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -1081,7 +1103,7 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Byt
     resp
 }
 
-fn error(status: StatusCode, code: Code, message: String) -> Response<Full<Bytes>> {
+pub(crate) fn error(status: StatusCode, code: Code, message: String) -> Response<Full<Bytes>> {
     let note = crate::lifecycle::Outcome::Refused {
         code,
         message: message.clone(),
@@ -1108,7 +1130,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     resp
 }
 
-fn unavailable() -> Response<Full<Bytes>> {
+pub(crate) fn unavailable() -> Response<Full<Bytes>> {
     let mut resp = error(
         StatusCode::SERVICE_UNAVAILABLE,
         Code::SERVICE_UNAVAILABLE,

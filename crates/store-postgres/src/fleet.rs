@@ -234,6 +234,13 @@ impl PostgresStore {
         }
         let updates = plan(now_ms, policy, &inputs);
         let mut written = 0;
+        // Webhook deliveries of the issues opened, closed or reopened, in this transaction:
+        // recorded once however many replicas evaluate (`uplink_store::webhooks`).
+        for (i, u) in inputs.iter().zip(&updates) {
+            crate::tokens::record_deliveries(&tx, now_ms, &u.workspace, &i.issues, &u.issues)
+                .await
+                .map_err(self.err())?;
+        }
         for u in &updates {
             if u.changed {
                 tx.execute(

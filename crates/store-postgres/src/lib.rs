@@ -28,6 +28,7 @@ mod lifecycle;
 pub mod migrate;
 pub mod retention;
 pub mod tls;
+mod tokens;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -1216,5 +1217,58 @@ impl Store for PostgresStore {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
         }
         Ok(())
+    }
+
+    async fn create_token(
+        &self,
+        token: AdminToken,
+        secret_sha256: String,
+    ) -> Result<(), StoreError> {
+        self.create_token_pg(&token, &secret_sha256).await
+    }
+
+    async fn tokens(&self, workspace: &str) -> Result<Vec<AdminToken>, StoreError> {
+        self.tokens_pg(workspace).await
+    }
+
+    async fn revoke_token(
+        &self,
+        workspace: &str,
+        name_or_id: &str,
+    ) -> Result<Option<AdminToken>, StoreError> {
+        self.revoke_token_pg(workspace, name_or_id).await
+    }
+
+    async fn token_by_hash(&self, secret_sha256: &str) -> Result<Option<AdminToken>, StoreError> {
+        self.token_by_hash_pg(secret_sha256).await
+    }
+
+    async fn set_webhooks(&self, workspace: &str, hooks: Vec<Webhook>) -> Result<(), StoreError> {
+        self.set_webhooks_pg(workspace, &hooks).await
+    }
+
+    async fn webhooks(&self, workspace: &str) -> Result<Vec<Webhook>, StoreError> {
+        self.webhooks_pg(workspace).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, Option<String>)>, StoreError> {
+        self.claim_deliveries_pg(now_ms, lease_ms, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: uplink_store::webhooks::Outcome,
+    ) -> Result<(), StoreError> {
+        self.finish_delivery_pg(id, &outcome).await
+    }
+
+    async fn deliveries(&self, workspace: &str) -> Result<Vec<Delivery>, StoreError> {
+        self.deliveries_pg(workspace).await
     }
 }

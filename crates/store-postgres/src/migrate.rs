@@ -54,12 +54,10 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_fleet.sql"),
         compatible_back_to: 3,
     },
-    // Version 6 is the admin API's (issue #23, merged separately): this no-op keeps the versions
-    // contiguous on this branch and is replaced by that migration at merge.
     Migration {
         version: 6,
-        name: "reserved (admin API)",
-        sql: "SELECT 1;",
+        name: "admin API tokens, webhooks",
+        sql: include_str!("../migrations/0006_admin_tokens.sql"),
         compatible_back_to: 3,
     },
     Migration {
@@ -161,7 +159,7 @@ mod tests {
 
     #[test]
     fn versions_are_in_order_and_each_can_run_on_itself() {
-        // Numbers were assigned per piece of work (3: retention, 4: the change log, 5: fleet);
+        // Numbers were assigned per piece of work (3: retention, 4: the change log, 5: fleet, 6: admin tokens);
         // on main they are 1, 2, 3, … with no gap.
         let mut last = 0;
         for m in MIGRATIONS {

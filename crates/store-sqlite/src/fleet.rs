@@ -212,6 +212,11 @@ impl SqliteStore {
             }
             let updates = plan(now_ms, policy, &inputs);
             let mut written = 0;
+            // Webhook deliveries of the issues opened, closed or reopened, in this transaction:
+            // recorded once however many replicas evaluate (`uplink_store::webhooks`).
+            for (i, u) in inputs.iter().zip(&updates) {
+                crate::tokens::record_deliveries(&tx, now_ms, &u.workspace, &i.issues, &u.issues)?;
+            }
             for u in &updates {
                 if u.changed {
                     tx.execute(

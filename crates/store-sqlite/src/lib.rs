@@ -34,6 +34,7 @@ use uplink_store::*;
 
 mod fleet;
 mod lifecycle;
+mod tokens;
 
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
 /// one is migrated when opened. 2: sensors carry the SHA-256 of their public key (one key, one
@@ -42,7 +43,8 @@ mod lifecycle;
 /// (retention, disconnected-after), each sensor's retention watermark, events indexed by age.
 /// 5: fleet health (the last report per sensor, outage logs, issues: `fleet.rs`). 6: the change
 /// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
-/// 7: the admin API (issue #23). 8: revocations and decommissioning (`revocations`, issue #24).
+/// 7: admin API tokens (`admin_tokens`: the SHA-256 of each secret), webhooks and their
+/// delivery log (`tokens.rs`). 8: revocations and decommissioning (`revocations`, issue #24).
 pub const FORMAT_VERSION: i64 = 8;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -162,9 +164,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         at INTEGER NOT NULL
     );",
     ),
-    // Format 7 is the admin API's (issue #23, merged separately); this no-op keeps the steps
-    // contiguous on this branch and is replaced by that step at merge.
-    (7, "SELECT 1;"),
+    (7, tokens::FORMAT_7),
     // Sensor lifecycle (issue #24): revocations and the certificates issued (for the CRL), removed
     // with their sensor; the audit trail. (IF NOT EXISTS: a step may be re-run on a store rewound
     // by hand, as the format tests do.)
@@ -297,8 +297,9 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
+            tokens::FORMAT_7,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -1941,6 +1942,68 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn create_token(
+        &self,
+        token: AdminToken,
+        secret_sha256: String,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.create_token_sync(&token, &secret_sha256)).await
+    }
+
+    async fn tokens(&self, workspace: &str) -> Result<Vec<AdminToken>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.tokens_sync(&ws)).await
+    }
+
+    async fn revoke_token(
+        &self,
+        workspace: &str,
+        name_or_id: &str,
+    ) -> Result<Option<AdminToken>, StoreError> {
+        let (this, ws, key) = (self.clone(), workspace.to_owned(), name_or_id.to_owned());
+        blocking(move || this.revoke_token_sync(&ws, &key)).await
+    }
+
+    async fn token_by_hash(&self, secret_sha256: &str) -> Result<Option<AdminToken>, StoreError> {
+        let (this, h) = (self.clone(), secret_sha256.to_owned());
+        blocking(move || this.token_by_hash_sync(&h)).await
+    }
+
+    async fn set_webhooks(&self, workspace: &str, hooks: Vec<Webhook>) -> Result<(), StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.set_webhooks_sync(&ws, &hooks)).await
+    }
+
+    async fn webhooks(&self, workspace: &str) -> Result<Vec<Webhook>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.webhooks_sync(&ws)).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, Option<String>)>, StoreError> {
+        let this = self.clone();
+        blocking(move || this.claim_deliveries_sync(now_ms, lease_ms, limit)).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: uplink_store::webhooks::Outcome,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.finish_delivery_sync(id, &outcome)).await
+    }
+
+    async fn deliveries(&self, workspace: &str) -> Result<Vec<Delivery>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.deliveries_sync(&ws)).await
     }
 }
 

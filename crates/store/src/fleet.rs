@@ -166,6 +166,110 @@ pub fn split_codes(s: &str) -> Vec<String> {
         .collect()
 }
 
+// The JSON shapes of the fleet, one definition for `uplink fleet … --json` and the admin API
+// (docs/fleet.md, docs/admin-api.md).
+
+fn json_time(ms: Option<i64>) -> serde_json::Value {
+    ms.map_or(serde_json::Value::Null, |t| {
+        serde_json::Value::String(uplink_fleet::rfc3339(t))
+    })
+}
+
+/// A sensor as `fleet list --json` prints it (`issues`: the workspace's, or the sensor's;
+/// `revocation`: the sensor's, if it was revoked, which gives its `lifecycle`).
+pub fn sensor_json(
+    s: &FleetSensor,
+    issues: &[Issue],
+    revocation: Option<&crate::Revocation>,
+) -> serde_json::Value {
+    use serde_json::Value;
+    let report: Value = s
+        .report
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    let open = issues
+        .iter()
+        .filter(|i| {
+            i.sensor_id.as_deref() == Some(&s.sensor_id)
+                && i.state == uplink_fleet::IssueState::Open
+        })
+        .count();
+    serde_json::json!({
+        "sensor_id": s.sensor_id,
+        "name": s.name,
+        "hostname": report.get("hostname").cloned().unwrap_or(Value::Null),
+        "version": report.get("version").cloned().unwrap_or(Value::Null),
+        "state": s.state,
+        "lifecycle": crate::Lifecycle::of(revocation).as_str(),
+        // Filled in by the updater issue.
+        "software": "current",
+        "health": s.health,
+        "last_seen": json_time(s.last_seen),
+        "route": report.get("route").cloned().unwrap_or(Value::Null),
+        "queue": {
+            "events": report.pointer("/queue/events").cloned().unwrap_or(Value::Null),
+            "oldest_secs": report.pointer("/queue/oldest_secs").cloned().unwrap_or(Value::Null),
+        },
+        "open_issues": open,
+    })
+}
+
+/// A sensor as `fleet show --json` prints it: [`sensor_json`]'s fields, its last report, its
+/// outage log and its issues (`issues`: the sensor's), and when revoked, when and why.
+pub fn sensor_detail_json(
+    s: &FleetSensor,
+    issues: &[Issue],
+    revocation: Option<&crate::Revocation>,
+) -> serde_json::Value {
+    use serde_json::Value;
+    let mut v = sensor_json(s, issues, revocation);
+    if let Some(r) = revocation {
+        v["revoked_at"] = Value::String(uplink_fleet::rfc3339(r.revoked_at));
+        v["revoke_reason"] = Value::String(r.reason.clone());
+    }
+    v["report"] = s
+        .report
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    v["report_received_at"] = json_time(s.report_received_at);
+    v["outages"] = s
+        .outages
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "start": uplink_fleet::rfc3339(o.start_ms),
+                "end": json_time(o.end_ms),
+                "codes": o.codes,
+                "proxy": o.proxy,
+                "failures": o.failures,
+            })
+        })
+        .collect();
+    v["issues"] = issues.iter().map(issue_json).collect();
+    v
+}
+
+/// An issue as `fleet issues --json` prints it.
+pub fn issue_json(i: &Issue) -> serde_json::Value {
+    serde_json::json!({
+        "issue_id": i.issue_id,
+        "kind": i.kind,
+        "severity": i.severity,
+        "sensor_id": i.sensor_id,
+        "state": i.state,
+        "opened_at": uplink_fleet::rfc3339(i.opened_at),
+        "closed_at": json_time(i.closed_at),
+        "occurrences": i.occurrences,
+        "description": i.description,
+        "fix": i.fix,
+        "suppressed_until": json_time(i.suppressed_until),
+        "suppress_reason": i.suppress_reason,
+        "suppressed_by": i.suppressed_by,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,10 @@ pub mod fleet;
 pub mod lifecycle;
 pub mod master;
 pub mod retention;
+pub mod syslog;
+pub mod tokens;
 mod url;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,8 +32,10 @@ pub use master::{MasterKey, MasterKeyFile};
 pub use retention::{
     DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
 };
-pub use uplink_fleet::{Issue, Policy as FleetPolicy};
+pub use tokens::{AdminToken, TokenRole, TokenSecret};
+pub use uplink_fleet::{Issue, IssueState, Policy as FleetPolicy};
 pub use url::DatabaseUrl;
+pub use webhooks::{Delivery, Webhook};
 
 /// A workspace as stored.
 #[derive(Clone)]
@@ -225,6 +230,9 @@ pub enum StoreError {
     NoSuchWorkspace(String),
     #[error("no sensor with id {0:?} in this store")]
     NoSuchSensor(String),
+    /// `admin token create` with a name the workspace's tokens already use.
+    #[error("workspace {workspace:?} already has a token named {name:?}: choose another name, or revoke that one first (`uplink admin token revoke {workspace} {name}`)")]
+    TokenExists { workspace: String, name: String },
     #[error(
         "the store {path} was written by a newer uplink (format {found}); this build reads format {supported}: upgrade uplink"
     )]
@@ -319,6 +327,7 @@ impl StoreError {
             StoreError::WorkspaceExists(_)
                 | StoreError::NoSuchWorkspace(_)
                 | StoreError::NoSuchSensor(_)
+                | StoreError::TokenExists { .. }
                 | StoreError::KeyAlreadyEnrolled { .. }
                 | StoreError::Revoked { .. }
         )
@@ -598,6 +607,68 @@ pub trait Store: Send + Sync + 'static {
         workspace: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    // Admin API tokens (issue #23, `tokens.rs`, docs/admin-api.md). Only their SHA-256 is
+    // stored; a workspace's deletion removes its tokens.
+
+    /// Stores a new token with the SHA-256 of its secret ([`StoreError::NoSuchWorkspace`],
+    /// [`StoreError::TokenExists`] when the workspace has a token of that name).
+    fn create_token(
+        &self,
+        token: AdminToken,
+        secret_sha256: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A workspace's tokens, oldest first ([`StoreError::NoSuchWorkspace`]).
+    fn tokens(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<AdminToken>, StoreError>> + Send;
+    /// Deletes the workspace's token with this name or id; returns it, `None` when there is none.
+    fn revoke_token(
+        &self,
+        workspace: &str,
+        name_or_id: &str,
+    ) -> impl Future<Output = Result<Option<AdminToken>, StoreError>> + Send;
+    /// The token whose secret has this SHA-256, of whatever workspace (the caller compares).
+    fn token_by_hash(
+        &self,
+        secret_sha256: &str,
+    ) -> impl Future<Output = Result<Option<AdminToken>, StoreError>> + Send;
+
+    // Webhooks (issue #23, `webhooks.rs`): `evaluate_fleet` records a delivery per webhook for
+    // each issue opened, closed or reopened, in its transaction.
+
+    /// Replaces a workspace's webhooks ([`StoreError::NoSuchWorkspace`]).
+    fn set_webhooks(
+        &self,
+        workspace: &str,
+        hooks: Vec<Webhook>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A workspace's webhooks.
+    fn webhooks(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<Webhook>, StoreError>> + Send;
+    /// Claims up to `limit` pending deliveries due at `now_ms` (of any workspace) for `lease_ms`
+    /// (counting an attempt): no other claimer gets them until the lease ends. Each comes with its
+    /// webhook's secret (`None`: the webhook was removed since).
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Delivery, Option<String>)>, StoreError>> + Send;
+    /// Records how a claimed delivery's attempt ended.
+    fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: webhooks::Outcome,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A workspace's delivery log, newest first.
+    fn deliveries(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to
@@ -627,6 +698,23 @@ pub async fn export_each<S: Store>(
         });
     }
     exported
+}
+
+/// `HOST:PORT` (an IPv6 literal in brackets) split, for [`syslog::target`].
+fn syslog_split(text: &str) -> Option<(String, Option<u16>)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = after
+            .strip_prefix(':')
+            .map(|p| p.parse().ok())
+            .unwrap_or(None);
+        return Some((host.to_owned(), port));
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    if host.contains(':') {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()))
 }
 
 /// Milliseconds since the Unix epoch, now.

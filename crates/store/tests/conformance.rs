@@ -78,6 +78,8 @@ per_backend!(
     revocation_is_recorded_logged_refuses_renewal_and_goes_with_its_workspace,
     the_audit_trail_keeps_entries_in_order_per_workspace,
     a_new_access_key_is_sealed_hashed_and_logged,
+    admin_tokens_are_scoped_hashed_and_go_with_their_workspace,
+    webhook_deliveries_are_recorded_once_per_event_and_claimed_once,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1341,4 +1343,193 @@ async fn a_new_access_key_is_sealed_hashed_and_logged<S: Store + Clone>(store: S
     );
     // Enrolled sensors stay.
     assert_eq!(store.stats("w").await.unwrap().sensors.len(), 1);
+}
+
+async fn admin_tokens_are_scoped_hashed_and_go_with_their_workspace<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("a")).await.unwrap();
+    store.create_workspace(workspace("b")).await.unwrap();
+    let token = |id: &str, ws: &str, name: &str, role| AdminToken {
+        id: id.into(),
+        workspace: ws.into(),
+        name: name.into(),
+        role,
+        created_at: now_ms(),
+    };
+    let (s1, s2, s3) = (
+        TokenSecret::generate().0,
+        TokenSecret::generate().0,
+        TokenSecret::generate().0,
+    );
+    let ci = token("tok-01", "a", "ci", TokenRole::Admin);
+    store.create_token(ci.clone(), s1.sha256()).await.unwrap();
+    let soc = token("tok-02", "a", "soc", TokenRole::Viewer);
+    store.create_token(soc.clone(), s2.sha256()).await.unwrap();
+    // Names are unique per workspace, not across them.
+    let again = store
+        .create_token(token("tok-03", "a", "ci", TokenRole::Viewer), s3.sha256())
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::TokenExists { ref name, .. }) if name == "ci"),
+        "{again:?}"
+    );
+    let b_ci = token("tok-04", "b", "ci", TokenRole::Viewer);
+    store.create_token(b_ci.clone(), s3.sha256()).await.unwrap();
+    assert!(matches!(
+        store
+            .create_token(
+                token("tok-05", "zzz", "x", TokenRole::Admin),
+                "ff".repeat(32)
+            )
+            .await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+
+    assert_eq!(
+        store.tokens("a").await.unwrap(),
+        vec![ci.clone(), soc.clone()]
+    );
+    assert_eq!(store.tokens("b").await.unwrap(), vec![b_ci.clone()]);
+    assert_eq!(
+        store.token_by_hash(&s2.sha256()).await.unwrap(),
+        Some(soc.clone())
+    );
+    assert_eq!(store.token_by_hash(&s3.sha256()).await.unwrap(), Some(b_ci));
+    assert_eq!(store.token_by_hash(&"00".repeat(32)).await.unwrap(), None);
+
+    // Revoked by name or by id; only in its own workspace.
+    assert_eq!(store.revoke_token("b", "soc").await.unwrap(), None);
+    assert_eq!(store.revoke_token("a", "soc").await.unwrap(), Some(soc));
+    assert_eq!(store.revoke_token("a", "tok-01").await.unwrap(), Some(ci));
+    assert_eq!(store.revoke_token("a", "tok-01").await.unwrap(), None);
+    assert_eq!(store.token_by_hash(&s1.sha256()).await.unwrap(), None);
+    assert!(store.tokens("a").await.unwrap().is_empty());
+
+    // Deleting a workspace deletes its tokens: a new workspace of that name has none.
+    store.delete_workspace("b").await.unwrap();
+    assert_eq!(store.token_by_hash(&s3.sha256()).await.unwrap(), None);
+    store.create_workspace(workspace("b")).await.unwrap();
+    assert!(store.tokens("b").await.unwrap().is_empty());
+}
+
+async fn webhook_deliveries_are_recorded_once_per_event_and_claimed_once<S: Store + Clone>(
+    store: S,
+) {
+    use uplink_store::webhooks::Outcome;
+    store.create_workspace(workspace("wh")).await.unwrap();
+    store.add_sensor(sensor("wh-1", "wh")).await.unwrap();
+    let change = SettingsChange {
+        disconnected_after_secs: Some(60),
+        ..SettingsChange::default()
+    };
+    store.set_workspace_settings("wh", change).await.unwrap();
+    let hooks = vec![
+        Webhook {
+            url: "http://127.0.0.1:1/a".into(),
+            secret: "secret-a-0123456789".into(),
+        },
+        Webhook {
+            url: "http://127.0.0.1:1/b".into(),
+            secret: "secret-b-0123456789".into(),
+        },
+    ];
+    store.set_webhooks("wh", hooks.clone()).await.unwrap();
+    assert_eq!(store.webhooks("wh").await.unwrap(), hooks);
+    assert!(matches!(
+        store.set_webhooks("zzz", vec![]).await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    let t0 = now_ms() / 1000 * 1000;
+    let policy = FleetPolicy {
+        online_buffer_secs: 5,
+        ..FleetPolicy::default()
+    };
+    store
+        .record_report("wh", report("wh-1", t0, t0, &[]))
+        .await
+        .unwrap();
+    store.evaluate_fleet(t0, &policy, None).await.unwrap();
+    assert!(store.deliveries("wh").await.unwrap().is_empty());
+    // Disconnected: one issue opened, one delivery per webhook; evaluating again adds none.
+    let t1 = t0 + 120_000;
+    store.evaluate_fleet(t1, &policy, None).await.unwrap();
+    store
+        .evaluate_fleet(t1 + 1000, &policy, None)
+        .await
+        .unwrap();
+    let log = store.deliveries("wh").await.unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log
+        .iter()
+        .all(|d| d.event == "issue.opened" && d.state == "pending"));
+    let body: serde_json::Value = serde_json::from_str(&log[0].body).unwrap();
+    assert_eq!(body["workspace"], "wh");
+    assert_eq!(body["issue"]["kind"], "disconnected");
+
+    // Claimed once: a second claimer gets nothing while the lease lasts.
+    let now = t1 + 2000;
+    let claimed = store.claim_deliveries(now, 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|(d, s)| d.attempts == 1 && s.is_some()));
+    assert!(store
+        .claim_deliveries(now, 60_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let (a, b) = (claimed[0].0.id, claimed[1].0.id);
+    store
+        .finish_delivery(a, Outcome::Delivered { at: now })
+        .await
+        .unwrap();
+    store
+        .finish_delivery(
+            b,
+            Outcome::Retry {
+                next_at: now + 5000,
+                error: "refused".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .claim_deliveries(now + 1000, 60_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store
+        .claim_deliveries(now + 6000, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].0.id, again[0].0.attempts), (b, 2));
+    store
+        .finish_delivery(
+            b,
+            Outcome::Failed {
+                error: "gone".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let log = store.deliveries("wh").await.unwrap();
+    let state = |id| log.iter().find(|d| d.id == id).unwrap().clone();
+    assert_eq!(
+        (state(a).state.as_str(), state(a).delivered_at),
+        ("delivered", Some(now))
+    );
+    assert_eq!(
+        (state(b).state.as_str(), state(b).last_error.as_deref()),
+        ("failed", Some("gone"))
+    );
+    assert!(store
+        .claim_deliveries(now + 120_000, 60_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Removing the webhooks; deleting the workspace removes its log.
+    store.set_webhooks("wh", vec![]).await.unwrap();
+    assert!(store.webhooks("wh").await.unwrap().is_empty());
+    store.delete_workspace("wh").await.unwrap();
+    store.create_workspace(workspace("wh")).await.unwrap();
+    assert!(store.deliveries("wh").await.unwrap().is_empty());
 }

@@ -74,6 +74,9 @@ enum Command {
     /// Write man pages and shell completions for this build (used by packaging/build-deb.sh).
     #[command(hide = true)]
     Generate(cmd::generate::Args),
+    /// The admin API's tokens (docs/admin-api.md).
+    #[command(subcommand)]
+    Admin(cmd::admin::Command),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Events(c) => cmd::events::run(c),
         Command::Store(c) => cmd::store::run(c),
         Command::Fleet(c) => cmd::fleet::run(c),
+        Command::Admin(c) => cmd::admin::run(c),
         Command::Sensor(c) => cmd::sensor::run(c),
         Command::Proxy(c) => cmd::proxy::run(c),
         Command::Winproxy(c) => cmd::winproxy::run(c),

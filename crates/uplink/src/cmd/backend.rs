@@ -279,4 +279,59 @@ impl Store for AnyStore {
     async fn audit(&self, workspace: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         each!(self, s => s.audit(workspace, limit).await)
     }
+
+    // Admin API tokens.
+    async fn create_token(
+        &self,
+        token: uplink_store::AdminToken,
+        secret_sha256: String,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.create_token(token, secret_sha256).await)
+    }
+    async fn tokens(&self, workspace: &str) -> Result<Vec<uplink_store::AdminToken>, StoreError> {
+        each!(self, s => s.tokens(workspace).await)
+    }
+    async fn revoke_token(
+        &self,
+        workspace: &str,
+        name_or_id: &str,
+    ) -> Result<Option<uplink_store::AdminToken>, StoreError> {
+        each!(self, s => s.revoke_token(workspace, name_or_id).await)
+    }
+    async fn token_by_hash(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<uplink_store::AdminToken>, StoreError> {
+        each!(self, s => s.token_by_hash(secret_sha256).await)
+    }
+
+    // Webhooks.
+    async fn set_webhooks(
+        &self,
+        workspace: &str,
+        hooks: Vec<uplink_store::Webhook>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.set_webhooks(workspace, hooks).await)
+    }
+    async fn webhooks(&self, workspace: &str) -> Result<Vec<uplink_store::Webhook>, StoreError> {
+        each!(self, s => s.webhooks(workspace).await)
+    }
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(uplink_store::Delivery, Option<String>)>, StoreError> {
+        each!(self, s => s.claim_deliveries(now_ms, lease_ms, limit).await)
+    }
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: uplink_store::webhooks::Outcome,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.finish_delivery(id, outcome).await)
+    }
+    async fn deliveries(&self, workspace: &str) -> Result<Vec<uplink_store::Delivery>, StoreError> {
+        each!(self, s => s.deliveries(workspace).await)
+    }
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
 use uplink_fleet::{rfc3339, IssueState, State};
-use uplink_store::{FleetSensor, Issue, Lifecycle, Revocation, Store};
+use uplink_store::{Issue, Lifecycle, Revocation, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -215,54 +215,8 @@ fn time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |t| Value::String(rfc3339(t)))
 }
 
-/// A sensor's `list` fields.
-fn sensor_json(s: &FleetSensor, issues: &[Issue], lifecycle: Lifecycle) -> Value {
-    let report: Value = s
-        .report
-        .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    let open = issues
-        .iter()
-        .filter(|i| i.sensor_id.as_deref() == Some(&s.sensor_id) && i.state == IssueState::Open)
-        .count();
-    json!({
-        "sensor_id": s.sensor_id,
-        "name": s.name,
-        "hostname": report.get("hostname").cloned().unwrap_or(Value::Null),
-        "version": report.get("version").cloned().unwrap_or(Value::Null),
-        "state": s.state,
-        "lifecycle": lifecycle.as_str(),
-        // Filled in by the updater issue.
-        "software": "current",
-        "health": s.health,
-        "last_seen": time(s.last_seen),
-        "route": report.get("route").cloned().unwrap_or(Value::Null),
-        "queue": {
-            "events": report.pointer("/queue/events").cloned().unwrap_or(Value::Null),
-            "oldest_secs": report.pointer("/queue/oldest_secs").cloned().unwrap_or(Value::Null),
-        },
-        "open_issues": open,
-    })
-}
-
-fn issue_json(i: &Issue) -> Value {
-    json!({
-        "issue_id": i.issue_id,
-        "kind": i.kind,
-        "severity": i.severity,
-        "sensor_id": i.sensor_id,
-        "state": i.state,
-        "opened_at": rfc3339(i.opened_at),
-        "closed_at": time(i.closed_at),
-        "occurrences": i.occurrences,
-        "description": i.description,
-        "fix": i.fix,
-        "suppressed_until": time(i.suppressed_until),
-        "suppress_reason": i.suppress_reason,
-        "suppressed_by": i.suppressed_by,
-    })
-}
+// The JSON shapes are `uplink_store::fleet`'s, shared with the admin API (docs/admin-api.md).
+use uplink_store::fleet::{issue_json, sensor_detail_json, sensor_json};
 
 fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -291,7 +245,10 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         })
         .map(|s| (s, lifecycle_of(&revocations, &s.sensor_id)))
         .filter(|(_, l)| a.all || *l != Lifecycle::Decommissioned)
-        .map(|(s, l)| sensor_json(s, &issues, l))
+        .map(|(s, _)| {
+            let r = revocations.iter().find(|r| r.sensor_id == s.sensor_id);
+            sensor_json(s, &issues, r)
+        })
         .collect();
     if a.json {
         return print_json(&json!({ "sensors": rows }));
@@ -333,31 +290,8 @@ async fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
         .filter(|i| i.sensor_id.as_deref() == Some(&s.sensor_id))
         .collect();
     let revocations = store.revocations(&ws).await?;
-    let mut v = sensor_json(s, &issues, lifecycle_of(&revocations, &s.sensor_id));
-    if let Some(r) = revocations.iter().find(|r| r.sensor_id == s.sensor_id) {
-        v["revoked_at"] = Value::String(rfc3339(r.revoked_at));
-        v["revoke_reason"] = Value::String(r.reason.clone());
-    }
-    v["report"] = s
-        .report
-        .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    v["report_received_at"] = time(s.report_received_at);
-    v["outages"] = s
-        .outages
-        .iter()
-        .map(|o| {
-            json!({
-                "start": rfc3339(o.start_ms),
-                "end": time(o.end_ms),
-                "codes": o.codes,
-                "proxy": o.proxy,
-                "failures": o.failures,
-            })
-        })
-        .collect();
-    v["issues"] = issues.iter().map(issue_json).collect();
+    let revocation = revocations.iter().find(|r| r.sensor_id == s.sensor_id);
+    let v = sensor_detail_json(s, &issues, revocation);
     if a.json {
         return print_json(&v);
     }

@@ -1,5 +1,6 @@
 //! Subcommand implementations.
 
+pub mod admin;
 pub mod allowlist;
 mod backend;
 pub mod check;

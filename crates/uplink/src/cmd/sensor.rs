@@ -68,7 +68,7 @@ pub enum Command {
     Run(RunArgs),
     /// Show the sensor's workspace, route, last success, last error and queue depth.
     #[command(
-        after_help = "Examples:\n  uplink sensor status\n  uplink sensor status --config-dir /srv/uplink --json"
+        after_help = "Examples:\n  uplink sensor status\n  uplink sensor status --config-dir /srv/uplink --json\n  uplink sensor status --prometheus /var/lib/node_exporter/textfile/uplink.prom"
     )]
     Status(StatusArgs),
     /// Print the systemd unit that runs the sensor as a hardened service (`sensor install`
@@ -293,6 +293,12 @@ pub struct StatusArgs {
     /// null, disk_full {code, message, at} (while the sources cannot queue) or null.
     #[arg(long)]
     pub json: bool,
+    /// Also write the status as a node_exporter textfile (Prometheus text: queue depth, delivered
+    /// events, last success, certificate expiry, last error code, disk full, lost records) to
+    /// FILE, replaced atomically; point node_exporter's --collector.textfile.directory at its
+    /// directory (the name must end in .prom).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<std::path::PathBuf>,
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -757,6 +763,15 @@ async fn reload_on_sighup(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
 
 fn status_cmd(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let report = uplink_sensor::status::Report::load(&a.dir.paths())?;
+    if let Some(file) = &a.prometheus {
+        // Written beside the target and renamed over it: the collector never reads half a file.
+        let mut tmp = file.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, report.prometheus())
+            .and_then(|()| std::fs::rename(&tmp, file))
+            .map_err(|e| anyhow::anyhow!("cannot write --prometheus {}: {e}: check that its directory exists and is writable", file.display()))?;
+    }
     if a.json {
         println!("{}", report.json());
     } else {

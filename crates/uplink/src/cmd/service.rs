@@ -73,6 +73,12 @@ pub struct Args {
     /// listener that nothing but the load balancer can reach (docs/scale-out.md).
     #[arg(long)]
     pub proxy_protocol: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP: bind it where only your
+    /// Prometheus reaches, e.g. 127.0.0.1:9464): this replica's ingest, batch latency,
+    /// enrollments, store errors and connections, and the fleet's sensors by state and health
+    /// and open issues by kind (docs/admin-api.md).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// How often to read the store's change log, so that workspaces created, changed or deleted
     /// by another replica or command are served (or no longer served) here. A number and a unit
     /// (ms, s, m).
@@ -199,6 +205,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 )
             })?;
         let local = listener.local_addr()?;
+        let metrics = match args.metrics_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} (--metrics-listen): is the port in use or privileged?")
+            })?),
+            None => None,
+        };
         // Install the signal handlers before announcing the address: a SIGTERM sent as soon as
         // the address is printed must stop the service cleanly, not kill it.
         let shutdown = shutdown_signal();
@@ -220,9 +232,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             std::future::pending(),
         ));
         if !signalled {
-            service
-                .serve(listener, shutdown, Duration::from_secs(10))
-                .await?;
+            let serve = service.serve(listener, shutdown, Duration::from_secs(10));
+            match metrics {
+                Some(m) => {
+                    tracing::info!(address = %m.local_addr()?, "metrics at /metrics");
+                    tokio::select! {
+                        served = serve => served?,
+                        failed = service.serve_metrics(m, std::future::pending()) => failed?,
+                    }
+                }
+                None => serve.await?,
+            }
         }
         retention.abort();
         if let Err(e) = store.flush().await {

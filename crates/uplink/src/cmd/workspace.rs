@@ -65,6 +65,13 @@ pub enum Command {
         after_help = "Examples:\n  uplink workspace rotate-access-key contoso --data-dir /var/lib/uplink-service"
     )]
     RotateAccessKey(RotateAccessKeyArgs),
+    /// A workspace's webhook delivery log, newest first (docs/admin-api.md). --json prints
+    /// {"deliveries":[{"id","url","event","issue_id","state","attempts","created_at",
+    /// "delivered_at","last_error"}]}; state is pending, delivered or failed.
+    #[command(
+        after_help = "Examples:\n  uplink workspace deliveries contoso --data-dir /var/lib/uplink --json"
+    )]
+    Deliveries(DeliveriesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +81,17 @@ pub struct RotateAccessKeyArgs {
     #[command(flatten)]
     pub data: super::DataDir,
     /// Print JSON (the new bundle's path with --data-dir).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeliveriesArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Print JSON (see above).
     #[arg(long)]
     pub json: bool,
 }
@@ -92,6 +110,26 @@ pub struct SetArgs {
     /// (s, m, h, d), 10s to 30d, e.g. 90s, 10m, 2h. Default for new workspaces: 10m.
     #[arg(long, value_name = "DURATION", value_parser = uplink_store::retention::parse_duration_secs)]
     pub disconnected_after: Option<u64>,
+    /// Send each issue opened, closed or reopened to URL (http or https; repeat for several):
+    /// replaces the workspace's webhooks. POST {"event","workspace","issue"} signed with
+    /// X-Uplink-Signature: sha256=HMAC-SHA256(secret, TIMESTAMP.BODY) (docs/admin-api.md).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Vec<String>,
+    /// The webhooks' signing secret: a file (its first line), one for all the --webhook URLs,
+    /// or one per URL in the same order.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Vec<PathBuf>,
+    /// Remove every webhook of the workspace.
+    #[arg(long, conflicts_with = "webhook")]
+    pub no_webhooks: bool,
+    /// Send each issue opened, closed or reopened to a syslog receiver as one RFC 5424 message
+    /// with structured data: tcp://HOST:PORT or tls://HOST:PORT (repeat for several; replaces
+    /// the workspace's syslog targets).
+    #[arg(long, value_name = "URL")]
+    pub syslog: Vec<String>,
+    /// Remove every syslog target of the workspace.
+    #[arg(long, conflicts_with = "syslog")]
+    pub no_syslog: bool,
     /// Print JSON, as `workspace show --json`.
     #[arg(long)]
     pub json: bool,
@@ -191,6 +229,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Show(a) => show(a).await,
             Command::Delete(a) => delete(a).await,
             Command::RotateAccessKey(a) => rotate_access_key(a).await,
+            Command::Deliveries(a) => deliveries(a).await,
         }
     })
 }
@@ -328,9 +367,30 @@ async fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
         retention_days: a.retention_days,
         disconnected_after_secs: a.disconnected_after,
     };
-    if change == uplink_store::SettingsChange::default() {
+    let hooks = match webhooks(&a) {
+        Ok(h) => h,
+        Err(m) => return usage(&m),
+    };
+    let syslog = if a.no_syslog {
+        Some(Vec::new())
+    } else if a.syslog.is_empty() {
+        None
+    } else {
+        let mut targets = Vec::new();
+        for url in &a.syslog {
+            if let Err(m) = uplink_store::syslog::target(url) {
+                return usage(&format!("--syslog: {m}"));
+            }
+            targets.push(uplink_store::Webhook {
+                url: url.trim_end_matches('/').to_owned(),
+                secret: String::new(),
+            });
+        }
+        Some(targets)
+    };
+    if change == uplink_store::SettingsChange::default() && hooks.is_none() && syslog.is_none() {
         return usage(
-            "nothing to change: give --retention-days N and/or --disconnected-after DURATION",
+            "nothing to change: give --retention-days N, --disconnected-after DURATION, --webhook URL --webhook-secret-file FILE, --syslog URL, --no-webhooks or --no-syslog",
         );
     }
     // Out-of-range values are bad usage, refused before the store is opened.
@@ -339,8 +399,91 @@ async fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
     }
     let store = a.data.open(false).await?;
     let name = a.name.to_ascii_lowercase();
-    store.set_workspace_settings(&name, change).await?;
+    if change != uplink_store::SettingsChange::default() {
+        store.set_workspace_settings(&name, change).await?;
+    }
+    if hooks.is_some() || syslog.is_some() {
+        // Webhooks and syslog targets share the store's list: each flag replaces its own kind.
+        let (old_syslog, old_hooks): (Vec<_>, Vec<_>) = store
+            .webhooks(&name)
+            .await?
+            .into_iter()
+            .partition(|h| uplink_store::syslog::is_syslog(&h.url));
+        let mut all = hooks.unwrap_or(old_hooks);
+        all.extend(syslog.unwrap_or(old_syslog));
+        store.set_webhooks(&name, all).await?;
+    }
     print_settings(&store, &name, a.json).await
+}
+
+/// The webhooks `set` asks for (`None`: leave them), or why the flags are wrong.
+fn webhooks(a: &SetArgs) -> Result<Option<Vec<uplink_store::Webhook>>, String> {
+    if a.no_webhooks {
+        return Ok(Some(Vec::new()));
+    }
+    if a.webhook.is_empty() {
+        return match a.webhook_secret_file.is_empty() {
+            true => Ok(None),
+            false => Err("--webhook-secret-file without --webhook: give the URL too".into()),
+        };
+    }
+    let files = &a.webhook_secret_file;
+    if files.len() != 1 && files.len() != a.webhook.len() {
+        return Err(format!(
+            "{} --webhook URLs and {} --webhook-secret-file: give one secret file for all, or one per URL",
+            a.webhook.len(),
+            files.len()
+        ));
+    }
+    let mut hooks = Vec::new();
+    for (n, url) in a.webhook.iter().enumerate() {
+        let parsed = uplink_url::HttpUrl::parse(url).map_err(|e| format!("--webhook: {e}"))?;
+        let file = &files[if files.len() == 1 { 0 } else { n }];
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read --webhook-secret-file {}: {e}", file.display()))?;
+        let secret = text.lines().next().unwrap_or("").trim().to_owned();
+        if secret.len() < 16 {
+            return Err(format!(
+                "the secret in {} is shorter than 16 characters: use a long random one (e.g. openssl rand -hex 32 > FILE)",
+                file.display()
+            ));
+        }
+        hooks.push(uplink_store::Webhook {
+            url: parsed.to_string(),
+            secret,
+        });
+    }
+    Ok(Some(hooks))
+}
+
+async fn deliveries(a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let name = a.name.to_ascii_lowercase();
+    let all = store.deliveries(&name).await?;
+    if a.json {
+        let v: Vec<_> = all.iter().map(uplink_store::Delivery::to_json).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "deliveries": v }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in &all {
+        println!(
+            "{:>6} {:<10} {:<15} {} {} (attempts {}{})",
+            d.id,
+            d.state,
+            d.event,
+            d.issue_id,
+            d.url,
+            d.attempts,
+            d.last_error
+                .as_deref()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
@@ -358,6 +501,12 @@ async fn print_settings(
         .await?
         .ok_or_else(|| uplink_store::StoreError::NoSuchWorkspace(name.to_owned()))?;
     let settings = store.workspace_settings(name).await?;
+    let hooks: Vec<String> = store
+        .webhooks(name)
+        .await?
+        .into_iter()
+        .map(|h| h.url)
+        .collect();
     let host = uplink_protocol::names::sensor_host(&w.name, &w.domain);
     let value = serde_json::json!({
         "workspace": w.name,
@@ -370,6 +519,8 @@ async fn print_settings(
         "disconnected_after_secs": settings.disconnected_after_secs,
         "ca_key_set": !w.ca_key_pem.is_empty(),
         "access_key_set": w.access_key.is_some(),
+        "webhooks": hooks.iter().filter(|u| !uplink_store::syslog::is_syslog(u)).collect::<Vec<_>>(),
+        "syslog": hooks.iter().filter(|u| uplink_store::syslog::is_syslog(u)).collect::<Vec<_>>(),
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adminapi;
 mod allowlist;
 mod check;
 mod docs;

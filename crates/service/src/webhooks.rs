@@ -1,0 +1,199 @@
+//! Webhook deliveries (issue #23, docs/admin-api.md): every replica claims due deliveries from
+//! the store with a lease (`Store::claim_deliveries`: one replica per delivery), POSTs each with
+//! its signature, and records the outcome (delivered; retried with backoff; failed after
+//! `uplink_store::webhooks::GIVE_UP_AFTER_MS`). The deliveries themselves are recorded by the
+//! fleet evaluation, in its transaction.
+//!
+//! `X-Uplink-Timestamp: UNIX-SECONDS`, `X-Uplink-Signature: sha256=HEX`: the HMAC-SHA256 of
+//! `TIMESTAMP.BODY` with the webhook's secret ([`signature`], pure). A receiver checks it and
+//! refuses an old timestamp (replays).
+//!
+//! A `tcp://` or `tls://` target is syslog: an RFC 5424 message (`uplink_store::syslog`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use uplink_store::webhooks::{after_failure, Outcome};
+use uplink_store::{Delivery, Store};
+
+use crate::Shared;
+
+/// How often a replica looks for due deliveries.
+const POLL: Duration = Duration::from_millis(500);
+/// How long a claim lasts: longer than an attempt ([`ATTEMPT_TIMEOUT`]) so no other replica
+/// sends the same delivery meanwhile.
+const LEASE_MS: i64 = 60_000;
+/// One attempt: connect, TLS, request and answer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deliveries claimed at a time.
+const BATCH: usize = 16;
+
+/// `sha256=HEX`: HMAC-SHA256 of `TIMESTAMP.BODY` under `secret`. Pure.
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Runs for as long as the service serves.
+pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>) {
+    loop {
+        tokio::time::sleep(POLL).await;
+        let now = uplink_store::now_ms();
+        let claimed = match shared.store.claim_deliveries(now, LEASE_MS, BATCH).await {
+            Ok(c) => c,
+            Err(e) => {
+                shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "webhooks: claiming deliveries failed");
+                continue;
+            }
+        };
+        for (d, secret) in claimed {
+            let outcome = match secret {
+                None => Outcome::Failed {
+                    error: "the webhook was removed before the delivery".into(),
+                },
+                Some(secret) => match attempt(&d, &secret).await {
+                    Ok(()) => Outcome::Delivered {
+                        at: uplink_store::now_ms(),
+                    },
+                    Err(error) => {
+                        tracing::info!(id = d.id, url = %d.url, attempts = d.attempts, %error, "webhook delivery failed; retrying later");
+                        after_failure(d.created_at, d.attempts, uplink_store::now_ms(), error)
+                    }
+                },
+            };
+            if let Err(e) = shared.store.finish_delivery(d.id, outcome).await {
+                shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, id = d.id, "webhooks: recording a delivery failed");
+            }
+        }
+    }
+}
+
+/// One POST; `Err` says why it did not count as delivered (no 2xx answer).
+async fn attempt(d: &Delivery, secret: &str) -> Result<(), String> {
+    tokio::time::timeout(ATTEMPT_TIMEOUT, post(d, secret))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())))
+}
+
+/// A syslog target (`tcp://`, `tls://`): the RFC 5424 message, framed by octet counting,
+/// written whole (`uplink_store::syslog`).
+async fn syslog(d: &Delivery) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let (tls, host, port) = uplink_store::syslog::target(&d.url)?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let msg = uplink_store::syslog::message(
+        &d.body,
+        &uplink_store::rfc3339_ms(uplink_store::now_ms()),
+        hostname.trim(),
+    )?;
+    let addr = uplink_url::host_port(&host, port);
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    if tls {
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls()))
+            .connect(server_name(&host)?, tcp)
+            .await
+            .map_err(|e| format!("TLS with {addr}: {e}"))?;
+        tls.write_all(msg.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.shutdown().await.map_err(|e| e.to_string())
+    } else {
+        tcp.write_all(msg.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        tcp.shutdown().await.map_err(|e| e.to_string())
+    }
+}
+
+/// TLS to a receiver: the system's roots.
+fn client_tls() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+fn server_name(host: &str) -> Result<rustls_pki_types::ServerName<'static>, String> {
+    rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))
+}
+
+async fn post(d: &Delivery, secret: &str) -> Result<(), String> {
+    if uplink_store::syslog::is_syslog(&d.url) {
+        return syslog(d).await;
+    }
+    let url = uplink_url::HttpUrl::parse(&d.url).map_err(|e| e.to_string())?;
+    let ts = uplink_store::now_ms() / 1000;
+    let req = http::Request::post(url.path.as_str())
+        .header(http::header::HOST, url.authority())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(
+            http::header::USER_AGENT,
+            concat!("uplink/", env!("CARGO_PKG_VERSION")),
+        )
+        .header("X-Uplink-Timestamp", ts.to_string())
+        .header("X-Uplink-Signature", signature(secret, ts, &d.body))
+        .body(Full::new(Bytes::from(d.body.clone())))
+        .map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(url.host_port())
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", url.host_port()))?;
+    let status = if url.is_tls() {
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls()))
+            .connect(server_name(&url.host)?, tcp)
+            .await
+            .map_err(|e| format!("TLS with {}: {e}", url.host_port()))?;
+        send(hyper_util::rt::TokioIo::new(tls), req).await?
+    } else {
+        send(hyper_util::rt::TokioIo::new(tcp), req).await?
+    };
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the receiver answered {status}"))
+    }
+}
+
+async fn send<T>(io: T, req: http::Request<Full<Bytes>>) -> Result<http::StatusCode, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    // Read the answer whole (bounded by the attempt's timeout), then close.
+    let _ = resp.into_body().collect().await;
+    driver.abort();
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_timestamp_dot_body() {
+        // Computed independently: printf '1700000000.{}' | openssl dgst -sha256 -hmac Jefe
+        let s = signature("Jefe", 1700000000, "{}");
+        assert_eq!(
+            s,
+            "sha256=d3793e2b4103edfbd98cc19591832f5fad701d413db9fcae0ae7dab8184ed207"
+        );
+        assert_ne!(s, signature("Jefe", 1700000001, "{}"));
+        assert_ne!(s, signature("jefe", 1700000000, "{}"));
+    }
+}
