@@ -369,6 +369,7 @@ impl PostgresStore {
                 .await
                 .map_err(self.err())?;
         }
+        self.seal_plain_webhook_secrets(&client, &key).await?;
         Ok(key)
     }
 
@@ -753,6 +754,7 @@ impl Store for PostgresStore {
             .await
             .map_err(self.err())?;
         }
+        n += self.reseal_webhook_secrets(&tx, &old, &new).await?;
         tx.execute(
             "UPDATE uplink_meta SET value = $1 WHERE key = 'master_key_check'",
             &[&new.check_value()],

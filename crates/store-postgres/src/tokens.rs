@@ -171,14 +171,17 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         self.require_workspace(&client, workspace).await?;
+        // Secrets are sealed under the master key before they reach the database (issue #23).
+        let key = self.key()?;
         let tx = client.transaction().await.map_err(self.err())?;
         tx.execute("DELETE FROM webhooks WHERE workspace = $1", &[&workspace])
             .await
             .map_err(self.err())?;
         for h in hooks {
+            let sealed = uplink_store::webhooks::seal_secret(&key, workspace, &h.url, &h.secret);
             tx.execute(
                 "INSERT INTO webhooks (workspace, url, secret) VALUES ($1, $2, $3) ON CONFLICT (workspace, url) DO UPDATE SET secret = excluded.secret",
-                &[&workspace, &h.url, &h.secret],
+                &[&workspace, &h.url, &sealed],
             )
             .await
             .map_err(self.err())?;
@@ -195,13 +198,15 @@ impl PostgresStore {
             )
             .await
             .map_err(self.err())?;
-        Ok(rows
-            .iter()
-            .map(|r| Webhook {
-                url: r.get(0),
-                secret: r.get(1),
+        let key = self.key()?;
+        rows.iter()
+            .map(|r| {
+                let url: String = r.get(0);
+                let stored: String = r.get(1);
+                let secret = uplink_store::webhooks::open_secret(&key, workspace, &url, &stored)?;
+                Ok(Webhook { url, secret })
             })
-            .collect())
+            .collect()
     }
 
     pub(crate) async fn claim_deliveries_pg(
@@ -223,10 +228,11 @@ impl PostgresStore {
             )
             .await
             .map_err(self.err())?;
+        let key = self.key()?;
         let mut out = Vec::new();
         for r in &rows {
             let d = row_to_delivery(r);
-            let secret: Option<String> = client
+            let stored: Option<String> = client
                 .query_opt(
                     "SELECT secret FROM webhooks WHERE workspace = $1 AND url = $2",
                     &[&d.workspace, &d.url],
@@ -234,6 +240,9 @@ impl PostgresStore {
                 .await
                 .map_err(self.err())?
                 .map(|r| r.get(0));
+            let secret = stored
+                .map(|s| uplink_store::webhooks::open_secret(&key, &d.workspace, &d.url, &s))
+                .transpose()?;
             out.push((d, secret));
         }
         out.sort_by_key(|(d, _)| d.id);
@@ -285,5 +294,60 @@ impl PostgresStore {
             .await
             .map_err(self.err())?;
         Ok(rows.iter().map(row_to_delivery).collect())
+    }
+}
+
+impl PostgresStore {
+    /// Seals the webhook secrets an earlier build stored plain (at connect, until none is left).
+    pub(crate) async fn seal_plain_webhook_secrets(
+        &self,
+        client: &tokio_postgres::Client,
+        key: &uplink_store::MasterKey,
+    ) -> Result<(), StoreError> {
+        let plain = client
+            .query(
+                "SELECT workspace, url, secret FROM webhooks WHERE secret NOT LIKE 'sealed:v1:%'",
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        for r in &plain {
+            let (ws, url, secret): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let sealed = uplink_store::webhooks::seal_secret(key, &ws, &url, &secret);
+            client
+                .execute(
+                    "UPDATE webhooks SET secret = $4 WHERE workspace = $1 AND url = $2 AND secret = $3",
+                    &[&ws, &url, &secret, &sealed],
+                )
+                .await
+                .map_err(self.err())?;
+        }
+        Ok(())
+    }
+
+    /// A master-key rotation's part for webhook secrets, inside its transaction: each opened
+    /// with `old` and sealed with `new`; how many.
+    pub(crate) async fn reseal_webhook_secrets(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        old: &uplink_store::MasterKey,
+        new: &uplink_store::MasterKey,
+    ) -> Result<u64, StoreError> {
+        let rows = tx
+            .query("SELECT workspace, url, secret FROM webhooks FOR UPDATE", &[])
+            .await
+            .map_err(self.err())?;
+        for r in &rows {
+            let (ws, url, stored): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let secret = uplink_store::webhooks::open_secret(old, &ws, &url, &stored)?;
+            let sealed = uplink_store::webhooks::seal_secret(new, &ws, &url, &secret);
+            tx.execute(
+                "UPDATE webhooks SET secret = $3 WHERE workspace = $1 AND url = $2",
+                &[&ws, &url, &sealed],
+            )
+            .await
+            .map_err(self.err())?;
+        }
+        Ok(rows.len() as u64)
     }
 }

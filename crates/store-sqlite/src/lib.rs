@@ -561,6 +561,7 @@ fn settle_master_key(
         }
         tx.commit().map_err(sql_err(path))?;
     }
+    tokens::seal_plain_webhook_secrets(conn, &key).map_err(sql_err(path))?;
     Ok(key)
 }
 
@@ -801,6 +802,10 @@ impl SqliteStore {
                     params![name, ca, access],
                 )?;
                 record_change(&tx, &name, &ChangeKind::MasterKeyRotated)?;
+            }
+            match tokens::reseal_webhook_secrets(&tx, &old, &new)? {
+                Ok(resealed) => n += resealed,
+                Err(e) => return Ok(Err(e)),
             }
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'master_key_check'",

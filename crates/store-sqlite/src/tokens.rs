@@ -204,13 +204,22 @@ impl SqliteStore {
         if self.workspace_sync(workspace)?.is_none() {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }
+        // Secrets are sealed under the master key before they reach the file (issue #23).
+        let key = self.key();
+        let sealed: Vec<(&str, String)> = hooks
+            .iter()
+            .map(|h| {
+                let sealed = uplink_store::webhooks::seal_secret(&key, workspace, &h.url, &h.secret);
+                (h.url.as_str(), sealed)
+            })
+            .collect();
         self.write(|c| {
             let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM webhooks WHERE workspace = ?1", [workspace])?;
-            for h in hooks {
+            for (url, secret) in &sealed {
                 tx.execute(
                     "INSERT INTO webhooks (workspace, url, secret) VALUES (?1, ?2, ?3) ON CONFLICT (workspace, url) DO UPDATE SET secret = excluded.secret",
-                    params![workspace, h.url, h.secret],
+                    params![workspace, url, secret],
                 )?;
             }
             tx.commit()
@@ -218,7 +227,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn webhooks_sync(&self, workspace: &str) -> Result<Vec<Webhook>, StoreError> {
-        self.read(|c| {
+        let stored: Vec<Webhook> = self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT url, secret FROM webhooks WHERE workspace = ?1 ORDER BY url",
             )?;
@@ -229,7 +238,15 @@ impl SqliteStore {
                 })
             })?;
             rows.collect()
-        })
+        })?;
+        let key = self.key();
+        stored
+            .into_iter()
+            .map(|mut h| {
+                h.secret = uplink_store::webhooks::open_secret(&key, workspace, &h.url, &h.secret)?;
+                Ok(h)
+            })
+            .collect()
     }
 
     pub(crate) fn claim_deliveries_sync(
@@ -238,7 +255,7 @@ impl SqliteStore {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<(Delivery, Option<String>)>, StoreError> {
-        self.write(|c| {
+        let claimed = self.write(|c| {
             let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
             let claimed: Vec<(Delivery, Option<String>)> = {
                 let mut st = tx.prepare_cached(&format!(
@@ -261,7 +278,17 @@ impl SqliteStore {
             };
             tx.commit()?;
             Ok(claimed)
-        })
+        })?;
+        let key = self.key();
+        claimed
+            .into_iter()
+            .map(|(d, secret)| {
+                let secret = secret
+                    .map(|s| uplink_store::webhooks::open_secret(&key, &d.workspace, &d.url, &s))
+                    .transpose()?;
+                Ok((d, secret))
+            })
+            .collect()
     }
 
     pub(crate) fn finish_delivery_sync(
@@ -301,4 +328,65 @@ impl SqliteStore {
             rows.collect()
         })
     }
+}
+
+/// Seals the webhook secrets an earlier build stored plain (at every open, until none is left).
+pub(crate) fn seal_plain_webhook_secrets(
+    conn: &rusqlite::Connection,
+    key: &uplink_store::MasterKey,
+) -> rusqlite::Result<()> {
+    let plain: Vec<(String, String, String)> = {
+        let mut st = conn.prepare(
+            "SELECT workspace, url, secret FROM webhooks WHERE secret NOT LIKE 'sealed:v1:%'",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if plain.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    for (ws, url, secret) in &plain {
+        tx.execute(
+            "UPDATE webhooks SET secret = ?4 WHERE workspace = ?1 AND url = ?2 AND secret = ?3",
+            params![
+                ws,
+                url,
+                secret,
+                uplink_store::webhooks::seal_secret(key, ws, url, secret)
+            ],
+        )?;
+    }
+    tx.commit()
+}
+
+/// A master-key rotation's part for webhook secrets, inside its transaction: each opened with
+/// `old` and sealed with `new`. How many, or the secret that `old` does not open.
+pub(crate) fn reseal_webhook_secrets(
+    tx: &rusqlite::Connection,
+    old: &uplink_store::MasterKey,
+    new: &uplink_store::MasterKey,
+) -> rusqlite::Result<Result<u64, StoreError>> {
+    let rows: Vec<(String, String, String)> = {
+        let mut st = tx.prepare("SELECT workspace, url, secret FROM webhooks")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut n = 0;
+    for (ws, url, stored) in rows {
+        let secret = match uplink_store::webhooks::open_secret(old, &ws, &url, &stored) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        tx.execute(
+            "UPDATE webhooks SET secret = ?3 WHERE workspace = ?1 AND url = ?2",
+            params![
+                ws,
+                url,
+                uplink_store::webhooks::seal_secret(new, &ws, &url, &secret)
+            ],
+        )?;
+        n += 1;
+    }
+    Ok(Ok(n))
 }

@@ -1,9 +1,9 @@
 //! The service's master key, and secrets sealed under it at rest.
 //!
-//! Workspace CA private keys are never stored as plain columns: each backend seals them with
-//! [`MasterKey::seal`] (XChaCha20-Poly1305, a random 192-bit nonce per value, the row's identity
-//! as associated data so a sealed value cannot be moved to another workspace) and opens them
-//! when a workspace is read. The key is 32 random bytes, hex, in a 0600 file
+//! Workspace CA private keys, access keys and webhook secrets are never stored as plain columns:
+//! each backend seals them with [`MasterKey::seal`] (XChaCha20-Poly1305, a random 192-bit nonce
+//! per value, the row's identity as associated data so a sealed value cannot be moved to another
+//! workspace or webhook) and opens them when it reads them. The key is 32 random bytes, hex, in a 0600 file
 //! ([`MasterKeyFile`]): `DIR/master.key` beside a SQLite store by default, given explicitly with
 //! PostgreSQL. A store records a sealed check value the first time it is given a key, so a wrong
 //! key is refused at open, and a store whose key file is gone is not handed a new one.
@@ -32,6 +32,12 @@ pub fn ca_key_context(workspace: &str) -> String {
 /// The associated data binding a workspace's sealed access key to that workspace.
 pub fn access_key_context(workspace: &str) -> String {
     format!("uplink:workspace:{workspace}:access_key")
+}
+
+/// The associated data binding a webhook's sealed secret to its workspace and URL (issue #23): a
+/// sealed secret copied onto another webhook's row does not open.
+pub fn webhook_secret_context(workspace: &str, url: &str) -> String {
+    format!("uplink:workspace:{workspace}:webhook:{url}:secret")
 }
 
 /// Where the master key lives.

@@ -7,8 +7,33 @@
 //! with a lease (one claimer at a time), POST them, and record the outcome: delivered, retried
 //! with backoff, or failed once it has been retried for [`GIVE_UP_AFTER_MS`]. The delivery log is
 //! `uplink workspace deliveries NAME --json`.
+//!
+//! A webhook's secret is sealed under the service's master key at rest, bound to its workspace
+//! and URL ([`seal_secret`], [`open_secret`]; `master.rs`): a copy of the store, a backup or a
+//! `pg_dump` does not give it away. Both backends seal it on write, open it on read, seal
+//! secrets stored plain by an earlier build when they open, and re-seal them in a master-key
+//! rotation.
 
 use uplink_fleet::{Issue, IssueState};
+
+use crate::master::{webhook_secret_context, MasterKey};
+use crate::StoreError;
+
+/// A webhook secret as a backend stores it: sealed under `key` for `workspace` and `url`.
+pub fn seal_secret(key: &MasterKey, workspace: &str, url: &str, secret: &str) -> String {
+    key.seal(secret, &webhook_secret_context(workspace, url))
+}
+
+/// A stored webhook secret opened (one stored plain by an earlier build reads as it is). An
+/// error names the master key file: the value was sealed under another key, or moved.
+pub fn open_secret(
+    key: &MasterKey,
+    workspace: &str,
+    url: &str,
+    stored: &str,
+) -> Result<String, StoreError> {
+    key.open(stored, &webhook_secret_context(workspace, url))
+}
 
 /// How long a delivery is retried before it is given up.
 pub const GIVE_UP_AFTER_MS: i64 = 60 * 60 * 1000;
