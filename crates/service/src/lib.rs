@@ -104,6 +104,8 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// Fleet health: how often and with which thresholds (docs/fleet.md).
     pub fleet: fleet::FleetConfig,
+    /// CAs trusted for https webhooks and tls:// syslog receivers besides the system's roots.
+    pub webhook_trust: webhooks::ReceiverTrust,
 }
 
 impl Default for Config {
@@ -114,6 +116,7 @@ impl Default for Config {
             change_poll: Duration::from_millis(500),
             proxy_protocol: false,
             fleet: fleet::FleetConfig::default(),
+            webhook_trust: webhooks::ReceiverTrust::default(),
         }
     }
 }

@@ -9,12 +9,21 @@
 //! refuses an old timestamp (replays).
 //!
 //! A `tcp://` or `tls://` target is syslog: an RFC 5424 message (`uplink_store::syslog`).
+//!
+//! An `https://` webhook or a `tls://` syslog receiver must present a certificate for its host
+//! name that chains to the system's roots or to a CA the administrator names with `uplink
+//! service --webhook-ca FILE` ([`ReceiverTrust`]): a receiver with its own CA is trusted that
+//! way, never by turning verification off. The secrets are sealed in the store
+//! (`uplink_store::webhooks::seal_secret`) and only opened here, to sign.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio_rustls::TlsConnector;
 use http_body_util::{BodyExt, Full};
 use uplink_store::webhooks::{after_failure, Outcome};
 use uplink_store::{Delivery, Store};
@@ -31,6 +40,78 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries claimed at a time.
 const BATCH: usize = 16;
 
+/// The CAs a receiver's certificate may chain to besides the system's roots (`uplink service
+/// --webhook-ca FILE`). `Debug` shows how many.
+#[derive(Clone, Default)]
+pub struct ReceiverTrust {
+    extra: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for ReceiverTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverTrust")
+            .field("extra_cas", &self.extra.len())
+            .finish()
+    }
+}
+
+impl ReceiverTrust {
+    /// The CA certificates of a PEM file's contents (`what` names the file in errors): at least
+    /// one, each a CA certificate rustls accepts as a trust anchor. Pure.
+    pub fn from_pem(pem: &[u8], what: &str) -> Result<ReceiverTrust, String> {
+        let extra = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{what}: not a PEM file of certificates ({e})"))?;
+        if extra.is_empty() {
+            return Err(format!(
+                "{what}: no certificate in it: give the PEM file of the CA that issued the receiver's certificate"
+            ));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for (i, c) in extra.iter().enumerate() {
+            roots.add(c.clone()).map_err(|e| {
+                format!("{what}: certificate {} cannot be a trust anchor ({e})", i + 1)
+            })?;
+        }
+        Ok(ReceiverTrust { extra })
+    }
+
+    /// How many CA certificates were given.
+    pub fn len(&self) -> usize {
+        self.extra.len()
+    }
+
+    /// Whether none was given (the system's roots only).
+    pub fn is_empty(&self) -> bool {
+        self.extra.is_empty()
+    }
+
+    /// The TLS client configuration for receivers: the system's roots and these CAs.
+    fn client_config(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        roots.add_parsable_certificates(self.extra.iter().cloned());
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    }
+}
+
+/// A TLS failure with a receiver, with what to do when its certificate is the problem.
+fn tls_failure(addr: &str, e: &std::io::Error) -> String {
+    let certificate = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+    if certificate {
+        format!(
+            "TLS with {addr}: {e}: the receiver's certificate is not trusted for this name; if it is issued by your own CA, start the service with --webhook-ca FILE (that CA's PEM)"
+        )
+    } else {
+        format!("TLS with {addr}: {e}")
+    }
+}
+
 /// `sha256=HEX`: HMAC-SHA256 of `TIMESTAMP.BODY` under `secret`. Pure.
 pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
@@ -43,6 +124,9 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
 
 /// Runs for as long as the service serves.
 pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>) {
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(
+        shared.config.webhook_trust.client_config(),
+    ));
     loop {
         tokio::time::sleep(POLL).await;
         let now = uplink_store::now_ms();
@@ -59,7 +143,7 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>) {
                 None => Outcome::Failed {
                     error: "the webhook was removed before the delivery".into(),
                 },
-                Some(secret) => match attempt(&d, &secret).await {
+                Some(secret) => match attempt(&d, &secret, &tls).await {
                     Ok(()) => Outcome::Delivered {
                         at: uplink_store::now_ms(),
                     },
@@ -78,15 +162,15 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>) {
 }
 
 /// One POST; `Err` says why it did not count as delivered (no 2xx answer).
-async fn attempt(d: &Delivery, secret: &str) -> Result<(), String> {
-    tokio::time::timeout(ATTEMPT_TIMEOUT, post(d, secret))
+async fn attempt(d: &Delivery, secret: &str, tls: &TlsConnector) -> Result<(), String> {
+    tokio::time::timeout(ATTEMPT_TIMEOUT, post(d, secret, tls))
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())))
 }
 
 /// A syslog target (`tcp://`, `tls://`): the RFC 5424 message, framed by octet counting,
 /// written whole (`uplink_store::syslog`).
-async fn syslog(d: &Delivery) -> Result<(), String> {
+async fn syslog(d: &Delivery, tls_connector: &TlsConnector) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
     let (tls, host, port) = uplink_store::syslog::target(&d.url)?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -100,10 +184,10 @@ async fn syslog(d: &Delivery) -> Result<(), String> {
         .await
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     if tls {
-        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls()))
+        let mut tls = tls_connector
             .connect(server_name(&host)?, tcp)
             .await
-            .map_err(|e| format!("TLS with {addr}: {e}"))?;
+            .map_err(|e| tls_failure(&addr, &e))?;
         tls.write_all(msg.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
@@ -116,22 +200,13 @@ async fn syslog(d: &Delivery) -> Result<(), String> {
     }
 }
 
-/// TLS to a receiver: the system's roots.
-fn client_tls() -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
 fn server_name(host: &str) -> Result<rustls_pki_types::ServerName<'static>, String> {
     rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))
 }
 
-async fn post(d: &Delivery, secret: &str) -> Result<(), String> {
+async fn post(d: &Delivery, secret: &str, tls_connector: &TlsConnector) -> Result<(), String> {
     if uplink_store::syslog::is_syslog(&d.url) {
-        return syslog(d).await;
+        return syslog(d, tls_connector).await;
     }
     let url = uplink_url::HttpUrl::parse(&d.url).map_err(|e| e.to_string())?;
     let ts = uplink_store::now_ms() / 1000;
@@ -150,10 +225,10 @@ async fn post(d: &Delivery, secret: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("connecting to {}: {e}", url.host_port()))?;
     let status = if url.is_tls() {
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls()))
+        let tls = tls_connector
             .connect(server_name(&url.host)?, tcp)
             .await
-            .map_err(|e| format!("TLS with {}: {e}", url.host_port()))?;
+            .map_err(|e| tls_failure(&url.host_port(), &e))?;
         send(hyper_util::rt::TokioIo::new(tls), req).await?
     } else {
         send(hyper_util::rt::TokioIo::new(tcp), req).await?
@@ -184,6 +259,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receiver_cas_come_from_a_pem_file_of_certificates() {
+        let ca = uplink_pki::generate_ca("hooks").unwrap();
+        let two = format!("{}{}", ca.cert_pem, ca.cert_pem);
+        let trust = ReceiverTrust::from_pem(two.as_bytes(), "--webhook-ca ca.pem").unwrap();
+        assert_eq!(trust.len(), 2);
+        assert_eq!(format!("{trust:?}"), "ReceiverTrust { extra_cas: 2 }");
+        let cases: &[(&str, &str)] = &[
+            ("", "no certificate in it"),
+            ("not pem at all\n", "no certificate in it"),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "cannot be a trust anchor",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+                "not a PEM file",
+            ),
+        ];
+        for (pem, want) in cases {
+            let err = ReceiverTrust::from_pem(pem.as_bytes(), "--webhook-ca ca.pem").unwrap_err();
+            assert!(err.contains("--webhook-ca ca.pem") && err.contains(want), "{pem:?}: {err}");
+        }
+        assert!(ReceiverTrust::default().is_empty());
+    }
 
     #[test]
     fn signatures_are_hmac_sha256_of_timestamp_dot_body() {

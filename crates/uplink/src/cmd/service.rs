@@ -79,6 +79,11 @@ pub struct Args {
     /// and open issues by kind (docs/admin-api.md).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Also trust the CA certificates in this PEM file for https:// webhooks and tls:// syslog
+    /// receivers (besides the system's roots): for a receiver whose certificate your own CA
+    /// issued. The receiver's certificate must still name its host.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_ca: Option<std::path::PathBuf>,
     /// How often to read the store's change log, so that workspaces created, changed or deleted
     /// by another replica or command are served (or no longer served) here. A number and a unit
     /// (ms, s, m).
@@ -147,6 +152,16 @@ fn parse_validity(s: &str) -> Result<time::Duration, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let webhook_trust = match &args.webhook_ca {
+        Some(path) => {
+            let what = format!("--webhook-ca {}", path.display());
+            let pem = std::fs::read(path)
+                .map_err(|e| super::usage("uplink service", format!("{what}: cannot read it: {e}")))?;
+            uplink_service::webhooks::ReceiverTrust::from_pem(&pem, &what)
+                .map_err(|e| super::usage("uplink service", e))?
+        }
+        None => uplink_service::webhooks::ReceiverTrust::default(),
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(n) = args.threads {
@@ -177,6 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             client_validity: args.client_cert_validity,
             change_poll: args.change_poll,
             proxy_protocol: args.proxy_protocol,
+            webhook_trust,
             limits: uplink_service::Limits {
                 body_idle_timeout: args.body_idle_timeout,
                 request_timeout: args.request_timeout,
