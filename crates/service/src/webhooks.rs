@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_rustls::TlsConnector;
-use http_body_util::{BodyExt, Full};
 use uplink_store::webhooks::{after_failure, Outcome};
 use uplink_store::{Delivery, Store};
 
@@ -70,7 +70,10 @@ impl ReceiverTrust {
         let mut roots = rustls::RootCertStore::empty();
         for (i, c) in extra.iter().enumerate() {
             roots.add(c.clone()).map_err(|e| {
-                format!("{what}: certificate {} cannot be a trust anchor ({e})", i + 1)
+                format!(
+                    "{what}: certificate {} cannot be a trust anchor ({e})",
+                    i + 1
+                )
             })?;
         }
         Ok(ReceiverTrust { extra })
@@ -124,9 +127,8 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
 
 /// Runs for as long as the service serves.
 pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>) {
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(
-        shared.config.webhook_trust.client_config(),
-    ));
+    let tls =
+        tokio_rustls::TlsConnector::from(Arc::new(shared.config.webhook_trust.client_config()));
     loop {
         tokio::time::sleep(POLL).await;
         let now = uplink_store::now_ms();
@@ -281,7 +283,10 @@ mod tests {
         ];
         for (pem, want) in cases {
             let err = ReceiverTrust::from_pem(pem.as_bytes(), "--webhook-ca ca.pem").unwrap_err();
-            assert!(err.contains("--webhook-ca ca.pem") && err.contains(want), "{pem:?}: {err}");
+            assert!(
+                err.contains("--webhook-ca ca.pem") && err.contains(want),
+                "{pem:?}: {err}"
+            );
         }
         assert!(ReceiverTrust::default().is_empty());
     }

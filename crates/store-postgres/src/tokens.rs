@@ -334,7 +334,10 @@ impl PostgresStore {
         new: &uplink_store::MasterKey,
     ) -> Result<u64, StoreError> {
         let rows = tx
-            .query("SELECT workspace, url, secret FROM webhooks FOR UPDATE", &[])
+            .query(
+                "SELECT workspace, url, secret FROM webhooks FOR UPDATE",
+                &[],
+            )
             .await
             .map_err(self.err())?;
         for r in &rows {

@@ -209,7 +209,8 @@ impl SqliteStore {
         let sealed: Vec<(&str, String)> = hooks
             .iter()
             .map(|h| {
-                let sealed = uplink_store::webhooks::seal_secret(&key, workspace, &h.url, &h.secret);
+                let sealed =
+                    uplink_store::webhooks::seal_secret(&key, workspace, &h.url, &h.secret);
                 (h.url.as_str(), sealed)
             })
             .collect();

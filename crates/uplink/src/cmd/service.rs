@@ -155,8 +155,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let webhook_trust = match &args.webhook_ca {
         Some(path) => {
             let what = format!("--webhook-ca {}", path.display());
-            let pem = std::fs::read(path)
-                .map_err(|e| super::usage("uplink service", format!("{what}: cannot read it: {e}")))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                super::usage("uplink service", format!("{what}: cannot read it: {e}"))
+            })?;
             uplink_service::webhooks::ReceiverTrust::from_pem(&pem, &what)
                 .map_err(|e| super::usage("uplink service", e))?
         }

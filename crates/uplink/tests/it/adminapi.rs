@@ -13,27 +13,28 @@ use serde_json::{json, Value};
 
 use crate::postgres::{create_workspace_pg, Db, PgService};
 use crate::support::postgres::Cluster;
+use crate::support::receivers::{expected_signature, Receiver, Rsyslog};
 use crate::support::sensor::Sensor;
 use crate::support::*;
 
 /// Evaluate often; late 1 s after a missed heartbeat.
-const FLEET_FLAGS: [&str; 4] = [
+pub(crate) const FLEET_FLAGS: [&str; 4] = [
     "--fleet-evaluate-every",
     "200ms",
     "--fleet-online-buffer",
     "1s",
 ];
 /// Bound of every wait (a loaded CI machine).
-const WAIT: u64 = 60;
+pub(crate) const WAIT: u64 = 60;
 
 /// `uplink ARGS STORE...`, its stdout.
-fn cli(args: &[&str], store: &[&str]) -> String {
+pub(crate) fn cli(args: &[&str], store: &[&str]) -> String {
     let mut all = args.to_vec();
     all.extend_from_slice(store);
     ok(uplink(&all), &args.join(" "))
 }
 
-fn cli_json(args: &[&str], store: &[&str]) -> Value {
+pub(crate) fn cli_json(args: &[&str], store: &[&str]) -> Value {
     let out = cli(&[args, &["--json"]].concat(), store);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
 }
@@ -131,13 +132,13 @@ impl Validator {
     }
 }
 
-fn fast_sensor(dir: &Path, ws: &Ws) -> Sensor {
+pub(crate) fn fast_sensor(dir: &Path, ws: &Ws) -> Sensor {
     let sensor = Sensor::installed(dir, ws, &["--quiet"]);
     sensor.edit_config("heartbeat_secs = 60", "heartbeat_secs = 1");
     sensor
 }
 
-fn stop(child: Child) {
+pub(crate) fn stop(child: Child) {
     signal(child.id(), "TERM");
     assert!(
         wait_exit(child, Duration::from_secs(30)).is_some(),
@@ -722,83 +723,6 @@ fn promtool_check(text: &str) {
     );
 }
 
-/// One request a [`Receiver`] got: its headers (lower-cased names) and body.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A webhook receiver on `port`: answers 200 to every POST and keeps what it got.
-fn receive_on(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<Received>>> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let keep = got.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line); // request line
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some((n, v)) = line.trim_end().split_once(':') {
-                    headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
-                }
-            }
-            let len: usize = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            keep.lock().unwrap().push(Received {
-                headers,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
-            let _ = conn
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    got
-}
-
-/// HMAC-SHA256 of `TIMESTAMP.BODY`, computed by openssl (independently of uplink).
-fn expected_signature(secret: &str, ts: &str, body: &str) -> String {
-    use std::io::Write;
-    require("openssl");
-    let mut child = std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", secret])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{ts}.{body}").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = stdout(&out);
-    format!("sha256={}", text.trim().rsplit(' ').next().unwrap())
-}
-
 #[test]
 fn webhooks_reach_a_receiver_that_was_down_once_per_event_with_two_replicas_and_a_valid_signature()
 {
@@ -840,6 +764,14 @@ fn webhooks_reach_a_receiver_that_was_down_once_per_event_with_two_replicas_and_
     let shown = cli_json(&["workspace", "show", "hooks"], &store);
     assert_eq!(shown["webhooks"], json!([url]), "{shown}");
     assert!(!shown.to_string().contains(secret), "{shown}");
+    // Sealed under the master key at rest: a pg_dump holds the webhook's row, not its secret.
+    let dump = cluster.pg_dump("uplink");
+    let row = dump
+        .lines()
+        .find(|l| l.starts_with("hooks\t") && l.contains(&url))
+        .unwrap_or_else(|| panic!("no webhook row in the dump:\n{dump}"));
+    assert!(row.contains("\tsealed:v1:"), "{row}");
+    assert!(!dump.contains(secret), "the secret is in the pg_dump");
 
     let sensor = fast_sensor(&tmp.path().join("s"), &ws);
     let online = |log: &Path| {
@@ -870,7 +802,7 @@ fn webhooks_reach_a_receiver_that_was_down_once_per_event_with_two_replicas_and_
         },
         || format!("{:#}\n{}", deliveries(), context()),
     );
-    let got = receive_on(port);
+    let receiver = Receiver::http_on(port);
     poll_until(
         "issue.opened delivered",
         WAIT,
@@ -911,7 +843,7 @@ fn webhooks_reach_a_receiver_that_was_down_once_per_event_with_two_replicas_and_
     let all = deliveries();
     let rows = all.as_array().unwrap();
     assert!(rows.iter().all(|d| d["state"] == "delivered"), "{all:#}");
-    let received = got.lock().unwrap().clone();
+    let received = receiver.received();
     assert_eq!(received.len(), rows.len(), "{received:#?}\n{all:#}");
     let mut events = Vec::new();
     for r in &received {
@@ -930,61 +862,6 @@ fn webhooks_reach_a_receiver_that_was_down_once_per_event_with_two_replicas_and_
     }
     events.sort();
     assert_eq!(events, ["issue.closed", "issue.opened"], "{received:#?}");
-}
-
-/// A real rsyslogd receiving syslog over TCP on `port` (octet counting), writing each message
-/// in RFC 5424 form to `out`; stopped on drop.
-struct Rsyslog {
-    child: Child,
-    out: std::path::PathBuf,
-}
-
-impl Rsyslog {
-    fn start(dir: &Path, port: u16) -> Rsyslog {
-        require("rsyslogd");
-        let out = dir.join("syslog.out");
-        let conf = dir.join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "global(workDirectory=\"{d}\")\nmodule(load=\"imtcp\")\ninput(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n*.* action(type=\"omfile\" file=\"{o}\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
-                d = dir.display(),
-                o = out.display()
-            ),
-        )
-        .unwrap();
-        let child = std::process::Command::new("rsyslogd")
-            .args(["-n", "-f"])
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslog.pid"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start rsyslogd");
-        poll_until(
-            "rsyslogd listens",
-            WAIT,
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-            || std::fs::read_to_string(&conf).unwrap_or_default(),
-        );
-        Rsyslog { child, out }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

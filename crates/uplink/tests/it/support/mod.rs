@@ -18,6 +18,7 @@ pub mod journald;
 pub mod kdc;
 pub mod netns;
 pub mod postgres;
+pub mod receivers;
 pub mod sensor;
 pub mod socks;
 pub mod squid;

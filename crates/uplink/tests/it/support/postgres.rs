@@ -187,6 +187,15 @@ impl Cluster {
         self.run_ok("pg_ctl", &["stop", "-w", "-m", "fast", "-D", &data]);
     }
 
+    /// `pg_dump` of `database` (plain SQL, data included), as text.
+    pub fn pg_dump(&self, database: &str) -> String {
+        let sock = self.socket_dir.display().to_string();
+        let port = self.port().to_string();
+        let args = ["-h", &sock, "-p", &port, "-U", "uplink", "-d", database];
+        let out = self.run_ok("pg_dump", &args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs `psql -c SQL` on `database` and returns its unaligned, tuples-only output.
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let sock = self.socket_dir.display().to_string();
