@@ -773,3 +773,49 @@ async fn a_partition_held_by_a_long_reader_is_emptied_in_chunks_then_dropped_lat
     }
     assert_eq!(dropped, vec![partition]);
 }
+
+// Webhook secrets sealed at rest (issue #23).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_secrets_are_sealed_in_the_database_and_a_plain_one_is_sealed_at_connect() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "k".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+            access_key: None,
+        })
+        .await
+        .unwrap();
+    let hook = Webhook {
+        url: "https://hooks.example/a".into(),
+        secret: "webhook-secret-0123456789".into(),
+    };
+    store.set_webhooks("w", vec![hook.clone()]).await.unwrap();
+    let raw = || c.psql("uplink", "SELECT secret FROM webhooks");
+    let sealed = raw();
+    assert!(
+        sealed.starts_with("sealed:v1:") && !sealed.contains("webhook-secret"),
+        "{sealed}"
+    );
+    assert_eq!(store.webhooks("w").await.unwrap(), [hook.clone()]);
+    drop(store);
+    // As an earlier build stored it: plain. The next connect seals it, and it reads the same.
+    c.psql(
+        "uplink",
+        "UPDATE webhooks SET secret = 'webhook-secret-0123456789'",
+    );
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    let resealed = raw();
+    assert!(
+        resealed.starts_with("sealed:v1:") && !resealed.contains("webhook-secret"),
+        "{resealed}"
+    );
+    assert_eq!(store.webhooks("w").await.unwrap(), [hook]);
+}

@@ -428,3 +428,59 @@ async fn a_format_3_store_is_migrated_to_settings_and_retention_and_keeps_its_ev
         .unwrap();
     assert_eq!((v, index), (FORMAT_VERSION, 1));
 }
+
+// Webhook secrets sealed at rest (issue #23).
+#[tokio::test]
+async fn webhook_secrets_are_sealed_and_a_plain_one_from_an_earlier_build_is_sealed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_events(dir.path(), 1).await;
+    let hook = Webhook {
+        url: "https://hooks.example/a".into(),
+        secret: "webhook-secret-0123456789".into(),
+    };
+    store.set_webhooks("w", vec![hook.clone()]).await.unwrap();
+    let raw = |dir: &Path| -> String {
+        rusqlite::Connection::open(dir.join("uplink.db"))
+            .unwrap()
+            .query_row(
+                "SELECT secret FROM webhooks WHERE workspace = 'w'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let sealed = raw(dir.path());
+    assert!(
+        sealed.starts_with("sealed:v1:") && !sealed.contains("webhook-secret"),
+        "{sealed}"
+    );
+    assert_eq!(store.webhooks("w").await.unwrap(), [hook.clone()]);
+    drop(store);
+    // As an earlier build stored it: plain. The next open seals it, and it reads the same.
+    rusqlite::Connection::open(dir.path().join("uplink.db"))
+        .unwrap()
+        .execute(
+            "UPDATE webhooks SET secret = 'webhook-secret-0123456789'",
+            [],
+        )
+        .unwrap();
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let resealed = raw(dir.path());
+    assert!(
+        resealed.starts_with("sealed:v1:") && !resealed.contains("webhook-secret"),
+        "{resealed}"
+    );
+    assert_eq!(store.webhooks("w").await.unwrap(), [hook.clone()]);
+    // A sealed secret moved onto another URL's row does not open: refused, not misused.
+    drop(store);
+    rusqlite::Connection::open(dir.path().join("uplink.db"))
+        .unwrap()
+        .execute(
+            "UPDATE webhooks SET url = 'https://elsewhere.example/' WHERE workspace = 'w'",
+            [],
+        )
+        .unwrap();
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let err = store.webhooks("w").await.unwrap_err();
+    assert!(matches!(err, StoreError::MasterKeyWrong { .. }), "{err}");
+}
