@@ -454,7 +454,10 @@ async fn webhook_secrets_are_sealed_and_a_plain_one_from_an_earlier_build_is_sea
         sealed.starts_with("sealed:v1:") && !sealed.contains("webhook-secret"),
         "{sealed}"
     );
-    assert_eq!(store.webhooks("w").await.unwrap(), [hook.clone()]);
+    assert_eq!(
+        store.webhooks("w").await.unwrap(),
+        std::slice::from_ref(&hook)
+    );
     drop(store);
     // As an earlier build stored it: plain. The next open seals it, and it reads the same.
     rusqlite::Connection::open(dir.path().join("uplink.db"))
@@ -470,7 +473,10 @@ async fn webhook_secrets_are_sealed_and_a_plain_one_from_an_earlier_build_is_sea
         resealed.starts_with("sealed:v1:") && !resealed.contains("webhook-secret"),
         "{resealed}"
     );
-    assert_eq!(store.webhooks("w").await.unwrap(), [hook.clone()]);
+    assert_eq!(
+        store.webhooks("w").await.unwrap(),
+        std::slice::from_ref(&hook)
+    );
     // A sealed secret moved onto another URL's row does not open: refused, not misused.
     drop(store);
     rusqlite::Connection::open(dir.path().join("uplink.db"))
