@@ -161,31 +161,14 @@ pub fn page_params(query: Option<&str>) -> Result<(usize, Option<String>), Strin
     Ok((limit, cursor))
 }
 
-/// `key=value` pairs of a query string, percent-decoded. Pure.
+/// `key=value` pairs of a query string, percent-decoded (`+` is a space, as in HTML forms;
+/// a `%` not followed by two hex digits stays as it is). Pure.
 fn form_pairs(query: &str) -> Vec<(String, String)> {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                },
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -697,6 +680,10 @@ mod tests {
         );
         assert_eq!(form_pairs("x=%4"), vec![("x".into(), "%4".into())]);
         assert_eq!(form_pairs("x=%41é%"), vec![("x".into(), "Aé%".into())]);
+        assert_eq!(
+            form_pairs("c=a+b%2Bc&%6B=%E2%9C%93"),
+            vec![("c".into(), "a b+c".into()), ("k".into(), "✓".into())]
+        );
     }
 
     #[test]
