@@ -263,7 +263,8 @@ fn an_unreachable_pac_is_the_pac_methods_own_code() {
 
 /// A sensor whose PAC script breaks, then disappears: `run --once` fails with the script's own
 /// code — PAC_SCRIPT_ERROR, then PAC_FETCH_FAILED — in what it prints and in `sensor status`, and
-/// `check --method default` reports the same code; a good script again delivers the event.
+/// `check --method default` reports the same code; a good script again delivers the event, and
+/// the heartbeats queued meanwhile carry both codes to the service.
 #[test]
 fn a_sensors_pac_failures_have_their_own_codes_in_status_and_check() {
     let (dir, _svc, sensor, _logs) = support::sensor::with_logs("routepac");
@@ -310,6 +311,30 @@ fn a_sensors_pac_failures_have_their_own_codes_in_status_and_check() {
     ok(sensor.run_once(10), "run --once with the script back");
     let status = sensor.status();
     assert_eq!(status["route"], "DIRECT", "{status}");
+    // The heartbeats queued during the outage reached the service with the same codes (issue
+    // 16: shown in status, check and heartbeats), and the outage log names both.
+    let mut rows = support::exported(&dir.path().join("service"), "routepac");
+    rows.sort_by_key(|(_, seq, _)| *seq);
+    let heartbeats: Vec<&Value> = rows
+        .iter()
+        .filter(|(_, _, v)| v["kind"] == "heartbeat")
+        .map(|(_, _, v)| &v["event"])
+        .collect();
+    let codes: Vec<&str> = heartbeats
+        .iter()
+        .filter_map(|h| h["last_error_code"].as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        ["PAC_SCRIPT_ERROR", "PAC_FETCH_FAILED"],
+        "{heartbeats:#?}"
+    );
+    let last = heartbeats.last().unwrap();
+    assert_eq!(
+        last["outages"][0]["codes"],
+        serde_json::json!(["PAC_SCRIPT_ERROR", "PAC_FETCH_FAILED"]),
+        "{last:#}"
+    );
 }
 
 /// A PAC URL whose name the DNS server never answers (nothing listens where the queries go and
