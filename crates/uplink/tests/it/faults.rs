@@ -1148,7 +1148,8 @@ fn fault_matrix() {
 }
 
 /// The sensor names a stale workspace CA and a typo in the workspace host as `check` does (the
-/// one classifier), directly and through a proxy, and its status carries the fitted fix.
+/// one classifier), directly and through a proxy; its status carries the fitted fix and its
+/// heartbeats the same codes.
 #[test]
 fn the_sensor_names_a_stale_ca_and_an_unknown_workspace_as_check_does() {
     let data = tempfile::tempdir().unwrap();
@@ -1229,6 +1230,24 @@ fn the_sensor_names_a_stale_ca_and_an_unknown_workspace_as_check_does() {
         "WORKSPACE_UNKNOWN",
         "No workspace answers at contossosensorapi",
         "direct",
+    );
+
+    // The host name fixed: the heartbeats queued meanwhile reach the service carrying the same
+    // codes, in order (the one classifier, in heartbeats too).
+    std::fs::write(cfg.join("sensor.toml"), &toml).unwrap();
+    ok(sensor.run_once(10), "run --once with the right host name");
+    let mut rows = exported(data.path(), "contoso");
+    rows.sort_by_key(|(_, seq, _)| *seq);
+    let mut codes: Vec<String> = rows
+        .iter()
+        .filter(|(_, _, v)| v["kind"] == "heartbeat")
+        .filter_map(|(_, _, v)| v["event"]["last_error_code"].as_str().map(str::to_owned))
+        .collect();
+    codes.dedup();
+    assert_eq!(
+        codes,
+        ["TLS_UNTRUSTED_ROOT", "WORKSPACE_UNKNOWN"],
+        "{rows:#?}"
     );
 }
 
