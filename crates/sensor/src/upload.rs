@@ -54,8 +54,9 @@ pub struct RunOptions {
 /// How long a stop request waits for the upload in flight (then it is simply re-sent later).
 pub const DRAIN_BOUND: Duration = Duration::from_secs(10);
 
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a run ended; `sensor run --once --json` prints it as it is
+/// (`{"delivered","batches","stopped","remaining"}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunReport {
     pub delivered: u64,
     pub batches: u64,
@@ -817,4 +818,23 @@ async fn upload_loop(
     report.remaining = st.queue.depth().map(|d| d.events).unwrap_or(0);
     st.write_status();
     Ok(report)
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::RunReport;
+
+    #[test]
+    fn the_run_report_is_the_json_scripts_read() {
+        let r = RunReport {
+            delivered: 1200,
+            batches: 3,
+            stopped: true,
+            remaining: 7,
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"delivered": 1200, "batches": 3, "stopped": true, "remaining": 7})
+        );
+    }
 }

@@ -713,10 +713,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
                 "uploader stopped"
             );
             if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"delivered": report.delivered, "batches": report.batches, "stopped": report.stopped, "remaining": report.remaining})
-                );
+                println!("{}", serde_json::to_string(&report)?);
                 return Ok(if report.stopped {
                     ExitCode::from(1)
                 } else {
