@@ -439,53 +439,35 @@ async fn webhook_secrets_are_sealed_and_a_plain_one_from_an_earlier_build_is_sea
         secret: "webhook-secret-0123456789".into(),
     };
     store.set_webhooks("w", vec![hook.clone()]).await.unwrap();
-    let raw = |dir: &Path| -> String {
-        rusqlite::Connection::open(dir.join("uplink.db"))
-            .unwrap()
-            .query_row(
-                "SELECT secret FROM webhooks WHERE workspace = 'w'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
+    let db = || rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+    // Sealed in the column, read back whole.
+    let check = |store: SqliteStore| {
+        let raw: String = db()
+            .query_row("SELECT secret FROM webhooks", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            raw.starts_with("sealed:v1:") && !raw.contains("webhook-secret"),
+            "{raw}"
+        );
+        let hook = hook.clone();
+        async move {
+            assert_eq!(store.webhooks("w").await.unwrap(), [hook]);
+        }
     };
-    let sealed = raw(dir.path());
-    assert!(
-        sealed.starts_with("sealed:v1:") && !sealed.contains("webhook-secret"),
-        "{sealed}"
-    );
-    assert_eq!(
-        store.webhooks("w").await.unwrap(),
-        std::slice::from_ref(&hook)
-    );
-    drop(store);
+    check(store).await;
     // As an earlier build stored it: plain. The next open seals it, and it reads the same.
-    rusqlite::Connection::open(dir.path().join("uplink.db"))
-        .unwrap()
-        .execute(
-            "UPDATE webhooks SET secret = 'webhook-secret-0123456789'",
-            [],
-        )
-        .unwrap();
-    let store = SqliteStore::open(dir.path(), false).unwrap();
-    let resealed = raw(dir.path());
-    assert!(
-        resealed.starts_with("sealed:v1:") && !resealed.contains("webhook-secret"),
-        "{resealed}"
-    );
-    assert_eq!(
-        store.webhooks("w").await.unwrap(),
-        std::slice::from_ref(&hook)
-    );
+    db().execute(
+        "UPDATE webhooks SET secret = 'webhook-secret-0123456789'",
+        [],
+    )
+    .unwrap();
+    check(SqliteStore::open(dir.path(), false).unwrap()).await;
     // A sealed secret moved onto another URL's row does not open: refused, not misused.
-    drop(store);
-    rusqlite::Connection::open(dir.path().join("uplink.db"))
-        .unwrap()
-        .execute(
-            "UPDATE webhooks SET url = 'https://elsewhere.example/' WHERE workspace = 'w'",
-            [],
-        )
-        .unwrap();
+    db().execute(
+        "UPDATE webhooks SET url = 'https://elsewhere.example/' WHERE workspace = 'w'",
+        [],
+    )
+    .unwrap();
     let store = SqliteStore::open(dir.path(), false).unwrap();
     let err = store.webhooks("w").await.unwrap_err();
     assert!(matches!(err, StoreError::MasterKeyWrong { .. }), "{err}");
