@@ -7,7 +7,8 @@
 //! {"uplink_backup":1,"created_at":MS,"master_key_check":"sealed:v1:…"}
 //! {"workspace":{"name":…,"domain":…,"public_port":…,"ca_cert_pem":…,"ca_key_sealed":"sealed:v1:…",
 //!               "ca_sha256":…,"access_key_sha256":…,"access_key_sealed":"sealed:v1:…"|null,"created_at":MS,
-//!               "settings":{"retention_days":N,"disconnected_after_secs":N}}}
+//!               "settings":{"retention_days":N,"disconnected_after_secs":N},
+//!               "webhooks":[{"url":…,"secret_sealed":"sealed:v1:…"}] (webhooks and syslog targets)}}
 //! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null,
 //!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events)}}
 //! {"event":{"sensor_id":…,"seq":N,"kind":…,"received_at":MS,"body":"<the event line>"}}
@@ -59,6 +60,16 @@ struct WorkspaceLine {
     /// Absent in backups written before settings existed (the defaults then apply).
     #[serde(default)]
     settings: Option<WorkspaceSettings>,
+    /// The workspace's webhooks and syslog targets (issue #23), their secrets sealed; absent in
+    /// backups written before they were backed up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    webhooks: Vec<WebhookLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WebhookLine {
+    url: String,
+    secret_sealed: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -136,8 +147,18 @@ pub async fn backup<S: Store>(
     let mut counts = Counts::default();
     for ws in store.workspaces().await? {
         let settings = store.workspace_settings(&ws.name).await?;
+        let webhooks = store
+            .webhooks(&ws.name)
+            .await?
+            .into_iter()
+            .map(|h| WebhookLine {
+                secret_sealed: crate::webhooks::seal_secret(key, &ws.name, &h.url, &h.secret),
+                url: h.url,
+            })
+            .collect();
         let line = Line::Workspace(WorkspaceLine {
             settings: Some(settings),
+            webhooks,
             ca_key_sealed: key.seal(&ws.ca_key_pem, &ca_key_context(&ws.name)),
             access_key_sealed: ws
                 .access_key
@@ -313,6 +334,26 @@ pub async fn restore<S: Store>(
                         disconnected_after_secs: Some(s.disconnected_after_secs),
                     };
                     store.set_workspace_settings(&ws.name, change).await?;
+                }
+                // Webhooks, unless the workspace has its own already (a re-run, or a workspace
+                // that was there): what is there is kept.
+                if !w.webhooks.is_empty() && store.webhooks(&ws.name).await?.is_empty() {
+                    let hooks = w
+                        .webhooks
+                        .iter()
+                        .map(|h| {
+                            Ok(Webhook {
+                                secret: crate::webhooks::open_secret(
+                                    key,
+                                    &ws.name,
+                                    &h.url,
+                                    &h.secret_sealed,
+                                )?,
+                                url: h.url.clone(),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    store.set_webhooks(&ws.name, hooks).await?;
                 }
                 counts.workspaces += 1;
             }
