@@ -292,6 +292,11 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
+        // Webhooks and syslog targets (issue #23), unless the target has its own already.
+        let hooks = src.webhooks(&name).await?;
+        if !hooks.is_empty() && dst.webhooks(&name).await?.is_empty() {
+            dst.set_webhooks(&name, hooks).await?;
+        }
         let stats = src.stats(&name).await?;
         for s in &stats.sensors {
             dst.import_sensor(s.clone()).await?;

@@ -608,6 +608,23 @@ fn store_migrate_copies_a_million_events_once_through_an_interruption() {
     let dir = tmp.path().join("data");
     let ws = create_workspace(&dir, "big", 443);
     fill_sqlite(&dir, "big", &[("sensor-a", A), ("sensor-b", B)]);
+    let secret_file = tmp.path().join("hook.secret");
+    std::fs::write(&secret_file, "migrated-webhook-secret-0123\n").unwrap();
+    let hook = "https://hooks.example/big";
+    ok(
+        uplink(&[
+            "workspace",
+            "set",
+            "big",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--webhook",
+            hook,
+            "--webhook-secret-file",
+            secret_file.to_str().unwrap(),
+        ]),
+        "workspace set --webhook",
+    );
     let cluster = Cluster::start().unwrap();
     let db = Db::new(&cluster, tmp.path());
     let migrate = || {
@@ -691,6 +708,18 @@ fn store_migrate_copies_a_million_events_once_through_an_interruption() {
     assert_eq!(
         std::fs::read(&remade).unwrap(),
         std::fs::read(&ws.bundle_path).unwrap()
+    );
+    // The webhook came along, its secret sealed in PostgreSQL too.
+    let shown = ok(
+        uplink(&["workspace", "show", "big", a, b, c, d, "--json"]),
+        "workspace show on the copy",
+    );
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["webhooks"], serde_json::json!([hook]), "{shown}");
+    let raw = cluster.psql("uplink", "SELECT secret FROM webhooks");
+    assert!(
+        raw.starts_with("sealed:v1:") && !raw.contains("migrated-webhook-secret"),
+        "{raw}"
     );
 }
 
