@@ -965,31 +965,7 @@ fn an_https_proxy_is_trusted_through_proxy_ca_only() {
 /// within its timeout.
 #[test]
 fn a_proxy_407_loop_ends_with_proxy_auth_failed() {
-    use std::io::{Read, Write};
-    let hostile = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = hostile.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in hostile.incoming() {
-            let Ok(mut s) = conn else { return };
-            std::thread::spawn(move || {
-                let (mut n, mut buf, mut pending) = (0u64, [0u8; 4096], Vec::new());
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => pending.extend_from_slice(&buf[..k]),
-                    }
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        pending.drain(..end + 4);
-                        n += 1;
-                        let reply = format!("HTTP/1.1 407 X\r\nProxy-Authenticate: Digest realm=\"r\", nonce=\"n{n}\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n");
-                        if s.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    let addr = support::http::stale_digest_proxy();
     let started = std::time::Instant::now();
     let (code, v, _) = run(&[
         "--url",
@@ -1018,19 +994,9 @@ fn timeouts_and_no_route_are_named_on_a_host_of_their_own() {
     support::require("nft");
     let ns = support::netns::Netns::new();
     ns.hosts(&[]);
-    ns.resolv_conf(&format!(
-        "nameserver {}\noptions timeout:5 attempts:1\n",
-        ns.host_ip
-    ));
-    let nft = ns
-        .command("nft")
-        .args([
-            "add table inet uplinktest; add chain inet uplinktest out { type filter hook output priority 0; }; \
-             add rule inet uplinktest out udp dport 53 drop; add rule inet uplinktest out tcp dport 9 drop",
-        ])
-        .output()
-        .unwrap();
-    assert!(nft.status.success(), "nft: {}", stderr(&nft));
+    ns.resolver_at_host(5, 1);
+    ns.nft("add table inet uplinktest; add chain inet uplinktest out { type filter hook output priority 0; }; \
+             add rule inet uplinktest out udp dport 53 drop; add rule inet uplinktest out tcp dport 9 drop");
     let probe = |url: &str| -> Value {
         let mut cmd = ns.command(support::UPLINK);
         support::scrub_proxy_env(&mut cmd);

@@ -944,21 +944,13 @@ fn setup() -> (Env, Peers) {
     require("nft");
     let blackhole = Netns::new();
     blackhole.hosts(&[]);
-    blackhole.resolv_conf(&format!(
-        "nameserver {}\noptions timeout:10 attempts:1\n",
-        blackhole.host_ip
-    ));
-    let nft = blackhole
-        .command("nft")
-        .arg(format!(
+    blackhole.resolver_at_host(10, 1);
+    blackhole.nft(&format!(
             "add table inet faults; add chain inet faults out {{ type filter hook output priority 0; }}; \
              add rule inet faults out udp dport 53 drop; \
              add rule inet faults out ip daddr {0} tcp dport {{ 9, 3128 }} drop",
             blackhole.host_ip
-        ))
-        .output()
-        .unwrap();
-    assert!(nft.status.success(), "nft: {}", stderr(&nft));
+        ));
     vars.insert("host_ip", blackhole.host_ip.clone());
     let bh_pac = dir.path().join("blackhole.pac");
     std::fs::write(

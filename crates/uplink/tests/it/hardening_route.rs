@@ -18,7 +18,7 @@ use std::process::Output;
 
 use support::sensor::{assert_n_exactly_once, Sensor};
 use support::squid::{Squid, SquidOptions};
-use support::{create_workspace, exported, ok, stderr, stdout, uplink_cmd, ServiceProc, Ws};
+use support::{exported, ok, stderr, stdout, uplink_cmd};
 
 const PROXY_USER: &str = "CONTOSO\\proxyuser";
 const PROXY_PASSWORD: &str = "Wpad-Le4k-Pa55!";
@@ -126,13 +126,7 @@ fn no_credentials_in(what: &str, log: &str) {
     }
 }
 
-fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("service");
-    let svc = ServiceProc::start(&data);
-    let ws = create_workspace(&data, name, svc.port);
-    (dir, svc, ws)
-}
+use support::service_with_workspace as setup;
 
 /// `sensor run --once` with the lease, that must fail with `code` (exit 1, in its output and as
 /// status's last error). Returns its output.

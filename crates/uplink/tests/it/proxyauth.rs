@@ -18,8 +18,6 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -73,23 +71,9 @@ fn install_through(dir: &Path, ws: &Ws, proxy_url: &str, user: &str, password: &
     )
 }
 
-fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = ServiceProc::start(&dir.path().join("service"));
-    let ws = create_workspace(&dir.path().join("service"), name, svc.port);
-    (dir, svc, ws)
-}
+use support::service_with_workspace as setup;
 
-/// Every event 0..n arrived exactly once, from this sensor, with its own payload, in the order
-/// sent; besides them only the heartbeats and inventories `sensor run` adds.
-#[track_caller]
-fn assert_exactly_once(data_dir: &Path, ws: &str, sensor_id: &str, n: u64) {
-    let rows = exported(data_dir, ws);
-    for (id, _, _) in &rows {
-        assert_eq!(id, sensor_id);
-    }
-    support::sensor::assert_n_exactly_once(&rows, "logon", n);
-}
+use support::sensor::assert_logons_exactly_once as assert_exactly_once;
 
 fn secret_nowhere(cfg: &Path, texts: &[&str], password: &str) {
     for t in texts {
@@ -254,47 +238,13 @@ fn an_endless_407_loop_ends_with_a_code_and_keeps_every_event() {
     let sensor = Installed { dir: cfg.clone() };
     ok(sensor.send(&events(0..200)), "send");
 
-    let hostile = TcpListener::bind("127.0.0.1:0").unwrap();
-    let hostile_url = format!("http://{}", hostile.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in hostile.incoming() {
-            let Ok(mut s) = conn else { return };
-            std::thread::spawn(move || {
-                let mut n = 0u64;
-                let mut buf = [0u8; 4096];
-                let mut pending = Vec::new();
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => pending.extend_from_slice(&buf[..k]),
-                    }
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        pending.drain(..end + 4);
-                        n += 1;
-                        let reply = format!("HTTP/1.1 407 X\r\nProxy-Authenticate: Digest realm=\"r\", nonce=\"n{n}\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n");
-                        if s.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let set = uplink_cmd(&[])
-        .args([
-            "sensor",
-            "proxy",
-            "set",
-            "--config-dir",
-            sensor.cfg(),
-            "--url",
-            &hostile_url,
-            "--user",
-            PROXY_USER,
-        ])
-        .env("UPLINK_PROXY_PASSWORD", PROXY_PASSWORD)
-        .output()
-        .unwrap();
+    let hostile_url = format!("http://{}", support::http::stale_digest_proxy());
+    let set = support::sensor::proxy_set_with_password(
+        sensor.cfg(),
+        &hostile_url,
+        PROXY_USER,
+        PROXY_PASSWORD,
+    );
     ok(set, "proxy set (hostile)");
     let start = Instant::now();
     let (text, status) = sensor.run_once_failing(10, "PROXY_AUTH_FAILED");

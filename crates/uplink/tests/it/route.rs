@@ -149,15 +149,8 @@ fn a_blackholed_pac_proxy_falls_back_to_direct() {
     support::require("nft");
     let ns = support::netns::Netns::new();
     ns.hosts(&[]);
-    let nft = ns
-        .command("nft")
-        .args([
-            "add table inet uplinkroute; add chain inet uplinkroute out { type filter hook output priority 0; }; \
-             add rule inet uplinkroute out tcp dport 9 drop",
-        ])
-        .output()
-        .unwrap();
-    assert!(nft.status.success(), "nft: {}", stderr(&nft));
+    ns.nft("add table inet uplinkroute; add chain inet uplinkroute out { type filter hook output priority 0; }; \
+             add rule inet uplinkroute out tcp dport 9 drop");
     let (_server, port) = http_server_in(&ns);
 
     let dir = tempfile::tempdir().unwrap();
@@ -346,19 +339,9 @@ fn a_pac_fetchs_dns_lookup_is_inside_its_deadline() {
     support::require("nft");
     let ns = support::netns::Netns::new();
     ns.hosts(&[]);
-    ns.resolv_conf(&format!(
-        "nameserver {}\noptions timeout:5 attempts:2\n",
-        ns.host_ip
-    ));
-    let nft = ns
-        .command("nft")
-        .args([
-            "add table inet uplinkpacdns; add chain inet uplinkpacdns in { type filter hook input priority 0; }; \
-             add rule inet uplinkpacdns in ip protocol icmp drop; add rule inet uplinkpacdns in tcp sport 53 drop",
-        ])
-        .output()
-        .unwrap();
-    assert!(nft.status.success(), "nft: {}", stderr(&nft));
+    ns.resolver_at_host(5, 2);
+    ns.nft("add table inet uplinkpacdns; add chain inet uplinkpacdns in { type filter hook input priority 0; }; \
+             add rule inet uplinkpacdns in ip protocol icmp drop; add rule inet uplinkpacdns in tcp sport 53 drop");
     let mut cmd = ns.command(support::UPLINK);
     support::scrub_proxy_env(&mut cmd);
     let started = Instant::now();

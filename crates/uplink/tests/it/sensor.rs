@@ -24,23 +24,9 @@ fn lines(range: std::ops::Range<u64>) -> String {
         .collect()
 }
 
-/// Asserts the workspace holds exactly `n` `logon` events from `sensor_id`, n = 0..n, each once
-/// and in the order sent; besides them only the heartbeats and inventories `sensor run` adds.
-#[track_caller]
-fn assert_exactly_once(data_dir: &Path, ws: &str, sensor_id: &str, n: u64) {
-    let rows = exported(data_dir, ws);
-    for (id, _, _) in &rows {
-        assert_eq!(id, sensor_id);
-    }
-    support::sensor::assert_n_exactly_once(&rows, "logon", n);
-}
+use support::sensor::assert_logons_exactly_once as assert_exactly_once;
 
-fn setup(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = ServiceProc::start(&dir.path().join("service"));
-    let ws = create_workspace(&dir.path().join("service"), name, svc.port);
-    (dir, svc, ws)
-}
+use support::service_with_workspace as setup;
 
 /// The queue's acknowledged high-water mark (from its meta.bin), if any.
 fn acked_through(cfg: &Path) -> Option<u64> {
@@ -204,21 +190,12 @@ fn a_wrong_proxy_password_is_reported_nothing_is_lost_and_all_arrives_once_fixed
 
     // The administrator mistypes the password when updating the sensor.
     const WRONG_PASSWORD: &str = "Wr0ng-Typed-Pa55";
-    let set = uplink_cmd(&[])
-        .args([
-            "sensor",
-            "proxy",
-            "set",
-            "--config-dir",
-            sensor.cfg(),
-            "--url",
-            &squid.url(),
-            "--user",
-            PROXY_USER,
-        ])
-        .env("UPLINK_PROXY_PASSWORD", WRONG_PASSWORD)
-        .output()
-        .unwrap();
+    let set = support::sensor::proxy_set_with_password(
+        sensor.cfg(),
+        &squid.url(),
+        PROXY_USER,
+        WRONG_PASSWORD,
+    );
     ok(set, "proxy set (wrong password)");
     let (text, status) = sensor.run_once_failing(3, "PROXY_AUTH_FAILED");
     assert!(

@@ -34,3 +34,34 @@ pub fn serve(body: impl Into<String>, headers: &[&str], times: usize) -> SocketA
 pub fn serve_pac(body: impl Into<String>, headers: &[&str], times: usize) -> String {
     format!("http://{}/wpad.dat", serve(body, headers, times))
 }
+
+/// A hostile proxy on loopback that answers every request on every connection with a fresh
+/// Digest 407 (`stale=true`, a new nonce each time), so a client that keeps answering loops
+/// until its own bound stops it. Returns its address.
+pub fn stale_digest_proxy() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            std::thread::spawn(move || {
+                let (mut n, mut buf, mut pending) = (0u64, [0u8; 4096], Vec::new());
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => pending.extend_from_slice(&buf[..k]),
+                    }
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        n += 1;
+                        let reply = format!("HTTP/1.1 407 X\r\nProxy-Authenticate: Digest realm=\"r\", nonce=\"n{n}\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n");
+                        if s.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}

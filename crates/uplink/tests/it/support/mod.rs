@@ -533,3 +533,13 @@ pub fn poll_until(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A service on loopback with one workspace `name` (its data directory in the returned temporary
+/// directory, under `service/`).
+pub fn service_with_workspace(name: &str) -> (tempfile::TempDir, ServiceProc, Ws) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, name, svc.port);
+    (dir, svc, ws)
+}

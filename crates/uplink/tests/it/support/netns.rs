@@ -95,6 +95,28 @@ impl Netns {
         c.args(["netns", "exec", &self.name, program]);
         c
     }
+
+    /// Points the namespace's resolver at the root side's address (where the test decides what
+    /// answers), with the resolver's own `timeout` seconds and `attempts`.
+    pub fn resolver_at_host(&self, timeout: u32, attempts: u32) {
+        self.resolv_conf(&format!(
+            "nameserver {}\noptions timeout:{timeout} attempts:{attempts}\n",
+            self.host_ip
+        ));
+    }
+
+    /// Loads nftables `rules` (one `nft` command line, e.g. drop rules) inside the namespace;
+    /// fails loudly when `nft` is missing or refuses them.
+    #[track_caller]
+    pub fn nft(&self, rules: &str) {
+        super::require("nft");
+        let out = self.command("nft").arg(rules).output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft {rules}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for Netns {

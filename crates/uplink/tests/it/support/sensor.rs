@@ -5,6 +5,26 @@ use std::process::Output;
 
 use super::{ok, uplink, uplink_cmd, with_stdin, Ws};
 
+/// `uplink sensor proxy set --config-dir CFG --url URL --user USER`, the password given the way
+/// an installer would (`UPLINK_PROXY_PASSWORD`, never on the command line).
+pub fn proxy_set_with_password(cfg: &str, url: &str, user: &str, password: &str) -> Output {
+    super::uplink_cmd(&[])
+        .args([
+            "sensor",
+            "proxy",
+            "set",
+            "--config-dir",
+            cfg,
+            "--url",
+            url,
+            "--user",
+            user,
+        ])
+        .env("UPLINK_PROXY_PASSWORD", password)
+        .output()
+        .unwrap()
+}
+
 /// `sensor run --once --timeout SECS --config-dir DIR`, for the commands that wrap it (in a
 /// namespace, with a lease, under Kerberos).
 pub fn run_once_args<'a>(cfg: &'a str, timeout: &'a str) -> [&'a str; 7] {
@@ -280,4 +300,15 @@ pub fn assert_each_once(mut ns: Vec<u64>, n: u64, what: &str) {
         "expected {what} 0..{n} once each: got {}, duplicates {dups:?}, missing {missing:?}",
         ns.len()
     );
+}
+
+/// Asserts the workspace holds exactly `n` `logon` events from `sensor_id`, n = 0..n, each once
+/// and in the order sent; besides them only the heartbeats and inventories `sensor run` adds.
+#[track_caller]
+pub fn assert_logons_exactly_once(data_dir: &Path, ws: &str, sensor_id: &str, n: u64) {
+    let rows = super::exported(data_dir, ws);
+    for (id, _, _) in &rows {
+        assert_eq!(id, sensor_id);
+    }
+    assert_n_exactly_once(&rows, "logon", n);
 }
