@@ -66,6 +66,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0007_lifecycle.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 10,
+        name: "sensor lifecycle (settings, enrollment limits)",
+        sql: include_str!("../migrations/0010_lifecycle_limits.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.
