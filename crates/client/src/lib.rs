@@ -287,6 +287,8 @@ pub struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     /// Whether the handshake presented a client certificate.
     pub authenticated: bool,
+    /// The `Retry-After` (in seconds) of the last answer, when it had one (a 429 or 503).
+    retry_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -333,7 +335,14 @@ impl Connection {
             authority: endpoint.authority(),
             sender,
             authenticated,
+            retry_after: None,
         })
+    }
+
+    /// How long the last answer asked to wait before trying again (`Retry-After` in seconds;
+    /// an HTTP date is not understood and reads as none).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// True while the connection can carry another request.
@@ -372,6 +381,7 @@ impl Connection {
                 reason: e.to_string(),
             })?;
         let status = resp.status();
+        self.retry_after = retry_after(resp.headers());
         let body = resp
             .into_body()
             .collect()
@@ -483,6 +493,18 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// `Retry-After` as a number of seconds. Pure.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 /// The code of a refused enrollment or renewal whose body names none: 401/403 are `denied`.
@@ -747,6 +769,23 @@ mod tests {
                 other => panic!("not a status error: {other:?}"),
             }
             assert!(e.to_string().starts_with("h.example answered 502: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_only() {
+        for (value, want) in [
+            (Some("7"), Some(7)),
+            (Some(" 30 "), Some(30)),
+            (Some("Wed, 21 Oct 2015 07:28:00 GMT"), None),
+            (Some("-1"), None),
+            (None, None),
+        ] {
+            let mut h = http::HeaderMap::new();
+            if let Some(v) = value {
+                h.insert(header::RETRY_AFTER, v.parse().unwrap());
+            }
+            assert_eq!(retry_after(&h), want.map(Duration::from_secs), "{value:?}");
         }
     }
 

@@ -241,7 +241,13 @@ async fn sensor_api<S: Store>(
     match endpoint(path, req.method()) {
         Endpoint::Ping => ok_text("Ok"),
         Endpoint::Enroll => {
-            let resp = enroll(shared, ws, req).await;
+            // Enrollment limits (issue #24, `lifecycle.rs`): an address that failed too often
+            // is answered 429 before its request is read; each failure is counted.
+            let resp = match crate::lifecycle::failed_too_often(shared, ws, ctx.peer).await {
+                Some(limited) => limited,
+                None => enroll(shared, ws, req).await,
+            };
+            crate::lifecycle::count_failure(shared, ws, ctx.peer, &resp).await;
             let actor = "access key holder".to_owned();
             crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "enroll", &resp).await;
             resp
@@ -364,6 +370,11 @@ fn endpoint(path: &str, method: &Method) -> Endpoint {
         ) => Endpoint::WrongMethod("POST"),
         _ => Endpoint::NotFound,
     }
+}
+
+/// The validity of the certificates the workspace issues: its setting, the same on every replica.
+fn client_validity(ws: &Workspace) -> time::Duration {
+    time::Duration::seconds(ws.lifecycle.client_cert_validity_secs as i64)
 }
 
 /// The sensor a request comes from: its verified client certificate's, which must belong to
@@ -608,12 +619,16 @@ async fn enroll<S: Store>(
             "wrong access key",
         );
     }
+    // The right key: take one of the workspace's enrollments of this window (or 429).
+    if let Err(limited) = crate::lifecycle::enrollment_slot(shared, ws).await {
+        return limited;
+    }
     let sensor_id = hex::encode(rand::random::<[u8; 16]>());
     let signed = match ws.ca.sign_client_csr(
         request.csr_pem.as_bytes(),
         &sensor_id,
         &ws.name,
-        shared.config.client_validity,
+        client_validity(ws),
     ) {
         Ok(s) => s,
         Err(e) => {
@@ -763,7 +778,7 @@ async fn renew<S: Store>(
         request.csr_pem.as_bytes(),
         &client.sensor_id,
         &ws.name,
-        shared.config.client_validity,
+        client_validity(ws),
     ) {
         Ok(s) => s,
         Err(e) => {

@@ -1295,7 +1295,12 @@ impl Store for PostgresStore {
         self.rate_hit_pg(scope, now_ms, window_ms, limit).await
     }
 
-    async fn rate_count(&self, scope: &str, now_ms: i64, window_ms: i64) -> Result<u64, StoreError> {
+    async fn rate_count(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
         self.rate_count_pg(scope, now_ms, window_ms).await
     }
 }

@@ -302,7 +302,10 @@ impl PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
         client
-            .execute("DELETE FROM rate_windows WHERE window_end <= $1", &[&now_ms])
+            .execute(
+                "DELETE FROM rate_windows WHERE window_end <= $1",
+                &[&now_ms],
+            )
             .await
             .map_err(self.err())?;
         // One statement: the row lock of the conflict makes concurrent replicas count in turn,

@@ -322,12 +322,15 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
 /// Brings a store of an older format to [`FORMAT_VERSION`], one step per transaction, each
 /// re-checking the version under the write lock (another process may have migrated first).
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    // A step applies to a store at the previous step's format (numbers are assigned per piece
+    // of work, so a branch may lack the steps between: it goes from the last one it has).
+    let mut from = 1;
     for (to, sql) in MIGRATIONS {
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(sql_err(path))?;
         let step = (|| {
             let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if v == to - 1 {
+            if v == from {
                 conn.execute_batch(sql)?;
                 conn.execute(
                     "INSERT INTO meta VALUES ('format', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -341,6 +344,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(sql_err(path)(e));
         }
+        from = *to;
     }
     Ok(())
 }
@@ -2038,7 +2042,12 @@ impl Store for SqliteStore {
         blocking(move || this.rate_hit_sync(&scope, now_ms, window_ms, limit)).await
     }
 
-    async fn rate_count(&self, scope: &str, now_ms: i64, window_ms: i64) -> Result<u64, StoreError> {
+    async fn rate_count(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
         let (this, scope) = (self.clone(), scope.to_owned());
         blocking(move || this.rate_count_sync(&scope, now_ms, window_ms)).await
     }

@@ -1556,10 +1556,7 @@ async fn lifecycle_settings_default_change_log_and_go_with_their_workspace<S: St
         )
         .await
         .unwrap();
-    assert_eq!(
-        (set.client_cert_validity_secs, set.enroll_limit),
-        (20, 3)
-    );
+    assert_eq!((set.client_cert_validity_secs, set.enroll_limit), (20, 3));
     // A second change keeps what it does not name.
     let set = store
         .set_lifecycle_settings(
@@ -1572,7 +1569,11 @@ async fn lifecycle_settings_default_change_log_and_go_with_their_workspace<S: St
         .await
         .unwrap();
     assert_eq!(
-        (set.client_cert_validity_secs, set.enroll_limit, set.failed_enroll_limit),
+        (
+            set.client_cert_validity_secs,
+            set.enroll_limit,
+            set.failed_enroll_limit
+        ),
         (20, 3, 2)
     );
     assert_eq!(store.lifecycle_settings("w").await.unwrap(), set);
@@ -1599,7 +1600,10 @@ async fn lifecycle_settings_default_change_log_and_go_with_their_workspace<S: St
             .set_lifecycle_settings("ghost", LifecycleChange::default())
             .await,
     ] {
-        assert!(matches!(err, Err(StoreError::NoSuchWorkspace(_))), "{err:?}");
+        assert!(
+            matches!(err, Err(StoreError::NoSuchWorkspace(_))),
+            "{err:?}"
+        );
     }
     // Deleted with the workspace: created again, it has the defaults.
     store.delete_workspace("w").await.unwrap();
@@ -1632,7 +1636,10 @@ async fn rate_windows_count_to_the_limit_once_across_concurrent_callers<S: Store
     assert_eq!(store.rate_count("ok:w", t0, window).await.unwrap(), 7);
     // Another scope counts alone.
     assert_eq!(
-        store.rate_hit("fail:192.0.2.1", t0, window, 7).await.unwrap(),
+        store
+            .rate_hit("fail:192.0.2.1", t0, window, 7)
+            .await
+            .unwrap(),
         RateHit::Counted { count: 1 }
     );
     // The next window starts again from zero (and the ended one is removed).

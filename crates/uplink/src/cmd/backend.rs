@@ -358,7 +358,12 @@ impl Store for AnyStore {
     ) -> Result<uplink_store::RateHit, StoreError> {
         each!(self, s => s.rate_hit(scope, now_ms, window_ms, limit).await)
     }
-    async fn rate_count(&self, scope: &str, now_ms: i64, window_ms: i64) -> Result<u64, StoreError> {
+    async fn rate_count(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
         each!(self, s => s.rate_count(scope, now_ms, window_ms).await)
     }
 }

@@ -234,6 +234,11 @@ pub struct InstallArgs {
     /// The sensor's name in the workspace (default: this machine's host name).
     #[arg(long)]
     pub name: Option<String>,
+    /// How long to keep trying when the service limits enrollments (429, in a mass
+    /// deployment): each retry waits as its Retry-After says; after this the install fails with
+    /// ENROLL_RATE_LIMITED. A number and a unit (30s, 10m). Default: 10m.
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    pub enroll_wait: Option<std::time::Duration>,
     /// Print nothing on success.
     #[arg(long)]
     pub quiet: bool,
@@ -621,6 +626,7 @@ fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
         fallback: a.fallback.map(Into::into),
         env: Some(env_proxy()),
         name: a.name,
+        enroll_wait: a.enroll_wait,
     };
     let system = a.dir.config_dir.is_none();
     if system {

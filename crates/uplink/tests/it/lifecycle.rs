@@ -533,3 +533,267 @@ fn a_rotated_access_key_refuses_the_old_key_at_once_and_enrolled_sensors_keep_wo
         .to_string()
         .contains(bundle["access_key"].as_str().unwrap()));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Enrollment limits and lifecycle settings (issue #24, part 2).
+
+/// `uplink workspace set NAME ARGS… --data-dir` while `svc` runs, then waits until the service
+/// logs the workspace loaded with the settings `expect` (`field=value`: it logs once the
+/// workspace is installed, so requests from then on get them).
+fn set_workspace(
+    data: &Path,
+    svc: &ServiceProc,
+    name: &str,
+    args: &[&str],
+    expect: &[&str],
+) -> serde_json::Value {
+    let mut all = vec![
+        "workspace",
+        "set",
+        name,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    let v = fleet_json(&all);
+    let ws_field = format!("workspace={name} ");
+    poll_until(
+        "the service to load the changed settings",
+        20,
+        || {
+            svc.log().lines().any(|l| {
+                l.contains("loaded")
+                    && l.contains(&ws_field)
+                    && expect.iter().all(|f| l.contains(f))
+            })
+        },
+        || svc.log(),
+    );
+    v
+}
+
+/// POSTs an enrollment for a new openssl key with `access_key`: the status, the body's code and
+/// the Retry-After header ("" when none).
+fn enroll_once(
+    dir: &Path,
+    ws: &Ws,
+    port: u16,
+    label: &str,
+    access_key: &str,
+) -> (u16, String, String) {
+    let (_, csr) = key_and_csr(dir, label, &format!("/CN={label}"));
+    let req = serde_json::json!({
+        "access_key": access_key,
+        "csr_pem": std::fs::read_to_string(csr).unwrap(),
+        "name": label,
+    });
+    let body = dir.join(format!("{label}-enroll.json"));
+    std::fs::write(&body, req.to_string()).unwrap();
+    let headers = dir.join(format!("{label}-headers.txt"));
+    let (status, text) = Curl::new(&ws.sensor_host, port, uplink_protocol::ENROLL_PATH)
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .arg("-D")
+        .arg(&headers)
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .run();
+    let code = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let retry_after = std::fs::read_to_string(&headers)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("retry-after")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, code, retry_after)
+}
+
+fn audit_entries(data: &Path, ws: &str) -> Vec<serde_json::Value> {
+    let audit = fleet_json(&[
+        "fleet",
+        "audit",
+        ws,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    audit["entries"].as_array().unwrap().clone()
+}
+
+/// Waits (on the clock, the one condition that decides it) until at most `into_ms` of a fixed
+/// window of `window_ms` has passed, so what follows happens early in one window.
+fn early_in_a_window(window_ms: u64, into_ms: u64) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let into = now % window_ms;
+        if into <= into_ms {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis((window_ms - into).min(200)));
+    }
+}
+
+#[test]
+fn an_enrollment_flood_is_answered_429_and_sensor_install_waits_then_succeeds() {
+    const WINDOW_S: u64 = 12;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "flood", svc.port);
+    let set = set_workspace(
+        &data,
+        &svc,
+        "flood",
+        &[
+            "--enroll-limit",
+            "2",
+            "--enroll-window",
+            &format!("{WINDOW_S}s"),
+        ],
+        &["enroll_limit=2 ", &format!("enroll_window_secs={WINDOW_S}")],
+    );
+    assert_eq!(
+        (
+            set["enroll_limit"].as_u64(),
+            set["enroll_window_secs"].as_u64()
+        ),
+        (Some(2), Some(WINDOW_S)),
+        "{set}"
+    );
+
+    // The flood, early in a window: the workspace's two enrollments pass, the rest wait.
+    early_in_a_window(WINDOW_S * 1000, 2000);
+    let flood: Vec<(u16, String, String)> = (0..4)
+        .map(|i| {
+            enroll_once(
+                tmp.path(),
+                &ws,
+                svc.port,
+                &format!("flood{i}"),
+                &ws.access_key,
+            )
+        })
+        .collect();
+    let statuses: Vec<u16> = flood.iter().map(|f| f.0).collect();
+    assert_eq!(statuses, [200, 200, 429, 429], "{flood:?}\n{}", svc.log());
+    for (_, code, retry_after) in &flood[2..] {
+        assert_eq!(code, "ENROLL_RATE_LIMITED");
+        let secs: u64 = retry_after
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After {retry_after:?}"));
+        assert!((1..=WINDOW_S).contains(&secs), "{secs}");
+    }
+
+    // `sensor install` in the same window: answered 429, waits as told, then enrolls.
+    let started = Instant::now();
+    let out = Sensor::install(&tmp.path().join("sensor"), &ws, &["--enroll-wait", "60s"]);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{o}\n{e}\n{}", svc.log());
+    assert!(
+        e.contains("enrollment rate limited"),
+        "the install says it waited: {e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(WINDOW_S + 20));
+    let sensor = Sensor {
+        dir: tmp.path().join("sensor"),
+    };
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+
+    // Audited: three enrollments, and the 429s of that window once (not one entry per request).
+    let entries = audit_entries(&data, "flood");
+    let enrolled: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "enroll" && e["result"] == "ok")
+        .collect();
+    assert_eq!(enrolled.len(), 3, "{entries:?}");
+    assert!(
+        enrolled.iter().any(|e| e["sensor_id"] == id.as_str()),
+        "{entries:?}"
+    );
+    let limited: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("ENROLL_RATE_LIMITED")
+        })
+        .collect();
+    assert_eq!(limited.len(), 1, "{entries:?}");
+    assert_eq!(limited[0]["result"], "refused");
+    assert!(
+        limited[0]["detail"].as_str().unwrap().starts_with("429 "),
+        "{entries:?}"
+    );
+}
+
+#[test]
+fn failed_enrollments_are_limited_per_address_and_a_bounded_install_fails_with_a_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "guess", svc.port);
+    // A window of an hour: nothing here depends on where in it the test runs.
+    set_workspace(
+        &data,
+        &svc,
+        "guess",
+        &["--failed-enroll-limit", "3", "--enroll-window", "1h"],
+        &["failed_enroll_limit=3 ", "enroll_window_secs=3600"],
+    );
+    let wrong = "not-the-access-key-0123456789abcdef";
+    let tries: Vec<(u16, String, String)> = (0..4)
+        .map(|i| enroll_once(tmp.path(), &ws, svc.port, &format!("guess{i}"), wrong))
+        .collect();
+    let got: Vec<(u16, &str)> = tries.iter().map(|t| (t.0, t.1.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (401, "ENROLL_DENIED"),
+            (401, "ENROLL_DENIED"),
+            (401, "ENROLL_DENIED"),
+            (429, "ENROLL_RATE_LIMITED")
+        ],
+        "{}",
+        svc.log()
+    );
+    // The address is limited, whatever key it brings now: even the right one waits.
+    let (status, code, retry_after) =
+        enroll_once(tmp.path(), &ws, svc.port, "right", &ws.access_key);
+    assert_eq!((status, code.as_str()), (429, "ENROLL_RATE_LIMITED"));
+    assert!(retry_after.parse::<u64>().unwrap() <= 3600);
+    // `sensor install` waits at most --enroll-wait, then fails with the code and nothing installed.
+    let dir = tmp.path().join("sensor");
+    let out = Sensor::install(&dir, &ws, &["--enroll-wait", "2s"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("ENROLL_RATE_LIMITED"), "{text}");
+    assert!(text.contains("--enroll-wait"), "{text}");
+    assert!(!dir.join("sensor.toml").exists());
+
+    let entries = audit_entries(&data, "guess");
+    let denied = entries
+        .iter()
+        .filter(|e| e["detail"].as_str().unwrap_or("").contains("ENROLL_DENIED"))
+        .count();
+    let limited = entries
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("ENROLL_RATE_LIMITED")
+        })
+        .count();
+    assert_eq!((denied, limited), (3, 1), "{entries:?}");
+}
