@@ -540,7 +540,7 @@ fn a_rotated_access_key_refuses_the_old_key_at_once_and_enrolled_sensors_keep_wo
 /// `uplink workspace set NAME ARGS… --data-dir` while `svc` runs, then waits until the service
 /// logs the workspace loaded with the settings `expect` (`field=value`: it logs once the
 /// workspace is installed, so requests from then on get them).
-fn set_workspace(
+pub(crate) fn set_workspace(
     data: &Path,
     svc: &ServiceProc,
     name: &str,
