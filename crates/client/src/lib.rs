@@ -507,6 +507,25 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+impl Connection {
+    /// `POST /api/v1/uninstall`: tells the service this sensor is being uninstalled (the
+    /// connection must present its certificate). `204` is success.
+    pub async fn uninstall(&mut self) -> Result<(), ClientError> {
+        let (status, body) = self
+            .request(
+                Method::POST,
+                uplink_protocol::UNINSTALL_PATH,
+                &[],
+                Bytes::new(),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &body, events_refusal(status)));
+        }
+        Ok(())
+    }
+}
+
 /// The code of a refused enrollment or renewal whose body names none: 401/403 are `denied`.
 fn certificate_refusal(status: StatusCode, denied: Code) -> Code {
     match status {

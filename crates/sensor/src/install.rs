@@ -697,10 +697,17 @@ fn hostname() -> String {
 pub struct Uninstalled {
     pub removed: Vec<PathBuf>,
     pub undelivered_events: u64,
+    /// Whether the service was told (see [`tell_uninstalled`]); set by the caller.
+    pub service_told: bool,
 }
 
-/// Removes an installed sensor. Refuses while events wait for upload, unless `force`.
-pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError> {
+/// How long `uninstall` tries to tell the service by default.
+pub const DEFAULT_TELL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Refuses to uninstall while events wait for upload, unless `force`; returns how many wait.
+/// What [`uninstall`] checks first, for a caller that does more before removing (telling the
+/// service).
+pub fn check_uninstall(paths: &Paths, force: bool) -> Result<u64, SensorError> {
     let config = Config::load(paths)?;
     let depth = crate::open_queue(paths, &config)?.depth()?;
     if depth.events > 0 && !force {
@@ -709,6 +716,60 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
             dir: paths.config_dir.clone(),
         });
     }
+    Ok(depth.events)
+}
+
+/// Tells the service that this sensor is being uninstalled (`POST /api/v1/uninstall` with its
+/// certificate), along the sensor's own route (its proxy, PAC, WPAD: what `run` would use),
+/// within `timeout`. Best effort: the caller uninstalls whatever this returns; the service then
+/// revokes the certificate and shows the sensor `uninstalled`. Returns the route taken.
+pub async fn tell_uninstalled(paths: &Paths, timeout: Duration) -> Result<String, SensorError> {
+    let config = Config::load(paths)?;
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p).map_err(|source| SensorError::Io { path: p, source })
+    };
+    let ca = read(paths.ca_file())?;
+    let cert = read(paths.cert_file())?;
+    let key = zeroize::Zeroizing::new(read(paths.key_file())?);
+    let tls = TlsSettings::new(&ca, Some((&cert, &key)))?;
+    let endpoint = Endpoint::parse(&config.sensor_url)?;
+    let work = async {
+        let (cfg, p) = (config.clone(), paths.clone());
+        let (host, port) = (endpoint.host.clone(), endpoint.port);
+        // Off the runtime's threads: PAC evaluation and WPAD discovery block.
+        let explanation = tokio::task::spawn_blocking(move || cfg.explain(&p, &host, port))
+            .await
+            .map_err(|e| SensorError::Failed(format!("choosing the route failed: {e}")))?;
+        let mut bad = Default::default();
+        let connected = link::connect_route(&endpoint, &explanation, &tls, timeout, &mut bad)
+            .await
+            .map_err(|e| {
+                SensorError::Failed(format!(
+                    "cannot reach the service ({}): {e}",
+                    uplink_diag::Diagnose::code(&e)
+                ))
+            })?;
+        let mut conn = connected.conn;
+        conn.uninstall().await.map_err(|e| {
+            SensorError::Failed(format!(
+                "the service did not take it ({}): {e}",
+                uplink_diag::Diagnose::code(&e)
+            ))
+        })?;
+        Ok::<_, SensorError>(connected.route)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(SensorError::Failed(format!(
+            "no answer within {} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// Removes an installed sensor. Refuses while events wait for upload, unless `force`.
+pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError> {
+    let undelivered = check_uninstall(paths, force)?;
     let mut removed = Vec::new();
     // Besides what install wrote, what the sensor writes in the state directory as it runs:
     // without them the directory would not be empty and would stay.
@@ -738,7 +799,8 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
     }
     Ok(Uninstalled {
         removed,
-        undelivered_events: depth.events,
+        undelivered_events: undelivered,
+        service_told: false,
     })
 }
 

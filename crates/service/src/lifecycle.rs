@@ -17,7 +17,8 @@ use uplink_store::{now_ms, AuditEntry, RateHit, Store};
 
 use crate::registry::Workspace;
 
-/// What an enrollment or renewal answer meant, put on the response by the handler.
+/// What an enrollment or renewal answer meant, put on the response by the handler (`Issued`
+/// also stands for an uninstall recorded: `ok` for that sensor).
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome {
     Issued { sensor_id: String },
@@ -241,6 +242,42 @@ pub(crate) async fn enrollment_slot<S: Store>(
         Err(e) => {
             tracing::error!(workspace = %ws.name, error = %e, "cannot take an enrollment slot");
             Err(crate::routes::unavailable())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `POST /api/v1/uninstall` (issue #24): the sensor says it is being uninstalled. Its certificate
+// is revoked (the key is deleted with the sensor) and it shows `uninstalled` in the fleet.
+
+/// Marks the sensor uninstalled: `204`, or `503` when the store cannot record it (the sensor
+/// uninstalls all the same; the administrator can decommission it).
+pub(crate) async fn uninstalled<S: Store>(
+    shared: &crate::Shared<S>,
+    ws: &Workspace,
+    sensor_id: &str,
+) -> Response<Full<Bytes>> {
+    match shared.store.mark_uninstalled(&ws.name, sensor_id).await {
+        Ok(_) => {
+            tracing::info!(workspace = %ws.name, sensor = %sensor_id, "sensor uninstalled: its certificate is revoked");
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = http::StatusCode::NO_CONTENT;
+            resp.extensions_mut().insert(Outcome::Issued {
+                sensor_id: sensor_id.to_owned(),
+            });
+            resp
+        }
+        Err(uplink_store::StoreError::NoSuchSensor(id)) => crate::routes::error(
+            http::StatusCode::FORBIDDEN,
+            Code::MTLS_REJECTED,
+            format!(
+                "sensor {id} is not enrolled in workspace {:?}: nothing to uninstall there",
+                ws.name
+            ),
+        ),
+        Err(e) => {
+            tracing::error!(workspace = %ws.name, sensor = %sensor_id, error = %e, "recording an uninstall failed");
+            crate::routes::unavailable()
         }
     }
 }

@@ -263,6 +263,24 @@ async fn sensor_api<S: Store>(
             resp
         }
         Endpoint::Heartbeat => heartbeat(shared, ctx, ws, req).await,
+        // The sensor says it is uninstalled (issue #24, `lifecycle.rs`).
+        Endpoint::Uninstall => {
+            let resp = match sensor_of(
+                shared,
+                ctx,
+                ws,
+                "telling the service about an uninstall needs the sensor's client certificate",
+            ) {
+                Ok(client) => crate::lifecycle::uninstalled(shared, ws, &client.sensor_id).await,
+                Err(resp) => resp,
+            };
+            let actor = match &ctx.client {
+                Some(c) => format!("sensor {}", c.sensor_id),
+                None => "no client certificate".to_owned(),
+            };
+            crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "uninstall", &resp).await;
+            resp
+        }
         Endpoint::WrongMethod(allow) => method_not_allowed(allow),
         Endpoint::NotFound => error(
             StatusCode::NOT_FOUND,
@@ -348,6 +366,7 @@ enum Endpoint {
     Events,
     Renew,
     Heartbeat,
+    Uninstall,
     /// A known path with another method: the methods it takes (the `Allow` header).
     WrongMethod(&'static str),
     NotFound,
@@ -360,12 +379,14 @@ fn endpoint(path: &str, method: &Method) -> Endpoint {
         (uplink_protocol::EVENTS_PATH, &Method::POST) => Endpoint::Events,
         (uplink_protocol::RENEW_PATH, &Method::POST) => Endpoint::Renew,
         (uplink_protocol::HEARTBEAT_PATH, &Method::POST) => Endpoint::Heartbeat,
+        (uplink_protocol::UNINSTALL_PATH, &Method::POST) => Endpoint::Uninstall,
         (uplink_protocol::PING_PATH, _) => Endpoint::WrongMethod("GET, HEAD"),
         (
             uplink_protocol::ENROLL_PATH
             | uplink_protocol::EVENTS_PATH
             | uplink_protocol::RENEW_PATH
-            | uplink_protocol::HEARTBEAT_PATH,
+            | uplink_protocol::HEARTBEAT_PATH
+            | uplink_protocol::UNINSTALL_PATH,
             _,
         ) => Endpoint::WrongMethod("POST"),
         _ => Endpoint::NotFound,

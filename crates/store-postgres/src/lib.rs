@@ -1303,4 +1303,12 @@ impl Store for PostgresStore {
     ) -> Result<u64, StoreError> {
         self.rate_count_pg(scope, now_ms, window_ms).await
     }
+
+    async fn mark_uninstalled(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        self.mark_uninstalled_pg(workspace, sensor_id).await
+    }
 }

@@ -7,7 +7,8 @@ use uplink_store::*;
 
 use crate::{record_change, PostgresStore};
 
-const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256";
+const COLUMNS: &str =
+    "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256, uninstalled";
 
 fn row_to_revocation(r: &Row) -> Revocation {
     Revocation {
@@ -17,6 +18,7 @@ fn row_to_revocation(r: &Row) -> Revocation {
         revoked_at: r.get(3),
         decommissioned: r.get(4),
         cert_sha256: r.get(5),
+        uninstalled: r.get(6),
     }
 }
 
@@ -346,5 +348,51 @@ impl PostgresStore {
             .await
             .map_err(self.err())?;
         Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+}
+
+impl PostgresStore {
+    pub(crate) async fn mark_uninstalled_pg(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        // The sensor's row locked, as for a revocation: a renewal racing it waits, then sees it.
+        let cert = tx
+            .query_opt(
+                "SELECT cert_sha256 FROM sensors WHERE sensor_id = $1 AND workspace = $2 FOR UPDATE",
+                &[&sensor_id, &workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        let Some(cert) = cert else {
+            return Err(StoreError::NoSuchSensor(sensor_id.into()));
+        };
+        let cert: String = cert.get(0);
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256, uninstalled)
+                     VALUES ($1, $2, $3, $4, FALSE, $5, TRUE)
+                     ON CONFLICT (sensor_id) DO UPDATE SET uninstalled = TRUE
+                     RETURNING {COLUMNS}"
+                ),
+                &[
+                    &workspace,
+                    &sensor_id,
+                    &uplink_store::lifecycle::UNINSTALLED_REASON,
+                    &now_ms(),
+                    &cert,
+                ],
+            )
+            .await
+            .map_err(self.err())?;
+        record_change(&tx, workspace, &ChangeKind::Revoked)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        Ok(row_to_revocation(&row))
     }
 }

@@ -2051,6 +2051,15 @@ impl Store for SqliteStore {
         let (this, scope) = (self.clone(), scope.to_owned());
         blocking(move || this.rate_count_sync(&scope, now_ms, window_ms)).await
     }
+
+    async fn mark_uninstalled(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        let (this, ws, id) = (self.clone(), workspace.to_owned(), sensor_id.to_owned());
+        blocking(move || this.mark_uninstalled_sync(&ws, &id)).await
+    }
 }
 
 /// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a

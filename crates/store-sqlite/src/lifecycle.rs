@@ -7,7 +7,8 @@ use uplink_store::*;
 
 use crate::{record_change, SqliteStore};
 
-const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256";
+const COLUMNS: &str =
+    "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256, uninstalled";
 
 fn row_to_revocation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
     Ok(Revocation {
@@ -17,6 +18,7 @@ fn row_to_revocation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
         revoked_at: r.get(3)?,
         decommissioned: r.get::<_, i64>(4)? != 0,
         cert_sha256: r.get(5)?,
+        uninstalled: r.get::<_, i64>(6)? != 0,
     })
 }
 
@@ -218,7 +220,8 @@ CREATE TABLE IF NOT EXISTS rate_windows (
     hits INTEGER NOT NULL,
     PRIMARY KEY (scope, window_start)
 );
-CREATE INDEX IF NOT EXISTS rate_windows_by_end ON rate_windows(window_end);";
+CREATE INDEX IF NOT EXISTS rate_windows_by_end ON rate_windows(window_end);
+ALTER TABLE revocations ADD COLUMN uninstalled INTEGER NOT NULL DEFAULT 0;";
 
 fn settings_of(c: &Connection, workspace: &str) -> rusqlite::Result<Option<LifecycleSettings>> {
     let exists: Option<i64> = c
@@ -345,5 +348,43 @@ impl SqliteStore {
             .optional()
         })
         .map(|n| n.unwrap_or(0) as u64)
+    }
+}
+
+impl SqliteStore {
+    pub(crate) fn mark_uninstalled_sync(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        let stored = self.write(|c| {
+            crate::immediate(c, |tx| {
+                let cert: Option<String> = tx
+                    .query_row(
+                        "SELECT cert_sha256 FROM sensors WHERE sensor_id = ?1 AND workspace = ?2",
+                        params![sensor_id, workspace],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(cert) = cert else {
+                    return Ok(None);
+                };
+                tx.execute(
+                    "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256, uninstalled)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5, 1)
+                     ON CONFLICT (sensor_id) DO UPDATE SET uninstalled = 1",
+                    params![
+                        workspace,
+                        sensor_id,
+                        uplink_store::lifecycle::UNINSTALLED_REASON,
+                        now_ms(),
+                        cert
+                    ],
+                )?;
+                record_change(tx, workspace, &ChangeKind::Revoked)?;
+                revocation_of(tx, sensor_id)
+            })
+        })?;
+        stored.ok_or_else(|| StoreError::NoSuchSensor(sensor_id.into()))
     }
 }

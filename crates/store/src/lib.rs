@@ -706,6 +706,15 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         window_ms: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Records that a sensor of `workspace` uninstalled itself: revoked (its key is gone) and
+    /// marked uninstalled, with [`lifecycle::UNINSTALLED_REASON`], in one transaction that
+    /// appends [`ChangeKind::Revoked`]. An earlier revocation keeps its time and reason and only
+    /// gains the mark ([`StoreError::NoSuchSensor`] when the sensor is not enrolled there).
+    fn mark_uninstalled(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

@@ -21,6 +21,9 @@ pub struct Revocation {
     pub revoked_at: i64,
     /// Also decommissioned: the machine is gone, hidden from the default `fleet list`.
     pub decommissioned: bool,
+    /// Uninstalled by the sensor itself (`uplink sensor uninstall` told the service): its key
+    /// is gone, so its certificate is revoked like any other.
+    pub uninstalled: bool,
     /// The SHA-256 of the certificate the sensor held when it was revoked.
     pub cert_sha256: String,
 }
@@ -51,6 +54,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "revoke",
     "decommission",
     "rotate_access_key",
+    "uninstall",
 ];
 /// The longest `detail` stored (longer ones are cut at a character boundary).
 pub const MAX_AUDIT_DETAIL: usize = 2000;
@@ -82,6 +86,8 @@ pub enum Lifecycle {
     Active,
     Revoked,
     Decommissioned,
+    /// The sensor was uninstalled (`uplink sensor uninstall`) and said so.
+    Uninstalled,
 }
 
 impl Lifecycle {
@@ -90,6 +96,7 @@ impl Lifecycle {
         match revocation {
             None => Lifecycle::Active,
             Some(r) if r.decommissioned => Lifecycle::Decommissioned,
+            Some(r) if r.uninstalled => Lifecycle::Uninstalled,
             Some(_) => Lifecycle::Revoked,
         }
     }
@@ -99,9 +106,13 @@ impl Lifecycle {
             Lifecycle::Active => "active",
             Lifecycle::Revoked => "revoked",
             Lifecycle::Decommissioned => "decommissioned",
+            Lifecycle::Uninstalled => "uninstalled",
         }
     }
 }
+
+/// The reason stored for a sensor that uninstalled itself.
+pub const UNINSTALLED_REASON: &str = "uninstalled (uplink sensor uninstall told the service)";
 
 /// The longest reason stored (longer ones are refused: the reason is for people, not logs).
 pub const MAX_REASON: usize = 1000;
@@ -246,18 +257,21 @@ mod tests {
 
     #[test]
     fn lifecycle_of_a_revocation() {
-        let r = |decommissioned| Revocation {
+        let r = |decommissioned, uninstalled| Revocation {
             workspace: "w".into(),
             sensor_id: "s".into(),
             reason: "lost laptop".into(),
             revoked_at: 1,
             decommissioned,
+            uninstalled,
             cert_sha256: "ab".into(),
         };
         for (rev, want) in [
             (None, "active"),
-            (Some(r(false)), "revoked"),
-            (Some(r(true)), "decommissioned"),
+            (Some(r(false, false)), "revoked"),
+            (Some(r(true, false)), "decommissioned"),
+            (Some(r(false, true)), "uninstalled"),
+            (Some(r(true, true)), "decommissioned"),
         ] {
             assert_eq!(Lifecycle::of(rev.as_ref()).as_str(), want);
         }

@@ -82,6 +82,7 @@ per_backend!(
     webhook_deliveries_are_recorded_once_per_event_and_claimed_once,
     lifecycle_settings_default_change_log_and_go_with_their_workspace,
     rate_windows_count_to_the_limit_once_across_concurrent_callers,
+    an_uninstalled_sensor_is_revoked_marked_and_logged,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1649,4 +1650,36 @@ async fn rate_windows_count_to_the_limit_once_across_concurrent_callers<S: Store
         RateHit::Counted { count: 1 }
     );
     assert_eq!(store.rate_count("ok:w", t0, window).await.unwrap(), 0);
+}
+
+async fn an_uninstalled_sensor_is_revoked_marked_and_logged<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    store.add_sensor(sensor("s2", "w")).await.unwrap();
+    let before = store.change_version().await.unwrap();
+    let r = store.mark_uninstalled("w", "s1").await.unwrap();
+    assert!(r.uninstalled && !r.decommissioned, "{r:?}");
+    assert_eq!(r.reason, lifecycle::UNINSTALLED_REASON);
+    assert_eq!(Lifecycle::of(Some(&r)), Lifecycle::Uninstalled);
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Revoked)]
+    );
+    // A revoked sensor keeps its reason and time, and gains the mark.
+    let revoked = store
+        .revoke_sensor("w", "s2", "stolen", false)
+        .await
+        .unwrap();
+    let again = store.mark_uninstalled("w", "s2").await.unwrap();
+    assert_eq!(
+        (again.reason.as_str(), again.revoked_at),
+        ("stolen", revoked.revoked_at)
+    );
+    assert!(again.uninstalled);
+    // Decommissioning wins over it.
+    let d = store.revoke_sensor("w", "s1", "gone", true).await.unwrap();
+    assert_eq!(Lifecycle::of(Some(&d)), Lifecycle::Decommissioned);
+    let err = store.mark_uninstalled("other", "s1").await;
+    assert!(matches!(err, Err(StoreError::NoSuchSensor(_))), "{err:?}");
+    assert_eq!(store.revocations("w").await.unwrap().len(), 2);
 }

@@ -366,4 +366,12 @@ impl Store for AnyStore {
     ) -> Result<u64, StoreError> {
         each!(self, s => s.rate_count(scope, now_ms, window_ms).await)
     }
+
+    async fn mark_uninstalled(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        each!(self, s => s.mark_uninstalled(workspace, sensor_id).await)
+    }
 }
