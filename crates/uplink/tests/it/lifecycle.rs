@@ -797,3 +797,92 @@ fn failed_enrollments_are_limited_per_address_and_a_bounded_install_fails_with_a
         .count();
     assert_eq!((denied, limited), (3, 1), "{entries:?}");
 }
+
+#[test]
+fn an_uninstalled_sensor_tells_the_service_through_its_proxy_and_shows_uninstalled() {
+    use crate::support::squid::{Squid, SquidOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dd = data.to_str().unwrap();
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "bye", svc.port);
+    let mut squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
+    let proxied = |name: &str| {
+        Sensor::installed(
+            &tmp.path().join(name),
+            &ws,
+            &["--quiet", "--proxy-url", &squid.url()],
+        )
+    };
+    let (leaving, offline) = (proxied("leaving"), proxied("offline"));
+    let id = leaving.status()["sensor_id"].as_str().unwrap().to_owned();
+    let offline_id = offline.status()["sensor_id"].as_str().unwrap().to_owned();
+
+    let out = ok(
+        uplink(&[
+            "sensor",
+            "uninstall",
+            "--config-dir",
+            leaving.cfg(),
+            "--json",
+        ]),
+        "sensor uninstall",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["service_told"], true, "{v}\n{}", svc.log());
+    assert!(!leaving.dir.join("sensor.toml").exists());
+    // The service knows.
+    let list = fleet_json(&["fleet", "list", "bye", "--data-dir", dd, "--json"]);
+    let r = row(&list, &id).unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(r["lifecycle"], "uninstalled", "{r}");
+    assert_eq!(
+        row(&list, &offline_id).unwrap()["lifecycle"],
+        "active",
+        "{list}"
+    );
+    let entries = audit_entries(&data, "bye");
+    assert!(
+        entries.iter().any(|e| e["action"] == "uninstall"
+            && e["result"] == "ok"
+            && e["sensor_id"] == id.as_str()
+            && e["actor"] == format!("sensor {id}")),
+        "{entries:?}"
+    );
+
+    // It went through Squid, the sensor's only route: two installs and one uninstall tunnelled
+    // (Squid writes its access log out when it stops).
+    let access = squid.stop();
+    let tunnels = access
+        .lines()
+        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
+        .count();
+    assert_eq!(tunnels, 3, "{access}");
+
+    // Best effort: with its only route gone, the uninstall still removes the sensor, within
+    // the bound, says the service was not told, and the sensor stays `active` there.
+    let started = Instant::now();
+    let out = uplink(&[
+        "sensor",
+        "uninstall",
+        "--config-dir",
+        offline.cfg(),
+        "--tell-timeout",
+        "2s",
+        "--json",
+    ]);
+    let text = ok(out.clone(), "sensor uninstall without a route");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["service_told"], false, "{v}");
+    assert!(stderr(&out).contains("was not told"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!offline.dir.join("sensor.toml").exists());
+    let list = fleet_json(&["fleet", "list", "bye", "--data-dir", dd, "--json"]);
+    assert_eq!(
+        row(&list, &offline_id).unwrap()["lifecycle"],
+        "active",
+        "{list}"
+    );
+}

@@ -157,7 +157,7 @@ fn a_sensor_behind_squid_renews_through_the_proxy() {
     let svc = ServiceProc::start(&data);
     let ws = create_workspace(&data, "renewsquid", svc.port);
     short_validity(&data, &svc, "renewsquid");
-    let squid = Squid::start(SquidOptions {
+    let mut squid = Squid::start(SquidOptions {
         hosts: vec![ws.sensor_host.clone()],
         ..Default::default()
     });
@@ -254,4 +254,11 @@ fn a_sensor_behind_squid_renews_through_the_proxy() {
         "{}",
         context()
     );
+    // Squid tunnelled the install and the running sensor (it writes its log out when it stops).
+    let access = squid.stop();
+    let tunnels = access
+        .lines()
+        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
+        .count();
+    assert!(tunnels >= 2, "{access}");
 }
