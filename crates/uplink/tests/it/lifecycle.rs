@@ -10,6 +10,13 @@
 //!   the audit trail shows the enrollments (a refused one too) and the decommission.
 //! - The CRL at `/pki/crl.der` on both hosts: openssl reads it, and `verify -crl_check` refuses
 //!   the revoked sensor's certificate with it (and accepts it before).
+//! - Enrollment limits: a flood beyond the workspace's enrollments per window is answered 429
+//!   with Retry-After, `sensor install` waits it out and enrolls, audited once per window;
+//!   failed enrollments limit their address (even with the right key then), and an install
+//!   whose `--enroll-wait` is too short fails with `ENROLL_RATE_LIMITED`, nothing installed.
+//! - `sensor uninstall` tells the service through the sensor's proxy (Squid's log shows the
+//!   tunnel): the sensor shows `uninstalled`, audited; without a route it is removed all the
+//!   same, within its bound, and stays `active`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -573,15 +580,38 @@ pub(crate) fn set_workspace(
     v
 }
 
-/// POSTs an enrollment for a new openssl key with `access_key`: the status, the body's code and
-/// the Retry-After header ("" when none).
-fn enroll_once(
-    dir: &Path,
-    ws: &Ws,
-    port: u16,
-    label: &str,
-    access_key: &str,
-) -> (u16, String, String) {
+fn audit_entries(data: &Path, ws: &str) -> Vec<serde_json::Value> {
+    let audit = fleet_json(&[
+        "fleet",
+        "audit",
+        ws,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    audit["entries"].as_array().unwrap().clone()
+}
+
+/// Waits (on the clock, the one condition that decides it) until at most `into_ms` of a fixed
+/// window of `window_ms` has passed, so what follows happens early in one window (the service
+/// counts in the same windows: `uplink_store::lifecycle::rate_window`, from the same clock).
+fn early_in_a_window(window_ms: u64, into_ms: u64) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let into = now % window_ms;
+        if into <= into_ms {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis((window_ms - into).min(200)));
+    }
+}
+
+/// An enrollment request for a new openssl key, made ahead (openssl is slow under load), to be
+/// POSTed by [`post_enroll`].
+fn enroll_request(dir: &Path, label: &str, access_key: &str) -> std::path::PathBuf {
     let (_, csr) = key_and_csr(dir, label, &format!("/CN={label}"));
     let req = serde_json::json!({
         "access_key": access_key,
@@ -590,7 +620,12 @@ fn enroll_once(
     });
     let body = dir.join(format!("{label}-enroll.json"));
     std::fs::write(&body, req.to_string()).unwrap();
-    let headers = dir.join(format!("{label}-headers.txt"));
+    body
+}
+
+/// POSTs an enrollment request: the status, the body's code and Retry-After ("" when none).
+fn post_enroll(ws: &Ws, port: u16, body: &Path) -> (u16, String, String) {
+    let headers = body.with_extension("headers");
     let (status, text) = Curl::new(&ws.sensor_host, port, uplink_protocol::ENROLL_PATH)
         .arg("--cacert")
         .arg(&ws.ca_file)
@@ -615,37 +650,9 @@ fn enroll_once(
     (status, code, retry_after)
 }
 
-fn audit_entries(data: &Path, ws: &str) -> Vec<serde_json::Value> {
-    let audit = fleet_json(&[
-        "fleet",
-        "audit",
-        ws,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--json",
-    ]);
-    audit["entries"].as_array().unwrap().clone()
-}
-
-/// Waits (on the clock, the one condition that decides it) until at most `into_ms` of a fixed
-/// window of `window_ms` has passed, so what follows happens early in one window.
-fn early_in_a_window(window_ms: u64, into_ms: u64) {
-    loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let into = now % window_ms;
-        if into <= into_ms {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis((window_ms - into).min(200)));
-    }
-}
-
 #[test]
 fn an_enrollment_flood_is_answered_429_and_sensor_install_waits_then_succeeds() {
-    const WINDOW_S: u64 = 12;
+    const WINDOW_S: u64 = 15;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let svc = ServiceProc::start(&data);
@@ -672,18 +679,15 @@ fn an_enrollment_flood_is_answered_429_and_sensor_install_waits_then_succeeds() 
     );
 
     // The flood, early in a window: the workspace's two enrollments pass, the rest wait.
-    early_in_a_window(WINDOW_S * 1000, 2000);
-    let flood: Vec<(u16, String, String)> = (0..4)
-        .map(|i| {
-            enroll_once(
-                tmp.path(),
-                &ws,
-                svc.port,
-                &format!("flood{i}"),
-                &ws.access_key,
-            )
-        })
+    let requests: Vec<_> = (0..4)
+        .map(|i| enroll_request(tmp.path(), &format!("flood{i}"), &ws.access_key))
         .collect();
+    early_in_a_window(WINDOW_S * 1000, 1500);
+    let flood: Vec<(u16, String, String)> = requests
+        .iter()
+        .map(|r| post_enroll(&ws, svc.port, r))
+        .collect();
+
     let statuses: Vec<u16> = flood.iter().map(|f| f.0).collect();
     assert_eq!(statuses, [200, 200, 429, 429], "{flood:?}\n{}", svc.log());
     for (_, code, retry_after) in &flood[2..] {
@@ -743,17 +747,23 @@ fn failed_enrollments_are_limited_per_address_and_a_bounded_install_fails_with_a
     let data = tmp.path().join("data");
     let svc = ServiceProc::start(&data);
     let ws = create_workspace(&data, "guess", svc.port);
-    // A window of an hour: nothing here depends on where in it the test runs.
+    // A window of a day, not in its last five minutes: everything below happens in one window.
     set_workspace(
         &data,
         &svc,
         "guess",
-        &["--failed-enroll-limit", "3", "--enroll-window", "1h"],
-        &["failed_enroll_limit=3 ", "enroll_window_secs=3600"],
+        &["--failed-enroll-limit", "3", "--enroll-window", "1d"],
+        &["failed_enroll_limit=3 ", "enroll_window_secs=86400"],
     );
     let wrong = "not-the-access-key-0123456789abcdef";
-    let tries: Vec<(u16, String, String)> = (0..4)
-        .map(|i| enroll_once(tmp.path(), &ws, svc.port, &format!("guess{i}"), wrong))
+    let requests: Vec<_> = (0..4)
+        .map(|i| enroll_request(tmp.path(), &format!("guess{i}"), wrong))
+        .collect();
+    let right = enroll_request(tmp.path(), "right", &ws.access_key);
+    early_in_a_window(86_400_000, 86_400_000 - 300_000);
+    let tries: Vec<(u16, String, String)> = requests
+        .iter()
+        .map(|r| post_enroll(&ws, svc.port, r))
         .collect();
     let got: Vec<(u16, &str)> = tries.iter().map(|t| (t.0, t.1.as_str())).collect();
     assert_eq!(
@@ -768,10 +778,9 @@ fn failed_enrollments_are_limited_per_address_and_a_bounded_install_fails_with_a
         svc.log()
     );
     // The address is limited, whatever key it brings now: even the right one waits.
-    let (status, code, retry_after) =
-        enroll_once(tmp.path(), &ws, svc.port, "right", &ws.access_key);
+    let (status, code, retry_after) = post_enroll(&ws, svc.port, &right);
     assert_eq!((status, code.as_str()), (429, "ENROLL_RATE_LIMITED"));
-    assert!(retry_after.parse::<u64>().unwrap() <= 3600);
+    assert!(retry_after.parse::<u64>().unwrap() <= 86_400);
     // `sensor install` waits at most --enroll-wait, then fails with the code and nothing installed.
     let dir = tmp.path().join("sensor");
     let out = Sensor::install(&dir, &ws, &["--enroll-wait", "2s"]);
