@@ -190,7 +190,7 @@ async fn handle<S: Store>(
         Err(refusal) => return refusal.response(),
     };
     let (ws, role) = (&target.0, target.1);
-    if req.uri().path() == crate::crl::CRL_PATH {
+    if crate::crl::is_crl_path(req.uri().path(), &ws.ca.sha256()) {
         return crl(ws, req.method());
     }
     match role {

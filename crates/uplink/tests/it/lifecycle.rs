@@ -334,6 +334,10 @@ fn run_decommission(dir: &Path, data: &Path, svc: &ServiceProc) {
 
 /// `GET /pki/crl.der` on `host` without a client certificate, saved to `out`.
 fn fetch_crl(ws: &Ws, host: &str, port: u16, out: &Path) {
+    fetch_crl_at(ws, host, port, "/pki/crl.der", out)
+}
+
+fn fetch_crl_at(ws: &Ws, host: &str, port: u16, path: &str, out: &Path) {
     let status = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "20", "-o"])
         .arg(out)
@@ -341,7 +345,7 @@ fn fetch_crl(ws: &Ws, host: &str, port: u16, out: &Path) {
         .arg(&ws.ca_file)
         .arg("--resolve")
         .arg(format!("{host}:{port}:127.0.0.1"))
-        .arg(format!("https://{host}:{port}/pki/crl.der"))
+        .arg(format!("https://{host}:{port}{path}"))
         .output()
         .expect("run curl");
     assert_eq!(stdout(&status).trim(), "200", "{}", stderr(&status));
@@ -454,6 +458,11 @@ fn the_crl_lists_a_revoked_sensor_and_openssl_refuses_its_certificate_with_it() 
         "-text",
     ]);
     assert!(text2.contains(&serial), "{text2}");
+    // The same CRL under its CA's digest (the name it keeps while CAs rotate).
+    let der3 = tmp.path().join("crl3.der");
+    let by_ca = format!("/pki/crl-{}.der", ws.ca_sha256);
+    fetch_crl_at(&ws, &ws.sensor_host, svc.port, &by_ca, &der3);
+    assert_eq!(std::fs::read(&der3).unwrap(), std::fs::read(&der2).unwrap());
 }
 
 #[test]
