@@ -7,8 +7,10 @@ use uplink_store::*;
 
 use crate::{record_change, SqliteStore};
 
-const COLUMNS: &str =
-    "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256, uninstalled";
+// `uninstalled` from a table of its own (format 11): a step that only creates tables can be
+// re-run on a store rewound by hand, where adding a column could not.
+const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256,
+    EXISTS (SELECT 1 FROM uninstalls u WHERE u.sensor_id = revocations.sensor_id)";
 
 fn row_to_revocation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
     Ok(Revocation {
@@ -18,7 +20,7 @@ fn row_to_revocation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
         revoked_at: r.get(3)?,
         decommissioned: r.get::<_, i64>(4)? != 0,
         cert_sha256: r.get(5)?,
-        uninstalled: r.get::<_, i64>(6)? != 0,
+        uninstalled: r.get::<_, bool>(6)?,
     })
 }
 
@@ -202,7 +204,8 @@ impl SqliteStore {
     }
 }
 
-// Enrollment limits and certificate validity (format 11: `lifecycle_settings`, `rate_windows`).
+// Enrollment limits, certificate validity, uninstalls (format 11: `lifecycle_settings`,
+// `rate_windows`, `uninstalls`).
 
 /// Format 11's tables (the migration step and the schema of a new store).
 pub(crate) const FORMAT_11: &str = "
@@ -221,7 +224,10 @@ CREATE TABLE IF NOT EXISTS rate_windows (
     PRIMARY KEY (scope, window_start)
 );
 CREATE INDEX IF NOT EXISTS rate_windows_by_end ON rate_windows(window_end);
-ALTER TABLE revocations ADD COLUMN uninstalled INTEGER NOT NULL DEFAULT 0;";
+CREATE TABLE IF NOT EXISTS uninstalls (
+    sensor_id TEXT PRIMARY KEY REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+    at INTEGER NOT NULL
+);";
 
 fn settings_of(c: &Connection, workspace: &str) -> rusqlite::Result<Option<LifecycleSettings>> {
     let exists: Option<i64> = c
@@ -369,17 +375,23 @@ impl SqliteStore {
                 let Some(cert) = cert else {
                     return Ok(None);
                 };
+                let now = now_ms();
                 tx.execute(
-                    "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256, uninstalled)
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5, 1)
-                     ON CONFLICT (sensor_id) DO UPDATE SET uninstalled = 1",
+                    "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5)
+                     ON CONFLICT (sensor_id) DO NOTHING",
                     params![
                         workspace,
                         sensor_id,
                         uplink_store::lifecycle::UNINSTALLED_REASON,
-                        now_ms(),
+                        now,
                         cert
                     ],
+                )?;
+                tx.execute(
+                    "INSERT INTO uninstalls (sensor_id, at) VALUES (?1, ?2)
+                     ON CONFLICT (sensor_id) DO NOTHING",
+                    params![sensor_id, now],
                 )?;
                 record_change(tx, workspace, &ChangeKind::Revoked)?;
                 revocation_of(tx, sensor_id)
