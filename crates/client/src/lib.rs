@@ -287,6 +287,8 @@ pub struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     /// Whether the handshake presented a client certificate.
     pub authenticated: bool,
+    /// The `Retry-After` (in seconds) of the last answer, when it had one (a 429 or 503).
+    retry_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -333,7 +335,14 @@ impl Connection {
             authority: endpoint.authority(),
             sender,
             authenticated,
+            retry_after: None,
         })
+    }
+
+    /// How long the last answer asked to wait before trying again (`Retry-After` in seconds;
+    /// an HTTP date is not understood and reads as none).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// True while the connection can carry another request.
@@ -372,6 +381,7 @@ impl Connection {
                 reason: e.to_string(),
             })?;
         let status = resp.status();
+        self.retry_after = retry_after(resp.headers());
         let body = resp
             .into_body()
             .collect()
@@ -476,6 +486,37 @@ impl Connection {
                 uplink_protocol::HEARTBEAT_PATH,
                 &[("content-type", "application/json")],
                 body.into(),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &body, events_refusal(status)));
+        }
+        Ok(())
+    }
+}
+
+/// `Retry-After` as a number of seconds. Pure.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+impl Connection {
+    /// `POST /api/v1/uninstall`: tells the service this sensor is being uninstalled (the
+    /// connection must present its certificate). `204` is success.
+    pub async fn uninstall(&mut self) -> Result<(), ClientError> {
+        let (status, body) = self
+            .request(
+                Method::POST,
+                uplink_protocol::UNINSTALL_PATH,
+                &[],
+                Bytes::new(),
             )
             .await?;
         if !status.is_success() {
@@ -747,6 +788,23 @@ mod tests {
                 other => panic!("not a status error: {other:?}"),
             }
             assert!(e.to_string().starts_with("h.example answered 502: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_only() {
+        for (value, want) in [
+            (Some("7"), Some(7)),
+            (Some(" 30 "), Some(30)),
+            (Some("Wed, 21 Oct 2015 07:28:00 GMT"), None),
+            (Some("-1"), None),
+            (None, None),
+        ] {
+            let mut h = http::HeaderMap::new();
+            if let Some(v) = value {
+                h.insert(header::RETRY_AFTER, v.parse().unwrap());
+            }
+            assert_eq!(retry_after(&h), want.map(Duration::from_secs), "{value:?}");
         }
     }
 

@@ -162,6 +162,9 @@ codes! {
     ADMIN_TOKEN_INVALID = (Http, "The admin API needs `Authorization: Bearer TOKEN` with a token of this workspace: create one with `uplink admin token create WORKSPACE --name N`, and check it was not revoked (uplink admin token list WORKSPACE)."),
     /// The admin API token's role does not allow this call (a viewer token may only read).
     ADMIN_FORBIDDEN = (Http, "This token's role does not allow the call (viewer tokens may only GET): use an admin token (uplink admin token create WORKSPACE --name N --role admin)."),
+    /// Enrollment refused for now (429): the workspace's enrollments, or this address's failed
+    /// ones, reached their limit for the current window (issue #24, docs/lifecycle.md).
+    ENROLL_RATE_LIMITED = (Http, "The service limits enrollments (successful ones per workspace, failed ones per address): wait as long as its Retry-After says and try again (uplink sensor install waits by itself, see --enroll-wait); for a larger deployment the workspace's administrator can raise the limit (uplink workspace set NAME --enroll-limit N)."),
 }
 
 impl fmt::Display for Code {

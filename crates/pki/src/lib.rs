@@ -30,8 +30,9 @@ use time::{Duration, OffsetDateTime};
 pub const CA_VALIDITY_DAYS: i64 = 3650;
 /// How long a server certificate issued at load time is valid.
 pub const SERVER_VALIDITY_DAYS: i64 = 397;
-/// Default validity of a sensor's client certificate.
-pub const CLIENT_VALIDITY_DAYS: i64 = 365;
+/// Default validity of a sensor's client certificate (the workspace setting's default,
+/// `uplink_store::lifecycle::DEFAULT_CLIENT_CERT_VALIDITY_SECS`).
+pub const CLIENT_VALIDITY_DAYS: i64 = 30;
 /// Longest validity a client certificate may be given.
 pub const MAX_CLIENT_VALIDITY_DAYS: i64 = 825;
 /// The shortest client certificate validity (short lifetimes are for renewal tests and drills).

@@ -31,6 +31,10 @@ pub const RENEW_PATH: &str = "/api/v1/renew";
 /// The sensor's report: a [`heartbeat::Heartbeat`] body in, `204` out once it is stored.
 /// Requires a client certificate. Sent first on each new connection, before any backlog.
 pub const HEARTBEAT_PATH: &str = "/api/v1/heartbeat";
+/// The sensor says it is being uninstalled (`uplink sensor uninstall`): no body, `204` out once
+/// the service has revoked its certificate and marked it `uninstalled`. Requires a client
+/// certificate. Best effort: an uninstall goes on when the service cannot be told.
+pub const UNINSTALL_PATH: &str = "/api/v1/uninstall";
 
 /// `POST /api/v1/renew` request body. The answer is an [`EnrollResponse`] for the same sensor.
 #[derive(Clone, Serialize, Deserialize)]

@@ -55,6 +55,25 @@ pub struct InstallOptions {
     pub env: Option<uplink_proxy::env::FromEnv>,
     /// The sensor's display name (default: the host name).
     pub name: Option<String>,
+    /// How long to keep retrying an enrollment the service answers 429 (rate limited), honouring
+    /// its Retry-After (default [`DEFAULT_ENROLL_WAIT`]).
+    pub enroll_wait: Option<Duration>,
+}
+
+/// How long `install` keeps retrying a rate-limited enrollment by default: a mass deployment
+/// spreads over the service's windows instead of failing.
+pub const DEFAULT_ENROLL_WAIT: Duration = Duration::from_secs(600);
+
+/// How long to wait before retrying an enrollment answered 429: the service's Retry-After (1 s
+/// to 5 min; without one, 1, 2, 4 … 60 s by attempt), plus `jitter` (0 to 1) of up to a fifth
+/// of it, so thousands of installers told the same time do not all come back at once. Pure.
+pub fn enroll_backoff(retry_after: Option<Duration>, attempt: u32, jitter: f64) -> Duration {
+    let base = match retry_after {
+        Some(d) => d.clamp(Duration::from_secs(1), Duration::from_secs(300)),
+        None => Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6))
+            .min(Duration::from_secs(60)),
+    };
+    base + base.mul_f64(jitter.clamp(0.0, 1.0) / 5.0)
 }
 
 /// What install did.
@@ -224,40 +243,70 @@ pub async fn install(paths: &Paths, opts: InstallOptions) -> Result<Installed, S
     let (key_pem, csr_pem) = uplink_pki::generate_key_and_csr(&name)?;
     let key_pem = zeroize::Zeroizing::new(key_pem);
     let anonymous = TlsSettings::new(&bundle.ca_pem, None)?;
-    let mut bad = Default::default();
-    let connected = link::connect_route(
-        &endpoint,
-        &explanation,
-        &anonymous,
-        ENROLL_TIMEOUT,
-        &mut bad,
-    )
-    .await
-    .map_err(|error| match uplink_diag::Diagnose::code(&error) {
-        // Only straight to the service: through a proxy, the refusal is the proxy's.
-        uplink_diag::Code::TCP_REFUSED | uplink_diag::Code::TCP_TIMEOUT
-            if matches!(
-                explanation.route.as_slice(),
-                [uplink_proxy::Candidate::Direct]
-            ) =>
-        {
-            SensorError::EnrollUnreachable {
-                error,
-                port: endpoint.port,
-            }
-        }
-        _ => SensorError::Enroll(error),
-    })?;
-    let route = connected.route.clone();
-    let mut conn = connected.conn;
-    let enrolled = conn
-        .enroll(&uplink_protocol::EnrollRequest {
-            access_key: bundle.access_key.clone(),
-            csr_pem,
-            name,
-        })
+    let wait_bound = opts.enroll_wait.unwrap_or(DEFAULT_ENROLL_WAIT);
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    // Rate limited (429): wait as the service says, within the bound, and enroll again on a new
+    // connection (the same key and CSR: nothing was enrolled).
+    let (route, enrolled) = loop {
+        attempt += 1;
+        let mut bad = Default::default();
+        let connected = link::connect_route(
+            &endpoint,
+            &explanation,
+            &anonymous,
+            ENROLL_TIMEOUT,
+            &mut bad,
+        )
         .await
-        .map_err(|e| SensorError::Enroll(e.into()))?;
+        .map_err(|error| match uplink_diag::Diagnose::code(&error) {
+            // Only straight to the service: through a proxy, the refusal is the proxy's.
+            uplink_diag::Code::TCP_REFUSED | uplink_diag::Code::TCP_TIMEOUT
+                if matches!(
+                    explanation.route.as_slice(),
+                    [uplink_proxy::Candidate::Direct]
+                ) =>
+            {
+                SensorError::EnrollUnreachable {
+                    error,
+                    port: endpoint.port,
+                }
+            }
+            _ => SensorError::Enroll(error),
+        })?;
+        let route = connected.route.clone();
+        let mut conn = connected.conn;
+        match conn
+            .enroll(&uplink_protocol::EnrollRequest {
+                access_key: bundle.access_key.clone(),
+                csr_pem: csr_pem.clone(),
+                name: name.clone(),
+            })
+            .await
+        {
+            Ok(enrolled) => break (route, enrolled),
+            Err(uplink_client::ClientError::Status {
+                status: 429,
+                message,
+                ..
+            }) => {
+                let wait = enroll_backoff(conn.retry_after(), attempt, rand::random::<f64>());
+                let waited = started.elapsed();
+                if waited + wait > wait_bound {
+                    return Err(SensorError::EnrollRateLimited {
+                        attempts: attempt,
+                        waited,
+                        bound: wait_bound,
+                        message,
+                    });
+                }
+                tracing::warn!(attempt, wait_secs = wait.as_secs_f64(), %message, "enrollment rate limited by the service: waiting, then enrolling again");
+                drop(conn);
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(SensorError::Enroll(e.into())),
+        }
+    };
 
     // Everything external worked; now write, undoing on failure.
     let mut config = Config {
@@ -648,10 +697,17 @@ fn hostname() -> String {
 pub struct Uninstalled {
     pub removed: Vec<PathBuf>,
     pub undelivered_events: u64,
+    /// Whether the service was told (see [`tell_uninstalled`]); set by the caller.
+    pub service_told: bool,
 }
 
-/// Removes an installed sensor. Refuses while events wait for upload, unless `force`.
-pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError> {
+/// How long `uninstall` tries to tell the service by default.
+pub const DEFAULT_TELL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Refuses to uninstall while events wait for upload, unless `force`; returns how many wait.
+/// What [`uninstall`] checks first, for a caller that does more before removing (telling the
+/// service).
+pub fn check_uninstall(paths: &Paths, force: bool) -> Result<u64, SensorError> {
     let config = Config::load(paths)?;
     let depth = crate::open_queue(paths, &config)?.depth()?;
     if depth.events > 0 && !force {
@@ -660,6 +716,60 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
             dir: paths.config_dir.clone(),
         });
     }
+    Ok(depth.events)
+}
+
+/// Tells the service that this sensor is being uninstalled (`POST /api/v1/uninstall` with its
+/// certificate), along the sensor's own route (its proxy, PAC, WPAD: what `run` would use),
+/// within `timeout`. Best effort: the caller uninstalls whatever this returns; the service then
+/// revokes the certificate and shows the sensor `uninstalled`. Returns the route taken.
+pub async fn tell_uninstalled(paths: &Paths, timeout: Duration) -> Result<String, SensorError> {
+    let config = Config::load(paths)?;
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p).map_err(|source| SensorError::Io { path: p, source })
+    };
+    let ca = read(paths.ca_file())?;
+    let cert = read(paths.cert_file())?;
+    let key = zeroize::Zeroizing::new(read(paths.key_file())?);
+    let tls = TlsSettings::new(&ca, Some((&cert, &key)))?;
+    let endpoint = Endpoint::parse(&config.sensor_url)?;
+    let work = async {
+        let (cfg, p) = (config.clone(), paths.clone());
+        let (host, port) = (endpoint.host.clone(), endpoint.port);
+        // Off the runtime's threads: PAC evaluation and WPAD discovery block.
+        let explanation = tokio::task::spawn_blocking(move || cfg.explain(&p, &host, port))
+            .await
+            .map_err(|e| SensorError::Failed(format!("choosing the route failed: {e}")))?;
+        let mut bad = Default::default();
+        let connected = link::connect_route(&endpoint, &explanation, &tls, timeout, &mut bad)
+            .await
+            .map_err(|e| {
+                SensorError::Failed(format!(
+                    "cannot reach the service ({}): {e}",
+                    uplink_diag::Diagnose::code(&e)
+                ))
+            })?;
+        let mut conn = connected.conn;
+        conn.uninstall().await.map_err(|e| {
+            SensorError::Failed(format!(
+                "the service did not take it ({}): {e}",
+                uplink_diag::Diagnose::code(&e)
+            ))
+        })?;
+        Ok::<_, SensorError>(connected.route)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(SensorError::Failed(format!(
+            "no answer within {} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// Removes an installed sensor. Refuses while events wait for upload, unless `force`.
+pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError> {
+    let undelivered = check_uninstall(paths, force)?;
     let mut removed = Vec::new();
     // Besides what install wrote, what the sensor writes in the state directory as it runs:
     // without them the directory would not be empty and would stay.
@@ -689,13 +799,38 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
     }
     Ok(Uninstalled {
         removed,
-        undelivered_events: depth.events,
+        undelivered_events: undelivered,
+        service_told: false,
     })
 }
 
 #[cfg(test)]
 mod switch_tests {
     use super::*;
+
+    #[test]
+    fn rate_limited_enrollments_wait_as_told_with_bounded_jitter() {
+        let s = Duration::from_secs;
+        // (Retry-After, attempt, jitter, wait)
+        let cases: &[(Option<u64>, u32, f64, Duration)] = &[
+            (Some(7), 1, 0.0, s(7)),
+            (Some(10), 3, 1.0, s(12)),
+            (Some(0), 1, 0.0, s(1)),
+            (Some(86_400), 1, 0.0, s(300)),
+            (None, 1, 0.0, s(1)),
+            (None, 2, 0.0, s(2)),
+            (None, 5, 0.0, s(16)),
+            (None, 40, 0.0, s(60)),
+            (None, 40, 2.0, s(72)),
+        ];
+        for &(retry, attempt, jitter, want) in cases {
+            assert_eq!(
+                enroll_backoff(retry.map(s), attempt, jitter),
+                want,
+                "{retry:?} {attempt} {jitter}"
+            );
+        }
+    }
 
     #[test]
     fn credential_hosts_are_recorded_and_an_empty_list_clears_them() {

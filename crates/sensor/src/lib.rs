@@ -70,6 +70,14 @@ pub enum SensorError {
     /// without `--public-port` for a service on another port, so the message names the port.
     #[error("enrollment failed, nothing was installed: {error}; the bundle names port {port}")]
     EnrollUnreachable { error: link::LinkError, port: u16 },
+    /// The service still limited enrollments (429) when the install's wait ran out.
+    #[error("enrollment failed, nothing was installed: the service limited enrollments {attempts} times over {:.0} s (the install waits at most {} s, --enroll-wait): {message}", waited.as_secs_f64(), bound.as_secs())]
+    EnrollRateLimited {
+        attempts: u32,
+        waited: Duration,
+        bound: Duration,
+        message: String,
+    },
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error("{path}: {source}")]
@@ -137,6 +145,7 @@ impl Diagnose for SensorError {
             SensorError::Enroll(e) => e.code(),
             SensorError::EnrollUnreachable { error, .. } => error.code(),
             SensorError::GaveUp { code, .. } => *code,
+            SensorError::EnrollRateLimited { .. } => Code::ENROLL_RATE_LIMITED,
             SensorError::Queue(QueueError::Full { .. }) => Code::QUEUE_FULL,
             SensorError::Queue(e) if e.is_disk_full() => Code::DISK_FULL,
             SensorError::Io { source, .. } if uplink_queue::is_disk_full(source) => Code::DISK_FULL,

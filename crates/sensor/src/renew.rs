@@ -1,9 +1,9 @@
 //! Client certificate renewal: before the sensor's certificate expires, it asks the service for a
 //! new one over mutual TLS with the current one, for a key it has just generated.
 //!
-//! **When.** When a third of the certificate's lifetime is left, or 30 days, whichever is less
-//! (a 365-day certificate renews 30 days before its end; a 30-second one in a drill, 10 seconds
-//! before). The lifetime is counted from when this sensor obtained the certificate (the file's
+//! **When.** At two thirds of the certificate's life, when a third of it is left (a 30-day
+//! certificate, the workspace default, renews 10 days before its end; a 30-second one in a drill,
+//! 10 seconds before). The lifetime is counted from when this sensor obtained the certificate (the file's
 //! modification time), not from its `notBefore`, which the service backdates for clock skew. A
 //! failed attempt is retried after a tenth of the time left (at least 5 seconds, at most 10
 //! minutes): a sensor that cannot reach its service keeps trying while it still can renew.
@@ -26,16 +26,13 @@ use crate::config::Paths;
 use crate::fsutil;
 use crate::SensorError;
 
-/// Renew at the latest this long before expiry.
-pub const RENEW_BEFORE_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
-
 /// When to renew, given the certificate's expiry, when this sensor obtained it, and `now`: once
-/// at most `min(lifetime / 3, 30 days)` is left.
+/// at most a third of its lifetime is left (two thirds of its life have passed).
 pub fn due_at(not_after: SystemTime, obtained_at: SystemTime, now: SystemTime) -> bool {
     let lifetime = not_after
         .duration_since(obtained_at)
         .unwrap_or(Duration::ZERO);
-    let threshold = (lifetime / 3).min(RENEW_BEFORE_MAX);
+    let threshold = lifetime / 3;
     match not_after.duration_since(now) {
         Ok(left) => left <= threshold,
         // Already expired: renewal will be refused, but trying tells the administrator why.
@@ -202,10 +199,10 @@ mod tests {
         let start = 1_700_000_000;
         // (lifetime from obtaining, seconds after obtaining, due?)
         let cases: &[(u64, u64, bool)] = &[
-            // 365 days: renew in the last 30.
+            // 365 days: renew in the last third (from day 243 and a third).
             (365 * DAY, 0, false),
-            (365 * DAY, 335 * DAY - 1, false),
-            (365 * DAY, 335 * DAY, true),
+            (365 * DAY, 243 * DAY, false),
+            (365 * DAY, 244 * DAY, true),
             // 30 days: in the last 10.
             (30 * DAY, 19 * DAY, false),
             (30 * DAY, 20 * DAY, true),

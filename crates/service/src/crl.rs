@@ -17,6 +17,17 @@ use crate::registry::Workspace;
 /// The path of the CRL on every workspace host.
 pub const CRL_PATH: &str = "/pki/crl.der";
 
+/// Whether `path` asks for the CRL of the CA whose certificate has SHA-256 `ca_sha256`:
+/// [`CRL_PATH`], or `/pki/crl-<ca_sha256>.der` (lowercase hex), the name each CA's CRL keeps
+/// while CAs rotate. Pure.
+pub(crate) fn is_crl_path(path: &str, ca_sha256: &str) -> bool {
+    path == CRL_PATH
+        || path
+            .strip_prefix("/pki/crl-")
+            .and_then(|rest| rest.strip_suffix(".der"))
+            .is_some_and(|sha| sha == ca_sha256)
+}
+
 /// The CRL last signed for a workspace, with when.
 #[derive(Default)]
 pub struct Cache(Mutex<Option<(OffsetDateTime, Arc<Vec<u8>>)>>);
@@ -77,6 +88,21 @@ pub(crate) async fn record<S: uplink_store::Store>(
 mod tests {
     use super::*;
     use time::Duration;
+
+    #[test]
+    fn the_crl_is_at_its_own_path_and_at_its_ca_s_digest() {
+        let sha = "ab".repeat(32);
+        for (path, ok) in [
+            ("/pki/crl.der".to_owned(), true),
+            (format!("/pki/crl-{sha}.der"), true),
+            (format!("/pki/crl-{}.der", "cd".repeat(32)), false),
+            (format!("/pki/crl-{}.der", sha.to_uppercase()), false),
+            (format!("/pki/crl-{sha}"), false),
+            ("/pki/crl-.der".to_owned(), false),
+        ] {
+            assert_eq!(is_crl_path(&path, &sha), ok, "{path}");
+        }
+    }
 
     #[test]
     fn a_crl_is_signed_again_well_before_it_expires() {

@@ -94,8 +94,6 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub limits: Limits,
-    /// Validity of the client certificates issued at enrollment and renewal.
-    pub client_validity: time::Duration,
     /// How often the store's change log is read, to drop or reload workspaces changed by other
     /// replicas or commands (see `registry.rs`).
     pub change_poll: Duration,
@@ -112,7 +110,6 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             limits: Limits::default(),
-            client_validity: time::Duration::days(uplink_pki::CLIENT_VALIDITY_DAYS),
             change_poll: Duration::from_millis(500),
             proxy_protocol: false,
             fleet: fleet::FleetConfig::default(),

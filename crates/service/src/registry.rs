@@ -53,6 +53,11 @@ pub(crate) struct Workspace {
     /// Every certificate of those sensors, for the CRL (`crate::crl`), and the CRL last signed.
     pub revoked_serials: Vec<uplink_store::RevokedSerial>,
     pub crl: crate::crl::Cache,
+    /// The workspace's lifecycle settings (certificate validity, enrollment limits), as of the
+    /// last load: a change is a change-log entry that reloads the workspace on every replica.
+    pub lifecycle: uplink_store::LifecycleSettings,
+    /// The rate-limit windows this replica already recorded a 429 of in the audit trail.
+    pub limited: crate::lifecycle::Limited,
     server_chain: Vec<CertificateDer<'static>>,
     server_key_pem: String,
 }
@@ -177,6 +182,12 @@ pub(crate) fn actions(changes: &[Change], cached: &dyn Fn(&str) -> bool) -> Vec<
     for c in changes {
         if c.kind == ChangeKind::MasterKeyRotated {
             rotated.insert(&c.workspace);
+        } else if c.kind != ChangeKind::Created
+            && c.kind != ChangeKind::Deleted
+            && last.get(c.workspace.as_str()) == Some(&&ChangeKind::Created)
+        {
+            // Created, then changed before this poll: still a creation to load (a workspace
+            // created and set up at once must not wait for its first request).
         } else {
             last.insert(&c.workspace, &c.kind);
         }
@@ -306,9 +317,10 @@ impl Registry {
             if !snap.by_host.contains_key(host) {
                 match self.build(&record, revoked, &snap) {
                     Ok(ws) => {
+                        let settings = ws.lifecycle;
                         snap.insert(Arc::new(ws));
-                        tracing::info!(workspace = %name, "workspace loaded");
                         self.install(snap)?;
+                        log_loaded(&name, &settings, "workspace loaded");
                     }
                     Err(e) => {
                         tracing::error!(workspace = %name, error = %e, "cannot load workspace")
@@ -410,6 +422,8 @@ impl Registry {
         if todo.is_empty() {
             return Ok(());
         }
+        // Logged once installed: a line seen in the log means requests now get these settings.
+        let mut installed: Vec<(String, uplink_store::LifecycleSettings)> = Vec::new();
         for action in todo {
             match action {
                 Action::KeyRotated(name) => tracing::warn!(
@@ -433,8 +447,8 @@ impl Registry {
                     match loaded {
                         Ok(Some((record, revoked))) => match self.build(&record, revoked, &snap) {
                             Ok(ws) => {
+                                installed.push((name.clone(), ws.lifecycle));
                                 snap.insert(Arc::new(ws));
-                                tracing::info!(workspace = %name, "workspace (re)loaded after a change");
                             }
                             // Keep serving what was loaded before rather than nothing.
                             Err(e) => {
@@ -452,7 +466,11 @@ impl Registry {
                 }
             }
         }
-        self.install(snap)
+        self.install(snap)?;
+        for (name, settings) in &installed {
+            log_loaded(name, settings, "workspace (re)loaded after a change");
+        }
+        Ok(())
     }
 
     /// Polls the change log every `every` until dropped (the service runs it beside its accept
@@ -489,11 +507,25 @@ impl Registry {
     }
 }
 
+/// The line of a workspace (re)loaded, with the lifecycle settings now in force.
+fn log_loaded(name: &str, s: &uplink_store::LifecycleSettings, what: &str) {
+    tracing::info!(
+        workspace = %name,
+        client_cert_validity_secs = s.client_cert_validity_secs,
+        enroll_limit = s.enroll_limit,
+        failed_enroll_limit = s.failed_enroll_limit,
+        enroll_window_secs = s.enroll_window_secs,
+        "{what}"
+    );
+}
+
 /// The revoked sensors of a workspace and their certificates' serials, read with the workspace
 /// when it is (re)loaded (a revocation is a change-log entry: it reloads the workspace).
 pub(crate) struct Revoked {
     sensors: HashSet<String>,
     serials: Vec<uplink_store::RevokedSerial>,
+    /// Read with them: the workspace's lifecycle settings.
+    lifecycle: uplink_store::LifecycleSettings,
 }
 
 async fn revoked_of<S: Store>(store: &S, workspace: &str) -> Result<Revoked, StoreError> {
@@ -504,7 +536,12 @@ async fn revoked_of<S: Store>(store: &S, workspace: &str) -> Result<Revoked, Sto
         .map(|r| r.sensor_id)
         .collect();
     let serials = store.revoked_serials(workspace).await?;
-    Ok(Revoked { sensors, serials })
+    let lifecycle = store.lifecycle_settings(workspace).await?;
+    Ok(Revoked {
+        sensors,
+        serials,
+        lifecycle,
+    })
 }
 
 fn build_workspace(
@@ -551,6 +588,8 @@ fn build_workspace(
         revoked: revoked.sensors,
         revoked_serials: revoked.serials,
         crl: Default::default(),
+        lifecycle: revoked.lifecycle,
+        limited: Default::default(),
         server_chain,
         server_key_pem,
     })
@@ -646,6 +685,16 @@ mod tests {
                     ch(3, "a", Settings),
                 ],
                 vec![reload("a")],
+            ),
+            (
+                "created then changed before the poll: load it",
+                vec![ch(1, "new", Created), ch(2, "new", Settings)],
+                vec![reload("new")],
+            ),
+            (
+                "created then deleted before the poll",
+                vec![ch(1, "new", Created), ch(2, "new", Deleted)],
+                vec![],
             ),
             (
                 "changed then deleted",

@@ -190,7 +190,7 @@ async fn handle<S: Store>(
         Err(refusal) => return refusal.response(),
     };
     let (ws, role) = (&target.0, target.1);
-    if req.uri().path() == crate::crl::CRL_PATH {
+    if crate::crl::is_crl_path(req.uri().path(), &ws.ca.sha256()) {
         return crl(ws, req.method());
     }
     match role {
@@ -241,7 +241,13 @@ async fn sensor_api<S: Store>(
     match endpoint(path, req.method()) {
         Endpoint::Ping => ok_text("Ok"),
         Endpoint::Enroll => {
-            let resp = enroll(shared, ws, req).await;
+            // Enrollment limits (issue #24, `lifecycle.rs`): an address that failed too often
+            // is answered 429 before its request is read; each failure is counted.
+            let resp = match crate::lifecycle::failed_too_often(shared, ws, ctx.peer).await {
+                Some(limited) => limited,
+                None => enroll(shared, ws, req).await,
+            };
+            crate::lifecycle::count_failure(shared, ws, ctx.peer, &resp).await;
             let actor = "access key holder".to_owned();
             crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "enroll", &resp).await;
             resp
@@ -257,6 +263,24 @@ async fn sensor_api<S: Store>(
             resp
         }
         Endpoint::Heartbeat => heartbeat(shared, ctx, ws, req).await,
+        // The sensor says it is uninstalled (issue #24, `lifecycle.rs`).
+        Endpoint::Uninstall => {
+            let resp = match sensor_of(
+                shared,
+                ctx,
+                ws,
+                "telling the service about an uninstall needs the sensor's client certificate",
+            ) {
+                Ok(client) => crate::lifecycle::uninstalled(shared, ws, &client.sensor_id).await,
+                Err(resp) => resp,
+            };
+            let actor = match &ctx.client {
+                Some(c) => format!("sensor {}", c.sensor_id),
+                None => "no client certificate".to_owned(),
+            };
+            crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "uninstall", &resp).await;
+            resp
+        }
         Endpoint::WrongMethod(allow) => method_not_allowed(allow),
         Endpoint::NotFound => error(
             StatusCode::NOT_FOUND,
@@ -342,6 +366,7 @@ enum Endpoint {
     Events,
     Renew,
     Heartbeat,
+    Uninstall,
     /// A known path with another method: the methods it takes (the `Allow` header).
     WrongMethod(&'static str),
     NotFound,
@@ -354,16 +379,23 @@ fn endpoint(path: &str, method: &Method) -> Endpoint {
         (uplink_protocol::EVENTS_PATH, &Method::POST) => Endpoint::Events,
         (uplink_protocol::RENEW_PATH, &Method::POST) => Endpoint::Renew,
         (uplink_protocol::HEARTBEAT_PATH, &Method::POST) => Endpoint::Heartbeat,
+        (uplink_protocol::UNINSTALL_PATH, &Method::POST) => Endpoint::Uninstall,
         (uplink_protocol::PING_PATH, _) => Endpoint::WrongMethod("GET, HEAD"),
         (
             uplink_protocol::ENROLL_PATH
             | uplink_protocol::EVENTS_PATH
             | uplink_protocol::RENEW_PATH
-            | uplink_protocol::HEARTBEAT_PATH,
+            | uplink_protocol::HEARTBEAT_PATH
+            | uplink_protocol::UNINSTALL_PATH,
             _,
         ) => Endpoint::WrongMethod("POST"),
         _ => Endpoint::NotFound,
     }
+}
+
+/// The validity of the certificates the workspace issues: its setting, the same on every replica.
+fn client_validity(ws: &Workspace) -> time::Duration {
+    time::Duration::seconds(ws.lifecycle.client_cert_validity_secs as i64)
 }
 
 /// The sensor a request comes from: its verified client certificate's, which must belong to
@@ -608,12 +640,16 @@ async fn enroll<S: Store>(
             "wrong access key",
         );
     }
+    // The right key: take one of the workspace's enrollments of this window (or 429).
+    if let Err(limited) = crate::lifecycle::enrollment_slot(shared, ws).await {
+        return limited;
+    }
     let sensor_id = hex::encode(rand::random::<[u8; 16]>());
     let signed = match ws.ca.sign_client_csr(
         request.csr_pem.as_bytes(),
         &sensor_id,
         &ws.name,
-        shared.config.client_validity,
+        client_validity(ws),
     ) {
         Ok(s) => s,
         Err(e) => {
@@ -763,7 +799,7 @@ async fn renew<S: Store>(
         request.csr_pem.as_bytes(),
         &client.sensor_id,
         &ws.name,
-        shared.config.client_validity,
+        client_validity(ws),
     ) {
         Ok(s) => s,
         Err(e) => {

@@ -1273,4 +1273,44 @@ impl Store for PostgresStore {
     async fn deliveries(&self, workspace: &str) -> Result<Vec<Delivery>, StoreError> {
         self.deliveries_pg(workspace).await
     }
+
+    // Sensor lifecycle, part 2 (issue #24, `lifecycle.rs`): settings and rate-limit windows.
+    async fn lifecycle_settings(&self, workspace: &str) -> Result<LifecycleSettings, StoreError> {
+        self.lifecycle_settings_pg(workspace).await
+    }
+
+    async fn set_lifecycle_settings(
+        &self,
+        workspace: &str,
+        change: LifecycleChange,
+    ) -> Result<LifecycleSettings, StoreError> {
+        self.set_lifecycle_settings_pg(workspace, change).await
+    }
+
+    async fn rate_hit(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u64,
+    ) -> Result<RateHit, StoreError> {
+        self.rate_hit_pg(scope, now_ms, window_ms, limit).await
+    }
+
+    async fn rate_count(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.rate_count_pg(scope, now_ms, window_ms).await
+    }
+
+    async fn mark_uninstalled(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        self.mark_uninstalled_pg(workspace, sensor_id).await
+    }
 }

@@ -7,7 +7,8 @@ use uplink_store::*;
 
 use crate::{record_change, PostgresStore};
 
-const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256";
+const COLUMNS: &str =
+    "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256, uninstalled";
 
 fn row_to_revocation(r: &Row) -> Revocation {
     Revocation {
@@ -17,6 +18,7 @@ fn row_to_revocation(r: &Row) -> Revocation {
         revoked_at: r.get(3),
         decommissioned: r.get(4),
         cert_sha256: r.get(5),
+        uninstalled: r.get(6),
     }
 }
 
@@ -205,5 +207,192 @@ impl PostgresStore {
             .map_err(self.err())?;
         tx.commit().await.map_err(self.err())?;
         Ok(())
+    }
+}
+
+// Enrollment limits and certificate validity (migration 0010: `lifecycle_settings`,
+// `rate_windows`).
+
+async fn settings_of<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    workspace: &str,
+) -> Result<Option<LifecycleSettings>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT s.client_cert_validity_secs, s.enroll_limit, s.failed_enroll_limit, s.enroll_window_secs
+             FROM workspaces w LEFT JOIN lifecycle_settings s ON s.workspace = w.name WHERE w.name = $1",
+            &[&workspace],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        LifecycleChange {
+            client_cert_validity_secs: r.get::<_, Option<i64>>(0).map(|v| v as u64),
+            enroll_limit: r.get::<_, Option<i64>>(1).map(|v| v as u32),
+            failed_enroll_limit: r.get::<_, Option<i64>>(2).map(|v| v as u32),
+            enroll_window_secs: r.get::<_, Option<i64>>(3).map(|v| v as u64),
+        }
+        .apply(LifecycleSettings::default())
+    }))
+}
+
+impl PostgresStore {
+    pub(crate) async fn lifecycle_settings_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<LifecycleSettings, StoreError> {
+        let client = self.client().await?;
+        settings_of(&client, workspace)
+            .await
+            .map_err(self.err())?
+            .ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
+    pub(crate) async fn set_lifecycle_settings_pg(
+        &self,
+        workspace: &str,
+        change: LifecycleChange,
+    ) -> Result<LifecycleSettings, StoreError> {
+        change.validate()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        if settings_of(&tx, workspace)
+            .await
+            .map_err(self.err())?
+            .is_none()
+        {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        tx.execute(
+            "INSERT INTO lifecycle_settings (workspace, client_cert_validity_secs, enroll_limit, failed_enroll_limit, enroll_window_secs)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (workspace) DO UPDATE SET
+               client_cert_validity_secs = COALESCE(excluded.client_cert_validity_secs, lifecycle_settings.client_cert_validity_secs),
+               enroll_limit = COALESCE(excluded.enroll_limit, lifecycle_settings.enroll_limit),
+               failed_enroll_limit = COALESCE(excluded.failed_enroll_limit, lifecycle_settings.failed_enroll_limit),
+               enroll_window_secs = COALESCE(excluded.enroll_window_secs, lifecycle_settings.enroll_window_secs)",
+            &[
+                &workspace,
+                &change.client_cert_validity_secs.map(|v| v as i64),
+                &change.enroll_limit.map(i64::from),
+                &change.failed_enroll_limit.map(i64::from),
+                &change.enroll_window_secs.map(|v| v as i64),
+            ],
+        )
+        .await
+        .map_err(self.err())?;
+        record_change(&tx, workspace, &ChangeKind::Settings)
+            .await
+            .map_err(self.err())?;
+        let stored = settings_of(&tx, workspace).await.map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        stored.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
+    pub(crate) async fn rate_hit_pg(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u64,
+    ) -> Result<RateHit, StoreError> {
+        let (start, end) = lifecycle::rate_window(now_ms, window_ms);
+        if limit == 0 {
+            return Ok(RateHit::Limited {
+                retry_after_ms: end - now_ms,
+            });
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM rate_windows WHERE window_end <= $1",
+                &[&now_ms],
+            )
+            .await
+            .map_err(self.err())?;
+        // One statement: the row lock of the conflict makes concurrent replicas count in turn,
+        // and the WHERE leaves a full window as it is (no row returned).
+        let row = client
+            .query_opt(
+                "INSERT INTO rate_windows (scope, window_start, window_end, hits) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (scope, window_start) DO UPDATE SET hits = rate_windows.hits + 1
+                 WHERE rate_windows.hits < $4
+                 RETURNING hits",
+                &[&scope, &start, &end, &limit],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(match row {
+            Some(r) => RateHit::Counted {
+                count: r.get::<_, i64>(0) as u64,
+            },
+            None => RateHit::Limited {
+                retry_after_ms: end - now_ms,
+            },
+        })
+    }
+
+    pub(crate) async fn rate_count_pg(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let (start, _) = lifecycle::rate_window(now_ms, window_ms);
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT hits FROM rate_windows WHERE scope = $1 AND window_start = $2",
+                &[&scope, &start],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+}
+
+impl PostgresStore {
+    pub(crate) async fn mark_uninstalled_pg(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        // The sensor's row locked, as for a revocation: a renewal racing it waits, then sees it.
+        let cert = tx
+            .query_opt(
+                "SELECT cert_sha256 FROM sensors WHERE sensor_id = $1 AND workspace = $2 FOR UPDATE",
+                &[&sensor_id, &workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        let Some(cert) = cert else {
+            return Err(StoreError::NoSuchSensor(sensor_id.into()));
+        };
+        let cert: String = cert.get(0);
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256, uninstalled)
+                     VALUES ($1, $2, $3, $4, FALSE, $5, TRUE)
+                     ON CONFLICT (sensor_id) DO UPDATE SET uninstalled = TRUE
+                     RETURNING {COLUMNS}"
+                ),
+                &[
+                    &workspace,
+                    &sensor_id,
+                    &uplink_store::lifecycle::UNINSTALLED_REASON,
+                    &now_ms(),
+                    &cert,
+                ],
+            )
+            .await
+            .map_err(self.err())?;
+        record_change(&tx, workspace, &ChangeKind::Revoked)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        Ok(row_to_revocation(&row))
     }
 }

@@ -45,7 +45,9 @@ mod tokens;
 /// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
 /// 7: admin API tokens (`admin_tokens`: the SHA-256 of each secret), webhooks and their
 /// delivery log (`tokens.rs`). 8: revocations and decommissioning (`revocations`, issue #24).
-pub const FORMAT_VERSION: i64 = 8;
+/// 11: the lifecycle's workspace settings and shared rate-limit windows (`lifecycle_settings`,
+/// `rate_windows`, issue #24).
+pub const FORMAT_VERSION: i64 = 11;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -199,6 +201,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX IF NOT EXISTS audit_by_workspace ON audit(workspace, id);",
     ),
+    // Sensor lifecycle, part 2 (issue #24): certificate validity and enrollment limits as
+    // workspace settings, and the rate-limit windows replicas share.
+    (11, lifecycle::FORMAT_11),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -297,9 +302,10 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
+            lifecycle::FORMAT_11,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -316,12 +322,15 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
 /// Brings a store of an older format to [`FORMAT_VERSION`], one step per transaction, each
 /// re-checking the version under the write lock (another process may have migrated first).
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    // A step applies to a store at the previous step's format (numbers are assigned per piece
+    // of work, so a branch may lack the steps between: it goes from the last one it has).
+    let mut from = 1;
     for (to, sql) in MIGRATIONS {
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(sql_err(path))?;
         let step = (|| {
             let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if v == to - 1 {
+            if v == from {
                 conn.execute_batch(sql)?;
                 conn.execute(
                     "INSERT INTO meta VALUES ('format', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -335,6 +344,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(sql_err(path)(e));
         }
+        from = *to;
     }
     Ok(())
 }
@@ -2009,6 +2019,51 @@ impl Store for SqliteStore {
     async fn deliveries(&self, workspace: &str) -> Result<Vec<Delivery>, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.deliveries_sync(&ws)).await
+    }
+
+    // Sensor lifecycle, part 2 (issue #24, `lifecycle.rs`): settings and rate-limit windows.
+    async fn lifecycle_settings(&self, workspace: &str) -> Result<LifecycleSettings, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.lifecycle_settings_sync(&ws)).await
+    }
+
+    async fn set_lifecycle_settings(
+        &self,
+        workspace: &str,
+        change: LifecycleChange,
+    ) -> Result<LifecycleSettings, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.set_lifecycle_settings_sync(&ws, change)).await
+    }
+
+    async fn rate_hit(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u64,
+    ) -> Result<RateHit, StoreError> {
+        let (this, scope) = (self.clone(), scope.to_owned());
+        blocking(move || this.rate_hit_sync(&scope, now_ms, window_ms, limit)).await
+    }
+
+    async fn rate_count(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let (this, scope) = (self.clone(), scope.to_owned());
+        blocking(move || this.rate_count_sync(&scope, now_ms, window_ms)).await
+    }
+
+    async fn mark_uninstalled(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        let (this, ws, id) = (self.clone(), workspace.to_owned(), sensor_id.to_owned());
+        blocking(move || this.mark_uninstalled_sync(&ws, &id)).await
     }
 }
 

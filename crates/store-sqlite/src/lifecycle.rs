@@ -7,7 +7,10 @@ use uplink_store::*;
 
 use crate::{record_change, SqliteStore};
 
-const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256";
+// `uninstalled` from a table of its own (format 11): a step that only creates tables can be
+// re-run on a store rewound by hand, where adding a column could not.
+const COLUMNS: &str = "workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256,
+    EXISTS (SELECT 1 FROM uninstalls u WHERE u.sensor_id = revocations.sensor_id)";
 
 fn row_to_revocation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
     Ok(Revocation {
@@ -17,6 +20,7 @@ fn row_to_revocation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
         revoked_at: r.get(3)?,
         decommissioned: r.get::<_, i64>(4)? != 0,
         cert_sha256: r.get(5)?,
+        uninstalled: r.get::<_, bool>(6)?,
     })
 }
 
@@ -197,5 +201,202 @@ impl SqliteStore {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }
         Ok(())
+    }
+}
+
+// Enrollment limits, certificate validity, uninstalls (format 11: `lifecycle_settings`,
+// `rate_windows`, `uninstalls`).
+
+/// Format 11's tables (the migration step and the schema of a new store).
+pub(crate) const FORMAT_11: &str = "
+CREATE TABLE IF NOT EXISTS lifecycle_settings (
+    workspace TEXT PRIMARY KEY REFERENCES workspaces(name) ON DELETE CASCADE,
+    client_cert_validity_secs INTEGER,
+    enroll_limit INTEGER,
+    failed_enroll_limit INTEGER,
+    enroll_window_secs INTEGER
+);
+CREATE TABLE IF NOT EXISTS rate_windows (
+    scope TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    hits INTEGER NOT NULL,
+    PRIMARY KEY (scope, window_start)
+);
+CREATE INDEX IF NOT EXISTS rate_windows_by_end ON rate_windows(window_end);
+CREATE TABLE IF NOT EXISTS uninstalls (
+    sensor_id TEXT PRIMARY KEY REFERENCES sensors(sensor_id) ON DELETE CASCADE,
+    at INTEGER NOT NULL
+);";
+
+fn settings_of(c: &Connection, workspace: &str) -> rusqlite::Result<Option<LifecycleSettings>> {
+    let exists: Option<i64> = c
+        .query_row(
+            "SELECT 1 FROM workspaces WHERE name = ?1",
+            [workspace],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let d = LifecycleSettings::default();
+    let row = c
+        .query_row(
+            "SELECT client_cert_validity_secs, enroll_limit, failed_enroll_limit, enroll_window_secs
+             FROM lifecycle_settings WHERE workspace = ?1",
+            [workspace],
+            |r| {
+                Ok(LifecycleChange {
+                    client_cert_validity_secs: r.get::<_, Option<i64>>(0)?.map(|v| v as u64),
+                    enroll_limit: r.get::<_, Option<i64>>(1)?.map(|v| v as u32),
+                    failed_enroll_limit: r.get::<_, Option<i64>>(2)?.map(|v| v as u32),
+                    enroll_window_secs: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                })
+            },
+        )
+        .optional()?;
+    Ok(Some(row.map_or(d, |stored| stored.apply(d))))
+}
+
+impl SqliteStore {
+    pub(crate) fn lifecycle_settings_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<LifecycleSettings, StoreError> {
+        self.read(|c| settings_of(c, workspace))?
+            .ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
+    pub(crate) fn set_lifecycle_settings_sync(
+        &self,
+        workspace: &str,
+        change: LifecycleChange,
+    ) -> Result<LifecycleSettings, StoreError> {
+        change.validate()?;
+        let stored = self.write(|c| {
+            crate::immediate(c, |c| {
+                if settings_of(c, workspace)?.is_none() {
+                    return Ok(None);
+                }
+                c.execute(
+                    "INSERT INTO lifecycle_settings (workspace, client_cert_validity_secs, enroll_limit, failed_enroll_limit, enroll_window_secs)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (workspace) DO UPDATE SET
+                       client_cert_validity_secs = COALESCE(excluded.client_cert_validity_secs, client_cert_validity_secs),
+                       enroll_limit = COALESCE(excluded.enroll_limit, enroll_limit),
+                       failed_enroll_limit = COALESCE(excluded.failed_enroll_limit, failed_enroll_limit),
+                       enroll_window_secs = COALESCE(excluded.enroll_window_secs, enroll_window_secs)",
+                    params![
+                        workspace,
+                        change.client_cert_validity_secs.map(|v| v as i64),
+                        change.enroll_limit.map(i64::from),
+                        change.failed_enroll_limit.map(i64::from),
+                        change.enroll_window_secs.map(|v| v as i64),
+                    ],
+                )?;
+                record_change(c, workspace, &ChangeKind::Settings)?;
+                settings_of(c, workspace)
+            })
+        })?;
+        stored.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
+    pub(crate) fn rate_hit_sync(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u64,
+    ) -> Result<RateHit, StoreError> {
+        let (start, end) = lifecycle::rate_window(now_ms, window_ms);
+        self.write(|c| {
+            crate::immediate(c, |c| {
+                c.execute("DELETE FROM rate_windows WHERE window_end <= ?1", [now_ms])?;
+                let hits: i64 = c
+                    .query_row(
+                        "SELECT hits FROM rate_windows WHERE scope = ?1 AND window_start = ?2",
+                        params![scope, start],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0);
+                if hits as u64 >= limit {
+                    return Ok(RateHit::Limited {
+                        retry_after_ms: end - now_ms,
+                    });
+                }
+                c.execute(
+                    "INSERT INTO rate_windows (scope, window_start, window_end, hits) VALUES (?1, ?2, ?3, 1)
+                     ON CONFLICT (scope, window_start) DO UPDATE SET hits = hits + 1",
+                    params![scope, start, end],
+                )?;
+                Ok(RateHit::Counted {
+                    count: hits as u64 + 1,
+                })
+            })
+        })
+    }
+
+    pub(crate) fn rate_count_sync(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let (start, _) = lifecycle::rate_window(now_ms, window_ms);
+        self.read(|c| {
+            c.query_row(
+                "SELECT hits FROM rate_windows WHERE scope = ?1 AND window_start = ?2",
+                params![scope, start],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+        })
+        .map(|n| n.unwrap_or(0) as u64)
+    }
+}
+
+impl SqliteStore {
+    pub(crate) fn mark_uninstalled_sync(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        let stored = self.write(|c| {
+            crate::immediate(c, |tx| {
+                let cert: Option<String> = tx
+                    .query_row(
+                        "SELECT cert_sha256 FROM sensors WHERE sensor_id = ?1 AND workspace = ?2",
+                        params![sensor_id, workspace],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(cert) = cert else {
+                    return Ok(None);
+                };
+                let now = now_ms();
+                tx.execute(
+                    "INSERT INTO revocations (workspace, sensor_id, reason, revoked_at, decommissioned, cert_sha256)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5)
+                     ON CONFLICT (sensor_id) DO NOTHING",
+                    params![
+                        workspace,
+                        sensor_id,
+                        uplink_store::lifecycle::UNINSTALLED_REASON,
+                        now,
+                        cert
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT INTO uninstalls (sensor_id, at) VALUES (?1, ?2)
+                     ON CONFLICT (sensor_id) DO NOTHING",
+                    params![sensor_id, now],
+                )?;
+                record_change(tx, workspace, &ChangeKind::Revoked)?;
+                revocation_of(tx, sensor_id)
+            })
+        })?;
+        stored.ok_or_else(|| StoreError::NoSuchSensor(sensor_id.into()))
     }
 }

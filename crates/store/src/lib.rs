@@ -27,7 +27,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
-pub use lifecycle::{AuditEntry, Lifecycle, Revocation, RevokedSerial};
+pub use lifecycle::{
+    AuditEntry, Lifecycle, LifecycleChange, LifecycleSettings, RateHit, Revocation, RevokedSerial,
+};
 pub use master::{MasterKey, MasterKeyFile};
 pub use retention::{
     DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
@@ -669,6 +671,50 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+
+    // Sensor lifecycle, part 2 (issue #24, `lifecycle.rs`, docs/lifecycle.md): enrollment
+    // limits and certificate validity as workspace settings, and the rate-limit windows every
+    // replica shares.
+
+    /// A workspace's lifecycle settings (the defaults until set; [`StoreError::NoSuchWorkspace`]).
+    fn lifecycle_settings(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<LifecycleSettings, StoreError>> + Send;
+    /// Changes some of them (validated first: [`LifecycleChange::validate`]) and appends
+    /// [`ChangeKind::Settings`] to the change log in the same transaction, so every replica
+    /// applies them from its next poll. Returns them all as stored.
+    fn set_lifecycle_settings(
+        &self,
+        workspace: &str,
+        change: LifecycleChange,
+    ) -> impl Future<Output = Result<LifecycleSettings, StoreError>> + Send;
+    /// Counts one hit for `scope` in the fixed window of `window_ms` holding `now_ms`
+    /// ([`lifecycle::rate_window`]) unless the window holds `limit` already, atomically (two
+    /// replicas never both take the last slot). Windows that ended are removed on the way.
+    fn rate_hit(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u64,
+    ) -> impl Future<Output = Result<RateHit, StoreError>> + Send;
+    /// The hits counted for `scope` in the window holding `now_ms` (0 when none).
+    fn rate_count(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Records that a sensor of `workspace` uninstalled itself: revoked (its key is gone) and
+    /// marked uninstalled, with [`lifecycle::UNINSTALLED_REASON`], in one transaction that
+    /// appends [`ChangeKind::Revoked`]. An earlier revocation keeps its time and reason and only
+    /// gains the mark ([`StoreError::NoSuchSensor`] when the sensor is not enrolled there).
+    fn mark_uninstalled(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

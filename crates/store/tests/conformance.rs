@@ -81,6 +81,9 @@ per_backend!(
     admin_tokens_are_scoped_hashed_and_go_with_their_workspace,
     webhook_deliveries_are_recorded_once_per_event_and_claimed_once,
     webhook_secrets_are_resealed_by_a_master_key_rotation,
+    lifecycle_settings_default_change_log_and_go_with_their_workspace,
+    rate_windows_count_to_the_limit_once_across_concurrent_callers,
+    an_uninstalled_sensor_is_revoked_marked_and_logged,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1563,4 +1566,151 @@ async fn webhook_secrets_are_resealed_by_a_master_key_rotation<S: Store + Clone>
     assert_eq!(store.webhooks("a").await.unwrap(), hooks[..1]);
     assert_eq!(store.rotate_master_key(new).await.unwrap(), 3);
     assert_eq!(store.webhooks("a").await.unwrap(), hooks[..1]);
+}
+
+// Sensor lifecycle, part 2 (issue #24): lifecycle settings and shared rate-limit windows.
+
+async fn lifecycle_settings_default_change_log_and_go_with_their_workspace<S: Store + Clone>(
+    store: S,
+) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    let d = LifecycleSettings::default();
+    assert_eq!(store.lifecycle_settings("w").await.unwrap(), d);
+    let before = store.change_version().await.unwrap();
+    let set = store
+        .set_lifecycle_settings(
+            "w",
+            LifecycleChange {
+                client_cert_validity_secs: Some(20),
+                enroll_limit: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((set.client_cert_validity_secs, set.enroll_limit), (20, 3));
+    // A second change keeps what it does not name.
+    let set = store
+        .set_lifecycle_settings(
+            "w",
+            LifecycleChange {
+                failed_enroll_limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            set.client_cert_validity_secs,
+            set.enroll_limit,
+            set.failed_enroll_limit
+        ),
+        (20, 3, 2)
+    );
+    assert_eq!(store.lifecycle_settings("w").await.unwrap(), set);
+    assert_eq!(
+        changes(&store, before).await,
+        [
+            ("w".into(), ChangeKind::Settings),
+            ("w".into(), ChangeKind::Settings)
+        ]
+    );
+    let bad = store
+        .set_lifecycle_settings(
+            "w",
+            LifecycleChange {
+                enroll_limit: Some(0),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(matches!(bad, Err(StoreError::Settings(_))), "{bad:?}");
+    for err in [
+        store.lifecycle_settings("ghost").await,
+        store
+            .set_lifecycle_settings("ghost", LifecycleChange::default())
+            .await,
+    ] {
+        assert!(
+            matches!(err, Err(StoreError::NoSuchWorkspace(_))),
+            "{err:?}"
+        );
+    }
+    // Deleted with the workspace: created again, it has the defaults.
+    store.delete_workspace("w").await.unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    assert_eq!(store.lifecycle_settings("w").await.unwrap(), d);
+}
+
+async fn rate_windows_count_to_the_limit_once_across_concurrent_callers<S: Store + Clone>(
+    store: S,
+) {
+    let window = 60_000;
+    let t0 = 1_800_000_000_000 - 1_800_000_000_000 % window + 10_000;
+    // 20 concurrent callers for a limit of 7: exactly 7 counted.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.rate_hit("ok:w", t0, window, 7).await.unwrap()
+        }));
+    }
+    let mut counted = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            RateHit::Counted { count } => counted.push(count),
+            RateHit::Limited { retry_after_ms } => assert_eq!(retry_after_ms, 50_000),
+        }
+    }
+    counted.sort_unstable();
+    assert_eq!(counted, (1..=7).collect::<Vec<_>>());
+    assert_eq!(store.rate_count("ok:w", t0, window).await.unwrap(), 7);
+    // Another scope counts alone.
+    assert_eq!(
+        store
+            .rate_hit("fail:192.0.2.1", t0, window, 7)
+            .await
+            .unwrap(),
+        RateHit::Counted { count: 1 }
+    );
+    // The next window starts again from zero (and the ended one is removed).
+    let t1 = t0 + window;
+    assert_eq!(
+        store.rate_hit("ok:w", t1, window, 7).await.unwrap(),
+        RateHit::Counted { count: 1 }
+    );
+    assert_eq!(store.rate_count("ok:w", t0, window).await.unwrap(), 0);
+}
+
+async fn an_uninstalled_sensor_is_revoked_marked_and_logged<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    store.add_sensor(sensor("s2", "w")).await.unwrap();
+    let before = store.change_version().await.unwrap();
+    let r = store.mark_uninstalled("w", "s1").await.unwrap();
+    assert!(r.uninstalled && !r.decommissioned, "{r:?}");
+    assert_eq!(r.reason, lifecycle::UNINSTALLED_REASON);
+    assert_eq!(Lifecycle::of(Some(&r)), Lifecycle::Uninstalled);
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Revoked)]
+    );
+    // A revoked sensor keeps its reason and time, and gains the mark.
+    let revoked = store
+        .revoke_sensor("w", "s2", "stolen", false)
+        .await
+        .unwrap();
+    let again = store.mark_uninstalled("w", "s2").await.unwrap();
+    assert_eq!(
+        (again.reason.as_str(), again.revoked_at),
+        ("stolen", revoked.revoked_at)
+    );
+    assert!(again.uninstalled);
+    // Decommissioning wins over it.
+    let d = store.revoke_sensor("w", "s1", "gone", true).await.unwrap();
+    assert_eq!(Lifecycle::of(Some(&d)), Lifecycle::Decommissioned);
+    let err = store.mark_uninstalled("other", "s1").await;
+    assert!(matches!(err, Err(StoreError::NoSuchSensor(_))), "{err:?}");
+    assert_eq!(store.revocations("w").await.unwrap().len(), 2);
 }

@@ -334,4 +334,44 @@ impl Store for AnyStore {
     async fn deliveries(&self, workspace: &str) -> Result<Vec<uplink_store::Delivery>, StoreError> {
         each!(self, s => s.deliveries(workspace).await)
     }
+
+    // Sensor lifecycle, part 2 (issue #24): settings and rate-limit windows.
+    async fn lifecycle_settings(
+        &self,
+        workspace: &str,
+    ) -> Result<uplink_store::LifecycleSettings, StoreError> {
+        each!(self, s => s.lifecycle_settings(workspace).await)
+    }
+    async fn set_lifecycle_settings(
+        &self,
+        workspace: &str,
+        change: uplink_store::LifecycleChange,
+    ) -> Result<uplink_store::LifecycleSettings, StoreError> {
+        each!(self, s => s.set_lifecycle_settings(workspace, change).await)
+    }
+    async fn rate_hit(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u64,
+    ) -> Result<uplink_store::RateHit, StoreError> {
+        each!(self, s => s.rate_hit(scope, now_ms, window_ms, limit).await)
+    }
+    async fn rate_count(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
+        each!(self, s => s.rate_count(scope, now_ms, window_ms).await)
+    }
+
+    async fn mark_uninstalled(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+    ) -> Result<Revocation, StoreError> {
+        each!(self, s => s.mark_uninstalled(workspace, sensor_id).await)
+    }
 }

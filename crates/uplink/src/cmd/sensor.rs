@@ -234,6 +234,11 @@ pub struct InstallArgs {
     /// The sensor's name in the workspace (default: this machine's host name).
     #[arg(long)]
     pub name: Option<String>,
+    /// How long to keep trying when the service limits enrollments (429, in a mass
+    /// deployment): each retry waits as its Retry-After says; after this the install fails with
+    /// ENROLL_RATE_LIMITED. A number and a unit (30s, 10m). Default: 10m.
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    pub enroll_wait: Option<std::time::Duration>,
     /// Print nothing on success.
     #[arg(long)]
     pub quiet: bool,
@@ -256,7 +261,15 @@ pub struct UninstallArgs {
     /// Remove even if events have not been delivered (they are lost).
     #[arg(long)]
     pub force: bool,
-    /// Print JSON: {"removed": [paths], "undelivered_events": N}.
+    /// How long to try telling the service, along the sensor's own route, that it is being
+    /// uninstalled (it then revokes the certificate and shows the sensor `uninstalled`); the
+    /// sensor is removed either way. A number and a unit (500ms, 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = super::duration)]
+    pub tell_timeout: std::time::Duration,
+    /// Do not tell the service (an offline machine; the administrator decommissions it).
+    #[arg(long)]
+    pub no_tell: bool,
+    /// Print JSON: {"removed": [paths], "undelivered_events": N, "service_told": BOOL}.
     #[arg(long)]
     pub json: bool,
 }
@@ -322,7 +335,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Install(a) => install_cmd(a),
         Command::Uninstall(a) => {
-            let mut done = install::uninstall(&a.dir.paths(), a.force)?;
+            let paths = a.dir.paths();
+            // Tell the service first (best effort, bounded), while the key is still here.
+            install::check_uninstall(&paths, a.force)?;
+            let told = if a.no_tell {
+                None
+            } else {
+                Some(runtime()?.block_on(install::tell_uninstalled(&paths, a.tell_timeout)))
+            };
+            let mut done = install::uninstall(&paths, a.force)?;
+            match told {
+                Some(Ok(_)) => done.service_told = true,
+                Some(Err(e)) => eprintln!(
+                    "warning: the service was not told of the uninstall ({e}); the sensor is removed all the same. Its administrator can decommission it: uplink fleet decommission WORKSPACE SENSOR_ID"
+                ),
+                None => {}
+            }
             if a.dir.config_dir.is_none() {
                 done.removed.extend(remove_unit()?);
             }
@@ -621,6 +649,7 @@ fn install_cmd(a: InstallArgs) -> anyhow::Result<ExitCode> {
         fallback: a.fallback.map(Into::into),
         env: Some(env_proxy()),
         name: a.name,
+        enroll_wait: a.enroll_wait,
     };
     let system = a.dir.config_dir.is_none();
     if system {

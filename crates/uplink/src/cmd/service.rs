@@ -35,11 +35,10 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Validity of the client certificates issued at enrollment and renewal: a number and a unit
-    /// (s, m, h, d), from 10s to 825d. Sensors renew when a third of it (at most 30 days) is
-    /// left. Short values are for renewal drills and tests.
-    #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_validity)]
-    pub client_cert_validity: time::Duration,
+    /// Deprecated and ignored: the validity of client certificates is a workspace setting now,
+    /// the same on every replica (`uplink workspace set NAME --client-cert-validity 30d`).
+    #[arg(long, value_name = "DURATION", hide = true, value_parser = parse_validity)]
+    pub client_cert_validity: Option<time::Duration>,
     /// Close a request whose body sends no byte for this long, answering 408: a client that
     /// opens a body and stalls holds a connection only this long. A number and a unit (ms, s, m).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
@@ -189,8 +188,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             None => fit.min(10_000),
         };
+        if args.client_cert_validity.is_some() {
+            tracing::warn!("--client-cert-validity is deprecated and ignored: the validity of client certificates is a workspace setting, the same on every replica; set it with `uplink workspace set NAME --client-cert-validity 30d`");
+        }
         let config = Config {
-            client_validity: args.client_cert_validity,
             change_poll: args.change_poll,
             proxy_protocol: args.proxy_protocol,
             webhook_trust,

@@ -130,6 +130,24 @@ pub struct SetArgs {
     /// Remove every syslog target of the workspace.
     #[arg(long, conflicts_with = "syslog")]
     pub no_syslog: bool,
+    /// Validity of the client certificates the workspace issues from now on (enrollment and
+    /// renewal; sensors renew at two thirds of it): a number and a unit (s, m, h, d), 10s to
+    /// 825d. Default: 30d. Every replica applies it within a second.
+    #[arg(long, value_name = "DURATION", value_parser = uplink_store::retention::parse_duration_secs)]
+    pub client_cert_validity: Option<u64>,
+    /// Successful enrollments into the workspace per --enroll-window, from all addresses
+    /// together (sites behind one proxy share an address); more are answered 429 with
+    /// Retry-After, and `uplink sensor install` waits. Default: 600.
+    #[arg(long, value_name = "N")]
+    pub enroll_limit: Option<u32>,
+    /// Failed enrollments (a wrong access key, a bad or already-enrolled key) per source address
+    /// per --enroll-window; that address is then answered 429 until the window ends. Default: 30.
+    #[arg(long, value_name = "N")]
+    pub failed_enroll_limit: Option<u32>,
+    /// The window both enrollment limits count in (fixed windows, shared by the replicas through
+    /// the store): a number and a unit, 1s to 1d. Default: 1m.
+    #[arg(long, value_name = "DURATION", value_parser = uplink_store::retention::parse_duration_secs)]
+    pub enroll_window: Option<u64>,
     /// Print JSON, as `workspace show --json`.
     #[arg(long)]
     pub json: bool,
@@ -142,7 +160,8 @@ pub struct ShowArgs {
     #[command(flatten)]
     pub data: super::DataDir,
     /// Print JSON: {"workspace", "domain", "public_port", "sensor_url", "ca_sha256",
-    /// "created_at", "retention_days", "disconnected_after_secs", "ca_key_set",
+    /// "created_at", "retention_days", "disconnected_after_secs", "client_cert_validity_secs",
+    /// "enroll_limit", "failed_enroll_limit", "enroll_window_secs", "ca_key_set",
     /// "access_key_set"}.
     #[arg(long)]
     pub json: bool,
@@ -388,19 +407,32 @@ async fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
         }
         Some(targets)
     };
-    if change == uplink_store::SettingsChange::default() && hooks.is_none() && syslog.is_none() {
+    let lifecycle = uplink_store::LifecycleChange {
+        client_cert_validity_secs: a.client_cert_validity,
+        enroll_limit: a.enroll_limit,
+        failed_enroll_limit: a.failed_enroll_limit,
+        enroll_window_secs: a.enroll_window,
+    };
+    if change == uplink_store::SettingsChange::default()
+        && hooks.is_none()
+        && syslog.is_none()
+        && lifecycle.is_empty()
+    {
         return usage(
-            "nothing to change: give --retention-days N, --disconnected-after DURATION, --webhook URL --webhook-secret-file FILE, --syslog URL, --no-webhooks or --no-syslog",
+            "nothing to change: give --retention-days N, --disconnected-after DURATION, --client-cert-validity DURATION, --enroll-limit N, --failed-enroll-limit N, --enroll-window DURATION, --webhook URL --webhook-secret-file FILE, --syslog URL, --no-webhooks or --no-syslog",
         );
     }
     // Out-of-range values are bad usage, refused before the store is opened.
-    if let Err(e) = change.validate() {
+    if let Err(e) = change.validate().and_then(|()| lifecycle.validate()) {
         return usage(&e.to_string());
     }
     let store = a.data.open(false).await?;
     let name = a.name.to_ascii_lowercase();
     if change != uplink_store::SettingsChange::default() {
         store.set_workspace_settings(&name, change).await?;
+    }
+    if !lifecycle.is_empty() {
+        store.set_lifecycle_settings(&name, lifecycle).await?;
     }
     if hooks.is_some() || syslog.is_some() {
         // Webhooks and syslog targets share the store's list: each flag replaces its own kind.
@@ -501,6 +533,7 @@ async fn print_settings(
         .await?
         .ok_or_else(|| uplink_store::StoreError::NoSuchWorkspace(name.to_owned()))?;
     let settings = store.workspace_settings(name).await?;
+    let lifecycle = store.lifecycle_settings(name).await?;
     let hooks: Vec<String> = store
         .webhooks(name)
         .await?
@@ -517,6 +550,10 @@ async fn print_settings(
         "created_at": uplink_store::rfc3339_ms(w.created_at),
         "retention_days": settings.retention_days,
         "disconnected_after_secs": settings.disconnected_after_secs,
+        "client_cert_validity_secs": lifecycle.client_cert_validity_secs,
+        "enroll_limit": lifecycle.enroll_limit,
+        "failed_enroll_limit": lifecycle.failed_enroll_limit,
+        "enroll_window_secs": lifecycle.enroll_window_secs,
         "ca_key_set": !w.ca_key_pem.is_empty(),
         "access_key_set": w.access_key.is_some(),
         "webhooks": hooks.iter().filter(|u| !uplink_store::syslog::is_syslog(u)).collect::<Vec<_>>(),
@@ -541,6 +578,17 @@ async fn print_settings(
         println!(
             "disconnected after      {}s",
             settings.disconnected_after_secs
+        );
+        println!(
+            "client cert validity    {}s",
+            lifecycle.client_cert_validity_secs
+        );
+        println!(
+            "enrollments             {} per {}s per workspace, {} failed per {}s per address",
+            lifecycle.enroll_limit,
+            lifecycle.enroll_window_secs,
+            lifecycle.failed_enroll_limit,
+            lifecycle.enroll_window_secs
         );
         println!("CA key set              {}", !w.ca_key_pem.is_empty());
         println!("access key set          {}", w.access_key.is_some());

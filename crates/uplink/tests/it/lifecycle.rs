@@ -10,6 +10,13 @@
 //!   the audit trail shows the enrollments (a refused one too) and the decommission.
 //! - The CRL at `/pki/crl.der` on both hosts: openssl reads it, and `verify -crl_check` refuses
 //!   the revoked sensor's certificate with it (and accepts it before).
+//! - Enrollment limits: a flood beyond the workspace's enrollments per window is answered 429
+//!   with Retry-After, `sensor install` waits it out and enrolls, audited once per window;
+//!   failed enrollments limit their address (even with the right key then), and an install
+//!   whose `--enroll-wait` is too short fails with `ENROLL_RATE_LIMITED`, nothing installed.
+//! - `sensor uninstall` tells the service through the sensor's proxy (Squid's log shows the
+//!   tunnel): the sensor shows `uninstalled`, audited; without a route it is removed all the
+//!   same, within its bound, and stays `active`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -327,6 +334,10 @@ fn run_decommission(dir: &Path, data: &Path, svc: &ServiceProc) {
 
 /// `GET /pki/crl.der` on `host` without a client certificate, saved to `out`.
 fn fetch_crl(ws: &Ws, host: &str, port: u16, out: &Path) {
+    fetch_crl_at(ws, host, port, "/pki/crl.der", out)
+}
+
+fn fetch_crl_at(ws: &Ws, host: &str, port: u16, path: &str, out: &Path) {
     let status = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "20", "-o"])
         .arg(out)
@@ -334,7 +345,7 @@ fn fetch_crl(ws: &Ws, host: &str, port: u16, out: &Path) {
         .arg(&ws.ca_file)
         .arg("--resolve")
         .arg(format!("{host}:{port}:127.0.0.1"))
-        .arg(format!("https://{host}:{port}/pki/crl.der"))
+        .arg(format!("https://{host}:{port}{path}"))
         .output()
         .expect("run curl");
     assert_eq!(stdout(&status).trim(), "200", "{}", stderr(&status));
@@ -447,6 +458,11 @@ fn the_crl_lists_a_revoked_sensor_and_openssl_refuses_its_certificate_with_it() 
         "-text",
     ]);
     assert!(text2.contains(&serial), "{text2}");
+    // The same CRL under its CA's digest (the name it keeps while CAs rotate).
+    let der3 = tmp.path().join("crl3.der");
+    let by_ca = format!("/pki/crl-{}.der", ws.ca_sha256);
+    fetch_crl_at(&ws, &ws.sensor_host, svc.port, &by_ca, &der3);
+    assert_eq!(std::fs::read(&der3).unwrap(), std::fs::read(&der2).unwrap());
 }
 
 #[test]
@@ -532,4 +548,359 @@ fn a_rotated_access_key_refuses_the_old_key_at_once_and_enrolled_sensors_keep_wo
     assert!(!audit
         .to_string()
         .contains(bundle["access_key"].as_str().unwrap()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enrollment limits and lifecycle settings (issue #24, part 2).
+
+/// `uplink workspace set NAME ARGS… --data-dir` while `svc` runs, then waits until the service
+/// logs the workspace loaded with the settings `expect` (`field=value`: it logs once the
+/// workspace is installed, so requests from then on get them).
+pub(crate) fn set_workspace(
+    data: &Path,
+    svc: &ServiceProc,
+    name: &str,
+    args: &[&str],
+    expect: &[&str],
+) -> serde_json::Value {
+    let mut all = vec![
+        "workspace",
+        "set",
+        name,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    let v = fleet_json(&all);
+    let ws_field = format!("workspace={name} ");
+    poll_until(
+        "the service to load the changed settings",
+        20,
+        || {
+            svc.log().lines().any(|l| {
+                l.contains("loaded")
+                    && l.contains(&ws_field)
+                    && expect.iter().all(|f| l.contains(f))
+            })
+        },
+        || svc.log(),
+    );
+    v
+}
+
+fn audit_entries(data: &Path, ws: &str) -> Vec<serde_json::Value> {
+    let audit = fleet_json(&[
+        "fleet",
+        "audit",
+        ws,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    audit["entries"].as_array().unwrap().clone()
+}
+
+/// Waits (on the clock, the one condition that decides it) until at most `into_ms` of a fixed
+/// window of `window_ms` has passed, so what follows happens early in one window (the service
+/// counts in the same windows: `uplink_store::lifecycle::rate_window`, from the same clock).
+fn early_in_a_window(window_ms: u64, into_ms: u64) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let into = now % window_ms;
+        if into <= into_ms {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis((window_ms - into).min(200)));
+    }
+}
+
+/// An enrollment request for a new openssl key, made ahead (openssl is slow under load), to be
+/// POSTed by [`post_enroll`].
+fn enroll_request(dir: &Path, label: &str, access_key: &str) -> std::path::PathBuf {
+    let (_, csr) = key_and_csr(dir, label, &format!("/CN={label}"));
+    let req = serde_json::json!({
+        "access_key": access_key,
+        "csr_pem": std::fs::read_to_string(csr).unwrap(),
+        "name": label,
+    });
+    let body = dir.join(format!("{label}-enroll.json"));
+    std::fs::write(&body, req.to_string()).unwrap();
+    body
+}
+
+/// POSTs an enrollment request: the status, the body's code and Retry-After ("" when none).
+fn post_enroll(ws: &Ws, port: u16, body: &Path) -> (u16, String, String) {
+    let headers = body.with_extension("headers");
+    let (status, text) = Curl::new(&ws.sensor_host, port, uplink_protocol::ENROLL_PATH)
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .arg("-D")
+        .arg(&headers)
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .run();
+    let code = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let retry_after = std::fs::read_to_string(&headers)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("retry-after")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, code, retry_after)
+}
+
+#[test]
+fn an_enrollment_flood_is_answered_429_and_sensor_install_waits_then_succeeds() {
+    const WINDOW_S: u64 = 15;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "flood", svc.port);
+    let set = set_workspace(
+        &data,
+        &svc,
+        "flood",
+        &[
+            "--enroll-limit",
+            "2",
+            "--enroll-window",
+            &format!("{WINDOW_S}s"),
+        ],
+        &["enroll_limit=2 ", &format!("enroll_window_secs={WINDOW_S}")],
+    );
+    assert_eq!(
+        (
+            set["enroll_limit"].as_u64(),
+            set["enroll_window_secs"].as_u64()
+        ),
+        (Some(2), Some(WINDOW_S)),
+        "{set}"
+    );
+
+    // The flood, early in a window: the workspace's two enrollments pass, the rest wait.
+    let requests: Vec<_> = (0..4)
+        .map(|i| enroll_request(tmp.path(), &format!("flood{i}"), &ws.access_key))
+        .collect();
+    early_in_a_window(WINDOW_S * 1000, 1500);
+    let flood: Vec<(u16, String, String)> = requests
+        .iter()
+        .map(|r| post_enroll(&ws, svc.port, r))
+        .collect();
+
+    let statuses: Vec<u16> = flood.iter().map(|f| f.0).collect();
+    assert_eq!(statuses, [200, 200, 429, 429], "{flood:?}\n{}", svc.log());
+    for (_, code, retry_after) in &flood[2..] {
+        assert_eq!(code, "ENROLL_RATE_LIMITED");
+        let secs: u64 = retry_after
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After {retry_after:?}"));
+        assert!((1..=WINDOW_S).contains(&secs), "{secs}");
+    }
+
+    // `sensor install` in the same window: answered 429, waits as told, then enrolls.
+    let started = Instant::now();
+    let out = Sensor::install(&tmp.path().join("sensor"), &ws, &["--enroll-wait", "60s"]);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{o}\n{e}\n{}", svc.log());
+    assert!(
+        e.contains("enrollment rate limited"),
+        "the install says it waited: {e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(WINDOW_S + 20));
+    let sensor = Sensor {
+        dir: tmp.path().join("sensor"),
+    };
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+
+    // Audited: three enrollments, and the 429s of that window once (not one entry per request).
+    let entries = audit_entries(&data, "flood");
+    let enrolled: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "enroll" && e["result"] == "ok")
+        .collect();
+    assert_eq!(enrolled.len(), 3, "{entries:?}");
+    assert!(
+        enrolled.iter().any(|e| e["sensor_id"] == id.as_str()),
+        "{entries:?}"
+    );
+    let limited: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("ENROLL_RATE_LIMITED")
+        })
+        .collect();
+    assert_eq!(limited.len(), 1, "{entries:?}");
+    assert_eq!(limited[0]["result"], "refused");
+    assert!(
+        limited[0]["detail"].as_str().unwrap().starts_with("429 "),
+        "{entries:?}"
+    );
+}
+
+#[test]
+fn failed_enrollments_are_limited_per_address_and_a_bounded_install_fails_with_a_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "guess", svc.port);
+    // A window of a day, not in its last five minutes: everything below happens in one window.
+    set_workspace(
+        &data,
+        &svc,
+        "guess",
+        &["--failed-enroll-limit", "3", "--enroll-window", "1d"],
+        &["failed_enroll_limit=3 ", "enroll_window_secs=86400"],
+    );
+    let wrong = "not-the-access-key-0123456789abcdef";
+    let requests: Vec<_> = (0..4)
+        .map(|i| enroll_request(tmp.path(), &format!("guess{i}"), wrong))
+        .collect();
+    let right = enroll_request(tmp.path(), "right", &ws.access_key);
+    early_in_a_window(86_400_000, 86_400_000 - 300_000);
+    let tries: Vec<(u16, String, String)> = requests
+        .iter()
+        .map(|r| post_enroll(&ws, svc.port, r))
+        .collect();
+    let got: Vec<(u16, &str)> = tries.iter().map(|t| (t.0, t.1.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (401, "ENROLL_DENIED"),
+            (401, "ENROLL_DENIED"),
+            (401, "ENROLL_DENIED"),
+            (429, "ENROLL_RATE_LIMITED")
+        ],
+        "{}",
+        svc.log()
+    );
+    // The address is limited, whatever key it brings now: even the right one waits.
+    let (status, code, retry_after) = post_enroll(&ws, svc.port, &right);
+    assert_eq!((status, code.as_str()), (429, "ENROLL_RATE_LIMITED"));
+    assert!(retry_after.parse::<u64>().unwrap() <= 86_400);
+    // `sensor install` waits at most --enroll-wait, then fails with the code and nothing installed.
+    let dir = tmp.path().join("sensor");
+    let out = Sensor::install(&dir, &ws, &["--enroll-wait", "2s"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("ENROLL_RATE_LIMITED"), "{text}");
+    assert!(text.contains("--enroll-wait"), "{text}");
+    assert!(!dir.join("sensor.toml").exists());
+
+    let entries = audit_entries(&data, "guess");
+    let denied = entries
+        .iter()
+        .filter(|e| e["detail"].as_str().unwrap_or("").contains("ENROLL_DENIED"))
+        .count();
+    let limited = entries
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("ENROLL_RATE_LIMITED")
+        })
+        .count();
+    assert_eq!((denied, limited), (3, 1), "{entries:?}");
+}
+
+#[test]
+fn an_uninstalled_sensor_tells_the_service_through_its_proxy_and_shows_uninstalled() {
+    use crate::support::squid::{Squid, SquidOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dd = data.to_str().unwrap();
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "bye", svc.port);
+    let mut squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
+    let proxied = |name: &str| {
+        Sensor::installed(
+            &tmp.path().join(name),
+            &ws,
+            &["--quiet", "--proxy-url", &squid.url()],
+        )
+    };
+    let (leaving, offline) = (proxied("leaving"), proxied("offline"));
+    let id = leaving.status()["sensor_id"].as_str().unwrap().to_owned();
+    let offline_id = offline.status()["sensor_id"].as_str().unwrap().to_owned();
+
+    let out = ok(
+        uplink(&[
+            "sensor",
+            "uninstall",
+            "--config-dir",
+            leaving.cfg(),
+            "--json",
+        ]),
+        "sensor uninstall",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["service_told"], true, "{v}\n{}", svc.log());
+    assert!(!leaving.dir.join("sensor.toml").exists());
+    // The service knows.
+    let list = fleet_json(&["fleet", "list", "bye", "--data-dir", dd, "--json"]);
+    let r = row(&list, &id).unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(r["lifecycle"], "uninstalled", "{r}");
+    assert_eq!(
+        row(&list, &offline_id).unwrap()["lifecycle"],
+        "active",
+        "{list}"
+    );
+    let entries = audit_entries(&data, "bye");
+    assert!(
+        entries.iter().any(|e| e["action"] == "uninstall"
+            && e["result"] == "ok"
+            && e["sensor_id"] == id.as_str()
+            && e["actor"] == format!("sensor {id}")),
+        "{entries:?}"
+    );
+
+    // It went through Squid, the sensor's only route: two installs and one uninstall tunnelled
+    // (Squid writes its access log out when it stops).
+    let access = squid.stop();
+    let tunnels = access
+        .lines()
+        .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
+        .count();
+    assert_eq!(tunnels, 3, "{access}");
+
+    // Best effort: with its only route gone, the uninstall still removes the sensor, within
+    // the bound, says the service was not told, and the sensor stays `active` there.
+    let started = Instant::now();
+    let out = uplink(&[
+        "sensor",
+        "uninstall",
+        "--config-dir",
+        offline.cfg(),
+        "--tell-timeout",
+        "2s",
+        "--json",
+    ]);
+    let text = ok(out.clone(), "sensor uninstall without a route");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["service_told"], false, "{v}");
+    assert!(stderr(&out).contains("was not told"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!offline.dir.join("sensor.toml").exists());
+    let list = fleet_json(&["fleet", "list", "bye", "--data-dir", dd, "--json"]);
+    assert_eq!(
+        row(&list, &offline_id).unwrap()["lifecycle"],
+        "active",
+        "{list}"
+    );
 }
