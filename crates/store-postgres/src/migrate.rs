@@ -66,6 +66,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0007_lifecycle.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 8,
+        name: "web console (users, sessions, login failures)",
+        sql: include_str!("../migrations/0008_console.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.
