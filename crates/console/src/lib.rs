@@ -17,6 +17,7 @@ pub mod check;
 pub mod form;
 pub mod pages;
 pub mod password;
+pub mod route;
 pub mod sensors;
 pub mod session;
 pub mod throttle;
@@ -24,3 +25,20 @@ pub mod throttle;
 /// The Content-Security-Policy of every console answer: only this origin's script and styles,
 /// no inline code, no framing, forms post only here.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The console's settings (the service's flags; tests shorten them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub expiry: session::Expiry,
+    /// The first wait after [`throttle::FREE_FAILURES`] failed sign-ins.
+    pub throttle_base_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            expiry: session::Expiry::default(),
+            throttle_base_ms: throttle::DEFAULT_BASE_MS,
+        }
+    }
+}

@@ -2,8 +2,8 @@
 //!
 //! One HTTPS port serves every workspace in the store. The TLS ClientHello's SNI picks the
 //! workspace and its server certificate; the `Host` header then picks the face:
-//! `<workspace>sensorapi.<domain>` is the sensor API, `<workspace>.<domain>` the console (not yet
-//! built: 404). Client certificates are optional at the TLS layer so that `ping` works from a
+//! `<workspace>sensorapi.<domain>` is the sensor API, `<workspace>.<domain>` the console (the
+//! admin API and the web console's pages). Client certificates are optional at the TLS layer so that `ping` works from a
 //! browser, and required by the handlers that need them.
 //!
 //! A client certificate is accepted at the TLS layer if it chains to *any* workspace CA; the
@@ -18,6 +18,7 @@ pub mod admin;
 pub mod adminapi;
 mod budget;
 mod conns;
+mod console;
 mod crl;
 pub mod fleet;
 mod lifecycle;
@@ -104,6 +105,8 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// Fleet health: how often and with which thresholds (docs/fleet.md).
     pub fleet: fleet::FleetConfig,
+    /// The web console: session expiry, sign-in throttling (docs/console.md).
+    pub console: uplink_console::Settings,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             change_poll: Duration::from_millis(500),
             proxy_protocol: false,
             fleet: fleet::FleetConfig::default(),
+            console: uplink_console::Settings::default(),
         }
     }
 }
