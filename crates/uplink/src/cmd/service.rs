@@ -98,11 +98,25 @@ pub struct Args {
     /// time does it. A number and a unit (ms, s, m).
     #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_timeout)]
     pub retention_interval: Duration,
+    /// Web console: a session unused this long is signed out (docs/console.md).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_timeout)]
+    pub console_idle_timeout: Duration,
+    /// Web console: a session this old is signed out, however busy.
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = parse_timeout)]
+    pub console_session_lifetime: Duration,
+    /// Web console: after 5 failed sign-ins in a row for a name, the next attempt waits this
+    /// long after the last failure, twice as long after each further failure (at most 15m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_timeout)]
+    pub console_login_wait: Duration,
 }
 
 /// `500ms`, `30s`, `2m`, `1h` (or seconds): the one duration syntax of every command.
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     super::duration(s)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
 /// Descriptors kept for the store, the listener and logs, beyond one per connection.
@@ -193,6 +207,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     online_buffer_secs: args.fleet_online_buffer.as_secs().max(1),
                     ..uplink_store::FleetPolicy::default()
                 },
+            },
+            console: uplink_console::Settings {
+                expiry: uplink_console::session::Expiry {
+                    idle_ms: duration_ms(args.console_idle_timeout),
+                    absolute_ms: duration_ms(args.console_session_lifetime),
+                },
+                throttle_base_ms: duration_ms(args.console_login_wait),
             },
         };
         let service = Service::new(store.clone(), config).await?;
