@@ -1,0 +1,289 @@
+//! The web console (docs/console.md) against the real service: accounts from the CLI (Argon2id,
+//! never listed), sign-in through the form with its CSRF cookie, the session cookie's
+//! attributes and the Content-Security-Policy, forms refused without their CSRF token, a viewer
+//! who cannot act, another workspace's admin who sees nothing, throttling after five failures
+//! (in the audit trail), logout ending the session for good. Plain HTTP (curl with a cookie
+//! jar); the browser tests (chromium over WebDriver) are in `browser` below.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The password of every test account.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// `uplink admin user add WS NAME --role ROLE`, the password on stdin.
+pub fn add_user(data: &Path, ws: &str, name: &str, role: &str, password: &str) -> std::process::Output {
+    let cmd = uplink_cmd(&[
+        "admin", "user", "add", ws, name, "--role", role, "--data-dir", data.to_str().unwrap(),
+    ]);
+    with_stdin(cmd, &format!("{password}\n"))
+}
+
+/// A curl "browser" for one console host: a cookie jar of its own.
+struct Client {
+    host: String,
+    port: u16,
+    ca: PathBuf,
+    jar: PathBuf,
+}
+
+impl Client {
+    fn new(dir: &Path, label: &str, ws: &Ws, port: u16) -> Client {
+        Client {
+            host: format!("{}.uplink.localhost", ws.name),
+            port,
+            ca: ws.ca_file.clone(),
+            jar: dir.join(format!("{label}.cookies")),
+        }
+    }
+
+    fn curl(&self, path: &str) -> Curl {
+        Curl::new(&self.host, self.port, path)
+            .arg("--cacert")
+            .arg(&self.ca)
+            .arg("-b")
+            .arg(&self.jar)
+            .arg("-c")
+            .arg(&self.jar)
+    }
+
+    /// GET, with the response headers before the body.
+    fn get(&self, path: &str) -> (u16, String) {
+        self.curl(path).arg("-i").run()
+    }
+
+    /// POST a form (`fields` URL-encoded by curl), headers included.
+    fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut c = self.curl(path).arg("-i").args(["-X", "POST"]);
+        if fields.is_empty() {
+            c = c.args(["--data", ""]);
+        }
+        for (k, v) in fields {
+            c = c.arg("--data-urlencode").arg(format!("{k}={v}"));
+        }
+        c.run()
+    }
+
+    /// The CSRF token of the page at `path` (its first form).
+    fn csrf(&self, path: &str) -> String {
+        let (status, page) = self.get(path);
+        assert_eq!(status, 200, "{path}: {page}");
+        csrf_of(&page).unwrap_or_else(|| panic!("{path} has no CSRF field: {page}"))
+    }
+
+    /// Signs in through the form; the status and answer.
+    fn login(&self, user: &str, password: &str) -> (u16, String) {
+        let csrf = self.csrf("/login");
+        self.post(
+            "/login",
+            &[("csrf", &csrf), ("username", user), ("password", password)],
+        )
+    }
+
+    /// The session cookie's value in the jar.
+    fn session(&self) -> Option<String> {
+        let jar = std::fs::read_to_string(&self.jar).unwrap_or_default();
+        jar.lines()
+            .filter(|l| l.contains("\tuplink_session\t"))
+            .filter_map(|l| l.rsplit('\t').next())
+            .find(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+fn csrf_of(page: &str) -> Option<String> {
+    let at = page.find(r#"name="csrf" value=""#)? + r#"name="csrf" value=""#.len();
+    Some(page[at..].split('"').next()?.to_owned())
+}
+
+fn header<'a>(resp: &'a str, name: &str) -> Vec<&'a str> {
+    resp.lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+fn audit(data: &Path, ws: &str) -> Vec<Value> {
+    let out = ok(
+        uplink(&["fleet", "audit", ws, "--data-dir", data.to_str().unwrap(), "--json"]),
+        "fleet audit",
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["entries"].as_array().unwrap().clone()
+}
+
+#[test]
+fn accounts_are_added_listed_without_hashes_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let _ws = create_workspace(&data, "usersws", svc.port);
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let out = add_user(&data, "usersws", "alice", "admin", PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = add_user(&data, "usersws", "victor", "viewer", PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Refused, each saying why: a duplicate, a short password, a bad name, a bad role, no such
+    // workspace.
+    let dup = add_user(&data, "usersws", "alice", "viewer", PASSWORD);
+    assert!(!dup.status.success() && stderr(&dup).contains("already has a console user \"alice\""), "{}", stderr(&dup));
+    let short = add_user(&data, "usersws", "carol", "admin", "short");
+    assert!(!short.status.success() && stderr(&short).contains("at least 12"), "{}", stderr(&short));
+    let bad = add_user(&data, "usersws", "a b", "admin", PASSWORD);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    let role = add_user(&data, "usersws", "carol", "root", PASSWORD);
+    assert_eq!(role.status.code(), Some(2), "{}", stderr(&role));
+    let nows = add_user(&data, "nows", "carol", "admin", PASSWORD);
+    assert!(!nows.status.success() && stderr(&nows).contains("nows"), "{}", stderr(&nows));
+
+    let list = ok(uplink(&[&["admin", "user", "list", "usersws", "--json"][..], &store].concat()), "user list");
+    let v: Value = serde_json::from_str(&list).unwrap();
+    let names: Vec<(&str, &str)> = v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["name"].as_str().unwrap(), u["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("alice", "admin"), ("victor", "viewer")], "{v}");
+    let text = list + &ok(uplink(&[&["admin", "user", "list", "usersws"][..], &store].concat()), "user list");
+    assert!(!text.contains("argon2") && !text.contains(PASSWORD), "{text}");
+    // Stored as an Argon2id hash: the password is nowhere in the store's files.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(PASSWORD), "the password is stored in clear");
+    }
+
+    // Removing an account ends its sessions at once.
+    let c = Client::new(dir.path(), "victor", &_ws, svc.port);
+    assert_eq!(c.login("victor", PASSWORD).0, 303);
+    assert_eq!(c.get("/sensors").0, 200);
+    ok(uplink(&[&["admin", "user", "remove", "usersws", "victor"][..], &store].concat()), "user remove");
+    let (status, resp) = c.get("/sensors");
+    assert_eq!((status, header(&resp, "location")), (303, vec!["/login"]), "{resp}");
+    let again = uplink(&[&["admin", "user", "remove", "usersws", "victor"][..], &store].concat());
+    assert!(!again.status.success() && stderr(&again).contains("no console user \"victor\""), "{}", stderr(&again));
+}
+
+#[test]
+fn sign_in_sessions_csrf_roles_workspaces_throttling_and_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    // A long wait after five failures: the sixth attempt is refused however slow the machine.
+    let svc = ServiceProc::start_with(&data, &["--console-login-wait", "10m"]);
+    let a = create_workspace(&data, "conza", svc.port);
+    let b = create_workspace(&data, "conzb", svc.port);
+    for (ws, name, role) in [("conza", "alice", "admin"), ("conza", "victor", "viewer"), ("conza", "mallory", "admin"), ("conzb", "bob", "admin")] {
+        let out = add_user(&data, ws, name, role, PASSWORD);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    // Not signed in: every page leads to the sign-in form; a form post is refused.
+    let alice = Client::new(dir.path(), "alice", &a, svc.port);
+    let (status, resp) = alice.get("/sensors");
+    assert_eq!((status, header(&resp, "location")), (303, vec!["/login"]), "{resp}");
+    assert_eq!(alice.post("/issues/iss-1/suppress", &[("reason", "x"), ("days", "1")]).0, 403);
+
+    // The sign-in form: its CSRF cookie and field, the policy on every answer.
+    let (status, form) = alice.get("/login");
+    assert_eq!(status, 200, "{form}");
+    let csp = header(&form, "content-security-policy").join(" ");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(form.contains(r#"name="username""#) && form.contains(r#"name="password""#), "{form}");
+    // Without the CSRF field, even the right password is refused.
+    let (status, _) = alice.post("/login", &[("username", "alice"), ("password", PASSWORD)]);
+    assert_eq!(status, 403);
+    let (status, resp) = alice.login("alice", PASSWORD);
+    assert_eq!((status, header(&resp, "location")), (303, vec!["/sensors"]), "{resp}");
+    let cookie = header(&resp, "set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("uplink_session="))
+        .unwrap_or_else(|| panic!("no session cookie: {resp}"))
+        .to_owned();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "host-only: {cookie}");
+    let (status, page) = alice.get("/sensors");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("alice") && page.contains(r#"id="sensors""#), "{page}");
+    let (status, css) = alice.get("/static/console.css");
+    assert!(status == 200 && header(&css, "content-type")[0].starts_with("text/css"), "{css}");
+
+    // A state-changing form without its token, or with another's: 403, nothing done.
+    let token = alice.csrf("/sensors");
+    for fields in [vec![("reason", "x"), ("days", "1")], vec![("reason", "x"), ("days", "1"), ("csrf", "0000")]] {
+        let (status, resp) = alice.post("/issues/iss-1/suppress", &fields);
+        assert_eq!(status, 403, "{resp}");
+        assert!(resp.contains("security token"), "{resp}");
+    }
+    assert_eq!(alice.post("/logout", &[]).0, 403, "logout needs its token too");
+    // With it, the request goes through (to "no such issue").
+    assert_eq!(alice.post("/issues/iss-1/suppress", &[("reason", "x"), ("days", "1"), ("csrf", &token)]).0, 404);
+
+    // A viewer looks but cannot act.
+    let victor = Client::new(dir.path(), "victor", &a, svc.port);
+    assert_eq!(victor.login("victor", PASSWORD).0, 303);
+    let (status, page) = victor.get("/sensors");
+    assert!(status == 200 && page.contains("viewer"), "{page}");
+    let vt = victor.csrf("/sensors");
+    let (status, resp) = victor.post("/sensors/any/revoke", &[("reason", "x"), ("csrf", &vt)]);
+    assert_eq!(status, 403, "{resp}");
+    assert!(resp.contains("viewer"), "{resp}");
+
+    // Another workspace's admin: not an account here, and their session is nothing here.
+    let bob_here = Client::new(dir.path(), "bob-a", &a, svc.port);
+    assert_eq!(bob_here.login("bob", PASSWORD).0, 401);
+    let bob = Client::new(dir.path(), "bob", &b, svc.port);
+    assert_eq!(bob.login("bob", PASSWORD).0, 303);
+    let bob_secret = bob.session().expect("bob's session cookie");
+    let (status, resp) = Curl::new(&format!("{}.uplink.localhost", a.name), svc.port, "/sensors")
+        .arg("--cacert")
+        .arg(&a.ca_file)
+        .arg("-i")
+        .arg("-H")
+        .arg(format!("Cookie: uplink_session={bob_secret}"))
+        .run();
+    assert_eq!((status, header(&resp, "location")), (303, vec!["/login"]), "{resp}");
+    assert!(!resp.contains("conzb"), "{resp}");
+
+    // Five failures for a name, then even the right password waits; the audit trail has it all.
+    let m = Client::new(dir.path(), "mallory", &a, svc.port);
+    for i in 1..=5 {
+        let (status, resp) = m.login("mallory", "wrong password!");
+        assert_eq!(status, 401, "attempt {i}: {resp}");
+        assert!(resp.contains("Wrong user name or password"), "{resp}");
+    }
+    let (status, resp) = m.login("mallory", PASSWORD);
+    assert_eq!(status, 429, "{resp}");
+    assert!(resp.contains("Too many failed sign-ins") && !header(&resp, "retry-after").is_empty(), "{resp}");
+    let entries = audit(&data, "conza");
+    let logins: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e["action"] == "console_login" && e["actor"] == "mallory")
+        .map(|e| (e["result"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(logins.len(), 6, "{entries:#?}");
+    assert!(logins[..5].iter().all(|(r, _)| *r == "refused"), "{logins:?}");
+    assert!(logins[4].1.contains("5 failed in a row"), "{logins:?}");
+    assert!(logins[5].1.starts_with("throttled"), "{logins:?}");
+    assert!(entries.iter().any(|e| e["action"] == "console_login" && e["actor"] == "alice" && e["result"] == "ok"), "{entries:#?}");
+    // Another name is not throttled by mallory's failures.
+    assert_eq!(Client::new(dir.path(), "alice2", &a, svc.port).login("alice", PASSWORD).0, 303);
+
+    // Logout ends the session in the store: the old cookie is refused afterwards.
+    let secret = alice.session().expect("alice's session cookie");
+    let (status, resp) = alice.post("/logout", &[("csrf", &token)]);
+    assert_eq!((status, header(&resp, "location")), (303, vec!["/login"]), "{resp}");
+    let (status, _) = Curl::new(&format!("{}.uplink.localhost", a.name), svc.port, "/sensors")
+        .arg("--cacert")
+        .arg(&a.ca_file)
+        .arg("-H")
+        .arg(format!("Cookie: uplink_session={secret}"))
+        .run();
+    assert_eq!(status, 303, "a logged-out session is refused");
+}
