@@ -287,3 +287,200 @@ fn sign_in_sessions_csrf_roles_workspaces_throttling_and_logout() {
         .run();
     assert_eq!(status, 303, "a logged-out session is refused");
 }
+
+/// The browser tests: chromium over WebDriver against the real service and real sensors.
+mod browser {
+    use std::path::Path;
+    use std::process::Child;
+    use std::time::Duration;
+
+    use fantoccini::Locator;
+    use serde_json::Value;
+
+    use super::{add_user, PASSWORD};
+    use crate::support::browser::Browser;
+    use crate::support::sensor::Sensor;
+    use crate::support::squid::{Squid, SquidOptions};
+    use crate::support::*;
+
+    const FLEET_FLAGS: [&str; 4] = ["--fleet-evaluate-every", "200ms", "--fleet-online-buffer", "1s"];
+    const SQUID_USER: &str = "consoleuser";
+    const SQUID_PASSWORD: &str = "C0ns0le-Pa55";
+    /// Bound of every wait (a loaded CI machine).
+    const WAIT: u64 = 90;
+
+    fn fleet_list(ws: &str, data: &Path) -> Vec<Value> {
+        let out = ok(
+            uplink(&["fleet", "list", ws, "--data-dir", data.to_str().unwrap(), "--json"]),
+            "fleet list",
+        );
+        serde_json::from_str::<Value>(&out).unwrap()["sensors"].as_array().unwrap().clone()
+    }
+
+    fn state_of(ws: &str, data: &Path, id: &str) -> String {
+        fleet_list(ws, data)
+            .iter()
+            .find(|s| s["sensor_id"] == id)
+            .and_then(|s| s["state"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn fast_sensor(dir: &Path, ws: &Ws, extra: &[&str]) -> Sensor {
+        let mut args = vec!["--quiet"];
+        args.extend_from_slice(extra);
+        let sensor = Sensor::installed(dir, ws, &args);
+        sensor.edit_config("heartbeat_secs = 60", "heartbeat_secs = 1");
+        sensor
+    }
+
+    fn stop(child: Child) {
+        signal(child.id(), "TERM");
+        assert!(wait_exit(child, Duration::from_secs(30)).is_some(), "sensor run did not stop on SIGTERM");
+    }
+
+    /// Kills a running sensor when the test ends, however it ends.
+    struct Running(Option<Child>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.0.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    #[test]
+    fn sign_in_see_three_real_sensors_open_one_suppress_its_issue_and_sign_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("service");
+        let svc = ServiceProc::start_with(&data, &FLEET_FLAGS);
+        let ws = create_workspace(&data, "conbr", svc.port);
+        let d = data.to_str().unwrap();
+        ok(uplink(&["workspace", "set", "conbr", "--disconnected-after", "10s", "--data-dir", d]), "workspace set");
+        let out = add_user(&data, "conbr", "alice", "admin", PASSWORD);
+        assert!(out.status.success(), "{}", stderr(&out));
+
+        // Three sensors in real states: one running (online), one stopped, one behind a Squid
+        // whose password was changed under it.
+        let squid = Squid::start(SquidOptions {
+            basic: Some((SQUID_USER, SQUID_PASSWORD)),
+            hosts: vec![ws.sensor_host.clone()],
+            ..Default::default()
+        });
+        let healthy = fast_sensor(&dir.path().join("healthy"), &ws, &[]);
+        let stopped = fast_sensor(&dir.path().join("stopped"), &ws, &[]);
+        let proxied = fast_sensor(
+            &dir.path().join("proxied"),
+            &ws,
+            &["--proxy-url", &squid.url(), "--proxy-user", SQUID_USER, "--proxy-password", SQUID_PASSWORD],
+        );
+        let id = |s: &Sensor| s.status()["sensor_id"].as_str().unwrap().to_owned();
+        let (hid, sid, pid) = (id(&healthy), id(&stopped), id(&proxied));
+        let log = |n: &str| dir.path().join(format!("{n}.log"));
+        let context = || format!("{:#?}\nservice log:\n{}\nsquid:\n{}", fleet_list("conbr", &data), svc.log(), squid.logs());
+        let _h = Running(Some(healthy.spawn_run(&log("healthy"))));
+        let s_run = stopped.spawn_run(&log("stopped"));
+        let p_run = proxied.spawn_run(&log("proxied"));
+        poll_until(
+            "all three online",
+            WAIT,
+            || {
+                fleet_list("conbr", &data)
+                    .iter()
+                    .filter(|s| s["state"] == "online" && s["route"].is_string())
+                    .count()
+                    == 3
+            },
+            context,
+        );
+        stop(s_run);
+        // The proxy's password changes while the proxied sensor is away (a kept-alive tunnel
+        // would outlive it): from then on it cannot get through, and keeps trying.
+        stop(p_run);
+        // Late first: Squid's memory of the accepted password (one second) has expired by then.
+        poll_until("the proxied sensor late", WAIT, || state_of("conbr", &data, &pid) != "online", context);
+        squid.set_password(SQUID_USER, "Changed-Pa55");
+        proxied.run_once_failing(3, "PROXY_AUTH_FAILED");
+        let _p = Running(Some(proxied.spawn_run(&log("proxied"))));
+        poll_until(
+            "the stopped and the proxied sensor disconnected",
+            WAIT,
+            || state_of("conbr", &data, &sid) == "disconnected" && state_of("conbr", &data, &pid) == "disconnected",
+            context,
+        );
+        assert_eq!(state_of("conbr", &data, &hid), "online", "{}", context());
+
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let b = Browser::start(1280).await;
+            let base = format!("https://conbr.uplink.localhost:{}", svc.port);
+            let c = &b.client;
+
+            // Sign in.
+            c.goto(&format!("{base}/sensors")).await.unwrap();
+            b.wait_for("form.login").await;
+            assert!(c.current_url().await.unwrap().path() == "/login");
+            b.screenshot("login").await;
+            c.find(Locator::Id("username")).await.unwrap().send_keys("alice").await.unwrap();
+            c.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+            c.find(Locator::Css("form.login button[type=submit]")).await.unwrap().click().await.unwrap();
+            b.wait_for("table#sensors").await;
+
+            // The three sensors, each in its real state.
+            let rows = c.find_all(Locator::Css("#sensors tbody tr[data-sensor-id]")).await.unwrap();
+            let mut seen = Vec::new();
+            for r in &rows {
+                let id = r.attr("data-sensor-id").await.unwrap().unwrap_or_default();
+                let state = r.attr("data-state").await.unwrap().unwrap_or_default();
+                seen.push((id, state));
+            }
+            seen.sort();
+            let mut want = vec![
+                (hid.clone(), "online".to_owned()),
+                (sid.clone(), "disconnected".to_owned()),
+                (pid.clone(), "disconnected".to_owned()),
+            ];
+            want.sort();
+            assert_eq!(seen, want, "{}", b.source().await);
+            b.screenshot("sensors").await;
+
+            // Filter by state: only the online one.
+            c.goto(&format!("{base}/sensors?state=online")).await.unwrap();
+            b.wait_for("table#sensors").await;
+            let rows = c.find_all(Locator::Css("#sensors tbody tr[data-sensor-id]")).await.unwrap();
+            assert_eq!(rows.len(), 1, "{}", b.source().await);
+
+            // Open the proxied sensor: its route, its check command, its open issue.
+            c.goto(&format!("{base}/sensors")).await.unwrap();
+            b.wait_for("table#sensors").await;
+            c.find(Locator::Css(&format!("tr[data-sensor-id='{pid}'] th a"))).await.unwrap().click().await.unwrap();
+            let details = b.wait_for("dl#details").await;
+            assert_eq!(details.attr("data-sensor-id").await.unwrap().as_deref(), Some(pid.as_str()));
+            let cmd = c.find(Locator::Id("check-command")).await.unwrap().text().await.unwrap();
+            assert!(cmd.contains(&format!("--proxy-url http://127.0.0.1:{}", squid.port)), "{cmd}");
+            let issue = b.wait_for("li.issue[data-kind=disconnected][data-state=open]").await;
+            let issue_id = issue.attr("data-issue-id").await.unwrap().unwrap();
+            b.screenshot("sensor").await;
+
+            // Suppress it, with a reason.
+            let reason = c.find(Locator::Id(&format!("reason-{issue_id}"))).await.unwrap();
+            reason.send_keys("proxy password rotation, ticket 42").await.unwrap();
+            issue.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+            b.wait_for(&format!("li.issue[data-issue-id='{issue_id}'][data-state=suppressed]")).await;
+            b.screenshot("sensor-suppressed").await;
+            let out = ok(uplink(&["fleet", "issues", "conbr", "--all", "--data-dir", d, "--json"]), "fleet issues");
+            let issues: Value = serde_json::from_str(&out).unwrap();
+            let it = issues["issues"].as_array().unwrap().iter().find(|i| i["issue_id"] == issue_id.as_str()).cloned().unwrap();
+            assert_eq!((it["state"].as_str(), it["suppress_reason"].as_str(), it["suppressed_by"].as_str()),
+                (Some("suppressed"), Some("proxy password rotation, ticket 42"), Some("console:alice")), "{it}");
+
+            // Sign out: back to the form, and the pages are closed again.
+            c.find(Locator::Css("header form[action='/logout'] button")).await.unwrap().click().await.unwrap();
+            b.wait_for("form.login").await;
+            c.goto(&format!("{base}/sensors")).await.unwrap();
+            b.wait_for("form.login").await;
+            assert_eq!(c.current_url().await.unwrap().path(), "/login");
+            b.close().await;
+        });
+    }
+}
