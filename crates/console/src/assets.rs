@@ -25,7 +25,10 @@ mod tests {
     #[test]
     fn assets_are_found_by_name_only() {
         assert!(super::get("console.css").is_some());
-        assert!(super::get("console.js").unwrap().1.starts_with("text/javascript"));
+        assert!(super::get("console.js")
+            .unwrap()
+            .1
+            .starts_with("text/javascript"));
         assert!(super::get("../Cargo.toml").is_none());
         assert!(super::get("").is_none());
     }

@@ -9,7 +9,11 @@ pub fn command(route: Option<&str>, sensor_url: &str) -> String {
     let mut words = route.split_whitespace();
     match (words.next(), words.next()) {
         (Some(w), _) if w.eq_ignore_ascii_case("DIRECT") => format!("{base} --method direct"),
-        (Some(kind), Some(addr)) if kind.eq_ignore_ascii_case("PROXY") || kind.eq_ignore_ascii_case("HTTPS") || kind.to_ascii_uppercase().starts_with("SOCKS") => {
+        (Some(kind), Some(addr))
+            if kind.eq_ignore_ascii_case("PROXY")
+                || kind.eq_ignore_ascii_case("HTTPS")
+                || kind.to_ascii_uppercase().starts_with("SOCKS") =>
+        {
             let scheme = match kind.to_ascii_uppercase().as_str() {
                 "PROXY" => "http",
                 "HTTPS" => "https",
@@ -39,10 +43,22 @@ mod tests {
         let base = format!("sudo uplink check --workspace-url {u} --ca /etc/uplink/ca.pem");
         for (route, tail) in [
             (Some("DIRECT"), "--method direct"),
-            (Some("PROXY proxy.corp:3128"), "--method cli --proxy-url http://proxy.corp:3128"),
-            (Some("HTTPS proxy.corp:443"), "--method cli --proxy-url https://proxy.corp:443"),
-            (Some("SOCKS5 10.0.0.1:1080"), "--method cli --proxy-url socks5://10.0.0.1:1080"),
-            (Some("PROXY http://p:8080"), "--method cli --proxy-url http://p:8080"),
+            (
+                Some("PROXY proxy.corp:3128"),
+                "--method cli --proxy-url http://proxy.corp:3128",
+            ),
+            (
+                Some("HTTPS proxy.corp:443"),
+                "--method cli --proxy-url https://proxy.corp:443",
+            ),
+            (
+                Some("SOCKS5 10.0.0.1:1080"),
+                "--method cli --proxy-url socks5://10.0.0.1:1080",
+            ),
+            (
+                Some("PROXY http://p:8080"),
+                "--method cli --proxy-url http://p:8080",
+            ),
             (Some("PROXY"), "--method default"),
             (Some(""), "--method default"),
             (None, "--method default"),

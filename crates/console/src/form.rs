@@ -48,7 +48,10 @@ mod tests {
         let cases: &[(&str, &[(&str, &str)])] = &[
             ("", &[]),
             ("a=1&b=", &[("a", "1"), ("b", "")]),
-            ("username=al+ice&password=p%26w%3D", &[("username", "al ice"), ("password", "p&w=")]),
+            (
+                "username=al+ice&password=p%26w%3D",
+                &[("username", "al ice"), ("password", "p&w=")],
+            ),
             ("flag", &[("flag", "")]),
             ("x=%zz&y=%41", &[("x", "%zz"), ("y", "A")]),
             ("&&a=1&", &[("a", "1")]),
@@ -56,7 +59,8 @@ mod tests {
         ];
         for (input, want) in cases {
             let got = pairs(input);
-            let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let got: Vec<(&str, &str)> =
+                got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             assert_eq!(&got, want, "{input:?}");
         }
         let p = pairs("a=1&a=2");

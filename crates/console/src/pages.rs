@@ -111,11 +111,17 @@ pub fn sensors(
     pages: usize,
     total: usize,
 ) -> Markup {
-    let shown: Vec<_> = COLUMNS.iter().filter(|c| q.columns.contains(&c.key)).collect();
+    let shown: Vec<_> = COLUMNS
+        .iter()
+        .filter(|c| q.columns.contains(&c.key))
+        .collect();
     let sort_link = |key: &str| {
         let mut q2 = q.clone();
         q2.desc = q.sort == key && !q.desc;
-        q2.sort = COLUMNS.iter().find(|c| c.key == key).map_or("name", |c| c.key);
+        q2.sort = COLUMNS
+            .iter()
+            .find(|c| c.key == key)
+            .map_or("name", |c| c.key);
         format!("/sensors?{}", q2.to_query(1))
     };
     let csv_link = format!("/sensors.csv?{}", q.to_query(1));
@@ -197,7 +203,10 @@ pub fn sensors(
 pub fn sensor(viewer: &Viewer<'_>, v: &Value, check: &str) -> Markup {
     let id = text(&v["sensor_id"]);
     let base = format!("/sensors/{}", crate::form::encode(&id));
-    let issues: Vec<&Value> = v["issues"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let issues: Vec<&Value> = v["issues"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let open: Vec<&&Value> = issues.iter().filter(|i| i["state"] != "closed").collect();
     let closed: Vec<&&Value> = issues.iter().filter(|i| i["state"] == "closed").collect();
     let revoked = v["lifecycle"] != "active";
@@ -345,8 +354,19 @@ mod tests {
         assert!(h.contains(">Health<") && !h.contains(">Backlog<"), "{h}");
         assert!(h.contains(r#"href="/sensors/s%3C1%3E""#));
         assert!(h.contains(r#"action="/logout""#) && h.contains(r#"value="tok123""#));
-        let all = render(sensors(&viewer(false), &Query::default(), &rows(), 2, 3, 120));
-        assert!(all.contains(">Backlog<") && all.contains(r#"rel="prev""#) && all.contains(r#"rel="next""#));
+        let all = render(sensors(
+            &viewer(false),
+            &Query::default(),
+            &rows(),
+            2,
+            3,
+            120,
+        ));
+        assert!(
+            all.contains(">Backlog<")
+                && all.contains(r#"rel="prev""#)
+                && all.contains(r#"rel="next""#)
+        );
     }
 
     #[test]
@@ -361,12 +381,27 @@ mod tests {
             ]
         });
         let admin = render(sensor(&viewer(true), &v, "uplink check --method direct"));
-        for want in ["/sensors/s1/revoke", "/issues/iss-1/suppress", "restart it", "fix creds", "TCP_REFUSED", "uplink check --method direct", "2027-01-01", r#"name="csrf""#] {
+        for want in [
+            "/sensors/s1/revoke",
+            "/issues/iss-1/suppress",
+            "restart it",
+            "fix creds",
+            "TCP_REFUSED",
+            "uplink check --method direct",
+            "2027-01-01",
+            r#"name="csrf""#,
+        ] {
             assert!(admin.contains(want), "{want} in {admin}");
         }
-        assert!(!admin.contains("/issues/iss-2/suppress"), "closed issues are not suppressed");
+        assert!(
+            !admin.contains("/issues/iss-2/suppress"),
+            "closed issues are not suppressed"
+        );
         let look = render(sensor(&viewer(false), &v, "x"));
-        assert!(!look.contains("/revoke") && !look.contains("/suppress"), "{look}");
+        assert!(
+            !look.contains("/revoke") && !look.contains("/suppress"),
+            "{look}"
+        );
         assert!(look.contains("restart it"));
     }
 }

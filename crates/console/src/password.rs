@@ -92,6 +92,8 @@ mod tests {
         assert_eq!(check_strength("short"), Err(Weak::TooShort { len: 5 }));
         assert_eq!(check_strength("twelve chars"), Ok(()));
         assert_eq!(check_strength(&"x".repeat(1025)), Err(Weak::TooLong));
-        assert!(Weak::TooShort { len: 3 }.to_string().contains("at least 12"));
+        assert!(Weak::TooShort { len: 3 }
+            .to_string()
+            .contains("at least 12"));
     }
 }

@@ -107,7 +107,11 @@ mod tests {
             ("/sensors/s-1/revoke", "POST", Revoke("s-1".into())),
             ("/sensors/s-1/revoke", "GET", WrongMethod("POST")),
             ("/issues/iss-1/suppress", "POST", Suppress("iss-1".into())),
-            ("/issues/iss-1/unsuppress", "POST", Unsuppress("iss-1".into())),
+            (
+                "/issues/iss-1/unsuppress",
+                "POST",
+                Unsuppress("iss-1".into()),
+            ),
             ("/issues/iss-1/suppress", "GET", WrongMethod("POST")),
             ("/sensors/", "GET", NotFound),
             ("/nope", "GET", NotFound),

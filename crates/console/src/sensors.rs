@@ -15,17 +15,50 @@ pub struct Column {
 
 /// Every column, in order; the name is always shown.
 pub const COLUMNS: &[Column] = &[
-    Column { key: "name", title: "Name" },
-    Column { key: "host", title: "Host" },
-    Column { key: "version", title: "Version" },
-    Column { key: "route", title: "Route" },
-    Column { key: "state", title: "Connectivity" },
-    Column { key: "health", title: "Health" },
-    Column { key: "last_seen", title: "Last seen" },
-    Column { key: "backlog", title: "Backlog" },
-    Column { key: "cert_expiry", title: "Certificate expires" },
-    Column { key: "lifecycle", title: "Lifecycle" },
-    Column { key: "issues", title: "Open issues" },
+    Column {
+        key: "name",
+        title: "Name",
+    },
+    Column {
+        key: "host",
+        title: "Host",
+    },
+    Column {
+        key: "version",
+        title: "Version",
+    },
+    Column {
+        key: "route",
+        title: "Route",
+    },
+    Column {
+        key: "state",
+        title: "Connectivity",
+    },
+    Column {
+        key: "health",
+        title: "Health",
+    },
+    Column {
+        key: "last_seen",
+        title: "Last seen",
+    },
+    Column {
+        key: "backlog",
+        title: "Backlog",
+    },
+    Column {
+        key: "cert_expiry",
+        title: "Certificate expires",
+    },
+    Column {
+        key: "lifecycle",
+        title: "Lifecycle",
+    },
+    Column {
+        key: "issues",
+        title: "Open issues",
+    },
 ];
 
 /// The connectivity states and healths a filter may name.
@@ -148,7 +181,8 @@ impl Query {
             q.health = known(h, HEALTHS);
         }
         q.text = form::get(&pairs, "q").unwrap_or("").trim().to_owned();
-        if let Some(c) = form::get(&pairs, "sort").and_then(|s| COLUMNS.iter().find(|c| c.key == s)) {
+        if let Some(c) = form::get(&pairs, "sort").and_then(|s| COLUMNS.iter().find(|c| c.key == s))
+        {
             q.sort = c.key;
         }
         q.desc = form::get(&pairs, "dir") == Some("desc");
@@ -222,7 +256,11 @@ impl Query {
         }
         let needle = self.text.to_lowercase();
         std::iter::once(row.sensor_id.as_str())
-            .chain(["name", "host", "version", "route"].iter().map(|k| row.cell(k)))
+            .chain(
+                ["name", "host", "version", "route"]
+                    .iter()
+                    .map(|k| row.cell(k)),
+            )
             .any(|h| h.to_lowercase().contains(&needle))
     }
 
@@ -349,7 +387,10 @@ mod tests {
         assert!(!Query::parse("").matches(&decom));
         assert!(Query::parse("all=1").matches(&decom));
         // A query survives its own links.
-        for qs in ["state=late&q=a%20b&sort=host&dir=desc&col=host&per_page=5&all=1", ""] {
+        for qs in [
+            "state=late&q=a%20b&sort=host&dir=desc&col=host&per_page=5&all=1",
+            "",
+        ] {
             let q = Query::parse(qs);
             assert_eq!(Query::parse(&q.to_query(q.page)), q, "{qs}");
         }
@@ -359,7 +400,9 @@ mod tests {
 
     #[test]
     fn pages_cover_every_row_once() {
-        let rows: Vec<Row> = (0..5).map(|i| row(&format!("s{i}"), "n", "online", "healthy", 0)).collect();
+        let rows: Vec<Row> = (0..5)
+            .map(|i| row(&format!("s{i}"), "n", "online", "healthy", 0))
+            .collect();
         let (p, n, of) = page(&rows, 1, 2);
         assert_eq!((ids(p), n, of), (vec!["s0", "s1"], 1, 3));
         let (p, n, _) = page(&rows, 3, 2);
@@ -375,6 +418,9 @@ mod tests {
         let mut r = row("s1", "a,\"b\"", "online", "healthy", 1);
         r.cells[1] = "=cmd()".into();
         let out = csv(&[r], &["name", "host", "backlog"]);
-        assert_eq!(out, "sensor_id,name,host,backlog\r\ns1,\"a,\"\"b\"\"\",'=cmd(),1\r\n");
+        assert_eq!(
+            out,
+            "sensor_id,name,host,backlog\r\ns1,\"a,\"\"b\"\"\",'=cmd(),1\r\n"
+        );
     }
 }

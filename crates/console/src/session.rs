@@ -42,7 +42,9 @@ impl Default for Expiry {
 pub enum Validity {
     /// Valid; `touch` says whether to store the new `last_seen_at` (at most once a minute: a
     /// page's assets do not each write).
-    Valid { touch: bool },
+    Valid {
+        touch: bool,
+    },
     Idle,
     Expired,
 }
@@ -152,7 +154,13 @@ mod tests {
         assert_eq!(cookie(None, COOKIE), None);
         assert_eq!(cookie(Some("uplink_session_x=1"), COOKIE), None);
         let set = set_cookie(COOKIE, "v", 60);
-        for part in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=60"] {
+        for part in [
+            "Secure",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/",
+            "Max-Age=60",
+        ] {
             assert!(set.contains(part), "{set}");
         }
         assert!(!set.contains("Domain"), "host-only: {set}");
@@ -162,7 +170,12 @@ mod tests {
         assert!(!well_formed("zz") && !well_formed(&"g".repeat(64)));
         assert_eq!(id_hash(&s).len(), 64);
         assert_ne!(id_hash(&s), s);
-        for (presented, ok) in [(Some("tok"), true), (Some("tok2"), false), (Some(""), false), (None, false)] {
+        for (presented, ok) in [
+            (Some("tok"), true),
+            (Some("tok2"), false),
+            (Some(""), false),
+            (None, false),
+        ] {
             assert_eq!(csrf_ok("tok", presented), ok, "{presented:?}");
         }
         assert!(!csrf_ok("", Some("")));

@@ -321,13 +321,11 @@ pub(crate) async fn handle<S: Store>(
                 .collect();
             ok(&json!({ "sensors": rows, "next_cursor": next }))
         }
-        Endpoint::Sensor(id) => {
-            match sensor_detail(store, ws, &id).await {
-                Ok(Some((_, v))) => ok(&v),
-                Ok(None) => not_found(format!("no sensor {id:?} in workspace {ws:?}")),
-                Err(e) => store_error(e),
-            }
-        }
+        Endpoint::Sensor(id) => match sensor_detail(store, ws, &id).await {
+            Ok(Some((_, v))) => ok(&v),
+            Ok(None) => not_found(format!("no sensor {id:?} in workspace {ws:?}")),
+            Err(e) => store_error(e),
+        },
         Endpoint::Issues => {
             let all = form_pairs(req.uri().query().unwrap_or(""))
                 .iter()
@@ -442,8 +440,14 @@ pub(crate) async fn handle<S: Store>(
 pub(crate) async fn fleet<S: Store>(
     store: &S,
     ws: &str,
-) -> Result<(Vec<FleetSensor>, Vec<uplink_store::Issue>, Vec<uplink_store::Revocation>), StoreError>
-{
+) -> Result<
+    (
+        Vec<FleetSensor>,
+        Vec<uplink_store::Issue>,
+        Vec<uplink_store::Revocation>,
+    ),
+    StoreError,
+> {
     tokio::try_join!(
         store.fleet_sensors(ws),
         store.fleet_issues(ws),

@@ -38,9 +38,15 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(uplink_console::CSP),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -78,21 +84,26 @@ fn unavailable(e: &StoreError) -> Resp {
     r
 }
 
+/// Who acted, from where: the fields every console audit entry shares.
+struct Actor<'a> {
+    ws: &'a str,
+    name: &'a str,
+    peer: IpAddr,
+}
+
 async fn audit<S: Store>(
     store: &S,
-    ws: &str,
-    actor: &str,
-    peer: IpAddr,
+    who: &Actor<'_>,
     action: &str,
     sensor_id: Option<String>,
     ok: bool,
     detail: String,
 ) {
     let e = AuditEntry {
-        workspace: ws.to_owned(),
+        workspace: who.ws.to_owned(),
         at: uplink_store::now_ms(),
-        actor: actor.to_owned(),
-        source: peer.to_string(),
+        actor: who.name.to_owned(),
+        source: who.peer.to_string(),
         action: action.to_owned(),
         sensor_id,
         result: if ok { "ok" } else { "refused" }.to_owned(),
@@ -123,7 +134,12 @@ async fn session_of<S: Store>(
         return Ok(None);
     }
     let now = uplink_store::now_ms();
-    match session::validity(s.created_at, s.last_seen_at, now, shared.config.console.expiry) {
+    match session::validity(
+        s.created_at,
+        s.last_seen_at,
+        now,
+        shared.config.console.expiry,
+    ) {
         Validity::Valid { touch } => {
             if touch {
                 s.last_seen_at = now;
@@ -152,7 +168,11 @@ pub(crate) async fn handle<S: Store>(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     let cookie = cookie.as_deref();
-    let port = host_port(req.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
+    let port = host_port(
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    );
     match &page {
         Page::Asset(name) => {
             return match uplink_console::assets::get(name) {
@@ -232,10 +252,11 @@ pub(crate) async fn handle<S: Store>(
     match page {
         Page::Home => redirect("/sensors"),
         Page::Sensors | Page::SensorsCsv => {
-            let (sensors, issues, revoked) = match crate::adminapi::fleet(&shared.store, &ws.name).await {
-                Ok(x) => x,
-                Err(e) => return unavailable(&e),
-            };
+            let (sensors, issues, revoked) =
+                match crate::adminapi::fleet(&shared.store, &ws.name).await {
+                    Ok(x) => x,
+                    Err(e) => return unavailable(&e),
+                };
             let rows: Vec<Row> = sensors
                 .iter()
                 .map(|s| {
@@ -258,17 +279,26 @@ pub(crate) async fn handle<S: Store>(
                 return r;
             }
             let (shown, n, of) = uplink_console::sensors::page(&rows, q.page, q.per_page);
-            html(StatusCode::OK, pages::sensors(&viewer, &q, shown, n, of, rows.len()))
+            html(
+                StatusCode::OK,
+                pages::sensors(&viewer, &q, shown, n, of, rows.len()),
+            )
         }
-        Page::Sensor(id) => match crate::adminapi::sensor_detail(&shared.store, &ws.name, &id).await {
-            Ok(Some((_, v))) => {
-                // The sensor API is served on the console's port (one port for both names).
-                let cmd = uplink_console::check::command(v["route"].as_str(), &sensor_url(ws, port));
-                html(StatusCode::OK, pages::sensor(&viewer, &v, &cmd))
+        Page::Sensor(id) => {
+            match crate::adminapi::sensor_detail(&shared.store, &ws.name, &id).await {
+                Ok(Some((_, v))) => {
+                    // The sensor API is served on the console's port (one port for both names).
+                    let cmd =
+                        uplink_console::check::command(v["route"].as_str(), &sensor_url(ws, port));
+                    html(StatusCode::OK, pages::sensor(&viewer, &v, &cmd))
+                }
+                Ok(None) => not_found(
+                    Some(&viewer),
+                    &format!("Workspace {} has no sensor {id:?}.", ws.name),
+                ),
+                Err(e) => unavailable(&e),
             }
-            Ok(None) => not_found(Some(&viewer), &format!("Workspace {} has no sensor {id:?}.", ws.name)),
-            Err(e) => unavailable(&e),
-        },
+        }
         _ => not_found(Some(&viewer), "There is no such page in the console."),
     }
 }
@@ -288,11 +318,17 @@ fn sensor_url(ws: &Workspace, port: Option<u16>) -> String {
 }
 
 fn not_found(viewer: Option<&Viewer<'_>>, text: &str) -> Resp {
-    html(StatusCode::NOT_FOUND, pages::message("Not found", viewer, text))
+    html(
+        StatusCode::NOT_FOUND,
+        pages::message("Not found", viewer, text),
+    )
 }
 
 fn forbidden(viewer: Option<&Viewer<'_>>, text: &str) -> Resp {
-    html(StatusCode::FORBIDDEN, pages::message("Refused", viewer, text))
+    html(
+        StatusCode::FORBIDDEN,
+        pages::message("Refused", viewer, text),
+    )
 }
 
 fn login_form(ws: &Workspace, error: Option<&str>, status: StatusCode) -> Resp {
@@ -326,7 +362,10 @@ async fn login<S: Store>(
             "This sign-in form is missing its security token (or it is stale): reload the sign-in page and try again.",
         );
     }
-    let name = form::get(&fields, "username").unwrap_or("").trim().to_owned();
+    let name = form::get(&fields, "username")
+        .unwrap_or("")
+        .trim()
+        .to_owned();
     let pass = form::get(&fields, "password").unwrap_or("").to_owned();
     let store = &shared.store;
     let wsn = ws.name.as_str();
@@ -341,10 +380,27 @@ async fn login<S: Store>(
     };
     if let Some(wait) = throttle::must_wait(failures, now, shared.config.console.throttle_base_ms) {
         let secs = (wait + 999) / 1000;
-        audit(store, wsn, &name, peer, "console_login", None, false, format!("throttled: {} failed sign-ins in a row, next attempt allowed in {secs} s", failures.count)).await;
+        audit(
+            store,
+            &Actor {
+                ws: wsn,
+                name: &name,
+                peer,
+            },
+            "console_login",
+            None,
+            false,
+            format!(
+                "throttled: {} failed sign-ins in a row, next attempt allowed in {secs} s",
+                failures.count
+            ),
+        )
+        .await;
         let mut r = login_form(
             ws,
-            Some(&format!("Too many failed sign-ins for {name}: wait {secs} seconds, then try again.")),
+            Some(&format!(
+                "Too many failed sign-ins for {name}: wait {secs} seconds, then try again."
+            )),
             StatusCode::TOO_MANY_REQUESTS,
         );
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -369,7 +425,27 @@ async fn login<S: Store>(
             Err(e) => return unavailable(&e),
         };
         let throttled = f.count >= throttle::FREE_FAILURES;
-        audit(store, wsn, &name, peer, "console_login", None, false, format!("wrong user name or password ({} failed in a row{})", f.count, if throttled { "; further attempts wait" } else { "" })).await;
+        audit(
+            store,
+            &Actor {
+                ws: wsn,
+                name: &name,
+                peer,
+            },
+            "console_login",
+            None,
+            false,
+            format!(
+                "wrong user name or password ({} failed in a row{})",
+                f.count,
+                if throttled {
+                    "; further attempts wait"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .await;
         return login_form(ws, Some(wrong), StatusCode::UNAUTHORIZED);
     };
     if let Err(e) = store.record_login(wsn, &name, false, now).await {
@@ -388,10 +464,25 @@ async fn login<S: Store>(
     if let Err(e) = store.put_console_session(s).await {
         return unavailable(&e);
     }
-    audit(store, wsn, &name, peer, "console_login", None, true, format!("signed in as {}", user.role)).await;
+    audit(
+        store,
+        &Actor {
+            ws: wsn,
+            name: &name,
+            peer,
+        },
+        "console_login",
+        None,
+        true,
+        format!("signed in as {}", user.role),
+    )
+    .await;
     let mut r = redirect("/sensors");
     let max_age = shared.config.console.expiry.absolute_ms / 1000;
-    set_cookie(&mut r, &session::set_cookie(session::COOKIE, &secret, max_age));
+    set_cookie(
+        &mut r,
+        &session::set_cookie(session::COOKIE, &secret, max_age),
+    );
     set_cookie(&mut r, &session::clear_cookie(session::LOGIN_CSRF_COOKIE));
     r
 }
@@ -412,7 +503,11 @@ async fn act<S: Store>(
     match page {
         Page::Revoke(id) => {
             let decommission = form::get(fields, "action") == Some("decommission");
-            let action = if decommission { "decommission" } else { "revoke" };
+            let action = if decommission {
+                "decommission"
+            } else {
+                "revoke"
+            };
             if reason.is_empty() {
                 return bad_request(viewer, "Say why (the reason is kept in the audit trail).");
             }
@@ -422,11 +517,26 @@ async fn act<S: Store>(
                 Err(e) => e.to_string(),
             };
             if !matches!(res, Err(StoreError::NoSuchSensor(_))) {
-                audit(store, wsn, &actor, peer, action, Some(id.clone()), res.is_ok(), detail).await;
+                audit(
+                    store,
+                    &Actor {
+                        ws: wsn,
+                        name: &actor,
+                        peer,
+                    },
+                    action,
+                    Some(id.clone()),
+                    res.is_ok(),
+                    detail,
+                )
+                .await;
             }
             match res {
                 Ok(_) => redirect(&format!("/sensors/{}", form::encode(&id))),
-                Err(StoreError::NoSuchSensor(_)) => not_found(Some(viewer), &format!("Workspace {wsn} has no sensor {id:?}.")),
+                Err(StoreError::NoSuchSensor(_)) => not_found(
+                    Some(viewer),
+                    &format!("Workspace {wsn} has no sensor {id:?}."),
+                ),
                 Err(e) if e.is_unavailable() => unavailable(&e),
                 Err(e) => bad_request(viewer, &e.to_string()),
             }
@@ -443,13 +553,16 @@ async fn act<S: Store>(
             };
             match store.suppress_issue(wsn, &id, change).await {
                 Ok(Some(issue)) => {
-                    let to = issue
-                        .sensor_id
-                        .as_deref()
-                        .map_or_else(|| "/sensors".to_owned(), |s| format!("/sensors/{}", form::encode(s)));
+                    let to = issue.sensor_id.as_deref().map_or_else(
+                        || "/sensors".to_owned(),
+                        |s| format!("/sensors/{}", form::encode(s)),
+                    );
                     redirect(&to)
                 }
-                Ok(None) => not_found(Some(viewer), &format!("Workspace {wsn} has no issue {id:?}.")),
+                Ok(None) => not_found(
+                    Some(viewer),
+                    &format!("Workspace {wsn} has no issue {id:?}."),
+                ),
                 Err(e) if e.is_unavailable() => unavailable(&e),
                 Err(e) => bad_request(viewer, &e.to_string()),
             }
@@ -459,5 +572,8 @@ async fn act<S: Store>(
 }
 
 fn bad_request(viewer: &Viewer<'_>, text: &str) -> Resp {
-    html(StatusCode::BAD_REQUEST, pages::message("Not done", Some(viewer), text))
+    html(
+        StatusCode::BAD_REQUEST,
+        pages::message("Not done", Some(viewer), text),
+    )
 }

@@ -150,7 +150,10 @@ impl PostgresStore {
         Ok(row.as_ref().map(row_to_session))
     }
 
-    pub(crate) async fn delete_console_session_pg(&self, id_sha256: &str) -> Result<(), StoreError> {
+    pub(crate) async fn delete_console_session_pg(
+        &self,
+        id_sha256: &str,
+    ) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(

@@ -1306,7 +1306,11 @@ impl Store for PostgresStore {
         self.delete_console_session_pg(id_sha256).await
     }
 
-    async fn login_failures(&self, workspace: &str, name: &str) -> Result<LoginFailures, StoreError> {
+    async fn login_failures(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<LoginFailures, StoreError> {
         self.login_failures_pg(workspace, name).await
     }
 

@@ -107,7 +107,11 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn remove_console_user_sync(&self, ws: &str, name: &str) -> Result<bool, StoreError> {
+    pub(crate) fn remove_console_user_sync(
+        &self,
+        ws: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         self.write(|c| {
             c.execute(
                 "DELETE FROM console_sessions WHERE workspace = ?1 AND user = ?2",

@@ -2051,7 +2051,11 @@ impl Store for SqliteStore {
         blocking(move || this.delete_console_session_sync(&id)).await
     }
 
-    async fn login_failures(&self, workspace: &str, name: &str) -> Result<LoginFailures, StoreError> {
+    async fn login_failures(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<LoginFailures, StoreError> {
         let (this, ws, n) = (self.clone(), workspace.to_owned(), name.to_owned());
         blocking(move || this.login_failures_sync(&ws, &n)).await
     }

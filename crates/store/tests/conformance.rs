@@ -1553,13 +1553,18 @@ async fn console_users_sessions_and_failures_are_scoped_and_go_with_their_worksp
     let bob = user("ca", "bob", TokenRole::Viewer);
     assert!(store.create_console_user(alice.clone()).await.unwrap());
     assert!(store.create_console_user(bob.clone()).await.unwrap());
-    assert!(!store.create_console_user(alice.clone()).await.unwrap(), "names are unique");
+    assert!(
+        !store.create_console_user(alice.clone()).await.unwrap(),
+        "names are unique"
+    );
     assert!(store
         .create_console_user(user("cb", "alice", TokenRole::Viewer))
         .await
         .unwrap());
     assert!(matches!(
-        store.create_console_user(user("zzz", "x", TokenRole::Admin)).await,
+        store
+            .create_console_user(user("zzz", "x", TokenRole::Admin))
+            .await,
         Err(StoreError::NoSuchWorkspace(_))
     ));
     assert_eq!(
@@ -1611,8 +1616,17 @@ async fn console_users_sessions_and_failures_are_scoped_and_go_with_their_worksp
         LoginFailures::default()
     );
     for n in 1..=3u32 {
-        let f = store.record_login("ca", "alice", true, 10 * i64::from(n)).await.unwrap();
-        assert_eq!(f, LoginFailures { count: n, last_at: Some(10 * i64::from(n)) });
+        let f = store
+            .record_login("ca", "alice", true, 10 * i64::from(n))
+            .await
+            .unwrap();
+        assert_eq!(
+            f,
+            LoginFailures {
+                count: n,
+                last_at: Some(10 * i64::from(n))
+            }
+        );
     }
     assert_eq!(store.login_failures("cb", "alice").await.unwrap().count, 0);
     assert_eq!(store.login_failures("ca", "alice").await.unwrap().count, 3);
@@ -1620,13 +1634,19 @@ async fn console_users_sessions_and_failures_are_scoped_and_go_with_their_worksp
     assert_eq!(store.login_failures("ca", "alice").await.unwrap().count, 0);
 
     // Removing a user removes its sessions.
-    store.put_console_session(session("h2", "ca", "bob")).await.unwrap();
+    store
+        .put_console_session(session("h2", "ca", "bob"))
+        .await
+        .unwrap();
     assert!(store.remove_console_user("ca", "bob").await.unwrap());
     assert!(!store.remove_console_user("ca", "bob").await.unwrap());
     assert_eq!(store.console_session("h2").await.unwrap(), None);
 
     // Deleting a workspace removes its users, sessions and failures.
-    store.put_console_session(session("h3", "cb", "alice")).await.unwrap();
+    store
+        .put_console_session(session("h3", "cb", "alice"))
+        .await
+        .unwrap();
     store.record_login("cb", "alice", true, 1).await.unwrap();
     store.delete_workspace("cb").await.unwrap();
     store.create_workspace(workspace("cb")).await.unwrap();

@@ -304,7 +304,10 @@ async fn user_remove(a: UserRemoveArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open(false).await?;
     let ws = a.workspace.to_ascii_lowercase();
     if store.remove_console_user(&ws, &a.name).await? {
-        println!("removed console user {} from workspace {ws}; its sessions have ended", a.name);
+        println!(
+            "removed console user {} from workspace {ws}; its sessions have ended",
+            a.name
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         bail!(

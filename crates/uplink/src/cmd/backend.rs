@@ -336,7 +336,10 @@ impl Store for AnyStore {
     }
 
     // The web console (issue #25).
-    async fn create_console_user(&self, user: uplink_store::ConsoleUser) -> Result<bool, StoreError> {
+    async fn create_console_user(
+        &self,
+        user: uplink_store::ConsoleUser,
+    ) -> Result<bool, StoreError> {
         each!(self, s => s.create_console_user(user).await)
     }
     async fn console_users(

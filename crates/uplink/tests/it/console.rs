@@ -15,9 +15,23 @@ use crate::support::*;
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// `uplink admin user add WS NAME --role ROLE`, the password on stdin.
-pub fn add_user(data: &Path, ws: &str, name: &str, role: &str, password: &str) -> std::process::Output {
+pub fn add_user(
+    data: &Path,
+    ws: &str,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> std::process::Output {
     let cmd = uplink_cmd(&[
-        "admin", "user", "add", ws, name, "--role", role, "--data-dir", data.to_str().unwrap(),
+        "admin",
+        "user",
+        "add",
+        ws,
+        name,
+        "--role",
+        role,
+        "--data-dir",
+        data.to_str().unwrap(),
     ]);
     with_stdin(cmd, &format!("{password}\n"))
 }
@@ -110,7 +124,14 @@ fn header<'a>(resp: &'a str, name: &str) -> Vec<&'a str> {
 
 fn audit(data: &Path, ws: &str) -> Vec<Value> {
     let out = ok(
-        uplink(&["fleet", "audit", ws, "--data-dir", data.to_str().unwrap(), "--json"]),
+        uplink(&[
+            "fleet",
+            "audit",
+            ws,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+        ]),
         "fleet audit",
     );
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -131,17 +152,32 @@ fn accounts_are_added_listed_without_hashes_and_removed() {
     // Refused, each saying why: a duplicate, a short password, a bad name, a bad role, no such
     // workspace.
     let dup = add_user(&data, "usersws", "alice", "viewer", PASSWORD);
-    assert!(!dup.status.success() && stderr(&dup).contains("already has a console user \"alice\""), "{}", stderr(&dup));
+    assert!(
+        !dup.status.success() && stderr(&dup).contains("already has a console user \"alice\""),
+        "{}",
+        stderr(&dup)
+    );
     let short = add_user(&data, "usersws", "carol", "admin", "short");
-    assert!(!short.status.success() && stderr(&short).contains("at least 12"), "{}", stderr(&short));
+    assert!(
+        !short.status.success() && stderr(&short).contains("at least 12"),
+        "{}",
+        stderr(&short)
+    );
     let bad = add_user(&data, "usersws", "a b", "admin", PASSWORD);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     let role = add_user(&data, "usersws", "carol", "root", PASSWORD);
     assert_eq!(role.status.code(), Some(2), "{}", stderr(&role));
     let nows = add_user(&data, "nows", "carol", "admin", PASSWORD);
-    assert!(!nows.status.success() && stderr(&nows).contains("nows"), "{}", stderr(&nows));
+    assert!(
+        !nows.status.success() && stderr(&nows).contains("nows"),
+        "{}",
+        stderr(&nows)
+    );
 
-    let list = ok(uplink(&[&["admin", "user", "list", "usersws", "--json"][..], &store].concat()), "user list");
+    let list = ok(
+        uplink(&[&["admin", "user", "list", "usersws", "--json"][..], &store].concat()),
+        "user list",
+    );
     let v: Value = serde_json::from_str(&list).unwrap();
     let names: Vec<(&str, &str)> = v["users"]
         .as_array()
@@ -150,23 +186,56 @@ fn accounts_are_added_listed_without_hashes_and_removed() {
         .map(|u| (u["name"].as_str().unwrap(), u["role"].as_str().unwrap()))
         .collect();
     assert_eq!(names, [("alice", "admin"), ("victor", "viewer")], "{v}");
-    let text = list + &ok(uplink(&[&["admin", "user", "list", "usersws"][..], &store].concat()), "user list");
-    assert!(!text.contains("argon2") && !text.contains(PASSWORD), "{text}");
+    let text = list
+        + &ok(
+            uplink(&[&["admin", "user", "list", "usersws"][..], &store].concat()),
+            "user list",
+        );
+    assert!(
+        !text.contains("argon2") && !text.contains(PASSWORD),
+        "{text}"
+    );
     // Stored as an Argon2id hash: the password is nowhere in the store's files.
     for entry in std::fs::read_dir(&data).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
-        assert!(!String::from_utf8_lossy(&bytes).contains(PASSWORD), "the password is stored in clear");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(PASSWORD),
+            "the password is stored in clear"
+        );
     }
 
     // Removing an account ends its sessions at once.
     let c = Client::new(dir.path(), "victor", &_ws, svc.port);
     assert_eq!(c.login("victor", PASSWORD).0, 303);
     assert_eq!(c.get("/sensors").0, 200);
-    ok(uplink(&[&["admin", "user", "remove", "usersws", "victor"][..], &store].concat()), "user remove");
+    ok(
+        uplink(
+            &[
+                &["admin", "user", "remove", "usersws", "victor"][..],
+                &store,
+            ]
+            .concat(),
+        ),
+        "user remove",
+    );
     let (status, resp) = c.get("/sensors");
-    assert_eq!((status, header(&resp, "location")), (303, vec!["/login"]), "{resp}");
-    let again = uplink(&[&["admin", "user", "remove", "usersws", "victor"][..], &store].concat());
-    assert!(!again.status.success() && stderr(&again).contains("no console user \"victor\""), "{}", stderr(&again));
+    assert_eq!(
+        (status, header(&resp, "location")),
+        (303, vec!["/login"]),
+        "{resp}"
+    );
+    let again = uplink(
+        &[
+            &["admin", "user", "remove", "usersws", "victor"][..],
+            &store,
+        ]
+        .concat(),
+    );
+    assert!(
+        !again.status.success() && stderr(&again).contains("no console user \"victor\""),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
@@ -177,7 +246,12 @@ fn sign_in_sessions_csrf_roles_workspaces_throttling_and_logout() {
     let svc = ServiceProc::start_with(&data, &["--console-login-wait", "10m"]);
     let a = create_workspace(&data, "conza", svc.port);
     let b = create_workspace(&data, "conzb", svc.port);
-    for (ws, name, role) in [("conza", "alice", "admin"), ("conza", "victor", "viewer"), ("conza", "mallory", "admin"), ("conzb", "bob", "admin")] {
+    for (ws, name, role) in [
+        ("conza", "alice", "admin"),
+        ("conza", "victor", "viewer"),
+        ("conza", "mallory", "admin"),
+        ("conzb", "bob", "admin"),
+    ] {
         let out = add_user(&data, ws, name, role, PASSWORD);
         assert!(out.status.success(), "{}", stderr(&out));
     }
@@ -185,20 +259,39 @@ fn sign_in_sessions_csrf_roles_workspaces_throttling_and_logout() {
     // Not signed in: every page leads to the sign-in form; a form post is refused.
     let alice = Client::new(dir.path(), "alice", &a, svc.port);
     let (status, resp) = alice.get("/sensors");
-    assert_eq!((status, header(&resp, "location")), (303, vec!["/login"]), "{resp}");
-    assert_eq!(alice.post("/issues/iss-1/suppress", &[("reason", "x"), ("days", "1")]).0, 403);
+    assert_eq!(
+        (status, header(&resp, "location")),
+        (303, vec!["/login"]),
+        "{resp}"
+    );
+    assert_eq!(
+        alice
+            .post("/issues/iss-1/suppress", &[("reason", "x"), ("days", "1")])
+            .0,
+        403
+    );
 
     // The sign-in form: its CSRF cookie and field, the policy on every answer.
     let (status, form) = alice.get("/login");
     assert_eq!(status, 200, "{form}");
     let csp = header(&form, "content-security-policy").join(" ");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
-    assert!(form.contains(r#"name="username""#) && form.contains(r#"name="password""#), "{form}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(
+        form.contains(r#"name="username""#) && form.contains(r#"name="password""#),
+        "{form}"
+    );
     // Without the CSRF field, even the right password is refused.
     let (status, _) = alice.post("/login", &[("username", "alice"), ("password", PASSWORD)]);
     assert_eq!(status, 403);
     let (status, resp) = alice.login("alice", PASSWORD);
-    assert_eq!((status, header(&resp, "location")), (303, vec!["/sensors"]), "{resp}");
+    assert_eq!(
+        (status, header(&resp, "location")),
+        (303, vec!["/sensors"]),
+        "{resp}"
+    );
     let cookie = header(&resp, "set-cookie")
         .into_iter()
         .find(|c| c.starts_with("uplink_session="))
@@ -210,20 +303,41 @@ fn sign_in_sessions_csrf_roles_workspaces_throttling_and_logout() {
     assert!(!cookie.contains("Domain"), "host-only: {cookie}");
     let (status, page) = alice.get("/sensors");
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("alice") && page.contains(r#"id="sensors""#), "{page}");
+    assert!(
+        page.contains("alice") && page.contains(r#"id="sensors""#),
+        "{page}"
+    );
     let (status, css) = alice.get("/static/console.css");
-    assert!(status == 200 && header(&css, "content-type")[0].starts_with("text/css"), "{css}");
+    assert!(
+        status == 200 && header(&css, "content-type")[0].starts_with("text/css"),
+        "{css}"
+    );
 
     // A state-changing form without its token, or with another's: 403, nothing done.
     let token = alice.csrf("/sensors");
-    for fields in [vec![("reason", "x"), ("days", "1")], vec![("reason", "x"), ("days", "1"), ("csrf", "0000")]] {
+    for fields in [
+        vec![("reason", "x"), ("days", "1")],
+        vec![("reason", "x"), ("days", "1"), ("csrf", "0000")],
+    ] {
         let (status, resp) = alice.post("/issues/iss-1/suppress", &fields);
         assert_eq!(status, 403, "{resp}");
         assert!(resp.contains("security token"), "{resp}");
     }
-    assert_eq!(alice.post("/logout", &[]).0, 403, "logout needs its token too");
+    assert_eq!(
+        alice.post("/logout", &[]).0,
+        403,
+        "logout needs its token too"
+    );
     // With it, the request goes through (to "no such issue").
-    assert_eq!(alice.post("/issues/iss-1/suppress", &[("reason", "x"), ("days", "1"), ("csrf", &token)]).0, 404);
+    assert_eq!(
+        alice
+            .post(
+                "/issues/iss-1/suppress",
+                &[("reason", "x"), ("days", "1"), ("csrf", &token)]
+            )
+            .0,
+        404
+    );
 
     // A viewer looks but cannot act.
     let victor = Client::new(dir.path(), "victor", &a, svc.port);
@@ -241,14 +355,22 @@ fn sign_in_sessions_csrf_roles_workspaces_throttling_and_logout() {
     let bob = Client::new(dir.path(), "bob", &b, svc.port);
     assert_eq!(bob.login("bob", PASSWORD).0, 303);
     let bob_secret = bob.session().expect("bob's session cookie");
-    let (status, resp) = Curl::new(&format!("{}.uplink.localhost", a.name), svc.port, "/sensors")
-        .arg("--cacert")
-        .arg(&a.ca_file)
-        .arg("-i")
-        .arg("-H")
-        .arg(format!("Cookie: uplink_session={bob_secret}"))
-        .run();
-    assert_eq!((status, header(&resp, "location")), (303, vec!["/login"]), "{resp}");
+    let (status, resp) = Curl::new(
+        &format!("{}.uplink.localhost", a.name),
+        svc.port,
+        "/sensors",
+    )
+    .arg("--cacert")
+    .arg(&a.ca_file)
+    .arg("-i")
+    .arg("-H")
+    .arg(format!("Cookie: uplink_session={bob_secret}"))
+    .run();
+    assert_eq!(
+        (status, header(&resp, "location")),
+        (303, vec!["/login"]),
+        "{resp}"
+    );
     assert!(!resp.contains("conzb"), "{resp}");
 
     // Five failures for a name, then even the right password waits; the audit trail has it all.
@@ -260,7 +382,10 @@ fn sign_in_sessions_csrf_roles_workspaces_throttling_and_logout() {
     }
     let (status, resp) = m.login("mallory", PASSWORD);
     assert_eq!(status, 429, "{resp}");
-    assert!(resp.contains("Too many failed sign-ins") && !header(&resp, "retry-after").is_empty(), "{resp}");
+    assert!(
+        resp.contains("Too many failed sign-ins") && !header(&resp, "retry-after").is_empty(),
+        "{resp}"
+    );
     let entries = audit(&data, "conza");
     let logins: Vec<(&str, &str)> = entries
         .iter()
@@ -268,23 +393,44 @@ fn sign_in_sessions_csrf_roles_workspaces_throttling_and_logout() {
         .map(|e| (e["result"].as_str().unwrap(), e["detail"].as_str().unwrap()))
         .collect();
     assert_eq!(logins.len(), 6, "{entries:#?}");
-    assert!(logins[..5].iter().all(|(r, _)| *r == "refused"), "{logins:?}");
+    assert!(
+        logins[..5].iter().all(|(r, _)| *r == "refused"),
+        "{logins:?}"
+    );
     assert!(logins[4].1.contains("5 failed in a row"), "{logins:?}");
     assert!(logins[5].1.starts_with("throttled"), "{logins:?}");
-    assert!(entries.iter().any(|e| e["action"] == "console_login" && e["actor"] == "alice" && e["result"] == "ok"), "{entries:#?}");
+    assert!(
+        entries.iter().any(|e| e["action"] == "console_login"
+            && e["actor"] == "alice"
+            && e["result"] == "ok"),
+        "{entries:#?}"
+    );
     // Another name is not throttled by mallory's failures.
-    assert_eq!(Client::new(dir.path(), "alice2", &a, svc.port).login("alice", PASSWORD).0, 303);
+    assert_eq!(
+        Client::new(dir.path(), "alice2", &a, svc.port)
+            .login("alice", PASSWORD)
+            .0,
+        303
+    );
 
     // Logout ends the session in the store: the old cookie is refused afterwards.
     let secret = alice.session().expect("alice's session cookie");
     let (status, resp) = alice.post("/logout", &[("csrf", &token)]);
-    assert_eq!((status, header(&resp, "location")), (303, vec!["/login"]), "{resp}");
-    let (status, _) = Curl::new(&format!("{}.uplink.localhost", a.name), svc.port, "/sensors")
-        .arg("--cacert")
-        .arg(&a.ca_file)
-        .arg("-H")
-        .arg(format!("Cookie: uplink_session={secret}"))
-        .run();
+    assert_eq!(
+        (status, header(&resp, "location")),
+        (303, vec!["/login"]),
+        "{resp}"
+    );
+    let (status, _) = Curl::new(
+        &format!("{}.uplink.localhost", a.name),
+        svc.port,
+        "/sensors",
+    )
+    .arg("--cacert")
+    .arg(&a.ca_file)
+    .arg("-H")
+    .arg(format!("Cookie: uplink_session={secret}"))
+    .run();
     assert_eq!(status, 303, "a logged-out session is refused");
 }
 
@@ -303,7 +449,12 @@ mod browser {
     use crate::support::squid::{Squid, SquidOptions};
     use crate::support::*;
 
-    const FLEET_FLAGS: [&str; 4] = ["--fleet-evaluate-every", "200ms", "--fleet-online-buffer", "1s"];
+    const FLEET_FLAGS: [&str; 4] = [
+        "--fleet-evaluate-every",
+        "200ms",
+        "--fleet-online-buffer",
+        "1s",
+    ];
     const SQUID_USER: &str = "consoleuser";
     const SQUID_PASSWORD: &str = "C0ns0le-Pa55";
     /// Bound of every wait (a loaded CI machine).
@@ -311,10 +462,20 @@ mod browser {
 
     fn fleet_list(ws: &str, data: &Path) -> Vec<Value> {
         let out = ok(
-            uplink(&["fleet", "list", ws, "--data-dir", data.to_str().unwrap(), "--json"]),
+            uplink(&[
+                "fleet",
+                "list",
+                ws,
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--json",
+            ]),
             "fleet list",
         );
-        serde_json::from_str::<Value>(&out).unwrap()["sensors"].as_array().unwrap().clone()
+        serde_json::from_str::<Value>(&out).unwrap()["sensors"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     fn state_of(ws: &str, data: &Path, id: &str) -> String {
@@ -335,7 +496,10 @@ mod browser {
 
     fn stop(child: Child) {
         signal(child.id(), "TERM");
-        assert!(wait_exit(child, Duration::from_secs(30)).is_some(), "sensor run did not stop on SIGTERM");
+        assert!(
+            wait_exit(child, Duration::from_secs(30)).is_some(),
+            "sensor run did not stop on SIGTERM"
+        );
     }
 
     /// Kills a running sensor when the test ends, however it ends.
@@ -356,7 +520,18 @@ mod browser {
         let svc = ServiceProc::start_with(&data, &FLEET_FLAGS);
         let ws = create_workspace(&data, "conbr", svc.port);
         let d = data.to_str().unwrap();
-        ok(uplink(&["workspace", "set", "conbr", "--disconnected-after", "10s", "--data-dir", d]), "workspace set");
+        ok(
+            uplink(&[
+                "workspace",
+                "set",
+                "conbr",
+                "--disconnected-after",
+                "10s",
+                "--data-dir",
+                d,
+            ]),
+            "workspace set",
+        );
         let out = add_user(&data, "conbr", "alice", "admin", PASSWORD);
         assert!(out.status.success(), "{}", stderr(&out));
 
@@ -372,12 +547,26 @@ mod browser {
         let proxied = fast_sensor(
             &dir.path().join("proxied"),
             &ws,
-            &["--proxy-url", &squid.url(), "--proxy-user", SQUID_USER, "--proxy-password", SQUID_PASSWORD],
+            &[
+                "--proxy-url",
+                &squid.url(),
+                "--proxy-user",
+                SQUID_USER,
+                "--proxy-password",
+                SQUID_PASSWORD,
+            ],
         );
         let id = |s: &Sensor| s.status()["sensor_id"].as_str().unwrap().to_owned();
         let (hid, sid, pid) = (id(&healthy), id(&stopped), id(&proxied));
         let log = |n: &str| dir.path().join(format!("{n}.log"));
-        let context = || format!("{:#?}\nservice log:\n{}\nsquid:\n{}", fleet_list("conbr", &data), svc.log(), squid.logs());
+        let context = || {
+            format!(
+                "{:#?}\nservice log:\n{}\nsquid:\n{}",
+                fleet_list("conbr", &data),
+                svc.log(),
+                squid.logs()
+            )
+        };
         let _h = Running(Some(healthy.spawn_run(&log("healthy"))));
         let s_run = stopped.spawn_run(&log("stopped"));
         let p_run = proxied.spawn_run(&log("proxied"));
@@ -398,19 +587,30 @@ mod browser {
         // would outlive it): from then on it cannot get through, and keeps trying.
         stop(p_run);
         // Late first: Squid's memory of the accepted password (one second) has expired by then.
-        poll_until("the proxied sensor late", WAIT, || state_of("conbr", &data, &pid) != "online", context);
+        poll_until(
+            "the proxied sensor late",
+            WAIT,
+            || state_of("conbr", &data, &pid) != "online",
+            context,
+        );
         squid.set_password(SQUID_USER, "Changed-Pa55");
         proxied.run_once_failing(3, "PROXY_AUTH_FAILED");
         let _p = Running(Some(proxied.spawn_run(&log("proxied"))));
         poll_until(
             "the stopped and the proxied sensor disconnected",
             WAIT,
-            || state_of("conbr", &data, &sid) == "disconnected" && state_of("conbr", &data, &pid) == "disconnected",
+            || {
+                state_of("conbr", &data, &sid) == "disconnected"
+                    && state_of("conbr", &data, &pid) == "disconnected"
+            },
             context,
         );
         assert_eq!(state_of("conbr", &data, &hid), "online", "{}", context());
 
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let b = Browser::start(1280).await;
             let base = format!("https://conbr.uplink.localhost:{}", svc.port);
@@ -421,13 +621,31 @@ mod browser {
             b.wait_for("form.login").await;
             assert!(c.current_url().await.unwrap().path() == "/login");
             b.screenshot("login").await;
-            c.find(Locator::Id("username")).await.unwrap().send_keys("alice").await.unwrap();
-            c.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
-            c.find(Locator::Css("form.login button[type=submit]")).await.unwrap().click().await.unwrap();
+            c.find(Locator::Id("username"))
+                .await
+                .unwrap()
+                .send_keys("alice")
+                .await
+                .unwrap();
+            c.find(Locator::Id("password"))
+                .await
+                .unwrap()
+                .send_keys(PASSWORD)
+                .await
+                .unwrap();
+            c.find(Locator::Css("form.login button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
             b.wait_for("table#sensors").await;
 
             // The three sensors, each in its real state.
-            let rows = c.find_all(Locator::Css("#sensors tbody tr[data-sensor-id]")).await.unwrap();
+            let rows = c
+                .find_all(Locator::Css("#sensors tbody tr[data-sensor-id]"))
+                .await
+                .unwrap();
             let mut seen = Vec::new();
             for r in &rows {
                 let id = r.attr("data-sensor-id").await.unwrap().unwrap_or_default();
@@ -445,37 +663,109 @@ mod browser {
             b.screenshot("sensors").await;
 
             // Filter by state: only the online one.
-            c.goto(&format!("{base}/sensors?state=online")).await.unwrap();
+            c.goto(&format!("{base}/sensors?state=online"))
+                .await
+                .unwrap();
             b.wait_for("table#sensors").await;
-            let rows = c.find_all(Locator::Css("#sensors tbody tr[data-sensor-id]")).await.unwrap();
+            let rows = c
+                .find_all(Locator::Css("#sensors tbody tr[data-sensor-id]"))
+                .await
+                .unwrap();
             assert_eq!(rows.len(), 1, "{}", b.source().await);
 
             // Open the proxied sensor: its route, its check command, its open issue.
             c.goto(&format!("{base}/sensors")).await.unwrap();
             b.wait_for("table#sensors").await;
-            c.find(Locator::Css(&format!("tr[data-sensor-id='{pid}'] th a"))).await.unwrap().click().await.unwrap();
+            c.find(Locator::Css(&format!("tr[data-sensor-id='{pid}'] th a")))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
             let details = b.wait_for("dl#details").await;
-            assert_eq!(details.attr("data-sensor-id").await.unwrap().as_deref(), Some(pid.as_str()));
-            let cmd = c.find(Locator::Id("check-command")).await.unwrap().text().await.unwrap();
-            assert!(cmd.contains(&format!("--proxy-url http://127.0.0.1:{}", squid.port)), "{cmd}");
-            let issue = b.wait_for("li.issue[data-kind=disconnected][data-state=open]").await;
+            assert_eq!(
+                details.attr("data-sensor-id").await.unwrap().as_deref(),
+                Some(pid.as_str())
+            );
+            let cmd = c
+                .find(Locator::Id("check-command"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                cmd.contains(&format!("--proxy-url http://127.0.0.1:{}", squid.port)),
+                "{cmd}"
+            );
+            let issue = b
+                .wait_for("li.issue[data-kind=disconnected][data-state=open]")
+                .await;
             let issue_id = issue.attr("data-issue-id").await.unwrap().unwrap();
             b.screenshot("sensor").await;
 
             // Suppress it, with a reason.
-            let reason = c.find(Locator::Id(&format!("reason-{issue_id}"))).await.unwrap();
-            reason.send_keys("proxy password rotation, ticket 42").await.unwrap();
-            issue.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-            b.wait_for(&format!("li.issue[data-issue-id='{issue_id}'][data-state=suppressed]")).await;
+            let reason = c
+                .find(Locator::Id(&format!("reason-{issue_id}")))
+                .await
+                .unwrap();
+            reason
+                .send_keys("proxy password rotation, ticket 42")
+                .await
+                .unwrap();
+            issue
+                .find(Locator::Css("button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            b.wait_for(&format!(
+                "li.issue[data-issue-id='{issue_id}'][data-state=suppressed]"
+            ))
+            .await;
             b.screenshot("sensor-suppressed").await;
-            let out = ok(uplink(&["fleet", "issues", "conbr", "--all", "--data-dir", d, "--json"]), "fleet issues");
+            let out = ok(
+                uplink(&[
+                    "fleet",
+                    "issues",
+                    "conbr",
+                    "--all",
+                    "--data-dir",
+                    d,
+                    "--json",
+                ]),
+                "fleet issues",
+            );
             let issues: Value = serde_json::from_str(&out).unwrap();
-            let it = issues["issues"].as_array().unwrap().iter().find(|i| i["issue_id"] == issue_id.as_str()).cloned().unwrap();
-            assert_eq!((it["state"].as_str(), it["suppress_reason"].as_str(), it["suppressed_by"].as_str()),
-                (Some("suppressed"), Some("proxy password rotation, ticket 42"), Some("console:alice")), "{it}");
+            let it = issues["issues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["issue_id"] == issue_id.as_str())
+                .cloned()
+                .unwrap();
+            assert_eq!(
+                (
+                    it["state"].as_str(),
+                    it["suppress_reason"].as_str(),
+                    it["suppressed_by"].as_str()
+                ),
+                (
+                    Some("suppressed"),
+                    Some("proxy password rotation, ticket 42"),
+                    Some("console:alice")
+                ),
+                "{it}"
+            );
 
             // Sign out: back to the form, and the pages are closed again.
-            c.find(Locator::Css("header form[action='/logout'] button")).await.unwrap().click().await.unwrap();
+            c.find(Locator::Css("header form[action='/logout'] button"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
             b.wait_for("form.login").await;
             c.goto(&format!("{base}/sensors")).await.unwrap();
             b.wait_for("form.login").await;
