@@ -14,6 +14,7 @@
 
 pub mod assets;
 pub mod check;
+pub mod deploy;
 pub mod form;
 pub mod pages;
 pub mod password;

@@ -49,6 +49,8 @@ pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup 
                     @if let Some(v) = viewer {
                         nav aria-label="Main" {
                             a href="/sensors" { "Sensors" }
+                            a href="/issues" { "Issues" }
+                            a href="/deploy" { "Deploy" }
                         }
                         div.who {
                             span { (v.user) " · " (v.workspace) " · " (if v.admin { "admin" } else { "viewer" }) }
@@ -293,6 +295,137 @@ fn issue_list(viewer: &Viewer<'_>, issues: &[&&Value]) -> Markup {
             }
         }
     }
+}
+
+/// Which issues the issues page shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssueFilter {
+    /// `open`, `suppressed`, `closed`, or all (`None`).
+    pub state: Option<String>,
+    /// One sensor's only.
+    pub sensor: Option<String>,
+}
+
+impl IssueFilter {
+    /// From the query string (unknown states are ignored).
+    pub fn parse(query: &str) -> IssueFilter {
+        let p = crate::form::pairs(query);
+        IssueFilter {
+            state: crate::form::get(&p, "state")
+                .filter(|s| ["open", "suppressed", "closed"].contains(s))
+                .map(str::to_owned),
+            sensor: crate::form::get(&p, "sensor")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        }
+    }
+
+    /// Whether `issue` (`issue_json`'s value) passes.
+    pub fn matches(&self, issue: &Value) -> bool {
+        self.state
+            .as_ref()
+            .is_none_or(|s| issue["state"] == s.as_str())
+            && self
+                .sensor
+                .as_ref()
+                .is_none_or(|s| issue["sensor_id"] == s.as_str())
+    }
+}
+
+/// The health issues of the workspace (`issue_json` values), as `filter` selects them.
+pub fn issues(viewer: &Viewer<'_>, all: &[Value], filter: &IssueFilter) -> Markup {
+    let shown: Vec<&Value> = all.iter().filter(|i| filter.matches(i)).collect();
+    let refs: Vec<&&Value> = shown.iter().collect();
+    layout(
+        "Health issues",
+        Some(viewer),
+        html! {
+            form.filters method="get" action="/issues" role="search" {
+                label for="i-state" { "State" }
+                select id="i-state" name="state" {
+                    option value="" { "any" }
+                    @for s in ["open", "suppressed", "closed"] {
+                        option value=(s) selected[filter.state.as_deref() == Some(s)] { (s) }
+                    }
+                }
+                label for="i-sensor" { "Sensor id" }
+                input id="i-sensor" name="sensor" value=(filter.sensor.as_deref().unwrap_or(""));
+                button type="submit" { "Apply" }
+            }
+            p id="count" { (shown.len()) " of " (all.len()) " issues" }
+            (issue_list(viewer, &refs))
+        },
+    )
+}
+
+/// What the Deploy page shows.
+#[derive(Debug, Clone)]
+pub struct DeployView<'a> {
+    /// The access key (admins only; `None` for viewers or when the store has none).
+    pub access_key: Option<&'a str>,
+    pub bundle_file: &'a str,
+    pub form: &'a crate::deploy::InstallForm,
+    pub install: &'a str,
+    pub ping_url: &'a str,
+    pub allowlist: &'a [(&'static str, String)],
+    /// Set right after a regeneration.
+    pub regenerated: bool,
+}
+
+/// The Deploy page.
+pub fn deploy(viewer: &Viewer<'_>, d: &DeployView<'_>) -> Markup {
+    layout(
+        "Deploy sensors",
+        Some(viewer),
+        html! {
+            h2 { "1. The enrollment bundle" }
+            @if viewer.admin {
+                p { a id="bundle" href="/deploy/bundle.json" download=(d.bundle_file) { "Download " (d.bundle_file) }
+                    " — it holds the access key: keep it private, give it only to the hosts to enroll." }
+            } @else {
+                p { "Only admins can download the bundle (it holds the access key)." }
+            }
+            h2 { "2. The install command" }
+            form.filters method="get" action="/deploy" {
+                label for="d-proxy" { "Proxy URL" }
+                input id="d-proxy" name="proxy_url" value=(d.form.proxy_url) placeholder="http://proxy.corp:3128";
+                label for="d-user" { "Proxy user" }
+                input id="d-user" name="proxy_user" value=(d.form.proxy_user) placeholder=r"CORP\user";
+                button type="submit" { "Build the command" }
+            }
+            p.hint { "The proxy password is never part of the command: it is asked for on the host and passed through UPLINK_PROXY_PASSWORD." }
+            pre id="install-command" { code { (d.install) } }
+            h2 { "3. Let it through the firewall" }
+            p { "Test from the host: " code id="ping-url" { (d.ping_url) } " answers " code { "Ok" } "." }
+            @for (format, text) in d.allowlist {
+                details {
+                    summary { "Allow-list (" (format) ")" }
+                    pre data-format=(format) { code { (text) } }
+                }
+            }
+            @if viewer.admin {
+                h2 { "The access key" }
+                @if d.regenerated {
+                    p role="status" id="regenerated" { "A new access key was made. Download the new bundle for new sensors." }
+                }
+                @if let Some(k) = d.access_key {
+                    details {
+                        summary { "Show the access key" }
+                        pre id="access-key" { code { (k) } }
+                    }
+                }
+                form.act method="post" action="/deploy/access-key" {
+                    (csrf_input(viewer.csrf))
+                    p.hint { "Regenerating makes a new key at once: the old key, and every bundle and install command holding it, no longer enrolls new sensors. Sensors already enrolled keep working." }
+                    label.check {
+                        input id="confirm-regenerate" type="checkbox" name="confirm" value="yes" required;
+                        " I understand the old key stops enrolling sensors"
+                    }
+                    button id="regenerate" type="submit" { "Regenerate the access key" }
+                }
+            }
+        },
+    )
 }
 
 /// Rendered to a string.

@@ -16,6 +16,14 @@ pub enum Page {
     Revoke(String),
     Suppress(String),
     Unsuppress(String),
+    /// `/issues`: every issue of the workspace (filtered by the query).
+    Issues,
+    /// `/deploy`: bundle, access key, install command, allow-list.
+    Deploy,
+    /// `/deploy/bundle.json`: the enrollment bundle (admins).
+    Bundle,
+    /// `POST /deploy/access-key`: a new access key (admins, with a confirmation).
+    RegenerateKey,
     /// A known path with another method: the methods it takes.
     WrongMethod(&'static str),
     NotFound,
@@ -26,7 +34,7 @@ impl Page {
     pub fn acts(&self) -> bool {
         matches!(
             self,
-            Page::Revoke(_) | Page::Suppress(_) | Page::Unsuppress(_)
+            Page::Revoke(_) | Page::Suppress(_) | Page::Unsuppress(_) | Page::RegenerateKey
         )
     }
 }
@@ -59,6 +67,10 @@ pub fn page(path: &str, method: &str) -> Page {
         ["logout"] => one(Page::Logout, post, "POST"),
         ["sensors"] => one(Page::Sensors, get, "GET"),
         ["sensors.csv"] => one(Page::SensorsCsv, get, "GET"),
+        ["issues"] => one(Page::Issues, get, "GET"),
+        ["deploy"] => one(Page::Deploy, get, "GET"),
+        ["deploy", "bundle.json"] => one(Page::Bundle, get, "GET"),
+        ["deploy", "access-key"] => one(Page::RegenerateKey, post, "POST"),
         ["sensors", s] => match id(s) {
             Some(s) => one(Page::Sensor(s), get, "GET"),
             None => Page::NotFound,
@@ -113,6 +125,11 @@ mod tests {
                 Unsuppress("iss-1".into()),
             ),
             ("/issues/iss-1/suppress", "GET", WrongMethod("POST")),
+            ("/issues", "GET", Issues),
+            ("/deploy", "GET", Deploy),
+            ("/deploy/bundle.json", "GET", Bundle),
+            ("/deploy/access-key", "POST", RegenerateKey),
+            ("/deploy/access-key", "GET", WrongMethod("POST")),
             ("/sensors/", "GET", NotFound),
             ("/nope", "GET", NotFound),
             ("/api/v1/admin/sensors", "GET", NotFound),
@@ -120,6 +137,7 @@ mod tests {
         for (path, method, want) in cases {
             assert_eq!(&page(path, method), want, "{method} {path}");
         }
-        assert!(Revoke("x".into()).acts() && !Sensors.acts() && !Login.acts());
+        assert!(Revoke("x".into()).acts() && RegenerateKey.acts());
+        assert!(!Sensors.acts() && !Login.acts() && !Bundle.acts());
     }
 }

@@ -284,6 +284,45 @@ pub(crate) async fn handle<S: Store>(
                 pages::sensors(&viewer, &q, shown, n, of, rows.len()),
             )
         }
+        Page::Issues => match shared.store.fleet_issues(&ws.name).await {
+            Ok(all) => {
+                let all: Vec<serde_json::Value> =
+                    all.iter().map(uplink_store::fleet::issue_json).collect();
+                let filter = pages::IssueFilter::parse(&query);
+                html(StatusCode::OK, pages::issues(&viewer, &all, &filter))
+            }
+            Err(e) => unavailable(&e),
+        },
+        Page::Deploy => deploy(shared, ws, &viewer, &query).await,
+        Page::Bundle => {
+            if !viewer.admin {
+                return forbidden(
+                    Some(&viewer),
+                    "Only admins can download the bundle: it holds the access key.",
+                );
+            }
+            match crate::admin::bundle_json(&shared.store, &ws.name).await {
+                Ok(json) => {
+                    let mut r = respond(StatusCode::OK, "application/json", json);
+                    let cd = format!("attachment; filename=\"{}.json\"", ws.name);
+                    if let Ok(v) = HeaderValue::from_str(&cd) {
+                        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+                    }
+                    r
+                }
+                Err(e) => {
+                    tracing::warn!(workspace = %ws.name, error = %e, "console: the bundle could not be made");
+                    html(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        pages::message(
+                            "Unavailable",
+                            Some(&viewer),
+                            &format!("The bundle could not be made: {e}"),
+                        ),
+                    )
+                }
+            }
+        }
         Page::Sensor(id) => {
             match crate::adminapi::sensor_detail(&shared.store, &ws.name, &id).await {
                 Ok(Some((_, v))) => {
@@ -567,8 +606,78 @@ async fn act<S: Store>(
                 Err(e) => bad_request(viewer, &e.to_string()),
             }
         }
+        Page::RegenerateKey => {
+            if form::get(fields, "confirm") != Some("yes") {
+                return bad_request(
+                    viewer,
+                    "Not regenerated: tick the confirmation (the old key stops enrolling sensors).",
+                );
+            }
+            let res = crate::admin::rotate_access_key(store, wsn).await;
+            let detail = res
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            audit(
+                store,
+                &Actor {
+                    ws: wsn,
+                    name: &actor,
+                    peer,
+                },
+                "rotate_access_key",
+                None,
+                res.is_ok(),
+                detail,
+            )
+            .await;
+            match res {
+                Ok(()) => redirect("/deploy?regenerated=1"),
+                Err(e) => unavailable(&e),
+            }
+        }
         _ => not_found(Some(viewer), "There is no such action."),
     }
+}
+
+/// The Deploy page: the store's workspace record gives the access key, the port and the hosts.
+async fn deploy<S: Store>(
+    shared: &Shared<S>,
+    ws: &Workspace,
+    viewer: &Viewer<'_>,
+    query: &str,
+) -> Resp {
+    let rec = match shared.store.workspace(&ws.name).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found(Some(viewer), "This workspace is gone."),
+        Err(e) => return unavailable(&e),
+    };
+    let fields = form::pairs(query);
+    let install_form = uplink_console::deploy::InstallForm {
+        proxy_url: form::get(&fields, "proxy_url").unwrap_or("").to_owned(),
+        proxy_user: form::get(&fields, "proxy_user").unwrap_or("").to_owned(),
+    };
+    let bundle_file = format!("{}.json", ws.name);
+    let install = uplink_console::deploy::install_command(&bundle_file, &install_form);
+    let sensor_host = uplink_protocol::names::sensor_host(&ws.name, &ws.domain);
+    let ping_url = format!(
+        "{}{}",
+        crate::admin::url_for(&sensor_host, rec.public_port),
+        uplink_protocol::PING_PATH
+    );
+    let allowlist = uplink_console::deploy::allowlist(&ws.name, &ws.domain, rec.public_port)
+        .unwrap_or_else(|e| vec![("error", e)]);
+    let view = pages::DeployView {
+        access_key: rec.access_key.as_deref().filter(|_| viewer.admin),
+        bundle_file: &bundle_file,
+        form: &install_form,
+        install: &install,
+        ping_url: &ping_url,
+        allowlist: &allowlist,
+        regenerated: form::get(&fields, "regenerated") == Some("1"),
+    };
+    html(StatusCode::OK, pages::deploy(viewer, &view))
 }
 
 fn bad_request(viewer: &Viewer<'_>, text: &str) -> Resp {

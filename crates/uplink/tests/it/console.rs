@@ -773,4 +773,206 @@ mod browser {
             b.close().await;
         });
     }
+
+    #[test]
+    fn download_the_bundle_install_from_it_regenerate_the_key_and_see_the_old_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("service");
+        let svc = ServiceProc::start(&data);
+        let ws = create_workspace(&data, "condep", svc.port);
+        let out = add_user(&data, "condep", "alice", "admin", PASSWORD);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let b = Browser::start(1280).await;
+            let base = format!("https://condep.uplink.localhost:{}", svc.port);
+            let c = &b.client;
+            c.goto(&format!("{base}/login")).await.unwrap();
+            b.wait_for("form.login").await;
+            c.find(Locator::Id("username"))
+                .await
+                .unwrap()
+                .send_keys("alice")
+                .await
+                .unwrap();
+            c.find(Locator::Id("password"))
+                .await
+                .unwrap()
+                .send_keys(PASSWORD)
+                .await
+                .unwrap();
+            c.find(Locator::Css("form.login button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            b.wait_for("table#sensors").await;
+
+            // The Deploy page: download the bundle.
+            c.find(Locator::Css("header nav a[href='/deploy']"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            b.wait_for("a#bundle").await;
+            let ping = c
+                .find(Locator::Id("ping-url"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert_eq!(
+                ping,
+                format!("{}/tri/sensor/api/ping", ws.sensor_url),
+                "{}",
+                b.source().await
+            );
+            c.find(Locator::Id("bundle"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let bundle = b.downloads.join("condep.json");
+            poll_until(
+                "the bundle downloaded",
+                WAIT,
+                || {
+                    std::fs::read(&bundle)
+                        .is_ok_and(|j| serde_json::from_slice::<Value>(&j).is_ok())
+                },
+                || {
+                    format!(
+                        "{:?}",
+                        std::fs::read_dir(&b.downloads)
+                            .map(|d| d.map(|e| e.unwrap().path()).collect::<Vec<_>>())
+                    )
+                },
+            );
+            let downloaded: Value =
+                serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+            assert_eq!(downloaded["access_key"], ws.access_key.as_str());
+            // A sensor installs from it.
+            let from_console = Ws {
+                bundle_path: bundle.clone(),
+                ..ws.clone()
+            };
+            let sensor = Sensor::installed(&dir.path().join("first"), &from_console, &[]);
+            assert!(sensor.status()["sensor_id"].is_string());
+
+            // The install command, built from the form: the password never in it.
+            c.find(Locator::Id("d-proxy"))
+                .await
+                .unwrap()
+                .send_keys("http://proxy.corp:3128")
+                .await
+                .unwrap();
+            c.find(Locator::Id("d-user"))
+                .await
+                .unwrap()
+                .send_keys(r"CORP\bob")
+                .await
+                .unwrap();
+            c.find(Locator::Css("form[action='/deploy'] button"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            b.wait_for("a#bundle").await;
+            let cmd = c
+                .find(Locator::Id("install-command"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                cmd.contains("--proxy-url http://proxy.corp:3128")
+                    && cmd.contains(r"--proxy-user 'CORP\bob'"),
+                "{cmd}"
+            );
+            assert!(
+                cmd.contains("UPLINK_PROXY_PASSWORD") && !cmd.contains("--proxy-password"),
+                "{cmd}"
+            );
+            b.screenshot("deploy").await;
+
+            // Regenerate the key: confirmed, then the old bundle no longer enrolls.
+            c.find(Locator::Id("confirm-regenerate"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            c.find(Locator::Id("regenerate"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            b.wait_for("#regenerated").await;
+            b.screenshot("deploy-regenerated").await;
+            let mut n = 0;
+            poll_until(
+                "the old access key refused",
+                WAIT,
+                || {
+                    n += 1;
+                    let out =
+                        Sensor::install(&dir.path().join(format!("old-{n}")), &from_console, &[]);
+                    !out.status.success()
+                        && format!("{}{}", stdout(&out), stderr(&out)).contains("ENROLL_DENIED")
+                },
+                || svc.log(),
+            );
+            let entries = ok(
+                uplink(&[
+                    "fleet",
+                    "audit",
+                    "condep",
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--json",
+                ]),
+                "fleet audit",
+            );
+            assert!(
+                entries.contains("rotate_access_key") && entries.contains("console:alice"),
+                "{entries}"
+            );
+            // The new bundle, downloaded again, enrolls.
+            std::fs::remove_file(&bundle).unwrap();
+            c.find(Locator::Id("bundle"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            poll_until(
+                "the new bundle downloaded",
+                WAIT,
+                || {
+                    std::fs::read(&bundle)
+                        .is_ok_and(|j| serde_json::from_slice::<Value>(&j).is_ok())
+                },
+                || String::new(),
+            );
+            let fresh: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+            assert_ne!(fresh["access_key"], ws.access_key.as_str());
+            Sensor::installed(&dir.path().join("second"), &from_console, &[]);
+
+            // The issues page answers (no issues yet).
+            c.goto(&format!("{base}/issues")).await.unwrap();
+            let count = b.wait_for("#count").await.text().await.unwrap();
+            assert_eq!(count, "0 of 0 issues");
+            b.close().await;
+        });
+    }
 }
