@@ -962,7 +962,7 @@ mod browser {
                     std::fs::read(&bundle)
                         .is_ok_and(|j| serde_json::from_slice::<Value>(&j).is_ok())
                 },
-                || String::new(),
+                String::new,
             );
             let fresh: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
             assert_ne!(fresh["access_key"], ws.access_key.as_str());
