@@ -15,6 +15,7 @@
 pub mod assets;
 pub mod check;
 pub mod deploy;
+pub mod events;
 pub mod form;
 pub mod pages;
 pub mod password;

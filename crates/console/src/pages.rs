@@ -50,7 +50,9 @@ pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup 
                         nav aria-label="Main" {
                             a href="/sensors" { "Sensors" }
                             a href="/issues" { "Issues" }
+                            a href="/events" { "Events" }
                             a href="/deploy" { "Deploy" }
+                            a href="/settings" { "Settings" }
                         }
                         div.who {
                             span { (v.user) " · " (v.workspace) " · " (if v.admin { "admin" } else { "viewer" }) }
@@ -424,6 +426,95 @@ pub fn deploy(viewer: &Viewer<'_>, d: &DeployView<'_>) -> Markup {
                     button id="regenerate" type="submit" { "Regenerate the access key" }
                 }
             }
+        },
+    )
+}
+
+/// The Events page: `events` newest first.
+pub fn events(
+    viewer: &Viewer<'_>,
+    q: &crate::events::EventQuery,
+    events: &[uplink_store::StoredEvent],
+) -> Markup {
+    let export = format!("/events.ndjson?{}", q.to_query());
+    let t = |ms: Option<i64>| {
+        ms.map(|m| uplink_fleet::rfc3339(m)[..16].to_owned())
+            .unwrap_or_default()
+    };
+    layout(
+        "Events",
+        Some(viewer),
+        html! {
+            form.filters method="get" action="/events" role="search" {
+                label for="e-sensor" { "Sensor id" }
+                input id="e-sensor" name="sensor" value=(q.sensor.as_deref().unwrap_or(""));
+                label for="e-kind" { "Kind" }
+                input id="e-kind" name="kind" value=(q.kind.as_deref().unwrap_or("")) placeholder="heartbeat";
+                label for="e-since" { "Since (UTC)" }
+                input id="e-since" name="since" type="datetime-local" value=(t(q.since));
+                label for="e-until" { "Until (UTC)" }
+                input id="e-until" name="until" type="datetime-local" value=(t(q.until));
+                label for="e-limit" { "Show" }
+                input id="e-limit" name="limit" type="number" min="1" max=(crate::events::MAX_LIMIT) value=(q.limit);
+                button type="submit" { "Apply" }
+                a href=(export) download="events.ndjson" { "Export NDJSON" }
+            }
+            @for n in &q.notes { p.error role="alert" { (n) } }
+            p id="count" { (events.len()) " latest events" }
+            div.scroll { table id="events" {
+                thead { tr { th scope="col" { "Received" } th scope="col" { "Sensor" } th scope="col" { "Seq" } th scope="col" { "Kind" } th scope="col" { "Event" } } }
+                tbody { @for e in events {
+                    tr data-sensor-id=(e.sensor_id) data-kind=(e.kind) {
+                        td { (uplink_store::rfc3339_ms(e.received_at)) }
+                        td { a href=(format!("/sensors/{}", crate::form::encode(&e.sensor_id))) { (e.sensor_id) } }
+                        td { (e.seq) }
+                        td { (e.kind) }
+                        td.event { details {
+                            summary { (e.body.chars().take(80).collect::<String>()) @if e.body.chars().count() > 80 { "…" } }
+                            pre { code { (serde_json::from_str::<Value>(&e.body).ok().and_then(|v| serde_json::to_string_pretty(&v).ok()).unwrap_or_else(|| e.body.clone())) } }
+                        } }
+                    }
+                } }
+            } }
+        },
+    )
+}
+
+/// What the Settings page shows.
+#[derive(Debug)]
+pub struct SettingsView<'a> {
+    pub settings: &'a uplink_store::WorkspaceSettings,
+    pub webhooks: &'a [String],
+    pub users: &'a [uplink_store::ConsoleUser],
+    pub tokens: &'a [uplink_store::AdminToken],
+    pub saved: bool,
+}
+
+/// The Settings page.
+pub fn settings(viewer: &Viewer<'_>, v: &SettingsView<'_>) -> Markup {
+    layout(
+        "Settings",
+        Some(viewer),
+        html! {
+            @if v.saved { p role="status" id="saved" { "Saved." } }
+            h2 { "Fleet and storage" }
+            form.act method="post" action="/settings" {
+                (csrf_input(viewer.csrf))
+                label for="s-disc" { "Disconnected after (seconds)" }
+                input id="s-disc" name="disconnected_after_secs" type="number" min="10" value=(v.settings.disconnected_after_secs) disabled[!viewer.admin];
+                label for="s-ret" { "Keep events (days)" }
+                input id="s-ret" name="retention_days" type="number" min="1" value=(v.settings.retention_days) disabled[!viewer.admin];
+                @if viewer.admin { button id="save-settings" type="submit" { "Save" } }
+            }
+            h2 { "Webhooks" }
+            @if v.webhooks.is_empty() { p { "None (" code { "uplink workspace set NAME --webhook URL" } ")." } }
+            ul { @for w in v.webhooks { li { code { (w) } } } }
+            h2 { "Console accounts" }
+            p.hint { "Added and removed with " code { "uplink admin user add|remove" } "." }
+            ul id="users" { @for u in v.users { li { (u.name) " · " (u.role) } } }
+            h2 { "Admin API tokens" }
+            p.hint { "Made and revoked with " code { "uplink admin token create|revoke" } "; the secrets are never shown again." }
+            ul id="tokens" { @for t in v.tokens { li { (t.name) " · " (t.role) " · " (t.id) } } }
         },
     )
 }

@@ -24,6 +24,14 @@ pub enum Page {
     Bundle,
     /// `POST /deploy/access-key`: a new access key (admins, with a confirmation).
     RegenerateKey,
+    /// `/events`: the latest events (filtered by the query).
+    Events,
+    /// `/events.ndjson`: the filtered events as NDJSON.
+    EventsNdjson,
+    /// `/settings`: thresholds, retention, targets, users and tokens.
+    Settings,
+    /// `POST /settings`: change the threshold or the retention (admins).
+    SaveSettings,
     /// A known path with another method: the methods it takes.
     WrongMethod(&'static str),
     NotFound,
@@ -34,7 +42,11 @@ impl Page {
     pub fn acts(&self) -> bool {
         matches!(
             self,
-            Page::Revoke(_) | Page::Suppress(_) | Page::Unsuppress(_) | Page::RegenerateKey
+            Page::Revoke(_)
+                | Page::Suppress(_)
+                | Page::Unsuppress(_)
+                | Page::RegenerateKey
+                | Page::SaveSettings
         )
     }
 }
@@ -68,6 +80,10 @@ pub fn page(path: &str, method: &str) -> Page {
         ["sensors"] => one(Page::Sensors, get, "GET"),
         ["sensors.csv"] => one(Page::SensorsCsv, get, "GET"),
         ["issues"] => one(Page::Issues, get, "GET"),
+        ["events"] => one(Page::Events, get, "GET"),
+        ["events.ndjson"] => one(Page::EventsNdjson, get, "GET"),
+        ["settings"] if get => Page::Settings,
+        ["settings"] => one(Page::SaveSettings, post, "GET, POST"),
         ["deploy"] => one(Page::Deploy, get, "GET"),
         ["deploy", "bundle.json"] => one(Page::Bundle, get, "GET"),
         ["deploy", "access-key"] => one(Page::RegenerateKey, post, "POST"),
@@ -126,6 +142,11 @@ mod tests {
             ),
             ("/issues/iss-1/suppress", "GET", WrongMethod("POST")),
             ("/issues", "GET", Issues),
+            ("/events", "GET", Events),
+            ("/events.ndjson", "GET", EventsNdjson),
+            ("/settings", "GET", Settings),
+            ("/settings", "POST", SaveSettings),
+            ("/settings", "DELETE", WrongMethod("GET, POST")),
             ("/deploy", "GET", Deploy),
             ("/deploy/bundle.json", "GET", Bundle),
             ("/deploy/access-key", "POST", RegenerateKey),

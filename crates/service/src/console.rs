@@ -294,6 +294,60 @@ pub(crate) async fn handle<S: Store>(
             Err(e) => unavailable(&e),
         },
         Page::Deploy => deploy(shared, ws, &viewer, &query).await,
+        Page::Events | Page::EventsNdjson => {
+            let q = uplink_console::events::EventQuery::parse(&query);
+            let ndjson = page == Page::EventsNdjson;
+            let mut latest = uplink_console::events::Latest::new(q.limit);
+            let mut lines = String::new();
+            let mut n = 0usize;
+            let res = uplink_store::export_each(&shared.store, &ws.name, q.store_filter(), |e| {
+                if !q.in_window(&e) {
+                    return Ok(());
+                }
+                if ndjson {
+                    if n == uplink_console::events::MAX_EXPORT {
+                        // Enough for a browser download; `uplink events export` has no bound.
+                        return Err(std::io::Error::other("export bound reached"));
+                    }
+                    lines.push_str(&uplink_console::events::ndjson_line(&e));
+                    lines.push('\n');
+                    n += 1;
+                } else {
+                    latest.push(e);
+                }
+                Ok(())
+            })
+            .await;
+            let truncated = matches!(&res, Err(StoreError::Io { .. }))
+                && n == uplink_console::events::MAX_EXPORT;
+            if let Err(e) =
+                res.as_ref()
+                    .map(|_| ())
+                    .or_else(|e| if truncated { Ok(()) } else { Err(e) })
+            {
+                if e.is_unavailable() {
+                    return unavailable(e);
+                }
+                return bad_request(&viewer, &e.to_string());
+            }
+            if ndjson {
+                let mut r = respond(StatusCode::OK, "application/x-ndjson", lines);
+                r.headers_mut().insert(
+                    header::CONTENT_DISPOSITION,
+                    HeaderValue::from_static("attachment; filename=\"events.ndjson\""),
+                );
+                if truncated {
+                    r.headers_mut()
+                        .insert("x-uplink-truncated", HeaderValue::from_static("100000"));
+                }
+                return r;
+            }
+            html(
+                StatusCode::OK,
+                pages::events(&viewer, &q, &latest.into_newest_first()),
+            )
+        }
+        Page::Settings => settings(shared, ws, &viewer, query.contains("saved=1")).await,
         Page::Bundle => {
             if !viewer.admin {
                 return forbidden(
@@ -606,6 +660,39 @@ async fn act<S: Store>(
                 Err(e) => bad_request(viewer, &e.to_string()),
             }
         }
+        Page::SaveSettings => {
+            let mut body = serde_json::Map::new();
+            for key in ["retention_days", "disconnected_after_secs"] {
+                if let Some(v) = form::get(fields, key)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                {
+                    match v.parse::<u64>() {
+                        Ok(n) => {
+                            body.insert(key.to_owned(), n.into());
+                        }
+                        Err(_) => {
+                            return bad_request(
+                                viewer,
+                                &format!("{key} {v:?} is not a whole number"),
+                            )
+                        }
+                    }
+                }
+            }
+            // The admin API's rule for a settings change (one source of truth).
+            let change = match crate::adminapi::settings_change(&serde_json::Value::Object(body)) {
+                Ok(c) => c,
+                Err(m) => return bad_request(viewer, &m),
+            };
+            match store.set_workspace_settings(wsn, change).await {
+                Ok(_) => redirect("/settings?saved=1"),
+                Err(e) if e.is_unavailable() && !matches!(e, StoreError::Settings(_)) => {
+                    unavailable(&e)
+                }
+                Err(e) => bad_request(viewer, &e.to_string()),
+            }
+        }
         Page::RegenerateKey => {
             if form::get(fields, "confirm") != Some("yes") {
                 return bad_request(
@@ -685,4 +772,34 @@ fn bad_request(viewer: &Viewer<'_>, text: &str) -> Resp {
         StatusCode::BAD_REQUEST,
         pages::message("Not done", Some(viewer), text),
     )
+}
+
+async fn settings<S: Store>(
+    shared: &Shared<S>,
+    ws: &Workspace,
+    viewer: &Viewer<'_>,
+    saved: bool,
+) -> Resp {
+    let store = &shared.store;
+    let wsn = ws.name.as_str();
+    let read = tokio::try_join!(
+        store.workspace_settings(wsn),
+        store.webhooks(wsn),
+        store.console_users(wsn),
+        store.tokens(wsn)
+    );
+    match read {
+        Ok((settings, hooks, users, tokens)) => {
+            let urls: Vec<String> = hooks.into_iter().map(|h| h.url).collect();
+            let view = pages::SettingsView {
+                settings: &settings,
+                webhooks: &urls,
+                users: &users,
+                tokens: &tokens,
+                saved,
+            };
+            html(StatusCode::OK, pages::settings(viewer, &view))
+        }
+        Err(e) => unavailable(&e),
+    }
 }

@@ -976,3 +976,95 @@ mod browser {
         });
     }
 }
+
+#[test]
+fn events_page_ndjson_export_and_settings() {
+    use crate::support::sensor::Sensor;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "conev", svc.port);
+    let d = data.to_str().unwrap();
+    for (name, role) in [("alice", "admin"), ("victor", "viewer")] {
+        let out = add_user(&data, "conev", name, role, PASSWORD);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
+    let lines: String = (0..7)
+        .map(|i| format!("{{\"kind\":\"login\",\"n\":{i}}}\n"))
+        .collect();
+    ok(sensor.send(&lines), "sensor send");
+    ok(sensor.run_once(60), "sensor run --once");
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+
+    let alice = Client::new(dir.path(), "alice", &ws, svc.port);
+    assert_eq!(alice.login("alice", PASSWORD).0, 303);
+    let (status, page) = alice.get(&format!("/events?sensor={id}&limit=5"));
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page.matches("<tr data-sensor-id=").count(),
+        5,
+        "the 5 latest: {page}"
+    );
+    // The NDJSON download is `uplink events export`'s output, line for line.
+    let (status, body) = alice.curl("/events.ndjson").run();
+    assert_eq!(status, 200, "{body}");
+    let cli = ok(
+        uplink(&["events", "export", "conev", "--data-dir", d]),
+        "events export",
+    );
+    let mut a: Vec<&str> = body.lines().collect();
+    let mut b: Vec<&str> = cli.lines().collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    assert!(a.len() >= 7, "{body}");
+    let (_, none) = alice.curl("/events.ndjson?since=2999-01-01T00:00").run();
+    assert!(none.is_empty(), "{none}");
+
+    // Settings: shown, changed by an admin through the admin API's rule, refused otherwise.
+    let token = alice.csrf("/settings");
+    let (status, resp) = alice.post(
+        "/settings",
+        &[
+            ("csrf", &token),
+            ("retention_days", "9"),
+            ("disconnected_after_secs", "120"),
+        ],
+    );
+    assert_eq!(
+        (status, header(&resp, "location")),
+        (303, vec!["/settings?saved=1"]),
+        "{resp}"
+    );
+    let show = ok(
+        uplink(&["workspace", "show", "conev", "--data-dir", d, "--json"]),
+        "workspace show",
+    );
+    let v: Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(
+        (
+            v["retention_days"].as_u64(),
+            v["disconnected_after_secs"].as_u64()
+        ),
+        (Some(9), Some(120)),
+        "{v}"
+    );
+    let (status, resp) = alice.post("/settings", &[("csrf", &token), ("retention_days", "0")]);
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(alice.post("/settings", &[("retention_days", "3")]).0, 403);
+    let (_, page) = alice.get("/settings");
+    assert!(
+        page.contains("alice") && page.contains("victor") && page.contains(r#"value="9""#),
+        "{page}"
+    );
+    let victor = Client::new(dir.path(), "victor", &ws, svc.port);
+    assert_eq!(victor.login("victor", PASSWORD).0, 303);
+    let vt = victor.csrf("/settings");
+    assert_eq!(
+        victor
+            .post("/settings", &[("csrf", &vt), ("retention_days", "3")])
+            .0,
+        403
+    );
+}
