@@ -975,6 +975,104 @@ mod browser {
             b.close().await;
         });
     }
+
+    #[test]
+    fn every_page_passes_axe_the_main_flow_works_by_keyboard_and_at_a_phone_width() {
+        use fantoccini::key::Key;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("service");
+        let svc = ServiceProc::start_with(&data, &FLEET_FLAGS);
+        let ws = create_workspace(&data, "conax", svc.port);
+        let out = add_user(&data, "conax", "alice", "admin", PASSWORD);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let sensor = fast_sensor(&dir.path().join("s"), &ws, &[]);
+        ok(sensor.send("{\"kind\":\"login\"}\n"), "sensor send");
+        ok(sensor.run_once(60), "sensor run --once");
+        let sid = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let b = Browser::start(1280).await;
+            let base = format!("https://conax.uplink.localhost:{}", svc.port);
+            let c = &b.client;
+            let mut found = Vec::new();
+            c.goto(&format!("{base}/login")).await.unwrap();
+            b.wait_for("form.login").await;
+            found.extend(b.axe().await.into_iter().map(|v| format!("/login {v}")));
+
+            // Keyboard only: the user name field has the focus; type, Tab, type, Enter.
+            b.press("alice").await;
+            b.press(&Key::Tab.to_string()).await;
+            b.press(PASSWORD).await;
+            b.press(&Key::Enter.to_string()).await;
+            b.wait_for("table#sensors").await;
+            // Tab through the page to the sensor's link, and open it with Enter.
+            let mut reached = false;
+            for _ in 0..80 {
+                b.press(&Key::Tab.to_string()).await;
+                let el = c.active_element().await.unwrap();
+                if el
+                    .attr("href")
+                    .await
+                    .unwrap()
+                    .is_some_and(|h| h.starts_with("/sensors/"))
+                {
+                    reached = true;
+                    break;
+                }
+            }
+            assert!(
+                reached,
+                "no sensor link reached by Tab: {}",
+                b.source().await
+            );
+            b.press(&Key::Enter.to_string()).await;
+            let details = b.wait_for("dl#details").await;
+            assert_eq!(
+                details.attr("data-sensor-id").await.unwrap().as_deref(),
+                Some(sid.as_str())
+            );
+
+            for path in [
+                "/sensors",
+                &format!("/sensors/{sid}"),
+                "/issues",
+                "/events",
+                "/deploy",
+                "/settings",
+            ] {
+                c.goto(&format!("{base}{path}")).await.unwrap();
+                b.wait_for("main h1").await;
+                found.extend(b.axe().await.into_iter().map(|v| format!("{path} {v}")));
+            }
+            assert!(
+                found.is_empty(),
+                "serious or critical accessibility violations:\n{}",
+                found.join("\n")
+            );
+
+            // A phone's width: nothing wider than the screen but the table's own scroller.
+            c.set_window_size(375, 800).await.unwrap();
+            for path in ["/sensors", &format!("/sensors/{sid}"), "/deploy"] {
+                c.goto(&format!("{base}{path}")).await.unwrap();
+                b.wait_for("main h1").await;
+                let fits = c
+                    .execute(
+                        "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(fits, Value::Bool(true), "{path} is wider than 375 px");
+            }
+            c.goto(&format!("{base}/sensors")).await.unwrap();
+            b.wait_for("table#sensors").await;
+            b.screenshot("sensors-narrow").await;
+            b.close().await;
+        });
+    }
 }
 
 #[test]

@@ -109,6 +109,48 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no {css} within {}s: {e}", WAIT.as_secs()))
     }
 
+    /// The serious and critical accessibility violations axe-core finds on the page (each as
+    /// `rule: help: elements`). axe-core comes from npm (`./test.sh` installs it under
+    /// `target/npm`); missing, it is a loud failure.
+    pub async fn axe(&self) -> Vec<String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/npm/node_modules/axe-core/axe.min.js");
+        let src = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "axe-core is not installed at {} ({e}): run ./test.sh, or `npm install --prefix target/npm axe-core`",
+                path.display()
+            )
+        });
+        // WebDriver scripts are not subject to the page's Content-Security-Policy.
+        self.client
+            .execute(&format!("{src}\nreturn typeof axe;"), vec![])
+            .await
+            .expect("inject axe-core");
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] }).then(r => done(JSON.stringify(
+                   r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => v.id + ': ' + v.help + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))
+                 ))).catch(e => done(JSON.stringify(['axe failed: ' + e])));",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        serde_json::from_str(found.as_str().unwrap_or("[]")).unwrap_or_default()
+    }
+
+    /// Presses `key` (a WebDriver key, e.g. `"\u{e004}"` for Tab) on the focused element.
+    pub async fn press(&self, key: &str) {
+        let el = self
+            .client
+            .active_element()
+            .await
+            .expect("a focused element");
+        el.send_keys(key).await.expect("send keys");
+    }
+
     /// The page's current source, for failure messages.
     pub async fn source(&self) -> String {
         self.client.source().await.unwrap_or_default()
