@@ -107,6 +107,9 @@ pub struct Config {
     pub fleet: fleet::FleetConfig,
     /// The web console: session expiry, sign-in throttling (docs/console.md).
     pub console: uplink_console::Settings,
+    /// Console hosts' TLS configuration from `--console-cert/--console-key` (`None`: the
+    /// workspace CA's certificate, as on sensor hosts).
+    pub console_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             proxy_protocol: false,
             fleet: fleet::FleetConfig::default(),
             console: uplink_console::Settings::default(),
+            console_tls: None,
         }
     }
 }

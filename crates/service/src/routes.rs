@@ -85,6 +85,12 @@ async fn serve_tracked<S: Store>(
         None => None,
     };
     let config = match &target {
+        // An admin-provided certificate for console hosts (docs/console.md).
+        Some((_, Role::Console)) if shared.config.console_tls.is_some() => shared
+            .config
+            .console_tls
+            .clone()
+            .unwrap_or_else(|| shared.registry.fallback()),
         Some((ws, _)) => ws.server_config.clone(),
         None => shared.registry.fallback(),
     };

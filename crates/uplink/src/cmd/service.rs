@@ -108,6 +108,15 @@ pub struct Args {
     /// long after the last failure, twice as long after each further failure (at most 15m).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_timeout)]
     pub console_login_wait: Duration,
+    /// Web console: serve this certificate chain (PEM, leaf first) on console hosts
+    /// (<workspace>.<domain>), e.g. a wildcard for *.<domain> from the company's CA, so browsers
+    /// do not warn. Without it the workspace CA's certificate is served. Sensor hosts always use
+    /// the workspace CA.
+    #[arg(long, value_name = "FILE", requires = "console_key")]
+    pub console_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --console-cert.
+    #[arg(long, value_name = "FILE", requires = "console_cert")]
+    pub console_key: Option<std::path::PathBuf>,
 }
 
 /// `500ms`, `30s`, `2m`, `1h` (or seconds): the one duration syntax of every command.
@@ -187,6 +196,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             None => fit.min(10_000),
         };
+        let console_tls = match (&args.console_cert, &args.console_key) {
+            (Some(cert), Some(key)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                };
+                let config = uplink_service::tls::console_config(&read(cert)?, &read(key)?)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--console-cert {} / --console-key {}: {e}: give the PEM chain (leaf first) and its private key",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?;
+                Some(config)
+            }
+            _ => None,
+        };
         let config = Config {
             client_validity: args.client_cert_validity,
             change_poll: args.change_poll,
@@ -215,6 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 },
                 throttle_base_ms: duration_ms(args.console_login_wait),
             },
+            console_tls,
         };
         let service = Service::new(store.clone(), config).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -1166,3 +1166,115 @@ fn events_page_ndjson_export_and_settings() {
         403
     );
 }
+
+#[test]
+fn console_hosts_serve_the_admins_certificate_and_sensor_hosts_the_workspace_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    // A company CA and a wildcard certificate for the console hosts.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p("corp.key"),
+        "-out",
+        &p("corp.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Corp Test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p("console.key"),
+        "-out",
+        &p("console.csr"),
+        "-subj",
+        "/CN=*.uplink.localhost",
+    ]);
+    std::fs::write(p("ext.cnf"), "subjectAltName=DNS:*.uplink.localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("console.csr"),
+        "-CA",
+        &p("corp.pem"),
+        "-CAkey",
+        &p("corp.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("console.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext.cnf"),
+    ]);
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start_with(
+        &data,
+        &[
+            "--console-cert",
+            &p("console.pem"),
+            "--console-key",
+            &p("console.key"),
+        ],
+    );
+    let ws = create_workspace(&data, "conct", svc.port);
+    let console = "conct.uplink.localhost";
+    let (status, page) = Curl::new(console, svc.port, "/login")
+        .arg("--cacert")
+        .arg(p("corp.pem"))
+        .run();
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(r#"name="username""#), "{page}");
+    // The workspace CA does not vouch for the console host any more…
+    let (_, err) = Curl::new(console, svc.port, "/login")
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .run_fail();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // …and the sensor host still answers with the workspace CA's certificate only.
+    let (status, body) = Curl::new(&ws.sensor_host, svc.port, "/tri/sensor/api/ping")
+        .arg("--cacert")
+        .arg(&ws.ca_file)
+        .run();
+    assert_eq!((status, body.as_str()), (200, "Ok"));
+    let (_, err) = Curl::new(&ws.sensor_host, svc.port, "/tri/sensor/api/ping")
+        .arg("--cacert")
+        .arg(p("corp.pem"))
+        .run_fail();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // A key that does not parse: refused at start, saying which flag.
+    let bad = uplink(&[
+        "service",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--console-cert",
+        &p("console.pem"),
+        "--console-key",
+        &p("ext.cnf"),
+    ]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("--console-cert"),
+        "{}",
+        stderr(&bad)
+    );
+}
