@@ -358,7 +358,10 @@ fn hosts_route_by_workspace_and_unknown_hosts_get_clear_answers() {
         .arg("-i")
         .run();
     assert_eq!(status, 303, "{body}");
-    assert!(body.to_ascii_lowercase().contains("location: /login"), "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains("location: /login"),
+        "{body}"
+    );
 
     // A host no workspace serves: a readable 404 (the client must skip verification to read it).
     let (status, body) = Curl::new(
