@@ -31,8 +31,14 @@ pub enum UserCommand {
     Add(UserAddArgs),
     /// A workspace's console accounts (never their passwords). --json prints
     /// {"users":[{"name","role","created_at"}]}.
+    #[command(
+        after_help = "Examples:\n  uplink admin user list contoso --data-dir /var/lib/uplink\n  uplink admin user list contoso --json --data-dir /var/lib/uplink"
+    )]
     List(ListArgs),
     /// Remove a console account; its sessions end at once.
+    #[command(
+        after_help = "Examples:\n  uplink admin user remove contoso soc --data-dir /var/lib/uplink"
+    )]
     Remove(UserRemoveArgs),
 }
 
