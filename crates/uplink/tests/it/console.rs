@@ -449,11 +449,14 @@ mod browser {
     use crate::support::squid::{Squid, SquidOptions};
     use crate::support::*;
 
+    /// Evaluate often; a running sensor (1 s heartbeats) stays online however loaded the machine
+    /// (late only after 31 s without contact), a stopped one is disconnected after the
+    /// workspace's 10 s.
     const FLEET_FLAGS: [&str; 4] = [
         "--fleet-evaluate-every",
         "200ms",
         "--fleet-online-buffer",
-        "1s",
+        "30s",
     ];
     const SQUID_USER: &str = "consoleuser";
     const SQUID_PASSWORD: &str = "C0ns0le-Pa55";
@@ -586,9 +589,10 @@ mod browser {
         // The proxy's password changes while the proxied sensor is away (a kept-alive tunnel
         // would outlive it): from then on it cannot get through, and keeps trying.
         stop(p_run);
-        // Late first: Squid's memory of the accepted password (one second) has expired by then.
+        // Away first (disconnected after 10 s): Squid's memory of the accepted password (one
+        // second) has expired by then.
         poll_until(
-            "the proxied sensor late",
+            "the proxied sensor away",
             WAIT,
             || state_of("conbr", &data, &pid) != "online",
             context,
