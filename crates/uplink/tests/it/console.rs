@@ -1282,3 +1282,36 @@ fn console_hosts_serve_the_admins_certificate_and_sensor_hosts_the_workspace_ca(
         stderr(&bad)
     );
 }
+
+#[test]
+fn sessions_end_at_their_lifetime_however_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start_with(&data, &["--console-session-lifetime", "8s"]);
+    let ws = create_workspace(&data, "conlt", svc.port);
+    let out = add_user(&data, "conlt", "alice", "admin", PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alice = Client::new(dir.path(), "alice", &ws, svc.port);
+    let (status, resp) = alice.login("alice", PASSWORD);
+    assert_eq!(status, 303, "{resp}");
+    let cookie = header(&resp, "set-cookie").join("\n");
+    assert!(
+        cookie.contains("uplink_session=") && cookie.contains("Max-Age=8;"),
+        "{cookie}"
+    );
+    let secret = alice.session().expect("a session cookie");
+    // Busy all along (a request every 50 ms), and still signed out once 8 s have passed (long enough for the first request to come before,
+    // however loaded the machine): the
+    // store's session is refused, not only the browser's cookie.
+    let replay = || {
+        Curl::new("conlt.uplink.localhost", svc.port, "/sensors")
+            .arg("--cacert")
+            .arg(&ws.ca_file)
+            .arg("-H")
+            .arg(format!("Cookie: uplink_session={secret}"))
+            .run()
+            .0
+    };
+    assert_eq!(replay(), 200);
+    poll_until("the session ended", 60, || replay() == 303, || svc.log());
+}
