@@ -1300,8 +1300,8 @@ fn sessions_end_at_their_lifetime_however_busy() {
         "{cookie}"
     );
     let secret = alice.session().expect("a session cookie");
-    // Busy all along (a request every 50 ms), and still signed out once 8 s have passed (long enough for the first request to come before,
-    // however loaded the machine): the
+    // Busy all along (a request every 50 ms), and still signed out once 8 s have passed (long
+    // enough for the first request to come before, however loaded the machine): the
     // store's session is refused, not only the browser's cookie.
     let replay = || {
         Curl::new("conlt.uplink.localhost", svc.port, "/sensors")
