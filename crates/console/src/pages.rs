@@ -628,4 +628,74 @@ mod tests {
         );
         assert!(look.contains("restart it"));
     }
+
+    #[test]
+    fn the_deploy_page_shows_secrets_to_admins_only_and_never_the_proxy_password() {
+        let form = crate::deploy::InstallForm {
+            proxy_url: "http://p:3128".into(),
+            proxy_user: r"CORP\bob".into(),
+        };
+        let install = crate::deploy::install_command("w.json", &form);
+        let lists = vec![("plain", "wsensorapi.example.com:443\n".to_owned())];
+        let view = |key| DeployView {
+            access_key: key,
+            bundle_file: "w.json",
+            form: &form,
+            install: &install,
+            ping_url: "https://wsensorapi.example.com/tri/sensor/api/ping",
+            allowlist: &lists,
+            regenerated: false,
+        };
+        let admin = render(deploy(&viewer(true), &view(Some("the-key"))));
+        for want in [
+            "/deploy/bundle.json",
+            "the-key",
+            "/deploy/access-key",
+            r#"name="confirm""#,
+            "UPLINK_PROXY_PASSWORD",
+            "wsensorapi.example.com:443",
+            "tri/sensor/api/ping",
+        ] {
+            assert!(admin.contains(want), "{want} in {admin}");
+        }
+        let look = render(deploy(&viewer(false), &view(None)));
+        assert!(
+            !look.contains("/deploy/bundle.json") && !look.contains("/deploy/access-key"),
+            "{look}"
+        );
+    }
+
+    #[test]
+    fn the_issues_page_filters_by_state_and_sensor() {
+        let all = vec![
+            json!({"issue_id": "i1", "kind": "disconnected", "state": "open", "sensor_id": "s1"}),
+            json!({"issue_id": "i2", "kind": "proxy_fallback", "state": "suppressed", "sensor_id": "s2"}),
+            json!({"issue_id": "i3", "kind": "disconnected", "state": "closed", "sensor_id": "s2"}),
+        ];
+        // (query, issue ids shown)
+        for (q, want) in [
+            ("", vec!["i1", "i2", "i3"]),
+            ("state=open", vec!["i1"]),
+            ("sensor=s2", vec!["i2", "i3"]),
+            ("state=closed&sensor=s2", vec!["i3"]),
+            ("state=bogus", vec!["i1", "i2", "i3"]),
+        ] {
+            let f = IssueFilter::parse(q);
+            let got: Vec<&str> = all
+                .iter()
+                .filter(|i| f.matches(i))
+                .map(|i| i["issue_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(got, want, "{q}");
+        }
+        let h = render(issues(
+            &viewer(true),
+            &all,
+            &IssueFilter::parse("state=suppressed"),
+        ));
+        assert!(
+            h.contains("/issues/i2/unsuppress") && !h.contains(r#"data-issue-id="i1""#),
+            "{h}"
+        );
+    }
 }
