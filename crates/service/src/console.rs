@@ -512,10 +512,17 @@ async fn login<S: Store>(
     let ok = tokio::task::spawn_blocking(move || password::verify(&pass, &hash))
         .await
         .unwrap_or(false);
+    let known = user.is_some();
     let Some(user) = user.filter(|_| ok) else {
-        let f = match store.record_login(wsn, &name, true, now).await {
-            Ok(f) => f,
-            Err(e) => return unavailable(&e),
+        // Failures are counted for existing accounts only: made-up names must not grow the
+        // store (they cannot sign in whatever the count).
+        let f = if known {
+            match store.record_login(wsn, &name, true, now).await {
+                Ok(f) => f,
+                Err(e) => return unavailable(&e),
+            }
+        } else {
+            uplink_store::LoginFailures::default()
         };
         let throttled = f.count >= throttle::FREE_FAILURES;
         audit(
