@@ -1315,3 +1315,69 @@ fn sessions_end_at_their_lifetime_however_busy() {
     assert_eq!(replay(), 200);
     poll_until("the session ended", 60, || replay() == 303, || svc.log());
 }
+
+/// Two replicas on one PostgreSQL: an account made with `--database`, a sign-in on one replica
+/// whose cookie works on the other, a CSRF token from one accepted by the other, failures counted
+/// across both, and a logout on one that ends the session on both.
+#[test]
+fn replicas_on_postgresql_share_accounts_sessions_and_throttling() {
+    use crate::postgres::{create_workspace_pg, Db, PgService};
+    use crate::support::postgres::Cluster;
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start().unwrap();
+    let db = Db::new(&cluster, tmp.path());
+    let flags = ["--console-login-wait", "10m"];
+    let r1 = PgService::start_with(&db, "127.0.0.1:0", &flags);
+    let r2 = PgService::start_with(&db, "127.0.0.1:0", &flags);
+    let ws = create_workspace_pg(&db, tmp.path(), "conpg", r1.port);
+    let [a, b, c, d] = db.args();
+    let out = with_stdin(
+        uplink_cmd(&[
+            "admin", "user", "add", "conpg", "alice", "--role", "admin", a, b, c, d,
+        ]),
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let on1 = Client::new(tmp.path(), "r1", &ws, r1.port);
+    assert_eq!(on1.login("alice", PASSWORD).0, 303);
+    // The same cookie jar against the other replica.
+    let on2 = Client {
+        port: r2.port,
+        ..Client::new(tmp.path(), "r1", &ws, r1.port)
+    };
+    let (status, page) = on2.get("/sensors");
+    assert!(status == 200 && page.contains("alice"), "{status} {page}");
+    let token = on1.csrf("/sensors");
+    assert_eq!(
+        on2.post(
+            "/issues/none/suppress",
+            &[("csrf", &token), ("reason", "x"), ("days", "1")]
+        )
+        .0,
+        404,
+        "replica 2 accepts replica 1's token (and finds no such issue)"
+    );
+    // Failures on either replica count together.
+    let m1 = Client::new(tmp.path(), "m1", &ws, r1.port);
+    let m2 = Client::new(tmp.path(), "m2", &ws, r2.port);
+    for i in 0..5 {
+        let m = if i % 2 == 0 { &m1 } else { &m2 };
+        assert_eq!(m.login("alice", "wrong password!").0, 401);
+    }
+    assert_eq!(m2.login("alice", PASSWORD).0, 429);
+    assert_eq!(m1.login("alice", PASSWORD).0, 429);
+    // Logout on replica 2 ends the session on replica 1 (the old cookie replayed there).
+    let secret = on1.session().expect("a session cookie");
+    let replay = || {
+        Curl::new("conpg.uplink.localhost", r1.port, "/sensors")
+            .arg("--cacert")
+            .arg(&ws.ca_file)
+            .arg("-H")
+            .arg(format!("Cookie: uplink_session={secret}"))
+            .run()
+            .0
+    };
+    assert_eq!(replay(), 200);
+    assert_eq!(on2.post("/logout", &[("csrf", &token)]).0, 303);
+    assert_eq!(replay(), 303);
+}
