@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 # libkrb5-dev and libclang-dev are build dependencies: Negotiate uses the system GSSAPI (libgssapi,
 # whose bindings bindgen generates from gssapi.h). postgresql: the PostgreSQL store's tests make private
 # clusters with its initdb (as the postgres user when run as root). haproxy: the replicas' load balancer (tests/it/replicas.rs).
-packages=(curl openssl ca-certificates iproute2 procps squid tinyproxy nftables python3-pacparser jq dnsmasq-base systemd mitmproxy krb5-kdc krb5-admin-server krb5-user microsocks libkrb5-dev libclang-dev isc-dhcp-client network-manager dbus-daemon systemd-journal-remote postgresql haproxy lintian dpkg-dev prometheus rsyslog rsyslog-openssl)
+packages=(curl openssl ca-certificates iproute2 procps squid tinyproxy nftables python3-pacparser jq dnsmasq-base systemd mitmproxy krb5-kdc krb5-admin-server krb5-user microsocks libkrb5-dev libclang-dev isc-dhcp-client network-manager dbus-daemon systemd-journal-remote postgresql haproxy lintian dpkg-dev prometheus rsyslog rsyslog-openssl chromium chromium-driver npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,6 +22,9 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# axe-core, injected by the console's browser tests (tests/it/console.rs) to check accessibility.
+[ -f target/npm/node_modules/axe-core/axe.min.js ] || npm install --prefix target/npm --no-audit --no-fund axe-core@4
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings

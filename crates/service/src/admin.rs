@@ -256,6 +256,25 @@ pub async fn create_workspace<S: Store>(
 /// Writes a workspace's enrollment bundle again, from the store (0600 at `out`): any replica can,
 /// since the access key is kept sealed in the store.
 pub async fn write_bundle<S: Store>(store: &S, name: &str, out: &Path) -> Result<(), AdminError> {
+    let json = bundle_json(store, name).await?;
+    let tmp = out.with_file_name(format!(
+        ".{}.tmp",
+        out.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AdminError::Bundle { path, source }
+    };
+    write_private(&tmp, &json).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, out).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(out)(e)
+    })
+}
+
+/// A workspace's enrollment bundle (JSON), from the store: what `write_bundle` writes and the
+/// console's Deploy page downloads.
+pub async fn bundle_json<S: Store>(store: &S, name: &str) -> Result<Vec<u8>, AdminError> {
     let name = names::workspace_name(name)?;
     let ws = store
         .workspace(&name)
@@ -273,20 +292,16 @@ pub async fn write_bundle<S: Store>(store: &S, name: &str, out: &Path) -> Result
         ca_pem: ws.ca_cert_pem,
         ca_sha256: ws.ca_sha256,
     };
-    let json = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
-    let tmp = out.with_file_name(format!(
-        ".{}.tmp",
-        out.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AdminError::Bundle { path, source }
-    };
-    write_private(&tmp, &json).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, out).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(out)(e)
-    })
+    Ok(serde_json::to_vec_pretty(&bundle).expect("a bundle serialises"))
+}
+
+/// Replaces a workspace's access key with a new random one (256 bits, hex) in the store: the
+/// old key no longer enrolls sensors on any replica from its next change-log poll. Shared by
+/// `uplink workspace rotate-access-key` and the console's Deploy page; the caller audits.
+pub async fn rotate_access_key<S: Store>(store: &S, name: &str) -> Result<(), StoreError> {
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let hash = uplink_pki::sha256_hex(key.as_bytes());
+    store.set_access_key(name, &key, &hash).await
 }
 
 /// Creates a directory readable only by its owner (if it does not exist).

@@ -290,11 +290,7 @@ pub(crate) async fn handle<S: Store>(
                 Ok(p) => p,
                 Err(m) => return bad_request(m),
             };
-            let (sensors, issues, revoked) = match tokio::try_join!(
-                store.fleet_sensors(ws),
-                store.fleet_issues(ws),
-                store.revocations(ws)
-            ) {
+            let (sensors, issues, revoked) = match fleet(store, ws).await {
                 Ok(x) => x,
                 Err(e) => return store_error(e),
             };
@@ -308,25 +304,11 @@ pub(crate) async fn handle<S: Store>(
                 .collect();
             ok(&json!({ "sensors": rows, "next_cursor": next }))
         }
-        Endpoint::Sensor(id) => {
-            let (sensors, issues, revoked) = match tokio::try_join!(
-                store.fleet_sensors(ws),
-                store.fleet_issues(ws),
-                store.revocations(ws)
-            ) {
-                Ok(x) => x,
-                Err(e) => return store_error(e),
-            };
-            let Some(s) = sensors.iter().find(|s| s.sensor_id == id) else {
-                return not_found(format!("no sensor {id:?} in workspace {ws:?}"));
-            };
-            let own: Vec<_> = issues
-                .into_iter()
-                .filter(|i| i.sensor_id.as_deref() == Some(&s.sensor_id))
-                .collect();
-            let r = revoked.iter().find(|r| r.sensor_id == s.sensor_id);
-            ok(&sensor_detail_json(s, &own, r))
-        }
+        Endpoint::Sensor(id) => match sensor_detail(store, ws, &id).await {
+            Ok(Some((_, v))) => ok(&v),
+            Ok(None) => not_found(format!("no sensor {id:?} in workspace {ws:?}")),
+            Err(e) => store_error(e),
+        },
         Endpoint::Issues => {
             let all = form_pairs(req.uri().query().unwrap_or(""))
                 .iter()
@@ -350,14 +332,11 @@ pub(crate) async fn handle<S: Store>(
             };
             let days = body.get("days").and_then(Value::as_u64);
             let reason = body.get("reason").and_then(Value::as_str).unwrap_or("");
-            let Some(days) = days.filter(|d| (1..=3650).contains(d)) else {
-                return bad_request("\"days\" must be a number from 1 to 3650".into());
-            };
-            if reason.trim().is_empty() {
-                return bad_request("\"reason\" must say why the issue is suppressed".into());
-            }
-            let until = uplink_store::now_ms() + (days as i64) * 86_400_000;
             let by = format!("token:{}", token.name);
+            let until = match suppression_until(days, reason, uplink_store::now_ms()) {
+                Ok(u) => u,
+                Err(m) => return bad_request(m),
+            };
             suppression(
                 store
                     .suppress_issue(ws, &id, Some((until, reason.to_owned(), by)))
@@ -436,6 +415,62 @@ pub(crate) async fn handle<S: Store>(
         },
         Endpoint::OpenApi | Endpoint::WrongMethod(_) | Endpoint::NotFound => unavailable(),
     }
+}
+
+// Shared with the web console (`console.rs`): one source of truth for what both show and do.
+
+/// A workspace's sensors, issues and revocations, read together.
+pub(crate) async fn fleet<S: Store>(
+    store: &S,
+    ws: &str,
+) -> Result<
+    (
+        Vec<FleetSensor>,
+        Vec<uplink_store::Issue>,
+        Vec<uplink_store::Revocation>,
+    ),
+    StoreError,
+> {
+    tokio::try_join!(
+        store.fleet_sensors(ws),
+        store.fleet_issues(ws),
+        store.revocations(ws)
+    )
+}
+
+/// One sensor as `GET sensors/{id}` answers it (`sensor_detail_json`), `None` when the
+/// workspace has no such sensor.
+pub(crate) async fn sensor_detail<S: Store>(
+    store: &S,
+    ws: &str,
+    id: &str,
+) -> Result<Option<(FleetSensor, Value)>, StoreError> {
+    let (sensors, issues, revoked) = fleet(store, ws).await?;
+    let Some(s) = sensors.into_iter().find(|s| s.sensor_id == id) else {
+        return Ok(None);
+    };
+    let own: Vec<_> = issues
+        .into_iter()
+        .filter(|i| i.sensor_id.as_deref() == Some(&s.sensor_id))
+        .collect();
+    let r = revoked.iter().find(|r| r.sensor_id == s.sensor_id);
+    let v = sensor_detail_json(&s, &own, r);
+    Ok(Some((s, v)))
+}
+
+/// Until when a suppression of `days` days for `reason` lasts, or why it is refused. Pure.
+pub(crate) fn suppression_until(
+    days: Option<u64>,
+    reason: &str,
+    now_ms: i64,
+) -> Result<i64, String> {
+    let Some(days) = days.filter(|d| (1..=3650).contains(d)) else {
+        return Err("\"days\" must be a number from 1 to 3650".into());
+    };
+    if reason.trim().is_empty() {
+        return Err("\"reason\" must say why the issue is suppressed".into());
+    }
+    Ok(now_ms + (days as i64) * 86_400_000)
 }
 
 fn ok(v: &Value) -> Response<Full<Bytes>> {

@@ -2,8 +2,8 @@
 //!
 //! One HTTPS port serves every workspace in the store. The TLS ClientHello's SNI picks the
 //! workspace and its server certificate; the `Host` header then picks the face:
-//! `<workspace>sensorapi.<domain>` is the sensor API, `<workspace>.<domain>` the console (not yet
-//! built: 404). Client certificates are optional at the TLS layer so that `ping` works from a
+//! `<workspace>sensorapi.<domain>` is the sensor API, `<workspace>.<domain>` the console (the
+//! admin API and the web console's pages). Client certificates are optional at the TLS layer so that `ping` works from a
 //! browser, and required by the handlers that need them.
 //!
 //! A client certificate is accepted at the TLS layer if it chains to *any* workspace CA; the
@@ -18,6 +18,7 @@ pub mod admin;
 pub mod adminapi;
 mod budget;
 mod conns;
+mod console;
 mod crl;
 pub mod fleet;
 mod lifecycle;
@@ -104,6 +105,11 @@ pub struct Config {
     pub fleet: fleet::FleetConfig,
     /// CAs trusted for https webhooks and tls:// syslog receivers besides the system's roots.
     pub webhook_trust: webhooks::ReceiverTrust,
+    /// The web console: session expiry, sign-in throttling (docs/console.md).
+    pub console: uplink_console::Settings,
+    /// Console hosts' TLS configuration from `--console-cert/--console-key` (`None`: the
+    /// workspace CA's certificate, as on sensor hosts).
+    pub console_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -114,6 +120,8 @@ impl Default for Config {
             proxy_protocol: false,
             fleet: fleet::FleetConfig::default(),
             webhook_trust: webhooks::ReceiverTrust::default(),
+            console: uplink_console::Settings::default(),
+            console_tls: None,
         }
     }
 }

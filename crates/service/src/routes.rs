@@ -85,6 +85,12 @@ async fn serve_tracked<S: Store>(
         None => None,
     };
     let config = match &target {
+        // An admin-provided certificate for console hosts (docs/console.md).
+        Some((_, Role::Console)) if shared.config.console_tls.is_some() => shared
+            .config
+            .console_tls
+            .clone()
+            .unwrap_or_else(|| shared.registry.fallback()),
         Some((ws, _)) => ws.server_config.clone(),
         None => shared.registry.fallback(),
     };
@@ -194,18 +200,12 @@ async fn handle<S: Store>(
         return crl(ws, req.method());
     }
     match role {
-        // The admin JSON API (docs/admin-api.md); the console's pages are a later issue.
+        // The admin JSON API (docs/admin-api.md).
         Role::Console if req.uri().path().starts_with(crate::adminapi::PREFIX) => {
             crate::adminapi::handle(shared, ws, req).await
         }
-        Role::Console => error(
-            StatusCode::NOT_FOUND,
-            Code::HTTP_UNEXPECTED_STATUS,
-            format!(
-                "the web console is not available yet; the sensor API for this workspace is at https://{}",
-                names::sensor_host(&ws.name, &ws.domain)
-            ),
-        ),
+        // The web console's pages (docs/console.md).
+        Role::Console => crate::console::handle(shared, ws, ctx.peer, req).await,
         Role::SensorApi => sensor_api(shared, ctx, ws, req).await,
     }
 }

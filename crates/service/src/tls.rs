@@ -195,3 +195,18 @@ impl ClientCertVerifier for WorkspaceVerifier {
             .supported_schemes()
     }
 }
+
+/// The TLS configuration of console hosts from an admin-provided certificate (e.g. a wildcard
+/// for `*.<domain>` from the company's CA, so browsers do not warn): `cert_pem` is the chain,
+/// leaf first; no client certificates are asked for (`uplink service --console-cert/--console-key`).
+pub fn console_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, ServiceError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServiceError::Tls(format!("the console certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(ServiceError::Tls(
+            "the console certificate file holds no PEM certificate".into(),
+        ));
+    }
+    server_config(chain, key_pem, None)
+}

@@ -21,6 +21,7 @@
 //!   `(sensor, seq)` is kept unique by the unpartitioned `seen` table plus each sensor's
 //!   retention watermark; see migrations/0003_retention.sql and docs/storage.md.
 
+mod console;
 mod fleet;
 pub use fleet::FLEET_LOCK;
 mod group;
@@ -1312,5 +1313,56 @@ impl Store for PostgresStore {
         sensor_id: &str,
     ) -> Result<Revocation, StoreError> {
         self.mark_uninstalled_pg(workspace, sensor_id).await
+    }
+
+    // The web console (issue #25, `console.rs`).
+    async fn create_console_user(&self, user: ConsoleUser) -> Result<bool, StoreError> {
+        self.create_console_user_pg(&user).await
+    }
+
+    async fn console_users(&self, workspace: &str) -> Result<Vec<ConsoleUser>, StoreError> {
+        self.console_users_pg(workspace).await
+    }
+
+    async fn console_user(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<Option<ConsoleUser>, StoreError> {
+        self.console_user_pg(workspace, name).await
+    }
+
+    async fn remove_console_user(&self, workspace: &str, name: &str) -> Result<bool, StoreError> {
+        self.remove_console_user_pg(workspace, name).await
+    }
+
+    async fn put_console_session(&self, session: ConsoleSession) -> Result<(), StoreError> {
+        self.put_console_session_pg(&session).await
+    }
+
+    async fn console_session(&self, id_sha256: &str) -> Result<Option<ConsoleSession>, StoreError> {
+        self.console_session_pg(id_sha256).await
+    }
+
+    async fn delete_console_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        self.delete_console_session_pg(id_sha256).await
+    }
+
+    async fn login_failures(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<LoginFailures, StoreError> {
+        self.login_failures_pg(workspace, name).await
+    }
+
+    async fn record_login(
+        &self,
+        workspace: &str,
+        name: &str,
+        failed: bool,
+        now_ms: i64,
+    ) -> Result<LoginFailures, StoreError> {
+        self.record_login_pg(workspace, name, failed, now_ms).await
     }
 }

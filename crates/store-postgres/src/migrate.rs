@@ -67,6 +67,12 @@ pub const MIGRATIONS: &[Migration] = &[
         compatible_back_to: 3,
     },
     Migration {
+        version: 8,
+        name: "web console (users, sessions, login failures)",
+        sql: include_str!("../migrations/0008_console.sql"),
+        compatible_back_to: 3,
+    },
+    Migration {
         version: 10,
         name: "sensor lifecycle (settings, enrollment limits)",
         sql: include_str!("../migrations/0010_lifecycle_limits.sql"),

@@ -32,6 +32,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 
 use uplink_store::*;
 
+mod console;
 mod fleet;
 mod lifecycle;
 mod tokens;
@@ -45,6 +46,7 @@ mod tokens;
 /// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
 /// 7: admin API tokens (`admin_tokens`: the SHA-256 of each secret), webhooks and their
 /// delivery log (`tokens.rs`). 8: revocations and decommissioning (`revocations`, issue #24).
+/// 9: the web console's users, sessions and login failures (`console.rs`, issue #25).
 /// 11: the lifecycle's workspace settings and shared rate-limit windows (`lifecycle_settings`,
 /// `rate_windows`, issue #24).
 pub const FORMAT_VERSION: i64 = 11;
@@ -201,6 +203,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX IF NOT EXISTS audit_by_workspace ON audit(workspace, id);",
     ),
+    // The web console (issue #25): users, sessions, login failures.
+    (9, console::FORMAT_9),
     // Sensor lifecycle, part 2 (issue #24): certificate validity and enrollment limits as
     // workspace settings, and the rate-limit windows replicas share.
     (11, lifecycle::FORMAT_11),
@@ -302,9 +306,10 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
+            console::FORMAT_9,
             lifecycle::FORMAT_11,
             env!("CARGO_PKG_VERSION")
         ))
@@ -2064,6 +2069,66 @@ impl Store for SqliteStore {
     ) -> Result<Revocation, StoreError> {
         let (this, ws, id) = (self.clone(), workspace.to_owned(), sensor_id.to_owned());
         blocking(move || this.mark_uninstalled_sync(&ws, &id)).await
+    }
+
+    // The web console (issue #25, `console.rs`).
+    async fn create_console_user(&self, user: ConsoleUser) -> Result<bool, StoreError> {
+        let this = self.clone();
+        blocking(move || this.create_console_user_sync(&user)).await
+    }
+
+    async fn console_users(&self, workspace: &str) -> Result<Vec<ConsoleUser>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.console_users_sync(&ws)).await
+    }
+
+    async fn console_user(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<Option<ConsoleUser>, StoreError> {
+        let (this, ws, n) = (self.clone(), workspace.to_owned(), name.to_owned());
+        blocking(move || this.console_user_sync(&ws, &n)).await
+    }
+
+    async fn remove_console_user(&self, workspace: &str, name: &str) -> Result<bool, StoreError> {
+        let (this, ws, n) = (self.clone(), workspace.to_owned(), name.to_owned());
+        blocking(move || this.remove_console_user_sync(&ws, &n)).await
+    }
+
+    async fn put_console_session(&self, session: ConsoleSession) -> Result<(), StoreError> {
+        let this = self.clone();
+        blocking(move || this.put_console_session_sync(&session)).await
+    }
+
+    async fn console_session(&self, id_sha256: &str) -> Result<Option<ConsoleSession>, StoreError> {
+        let (this, id) = (self.clone(), id_sha256.to_owned());
+        blocking(move || this.console_session_sync(&id)).await
+    }
+
+    async fn delete_console_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        let (this, id) = (self.clone(), id_sha256.to_owned());
+        blocking(move || this.delete_console_session_sync(&id)).await
+    }
+
+    async fn login_failures(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<LoginFailures, StoreError> {
+        let (this, ws, n) = (self.clone(), workspace.to_owned(), name.to_owned());
+        blocking(move || this.login_failures_sync(&ws, &n)).await
+    }
+
+    async fn record_login(
+        &self,
+        workspace: &str,
+        name: &str,
+        failed: bool,
+        now_ms: i64,
+    ) -> Result<LoginFailures, StoreError> {
+        let (this, ws, n) = (self.clone(), workspace.to_owned(), name.to_owned());
+        blocking(move || this.record_login_sync(&ws, &n, failed, now_ms)).await
     }
 }
 

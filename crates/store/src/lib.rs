@@ -14,6 +14,7 @@
 //! whole or not at all before the caller is answered.
 
 pub mod backup;
+pub mod console;
 pub mod fleet;
 pub mod lifecycle;
 pub mod master;
@@ -26,6 +27,7 @@ pub mod webhooks;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+pub use console::{ConsoleSession, ConsoleUser, LoginFailures};
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
 pub use lifecycle::{
     AuditEntry, Lifecycle, LifecycleChange, LifecycleSettings, RateHit, Revocation, RevokedSerial,
@@ -715,6 +717,62 @@ pub trait Store: Send + Sync + 'static {
         workspace: &str,
         sensor_id: &str,
     ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
+    // The web console (issue #25, `console.rs`, docs/console.md): accounts, sessions and login
+    // throttling, shared by every replica. A workspace's deletion removes them all.
+
+    /// Adds a console user; `false` when the workspace already has a user of that name
+    /// ([`StoreError::NoSuchWorkspace`]).
+    fn create_console_user(
+        &self,
+        user: ConsoleUser,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// A workspace's console users, by name.
+    fn console_users(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<ConsoleUser>, StoreError>> + Send;
+    /// One console user.
+    fn console_user(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ConsoleUser>, StoreError>> + Send;
+    /// Removes a console user with its sessions and failure count; `false` when there was none.
+    fn remove_console_user(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Stores a new session, or updates the `last_seen_at` of an existing one (same id).
+    fn put_console_session(
+        &self,
+        session: ConsoleSession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The session with this id hash, of whatever workspace (the caller compares).
+    fn console_session(
+        &self,
+        id_sha256: &str,
+    ) -> impl Future<Output = Result<Option<ConsoleSession>, StoreError>> + Send;
+    /// Ends a session (logout, expiry). Ending one that is gone is not an error.
+    fn delete_console_session(
+        &self,
+        id_sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The consecutive failed logins of a name in a workspace.
+    fn login_failures(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<LoginFailures, StoreError>> + Send;
+    /// Records a login's outcome: a failure adds one (at `now_ms`) and returns the new count; a
+    /// success clears the count.
+    fn record_login(
+        &self,
+        workspace: &str,
+        name: &str,
+        failed: bool,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<LoginFailures, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

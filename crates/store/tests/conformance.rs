@@ -84,6 +84,7 @@ per_backend!(
     lifecycle_settings_default_change_log_and_go_with_their_workspace,
     rate_windows_count_to_the_limit_once_across_concurrent_callers,
     an_uninstalled_sensor_is_revoked_marked_and_logged,
+    console_users_sessions_and_failures_are_scoped_and_go_with_their_workspace,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1713,4 +1714,125 @@ async fn an_uninstalled_sensor_is_revoked_marked_and_logged<S: Store + Clone>(st
     let err = store.mark_uninstalled("other", "s1").await;
     assert!(matches!(err, Err(StoreError::NoSuchSensor(_))), "{err:?}");
     assert_eq!(store.revocations("w").await.unwrap().len(), 2);
+}
+
+async fn console_users_sessions_and_failures_are_scoped_and_go_with_their_workspace<
+    S: Store + Clone,
+>(
+    store: S,
+) {
+    store.create_workspace(workspace("ca")).await.unwrap();
+    store.create_workspace(workspace("cb")).await.unwrap();
+    let user = |ws: &str, name: &str, role| ConsoleUser {
+        workspace: ws.into(),
+        name: name.into(),
+        role,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at: 1_000,
+    };
+    let alice = user("ca", "alice", TokenRole::Admin);
+    let bob = user("ca", "bob", TokenRole::Viewer);
+    assert!(store.create_console_user(alice.clone()).await.unwrap());
+    assert!(store.create_console_user(bob.clone()).await.unwrap());
+    assert!(
+        !store.create_console_user(alice.clone()).await.unwrap(),
+        "names are unique"
+    );
+    assert!(store
+        .create_console_user(user("cb", "alice", TokenRole::Viewer))
+        .await
+        .unwrap());
+    assert!(matches!(
+        store
+            .create_console_user(user("zzz", "x", TokenRole::Admin))
+            .await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    assert_eq!(
+        store.console_users("ca").await.unwrap(),
+        vec![alice.clone(), bob.clone()]
+    );
+    assert_eq!(
+        store.console_user("ca", "alice").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.console_user("ca", "carol").await.unwrap(), None);
+
+    // Sessions: stored by hash, last_seen only moves forward.
+    let session = |id: &str, ws: &str, u: &str| ConsoleSession {
+        id_sha256: id.into(),
+        workspace: ws.into(),
+        user: u.into(),
+        role: TokenRole::Admin,
+        csrf: "csrf".into(),
+        created_at: 1_000,
+        last_seen_at: 1_000,
+    };
+    let s1 = session("h1", "ca", "alice");
+    store.put_console_session(s1.clone()).await.unwrap();
+    store
+        .put_console_session(ConsoleSession {
+            last_seen_at: 5_000,
+            ..s1.clone()
+        })
+        .await
+        .unwrap();
+    store
+        .put_console_session(ConsoleSession {
+            last_seen_at: 2_000,
+            ..s1.clone()
+        })
+        .await
+        .unwrap();
+    let got = store.console_session("h1").await.unwrap().unwrap();
+    assert_eq!((got.last_seen_at, got.created_at), (5_000, 1_000));
+    assert_eq!(got.user, "alice");
+    store.delete_console_session("h1").await.unwrap();
+    store.delete_console_session("h1").await.unwrap();
+    assert_eq!(store.console_session("h1").await.unwrap(), None);
+
+    // Failures count up and a success clears them.
+    assert_eq!(
+        store.login_failures("ca", "alice").await.unwrap(),
+        LoginFailures::default()
+    );
+    for n in 1..=3u32 {
+        let f = store
+            .record_login("ca", "alice", true, 10 * i64::from(n))
+            .await
+            .unwrap();
+        assert_eq!(
+            f,
+            LoginFailures {
+                count: n,
+                last_at: Some(10 * i64::from(n))
+            }
+        );
+    }
+    assert_eq!(store.login_failures("cb", "alice").await.unwrap().count, 0);
+    assert_eq!(store.login_failures("ca", "alice").await.unwrap().count, 3);
+    store.record_login("ca", "alice", false, 40).await.unwrap();
+    assert_eq!(store.login_failures("ca", "alice").await.unwrap().count, 0);
+
+    // Removing a user removes its sessions.
+    store
+        .put_console_session(session("h2", "ca", "bob"))
+        .await
+        .unwrap();
+    assert!(store.remove_console_user("ca", "bob").await.unwrap());
+    assert!(!store.remove_console_user("ca", "bob").await.unwrap());
+    assert_eq!(store.console_session("h2").await.unwrap(), None);
+
+    // Deleting a workspace removes its users, sessions and failures.
+    store
+        .put_console_session(session("h3", "cb", "alice"))
+        .await
+        .unwrap();
+    store.record_login("cb", "alice", true, 1).await.unwrap();
+    store.delete_workspace("cb").await.unwrap();
+    store.create_workspace(workspace("cb")).await.unwrap();
+    assert!(store.console_users("cb").await.unwrap().is_empty());
+    assert_eq!(store.console_session("h3").await.unwrap(), None);
+    assert_eq!(store.login_failures("cb", "alice").await.unwrap().count, 0);
+    assert_eq!(store.console_users("ca").await.unwrap(), vec![alice]);
 }

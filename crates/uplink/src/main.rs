@@ -74,7 +74,7 @@ enum Command {
     /// Write man pages and shell completions for this build (used by packaging/build-deb.sh).
     #[command(hide = true)]
     Generate(cmd::generate::Args),
-    /// The admin API's tokens (docs/admin-api.md).
+    /// The admin API's tokens (docs/admin-api.md) and the web console's accounts (docs/console.md).
     #[command(subcommand)]
     Admin(cmd::admin::Command),
 }

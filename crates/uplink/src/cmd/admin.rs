@@ -1,5 +1,7 @@
 //! `uplink admin`: tokens for the admin JSON API (docs/admin-api.md). A token is shown once, at
-//! creation; the store keeps only its SHA-256 (`uplink_store::tokens`).
+//! creation; the store keeps only its SHA-256 (`uplink_store::tokens`). And the web console's
+//! accounts (`admin user`, docs/console.md): the password is read from stdin or a prompt and
+//! stored as its Argon2id hash (`uplink_console::password`).
 
 use std::process::ExitCode;
 
@@ -13,6 +15,54 @@ pub enum Command {
     /// https://<workspace>.<domain>/api/v1/admin/…).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Accounts of the web console (https://<workspace>.<domain>/login).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a console account. The password is read from stdin (its first line) or, on a
+    /// terminal, prompted for twice without echo; at least 12 characters. Stored as its
+    /// Argon2id hash.
+    #[command(
+        after_help = "Examples:\n  uplink admin user add contoso alice --role admin --data-dir /var/lib/uplink\n  printf '%s\\n' \"$PASS\" | uplink admin user add contoso soc --role viewer --data-dir /var/lib/uplink"
+    )]
+    Add(UserAddArgs),
+    /// A workspace's console accounts (never their passwords). --json prints
+    /// {"users":[{"name","role","created_at"}]}.
+    #[command(
+        after_help = "Examples:\n  uplink admin user list contoso --data-dir /var/lib/uplink\n  uplink admin user list contoso --json --data-dir /var/lib/uplink"
+    )]
+    List(ListArgs),
+    /// Remove a console account; its sessions end at once.
+    #[command(
+        after_help = "Examples:\n  uplink admin user remove contoso soc --data-dir /var/lib/uplink"
+    )]
+    Remove(UserRemoveArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UserAddArgs {
+    /// The workspace the account belongs to (it sees nothing of any other).
+    pub workspace: String,
+    /// The user name (letters, digits, `-`, `_`, `.`, `@`; at most 64).
+    pub name: String,
+    /// admin: looks and acts (revoke, suppress, …); viewer: looks only.
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    pub role: TokenRole,
+    #[command(flatten)]
+    pub data: super::DataDir,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UserRemoveArgs {
+    /// The workspace name.
+    pub workspace: String,
+    /// The user name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -84,6 +134,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Token(TokenCommand::Create(a)) => create(a).await,
             Command::Token(TokenCommand::List(a)) => list(a).await,
             Command::Token(TokenCommand::Revoke(a)) => revoke(a).await,
+            Command::User(UserCommand::Add(a)) => user_add(a).await,
+            Command::User(UserCommand::List(a)) => user_list(a).await,
+            Command::User(UserCommand::Remove(a)) => user_remove(a).await,
         }
     })
 }
@@ -157,5 +210,115 @@ async fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
             "no token {:?} in workspace {ws:?}: list them with `uplink admin token list {ws}`",
             a.token
         ),
+    }
+}
+
+/// The new account's password: prompted twice without echo on a terminal, else stdin's first
+/// line.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let prompt = |label: &str| -> anyhow::Result<String> {
+        eprint!("{label}: ");
+        std::io::stderr().flush()?;
+        let fd = std::io::stdin();
+        let saved = rustix::termios::tcgetattr(&fd)?;
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+        rustix::termios::tcsetattr(&fd, rustix::termios::OptionalActions::Now, &quiet)?;
+        let mut line = String::new();
+        let read = fd.lock().read_line(&mut line);
+        rustix::termios::tcsetattr(&fd, rustix::termios::OptionalActions::Now, &saved)?;
+        eprintln!();
+        read?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let first = prompt("Password")?;
+    if prompt("Again")? != first {
+        bail!("the two passwords differ: run the command again");
+    }
+    Ok(first)
+}
+
+async fn user_add(a: UserAddArgs) -> anyhow::Result<ExitCode> {
+    if !uplink_store::console::valid_user_name(&a.name) {
+        return Err(super::usage(
+            "uplink admin user add",
+            format!(
+                "{:?} is not a user name: use 1 to 64 letters, digits, '-', '_', '.' or '@'",
+                a.name
+            ),
+        ));
+    }
+    let password = read_password()?;
+    if let Err(weak) = uplink_console::password::check_strength(&password) {
+        bail!("{weak}");
+    }
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    let user = uplink_store::ConsoleUser {
+        workspace: ws.clone(),
+        name: a.name.clone(),
+        role: a.role,
+        password_hash: uplink_console::password::hash(&password),
+        created_at: uplink_store::now_ms(),
+    };
+    if !store.create_console_user(user).await? {
+        bail!(
+            "workspace {ws:?} already has a console user {:?}: pick another name, or remove it first with `uplink admin user remove {ws} {}`",
+            a.name,
+            a.name
+        );
+    }
+    println!(
+        "console user {} ({}) added to workspace {ws}: sign in at https://{ws}.<domain>/login",
+        a.name, a.role
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user_list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    if store.workspace(&ws).await?.is_none() {
+        bail!("no workspace {ws:?}: list them with `uplink workspace list`");
+    }
+    let all = store.console_users(&ws).await?;
+    if a.json {
+        let v: Vec<_> = all.iter().map(uplink_store::ConsoleUser::to_json).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "users": v }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<32} {:<7} CREATED", "NAME", "ROLE");
+    for u in &all {
+        println!(
+            "{:<32} {:<7} {}",
+            u.name,
+            u.role,
+            uplink_store::rfc3339_ms(u.created_at)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user_remove(a: UserRemoveArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let ws = a.workspace.to_ascii_lowercase();
+    if store.remove_console_user(&ws, &a.name).await? {
+        println!(
+            "removed console user {} from workspace {ws}; its sessions have ended",
+            a.name
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!(
+            "no console user {:?} in workspace {ws:?}: list them with `uplink admin user list {ws}`",
+            a.name
+        )
     }
 }

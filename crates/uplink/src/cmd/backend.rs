@@ -374,4 +374,59 @@ impl Store for AnyStore {
     ) -> Result<Revocation, StoreError> {
         each!(self, s => s.mark_uninstalled(workspace, sensor_id).await)
     }
+
+    // The web console (issue #25).
+    async fn create_console_user(
+        &self,
+        user: uplink_store::ConsoleUser,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.create_console_user(user).await)
+    }
+    async fn console_users(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::ConsoleUser>, StoreError> {
+        each!(self, s => s.console_users(workspace).await)
+    }
+    async fn console_user(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<Option<uplink_store::ConsoleUser>, StoreError> {
+        each!(self, s => s.console_user(workspace, name).await)
+    }
+    async fn remove_console_user(&self, workspace: &str, name: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.remove_console_user(workspace, name).await)
+    }
+    async fn put_console_session(
+        &self,
+        session: uplink_store::ConsoleSession,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.put_console_session(session).await)
+    }
+    async fn console_session(
+        &self,
+        id_sha256: &str,
+    ) -> Result<Option<uplink_store::ConsoleSession>, StoreError> {
+        each!(self, s => s.console_session(id_sha256).await)
+    }
+    async fn delete_console_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        each!(self, s => s.delete_console_session(id_sha256).await)
+    }
+    async fn login_failures(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<uplink_store::LoginFailures, StoreError> {
+        each!(self, s => s.login_failures(workspace, name).await)
+    }
+    async fn record_login(
+        &self,
+        workspace: &str,
+        name: &str,
+        failed: bool,
+        now_ms: i64,
+    ) -> Result<uplink_store::LoginFailures, StoreError> {
+        each!(self, s => s.record_login(workspace, name, failed, now_ms).await)
+    }
 }

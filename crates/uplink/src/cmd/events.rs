@@ -52,15 +52,8 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let name = a.name.to_ascii_lowercase();
     let result = uplink_store::export_each(&store, &name, filter, |e| {
-        writeln!(
-            out,
-            "{{\"sensor_id\":{},\"seq\":{},\"kind\":{},\"received_at\":\"{}\",\"event\":{}}}",
-            serde_json::Value::String(e.sensor_id),
-            e.seq,
-            serde_json::Value::String(e.kind),
-            uplink_store::rfc3339_ms(e.received_at),
-            e.body
-        )
+        // The same line as the console's NDJSON download.
+        writeln!(out, "{}", uplink_console::events::ndjson_line(&e))
     })
     .await;
     match result {

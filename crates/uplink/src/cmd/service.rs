@@ -102,11 +102,34 @@ pub struct Args {
     /// time does it. A number and a unit (ms, s, m).
     #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_timeout)]
     pub retention_interval: Duration,
+    /// Web console: a session unused this long is signed out (docs/console.md).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_timeout)]
+    pub console_idle_timeout: Duration,
+    /// Web console: a session this old is signed out, however busy.
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = parse_timeout)]
+    pub console_session_lifetime: Duration,
+    /// Web console: after 5 failed sign-ins in a row for a name, the next attempt waits this
+    /// long after the last failure, twice as long after each further failure (at most 15m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_timeout)]
+    pub console_login_wait: Duration,
+    /// Web console: serve this certificate chain (PEM, leaf first) on console hosts
+    /// (<workspace>.<domain>), e.g. a wildcard for *.<domain> from the company's CA, so browsers
+    /// do not warn. Without it the workspace CA's certificate is served. Sensor hosts always use
+    /// the workspace CA.
+    #[arg(long, value_name = "FILE", requires = "console_key")]
+    pub console_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --console-cert.
+    #[arg(long, value_name = "FILE", requires = "console_cert")]
+    pub console_key: Option<std::path::PathBuf>,
 }
 
 /// `500ms`, `30s`, `2m`, `1h` (or seconds): the one duration syntax of every command.
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     super::duration(s)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
 /// Descriptors kept for the store, the listener and logs, beyond one per connection.
@@ -191,6 +214,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.client_cert_validity.is_some() {
             tracing::warn!("--client-cert-validity is deprecated and ignored: the validity of client certificates is a workspace setting, the same on every replica; set it with `uplink workspace set NAME --client-cert-validity 30d`");
         }
+        let console_tls = match (&args.console_cert, &args.console_key) {
+            (Some(cert), Some(key)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                };
+                let config = uplink_service::tls::console_config(&read(cert)?, &read(key)?)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--console-cert {} / --console-key {}: {e}: give the PEM chain (leaf first) and its private key",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?;
+                Some(config)
+            }
+            _ => None,
+        };
         let config = Config {
             change_poll: args.change_poll,
             proxy_protocol: args.proxy_protocol,
@@ -212,6 +253,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ..uplink_store::FleetPolicy::default()
                 },
             },
+            console: uplink_console::Settings {
+                expiry: uplink_console::session::Expiry {
+                    idle_ms: duration_ms(args.console_idle_timeout),
+                    absolute_ms: duration_ms(args.console_session_lifetime),
+                },
+                throttle_base_ms: duration_ms(args.console_login_wait),
+            },
+            console_tls,
         };
         let service = Service::new(store.clone(), config).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)

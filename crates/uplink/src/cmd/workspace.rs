@@ -621,10 +621,8 @@ async fn delete(a: DeleteArgs) -> anyhow::Result<ExitCode> {
 async fn rotate_access_key(a: RotateAccessKeyArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open(false).await?;
     let name = a.name.to_ascii_lowercase();
-    // 256 random bits, as at creation (hex here: the key is opaque to sensors).
-    let key = hex::encode(rand::random::<[u8; 32]>());
-    let hash = uplink_pki::sha256_hex(key.as_bytes());
-    let result = store.set_access_key(&name, &key, &hash).await;
+    // 256 random bits, as at creation (the same function as the console's Deploy page).
+    let result = uplink_service::admin::rotate_access_key(&store, &name).await;
     if !matches!(result, Err(uplink_store::StoreError::NoSuchWorkspace(_))) {
         let entry = uplink_store::AuditEntry {
             workspace: name.clone(),

@@ -7,6 +7,7 @@ mod support;
 mod adminapi;
 mod allowlist;
 mod check;
+mod console;
 mod delivery;
 mod docs;
 mod faults;

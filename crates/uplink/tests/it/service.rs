@@ -350,14 +350,16 @@ fn hosts_route_by_workspace_and_unknown_hosts_get_clear_answers() {
     let svc = ServiceProc::start(dir.path());
     let ws = create_workspace(dir.path(), "routes", svc.port);
 
-    // The console face: 404 for now, pointing at the sensor API.
+    // The console face: the web console, which sends a stranger to its sign-in page
+    // (docs/console.md).
     let (status, body) = Curl::new("routes.uplink.localhost", svc.port, "/")
         .arg("--cacert")
         .arg(&ws.ca_file)
+        .arg("-i")
         .run();
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 303, "{body}");
     assert!(
-        body.contains("console is not available yet") && body.contains(&ws.sensor_host),
+        body.to_ascii_lowercase().contains("location: /login"),
         "{body}"
     );
 
