@@ -66,6 +66,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0007_lifecycle.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 9,
+        name: "central policy",
+        sql: include_str!("../migrations/0009_policy.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.
@@ -111,12 +117,21 @@ mod tests {
             (&[], Ok(all.clone())),
             // Up to date: nothing.
             (
-                &[(1, 1), (2, 2), (3, 3), (4, 3), (5, 3), (6, 3), (7, 3)],
+                &[
+                    (1, 1),
+                    (2, 2),
+                    (3, 3),
+                    (4, 3),
+                    (5, 3),
+                    (6, 3),
+                    (7, 3),
+                    (9, 3),
+                ],
                 Ok(vec![]),
             ),
             // Behind: the rest.
-            (&[(1, 1)], Ok(vec![2, 3, 4, 5, 6, 7])),
-            (&[(1, 1), (2, 2), (3, 3)], Ok(vec![4, 5, 6, 7])),
+            (&[(1, 1)], Ok(vec![2, 3, 4, 5, 6, 7, 9])),
+            (&[(1, 1), (2, 2), (3, 3)], Ok(vec![4, 5, 6, 7, 9])),
             // A newer schema an older build can still run on (expand only): nothing, no refusal.
             (
                 &[
@@ -127,6 +142,7 @@ mod tests {
                     (5, 3),
                     (6, 3),
                     (7, 3),
+                    (9, 3),
                     (99, 3),
                 ],
                 Ok(vec![]),
@@ -141,6 +157,7 @@ mod tests {
                     (5, 3),
                     (6, 3),
                     (7, 3),
+                    (9, 3),
                     (99, 99),
                 ],
                 Err(()),

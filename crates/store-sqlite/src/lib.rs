@@ -34,6 +34,7 @@ use uplink_store::*;
 
 mod fleet;
 mod lifecycle;
+mod policy;
 mod tokens;
 
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
@@ -45,7 +46,8 @@ mod tokens;
 /// log (`changes`), which replicas poll to invalidate their caches (an older build ignores it).
 /// 7: admin API tokens (`admin_tokens`: the SHA-256 of each secret), webhooks and their
 /// delivery log (`tokens.rs`). 8: revocations and decommissioning (`revocations`, issue #24).
-pub const FORMAT_VERSION: i64 = 8;
+/// 10: central policy (`policies`, issue #26, `policy.rs`).
+pub const FORMAT_VERSION: i64 = 10;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -199,6 +201,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX IF NOT EXISTS audit_by_workspace ON audit(workspace, id);",
     ),
+    // Central policy (issue #26): every version of each workspace's policy.
+    (10, policy::FORMAT_10),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -297,9 +301,10 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
+            policy::FORMAT_10,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -801,6 +806,11 @@ impl SqliteStore {
                     params![name, ca, access],
                 )?;
                 record_change(&tx, &name, &ChangeKind::MasterKeyRotated)?;
+            }
+            // Central policy passwords (issue #26).
+            match policy::reseal(&tx, &old, &new)? {
+                Ok(p) => n += p,
+                Err(e) => return Ok(Err(e)),
             }
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'master_key_check'",
@@ -1643,6 +1653,8 @@ impl SqliteStore {
                 "DELETE FROM fleet_outages WHERE sensor_id IN (SELECT sensor_id FROM sensors WHERE workspace = ?1)",
                 "DELETE FROM fleet_sensors WHERE workspace = ?1",
                 "DELETE FROM fleet_issues WHERE workspace = ?1",
+                // Its central policy's versions (issue #26).
+                "DELETE FROM policies WHERE workspace = ?1",
             ] {
                 tx.execute(sql, [workspace])?;
             }
@@ -2004,6 +2016,35 @@ impl Store for SqliteStore {
     async fn deliveries(&self, workspace: &str) -> Result<Vec<Delivery>, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.deliveries_sync(&ws)).await
+    }
+
+    // Central policy (issue #26, `policy.rs`).
+
+    async fn set_policy(
+        &self,
+        workspace: &str,
+        policy: uplink_policy::Policy,
+    ) -> Result<uplink_policy::Policy, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.set_policy_sync(&ws, policy)).await
+    }
+
+    async fn clear_policy(&self, workspace: &str) -> Result<u64, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.clear_policy_sync(&ws)).await
+    }
+
+    async fn current_policy(
+        &self,
+        workspace: &str,
+    ) -> Result<(u64, Option<uplink_policy::Policy>), StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.current_policy_sync(&ws)).await
+    }
+
+    async fn policy_versions(&self, workspace: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.policy_versions_sync(&ws)).await
     }
 }
 

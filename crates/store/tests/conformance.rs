@@ -80,6 +80,7 @@ per_backend!(
     a_new_access_key_is_sealed_hashed_and_logged,
     admin_tokens_are_scoped_hashed_and_go_with_their_workspace,
     webhook_deliveries_are_recorded_once_per_event_and_claimed_once,
+    policies_are_versioned_sealed_logged_and_go_with_their_workspace,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1532,4 +1533,99 @@ async fn webhook_deliveries_are_recorded_once_per_event_and_claimed_once<S: Stor
     store.delete_workspace("wh").await.unwrap();
     store.create_workspace(workspace("wh")).await.unwrap();
     assert!(store.deliveries("wh").await.unwrap().is_empty());
+}
+
+// Central policy (issue #26).
+
+async fn policies_are_versioned_sealed_logged_and_go_with_their_workspace<S: Store + Clone>(
+    store: S,
+) {
+    use uplink_policy::{Password, Policy, Route, Target};
+    store.create_workspace(workspace("a")).await.unwrap();
+    store.create_workspace(workspace("b")).await.unwrap();
+    assert_eq!(store.current_policy("a").await.unwrap(), (0, None));
+    let with_password = Policy::new(
+        Route::Proxy {
+            url: "http://b.corp:3128".into(),
+            user: Some("CORP\\svc".into()),
+            password: Some(Password::new("pw-in-the-store")),
+            ca_pem: None,
+        },
+        Target::All,
+    );
+    let before = store.change_version().await.unwrap();
+    let v1 = store.set_policy("a", with_password.clone()).await.unwrap();
+    assert_eq!(v1.version, 1);
+    let changes = store.changes_since(before, 100).await.unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.workspace.as_str(), c.kind.clone()))
+            .collect::<Vec<_>>(),
+        vec![("a", ChangeKind::Policy)]
+    );
+    let (version, current) = store.current_policy("a").await.unwrap();
+    assert_eq!((version, current.as_ref()), (1, Some(&v1)));
+    assert_eq!(
+        current.unwrap().route.password().unwrap().expose(),
+        "pw-in-the-store"
+    );
+    // Versions are per workspace.
+    let b1 = store
+        .set_policy("b", Policy::new(Route::Direct, Target::All))
+        .await
+        .unwrap();
+    assert_eq!(b1.version, 1);
+    let v2 = store
+        .set_policy(
+            "a",
+            Policy::new(Route::Wpad, Target::Sensors(vec!["s1".into()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    // Master-key rotation re-seals the password of every version.
+    let dir = tempfile::tempdir().unwrap();
+    let new = MasterKeyFile(dir.path().join("new.key"))
+        .resolve(false)
+        .unwrap();
+    assert_eq!(store.rotate_master_key(new).await.unwrap(), 2 * 2 + 1);
+    assert_eq!(store.clear_policy("a").await.unwrap(), 3);
+    assert_eq!(store.current_policy("a").await.unwrap(), (3, None));
+    let versions = store.policy_versions("a").await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    assert_eq!(versions[0].policy, None);
+    assert_eq!(versions[2].policy, Some(v1.redacted()));
+    assert!(versions[2]
+        .policy
+        .as_ref()
+        .unwrap()
+        .route
+        .password()
+        .is_none());
+    // Refusals: an unknown workspace, a policy a sensor could not use.
+    assert!(matches!(
+        store.set_policy("nope", v2.clone()).await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    assert!(matches!(
+        store.clear_policy("nope").await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    let bad = Policy {
+        rollout_percent: 0,
+        ..v2.clone()
+    };
+    match store.set_policy("a", bad).await {
+        Err(StoreError::Settings(text)) => assert!(text.contains("--rollout"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.current_policy("a").await.unwrap().0, 3);
+    // A workspace's deletion takes its policies; another's stay.
+    store.delete_workspace("a").await.unwrap();
+    assert!(store.policy_versions("a").await.unwrap().is_empty());
+    assert_eq!(store.current_policy("b").await.unwrap().0, 1);
 }
