@@ -287,6 +287,9 @@ pub struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     /// Whether the handshake presented a client certificate.
     pub authenticated: bool,
+    /// The workspace's central policy version the service named in its last response
+    /// ([`uplink_policy::VERSION_HEADER`], issue #26), if any response named one.
+    pub policy_version: Option<u64>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -333,6 +336,7 @@ impl Connection {
             authority: endpoint.authority(),
             sender,
             authenticated,
+            policy_version: None,
         })
     }
 
@@ -372,6 +376,14 @@ impl Connection {
                 reason: e.to_string(),
             })?;
         let status = resp.status();
+        if let Some(v) = resp
+            .headers()
+            .get(uplink_policy::VERSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            self.policy_version = Some(v);
+        }
         let body = resp
             .into_body()
             .collect()
@@ -482,6 +494,24 @@ impl Connection {
             return Err(self.status_error(status, &body, events_refusal(status)));
         }
         Ok(())
+    }
+}
+
+// Central policy (issue #26).
+impl Connection {
+    /// `GET /api/v1/policy`: the workspace's current policy version and the policy for this
+    /// sensor, if one selects it (the connection must present the sensor's certificate).
+    pub async fn get_policy(&mut self) -> Result<uplink_policy::Answer, ClientError> {
+        let (status, body) = self
+            .request(Method::GET, uplink_policy::POLICY_PATH, &[], Bytes::new())
+            .await?;
+        if status != StatusCode::OK {
+            return Err(self.status_error(status, &body, events_refusal(status)));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+            host: self.host.clone(),
+            reason: e.to_string(),
+        })
     }
 }
 

@@ -78,6 +78,68 @@ pub fn check(policy: &Policy) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Settings(e.to_string()))
 }
 
+// The JSON shapes of `fleet policy show --json` and the admin API (docs/policy.md), one
+// definition for both. Never a password: policies here are redacted, and `password` says only
+// whether one is set.
+
+/// A policy as shown: its fields, the password replaced by whether one is set.
+pub fn policy_json(p: &Policy) -> serde_json::Value {
+    let mut v = serde_json::to_value(p.redacted()).unwrap_or(serde_json::Value::Null);
+    if let Route::Proxy { user, .. } = &p.route {
+        // A user always comes with a password (validation); a stored, redacted policy has none.
+        v["route"]["password"] =
+            serde_json::Value::String(if user.is_some() { "set" } else { "none" }.to_owned());
+    }
+    v["describe"] = serde_json::Value::String(p.route.describe());
+    v
+}
+
+/// A version as listed.
+pub fn version_json(v: &PolicyVersion) -> serde_json::Value {
+    serde_json::json!({
+        "version": v.version,
+        "set_at": uplink_fleet::rfc3339(v.set_at),
+        "cleared": v.policy.is_none(),
+        "policy": v.policy.as_ref().map(policy_json),
+    })
+}
+
+/// What a sensor reported of the policy (its last report's `policy`), beside whether the
+/// current policy selects it: `{"sensor_id","name","selected","applied","fetched","rejected"}`.
+pub fn sensor_policy_json(s: &crate::FleetSensor, current: Option<&Policy>) -> serde_json::Value {
+    use serde_json::Value;
+    let report: Value = s
+        .report
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    let state = report.get("policy").cloned().unwrap_or(Value::Null);
+    serde_json::json!({
+        "sensor_id": s.sensor_id,
+        "name": s.name,
+        "selected": current.is_some_and(|p| p.applies_to(&s.sensor_id)),
+        "applied": state.get("applied").cloned().unwrap_or(Value::Null),
+        "fetched": state.get("fetched").cloned().unwrap_or(Value::Null),
+        "rejected": state.get("rejected").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// `fleet policy show --json`: the current version, every version, each sensor's.
+pub fn show_json(
+    workspace: &str,
+    versions: &[PolicyVersion],
+    sensors: &[crate::FleetSensor],
+) -> serde_json::Value {
+    let current = versions.first().and_then(|v| v.policy.as_ref());
+    serde_json::json!({
+        "workspace": workspace,
+        "version": versions.first().map_or(0, |v| v.version),
+        "policy": current.map(policy_json),
+        "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
+        "sensors": sensors.iter().map(|s| sensor_policy_json(s, current)).collect::<Vec<_>>(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

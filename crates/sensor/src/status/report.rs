@@ -257,6 +257,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
             }),
             delivered: 42,
             updated_at: Some("2026-01-02T03:04:08Z".into()),
+            policy: None,
         };
         let sources = SourcesStatus {
             files: vec![
