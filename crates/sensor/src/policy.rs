@@ -86,6 +86,13 @@ impl Stored {
     }
 }
 
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// When a rejected policy is tried again: five heartbeat intervals, at least 10 s and at most
 /// an hour. Pure.
 pub fn retry_after(heartbeat_secs: u64) -> u64 {
