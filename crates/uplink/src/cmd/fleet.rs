@@ -17,7 +17,8 @@ pub enum Command {
     /// (healthy, or the severity of its worst open issue), last contact, route, queue.
     ///
     /// --json prints {"sensors":[{"sensor_id","name","hostname","version","state","lifecycle",
-    /// "software","health","last_seen","route","queue":{"events","oldest_secs"},"open_issues"}]}
+    /// "software","health","last_seen","route","queue":{"events","oldest_secs"},"open_issues","policy",
+    /// "policy_rejected"}]}
     /// (times RFC 3339 UTC; null when unknown).
     #[command(
         after_help = "Examples:\n  uplink fleet list contoso --data-dir /var/lib/uplink-service\n  uplink fleet list contoso --data-dir /var/lib/uplink-service --state disconnected --json"
@@ -259,12 +260,20 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         return print_json(&json!({ "sensors": rows }));
     }
     println!(
-        "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
+        "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6} POLICY",
         "SENSOR", "NAME", "STATE", "HEALTH", "LAST SEEN", "ROUTE", "QUEUED", "ISSUES"
     );
     for r in &rows {
+        // The central policy applied (issue #26): vN, or local; a rejected version after it.
+        let mut policy = match &r["policy"] {
+            Value::Null => "local".to_owned(),
+            v => format!("v{v}"),
+        };
+        if !r["policy_rejected"].is_null() {
+            policy.push_str(&format!(" (v{} rejected)", r["policy_rejected"]));
+        }
         println!(
-            "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
+            "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6} {policy}",
             text(&r["sensor_id"]),
             text(&r["name"]),
             text(&r["state"]),
