@@ -248,7 +248,14 @@ fn precedence_names_the_source_and_what_it_overrode() {
         ..p.clone()
     };
     // (policy, local settings, use the policy, source, overrode)
-    let cases: Vec<(Option<&Policy>, Option<&str>, bool, &str, Option<&str>)> = vec![
+    type Case<'a> = (
+        Option<&'a Policy>,
+        Option<&'a str>,
+        bool,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (None, None, false, "local settings (sensor.toml)", None),
         (
             None,

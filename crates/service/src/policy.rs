@@ -24,10 +24,13 @@ use crate::Shared;
 /// How long a workspace's current policy is answered from memory.
 pub(crate) const TTL: Duration = Duration::from_millis(500);
 
-/// The current policy of each workspace asked about, with when it was read.
+/// A workspace's current policy version and policy, with when they were read.
+type Entry = (Instant, u64, Option<Arc<Policy>>);
+
+/// The current policy of each workspace asked about.
 #[derive(Default)]
 pub(crate) struct Cache {
-    entries: Mutex<HashMap<String, (Instant, u64, Option<Arc<Policy>>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -59,9 +62,7 @@ impl Cache {
         Ok((version, policy))
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u64, Option<Arc<Policy>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
