@@ -558,7 +558,7 @@ pub enum PolicyCommand {
     /// their working route and report `policy_rejected` (a fleet issue) and retry later. A
     /// policy wins over a sensor's own [proxy] settings unless --allow-local.
     #[command(
-        after_help = "Examples:\n  uplink fleet policy set contoso --data-dir /var/lib/uplink-service --all \\\n      --proxy-url http://proxy.contoso.com:8080 --proxy-user 'CONTOSO\\svc-uplink' \\\n      --proxy-password-file /root/proxy-password --fallback never\n  uplink fleet policy set contoso --data-dir ./svc --all --pac http://wpad.contoso.com/proxy.pac --rollout 10\n  uplink fleet policy set contoso --data-dir ./svc --sensor 9c7aed4574c33277172f4111f5259f6e --direct\n\nExit status: 0 when stored, 1 when refused (the message says why)."
+        after_help = "Examples:\n  uplink fleet policy set contoso --data-dir /var/lib/uplink-service --all \\\n      --proxy-url http://proxy.contoso.com:8080 --proxy-user 'CONTOSO\\svc-uplink' \\\n      --proxy-password-file /root/proxy-password --fallback never\n  uplink fleet policy set contoso --data-dir ./svc --all \\\n      --pac http://wpad.contoso.com/proxy.pac --rollout 10\n  uplink fleet policy set contoso --data-dir ./svc --direct \\\n      --sensor 9c7aed4574c33277172f4111f5259f6e\n\nExit status: 0 when stored, 1 when refused (the message says why)."
     )]
     Set(PolicySetArgs),
     /// The workspace's policy: the current version (never a password), every version, and for
