@@ -2051,7 +2051,7 @@ impl Store for SqliteStore {
 /// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a
 /// deferred one could fail to upgrade when the ingest writer commits in between), committed when
 /// `f` succeeds, rolled back otherwise.
-fn immediate<T>(
+pub(crate) fn immediate<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {

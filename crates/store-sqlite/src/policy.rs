@@ -41,9 +41,24 @@ impl SqliteStore {
             at_rest::check(p)?;
         }
         let key = self.key();
+        // BEGIN IMMEDIATE: a deferred transaction could fail to upgrade to a write when the
+        // service's writer commits in between (SQLITE_BUSY at once, no busy wait).
         let done = self.write(|c| {
-            let tx = c.unchecked_transaction()?;
-            if !workspace_exists(&tx, workspace)? {
+            crate::immediate(c, |tx| self.append_policy_tx(tx, &key, workspace, policy))
+        })??;
+        done.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
+    /// [`Self::append_policy_sync`] inside its transaction.
+    fn append_policy_tx(
+        &self,
+        tx: &Connection,
+        key: &MasterKey,
+        workspace: &str,
+        policy: Option<Policy>,
+    ) -> rusqlite::Result<Result<Option<(u64, Option<Policy>)>, StoreError>> {
+        {
+            if !workspace_exists(tx, workspace)? {
                 return Ok(Ok(None));
             }
             let version: i64 = tx.query_row(
@@ -56,7 +71,7 @@ impl SqliteStore {
             let (doc, sealed) = match policy.as_mut() {
                 Some(p) => {
                     p.version = version;
-                    match at_rest::encode(&key, workspace, p) {
+                    match at_rest::encode(key, workspace, p) {
                         Ok((d, s)) => (Some(d), s),
                         Err(e) => return Ok(Err(e)),
                     }
@@ -67,11 +82,9 @@ impl SqliteStore {
                 "INSERT INTO policies (workspace, version, set_at, doc, password) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![workspace, version as i64, now_ms(), doc, sealed],
             )?;
-            record_change(&tx, workspace, &ChangeKind::Policy)?;
-            tx.commit()?;
+            record_change(tx, workspace, &ChangeKind::Policy)?;
             Ok(Ok(Some((version, policy))))
-        })??;
-        done.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+        }
     }
 
     pub(crate) fn set_policy_sync(

@@ -567,3 +567,145 @@ fn a_policy_set_through_the_cli_reaches_a_sensor_on_the_other_replica_and_no_dum
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn an_applied_policy_whose_proxy_dies_is_set_aside_for_the_sensors_own_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start_with(&data, &FLEET_FLAGS);
+    let ws = create_workspace(&data, "pole", svc.port);
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let a = squid(USER_A, PASSWORD_A, &ws);
+    let mut b = squid(USER_B, PASSWORD_B, &ws);
+    let sensor = fast_sensor(
+        &dir.path().join("sensor"),
+        &ws,
+        &[
+            "--proxy-url",
+            &a.url(),
+            "--proxy-user",
+            USER_A,
+            "--proxy-password",
+            PASSWORD_A,
+        ],
+    );
+    let id = sensor_id(&sensor);
+    let log = dir.path().join("run.log");
+    let run = sensor.spawn_run(&log);
+    let context = || {
+        format!(
+            "policy {}\nlist {}\n{}\nservice log:\n{}",
+            policy_show("pole", &store),
+            fleet_json(&["list", "pole"], &store),
+            sensor.context(&log),
+            svc.log()
+        )
+    };
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, PASSWORD_B).unwrap();
+    set_policy(
+        "pole",
+        &store,
+        &[
+            "--all",
+            "--proxy-url",
+            &b.url(),
+            "--proxy-user",
+            USER_B,
+            "--proxy-password-file",
+            pw.to_str().unwrap(),
+        ],
+    );
+    let on = |port: u16| format!("PROXY 127.0.0.1:{port}");
+    poll_until(
+        "through B by policy",
+        WAIT,
+        || {
+            let row = sensor_row("pole", &store, &id);
+            row["policy"] == 1 && row["route"] == on(b.port)
+        },
+        context,
+    );
+    // B goes away for good: the sensor is not cut off, it goes back to A and says why.
+    b.stop();
+    const N: u64 = 100;
+    ok(sensor.send(&events("f", 0, N)), "sensor send");
+    poll_until(
+        "every event stored through A",
+        WAIT,
+        || {
+            exported(&data, "pole")
+                .iter()
+                .filter(|(_, _, v)| v["kind"] == "f")
+                .count() as u64
+                == N
+        },
+        context,
+    );
+    assert_n_exactly_once(&exported(&data, "pole"), "f", N);
+    poll_until(
+        "reported: v1 rejected, back on A",
+        WAIT,
+        || {
+            let row = sensor_row("pole", &store, &id);
+            row["policy_rejected"] == 1 && row["policy"].is_null() && row["route"] == on(a.port)
+        },
+        context,
+    );
+    assert_eq!(
+        policy_of("pole", &store, &id)["rejected"]["code"],
+        "TCP_REFUSED"
+    );
+    stop(run);
+}
+
+#[test]
+fn the_admin_api_sets_shows_and_clears_the_policy_and_never_answers_the_password() {
+    use crate::adminapi::{token, Api, Validator};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "polf", svc.port);
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let admin = token("polf", "ops", "admin", &store);
+    let viewer = token("polf", "look", "viewer", &store);
+    let api = Api {
+        ws: &ws,
+        port: svc.port,
+    };
+    let schema = Validator::fetch(&api);
+    let body = serde_json::json!({
+        "route": {"kind": "proxy", "url": "http://proxy.corp:3128", "user": "CORP\\svc", "password": PASSWORD_B},
+        "target": "all",
+        "rollout_percent": 20,
+    });
+    let (status, v) = api.call("PUT", "policy", Some(&viewer), Some(body.clone()));
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = api.call("PUT", "policy", Some(&admin), Some(body));
+    assert_eq!(status, 200, "{v}");
+    schema.check("PUT", "/policy", 200, &v);
+    assert_eq!(v["version"], 1, "{v}");
+    assert_eq!(v["route"]["password"], "set", "{v}");
+    assert!(!v.to_string().contains(PASSWORD_B), "{v}");
+    let bad =
+        serde_json::json!({"route": {"kind": "proxy", "url": "proxy.corp:3128"}, "target": "all"});
+    let (status, v) = api.call("PUT", "policy", Some(&admin), Some(bad));
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("no scheme"), "{v}");
+    let (status, v) = api.call("GET", "policy", Some(&viewer), None);
+    assert_eq!(status, 200, "{v}");
+    schema.check("GET", "/policy", 200, &v);
+    assert_eq!(
+        v,
+        policy_show("polf", &store),
+        "the API answers as the CLI does"
+    );
+    assert_eq!(v["policy"]["rollout_percent"], 20, "{v}");
+    assert!(!v.to_string().contains(PASSWORD_B), "{v}");
+    let (status, v) = api.call("DELETE", "policy", Some(&admin), None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, serde_json::json!({"version": 2, "cleared": true}));
+    assert!(policy_show("polf", &store)["policy"].is_null());
+    assert_eq!(files_containing(&data, PASSWORD_B), Vec::<String>::new());
+    assert!(!svc.log().contains(PASSWORD_B));
+}
