@@ -30,6 +30,9 @@ fn workspace_exists(c: &Connection, workspace: &str) -> rusqlite::Result<bool> {
     .map(|r| r.is_some())
 }
 
+/// A version appended: its number and policy (`None`: cleared).
+type Appended = (u64, Option<Policy>);
+
 impl SqliteStore {
     /// Appends a version (`policy` `None`: cleared); returns it.
     fn append_policy_sync(
@@ -56,7 +59,7 @@ impl SqliteStore {
         key: &MasterKey,
         workspace: &str,
         policy: Option<Policy>,
-    ) -> rusqlite::Result<Result<Option<(u64, Option<Policy>)>, StoreError>> {
+    ) -> rusqlite::Result<Result<Option<Appended>, StoreError>> {
         {
             if !workspace_exists(tx, workspace)? {
                 return Ok(Ok(None));
