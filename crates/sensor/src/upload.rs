@@ -474,7 +474,8 @@ impl State {
         self.policy.rejected = Some(uplink_protocol::heartbeat::PolicyRejection {
             version,
             code: code.to_owned(),
-            detail: detail.to_owned(),
+            // Bounded: it travels in every heartbeat and sits in status.json.
+            detail: detail.chars().take(300).collect(),
             at: now_rfc3339(),
         });
         self.policy.retry_at =
