@@ -289,6 +289,9 @@ pub struct Connection {
     pub authenticated: bool,
     /// The `Retry-After` (in seconds) of the last answer, when it had one (a 429 or 503).
     retry_after: Option<Duration>,
+    /// The workspace's central policy version the service named in its last response
+    /// ([`uplink_policy::VERSION_HEADER`], issue #26), if any response named one.
+    pub policy_version: Option<u64>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -336,6 +339,7 @@ impl Connection {
             sender,
             authenticated,
             retry_after: None,
+            policy_version: None,
         })
     }
 
@@ -382,6 +386,14 @@ impl Connection {
             })?;
         let status = resp.status();
         self.retry_after = retry_after(resp.headers());
+        if let Some(v) = resp
+            .headers()
+            .get(uplink_policy::VERSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            self.policy_version = Some(v);
+        }
         let body = resp
             .into_body()
             .collect()
@@ -523,6 +535,24 @@ impl Connection {
             return Err(self.status_error(status, &body, events_refusal(status)));
         }
         Ok(())
+    }
+}
+
+// Central policy (issue #26).
+impl Connection {
+    /// `GET /api/v1/policy`: the workspace's current policy version and the policy for this
+    /// sensor, if one selects it (the connection must present the sensor's certificate).
+    pub async fn get_policy(&mut self) -> Result<uplink_policy::Answer, ClientError> {
+        let (status, body) = self
+            .request(Method::GET, uplink_policy::POLICY_PATH, &[], Bytes::new())
+            .await?;
+        if status != StatusCode::OK {
+            return Err(self.status_error(status, &body, events_refusal(status)));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+            host: self.host.clone(),
+            reason: e.to_string(),
+        })
     }
 }
 

@@ -116,6 +116,7 @@ tokens!(
         ClockSkew = "clock_skew",
         QueueDamaged = "queue_damaged",
         DiskFull = "disk_full",
+        PolicyRejected = "policy_rejected",
     }
 );
 
@@ -127,7 +128,10 @@ impl Kind {
             | Kind::TlsIntercepted
             | Kind::QueueDamaged
             | Kind::DiskFull => Severity::High,
-            Kind::ProxyFallback | Kind::BacklogGrowing | Kind::CertExpiring => Severity::Medium,
+            Kind::ProxyFallback
+            | Kind::BacklogGrowing
+            | Kind::CertExpiring
+            | Kind::PolicyRejected => Severity::Medium,
             Kind::ClockSkew => Severity::Low,
         }
     }
@@ -390,6 +394,23 @@ pub fn assess(now_ms: i64, o: &Observation<'_>, p: &Policy) -> Assessment {
             kind: Kind::DiskFull,
             description: "the sensor's file system is full: its sources wait".to_owned(),
             fix: Code::DISK_FULL.fix().to_owned(),
+        });
+    }
+    // Central policy (issue #26): the sensor kept its working route rather than the policy's.
+    if let Some(rej) = r.policy.as_ref().and_then(|p| p.rejected.as_ref()) {
+        let fix = fix_of(&rej.code, "");
+        conditions.push(Condition {
+            kind: Kind::PolicyRejected,
+            description: format!(
+                "the sensor did not switch to policy v{}: its route did not reach the service ({}{}); it keeps its working route and tries again later",
+                rej.version,
+                rej.code,
+                if rej.detail.is_empty() { String::new() } else { format!(": {}", rej.detail) },
+            ),
+            fix: format!(
+                "Fix the policy's route from this sensor's network{}, or set another policy (`uplink fleet policy set`) or clear it (`uplink fleet policy clear`)",
+                if fix.is_empty() { String::new() } else { format!(" ({fix})") }
+            ),
         });
     }
     Assessment { state, conditions }

@@ -195,6 +195,34 @@ fn conditions_from_the_report() {
             vec![Kind::QueueDamaged],
         ),
         (Some(h(&|h| h.disk_full = true)), 0, vec![Kind::DiskFull]),
+        // Central policy: a rejection is an issue; an applied policy is not.
+        (
+            Some(h(&|h| {
+                h.policy = Some(uplink_protocol::heartbeat::PolicyState {
+                    applied: None,
+                    fetched: 4,
+                    rejected: Some(uplink_protocol::heartbeat::PolicyRejection {
+                        version: 4,
+                        code: "TCP_REFUSED".into(),
+                        detail: "cannot reach the proxy dead:3128".into(),
+                        at: at(0),
+                    }),
+                })
+            })),
+            0,
+            vec![Kind::PolicyRejected],
+        ),
+        (
+            Some(h(&|h| {
+                h.policy = Some(uplink_protocol::heartbeat::PolicyState {
+                    applied: Some(4),
+                    fetched: 4,
+                    rejected: None,
+                })
+            })),
+            0,
+            vec![],
+        ),
     ];
     for (i, (report, ago, want)) in cases.iter().enumerate() {
         let a = assess(T0, &obs(report.as_ref(), *ago, &[]), &p);
@@ -207,6 +235,29 @@ fn conditions_from_the_report() {
             );
         }
     }
+    // A policy rejection names the version and the code, and its fix the code's.
+    let rejected = h(&|h| {
+        h.policy = Some(uplink_protocol::heartbeat::PolicyState {
+            rejected: Some(uplink_protocol::heartbeat::PolicyRejection {
+                version: 7,
+                code: "PROXY_AUTH_FAILED".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    });
+    let a = assess(T0, &obs(Some(&rejected), 0, &[]), &p);
+    assert!(
+        a.conditions[0].description.contains("policy v7"),
+        "{:?}",
+        a.conditions[0]
+    );
+    assert!(
+        a.conditions[0].fix.contains(Code::PROXY_AUTH_FAILED.fix()),
+        "{:?}",
+        a.conditions[0]
+    );
+    assert_eq!(Kind::PolicyRejected.severity(), Severity::Medium);
     // The auth failure's fix is the code's.
     let r = h(&|h| h.last_error_code = Some("PROXY_AUTH_FAILED".into()));
     let a = assess(T0, &obs(Some(&r), 0, &[]), &p);

@@ -80,6 +80,37 @@ pub struct Heartbeat {
     /// failed, oldest first; the last may still be open (`end` null) in a queued heartbeat.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outages: Vec<Outage>,
+    /// The central policy as the sensor follows it (issue #26, docs/policy.md); absent from
+    /// sensors older than policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyState>,
+}
+
+/// Where a sensor stands with its workspace's central policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyState {
+    /// The policy version whose route the sensor uses; null: its local settings.
+    pub applied: Option<u64>,
+    /// The workspace's policy version the sensor last fetched (0: none yet).
+    pub fetched: u64,
+    /// The last policy the sensor refused to switch to because its route did not reach the
+    /// service; cleared once a policy is applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<PolicyRejection>,
+}
+
+/// A policy a sensor kept away from: its route, tested, did not reach the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyRejection {
+    pub version: u64,
+    /// The diagnostic code the test got (`TCP_REFUSED`, `PROXY_AUTH_FAILED`, …).
+    pub code: String,
+    /// What failed, in words (no secret).
+    pub detail: String,
+    /// RFC 3339: when.
+    pub at: String,
 }
 
 /// How the sensor chose its route.

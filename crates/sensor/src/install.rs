@@ -777,6 +777,9 @@ pub fn uninstall(paths: &Paths, force: bool) -> Result<Uninstalled, SensorError>
         paths.status_file(),
         crate::wpadsource::cache_file(paths),
         crate::report::ReportState::file(paths),
+        // The central policy kept (issue #26).
+        crate::policy::file(paths),
+        crate::policy::ca_file(paths),
     ]) {
         if std::fs::remove_file(&f).is_ok() {
             removed.push(f);

@@ -16,6 +16,7 @@ pub mod config;
 pub mod fsutil;
 pub mod input;
 pub mod install;
+pub mod policy;
 pub mod proxyshow;
 mod render;
 pub mod renew;

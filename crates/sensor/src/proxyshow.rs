@@ -38,6 +38,12 @@ pub struct ProxyShow {
     pub applied: Option<bool>,
     /// The route of the sensor's last connection, from `status.json`.
     pub route_in_use: Option<String>,
+    /// Where these settings come from: `local settings (sensor.toml)`, or `policy v7 from the
+    /// service` (the central policy, issue #26).
+    pub source: String,
+    /// What that source overrode: the local settings under a policy, or a policy that allows
+    /// local settings.
+    pub overrode: Option<String>,
 }
 
 /// The captured proxy variables as shown (every key present, `null` when unset).
@@ -80,7 +86,16 @@ impl ProxyShow {
             problem: ex.problem.clone(),
             applied: None,
             route_in_use: None,
+            source: uplink_policy::LOCAL_SOURCE.to_owned(),
+            overrode: None,
         }
+    }
+
+    /// With the source of the settings: the central policy's precedence over sensor.toml.
+    pub fn with_precedence(mut self, p: &uplink_policy::Precedence) -> ProxyShow {
+        self.source = p.source.clone();
+        self.overrode = p.overrode.clone();
+        self
     }
 
     /// With what the uploader recorded of its last connection: its route, and whether it was
@@ -122,6 +137,10 @@ impl ProxyShow {
         }
         if let Some(o) = &self.origin {
             line(format!("set by    {o}"));
+        }
+        line(format!("source    {}", self.source));
+        if let Some(o) = &self.overrode {
+            line(format!("overrode  {o}"));
         }
         match (self.applied, &self.route_in_use) {
             (Some(true), Some(r)) => line(format!("in use    yes: the sensor's last connection ({r})")),
@@ -199,6 +218,8 @@ mod tests {
             "problem": ex.problem,
             "applied": null,
             "route_in_use": null,
+            "source": "local settings (sensor.toml)",
+            "overrode": null,
         });
         serde_json::to_string_pretty(&v).unwrap()
     }
@@ -261,10 +282,12 @@ mod tests {
                 "fallback",
                 "mode",
                 "origin",
+                "overrode",
                 "problem",
                 "proxy_ca",
                 "route",
                 "route_in_use",
+                "source",
                 "sources",
                 "url",
                 "user"
@@ -293,6 +316,17 @@ mod tests {
             "{text}"
         );
         assert!(lines.contains(&"bypass    .internal"), "{text}");
+        assert!(
+            lines.contains(&"source    local settings (sensor.toml)"),
+            "{text}"
+        );
+        let policy = uplink_policy::Precedence {
+            use_policy: true,
+            source: "policy v7 from the service".into(),
+            overrode: Some("local settings (sensor.toml): explicit http://a:3128".into()),
+        };
+        let text = show(&explicit()).with_precedence(&policy).text();
+        assert!(text.contains("source    policy v7 from the service\noverrode  local settings (sensor.toml): explicit http://a:3128\n"), "{text}");
         assert!(
             lines.contains(&"set by    uplink sensor proxy set"),
             "{text}"

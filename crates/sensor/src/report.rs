@@ -168,6 +168,7 @@ pub fn build(i: &Inputs<'_>) -> Heartbeat {
         disk_full: s.disk_full.is_some(),
         sensor_time: Some(i.now.to_owned()),
         outages: i.state.outages.clone(),
+        policy: s.policy.clone(),
     }
 }
 

@@ -46,6 +46,10 @@ pub struct Status {
     /// Events the uploader has delivered since it started.
     #[serde(default)]
     pub delivered: u64,
+    /// The central policy as this sensor follows it (issue #26, [`crate::policy`]): the version
+    /// applied, the one last fetched, a rejection. Never its route's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<uplink_protocol::heartbeat::PolicyState>,
     pub updated_at: Option<String>,
 }
 

@@ -108,7 +108,16 @@ struct State {
     /// connection in use is dropped when the proxy settings change (`proxy_changed`).
     config_stamp: Option<(std::time::SystemTime, u64)>,
     config_checked: Instant,
+    /// The central policy as this sensor follows it (`STATE/policy.json`, [`crate::policy`]).
+    policy: crate::policy::Stored,
+    /// Connections along the applied policy's route that failed in a row: past
+    /// [`POLICY_FAILURES`], the sensor's own route is tried (never cut off by a policy).
+    policy_failures: u32,
 }
+
+/// Failed connections in a row along an applied policy's route before the sensor's own
+/// settings are tried instead.
+const POLICY_FAILURES: u32 = 3;
 
 /// How often an open connection looks whether sensor.toml's proxy settings changed.
 const CONFIG_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -192,6 +201,7 @@ impl State {
                 let every = uplink_protocol::heartbeat::jittered(every, rand::random::<f64>());
                 self.next_report = Instant::now() + every;
                 tracing::debug!(outages = report.outages.len(), "report delivered");
+                self.follow_policy().await;
                 Ok(())
             }
             // A service older than reports (404), or one that refuses this report (400, 413: a
@@ -302,7 +312,12 @@ impl State {
         }
         self.config_stamp = stamp;
         match Config::load(&self.paths) {
-            Ok(fresh) => fresh.proxy != self.config.proxy,
+            Ok(fresh) => {
+                crate::policy::effective(&self.paths, fresh, &self.policy)
+                    .0
+                    .proxy
+                    != self.config.proxy
+            }
             Err(_) => false,
         }
     }
@@ -319,41 +334,25 @@ impl State {
             // Re-read the configuration: a proxy changed since the last connection applies now.
             self.config_stamp = config_stamp(&self.paths);
             if let Ok(fresh) = Config::load(&self.paths) {
-                self.config = fresh;
+                // The applied central policy's route, when it wins (issue #26).
+                self.config = crate::policy::effective(&self.paths, fresh, &self.policy).0;
             }
-            // Off the runtime's threads: PAC evaluation and WPAD discovery block.
-            let (config, paths) = (self.config.clone(), self.paths.clone());
-            let (host, port) = (self.endpoint.host.clone(), self.endpoint.port);
-            let choosing = tokio::task::spawn_blocking(move || config.explain(&paths, &host, port));
-            // Bounded: a PAC server or a resolver that never answers must not stall uploads
-            // (the blocking thread ends with its own fetch and DNS limits).
-            let limit = uplink_route::sources::SELECTION_TIMEOUT;
-            let Ok(chosen) = tokio::time::timeout(limit, choosing).await else {
-                return Err(LinkError::Timeout {
-                    what: "choosing the route (PAC, WPAD)",
-                    after: limit,
-                });
-            };
-            let explanation = match chosen {
-                Ok(explanation) => explanation,
-                // A panic while choosing the route is a bug: surface it as one.
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // Only when the runtime shuts down.
-                Err(_) => {
-                    return Err(LinkError::Timeout {
-                        what: "choosing the route (shutting down)",
-                        after: Duration::ZERO,
-                    })
-                }
-            };
-            let connected = link::connect_route(
+            let explanation = self.choose(self.config.clone()).await?;
+            let attempt = link::connect_route(
                 &self.endpoint,
                 &explanation,
                 &self.tls,
                 CONNECT_TIMEOUT,
                 &mut self.bad_proxies,
             )
-            .await?;
+            .await;
+            let (explanation, connected) = match attempt {
+                Ok(c) => {
+                    self.policy_failures = 0;
+                    (explanation, c)
+                }
+                Err(e) => self.policy_route_failed(e).await?,
+            };
             tracing::info!(route = %connected.route, note = connected.note.as_deref().unwrap_or(""), "connected to the service");
             self.route_warning = connected.refused.map(|why| {
                 tracing::warn!(code = %uplink_diag::Code::DISCOVERED_PROXY_REFUSED, "{why}");
@@ -384,6 +383,244 @@ impl State {
             self.conn = Some(connected.conn);
         }
         Ok(self.conn.as_mut().expect("just connected"))
+    }
+
+    /// The route `config` gives, explained: off the runtime's threads (PAC evaluation and WPAD
+    /// discovery block), bounded (a PAC server or a resolver that never answers must not stall
+    /// uploads; the blocking thread ends with its own fetch and DNS limits).
+    async fn choose(&self, config: Config) -> Result<uplink_proxy::Explanation, LinkError> {
+        let paths = self.paths.clone();
+        let (host, port) = (self.endpoint.host.clone(), self.endpoint.port);
+        let choosing = tokio::task::spawn_blocking(move || config.explain(&paths, &host, port));
+        let limit = uplink_route::sources::SELECTION_TIMEOUT;
+        let Ok(chosen) = tokio::time::timeout(limit, choosing).await else {
+            return Err(LinkError::Timeout {
+                what: "choosing the route (PAC, WPAD)",
+                after: limit,
+            });
+        };
+        match chosen {
+            Ok(explanation) => Ok(explanation),
+            // A panic while choosing the route is a bug: surface it as one.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only when the runtime shuts down.
+            Err(_) => Err(LinkError::Timeout {
+                what: "choosing the route (shutting down)",
+                after: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// A connection along the route in use failed with `e`. When that route is an applied
+    /// central policy's and it has failed [`POLICY_FAILURES`] times in a row, the sensor's own
+    /// settings are tried: if they reach the service, the policy is set aside as rejected (and
+    /// tried again later), so no policy cuts the sensor off for good. Otherwise `e`.
+    async fn policy_route_failed(
+        &mut self,
+        e: LinkError,
+    ) -> Result<(uplink_proxy::Explanation, link::Connected), LinkError> {
+        let Some(version) = self.policy_in_use() else {
+            return Err(e);
+        };
+        self.policy_failures += 1;
+        if self.policy_failures < POLICY_FAILURES {
+            return Err(e);
+        }
+        let Ok(local) = Config::load(&self.paths) else {
+            return Err(e);
+        };
+        let Ok(explanation) = self.choose(local.clone()).await else {
+            return Err(e);
+        };
+        let mut bad = uplink_proxy::badcache::BadProxies::default();
+        match link::connect_route(
+            &self.endpoint,
+            &explanation,
+            &self.tls,
+            CONNECT_TIMEOUT,
+            &mut bad,
+        )
+        .await
+        {
+            Ok(c) => {
+                let code = e.code();
+                tracing::warn!(version, code = %code, error = %e, "the central policy's route fails and the sensor's own settings reach the service: policy set aside, tried again later");
+                self.reject_policy(version, code.as_str(), &e.to_string());
+                self.policy.applied = None;
+                self.policy.sealed_password = None;
+                self.save_policy();
+                self.policy_failures = 0;
+                self.config = local;
+                Ok((explanation, c))
+            }
+            Err(_) => Err(e),
+        }
+    }
+
+    /// The version of the applied policy whose route is in use, if one is.
+    fn policy_in_use(&self) -> Option<u64> {
+        let p = self.policy.applied.as_ref()?;
+        let local = Config::load(&self.paths).ok()?;
+        uplink_policy::precedence(
+            Some(p),
+            crate::policy::local_description(&local.proxy).as_deref(),
+        )
+        .use_policy
+        .then_some(p.version)
+    }
+
+    /// Records a rejection of policy `version` (heartbeats report it; retried later).
+    fn reject_policy(&mut self, version: u64, code: &str, detail: &str) {
+        let every = self.report_every.map_or(60, |d| d.as_secs()).max(1);
+        self.policy.rejected = Some(uplink_protocol::heartbeat::PolicyRejection {
+            version,
+            code: code.to_owned(),
+            // Bounded: it travels in every heartbeat and sits in status.json.
+            detail: detail.chars().take(300).collect(),
+            at: now_rfc3339(),
+        });
+        self.policy.retry_at =
+            Some(crate::policy::unix_now() + crate::policy::retry_after(every) as i64);
+    }
+
+    /// Writes `policy.json` and the policy's state into `status.json` (and so heartbeats).
+    fn save_policy(&mut self) {
+        if let Err(e) = self.policy.save(&self.paths) {
+            tracing::warn!(error = %e, path = %crate::policy::file(&self.paths).display(), "cannot record the central policy");
+        }
+        self.status.policy = Some(self.policy.state());
+        self.report_every = report_period(&self.config, &self.policy);
+        self.write_status();
+    }
+
+    /// After a response on the connection in use: when the service names another policy
+    /// version than the one last fetched (or a rejected one is due again), fetches the policy
+    /// and applies it — after testing its route — or records why not. Never fails the upload:
+    /// whatever goes wrong here leaves the route in use as it is.
+    async fn follow_policy(&mut self) {
+        let Some(announced) = self.conn.as_ref().and_then(|c| c.policy_version) else {
+            return;
+        };
+        if !self.policy.due(announced, crate::policy::unix_now()) {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, conn.get_policy()).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                // A service that names versions answers the policy; anything else is retried at
+                // the next response, without holding uploads.
+                tracing::warn!(code = %e.code(), error = %e, "fetching the central policy failed; the route in use stays");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("fetching the central policy timed out; the route in use stays");
+                self.conn = None;
+                return;
+            }
+        };
+        self.apply_answer(answer).await;
+    }
+
+    async fn apply_answer(&mut self, answer: uplink_policy::Answer) {
+        let applied = self.policy.applied.as_ref().map(|p| p.version);
+        let Some(policy) = answer.policy else {
+            // None for this sensor (cleared, another target, outside the rollout).
+            self.policy = crate::policy::Stored {
+                fetched: answer.version,
+                ..Default::default()
+            };
+            self.save_policy();
+            if applied.is_some() {
+                tracing::info!(
+                    version = answer.version,
+                    "the central policy no longer applies to this sensor; back to its own settings"
+                );
+                self.conn = None;
+            }
+            return;
+        };
+        if applied == Some(policy.version) {
+            self.policy.fetched = answer.version;
+            self.save_policy();
+            return;
+        }
+        let (kept, sealed) = match crate::policy::prepare(&self.paths, &policy) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep the central policy's secret; the route in use stays");
+                self.reject_policy(policy.version, "CONFIG_INVALID", &e.to_string());
+                self.policy.fetched = answer.version;
+                self.save_policy();
+                return;
+            }
+        };
+        let candidate = crate::policy::Stored {
+            fetched: answer.version,
+            applied: Some(kept),
+            sealed_password: sealed,
+            rejected: None,
+            retry_at: None,
+        };
+        let local = match Config::load(&self.paths) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read sensor.toml to weigh the central policy; the route in use stays");
+                return;
+            }
+        };
+        let (config, precedence) = crate::policy::effective(&self.paths, local, &candidate);
+        if precedence.use_policy {
+            if let Err((code, detail)) = self.test_route(config).await {
+                tracing::warn!(version = policy.version, code = %code, %detail, "the central policy's route does not reach the service: kept the working route; tried again later");
+                self.reject_policy(policy.version, &code, &detail);
+                self.policy.fetched = answer.version;
+                self.save_policy();
+                return;
+            }
+        }
+        tracing::info!(version = policy.version, route = %policy.route.describe(), source = %precedence.source, overrode = precedence.overrode.as_deref().unwrap_or("nothing"), "central policy applied");
+        self.policy = candidate;
+        self.policy_failures = 0;
+        self.save_policy();
+        // The next request goes along the policy's route.
+        self.conn = None;
+    }
+
+    /// Whether `config`'s route reaches the service: the ping, through it, on a connection
+    /// presenting the client certificate. The failure's code and words otherwise.
+    async fn test_route(&self, config: Config) -> Result<(), (String, String)> {
+        let fail = |e: LinkError| (e.code().as_str().to_owned(), e.to_string());
+        let explanation = self.choose(config).await.map_err(fail)?;
+        let mut bad = uplink_proxy::badcache::BadProxies::default();
+        let mut connected = link::connect_route(
+            &self.endpoint,
+            &explanation,
+            &self.tls,
+            CONNECT_TIMEOUT,
+            &mut bad,
+        )
+        .await
+        .map_err(fail)?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, connected.conn.ping()).await {
+            Ok(Ok((200, _))) => Ok(()),
+            Ok(Ok((status, _))) => Err((
+                uplink_diag::Code::HTTP_UNEXPECTED_STATUS
+                    .as_str()
+                    .to_owned(),
+                format!(
+                    "the service's ping answered {status} through {}",
+                    connected.route
+                ),
+            )),
+            Ok(Err(e)) => Err(fail(e.into())),
+            Err(_) => Err(fail(LinkError::Timeout {
+                what: "the service's ping through the policy's route",
+                after: REQUEST_TIMEOUT,
+            })),
+        }
     }
 
     /// Renews the client certificate over the current connection (see [`crate::renew`]); on
@@ -433,7 +670,10 @@ impl State {
         self.report_if_due(skipped).await?;
         let conn = self.connection().await?;
         match tokio::time::timeout(REQUEST_TIMEOUT, conn.post_events(body, true)).await {
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(r)) => {
+                self.follow_policy().await;
+                Ok(r)
+            }
             Ok(Err(e)) => {
                 self.conn = None;
                 Err(e.into())
@@ -488,8 +728,10 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
     let endpoint = Endpoint::parse(&config.sensor_url)?;
     let queue = crate::open_queue(paths, &config)?;
     let status = Status::load(&paths.status_file());
-    let report_every = (config.sources.heartbeat_secs > 0)
-        .then(|| Duration::from_secs(config.sources.heartbeat_secs));
+    let policy = crate::policy::Stored::load(paths);
+    let report_every = report_period(&config, &policy);
+    let mut status = status;
+    status.policy = Some(policy.state());
     Ok(State {
         paths: paths.clone(),
         config,
@@ -526,7 +768,22 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         started: Instant::now(),
         config_stamp: config_stamp(paths),
         config_checked: Instant::now(),
+        policy,
+        policy_failures: 0,
     })
+}
+
+/// The report's period: the applied central policy's heartbeat when it sets one, else the
+/// sensor's (`sources.heartbeat_secs`); `None`: no reports.
+fn report_period(config: &Config, policy: &crate::policy::Stored) -> Option<Duration> {
+    let own = config.sources.heartbeat_secs;
+    let secs = policy
+        .applied
+        .as_ref()
+        .and_then(|p| p.heartbeat_secs)
+        .filter(|_| own > 0)
+        .unwrap_or(own);
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// sensor.toml's modification time and size.
@@ -566,8 +823,7 @@ fn apply_reload(
     once: bool,
 ) {
     let restart = fresh.sources != st.config.sources || fresh.queue != st.config.queue;
-    st.report_every = (fresh.sources.heartbeat_secs > 0)
-        .then(|| Duration::from_secs(fresh.sources.heartbeat_secs));
+    st.report_every = report_period(&fresh, &st.policy);
     let previous = std::mem::replace(&mut st.config, fresh);
     st.conn = None;
     tracing::info!("configuration reloaded; reconnecting along the configured route");

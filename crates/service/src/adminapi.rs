@@ -52,6 +52,10 @@ pub enum Endpoint {
     Tokens,
     CreateToken,
     RevokeToken(String),
+    /// Central policy (issue #26): `GET`, `PUT`, `DELETE policy`.
+    Policy,
+    SetPolicy,
+    ClearPolicy,
     /// A known path with another method: the methods it takes.
     WrongMethod(&'static str),
     NotFound,
@@ -88,6 +92,10 @@ pub fn endpoint(path: &str, method: &Method) -> Endpoint {
             Endpoint::RevokeToken((*id).to_owned())
         }
         ["tokens", id] if ok_id(id) => Endpoint::WrongMethod("DELETE"),
+        ["policy"] if get => Endpoint::Policy,
+        ["policy"] if method == Method::PUT => Endpoint::SetPolicy,
+        ["policy"] if method == Method::DELETE => Endpoint::ClearPolicy,
+        ["policy"] => Endpoint::WrongMethod("GET, PUT, DELETE"),
         _ => Endpoint::NotFound,
     }
 }
@@ -413,6 +421,37 @@ pub(crate) async fn handle<S: Store>(
             Ok(None) => not_found(format!("no token {id:?} in workspace {ws:?}")),
             Err(e) => store_error(e),
         },
+        // Central policy (issue #26, docs/policy.md): the shapes of `fleet policy show --json`.
+        Endpoint::Policy => {
+            match tokio::try_join!(store.policy_versions(ws), store.fleet_sensors(ws)) {
+                Ok((versions, sensors)) => {
+                    ok(&uplink_store::policy::show_json(ws, &versions, &sensors))
+                }
+                Err(e) => store_error(e),
+            }
+        }
+        Endpoint::SetPolicy => {
+            let body = match json_body(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let policy: uplink_policy::Policy = match serde_json::from_value(body) {
+                Ok(p) => p,
+                // serde's words name the field; the body (which may hold a password) is not echoed.
+                Err(e) => return bad_request(format!("the body is not a policy ({e}): send {{\"route\":{{\"kind\":\"proxy\",\"url\":\"http://HOST:PORT\"}},\"target\":\"all\"}}; see {PREFIX}openapi.json")),
+            };
+            match store.set_policy(ws, policy).await {
+                Ok(p) => {
+                    tracing::info!(workspace = ws, version = p.version, token = %token.name, "policy set through the admin API");
+                    ok(&uplink_store::policy::policy_json(&p))
+                }
+                Err(e) => store_error(e),
+            }
+        }
+        Endpoint::ClearPolicy => match store.clear_policy(ws).await {
+            Ok(v) => ok(&json!({ "version": v, "cleared": true })),
+            Err(e) => store_error(e),
+        },
         Endpoint::OpenApi | Endpoint::WrongMethod(_) | Endpoint::NotFound => unavailable(),
     }
 }
@@ -590,6 +629,10 @@ mod tests {
             ("tokens", Method::POST, CreateToken),
             ("tokens/ci", Method::DELETE, RevokeToken("ci".into())),
             ("tokens/ci", Method::GET, WrongMethod("DELETE")),
+            ("policy", Method::GET, Policy),
+            ("policy", Method::PUT, SetPolicy),
+            ("policy", Method::DELETE, ClearPolicy),
+            ("policy", Method::POST, WrongMethod("GET, PUT, DELETE")),
             ("", Method::GET, NotFound),
             ("nope", Method::GET, NotFound),
         ];
@@ -755,6 +798,7 @@ mod tests {
             "/settings",
             "/tokens",
             "/tokens/{id}",
+            "/policy",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p}");
         }

@@ -23,6 +23,7 @@ mod crl;
 pub mod fleet;
 mod lifecycle;
 pub mod metrics;
+mod policy;
 pub mod proxyproto;
 mod registry;
 mod routes;
@@ -143,6 +144,8 @@ pub(crate) struct Shared<S> {
     pub(crate) config: Config,
     pub(crate) budget: budget::DecodeBudget,
     pub(crate) metrics: metrics::Metrics,
+    /// Each workspace's current central policy, read at most every 500 ms (issue #26).
+    pub(crate) policies: policy::Cache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +171,7 @@ impl<S: Store> Service<S> {
                 config,
                 budget,
                 metrics: metrics::Metrics::default(),
+                policies: policy::Cache::default(),
             }),
         })
     }

@@ -252,7 +252,10 @@ async fn sensor_api<S: Store>(
             crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "enroll", &resp).await;
             resp
         }
-        Endpoint::Events => events(shared, ctx, ws, req).await,
+        Endpoint::Events => {
+            let resp = events(shared, ctx, ws, req).await;
+            crate::policy::stamp(shared, &ws.name, resp).await
+        }
         Endpoint::Renew => {
             let resp = renew(shared, ctx, ws, req).await;
             let actor = match &ctx.client {
@@ -262,7 +265,10 @@ async fn sensor_api<S: Store>(
             crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "renew", &resp).await;
             resp
         }
-        Endpoint::Heartbeat => heartbeat(shared, ctx, ws, req).await,
+        Endpoint::Heartbeat => {
+            let resp = heartbeat(shared, ctx, ws, req).await;
+            crate::policy::stamp(shared, &ws.name, resp).await
+        }
         // The sensor says it is uninstalled (issue #24, `lifecycle.rs`).
         Endpoint::Uninstall => {
             let resp = match sensor_of(
@@ -280,6 +286,18 @@ async fn sensor_api<S: Store>(
             };
             crate::lifecycle::audit(shared, &ws.name, actor, ctx.peer, "uninstall", &resp).await;
             resp
+        }
+        // Central policy (issue #26): the policy for the sensor presenting its certificate.
+        Endpoint::Policy => {
+            match sensor_of(
+                shared,
+                ctx,
+                ws,
+                "the policy is answered to an enrolled sensor only: present its client certificate",
+            ) {
+                Ok(c) => crate::policy::answer(shared, &ws.name, &c.sensor_id).await,
+                Err(resp) => resp,
+            }
         }
         Endpoint::WrongMethod(allow) => method_not_allowed(allow),
         Endpoint::NotFound => error(
@@ -367,6 +385,8 @@ enum Endpoint {
     Renew,
     Heartbeat,
     Uninstall,
+    /// `GET /api/v1/policy` (issue #26).
+    Policy,
     /// A known path with another method: the methods it takes (the `Allow` header).
     WrongMethod(&'static str),
     NotFound,
@@ -380,7 +400,9 @@ fn endpoint(path: &str, method: &Method) -> Endpoint {
         (uplink_protocol::RENEW_PATH, &Method::POST) => Endpoint::Renew,
         (uplink_protocol::HEARTBEAT_PATH, &Method::POST) => Endpoint::Heartbeat,
         (uplink_protocol::UNINSTALL_PATH, &Method::POST) => Endpoint::Uninstall,
+        (uplink_policy::POLICY_PATH, &Method::GET) => Endpoint::Policy,
         (uplink_protocol::PING_PATH, _) => Endpoint::WrongMethod("GET, HEAD"),
+        (uplink_policy::POLICY_PATH, _) => Endpoint::WrongMethod("GET"),
         (
             uplink_protocol::ENROLL_PATH
             | uplink_protocol::EVENTS_PATH
@@ -1327,6 +1349,12 @@ mod tests {
             (RENEW_PATH, Method::DELETE, Endpoint::WrongMethod("POST")),
             (HEARTBEAT_PATH, Method::POST, Endpoint::Heartbeat),
             (HEARTBEAT_PATH, Method::GET, Endpoint::WrongMethod("POST")),
+            (uplink_policy::POLICY_PATH, Method::GET, Endpoint::Policy),
+            (
+                uplink_policy::POLICY_PATH,
+                Method::POST,
+                Endpoint::WrongMethod("GET"),
+            ),
             ("/", Method::GET, Endpoint::NotFound),
             ("/api/v1/events/", Method::POST, Endpoint::NotFound),
             (HEALTHZ_PATH, Method::GET, Endpoint::NotFound),

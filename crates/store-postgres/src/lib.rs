@@ -27,6 +27,7 @@ pub use fleet::FLEET_LOCK;
 mod group;
 mod lifecycle;
 pub mod migrate;
+mod policy;
 pub mod retention;
 pub mod tls;
 mod tokens;
@@ -756,6 +757,10 @@ impl Store for PostgresStore {
             .map_err(self.err())?;
         }
         n += self.reseal_webhook_secrets(&tx, &old, &new).await?;
+        // Central policy passwords (issue #26).
+        n += policy::reseal(&tx, &old, &new)
+            .await
+            .map_err(self.err())??;
         tx.execute(
             "UPDATE uplink_meta SET value = $1 WHERE key = 'master_key_check'",
             &[&new.check_value()],
@@ -1364,5 +1369,30 @@ impl Store for PostgresStore {
         now_ms: i64,
     ) -> Result<LoginFailures, StoreError> {
         self.record_login_pg(workspace, name, failed, now_ms).await
+    }
+
+    // Central policy (issue #26, `policy.rs`).
+
+    async fn set_policy(
+        &self,
+        workspace: &str,
+        policy: uplink_policy::Policy,
+    ) -> Result<uplink_policy::Policy, StoreError> {
+        self.set_policy_pg(workspace, policy).await
+    }
+
+    async fn clear_policy(&self, workspace: &str) -> Result<u64, StoreError> {
+        self.clear_policy_pg(workspace).await
+    }
+
+    async fn current_policy(
+        &self,
+        workspace: &str,
+    ) -> Result<(u64, Option<uplink_policy::Policy>), StoreError> {
+        self.current_policy_pg(workspace).await
+    }
+
+    async fn policy_versions(&self, workspace: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+        self.policy_versions_pg(workspace).await
     }
 }

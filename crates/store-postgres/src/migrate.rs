@@ -73,6 +73,12 @@ pub const MIGRATIONS: &[Migration] = &[
         compatible_back_to: 3,
     },
     Migration {
+        version: 9,
+        name: "central policy",
+        sql: include_str!("../migrations/0009_policy.sql"),
+        compatible_back_to: 3,
+    },
+    Migration {
         version: 10,
         name: "sensor lifecycle (settings, enrollment limits)",
         sql: include_str!("../migrations/0010_lifecycle_limits.sql"),

@@ -35,6 +35,7 @@ use uplink_store::*;
 mod console;
 mod fleet;
 mod lifecycle;
+mod policy;
 mod tokens;
 
 /// The on-disk format this build writes. A store written by a newer format is refused; an older
@@ -47,6 +48,7 @@ mod tokens;
 /// 7: admin API tokens (`admin_tokens`: the SHA-256 of each secret), webhooks and their
 /// delivery log (`tokens.rs`). 8: revocations and decommissioning (`revocations`, issue #24).
 /// 9: the web console's users, sessions and login failures (`console.rs`, issue #25).
+/// 10: central policy (`policies`, issue #26, `policy.rs`).
 /// 11: the lifecycle's workspace settings and shared rate-limit windows (`lifecycle_settings`,
 /// `rate_windows`, issue #24).
 pub const FORMAT_VERSION: i64 = 11;
@@ -205,6 +207,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // The web console (issue #25): users, sessions, login failures.
     (9, console::FORMAT_9),
+    // Central policy (issue #26): every version of each workspace's policy.
+    (10, policy::FORMAT_10),
     // Sensor lifecycle, part 2 (issue #24): certificate validity and enrollment limits as
     // workspace settings, and the rate-limit windows replicas share.
     (11, lifecycle::FORMAT_11),
@@ -306,10 +310,11 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
             console::FORMAT_9,
+            policy::FORMAT_10,
             lifecycle::FORMAT_11,
             env!("CARGO_PKG_VERSION")
         ))
@@ -820,6 +825,11 @@ impl SqliteStore {
             }
             match tokens::reseal_webhook_secrets(&tx, &old, &new)? {
                 Ok(resealed) => n += resealed,
+                Err(e) => return Ok(Err(e)),
+            }
+            // Central policy passwords (issue #26).
+            match policy::reseal(&tx, &old, &new)? {
+                Ok(p) => n += p,
                 Err(e) => return Ok(Err(e)),
             }
             tx.execute(
@@ -1663,6 +1673,8 @@ impl SqliteStore {
                 "DELETE FROM fleet_outages WHERE sensor_id IN (SELECT sensor_id FROM sensors WHERE workspace = ?1)",
                 "DELETE FROM fleet_sensors WHERE workspace = ?1",
                 "DELETE FROM fleet_issues WHERE workspace = ?1",
+                // Its central policy's versions (issue #26).
+                "DELETE FROM policies WHERE workspace = ?1",
             ] {
                 tx.execute(sql, [workspace])?;
             }
@@ -2130,12 +2142,41 @@ impl Store for SqliteStore {
         let (this, ws, n) = (self.clone(), workspace.to_owned(), name.to_owned());
         blocking(move || this.record_login_sync(&ws, &n, failed, now_ms)).await
     }
+
+    // Central policy (issue #26, `policy.rs`).
+
+    async fn set_policy(
+        &self,
+        workspace: &str,
+        policy: uplink_policy::Policy,
+    ) -> Result<uplink_policy::Policy, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.set_policy_sync(&ws, policy)).await
+    }
+
+    async fn clear_policy(&self, workspace: &str) -> Result<u64, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.clear_policy_sync(&ws)).await
+    }
+
+    async fn current_policy(
+        &self,
+        workspace: &str,
+    ) -> Result<(u64, Option<uplink_policy::Policy>), StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.current_policy_sync(&ws)).await
+    }
+
+    async fn policy_versions(&self, workspace: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.policy_versions_sync(&ws)).await
+    }
 }
 
 /// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a
 /// deferred one could fail to upgrade when the ingest writer commits in between), committed when
 /// `f` succeeds, rolled back otherwise.
-fn immediate<T>(
+pub(crate) fn immediate<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {

@@ -212,6 +212,9 @@ pub fn sensor_json(
             "oldest_secs": report.pointer("/queue/oldest_secs").cloned().unwrap_or(Value::Null),
         },
         "open_issues": open,
+        // Central policy (issue #26): the version the sensor applied (null: its own settings).
+        "policy": report.pointer("/policy/applied").cloned().unwrap_or(Value::Null),
+        "policy_rejected": report.pointer("/policy/rejected/version").cloned().unwrap_or(Value::Null),
     })
 }
 

@@ -18,6 +18,7 @@ pub mod console;
 pub mod fleet;
 pub mod lifecycle;
 pub mod master;
+pub mod policy;
 pub mod retention;
 pub mod syslog;
 pub mod tokens;
@@ -33,6 +34,7 @@ pub use lifecycle::{
     AuditEntry, Lifecycle, LifecycleChange, LifecycleSettings, RateHit, Revocation, RevokedSerial,
 };
 pub use master::{MasterKey, MasterKeyFile};
+pub use policy::PolicyVersion;
 pub use retention::{
     DeletedWorkspace, PruneOptions, PruneReport, PrunedWorkspace, SettingsChange, WorkspaceSettings,
 };
@@ -773,6 +775,32 @@ pub trait Store: Send + Sync + 'static {
         failed: bool,
         now_ms: i64,
     ) -> impl Future<Output = Result<LoginFailures, StoreError>> + Send;
+    // Central policy (issue #26, `policy.rs`, docs/policy.md). Each set or clear is a new
+    // version, kept; the proxy password is sealed under the master key; each appends
+    // [`ChangeKind::Policy`] to the change log in its transaction.
+
+    /// Stores `policy` (validated first) as the workspace's next version and returns it with its
+    /// version ([`StoreError::NoSuchWorkspace`]).
+    fn set_policy(
+        &self,
+        workspace: &str,
+        policy: uplink_policy::Policy,
+    ) -> impl Future<Output = Result<uplink_policy::Policy, StoreError>> + Send;
+    /// Clears the workspace's policy (a new version without a policy: sensors go back to their
+    /// local settings) and returns that version ([`StoreError::NoSuchWorkspace`]).
+    fn clear_policy(&self, workspace: &str)
+        -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The workspace's newest version (0: none ever) and its policy with the password opened
+    /// (`None`: none, or cleared).
+    fn current_policy(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<(u64, Option<uplink_policy::Policy>), StoreError>> + Send;
+    /// Every version of the workspace's policy, newest first, without passwords.
+    fn policy_versions(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<PolicyVersion>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

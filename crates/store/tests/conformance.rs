@@ -84,6 +84,7 @@ per_backend!(
     lifecycle_settings_default_change_log_and_go_with_their_workspace,
     rate_windows_count_to_the_limit_once_across_concurrent_callers,
     an_uninstalled_sensor_is_revoked_marked_and_logged,
+    policies_are_versioned_sealed_logged_and_go_with_their_workspace,
     console_users_sessions_and_failures_are_scoped_and_go_with_their_workspace,
 );
 
@@ -1835,4 +1836,99 @@ async fn console_users_sessions_and_failures_are_scoped_and_go_with_their_worksp
     assert_eq!(store.console_session("h3").await.unwrap(), None);
     assert_eq!(store.login_failures("cb", "alice").await.unwrap().count, 0);
     assert_eq!(store.console_users("ca").await.unwrap(), vec![alice]);
+}
+
+// Central policy (issue #26).
+
+async fn policies_are_versioned_sealed_logged_and_go_with_their_workspace<S: Store + Clone>(
+    store: S,
+) {
+    use uplink_policy::{Password, Policy, Route, Target};
+    store.create_workspace(workspace("a")).await.unwrap();
+    store.create_workspace(workspace("b")).await.unwrap();
+    assert_eq!(store.current_policy("a").await.unwrap(), (0, None));
+    let with_password = Policy::new(
+        Route::Proxy {
+            url: "http://b.corp:3128".into(),
+            user: Some("CORP\\svc".into()),
+            password: Some(Password::new("pw-in-the-store")),
+            ca_pem: None,
+        },
+        Target::All,
+    );
+    let before = store.change_version().await.unwrap();
+    let v1 = store.set_policy("a", with_password.clone()).await.unwrap();
+    assert_eq!(v1.version, 1);
+    let changes = store.changes_since(before, 100).await.unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.workspace.as_str(), c.kind.clone()))
+            .collect::<Vec<_>>(),
+        vec![("a", ChangeKind::Policy)]
+    );
+    let (version, current) = store.current_policy("a").await.unwrap();
+    assert_eq!((version, current.as_ref()), (1, Some(&v1)));
+    assert_eq!(
+        current.unwrap().route.password().unwrap().expose(),
+        "pw-in-the-store"
+    );
+    // Versions are per workspace.
+    let b1 = store
+        .set_policy("b", Policy::new(Route::Direct, Target::All))
+        .await
+        .unwrap();
+    assert_eq!(b1.version, 1);
+    let v2 = store
+        .set_policy(
+            "a",
+            Policy::new(Route::Wpad, Target::Sensors(vec!["s1".into()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    // Master-key rotation re-seals the password of every version.
+    let dir = tempfile::tempdir().unwrap();
+    let new = MasterKeyFile(dir.path().join("new.key"))
+        .resolve(false)
+        .unwrap();
+    assert_eq!(store.rotate_master_key(new).await.unwrap(), 2 * 2 + 1);
+    assert_eq!(store.clear_policy("a").await.unwrap(), 3);
+    assert_eq!(store.current_policy("a").await.unwrap(), (3, None));
+    let versions = store.policy_versions("a").await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    assert_eq!(versions[0].policy, None);
+    assert_eq!(versions[2].policy, Some(v1.redacted()));
+    assert!(versions[2]
+        .policy
+        .as_ref()
+        .unwrap()
+        .route
+        .password()
+        .is_none());
+    // Refusals: an unknown workspace, a policy a sensor could not use.
+    assert!(matches!(
+        store.set_policy("nope", v2.clone()).await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    assert!(matches!(
+        store.clear_policy("nope").await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    let bad = Policy {
+        rollout_percent: 0,
+        ..v2.clone()
+    };
+    match store.set_policy("a", bad).await {
+        Err(StoreError::Settings(text)) => assert!(text.contains("--rollout"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.current_policy("a").await.unwrap().0, 3);
+    // A workspace's deletion takes its policies; another's stay.
+    store.delete_workspace("a").await.unwrap();
+    assert!(store.policy_versions("a").await.unwrap().is_empty());
+    assert_eq!(store.current_policy("b").await.unwrap().0, 1);
 }

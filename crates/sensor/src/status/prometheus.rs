@@ -150,6 +150,7 @@ mod tests {
             queue_damage: None,
             disk_full: None,
             sources: SourcesStatus::default(),
+            policy: None,
         }
     }
 

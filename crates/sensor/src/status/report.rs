@@ -37,6 +37,9 @@ pub struct Report {
     /// While a running sensor's sources cannot queue for want of disk space (`DISK_FULL`).
     pub disk_full: Option<LastError>,
     pub sources: SourcesStatus,
+    /// The central policy (issue #26): the version applied (null: sensor.toml's settings), the
+    /// one last fetched, a rejected one. `null` before the sensor learnt of any.
+    pub policy: Option<uplink_protocol::heartbeat::PolicyState>,
 }
 
 impl Report {
@@ -86,6 +89,7 @@ impl Report {
             queue_damage: status.queue_damage,
             disk_full: status.disk_full,
             sources,
+            policy: status.policy,
         }
     }
 
@@ -145,6 +149,17 @@ impl Report {
                 "fix           {}",
                 uplink_diag::Code::DISK_FULL.fix()
             ));
+        }
+        if let Some(p) = &self.policy {
+            if let Some(v) = p.applied {
+                line(format!("policy        v{v} from the service applied"));
+            }
+            if let Some(r) = &p.rejected {
+                line(format!(
+                    "policy        v{} rejected at {}: {} (the sensor keeps its working route and tries again later)",
+                    r.version, r.at, r.code
+                ));
+            }
         }
         line(format!(
             "certificate   valid until {}",
@@ -257,6 +272,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
             }),
             delivered: 42,
             updated_at: Some("2026-01-02T03:04:08Z".into()),
+            policy: None,
         };
         let sources = SourcesStatus {
             files: vec![
@@ -324,6 +340,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
             "queue_damage": r.queue_damage,
             "disk_full": r.disk_full,
             "sources": r.sources,
+            "policy": r.policy,
         });
         serde_json::to_string_pretty(&value).unwrap()
     }
@@ -351,6 +368,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
     "message": "refused"
   },
   "last_success": "2026-01-02T03:04:05Z",
+  "policy": null,
   "proxy_auth": "NTLM",
   "queue": {
     "bytes": 600,
@@ -402,6 +420,7 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
   "disk_full": null,
   "last_error": null,
   "last_success": null,
+  "policy": null,
   "proxy_auth": null,
   "queue": {
     "bytes": 0,
@@ -455,6 +474,31 @@ journal       queued through cursor s=abc
             uplink_diag::Code::DISK_FULL.fix(),
         );
         assert_eq!(busy().text(), want);
+    }
+
+    #[test]
+    fn the_central_policy_is_shown_applied_and_rejected() {
+        let mut r = fresh();
+        r.policy = Some(uplink_protocol::heartbeat::PolicyState {
+            applied: Some(7),
+            fetched: 8,
+            rejected: Some(uplink_protocol::heartbeat::PolicyRejection {
+                version: 8,
+                code: "TCP_REFUSED".into(),
+                detail: "cannot reach the proxy".into(),
+                at: "2026-01-02T03:04:05Z".into(),
+            }),
+        });
+        let text = r.text();
+        assert!(
+            text.contains("policy        v7 from the service applied\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("policy        v8 rejected at 2026-01-02T03:04:05Z: TCP_REFUSED"),
+            "{text}"
+        );
+        assert!(r.json().contains("\"applied\": 7"), "{}", r.json());
     }
 
     #[test]

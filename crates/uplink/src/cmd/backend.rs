@@ -429,4 +429,28 @@ impl Store for AnyStore {
     ) -> Result<uplink_store::LoginFailures, StoreError> {
         each!(self, s => s.record_login(workspace, name, failed, now_ms).await)
     }
+
+    // Central policy (issue #26).
+    async fn set_policy(
+        &self,
+        workspace: &str,
+        policy: uplink_policy::Policy,
+    ) -> Result<uplink_policy::Policy, StoreError> {
+        each!(self, s => s.set_policy(workspace, policy).await)
+    }
+    async fn clear_policy(&self, workspace: &str) -> Result<u64, StoreError> {
+        each!(self, s => s.clear_policy(workspace).await)
+    }
+    async fn current_policy(
+        &self,
+        workspace: &str,
+    ) -> Result<(u64, Option<uplink_policy::Policy>), StoreError> {
+        each!(self, s => s.current_policy(workspace).await)
+    }
+    async fn policy_versions(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::PolicyVersion>, StoreError> {
+        each!(self, s => s.policy_versions(workspace).await)
+    }
 }

@@ -17,7 +17,8 @@ pub enum Command {
     /// (healthy, or the severity of its worst open issue), last contact, route, queue.
     ///
     /// --json prints {"sensors":[{"sensor_id","name","hostname","version","state","lifecycle",
-    /// "software","health","last_seen","route","queue":{"events","oldest_secs"},"open_issues"}]}
+    /// "software","health","last_seen","route","queue":{"events","oldest_secs"},"open_issues","policy",
+    /// "policy_rejected"}]}
     /// (times RFC 3339 UTC; null when unknown).
     #[command(
         after_help = "Examples:\n  uplink fleet list contoso --data-dir /var/lib/uplink-service\n  uplink fleet list contoso --data-dir /var/lib/uplink-service --state disconnected --json"
@@ -73,6 +74,10 @@ pub enum Command {
         after_help = "Examples:\n  uplink fleet audit contoso --data-dir /var/lib/uplink-service\n  uplink fleet audit contoso --data-dir /var/lib/uplink-service --limit 100 --json"
     )]
     Audit(AuditArgs),
+    /// The workspace's central proxy policy: how its sensors reach the service, set here for
+    /// all of them (or some) instead of on each host (docs/policy.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,6 +207,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Suppress(a) => suppress(a).await,
             Command::Unsuppress(a) => unsuppress(a).await,
             Command::Audit(a) => audit(a).await,
+            Command::Policy(c) => policy(c).await,
             Command::Revoke(a) => revoke(a.data, a.workspace, a.sensor_id, a.reason, false).await,
             Command::Decommission(a) => {
                 let reason = a.reason.unwrap_or_else(|| "decommissioned".into());
@@ -254,12 +260,20 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         return print_json(&json!({ "sensors": rows }));
     }
     println!(
-        "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
+        "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6} POLICY",
         "SENSOR", "NAME", "STATE", "HEALTH", "LAST SEEN", "ROUTE", "QUEUED", "ISSUES"
     );
     for r in &rows {
+        // The central policy applied (issue #26): vN, or local; a rejected version after it.
+        let mut policy = match &r["policy"] {
+            Value::Null => "local".to_owned(),
+            v => format!("v{v}"),
+        };
+        if !r["policy_rejected"].is_null() {
+            policy.push_str(&format!(" (v{} rejected)", r["policy_rejected"]));
+        }
         println!(
-            "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6}",
+            "{:<32} {:<16} {:<13} {:<8} {:<21} {:<22} {:>8} {:>6} {policy}",
             text(&r["sensor_id"]),
             text(&r["name"]),
             text(&r["state"]),
@@ -532,4 +546,294 @@ async fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Central policy (issue #26, docs/policy.md): `fleet policy set | show | clear`.
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Set the workspace's policy (a new version). Sensors learn of it within one heartbeat
+    /// interval, test its route (they must reach the service through it) and switch, or keep
+    /// their working route and report `policy_rejected` (a fleet issue) and retry later. A
+    /// policy wins over a sensor's own [proxy] settings unless --allow-local.
+    #[command(
+        after_help = "Examples:\n  uplink fleet policy set contoso --data-dir /var/lib/uplink-service --all \\\n      --proxy-url http://proxy.contoso.com:8080 --proxy-user 'CONTOSO\\svc-uplink' \\\n      --proxy-password-file /root/proxy-password --fallback never\n  uplink fleet policy set contoso --data-dir ./svc --all \\\n      --pac http://wpad.contoso.com/proxy.pac --rollout 10\n  uplink fleet policy set contoso --data-dir ./svc --direct \\\n      --sensor 9c7aed4574c33277172f4111f5259f6e\n\nExit status: 0 when stored, 1 when refused (the message says why)."
+    )]
+    Set(PolicySetArgs),
+    /// The workspace's policy: the current version (never a password), every version, and for
+    /// each sensor whether the policy selects it and which version it has applied.
+    ///
+    /// --json prints {"workspace","version","policy","versions":[{"version","set_at","cleared",
+    /// "policy"}],"sensors":[{"sensor_id","name","selected","applied","fetched","rejected"}]}.
+    #[command(
+        after_help = "Examples:\n  uplink fleet policy show contoso --data-dir /var/lib/uplink-service\n  uplink fleet policy show contoso --data-dir ./svc --json"
+    )]
+    Show(PolicyShowArgs),
+    /// Clear the workspace's policy (a new version without one): sensors go back to their own
+    /// settings within one heartbeat interval.
+    #[command(after_help = "Examples:\n  uplink fleet policy clear contoso --data-dir ./svc")]
+    Clear(PolicyClearArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["all", "sensor"])))]
+#[command(group(clap::ArgGroup::new("route").required(true).args(["proxy_url", "pac", "wpad", "direct"])))]
+pub struct PolicySetArgs {
+    /// The workspace name.
+    pub workspace: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// For every sensor of the workspace.
+    #[arg(long)]
+    pub all: bool,
+    /// For this sensor (repeat for several; ids from `uplink fleet list`).
+    #[arg(long, value_name = "ID")]
+    pub sensor: Vec<String>,
+    /// Route: through this proxy, http://HOST:PORT (https://, socks5:// too), without credentials.
+    #[arg(long, value_name = "URL")]
+    pub proxy_url: Option<String>,
+    /// The proxy user, e.g. 'CONTOSO\svc-uplink' (with --proxy-password-file).
+    #[arg(
+        long,
+        value_name = "USER",
+        requires = "proxy_url",
+        requires = "proxy_password_file"
+    )]
+    pub proxy_user: Option<String>,
+    /// A file holding the proxy password (one line): sealed under the master key at the
+    /// service, and with each sensor's own key on the sensor; never printed.
+    #[arg(long, value_name = "FILE", requires = "proxy_user")]
+    pub proxy_password_file: Option<std::path::PathBuf>,
+    /// A PEM file of the CA an https:// proxy's certificate is checked against.
+    #[arg(long, value_name = "FILE", requires = "proxy_url")]
+    pub proxy_ca: Option<std::path::PathBuf>,
+    /// Route: the PAC script at this URL.
+    #[arg(long, value_name = "URL")]
+    pub pac: Option<String>,
+    /// Route: WPAD discovery.
+    #[arg(long)]
+    pub wpad: bool,
+    /// Route: no proxy.
+    #[arg(long)]
+    pub direct: bool,
+    /// When every proxy fails: go direct, or never.
+    #[arg(long, value_name = "direct|never", value_parser = parse_fallback)]
+    pub fallback: Option<uplink_policy::Fallback>,
+    /// Hosts that skip the proxy, comma-separated (NO_PROXY syntax), e.g. .corp.example,10.0.0.0/8.
+    #[arg(long, value_name = "LIST")]
+    pub bypass: Option<String>,
+    /// The sensors' heartbeat period while the policy applies, in seconds.
+    #[arg(long, value_name = "N")]
+    pub heartbeat_secs: Option<u64>,
+    /// A sensor's own [proxy] settings win over this policy when it has some.
+    #[arg(long)]
+    pub allow_local: bool,
+    /// Only this share of the selected sensors takes the policy (picked by a stable hash of
+    /// each sensor id: raising it later keeps those that have it).
+    #[arg(long, value_name = "PERCENT", default_value_t = 100)]
+    pub rollout: u8,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PolicyShowArgs {
+    /// The workspace name.
+    pub workspace: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Print JSON (see above) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PolicyClearArgs {
+    /// The workspace name.
+    pub workspace: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+}
+
+fn parse_fallback(s: &str) -> Result<uplink_policy::Fallback, String> {
+    match s {
+        "direct" => Ok(uplink_policy::Fallback::Direct),
+        "never" => Ok(uplink_policy::Fallback::Never),
+        other => Err(format!("{other:?} is not a fallback: use direct or never")),
+    }
+}
+
+/// Reads a file for the policy: the password file (its one line, without the line break) or
+/// the CA. Errors name the file.
+fn read_for_policy(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read the {what} file {}: {e}", path.display()))
+}
+
+/// The policy `set`'s flags describe (validated by the store).
+pub fn policy_from_args(a: &PolicySetArgs) -> anyhow::Result<uplink_policy::Policy> {
+    use uplink_policy::{Password, Policy, Route, Target};
+    let route = if let Some(url) = &a.proxy_url {
+        let password = match &a.proxy_password_file {
+            Some(f) => {
+                let text = zeroize::Zeroizing::new(read_for_policy(f, "proxy password")?);
+                let line = text.strip_suffix('\n').unwrap_or(&text);
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                Some(Password::new(line))
+            }
+            None => None,
+        };
+        let ca_pem = a
+            .proxy_ca
+            .as_deref()
+            .map(|f| read_for_policy(f, "proxy CA"))
+            .transpose()?;
+        Route::Proxy {
+            url: url.clone(),
+            user: a.proxy_user.clone(),
+            password,
+            ca_pem,
+        }
+    } else if let Some(url) = &a.pac {
+        Route::Pac { url: url.clone() }
+    } else if a.wpad {
+        Route::Wpad
+    } else {
+        Route::Direct
+    };
+    let target = if a.all {
+        Target::All
+    } else {
+        Target::Sensors(a.sensor.clone())
+    };
+    Ok(Policy {
+        fallback: a.fallback,
+        bypass: a
+            .bypass
+            .as_deref()
+            .map(|b| {
+                b.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        heartbeat_secs: a.heartbeat_secs,
+        allow_local: a.allow_local,
+        rollout_percent: a.rollout,
+        ..Policy::new(route, target)
+    })
+}
+
+/// What a policy's target and rollout select, in words.
+fn selection(p: &uplink_policy::Policy) -> String {
+    let who = match &p.target {
+        uplink_policy::Target::All => "every sensor".to_owned(),
+        uplink_policy::Target::Sensors(ids) if ids.len() == 1 => format!("sensor {}", ids[0]),
+        uplink_policy::Target::Sensors(ids) => format!("{} sensors", ids.len()),
+    };
+    if p.rollout_percent < 100 {
+        format!("{}% of {who}", p.rollout_percent)
+    } else {
+        who
+    }
+}
+
+async fn policy(c: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        PolicyCommand::Set(a) => {
+            let policy = policy_from_args(&a)?;
+            let store = a.data.open(false).await?;
+            let ws = a.workspace.to_ascii_lowercase();
+            let stored = store.set_policy(&ws, policy).await?;
+            println!(
+                "policy v{} of workspace {ws}: {} for {}{}. Sensors test the route and switch within one heartbeat interval; follow them with `uplink fleet policy show {ws}`",
+                stored.version,
+                stored.route.describe(),
+                selection(&stored),
+                if stored.allow_local { " (their own settings win where they have some)" } else { "" },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Clear(a) => {
+            let store = a.data.open(false).await?;
+            let ws = a.workspace.to_ascii_lowercase();
+            let v = store.clear_policy(&ws).await?;
+            println!("policy of workspace {ws} cleared (v{v}): sensors go back to their own settings within one heartbeat interval");
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Show(a) => {
+            let store = a.data.open(false).await?;
+            let ws = a.workspace.to_ascii_lowercase();
+            if store.workspace(&ws).await?.is_none() {
+                bail!("no workspace named {ws:?}: list workspaces with `uplink workspace list`");
+            }
+            let versions = store.policy_versions(&ws).await?;
+            let sensors = store.fleet_sensors(&ws).await?;
+            let v = uplink_store::policy::show_json(&ws, &versions, &sensors);
+            if a.json {
+                return print_json(&v);
+            }
+            match versions.first() {
+                None => println!("workspace {ws} has no policy: its sensors follow their own settings"),
+                Some(c) => match &c.policy {
+                    None => println!("policy v{} of workspace {ws}: cleared at {} (sensors follow their own settings)", c.version, rfc3339(c.set_at)),
+                    Some(p) => {
+                        println!("policy v{} of workspace {ws}, set at {}", p.version, rfc3339(c.set_at));
+                        println!("  route       {}", p.route.describe());
+                        println!("  for         {}", selection(p));
+                        if let Some(f) = p.fallback {
+                            println!("  fallback    {}", f.as_str());
+                        }
+                        if let Some(b) = p.bypass_text() {
+                            println!("  bypass      {b}");
+                        }
+                        if let Some(h) = p.heartbeat_secs {
+                            println!("  heartbeat   {h} s");
+                        }
+                        println!("  local       {}", if p.allow_local { "a sensor's own settings win" } else { "overridden" });
+                    }
+                },
+            }
+            if versions.len() > 1 {
+                println!("versions:");
+                for v in &versions {
+                    println!(
+                        "  v{:<5} {} {}",
+                        v.version,
+                        rfc3339(v.set_at),
+                        v.policy
+                            .as_ref()
+                            .map_or("cleared".to_owned(), |p| p.route.describe())
+                    );
+                }
+            }
+            println!(
+                "{:<32} {:<16} {:<9} {:<8} REJECTED",
+                "SENSOR", "NAME", "SELECTED", "APPLIED"
+            );
+            for s in v["sensors"].as_array().into_iter().flatten() {
+                let applied = match &s["applied"] {
+                    Value::Null => "local".to_owned(),
+                    v => format!("v{v}"),
+                };
+                let rejected = match &s["rejected"] {
+                    Value::Null => "-".to_owned(),
+                    r => format!("v{} {}", text(&r["version"]), text(&r["code"])),
+                };
+                println!(
+                    "{:<32} {:<16} {:<9} {:<8} {rejected}",
+                    text(&s["sensor_id"]),
+                    text(&s["name"]),
+                    if s["selected"].as_bool() == Some(true) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    applied,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

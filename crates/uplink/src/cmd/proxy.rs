@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use uplink_sensor::{Config, Paths};
+use uplink_sensor::Paths;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -57,9 +57,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     };
     let (host, port) = host_port(&a.url)?;
     let paths = Paths::new(a.config_dir.as_deref()).with_wpad(super::sensor::wpad_sources());
-    let (origin, ex) = match Config::load(&paths) {
-        Ok(config) => (
-            format!("sensor configuration in {}", paths.config_dir.display()),
+    let (origin, ex) = match uplink_sensor::policy::load_effective(&paths) {
+        // The central policy the sensor applied, when it wins (issue #26), named with what it
+        // overrode.
+        Ok((config, precedence)) => (
+            policy_origin(&precedence, &paths.config_dir.display().to_string()),
             config.explain(&paths, &host, port),
         ),
         Err(uplink_sensor::config::ConfigError::NotInstalled(_)) if a.config_dir.is_none() => (
@@ -75,6 +77,19 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         print!("{}", explained.text());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `proxy explain`'s settings come from, with the central policy's precedence.
+fn policy_origin(p: &uplink_policy::Precedence, dir: &str) -> String {
+    let mut text = if p.use_policy {
+        format!("{} (for the sensor in {dir})", p.source)
+    } else {
+        format!("sensor configuration in {dir}")
+    };
+    if let Some(o) = &p.overrode {
+        text.push_str(&format!("; overrode {o}"));
+    }
+    text
 }
 
 /// Host and port of a URL (default port from the scheme; an IPv6 literal in brackets).

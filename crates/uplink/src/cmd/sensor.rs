@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use uplink_diag::Diagnose;
-use uplink_sensor::{install, upload, Config, Paths, SensorError};
+use uplink_sensor::{install, upload, Paths, SensorError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -601,7 +601,7 @@ fn proxy_set_source(paths: &Paths, a: ProxySetArgs) -> anyhow::Result<()> {
 
 fn print_route(paths: &Paths) -> anyhow::Result<()> {
     use uplink_sensor::proxyshow::{credential_notes, route_line};
-    let config = Config::load(paths)?;
+    let (config, _) = uplink_sensor::policy::load_effective(paths)?;
     let endpoint = uplink_client::Endpoint::parse(&config.sensor_url)?;
     let ex = config.explain(paths, &endpoint.host, endpoint.port);
     let route: Vec<String> = ex.route.iter().map(ToString::to_string).collect();
@@ -617,12 +617,14 @@ fn print_route(paths: &Paths) -> anyhow::Result<()> {
 
 fn proxy_show(a: ProxyShowArgs) -> anyhow::Result<ExitCode> {
     let paths = a.dir.paths();
-    let config = Config::load(&paths)?;
+    // sensor.toml under the central policy the sensor applied (issue #26).
+    let (config, precedence) = uplink_sensor::policy::load_effective(&paths)?;
     let endpoint = uplink_client::Endpoint::parse(&config.sensor_url)?;
     let ex = config.explain(&paths, &endpoint.host, endpoint.port);
     let status = uplink_sensor::status::Status::load(&paths.status_file());
     let shown = uplink_sensor::proxyshow::ProxyShow::new(&config.proxy, &ex)
-        .with_status(&config.proxy, &status);
+        .with_status(&config.proxy, &status)
+        .with_precedence(&precedence);
     if a.json {
         println!("{}", shown.json());
     } else {

@@ -40,7 +40,7 @@ pub(crate) fn cli_json(args: &[&str], store: &[&str]) -> Value {
 }
 
 /// Creates a token with the CLI; returns its secret.
-fn token(ws: &str, name: &str, role: &str, store: &[&str]) -> String {
+pub(crate) fn token(ws: &str, name: &str, role: &str, store: &[&str]) -> String {
     let v = cli_json(
         &[
             "admin", "token", "create", ws, "--name", name, "--role", role,
@@ -53,13 +53,13 @@ fn token(ws: &str, name: &str, role: &str, store: &[&str]) -> String {
 }
 
 /// The admin API of workspace `ws` at `port`: a request, its status and JSON body.
-struct Api<'a> {
-    ws: &'a Ws,
-    port: u16,
+pub(crate) struct Api<'a> {
+    pub(crate) ws: &'a Ws,
+    pub(crate) port: u16,
 }
 
 impl Api<'_> {
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -91,12 +91,12 @@ impl Api<'_> {
 }
 
 /// Validates live answers against the response schemas of the served OpenAPI document.
-struct Validator {
+pub(crate) struct Validator {
     doc: Value,
 }
 
 impl Validator {
-    fn fetch(api: &Api<'_>) -> Validator {
+    pub(crate) fn fetch(api: &Api<'_>) -> Validator {
         let (status, doc) = api.call("GET", "openapi.json", None, None);
         assert_eq!(status, 200, "{doc}");
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
@@ -105,7 +105,7 @@ impl Validator {
 
     /// Checks `body` against the schema of `METHOD PATH`'s `status` answer (PATH as in the
     /// document, e.g. `/sensors/{id}`).
-    fn check(&self, method: &str, path: &str, status: u16, body: &Value) {
+    pub(crate) fn check(&self, method: &str, path: &str, status: u16, body: &Value) {
         let op = &self.doc["paths"][path][method.to_ascii_lowercase()];
         assert!(
             op.is_object(),

@@ -223,6 +223,24 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// `pg_dump` of `database` (plain SQL), as an administrator's backup would hold it.
+    pub fn dump(&self, database: &str) -> Vec<u8> {
+        let sock = self.socket_dir.display().to_string();
+        self.run_ok(
+            "pg_dump",
+            &[
+                "-h",
+                &sock,
+                "-p",
+                &self.port().to_string(),
+                "-U",
+                "uplink",
+                database,
+            ],
+        )
+        .stdout
+    }
+
     /// The server's log, for failure messages.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
