@@ -13,6 +13,8 @@
 //! a page of sensors ([`page`]). The handlers only read the body, call the store and answer.
 //! The console's pages (a later issue) are not here.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -56,6 +58,12 @@ pub enum Endpoint {
     Policy,
     SetPolicy,
     ClearPolicy,
+    /// Sensor lifecycle (issue #24): `POST sensors/{id}/revoke` and `POST
+    /// sensors/{id}/decommission` with `{"reason"}`, `POST access-key/rotate`, `GET audit`.
+    Revoke(String),
+    Decommission(String),
+    RotateAccessKey,
+    Audit,
     /// A known path with another method: the methods it takes.
     WrongMethod(&'static str),
     NotFound,
@@ -96,8 +104,37 @@ pub fn endpoint(path: &str, method: &Method) -> Endpoint {
         ["policy"] if method == Method::PUT => Endpoint::SetPolicy,
         ["policy"] if method == Method::DELETE => Endpoint::ClearPolicy,
         ["policy"] => Endpoint::WrongMethod("GET, PUT, DELETE"),
+        ["sensors", id, "revoke"] if ok_id(id) && method == Method::POST => {
+            Endpoint::Revoke((*id).to_owned())
+        }
+        ["sensors", id, "decommission"] if ok_id(id) && method == Method::POST => {
+            Endpoint::Decommission((*id).to_owned())
+        }
+        ["sensors", id, "revoke" | "decommission"] if ok_id(id) => Endpoint::WrongMethod("POST"),
+        ["access-key", "rotate"] if method == Method::POST => Endpoint::RotateAccessKey,
+        ["access-key", "rotate"] => Endpoint::WrongMethod("POST"),
+        ["audit"] if get => Endpoint::Audit,
+        ["audit"] => Endpoint::WrongMethod("GET"),
         _ => Endpoint::NotFound,
     }
+}
+
+/// What a state-changing endpoint records in the workspace's audit trail: its action and the
+/// sensor it acts on (`None` for reads, which are not audited). Pure.
+pub fn audit_action(ep: &Endpoint) -> Option<(&'static str, Option<String>)> {
+    Some(match ep {
+        Endpoint::Suppress(_) => ("suppress", None),
+        Endpoint::Unsuppress(_) => ("unsuppress", None),
+        Endpoint::SetSettings => ("settings", None),
+        Endpoint::CreateToken => ("token_create", None),
+        Endpoint::RevokeToken(_) => ("token_revoke", None),
+        Endpoint::SetPolicy => ("policy_set", None),
+        Endpoint::ClearPolicy => ("policy_clear", None),
+        Endpoint::Revoke(id) => ("revoke", Some(id.clone())),
+        Endpoint::Decommission(id) => ("decommission", Some(id.clone())),
+        Endpoint::RotateAccessKey => ("rotate_access_key", None),
+        _ => return None,
+    })
 }
 
 /// A refusal: status, code, message.
@@ -240,6 +277,7 @@ fn store_error(e: StoreError) -> Response<Full<Bytes>> {
 pub(crate) async fn handle<S: Store>(
     shared: &Shared<S>,
     ws: &Workspace,
+    peer: IpAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path()[PREFIX.len()..].to_owned();
@@ -283,15 +321,94 @@ pub(crate) async fn handle<S: Store>(
         },
         None => None,
     };
+    let audited = audit_action(&ep);
     if let Err(r) = authorize(token.as_ref(), &ws.name, req.method()) {
         tracing::info!(workspace = %ws.name, status = r.status.as_u16(), code = r.code.as_str(), "admin API request refused");
+        // A known token acting beyond its role (a viewer, another workspace's) is audited in the
+        // workspace it tried to act on; requests without a valid token are only logged.
+        if let (Some((action, sensor)), Some(t)) = (&audited, &token) {
+            audit(
+                shared,
+                &ws.name,
+                &t.name,
+                peer,
+                action,
+                sensor.clone(),
+                false,
+                r.message.clone(),
+            )
+            .await;
+        }
         return refuse(r);
     }
     let Some(token) = token else {
         return unavailable();
     };
     let ws = ws.name.as_str();
+    // What the audit entry says besides the status (a revocation's reason).
+    let mut detail = String::new();
+    let resp = answer(shared, ws, &token, ep, req, &mut detail).await;
+    if let Some((action, sensor)) = audited {
+        let status = resp.status();
+        let what = if detail.is_empty() {
+            status.to_string()
+        } else {
+            detail
+        };
+        audit(
+            shared,
+            ws,
+            &token.name,
+            peer,
+            action,
+            sensor,
+            status.is_success(),
+            what,
+        )
+        .await;
+    }
+    resp
+}
+
+/// Records an admin API action in the workspace's audit trail (who: `token:NAME`, from where:
+/// the client's address). A failure to record is logged: the answer stands.
+#[allow(clippy::too_many_arguments)]
+async fn audit<S: Store>(
+    shared: &Shared<S>,
+    ws: &str,
+    token: &str,
+    peer: IpAddr,
+    action: &str,
+    sensor_id: Option<String>,
+    ok: bool,
+    detail: String,
+) {
+    let e = uplink_store::AuditEntry {
+        workspace: ws.to_owned(),
+        at: uplink_store::now_ms(),
+        actor: format!("token:{token}"),
+        source: peer.to_string(),
+        action: action.to_owned(),
+        sensor_id,
+        result: if ok { "ok" } else { "refused" }.to_owned(),
+        detail: uplink_store::lifecycle::audit_detail(&detail),
+    };
+    if let Err(err) = shared.store.record_audit(e).await {
+        tracing::warn!(error = %err, action, "admin API: recording the audit entry failed");
+    }
+}
+
+/// The answer of an authorized request to endpoint `ep` of workspace `ws`.
+async fn answer<S: Store>(
+    shared: &Shared<S>,
+    ws: &str,
+    token: &AdminToken,
+    ep: Endpoint,
+    req: Request<Incoming>,
+    detail: &mut String,
+) -> Response<Full<Bytes>> {
     let store = &shared.store;
+    let decommission = matches!(ep, Endpoint::Decommission(_));
     match ep {
         Endpoint::Sensors => {
             let (limit, cursor) = match page_params(req.uri().query()) {
@@ -452,6 +569,65 @@ pub(crate) async fn handle<S: Store>(
             Ok(v) => ok(&json!({ "version": v, "cleared": true })),
             Err(e) => store_error(e),
         },
+        Endpoint::Revoke(id) | Endpoint::Decommission(id) => {
+            let body = match json_body(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let reason = body
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            if reason.is_empty() {
+                return bad_request(
+                    "\"reason\" must say why the sensor is revoked (it is kept in the audit trail): send {\"reason\": \"…\"}".into(),
+                );
+            }
+            *detail = reason.clone();
+            match store.revoke_sensor(ws, &id, &reason, decommission).await {
+                Ok(_) => match sensor_detail(store, ws, &id).await {
+                    Ok(Some((_, v))) => ok(&v),
+                    Ok(None) => not_found(format!("no sensor {id:?} in workspace {ws:?}")),
+                    Err(e) => store_error(e),
+                },
+                Err(StoreError::NoSuchSensor(_)) => {
+                    not_found(format!("no sensor {id:?} in workspace {ws:?}"))
+                }
+                Err(e) => store_error(e),
+            }
+        }
+        Endpoint::RotateAccessKey => match crate::admin::rotate_access_key(store, ws).await {
+            Ok(()) => ok(&json!({
+                "workspace": ws,
+                "rotated": true,
+                "note": "the old access key enrolls no new sensor from now on (enrolled sensors are unaffected); get the new bundle with `uplink workspace bundle` or the console's Deploy page",
+            })),
+            Err(e) => store_error(e),
+        },
+        Endpoint::Audit => {
+            let limit = form_pairs(req.uri().query().unwrap_or(""))
+                .iter()
+                .find(|(k, _)| k == "limit")
+                .map(|(_, v)| v.parse::<usize>());
+            let limit = match limit {
+                None => DEFAULT_LIMIT,
+                Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+                Some(_) => {
+                    return bad_request(format!(
+                        "limit must be a whole number from 1 to {MAX_LIMIT}"
+                    ))
+                }
+            };
+            match store.audit(ws, limit).await {
+                Ok(entries) => {
+                    let v: Vec<Value> = entries.iter().map(|e| e.to_json()).collect();
+                    ok(&json!({ "entries": v }))
+                }
+                Err(e) => store_error(e),
+            }
+        }
         Endpoint::OpenApi | Endpoint::WrongMethod(_) | Endpoint::NotFound => unavailable(),
     }
 }
@@ -633,11 +809,65 @@ mod tests {
             ("policy", Method::PUT, SetPolicy),
             ("policy", Method::DELETE, ClearPolicy),
             ("policy", Method::POST, WrongMethod("GET, PUT, DELETE")),
+            ("sensors/s1/revoke", Method::POST, Revoke("s1".into())),
+            (
+                "sensors/s1/decommission",
+                Method::POST,
+                Decommission("s1".into()),
+            ),
+            ("sensors/s1/revoke", Method::GET, WrongMethod("POST")),
+            ("sensors/s1/forget", Method::POST, NotFound),
+            ("access-key/rotate", Method::POST, RotateAccessKey),
+            ("access-key/rotate", Method::GET, WrongMethod("POST")),
+            ("audit", Method::GET, Audit),
+            ("audit", Method::POST, WrongMethod("GET")),
             ("", Method::GET, NotFound),
             ("nope", Method::GET, NotFound),
         ];
         for (path, method, want) in cases {
             assert_eq!(&endpoint(path, method), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn every_state_changing_endpoint_is_audited_and_no_read_is() {
+        use Endpoint::*;
+        let cases: &[(Endpoint, Option<(&str, Option<&str>)>)] = &[
+            (Suppress("i".into()), Some(("suppress", None))),
+            (Unsuppress("i".into()), Some(("unsuppress", None))),
+            (SetSettings, Some(("settings", None))),
+            (CreateToken, Some(("token_create", None))),
+            (RevokeToken("t".into()), Some(("token_revoke", None))),
+            (SetPolicy, Some(("policy_set", None))),
+            (ClearPolicy, Some(("policy_clear", None))),
+            (Revoke("s1".into()), Some(("revoke", Some("s1")))),
+            (
+                Decommission("s1".into()),
+                Some(("decommission", Some("s1"))),
+            ),
+            (RotateAccessKey, Some(("rotate_access_key", None))),
+            (Sensors, None),
+            (Sensor("s1".into()), None),
+            (Issues, None),
+            (Settings, None),
+            (Tokens, None),
+            (Policy, None),
+            (Audit, None),
+            (OpenApi, None),
+        ];
+        for (ep, want) in cases {
+            let got = audit_action(ep);
+            assert_eq!(
+                got.as_ref().map(|(a, s)| (*a, s.as_deref())),
+                *want,
+                "{ep:?}"
+            );
+            if let Some((action, _)) = got {
+                assert!(
+                    uplink_store::lifecycle::AUDIT_ACTIONS.contains(&action),
+                    "{action} is not a listed audit action"
+                );
+            }
         }
     }
 
@@ -799,6 +1029,10 @@ mod tests {
             "/tokens",
             "/tokens/{id}",
             "/policy",
+            "/sensors/{id}/revoke",
+            "/sensors/{id}/decommission",
+            "/access-key/rotate",
+            "/audit",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p}");
         }

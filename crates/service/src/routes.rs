@@ -202,7 +202,7 @@ async fn handle<S: Store>(
     match role {
         // The admin JSON API (docs/admin-api.md).
         Role::Console if req.uri().path().starts_with(crate::adminapi::PREFIX) => {
-            crate::adminapi::handle(shared, ws, req).await
+            crate::adminapi::handle(shared, ws, ctx.peer, req).await
         }
         // The web console's pages (docs/console.md).
         Role::Console => crate::console::handle(shared, ws, ctx.peer, req).await,

@@ -47,7 +47,8 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// The actions recorded so far (others are added by the admin API and rotations).
+/// The actions recorded: by sensors (enroll, renew, uninstall) and by administrators through the
+/// CLI, the admin API or the console (the rest).
 pub const AUDIT_ACTIONS: &[&str] = &[
     "enroll",
     "renew",
@@ -55,7 +56,31 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "decommission",
     "rotate_access_key",
     "uninstall",
+    "console_login",
+    "suppress",
+    "unsuppress",
+    "settings",
+    "token_create",
+    "token_revoke",
+    "policy_set",
+    "policy_clear",
 ];
+
+impl AuditEntry {
+    /// The entry as `uplink fleet audit --json` and the admin API's `GET audit` answer it:
+    /// `{"at","actor","source","action","sensor_id","result","detail"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "at": uplink_fleet::rfc3339(self.at),
+            "actor": self.actor,
+            "source": self.source,
+            "action": self.action,
+            "sensor_id": self.sensor_id,
+            "result": self.result,
+            "detail": self.detail,
+        })
+    }
+}
 /// The longest `detail` stored (longer ones are cut at a character boundary).
 pub const MAX_AUDIT_DETAIL: usize = 2000;
 

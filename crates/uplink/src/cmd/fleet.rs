@@ -457,25 +457,17 @@ async fn revoke(
     let result = store
         .revoke_sensor(&ws, &sensor_id, &reason, decommission)
         .await;
-    let entry = uplink_store::AuditEntry {
-        workspace: ws.clone(),
-        at: uplink_store::now_ms(),
-        actor: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-        source: format!("cli@{}", hostname()),
-        action: action.into(),
-        sensor_id: Some(sensor_id.clone()),
-        result: if result.is_ok() { "ok" } else { "failed" }.into(),
-        detail: match &result {
-            Ok(_) => reason.clone(),
-            Err(e) => e.to_string(),
+    cli_audit(
+        &store,
+        &ws,
+        action,
+        Some(sensor_id.clone()),
+        match &result {
+            Ok(_) => Ok(reason.clone()),
+            Err(e) => Err(e.to_string()),
         },
-    };
-    // Only for a workspace that exists (a typo must not leave entries under a made-up name).
-    if store.workspace(&ws).await?.is_some() {
-        if let Err(e) = store.record_audit(entry).await {
-            eprintln!("warning: the audit entry could not be recorded: {e}");
-        }
-    }
+    )
+    .await?;
     let r = match result {
         Ok(r) => r,
         Err(uplink_store::StoreError::NoSuchSensor(id)) => bail!(
@@ -491,6 +483,37 @@ async fn revoke(
         r.reason
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records an administrator's command in the workspace's audit trail: the user running it, from
+/// `cli@<host>`, `ok` with `outcome`'s detail or `failed` with its error. Only for a workspace that
+/// exists (a typo must not leave entries under a made-up name); a failure to record is a warning.
+async fn cli_audit(
+    store: &impl uplink_store::Store,
+    ws: &str,
+    action: &str,
+    sensor_id: Option<String>,
+    outcome: Result<String, String>,
+) -> anyhow::Result<()> {
+    if store.workspace(ws).await?.is_none() {
+        return Ok(());
+    }
+    let entry = uplink_store::AuditEntry {
+        workspace: ws.to_owned(),
+        at: uplink_store::now_ms(),
+        actor: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        source: format!("cli@{}", hostname()),
+        action: action.into(),
+        sensor_id,
+        result: if outcome.is_ok() { "ok" } else { "failed" }.into(),
+        detail: uplink_store::lifecycle::audit_detail(match &outcome {
+            Ok(d) | Err(d) => d,
+        }),
+    };
+    if let Err(e) = store.record_audit(entry).await {
+        eprintln!("warning: the audit entry could not be recorded: {e}");
+    }
+    Ok(())
 }
 
 /// This machine's name, for the audit trail's `source` of a command.
@@ -510,20 +533,7 @@ async fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
     }
     let entries = store.audit(&ws, a.limit).await?;
     if a.json {
-        let v: Vec<Value> = entries
-            .iter()
-            .map(|e| {
-                json!({
-                    "at": rfc3339(e.at),
-                    "actor": e.actor,
-                    "source": e.source,
-                    "action": e.action,
-                    "sensor_id": e.sensor_id,
-                    "result": e.result,
-                    "detail": e.detail,
-                })
-            })
-            .collect();
+        let v: Vec<Value> = entries.iter().map(|e| e.to_json()).collect();
         return print_json(&json!({ "entries": v }));
     }
     if entries.is_empty() {
@@ -745,7 +755,24 @@ async fn policy(c: PolicyCommand) -> anyhow::Result<ExitCode> {
             let policy = policy_from_args(&a)?;
             let store = a.data.open(false).await?;
             let ws = a.workspace.to_ascii_lowercase();
-            let stored = store.set_policy(&ws, policy).await?;
+            let result = store.set_policy(&ws, policy).await;
+            cli_audit(
+                &store,
+                &ws,
+                "policy_set",
+                None,
+                match &result {
+                    Ok(p) => Ok(format!(
+                        "v{}: {} for {}",
+                        p.version,
+                        p.route.describe(),
+                        selection(p)
+                    )),
+                    Err(e) => Err(e.to_string()),
+                },
+            )
+            .await?;
+            let stored = result?;
             println!(
                 "policy v{} of workspace {ws}: {} for {}{}. Sensors test the route and switch within one heartbeat interval; follow them with `uplink fleet policy show {ws}`",
                 stored.version,
@@ -758,7 +785,19 @@ async fn policy(c: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Clear(a) => {
             let store = a.data.open(false).await?;
             let ws = a.workspace.to_ascii_lowercase();
-            let v = store.clear_policy(&ws).await?;
+            let result = store.clear_policy(&ws).await;
+            cli_audit(
+                &store,
+                &ws,
+                "policy_clear",
+                None,
+                match &result {
+                    Ok(v) => Ok(format!("v{v}")),
+                    Err(e) => Err(e.to_string()),
+                },
+            )
+            .await?;
+            let v = result?;
             println!("policy of workspace {ws} cleared (v{v}): sensors go back to their own settings within one heartbeat interval");
             Ok(ExitCode::SUCCESS)
         }

@@ -955,3 +955,142 @@ fn rsyslog_receives_one_rfc5424_message_per_issue_event() {
         "{log:#}"
     );
 }
+
+/// The lifecycle through the admin API (issues #23, #24): revoke and decommission a sensor, rotate
+/// the access key and read the audit trail, each answer checked against the OpenAPI document; a
+/// viewer's attempt is refused and audited; every administrator's action (the API's, the CLI's
+/// policy change) is in the trail with who and from where.
+#[test]
+fn the_api_revokes_decommissions_rotates_the_key_and_every_action_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "lcapi", svc.port);
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let admin = token("lcapi", "ci", "admin", &store);
+    let viewer = token("lcapi", "soc", "viewer", &store);
+    let a = Sensor::installed(&dir.path().join("a"), &ws, &["--quiet"]);
+    let b = Sensor::installed(&dir.path().join("b"), &ws, &["--quiet"]);
+    let a_id = a.status()["sensor_id"].as_str().unwrap().to_owned();
+    let b_id = b.status()["sensor_id"].as_str().unwrap().to_owned();
+    let api = Api {
+        ws: &ws,
+        port: svc.port,
+    };
+    let schema = Validator::fetch(&api);
+    let reason = json!({ "reason": "laptop stolen" });
+
+    // A viewer may not act: 403, and the attempt is in the trail.
+    let (status, body) = api.call(
+        "POST",
+        &format!("sensors/{a_id}/revoke"),
+        Some(&viewer),
+        Some(reason.clone()),
+    );
+    assert_eq!(status, 403, "{body}");
+    schema.check("POST", "/sensors/{id}/revoke", status, &body);
+    // No reason: 400, nothing revoked.
+    let (status, body) = api.call(
+        "POST",
+        &format!("sensors/{a_id}/revoke"),
+        Some(&admin),
+        Some(json!({})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("reason"),
+        "{body}"
+    );
+    // Revoked: the sensor's detail says so, and the sensor itself is refused.
+    let (status, body) = api.call(
+        "POST",
+        &format!("sensors/{a_id}/revoke"),
+        Some(&admin),
+        Some(reason.clone()),
+    );
+    assert_eq!(status, 200, "{body}");
+    schema.check("POST", "/sensors/{id}/revoke", status, &body);
+    assert_eq!(body["lifecycle"], "revoked", "{body}");
+    poll_until(
+        "the revoked sensor refused with CERT_REVOKED",
+        20,
+        || {
+            ok(a.send("{\"kind\":\"logon\"}\n"), "send");
+            let out = a.run_once(10);
+            format!("{}{}", stdout(&out), stderr(&out)).contains("CERT_REVOKED")
+        },
+        || svc.log(),
+    );
+    // Decommissioned: hidden from the default list.
+    let (status, body) = api.call(
+        "POST",
+        &format!("sensors/{b_id}/decommission"),
+        Some(&admin),
+        Some(json!({ "reason": "machine retired" })),
+    );
+    assert_eq!(status, 200, "{body}");
+    schema.check("POST", "/sensors/{id}/decommission", status, &body);
+    assert_eq!(body["lifecycle"], "decommissioned", "{body}");
+    let (status, body) = api.call("POST", "sensors/nope/revoke", Some(&admin), Some(reason));
+    assert_eq!(status, 404, "{body}");
+    schema.check("POST", "/sensors/{id}/revoke", status, &body);
+
+    // The access key rotated: the old bundle enrolls nothing more.
+    let (status, body) = api.call("POST", "access-key/rotate", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    schema.check("POST", "/access-key/rotate", status, &body);
+    let mut n = 0;
+    poll_until(
+        "the old access key refused",
+        20,
+        || {
+            n += 1;
+            let out = Sensor::install(&dir.path().join(format!("old-{n}")), &ws, &[]);
+            !out.status.success()
+                && format!("{}{}", stdout(&out), stderr(&out)).contains("ENROLL_DENIED")
+        },
+        || svc.log(),
+    );
+
+    // The CLI's policy change is audited too.
+    cli(
+        &["fleet", "policy", "set", "lcapi", "--all", "--direct"],
+        &store,
+    );
+
+    let (status, body) = api.call("GET", "audit?limit=50", Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    schema.check("GET", "/audit", status, &body);
+    let entries = body["entries"].as_array().unwrap();
+    let find = |action: &str, actor: &str, result: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action && e["actor"] == actor && e["result"] == result)
+    };
+    let refused = find("revoke", "token:soc", "refused").unwrap_or_else(|| panic!("{body:#}"));
+    assert_eq!(refused["sensor_id"], a_id.as_str());
+    assert_eq!(refused["source"], "127.0.0.1", "{refused}");
+    let revoked = find("revoke", "token:ci", "ok").unwrap_or_else(|| panic!("{body:#}"));
+    assert_eq!(revoked["detail"], "laptop stolen", "{revoked}");
+    assert!(
+        find("revoke", "token:ci", "refused").is_some(),
+        "the 400: {body:#}"
+    );
+    let dec = find("decommission", "token:ci", "ok").unwrap_or_else(|| panic!("{body:#}"));
+    assert_eq!(dec["sensor_id"], b_id.as_str());
+    assert!(
+        find("rotate_access_key", "token:ci", "ok").is_some(),
+        "{body:#}"
+    );
+    let policy = entries
+        .iter()
+        .find(|e| e["action"] == "policy_set" && e["result"] == "ok")
+        .unwrap_or_else(|| panic!("{body:#}"));
+    assert!(
+        policy["source"].as_str().unwrap().starts_with("cli@"),
+        "{policy}"
+    );
+    // The same trail as the CLI's.
+    let cli_trail = cli_json(&["fleet", "audit", "lcapi", "--limit", "50"], &store);
+    assert_eq!(cli_trail["entries"], body["entries"]);
+}
