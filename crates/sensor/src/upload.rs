@@ -107,6 +107,8 @@ struct State {
     /// connection in use is dropped when the proxy settings change (`proxy_changed`).
     config_stamp: Option<(std::time::SystemTime, u64)>,
     config_checked: Instant,
+    /// One zstd context for every batch (a new one per batch would allocate its tables anew).
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 /// How often an open connection looks whether sensor.toml's proxy settings changed.
@@ -525,6 +527,10 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         started: Instant::now(),
         config_stamp: config_stamp(paths),
         config_checked: Instant::now(),
+        compressor: zstd::bulk::Compressor::new(1).map_err(|e| SensorError::Io {
+            path: "<zstd>".into(),
+            source: e,
+        })?,
     })
 }
 
@@ -731,12 +737,14 @@ async fn upload_loop(
             }
         };
         st.note_queue_filled();
-        let body = bytes::Bytes::from(zstd::bulk::compress(&batch.body, 1).map_err(|e| {
+        let body = bytes::Bytes::from(st.compressor.compress(&batch.body).map_err(|e| {
             SensorError::Io {
                 path: "<zstd>".into(),
                 source: e,
             }
         })?);
+        // The batch's text is not needed any more: its memory goes before the upload.
+        let batch = batch.without_body();
         let result = {
             let upload = st.upload(body, skipped);
             tokio::pin!(upload);
