@@ -28,6 +28,12 @@
 //! starts a new (empty) segment named above every seq the cut bytes could have held, so the gap
 //! persists on disk. The acknowledged high-water mark is kept in `meta.bin`.
 //!
+//! **Memory does not grow with the backlog.** Opening a queue validates its tail segment in
+//! windows of about 2 MiB (the rest in one read only when a window finds damage, or a batch
+//! longer than a window); [`Queue::read_batch`] reads in 256 KiB chunks (more only for a larger
+//! record) and holds only the batch it returns. So the sensor's memory does not depend on how
+//! much is queued.
+//!
 //! **Only the writer repairs.** [`Queue::open_read_only`] (for `sensor status`) never creates,
 //! truncates or rewrites a file; it reads what a writer would keep.
 //!
