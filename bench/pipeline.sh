@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 n=${1:-1000000}
 for p in squid openssl /usr/bin/time; do command -v "$p" >/dev/null || { echo "bench/pipeline.sh: $p is missing (apt-get install squid openssl time)"; exit 2; }; done
 
-cargo build --release --quiet
+cargo build --release --quiet --all-features -p uplink
 bin=$PWD/target/release/uplink
 tmp=$(mktemp -d)
 chmod 777 "$tmp"

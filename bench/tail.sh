@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 rate=${2:-100000}
 # A release build (the profile the tests use; bench/idle.sh measures the shipped `dist` one).
-cargo build --release --quiet -p uplink
+cargo build --release --quiet --all-features -p uplink
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release/uplink
 . bench/setup.sh
 

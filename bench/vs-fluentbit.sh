@@ -19,7 +19,9 @@ peer=$(cd .. && pwd)/shared/peers/fluent-bit
 [ -x "$peer/fluent-bit" ] || { echo "bench/vs-fluentbit.sh: no Fluent Bit at $peer (../shared/peers/fluent-bit)"; exit 2; }
 for p in squid openssl python3 /usr/bin/time; do command -v "$p" >/dev/null || { echo "bench/vs-fluentbit.sh: $p is missing (apt-get install squid openssl python3 time)"; exit 2; }; done
 
-cargo build --release --quiet -p uplink
+# --all-features: the feature set CI and the tests build (so the build reuses their cache);
+# it links GSSAPI as the package does.
+cargo build --release --quiet --all-features -p uplink
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release/uplink
 tmp=$(mktemp -d)
 chmod 777 "$tmp"
@@ -135,6 +137,19 @@ uplink_run() {
   start=$(now)
   /usr/bin/time -f "%U %S %M" -o "$d/sensor.time" "$bin" sensor run --config-dir "$d/sensor" --log-level warn 2>"$d/sensor.err" &
   local tpid=$!
+  # The peak RSS split: anonymous (heap, stacks) and file-backed (the binary's code and data
+  # pages, shared libraries), sampled every 100 ms (VmHWM, the total, is exact; these are not).
+  local rpid=""
+  for _ in $(seq 100); do rpid=$(pgrep -P "$tpid" | head -1); [ -n "$rpid" ] && break; sleep 0.02; done
+  (
+    ma=0 mf=0
+    while [ -e "/proc/$rpid/status" ]; do
+      read -r a f < <(awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {print a+0, f+0}' "/proc/$rpid/status" 2>/dev/null || echo 0 0)
+      [ "$a" -gt "$ma" ] && ma=$a; [ "$f" -gt "$mf" ] && mf=$f
+      echo "$ma $mf" >"$d/sensor.split"
+      sleep 0.1
+    done
+  ) &
   while :; do
     got=$("$bin" workspace stats bench --data-dir "$d/service" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"]["by_kind"].get("log", 0))')
     [ "$got" -ge "$n" ] && break
@@ -147,7 +162,9 @@ uplink_run() {
   wait "$tpid" 2>/dev/null || true
   kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
   read -r u s m <"$d/sensor.time"
-  python3 -c "import sys; n,st,en,u,s,m,b,a,t=map(float,sys.argv[1:]); print(f'{n/(en-st):.0f} {(u+s)*1e6/n:.2f} {m/1024:.1f} {(a-b)/t*1e6/n:.2f}')" "$got" "$start" "$end" "$u" "$s" "$m" "$before" "$after" "$tck"
+  local ma=0 mf=0
+  [ -s "$d/sensor.split" ] && read -r ma mf <"$d/sensor.split"
+  python3 -c "import sys; n,st,en,u,s,m,b,a,t,ma,mf=map(float,sys.argv[1:]); print(f'{n/(en-st):.0f} {(u+s)*1e6/n:.2f} {m/1024:.1f} {(a-b)/t*1e6/n:.2f} {ma/1024:.1f}+{mf/1024:.1f}')" "$got" "$start" "$end" "$u" "$s" "$m" "$before" "$after" "$tck" "$ma" "$mf"
 }
 
 echo "$n lines of 298 B, tail -> Squid CONNECT -> HTTPS, $(nproc) cores, $runs run(s)"
@@ -155,9 +172,10 @@ printf '%-34s %12s %14s %10s %16s\n' shipper events/s "CPU us/event" "peak MiB" 
 for r in $(seq "$runs"); do
   read -r fm_eps fm_cpu fm_rss < <(fluentbit memory)
   read -r ff_eps ff_cpu ff_rss < <(fluentbit filesystem)
-  read -r up_eps up_cpu up_rss up_svc < <(uplink_run)
+  read -r up_eps up_cpu up_rss up_svc up_split < <(uplink_run)
   printf '%-34s %12s %14s %10s %16s\n' "fluent-bit, memory buffering" "$fm_eps" "$fm_cpu" "$fm_rss" "-"
   printf '%-34s %12s %14s %10s %16s\n' "fluent-bit, filesystem buffering" "$ff_eps" "$ff_cpu" "$ff_rss" "-"
   printf '%-34s %12s %14s %10s %16s\n' "uplink sensor -> service (SQLite)" "$up_eps" "$up_cpu" "$up_rss" "$up_svc"
+  echo "  the sensor's peak RSS, anonymous + file-backed (sampled): $up_split MiB"
   python3 -c "import sys; a,b,c,d=map(float,sys.argv[1:]); print(f'  run {sys.argv[5] if len(sys.argv)>5 else \"\"}ratios: events/s {a/b:.2f}x memory-buffered Fluent Bit; sensor CPU/event {c/d:.2f}x')" "$up_eps" "$fm_eps" "$up_cpu" "$fm_cpu"
 done

@@ -190,7 +190,8 @@ pub fn check_structure(raw: &str) -> Result<(), String> {
             }
             // Any other escape is two bytes; the parser checks which ones are allowed.
             b'\\' => i += 2,
-            _ => i += 1,
+            // The bulk of an event is string text: on to its next quote or escape at once.
+            _ => i += memchr::memchr2(b'"', b'\\', &b[i..]).unwrap_or(b.len() - i),
         }
     }
     Ok(())
@@ -395,6 +396,22 @@ mod tests {
             (
                 r#"{"seq":1,"s":"\ud800"#.into(),
                 Err("lone UTF-16 surrogate"),
+            ),
+            // Long string text (skipped to its next quote or escape at once), non-ASCII text,
+            // and what follows the string still counted.
+            (
+                format!("{{\"seq\":1,\"s\":\"{}\\ud800\"}}", "é日x".repeat(400)),
+                Err("lone UTF-16 surrogate"),
+            ),
+            (
+                format!(
+                    "{{\"seq\":1,\"s\":\"{}\\\"{}\",\"x\":{}1{}}}",
+                    "ü".repeat(300),
+                    "[".repeat(300),
+                    "[".repeat(MAX_DEPTH - 1),
+                    "]".repeat(MAX_DEPTH - 1)
+                ),
+                Ok(()),
             ),
             // Malformed escapes are left to the parser.
             (r#"{"seq":1,"s":"\u12"}"#.into(), Ok(())),

@@ -28,6 +28,12 @@
 //! starts a new (empty) segment named above every seq the cut bytes could have held, so the gap
 //! persists on disk. The acknowledged high-water mark is kept in `meta.bin`.
 //!
+//! **Memory does not grow with the backlog.** Opening a queue validates its tail segment in
+//! windows of about 2 MiB (the rest in one read only when a window finds damage, or a batch
+//! longer than a window); [`Queue::read_batch`] reads in 256 KiB chunks (more only for a larger
+//! record) and holds only the batch it returns. So the sensor's memory does not depend on how
+//! much is queued.
+//!
 //! **Only the writer repairs.** [`Queue::open_read_only`] (for `sensor status`) never creates,
 //! truncates or rewrites a file; it reads what a writer would keep.
 //!
@@ -71,6 +77,13 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use record::{Decoded, HEADER_LEN, RECORD_OVERHEAD};
+
+/// How much of a tail segment is scanned at a time when a queue is opened (bounds memory).
+const SCAN_WINDOW: usize = 2 * (record::MAX_PAYLOAD + RECORD_OVERHEAD);
+/// How much of a segment [`Queue::read_batch`] reads at a time (more only for a larger record).
+const READ_CHUNK: usize = 256 * 1024;
+/// A batch's body starts with room for this much (and grows up to its limit).
+const BODY_CAPACITY: usize = 256 * 1024;
 
 /// The format of the acknowledgement record (`meta.bin`; `meta.json` says it) this build writes.
 pub const META_FORMAT: u32 = record::meta::FORMAT;
@@ -226,6 +239,17 @@ pub struct Batch {
     /// The events' payloads, each followed by `\n`.
     pub body: Vec<u8>,
     end: Position,
+}
+
+impl Batch {
+    /// The same batch without its text (for [`Queue::ack`] once the text has been sent or
+    /// copied): its memory is freed.
+    pub fn without_body(self) -> Batch {
+        Batch {
+            body: Vec::new(),
+            ..self
+        }
+    }
 }
 
 /// What an append is about to write, as its `commit` callback learns it
@@ -616,12 +640,48 @@ impl Queue {
         self.formats.insert(seg.first_seq, format);
         // Resuming is only ever at the end of a batch: `validated` records ends of scans and
         // appends, both of which end batches.
-        let (offset, last) = resume.unwrap_or((HEADER_LEN as u64, None));
-        file.seek(SeekFrom::Start(offset))
-            .map_err(io_err(&seg.path))?;
+        let (mut offset, mut last) = resume.unwrap_or((HEADER_LEN as u64, None));
+        // In windows, so that opening a queue with a full 32 MiB tail does not hold the whole
+        // segment in memory (the sensor's peak RSS): a window that scans clean up to the end
+        // of its last complete batch moves the start there; only the last window — the rest of
+        // the file, or the rest after a window that found damage or no complete batch — is
+        // judged as before, so holes and a torn end are found exactly as in one read.
+        let file_len = file.metadata().map_err(io_err(&seg.path))?.len();
         let mut buf = Vec::new();
-        file.read_to_end(&mut buf).map_err(io_err(&seg.path))?;
-        let scanned = record::scan(&buf, format, last.map_or(seg.first_seq, |l| l + 1), last);
+        let scanned = loop {
+            let rest = file_len.saturating_sub(offset);
+            let window = if rest > SCAN_WINDOW as u64 * 2 {
+                SCAN_WINDOW
+            } else {
+                usize::MAX
+            };
+            file.seek(SeekFrom::Start(offset))
+                .map_err(io_err(&seg.path))?;
+            buf.clear();
+            if window == usize::MAX {
+                file.read_to_end(&mut buf).map_err(io_err(&seg.path))?;
+            } else {
+                buf.resize(window, 0);
+                let n = read_up_to(&mut file, &mut buf).map_err(io_err(&seg.path))?;
+                buf.truncate(n);
+            }
+            let expected = last.map_or(seg.first_seq, |l| l + 1);
+            let scanned = record::scan(&buf, format, expected, last);
+            let whole = window == usize::MAX || buf.len() < window;
+            if whole || !scanned.holes.is_empty() || scanned.valid == 0 {
+                if whole {
+                    break scanned;
+                }
+                // Damage, or a batch longer than the window: the rest in one read, as before.
+                file.seek(SeekFrom::Start(offset))
+                    .map_err(io_err(&seg.path))?;
+                buf = Vec::new();
+                file.read_to_end(&mut buf).map_err(io_err(&seg.path))?;
+                break record::scan(&buf, format, expected, last);
+            }
+            offset += scanned.valid as u64;
+            last = scanned.last;
+        };
         for h in &scanned.holes {
             let (start, end) = (offset + h.start as u64, offset + h.end as u64);
             let first = h.after.map_or(seg.first_seq, |a| a + 1);
@@ -930,6 +990,10 @@ impl Queue {
                     .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
             };
             let mut read_through = true;
+            // Records are read in chunks of this size (one buffer for the whole batch), not the
+            // batch's size at once: the sensor's memory stays small whatever the batch limits.
+            let mut chunk = READ_CHUNK;
+            let mut buf = Vec::new();
             'segments: for (i, seg) in segments.iter().enumerate() {
                 let next_segment = segments.get(i + 1).map(|s| s.first_seq);
                 let in_acked = Some(seg.first_seq) == q.meta.acked_segment;
@@ -966,10 +1030,9 @@ impl Queue {
                         continue;
                     }
                     file.seek(SeekFrom::Start(off)).map_err(io_err(&seg.path))?;
-                    let want = (seg.len - off).min(
-                        max_bytes as u64 + record::MAX_PAYLOAD as u64 + RECORD_OVERHEAD as u64,
-                    );
-                    let mut buf = vec![0u8; want as usize];
+                    let want = (seg.len - off).min(chunk as u64);
+                    buf.clear();
+                    buf.resize(want as usize, 0);
                     let n = read_up_to(&mut file, &mut buf).map_err(io_err(&seg.path))?;
                     buf.truncate(n);
                     let read_all = off + n as u64 >= seg.len;
@@ -993,7 +1056,7 @@ impl Queue {
                                     first_seq: seq,
                                     last_seq: seq,
                                     count: 0,
-                                    body: Vec::with_capacity(max_bytes.min(1 << 22)),
+                                    body: Vec::with_capacity(max_bytes.min(BODY_CAPACITY)),
                                     end,
                                 });
                                 b.body.extend_from_slice(payload);
@@ -1002,8 +1065,14 @@ impl Queue {
                                 b.count += 1;
                                 b.end = end;
                             }
-                            // The buffer ended inside a record: read on from there.
-                            Decoded::Incomplete if !read_all => break,
+                            // The buffer ended inside a record: read on from there (with
+                            // room for the largest record when not even one fit).
+                            Decoded::Incomplete if !read_all => {
+                                if pos == 0 {
+                                    chunk = record::MAX_PAYLOAD + RECORD_OVERHEAD;
+                                }
+                                break;
+                            }
                             Decoded::Complete { .. } => {
                                 damage = Some("a record's seq goes backwards");
                                 break;

@@ -625,3 +625,119 @@ fn an_older_builds_meta_json_is_read_and_moved_into_meta_bin() {
     let mut q = Queue::open(dir.path(), small()).unwrap();
     assert_eq!(append(&mut q, 1), 200..201);
 }
+
+/// A tail segment of several MiB (opened in windows, not read whole): a torn end past the first
+/// windows is cut back to the last complete batch, damage past them is a hole resynchronised
+/// after, and every intact record is delivered, exactly as when the tail was read in one piece.
+#[test]
+fn a_large_tail_is_scanned_in_windows_with_the_same_recovery() {
+    let big = Options {
+        max_bytes: 64 << 20,
+        segment_bytes: 32 << 20,
+    };
+    let fill = |dir: &Path| -> u64 {
+        let mut q = Queue::open(dir, big).unwrap();
+        // ~7 MiB: batches of 1000 records of ~1 KiB, so batch ends fall anywhere in a window.
+        for _ in 0..7 {
+            q.append(1000, |_, seq, out| {
+                out.extend_from_slice(
+                    format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "y".repeat(1000)).as_bytes(),
+                )
+            })
+            .unwrap();
+        }
+        q.next_seq().unwrap()
+    };
+    let seg = |dir: &Path| dir.join(format!("{:020}.seg", 0));
+
+    // Clean: all of it, nothing reported.
+    let dir = tempfile::tempdir().unwrap();
+    let n = fill(dir.path());
+    assert!(std::fs::metadata(seg(dir.path())).unwrap().len() > 6 << 20);
+    let mut q = Queue::open(dir.path(), big).unwrap();
+    assert!(q.take_recoveries().is_empty());
+    assert_eq!(q.next_seq().unwrap(), n);
+    assert_eq!(drain(&mut q, 2500), (0..n).collect::<Vec<_>>());
+
+    // Torn in the last batch: that batch goes whole, its seqs are never reissued.
+    let dir = tempfile::tempdir().unwrap();
+    let n = fill(dir.path());
+    let path = seg(dir.path());
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 500)
+        .unwrap();
+    let mut q = Queue::open(dir.path(), big).unwrap();
+    let r = q.take_recoveries();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(!r[0].damaged, "{r:?}");
+    assert!(
+        q.next_seq().unwrap() >= n,
+        "a torn batch's seqs are not reissued"
+    );
+    assert_eq!(drain(&mut q, 2500), (0..n - 1000).collect::<Vec<_>>());
+
+    // A flipped byte in the sixth batch (past the first windows), or in the first window too:
+    // one record lost for each, the rest flow.
+    for spots in [&[11usize][..], &[3, 11]] {
+        let dir = tempfile::tempdir().unwrap();
+        let n = fill(dir.path());
+        let path = seg(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        for s in spots {
+            bytes[len * s / 14] ^= 0xff;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let mut q = Queue::open(dir.path(), big).unwrap();
+        let got = drain(&mut q, 2500);
+        let r = q.take_recoveries();
+        assert_eq!(r.len(), spots.len(), "{r:?}");
+        let lost: Vec<u64> = r
+            .iter()
+            .map(|r| {
+                assert!(r.damaged, "{r:?}");
+                let (a, b) = r.lost.unwrap();
+                assert_eq!(a, b, "{r:?}");
+                a
+            })
+            .collect();
+        assert!(
+            *lost.last().unwrap() > 4000,
+            "past the first windows: {r:?}"
+        );
+        assert_eq!(
+            got,
+            (0..n).filter(|s| !lost.contains(s)).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Records larger than the reader's chunk are read whole (the chunk grows for them), between
+/// small ones, and batches still respect their limits.
+#[test]
+fn records_larger_than_the_read_chunk_are_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    let sizes = [10usize, 700_000, 20, 300_000, (1 << 20) - 40, 5];
+    for size in sizes {
+        q.append(1, |_, seq, out| {
+            let head = format!("{{\"seq\":{seq},\"pad\":\"");
+            out.extend_from_slice(head.as_bytes());
+            out.resize(size.max(head.len() + 2) - 2, b'z');
+            out.extend_from_slice(b"\"}");
+        })
+        .unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(b) = q.read_batch(100, 1 << 20).unwrap() {
+        assert!(b.count == 1 || b.body.len() <= (1 << 20) + (1 << 20));
+        got.extend(seqs_of(&b.body));
+        q.ack(&b).unwrap();
+    }
+    assert_eq!(got, (0..sizes.len() as u64).collect::<Vec<_>>());
+    assert!(q.take_recoveries().is_empty());
+}

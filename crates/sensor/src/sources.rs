@@ -79,21 +79,55 @@ impl Sink for QueueSink {
         events: &[Event],
         commit: &mut dyn FnMut(&Intent) -> Result<(), SourceError>,
     ) -> Result<(), SourceError> {
-        let result = self.queue.append_committing(
+        self.append_encoded(
             events.len(),
             |i, seq, out| {
                 uplink_protocol::batch::encode_line(out, seq, &events[i].kind, &events[i].fields);
                 out.pop(); // the queue stores lines without their newline
             },
-            |intent| {
-                commit(&Intent {
-                    first_seq: intent.first_seq,
-                    last_seq: intent.last_seq,
-                    last_digest: intent.last_digest,
-                })
-                .map_err(Failure::Source)
-            },
-        );
+            commit,
+        )
+    }
+
+    /// Lines go into the queue's records straight from the file's bytes: no batch of events
+    /// is built (the same bytes as `append` of their events).
+    fn append_lines(
+        &mut self,
+        lines: &uplink_sources::tail::LineBatch<'_>,
+        commit: &mut dyn FnMut(&Intent) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        self.append_encoded(
+            lines.lines.len(),
+            |i, seq, out| lines.encode(i, seq, out),
+            commit,
+        )
+    }
+
+    fn lookup(
+        &mut self,
+        seq: u64,
+        then: &mut dyn FnMut(Stored) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        self.lookup_in_queue(seq, then)
+    }
+}
+
+impl QueueSink {
+    /// `count` events, the `i`th written by `encode(i, seq, out)` without its newline.
+    fn append_encoded(
+        &mut self,
+        count: usize,
+        encode: impl FnMut(usize, u64, &mut Vec<u8>),
+        commit: &mut dyn FnMut(&Intent) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        let result = self.queue.append_committing(count, encode, |intent| {
+            commit(&Intent {
+                first_seq: intent.first_seq,
+                last_seq: intent.last_seq,
+                last_digest: intent.last_digest,
+            })
+            .map_err(Failure::Source)
+        });
         match &result {
             Ok(_) => self.disk_full.store(false, Ordering::SeqCst),
             Err(Failure::Queue(e)) if e.is_disk_full() => {
@@ -110,7 +144,7 @@ impl Sink for QueueSink {
         result.map(|_| ()).map_err(SourceError::from)
     }
 
-    fn lookup(
+    fn lookup_in_queue(
         &mut self,
         seq: u64,
         then: &mut dyn FnMut(Stored) -> Result<(), SourceError>,

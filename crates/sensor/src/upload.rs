@@ -113,6 +113,8 @@ struct State {
     /// Connections along the applied policy's route that failed in a row: past
     /// [`POLICY_FAILURES`], the sensor's own route is tried (never cut off by a policy).
     policy_failures: u32,
+    /// One zstd context for every batch (a new one per batch would allocate its tables anew).
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 /// Failed connections in a row along an applied policy's route before the sensor's own
@@ -770,6 +772,10 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         config_checked: Instant::now(),
         policy,
         policy_failures: 0,
+        compressor: zstd::bulk::Compressor::new(1).map_err(|e| SensorError::Io {
+            path: "<zstd>".into(),
+            source: e,
+        })?,
     })
 }
 
@@ -988,12 +994,14 @@ async fn upload_loop(
             }
         };
         st.note_queue_filled();
-        let body = bytes::Bytes::from(zstd::bulk::compress(&batch.body, 1).map_err(|e| {
+        let body = bytes::Bytes::from(st.compressor.compress(&batch.body).map_err(|e| {
             SensorError::Io {
                 path: "<zstd>".into(),
                 source: e,
             }
         })?);
+        // The batch's text is not needed any more: its memory goes before the upload.
+        let batch = batch.without_body();
         let result = {
             let upload = st.upload(body, skipped);
             tokio::pin!(upload);

@@ -832,7 +832,8 @@ mod tests {
     #[test]
     fn every_state_changing_endpoint_is_audited_and_no_read_is() {
         use Endpoint::*;
-        let cases: &[(Endpoint, Option<(&str, Option<&str>)>)] = &[
+        type Audited<'a> = Option<(&'a str, Option<&'a str>)>;
+        let cases: &[(Endpoint, Audited)] = &[
             (Suppress("i".into()), Some(("suppress", None))),
             (Unsuppress("i".into()), Some(("unsuppress", None))),
             (SetSettings, Some(("settings", None))),

@@ -86,6 +86,19 @@ pub trait Sink {
     fn append_unchecked(&mut self, events: &[Event]) -> Result<(), SourceError> {
         self.append(events, &mut |_| Ok(()))
     }
+
+    /// [`Sink::append`] of the events of `lines` ([`tail::line_event`]). A sink that encodes
+    /// events itself writes them straight from the lines ([`tail::encode_line_event`]: the same
+    /// bytes as `uplink_protocol::batch::encode_line` of the event), never holding a batch of
+    /// [`Event`]s — which weigh several times their lines (the sensor's peak RSS).
+    fn append_lines(
+        &mut self,
+        lines: &tail::LineBatch<'_>,
+        commit: &mut dyn FnMut(&Intent) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        let events: Vec<Event> = lines.events().collect();
+        self.append(&events, commit)
+    }
 }
 
 /// Why a sink did not take events.

@@ -199,11 +199,10 @@ struct Watched {
     paused: bool,
 }
 
-/// Events a full sink refused, each with the file offset just past its line.
+/// Lines a full sink refused (each knows the file offset just past it).
 #[derive(Debug)]
 struct Pending {
-    events: Vec<Event>,
-    ends: Vec<u64>,
+    lines: Vec<Line>,
 }
 
 /// How many of the first events to offer next after `Full` for all `n`: half, so a sink with room
@@ -379,9 +378,8 @@ impl Tailer {
             let idle = w.idle_since.map_or(Duration::ZERO, |t| t.elapsed());
             if retire(w.matched, at_end, idle, wait) {
                 if let Some(line) = w.splitter.clone().finish() {
-                    let kind = &self.groups[w.group].kind;
-                    let event = line_event(kind, &w.path, &line);
-                    match self.append_for(i, std::slice::from_ref(&event), line.end, sink) {
+                    let kind = self.groups[w.group].kind.clone();
+                    match self.append_for(i, &kind, std::slice::from_ref(&line), sink) {
                         Ok(()) => {}
                         Err(e) if e.is_full() => return Ok(false),
                         Err(e) => return Err(e),
@@ -408,7 +406,7 @@ impl Tailer {
         let kind = self.groups[self.files[i].group].kind.clone();
         let w = &mut self.files[i];
         if let Some(p) = w.pending.take() {
-            self.offer(i, p, sink)?;
+            self.offer(i, &kind, p, sink)?;
             if self.files[i].pending.is_some() {
                 return Ok(Poll::Paused);
             }
@@ -465,13 +463,7 @@ impl Tailer {
             // Only part of a line so far: it waits for its newline.
             return Ok(if more { Poll::More } else { Poll::Idle });
         }
-        let events: Vec<Event> = lines
-            .iter()
-            .map(|l| line_event(&kind, &w.path, l))
-            .collect();
-        let ends: Vec<u64> = lines.iter().map(|l| l.end).collect();
-        drop(lines);
-        self.offer(i, Pending { events, ends }, sink)?;
+        self.offer(i, &kind, Pending { lines }, sink)?;
         Ok(if self.files[i].pending.is_some() {
             Poll::Paused
         } else {
@@ -505,15 +497,16 @@ impl Tailer {
         &self.checkpoint_path
     }
 
-    /// Appends `events` of file `i`, which end at offset `end`: the checkpoint written inside the
+    /// Appends the events of `lines` of file `i` (not empty): the checkpoint written inside the
     /// append names every file at its durable offset and this batch as pending.
     fn append_for(
         &mut self,
         i: usize,
-        events: &[Event],
-        end: u64,
+        kind: &str,
+        lines: &[Line],
         sink: &mut dyn Sink,
     ) -> Result<(), SourceError> {
+        let end = lines.last().map_or(self.files[i].durable, |l| l.end);
         let w = &self.files[i];
         let fp = fingerprint_at(&w.file, end, w.fp).map_err(io_err(&w.path))?;
         let position = FileMark {
@@ -527,7 +520,12 @@ impl Tailer {
             next: None,
         };
         let path = &self.checkpoint_path;
-        sink.append(events, &mut |intent| {
+        let batch = LineBatch {
+            kind,
+            path: &w.path,
+            lines,
+        };
+        sink.append_lines(&batch, &mut |intent| {
             ck.next = Some(Next {
                 position: position.clone(),
                 last_seq: intent.last_seq,
@@ -544,14 +542,19 @@ impl Tailer {
 
     /// Offers pending events of file `i` to the sink: all, or on `Full` ever smaller prefixes.
     /// What the sink does not take stays pending (paused).
-    fn offer(&mut self, i: usize, mut p: Pending, sink: &mut dyn Sink) -> Result<(), SourceError> {
-        let mut n = p.events.len();
-        while !p.events.is_empty() {
-            match self.append_for(i, &p.events[..n], p.ends[n - 1], sink) {
+    fn offer(
+        &mut self,
+        i: usize,
+        kind: &str,
+        mut p: Pending,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SourceError> {
+        let mut n = p.lines.len();
+        while !p.lines.is_empty() {
+            match self.append_for(i, kind, &p.lines[..n], sink) {
                 Ok(()) => {
-                    p.events.drain(..n);
-                    p.ends.drain(..n);
-                    n = p.events.len();
+                    p.lines.drain(..n);
+                    n = p.lines.len();
                 }
                 Err(e) if e.is_full() => {
                     if n > 1 {
@@ -579,6 +582,48 @@ impl Tailer {
         }
         Ok(())
     }
+}
+
+/// The lines of one file appended together, as [`Sink::append_lines`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub struct LineBatch<'a> {
+    pub kind: &'a str,
+    pub path: &'a Path,
+    pub lines: &'a [Line],
+}
+
+impl<'a> LineBatch<'a> {
+    /// Their events ([`line_event`]).
+    pub fn events(&self) -> impl Iterator<Item = Event> + 'a {
+        let (kind, path) = (self.kind, self.path);
+        self.lines.iter().map(move |l| line_event(kind, path, l))
+    }
+
+    /// Writes the `i`th line's event with `seq`, as [`encode_line_event`] does.
+    pub fn encode(&self, i: usize, seq: u64, out: &mut Vec<u8>) {
+        encode_line_event(out, seq, self.kind, self.path, &self.lines[i]);
+    }
+}
+
+/// Writes the event of `line` (without a newline) exactly as
+/// `uplink_protocol::batch::encode_line(out, seq, kind, &line_event(kind, path, line).fields)`
+/// does (then pops its newline), without building the event: its fields in their map's order
+/// (`continued`, `line`, `offset`, `path`), strings escaped by serde_json.
+pub fn encode_line_event(out: &mut Vec<u8>, seq: u64, kind: &str, path: &Path, line: &Line) {
+    use std::io::Write;
+    let json = |out: &mut Vec<u8>, s: &str| {
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail")
+    };
+    let _ = write!(out, "{{\"seq\":{seq},\"kind\":");
+    json(out, kind);
+    if line.continued {
+        out.extend_from_slice(b",\"continued\":true");
+    }
+    out.extend_from_slice(b",\"line\":");
+    json(out, &String::from_utf8_lossy(&line.bytes));
+    let _ = write!(out, ",\"offset\":{},\"path\":", line.start);
+    json(out, &path.to_string_lossy());
+    out.push(b'}');
 }
 
 /// The event for one line of a file: `{"path", "offset", "line"}` (+ `"continued": true` for a
@@ -701,6 +746,56 @@ mod tests {
             (false, true, s(0), s(0), true), // --once
         ] {
             assert_eq!(retire(matched, at_end, idle, wait), want);
+        }
+    }
+
+    /// The queue gets a line's event straight from its bytes: exactly what encoding the event
+    /// gives, for any line (short, long, escaped, non-ASCII, invalid UTF-8, a piece) and path.
+    #[test]
+    fn a_line_event_is_encoded_as_the_event_would_be() {
+        let long = "x".repeat(70_000);
+        let texts: Vec<&[u8]> = vec![
+            b"",
+            b"plain text",
+            b"{\"json\":\"inside\",\"n\":[1,2]}",
+            b"tab\there \"quoted\" back\\slash \x01 \x7f",
+            "non-ASCII: é 日本 😀 \u{2028}".as_bytes(),
+            b"invalid \xff\xfe UTF-8 \xe6\x97",
+            long.as_bytes(),
+        ];
+        let paths = [
+            Path::new("/var/log/app.log"),
+            Path::new("/tmp/with \"quote\" and \\ é.log"),
+        ];
+        for text in &texts {
+            for path in paths {
+                for continued in [false, true] {
+                    for (seq, start) in [(0u64, 0u64), (9_007_199_254_740_993, u64::MAX / 3)] {
+                        let line = Line {
+                            start,
+                            end: start + text.len() as u64 + 1,
+                            bytes: text.to_vec(),
+                            continued,
+                        };
+                        let event = line_event("log", path, &line);
+                        let mut want = Vec::new();
+                        uplink_protocol::batch::encode_line(
+                            &mut want,
+                            seq,
+                            &event.kind,
+                            &event.fields,
+                        );
+                        want.pop();
+                        let mut got = b"left alone".to_vec();
+                        encode_line_event(&mut got, seq, "log", path, &line);
+                        assert_eq!(
+                            String::from_utf8_lossy(&got[10..]),
+                            String::from_utf8_lossy(&want)
+                        );
+                        assert_eq!(&got[..10], b"left alone");
+                    }
+                }
+            }
         }
     }
 

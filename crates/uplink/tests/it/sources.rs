@@ -485,6 +485,11 @@ fn sigkill_at_random_points_while_tailing_loses_and_repeats_no_line() {
     use std::sync::atomic::Ordering;
     let (dir, svc, sensor, logs) = setup("sigkill");
     let app = logs.join("app.log");
+    // A small queue (so small appends, ~50 KB) that the tailer fills faster than the uploader
+    // drains it: the tailer stays behind, appending or paused with its last batch pending, for
+    // the whole test, however fast it reads (not only as long as reading the backlog is slow).
+    sensor.edit_config("max_bytes = 536870912", "max_bytes = 200000");
+    sensor.set_upload(1000);
     sensor.add_config(&files_config(&[&app], "rotate_wait_secs = 1"));
     // A backlog keeps the tailer appending batch after batch (queue fsync, checkpoint), so the
     // kills land inside appends; the writer keeps the file growing meanwhile (~10,000 lines/s).
