@@ -25,6 +25,8 @@ pub mod metrics;
 pub mod proxyproto;
 mod registry;
 mod routes;
+// CA rotation (issue #24).
+mod rotation;
 pub mod tls;
 pub mod webhooks;
 

@@ -193,6 +193,10 @@ async fn handle<S: Store>(
     if crate::crl::is_crl_path(req.uri().path(), &ws.ca.sha256()) {
         return crl(ws, req.method());
     }
+    // CA rotation: a previous CA's CRL at its digest's name.
+    if let Some(resp) = crate::rotation::previous_crl(ws, req.uri().path(), req.method()) {
+        return resp;
+    }
     match role {
         // The admin JSON API (docs/admin-api.md); the console's pages are a later issue.
         Role::Console if req.uri().path().starts_with(crate::adminapi::PREFIX) => {
@@ -206,7 +210,12 @@ async fn handle<S: Store>(
                 names::sensor_host(&ws.name, &ws.domain)
             ),
         ),
-        Role::SensorApi => sensor_api(shared, ctx, ws, req).await,
+        Role::SensorApi => {
+            let mut resp = sensor_api(shared, ctx, ws, req).await;
+            // CA rotation: every answer names the workspace's trust set.
+            crate::rotation::announce(ws, &mut resp);
+            resp
+        }
     }
 }
 
@@ -238,6 +247,13 @@ async fn sensor_api<S: Store>(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    // CA rotation: the trust set, for sensors over their authenticated connection.
+    if path == uplink_protocol::TRUST_PATH {
+        return match sensor_of(shared, ctx, ws, "the trust set is for sensors: present the sensor's client certificate") {
+            Ok(_) => crate::rotation::trust(ws, req.method()),
+            Err(resp) => resp,
+        };
+    }
     match endpoint(path, req.method()) {
         Endpoint::Ping => ok_text("Ok"),
         Endpoint::Enroll => {
@@ -706,7 +722,7 @@ async fn enroll<S: Store>(
             return unavailable();
         }
     }
-    crate::crl::record(shared, &sensor_id, &signed).await;
+    crate::crl::record(shared, &sensor_id, &signed, &ws.ca.sha256()).await;
     tracing::info!(workspace = %ws.name, sensor = %sensor_id, key = %signed.key_type, "sensor enrolled");
     let response = EnrollResponse {
         workspace: ws.name.clone(),
@@ -866,7 +882,7 @@ async fn renew<S: Store>(
             return unavailable();
         }
     }
-    crate::crl::record(shared, &client.sensor_id, &signed).await;
+    crate::crl::record(shared, &client.sensor_id, &signed, &ws.ca.sha256()).await;
     tracing::info!(workspace = %ws.name, sensor = %client.sensor_id, "sensor certificate renewed");
     let mut resp = json(
         StatusCode::OK,
@@ -1155,7 +1171,7 @@ pub(crate) fn error(status: StatusCode, code: Code, message: String) -> Response
     resp
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     let mut resp = error(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::REQUEST_REJECTED,
