@@ -20,16 +20,25 @@ impl CertificateAuthority {
     /// A certificate for `other` (a CA certificate made by [`crate::generate_ca`]: subject
     /// `O=uplink, CN=…`) with its subject and public key, issued by this CA: a chain through it
     /// leads from `other`'s certificates to this CA.
-    pub fn cross_sign(&self, other: &CertificateDer<'_>) -> Result<CertificateDer<'static>, PkiError> {
+    pub fn cross_sign(
+        &self,
+        other: &CertificateDer<'_>,
+    ) -> Result<CertificateDer<'static>, PkiError> {
         use x509_parser::prelude::*;
-        let (_, cert) = X509Certificate::from_der(other)
-            .map_err(|e| PkiError::CertParse(e.to_string()))?;
+        let (_, cert) =
+            X509Certificate::from_der(other).map_err(|e| PkiError::CertParse(e.to_string()))?;
         let info = cert_info(other)?;
         let mut dn = DistinguishedName::new();
         // The same attributes in the same order as `ca_params`: rcgen encodes them alike, so the
         // subject is byte for byte the one the other CA's certificates name as their issuer.
-        dn.push(DnType::OrganizationName, info.subject_o.clone().unwrap_or_default());
-        dn.push(DnType::CommonName, info.subject_cn.clone().unwrap_or_default());
+        dn.push(
+            DnType::OrganizationName,
+            info.subject_o.clone().unwrap_or_default(),
+        );
+        dn.push(
+            DnType::CommonName,
+            info.subject_cn.clone().unwrap_or_default(),
+        );
         let mut params = CertificateParams::default();
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
@@ -85,12 +94,20 @@ mod tests {
         let (old, new) = (ca("contoso"), ca("contoso"));
         let cross = old.cross_sign(new.cert_der()).unwrap();
         let info = cert_info(&cross).unwrap();
-        assert_eq!(info.subject_raw, cert_info(new.cert_der()).unwrap().subject_raw);
-        assert_eq!(info.issuer_raw, cert_info(old.cert_der()).unwrap().subject_raw);
+        assert_eq!(
+            info.subject_raw,
+            cert_info(new.cert_der()).unwrap().subject_raw
+        );
+        assert_eq!(
+            info.issuer_raw,
+            cert_info(old.cert_der()).unwrap().subject_raw
+        );
         assert!(info.is_ca);
         // The old CA trusts a server certificate of the new one through it (what a sensor that
         // knows only the old CA does).
-        let leaf = new.issue_server(&["contososensorapi.example".into()]).unwrap();
+        let leaf = new
+            .issue_server(&["contososensorapi.example".into()])
+            .unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(old.cert_der().clone()).unwrap();
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(

@@ -354,6 +354,12 @@ impl Registry {
         build_workspace(record, revoked, snap.by_name.get(&record.name), &self.roots)
     }
 
+    /// The workspace named `name` as of the current snapshot (CA rotation: a connection kept
+    /// alive across a change of CA is served, and signed for, by the workspace as it is now).
+    pub(crate) fn current(&self, name: &str) -> Option<Arc<Workspace>> {
+        self.snapshot().by_name.get(name).cloned()
+    }
+
     /// Whether the sensor `sensor_id` of workspace `workspace` is revoked, as of the current
     /// snapshot (memory only: checked on every request).
     pub(crate) fn is_revoked(&self, workspace: &str, sensor_id: &str) -> bool {
@@ -577,20 +583,20 @@ fn build_workspace(
     let (server_chain, server_key_pem) = match previous
         .filter(|p| p.ca.sha256() == record.ca_sha256 && p.rotation.digest == rotation.digest)
     {
-            Some(p) => (p.server_chain.clone(), p.server_key_pem.clone()),
-            None => {
-                let hosts = vec![
-                    names::sensor_host(&record.name, &record.domain),
-                    names::console_host(&record.name, &record.domain),
-                ];
-                let issued = ca.issue_server(&hosts).map_err(tls_err)?;
-                let mut chain = vec![issued.cert_der, ca.cert_der().clone()];
-                // During a rotation: the new CA signed by each previous one, for sensors that
-                // trust only those yet.
-                chain.extend(rotation.cross.iter().cloned());
-                (chain, issued.key_pem)
-            }
-        };
+        Some(p) => (p.server_chain.clone(), p.server_key_pem.clone()),
+        None => {
+            let hosts = vec![
+                names::sensor_host(&record.name, &record.domain),
+                names::console_host(&record.name, &record.domain),
+            ];
+            let issued = ca.issue_server(&hosts).map_err(tls_err)?;
+            let mut chain = vec![issued.cert_der, ca.cert_der().clone()];
+            // During a rotation: the new CA signed by each previous one, for sensors that
+            // trust only those yet.
+            chain.extend(rotation.cross.iter().cloned());
+            (chain, issued.key_pem)
+        }
+    };
     let verifier = tls::WorkspaceVerifier::for_workspace(roots.clone(), ca.cert_der())?;
     let server_config = tls::server_config(server_chain.clone(), &server_key_pem, Some(verifier))?;
     let access_key_sha256 = hex::decode(&record.access_key_sha256).map_err(|e| {

@@ -96,9 +96,10 @@ pub(crate) fn previous_crl(
     path: &str,
     method: &Method,
 ) -> Option<Response<Full<Bytes>>> {
-    let prev = ws.rotation.previous.iter().find(|p| {
-        path != crate::crl::CRL_PATH && crate::crl::is_crl_path(path, &p.ca.sha256())
-    })?;
+    let prev =
+        ws.rotation.previous.iter().find(|p| {
+            path != crate::crl::CRL_PATH && crate::crl::is_crl_path(path, &p.ca.sha256())
+        })?;
     if method != Method::GET && method != Method::HEAD {
         return Some(crate::routes::method_not_allowed("GET, HEAD"));
     }

@@ -189,7 +189,10 @@ async fn handle<S: Store>(
         Ok(target) => target,
         Err(refusal) => return refusal.response(),
     };
-    let (ws, role) = (&target.0, target.1);
+    // The workspace as it is now, not as it was when the connection was made: a kept-alive
+    // connection across a CA rotation gets the new trust set and certificates of the new CA.
+    let now = shared.registry.current(&target.0.name);
+    let (ws, role) = (now.as_ref().unwrap_or(&target.0), target.1);
     if crate::crl::is_crl_path(req.uri().path(), &ws.ca.sha256()) {
         return crl(ws, req.method());
     }
@@ -249,7 +252,12 @@ async fn sensor_api<S: Store>(
     let path = req.uri().path();
     // CA rotation: the trust set, for sensors over their authenticated connection.
     if path == uplink_protocol::TRUST_PATH {
-        return match sensor_of(shared, ctx, ws, "the trust set is for sensors: present the sensor's client certificate") {
+        return match sensor_of(
+            shared,
+            ctx,
+            ws,
+            "the trust set is for sensors: present the sensor's client certificate",
+        ) {
             Ok(_) => crate::rotation::trust(ws, req.method()),
             Err(resp) => resp,
         };

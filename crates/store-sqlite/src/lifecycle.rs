@@ -553,7 +553,10 @@ impl SqliteStore {
             .collect()
     }
 
-    pub(crate) fn retire_previous_cas_sync(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn retire_previous_cas_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let (exists, gone) = self.write(|c| {
             let tx = c.unchecked_transaction()?;
             let exists: bool = tx

@@ -271,7 +271,10 @@ impl std::fmt::Debug for PreviousCa {
 /// The sealing context of a previous CA's key (bound to the workspace and the CA, so a sealed
 /// key cannot be moved to another row).
 pub fn previous_ca_key_context(workspace: &str, sha256: &str) -> String {
-    format!("{}:previous:{sha256}", crate::master::ca_key_context(workspace))
+    format!(
+        "{}:previous:{sha256}",
+        crate::master::ca_key_context(workspace)
+    )
 }
 
 #[cfg(test)]

@@ -1717,9 +1717,7 @@ async fn an_uninstalled_sensor_is_revoked_marked_and_logged<S: Store + Clone>(st
     assert_eq!(store.revocations("w").await.unwrap().len(), 2);
 }
 
-async fn a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved<
-    S: Store + Clone,
->(
+async fn a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved<S: Store + Clone>(
     store: S,
 ) {
     store.create_workspace(workspace("w")).await.unwrap();
@@ -1742,14 +1740,26 @@ async fn a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved<
     );
     let w = store.workspace("w").await.unwrap().unwrap();
     assert_eq!(
-        (w.ca_cert_pem.as_str(), w.ca_key_pem.as_str(), w.ca_sha256.as_str()),
+        (
+            w.ca_cert_pem.as_str(),
+            w.ca_key_pem.as_str(),
+            w.ca_sha256.as_str()
+        ),
         ("new cert", new_key, "aa".repeat(32).as_str())
     );
     let prev = store.previous_cas("w").await.unwrap();
     assert_eq!(prev.len(), 1);
     assert_eq!(
-        (prev[0].sha256.as_str(), prev[0].cert_pem.as_str(), prev[0].key_pem.as_str()),
-        ("00".repeat(32).as_str(), "cert", "-----BEGIN PRIVATE KEY-----secret")
+        (
+            prev[0].sha256.as_str(),
+            prev[0].cert_pem.as_str(),
+            prev[0].key_pem.as_str()
+        ),
+        (
+            "00".repeat(32).as_str(),
+            "cert",
+            "-----BEGIN PRIVATE KEY-----secret"
+        )
     );
     assert!(!format!("{prev:?}").contains("secret"));
     // One rotation at a time.
@@ -1759,13 +1769,19 @@ async fn a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved<
         "{err:?}"
     );
     let err = store.rotate_ca("ghost", "x", "k", "y").await;
-    assert!(matches!(err, Err(StoreError::NoSuchWorkspace(_))), "{err:?}");
+    assert!(
+        matches!(err, Err(StoreError::NoSuchWorkspace(_))),
+        "{err:?}"
+    );
     // Who has moved: s1 renewed onto the new CA, s2 is revoked, s3 has not moved.
     store.record_issuer("c1", &"aa".repeat(32)).await.unwrap();
     store.record_issuer("c3", &"00".repeat(32)).await.unwrap();
     store.revoke_sensor("w", "s2", "gone", false).await.unwrap();
     assert_eq!(
-        store.sensors_not_on_ca("w", &"aa".repeat(32)).await.unwrap(),
+        store
+            .sensors_not_on_ca("w", &"aa".repeat(32))
+            .await
+            .unwrap(),
         ["s3"]
     );
     store.record_issuer("c3", &"aa".repeat(32)).await.unwrap();
@@ -1797,10 +1813,18 @@ async fn a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved<
     // Nothing left: nothing retired, nothing logged.
     assert!(store.retire_previous_cas("w").await.unwrap().is_empty());
     let err = store.retire_previous_cas("ghost").await;
-    assert!(matches!(err, Err(StoreError::NoSuchWorkspace(_))), "{err:?}");
+    assert!(
+        matches!(err, Err(StoreError::NoSuchWorkspace(_))),
+        "{err:?}"
+    );
     // A previous CA goes with its workspace.
     store
-        .rotate_ca("other", "n", "-----BEGIN PRIVATE KEY-----n", &"cc".repeat(32))
+        .rotate_ca(
+            "other",
+            "n",
+            "-----BEGIN PRIVATE KEY-----n",
+            &"cc".repeat(32),
+        )
         .await
         .unwrap();
     store.delete_workspace("other").await.unwrap();

@@ -387,7 +387,10 @@ impl Store for AnyStore {
         each!(self, s => s.rotate_ca(workspace, cert_pem, key_pem, sha256).await)
     }
 
-    async fn previous_cas(&self, workspace: &str) -> Result<Vec<uplink_store::PreviousCa>, StoreError> {
+    async fn previous_cas(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::PreviousCa>, StoreError> {
         each!(self, s => s.previous_cas(workspace).await)
     }
 

@@ -732,7 +732,10 @@ async fn rotate_ca(a: RotateCaArgs) -> anyhow::Result<ExitCode> {
                 if pending.len() == 1 { "has" } else { "have" },
                 pending.join(", ")
             );
-            if let Err(e) = store.record_audit(audit("retire_ca", Err(msg.clone()))).await {
+            if let Err(e) = store
+                .record_audit(audit("retire_ca", Err(msg.clone())))
+                .await
+            {
                 eprintln!("warning: the audit entry could not be recorded: {e}");
             }
             if a.json {
@@ -768,7 +771,10 @@ async fn rotate_ca(a: RotateCaArgs) -> anyhow::Result<ExitCode> {
         .rotate_ca(&name, &new.cert_pem, &new.key_pem, &new.sha256)
         .await;
     let detail = match &result {
-        Ok(()) => Ok(format!("new CA {} (previous {})", new.sha256, record.ca_sha256)),
+        Ok(()) => Ok(format!(
+            "new CA {} (previous {})",
+            new.sha256, record.ca_sha256
+        )),
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = store.record_audit(audit("rotate_ca", detail)).await {
