@@ -70,6 +70,17 @@ impl Trust {
     }
 }
 
+/// Whether a client certificate issued by `issuer_raw` (its issuer's DER name) is from one of
+/// the workspace's CAs: the current one or a previous one not retired yet. Pure.
+pub(crate) fn trusts(ws: &Workspace, issuer_raw: &[u8]) -> bool {
+    ws.ca_subject_raw == issuer_raw
+        || ws
+            .rotation
+            .previous
+            .iter()
+            .any(|p| p.subject_raw == issuer_raw)
+}
+
 /// Adds the trust set's digest to an answer of the sensor API.
 pub(crate) fn announce(ws: &Workspace, resp: &mut Response<Full<Bytes>>) {
     if let Ok(v) = header::HeaderValue::from_str(&ws.rotation.digest) {
@@ -119,4 +130,55 @@ pub(crate) fn previous_crl(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca(name: &str) -> (CertificateAuthority, uplink_store::PreviousCa) {
+        let new = uplink_pki::generate_ca(name).unwrap();
+        let ca = CertificateAuthority::from_pem(&new.cert_pem, &new.key_pem).unwrap();
+        let prev = uplink_store::PreviousCa {
+            sha256: new.sha256,
+            cert_pem: new.cert_pem,
+            key_pem: new.key_pem,
+            replaced_at: 0,
+        };
+        (ca, prev)
+    }
+
+    #[test]
+    fn the_trust_set_names_the_current_ca_first_and_cross_signs_it_by_each_previous() {
+        let (current, _) = ca("w");
+        let (old, old_record) = ca("w");
+        let alone = Trust::load(&current, &[]).unwrap();
+        assert!(alone.previous.is_empty() && alone.cross.is_empty());
+        assert_eq!(alone.pem.matches("BEGIN CERTIFICATE").count(), 1);
+        assert_eq!(
+            alone.digest,
+            uplink_pki::trust_digest(&[current.cert_der().clone()])
+        );
+
+        let both = Trust::load(&current, std::slice::from_ref(&old_record)).unwrap();
+        assert!(both.pem.starts_with(current.cert_pem().trim_end()));
+        assert_eq!(both.pem.matches("BEGIN CERTIFICATE").count(), 2);
+        assert_eq!(
+            both.digest,
+            uplink_pki::trust_digest(&[old.cert_der().clone(), current.cert_der().clone()])
+        );
+        assert_ne!(both.digest, alone.digest);
+        let cross = uplink_pki::cert_info(&both.cross[0]).unwrap();
+        assert_eq!(
+            cross.issuer_raw,
+            uplink_pki::cert_info(old.cert_der()).unwrap().subject_raw
+        );
+        assert_eq!(
+            cross.subject_raw,
+            uplink_pki::cert_info(current.cert_der())
+                .unwrap()
+                .subject_raw
+        );
+        assert_eq!(both.previous[0].subject_raw, cross.issuer_raw);
+    }
 }

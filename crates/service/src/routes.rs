@@ -44,6 +44,10 @@ struct ConnCtx {
 struct ClientId {
     workspace: String,
     sensor_id: String,
+    /// CA rotation: the issuer of its certificate (DER), checked on every request against the
+    /// workspace's CAs as they are now (a retired CA's certificate is refused on a connection
+    /// kept alive from before the retirement too).
+    issuer_raw: Vec<u8>,
 }
 
 pub(crate) async fn serve_connection<S: Store>(
@@ -101,6 +105,7 @@ async fn serve_tracked<S: Store>(
             Some(ClientId {
                 workspace: ws.name.clone(),
                 sensor_id: info.subject_cn?,
+                issuer_raw: info.issuer_raw,
             })
         });
     if client.is_some() {
@@ -763,12 +768,25 @@ fn sensor_of<'a, S: Store>(
     // The current snapshot's revoked set, not the one of the connection's workspace: a
     // revocation applies to kept-alive connections from the next request on.
     let revoked = |id: &str| shared.registry.is_revoked(&ws.name, id);
-    client_of(ctx.client.as_ref(), &ws.name, missing, &revoked).map_err(|r| {
+    let client = client_of(ctx.client.as_ref(), &ws.name, missing, &revoked).map_err(|r| {
         if r.code == Code::CERT_REVOKED {
             tracing::warn!(workspace = %ws.name, "request of a revoked sensor refused");
         }
         r.response()
-    })
+    })?;
+    // CA rotation: `ws` is the workspace as it is now (`handle`).
+    if !crate::rotation::trusts(ws, &client.issuer_raw) {
+        tracing::warn!(workspace = %ws.name, sensor = %client.sensor_id, "request with a certificate of a retired CA refused");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            Code::MTLS_REJECTED,
+            format!(
+                "the client certificate of sensor {} is from a CA that workspace {:?} no longer trusts (retired by `uplink workspace rotate-ca --retire-old`): enroll the machine again with the workspace's access key",
+                client.sensor_id, ws.name
+            ),
+        ));
+    }
+    Ok(client)
 }
 
 /// A new certificate for the sensor that presents its current one: same sensor id, same
@@ -1372,10 +1390,12 @@ mod tests {
         let mine = ClientId {
             workspace: "contoso".into(),
             sensor_id: "s-1".into(),
+            issuer_raw: vec![],
         };
         let theirs = ClientId {
             workspace: "fabrikam".into(),
             sensor_id: "s-2".into(),
+            issuer_raw: vec![],
         };
         let none_revoked = |_: &str| false;
         assert_eq!(
