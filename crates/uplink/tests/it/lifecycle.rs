@@ -1045,7 +1045,7 @@ fn a_sensor_behind_squid_moves_to_a_rotated_ca_without_reinstall_and_the_retired
     let mut trust_body = String::new();
     poll_until(
         "the service to serve the new trust set",
-        10,
+        30,
         || {
             let (status, body) = curl_with_cert(
                 &ws,
@@ -1135,7 +1135,7 @@ fn a_sensor_behind_squid_moves_to_a_rotated_ca_without_reinstall_and_the_retired
     // The old CA's certificates are refused once the service followed; its CRL is gone.
     poll_until(
         "the service to refuse the old CA's certificate",
-        10,
+        30,
         || {
             curl_with_cert(
                 &ws,
