@@ -292,6 +292,8 @@ pub struct Connection {
     /// The workspace's central policy version the service named in its last response
     /// ([`uplink_policy::VERSION_HEADER`], issue #26), if any response named one.
     pub policy_version: Option<u64>,
+    /// CA rotation: the trust set's digest the last answer named (`X-Uplink-Trust`).
+    trust: Option<String>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -340,6 +342,7 @@ impl Connection {
             authenticated,
             retry_after: None,
             policy_version: None,
+            trust: None,
         })
     }
 
@@ -393,6 +396,13 @@ impl Connection {
             .and_then(|v| v.parse().ok())
         {
             self.policy_version = Some(v);
+        }
+        if let Some(t) = resp
+            .headers()
+            .get(uplink_protocol::TRUST_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            self.trust = Some(t.to_owned());
         }
         let body = resp
             .into_body()
@@ -517,6 +527,30 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs))
+}
+
+// CA rotation (issue #24).
+impl Connection {
+    /// The digest of the workspace's trust set named by the last answer that carried one
+    /// (`X-Uplink-Trust`; `None` from a service older than CA rotation).
+    pub fn announced_trust(&self) -> Option<&str> {
+        self.trust.as_deref()
+    }
+
+    /// `GET /api/v1/trust`: the workspace's CA certificates, PEM, the current CA first (the
+    /// connection must present the sensor's certificate).
+    pub async fn trust_set(&mut self) -> Result<String, ClientError> {
+        let (status, body) = self
+            .request(Method::GET, uplink_protocol::TRUST_PATH, &[], Bytes::new())
+            .await?;
+        if status != StatusCode::OK {
+            return Err(self.status_error(status, &body, events_refusal(status)));
+        }
+        String::from_utf8(body.to_vec()).map_err(|e| ClientError::BadResponse {
+            host: self.host.clone(),
+            reason: format!("the trust set is not text: {e}"),
+        })
+    }
 }
 
 impl Connection {

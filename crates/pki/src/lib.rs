@@ -510,6 +510,10 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, PkiError> {
     })
 }
 
+// CA rotation (issue #24).
+mod rotation;
+pub use rotation::trust_digest;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,12 @@ pub const HEARTBEAT_PATH: &str = "/api/v1/heartbeat";
 /// the service has revoked its certificate and marked it `uninstalled`. Requires a client
 /// certificate. Best effort: an uninstall goes on when the service cannot be told.
 pub const UNINSTALL_PATH: &str = "/api/v1/uninstall";
+/// CA rotation (issue #24): the workspace's trust set, PEM, the current CA first (mutual TLS).
+pub const TRUST_PATH: &str = "/api/v1/trust";
+/// CA rotation: the header on every answer of the sensor API naming the digest of the
+/// workspace's trust set (`uplink_pki::trust_digest`); a sensor whose CAs differ fetches
+/// [`TRUST_PATH`].
+pub const TRUST_HEADER: &str = "x-uplink-trust";
 
 /// `POST /api/v1/renew` request body. The answer is an [`EnrollResponse`] for the same sensor.
 #[derive(Clone, Serialize, Deserialize)]

@@ -25,6 +25,8 @@ pub mod secrets;
 pub mod sources;
 pub mod status;
 pub mod systemd;
+// CA rotation (issue #24).
+pub mod trust;
 pub mod unitfile;
 pub mod upload;
 pub mod wpadsource;

@@ -52,6 +52,9 @@ pub struct Renewal {
     pub not_after: SystemTime,
     pub obtained_at: SystemTime,
     retry_at: Option<Instant>,
+    /// CA rotation: the certificate is not from the workspace's current CA (see
+    /// [`crate::trust`]), so renewal is due now, whatever its age.
+    pub off_current_ca: bool,
 }
 
 fn next(path: &Path) -> PathBuf {
@@ -96,10 +99,15 @@ impl Renewal {
             .and_then(|m| m.modified())
             .map_err(io(&path))?;
         let not_after = not_after_of(&pem)?;
+        // A sensor restarted between learning a new CA and renewing onto it.
+        let off_current_ca = std::fs::read_to_string(paths.ca_file())
+            .map(|set| !crate::trust::issued_by_current(&set, &String::from_utf8_lossy(&pem)))
+            .unwrap_or(false);
         Ok(Renewal {
             not_after,
             obtained_at,
             retry_at: None,
+            off_current_ca,
         })
     }
 
@@ -108,7 +116,7 @@ impl Renewal {
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return false;
         }
-        due_at(self.not_after, self.obtained_at, now)
+        self.off_current_ca || due_at(self.not_after, self.obtained_at, now)
     }
 
     /// Records a failed attempt: the next one waits (see [`retry_after`]).
@@ -179,6 +187,9 @@ pub async fn renew(
             not_after,
             obtained_at: SystemTime::now(),
             retry_at: None,
+            // Renewed: not again before the next change of CA, even if this one came from a
+            // replica that had not seen the rotation yet (no renewal loop).
+            off_current_ca: false,
         },
         not_after: response.not_after,
     })

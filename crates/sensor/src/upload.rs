@@ -115,6 +115,10 @@ struct State {
     policy_failures: u32,
     /// One zstd context for every batch (a new one per batch would allocate its tables anew).
     compressor: zstd::bulk::Compressor<'static>,
+    /// CA rotation: the digest of the CAs trusted now (`ca.pem`), and a trust set that could
+    /// not be fetched, with when to try again.
+    trust_digest: Option<String>,
+    trust_retry: Option<(String, Instant)>,
 }
 
 /// Failed connections in a row along an applied policy's route before the sensor's own
@@ -664,6 +668,63 @@ impl State {
         }
     }
 
+    /// CA rotation (see [`crate::trust`]): when the last answer named another trust set than
+    /// the CAs in `ca.pem`, fetches it over the open connection and trusts it from the next
+    /// connection on; renewal becomes due when the certificate is not from its current CA. A
+    /// failure is retried a minute later; uploads go on with the CAs trusted now.
+    async fn follow_trust(&mut self) {
+        let Some(announced) = self
+            .conn
+            .as_ref()
+            .filter(|c| c.is_open())
+            .and_then(|c| c.announced_trust())
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        if self.trust_digest.as_deref() == Some(announced.as_str()) {
+            return;
+        }
+        if self
+            .trust_retry
+            .as_ref()
+            .is_some_and(|(d, at)| *d == announced && Instant::now() < *at)
+        {
+            return;
+        }
+        let paths = self.paths.clone();
+        let conn = self.conn.as_mut().expect("checked above");
+        let result = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            crate::trust::refresh(&paths, conn, &announced),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(SensorError::Failed(format!(
+                "no answer within {REQUEST_TIMEOUT:?}"
+            ))),
+        };
+        match result {
+            Ok(tls) => {
+                tracing::info!(trust = %announced, "the workspace's CAs changed: trusting its new set from the next connection");
+                self.tls = tls;
+                self.trust_digest = Some(announced);
+                self.trust_retry = None;
+                let set = std::fs::read_to_string(self.paths.ca_file()).unwrap_or_default();
+                let cert = std::fs::read_to_string(self.paths.cert_file()).unwrap_or_default();
+                if !crate::trust::issued_by_current(&set, &cert) {
+                    tracing::info!("the client certificate is from a CA that is no longer current: renewing now");
+                    self.renewal.off_current_ca = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(code = %e.code(), error = %e, "fetching the workspace's new CAs failed; trying again in a minute");
+                self.trust_retry = Some((announced, Instant::now() + Duration::from_secs(60)));
+            }
+        }
+    }
+
     async fn upload(
         &mut self,
         body: bytes::Bytes,
@@ -776,6 +837,8 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
             path: "<zstd>".into(),
             source: e,
         })?,
+        trust_digest: crate::trust::digest_of(&ca),
+        trust_retry: None,
     })
 }
 
@@ -888,6 +951,9 @@ async fn upload_loop(
                 }
             }
         }
+        // CA rotation: a new trust set announced is fetched first, so that a certificate of
+        // a CA no longer current is renewed at once.
+        st.follow_trust().await;
         if st.renewal.due(std::time::SystemTime::now()) {
             st.renew_certificate().await;
         }

@@ -39,15 +39,24 @@ pub(crate) fn stale(signed: OffsetDateTime, now: OffsetDateTime) -> bool {
 
 /// The workspace's CRL (DER), signed now when the cached one is stale.
 pub(crate) fn current(ws: &Workspace) -> Result<Arc<Vec<u8>>, uplink_pki::PkiError> {
+    signed_by(&ws.ca, &ws.crl, &ws.revoked_serials)
+}
+
+/// The CRL of `ca` (the workspace's current CA, or a previous one during a rotation) listing
+/// `serials`, from `cache` unless stale.
+pub(crate) fn signed_by(
+    ca: &uplink_pki::CertificateAuthority,
+    crl_cache: &Cache,
+    serials: &[uplink_store::RevokedSerial],
+) -> Result<Arc<Vec<u8>>, uplink_pki::PkiError> {
     let now = OffsetDateTime::now_utc();
-    let mut cache = ws.crl.0.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = crl_cache.0.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((signed, der)) = cache.as_ref() {
         if !stale(*signed, now) {
             return Ok(der.clone());
         }
     }
-    let revoked: Vec<(String, OffsetDateTime)> = ws
-        .revoked_serials
+    let revoked: Vec<(String, OffsetDateTime)> = serials
         .iter()
         .map(|r| {
             let at = OffsetDateTime::from_unix_timestamp_nanos(r.revoked_at as i128 * 1_000_000)
@@ -58,10 +67,7 @@ pub(crate) fn current(ws: &Workspace) -> Result<Arc<Vec<u8>>, uplink_pki::PkiErr
     // A few minutes back, as certificates are: a verifier whose clock is slightly behind must
     // not find the CRL "not yet valid".
     let this_update = now - time::Duration::minutes(5);
-    let der = Arc::new(
-        ws.ca
-            .crl(&revoked, this_update, now.unix_timestamp().max(1) as u64)?,
-    );
+    let der = Arc::new(ca.crl(&revoked, this_update, now.unix_timestamp().max(1) as u64)?);
     *cache = Some((now, der.clone()));
     Ok(der)
 }
@@ -73,8 +79,13 @@ pub(crate) async fn record<S: uplink_store::Store>(
     shared: &crate::Shared<S>,
     sensor_id: &str,
     signed: &uplink_pki::SignedClient,
+    ca_sha256: &str,
 ) {
     let fingerprint = uplink_pki::sha256_hex(&signed.cert_der);
+    // CA rotation: which CA issued it, so `rotate-ca --retire-old` knows who has moved.
+    if let Err(e) = shared.store.record_issuer(&fingerprint, ca_sha256).await {
+        tracing::warn!(sensor = %sensor_id, error = %e, "recording the certificate's issuer failed: `rotate-ca --retire-old` will count this sensor as not moved until it renews again");
+    }
     if let Err(e) = shared
         .store
         .record_certificate(sensor_id, &signed.serial_hex, &fingerprint)

@@ -27,6 +27,8 @@ mod policy;
 pub mod proxyproto;
 mod registry;
 mod routes;
+// CA rotation (issue #24).
+mod rotation;
 pub mod tls;
 pub mod webhooks;
 

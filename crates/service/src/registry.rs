@@ -60,6 +60,9 @@ pub(crate) struct Workspace {
     pub limited: crate::lifecycle::Limited,
     server_chain: Vec<CertificateDer<'static>>,
     server_key_pem: String,
+    /// CA rotation (`crate::rotation`): the CAs replaced and not retired yet, whose client
+    /// certificates are still accepted, and the trust set sensors are told about.
+    pub rotation: crate::rotation::Trust,
 }
 
 /// An immutable view: replaced whole on each change, shared by connections.
@@ -83,6 +86,10 @@ impl Snapshot {
         );
         self.by_ca_subject
             .insert(ws.ca_subject_raw.clone(), ws.clone());
+        for prev in &ws.rotation.previous {
+            self.by_ca_subject
+                .insert(prev.subject_raw.clone(), ws.clone());
+        }
         self.by_name.insert(ws.name.clone(), ws);
     }
 
@@ -96,7 +103,10 @@ impl Snapshot {
     fn cas(&self) -> Vec<CertificateDer<'static>> {
         self.by_name
             .values()
-            .map(|w| w.ca.cert_der().clone())
+            .flat_map(|w| {
+                std::iter::once(w.ca.cert_der().clone())
+                    .chain(w.rotation.previous.iter().map(|p| p.ca.cert_der().clone()))
+            })
             .collect()
     }
 }
@@ -344,6 +354,12 @@ impl Registry {
         build_workspace(record, revoked, snap.by_name.get(&record.name), &self.roots)
     }
 
+    /// The workspace named `name` as of the current snapshot (CA rotation: a connection kept
+    /// alive across a change of CA is served, and signed for, by the workspace as it is now).
+    pub(crate) fn current(&self, name: &str) -> Option<Arc<Workspace>> {
+        self.snapshot().by_name.get(name).cloned()
+    }
+
     /// Whether the sensor `sensor_id` of workspace `workspace` is revoked, as of the current
     /// snapshot (memory only: checked on every request).
     pub(crate) fn is_revoked(&self, workspace: &str, sensor_id: &str) -> bool {
@@ -526,6 +542,8 @@ pub(crate) struct Revoked {
     serials: Vec<uplink_store::RevokedSerial>,
     /// Read with them: the workspace's lifecycle settings.
     lifecycle: uplink_store::LifecycleSettings,
+    /// And its previous CAs (CA rotation).
+    previous: Vec<uplink_store::PreviousCa>,
 }
 
 async fn revoked_of<S: Store>(store: &S, workspace: &str) -> Result<Revoked, StoreError> {
@@ -537,10 +555,12 @@ async fn revoked_of<S: Store>(store: &S, workspace: &str) -> Result<Revoked, Sto
         .collect();
     let serials = store.revoked_serials(workspace).await?;
     let lifecycle = store.lifecycle_settings(workspace).await?;
+    let previous = store.previous_cas(workspace).await?;
     Ok(Revoked {
         sensors,
         serials,
         lifecycle,
+        previous,
     })
 }
 
@@ -557,19 +577,26 @@ fn build_workspace(
     let ca_subject_raw = uplink_pki::cert_info(ca.cert_der())
         .map_err(tls_err)?
         .subject_raw;
-    // Keep the server certificate already issued for this CA; issue one otherwise.
-    let (server_chain, server_key_pem) =
-        match previous.filter(|p| p.ca.sha256() == record.ca_sha256) {
-            Some(p) => (p.server_chain.clone(), p.server_key_pem.clone()),
-            None => {
-                let hosts = vec![
-                    names::sensor_host(&record.name, &record.domain),
-                    names::console_host(&record.name, &record.domain),
-                ];
-                let issued = ca.issue_server(&hosts).map_err(tls_err)?;
-                (vec![issued.cert_der, ca.cert_der().clone()], issued.key_pem)
-            }
-        };
+    let rotation = crate::rotation::Trust::load(&ca, &revoked.previous).map_err(tls_err)?;
+    // Keep the server certificate already issued for this CA and trust set; issue one
+    // otherwise.
+    let (server_chain, server_key_pem) = match previous
+        .filter(|p| p.ca.sha256() == record.ca_sha256 && p.rotation.digest == rotation.digest)
+    {
+        Some(p) => (p.server_chain.clone(), p.server_key_pem.clone()),
+        None => {
+            let hosts = vec![
+                names::sensor_host(&record.name, &record.domain),
+                names::console_host(&record.name, &record.domain),
+            ];
+            let issued = ca.issue_server(&hosts).map_err(tls_err)?;
+            let mut chain = vec![issued.cert_der, ca.cert_der().clone()];
+            // During a rotation: the new CA signed by each previous one, for sensors that
+            // trust only those yet.
+            chain.extend(rotation.cross.iter().cloned());
+            (chain, issued.key_pem)
+        }
+    };
     let verifier = tls::WorkspaceVerifier::for_workspace(roots.clone(), ca.cert_der())?;
     let server_config = tls::server_config(server_chain.clone(), &server_key_pem, Some(verifier))?;
     let access_key_sha256 = hex::decode(&record.access_key_sha256).map_err(|e| {
@@ -592,6 +619,7 @@ fn build_workspace(
         limited: Default::default(),
         server_chain,
         server_key_pem,
+        rotation,
     })
 }
 

@@ -44,6 +44,10 @@ struct ConnCtx {
 struct ClientId {
     workspace: String,
     sensor_id: String,
+    /// CA rotation: the issuer of its certificate (DER), checked on every request against the
+    /// workspace's CAs as they are now (a retired CA's certificate is refused on a connection
+    /// kept alive from before the retirement too).
+    issuer_raw: Vec<u8>,
 }
 
 pub(crate) async fn serve_connection<S: Store>(
@@ -107,6 +111,7 @@ async fn serve_tracked<S: Store>(
             Some(ClientId {
                 workspace: ws.name.clone(),
                 sensor_id: info.subject_cn?,
+                issuer_raw: info.issuer_raw,
             })
         });
     if client.is_some() {
@@ -195,9 +200,16 @@ async fn handle<S: Store>(
         Ok(target) => target,
         Err(refusal) => return refusal.response(),
     };
-    let (ws, role) = (&target.0, target.1);
+    // The workspace as it is now, not as it was when the connection was made: a kept-alive
+    // connection across a CA rotation gets the new trust set and certificates of the new CA.
+    let now = shared.registry.current(&target.0.name);
+    let (ws, role) = (now.as_ref().unwrap_or(&target.0), target.1);
     if crate::crl::is_crl_path(req.uri().path(), &ws.ca.sha256()) {
         return crl(ws, req.method());
+    }
+    // CA rotation: a previous CA's CRL at its digest's name.
+    if let Some(resp) = crate::rotation::previous_crl(ws, req.uri().path(), req.method()) {
+        return resp;
     }
     match role {
         // The admin JSON API (docs/admin-api.md).
@@ -206,7 +218,12 @@ async fn handle<S: Store>(
         }
         // The web console's pages (docs/console.md).
         Role::Console => crate::console::handle(shared, ws, ctx.peer, req).await,
-        Role::SensorApi => sensor_api(shared, ctx, ws, req).await,
+        Role::SensorApi => {
+            let mut resp = sensor_api(shared, ctx, ws, req).await;
+            // CA rotation: every answer names the workspace's trust set.
+            crate::rotation::announce(ws, &mut resp);
+            resp
+        }
     }
 }
 
@@ -238,6 +255,18 @@ async fn sensor_api<S: Store>(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    // CA rotation: the trust set, for sensors over their authenticated connection.
+    if path == uplink_protocol::TRUST_PATH {
+        return match sensor_of(
+            shared,
+            ctx,
+            ws,
+            "the trust set is for sensors: present the sensor's client certificate",
+        ) {
+            Ok(_) => crate::rotation::trust(ws, req.method()),
+            Err(resp) => resp,
+        };
+    }
     match endpoint(path, req.method()) {
         Endpoint::Ping => ok_text("Ok"),
         Endpoint::Enroll => {
@@ -728,7 +757,7 @@ async fn enroll<S: Store>(
             return unavailable();
         }
     }
-    crate::crl::record(shared, &sensor_id, &signed).await;
+    crate::crl::record(shared, &sensor_id, &signed, &ws.ca.sha256()).await;
     tracing::info!(workspace = %ws.name, sensor = %sensor_id, key = %signed.key_type, "sensor enrolled");
     let response = EnrollResponse {
         workspace: ws.name.clone(),
@@ -761,12 +790,25 @@ fn sensor_of<'a, S: Store>(
     // The current snapshot's revoked set, not the one of the connection's workspace: a
     // revocation applies to kept-alive connections from the next request on.
     let revoked = |id: &str| shared.registry.is_revoked(&ws.name, id);
-    client_of(ctx.client.as_ref(), &ws.name, missing, &revoked).map_err(|r| {
+    let client = client_of(ctx.client.as_ref(), &ws.name, missing, &revoked).map_err(|r| {
         if r.code == Code::CERT_REVOKED {
             tracing::warn!(workspace = %ws.name, "request of a revoked sensor refused");
         }
         r.response()
-    })
+    })?;
+    // CA rotation: `ws` is the workspace as it is now (`handle`).
+    if !crate::rotation::trusts(ws, &client.issuer_raw) {
+        tracing::warn!(workspace = %ws.name, sensor = %client.sensor_id, "request with a certificate of a retired CA refused");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            Code::MTLS_REJECTED,
+            format!(
+                "the client certificate of sensor {} is from a CA that workspace {:?} no longer trusts (retired by `uplink workspace rotate-ca --retire-old`): enroll the machine again with the workspace's access key",
+                client.sensor_id, ws.name
+            ),
+        ));
+    }
+    Ok(client)
 }
 
 /// A new certificate for the sensor that presents its current one: same sensor id, same
@@ -888,7 +930,7 @@ async fn renew<S: Store>(
             return unavailable();
         }
     }
-    crate::crl::record(shared, &client.sensor_id, &signed).await;
+    crate::crl::record(shared, &client.sensor_id, &signed, &ws.ca.sha256()).await;
     tracing::info!(workspace = %ws.name, sensor = %client.sensor_id, "sensor certificate renewed");
     let mut resp = json(
         StatusCode::OK,
@@ -1177,7 +1219,7 @@ pub(crate) fn error(status: StatusCode, code: Code, message: String) -> Response
     resp
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     let mut resp = error(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::REQUEST_REJECTED,
@@ -1376,10 +1418,12 @@ mod tests {
         let mine = ClientId {
             workspace: "contoso".into(),
             sensor_id: "s-1".into(),
+            issuer_raw: vec![],
         };
         let theirs = ClientId {
             workspace: "fabrikam".into(),
             sensor_id: "s-2".into(),
+            issuer_raw: vec![],
         };
         let none_revoked = |_: &str| false;
         assert_eq!(

@@ -761,6 +761,8 @@ impl Store for PostgresStore {
         n += policy::reseal(&tx, &old, &new)
             .await
             .map_err(self.err())??;
+        // CA rotation: the previous CAs' keys.
+        n += self.reseal_previous_cas(&tx, &old, &new).await?;
         tx.execute(
             "UPDATE uplink_meta SET value = $1 WHERE key = 'master_key_check'",
             &[&new.check_value()],
@@ -1394,5 +1396,59 @@ impl Store for PostgresStore {
 
     async fn policy_versions(&self, workspace: &str) -> Result<Vec<PolicyVersion>, StoreError> {
         self.policy_versions_pg(workspace).await
+    }
+
+    // CA rotation (issue #24, `lifecycle.rs`).
+
+    async fn rotate_ca(
+        &self,
+        workspace: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        sha256: &str,
+    ) -> Result<(), StoreError> {
+        self.rotate_ca_pg(workspace, cert_pem, key_pem, sha256)
+            .await
+    }
+
+    async fn previous_cas(&self, workspace: &str) -> Result<Vec<PreviousCa>, StoreError> {
+        self.previous_cas_pg(workspace).await
+    }
+
+    async fn record_issuer(&self, cert_sha256: &str, ca_sha256: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO cert_issuers (cert_sha256, ca_sha256) VALUES ($1, $2)
+                 ON CONFLICT (cert_sha256) DO UPDATE SET ca_sha256 = EXCLUDED.ca_sha256",
+                &[&cert_sha256, &ca_sha256],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    async fn sensors_not_on_ca(
+        &self,
+        workspace: &str,
+        ca_sha256: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.sensor_id FROM sensors s
+                 WHERE s.workspace = $1
+                   AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.sensor_id = s.sensor_id)
+                   AND NOT EXISTS (SELECT 1 FROM cert_issuers i WHERE i.cert_sha256 = s.cert_sha256 AND i.ca_sha256 = $2)
+                 ORDER BY s.sensor_id",
+                &[&workspace, &ca_sha256],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn retire_previous_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        self.retire_previous_cas_pg(workspace).await
     }
 }

@@ -396,3 +396,165 @@ impl PostgresStore {
         Ok(row_to_revocation(&row))
     }
 }
+
+// CA rotation (migration 0011: `previous_cas`, `cert_issuers`).
+
+impl PostgresStore {
+    pub(crate) async fn rotate_ca_pg(
+        &self,
+        workspace: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        sha256: &str,
+    ) -> Result<(), StoreError> {
+        let key = self.key()?;
+        let new_sealed = key.seal(key_pem, &master::ca_key_context(workspace));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let row = tx
+            .query_opt(
+                "SELECT ca_cert_pem, ca_key_pem, ca_sha256 FROM workspaces WHERE name = $1 FOR UPDATE",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        let Some(row) = row else {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        };
+        let (old_cert, old_sealed, old_sha): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let pending: Vec<String> = tx
+            .query(
+                "SELECT ca_sha256 FROM previous_cas WHERE workspace = $1",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !pending.is_empty() {
+            return Err(StoreError::Settings(format!(
+                "workspace {workspace:?} still has the CA it replaced last time ({}): retire it first (`uplink workspace rotate-ca {workspace} --retire-old`)",
+                pending.join(", ")
+            )));
+        }
+        // The old key moves to a context naming its CA.
+        let old_key = key.open(&old_sealed, &master::ca_key_context(workspace))?;
+        let old_resealed = key.seal(
+            &old_key,
+            &lifecycle::previous_ca_key_context(workspace, &old_sha),
+        );
+        tx.execute(
+            "INSERT INTO previous_cas (workspace, ca_sha256, ca_cert_pem, ca_key_pem, replaced_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&workspace, &old_sha, &old_cert, &old_resealed, &now_ms()],
+        )
+        .await
+        .map_err(self.err())?;
+        tx.execute(
+            "UPDATE workspaces SET ca_cert_pem = $1, ca_key_pem = $2, ca_sha256 = $3 WHERE name = $4",
+            &[&cert_pem, &new_sealed, &sha256, &workspace],
+        )
+        .await
+        .map_err(self.err())?;
+        record_change(&tx, workspace, &ChangeKind::Rekeyed)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        Ok(())
+    }
+
+    pub(crate) async fn previous_cas_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<PreviousCa>, StoreError> {
+        let key = self.key()?;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT ca_sha256, ca_cert_pem, ca_key_pem, replaced_at FROM previous_cas WHERE workspace = $1 ORDER BY replaced_at, ca_sha256",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        rows.iter()
+            .map(|r| {
+                let sha256: String = r.get(0);
+                let sealed: String = r.get(2);
+                Ok(PreviousCa {
+                    key_pem: key.open(
+                        &sealed,
+                        &lifecycle::previous_ca_key_context(workspace, &sha256),
+                    )?,
+                    sha256,
+                    cert_pem: r.get(1),
+                    replaced_at: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    /// Re-seals the previous CAs' keys under `new` (inside a master key rotation's transaction).
+    pub(crate) async fn reseal_previous_cas(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        old: &MasterKey,
+        new: &MasterKey,
+    ) -> Result<u64, StoreError> {
+        let rows = tx
+            .query(
+                "SELECT workspace, ca_sha256, ca_key_pem FROM previous_cas FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        for r in &rows {
+            let (ws, sha, stored): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let ctx = lifecycle::previous_ca_key_context(&ws, &sha);
+            let sealed = new.seal(&old.open(&stored, &ctx)?, &ctx);
+            tx.execute(
+                "UPDATE previous_cas SET ca_key_pem = $3 WHERE workspace = $1 AND ca_sha256 = $2",
+                &[&ws, &sha, &sealed],
+            )
+            .await
+            .map_err(self.err())?;
+        }
+        Ok(rows.len() as u64)
+    }
+
+    pub(crate) async fn retire_previous_cas_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        let gone: Vec<String> = tx
+            .query(
+                "DELETE FROM previous_cas WHERE workspace = $1 RETURNING ca_sha256",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !gone.is_empty() {
+            record_change(&tx, workspace, &ChangeKind::Rekeyed)
+                .await
+                .map_err(self.err())?;
+        }
+        tx.commit().await.map_err(self.err())?;
+        Ok(gone)
+    }
+}

@@ -84,6 +84,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0010_lifecycle_limits.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 11,
+        name: "CA rotation (previous CAs, certificate issuers)",
+        sql: include_str!("../migrations/0011_ca_rotation.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.

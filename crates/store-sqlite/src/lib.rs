@@ -50,8 +50,8 @@ mod tokens;
 /// 9: the web console's users, sessions and login failures (`console.rs`, issue #25).
 /// 10: central policy (`policies`, issue #26, `policy.rs`).
 /// 11: the lifecycle's workspace settings and shared rate-limit windows (`lifecycle_settings`,
-/// `rate_windows`, issue #24).
-pub const FORMAT_VERSION: i64 = 11;
+/// `rate_windows`, issue #24). 12: CA rotation (`previous_cas`, `cert_issuers`, issue #24).
+pub const FORMAT_VERSION: i64 = 12;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -212,6 +212,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Sensor lifecycle, part 2 (issue #24): certificate validity and enrollment limits as
     // workspace settings, and the rate-limit windows replicas share.
     (11, lifecycle::FORMAT_11),
+    // CA rotation (issue #24): previous CAs and which CA issued each certificate.
+    (12, lifecycle::FORMAT_12),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -310,12 +312,13 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
             console::FORMAT_9,
             policy::FORMAT_10,
             lifecycle::FORMAT_11,
+            lifecycle::FORMAT_12,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -830,6 +833,11 @@ impl SqliteStore {
             // Central policy passwords (issue #26).
             match policy::reseal(&tx, &old, &new)? {
                 Ok(p) => n += p,
+                Err(e) => return Ok(Err(e)),
+            }
+            // CA rotation: the previous CAs' keys.
+            match lifecycle::reseal_previous_cas(&tx, &old, &new)? {
+                Ok(resealed) => n += resealed,
                 Err(e) => return Ok(Err(e)),
             }
             tx.execute(
@@ -2170,6 +2178,72 @@ impl Store for SqliteStore {
     async fn policy_versions(&self, workspace: &str) -> Result<Vec<PolicyVersion>, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.policy_versions_sync(&ws)).await
+    }
+
+    // CA rotation (issue #24, `lifecycle.rs`).
+
+    async fn rotate_ca(
+        &self,
+        workspace: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        sha256: &str,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        let (w, c, k, h) = (
+            workspace.to_owned(),
+            cert_pem.to_owned(),
+            key_pem.to_owned(),
+            sha256.to_owned(),
+        );
+        blocking(move || this.rotate_ca_sync(&w, &c, &k, &h)).await
+    }
+
+    async fn previous_cas(&self, workspace: &str) -> Result<Vec<PreviousCa>, StoreError> {
+        let (this, w) = (self.clone(), workspace.to_owned());
+        blocking(move || this.previous_cas_sync(&w)).await
+    }
+
+    async fn record_issuer(&self, cert_sha256: &str, ca_sha256: &str) -> Result<(), StoreError> {
+        let (this, c, a) = (self.clone(), cert_sha256.to_owned(), ca_sha256.to_owned());
+        blocking(move || {
+            this.write(|conn| {
+                conn.execute(
+                    "INSERT INTO cert_issuers (cert_sha256, ca_sha256) VALUES (?1, ?2)
+                     ON CONFLICT (cert_sha256) DO UPDATE SET ca_sha256 = excluded.ca_sha256",
+                    rusqlite::params![c, a],
+                )
+            })
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn sensors_not_on_ca(
+        &self,
+        workspace: &str,
+        ca_sha256: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (this, w, a) = (self.clone(), workspace.to_owned(), ca_sha256.to_owned());
+        blocking(move || {
+            this.read(|c| {
+                let mut st = c.prepare(
+                    "SELECT s.sensor_id FROM sensors s
+                     WHERE s.workspace = ?1
+                       AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.sensor_id = s.sensor_id)
+                       AND NOT EXISTS (SELECT 1 FROM cert_issuers i WHERE i.cert_sha256 = s.cert_sha256 AND i.ca_sha256 = ?2)
+                     ORDER BY s.sensor_id",
+                )?;
+                let rows = st.query_map(rusqlite::params![w, a], |r| r.get(0))?;
+                rows.collect()
+            })
+        })
+        .await
+    }
+
+    async fn retire_previous_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        let (this, w) = (self.clone(), workspace.to_owned());
+        blocking(move || this.retire_previous_cas_sync(&w)).await
     }
 }
 

@@ -400,3 +400,188 @@ impl SqliteStore {
         stored.ok_or_else(|| StoreError::NoSuchSensor(sensor_id.into()))
     }
 }
+
+// CA rotation (format 12: `previous_cas`, `cert_issuers`).
+
+/// Format 12's tables (the migration step and the schema of a new store).
+pub(crate) const FORMAT_12: &str = "
+CREATE TABLE IF NOT EXISTS previous_cas (
+    workspace TEXT NOT NULL REFERENCES workspaces(name) ON DELETE CASCADE,
+    ca_sha256 TEXT NOT NULL,
+    ca_cert_pem TEXT NOT NULL,
+    ca_key_pem TEXT NOT NULL,
+    replaced_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace, ca_sha256)
+);
+CREATE TABLE IF NOT EXISTS cert_issuers (
+    cert_sha256 TEXT PRIMARY KEY,
+    ca_sha256 TEXT NOT NULL
+);
+";
+
+/// Re-seals the previous CAs' keys under `new` (inside a master key rotation's transaction).
+pub(crate) fn reseal_previous_cas(
+    tx: &Connection,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> rusqlite::Result<Result<u64, StoreError>> {
+    let rows: Vec<(String, String, String)> = {
+        let mut st = tx.prepare("SELECT workspace, ca_sha256, ca_key_pem FROM previous_cas")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (ws, sha, stored) in &rows {
+        let ctx = lifecycle::previous_ca_key_context(ws, sha);
+        let plain = match old.open(stored, &ctx) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        tx.execute(
+            "UPDATE previous_cas SET ca_key_pem = ?3 WHERE workspace = ?1 AND ca_sha256 = ?2",
+            params![ws, sha, new.seal(&plain, &ctx)],
+        )?;
+    }
+    Ok(Ok(rows.len() as u64))
+}
+
+impl SqliteStore {
+    pub(crate) fn rotate_ca_sync(
+        &self,
+        workspace: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        sha256: &str,
+    ) -> Result<(), StoreError> {
+        let key = self.key();
+        let new_sealed = key.seal(key_pem, &master::ca_key_context(workspace));
+        enum Outcome {
+            Done,
+            NoWorkspace,
+            Pending(Vec<String>),
+            Raced,
+        }
+        // The old key moves to a context naming its CA: opened here, sealed again; the
+        // transaction checks that the CA did not change in between.
+        let current: Option<(String, String, String)> = self.read(|c| {
+            c.query_row(
+                "SELECT ca_cert_pem, ca_key_pem, ca_sha256 FROM workspaces WHERE name = ?1",
+                [workspace],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+        })?;
+        let Some((old_cert, old_sealed, old_sha)) = current else {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        };
+        let old_key = key.open(&old_sealed, &master::ca_key_context(workspace))?;
+        let old_resealed = key.seal(
+            &old_key,
+            &lifecycle::previous_ca_key_context(workspace, &old_sha),
+        );
+        let outcome = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let now: Option<String> = tx
+                .query_row(
+                    "SELECT ca_sha256 FROM workspaces WHERE name = ?1",
+                    [workspace],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match now {
+                None => return Ok(Outcome::NoWorkspace),
+                Some(sha) if sha != old_sha => return Ok(Outcome::Raced),
+                Some(_) => {}
+            }
+            let pending: Vec<String> = {
+                let mut st =
+                    tx.prepare("SELECT ca_sha256 FROM previous_cas WHERE workspace = ?1")?;
+                let rows = st.query_map([workspace], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            if !pending.is_empty() {
+                return Ok(Outcome::Pending(pending));
+            }
+            tx.execute(
+                "INSERT INTO previous_cas (workspace, ca_sha256, ca_cert_pem, ca_key_pem, replaced_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![workspace, old_sha, old_cert, old_resealed, now_ms()],
+            )?;
+            tx.execute(
+                "UPDATE workspaces SET ca_cert_pem = ?1, ca_key_pem = ?2, ca_sha256 = ?3 WHERE name = ?4",
+                params![cert_pem, new_sealed, sha256, workspace],
+            )?;
+            record_change(&tx, workspace, &ChangeKind::Rekeyed)?;
+            tx.commit()?;
+            Ok(Outcome::Done)
+        })?;
+        match outcome {
+            Outcome::Done => Ok(()),
+            Outcome::NoWorkspace => Err(StoreError::NoSuchWorkspace(workspace.into())),
+            Outcome::Pending(p) => Err(StoreError::Settings(format!(
+                "workspace {workspace:?} still has the CA it replaced last time ({}): retire it first (`uplink workspace rotate-ca {workspace} --retire-old`)",
+                p.join(", ")
+            ))),
+            Outcome::Raced => Err(StoreError::Settings(format!(
+                "the CA of workspace {workspace:?} changed while rotating it: run the command again"
+            ))),
+        }
+    }
+
+    pub(crate) fn previous_cas_sync(&self, workspace: &str) -> Result<Vec<PreviousCa>, StoreError> {
+        let rows: Vec<PreviousCa> = self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT ca_sha256, ca_cert_pem, ca_key_pem, replaced_at FROM previous_cas WHERE workspace = ?1 ORDER BY replaced_at, ca_sha256",
+            )?;
+            let rows = st.query_map([workspace], |r| {
+                Ok(PreviousCa {
+                    sha256: r.get(0)?,
+                    cert_pem: r.get(1)?,
+                    key_pem: r.get(2)?,
+                    replaced_at: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })?;
+        let key = self.key();
+        rows.into_iter()
+            .map(|mut p| {
+                p.key_pem = key.open(
+                    &p.key_pem,
+                    &lifecycle::previous_ca_key_context(workspace, &p.sha256),
+                )?;
+                Ok(p)
+            })
+            .collect()
+    }
+
+    pub(crate) fn retire_previous_cas_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (exists, gone) = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let exists: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM workspaces WHERE name = ?1)",
+                    [workspace],
+                    |r| r.get(0),
+                )?;
+            let gone: Vec<String> = {
+                let mut st = tx.prepare(
+                    "SELECT ca_sha256 FROM previous_cas WHERE workspace = ?1 ORDER BY replaced_at, ca_sha256",
+                )?;
+                let rows = st.query_map([workspace], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            if !gone.is_empty() {
+                tx.execute("DELETE FROM previous_cas WHERE workspace = ?1", [workspace])?;
+                record_change(&tx, workspace, &ChangeKind::Rekeyed)?;
+            }
+            tx.commit()?;
+            Ok((exists, gone))
+        })?;
+        if !exists {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        Ok(gone)
+    }
+}

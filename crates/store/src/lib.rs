@@ -33,6 +33,8 @@ pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
 pub use lifecycle::{
     AuditEntry, Lifecycle, LifecycleChange, LifecycleSettings, RateHit, Revocation, RevokedSerial,
 };
+// CA rotation.
+pub use lifecycle::PreviousCa;
 pub use master::{MasterKey, MasterKeyFile};
 pub use policy::PolicyVersion;
 pub use retention::{
@@ -801,6 +803,43 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<Vec<PolicyVersion>, StoreError>> + Send;
+
+    // CA rotation (issue #24, `lifecycle.rs`, docs/lifecycle.md): `uplink workspace rotate-ca`.
+
+    /// Makes `new` the workspace's CA and keeps the current one as a [`PreviousCa`] (its key
+    /// sealed under the master key), appending [`ChangeKind::Rekeyed`] in the same transaction.
+    /// Refused ([`StoreError::Settings`]) while a previous CA is still there: retire it first.
+    fn rotate_ca(
+        &self,
+        workspace: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The workspace's previous CAs, not retired yet, oldest first (keys opened).
+    fn previous_cas(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<PreviousCa>, StoreError>> + Send;
+    /// Records which CA (`ca_sha256`) issued the certificate whose SHA-256 is `cert_sha256`.
+    fn record_issuer(
+        &self,
+        cert_sha256: &str,
+        ca_sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The ids of the workspace's sensors, neither revoked nor decommissioned, whose current
+    /// certificate was not recorded as issued by `ca_sha256`, ordered.
+    fn sensors_not_on_ca(
+        &self,
+        workspace: &str,
+        ca_sha256: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Drops the workspace's previous CAs (their client certificates are refused from then on),
+    /// appending [`ChangeKind::Rekeyed`] in the same transaction; returns their digests.
+    fn retire_previous_cas(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

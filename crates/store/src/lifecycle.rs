@@ -267,6 +267,41 @@ pub enum RateHit {
     Limited { retry_after_ms: i64 },
 }
 
+// CA rotation (`uplink workspace rotate-ca`, docs/lifecycle.md).
+
+/// A workspace CA that a rotation replaced and that is not retired yet: client certificates it
+/// issued are still accepted, its CRL is still served, and it signs the cross-certificate that
+/// lets sensors trusting only it verify the new CA's server certificate.
+#[derive(Clone)]
+pub struct PreviousCa {
+    /// SHA-256 of the CA certificate's DER, lowercase hex.
+    pub sha256: String,
+    pub cert_pem: String,
+    /// Its private key in PEM (sealed at rest under the master key; never in `Debug`).
+    pub key_pem: String,
+    /// When it was replaced, Unix milliseconds.
+    pub replaced_at: i64,
+}
+
+impl std::fmt::Debug for PreviousCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreviousCa")
+            .field("sha256", &self.sha256)
+            .field("replaced_at", &self.replaced_at)
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sealing context of a previous CA's key (bound to the workspace and the CA, so a sealed
+/// key cannot be moved to another row).
+pub fn previous_ca_key_context(workspace: &str, sha256: &str) -> String {
+    format!(
+        "{}:previous:{sha256}",
+        crate::master::ca_key_context(workspace)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

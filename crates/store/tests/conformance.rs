@@ -86,6 +86,8 @@ per_backend!(
     an_uninstalled_sensor_is_revoked_marked_and_logged,
     policies_are_versioned_sealed_logged_and_go_with_their_workspace,
     console_users_sessions_and_failures_are_scoped_and_go_with_their_workspace,
+    // CA rotation.
+    a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -1931,4 +1933,118 @@ async fn policies_are_versioned_sealed_logged_and_go_with_their_workspace<S: Sto
     store.delete_workspace("a").await.unwrap();
     assert!(store.policy_versions("a").await.unwrap().is_empty());
     assert_eq!(store.current_policy("b").await.unwrap().0, 1);
+}
+
+async fn a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved<S: Store + Clone>(
+    store: S,
+) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("other")).await.unwrap();
+    for (id, cert) in [("s1", "c1"), ("s2", "c2"), ("s3", "c3")] {
+        let mut s = sensor(id, "w");
+        s.cert_sha256 = cert.into();
+        store.add_sensor(s).await.unwrap();
+    }
+    assert!(store.previous_cas("w").await.unwrap().is_empty());
+    let before = store.change_version().await.unwrap();
+    let new_key = "-----BEGIN PRIVATE KEY-----new";
+    store
+        .rotate_ca("w", "new cert", new_key, &"aa".repeat(32))
+        .await
+        .unwrap();
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Rekeyed)]
+    );
+    let w = store.workspace("w").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            w.ca_cert_pem.as_str(),
+            w.ca_key_pem.as_str(),
+            w.ca_sha256.as_str()
+        ),
+        ("new cert", new_key, "aa".repeat(32).as_str())
+    );
+    let prev = store.previous_cas("w").await.unwrap();
+    assert_eq!(prev.len(), 1);
+    assert_eq!(
+        (
+            prev[0].sha256.as_str(),
+            prev[0].cert_pem.as_str(),
+            prev[0].key_pem.as_str()
+        ),
+        (
+            "00".repeat(32).as_str(),
+            "cert",
+            "-----BEGIN PRIVATE KEY-----secret"
+        )
+    );
+    assert!(!format!("{prev:?}").contains("secret"));
+    // One rotation at a time.
+    let err = store.rotate_ca("w", "x", "k", &"bb".repeat(32)).await;
+    assert!(
+        matches!(&err, Err(StoreError::Settings(m)) if m.contains("--retire-old")),
+        "{err:?}"
+    );
+    let err = store.rotate_ca("ghost", "x", "k", "y").await;
+    assert!(
+        matches!(err, Err(StoreError::NoSuchWorkspace(_))),
+        "{err:?}"
+    );
+    // Who has moved: s1 renewed onto the new CA, s2 is revoked, s3 has not moved.
+    store.record_issuer("c1", &"aa".repeat(32)).await.unwrap();
+    store.record_issuer("c3", &"00".repeat(32)).await.unwrap();
+    store.revoke_sensor("w", "s2", "gone", false).await.unwrap();
+    assert_eq!(
+        store
+            .sensors_not_on_ca("w", &"aa".repeat(32))
+            .await
+            .unwrap(),
+        ["s3"]
+    );
+    store.record_issuer("c3", &"aa".repeat(32)).await.unwrap();
+    assert!(store
+        .sensors_not_on_ca("w", &"aa".repeat(32))
+        .await
+        .unwrap()
+        .is_empty());
+    // The previous key survives a master key rotation.
+    let dir = tempfile::tempdir().unwrap();
+    let new = MasterKeyFile(dir.path().join("new.key"))
+        .resolve(false)
+        .unwrap();
+    store.rotate_master_key(new).await.unwrap();
+    assert_eq!(
+        store.previous_cas("w").await.unwrap()[0].key_pem,
+        "-----BEGIN PRIVATE KEY-----secret"
+    );
+    let before = store.change_version().await.unwrap();
+    assert_eq!(
+        store.retire_previous_cas("w").await.unwrap(),
+        ["00".repeat(32)]
+    );
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Rekeyed)]
+    );
+    assert!(store.previous_cas("w").await.unwrap().is_empty());
+    // Nothing left: nothing retired, nothing logged.
+    assert!(store.retire_previous_cas("w").await.unwrap().is_empty());
+    let err = store.retire_previous_cas("ghost").await;
+    assert!(
+        matches!(err, Err(StoreError::NoSuchWorkspace(_))),
+        "{err:?}"
+    );
+    // A previous CA goes with its workspace.
+    store
+        .rotate_ca(
+            "other",
+            "n",
+            "-----BEGIN PRIVATE KEY-----n",
+            &"cc".repeat(32),
+        )
+        .await
+        .unwrap();
+    store.delete_workspace("other").await.unwrap();
+    assert!(store.previous_cas("other").await.unwrap().is_empty());
 }

@@ -453,4 +453,39 @@ impl Store for AnyStore {
     ) -> Result<Vec<uplink_store::PolicyVersion>, StoreError> {
         each!(self, s => s.policy_versions(workspace).await)
     }
+
+    // CA rotation (issue #24).
+
+    async fn rotate_ca(
+        &self,
+        workspace: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        sha256: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.rotate_ca(workspace, cert_pem, key_pem, sha256).await)
+    }
+
+    async fn previous_cas(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::PreviousCa>, StoreError> {
+        each!(self, s => s.previous_cas(workspace).await)
+    }
+
+    async fn record_issuer(&self, cert_sha256: &str, ca_sha256: &str) -> Result<(), StoreError> {
+        each!(self, s => s.record_issuer(cert_sha256, ca_sha256).await)
+    }
+
+    async fn sensors_not_on_ca(
+        &self,
+        workspace: &str,
+        ca_sha256: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.sensors_not_on_ca(workspace, ca_sha256).await)
+    }
+
+    async fn retire_previous_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.retire_previous_cas(workspace).await)
+    }
 }

@@ -65,6 +65,21 @@ pub enum Command {
         after_help = "Examples:\n  uplink workspace rotate-access-key contoso --data-dir /var/lib/uplink-service"
     )]
     RotateAccessKey(RotateAccessKeyArgs),
+    /// Rotate the workspace's CA (docs/lifecycle.md). Without --retire-old: a new CA is made
+    /// (its key sealed under the master key) and becomes current on every replica within a
+    /// second; the old one stays trusted. Sensors learn the new CA over their authenticated
+    /// connection and renew onto it by themselves; new enrollments get it. With --data-dir the
+    /// bundle file DIR/bundles/NAME.json is rewritten with the new CA. With --retire-old, once
+    /// every sensor has moved: the old CA is dropped (its client certificates are refused from
+    /// then on); refused, naming the sensors that have not, while any is left. Recorded in the
+    /// audit trail (`rotate_ca`, `retire_ca`).
+    ///
+    /// --json prints {"workspace","ca_sha256","previous_ca_sha256","bundle_path"}, or with
+    /// --retire-old {"workspace","ca_sha256","retired":[sha256…]}. Exit 1 when refused.
+    #[command(
+        after_help = "Examples:\n  uplink workspace rotate-ca contoso --data-dir /var/lib/uplink-service\n  uplink workspace rotate-ca contoso --retire-old --data-dir /var/lib/uplink-service"
+    )]
+    RotateCa(RotateCaArgs),
     /// A workspace's webhook delivery log, newest first (docs/admin-api.md). --json prints
     /// {"deliveries":[{"id","url","event","issue_id","state","attempts","created_at",
     /// "delivered_at","last_error"}]}; state is pending, delivered or failed.
@@ -81,6 +96,20 @@ pub struct RotateAccessKeyArgs {
     #[command(flatten)]
     pub data: super::DataDir,
     /// Print JSON (the new bundle's path with --data-dir).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateCaArgs {
+    /// The workspace name.
+    pub name: String,
+    #[command(flatten)]
+    pub data: super::DataDir,
+    /// Drop the previous CA once every sensor has moved to the new one.
+    #[arg(long)]
+    pub retire_old: bool,
+    /// Print JSON (see above).
     #[arg(long)]
     pub json: bool,
 }
@@ -248,6 +277,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Show(a) => show(a).await,
             Command::Delete(a) => delete(a).await,
             Command::RotateAccessKey(a) => rotate_access_key(a).await,
+            Command::RotateCa(a) => rotate_ca(a).await,
             Command::Deliveries(a) => deliveries(a).await,
         }
     })
@@ -665,6 +695,116 @@ async fn rotate_access_key(a: RotateAccessKeyArgs) -> anyhow::Result<ExitCode> {
                 p.display()
             ),
             None => println!("get the new bundle with `uplink workspace bundle {name} --out FILE`"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `workspace rotate-ca` (CA rotation, issue #24).
+async fn rotate_ca(a: RotateCaArgs) -> anyhow::Result<ExitCode> {
+    let store = a.data.open(false).await?;
+    let name = a.name.to_ascii_lowercase();
+    let Some(record) = store.workspace(&name).await? else {
+        anyhow::bail!(uplink_store::StoreError::NoSuchWorkspace(name));
+    };
+    let audit = |action: &str, result: Result<String, String>| uplink_store::AuditEntry {
+        workspace: name.clone(),
+        at: uplink_store::now_ms(),
+        actor: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        source: format!("cli@{}", super::fleet::hostname()),
+        action: action.into(),
+        sensor_id: None,
+        result: if result.is_ok() { "ok" } else { "failed" }.into(),
+        detail: result.unwrap_or_else(|e| e),
+    };
+    if a.retire_old {
+        let previous = store.previous_cas(&name).await?;
+        if previous.is_empty() {
+            anyhow::bail!("workspace {name:?} has no previous CA to retire: rotate first (`uplink workspace rotate-ca {name}`)");
+        }
+        let pending = store.sensors_not_on_ca(&name, &record.ca_sha256).await?;
+        if !pending.is_empty() {
+            let msg = format!(
+                "{} of workspace {name:?} still {} a certificate of the previous CA: {}. Running sensors renew onto the new CA by themselves at their next connection; wait for them, or revoke or decommission the machines that are gone (`uplink fleet decommission {name} ID`), then retire again. Nothing was changed",
+                super::count(pending.len() as u64, "sensor", "sensors"),
+                if pending.len() == 1 { "has" } else { "have" },
+                pending.join(", ")
+            );
+            if let Err(e) = store
+                .record_audit(audit("retire_ca", Err(msg.clone())))
+                .await
+            {
+                eprintln!("warning: the audit entry could not be recorded: {e}");
+            }
+            if a.json {
+                let v = serde_json::json!({"workspace": name, "refused": msg, "sensors_not_moved": pending});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::FAILURE);
+            }
+            anyhow::bail!(msg);
+        }
+        let result = store.retire_previous_cas(&name).await;
+        let detail = match &result {
+            Ok(gone) => Ok(format!("retired {}", gone.join(", "))),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = store.record_audit(audit("retire_ca", detail)).await {
+            eprintln!("warning: the audit entry could not be recorded: {e}");
+        }
+        let gone = result?;
+        if a.json {
+            let v = serde_json::json!({"workspace": name, "ca_sha256": record.ca_sha256, "retired": gone});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!(
+                "retired the previous CA of {name} ({}): its client certificates are refused from now on; the CA is {}",
+                gone.join(", "),
+                record.ca_sha256
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let new = uplink_pki::generate_ca(&name)?;
+    let result = store
+        .rotate_ca(&name, &new.cert_pem, &new.key_pem, &new.sha256)
+        .await;
+    let detail = match &result {
+        Ok(()) => Ok(format!(
+            "new CA {} (previous {})",
+            new.sha256, record.ca_sha256
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = store.record_audit(audit("rotate_ca", detail)).await {
+        eprintln!("warning: the audit entry could not be recorded: {e}");
+    }
+    result?;
+    let bundle_path = match a.data.dir() {
+        Some(dir) => {
+            let bundles = dir.join("bundles");
+            uplink_service::admin::create_private_dir(&bundles)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", bundles.display()))?;
+            let path = bundles.join(format!("{name}.json"));
+            uplink_service::admin::write_bundle(&store, &name, &path).await?;
+            Some(path)
+        }
+        None => None,
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "workspace": name,
+            "ca_sha256": new.sha256,
+            "previous_ca_sha256": record.ca_sha256,
+            "bundle_path": bundle_path,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "workspace {name} has a new CA {} (the previous one, {}, is still trusted): sensors learn it and renew onto it by themselves; once they all have, run `uplink workspace rotate-ca {name} --retire-old`",
+            new.sha256, record.ca_sha256
+        );
+        if let Some(p) = bundle_path {
+            println!("bundle      {}  (carries the new CA)", p.display());
         }
     }
     Ok(ExitCode::SUCCESS)

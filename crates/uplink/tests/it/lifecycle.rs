@@ -17,6 +17,10 @@
 //! - `sensor uninstall` tells the service through the sensor's proxy (Squid's log shows the
 //!   tunnel): the sensor shows `uninstalled`, audited; without a route it is removed all the
 //!   same, within its bound, and stays `active`.
+//! - CA rotation: a sensor running through Squid across `workspace rotate-ca` and
+//!   `--retire-old` learns the new CA over its connection, renews onto it by itself (no
+//!   reinstall), and every event arrives once; the retirement is refused while a sensor has not
+//!   moved (naming it); afterwards the old CA's certificates are refused.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -902,5 +906,321 @@ fn an_uninstalled_sensor_tells_the_service_through_its_proxy_and_shows_uninstall
         row(&list, &offline_id).unwrap()["lifecycle"],
         "active",
         "{list}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// CA rotation (issue #24, the last part).
+
+/// curl to `path` with a client certificate, trusting `cacert`: `Some(status)`, or `None` when
+/// the connection failed (a TLS refusal).
+fn curl_with_cert(
+    ws: &Ws,
+    port: u16,
+    path: &str,
+    cacert: &Path,
+    cert: &Path,
+    key: &Path,
+) -> (Option<u16>, String) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--resolve",
+        ])
+        .arg(format!("{}:{port}:127.0.0.1", ws.sensor_host))
+        .arg("--cacert")
+        .arg(cacert)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .arg(format!("https://{}:{port}{path}", ws.sensor_host))
+        .output()
+        .expect("run curl");
+    let text = stdout(&out);
+    if !out.status.success() {
+        return (None, format!("{}{}", text, stderr(&out)));
+    }
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().ok(), body.to_owned())
+}
+
+/// The subject (DER) of the first certificate in a PEM file, and the issuer of the first.
+fn subject_and_issuer(pem: &str) -> (Vec<u8>, Vec<u8>) {
+    let certs = uplink_pki::certs_from_pem(pem).unwrap();
+    let info = uplink_pki::cert_info(&certs[0]).unwrap();
+    (info.subject_raw, info.issuer_raw)
+}
+
+fn pem_count(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.matches("BEGIN CERTIFICATE").count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_sensor_behind_squid_moves_to_a_rotated_ca_without_reinstall_and_the_retired_ca_is_refused() {
+    use crate::support::squid::{Squid, SquidOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dd = data.to_str().unwrap();
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "carot", svc.port);
+    let mut squid = Squid::start(SquidOptions {
+        hosts: vec![ws.sensor_host.clone()],
+        ..Default::default()
+    });
+    let sensor = Sensor::installed(
+        &tmp.path().join("sensor"),
+        &ws,
+        &["--quiet", "--proxy-url", &squid.url()],
+    );
+    let id = sensor.status()["sensor_id"].as_str().unwrap().to_owned();
+    // A second machine, enrolled but not running: it cannot move by itself.
+    let idle = Sensor::installed(&tmp.path().join("idle"), &ws, &["--quiet"]);
+    let idle_id = idle.status()["sensor_id"].as_str().unwrap().to_owned();
+    // The running sensor's first key and certificate (of the old CA), kept aside.
+    let (old_cert, old_key) = (tmp.path().join("old.pem"), tmp.path().join("old.key"));
+    std::fs::copy(sensor.dir.join("client.pem"), &old_cert).unwrap();
+    std::fs::copy(sensor.dir.join("client.key"), &old_key).unwrap();
+    let run_log = tmp.path().join("run.log");
+    let context = || {
+        format!(
+            "{}\nsquid:\n{}\nservice:\n{}",
+            sensor.context(&run_log),
+            squid.logs(),
+            svc.log()
+        )
+    };
+    let run = sensor.spawn_run(&run_log);
+    let stored = || {
+        exported(&data, "carot")
+            .into_iter()
+            .filter(|(s, _, v)| *s == id && v["kind"] == "ev")
+            .count()
+    };
+    ok(sensor.send(&lines(0..100)), "sensor send");
+    poll_until("the first events stored", 60, || stored() == 100, context);
+
+    // Rotation.
+    let rotated = fleet_json(&[
+        "workspace",
+        "rotate-ca",
+        "carot",
+        "--data-dir",
+        dd,
+        "--json",
+    ]);
+    let new_sha = rotated["ca_sha256"].as_str().unwrap().to_owned();
+    assert_eq!(
+        rotated["previous_ca_sha256"],
+        ws.ca_sha256.as_str(),
+        "{rotated}"
+    );
+    assert_ne!(new_sha, ws.ca_sha256);
+    // The bundle carries the new CA.
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("bundles").join("carot.json")).unwrap())
+            .unwrap();
+    assert_eq!(bundle["ca_sha256"], new_sha.as_str(), "{bundle}");
+    let new_ca_pem = bundle["ca_pem"].as_str().unwrap().to_owned();
+    let (new_subject, _) = subject_and_issuer(&new_ca_pem);
+    let both = tmp.path().join("both-cas.pem");
+    std::fs::write(
+        &both,
+        format!(
+            "{new_ca_pem}{}",
+            std::fs::read_to_string(&ws.ca_file).unwrap()
+        ),
+    )
+    .unwrap();
+    // Every replica follows within a poll: the old certificate is still accepted, the trust set
+    // holds both CAs, and each CA's CRL is at its digest's name.
+    let mut trust_body = String::new();
+    poll_until(
+        "the service to serve the new trust set",
+        30,
+        || {
+            let (status, body) = curl_with_cert(
+                &ws,
+                svc.port,
+                uplink_protocol::TRUST_PATH,
+                &both,
+                &old_cert,
+                &old_key,
+            );
+            trust_body = body;
+            status == Some(200) && trust_body.matches("BEGIN CERTIFICATE").count() == 2
+        },
+        context,
+    );
+    assert!(
+        trust_body.starts_with(new_ca_pem.trim_end()),
+        "the current CA first: {trust_body}"
+    );
+    for sha in [&ws.ca_sha256, &new_sha] {
+        fetch_crl_at(
+            &Ws {
+                ca_file: both.clone(),
+                ..ws.clone()
+            },
+            &ws.sensor_host,
+            svc.port,
+            &format!("/pki/crl-{sha}.der"),
+            &tmp.path().join(format!("crl-{sha}.der")),
+        );
+    }
+
+    // The sensor learns the new CA from its next answer and renews onto it.
+    ok(sensor.send(&lines(100..200)), "sensor send");
+    poll_until(
+        "the events sent during the rotation",
+        60,
+        || stored() == 200,
+        context,
+    );
+    poll_until(
+        "the sensor to trust both CAs and hold a certificate of the new one",
+        60,
+        || {
+            let cert = std::fs::read_to_string(sensor.dir.join("client.pem")).unwrap_or_default();
+            pem_count(&sensor.dir.join("ca.pem")) == 2
+                && !cert.is_empty()
+                && subject_and_issuer(&cert).1 == new_subject
+        },
+        context,
+    );
+
+    // Retiring is refused while a sensor has not moved, naming it.
+    let refused = uplink(&[
+        "workspace",
+        "rotate-ca",
+        "carot",
+        "--retire-old",
+        "--data-dir",
+        dd,
+    ]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(stderr(&refused).contains(&idle_id), "{}", stderr(&refused));
+    assert!(
+        !stderr(&refused).contains(&id),
+        "the moved sensor is not named: {}",
+        stderr(&refused)
+    );
+    ok(
+        uplink(&["fleet", "decommission", "carot", &idle_id, "--data-dir", dd]),
+        "fleet decommission",
+    );
+    let retired = fleet_json(&[
+        "workspace",
+        "rotate-ca",
+        "carot",
+        "--retire-old",
+        "--data-dir",
+        dd,
+        "--json",
+    ]);
+    assert_eq!(
+        retired["retired"],
+        serde_json::json!([ws.ca_sha256]),
+        "{retired}"
+    );
+
+    // The old CA's certificates are refused once the service followed; its CRL is gone.
+    poll_until(
+        "the service to refuse the old CA's certificate",
+        30,
+        || {
+            curl_with_cert(
+                &ws,
+                svc.port,
+                uplink_protocol::TRUST_PATH,
+                &both,
+                &old_cert,
+                &old_key,
+            )
+            .0 != Some(200)
+        },
+        context,
+    );
+    let (status, _) = curl_with_cert(
+        &ws,
+        svc.port,
+        &format!("/pki/crl-{}.der", ws.ca_sha256),
+        &both,
+        &sensor.dir.join("client.pem"),
+        &sensor.dir.join("client.key"),
+    );
+    assert_eq!(status, Some(404), "{}", context());
+
+    // The sensor goes on, on the new CA alone.
+    ok(sensor.send(&lines(200..300)), "sensor send");
+    poll_until(
+        "the events sent after the retirement",
+        60,
+        || stored() == 300,
+        context,
+    );
+    poll_until(
+        "the sensor to trust the new CA alone",
+        30,
+        || {
+            std::fs::read_to_string(sensor.dir.join("ca.pem")).is_ok_and(|t| {
+                t.matches("BEGIN CERTIFICATE").count() == 1
+                    && subject_and_issuer(&t).0 == new_subject
+            })
+        },
+        context,
+    );
+    signal(run.id(), "TERM");
+    assert!(
+        wait_exit(run, Duration::from_secs(15)).is_some_and(|s| s.success()),
+        "{}",
+        context()
+    );
+
+    // Every event once, from the same sensor (no reinstall).
+    let rows: Vec<_> = exported(&data, "carot")
+        .into_iter()
+        .filter(|(s, _, _)| *s == id)
+        .collect();
+    assert_n_exactly_once(&rows, "ev", 300);
+    assert_eq!(sensor.status()["sensor_id"], id.as_str());
+    let run_text = std::fs::read_to_string(&run_log).unwrap();
+    assert!(run_text.contains("renewing now"), "{}", context());
+    // Audited, and it all went through Squid (the only route).
+    let entries = audit_entries(&data, "carot");
+    for (action, result) in [
+        ("rotate_ca", "ok"),
+        ("retire_ca", "failed"),
+        ("retire_ca", "ok"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["action"] == action && e["result"] == result),
+            "{action} {result}: {entries:?}"
+        );
+    }
+    assert!(
+        entries.iter().any(|e| e["action"] == "renew"
+            && e["result"] == "ok"
+            && e["actor"] == format!("sensor {id}")),
+        "{entries:?}"
+    );
+    let access = squid.stop();
+    assert!(
+        access
+            .lines()
+            .filter(|l| l.contains("CONNECT") && l.contains(&ws.sensor_host))
+            .count()
+            >= 2,
+        "{access}"
     );
 }
