@@ -80,6 +80,10 @@ pub enum AdminError {
         bundles: String,
         db: PathBuf,
     },
+    #[error("workspace {0:?} has no previous CA to retire: rotate first (`uplink workspace rotate-ca {0}`)")]
+    NoPreviousCa(String),
+    #[error("{count} of workspace {ws:?} still {verb} a certificate of the previous CA: {list}. Running sensors renew onto the new CA by themselves at their next connection; wait for them, or revoke or decommission the machines that are gone (`uplink fleet decommission {ws} ID`), then retire again. Nothing was changed", count = sensors_count(.sensors), verb = if .sensors.len() == 1 { "has" } else { "have" }, list = .sensors.join(", "))]
+    CaNotRetired { ws: String, sensors: Vec<String> },
     #[error("the data directory {0} does not exist: check the path (a mistyped one would start an empty service that serves nothing). To start a new service there, create a workspace first (`uplink workspace create NAME --data-dir {0} --public-port PORT`, which makes the directory), or make the directory (`mkdir -p {0}`) to start with no workspace yet")]
     NoDataDir(PathBuf),
     #[error("the data directory {dir} holds other files ({found}) but no uplink store ({db_file}): check the path; a new service needs an empty or new directory")]
@@ -293,6 +297,63 @@ pub async fn bundle_json<S: Store>(store: &S, name: &str) -> Result<Vec<u8>, Adm
         ca_sha256: ws.ca_sha256,
     };
     Ok(serde_json::to_vec_pretty(&bundle).expect("a bundle serialises"))
+}
+
+fn sensors_count(sensors: &[String]) -> String {
+    match sensors.len() {
+        1 => "1 sensor".to_owned(),
+        n => format!("{n} sensors"),
+    }
+}
+
+/// A CA rotation's outcome: the new CA and the one still trusted beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedCa {
+    pub ca_sha256: String,
+    pub previous_ca_sha256: String,
+}
+
+/// Introduces a new CA for workspace `name` (docs/lifecycle.md): the current one stays trusted
+/// as the previous CA until [`retire_previous_ca`]. Shared by `uplink workspace rotate-ca` and the
+/// admin API; the caller audits and rewrites a bundle file if it keeps one.
+pub async fn rotate_ca<S: Store>(store: &S, name: &str) -> Result<RotatedCa, AdminError> {
+    let record = store
+        .workspace(name)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchWorkspace(name.to_owned()))?;
+    let new = uplink_pki::generate_ca(name)?;
+    store
+        .rotate_ca(name, &new.cert_pem, &new.key_pem, &new.sha256)
+        .await?;
+    Ok(RotatedCa {
+        ca_sha256: new.sha256,
+        previous_ca_sha256: record.ca_sha256,
+    })
+}
+
+/// Retires workspace `name`'s previous CA once no sensor (neither revoked nor decommissioned)
+/// holds a certificate of it: [`AdminError::CaNotRetired`] names those that do, and nothing
+/// changes. Returns the current CA and the retired ones. Shared by the CLI and the admin API.
+pub async fn retire_previous_ca<S: Store>(
+    store: &S,
+    name: &str,
+) -> Result<(String, Vec<String>), AdminError> {
+    let record = store
+        .workspace(name)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchWorkspace(name.to_owned()))?;
+    if store.previous_cas(name).await?.is_empty() {
+        return Err(AdminError::NoPreviousCa(name.to_owned()));
+    }
+    let pending = store.sensors_not_on_ca(name, &record.ca_sha256).await?;
+    if !pending.is_empty() {
+        return Err(AdminError::CaNotRetired {
+            ws: name.to_owned(),
+            sensors: pending,
+        });
+    }
+    let gone = store.retire_previous_cas(name).await?;
+    Ok((record.ca_sha256, gone))
 }
 
 /// Replaces a workspace's access key with a new random one (256 bits, hex) in the store: the

@@ -64,6 +64,9 @@ pub enum Endpoint {
     Decommission(String),
     RotateAccessKey,
     Audit,
+    /// CA rotation (issue #24): `POST ca/rotate`, `POST ca/retire`.
+    RotateCa,
+    RetireCa,
     /// A known path with another method: the methods it takes.
     WrongMethod(&'static str),
     NotFound,
@@ -113,6 +116,9 @@ pub fn endpoint(path: &str, method: &Method) -> Endpoint {
         ["sensors", id, "revoke" | "decommission"] if ok_id(id) => Endpoint::WrongMethod("POST"),
         ["access-key", "rotate"] if method == Method::POST => Endpoint::RotateAccessKey,
         ["access-key", "rotate"] => Endpoint::WrongMethod("POST"),
+        ["ca", "rotate"] if method == Method::POST => Endpoint::RotateCa,
+        ["ca", "retire"] if method == Method::POST => Endpoint::RetireCa,
+        ["ca", "rotate" | "retire"] => Endpoint::WrongMethod("POST"),
         ["audit"] if get => Endpoint::Audit,
         ["audit"] => Endpoint::WrongMethod("GET"),
         _ => Endpoint::NotFound,
@@ -133,6 +139,8 @@ pub fn audit_action(ep: &Endpoint) -> Option<(&'static str, Option<String>)> {
         Endpoint::Revoke(id) => ("revoke", Some(id.clone())),
         Endpoint::Decommission(id) => ("decommission", Some(id.clone())),
         Endpoint::RotateAccessKey => ("rotate_access_key", None),
+        Endpoint::RotateCa => ("rotate_ca", None),
+        Endpoint::RetireCa => ("retire_ca", None),
         _ => return None,
     })
 }
@@ -606,6 +614,37 @@ async fn answer<S: Store>(
             })),
             Err(e) => store_error(e),
         },
+        Endpoint::RotateCa => match crate::admin::rotate_ca(store, ws).await {
+            Ok(r) => {
+                *detail = format!("new CA {} (previous {})", r.ca_sha256, r.previous_ca_sha256);
+                ok(&json!({
+                    "workspace": ws,
+                    "ca_sha256": r.ca_sha256,
+                    "previous_ca_sha256": r.previous_ca_sha256,
+                }))
+            }
+            // A previous CA still trusted: retire it first.
+            Err(crate::admin::AdminError::Store(StoreError::Settings(m))) => {
+                *detail = m.clone();
+                error(StatusCode::CONFLICT, Code::REQUEST_REJECTED, m)
+            }
+            Err(crate::admin::AdminError::Store(e)) => store_error(e),
+            Err(e) => {
+                *detail = e.to_string();
+                error(StatusCode::CONFLICT, Code::REQUEST_REJECTED, e.to_string())
+            }
+        },
+        Endpoint::RetireCa => match crate::admin::retire_previous_ca(store, ws).await {
+            Ok((current, gone)) => {
+                *detail = format!("retired {}", gone.join(", "));
+                ok(&json!({ "workspace": ws, "ca_sha256": current, "retired": gone }))
+            }
+            Err(crate::admin::AdminError::Store(e)) => store_error(e),
+            Err(e) => {
+                *detail = e.to_string();
+                error(StatusCode::CONFLICT, Code::REQUEST_REJECTED, e.to_string())
+            }
+        },
         Endpoint::Audit => {
             let limit = form_pairs(req.uri().query().unwrap_or(""))
                 .iter()
@@ -820,6 +859,10 @@ mod tests {
             ("access-key/rotate", Method::POST, RotateAccessKey),
             ("access-key/rotate", Method::GET, WrongMethod("POST")),
             ("audit", Method::GET, Audit),
+            ("ca/rotate", Method::POST, RotateCa),
+            ("ca/retire", Method::POST, RetireCa),
+            ("ca/retire", Method::GET, WrongMethod("POST")),
+            ("ca", Method::POST, NotFound),
             ("audit", Method::POST, WrongMethod("GET")),
             ("", Method::GET, NotFound),
             ("nope", Method::GET, NotFound),
@@ -847,6 +890,8 @@ mod tests {
                 Some(("decommission", Some("s1"))),
             ),
             (RotateAccessKey, Some(("rotate_access_key", None))),
+            (RotateCa, Some(("rotate_ca", None))),
+            (RetireCa, Some(("retire_ca", None))),
             (Sensors, None),
             (Sensor("s1".into()), None),
             (Issues, None),
@@ -1034,6 +1079,8 @@ mod tests {
             "/sensors/{id}/decommission",
             "/access-key/rotate",
             "/audit",
+            "/ca/rotate",
+            "/ca/retire",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p}");
         }

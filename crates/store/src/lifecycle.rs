@@ -64,6 +64,8 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "token_revoke",
     "policy_set",
     "policy_clear",
+    "rotate_ca",
+    "retire_ca",
 ];
 
 impl AuditEntry {

@@ -704,9 +704,9 @@ async fn rotate_access_key(a: RotateAccessKeyArgs) -> anyhow::Result<ExitCode> {
 async fn rotate_ca(a: RotateCaArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open(false).await?;
     let name = a.name.to_ascii_lowercase();
-    let Some(record) = store.workspace(&name).await? else {
+    if store.workspace(&name).await?.is_none() {
         anyhow::bail!(uplink_store::StoreError::NoSuchWorkspace(name));
-    };
+    }
     let audit = |action: &str, result: Result<String, String>| uplink_store::AuditEntry {
         workspace: name.clone(),
         at: uplink_store::now_ms(),
@@ -718,67 +718,50 @@ async fn rotate_ca(a: RotateCaArgs) -> anyhow::Result<ExitCode> {
         detail: result.unwrap_or_else(|e| e),
     };
     if a.retire_old {
-        let previous = store.previous_cas(&name).await?;
-        if previous.is_empty() {
-            anyhow::bail!("workspace {name:?} has no previous CA to retire: rotate first (`uplink workspace rotate-ca {name}`)");
-        }
-        let pending = store.sensors_not_on_ca(&name, &record.ca_sha256).await?;
-        if !pending.is_empty() {
-            let msg = format!(
-                "{} of workspace {name:?} still {} a certificate of the previous CA: {}. Running sensors renew onto the new CA by themselves at their next connection; wait for them, or revoke or decommission the machines that are gone (`uplink fleet decommission {name} ID`), then retire again. Nothing was changed",
-                super::count(pending.len() as u64, "sensor", "sensors"),
-                if pending.len() == 1 { "has" } else { "have" },
-                pending.join(", ")
-            );
-            if let Err(e) = store
-                .record_audit(audit("retire_ca", Err(msg.clone())))
-                .await
-            {
-                eprintln!("warning: the audit entry could not be recorded: {e}");
-            }
-            if a.json {
-                let v = serde_json::json!({"workspace": name, "refused": msg, "sensors_not_moved": pending});
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(ExitCode::FAILURE);
-            }
-            anyhow::bail!(msg);
-        }
-        let result = store.retire_previous_cas(&name).await;
+        let result = uplink_service::admin::retire_previous_ca(&store, &name).await;
         let detail = match &result {
-            Ok(gone) => Ok(format!("retired {}", gone.join(", "))),
+            Ok((_, gone)) => Ok(format!("retired {}", gone.join(", "))),
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = store.record_audit(audit("retire_ca", detail)).await {
             eprintln!("warning: the audit entry could not be recorded: {e}");
         }
-        let gone = result?;
+        let (current, gone) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let (true, uplink_service::admin::AdminError::CaNotRetired { sensors, .. }) =
+                    (a.json, &e)
+                {
+                    let v = serde_json::json!({"workspace": name, "refused": e.to_string(), "sensors_not_moved": sensors});
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    return Ok(ExitCode::FAILURE);
+                }
+                return Err(e.into());
+            }
+        };
         if a.json {
-            let v = serde_json::json!({"workspace": name, "ca_sha256": record.ca_sha256, "retired": gone});
+            let v = serde_json::json!({"workspace": name, "ca_sha256": current, "retired": gone});
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             println!(
-                "retired the previous CA of {name} ({}): its client certificates are refused from now on; the CA is {}",
+                "retired the previous CA of {name} ({}): its client certificates are refused from now on; the CA is {current}",
                 gone.join(", "),
-                record.ca_sha256
             );
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let new = uplink_pki::generate_ca(&name)?;
-    let result = store
-        .rotate_ca(&name, &new.cert_pem, &new.key_pem, &new.sha256)
-        .await;
+    let result = uplink_service::admin::rotate_ca(&store, &name).await;
     let detail = match &result {
-        Ok(()) => Ok(format!(
+        Ok(r) => Ok(format!(
             "new CA {} (previous {})",
-            new.sha256, record.ca_sha256
+            r.ca_sha256, r.previous_ca_sha256
         )),
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = store.record_audit(audit("rotate_ca", detail)).await {
         eprintln!("warning: the audit entry could not be recorded: {e}");
     }
-    result?;
+    let rotated = result?;
     let bundle_path = match a.data.dir() {
         Some(dir) => {
             let bundles = dir.join("bundles");
@@ -793,15 +776,15 @@ async fn rotate_ca(a: RotateCaArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let v = serde_json::json!({
             "workspace": name,
-            "ca_sha256": new.sha256,
-            "previous_ca_sha256": record.ca_sha256,
+            "ca_sha256": rotated.ca_sha256,
+            "previous_ca_sha256": rotated.previous_ca_sha256,
             "bundle_path": bundle_path,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
             "workspace {name} has a new CA {} (the previous one, {}, is still trusted): sensors learn it and renew onto it by themselves; once they all have, run `uplink workspace rotate-ca {name} --retire-old`",
-            new.sha256, record.ca_sha256
+            rotated.ca_sha256, rotated.previous_ca_sha256
         );
         if let Some(p) = bundle_path {
             println!("bundle      {}  (carries the new CA)", p.display());

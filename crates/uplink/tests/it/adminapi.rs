@@ -1094,3 +1094,85 @@ fn the_api_revokes_decommissions_rotates_the_key_and_every_action_is_audited() {
     let cli_trail = cli_json(&["fleet", "audit", "lcapi", "--limit", "50"], &store);
     assert_eq!(cli_trail["entries"], body["entries"]);
 }
+
+/// CA rotation through the admin API (issue #24): rotate (a second rotation is 409 while the
+/// previous CA is trusted), retire refused with 409 naming a sensor still on the old CA, retired
+/// once that machine is decommissioned; answers checked against the OpenAPI document, audited.
+#[test]
+fn the_api_rotates_and_retires_the_ca_refusing_while_a_sensor_has_not_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "caapi", svc.port);
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let admin = token("caapi", "ci", "admin", &store);
+    // Enrolled, never run again: it cannot learn the new CA.
+    let idle = Sensor::installed(&dir.path().join("idle"), &ws, &["--quiet"]);
+    let idle_id = idle.status()["sensor_id"].as_str().unwrap().to_owned();
+    let api = Api {
+        ws: &ws,
+        port: svc.port,
+    };
+    let schema = Validator::fetch(&api);
+    let before = cli_json(&["workspace", "show", "caapi"], &store);
+
+    let (status, body) = api.call("POST", "ca/rotate", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    schema.check("POST", "/ca/rotate", status, &body);
+    assert_eq!(
+        body["previous_ca_sha256"], before["ca_sha256"],
+        "{body} {before}"
+    );
+    assert_ne!(body["ca_sha256"], before["ca_sha256"]);
+    let (status, again) = api.call("POST", "ca/rotate", Some(&admin), None);
+    assert_eq!(status, 409, "{again}");
+    schema.check("POST", "/ca/rotate", status, &again);
+
+    let (status, refused) = api.call("POST", "ca/retire", Some(&admin), None);
+    assert_eq!(status, 409, "{refused}");
+    schema.check("POST", "/ca/retire", status, &refused);
+    assert!(
+        refused["message"].as_str().unwrap().contains(&idle_id),
+        "the refusal names the sensor: {refused}"
+    );
+    let (status, _) = api.call(
+        "POST",
+        &format!("sensors/{idle_id}/decommission"),
+        Some(&admin),
+        Some(json!({ "reason": "never came back" })),
+    );
+    assert_eq!(status, 200);
+    let (status, retired) = api.call("POST", "ca/retire", Some(&admin), None);
+    assert_eq!(status, 200, "{retired}");
+    schema.check("POST", "/ca/retire", status, &retired);
+    assert_eq!(retired["ca_sha256"], body["ca_sha256"], "{retired}");
+    assert_eq!(
+        retired["retired"],
+        json!([before["ca_sha256"]]),
+        "{retired}"
+    );
+
+    let trail = cli_json(&["fleet", "audit", "caapi"], &store);
+    let results: Vec<(String, String)> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "token:ci" && e["action"].as_str().unwrap().ends_with("_ca"))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("rotate_ca", "ok"),
+        ("rotate_ca", "refused"),
+        ("retire_ca", "refused"),
+        ("retire_ca", "ok"),
+    ]
+    .iter()
+    .map(|(a, r)| (a.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(results, want, "{trail:#}");
+}
