@@ -66,6 +66,8 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "policy_clear",
     "rotate_ca",
     "retire_ca",
+    "user_add",
+    "user_remove",
 ];
 
 impl AuditEntry {

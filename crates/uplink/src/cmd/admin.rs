@@ -161,7 +161,17 @@ async fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
         role: a.role,
         created_at: uplink_store::now_ms(),
     };
-    store.create_token(token.clone(), secret.sha256()).await?;
+    let result = store.create_token(token.clone(), secret.sha256()).await;
+    let detail = format!("{} ({}, {})", token.name, token.id, token.role.as_str());
+    super::fleet::cli_audit(
+        &store,
+        &token.workspace,
+        "token_create",
+        None,
+        super::fleet::outcome(&result, detail),
+    )
+    .await?;
+    result?;
     if a.json {
         let mut v = token.to_json();
         v["token"] = json!(secret.expose());
@@ -201,7 +211,20 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
 async fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open(false).await?;
     let ws = a.workspace.to_ascii_lowercase();
-    match store.revoke_token(&ws, &a.token).await? {
+    let result = store.revoke_token(&ws, &a.token).await;
+    super::fleet::cli_audit(
+        &store,
+        &ws,
+        "token_revoke",
+        None,
+        match &result {
+            Ok(Some(t)) => Ok(format!("{} ({})", t.name, t.id)),
+            Ok(None) => Err(format!("no token {:?}", a.token)),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await?;
+    match result? {
         Some(t) => {
             println!("revoked token {} ({})", t.name, t.id);
             Ok(ExitCode::SUCCESS)
@@ -268,7 +291,20 @@ async fn user_add(a: UserAddArgs) -> anyhow::Result<ExitCode> {
         password_hash: uplink_console::password::hash(&password),
         created_at: uplink_store::now_ms(),
     };
-    if !store.create_console_user(user).await? {
+    let result = store.create_console_user(user).await;
+    super::fleet::cli_audit(
+        &store,
+        &ws,
+        "user_add",
+        None,
+        match &result {
+            Ok(true) => Ok(format!("{} ({})", a.name, a.role.as_str())),
+            Ok(false) => Err(format!("{:?} exists already", a.name)),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await?;
+    if !result? {
         bail!(
             "workspace {ws:?} already has a console user {:?}: pick another name, or remove it first with `uplink admin user remove {ws} {}`",
             a.name,
@@ -309,7 +345,20 @@ async fn user_list(a: ListArgs) -> anyhow::Result<ExitCode> {
 async fn user_remove(a: UserRemoveArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open(false).await?;
     let ws = a.workspace.to_ascii_lowercase();
-    if store.remove_console_user(&ws, &a.name).await? {
+    let result = store.remove_console_user(&ws, &a.name).await;
+    super::fleet::cli_audit(
+        &store,
+        &ws,
+        "user_remove",
+        None,
+        match &result {
+            Ok(true) => Ok(a.name.clone()),
+            Ok(false) => Err(format!("no user {:?}", a.name)),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await?;
+    if result? {
         println!(
             "removed console user {} from workspace {ws}; its sessions have ended",
             a.name

@@ -410,10 +410,12 @@ async fn suppress(a: SuppressArgs) -> anyhow::Result<ExitCode> {
         a.by.or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into());
     let until = uplink_store::now_ms() + (a.days as i64) * 86_400_000;
-    let issue = store
+    let detail = format!("{} for {} days: {}", a.issue_id, a.days, a.reason);
+    let result = store
         .suppress_issue(&ws, &a.issue_id, Some((until, a.reason, by)))
-        .await?
-        .ok_or_else(|| no_issue(&ws, &a.issue_id))?;
+        .await;
+    cli_audit(&store, &ws, "suppress", None, outcome(&result, detail)).await?;
+    let issue = result?.ok_or_else(|| no_issue(&ws, &a.issue_id))?;
     println!(
         "{} suppressed until {}",
         issue.issue_id,
@@ -425,10 +427,16 @@ async fn suppress(a: SuppressArgs) -> anyhow::Result<ExitCode> {
 async fn unsuppress(a: UnsuppressArgs) -> anyhow::Result<ExitCode> {
     let store = a.data.open(false).await?;
     let ws = a.workspace.to_ascii_lowercase();
-    let issue = store
-        .suppress_issue(&ws, &a.issue_id, None)
-        .await?
-        .ok_or_else(|| no_issue(&ws, &a.issue_id))?;
+    let result = store.suppress_issue(&ws, &a.issue_id, None).await;
+    cli_audit(
+        &store,
+        &ws,
+        "unsuppress",
+        None,
+        outcome(&result, a.issue_id.clone()),
+    )
+    .await?;
+    let issue = result?.ok_or_else(|| no_issue(&ws, &a.issue_id))?;
     println!("{} is {}", issue.issue_id, issue.state);
     Ok(ExitCode::SUCCESS)
 }
@@ -488,7 +496,7 @@ async fn revoke(
 /// Records an administrator's command in the workspace's audit trail: the user running it, from
 /// `cli@<host>`, `ok` with `outcome`'s detail or `failed` with its error. Only for a workspace that
 /// exists (a typo must not leave entries under a made-up name); a failure to record is a warning.
-async fn cli_audit(
+pub(crate) async fn cli_audit(
     store: &impl uplink_store::Store,
     ws: &str,
     action: &str,
@@ -514,6 +522,17 @@ async fn cli_audit(
         eprintln!("warning: the audit entry could not be recorded: {e}");
     }
     Ok(())
+}
+
+/// An action's outcome for [`cli_audit`]: `detail` when it worked, its error when not.
+pub(crate) fn outcome<T, E: std::fmt::Display>(
+    result: &Result<T, E>,
+    detail: String,
+) -> Result<String, String> {
+    match result {
+        Ok(_) => Ok(detail),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// This machine's name, for the audit trail's `source` of a command.

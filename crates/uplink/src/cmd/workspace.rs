@@ -458,24 +458,65 @@ async fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
     }
     let store = a.data.open(false).await?;
     let name = a.name.to_ascii_lowercase();
+    // What changed, for the audit trail (names and counts: never a URL or a secret).
+    let mut what: Vec<String> = [
+        ("retention_days", a.retention_days.is_some()),
+        ("disconnected_after", a.disconnected_after.is_some()),
+        ("client_cert_validity", a.client_cert_validity.is_some()),
+        ("enroll_limit", a.enroll_limit.is_some()),
+        ("failed_enroll_limit", a.failed_enroll_limit.is_some()),
+        ("enroll_window", a.enroll_window.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(n, _)| (*n).to_owned())
+    .collect();
+    if let Some(h) = &hooks {
+        what.push(format!("webhooks ({})", h.len()));
+    }
+    if let Some(h) = &syslog {
+        what.push(format!("syslog targets ({})", h.len()));
+    }
+    let result = apply_settings(&store, &name, change, lifecycle, hooks, syslog).await;
+    super::fleet::cli_audit(
+        &store,
+        &name,
+        "settings",
+        None,
+        super::fleet::outcome(&result, what.join(", ")),
+    )
+    .await?;
+    result?;
+    print_settings(&store, &name, a.json).await
+}
+
+/// Stores what `workspace set` changes.
+async fn apply_settings(
+    store: &super::backend::AnyStore,
+    name: &str,
+    change: uplink_store::SettingsChange,
+    lifecycle: uplink_store::LifecycleChange,
+    hooks: Option<Vec<uplink_store::Webhook>>,
+    syslog: Option<Vec<uplink_store::Webhook>>,
+) -> anyhow::Result<()> {
     if change != uplink_store::SettingsChange::default() {
-        store.set_workspace_settings(&name, change).await?;
+        store.set_workspace_settings(name, change).await?;
     }
     if !lifecycle.is_empty() {
-        store.set_lifecycle_settings(&name, lifecycle).await?;
+        store.set_lifecycle_settings(name, lifecycle).await?;
     }
     if hooks.is_some() || syslog.is_some() {
         // Webhooks and syslog targets share the store's list: each flag replaces its own kind.
         let (old_syslog, old_hooks): (Vec<_>, Vec<_>) = store
-            .webhooks(&name)
+            .webhooks(name)
             .await?
             .into_iter()
             .partition(|h| uplink_store::syslog::is_syslog(&h.url));
         let mut all = hooks.unwrap_or(old_hooks);
         all.extend(syslog.unwrap_or(old_syslog));
-        store.set_webhooks(&name, all).await?;
+        store.set_webhooks(name, all).await?;
     }
-    print_settings(&store, &name, a.json).await
+    Ok(())
 }
 
 /// The webhooks `set` asks for (`None`: leave them), or why the flags are wrong.

@@ -1052,9 +1052,13 @@ fn the_api_revokes_decommissions_rotates_the_key_and_every_action_is_audited() {
         || svc.log(),
     );
 
-    // The CLI's policy change is audited too.
+    // The CLI's policy change and settings are audited too (as were its token creations above).
     cli(
         &["fleet", "policy", "set", "lcapi", "--all", "--direct"],
+        &store,
+    );
+    cli(
+        &["workspace", "set", "lcapi", "--retention-days", "30"],
         &store,
     );
 
@@ -1090,6 +1094,18 @@ fn the_api_revokes_decommissions_rotates_the_key_and_every_action_is_audited() {
         policy["source"].as_str().unwrap().starts_with("cli@"),
         "{policy}"
     );
+    for (action, detail) in [("settings", "retention_days"), ("token_create", "soc (")] {
+        let e = entries
+            .iter()
+            .find(|e| {
+                e["action"] == action
+                    && e["result"] == "ok"
+                    && e["detail"].as_str().unwrap().contains(detail)
+            })
+            .unwrap_or_else(|| panic!("no {action}: {body:#}"));
+        assert!(e["source"].as_str().unwrap().starts_with("cli@"), "{e}");
+        assert!(e["detail"].as_str().unwrap().contains(detail), "{e}");
+    }
     // The same trail as the CLI's.
     let cli_trail = cli_json(&["fleet", "audit", "lcapi", "--limit", "50"], &store);
     assert_eq!(cli_trail["entries"], body["entries"]);
@@ -1124,6 +1140,38 @@ fn the_api_rotates_and_retires_the_ca_refusing_while_a_sensor_has_not_moved() {
         "{body} {before}"
     );
     assert_ne!(body["ca_sha256"], before["ca_sha256"]);
+    // The console host now presents a certificate of the new CA: the API's client trusts both
+    // (as an administrator's would, from the new bundle).
+    let bundle = dir.path().join("new-bundle.json");
+    cli(
+        &[
+            "workspace",
+            "bundle",
+            "caapi",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &store,
+    );
+    let b: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let both = dir.path().join("both-cas.pem");
+    std::fs::write(
+        &both,
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(&ws.ca_file).unwrap(),
+            b["ca_pem"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let ws2 = Ws {
+        ca_file: both,
+        ..ws.clone()
+    };
+    let api = Api {
+        ws: &ws2,
+        port: svc.port,
+    };
     let (status, again) = api.call("POST", "ca/rotate", Some(&admin), None);
     assert_eq!(status, 409, "{again}");
     schema.check("POST", "/ca/rotate", status, &again);
