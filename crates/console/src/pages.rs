@@ -203,8 +203,9 @@ pub fn sensors(
     )
 }
 
-/// One sensor: `v` is `sensor_detail_json`'s value; `check` the `uplink check` command line.
-pub fn sensor(viewer: &Viewer<'_>, v: &Value, check: &str) -> Markup {
+/// One sensor: `v` is `sensor_detail_json`'s value; `check` the `uplink check` command line;
+/// `charts` its report history drawn ([`crate::chart::charts`]).
+pub fn sensor(viewer: &Viewer<'_>, v: &Value, check: &str, charts: &Markup) -> Markup {
     let id = text(&v["sensor_id"]);
     let base = format!("/sensors/{}", crate::form::encode(&id));
     let issues: Vec<&Value> = v["issues"]
@@ -246,6 +247,8 @@ pub fn sensor(viewer: &Viewer<'_>, v: &Value, check: &str) -> Markup {
             (issue_list(viewer, &open))
             h2 { "Closed issues (" (closed.len()) ")" }
             (issue_list(viewer, &closed))
+            h2 { "Charts" }
+            section id="charts" aria-label="Charts" { (charts) }
             h2 { "Outage log" }
             @let outages = v["outages"].as_array().cloned().unwrap_or_default();
             @if outages.is_empty() { p { "No outage reported." } } @else {
@@ -604,7 +607,12 @@ mod tests {
                 {"issue_id": "iss-2", "kind": "proxy_auth", "state": "closed", "fix": "fix creds", "description": "407"}
             ]
         });
-        let admin = render(sensor(&viewer(true), &v, "uplink check --method direct"));
+        let admin = render(sensor(
+            &viewer(true),
+            &v,
+            "uplink check --method direct",
+            &html! {},
+        ));
         for want in [
             "/sensors/s1/revoke",
             "/issues/iss-1/suppress",
@@ -621,7 +629,7 @@ mod tests {
             !admin.contains("/issues/iss-2/suppress"),
             "closed issues are not suppressed"
         );
-        let look = render(sensor(&viewer(false), &v, "x"));
+        let look = render(sensor(&viewer(false), &v, "x", &html! {}));
         assert!(
             !look.contains("/revoke") && !look.contains("/suppress"),
             "{look}"

@@ -34,6 +34,7 @@ use uplink_store::*;
 
 mod console;
 mod fleet;
+mod history;
 mod lifecycle;
 mod policy;
 mod tokens;
@@ -51,7 +52,7 @@ mod tokens;
 /// 10: central policy (`policies`, issue #26, `policy.rs`).
 /// 11: the lifecycle's workspace settings and shared rate-limit windows (`lifecycle_settings`,
 /// `rate_windows`, issue #24).
-pub const FORMAT_VERSION: i64 = 11;
+pub const FORMAT_VERSION: i64 = 13;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -212,6 +213,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Sensor lifecycle, part 2 (issue #24): certificate validity and enrollment limits as
     // workspace settings, and the rate-limit windows replicas share.
     (11, lifecycle::FORMAT_11),
+    // Report history for the console's charts (issue #25). 12 is another piece of work's.
+    (13, history::FORMAT_13),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -310,12 +313,13 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
             console::FORMAT_9,
             policy::FORMAT_10,
             lifecycle::FORMAT_11,
+            history::FORMAT_13,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -2170,6 +2174,27 @@ impl Store for SqliteStore {
     async fn policy_versions(&self, workspace: &str) -> Result<Vec<PolicyVersion>, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.policy_versions_sync(&ws)).await
+    }
+    // Report history for the console's charts (issue #25, `history.rs`).
+
+    async fn record_report_point(
+        &self,
+        workspace: &str,
+        point: ReportPoint,
+        prune_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.record_report_point_sync(&ws, &point, prune_before_ms)).await
+    }
+
+    async fn report_points(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<ReportPoint>, StoreError> {
+        let (this, ws, id) = (self.clone(), workspace.to_owned(), sensor_id.to_owned());
+        blocking(move || this.report_points_sync(&ws, &id, since_ms)).await
     }
 }
 

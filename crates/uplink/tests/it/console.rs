@@ -1381,3 +1381,98 @@ fn replicas_on_postgresql_share_accounts_sessions_and_throttling() {
     assert_eq!(on2.post("/logout", &[("csrf", &token)]).0, 303);
     assert_eq!(replay(), 303);
 }
+
+/// `data-points` of the chart `key` over `range` on a sensor page (`None`: no such chart).
+fn chart_points(page: &str, key: &str, range: &str) -> Option<usize> {
+    let at = page.find(&format!(r#"id="chart-{key}-{range}""#))?;
+    let rest = &page[at..];
+    let tag = &rest[..rest.find('>')?];
+    let n = tag.split("data-points=\"").nth(1)?;
+    n[..n.find('"')?].parse().ok()
+}
+
+#[test]
+fn the_sensor_page_charts_its_report_history() {
+    use crate::support::sensor::Sensor;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    // 3 s buckets: a sensor reporting every second fills each (the newest report wins) and
+    // adjacent buckets give events/s.
+    let svc = ServiceProc::start_with(&data, &["--fleet-history-bucket", "3s"]);
+    let ws = create_workspace(&data, "conch", svc.port);
+    let out = add_user(&data, "conch", "alice", "admin", PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
+    sensor.edit_config("heartbeat_secs = 60", "heartbeat_secs = 1");
+    let log = dir.path().join("sensor.log");
+    /// Kills the sensor when the test ends, however it ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let run = Kill(sensor.spawn_run(&log));
+    let alice = Client::new(dir.path(), "alice", &ws, svc.port);
+    assert_eq!(alice.login("alice", PASSWORD).0, 303);
+    let id = {
+        let mut id = None;
+        poll_until(
+            "the sensor's id",
+            90,
+            || {
+                id = sensor.status()["sensor_id"].as_str().map(str::to_owned);
+                id.is_some()
+            },
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        );
+        id.unwrap()
+    };
+    // Heartbeats are queued events too: each delivered one raises the delivered counter, so
+    // two adjacent buckets give a rate above zero.
+    let page = std::cell::RefCell::new(String::new());
+    poll_until(
+        "two buckets of history and a rate",
+        90,
+        || {
+            let (status, p) = alice.get(&format!("/sensors/{id}"));
+            let ok = status == 200
+                && chart_points(&p, "backlog", "24h").unwrap_or(0) >= 2
+                && chart_points(&p, "events_per_sec", "24h").unwrap_or(0) >= 1;
+            *page.borrow_mut() = p;
+            ok
+        },
+        || {
+            format!(
+                "{}\n--- sensor log:\n{}",
+                page.borrow(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        },
+    );
+    let page = page.into_inner();
+    drop(run);
+    for key in ["backlog", "events_per_sec", "latency", "route_changes"] {
+        for range in ["24h", "7d"] {
+            let n = chart_points(&page, key, range)
+                .unwrap_or_else(|| panic!("no {key} chart over {range}: {page}"));
+            assert!(n >= 1, "{key} over {range} has no point: {page}");
+            assert!(
+                page.contains(&format!(r#"data-chart="{key}" data-range="{range}""#)),
+                "{page}"
+            );
+        }
+    }
+    assert!(
+        page.contains("<polyline"),
+        "a line joins adjacent buckets: {page}"
+    );
+    // The CSP still holds: no inline style or script came with the charts.
+    assert!(
+        !page.contains("<style") && !page.contains("style=\""),
+        "{page}"
+    );
+    // An unknown sensor: no page, no chart.
+    assert_eq!(alice.get("/sensors/no-such-sensor").0, 404);
+}
