@@ -512,12 +512,41 @@ pub fn settings(viewer: &Viewer<'_>, v: &SettingsView<'_>) -> Markup {
             h2 { "Webhooks" }
             @if v.webhooks.is_empty() { p { "None (" code { "uplink workspace set NAME --webhook URL" } ")." } }
             ul { @for w in v.webhooks { li { code { (w) } } } }
+            @if viewer.admin && !v.webhooks.is_empty() {
+                form.act method="post" action="/settings/test" {
+                    (csrf_input(viewer.csrf))
+                    button id="send-test" type="submit" { "Send a test" }
+                    p.hint { "Sends a test event (" code { "\"event\": \"test\"" } ", signed like the others; one RFC 5424 message to a syslog target) to each target now, and shows what each answered." }
+                }
+            }
             h2 { "Console accounts" }
             p.hint { "Added and removed with " code { "uplink admin user add|remove" } "." }
             ul id="users" { @for u in v.users { li { (u.name) " · " (u.role) } } }
             h2 { "Admin API tokens" }
             p.hint { "Made and revoked with " code { "uplink admin token create|revoke" } "; the secrets are never shown again." }
             ul id="tokens" { @for t in v.tokens { li { (t.name) " · " (t.role) " · " (t.id) } } }
+        },
+    )
+}
+
+/// What a test sent to each webhook or syslog target gave: its URL and `Ok` or the failure.
+pub fn test_results(viewer: &Viewer<'_>, results: &[(String, Result<(), String>)]) -> Markup {
+    layout(
+        "Test of the targets",
+        Some(viewer),
+        html! {
+            ul id="test-results" {
+                @for (url, r) in results {
+                    li data-target=(url) data-result=(if r.is_ok() { "ok" } else { "failed" }) {
+                        code { (url) } ": "
+                        @match r {
+                            Ok(()) => { "delivered." }
+                            Err(e) => { "not delivered: " (e) }
+                        }
+                    }
+                }
+            }
+            p { a href="/settings" { "Back to the settings" } }
         },
     )
 }

@@ -721,6 +721,48 @@ async fn act<S: Store>(
                 Err(e) => bad_request(viewer, &e.to_string()),
             }
         }
+        Page::TestTargets => {
+            let hooks = match store.webhooks(wsn).await {
+                Ok(h) => h,
+                Err(e) => return unavailable(&e),
+            };
+            if hooks.is_empty() {
+                return bad_request(
+                    viewer,
+                    "There is no webhook or syslog target to test: add one with `uplink workspace set NAME --webhook URL`.",
+                );
+            }
+            let results = crate::webhooks::send_tests(
+                &shared.config.webhook_trust,
+                wsn,
+                &hooks,
+                &actor,
+                uplink_store::now_ms(),
+            )
+            .await;
+            let detail = results
+                .iter()
+                .map(|(url, r)| match r {
+                    Ok(()) => format!("{url}: delivered"),
+                    Err(e) => format!("{url}: {e}"),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            audit(
+                store,
+                &Actor {
+                    ws: wsn,
+                    name: &actor,
+                    peer,
+                },
+                "webhook_test",
+                None,
+                results.iter().all(|(_, r)| r.is_ok()),
+                detail,
+            )
+            .await;
+            html(StatusCode::OK, pages::test_results(viewer, &results))
+        }
         Page::RegenerateKey => {
             if form::get(fields, "confirm") != Some("yes") {
                 return bad_request(

@@ -163,6 +163,46 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>) {
     }
 }
 
+/// Sends a test event (`{"event":"test","workspace","issue":null,"test":{"by","at"}}`, signed
+/// like every delivery; one RFC 5424 message to a syslog target) to each of `hooks` now, one
+/// after the other, each bounded by [`ATTEMPT_TIMEOUT`]; what each gave, in order. Nothing is
+/// recorded in the delivery log: the caller audits it.
+pub(crate) async fn send_tests(
+    trust: &ReceiverTrust,
+    workspace: &str,
+    hooks: &[uplink_store::Webhook],
+    by: &str,
+    now_ms: i64,
+) -> Vec<(String, Result<(), String>)> {
+    let tls = TlsConnector::from(Arc::new(trust.client_config()));
+    let body = serde_json::json!({
+        "event": "test",
+        "workspace": workspace,
+        "issue": null,
+        "test": { "by": by, "at": uplink_store::rfc3339_ms(now_ms) },
+    })
+    .to_string();
+    let mut out = Vec::with_capacity(hooks.len());
+    for h in hooks {
+        let d = Delivery {
+            id: 0,
+            workspace: workspace.to_owned(),
+            url: h.url.clone(),
+            event: "test".into(),
+            issue_id: String::new(),
+            body: body.clone(),
+            state: "pending".into(),
+            attempts: 0,
+            created_at: now_ms,
+            next_attempt_at: now_ms,
+            delivered_at: None,
+            last_error: None,
+        };
+        out.push((h.url.clone(), attempt(&d, &h.secret, &tls).await));
+    }
+    out
+}
+
 /// One POST; `Err` says why it did not count as delivered (no 2xx answer).
 async fn attempt(d: &Delivery, secret: &str, tls: &TlsConnector) -> Result<(), String> {
     tokio::time::timeout(ATTEMPT_TIMEOUT, post(d, secret, tls))

@@ -64,6 +64,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "token_revoke",
     "policy_set",
     "policy_clear",
+    "webhook_test",
 ];
 
 impl AuditEntry {

@@ -1476,3 +1476,103 @@ fn the_sensor_page_charts_its_report_history() {
     // An unknown sensor: no page, no chart.
     assert_eq!(alice.get("/sensors/no-such-sensor").0, 404);
 }
+
+#[test]
+fn send_a_test_to_each_webhook_and_syslog_target() {
+    use crate::support::receivers::{expected_signature, Receiver, Rsyslog};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "contest", svc.port);
+    let d = data.to_str().unwrap();
+    for (name, role) in [("alice", "admin"), ("victor", "viewer")] {
+        let out = add_user(&data, "contest", name, role, PASSWORD);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let receiver = Receiver::http_on(crate::support::squid::free_port());
+    let syslog_port = crate::support::squid::free_port();
+    let rsyslog = Rsyslog::start(dir.path(), syslog_port);
+    // A third target where nothing listens: its failure is shown, the others still go.
+    let dead = format!(
+        "http://127.0.0.1:{}/hook",
+        crate::support::squid::free_port()
+    );
+    let secret = "s3cret-for-the-console-test-0123456789";
+    let secret_file = dir.path().join("hook.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let target = format!("tcp://127.0.0.1:{syslog_port}");
+    ok(
+        uplink(&[
+            "workspace",
+            "set",
+            "contest",
+            "--webhook",
+            &url,
+            "--webhook",
+            &dead,
+            "--webhook-secret-file",
+            secret_file.to_str().unwrap(),
+            "--syslog",
+            &target,
+            "--data-dir",
+            d,
+        ]),
+        "workspace set",
+    );
+
+    let alice = Client::new(dir.path(), "alice", &ws, svc.port);
+    assert_eq!(alice.login("alice", PASSWORD).0, 303);
+    let (_, settings) = alice.get("/settings");
+    assert!(settings.contains(r#"id="send-test""#), "{settings}");
+    // Without its CSRF token: refused, nothing sent.
+    assert_eq!(alice.post("/settings/test", &[]).0, 403);
+    assert!(receiver.received().is_empty());
+    let token = alice.csrf("/settings");
+    let (status, page) = alice.post("/settings/test", &[("csrf", &token)]);
+    assert_eq!(status, 200, "{page}");
+    for (t, result) in [(&url, "ok"), (&target, "ok"), (&dead, "failed")] {
+        assert!(
+            page.contains(&format!(r#"data-target="{t}" data-result="{result}""#)),
+            "{t} {result}: {page}"
+        );
+    }
+    // The receiver got the test body, signed like every delivery (checked with openssl).
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(
+        (body["event"].as_str(), body["workspace"].as_str()),
+        (Some("test"), Some("contest")),
+        "{body}"
+    );
+    let ts = got[0].header("x-uplink-timestamp").unwrap();
+    assert_eq!(
+        got[0].header("x-uplink-signature"),
+        Some(expected_signature(secret, ts, &got[0].body).as_str())
+    );
+    // One RFC 5424 message to the syslog target (written to its file as it arrives).
+    poll_until(
+        "the syslog test message",
+        60,
+        || rsyslog.lines().iter().any(|l| l.contains("uplink - test ")),
+        || format!("{:?}\n{}", rsyslog.lines(), rsyslog.context()),
+    );
+    // Audited, with each target's outcome.
+    let entries = audit(&data, "contest");
+    let e = entries
+        .iter()
+        .find(|e| e["action"] == "webhook_test")
+        .unwrap_or_else(|| panic!("no webhook_test entry: {entries:?}"));
+    assert_eq!(e["actor"], "console:alice", "{e}");
+    assert_eq!(e["result"], "refused", "one target failed: {e}");
+    assert!(!e.to_string().contains(secret), "{e}");
+    // A viewer sees no button and cannot send.
+    let victor = Client::new(dir.path(), "victor", &ws, svc.port);
+    assert_eq!(victor.login("victor", PASSWORD).0, 303);
+    let vt = victor.csrf("/settings");
+    let (_, vs) = victor.get("/settings");
+    assert!(!vs.contains(r#"id="send-test""#), "{vs}");
+    assert_eq!(victor.post("/settings/test", &[("csrf", &vt)]).0, 403);
+    assert_eq!(receiver.received().len(), 1);
+}
