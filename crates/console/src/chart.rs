@@ -281,7 +281,7 @@ mod tests {
             ..point(0, None, "")
         };
         assert_eq!(
-            series(&[unknown.clone()], Series::Latency, 100),
+            series(std::slice::from_ref(&unknown), Series::Latency, 100),
             vec![(10, None)]
         );
         assert_eq!(
