@@ -706,6 +706,13 @@ mod browser {
                 .wait_for("li.issue[data-kind=disconnected][data-state=open]")
                 .await;
             let issue_id = issue.attr("data-issue-id").await.unwrap().unwrap();
+            // The four charts of its report history, over 24 hours and 7 days (in the screenshot).
+            for key in ["backlog", "events_per_sec", "latency", "route_changes"] {
+                for range in ["24h", "7d"] {
+                    b.wait_for(&format!("svg[data-chart={key}][data-range=\"{range}\"]"))
+                        .await;
+                }
+            }
             b.screenshot("sensor").await;
 
             // Suppress it, with a reason.
