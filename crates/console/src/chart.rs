@@ -90,10 +90,10 @@ pub fn series(points: &[ReportPoint], which: Series, bucket_ms: i64) -> Vec<Samp
 }
 
 /// Width and height of the drawing, in SVG user units (it scales to the page's width).
-const W: f64 = 600.0;
-const H: f64 = 150.0;
+const W: f64 = 320.0;
+const H: f64 = 140.0;
 /// Margins: left for the value labels, bottom for the time labels.
-const LEFT: f64 = 56.0;
+const LEFT: f64 = 40.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 24.0;
@@ -124,7 +124,7 @@ fn span_label(ms: i64) -> String {
 }
 
 /// One chart of `samples` over `[from_ms, to_ms]`: `<svg data-chart=KEY data-range=RANGE>` with
-/// a title, the value axis (0 and the maximum), the time axis (the window's start and "now"),
+/// a title, the value axis (0 and the maximum, 1 when every value is 0), the time axis (the window's start and "now"),
 /// a polyline per run of samples and a dot for a lone sample. No sample: says so.
 pub fn svg(
     key: &str,
@@ -176,10 +176,10 @@ pub fn svg(
                 title id=(format!("{id}-title")) { (title) " — " (range) }
                 line x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(H - BOTTOM) stroke="#555" stroke-width="1" {}
                 line x1=(LEFT) y1=(H - BOTTOM) x2=(W - RIGHT) y2=(H - BOTTOM) stroke="#555" stroke-width="1" {}
-                text.axis x=(LEFT - 4.0) y=(TOP + 8.0) text-anchor="end" font-size="11" fill="#222" data-axis="max" { (label(max)) }
-                text.axis x=(LEFT - 4.0) y=(H - BOTTOM) text-anchor="end" font-size="11" fill="#222" data-axis="zero" { "0" }
-                text.axis x=(LEFT) y=(H - 6.0) text-anchor="start" font-size="11" fill="#222" data-axis="from" { (span_label(to_ms - from_ms)) }
-                text.axis x=(W - RIGHT) y=(H - 6.0) text-anchor="end" font-size="11" fill="#222" data-axis="to" { "now" }
+                text.axis x=(LEFT - 4.0) y=(TOP + 9.0) text-anchor="end" font-size="12" fill="#222" data-axis="max" { (label(top)) }
+                text.axis x=(LEFT - 4.0) y=(H - BOTTOM) text-anchor="end" font-size="12" fill="#222" data-axis="zero" { "0" }
+                text.axis x=(LEFT) y=(H - 6.0) text-anchor="start" font-size="12" fill="#222" data-axis="from" { (span_label(to_ms - from_ms)) }
+                text.axis x=(W - RIGHT) y=(H - 6.0) text-anchor="end" font-size="12" fill="#222" data-axis="to" { "now" }
                 @if count == 0 {
                     text x=(W / 2.0) y=(H / 2.0) text-anchor="middle" font-size="12" fill="#222" data-empty="true" { "No data in this period." }
                 }
@@ -327,7 +327,7 @@ mod tests {
         // (samples, polylines, circles, empty notice, max label)
         type Case = (Vec<Sample>, usize, usize, bool, &'static str);
         let cases: Vec<Case> = vec![
-            (vec![], 0, 0, true, ">0<"),
+            (vec![], 0, 0, true, ">1<"),
             (vec![(500, Some(3.0))], 0, 1, false, ">3<"),
             (vec![(100, Some(1.0)), (200, Some(4.0))], 1, 0, false, ">4<"),
             // A gap: two runs (a line, then a dot).
@@ -344,8 +344,8 @@ mod tests {
                 ">7.5<",
             ),
             // Outside the window: not drawn.
-            (vec![(-5, Some(9.0)), (5_000, Some(9.0))], 0, 0, true, ">0<"),
-            (vec![(100, None)], 0, 0, true, ">0<"),
+            (vec![(-5, Some(9.0)), (5_000, Some(9.0))], 0, 0, true, ">1<"),
+            (vec![(100, None)], 0, 0, true, ">1<"),
         ];
         for (samples, lines, dots, empty, max) in cases {
             let h = svg("backlog", "Backlog", "24h", 0, 1000, &samples).into_string();

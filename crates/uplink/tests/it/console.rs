@@ -452,11 +452,14 @@ mod browser {
     /// Evaluate often; a running sensor (1 s heartbeats) stays online however loaded the machine
     /// (late only after 31 s without contact), a stopped one is disconnected after the
     /// workspace's 10 s.
-    const FLEET_FLAGS: [&str; 4] = [
+    /// 2 s buckets of report history: the charts have lines by the time the page is opened.
+    const FLEET_FLAGS: [&str; 6] = [
         "--fleet-evaluate-every",
         "200ms",
         "--fleet-online-buffer",
         "30s",
+        "--fleet-history-bucket",
+        "2s",
     ];
     const SQUID_USER: &str = "consoleuser";
     const SQUID_PASSWORD: &str = "C0ns0le-Pa55";
@@ -714,6 +717,10 @@ mod browser {
                 }
             }
             b.screenshot("sensor").await;
+            c.execute("document.getElementById('charts').scrollIntoView()", vec![])
+                .await
+                .unwrap();
+            b.screenshot("sensor-charts").await;
 
             // Suppress it, with a reason.
             let reason = c
