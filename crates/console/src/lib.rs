@@ -13,6 +13,7 @@
 //! What it does not do: read the store, the clock or the environment (callers pass `now_ms`).
 
 pub mod assets;
+pub mod chart;
 pub mod check;
 pub mod deploy;
 pub mod events;

@@ -203,8 +203,9 @@ pub fn sensors(
     )
 }
 
-/// One sensor: `v` is `sensor_detail_json`'s value; `check` the `uplink check` command line.
-pub fn sensor(viewer: &Viewer<'_>, v: &Value, check: &str) -> Markup {
+/// One sensor: `v` is `sensor_detail_json`'s value; `check` the `uplink check` command line;
+/// `charts` its report history drawn ([`crate::chart::charts`]).
+pub fn sensor(viewer: &Viewer<'_>, v: &Value, check: &str, charts: &Markup) -> Markup {
     let id = text(&v["sensor_id"]);
     let base = format!("/sensors/{}", crate::form::encode(&id));
     let issues: Vec<&Value> = v["issues"]
@@ -246,6 +247,8 @@ pub fn sensor(viewer: &Viewer<'_>, v: &Value, check: &str) -> Markup {
             (issue_list(viewer, &open))
             h2 { "Closed issues (" (closed.len()) ")" }
             (issue_list(viewer, &closed))
+            h2 { "Charts" }
+            section id="charts" aria-label="Charts" { (charts) }
             h2 { "Outage log" }
             @let outages = v["outages"].as_array().cloned().unwrap_or_default();
             @if outages.is_empty() { p { "No outage reported." } } @else {
@@ -509,12 +512,41 @@ pub fn settings(viewer: &Viewer<'_>, v: &SettingsView<'_>) -> Markup {
             h2 { "Webhooks" }
             @if v.webhooks.is_empty() { p { "None (" code { "uplink workspace set NAME --webhook URL" } ")." } }
             ul { @for w in v.webhooks { li { code { (w) } } } }
+            @if viewer.admin && !v.webhooks.is_empty() {
+                form.act method="post" action="/settings/test" {
+                    (csrf_input(viewer.csrf))
+                    button id="send-test" type="submit" { "Send a test" }
+                    p.hint { "Sends a test event (" code { "\"event\": \"test\"" } ", signed like the others; one RFC 5424 message to a syslog target) to each target now, and shows what each answered." }
+                }
+            }
             h2 { "Console accounts" }
             p.hint { "Added and removed with " code { "uplink admin user add|remove" } "." }
             ul id="users" { @for u in v.users { li { (u.name) " · " (u.role) } } }
             h2 { "Admin API tokens" }
             p.hint { "Made and revoked with " code { "uplink admin token create|revoke" } "; the secrets are never shown again." }
             ul id="tokens" { @for t in v.tokens { li { (t.name) " · " (t.role) " · " (t.id) } } }
+        },
+    )
+}
+
+/// What a test sent to each webhook or syslog target gave: its URL and `Ok` or the failure.
+pub fn test_results(viewer: &Viewer<'_>, results: &[(String, Result<(), String>)]) -> Markup {
+    layout(
+        "Test of the targets",
+        Some(viewer),
+        html! {
+            ul id="test-results" {
+                @for (url, r) in results {
+                    li data-target=(url) data-result=(if r.is_ok() { "ok" } else { "failed" }) {
+                        code { (url) } ": "
+                        @match r {
+                            Ok(()) => { "delivered." }
+                            Err(e) => { "not delivered: " (e) }
+                        }
+                    }
+                }
+            }
+            p { a href="/settings" { "Back to the settings" } }
         },
     )
 }
@@ -604,7 +636,12 @@ mod tests {
                 {"issue_id": "iss-2", "kind": "proxy_auth", "state": "closed", "fix": "fix creds", "description": "407"}
             ]
         });
-        let admin = render(sensor(&viewer(true), &v, "uplink check --method direct"));
+        let admin = render(sensor(
+            &viewer(true),
+            &v,
+            "uplink check --method direct",
+            &html! {},
+        ));
         for want in [
             "/sensors/s1/revoke",
             "/issues/iss-1/suppress",
@@ -621,7 +658,7 @@ mod tests {
             !admin.contains("/issues/iss-2/suppress"),
             "closed issues are not suppressed"
         );
-        let look = render(sensor(&viewer(false), &v, "x"));
+        let look = render(sensor(&viewer(false), &v, "x", &html! {}));
         assert!(
             !look.contains("/revoke") && !look.contains("/suppress"),
             "{look}"

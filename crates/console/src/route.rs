@@ -32,6 +32,8 @@ pub enum Page {
     Settings,
     /// `POST /settings`: change the threshold or the retention (admins).
     SaveSettings,
+    /// `POST /settings/test`: send a test event to every webhook and syslog target now (admins).
+    TestTargets,
     /// A known path with another method: the methods it takes.
     WrongMethod(&'static str),
     NotFound,
@@ -47,6 +49,7 @@ impl Page {
                 | Page::Unsuppress(_)
                 | Page::RegenerateKey
                 | Page::SaveSettings
+                | Page::TestTargets
         )
     }
 }
@@ -84,6 +87,7 @@ pub fn page(path: &str, method: &str) -> Page {
         ["events.ndjson"] => one(Page::EventsNdjson, get, "GET"),
         ["settings"] if get => Page::Settings,
         ["settings"] => one(Page::SaveSettings, post, "GET, POST"),
+        ["settings", "test"] => one(Page::TestTargets, post, "POST"),
         ["deploy"] => one(Page::Deploy, get, "GET"),
         ["deploy", "bundle.json"] => one(Page::Bundle, get, "GET"),
         ["deploy", "access-key"] => one(Page::RegenerateKey, post, "POST"),
@@ -147,6 +151,8 @@ mod tests {
             ("/settings", "GET", Settings),
             ("/settings", "POST", SaveSettings),
             ("/settings", "DELETE", WrongMethod("GET, POST")),
+            ("/settings/test", "POST", TestTargets),
+            ("/settings/test", "GET", WrongMethod("POST")),
             ("/deploy", "GET", Deploy),
             ("/deploy/bundle.json", "GET", Bundle),
             ("/deploy/access-key", "POST", RegenerateKey),

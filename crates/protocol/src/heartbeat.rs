@@ -84,6 +84,10 @@ pub struct Heartbeat {
     /// sensors older than policies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyState>,
+    /// Events the uploader delivered since the sensor started (format 2, issue #25): the
+    /// console derives events/s from the difference between two reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u64>,
 }
 
 /// Where a sensor stands with its workspace's central policy.

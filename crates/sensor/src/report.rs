@@ -169,6 +169,7 @@ pub fn build(i: &Inputs<'_>) -> Heartbeat {
         sensor_time: Some(i.now.to_owned()),
         outages: i.state.outages.clone(),
         policy: s.policy.clone(),
+        delivered: Some(s.delivered),
     }
 }
 

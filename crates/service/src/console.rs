@@ -383,7 +383,8 @@ pub(crate) async fn handle<S: Store>(
                     // The sensor API is served on the console's port (one port for both names).
                     let cmd =
                         uplink_console::check::command(v["route"].as_str(), &sensor_url(ws, port));
-                    html(StatusCode::OK, pages::sensor(&viewer, &v, &cmd))
+                    let charts = sensor_charts(shared, &ws.name, &id).await;
+                    html(StatusCode::OK, pages::sensor(&viewer, &v, &cmd, &charts))
                 }
                 Ok(None) => not_found(
                     Some(&viewer),
@@ -393,6 +394,26 @@ pub(crate) async fn handle<S: Store>(
             }
         }
         _ => not_found(Some(&viewer), "There is no such page in the console."),
+    }
+}
+
+/// The sensor's report history over 7 days, drawn; a store error says so in place of the
+/// charts (the rest of the page still helps).
+async fn sensor_charts<S: Store>(shared: &Shared<S>, workspace: &str, id: &str) -> maud::Markup {
+    let now = uplink_store::now_ms();
+    let bucket_ms = i64::try_from(shared.config.fleet.history_bucket.as_millis())
+        .unwrap_or(uplink_store::history::BUCKET_MS)
+        .max(1);
+    match shared
+        .store
+        .report_points(workspace, id, now - uplink_store::history::KEEP_MS)
+        .await
+    {
+        Ok(points) => uplink_console::chart::charts(&points, bucket_ms, now),
+        Err(e) => {
+            tracing::warn!(workspace, sensor_id = id, error = %e, "console: the report history could not be read");
+            maud::html! { p { "The charts are unavailable: the store could not be read (" (e) "). Reload the page to try again." } }
+        }
     }
 }
 
@@ -699,6 +720,48 @@ async fn act<S: Store>(
                 }
                 Err(e) => bad_request(viewer, &e.to_string()),
             }
+        }
+        Page::TestTargets => {
+            let hooks = match store.webhooks(wsn).await {
+                Ok(h) => h,
+                Err(e) => return unavailable(&e),
+            };
+            if hooks.is_empty() {
+                return bad_request(
+                    viewer,
+                    "There is no webhook or syslog target to test: add one with `uplink workspace set NAME --webhook URL`.",
+                );
+            }
+            let results = crate::webhooks::send_tests(
+                &shared.config.webhook_trust,
+                wsn,
+                &hooks,
+                &actor,
+                uplink_store::now_ms(),
+            )
+            .await;
+            let detail = results
+                .iter()
+                .map(|(url, r)| match r {
+                    Ok(()) => format!("{url}: delivered"),
+                    Err(e) => format!("{url}: {e}"),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            audit(
+                store,
+                &Actor {
+                    ws: wsn,
+                    name: &actor,
+                    peer,
+                },
+                "webhook_test",
+                None,
+                results.iter().all(|(_, r)| r.is_ok()),
+                detail,
+            )
+            .await;
+            html(StatusCode::OK, pages::test_results(viewer, &results))
         }
         Page::RegenerateKey => {
             if form::get(fields, "confirm") != Some("yes") {

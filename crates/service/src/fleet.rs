@@ -18,6 +18,9 @@ pub struct FleetConfig {
     /// The thresholds (`disconnected_after_secs` is each workspace's setting; this one applies
     /// only to a store without settings).
     pub policy: FleetPolicy,
+    /// The width of a report-history bucket (the console's charts): one point per sensor per
+    /// bucket. Tests shorten it.
+    pub history_bucket: Duration,
 }
 
 impl Default for FleetConfig {
@@ -25,6 +28,7 @@ impl Default for FleetConfig {
         FleetConfig {
             every: Duration::from_secs(30),
             policy: FleetPolicy::default(),
+            history_bucket: Duration::from_millis(uplink_store::history::BUCKET_MS as u64),
         }
     }
 }
@@ -39,6 +43,18 @@ pub(crate) async fn report<S: Store>(
     let now = uplink_store::now_ms();
     let report = FleetReport::new(sensor_id, now, h);
     shared.store.record_report(workspace, report).await?;
+    // The charts' history: a failure here loses a point, not the report.
+    let bucket_ms = i64::try_from(shared.config.fleet.history_bucket.as_millis())
+        .unwrap_or(uplink_store::history::BUCKET_MS)
+        .max(1);
+    let point = uplink_store::ReportPoint::new(sensor_id, now, bucket_ms, h);
+    if let Err(e) = shared
+        .store
+        .record_report_point(workspace, point, now - uplink_store::history::KEEP_MS)
+        .await
+    {
+        tracing::warn!(workspace, sensor_id, error = %e, "the report's chart point could not be stored");
+    }
     shared
         .store
         .evaluate_fleet(

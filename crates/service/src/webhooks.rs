@@ -163,6 +163,60 @@ pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>) {
     }
 }
 
+/// Sends a test event (`{"event":"test","workspace","issue":null,"test":{"by","at"}}`, signed
+/// like every delivery; one RFC 5424 message to a syslog target) to each of `hooks` now, all at
+/// once, each bounded by [`ATTEMPT_TIMEOUT`] (so the whole test is too); what each gave, in the
+/// order of `hooks`. Nothing is recorded in the delivery log: the caller audits it.
+pub(crate) async fn send_tests(
+    trust: &ReceiverTrust,
+    workspace: &str,
+    hooks: &[uplink_store::Webhook],
+    by: &str,
+    now_ms: i64,
+) -> Vec<(String, Result<(), String>)> {
+    let tls = TlsConnector::from(Arc::new(trust.client_config()));
+    let body = serde_json::json!({
+        "event": "test",
+        "workspace": workspace,
+        "issue": null,
+        "test": { "by": by, "at": uplink_store::rfc3339_ms(now_ms) },
+    })
+    .to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, h) in hooks.iter().enumerate() {
+        let d = Delivery {
+            id: 0,
+            workspace: workspace.to_owned(),
+            url: h.url.clone(),
+            event: "test".into(),
+            issue_id: String::new(),
+            body: body.clone(),
+            state: "pending".into(),
+            attempts: 0,
+            created_at: now_ms,
+            next_attempt_at: now_ms,
+            delivered_at: None,
+            last_error: None,
+        };
+        let (secret, tls) = (h.secret.clone(), tls.clone());
+        tasks.spawn(async move { (i, attempt(&d, &secret, &tls).await) });
+    }
+    let mut got: Vec<Option<Result<(), String>>> = vec![None; hooks.len()];
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((i, r)) = joined {
+            got[i] = Some(r);
+        }
+    }
+    hooks
+        .iter()
+        .zip(got)
+        .map(|(h, r)| {
+            let r = r.unwrap_or_else(|| Err("the attempt ended abnormally".into()));
+            (h.url.clone(), r)
+        })
+        .collect()
+}
+
 /// One POST; `Err` says why it did not count as delivered (no 2xx answer).
 async fn attempt(d: &Delivery, secret: &str, tls: &TlsConnector) -> Result<(), String> {
     tokio::time::timeout(ATTEMPT_TIMEOUT, post(d, secret, tls))

@@ -23,6 +23,7 @@
 
 mod console;
 mod fleet;
+mod history;
 pub use fleet::FLEET_LOCK;
 mod group;
 mod lifecycle;
@@ -1450,5 +1451,26 @@ impl Store for PostgresStore {
 
     async fn retire_previous_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
         self.retire_previous_cas_pg(workspace).await
+    }
+
+    // Report history for the console's charts (issue #25, `history.rs`).
+
+    async fn record_report_point(
+        &self,
+        workspace: &str,
+        point: ReportPoint,
+        prune_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.record_report_point_pg(workspace, &point, prune_before_ms)
+            .await
+    }
+
+    async fn report_points(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<ReportPoint>, StoreError> {
+        self.report_points_pg(workspace, sensor_id, since_ms).await
     }
 }

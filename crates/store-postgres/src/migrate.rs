@@ -90,6 +90,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0011_ca_rotation.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 12,
+        name: "report history (console charts)",
+        sql: include_str!("../migrations/0012_report_history.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.

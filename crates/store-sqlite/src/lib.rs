@@ -34,6 +34,7 @@ use uplink_store::*;
 
 mod console;
 mod fleet;
+mod history;
 mod lifecycle;
 mod policy;
 mod tokens;
@@ -51,7 +52,8 @@ mod tokens;
 /// 10: central policy (`policies`, issue #26, `policy.rs`).
 /// 11: the lifecycle's workspace settings and shared rate-limit windows (`lifecycle_settings`,
 /// `rate_windows`, issue #24). 12: CA rotation (`previous_cas`, `cert_issuers`, issue #24).
-pub const FORMAT_VERSION: i64 = 12;
+/// 13: report history for the console's charts (`report_points`, issue #25, `history.rs`).
+pub const FORMAT_VERSION: i64 = 13;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -214,6 +216,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, lifecycle::FORMAT_11),
     // CA rotation (issue #24): previous CAs and which CA issued each certificate.
     (12, lifecycle::FORMAT_12),
+    // Report history for the console's charts (issue #25). 12 is another piece of work's.
+    (13, history::FORMAT_13),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -312,13 +316,14 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
             console::FORMAT_9,
             policy::FORMAT_10,
             lifecycle::FORMAT_11,
             lifecycle::FORMAT_12,
+            history::FORMAT_13,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -2244,6 +2249,28 @@ impl Store for SqliteStore {
     async fn retire_previous_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
         let (this, w) = (self.clone(), workspace.to_owned());
         blocking(move || this.retire_previous_cas_sync(&w)).await
+    }
+
+    // Report history for the console's charts (issue #25, `history.rs`).
+
+    async fn record_report_point(
+        &self,
+        workspace: &str,
+        point: ReportPoint,
+        prune_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.record_report_point_sync(&ws, &point, prune_before_ms)).await
+    }
+
+    async fn report_points(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<ReportPoint>, StoreError> {
+        let (this, ws, id) = (self.clone(), workspace.to_owned(), sensor_id.to_owned());
+        blocking(move || this.report_points_sync(&ws, &id, since_ms)).await
     }
 }
 

@@ -16,6 +16,7 @@
 pub mod backup;
 pub mod console;
 pub mod fleet;
+pub mod history;
 pub mod lifecycle;
 pub mod master;
 pub mod policy;
@@ -30,6 +31,7 @@ use std::future::Future;
 
 pub use console::{ConsoleSession, ConsoleUser, LoginFailures};
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
+pub use history::ReportPoint;
 pub use lifecycle::{
     AuditEntry, Lifecycle, LifecycleChange, LifecycleSettings, RateHit, Revocation, RevokedSerial,
 };
@@ -840,6 +842,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    // Report history for the console's charts (issue #25, `history.rs`, docs/console.md).
+
+    /// Upserts `point` (keyed by sensor and bucket: the newest report of a bucket wins, a route
+    /// different from the stored one counts a change) and removes every point of a bucket
+    /// before `prune_before_ms`, in one write. A sensor not enrolled in `workspace`: nothing.
+    fn record_report_point(
+        &self,
+        workspace: &str,
+        point: ReportPoint,
+        prune_before_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A sensor's points of the buckets from `since_ms` on, oldest first.
+    fn report_points(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        since_ms: i64,
+    ) -> impl Future<Output = Result<Vec<ReportPoint>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

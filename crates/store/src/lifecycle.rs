@@ -68,6 +68,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "retire_ca",
     "user_add",
     "user_remove",
+    "webhook_test",
 ];
 
 impl AuditEntry {

@@ -88,6 +88,7 @@ per_backend!(
     console_users_sessions_and_failures_are_scoped_and_go_with_their_workspace,
     // CA rotation.
     a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved,
+    report_history_is_one_point_per_bucket_pruned_and_goes_with_its_workspace,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2047,4 +2048,87 @@ async fn a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved<S
         .unwrap();
     store.delete_workspace("other").await.unwrap();
     assert!(store.previous_cas("other").await.unwrap().is_empty());
+}
+
+fn point(sensor: &str, bucket: i64, at: i64, backlog: u64, route: &str) -> ReportPoint {
+    ReportPoint {
+        sensor_id: sensor.into(),
+        bucket,
+        at,
+        backlog,
+        delivered: Some(backlog * 10),
+        latency_secs: Some(backlog),
+        first_route: route.into(),
+        route: route.into(),
+        route_changes: 0,
+    }
+}
+
+/// The charts' history (issue #25): the newest report of a bucket wins and a route change in
+/// it is counted, a late report changes nothing, another workspace's sensor gets no point, old
+/// buckets go at the next write, and a workspace's deletion takes its points.
+async fn report_history_is_one_point_per_bucket_pruned_and_goes_with_its_workspace<
+    S: Store + Clone,
+>(
+    store: S,
+) {
+    store.create_workspace(workspace("rh")).await.unwrap();
+    store.create_workspace(workspace("other")).await.unwrap();
+    store.add_sensor(sensor("rh-1", "rh")).await.unwrap();
+    store.add_sensor(sensor("ot-1", "other")).await.unwrap();
+    let put = |ws: &'static str, p: ReportPoint, prune: i64| {
+        let store = store.clone();
+        async move { store.record_report_point(ws, p, prune).await.unwrap() }
+    };
+    put("rh", point("rh-1", 1000, 1000, 5, "DIRECT"), 0).await;
+    put("rh", point("rh-1", 1000, 1500, 7, "PROXY p:3128"), 0).await;
+    put("rh", point("rh-1", 1000, 1200, 99, "DIRECT"), 0).await;
+    put("rh", point("rh-1", 2000, 2000, 1, "PROXY p:3128"), 0).await;
+    // Not a sensor of that workspace, not a sensor at all: nothing.
+    put("rh", point("ot-1", 2000, 2000, 1, "DIRECT"), 0).await;
+    put("rh", point("nope", 2000, 2000, 1, "DIRECT"), 0).await;
+    let got = store.report_points("rh", "rh-1", 0).await.unwrap();
+    let mut first = point("rh-1", 1000, 1500, 7, "PROXY p:3128");
+    first.first_route = "DIRECT".into();
+    first.route_changes = 1;
+    assert_eq!(
+        got,
+        vec![first, point("rh-1", 2000, 2000, 1, "PROXY p:3128")]
+    );
+    assert_eq!(
+        store.report_points("rh", "rh-1", 1500).await.unwrap().len(),
+        1
+    );
+    assert!(store
+        .report_points("rh", "ot-1", 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .report_points("other", "ot-1", 0)
+        .await
+        .unwrap()
+        .is_empty());
+    put("other", point("ot-1", 3000, 3000, 2, "DIRECT"), 1500).await;
+    assert_eq!(
+        store
+            .report_points("rh", "rh-1", 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.bucket)
+            .collect::<Vec<_>>(),
+        vec![2000],
+        "bucket 1000 pruned"
+    );
+    store.delete_workspace("rh").await.unwrap();
+    assert!(store
+        .report_points("rh", "rh-1", 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.report_points("other", "ot-1", 0).await.unwrap().len(),
+        1
+    );
 }

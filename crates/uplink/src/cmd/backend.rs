@@ -488,4 +488,24 @@ impl Store for AnyStore {
     async fn retire_previous_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
         each!(self, s => s.retire_previous_cas(workspace).await)
     }
+
+    // Report history for the console's charts (issue #25).
+
+    async fn record_report_point(
+        &self,
+        workspace: &str,
+        point: uplink_store::ReportPoint,
+        prune_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.record_report_point(workspace, point, prune_before_ms).await)
+    }
+
+    async fn report_points(
+        &self,
+        workspace: &str,
+        sensor_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<uplink_store::ReportPoint>, StoreError> {
+        each!(self, s => s.report_points(workspace, sensor_id, since_ms).await)
+    }
 }

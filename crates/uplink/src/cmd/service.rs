@@ -97,6 +97,10 @@ pub struct Args {
     /// disconnected is each workspace's setting: `uplink workspace set NAME --disconnected-after`.)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
     pub fleet_online_buffer: Duration,
+    /// The width of a bucket of the report history the console's charts draw (one point per
+    /// sensor per bucket, kept 7 days). Tests shorten it.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout, hide = true)]
+    pub fleet_history_bucket: Duration,
     /// How often to remove events older than each workspace's retention (`uplink workspace set
     /// NAME --retention-days N`), first after one interval. With --database one replica at a
     /// time does it. A number and a unit (ms, s, m).
@@ -252,6 +256,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     online_buffer_secs: args.fleet_online_buffer.as_secs().max(1),
                     ..uplink_store::FleetPolicy::default()
                 },
+                history_bucket: args.fleet_history_bucket,
             },
             console: uplink_console::Settings {
                 expiry: uplink_console::session::Expiry {

@@ -452,11 +452,14 @@ mod browser {
     /// Evaluate often; a running sensor (1 s heartbeats) stays online however loaded the machine
     /// (late only after 31 s without contact), a stopped one is disconnected after the
     /// workspace's 10 s.
-    const FLEET_FLAGS: [&str; 4] = [
+    /// 2 s buckets of report history: the charts have lines by the time the page is opened.
+    const FLEET_FLAGS: [&str; 6] = [
         "--fleet-evaluate-every",
         "200ms",
         "--fleet-online-buffer",
         "30s",
+        "--fleet-history-bucket",
+        "2s",
     ];
     const SQUID_USER: &str = "consoleuser";
     const SQUID_PASSWORD: &str = "C0ns0le-Pa55";
@@ -706,7 +709,18 @@ mod browser {
                 .wait_for("li.issue[data-kind=disconnected][data-state=open]")
                 .await;
             let issue_id = issue.attr("data-issue-id").await.unwrap().unwrap();
+            // The four charts of its report history, over 24 hours and 7 days (in the screenshot).
+            for key in ["backlog", "events_per_sec", "latency", "route_changes"] {
+                for range in ["24h", "7d"] {
+                    b.wait_for(&format!("svg[data-chart={key}][data-range=\"{range}\"]"))
+                        .await;
+                }
+            }
             b.screenshot("sensor").await;
+            c.execute("document.getElementById('charts').scrollIntoView()", vec![])
+                .await
+                .unwrap();
+            b.screenshot("sensor-charts").await;
 
             // Suppress it, with a reason.
             let reason = c
@@ -1380,4 +1394,199 @@ fn replicas_on_postgresql_share_accounts_sessions_and_throttling() {
     assert_eq!(replay(), 200);
     assert_eq!(on2.post("/logout", &[("csrf", &token)]).0, 303);
     assert_eq!(replay(), 303);
+}
+
+/// `data-points` of the chart `key` over `range` on a sensor page (`None`: no such chart).
+fn chart_points(page: &str, key: &str, range: &str) -> Option<usize> {
+    let at = page.find(&format!(r#"id="chart-{key}-{range}""#))?;
+    let rest = &page[at..];
+    let tag = &rest[..rest.find('>')?];
+    let n = tag.split("data-points=\"").nth(1)?;
+    n[..n.find('"')?].parse().ok()
+}
+
+#[test]
+fn the_sensor_page_charts_its_report_history() {
+    use crate::support::sensor::Sensor;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    // 3 s buckets: a sensor reporting every second fills each (the newest report wins) and
+    // adjacent buckets give events/s.
+    let svc = ServiceProc::start_with(&data, &["--fleet-history-bucket", "3s"]);
+    let ws = create_workspace(&data, "conch", svc.port);
+    let out = add_user(&data, "conch", "alice", "admin", PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sensor = Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
+    sensor.edit_config("heartbeat_secs = 60", "heartbeat_secs = 1");
+    let log = dir.path().join("sensor.log");
+    /// Kills the sensor when the test ends, however it ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let run = Kill(sensor.spawn_run(&log));
+    let alice = Client::new(dir.path(), "alice", &ws, svc.port);
+    assert_eq!(alice.login("alice", PASSWORD).0, 303);
+    let id = {
+        let mut id = None;
+        poll_until(
+            "the sensor's id",
+            90,
+            || {
+                id = sensor.status()["sensor_id"].as_str().map(str::to_owned);
+                id.is_some()
+            },
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        );
+        id.unwrap()
+    };
+    // Heartbeats are queued events too: each delivered one raises the delivered counter, so
+    // two adjacent buckets give a rate above zero.
+    let page = std::cell::RefCell::new(String::new());
+    poll_until(
+        "two buckets of history and a rate",
+        90,
+        || {
+            let (status, p) = alice.get(&format!("/sensors/{id}"));
+            let ok = status == 200
+                && chart_points(&p, "backlog", "24h").unwrap_or(0) >= 2
+                && chart_points(&p, "events_per_sec", "24h").unwrap_or(0) >= 1;
+            *page.borrow_mut() = p;
+            ok
+        },
+        || {
+            format!(
+                "{}\n--- sensor log:\n{}",
+                page.borrow(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        },
+    );
+    let page = page.into_inner();
+    drop(run);
+    for key in ["backlog", "events_per_sec", "latency", "route_changes"] {
+        for range in ["24h", "7d"] {
+            let n = chart_points(&page, key, range)
+                .unwrap_or_else(|| panic!("no {key} chart over {range}: {page}"));
+            assert!(n >= 1, "{key} over {range} has no point: {page}");
+            assert!(
+                page.contains(&format!(r#"data-chart="{key}" data-range="{range}""#)),
+                "{page}"
+            );
+        }
+    }
+    assert!(
+        page.contains("<polyline"),
+        "a line joins adjacent buckets: {page}"
+    );
+    // The CSP still holds: no inline style or script came with the charts.
+    assert!(
+        !page.contains("<style") && !page.contains("style=\""),
+        "{page}"
+    );
+    // An unknown sensor: no page, no chart.
+    assert_eq!(alice.get("/sensors/no-such-sensor").0, 404);
+}
+
+#[test]
+fn send_a_test_to_each_webhook_and_syslog_target() {
+    use crate::support::receivers::{expected_signature, Receiver, Rsyslog};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "contest", svc.port);
+    let d = data.to_str().unwrap();
+    for (name, role) in [("alice", "admin"), ("victor", "viewer")] {
+        let out = add_user(&data, "contest", name, role, PASSWORD);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let receiver = Receiver::http_on(crate::support::squid::free_port());
+    let syslog_port = crate::support::squid::free_port();
+    let rsyslog = Rsyslog::start(dir.path(), syslog_port);
+    // A third target where nothing listens: its failure is shown, the others still go.
+    let dead = format!(
+        "http://127.0.0.1:{}/hook",
+        crate::support::squid::free_port()
+    );
+    let secret = "s3cret-for-the-console-test-0123456789";
+    let secret_file = dir.path().join("hook.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let target = format!("tcp://127.0.0.1:{syslog_port}");
+    ok(
+        uplink(&[
+            "workspace",
+            "set",
+            "contest",
+            "--webhook",
+            &url,
+            "--webhook",
+            &dead,
+            "--webhook-secret-file",
+            secret_file.to_str().unwrap(),
+            "--syslog",
+            &target,
+            "--data-dir",
+            d,
+        ]),
+        "workspace set",
+    );
+
+    let alice = Client::new(dir.path(), "alice", &ws, svc.port);
+    assert_eq!(alice.login("alice", PASSWORD).0, 303);
+    let (_, settings) = alice.get("/settings");
+    assert!(settings.contains(r#"id="send-test""#), "{settings}");
+    // Without its CSRF token: refused, nothing sent.
+    assert_eq!(alice.post("/settings/test", &[]).0, 403);
+    assert!(receiver.received().is_empty());
+    let token = alice.csrf("/settings");
+    let (status, page) = alice.post("/settings/test", &[("csrf", &token)]);
+    assert_eq!(status, 200, "{page}");
+    for (t, result) in [(&url, "ok"), (&target, "ok"), (&dead, "failed")] {
+        assert!(
+            page.contains(&format!(r#"data-target="{t}" data-result="{result}""#)),
+            "{t} {result}: {page}"
+        );
+    }
+    // The receiver got the test body, signed like every delivery (checked with openssl).
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(
+        (body["event"].as_str(), body["workspace"].as_str()),
+        (Some("test"), Some("contest")),
+        "{body}"
+    );
+    let ts = got[0].header("x-uplink-timestamp").unwrap();
+    assert_eq!(
+        got[0].header("x-uplink-signature"),
+        Some(expected_signature(secret, ts, &got[0].body).as_str())
+    );
+    // One RFC 5424 message to the syslog target (written to its file as it arrives).
+    poll_until(
+        "the syslog test message",
+        60,
+        || rsyslog.lines().iter().any(|l| l.contains("uplink - test ")),
+        || format!("{:?}\n{}", rsyslog.lines(), rsyslog.context()),
+    );
+    // Audited, with each target's outcome.
+    let entries = audit(&data, "contest");
+    let e = entries
+        .iter()
+        .find(|e| e["action"] == "webhook_test")
+        .unwrap_or_else(|| panic!("no webhook_test entry: {entries:?}"));
+    assert_eq!(e["actor"], "console:alice", "{e}");
+    assert_eq!(e["result"], "refused", "one target failed: {e}");
+    assert!(!e.to_string().contains(secret), "{e}");
+    // A viewer sees no button and cannot send.
+    let victor = Client::new(dir.path(), "victor", &ws, svc.port);
+    assert_eq!(victor.login("victor", PASSWORD).0, 303);
+    let vt = victor.csrf("/settings");
+    let (_, vs) = victor.get("/settings");
+    assert!(!vs.contains(r#"id="send-test""#), "{vs}");
+    assert_eq!(victor.post("/settings/test", &[("csrf", &vt)]).0, 403);
+    assert_eq!(receiver.received().len(), 1);
 }
