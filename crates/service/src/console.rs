@@ -709,11 +709,34 @@ async fn act<S: Store>(
                 }
             }
             // The admin API's rule for a settings change (one source of truth).
+            let changed = body
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let change = match crate::adminapi::settings_change(&serde_json::Value::Object(body)) {
                 Ok(c) => c,
                 Err(m) => return bad_request(viewer, &m),
             };
-            match store.set_workspace_settings(wsn, change).await {
+            let res = store.set_workspace_settings(wsn, change).await;
+            let detail = match &res {
+                Ok(_) => changed,
+                Err(e) => e.to_string(),
+            };
+            audit(
+                store,
+                &Actor {
+                    ws: wsn,
+                    name: &actor,
+                    peer,
+                },
+                "settings",
+                None,
+                res.is_ok(),
+                detail,
+            )
+            .await;
+            match res {
                 Ok(_) => redirect("/settings?saved=1"),
                 Err(e) if e.is_unavailable() && !matches!(e, StoreError::Settings(_)) => {
                     unavailable(&e)

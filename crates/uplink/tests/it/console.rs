@@ -1166,6 +1166,27 @@ fn events_page_ndjson_export_and_settings() {
         (Some(9), Some(120)),
         "{v}"
     );
+    // Audited: who, what changed.
+    let trail: Value = serde_json::from_str(&ok(
+        uplink(&["fleet", "audit", "conev", "--data-dir", d, "--json"]),
+        "fleet audit",
+    ))
+    .unwrap();
+    let e = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "settings")
+        .unwrap_or_else(|| panic!("{trail:#}"));
+    assert_eq!(
+        (e["actor"].as_str(), e["result"].as_str()),
+        (Some("console:alice"), Some("ok")),
+        "{e}"
+    );
+    assert!(
+        e["detail"].as_str().unwrap().contains("retention_days=9"),
+        "{e}"
+    );
     let (status, resp) = alice.post("/settings", &[("csrf", &token), ("retention_days", "0")]);
     assert_eq!(status, 400, "{resp}");
     assert_eq!(alice.post("/settings", &[("retention_days", "3")]).0, 403);
