@@ -9,12 +9,15 @@ cd "$(dirname "$0")"
 # libkrb5-dev and libclang-dev are build dependencies: Negotiate uses the system GSSAPI (libgssapi,
 # whose bindings bindgen generates from gssapi.h). postgresql: the PostgreSQL store's tests make private
 # clusters with its initdb (as the postgres user when run as root). haproxy: the replicas' load balancer (tests/it/replicas.rs).
-packages=(curl openssl ca-certificates iproute2 procps squid tinyproxy nftables python3-pacparser jq dnsmasq-base systemd mitmproxy krb5-kdc krb5-admin-server krb5-user microsocks libkrb5-dev libclang-dev isc-dhcp-client network-manager dbus-daemon systemd-journal-remote postgresql haproxy lintian dpkg-dev prometheus rsyslog rsyslog-openssl chromium chromium-driver npm)
+packages=(curl openssl ca-certificates iproute2 procps squid tinyproxy nftables python3-pacparser jq dnsmasq-base systemd mitmproxy krb5-kdc krb5-admin-server krb5-user microsocks libkrb5-dev libclang-dev isc-dhcp-client network-manager dbus-daemon systemd-journal-remote postgresql haproxy lintian dpkg-dev prometheus rsyslog rsyslog-openssl chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm fetches axe-core (below): Debian's package only where no npm is installed (a machine with
+# Node.js from elsewhere must not get Debian's, which conflicts with it).
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}"
   sudo=""
