@@ -628,24 +628,7 @@ mod browser {
             b.wait_for("form.login").await;
             assert!(c.current_url().await.unwrap().path() == "/login");
             b.screenshot("login").await;
-            c.find(Locator::Id("username"))
-                .await
-                .unwrap()
-                .send_keys("alice")
-                .await
-                .unwrap();
-            c.find(Locator::Id("password"))
-                .await
-                .unwrap()
-                .send_keys(PASSWORD)
-                .await
-                .unwrap();
-            c.find(Locator::Css("form.login button[type=submit]"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            b.sign_in("alice", PASSWORD).await;
             b.wait_for("table#sensors").await;
 
             // The three sensors, each in its real state.
@@ -810,24 +793,7 @@ mod browser {
             let c = &b.client;
             c.goto(&format!("{base}/login")).await.unwrap();
             b.wait_for("form.login").await;
-            c.find(Locator::Id("username"))
-                .await
-                .unwrap()
-                .send_keys("alice")
-                .await
-                .unwrap();
-            c.find(Locator::Id("password"))
-                .await
-                .unwrap()
-                .send_keys(PASSWORD)
-                .await
-                .unwrap();
-            c.find(Locator::Css("form.login button[type=submit]"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            b.sign_in("alice", PASSWORD).await;
             b.wait_for("table#sensors").await;
 
             // The Deploy page: download the bundle.

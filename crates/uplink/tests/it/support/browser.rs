@@ -99,6 +99,26 @@ impl Browser {
         path
     }
 
+    /// Fills the sign-in form on the page (`/login`) with `user` and `password` and submits it.
+    pub async fn sign_in(&self, user: &str, password: &str) {
+        for (id, text) in [("username", user), ("password", password)] {
+            self.client
+                .find(Locator::Id(id))
+                .await
+                .unwrap_or_else(|e| panic!("no #{id} on the sign-in page: {e}"))
+                .send_keys(text)
+                .await
+                .unwrap();
+        }
+        self.client
+            .find(Locator::Css("form.login button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
     /// Waits for an element matching `css`.
     pub async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
         self.client
