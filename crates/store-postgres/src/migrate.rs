@@ -96,6 +96,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0012_report_history.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 13,
+        name: "ingest without per-row foreign-key triggers on events and seen",
+        sql: include_str!("../migrations/0013_ingest_without_fk_triggers.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.
