@@ -6,7 +6,9 @@
 //! transaction, commit, and only then answer every caller of the group. Many concurrent
 //! sensors thus share one commit (one WAL flush) instead of one each, while each batch keeps its
 //! own statement, so exactly-once per `(sensor, seq)` is the statement's (the `seen` claim and
-//! the watermark: see `INSERT_EVENTS`), whatever the grouping.
+//! the watermark: see `INSERT_EVENTS`), whatever the grouping. A group whose statement met the
+//! same events stored concurrently by another transaction (a unique violation on `seen`) is run
+//! again like a deadlocked one: then they are duplicates.
 //!
 //! Batches run in sensor row order, so two groups (of this process or of two replicas) take
 //! the `seen` and counter rows of shared sensors in the same order. A group PostgreSQL rolls
@@ -108,7 +110,7 @@ impl PostgresStore {
                 let e = StoreError::Backend {
                     backend: Backend::Postgres,
                     at: self.inner.at.clone(),
-                    detail: "the batch was rolled back three times in a row (deadlock or serialization failure with concurrent batches); nothing of it was stored".into(),
+                    detail: "the batch was rolled back three times in a row (deadlock, serialization failure, or the same events stored concurrently by another replica); nothing of it was stored: send it again".into(),
                 };
                 let _ = job.reply.send(Err(e));
             }
@@ -152,7 +154,7 @@ impl PostgresStore {
             .await
             .map_err(Failed::Unavailable)?;
         let failed = |e: tokio_postgres::Error| -> Failed {
-            if retryable(e.code()) {
+            if retryable(e.code()) || crate::unique_race(&e) {
                 Failed::Retry
             } else if retention::no_partition(&e) {
                 self.forget_partitions();

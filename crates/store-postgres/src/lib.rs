@@ -119,25 +119,34 @@ const SENSOR_COLUMNS: &str =
 const EXPORT_CHUNK: i32 = 1000;
 
 /// Stores a batch of one sensor ($1) — seqs, kinds, times, bodies ($2..$5) — each `(sensor, seq)`
-/// once: seqs at or below the sensor's retention watermark are duplicates; the others claim
-/// their row in `seen` first (unique, unpartitioned) and only the claimed ones are stored, the
-/// first of a seq repeated within the batch winning. The sensor's row is read with FOR KEY
-/// SHARE, so a prune raising the watermark (FOR UPDATE) waits for this batch or is seen by it.
+/// once: seqs at or below the sensor's retention watermark are duplicates, and so are those
+/// `seen` (unique, unpartitioned) already holds; the others are inserted into `seen` and
+/// `events`, the first of a seq repeated within the batch winning. The sensor's row is read with
+/// FOR KEY SHARE, so a prune raising the watermark (FOR UPDATE) waits for this batch or is seen
+/// by it, and a workspace deletion (FOR UPDATE) waits for it or leaves it nothing to store
+/// (`events` and `seen` have no foreign key: migrations/0013).
+///
+/// `seen` is written by a plain INSERT, not `ON CONFLICT DO NOTHING` (whose speculative insertion
+/// and the join back to the claimed rows cost ~1.5 µs of the database's CPU per event): the
+/// unique key still refuses a `(sensor, seq)` twice. When a concurrent transaction (another
+/// replica given the same batch again) stored some of these seqs after this statement's snapshot,
+/// the statement fails with a unique violation on `seen_pkey` and nothing of it is stored; run
+/// again ([`unique_race`]), it sees them and counts them as duplicates.
 /// Returns the events stored, and whether the sensor exists.
 const INSERT_EVENTS: &str = "WITH w AS (
         SELECT COALESCE(pruned_through, -1) AS through FROM sensors WHERE id = $1 FOR KEY SHARE
-    ), batch AS (
+    ), batch AS MATERIALIZED (
         SELECT DISTINCT ON (t.seq) t.seq, t.kind, t.received_at, t.body
         FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
             AS t (seq, kind, received_at, body, ord), w
         WHERE t.seq > w.through
+            AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.sensor = $1 AND s.seq = t.seq)
         ORDER BY t.seq, t.ord
-    ), fresh AS (
+    ), claimed AS (
         INSERT INTO seen (sensor, seq) SELECT $1, seq FROM batch
-        ON CONFLICT DO NOTHING RETURNING seq
     ), ins AS (
         INSERT INTO events (sensor, seq, kind, received_at, body)
-        SELECT $1, b.seq, b.kind, b.received_at, b.body FROM batch b JOIN fresh f ON f.seq = b.seq
+        SELECT $1, b.seq, b.kind, b.received_at, b.body FROM batch b
         RETURNING kind
     ), counted AS (
         INSERT INTO kind_counts (sensor, kind, n)
@@ -145,6 +154,15 @@ const INSERT_EVENTS: &str = "WITH w AS (
         ON CONFLICT (sensor, kind) DO UPDATE SET n = kind_counts.n + excluded.n
     )
     SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM w)";
+
+/// Whether INSERT_EVENTS failed because a concurrent transaction stored some of the same
+/// `(sensor, seq)` after its snapshot: nothing of it was stored, and running it again counts them
+/// as duplicates.
+pub(crate) fn unique_race(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &SqlState::UNIQUE_VIOLATION && db.constraint() == Some("seen_pkey")
+    })
+}
 
 fn retention_day(ms: i64) -> i64 {
     uplink_store::retention::day_of(ms)
@@ -679,20 +697,24 @@ impl Store for PostgresStore {
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
         let times: Vec<i64> = events.iter().map(|e| e.received_at).collect();
-        let r = client
-            .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
-            .await;
-        let r = match r {
-            Err(e) if retention::no_partition(&e) => {
-                // Another process dropped a partition this one thought was there: once more.
-                self.forget_partitions();
-                self.ensure_days(&client, events.iter().map(|e| retention_day(e.received_at)))
-                    .await?;
-                client
-                    .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
-                    .await
+        let mut tries = 0;
+        let r = loop {
+            tries += 1;
+            let r = client
+                .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
+                .await;
+            match r {
+                Err(e) if retention::no_partition(&e) && tries < 3 => {
+                    // Another process dropped a partition this one thought was there: once more.
+                    self.forget_partitions();
+                    self.ensure_days(&client, events.iter().map(|e| retention_day(e.received_at)))
+                        .await?;
+                }
+                // The same events stored concurrently by another process: once more, they are
+                // duplicates then.
+                Err(e) if unique_race(&e) && tries < 3 => {}
+                r => break r,
             }
-            r => r,
         }
         .map_err(self.err())?;
         if !r.get::<_, bool>(1) {

@@ -864,7 +864,10 @@ async fn a_workspace_deleted_while_its_sensors_upload_leaves_no_orphan_rows() {
             let (store, stored) = (store.clone(), stored.clone());
             tokio::spawn(async move {
                 for b in 0u64.. {
-                    match store.ingest(&format!("s{i}"), events_of(b * 50..b * 50 + 50)).await {
+                    match store
+                        .ingest(&format!("s{i}"), events_of(b * 50..b * 50 + 50))
+                        .await
+                    {
                         Ok(r) => {
                             assert_eq!(r.accepted, 50);
                             stored.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -894,5 +897,75 @@ async fn a_workspace_deleted_while_its_sensors_upload_leaves_no_orphan_rows() {
              SELECT count(*) FROM seen WHERE sensor NOT IN (SELECT id FROM sensors)"
         ),
         "0\n0"
+    );
+}
+
+/// INSERT_EVENTS writes `seen` with a plain INSERT (no speculative insertion): when another
+/// transaction (another replica given the same batch again) stores some of the same seqs after
+/// the statement's snapshot, the statement waits for it, fails on the unique key, and the group is
+/// run again, counting them as duplicates: each event once, and no error for the sensor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_events_stored_concurrently_by_another_replica_are_duplicates_not_errors() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "k".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+            access_key: None,
+        })
+        .await
+        .unwrap();
+    store.add_sensor(sensor_record("s1")).await.unwrap();
+    // Today's partition exists: the other "replica" below writes into it.
+    store.ingest("s1", events_of(0..1)).await.unwrap();
+    let (other, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // The other replica stores seqs 5 and 6 and has not committed yet.
+    other
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO seen SELECT id, g FROM sensors, generate_series(5, 6) g WHERE sensor_id = 's1';
+             INSERT INTO events SELECT id, g, 'e', {now}, '{{}}' FROM sensors, generate_series(5, 6) g WHERE sensor_id = 's1';
+             UPDATE kind_counts SET n = n + 2 WHERE sensor = (SELECT id FROM sensors WHERE sensor_id = 's1');",
+            now = now_ms()
+        ))
+        .await
+        .unwrap();
+    let ingest = {
+        let store = store.clone();
+        tokio::spawn(async move { store.ingest("s1", events_of(0..10)).await })
+    };
+    until("this replica's batch waits for the other's seqs", async || {
+        other
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    other.batch_execute("COMMIT").await.unwrap();
+    let r = ingest.await.unwrap().unwrap();
+    // 0 was stored before, 5 and 6 by the other replica.
+    assert_eq!((r.accepted, r.duplicates), (7, 3));
+    assert_eq!(store.stats("w").await.unwrap().total, 10);
+    assert_eq!(
+        c.psql(
+            "uplink",
+            "SELECT count(*), count(DISTINCT seq) FROM events; SELECT count(*) FROM seen"
+        ),
+        "10|10\n10"
     );
 }
