@@ -11,7 +11,8 @@
 # that every event was stored.
 # Needs postgresql (initdb), haproxy, python3. Usage: bench/ingest.sh [N] [S]
 # CASES=sqlite,pg1,pg2 (the default: all three) picks cases; PG_STATS=1 loads
-# pg_stat_statements in the bench's cluster and prints each PostgreSQL case's top statements.
+# pg_stat_statements in the bench's cluster and prints each PostgreSQL case's top statements;
+# NO_BUILD=1 runs target/release/uplink as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-500000}
@@ -24,7 +25,7 @@ for p in haproxy python3 curl; do command -v "$p" >/dev/null || { echo "bench/in
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$pgbin/initdb" ] || { echo "bench/ingest.sh: PostgreSQL is missing (apt-get install postgresql)"; exit 2; }
 
-cargo build --release --quiet --all-features -p uplink
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --all-features -p uplink
 bin=$PWD/target/release/uplink
 tmp=$(mktemp -d /tmp/uplink-ingest.XXXXXX)
 chmod 755 "$tmp"
@@ -127,12 +128,15 @@ if [[ $cases == *,sqlite,* ]]; then
   svc_pids=()
 fi
 
-# A private PostgreSQL cluster on a Unix socket (fsync on, as in production).
+# A private PostgreSQL cluster on a Unix socket (fsync and synchronous_commit on, as in
+# production), with what a write-heavy deployment's postgresql.conf would set
+# (docs/scale-out.md): a larger WAL between checkpoints (a checkpoint in the middle of a case
+# makes every page's first change after it write the whole page to the WAL again) and WAL buffers.
 mkdir -p "$tmp/pg"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$tmp/pg"
 pg_data="$tmp/pg/data"
 pg initdb -D "$pg_data" -U uplink -A trust -E UTF8 --locale=C --no-sync --no-instructions >/dev/null
-printf "listen_addresses = ''\nunix_socket_directories = '%s'\nport = 5432\nfsync = on\nmax_connections = 200\nshared_buffers = 256MB\n" "$tmp/pg" >>"$pg_data/postgresql.conf"
+printf "listen_addresses = ''\nunix_socket_directories = '%s'\nport = 5432\nfsync = on\nmax_connections = 200\nshared_buffers = 256MB\nwal_buffers = 64MB\nmax_wal_size = 8GB\ncheckpoint_timeout = 30min\n" "$tmp/pg" >>"$pg_data/postgresql.conf"
 [ -n "${PG_STATS:-}" ] && echo "shared_preload_libraries = 'pg_stat_statements'" >>"$pg_data/postgresql.conf"
 pg pg_ctl start -w -D "$pg_data" -l "$tmp/pg/log" >/dev/null
 pg_pid=$(head -1 "$pg_data/postmaster.pid")
