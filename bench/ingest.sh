@@ -147,7 +147,7 @@ db=(--database "postgres://uplink@/uplink?host=$tmp/pg" --master-key-file "$tmp/
 pg_stats() {
   [ -n "${PG_STATS:-}" ] || return 0
   echo "== $1: top statements (pg_stat_statements)"
-  pg psql -h "$tmp/pg" -U uplink -d uplink -X -q -c "SELECT calls, round(total_exec_time) AS ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" -c "SELECT pg_stat_statements_reset()" >&2
+  pg psql -h "$tmp/pg" -U uplink -d uplink -X -q -c "SELECT calls, round(total_exec_time) AS ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" -c "SELECT relname, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE autovacuum_count + autoanalyze_count > 0" -c "SELECT pg_stat_statements_reset()" >&2
 }
 
 # 2. PostgreSQL, one replica.
