@@ -15,8 +15,11 @@ mode=${1:-tail}
 n=${2:-1000000}
 case "$mode" in tail | drain) ;; *) echo "usage: bench/sensor-mem.sh [tail|drain] [N]" >&2; exit 2 ;; esac
 command -v /usr/bin/time >/dev/null || { echo "bench/sensor-mem.sh: /usr/bin/time is missing (apt-get install time)"; exit 2; }
-cargo build --release --quiet --all-features -p uplink
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/uplink
+# BIN=path measures that binary instead (e.g. one saved before a change, in the same conditions).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --all-features -p uplink
+fi
+bin=${BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/uplink}
 tmp=$(mktemp -d)
 chmod 777 "$tmp"
 pids=()

@@ -21,8 +21,11 @@ for p in squid openssl python3 /usr/bin/time; do command -v "$p" >/dev/null || {
 
 # --all-features: the feature set CI and the tests build (so the build reuses their cache);
 # it links GSSAPI as the package does.
-cargo build --release --quiet --all-features -p uplink
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/uplink
+# BIN=path measures that binary instead (e.g. one saved before a change, in the same conditions).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --all-features -p uplink
+fi
+bin=${BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/uplink}
 tmp=$(mktemp -d)
 chmod 777 "$tmp"
 pids=()
