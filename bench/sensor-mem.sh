@@ -74,6 +74,12 @@ if [ "$mode" = tail ]; then
   for _ in $(seq 100); do rpid=$(pgrep -P "$tpid" | head -1) && break; sleep 0.02; done
   sample "$rpid" "$tmp/split" &
   deadline=$((SECONDS + 600))
+  # The sensor's status.json first (a file read; `stored` starts a process opening the store).
+  delivered() { local d; d=$(sed -n 's/.*"delivered": *\([0-9]*\).*/\1/p' "$tmp/sensor/status.json" 2>/dev/null || true); echo "${d:-0}"; }
+  while [ "$(delivered)" -lt "$n" ]; do
+    [ $SECONDS -lt $deadline ] || break
+    sleep 0.05
+  done
   while [ "$(stored log)" -lt "$n" ]; do
     [ $SECONDS -lt $deadline ] || { echo "only $(stored log) of $n lines within 600 s" >&2; break; }
     sleep 0.2
