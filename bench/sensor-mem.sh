@@ -63,6 +63,8 @@ for _ in $(seq 200); do grep -q listening "$tmp/service.out" 2>/dev/null && brea
 port=$(sed -n 's/.*127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/service.out")
 "$bin" workspace create bench --data-dir "$tmp/service" --public-port "$port" >/dev/null
 "$bin" sensor install --bundle "$tmp/service/bundles/bench.json" --config-dir "$tmp/sensor" --quiet >/dev/null
+# INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default 4).
+[ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$tmp/sensor/sensor.toml"
 
 if [ "$mode" = tail ]; then
   kind=log

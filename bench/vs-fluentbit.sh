@@ -144,6 +144,8 @@ uplink_run() {
   "$bin" workspace create bench --data-dir "$d/service" --public-port "$port" >/dev/null
   "$bin" sensor install --bundle "$d/service/bundles/bench.json" --config-dir "$d/sensor" \
     --proxy-url "http://127.0.0.1:$sport" --quiet >/dev/null
+# INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default 4).
+  [ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$d/sensor/sensor.toml"
   printf '\n[[sources.files]]\npaths = ["%s"]\n' "$tmp/input.log" >>"$d/sensor/sensor.toml"
   local before start end got deadline=$((SECONDS + 600))
   before=$(ticks "$spid")
