@@ -751,6 +751,9 @@ impl State {
         self.conn = None;
         self.lanes.clear();
         self.lane_gen += 1;
+        // No extra connection along the old route either: the next batch waits for those in
+        // flight, then goes on the connection chosen afresh.
+        self.lane_route = None;
     }
 
     /// Exponential backoff with full jitter.
@@ -1191,6 +1194,7 @@ async fn upload_loop(
                 && failed.is_none()
                 && !unsent
                 && inflight.len() < room
+                && st.lane_route.is_some()
                 && !st.must_pause(opts));
         if may_send {
             let batch = st.queue.read_batch_after(
