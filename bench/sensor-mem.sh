@@ -15,8 +15,11 @@ mode=${1:-tail}
 n=${2:-1000000}
 case "$mode" in tail | drain) ;; *) echo "usage: bench/sensor-mem.sh [tail|drain] [N]" >&2; exit 2 ;; esac
 command -v /usr/bin/time >/dev/null || { echo "bench/sensor-mem.sh: /usr/bin/time is missing (apt-get install time)"; exit 2; }
-cargo build --release --quiet --all-features -p uplink
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/uplink
+# BIN=path measures that binary instead (e.g. one saved before a change, in the same conditions).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --all-features -p uplink
+fi
+bin=${BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/uplink}
 tmp=$(mktemp -d)
 chmod 777 "$tmp"
 pids=()
@@ -60,6 +63,8 @@ for _ in $(seq 200); do grep -q listening "$tmp/service.out" 2>/dev/null && brea
 port=$(sed -n 's/.*127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/service.out")
 "$bin" workspace create bench --data-dir "$tmp/service" --public-port "$port" >/dev/null
 "$bin" sensor install --bundle "$tmp/service/bundles/bench.json" --config-dir "$tmp/sensor" --quiet >/dev/null
+# INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default 4).
+[ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$tmp/sensor/sensor.toml"
 
 if [ "$mode" = tail ]; then
   kind=log
@@ -71,6 +76,12 @@ if [ "$mode" = tail ]; then
   for _ in $(seq 100); do rpid=$(pgrep -P "$tpid" | head -1) && break; sleep 0.02; done
   sample "$rpid" "$tmp/split" &
   deadline=$((SECONDS + 600))
+  # The sensor's status.json first (a file read; `stored` starts a process opening the store).
+  delivered() { local d; d=$(sed -n 's/.*"delivered": *\([0-9]*\).*/\1/p' "$tmp/sensor/status.json" 2>/dev/null || true); echo "${d:-0}"; }
+  while [ "$(delivered)" -lt "$n" ]; do
+    [ $SECONDS -lt $deadline ] || break
+    sleep 0.05
+  done
   while [ "$(stored log)" -lt "$n" ]; do
     [ $SECONDS -lt $deadline ] || { echo "only $(stored log) of $n lines within 600 s" >&2; break; }
     sleep 0.2

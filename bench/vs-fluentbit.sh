@@ -17,12 +17,15 @@ n=${1:-1000000}
 runs=${2:-1}
 peer=$(cd .. && pwd)/shared/peers/fluent-bit
 [ -x "$peer/fluent-bit" ] || { echo "bench/vs-fluentbit.sh: no Fluent Bit at $peer (../shared/peers/fluent-bit)"; exit 2; }
-for p in squid openssl python3 /usr/bin/time; do command -v "$p" >/dev/null || { echo "bench/vs-fluentbit.sh: $p is missing (apt-get install squid openssl python3 time)"; exit 2; }; done
+for p in squid openssl python3 curl /usr/bin/time; do command -v "$p" >/dev/null || { echo "bench/vs-fluentbit.sh: $p is missing (apt-get install squid openssl python3 curl time)"; exit 2; }; done
 
 # --all-features: the feature set CI and the tests build (so the build reuses their cache);
 # it links GSSAPI as the package does.
-cargo build --release --quiet --all-features -p uplink
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/uplink
+# BIN=path measures that binary instead (e.g. one saved before a change, in the same conditions).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --all-features -p uplink
+fi
+bin=${BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/uplink}
 tmp=$(mktemp -d)
 chmod 777 "$tmp"
 pids=()
@@ -37,16 +40,28 @@ tck=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 
-# The input: N NDJSON lines of exactly 298 bytes (newline included).
-python3 - "$n" >"$tmp/input.log" <<'PY'
-import sys
-n = int(sys.argv[1])
+# The input: N NDJSON lines; SHAPE picks them: 298 (default: exactly 298 bytes, newline
+# included), short (~80 B), long (~2,000 B), escaped (a message full of \" \\ \t \u escapes),
+# nonascii (UTF-8 text: accents, CJK, emoji; ~298 B).
+python3 - "$n" "${SHAPE:-298}" >"$tmp/input.log" <<'PY'
+import json, sys
+n, shape = int(sys.argv[1]), sys.argv[2]
 out = sys.stdout
 for i in range(n):
     head = '{"host":"dc01.contoso.com","user":"CONTOSO\\\\user%d","src_ip":"10.1.%d.%d","event_id":4624,"n":%d,"msg":"' % (i % 5000, (i >> 8) & 255, i & 255, i)
-    out.write(head + "x" * (298 - len(head) - 3) + '"}\n')
+    if shape == "298":
+        out.write(head + "x" * (298 - len(head) - 3) + '"}\n')
+    elif shape == "short":
+        out.write('{"n":%d,"msg":"%s"}\n' % (i, "x" * 60))
+    elif shape == "long":
+        out.write(head + "x" * (2000 - len(head) - 3) + '"}\n')
+    elif shape == "escaped":
+        out.write(head + json.dumps('say "hi"\\path\tq\u0001 ' * 8)[1:-1] + '"}\n')
+    elif shape == "nonascii":
+        out.write(head + "Übergröße café 日本語のログ 🚀 " * 4 + '"}\n')
+    else:
+        sys.exit(f"SHAPE={shape}: one of 298, short, long, escaped, nonascii")
 PY
-
 # Squid, CONNECT only, the names of both receivers mapped to loopback.
 sport=$(free_port)
 printf '127.0.0.1 benchsensorapi.uplink.localhost\n127.0.0.1 localhost\n' >"$tmp/hosts"
@@ -81,6 +96,10 @@ fluentbit() {
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
   conf="$tmp/fb-$mode.conf"
   sed -e "s|@FILE@|$tmp/input.log|" -e "s|@PORT@|$rport|" -e "s|@CA@|$tmp/recv.pem|" "$peer/tail-http.conf" >"$conf"
+  # COMPRESS=gzip: Fluent Bit compresses its requests too (uplink's sensor always sends zstd).
+  if [ "${COMPRESS:-}" = gzip ]; then
+    sed -i 's/^    Format json_lines$/    Format json_lines\n    compress gzip/' "$conf"
+  fi
   if [ "$mode" = filesystem ]; then
     store="$tmp/fb-store"; rm -rf "$store"; mkdir -p "$store"
     python3 - "$conf" "$store" <<'PY'
@@ -98,15 +117,9 @@ PY
   local tpid=$!
   local got=0 deadline=$((SECONDS + 600))
   while :; do
-    got=$(python3 - "$rport" <<'PY'
-import json, ssl, sys, urllib.request
-ctx = ssl._create_unverified_context()
-try:
-    print(json.load(urllib.request.urlopen(f"https://127.0.0.1:{sys.argv[1]}/stats", context=ctx, timeout=5))["lines"])
-except Exception:
-    print(0)
-PY
-)
+    # curl, not a Python process per poll: the pollers must not take the CPU being measured.
+    got=$(curl -sk --max-time 5 "https://127.0.0.1:$rport/stats" | sed -n 's/.*"lines": *\([0-9]*\).*/\1/p')
+    got=${got:-0}
     [ "$got" -ge "$n" ] && break
     [ $SECONDS -lt $deadline ] || { echo "fluent-bit ($mode): only $got of $n lines within 600 s" >&2; break; }
     sleep 0.1
@@ -131,6 +144,8 @@ uplink_run() {
   "$bin" workspace create bench --data-dir "$d/service" --public-port "$port" >/dev/null
   "$bin" sensor install --bundle "$d/service/bundles/bench.json" --config-dir "$d/sensor" \
     --proxy-url "http://127.0.0.1:$sport" --quiet >/dev/null
+# INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default 4).
+  [ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$d/sensor/sensor.toml"
   printf '\n[[sources.files]]\npaths = ["%s"]\n' "$tmp/input.log" >>"$d/sensor/sensor.toml"
   local before start end got deadline=$((SECONDS + 600))
   before=$(ticks "$spid")
@@ -150,6 +165,17 @@ uplink_run() {
       sleep 0.1
     done
   ) &
+  # Progress from the sensor's status.json (a file read), not `workspace stats` (a process of
+  # the 140 MB binary opening the store) ten times a second, which took CPU from what is
+  # measured; the count by kind once the sensor says it delivered N events (its own heartbeat
+  # and inventory count there too, so that is at most one batch early).
+  local delivered
+  while :; do
+    delivered=$(sed -n 's/.*"delivered": *\([0-9]*\).*/\1/p' "$d/sensor/status.json" 2>/dev/null || true)
+    [ "${delivered:-0}" -ge "$n" ] && break
+    [ $SECONDS -lt $deadline ] || break
+    sleep 0.05
+  done
   while :; do
     got=$("$bin" workspace stats bench --data-dir "$d/service" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"]["by_kind"].get("log", 0))')
     [ "$got" -ge "$n" ] && break
@@ -167,7 +193,7 @@ uplink_run() {
   python3 -c "import sys; n,st,en,u,s,m,b,a,t,ma,mf=map(float,sys.argv[1:]); print(f'{n/(en-st):.0f} {(u+s)*1e6/n:.2f} {m/1024:.1f} {(a-b)/t*1e6/n:.2f} {ma/1024:.1f}+{mf/1024:.1f}')" "$got" "$start" "$end" "$u" "$s" "$m" "$before" "$after" "$tck" "$ma" "$mf"
 }
 
-echo "$n lines of 298 B, tail -> Squid CONNECT -> HTTPS, $(nproc) cores, $runs run(s)"
+echo "$n lines (shape ${SHAPE:-298}: $(($(stat -c %s "$tmp/input.log") / n)) B average), tail -> Squid CONNECT -> HTTPS, Fluent Bit ${COMPRESS:-uncompressed} vs uplink zstd, $(nproc) cores, $runs run(s)"
 printf '%-34s %12s %14s %10s %16s\n' shipper events/s "CPU us/event" "peak MiB" "service us/ev"
 for r in $(seq "$runs"); do
   read -r fm_eps fm_cpu fm_rss < <(fluentbit memory)

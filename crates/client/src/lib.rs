@@ -103,10 +103,13 @@ impl ClientError {
     }
 }
 
-/// The sensor's TLS identity and trust.
+/// The sensor's TLS identity and trust. Clones share them (and the recorder): the uploader opens
+/// its extra connections with a clone.
+#[derive(Clone)]
 pub struct TlsSettings {
     config: Arc<ClientConfig>,
-    /// The chain presented in the latest handshake (the sensor opens one connection at a time).
+    /// The chain presented in the latest handshake (of any clone: a failed handshake's chain is
+    /// what diagnosing it reads, right after it).
     recorder: Arc<verifier::Recording>,
     /// The subjects of the trusted (workspace) CA certificates, for naming a failed chain.
     anchor_names: Vec<String>,

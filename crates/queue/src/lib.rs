@@ -972,9 +972,35 @@ impl Queue {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<Option<Batch>, QueueError> {
+        self.read_batch_after(None, max_events, max_bytes)
+    }
+
+    /// Like [`Queue::read_batch`], but the events after `after` — a batch this handle read and
+    /// has not acknowledged yet (one still in flight) — when it is given: an uploader with
+    /// several batches in flight reads each after the previous one, and acknowledges them in
+    /// order (an acknowledgement covers everything before). Nothing is skipped as unreadable
+    /// here (that would acknowledge the batches in flight): only a read from the acknowledged
+    /// position does that. `after` at or below the acknowledged position is the same as `None`.
+    pub fn read_batch_after(
+        &mut self,
+        after: Option<&Batch>,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Batch>, QueueError> {
         self.locked(|q| {
-            let acked = q.meta.acked_through;
-            let start_index = match q.meta.acked_segment {
+            let cursor = after
+                .filter(|b| q.meta.acked_through.is_none_or(|a| b.last_seq > a))
+                .map(|b| (b.last_seq, b.end));
+            // Records at or below this seq are not read again; reading starts at this position.
+            let (acked, start_segment, start_offset) = match cursor {
+                Some((last, end)) => (Some(last), Some(end.segment), end.offset),
+                None => (
+                    q.meta.acked_through,
+                    q.meta.acked_segment,
+                    q.meta.acked_offset,
+                ),
+            };
+            let start_index = match start_segment {
                 Some(seg) => q
                     .segments
                     .iter()
@@ -996,9 +1022,9 @@ impl Queue {
             let mut buf = Vec::new();
             'segments: for (i, seg) in segments.iter().enumerate() {
                 let next_segment = segments.get(i + 1).map(|s| s.first_seq);
-                let in_acked = Some(seg.first_seq) == q.meta.acked_segment;
+                let in_acked = Some(seg.first_seq) == start_segment;
                 let mut off = if in_acked {
-                    q.meta.acked_offset.max(HEADER_LEN as u64)
+                    start_offset.max(HEADER_LEN as u64)
                 } else {
                     HEADER_LEN as u64
                 };
@@ -1096,7 +1122,7 @@ impl Queue {
                     }
                 }
             }
-            if batch.is_none() && read_through && !q.read_only {
+            if batch.is_none() && read_through && !q.read_only && cursor.is_none() {
                 q.skip_unreadable()?;
             }
             Ok(batch)

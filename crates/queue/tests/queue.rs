@@ -65,6 +65,50 @@ fn events_leave_only_when_acknowledged() {
     assert_eq!(q.depth().unwrap().events, 0);
 }
 
+/// Several batches in flight: each read after the previous one, across segment boundaries,
+/// acknowledged in order (a later acknowledgement covers the earlier batches); nothing after the
+/// last one in flight is not "unreadable" (reading after it acknowledges nothing).
+#[test]
+fn batches_in_flight_are_read_one_after_another_and_acknowledged_as_a_prefix() {
+    for opts in [Options::default(), small()] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path(), opts).unwrap();
+        append(&mut q, 250);
+        let mut inflight = Vec::new();
+        let mut last = None;
+        while let Some(b) = q.read_batch_after(last.as_ref(), 40, 1 << 20).unwrap() {
+            last = Some(b.clone());
+            inflight.push(b);
+        }
+        let all: Vec<u64> = inflight.iter().flat_map(|b| seqs_of(&b.body)).collect();
+        assert_eq!(all, (0..250).collect::<Vec<_>>(), "{opts:?}");
+        // Nothing more after the last in flight, and that read acknowledged nothing.
+        assert!(q
+            .read_batch_after(last.as_ref(), 40, 1 << 20)
+            .unwrap()
+            .is_none());
+        assert_eq!(q.depth().unwrap().events, 250);
+        // The third batch's answer comes first: it cannot be acknowledged before the first two.
+        q.ack(&inflight[1]).unwrap();
+        assert_eq!(q.depth().unwrap().events, 250 - 80);
+        // A restart of the uploader (nothing in flight) re-reads from the acknowledged prefix.
+        let again = q.read_batch(40, 1 << 20).unwrap().unwrap();
+        assert_eq!(again.first_seq, 80);
+        // A batch at or below the acknowledged prefix as `after` reads from the prefix.
+        let from_prefix = q
+            .read_batch_after(Some(&inflight[0]), 40, 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_prefix.first_seq, 80);
+        q.ack(inflight.last().unwrap()).unwrap();
+        assert_eq!(q.depth().unwrap().events, 0);
+        assert!(q.read_batch(40, 1 << 20).unwrap().is_none());
+        // New events after a drained queue are read after the last batch acknowledged.
+        append(&mut q, 5);
+        assert_eq!(drain(&mut q, 40), (250..255).collect::<Vec<_>>());
+    }
+}
+
 #[test]
 fn sequence_numbers_survive_reopen_and_are_never_reused() {
     let dir = tempfile::tempdir().unwrap();

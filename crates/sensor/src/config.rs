@@ -153,6 +153,27 @@ pub struct UploadConfig {
     pub batch_events: usize,
     /// About the most bytes per batch (before compression).
     pub batch_bytes: usize,
+    /// Most batches in flight at once, each on its own connection along the same route (the
+    /// first one carries the reports; the others are opened while a backlog lasts). Batches
+    /// leave the queue in order, each once the service has committed it and every batch before
+    /// it. 1: one at a time. Absent: [`DEFAULT_INFLIGHT`].
+    #[serde(
+        default = "default_inflight",
+        skip_serializing_if = "is_default_inflight"
+    )]
+    pub inflight: usize,
+}
+
+/// Batches in flight unless `upload.inflight` says otherwise: enough to keep the service busy
+/// while the sensor reads and compresses the next batch and the answers travel back.
+pub const DEFAULT_INFLIGHT: usize = 4;
+
+fn default_inflight() -> usize {
+    DEFAULT_INFLIGHT
+}
+
+fn is_default_inflight(n: &usize) -> bool {
+    *n == DEFAULT_INFLIGHT
 }
 
 impl Default for UploadConfig {
@@ -160,6 +181,7 @@ impl Default for UploadConfig {
         UploadConfig {
             batch_events: 5_000,
             batch_bytes: 4 << 20,
+            inflight: DEFAULT_INFLIGHT,
         }
     }
 }

@@ -119,6 +119,16 @@ struct State {
     /// not be fetched, with when to try again.
     trust_digest: Option<String>,
     trust_retry: Option<(String, Instant)>,
+    /// Pipelining (`upload.inflight`): idle extra connections along the route of the one in use,
+    /// the route they are opened along (the candidate that connection went through), and their
+    /// generation — bumped whenever the connection in use is dropped or replaced, so that a
+    /// connection of an older route is closed as it comes back instead of being used again.
+    lanes: Vec<Connection>,
+    lane_route: Option<uplink_proxy::Explanation>,
+    lane_gen: u64,
+    /// An extra connection could not be opened (a proxy limiting connections, say): one batch at
+    /// a time until then.
+    lanes_off_until: Option<Instant>,
 }
 
 /// Failed connections in a row along an applied policy's route before the sensor's own
@@ -222,11 +232,11 @@ impl State {
                 Ok(())
             }
             Ok(Err(e)) => {
-                self.conn = None;
+                self.drop_conn();
                 Err(e.into())
             }
             Err(_) => {
-                self.conn = None;
+                self.drop_conn();
                 Err(LinkError::Timeout {
                     what: "sending the report",
                     after: REQUEST_TIMEOUT,
@@ -330,11 +340,11 @@ impl State {
 
     async fn connection(&mut self) -> Result<&mut Connection, LinkError> {
         if self.conn.as_ref().is_some_and(|c| !c.is_open()) {
-            self.conn = None;
+            self.drop_conn();
         }
         if self.conn.is_some() && self.proxy_changed() {
             tracing::info!("the proxy settings changed; reconnecting along the new route");
-            self.conn = None;
+            self.drop_conn();
         }
         if self.conn.is_none() {
             // Re-read the configuration: a proxy changed since the last connection applies now.
@@ -386,6 +396,14 @@ impl State {
                 // A new route is news for `sensor status` now, not at the next throttled write.
                 self.write_status();
             }
+            // Extra connections go the way this one went, without walking the route again.
+            let mut lane_route = explanation;
+            lane_route
+                .route
+                .retain(|c| self.status.route.as_deref() == Some(c.to_string().as_str()));
+            self.lane_route = Some(lane_route);
+            self.lanes.clear();
+            self.lane_gen += 1;
             self.conn = Some(connected.conn);
         }
         Ok(self.conn.as_mut().expect("just connected"))
@@ -523,7 +541,7 @@ impl State {
             }
             Err(_) => {
                 tracing::warn!("fetching the central policy timed out; the route in use stays");
-                self.conn = None;
+                self.drop_conn();
                 return;
             }
         };
@@ -544,7 +562,7 @@ impl State {
                     version = answer.version,
                     "the central policy no longer applies to this sensor; back to its own settings"
                 );
-                self.conn = None;
+                self.drop_conn();
             }
             return;
         };
@@ -592,7 +610,7 @@ impl State {
         self.policy_failures = 0;
         self.save_policy();
         // The next request goes along the policy's route.
-        self.conn = None;
+        self.drop_conn();
     }
 
     /// Whether `config`'s route reaches the service: the ping, through it, on a connection
@@ -658,7 +676,7 @@ impl State {
                 self.renewal = renewed.renewal;
                 self.renewal_failed = false;
                 // Reconnect so that the new certificate is the one presented.
-                self.conn = None;
+                self.drop_conn();
             }
             Err(e) => {
                 let wait = self.renewal.failed(std::time::SystemTime::now());
@@ -724,35 +742,20 @@ impl State {
             }
         }
     }
-
-    async fn upload(
-        &mut self,
-        body: bytes::Bytes,
-        skipped: u64,
-    ) -> Result<uplink_protocol::EventsResponse, LinkError> {
-        self.report_if_due(skipped).await?;
-        let conn = self.connection().await?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, conn.post_events(body, true)).await {
-            Ok(Ok(r)) => {
-                self.follow_policy().await;
-                Ok(r)
-            }
-            Ok(Err(e)) => {
-                self.conn = None;
-                Err(e.into())
-            }
-            Err(_) => {
-                self.conn = None;
-                Err(LinkError::Timeout {
-                    what: "uploading a batch",
-                    after: REQUEST_TIMEOUT,
-                })
-            }
-        }
-    }
 }
 
 impl State {
+    /// Drops the connection in use and every extra one (those in flight are closed as their
+    /// answers come back): the next request reconnects along the route chosen afresh.
+    fn drop_conn(&mut self) {
+        self.conn = None;
+        self.lanes.clear();
+        self.lane_gen += 1;
+        // No extra connection along the old route either: the next batch waits for those in
+        // flight, then goes on the connection chosen afresh.
+        self.lane_route = None;
+    }
+
     /// Exponential backoff with full jitter.
     fn next_backoff(&mut self) -> Duration {
         let wait = Duration::from_secs_f64(self.backoff.as_secs_f64() * rand::random::<f64>());
@@ -839,6 +842,10 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         })?,
         trust_digest: crate::trust::digest_of(&ca),
         trust_retry: None,
+        lanes: Vec::new(),
+        lane_route: None,
+        lane_gen: 0,
+        lanes_off_until: None,
     })
 }
 
@@ -894,7 +901,7 @@ fn apply_reload(
     let restart = fresh.sources != st.config.sources || fresh.queue != st.config.queue;
     st.report_every = report_period(&fresh, &st.policy);
     let previous = std::mem::replace(&mut st.config, fresh);
-    st.conn = None;
+    st.drop_conn();
     tracing::info!("configuration reloaded; reconnecting along the configured route");
     if !restart {
         return;
@@ -922,6 +929,186 @@ fn apply_reload(
     }
 }
 
+/// A batch sent and not answered yet, or answered and waiting for the batches before it: the
+/// queue's acknowledged prefix only moves over batches the service committed, in order.
+struct InFlight {
+    /// The batch without its text (it was compressed into the request).
+    batch: uplink_queue::Batch,
+    /// Answered 200 (the service committed it).
+    done: bool,
+}
+
+/// What a request in flight comes back with: its batch's first seq, the connection (to use
+/// again, unless it broke) and the generation it belongs to ([`State::lane_gen`]), and the answer.
+/// `Unsent`: an extra connection could not be opened, so the batch never left.
+enum Answer {
+    Sent(Result<uplink_protocol::EventsResponse, LinkError>),
+    Unsent(LinkError),
+}
+
+struct Returned {
+    first_seq: u64,
+    conn: Option<Connection>,
+    gen: u64,
+    answer: Answer,
+}
+
+/// How long one batch at a time is kept after an extra connection could not be opened.
+const LANES_OFF: Duration = Duration::from_secs(300);
+
+impl State {
+    /// Before the first batch of a burst (nothing in flight): the report when one is due, then
+    /// the connection in use (re-chosen and reconnected when needed).
+    async fn ready(&mut self, skipped: u64) -> Result<(), LinkError> {
+        self.report_if_due(skipped).await?;
+        self.connection().await?;
+        Ok(())
+    }
+
+    /// Whether to stop sending more batches until those in flight are answered, because work
+    /// that needs the connection in use to itself is due: a reload, a certificate renewal, a
+    /// trust set to fetch, a report, or a changed proxy (whose connections are dropped now).
+    fn must_pause(&mut self, opts: &RunOptions) -> bool {
+        if opts
+            .reload
+            .as_ref()
+            .is_some_and(|r| r.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return true;
+        }
+        if self.renewal.due(std::time::SystemTime::now()) {
+            return true;
+        }
+        if self.report_every.is_some()
+            && !self.reports_unsupported
+            && Instant::now() >= self.next_report
+        {
+            return true;
+        }
+        let trust = self
+            .conn
+            .as_ref()
+            .and_then(|c| c.announced_trust())
+            .is_some_and(|t| {
+                self.trust_digest.as_deref() != Some(t)
+                    && !self
+                        .trust_retry
+                        .as_ref()
+                        .is_some_and(|(d, at)| d == t && Instant::now() < *at)
+            });
+        if trust {
+            return true;
+        }
+        if self.proxy_changed() {
+            tracing::info!("the proxy settings changed; reconnecting along the new route");
+            self.drop_conn();
+            return true;
+        }
+        false
+    }
+
+    /// A connection for one more batch while others are in flight: the connection in use when
+    /// it is back, else an idle extra one; `None`: the request opens a new one (`lane_route`).
+    fn lane(&mut self) -> Option<Connection> {
+        if let Some(c) = self.conn.take().filter(Connection::is_open) {
+            return Some(c);
+        }
+        while let Some(c) = self.lanes.pop() {
+            if c.is_open() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// A connection came back with its answer: it becomes the connection in use when there is
+    /// none, else an idle extra one; closed when it broke or belongs to an older route.
+    fn give_back(&mut self, conn: Option<Connection>, gen: u64) {
+        let Some(conn) = conn.filter(|c| c.is_open() && gen == self.lane_gen) else {
+            return;
+        };
+        if self.conn.is_none() {
+            self.conn = Some(conn);
+        } else {
+            self.lanes.push(conn);
+        }
+    }
+
+    /// The batch just delivered (and acknowledged with those before it): status and counters.
+    fn delivered(&mut self, count: usize) {
+        self.note_success();
+        self.backoff = BACKOFF_MIN;
+        let code = |e: &Option<LastError>| e.as_ref().map(|e| e.code.clone());
+        let was_failing = code(&self.status.last_error) != code(&self.route_warning);
+        self.status.last_success = Some(now_rfc3339());
+        self.status.delivered += count as u64;
+        // Damage found in this run stays the last error until the run ends; otherwise a
+        // discovered proxy that was gone around stays reported while batches are delivered.
+        self.status.last_error = self.damage_error().or_else(|| self.route_warning.clone());
+        if was_failing
+            || self
+                .status_written
+                .is_none_or(|t| t.elapsed() >= STATUS_EVERY)
+        {
+            self.write_status();
+        } else {
+            self.status_pending = true;
+        }
+    }
+}
+
+/// Sends one batch on `conn` (or on a new connection along `route` when `conn` is `None`).
+#[allow(clippy::too_many_arguments)] // the request's owned parts: it runs as its own task
+async fn send_batch(
+    first_seq: u64,
+    conn: Option<Connection>,
+    gen: u64,
+    route: Option<uplink_proxy::Explanation>,
+    endpoint: Endpoint,
+    tls: TlsSettings,
+    body: bytes::Bytes,
+) -> Returned {
+    let unsent = |e: LinkError| Returned {
+        first_seq,
+        conn: None,
+        gen,
+        answer: Answer::Unsent(e),
+    };
+    let mut conn = match conn {
+        Some(c) => c,
+        None => {
+            let Some(route) = route else {
+                return unsent(LinkError::Timeout {
+                    what: "opening another connection (no route yet)",
+                    after: Duration::ZERO,
+                });
+            };
+            let mut bad = uplink_proxy::badcache::BadProxies::default();
+            match link::connect_route(&endpoint, &route, &tls, CONNECT_TIMEOUT, &mut bad).await {
+                Ok(c) => {
+                    tracing::debug!(route = %c.route, "another connection opened for the batches in flight");
+                    c.conn
+                }
+                Err(e) => return unsent(e),
+            }
+        }
+    };
+    let answer = match tokio::time::timeout(REQUEST_TIMEOUT, conn.post_events(body, true)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(LinkError::Timeout {
+            what: "uploading a batch",
+            after: REQUEST_TIMEOUT,
+        }),
+    };
+    Returned {
+        first_seq,
+        conn: answer.is_ok().then_some(conn),
+        gen,
+        answer: Answer::Sent(answer),
+    }
+}
+
 async fn upload_loop(
     st: &mut State,
     opts: &RunOptions,
@@ -937,194 +1124,24 @@ async fn upload_loop(
         remaining: 0,
     };
     tokio::pin!(shutdown);
-    let mut stopping = false;
+    // Stopping: the batches in flight are given until this instant to be answered (their
+    // events then leave the queue now instead of being sent again after the restart).
+    let mut stopping: Option<Instant> = None;
+    // A request failed: nothing more is sent until the batches before it are answered; then
+    // the backoff, and it goes again from the acknowledged prefix.
+    let mut failed: Option<LinkError> = None;
+    // An extra connection could not be opened: no more batches until those in flight are back
+    // (the one that never left is read again from the acknowledged prefix).
+    let mut unsent = false;
+    let mut inflight: std::collections::VecDeque<InFlight> = Default::default();
+    let mut tasks: tokio::task::JoinSet<Returned> = tokio::task::JoinSet::new();
     loop {
-        if opts
-            .reload
-            .as_ref()
-            .is_some_and(|r| r.swap(false, std::sync::atomic::Ordering::SeqCst))
-        {
-            match Config::load(&st.paths) {
-                Ok(fresh) => apply_reload(st, sources, fresh, opts.once),
-                Err(e) => {
-                    tracing::error!(error = %e, "configuration reload failed; keeping the previous one")
-                }
+        let idle = inflight.is_empty();
+        if idle {
+            if stopping.is_some() {
+                break;
             }
-        }
-        // CA rotation: a new trust set announced is fetched first, so that a certificate of
-        // a CA no longer current is renewed at once.
-        st.follow_trust().await;
-        if st.renewal.due(std::time::SystemTime::now()) {
-            st.renew_certificate().await;
-        }
-        st.note_disk_full(sources.disk_full.load(std::sync::atomic::Ordering::SeqCst));
-        let skipped = sources
-            .skipped_heartbeats
-            .load(std::sync::atomic::Ordering::SeqCst);
-        let batch = st
-            .queue
-            .read_batch(st.config.upload.batch_events, st.config.upload.batch_bytes)?;
-        st.note_recoveries();
-        let Some(batch) = batch else {
-            if st.status_pending {
-                st.write_status();
-            }
-            st.note_queue_empty();
-            // Idle: a report once a period is the sensor's sign of life.
-            if !opts.once && st.report_every.is_some() && Instant::now() >= st.next_report {
-                // A stop request does not wait for a report (it is sent again at the next start).
-                let sent = {
-                    let report = st.report_if_due(skipped);
-                    tokio::pin!(report);
-                    tokio::select! {
-                        r = &mut report => Some(r),
-                        () = &mut shutdown => None,
-                    }
-                };
-                match sent {
-                    None => break,
-                    Some(Err(e)) => {
-                        st.record_error(&e);
-                        let wait = st.next_backoff();
-                        st.next_report = Instant::now() + wait;
-                        tokio::select! {
-                            () = &mut shutdown => break,
-                            () = tokio::time::sleep(wait) => {}
-                        }
-                        continue;
-                    }
-                    Some(Ok(())) => {
-                        // The route works again: as after a delivered batch, the failure is over.
-                        st.note_success();
-                        st.backoff = BACKOFF_MIN;
-                        let current = st.damage_error().or_else(|| st.route_warning.clone());
-                        if st.status.last_error != current {
-                            st.status.last_error = current;
-                            st.write_status();
-                        }
-                    }
-                }
-            }
-            if opts.once && sources.done() {
-                if let Some(e) = sources.take_error() {
-                    return Err(SensorError::Source(e));
-                }
-                // A source may have queued its last batch after our read: look once more.
-                if st.queue.depth()?.events == 0 {
-                    st.write_status();
-                    // The run's first report counted what was queued then: a last one says the
-                    // queue is drained (best effort: the run has succeeded either way).
-                    if report.batches > 0 && st.report_every.is_some() {
-                        st.next_report = Instant::now();
-                        let last =
-                            tokio::time::timeout(LAST_REPORT_BOUND, st.report_if_due(skipped));
-                        tokio::select! {
-                            r = last => match r {
-                                Ok(Ok(())) => {}
-                                Ok(Err(e)) => tracing::debug!(error = %e, "the last report of the run was not sent"),
-                                Err(_) => tracing::debug!("the last report of the run did not finish within {LAST_REPORT_BOUND:?}"),
-                            },
-                            () = &mut shutdown => {}
-                        }
-                    }
-                    if let Some(d) = st.damage_error() {
-                        // Everything intact went; what was lost must not pass as success.
-                        return Err(SensorError::QueueDamaged(format!(
-                            "delivered {} events; {}",
-                            report.delivered, d.message
-                        )));
-                    }
-                    return Ok(report);
-                }
-                continue;
-            }
-            if opts.once {
-                // Sources are still reading (or paused on a queue that cannot drain): look again
-                // soon, within the run's time limit.
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(SensorError::GaveUp {
-                        code: uplink_diag::Code::QUEUE_FULL,
-                        message: "the sources had not read to their end".into(),
-                        spent: started.elapsed(),
-                        limit: opts.timeout,
-                    });
-                }
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(ONCE_POLL) => continue,
-                }
-            }
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(IDLE_POLL) => continue,
-            }
-        };
-        st.note_queue_filled();
-        let body = bytes::Bytes::from(st.compressor.compress(&batch.body).map_err(|e| {
-            SensorError::Io {
-                path: "<zstd>".into(),
-                source: e,
-            }
-        })?);
-        // The batch's text is not needed any more: its memory goes before the upload.
-        let batch = batch.without_body();
-        let result = {
-            let upload = st.upload(body, skipped);
-            tokio::pin!(upload);
-            tokio::select! {
-                r = &mut upload => r,
-                () = &mut shutdown => {
-                    // Let the batch in flight finish (bounded): its events then leave the queue
-                    // now instead of being sent again after the restart.
-                    stopping = true;
-                    match tokio::time::timeout(DRAIN_BOUND, &mut upload).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            tracing::warn!("the upload in flight did not finish within {DRAIN_BOUND:?}; it will be sent again");
-                            break;
-                        }
-                    }
-                }
-            }
-        };
-        match result {
-            Ok(resp) => {
-                st.queue.ack(&batch)?;
-                st.note_success();
-                report.delivered += batch.count as u64;
-                report.batches += 1;
-                st.backoff = BACKOFF_MIN;
-                let code = |e: &Option<LastError>| e.as_ref().map(|e| e.code.clone());
-                let was_failing = code(&st.status.last_error) != code(&st.route_warning);
-                st.status.last_success = Some(now_rfc3339());
-                st.status.delivered += batch.count as u64;
-                // Damage found in this run stays the last error until the run ends; otherwise a
-                // discovered proxy that was gone around stays reported while batches are delivered.
-                st.status.last_error = st.damage_error().or_else(|| st.route_warning.clone());
-                tracing::debug!(
-                    events = batch.count,
-                    accepted = resp.accepted,
-                    duplicates = resp.duplicates,
-                    "batch delivered"
-                );
-                if was_failing
-                    || st
-                        .status_written
-                        .is_none_or(|t| t.elapsed() >= STATUS_EVERY)
-                {
-                    st.write_status();
-                } else {
-                    st.status_pending = true;
-                }
-                if stopping {
-                    break;
-                }
-            }
-            Err(e) => {
-                st.record_error(&e);
-                if stopping {
-                    break;
-                }
+            if let Some(e) = failed.take() {
                 let wait = st.next_backoff();
                 if let Some(deadline) = deadline {
                     if Instant::now() + wait >= deadline {
@@ -1140,6 +1157,284 @@ async fn upload_loop(
                     () = &mut shutdown => break,
                     () = tokio::time::sleep(wait) => {}
                 }
+                continue;
+            }
+            unsent = false;
+            if opts
+                .reload
+                .as_ref()
+                .is_some_and(|r| r.swap(false, std::sync::atomic::Ordering::SeqCst))
+            {
+                match Config::load(&st.paths) {
+                    Ok(fresh) => apply_reload(st, sources, fresh, opts.once),
+                    Err(e) => {
+                        tracing::error!(error = %e, "configuration reload failed; keeping the previous one")
+                    }
+                }
+            }
+            // CA rotation: a new trust set announced is fetched first, so that a certificate of
+            // a CA no longer current is renewed at once.
+            st.follow_trust().await;
+            if st.renewal.due(std::time::SystemTime::now()) {
+                st.renew_certificate().await;
+            }
+        }
+        st.note_disk_full(sources.disk_full.load(std::sync::atomic::Ordering::SeqCst));
+        let skipped = sources
+            .skipped_heartbeats
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let lanes_on = st.lanes_off_until.is_none_or(|t| Instant::now() >= t);
+        let room = if lanes_on {
+            st.config.upload.inflight.max(1)
+        } else {
+            1
+        };
+        let may_send = idle
+            || (stopping.is_none()
+                && failed.is_none()
+                && !unsent
+                && inflight.len() < room
+                && st.lane_route.is_some()
+                && !st.must_pause(opts));
+        if may_send {
+            let batch = st.queue.read_batch_after(
+                inflight.back().map(|f| &f.batch),
+                st.config.upload.batch_events,
+                st.config.upload.batch_bytes,
+            )?;
+            st.note_recoveries();
+            match batch {
+                None if idle => {
+                    if st.status_pending {
+                        st.write_status();
+                    }
+                    st.note_queue_empty();
+                    // Idle: a report once a period is the sensor's sign of life.
+                    if !opts.once && st.report_every.is_some() && Instant::now() >= st.next_report {
+                        // A stop request does not wait for a report (it is sent again at the next start).
+                        let sent = {
+                            let report = st.report_if_due(skipped);
+                            tokio::pin!(report);
+                            tokio::select! {
+                                r = &mut report => Some(r),
+                                () = &mut shutdown => None,
+                            }
+                        };
+                        match sent {
+                            None => break,
+                            Some(Err(e)) => {
+                                st.record_error(&e);
+                                let wait = st.next_backoff();
+                                st.next_report = Instant::now() + wait;
+                                tokio::select! {
+                                    () = &mut shutdown => break,
+                                    () = tokio::time::sleep(wait) => {}
+                                }
+                                continue;
+                            }
+                            Some(Ok(())) => {
+                                // The route works again: as after a delivered batch, the failure is over.
+                                st.note_success();
+                                st.backoff = BACKOFF_MIN;
+                                let current =
+                                    st.damage_error().or_else(|| st.route_warning.clone());
+                                if st.status.last_error != current {
+                                    st.status.last_error = current;
+                                    st.write_status();
+                                }
+                            }
+                        }
+                    }
+                    if opts.once && sources.done() {
+                        if let Some(e) = sources.take_error() {
+                            return Err(SensorError::Source(e));
+                        }
+                        // A source may have queued its last batch after our read: look once more.
+                        if st.queue.depth()?.events == 0 {
+                            st.write_status();
+                            // The run's first report counted what was queued then: a last one says the
+                            // queue is drained (best effort: the run has succeeded either way).
+                            if report.batches > 0 && st.report_every.is_some() {
+                                st.next_report = Instant::now();
+                                let last = tokio::time::timeout(
+                                    LAST_REPORT_BOUND,
+                                    st.report_if_due(skipped),
+                                );
+                                tokio::select! {
+                                    r = last => match r {
+                                        Ok(Ok(())) => {}
+                                        Ok(Err(e)) => tracing::debug!(error = %e, "the last report of the run was not sent"),
+                                        Err(_) => tracing::debug!("the last report of the run did not finish within {LAST_REPORT_BOUND:?}"),
+                                    },
+                                    () = &mut shutdown => {}
+                                }
+                            }
+                            if let Some(d) = st.damage_error() {
+                                // Everything intact went; what was lost must not pass as success.
+                                return Err(SensorError::QueueDamaged(format!(
+                                    "delivered {} events; {}",
+                                    report.delivered, d.message
+                                )));
+                            }
+                            return Ok(report);
+                        }
+                        continue;
+                    }
+                    if opts.once {
+                        // Sources are still reading (or paused on a queue that cannot drain): look again
+                        // soon, within the run's time limit.
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(SensorError::GaveUp {
+                                code: uplink_diag::Code::QUEUE_FULL,
+                                message: "the sources had not read to their end".into(),
+                                spent: started.elapsed(),
+                                limit: opts.timeout,
+                            });
+                        }
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(ONCE_POLL) => continue,
+                        }
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(IDLE_POLL) => continue,
+                    }
+                }
+                // Nothing more to send now: wait for an answer below.
+                None => {}
+                // Beside batches in flight only a full one goes: a trickle (a tailer keeping
+                // up with its file) is not cut into many small requests (each a commit at the
+                // service); it goes whole once the answers are back.
+                Some(batch)
+                    if !idle
+                        && batch.count < st.config.upload.batch_events
+                        && batch.body.len() < st.config.upload.batch_bytes => {}
+                Some(batch) => {
+                    if idle {
+                        st.note_queue_filled();
+                        // The first batch of a burst: the report first when due, and the
+                        // connection in use (chosen afresh when it is gone).
+                        let ready = {
+                            let ready = st.ready(skipped);
+                            tokio::pin!(ready);
+                            tokio::select! {
+                                r = &mut ready => Some(r),
+                                () = &mut shutdown => None,
+                            }
+                        };
+                        match ready {
+                            None => break,
+                            Some(Ok(())) => {}
+                            Some(Err(e)) => {
+                                st.record_error(&e);
+                                failed = Some(e);
+                                continue;
+                            }
+                        }
+                    }
+                    let body =
+                        bytes::Bytes::from(st.compressor.compress(&batch.body).map_err(|e| {
+                            SensorError::Io {
+                                path: "<zstd>".into(),
+                                source: e,
+                            }
+                        })?);
+                    // The batch's text is not needed any more: its memory goes before the upload.
+                    let batch = batch.without_body();
+                    let conn = st.lane();
+                    tasks.spawn(send_batch(
+                        batch.first_seq,
+                        conn,
+                        st.lane_gen,
+                        st.lane_route.clone(),
+                        st.endpoint.clone(),
+                        st.tls.clone(),
+                        body,
+                    ));
+                    inflight.push_back(InFlight { batch, done: false });
+                    // Another one may go at once.
+                    continue;
+                }
+            }
+        }
+        // Wait for an answer (or the stop request, or the end of the time given to stop).
+        let joined = tokio::select! {
+            j = tasks.join_next() => j,
+            () = &mut shutdown, if stopping.is_none() => {
+                stopping = Some(Instant::now() + DRAIN_BOUND);
+                continue;
+            }
+            () = tokio::time::sleep_until(stopping.unwrap_or_else(Instant::now).into()), if stopping.is_some() => {
+                tracing::warn!("the upload in flight did not finish within {DRAIN_BOUND:?}; it will be sent again");
+                break;
+            }
+        };
+        let returned = match joined {
+            Some(Ok(r)) => r,
+            Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only when the runtime shuts down.
+            Some(Err(_)) | None => {
+                inflight.clear();
+                continue;
+            }
+        };
+        st.give_back(returned.conn, returned.gen);
+        // A batch no longer waited for (one before it failed, or never left): whatever its
+        // answer, it is read again from the acknowledged prefix (stored once all the same).
+        let Some(index) = inflight
+            .iter()
+            .position(|f| f.batch.first_seq == returned.first_seq)
+        else {
+            continue;
+        };
+        match returned.answer {
+            Answer::Sent(Ok(resp)) => {
+                inflight[index].done = true;
+                tracing::debug!(
+                    first_seq = returned.first_seq,
+                    accepted = resp.accepted,
+                    duplicates = resp.duplicates,
+                    "batch delivered"
+                );
+                // The acknowledged prefix moves over every answered batch at its front.
+                let mut counts = Vec::new();
+                let mut through = None;
+                while inflight.front().is_some_and(|f| f.done) {
+                    let f = inflight.pop_front().expect("checked");
+                    counts.push(f.batch.count);
+                    through = Some(f.batch);
+                }
+                if let Some(b) = through {
+                    st.queue.ack(&b)?;
+                }
+                for count in counts {
+                    st.delivered(count);
+                    report.delivered += count as u64;
+                    report.batches += 1;
+                }
+                if st.conn.is_some() {
+                    st.follow_policy().await;
+                }
+            }
+            Answer::Sent(Err(e)) => {
+                // No more batches until those before this one are answered (and acknowledged);
+                // it and those after it go again after the backoff, from the acknowledged
+                // prefix, on a new connection.
+                st.record_error(&e);
+                st.drop_conn();
+                inflight.truncate(index);
+                if failed.is_none() {
+                    failed = Some(e);
+                }
+            }
+            Answer::Unsent(e) => {
+                tracing::warn!(code = %e.code(), error = %e, "cannot open another connection to the service: one batch at a time for {LANES_OFF:?}");
+                st.lanes_off_until = Some(Instant::now() + LANES_OFF);
+                // Its batch and those after it are read again, from the acknowledged prefix,
+                // once the ones before it are back.
+                unsent = true;
+                inflight.truncate(index);
             }
         }
     }
