@@ -45,7 +45,8 @@ for tool in cargo dpkg-deb dpkg-shlibdeps python3 gzip strip; do
 done
 
 # The package's features: Negotiate/Kerberos proxy authentication (corporate proxies), through
-# the system's GSSAPI library (a dependency dpkg-shlibdeps finds).
+# the system's GSSAPI library, loaded when a proxy first asks for Negotiate (crates/gssapi): not
+# linked, so dpkg-shlibdeps cannot see it and the control file names it (libgssapi-krb5-2).
 features=kerberos
 # Least share (%) of bench/idle.order's functions a dist build must have by their exact mangled
 # names: below it the list was recorded from another build and must be regenerated.
@@ -143,7 +144,7 @@ Version: $pkgversion
 Architecture: amd64
 Maintainer: uplink maintainers <uplink@example.invalid>
 Installed-Size: $size
-Depends: adduser, $depends
+Depends: adduser, libgssapi-krb5-2, $depends
 Section: net
 Priority: optional
 Homepage: https://example.invalid/uplink

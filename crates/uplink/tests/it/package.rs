@@ -31,11 +31,11 @@ const SENSOR_UNIT: &str = "/lib/systemd/system/uplink-sensor.service";
 const SERVICE_UNIT: &str = "/lib/systemd/system/uplink-service.service";
 const WANTS: &str = "/etc/systemd/system/multi-user.target.wants/uplink-sensor.service";
 /// The version of the package the upgrade starts from.
-const LOWER: &str = "0.0.1";
+pub(crate) const LOWER: &str = "0.0.1";
 
-struct Packages {
-    current: PathBuf,
-    lower: PathBuf,
+pub(crate) struct Packages {
+    pub(crate) current: PathBuf,
+    pub(crate) lower: PathBuf,
     tarball: PathBuf,
 }
 
@@ -43,8 +43,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds the packages once for the whole test run; every test of this module shares them.
-fn packages() -> &'static Packages {
+/// Builds the packages once for the whole test run; every test of this module (and
+/// package_systemd.rs) shares them.
+pub(crate) fn packages() -> &'static Packages {
     static BUILT: OnceLock<Result<Packages, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         for p in [
