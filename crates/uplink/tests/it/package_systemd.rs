@@ -300,6 +300,12 @@ fn an_upgrade_under_systemd_restarts_the_running_sensor_and_every_queued_event_a
         },
         journal,
     );
+    // Running with no Negotiate proxy, it has loaded none of MIT Kerberos (crates/gssapi loads
+    // it at first use): 0.6 MiB of an idle sensor's resident memory (README "Benchmarks").
+    let maps = booted.run("cat", &[&format!("/proc/{before}/maps")]);
+    for lib in ["libgssapi_krb5", "libkrb5", "libk5crypto"] {
+        assert!(!maps.contains(lib), "the idle sensor maps {lib}:\n{maps}");
+    }
     // Events queued while it runs, as its user, then the upgrade at once: some are in flight
     // when the unit restarts.
     let input: String = (0..40)
