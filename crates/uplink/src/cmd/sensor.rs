@@ -736,9 +736,6 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime()?;
     rt.spawn(reload_on_sighup(reload));
-    if !a.once {
-        rt.spawn(release_free_memory());
-    }
     match rt.block_on(upload::run(&paths, opts, super::service::shutdown_signal())) {
         Ok(report) => {
             tracing::info!(
@@ -773,18 +770,6 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(with_code(e, "uplink sensor run")),
-    }
-}
-
-/// A running sensor is idle nearly all the time: hand the allocator's freed pages back to the
-/// kernel once start-up is over, then once a minute (after each heartbeat's connection). 0.26 MiB
-/// of an idle sensor's 0.8 MiB of heap (README "Benchmarks"); a walk of a small heap's free lists.
-async fn release_free_memory() {
-    let start = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut every = tokio::time::interval_at(start, std::time::Duration::from_secs(60));
-    loop {
-        every.tick().await;
-        uplink_alloc::release_free_memory();
     }
 }
 
