@@ -11,8 +11,9 @@
 //! makes and the installed files vanish with the test) and whose /run is an empty tmpfs — so
 //! systemd is not PID 1 there, whatever the host runs, as in a container or a chroot: the
 //! maintainer scripts must succeed without it, and cannot reach the host's systemd. Chosen over
-//! a debootstrap chroot, which downloads a Debian system on every CI run (minutes, and a mirror),
-//! and over systemd-nspawn, which needs a booted systemd. The host must not have the uplink
+//! a debootstrap chroot, which downloads a Debian system on every CI run (minutes, and a mirror).
+//! What needs systemd as PID 1 — the upgrade restarting a running unit — is package_systemd.rs,
+//! in a container booted with systemd-nspawn. The host must not have the uplink
 //! package installed, and after each test its paths must be as they were.
 
 use crate::support;
