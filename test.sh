@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Programs the integration tests run as real peers. Each test fails loudly if one is missing.
-# libkrb5-dev and libclang-dev are build dependencies: Negotiate uses the system GSSAPI (libgssapi,
-# whose bindings bindgen generates from gssapi.h). postgresql: the PostgreSQL store's tests make private
+# krb5-user brings the GSSAPI library Negotiate loads at run time (nothing to build it with: no
+# libkrb5-dev or libclang-dev). postgresql: the PostgreSQL store's tests make private
 # clusters with its initdb (as the postgres user when run as root). haproxy: the replicas' load balancer (tests/it/replicas.rs).
-packages=(curl openssl ca-certificates iproute2 procps squid tinyproxy nftables python3-pacparser jq dnsmasq-base systemd mitmproxy krb5-kdc krb5-admin-server krb5-user microsocks libkrb5-dev libclang-dev isc-dhcp-client network-manager dbus-daemon systemd-journal-remote postgresql haproxy lintian dpkg-dev prometheus rsyslog rsyslog-openssl chromium chromium-driver)
+# systemd-container: systemd-nspawn boots the container of tests/it/package_systemd.rs.
+packages=(curl openssl ca-certificates iproute2 procps squid tinyproxy nftables python3-pacparser jq dnsmasq-base systemd mitmproxy krb5-kdc krb5-admin-server krb5-user microsocks isc-dhcp-client network-manager dbus-daemon systemd-journal-remote postgresql haproxy lintian dpkg-dev prometheus rsyslog rsyslog-openssl chromium chromium-driver systemd-container)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -50,21 +50,28 @@ if $linker_is_lld; then
   tmp=$(mktemp)
   trap 'rm -f "$tmp"' EXIT
   # Pair each symbol's mangled and demangled names (same table order: -p), keep the text ones
-  # that the list names exactly or, failing that, by demangled name without its hash.
-  paste -d '\t' <(nm -p --defined-only "$bin") <(nm -p -C --defined-only "$bin") |
-    awk -F'\t' -v list="$order_src" '
+  # that the list names exactly or — for a name of the list this build lacks — by demangled name
+  # without its hash. Only for those: a loose name matches every instance of a generic function
+  # (and every crate's copy), and placing them all for names that were found exactly put 4.1 MiB
+  # of code first instead of the list's 2.5 MiB.
+  paste -d '\t' <(nm -p --defined-only "$bin") <(nm -p -C --defined-only "$bin") >"$tmp"
+  awk -F'\t' -v list="$order_src" '
       BEGIN {
         while ((getline line < list) > 0) {
           if (line ~ /^#/ || line == "") continue
-          split(line, f, "\t"); n++; exact[f[1]] = n; if (!(f[2] in loose)) loose[f[2]] = n
+          split(line, f, "\t"); n++; exact[f[1]] = n; name[n] = f[2]
         }
       }
+      # First pass: which names of the list this build has exactly.
+      NR == FNR { split($1, m, " "); if (m[3] in exact) found[exact[m[3]]] = 1; next }
+      FNR == 1 { for (i = 1; i <= n; i++) if (!(i in found) && !(name[i] in loose)) loose[name[i]] = i }
       {
         split($1, m, " "); if (m[2] !~ /^[tT]$/) next
         mangled = m[3]; d = $2; sub(/^[0-9a-f]+ [a-zA-Z] /, "", d); sub(/::h[0-9a-f]{16}$/, "", d)
         if (mangled in exact) print exact[mangled] "\t" mangled
         else if (d in loose) print loose[d] "\t" mangled
-      }' | sort -n -s | cut -f2 >"$tmp"
+      }' "$tmp" "$tmp" | sort -n -s | cut -f2 >"$tmp.order"
+  mv "$tmp.order" "$tmp"
   # The file name carries its content hash: cargo relinks when the arguments change.
   sum=$(sha256sum "$tmp" | cut -c1-16)
   order=$target/dist/idle-order-$sum.txt

@@ -6,21 +6,29 @@
 #
 # PROFILE=dist (the default) measures the binary to ship, built by bench/dist.sh; PROFILE=release
 # measures `cargo build --release` (what the tests and the README's quickstart use).
-# BIN=PATH measures that binary instead, e.g. the packaged one (/usr/bin/uplink, or extracted
-# from packaging/build-deb.sh's .deb).
-# Usage: [PROFILE=dist|release] [BIN=PATH] bench/idle.sh [SECS]
+# BIN=PATH measures that binary instead, e.g. the installed package's /usr/bin/uplink; DEB=PATH
+# the /usr/bin/uplink of that package (packaging/build-deb.sh's .deb), extracted first: the
+# README's figure is `DEB=target/debian/uplink_VERSION-1_amd64.deb bench/idle.sh 15`.
+# Usage: [PROFILE=dist|release] [BIN=PATH | DEB=PATH] bench/idle.sh [SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
 profile=${PROFILE:-dist}
 target=${CARGO_TARGET_DIR:-$PWD/target}
+if [ -n "${DEB:-}" ]; then
+  debx=$(mktemp -d)
+  dpkg-deb -x "$DEB" "$debx"
+  BIN=$debx/usr/bin/uplink
+fi
 case ${BIN:+bin}$profile in
-  bin*) bin=$BIN; profile="binary $BIN" ;;
+  bin*) bin=$BIN; profile="binary $BIN${DEB:+ (from $DEB)}" ;;
   dist) bin=$(bench/dist.sh) ;;
   *) cargo build --profile "$profile" --quiet -p uplink
      bin=$target/$profile/uplink ;;
 esac
 . bench/setup.sh
+# setup.sh's clean-up, and the extracted package.
+if [ -n "${debx:-}" ]; then trap 'cleanup; rm -rf "$debx"' EXIT; fi
 
 "$bin" sensor run --config-dir "$tmp/sensor" --log-level warn 2>"$tmp/sensor.err" &
 sensor_pid=$!

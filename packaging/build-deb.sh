@@ -45,11 +45,14 @@ for tool in cargo dpkg-deb dpkg-shlibdeps python3 gzip strip; do
 done
 
 # The package's features: Negotiate/Kerberos proxy authentication (corporate proxies), through
-# the system's GSSAPI library (a dependency dpkg-shlibdeps finds).
+# the system's GSSAPI library, loaded when a proxy first asks for Negotiate (crates/gssapi): not
+# linked, so dpkg-shlibdeps cannot see it and the control file names it (libgssapi-krb5-2).
 features=kerberos
 # Least share (%) of bench/idle.order's functions a dist build must have by their exact mangled
-# names: below it the list was recorded from another build and must be regenerated.
-MIN_EXACT=${MIN_EXACT:-80}
+# names: below it the list was recorded from another build and must be regenerated. 95, not 80:
+# one new dependency of the uplink crate renamed 16% of them (1,513 of 1,808 exact) and the idle
+# sensor went from 8.8 to 11.6 MiB (2026-12-05).
+MIN_EXACT=${MIN_EXACT:-95}
 
 target=${CARGO_TARGET_DIR:-$PWD/target}
 meta=$(cargo metadata --format-version 1 --locked --features "$features" --filter-platform x86_64-unknown-linux-gnu)
@@ -143,7 +146,7 @@ Version: $pkgversion
 Architecture: amd64
 Maintainer: uplink maintainers <uplink@example.invalid>
 Installed-Size: $size
-Depends: adduser, $depends
+Depends: adduser, libgssapi-krb5-2, $depends
 Section: net
 Priority: optional
 Homepage: https://example.invalid/uplink

@@ -1,5 +1,7 @@
-//! The production [`Negotiator`]: the system's MIT GSSAPI through `libgssapi`, SPNEGO over
-//! Kerberos, exactly as `curl --proxy-negotiate` does it.
+//! The production [`Negotiator`]: the system's MIT GSSAPI through `uplink-gssapi` (loaded when
+//! a proxy first asks for Negotiate, not at start), SPNEGO over Kerberos, exactly as `curl
+//! --proxy-negotiate` does it. Without the library (`libgssapi_krb5.so.2`), Negotiate is
+//! unavailable and the next scheme the proxy offers is tried.
 //!
 //! Where things come from (all MIT Kerberos' own rules, nothing uplink-specific):
 //! - the KDC and realm: krb5.conf (`/etc/krb5.conf`, or `KRB5_CONFIG`);
@@ -12,15 +14,10 @@
 //!
 //! Mutual authentication is not checked: the proxy's final token (on its 200) is not read.
 
-use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
-use libgssapi::credential::{Cred, CredUsage};
-use libgssapi::name::Name;
-use libgssapi::oid::{
-    OidSet, GSS_MECH_KRB5, GSS_MECH_SPNEGO, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL,
-};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::negotiate::{principal, Negotiator, NegotiatorFactory, StartError};
+use uplink_gssapi::{ClientCtx, Cred, Name};
 
 /// The factory [`crate::Options::negotiator`] uses by default when the feature is on.
 pub const FACTORY: NegotiatorFactory = NegotiatorFactory(new);
@@ -36,7 +33,7 @@ const REJECTED: [&str; 5] = [
     "Password has expired",           // KDC_ERR_KEY_EXP
 ];
 
-fn classify(e: libgssapi::error::Error, what: String) -> StartError {
+fn classify(e: uplink_gssapi::Error, what: String) -> StartError {
     let message = format!("{what}: {e}");
     if REJECTED.iter().any(|r| message.contains(r)) {
         StartError::Rejected(message)
@@ -61,22 +58,17 @@ impl Negotiator for Gssapi {
         proxy_host: &str,
     ) -> Result<Vec<u8>, StartError> {
         let unavailable = StartError::Unavailable;
-        // Credentials for Kerberos, usable by SPNEGO (which needs them listed for itself too).
-        let mechs = OidSet::new()
-            .and_then(|mut s| s.add(&GSS_MECH_KRB5).map(|()| s))
-            .and_then(|mut s| s.add(&GSS_MECH_SPNEGO).map(|()| s))
-            .map_err(|e| unavailable(format!("GSSAPI: {e}")))?;
         let name = if user.trim().is_empty() {
             None
         } else {
             let p = principal(user);
             Some(
-                Name::new(p.as_bytes(), Some(&GSS_NT_KRB5_PRINCIPAL))
+                Name::principal(&p)
                     .map_err(|e| unavailable(format!("the Kerberos principal {p:?}: {e}")))?,
             )
         };
         let cred = if password.expose_secret().is_empty() {
-            Cred::acquire(name.as_ref(), None, CredUsage::Initiate, Some(&mechs)).map_err(|e| {
+            Cred::acquire(name.as_ref()).map_err(|e| {
                 classify(
                     e,
                     format!(
@@ -86,29 +78,17 @@ impl Negotiator for Gssapi {
                 )
             })?
         } else {
-            Cred::acquire_with_password(
-                name.as_ref(),
-                password.expose_secret(),
-                None,
-                CredUsage::Initiate,
-                Some(&mechs),
-            )
-            .map_err(|e| classify(e, format!("Kerberos login as {} failed", principal(user))))?
+            Cred::with_password(name.as_ref(), password.expose_secret().as_bytes())
+                .map_err(|e| classify(e, format!("Kerberos login as {} failed", principal(user))))?
         };
         let service = format!("HTTP@{proxy_host}");
-        let target = Name::new(service.as_bytes(), Some(&GSS_NT_HOSTBASED_SERVICE))
+        let target = Name::host_service(&service)
             .map_err(|e| unavailable(format!("the service name {service}: {e}")))?;
-        let mut ctx = ClientCtx::new(
-            Some(cred),
-            target,
-            CtxFlags::GSS_C_MUTUAL_FLAG,
-            Some(&GSS_MECH_SPNEGO),
-        );
-        let token = ctx
-            .step(None, None)
+        let mut ctx = ClientCtx::new(cred, target);
+        let out = ctx
+            .step(None)
             .map_err(|e| unavailable(format!("no Kerberos ticket for HTTP/{proxy_host}: {e}")))?
             .ok_or_else(|| unavailable("GSSAPI produced no first token".into()))?;
-        let out = token.to_vec();
         self.ctx = Some(ctx);
         Ok(out)
     }
@@ -118,8 +98,6 @@ impl Negotiator for Gssapi {
         if ctx.is_complete() {
             return Ok(None);
         }
-        ctx.step(Some(token), None)
-            .map(|t| t.map(|b| b.to_vec()))
-            .map_err(|e| format!("GSSAPI: {e}"))
+        ctx.step(Some(token)).map_err(|e| format!("GSSAPI: {e}"))
     }
 }

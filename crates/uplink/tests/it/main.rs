@@ -21,6 +21,7 @@ mod journal;
 mod lifecycle;
 mod pac;
 mod package;
+mod package_systemd;
 mod pipeline;
 mod policy;
 mod postgres;

@@ -11,8 +11,9 @@
 //! makes and the installed files vanish with the test) and whose /run is an empty tmpfs — so
 //! systemd is not PID 1 there, whatever the host runs, as in a container or a chroot: the
 //! maintainer scripts must succeed without it, and cannot reach the host's systemd. Chosen over
-//! a debootstrap chroot, which downloads a Debian system on every CI run (minutes, and a mirror),
-//! and over systemd-nspawn, which needs a booted systemd. The host must not have the uplink
+//! a debootstrap chroot, which downloads a Debian system on every CI run (minutes, and a mirror).
+//! What needs systemd as PID 1 — the upgrade restarting a running unit — is package_systemd.rs,
+//! in a container booted with systemd-nspawn. The host must not have the uplink
 //! package installed, and after each test its paths must be as they were.
 
 use crate::support;
@@ -31,11 +32,11 @@ const SENSOR_UNIT: &str = "/lib/systemd/system/uplink-sensor.service";
 const SERVICE_UNIT: &str = "/lib/systemd/system/uplink-service.service";
 const WANTS: &str = "/etc/systemd/system/multi-user.target.wants/uplink-sensor.service";
 /// The version of the package the upgrade starts from.
-const LOWER: &str = "0.0.1";
+pub(crate) const LOWER: &str = "0.0.1";
 
-struct Packages {
-    current: PathBuf,
-    lower: PathBuf,
+pub(crate) struct Packages {
+    pub(crate) current: PathBuf,
+    pub(crate) lower: PathBuf,
     tarball: PathBuf,
 }
 
@@ -43,8 +44,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds the packages once for the whole test run; every test of this module shares them.
-fn packages() -> &'static Packages {
+/// Builds the packages once for the whole test run; every test of this module (and
+/// package_systemd.rs) shares them.
+pub(crate) fn packages() -> &'static Packages {
     static BUILT: OnceLock<Result<Packages, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         for p in [
