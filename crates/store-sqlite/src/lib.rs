@@ -298,6 +298,9 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
             reason: format!("journal mode {mode}"),
         });
     }
+    // FULL, not NORMAL: in WAL mode NORMAL fsyncs only at checkpoints, so a power loss could
+    // take back a commit already answered 200, whose events the sensor then deleted. FULL
+    // fsyncs the WAL at every commit (one per group of batches, not per event).
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(sql_err(path))?;
     let version: i64 = conn
