@@ -90,7 +90,13 @@ pub fn parse(body: &[u8], max_events: usize) -> Result<Vec<Event<'_>>, BatchErro
         })?;
         let increasing = events.last().is_none_or(|last| event.seq > last.seq);
         if seen.is_none() && !increasing {
-            seen = Some(events.iter().map(|e| e.seq).zip(lines.iter().copied()).collect());
+            seen = Some(
+                events
+                    .iter()
+                    .map(|e| e.seq)
+                    .zip(lines.iter().copied())
+                    .collect(),
+            );
         }
         if let Some(seen) = &mut seen {
             if let Some(first) = seen.insert(event.seq, line_no) {
@@ -306,13 +312,12 @@ fn top_value<'a>(
 fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
     let mut escaped = false;
     loop {
-        let at = i + memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
-        // Without an early exit, so it vectorises: the text is most of an event.
-        if b[i..at].iter().fold(false, |c, &x| c | (x < 0x20)) {
-            return None;
-        }
+        let at = i + special(b.get(i..)?)?;
         if b[at] == b'"' {
             return Some((at, escaped));
+        }
+        if b[at] != b'\\' {
+            return None; // a control character
         }
         match b.get(at + 1)? {
             b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
@@ -321,6 +326,34 @@ fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
         escaped = true;
         i = at + 2;
     }
+}
+
+/// The index of the first `"`, `\` or control character (below 0x20) in `s`, eight bytes at a
+/// time (the text is most of an event, its keys a few bytes each: a word at a time beats both
+/// a byte loop and a search call per string).
+fn special(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(chunk) = s.get(at..at + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte that is zero (or below 0x20): exact up to the first such
+        // byte, which is all that is read.
+        let hits = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | w.wrapping_sub(ONES * 0x20) & !w)
+            & HIGH;
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    s[at..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| at + p)
 }
 
 /// The end of a scalar at `i` (string, number, `true`, `false`, `null`), checked strictly.
@@ -794,11 +827,17 @@ mod tests {
             assert_eq!(got, want, "{line:.120}");
         };
         for line in &fast {
-            assert!(fast_head(line).is_some(), "the fast path answers {line:.120}");
+            assert!(
+                fast_head(line).is_some(),
+                "the fast path answers {line:.120}"
+            );
             agree(line);
         }
         for line in &general_only {
-            assert!(fast_head(line).is_none(), "left to the general path: {line:.120}");
+            assert!(
+                fast_head(line).is_none(),
+                "left to the general path: {line:.120}"
+            );
             agree(line);
         }
         // Every one-byte change and truncation of ASCII lines.
@@ -816,11 +855,41 @@ mod tests {
     }
 
     #[test]
+    fn special_finds_the_first_quote_backslash_or_control_character() {
+        let naive = |s: &[u8]| s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        for filler in [b'x', b' ', 0x21, 0x7f, 0x80, 0xa0, 0xff, b'!', b'#', b']'] {
+            for len in 0..24 {
+                let base = vec![filler; len];
+                assert_eq!(special(&base), naive(&base));
+                for at in 0..len {
+                    for c in [
+                        b'"', b'\\', 0, 1, 0x1f, b'\n', b'\t', 0x20, b'!', b'[', 0x9f,
+                    ] {
+                        let mut s = base.clone();
+                        s[at] = c;
+                        // A second one after it must not change the answer.
+                        if at + 3 < len {
+                            s[at + 3] = b'"';
+                        }
+                        assert_eq!(special(&s), naive(&s), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn duplicate_seqs_name_both_lines_whatever_the_order() {
         for (body, want) in [
-            ("{\"seq\":3}\n{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}", (4, 2, 1)),
+            (
+                "{\"seq\":3}\n{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}",
+                (4, 2, 1),
+            ),
             ("{\"seq\":1}\n{\"seq\":2}\n\n{\"seq\":2}", (4, 2, 2)),
-            ("{\"seq\":5}\n{\"seq\":7}\n{\"seq\":6}\n{\"seq\":7}", (4, 2, 7)),
+            (
+                "{\"seq\":5}\n{\"seq\":7}\n{\"seq\":6}\n{\"seq\":7}",
+                (4, 2, 7),
+            ),
         ] {
             assert_eq!(
                 parse(body.as_bytes(), 10),
