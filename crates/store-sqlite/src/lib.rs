@@ -1492,6 +1492,9 @@ fn commit_group(
                 continue;
             };
             let mut outcome = IngestOutcome::default();
+            // Consecutive events of one kind (most of a batch) are counted in a run, and the
+            // run added to `counts` once: no hashing per event.
+            let mut run: Option<(&str, i64)> = None;
             for ev in &p.events {
                 if (ev.seq as i64) <= pruned_through {
                     // Removed by retention: a retried copy, not a new event.
@@ -1502,12 +1505,20 @@ fn commit_group(
                     insert.execute(params![rowid, ev.seq as i64, ev.kind, now, ev.body])?;
                 if changed == 1 {
                     outcome.accepted += 1;
-                    *counts
-                        .entry((workspace.as_str(), ev.kind.as_str()))
-                        .or_default() += 1;
+                    match &mut run {
+                        Some((kind, n)) if *kind == ev.kind => *n += 1,
+                        _ => {
+                            if let Some((kind, n)) = run.replace((ev.kind.as_str(), 1)) {
+                                *counts.entry((workspace.as_str(), kind)).or_default() += n;
+                            }
+                        }
+                    }
                 } else {
                     outcome.duplicates += 1;
                 }
+            }
+            if let Some((kind, n)) = run {
+                *counts.entry((workspace.as_str(), kind)).or_default() += n;
             }
             touch.execute(params![rowid, now])?;
             outcomes.push(Some(outcome));

@@ -566,3 +566,50 @@ async fn backups_keep_webhooks_sealed_and_restore_them() {
         .unwrap();
     assert_eq!(restored.webhooks("w").await.unwrap(), hooks);
 }
+
+#[tokio::test]
+async fn kind_counters_follow_mixed_kinds_and_duplicates_in_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1")).await.unwrap();
+    let batch = |seqs_kinds: &[(u64, &str)]| -> Vec<NewEvent> {
+        seqs_kinds
+            .iter()
+            .map(|&(seq, kind)| NewEvent {
+                seq,
+                kind: kind.into(),
+                body: format!("{{\"seq\":{seq}}}"),
+            })
+            .collect()
+    };
+    let r = store
+        .ingest(
+            "s1",
+            batch(&[(0, "a"), (1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "c")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (6, 0));
+    // Duplicates inside runs and between them are not counted.
+    let r = store
+        .ingest(
+            "s1",
+            batch(&[
+                (1, "a"),
+                (6, "a"),
+                (2, "b"),
+                (7, "b"),
+                (8, "b"),
+                (5, "c"),
+                (9, "a"),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (4, 3));
+    let st = store.stats("w").await.unwrap();
+    assert_eq!(st.total, 10);
+    let by_kind: Vec<(&str, u64)> = st.by_kind.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(by_kind, [("a", 5), ("b", 3), ("c", 2)]);
+}
