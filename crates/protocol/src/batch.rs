@@ -66,8 +66,11 @@ pub fn parse(body: &[u8], max_events: usize) -> Result<Vec<Event<'_>>, BatchErro
     let text = std::str::from_utf8(body).map_err(|e| BatchError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let mut events = Vec::with_capacity(text.len() / 256 + 1);
-    let mut seen = std::collections::HashMap::new();
+    let mut events: Vec<Event<'_>> = Vec::with_capacity(text.len() / 256 + 1);
+    // A sensor sends its seqs in increasing order: while they increase none can repeat, so the
+    // set of seqs seen (for the error naming the first line) is built only once one does not.
+    let mut lines: Vec<usize> = Vec::with_capacity(events.capacity());
+    let mut seen: Option<std::collections::HashMap<u64, usize>> = None;
     for (index, line) in text.split('\n').enumerate() {
         let line_no = index + 1;
         let raw = line.strip_suffix('\r').unwrap_or(line);
@@ -85,13 +88,26 @@ pub fn parse(body: &[u8], max_events: usize) -> Result<Vec<Event<'_>>, BatchErro
             line: line_no,
             reason,
         })?;
-        if let Some(first) = seen.insert(event.seq, line_no) {
-            return Err(BatchError::DuplicateSeq {
-                line: line_no,
-                first,
-                seq: event.seq,
-            });
+        let increasing = events.last().is_none_or(|last| event.seq > last.seq);
+        if seen.is_none() && !increasing {
+            seen = Some(
+                events
+                    .iter()
+                    .map(|e| e.seq)
+                    .zip(lines.iter().copied())
+                    .collect(),
+            );
         }
+        if let Some(seen) = &mut seen {
+            if let Some(first) = seen.insert(event.seq, line_no) {
+                return Err(BatchError::DuplicateSeq {
+                    line: line_no,
+                    first,
+                    seq: event.seq,
+                });
+            }
+        }
+        lines.push(line_no);
         events.push(event);
     }
     if events.is_empty() {
@@ -102,6 +118,16 @@ pub fn parse(body: &[u8], max_events: usize) -> Result<Vec<Event<'_>>, BatchErro
 
 /// Validates one line: a JSON object with a non-negative integer `seq` and an optional string `kind`.
 pub fn parse_line(raw: &str) -> Result<Event<'_>, String> {
+    if let Some((seq, kind)) = fast_head(raw) {
+        let kind = std::borrow::Cow::Borrowed(kind.unwrap_or(DEFAULT_KIND));
+        check_kind(&kind)?;
+        return Ok(Event { seq, kind, raw });
+    }
+    general_line(raw)
+}
+
+/// [`parse_line`] for any line: the structure check, then serde_json.
+fn general_line(raw: &str) -> Result<Event<'_>, String> {
     let trimmed = raw.trim_start();
     if !trimmed.starts_with('{') {
         return Err("not a JSON object (each line must be one object like {\"seq\":1,...})".into());
@@ -125,6 +151,257 @@ pub fn parse_line(raw: &str) -> Result<Event<'_>, String> {
         .unwrap_or(std::borrow::Cow::Borrowed(DEFAULT_KIND));
     check_kind(&kind)?;
     Ok(Event { seq, kind, raw })
+}
+
+/// The common line in one pass (issue #28: this and the two passes it replaces were a tenth of
+/// the service's CPU per event): a strict JSON validator of the whole line that also reads the
+/// top-level `seq` and `kind`, without allocating. It answers only for lines it is sure of —
+/// valid JSON, nesting within [`MAX_DEPTH`], no `\u` escape anywhere, no escape in a top-level
+/// key or the kind, `seq` a plain integer up to [`MAX_SEQ`] and each of `seq` and `kind` at most
+/// once — and `None` for anything else, which [`parse_line`]'s general path then accepts or
+/// refuses with its message. So what is accepted, and every error, is the general path's;
+/// `fast_head_agrees_with_the_general_path` checks it on a table of lines.
+fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
+    /// What may come next.
+    #[derive(Clone, Copy)]
+    enum Want {
+        KeyOrClose,
+        Key,
+        ValueOrClose,
+        Value,
+        CommaOrClose,
+    }
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    // Bit d set: the container at depth d + 1 is an object (else an array).
+    let mut objects: u64 = 1;
+    let mut depth = 1usize;
+    let (mut seq, mut kind) = (None, None);
+    // The top-level key whose value comes next: `seq`, `kind` or another.
+    let (mut is_seq, mut is_kind) = (false, false);
+    let mut want = Want::KeyOrClose;
+    let mut i = 1;
+    loop {
+        while matches!(b.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            i += 1;
+        }
+        let c = *b.get(i)?;
+        let close = match want {
+            Want::KeyOrClose | Want::ValueOrClose | Want::CommaOrClose
+                if c == b'}' || c == b']' =>
+            {
+                let in_object = objects >> (depth - 1) & 1 == 1;
+                if (c == b'}') != in_object {
+                    return None;
+                }
+                true
+            }
+            _ => false,
+        };
+        if close {
+            i += 1;
+            depth -= 1;
+            if depth == 0 {
+                while matches!(b.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+                    i += 1;
+                }
+                return (i == b.len()).then_some((seq?, kind));
+            }
+            want = Want::CommaOrClose;
+            continue;
+        }
+        match want {
+            Want::KeyOrClose | Want::Key => {
+                if c != b'"' {
+                    return None;
+                }
+                let (end, escaped) = string_end(b, i + 1)?;
+                if depth == 1 {
+                    // An escaped top-level key might spell `seq` or `kind`.
+                    if escaped {
+                        return None;
+                    }
+                    is_seq = &b[i + 1..end] == b"seq";
+                    is_kind = &b[i + 1..end] == b"kind";
+                }
+                i = end + 1;
+                while matches!(b.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+                    i += 1;
+                }
+                if b.get(i)? != &b':' {
+                    return None;
+                }
+                i += 1;
+                want = Want::Value;
+            }
+            Want::ValueOrClose | Want::Value => {
+                if depth == 1 && (is_seq || is_kind) {
+                    i = top_value(b, i, is_seq, &mut seq, &mut kind)?;
+                    want = Want::CommaOrClose;
+                } else if c == b'{' || c == b'[' {
+                    if depth >= MAX_DEPTH {
+                        return None;
+                    }
+                    if c == b'{' {
+                        objects |= 1 << depth;
+                        want = Want::KeyOrClose;
+                    } else {
+                        objects &= !(1 << depth);
+                        want = Want::ValueOrClose;
+                    }
+                    depth += 1;
+                    i += 1;
+                } else {
+                    i = scalar_end(b, i)?;
+                    want = Want::CommaOrClose;
+                }
+            }
+            Want::CommaOrClose => {
+                if c != b',' {
+                    return None;
+                }
+                i += 1;
+                want = if objects >> (depth - 1) & 1 == 1 {
+                    Want::Key
+                } else {
+                    Want::Value
+                };
+            }
+        }
+    }
+}
+
+/// The value of a top-level `seq` (a plain integer) or `kind` (a string without escapes), each
+/// at most once; the index after it.
+fn top_value<'a>(
+    b: &'a [u8],
+    i: usize,
+    is_seq: bool,
+    seq: &mut Option<u64>,
+    kind: &mut Option<&'a str>,
+) -> Option<usize> {
+    if is_seq {
+        if seq.is_some() {
+            return None;
+        }
+        let end = scalar_end(b, i)?;
+        let digits = &b[i..end];
+        if !digits.iter().all(u8::is_ascii_digit) || digits.len() > 19 {
+            return None;
+        }
+        let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        *seq = Some(n).filter(|n| *n <= MAX_SEQ);
+        seq.map(|_| end)
+    } else {
+        if kind.is_some() || b.get(i)? != &b'"' {
+            return None;
+        }
+        let (end, escaped) = string_end(b, i + 1)?;
+        if escaped {
+            return None;
+        }
+        *kind = Some(std::str::from_utf8(&b[i + 1..end]).ok()?);
+        Some(end + 1)
+    }
+}
+
+/// The end of a string whose text starts at `i`: the index of its closing quote, and whether
+/// it has escapes. `None` for a control character, a `\u` escape or an unknown escape.
+fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    loop {
+        let at = i + special(b.get(i..)?)?;
+        if b[at] == b'"' {
+            return Some((at, escaped));
+        }
+        if b[at] != b'\\' {
+            return None; // a control character
+        }
+        match b.get(at + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+            _ => return None,
+        }
+        escaped = true;
+        i = at + 2;
+    }
+}
+
+/// The index of the first `"`, `\` or control character (below 0x20) in `s`, eight bytes at a
+/// time (the text is most of an event, its keys a few bytes each: a word at a time beats both
+/// a byte loop and a search call per string).
+fn special(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(chunk) = s.get(at..at + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte that is zero (or below 0x20): exact up to the first such
+        // byte, which is all that is read.
+        let hits = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | w.wrapping_sub(ONES * 0x20) & !w)
+            & HIGH;
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    s[at..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| at + p)
+}
+
+/// The end of a scalar at `i` (string, number, `true`, `false`, `null`), checked strictly.
+fn scalar_end(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => string_end(b, i + 1).map(|(end, _)| end + 1),
+        b't' => b[i..].starts_with(b"true").then_some(i + 4),
+        b'f' => b[i..].starts_with(b"false").then_some(i + 5),
+        b'n' => b[i..].starts_with(b"null").then_some(i + 4),
+        _ => number_end(b, i),
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` at `i`.
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => {
+            digits(&mut i);
+        }
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return None;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return None;
+        }
+    }
+    Some(i)
 }
 
 /// Checks what a lenient JSON parser lets through but readers of the stored events would choke
@@ -477,6 +754,156 @@ mod tests {
             assert!(serde_json::from_str::<Head<'_>>(&bad).is_ok());
             assert!(parse_line(&bad).is_err());
         }
+    }
+
+    /// The fast path answers the common lines, and wherever it answers, exactly as the general
+    /// path does (the same seq and kind, the same refusal of a bad kind); everything else is
+    /// left to the general path. Checked on a table, then on every one-byte change and every
+    /// truncation of a few lines.
+    #[test]
+    fn fast_head_agrees_with_the_general_path() {
+        let bench = r#"{"host":"dc01.contoso.com","user":"CONTOSO\\user1","src_ip":"10.1.0.1","event_id":4624,"n":1,"msg":"xxxxxxxx"}"#;
+        let fast: Vec<String> = vec![
+            r#"{"seq":1}"#.into(),
+            r#"{"seq":0,"kind":"log"}"#.into(),
+            r#"{"kind":"a.b:c-d_e","seq":9223372036854775807}"#.into(),
+            format!(r#"{{"seq":5,"kind":"log",{}"#, &bench[1..]),
+            r#"{ "seq" : 7 , "kind" : "x" , "a" : [ 1 , -2.5e+3 , 0 , true , false , null , { } , [ ] ] }"#.into(),
+            "{\t\"seq\":8,\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\",\"o\":{\"seq\":\"nested is not the seq\",\"kind\":3}}\r".into(),
+            r#"{"seq":9,"x":[[[[{"a":[{}]}]]]],"y":-0,"z":1E5,"w":0.5e-7}"#.into(),
+            r#"{"seq":10,"é日":"é日 ü"}"#.into(),
+            r#"{"seq":11,"kind":"bad kind"}"#.into(),
+            r#"{"seq":12,"kind":""}"#.into(),
+            r#"{"seq":13,"a":1,"a":2}"#.into(),
+            format!(
+                "{{\"seq\":1,\"x\":{}1{}}}",
+                "[".repeat(MAX_DEPTH - 1),
+                "]".repeat(MAX_DEPTH - 1)
+            ),
+        ];
+        let general_only: Vec<String> = vec![
+            r#"{"x":1}"#.into(),
+            r#"{"seq":1,"seq":2}"#.into(),
+            r#"{"seq":1,"kind":"a","kind":"b"}"#.into(),
+            r#"{"s\u0065q":1}"#.into(),
+            r#"{"seq":1,"s":"\u00e9"}"#.into(),
+            r#"{"seq":1,"s":"\ud800"}"#.into(),
+            r#"{"seq":1,"kind":"ev\u0065nt"}"#.into(),
+            r#"{"seq":1,"kind":"a\/b"}"#.into(),
+            r#"{"seq":-1}"#.into(),
+            r#"{"seq":01}"#.into(),
+            r#"{"seq":1.0}"#.into(),
+            r#"{"seq":1e3}"#.into(),
+            r#"{"seq":"1"}"#.into(),
+            r#"{"seq":null}"#.into(),
+            r#"{"seq":1,"kind":null}"#.into(),
+            r#"{"seq":1,"kind":3}"#.into(),
+            r#"{"seq":9223372036854775808}"#.into(),
+            r#"{"seq":99999999999999999999}"#.into(),
+            r#"{"seq":1,}"#.into(),
+            r#"{"seq":1,"a":[1,]}"#.into(),
+            r#"{"seq":1,"a":[1}"#.into(),
+            r#"{"seq":1,"a":{"b"}}"#.into(),
+            r#"{"seq":1,"a":tru}"#.into(),
+            r#"{"seq":1,"a":.5}"#.into(),
+            r#"{"seq":1,"a":1.}"#.into(),
+            r#"{"seq":1,"a":1e}"#.into(),
+            r#"{"seq":1,"a":+1}"#.into(),
+            r#"{"seq":1,"a":"\x"}"#.into(),
+            "{\"seq\":1,\"a\":\"tab\there\"}".into(),
+            r#"{"seq":1}{"seq":2}"#.into(),
+            r#"{"seq":1} x"#.into(),
+            r#" {"seq":1}"#.into(),
+            r#"{"seq":1"#.into(),
+            "[1,2]".into(),
+            format!(
+                "{{\"seq\":1,\"x\":{}1{}}}",
+                "[".repeat(MAX_DEPTH),
+                "]".repeat(MAX_DEPTH)
+            ),
+        ];
+        let agree = |line: &str| {
+            let (got, want) = (parse_line(line), general_line(line));
+            assert_eq!(got, want, "{line:.120}");
+        };
+        for line in &fast {
+            assert!(
+                fast_head(line).is_some(),
+                "the fast path answers {line:.120}"
+            );
+            agree(line);
+        }
+        for line in &general_only {
+            assert!(
+                fast_head(line).is_none(),
+                "left to the general path: {line:.120}"
+            );
+            agree(line);
+        }
+        // Every one-byte change and truncation of ASCII lines.
+        let subs = b"{}[]\":,\\0-1e.E+ \tuxnt/\x01";
+        for line in fast.iter().chain(&general_only).filter(|l| l.is_ascii()) {
+            for at in 0..line.len() {
+                agree(&line[..at]);
+                for &c in subs {
+                    let mut bytes = line.clone().into_bytes();
+                    bytes[at] = c;
+                    agree(std::str::from_utf8(&bytes).unwrap());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn special_finds_the_first_quote_backslash_or_control_character() {
+        let naive = |s: &[u8]| s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        for filler in [b'x', b' ', 0x21, 0x7f, 0x80, 0xa0, 0xff, b'!', b'#', b']'] {
+            for len in 0..24 {
+                let base = vec![filler; len];
+                assert_eq!(special(&base), naive(&base));
+                for at in 0..len {
+                    for c in [
+                        b'"', b'\\', 0, 1, 0x1f, b'\n', b'\t', 0x20, b'!', b'[', 0x9f,
+                    ] {
+                        let mut s = base.clone();
+                        s[at] = c;
+                        // A second one after it must not change the answer.
+                        if at + 3 < len {
+                            s[at + 3] = b'"';
+                        }
+                        assert_eq!(special(&s), naive(&s), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_seqs_name_both_lines_whatever_the_order() {
+        for (body, want) in [
+            (
+                "{\"seq\":3}\n{\"seq\":1}\n{\"seq\":2}\n{\"seq\":1}",
+                (4, 2, 1),
+            ),
+            ("{\"seq\":1}\n{\"seq\":2}\n\n{\"seq\":2}", (4, 2, 2)),
+            (
+                "{\"seq\":5}\n{\"seq\":7}\n{\"seq\":6}\n{\"seq\":7}",
+                (4, 2, 7),
+            ),
+        ] {
+            assert_eq!(
+                parse(body.as_bytes(), 10),
+                Err(BatchError::DuplicateSeq {
+                    line: want.0,
+                    first: want.1,
+                    seq: want.2
+                }),
+                "{body:?}"
+            );
+        }
+        let out_of_order = parse(b"{\"seq\":3}\n{\"seq\":1}\n{\"seq\":2}", 10).unwrap();
+        let seqs: Vec<u64> = out_of_order.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 1, 2]);
     }
 
     #[test]

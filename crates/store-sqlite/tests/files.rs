@@ -136,10 +136,13 @@ async fn store_files_are_private_whatever_the_directory_and_umask() {
 fn damage(db: &Path) {
     use std::io::{Seek, SeekFrom, Write};
     let len = std::fs::metadata(db).unwrap().len();
+    // Whole pages, whatever the store's page size (the header's bytes 16-17).
+    let header = std::fs::read(db).unwrap();
+    let page = u64::from(u16::from_be_bytes([header[16], header[17]]));
     let mut f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
-    for at in [len / 2 / 4096 * 4096, len * 3 / 4 / 4096 * 4096] {
+    for at in [len / 2 / page * page, len * 3 / 4 / page * page] {
         f.seek(SeekFrom::Start(at)).unwrap();
-        let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let junk: Vec<u8> = (0..page as u32).map(|i| (i * 7 + 3) as u8).collect();
         f.write_all(&junk).unwrap();
     }
     f.sync_all().unwrap();
@@ -397,7 +400,6 @@ async fn a_format_3_store_is_migrated_to_settings_and_retention_and_keeps_its_ev
         let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
         c.execute_batch(
             "DROP TABLE changes;
-             DROP INDEX events_by_age;
              ALTER TABLE workspaces DROP COLUMN retention_days;
              ALTER TABLE workspaces DROP COLUMN disconnected_after_secs;
              ALTER TABLE sensors DROP COLUMN pruned_through;
@@ -426,7 +428,60 @@ async fn a_format_3_store_is_migrated_to_settings_and_retention_and_keeps_its_ev
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((v, index), (FORMAT_VERSION, 1));
+    // Format 4 built the age index; format 14 dropped it (retention goes in seq order).
+    assert_eq!((v, index), (FORMAT_VERSION, 0));
+}
+
+#[tokio::test]
+async fn a_format_13_store_is_migrated_keeps_its_events_and_still_prunes_and_dedupes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = store_with_events(dir.path(), 50).await;
+        drop(store);
+        // Back to format 13 as it was written: with the age index.
+        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+        c.execute_batch(
+            "CREATE INDEX events_by_age ON events(sensor, received_at);
+             UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 20;
+             UPDATE meta SET value = '13' WHERE key = 'format';
+             PRAGMA user_version = 13;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+    let (v, f, index): (i64, String, i64) = c
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT value FROM meta WHERE key = 'format'), (SELECT count(*) FROM sqlite_master WHERE name = 'events_by_age')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((v, f.as_str(), index), (14, "14", 0));
+    // Every event kept, each body as stored.
+    let mut seqs = Vec::new();
+    export_each(&store, "w", ExportFilter::default(), |e| {
+        assert_eq!(e.body, events([e.seq])[0].body);
+        seqs.push(e.seq);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(seqs, (0..50).collect::<Vec<_>>());
+    // Retention removes the 20 old ones in seq order, in chunks, and their retries stay
+    // duplicates.
+    let report = store
+        .prune(PruneOptions {
+            chunk: 6,
+            ..PruneOptions::now()
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 20);
+    assert_eq!(store.stats("w").await.unwrap().total, 30);
+    let r = store.ingest("s1", events(0..55)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 50));
+    assert_eq!(store.stats("w").await.unwrap().total, 35);
 }
 
 // Webhook secrets sealed at rest (issue #23).
@@ -510,4 +565,51 @@ async fn backups_keep_webhooks_sealed_and_restore_them() {
         .await
         .unwrap();
     assert_eq!(restored.webhooks("w").await.unwrap(), hooks);
+}
+
+#[tokio::test]
+async fn kind_counters_follow_mixed_kinds_and_duplicates_in_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1")).await.unwrap();
+    let batch = |seqs_kinds: &[(u64, &str)]| -> Vec<NewEvent> {
+        seqs_kinds
+            .iter()
+            .map(|&(seq, kind)| NewEvent {
+                seq,
+                kind: kind.into(),
+                body: format!("{{\"seq\":{seq}}}"),
+            })
+            .collect()
+    };
+    let r = store
+        .ingest(
+            "s1",
+            batch(&[(0, "a"), (1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "c")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (6, 0));
+    // Duplicates inside runs and between them are not counted.
+    let r = store
+        .ingest(
+            "s1",
+            batch(&[
+                (1, "a"),
+                (6, "a"),
+                (2, "b"),
+                (7, "b"),
+                (8, "b"),
+                (5, "c"),
+                (9, "a"),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (4, 3));
+    let st = store.stats("w").await.unwrap();
+    assert_eq!(st.total, 10);
+    let by_kind: Vec<(&str, u64)> = st.by_kind.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(by_kind, [("a", 5), ("b", 3), ("c", 2)]);
 }
