@@ -932,6 +932,10 @@ fn apply_reload(
 /// A batch sent and not answered yet, or answered and waiting for the batches before it: the
 /// queue's acknowledged prefix only moves over batches the service committed, in order.
 struct InFlight {
+    /// This request's number ([`Returned::id`]): unique within the run, so an answer to a request
+    /// no longer waited for can never be taken for a later request of the same first seq (with
+    /// other batch limits after a reload, that one may end elsewhere).
+    id: u64,
     /// The batch without its text (it was compressed into the request).
     batch: uplink_queue::Batch,
     /// Answered 200 (the service committed it).
@@ -947,6 +951,8 @@ enum Answer {
 }
 
 struct Returned {
+    /// The request's number ([`InFlight::id`]).
+    id: u64,
     first_seq: u64,
     conn: Option<Connection>,
     gen: u64,
@@ -1060,6 +1066,7 @@ impl State {
 /// Sends one batch on `conn` (or on a new connection along `route` when `conn` is `None`).
 #[allow(clippy::too_many_arguments)] // the request's owned parts: it runs as its own task
 async fn send_batch(
+    id: u64,
     first_seq: u64,
     conn: Option<Connection>,
     gen: u64,
@@ -1069,6 +1076,7 @@ async fn send_batch(
     body: bytes::Bytes,
 ) -> Returned {
     let unsent = |e: LinkError| Returned {
+        id,
         first_seq,
         conn: None,
         gen,
@@ -1102,6 +1110,7 @@ async fn send_batch(
         }),
     };
     Returned {
+        id,
         first_seq,
         conn: answer.is_ok().then_some(conn),
         gen,
@@ -1134,6 +1143,8 @@ async fn upload_loop(
     // (the one that never left is read again from the acknowledged prefix).
     let mut unsent = false;
     let mut inflight: std::collections::VecDeque<InFlight> = Default::default();
+    // Numbers the requests ([`InFlight::id`]).
+    let mut next_id: u64 = 0;
     let mut tasks: tokio::task::JoinSet<Returned> = tokio::task::JoinSet::new();
     loop {
         let idle = inflight.is_empty();
@@ -1343,7 +1354,9 @@ async fn upload_loop(
                     // The batch's text is not needed any more: its memory goes before the upload.
                     let batch = batch.without_body();
                     let conn = st.lane();
+                    next_id += 1;
                     tasks.spawn(send_batch(
+                        next_id,
                         batch.first_seq,
                         conn,
                         st.lane_gen,
@@ -1352,7 +1365,11 @@ async fn upload_loop(
                         st.tls.clone(),
                         body,
                     ));
-                    inflight.push_back(InFlight { batch, done: false });
+                    inflight.push_back(InFlight {
+                        id: next_id,
+                        batch,
+                        done: false,
+                    });
                     // Another one may go at once.
                     continue;
                 }
@@ -1382,10 +1399,7 @@ async fn upload_loop(
         st.give_back(returned.conn, returned.gen);
         // A batch no longer waited for (one before it failed, or never left): whatever its
         // answer, it is read again from the acknowledged prefix (stored once all the same).
-        let Some(index) = inflight
-            .iter()
-            .position(|f| f.batch.first_seq == returned.first_seq)
-        else {
+        let Some(index) = inflight.iter().position(|f| f.id == returned.id) else {
             continue;
         };
         match returned.answer {
