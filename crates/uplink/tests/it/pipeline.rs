@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::sensor::Sensor;
+use support::sensor::{acked_through, logon_lines as lines, Sensor};
 use support::squid::{Squid, SquidOptions};
 use support::*;
 
@@ -18,25 +18,6 @@ const PROXY_PASSWORD: &str = "Pipe-Pa55-w0rd";
 
 /// What the sensor logs when it opens an extra connection for the batches in flight.
 const LANE_OPENED: &str = "another connection opened for the batches in flight";
-
-fn lines(range: std::ops::Range<u64>) -> String {
-    range
-        .map(|i| {
-            format!(
-                "{{\"kind\":\"logon\",\"user\":\"user{i}\",\"n\":{i},\"pad\":\"{}\"}}\n",
-                "q".repeat(200)
-            )
-        })
-        .collect()
-}
-
-/// The queue's acknowledged high-water mark (from its meta.bin), if any.
-fn acked_through(cfg: &Path) -> Option<u64> {
-    let bytes = std::fs::read(cfg.join("queue").join("meta.bin")).ok()?;
-    uplink_queue::record::meta::decode(&bytes)
-        .ok()?
-        .acked_through
-}
 
 /// A sensor behind Squid (Basic auth), with `batch_events` per batch and 4 batches in flight.
 fn sensor_behind_squid(dir: &Path, ws: &Ws, squid: &Squid, batch_events: usize) -> Sensor {

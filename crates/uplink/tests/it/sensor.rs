@@ -6,35 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::sensor::Sensor;
+use support::sensor::{acked_through, logon_lines as lines, Sensor};
 use support::squid::{Squid, SquidOptions};
 use support::*;
 
 const PROXY_USER: &str = "CONTOSO\\proxyuser";
 const PROXY_PASSWORD: &str = "S3cret-Pr0xy-Pa55!";
 
-fn lines(range: std::ops::Range<u64>) -> String {
-    range
-        .map(|i| {
-            format!(
-                "{{\"kind\":\"logon\",\"user\":\"user{i}\",\"n\":{i},\"pad\":\"{}\"}}\n",
-                "p".repeat(200)
-            )
-        })
-        .collect()
-}
-
 use support::sensor::assert_logons_exactly_once as assert_exactly_once;
 
 use support::service_with_workspace as setup;
-
-/// The queue's acknowledged high-water mark (from its meta.bin), if any.
-fn acked_through(cfg: &Path) -> Option<u64> {
-    let bytes = std::fs::read(cfg.join("queue").join("meta.bin")).ok()?;
-    uplink_queue::record::meta::decode(&bytes)
-        .ok()?
-        .acked_through
-}
 
 fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

@@ -312,3 +312,24 @@ pub fn assert_logons_exactly_once(data_dir: &Path, ws: &str, sensor_id: &str, n:
     }
     assert_n_exactly_once(&rows, "logon", n);
 }
+
+/// `logon` events n = `range`, one JSON line each (~250 B), as `sensor send` reads them and
+/// [`assert_logons_exactly_once`] counts them.
+pub fn logon_lines(range: std::ops::Range<u64>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"logon\",\"user\":\"user{i}\",\"n\":{i},\"pad\":\"{}\"}}\n",
+                "p".repeat(200)
+            )
+        })
+        .collect()
+}
+
+/// The sensor's queue's acknowledged high-water mark (from its meta.bin), if any.
+pub fn acked_through(cfg: &Path) -> Option<u64> {
+    let bytes = std::fs::read(cfg.join("queue").join("meta.bin")).ok()?;
+    uplink_queue::record::meta::decode(&bytes)
+        .ok()?
+        .acked_through
+}
