@@ -317,8 +317,8 @@ impl Queue {
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         let mut q = Queue::new(dir, Some(lock), false, opts);
-        q.check_meta_json()?;
-        q.locked(|_| Ok::<(), QueueError>(()))?;
+        // Under the lock: another process may be writing the queue's first records.
+        q.locked(|q| q.check_meta_json())?;
         Ok(q)
     }
 
@@ -333,8 +333,7 @@ impl Queue {
         };
         let mut q = Queue::new(dir, lock, true, opts);
         if q.lock.is_some() {
-            q.check_meta_json()?;
-            q.locked(|_| Ok::<(), QueueError>(()))?;
+            q.locked(|q| q.check_meta_json())?;
         }
         Ok(q)
     }
@@ -404,6 +403,13 @@ impl Queue {
     fn read_meta_json(&self) -> Result<Option<Meta>, QueueError> {
         let path = self.dir.join(META_JSON);
         match fs::read(&path) {
+            // An empty marker next to a meta.bin: an older build was killed between creating
+            // meta.json and writing it (it wrote meta.bin, the record, first). The marker says
+            // what meta.bin's presence says already.
+            Ok(bytes) if bytes.is_empty() && self.meta_path().exists() => Ok(Some(Meta {
+                format: META_FORMAT,
+                ..Meta::default()
+            })),
             Ok(bytes) => {
                 let meta: Meta =
                     serde_json::from_slice(&bytes).map_err(|e| QueueError::Format {
@@ -482,12 +488,14 @@ impl Queue {
             format: META_FORMAT,
             ..Meta::default()
         };
-        // Only a marker for older builds (meta.bin is the record): no rename needed.
+        // Renamed into place like meta.bin: a reader (another process opening the queue, or
+        // this one after a crash) sees no marker or a whole one, never an empty file.
         let path = self.dir.join(META_JSON);
-        let mut f = File::create(&path).map_err(io_err(&path))?;
-        f.write_all(&serde_json::to_vec(&marker).expect("meta serialises"))
-            .and_then(|()| f.sync_data())
-            .map_err(io_err(&path))
+        write_atomic(
+            &self.dir,
+            &path,
+            &serde_json::to_vec(&marker).expect("meta serialises"),
+        )
     }
 
     /// Records `meta` durably: one slot of `meta.bin` overwritten in place (no new block).

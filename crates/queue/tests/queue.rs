@@ -551,6 +551,61 @@ fn a_newer_format_is_refused() {
     assert!(err.contains("newer uplink (format 9)"), "{err}");
 }
 
+/// `sensor send` opening the queue while `sensor run` appends its first events (which create
+/// `meta.bin` and the `meta.json` marker) must never read a half-written marker. CI once saw
+/// "not valid queue metadata: EOF while parsing" here: the marker was written in place and read
+/// outside the lock.
+#[test]
+fn opening_while_another_handle_creates_the_metadata_never_sees_half_a_marker() {
+    for round in 0..300 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            let mut q = Queue::open(&path, Options::default()).unwrap();
+            append(&mut q, 1);
+        });
+        // A tight reader of the marker (what `open` reads first) and a whole opener.
+        let marker = dir.path().join("meta.json");
+        let mut opened = 0;
+        while !writer.is_finished() || opened == 0 {
+            for _ in 0..50 {
+                if let Ok(bytes) = std::fs::read(&marker) {
+                    assert!(!bytes.is_empty(), "round {round}: meta.json read empty");
+                }
+            }
+            match Queue::open(dir.path(), Options::default()) {
+                Ok(_) => opened += 1,
+                Err(e) => panic!("round {round}: open beside the first append failed: {e}"),
+            }
+        }
+        writer.join().unwrap();
+        let marker = std::fs::read_to_string(dir.path().join("meta.json")).unwrap();
+        assert!(marker.contains("\"format\":2"), "round {round}: {marker}");
+    }
+}
+
+/// An older build could be killed between creating `meta.json` and writing it, leaving it empty
+/// beside a whole `meta.bin`: the queue still opens, keeps its acknowledgements and its events.
+#[test]
+fn an_empty_marker_beside_meta_bin_is_read_as_the_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    append(&mut q, 30);
+    assert_eq!(drain(&mut q, 10).len(), 30);
+    append(&mut q, 5);
+    drop(q);
+    std::fs::write(dir.path().join("meta.json"), b"").unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(drain(&mut q, 10), (30..35).collect::<Vec<_>>());
+    // Without meta.bin an empty meta.json is damage, and says so.
+    drop(q);
+    std::fs::remove_file(dir.path().join("meta.bin")).unwrap();
+    let err = Queue::open(dir.path(), Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not valid queue metadata"), "{err}");
+}
+
 /// Every file of a directory, sorted: (name, bytes).
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
