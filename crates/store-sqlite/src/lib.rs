@@ -1494,6 +1494,72 @@ fn resolve_sensor(
     Ok(found)
 }
 
+/// Events per multi-row `INSERT` of the ingest path, largest first (issue #28). One statement
+/// for many rows pays SQLite's per-statement work (reset, cursor open, the first seek from the
+/// root) once per chunk instead of once per event; the sensor and the time are bound once per
+/// statement. A run shorter than the smallest size goes row by row.
+const INSERT_CHUNKS: [usize; 2] = [64, 8];
+
+/// `INSERT` of `rows` events of one sensor at one time: `?1` the sensor, `?2` the time, then
+/// seq, kind and body for each row.
+fn insert_chunk_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES ",
+    );
+    for i in 0..rows {
+        let p = 3 + 3 * i;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("(?1, ?{p}, ?{}, ?2, ?{})", p + 1, p + 2));
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING");
+    sql
+}
+
+/// How many events from the start of `seqs` can go in one multi-row statement: the longest
+/// prefix (at most the largest of [`INSERT_CHUNKS`]) whose seqs are all above the watermark and
+/// strictly increasing, rounded down to a size of [`INSERT_CHUNKS`]; 0 for row by row. Strictly
+/// increasing means no seq twice in the chunk, so once its range is found empty in the store,
+/// every row of it is new: the outcome of each event is known without a statement per event.
+fn chunk_len(seqs: impl Iterator<Item = u64>, pruned_through: i64) -> usize {
+    let mut n = 0;
+    let mut last: Option<u64> = None;
+    for seq in seqs.take(INSERT_CHUNKS[0]) {
+        if (seq as i64) <= pruned_through || last.is_some_and(|l| seq <= l) {
+            break;
+        }
+        last = Some(seq);
+        n += 1;
+    }
+    INSERT_CHUNKS.into_iter().find(|&size| size <= n).unwrap_or(0)
+}
+
+/// Accepted events per kind, counted in runs of one kind (most of a batch), each run added to
+/// the group's counters once: no hashing per event.
+struct KindRuns<'a> {
+    run: Option<(&'a str, i64)>,
+}
+
+impl<'a> KindRuns<'a> {
+    fn add(&mut self, kind: &'a str, counts: &mut HashMap<(&'a str, &'a str), i64>, ws: &'a str) {
+        match &mut self.run {
+            Some((k, n)) if *k == kind => *n += 1,
+            _ => {
+                if let Some((k, n)) = self.run.replace((kind, 1)) {
+                    *counts.entry((ws, k)).or_default() += n;
+                }
+            }
+        }
+    }
+
+    fn finish(self, counts: &mut HashMap<(&'a str, &'a str), i64>, ws: &'a str) {
+        if let Some((k, n)) = self.run {
+            *counts.entry((ws, k)).or_default() += n;
+        }
+    }
+}
+
 /// Commits a group; `None` for a batch whose sensor is gone (its workspace deleted).
 fn commit_group(
     conn: &mut Connection,
@@ -1506,6 +1572,19 @@ fn commit_group(
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        )?;
+        // One statement per chunk size, prepared once per group (the SQL is built once per
+        // process).
+        static CHUNK_SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let chunk_sql = CHUNK_SQL.get_or_init(|| INSERT_CHUNKS.map(insert_chunk_sql).to_vec());
+        let mut chunk_inserts = chunk_sql
+            .iter()
+            .map(|sql| tx.prepare_cached(sql))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // Is any seq of a range stored already (an earlier batch, or one earlier in this
+        // transaction)? One seek per chunk; usually not, and the chunk goes in one statement.
+        let mut stored_in = tx.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE sensor = ?1 AND seq BETWEEN ?2 AND ?3)",
         )?;
         let mut touch = tx.prepare_cached("UPDATE sensors SET last_seen = ?2 WHERE id = ?1")?;
         // Read in the write transaction: a prune (another process, too) raises it only under
@@ -1522,10 +1601,45 @@ fn commit_group(
                 continue;
             };
             let mut outcome = IngestOutcome::default();
-            // Consecutive events of one kind (most of a batch) are counted in a run, and the
-            // run added to `counts` once: no hashing per event.
-            let mut run: Option<(&str, i64)> = None;
-            for ev in &p.events {
+            let mut runs = KindRuns { run: None };
+            let mut rest = &p.events[..];
+            while let Some(ev) = rest.first() {
+                let n = chunk_len(rest.iter().map(|e| e.seq), pruned_through);
+                if n > 0 {
+                    let chunk = &rest[..n];
+                    let (lo, hi) = (chunk[0].seq as i64, chunk[n - 1].seq as i64);
+                    if !stored_in.query_row(params![rowid, lo, hi], |r| r.get::<_, bool>(0))? {
+                        let size = INSERT_CHUNKS.iter().position(|&s| s == n).unwrap_or(0);
+                        let st = &mut chunk_inserts[size];
+                        st.raw_bind_parameter(1, rowid)?;
+                        st.raw_bind_parameter(2, now)?;
+                        for (i, e) in chunk.iter().enumerate() {
+                            st.raw_bind_parameter(3 + 3 * i, e.seq as i64)?;
+                            st.raw_bind_parameter(4 + 3 * i, e.kind.as_str())?;
+                            st.raw_bind_parameter(5 + 3 * i, e.body.as_str())?;
+                        }
+                        let changed = st.raw_execute()?;
+                        if changed != n {
+                            // Cannot happen (the range was empty under the write lock, the
+                            // seqs distinct); refuse the group rather than miscount.
+                            return Err(rusqlite::Error::SqliteFailure(
+                                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
+                                Some(format!(
+                                    "a chunk of {n} new events of seqs {lo}..={hi} stored {changed}"
+                                )),
+                            ));
+                        }
+                        outcome.accepted += n as u64;
+                        for e in chunk {
+                            runs.add(&e.kind, &mut counts, workspace);
+                        }
+                        rest = &rest[n..];
+                        continue;
+                    }
+                }
+                // Row by row: at or below the watermark, a seq repeated or out of order, a
+                // range with stored events, or a short tail.
+                rest = &rest[1..];
                 if (ev.seq as i64) <= pruned_through {
                     // Removed by retention: a retried copy, not a new event.
                     outcome.duplicates += 1;
@@ -1535,21 +1649,12 @@ fn commit_group(
                     insert.execute(params![rowid, ev.seq as i64, ev.kind, now, ev.body])?;
                 if changed == 1 {
                     outcome.accepted += 1;
-                    match &mut run {
-                        Some((kind, n)) if *kind == ev.kind => *n += 1,
-                        _ => {
-                            if let Some((kind, n)) = run.replace((ev.kind.as_str(), 1)) {
-                                *counts.entry((workspace.as_str(), kind)).or_default() += n;
-                            }
-                        }
-                    }
+                    runs.add(&ev.kind, &mut counts, workspace);
                 } else {
                     outcome.duplicates += 1;
                 }
             }
-            if let Some((kind, n)) = run {
-                *counts.entry((workspace.as_str(), kind)).or_default() += n;
-            }
+            runs.finish(&mut counts, workspace);
             touch.execute(params![rowid, now])?;
             outcomes.push(Some(outcome));
         }
@@ -2373,3 +2478,55 @@ fn restrict_dir(path: &Path) {
 }
 #[cfg(not(unix))]
 fn restrict_dir(_: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_len_takes_the_longest_run_of_new_increasing_seqs_that_fits_a_size() {
+        let up = |from: u64, n: u64| (from..from + n).collect::<Vec<_>>();
+        let cases: Vec<(&str, Vec<u64>, i64, usize)> = vec![
+            ("empty", vec![], -1, 0),
+            ("a short tail goes row by row", up(0, 7), -1, 0),
+            ("eight", up(0, 8), -1, 8),
+            ("between sizes rounds down", up(0, 63), -1, 8),
+            ("a full chunk", up(0, 64), -1, 64),
+            ("longer is capped", up(0, 500), -1, 64),
+            ("gaps are fine", (0..64).map(|i| i * 3).collect(), -1, 64),
+            ("the first at the watermark", up(10, 64), 10, 0),
+            ("the first above the watermark", up(11, 64), 10, 64),
+            (
+                "a seq repeated ends the run",
+                [up(0, 10), vec![9], up(10, 60)].concat(),
+                -1,
+                8,
+            ),
+            (
+                "out of order ends the run",
+                [up(5, 3), vec![0], up(8, 60)].concat(),
+                -1,
+                0,
+            ),
+            (
+                "one at or below the watermark inside ends the run",
+                [up(20, 9), vec![3], up(29, 60)].concat(),
+                10,
+                8,
+            ),
+        ];
+        for (name, seqs, watermark, want) in cases {
+            assert_eq!(chunk_len(seqs.into_iter(), watermark), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn chunk_sql_binds_the_sensor_and_time_once_and_three_values_per_row() {
+        assert_eq!(
+            insert_chunk_sql(2),
+            "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?3, ?4, ?2, ?5),(?1, ?6, ?7, ?2, ?8) ON CONFLICT DO NOTHING"
+        );
+        let sql = insert_chunk_sql(INSERT_CHUNKS[0]);
+        assert!(sql.contains(&format!("?{})", 2 + 3 * INSERT_CHUNKS[0])));
+    }
+}

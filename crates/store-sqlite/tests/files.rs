@@ -584,6 +584,65 @@ async fn a_format_14_store_is_migrated_to_a_clustered_events_table_and_keeps_eve
     assert_eq!(left, 0);
 }
 
+// Multi-row inserts (issue #28): every event's outcome and kind counted exactly, whatever mix
+// of new, stored, pruned, repeated and out-of-order seqs a batch crosses its chunks with.
+#[tokio::test]
+async fn chunked_inserts_count_each_event_once_across_chunk_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1")).await.unwrap();
+    let kinded = |seqs: Vec<u64>| -> Vec<NewEvent> {
+        seqs.into_iter()
+            .map(|seq| NewEvent {
+                seq,
+                // Runs of kinds that change inside and across chunks.
+                kind: ["a", "b", "c"][(seq / 50 % 3) as usize].into(),
+                body: format!("{{\"seq\":{seq}}}"),
+            })
+            .collect()
+    };
+    // Scattered events stored first: later chunks overlap them one by one.
+    let scattered: Vec<u64> = (0..20).map(|i| i * 31 + 5).collect();
+    let r = store.ingest("s1", kinded(scattered.clone())).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (20, 0));
+    // 0..700 in one batch, with a repeat and a step back inside it.
+    let mut seqs: Vec<u64> = (0..700).collect();
+    seqs.insert(300, 299);
+    seqs.insert(450, 100);
+    let r = store.ingest("s1", kinded(seqs)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (680, 22));
+    // The same range again, and a new tail of 1..=7 events per batch (row by row).
+    let r = store.ingest("s1", kinded((0..707).collect())).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (7, 700));
+    let stats = store.stats("w").await.unwrap();
+    assert_eq!(stats.total, 707);
+    let want = |k: u64| (0..707).filter(|s| s / 50 % 3 == k).count() as u64;
+    assert_eq!(stats.by_kind.get("a"), Some(&want(0)));
+    assert_eq!(stats.by_kind.get("b"), Some(&want(1)));
+    assert_eq!(stats.by_kind.get("c"), Some(&want(2)));
+    let mut got = Vec::new();
+    export_each(&store, "w", ExportFilter::default(), |e| {
+        assert_eq!(e.body, format!("{{\"seq\":{}}}", e.seq));
+        got.push(e.seq);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, (0..707).collect::<Vec<_>>());
+    // Above a watermark: old events pruned, then a batch straddling it.
+    let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+    c.execute_batch(
+        "UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 600;",
+    )
+    .unwrap();
+    let report = store.prune(PruneOptions::now()).await.unwrap();
+    assert_eq!(report.total(), 600);
+    let r = store.ingest("s1", kinded((550..800).collect())).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (93, 157));
+    assert_eq!(store.stats("w").await.unwrap().total, 200);
+}
+
 // Webhook secrets sealed at rest (issue #23).
 #[tokio::test]
 async fn webhook_secrets_are_sealed_and_a_plain_one_from_an_earlier_build_is_sealed_at_open() {
