@@ -1502,9 +1502,16 @@ const INSERT_CHUNKS: [usize; 2] = [64, 8];
 
 /// `INSERT` of `rows` events of one sensor at one time: `?1` the sensor, `?2` the time, then
 /// seq, kind and body for each row.
+///
+/// `OR IGNORE`, not `ON CONFLICT DO NOTHING`: a statement writing many rows that could stop
+/// half-way (a `NOT NULL` column's default conflict action is to abort the statement) makes
+/// SQLite copy every page it touches to a statement journal first, so it can undo that part;
+/// perf showed it at a fifth of the writer's time. With `OR IGNORE` no constraint aborts, so no
+/// statement journal. Nothing is ignored in practice: every value bound is non-null, and the
+/// caller checks that the chunk's range is unstored and that every row went in.
 fn insert_chunk_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES ",
+        "INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body) VALUES ",
     );
     for i in 0..rows {
         let p = 3 + 3 * i;
@@ -1513,7 +1520,6 @@ fn insert_chunk_sql(rows: usize) -> String {
         }
         sql.push_str(&format!("(?1, ?{p}, ?{}, ?2, ?{})", p + 1, p + 2));
     }
-    sql.push_str(" ON CONFLICT DO NOTHING");
     sql
 }
 
@@ -2524,7 +2530,7 @@ mod tests {
     fn chunk_sql_binds_the_sensor_and_time_once_and_three_values_per_row() {
         assert_eq!(
             insert_chunk_sql(2),
-            "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?3, ?4, ?2, ?5),(?1, ?6, ?7, ?2, ?8) ON CONFLICT DO NOTHING"
+            "INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?3, ?4, ?2, ?5),(?1, ?6, ?7, ?2, ?8)"
         );
         let sql = insert_chunk_sql(INSERT_CHUNKS[0]);
         assert!(sql.contains(&format!("?{})", 2 + 3 * INSERT_CHUNKS[0])));
