@@ -53,9 +53,7 @@ mod tokens;
 /// 11: the lifecycle's workspace settings and shared rate-limit windows (`lifecycle_settings`,
 /// `rate_windows`, issue #24). 12: CA rotation (`previous_cas`, `cert_issuers`, issue #24).
 /// 13: report history for the console's charts (`report_points`, issue #25, `history.rs`).
-/// 14: no age index on `events` (retention goes in seq order). 15: `events` clustered on
-/// `(sensor, seq)` (`WITHOUT ROWID`), without a foreign key (`FORMAT_15`, issue #28).
-pub const FORMAT_VERSION: i64 = 15;
+pub const FORMAT_VERSION: i64 = 14;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -94,13 +92,13 @@ CREATE TABLE sensors (
 CREATE INDEX sensors_by_workspace ON sensors(workspace);
 CREATE UNIQUE INDEX sensors_by_key ON sensors(workspace, key_sha256);
 CREATE TABLE events (
-    sensor INTEGER NOT NULL,
+    sensor INTEGER NOT NULL REFERENCES sensors(id),
     seq INTEGER NOT NULL,
     kind TEXT NOT NULL,
     received_at INTEGER NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (sensor, seq)
-) WITHOUT ROWID;
+);
 CREATE TABLE kind_counts (
     workspace TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -223,35 +221,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // order (the primary key), so each event costs two B-tree inserts instead of three.
     // Dropping an index rewrites nothing: instant whatever the store's size.
     (14, "DROP INDEX IF EXISTS events_by_age;"),
-    (15, FORMAT_15),
 ];
-
-/// Ingest speed (issue #28): `events` clustered on its key, `WITHOUT ROWID`, and without a
-/// foreign key to `sensors`. A rowid table with `PRIMARY KEY (sensor, seq)` is two B-trees (the
-/// rows by rowid, and the key's index), so every event was two inserts; clustered on the key it
-/// is one, and the rows (~300 bytes) fit many to a 16 KiB page. The foreign key was a lookup of
-/// the sensor's row per inserted event: every writer of `events` (ingest, import) reads the
-/// sensor's row in its write transaction once per batch and stores nothing when it is gone, and
-/// deleting a workspace deletes the events before the sensors in one transaction: the same
-/// guarantee, once per batch (as PostgreSQL's format 13 did). A table's kind cannot be altered
-/// in place: the events are copied, in key order, in the migration's one transaction (the
-/// first open by this version takes time in proportion to the events stored), then the old
-/// table is dropped. Nothing else refers to `events` by rowid.
-const FORMAT_15: &str = "
-DROP TABLE IF EXISTS events_v15;
-CREATE TABLE events_v15 (
-    sensor INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (sensor, seq)
-) WITHOUT ROWID;
-INSERT INTO events_v15 (sensor, seq, kind, received_at, body)
-    SELECT sensor, seq, kind, received_at, body FROM events ORDER BY sensor, seq;
-DROP TABLE events;
-ALTER TABLE events_v15 RENAME TO events;
-";
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
 const SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
@@ -1192,6 +1162,15 @@ impl SqliteStore {
                 path: self.inner.path.display().to_string(),
             });
         }
+        // This connection only ingests (`commit_group`), which reads the sensor's row in its
+        // write transaction once per batch and stores nothing when it is gone; deleting a
+        // workspace deletes the events before the sensors, in one transaction, on another
+        // connection, with the foreign key on. Checking the key here too would cost a lookup
+        // of the sensor's row per event, and, as a constraint that aborts a statement, it
+        // would make SQLite copy every page a multi-row insert touches to a statement journal
+        // (issue #28; PostgreSQL's format 13 dropped its key for the same reason).
+        conn.execute_batch("PRAGMA foreign_keys=OFF")
+            .map_err(sql_err(&self.inner.path))?;
         let (tx, rx) = mpsc::channel();
         let path = self.inner.path.clone();
         let files = self.inner.files.clone();
