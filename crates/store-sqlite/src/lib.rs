@@ -1489,9 +1489,8 @@ const INSERT_CHUNKS: [usize; 2] = [64, 8];
 /// statement journal. Nothing is ignored in practice: every value bound is non-null, and the
 /// caller checks that the chunk's range is unstored and that every row went in.
 fn insert_chunk_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body) VALUES ",
-    );
+    let mut sql =
+        String::from("INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body) VALUES ");
     for i in 0..rows {
         let p = 3 + 3 * i;
         if i > 0 {
@@ -1517,7 +1516,10 @@ fn chunk_len(seqs: impl Iterator<Item = u64>, pruned_through: i64) -> usize {
         last = Some(seq);
         n += 1;
     }
-    INSERT_CHUNKS.into_iter().find(|&size| size <= n).unwrap_or(0)
+    INSERT_CHUNKS
+        .into_iter()
+        .find(|&size| size <= n)
+        .unwrap_or(0)
 }
 
 /// Accepted events per kind, counted in runs of one kind (most of a batch), each run added to

@@ -513,7 +513,10 @@ async fn chunked_inserts_count_each_event_once_across_chunk_boundaries() {
     let r = store.ingest("s1", kinded(seqs)).await.unwrap();
     assert_eq!((r.accepted, r.duplicates), (680, 22));
     // The same range again, and a new tail of 1..=7 events per batch (row by row).
-    let r = store.ingest("s1", kinded((0..707).collect())).await.unwrap();
+    let r = store
+        .ingest("s1", kinded((0..707).collect()))
+        .await
+        .unwrap();
     assert_eq!((r.accepted, r.duplicates), (7, 700));
     let stats = store.stats("w").await.unwrap();
     assert_eq!(stats.total, 707);
@@ -532,13 +535,14 @@ async fn chunked_inserts_count_each_event_once_across_chunk_boundaries() {
     assert_eq!(got, (0..707).collect::<Vec<_>>());
     // Above a watermark: old events pruned, then a batch straddling it.
     let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
-    c.execute_batch(
-        "UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 600;",
-    )
-    .unwrap();
+    c.execute_batch("UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 600;")
+        .unwrap();
     let report = store.prune(PruneOptions::now()).await.unwrap();
     assert_eq!(report.total(), 600);
-    let r = store.ingest("s1", kinded((550..800).collect())).await.unwrap();
+    let r = store
+        .ingest("s1", kinded((550..800).collect()))
+        .await
+        .unwrap();
     assert_eq!((r.accepted, r.duplicates), (93, 157));
     assert_eq!(store.stats("w").await.unwrap().total, 200);
     // The writer does not check the foreign key per event: a batch for a sensor deleted (with
