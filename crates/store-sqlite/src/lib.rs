@@ -1510,7 +1510,9 @@ fn chunk_len(seqs: impl Iterator<Item = u64>, pruned_through: i64) -> usize {
     let mut n = 0;
     let mut last: Option<u64> = None;
     for seq in seqs.take(INSERT_CHUNKS[0]) {
-        if (seq as i64) <= pruned_through || last.is_some_and(|l| seq <= l) {
+        // Above i64::MAX (the protocol refuses it) the column's value would wrap: row by row.
+        if seq > i64::MAX as u64 || (seq as i64) <= pruned_through || last.is_some_and(|l| seq <= l)
+        {
             break;
         }
         last = Some(seq);
@@ -2486,6 +2488,12 @@ mod tests {
             (
                 "a seq repeated ends the run",
                 [up(0, 10), vec![9], up(10, 60)].concat(),
+                -1,
+                8,
+            ),
+            (
+                "past the column's range ends the run",
+                [up(i64::MAX as u64 - 9, 10), vec![i64::MAX as u64 + 1]].concat(),
                 -1,
                 8,
             ),
