@@ -17,7 +17,13 @@
 //!    each, the sensor's row locked FOR UPDATE so the watermark and the deletion are seen
 //!    together by ingest (which reads the watermark FOR KEY SHARE);
 //! 3. `seen` rows at or below a sensor's watermark are no longer needed and are deleted in
-//!    chunks.
+//!    chunks, except inside a hole the watermark passed.
+//!
+//! Whenever a watermark rises, the seqs it passes that `seen` does not hold (never stored: a
+//! batch that failed while a later one was committed, records the sensor's queue lost) are
+//! recorded as ranges in `pruned_holes` (migrations/0014), in the same transaction
+//! ([`RECORD_HOLES`]). Ingest stores a seq inside one (its `seen` row, kept, then makes a retry
+//! a duplicate), and retention removes it by its age like any event.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +35,25 @@ use crate::{lock, PostgresStore};
 
 /// The advisory lock retention runs under ("uplink" in ASCII, then 3).
 pub const RETENTION_LOCK: i64 = 0x75_70_6c_69_6e_6b_00_03;
+
+/// Records the holes the watermarks of sensors $1 are about to pass as they rise to $2 (the
+/// highest seqs removed, one per sensor, or several: the highest counts): each range of seqs
+/// above the current watermark and below the new one that `seen` does not hold. Run after
+/// the events' removal and before the watermark's update, in their transaction, with the
+/// sensors' rows locked (ingest of them waits: `seen` does not change under it).
+pub(crate) const RECORD_HOLES: &str = "INSERT INTO pruned_holes (sensor, lo, hi)
+    SELECT sensor, prev + 1, seq - 1 FROM (
+        SELECT s.sensor, s.seq, lag(s.seq, 1, n.through) OVER (PARTITION BY s.sensor ORDER BY s.seq) AS prev
+        FROM (
+            SELECT u.sensor, COALESCE(x.pruned_through, -1) AS through, max(u.top) AS top
+            FROM UNNEST($1::bigint[], $2::bigint[]) AS u (sensor, top)
+            JOIN sensors x ON x.id = u.sensor
+            GROUP BY u.sensor, x.pruned_through
+        ) n
+        JOIN seen s ON s.sensor = n.sensor AND s.seq > n.through AND s.seq <= n.top
+    ) g
+    WHERE seq > prev + 1
+    ON CONFLICT DO NOTHING";
 
 /// Longest wait for a lock on all of `events` (making or dropping a partition): ingest queued
 /// behind such a lock request waits at most this long.
@@ -427,6 +452,9 @@ impl PostgresStore {
         )
         .await
         .map_err(err)?;
+        tx.execute(RECORD_HOLES, &[&sensors, &highest])
+            .await
+            .map_err(err)?;
         tx.execute(
             "UPDATE sensors s SET pruned_through = GREATEST(COALESCE(s.pruned_through, -1), v.top)
              FROM (SELECT sensor, max(top) AS top FROM UNNEST($1::bigint[], $2::bigint[]) AS u (sensor, top) GROUP BY sensor) v
@@ -474,7 +502,7 @@ impl PostgresStore {
             tx.execute("SELECT 1 FROM sensors WHERE id = $1 FOR UPDATE", &[&sensor])
                 .await
                 .map_err(self.err())?;
-            let n: i64 = tx
+            let row = tx
                 .query_one(
                     "WITH doomed AS (
                         SELECT seq, received_at FROM events WHERE sensor = $1 AND received_at < $2
@@ -487,16 +515,25 @@ impl PostgresStore {
                         UPDATE kind_counts k SET n = k.n - c.n
                         FROM (SELECT kind, count(*) AS n FROM del GROUP BY kind) c
                         WHERE k.sensor = $1 AND k.kind = c.kind
-                    ), marked AS (
-                        UPDATE sensors SET pruned_through = GREATEST(COALESCE(pruned_through, -1), (SELECT max(seq) FROM del))
-                        WHERE id = $1 AND EXISTS (SELECT 1 FROM del)
                     )
-                    SELECT count(*) FROM del",
+                    SELECT count(*), max(seq) FROM del",
                     &[&sensor, &before, &(chunk as i64)],
                 )
                 .await
-                .map_err(self.err())?
-                .get(0);
+                .map_err(self.err())?;
+            let (n, top): (i64, Option<i64>) = (row.get(0), row.get(1));
+            // Under the sensor's lock (ingest of it waits): `seen` still holds every seq stored.
+            if let Some(top) = top {
+                tx.execute(RECORD_HOLES, &[&vec![sensor], &vec![top]])
+                    .await
+                    .map_err(self.err())?;
+                tx.execute(
+                    "UPDATE sensors SET pruned_through = GREATEST(COALESCE(pruned_through, -1), $2) WHERE id = $1",
+                    &[&sensor, &top],
+                )
+                .await
+                .map_err(self.err())?;
+            }
             tx.commit().await.map_err(self.err())?;
             total += n as u64;
             if (n as usize) < chunk {
@@ -527,7 +564,10 @@ impl PostgresStore {
                 let n = client
                     .execute(
                         "DELETE FROM seen WHERE sensor = $1 AND seq IN
-                           (SELECT seq FROM seen WHERE sensor = $1 AND seq <= $2 ORDER BY seq LIMIT $3)",
+                           (SELECT seq FROM seen s WHERE sensor = $1 AND seq <= $2
+                              AND NOT EXISTS (SELECT 1 FROM pruned_holes h
+                                              WHERE h.sensor = $1 AND h.lo <= s.seq AND h.hi >= s.seq)
+                            ORDER BY seq LIMIT $3)",
                         &[&sensor, &through, &chunk],
                     )
                     .await

@@ -89,6 +89,8 @@ per_backend!(
     // CA rotation.
     a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved,
     report_history_is_one_point_per_bucket_pruned_and_goes_with_its_workspace,
+    // Retention and holes (issue #28).
+    a_late_batch_into_a_hole_retention_passed_is_stored_once_and_pruned_later,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2131,4 +2133,85 @@ async fn report_history_is_one_point_per_bucket_pruned_and_goes_with_its_workspa
         store.report_points("other", "ot-1", 0).await.unwrap().len(),
         1
     );
+}
+
+// Retention and holes (issue #28): the watermark passes seqs never stored (a batch that failed
+// while a later one was committed, records a sensor's queue lost) without answering them
+// "duplicate" when they come, and without holding retention back.
+async fn a_late_batch_into_a_hole_retention_passed_is_stored_once_and_pruned_later<
+    S: Store + Clone,
+>(
+    store: S,
+) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s", "w")).await.unwrap();
+    // Kept 30 days. Seqs 10..20 (a batch in flight that failed) and 45..47 (lost from the
+    // sensor's queue, never coming) are holes.
+    for (seqs, age) in [
+        (0..10, 45 * DAY),
+        (20..30, 44 * DAY),
+        (30..40, 20 * DAY),
+        (40..45, DAY),
+        (47..50, DAY),
+    ] {
+        store
+            .import_events("s", old_events("s", seqs, now - age))
+            .await
+            .unwrap();
+    }
+    let prune = |at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .prune(PruneOptions {
+                    now_ms: at,
+                    chunk: 4,
+                })
+                .await
+                .unwrap()
+                .total()
+        }
+    };
+    let seqs = || {
+        let store = store.clone();
+        async move {
+            exported(&store, "w", ExportFilter::default())
+                .await
+                .into_iter()
+                .map(|(_, seq, _)| seq)
+                .collect::<Vec<u64>>()
+        }
+    };
+    assert_eq!(prune(now).await, 20);
+    assert_eq!(store.watermarks("w").await.unwrap()["s"], 29);
+    // The retried copies of what was removed stay duplicates; part of the missing batch, then
+    // all of it, is stored, each seq once.
+    let r = store.ingest("s", events(0..10, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 10));
+    let r = store.ingest("s", events(12..15, "late")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (3, 0));
+    let r = store.ingest("s", events(8..22, "late")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (7, 7));
+    let r = store.ingest("s", events(10..20, "late")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 10));
+    let mut want: Vec<u64> = (10..20).chain(30..45).chain(47..50).collect();
+    assert_eq!(seqs().await, want);
+    assert_eq!(store.stats("w").await.unwrap().by_kind.get("late"), Some(&10));
+    // Fifteen days on, the events received 20 days ago go although the late ones (received
+    // now) sit below them in seq order: retention does not stall behind them.
+    assert_eq!(prune(now + 15 * DAY).await, 10);
+    want.retain(|s| !(30..40).contains(s));
+    assert_eq!(seqs().await, want);
+    // Past their own retention the late ones go too, with the rest, the never-coming hole
+    // 45..47 passed; every retry is then a duplicate, and new seqs are stored.
+    assert_eq!(prune(now + 31 * DAY).await, 18);
+    assert_eq!(seqs().await, Vec::<u64>::new());
+    assert_eq!(store.watermarks("w").await.unwrap()["s"], 49);
+    let r = store.ingest("s", events(0..45, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 45));
+    let r = store.ingest("s", events(45..52, "y")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (4, 3));
+    assert_eq!(seqs().await, vec![45, 46, 50, 51]);
+    assert_eq!(store.stats("w").await.unwrap().total, 4);
 }
