@@ -460,7 +460,10 @@ async fn a_format_13_store_is_migrated_keeps_its_events_and_still_prunes_and_ded
         .unwrap();
     // 14 dropped the age index, 16 made the holes table.
     let current = FORMAT_VERSION.to_string();
-    assert_eq!((v, f.as_str(), index, holes), (FORMAT_VERSION, current.as_str(), 0, 1));
+    assert_eq!(
+        (v, f.as_str(), index, holes),
+        (FORMAT_VERSION, current.as_str(), 0, 1)
+    );
     // Every event kept, each body as stored.
     let mut seqs = Vec::new();
     export_each(&store, "w", ExportFilter::default(), |e| {

@@ -2197,7 +2197,10 @@ async fn a_late_batch_into_a_hole_retention_passed_is_stored_once_and_pruned_lat
     assert_eq!((r.accepted, r.duplicates), (0, 10));
     let mut want: Vec<u64> = (10..20).chain(30..45).chain(47..50).collect();
     assert_eq!(seqs().await, want);
-    assert_eq!(store.stats("w").await.unwrap().by_kind.get("late"), Some(&10));
+    assert_eq!(
+        store.stats("w").await.unwrap().by_kind.get("late"),
+        Some(&10)
+    );
     // Fifteen days on, the events received 20 days ago go although the late ones (received
     // now) sit below them in seq order: retention does not stall behind them.
     assert_eq!(prune(now + 15 * DAY).await, 10);
