@@ -7,6 +7,8 @@
 //! a sensor-like uploader (curl with the sensor's certificate) commits batches out of order, the
 //! events are aged through a backup (as `retention::` does), the service's periodic retention
 //! prunes them, and the missing batch arrives. Counted by export.
+//!
+//! Also here (the same issue's uploader item): a 503's `Retry-After` is honoured.
 
 use std::path::Path;
 
@@ -147,4 +149,50 @@ fn postgres_a_batch_committed_after_a_later_one_survives_retention_and_is_stored
         ),
         "10"
     );
+}
+
+/// A service whose store is gone answers every request 503 with `Retry-After: 5`: the sensor
+/// waits at least that long between attempts (its own backoff alone would start at 250 ms and
+/// try six times or more in the run's 15 s), says so once, and keeps every event queued.
+#[test]
+fn a_503_retry_after_is_honoured_and_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("service");
+    let svc = ServiceProc::start(&data);
+    let ws = create_workspace(&data, "busy", svc.port);
+    let sensor =
+        crate::support::sensor::Sensor::installed(&dir.path().join("sensor"), &ws, &["--quiet"]);
+    ok(
+        sensor.send(&crate::support::sensor::logon_lines(0..200)),
+        "send",
+    );
+    for f in ["uplink.db", "uplink.db-wal", "uplink.db-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let started = std::time::Instant::now();
+    let (text, status) = sensor.run_once_failing(15, "SERVICE_UNAVAILABLE");
+    let context = || format!("{text}\nservice log:\n{}", svc.log());
+    let attempts = text.matches("upload failed; will retry").count();
+    assert!(
+        (2..=3).contains(&attempts),
+        "{attempts} attempts in {:?}: the Retry-After was not honoured\n{}",
+        started.elapsed(),
+        context()
+    );
+    assert_eq!(
+        text.matches("asked to be retried later (Retry-After)")
+            .count(),
+        1,
+        "said once\n{}",
+        context()
+    );
+    // Two attempts at least 5 s apart.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(5),
+        "{}",
+        context()
+    );
+    // Every event still queued (with the sensor's own heartbeat and inventory, refused too).
+    let queued = status["queue"]["events"].as_u64().unwrap();
+    assert!(queued >= 200, "{status}");
 }
