@@ -1627,16 +1627,19 @@ impl SqliteStore {
     /// its oldest events are its lowest seqs, and the primary key finds them without a third
     /// B-tree on every insert (issue #28). An event received before the cutoff but after a
     /// newer one in seq order (only an import of out-of-order times makes one) stays until
-    /// the newer one goes: retention never removes an event early. The events stored below the
-    /// watermark (late arrivals into its holes) are [`Self::prune_late_chunk`]'s.
+    /// the newer one goes: retention never removes an event early. An event stamped after
+    /// `now` (an import, or a clock stepped back since) does not stop the walk: it is passed
+    /// and kept, below the watermark, and goes by its own time like the events stored below
+    /// the watermark (late arrivals into its holes), which are [`Self::prune_late_chunk`]'s.
+    /// Returns how many were removed, and whether the walk read a whole chunk (more may follow).
     fn prune_chunk(
         &self,
         conn: &Connection,
         row: i64,
         workspace: &str,
-        before: i64,
+        (before, now): (i64, i64),
         chunk: usize,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, bool), StoreError> {
         let path = &self.inner.path;
         self.check_files()?;
         immediate(conn, |tx| {
@@ -1650,24 +1653,28 @@ impl SqliteStore {
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
-            let removed = oldest
+            let walked = oldest
                 .iter()
-                .take_while(|(_, _, at)| *at < before)
+                .take_while(|(_, _, at)| *at < before || *at > now)
                 .count();
-            let Some(&(highest, _, _)) = removed.checked_sub(1).and_then(|i| oldest.get(i)) else {
-                return Ok(0);
+            let more = walked == chunk;
+            let Some(&(highest, _, _)) = walked.checked_sub(1).and_then(|i| oldest.get(i)) else {
+                return Ok((0, more));
             };
-            // Exactly the rows read above: the sensor's lowest seqs above the watermark through
-            // `highest`, under the same write lock.
-            tx.prepare_cached("DELETE FROM events WHERE sensor = ?1 AND seq > ?2 AND seq <= ?3")?
-                .execute(params![row, through, highest])?;
-            uncount(tx, workspace, oldest[..removed].iter().map(|(_, k, _)| k.as_str()))?;
-            holes::record(tx, row, through, oldest[..removed].iter().map(|(s, _, _)| *s))?;
+            // Exactly the old rows read above: the sensor's lowest seqs above the watermark
+            // through `highest` but those stamped in the future, under the same write lock.
+            tx.prepare_cached(
+                "DELETE FROM events WHERE sensor = ?1 AND seq > ?2 AND seq <= ?3 AND received_at < ?4",
+            )?
+            .execute(params![row, through, highest, before])?;
+            let removed = || oldest[..walked].iter().filter(|(_, _, at)| *at < before);
+            uncount(tx, workspace, removed().map(|(_, k, _)| k.as_str()))?;
+            holes::record(tx, row, through, oldest[..walked].iter().map(|(s, _, _)| *s))?;
             tx.execute(
                 "UPDATE sensors SET pruned_through = MAX(COALESCE(pruned_through, -1), ?2) WHERE id = ?1",
                 params![row, highest],
             )?;
-            Ok(removed as u64)
+            Ok((removed().count() as u64, more))
         })
         .map_err(sql_err(path))
     }
@@ -1714,7 +1721,7 @@ impl SqliteStore {
         &self,
         conn: &Connection,
         workspace: &str,
-        before: i64,
+        (before, now): (i64, i64),
         chunk: usize,
     ) -> Result<u64, StoreError> {
         let rows: Vec<i64> = (|| {
@@ -1734,9 +1741,9 @@ impl SqliteStore {
                 }
             }
             loop {
-                let n = self.prune_chunk(conn, row, workspace, before, chunk)?;
+                let (n, more) = self.prune_chunk(conn, row, workspace, (before, now), chunk)?;
                 total += n;
-                if (n as usize) < chunk {
+                if !more {
                     break;
                 }
                 // Between chunks the write lock is free: give a waiting writer (ingest) the
@@ -1759,7 +1766,12 @@ impl SqliteStore {
         let mut report = PruneReport::default();
         for (workspace, days) in workspaces {
             let cutoff_ms = retention::cutoff(options.now_ms, days);
-            let events = self.prune_workspace(&conn, &workspace, cutoff_ms, options.chunk)?;
+            let events = self.prune_workspace(
+                &conn,
+                &workspace,
+                (cutoff_ms, options.now_ms),
+                options.chunk,
+            )?;
             report.workspaces.push(PrunedWorkspace {
                 workspace,
                 retention_days: days,
@@ -1776,8 +1788,12 @@ impl SqliteStore {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }
         let conn = self.maintenance_connection()?;
-        let mut events =
-            self.prune_workspace(&conn, workspace, i64::MAX, retention::DEFAULT_CHUNK)?;
+        let mut events = self.prune_workspace(
+            &conn,
+            workspace,
+            (i64::MAX, i64::MAX),
+            retention::DEFAULT_CHUNK,
+        )?;
         let path = &self.inner.path;
         self.check_files()?;
         let (found, late, sensors) = immediate(&conn, |tx| {

@@ -91,6 +91,7 @@ per_backend!(
     report_history_is_one_point_per_bucket_pruned_and_goes_with_its_workspace,
     // Retention and holes (issue #28).
     a_late_batch_into_a_hole_retention_passed_is_stored_once_and_pruned_later,
+    an_event_stamped_in_the_future_does_not_hold_retention_back,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2217,4 +2218,41 @@ async fn a_late_batch_into_a_hole_retention_passed_is_stored_once_and_pruned_lat
     assert_eq!((r.accepted, r.duplicates), (4, 3));
     assert_eq!(seqs().await, vec![45, 46, 50, 51]);
     assert_eq!(store.stats("w").await.unwrap().total, 4);
+}
+
+// An event stamped in the future (an import of such a time, or a clock stepped back since it
+// was received) is kept until its time, and holds nothing else back (SQLite walks seqs in order).
+async fn an_event_stamped_in_the_future_does_not_hold_retention_back<S: Store + Clone>(store: S) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s", "w")).await.unwrap();
+    for (seqs, at) in [
+        (0..10, now - 45 * DAY),
+        (10..11, now + 365 * DAY),
+        (11..20, now - 45 * DAY),
+        (20..25, now - DAY),
+    ] {
+        store
+            .import_events("s", old_events("s", seqs, at))
+            .await
+            .unwrap();
+    }
+    let report = store
+        .prune(PruneOptions {
+            now_ms: now,
+            chunk: 4,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 19);
+    let seqs: Vec<u64> = exported(&store, "w", ExportFilter::default())
+        .await
+        .into_iter()
+        .map(|(_, seq, _)| seq)
+        .collect();
+    assert_eq!(seqs, [10, 20, 21, 22, 23, 24]);
+    assert_eq!(store.stats("w").await.unwrap().total, 6);
+    // Every retry is a duplicate, the kept one too; new seqs are stored.
+    let r = store.ingest("s", events(0..27, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (2, 25));
 }
