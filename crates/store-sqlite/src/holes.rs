@@ -95,9 +95,12 @@ fn split(lo: i64, hi: i64, seq: i64) -> impl Iterator<Item = (i64, i64)> {
 mod tests {
     use super::*;
 
+    /// Inclusive ranges of seqs.
+    type Ranges = &'static [(i64, i64)];
+
     #[test]
     fn holes_between_stored_seqs() {
-        let cases: &[(i64, &[i64], &[(i64, i64)])] = &[
+        let cases: &[(i64, &[i64], Ranges)] = &[
             (-1, &[], &[]),
             (-1, &[0, 1, 2], &[]),
             (-1, &[3], &[(0, 2)]),
@@ -117,7 +120,7 @@ mod tests {
 
     #[test]
     fn an_arrival_splits_its_hole() {
-        let cases: &[(i64, i64, i64, &[(i64, i64)])] = &[
+        let cases: &[(i64, i64, i64, Ranges)] = &[
             (5, 5, 5, &[]),
             (5, 9, 5, &[(6, 9)]),
             (5, 9, 9, &[(5, 8)]),
