@@ -1497,4 +1497,21 @@ impl Store for PostgresStore {
     ) -> Result<Vec<ReportPoint>, StoreError> {
         self.report_points_pg(workspace, sensor_id, since_ms).await
     }
+
+    // Retention holes (issue #28, `retention.rs`).
+
+    async fn pruned_holes(
+        &self,
+        workspace: &str,
+    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, StoreError> {
+        self.pruned_holes_pg(workspace).await
+    }
+
+    async fn add_pruned_holes(
+        &self,
+        sensor_id: &str,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        self.add_pruned_holes_pg(sensor_id, &holes).await
+    }
 }

@@ -581,6 +581,80 @@ impl PostgresStore {
     }
 }
 
+// Copies (`store backup`, `store migrate`).
+impl PostgresStore {
+    /// Each sensor's holes as they are now: the recorded ranges (never split here) less the
+    /// seqs that arrived into them since (their `seen` rows).
+    pub(crate) async fn pruned_holes_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.sensor_id, h.lo, h.hi,
+                    ARRAY(SELECT n.seq FROM seen n WHERE n.sensor = h.sensor AND n.seq BETWEEN h.lo AND h.hi ORDER BY n.seq)
+                 FROM pruned_holes h JOIN sensors s ON s.id = h.sensor
+                 WHERE s.workspace = $1 ORDER BY s.sensor_id, h.lo",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        let mut out: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+        for r in &rows {
+            let (lo, hi, arrived): (i64, i64, Vec<i64>) = (r.get(1), r.get(2), r.get(3));
+            let left = unfilled(lo, hi, &arrived);
+            if !left.is_empty() {
+                out.entry(r.get(0))
+                    .or_default()
+                    .extend(left.into_iter().map(|(a, b)| (a as u64, b as u64)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn add_pruned_holes_pg(
+        &self,
+        sensor_id: &str,
+        holes: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let found = client
+            .query_opt("SELECT id FROM sensors WHERE sensor_id = $1", &[&sensor_id])
+            .await
+            .map_err(self.err())?;
+        let Some(found) = found else {
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        };
+        let id: i64 = found.get(0);
+        let los: Vec<i64> = holes.iter().map(|h| h.0 as i64).collect();
+        let his: Vec<i64> = holes.iter().map(|h| h.1 as i64).collect();
+        client
+            .execute(
+                "INSERT INTO pruned_holes (sensor, lo, hi)
+                 SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)
+                 ON CONFLICT DO NOTHING",
+                &[&id, &los, &his],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+}
+
+/// What is left of the hole `lo..=hi` once the seqs `arrived` (ascending, inside it) came. Pure.
+pub fn unfilled(lo: i64, hi: i64, arrived: &[i64]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut next = lo;
+    for &seq in arrived.iter().chain(std::iter::once(&(hi + 1))) {
+        if seq > next {
+            out.push((next, seq - 1));
+        }
+        next = next.max(seq + 1);
+    }
+    out
+}
+
 /// Why a partition was not dropped.
 enum Dropped {
     /// Its lock could not be had in [`LOCK_TIMEOUT`].
@@ -608,5 +682,26 @@ mod tests {
             assert_eq!(partition_end(name, *legacy), *want, "{name}");
         }
         assert_eq!(partition_name(20_427), "events_p20427");
+    }
+
+    #[test]
+    fn holes_less_what_arrived() {
+        type Ranges = &'static [(i64, i64)];
+        let cases: &[(i64, i64, &[i64], Ranges)] = &[
+            (10, 19, &[], &[(10, 19)]),
+            (10, 19, &[10], &[(11, 19)]),
+            (10, 19, &[19], &[(10, 18)]),
+            (10, 19, &[12, 13, 14], &[(10, 11), (15, 19)]),
+            (10, 19, &[10, 11, 12, 13, 14, 15, 16, 17, 18, 19], &[]),
+            (5, 5, &[5], &[]),
+            (5, 5, &[], &[(5, 5)]),
+        ];
+        for (lo, hi, arrived, want) in cases {
+            assert_eq!(
+                unfilled(*lo, *hi, arrived),
+                *want,
+                "{lo}..={hi} {arrived:?}"
+            );
+        }
     }
 }

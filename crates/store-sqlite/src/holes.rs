@@ -14,7 +14,12 @@
 //! whose queue lost records keeps one row per loss. Nothing here runs on the common path: a
 //! seq above the watermark (every new event) never reads this table.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{params, Connection, OptionalExtension};
+use uplink_store::StoreError;
+
+use crate::SqliteStore;
 
 /// Format 16 (15 is another piece of work's; IF NOT EXISTS: a step may be re-run). A sensor's
 /// holes go with it.
@@ -89,6 +94,64 @@ fn split(lo: i64, hi: i64, seq: i64) -> impl Iterator<Item = (i64, i64)> {
     [(lo, seq - 1), (seq + 1, hi)]
         .into_iter()
         .filter(|(a, b)| a <= b)
+}
+
+/// Copies (`store backup`, `store migrate`): the holes read and recorded as they are.
+impl SqliteStore {
+    pub(crate) fn pruned_holes_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT s.sensor_id, h.lo, h.hi FROM pruned_holes h JOIN sensors s ON s.id = h.sensor
+                 WHERE s.workspace = ?1 ORDER BY s.sensor_id, h.lo",
+            )?;
+            let rows = st.query_map([workspace], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            let mut out: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+            for row in rows {
+                let (sensor, lo, hi) = row?;
+                out.entry(sensor).or_default().push((lo as u64, hi as u64));
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn add_pruned_holes_sync(
+        &self,
+        sensor_id: &str,
+        holes: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        let found = self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let Some(row) = tx
+                .query_row(
+                    "SELECT id FROM sensors WHERE sensor_id = ?1",
+                    [sensor_id],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+            else {
+                return Ok(false);
+            };
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO pruned_holes (sensor, lo, hi) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?;
+                for &(lo, hi) in holes {
+                    st.execute(params![row, lo as i64, hi as i64])?;
+                }
+            }
+            tx.commit()?;
+            Ok(true)
+        })?;
+        if !found {
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -2393,6 +2393,25 @@ impl Store for SqliteStore {
         let (this, ws, id) = (self.clone(), workspace.to_owned(), sensor_id.to_owned());
         blocking(move || this.report_points_sync(&ws, &id, since_ms)).await
     }
+
+    // Retention holes (issue #28, `holes.rs`).
+
+    async fn pruned_holes(
+        &self,
+        workspace: &str,
+    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.pruned_holes_sync(&ws)).await
+    }
+
+    async fn add_pruned_holes(
+        &self,
+        sensor_id: &str,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let (this, id) = (self.clone(), sensor_id.to_owned());
+        blocking(move || this.add_pruned_holes_sync(&id, &holes)).await
+    }
 }
 
 /// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a

@@ -92,6 +92,7 @@ per_backend!(
     // Retention and holes (issue #28).
     a_late_batch_into_a_hole_retention_passed_is_stored_once_and_pruned_later,
     an_event_stamped_in_the_future_does_not_hold_retention_back,
+    holes_are_read_and_added_for_copies,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2255,4 +2256,54 @@ async fn an_event_stamped_in_the_future_does_not_hold_retention_back<S: Store + 
     // Every retry is a duplicate, the kept one too; new seqs are stored.
     let r = store.ingest("s", events(0..27, "x")).await.unwrap();
     assert_eq!((r.accepted, r.duplicates), (2, 25));
+}
+
+// Copies (`store backup`, `store migrate`) carry the holes with the watermark: read as they are
+// now (less what arrived since), added after the copy's watermark.
+async fn holes_are_read_and_added_for_copies<S: Store + Clone>(store: S) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    for s in ["s", "copy"] {
+        store.add_sensor(sensor(s, "w")).await.unwrap();
+    }
+    for (seqs, age) in [(0..10, 45 * DAY), (20..30, 45 * DAY), (30..35, DAY)] {
+        store
+            .import_events("s", old_events("s", seqs, now - age))
+            .await
+            .unwrap();
+    }
+    assert!(store.pruned_holes("w").await.unwrap().is_empty());
+    store
+        .prune(PruneOptions {
+            now_ms: now,
+            chunk: 4,
+        })
+        .await
+        .unwrap();
+    let r = store.ingest("s", events(12..15, "late")).await.unwrap();
+    assert_eq!(r.accepted, 3);
+    let holes = store.pruned_holes("w").await.unwrap();
+    let want = vec![(10, 11), (15, 19)];
+    assert_eq!(
+        holes,
+        [("s".to_string(), want.clone())].into_iter().collect()
+    );
+    // A copy: its events, its watermark, then its holes (twice: kept once).
+    store
+        .import_events("copy", old_events("copy", 30..35, now - DAY))
+        .await
+        .unwrap();
+    store.raise_watermark("copy", 29).await.unwrap();
+    store.add_pruned_holes("copy", want.clone()).await.unwrap();
+    store.add_pruned_holes("copy", want.clone()).await.unwrap();
+    assert_eq!(store.pruned_holes("w").await.unwrap()["copy"], want);
+    let r = store.ingest("copy", events(0..22, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (7, 15));
+    let r = store.ingest("copy", events(0..22, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 22));
+    assert!(!store.pruned_holes("w").await.unwrap().contains_key("copy"));
+    assert!(matches!(
+        store.add_pruned_holes("ghost", want).await,
+        Err(StoreError::NoSuchSensor(_))
+    ));
 }
