@@ -79,6 +79,13 @@ fn late_batch_is_stored_once(
         log,
     );
     assert_eq!(aged.seqs(name), (30..35).collect::<Vec<_>>());
+    // A backup carries the hole with the watermark (a restore adds it back after the watermark).
+    assert_eq!(
+        backed_up_sensor(aged, dir),
+        (Some(29), serde_json::json!([[10, 19]])),
+        "{}",
+        log()
+    );
     // Retried copies of what retention removed stay duplicates...
     assert_eq!(
         post(&ws, svc.port, &sensor, dir, 0..10, &log),
@@ -110,6 +117,33 @@ fn late_batch_is_stored_once(
         log()
     );
     assert_eq!(aged.total(name), 20, "{}", log());
+    // Filled: no hole left to copy.
+    assert_eq!(
+        backed_up_sensor(aged, dir).1,
+        serde_json::Value::Null,
+        "{}",
+        log()
+    );
+}
+
+/// `store backup` of `target`'s only sensor: its watermark and holes as written.
+fn backed_up_sensor(target: &Target, dir: &Path) -> (Option<u64>, serde_json::Value) {
+    let file = dir.join("holes-backup.ndjson");
+    crate::support::ok(
+        target.run(&["store", "backup", "--to", file.to_str().unwrap()]),
+        "store backup",
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let sensors: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v.get("sensor").cloned())
+        .collect();
+    assert_eq!(sensors.len(), 1, "{text}");
+    (
+        sensors[0]["pruned_through"].as_u64(),
+        sensors[0]["pruned_holes"].clone(),
+    )
 }
 
 #[test]
