@@ -73,6 +73,9 @@ struct WebhookLine {
     secret_sealed: String,
 }
 
+/// A sensor's never-stored seqs below its watermark, as inclusive ranges.
+type Holes = Vec<(u64, u64)>;
+
 #[derive(Serialize, Deserialize)]
 struct SensorLine {
     sensor_id: String,
@@ -89,7 +92,7 @@ struct SensorLine {
     /// The seqs below the watermark that were never stored (docs/storage.md), restored with it;
     /// absent when none, and in backups written before holes were recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pruned_holes: Vec<(u64, u64)>,
+    pruned_holes: Holes,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -294,7 +297,8 @@ pub async fn restore<S: Store>(
     };
     let mut n = 1u64;
     let mut ended = None;
-    let mut mark: Option<(String, Option<u64>, Vec<(u64, u64)>)> = None;
+    // The sensor whose events are being restored: its watermark and holes, set after them.
+    let mut mark: Option<(String, Option<u64>, Holes)> = None;
     for line in lines {
         n += 1;
         let line = line.map_err(io_err("<backup file>"))?;
