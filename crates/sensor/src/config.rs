@@ -164,12 +164,15 @@ pub struct UploadConfig {
     pub inflight: usize,
 }
 
-/// Batches in flight unless `upload.inflight` says otherwise: one at a time. More (e.g. 4)
-/// drained a backlog ~1.3× faster on the 2-core bench machine, but cost ~1.5 MiB of peak RSS
-/// (over the 20 MiB target) and let the service commit a later batch before an earlier one: a
-/// hole the store's retention watermark (docs/storage.md) may pass if the earlier batch comes
-/// back only after the later one has aged out, and then count it as a duplicate. Until retention
-/// stops at such holes, more than one is opt-in.
+/// Batches in flight unless `upload.inflight` says otherwise: one at a time, for memory. A
+/// later batch committed before an earlier one is safe since the stores record the holes their
+/// retention watermark passes (docs/storage.md), so more is a speed/memory trade, opt-in:
+/// `bench/sensor-mem.sh` with 1,000,000 events, 1 / 2 / 4 in flight, alternated, load 9–15 on
+/// 2 cores (2026-12-05): draining 95k–151k / 134k–150k / 137k–195k events/s at peak RSS
+/// 23.4–23.5 / 24.5–24.6 / 24.5–24.8 MiB (anonymous 4.9 / 6.4 / 6.6 MiB); tailing 90k–95k /
+/// 106k–108k / 96k–116k events/s at 27.7–27.8 / 27.3–27.9 / 30.3–32.2 MiB (a plain release
+/// build, whose binary pages are ~12 MiB more than the shipped one's). The shipped sensor is at
+/// 20.0–20.4 MiB with 1: the ~1.1 MiB more that 2 costs draining would pass the 20 MiB target.
 pub const DEFAULT_INFLIGHT: usize = 1;
 
 fn default_inflight() -> usize {

@@ -3,7 +3,10 @@
 //! A batch leaves the queue only after the service answered 200, which it sends only after the
 //! batch is committed. Any failure — proxy, network, TLS, service — keeps the batch queued and
 //! retries it with exponential backoff and full jitter (250 ms doubling to 30 s). The same
-//! sequence numbers go out again, so the service stores nothing twice.
+//! sequence numbers go out again, so the service stores nothing twice. A refusal that says when
+//! to come back (`Retry-After`, a busy or unavailable service's 503) is honoured: the retry waits
+//! at least that long, bounded by [`RETRY_AFTER_MAX`] and jittered up so that a fleet told the
+//! same second does not come back in step ([`retry_wait`]).
 //!
 //! The route is read from the configuration before every new connection, so a changed proxy
 //! takes effect without a restart; a connection in use is dropped within about a second of a
@@ -29,6 +32,10 @@ use crate::SensorError;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest `Retry-After` honoured: a service asking for more is retried after this.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(120);
+/// Up to this fraction of a `Retry-After` is added at random.
+const RETRY_AFTER_JITTER: f64 = 0.25;
 /// How often an idle uploader looks for new events.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// How often `--once` looks for events while its sources are still reading.
@@ -129,6 +136,23 @@ struct State {
     /// An extra connection could not be opened (a proxy limiting connections, say): one batch at
     /// a time until then.
     lanes_off_until: Option<Instant>,
+    /// The `Retry-After` of the last refusal, for the next retry's wait ([`State::next_wait`]).
+    asked_wait: Option<Duration>,
+    /// A `Retry-After` was logged since the last success (logged once per outage).
+    asked_logged: bool,
+}
+
+/// How long to wait before retrying: `backoff` (already jittered), or, when the service said
+/// when to come back (`asked`, its `Retry-After`), at least that — bounded by
+/// [`RETRY_AFTER_MAX`] — plus up to [`RETRY_AFTER_JITTER`] of it at random (`r` in 0..1). Pure.
+pub fn retry_wait(asked: Option<Duration>, backoff: Duration, r: f64) -> Duration {
+    match asked {
+        None => backoff,
+        Some(asked) => {
+            let base = asked.min(RETRY_AFTER_MAX);
+            (base + base.mul_f64(RETRY_AFTER_JITTER * r.clamp(0.0, 1.0))).max(backoff)
+        }
+    }
 }
 
 /// Failed connections in a row along an applied policy's route before the sensor's own
@@ -169,6 +193,7 @@ impl State {
 
     /// A request went through: the open outage interval (if any) ends now.
     fn note_success(&mut self) {
+        self.asked_logged = false;
         if self.report.succeeded(&now_rfc3339()) {
             self.store_report_state();
         }
@@ -232,6 +257,7 @@ impl State {
                 Ok(())
             }
             Ok(Err(e)) => {
+                self.asked_wait = self.conn.as_ref().and_then(Connection::retry_after);
                 self.drop_conn();
                 Err(e.into())
             }
@@ -763,6 +789,24 @@ impl State {
         wait
     }
 
+    /// The wait before the next retry: the backoff, or what the service asked for
+    /// ([`retry_wait`]), said once per outage.
+    fn next_wait(&mut self) -> Duration {
+        let backoff = self.next_backoff();
+        let asked = self.asked_wait.take();
+        let wait = retry_wait(asked, backoff, rand::random::<f64>());
+        if let Some(asked) = asked {
+            if !std::mem::replace(&mut self.asked_logged, true) {
+                tracing::info!(
+                    retry_after = ?asked,
+                    wait = ?wait,
+                    "the service asked to be retried later (Retry-After); waiting {wait:.1?} (said once until an upload succeeds)"
+                );
+            }
+        }
+        wait
+    }
+
     /// The queue is empty now: the oldest event of the next backlog is younger than this. Kept
     /// in memory while idle, written when the queue fills again ([`State::note_queue_filled`]).
     fn note_queue_empty(&mut self) {
@@ -846,6 +890,8 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         lane_route: None,
         lane_gen: 0,
         lanes_off_until: None,
+        asked_wait: None,
+        asked_logged: false,
     })
 }
 
@@ -957,6 +1003,8 @@ struct Returned {
     conn: Option<Connection>,
     gen: u64,
     answer: Answer,
+    /// The refusal's `Retry-After`, when it had one.
+    retry_after: Option<Duration>,
 }
 
 /// How long one batch at a time is kept after an extra connection could not be opened.
@@ -1081,6 +1129,7 @@ async fn send_batch(
         conn: None,
         gen,
         answer: Answer::Unsent(e),
+        retry_after: None,
     };
     let mut conn = match conn {
         Some(c) => c,
@@ -1112,6 +1161,7 @@ async fn send_batch(
     Returned {
         id,
         first_seq,
+        retry_after: answer.as_ref().err().and(conn.retry_after()),
         conn: answer.is_ok().then_some(conn),
         gen,
         answer: Answer::Sent(answer),
@@ -1153,7 +1203,7 @@ async fn upload_loop(
                 break;
             }
             if let Some(e) = failed.take() {
-                let wait = st.next_backoff();
+                let wait = st.next_wait();
                 if let Some(deadline) = deadline {
                     if Instant::now() + wait >= deadline {
                         return Err(SensorError::GaveUp {
@@ -1235,7 +1285,7 @@ async fn upload_loop(
                             None => break,
                             Some(Err(e)) => {
                                 st.record_error(&e);
-                                let wait = st.next_backoff();
+                                let wait = st.next_wait();
                                 st.next_report = Instant::now() + wait;
                                 tokio::select! {
                                     () = &mut shutdown => break,
@@ -1438,6 +1488,7 @@ async fn upload_loop(
                 st.record_error(&e);
                 st.drop_conn();
                 inflight.truncate(index);
+                st.asked_wait = st.asked_wait.max(returned.retry_after);
                 if failed.is_none() {
                     failed = Some(e);
                 }
@@ -1475,5 +1526,40 @@ mod report_tests {
             serde_json::to_value(&r).unwrap(),
             serde_json::json!({"delivered": 1200, "batches": 3, "stopped": true, "remaining": 7})
         );
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_after_is_honoured_bounded_and_jittered_up() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let cases: &[(Option<Duration>, Duration, f64, Duration)] = &[
+            // No Retry-After: the backoff as drawn.
+            (None, ms(180), 0.7, ms(180)),
+            // At least what was asked, plus up to a quarter of it.
+            (Some(s(5)), ms(180), 0.0, s(5)),
+            (Some(s(5)), ms(180), 1.0, ms(6_250)),
+            (Some(s(1)), ms(10), 0.5, ms(1_125)),
+            // A backoff already longer wins.
+            (Some(s(1)), s(20), 0.5, s(20)),
+            // "0": no floor beyond the backoff.
+            (Some(s(0)), ms(300), 0.9, ms(300)),
+            // Bounded: an hour asked is two minutes (plus jitter).
+            (Some(s(3_600)), ms(1), 0.0, RETRY_AFTER_MAX),
+            (Some(s(3_600)), ms(1), 1.0, s(150)),
+            // A random draw out of range is clamped.
+            (Some(s(4)), ms(1), 7.0, s(5)),
+        ];
+        for (asked, backoff, r, want) in cases {
+            assert_eq!(
+                retry_wait(*asked, *backoff, *r),
+                *want,
+                "{asked:?} {backoff:?} {r}"
+            );
+        }
     }
 }

@@ -119,8 +119,9 @@ const SENSOR_COLUMNS: &str =
 const EXPORT_CHUNK: i32 = 1000;
 
 /// Stores a batch of one sensor ($1) — seqs, kinds, times, bodies ($2..$5) — each `(sensor, seq)`
-/// once: seqs at or below the sensor's retention watermark are duplicates, and so are those
-/// `seen` (unique, unpartitioned) already holds; the others are inserted into `seen` and
+/// once: seqs at or below the sensor's retention watermark are duplicates (except in a hole
+/// the watermark passed, `pruned_holes`, migrations/0014: never stored, so new), and so are
+/// those `seen` (unique, unpartitioned) already holds; the others are inserted into `seen` and
 /// `events`, the first of a seq repeated within the batch winning. The sensor's row is read with
 /// FOR KEY SHARE, so a prune raising the watermark (FOR UPDATE) waits for this batch or is seen
 /// by it, and a workspace deletion (FOR UPDATE) waits for it or leaves it nothing to store
@@ -139,7 +140,8 @@ const INSERT_EVENTS: &str = "WITH w AS (
         SELECT DISTINCT ON (t.seq) t.seq, t.kind, t.received_at, t.body
         FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
             AS t (seq, kind, received_at, body, ord), w
-        WHERE t.seq > w.through
+        WHERE (t.seq > w.through OR EXISTS (
+                SELECT 1 FROM pruned_holes h WHERE h.sensor = $1 AND h.lo <= t.seq AND h.hi >= t.seq))
             AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.sensor = $1 AND s.seq = t.seq)
         ORDER BY t.seq, t.ord
     ), claimed AS (
@@ -1494,5 +1496,22 @@ impl Store for PostgresStore {
         since_ms: i64,
     ) -> Result<Vec<ReportPoint>, StoreError> {
         self.report_points_pg(workspace, sensor_id, since_ms).await
+    }
+
+    // Retention holes (issue #28, `retention.rs`).
+
+    async fn pruned_holes(
+        &self,
+        workspace: &str,
+    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, StoreError> {
+        self.pruned_holes_pg(workspace).await
+    }
+
+    async fn add_pruned_holes(
+        &self,
+        sensor_id: &str,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        self.add_pruned_holes_pg(sensor_id, &holes).await
     }
 }

@@ -102,6 +102,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0013_ingest_without_fk_triggers.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 14,
+        name: "the holes retention's watermark passed",
+        sql: include_str!("../migrations/0014_pruned_holes.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.

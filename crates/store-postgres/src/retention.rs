@@ -17,7 +17,13 @@
 //!    each, the sensor's row locked FOR UPDATE so the watermark and the deletion are seen
 //!    together by ingest (which reads the watermark FOR KEY SHARE);
 //! 3. `seen` rows at or below a sensor's watermark are no longer needed and are deleted in
-//!    chunks.
+//!    chunks, except inside a hole the watermark passed.
+//!
+//! Whenever a watermark rises, the seqs it passes that `seen` does not hold (never stored: a
+//! batch that failed while a later one was committed, records the sensor's queue lost) are
+//! recorded as ranges in `pruned_holes` (migrations/0014), in the same transaction
+//! ([`RECORD_HOLES`]). Ingest stores a seq inside one (its `seen` row, kept, then makes a retry
+//! a duplicate), and retention removes it by its age like any event.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +35,25 @@ use crate::{lock, PostgresStore};
 
 /// The advisory lock retention runs under ("uplink" in ASCII, then 3).
 pub const RETENTION_LOCK: i64 = 0x75_70_6c_69_6e_6b_00_03;
+
+/// Records the holes the watermarks of sensors $1 are about to pass as they rise to $2 (the
+/// highest seqs removed, one per sensor, or several: the highest counts): each range of seqs
+/// above the current watermark and below the new one that `seen` does not hold. Run after
+/// the events' removal and before the watermark's update, in their transaction, with the
+/// sensors' rows locked (ingest of them waits: `seen` does not change under it).
+pub(crate) const RECORD_HOLES: &str = "INSERT INTO pruned_holes (sensor, lo, hi)
+    SELECT sensor, prev + 1, seq - 1 FROM (
+        SELECT s.sensor, s.seq, lag(s.seq, 1, n.through) OVER (PARTITION BY s.sensor ORDER BY s.seq) AS prev
+        FROM (
+            SELECT u.sensor, COALESCE(x.pruned_through, -1) AS through, max(u.top) AS top
+            FROM UNNEST($1::bigint[], $2::bigint[]) AS u (sensor, top)
+            JOIN sensors x ON x.id = u.sensor
+            GROUP BY u.sensor, x.pruned_through
+        ) n
+        JOIN seen s ON s.sensor = n.sensor AND s.seq > n.through AND s.seq <= n.top
+    ) g
+    WHERE seq > prev + 1
+    ON CONFLICT DO NOTHING";
 
 /// Longest wait for a lock on all of `events` (making or dropping a partition): ingest queued
 /// behind such a lock request waits at most this long.
@@ -427,6 +452,9 @@ impl PostgresStore {
         )
         .await
         .map_err(err)?;
+        tx.execute(RECORD_HOLES, &[&sensors, &highest])
+            .await
+            .map_err(err)?;
         tx.execute(
             "UPDATE sensors s SET pruned_through = GREATEST(COALESCE(s.pruned_through, -1), v.top)
              FROM (SELECT sensor, max(top) AS top FROM UNNEST($1::bigint[], $2::bigint[]) AS u (sensor, top) GROUP BY sensor) v
@@ -474,7 +502,7 @@ impl PostgresStore {
             tx.execute("SELECT 1 FROM sensors WHERE id = $1 FOR UPDATE", &[&sensor])
                 .await
                 .map_err(self.err())?;
-            let n: i64 = tx
+            let row = tx
                 .query_one(
                     "WITH doomed AS (
                         SELECT seq, received_at FROM events WHERE sensor = $1 AND received_at < $2
@@ -487,16 +515,25 @@ impl PostgresStore {
                         UPDATE kind_counts k SET n = k.n - c.n
                         FROM (SELECT kind, count(*) AS n FROM del GROUP BY kind) c
                         WHERE k.sensor = $1 AND k.kind = c.kind
-                    ), marked AS (
-                        UPDATE sensors SET pruned_through = GREATEST(COALESCE(pruned_through, -1), (SELECT max(seq) FROM del))
-                        WHERE id = $1 AND EXISTS (SELECT 1 FROM del)
                     )
-                    SELECT count(*) FROM del",
+                    SELECT count(*), max(seq) FROM del",
                     &[&sensor, &before, &(chunk as i64)],
                 )
                 .await
-                .map_err(self.err())?
-                .get(0);
+                .map_err(self.err())?;
+            let (n, top): (i64, Option<i64>) = (row.get(0), row.get(1));
+            // Under the sensor's lock (ingest of it waits): `seen` still holds every seq stored.
+            if let Some(top) = top {
+                tx.execute(RECORD_HOLES, &[&vec![sensor], &vec![top]])
+                    .await
+                    .map_err(self.err())?;
+                tx.execute(
+                    "UPDATE sensors SET pruned_through = GREATEST(COALESCE(pruned_through, -1), $2) WHERE id = $1",
+                    &[&sensor, &top],
+                )
+                .await
+                .map_err(self.err())?;
+            }
             tx.commit().await.map_err(self.err())?;
             total += n as u64;
             if (n as usize) < chunk {
@@ -527,7 +564,10 @@ impl PostgresStore {
                 let n = client
                     .execute(
                         "DELETE FROM seen WHERE sensor = $1 AND seq IN
-                           (SELECT seq FROM seen WHERE sensor = $1 AND seq <= $2 ORDER BY seq LIMIT $3)",
+                           (SELECT seq FROM seen s WHERE sensor = $1 AND seq <= $2
+                              AND NOT EXISTS (SELECT 1 FROM pruned_holes h
+                                              WHERE h.sensor = $1 AND h.lo <= s.seq AND h.hi >= s.seq)
+                            ORDER BY seq LIMIT $3)",
                         &[&sensor, &through, &chunk],
                     )
                     .await
@@ -539,6 +579,80 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+// Copies (`store backup`, `store migrate`).
+impl PostgresStore {
+    /// Each sensor's holes as they are now: the recorded ranges (never split here) less the
+    /// seqs that arrived into them since (their `seen` rows).
+    pub(crate) async fn pruned_holes_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.sensor_id, h.lo, h.hi,
+                    ARRAY(SELECT n.seq FROM seen n WHERE n.sensor = h.sensor AND n.seq BETWEEN h.lo AND h.hi ORDER BY n.seq)
+                 FROM pruned_holes h JOIN sensors s ON s.id = h.sensor
+                 WHERE s.workspace = $1 ORDER BY s.sensor_id, h.lo",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        let mut out: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+        for r in &rows {
+            let (lo, hi, arrived): (i64, i64, Vec<i64>) = (r.get(1), r.get(2), r.get(3));
+            let left = unfilled(lo, hi, &arrived);
+            if !left.is_empty() {
+                out.entry(r.get(0))
+                    .or_default()
+                    .extend(left.into_iter().map(|(a, b)| (a as u64, b as u64)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn add_pruned_holes_pg(
+        &self,
+        sensor_id: &str,
+        holes: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let found = client
+            .query_opt("SELECT id FROM sensors WHERE sensor_id = $1", &[&sensor_id])
+            .await
+            .map_err(self.err())?;
+        let Some(found) = found else {
+            return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
+        };
+        let id: i64 = found.get(0);
+        let los: Vec<i64> = holes.iter().map(|h| h.0 as i64).collect();
+        let his: Vec<i64> = holes.iter().map(|h| h.1 as i64).collect();
+        client
+            .execute(
+                "INSERT INTO pruned_holes (sensor, lo, hi)
+                 SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)
+                 ON CONFLICT DO NOTHING",
+                &[&id, &los, &his],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+}
+
+/// What is left of the hole `lo..=hi` once the seqs `arrived` (ascending, inside it) came. Pure.
+pub fn unfilled(lo: i64, hi: i64, arrived: &[i64]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut next = lo;
+    for &seq in arrived.iter().chain(std::iter::once(&(hi + 1))) {
+        if seq > next {
+            out.push((next, seq - 1));
+        }
+        next = next.max(seq + 1);
+    }
+    out
 }
 
 /// Why a partition was not dropped.
@@ -568,5 +682,26 @@ mod tests {
             assert_eq!(partition_end(name, *legacy), *want, "{name}");
         }
         assert_eq!(partition_name(20_427), "events_p20427");
+    }
+
+    #[test]
+    fn holes_less_what_arrived() {
+        type Ranges = &'static [(i64, i64)];
+        let cases: &[(i64, i64, &[i64], Ranges)] = &[
+            (10, 19, &[], &[(10, 19)]),
+            (10, 19, &[10], &[(11, 19)]),
+            (10, 19, &[19], &[(10, 18)]),
+            (10, 19, &[12, 13, 14], &[(10, 11), (15, 19)]),
+            (10, 19, &[10, 11, 12, 13, 14, 15, 16, 17, 18, 19], &[]),
+            (5, 5, &[5], &[]),
+            (5, 5, &[], &[(5, 5)]),
+        ];
+        for (lo, hi, arrived, want) in cases {
+            assert_eq!(
+                unfilled(*lo, *hi, arrived),
+                *want,
+                "{lo}..={hi} {arrived:?}"
+            );
+        }
     }
 }

@@ -35,6 +35,7 @@ use uplink_store::*;
 mod console;
 mod fleet;
 mod history;
+mod holes;
 mod lifecycle;
 mod policy;
 mod tokens;
@@ -53,7 +54,9 @@ mod tokens;
 /// 11: the lifecycle's workspace settings and shared rate-limit windows (`lifecycle_settings`,
 /// `rate_windows`, issue #24). 12: CA rotation (`previous_cas`, `cert_issuers`, issue #24).
 /// 13: report history for the console's charts (`report_points`, issue #25, `history.rs`).
-pub const FORMAT_VERSION: i64 = 14;
+/// 14: no age index on `events` (retention goes in seq order, issue #28).
+/// 15: the holes retention's watermark passed (`pruned_holes`, issue #28, `holes.rs`).
+pub const FORMAT_VERSION: i64 = 15;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -221,6 +224,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // order (the primary key), so each event costs two B-tree inserts instead of three.
     // Dropping an index rewrites nothing: instant whatever the store's size.
     (14, "DROP INDEX IF EXISTS events_by_age;"),
+    // Retention that never passes a hole (issue #28): the never-stored seqs below each
+    // watermark, so that their late arrival is stored (`holes.rs`).
+    (15, holes::FORMAT_15),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -329,7 +335,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
             console::FORMAT_9,
@@ -337,6 +343,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
             lifecycle::FORMAT_11,
             lifecycle::FORMAT_12,
             history::FORMAT_13,
+            holes::FORMAT_15,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -967,7 +974,7 @@ impl SqliteStore {
                     "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 )?;
                 for e in events {
-                    if (e.seq as i64) <= pruned_through {
+                    if (e.seq as i64) <= pruned_through && !holes::fill(&tx, row, e.seq as i64)? {
                         outcome.duplicates += 1;
                         continue;
                     }
@@ -1549,6 +1556,31 @@ impl<'a> KindRuns<'a> {
     }
 }
 
+/// Sensor `row`'s retention watermark (-1: nothing removed yet).
+fn watermark_of(tx: &Connection, row: i64) -> rusqlite::Result<i64> {
+    tx.prepare_cached("SELECT COALESCE(pruned_through, -1) FROM sensors WHERE id = ?1")?
+        .query_row([row], |r| r.get(0))
+}
+
+/// Takes removed events off the workspace's per-kind counters.
+fn uncount<'a>(
+    tx: &Connection,
+    workspace: &str,
+    kinds: impl Iterator<Item = &'a str>,
+) -> rusqlite::Result<()> {
+    let mut by_kind: HashMap<&str, i64> = HashMap::new();
+    for kind in kinds {
+        *by_kind.entry(kind).or_default() += 1;
+    }
+    for (kind, n) in &by_kind {
+        tx.execute(
+            "UPDATE kind_counts SET n = n - ?3 WHERE workspace = ?1 AND kind = ?2",
+            params![workspace, kind, n],
+        )?;
+    }
+    Ok(())
+}
+
 /// Commits a group; `None` for a batch whose sensor is gone (its workspace deleted).
 fn commit_group(
     conn: &mut Connection,
@@ -1629,8 +1661,9 @@ fn commit_group(
                 // Row by row: at or below the watermark, a seq repeated or out of order, a
                 // range with stored events, or a short tail.
                 rest = &rest[1..];
-                if (ev.seq as i64) <= pruned_through {
-                    // Removed by retention: a retried copy, not a new event.
+                if (ev.seq as i64) <= pruned_through && !holes::fill(&tx, *rowid, ev.seq as i64)? {
+                    // Removed by retention: a retried copy, not a new event (a seq in a hole
+                    // the watermark passed was never stored: it is new).
                     outcome.duplicates += 1;
                     continue;
                 }
@@ -1712,16 +1745,70 @@ impl SqliteStore {
 
     /// Removes at most `chunk` of sensor `row`'s oldest events, in seq order, up to the first one
     /// received at or after `before`, in one write transaction: the workspace's counters go down
-    /// by what was removed and the sensor's watermark up to the highest seq removed. Returns how
-    /// many were removed.
+    /// by what was removed and the sensor's watermark up to the highest seq removed, recording
+    /// the seqs it passes that were never stored (`holes.rs`). Returns how many were removed.
     ///
     /// In seq order rather than by an index on `received_at`: a sensor uploads in seq order, so
     /// its oldest events are its lowest seqs, and the primary key finds them without a third
     /// B-tree on every insert (issue #28). An event received before the cutoff but after a
     /// newer one in seq order (only an import of out-of-order times makes one) stays until
-    /// the newer one goes: retention never removes an event early, and the watermark never
-    /// passes an event still stored.
+    /// the newer one goes: retention never removes an event early. An event stamped after
+    /// `now` (an import, or a clock stepped back since) does not stop the walk: it is passed
+    /// and kept, below the watermark, and goes by its own time like the events stored below
+    /// the watermark (late arrivals into its holes), which are [`Self::prune_late_chunk`]'s.
+    /// Returns how many were removed, and whether the walk read a whole chunk (more may follow).
     fn prune_chunk(
+        &self,
+        conn: &Connection,
+        row: i64,
+        workspace: &str,
+        (before, now): (i64, i64),
+        chunk: usize,
+    ) -> Result<(u64, bool), StoreError> {
+        let path = &self.inner.path;
+        self.check_files()?;
+        immediate(conn, |tx| {
+            let through = watermark_of(tx, row)?;
+            let oldest: Vec<(i64, String, i64)> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT seq, kind, received_at FROM events WHERE sensor = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )?;
+                let rows = st.query_map(params![row, through, chunk as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let walked = oldest
+                .iter()
+                .take_while(|(_, _, at)| *at < before || *at > now)
+                .count();
+            let more = walked == chunk;
+            let Some(&(highest, _, _)) = walked.checked_sub(1).and_then(|i| oldest.get(i)) else {
+                return Ok((0, more));
+            };
+            // Exactly the old rows read above: the sensor's lowest seqs above the watermark
+            // through `highest` but those stamped in the future, under the same write lock.
+            tx.prepare_cached(
+                "DELETE FROM events WHERE sensor = ?1 AND seq > ?2 AND seq <= ?3 AND received_at < ?4",
+            )?
+            .execute(params![row, through, highest, before])?;
+            let removed = || oldest[..walked].iter().filter(|(_, _, at)| *at < before);
+            uncount(tx, workspace, removed().map(|(_, k, _)| k.as_str()))?;
+            holes::record(tx, row, through, oldest[..walked].iter().map(|(s, _, _)| *s))?;
+            tx.execute(
+                "UPDATE sensors SET pruned_through = MAX(COALESCE(pruned_through, -1), ?2) WHERE id = ?1",
+                params![row, highest],
+            )?;
+            Ok((removed().count() as u64, more))
+        })
+        .map_err(sql_err(path))
+    }
+
+    /// Removes at most `chunk` of sensor `row`'s events stored at or below its watermark and
+    /// received before `before`: seqs that arrived late into a hole the watermark had passed
+    /// (`holes.rs`), removed by their own age, so that one of them, young, never holds back the
+    /// older events above it. They are few (one per never-stored seq that came back).
+    fn prune_late_chunk(
         &self,
         conn: &Connection,
         row: i64,
@@ -1732,41 +1819,23 @@ impl SqliteStore {
         let path = &self.inner.path;
         self.check_files()?;
         immediate(conn, |tx| {
-            let oldest: Vec<(i64, String, i64)> = {
+            let through = watermark_of(tx, row)?;
+            let late: Vec<(i64, String)> = {
                 let mut st = tx.prepare_cached(
-                    "SELECT seq, kind, received_at FROM events WHERE sensor = ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, kind FROM events WHERE sensor = ?1 AND seq <= ?2 AND received_at < ?3 ORDER BY seq LIMIT ?4",
                 )?;
-                let rows = st.query_map(params![row, chunk as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                let rows = st.query_map(params![row, through, before, chunk as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
-            let removed = oldest
-                .iter()
-                .take_while(|(_, _, at)| *at < before)
-                .count();
-            let Some(&(highest, _, _)) = removed.checked_sub(1).and_then(|i| oldest.get(i)) else {
-                return Ok(0);
-            };
-            // Exactly the rows read above: the sensor's lowest seqs through `highest`, under
-            // the same write lock.
-            tx.prepare_cached("DELETE FROM events WHERE sensor = ?1 AND seq <= ?2")?
-                .execute(params![row, highest])?;
-            let mut by_kind: HashMap<&str, i64> = HashMap::new();
-            for (_, kind, _) in &oldest[..removed] {
-                *by_kind.entry(kind.as_str()).or_default() += 1;
+            let mut delete =
+                tx.prepare_cached("DELETE FROM events WHERE sensor = ?1 AND seq = ?2")?;
+            for (seq, _) in &late {
+                delete.execute(params![row, seq])?;
             }
-            for (kind, n) in &by_kind {
-                tx.execute(
-                    "UPDATE kind_counts SET n = n - ?3 WHERE workspace = ?1 AND kind = ?2",
-                    params![workspace, kind, n],
-                )?;
-            }
-            tx.execute(
-                "UPDATE sensors SET pruned_through = MAX(COALESCE(pruned_through, -1), ?2) WHERE id = ?1",
-                params![row, highest],
-            )?;
-            Ok(removed as u64)
+            uncount(tx, workspace, late.iter().map(|(_, k)| k.as_str()))?;
+            Ok(late.len() as u64)
         })
         .map_err(sql_err(path))
     }
@@ -1777,7 +1846,7 @@ impl SqliteStore {
         &self,
         conn: &Connection,
         workspace: &str,
-        before: i64,
+        (before, now): (i64, i64),
         chunk: usize,
     ) -> Result<u64, StoreError> {
         let rows: Vec<i64> = (|| {
@@ -1790,9 +1859,16 @@ impl SqliteStore {
         let mut total = 0;
         for row in rows {
             loop {
-                let n = self.prune_chunk(conn, row, workspace, before, chunk)?;
+                let n = self.prune_late_chunk(conn, row, workspace, before, chunk)?;
                 total += n;
                 if (n as usize) < chunk {
+                    break;
+                }
+            }
+            loop {
+                let (n, more) = self.prune_chunk(conn, row, workspace, (before, now), chunk)?;
+                total += n;
+                if !more {
                     break;
                 }
                 // Between chunks the write lock is free: give a waiting writer (ingest) the
@@ -1815,7 +1891,12 @@ impl SqliteStore {
         let mut report = PruneReport::default();
         for (workspace, days) in workspaces {
             let cutoff_ms = retention::cutoff(options.now_ms, days);
-            let events = self.prune_workspace(&conn, &workspace, cutoff_ms, options.chunk)?;
+            let events = self.prune_workspace(
+                &conn,
+                &workspace,
+                (cutoff_ms, options.now_ms),
+                options.chunk,
+            )?;
             report.workspaces.push(PrunedWorkspace {
                 workspace,
                 retention_days: days,
@@ -1832,8 +1913,12 @@ impl SqliteStore {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }
         let conn = self.maintenance_connection()?;
-        let mut events =
-            self.prune_workspace(&conn, workspace, i64::MAX, retention::DEFAULT_CHUNK)?;
+        let mut events = self.prune_workspace(
+            &conn,
+            workspace,
+            (i64::MAX, i64::MAX),
+            retention::DEFAULT_CHUNK,
+        )?;
         let path = &self.inner.path;
         self.check_files()?;
         let (found, late, sensors) = immediate(&conn, |tx| {
@@ -2432,6 +2517,25 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ReportPoint>, StoreError> {
         let (this, ws, id) = (self.clone(), workspace.to_owned(), sensor_id.to_owned());
         blocking(move || this.report_points_sync(&ws, &id, since_ms)).await
+    }
+
+    // Retention holes (issue #28, `holes.rs`).
+
+    async fn pruned_holes(
+        &self,
+        workspace: &str,
+    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.pruned_holes_sync(&ws)).await
+    }
+
+    async fn add_pruned_holes(
+        &self,
+        sensor_id: &str,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let (this, id) = (self.clone(), sensor_id.to_owned());
+        blocking(move || this.add_pruned_holes_sync(&id, &holes)).await
     }
 }
 

@@ -438,10 +438,11 @@ async fn a_format_13_store_is_migrated_keeps_its_events_and_still_prunes_and_ded
     {
         let store = store_with_events(dir.path(), 50).await;
         drop(store);
-        // Back to format 13 as it was written: with the age index.
+        // Back to format 13 as it was written: with the age index, without the holes table.
         let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
         c.execute_batch(
-            "CREATE INDEX events_by_age ON events(sensor, received_at);
+            "DROP TABLE pruned_holes;
+             CREATE INDEX events_by_age ON events(sensor, received_at);
              UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 20;
              UPDATE meta SET value = '13' WHERE key = 'format';
              PRAGMA user_version = 13;",
@@ -450,14 +451,19 @@ async fn a_format_13_store_is_migrated_keeps_its_events_and_still_prunes_and_ded
     }
     let store = SqliteStore::open(dir.path(), false).unwrap();
     let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
-    let (v, f, index): (i64, String, i64) = c
+    let (v, f, index, holes): (i64, String, i64, i64) = c
         .query_row(
-            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT value FROM meta WHERE key = 'format'), (SELECT count(*) FROM sqlite_master WHERE name = 'events_by_age')",
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT value FROM meta WHERE key = 'format'), (SELECT count(*) FROM sqlite_master WHERE name = 'events_by_age'), (SELECT count(*) FROM sqlite_master WHERE name = 'pruned_holes')",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
-    assert_eq!((v, f.as_str(), index), (14, "14", 0));
+    // 14 dropped the age index, 16 made the holes table.
+    let current = FORMAT_VERSION.to_string();
+    assert_eq!(
+        (v, f.as_str(), index, holes),
+        (FORMAT_VERSION, current.as_str(), 0, 1)
+    );
     // Every event kept, each body as stored.
     let mut seqs = Vec::new();
     export_each(&store, "w", ExportFilter::default(), |e| {

@@ -10,7 +10,8 @@
 //!               "settings":{"retention_days":N,"disconnected_after_secs":N},
 //!               "webhooks":[{"url":…,"secret_sealed":"sealed:v1:…"}] (webhooks and syslog targets)}}
 //! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null,
-//!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events)}}
+//!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events),
+//!            "pruned_holes":[[LO,HI],…] (only when it has some: the never-stored seqs below it)}}
 //! {"event":{"sensor_id":…,"seq":N,"kind":…,"received_at":MS,"body":"<the event line>"}}
 //! {"end":{"workspaces":N,"sensors":N,"events":N}}
 //! ```
@@ -72,6 +73,9 @@ struct WebhookLine {
     secret_sealed: String,
 }
 
+/// A sensor's never-stored seqs below its watermark, as inclusive ranges.
+type Holes = Vec<(u64, u64)>;
+
 #[derive(Serialize, Deserialize)]
 struct SensorLine {
     sensor_id: String,
@@ -85,6 +89,10 @@ struct SensorLine {
     /// backups written before retention existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pruned_through: Option<u64>,
+    /// The seqs below the watermark that were never stored (docs/storage.md), restored with it;
+    /// absent when none, and in backups written before holes were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pruned_holes: Holes,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -176,12 +184,14 @@ pub async fn backup<S: Store>(
         counts.workspaces += 1;
         let stats = store.stats(&ws.name).await?;
         let marks = store.watermarks(&ws.name).await?;
+        let mut holes = store.pruned_holes(&ws.name).await?;
         for s in stats.sensors {
             let sensor_id = s.sensor_id.clone();
             write(
                 out,
                 &Line::Sensor(SensorLine {
                     pruned_through: marks.get(&s.sensor_id).copied(),
+                    pruned_holes: holes.remove(&s.sensor_id).unwrap_or_default(),
                     sensor_id: s.sensor_id,
                     workspace: s.workspace,
                     name: s.name,
@@ -287,7 +297,8 @@ pub async fn restore<S: Store>(
     };
     let mut n = 1u64;
     let mut ended = None;
-    let mut mark: Option<(String, u64)> = None;
+    // The sensor whose events are being restored: its watermark and holes, set after them.
+    let mut mark: Option<(String, Option<u64>, Holes)> = None;
     for line in lines {
         n += 1;
         let line = line.map_err(io_err("<backup file>"))?;
@@ -299,8 +310,13 @@ pub async fn restore<S: Store>(
             flush(&mut pending).await?;
             // The previous sensor's events are in: now its watermark (raised before them, it
             // would turn events it kept below it into duplicates).
-            if let Some((sensor, through)) = mark.take() {
-                store.raise_watermark(&sensor, through).await?;
+            if let Some((sensor, through, holes)) = mark.take() {
+                if let Some(through) = through {
+                    store.raise_watermark(&sensor, through).await?;
+                }
+                if !holes.is_empty() {
+                    store.add_pruned_holes(&sensor, holes).await?;
+                }
             }
         }
         match parsed {
@@ -358,7 +374,8 @@ pub async fn restore<S: Store>(
                 counts.workspaces += 1;
             }
             Line::Sensor(s) => {
-                mark = s.pruned_through.map(|t| (s.sensor_id.clone(), t));
+                mark = (s.pruned_through.is_some() || !s.pruned_holes.is_empty())
+                    .then(|| (s.sensor_id.clone(), s.pruned_through, s.pruned_holes));
                 store
                     .import_sensor(SensorRecord {
                         sensor_id: s.sensor_id,

@@ -861,6 +861,23 @@ pub trait Store: Send + Sync + 'static {
         sensor_id: &str,
         since_ms: i64,
     ) -> impl Future<Output = Result<Vec<ReportPoint>, StoreError>> + Send;
+
+    // Retention holes (issue #28, docs/storage.md): the seqs below a watermark never stored.
+
+    /// Each sensor's holes in a workspace: the ranges `(lo, hi)` (inclusive, ascending) of seqs
+    /// at or below its watermark that were never stored, so that their late arrival is stored
+    /// (sensors without any are absent), for copies (`store backup`, `store migrate`).
+    fn pruned_holes(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<(u64, u64)>>, StoreError>> + Send;
+    /// Records holes of a sensor (a copy, once its events are in and its watermark raised);
+    /// ranges already recorded are kept ([`StoreError::NoSuchSensor`]).
+    fn add_pruned_holes(
+        &self,
+        sensor_id: &str,
+        holes: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

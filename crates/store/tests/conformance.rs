@@ -89,6 +89,10 @@ per_backend!(
     // CA rotation.
     a_ca_rotation_keeps_the_previous_ca_until_retired_and_knows_who_moved,
     report_history_is_one_point_per_bucket_pruned_and_goes_with_its_workspace,
+    // Retention and holes (issue #28).
+    a_late_batch_into_a_hole_retention_passed_is_stored_once_and_pruned_later,
+    an_event_stamped_in_the_future_does_not_hold_retention_back,
+    holes_are_read_and_added_for_copies,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2131,4 +2135,175 @@ async fn report_history_is_one_point_per_bucket_pruned_and_goes_with_its_workspa
         store.report_points("other", "ot-1", 0).await.unwrap().len(),
         1
     );
+}
+
+// Retention and holes (issue #28): the watermark passes seqs never stored (a batch that failed
+// while a later one was committed, records a sensor's queue lost) without answering them
+// "duplicate" when they come, and without holding retention back.
+async fn a_late_batch_into_a_hole_retention_passed_is_stored_once_and_pruned_later<
+    S: Store + Clone,
+>(
+    store: S,
+) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s", "w")).await.unwrap();
+    // Kept 30 days. Seqs 10..20 (a batch in flight that failed) and 45..47 (lost from the
+    // sensor's queue, never coming) are holes.
+    for (seqs, age) in [
+        (0..10, 45 * DAY),
+        (20..30, 44 * DAY),
+        (30..40, 20 * DAY),
+        (40..45, DAY),
+        (47..50, DAY),
+    ] {
+        store
+            .import_events("s", old_events("s", seqs, now - age))
+            .await
+            .unwrap();
+    }
+    let prune = |at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .prune(PruneOptions {
+                    now_ms: at,
+                    chunk: 4,
+                })
+                .await
+                .unwrap()
+                .total()
+        }
+    };
+    let seqs = || {
+        let store = store.clone();
+        async move {
+            exported(&store, "w", ExportFilter::default())
+                .await
+                .into_iter()
+                .map(|(_, seq, _)| seq)
+                .collect::<Vec<u64>>()
+        }
+    };
+    assert_eq!(prune(now).await, 20);
+    assert_eq!(store.watermarks("w").await.unwrap()["s"], 29);
+    // The retried copies of what was removed stay duplicates; part of the missing batch, then
+    // all of it, is stored, each seq once.
+    let r = store.ingest("s", events(0..10, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 10));
+    let r = store.ingest("s", events(12..15, "late")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (3, 0));
+    let r = store.ingest("s", events(8..22, "late")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (7, 7));
+    let r = store.ingest("s", events(10..20, "late")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 10));
+    let mut want: Vec<u64> = (10..20).chain(30..45).chain(47..50).collect();
+    assert_eq!(seqs().await, want);
+    assert_eq!(
+        store.stats("w").await.unwrap().by_kind.get("late"),
+        Some(&10)
+    );
+    // Fifteen days on, the events received 20 days ago go although the late ones (received
+    // now) sit below them in seq order: retention does not stall behind them.
+    assert_eq!(prune(now + 15 * DAY).await, 10);
+    want.retain(|s| !(30..40).contains(s));
+    assert_eq!(seqs().await, want);
+    // Past their own retention the late ones go too, with the rest, the never-coming hole
+    // 45..47 passed; every retry is then a duplicate, and new seqs are stored.
+    assert_eq!(prune(now + 31 * DAY).await, 18);
+    assert_eq!(seqs().await, Vec::<u64>::new());
+    assert_eq!(store.watermarks("w").await.unwrap()["s"], 49);
+    let r = store.ingest("s", events(0..45, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 45));
+    let r = store.ingest("s", events(45..52, "y")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (4, 3));
+    assert_eq!(seqs().await, vec![45, 46, 50, 51]);
+    assert_eq!(store.stats("w").await.unwrap().total, 4);
+}
+
+// An event stamped in the future (an import of such a time, or a clock stepped back since it
+// was received) is kept until its time, and holds nothing else back (SQLite walks seqs in order).
+async fn an_event_stamped_in_the_future_does_not_hold_retention_back<S: Store + Clone>(store: S) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s", "w")).await.unwrap();
+    for (seqs, at) in [
+        (0..10, now - 45 * DAY),
+        (10..11, now + 365 * DAY),
+        (11..20, now - 45 * DAY),
+        (20..25, now - DAY),
+    ] {
+        store
+            .import_events("s", old_events("s", seqs, at))
+            .await
+            .unwrap();
+    }
+    let report = store
+        .prune(PruneOptions {
+            now_ms: now,
+            chunk: 4,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 19);
+    let seqs: Vec<u64> = exported(&store, "w", ExportFilter::default())
+        .await
+        .into_iter()
+        .map(|(_, seq, _)| seq)
+        .collect();
+    assert_eq!(seqs, [10, 20, 21, 22, 23, 24]);
+    assert_eq!(store.stats("w").await.unwrap().total, 6);
+    // Every retry is a duplicate, the kept one too; new seqs are stored.
+    let r = store.ingest("s", events(0..27, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (2, 25));
+}
+
+// Copies (`store backup`, `store migrate`) carry the holes with the watermark: read as they are
+// now (less what arrived since), added after the copy's watermark.
+async fn holes_are_read_and_added_for_copies<S: Store + Clone>(store: S) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    for s in ["s", "copy"] {
+        store.add_sensor(sensor(s, "w")).await.unwrap();
+    }
+    for (seqs, age) in [(0..10, 45 * DAY), (20..30, 45 * DAY), (30..35, DAY)] {
+        store
+            .import_events("s", old_events("s", seqs, now - age))
+            .await
+            .unwrap();
+    }
+    assert!(store.pruned_holes("w").await.unwrap().is_empty());
+    store
+        .prune(PruneOptions {
+            now_ms: now,
+            chunk: 4,
+        })
+        .await
+        .unwrap();
+    let r = store.ingest("s", events(12..15, "late")).await.unwrap();
+    assert_eq!(r.accepted, 3);
+    let holes = store.pruned_holes("w").await.unwrap();
+    let want = vec![(10, 11), (15, 19)];
+    assert_eq!(
+        holes,
+        [("s".to_string(), want.clone())].into_iter().collect()
+    );
+    // A copy: its events, its watermark, then its holes (twice: kept once).
+    store
+        .import_events("copy", old_events("copy", 30..35, now - DAY))
+        .await
+        .unwrap();
+    store.raise_watermark("copy", 29).await.unwrap();
+    store.add_pruned_holes("copy", want.clone()).await.unwrap();
+    store.add_pruned_holes("copy", want.clone()).await.unwrap();
+    assert_eq!(store.pruned_holes("w").await.unwrap()["copy"], want);
+    let r = store.ingest("copy", events(0..22, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (7, 15));
+    let r = store.ingest("copy", events(0..22, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 22));
+    assert!(!store.pruned_holes("w").await.unwrap().contains_key("copy"));
+    assert!(matches!(
+        store.add_pruned_holes("ghost", want).await,
+        Err(StoreError::NoSuchSensor(_))
+    ));
 }

@@ -508,4 +508,21 @@ impl Store for AnyStore {
     ) -> Result<Vec<uplink_store::ReportPoint>, StoreError> {
         each!(self, s => s.report_points(workspace, sensor_id, since_ms).await)
     }
+
+    // Retention holes (issue #28).
+
+    async fn pruned_holes(
+        &self,
+        workspace: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<(u64, u64)>>, StoreError> {
+        each!(self, s => s.pruned_holes(workspace).await)
+    }
+
+    async fn add_pruned_holes(
+        &self,
+        sensor_id: &str,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.add_pruned_holes(sensor_id, holes).await)
+    }
 }

@@ -304,6 +304,7 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         let want = src.sensor_counts(&name).await?;
         let have = dst.sensor_counts(&name).await?;
         let marks = src.watermarks(&name).await?;
+        let holes = src.pruned_holes(&name).await?;
         for (sensor, &total) in &want {
             // After the sensor's events (below): retention's watermark, so that retries of the
             // events it removed stay duplicates in the copy.
@@ -316,6 +317,9 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
                 )?;
                 if let Some(through) = mark {
                     dst.raise_watermark(sensor, through).await?;
+                }
+                if let Some(h) = holes.get(sensor) {
+                    dst.add_pruned_holes(sensor, h.clone()).await?;
                 }
                 continue;
             }
@@ -358,6 +362,10 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             exported?;
             if let Some(through) = mark {
                 dst.raise_watermark(sensor, through).await?;
+            }
+            // And the holes below it, so that their late arrival is stored in the copy too.
+            if let Some(h) = holes.get(sensor) {
+                dst.add_pruned_holes(sensor, h.clone()).await?;
             }
         }
         // Verify: the same events per sensor, and the same counts per kind.

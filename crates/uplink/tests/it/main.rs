@@ -31,6 +31,7 @@ mod reload;
 mod renew;
 mod replicas;
 mod retention;
+mod retention_holes;
 mod route;
 mod sensor;
 mod service;

@@ -14,16 +14,16 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The flags that name a store: `--data-dir DIR`, or `--database URL --master-key-file FILE`.
 #[derive(Clone)]
-struct Target(Vec<String>);
+pub(crate) struct Target(Vec<String>);
 
 impl Target {
     /// A data directory (made first, as an administrator would before starting a service).
-    fn dir(dir: &Path) -> Target {
+    pub(crate) fn dir(dir: &Path) -> Target {
         std::fs::create_dir_all(dir).unwrap();
         Target(vec!["--data-dir".into(), dir.to_str().unwrap().into()])
     }
 
-    fn pg(cluster: &Cluster, database: &str, key: &Path) -> Target {
+    pub(crate) fn pg(cluster: &Cluster, database: &str, key: &Path) -> Target {
         Target(vec![
             "--database".into(),
             cluster.url(database),
@@ -41,22 +41,22 @@ impl Target {
         c
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
         self.cmd(args).output().expect("run uplink")
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = ok(self.run(args), &args.join(" "));
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
     }
 
-    fn total(&self, ws: &str) -> u64 {
+    pub(crate) fn total(&self, ws: &str) -> u64 {
         self.json(&["workspace", "stats", ws, "--json"])["events"]["total"]
             .as_u64()
             .unwrap()
     }
 
-    fn seqs(&self, ws: &str) -> Vec<u64> {
+    pub(crate) fn seqs(&self, ws: &str) -> Vec<u64> {
         let out = ok(self.run(&["events", "export", ws]), "events export");
         out.lines()
             .map(|l| {
@@ -68,7 +68,7 @@ impl Target {
     }
 
     /// `uplink service` on this store, with extra flags.
-    fn service(&self, extra: &[&str]) -> Service {
+    pub(crate) fn service(&self, extra: &[&str]) -> Service {
         let mut cmd = self.cmd(&["service", "--listen", "127.0.0.1:0", "--log-level", "debug"]);
         cmd.args(extra);
         let (child, port, log) = spawn_service(cmd);
@@ -76,7 +76,7 @@ impl Target {
     }
 
     /// `uplink workspace create NAME --json`, as a [`Ws`] (bundle and CA file in `dir`).
-    fn create(&self, dir: &Path, name: &str, port: u16) -> Ws {
+    pub(crate) fn create(&self, dir: &Path, name: &str, port: u16) -> Ws {
         let bundle = dir.join(format!("{name}.json"));
         let v = self.json(&[
             "workspace",
@@ -104,14 +104,14 @@ impl Target {
     }
 }
 
-struct Service {
+pub(crate) struct Service {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Service {
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -125,7 +125,27 @@ impl Drop for Service {
 
 /// Backs `from` up, makes the events with `seq < old_below` `days_old` days old, and restores
 /// the result into `to` (which uses the same master key). Returns the time given to them.
-fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i64) -> i64 {
+pub(crate) fn aged_copy(
+    from: &Target,
+    to: &Target,
+    dir: &Path,
+    old_below: u64,
+    days_old: i64,
+) -> i64 {
+    let (then, aged) = aged_copy_where(from, to, dir, |seq| seq < old_below, days_old);
+    assert_eq!(aged, old_below, "every old event is in the backup");
+    then
+}
+
+/// [`aged_copy`] of the events whose seq `old` picks; returns the time given to them and how
+/// many there were.
+pub(crate) fn aged_copy_where(
+    from: &Target,
+    to: &Target,
+    dir: &Path,
+    old: impl Fn(u64) -> bool,
+    days_old: i64,
+) -> (i64, u64) {
     let backup = dir.join("backup.ndjson");
     ok(
         from.run(&["store", "backup", "--to", backup.to_str().unwrap()]),
@@ -139,7 +159,7 @@ fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
             if let Some(e) = v.get_mut("event") {
-                if e["seq"].as_u64().unwrap() < old_below {
+                if old(e["seq"].as_u64().unwrap()) {
                     e["received_at"] = then.into();
                     aged += 1;
                 }
@@ -147,14 +167,13 @@ fn aged_copy(from: &Target, to: &Target, dir: &Path, old_below: u64, days_old: i
             format!("{v}\n")
         })
         .collect();
-    assert_eq!(aged, old_below, "every old event is in the backup");
     let aged_file = dir.join("aged.ndjson");
     std::fs::write(&aged_file, rewritten).unwrap();
     ok(
         to.run(&["store", "restore", "--from", aged_file.to_str().unwrap()]),
         "store restore",
     );
-    then
+    (then, aged)
 }
 
 fn uplink_store_now_ms() -> i64 {
