@@ -35,6 +35,7 @@ mod route;
 mod sensor;
 mod service;
 mod sources;
+mod sources_json;
 mod winproxy;
 mod wpad;
 mod wpad_dhcp;
