@@ -10,6 +10,9 @@
 //! as in text mode: a line is never dropped, and a line the service would refuse never makes the
 //! batch it is in unsendable.
 //!
+//! Text lines go the other way: [`write_str_lossy`] writes a line's bytes as a JSON string in one
+//! pass (what `String::from_utf8_lossy` then serde_json's escaping did in two).
+//!
 //! Pure: functions over bytes, table-tested below.
 
 use serde::de::IgnoredAny;
@@ -136,6 +139,114 @@ fn hex4(b: &[u8], at: usize) -> Option<u16> {
     })
 }
 
+/// Writes `bytes` as a JSON string (quotes included) exactly as
+/// `serde_json::to_writer(out, &String::from_utf8_lossy(bytes))` does — each invalid UTF-8
+/// sequence as U+FFFD, as `from_utf8_lossy` replaces it (the maximal invalid subpart), `"`, `\`
+/// and control bytes escaped as serde_json escapes them — in one pass over the bytes: the UTF-8
+/// check and the escaping together, eight bytes at a time while they are printable ASCII, and
+/// the runs that need nothing copied whole. The sources thread spends most of a tailing
+/// sensor's CPU writing lines; this is its inner loop.
+pub fn write_str_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    /// Some byte of `w` is zero (exact as an "any" test).
+    fn zero_byte(w: u64) -> bool {
+        w.wrapping_sub(LO) & !w & HI != 0
+    }
+    /// Some byte of `w` is not printable ASCII other than `"` and `\`.
+    fn attention(w: u64) -> bool {
+        w & HI != 0
+            || w.wrapping_sub(LO * 0x20) & !w & HI != 0
+            || zero_byte(w ^ (LO * u64::from(b'"')))
+            || zero_byte(w ^ (LO * u64::from(b'\\')))
+    }
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Bytes from `clean` to `i` need no escaping: copied in one go when something does.
+    let mut clean = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            if !attention(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        if b < 0x80 {
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0x00..=0x1f => {
+                    out.extend_from_slice(&bytes[clean..i]);
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 15)]);
+                    i += 1;
+                    clean = i;
+                    continue;
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend_from_slice(&bytes[clean..i]);
+            out.extend_from_slice(escape);
+            i += 1;
+            clean = i;
+            continue;
+        }
+        match utf8_sequence(&bytes[i..]) {
+            Ok(n) => i += n,
+            Err(bad) => {
+                out.extend_from_slice(&bytes[clean..i]);
+                out.extend_from_slice("\u{fffd}".as_bytes());
+                i += bad;
+                clean = i;
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[clean..]);
+    out.push(b'"');
+}
+
+/// The UTF-8 sequence that starts `b` (its first byte is not ASCII): `Ok(length)` when valid,
+/// else `Err(n)`, the bytes one U+FFFD replaces — the lead byte and the continuation bytes valid
+/// so far (Unicode's "maximal subpart", what `from_utf8_lossy` replaces).
+fn utf8_sequence(b: &[u8]) -> Result<usize, usize> {
+    // The length, and the range the second byte must be in (it narrows for overlong forms,
+    // surrogates and code points past U+10FFFF); later bytes are 0x80..=0xBF.
+    let (len, second) = match b[0] {
+        0xC2..=0xDF => (2, 0x80..=0xBF),
+        0xE0 => (3, 0xA0..=0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80..=0xBF),
+        0xED => (3, 0x80..=0x9F),
+        0xF0 => (4, 0x90..=0xBF),
+        0xF1..=0xF3 => (4, 0x80..=0xBF),
+        0xF4 => (4, 0x80..=0x8F),
+        _ => return Err(1),
+    };
+    for k in 1..len {
+        let ok = match b.get(k) {
+            Some(c) if k == 1 => second.contains(c),
+            Some(c) => (0x80..=0xBF).contains(c),
+            None => false,
+        };
+        if !ok {
+            return Err(k);
+        }
+    }
+    Ok(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +351,102 @@ mod tests {
             let event = format!("{{\"seq\":1,\"kind\":\"log\",\"data\":{l},\"offset\":0}}");
             let service = uplink_protocol::batch::parse_line(&event).is_ok();
             assert_eq!(object(l.as_bytes()).is_ok(), service, "{l}");
+        }
+    }
+
+    /// The old path: `from_utf8_lossy`, then serde_json's escaping.
+    fn two_passes(bytes: &[u8]) -> Vec<u8> {
+        serde_json::to_vec(&String::from_utf8_lossy(bytes)).unwrap()
+    }
+
+    #[track_caller]
+    fn same(bytes: &[u8]) {
+        let mut got = b"before".to_vec();
+        write_str_lossy(&mut got, bytes);
+        assert_eq!(&got[..6], b"before");
+        assert_eq!(
+            String::from_utf8_lossy(&got[6..]),
+            String::from_utf8_lossy(&two_passes(bytes)),
+            "{bytes:?}"
+        );
+    }
+
+    #[test]
+    fn one_pass_writes_what_two_passes_wrote() {
+        // Every byte value alone, and at every position of lines around the 8-byte words.
+        for b in 0..=255u8 {
+            same(&[b]);
+            for len in 1..=25 {
+                for at in 0..len {
+                    let mut line = vec![b'x'; len];
+                    line[at] = b;
+                    same(&line);
+                }
+            }
+        }
+        // Every two-byte pair after a lead byte and in ASCII context (UTF-8 sequences cut,
+        // overlong, surrogates, past U+10FFFF).
+        for lead in [
+            0xC0u8, 0xC2, 0xDF, 0xE0, 0xE1, 0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF,
+        ] {
+            for second in 0..=255u8 {
+                for tail in [&b""[..], b"\x80", b"\xbf", b"\x80\x80", b"\x80a", b"a"] {
+                    let mut line = b"abcdefg".to_vec();
+                    line.extend_from_slice(&[lead, second]);
+                    line.extend_from_slice(tail);
+                    same(&line);
+                    same(&line[7..]);
+                }
+            }
+        }
+        let table: &[&[u8]] = &[
+            b"",
+            b"plain text that is longer than a few words of eight bytes",
+            b"tab\there \"quoted\" back\\slash \x01 \x1f \x7f \x08\x0c\r\n",
+            "non-ASCII: é 日本 😀 \u{2028} \u{10ffff}".as_bytes(),
+            b"invalid \xff\xfe UTF-8 \xe6\x97",
+            b"\xed\xa0\x80 surrogate, \xc0\xaf overlong, \xf4\x90\x80\x80 too high",
+            b"\xf0\x9f\x98",
+            b"\"\"\"\"\"\"\"\"\\\\\\\\\\\\\\\\",
+        ];
+        for line in table {
+            same(line);
+        }
+        // Random lines: printable ASCII, specials, UTF-8 and stray bytes mixed, any length.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces: &[&[u8]] = &[
+            b"a",
+            b"long ascii run ",
+            b"\"",
+            b"\\",
+            b"\n",
+            b"\x00",
+            b"\x1b",
+            b"\x7f",
+            "é".as_bytes(),
+            "日".as_bytes(),
+            "😀".as_bytes(),
+            b"\xff",
+            b"\xe6\x97",
+            b"\xf0\x9f",
+            b"\x80",
+        ];
+        for _ in 0..20_000 {
+            let n = (next() % 40) as usize;
+            let line: Vec<u8> = (0..n)
+                .flat_map(|_| {
+                    pieces[(next() % pieces.len() as u64) as usize]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            same(&line);
         }
     }
 }

@@ -34,6 +34,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -630,7 +631,7 @@ pub fn text_lines(format: Format, lines: &[Line]) -> u64 {
 /// Writes the event of `line` (without a newline) exactly as
 /// `uplink_protocol::batch::encode_line(out, seq, kind, &line_event(kind, path, line).fields)`
 /// does (then pops its newline), without building the event: its fields in their map's order
-/// (`continued`, `line`, `offset`, `path`), strings escaped by serde_json.
+/// (`continued`, `line`, `offset`, `path`), strings escaped as serde_json escapes them ([`crate::json::write_str_lossy`]).
 ///
 /// A line that is a JSON object ([`Line::object`]) is written as `"data"` (in place of
 /// `"line"`): its bytes as read, without surrounding whitespace — the same JSON value as
@@ -652,10 +653,11 @@ pub fn encode_line_event(out: &mut Vec<u8>, seq: u64, kind: &str, path: &Path, l
         out.extend_from_slice(crate::json::trim(&line.bytes));
     } else {
         out.extend_from_slice(b",\"line\":");
-        json(out, &String::from_utf8_lossy(&line.bytes));
+        // One pass: the UTF-8 check and the escaping together (json::write_str_lossy).
+        crate::json::write_str_lossy(out, &line.bytes);
     }
     let _ = write!(out, ",\"offset\":{},\"path\":", line.start);
-    json(out, &path.to_string_lossy());
+    crate::json::write_str_lossy(out, path.as_os_str().as_bytes());
     out.push(b'}');
 }
 
