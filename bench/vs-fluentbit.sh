@@ -164,7 +164,7 @@ uplink_run() {
   local before start end got deadline=$((SECONDS + 600))
   before=$(ticks "$spid")
   start=$(now)
-  /usr/bin/time -f "%U %S %M" -o "$d/sensor.time" "$bin" sensor run --config-dir "$d/sensor" --log-level warn 2>"$d/sensor.err" &
+  /usr/bin/time -f "%U %S %M" -o "$d/sensor.time" "$bin" sensor run --config-dir "$d/sensor" --log-level warn >"$d/sensor.out" 2>"$d/sensor.err" &
   local tpid=$!
   # The peak RSS split: anonymous (heap, stacks) and file-backed (the binary's code and data
   # pages, shared libraries), sampled every 100 ms (VmHWM, the total, is exact; these are not).
@@ -191,7 +191,10 @@ uplink_run() {
     sleep 0.05
   done
   while :; do
-    got=$("$bin" workspace stats bench --data-dir "$d/service" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"]["by_kind"].get("log", 0))')
+    # A count that fails (the store busy a moment) counts as not there yet, not as the end of
+    # the run: under set -e it ended this function, and the sensor left running held the pipe
+    # the caller reads, so the script hung until its timeout.
+    got=$("$bin" workspace stats bench --data-dir "$d/service" --json 2>>"$d/stats.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"]["by_kind"].get("log", 0))' 2>>"$d/stats.err" || echo 0)
     [ "$got" -ge "$n" ] && break
     [ $SECONDS -lt $deadline ] || { echo "uplink: only $got of $n lines within 600 s" >&2; break; }
     sleep 0.1
