@@ -10,11 +10,18 @@
 # sys of the shipper's process), peak RSS; the uplink service's CPU µs per event; and the ratios
 # uplink / Fluent Bit. Figures, not pass/fail. Counted by kind: the sensor's own heartbeat and
 # inventory are not lines of the file.
+# PARSE=json: both sides parse each line as JSON — Fluent Bit with `Parser json` (a parsers file
+# in the run's temp dir), uplink with `format = "json"` (each line shipped as the event's `data`).
 # Usage: bench/vs-fluentbit.sh [N] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
 runs=${2:-1}
+case "${PARSE:-}" in
+  ""|text) parse="lines as text" ;;
+  json) parse="lines parsed as JSON (Fluent Bit Parser json, uplink format = \"json\")" ;;
+  *) echo "bench/vs-fluentbit.sh: PARSE=$PARSE: one of text (default), json"; exit 2 ;;
+esac
 peer=$(cd .. && pwd)/shared/peers/fluent-bit
 [ -x "$peer/fluent-bit" ] || { echo "bench/vs-fluentbit.sh: no Fluent Bit at $peer (../shared/peers/fluent-bit)"; exit 2; }
 for p in squid openssl python3 curl /usr/bin/time; do command -v "$p" >/dev/null || { echo "bench/vs-fluentbit.sh: $p is missing (apt-get install squid openssl python3 curl time)"; exit 2; }; done
@@ -100,6 +107,12 @@ fluentbit() {
   if [ "${COMPRESS:-}" = gzip ]; then
     sed -i 's/^    Format json_lines$/    Format json_lines\n    compress gzip/' "$conf"
   fi
+  # PARSE=json: each line parsed into the record (Fluent Bit's json parser, from a parsers file).
+  if [ "${PARSE:-}" = json ]; then
+    printf '[PARSER]\n    Name json\n    Format json\n' >"$tmp/parsers.conf"
+    sed -i -e "s|^\[SERVICE\]\$|[SERVICE]\n    Parsers_File $tmp/parsers.conf|" \
+      -e 's/^    Name tail$/    Name tail\n    Parser json/' "$conf"
+  fi
   if [ "$mode" = filesystem ]; then
     store="$tmp/fb-store"; rm -rf "$store"; mkdir -p "$store"
     python3 - "$conf" "$store" <<'PY'
@@ -147,10 +160,11 @@ uplink_run() {
 # INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default 4).
   [ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$d/sensor/sensor.toml"
   printf '\n[[sources.files]]\npaths = ["%s"]\n' "$tmp/input.log" >>"$d/sensor/sensor.toml"
+  [ "${PARSE:-}" != json ] || printf 'format = "json"\n' >>"$d/sensor/sensor.toml"
   local before start end got deadline=$((SECONDS + 600))
   before=$(ticks "$spid")
   start=$(now)
-  /usr/bin/time -f "%U %S %M" -o "$d/sensor.time" "$bin" sensor run --config-dir "$d/sensor" --log-level warn 2>"$d/sensor.err" &
+  /usr/bin/time -f "%U %S %M" -o "$d/sensor.time" "$bin" sensor run --config-dir "$d/sensor" --log-level warn >"$d/sensor.out" 2>"$d/sensor.err" &
   local tpid=$!
   # The peak RSS split: anonymous (heap, stacks) and file-backed (the binary's code and data
   # pages, shared libraries), sampled every 100 ms (VmHWM, the total, is exact; these are not).
@@ -177,7 +191,10 @@ uplink_run() {
     sleep 0.05
   done
   while :; do
-    got=$("$bin" workspace stats bench --data-dir "$d/service" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"]["by_kind"].get("log", 0))')
+    # A count that fails (the store busy a moment) counts as not there yet, not as the end of
+    # the run: under set -e it ended this function, and the sensor left running held the pipe
+    # the caller reads, so the script hung until its timeout.
+    got=$("$bin" workspace stats bench --data-dir "$d/service" --json 2>>"$d/stats.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"]["by_kind"].get("log", 0))' 2>>"$d/stats.err" || echo 0)
     [ "$got" -ge "$n" ] && break
     [ $SECONDS -lt $deadline ] || { echo "uplink: only $got of $n lines within 600 s" >&2; break; }
     sleep 0.1
@@ -193,7 +210,7 @@ uplink_run() {
   python3 -c "import sys; n,st,en,u,s,m,b,a,t,ma,mf=map(float,sys.argv[1:]); print(f'{n/(en-st):.0f} {(u+s)*1e6/n:.2f} {m/1024:.1f} {(a-b)/t*1e6/n:.2f} {ma/1024:.1f}+{mf/1024:.1f}')" "$got" "$start" "$end" "$u" "$s" "$m" "$before" "$after" "$tck" "$ma" "$mf"
 }
 
-echo "$n lines (shape ${SHAPE:-298}: $(($(stat -c %s "$tmp/input.log") / n)) B average), tail -> Squid CONNECT -> HTTPS, Fluent Bit ${COMPRESS:-uncompressed} vs uplink zstd, $(nproc) cores, $runs run(s)"
+echo "$n lines (shape ${SHAPE:-298}: $(($(stat -c %s "$tmp/input.log") / n)) B average), $parse, tail -> Squid CONNECT -> HTTPS, Fluent Bit ${COMPRESS:-uncompressed} vs uplink zstd, $(nproc) cores, $runs run(s)"
 printf '%-34s %12s %14s %10s %16s\n' shipper events/s "CPU us/event" "peak MiB" "service us/ev"
 for r in $(seq "$runs"); do
   read -r fm_eps fm_cpu fm_rss < <(fluentbit memory)

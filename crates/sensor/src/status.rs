@@ -243,6 +243,9 @@ pub struct FileStatus {
     pub length: Option<u64>,
     /// Bytes written but not yet queued (`length - offset`).
     pub behind: Option<u64>,
+    /// In a `format = "json"` file: lines queued as text because they were not one JSON object
+    /// (`uplink_sources::checkpoint::FileMark::not_json`); 0 otherwise.
+    pub not_json: u64,
 }
 
 /// Where the sources stand, read from their checkpoints (see `uplink_sources::checkpoint`).
@@ -286,6 +289,7 @@ impl SourcesStatus {
                         offset: m.offset,
                         length,
                         behind: length.map(|l| l.saturating_sub(m.offset)),
+                        not_json: m.not_json,
                     }
                 })
                 .collect(),

@@ -33,9 +33,10 @@
 //!
 //! Formats (JSON, versioned; format 1, without `next` and fingerprints, is still read):
 //! - `files.json`: `{"format":2,"files":[{"dev":D,"ino":I,"offset":O,"path":"…",
-//!   "fingerprint":{"len":N,"hash":H}}],"next":{"position":{…a file…},"last_seq":L,"digest":G}}`
+//!   "fingerprint":{"len":N,"hash":H},"not_json":T}],"next":{"position":{…a file…},"last_seq":L,"digest":G}}`
 //!   — files by identity (device, inode), so a renamed file keeps its place; `path` is for
-//!   people; `fingerprint` tells a reused inode from the file (see [`crate::tail::start_offset`]).
+//!   people; `fingerprint` tells a reused inode from the file (see [`crate::tail::start_offset`]);
+//!   `not_json` counts a JSON file's lines shipped as text (absent when 0; older builds ignore it).
 //! - `journal.json`: `{"format":2,"cursor":"…","next":{"position":"…","last_seq":L,"digest":G}}`.
 
 use std::io::Write;
@@ -88,6 +89,15 @@ pub struct FileMark {
     /// The file's first `min(offset, 1 KiB)` bytes (absent in format 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// In a `format = "json"` file: how many of the lines before `offset` were not one JSON
+    /// object and went as text (since the file was first followed). Written with the offset, so
+    /// the count always matches what is in the queue; absent when 0 (and in older checkpoints).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_json: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A batch written after the checkpoint: where the source will be once it is in the queue.
@@ -286,6 +296,7 @@ mod tests {
             offset,
             path: format!("/log/{ino}"),
             fingerprint: Some(Fingerprint { len: 3, hash: 9 }),
+            not_json: ino % 2,
         }
     }
 

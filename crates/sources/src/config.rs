@@ -59,6 +59,51 @@ pub struct FilesConfig {
     /// Seconds a file renamed away (or deleted) is still read after it stops growing (default 5).
     #[serde(default = "default_rotate_wait")]
     pub rotate_wait_secs: u64,
+    /// What a line is (default `text`): see [`Format`].
+    #[serde(default, skip_serializing_if = "Format::is_text")]
+    pub format: Format,
+}
+
+/// `format` of `[[sources.files]]`: how a line becomes an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Format {
+    /// Each line is text: the event's `line`, a string.
+    #[default]
+    Text,
+    /// Each line is one JSON object (what Fluent Bit's `Parser json` reads): shipped as the
+    /// event's `data`, as read; a line that is not one is shipped as text and counted
+    /// ([`crate::json`]).
+    Json,
+}
+
+impl Format {
+    pub fn is_text(&self) -> bool {
+        *self == Format::Text
+    }
+}
+
+impl TryFrom<String> for Format {
+    type Error = String;
+    fn try_from(s: String) -> Result<Format, String> {
+        match s.as_str() {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            _ => Err(format!(
+                "[[sources.files]] format = {s:?} is not a format: write \"text\" (each line is a string, the default) or \"json\" (each line is one JSON object)"
+            )),
+        }
+    }
+}
+
+impl From<Format> for String {
+    fn from(f: Format) -> String {
+        match f {
+            Format::Text => "text",
+            Format::Json => "json",
+        }
+        .to_owned()
+    }
 }
 
 fn default_rotate_wait() -> u64 {
@@ -135,6 +180,7 @@ mod tests {
                 .unwrap();
         assert_eq!(c.files[0].kind, "log");
         assert_eq!(c.files[0].max_line_bytes, 65536);
+        assert_eq!(c.files[0].format, Format::Text);
         assert!(c.journal.is_some());
         assert!(c.validate().is_ok());
     }
@@ -155,5 +201,36 @@ mod tests {
             assert!(e.contains(why), "{json}: {e}");
         }
         assert!(serde_json::from_str::<SourcesConfig>(r#"{"file":[]}"#).is_err());
+    }
+
+    #[test]
+    fn formats() {
+        for (json, want) in [
+            (r#"{"paths":["/a"]}"#, Ok(Format::Text)),
+            (r#"{"paths":["/a"],"format":"text"}"#, Ok(Format::Text)),
+            (r#"{"paths":["/a"],"format":"json"}"#, Ok(Format::Json)),
+            (
+                r#"{"paths":["/a"],"format":"JSON"}"#,
+                Err("\"JSON\" is not a format"),
+            ),
+            (
+                r#"{"paths":["/a"],"format":"ndjson"}"#,
+                Err("write \"text\""),
+            ),
+            (r#"{"paths":["/a"],"format":1}"#, Err("expected a string")),
+        ] {
+            match (serde_json::from_str::<FilesConfig>(json), want) {
+                (Ok(c), Ok(f)) => assert_eq!(c.format, f, "{json}"),
+                (Err(e), Err(why)) => assert!(e.to_string().contains(why), "{json}: {e}"),
+                (got, want) => panic!("{json}: {got:?}, want {want:?}"),
+            }
+        }
+        // Written back: text (the default) is left out, so older configurations stay as they were.
+        let mut c: FilesConfig = serde_json::from_str(r#"{"paths":["/a"]}"#).unwrap();
+        assert!(!serde_json::to_string(&c).unwrap().contains("format"));
+        c.format = Format::Json;
+        assert!(serde_json::to_string(&c)
+            .unwrap()
+            .contains(r#""format":"json""#));
     }
 }

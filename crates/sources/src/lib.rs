@@ -25,6 +25,7 @@ pub mod config;
 pub mod glob;
 pub mod host;
 pub mod journal;
+pub mod json;
 pub mod lines;
 pub mod tail;
 

@@ -10,6 +10,11 @@
 //! piece. Nothing is dropped and memory stays bounded by `max_line` per file. Bytes that are not
 //! UTF-8 are replaced (U+FFFD) when the line becomes an event.
 //!
+//! In a JSON file ([`Splitter::json`]) each whole line is also classified as it is emitted: is it
+//! one JSON object ([`crate::json::object`]; [`Line::object`])? The pieces of an over-long line
+//! never are (each is text); after a restart in the middle of an over-long line the splitter
+//! cannot know that the rest is a piece, and classifies it as a line.
+//!
 //! NUL bytes where a line would start are skipped: they are holes (a sparse or preallocated log
 //! file, or blocks a crash left unwritten), not lines. NUL bytes inside a line are kept.
 
@@ -23,6 +28,9 @@ pub struct Line {
     pub bytes: Vec<u8>,
     /// The line goes on in the next piece (it was longer than the cap).
     pub continued: bool,
+    /// In a JSON file: the line is one JSON object the service takes ([`crate::json::object`]),
+    /// shipped as the event's `data`. Always `false` in a text file.
+    pub object: bool,
 }
 
 impl Line {
@@ -37,6 +45,10 @@ pub struct Splitter {
     carry: Vec<u8>,
     carry_start: u64,
     max_line: usize,
+    /// Classify whole lines as JSON objects or not.
+    json: bool,
+    /// The carry is the rest of an over-long line (a piece was emitted before it).
+    split: bool,
 }
 
 impl Splitter {
@@ -46,7 +58,20 @@ impl Splitter {
             carry: Vec::new(),
             carry_start: offset,
             max_line: max_line.max(1),
+            json: false,
+            split: false,
         }
+    }
+
+    /// With `on`, whole lines are classified as JSON objects or not ([`Line::object`]).
+    pub fn json(mut self, on: bool) -> Splitter {
+        self.json = on;
+        self
+    }
+
+    /// Whether a line just completed, `bytes`, is a JSON object to ship as one.
+    fn object(&self, bytes: &[u8]) -> bool {
+        self.json && !self.split && crate::json::object(bytes).is_ok()
     }
 
     /// The offset up to which every byte belongs to an emitted line: where to resume after a
@@ -69,6 +94,7 @@ impl Splitter {
     pub fn reset(&mut self, offset: u64) {
         self.carry = Vec::new();
         self.carry_start = offset;
+        self.split = false;
     }
 
     /// Feeds the bytes that follow [`Splitter::next_offset`]; pushes complete lines to `out`.
@@ -95,11 +121,14 @@ impl Splitter {
                     if bytes.last() == Some(&b'\r') {
                         bytes.pop();
                     }
+                    let object = self.object(&bytes);
+                    self.split = false;
                     out.push(Line {
                         start: self.carry_start,
                         end,
                         bytes,
                         continued: false,
+                        object,
                     });
                     self.carry_start = end;
                     offset = end;
@@ -124,7 +153,9 @@ impl Splitter {
                 end: at,
                 bytes: std::mem::take(&mut self.carry),
                 continued: true,
+                object: false,
             });
+            self.split = true;
             self.carry_start = at;
             seg = &seg[take..];
         }
@@ -140,11 +171,14 @@ impl Splitter {
         let bytes = std::mem::take(&mut self.carry);
         let start = self.carry_start;
         self.carry_start += bytes.len() as u64;
+        let object = self.object(&bytes);
+        self.split = false;
         Some(Line {
             start,
             end: self.carry_start,
             bytes,
             continued: false,
+            object,
         })
     }
 }
@@ -252,6 +286,42 @@ mod tests {
         for cut in 0..text.len() {
             let (a, b) = text.split_at(cut);
             assert_eq!(split(&[a, b], 5).0, whole, "cut at {cut}");
+        }
+    }
+
+    /// In a JSON file: whole lines that are objects are marked; pieces of an over-long line
+    /// never are, also when the last piece alone would be an object; text files mark nothing.
+    #[test]
+    fn json_lines_are_classified() {
+        let text: &[u8] =
+            b"{\"a\":1}\n[1]\nnot json\n{\"b\":\"\xff\"}\nxxxxxxxxxx{\"c\":3}\n {\"d\":4} \r\n{\"e\":5}";
+        let run = |json: bool, chunk: usize| {
+            let mut s = Splitter::new(0, 10).json(json);
+            let mut out = Vec::new();
+            for c in text.chunks(chunk) {
+                s.feed(c, &mut out);
+            }
+            out.extend(s.finish());
+            out.iter().map(|l| (l.text(), l.object)).collect::<Vec<_>>()
+        };
+        let want: Vec<(String, bool)> = [
+            ("{\"a\":1}", true),
+            ("[1]", false),
+            ("not json", false),
+            ("{\"b\":\"\u{fffd}\"}", false),
+            ("xxxxxxxxxx", false),
+            ("{\"c\":3}", false),
+            // Exactly at the cap (the CR is not counted once gone): whole, an object.
+            (" {\"d\":4} ", true),
+            // The partial last line of a finished file is a line too.
+            ("{\"e\":5}", true),
+        ]
+        .iter()
+        .map(|(t, o)| (t.to_string(), *o))
+        .collect();
+        for chunk in [1, 3, 100] {
+            assert_eq!(run(true, chunk), want, "chunks of {chunk}");
+            assert!(run(false, chunk).iter().all(|(_, o)| !o));
         }
     }
 

@@ -34,12 +34,13 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{self, FileMark, FilesCheckpoint, Fingerprint, Next};
-use crate::config::FilesConfig;
+use crate::config::{FilesConfig, Format};
 use crate::lines::{Line, Splitter};
 use crate::{io_err, Event, Sink, SourceError};
 
@@ -191,6 +192,8 @@ struct Watched {
     durable: u64,
     /// The fingerprint at `durable`.
     fp: Fingerprint,
+    /// Lines before `durable` of a JSON file shipped as text (see [`FileMark::not_json`]).
+    not_json: u64,
     matched: bool,
     idle_since: Option<Instant>,
     /// Events read but refused by a full sink, each with the offset it commits.
@@ -304,15 +307,22 @@ impl Tailer {
                         tracing::info!(path = %path.display(), checkpointed = m.offset, length = meta.len(), "not the file checkpointed on this inode (shorter, or other first bytes): reading it from its beginning");
                     }
                     let fp = Fingerprint::of(&head[..head.len().min(start as usize)]);
+                    // The count goes on from the checkpoint, unless the file is read again.
+                    let not_json = mark
+                        .as_ref()
+                        .filter(|m| start == m.offset)
+                        .map_or(0, |m| m.not_json);
                     tracing::info!(path = %path.display(), offset = start, "following file");
                     self.files.push(Watched {
                         id,
                         path,
                         file,
                         group: g,
-                        splitter: Splitter::new(start, group.max_line_bytes),
+                        splitter: Splitter::new(start, group.max_line_bytes)
+                            .json(group.format == Format::Json),
                         durable: start,
                         fp,
+                        not_json,
                         matched: true,
                         idle_since: None,
                         pending: None,
@@ -477,6 +487,7 @@ impl Tailer {
             offset: w.durable,
             path: w.path.to_string_lossy().into_owned(),
             fingerprint: Some(w.fp),
+            not_json: w.not_json,
         }
     }
 
@@ -509,9 +520,11 @@ impl Tailer {
         let end = lines.last().map_or(self.files[i].durable, |l| l.end);
         let w = &self.files[i];
         let fp = fingerprint_at(&w.file, end, w.fp).map_err(io_err(&w.path))?;
+        let not_json = w.not_json + text_lines(self.groups[w.group].format, lines);
         let position = FileMark {
             offset: end,
             fingerprint: Some(fp),
+            not_json,
             ..Self::mark(w)
         };
         let mut ck = FilesCheckpoint {
@@ -536,6 +549,7 @@ impl Tailer {
         let w = &mut self.files[i];
         w.durable = end;
         w.fp = fp;
+        w.not_json = not_json;
         self.unsettled = true;
         Ok(())
     }
@@ -605,10 +619,24 @@ impl<'a> LineBatch<'a> {
     }
 }
 
+/// How many of `lines` of a file in `format` go as text though they should be JSON objects (the
+/// count [`FileMark::not_json`] keeps): none in a text file.
+pub fn text_lines(format: Format, lines: &[Line]) -> u64 {
+    match format {
+        Format::Text => 0,
+        Format::Json => lines.iter().filter(|l| !l.object).count() as u64,
+    }
+}
+
 /// Writes the event of `line` (without a newline) exactly as
 /// `uplink_protocol::batch::encode_line(out, seq, kind, &line_event(kind, path, line).fields)`
 /// does (then pops its newline), without building the event: its fields in their map's order
-/// (`continued`, `line`, `offset`, `path`), strings escaped by serde_json.
+/// (`continued`, `line`, `offset`, `path`), strings escaped as serde_json escapes them ([`crate::json::write_str_lossy`]).
+///
+/// A line that is a JSON object ([`Line::object`]) is written as `"data"` (in place of
+/// `"line"`): its bytes as read, without surrounding whitespace — the same JSON value as
+/// `line_event`'s, not necessarily the same bytes (serde_json would write it again, its keys
+/// sorted).
 pub fn encode_line_event(out: &mut Vec<u8>, seq: u64, kind: &str, path: &Path, line: &Line) {
     use std::io::Write;
     let json = |out: &mut Vec<u8>, s: &str| {
@@ -619,20 +647,35 @@ pub fn encode_line_event(out: &mut Vec<u8>, seq: u64, kind: &str, path: &Path, l
     if line.continued {
         out.extend_from_slice(b",\"continued\":true");
     }
-    out.extend_from_slice(b",\"line\":");
-    json(out, &String::from_utf8_lossy(&line.bytes));
+    if line.object {
+        // Checked when the line was read (the splitter): one JSON object the service takes.
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(crate::json::trim(&line.bytes));
+    } else {
+        out.extend_from_slice(b",\"line\":");
+        // One pass: the UTF-8 check and the escaping together (json::write_str_lossy).
+        crate::json::write_str_lossy(out, &line.bytes);
+    }
     let _ = write!(out, ",\"offset\":{},\"path\":", line.start);
-    json(out, &path.to_string_lossy());
+    crate::json::write_str_lossy(out, path.as_os_str().as_bytes());
     out.push(b'}');
 }
 
 /// The event for one line of a file: `{"path", "offset", "line"}` (+ `"continued": true` for a
-/// piece of an over-long line that goes on in the next event).
+/// piece of an over-long line that goes on in the next event); for a line that is a JSON object
+/// ([`Line::object`]), `"data"`, the object, in place of `"line"`.
 pub fn line_event(kind: &str, path: &Path, line: &Line) -> Event {
     let mut fields = serde_json::Map::new();
     fields.insert("path".into(), path.to_string_lossy().into_owned().into());
     fields.insert("offset".into(), line.start.into());
-    fields.insert("line".into(), line.text().into());
+    let data = line
+        .object
+        .then(|| serde_json::from_slice::<serde_json::Value>(&line.bytes).ok())
+        .flatten();
+    match data {
+        Some(data) => fields.insert("data".into(), data),
+        None => fields.insert("line".into(), line.text().into()),
+    };
     if line.continued {
         fields.insert("continued".into(), true.into());
     }
@@ -654,6 +697,7 @@ mod tests {
             offset,
             path: "/log/a.log".into(),
             fingerprint,
+            not_json: 0,
         }
     }
 
@@ -750,7 +794,8 @@ mod tests {
     }
 
     /// The queue gets a line's event straight from its bytes: exactly what encoding the event
-    /// gives, for any line (short, long, escaped, non-ASCII, invalid UTF-8, a piece) and path.
+    /// gives, for any line (short, long, escaped, non-ASCII, invalid UTF-8, a piece) and path;
+    /// a JSON object line (in a JSON file) as the same JSON, its object's bytes as read.
     #[test]
     fn a_line_event_is_encoded_as_the_event_would_be() {
         let long = "x".repeat(70_000);
@@ -758,6 +803,12 @@ mod tests {
             b"",
             b"plain text",
             b"{\"json\":\"inside\",\"n\":[1,2]}",
+            concat!(
+                " ",
+                r#"{"z": 1.50, "a":"\u00e9 é \\\"","n":{"y":[true,null]}}"#,
+                "\t"
+            )
+            .as_bytes(),
             b"tab\there \"quoted\" back\\slash \x01 \x7f",
             "non-ASCII: é 日本 😀 \u{2028}".as_bytes(),
             b"invalid \xff\xfe UTF-8 \xe6\x97",
@@ -768,16 +819,19 @@ mod tests {
             Path::new("/tmp/with \"quote\" and \\ é.log"),
         ];
         for text in &texts {
+            let is_object = crate::json::object(text).is_ok();
             for path in paths {
-                for continued in [false, true] {
+                for (continued, object) in [(false, false), (true, false), (false, is_object)] {
                     for (seq, start) in [(0u64, 0u64), (9_007_199_254_740_993, u64::MAX / 3)] {
                         let line = Line {
                             start,
                             end: start + text.len() as u64 + 1,
                             bytes: text.to_vec(),
                             continued,
+                            object,
                         };
                         let event = line_event("log", path, &line);
+                        assert_eq!(event.fields.contains_key("data"), object);
                         let mut want = Vec::new();
                         uplink_protocol::batch::encode_line(
                             &mut want,
@@ -788,11 +842,25 @@ mod tests {
                         want.pop();
                         let mut got = b"left alone".to_vec();
                         encode_line_event(&mut got, seq, "log", path, &line);
-                        assert_eq!(
-                            String::from_utf8_lossy(&got[10..]),
-                            String::from_utf8_lossy(&want)
-                        );
                         assert_eq!(&got[..10], b"left alone");
+                        let got = &got[10..];
+                        if !object {
+                            assert_eq!(
+                                String::from_utf8_lossy(got),
+                                String::from_utf8_lossy(&want)
+                            );
+                            continue;
+                        }
+                        // The object's bytes as read, the same JSON as the event's.
+                        let raw = crate::json::trim(text);
+                        assert!(got.windows(raw.len()).any(|w| w == raw));
+                        let value =
+                            |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+                        assert_eq!(value(got), value(&want));
+                        assert!(uplink_protocol::batch::parse_line(
+                            std::str::from_utf8(got).unwrap()
+                        )
+                        .is_ok());
                     }
                 }
             }
@@ -898,6 +966,7 @@ mod tests {
             kind: "log".into(),
             max_line_bytes: 1024,
             rotate_wait_secs: 5,
+            format: Format::Text,
         }]
     }
 
@@ -1118,6 +1187,7 @@ mod tests {
                 offset: 50,
                 path: log.display().to_string(),
                 fingerprint: Some(Fingerprint::of(first)),
+                not_json: 0,
             }],
             next: None,
         };

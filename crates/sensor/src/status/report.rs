@@ -180,13 +180,17 @@ impl Report {
         }
         line(heartbeats);
         for f in &self.sources.files {
+            let not_json = match f.not_json {
+                0 => String::new(),
+                n => format!("; {n} lines not JSON objects, queued as text"),
+            };
             line(match f.behind {
                 Some(behind) => format!(
-                    "file          {}: queued through byte {}, {behind} bytes behind",
+                    "file          {}: queued through byte {}, {behind} bytes behind{not_json}",
                     f.path, f.offset
                 ),
                 None => format!(
-                    "file          {}: queued through byte {} (rotated away or deleted)",
+                    "file          {}: queued through byte {} (rotated away or deleted){not_json}",
                     f.path, f.offset
                 ),
             });
@@ -281,12 +285,14 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
                     offset: 10,
                     length: Some(25),
                     behind: Some(15),
+                    not_json: 0,
                 },
                 FileStatus {
                     path: "/var/log/b.log".into(),
                     offset: 7,
                     length: None,
                     behind: None,
+                    not_json: 3,
                 },
             ],
             journal_cursor: Some("s=abc".into()),
@@ -393,12 +399,14 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
       {
         "behind": 15,
         "length": 25,
+        "not_json": 0,
         "offset": 10,
         "path": "/var/log/a.log"
       },
       {
         "behind": null,
         "length": null,
+        "not_json": 3,
         "offset": 7,
         "path": "/var/log/b.log"
       }
@@ -466,7 +474,7 @@ fix           {}
 certificate   valid until 2027-01-01T00:00:00Z
 heartbeats    4 queued, 2 skipped (queue full), last at 2026-01-02T03:00:00Z
 file          /var/log/a.log: queued through byte 10, 15 bytes behind
-file          /var/log/b.log: queued through byte 7 (rotated away or deleted)
+file          /var/log/b.log: queued through byte 7 (rotated away or deleted); 3 lines not JSON objects, queued as text
 journal       queued through cursor s=abc
 ",
             uplink_diag::Code::TCP_REFUSED.fix(),

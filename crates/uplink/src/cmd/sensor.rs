@@ -49,7 +49,8 @@ pub enum Command {
     ///
     /// Failures are retried with exponential backoff and jitter; nothing leaves the queue until
     /// the service has committed it. The sources of sensor.toml's [sources] run alongside:
-    /// files (`[[sources.files]] paths = [globs]`), the journal (`[sources.journal]`), a
+    /// files (`[[sources.files]] paths = [globs]`, `format = "json"` for JSON lines), the
+    /// journal (`[sources.journal]`), a
     /// heartbeat every 60 s and an inventory at start and daily (docs/sources.md).
     ///
     /// Signals: SIGTERM stops it (the upload in flight may finish, at most 10 s; sources stop

@@ -36,6 +36,7 @@ mod route;
 mod sensor;
 mod service;
 mod sources;
+mod sources_json;
 mod winproxy;
 mod wpad;
 mod wpad_dhcp;

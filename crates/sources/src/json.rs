@@ -1,0 +1,522 @@
+//! `format = "json"` files: is a line one JSON object the service will take as it is?
+//!
+//! A line of a JSON file is shipped as its event's `data` — the bytes read, never parsed into a
+//! tree and written again — when [`object`] says it is one JSON object that every reader of the
+//! stored events can read: valid UTF-8, valid JSON (serde_json, into `IgnoredAny`: no tree), an
+//! object, nesting at most [`MAX_OBJECT_DEPTH`] levels (the event wraps it, and the service
+//! refuses events deeper than [`uplink_protocol::batch::MAX_DEPTH`]), and every `\u` escape valid
+//! Unicode (the service refuses lone UTF-16 surrogates). Anything else — bad JSON, an array, a
+//! scalar, invalid UTF-8, too deep — is [`Verdict`]ed with its reason and shipped as text, exactly
+//! as in text mode: a line is never dropped, and a line the service would refuse never makes the
+//! batch it is in unsendable.
+//!
+//! Text lines go the other way: [`write_str_lossy`] writes a line's bytes as a JSON string in one
+//! pass (what `String::from_utf8_lossy` then serde_json's escaping did in two).
+//!
+//! Pure: functions over bytes, table-tested below.
+
+use serde::de::IgnoredAny;
+
+/// The deepest nesting of arrays and objects in a line shipped as `data` (the line's own object
+/// is level 1): one less than the service's limit on an event, whose object holds it.
+pub const MAX_OBJECT_DEPTH: usize = uplink_protocol::batch::MAX_DEPTH - 1;
+
+/// Why a line of a JSON file is shipped as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// One JSON object: shipped as `data`.
+    Object,
+    /// Not UTF-8.
+    NotUtf8,
+    /// Valid UTF-8, but not JSON (or not one value).
+    NotJson,
+    /// JSON, but an array, a string, a number, `true`, `false` or `null`.
+    NotObject,
+    /// Nested deeper than [`MAX_OBJECT_DEPTH`].
+    TooDeep,
+    /// A `\u` escape that is a lone UTF-16 surrogate.
+    LoneSurrogate,
+}
+
+/// JSON's whitespace (RFC 8259): what may surround the value on a line.
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `line` without the JSON whitespace around it.
+pub fn trim(line: &[u8]) -> &[u8] {
+    let start = line.iter().position(|&b| !is_ws(b)).unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|&b| !is_ws(b))
+        .map_or(start, |e| e + 1);
+    &line[start..end]
+}
+
+/// The object of `line` (without surrounding whitespace) when the line is one JSON object the
+/// service takes as it is; else why not.
+pub fn object(line: &[u8]) -> Result<&str, Verdict> {
+    let bytes = trim(line);
+    let text = std::str::from_utf8(bytes).map_err(|_| Verdict::NotUtf8)?;
+    if bytes.first() != Some(&b'{') {
+        // One JSON value, but not an object; or not JSON at all.
+        return Err(if serde_json::from_str::<IgnoredAny>(text).is_ok() {
+            Verdict::NotObject
+        } else {
+            Verdict::NotJson
+        });
+    }
+    // Depth and surrogates first: serde_json's own limit (128) is deeper than the service's,
+    // and it lets lone surrogates through.
+    structure(bytes)?;
+    serde_json::from_str::<IgnoredAny>(text).map_err(|_| Verdict::NotJson)?;
+    Ok(text)
+}
+
+/// Nesting within [`MAX_OBJECT_DEPTH`] and no lone surrogate in a `\u` escape. One pass over the
+/// bytes, no allocation; malformed input is left to the parser (it refuses it).
+fn structure(b: &[u8]) -> Result<(), Verdict> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_OBJECT_DEPTH {
+                    return Err(Verdict::TooDeep);
+                }
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'"' => {
+                // A string: on to its closing quote, checking its `\u` escapes.
+                i += 1;
+                loop {
+                    // The bulk of an event is string text: to the next quote or backslash at once.
+                    let Some(k) = b[i..].iter().position(|&c| c == b'"' || c == b'\\') else {
+                        return Ok(()); // unterminated: the parser says so
+                    };
+                    i += k;
+                    if b[i] == b'"' {
+                        i += 1;
+                        break;
+                    }
+                    if b.get(i + 1) != Some(&b'u') {
+                        i += 2;
+                        continue;
+                    }
+                    match hex4(b, i + 2) {
+                        None => return Ok(()), // malformed: the parser says so
+                        Some(0xD800..=0xDBFF) => {
+                            let low = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
+                                .then(|| hex4(b, i + 8))
+                                .flatten();
+                            if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                                return Err(Verdict::LoneSurrogate);
+                            }
+                            i += 12;
+                        }
+                        Some(0xDC00..=0xDFFF) => return Err(Verdict::LoneSurrogate),
+                        Some(_) => i += 6,
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// The value of four hex digits at `at`, if they are there.
+fn hex4(b: &[u8], at: usize) -> Option<u16> {
+    let d = b.get(at..at + 4)?;
+    d.iter().try_fold(0u16, |v, &c| {
+        let x = (c as char).to_digit(16)?;
+        Some(v << 4 | x as u16)
+    })
+}
+
+/// Writes `bytes` as a JSON string (quotes included) exactly as
+/// `serde_json::to_writer(out, &String::from_utf8_lossy(bytes))` does — each invalid UTF-8
+/// sequence as U+FFFD, as `from_utf8_lossy` replaces it (the maximal invalid subpart), `"`, `\`
+/// and control bytes escaped as serde_json escapes them — in one pass over the bytes: the UTF-8
+/// check and the escaping together, eight bytes at a time while they are printable ASCII, and
+/// the runs that need nothing copied whole. The sources thread spends most of a tailing
+/// sensor's CPU writing lines; this is its inner loop.
+pub fn write_str_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    /// The high bit of each zero byte of `w`, and maybe of bytes above one (a borrow): the
+    /// lowest bit set is exactly the first zero byte.
+    fn zero_bytes(w: u64) -> u64 {
+        w.wrapping_sub(LO) & !w & HI
+    }
+    /// The bytes of `w` (loaded little-endian) that are not printable ASCII other than `"` and
+    /// `\`, as [`zero_bytes`] marks them: the lowest bit set is exactly the first such byte.
+    fn attention(w: u64) -> u64 {
+        (w & HI)
+            | (w.wrapping_sub(LO * 0x20) & !w & HI)
+            | zero_bytes(w ^ (LO * u64::from(b'"')))
+            | zero_bytes(w ^ (LO * u64::from(b'\\')))
+    }
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Bytes from `clean` to `i` need no escaping: copied in one go when something does.
+    let mut clean = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let m = attention(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+            if m == 0 {
+                i += 8;
+                continue;
+            }
+            // Straight to the first byte that needs a look (dense JSON-looking text has one
+            // every few bytes).
+            i += (m.trailing_zeros() / 8) as usize;
+        }
+        let b = bytes[i];
+        if b < 0x80 {
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0x00..=0x1f => {
+                    out.extend_from_slice(&bytes[clean..i]);
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 15)]);
+                    i += 1;
+                    clean = i;
+                    continue;
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend_from_slice(&bytes[clean..i]);
+            out.extend_from_slice(escape);
+            i += 1;
+            clean = i;
+            continue;
+        }
+        match utf8_sequence(&bytes[i..]) {
+            Ok(n) => {
+                i += n;
+                // Non-ASCII text (accents, CJK) comes in runs: on through the run, back to
+                // words of eight at its end (an invalid sequence is replaced above, next turn).
+                while bytes.get(i).is_some_and(|&c| c >= 0x80) {
+                    match utf8_sequence(&bytes[i..]) {
+                        Ok(n) => i += n,
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(bad) => {
+                out.extend_from_slice(&bytes[clean..i]);
+                out.extend_from_slice("\u{fffd}".as_bytes());
+                i += bad;
+                clean = i;
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[clean..]);
+    out.push(b'"');
+}
+
+/// The UTF-8 sequence that starts `b` (its first byte is not ASCII): `Ok(length)` when valid,
+/// else `Err(n)`, the bytes one U+FFFD replaces — the lead byte and the continuation bytes valid
+/// so far (Unicode's "maximal subpart", what `from_utf8_lossy` replaces).
+fn utf8_sequence(b: &[u8]) -> Result<usize, usize> {
+    // The length, and the range the second byte must be in (it narrows for overlong forms,
+    // surrogates and code points past U+10FFFF); later bytes are 0x80..=0xBF.
+    let (len, second) = match b[0] {
+        0xC2..=0xDF => (2, 0x80..=0xBF),
+        0xE0 => (3, 0xA0..=0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80..=0xBF),
+        0xED => (3, 0x80..=0x9F),
+        0xF0 => (4, 0x90..=0xBF),
+        0xF1..=0xF3 => (4, 0x80..=0xBF),
+        0xF4 => (4, 0x80..=0x8F),
+        _ => return Err(1),
+    };
+    for k in 1..len {
+        let ok = match b.get(k) {
+            Some(c) if k == 1 => second.contains(c),
+            Some(c) => (0x80..=0xBF).contains(c),
+            None => false,
+        };
+        if !ok {
+            return Err(k);
+        }
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> String {
+        let mut s = String::from("{\"a\":");
+        for _ in 1..depth {
+            s.push('[');
+        }
+        s.push('1');
+        for _ in 1..depth {
+            s.push(']');
+        }
+        s.push('}');
+        s
+    }
+
+    #[test]
+    fn table() {
+        use Verdict::*;
+        let deepest = nested(MAX_OBJECT_DEPTH);
+        let too_deep = nested(MAX_OBJECT_DEPTH + 1);
+        let big = format!("{{\"msg\":\"{}\"}}", "x".repeat(64 * 1024 - 10));
+        let cases: &[(&[u8], Result<&str, Verdict>)] = &[
+            (b"{}", Ok("{}")),
+            (br#"{"a":1}"#, Ok(r#"{"a":1}"#)),
+            (b"  \t{\"a\":1}\r ", Ok(r#"{"a":1}"#)),
+            (
+                br#"{"user":"CONTOSO\\u1","n":-1.5e3,"ok":true,"z":null,"l":[1,{"b":[]}]}"#,
+                Ok(r#"{"user":"CONTOSO\\u1","n":-1.5e3,"ok":true,"z":null,"l":[1,{"b":[]}]}"#),
+            ),
+            // Escapes, including a surrogate pair and an escaped quote before the real one.
+            (
+                br#"{"q":"say \"hi\"\t\\ \u00e9 \ud83d\ude80 \/"}"#,
+                Ok(r#"{"q":"say \"hi\"\t\\ \u00e9 \ud83d\ude80 \/"}"#),
+            ),
+            // Non-ASCII as itself; a brace inside a string does not nest.
+            (
+                "{\"m\":\"Übergröße 日本 🚀 {[\"}".as_bytes(),
+                Ok("{\"m\":\"Übergröße 日本 🚀 {[\"}"),
+            ),
+            // Duplicate keys are JSON (the service stores them as sent).
+            (br#"{"a":1,"a":2}"#, Ok(r#"{"a":1,"a":2}"#)),
+            (deepest.as_bytes(), Ok(&deepest)),
+            (big.as_bytes(), Ok(&big)),
+            // Not UTF-8 (in a string, and a truncated sequence).
+            (b"{\"a\":\"\xff\"}", Err(NotUtf8)),
+            (b"{\"a\":\"\xe6\x97\"}", Err(NotUtf8)),
+            // Not JSON.
+            (b"", Err(NotJson)),
+            (b"   ", Err(NotJson)),
+            (b"plain text", Err(NotJson)),
+            (b"{", Err(NotJson)),
+            (br#"{"a":1"#, Err(NotJson)),
+            (br#"{"a":1}}"#, Err(NotJson)),
+            (br#"{"a":1} {"b":2}"#, Err(NotJson)),
+            (br#"{"a":1,}"#, Err(NotJson)),
+            (br#"{'a':1}"#, Err(NotJson)),
+            (br#"{"a":01}"#, Err(NotJson)),
+            (br#"{"a":NaN}"#, Err(NotJson)),
+            (b"{\"a\":\"tab\there\"}", Err(NotJson)),
+            (b"{\"a\":\"nul\0\"}", Err(NotJson)),
+            (br#"{"a":"\x"}"#, Err(NotJson)),
+            (br#"{"a":"\u12"}"#, Err(NotJson)),
+            (br#"{"a":"unterminated}"#, Err(NotJson)),
+            (b"{\"a\":1}\x0b", Err(NotJson)),
+            // JSON, not an object.
+            (b"[1,2]", Err(NotObject)),
+            (br#""a string""#, Err(NotObject)),
+            (b"42", Err(NotObject)),
+            (b"true", Err(NotObject)),
+            (b"null", Err(NotObject)),
+            // Too deep for the service once wrapped in the event.
+            (too_deep.as_bytes(), Err(TooDeep)),
+            // Lone surrogates: JSON to serde_json, refused by the service.
+            (br#"{"a":"\ud800"}"#, Err(LoneSurrogate)),
+            (br#"{"a":"\udc00 x"}"#, Err(LoneSurrogate)),
+            (br#"{"a":"\ud83d\u0041"}"#, Err(LoneSurrogate)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                object(line),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            );
+        }
+    }
+
+    /// What is shipped as `data`, wrapped as the event, is what the service accepts; what is
+    /// refused as too deep or a lone surrogate, the service would refuse.
+    #[test]
+    fn the_service_takes_every_object_shipped() {
+        let lines = [
+            r#"{"a":1}"#.to_owned(),
+            r#"{"q":"\ud83d\ude80 \"x\""}"#.to_owned(),
+            nested(MAX_OBJECT_DEPTH),
+            nested(MAX_OBJECT_DEPTH + 1),
+            r#"{"a":"\ud800"}"#.to_owned(),
+        ];
+        for l in &lines {
+            let event = format!("{{\"seq\":1,\"kind\":\"log\",\"data\":{l},\"offset\":0}}");
+            let service = uplink_protocol::batch::parse_line(&event).is_ok();
+            assert_eq!(object(l.as_bytes()).is_ok(), service, "{l}");
+        }
+    }
+
+    /// The old path: `from_utf8_lossy`, then serde_json's escaping.
+    fn two_passes(bytes: &[u8]) -> Vec<u8> {
+        serde_json::to_vec(&String::from_utf8_lossy(bytes)).unwrap()
+    }
+
+    #[track_caller]
+    fn same(bytes: &[u8]) {
+        let mut got = b"before".to_vec();
+        write_str_lossy(&mut got, bytes);
+        assert_eq!(&got[..6], b"before");
+        assert_eq!(
+            String::from_utf8_lossy(&got[6..]),
+            String::from_utf8_lossy(&two_passes(bytes)),
+            "{bytes:?}"
+        );
+    }
+
+    #[test]
+    fn one_pass_writes_what_two_passes_wrote() {
+        // Every byte value alone, and at every position of lines around the 8-byte words.
+        for b in 0..=255u8 {
+            same(&[b]);
+            for len in 1..=25 {
+                for at in 0..len {
+                    let mut line = vec![b'x'; len];
+                    line[at] = b;
+                    same(&line);
+                }
+            }
+        }
+        // Every two-byte pair after a lead byte and in ASCII context (UTF-8 sequences cut,
+        // overlong, surrogates, past U+10FFFF).
+        for lead in [
+            0xC0u8, 0xC2, 0xDF, 0xE0, 0xE1, 0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF,
+        ] {
+            for second in 0..=255u8 {
+                for tail in [&b""[..], b"\x80", b"\xbf", b"\x80\x80", b"\x80a", b"a"] {
+                    let mut line = b"abcdefg".to_vec();
+                    line.extend_from_slice(&[lead, second]);
+                    line.extend_from_slice(tail);
+                    same(&line);
+                    same(&line[7..]);
+                }
+            }
+        }
+        let table: &[&[u8]] = &[
+            b"",
+            b"plain text that is longer than a few words of eight bytes",
+            b"tab\there \"quoted\" back\\slash \x01 \x1f \x7f \x08\x0c\r\n",
+            "non-ASCII: é 日本 😀 \u{2028} \u{10ffff}".as_bytes(),
+            b"invalid \xff\xfe UTF-8 \xe6\x97",
+            b"\xed\xa0\x80 surrogate, \xc0\xaf overlong, \xf4\x90\x80\x80 too high",
+            b"\xf0\x9f\x98",
+            b"\"\"\"\"\"\"\"\"\\\\\\\\\\\\\\\\",
+        ];
+        for line in table {
+            same(line);
+        }
+        // Random lines: printable ASCII, specials, UTF-8 and stray bytes mixed, any length.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces: &[&[u8]] = &[
+            b"a",
+            b"long ascii run ",
+            b"\"",
+            b"\\",
+            b"\n",
+            b"\x00",
+            b"\x1b",
+            b"\x7f",
+            "é".as_bytes(),
+            "日".as_bytes(),
+            "😀".as_bytes(),
+            b"\xff",
+            b"\xe6\x97",
+            b"\xf0\x9f",
+            b"\x80",
+        ];
+        for _ in 0..20_000 {
+            let n = (next() % 40) as usize;
+            let line: Vec<u8> = (0..n)
+                .flat_map(|_| {
+                    pieces[(next() % pieces.len() as u64) as usize]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            same(&line);
+        }
+    }
+
+    /// A measurement, not a check of speed: ns per line of the old two passes and of
+    /// [`write_str_lossy`], alternated in one process, for the bench's line shapes. Run with
+    /// `cargo test --release -p uplink-sources -- --ignored --nocapture one_pass_speed`.
+    #[test]
+    #[ignore = "a measurement; run it in release"]
+    fn one_pass_speed() {
+        let head = r#"{"host":"dc01.contoso.com","user":"CONTOSO\\user42","src_ip":"10.1.0.42","event_id":4624,"n":42,"msg":""#;
+        let shapes = [
+            (
+                "298",
+                format!("{head}{}\"}}", "x".repeat(298 - head.len() - 3)),
+            ),
+            ("plain", "x".repeat(297)),
+            (
+                "escaped",
+                format!("{head}{}\"}}", r#"say \"hi\"\\path\tq\u0001 "#.repeat(8)),
+            ),
+            (
+                "nonascii",
+                format!("{head}{}\"}}", "Übergröße café 日本語のログ 🚀 ".repeat(4)),
+            ),
+        ];
+        for (name, line) in &shapes {
+            let bytes = line.as_bytes();
+            let n = 200_000;
+            let mut out = Vec::with_capacity(1024);
+            let (mut old, mut new) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    out.clear();
+                    serde_json::to_writer(
+                        &mut out,
+                        &String::from_utf8_lossy(std::hint::black_box(bytes)),
+                    )
+                    .unwrap();
+                }
+                old = old.min(t.elapsed().as_nanos() as f64 / n as f64);
+                let want = out.clone();
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    out.clear();
+                    write_str_lossy(&mut out, std::hint::black_box(bytes));
+                }
+                new = new.min(t.elapsed().as_nanos() as f64 / n as f64);
+                assert_eq!(out, want);
+            }
+            eprintln!(
+                "{name:>8} ({} B): two passes {old:.0} ns/line, one pass {new:.0} ns/line ({:.2}x)",
+                bytes.len(),
+                new / old
+            );
+        }
+    }
+}
