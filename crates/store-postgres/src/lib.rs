@@ -134,13 +134,23 @@ const EXPORT_CHUNK: i32 = 1000;
 /// the statement fails with a unique violation on `seen_pkey` and nothing of it is stored; run
 /// again ([`unique_race`]), it sees them and counts them as duplicates.
 /// Returns the events stored, and whether the sensor exists.
+///
+/// The watermark the statement decides by is `w0`, read without a lock, as of the statement's
+/// snapshot, like `pruned_holes` and `seen`; `w` only takes the lock. When a prune holding the
+/// row commits while this statement waits for it, the locked read returns the prune's new
+/// watermark, but the snapshot does not see the holes that prune recorded below it: deciding by
+/// the new watermark would answer a never-stored seq between the two "duplicate" (found in
+/// review). By the snapshot's watermark such a seq is decided by `seen` as of the same snapshot,
+/// which still holds every seq that prune removed (`clear_seen` runs after it commits).
 const INSERT_EVENTS: &str = "WITH w AS (
-        SELECT COALESCE(pruned_through, -1) AS through FROM sensors WHERE id = $1 FOR KEY SHARE
+        SELECT 1 FROM sensors WHERE id = $1 FOR KEY SHARE
+    ), w0 AS (
+        SELECT COALESCE(pruned_through, -1) AS through FROM sensors WHERE id = $1
     ), batch AS MATERIALIZED (
         SELECT DISTINCT ON (t.seq) t.seq, t.kind, t.received_at, t.body
         FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
-            AS t (seq, kind, received_at, body, ord), w
-        WHERE (t.seq > w.through OR EXISTS (
+            AS t (seq, kind, received_at, body, ord), w, w0
+        WHERE (t.seq > w0.through OR EXISTS (
                 SELECT 1 FROM pruned_holes h WHERE h.sensor = $1 AND h.lo <= t.seq AND h.hi >= t.seq))
             AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.sensor = $1 AND s.seq = t.seq)
         ORDER BY t.seq, t.ord

@@ -973,3 +973,80 @@ async fn the_same_events_stored_concurrently_by_another_replica_are_duplicates_n
         "10|10\n10"
     );
 }
+
+/// A prune that raises a sensor's watermark past a never-stored seq records that seq's hole in
+/// the same transaction. An ingest whose statement started before that prune committed, and
+/// waited for its lock, must still store the seq: it decides by the watermark of its own snapshot
+/// (found in review: deciding by the locked, newer watermark, whose holes the snapshot cannot
+/// see, answered it "duplicate" and the sensor dropped it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seq_in_a_hole_a_concurrent_prune_records_is_stored_not_answered_duplicate() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "k".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+            access_key: None,
+        })
+        .await
+        .unwrap();
+    store.add_sensor(sensor_record("s1")).await.unwrap();
+    // Seqs 0 and 20 stored; 1..=19 never were (a batch that failed while a later one committed).
+    store.ingest("s1", events_of(0..1)).await.unwrap();
+    store.ingest("s1", events_of(20..21)).await.unwrap();
+    let (other, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // What a prune chunk does under the sensor's lock, not committed yet: it removed 0 and 20,
+    // recorded the hole 1..=19 and raised the watermark to 20.
+    other
+        .batch_execute(
+            "BEGIN;
+             SELECT 1 FROM sensors WHERE sensor_id = 's1' FOR UPDATE;
+             DELETE FROM events WHERE sensor = (SELECT id FROM sensors WHERE sensor_id = 's1');
+             INSERT INTO pruned_holes SELECT id, 1, 19 FROM sensors WHERE sensor_id = 's1';
+             UPDATE sensors SET pruned_through = 20 WHERE sensor_id = 's1';",
+        )
+        .await
+        .unwrap();
+    let ingest = {
+        let store = store.clone();
+        tokio::spawn(async move { store.ingest("s1", events_of(5..8)).await })
+    };
+    until("the batch waits for the prune's lock", async || {
+        other
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    other.batch_execute("COMMIT").await.unwrap();
+    let r = ingest.await.unwrap().unwrap();
+    assert_eq!(
+        (r.accepted, r.duplicates),
+        (3, 0),
+        "seqs 5..8 were never stored"
+    );
+    // A retry of them, and of the pruned 0 and 20, are duplicates.
+    let again = store.ingest("s1", events_of(5..8)).await.unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, 3));
+    let pruned = store.ingest("s1", events_of(0..1)).await.unwrap();
+    assert_eq!((pruned.accepted, pruned.duplicates), (0, 1));
+    assert_eq!(
+        c.psql("uplink", "SELECT count(*), min(seq), max(seq) FROM events"),
+        "3|5|7"
+    );
+}
