@@ -137,11 +137,39 @@ impl SqliteStore {
                 return Ok(false);
             };
             {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO pruned_holes (sensor, lo, hi) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                // Only what is still a hole here: at or below this store's watermark (a seq
+                // above it is decided by the stored rows anyway), not stored (a copy taken while
+                // a late arrival filled the hole has it both as an event and inside the hole),
+                // not covered by a hole already recorded (a copy run again; a hole split since).
+                // `fill` relies on holes never overlapping and never holding a stored seq
+                // (found in review: a copy broke both, and a seq could be stored twice later).
+                let through: i64 = tx.query_row(
+                    "SELECT COALESCE(pruned_through, -1) FROM sensors WHERE id = ?1",
+                    [row],
+                    |r| r.get(0),
+                )?;
+                let mut taken_in = tx.prepare_cached(
+                    "SELECT lo, hi FROM pruned_holes WHERE sensor = ?1 AND hi >= ?2 AND lo <= ?3
+                     UNION ALL
+                     SELECT seq, seq FROM events WHERE sensor = ?1 AND seq BETWEEN ?2 AND ?3
+                     ORDER BY 1",
+                )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO pruned_holes (sensor, lo, hi) VALUES (?1, ?2, ?3)",
                 )?;
                 for &(lo, hi) in holes {
-                    st.execute(params![row, lo as i64, hi as i64])?;
+                    if lo > hi || through < 0 || lo > through as u64 {
+                        continue;
+                    }
+                    let hi = hi.min(through as u64);
+                    let taken = taken_in
+                        .query_map(params![row, lo as i64, hi as i64], |r| {
+                            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    for (lo, hi) in uncovered(lo, hi, &taken) {
+                        insert.execute(params![row, lo as i64, hi as i64])?;
+                    }
                 }
             }
             tx.commit()?;
@@ -154,9 +182,58 @@ impl SqliteStore {
     }
 }
 
+/// The parts of `lo..=hi` that no range of `taken` (sorted by start; ranges may overlap) covers.
+fn uncovered(lo: u64, hi: u64, taken: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    // The next seq not yet accounted for; `None` once past `hi` (or past u64::MAX).
+    let mut next = Some(lo);
+    for &(a, b) in taken {
+        let Some(from) = next else { break };
+        if b < from {
+            continue;
+        }
+        if a > hi {
+            break;
+        }
+        if a > from {
+            out.push((from, a - 1));
+        }
+        next = b.checked_add(1).filter(|n| *n <= hi);
+    }
+    if let Some(from) = next {
+        if from <= hi {
+            out.push((from, hi));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uncovered_table() {
+        let cases: &[(u64, u64, &[(u64, u64)], &[(u64, u64)])] = &[
+            (1, 10, &[], &[(1, 10)]),
+            (1, 10, &[(1, 10)], &[]),
+            (1, 10, &[(0, 20)], &[]),
+            (1, 10, &[(5, 5)], &[(1, 4), (6, 10)]),
+            (1, 10, &[(1, 1), (10, 10)], &[(2, 9)]),
+            (1, 10, &[(2, 4), (3, 6), (8, 8)], &[(1, 1), (7, 7), (9, 10)]),
+            (1, 10, &[(11, 20)], &[(1, 10)]),
+            (5, 10, &[(0, 2)], &[(5, 10)]),
+            (0, u64::MAX, &[(u64::MAX, u64::MAX)], &[(0, u64::MAX - 1)]),
+            (7, 7, &[(7, 7)], &[]),
+        ];
+        for (lo, hi, taken, want) in cases {
+            assert_eq!(
+                uncovered(*lo, *hi, taken),
+                *want,
+                "{lo}..={hi} less {taken:?}"
+            );
+        }
+    }
 
     /// Inclusive ranges of seqs.
     type Ranges = &'static [(i64, i64)];
