@@ -212,12 +212,12 @@ fn uncovered(lo: u64, hi: u64, taken: &[(u64, u64)]) -> Vec<(u64, u64)> {
 mod tests {
     use super::*;
 
-    /// Seq ranges, inclusive.
-    type Ranges = &'static [(u64, u64)];
+    /// Seq ranges, inclusive, as copies give them.
+    type SeqRanges = &'static [(u64, u64)];
 
     #[test]
     fn uncovered_table() {
-        let cases: &[(u64, u64, Ranges, Ranges)] = &[
+        let cases: &[(u64, u64, SeqRanges, SeqRanges)] = &[
             (1, 10, &[], &[(1, 10)]),
             (1, 10, &[(1, 10)], &[]),
             (1, 10, &[(0, 20)], &[]),
