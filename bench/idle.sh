@@ -45,3 +45,9 @@ awk '/^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anonymous]"; sub(/.*\//
      /^Rss:/ { rss[name] += $2 }
      END { for (n in rss) if (rss[n] > 0) printf "  %6d KiB %s\n", rss[n], n }' \
   "/proc/$sensor_pid/smaps" | sort -rn
+# The binary's own mappings (ELF segments: r-- headers/.rodata/.eh_frame, r-x .text, rw- relro
+# and data), to see which part of the binary is resident.
+echo "binary's mappings:"
+awk -v bin="$(realpath "$bin")" '/^[0-9a-f]+-[0-9a-f]+ / { cur = ($6 == bin); perm = $2 }
+     cur && /^Size:/ { size = $2 } cur && /^Rss:/ { printf "  %6d KiB of %6d KiB %s\n", $2, size, perm }' \
+  "/proc/$sensor_pid/smaps"

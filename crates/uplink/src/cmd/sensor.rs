@@ -295,6 +295,11 @@ pub struct RunArgs {
     /// without it never gives up.
     #[arg(long, default_value = "60", value_name = "DURATION", requires = "once", value_parser = super::duration)]
     pub timeout: Duration,
+    /// Once the sensor has been idle this long (almost no CPU used), give memory back to the
+    /// system: free heap, and the pages of code and read-only data the start ran; again after
+    /// each busy spell. 0 never does.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = super::duration)]
+    pub idle_trim: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -736,6 +741,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime()?;
     rt.spawn(reload_on_sighup(reload));
+    rt.spawn(crate::idle::trim_when_idle(a.idle_trim));
     match rt.block_on(upload::run(&paths, opts, super::service::shutdown_signal())) {
         Ok(report) => {
             tracing::info!(
