@@ -298,7 +298,7 @@ pub struct RunArgs {
     /// Once the sensor has been idle this long (almost no CPU used), give memory back to the
     /// system: free heap, and the pages of code and read-only data the start ran; again after
     /// each busy spell. 0 never does.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = super::duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = super::duration)]
     pub idle_trim: Duration,
 }
 
