@@ -35,52 +35,51 @@ bin=$target/dist/uplink
 # v0 mangling (see above). Appended to the caller's RUSTFLAGS; bench/idle-order.sh does the same.
 export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Csymbol-mangling-version=v0"
 
-# The names this build gives its functions do not depend on how it is linked: a dist binary of
-# the current sources (even one linked without the list) is enough to map the list. Built with
-# the arguments of the last layout (a no-op when nothing changed; a plain build would relink).
 ord_rustc() {
   cargo rustc --profile dist -p uplink --bin uplink "${features[@]}" --quiet -- \
     -C "link-arg=-Wl,--symbol-ordering-file=$1" -C "link-arg=-Wl,--no-warn-symbol-ordering" >&2
 }
-last_file=$target/dist/idle-order-last
-prev=$(cat "$last_file" 2>/dev/null || true)
-if [ -n "$prev" ] && [ -f "$prev" ]; then
-  ord_rustc "$prev"
-else
-  prev=
-  cargo build --profile dist -p uplink "${features[@]}" --quiet >&2
-fi
-
-linker_is_lld=false
-# rust-lld leaves its name in .comment ("Linker: LLD ...").
-if readelf -p .comment "$bin" 2>/dev/null | grep -q 'LLD'; then
-  linker_is_lld=true
-fi
-if $linker_is_lld; then
-  order_src=bench/idle.order
+# The mangled names of the binary's functions that bench/idle.order names by key, in the list's
+# order (a key two symbols share, e.g. a generic instance copied into two crates, places both),
+# written to target/dist/idle-order-HASH.txt (the content's hash: cargo relinks when the
+# arguments change); prints that path.
+map_list() {
+  local tmp sum out
   tmp=$(mktemp)
-  trap 'rm -f "$tmp"' EXIT
-  # Every function of the binary whose key (bench/symbol-keys.sh) the list names, in the list's
-  # order (a key two symbols share, e.g. two versions of one crate, places both).
-  bench/symbol-keys.sh "$bin" | awk -F'\t' -v list="$order_src" '
+  bench/symbol-keys.sh "$1" | awk -F'\t' -v list=bench/idle.order '
       BEGIN {
         while ((getline line < list) > 0) {
           if (line ~ /^#/ || line == "") continue
           split(line, f, "\t"); n++; if (!(f[2] in pos)) pos[f[2]] = n
         }
       }
-      $3 in pos { print pos[$3] "\t" $2 }' | sort -n -s | cut -f2 >"$tmp.order"
-  mv "$tmp.order" "$tmp"
-  # The file name carries its content hash: cargo relinks when the arguments change.
+      $3 in pos { print pos[$3] "\t" $2 }' | sort -n -s | cut -f2 >"$tmp"
   sum=$(sha256sum "$tmp" | cut -c1-16)
-  order=$target/dist/idle-order-$sum.txt
-  cp "$tmp" "$order"
-  echo "dist: $(wc -l <"$order") functions of bench/idle.order placed first" >&2
-  if [ "$order" != "$prev" ]; then
-    ord_rustc "$order"
-    echo "$order" >"$last_file"
+  out=$target/dist/idle-order-$sum.txt
+  mv "$tmp" "$out"
+  echo "$out"
+}
+
+if [ ! -x "$bin" ]; then
+  cargo build --profile dist -p uplink "${features[@]}" --quiet >&2
+fi
+# rust-lld leaves its name in .comment ("Linker: LLD ...").
+if readelf -p .comment "$bin" 2>/dev/null | grep -q 'LLD'; then
+  # The names a build gives its functions do not depend on how it is linked, and with v0
+  # mangling a change elsewhere leaves the names of unchanged functions as they were: the list
+  # mapped on the last dist binary (even of older sources) orders this build. Mapped again on
+  # the result; relinked only if that differs (a renamed or new function of the list): one
+  # whole-program build in the usual case, none when nothing changed.
+  order=$(map_list "$bin")
+  ord_rustc "$order"
+  again=$(map_list "$bin")
+  if [ "$again" != "$order" ]; then
+    ord_rustc "$again"
+    order=$again
   fi
+  echo "dist: $(wc -l <"$order") functions of bench/idle.order placed first" >&2
 else
   echo "dist: the linker is not lld: building without the idle layout" >&2
+  cargo build --profile dist -p uplink "${features[@]}" --quiet >&2
 fi
 echo "$bin"

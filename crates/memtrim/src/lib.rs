@@ -13,23 +13,31 @@
 //!   pointers that the file does not) are never touched.
 //!
 //! When: the process's CPU time is sampled every period; a period in which it used less than
-//! [`IDLE_CPU_PERMILLE`] of the period is idle, and the first idle period after a busy one (or
-//! the start) trims once. So an idle sensor trims once, a sensor that keeps tailing never
-//! (nothing to give back), and one that goes quiet after a burst trims then.
+//! [`IDLE_CPU_PERMILLE`] of the period is idle. An idle period trims when the resident set grew by
+//! more than [`GROWTH_KIB`] since the last trim (or at the first idle period): after the start,
+//! after a burst of events, and after a heartbeat that mapped its connection's code again. A
+//! sensor that stays idle does not trim again (nothing to give back), one that keeps tailing
+//! never (not idle).
 
 use std::time::Duration;
 
 /// The share of a period (per mille of its wall time) a process may spend on CPU and still count
 /// as idle: an idle sensor spends ~1 ms a minute (a heartbeat); one tailing a few events a second
-/// stays under it too, and trims once.
+/// stays under it too.
 pub const IDLE_CPU_PERMILLE: u32 = 10;
 
-/// Decides when to trim from successive samples of the process's CPU time. Pure, table-tested.
+/// Growth of the resident set (KiB) since the last trim that an idle period gives back: a
+/// heartbeat maps its connection's code again (~1-3 MiB); an idle sensor's own polling, nothing.
+pub const GROWTH_KIB: u64 = 256;
+
+/// Decides when to trim from successive samples of the process's CPU time and resident set.
+/// Pure, table-tested.
 #[derive(Debug)]
 pub struct IdleTrim {
     budget: Duration,
     last_cpu: Duration,
-    trimmed: bool,
+    /// The resident set after the last trim; None before the first.
+    trimmed_to_kib: Option<u64>,
 }
 
 impl IdleTrim {
@@ -38,19 +46,24 @@ impl IdleTrim {
         IdleTrim {
             budget: period * IDLE_CPU_PERMILLE / 1000,
             last_cpu: cpu_now,
-            trimmed: false,
+            trimmed_to_kib: None,
         }
     }
 
-    /// One sample, a period after the previous one: true when memory should be given back now.
-    pub fn tick(&mut self, cpu_now: Duration) -> bool {
+    /// One sample, a period after the previous one, with the resident set now: true when memory
+    /// should be given back now (then call [`IdleTrim::trimmed`] with the resident set after).
+    pub fn tick(&mut self, cpu_now: Duration, rss_kib: u64) -> bool {
         let used = cpu_now.saturating_sub(self.last_cpu);
         self.last_cpu = cpu_now;
-        if used > self.budget {
-            self.trimmed = false;
-            return false;
-        }
-        !std::mem::replace(&mut self.trimmed, true)
+        used <= self.budget
+            && self
+                .trimmed_to_kib
+                .is_none_or(|after| rss_kib > after.saturating_add(GROWTH_KIB))
+    }
+
+    /// Records the resident set a trim left.
+    pub fn trimmed(&mut self, rss_after_kib: u64) {
+        self.trimmed_to_kib = Some(rss_after_kib);
     }
 }
 
@@ -98,7 +111,7 @@ pub fn cpu_time() -> Duration {
 }
 
 /// VmRSS of this process in KiB (0 where /proc is missing).
-fn rss_kib() -> u64 {
+pub fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -185,24 +198,35 @@ mod tests {
     const S: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);
 
-    /// (CPU time at each sample, whether that sample trims), period 1 s: budget 10 ms.
+    /// (CPU time, resident KiB at each sample, whether that sample trims; a trim leaves
+    /// 1000 KiB), period 1 s: budget 10 ms, growth 256 KiB.
     #[test]
-    fn trims_once_per_idle_spell() {
-        let cases: &[(&str, &[(Duration, bool)])] = &[
-            ("idle from the start: once", &[(MS, true), (2 * MS, false), (3 * MS, false)]),
-            ("busy start, then idle", &[(S, false), (S + MS, true), (S + 2 * MS, false)]),
+    fn trims_when_idle_and_grown() {
+        type Samples = Vec<(Duration, u64, bool)>;
+        let cases: Vec<(&str, Samples)> = vec![
+            ("idle from the start: once", vec![(MS, 5000, true), (2 * MS, 1000, false), (3 * MS, 1100, false)]),
+            ("busy start, then idle", vec![(S, 9000, false), (S + MS, 9000, true), (S + 2 * MS, 1000, false)]),
             (
-                "busy again after a trim: trims again when it settles",
-                &[(MS, true), (S, false), (2 * S, false), (2 * S, true), (2 * S, false)],
+                "a heartbeat grew it: trims again while idle",
+                vec![(MS, 5000, true), (2 * MS, 3000, true), (3 * MS, 1200, false), (4 * MS, 1257, true)],
             ),
-            ("never idle: never", &[(S, false), (2 * S, false), (3 * S, false)]),
-            ("exactly the budget is idle", &[(10 * MS, true)]),
-            ("a clock going back counts as idle", &[(S, false), (MS, true)]),
+            (
+                "busy after a trim: not while busy, then once it settles",
+                vec![(MS, 5000, true), (S, 8000, false), (2 * S, 9000, false), (2 * S, 9000, true)],
+            ),
+            ("never idle: never", vec![(S, 5000, false), (2 * S, 6000, false), (3 * S, 7000, false)]),
+            ("exactly the budget is idle", vec![(10 * MS, 5000, true)]),
+            ("exactly the growth is not enough", vec![(MS, 5000, true), (2 * MS, 1256, false)]),
+            ("a clock going back counts as idle", vec![(S, 5000, false), (MS, 5000, true)]),
         ];
         for (name, samples) in cases {
             let mut t = IdleTrim::new(S, Duration::ZERO);
-            for (i, (cpu, want)) in samples.iter().enumerate() {
-                assert_eq!(t.tick(*cpu), *want, "{name}: sample {i}");
+            for (i, (cpu, rss, want)) in samples.into_iter().enumerate() {
+                let got = t.tick(cpu, rss);
+                assert_eq!(got, want, "{name}: sample {i}");
+                if got {
+                    t.trimmed(1000);
+                }
             }
         }
     }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use uplink_memtrim::{cpu_time, trim, IdleTrim};
+use uplink_memtrim::{cpu_time, rss_kib, trim, IdleTrim};
 
-/// Samples the CPU time every `period` and trims once per idle spell (crates/memtrim). A zero period
+/// Samples the CPU time and resident set every `period` and trims when idle and grown
+/// (crates/memtrim). A zero period
 /// disables it. Runs until the runtime stops.
 pub async fn trim_when_idle(period: Duration) {
     if period.is_zero() {
@@ -16,8 +17,9 @@ pub async fn trim_when_idle(period: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if state.tick(cpu_time()) {
+        if state.tick(cpu_time(), rss_kib()) {
             let t = trim();
+            state.trimmed(t.rss_after_kib);
             tracing::info!(
                 rss_before_kib = t.rss_before_kib,
                 rss_after_kib = t.rss_after_kib,

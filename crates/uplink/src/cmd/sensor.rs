@@ -295,9 +295,9 @@ pub struct RunArgs {
     /// without it never gives up.
     #[arg(long, default_value = "60", value_name = "DURATION", requires = "once", value_parser = super::duration)]
     pub timeout: Duration,
-    /// Once the sensor has been idle this long (almost no CPU used), give memory back to the
-    /// system: free heap, and the pages of code and read-only data the start ran; again after
-    /// each busy spell. 0 never does.
+    /// Each time the sensor has been idle this long (almost no CPU used) after its memory grew
+    /// (the start, a burst of events, a heartbeat), give memory back to the system: free heap,
+    /// and the pages of code and read-only data it no longer runs. 0 never does.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = super::duration)]
     pub idle_trim: Duration,
 }
