@@ -41,14 +41,16 @@ for _ in $(seq 100); do [ "$(stored inventory)" -ge 1 ] && break; sleep 0.1; don
 # connection's code again; `sensor run --idle-trim`, 10 s, gives it back), so the figure at the
 # end is not the whole story: the range over the window is printed too.
 lo=; hi=0
-for _ in $(seq "$secs"); do
+for i in $(seq "$secs"); do
   sleep 1
   r=$(rss_kib $sensor_pid)
+  # The range from 15 s on (by then the start's memory has been given back).
+  [ "$i" -lt 15 ] && [ "$secs" -gt 15 ] && continue
   [ -z "$lo" ] || [ "$r" -lt "$lo" ] && lo=$r
   [ "$r" -gt "$hi" ] && hi=$r
 done
 echo "profile $profile: $bin ($(du -m "$bin" | cut -f1) MB)"
-echo "idle sensor after ${secs} s: RSS $(rss_kib $sensor_pid) KiB (${lo:-?}-$hi KiB sampled each second), peak $(hwm_kib $sensor_pid) KiB, CPU $(cpu_secs $sensor_pid) s"
+echo "idle sensor after ${secs} s: RSS $(rss_kib $sensor_pid) KiB (${lo:-?}-$hi KiB sampled each second from 15 s on), peak $(hwm_kib $sensor_pid) KiB, CPU $(cpu_secs $sensor_pid) s"
 grep -E '^(VmRSS|RssAnon|RssFile|Threads)' "/proc/$sensor_pid/status" | tr -s '\t ' ' '
 # Resident KiB by mapping: each file's pages, and the anonymous ones ([heap], [stack], the rest).
 awk '/^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anonymous]"; sub(/.*\//, "", name) }
