@@ -107,7 +107,10 @@ pub fn cpu_time() -> Duration {
     if rc != 0 {
         return Duration::ZERO;
     }
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// VmRSS of this process in KiB (0 where /proc is missing).
@@ -204,20 +207,53 @@ mod tests {
     fn trims_when_idle_and_grown() {
         type Samples = Vec<(Duration, u64, bool)>;
         let cases: Vec<(&str, Samples)> = vec![
-            ("idle from the start: once", vec![(MS, 5000, true), (2 * MS, 1000, false), (3 * MS, 1100, false)]),
-            ("busy start, then idle", vec![(S, 9000, false), (S + MS, 9000, true), (S + 2 * MS, 1000, false)]),
+            (
+                "idle from the start: once",
+                vec![
+                    (MS, 5000, true),
+                    (2 * MS, 1000, false),
+                    (3 * MS, 1100, false),
+                ],
+            ),
+            (
+                "busy start, then idle",
+                vec![
+                    (S, 9000, false),
+                    (S + MS, 9000, true),
+                    (S + 2 * MS, 1000, false),
+                ],
+            ),
             (
                 "a heartbeat grew it: trims again while idle",
-                vec![(MS, 5000, true), (2 * MS, 3000, true), (3 * MS, 1200, false), (4 * MS, 1257, true)],
+                vec![
+                    (MS, 5000, true),
+                    (2 * MS, 3000, true),
+                    (3 * MS, 1200, false),
+                    (4 * MS, 1257, true),
+                ],
             ),
             (
                 "busy after a trim: not while busy, then once it settles",
-                vec![(MS, 5000, true), (S, 8000, false), (2 * S, 9000, false), (2 * S, 9000, true)],
+                vec![
+                    (MS, 5000, true),
+                    (S, 8000, false),
+                    (2 * S, 9000, false),
+                    (2 * S, 9000, true),
+                ],
             ),
-            ("never idle: never", vec![(S, 5000, false), (2 * S, 6000, false), (3 * S, 7000, false)]),
+            (
+                "never idle: never",
+                vec![(S, 5000, false), (2 * S, 6000, false), (3 * S, 7000, false)],
+            ),
             ("exactly the budget is idle", vec![(10 * MS, 5000, true)]),
-            ("exactly the growth is not enough", vec![(MS, 5000, true), (2 * MS, 1256, false)]),
-            ("a clock going back counts as idle", vec![(S, 5000, false), (MS, 5000, true)]),
+            (
+                "exactly the growth is not enough",
+                vec![(MS, 5000, true), (2 * MS, 1256, false)],
+            ),
+            (
+                "a clock going back counts as idle",
+                vec![(S, 5000, false), (MS, 5000, true)],
+            ),
         ];
         for (name, samples) in cases {
             let mut t = IdleTrim::new(S, Duration::ZERO);

@@ -29,4 +29,3 @@ pub async fn trim_when_idle(period: Duration) {
         }
     }
 }
-

@@ -33,16 +33,16 @@ fn idle_sensor_gives_memory_back_and_keeps_delivering() {
         ]),
     );
     // Generous: the first idle second comes after the start's events, on a loaded machine.
-    run.expect("idle: memory given back to the system", Duration::from_secs(120));
+    run.expect(
+        "idle: memory given back to the system",
+        Duration::from_secs(120),
+    );
     let log = run.log();
     let line = log
         .lines()
         .find(|l| l.contains("idle: memory given back"))
         .unwrap();
-    let (before, after) = (
-        field(line, "rss_before_kib"),
-        field(line, "rss_after_kib"),
-    );
+    let (before, after) = (field(line, "rss_before_kib"), field(line, "rss_after_kib"));
     assert!(
         after < before && field(line, "read_only_unmapped_kib") > 0,
         "the trim gave nothing back: {line}"
@@ -57,7 +57,12 @@ fn idle_sensor_gives_memory_back_and_keeps_delivering() {
             .filter(|(_, _, v)| v["kind"] == "after-trim")
             .count()
     };
-    poll_until("5000 events delivered after the trim", 120, || stored() >= 5000, || run.log());
+    poll_until(
+        "5000 events delivered after the trim",
+        120,
+        || stored() >= 5000,
+        || run.log(),
+    );
     assert_eq!(stored(), 5000, "{}", run.log());
     // Busy (5000 events are well over 10 ms of CPU), then idle again: it trims a second time.
     poll_until(
