@@ -2,10 +2,10 @@
 # Regenerates bench/idle.order, the layout bench/dist.sh links the shipped binary with: every
 # function of the binary that an idle `uplink sensor run` executes (start-up, enrollment files,
 # the connection, the first heartbeat and inventory, then SECS seconds of idling; default 10),
-# recorded by valgrind's callgrind against a real service on loopback, as "mangled<TAB>demangled
-# without hash" lines in address order. Run it after changing what the sensor does at start-up
+# recorded by valgrind's callgrind against a real service on loopback, as "mangled<TAB>key" lines
+# (bench/symbol-keys.sh: what bench/dist.sh matches) in address order. Run it after changing what the sensor does at start-up
 # or idle, then bench/idle.sh to see the figure. Needs valgrind.
-# Usage: [UPLINK_FEATURES=kerberos] bench/idle-order.sh [SECS]
+# Usage: [UPLINK_FEATURES=kerberos] [BIN=PATH] bench/idle-order.sh [SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -16,8 +16,15 @@ features=()
 if [ -n "${UPLINK_FEATURES:-}" ]; then
   features=(--features "$UPLINK_FEATURES")
 fi
-cargo build --profile dist -p uplink "${features[@]}" --quiet
-bin=$(realpath "$target/dist/uplink")
+# The dist build's v0 mangling (bench/dist.sh: the same RUSTFLAGS, or cargo rebuilds everything).
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Csymbol-mangling-version=v0"
+# BIN=PATH records that dist binary (e.g. a copy, while the tree builds another).
+if [ -n "${BIN:-}" ]; then
+  bin=$(realpath "$BIN")
+else
+  cargo build --profile dist -p uplink "${features[@]}" --quiet
+  bin=$(realpath "$target/dist/uplink")
+fi
 . bench/setup.sh
 
 valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" --demangle=no --dump-line=no \
@@ -40,12 +47,9 @@ awk -v ob="$bin" '
 ' "$tmp/callgrind.out" | sort -u >"$tmp/ran"
 {
   echo "# Functions an idle \`uplink sensor run\` executes, in address order: bench/idle-order.sh,"
-  echo "# $(rustc -V), $(date -u +%Y-%m-%d). Used by bench/dist.sh; mangled<TAB>demangled."
-  paste -d '\t' <(nm -p --defined-only "$bin") <(nm -p -C --defined-only "$bin") |
-    awk -F'\t' -v ran="$tmp/ran" '
+  echo "# $(rustc -V), $(date -u +%Y-%m-%d). Used by bench/dist.sh; mangled<TAB>key (bench/symbol-keys.sh)."
+  bench/symbol-keys.sh "$bin" | awk -F'\t' -v ran="$tmp/ran" '
       BEGIN { while ((getline f < ran) > 0) want[f] = 1 }
-      { split($1, m, " "); if (m[2] !~ /^[tT]$/ || !(m[3] in want)) next
-        d = $2; sub(/^[0-9a-f]+ [a-zA-Z] /, "", d); sub(/::h[0-9a-f]{16}$/, "", d)
-        print m[1] "\t" m[3] "\t" d }' | sort | cut -f2-
+      $2 in want' | sort | cut -f2-
 } >bench/idle.order
 echo "bench/idle.order: $(grep -vc '^#' bench/idle.order) functions"

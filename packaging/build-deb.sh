@@ -9,9 +9,9 @@
 #
 # The binary, by default, is the one to ship: the `dist` profile linked with the idle layout
 # (bench/dist.sh, bench/idle.order). The layout is verified on every build: when fewer than
-# MIN_EXACT percent of the list's functions are in the binary by their exact mangled names (which
-# change with crate versions, features and the toolchain), the list has drifted and the build
-# fails, naming bench/idle-order.sh to regenerate it. What it cannot see: new functions on the
+# MIN_FOUND percent of the list's functions are in the binary by name (bench/symbol-keys.sh: v0
+# demangled names without the crates' hashes, which unrelated changes leave alone), the list has
+# drifted and the build fails, naming bench/idle-order.sh to regenerate it. What it cannot see: new functions on the
 # idle path under old names; bench/idle.sh on the packaged binary measures the result. `--profile release`
 # builds a quick package for CI (no LTO across the whole program, no layout).
 #
@@ -48,11 +48,12 @@ done
 # the system's GSSAPI library, loaded when a proxy first asks for Negotiate (crates/gssapi): not
 # linked, so dpkg-shlibdeps cannot see it and the control file names it (libgssapi-krb5-2).
 features=kerberos
-# Least share (%) of bench/idle.order's functions a dist build must have by their exact mangled
-# names: below it the list was recorded from another build and must be regenerated. 95, not 80:
-# one new dependency of the uplink crate renamed 16% of them (1,513 of 1,808 exact) and the idle
-# sensor went from 8.8 to 11.6 MiB (2026-12-05).
-MIN_EXACT=${MIN_EXACT:-95}
+# Least share (%) of bench/idle.order's functions a dist build must have, by name
+# (bench/symbol-keys.sh): below it the list describes another program and must be regenerated.
+# 95: the names are stable across unrelated changes (they were not, with exact mangled names: one
+# new dependency of the uplink crate renamed 16% of them and the idle sensor went from 8.8 to
+# 11.6 MiB, 2026-12-05).
+MIN_FOUND=${MIN_FOUND:-95}
 
 target=${CARGO_TARGET_DIR:-$PWD/target}
 meta=$(cargo metadata --format-version 1 --locked --features "$features" --filter-platform x86_64-unknown-linux-gnu)
@@ -69,23 +70,24 @@ if [ "$profile" = dist ]; then
     exit 1
   fi
   rm -f "$log"
-  # The list names functions by their mangled names, whose hashes change with the crates'
-  # versions, features and the toolchain; dist.sh also places a function by its name without the
-  # hash, which keeps a stale list "working" while the code it describes moved on. So count
-  # the exact names: too few, and the list describes another build.
-  read -r exact listed < <(python3 - "$bin" bench/idle.order <<'PY'
-import subprocess, sys
-out = subprocess.run(["nm", "-p", "--defined-only", sys.argv[1]], capture_output=True, text=True, check=True).stdout
-names = {f[2] for f in (l.split(" ", 2) for l in out.splitlines()) if len(f) == 3 and f[1] in "tT"}
-rows = [l.split("\t", 1)[0] for l in open(sys.argv[2]) if l.strip() and not l.startswith("#")]
-print(sum(r in names for r in rows), len(rows))
-PY
-)
-  if [ $((exact * 100)) -lt $((listed * MIN_EXACT)) ]; then
-    echo "build-deb.sh: only $exact of the $listed functions of bench/idle.order are in this build by their exact names (under $MIN_EXACT%): the layout was recorded from another build and has drifted. Regenerate it: UPLINK_FEATURES=$features bench/idle-order.sh, check with BIN=target/dist/uplink bench/idle.sh, and commit bench/idle.order" >&2
+  # The list names functions by a key that unrelated changes leave alone (bench/symbol-keys.sh:
+  # the v0 demangled name without the crates' hashes), so what is left to catch is a list of
+  # another program: functions renamed, removed or no longer on the idle path. Count the list's
+  # keys this binary has (and, for the record, its exact mangled names).
+  read -r found exact listed < <(bench/symbol-keys.sh "$bin" | awk -F'\t' -v list=bench/idle.order '
+      BEGIN {
+        while ((getline line < list) > 0) {
+          if (line ~ /^#/ || line == "") continue
+          split(line, f, "\t"); if (!(f[2] in key)) n++; key[f[2]] = 1; mangled[f[1]] = 1
+        }
+      }
+      { if ($3 in key && !($3 in seen)) { seen[$3] = 1; found++ } if ($2 in mangled) exact++ }
+      END { print found + 0, exact + 0, n + 0 }')
+  if [ $((found * 100)) -lt $((listed * MIN_FOUND)) ]; then
+    echo "build-deb.sh: only $found of the $listed functions of bench/idle.order are in this build (under $MIN_FOUND%): the layout describes another program and has drifted. Regenerate it: UPLINK_FEATURES=$features bench/idle-order.sh, check with BIN=target/dist/uplink bench/idle.sh, and commit bench/idle.order" >&2
     exit 1
   fi
-  echo "build-deb.sh: idle layout verified: $exact of the $listed functions of bench/idle.order found by their exact names" >&2
+  echo "build-deb.sh: idle layout verified: $found of the $listed functions of bench/idle.order found by name ($exact by their exact mangled names)" >&2
 else
   cargo build --profile "$profile" -p uplink --features "$features" --locked >&2
   bin=$target/$profile/uplink

@@ -2,6 +2,7 @@
 //! argument parsing, output formatting and exit codes live here; behaviour lives in the crates.
 
 mod cmd;
+mod idle;
 
 use std::process::ExitCode;
 

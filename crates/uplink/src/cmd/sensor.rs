@@ -296,6 +296,11 @@ pub struct RunArgs {
     /// without it never gives up.
     #[arg(long, default_value = "60", value_name = "DURATION", requires = "once", value_parser = super::duration)]
     pub timeout: Duration,
+    /// Each time the sensor has been idle this long (almost no CPU used) after its memory grew
+    /// (the start, a burst of events, a heartbeat), give memory back to the system: free heap,
+    /// and the pages of code and read-only data it no longer runs. 0 never does.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = super::duration)]
+    pub idle_trim: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -737,6 +742,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime()?;
     rt.spawn(reload_on_sighup(reload));
+    rt.spawn(crate::idle::trim_when_idle(a.idle_trim));
     match rt.block_on(upload::run(&paths, opts, super::service::shutdown_signal())) {
         Ok(report) => {
             tracing::info!(

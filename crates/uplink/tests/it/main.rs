@@ -19,6 +19,7 @@ mod hardening_svc;
 mod install;
 mod journal;
 mod lifecycle;
+mod memtrim;
 mod pac;
 mod package;
 mod package_systemd;
