@@ -10,7 +10,9 @@
 //!   copies), so `madvise(MADV_DONTNEED)` only unmaps the process's view of the page cache; the
 //!   next access maps the page again from the page cache (a minor fault, no I/O unless the kernel
 //!   evicted it meanwhile). Writable segments (data, .bss, RELRO, whose pages hold relocated
-//!   pointers that the file does not) are never touched.
+//!   pointers that the file does not) are never touched. Nor is any segment of an object with text
+//!   relocations (its "read-only" code was patched in private copies), a read-only dynamic
+//!   section, or a page the loader zero-filled past the file's bytes.
 //!
 //! When: the process's CPU time is sampled every period; a period in which it used less than
 //! [`IDLE_CPU_PERMILLE`] of the period is idle. An idle period trims when the resident set grew by
@@ -133,6 +135,34 @@ fn inner_pages(start: usize, len: usize, page: usize) -> Option<(usize, usize)> 
     (end > first).then(|| (first, end - first))
 }
 
+/// What the loader's callback needs and gives back.
+#[cfg(target_os = "linux")]
+struct Walk {
+    page: usize,
+    total: u64,
+}
+
+/// `DT_NULL`, `DT_TEXTREL`, `DT_FLAGS` and its `DF_TEXTREL` bit (elf.h): an object whose code
+/// the loader relocated in place, in private copies of "read-only" pages.
+const DT_NULL: isize = 0;
+const DT_TEXTREL: isize = 22;
+const DT_FLAGS: isize = 30;
+const DF_TEXTREL: usize = 0x4;
+
+/// Whether the dynamic entries `dynamic` (tag, value pairs up to `DT_NULL`) say the object has
+/// text relocations. Pure, table-tested.
+fn has_text_relocations(dynamic: impl IntoIterator<Item = (isize, usize)>) -> bool {
+    for (tag, value) in dynamic {
+        match tag {
+            DT_NULL => break,
+            DT_TEXTREL => return true,
+            DT_FLAGS if value & DF_TEXTREL != 0 => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(target_os = "linux")]
 fn unmap_read_only_segments() -> u64 {
     unsafe extern "C" fn each(
@@ -141,8 +171,8 @@ fn unmap_read_only_segments() -> u64 {
         data: *mut libc::c_void,
     ) -> libc::c_int {
         // SAFETY: the loader passes a valid dl_phdr_info for the duration of the callback, and
-        // `data` is the &mut Vec handed to dl_iterate_phdr below.
-        let (info, ranges) = unsafe { (&*info, &mut *(data as *mut Vec<(usize, usize)>)) };
+        // `data` is the &mut Walk handed to dl_iterate_phdr below.
+        let (info, walk) = unsafe { (&*info, &mut *(data as *mut Walk)) };
         // The main program has an empty name; a library its path. The vDSO (named
         // "linux-vdso.so.1", not a file) is kernel memory: never advise it.
         let name = if info.dlpi_name.is_null() {
@@ -154,49 +184,87 @@ fn unmap_read_only_segments() -> u64 {
         if !(name.is_empty() || name.starts_with(b"/")) || info.dlpi_phdr.is_null() {
             return 0;
         }
+        let base = info.dlpi_addr as usize;
         // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
         let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+        // An object with text relocations has private, relocated copies of pages its headers
+        // call read-only: dropping them would bring back the file's unrelocated bytes (found in
+        // review). Such an object (an LD_PRELOADed library built without -fPIC) is left alone.
+        // So is one whose dynamic section lies in a read-only segment (-z rodynamic: the loader
+        // writes DT_DEBUG there).
+        let dynamic = phdrs.iter().find(|ph| ph.p_type == libc::PT_DYNAMIC);
+        if let Some(dy) = dynamic {
+            let entries = (base + dy.p_vaddr as usize) as *const (isize, usize);
+            let count = dy.p_memsz as usize / std::mem::size_of::<(isize, usize)>();
+            // SAFETY: PT_DYNAMIC of a loaded object is mapped and holds `count` ElfW(Dyn)
+            // entries, each a signed tag and an unsigned word (the tuple's layout on Linux's
+            // 32- and 64-bit ABIs), ending at DT_NULL.
+            let dyns = (0..count).map(|i| unsafe { entries.add(i).read_unaligned() });
+            if has_text_relocations(dyns) {
+                return 0;
+            }
+        }
         for ph in phdrs {
-            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W == 0 && ph.p_memsz > 0 {
-                ranges.push((
-                    info.dlpi_addr as usize + ph.p_vaddr as usize,
-                    ph.p_memsz as usize,
-                ));
+            if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_W != 0 || ph.p_filesz == 0 {
+                continue;
+            }
+            let start = base + ph.p_vaddr as usize;
+            if let Some(dy) = dynamic {
+                let at = base + dy.p_vaddr as usize;
+                if at >= start && at < start + ph.p_memsz as usize {
+                    continue;
+                }
+            }
+            // Only the file-backed bytes: a page the loader zero-filled past p_filesz is kept.
+            let Some((first, len)) = inner_pages(start, ph.p_filesz as usize, walk.page) else {
+                continue;
+            };
+            // SAFETY: the range lies inside a mapped read-only PT_LOAD segment of a loaded
+            // object without text relocations, which nothing writes (no private copy to lose):
+            // MADV_DONTNEED only drops this process's page-table entries, and the next access
+            // maps the same file page again. Done inside the callback, under the loader's lock,
+            // so the object cannot be unloaded (and something else mapped there) meanwhile.
+            if unsafe { libc::madvise(first as *mut libc::c_void, len, libc::MADV_DONTNEED) } == 0 {
+                walk.total += len as u64;
             }
         }
         0
-    }
-    let mut segments: Vec<(usize, usize)> = Vec::new();
-    // SAFETY: the callback only reads the headers the loader passes and pushes to `segments`.
-    unsafe {
-        libc::dl_iterate_phdr(
-            Some(each),
-            &mut segments as *mut Vec<(usize, usize)> as *mut libc::c_void,
-        );
     }
     // SAFETY: sysconf has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
         .ok()
         .filter(|p| p.is_power_of_two())
         .unwrap_or(4096);
-    let mut total = 0u64;
-    for (start, len) in segments {
-        let Some((first, len)) = inner_pages(start, len, page) else {
-            continue;
-        };
-        // SAFETY: the range lies inside a mapped read-only PT_LOAD segment of a loaded object,
-        // which nothing writes (no COW copy to lose): MADV_DONTNEED only drops this process's
-        // page-table entries, and the next access maps the same file page again.
-        if unsafe { libc::madvise(first as *mut libc::c_void, len, libc::MADV_DONTNEED) } == 0 {
-            total += len as u64;
-        }
+    let mut walk = Walk { page, total: 0 };
+    // SAFETY: the callback only reads the headers the loader passes and advises their pages.
+    unsafe {
+        libc::dl_iterate_phdr(Some(each), &mut walk as *mut Walk as *mut libc::c_void);
     }
-    total
+    walk.total
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_relocations_are_found_in_the_dynamic_entries() {
+        let cases: &[(&[(isize, usize)], bool)] = &[
+            (&[], false),
+            (&[(1, 5), (30, 0x8), (0, 0)], false),
+            (&[(1, 5), (22, 0), (0, 0)], true),
+            (&[(30, 0x4 | 0x8), (0, 0)], true),
+            // After DT_NULL nothing counts.
+            (&[(0, 0), (22, 0)], false),
+        ];
+        for (dynamic, want) in cases {
+            assert_eq!(
+                has_text_relocations(dynamic.iter().copied()),
+                *want,
+                "{dynamic:?}"
+            );
+        }
+    }
 
     const S: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);
