@@ -1624,12 +1624,20 @@ fn commit_group(
             let mut outcome = IngestOutcome::default();
             let mut runs = KindRuns { run: None };
             let mut rest = &p.events[..];
+            // Events left to go row by row after a chunk's range held stored events (a retried
+            // batch): one range check per chunk, not one per event.
+            let mut row_by_row = 0usize;
             while let Some(ev) = rest.first() {
-                let n = chunk_len(rest.iter().map(|e| e.seq), pruned_through);
+                let n = match row_by_row {
+                    0 => chunk_len(rest.iter().map(|e| e.seq), pruned_through),
+                    _ => 0,
+                };
                 if n > 0 {
                     let chunk = &rest[..n];
                     let (lo, hi) = (chunk[0].seq as i64, chunk[n - 1].seq as i64);
-                    if !stored_in.query_row(params![rowid, lo, hi], |r| r.get::<_, bool>(0))? {
+                    if stored_in.query_row(params![rowid, lo, hi], |r| r.get::<_, bool>(0))? {
+                        row_by_row = n;
+                    } else {
                         let size = INSERT_CHUNKS.iter().position(|&s| s == n).unwrap_or(0);
                         let st = &mut chunk_inserts[size];
                         st.raw_bind_parameter(1, rowid)?;
@@ -1661,6 +1669,7 @@ fn commit_group(
                 // Row by row: at or below the watermark, a seq repeated or out of order, a
                 // range with stored events, or a short tail.
                 rest = &rest[1..];
+                row_by_row = row_by_row.saturating_sub(1);
                 if (ev.seq as i64) <= pruned_through && !holes::fill(&tx, *rowid, ev.seq as i64)? {
                     // Removed by retention: a retried copy, not a new event (a seq in a hole
                     // the watermark passed was never stored: it is new).
