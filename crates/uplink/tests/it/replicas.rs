@@ -215,13 +215,15 @@ fn a_sensor_behind_squid_and_haproxy_loses_nothing_while_its_replica_dies_twice_
     let _ = run.kill();
     let _ = run.wait();
     eprintln!("events stored at each fault (of {N}): {at_fault:?}");
-    // The faults reached the sensor: it connected at the start, after each kill (to r2) and
-    // after each move back to r1.
+    // The faults reached the sensor: each kill broke its connection (an upload failed) and it
+    // connected again. Not necessarily twice per kill: when r1 is back in rotation before the
+    // sensor's next attempt, that attempt goes straight to r1 (CI once saw 4 connections in all).
     let run_text = std::fs::read_to_string(&run_log).unwrap();
     let connects = run_text.matches("connected to the service").count();
+    let failures = run_text.matches("upload failed; will retry").count();
     assert!(
-        connects >= 5,
-        "{connects} connections:
+        connects >= 3 && failures >= 2,
+        "{connects} connections, {failures} failed uploads:
 {run_text}"
     );
     let rows = export(&db, "scale");
