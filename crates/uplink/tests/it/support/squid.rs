@@ -190,6 +190,18 @@ impl Squid {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
+    /// The access log once it holds `needle`, waiting up to `secs`: Squid writes a CONNECT's
+    /// line when the tunnel ends, which can be after the client has its answer and has exited.
+    pub fn access_log_with(&self, needle: &str, secs: u64) -> String {
+        super::poll_until(
+            &format!("Squid's access log to show {needle:?}"),
+            secs,
+            || self.access_log().contains(needle),
+            || self.logs(),
+        );
+        self.access_log()
+    }
+
     pub fn logs(&self) -> String {
         let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
         format!(
