@@ -22,6 +22,24 @@ fn settings(c: &cluster::Cluster) -> Settings {
     Settings::new(DatabaseUrl::new(&c.url("uplink")).unwrap(), key_file(c))
 }
 
+/// Workspace "w" with placeholder keys: what most tests here need before a sensor.
+async fn create_workspace_w(store: &PostgresStore) {
+    store
+        .create_workspace(WorkspaceRecord {
+            name: "w".into(),
+            domain: "uplink.localhost".into(),
+            public_port: 443,
+            ca_cert_pem: "c".into(),
+            ca_key_pem: "k".into(),
+            ca_sha256: "h".into(),
+            access_key_sha256: "a".into(),
+            created_at: 0,
+            access_key: None,
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_apply_the_migrations_once() {
     let c = cluster::Cluster::start().unwrap();
@@ -501,20 +519,7 @@ async fn concurrent_batches_share_one_commit_and_a_bad_one_fails_alone() {
     })
     .await
     .unwrap();
-    store
-        .create_workspace(WorkspaceRecord {
-            name: "w".into(),
-            domain: "uplink.localhost".into(),
-            public_port: 443,
-            ca_cert_pem: "c".into(),
-            ca_key_pem: "k".into(),
-            ca_sha256: "h".into(),
-            access_key_sha256: "a".into(),
-            created_at: 0,
-            access_key: None,
-        })
-        .await
-        .unwrap();
+    create_workspace_w(&store).await;
     for i in 0..20 {
         store
             .add_sensor(sensor_record(&format!("s{i}")))
@@ -713,20 +718,7 @@ async fn fleet_evaluation_runs_once_across_replicas() {
 async fn a_partition_held_by_a_long_reader_is_emptied_in_chunks_then_dropped_later() {
     let c = cluster::Cluster::start().unwrap();
     let store = PostgresStore::connect(settings(&c)).await.unwrap();
-    store
-        .create_workspace(WorkspaceRecord {
-            name: "w".into(),
-            domain: "uplink.localhost".into(),
-            public_port: 443,
-            ca_cert_pem: "c".into(),
-            ca_key_pem: "k".into(),
-            ca_sha256: "h".into(),
-            access_key_sha256: "a".into(),
-            created_at: 0,
-            access_key: None,
-        })
-        .await
-        .unwrap();
+    create_workspace_w(&store).await;
     store.add_sensor(sensor_record("s0")).await.unwrap();
     let now = now_ms();
     let old = now - 40 * retention::DAY_MS;
@@ -788,20 +780,7 @@ async fn a_partition_held_by_a_long_reader_is_emptied_in_chunks_then_dropped_lat
 async fn webhook_secrets_are_sealed_in_the_database_and_a_plain_one_is_sealed_at_connect() {
     let c = cluster::Cluster::start().unwrap();
     let store = PostgresStore::connect(settings(&c)).await.unwrap();
-    store
-        .create_workspace(WorkspaceRecord {
-            name: "w".into(),
-            domain: "uplink.localhost".into(),
-            public_port: 443,
-            ca_cert_pem: "c".into(),
-            ca_key_pem: "k".into(),
-            ca_sha256: "h".into(),
-            access_key_sha256: "a".into(),
-            created_at: 0,
-            access_key: None,
-        })
-        .await
-        .unwrap();
+    create_workspace_w(&store).await;
     let hook = Webhook {
         url: "https://hooks.example/a".into(),
         secret: "webhook-secret-0123456789".into(),
@@ -837,20 +816,7 @@ async fn webhook_secrets_are_sealed_in_the_database_and_a_plain_one_is_sealed_at
 async fn a_workspace_deleted_while_its_sensors_upload_leaves_no_orphan_rows() {
     let c = cluster::Cluster::start().unwrap();
     let store = PostgresStore::connect(settings(&c)).await.unwrap();
-    store
-        .create_workspace(WorkspaceRecord {
-            name: "w".into(),
-            domain: "uplink.localhost".into(),
-            public_port: 443,
-            ca_cert_pem: "c".into(),
-            ca_key_pem: "k".into(),
-            ca_sha256: "h".into(),
-            access_key_sha256: "a".into(),
-            created_at: 0,
-            access_key: None,
-        })
-        .await
-        .unwrap();
+    create_workspace_w(&store).await;
     let sensors = 8;
     for i in 0..sensors {
         store
@@ -912,20 +878,7 @@ async fn a_workspace_deleted_while_its_sensors_upload_leaves_no_orphan_rows() {
 async fn the_same_events_stored_concurrently_by_another_replica_are_duplicates_not_errors() {
     let c = cluster::Cluster::start().unwrap();
     let store = PostgresStore::connect(settings(&c)).await.unwrap();
-    store
-        .create_workspace(WorkspaceRecord {
-            name: "w".into(),
-            domain: "uplink.localhost".into(),
-            public_port: 443,
-            ca_cert_pem: "c".into(),
-            ca_key_pem: "k".into(),
-            ca_sha256: "h".into(),
-            access_key_sha256: "a".into(),
-            created_at: 0,
-            access_key: None,
-        })
-        .await
-        .unwrap();
+    create_workspace_w(&store).await;
     store.add_sensor(sensor_record("s1")).await.unwrap();
     // Today's partition exists: the other "replica" below writes into it.
     store.ingest("s1", events_of(0..1)).await.unwrap();
@@ -983,20 +936,7 @@ async fn the_same_events_stored_concurrently_by_another_replica_are_duplicates_n
 async fn a_seq_in_a_hole_a_concurrent_prune_records_is_stored_not_answered_duplicate() {
     let c = cluster::Cluster::start().unwrap();
     let store = PostgresStore::connect(settings(&c)).await.unwrap();
-    store
-        .create_workspace(WorkspaceRecord {
-            name: "w".into(),
-            domain: "uplink.localhost".into(),
-            public_port: 443,
-            ca_cert_pem: "c".into(),
-            ca_key_pem: "k".into(),
-            ca_sha256: "h".into(),
-            access_key_sha256: "a".into(),
-            created_at: 0,
-            access_key: None,
-        })
-        .await
-        .unwrap();
+    create_workspace_w(&store).await;
     store.add_sensor(sensor_record("s1")).await.unwrap();
     // Seqs 0 and 20 stored; 1..=19 never were (a batch that failed while a later one committed).
     store.ingest("s1", events_of(0..1)).await.unwrap();
