@@ -22,6 +22,31 @@ fn settings(c: &cluster::Cluster) -> Settings {
     Settings::new(DatabaseUrl::new(&c.url("uplink")).unwrap(), key_file(c))
 }
 
+/// A second connection, as another replica (or a prune) holding a transaction open.
+async fn other_connection(c: &cluster::Cluster) -> tokio_postgres::Client {
+    let (other, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    other
+}
+
+/// Waits until exactly one of the store's connections waits for a lock (`other`'s).
+async fn until_one_waits_for_a_lock(other: &tokio_postgres::Client, what: &str) {
+    until(what, async || {
+        other
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+}
+
 /// Workspace "w" with placeholder keys: what most tests here need before a sensor.
 async fn create_workspace_w(store: &PostgresStore) {
     store
@@ -649,10 +674,7 @@ async fn concurrent_batches_share_one_commit_and_a_bad_one_fails_alone() {
 async fn fleet_evaluation_runs_once_across_replicas() {
     let c = cluster::Cluster::start().unwrap();
     let store = PostgresStore::connect(settings(&c)).await.unwrap();
-    let (other, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let other = other_connection(&c).await;
     let policy = FleetPolicy::default();
     other
         .execute(
@@ -882,10 +904,7 @@ async fn the_same_events_stored_concurrently_by_another_replica_are_duplicates_n
     store.add_sensor(sensor_record("s1")).await.unwrap();
     // Today's partition exists: the other "replica" below writes into it.
     store.ingest("s1", events_of(0..1)).await.unwrap();
-    let (other, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let other = other_connection(&c).await;
     // The other replica stores seqs 5 and 6 and has not committed yet.
     other
         .batch_execute(&format!(
@@ -901,18 +920,7 @@ async fn the_same_events_stored_concurrently_by_another_replica_are_duplicates_n
         let store = store.clone();
         tokio::spawn(async move { store.ingest("s1", events_of(0..10)).await })
     };
-    until("this replica's batch waits for the other's seqs", async || {
-        other
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-            == 1
-    })
-    .await;
+    until_one_waits_for_a_lock(&other, "this replica's batch waits for the other's seqs").await;
     other.batch_execute("COMMIT").await.unwrap();
     let r = ingest.await.unwrap().unwrap();
     // 0 was stored before, 5 and 6 by the other replica.
@@ -941,10 +949,7 @@ async fn a_seq_in_a_hole_a_concurrent_prune_records_is_stored_not_answered_dupli
     // Seqs 0 and 20 stored; 1..=19 never were (a batch that failed while a later one committed).
     store.ingest("s1", events_of(0..1)).await.unwrap();
     store.ingest("s1", events_of(20..21)).await.unwrap();
-    let (other, conn) = tokio_postgres::connect(&c.url("uplink"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let other = other_connection(&c).await;
     // What a prune chunk does under the sensor's lock, not committed yet: it removed 0 and 20,
     // recorded the hole 1..=19 and raised the watermark to 20.
     other
@@ -961,18 +966,7 @@ async fn a_seq_in_a_hole_a_concurrent_prune_records_is_stored_not_answered_dupli
         let store = store.clone();
         tokio::spawn(async move { store.ingest("s1", events_of(5..8)).await })
     };
-    until("the batch waits for the prune's lock", async || {
-        other
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'uplink' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-            == 1
-    })
-    .await;
+    until_one_waits_for_a_lock(&other, "the batch waits for the prune's lock").await;
     other.batch_execute("COMMIT").await.unwrap();
     let r = ingest.await.unwrap().unwrap();
     assert_eq!(
