@@ -12,7 +12,8 @@
 # Needs postgresql (initdb), haproxy, python3. Usage: bench/ingest.sh [N] [S]
 # CASES=sqlite,pg1,pg2 (the default: all three) picks cases; PG_STATS=1 loads
 # pg_stat_statements in the bench's cluster and prints each PostgreSQL case's top statements;
-# NO_BUILD=1 runs target/release/uplink as it is.
+# NO_BUILD=1 runs target/release/uplink as it is; BIN=path runs that binary instead (e.g. a saved
+# before-build, to alternate old and new in one session), without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-500000}
@@ -25,8 +26,8 @@ for p in haproxy python3 curl; do command -v "$p" >/dev/null || { echo "bench/in
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$pgbin/initdb" ] || { echo "bench/ingest.sh: PostgreSQL is missing (apt-get install postgresql)"; exit 2; }
 
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --all-features -p uplink
-bin=$PWD/target/release/uplink
+[ -n "${NO_BUILD:-}${BIN:-}" ] || cargo build --release --quiet --all-features -p uplink
+bin=$(realpath "${BIN:-target/release/uplink}")
 tmp=$(mktemp -d /tmp/uplink-ingest.XXXXXX)
 chmod 755 "$tmp"
 pids=()

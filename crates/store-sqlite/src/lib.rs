@@ -32,6 +32,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, MAIN_DB};
 
 use uplink_store::*;
 
+pub use checkpoint::{CheckpointBounds, CheckpointStats};
+
+mod checkpoint;
 mod console;
 mod fleet;
 mod history;
@@ -639,6 +642,9 @@ struct Inner {
     key: std::sync::RwLock<MasterKey>,
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
     files: Arc<Files>,
+    /// When the writer's checkpointer runs (`checkpoint.rs`); read when a writer starts.
+    checkpoint_bounds: Mutex<CheckpointBounds>,
+    checkpoints: Arc<checkpoint::Counters>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -694,6 +700,8 @@ impl SqliteStore {
                 key: std::sync::RwLock::new(key),
                 writer: Mutex::new(None),
                 files,
+                checkpoint_bounds: Mutex::new(CheckpointBounds::default()),
+                checkpoints: Arc::default(),
             }),
         })
     }
@@ -730,6 +738,21 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Sets when the writer's checkpointer copies the WAL back (small bounds in tests); takes
+    /// effect for the writer started next (at the first ingest).
+    pub fn set_checkpoint_bounds(&self, bounds: CheckpointBounds) {
+        *self
+            .inner
+            .checkpoint_bounds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = bounds;
+    }
+
+    /// How many checkpoints the checkpointer ran since the store was opened.
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        self.inner.checkpoints.stats()
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -1178,16 +1201,40 @@ impl SqliteStore {
         // (issue #28; PostgreSQL's format 13 dropped its key for the same reason).
         conn.execute_batch("PRAGMA foreign_keys=OFF")
             .map_err(sql_err(&self.inner.path))?;
+        // Checkpoints run on their own thread and connection, not inside this connection's
+        // commits (`checkpoint.rs`).
+        let bounds = *self
+            .inner
+            .checkpoint_bounds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let page_size: u32 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(sql_err(&self.inner.path))?;
+        checkpoint::take_over(&conn, bounds, page_size).map_err(sql_err(&self.inner.path))?;
+        let io_err = |source| StoreError::Io {
+            path: self.inner.path.display().to_string(),
+            source,
+        };
+        let (trigger, checkpointer) = checkpoint::start(
+            &self.inner.path,
+            open_connection(&self.inner.path, false)?,
+            bounds,
+            self.inner.checkpoints.clone(),
+        )
+        .map_err(io_err)?;
         let (tx, rx) = mpsc::channel();
         let path = self.inner.path.clone();
         let files = self.inner.files.clone();
         std::thread::Builder::new()
             .name("uplink-store-writer".into())
-            .spawn(move || writer_loop(conn, path, files, rx))
-            .map_err(|source| StoreError::Io {
-                path: self.inner.path.display().to_string(),
-                source,
-            })?;
+            .spawn(move || {
+                writer_loop(conn, path, files, rx, &trigger);
+                // The checkpointer ends with the writer that feeds it.
+                drop(trigger);
+                let _ = checkpointer.join();
+            })
+            .map_err(io_err)?;
         *guard = Some(tx.clone());
         Ok(tx)
     }
@@ -1329,6 +1376,7 @@ fn writer_loop(
     path: PathBuf,
     files: Arc<Files>,
     rx: mpsc::Receiver<WriteOp>,
+    checkpoint: &checkpoint::Trigger,
 ) {
     // sensor_id -> (row id, workspace). A sensor deleted since (with its workspace) is noticed
     // in the commit (its row is gone) and forgotten.
@@ -1406,6 +1454,7 @@ fn writer_loop(
         if !ready.is_empty() {
             match commit_group(&mut conn, &ready) {
                 Ok(outcomes) => {
+                    checkpoint.after_commit();
                     for ((p, _), outcome) in ready.into_iter().zip(outcomes) {
                         let _ = p.reply.send(match outcome {
                             Some(outcome) => Ok(outcome),

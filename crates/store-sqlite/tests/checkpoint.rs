@@ -1,0 +1,155 @@
+//! Checkpoints off the commit path (issue #28, `checkpoint.rs`): the writer's commits never
+//! checkpoint; the checkpointer thread copies the WAL back and keeps its file bounded, and
+//! every event committed is there, once.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use uplink_store::*;
+use uplink_store_sqlite::{CheckpointBounds, CheckpointStats, SqliteStore};
+
+fn workspace(name: &str) -> WorkspaceRecord {
+    WorkspaceRecord {
+        name: name.into(),
+        domain: "uplink.localhost".into(),
+        public_port: 443,
+        ca_cert_pem: "cert".into(),
+        ca_key_pem: "-----BEGIN PRIVATE KEY-----secret".into(),
+        ca_sha256: "00".repeat(32),
+        access_key_sha256: "11".repeat(32),
+        created_at: now_ms(),
+        access_key: Some("the-access-key".into()),
+    }
+}
+
+fn sensor(id: &str) -> SensorRecord {
+    SensorRecord {
+        sensor_id: id.into(),
+        workspace: "w".into(),
+        name: "host".into(),
+        cert_sha256: "22".repeat(32),
+        key_sha256: Some(format!("key-of-{id}")),
+        enrolled_at: now_ms(),
+        last_seen: None,
+    }
+}
+
+/// Events of ~1 KiB: a batch of 100 is ~7 WAL frames of 16 KiB.
+fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<NewEvent> {
+    seqs.into_iter()
+        .map(|seq| NewEvent {
+            seq,
+            kind: "e".into(),
+            body: format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "x".repeat(1000)),
+        })
+        .collect()
+}
+
+/// Waits (generously: the suite runs loaded) until the checkpointer's counters satisfy `done`.
+fn wait_for(store: &SqliteStore, what: &str, done: impl Fn(CheckpointStats) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = store.checkpoint_stats();
+        if done(stats) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {stats:?} after 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wal_len(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join("uplink.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_copies_the_wal_back_and_bounds_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    let bounds = CheckpointBounds {
+        passive_frames: 8,
+        restart_frames: 32,
+    };
+    store.set_checkpoint_bounds(bounds);
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1")).await.unwrap();
+    assert_eq!(store.checkpoint_stats(), CheckpointStats::default());
+
+    // 60 batches of 100 events: ~400 frames, far past both bounds.
+    let mut stored = 0;
+    for b in 0..60u64 {
+        let outcome = store
+            .ingest("s1", events(b * 100..(b + 1) * 100))
+            .await
+            .unwrap();
+        stored += outcome.accepted;
+    }
+    assert_eq!(stored, 6000);
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&s, "a passive checkpoint and a restart", |c| {
+            c.passive >= 1 && c.restart >= 1
+        })
+    })
+    .await
+    .unwrap();
+
+    // Once restarted, the next commit writes the WAL from its beginning, and the file is cut
+    // back to the restart bound (journal_size_limit).
+    let page = 16 * 1024;
+    let limit = u64::from(bounds.restart_frames) * page;
+    let mut seq = 6000;
+    let s = store.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let restarts = s.checkpoint_stats().restart;
+        store.ingest("s1", events(seq..seq + 10)).await.unwrap();
+        seq += 10;
+        if wal_len(dir.path()) <= limit {
+            break;
+        }
+        // A restart raced with that commit: wait for the next one and try again.
+        let s2 = s.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for(&s2, "another restart", |c| c.restart > restarts)
+        })
+        .await
+        .unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the WAL stays at {} bytes, past {limit}",
+            wal_len(dir.path())
+        );
+    }
+
+    // Every event is there, once.
+    assert_eq!(store.stats("w").await.unwrap().total, seq);
+    assert_eq!(store.checkpoint_stats().failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_bound_nothing_is_checkpointed_and_a_reopened_store_has_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path(), true).unwrap();
+        store.set_checkpoint_bounds(CheckpointBounds {
+            passive_frames: 100_000,
+            restart_frames: 400_000,
+        });
+        store.create_workspace(workspace("w")).await.unwrap();
+        store.add_sensor(sensor("s1")).await.unwrap();
+        for b in 0..20u64 {
+            store
+                .ingest("s1", events(b * 100..(b + 1) * 100))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.checkpoint_stats(), CheckpointStats::default());
+        // The commits are in the WAL, none copied back by the writer.
+        assert!(wal_len(dir.path()) > 2000 * 1024, "{}", wal_len(dir.path()));
+    }
+    let store = SqliteStore::open(dir.path(), false).unwrap();
+    assert_eq!(store.stats("w").await.unwrap().total, 2000);
+}
