@@ -309,42 +309,84 @@ fn top_value<'a>(
 
 /// The end of a string whose text starts at `i`: the index of its closing quote, and whether
 /// it has escapes. `None` for a control character, a `\u` escape or an unknown escape.
-fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+///
+/// Eight bytes at a time, and every special byte of a word handled in that word: a log line
+/// carried as a JSON string is full of `\"`, and restarting the scan after each escape cost
+/// a word read and a call per escape (issue #28). A hit is checked on its byte, because the
+/// word trick is exact only up to the first hit of a word (see [`hits`]).
+fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut escaped = false;
-    loop {
-        let at = i + special(b.get(i..)?)?;
-        if b[at] == b'"' {
-            return Some((at, escaped));
+    // The first byte not yet accounted for (after an escape, past the escaped byte, which may
+    // be in the next word).
+    let mut next = i;
+    let mut at = i;
+    while let Some(chunk) = b.get(at..at + 8) {
+        let mut word = hits(u64::from_le_bytes(chunk.try_into().ok()?));
+        while word != 0 {
+            let p = at + word.trailing_zeros() as usize / 8;
+            word &= word - 1;
+            if p < next {
+                continue;
+            }
+            match b[p] {
+                b'"' => return Some((p, escaped)),
+                b'\\' => {
+                    if !simple_escape(*b.get(p + 1)?) {
+                        return None;
+                    }
+                    escaped = true;
+                    next = p + 2;
+                }
+                0..=0x1f => return None, // a control character
+                _ => {}                 // not special: a false hit after a true one
+            }
         }
-        if b[at] != b'\\' {
-            return None; // a control character
-        }
-        match b.get(at + 1)? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-            _ => return None,
-        }
-        escaped = true;
-        i = at + 2;
+        at += 8;
     }
+    let mut p = next.max(at);
+    loop {
+        match *b.get(p)? {
+            b'"' => return Some((p, escaped)),
+            b'\\' => {
+                if !simple_escape(*b.get(p + 1)?) {
+                    return None;
+                }
+                escaped = true;
+                p += 2;
+            }
+            0..=0x1f => return None,
+            _ => p += 1,
+        }
+    }
+}
+
+/// The escapes the fast path takes (`\u` goes to the general parser).
+fn simple_escape(c: u8) -> bool {
+    matches!(c, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+}
+
+/// The high bit of each byte of `w` (little-endian) that is `"`, `\` or below 0x20: exact up
+/// to the first such byte; after it, a borrow can also mark a byte that is none of these
+/// (e.g. `]` after `\`), never miss one that is.
+fn hits(w: u64) -> u64 {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    (quote.wrapping_sub(ONES) & !quote
+        | backslash.wrapping_sub(ONES) & !backslash
+        | w.wrapping_sub(ONES * 0x20) & !w)
+        & HIGH
 }
 
 /// The index of the first `"`, `\` or control character (below 0x20) in `s`, eight bytes at a
 /// time (the text is most of an event, its keys a few bytes each: a word at a time beats both
 /// a byte loop and a search call per string).
+#[cfg(test)]
 fn special(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let mut at = 0;
     while let Some(chunk) = s.get(at..at + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().ok()?);
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let backslash = w ^ (ONES * u64::from(b'\\'));
-        // The high bit of each byte that is zero (or below 0x20): exact up to the first such
-        // byte, which is all that is read.
-        let hits = (quote.wrapping_sub(ONES) & !quote
-            | backslash.wrapping_sub(ONES) & !backslash
-            | w.wrapping_sub(ONES * 0x20) & !w)
-            & HIGH;
+        let hits = hits(u64::from_le_bytes(chunk.try_into().ok()?));
         if hits != 0 {
             return Some(at + hits.trailing_zeros() as usize / 8);
         }
@@ -852,6 +894,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A byte at a time: what [`string_end`] must answer.
+    fn string_end_bytewise(b: &[u8], mut p: usize) -> Option<(usize, bool)> {
+        let mut escaped = false;
+        loop {
+            match *b.get(p)? {
+                b'"' => return Some((p, escaped)),
+                b'\\' => {
+                    if !b"\"\\/bfnrt".contains(b.get(p + 1)?) {
+                        return None;
+                    }
+                    escaped = true;
+                    p += 2;
+                }
+                c if c < 0x20 => return None,
+                _ => p += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn string_end_handles_every_special_byte_at_every_position() {
+        // Escapes (valid, invalid, `\u`), quotes, control characters and the bytes a borrow
+        // can falsely mark after a hit (`]` after `\`, `#` after `"`, space after a control
+        // character), alone, in pairs and runs, at every offset in and across words, after
+        // every start offset, truncated anywhere.
+        let pieces: [&[u8]; 22] = [
+            b"\\\"", b"\\\\", b"\\/", b"\\n", b"\\t", b"\\b", b"\\f", b"\\r", b"\\u00e9", b"\\x",
+            b"\\]", b"\\\"]", b"]]", b"\"", b"#", b"\x01", b"\x1f", b"\n ", b"\x7f", "é".as_bytes(),
+            b"\\\\\\\"", b"\\",
+        ];
+        let mut checked = 0;
+        for filler in [b'x', b']', b'#', b' '] {
+            for first in pieces {
+                for second in pieces {
+                    for at in 0..12 {
+                        for gap in [0, 1, 5, 9] {
+                            let mut s = vec![filler; at];
+                            s.extend_from_slice(first);
+                            s.extend(std::iter::repeat_n(filler, gap));
+                            s.extend_from_slice(second);
+                            s.extend(std::iter::repeat_n(filler, 3));
+                            s.push(b'"');
+                            for start in [0, 1, 3] {
+                                for len in [s.len(), s.len().saturating_sub(1), at + 1] {
+                                    let b = &s[..len.min(s.len())];
+                                    if start > b.len() {
+                                        continue;
+                                    }
+                                    assert_eq!(
+                                        string_end(b, start),
+                                        string_end_bytewise(b, start),
+                                        "{:?} from {start}",
+                                        String::from_utf8_lossy(b)
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+        // A log line full of escaped quotes, as a text event carries it.
+        let line = br#"GET \"/a\" \"x\\y\" 200\"" "#;
+        assert_eq!(string_end(line, 0), Some((line.len() - 2, true)));
+        assert_eq!(string_end(b"plain text, long enough\"", 0), Some((23, false)));
+        assert_eq!(string_end(b"\\u0041\"", 0), None);
+        assert_eq!(string_end(b"tab\there\"", 0), None);
+        assert_eq!(string_end(b"no end \\\"", 0), None);
     }
 
     #[test]
