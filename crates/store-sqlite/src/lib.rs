@@ -1451,10 +1451,10 @@ fn writer_loop(
                 }
             }
         }
-        if !ready.is_empty() {
+        let ready_empty = ready.is_empty();
+        if !ready_empty {
             match commit_group(&mut conn, &ready) {
                 Ok(outcomes) => {
-                    checkpoint.after_commit();
                     for ((p, _), outcome) in ready.into_iter().zip(outcomes) {
                         let _ = p.reply.send(match outcome {
                             Some(outcome) => Ok(outcome),
@@ -1483,6 +1483,9 @@ fn writer_loop(
                     }
                 }
             }
+        }
+        if !failed && !ready_empty {
+            checkpoint.after_commit(&conn, BUSY_TIMEOUT);
         }
         if failed {
             // Stop: the next request opens a fresh connection (a store made read-only, or a
