@@ -111,7 +111,12 @@ run_case() {
   local c_after pg_after all_after
   c_after=$(child_ticks); pg_after=$(pg_ticks); all_after=$(all_ticks)
   local after=0
-  for p in "${svc_pids[@]}"; do after=$(( after + $(ticks "$p") )); done
+  local hwm=0 h
+  for p in "${svc_pids[@]}"; do
+    after=$(( after + $(ticks "$p") ))
+    h=$(awk '/^VmHWM/ {print $2}' "/proc/$p/status"); [ "$h" -gt "$hwm" ] && hwm=$h
+  done
+  echo "$label: the service's peak RSS $(( hwm / 1024 )) MiB (VmHWM; the largest replica)"
   local lb_after=0; [ -n "${lb_pid:-}" ] && lb_after=$(ticks "$lb_pid")
   local stored
   stored=$("$bin" workspace stats "$ws" "$@" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"]["by_kind"].get("logon", 0))')

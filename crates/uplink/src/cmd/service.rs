@@ -177,6 +177,12 @@ fn parse_validity(s: &str) -> Result<time::Duration, String> {
     Ok(d)
 }
 
+/// Heap allocations below this come from malloc's arenas, not `mmap` (a decoded batch is up to
+/// a few MB); 32 MiB is glibc's largest.
+const SERVICE_MMAP_THRESHOLD: usize = 32 << 20;
+/// Free heap an arena keeps at its top rather than giving it back to the kernel.
+const SERVICE_TRIM_THRESHOLD: usize = 64 << 20;
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let webhook_trust = match &args.webhook_ca {
         Some(path) => {
@@ -189,6 +195,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => uplink_service::webhooks::ReceiverTrust::default(),
     };
+    // Freed batch buffers stay in the heap for the next request instead of going back to the
+    // kernel and being faulted in again (issue #28, crates/memtrim). Not for the sensor.
+    uplink_memtrim::keep_freed_heap(SERVICE_MMAP_THRESHOLD, SERVICE_TRIM_THRESHOLD);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(n) = args.threads {
