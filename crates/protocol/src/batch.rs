@@ -338,7 +338,7 @@ fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
                     next = p + 2;
                 }
                 0..=0x1f => return None, // a control character
-                _ => {}                 // not special: a false hit after a true one
+                _ => {}                  // not special: a false hit after a true one
             }
         }
         at += 8;
@@ -922,9 +922,28 @@ mod tests {
         // character), alone, in pairs and runs, at every offset in and across words, after
         // every start offset, truncated anywhere.
         let pieces: [&[u8]; 22] = [
-            b"\\\"", b"\\\\", b"\\/", b"\\n", b"\\t", b"\\b", b"\\f", b"\\r", b"\\u00e9", b"\\x",
-            b"\\]", b"\\\"]", b"]]", b"\"", b"#", b"\x01", b"\x1f", b"\n ", b"\x7f", "é".as_bytes(),
-            b"\\\\\\\"", b"\\",
+            b"\\\"",
+            b"\\\\",
+            b"\\/",
+            b"\\n",
+            b"\\t",
+            b"\\b",
+            b"\\f",
+            b"\\r",
+            b"\\u00e9",
+            b"\\x",
+            b"\\]",
+            b"\\\"]",
+            b"]]",
+            b"\"",
+            b"#",
+            b"\x01",
+            b"\x1f",
+            b"\n ",
+            b"\x7f",
+            "é".as_bytes(),
+            b"\\\\\\\"",
+            b"\\",
         ];
         let mut checked = 0;
         for filler in [b'x', b']', b'#', b' '] {
@@ -962,7 +981,10 @@ mod tests {
         // A log line full of escaped quotes, as a text event carries it.
         let line = br#"GET \"/a\" \"x\\y\" 200\"" "#;
         assert_eq!(string_end(line, 0), Some((line.len() - 2, true)));
-        assert_eq!(string_end(b"plain text, long enough\"", 0), Some((23, false)));
+        assert_eq!(
+            string_end(b"plain text, long enough\"", 0),
+            Some((23, false))
+        );
         assert_eq!(string_end(b"\\u0041\"", 0), None);
         assert_eq!(string_end(b"tab\there\"", 0), None);
         assert_eq!(string_end(b"no end \\\"", 0), None);

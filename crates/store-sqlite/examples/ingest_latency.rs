@@ -85,8 +85,11 @@ async fn main() {
     }
     let wall = start.elapsed();
     took.sort();
-    let q = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)].as_secs_f64() * 1e3;
-    let wal = std::fs::metadata(dir.path().join("uplink.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let q =
+        |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)].as_secs_f64() * 1e3;
+    let wal = std::fs::metadata(dir.path().join("uplink.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     println!(
         "{} ingests of {per}: p50 {:.1} p90 {:.1} p99 {:.1} max {:.1} ms; over 40 ms: {}; {:.0} events/s; WAL {:.1} MiB; {:?}",
         took.len(),

@@ -54,7 +54,10 @@ fn wait_for(store: &SqliteStore, what: &str, done: impl Fn(CheckpointStats) -> b
         if done(stats) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: still {stats:?} after 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still {stats:?} after 60 s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
