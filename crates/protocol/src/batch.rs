@@ -978,6 +978,24 @@ mod tests {
             }
         }
         assert!(checked > 100_000, "{checked}");
+        // Random strings over an alphabet heavy in special bytes (xorshift: reproducible).
+        let alphabet = b"\\\"]#/nux \x00\x01\x1f\x7f\x80\xff";
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 40) as usize;
+            let b: Vec<u8> = (0..len)
+                .map(|i| alphabet[((state >> (i % 56)) as usize + i) % alphabet.len()])
+                .collect();
+            let start = (state >> 60) as usize % (len + 1);
+            assert_eq!(
+                string_end(&b, start),
+                string_end_bytewise(&b, start),
+                "{b:?} from {start}"
+            );
+        }
         // A log line full of escaped quotes, as a text event carries it.
         let line = br#"GET \"/a\" \"x\\y\" 200\"" "#;
         assert_eq!(string_end(line, 0), Some((line.len() - 2, true)));
