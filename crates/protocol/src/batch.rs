@@ -1008,6 +1008,59 @@ mod tests {
         assert_eq!(string_end(b"no end \\\"", 0), None);
     }
 
+    /// The scan before issue #28's change: restarted after each escape.
+    fn string_end_restarting(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+        let mut escaped = false;
+        loop {
+            let at = i + special(b.get(i..)?)?;
+            if b[at] == b'"' {
+                return Some((at, escaped));
+            }
+            if b[at] != b'\\' || !simple_escape(*b.get(at + 1)?) {
+                return None;
+            }
+            escaped = true;
+            i = at + 2;
+        }
+    }
+
+    /// `cargo test --release -p uplink-protocol -- --ignored --nocapture string_end_speed`
+    #[test]
+    #[ignore = "a measurement: run in release"]
+    fn string_end_speed() {
+        let escaped = br#"10.1.2.3 - - [06/Dec/2026:02:20:00 +0000] \"GET /api/v1/items?id=42&page=3 HTTP/1.1\" 200 5120 \"https://example.com/start\" \"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\" \"-\" rt=0.012 uct=\"0.000\" uht=\"0.010\" urt=\"0.010\"""#;
+        let dense = br#"\"a\" \"b\" \"c\" \"d\" \"e\" \"f\" \"g\" \"h\" \"i\" \"j\" \"k\" \"l\" \"m\" \"n\"""#;
+        let plain: Vec<u8> = [b'x'; 290].iter().chain(b"\"").copied().collect();
+        for (name, line) in [
+            ("escaped log line", &escaped[..]),
+            ("dense escapes", &dense[..]),
+            ("plain", &plain[..]),
+        ] {
+            let want = string_end_bytewise(line, 0);
+            assert!(want.is_some(), "{name}");
+            type Scan = fn(&[u8], usize) -> Option<(usize, bool)>;
+            let time = |f: Scan| {
+                let start = std::time::Instant::now();
+                for _ in 0..200_000 {
+                    assert_eq!(f(std::hint::black_box(line), 0), want);
+                }
+                start.elapsed()
+            };
+            let (mut new, mut old) = (std::time::Duration::MAX, std::time::Duration::MAX);
+            for _ in 0..5 {
+                new = new.min(time(string_end));
+                old = old.min(time(string_end_restarting));
+            }
+            println!(
+                "{name} ({} B): {:.1} ns per string, restarting {:.1} ns ({:.2}x)",
+                line.len(),
+                new.as_nanos() as f64 / 200_000.0,
+                old.as_nanos() as f64 / 200_000.0,
+                new.as_secs_f64() / old.as_secs_f64()
+            );
+        }
+    }
+
     #[test]
     fn special_finds_the_first_quote_backslash_or_control_character() {
         let naive = |s: &[u8]| s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
