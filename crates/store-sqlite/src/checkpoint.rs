@@ -23,7 +23,7 @@
 //! The WAL file is bounded too: `journal_size_limit` truncates it back to the restart bound
 //! when the WAL starts over after it grew past it. What this does not do: a reader that holds
 //! one snapshot for longer (a long export) keeps the WAL from starting over while it reads;
-//! the restart is tried again after each commit past the bound.
+//! the restart is tried again once the WAL grew by another quarter of the bound.
 //!
 //! Durability is unchanged: commits are on disk (the WAL fsynced, `synchronous=FULL`) before
 //! they are answered; a checkpoint only moves committed pages and fsyncs the database file.
@@ -71,8 +71,10 @@ pub(crate) enum Action {
     Restart,
 }
 
-pub(crate) fn action(frames: u32, bounds: CheckpointBounds) -> Action {
-    if frames >= bounds.restart_frames {
+/// `restart_at`: the WAL size the next restart waits for (the restart bound, or more after a
+/// restart that found readers on old frames).
+pub(crate) fn action(frames: u32, bounds: CheckpointBounds, restart_at: u32) -> Action {
+    if frames >= bounds.restart_frames.max(restart_at) {
         Action::Restart
     } else if frames >= bounds.passive_frames {
         Action::Passive
@@ -150,6 +152,10 @@ pub(crate) struct Trigger {
     tx: mpsc::SyncSender<u32>,
     bounds: CheckpointBounds,
     counters: Arc<Counters>,
+    /// After a busy restart, the next one waits for the WAL to grow by a quarter of the bound:
+    /// a reader that holds a snapshot (an export) would otherwise cost every commit the
+    /// restart's wait.
+    restart_at: std::cell::Cell<u32>,
 }
 
 impl Trigger {
@@ -157,7 +163,7 @@ impl Trigger {
     /// connection, outside any transaction. `busy_timeout` is the connection's usual one.
     pub(crate) fn after_commit(&self, conn: &Connection, busy_timeout: Duration) {
         let frames = WAL_FRAMES.with(|f| f.replace(0));
-        let todo = action(frames, self.bounds);
+        let todo = action(frames, self.bounds, self.restart_at.get());
         if todo == Action::Nothing {
             return;
         }
@@ -177,11 +183,19 @@ impl Trigger {
         };
         // (busy, …): busy when the checkpointer was in a pass, or a reader stayed on old
         // frames: the next commit past the bound tries again.
-        match restart() {
-            Ok(0) => self.counters.restart.fetch_add(1, Ordering::Relaxed),
-            Ok(_) => self.counters.busy.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.counters.failed.fetch_add(1, Ordering::Relaxed),
+        let counter = match restart() {
+            Ok(0) => {
+                self.restart_at.set(self.bounds.restart_frames);
+                &self.counters.restart
+            }
+            Ok(_) => {
+                let later = frames.saturating_add((self.bounds.restart_frames / 4).max(1));
+                self.restart_at.set(later);
+                &self.counters.busy
+            }
+            Err(_) => &self.counters.failed,
         };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -199,6 +213,7 @@ pub(crate) fn start(
         tx,
         bounds,
         counters: counters.clone(),
+        restart_at: std::cell::Cell::new(bounds.restart_frames),
     };
     let handle = std::thread::Builder::new()
         .name("uplink-store-ckpt".into())
@@ -242,17 +257,26 @@ mod tests {
             passive_frames: u32::MAX,
             restart_frames: 5,
         };
-        for (frames, bounds, want) in [
-            (0, b, Action::Nothing),
-            (9, b, Action::Nothing),
-            (10, b, Action::Passive),
-            (39, b, Action::Passive),
-            (40, b, Action::Restart),
-            (u32::MAX, b, Action::Restart),
-            (4, inverted, Action::Nothing),
-            (5, inverted, Action::Restart),
+        for (frames, bounds, restart_at, want) in [
+            (0, b, 40, Action::Nothing),
+            (9, b, 40, Action::Nothing),
+            (10, b, 40, Action::Passive),
+            (39, b, 40, Action::Passive),
+            (40, b, 40, Action::Restart),
+            (u32::MAX, b, 40, Action::Restart),
+            // After a busy restart at 40: passes until 50.
+            (45, b, 50, Action::Passive),
+            (50, b, 50, Action::Restart),
+            // Never below the bound, whatever restart_at says.
+            (39, b, 0, Action::Passive),
+            (4, inverted, 5, Action::Nothing),
+            (5, inverted, 5, Action::Restart),
         ] {
-            assert_eq!(action(frames, bounds), want, "{frames} frames, {bounds:?}");
+            assert_eq!(
+                action(frames, bounds, restart_at),
+                want,
+                "{frames} frames, {bounds:?}, restart at {restart_at}"
+            );
         }
     }
 }

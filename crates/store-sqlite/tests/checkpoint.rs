@@ -149,3 +149,52 @@ async fn below_the_bound_nothing_is_checkpointed_and_a_reopened_store_has_every_
     let store = SqliteStore::open(dir.path(), false).unwrap();
     assert_eq!(store.stats("w").await.unwrap().total, 2000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_on_an_old_snapshot_delays_the_restart_but_no_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    store.set_checkpoint_bounds(CheckpointBounds {
+        passive_frames: 8,
+        restart_frames: 120,
+    });
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1")).await.unwrap();
+    store.ingest("s1", events(0..100)).await.unwrap();
+
+    // Another process's long read (an export): a snapshot held across the commits below.
+    let reader = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let seen: i64 = reader
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, 100);
+    for b in 1..40u64 {
+        store
+            .ingest("s1", events(b * 100..(b + 1) * 100))
+            .await
+            .unwrap();
+    }
+    let held = store.checkpoint_stats();
+    assert!(held.busy >= 1, "{held:?}");
+    // Backing off (a quarter of the bound, ~4 commits of ~8 frames here): not one attempt
+    // per commit past the bound.
+    assert!(held.busy + held.restart <= 15, "{held:?}");
+    assert_eq!(store.stats("w").await.unwrap().total, 4000);
+
+    // The snapshot released, a later commit restarts the WAL.
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    let mut seq = 4000;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.checkpoint_stats().restart <= held.restart {
+        store.ingest("s1", events(seq..seq + 100)).await.unwrap();
+        seq += 100;
+        assert!(
+            Instant::now() < deadline,
+            "no restart after the reader left: {:?}",
+            store.checkpoint_stats()
+        );
+    }
+    assert_eq!(store.stats("w").await.unwrap().total, seq);
+}
