@@ -24,6 +24,8 @@
 mod console;
 mod fleet;
 mod history;
+// backup fleet state.
+mod imports;
 pub use fleet::FLEET_LOCK;
 mod group;
 mod lifecycle;
@@ -1523,5 +1525,20 @@ impl Store for PostgresStore {
         holes: Vec<(u64, u64)>,
     ) -> Result<(), StoreError> {
         self.add_pruned_holes_pg(sensor_id, &holes).await
+    }
+
+    // backup fleet state (`imports.rs`).
+
+    async fn import_revocation(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
+        self.import_revocation_pg(&revocation).await
+    }
+
+    async fn import_watermark(
+        &self,
+        sensor_id: &str,
+        through: Option<u64>,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        self.import_watermark_pg(sensor_id, through, &holes).await
     }
 }

@@ -36,6 +36,8 @@ mod console;
 mod fleet;
 mod history;
 mod holes;
+// backup fleet state.
+mod imports;
 mod lifecycle;
 mod policy;
 mod tokens;
@@ -2550,6 +2552,23 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (this, id) = (self.clone(), sensor_id.to_owned());
         blocking(move || this.add_pruned_holes_sync(&id, &holes)).await
+    }
+
+    // backup fleet state (`imports.rs`).
+
+    async fn import_revocation(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
+        let this = self.clone();
+        blocking(move || this.import_revocation_sync(&revocation)).await
+    }
+
+    async fn import_watermark(
+        &self,
+        sensor_id: &str,
+        through: Option<u64>,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let (this, id) = (self.clone(), sensor_id.to_owned());
+        blocking(move || this.import_watermark_sync(&id, through, &holes)).await
     }
 }
 

@@ -878,6 +878,31 @@ pub trait Store: Send + Sync + 'static {
         sensor_id: &str,
         holes: Vec<(u64, u64)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // backup fleet state (`store backup`/`restore`/`migrate`, `backup.rs`, docs/storage.md):
+    // what a copy brings besides workspaces, sensors and events, stored as it was.
+
+    /// Records a revocation as stored elsewhere: its reason, time, certificate and marks
+    /// (decommissioned, uninstalled) kept, with [`ChangeKind::Revoked`] appended in the same
+    /// transaction. A sensor revoked here already keeps its revocation and only gains the marks
+    /// the copy has. Returns the revocation as stored ([`StoreError::NoSuchSensor`] when the
+    /// sensor is not enrolled in `revocation.workspace`).
+    fn import_revocation(
+        &self,
+        revocation: Revocation,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
+    /// Raises a sensor's watermark to at least `through` and records the holes below it, in one
+    /// transaction (a copy, once the sensor's events are in): a late seq in a hole is never
+    /// answered "duplicate" between the two. Only the parts of `holes` between the watermark
+    /// this store had and the new one are recorded, less the seqs stored here and the holes
+    /// recorded already (what this store decided below its own watermark stays decided; a copy
+    /// run again adds nothing) ([`StoreError::NoSuchSensor`]).
+    fn import_watermark(
+        &self,
+        sensor_id: &str,
+        through: Option<u64>,
+        holes: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

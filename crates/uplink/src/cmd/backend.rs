@@ -525,4 +525,19 @@ impl Store for AnyStore {
     ) -> Result<(), StoreError> {
         each!(self, s => s.add_pruned_holes(sensor_id, holes).await)
     }
+
+    // backup fleet state.
+
+    async fn import_revocation(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
+        each!(self, s => s.import_revocation(revocation).await)
+    }
+
+    async fn import_watermark(
+        &self,
+        sensor_id: &str,
+        through: Option<u64>,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.import_watermark(sensor_id, through, holes).await)
+    }
 }

@@ -21,7 +21,9 @@ pub enum Command {
     )]
     RotateMasterKey(RotateArgs),
     /// Copy a SQLite data directory into PostgreSQL: workspaces (their secrets sealed again
-    /// under the target's master key), sensors, every event with its sequence number and time.
+    /// under the target's master key, their settings, lifecycle settings, webhooks), sensors
+    /// with their revocations, every event with its sequence number and time (docs/storage.md
+    /// says what is not copied).
     ///
     /// Prints its progress; at the end compares, per workspace and per sensor, the events in
     /// both stores, and fails (exit 1) if any differ. Safe to stop and run again: what was
@@ -292,6 +294,10 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
+        // Enrollment limits and certificate validity.
+        let lifecycle = src.lifecycle_settings(&name).await?;
+        dst.set_lifecycle_settings(&name, uplink_store::backup::lifecycle_change(lifecycle))
+            .await?;
         // Webhooks and syslog targets (issue #23), unless the target has its own already.
         let hooks = src.webhooks(&name).await?;
         if !hooks.is_empty() && dst.webhooks(&name).await?.is_empty() {
@@ -300,6 +306,19 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         let stats = src.stats(&name).await?;
         for s in &stats.sensors {
             dst.import_sensor(s.clone()).await?;
+        }
+        // Revocations (reason, time, decommissioned), before any event: a revoked sensor is
+        // never trusted by a service on the copy.
+        let revoked = src.revocations(&name).await?;
+        for r in revoked.iter().cloned() {
+            dst.import_revocation(r).await?;
+        }
+        if !revoked.is_empty() {
+            writeln!(
+                out,
+                "  {}",
+                super::count(revoked.len() as u64, "revocation", "revocations")
+            )?;
         }
         let want = src.sensor_counts(&name).await?;
         let have = dst.sensor_counts(&name).await?;
@@ -315,12 +334,8 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
                     out,
                     "  sensor {sensor}: {total}/{total} events (already there)"
                 )?;
-                if let Some(through) = mark {
-                    dst.raise_watermark(sensor, through).await?;
-                }
-                if let Some(h) = holes.get(sensor) {
-                    dst.add_pruned_holes(sensor, h.clone()).await?;
-                }
+                let h = holes.get(sensor).cloned().unwrap_or_default();
+                dst.import_watermark(sensor, mark, h).await?;
                 continue;
             }
             let (tx, mut rx) = tokio::sync::mpsc::channel(batch);
@@ -360,13 +375,10 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             let (exported, copied) = tokio::join!(src.export(&name, filter, tx), copy);
             copied?;
             exported?;
-            if let Some(through) = mark {
-                dst.raise_watermark(sensor, through).await?;
-            }
-            // And the holes below it, so that their late arrival is stored in the copy too.
-            if let Some(h) = holes.get(sensor) {
-                dst.add_pruned_holes(sensor, h.clone()).await?;
-            }
+            // And the holes below it, so that their late arrival is stored in the copy too: in one
+            // transaction, so a late seq in a hole is never answered "duplicate" in between.
+            let h = holes.get(sensor).cloned().unwrap_or_default();
+            dst.import_watermark(sensor, mark, h).await?;
         }
         // Verify: the same events per sensor, and the same counts per kind.
         let have = dst.sensor_counts(&name).await?;
