@@ -95,6 +95,9 @@ per_backend!(
     holes_are_read_and_added_for_copies,
     holes_a_copy_brings_never_cover_a_stored_seq,
     events_ingested_while_a_prune_runs_are_not_passed_as_future_ones,
+    // backup fleet state.
+    a_copy_brings_revocations_as_they_were,
+    a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2377,4 +2380,156 @@ async fn events_ingested_while_a_prune_runs_are_not_passed_as_future_ones<S: Sto
         store.watermarks("w").await.unwrap()
     );
     assert_eq!(store.stats("w").await.unwrap().total, 10);
+}
+
+// backup fleet state (`store backup`/`restore`/`migrate`).
+
+/// A revocation copied from another store keeps its reason, time, certificate and marks, is
+/// logged, refuses renewal, and copying it again (or an older copy without a mark) only adds
+/// marks.
+async fn a_copy_brings_revocations_as_they_were<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
+    for s in ["s1", "s2", "s3"] {
+        store.add_sensor(sensor(s, "w")).await.unwrap();
+    }
+    let revoked = |id: &str, decommissioned: bool, uninstalled: bool| Revocation {
+        workspace: "w".into(),
+        sensor_id: id.into(),
+        reason: format!("{id} stolen"),
+        revoked_at: 1_700_000_000_000 + id.len() as i64,
+        decommissioned,
+        uninstalled,
+        cert_sha256: "ab".repeat(32),
+    };
+    let before = store.change_version().await.unwrap();
+    // Not enrolled there, or not at all: refused, nothing recorded.
+    for (ws, id) in [("v", "s1"), ("w", "ghost")] {
+        let r = Revocation {
+            workspace: ws.into(),
+            ..revoked(id, false, false)
+        };
+        let err = store.import_revocation(r).await;
+        assert!(
+            matches!(err, Err(StoreError::NoSuchSensor(ref g)) if g == id),
+            "{ws}/{id}: {err:?}"
+        );
+    }
+    assert_eq!(store.change_version().await.unwrap(), before);
+    let long = Revocation {
+        reason: "x".repeat(lifecycle::MAX_REASON + 1),
+        ..revoked("s3", false, false)
+    };
+    assert!(matches!(
+        store.import_revocation(long).await,
+        Err(StoreError::Settings(_))
+    ));
+
+    let want = [revoked("s1", true, false), revoked("s2", false, true)];
+    for r in &want {
+        assert_eq!(&store.import_revocation(r.clone()).await.unwrap(), r);
+    }
+    assert_eq!(store.revocations("w").await.unwrap(), want);
+    assert_eq!(
+        changes(&store, before).await,
+        [
+            ("w".into(), ChangeKind::Revoked),
+            ("w".into(), ChangeKind::Revoked)
+        ]
+    );
+    assert_eq!(Lifecycle::of(Some(&want[0])), Lifecycle::Decommissioned);
+    assert_eq!(Lifecycle::of(Some(&want[1])), Lifecycle::Uninstalled);
+    // Copied again, from a copy without the marks and with another time: what is here stays.
+    for id in ["s1", "s2"] {
+        let again = Revocation {
+            revoked_at: 5,
+            reason: "other".into(),
+            ..revoked(id, false, false)
+        };
+        store.import_revocation(again).await.unwrap();
+    }
+    // And a mark the copy adds is gained.
+    let more = store
+        .import_revocation(revoked("s2", true, false))
+        .await
+        .unwrap();
+    assert!(more.decommissioned && more.uninstalled, "{more:?}");
+    let now = store.revocations("w").await.unwrap();
+    assert_eq!(now[0], want[0]);
+    assert_eq!(
+        now[1],
+        Revocation {
+            decommissioned: true,
+            ..want[1].clone()
+        }
+    );
+    // Revoked like any revocation: renewal refused, the unrevoked sensor renews.
+    let err = store
+        .renew_sensor("w", "s1", &"44".repeat(32), "key-renewed")
+        .await;
+    assert!(err.is_err(), "{err:?}");
+    store
+        .renew_sensor("w", "s3", &"45".repeat(32), "key-of-s3-renewed")
+        .await
+        .unwrap();
+    assert!(store.revocations("v").await.unwrap().is_empty());
+}
+
+/// A copy's watermark and holes are set in one call: the holes between the watermark the
+/// target had and the new one, less what the target stored or recorded; a second run adds
+/// nothing, and below its own watermark the target reopens nothing.
+async fn a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided<S: Store + Clone>(
+    store: S,
+) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    for s in ["copy", "mine"] {
+        store.add_sensor(sensor(s, "w")).await.unwrap();
+    }
+    // The copy: events 30..35 and 16 (which arrived into the hole 15..=19 at the source).
+    for seqs in [30..35, 16..17] {
+        store
+            .import_events("copy", old_events("copy", seqs, now - DAY))
+            .await
+            .unwrap();
+    }
+    let holes = vec![(10, 11), (15, 19)];
+    for _ in 0..2 {
+        store
+            .import_watermark("copy", Some(29), holes.clone())
+            .await
+            .unwrap();
+        assert_eq!(store.watermarks("w").await.unwrap()["copy"], 29);
+        assert_eq!(
+            store.pruned_holes("w").await.unwrap()["copy"],
+            [(10, 11), (15, 15), (17, 19)]
+        );
+    }
+    // 10, 11, 15, 17, 18 and 19 were never stored: stored now, once.
+    let r = store.ingest("copy", events(0..35, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (6, 29));
+    let r = store.ingest("copy", events(0..35, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 35));
+
+    // A target whose own watermark is 20 already: only 21..=25 of the copy's hole is new to it.
+    store.raise_watermark("mine", 20).await.unwrap();
+    store
+        .import_watermark("mine", Some(29), vec![(10, 25)])
+        .await
+        .unwrap();
+    assert_eq!(store.watermarks("w").await.unwrap()["mine"], 29);
+    assert_eq!(store.pruned_holes("w").await.unwrap()["mine"], [(21, 25)]);
+    // No watermark brought (nothing pruned at the source): nothing changes.
+    store
+        .import_watermark("mine", None, vec![(26, 28)])
+        .await
+        .unwrap();
+    assert_eq!(store.watermarks("w").await.unwrap()["mine"], 29);
+    assert_eq!(store.pruned_holes("w").await.unwrap()["mine"], [(21, 25)]);
+    let r = store.ingest("mine", events(0..30, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 25));
+    assert!(matches!(
+        store.import_watermark("ghost", Some(1), vec![]).await,
+        Err(StoreError::NoSuchSensor(_))
+    ));
 }
