@@ -66,6 +66,30 @@ impl PostgresStore {
         })
     }
 
+    pub(crate) async fn issued_certificates_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<backup::IssuedCertificate>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.sensor_id, c.serial, c.cert_sha256 FROM certificates c
+                 JOIN sensors s ON s.sensor_id = c.sensor_id
+                 WHERE s.workspace = $1 ORDER BY c.sensor_id, c.serial",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| backup::IssuedCertificate {
+                sensor_id: r.get(0),
+                serial_hex: r.get(1),
+                cert_sha256: r.get(2),
+            })
+            .collect())
+    }
+
     pub(crate) async fn import_watermark_pg(
         &self,
         sensor_id: &str,

@@ -1541,4 +1541,11 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         self.import_watermark_pg(sensor_id, through, &holes).await
     }
+
+    async fn issued_certificates(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::backup::IssuedCertificate>, StoreError> {
+        self.issued_certificates_pg(workspace).await
+    }
 }

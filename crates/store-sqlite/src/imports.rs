@@ -56,6 +56,27 @@ impl SqliteStore {
         stored.ok_or_else(|| StoreError::NoSuchSensor(r.sensor_id.clone()))
     }
 
+    pub(crate) fn issued_certificates_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<backup::IssuedCertificate>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT c.sensor_id, c.serial, c.cert_sha256 FROM certificates c
+                 JOIN sensors s ON s.sensor_id = c.sensor_id
+                 WHERE s.workspace = ?1 ORDER BY c.sensor_id, c.serial",
+            )?;
+            let rows = st.query_map([workspace], |r| {
+                Ok(backup::IssuedCertificate {
+                    sensor_id: r.get(0)?,
+                    serial_hex: r.get(1)?,
+                    cert_sha256: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     pub(crate) fn import_watermark_sync(
         &self,
         sensor_id: &str,

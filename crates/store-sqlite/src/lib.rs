@@ -2570,6 +2570,14 @@ impl Store for SqliteStore {
         let (this, id) = (self.clone(), sensor_id.to_owned());
         blocking(move || this.import_watermark_sync(&id, through, &holes)).await
     }
+
+    async fn issued_certificates(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::backup::IssuedCertificate>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.issued_certificates_sync(&ws)).await
+    }
 }
 
 /// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a

@@ -14,7 +14,8 @@
 //!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events),
 //!            "pruned_holes":[[LO,HI],…] (only when it has some: the never-stored seqs below it),
 //!            "revocation":{"reason":…,"revoked_at":MS,"decommissioned":B,"uninstalled":B,"cert_sha256":…}
-//!              (only for a revoked sensor)}}
+//!              (only for a revoked sensor),
+//!            "certificates":[{"serial_hex":…,"cert_sha256":…},…] (those recorded for the CRL)}}
 //! {"event":{"sensor_id":…,"seq":N,"kind":…,"received_at":MS,"body":"<the event line>"}}
 //! {"end":{"workspaces":N,"sensors":N,"events":N}}
 //! ```
@@ -25,7 +26,7 @@
 //! events in sequence order. Restoring is idempotent (what is there is skipped, events are not
 //! stored twice), so an interrupted restore is run again.
 //!
-//! Versions: format 2 added `lifecycle` and `revocation` (a format 1 file, which has neither,
+//! Versions: format 2 added `lifecycle`, `revocation` and `certificates` (a format 1 file, which has neither,
 //! still restores: its sensors are restored unrevoked, as they were backed up by a build that
 //! did not carry revocations). A build that reads only format 1 refuses a format 2 file ("upgrade
 //! uplink") rather than restore its revoked sensors as trusted ones. Fields a format adds are
@@ -43,6 +44,15 @@ pub const BACKUP_FORMAT: u32 = 2;
 
 /// The oldest format this build restores.
 pub const OLDEST_FORMAT: u32 = 1;
+
+/// A certificate issued to a sensor, as recorded for the CRL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCertificate {
+    pub sensor_id: String,
+    /// Its serial number, lowercase hex.
+    pub serial_hex: String,
+    pub cert_sha256: String,
+}
 
 /// What a backup or a restore counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -111,6 +121,15 @@ struct SensorLine {
     /// The sensor's revocation (format 2), restored with it: a revoked sensor stays refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     revocation: Option<RevocationLine>,
+    /// The certificates issued to it (format 2), so that the CRL lists them once it is revoked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    certificates: Vec<CertificateLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CertificateLine {
+    serial_hex: String,
+    cert_sha256: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -189,6 +208,16 @@ pub async fn backup<S: Store>(
             .into_iter()
             .map(|r| (r.sensor_id.clone(), r))
             .collect();
+        let mut certificates: BTreeMap<String, Vec<CertificateLine>> = BTreeMap::new();
+        for c in store.issued_certificates(&ws.name).await? {
+            certificates
+                .entry(c.sensor_id)
+                .or_default()
+                .push(CertificateLine {
+                    serial_hex: c.serial_hex,
+                    cert_sha256: c.cert_sha256,
+                });
+        }
         let webhooks = store
             .webhooks(&ws.name)
             .await?
@@ -227,6 +256,7 @@ pub async fn backup<S: Store>(
                 &Line::Sensor(SensorLine {
                     pruned_through: marks.get(&s.sensor_id).copied(),
                     pruned_holes: holes.remove(&s.sensor_id).unwrap_or_default(),
+                    certificates: certificates.remove(&s.sensor_id).unwrap_or_default(),
                     revocation: revoked.remove(&s.sensor_id).map(|r| RevocationLine {
                         reason: r.reason,
                         revoked_at: r.revoked_at,
@@ -416,6 +446,7 @@ pub async fn restore<S: Store>(
             Line::Sensor(s) => {
                 mark = (s.pruned_through.is_some() || !s.pruned_holes.is_empty())
                     .then(|| (s.sensor_id.clone(), s.pruned_through, s.pruned_holes));
+                let sensor_id = s.sensor_id.clone();
                 let revocation = s.revocation.map(|r| Revocation {
                     workspace: s.workspace.clone(),
                     sensor_id: s.sensor_id.clone(),
@@ -436,7 +467,13 @@ pub async fn restore<S: Store>(
                         last_seen: s.last_seen,
                     })
                     .await?;
-                // Revoked right after it is imported (a re-run revokes it again, harmlessly).
+                // Its certificates (recording one again changes nothing), then its revocation:
+                // right after it is imported (a re-run revokes it again, harmlessly).
+                for c in s.certificates {
+                    store
+                        .record_certificate(&sensor_id, &c.serial_hex, &c.cert_sha256)
+                        .await?;
+                }
                 if let Some(r) = revocation {
                     store.import_revocation(r).await?;
                 }

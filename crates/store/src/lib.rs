@@ -903,6 +903,13 @@ pub trait Store: Send + Sync + 'static {
         through: Option<u64>,
         holes: Vec<(u64, u64)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every certificate recorded for the workspace's sensors ([`Store::record_certificate`]),
+    /// by sensor then serial: what a copy records again, so that the CRL of the copy lists the
+    /// certificates of its revoked sensors.
+    fn issued_certificates(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<backup::IssuedCertificate>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

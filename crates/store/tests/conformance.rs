@@ -97,6 +97,7 @@ per_backend!(
     events_ingested_while_a_prune_runs_are_not_passed_as_future_ones,
     // backup fleet state.
     a_copy_brings_revocations_as_they_were,
+    issued_certificates_are_read_for_copies,
     a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided,
 );
 
@@ -2473,6 +2474,40 @@ async fn a_copy_brings_revocations_as_they_were<S: Store + Clone>(store: S) {
         .await
         .unwrap();
     assert!(store.revocations("v").await.unwrap().is_empty());
+}
+
+/// The certificates recorded for a workspace's sensors, read for a copy and recorded again
+/// there (the CRL of the copy lists the revoked sensors' ones).
+async fn issued_certificates_are_read_for_copies<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    store.add_sensor(sensor("s2", "w")).await.unwrap();
+    store.add_sensor(sensor("t", "v")).await.unwrap();
+    assert!(store.issued_certificates("w").await.unwrap().is_empty());
+    for (s, serial) in [
+        ("s2", "0b01"),
+        ("s1", "0a02"),
+        ("s1", "0a01"),
+        ("t", "0c01"),
+    ] {
+        store
+            .record_certificate(s, serial, &format!("cert-{serial}"))
+            .await
+            .unwrap();
+    }
+    let cert = |s: &str, serial: &str| backup::IssuedCertificate {
+        sensor_id: s.into(),
+        serial_hex: serial.into(),
+        cert_sha256: format!("cert-{serial}"),
+    };
+    let want = vec![cert("s1", "0a01"), cert("s1", "0a02"), cert("s2", "0b01")];
+    assert_eq!(store.issued_certificates("w").await.unwrap(), want);
+    assert_eq!(
+        store.issued_certificates("v").await.unwrap(),
+        [cert("t", "0c01")]
+    );
+    assert!(store.issued_certificates("none").await.unwrap().is_empty());
 }
 
 /// A copy's watermark and holes are set in one call: the holes between the watermark the

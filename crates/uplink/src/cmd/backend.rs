@@ -540,4 +540,11 @@ impl Store for AnyStore {
     ) -> Result<(), StoreError> {
         each!(self, s => s.import_watermark(sensor_id, through, holes).await)
     }
+
+    async fn issued_certificates(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::backup::IssuedCertificate>, StoreError> {
+        each!(self, s => s.issued_certificates(workspace).await)
+    }
 }

@@ -307,8 +307,13 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         for s in &stats.sensors {
             dst.import_sensor(s.clone()).await?;
         }
-        // Revocations (reason, time, decommissioned), before any event: a revoked sensor is
-        // never trusted by a service on the copy.
+        // The certificates issued to them (what the CRL lists once a sensor is revoked), then
+        // the revocations (reason, time, marks), before any event: a revoked sensor is never
+        // trusted by a service on the copy.
+        for c in src.issued_certificates(&name).await? {
+            dst.record_certificate(&c.sensor_id, &c.serial_hex, &c.cert_sha256)
+                .await?;
+        }
         let revoked = src.revocations(&name).await?;
         for r in revoked.iter().cloned() {
             dst.import_revocation(r).await?;

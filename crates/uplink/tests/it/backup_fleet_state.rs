@@ -3,7 +3,8 @@
 //! - A sensor revoked (`uplink fleet revoke`) before a backup stays revoked after the backup is
 //!   restored into a fresh SQLite store, and after that store is copied into PostgreSQL with
 //!   `store migrate`: a service on either refuses it (403 `CERT_REVOKED`) while the other sensor
-//!   delivers; its reason and time come along, and so do the workspace's lifecycle settings.
+//!   delivers; its reason and time come along, the CRL lists its certificate, and the workspace's
+//!   lifecycle settings come along.
 //! - A backup in format 1 (written before revocations were carried) still restores.
 
 use std::path::Path;
@@ -31,6 +32,33 @@ fn code(body: &str) -> String {
         .ok()
         .and_then(|v| v["code"].as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// The CRL the service on `port` serves for `ws`, as `openssl crl -text` prints it.
+fn crl_text(dir: &Path, ws: &Ws, port: u16) -> String {
+    let der = dir.join("crl.der");
+    require("curl");
+    let host = &ws.sensor_host;
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o"])
+        .arg(&der)
+        .args(["-w", "%{http_code}", "--cacert"])
+        .arg(&ws.ca_file)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/pki/crl.der"))
+        .output()
+        .expect("run curl");
+    assert_eq!(stdout(&out).trim(), "200", "{}", stderr(&out));
+    openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        der.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ])
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
@@ -109,6 +137,18 @@ fn a_sensor_revoked_before_a_backup_stays_refused_after_restore_and_migrate() {
     };
     assert_eq!(lifecycles(&["--data-dir", d]), want);
 
+    // Its certificate's serial, as the CRL lists it.
+    let serial = openssl(&[
+        "x509",
+        "-in",
+        thief.cert_file.to_str().unwrap(),
+        "-noout",
+        "-serial",
+    ]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase();
     let file = t.join("fs.backup");
     let f = file.to_str().unwrap();
     ok(
@@ -169,6 +209,8 @@ fn a_sensor_revoked_before_a_backup_stays_refused_after_restore_and_migrate() {
     );
     let (status, body) = post(t, &ws, svc2.port, &good, 5..10);
     assert_eq!(status, 200, "{body}\n{}", svc2.log());
+    let crl = crl_text(t, &ws, svc2.port);
+    assert!(crl.contains(&serial), "{serial} not in {crl}");
     drop(svc2);
     // The restored directory's own key: the backed-up store's (as its administrator puts it).
     std::fs::copy(&key, restored.join("master.key")).unwrap();
@@ -208,6 +250,8 @@ fn a_sensor_revoked_before_a_backup_stays_refused_after_restore_and_migrate() {
     );
     let (status, body) = post(t, &ws, pg.port, &good, 10..15);
     assert_eq!(status, 200, "{body}\n{}", pg.log());
+    let crl = crl_text(t, &ws, pg.port);
+    assert!(crl.contains(&serial), "{serial} not in {crl}");
     let rows = export(&db, "fs");
     assert_eq!(rows.len(), 5 + 15, "{rows:?}");
 
