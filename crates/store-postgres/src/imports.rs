@@ -66,6 +66,59 @@ impl PostgresStore {
         })
     }
 
+    pub(crate) async fn import_policy_pg(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> Result<bool, StoreError> {
+        let (doc, sealed) = match policy {
+            Some(mut p) => {
+                policy::check(&p)?;
+                p.version = version;
+                let (d, s) = policy::encode(&self.key()?, workspace, &p)?;
+                (Some(d), s)
+            }
+            None => (None, None),
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        // The workspace's row locked, as `set_policy` does: versions are numbered in order.
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        if found.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        let top: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM policies WHERE workspace = $1",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .get(0);
+        if top as u64 >= version {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO policies (workspace, version, set_at, doc, password) VALUES ($1, $2, $3, $4, $5)",
+            &[&workspace, &(version as i64), &set_at, &doc, &sealed],
+        )
+        .await
+        .map_err(self.err())?;
+        record_change(&tx, workspace, &ChangeKind::Policy)
+            .await
+            .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
+        Ok(true)
+    }
+
     pub(crate) async fn issued_certificates_pg(
         &self,
         workspace: &str,

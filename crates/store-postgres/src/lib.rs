@@ -1548,4 +1548,15 @@ impl Store for PostgresStore {
     ) -> Result<Vec<uplink_store::backup::IssuedCertificate>, StoreError> {
         self.issued_certificates_pg(workspace).await
     }
+
+    async fn import_policy(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> Result<bool, StoreError> {
+        self.import_policy_pg(workspace, version, set_at, policy)
+            .await
+    }
 }

@@ -56,6 +56,45 @@ impl SqliteStore {
         stored.ok_or_else(|| StoreError::NoSuchSensor(r.sensor_id.clone()))
     }
 
+    pub(crate) fn import_policy_sync(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> Result<bool, StoreError> {
+        let (doc, sealed) = encode_policy(&self.key(), workspace, version, policy)?;
+        let done = self.write(|c| {
+            immediate(c, |tx| {
+                let exists = tx
+                    .query_row(
+                        "SELECT 1 FROM workspaces WHERE name = ?1",
+                        [workspace],
+                        |_| Ok(()),
+                    )
+                    .optional()?;
+                if exists.is_none() {
+                    return Ok(None);
+                }
+                let top: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM policies WHERE workspace = ?1",
+                    [workspace],
+                    |r| r.get(0),
+                )?;
+                if top as u64 >= version {
+                    return Ok(Some(false));
+                }
+                tx.execute(
+                    "INSERT INTO policies (workspace, version, set_at, doc, password) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![workspace, version as i64, set_at, doc, sealed],
+                )?;
+                record_change(tx, workspace, &ChangeKind::Policy)?;
+                Ok(Some(true))
+            })
+        })?;
+        done.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
     pub(crate) fn issued_certificates_sync(
         &self,
         workspace: &str,
@@ -136,4 +175,20 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// A policy version's row (`doc`, sealed password) as this store keeps it, checked first.
+fn encode_policy(
+    key: &MasterKey,
+    workspace: &str,
+    version: u64,
+    policy: Option<uplink_policy::Policy>,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let Some(mut p) = policy else {
+        return Ok((None, None));
+    };
+    uplink_store::policy::check(&p)?;
+    p.version = version;
+    let (doc, sealed) = uplink_store::policy::encode(key, workspace, &p)?;
+    Ok((Some(doc), sealed))
 }

@@ -2578,6 +2578,17 @@ impl Store for SqliteStore {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.issued_certificates_sync(&ws)).await
     }
+
+    async fn import_policy(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> Result<bool, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.import_policy_sync(&ws, version, set_at, policy)).await
+    }
 }
 
 /// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a

@@ -9,7 +9,9 @@
 //!               "ca_sha256":…,"access_key_sha256":…,"access_key_sealed":"sealed:v1:…"|null,"created_at":MS,
 //!               "settings":{"retention_days":N,"disconnected_after_secs":N},
 //!               "lifecycle":{"client_cert_validity_secs":N,"enroll_limit":N,"failed_enroll_limit":N,"enroll_window_secs":N},
-//!               "webhooks":[{"url":…,"secret_sealed":"sealed:v1:…"}] (webhooks and syslog targets)}}
+//!               "webhooks":[{"url":…,"secret_sealed":"sealed:v1:…"}] (webhooks and syslog targets),
+//!               "policy":{"version":N,"set_at":MS,"doc":…|null,"password_sealed":"sealed:v1:…"|null}
+//!                 (its current policy version, when it ever had one; doc null: cleared)}}
 //! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null,
 //!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events),
 //!            "pruned_holes":[[LO,HI],…] (only when it has some: the never-stored seqs below it),
@@ -26,7 +28,7 @@
 //! events in sequence order. Restoring is idempotent (what is there is skipped, events are not
 //! stored twice), so an interrupted restore is run again.
 //!
-//! Versions: format 2 added `lifecycle`, `revocation` and `certificates` (a format 1 file, which has neither,
+//! Versions: format 2 added `lifecycle`, `policy`, `revocation` and `certificates` (a format 1 file, which has neither,
 //! still restores: its sensors are restored unrevoked, as they were backed up by a build that
 //! did not carry revocations). A build that reads only format 1 refuses a format 2 file ("upgrade
 //! uplink") rather than restore its revoked sensors as trusted ones. Fields a format adds are
@@ -90,6 +92,18 @@ struct WorkspaceLine {
     /// Enrollment limits and certificate validity (format 2; absent before: left as they are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lifecycle: Option<LifecycleSettings>,
+    /// The current policy version (format 2), its number kept; absent when none was ever set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<PolicyLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PolicyLine {
+    version: u64,
+    set_at: i64,
+    /// The policy without its password, as the store keeps it (`None`: this version cleared it).
+    doc: Option<String>,
+    password_sealed: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -202,6 +216,24 @@ pub async fn backup<S: Store>(
     for ws in store.workspaces().await? {
         let settings = store.workspace_settings(&ws.name).await?;
         let lifecycle = store.lifecycle_settings(&ws.name).await?;
+        let policy = match current_policy(store, &ws.name).await? {
+            None => None,
+            Some((version, set_at, policy)) => {
+                let (doc, password_sealed) = match policy {
+                    Some(p) => {
+                        let (d, s) = crate::policy::encode(key, &ws.name, &p)?;
+                        (Some(d), s)
+                    }
+                    None => (None, None),
+                };
+                Some(PolicyLine {
+                    version,
+                    set_at,
+                    doc,
+                    password_sealed,
+                })
+            }
+        };
         let mut revoked: BTreeMap<String, Revocation> = store
             .revocations(&ws.name)
             .await?
@@ -230,6 +262,7 @@ pub async fn backup<S: Store>(
         let line = Line::Workspace(WorkspaceLine {
             settings: Some(settings),
             lifecycle: Some(lifecycle),
+            policy,
             webhooks,
             ca_key_sealed: key.seal(&ws.ca_key_pem, &ca_key_context(&ws.name)),
             access_key_sealed: ws
@@ -421,6 +454,18 @@ pub async fn restore<S: Store>(
                         .set_lifecycle_settings(&ws.name, lifecycle_change(l))
                         .await?;
                 }
+                if let Some(p) = w.policy {
+                    let policy = crate::policy::decode(
+                        key,
+                        &ws.name,
+                        p.version,
+                        p.doc.as_deref(),
+                        p.password_sealed.as_deref(),
+                    )?;
+                    store
+                        .import_policy(&ws.name, p.version, p.set_at, policy)
+                        .await?;
+                }
                 // Webhooks, unless the workspace has its own already (a re-run, or a workspace
                 // that was there): what is there is kept.
                 if !w.webhooks.is_empty() && store.webhooks(&ws.name).await?.is_empty() {
@@ -521,6 +566,26 @@ pub async fn restore<S: Store>(
     }
     store.flush().await?;
     Ok(counts)
+}
+
+/// A workspace's current policy version for a copy: its number, time and policy (`None`:
+/// cleared); `None` when it never had one.
+#[allow(clippy::type_complexity)]
+pub async fn current_policy<S: Store>(
+    store: &S,
+    workspace: &str,
+) -> Result<Option<(u64, i64, Option<uplink_policy::Policy>)>, StoreError> {
+    let (version, policy) = store.current_policy(workspace).await?;
+    if version == 0 {
+        return Ok(None);
+    }
+    let set_at = store
+        .policy_versions(workspace)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .map_or_else(now_ms, |v| v.set_at);
+    Ok(Some((version, set_at, policy)))
 }
 
 /// Lifecycle settings as a change that sets them all (what a copy applies).

@@ -910,6 +910,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<Vec<backup::IssuedCertificate>, StoreError>> + Send;
+    /// Records a workspace's current policy version as stored elsewhere: its number and time
+    /// kept (sensors compare the number with the one they fetched), `policy` `None` for a
+    /// version that cleared it, the password sealed here, with [`ChangeKind::Policy`] appended
+    /// in the same transaction. Nothing is recorded (`Ok(false)`) when the workspace has that
+    /// version or a later one already (a copy run again; policies set here are kept)
+    /// ([`StoreError::NoSuchWorkspace`]).
+    fn import_policy(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

@@ -98,6 +98,7 @@ per_backend!(
     // backup fleet state.
     a_copy_brings_revocations_as_they_were,
     issued_certificates_are_read_for_copies,
+    a_copy_brings_the_current_policy_version_with_its_number,
     a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided,
 );
 
@@ -2567,4 +2568,63 @@ async fn a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided<S: 
         store.import_watermark("ghost", Some(1), vec![]).await,
         Err(StoreError::NoSuchSensor(_))
     ));
+}
+
+/// A workspace's current policy version copied from another store keeps its number and time
+/// (sensors compare the number), its password sealed here; a copy run again, or onto a
+/// workspace with versions of its own as recent, changes nothing.
+async fn a_copy_brings_the_current_policy_version_with_its_number<S: Store + Clone>(store: S) {
+    use uplink_policy::{Password, Policy, Route, Target};
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
+    let policy = Policy::new(
+        Route::Proxy {
+            url: "http://b.corp:3128".into(),
+            user: Some("CORP\\svc".into()),
+            password: Some(Password::new("pw-copied")),
+            ca_pem: None,
+        },
+        Target::All,
+    );
+    assert!(matches!(
+        store.import_policy("none", 1, 5, None).await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    let before = store.change_version().await.unwrap();
+    assert!(store
+        .import_policy("w", 7, 1_700_000_000_000, Some(policy.clone()))
+        .await
+        .unwrap());
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Policy)]
+    );
+    let (version, current) = store.current_policy("w").await.unwrap();
+    assert_eq!(version, 7);
+    let current = current.unwrap();
+    assert_eq!(current.route.password().unwrap().expose(), "pw-copied");
+    assert_eq!(
+        Policy {
+            version: 7,
+            ..policy.clone()
+        },
+        current
+    );
+    let versions = store.policy_versions("w").await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.set_at))
+            .collect::<Vec<_>>(),
+        [(7, 1_700_000_000_000)]
+    );
+    // Again, or an older version: nothing changes. The next set is version 8.
+    for v in [7, 3] {
+        assert!(!store.import_policy("w", v, 5, None).await.unwrap());
+    }
+    assert_eq!(store.current_policy("w").await.unwrap().0, 7);
+    assert_eq!(store.set_policy("w", policy).await.unwrap().version, 8);
+    // A cleared version is copied as one.
+    assert!(store.import_policy("v", 2, 5, None).await.unwrap());
+    assert_eq!(store.current_policy("v").await.unwrap(), (2, None));
 }

@@ -547,4 +547,14 @@ impl Store for AnyStore {
     ) -> Result<Vec<uplink_store::backup::IssuedCertificate>, StoreError> {
         each!(self, s => s.issued_certificates(workspace).await)
     }
+
+    async fn import_policy(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.import_policy(workspace, version, set_at, policy).await)
+    }
 }

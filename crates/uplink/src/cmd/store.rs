@@ -21,7 +21,8 @@ pub enum Command {
     )]
     RotateMasterKey(RotateArgs),
     /// Copy a SQLite data directory into PostgreSQL: workspaces (their secrets sealed again
-    /// under the target's master key, their settings, lifecycle settings, webhooks), sensors
+    /// under the target's master key, their settings, lifecycle settings, current policy,
+    /// webhooks), sensors
     /// with their revocations, every event with its sequence number and time (docs/storage.md
     /// says what is not copied).
     ///
@@ -298,6 +299,12 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         let lifecycle = src.lifecycle_settings(&name).await?;
         dst.set_lifecycle_settings(&name, uplink_store::backup::lifecycle_change(lifecycle))
             .await?;
+        // The current policy version, its number kept (sensors compare it with theirs).
+        if let Some((version, set_at, policy)) =
+            uplink_store::backup::current_policy(&src, &name).await?
+        {
+            dst.import_policy(&name, version, set_at, policy).await?;
+        }
         // Webhooks and syslog targets (issue #23), unless the target has its own already.
         let hooks = src.webhooks(&name).await?;
         if !hooks.is_empty() && dst.webhooks(&name).await?.is_empty() {

@@ -4,7 +4,7 @@
 //!   restored into a fresh SQLite store, and after that store is copied into PostgreSQL with
 //!   `store migrate`: a service on either refuses it (403 `CERT_REVOKED`) while the other sensor
 //!   delivers; its reason and time come along, the CRL lists its certificate, and the workspace's
-//!   lifecycle settings come along.
+//!   lifecycle settings and current policy (its version number kept) come along.
 //! - A backup in format 1 (written before revocations were carried) still restores.
 
 use std::path::Path;
@@ -137,6 +137,24 @@ fn a_sensor_revoked_before_a_backup_stays_refused_after_restore_and_migrate() {
     };
     assert_eq!(lifecycles(&["--data-dir", d]), want);
 
+    // A policy, at version 2, with a proxy password.
+    let password = t.join("proxy-password");
+    std::fs::write(&password, "policy-pw-not-in-the-backup\n").unwrap();
+    for extra in [
+        &["--direct"][..],
+        &[
+            "--proxy-url",
+            "http://proxy.example:3128",
+            "--proxy-user",
+            "CORP\\svc",
+            "--proxy-password-file",
+            password.to_str().unwrap(),
+        ][..],
+    ] {
+        let mut args = vec!["fleet", "policy", "set", "fs", "--data-dir", d, "--all"];
+        args.extend_from_slice(extra);
+        ok(uplink(&args), "fleet policy set");
+    }
     // Its certificate's serial, as the CRL lists it.
     let serial = openssl(&[
         "x509",
@@ -155,6 +173,8 @@ fn a_sensor_revoked_before_a_backup_stays_refused_after_restore_and_migrate() {
         uplink(&["store", "backup", "--data-dir", d, "--to", f]),
         "store backup",
     );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("policy-pw"), "the proxy password is sealed");
     drop(svc);
     let key = data.join("master.key");
     let k = key.to_str().unwrap();
@@ -197,6 +217,14 @@ fn a_sensor_revoked_before_a_backup_stays_refused_after_restore_and_migrate() {
         let shown = json(&show);
         assert_eq!(shown["enroll_limit"], 7, "{shown}");
         assert_eq!(shown["client_cert_validity_secs"], 2 * 86_400, "{shown}");
+        let mut policy = vec!["fleet", "policy", "show", "fs", "--json"];
+        policy.extend_from_slice(store);
+        let policy = json(&policy);
+        assert_eq!(policy["version"], 2, "{policy}");
+        assert!(
+            policy["policy"].to_string().contains("proxy.example:3128"),
+            "{policy}"
+        );
     };
     check_store(&sqlite);
     let svc2 = ServiceProc::start_with(&restored, &["--master-key-file", k]);
