@@ -568,13 +568,14 @@ pub async fn restore<S: Store>(
     Ok(counts)
 }
 
-/// A workspace's current policy version for a copy: its number, time and policy (`None`:
-/// cleared); `None` when it never had one.
-#[allow(clippy::type_complexity)]
+/// A policy version as a copy brings it: its number, time and policy (`None`: cleared).
+pub type CopiedPolicy = (u64, i64, Option<uplink_policy::Policy>);
+
+/// A workspace's current policy version for a copy; `None` when it never had one.
 pub async fn current_policy<S: Store>(
     store: &S,
     workspace: &str,
-) -> Result<Option<(u64, i64, Option<uplink_policy::Policy>)>, StoreError> {
+) -> Result<Option<CopiedPolicy>, StoreError> {
     let (version, policy) = store.current_policy(workspace).await?;
     if version == 0 {
         return Ok(None);
