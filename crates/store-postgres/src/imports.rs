@@ -119,6 +119,64 @@ impl PostgresStore {
         Ok(true)
     }
 
+    pub(crate) async fn import_previous_ca_pg(
+        &self,
+        workspace: &str,
+        ca: &PreviousCa,
+    ) -> Result<bool, StoreError> {
+        let sealed = self.key()?.seal(
+            &ca.key_pem,
+            &lifecycle::previous_ca_key_context(workspace, &ca.sha256),
+        );
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let current = tx
+            .query_opt(
+                "SELECT ca_sha256 FROM workspaces WHERE name = $1 FOR UPDATE",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        let Some(current) = current else {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        };
+        if current.get::<_, String>(0) == ca.sha256 {
+            return Ok(false);
+        }
+        let n = tx
+            .execute(
+                "INSERT INTO previous_cas (workspace, ca_sha256, ca_cert_pem, ca_key_pem, replaced_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&workspace, &ca.sha256, &ca.cert_pem, &sealed, &ca.replaced_at],
+            )
+            .await
+            .map_err(self.err())?;
+        if n > 0 {
+            record_change(&tx, workspace, &ChangeKind::Rekeyed)
+                .await
+                .map_err(self.err())?;
+        }
+        tx.commit().await.map_err(self.err())?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn sensor_cert_issuers_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT i.cert_sha256, i.ca_sha256 FROM cert_issuers i
+                 JOIN sensors s ON s.cert_sha256 = i.cert_sha256
+                 WHERE s.workspace = $1 ORDER BY i.cert_sha256",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     pub(crate) async fn issued_certificates_pg(
         &self,
         workspace: &str,

@@ -1559,4 +1559,19 @@ impl Store for PostgresStore {
         self.import_policy_pg(workspace, version, set_at, policy)
             .await
     }
+
+    async fn import_previous_ca(
+        &self,
+        workspace: &str,
+        ca: PreviousCa,
+    ) -> Result<bool, StoreError> {
+        self.import_previous_ca_pg(workspace, &ca).await
+    }
+
+    async fn sensor_cert_issuers(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.sensor_cert_issuers_pg(workspace).await
+    }
 }

@@ -95,6 +95,59 @@ impl SqliteStore {
         done.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
     }
 
+    pub(crate) fn import_previous_ca_sync(
+        &self,
+        workspace: &str,
+        ca: &PreviousCa,
+    ) -> Result<bool, StoreError> {
+        let sealed = self.key().seal(
+            &ca.key_pem,
+            &lifecycle::previous_ca_key_context(workspace, &ca.sha256),
+        );
+        let done = self.write(|c| {
+            immediate(c, |tx| {
+                let current: Option<String> = tx
+                    .query_row(
+                        "SELECT ca_sha256 FROM workspaces WHERE name = ?1",
+                        [workspace],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(current) = current else {
+                    return Ok(None);
+                };
+                if current == ca.sha256 {
+                    return Ok(Some(false));
+                }
+                let n = tx.execute(
+                    "INSERT INTO previous_cas (workspace, ca_sha256, ca_cert_pem, ca_key_pem, replaced_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                    params![workspace, ca.sha256, ca.cert_pem, sealed, ca.replaced_at],
+                )?;
+                if n > 0 {
+                    record_change(tx, workspace, &ChangeKind::Rekeyed)?;
+                }
+                Ok(Some(n > 0))
+            })
+        })?;
+        done.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
+    pub(crate) fn sensor_cert_issuers_sync(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT i.cert_sha256, i.ca_sha256 FROM cert_issuers i
+                 JOIN sensors s ON s.cert_sha256 = i.cert_sha256
+                 WHERE s.workspace = ?1 ORDER BY i.cert_sha256",
+            )?;
+            let rows = st.query_map([workspace], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     pub(crate) fn issued_certificates_sync(
         &self,
         workspace: &str,

@@ -2589,6 +2589,23 @@ impl Store for SqliteStore {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.import_policy_sync(&ws, version, set_at, policy)).await
     }
+
+    async fn import_previous_ca(
+        &self,
+        workspace: &str,
+        ca: PreviousCa,
+    ) -> Result<bool, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.import_previous_ca_sync(&ws, &ca)).await
+    }
+
+    async fn sensor_cert_issuers(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.sensor_cert_issuers_sync(&ws)).await
+    }
 }
 
 /// Runs `f` in a write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`: a

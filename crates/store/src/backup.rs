@@ -11,13 +11,16 @@
 //!               "lifecycle":{"client_cert_validity_secs":N,"enroll_limit":N,"failed_enroll_limit":N,"enroll_window_secs":N},
 //!               "webhooks":[{"url":…,"secret_sealed":"sealed:v1:…"}] (webhooks and syslog targets),
 //!               "policy":{"version":N,"set_at":MS,"doc":…|null,"password_sealed":"sealed:v1:…"|null}
-//!                 (its current policy version, when it ever had one; doc null: cleared)}}
+//!                 (its current policy version, when it ever had one; doc null: cleared),
+//!               "previous_cas":[{"sha256":…,"cert_pem":…,"key_sealed":"sealed:v1:…","replaced_at":MS}]
+//!                 (a CA rotation in progress: the CAs not retired yet)}}
 //! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null,
 //!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events),
 //!            "pruned_holes":[[LO,HI],…] (only when it has some: the never-stored seqs below it),
 //!            "revocation":{"reason":…,"revoked_at":MS,"decommissioned":B,"uninstalled":B,"cert_sha256":…}
 //!              (only for a revoked sensor),
-//!            "certificates":[{"serial_hex":…,"cert_sha256":…},…] (those recorded for the CRL)}}
+//!            "certificates":[{"serial_hex":…,"cert_sha256":…},…] (those recorded for the CRL),
+//!            "issuer_ca_sha256":… (the CA recorded as issuer of its current certificate)}}
 //! {"event":{"sensor_id":…,"seq":N,"kind":…,"received_at":MS,"body":"<the event line>"}}
 //! {"end":{"workspaces":N,"sensors":N,"events":N}}
 //! ```
@@ -28,7 +31,8 @@
 //! events in sequence order. Restoring is idempotent (what is there is skipped, events are not
 //! stored twice), so an interrupted restore is run again.
 //!
-//! Versions: format 2 added `lifecycle`, `policy`, `revocation` and `certificates` (a format 1 file, which has neither,
+//! Versions: format 2 added `lifecycle`, `policy`, `previous_cas`, `revocation`,
+//! `certificates` and `issuer_ca_sha256` (a format 1 file, which has neither,
 //! still restores: its sensors are restored unrevoked, as they were backed up by a build that
 //! did not carry revocations). A build that reads only format 1 refuses a format 2 file ("upgrade
 //! uplink") rather than restore its revoked sensors as trusted ones. Fields a format adds are
@@ -95,6 +99,17 @@ struct WorkspaceLine {
     /// The current policy version (format 2), its number kept; absent when none was ever set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     policy: Option<PolicyLine>,
+    /// The previous CAs of a rotation in progress (format 2), their keys sealed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    previous_cas: Vec<PreviousCaLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PreviousCaLine {
+    sha256: String,
+    cert_pem: String,
+    key_sealed: String,
+    replaced_at: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -138,6 +153,10 @@ struct SensorLine {
     /// The certificates issued to it (format 2), so that the CRL lists them once it is revoked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     certificates: Vec<CertificateLine>,
+    /// The CA recorded as the issuer of its current certificate (format 2): what tells, during
+    /// a CA rotation, whether it moved to the new CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer_ca_sha256: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -240,6 +259,25 @@ pub async fn backup<S: Store>(
             .into_iter()
             .map(|r| (r.sensor_id.clone(), r))
             .collect();
+        let previous_cas = store
+            .previous_cas(&ws.name)
+            .await?
+            .into_iter()
+            .map(|p| PreviousCaLine {
+                key_sealed: key.seal(
+                    &p.key_pem,
+                    &crate::lifecycle::previous_ca_key_context(&ws.name, &p.sha256),
+                ),
+                sha256: p.sha256,
+                cert_pem: p.cert_pem,
+                replaced_at: p.replaced_at,
+            })
+            .collect();
+        let issuers: BTreeMap<String, String> = store
+            .sensor_cert_issuers(&ws.name)
+            .await?
+            .into_iter()
+            .collect();
         let mut certificates: BTreeMap<String, Vec<CertificateLine>> = BTreeMap::new();
         for c in store.issued_certificates(&ws.name).await? {
             certificates
@@ -263,6 +301,7 @@ pub async fn backup<S: Store>(
             settings: Some(settings),
             lifecycle: Some(lifecycle),
             policy,
+            previous_cas,
             webhooks,
             ca_key_sealed: key.seal(&ws.ca_key_pem, &ca_key_context(&ws.name)),
             access_key_sealed: ws
@@ -290,6 +329,7 @@ pub async fn backup<S: Store>(
                     pruned_through: marks.get(&s.sensor_id).copied(),
                     pruned_holes: holes.remove(&s.sensor_id).unwrap_or_default(),
                     certificates: certificates.remove(&s.sensor_id).unwrap_or_default(),
+                    issuer_ca_sha256: issuers.get(&s.cert_sha256).cloned(),
                     revocation: revoked.remove(&s.sensor_id).map(|r| RevocationLine {
                         reason: r.reason,
                         revoked_at: r.revoked_at,
@@ -454,6 +494,18 @@ pub async fn restore<S: Store>(
                         .set_lifecycle_settings(&ws.name, lifecycle_change(l))
                         .await?;
                 }
+                for p in w.previous_cas {
+                    let ca = PreviousCa {
+                        key_pem: key.open(
+                            &p.key_sealed,
+                            &crate::lifecycle::previous_ca_key_context(&ws.name, &p.sha256),
+                        )?,
+                        sha256: p.sha256,
+                        cert_pem: p.cert_pem,
+                        replaced_at: p.replaced_at,
+                    };
+                    store.import_previous_ca(&ws.name, ca).await?;
+                }
                 if let Some(p) = w.policy {
                     let policy = crate::policy::decode(
                         key,
@@ -492,6 +544,7 @@ pub async fn restore<S: Store>(
                 mark = (s.pruned_through.is_some() || !s.pruned_holes.is_empty())
                     .then(|| (s.sensor_id.clone(), s.pruned_through, s.pruned_holes));
                 let sensor_id = s.sensor_id.clone();
+                let issuer = s.issuer_ca_sha256.map(|ca| (s.cert_sha256.clone(), ca));
                 let revocation = s.revocation.map(|r| Revocation {
                     workspace: s.workspace.clone(),
                     sensor_id: s.sensor_id.clone(),
@@ -514,6 +567,9 @@ pub async fn restore<S: Store>(
                     .await?;
                 // Its certificates (recording one again changes nothing), then its revocation:
                 // right after it is imported (a re-run revokes it again, harmlessly).
+                if let Some((cert, ca)) = issuer {
+                    store.record_issuer(&cert, &ca).await?;
+                }
                 for c in s.certificates {
                     store
                         .record_certificate(&sensor_id, &c.serial_hex, &c.cert_sha256)

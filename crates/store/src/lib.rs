@@ -923,6 +923,21 @@ pub trait Store: Send + Sync + 'static {
         set_at: i64,
         policy: Option<uplink_policy::Policy>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records a previous CA of a rotation in progress as stored elsewhere (its key sealed
+    /// here), with [`ChangeKind::Rekeyed`] appended in the same transaction, so that the
+    /// certificates it issued are still accepted until it is retired. `Ok(false)` when it is
+    /// there already, or is the workspace's current CA ([`StoreError::NoSuchWorkspace`]).
+    fn import_previous_ca(
+        &self,
+        workspace: &str,
+        ca: PreviousCa,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Which CA issued the current certificate of each of the workspace's sensors, as recorded
+    /// ([`Store::record_issuer`]): `(cert_sha256, ca_sha256)`, ordered.
+    fn sensor_cert_issuers(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

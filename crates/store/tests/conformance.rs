@@ -99,6 +99,7 @@ per_backend!(
     a_copy_brings_revocations_as_they_were,
     issued_certificates_are_read_for_copies,
     a_copy_brings_the_current_policy_version_with_its_number,
+    a_copy_brings_the_previous_cas_of_a_rotation_and_who_moved,
     a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided,
 );
 
@@ -2627,4 +2628,64 @@ async fn a_copy_brings_the_current_policy_version_with_its_number<S: Store + Clo
     // A cleared version is copied as one.
     assert!(store.import_policy("v", 2, 5, None).await.unwrap());
     assert_eq!(store.current_policy("v").await.unwrap(), (2, None));
+}
+
+/// The previous CAs of a rotation in progress and the issuers of the sensors' certificates,
+/// read for a copy and recorded there (keys sealed here), once.
+async fn a_copy_brings_the_previous_cas_of_a_rotation_and_who_moved<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    let old = PreviousCa {
+        sha256: "0a".repeat(32),
+        cert_pem: "old-cert".into(),
+        key_pem: "-----BEGIN PRIVATE KEY-----old".into(),
+        replaced_at: 1_700_000_000_000,
+    };
+    assert!(matches!(
+        store.import_previous_ca("none", old.clone()).await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    let before = store.change_version().await.unwrap();
+    assert!(store.import_previous_ca("w", old.clone()).await.unwrap());
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Rekeyed)]
+    );
+    // Again, or the workspace's current CA: nothing.
+    assert!(!store.import_previous_ca("w", old.clone()).await.unwrap());
+    let current = PreviousCa {
+        sha256: "00".repeat(32),
+        ..old.clone()
+    };
+    assert!(!store.import_previous_ca("w", current).await.unwrap());
+    let got = store.previous_cas("w").await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (
+            &got[0].sha256,
+            &got[0].cert_pem,
+            &got[0].key_pem,
+            got[0].replaced_at
+        ),
+        (&old.sha256, &old.cert_pem, &old.key_pem, old.replaced_at)
+    );
+    // Who moved: the issuer of each sensor's current certificate.
+    assert!(store.sensor_cert_issuers("w").await.unwrap().is_empty());
+    store
+        .record_issuer(&"22".repeat(32), &"00".repeat(32))
+        .await
+        .unwrap();
+    store
+        .record_issuer("not-a-sensor-cert", &"00".repeat(32))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sensor_cert_issuers("w").await.unwrap(),
+        [("22".repeat(32), "00".repeat(32))]
+    );
+    assert!(store
+        .sensors_not_on_ca("w", &"00".repeat(32))
+        .await
+        .unwrap()
+        .is_empty());
 }

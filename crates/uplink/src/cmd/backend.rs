@@ -557,4 +557,19 @@ impl Store for AnyStore {
     ) -> Result<bool, StoreError> {
         each!(self, s => s.import_policy(workspace, version, set_at, policy).await)
     }
+
+    async fn import_previous_ca(
+        &self,
+        workspace: &str,
+        ca: PreviousCa,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.import_previous_ca(workspace, ca).await)
+    }
+
+    async fn sensor_cert_issuers(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        each!(self, s => s.sensor_cert_issuers(workspace).await)
+    }
 }

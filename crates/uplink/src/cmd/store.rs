@@ -22,7 +22,7 @@ pub enum Command {
     RotateMasterKey(RotateArgs),
     /// Copy a SQLite data directory into PostgreSQL: workspaces (their secrets sealed again
     /// under the target's master key, their settings, lifecycle settings, current policy,
-    /// webhooks), sensors
+    /// previous CAs of a rotation, webhooks), sensors
     /// with their revocations, every event with its sequence number and time (docs/storage.md
     /// says what is not copied).
     ///
@@ -305,6 +305,10 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         {
             dst.import_policy(&name, version, set_at, policy).await?;
         }
+        // The previous CAs of a rotation in progress (re-sealed under the target's key).
+        for ca in src.previous_cas(&name).await? {
+            dst.import_previous_ca(&name, ca).await?;
+        }
         // Webhooks and syslog targets (issue #23), unless the target has its own already.
         let hooks = src.webhooks(&name).await?;
         if !hooks.is_empty() && dst.webhooks(&name).await?.is_empty() {
@@ -317,6 +321,9 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         // The certificates issued to them (what the CRL lists once a sensor is revoked), then
         // the revocations (reason, time, marks), before any event: a revoked sensor is never
         // trusted by a service on the copy.
+        for (cert, ca) in src.sensor_cert_issuers(&name).await? {
+            dst.record_issuer(&cert, &ca).await?;
+        }
         for c in src.issued_certificates(&name).await? {
             dst.record_certificate(&c.sensor_id, &c.serial_hex, &c.cert_sha256)
                 .await?;
