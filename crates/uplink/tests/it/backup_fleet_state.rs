@@ -4,7 +4,9 @@
 //!   restored into a fresh SQLite store, and after that store is copied into PostgreSQL with
 //!   `store migrate`: a service on either refuses it (403 `CERT_REVOKED`) while the other sensor
 //!   delivers; its reason and time come along, the CRL lists its certificate, and the workspace's
-//!   lifecycle settings and current policy (its version number kept) come along.
+//!   lifecycle settings and current policy (its version number kept) come along; a backup taken
+//!   during a CA rotation keeps the previous CA (its retirement still refused until the active
+//!   sensor moved).
 //! - A backup in format 1 (written before revocations were carried) still restores.
 
 use std::path::Path;
@@ -282,6 +284,59 @@ fn a_sensor_revoked_before_a_backup_stays_refused_after_restore_and_migrate() {
     assert!(crl.contains(&serial), "{serial} not in {crl}");
     let rows = export(&db, "fs");
     assert_eq!(rows.len(), 5 + 15, "{rows:?}");
+
+    // A CA rotation in progress: the previous CA comes along, so the retirement is still refused
+    // while the active sensor has not moved (without it: "no previous CA", and the sensors on
+    // the old CA refused).
+    ok(
+        uplink(&["workspace", "rotate-ca", "fs", "--data-dir", d]),
+        "workspace rotate-ca",
+    );
+    let file2 = t.join("rotating.backup");
+    ok(
+        uplink(&[
+            "store",
+            "backup",
+            "--data-dir",
+            d,
+            "--to",
+            file2.to_str().unwrap(),
+        ]),
+        "store backup during a rotation",
+    );
+    let rotating = t.join("rotating");
+    ok(
+        uplink(&[
+            "store",
+            "restore",
+            "--data-dir",
+            rotating.to_str().unwrap(),
+            "--master-key-file",
+            k,
+            "--from",
+            file2.to_str().unwrap(),
+        ]),
+        "store restore during a rotation",
+    );
+    let out = uplink(&[
+        "workspace",
+        "rotate-ca",
+        "fs",
+        "--retire-old",
+        "--json",
+        "--data-dir",
+        rotating.to_str().unwrap(),
+        "--master-key-file",
+        k,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    assert_eq!(
+        v["sensors_not_moved"],
+        serde_json::json!([good.sensor_id]),
+        "{v}"
+    );
 
     // A backup written in format 1 (no revocations, no lifecycle settings) still restores.
     let old: Vec<String> = std::fs::read_to_string(&file)
