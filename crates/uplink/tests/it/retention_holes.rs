@@ -175,7 +175,10 @@ fn postgres_a_batch_committed_after_a_later_one_survives_retention_and_is_stored
     // out of the hole, then deletes their `seen` rows like any other below the watermark (the
     // watermark makes their retries duplicates): nothing of the hole is left, the events stay.
     crate::support::ok(aged.run(&["store", "prune"]), "store prune");
-    assert_eq!(cluster.psql("aged", "SELECT count(*) FROM pruned_holes"), "0");
+    assert_eq!(
+        cluster.psql("aged", "SELECT count(*) FROM pruned_holes"),
+        "0"
+    );
     assert_eq!(
         cluster.psql(
             "aged",
