@@ -698,31 +698,61 @@ impl PostgresStore {
         Ok(out)
     }
 
+    /// Like SQLite's: only what is still a hole here is recorded — at or below the watermark,
+    /// less the seqs `seen` holds and the holes recorded already (holes never overlap, and since
+    /// prunes take arrived seqs out of holes, a range re-added whole could cover a seq stored
+    /// and pruned since). Copies use [`Store::import_watermark`], which also stops at the
+    /// watermark the store had.
     pub(crate) async fn add_pruned_holes_pg(
         &self,
         sensor_id: &str,
         holes: &[(u64, u64)],
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let found = client
-            .query_opt("SELECT id FROM sensors WHERE sensor_id = $1", &[&sensor_id])
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let found = tx
+            .query_opt(
+                "SELECT id, COALESCE(pruned_through, -1) FROM sensors WHERE sensor_id = $1 FOR UPDATE",
+                &[&sensor_id],
+            )
             .await
             .map_err(self.err())?;
         let Some(found) = found else {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
         };
-        let id: i64 = found.get(0);
-        let los: Vec<i64> = holes.iter().map(|h| h.0 as i64).collect();
-        let his: Vec<i64> = holes.iter().map(|h| h.1 as i64).collect();
-        client
-            .execute(
-                "INSERT INTO pruned_holes (sensor, lo, hi)
-                 SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)
-                 ON CONFLICT DO NOTHING",
-                &[&id, &los, &his],
-            )
-            .await
-            .map_err(self.err())?;
+        let (id, through): (i64, i64) = (found.get(0), found.get(1));
+        let (mut los, mut his) = (Vec::new(), Vec::new());
+        for &(lo, hi) in holes {
+            let Some((lo, hi)) = backup::between_watermarks(lo, hi, -1, through) else {
+                continue;
+            };
+            let taken: Vec<(u64, u64)> = tx
+                .query(
+                    "SELECT lo, hi FROM pruned_holes WHERE sensor = $1 AND hi >= $2 AND lo <= $3
+                     UNION ALL
+                     SELECT seq, seq FROM seen WHERE sensor = $1 AND seq BETWEEN $2 AND $3
+                     ORDER BY 1",
+                    &[&id, &(lo as i64), &(hi as i64)],
+                )
+                .await
+                .map_err(self.err())?
+                .iter()
+                .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
+                .collect();
+            for (a, b) in backup::uncovered(lo, hi, &taken) {
+                los.push(a as i64);
+                his.push(b as i64);
+            }
+        }
+        tx.execute(
+            "INSERT INTO pruned_holes (sensor, lo, hi)
+             SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)
+             ON CONFLICT DO NOTHING",
+            &[&id, &los, &his],
+        )
+        .await
+        .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
         Ok(())
     }
 }
