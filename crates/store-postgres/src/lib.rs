@@ -24,6 +24,8 @@
 mod console;
 mod fleet;
 mod history;
+// backup fleet state.
+mod imports;
 pub use fleet::FLEET_LOCK;
 mod group;
 mod lifecycle;
@@ -1523,5 +1525,53 @@ impl Store for PostgresStore {
         holes: Vec<(u64, u64)>,
     ) -> Result<(), StoreError> {
         self.add_pruned_holes_pg(sensor_id, &holes).await
+    }
+
+    // backup fleet state (`imports.rs`).
+
+    async fn import_revocation(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
+        self.import_revocation_pg(&revocation).await
+    }
+
+    async fn import_watermark(
+        &self,
+        sensor_id: &str,
+        through: Option<u64>,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        self.import_watermark_pg(sensor_id, through, &holes).await
+    }
+
+    async fn issued_certificates(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::backup::IssuedCertificate>, StoreError> {
+        self.issued_certificates_pg(workspace).await
+    }
+
+    async fn import_policy(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> Result<bool, StoreError> {
+        self.import_policy_pg(workspace, version, set_at, policy)
+            .await
+    }
+
+    async fn import_previous_ca(
+        &self,
+        workspace: &str,
+        ca: PreviousCa,
+    ) -> Result<bool, StoreError> {
+        self.import_previous_ca_pg(workspace, &ca).await
+    }
+
+    async fn sensor_cert_issuers(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.sensor_cert_issuers_pg(workspace).await
     }
 }

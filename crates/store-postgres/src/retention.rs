@@ -17,13 +17,19 @@
 //!    each, the sensor's row locked FOR UPDATE so the watermark and the deletion are seen
 //!    together by ingest (which reads the watermark FOR KEY SHARE);
 //! 3. `seen` rows at or below a sensor's watermark are no longer needed and are deleted in
-//!    chunks, except inside a hole the watermark passed.
+//!    chunks, except inside a hole the watermark passed; before that, the seqs that arrived into
+//!    holes are taken out of them (`shrink_holes`), so their `seen` rows go too.
 //!
 //! Whenever a watermark rises, the seqs it passes that `seen` does not hold (never stored: a
 //! batch that failed while a later one was committed, records the sensor's queue lost) are
 //! recorded as ranges in `pruned_holes` (migrations/0014), in the same transaction
-//! ([`RECORD_HOLES`]). Ingest stores a seq inside one (its `seen` row, kept, then makes a retry
-//! a duplicate), and retention removes it by its age like any event.
+//! ([`RECORD_HOLES`]). Ingest stores a seq inside one (its `seen` row then makes a retry a
+//! duplicate, without changing the hole: ingest stays one statement), and retention removes it
+//! by its age like any event. The next prune takes such seqs out of their holes (a seq at or
+//! below the watermark outside every hole is a duplicate by the watermark alone) and deletes
+//! their `seen` rows like the others: a late arrival costs a `seen` row until then, not forever.
+//! A replica of schema 13 (before holes) deletes `seen` rows inside holes too: docs/scale-out.md
+//! says to prune only from upgraded replicas during a rollout.
 
 use std::collections::BTreeMap;
 
@@ -542,12 +548,15 @@ impl PostgresStore {
         }
     }
 
-    /// Deletes the `seen` rows at or below each sensor's watermark, `chunk` per transaction.
+    /// Deletes the `seen` rows at or below each sensor's watermark, `chunk` per transaction;
+    /// first the holes late arrivals filled give up those seqs ([`Self::shrink_holes`]), so
+    /// their `seen` rows go too.
     async fn clear_seen(
         &self,
         client: &mut deadpool_postgres::Object,
         chunk: usize,
     ) -> Result<(), StoreError> {
+        self.shrink_holes(client, chunk).await?;
         let chunk = chunk.max(1) as i64;
         let marks: Vec<(i64, i64)> = client
             .query(
@@ -573,6 +582,82 @@ impl PostgresStore {
                     .await
                     .map_err(self.err())?;
                 if (n as i64) < chunk {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PostgresStore {
+    /// Takes the seqs that arrived into holes (their `seen` rows) out of the holes, at most
+    /// `chunk` holes per transaction, each sensor's row locked FOR UPDATE (its ingest waits:
+    /// `seen` and the holes do not change under it). A seq out of every hole and at or below the
+    /// watermark is a duplicate by the watermark alone, as it was by its `seen` row inside the
+    /// hole, so its `seen` row can go like any other below the watermark: without this, each late
+    /// arrival into a hole kept a `seen` row forever. A statement of ingest that read the holes
+    /// before this commits still sees their `seen` rows in its snapshot (`clear_seen` deletes
+    /// them in later transactions), so it decides the same.
+    async fn shrink_holes(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        chunk: usize,
+    ) -> Result<(), StoreError> {
+        let chunk = chunk.max(1) as i64;
+        let sensors: Vec<i64> = client
+            .query(
+                "SELECT DISTINCT h.sensor FROM pruned_holes h
+                 WHERE EXISTS (SELECT 1 FROM seen n WHERE n.sensor = h.sensor AND n.seq BETWEEN h.lo AND h.hi)",
+                &[],
+            )
+            .await
+            .map_err(self.err())?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for sensor in sensors {
+            loop {
+                let tx = client.transaction().await.map_err(self.err())?;
+                tx.execute("SELECT 1 FROM sensors WHERE id = $1 FOR UPDATE", &[&sensor])
+                    .await
+                    .map_err(self.err())?;
+                let rows = tx
+                    .query(
+                        "SELECT h.lo, h.hi,
+                            ARRAY(SELECT n.seq FROM seen n WHERE n.sensor = h.sensor AND n.seq BETWEEN h.lo AND h.hi ORDER BY n.seq)
+                         FROM pruned_holes h
+                         WHERE h.sensor = $1
+                           AND EXISTS (SELECT 1 FROM seen n WHERE n.sensor = h.sensor AND n.seq BETWEEN h.lo AND h.hi)
+                         ORDER BY h.lo LIMIT $2",
+                        &[&sensor, &chunk],
+                    )
+                    .await
+                    .map_err(self.err())?;
+                let (mut gone, mut los, mut his) = (Vec::new(), Vec::new(), Vec::new());
+                for r in &rows {
+                    let (lo, hi, arrived): (i64, i64, Vec<i64>) = (r.get(0), r.get(1), r.get(2));
+                    gone.push(lo);
+                    for (a, b) in unfilled(lo, hi, &arrived) {
+                        los.push(a);
+                        his.push(b);
+                    }
+                }
+                tx.execute(
+                    "DELETE FROM pruned_holes WHERE sensor = $1 AND lo = ANY($2)",
+                    &[&sensor, &gone],
+                )
+                .await
+                .map_err(self.err())?;
+                tx.execute(
+                    "INSERT INTO pruned_holes (sensor, lo, hi)
+                     SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)",
+                    &[&sensor, &los, &his],
+                )
+                .await
+                .map_err(self.err())?;
+                tx.commit().await.map_err(self.err())?;
+                if (rows.len() as i64) < chunk {
                     break;
                 }
             }
@@ -613,31 +698,61 @@ impl PostgresStore {
         Ok(out)
     }
 
+    /// Like SQLite's: only what is still a hole here is recorded — at or below the watermark,
+    /// less the seqs `seen` holds and the holes recorded already (holes never overlap, and since
+    /// prunes take arrived seqs out of holes, a range re-added whole could cover a seq stored
+    /// and pruned since). Copies use [`Store::import_watermark`], which also stops at the
+    /// watermark the store had.
     pub(crate) async fn add_pruned_holes_pg(
         &self,
         sensor_id: &str,
         holes: &[(u64, u64)],
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let found = client
-            .query_opt("SELECT id FROM sensors WHERE sensor_id = $1", &[&sensor_id])
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        let found = tx
+            .query_opt(
+                "SELECT id, COALESCE(pruned_through, -1) FROM sensors WHERE sensor_id = $1 FOR UPDATE",
+                &[&sensor_id],
+            )
             .await
             .map_err(self.err())?;
         let Some(found) = found else {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
         };
-        let id: i64 = found.get(0);
-        let los: Vec<i64> = holes.iter().map(|h| h.0 as i64).collect();
-        let his: Vec<i64> = holes.iter().map(|h| h.1 as i64).collect();
-        client
-            .execute(
-                "INSERT INTO pruned_holes (sensor, lo, hi)
-                 SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)
-                 ON CONFLICT DO NOTHING",
-                &[&id, &los, &his],
-            )
-            .await
-            .map_err(self.err())?;
+        let (id, through): (i64, i64) = (found.get(0), found.get(1));
+        let (mut los, mut his) = (Vec::new(), Vec::new());
+        for &(lo, hi) in holes {
+            let Some((lo, hi)) = backup::between_watermarks(lo, hi, -1, through) else {
+                continue;
+            };
+            let taken: Vec<(u64, u64)> = tx
+                .query(
+                    "SELECT lo, hi FROM pruned_holes WHERE sensor = $1 AND hi >= $2 AND lo <= $3
+                     UNION ALL
+                     SELECT seq, seq FROM seen WHERE sensor = $1 AND seq BETWEEN $2 AND $3
+                     ORDER BY 1",
+                    &[&id, &(lo as i64), &(hi as i64)],
+                )
+                .await
+                .map_err(self.err())?
+                .iter()
+                .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
+                .collect();
+            for (a, b) in backup::uncovered(lo, hi, &taken) {
+                los.push(a as i64);
+                his.push(b as i64);
+            }
+        }
+        tx.execute(
+            "INSERT INTO pruned_holes (sensor, lo, hi)
+             SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)
+             ON CONFLICT DO NOTHING",
+            &[&id, &los, &his],
+        )
+        .await
+        .map_err(self.err())?;
+        tx.commit().await.map_err(self.err())?;
         Ok(())
     }
 }

@@ -984,3 +984,79 @@ async fn a_seq_in_a_hole_a_concurrent_prune_records_is_stored_not_answered_dupli
         "3|5|7"
     );
 }
+
+/// Late arrivals into a hole retention passed are deduplicated by their `seen` rows, which the
+/// next prune removes after taking their seqs out of the hole (the watermark then makes them
+/// duplicates): no `seen` row stays below the watermark, and nothing is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seen_rows_of_late_arrivals_into_holes_go_with_the_next_prune() {
+    const DAY: i64 = 86_400_000;
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    create_workspace_w(&store).await;
+    store.add_sensor(sensor_record("s")).await.unwrap();
+    let now = now_ms();
+    for (seqs, age) in [(0..10, 45 * DAY), (20..30, 45 * DAY), (30..35, DAY)] {
+        let events = seqs
+            .map(|seq| StoredEvent {
+                sensor_id: "s".into(),
+                seq,
+                kind: "old".into(),
+                received_at: now - age,
+                body: format!("{{\"n\":{seq}}}"),
+            })
+            .collect();
+        store.import_events("s", events).await.unwrap();
+    }
+    let prune = || async {
+        store
+            .prune(PruneOptions {
+                now_ms: now,
+                chunk: 2,
+            })
+            .await
+            .unwrap()
+    };
+    let other = other_connection(&c).await;
+    // (`seen` rows at or below the watermark, recorded holes)
+    let below = async || -> (i64, Vec<(i64, i64)>) {
+        let seen = other
+            .query_one(
+                "SELECT count(*) FROM seen n JOIN sensors s ON s.id = n.sensor WHERE n.seq <= s.pruned_through",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let holes = other
+            .query("SELECT lo, hi FROM pruned_holes ORDER BY lo", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        (seen, holes)
+    };
+    prune().await;
+    assert_eq!(store.watermarks("w").await.unwrap()["s"], 29);
+    assert_eq!(below().await, (0, vec![(10, 19)]));
+    let mut late = event(12);
+    for seq in [13, 14, 17] {
+        late.extend(event(seq));
+    }
+    let r = store.ingest("s", late).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (4, 0));
+    assert_eq!(below().await, (4, vec![(10, 19)]));
+    prune().await;
+    assert_eq!(below().await, (0, vec![(10, 11), (15, 16), (18, 19)]));
+    let holes = store.pruned_holes("w").await.unwrap();
+    assert_eq!(holes["s"], [(10, 11), (15, 16), (18, 19)]);
+    // The rest of the hole arrives, and every retry after: each seq stored once.
+    let r = store.ingest("s", events_of(10..20)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (6, 4));
+    prune().await;
+    assert_eq!(below().await, (0, vec![]));
+    let r = store.ingest("s", events_of(0..35)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 35));
+    assert_eq!(store.stats("w").await.unwrap().total, 5 + 10);
+}

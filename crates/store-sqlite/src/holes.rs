@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use uplink_store::backup::uncovered;
 use uplink_store::StoreError;
 
 use crate::SqliteStore;
@@ -182,61 +183,9 @@ impl SqliteStore {
     }
 }
 
-/// The parts of `lo..=hi` that no range of `taken` (sorted by start; ranges may overlap) covers.
-fn uncovered(lo: u64, hi: u64, taken: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    // The next seq not yet accounted for; `None` once past `hi` (or past u64::MAX).
-    let mut next = Some(lo);
-    for &(a, b) in taken {
-        let Some(from) = next else { break };
-        if b < from {
-            continue;
-        }
-        if a > hi {
-            break;
-        }
-        if a > from {
-            out.push((from, a - 1));
-        }
-        next = b.checked_add(1).filter(|n| *n <= hi);
-    }
-    if let Some(from) = next {
-        if from <= hi {
-            out.push((from, hi));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Seq ranges, inclusive, as copies give them.
-    type SeqRanges = &'static [(u64, u64)];
-
-    #[test]
-    fn uncovered_table() {
-        let cases: &[(u64, u64, SeqRanges, SeqRanges)] = &[
-            (1, 10, &[], &[(1, 10)]),
-            (1, 10, &[(1, 10)], &[]),
-            (1, 10, &[(0, 20)], &[]),
-            (1, 10, &[(5, 5)], &[(1, 4), (6, 10)]),
-            (1, 10, &[(1, 1), (10, 10)], &[(2, 9)]),
-            (1, 10, &[(2, 4), (3, 6), (8, 8)], &[(1, 1), (7, 7), (9, 10)]),
-            (1, 10, &[(11, 20)], &[(1, 10)]),
-            (5, 10, &[(0, 2)], &[(5, 10)]),
-            (0, u64::MAX, &[(u64::MAX, u64::MAX)], &[(0, u64::MAX - 1)]),
-            (7, 7, &[(7, 7)], &[]),
-        ];
-        for (lo, hi, taken, want) in cases {
-            assert_eq!(
-                uncovered(*lo, *hi, taken),
-                *want,
-                "{lo}..={hi} less {taken:?}"
-            );
-        }
-    }
 
     /// Inclusive ranges of seqs.
     type Ranges = &'static [(i64, i64)];

@@ -39,6 +39,8 @@ mod console;
 mod fleet;
 mod history;
 mod holes;
+// backup fleet state.
+mod imports;
 mod lifecycle;
 mod policy;
 mod tokens;
@@ -2602,6 +2604,59 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (this, id) = (self.clone(), sensor_id.to_owned());
         blocking(move || this.add_pruned_holes_sync(&id, &holes)).await
+    }
+
+    // backup fleet state (`imports.rs`).
+
+    async fn import_revocation(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
+        let this = self.clone();
+        blocking(move || this.import_revocation_sync(&revocation)).await
+    }
+
+    async fn import_watermark(
+        &self,
+        sensor_id: &str,
+        through: Option<u64>,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let (this, id) = (self.clone(), sensor_id.to_owned());
+        blocking(move || this.import_watermark_sync(&id, through, &holes)).await
+    }
+
+    async fn issued_certificates(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::backup::IssuedCertificate>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.issued_certificates_sync(&ws)).await
+    }
+
+    async fn import_policy(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> Result<bool, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.import_policy_sync(&ws, version, set_at, policy)).await
+    }
+
+    async fn import_previous_ca(
+        &self,
+        workspace: &str,
+        ca: PreviousCa,
+    ) -> Result<bool, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.import_previous_ca_sync(&ws, &ca)).await
+    }
+
+    async fn sensor_cert_issuers(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.sensor_cert_issuers_sync(&ws)).await
     }
 }
 

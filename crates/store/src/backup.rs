@@ -4,14 +4,23 @@
 //! The format is NDJSON, one object per line, each with one key saying what it is:
 //!
 //! ```text
-//! {"uplink_backup":1,"created_at":MS,"master_key_check":"sealed:v1:…"}
+//! {"uplink_backup":2,"created_at":MS,"master_key_check":"sealed:v1:…"}
 //! {"workspace":{"name":…,"domain":…,"public_port":…,"ca_cert_pem":…,"ca_key_sealed":"sealed:v1:…",
 //!               "ca_sha256":…,"access_key_sha256":…,"access_key_sealed":"sealed:v1:…"|null,"created_at":MS,
 //!               "settings":{"retention_days":N,"disconnected_after_secs":N},
-//!               "webhooks":[{"url":…,"secret_sealed":"sealed:v1:…"}] (webhooks and syslog targets)}}
+//!               "lifecycle":{"client_cert_validity_secs":N,"enroll_limit":N,"failed_enroll_limit":N,"enroll_window_secs":N},
+//!               "webhooks":[{"url":…,"secret_sealed":"sealed:v1:…"}] (webhooks and syslog targets),
+//!               "policy":{"version":N,"set_at":MS,"doc":…|null,"password_sealed":"sealed:v1:…"|null}
+//!                 (its current policy version, when it ever had one; doc null: cleared),
+//!               "previous_cas":[{"sha256":…,"cert_pem":…,"key_sealed":"sealed:v1:…","replaced_at":MS}]
+//!                 (a CA rotation in progress: the CAs not retired yet)}}
 //! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null,
 //!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events),
-//!            "pruned_holes":[[LO,HI],…] (only when it has some: the never-stored seqs below it)}}
+//!            "pruned_holes":[[LO,HI],…] (only when it has some: the never-stored seqs below it),
+//!            "revocation":{"reason":…,"revoked_at":MS,"decommissioned":B,"uninstalled":B,"cert_sha256":…}
+//!              (only for a revoked sensor),
+//!            "certificates":[{"serial_hex":…,"cert_sha256":…},…] (those recorded for the CRL),
+//!            "issuer_ca_sha256":… (the CA recorded as issuer of its current certificate)}}
 //! {"event":{"sensor_id":…,"seq":N,"kind":…,"received_at":MS,"body":"<the event line>"}}
 //! {"end":{"workspaces":N,"sensors":N,"events":N}}
 //! ```
@@ -21,6 +30,13 @@
 //! incomplete and refused. A workspace's sensors come before their events, each sensor's
 //! events in sequence order. Restoring is idempotent (what is there is skipped, events are not
 //! stored twice), so an interrupted restore is run again.
+//!
+//! Versions: format 2 added `lifecycle`, `policy`, `previous_cas`, `revocation`,
+//! `certificates` and `issuer_ca_sha256` (a format 1 file, which has neither,
+//! still restores: its sensors are restored unrevoked, as they were backed up by a build that
+//! did not carry revocations). A build that reads only format 1 refuses a format 2 file ("upgrade
+//! uplink") rather than restore its revoked sensors as trusted ones. Fields a format adds are
+//! optional within it, so a line without them still reads.
 
 use std::io::{BufRead, Write};
 
@@ -29,8 +45,20 @@ use serde::{Deserialize, Serialize};
 use crate::master::{access_key_context, ca_key_context};
 use crate::*;
 
-/// The format this build writes and reads.
-pub const BACKUP_FORMAT: u32 = 1;
+/// The format this build writes (it reads [`OLDEST_FORMAT`] to this one).
+pub const BACKUP_FORMAT: u32 = 2;
+
+/// The oldest format this build restores.
+pub const OLDEST_FORMAT: u32 = 1;
+
+/// A certificate issued to a sensor, as recorded for the CRL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCertificate {
+    pub sensor_id: String,
+    /// Its serial number, lowercase hex.
+    pub serial_hex: String,
+    pub cert_sha256: String,
+}
 
 /// What a backup or a restore counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -65,6 +93,32 @@ struct WorkspaceLine {
     /// backups written before they were backed up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     webhooks: Vec<WebhookLine>,
+    /// Enrollment limits and certificate validity (format 2; absent before: left as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lifecycle: Option<LifecycleSettings>,
+    /// The current policy version (format 2), its number kept; absent when none was ever set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<PolicyLine>,
+    /// The previous CAs of a rotation in progress (format 2), their keys sealed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    previous_cas: Vec<PreviousCaLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PreviousCaLine {
+    sha256: String,
+    cert_pem: String,
+    key_sealed: String,
+    replaced_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PolicyLine {
+    version: u64,
+    set_at: i64,
+    /// The policy without its password, as the store keeps it (`None`: this version cleared it).
+    doc: Option<String>,
+    password_sealed: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -93,6 +147,31 @@ struct SensorLine {
     /// absent when none, and in backups written before holes were recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pruned_holes: Holes,
+    /// The sensor's revocation (format 2), restored with it: a revoked sensor stays refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revocation: Option<RevocationLine>,
+    /// The certificates issued to it (format 2), so that the CRL lists them once it is revoked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    certificates: Vec<CertificateLine>,
+    /// The CA recorded as the issuer of its current certificate (format 2): what tells, during
+    /// a CA rotation, whether it moved to the new CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer_ca_sha256: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CertificateLine {
+    serial_hex: String,
+    cert_sha256: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RevocationLine {
+    reason: String,
+    revoked_at: i64,
+    decommissioned: bool,
+    uninstalled: bool,
+    cert_sha256: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -155,6 +234,60 @@ pub async fn backup<S: Store>(
     let mut counts = Counts::default();
     for ws in store.workspaces().await? {
         let settings = store.workspace_settings(&ws.name).await?;
+        let lifecycle = store.lifecycle_settings(&ws.name).await?;
+        let policy = match current_policy(store, &ws.name).await? {
+            None => None,
+            Some((version, set_at, policy)) => {
+                let (doc, password_sealed) = match policy {
+                    Some(p) => {
+                        let (d, s) = crate::policy::encode(key, &ws.name, &p)?;
+                        (Some(d), s)
+                    }
+                    None => (None, None),
+                };
+                Some(PolicyLine {
+                    version,
+                    set_at,
+                    doc,
+                    password_sealed,
+                })
+            }
+        };
+        let mut revoked: BTreeMap<String, Revocation> = store
+            .revocations(&ws.name)
+            .await?
+            .into_iter()
+            .map(|r| (r.sensor_id.clone(), r))
+            .collect();
+        let previous_cas = store
+            .previous_cas(&ws.name)
+            .await?
+            .into_iter()
+            .map(|p| PreviousCaLine {
+                key_sealed: key.seal(
+                    &p.key_pem,
+                    &crate::lifecycle::previous_ca_key_context(&ws.name, &p.sha256),
+                ),
+                sha256: p.sha256,
+                cert_pem: p.cert_pem,
+                replaced_at: p.replaced_at,
+            })
+            .collect();
+        let issuers: BTreeMap<String, String> = store
+            .sensor_cert_issuers(&ws.name)
+            .await?
+            .into_iter()
+            .collect();
+        let mut certificates: BTreeMap<String, Vec<CertificateLine>> = BTreeMap::new();
+        for c in store.issued_certificates(&ws.name).await? {
+            certificates
+                .entry(c.sensor_id)
+                .or_default()
+                .push(CertificateLine {
+                    serial_hex: c.serial_hex,
+                    cert_sha256: c.cert_sha256,
+                });
+        }
         let webhooks = store
             .webhooks(&ws.name)
             .await?
@@ -166,6 +299,9 @@ pub async fn backup<S: Store>(
             .collect();
         let line = Line::Workspace(WorkspaceLine {
             settings: Some(settings),
+            lifecycle: Some(lifecycle),
+            policy,
+            previous_cas,
             webhooks,
             ca_key_sealed: key.seal(&ws.ca_key_pem, &ca_key_context(&ws.name)),
             access_key_sealed: ws
@@ -192,6 +328,15 @@ pub async fn backup<S: Store>(
                 &Line::Sensor(SensorLine {
                     pruned_through: marks.get(&s.sensor_id).copied(),
                     pruned_holes: holes.remove(&s.sensor_id).unwrap_or_default(),
+                    certificates: certificates.remove(&s.sensor_id).unwrap_or_default(),
+                    issuer_ca_sha256: issuers.get(&s.cert_sha256).cloned(),
+                    revocation: revoked.remove(&s.sensor_id).map(|r| RevocationLine {
+                        reason: r.reason,
+                        revoked_at: r.revoked_at,
+                        decommissioned: r.decommissioned,
+                        uninstalled: r.uninstalled,
+                        cert_sha256: r.cert_sha256,
+                    }),
                     sensor_id: s.sensor_id,
                     workspace: s.workspace,
                     name: s.name,
@@ -239,6 +384,21 @@ pub async fn backup<S: Store>(
     Ok(counts)
 }
 
+/// A backup's first line, of a format this build reads.
+fn read_header(first: &str) -> Result<Header, StoreError> {
+    let header: Header = serde_json::from_str(first).map_err(|e| bad(1, e))?;
+    if !(OLDEST_FORMAT..=BACKUP_FORMAT).contains(&header.uplink_backup) {
+        return Err(bad(
+            1,
+            format!(
+                "format {} (this build reads {OLDEST_FORMAT} to {BACKUP_FORMAT}): upgrade uplink",
+                header.uplink_backup
+            ),
+        ));
+    }
+    Ok(header)
+}
+
 /// Checks a backup's first line: its format, and that `key` opens its secrets.
 pub fn check_header(input: impl BufRead, key: &MasterKey) -> Result<(), StoreError> {
     let first = input
@@ -246,16 +406,7 @@ pub fn check_header(input: impl BufRead, key: &MasterKey) -> Result<(), StoreErr
         .next()
         .ok_or_else(|| bad(1, "the file is empty"))?
         .map_err(io_err("<backup file>"))?;
-    let header: Header = serde_json::from_str(&first).map_err(|e| bad(1, e))?;
-    if header.uplink_backup != BACKUP_FORMAT {
-        return Err(bad(
-            1,
-            format!(
-                "format {} (this build reads {BACKUP_FORMAT}): upgrade uplink",
-                header.uplink_backup
-            ),
-        ));
-    }
+    let header = read_header(&first)?;
     key.verify_check(&header.master_key_check)
 }
 
@@ -272,16 +423,7 @@ pub async fn restore<S: Store>(
         .next()
         .ok_or_else(|| bad(1, "the file is empty"))?
         .map_err(io_err("<backup file>"))?;
-    let header: Header = serde_json::from_str(&first).map_err(|e| bad(1, e))?;
-    if header.uplink_backup != BACKUP_FORMAT {
-        return Err(bad(
-            1,
-            format!(
-                "format {} (this build reads {BACKUP_FORMAT}): upgrade uplink",
-                header.uplink_backup
-            ),
-        ));
-    }
+    let header = read_header(&first)?;
     key.verify_check(&header.master_key_check)?;
     let mut counts = Counts::default();
     let mut pending: Vec<StoredEvent> = Vec::new();
@@ -310,13 +452,9 @@ pub async fn restore<S: Store>(
             flush(&mut pending).await?;
             // The previous sensor's events are in: now its watermark (raised before them, it
             // would turn events it kept below it into duplicates).
+            // Both in one transaction: a late seq in a hole is never "duplicate" in between.
             if let Some((sensor, through, holes)) = mark.take() {
-                if let Some(through) = through {
-                    store.raise_watermark(&sensor, through).await?;
-                }
-                if !holes.is_empty() {
-                    store.add_pruned_holes(&sensor, holes).await?;
-                }
+                store.import_watermark(&sensor, through, holes).await?;
             }
         }
         match parsed {
@@ -351,6 +489,35 @@ pub async fn restore<S: Store>(
                     };
                     store.set_workspace_settings(&ws.name, change).await?;
                 }
+                if let Some(l) = w.lifecycle {
+                    store
+                        .set_lifecycle_settings(&ws.name, lifecycle_change(l))
+                        .await?;
+                }
+                for p in w.previous_cas {
+                    let ca = PreviousCa {
+                        key_pem: key.open(
+                            &p.key_sealed,
+                            &crate::lifecycle::previous_ca_key_context(&ws.name, &p.sha256),
+                        )?,
+                        sha256: p.sha256,
+                        cert_pem: p.cert_pem,
+                        replaced_at: p.replaced_at,
+                    };
+                    store.import_previous_ca(&ws.name, ca).await?;
+                }
+                if let Some(p) = w.policy {
+                    let policy = crate::policy::decode(
+                        key,
+                        &ws.name,
+                        p.version,
+                        p.doc.as_deref(),
+                        p.password_sealed.as_deref(),
+                    )?;
+                    store
+                        .import_policy(&ws.name, p.version, p.set_at, policy)
+                        .await?;
+                }
                 // Webhooks, unless the workspace has its own already (a re-run, or a workspace
                 // that was there): what is there is kept.
                 if !w.webhooks.is_empty() && store.webhooks(&ws.name).await?.is_empty() {
@@ -376,6 +543,17 @@ pub async fn restore<S: Store>(
             Line::Sensor(s) => {
                 mark = (s.pruned_through.is_some() || !s.pruned_holes.is_empty())
                     .then(|| (s.sensor_id.clone(), s.pruned_through, s.pruned_holes));
+                let sensor_id = s.sensor_id.clone();
+                let issuer = s.issuer_ca_sha256.map(|ca| (s.cert_sha256.clone(), ca));
+                let revocation = s.revocation.map(|r| Revocation {
+                    workspace: s.workspace.clone(),
+                    sensor_id: s.sensor_id.clone(),
+                    reason: r.reason,
+                    revoked_at: r.revoked_at,
+                    decommissioned: r.decommissioned,
+                    uninstalled: r.uninstalled,
+                    cert_sha256: r.cert_sha256,
+                });
                 store
                     .import_sensor(SensorRecord {
                         sensor_id: s.sensor_id,
@@ -387,6 +565,19 @@ pub async fn restore<S: Store>(
                         last_seen: s.last_seen,
                     })
                     .await?;
+                // Its certificates (recording one again changes nothing), then its revocation:
+                // right after it is imported (a re-run revokes it again, harmlessly).
+                if let Some((cert, ca)) = issuer {
+                    store.record_issuer(&cert, &ca).await?;
+                }
+                for c in s.certificates {
+                    store
+                        .record_certificate(&sensor_id, &c.serial_hex, &c.cert_sha256)
+                        .await?;
+                }
+                if let Some(r) = revocation {
+                    store.import_revocation(r).await?;
+                }
                 counts.sensors += 1;
             }
             Line::Event(e) => {
@@ -433,6 +624,75 @@ pub async fn restore<S: Store>(
     Ok(counts)
 }
 
+/// A policy version as a copy brings it: its number, time and policy (`None`: cleared).
+pub type CopiedPolicy = (u64, i64, Option<uplink_policy::Policy>);
+
+/// A workspace's current policy version for a copy; `None` when it never had one.
+pub async fn current_policy<S: Store>(
+    store: &S,
+    workspace: &str,
+) -> Result<Option<CopiedPolicy>, StoreError> {
+    let (version, policy) = store.current_policy(workspace).await?;
+    if version == 0 {
+        return Ok(None);
+    }
+    let set_at = store
+        .policy_versions(workspace)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .map_or_else(now_ms, |v| v.set_at);
+    Ok(Some((version, set_at, policy)))
+}
+
+/// Lifecycle settings as a change that sets them all (what a copy applies).
+pub fn lifecycle_change(l: LifecycleSettings) -> LifecycleChange {
+    LifecycleChange {
+        client_cert_validity_secs: Some(l.client_cert_validity_secs),
+        enroll_limit: Some(l.enroll_limit),
+        failed_enroll_limit: Some(l.failed_enroll_limit),
+        enroll_window_secs: Some(l.enroll_window_secs),
+    }
+}
+
+/// The part of the hole `lo..=hi` a copy records ([`Store::import_watermark`]): above the
+/// watermark `old` the target had and at or below its new one `new` (-1: none). Pure.
+pub fn between_watermarks(lo: u64, hi: u64, old: i64, new: i64) -> Option<(u64, u64)> {
+    if new < 0 {
+        return None;
+    }
+    let lo = lo.max((old + 1).max(0) as u64);
+    let hi = hi.min(new as u64);
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// The parts of `lo..=hi` that no range of `taken` (sorted by start; ranges may overlap) covers
+/// (a copy's holes less what the target stored or recorded already). Pure.
+pub fn uncovered(lo: u64, hi: u64, taken: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    // The next seq not yet accounted for; `None` once past `hi` (or past u64::MAX).
+    let mut next = Some(lo);
+    for &(a, b) in taken {
+        let Some(from) = next else { break };
+        if b < from {
+            continue;
+        }
+        if a > hi {
+            break;
+        }
+        if a > from {
+            out.push((from, a - 1));
+        }
+        next = b.checked_add(1).filter(|n| *n <= hi);
+    }
+    if let Some(from) = next {
+        if from <= hi {
+            out.push((from, hi));
+        }
+    }
+    out
+}
+
 /// Serialising the line types through one closure.
 mod erased {
     pub trait Json {
@@ -441,6 +701,59 @@ mod erased {
     impl<T: serde::Serialize> Json for T {
         fn json(&self) -> String {
             serde_json::to_string(self).expect("backup lines serialise")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seq ranges, inclusive, as copies give them.
+    type SeqRanges = &'static [(u64, u64)];
+
+    #[test]
+    fn uncovered_table() {
+        let cases: &[(u64, u64, SeqRanges, SeqRanges)] = &[
+            (1, 10, &[], &[(1, 10)]),
+            (1, 10, &[(1, 10)], &[]),
+            (1, 10, &[(0, 20)], &[]),
+            (1, 10, &[(5, 5)], &[(1, 4), (6, 10)]),
+            (1, 10, &[(1, 1), (10, 10)], &[(2, 9)]),
+            (1, 10, &[(2, 4), (3, 6), (8, 8)], &[(1, 1), (7, 7), (9, 10)]),
+            (1, 10, &[(11, 20)], &[(1, 10)]),
+            (5, 10, &[(0, 2)], &[(5, 10)]),
+            (0, u64::MAX, &[(u64::MAX, u64::MAX)], &[(0, u64::MAX - 1)]),
+            (7, 7, &[(7, 7)], &[]),
+        ];
+        for (lo, hi, taken, want) in cases {
+            assert_eq!(
+                uncovered(*lo, *hi, taken),
+                *want,
+                "{lo}..={hi} less {taken:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn holes_a_copy_brings_are_clipped_to_between_the_watermarks() {
+        type Case = (u64, u64, i64, i64, Option<(u64, u64)>);
+        let cases: &[Case] = &[
+            (0, 9, -1, 20, Some((0, 9))),
+            (0, 9, -1, -1, None),
+            (0, 9, 4, 20, Some((5, 9))),
+            (0, 9, 9, 20, None),
+            (5, 30, -1, 20, Some((5, 20))),
+            (5, 30, 10, 10, None),
+            (21, 30, -1, 20, None),
+            (7, 7, 6, 7, Some((7, 7))),
+        ];
+        for &(lo, hi, old, new, want) in cases {
+            assert_eq!(
+                between_watermarks(lo, hi, old, new),
+                want,
+                "{lo}..={hi} {old} {new}"
+            );
         }
     }
 }

@@ -878,6 +878,66 @@ pub trait Store: Send + Sync + 'static {
         sensor_id: &str,
         holes: Vec<(u64, u64)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // backup fleet state (`store backup`/`restore`/`migrate`, `backup.rs`, docs/storage.md):
+    // what a copy brings besides workspaces, sensors and events, stored as it was.
+
+    /// Records a revocation as stored elsewhere: its reason, time, certificate and marks
+    /// (decommissioned, uninstalled) kept, with [`ChangeKind::Revoked`] appended in the same
+    /// transaction. A sensor revoked here already keeps its revocation and only gains the marks
+    /// the copy has. Returns the revocation as stored ([`StoreError::NoSuchSensor`] when the
+    /// sensor is not enrolled in `revocation.workspace`).
+    fn import_revocation(
+        &self,
+        revocation: Revocation,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
+    /// Raises a sensor's watermark to at least `through` and records the holes below it, in one
+    /// transaction (a copy, once the sensor's events are in): a late seq in a hole is never
+    /// answered "duplicate" between the two. Only the parts of `holes` between the watermark
+    /// this store had and the new one are recorded, less the seqs stored here and the holes
+    /// recorded already (what this store decided below its own watermark stays decided; a copy
+    /// run again adds nothing) ([`StoreError::NoSuchSensor`]).
+    fn import_watermark(
+        &self,
+        sensor_id: &str,
+        through: Option<u64>,
+        holes: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every certificate recorded for the workspace's sensors ([`Store::record_certificate`]),
+    /// by sensor then serial: what a copy records again, so that the CRL of the copy lists the
+    /// certificates of its revoked sensors.
+    fn issued_certificates(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<backup::IssuedCertificate>, StoreError>> + Send;
+    /// Records a workspace's current policy version as stored elsewhere: its number and time
+    /// kept (sensors compare the number with the one they fetched), `policy` `None` for a
+    /// version that cleared it, the password sealed here, with [`ChangeKind::Policy`] appended
+    /// in the same transaction. Nothing is recorded (`Ok(false)`) when the workspace has that
+    /// version or a later one already (a copy run again; policies set here are kept)
+    /// ([`StoreError::NoSuchWorkspace`]).
+    fn import_policy(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records a previous CA of a rotation in progress as stored elsewhere (its key sealed
+    /// here), with [`ChangeKind::Rekeyed`] appended in the same transaction, so that the
+    /// certificates it issued are still accepted until it is retired. `Ok(false)` when it is
+    /// there already, or is the workspace's current CA ([`StoreError::NoSuchWorkspace`]).
+    fn import_previous_ca(
+        &self,
+        workspace: &str,
+        ca: PreviousCa,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Which CA issued the current certificate of each of the workspace's sensors, as recorded
+    /// ([`Store::record_issuer`]): `(cert_sha256, ca_sha256)`, ordered.
+    fn sensor_cert_issuers(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

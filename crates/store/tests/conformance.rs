@@ -95,6 +95,12 @@ per_backend!(
     holes_are_read_and_added_for_copies,
     holes_a_copy_brings_never_cover_a_stored_seq,
     events_ingested_while_a_prune_runs_are_not_passed_as_future_ones,
+    // backup fleet state.
+    a_copy_brings_revocations_as_they_were,
+    issued_certificates_are_read_for_copies,
+    a_copy_brings_the_current_policy_version_with_its_number,
+    a_copy_brings_the_previous_cas_of_a_rotation_and_who_moved,
+    a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2377,4 +2383,309 @@ async fn events_ingested_while_a_prune_runs_are_not_passed_as_future_ones<S: Sto
         store.watermarks("w").await.unwrap()
     );
     assert_eq!(store.stats("w").await.unwrap().total, 10);
+}
+
+// backup fleet state (`store backup`/`restore`/`migrate`).
+
+/// A revocation copied from another store keeps its reason, time, certificate and marks, is
+/// logged, refuses renewal, and copying it again (or an older copy without a mark) only adds
+/// marks.
+async fn a_copy_brings_revocations_as_they_were<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
+    for s in ["s1", "s2", "s3"] {
+        store.add_sensor(sensor(s, "w")).await.unwrap();
+    }
+    let revoked = |id: &str, decommissioned: bool, uninstalled: bool| Revocation {
+        workspace: "w".into(),
+        sensor_id: id.into(),
+        reason: format!("{id} stolen"),
+        revoked_at: 1_700_000_000_000 + id.len() as i64,
+        decommissioned,
+        uninstalled,
+        cert_sha256: "ab".repeat(32),
+    };
+    let before = store.change_version().await.unwrap();
+    // Not enrolled there, or not at all: refused, nothing recorded.
+    for (ws, id) in [("v", "s1"), ("w", "ghost")] {
+        let r = Revocation {
+            workspace: ws.into(),
+            ..revoked(id, false, false)
+        };
+        let err = store.import_revocation(r).await;
+        assert!(
+            matches!(err, Err(StoreError::NoSuchSensor(ref g)) if g == id),
+            "{ws}/{id}: {err:?}"
+        );
+    }
+    assert_eq!(store.change_version().await.unwrap(), before);
+    let long = Revocation {
+        reason: "x".repeat(lifecycle::MAX_REASON + 1),
+        ..revoked("s3", false, false)
+    };
+    assert!(matches!(
+        store.import_revocation(long).await,
+        Err(StoreError::Settings(_))
+    ));
+
+    let want = [revoked("s1", true, false), revoked("s2", false, true)];
+    for r in &want {
+        assert_eq!(&store.import_revocation(r.clone()).await.unwrap(), r);
+    }
+    assert_eq!(store.revocations("w").await.unwrap(), want);
+    assert_eq!(
+        changes(&store, before).await,
+        [
+            ("w".into(), ChangeKind::Revoked),
+            ("w".into(), ChangeKind::Revoked)
+        ]
+    );
+    assert_eq!(Lifecycle::of(Some(&want[0])), Lifecycle::Decommissioned);
+    assert_eq!(Lifecycle::of(Some(&want[1])), Lifecycle::Uninstalled);
+    // Copied again, from a copy without the marks and with another time: what is here stays.
+    for id in ["s1", "s2"] {
+        let again = Revocation {
+            revoked_at: 5,
+            reason: "other".into(),
+            ..revoked(id, false, false)
+        };
+        store.import_revocation(again).await.unwrap();
+    }
+    // And a mark the copy adds is gained.
+    let more = store
+        .import_revocation(revoked("s2", true, false))
+        .await
+        .unwrap();
+    assert!(more.decommissioned && more.uninstalled, "{more:?}");
+    let now = store.revocations("w").await.unwrap();
+    assert_eq!(now[0], want[0]);
+    assert_eq!(
+        now[1],
+        Revocation {
+            decommissioned: true,
+            ..want[1].clone()
+        }
+    );
+    // Revoked like any revocation: renewal refused, the unrevoked sensor renews.
+    let err = store
+        .renew_sensor("w", "s1", &"44".repeat(32), "key-renewed")
+        .await;
+    assert!(err.is_err(), "{err:?}");
+    store
+        .renew_sensor("w", "s3", &"45".repeat(32), "key-of-s3-renewed")
+        .await
+        .unwrap();
+    assert!(store.revocations("v").await.unwrap().is_empty());
+}
+
+/// The certificates recorded for a workspace's sensors, read for a copy and recorded again
+/// there (the CRL of the copy lists the revoked sensors' ones).
+async fn issued_certificates_are_read_for_copies<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    store.add_sensor(sensor("s2", "w")).await.unwrap();
+    store.add_sensor(sensor("t", "v")).await.unwrap();
+    assert!(store.issued_certificates("w").await.unwrap().is_empty());
+    for (s, serial) in [
+        ("s2", "0b01"),
+        ("s1", "0a02"),
+        ("s1", "0a01"),
+        ("t", "0c01"),
+    ] {
+        store
+            .record_certificate(s, serial, &format!("cert-{serial}"))
+            .await
+            .unwrap();
+    }
+    let cert = |s: &str, serial: &str| backup::IssuedCertificate {
+        sensor_id: s.into(),
+        serial_hex: serial.into(),
+        cert_sha256: format!("cert-{serial}"),
+    };
+    let want = vec![cert("s1", "0a01"), cert("s1", "0a02"), cert("s2", "0b01")];
+    assert_eq!(store.issued_certificates("w").await.unwrap(), want);
+    assert_eq!(
+        store.issued_certificates("v").await.unwrap(),
+        [cert("t", "0c01")]
+    );
+    assert!(store.issued_certificates("none").await.unwrap().is_empty());
+}
+
+/// A copy's watermark and holes are set in one call: the holes between the watermark the
+/// target had and the new one, less what the target stored or recorded; a second run adds
+/// nothing, and below its own watermark the target reopens nothing.
+async fn a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided<S: Store + Clone>(
+    store: S,
+) {
+    let now = now_ms();
+    store.create_workspace(workspace("w")).await.unwrap();
+    for s in ["copy", "mine"] {
+        store.add_sensor(sensor(s, "w")).await.unwrap();
+    }
+    // The copy: events 30..35 and 16 (which arrived into the hole 15..=19 at the source).
+    for seqs in [30..35, 16..17] {
+        store
+            .import_events("copy", old_events("copy", seqs, now - DAY))
+            .await
+            .unwrap();
+    }
+    let holes = vec![(10, 11), (15, 19)];
+    for _ in 0..2 {
+        store
+            .import_watermark("copy", Some(29), holes.clone())
+            .await
+            .unwrap();
+        assert_eq!(store.watermarks("w").await.unwrap()["copy"], 29);
+        assert_eq!(
+            store.pruned_holes("w").await.unwrap()["copy"],
+            [(10, 11), (15, 15), (17, 19)]
+        );
+    }
+    // 10, 11, 15, 17, 18 and 19 were never stored: stored now, once.
+    let r = store.ingest("copy", events(0..35, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (6, 29));
+    let r = store.ingest("copy", events(0..35, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 35));
+
+    // A target whose own watermark is 20 already: only 21..=25 of the copy's hole is new to it.
+    store.raise_watermark("mine", 20).await.unwrap();
+    store
+        .import_watermark("mine", Some(29), vec![(10, 25)])
+        .await
+        .unwrap();
+    assert_eq!(store.watermarks("w").await.unwrap()["mine"], 29);
+    assert_eq!(store.pruned_holes("w").await.unwrap()["mine"], [(21, 25)]);
+    // No watermark brought (nothing pruned at the source): nothing changes.
+    store
+        .import_watermark("mine", None, vec![(26, 28)])
+        .await
+        .unwrap();
+    assert_eq!(store.watermarks("w").await.unwrap()["mine"], 29);
+    assert_eq!(store.pruned_holes("w").await.unwrap()["mine"], [(21, 25)]);
+    let r = store.ingest("mine", events(0..30, "x")).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 25));
+    assert!(matches!(
+        store.import_watermark("ghost", Some(1), vec![]).await,
+        Err(StoreError::NoSuchSensor(_))
+    ));
+}
+
+/// A workspace's current policy version copied from another store keeps its number and time
+/// (sensors compare the number), its password sealed here; a copy run again, or onto a
+/// workspace with versions of its own as recent, changes nothing.
+async fn a_copy_brings_the_current_policy_version_with_its_number<S: Store + Clone>(store: S) {
+    use uplink_policy::{Password, Policy, Route, Target};
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("v")).await.unwrap();
+    let policy = Policy::new(
+        Route::Proxy {
+            url: "http://b.corp:3128".into(),
+            user: Some("CORP\\svc".into()),
+            password: Some(Password::new("pw-copied")),
+            ca_pem: None,
+        },
+        Target::All,
+    );
+    assert!(matches!(
+        store.import_policy("none", 1, 5, None).await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    let before = store.change_version().await.unwrap();
+    assert!(store
+        .import_policy("w", 7, 1_700_000_000_000, Some(policy.clone()))
+        .await
+        .unwrap());
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Policy)]
+    );
+    let (version, current) = store.current_policy("w").await.unwrap();
+    assert_eq!(version, 7);
+    let current = current.unwrap();
+    assert_eq!(current.route.password().unwrap().expose(), "pw-copied");
+    assert_eq!(
+        Policy {
+            version: 7,
+            ..policy.clone()
+        },
+        current
+    );
+    let versions = store.policy_versions("w").await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.set_at))
+            .collect::<Vec<_>>(),
+        [(7, 1_700_000_000_000)]
+    );
+    // Again, or an older version: nothing changes. The next set is version 8.
+    for v in [7, 3] {
+        assert!(!store.import_policy("w", v, 5, None).await.unwrap());
+    }
+    assert_eq!(store.current_policy("w").await.unwrap().0, 7);
+    assert_eq!(store.set_policy("w", policy).await.unwrap().version, 8);
+    // A cleared version is copied as one.
+    assert!(store.import_policy("v", 2, 5, None).await.unwrap());
+    assert_eq!(store.current_policy("v").await.unwrap(), (2, None));
+}
+
+/// The previous CAs of a rotation in progress and the issuers of the sensors' certificates,
+/// read for a copy and recorded there (keys sealed here), once.
+async fn a_copy_brings_the_previous_cas_of_a_rotation_and_who_moved<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    let old = PreviousCa {
+        sha256: "0a".repeat(32),
+        cert_pem: "old-cert".into(),
+        key_pem: "-----BEGIN PRIVATE KEY-----old".into(),
+        replaced_at: 1_700_000_000_000,
+    };
+    assert!(matches!(
+        store.import_previous_ca("none", old.clone()).await,
+        Err(StoreError::NoSuchWorkspace(_))
+    ));
+    let before = store.change_version().await.unwrap();
+    assert!(store.import_previous_ca("w", old.clone()).await.unwrap());
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".into(), ChangeKind::Rekeyed)]
+    );
+    // Again, or the workspace's current CA: nothing.
+    assert!(!store.import_previous_ca("w", old.clone()).await.unwrap());
+    let current = PreviousCa {
+        sha256: "00".repeat(32),
+        ..old.clone()
+    };
+    assert!(!store.import_previous_ca("w", current).await.unwrap());
+    let got = store.previous_cas("w").await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (
+            &got[0].sha256,
+            &got[0].cert_pem,
+            &got[0].key_pem,
+            got[0].replaced_at
+        ),
+        (&old.sha256, &old.cert_pem, &old.key_pem, old.replaced_at)
+    );
+    // Who moved: the issuer of each sensor's current certificate.
+    assert!(store.sensor_cert_issuers("w").await.unwrap().is_empty());
+    store
+        .record_issuer(&"22".repeat(32), &"00".repeat(32))
+        .await
+        .unwrap();
+    store
+        .record_issuer("not-a-sensor-cert", &"00".repeat(32))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sensor_cert_issuers("w").await.unwrap(),
+        [("22".repeat(32), "00".repeat(32))]
+    );
+    assert!(store
+        .sensors_not_on_ca("w", &"00".repeat(32))
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -525,4 +525,51 @@ impl Store for AnyStore {
     ) -> Result<(), StoreError> {
         each!(self, s => s.add_pruned_holes(sensor_id, holes).await)
     }
+
+    // backup fleet state.
+
+    async fn import_revocation(&self, revocation: Revocation) -> Result<Revocation, StoreError> {
+        each!(self, s => s.import_revocation(revocation).await)
+    }
+
+    async fn import_watermark(
+        &self,
+        sensor_id: &str,
+        through: Option<u64>,
+        holes: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.import_watermark(sensor_id, through, holes).await)
+    }
+
+    async fn issued_certificates(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<uplink_store::backup::IssuedCertificate>, StoreError> {
+        each!(self, s => s.issued_certificates(workspace).await)
+    }
+
+    async fn import_policy(
+        &self,
+        workspace: &str,
+        version: u64,
+        set_at: i64,
+        policy: Option<uplink_policy::Policy>,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.import_policy(workspace, version, set_at, policy).await)
+    }
+
+    async fn import_previous_ca(
+        &self,
+        workspace: &str,
+        ca: PreviousCa,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.import_previous_ca(workspace, ca).await)
+    }
+
+    async fn sensor_cert_issuers(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        each!(self, s => s.sensor_cert_issuers(workspace).await)
+    }
 }

@@ -21,7 +21,10 @@ pub enum Command {
     )]
     RotateMasterKey(RotateArgs),
     /// Copy a SQLite data directory into PostgreSQL: workspaces (their secrets sealed again
-    /// under the target's master key), sensors, every event with its sequence number and time.
+    /// under the target's master key, their settings, lifecycle settings, current policy,
+    /// previous CAs of a rotation, webhooks), sensors
+    /// with their revocations, every event with its sequence number and time (docs/storage.md
+    /// says what is not copied).
     ///
     /// Prints its progress; at the end compares, per workspace and per sensor, the events in
     /// both stores, and fails (exit 1) if any differ. Safe to stop and run again: what was
@@ -292,6 +295,20 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
+        // Enrollment limits and certificate validity.
+        let lifecycle = src.lifecycle_settings(&name).await?;
+        dst.set_lifecycle_settings(&name, uplink_store::backup::lifecycle_change(lifecycle))
+            .await?;
+        // The current policy version, its number kept (sensors compare it with theirs).
+        if let Some((version, set_at, policy)) =
+            uplink_store::backup::current_policy(&src, &name).await?
+        {
+            dst.import_policy(&name, version, set_at, policy).await?;
+        }
+        // The previous CAs of a rotation in progress (re-sealed under the target's key).
+        for ca in src.previous_cas(&name).await? {
+            dst.import_previous_ca(&name, ca).await?;
+        }
         // Webhooks and syslog targets (issue #23), unless the target has its own already.
         let hooks = src.webhooks(&name).await?;
         if !hooks.is_empty() && dst.webhooks(&name).await?.is_empty() {
@@ -300,6 +317,27 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         let stats = src.stats(&name).await?;
         for s in &stats.sensors {
             dst.import_sensor(s.clone()).await?;
+        }
+        // The certificates issued to them (what the CRL lists once a sensor is revoked), then
+        // the revocations (reason, time, marks), before any event: a revoked sensor is never
+        // trusted by a service on the copy.
+        for (cert, ca) in src.sensor_cert_issuers(&name).await? {
+            dst.record_issuer(&cert, &ca).await?;
+        }
+        for c in src.issued_certificates(&name).await? {
+            dst.record_certificate(&c.sensor_id, &c.serial_hex, &c.cert_sha256)
+                .await?;
+        }
+        let revoked = src.revocations(&name).await?;
+        for r in revoked.iter().cloned() {
+            dst.import_revocation(r).await?;
+        }
+        if !revoked.is_empty() {
+            writeln!(
+                out,
+                "  {}",
+                super::count(revoked.len() as u64, "revocation", "revocations")
+            )?;
         }
         let want = src.sensor_counts(&name).await?;
         let have = dst.sensor_counts(&name).await?;
@@ -315,12 +353,8 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
                     out,
                     "  sensor {sensor}: {total}/{total} events (already there)"
                 )?;
-                if let Some(through) = mark {
-                    dst.raise_watermark(sensor, through).await?;
-                }
-                if let Some(h) = holes.get(sensor) {
-                    dst.add_pruned_holes(sensor, h.clone()).await?;
-                }
+                let h = holes.get(sensor).cloned().unwrap_or_default();
+                dst.import_watermark(sensor, mark, h).await?;
                 continue;
             }
             let (tx, mut rx) = tokio::sync::mpsc::channel(batch);
@@ -360,13 +394,10 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             let (exported, copied) = tokio::join!(src.export(&name, filter, tx), copy);
             copied?;
             exported?;
-            if let Some(through) = mark {
-                dst.raise_watermark(sensor, through).await?;
-            }
-            // And the holes below it, so that their late arrival is stored in the copy too.
-            if let Some(h) = holes.get(sensor) {
-                dst.add_pruned_holes(sensor, h.clone()).await?;
-            }
+            // And the holes below it, so that their late arrival is stored in the copy too: in one
+            // transaction, so a late seq in a hole is never answered "duplicate" in between.
+            let h = holes.get(sensor).cloned().unwrap_or_default();
+            dst.import_watermark(sensor, mark, h).await?;
         }
         // Verify: the same events per sensor, and the same counts per kind.
         let have = dst.sensor_counts(&name).await?;

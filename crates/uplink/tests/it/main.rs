@@ -6,6 +6,7 @@ mod support;
 
 mod adminapi;
 mod allowlist;
+mod backup_fleet_state;
 mod check;
 mod console;
 mod delivery;
