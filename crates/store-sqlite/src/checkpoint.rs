@@ -175,19 +175,28 @@ impl Trigger {
         }
         // Past the restart bound, no pass is asked for: one still running makes this restart
         // busy (the checkpointer holds the checkpoint lock), and the next commit's succeeds.
-        let restart = || -> rusqlite::Result<i64> {
+        let restart = || -> rusqlite::Result<(i64, i64)> {
             conn.busy_timeout(RESTART_WAIT)?;
-            let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0));
+            let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            });
             conn.busy_timeout(busy_timeout)?;
-            busy
+            result
         };
-        // (busy, …): busy when the checkpointer was in a pass, or a reader stayed on old
-        // frames: the next commit past the bound tries again.
         let counter = match restart() {
-            Ok(0) => {
+            Ok((0, _)) => {
                 self.restart_at.set(self.bounds.restart_frames);
                 &self.counters.restart
             }
+            // Busy without a WAL size (-1): the checkpointer's pass held the checkpoint lock
+            // (SQLite gives up at once, without the busy wait). No back-off: this commit asked
+            // for no pass, so the next commit's restart finds the lock free. Backing off here
+            // let every retry meet the pass the commits in between asked for, and the WAL grew
+            // under steady load.
+            Ok((_, log)) if log < 0 => &self.counters.busy,
+            // Busy with the WAL checkpointed as far as readers allow: a reader holds an old
+            // snapshot (an export); wait for the WAL to grow by a quarter of the bound before
+            // costing a commit the restart's wait again.
             Ok(_) => {
                 let later = frames.saturating_add((self.bounds.restart_frames / 4).max(1));
                 self.restart_at.set(later);

@@ -253,12 +253,6 @@ pub async fn backup<S: Store>(
                 })
             }
         };
-        let mut revoked: BTreeMap<String, Revocation> = store
-            .revocations(&ws.name)
-            .await?
-            .into_iter()
-            .map(|r| (r.sensor_id.clone(), r))
-            .collect();
         let previous_cas = store
             .previous_cas(&ws.name)
             .await?
@@ -319,6 +313,14 @@ pub async fn backup<S: Store>(
         write(out, &line)?;
         counts.workspaces += 1;
         let stats = store.stats(&ws.name).await?;
+        // Revocations after the sensor list: a sensor listed and revoked while the backup runs
+        // is in the backup revoked (read before the list, it was in it trusted).
+        let mut revoked: BTreeMap<String, Revocation> = store
+            .revocations(&ws.name)
+            .await?
+            .into_iter()
+            .map(|r| (r.sensor_id.clone(), r))
+            .collect();
         let marks = store.watermarks(&ws.name).await?;
         let mut holes = store.pruned_holes(&ws.name).await?;
         for s in stats.sensors {
@@ -565,8 +567,12 @@ pub async fn restore<S: Store>(
                         last_seen: s.last_seen,
                     })
                     .await?;
-                // Its certificates (recording one again changes nothing), then its revocation:
-                // right after it is imported (a re-run revokes it again, harmlessly).
+                // Its revocation at once (a re-run revokes it again, harmlessly): a failure
+                // in what follows must not leave a revoked sensor trusted. Then its
+                // certificates (recording one again changes nothing).
+                if let Some(r) = revocation {
+                    store.import_revocation(r).await?;
+                }
                 if let Some((cert, ca)) = issuer {
                     store.record_issuer(&cert, &ca).await?;
                 }
@@ -574,9 +580,6 @@ pub async fn restore<S: Store>(
                     store
                         .record_certificate(&sensor_id, &c.serial_hex, &c.cert_sha256)
                         .await?;
-                }
-                if let Some(r) = revocation {
-                    store.import_revocation(r).await?;
                 }
                 counts.sensors += 1;
             }

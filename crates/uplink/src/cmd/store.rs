@@ -315,12 +315,25 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             dst.set_webhooks(&name, hooks).await?;
         }
         let stats = src.stats(&name).await?;
+        // Revocations read after the sensor list (a sensor revoked meanwhile comes revoked),
+        // each imported right after its sensor, before anything else can fail: a revoked
+        // sensor is trusted on the copy for one transaction's time at most, never left trusted
+        // by a copy that stopped half way. (One that enrolled after the list is not copied.)
+        let mut revoked: std::collections::BTreeMap<String, uplink_store::Revocation> = src
+            .revocations(&name)
+            .await?
+            .into_iter()
+            .map(|r| (r.sensor_id.clone(), r))
+            .collect();
+        let mut revocations = 0u64;
         for s in &stats.sensors {
             dst.import_sensor(s.clone()).await?;
+            if let Some(r) = revoked.remove(&s.sensor_id) {
+                dst.import_revocation(r).await?;
+                revocations += 1;
+            }
         }
-        // The certificates issued to them (what the CRL lists once a sensor is revoked), then
-        // the revocations (reason, time, marks), before any event: a revoked sensor is never
-        // trusted by a service on the copy.
+        // The certificates issued to them (what the CRL lists once a sensor is revoked).
         for (cert, ca) in src.sensor_cert_issuers(&name).await? {
             dst.record_issuer(&cert, &ca).await?;
         }
@@ -328,15 +341,11 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             dst.record_certificate(&c.sensor_id, &c.serial_hex, &c.cert_sha256)
                 .await?;
         }
-        let revoked = src.revocations(&name).await?;
-        for r in revoked.iter().cloned() {
-            dst.import_revocation(r).await?;
-        }
-        if !revoked.is_empty() {
+        if revocations > 0 {
             writeln!(
                 out,
                 "  {}",
-                super::count(revoked.len() as u64, "revocation", "revocations")
+                super::count(revocations, "revocation", "revocations")
             )?;
         }
         let want = src.sensor_counts(&name).await?;
