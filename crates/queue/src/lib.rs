@@ -78,8 +78,13 @@ use std::path::{Path, PathBuf};
 
 use record::{Decoded, HEADER_LEN, RECORD_OVERHEAD};
 
-/// How much of a tail segment is scanned at a time when a queue is opened (bounds memory).
-const SCAN_WINDOW: usize = 2 * (record::MAX_PAYLOAD + RECORD_OVERHEAD);
+/// How much of a tail segment is scanned at a time, at first (when a queue is opened, and by
+/// the uploader's handle validating what the sources appended since it last looked): this
+/// bounds memory. A window that holds no whole batch is doubled.
+const SCAN_WINDOW: usize = 256 * 1024;
+/// The largest window [`SCAN_WINDOW`] doubles to before the rest of the tail is read whole
+/// (two of the largest records).
+const SCAN_WINDOW_MAX: usize = 2 * (record::MAX_PAYLOAD + RECORD_OVERHEAD);
 /// How much of a segment [`Queue::read_batch`] reads at a time (more only for a larger record).
 const READ_CHUNK: usize = 256 * 1024;
 /// A batch's body starts with room for this much (and grows up to its limit).
@@ -239,17 +244,45 @@ pub struct Batch {
     /// The events' payloads, each followed by `\n`.
     pub body: Vec<u8>,
     end: Position,
+    /// It ended at a limit (`max_events`, `max_bytes`, or the next event would not have fit),
+    /// not at the end of what was queued.
+    full: bool,
 }
 
 impl Batch {
     /// The same batch without its text (for [`Queue::ack`] once the text has been sent or
     /// copied): its memory is freed.
     pub fn without_body(self) -> Batch {
-        Batch {
-            body: Vec::new(),
-            ..self
-        }
+        self.take_body().0
     }
+
+    /// Whether it ended at a limit of the read (events, bytes) rather than at the end of what
+    /// was queued: more is waiting after it.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// The same batch without its text, and the text (to give back with [`Queue::recycle`]
+    /// once it has been sent or copied).
+    pub fn take_body(mut self) -> (Batch, Vec<u8>) {
+        let body = std::mem::take(&mut self.body);
+        (self, body)
+    }
+}
+
+/// The capacity a batch's body grows to so that `need` bytes fit: doubling (from
+/// [`BODY_CAPACITY`]) as a `Vec` does, but never past what the batch can hold — `max_bytes`, or
+/// `need` when a single event is larger — so a body near its limit is not allocated twice its
+/// size.
+fn body_capacity(capacity: usize, need: usize, max_bytes: usize) -> usize {
+    if need <= capacity {
+        return capacity;
+    }
+    capacity
+        .saturating_mul(2)
+        .max(BODY_CAPACITY)
+        .min(max_bytes)
+        .max(need)
 }
 
 /// What an append is about to write, as its `commit` callback learns it
@@ -300,6 +333,10 @@ pub struct Queue {
     recoveries: Vec<Recovery>,
     /// Every recovery reported so far, so that each is reported once.
     reported: std::collections::HashSet<(PathBuf, u64)>,
+    /// A batch's body given back once sent ([`Queue::recycle`]): the next batch is read into it
+    /// (no new allocation, page faults and regrowth per batch). Let go when nothing is waiting,
+    /// so an idle sensor holds none of it.
+    spare: Vec<u8>,
 }
 
 const META_BIN: &str = "meta.bin";
@@ -355,6 +392,7 @@ impl Queue {
             holes: HashMap::new(),
             recoveries: Vec::new(),
             reported: Default::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -656,10 +694,11 @@ impl Queue {
         // judged as before, so holes and a torn end are found exactly as in one read.
         let file_len = file.metadata().map_err(io_err(&seg.path))?.len();
         let mut buf = Vec::new();
+        let mut window_size = SCAN_WINDOW;
         let scanned = loop {
             let rest = file_len.saturating_sub(offset);
-            let window = if rest > SCAN_WINDOW as u64 * 2 {
-                SCAN_WINDOW
+            let window = if rest > window_size as u64 {
+                window_size
             } else {
                 usize::MAX
             };
@@ -680,7 +719,14 @@ impl Queue {
                 if whole {
                     break scanned;
                 }
-                // Damage, or a batch longer than the window: the rest in one read, as before.
+                if scanned.holes.is_empty() && window_size < SCAN_WINDOW_MAX {
+                    // No whole batch in the window (a batch larger than it, or damage): a
+                    // window twice as large, from the same place.
+                    window_size *= 2;
+                    continue;
+                }
+                // Damage, or a batch longer than the largest window: the rest in one read, as
+                // before.
                 file.seek(SeekFrom::Start(offset))
                     .map_err(io_err(&seg.path))?;
                 buf = Vec::new();
@@ -1019,10 +1065,15 @@ impl Queue {
             let mut batch: Option<Batch> = None;
             let tail_first = q.segments.last().map(|s| s.first_seq);
             let segments: Vec<Segment> = q.segments[start_index.min(q.segments.len())..].to_vec();
-            let is_full = |b: &Option<Batch>| {
-                b.as_ref()
-                    .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
+            // Full: `max_events` events, or `max_bytes` of text, or the next event would not fit
+            // in what is left of `max_bytes` (a batch holds at least one event).
+            let mut no_room = false;
+            let is_full = |b: &Option<Batch>, no_room: bool| {
+                no_room
+                    || b.as_ref()
+                        .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
             };
+            let mut spare = std::mem::take(&mut q.spare);
             let mut read_through = true;
             // Records are read in chunks of this size (one buffer for the whole batch), not the
             // batch's size at once: the sensor's memory stays small whatever the batch limits.
@@ -1055,7 +1106,7 @@ impl Queue {
                     file.sync_data().map_err(io_err(&seg.path))?;
                 }
                 while off < seg.len {
-                    if is_full(&batch) {
+                    if is_full(&batch, no_room) {
                         read_through = false;
                         break 'segments;
                     }
@@ -1072,11 +1123,20 @@ impl Queue {
                     let read_all = off + n as u64 >= seg.len;
                     let mut pos = 0usize;
                     let mut damage = None;
-                    while !is_full(&batch) && pos < buf.len() {
+                    while !is_full(&batch, no_room) && pos < buf.len() {
                         match record::decode_record(&buf[pos..], format) {
                             Decoded::Complete {
                                 seq, payload, len, ..
                             } if seen.is_none_or(|s| seq > s) => {
+                                if acked.is_none_or(|a| seq > a)
+                                    && batch.as_ref().is_some_and(|b| {
+                                        b.body.len() + payload.len() + 1 > max_bytes
+                                    })
+                                {
+                                    // It goes first in the next batch.
+                                    no_room = true;
+                                    break;
+                                }
                                 pos += len;
                                 seen = Some(seq);
                                 if acked.is_some_and(|a| seq <= a) {
@@ -1086,13 +1146,23 @@ impl Queue {
                                     segment: seg.first_seq,
                                     offset: off + pos as u64,
                                 };
-                                let b = batch.get_or_insert_with(|| Batch {
-                                    first_seq: seq,
-                                    last_seq: seq,
-                                    count: 0,
-                                    body: Vec::with_capacity(max_bytes.min(BODY_CAPACITY)),
-                                    end,
+                                let b = batch.get_or_insert_with(|| {
+                                    let mut body = std::mem::take(&mut spare);
+                                    body.clear();
+                                    Batch {
+                                        first_seq: seq,
+                                        last_seq: seq,
+                                        count: 0,
+                                        body,
+                                        end,
+                                        full: false,
+                                    }
                                 });
+                                let need = b.body.len() + payload.len() + 1;
+                                let want = body_capacity(b.body.capacity(), need, max_bytes);
+                                if want > b.body.capacity() {
+                                    b.body.reserve_exact(want - b.body.len());
+                                }
                                 b.body.extend_from_slice(payload);
                                 b.body.push(b'\n');
                                 b.last_seq = seq;
@@ -1133,7 +1203,11 @@ impl Queue {
             if batch.is_none() && read_through && !q.read_only && cursor.is_none() {
                 q.skip_unreadable()?;
             }
-            Ok(batch)
+            // Nothing waiting: the spare body goes with `spare` (an idle sensor holds none of
+            // it); else it is this batch's body.
+            drop(spare);
+            let full = is_full(&batch, no_room);
+            Ok(batch.map(|b| Batch { full, ..b }))
         })
     }
 
@@ -1157,6 +1231,15 @@ impl Queue {
                 offset: tail.len,
             },
         )
+    }
+
+    /// Gives a batch's body back once its text has been sent or copied ([`Batch::take_body`]):
+    /// the next batch read is written into it. Kept only while a backlog lasts (a read that
+    /// finds nothing lets it go).
+    pub fn recycle(&mut self, body: Vec<u8>) {
+        if body.capacity() > self.spare.capacity() {
+            self.spare = body;
+        }
     }
 
     /// Removes `batch` (and everything before it) from the queue, durably.
@@ -1377,4 +1460,38 @@ fn write_atomic(dir: &Path, path: &Path, contents: &[u8]) -> Result<(), QueueErr
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;
     sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_grows_by_doubling_but_never_past_its_limit() {
+        const K: usize = 1024;
+        // (capacity, need, max_bytes, expected)
+        let table = [
+            (0, 300, 4096 * K, BODY_CAPACITY),
+            (0, 300, 1000, 1000),
+            (0, 5000, 1000, 5000), // one event larger than the limit
+            (BODY_CAPACITY, BODY_CAPACITY, 4096 * K, BODY_CAPACITY),
+            (
+                BODY_CAPACITY,
+                BODY_CAPACITY + 1,
+                4096 * K,
+                2 * BODY_CAPACITY,
+            ),
+            (2048 * K, 2048 * K + 10, 4096 * K, 4096 * K),
+            // Near the limit: to the limit, not twice it.
+            (2048 * K, 2048 * K + 10, 3000 * K, 3000 * K),
+            (4096 * K, 4096 * K + 10, 4096 * K, 4096 * K + 10),
+        ];
+        for (capacity, need, max, expected) in table {
+            assert_eq!(
+                body_capacity(capacity, need, max),
+                expected,
+                "capacity {capacity}, need {need}, max {max}"
+            );
+        }
+    }
 }
