@@ -312,6 +312,16 @@ impl Tailer {
                         .as_ref()
                         .filter(|m| start == m.offset)
                         .map_or(0, |m| m.not_json);
+                    // A checkpoint is at the end of a line or of a piece of an over-long one:
+                    // after a piece (the byte before is not a newline) the rest is a piece too.
+                    let inside = match start.checked_sub(1) {
+                        Some(before) => {
+                            let mut b = [0u8; 1];
+                            file.read_exact_at(&mut b, before).map_err(io_err(&path))?;
+                            b[0] != b'\n'
+                        }
+                        None => false,
+                    };
                     tracing::info!(path = %path.display(), offset = start, "following file");
                     self.files.push(Watched {
                         id,
@@ -319,7 +329,8 @@ impl Tailer {
                         file,
                         group: g,
                         splitter: Splitter::new(start, group.max_line_bytes)
-                            .json(group.format == Format::Json),
+                            .json(group.format == Format::Json)
+                            .inside_a_line(inside),
                         durable: start,
                         fp,
                         not_json,
@@ -1073,6 +1084,65 @@ mod tests {
         let ck: FilesCheckpoint = checkpoint::load(&ck).unwrap();
         assert_eq!(ck.files.len(), 1);
         assert_eq!(ck.files[0].offset, std::fs::metadata(&log).unwrap().len());
+    }
+
+    #[test]
+    fn a_json_file_restarted_inside_an_over_long_line_goes_on_with_text_pieces() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.json");
+        let ck = d.path().join("ck.json");
+        let groups = vec![FilesConfig {
+            paths: vec![log.display().to_string()],
+            kind: "log".into(),
+            max_line_bytes: 16,
+            rotate_wait_secs: 5,
+            format: Format::Json,
+        }];
+        let append = |s: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            f.write_all(s.as_bytes()).unwrap();
+        };
+        // (restart inside the line, what is shipped): the same either way.
+        for restart in [false, true] {
+            let _ = std::fs::remove_file(&log);
+            let _ = std::fs::remove_file(&ck);
+            let mut sink = Mem::default();
+            let mut t =
+                Tailer::new(groups.clone(), ck.clone(), Default::default(), &mut sink).unwrap();
+            // 17 bytes of the long line: a piece of 16 goes, the checkpoint is after it.
+            append("{\"a\":1}\n0123456789abcdef{");
+            drain(&mut t, &mut sink);
+            if restart {
+                drop(t);
+                t = Tailer::new(groups.clone(), ck.clone(), Default::default(), &mut sink).unwrap();
+            }
+            // The rest of the over-long line is a JSON object on its own: still a piece.
+            append("\"b\":2}\n{\"c\":3}\n");
+            drain(&mut t, &mut sink);
+            let got: Vec<(String, bool)> = sink
+                .events
+                .iter()
+                .map(|(_, e)| match e.fields.get("line") {
+                    Some(l) => (l.as_str().unwrap().to_owned(), false),
+                    None => (e.fields["data"].to_string(), true),
+                })
+                .collect();
+            let want = [
+                ("{\"a\":1}", true),
+                ("0123456789abcdef", false),
+                ("{\"b\":2}", false),
+                ("{\"c\":3}", true),
+            ]
+            .map(|(l, o)| (l.to_owned(), o));
+            assert_eq!(got, want, "restart: {restart}");
+            let ck: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+            assert_eq!(ck.files[0].not_json, 2, "restart: {restart}");
+        }
     }
 
     /// Lines `l{from}..l{to}` appended to `path`.
