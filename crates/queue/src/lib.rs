@@ -253,20 +253,16 @@ impl Batch {
     /// The same batch without its text (for [`Queue::ack`] once the text has been sent or
     /// copied): its memory is freed.
     pub fn without_body(self) -> Batch {
-        self.take_body().0
+        Batch {
+            body: Vec::new(),
+            ..self
+        }
     }
 
     /// Whether it ended at a limit of the read (events, bytes) rather than at the end of what
     /// was queued: more is waiting after it.
     pub fn is_full(&self) -> bool {
         self.full
-    }
-
-    /// The same batch without its text, and the text (to give back with [`Queue::recycle`]
-    /// once it has been sent or copied).
-    pub fn take_body(mut self) -> (Batch, Vec<u8>) {
-        let body = std::mem::take(&mut self.body);
-        (self, body)
     }
 }
 
@@ -333,10 +329,6 @@ pub struct Queue {
     recoveries: Vec<Recovery>,
     /// Every recovery reported so far, so that each is reported once.
     reported: std::collections::HashSet<(PathBuf, u64)>,
-    /// A batch's body given back once sent ([`Queue::recycle`]): the next batch is read into it
-    /// (no new allocation, page faults and regrowth per batch). Let go when nothing is waiting,
-    /// so an idle sensor holds none of it.
-    spare: Vec<u8>,
 }
 
 const META_BIN: &str = "meta.bin";
@@ -392,7 +384,6 @@ impl Queue {
             holes: HashMap::new(),
             recoveries: Vec::new(),
             reported: Default::default(),
-            spare: Vec::new(),
         }
     }
 
@@ -1073,7 +1064,6 @@ impl Queue {
                     || b.as_ref()
                         .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
             };
-            let mut spare = std::mem::take(&mut q.spare);
             let mut read_through = true;
             // Records are read in chunks of this size (one buffer for the whole batch), not the
             // batch's size at once: the sensor's memory stays small whatever the batch limits.
@@ -1146,17 +1136,13 @@ impl Queue {
                                     segment: seg.first_seq,
                                     offset: off + pos as u64,
                                 };
-                                let b = batch.get_or_insert_with(|| {
-                                    let mut body = std::mem::take(&mut spare);
-                                    body.clear();
-                                    Batch {
-                                        first_seq: seq,
-                                        last_seq: seq,
-                                        count: 0,
-                                        body,
-                                        end,
-                                        full: false,
-                                    }
+                                let b = batch.get_or_insert_with(|| Batch {
+                                    first_seq: seq,
+                                    last_seq: seq,
+                                    count: 0,
+                                    body: Vec::new(),
+                                    end,
+                                    full: false,
                                 });
                                 let need = b.body.len() + payload.len() + 1;
                                 let want = body_capacity(b.body.capacity(), need, max_bytes);
@@ -1203,9 +1189,6 @@ impl Queue {
             if batch.is_none() && read_through && !q.read_only && cursor.is_none() {
                 q.skip_unreadable()?;
             }
-            // Nothing waiting: the spare body goes with `spare` (an idle sensor holds none of
-            // it); else it is this batch's body.
-            drop(spare);
             let full = is_full(&batch, no_room);
             Ok(batch.map(|b| Batch { full, ..b }))
         })
@@ -1231,15 +1214,6 @@ impl Queue {
                 offset: tail.len,
             },
         )
-    }
-
-    /// Gives a batch's body back once its text has been sent or copied ([`Batch::take_body`]):
-    /// the next batch read is written into it. Kept only while a backlog lasts (a read that
-    /// finds nothing lets it go).
-    pub fn recycle(&mut self, body: Vec<u8>) {
-        if body.capacity() > self.spare.capacity() {
-            self.spare = body;
-        }
     }
 
     /// Removes `batch` (and everything before it) from the queue, durably.

@@ -122,10 +122,6 @@ struct State {
     policy_failures: u32,
     /// One zstd context for every batch (a new one per batch would allocate its tables anew).
     compressor: zstd::bulk::Compressor<'static>,
-    /// Where a batch is compressed (room for the worst case, `compress_bound` of its text): a
-    /// batch in flight holds only a copy of what was written, not that room. Let go once the
-    /// queue is empty.
-    packed: Vec<u8>,
     /// CA rotation: the digest of the CAs trusted now (`ca.pem`), and a trust set that could
     /// not be fetched, with when to try again.
     trust_digest: Option<String>,
@@ -813,23 +809,7 @@ impl State {
 
     /// The queue is empty now: the oldest event of the next backlog is younger than this. Kept
     /// in memory while idle, written when the queue fills again ([`State::note_queue_filled`]).
-    /// A batch's text compressed (zstd) into a request body of its compressed size.
-    fn compress(&mut self, text: &[u8]) -> Result<bytes::Bytes, SensorError> {
-        let err = |e| SensorError::Io {
-            path: "<zstd>".into(),
-            source: e,
-        };
-        self.packed.clear();
-        self.packed
-            .reserve_exact(zstd::zstd_safe::compress_bound(text.len()));
-        self.compressor
-            .compress_to_buffer(text, &mut self.packed)
-            .map_err(err)?;
-        Ok(bytes::Bytes::copy_from_slice(&self.packed))
-    }
-
     fn note_queue_empty(&mut self) {
-        self.packed = Vec::new();
         self.report.queue_empty_at = Some(now_rfc3339());
         self.queue_was_empty = true;
     }
@@ -904,7 +884,6 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
             path: "<zstd>".into(),
             source: e,
         })?,
-        packed: Vec::new(),
         trust_digest: crate::trust::digest_of(&ca),
         trust_retry: None,
         lanes: Vec::new(),
@@ -1388,9 +1367,7 @@ async fn upload_loop(
                 // Beside batches in flight only a full one goes: a trickle (a tailer keeping
                 // up with its file) is not cut into many small requests (each a commit at the
                 // service); it goes whole once the answers are back.
-                Some(batch) if !idle && !batch.is_full() => {
-                    st.queue.recycle(batch.take_body().1);
-                }
+                Some(batch) if !idle && !batch.is_full() => {}
                 Some(batch) => {
                     if idle {
                         st.note_queue_filled();
@@ -1414,10 +1391,15 @@ async fn upload_loop(
                             }
                         }
                     }
-                    let body = st.compress(&batch.body)?;
-                    // The batch's text is not needed any more: its memory is the next batch's.
-                    let (batch, text) = batch.take_body();
-                    st.queue.recycle(text);
+                    let body =
+                        bytes::Bytes::from(st.compressor.compress(&batch.body).map_err(|e| {
+                            SensorError::Io {
+                                path: "<zstd>".into(),
+                                source: e,
+                            }
+                        })?);
+                    // The batch's text is not needed any more: its memory goes before the upload.
+                    let batch = batch.without_body();
                     let conn = st.lane();
                     next_id += 1;
                     tasks.spawn(send_batch(
