@@ -47,13 +47,16 @@ stored() {
     python3 -c "import json,sys; print(json.load(sys.stdin)['events']['by_kind'].get('$1', 0))"
 }
 
-python3 - "$n" >"$tmp/input.log" <<'PY'
+# SHAPE=long: lines of 2,000 B instead of 298 (SHAPE=N: lines of N bytes).
+size=${SHAPE:-298}
+[ "$size" = long ] && size=2000
+python3 - "$n" "$size" >"$tmp/input.log" <<'PY'
 import sys
-n = int(sys.argv[1])
+n, size = int(sys.argv[1]), int(sys.argv[2])
 out = sys.stdout
 for i in range(n):
     head = '{"host":"dc01.contoso.com","user":"CONTOSO\\\\user%d","src_ip":"10.1.%d.%d","event_id":4624,"n":%d,"msg":"' % (i % 5000, (i >> 8) & 255, i & 255, i)
-    out.write(head + "x" * (298 - len(head) - 3) + '"}\n')
+    out.write(head + "x" * (size - len(head) - 3) + '"}\n')
 PY
 mkdir -p "$tmp/service"
 "$bin" service --data-dir "$tmp/service" --listen 127.0.0.1:0 --log-level warn >"$tmp/service.out" 2>"$tmp/service.err" &
@@ -63,7 +66,7 @@ for _ in $(seq 200); do grep -q listening "$tmp/service.out" 2>/dev/null && brea
 port=$(sed -n 's/.*127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/service.out")
 "$bin" workspace create bench --data-dir "$tmp/service" --public-port "$port" >/dev/null
 "$bin" sensor install --bundle "$tmp/service/bundles/bench.json" --config-dir "$tmp/sensor" --quiet >/dev/null
-# INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default 4).
+# INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default: the sensor's).
 [ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$tmp/sensor/sensor.toml"
 
 if [ "$mode" = tail ]; then
@@ -107,11 +110,13 @@ sleep 0.2
 got=$(stored "$kind")
 read -r u s m <"$tmp/sensor.time"
 read -r ma mf <"$tmp/split" || { ma=0; mf=0; }
-python3 - "$mode" "$n" "$got" "$start" "$end" "$u" "$s" "$m" "$ma" "$mf" "$before" "$after" "$tck" <<'PY'
+size=$size python3 - "$mode" "$n" "$got" "$start" "$end" "$u" "$s" "$m" "$ma" "$mf" "$before" "$after" "$tck" <<'PY'
 import sys
+import os
 mode = sys.argv[1]
+size = os.environ['size']
 n, got, st, en, u, s, m, ma, mf, b, a, t = map(float, sys.argv[2:])
-print(f"sensor {mode}, {n:,.0f} events of 298 B -> service (SQLite), stored {got:,.0f}{'' if got == n else ' MISSING ' + str(int(n - got))}")
+print(f"sensor {mode}, {n:,.0f} events of {size} B -> service (SQLite), stored {got:,.0f}{'' if got == n else ' MISSING ' + str(int(n - got))}")
 print(f"  {got/(en-st):,.0f} events/s   sensor {(u+s)*1e6/got:.2f} CPU us/event   peak RSS {m/1024:.1f} MiB"
       f" (sampled: anonymous {ma/1024:.1f} + file-backed {mf/1024:.1f})   service {(a-b)/t*1e6/got:.2f} CPU us/event")
 PY

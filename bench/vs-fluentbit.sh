@@ -157,7 +157,7 @@ uplink_run() {
   "$bin" workspace create bench --data-dir "$d/service" --public-port "$port" >/dev/null
   "$bin" sensor install --bundle "$d/service/bundles/bench.json" --config-dir "$d/sensor" \
     --proxy-url "http://127.0.0.1:$sport" --quiet >/dev/null
-# INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default 4).
+# INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default: the sensor's).
   [ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$d/sensor/sensor.toml"
   printf '\n[[sources.files]]\npaths = ["%s"]\n' "$tmp/input.log" >>"$d/sensor/sensor.toml"
   [ "${PARSE:-}" != json ] || printf 'format = "json"\n' >>"$d/sensor/sensor.toml"

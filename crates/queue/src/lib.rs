@@ -78,8 +78,13 @@ use std::path::{Path, PathBuf};
 
 use record::{Decoded, HEADER_LEN, RECORD_OVERHEAD};
 
-/// How much of a tail segment is scanned at a time when a queue is opened (bounds memory).
-const SCAN_WINDOW: usize = 2 * (record::MAX_PAYLOAD + RECORD_OVERHEAD);
+/// How much of a tail segment is scanned at a time, at first (when a queue is opened, and by
+/// the uploader's handle validating what the sources appended since it last looked): this
+/// bounds memory. A window that holds no whole batch is doubled.
+const SCAN_WINDOW: usize = 256 * 1024;
+/// The largest window [`SCAN_WINDOW`] doubles to before the rest of the tail is read whole
+/// (two of the largest records).
+const SCAN_WINDOW_MAX: usize = 2 * (record::MAX_PAYLOAD + RECORD_OVERHEAD);
 /// How much of a segment [`Queue::read_batch`] reads at a time (more only for a larger record).
 const READ_CHUNK: usize = 256 * 1024;
 /// A batch's body starts with room for this much (and grows up to its limit).
@@ -239,6 +244,9 @@ pub struct Batch {
     /// The events' payloads, each followed by `\n`.
     pub body: Vec<u8>,
     end: Position,
+    /// It ended at a limit (`max_events`, `max_bytes`, or the next event would not have fit),
+    /// not at the end of what was queued.
+    full: bool,
 }
 
 impl Batch {
@@ -250,6 +258,27 @@ impl Batch {
             ..self
         }
     }
+
+    /// Whether it ended at a limit of the read (events, bytes) rather than at the end of what
+    /// was queued: more is waiting after it.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+}
+
+/// The capacity a batch's body grows to so that `need` bytes fit: doubling (from
+/// [`BODY_CAPACITY`]) as a `Vec` does, but never past what the batch can hold — `max_bytes`, or
+/// `need` when a single event is larger — so a body near its limit is not allocated twice its
+/// size.
+fn body_capacity(capacity: usize, need: usize, max_bytes: usize) -> usize {
+    if need <= capacity {
+        return capacity;
+    }
+    capacity
+        .saturating_mul(2)
+        .max(BODY_CAPACITY)
+        .min(max_bytes)
+        .max(need)
 }
 
 /// What an append is about to write, as its `commit` callback learns it
@@ -656,10 +685,11 @@ impl Queue {
         // judged as before, so holes and a torn end are found exactly as in one read.
         let file_len = file.metadata().map_err(io_err(&seg.path))?.len();
         let mut buf = Vec::new();
+        let mut window_size = SCAN_WINDOW;
         let scanned = loop {
             let rest = file_len.saturating_sub(offset);
-            let window = if rest > SCAN_WINDOW as u64 * 2 {
-                SCAN_WINDOW
+            let window = if rest > window_size as u64 {
+                window_size
             } else {
                 usize::MAX
             };
@@ -680,7 +710,14 @@ impl Queue {
                 if whole {
                     break scanned;
                 }
-                // Damage, or a batch longer than the window: the rest in one read, as before.
+                if scanned.holes.is_empty() && window_size < SCAN_WINDOW_MAX {
+                    // No whole batch in the window (a batch larger than it, or damage): a
+                    // window twice as large, from the same place.
+                    window_size *= 2;
+                    continue;
+                }
+                // Damage, or a batch longer than the largest window: the rest in one read, as
+                // before.
                 file.seek(SeekFrom::Start(offset))
                     .map_err(io_err(&seg.path))?;
                 buf = Vec::new();
@@ -1019,9 +1056,13 @@ impl Queue {
             let mut batch: Option<Batch> = None;
             let tail_first = q.segments.last().map(|s| s.first_seq);
             let segments: Vec<Segment> = q.segments[start_index.min(q.segments.len())..].to_vec();
-            let is_full = |b: &Option<Batch>| {
-                b.as_ref()
-                    .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
+            // Full: `max_events` events, or `max_bytes` of text, or the next event would not fit
+            // in what is left of `max_bytes` (a batch holds at least one event).
+            let mut no_room = false;
+            let is_full = |b: &Option<Batch>, no_room: bool| {
+                no_room
+                    || b.as_ref()
+                        .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
             };
             let mut read_through = true;
             // Records are read in chunks of this size (one buffer for the whole batch), not the
@@ -1055,7 +1096,7 @@ impl Queue {
                     file.sync_data().map_err(io_err(&seg.path))?;
                 }
                 while off < seg.len {
-                    if is_full(&batch) {
+                    if is_full(&batch, no_room) {
                         read_through = false;
                         break 'segments;
                     }
@@ -1072,11 +1113,20 @@ impl Queue {
                     let read_all = off + n as u64 >= seg.len;
                     let mut pos = 0usize;
                     let mut damage = None;
-                    while !is_full(&batch) && pos < buf.len() {
+                    while !is_full(&batch, no_room) && pos < buf.len() {
                         match record::decode_record(&buf[pos..], format) {
                             Decoded::Complete {
                                 seq, payload, len, ..
                             } if seen.is_none_or(|s| seq > s) => {
+                                if acked.is_none_or(|a| seq > a)
+                                    && batch.as_ref().is_some_and(|b| {
+                                        b.body.len() + payload.len() + 1 > max_bytes
+                                    })
+                                {
+                                    // It goes first in the next batch.
+                                    no_room = true;
+                                    break;
+                                }
                                 pos += len;
                                 seen = Some(seq);
                                 if acked.is_some_and(|a| seq <= a) {
@@ -1090,9 +1140,15 @@ impl Queue {
                                     first_seq: seq,
                                     last_seq: seq,
                                     count: 0,
-                                    body: Vec::with_capacity(max_bytes.min(BODY_CAPACITY)),
+                                    body: Vec::new(),
                                     end,
+                                    full: false,
                                 });
+                                let need = b.body.len() + payload.len() + 1;
+                                let want = body_capacity(b.body.capacity(), need, max_bytes);
+                                if want > b.body.capacity() {
+                                    b.body.reserve_exact(want - b.body.len());
+                                }
                                 b.body.extend_from_slice(payload);
                                 b.body.push(b'\n');
                                 b.last_seq = seq;
@@ -1133,7 +1189,8 @@ impl Queue {
             if batch.is_none() && read_through && !q.read_only && cursor.is_none() {
                 q.skip_unreadable()?;
             }
-            Ok(batch)
+            let full = is_full(&batch, no_room);
+            Ok(batch.map(|b| Batch { full, ..b }))
         })
     }
 
@@ -1377,4 +1434,38 @@ fn write_atomic(dir: &Path, path: &Path, contents: &[u8]) -> Result<(), QueueErr
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;
     sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_grows_by_doubling_but_never_past_its_limit() {
+        const K: usize = 1024;
+        // (capacity, need, max_bytes, expected)
+        let table = [
+            (0, 300, 4096 * K, BODY_CAPACITY),
+            (0, 300, 1000, 1000),
+            (0, 5000, 1000, 5000), // one event larger than the limit
+            (BODY_CAPACITY, BODY_CAPACITY, 4096 * K, BODY_CAPACITY),
+            (
+                BODY_CAPACITY,
+                BODY_CAPACITY + 1,
+                4096 * K,
+                2 * BODY_CAPACITY,
+            ),
+            (2048 * K, 2048 * K + 10, 4096 * K, 4096 * K),
+            // Near the limit: to the limit, not twice it.
+            (2048 * K, 2048 * K + 10, 3000 * K, 3000 * K),
+            (4096 * K, 4096 * K + 10, 4096 * K, 4096 * K + 10),
+        ];
+        for (capacity, need, max, expected) in table {
+            assert_eq!(
+                body_capacity(capacity, need, max),
+                expected,
+                "capacity {capacity}, need {need}, max {max}"
+            );
+        }
+    }
 }

@@ -840,3 +840,48 @@ fn records_larger_than_the_read_chunk_are_read_whole() {
     assert_eq!(got, (0..sizes.len() as u64).collect::<Vec<_>>());
     assert!(q.take_recoveries().is_empty());
 }
+
+#[test]
+fn a_batch_stops_before_the_event_that_would_pass_its_byte_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    // Events of 99 bytes (100 with their newline), then one of 250 (larger than the limit).
+    q.append(10, |_, _, out| out.resize(99, b'a')).unwrap();
+    q.append(1, |_, _, out| out.resize(250, b'b')).unwrap();
+    q.append(3, |_, _, out| out.resize(99, b'c')).unwrap();
+    let mut got = Vec::new();
+    let mut shapes = Vec::new();
+    while let Some(b) = q.read_batch(100, 350).unwrap() {
+        assert!(
+            b.count == 1 || b.body.len() <= 350,
+            "{} bytes in {} events",
+            b.body.len(),
+            b.count
+        );
+        shapes.push((b.count, b.body.len(), b.is_full()));
+        got.extend(b.first_seq..=b.last_seq);
+        q.ack(&b).unwrap();
+    }
+    assert_eq!(
+        shapes,
+        [
+            (3, 300, true),
+            (3, 300, true),
+            (3, 300, true),
+            (1, 100, true),
+            (1, 251, true),
+            (3, 300, false),
+        ]
+    );
+    assert_eq!(got, (0..14).collect::<Vec<_>>());
+    // By events: full at the count, not full at the queue's end.
+    q.append(5, |_, _, out| out.resize(10, b'd')).unwrap();
+    let b = q.read_batch(5, 1 << 20).unwrap().unwrap();
+    assert!(b.is_full());
+    assert_eq!(b.count, 5);
+    q.ack(&b).unwrap();
+    q.append(2, |_, _, out| out.resize(10, b'e')).unwrap();
+    let b = q.read_batch(5, 1 << 20).unwrap().unwrap();
+    assert!(!b.is_full());
+    assert_eq!(b.count, 2);
+}

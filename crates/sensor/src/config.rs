@@ -164,16 +164,16 @@ pub struct UploadConfig {
     pub inflight: usize,
 }
 
-/// Batches in flight unless `upload.inflight` says otherwise: one at a time, for memory. A
-/// later batch committed before an earlier one is safe since the stores record the holes their
-/// retention watermark passes (docs/storage.md), so more is a speed/memory trade, opt-in:
-/// `bench/sensor-mem.sh` with 1,000,000 events, 1 / 2 / 4 in flight, alternated, load 9–15 on
-/// 2 cores (2026-12-05): draining 95k–151k / 134k–150k / 137k–195k events/s at peak RSS
-/// 23.4–23.5 / 24.5–24.6 / 24.5–24.8 MiB (anonymous 4.9 / 6.4 / 6.6 MiB); tailing 90k–95k /
-/// 106k–108k / 96k–116k events/s at 27.7–27.8 / 27.3–27.9 / 30.3–32.2 MiB (a plain release
-/// build, whose binary pages are ~12 MiB more than the shipped one's). The shipped sensor is at
-/// 20.0–20.4 MiB with 1: the ~1.1 MiB more that 2 costs draining would pass the 20 MiB target.
-pub const DEFAULT_INFLIGHT: usize = 1;
+/// Batches in flight unless `upload.inflight` says otherwise: two. A later batch committed
+/// before an earlier one is safe since the stores record the holes their retention watermark
+/// passes (docs/storage.md), so this is a speed/memory trade. With 1 (2026-12-05, lead's
+/// `bench/vs-fluentbit.sh`): 201k–237k events/s end to end, 2: 244k–278k (+~20 %). Memory with
+/// 2, once a batch's text stopped at its byte limit and the tail was validated in 256 KiB windows
+/// (`bench/sensor-mem.sh`, `INFLIGHT=2`, release builds alternated, 2026-12-06 03:08–03:15,
+/// anonymous peak, sampled; the shipped binary adds ~9.3 MiB of its own pages): tailing
+/// 1,000,000 × 298 B 8.5 MiB (9.4 before), draining them 4.0 MiB (6.4), tailing 300,000 ×
+/// 2,000 B 8.9 MiB (12.6–12.7): within the 20 MiB target for both shapes. 1: one at a time.
+pub const DEFAULT_INFLIGHT: usize = 2;
 
 fn default_inflight() -> usize {
     DEFAULT_INFLIGHT

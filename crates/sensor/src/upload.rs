@@ -1367,10 +1367,7 @@ async fn upload_loop(
                 // Beside batches in flight only a full one goes: a trickle (a tailer keeping
                 // up with its file) is not cut into many small requests (each a commit at the
                 // service); it goes whole once the answers are back.
-                Some(batch)
-                    if !idle
-                        && batch.count < st.config.upload.batch_events
-                        && batch.body.len() < st.config.upload.batch_bytes => {}
+                Some(batch) if !idle && !batch.is_full() => {}
                 Some(batch) => {
                     if idle {
                         st.note_queue_filled();

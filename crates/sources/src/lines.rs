@@ -12,8 +12,9 @@
 //!
 //! In a JSON file ([`Splitter::json`]) each whole line is also classified as it is emitted: is it
 //! one JSON object ([`crate::json::object`]; [`Line::object`])? The pieces of an over-long line
-//! never are (each is text); after a restart in the middle of an over-long line the splitter
-//! cannot know that the rest is a piece, and classifies it as a line.
+//! never are (each is text). A checkpoint inside an over-long line (after a piece: the byte before
+//! it is not a newline) resumes with [`Splitter::inside_a_line`], so the rest goes on as text
+//! pieces after a restart, as it would have without one.
 //!
 //! NUL bytes where a line would start are skipped: they are holes (a sparse or preallocated log
 //! file, or blocks a crash left unwritten), not lines. NUL bytes inside a line are kept.
@@ -66,6 +67,14 @@ impl Splitter {
     /// With `on`, whole lines are classified as JSON objects or not ([`Line::object`]).
     pub fn json(mut self, on: bool) -> Splitter {
         self.json = on;
+        self
+    }
+
+    /// With `inside`, the first byte fed goes on a line of which a piece was emitted before (a
+    /// restart at a checkpoint after a piece of an over-long line): the rest of that line is a
+    /// piece too, never classified as a JSON object.
+    pub fn inside_a_line(mut self, inside: bool) -> Splitter {
+        self.split = inside;
         self
     }
 
