@@ -329,6 +329,10 @@ pub struct Queue {
     recoveries: Vec<Recovery>,
     /// Every recovery reported so far, so that each is reported once.
     reported: std::collections::HashSet<(PathBuf, u64)>,
+    /// The window the next tail scan starts with: [`SCAN_WINDOW`], or the larger one the last
+    /// scans needed (appends of long lines larger than it), so that each check of a new append
+    /// does not read and check it again at every size from 256 KiB up.
+    scan_window: usize,
 }
 
 const META_BIN: &str = "meta.bin";
@@ -384,6 +388,7 @@ impl Queue {
             holes: HashMap::new(),
             recoveries: Vec::new(),
             reported: Default::default(),
+            scan_window: SCAN_WINDOW,
         }
     }
 
@@ -685,7 +690,7 @@ impl Queue {
         // judged as before, so holes and a torn end are found exactly as in one read.
         let file_len = file.metadata().map_err(io_err(&seg.path))?.len();
         let mut buf = Vec::new();
-        let mut window_size = SCAN_WINDOW;
+        let mut window_size = self.scan_window;
         let scanned = loop {
             let rest = file_len.saturating_sub(offset);
             let window = if rest > window_size as u64 {
@@ -708,12 +713,17 @@ impl Queue {
             let whole = window == usize::MAX || buf.len() < window;
             if whole || !scanned.holes.is_empty() || scanned.valid == 0 {
                 if whole {
+                    // Caught up with a rest the first window holds: appends are small (again).
+                    if buf.len() <= SCAN_WINDOW {
+                        self.scan_window = SCAN_WINDOW;
+                    }
                     break scanned;
                 }
                 if scanned.holes.is_empty() && window_size < SCAN_WINDOW_MAX {
                     // No whole batch in the window (a batch larger than it, or damage): a
                     // window twice as large, from the same place.
                     window_size *= 2;
+                    self.scan_window = window_size;
                     continue;
                 }
                 // Damage, or a batch longer than the largest window: the rest in one read, as
