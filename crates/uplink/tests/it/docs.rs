@@ -227,8 +227,11 @@ fn the_readme_walkthrough_runs_as_written() {
         .to_str()
         .unwrap()
         .to_owned();
+    // In the work directory: entering the mount namespace (nsenter) moves the cwd to its
+    // root, the host's `/`, where the README's relative files (contoso-ca.pem, …) landed.
     let sh = |line: &str| {
-        let mut c = ns.command("sh", &["-c", line]);
+        let line = format!("cd '{}' && {line}", work.display());
+        let mut c = ns.command("sh", &["-c", &line]);
         c.current_dir(&work)
             .env("PATH", format!("{bin}:/usr/sbin:/usr/bin:/sbin:/bin"));
         c
@@ -313,7 +316,9 @@ fn the_readme_walkthrough_runs_as_written() {
     assert!(service_lines.len() >= 4, "{service_lines:?}");
     for line in &service_lines {
         if line.starts_with("uplink service ") {
-            let d = Daemon::spawn("the README's service", sh(line));
+            // `exec`: the Daemon's kill must reach the service, not a shell that leaves it
+            // running (it outlived the test, holding the namespaces).
+            let d = Daemon::spawn("the README's service", sh(&format!("exec {line}")));
             d.expect("listening on https://0.0.0.0:8443", Duration::from_secs(30));
             service = Some(d);
         } else if line.starts_with("curl ") {
