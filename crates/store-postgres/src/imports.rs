@@ -85,24 +85,7 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.err())?;
         // The workspace's row locked, as `set_policy` does: versions are numbered in order.
-        let found = tx
-            .query_opt(
-                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
-                &[&workspace],
-            )
-            .await
-            .map_err(self.err())?;
-        if found.is_none() {
-            return Err(StoreError::NoSuchWorkspace(workspace.into()));
-        }
-        let top: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM policies WHERE workspace = $1",
-                &[&workspace],
-            )
-            .await
-            .map_err(self.err())?
-            .get(0);
+        let top = self.lock_policies(&tx, workspace).await?;
         if top as u64 >= version {
             return Ok(false);
         }
@@ -233,40 +216,9 @@ impl PostgresStore {
             .map_err(self.err())?;
         }
         // Only between the old watermark and the new one, less the seqs stored (`seen`, whole
-        // above the old watermark) and the holes recorded already: ingest decides a seq in a
-        // hole by `seen`, so a hole may hold stored seqs, but holes never overlap.
-        let (mut los, mut his) = (Vec::new(), Vec::new());
-        for &(lo, hi) in brought {
-            let Some((lo, hi)) = backup::between_watermarks(lo, hi, old, new) else {
-                continue;
-            };
-            let taken: Vec<(u64, u64)> = tx
-                .query(
-                    "SELECT lo, hi FROM pruned_holes WHERE sensor = $1 AND hi >= $2 AND lo <= $3
-                     UNION ALL
-                     SELECT seq, seq FROM seen WHERE sensor = $1 AND seq BETWEEN $2 AND $3
-                     ORDER BY 1",
-                    &[&id, &(lo as i64), &(hi as i64)],
-                )
-                .await
-                .map_err(self.err())?
-                .iter()
-                .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
-                .collect();
-            for (lo, hi) in backup::uncovered(lo, hi, &taken) {
-                los.push(lo as i64);
-                his.push(hi as i64);
-            }
-        }
-        if !los.is_empty() {
-            tx.execute(
-                "INSERT INTO pruned_holes (sensor, lo, hi)
-                 SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)",
-                &[&id, &los, &his],
-            )
-            .await
-            .map_err(self.err())?;
-        }
+        // above the old watermark) and the holes recorded already.
+        self.record_uncovered_holes(&tx, id, brought, old, new)
+            .await?;
         tx.commit().await.map_err(self.err())?;
         Ok(())
     }

@@ -10,6 +10,33 @@ use uplink_store::*;
 use crate::{record_change, PostgresStore};
 
 impl PostgresStore {
+    /// Locks the workspace's row (policy versions are numbered in order: a second writer
+    /// waits) and returns its highest policy version, 0 when none.
+    pub(crate) async fn lock_policies(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        workspace: &str,
+    ) -> Result<i64, StoreError> {
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        if found.is_none() {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        Ok(tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM policies WHERE workspace = $1",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .get(0))
+    }
+
     async fn append_policy_pg(
         &self,
         workspace: &str,
@@ -21,24 +48,7 @@ impl PostgresStore {
         let key = self.key()?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.err())?;
-        let found = tx
-            .query_opt(
-                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
-                &[&workspace],
-            )
-            .await
-            .map_err(self.err())?;
-        if found.is_none() {
-            return Err(StoreError::NoSuchWorkspace(workspace.into()));
-        }
-        let version: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM policies WHERE workspace = $1",
-                &[&workspace],
-            )
-            .await
-            .map_err(self.err())?
-            .get(0);
+        let version = self.lock_policies(&tx, workspace).await? + 1;
         let (doc, sealed) = match policy.as_mut() {
             Some(p) => {
                 p.version = version as u64;

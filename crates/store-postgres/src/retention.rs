@@ -721,9 +721,28 @@ impl PostgresStore {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
         };
         let (id, through): (i64, i64) = (found.get(0), found.get(1));
+        self.record_uncovered_holes(&tx, id, holes, -1, through)
+            .await?;
+        tx.commit().await.map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Records, in `tx` (the sensor's row locked), the parts of `holes` between the
+    /// watermarks `old` (exclusive) and `new` that are still holes here: less the seqs `seen`
+    /// holds and the holes recorded already (ingest decides a seq in a hole by `seen`, so a
+    /// hole may hold stored seqs, but holes never overlap). Shared by [`Self::add_pruned_holes_pg`]
+    /// and the copies' `import_watermark`.
+    pub(crate) async fn record_uncovered_holes(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        id: i64,
+        holes: &[(u64, u64)],
+        old: i64,
+        new: i64,
+    ) -> Result<(), StoreError> {
         let (mut los, mut his) = (Vec::new(), Vec::new());
         for &(lo, hi) in holes {
-            let Some((lo, hi)) = backup::between_watermarks(lo, hi, -1, through) else {
+            let Some((lo, hi)) = backup::between_watermarks(lo, hi, old, new) else {
                 continue;
             };
             let taken: Vec<(u64, u64)> = tx
@@ -744,15 +763,16 @@ impl PostgresStore {
                 his.push(b as i64);
             }
         }
-        tx.execute(
-            "INSERT INTO pruned_holes (sensor, lo, hi)
-             SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)
-             ON CONFLICT DO NOTHING",
-            &[&id, &los, &his],
-        )
-        .await
-        .map_err(self.err())?;
-        tx.commit().await.map_err(self.err())?;
+        if !los.is_empty() {
+            tx.execute(
+                "INSERT INTO pruned_holes (sensor, lo, hi)
+                 SELECT $1, u.lo, u.hi FROM UNNEST($2::bigint[], $3::bigint[]) AS u (lo, hi)
+                 ON CONFLICT DO NOTHING",
+                &[&id, &los, &his],
+            )
+            .await
+            .map_err(self.err())?;
+        }
         Ok(())
     }
 }
