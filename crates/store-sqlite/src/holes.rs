@@ -149,29 +149,7 @@ impl SqliteStore {
                     [row],
                     |r| r.get(0),
                 )?;
-                let mut taken_in = tx.prepare_cached(
-                    "SELECT lo, hi FROM pruned_holes WHERE sensor = ?1 AND hi >= ?2 AND lo <= ?3
-                     UNION ALL
-                     SELECT seq, seq FROM events WHERE sensor = ?1 AND seq BETWEEN ?2 AND ?3
-                     ORDER BY 1",
-                )?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO pruned_holes (sensor, lo, hi) VALUES (?1, ?2, ?3)",
-                )?;
-                for &(lo, hi) in holes {
-                    if lo > hi || through < 0 || lo > through as u64 {
-                        continue;
-                    }
-                    let hi = hi.min(through as u64);
-                    let taken = taken_in
-                        .query_map(params![row, lo as i64, hi as i64], |r| {
-                            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    for (lo, hi) in uncovered(lo, hi, &taken) {
-                        insert.execute(params![row, lo as i64, hi as i64])?;
-                    }
-                }
+                record_uncovered(&tx, row, holes, -1, through)?;
             }
             tx.commit()?;
             Ok(true)
@@ -181,6 +159,41 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Records the parts of `holes` between the watermarks `old` (exclusive) and `new` that are
+/// still holes here: not stored, not covered by a hole recorded already. `fill` relies on holes
+/// never overlapping and never holding a stored seq. Shared by `add_pruned_holes` and the
+/// copies' `import_watermark`; `tx` holds the write lock.
+pub(crate) fn record_uncovered(
+    tx: &Connection,
+    row: i64,
+    holes: &[(u64, u64)],
+    old: i64,
+    new: i64,
+) -> rusqlite::Result<()> {
+    let mut taken_in = tx.prepare_cached(
+        "SELECT lo, hi FROM pruned_holes WHERE sensor = ?1 AND hi >= ?2 AND lo <= ?3
+         UNION ALL
+         SELECT seq, seq FROM events WHERE sensor = ?1 AND seq BETWEEN ?2 AND ?3
+         ORDER BY 1",
+    )?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO pruned_holes (sensor, lo, hi) VALUES (?1, ?2, ?3)")?;
+    for &(lo, hi) in holes {
+        let Some((lo, hi)) = uplink_store::backup::between_watermarks(lo, hi, old, new) else {
+            continue;
+        };
+        let taken = taken_in
+            .query_map(params![row, lo as i64, hi as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (lo, hi) in uncovered(lo, hi, &taken) {
+            insert.execute(params![row, lo as i64, hi as i64])?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -196,30 +196,8 @@ impl SqliteStore {
                     )?;
                 }
                 // Only between the old watermark and the new one (below the old one this store
-                // decided already); less what is stored or a hole here already: `holes::fill`
-                // relies on holes never overlapping and never holding a stored seq.
-                let mut taken_in = tx.prepare_cached(
-                    "SELECT lo, hi FROM pruned_holes WHERE sensor = ?1 AND hi >= ?2 AND lo <= ?3
-                     UNION ALL
-                     SELECT seq, seq FROM events WHERE sensor = ?1 AND seq BETWEEN ?2 AND ?3
-                     ORDER BY 1",
-                )?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO pruned_holes (sensor, lo, hi) VALUES (?1, ?2, ?3)",
-                )?;
-                for &(lo, hi) in brought {
-                    let Some((lo, hi)) = backup::between_watermarks(lo, hi, old, new) else {
-                        continue;
-                    };
-                    let taken = taken_in
-                        .query_map(params![row, lo as i64, hi as i64], |r| {
-                            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    for (lo, hi) in backup::uncovered(lo, hi, &taken) {
-                        insert.execute(params![row, lo as i64, hi as i64])?;
-                    }
-                }
+                // decided already).
+                crate::holes::record_uncovered(tx, row, brought, old, new)?;
                 Ok(true)
             })
         })?;

@@ -8,31 +8,8 @@ use std::time::{Duration, Instant};
 use uplink_store::*;
 use uplink_store_sqlite::{CheckpointBounds, CheckpointStats, SqliteStore};
 
-fn workspace(name: &str) -> WorkspaceRecord {
-    WorkspaceRecord {
-        name: name.into(),
-        domain: "uplink.localhost".into(),
-        public_port: 443,
-        ca_cert_pem: "cert".into(),
-        ca_key_pem: "-----BEGIN PRIVATE KEY-----secret".into(),
-        ca_sha256: "00".repeat(32),
-        access_key_sha256: "11".repeat(32),
-        created_at: now_ms(),
-        access_key: Some("the-access-key".into()),
-    }
-}
-
-fn sensor(id: &str) -> SensorRecord {
-    SensorRecord {
-        sensor_id: id.into(),
-        workspace: "w".into(),
-        name: "host".into(),
-        cert_sha256: "22".repeat(32),
-        key_sha256: Some(format!("key-of-{id}")),
-        enrolled_at: now_ms(),
-        last_seen: None,
-    }
-}
+mod common;
+use common::{sensor, workspace};
 
 /// Events of ~1 KiB: a batch of 100 is ~7 WAL frames of 16 KiB.
 fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<NewEvent> {
