@@ -6,7 +6,7 @@
 # Why the layout matters: every page fault on the binary maps its aligned 64 KiB window (the
 # kernel's fault-around), so the sensor's resident code is the number of windows the code it ran
 # touches, times 64 KiB. In the default layout the ~1.9 MiB the idle sensor runs is scattered over
-# 12 MiB of code: ~7 MiB resident. Laid out together: 3 MiB. See README "Benchmarks".
+# 12 MiB of code: ~7 MiB resident. Laid out together: 3 MiB. See docs/benchmarks.md.
 #
 # How: lld's --symbol-ordering-file (rust-lld is the default linker of x86_64-unknown-linux-gnu
 # since Rust 1.90; older toolchains link with cc and the GNU linker, which lacks that option: then

@@ -12,6 +12,7 @@
 # inventory are not lines of the file.
 # PARSE=json: both sides parse each line as JSON — Fluent Bit with `Parser json` (a parsers file
 # in the run's temp dir), uplink with `format = "json"` (each line shipped as the event's `data`).
+# PERF=DIR: also record where uplink's two processes spend their CPU (bench/flame.sh draws it).
 # Usage: bench/vs-fluentbit.sh [N] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -179,6 +180,15 @@ uplink_run() {
       sleep 0.1
     done
   ) &
+  # PERF=DIR: record both uplink processes' stacks (DWARF unwinding: Rust code has no frame
+  # pointers) into DIR/service.perf and DIR/sensor.perf for bench/flame.sh. perf takes CPU of
+  # its own while it records: the figures of such a run are not comparable to the others.
+  local perfs=()
+  if [ -n "${PERF:-}" ]; then
+    mkdir -p "$PERF"
+    perf record -q -F 499 --call-graph dwarf,16384 -p "$spid" -o "$PERF/service.perf" >/dev/null 2>&1 & perfs+=($!)
+    perf record -q -F 499 --call-graph dwarf,16384 -p "$rpid" -o "$PERF/sensor.perf" >/dev/null 2>&1 & perfs+=($!)
+  fi
   # Progress from the sensor's status.json (a file read), not `workspace stats` (a process of
   # the 140 MB binary opening the store) ten times a second, which took CPU from what is
   # measured; the count by kind once the sensor says it delivered N events (its own heartbeat
@@ -225,6 +235,12 @@ uplink_run() {
   end=$(awk -v want="$total" -v fallback="$counted" '$2 >= want {print $1; found=1; exit} END {if (!found) print fallback}' "$d/delivered.log")
   echo "uplink end: acknowledged $(python3 -c "print(f\"{$counted - $end:.3f}\")") s before the count by kind answered" >&2
   local after; after=$(ticks "$spid")
+  if [ -n "${PERF:-}" ]; then
+    # perf names only the threads it saw start: the others' names, by thread id, for the graphs.
+    for t in /proc/"$spid"/task/*; do echo "${t##*/} $(cat "$t/comm" 2>/dev/null)"; done >"$PERF/service.threads"
+    for t in /proc/"$rpid"/task/*; do echo "${t##*/} $(cat "$t/comm" 2>/dev/null)"; done >"$PERF/sensor.threads"
+  fi
+  for p in "${perfs[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pkill -TERM -P "$tpid" uplink 2>/dev/null || true
   wait "$tpid" 2>/dev/null || true
   kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true

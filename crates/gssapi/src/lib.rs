@@ -3,7 +3,7 @@
 //!
 //! Why loaded and not linked: a linked GSSAPI brings libkrb5, libk5crypto, libkrb5support,
 //! libcom_err, libkeyutils and libresolv into every process at start — 0.6 MiB resident in an
-//! idle sensor that never meets a Negotiate proxy (README "Benchmarks"). Loaded here, they are
+//! idle sensor that never meets a Negotiate proxy (docs/benchmarks.md). Loaded here, they are
 //! mapped only when a proxy first asks for Negotiate, and stay loaded after that (the library
 //! keeps process-wide state: unloading it is not supported by MIT). It also means building
 //! uplink needs neither libkrb5-dev nor libclang (no bindgen): the few declarations below are

@@ -306,7 +306,7 @@ fn an_upgrade_under_systemd_restarts_the_running_sensor_and_every_queued_event_a
         journal,
     );
     // Running with no Negotiate proxy, it has loaded none of MIT Kerberos (crates/gssapi loads
-    // it at first use): 0.6 MiB of an idle sensor's resident memory (README "Benchmarks").
+    // it at first use): 0.6 MiB of an idle sensor's resident memory (docs/benchmarks.md).
     let maps = booted.run("cat", &[&format!("/proc/{before}/maps")]);
     for lib in ["libgssapi_krb5", "libkrb5", "libk5crypto"] {
         assert!(!maps.contains(lib), "the idle sensor maps {lib}:\n{maps}");
