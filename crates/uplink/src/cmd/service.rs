@@ -157,23 +157,19 @@ fn raise_nofile_limit() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
-/// `30s`, `15m`, `12h`, `365d`.
+/// `30s`, `15m`, `12h`, `365d`: the workspace settings' syntax
+/// (`uplink_store::retention::parse_duration_secs`), within the client certificates' bounds.
 fn parse_validity(s: &str) -> Result<time::Duration, String> {
-    let bad = || format!("{s:?} is not a duration: write a number and a unit, e.g. 365d, 12h, 90s");
-    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let n: i64 = s[..unit_at].parse().map_err(|_| bad())?;
-    let d = match &s[unit_at..] {
-        "s" => time::Duration::seconds(n),
-        "m" => time::Duration::minutes(n),
-        "h" => time::Duration::hours(n),
-        "d" => time::Duration::days(n),
-        _ => return Err(bad()),
-    };
-    if d < uplink_pki::MIN_CLIENT_VALIDITY
-        || d > time::Duration::days(uplink_pki::MAX_CLIENT_VALIDITY_DAYS)
-    {
-        return Err(format!("{s} is outside 10s..825d"));
-    }
+    let secs = uplink_store::retention::parse_duration_secs(s)?;
+    let d = i64::try_from(secs)
+        .ok()
+        .and_then(|secs| {
+            let d = time::Duration::seconds(secs);
+            (d >= uplink_pki::MIN_CLIENT_VALIDITY
+                && d <= time::Duration::days(uplink_pki::MAX_CLIENT_VALIDITY_DAYS))
+            .then_some(d)
+        })
+        .ok_or_else(|| format!("{s} is outside 10s..825d"))?;
     Ok(d)
 }
 
@@ -354,5 +350,34 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_validity;
+
+    #[test]
+    fn validity_takes_the_settings_syntax_within_the_certificates_bounds() {
+        for (input, want) in [
+            ("10s", Ok(10)),
+            ("15m", Ok(900)),
+            ("12h", Ok(43_200)),
+            ("825d", Ok(825 * 86_400)),
+            ("9s", Err("outside")),
+            ("826d", Err("outside")),
+            ("99999999999999999999d", Err("not a duration")),
+            ("18446744073709551615s", Err("outside")),
+            ("2.5h", Err("not a duration")),
+            ("h", Err("not a duration")),
+            ("30", Err("not a duration")),
+            ("30w", Err("not a duration")),
+        ] {
+            match (parse_validity(input), want) {
+                (Ok(d), Ok(secs)) => assert_eq!(d.whole_seconds(), secs, "{input}"),
+                (Err(e), Err(part)) => assert!(e.contains(part), "{input}: {e}"),
+                (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 }
