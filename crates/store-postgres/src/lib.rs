@@ -1594,4 +1594,9 @@ impl Store for PostgresStore {
     ) -> Result<Vec<(String, String)>, StoreError> {
         self.sensor_cert_issuers_pg(workspace).await
     }
+
+    // Retired CAs (fix3, `imports.rs`).
+    async fn retired_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        self.retired_cas_pg(workspace).await
+    }
 }
