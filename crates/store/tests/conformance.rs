@@ -2749,3 +2749,43 @@ async fn a_ca_the_store_retired_is_not_trusted_again_by_a_copy<S: Store + Clone>
     store.create_workspace(workspace("w")).await.unwrap();
     assert!(store.retired_cas("w").await.unwrap().is_empty());
 }
+
+/// The same through `store restore` (SQLite: its key is in the data directory): a backup taken
+/// during the rotation, restored after the retirement, leaves the retired CA out and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_after_the_retirement_warns_and_leaves_the_retired_ca_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = uplink_store_sqlite::SqliteStore::open(dir.path(), true).unwrap();
+    let key = MasterKeyFile(dir.path().join("master.key"))
+        .resolve(true)
+        .unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store
+        .rotate_ca(
+            "w",
+            "new-cert",
+            "-----BEGIN PRIVATE KEY-----new",
+            &"0b".repeat(32),
+        )
+        .await
+        .unwrap();
+    let mut during = Vec::new();
+    backup::backup(&store, &key, &mut during, |_, _| {})
+        .await
+        .unwrap();
+    assert!(backup::restore(&store, &key, &during[..], 100)
+        .await
+        .unwrap()
+        .warnings
+        .is_empty());
+    store.retire_previous_cas("w").await.unwrap();
+    let counts = backup::restore(&store, &key, &during[..], 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts.warnings,
+        [backup::retired_ca_warning("w", &"00".repeat(32))]
+    );
+    assert!(counts.warnings[0].contains("must enroll again"));
+    assert!(store.previous_cas("w").await.unwrap().is_empty());
+}
