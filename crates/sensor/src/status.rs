@@ -256,6 +256,10 @@ pub struct LostFile {
     pub offset: u64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Where the sources stand, read from their checkpoints (see `uplink_sources::checkpoint`).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SourcesStatus {
@@ -265,6 +269,10 @@ pub struct SourcesStatus {
     /// the offset, if any, lost. Absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lost_files: Vec<LostFile>,
+    /// Lines not JSON objects, queued as text, of the files let go after rotation
+    /// (`uplink_sources::checkpoint::FilesCheckpoint::not_json_let_go`). Absent when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_json_let_go: u64,
     /// The cursor of the last journal entry queued.
     pub journal_cursor: Option<String>,
     pub heartbeats: HeartbeatRecord,
@@ -315,6 +323,7 @@ impl SourcesStatus {
                 })
                 .collect(),
             lost_files,
+            not_json_let_go: files.not_json_let_go,
             journal_cursor: journal.next.map(|n| n.position).or(journal.cursor),
             heartbeats: HeartbeatRecord::load(paths),
         }

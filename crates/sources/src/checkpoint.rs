@@ -129,6 +129,10 @@ pub struct FilesCheckpoint {
     /// one's `offset`, if it had any, were lost. The last [`MAX_LOST`] (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lost: Vec<FileMark>,
+    /// The `not_json` counts of the files let go (rotated away and read to their end), summed:
+    /// what was queued as text stays counted after its file is gone (absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_json_let_go: u64,
 }
 
 /// How many lost files a checkpoint keeps (the oldest go first).
@@ -370,6 +374,7 @@ mod tests {
                 digest: 6,
             }),
             lost: vec![mark(7, 8)],
+            not_json_let_go: 4,
         };
         store(&p, &c).unwrap();
         assert_eq!(load::<FilesCheckpoint>(&p).unwrap(), c);
@@ -403,6 +408,7 @@ mod tests {
                 digest: 6,
             }),
             lost: Vec::new(),
+            not_json_let_go: 0,
         };
         for (ck, made_it, want) in [
             (files(2), true, vec![mark(1, 100), mark(2, 999)]),

@@ -238,6 +238,8 @@ pub struct Tailer {
     marks: HashMap<FileId, FileMark>,
     /// Files the first scan could not find again ([`FilesCheckpoint::lost`]).
     lost: Vec<FileMark>,
+    /// [`FilesCheckpoint::not_json_let_go`].
+    not_json_let_go: u64,
     checkpoint_path: PathBuf,
     /// The checkpoint on disk still names the last batch as pending (it is in): rewrite it clean
     /// when idle.
@@ -274,6 +276,7 @@ impl Tailer {
             files: Vec::new(),
             marks,
             lost: ck.lost,
+            not_json_let_go: ck.not_json_let_go,
             checkpoint_path,
             unsettled: false,
             opts,
@@ -458,9 +461,9 @@ impl Tailer {
                         Err(e) => return Err(e),
                     }
                 }
-                let w = &self.files[i];
-                tracing::info!(path = %w.path.display(), "finished rotated file");
-                self.files.remove(i);
+                let w = self.files.remove(i);
+                tracing::info!(path = %w.path.display(), not_json = w.not_json, "finished rotated file");
+                self.not_json_let_go += w.not_json;
                 *dirty = true;
             } else {
                 i += 1;
@@ -565,6 +568,7 @@ impl Tailer {
             files: self.files.iter().map(Self::mark).collect(),
             next: None,
             lost: self.lost.clone(),
+            not_json_let_go: self.not_json_let_go,
         };
         checkpoint::store(&self.checkpoint_path, &ck)?;
         self.unsettled = false;
@@ -600,6 +604,7 @@ impl Tailer {
             files: self.files.iter().map(Self::mark).collect(),
             next: None,
             lost: self.lost.clone(),
+            not_json_let_go: self.not_json_let_go,
         };
         let path = &self.checkpoint_path;
         let batch = LineBatch {
@@ -1404,6 +1409,7 @@ mod tests {
             }],
             next: None,
             lost: Vec::new(),
+            not_json_let_go: 0,
         };
         let mut other = Vec::new();
         lines(&d.path().join("old"), 1000..1020);
@@ -1532,5 +1538,39 @@ mod tests {
                 assert_eq!(sink.events.len(), before, "{away:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_not_json_count_of_a_rotated_file_stays_after_it_is_let_go() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.json");
+        let ck = d.path().join("files.json");
+        let groups = vec![FilesConfig {
+            paths: vec![log.display().to_string()],
+            kind: "log".into(),
+            max_line_bytes: 1024,
+            rotate_wait_secs: 5,
+            format: Format::Json,
+        }];
+        let opts = TailOptions {
+            rotate_wait: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        std::fs::write(&log, "{\"a\":1}\nnot json\n[1]\n").unwrap();
+        let mut sink = Mem::default();
+        let mut t = Tailer::new(groups.clone(), ck.clone(), opts, &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        std::fs::rename(&log, d.path().join("app.json.1")).unwrap();
+        std::fs::write(&log, "also not\n").unwrap();
+        drain(&mut t, &mut sink);
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert_eq!(on_disk.files.len(), 1);
+        assert_eq!((on_disk.files[0].not_json, on_disk.not_json_let_go), (1, 2));
+        // And across a restart.
+        drop(t);
+        let mut t = Tailer::new(groups, ck.clone(), opts, &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert_eq!(on_disk.not_json_let_go, 2);
     }
 }
