@@ -40,7 +40,8 @@
 //!   A file renamed away from its glob stays in `files` until it is read to its end (also across
 //!   a restart: it is looked for by inode in its directory; `renamed_to` is the name it was found
 //!   under); one a restart cannot find any more goes to `"lost":[…a file…]` (see
-//!   [`crate::tail`]). Older builds ignore both fields.
+//!   [`crate::tail`]); `not_json_let_go` sums the `not_json` of the files let go. Older builds
+//!   ignore these fields.
 //! - `journal.json`: `{"format":2,"cursor":"…","next":{"position":"…","last_seq":L,"digest":G}}`.
 
 use std::io::Write;
