@@ -248,10 +248,31 @@ pub struct FileStatus {
     pub not_json: u64,
 }
 
+/// A followed file gone before it was read to its end (see [`SourcesStatus::lost_files`]).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LostFile {
+    pub path: String,
+    /// Every byte before it was queued.
+    pub offset: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Where the sources stand, read from their checkpoints (see `uplink_sources::checkpoint`).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SourcesStatus {
     pub files: Vec<FileStatus>,
+    /// Followed files a restart could not find again before they were known to be read to their
+    /// end (`uplink_sources::checkpoint::FilesCheckpoint::lost`): `(path, offset)`, lines after
+    /// the offset, if any, lost. Absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_files: Vec<LostFile>,
+    /// Lines not JSON objects, queued as text, of the files let go after rotation
+    /// (`uplink_sources::checkpoint::FilesCheckpoint::not_json_let_go`). Absent when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_json_let_go: u64,
     /// The cursor of the last journal entry queued.
     pub journal_cursor: Option<String>,
     pub heartbeats: HeartbeatRecord,
@@ -268,6 +289,14 @@ impl SourcesStatus {
             checkpoint::load(&dir.join("journal.json")).unwrap_or_default();
         // While a source is busy its checkpoint names the batch being written as `next`: that
         // batch is in the queue unless the sensor crashed writing it, so show where it ends.
+        let lost_files = files
+            .lost
+            .iter()
+            .map(|m| LostFile {
+                path: m.path.clone(),
+                offset: m.offset,
+            })
+            .collect();
         let mut marks = files.files;
         if let Some(n) = files.next {
             let p = n.position;
@@ -293,6 +322,8 @@ impl SourcesStatus {
                     }
                 })
                 .collect(),
+            lost_files,
+            not_json_let_go: files.not_json_let_go,
             journal_cursor: journal.next.map(|n| n.position).or(journal.cursor),
             heartbeats: HeartbeatRecord::load(paths),
         }

@@ -37,6 +37,11 @@
 //!   — files by identity (device, inode), so a renamed file keeps its place; `path` is for
 //!   people; `fingerprint` tells a reused inode from the file (see [`crate::tail::start_offset`]);
 //!   `not_json` counts a JSON file's lines shipped as text (absent when 0; older builds ignore it).
+//!   A file renamed away from its glob stays in `files` until it is read to its end (also across
+//!   a restart: it is looked for by inode in its directory; `renamed_to` is the name it was found
+//!   under); one a restart cannot find any more goes to `"lost":[…a file…]` (see
+//!   [`crate::tail`]); `not_json_let_go` sums the `not_json` of the files let go. Older builds
+//!   ignore these fields.
 //! - `journal.json`: `{"format":2,"cursor":"…","next":{"position":"…","last_seq":L,"digest":G}}`.
 
 use std::io::Write;
@@ -94,6 +99,10 @@ pub struct FileMark {
     /// the count always matches what is in the queue; absent when 0 (and in older checkpoints).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub not_json: u64,
+    /// Where a file that left its glob (rotated away) was found again at a restart, when its name
+    /// changed; `path` stays the name its lines were logged under (their events carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_to: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -116,7 +125,19 @@ pub struct FilesCheckpoint {
     pub files: Vec<FileMark>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<Next<FileMark>>,
+    /// Files a restart could not find again before they were known to be read to their end:
+    /// deleted, or moved out of their directory, while the sensor was stopped. Lines after each
+    /// one's `offset`, if it had any, were lost. The last [`MAX_LOST`] (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<FileMark>,
+    /// The `not_json` counts of the files let go (rotated away and read to their end), summed:
+    /// what was queued as text stays counted after its file is gone (absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_json_let_go: u64,
 }
+
+/// How many lost files a checkpoint keeps (the oldest go first).
+pub const MAX_LOST: usize = 32;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalCheckpoint {
@@ -297,6 +318,7 @@ mod tests {
             path: format!("/log/{ino}"),
             fingerprint: Some(Fingerprint { len: 3, hash: 9 }),
             not_json: ino % 2,
+            renamed_to: None,
         }
     }
 
@@ -352,6 +374,8 @@ mod tests {
                 last_seq: 5,
                 digest: 6,
             }),
+            lost: vec![mark(7, 8)],
+            not_json_let_go: 4,
         };
         store(&p, &c).unwrap();
         assert_eq!(load::<FilesCheckpoint>(&p).unwrap(), c);
@@ -384,6 +408,8 @@ mod tests {
                 last_seq: 5,
                 digest: 6,
             }),
+            lost: Vec::new(),
+            not_json_let_go: 0,
         };
         for (ck, made_it, want) in [
             (files(2), true, vec![mark(1, 100), mark(2, 999)]),

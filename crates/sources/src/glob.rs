@@ -95,6 +95,19 @@ fn class(p: &[u8], c: u8) -> Option<(bool, usize)> {
     None
 }
 
+/// Whether the absolute `path` is one `pattern` would match (component by component, as
+/// [`expand`] matches them), whether or not it exists.
+pub fn matches_path(pattern: &str, path: &Path) -> bool {
+    let want: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
+    let Some(path) = path.to_str() else {
+        return false;
+    };
+    let got: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    path.starts_with('/')
+        && want.len() == got.len()
+        && want.iter().zip(&got).all(|(p, n)| matches(p, n))
+}
+
 fn has_wildcard(component: &str) -> bool {
     component.contains(['*', '?', '['])
 }
@@ -164,6 +177,25 @@ mod tests {
             ("", "", true),
         ] {
             assert_eq!(matches(pattern, name), want, "{pattern} vs {name}");
+        }
+    }
+
+    #[test]
+    fn path_matching() {
+        for (pattern, path, want) in [
+            ("/var/log/app.log", "/var/log/app.log", true),
+            ("/var/log/app.log", "/var/log/app.log.1", false),
+            ("/var/log/*.log", "/var/log/a.log", true),
+            ("/var/log/*.log", "/var/log/sub/a.log", false),
+            ("/var/*/a.log", "/var/x/a.log", true),
+            ("/var/log/*.log", "var/log/a.log", false),
+            ("/var//log/a.log", "/var/log/a.log", true),
+        ] {
+            assert_eq!(
+                matches_path(pattern, Path::new(path)),
+                want,
+                "{pattern} vs {path}"
+            );
         }
     }
 

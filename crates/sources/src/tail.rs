@@ -6,6 +6,12 @@
 //!   to its end — also after its new name stops matching the globs — and is let go only after it
 //!   has been idle for `rotate_wait` (a writer may still append to it for a moment); its partial
 //!   last line, if any, is then sent as a line. The new file is read from its beginning.
+//!   The checkpoint keeps the old file (by inode) until then, so a restart in between — or a
+//!   rotation while the sensor is stopped — does not forget it: a checkpointed file the globs no
+//!   longer find is looked for by inode in the directory it was in ([`Tailer::new`]'s first
+//!   poll), and read to its end under the name its lines were logged under. One that is not there
+//!   any more (deleted, or moved to another directory, before it was known to be read to its end)
+//!   is reported: a warning, and the checkpoint's `lost` list, which `sensor status` shows.
 //! - **By truncation** (`copytruncate`, `> app.log`): a file shorter than the offset already read
 //!   was truncated; reading restarts at 0. Lines written between the copy and the truncation are
 //!   only in the copy: copytruncate itself loses them unless the copy matches a glob (and then
@@ -139,6 +145,13 @@ pub fn decide(read_pos: u64, len: u64) -> Decision {
     }
 }
 
+/// Whether a checkpointed file the globs no longer find, `found` again by its inode (its length
+/// and first bytes), is the file the checkpoint `mark` names, to be read on from its offset: not
+/// found (deleted) or another file on a reused inode (other first bytes, or shorter) is not.
+pub fn found_again(mark: &FileMark, found: Option<(u64, &[u8])>) -> bool {
+    found.is_some_and(|(len, head)| start_offset(Some(mark), len, head) == mark.offset)
+}
+
 /// Whether a file is done for good: no longer matched by any glob (renamed away or deleted), read
 /// to its end, and idle for at least `rotate_wait`.
 pub fn retire(matched: bool, at_end: bool, idle: Duration, rotate_wait: Duration) -> bool {
@@ -200,6 +213,8 @@ struct Watched {
     pending: Option<Pending>,
     /// Paused by a full sink (logged once per pause).
     paused: bool,
+    /// The name a rotated-away file was found under at a restart ([`FileMark::renamed_to`]).
+    renamed_to: Option<PathBuf>,
 }
 
 /// Lines a full sink refused (each knows the file offset just past it).
@@ -221,6 +236,10 @@ pub struct Tailer {
     files: Vec<Watched>,
     /// Checkpointed marks of files not found yet (consumed by the first scan).
     marks: HashMap<FileId, FileMark>,
+    /// Files the first scan could not find again ([`FilesCheckpoint::lost`]).
+    lost: Vec<FileMark>,
+    /// [`FilesCheckpoint::not_json_let_go`].
+    not_json_let_go: u64,
     checkpoint_path: PathBuf,
     /// The checkpoint on disk still names the last batch as pending (it is in): rewrite it clean
     /// when idle.
@@ -239,9 +258,8 @@ impl Tailer {
         opts: TailOptions,
         sink: &mut dyn Sink,
     ) -> Result<Tailer, SourceError> {
-        let ck: FilesCheckpoint = checkpoint::reconcile(&checkpoint_path, sink)?;
-        let marks = ck
-            .files
+        let mut ck: FilesCheckpoint = checkpoint::reconcile(&checkpoint_path, sink)?;
+        let marks = std::mem::take(&mut ck.files)
             .into_iter()
             .map(|m| {
                 (
@@ -257,6 +275,8 @@ impl Tailer {
             groups,
             files: Vec::new(),
             marks,
+            lost: ck.lost,
+            not_json_let_go: ck.not_json_let_go,
             checkpoint_path,
             unsettled: false,
             opts,
@@ -274,6 +294,7 @@ impl Tailer {
     }
 
     fn scan(&mut self) -> Result<(), SourceError> {
+        let mut gone = Vec::new();
         for w in &mut self.files {
             w.matched = false;
         }
@@ -295,56 +316,90 @@ impl Tailer {
                         continue; // gone since the listing, or unreadable: next scan
                     };
                     let meta = file.metadata().map_err(io_err(&path))?;
-                    let id = FileId::of(&meta);
-                    let mark = self.marks.remove(&id);
-                    let head = match &mark {
-                        Some(_) => read_head(&file, meta.len().min(FINGERPRINT_BYTES))
-                            .map_err(io_err(&path))?,
-                        None => Vec::new(),
-                    };
-                    let start = start_offset(mark.as_ref(), meta.len(), &head);
-                    if let Some(m) = mark.as_ref().filter(|m| start != m.offset) {
-                        tracing::info!(path = %path.display(), checkpointed = m.offset, length = meta.len(), "not the file checkpointed on this inode (shorter, or other first bytes): reading it from its beginning");
+                    let mark = self.marks.remove(&FileId::of(&meta));
+                    let w = follow(group, g, path, file, &meta, mark.as_ref())?;
+                    if let Some(m) = mark.filter(|m| m.offset != w.durable) {
+                        // Another file on its inode (or the file, truncated): it is gone.
+                        gone.push(m);
                     }
-                    let fp = Fingerprint::of(&head[..head.len().min(start as usize)]);
-                    // The count goes on from the checkpoint, unless the file is read again.
-                    let not_json = mark
-                        .as_ref()
-                        .filter(|m| start == m.offset)
-                        .map_or(0, |m| m.not_json);
-                    // A checkpoint is at the end of a line or of a piece of an over-long one:
-                    // after a piece (the byte before is not a newline) the rest is a piece too.
-                    let inside = match start.checked_sub(1) {
-                        Some(before) => {
-                            let mut b = [0u8; 1];
-                            file.read_exact_at(&mut b, before).map_err(io_err(&path))?;
-                            b[0] != b'\n'
-                        }
-                        None => false,
-                    };
-                    tracing::info!(path = %path.display(), offset = start, "following file");
-                    self.files.push(Watched {
-                        id,
-                        path,
-                        file,
-                        group: g,
-                        splitter: Splitter::new(start, group.max_line_bytes)
-                            .json(group.format == Format::Json)
-                            .inside_a_line(inside),
-                        durable: start,
-                        fp,
-                        not_json,
-                        matched: true,
-                        idle_since: None,
-                        pending: None,
-                        paused: false,
-                    });
+                    self.files.push(w);
                 }
             }
         }
-        // Marks of files that no longer exist would only ever match a reused inode.
-        self.marks.clear();
+        let changed = !gone.is_empty();
+        for m in gone {
+            self.record_lost(m);
+        }
+        if !self.marks.is_empty() {
+            self.find_again()?;
+        } else if changed {
+            self.store()?;
+        }
         Ok(())
+    }
+
+    /// A checkpointed file not found again (see [`FilesCheckpoint::lost`]).
+    fn record_lost(&mut self, m: FileMark) {
+        tracing::warn!(path = %m.path, offset = m.offset, "a followed file is gone (deleted, moved out of its directory or truncated while the sensor was stopped) before it was known to be read to its end: its lines after byte {}, if any, are lost", m.offset);
+        if self.lost.len() >= checkpoint::MAX_LOST {
+            self.lost.remove(0);
+        }
+        self.lost.push(m);
+    }
+
+    /// The first scan's checkpointed files that no glob found: rotated away (before or while the
+    /// sensor was stopped) and not read to their end, or deleted. Each is looked for by its inode
+    /// in the directory it was in, and followed to its end if it is there (not matched, so let go
+    /// once finished); else it goes to `lost`. A file whose name no glob matches any more was
+    /// dropped from the configuration: it is forgotten. Marks left after this would only ever
+    /// match a reused inode.
+    fn find_again(&mut self) -> Result<(), SourceError> {
+        let mut marks: Vec<FileMark> = std::mem::take(&mut self.marks).into_values().collect();
+        marks.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut listings: HashMap<PathBuf, Vec<(FileId, PathBuf)>> = HashMap::new();
+
+        for m in marks {
+            let logged_as = PathBuf::from(&m.path);
+            let Some(g) = self.groups.iter().position(|g| {
+                g.paths
+                    .iter()
+                    .any(|p| crate::glob::matches_path(p, &logged_as))
+            }) else {
+                tracing::info!(path = %m.path, offset = m.offset, "no configured glob matches this checkpointed file any more: forgetting it");
+                continue;
+            };
+            let id = FileId {
+                dev: m.dev,
+                ino: m.ino,
+            };
+            let dir = logged_as.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let listing = listings
+                .entry(dir.clone())
+                .or_insert_with(|| files_in(&dir));
+            let found = listing
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, p)| p.clone());
+            let opened = found.and_then(|p| {
+                let file = File::open(&p).ok()?;
+                let meta = file.metadata().ok().filter(|md| FileId::of(md) == id)?;
+                let head = read_head(&file, meta.len().min(FINGERPRINT_BYTES)).ok()?;
+                Some((p, file, meta, head))
+            });
+            match opened {
+                Some((now_at, file, meta, head)) if found_again(&m, Some((meta.len(), &head))) => {
+                    tracing::info!(path = %m.path, now = %now_at.display(), offset = m.offset, "found a rotated-away file again by its inode: reading it to its end");
+                    let mut w = follow(&self.groups[g], g, logged_as, file, &meta, Some(&m))?;
+                    w.matched = false;
+                    w.renamed_to = (now_at != w.path).then_some(now_at);
+                    self.files.push(w);
+                }
+                _ => self.record_lost(m),
+            }
+        }
+        // Always rewritten: what was forgotten or lost leaves `files` (and a file lost at the
+        // glob scan is in `lost` already).
+        self.store()
     }
 
     /// Reads what is new in every file into `sink`, one batch per file at most.
@@ -406,9 +461,9 @@ impl Tailer {
                         Err(e) => return Err(e),
                     }
                 }
-                let w = &self.files[i];
-                tracing::info!(path = %w.path.display(), "finished rotated file");
-                self.files.remove(i);
+                let w = self.files.remove(i);
+                tracing::info!(path = %w.path.display(), not_json = w.not_json, "finished rotated file");
+                self.not_json_let_go += w.not_json;
                 *dirty = true;
             } else {
                 i += 1;
@@ -499,6 +554,10 @@ impl Tailer {
             path: w.path.to_string_lossy().into_owned(),
             fingerprint: Some(w.fp),
             not_json: w.not_json,
+            renamed_to: w
+                .renamed_to
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
         }
     }
 
@@ -508,6 +567,8 @@ impl Tailer {
             format: checkpoint::FORMAT,
             files: self.files.iter().map(Self::mark).collect(),
             next: None,
+            lost: self.lost.clone(),
+            not_json_let_go: self.not_json_let_go,
         };
         checkpoint::store(&self.checkpoint_path, &ck)?;
         self.unsettled = false;
@@ -542,6 +603,8 @@ impl Tailer {
             format: checkpoint::FORMAT,
             files: self.files.iter().map(Self::mark).collect(),
             next: None,
+            lost: self.lost.clone(),
+            not_json_let_go: self.not_json_let_go,
         };
         let path = &self.checkpoint_path;
         let batch = LineBatch {
@@ -607,6 +670,70 @@ impl Tailer {
         }
         Ok(())
     }
+}
+
+/// Starts following `file` (opened from `path`, of group `g`), from its checkpoint `mark` if the
+/// file is the one it names ([`start_offset`]), else from its beginning.
+fn follow(
+    group: &FilesConfig,
+    g: usize,
+    path: PathBuf,
+    file: File,
+    meta: &std::fs::Metadata,
+    mark: Option<&FileMark>,
+) -> Result<Watched, SourceError> {
+    let head = match mark {
+        Some(_) => read_head(&file, meta.len().min(FINGERPRINT_BYTES)).map_err(io_err(&path))?,
+        None => Vec::new(),
+    };
+    let start = start_offset(mark, meta.len(), &head);
+    if let Some(m) = mark.filter(|m| start != m.offset) {
+        tracing::info!(path = %path.display(), checkpointed = m.offset, length = meta.len(), "not the file checkpointed on this inode (shorter, or other first bytes): reading it from its beginning");
+    }
+    let fp = Fingerprint::of(&head[..head.len().min(start as usize)]);
+    // The count goes on from the checkpoint, unless the file is read again.
+    let not_json = mark.filter(|m| start == m.offset).map_or(0, |m| m.not_json);
+    // A checkpoint is at the end of a line or of a piece of an over-long one: after a piece (the
+    // byte before is not a newline) the rest is a piece too.
+    let inside = match start.checked_sub(1) {
+        Some(before) => {
+            let mut b = [0u8; 1];
+            file.read_exact_at(&mut b, before).map_err(io_err(&path))?;
+            b[0] != b'\n'
+        }
+        None => false,
+    };
+    tracing::info!(path = %path.display(), offset = start, "following file");
+    Ok(Watched {
+        id: FileId::of(meta),
+        path,
+        file,
+        group: g,
+        splitter: Splitter::new(start, group.max_line_bytes)
+            .json(group.format == Format::Json)
+            .inside_a_line(inside),
+        durable: start,
+        fp,
+        not_json,
+        matched: true,
+        idle_since: None,
+        pending: None,
+        paused: false,
+        renamed_to: None,
+    })
+}
+
+/// The regular files in `dir` by identity (none if it cannot be listed).
+fn files_in(dir: &Path) -> Vec<(FileId, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let md = e.metadata().ok().filter(|md| md.is_file())?;
+            Some((FileId::of(&md), e.path()))
+        })
+        .collect()
 }
 
 /// The lines of one file appended together, as [`Sink::append_lines`] takes them.
@@ -712,6 +839,7 @@ mod tests {
             path: "/log/a.log".into(),
             fingerprint,
             not_json: 0,
+            renamed_to: None,
         }
     }
 
@@ -796,6 +924,16 @@ mod tests {
             assert_eq!(decide(pos, len), want, "{pos} {len}");
         }
         let s = Duration::from_secs;
+        let read = mark(22, fp(&head[..22]));
+        for (name, found, want) in [
+            ("deleted", None, false),
+            ("the file, grown", Some((100, &head[..])), true),
+            ("the file, at its offset", Some((22, &head[..22])), true),
+            ("another file on the inode", Some((100, &b"x"[..])), false),
+            ("shorter than the offset", Some((10, &head[..10])), false),
+        ] {
+            assert_eq!(found_again(&read, found), want, "{name}");
+        }
         for (matched, at_end, idle, wait, want) in [
             (true, true, s(100), s(5), false),   // still the live file
             (false, false, s(100), s(5), false), // rotated away, not finished
@@ -1267,8 +1405,11 @@ mod tests {
                 path: log.display().to_string(),
                 fingerprint: Some(Fingerprint::of(first)),
                 not_json: 0,
+                renamed_to: None,
             }],
             next: None,
+            lost: Vec::new(),
+            not_json_let_go: 0,
         };
         let mut other = Vec::new();
         lines(&d.path().join("old"), 1000..1020);
@@ -1283,5 +1424,153 @@ mod tests {
             let got = sink.events.first().map(|(_, e)| e.fields["offset"].clone());
             assert_eq!(got, Some(want_from.into()));
         }
+    }
+
+    /// How a checkpointed file leaves its glob before the restart that must finish it.
+    #[derive(Debug, Clone, Copy)]
+    enum Away {
+        /// Renamed while the sensor ran (part of it read after), then the sensor stopped.
+        RotatedRunning,
+        /// Renamed while the sensor was stopped.
+        RotatedStopped,
+        /// Deleted while the sensor was stopped, part of it unread.
+        Deleted,
+        /// The configuration no longer names it.
+        Unconfigured,
+    }
+
+    #[test]
+    fn a_file_rotated_away_is_read_to_its_end_after_a_restart() {
+        for away in [
+            Away::RotatedRunning,
+            Away::RotatedStopped,
+            Away::Deleted,
+            Away::Unconfigured,
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let log = d.path().join("app.log");
+            let old = d.path().join("app.log.1");
+            let ck = d.path().join("files.json");
+            // Reads of two lines, polls of four.
+            let opts = TailOptions {
+                chunk_bytes: 6,
+                batch_lines: 3,
+                rotate_wait: Some(Duration::ZERO),
+                ..Default::default()
+            };
+            let mut sink = Mem::default();
+            lines(&log, 0..10);
+            let mut t = Tailer::new(
+                group(log.display().to_string()),
+                ck.clone(),
+                opts,
+                &mut sink,
+            )
+            .unwrap();
+            assert_eq!(t.poll(&mut sink).unwrap(), Poll::More);
+            assert_eq!(texts(&sink), ["l0", "l1", "l2", "l3"], "{away:?}");
+            match away {
+                Away::RotatedRunning => {
+                    std::fs::rename(&log, &old).unwrap();
+                    lines(&log, 100..103);
+                    assert_eq!(t.poll(&mut sink).unwrap(), Poll::More);
+                    drop(t);
+                }
+                Away::RotatedStopped => {
+                    drop(t);
+                    std::fs::rename(&log, &old).unwrap();
+                    lines(&log, 100..103);
+                }
+                Away::Deleted => {
+                    drop(t);
+                    std::fs::remove_file(&log).unwrap();
+                    lines(&log, 100..103);
+                }
+                Away::Unconfigured => drop(t),
+            }
+            let cfg = match away {
+                Away::Unconfigured => group(d.path().join("other.log").display().to_string()),
+                _ => group(log.display().to_string()),
+            };
+            let mut t = Tailer::new(cfg, ck.clone(), opts, &mut sink).unwrap();
+            drain(&mut t, &mut sink);
+            let mut got = texts(&sink);
+            got.sort_by_key(|l| l[1..].parse::<u32>().unwrap());
+            let (old_lines, new_lines) = match away {
+                Away::RotatedRunning | Away::RotatedStopped => (0..10, 100..103),
+                Away::Deleted => (0..4, 100..103),
+                Away::Unconfigured => (0..4, 0..0),
+            };
+            let want: Vec<String> = old_lines
+                .chain(new_lines)
+                .map(|i| format!("l{i}"))
+                .collect();
+            assert_eq!(got, want, "{away:?}");
+            // The rotated file was let go once read; the one deleted is reported lost.
+            let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+            let live = match away {
+                Away::Unconfigured => 0,
+                _ => 1,
+            };
+            assert_eq!(on_disk.files.len(), live, "{away:?}");
+            let lost: Vec<(String, u64)> = on_disk
+                .lost
+                .iter()
+                .map(|m| (m.path.clone(), m.offset))
+                .collect();
+            let want_lost = match away {
+                Away::Deleted => vec![(log.display().to_string(), 12)],
+                _ => vec![],
+            };
+            assert_eq!(lost, want_lost, "{away:?}");
+            // A second restart changes nothing.
+            drop(t);
+            let before = sink.events.len();
+            let mut t = Tailer::new(
+                group(log.display().to_string()),
+                ck.clone(),
+                opts,
+                &mut sink,
+            )
+            .unwrap();
+            drain(&mut t, &mut sink);
+            if !matches!(away, Away::Unconfigured) {
+                assert_eq!(sink.events.len(), before, "{away:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_not_json_count_of_a_rotated_file_stays_after_it_is_let_go() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.json");
+        let ck = d.path().join("files.json");
+        let groups = vec![FilesConfig {
+            paths: vec![log.display().to_string()],
+            kind: "log".into(),
+            max_line_bytes: 1024,
+            rotate_wait_secs: 5,
+            format: Format::Json,
+        }];
+        let opts = TailOptions {
+            rotate_wait: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        std::fs::write(&log, "{\"a\":1}\nnot json\n[1]\n").unwrap();
+        let mut sink = Mem::default();
+        let mut t = Tailer::new(groups.clone(), ck.clone(), opts, &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        std::fs::rename(&log, d.path().join("app.json.1")).unwrap();
+        std::fs::write(&log, "also not\n").unwrap();
+        drain(&mut t, &mut sink);
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert_eq!(on_disk.files.len(), 1);
+        assert_eq!((on_disk.files[0].not_json, on_disk.not_json_let_go), (1, 2));
+        // And across a restart.
+        drop(t);
+        let mut t = Tailer::new(groups, ck.clone(), opts, &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert_eq!(on_disk.not_json_let_go, 2);
     }
 }

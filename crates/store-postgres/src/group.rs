@@ -166,6 +166,20 @@ impl PostgresStore {
             }
         };
         let tx = client.transaction().await.map_err(failed)?;
+        // The group's sensor rows locked first, in their order, in a statement of their own: each
+        // INSERT_EVENTS then takes its snapshot with the lock held, so no prune step of these
+        // sensors (`shrink_holes`, `clear_seen`, a watermark's rise: FOR UPDATE) commits between
+        // the snapshot by which it decides "new or duplicate" and its insert into `seen`. See
+        // INSERT_EVENTS for the interleaving this closes.
+        let mut rows: Vec<i64> = group.iter().map(|j| j.row).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        tx.execute(
+            "SELECT 1 FROM sensors WHERE id = ANY($1) ORDER BY id FOR KEY SHARE",
+            &[&rows],
+        )
+        .await
+        .map_err(failed)?;
         let statement = tx.prepare_cached(INSERT_EVENTS).await.map_err(failed)?;
         let mut stored = Vec::with_capacity(group.len());
         for job in group {

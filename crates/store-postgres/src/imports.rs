@@ -123,7 +123,15 @@ impl PostgresStore {
         let Some(current) = current else {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         };
-        if current.get::<_, String>(0) == ca.sha256 {
+        let retired = tx
+            .query_opt(
+                "SELECT 1 FROM retired_cas WHERE workspace = $1 AND ca_sha256 = $2",
+                &[&workspace, &ca.sha256],
+            )
+            .await
+            .map_err(self.err())?
+            .is_some();
+        if current.get::<_, String>(0) == ca.sha256 || retired {
             return Ok(false);
         }
         let n = tx
@@ -141,6 +149,18 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(self.err())?;
         Ok(n > 0)
+    }
+
+    pub(crate) async fn retired_cas_pg(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT ca_sha256 FROM retired_cas WHERE workspace = $1 ORDER BY ca_sha256",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub(crate) async fn sensor_cert_issuers_pg(

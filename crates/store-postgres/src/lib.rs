@@ -137,8 +137,18 @@ const EXPORT_CHUNK: i32 = 1000;
 /// again ([`unique_race`]), it sees them and counts them as duplicates.
 /// Returns the events stored, and whether the sensor exists.
 ///
+/// **The caller first locks the sensor's row FOR KEY SHARE in a statement of its own**
+/// (group.rs), so this statement's snapshot is taken with the lock held. Without that (found in
+/// review), the snapshot could predate both a first arrival of a seq into a hole (replica A,
+/// committed just after) and a prune that then took the seq out of its hole (`shrink_holes`) and
+/// deleted A's `seen` row (`clear_seen`): this statement, waiting for the prune's lock, saw the
+/// hole and not A's row, and its insert into `seen` met no row any more: the seq stored twice.
+/// With the lock held from before the snapshot until commit, no prune step of the sensor (each
+/// FOR UPDATE, `clear_seen`'s deletions too) commits in between: what the snapshot shows of the
+/// prune stays true, and a `seen` row committed after the snapshot stays to refuse the insert.
+///
 /// The watermark the statement decides by is `w0`, read without a lock, as of the statement's
-/// snapshot, like `pruned_holes` and `seen`; `w` only takes the lock. When a prune holding the
+/// snapshot, like `pruned_holes` and `seen`; `w` only takes the lock (again: a no-op now). When a prune holding the
 /// row commits while this statement waits for it, the locked read returns the prune's new
 /// watermark, but the snapshot does not see the holes that prune recorded below it: deciding by
 /// the new watermark would answer a never-stored seq between the two "duplicate" (found in
@@ -701,7 +711,7 @@ impl Store for PostgresStore {
         sensor_id: &str,
         events: Vec<StoredEvent>,
     ) -> Result<IngestOutcome, StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         let Some(row) = self.sensor_row(&client, sensor_id).await? else {
             return Err(StoreError::NoSuchSensor(sensor_id.to_owned()));
         };
@@ -714,9 +724,19 @@ impl Store for PostgresStore {
         let mut tries = 0;
         let r = loop {
             tries += 1;
-            let r = client
-                .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
-                .await;
+            // The sensor's row locked before the statement's snapshot, as group.rs does (see
+            // INSERT_EVENTS).
+            let r = async {
+                let tx = client.transaction().await?;
+                tx.execute("SELECT 1 FROM sensors WHERE id = $1 FOR KEY SHARE", &[&row])
+                    .await?;
+                let r = tx
+                    .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, tokio_postgres::Error>(r)
+            }
+            .await;
             match r {
                 Err(e) if retention::no_partition(&e) && tries < 3 => {
                     // Another process dropped a partition this one thought was there: once more.
@@ -1573,5 +1593,10 @@ impl Store for PostgresStore {
         workspace: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         self.sensor_cert_issuers_pg(workspace).await
+    }
+
+    // Retired CAs (fix3, `imports.rs`).
+    async fn retired_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        self.retired_cas_pg(workspace).await
     }
 }

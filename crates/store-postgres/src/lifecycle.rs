@@ -541,8 +541,14 @@ impl PostgresStore {
         }
         let gone: Vec<String> = tx
             .query(
-                "DELETE FROM previous_cas WHERE workspace = $1 RETURNING ca_sha256",
-                &[&workspace],
+                // Remembered: a copy made during the rotation must not trust them again.
+                "WITH gone AS (DELETE FROM previous_cas WHERE workspace = $1 RETURNING ca_sha256),
+                 kept AS (
+                     INSERT INTO retired_cas (workspace, ca_sha256, retired_at)
+                     SELECT $1, ca_sha256, $2 FROM gone ON CONFLICT DO NOTHING
+                 )
+                 SELECT ca_sha256 FROM gone",
+                &[&workspace, &now_ms()],
             )
             .await
             .map_err(self.err())?

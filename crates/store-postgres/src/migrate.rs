@@ -108,6 +108,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0014_pruned_holes.sql"),
         compatible_back_to: 3,
     },
+    Migration {
+        version: 15,
+        name: "the CAs a rotation retired",
+        sql: include_str!("../migrations/0015_retired_cas.sql"),
+        compatible_back_to: 3,
+    },
 ];
 
 /// The schema version this build writes.

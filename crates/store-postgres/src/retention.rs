@@ -570,7 +570,14 @@ impl PostgresStore {
             .collect();
         for (sensor, through) in marks {
             loop {
-                let n = client
+                // Under the sensor's row lock, as every prune step: an ingest transaction holds
+                // the row FOR KEY SHARE from before the snapshot its statements decide by until
+                // it commits (group.rs), so no `seen` row it could race with goes meanwhile.
+                let tx = client.transaction().await.map_err(self.err())?;
+                tx.execute("SELECT 1 FROM sensors WHERE id = $1 FOR UPDATE", &[&sensor])
+                    .await
+                    .map_err(self.err())?;
+                let n = tx
                     .execute(
                         "DELETE FROM seen WHERE sensor = $1 AND seq IN
                            (SELECT seq FROM seen s WHERE sensor = $1 AND seq <= $2
@@ -581,6 +588,7 @@ impl PostgresStore {
                     )
                     .await
                     .map_err(self.err())?;
+                tx.commit().await.map_err(self.err())?;
                 if (n as i64) < chunk {
                     break;
                 }
@@ -596,9 +604,11 @@ impl PostgresStore {
     /// `seen` and the holes do not change under it). A seq out of every hole and at or below the
     /// watermark is a duplicate by the watermark alone, as it was by its `seen` row inside the
     /// hole, so its `seen` row can go like any other below the watermark: without this, each late
-    /// arrival into a hole kept a `seen` row forever. A statement of ingest that read the holes
-    /// before this commits still sees their `seen` rows in its snapshot (`clear_seen` deletes
-    /// them in later transactions), so it decides the same.
+    /// arrival into a hole kept a `seen` row forever. An ingest transaction takes the sensor's
+    /// row FOR KEY SHARE before the snapshot its statement decides by and keeps it to its commit
+    /// (group.rs), so neither this nor `clear_seen`'s deletions (FOR UPDATE too) commit between
+    /// that snapshot and its insert into `seen`: a retried seq whose first arrival commits after
+    /// the snapshot is still refused by that arrival's `seen` row (see INSERT_EVENTS).
     async fn shrink_holes(
         &self,
         client: &mut deadpool_postgres::Object,

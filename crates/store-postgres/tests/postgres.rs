@@ -985,6 +985,66 @@ async fn a_seq_in_a_hole_a_concurrent_prune_records_is_stored_not_answered_dupli
     );
 }
 
+/// A retried seq whose first arrival (another replica) commits after the retry's statement began,
+/// while a prune takes that seq out of its hole and clears its `seen` row: the retry must be a
+/// duplicate. Found in review: the statement took its snapshot before waiting for the prune's
+/// lock, so it saw the old hole and not the first arrival's `seen` row, and its insert into
+/// `seen` met no row any more (the prune had deleted it): the seq was stored twice. Ingest now
+/// locks the sensor's row before the snapshot its statement decides by (group.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_racing_a_prune_that_clears_the_first_arrivals_seen_row_is_a_duplicate() {
+    let c = cluster::Cluster::start().unwrap();
+    let store = PostgresStore::connect(settings(&c)).await.unwrap();
+    create_workspace_w(&store).await;
+    store.add_sensor(sensor_record("s1")).await.unwrap();
+    // Seqs 0 and 20 stored, then pruned: watermark 20, the hole 1..=19 (never stored).
+    store.ingest("s1", events_of(0..1)).await.unwrap();
+    store.ingest("s1", events_of(20..21)).await.unwrap();
+    c.psql(
+        "uplink",
+        "DELETE FROM events; DELETE FROM seen;
+         INSERT INTO pruned_holes SELECT id, 1, 19 FROM sensors WHERE sensor_id = 's1';
+         UPDATE sensors SET pruned_through = 20 WHERE sensor_id = 's1';",
+    );
+    // A prune step holds the sensor's row.
+    let prune = other_connection(&c).await;
+    prune
+        .batch_execute("BEGIN; SELECT 1 FROM sensors WHERE sensor_id = 's1' FOR UPDATE;")
+        .await
+        .unwrap();
+    // The retry of seq 5 (replica B) waits for it.
+    let retry = {
+        let store = store.clone();
+        tokio::spawn(async move { store.ingest("s1", events_of(5..6)).await })
+    };
+    until_one_waits_for_a_lock(&prune, "the retry waits for the prune's lock").await;
+    // Meanwhile the first arrival of seq 5 (replica A) commits its `seen` row...
+    let first = other_connection(&c).await;
+    first
+        .batch_execute("INSERT INTO seen SELECT id, 5 FROM sensors WHERE sensor_id = 's1'")
+        .await
+        .unwrap();
+    // ...and the prune takes 5 out of the hole (shrink_holes) and deletes its `seen` row, now
+    // below the watermark and in no hole (clear_seen), and commits.
+    prune
+        .batch_execute(
+            "DELETE FROM pruned_holes;
+             INSERT INTO pruned_holes SELECT id, lo, hi FROM sensors, (VALUES (1, 4), (6, 19)) AS h (lo, hi)
+                 WHERE sensor_id = 's1';
+             DELETE FROM seen WHERE seq = 5;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    let r = retry.await.unwrap().unwrap();
+    assert_eq!(
+        (r.accepted, r.duplicates),
+        (0, 1),
+        "seq 5 had arrived already: a retry is a duplicate"
+    );
+    assert_eq!(c.psql("uplink", "SELECT count(*) FROM events"), "0");
+}
+
 /// Late arrivals into a hole retention passed are deduplicated by their `seen` rows, which the
 /// next prune removes after taking their seqs out of the hole (the watermark then makes them
 /// duplicates): no `seen` row stays below the watermark, and nothing is stored twice.

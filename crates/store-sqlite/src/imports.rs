@@ -6,6 +6,18 @@ use uplink_store::lifecycle::MAX_REASON;
 use uplink_store::*;
 
 use crate::lifecycle::revocation_of;
+
+/// Format 17 (IF NOT EXISTS: a step may be re-run): the CAs `retire_previous_cas` dropped, so
+/// that a copy made during the rotation cannot trust them again (`import_previous_ca_sync`).
+/// Format 16 is another piece of work.
+pub(crate) const FORMAT_17: &str = "
+CREATE TABLE IF NOT EXISTS retired_cas (
+    workspace TEXT NOT NULL REFERENCES workspaces(name) ON DELETE CASCADE,
+    ca_sha256 TEXT NOT NULL,
+    retired_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace, ca_sha256)
+) WITHOUT ROWID;
+";
 use crate::{immediate, record_change, SqliteStore};
 
 impl SqliteStore {
@@ -116,7 +128,15 @@ impl SqliteStore {
                 let Some(current) = current else {
                     return Ok(None);
                 };
-                if current == ca.sha256 {
+                let retired = tx
+                    .query_row(
+                        "SELECT 1 FROM retired_cas WHERE workspace = ?1 AND ca_sha256 = ?2",
+                        params![workspace, ca.sha256],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                if current == ca.sha256 || retired {
                     return Ok(Some(false));
                 }
                 let n = tx.execute(
@@ -131,6 +151,16 @@ impl SqliteStore {
             })
         })?;
         done.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
+    }
+
+    pub(crate) fn retired_cas_sync(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT ca_sha256 FROM retired_cas WHERE workspace = ?1 ORDER BY ca_sha256",
+            )?;
+            let rows = st.query_map([workspace], |r| r.get(0))?;
+            rows.collect()
+        })
     }
 
     pub(crate) fn sensor_cert_issuers_sync(

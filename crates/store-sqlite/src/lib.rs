@@ -61,7 +61,8 @@ mod tokens;
 /// 13: report history for the console's charts (`report_points`, issue #25, `history.rs`).
 /// 14: no age index on `events` (retention goes in seq order, issue #28).
 /// 15: the holes retention's watermark passed (`pruned_holes`, issue #28, `holes.rs`).
-pub const FORMAT_VERSION: i64 = 15;
+/// 17: the CAs a rotation retired (`retired_cas`, `imports.rs`).
+pub const FORMAT_VERSION: i64 = 17;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -232,6 +233,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Retention that never passes a hole (issue #28): the never-stored seqs below each
     // watermark, so that their late arrival is stored (`holes.rs`).
     (15, holes::FORMAT_15),
+    // The CAs a rotation retired, never trusted again by a copy (`imports.rs`).
+    (17, imports::FORMAT_17),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -340,7 +343,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
             console::FORMAT_9,
@@ -349,6 +352,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
             lifecycle::FORMAT_12,
             history::FORMAT_13,
             holes::FORMAT_15,
+            imports::FORMAT_17,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -2657,6 +2661,12 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.sensor_cert_issuers_sync(&ws)).await
+    }
+
+    // Retired CAs (fix3, `imports.rs`).
+    async fn retired_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.retired_cas_sync(&ws)).await
     }
 }
 

@@ -573,6 +573,13 @@ impl SqliteStore {
                 rows.collect::<rusqlite::Result<_>>()?
             };
             if !gone.is_empty() {
+                // Remembered: a copy made during the rotation must not trust them again.
+                tx.execute(
+                    "INSERT INTO retired_cas (workspace, ca_sha256, retired_at)
+                     SELECT workspace, ca_sha256, ?2 FROM previous_cas WHERE workspace = ?1
+                     ON CONFLICT DO NOTHING",
+                    params![workspace, now_ms()],
+                )?;
                 tx.execute("DELETE FROM previous_cas WHERE workspace = ?1", [workspace])?;
                 record_change(&tx, workspace, &ChangeKind::Rekeyed)?;
             }

@@ -61,11 +61,23 @@ pub struct IssuedCertificate {
 }
 
 /// What a backup or a restore counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub workspaces: u64,
     pub sensors: u64,
     pub events: u64,
+    /// What a restore left out on purpose, for the operator (a CA the target retired since the
+    /// backup: [`retired_ca_warning`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Why a copy leaves out a previous CA of a rotation the target store has finished since: it
+/// is not trusted again, and sensors that only hold a certificate from it must enroll again.
+pub fn retired_ca_warning(workspace: &str, ca_sha256: &str) -> String {
+    format!(
+        "workspace {workspace}: previous CA {ca_sha256} was not restored: this store retired it (`uplink workspace rotate-ca --retire-old`) after the backup was taken, so it stays untrusted; sensors whose only certificate is from it must enroll again (`uplink sensor enroll`), as after the rotation"
+    )
 }
 
 #[derive(Serialize, Deserialize)]
@@ -496,7 +508,14 @@ pub async fn restore<S: Store>(
                         .set_lifecycle_settings(&ws.name, lifecycle_change(l))
                         .await?;
                 }
+                let retired = store.retired_cas(&ws.name).await?;
                 for p in w.previous_cas {
+                    if retired.contains(&p.sha256) {
+                        counts
+                            .warnings
+                            .push(retired_ca_warning(&ws.name, &p.sha256));
+                        continue;
+                    }
                     let ca = PreviousCa {
                         key_pem: key.open(
                             &p.key_sealed,

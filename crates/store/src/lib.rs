@@ -926,7 +926,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records a previous CA of a rotation in progress as stored elsewhere (its key sealed
     /// here), with [`ChangeKind::Rekeyed`] appended in the same transaction, so that the
     /// certificates it issued are still accepted until it is retired. `Ok(false)` when it is
-    /// there already, or is the workspace's current CA ([`StoreError::NoSuchWorkspace`]).
+    /// there already, is the workspace's current CA, or was retired here
+    /// ([`Store::retired_cas`]: a copy made during a rotation this store has finished since)
+    /// ([`StoreError::NoSuchWorkspace`]).
     fn import_previous_ca(
         &self,
         workspace: &str,
@@ -938,6 +940,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: &str,
     ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+
+    // Retired CAs (fix3, docs/storage.md's backup section): `retire_previous_cas` records the
+    // CAs it drops, so that a copy made during the rotation (`store restore`, `store migrate`)
+    // cannot make them trusted again: `import_previous_ca` refuses a retired CA.
+
+    /// The digests of the workspace's retired CAs (`rotate-ca --retire-old`), ordered.
+    fn retired_cas(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

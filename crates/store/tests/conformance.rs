@@ -101,6 +101,8 @@ per_backend!(
     a_copy_brings_the_current_policy_version_with_its_number,
     a_copy_brings_the_previous_cas_of_a_rotation_and_who_moved,
     a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided,
+    // Retired CAs (fix3).
+    a_ca_the_store_retired_is_not_trusted_again_by_a_copy,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2688,4 +2690,102 @@ async fn a_copy_brings_the_previous_cas_of_a_rotation_and_who_moved<S: Store + C
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A backup taken during a CA rotation, restored after the rotation finished (`--retire-old`):
+/// the retired CA is not imported as a previous CA (trusted) again; `retired_cas` tells the copy
+/// why (its warning). Found in review: only the current CA was refused.
+async fn a_ca_the_store_retired_is_not_trusted_again_by_a_copy<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.create_workspace(workspace("other")).await.unwrap();
+    let first = "00".repeat(32); // workspace()'s CA
+    assert!(store.retired_cas("w").await.unwrap().is_empty());
+    store
+        .rotate_ca(
+            "w",
+            "new-cert",
+            "-----BEGIN PRIVATE KEY-----new",
+            &"0b".repeat(32),
+        )
+        .await
+        .unwrap();
+    // What a backup taken now carries.
+    let during = store.previous_cas("w").await.unwrap();
+    assert_eq!(during.len(), 1);
+    assert_eq!(during[0].sha256, first);
+    assert_eq!(
+        store.retire_previous_cas("w").await.unwrap(),
+        std::slice::from_ref(&first)
+    );
+    assert_eq!(store.retired_cas("w").await.unwrap(), [first]);
+    assert!(store.retired_cas("other").await.unwrap().is_empty());
+    // The copy: refused, nothing trusted, nothing logged.
+    let before = store.change_version().await.unwrap();
+    assert!(!store
+        .import_previous_ca("w", during[0].clone())
+        .await
+        .unwrap());
+    assert!(store.previous_cas("w").await.unwrap().is_empty());
+    assert!(changes(&store, before).await.is_empty());
+    // Another workspace never retired it: imported there.
+    assert!(store
+        .import_previous_ca(
+            "other",
+            PreviousCa {
+                sha256: "0c".repeat(32),
+                ..during[0].clone()
+            }
+        )
+        .await
+        .unwrap());
+    // A CA never retired here is still imported.
+    let unknown = PreviousCa {
+        sha256: "0a".repeat(32),
+        ..during[0].clone()
+    };
+    assert!(store.import_previous_ca("w", unknown).await.unwrap());
+    // The record goes with its workspace.
+    store.delete_workspace("w").await.unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    assert!(store.retired_cas("w").await.unwrap().is_empty());
+}
+
+/// The same through `store restore` (SQLite: its key is in the data directory): a backup taken
+/// during the rotation, restored after the retirement, leaves the retired CA out and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_after_the_retirement_warns_and_leaves_the_retired_ca_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = uplink_store_sqlite::SqliteStore::open(dir.path(), true).unwrap();
+    let key = MasterKeyFile(dir.path().join("master.key"))
+        .resolve(true)
+        .unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store
+        .rotate_ca(
+            "w",
+            "new-cert",
+            "-----BEGIN PRIVATE KEY-----new",
+            &"0b".repeat(32),
+        )
+        .await
+        .unwrap();
+    let mut during = Vec::new();
+    backup::backup(&store, &key, &mut during, |_, _| {})
+        .await
+        .unwrap();
+    assert!(backup::restore(&store, &key, &during[..], 100)
+        .await
+        .unwrap()
+        .warnings
+        .is_empty());
+    store.retire_previous_cas("w").await.unwrap();
+    let counts = backup::restore(&store, &key, &during[..], 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts.warnings,
+        [backup::retired_ca_warning("w", &"00".repeat(32))]
+    );
+    assert!(counts.warnings[0].contains("must enroll again"));
+    assert!(store.previous_cas("w").await.unwrap().is_empty());
 }

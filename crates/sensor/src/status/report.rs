@@ -195,6 +195,18 @@ impl Report {
                 ),
             });
         }
+        if self.sources.not_json_let_go > 0 {
+            line(format!(
+                "files let go  {} lines not JSON objects, queued as text, in files rotated away and finished",
+                self.sources.not_json_let_go
+            ));
+        }
+        for f in &self.sources.lost_files {
+            line(format!(
+                "file lost     {}: gone (deleted or moved away while the sensor was stopped) before it was read past byte {}; its later lines, if any, were not queued",
+                f.path, f.offset
+            ));
+        }
         if let Some(cursor) = &self.sources.journal_cursor {
             line(format!("journal       queued through cursor {cursor}"));
         }
@@ -295,6 +307,8 @@ sensor_url = "https://contososensorapi.uplink.localhost:8443"
                     not_json: 3,
                 },
             ],
+            lost_files: Vec::new(),
+            not_json_let_go: 0,
             journal_cursor: Some("s=abc".into()),
             heartbeats: HeartbeatRecord {
                 queued: 4,

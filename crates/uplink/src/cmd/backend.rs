@@ -572,4 +572,9 @@ impl Store for AnyStore {
     ) -> Result<Vec<(String, String)>, StoreError> {
         each!(self, s => s.sensor_cert_issuers(workspace).await)
     }
+
+    // Retired CAs (fix3).
+    async fn retired_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.retired_cas(workspace).await)
+    }
 }

@@ -252,6 +252,9 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         super::count(counts.events as u64, "event", "events"),
         a.from.display()
     );
+    for w in &counts.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -306,7 +309,16 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
             dst.import_policy(&name, version, set_at, policy).await?;
         }
         // The previous CAs of a rotation in progress (re-sealed under the target's key).
+        // Not one the target retired since (it would be trusted again).
+        let retired = dst.retired_cas(&name).await?;
         for ca in src.previous_cas(&name).await? {
+            if retired.contains(&ca.sha256) {
+                eprintln!(
+                    "warning: {}",
+                    uplink_store::backup::retired_ca_warning(&name, &ca.sha256)
+                );
+                continue;
+            }
             dst.import_previous_ca(&name, ca).await?;
         }
         // Webhooks and syslog targets (issue #23), unless the target has its own already.

@@ -39,6 +39,7 @@ mod sensor;
 mod service;
 mod sources;
 mod sources_json;
+mod tail_rotation;
 mod winproxy;
 mod wpad;
 mod wpad_dhcp;
