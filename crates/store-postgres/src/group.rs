@@ -25,7 +25,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex};
 use uplink_store::*;
 
-use crate::{lock, retention, retryable, Inner, PostgresStore, INSERT_EVENTS};
+use crate::{lock, retention, retryable, Inner, PostgresStore, INSERT_EVENTS, LOCK_SENSORS};
 
 /// One ingest call waiting for its group.
 pub(crate) struct Job {
@@ -165,7 +165,15 @@ impl PostgresStore {
                 Failed::Statement(self.err()(e))
             }
         };
-        let tx = client.transaction().await.map_err(failed)?;
+        // READ COMMITTED whatever the database's default: each statement takes its own snapshot,
+        // so INSERT_EVENTS's is taken after the lock below is held (under REPEATABLE READ the
+        // lock statement's own snapshot, taken before it waits, would be the transaction's).
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(failed)?;
         // The group's sensor rows locked first, in their order, in a statement of their own: each
         // INSERT_EVENTS then takes its snapshot with the lock held, so no prune step of these
         // sensors (`shrink_holes`, `clear_seen`, a watermark's rise: FOR UPDATE) commits between
@@ -174,12 +182,9 @@ impl PostgresStore {
         let mut rows: Vec<i64> = group.iter().map(|j| j.row).collect();
         rows.sort_unstable();
         rows.dedup();
-        tx.execute(
-            "SELECT 1 FROM sensors WHERE id = ANY($1) ORDER BY id FOR KEY SHARE",
-            &[&rows],
-        )
-        .await
-        .map_err(failed)?;
+        // Prepared once per connection: one round trip per group, not two.
+        let lock = tx.prepare_cached(LOCK_SENSORS).await.map_err(failed)?;
+        tx.execute(&lock, &[&rows]).await.map_err(failed)?;
         let statement = tx.prepare_cached(INSERT_EVENTS).await.map_err(failed)?;
         let mut stored = Vec::with_capacity(group.len());
         for job in group {

@@ -151,16 +151,69 @@ impl PostgresStore {
         Ok(n > 0)
     }
 
-    pub(crate) async fn retired_cas_pg(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn retired_cas_pg(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<RetiredCa>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT ca_sha256 FROM retired_cas WHERE workspace = $1 ORDER BY ca_sha256",
+                "SELECT ca_sha256, retired_at FROM retired_cas WHERE workspace = $1 ORDER BY ca_sha256",
                 &[&workspace],
             )
             .await
             .map_err(self.err())?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| RetiredCa {
+                sha256: r.get(0),
+                retired_at: r.get(1),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn import_retired_ca_pg(
+        &self,
+        workspace: &str,
+        ca: &RetiredCa,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.err())?;
+        // The workspace's row locked as `rotate_ca` and `retire_previous_cas` lock it: a
+        // rotation running meanwhile comes before or after, not in between.
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
+                &[&workspace],
+            )
+            .await
+            .map_err(self.err())?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NoSuchWorkspace(workspace.into()));
+        }
+        let n = tx
+            .execute(
+                "INSERT INTO retired_cas (workspace, ca_sha256, retired_at) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&workspace, &ca.sha256, &ca.retired_at],
+            )
+            .await
+            .map_err(self.err())?;
+        let dropped = tx
+            .execute(
+                "DELETE FROM previous_cas WHERE workspace = $1 AND ca_sha256 = $2",
+                &[&workspace, &ca.sha256],
+            )
+            .await
+            .map_err(self.err())?;
+        if dropped > 0 {
+            record_change(&tx, workspace, &ChangeKind::Rekeyed)
+                .await
+                .map_err(self.err())?;
+        }
+        tx.commit().await.map_err(self.err())?;
+        Ok(n > 0)
     }
 
     pub(crate) async fn sensor_cert_issuers_pg(

@@ -120,6 +120,11 @@ const SENSOR_COLUMNS: &str =
 /// Rows an export fetches from its portal at a time.
 const EXPORT_CHUNK: i32 = 1000;
 
+/// Locks the rows of the sensors ($1, ids) a transaction is about to store events of, in id
+/// order (the order of every lock of several sensor rows: no deadlock), in a statement of its own before
+/// [`INSERT_EVENTS`]: see there why. The transaction must be READ COMMITTED.
+const LOCK_SENSORS: &str = "SELECT 1 FROM sensors WHERE id = ANY($1) ORDER BY id FOR KEY SHARE";
+
 /// Stores a batch of one sensor ($1) — seqs, kinds, times, bodies ($2..$5) — each `(sensor, seq)`
 /// once: seqs at or below the sensor's retention watermark are duplicates (except in a hole
 /// the watermark passed, `pruned_holes`, migrations/0014: never stored, so new), and so are
@@ -727,11 +732,16 @@ impl Store for PostgresStore {
             // The sensor's row locked before the statement's snapshot, as group.rs does (see
             // INSERT_EVENTS).
             let r = async {
-                let tx = client.transaction().await?;
-                tx.execute("SELECT 1 FROM sensors WHERE id = $1 FOR KEY SHARE", &[&row])
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+                    .start()
                     .await?;
+                let lock = tx.prepare_cached(LOCK_SENSORS).await?;
+                tx.execute(&lock, &[&vec![row]]).await?;
+                let insert = tx.prepare_cached(INSERT_EVENTS).await?;
                 let r = tx
-                    .query_one(INSERT_EVENTS, &[&row, &seqs, &kinds, &times, &bodies])
+                    .query_one(&insert, &[&row, &seqs, &kinds, &times, &bodies])
                     .await?;
                 tx.commit().await?;
                 Ok::<_, tokio_postgres::Error>(r)
@@ -1596,7 +1606,10 @@ impl Store for PostgresStore {
     }
 
     // Retired CAs (fix3, `imports.rs`).
-    async fn retired_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+    async fn retired_cas(&self, workspace: &str) -> Result<Vec<RetiredCa>, StoreError> {
         self.retired_cas_pg(workspace).await
+    }
+    async fn import_retired_ca(&self, workspace: &str, ca: RetiredCa) -> Result<bool, StoreError> {
+        self.import_retired_ca_pg(workspace, &ca).await
     }
 }

@@ -153,14 +153,52 @@ impl SqliteStore {
         done.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
     }
 
-    pub(crate) fn retired_cas_sync(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn retired_cas_sync(&self, workspace: &str) -> Result<Vec<RetiredCa>, StoreError> {
         self.read(|c| {
             let mut st = c.prepare(
-                "SELECT ca_sha256 FROM retired_cas WHERE workspace = ?1 ORDER BY ca_sha256",
+                "SELECT ca_sha256, retired_at FROM retired_cas WHERE workspace = ?1 ORDER BY ca_sha256",
             )?;
-            let rows = st.query_map([workspace], |r| r.get(0))?;
+            let rows = st.query_map([workspace], |r| {
+                Ok(RetiredCa {
+                    sha256: r.get(0)?,
+                    retired_at: r.get(1)?,
+                })
+            })?;
             rows.collect()
         })
+    }
+
+    pub(crate) fn import_retired_ca_sync(
+        &self,
+        workspace: &str,
+        ca: &RetiredCa,
+    ) -> Result<bool, StoreError> {
+        let done = self.write(|c| {
+            immediate(c, |tx| {
+                let exists: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM workspaces WHERE name = ?1)",
+                    [workspace],
+                    |r| r.get(0),
+                )?;
+                if !exists {
+                    return Ok(None);
+                }
+                let n = tx.execute(
+                    "INSERT INTO retired_cas (workspace, ca_sha256, retired_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    params![workspace, ca.sha256, ca.retired_at],
+                )?;
+                let dropped = tx.execute(
+                    "DELETE FROM previous_cas WHERE workspace = ?1 AND ca_sha256 = ?2",
+                    params![workspace, ca.sha256],
+                )?;
+                if dropped > 0 {
+                    record_change(tx, workspace, &ChangeKind::Rekeyed)?;
+                }
+                Ok(Some(n > 0))
+            })
+        })?;
+        done.ok_or_else(|| StoreError::NoSuchWorkspace(workspace.into()))
     }
 
     pub(crate) fn sensor_cert_issuers_sync(

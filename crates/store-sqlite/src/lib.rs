@@ -393,6 +393,19 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         }
         from = *to;
     }
+    // A format no step starts from (a development build's, numbered for work not in this one)
+    // would otherwise open as it is, lacking this format's tables.
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql_err(path))?;
+    if v != FORMAT_VERSION {
+        return Err(StoreError::NotAStore {
+            path: path.display().to_string(),
+            reason: format!(
+                "it is at format {v}, which this build (format {FORMAT_VERSION}) cannot migrate from: it was written by a development build; open it with that build and `uplink store backup` it, then `uplink store restore` the backup with this one"
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -2664,9 +2677,13 @@ impl Store for SqliteStore {
     }
 
     // Retired CAs (fix3, `imports.rs`).
-    async fn retired_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+    async fn retired_cas(&self, workspace: &str) -> Result<Vec<RetiredCa>, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.retired_cas_sync(&ws)).await
+    }
+    async fn import_retired_ca(&self, workspace: &str, ca: RetiredCa) -> Result<bool, StoreError> {
+        let (this, ws) = (self.clone(), workspace.to_owned());
+        blocking(move || this.import_retired_ca_sync(&ws, &ca)).await
     }
 }
 

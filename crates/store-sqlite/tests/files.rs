@@ -280,6 +280,24 @@ fn newer_format_and_foreign_files_are_refused() {
         "{err}"
     );
 
+    // A format no migration step starts from (a development build's numbering) is refused, not
+    // opened as it is without this format's tables.
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path(), true).unwrap());
+    {
+        let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+        c.execute_batch("PRAGMA user_version = -3").unwrap();
+    }
+    let err = SqliteStore::open(dir.path(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("format -3")
+            && err.contains("cannot migrate from")
+            && err.contains("store backup"),
+        "{err}"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("uplink.db"),

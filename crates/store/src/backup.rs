@@ -13,7 +13,8 @@
 //!               "policy":{"version":N,"set_at":MS,"doc":…|null,"password_sealed":"sealed:v1:…"|null}
 //!                 (its current policy version, when it ever had one; doc null: cleared),
 //!               "previous_cas":[{"sha256":…,"cert_pem":…,"key_sealed":"sealed:v1:…","replaced_at":MS}]
-//!                 (a CA rotation in progress: the CAs not retired yet)}}
+//!                 (a CA rotation in progress: the CAs not retired yet),
+//!               "retired_cas":[{"sha256":…,"retired_at":MS}] (the CAs its rotations retired)}}
 //! {"sensor":{"sensor_id":…,"workspace":…,"name":…,"cert_sha256":…,"key_sha256":…|null,"enrolled_at":MS,"last_seen":MS|null,
 //!            "pruned_through":N (only for a sensor retention pruned: its watermark, restored after its events),
 //!            "pruned_holes":[[LO,HI],…] (only when it has some: the never-stored seqs below it),
@@ -36,7 +37,8 @@
 //! still restores: its sensors are restored unrevoked, as they were backed up by a build that
 //! did not carry revocations). A build that reads only format 1 refuses a format 2 file ("upgrade
 //! uplink") rather than restore its revoked sensors as trusted ones. Fields a format adds are
-//! optional within it, so a line without them still reads.
+//! optional within it, so a line without them still reads: `retired_cas` was added within
+//! format 2 (a build that predates it ignores the list, as it ignored retirements).
 
 use std::io::{BufRead, Write};
 
@@ -114,6 +116,10 @@ struct WorkspaceLine {
     /// The previous CAs of a rotation in progress (format 2), their keys sealed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     previous_cas: Vec<PreviousCaLine>,
+    /// The CAs the workspace's rotations retired (format 2, later builds): a restore records
+    /// them before any previous CA, so that no copy makes them trusted again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired_cas: Vec<RetiredCa>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -279,6 +285,9 @@ pub async fn backup<S: Store>(
                 replaced_at: p.replaced_at,
             })
             .collect();
+        // Read after the previous CAs: one retired in between is in both lists, and the restore
+        // records it retired first.
+        let retired_cas = store.retired_cas(&ws.name).await?;
         let issuers: BTreeMap<String, String> = store
             .sensor_cert_issuers(&ws.name)
             .await?
@@ -308,6 +317,7 @@ pub async fn backup<S: Store>(
             lifecycle: Some(lifecycle),
             policy,
             previous_cas,
+            retired_cas,
             webhooks,
             ca_key_sealed: key.seal(&ws.ca_key_pem, &ca_key_context(&ws.name)),
             access_key_sealed: ws
@@ -508,9 +518,12 @@ pub async fn restore<S: Store>(
                         .set_lifecycle_settings(&ws.name, lifecycle_change(l))
                         .await?;
                 }
+                for r in w.retired_cas {
+                    store.import_retired_ca(&ws.name, r).await?;
+                }
                 let retired = store.retired_cas(&ws.name).await?;
                 for p in w.previous_cas {
-                    if retired.contains(&p.sha256) {
+                    if retired.iter().any(|r| r.sha256 == p.sha256) {
                         counts
                             .warnings
                             .push(retired_ca_warning(&ws.name, &p.sha256));

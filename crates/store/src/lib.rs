@@ -945,11 +945,30 @@ pub trait Store: Send + Sync + 'static {
     // CAs it drops, so that a copy made during the rotation (`store restore`, `store migrate`)
     // cannot make them trusted again: `import_previous_ca` refuses a retired CA.
 
-    /// The digests of the workspace's retired CAs (`rotate-ca --retire-old`), ordered.
+    /// The workspace's retired CAs (`rotate-ca --retire-old`), ordered by digest.
     fn retired_cas(
         &self,
         workspace: &str,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<RetiredCa>, StoreError>> + Send;
+    /// Records a CA as retired, as a copy of a store that retired it says (`store restore`,
+    /// `store migrate`): [`Store::import_previous_ca`] refuses it from now on, and a previous CA
+    /// with that digest is dropped (no longer trusted; [`ChangeKind::Rekeyed`] appended in the
+    /// same transaction). `Ok(false)` when it was recorded already
+    /// ([`StoreError::NoSuchWorkspace`]).
+    fn import_retired_ca(
+        &self,
+        workspace: &str,
+        ca: RetiredCa,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A CA a rotation retired ([`Store::retired_cas`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetiredCa {
+    /// The CA certificate's SHA-256, lowercase hex.
+    pub sha256: String,
+    /// When it was retired (Unix milliseconds).
+    pub retired_at: i64,
 }
 
 /// Runs [`Store::export`] and hands each event to `each` on the calling task (which may write to

@@ -103,6 +103,7 @@ per_backend!(
     a_copy_sets_watermark_and_holes_at_once_and_reopens_nothing_decided,
     // Retired CAs (fix3).
     a_ca_the_store_retired_is_not_trusted_again_by_a_copy,
+    a_retired_ca_goes_with_a_copy_and_stays_untrusted,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2717,7 +2718,16 @@ async fn a_ca_the_store_retired_is_not_trusted_again_by_a_copy<S: Store + Clone>
         store.retire_previous_cas("w").await.unwrap(),
         std::slice::from_ref(&first)
     );
-    assert_eq!(store.retired_cas("w").await.unwrap(), [first]);
+    assert_eq!(
+        store
+            .retired_cas("w")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.sha256)
+            .collect::<Vec<_>>(),
+        [first]
+    );
     assert!(store.retired_cas("other").await.unwrap().is_empty());
     // The copy: refused, nothing trusted, nothing logged.
     let before = store.change_version().await.unwrap();
@@ -2748,6 +2758,58 @@ async fn a_ca_the_store_retired_is_not_trusted_again_by_a_copy<S: Store + Clone>
     store.delete_workspace("w").await.unwrap();
     store.create_workspace(workspace("w")).await.unwrap();
     assert!(store.retired_cas("w").await.unwrap().is_empty());
+}
+
+/// A copy of a store that retired a CA records it retired on the target (`import_retired_ca`,
+/// before any previous CA): a previous CA with that digest there is dropped, and an older copy
+/// brought in later cannot make it trusted again. Found in review: the list stayed behind.
+async fn a_retired_ca_goes_with_a_copy_and_stays_untrusted<S: Store + Clone>(store: S) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    let old = PreviousCa {
+        sha256: "0d".repeat(32),
+        cert_pem: "old-cert".into(),
+        key_pem: "-----BEGIN PRIVATE KEY-----old".into(),
+        replaced_at: 1_000,
+    };
+    // A copy made during the rotation came first: the old CA is trusted here.
+    assert!(store.import_previous_ca("w", old.clone()).await.unwrap());
+    assert_eq!(store.previous_cas("w").await.unwrap().len(), 1);
+    // Then a copy made after the retirement: the CA is dropped, and that is a change replicas
+    // must pick up.
+    let before = store.change_version().await.unwrap();
+    let retired = RetiredCa {
+        sha256: old.sha256.clone(),
+        retired_at: 2_000,
+    };
+    assert!(store.import_retired_ca("w", retired.clone()).await.unwrap());
+    assert!(store.previous_cas("w").await.unwrap().is_empty());
+    assert_eq!(
+        changes(&store, before).await,
+        [("w".to_string(), ChangeKind::Rekeyed)]
+    );
+    assert_eq!(
+        store.retired_cas("w").await.unwrap(),
+        std::slice::from_ref(&retired)
+    );
+    // Again: nothing new, nothing logged.
+    let before = store.change_version().await.unwrap();
+    assert!(!store.import_retired_ca("w", retired).await.unwrap());
+    assert!(changes(&store, before).await.is_empty());
+    // The older copy again: refused.
+    assert!(!store.import_previous_ca("w", old).await.unwrap());
+    assert!(store.previous_cas("w").await.unwrap().is_empty());
+    // A workspace that is not there.
+    let err = store
+        .import_retired_ca(
+            "nowhere",
+            RetiredCa {
+                sha256: "0e".repeat(32),
+                retired_at: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchWorkspace(w) if w == "nowhere"));
 }
 
 /// The same through `store restore` (SQLite: its key is in the data directory): a backup taken
@@ -2788,4 +2850,36 @@ async fn a_restore_after_the_retirement_warns_and_leaves_the_retired_ca_out() {
     );
     assert!(counts.warnings[0].contains("must enroll again"));
     assert!(store.previous_cas("w").await.unwrap().is_empty());
+
+    // A backup taken after the retirement carries the list: a fresh store restored from it
+    // refuses the retired CA too when the older backup is restored on top.
+    let mut after = Vec::new();
+    backup::backup(&store, &key, &mut after, |_, _| {})
+        .await
+        .unwrap();
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = uplink_store_sqlite::SqliteStore::open(fresh_dir.path(), true).unwrap();
+    assert!(backup::restore(&fresh, &key, &after[..], 100)
+        .await
+        .unwrap()
+        .warnings
+        .is_empty());
+    assert_eq!(
+        fresh
+            .retired_cas("w")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.sha256.as_str())
+            .collect::<Vec<_>>(),
+        [&"00".repeat(32)]
+    );
+    let counts = backup::restore(&fresh, &key, &during[..], 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts.warnings,
+        [backup::retired_ca_warning("w", &"00".repeat(32))]
+    );
+    assert!(fresh.previous_cas("w").await.unwrap().is_empty());
 }

@@ -574,7 +574,10 @@ impl Store for AnyStore {
     }
 
     // Retired CAs (fix3).
-    async fn retired_cas(&self, workspace: &str) -> Result<Vec<String>, StoreError> {
+    async fn retired_cas(&self, workspace: &str) -> Result<Vec<RetiredCa>, StoreError> {
         each!(self, s => s.retired_cas(workspace).await)
+    }
+    async fn import_retired_ca(&self, workspace: &str, ca: RetiredCa) -> Result<bool, StoreError> {
+        each!(self, s => s.import_retired_ca(workspace, ca).await)
     }
 }

@@ -308,11 +308,17 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         {
             dst.import_policy(&name, version, set_at, policy).await?;
         }
-        // The previous CAs of a rotation in progress (re-sealed under the target's key).
-        // Not one the target retired since (it would be trusted again).
+        // The CAs the source's rotations retired, then the previous CAs of a rotation in
+        // progress (re-sealed under the target's key), not one either store retired (it would
+        // be trusted again). Retired ones read after the previous ones: one retired in between
+        // is in both lists, and recorded retired first.
+        let previous = src.previous_cas(&name).await?;
+        for r in src.retired_cas(&name).await? {
+            dst.import_retired_ca(&name, r).await?;
+        }
         let retired = dst.retired_cas(&name).await?;
-        for ca in src.previous_cas(&name).await? {
-            if retired.contains(&ca.sha256) {
+        for ca in previous {
+            if retired.iter().any(|r| r.sha256 == ca.sha256) {
                 eprintln!(
                     "warning: {}",
                     uplink_store::backup::retired_ca_warning(&name, &ca.sha256)
