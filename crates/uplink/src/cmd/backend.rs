@@ -572,4 +572,13 @@ impl Store for AnyStore {
     ) -> Result<Vec<(String, String)>, StoreError> {
         each!(self, s => s.sensor_cert_issuers(workspace).await)
     }
+
+    // Ingest of a batch in one buffer (issue #28).
+    async fn ingest_batch(
+        &self,
+        sensor_id: &str,
+        batch: EventBatch,
+    ) -> Result<IngestOutcome, StoreError> {
+        each!(self, s => s.ingest_batch(sensor_id, batch).await)
+    }
 }
