@@ -1519,6 +1519,28 @@ mod tests {
         }
     }
 
+    /// The one buffer of a batch (issue #28): kinds sent plainly are pieces of the body, the
+    /// default and escaped ones are appended once per run; every body is the line as sent.
+    #[test]
+    fn a_batch_keeps_each_kind_and_line_as_sent() {
+        let lines = [
+            "{\"seq\":1,\"kind\":\"a\"}",
+            "{\"seq\":2}",
+            "{\"seq\":3} ",
+            "{\"kind\":\"b\\u0062\",\"seq\":4}",
+            "{\"kind\":\"b\\u0062\",\"seq\":5}",
+            "{\"seq\":6,\"kind\":\"c:d\",\"msg\":\"héé\"}",
+            "{\"seq\":7}",
+        ];
+        let raw = format!("{}\r\n\n", lines.join("\n"));
+        // (zstd bodies, decoded to an owned buffer, go the same way: hardening_svc:: tests.)
+        let batch = decode_batch(body::Encoding::Identity, raw.as_bytes(), 1 << 20, 10).unwrap();
+        let got: Vec<_> = batch.iter().map(|e| (e.seq, e.kind, e.body)).collect();
+        let kinds = ["a", "event", "event", "bb", "bb", "c:d", "event"];
+        let want: Vec<_> = (0..7).map(|i| (i as u64 + 1, kinds[i], lines[i])).collect();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn batches_map_to_statuses() {
         let ok = b"{\"seq\":1,\"kind\":\"a\"}\n{\"seq\":2}\n".as_slice();
