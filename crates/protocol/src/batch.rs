@@ -66,6 +66,12 @@ pub fn parse(body: &[u8], max_events: usize) -> Result<Vec<Event<'_>>, BatchErro
     let text = std::str::from_utf8(body).map_err(|e| BatchError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
+    parse_str(text, max_events)
+}
+
+/// [`parse`] of a body already known to be UTF-8 (the service makes it a `String` first, to
+/// keep it as the store's one buffer of the batch's events).
+pub fn parse_str(text: &str, max_events: usize) -> Result<Vec<Event<'_>>, BatchError> {
     let mut events: Vec<Event<'_>> = Vec::with_capacity(text.len() / 256 + 1);
     // A sensor sends its seqs in increasing order: while they increase none can repeat, so the
     // set of seqs seen (for the error naming the first line) is built only once one does not.

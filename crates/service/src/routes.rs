@@ -15,7 +15,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use uplink_diag::Code;
 use uplink_protocol::names::{self, Role};
 use uplink_protocol::{body, EnrollRequest, EnrollResponse, ErrorBody, EventsResponse};
-use uplink_store::{NewEvent, SensorRecord, Store, StoreError};
+use uplink_store::{EventBatch, SensorRecord, Store, StoreError};
 
 use crate::conns::{ConnState, Registered, Tracked};
 use crate::registry::Workspace;
@@ -1025,8 +1025,8 @@ async fn events<S: Store>(
         .iter()
         .rev()
         .find(|e| e.kind == "heartbeat")
-        .map(|e| e.body.clone());
-    let stored = shared.store.ingest(&client.sensor_id, batch).await;
+        .map(|e| e.body.to_owned());
+    let stored = shared.store.ingest_batch(&client.sensor_id, batch).await;
     // The batch's memory is the store's to free now.
     drop(permit);
     match &stored {
@@ -1133,7 +1133,7 @@ fn decode_batch(
     raw: &[u8],
     max_decoded: usize,
     max_events: usize,
-) -> Result<Vec<NewEvent>, Box<Response<Full<Bytes>>>> {
+) -> Result<EventBatch, Box<Response<Full<Bytes>>>> {
     let decoded = match body::decode(encoding, raw, max_decoded) {
         Ok(d) => d,
         Err(e @ body::BodyError::TooLargeDecoded { .. }) => {
@@ -1151,31 +1151,71 @@ fn decode_batch(
             )))
         }
     };
-    let parsed = match uplink_protocol::batch::parse(&decoded, max_events) {
-        Ok(p) => p,
-        Err(e @ uplink_protocol::batch::BatchError::TooManyEvents { .. }) => {
+    let refused = |e: uplink_protocol::batch::BatchError| {
+        let status = match e {
+            uplink_protocol::batch::BatchError::TooManyEvents { .. } => {
+                return Box::new(error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Code::REQUEST_REJECTED,
+                    e.to_string(),
+                ))
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Box::new(error(
+            status,
+            Code::REQUEST_REJECTED,
+            format!("the batch was refused, nothing stored: {e}"),
+        ))
+    };
+    // The decoded body becomes the store's one buffer of the batch (issue #28): each event is
+    // a seq and where its kind and body lie in it, not two strings of its own.
+    let not_utf8 = |e: std::str::Utf8Error| uplink_protocol::batch::BatchError::NotUtf8 {
+        offset: e.valid_up_to(),
+    };
+    let text = match decoded {
+        std::borrow::Cow::Owned(bytes) => {
+            String::from_utf8(bytes).map_err(|e| refused(not_utf8(e.utf8_error())))?
+        }
+        std::borrow::Cow::Borrowed(bytes) => std::str::from_utf8(bytes)
+            .map_err(|e| refused(not_utf8(e)))?
+            .to_owned(),
+    };
+    let parsed = uplink_protocol::batch::parse_str(&text, max_events).map_err(refused)?;
+    let base = text.as_ptr() as usize;
+    let within = |piece: &str| {
+        let start = (piece.as_ptr() as usize).wrapping_sub(base);
+        (start <= text.len() && piece.len() <= text.len() - start)
+            .then_some(start..start + piece.len())
+    };
+    // Kinds that are not pieces of the text (the default, or one with escapes) are appended to
+    // it after the events, once per run of the same kind.
+    let mut other_kinds: Vec<String> = Vec::new();
+    let mut spans = Vec::with_capacity(parsed.len());
+    for e in &parsed {
+        let kind = within(&e.kind).ok_or_else(|| {
+            if other_kinds.last().map(String::as_str) != Some(&*e.kind) {
+                other_kinds.push(e.kind.to_string());
+            }
+            other_kinds.len() - 1
+        });
+        spans.push((e.seq, kind, within(e.raw)));
+    }
+    drop(parsed);
+    let mut batch = EventBatch::new(text, spans.len());
+    let appended: Vec<_> = other_kinds.iter().map(|k| batch.append(k)).collect();
+    for (seq, kind, body) in spans {
+        let kind = kind.unwrap_or_else(|i| appended[i].clone());
+        // A line is always a piece of the text it was parsed from.
+        if !body.is_some_and(|body| batch.push(seq, kind, body)) {
             return Err(Box::new(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::REQUEST_REJECTED,
-                e.to_string(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::SERVICE_UNAVAILABLE,
+                format!("the event of seq {seq} could not be laid out for the store; nothing was stored: report this to uplink's developers"),
             )));
         }
-        Err(e) => {
-            return Err(Box::new(error(
-                StatusCode::BAD_REQUEST,
-                Code::REQUEST_REJECTED,
-                format!("the batch was refused, nothing stored: {e}"),
-            )))
-        }
-    };
-    Ok(parsed
-        .into_iter()
-        .map(|e| NewEvent {
-            seq: e.seq,
-            kind: e.kind.into_owned(),
-            body: e.raw.to_owned(),
-        })
-        .collect())
+    }
+    Ok(batch)
 }
 
 fn ok_text(body: &'static str) -> Response<Full<Bytes>> {
@@ -1479,15 +1519,34 @@ mod tests {
         }
     }
 
+    /// The one buffer of a batch (issue #28): kinds sent plainly are pieces of the body, the
+    /// default and escaped ones are appended once per run; every body is the line as sent.
+    #[test]
+    fn a_batch_keeps_each_kind_and_line_as_sent() {
+        let lines = [
+            "{\"seq\":1,\"kind\":\"a\"}",
+            "{\"seq\":2}",
+            "{\"seq\":3} ",
+            "{\"kind\":\"b\\u0062\",\"seq\":4}",
+            "{\"kind\":\"b\\u0062\",\"seq\":5}",
+            "{\"seq\":6,\"kind\":\"c:d\",\"msg\":\"héé\"}",
+            "{\"seq\":7}",
+        ];
+        let raw = format!("{}\r\n\n", lines.join("\n"));
+        // (zstd bodies, decoded to an owned buffer, go the same way: hardening_svc:: tests.)
+        let batch = decode_batch(body::Encoding::Identity, raw.as_bytes(), 1 << 20, 10).unwrap();
+        let got: Vec<_> = batch.iter().map(|e| (e.seq, e.kind, e.body)).collect();
+        let kinds = ["a", "event", "event", "bb", "bb", "c:d", "event"];
+        let want: Vec<_> = (0..7).map(|i| (i as u64 + 1, kinds[i], lines[i])).collect();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn batches_map_to_statuses() {
         let ok = b"{\"seq\":1,\"kind\":\"a\"}\n{\"seq\":2}\n".as_slice();
         let events = decode_batch(body::Encoding::Identity, ok, 1 << 20, 10).unwrap();
         assert_eq!(
-            events
-                .iter()
-                .map(|e| (e.seq, e.kind.as_str()))
-                .collect::<Vec<_>>(),
+            events.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(),
             [(1, "a"), (2, "event")]
         );
         // (encoding, body, max decoded bytes, max events, status, message starts with)

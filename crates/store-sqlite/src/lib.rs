@@ -638,7 +638,7 @@ fn settle_master_key(
 enum WriteOp {
     Ingest {
         sensor_id: String,
-        events: Vec<NewEvent>,
+        events: EventBatch,
         reply: tokio::sync::oneshot::Sender<Result<IngestOutcome, StoreError>>,
     },
     /// Health: take the write lock and release it.
@@ -1262,7 +1262,7 @@ impl SqliteStore {
     async fn ingest_async(
         &self,
         sensor_id: &str,
-        events: Vec<NewEvent>,
+        events: EventBatch,
     ) -> Result<IngestOutcome, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(WriteOp::Ingest {
@@ -1386,7 +1386,7 @@ fn key_holder(
 
 struct Pending {
     sensor_id: String,
-    events: Vec<NewEvent>,
+    events: EventBatch,
     reply: tokio::sync::oneshot::Sender<Result<IngestOutcome, StoreError>>,
 }
 
@@ -1694,7 +1694,9 @@ fn commit_group(
             };
             let mut outcome = IngestOutcome::default();
             let mut runs = KindRuns { run: None };
-            let mut rest = &p.events[..];
+            // The batch's events borrowed from its one text (one vector per batch).
+            let events: Vec<BatchEvent<'_>> = p.events.iter().collect();
+            let mut rest = &events[..];
             // Events left to go row by row after a chunk's range held stored events (a retried
             // batch): one range check per chunk, not one per event.
             let mut row_by_row = 0usize;
@@ -1715,8 +1717,8 @@ fn commit_group(
                         st.raw_bind_parameter(2, now)?;
                         for (i, e) in chunk.iter().enumerate() {
                             st.raw_bind_parameter(3 + 3 * i, e.seq as i64)?;
-                            st.raw_bind_parameter(4 + 3 * i, e.kind.as_str())?;
-                            st.raw_bind_parameter(5 + 3 * i, e.body.as_str())?;
+                            st.raw_bind_parameter(4 + 3 * i, e.kind)?;
+                            st.raw_bind_parameter(5 + 3 * i, e.body)?;
                         }
                         let changed = st.raw_execute()?;
                         if changed != n {
@@ -1731,7 +1733,7 @@ fn commit_group(
                         }
                         outcome.accepted += n as u64;
                         for e in chunk {
-                            runs.add(&e.kind, &mut counts, workspace);
+                            runs.add(e.kind, &mut counts, workspace);
                         }
                         rest = &rest[n..];
                         continue;
@@ -1751,7 +1753,7 @@ fn commit_group(
                     insert.execute(params![rowid, ev.seq as i64, ev.kind, now, ev.body])?;
                 if changed == 1 {
                     outcome.accepted += 1;
-                    runs.add(&ev.kind, &mut counts, workspace);
+                    runs.add(ev.kind, &mut counts, workspace);
                 } else {
                     outcome.duplicates += 1;
                 }
@@ -2147,7 +2149,8 @@ impl Store for SqliteStore {
         sensor_id: &str,
         events: Vec<NewEvent>,
     ) -> Result<IngestOutcome, StoreError> {
-        self.ingest_async(sensor_id, events).await
+        self.ingest_async(sensor_id, EventBatch::from_events(&events))
+            .await
     }
 
     async fn record_report(
@@ -2684,6 +2687,15 @@ impl Store for SqliteStore {
     async fn import_retired_ca(&self, workspace: &str, ca: RetiredCa) -> Result<bool, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.import_retired_ca_sync(&ws, &ca)).await
+    }
+
+    // Ingest of a batch in one buffer (issue #28): the writer binds from it as it is.
+    async fn ingest_batch(
+        &self,
+        sensor_id: &str,
+        batch: EventBatch,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.ingest_async(sensor_id, batch).await
     }
 }
 

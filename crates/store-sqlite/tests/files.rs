@@ -453,7 +453,7 @@ async fn a_format_13_store_is_migrated_keeps_its_events_and_still_prunes_and_ded
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
-    // 14 dropped the age index, 16 made the holes table.
+    // 14 dropped the age index, 15 made the holes table.
     let current = FORMAT_VERSION.to_string();
     assert_eq!(
         (v, f.as_str(), index, holes),

@@ -14,6 +14,8 @@
 //! whole or not at all before the caller is answered.
 
 pub mod backup;
+// One buffer per ingested batch (issue #28).
+pub mod batch;
 pub mod console;
 pub mod fleet;
 pub mod history;
@@ -29,6 +31,7 @@ pub mod webhooks;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+pub use batch::{BatchEvent, EventBatch};
 pub use console::{ConsoleSession, ConsoleUser, LoginFailures};
 pub use fleet::{FleetEvaluation, FleetReport, FleetSensor};
 pub use history::ReportPoint;
@@ -960,6 +963,17 @@ pub trait Store: Send + Sync + 'static {
         workspace: &str,
         ca: RetiredCa,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    // Ingest of a batch in one buffer (issue #28, the service's ingest path).
+    /// [`Store::ingest`] of an [`EventBatch`]: the same outcome and guarantees. A backend
+    /// without its own reads it as [`NewEvent`]s.
+    fn ingest_batch(
+        &self,
+        sensor_id: &str,
+        batch: EventBatch,
+    ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send {
+        self.ingest(sensor_id, batch.into_events())
+    }
 }
 
 /// A CA a rotation retired ([`Store::retired_cas`]).

@@ -580,4 +580,12 @@ impl Store for AnyStore {
     async fn import_retired_ca(&self, workspace: &str, ca: RetiredCa) -> Result<bool, StoreError> {
         each!(self, s => s.import_retired_ca(workspace, ca).await)
     }
+    // Ingest of a batch in one buffer (issue #28).
+    async fn ingest_batch(
+        &self,
+        sensor_id: &str,
+        batch: EventBatch,
+    ) -> Result<IngestOutcome, StoreError> {
+        each!(self, s => s.ingest_batch(sensor_id, batch).await)
+    }
 }

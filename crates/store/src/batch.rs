@@ -1,0 +1,165 @@
+//! A batch of new events in one buffer (issue #28): the decoded request body as received, with
+//! each event's seq and where its kind and body lie in it. The service builds one per request
+//! from the parsed lines instead of two `String`s per event ([`crate::NewEvent`]); the SQLite
+//! writer binds straight from it. [`crate::Store::ingest_batch`] takes it; a backend without
+//! its own implementation gets the events as [`crate::NewEvent`]s ([`EventBatch::into_events`]).
+
+use std::ops::Range;
+
+use crate::NewEvent;
+
+/// New events whose kinds and bodies are ranges of one text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventBatch {
+    text: String,
+    events: Vec<Span>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Span {
+    seq: u64,
+    kind: Range<usize>,
+    body: Range<usize>,
+}
+
+/// One event of an [`EventBatch`], borrowed from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchEvent<'a> {
+    pub seq: u64,
+    pub kind: &'a str,
+    pub body: &'a str,
+}
+
+impl EventBatch {
+    /// A batch over `text` with no event yet, room for `events`.
+    pub fn new(text: String, events: usize) -> EventBatch {
+        EventBatch {
+            text,
+            events: Vec::with_capacity(events),
+        }
+    }
+
+    /// Adds an event whose kind and body are the given ranges of the text. `false` (nothing
+    /// added) when a range is not a piece of the text on character boundaries.
+    pub fn push(&mut self, seq: u64, kind: Range<usize>, body: Range<usize>) -> bool {
+        if self.text.get(kind.clone()).is_none() || self.text.get(body.clone()).is_none() {
+            return false;
+        }
+        self.events.push(Span { seq, kind, body });
+        true
+    }
+
+    /// Appends `s` to the text (after what the events refer to) and returns its range: for a
+    /// kind that is not a piece of the body as sent (unescaped, or the default).
+    pub fn append(&mut self, s: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        start..self.text.len()
+    }
+
+    /// Where `piece` lies in the text, if it is a slice of it (compared by address).
+    pub fn locate(&self, piece: &str) -> Option<Range<usize>> {
+        let base = self.text.as_ptr() as usize;
+        let start = (piece.as_ptr() as usize).checked_sub(base)?;
+        let end = start.checked_add(piece.len())?;
+        (end <= self.text.len() && self.text.is_char_boundary(start)).then_some(start..end)
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The events, in the order added.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = BatchEvent<'_>> + ExactSizeIterator {
+        self.events.iter().map(|s| BatchEvent {
+            seq: s.seq,
+            // Checked in `push`, and the text only grows.
+            kind: self.text.get(s.kind.clone()).unwrap_or_default(),
+            body: self.text.get(s.body.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// The events as [`NewEvent`]s, each with its own strings.
+    pub fn into_events(self) -> Vec<NewEvent> {
+        self.iter()
+            .map(|e| NewEvent {
+                seq: e.seq,
+                kind: e.kind.to_owned(),
+                body: e.body.to_owned(),
+            })
+            .collect()
+    }
+
+    /// A batch of `events`, their strings copied into one text.
+    pub fn from_events(events: &[NewEvent]) -> EventBatch {
+        let size = events.iter().map(|e| e.kind.len() + e.body.len()).sum();
+        let mut batch = EventBatch::new(String::with_capacity(size), events.len());
+        for e in events {
+            let kind = batch.append(&e.kind);
+            let body = batch.append(&e.body);
+            batch.events.push(Span {
+                seq: e.seq,
+                kind,
+                body,
+            });
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, kind: &str, body: &str) -> NewEvent {
+        NewEvent {
+            seq,
+            kind: kind.into(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_one_text() {
+        let events = vec![
+            ev(3, "a", "{\"x\":1}"),
+            ev(1, "", "{}"),
+            ev(9, "é", "{\"é\":2}"),
+        ];
+        let batch = EventBatch::from_events(&events);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.iter().next_back().unwrap().kind, "é");
+        assert_eq!(batch.into_events(), events);
+    }
+
+    #[test]
+    fn pieces_are_located_by_address_and_bad_ranges_refused() {
+        let text = String::from("{\"seq\":1,\"kind\":\"ab\"}\n{\"seq\":2}");
+        let mut batch = EventBatch::new(text.clone(), 2);
+        let (line, kind) = {
+            let t = &batch.text;
+            (batch.locate(&t[0..21]), batch.locate(&t[17..19]))
+        };
+        assert_eq!((line.clone(), kind.clone()), (Some(0..21), Some(17..19)));
+        // A string equal to a piece but elsewhere is not in the text.
+        assert_eq!(batch.locate(&text[17..19]), None);
+        assert_eq!(batch.locate("ab"), None);
+        assert!(batch.push(1, kind.unwrap(), line.unwrap()));
+        let default = batch.append("log");
+        assert!(batch.push(2, default, 22..31));
+        assert!(!batch.push(3, 0..99, 0..1));
+        assert!(!batch.push(3, 0..1, 40..41));
+        let got: Vec<_> = batch.iter().map(|e| (e.seq, e.kind, e.body)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "ab", "{\"seq\":1,\"kind\":\"ab\"}"),
+                (2, "log", "{\"seq\":2}")
+            ]
+        );
+    }
+}
