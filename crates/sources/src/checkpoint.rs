@@ -103,6 +103,16 @@ pub struct FileMark {
     /// changed; `path` stays the name its lines were logged under (their events carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renamed_to: Option<String>,
+    /// The file's length when last looked at (absent in older checkpoints): a file not found
+    /// again at a restart is reported lost only when this was beyond `offset` (or is unknown);
+    /// one read to its end and then deleted is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// The file's birth time (statx `btime`, nanoseconds since the epoch), when the filesystem
+    /// keeps one (absent otherwise, and in older checkpoints): a file found again by inode must
+    /// have the same, so another file that got the inode is not taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -319,6 +329,8 @@ mod tests {
             fingerprint: Some(Fingerprint { len: 3, hash: 9 }),
             not_json: ino % 2,
             renamed_to: None,
+            length: None,
+            born: None,
         }
     }
 

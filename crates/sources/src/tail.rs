@@ -38,7 +38,7 @@
 //!
 //! The decisions are pure functions ([`start_offset`], [`decide`], [`retire`]) tested by tables.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -145,11 +145,42 @@ pub fn decide(read_pos: u64, len: u64) -> Decision {
     }
 }
 
-/// Whether a checkpointed file the globs no longer find, `found` again by its inode (its length
-/// and first bytes), is the file the checkpoint `mark` names, to be read on from its offset: not
-/// found (deleted) or another file on a reused inode (other first bytes, or shorter) is not.
-pub fn found_again(mark: &FileMark, found: Option<(u64, &[u8])>) -> bool {
-    found.is_some_and(|(len, head)| start_offset(Some(mark), len, head) == mark.offset)
+/// Whether a checkpointed file the globs no longer find, `found` again by its inode (its length,
+/// first bytes and birth time), is the file the checkpoint `mark` names, to be read on from its
+/// offset: not found (deleted) or another file on a reused inode (another birth time, other
+/// first bytes, or shorter) is not. Without a birth time on both sides only bytes already read
+/// tell the file from another that got its inode (say `app.log.2.gz` after compression), so a
+/// mark with none (format 1, or nothing read yet) is never found again: it is gone.
+pub fn found_again(mark: &FileMark, found: Option<(u64, &[u8], Option<u64>)>) -> bool {
+    let Some((len, head, born)) = found else {
+        return false;
+    };
+    let same_birth = match (mark.born, born) {
+        (Some(a), Some(b)) if a != b => return false,
+        (Some(_), Some(_)) => true,
+        _ => false,
+    };
+    let read_bytes = mark.fingerprint.is_some_and(|fp| fp.len > 0);
+    (same_birth || read_bytes) && start_offset(Some(mark), len, head) == mark.offset
+}
+
+/// Whether a checkpointed file that is gone (not found again: deleted, moved away, or another
+/// file on its inode) had lines not read yet when it was last looked at: its length then was
+/// beyond its offset, or is not known (older checkpoints). Only then is it reported lost; one
+/// read to its end is just forgotten. (Lines written after the sensor last looked, while it was
+/// stopped, cannot be known about.)
+pub fn unread_when_gone(mark: &FileMark) -> bool {
+    !matches!(mark.length, Some(len) if len <= mark.offset)
+}
+
+/// A file's birth time in nanoseconds since the epoch, when its filesystem keeps one.
+fn born_of(meta: &std::fs::Metadata) -> Option<u64> {
+    let d = meta
+        .created()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(d.as_nanos()).ok()
 }
 
 /// Whether a file is done for good: no longer matched by any glob (renamed away or deleted), read
@@ -215,6 +246,10 @@ struct Watched {
     paused: bool,
     /// The name a rotated-away file was found under at a restart ([`FileMark::renamed_to`]).
     renamed_to: Option<PathBuf>,
+    /// Its length when last looked at ([`FileMark::length`]).
+    length: u64,
+    /// [`FileMark::born`].
+    born: Option<u64>,
 }
 
 /// Lines a full sink refused (each knows the file offset just past it).
@@ -234,8 +269,12 @@ pub fn retry_prefix(n: usize) -> usize {
 pub struct Tailer {
     groups: Vec<FilesConfig>,
     files: Vec<Watched>,
-    /// Checkpointed marks of files not found yet (consumed by the first scan).
+    /// Checkpointed marks of files not found yet: consumed by the first scan, but for those in a
+    /// directory that could not be listed, or that could not be opened (tried again at every
+    /// scan until then; they stay in the checkpoint).
     marks: HashMap<FileId, FileMark>,
+    /// Directories and files [`Tailer::find_again`] warned about (once each).
+    warned: HashSet<PathBuf>,
     /// Files the first scan could not find again ([`FilesCheckpoint::lost`]).
     lost: Vec<FileMark>,
     /// [`FilesCheckpoint::not_json_let_go`].
@@ -275,6 +314,7 @@ impl Tailer {
             groups,
             files: Vec::new(),
             marks,
+            warned: HashSet::new(),
             lost: ck.lost,
             not_json_let_go: ck.not_json_let_go,
             checkpoint_path,
@@ -294,7 +334,7 @@ impl Tailer {
     }
 
     fn scan(&mut self) -> Result<(), SourceError> {
-        let mut gone = Vec::new();
+        let mut changed = false;
         for w in &mut self.files {
             w.matched = false;
         }
@@ -317,18 +357,24 @@ impl Tailer {
                     };
                     let meta = file.metadata().map_err(io_err(&path))?;
                     let mark = self.marks.remove(&FileId::of(&meta));
-                    let w = follow(group, g, path, file, &meta, mark.as_ref())?;
+                    let w = match follow(group, g, path, file, &meta, mark.as_ref()) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            // Not lost: the next scan tries it again.
+                            if let Some(m) = mark {
+                                self.marks.insert(FileId::of(&meta), m);
+                            }
+                            return Err(e);
+                        }
+                    };
                     if let Some(m) = mark.filter(|m| m.offset != w.durable) {
                         // Another file on its inode (or the file, truncated): it is gone.
-                        gone.push(m);
+                        let_go_of_gone(&mut self.lost, &mut self.not_json_let_go, m);
+                        changed = true;
                     }
                     self.files.push(w);
                 }
             }
-        }
-        let changed = !gone.is_empty();
-        for m in gone {
-            self.record_lost(m);
         }
         if !self.marks.is_empty() {
             self.find_again()?;
@@ -338,25 +384,20 @@ impl Tailer {
         Ok(())
     }
 
-    /// A checkpointed file not found again (see [`FilesCheckpoint::lost`]).
-    fn record_lost(&mut self, m: FileMark) {
-        tracing::warn!(path = %m.path, offset = m.offset, "a followed file is gone (deleted, moved out of its directory or truncated while the sensor was stopped) before it was known to be read to its end: its lines after byte {}, if any, are lost", m.offset);
-        if self.lost.len() >= checkpoint::MAX_LOST {
-            self.lost.remove(0);
-        }
-        self.lost.push(m);
-    }
-
     /// The first scan's checkpointed files that no glob found: rotated away (before or while the
     /// sensor was stopped) and not read to their end, or deleted. Each is looked for by its inode
-    /// in the directory it was in, and followed to its end if it is there (not matched, so let go
-    /// once finished); else it goes to `lost`. A file whose name no glob matches any more was
-    /// dropped from the configuration: it is forgotten. Marks left after this would only ever
-    /// match a reused inode.
+    /// in the directory it was in, and followed to its end if it is there ([`found_again`]; not
+    /// matched, so let go once finished); else it is gone ([`let_go_of_gone`]). A file whose name
+    /// no glob matches any more was dropped from the configuration: it is forgotten. A mark whose
+    /// directory cannot be listed (a mount not there yet, no permission, out of descriptors) or
+    /// whose file cannot be opened stays, and is tried again at the next scan: taking it for
+    /// deleted would report a live file lost and read it again from its beginning once its
+    /// directory is back. Other marks left after this would only ever match a reused inode.
     fn find_again(&mut self) -> Result<(), SourceError> {
         let mut marks: Vec<FileMark> = std::mem::take(&mut self.marks).into_values().collect();
         marks.sort_by(|a, b| a.path.cmp(&b.path));
-        let mut listings: HashMap<PathBuf, Vec<(FileId, PathBuf)>> = HashMap::new();
+        let mut listings: HashMap<PathBuf, Option<Vec<(FileId, PathBuf)>>> = HashMap::new();
+        let mut changed = false;
 
         for m in marks {
             let logged_as = PathBuf::from(&m.path);
@@ -366,6 +407,8 @@ impl Tailer {
                     .any(|p| crate::glob::matches_path(p, &logged_as))
             }) else {
                 tracing::info!(path = %m.path, offset = m.offset, "no configured glob matches this checkpointed file any more: forgetting it");
+                self.not_json_let_go += m.not_json;
+                changed = true;
                 continue;
             };
             let id = FileId {
@@ -373,33 +416,79 @@ impl Tailer {
                 ino: m.ino,
             };
             let dir = logged_as.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let warned = &mut self.warned;
             let listing = listings
                 .entry(dir.clone())
-                .or_insert_with(|| files_in(&dir));
-            let found = listing
+                .or_insert_with(|| match files_in(&dir) {
+                    Ok(listing) => {
+                        warned.remove(&dir);
+                        Some(listing)
+                    }
+                    Err(e) => {
+                        if warned.insert(dir.clone()) {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot list the directory of checkpointed files the globs did not find (not mounted yet? permissions?): keeping their checkpoints and trying again at every poll");
+                        }
+                        None
+                    }
+                });
+            let Some(listing) = listing else {
+                self.marks.insert(id, m);
+                continue;
+            };
+            let Some(now_at) = listing
                 .iter()
                 .find(|(i, _)| *i == id)
-                .map(|(_, p)| p.clone());
-            let opened = found.and_then(|p| {
-                let file = File::open(&p).ok()?;
-                let meta = file.metadata().ok().filter(|md| FileId::of(md) == id)?;
-                let head = read_head(&file, meta.len().min(FINGERPRINT_BYTES)).ok()?;
-                Some((p, file, meta, head))
+                .map(|(_, p)| p.clone())
+            else {
+                let_go_of_gone(&mut self.lost, &mut self.not_json_let_go, m);
+                changed = true;
+                continue;
+            };
+            let opened = File::open(&now_at).and_then(|file| {
+                let meta = file.metadata()?;
+                let head = read_head(&file, meta.len().min(FINGERPRINT_BYTES))?;
+                Ok((file, meta, head))
             });
-            match opened {
-                Some((now_at, file, meta, head)) if found_again(&m, Some((meta.len(), &head))) => {
+            let (file, meta, head) = match opened {
+                Ok(o) => o,
+                Err(e) => {
+                    if self.warned.insert(now_at.clone()) {
+                        tracing::warn!(path = %m.path, now = %now_at.display(), error = %e, "cannot open a checkpointed file found again by its inode: keeping its checkpoint and trying again at every poll");
+                    }
+                    self.marks.insert(id, m);
+                    continue;
+                }
+            };
+            let found = (FileId::of(&meta) == id).then(|| (meta.len(), &head[..], born_of(&meta)));
+            if !found_again(&m, found) {
+                // Another file on its inode (or renamed over since the listing).
+                let_go_of_gone(&mut self.lost, &mut self.not_json_let_go, m);
+                changed = true;
+                continue;
+            }
+            match follow(&self.groups[g], g, logged_as, file, &meta, Some(&m)) {
+                Ok(mut w) => {
                     tracing::info!(path = %m.path, now = %now_at.display(), offset = m.offset, "found a rotated-away file again by its inode: reading it to its end");
-                    let mut w = follow(&self.groups[g], g, logged_as, file, &meta, Some(&m))?;
+                    self.warned.remove(&now_at);
                     w.matched = false;
                     w.renamed_to = (now_at != w.path).then_some(now_at);
                     self.files.push(w);
+                    changed = true;
                 }
-                _ => self.record_lost(m),
+                Err(e) => {
+                    if self.warned.insert(now_at.clone()) {
+                        tracing::warn!(path = %m.path, now = %now_at.display(), error = %e, "cannot read a checkpointed file found again by its inode: keeping its checkpoint and trying again at every poll");
+                    }
+                    self.marks.insert(id, m);
+                }
             }
         }
-        // Always rewritten: what was forgotten or lost leaves `files` (and a file lost at the
-        // glob scan is in `lost` already).
-        self.store()
+        // What was forgotten, lost or found leaves the marks (and a file lost at the glob scan
+        // is in `lost` already).
+        if changed {
+            self.store()?;
+        }
+        Ok(())
     }
 
     /// Reads what is new in every file into `sink`, one batch per file at most.
@@ -489,6 +578,7 @@ impl Tailer {
         }
         let w = &mut self.files[i];
         let len = w.file.metadata().map_err(io_err(&w.path))?.len();
+        w.length = len;
         match decide(w.splitter.next_offset(), len) {
             Decision::AtEnd => {
                 w.idle_since.get_or_insert_with(Instant::now);
@@ -558,14 +648,28 @@ impl Tailer {
                 .renamed_to
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned()),
+            length: Some(w.length),
+            born: w.born,
         }
+    }
+
+    /// The marks a checkpoint holds: every followed file's, and the checkpointed ones not found
+    /// yet ([`Tailer::marks`]).
+    fn marks(&self) -> Vec<FileMark> {
+        let mut waiting: Vec<&FileMark> = self.marks.values().collect();
+        waiting.sort_by(|a, b| a.path.cmp(&b.path));
+        self.files
+            .iter()
+            .map(Self::mark)
+            .chain(waiting.into_iter().cloned())
+            .collect()
     }
 
     /// Writes a clean checkpoint: every file at its durable offset, nothing pending.
     fn store(&mut self) -> Result<(), SourceError> {
         let ck = FilesCheckpoint {
             format: checkpoint::FORMAT,
-            files: self.files.iter().map(Self::mark).collect(),
+            files: self.marks(),
             next: None,
             lost: self.lost.clone(),
             not_json_let_go: self.not_json_let_go,
@@ -601,7 +705,7 @@ impl Tailer {
         };
         let mut ck = FilesCheckpoint {
             format: checkpoint::FORMAT,
-            files: self.files.iter().map(Self::mark).collect(),
+            files: self.marks(),
             next: None,
             lost: self.lost.clone(),
             not_json_let_go: self.not_json_let_go,
@@ -720,20 +824,39 @@ fn follow(
         pending: None,
         paused: false,
         renamed_to: None,
+        length: meta.len(),
+        born: born_of(meta),
     })
 }
 
-/// The regular files in `dir` by identity (none if it cannot be listed).
-fn files_in(dir: &Path) -> Vec<(FileId, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| {
-            let md = e.metadata().ok().filter(|md| md.is_file())?;
-            Some((FileId::of(&md), e.path()))
-        })
-        .collect()
+/// A checkpointed file that is gone (not found again, or another file on its inode): reported
+/// lost — a warning and the checkpoint's `lost` list, the last [`checkpoint::MAX_LOST`] — when it
+/// had lines not read yet ([`unread_when_gone`]), else just forgotten. Its count of lines shipped
+/// as text stays counted (`not_json_let_go`).
+fn let_go_of_gone(lost: &mut Vec<FileMark>, not_json_let_go: &mut u64, m: FileMark) {
+    *not_json_let_go += m.not_json;
+    if !unread_when_gone(&m) {
+        tracing::info!(path = %m.path, offset = m.offset, "a followed file is gone, read to its end: forgetting it");
+        return;
+    }
+    tracing::warn!(path = %m.path, offset = m.offset, length = ?m.length, "a followed file is gone (deleted, moved out of its directory or truncated while the sensor was stopped) before it was known to be read to its end: its lines after byte {}, if any, are lost", m.offset);
+    if lost.len() >= checkpoint::MAX_LOST {
+        lost.remove(0);
+    }
+    lost.push(m);
+}
+
+/// The regular files in `dir` by identity; an error when it cannot be listed. An entry that
+/// vanishes or cannot be looked at while listing is left out.
+fn files_in(dir: &Path) -> std::io::Result<Vec<(FileId, PathBuf)>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if let Some(md) = e.metadata().ok().filter(|md| md.is_file()) {
+            files.push((FileId::of(&md), e.path()));
+        }
+    }
+    Ok(files)
 }
 
 /// The lines of one file appended together, as [`Sink::append_lines`] takes them.
@@ -840,6 +963,8 @@ mod tests {
             fingerprint,
             not_json: 0,
             renamed_to: None,
+            length: None,
+            born: None,
         }
     }
 
@@ -925,14 +1050,87 @@ mod tests {
         }
         let s = Duration::from_secs;
         let read = mark(22, fp(&head[..22]));
-        for (name, found, want) in [
-            ("deleted", None, false),
-            ("the file, grown", Some((100, &head[..])), true),
-            ("the file, at its offset", Some((22, &head[..22])), true),
-            ("another file on the inode", Some((100, &b"x"[..])), false),
-            ("shorter than the offset", Some((10, &head[..10])), false),
+        let born = |m: FileMark, t| FileMark { born: t, ..m };
+        let gz = &b"\x1f\x8b\x08\x00 compressed"[..];
+        for (name, m, found, want) in [
+            ("deleted", read.clone(), None, false),
+            (
+                "the file, grown",
+                read.clone(),
+                Some((100, &head[..], None)),
+                true,
+            ),
+            (
+                "the file, at its offset",
+                read.clone(),
+                Some((22, &head[..22], None)),
+                true,
+            ),
+            (
+                "another file on the inode",
+                read.clone(),
+                Some((100, &b"x"[..], None)),
+                false,
+            ),
+            (
+                "shorter than the offset",
+                read.clone(),
+                Some((10, &head[..10], None)),
+                false,
+            ),
+            // Nothing read from it: no bytes to compare, so any file on the inode would do.
+            (
+                "nothing read, another file on the inode",
+                mark(0, fp(b"")),
+                Some((100, gz, None)),
+                false,
+            ),
+            (
+                "format 1, another file on the inode",
+                mark(10, None),
+                Some((100, gz, None)),
+                false,
+            ),
+            // Its birth time tells.
+            (
+                "nothing read, born then",
+                born(mark(0, fp(b"")), Some(7)),
+                Some((100, &head[..], Some(7))),
+                true,
+            ),
+            (
+                "nothing read, born later",
+                born(mark(0, fp(b"")), Some(7)),
+                Some((100, gz, Some(8))),
+                false,
+            ),
+            (
+                "same first bytes, born later",
+                born(read.clone(), Some(7)),
+                Some((100, &head[..], Some(8))),
+                false,
+            ),
+            (
+                "same first bytes, birth unknown now",
+                born(read.clone(), Some(7)),
+                Some((100, &head[..], None)),
+                true,
+            ),
         ] {
-            assert_eq!(found_again(&read, found), want, "{name}");
+            assert_eq!(found_again(&m, found), want, "{name}");
+        }
+        let seen = |offset, length| FileMark {
+            length,
+            ..mark(offset, None)
+        };
+        for (name, m, want) in [
+            ("read to its end", seen(50, Some(50)), false),
+            ("empty", seen(0, Some(0)), false),
+            ("truncated since", seen(50, Some(10)), false),
+            ("lines unread", seen(50, Some(51)), true),
+            ("length unknown", seen(50, None), true),
+        ] {
+            assert_eq!(unread_when_gone(&m), want, "{name}");
         }
         for (matched, at_end, idle, wait, want) in [
             (true, true, s(100), s(5), false),   // still the live file
@@ -1406,6 +1604,8 @@ mod tests {
                 fingerprint: Some(Fingerprint::of(first)),
                 not_json: 0,
                 renamed_to: None,
+                length: None,
+                born: None,
             }],
             next: None,
             lost: Vec::new(),
