@@ -1773,4 +1773,164 @@ mod tests {
         let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
         assert_eq!(on_disk.not_json_let_go, 2);
     }
+
+    /// A checkpoint with one mark (`offset`, first bytes `first`, `length`) for the inode of `at`,
+    /// logged under `path`.
+    fn checkpoint_for(
+        at: &Path,
+        path: &Path,
+        offset: u64,
+        first: Option<&[u8]>,
+        length: Option<u64>,
+    ) -> FilesCheckpoint {
+        let meta = std::fs::metadata(at).unwrap();
+        FilesCheckpoint {
+            format: checkpoint::FORMAT,
+            files: vec![FileMark {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                offset,
+                path: path.display().to_string(),
+                fingerprint: first.map(Fingerprint::of),
+                not_json: 0,
+                renamed_to: None,
+                length,
+                born: None,
+            }],
+            next: None,
+            lost: Vec::new(),
+            not_json_let_go: 0,
+        }
+    }
+
+    /// T1: a mark with nothing to compare (nothing read yet, or format 1) is not taken for
+    /// whatever file has its inode now (here a compressed rotation): nothing of it is shipped
+    /// under the mark's name. Gone with nothing unread, it is forgotten; of format 1 (length
+    /// unknown), reported lost.
+    #[test]
+    fn a_mark_with_nothing_to_compare_is_not_found_again_in_another_file() {
+        for (name, offset, first, length, want_lost) in [
+            ("nothing read yet", 0, Some(&b""[..]), Some(0), false),
+            ("format 1", 3, None, None, true),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let log = d.path().join("app.log");
+            let gz = d.path().join("app.log.2.gz");
+            let ck = d.path().join("files.json");
+            std::fs::write(&gz, b"\x1f\x8b\x08\x00binary\nnot lines\n").unwrap();
+            checkpoint::store(&ck, &checkpoint_for(&gz, &log, offset, first, length)).unwrap();
+            lines(&log, 100..102);
+            let mut sink = Mem::default();
+            let mut t = Tailer::new(
+                group(log.display().to_string()),
+                ck.clone(),
+                TailOptions::default(),
+                &mut sink,
+            )
+            .unwrap();
+            drain(&mut t, &mut sink);
+            assert_eq!(texts(&sink), ["l100", "l101"], "{name}");
+            let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+            assert_eq!(on_disk.files.len(), 1, "{name}");
+            assert_eq!(on_disk.lost.len(), usize::from(want_lost), "{name}");
+        }
+    }
+
+    /// T1: logrotate's `create` leaves an empty app.log, checkpointed with nothing read; lines
+    /// written to it while the sensor is stopped, then rotated away, are read after the restart
+    /// when the filesystem keeps birth times (it is told from another file by its birth time).
+    #[test]
+    fn an_empty_file_rotated_away_while_stopped_is_found_again_by_its_birth_time() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.log");
+        let ck = d.path().join("files.json");
+        std::fs::write(&log, b"").unwrap();
+        // Checkpointed with the other file's lines.
+        lines(&d.path().join("other.log"), 50..51);
+        let cfg = group(d.path().join("*.log").display().to_string());
+        let opts = TailOptions {
+            rotate_wait: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let mut sink = Mem::default();
+        let mut t = Tailer::new(cfg.clone(), ck.clone(), opts, &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert!(on_disk
+            .files
+            .iter()
+            .any(|m| m.path == log.display().to_string()));
+        drop(t);
+        lines(&log, 0..3);
+        std::fs::rename(&log, d.path().join("app.log.1")).unwrap();
+        lines(&log, 100..101);
+        let mut t = Tailer::new(cfg.clone(), ck.clone(), opts, &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        let mut got = texts(&sink);
+        got.sort();
+        let has_btime = born_of(&std::fs::metadata(&log).unwrap()).is_some();
+        if has_btime {
+            assert_eq!(got, ["l0", "l1", "l100", "l2", "l50"]);
+        } else {
+            assert_eq!(got, ["l100", "l50"]);
+        }
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert!(on_disk.lost.is_empty());
+    }
+
+    /// T2: a file read to its end, then deleted while the sensor was stopped, lost nothing.
+    #[test]
+    fn a_file_read_to_its_end_then_deleted_is_not_reported_lost() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("app.log");
+        let ck = d.path().join("files.json");
+        lines(&log, 0..10);
+        let mut sink = Mem::default();
+        let cfg = group(log.display().to_string());
+        let mut t =
+            Tailer::new(cfg.clone(), ck.clone(), TailOptions::default(), &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        drop(t);
+        std::fs::remove_file(&log).unwrap();
+        lines(&log, 100..102);
+        let mut t = Tailer::new(cfg, ck.clone(), TailOptions::default(), &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        assert_eq!(texts(&sink).len(), 12);
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert_eq!(on_disk.files.len(), 1);
+        assert!(on_disk.lost.is_empty(), "{:?}", on_disk.lost);
+    }
+
+    /// T3: a directory that cannot be listed at a restart (here: not there, as a mount not
+    /// mounted yet) is not "every file deleted": its marks stay, nothing is reported lost, and
+    /// once it is back its files go on from their checkpoints (nothing read twice).
+    #[test]
+    fn a_directory_that_cannot_be_listed_keeps_its_files_checkpoints() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("logs");
+        let aside = d.path().join("aside");
+        std::fs::create_dir(&dir).unwrap();
+        let log = dir.join("app.log");
+        let ck = d.path().join("files.json");
+        lines(&log, 0..10);
+        let mut sink = Mem::default();
+        let cfg = group(log.display().to_string());
+        let mut t =
+            Tailer::new(cfg.clone(), ck.clone(), TailOptions::default(), &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        drop(t);
+        std::fs::rename(&dir, &aside).unwrap();
+        let mut t = Tailer::new(cfg, ck.clone(), TailOptions::default(), &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        drain(&mut t, &mut sink);
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert_eq!(on_disk.files.len(), 1, "the mark is kept");
+        assert!(on_disk.lost.is_empty(), "{:?}", on_disk.lost);
+        std::fs::rename(&aside, &dir).unwrap();
+        lines(&log, 10..12);
+        drain(&mut t, &mut sink);
+        let got = texts(&sink);
+        let want: Vec<String> = (0..12).map(|i| format!("l{i}")).collect();
+        assert_eq!(got, want);
+    }
 }
