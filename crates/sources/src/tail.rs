@@ -786,6 +786,10 @@ fn follow(
     meta: &std::fs::Metadata,
     mark: Option<&FileMark>,
 ) -> Result<Watched, SourceError> {
+    #[cfg(test)]
+    if tests::FAIL_FOLLOW.with(|f| f.borrow().as_deref() == Some(path.as_path())) {
+        return Err(io_err(&path)(std::io::Error::other("injected by the test")));
+    }
     let head = match mark {
         Some(_) => read_head(&file, meta.len().min(FINGERPRINT_BYTES)).map_err(io_err(&path))?,
         None => Vec::new(),
@@ -1932,5 +1936,88 @@ mod tests {
         let got = texts(&sink);
         let want: Vec<String> = (0..12).map(|i| format!("l{i}")).collect();
         assert_eq!(got, want);
+    }
+
+    thread_local! {
+        /// A path [`follow`] fails on (an I/O error the tests cannot cause for real).
+        pub(super) static FAIL_FOLLOW: std::cell::RefCell<Option<PathBuf>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// T4: an error on one file at a scan loses no mark: the file that failed keeps its mark
+    /// (tried again at the next scan), and one found gone before it is recorded, not dropped.
+    /// Same for a file found again by its inode.
+    #[test]
+    fn an_error_on_one_file_drops_no_mark() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.log");
+        let b = d.path().join("b.log");
+        let c = d.path().join("c.log");
+        let ck = d.path().join("files.json");
+        lines(&a, 0..10);
+        lines(&b, 0..10);
+        lines(&c, 0..10);
+        // a.log: another file on the inode; b.log: 2 lines read; c.log: rotated away, 2 read.
+        let mut marks = checkpoint_for(&a, &a, 5, Some(b"other"), Some(20));
+        marks
+            .files
+            .extend(checkpoint_for(&b, &b, 6, Some(b"l0\nl1\n"), Some(20)).files);
+        marks
+            .files
+            .extend(checkpoint_for(&c, &c, 6, Some(b"l0\nl1\n"), Some(20)).files);
+        checkpoint::store(&ck, &marks).unwrap();
+        std::fs::rename(&c, d.path().join("c.log.1")).unwrap();
+        let groups = vec![FilesConfig {
+            paths: vec![
+                a.display().to_string(),
+                b.display().to_string(),
+                c.display().to_string(),
+            ],
+            ..group(String::new()).remove(0)
+        }];
+        let opts = TailOptions {
+            rotate_wait: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let mut sink = Mem::default();
+        let mut t = Tailer::new(groups, ck.clone(), opts, &mut sink).unwrap();
+        let id = |m: &FileMark| FileId {
+            dev: m.dev,
+            ino: m.ino,
+        };
+        FAIL_FOLLOW.with(|f| *f.borrow_mut() = Some(b.clone()));
+        assert!(t.poll(&mut sink).is_err());
+        assert!(
+            t.marks.contains_key(&id(&marks.files[1])),
+            "b.log's mark kept"
+        );
+        let lost: Vec<&str> = t.lost.iter().map(|m| m.path.as_str()).collect();
+        assert_eq!(lost, [a.display().to_string()], "a.log's old mark recorded");
+        FAIL_FOLLOW.with(|f| *f.borrow_mut() = Some(c.clone()));
+        t.poll(&mut sink).unwrap();
+        assert!(
+            t.marks.contains_key(&id(&marks.files[2])),
+            "c.log's mark kept"
+        );
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert!(on_disk
+            .files
+            .iter()
+            .any(|m| m.path == c.display().to_string()));
+        FAIL_FOLLOW.with(|f| *f.borrow_mut() = None);
+        drain(&mut t, &mut sink);
+        let from = |p: &Path| -> Vec<u64> {
+            sink.events
+                .iter()
+                .filter(|(_, e)| e.fields["path"] == p.display().to_string())
+                .map(|(_, e)| e.fields["offset"].as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(from(&a).len(), 10, "a.log: another file, read from 0");
+        assert_eq!(from(&b).first(), Some(&6), "b.log goes on from its mark");
+        assert_eq!(from(&b).len(), 8);
+        assert_eq!(from(&c).first(), Some(&6), "c.log.1 goes on from its mark");
+        assert_eq!(from(&c).len(), 8);
+        assert!(t.marks.is_empty());
     }
 }
