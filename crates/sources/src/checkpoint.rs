@@ -39,7 +39,9 @@
 //!   `not_json` counts a JSON file's lines shipped as text (absent when 0; older builds ignore it).
 //!   A file renamed away from its glob stays in `files` until it is read to its end (also across
 //!   a restart: it is looked for by inode in its directory; `renamed_to` is the name it was found
-//!   under); one a restart cannot find any more goes to `"lost":[…a file…]` (see
+//!   under; `born`, its birth time, and `length`, its length when last looked at, tell a file
+//!   found again from another on its inode and one gone with unread bytes from one read to its
+//!   end); one a restart cannot find any more, with unread bytes, goes to `"lost":[…a file…]` (see
 //!   [`crate::tail`]); `not_json_let_go` sums the `not_json` of the files let go. Older builds
 //!   ignore these fields.
 //! - `journal.json`: `{"format":2,"cursor":"…","next":{"position":"…","last_seq":L,"digest":G}}`.

@@ -9,9 +9,12 @@
 //!   The checkpoint keeps the old file (by inode) until then, so a restart in between — or a
 //!   rotation while the sensor is stopped — does not forget it: a checkpointed file the globs no
 //!   longer find is looked for by inode in the directory it was in ([`Tailer::new`]'s first
-//!   poll), and read to its end under the name its lines were logged under. One that is not there
-//!   any more (deleted, or moved to another directory, before it was known to be read to its end)
-//!   is reported: a warning, and the checkpoint's `lost` list, which `sensor status` shows.
+//!   poll), and read to its end under the name its lines were logged under, when it is the file
+//!   ([`found_again`]: same birth time, or same first bytes read). One that is not there any more
+//!   (deleted, or moved to another directory) with bytes unread when last looked at
+//!   ([`unread_when_gone`]) is reported: a warning, and the checkpoint's `lost` list, which
+//!   `sensor status` shows. A directory that cannot be listed keeps its files' marks (tried again
+//!   at every poll), and so does a file whose reading fails: neither is taken for deleted.
 //! - **By truncation** (`copytruncate`, `> app.log`): a file shorter than the offset already read
 //!   was truncated; reading restarts at 0. Lines written between the copy and the truncation are
 //!   only in the copy: copytruncate itself loses them unless the copy matches a glob (and then
