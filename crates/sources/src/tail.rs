@@ -399,7 +399,7 @@ impl Tailer {
     fn find_again(&mut self) -> Result<(), SourceError> {
         let mut marks: Vec<FileMark> = std::mem::take(&mut self.marks).into_values().collect();
         marks.sort_by(|a, b| a.path.cmp(&b.path));
-        let mut listings: HashMap<PathBuf, Option<Vec<(FileId, PathBuf)>>> = HashMap::new();
+        let mut listings: HashMap<PathBuf, Option<(u64, Vec<(FileId, PathBuf)>)>> = HashMap::new();
         let mut changed = false;
 
         for m in marks {
@@ -423,10 +423,7 @@ impl Tailer {
             let listing = listings
                 .entry(dir.clone())
                 .or_insert_with(|| match files_in(&dir) {
-                    Ok(listing) => {
-                        warned.remove(&dir);
-                        Some(listing)
-                    }
+                    Ok(listing) => Some(listing),
                     Err(e) => {
                         if warned.insert(dir.clone()) {
                             tracing::warn!(dir = %dir.display(), error = %e, "cannot list the directory of checkpointed files the globs did not find (not mounted yet? permissions?): keeping their checkpoints and trying again at every poll");
@@ -434,10 +431,17 @@ impl Tailer {
                         None
                     }
                 });
-            let Some(listing) = listing else {
+            let Some((dir_dev, listing)) = listing else {
                 self.marks.insert(id, m);
                 continue;
             };
+            if !may_hold(*dir_dev, listing, m.dev) {
+                if self.warned.insert(dir.clone()) {
+                    tracing::warn!(dir = %dir.display(), path = %m.path, "the directory of a checkpointed file the globs did not find is on another filesystem than the file (not mounted yet?): keeping its checkpoint and trying again at every poll");
+                }
+                self.marks.insert(id, m);
+                continue;
+            }
             let Some(now_at) = listing
                 .iter()
                 .find(|(i, _)| *i == id)
@@ -853,9 +857,10 @@ fn let_go_of_gone(lost: &mut Vec<FileMark>, not_json_let_go: &mut u64, m: FileMa
     lost.push(m);
 }
 
-/// The regular files in `dir` by identity; an error when it cannot be listed. An entry that
-/// vanishes or cannot be looked at while listing is left out.
-fn files_in(dir: &Path) -> std::io::Result<Vec<(FileId, PathBuf)>> {
+/// The device of `dir` and the regular files in it by identity; an error when it cannot be
+/// listed. An entry that vanishes or cannot be looked at while listing is left out.
+fn files_in(dir: &Path) -> std::io::Result<(u64, Vec<(FileId, PathBuf)>)> {
+    let dev = std::fs::metadata(dir)?.dev();
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
@@ -863,7 +868,16 @@ fn files_in(dir: &Path) -> std::io::Result<Vec<(FileId, PathBuf)>> {
             files.push((FileId::of(&md), e.path()));
         }
     }
-    Ok(files)
+    Ok((dev, files))
+}
+
+/// Whether a directory on device `dir_dev` holding `listing` may be the one a file of device
+/// `dev` was checkpointed in. Not when it is on another device and so is every file in it: the
+/// filesystem the file was on is not mounted there (yet), and the file cannot be told deleted.
+/// (A file on another device than its directory's is rare — overlayfs may report so — and
+/// then its sibling files are too.)
+pub fn may_hold(dir_dev: u64, listing: &[(FileId, PathBuf)], dev: u64) -> bool {
+    dir_dev == dev || listing.iter().any(|(id, _)| id.dev == dev)
 }
 
 /// The lines of one file appended together, as [`Sink::append_lines`] takes them.
@@ -1125,6 +1139,20 @@ mod tests {
             ),
         ] {
             assert_eq!(found_again(&m, found), want, "{name}");
+        }
+        let file = |dev| (FileId { dev, ino: 9 }, PathBuf::from("/log/x"));
+        for (name, dir_dev, listing, want) in [
+            ("same device", 1, vec![], true),
+            ("another device, empty (not mounted)", 2, vec![], false),
+            ("another device, its files too", 2, vec![file(2)], false),
+            (
+                "another device, a file on the mark's",
+                2,
+                vec![file(2), file(1)],
+                true,
+            ),
+        ] {
+            assert_eq!(may_hold(dir_dev, &listing, 1), want, "{name}");
         }
         let seen = |offset, length| FileMark {
             length,
