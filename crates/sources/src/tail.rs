@@ -399,7 +399,7 @@ impl Tailer {
     fn find_again(&mut self) -> Result<(), SourceError> {
         let mut marks: Vec<FileMark> = std::mem::take(&mut self.marks).into_values().collect();
         marks.sort_by(|a, b| a.path.cmp(&b.path));
-        let mut listings: HashMap<PathBuf, Option<(u64, Vec<(FileId, PathBuf)>)>> = HashMap::new();
+        let mut listings: HashMap<PathBuf, Option<Listing>> = HashMap::new();
         let mut changed = false;
 
         for m in marks {
@@ -857,9 +857,12 @@ fn let_go_of_gone(lost: &mut Vec<FileMark>, not_json_let_go: &mut u64, m: FileMa
     lost.push(m);
 }
 
+/// A directory's device and its regular files by identity ([`files_in`]).
+type Listing = (u64, Vec<(FileId, PathBuf)>);
+
 /// The device of `dir` and the regular files in it by identity; an error when it cannot be
 /// listed. An entry that vanishes or cannot be looked at while listing is left out.
-fn files_in(dir: &Path) -> std::io::Result<(u64, Vec<(FileId, PathBuf)>)> {
+fn files_in(dir: &Path) -> std::io::Result<Listing> {
     let dev = std::fs::metadata(dir)?.dev();
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir)? {
