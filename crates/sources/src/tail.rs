@@ -2054,4 +2054,32 @@ mod tests {
         assert_eq!(from(&c).len(), 8);
         assert!(t.marks.is_empty());
     }
+
+    /// The count of lines shipped as text of a file gone (lost) or forgotten (no longer
+    /// configured) stays in `not_json_let_go`.
+    #[test]
+    fn the_not_json_count_of_a_file_gone_or_forgotten_stays() {
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join("gone.json");
+        let unconfigured = d.path().join("old").join("x.json");
+        let ck = d.path().join("state").join("files.json");
+        std::fs::write(&gone, "{}\n").unwrap();
+        let mut marks = checkpoint_for(&gone, &gone, 3, Some(b"{}\n"), Some(9));
+        marks
+            .files
+            .extend(checkpoint_for(&gone, &unconfigured, 3, Some(b"{}\n"), Some(3)).files);
+        marks.files[0].not_json = 2;
+        marks.files[1].not_json = 3;
+        marks.files[1].ino += 1;
+        checkpoint::store(&ck, &marks).unwrap();
+        std::fs::remove_file(&gone).unwrap();
+        let mut sink = Mem::default();
+        let cfg = group(d.path().join("*.json").display().to_string());
+        let mut t = Tailer::new(cfg, ck.clone(), TailOptions::default(), &mut sink).unwrap();
+        drain(&mut t, &mut sink);
+        let on_disk: FilesCheckpoint = checkpoint::load(&ck).unwrap();
+        assert!(on_disk.files.is_empty());
+        assert_eq!(on_disk.lost.len(), 1);
+        assert_eq!(on_disk.not_json_let_go, 5);
+    }
 }
