@@ -661,7 +661,7 @@ impl Tailer {
     }
 
     /// The marks a checkpoint holds: every followed file's, and the checkpointed ones not found
-    /// yet ([`Tailer::marks`]).
+    /// yet (the `marks` field).
     fn marks(&self) -> Vec<FileMark> {
         let mut waiting: Vec<&FileMark> = self.marks.values().collect();
         waiting.sort_by(|a, b| a.path.cmp(&b.path));
