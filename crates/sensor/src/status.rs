@@ -281,7 +281,6 @@ pub struct SourcesStatus {
 impl SourcesStatus {
     /// Reads the checkpoints; an unreadable one reads as empty (status never fails on them).
     pub fn load(paths: &crate::Paths) -> SourcesStatus {
-        use std::os::unix::fs::MetadataExt;
         use uplink_sources::checkpoint::{self, FilesCheckpoint, JournalCheckpoint};
         let dir = paths.sources_dir();
         let files: FilesCheckpoint = checkpoint::load(&dir.join("files.json")).unwrap_or_default();
@@ -309,10 +308,7 @@ impl SourcesStatus {
             files: marks
                 .into_iter()
                 .map(|m| {
-                    let length = std::fs::metadata(&m.path)
-                        .ok()
-                        .filter(|md| md.dev() == m.dev && md.ino() == m.ino)
-                        .map(|md| md.len());
+                    let length = length_now(&m);
                     FileStatus {
                         path: m.path.clone(),
                         offset: m.offset,
@@ -330,9 +326,46 @@ impl SourcesStatus {
     }
 }
 
+/// The length now of the file `m` names: under its name, or, for a rotated-away file found again
+/// at a restart, under the name it was found under (`renamed_to`); `None` when that name no
+/// longer names the file followed.
+fn length_now(m: &uplink_sources::checkpoint::FileMark) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(m.renamed_to.as_deref().unwrap_or(&m.path))
+        .ok()
+        .filter(|md| md.dev() == m.dev && md.ino() == m.ino)
+        .map(|md| md.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_found_again_file_has_its_length_under_its_new_name() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("app.log.1");
+        std::fs::write(&old, b"0123456789").unwrap();
+        let md = std::fs::metadata(&old).unwrap();
+        let m = uplink_sources::checkpoint::FileMark {
+            dev: md.dev(),
+            ino: md.ino(),
+            offset: 4,
+            path: dir.path().join("app.log").display().to_string(),
+            fingerprint: None,
+            not_json: 0,
+            renamed_to: Some(old.display().to_string()),
+            length: None,
+            born: None,
+        };
+        assert_eq!(length_now(&m), Some(10));
+        // Not the file any more under that name.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"x").unwrap();
+        std::fs::rename(&other, &old).unwrap();
+        assert_eq!(length_now(&m), None);
+    }
 
     #[test]
     fn status_is_rewritten_in_place_when_no_new_file_can_be_made() {

@@ -39,7 +39,9 @@
 //!   `not_json` counts a JSON file's lines shipped as text (absent when 0; older builds ignore it).
 //!   A file renamed away from its glob stays in `files` until it is read to its end (also across
 //!   a restart: it is looked for by inode in its directory; `renamed_to` is the name it was found
-//!   under); one a restart cannot find any more goes to `"lost":[…a file…]` (see
+//!   under; `born`, its birth time, and `length`, its length when last looked at, tell a file
+//!   found again from another on its inode and one gone with unread bytes from one read to its
+//!   end); one a restart cannot find any more, with unread bytes, goes to `"lost":[…a file…]` (see
 //!   [`crate::tail`]); `not_json_let_go` sums the `not_json` of the files let go. Older builds
 //!   ignore these fields.
 //! - `journal.json`: `{"format":2,"cursor":"…","next":{"position":"…","last_seq":L,"digest":G}}`.
@@ -103,6 +105,16 @@ pub struct FileMark {
     /// changed; `path` stays the name its lines were logged under (their events carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renamed_to: Option<String>,
+    /// The file's length when last looked at (absent in older checkpoints): a file not found
+    /// again at a restart is reported lost only when this was beyond `offset` (or is unknown);
+    /// one read to its end and then deleted is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// The file's birth time (statx `btime`, nanoseconds since the epoch), when the filesystem
+    /// keeps one (absent otherwise, and in older checkpoints): a file found again by inode must
+    /// have the same, so another file that got the inode is not taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -319,6 +331,8 @@ mod tests {
             fingerprint: Some(Fingerprint { len: 3, hash: 9 }),
             not_json: ino % 2,
             renamed_to: None,
+            length: None,
+            born: None,
         }
     }
 

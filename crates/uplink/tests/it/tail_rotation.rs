@@ -152,3 +152,69 @@ fn a_file_deleted_while_the_sensor_was_stopped_is_reported_lost() {
         "{st:#}"
     );
 }
+
+/// A sensor following `logs/app.log`, which has lines 0..n, read to its end (`--once`).
+fn read_to_its_end(ws: &str, n: u64) -> (tempfile::TempDir, ServiceProc, Sensor, PathBuf) {
+    let (dir, svc, sensor, logs) = support::sensor::with_logs(ws);
+    let app = logs.join("app.log");
+    sensor.add_config(&format!(
+        "[[sources.files]]\npaths = [{:?}]\n",
+        app.display().to_string()
+    ));
+    write_lines(&app, 0..n);
+    let run = sensor.run_once(180);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert_eq!(
+        sensor.file_checkpoint(),
+        vec![(app.display().to_string(), len(&app))]
+    );
+    (dir, svc, sensor, logs)
+}
+
+#[test]
+fn a_file_read_to_its_end_then_deleted_while_stopped_is_not_reported_lost() {
+    let (dir, svc, sensor, logs) = read_to_its_end("rotgone", 1_000);
+    let app = logs.join("app.log");
+    std::fs::remove_file(&app).unwrap();
+    write_lines(&app, 1_000..1_100);
+    let run = sensor.run_once(180);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert!(
+        stderr(&run).contains("gone, read to its end"),
+        "{}",
+        stderr(&run)
+    );
+    let ns = support::sensor::log_line_numbers(&exported(&dir.path().join("service"), "rotgone"));
+    support::sensor::assert_each_once(ns, 1_100, "lines");
+    let st = sensor.status();
+    assert!(st["sources"].get("lost_files").is_none(), "{st:#}");
+}
+
+/// A log directory that cannot be listed at a restart (here: not there, as a mount not mounted
+/// yet) is not "every file deleted": nothing reported lost, and once it is back app.log goes on
+/// from its checkpoint (every line at the service exactly once).
+#[test]
+fn a_log_directory_not_there_at_a_restart_keeps_its_files_checkpoints() {
+    let (dir, svc, sensor, logs) = read_to_its_end("rotdir", 1_000);
+    let app = logs.join("app.log");
+    let aside = dir.path().join("aside");
+    std::fs::rename(&logs, &aside).unwrap();
+    let run = sensor.run_once(180);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    assert!(
+        stderr(&run).contains("cannot list the directory"),
+        "{}",
+        stderr(&run)
+    );
+    let st = sensor.status();
+    assert!(st["sources"].get("lost_files").is_none(), "{st:#}");
+    assert_eq!(sensor.file_checkpoint().len(), 1, "the checkpoint is kept");
+    std::fs::rename(&aside, &logs).unwrap();
+    write_lines(&app, 1_000..1_100);
+    let run = sensor.run_once(180);
+    assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
+    let ns = support::sensor::log_line_numbers(&exported(&dir.path().join("service"), "rotdir"));
+    support::sensor::assert_each_once(ns, 1_100, "lines");
+    let st = sensor.status();
+    assert!(st["sources"].get("lost_files").is_none(), "{st:#}");
+}
