@@ -9,9 +9,14 @@ use std::ops::Range;
 use crate::NewEvent;
 
 /// New events whose kinds and bodies are ranges of one text.
+///
+/// Strings appended ([`EventBatch::append`]: a kind not in the body as sent) go to a second,
+/// small buffer, addressed as if it followed the text: the text (a whole request body, sized
+/// exactly) is never grown, which would copy it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventBatch {
     text: String,
+    extra: String,
     events: Vec<Span>,
 }
 
@@ -35,26 +40,41 @@ impl EventBatch {
     pub fn new(text: String, events: usize) -> EventBatch {
         EventBatch {
             text,
+            extra: String::new(),
             events: Vec::with_capacity(events),
         }
     }
 
-    /// Adds an event whose kind and body are the given ranges of the text. `false` (nothing
-    /// added) when a range is not a piece of the text on character boundaries.
+    /// Adds an event whose kind and body are the given ranges of the text (or of what was
+    /// appended). `false` (nothing added) when a range is not such a piece on character
+    /// boundaries.
     pub fn push(&mut self, seq: u64, kind: Range<usize>, body: Range<usize>) -> bool {
-        if self.text.get(kind.clone()).is_none() || self.text.get(body.clone()).is_none() {
+        if self.piece(&kind).is_none() || self.piece(&body).is_none() {
             return false;
         }
         self.events.push(Span { seq, kind, body });
         true
     }
 
-    /// Appends `s` to the text (after what the events refer to) and returns its range: for a
+    /// Appends `s` after the text (and what was appended before) and returns its range: for a
     /// kind that is not a piece of the body as sent (unescaped, or the default).
     pub fn append(&mut self, s: &str) -> Range<usize> {
-        let start = self.text.len();
-        self.text.push_str(s);
-        start..self.text.len()
+        let start = self.text.len() + self.extra.len();
+        self.extra.push_str(s);
+        start..start + s.len()
+    }
+
+    /// The string at `range`: within the text, or within what was appended after it (a range
+    /// across both is none).
+    fn piece(&self, range: &Range<usize>) -> Option<&str> {
+        let n = self.text.len();
+        if range.end <= n {
+            self.text.get(range.clone())
+        } else if range.start >= n {
+            self.extra.get(range.start - n..range.end - n)
+        } else {
+            None
+        }
     }
 
     /// Where `piece` lies in the text, if it is a slice of it (compared by address).
@@ -77,9 +97,9 @@ impl EventBatch {
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = BatchEvent<'_>> + ExactSizeIterator {
         self.events.iter().map(|s| BatchEvent {
             seq: s.seq,
-            // Checked in `push`, and the text only grows.
-            kind: self.text.get(s.kind.clone()).unwrap_or_default(),
-            body: self.text.get(s.body.clone()).unwrap_or_default(),
+            // Checked in `push`; the text never changes, and what was appended only grows.
+            kind: self.piece(&s.kind).unwrap_or_default(),
+            body: self.piece(&s.body).unwrap_or_default(),
         })
     }
 
@@ -97,7 +117,8 @@ impl EventBatch {
     /// A batch of `events`, their strings copied into one text.
     pub fn from_events(events: &[NewEvent]) -> EventBatch {
         let size = events.iter().map(|e| e.kind.len() + e.body.len()).sum();
-        let mut batch = EventBatch::new(String::with_capacity(size), events.len());
+        let mut batch = EventBatch::new(String::new(), events.len());
+        batch.extra.reserve_exact(size);
         for e in events {
             let kind = batch.append(&e.kind);
             let body = batch.append(&e.body);
@@ -149,10 +170,18 @@ mod tests {
         assert_eq!(batch.locate(&text[17..19]), None);
         assert_eq!(batch.locate("ab"), None);
         assert!(batch.push(1, kind.unwrap(), line.unwrap()));
+        // Appending leaves the text where and as large as it was (growing it would copy a
+        // whole request body).
+        let (at, capacity) = (batch.text.as_ptr(), batch.text.capacity());
         let default = batch.append("log");
+        assert_eq!(default, 31..34);
+        assert_eq!((batch.text.as_ptr(), batch.text.capacity()), (at, capacity));
         assert!(batch.push(2, default, 22..31));
         assert!(!batch.push(3, 0..99, 0..1));
         assert!(!batch.push(3, 0..1, 40..41));
+        // A range across the text and what was appended is no piece of either.
+        assert!(!batch.push(3, 30..32, 0..1));
+        assert!(!batch.push(3, 0..1, 29..33));
         let got: Vec<_> = batch.iter().map(|e| (e.seq, e.kind, e.body)).collect();
         assert_eq!(
             got,

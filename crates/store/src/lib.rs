@@ -966,13 +966,20 @@ pub trait Store: Send + Sync + 'static {
 
     // Ingest of a batch in one buffer (issue #28, the service's ingest path).
     /// [`Store::ingest`] of an [`EventBatch`]: the same outcome and guarantees. A backend
-    /// without its own reads it as [`NewEvent`]s.
+    /// without its own reads it as [`NewEvent`]s, made on a blocking thread (a copy of every
+    /// event of a batch of up to tens of MB: not on an async worker).
     fn ingest_batch(
         &self,
         sensor_id: &str,
         batch: EventBatch,
     ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send {
-        self.ingest(sensor_id, batch.into_events())
+        async move {
+            let events = tokio::task::spawn_blocking(move || batch.into_events())
+                .await
+                // Blocking tasks are not cancelled; a panic there goes on here.
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            self.ingest(sensor_id, events).await
+        }
     }
 }
 
