@@ -13,6 +13,7 @@
 
 pub mod account;
 pub mod config;
+pub mod frames;
 pub mod fsutil;
 pub mod input;
 pub mod install;
