@@ -102,7 +102,14 @@ impl Frames {
     /// fresh start for the next batch.
     pub fn finish(&mut self) -> io::Result<Vec<u8>> {
         self.flush();
-        let out = std::mem::take(&mut self.out);
+        // The body leaves as an exact copy and the buffer stays for the next batch: a buffer
+        // reserved anew per batch (room for a frame's worst case, mapped fresh) cost a page
+        // fault per page touched. One that grew past a few frames is not kept.
+        let out = self.out.clone();
+        self.out.clear();
+        if self.out.capacity() > 4 * self.frame_bytes {
+            self.out = Vec::new();
+        }
         match self.error.take() {
             Some(e) => Err(e),
             None => Ok(out),
@@ -112,7 +119,7 @@ impl Frames {
     /// Drops what was pushed since the last `finish` (a batch read but not sent).
     pub fn discard(&mut self) {
         self.stage.clear();
-        self.out = Vec::new();
+        self.out.clear();
         self.error = None;
     }
 }
