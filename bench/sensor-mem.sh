@@ -47,16 +47,23 @@ stored() {
     python3 -c "import json,sys; print(json.load(sys.stdin)['events']['by_kind'].get('$1', 0))"
 }
 
-# SHAPE=long: lines of 2,000 B instead of 298 (SHAPE=N: lines of N bytes).
+# SHAPE=long: lines of 2,000 B instead of 298 (SHAPE=N: lines of N bytes); SHAPE=escaped: the
+# message full of \" \\ \t \u escapes, SHAPE=short: ~80 B (both as bench/vs-fluentbit.sh makes them).
+# A long-line drain of 1,000,000 events (2 GB) does not fit the default queue: drain fewer.
 size=${SHAPE:-298}
 [ "$size" = long ] && size=2000
 python3 - "$n" "$size" >"$tmp/input.log" <<'PY'
-import sys
-n, size = int(sys.argv[1]), int(sys.argv[2])
+import json, sys
+n, shape = int(sys.argv[1]), sys.argv[2]
 out = sys.stdout
 for i in range(n):
     head = '{"host":"dc01.contoso.com","user":"CONTOSO\\\\user%d","src_ip":"10.1.%d.%d","event_id":4624,"n":%d,"msg":"' % (i % 5000, (i >> 8) & 255, i & 255, i)
-    out.write(head + "x" * (size - len(head) - 3) + '"}\n')
+    if shape == "escaped":
+        out.write(head + json.dumps('say "hi"\\path\tq\u0001 ' * 8)[1:-1] + '"}\n')
+    elif shape == "short":
+        out.write('{"n":%d,"msg":"%s"}\n' % (i, "x" * 60))
+    else:
+        out.write(head + "x" * (int(shape) - len(head) - 3) + '"}\n')
 PY
 mkdir -p "$tmp/service"
 "$bin" service --data-dir "$tmp/service" --listen 127.0.0.1:0 --log-level warn >"$tmp/service.out" 2>"$tmp/service.err" &
@@ -116,7 +123,7 @@ import os
 mode = sys.argv[1]
 size = os.environ['size']
 n, got, st, en, u, s, m, ma, mf, b, a, t = map(float, sys.argv[2:])
-print(f"sensor {mode}, {n:,.0f} events of {size} B -> service (SQLite), stored {got:,.0f}{'' if got == n else ' MISSING ' + str(int(n - got))}")
+print(f"sensor {mode}, {n:,.0f} events of {size + ' B' if size.isdigit() else size + ' lines'} -> service (SQLite), stored {got:,.0f}{'' if got == n else ' MISSING ' + str(int(n - got))}")
 print(f"  {got/(en-st):,.0f} events/s   sensor {(u+s)*1e6/got:.2f} CPU us/event   peak RSS {m/1024:.1f} MiB"
       f" (sampled: anonymous {ma/1024:.1f} + file-backed {mf/1024:.1f})   service {(a-b)/t*1e6/got:.2f} CPU us/event")
 PY

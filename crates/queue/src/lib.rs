@@ -241,8 +241,11 @@ pub struct Batch {
     pub first_seq: u64,
     pub last_seq: u64,
     pub count: usize,
-    /// The events' payloads, each followed by `\n`.
+    /// The events' payloads, each followed by `\n` (empty when read with
+    /// [`Queue::read_batch_each`], which hands them out instead).
     pub body: Vec<u8>,
+    /// The length of that text (payloads and newlines), whether or not `body` holds it.
+    pub text_len: usize,
     end: Position,
     /// It ended at a limit (`max_events`, `max_bytes`, or the next event would not have fit),
     /// not at the end of what was queued.
@@ -333,10 +336,51 @@ pub struct Queue {
     /// scans needed (appends of long lines larger than it), so that each check of a new append
     /// does not read and check it again at every size from 256 KiB up.
     scan_window: usize,
+    /// This handle among the process's (see `APPENDED`).
+    handle: u64,
 }
 
 const META_BIN: &str = "meta.bin";
 const META_JSON: &str = "meta.json";
+
+/// The tail segment as the appends of this process left it, by queue directory: (the appending
+/// handle, the segment's first seq, its length, its last seq). A sensor's sources and its
+/// uploader hold two handles on one queue; each append is written and fsynced whole by the
+/// handle that validated the tail before it, so the other handle need not read and check those
+/// bytes again (with long lines that was one more copy of every append in the uploader's memory,
+/// and a second CRC of every byte). Only what another process appended after them is scanned. An
+/// append records itself here only when its handle knows of no damage in that segment, and the
+/// record goes with its handle (dropped), so damage is still found by each handle.
+type Appended = (u64, u64, u64, Option<u64>);
+static APPENDED: std::sync::Mutex<Option<HashMap<PathBuf, Appended>>> = std::sync::Mutex::new(None);
+static HANDLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn appended_get(dir: &Path) -> Option<Appended> {
+    let map = APPENDED.lock().unwrap_or_else(|p| p.into_inner());
+    map.as_ref().and_then(|m| m.get(dir).copied())
+}
+
+/// Records `entry` (this handle's last append) for `dir`, or forgets what `handle` recorded.
+fn appended_set(dir: &Path, handle: u64, entry: Option<(u64, u64, Option<u64>)>) {
+    let mut map = APPENDED.lock().unwrap_or_else(|p| p.into_inner());
+    let map = map.get_or_insert_with(HashMap::new);
+    match entry {
+        Some((first, len, last)) => {
+            map.insert(dir.to_path_buf(), (handle, first, len, last));
+        }
+        None => {
+            if map.get(dir).is_some_and(|e| e.0 == handle) {
+                map.remove(dir);
+            }
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        appended_set(&self.dir, self.handle, None);
+    }
+}
 
 impl Queue {
     /// Opens (creating if needed) the queue in `dir` as a writer: recovers from any torn write.
@@ -389,6 +433,7 @@ impl Queue {
             recoveries: Vec::new(),
             reported: Default::default(),
             scan_window: SCAN_WINDOW,
+            handle: HANDLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -582,7 +627,20 @@ impl Queue {
         self.segments = segments;
         // The tail is where appends go and where a torn write can be: validate what is new in it.
         if let Some(tail) = self.segments.last().cloned() {
-            let validated = self.validated.get(&tail.first_seq).copied();
+            let mut validated = self.validated.get(&tail.first_seq).copied();
+            // What this process appended to the tail since (see `APPENDED`).
+            if let Some((_, first, len, last)) =
+                appended_get(&self.dir).filter(|e| e.0 != self.handle && !self.read_only)
+            {
+                if first == tail.first_seq
+                    && len <= tail.len
+                    && validated.is_none_or(|(checked, _)| checked < len)
+                    && !self.holes.contains_key(&first)
+                {
+                    validated = Some((len, last));
+                    self.validated.insert(first, (len, last));
+                }
+            }
             if validated.is_none_or(|(checked, _)| checked != tail.len) {
                 let (end, last_seq, skip_to) = self.scan_tail(&tail, validated)?;
                 self.validated.insert(tail.first_seq, (end, last_seq));
@@ -956,6 +1014,15 @@ impl Queue {
             }
             let len = tail.len + buf.len() as u64;
             q.validated.insert(tail.first_seq, (len, Some(last)));
+            appended_set(
+                &q.dir,
+                q.handle,
+                (!q.holes.contains_key(&tail.first_seq)).then_some((
+                    tail.first_seq,
+                    len,
+                    Some(last),
+                )),
+            );
             if let Some(s) = q.segments.last_mut() {
                 s.len = len;
             }
@@ -1042,6 +1109,73 @@ impl Queue {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<Option<Batch>, QueueError> {
+        let mut body: Vec<u8> = Vec::new();
+        let batch = self.read_batch_each(after, max_events, max_bytes, &mut |payload| {
+            let need = body.len() + payload.len() + 1;
+            let want = body_capacity(body.capacity(), need, max_bytes);
+            if want > body.capacity() {
+                body.reserve_exact(want - body.len());
+            }
+            body.extend_from_slice(payload);
+            body.push(b'\n');
+        })?;
+        Ok(batch.map(|b| Batch { body, ..b }))
+    }
+
+    /// Whether [`Queue::read_batch_after`] with the same arguments could return a full batch
+    /// ([`Batch::is_full`]): `false` when, after `after` (or the acknowledged position), fewer
+    /// than `max_events` events wait and their records, framing included, are fewer than
+    /// `max_bytes` bytes — then the batch would end at the end of the queue. A cheap look at the
+    /// segments' lengths and the next seq (no record is read), so an uploader with batches in
+    /// flight, which sends only a full batch beside them, does not read and compress one it
+    /// would drop. `true` may still read a batch that is not full (a hole, a torn end).
+    pub fn full_batch_possible(
+        &mut self,
+        after: Option<&Batch>,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<bool, QueueError> {
+        self.locked(|q| {
+            let cursor = after
+                .filter(|b| q.meta.acked_through.is_none_or(|a| b.last_seq > a))
+                .map(|b| (b.last_seq, b.end));
+            let (through, segment, offset) = match cursor {
+                Some((last, end)) => (Some(last), Some(end.segment), end.offset),
+                None => (
+                    q.meta.acked_through,
+                    q.meta.acked_segment,
+                    q.meta.acked_offset,
+                ),
+            };
+            let events = q.next_seq.saturating_sub(through.map_or(0, |t| t + 1));
+            // What is after the position: the rest of its segment and every later one (a
+            // segment all acknowledged may be gone: then only later ones).
+            let bytes: u64 = q
+                .segments
+                .iter()
+                .filter_map(|seg| match segment {
+                    Some(s) if seg.first_seq < s => None,
+                    Some(s) if seg.first_seq == s => {
+                        Some(seg.len.saturating_sub(offset.max(HEADER_LEN as u64)))
+                    }
+                    _ => Some(seg.len.saturating_sub(HEADER_LEN as u64)),
+                })
+                .sum();
+            Ok(events >= max_events as u64 || bytes >= max_bytes as u64)
+        })
+    }
+
+    /// [`Queue::read_batch_after`], handing each event's payload (without its newline) to
+    /// `each`, in order, instead of collecting them: the batch returned has an empty `body`
+    /// (its `text_len` is what the body would have been). So an uploader can compress the batch
+    /// as it is read, and never hold its whole text (up to `max_bytes`) at once.
+    pub fn read_batch_each(
+        &mut self,
+        after: Option<&Batch>,
+        max_events: usize,
+        max_bytes: usize,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<Option<Batch>, QueueError> {
         self.locked(|q| {
             let cursor = after
                 .filter(|b| q.meta.acked_through.is_none_or(|a| b.last_seq > a))
@@ -1072,7 +1206,7 @@ impl Queue {
             let is_full = |b: &Option<Batch>, no_room: bool| {
                 no_room
                     || b.as_ref()
-                        .is_some_and(|b| b.count >= max_events || b.body.len() >= max_bytes)
+                        .is_some_and(|b| b.count >= max_events || b.text_len >= max_bytes)
             };
             let mut read_through = true;
             // Records are read in chunks of this size (one buffer for the whole batch), not the
@@ -1129,9 +1263,9 @@ impl Queue {
                                 seq, payload, len, ..
                             } if seen.is_none_or(|s| seq > s) => {
                                 if acked.is_none_or(|a| seq > a)
-                                    && batch.as_ref().is_some_and(|b| {
-                                        b.body.len() + payload.len() + 1 > max_bytes
-                                    })
+                                    && batch
+                                        .as_ref()
+                                        .is_some_and(|b| b.text_len + payload.len() + 1 > max_bytes)
                                 {
                                     // It goes first in the next batch.
                                     no_room = true;
@@ -1151,16 +1285,12 @@ impl Queue {
                                     last_seq: seq,
                                     count: 0,
                                     body: Vec::new(),
+                                    text_len: 0,
                                     end,
                                     full: false,
                                 });
-                                let need = b.body.len() + payload.len() + 1;
-                                let want = body_capacity(b.body.capacity(), need, max_bytes);
-                                if want > b.body.capacity() {
-                                    b.body.reserve_exact(want - b.body.len());
-                                }
-                                b.body.extend_from_slice(payload);
-                                b.body.push(b'\n');
+                                each(payload);
+                                b.text_len += payload.len() + 1;
                                 b.last_seq = seq;
                                 b.count += 1;
                                 b.end = end;

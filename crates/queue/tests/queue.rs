@@ -885,3 +885,113 @@ fn a_batch_stops_before_the_event_that_would_pass_its_byte_limit() {
     assert!(!b.is_full());
     assert_eq!(b.count, 2);
 }
+
+/// `read_batch_each` hands out the same events as `read_batch_after` (its body empty, its
+/// `text_len` the body's length), and `full_batch_possible` says no only when the batch read
+/// would not be full: for every way the queue ends (fewer events or bytes than a batch, events
+/// exactly at the limit, bytes past it, after a batch in flight, across segments, after acks).
+#[test]
+fn a_batch_read_event_by_event_is_the_batch_read_whole_and_fullness_is_foreseen() {
+    for opts in [Options::default(), small()] {
+        for (events, max_events, max_bytes) in [
+            (10, 40, 1 << 20),
+            (40, 40, 1 << 20),
+            (41, 40, 1 << 20),
+            (250, 40, 1 << 20),
+            (250, 1000, 2000),
+            (30, 1000, 900),
+            (5, 1000, 100_000),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut q = Queue::open(dir.path(), opts).unwrap();
+            append(&mut q, events);
+            let mut last: Option<uplink_queue::Batch> = None;
+            let mut seen = Vec::new();
+            let mut acked = false;
+            loop {
+                let foreseen = q
+                    .full_batch_possible(last.as_ref(), max_events, max_bytes)
+                    .unwrap();
+                let whole = q
+                    .read_batch_after(last.as_ref(), max_events, max_bytes)
+                    .unwrap();
+                let mut text = Vec::new();
+                let each = q
+                    .read_batch_each(last.as_ref(), max_events, max_bytes, &mut |p| {
+                        text.extend_from_slice(p);
+                        text.push(b'\n');
+                    })
+                    .unwrap();
+                let case = format!("{opts:?} {events} {max_events} {max_bytes} after {seen:?}");
+                let (Some(whole), Some(each)) = (whole, each) else {
+                    assert!(!foreseen, "{case}");
+                    break;
+                };
+                assert_eq!(whole.body, text, "{case}");
+                assert!(each.body.is_empty(), "{case}");
+                assert_eq!(each.text_len, text.len(), "{case}");
+                assert_eq!(whole.text_len, text.len(), "{case}");
+                assert_eq!(
+                    (each.first_seq, each.last_seq, each.count, each.is_full()),
+                    (
+                        whole.first_seq,
+                        whole.last_seq,
+                        whole.count,
+                        whole.is_full()
+                    ),
+                    "{case}"
+                );
+                // Never "no" for a batch that is full.
+                assert!(foreseen || !each.is_full(), "{case}");
+                seen.extend(seqs_of(&text));
+                // Half way, the batches so far are acknowledged (the position moves to meta).
+                if !acked && seen.len() * 2 >= events {
+                    q.ack(&each).unwrap();
+                    acked = true;
+                }
+                last = Some(each);
+            }
+            assert_eq!(seen, (0..events as u64).collect::<Vec<_>>(), "{opts:?}");
+        }
+    }
+    // The last of a run of batches is not full when the queue ends inside it: foreseen.
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+    append(&mut q, 50);
+    let first = q.read_batch(40, 1 << 20).unwrap().unwrap();
+    assert!(first.is_full());
+    assert!(!q.full_batch_possible(Some(&first), 40, 1 << 20).unwrap());
+    append(&mut q, 30);
+    assert!(q.full_batch_possible(Some(&first), 40, 1 << 20).unwrap());
+}
+
+/// Two handles of one process (a sensor's sources and uploader): the reader trusts what the
+/// other handle appended without scanning it again, but what another process appended after it
+/// is still checked — a torn batch there is cut, and the seqs go on above it.
+#[test]
+fn a_torn_append_after_this_process_appends_is_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Queue::open(dir.path(), Options::default()).unwrap();
+    let mut reader = Queue::open(dir.path(), Options::default()).unwrap();
+    append(&mut writer, 10);
+    let b = reader.read_batch(100, 1 << 20).unwrap().unwrap();
+    assert_eq!(seqs_of(&b.body), (0..10).collect::<Vec<_>>());
+    append(&mut writer, 5);
+    // Another process's append of seqs 15..17, cut short before its last record.
+    let seg = dir.path().join(format!("{:020}.seg", 0));
+    let mut torn = Vec::new();
+    uplink_queue::record::encode_record(&mut torn, 15, &payload(15), true);
+    uplink_queue::record::encode_record(&mut torn, 16, &payload(16), true);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &torn).unwrap();
+    drop(f);
+    // The reader reads this process's appends and not the torn batch.
+    let b = reader.read_batch(100, 1 << 20).unwrap().unwrap();
+    assert_eq!(seqs_of(&b.body), (0..15).collect::<Vec<_>>());
+    assert!(!b.is_full());
+    reader.ack(&b).unwrap();
+    // The torn batch's seqs are never handed out again.
+    let next = append(&mut writer, 1);
+    assert!(next.start > 16, "{next:?}");
+    assert_eq!(drain(&mut reader, 100), vec![next.start]);
+}

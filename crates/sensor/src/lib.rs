@@ -13,6 +13,7 @@
 
 pub mod account;
 pub mod config;
+pub mod frames;
 pub mod fsutil;
 pub mod input;
 pub mod install;
@@ -212,6 +213,10 @@ impl SendReport {
 
 /// Events queued per append (one fsync each).
 const SEND_CHUNK: usize = 2_000;
+/// Bytes of events queued per append, at most (about): the tailer's bound. An append is one batch
+/// in the queue, which a handle opening the queue checks whole (its tail scan holds a batch at
+/// once): 2,000 long lines were a 4 MiB read in the uploader's memory at every start.
+const SEND_CHUNK_BYTES: usize = 1 << 20;
 
 /// The longest input line `send` reads (longer ones are skipped whole, like invalid JSON).
 pub const MAX_LINE: usize = uplink_queue::record::MAX_PAYLOAD;
@@ -290,6 +295,7 @@ pub fn send(
     let mut report = SendReport::default();
     let mut chunk: Vec<Encoded> = Vec::with_capacity(SEND_CHUNK);
     let mut chunk_first_line = 1;
+    let mut chunk_bytes = 0usize;
     let mut line_no = 0;
     let flush = |queue: &mut Queue, chunk: &mut Vec<Encoded>| -> Result<u64, QueueError> {
         if chunk.is_empty() {
@@ -386,7 +392,9 @@ pub fn send(
                 }
                 if chunk.is_empty() {
                     chunk_first_line = line_no;
+                    chunk_bytes = 0;
                 }
+                chunk_bytes += body.len();
                 chunk.push(Encoded(body.to_vec()));
             }
             Ok(None) => {}
@@ -395,7 +403,7 @@ pub fn send(
                 reject(line_no, &reason);
             }
         }
-        if chunk.len() == SEND_CHUNK
+        if (chunk.len() == SEND_CHUNK || chunk_bytes >= SEND_CHUNK_BYTES)
             && !queued(&mut queue, &mut chunk, chunk_first_line, &mut report)?
         {
             return Ok(report);

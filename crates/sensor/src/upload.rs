@@ -120,8 +120,9 @@ struct State {
     /// Connections along the applied policy's route that failed in a row: past
     /// [`POLICY_FAILURES`], the sensor's own route is tried (never cut off by a policy).
     policy_failures: u32,
-    /// One zstd context for every batch (a new one per batch would allocate its tables anew).
-    compressor: zstd::bulk::Compressor<'static>,
+    /// The batch being read, compressed as it is read ([`crate::frames`]): its whole text is
+    /// never held.
+    frames: crate::frames::Frames,
     /// CA rotation: the digest of the CAs trusted now (`ca.pem`), and a trust set that could
     /// not be fetched, with when to try again.
     trust_digest: Option<String>,
@@ -880,9 +881,11 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         config_checked: Instant::now(),
         policy,
         policy_failures: 0,
-        compressor: zstd::bulk::Compressor::new(1).map_err(|e| SensorError::Io {
-            path: "<zstd>".into(),
-            source: e,
+        frames: crate::frames::Frames::new(crate::frames::FRAME_BYTES).map_err(|e| {
+            SensorError::Io {
+                path: "<zstd>".into(),
+                source: e,
+            }
         })?,
         trust_digest: crate::trust::digest_of(&ca),
         trust_retry: None,
@@ -1257,12 +1260,43 @@ async fn upload_loop(
                 && inflight.len() < room
                 && st.lane_route.is_some()
                 && !st.must_pause(opts));
+        // Beside batches in flight only a full batch goes (below): when the queue cannot hold
+        // one after them, nothing is read (and compressed) only to be dropped.
+        let may_send = may_send
+            && (idle
+                || st.queue.full_batch_possible(
+                    inflight.back().map(|f| &f.batch),
+                    st.config.upload.batch_events,
+                    st.config.upload.batch_bytes,
+                )?);
         if may_send {
-            let batch = st.queue.read_batch_after(
+            let frames = &mut st.frames;
+            let batch = st.queue.read_batch_each(
                 inflight.back().map(|f| &f.batch),
                 st.config.upload.batch_events,
                 st.config.upload.batch_bytes,
-            )?;
+                &mut |payload| frames.push(payload),
+            );
+            // The compressed body of a batch that goes now; what was compressed of one that
+            // does not (beside batches in flight only a full one goes, below) is dropped, so
+            // the next batch starts afresh.
+            let (batch, body) = match batch {
+                Ok(Some(b)) if idle || b.is_full() => {
+                    let body = st.frames.finish().map_err(|e| SensorError::Io {
+                        path: "<zstd>".into(),
+                        source: e,
+                    })?;
+                    (Some(b), body)
+                }
+                Ok(b) => {
+                    st.frames.discard();
+                    (b, Vec::new())
+                }
+                Err(e) => {
+                    st.frames.discard();
+                    return Err(e.into());
+                }
+            };
             st.note_recoveries();
             match batch {
                 None if idle => {
@@ -1391,15 +1425,7 @@ async fn upload_loop(
                             }
                         }
                     }
-                    let body =
-                        bytes::Bytes::from(st.compressor.compress(&batch.body).map_err(|e| {
-                            SensorError::Io {
-                                path: "<zstd>".into(),
-                                source: e,
-                            }
-                        })?);
-                    // The batch's text is not needed any more: its memory goes before the upload.
-                    let batch = batch.without_body();
+                    let body = bytes::Bytes::from(body);
                     let conn = st.lane();
                     next_id += 1;
                     tasks.spawn(send_batch(
