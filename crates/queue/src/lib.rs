@@ -32,7 +32,9 @@
 //! windows of about 2 MiB (the rest in one read only when a window finds damage, or a batch
 //! longer than a window); [`Queue::read_batch`] reads in 256 KiB chunks (more only for a larger
 //! record) and holds only the batch it returns. So the sensor's memory does not depend on how
-//! much is queued.
+//! much is queued. What another handle of this process appended to the tail (the sensor's
+//! sources, for its uploader) is trusted as that handle checked and fsynced it, not read again
+//! (`APPENDED`); damage in it would be found when its records are read (each has its CRC).
 //!
 //! **Only the writer repairs.** [`Queue::open_read_only`] (for `sensor status`) never creates,
 //! truncates or rewrites a file; it reads what a writer would keep.
@@ -350,8 +352,11 @@ const META_JSON: &str = "meta.json";
 /// bytes again (with long lines that was one more copy of every append in the uploader's memory,
 /// and a second CRC of every byte). Only what another process appended after them is scanned. An
 /// append records itself here only when its handle knows of no damage in that segment, and the
-/// record goes with its handle (dropped), so damage is still found by each handle.
-type Appended = (u64, u64, u64, Option<u64>);
+/// record goes with its handle (dropped), so damage is still found by each handle. The record
+/// names the segment's file too (device, inode): a queue directory moved aside and made again
+/// under the same path (or a tail file replaced) has a tail of the same name, whose bytes this
+/// process did not write, and is scanned as any other (found in review).
+type Appended = (u64, u64, u64, Option<u64>, (u64, u64));
 static APPENDED: std::sync::Mutex<Option<HashMap<PathBuf, Appended>>> = std::sync::Mutex::new(None);
 static HANDLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -360,13 +365,21 @@ fn appended_get(dir: &Path) -> Option<Appended> {
     map.as_ref().and_then(|m| m.get(dir).copied())
 }
 
-/// Records `entry` (this handle's last append) for `dir`, or forgets what `handle` recorded.
-fn appended_set(dir: &Path, handle: u64, entry: Option<(u64, u64, Option<u64>)>) {
+/// A file's identity: (device, inode).
+fn file_id(meta: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// Records `entry` (this handle's last append: first seq, length, last seq, file) for `dir`, or
+/// forgets what `handle` recorded.
+#[allow(clippy::type_complexity)]
+fn appended_set(dir: &Path, handle: u64, entry: Option<(u64, u64, Option<u64>, (u64, u64))>) {
     let mut map = APPENDED.lock().unwrap_or_else(|p| p.into_inner());
     let map = map.get_or_insert_with(HashMap::new);
     match entry {
-        Some((first, len, last)) => {
-            map.insert(dir.to_path_buf(), (handle, first, len, last));
+        Some((first, len, last, file)) => {
+            map.insert(dir.to_path_buf(), (handle, first, len, last, file));
         }
         None => {
             if map.get(dir).is_some_and(|e| e.0 == handle) {
@@ -629,13 +642,14 @@ impl Queue {
         if let Some(tail) = self.segments.last().cloned() {
             let mut validated = self.validated.get(&tail.first_seq).copied();
             // What this process appended to the tail since (see `APPENDED`).
-            if let Some((_, first, len, last)) =
+            if let Some((_, first, len, last, file)) =
                 appended_get(&self.dir).filter(|e| e.0 != self.handle && !self.read_only)
             {
                 if first == tail.first_seq
                     && len <= tail.len
                     && validated.is_none_or(|(checked, _)| checked < len)
                     && !self.holes.contains_key(&first)
+                    && fs::metadata(&tail.path).is_ok_and(|m| file_id(&m) == file)
                 {
                     validated = Some((len, last));
                     self.validated.insert(first, (len, last));
@@ -1014,14 +1028,14 @@ impl Queue {
             }
             let len = tail.len + buf.len() as u64;
             q.validated.insert(tail.first_seq, (len, Some(last)));
+            // Not recorded when the file cannot be identified: the others then scan it.
+            let file_id = file.metadata().ok().map(|m| file_id(&m));
             appended_set(
                 &q.dir,
                 q.handle,
-                (!q.holes.contains_key(&tail.first_seq)).then_some((
-                    tail.first_seq,
-                    len,
-                    Some(last),
-                )),
+                file_id
+                    .filter(|_| !q.holes.contains_key(&tail.first_seq))
+                    .map(|id| (tail.first_seq, len, Some(last), id)),
             );
             if let Some(s) = q.segments.last_mut() {
                 s.len = len;

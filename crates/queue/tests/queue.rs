@@ -995,3 +995,41 @@ fn a_torn_append_after_this_process_appends_is_still_found() {
     assert!(next.start > 16, "{next:?}");
     assert_eq!(drain(&mut reader, 100), vec![next.start]);
 }
+
+/// A queue directory moved aside and made again under the same path (as the advice for a
+/// damaged `meta.bin` says), while a handle that recorded its appends still runs: the new tail
+/// has the same name and is longer, but this process did not write it; a handle opened on it
+/// reads every event of it. (Opening validates the whole tail, so this holds with or without
+/// the file identity in `APPENDED`, which guards the refresh of handles already open.)
+#[test]
+fn a_queue_directory_made_again_under_the_same_path_is_scanned_not_trusted() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("queue");
+    let mut first = Queue::open(&dir, Options::default()).unwrap();
+    append(&mut first, 3);
+    // Another queue's files, of longer events, as a restore would bring them.
+    let other = root.path().join("other");
+    let mut o = Queue::open(&other, Options::default()).unwrap();
+    o.append(10, |_, seq, out| {
+        out.extend_from_slice(
+            format!(
+                "{{\"seq\":{seq},\"kind\":\"event\",\"n\":\"{}\"}}",
+                "y".repeat(50)
+            )
+            .as_bytes(),
+        )
+    })
+    .unwrap();
+    drop(o);
+    std::fs::rename(&dir, root.path().join("aside")).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    for e in std::fs::read_dir(&other).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "queue.lock" {
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    }
+    let mut second = Queue::open(&dir, Options::default()).unwrap();
+    assert_eq!(drain(&mut second, 100), (0..10).collect::<Vec<_>>());
+    drop(first);
+}

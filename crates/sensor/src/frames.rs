@@ -104,12 +104,15 @@ impl Frames {
         self.flush();
         // The body leaves as an exact copy and the buffer stays for the next batch: a buffer
         // reserved anew per batch (room for a frame's worst case, mapped fresh) cost a page
-        // fault per page touched. One that grew past a few frames is not kept.
-        let out = self.out.clone();
-        self.out.clear();
-        if self.out.capacity() > 4 * self.frame_bytes {
-            self.out = Vec::new();
-        }
+        // fault per page touched. One that grew past a few frames is not kept: it leaves as
+        // the body itself, not copied.
+        let out = if self.out.capacity() > 4 * self.frame_bytes {
+            std::mem::take(&mut self.out)
+        } else {
+            let out = self.out.clone();
+            self.out.clear();
+            out
+        };
         match self.error.take() {
             Some(e) => Err(e),
             None => Ok(out),
@@ -120,6 +123,9 @@ impl Frames {
     pub fn discard(&mut self) {
         self.stage.clear();
         self.out.clear();
+        if self.out.capacity() > 4 * self.frame_bytes {
+            self.out = Vec::new();
+        }
         self.error = None;
     }
 }

@@ -390,6 +390,14 @@ pub fn send(
                     );
                     continue;
                 }
+                // An append stays within SEND_CHUNK_BYTES unless one event alone is larger: the
+                // chunk goes before the event that would pass it.
+                if !chunk.is_empty()
+                    && chunk_bytes + body.len() > SEND_CHUNK_BYTES
+                    && !queued(&mut queue, &mut chunk, chunk_first_line, &mut report)?
+                {
+                    return Ok(report);
+                }
                 if chunk.is_empty() {
                     chunk_first_line = line_no;
                     chunk_bytes = 0;
