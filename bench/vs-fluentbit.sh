@@ -13,6 +13,7 @@
 # PARSE=json: both sides parse each line as JSON — Fluent Bit with `Parser json` (a parsers file
 # in the run's temp dir), uplink with `format = "json"` (each line shipped as the event's `data`).
 # PERF=DIR: also record where uplink's two processes spend their CPU (bench/flame.sh draws it).
+# WARM=0: do not read the file whole before each shipper's run (see warm()).
 # Usage: bench/vs-fluentbit.sh [N] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -252,9 +253,21 @@ uplink_run() {
 
 echo "$n lines (shape ${SHAPE:-298}: $(($(stat -c %s "$tmp/input.log") / n)) B average), $parse, tail -> Squid CONNECT -> HTTPS, Fluent Bit ${COMPRESS:-uncompressed} vs uplink zstd, $(nproc) cores, $runs run(s)"
 printf '%-34s %12s %14s %10s %16s\n' shipper events/s "CPU us/event" "peak MiB" "service us/ev"
+# Each shipper starts on the file as warm as the other: read whole just before its run (not
+# counted). On this virtual machine a page-cache page not touched for a while costs several
+# times more to read again (2026-12-06: `cat` of a 600 MB file 1.3 s, where a pread loop over a
+# file just written copies it in 0.1 s), and Fluent Bit, first after the file is written, read
+# it warm while uplink, third, read it cold: 2.24 s of the sensor's system time for 300,000
+# lines of 2,000 B, 1.30 s when warmed like Fluent Bit's. WARM=0 measures without it.
+warm() {
+  [ "${WARM:-1}" = 0 ] || cat "$tmp/input.log" >/dev/null
+}
 for r in $(seq "$runs"); do
+  warm
   read -r fm_eps fm_cpu fm_rss < <(fluentbit memory)
+  warm
   read -r ff_eps ff_cpu ff_rss < <(fluentbit filesystem)
+  warm
   read -r up_eps up_cpu up_rss up_svc up_split < <(uplink_run)
   printf '%-34s %12s %14s %10s %16s\n' "fluent-bit, memory buffering" "$fm_eps" "$fm_cpu" "$fm_rss" "-"
   printf '%-34s %12s %14s %10s %16s\n' "fluent-bit, filesystem buffering" "$ff_eps" "$ff_cpu" "$ff_rss" "-"
