@@ -181,17 +181,7 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(self.err())?;
         // The workspace's row locked as `rotate_ca` and `retire_previous_cas` lock it: a
         // rotation running meanwhile comes before or after, not in between.
-        let exists = tx
-            .query_opt(
-                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
-                &[&workspace],
-            )
-            .await
-            .map_err(self.err())?
-            .is_some();
-        if !exists {
-            return Err(StoreError::NoSuchWorkspace(workspace.into()));
-        }
+        self.lock_workspace(&tx, workspace).await?;
         let n = tx
             .execute(
                 "INSERT INTO retired_cas (workspace, ca_sha256, retired_at) VALUES ($1, $2, $3)

@@ -528,17 +528,7 @@ impl PostgresStore {
     ) -> Result<Vec<String>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.err())?;
-        let exists = tx
-            .query_opt(
-                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
-                &[&workspace],
-            )
-            .await
-            .map_err(self.err())?
-            .is_some();
-        if !exists {
-            return Err(StoreError::NoSuchWorkspace(workspace.into()));
-        }
+        self.lock_workspace(&tx, workspace).await?;
         let gone: Vec<String> = tx
             .query(
                 // Remembered: a copy made during the rotation must not trust them again.

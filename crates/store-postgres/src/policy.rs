@@ -10,13 +10,14 @@ use uplink_store::*;
 use crate::{record_change, PostgresStore};
 
 impl PostgresStore {
-    /// Locks the workspace's row (policy versions are numbered in order: a second writer
-    /// waits) and returns its highest policy version, 0 when none.
-    pub(crate) async fn lock_policies(
+    /// Locks the workspace's row (FOR UPDATE) for the rest of `tx`: rotations, retirements,
+    /// policy versions, imports and deletion of one workspace come one after the other.
+    /// [`StoreError::NoSuchWorkspace`] when there is none.
+    pub(crate) async fn lock_workspace(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         workspace: &str,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(), StoreError> {
         let found = tx
             .query_opt(
                 "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
@@ -27,6 +28,17 @@ impl PostgresStore {
         if found.is_none() {
             return Err(StoreError::NoSuchWorkspace(workspace.into()));
         }
+        Ok(())
+    }
+
+    /// Locks the workspace's row (policy versions are numbered in order: a second writer
+    /// waits) and returns its highest policy version, 0 when none.
+    pub(crate) async fn lock_policies(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        workspace: &str,
+    ) -> Result<i64, StoreError> {
+        self.lock_workspace(tx, workspace).await?;
         Ok(tx
             .query_one(
                 "SELECT COALESCE(MAX(version), 0) FROM policies WHERE workspace = $1",

@@ -224,16 +224,7 @@ impl PostgresStore {
     ) -> Result<DeletedWorkspace, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.err())?;
-        let found = tx
-            .query_opt(
-                "SELECT 1 FROM workspaces WHERE name = $1 FOR UPDATE",
-                &[&workspace],
-            )
-            .await
-            .map_err(self.err())?;
-        if found.is_none() {
-            return Err(StoreError::NoSuchWorkspace(workspace.to_owned()));
-        }
+        self.lock_workspace(&tx, workspace).await?;
         // FOR UPDATE: ingest of these sensors (FOR KEY SHARE) finishes first, or waits and then
         // finds them gone.
         let ids: Vec<i64> = tx

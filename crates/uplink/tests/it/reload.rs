@@ -4,25 +4,11 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::sensor::Sensor;
 use support::*;
-
-fn write_lines(path: &Path, range: std::ops::Range<u64>) {
-    let text: String = range
-        .map(|n| format!("line n={n} of a log that is being reloaded\n"))
-        .collect();
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
 
 /// `sensor status --json` shows `path` queued to its end, and the queue empty.
 fn drained(sensor: &Sensor, paths: &[&Path]) -> bool {
@@ -77,7 +63,7 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
         "[[sources.files]]\npaths = [{:?}]\n",
         a.display().to_string()
     ));
-    write_lines(&a, 0..1000);
+    support::sensor::write_log_lines(&a, 0..1000);
     let log = dir.path().join("run.log");
     let child = sensor.spawn_run(&log);
     let context = || sensor.context(&log);
@@ -94,8 +80,8 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
         "[[sources.files]]\npaths = [{:?}]\n",
         b.display().to_string()
     ));
-    write_lines(&b, 1000..2000);
-    write_lines(&a, 2000..3000);
+    support::sensor::write_log_lines(&b, 1000..2000);
+    support::sensor::write_log_lines(&a, 2000..3000);
     signal(child.id(), "HUP");
     logged("sources restarted with the reloaded settings", 1);
     delivered(&[&a, &b]);
@@ -106,7 +92,7 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
     );
 
     // A reload that changes nothing in [sources] leaves them running.
-    write_lines(&a, 3000..3100);
+    support::sensor::write_log_lines(&a, 3000..3100);
     signal(child.id(), "HUP");
     logged("configuration reloaded", 2);
     delivered(&[&a, &b]);
@@ -116,7 +102,7 @@ fn sighup_restarts_changed_sources_and_loses_or_repeats_no_line() {
     sensor.add_config("[[sources.files]]\npaths = [\"relative.log\"]\n");
     signal(child.id(), "HUP");
     logged("configuration reload failed", 1);
-    write_lines(&a, 3100..3200);
+    support::sensor::write_log_lines(&a, 3100..3200);
     // (`sensor status` refuses the broken file too: mend it, without a reload.)
     sensor.edit_config("[[sources.files]]\npaths = [\"relative.log\"]\n", "");
     delivered(&[&a, &b]);

@@ -4,7 +4,6 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,20 +19,6 @@ fn data(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("service")
 }
 
-/// Appends lines `line n=N ...` for each N.
-fn write_lines(path: &Path, range: std::ops::Range<u64>) {
-    let mut text = String::new();
-    for n in range {
-        text.push_str(&format!("line n={n} some text to make it a log line\n"));
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
 /// The n of every `log` event stored, as exported.
 fn log_ns(data: &Path, ws: &str) -> Vec<u64> {
     support::sensor::log_line_numbers(&exported(data, ws))
@@ -45,13 +30,9 @@ fn assert_lines_once(data: &Path, ws: &str, n: u64) {
     support::sensor::assert_each_once(log_ns(data, ws), n, "lines");
 }
 
-fn len(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
-
 /// The checkpoint shows `path` read (and queued) to its current end.
 fn caught_up(sensor: &Sensor, path: &Path) -> bool {
-    let want = len(path);
+    let want = support::sensor::file_len(path);
     sensor
         .file_checkpoint()
         .iter()
@@ -71,7 +52,7 @@ fn rename_and_copytruncate_rotation_while_tailing_lose_and_repeat_no_line() {
     let (dir, svc, sensor, logs) = setup("rotate");
     let app = logs.join("app.log");
     sensor.add_config(&files_config(&[&app], "rotate_wait_secs = 1"));
-    write_lines(&app, 0..1000);
+    support::sensor::write_log_lines(&app, 0..1000);
     let run_log = dir.path().join("run.log");
     let child = sensor.spawn_run(&run_log);
     let ctx = || {
@@ -87,8 +68,8 @@ service log:
 
     // Rotation by rename; the writer still appends to the old file for a moment.
     std::fs::rename(&app, logs.join("app.log.1")).unwrap();
-    write_lines(&logs.join("app.log.1"), 1000..1100);
-    write_lines(&app, 1100..2000);
+    support::sensor::write_log_lines(&logs.join("app.log.1"), 1000..1100);
+    support::sensor::write_log_lines(&app, 1100..2000);
     poll_until(
         "the new file read after rename",
         30,
@@ -104,14 +85,14 @@ service log:
         .unwrap()
         .set_len(0)
         .unwrap();
-    write_lines(&app, 2000..2050);
+    support::sensor::write_log_lines(&app, 2000..2050);
     poll_until(
         "the truncated file read again",
         30,
         || caught_up(&sensor, &app),
         ctx,
     );
-    write_lines(&app, 2050..3000);
+    support::sensor::write_log_lines(&app, 2050..3000);
 
     poll_until(
         "all 3000 lines at the service",
@@ -146,7 +127,7 @@ fn a_restart_in_the_middle_of_a_file_neither_repeats_nor_skips() {
     sensor.edit_config("max_bytes = 536870912", "max_bytes = 1000000");
     sensor.set_upload(300);
     sensor.add_config(&files_config(&[&app], ""));
-    write_lines(&app, 0..100_000);
+    support::sensor::write_log_lines(&app, 0..100_000);
     let run_log = dir.path().join("run.log");
     let child = sensor.spawn_run(&run_log);
     let ctx = || {
@@ -172,19 +153,22 @@ service log:
     );
     let (_, stopped_at) = sensor.file_checkpoint()[0].clone();
     assert!(
-        stopped_at > 0 && stopped_at < len(&app),
+        stopped_at > 0 && stopped_at < support::sensor::file_len(&app),
         "stopped at {stopped_at} of {}: not in the middle, the test proves little",
-        len(&app)
+        support::sensor::file_len(&app)
     );
     let before = log_ns(&data(&dir), "restart").len();
     assert!(before < 100_000, "everything arrived before the restart");
 
     // The file grows while the sensor is stopped; the next run starts where the last one stopped.
-    write_lines(&app, 100_000..110_000);
+    support::sensor::write_log_lines(&app, 100_000..110_000);
     let run = sensor.run_once(120);
     assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
     assert_lines_once(&data(&dir), "restart", 110_000);
-    assert_eq!(sensor.file_checkpoint()[0].1, len(&app));
+    assert_eq!(
+        sensor.file_checkpoint()[0].1,
+        support::sensor::file_len(&app)
+    );
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
@@ -206,7 +190,7 @@ fn a_2_gb_file_is_read_in_bounded_memory() {
     f.write_all_at(b"line n=1 middle\n", 1 << 30).unwrap();
     f.write_all_at(b"line n=2 end\n", 2 << 30).unwrap();
     drop(f);
-    assert!(len(&big) > 2 << 30);
+    assert!(support::sensor::file_len(&big) > 2 << 30);
     sensor.add_config(&files_config(&[&big], ""));
     let run_log = dir.path().join("run.log");
     let child = sensor.spawn_run(&run_log);
@@ -252,8 +236,8 @@ fn a_full_queue_pauses_the_tailer_sigterm_stops_it_and_nothing_is_lost() {
     let app = logs.join("app.log");
     sensor.edit_config("max_bytes = 536870912", "max_bytes = 100000");
     sensor.add_config(&files_config(&[&app], ""));
-    write_lines(&app, 0..20_000); // about 1 MB: ten times the queue
-                                  // The service is away: the queue fills and the tailer must pause (not drop, not spin).
+    support::sensor::write_log_lines(&app, 0..20_000); // about 1 MB: ten times the queue
+                                                       // The service is away: the queue fills and the tailer must pause (not drop, not spin).
     let mut away = svc.take();
     away.kill().unwrap();
     away.wait().unwrap();
@@ -470,7 +454,7 @@ fn start_writer(
     let h = std::thread::spawn(move || {
         let mut n = first;
         while !s.load(Ordering::SeqCst) {
-            write_lines(&path, n..n + per_burst);
+            support::sensor::write_log_lines(&path, n..n + per_burst);
             n += per_burst;
             // The pace of a busy application, not a wait for a condition.
             std::thread::sleep(Duration::from_millis(10));
@@ -494,7 +478,7 @@ fn sigkill_at_random_points_while_tailing_loses_and_repeats_no_line() {
     // A backlog keeps the tailer appending batch after batch (queue fsync, checkpoint), so the
     // kills land inside appends; the writer keeps the file growing meanwhile (~10,000 lines/s).
     const BACKLOG: u64 = 150_000;
-    write_lines(&app, 0..BACKLOG);
+    support::sensor::write_log_lines(&app, 0..BACKLOG);
     let (stop, writer) = start_writer(app.clone(), BACKLOG, 100);
     let mut rng = Rng::seeded();
     let run_log = dir.path().join("run.log");
@@ -674,12 +658,12 @@ fn a_new_file_on_the_inode_of_a_deleted_one_is_read_from_its_beginning() {
     let (dir, svc, sensor, logs) = setup("inode");
     let app = logs.join("app.log");
     sensor.add_config(&files_config(&[&app], ""));
-    write_lines(&app, 0..1000);
+    support::sensor::write_log_lines(&app, 0..1000);
     let run = sensor.run_once(60);
     assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
     assert!(caught_up(&sensor, &app));
     let old_ino = std::fs::metadata(&app).unwrap().ino();
-    let old_len = len(&app);
+    let old_len = support::sensor::file_len(&app);
 
     // While the sensor is stopped: the file is deleted and a new one gets its inode. A just-freed
     // inode usually goes to the next file created in the same directory; try a few times.
@@ -699,8 +683,8 @@ fn a_new_file_on_the_inode_of_a_deleted_one_is_read_from_its_beginning() {
         "no new file got inode {old_ino} in 50 tries on this file system: the test cannot arrange inode reuse here"
     );
     // Other lines, more bytes than the old offset: only the fingerprint tells the files apart.
-    write_lines(&app, 1000..3000);
-    assert!(len(&app) > old_len);
+    support::sensor::write_log_lines(&app, 1000..3000);
+    assert!(support::sensor::file_len(&app) > old_len);
     let run = sensor.run_once(60);
     assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
     assert!(

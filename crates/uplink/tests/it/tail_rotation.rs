@@ -5,30 +5,11 @@
 
 use crate::support;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use support::sensor::Sensor;
 use support::*;
-
-/// Appends lines `line n=N ...` for each N.
-fn write_lines(path: &Path, range: std::ops::Range<u64>) {
-    let mut text = String::new();
-    for n in range {
-        text.push_str(&format!("line n={n} some text to make it a log line\n"));
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-fn len(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
 
 struct Stopped {
     dir: tempfile::TempDir,
@@ -51,7 +32,7 @@ fn stopped_mid_file(ws: &str) -> Stopped {
         "[[sources.files]]\npaths = [{:?}]\n",
         app.display().to_string()
     ));
-    write_lines(&app, 0..100_000);
+    support::sensor::write_log_lines(&app, 0..100_000);
     let run_log = dir.path().join("run.log");
     let child = sensor.spawn_run(&run_log);
     let ctx = || format!("{}\nservice log:\n{}", sensor.context(&run_log), svc.log());
@@ -69,9 +50,9 @@ fn stopped_mid_file(ws: &str) -> Stopped {
     );
     let stopped_at = queued_through(&sensor);
     assert!(
-        stopped_at > 0 && stopped_at < len(&app),
+        stopped_at > 0 && stopped_at < support::sensor::file_len(&app),
         "stopped at {stopped_at} of {}: not in the middle, the test proves little",
-        len(&app)
+        support::sensor::file_len(&app)
     );
     Stopped {
         dir,
@@ -105,7 +86,7 @@ fn a_file_rotated_away_while_the_sensor_was_stopped_is_read_to_its_end() {
     assert!(log_ns(&s, "rotstop").len() < 100_000);
     // logrotate's rename while the sensor is stopped, and a new app.log.
     std::fs::rename(&s.app, s.logs.join("app.log.1")).unwrap();
-    write_lines(&s.app, 100_000..110_000);
+    support::sensor::write_log_lines(&s.app, 100_000..110_000);
     let run = s.sensor.run_once(180);
     assert!(run.status.success(), "{}\n{}", stderr(&run), s.svc.log());
     assert!(
@@ -117,7 +98,10 @@ fn a_file_rotated_away_while_the_sensor_was_stopped_is_read_to_its_end() {
     // Read to its end, the old file is let go: only the new app.log is checkpointed; none lost.
     assert_eq!(
         s.sensor.file_checkpoint(),
-        vec![(s.app.display().to_string(), len(&s.app))]
+        vec![(
+            s.app.display().to_string(),
+            support::sensor::file_len(&s.app)
+        )]
     );
     let st = s.sensor.status();
     assert!(st["sources"].get("lost_files").is_none(), "{st:#}");
@@ -133,7 +117,7 @@ fn a_file_deleted_while_the_sensor_was_stopped_is_reported_lost() {
         .filter(|b| **b == b'\n')
         .count() as u64;
     std::fs::remove_file(&s.app).unwrap();
-    write_lines(&s.app, 100_000..110_000);
+    support::sensor::write_log_lines(&s.app, 100_000..110_000);
     let run = s.sensor.run_once(180);
     assert!(run.status.success(), "{}\n{}", stderr(&run), s.svc.log());
     assert!(
@@ -161,12 +145,12 @@ fn read_to_its_end(ws: &str, n: u64) -> (tempfile::TempDir, ServiceProc, Sensor,
         "[[sources.files]]\npaths = [{:?}]\n",
         app.display().to_string()
     ));
-    write_lines(&app, 0..n);
+    support::sensor::write_log_lines(&app, 0..n);
     let run = sensor.run_once(180);
     assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
     assert_eq!(
         sensor.file_checkpoint(),
-        vec![(app.display().to_string(), len(&app))]
+        vec![(app.display().to_string(), support::sensor::file_len(&app))]
     );
     (dir, svc, sensor, logs)
 }
@@ -176,7 +160,7 @@ fn a_file_read_to_its_end_then_deleted_while_stopped_is_not_reported_lost() {
     let (dir, svc, sensor, logs) = read_to_its_end("rotgone", 1_000);
     let app = logs.join("app.log");
     std::fs::remove_file(&app).unwrap();
-    write_lines(&app, 1_000..1_100);
+    support::sensor::write_log_lines(&app, 1_000..1_100);
     let run = sensor.run_once(180);
     assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
     assert!(
@@ -210,7 +194,7 @@ fn a_log_directory_not_there_at_a_restart_keeps_its_files_checkpoints() {
     assert!(st["sources"].get("lost_files").is_none(), "{st:#}");
     assert_eq!(sensor.file_checkpoint().len(), 1, "the checkpoint is kept");
     std::fs::rename(&aside, &logs).unwrap();
-    write_lines(&app, 1_000..1_100);
+    support::sensor::write_log_lines(&app, 1_000..1_100);
     let run = sensor.run_once(180);
     assert!(run.status.success(), "{}\n{}", stderr(&run), svc.log());
     let ns = support::sensor::log_line_numbers(&exported(&dir.path().join("service"), "rotdir"));

@@ -149,6 +149,27 @@ pub type Row = (String, u64, serde_json::Value);
 /// The kinds `sensor run` adds on its own (one heartbeat and one inventory per `--once`).
 pub const OWN_KINDS: [&str; 2] = ["heartbeat", "inventory"];
 
+/// Appends lines `line n=N some text to make it a log line` to `path` (created if missing), one
+/// per N of `range`, in one write: what [`log_line_numbers`] reads back.
+pub fn write_log_lines(path: &Path, range: std::ops::Range<u64>) {
+    use std::io::Write;
+    let text: String = range
+        .map(|n| format!("line n={n} some text to make it a log line\n"))
+        .collect();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+/// The length of the file at `p`, 0 when there is none.
+pub fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
 /// The N of every `log` event among `rows` whose line reads `line n=N ...` (the file sources'
 /// tests write such lines), checked as [`rows_of_kind`] checks them; any other line fails.
 pub fn log_line_numbers(rows: &[Row]) -> Vec<u64> {
