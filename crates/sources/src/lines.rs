@@ -122,7 +122,8 @@ impl Splitter {
                     break;
                 }
             }
-            match rest.iter().position(|&b| b == b'\n') {
+            // memchr, not a byte loop (perf, 2,000 B lines: the byte loop was a tenth of the sensor).
+            match memchr::memchr(b'\n', rest) {
                 Some(k) => {
                     self.push_capped(offset, &rest[..k], out);
                     let end = offset + k as u64 + 1;

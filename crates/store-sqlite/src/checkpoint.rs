@@ -40,7 +40,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 /// When the checkpointer copies the WAL back, in WAL frames (one frame per page written; the
-/// store's pages are 16 KiB, 4 KiB in stores created before format 14).
+/// pages of a new store are 32 KiB; older stores keep theirs: 16 KiB if created at format 14
+/// to 17, 4 KiB before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointBounds {
     /// A passive checkpoint starts once the WAL holds this many frames after a commit.
@@ -52,7 +53,7 @@ pub struct CheckpointBounds {
 }
 
 impl Default for CheckpointBounds {
-    /// SQLite's own auto-checkpoint bound (16 MiB of WAL with 16 KiB pages), and twice that
+    /// SQLite's own auto-checkpoint bound (32 MiB of WAL with 32 KiB pages), and twice that
     /// before the writer restarts the WAL.
     fn default() -> Self {
         CheckpointBounds {

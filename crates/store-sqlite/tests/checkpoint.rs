@@ -11,7 +11,7 @@ use uplink_store_sqlite::{CheckpointBounds, CheckpointStats, SqliteStore};
 mod common;
 use common::{sensor, workspace};
 
-/// Events of ~1 KiB: a batch of 100 is ~7 WAL frames of 16 KiB.
+/// Events of ~1 KiB: a batch of 100 is ~4 WAL frames of 32 KiB.
 fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<NewEvent> {
     seqs.into_iter()
         .map(|seq| NewEvent {
@@ -58,7 +58,7 @@ async fn the_checkpointer_copies_the_wal_back_and_bounds_its_file() {
     store.add_sensor(sensor("s1")).await.unwrap();
     assert_eq!(store.checkpoint_stats(), CheckpointStats::default());
 
-    // 60 batches of 100 events: ~400 frames, far past both bounds.
+    // 60 batches of 100 events: ~240 frames, far past both bounds.
     let mut stored = 0;
     for b in 0..60u64 {
         let outcome = store
@@ -80,7 +80,11 @@ async fn the_checkpointer_copies_the_wal_back_and_bounds_its_file() {
     // Once restarted, the next commit writes the WAL from its beginning, and the file is cut
     // back to the restart bound (journal_size_limit). A restart can find a passive pass
     // running (busy): the next commit past the bound tries again.
-    let limit = u64::from(bounds.restart_frames) * 16 * 1024;
+    let page_size: u64 = rusqlite::Connection::open(dir.path().join("uplink.db"))
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    let limit = u64::from(bounds.restart_frames) * page_size;
     let mut seq = 6000;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -154,7 +158,7 @@ async fn a_reader_on_an_old_snapshot_delays_the_restart_but_no_ingest() {
     }
     let held = store.checkpoint_stats();
     assert!(held.busy >= 1, "{held:?}");
-    // Backing off (a quarter of the bound, ~4 commits of ~8 frames here): not one attempt
+    // Backing off (a quarter of the bound, ~7 commits of ~4 frames here): not one attempt
     // per commit past the bound.
     assert!(held.busy + held.restart <= 15, "{held:?}");
     assert_eq!(store.stats("w").await.unwrap().total, 4000);

@@ -192,7 +192,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => uplink_service::webhooks::ReceiverTrust::default(),
     };
     // Freed batch buffers stay in the heap for the next request instead of going back to the
-    // kernel and being faulted in again (issue #28, crates/memtrim). Not for the sensor.
+    // kernel and being faulted in again (issue #28, crates/memtrim). The sensor does the same
+    // with smaller bounds (`sensor run`).
     uplink_memtrim::keep_freed_heap(SERVICE_MMAP_THRESHOLD, SERVICE_TRIM_THRESHOLD);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();

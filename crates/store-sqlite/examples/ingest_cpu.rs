@@ -1,0 +1,166 @@
+//! The SQLite store's ingest alone: CPU per event with no network, TLS or decompression in the
+//! way (issue #28's "service ≤ 1.5 µs per event into SQLite" is mostly this).
+//!
+//! Builds every batch first (not timed), then ingests them through `Store::ingest_batch`, as the
+//! service does, with several batches in flight on a two-worker runtime, and prints events/s
+//! and the process's CPU µs per event (user and system, every thread: the writer, the
+//! checkpointer, the runtime). `bench/ingest.sh` measures the whole service with real sensors;
+//! this is the instrument for changes to the store itself, whose effect there would be lost in
+//! the run-to-run spread of fifty sensor processes.
+//!
+//! ```text
+//! cargo run --release -p uplink-store-sqlite --example ingest_cpu -- [EVENTS] [SENSORS] [BODY_BYTES] [IN_FLIGHT] [BATCH_EVENTS] [DIR]
+//! ```
+//! Defaults: 1,000,000 events from 50 sensors, bodies of 200 bytes, 8 batches in flight, batches
+//! of 2,000 events (the sensor's default `upload.batch_events`), a temporary directory (give DIR
+//! to keep the store on another file system).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use uplink_store::batch::EventBatch;
+use uplink_store::{now_ms, SensorRecord, Store, WorkspaceRecord};
+use uplink_store_sqlite::SqliteStore;
+
+fn arg(n: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(n)
+        .map(|a| {
+            a.replace(',', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("argument {n}: not a number: {a}"))
+        })
+        .unwrap_or(default)
+}
+
+/// This process's CPU time so far (user + system, every thread), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // The kernel's USER_HZ, 100 on every Linux we build for.
+    ticks / 100.0
+}
+
+/// One sensor's `count` events from `first_seq` as one batch, bodies of about `body` bytes.
+fn batch(sensor: usize, first_seq: u64, count: usize, body: usize) -> EventBatch {
+    let mut text = String::with_capacity(count * (body + 16));
+    let mut ranges = Vec::with_capacity(count);
+    let pad = "x".repeat(body.saturating_sub(90));
+    for i in 0..count {
+        let seq = first_seq + i as u64;
+        let start = text.len();
+        text.push_str(&format!(
+            r#"{{"seq":{seq},"kind":"logon","host":"host-{sensor}","user":"CORP\\u{i}","pad":"{pad}"}}"#
+        ));
+        ranges.push((seq, start..text.len()));
+        text.push('\n');
+    }
+    let mut batch = EventBatch::new(text, count);
+    let kind = batch.append("logon");
+    for (seq, body) in ranges {
+        assert!(batch.push(seq, kind.clone(), body));
+    }
+    batch
+}
+
+fn main() {
+    let events = arg(1, 1_000_000);
+    let sensors = arg(2, 50).max(1);
+    let body = arg(3, 200);
+    let in_flight = arg(4, 8).max(1);
+    let per_batch = arg(5, 2000).max(1);
+    let kept = std::env::args().nth(6);
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = kept
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().into());
+    std::fs::create_dir_all(&dir).expect("the store's directory");
+    let store = SqliteStore::open(&dir, true).expect("a new store");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        store
+            .create_workspace(WorkspaceRecord {
+                name: "w".into(),
+                domain: "uplink.localhost".into(),
+                public_port: 443,
+                ca_cert_pem: "cert".into(),
+                ca_key_pem: "key".into(),
+                ca_sha256: "00".repeat(32),
+                access_key_sha256: "11".repeat(32),
+                created_at: now_ms(),
+                access_key: None,
+            })
+            .await
+            .unwrap();
+        for s in 0..sensors {
+            store
+                .add_sensor(SensorRecord {
+                    sensor_id: format!("sensor-{s}"),
+                    workspace: "w".into(),
+                    name: format!("host-{s}"),
+                    cert_sha256: "22".repeat(32),
+                    key_sha256: Some(format!("key-{s}")),
+                    enrolled_at: now_ms(),
+                    last_seen: None,
+                })
+                .await
+                .unwrap();
+        }
+    });
+
+    // Round-robin over the sensors, as fifty sensors uploading at once arrive.
+    let per_sensor = events / sensors;
+    let mut batches = Vec::new();
+    for round in 0..per_sensor.div_ceil(per_batch) {
+        for s in 0..sensors {
+            let first = round * per_batch;
+            let count = per_batch.min(per_sensor - first);
+            batches.push((
+                format!("sensor-{s}"),
+                batch(s, first as u64 + 1, count, body),
+            ));
+        }
+    }
+    let total: usize = batches.iter().map(|(_, b)| b.len()).sum();
+    batches.reverse();
+    let queue = Arc::new(Mutex::new(batches));
+
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let accepted = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..in_flight {
+            let (store, queue) = (store.clone(), queue.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut accepted = 0;
+                loop {
+                    let next = queue.lock().unwrap().pop();
+                    let Some((sensor, batch)) = next else { break };
+                    accepted += store.ingest_batch(&sensor, batch).await.unwrap().accepted;
+                }
+                accepted
+            }));
+        }
+        let mut accepted = 0;
+        for t in tasks {
+            accepted += t.await.unwrap();
+        }
+        accepted
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(accepted as usize, total, "every event stored once");
+    println!(
+        "{total} events of ~{body} B from {sensors} sensors, batches of {per_batch}, {in_flight} in flight: {:.0} events/s, {:.2} µs CPU/event",
+        total as f64 / wall,
+        cpu / total as f64 * 1e6
+    );
+}
