@@ -97,7 +97,8 @@ pub fn trim() -> Trimmed {
     }
 }
 
-/// For the service, the other way round (issue #28): keep freed heap for the next request.
+/// The other way round while busy (issue #28): keep freed heap for the next request (the
+/// service) or the next chunk and batch (`sensor run`, whose idle trim gives it back).
 /// glibc hands each batch's buffers (~1.5 MB decoded, its events' strings) to `mmap` or to a
 /// thread arena that trims its top back to the kernel once the request frees them, so every
 /// request faulted in fresh zeroed pages again (perf: page faults, `clear_page`, `madvise`).

@@ -316,11 +316,30 @@ fn top_value<'a>(
 /// The end of a string whose text starts at `i`: the index of its closing quote, and whether
 /// it has escapes. `None` for a control character, a `\u` escape or an unknown escape.
 ///
-/// Eight bytes at a time, and every special byte of a word handled in that word: a log line
+/// To the first quote or backslash with `memchr2` (SIMD), checking what it passed for control
+/// characters in one vectorised pass: a string without escapes (a plain log line, most of a
+/// batch's bytes) costs a third of [`string_end_words`]'s scan (`string_end_speed`: 291 B in
+/// 12 ns against 38). From the first escape on, the word scan, which handles every escape of a
+/// word in that word where `memchr2` would be called again per escape; a string with escapes
+/// pays the first call in vain (an access-log line 69 ns against 64, dense escapes 83 against
+/// 74).
+fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let rest = b.get(i..)?;
+    let k = memchr::memchr2(b'"', b'\\', rest)?;
+    if rest[..k].iter().fold(0xff_u8, |m, &c| m.min(c)) < 0x20 {
+        return None; // a control character
+    }
+    if rest[k] == b'"' {
+        return Some((i + k, false));
+    }
+    string_end_words(b, i + k)
+}
+
+/// [`string_end`] eight bytes at a time, and every special byte of a word handled in that word: a log line
 /// carried as a JSON string is full of `\"`, and restarting the scan after each escape cost
 /// a word read and a call per escape (issue #28). A hit is checked on its byte, because the
 /// word trick is exact only up to the first hit of a word (see [`hits`]).
-fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
+fn string_end_words(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut escaped = false;
     // The first byte not yet accounted for (after an escape, past the escaped byte, which may
     // be in the next word).
@@ -969,12 +988,18 @@ mod tests {
                                     if start > b.len() {
                                         continue;
                                     }
-                                    assert_eq!(
-                                        string_end(b, start),
-                                        string_end_bytewise(b, start),
-                                        "{:?} from {start}",
-                                        String::from_utf8_lossy(b)
-                                    );
+                                    let want = string_end_bytewise(b, start);
+                                    for (f, name) in [
+                                        (string_end as fn(&[u8], usize) -> _, "memchr2 first"),
+                                        (string_end_words, "words only"),
+                                    ] {
+                                        assert_eq!(
+                                            f(b, start),
+                                            want,
+                                            "{name}: {:?} from {start}",
+                                            String::from_utf8_lossy(b)
+                                        );
+                                    }
                                     checked += 1;
                                 }
                             }
@@ -1053,14 +1078,17 @@ mod tests {
                 start.elapsed()
             };
             let (mut new, mut old) = (std::time::Duration::MAX, std::time::Duration::MAX);
+            let mut words = std::time::Duration::MAX;
             for _ in 0..5 {
                 new = new.min(time(string_end));
                 old = old.min(time(string_end_restarting));
+                words = words.min(time(string_end_words));
             }
             println!(
-                "{name} ({} B): {:.1} ns per string, restarting {:.1} ns ({:.2}x)",
+                "{name} ({} B): {:.1} ns per string, words only {:.1} ns, restarting {:.1} ns ({:.2}x)",
                 line.len(),
                 new.as_nanos() as f64 / 200_000.0,
+                words.as_nanos() as f64 / 200_000.0,
                 old.as_nanos() as f64 / 200_000.0,
                 new.as_secs_f64() / old.as_secs_f64()
             );

@@ -1,10 +1,12 @@
 //! The SQLite store's ingest alone: CPU per event with no network, TLS or decompression in the
 //! way (issue #28's "service ≤ 1.5 µs per event into SQLite" is mostly this).
 //!
-//! Builds every batch first (not timed), then ingests them through `Store::ingest_batch`, as the
-//! service does, with several batches in flight on a two-worker runtime, and prints events/s
-//! and the process's CPU µs per event (user and system, every thread: the writer, the
-//! checkpointer, the runtime). `bench/ingest.sh` measures the whole service with real sensors;
+//! Builds every batch first (not timed; they are all held in memory, so mind EVENTS × BODY_BYTES),
+//! then ingests them through `Store::ingest_batch`, as the service does, with several batches in
+//! flight on a two-worker runtime and the service's malloc settings, checkpoints what the WAL
+//! still holds (so that every run pays for all of its copying), and prints events/s and the
+//! process's CPU µs per event (user and system, every thread: the writer, the checkpointer, the
+//! runtime). `bench/ingest.sh` measures the whole service with real sensors;
 //! this is the instrument for changes to the store itself, whose effect there would be lost in
 //! the run-to-run spread of fifty sensor processes.
 //!
@@ -12,8 +14,9 @@
 //! cargo run --release -p uplink-store-sqlite --example ingest_cpu -- [EVENTS] [SENSORS] [BODY_BYTES] [IN_FLIGHT] [BATCH_EVENTS] [DIR]
 //! ```
 //! Defaults: 1,000,000 events from 50 sensors, bodies of 200 bytes, 8 batches in flight, batches
-//! of 2,000 events (the sensor's default `upload.batch_events`), a temporary directory (give DIR
-//! to keep the store on another file system).
+//! of 5,000 events (the sensor's default `upload.batch_events`), a new temporary directory (DIR:
+//! an empty directory elsewhere, e.g. on another file system). `PAGE_SIZE=16384` (or another
+//! power of two) makes the store with that page size instead of the store's own, to compare.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -71,14 +74,28 @@ fn main() {
     let sensors = arg(2, 50).max(1);
     let body = arg(3, 200);
     let in_flight = arg(4, 8).max(1);
-    let per_batch = arg(5, 2000).max(1);
+    let per_batch = arg(5, 5000).max(1);
     let kept = std::env::args().nth(6);
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let dir = kept
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().into());
     std::fs::create_dir_all(&dir).expect("the store's directory");
+    // The service's: freed batch buffers stay in the heap (`uplink service`).
+    uplink_memtrim::keep_freed_heap(32 << 20, 64 << 20);
+    let db = dir.join("uplink.db");
+    if let Ok(size) = std::env::var("PAGE_SIZE") {
+        // An empty database with this page size: the store's own setting is then a no-op.
+        let c = rusqlite::Connection::open(&db).expect("a database for PAGE_SIZE");
+        c.execute_batch(&format!(
+            "PRAGMA page_size={size}; PRAGMA journal_mode=WAL;"
+        ))
+        .expect("PAGE_SIZE: a power of two from 512 to 65536");
+    }
     let store = SqliteStore::open(&dir, true).expect("a new store");
+    let page_size: u32 = rusqlite::Connection::open(&db)
+        .and_then(|c| c.query_row("PRAGMA page_size", [], |r| r.get(0)))
+        .expect("the store's page size");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -99,7 +116,7 @@ fn main() {
                 access_key: None,
             })
             .await
-            .unwrap();
+            .expect("workspace w (DIR must be empty)");
         for s in 0..sensors {
             store
                 .add_sensor(SensorRecord {
@@ -118,6 +135,10 @@ fn main() {
 
     // Round-robin over the sensors, as fifty sensors uploading at once arrive.
     let per_sensor = events / sensors;
+    assert!(
+        per_sensor > 0,
+        "fewer EVENTS ({events}) than SENSORS ({sensors})"
+    );
     let mut batches = Vec::new();
     for round in 0..per_sensor.div_ceil(per_batch) {
         for s in 0..sensors {
@@ -155,11 +176,17 @@ fn main() {
         }
         accepted
     });
+    // What the WAL still holds, copied back now: a larger WAL bound (or page size) must not
+    // look cheaper for leaving more of its copying out of the figure.
+    rusqlite::Connection::open(&db)
+        .and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)))
+        .expect("the final checkpoint");
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     assert_eq!(accepted as usize, total, "every event stored once");
     println!(
-        "{total} events of ~{body} B from {sensors} sensors, batches of {per_batch}, {in_flight} in flight: {:.0} events/s, {:.2} µs CPU/event",
+        "{total} events of ~{body} B from {sensors} sensors, batches of {per_batch}, {in_flight} in flight, {} KiB pages: {:.0} events/s, {:.2} µs CPU/event",
+        page_size / 1024,
         total as f64 / wall,
         cpu / total as f64 * 1e6
     );

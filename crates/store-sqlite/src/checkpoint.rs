@@ -41,7 +41,7 @@ use rusqlite::Connection;
 
 /// When the checkpointer copies the WAL back, in WAL frames (one frame per page written; the
 /// pages of a new store are 32 KiB; older stores keep theirs: 16 KiB if created at format 14
-/// to 17, 4 KiB before).
+/// to 17 before issue #28's 32 KiB change, 4 KiB before format 14; `PRAGMA page_size` tells).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointBounds {
     /// A passive checkpoint starts once the WAL holds this many frames after a commit.

@@ -68,11 +68,12 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "uplink.db";
-/// The page size of a new store. 32 KiB against 16 KiB (the store alone, `--example
-/// ingest_cpu`, 50 sensors, batches of 2,000): 200 B events about 5-12% less CPU per event,
-/// 2,000 B events 11%; a commit of a few events writes twice the WAL bytes (whole pages), and
-/// batches of 10 cost ~7% more. 64 KiB saved a little more on large batches and doubled that
-/// again for small commits (an idle fleet's heartbeats).
+/// The page size of a new store. 32 KiB against 16 KiB, the store alone (`--example
+/// ingest_cpu`, 50 sensors, batches of 5,000, alternated): 200 B events 3-14% less CPU per
+/// event (median 9%, five pairs), 2,000 B events 10-16% less; batches of 10 events 0-5% more,
+/// as a commit writes whole pages (twice the WAL bytes for a commit of a few events). 64 KiB
+/// saved a little more on large batches and doubled that again for small commits (an idle
+/// fleet's heartbeats).
 const PAGE_SIZE: u32 = 32 * 1024;
 /// Upper bound of events committed in one group transaction.
 const GROUP_EVENTS: usize = 50_000;

@@ -84,6 +84,7 @@ async fn the_checkpointer_copies_the_wal_back_and_bounds_its_file() {
         .unwrap()
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap();
+    assert_eq!(page_size, 32 * 1024, "a new store's page size");
     let limit = u64::from(bounds.restart_frames) * page_size;
     let mut seq = 6000;
     let deadline = Instant::now() + Duration::from_secs(60);

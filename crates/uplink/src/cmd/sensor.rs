@@ -736,7 +736,8 @@ fn send_cmd(a: SendArgs) -> anyhow::Result<ExitCode> {
 /// lines, its queue records and a batch's frames are a few hundred KiB each.
 const SENSOR_MMAP_THRESHOLD: usize = 8 << 20;
 /// Free heap an arena keeps at its top rather than giving it back to the kernel at once (the
-/// idle trim, `--idle-trim`, gives it back when the sensor goes idle).
+/// idle trim, `--idle-trim`, gives it back when the sensor goes idle; with the idle trim off,
+/// glibc's own thresholds stay).
 const SENSOR_TRIM_THRESHOLD: usize = 16 << 20;
 
 fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -744,9 +745,11 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<ExitCode> {
     // (issue #28): with glibc's moving thresholds, chunks just past its 128 KiB start were
     // mapped and unmapped, or trimmed off an arena's top, and faulted in zeroed again each
     // time: a third of the sensor's CPU tailing 2,000 B lines (perf: page faults in the queue
-    // records' copy and the splitter's buffer). The peak is unchanged (what is kept was in use
-    // at the peak); the idle trim returns it.
-    uplink_memtrim::keep_freed_heap(SENSOR_MMAP_THRESHOLD, SENSOR_TRIM_THRESHOLD);
+    // records' copy and the splitter's buffer). The peak measured unchanged (bench/sensor-mem.sh,
+    // docs/benchmarks.md); the idle trim returns what is kept, so without it nothing is kept.
+    if !a.idle_trim.is_zero() {
+        uplink_memtrim::keep_freed_heap(SENSOR_MMAP_THRESHOLD, SENSOR_TRIM_THRESHOLD);
+    }
     let paths = a.dir.paths();
     let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let opts = upload::RunOptions {
