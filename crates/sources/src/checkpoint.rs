@@ -1,6 +1,6 @@
 //! Checkpoints: where each source stopped, in small files replaced atomically (temporary file,
-//! fsync, the two names swapped, fsync of the directory: [`store`]), so that a restart — also
-//! after SIGKILL or power loss — neither re-sends nor skips.
+//! fsync, rename, fsync of the directory), so that a restart — also after SIGKILL or power loss —
+//! neither re-sends nor skips.
 //!
 //! **Intent, then records.** A checkpoint written after the batch's records leaves a window (a
 //! crash after the queue's fsync and before the rename) in which the batch is queued but the
@@ -307,16 +307,6 @@ pub fn store<T: Serialize>(path: &Path, value: &T) -> Result<(), SourceError> {
     write_atomic(path, &bytes).map_err(crate::io_err(path))
 }
 
-/// Writes `bytes` to `path`'s temporary file (`.tmp`), fsyncs it, swaps the two names in one
-/// atomic step and fsyncs the directory: a crash leaves the old checkpoint or the new one.
-///
-/// Swapped (`RENAME_EXCHANGE`), not renamed over: the two files' inodes take turns, and the
-/// temporary file keeps the previous checkpoint until the next write. A rename over the old
-/// file freed an inode and the next write created one, every append; ext4 skips inodes freed
-/// in the last few seconds when it looks for a free one, so at a few hundred appends a second
-/// each creation walked thousands of them (perf, tailing 298 B lines: `find_inode_bit` and
-/// `recently_deleted` a quarter of the sensor's CPU). Where the file system cannot swap, or
-/// either file is missing (the first write), a plain rename does what it did before.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -324,28 +314,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    if !swap(&tmp, path)? {
-        std::fs::rename(&tmp, path)?;
-    }
+    std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
-}
-
-/// Swaps the names `a` and `b` atomically; `false` when that cannot be done here (a file
-/// missing, or a file system or kernel without `RENAME_EXCHANGE`).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn swap(a: &Path, b: &Path) -> std::io::Result<bool> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    use rustix::io::Errno;
-    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
-        Ok(()) => Ok(true),
-        Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn swap(_: &Path, _: &Path) -> std::io::Result<bool> {
-    Ok(false)
 }
 
 #[cfg(test)]
@@ -428,40 +398,6 @@ mod tests {
             load::<FilesCheckpoint>(&p),
             Err(SourceError::Checkpoint { .. })
         ));
-    }
-
-    /// Each write swaps the checkpoint with its temporary file: no inode is freed or made (the
-    /// two take turns), and the temporary file holds the checkpoint before.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn writes_take_turns_between_two_files() {
-        use std::os::unix::fs::MetadataExt;
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("files.json");
-        let tmp = d.path().join("files.tmp");
-        let ino = |path: &Path| std::fs::metadata(path).unwrap().ino();
-        let version = |n: u64| FilesCheckpoint {
-            format: FORMAT,
-            files: vec![mark(2, n)],
-            ..Default::default()
-        };
-        store(&p, &version(1)).unwrap();
-        assert!(!tmp.exists(), "the first write renames");
-        store(&p, &version(2)).unwrap();
-        let (first, second) = (ino(&tmp), ino(&p));
-        assert_ne!(first, second);
-        assert_eq!(load::<FilesCheckpoint>(&p).unwrap(), version(2));
-        assert_eq!(load::<FilesCheckpoint>(&tmp).unwrap(), version(1));
-        for n in 3..7 {
-            store(&p, &version(n)).unwrap();
-            assert_eq!(load::<FilesCheckpoint>(&p).unwrap(), version(n));
-            assert_eq!(load::<FilesCheckpoint>(&tmp).unwrap(), version(n - 1));
-            let mut now = [ino(&p), ino(&tmp)];
-            now.sort_unstable();
-            let mut was = [first, second];
-            was.sort_unstable();
-            assert_eq!(now, was, "write {n}: the same two inodes");
-        }
     }
 
     #[test]
