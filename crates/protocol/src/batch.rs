@@ -986,7 +986,8 @@ mod tests {
                 for second in pieces {
                     // Past 48 clean bytes too, where the scan goes on with `memchr2`.
                     for at in (0..12).chain([16, 23, 31, 40, 47, 48, 49, 55, 56, 63, 70]) {
-                        for gap in [0, 1, 5, 9] {
+                        // Past 48 clean bytes after the first piece too (an escape, then a run).
+                        for gap in [0, 1, 5, 9, 47, 48, 49, 56, 57] {
                             let mut s = vec![filler; at];
                             s.extend_from_slice(first);
                             s.extend(std::iter::repeat_n(filler, gap));
