@@ -22,8 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use uplink_store::batch::EventBatch;
-use uplink_store::{now_ms, SensorRecord, Store, WorkspaceRecord};
+use uplink_store::Store;
 use uplink_store_sqlite::SqliteStore;
+
+// The records the store's tests use: a workspace and its sensors.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn arg(n: usize, default: usize) -> usize {
     std::env::args()
@@ -104,30 +108,12 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         store
-            .create_workspace(WorkspaceRecord {
-                name: "w".into(),
-                domain: "uplink.localhost".into(),
-                public_port: 443,
-                ca_cert_pem: "cert".into(),
-                ca_key_pem: "key".into(),
-                ca_sha256: "00".repeat(32),
-                access_key_sha256: "11".repeat(32),
-                created_at: now_ms(),
-                access_key: None,
-            })
+            .create_workspace(common::workspace("w"))
             .await
             .expect("workspace w (DIR must be empty)");
         for s in 0..sensors {
             store
-                .add_sensor(SensorRecord {
-                    sensor_id: format!("sensor-{s}"),
-                    workspace: "w".into(),
-                    name: format!("host-{s}"),
-                    cert_sha256: "22".repeat(32),
-                    key_sha256: Some(format!("key-{s}")),
-                    enrolled_at: now_ms(),
-                    last_seen: None,
-                })
+                .add_sensor(common::sensor(&format!("sensor-{s}")))
                 .await
                 .unwrap();
         }

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use uplink_store::*;
 use uplink_store_sqlite::SqliteStore;
 
+// The records the store's tests use: a workspace and its sensors.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let inline = std::env::args().any(|a| a == "inline");
@@ -29,35 +33,14 @@ async fn main() {
         });
     }
     store
-        .create_workspace(WorkspaceRecord {
-            name: "w".into(),
-            domain: "uplink.localhost".into(),
-            public_port: 443,
-            ca_cert_pem: "cert".into(),
-            ca_key_pem: "key".into(),
-            ca_sha256: "00".repeat(32),
-            access_key_sha256: "11".repeat(32),
-            created_at: now_ms(),
-            access_key: None,
-        })
+        .create_workspace(common::workspace("w"))
         .await
         .unwrap();
     let mut tasks = Vec::new();
     let start = Instant::now();
     for t in 0..inflight {
         let id = format!("s{t}");
-        store
-            .add_sensor(SensorRecord {
-                sensor_id: id.clone(),
-                workspace: "w".into(),
-                name: "host".into(),
-                cert_sha256: "22".repeat(32),
-                key_sha256: Some(id.clone()),
-                enrolled_at: now_ms(),
-                last_seen: None,
-            })
-            .await
-            .unwrap();
+        store.add_sensor(common::sensor(&id)).await.unwrap();
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut took = Vec::new();
