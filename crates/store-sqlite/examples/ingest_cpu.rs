@@ -40,17 +40,6 @@ fn arg(n: usize, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// This process's CPU time so far (user + system, every thread), in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // The kernel's USER_HZ, 100 on every Linux we build for.
-    ticks / 100.0
-}
-
 /// One sensor's `count` events from `first_seq` as one batch, bodies of about `body` bytes.
 fn batch(sensor: usize, first_seq: u64, count: usize, body: usize) -> EventBatch {
     let mut text = String::with_capacity(count * (body + 16));
@@ -140,7 +129,8 @@ fn main() {
     batches.reverse();
     let queue = Arc::new(Mutex::new(batches));
 
-    let cpu0 = cpu_seconds();
+    // The process's CPU time (user + system, every thread), as the idle trim reads it.
+    let cpu0 = uplink_memtrim::cpu_time();
     let t0 = Instant::now();
     let accepted = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -168,7 +158,7 @@ fn main() {
         .and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)))
         .expect("the final checkpoint");
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
+    let cpu = (uplink_memtrim::cpu_time() - cpu0).as_secs_f64();
     assert_eq!(accepted as usize, total, "every event stored once");
     println!(
         "{total} events of ~{body} B from {sensors} sensors, batches of {per_batch}, {in_flight} in flight, {} KiB pages: {:.0} events/s, {:.2} µs CPU/event",
