@@ -270,12 +270,24 @@ pub fn remove_shm(port: u16) {
     }
 }
 
+/// Writes the password file, its mtime a whole second past the one it replaces:
+/// basic_ncsa_auth re-reads the file only when `st_mtime` (whole seconds) changes, so two
+/// changes within one second would leave it checking the first.
 fn write_passwd(dir: &Path, user: &str, password: &str) {
     let hash = openssl(&["passwd", "-apr1", password]);
     let path: PathBuf = dir.join("passwd");
     let tmp = dir.join("passwd.tmp");
     let mut f = std::fs::File::create(&tmp).unwrap();
     writeln!(f, "{user}:{}", hash.trim()).unwrap();
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = secs(std::time::SystemTime::now());
+    let before = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .map(secs);
+    let mtime = before.map_or(now, |b| now.max(b + 1));
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime))
+        .unwrap();
     drop(f);
     chmod(&tmp, 0o644);
     std::fs::rename(tmp, path).unwrap();
