@@ -75,6 +75,8 @@ port=$(sed -n 's/.*127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/service.out")
 "$bin" sensor install --bundle "$tmp/service/bundles/bench.json" --config-dir "$tmp/sensor" --quiet >/dev/null
 # INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default: the sensor's).
 [ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$tmp/sensor/sensor.toml"
+# BATCH_EVENTS=N: most events per batch (sensor.toml's upload.batch_events; default: the sensor's).
+[ -z "${BATCH_EVENTS:-}" ] || sed -i "s/^batch_events = [0-9]*$/batch_events = $BATCH_EVENTS/" "$tmp/sensor/sensor.toml"
 
 if [ "$mode" = tail ]; then
   kind=log

@@ -161,6 +161,8 @@ uplink_run() {
     --proxy-url "http://127.0.0.1:$sport" --quiet >/dev/null
 # INFLIGHT=N: batches in flight at once (sensor.toml's upload.inflight; default: the sensor's).
   [ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$d/sensor/sensor.toml"
+# BATCH_EVENTS=N: most events per batch (sensor.toml's upload.batch_events; default: the sensor's).
+  [ -z "${BATCH_EVENTS:-}" ] || sed -i "s/^batch_events = [0-9]*$/batch_events = $BATCH_EVENTS/" "$d/sensor/sensor.toml"
   printf '\n[[sources.files]]\npaths = ["%s"]\n' "$tmp/input.log" >>"$d/sensor/sensor.toml"
   [ "${PARSE:-}" != json ] || printf 'format = "json"\n' >>"$d/sensor/sensor.toml"
   local before start end got deadline=$((SECONDS + 600))

@@ -14,7 +14,8 @@
 //! cargo run --release -p uplink-store-sqlite --example ingest_cpu -- [EVENTS] [SENSORS] [BODY_BYTES] [IN_FLIGHT] [BATCH_EVENTS] [DIR]
 //! ```
 //! Defaults: 1,000,000 events from 50 sensors, bodies of 200 bytes, 8 batches in flight, batches
-//! of 5,000 events (the sensor's default `upload.batch_events`), a new temporary directory (DIR:
+//! of 5,000 events (the sensor's default `upload.batch_events` until 2026-12-06, kept so that
+//! figures stay comparable; new sensors send up to 20,000 or 4 MiB), a new temporary directory (DIR:
 //! an empty directory elsewhere, e.g. on another file system). `PAGE_SIZE=16384` (or another
 //! power of two) makes the store with that page size instead of the store's own, to compare.
 

@@ -34,7 +34,10 @@ fn sensor_behind_squid(dir: &Path, ws: &Ws, squid: &Squid, batch_events: usize) 
         ],
     );
     sensor.edit_config(
-        "batch_events = 5000",
+        &format!(
+            "batch_events = {}",
+            uplink_sensor::config::DEFAULT_BATCH_EVENTS
+        ),
         &format!("batch_events = {batch_events}\ninflight = 4"),
     );
     sensor

@@ -133,13 +133,13 @@ impl Sensor {
 
     /// Makes batches smaller (so that more uploads are in flight during a run).
     pub fn set_upload(&self, batch_events: usize) {
-        let path = self.dir.join("sensor.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text.replace(
-            "batch_events = 5000",
+        self.edit_config(
+            &format!(
+                "batch_events = {}",
+                uplink_sensor::config::DEFAULT_BATCH_EVENTS
+            ),
             &format!("batch_events = {batch_events}"),
         );
-        std::fs::write(path, text).unwrap();
     }
 }
 
