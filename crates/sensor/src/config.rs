@@ -184,11 +184,14 @@ fn is_default_inflight(n: &usize) -> bool {
 }
 
 /// Most events per batch unless `upload.batch_events` says otherwise. `batch_bytes` (4 MiB)
-/// bounds a batch's memory whatever this is; this bounds the count of small events. With 5,000,
-/// lines of 81 B went in batches of ~0.5 MB and the sensor waited on the service's commits:
-/// `SHAPE=short bench/vs-fluentbit.sh` (2026-12-06, the shipped build, same runs' Fluent Bit)
-/// 745k–781k events/s with 5,000, 774k–801k with 10,000, 830k–882k with 20,000; 298 B lines
-/// 426k–460k, 469k–470k, 455k–460k; the sensor's anonymous peak 4.7–6.6 MiB in all of them.
+/// bounds a batch's bytes whatever this is; this bounds the count of small events. With 5,000,
+/// lines of 81 B (events of ~182 B) went in batches of ~0.9 MB and the sensor waited on the
+/// service's commits: `SHAPE=short bench/vs-fluentbit.sh` (2026-12-06, the shipped build)
+/// 745k–781k events/s with 5,000, 774k–801k with 10,000, 830k–882k with 20,000 (~3.6 MB); the
+/// sensor's peak RSS the same (docs/benchmarks.md, "Batches of up to 20,000 events"). Events
+/// of ~414 B (298 B lines) reach 4 MiB at ~10,100. Beside a batch in flight only a full one goes,
+/// so the second connection opens once ~20,000 small events wait (and not at all with a queue
+/// `max_bytes` smaller than a full batch).
 pub const DEFAULT_BATCH_EVENTS: usize = 20_000;
 
 impl Default for UploadConfig {

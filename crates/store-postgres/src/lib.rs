@@ -58,7 +58,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Writer tasks committing groups of concurrent ingest calls (`group.rs`).
     pub ingest_writers: usize,
-    /// Most events a writer puts in one group's transaction.
+    /// A writer's group takes waiting batches until it holds this many events (the batch that
+    /// crosses it is the last, so a group can hold up to one batch more).
     pub group_events: usize,
 }
 

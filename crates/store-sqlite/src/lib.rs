@@ -75,7 +75,8 @@ pub const DB_FILE: &str = "uplink.db";
 /// saved a little more on large batches and doubled that again for small commits (an idle
 /// fleet's heartbeats).
 const PAGE_SIZE: u32 = 32 * 1024;
-/// Upper bound of events committed in one group transaction.
+/// A group transaction takes waiting batches until it holds this many events: the batch that
+/// crosses it is the last (a group can hold up to one batch more).
 const GROUP_EVENTS: usize = 50_000;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
