@@ -202,9 +202,10 @@ async fn quickstart(args: Args) -> anyhow::Result<ExitCode> {
     let report = uplink_sensor::upload::run(&paths, run, std::future::pending()).await?;
     let elapsed = send_start.elapsed();
     println!(
-        "  uploaded         {} events in {} batches in {:.2?} ({:.0} events/s, each batch committed before it left the queue)",
+        "  uploaded         {} events in {} {} in {:.2?} ({:.0} events/s, each batch committed before it left the queue)",
         report.delivered,
         report.batches,
+        if report.batches == 1 { "batch" } else { "batches" },
         elapsed,
         report.delivered as f64 / elapsed.as_secs_f64()
     );

@@ -33,13 +33,7 @@ fn sensor_behind_squid(dir: &Path, ws: &Ws, squid: &Squid, batch_events: usize) 
             PROXY_PASSWORD,
         ],
     );
-    sensor.edit_config(
-        &format!(
-            "batch_events = {}",
-            uplink_sensor::config::DEFAULT_BATCH_EVENTS
-        ),
-        &format!("batch_events = {batch_events}\ninflight = 4"),
-    );
+    sensor.set_upload_lines(&format!("batch_events = {batch_events}\ninflight = 4"));
     sensor
 }
 

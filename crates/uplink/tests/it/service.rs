@@ -559,15 +559,17 @@ fn a_store_from_a_newer_uplink_is_refused() {
 
 #[test]
 fn quickstart_runs_the_whole_system() {
-    let out = uplink(&["quickstart", "--events", "12000"]);
+    // More events than two of the sensor's default batches hold: three batches.
+    let events = 2 * uplink_sensor::config::DEFAULT_BATCH_EVENTS + 5_000;
+    let out = uplink(&["quickstart", "--events", &events.to_string()]);
     let text = ok(out, "quickstart");
     for want in [
-        "(route DIRECT)",
-        "queued           12000 events durably",
-        "uploaded         12000 events in 3 batches",
-        "stored           12000 events, sequence 0..12000 complete: yes",
+        "(route DIRECT)".to_owned(),
+        format!("queued           {events} events durably"),
+        format!("uploaded         {events} events in 3 batches"),
+        format!("stored           {events} events, sequence 0..{events} complete: yes"),
     ] {
-        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
     }
 }
 
@@ -593,6 +595,7 @@ fn quickstart_through_squid_needs_the_proxy_to_resolve_the_workspace_host() {
     let text = ok(out, "quickstart through squid");
     for want in [
         format!("(route PROXY 127.0.0.1:{})", squid.port),
+        "uploaded         3000 events in 1 batch in".to_owned(),
         "stored           3000 events, sequence 0..3000 complete: yes".to_owned(),
     ] {
         assert!(text.contains(&want), "missing {want:?} in:\n{text}");

@@ -133,13 +133,17 @@ impl Sensor {
 
     /// Makes batches smaller (so that more uploads are in flight during a run).
     pub fn set_upload(&self, batch_events: usize) {
-        self.edit_config(
-            &format!(
-                "batch_events = {}",
-                uplink_sensor::config::DEFAULT_BATCH_EVENTS
-            ),
-            &format!("batch_events = {batch_events}"),
+        self.set_upload_lines(&format!("batch_events = {batch_events}"));
+    }
+
+    /// Replaces the installed `upload.batch_events` line (the default) with `lines`: its own and
+    /// any other `[upload]` settings.
+    pub fn set_upload_lines(&self, lines: &str) {
+        let default = format!(
+            "batch_events = {}",
+            uplink_sensor::config::DEFAULT_BATCH_EVENTS
         );
+        self.edit_config(&default, lines);
     }
 }
 
