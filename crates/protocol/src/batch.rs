@@ -1146,9 +1146,9 @@ mod tests {
     #[test]
     #[ignore = "a measurement: run in release"]
     fn batch_parse_speed() {
-        // 5,000 events of a tailed access-log line (241 B, escaped quotes every few dozen bytes:
-        // the shape of `SHAPE=escaped`, not of the JSON lines `bench/vs-fluentbit.sh` ships by
-        // default), each a 328 B event as the sensor's file source encodes it.
+        // 5,000 events of a tailed access-log line (241 B, an escaped quote every few dozen
+        // bytes; none of `bench/vs-fluentbit.sh`'s shapes, which are JSON lines), each a 328 B
+        // event as the sensor's file source encodes it.
         let line = r#"10.1.2.3 - - [06/Dec/2026:02:20:00 +0000] \"GET /api/v1/items?id=42&page=3 HTTP/1.1\" 200 5120 \"https://example.com/start\" \"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\" \"-\" rt=0.012"#;
         let mut text = String::new();
         for seq in 0..5_000 {
