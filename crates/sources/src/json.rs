@@ -141,125 +141,92 @@ fn hex4(b: &[u8], at: usize) -> Option<u16> {
 
 /// Writes `bytes` as a JSON string (quotes included) exactly as
 /// `serde_json::to_writer(out, &String::from_utf8_lossy(bytes))` does — each invalid UTF-8
-/// sequence as U+FFFD, as `from_utf8_lossy` replaces it (the maximal invalid subpart), `"`, `\`
-/// and control bytes escaped as serde_json escapes them — in one pass over the bytes: the UTF-8
-/// check and the escaping together, eight bytes at a time while they are printable ASCII, and
-/// the runs that need nothing copied whole. The sources thread spends most of a tailing
-/// sensor's CPU writing lines; this is its inner loop.
+/// sequence as U+FFFD, as `from_utf8_lossy` replaces it (the maximal invalid subpart, which
+/// `Utf8Error::error_len` is), `"`, `\` and control bytes escaped as serde_json escapes them.
+/// The sources thread spends most of a tailing sensor's CPU writing lines; this is its inner
+/// loop. The UTF-8 check is std's (a word at a time over ASCII); the escaping then looks only for
+/// `"`, `\` and control bytes, 64 bytes at a time ([`uplink_bytescan`]), and copies the runs
+/// between them whole (issue #28: a line full of quotes and backslashes cost more here, a word
+/// and a branch per special byte, than serde_json's byte loop).
 pub fn write_str_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    /// The high bit of each zero byte of `w`, and maybe of bytes above one (a borrow): the
-    /// lowest bit set is exactly the first zero byte.
-    fn zero_bytes(w: u64) -> u64 {
-        w.wrapping_sub(LO) & !w & HI
-    }
-    /// The bytes of `w` (loaded little-endian) that are not printable ASCII other than `"` and
-    /// `\`, as [`zero_bytes`] marks them: the lowest bit set is exactly the first such byte.
-    fn attention(w: u64) -> u64 {
-        (w & HI)
-            | (w.wrapping_sub(LO * 0x20) & !w & HI)
-            | zero_bytes(w ^ (LO * u64::from(b'"')))
-            | zero_bytes(w ^ (LO * u64::from(b'\\')))
-    }
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    // Bytes from `clean` to `i` need no escaping: copied in one go when something does.
-    let mut clean = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let m = attention(u64::from_le_bytes(word.try_into().expect("eight bytes")));
-            if m == 0 {
-                i += 8;
-                continue;
+    let mut rest = bytes;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(_) => {
+                write_escaped(out, rest);
+                break;
             }
-            // Straight to the first byte that needs a look (dense JSON-looking text has one
-            // every few bytes).
-            i += (m.trailing_zeros() / 8) as usize;
-        }
-        let b = bytes[i];
-        if b < 0x80 {
-            let escape: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0x08 => b"\\b",
-                0x0c => b"\\f",
-                0x00..=0x1f => {
-                    out.extend_from_slice(&bytes[clean..i]);
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[usize::from(b >> 4)]);
-                    out.push(HEX[usize::from(b & 15)]);
-                    i += 1;
-                    clean = i;
-                    continue;
-                }
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            };
-            out.extend_from_slice(&bytes[clean..i]);
-            out.extend_from_slice(escape);
-            i += 1;
-            clean = i;
-            continue;
-        }
-        match utf8_sequence(&bytes[i..]) {
-            Ok(n) => {
-                i += n;
-                // Non-ASCII text (accents, CJK) comes in runs: on through the run, back to
-                // words of eight at its end (an invalid sequence is replaced above, next turn).
-                while bytes.get(i).is_some_and(|&c| c >= 0x80) {
-                    match utf8_sequence(&bytes[i..]) {
-                        Ok(n) => i += n,
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(bad) => {
-                out.extend_from_slice(&bytes[clean..i]);
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                write_escaped(out, valid);
                 out.extend_from_slice("\u{fffd}".as_bytes());
-                i += bad;
-                clean = i;
+                // `None`: a sequence cut short by the end, one U+FFFD as `from_utf8_lossy`.
+                rest = after
+                    .get(e.error_len().unwrap_or(after.len())..)
+                    .unwrap_or_default();
             }
         }
     }
-    out.extend_from_slice(&bytes[clean..]);
     out.push(b'"');
 }
 
-/// The UTF-8 sequence that starts `b` (its first byte is not ASCII): `Ok(length)` when valid,
-/// else `Err(n)`, the bytes one U+FFFD replaces — the lead byte and the continuation bytes valid
-/// so far (Unicode's "maximal subpart", what `from_utf8_lossy` replaces).
-fn utf8_sequence(b: &[u8]) -> Result<usize, usize> {
-    // The length, and the range the second byte must be in (it narrows for overlong forms,
-    // surrogates and code points past U+10FFFF); later bytes are 0x80..=0xBF.
-    let (len, second) = match b[0] {
-        0xC2..=0xDF => (2, 0x80..=0xBF),
-        0xE0 => (3, 0xA0..=0xBF),
-        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80..=0xBF),
-        0xED => (3, 0x80..=0x9F),
-        0xF0 => (4, 0x90..=0xBF),
-        0xF1..=0xF3 => (4, 0x80..=0xBF),
-        0xF4 => (4, 0x80..=0x8F),
-        _ => return Err(1),
+/// Writes valid UTF-8 `s` escaped for a JSON string, as serde_json escapes it: `"` and `\`
+/// after a backslash, control bytes as `\n`, `\t`… or `\u00XX`, everything else as it is.
+fn write_escaped(out: &mut Vec<u8>, s: &[u8]) {
+    // The two-byte escape of each control byte, or 0 for `\u00XX`.
+    const SHORT: [u8; 32] = {
+        let mut t = [0; 32];
+        t[0x08] = b'b';
+        t[0x09] = b't';
+        t[0x0a] = b'n';
+        t[0x0c] = b'f';
+        t[0x0d] = b'r';
+        t
     };
-    for k in 1..len {
-        let ok = match b.get(k) {
-            Some(c) if k == 1 => second.contains(c),
-            Some(c) => (0x80..=0xBF).contains(c),
-            None => false,
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Bytes from `clean` on are not written yet.
+    let mut clean = 0;
+    let mut at = 0;
+    while at < s.len() {
+        // The block from `at`; at the end, the last 64 bytes of `s` with the bits before `at`
+        // shifted out (or, for a shorter `s`, its bytes padded with spaces: no special byte).
+        let (block, shift) = match (s[at..].first_chunk(), s.last_chunk()) {
+            (Some(block), _) => (*block, 0),
+            (None, Some(last)) => (*last, at - (s.len() - 64)),
+            (None, None) => {
+                let mut block = [b' '; 64];
+                block[..s.len() - at].copy_from_slice(&s[at..]);
+                (block, 0)
+            }
         };
-        if !ok {
-            return Err(k);
+        let m = uplink_bytescan::specials(&block);
+        let mut hits = (m.quote | m.backslash | m.control) >> shift;
+        while hits != 0 {
+            let p = at + hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            out.extend_from_slice(&s[clean..p]);
+            let c = s[p];
+            match c {
+                b'"' | b'\\' => out.extend_from_slice(&[b'\\', c]),
+                _ => match SHORT[usize::from(c)] {
+                    0 => out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(c >> 4)],
+                        HEX[usize::from(c & 15)],
+                    ]),
+                    letter => out.extend_from_slice(&[b'\\', letter]),
+                },
+            }
+            clean = p + 1;
         }
+        at += 64;
     }
-    Ok(len)
+    out.extend_from_slice(&s[clean..]);
 }
 
 #[cfg(test)]
@@ -388,10 +355,10 @@ mod tests {
 
     #[test]
     fn one_pass_writes_what_two_passes_wrote() {
-        // Every byte value alone, and at every position of lines around the 8-byte words.
+        // Every byte value alone, and at every position of lines around the 64-byte blocks.
         for b in 0..=255u8 {
             same(&[b]);
-            for len in 1..=25 {
+            for len in (1..=25).chain(62..=66).chain([127, 129]) {
                 for at in 0..len {
                     let mut line = vec![b'x'; len];
                     line[at] = b;
@@ -465,8 +432,9 @@ mod tests {
         }
     }
 
-    /// A measurement, not a check of speed: ns per line of the old two passes and of
-    /// [`write_str_lossy`], alternated in one process, for the bench's line shapes. Run with
+    /// A measurement, not a check of speed: ns per line of serde_json after `from_utf8_lossy`
+    /// (what the sensor did before [`write_str_lossy`]) and of [`write_str_lossy`], alternated in
+    /// one process, for the bench's line shapes. Run with
     /// `cargo test --release -p uplink-sources -- --ignored --nocapture one_pass_speed`.
     #[test]
     #[ignore = "a measurement; run it in release"]
@@ -513,7 +481,7 @@ mod tests {
                 assert_eq!(out, want);
             }
             eprintln!(
-                "{name:>8} ({} B): two passes {old:.0} ns/line, one pass {new:.0} ns/line ({:.2}x)",
+                "{name:>8} ({} B): serde_json {old:.0} ns/line, write_str_lossy {new:.0} ns/line ({:.2}x)",
                 bytes.len(),
                 new / old
             );
