@@ -172,61 +172,90 @@ pub fn write_str_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-/// Writes valid UTF-8 `s` escaped for a JSON string, as serde_json escapes it: `"` and `\`
-/// after a backslash, control bytes as `\n`, `\t`… or `\u00XX`, everything else as it is.
+/// Writes valid UTF-8 `s` escaped for a JSON string, as serde_json escapes it: `"` and `\\`
+/// after a backslash, control bytes as `\\n`, `\\t`… or `\\u00XX`, everything else as it is.
+///
+/// Blocks without a special byte are copied whole with the run they are in. A block with some is
+/// written out in a scratch buffer first, each run before a special byte copied as a fixed 64
+/// bytes (of which the next write keeps only the run's): a line full of quotes and backslashes
+/// has a run of a few bytes between them, and a copy of a run's own length is a call per run.
 fn write_escaped(out: &mut Vec<u8>, s: &[u8]) {
-    // The two-byte escape of each control byte, or 0 for `\u00XX`.
-    const SHORT: [u8; 32] = {
-        let mut t = [0; 32];
-        t[0x08] = b'b';
-        t[0x09] = b't';
-        t[0x0a] = b'n';
-        t[0x0c] = b'f';
-        t[0x0d] = b'r';
+    // The escape of each special byte (`"`, `\\`, control), in its first six bytes (the
+    // backslash, then a letter or `u00XX`), and its length in the last.
+    const ESCAPES: [[u8; 8]; 128] = {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut t = [[0; 8]; 128];
+        let mut c = 0;
+        while c < 32 {
+            t[c] = match c {
+                0x08 => *b"\\b\0\0\0\0\0\x02",
+                0x09 => *b"\\t\0\0\0\0\0\x02",
+                0x0a => *b"\\n\0\0\0\0\0\x02",
+                0x0c => *b"\\f\0\0\0\0\0\x02",
+                0x0d => *b"\\r\0\0\0\0\0\x02",
+                _ => [b'\\', b'u', b'0', b'0', HEX[c >> 4], HEX[c & 15], 0, 6],
+            };
+            c += 1;
+        }
+        t[b'"' as usize] = *b"\\\"\0\0\0\0\0\x02";
+        t[b'\\' as usize] = *b"\\\\\0\0\0\0\0\x02";
         t
     };
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Bytes from `clean` on are not written yet.
-    let mut clean = 0;
-    let mut at = 0;
-    while at < s.len() {
-        // The block from `at`; at the end, the last 64 bytes of `s` with the bits before `at`
-        // shifted out (or, for a shorter `s`, its bytes padded with spaces: no special byte).
-        let (block, shift) = match (s[at..].first_chunk(), s.last_chunk()) {
-            (Some(block), _) => (*block, 0),
-            (None, Some(last)) => (*last, at - (s.len() - 64)),
-            (None, None) => {
-                let mut block = [b' '; 64];
-                block[..s.len() - at].copy_from_slice(&s[at..]);
-                (block, 0)
-            }
+    /// A dirty block's bytes (with room for a fixed copy from any of them), and what they
+    /// become: at most six bytes each, and room for a fixed copy after the last. One per
+    /// thread, not zeroed again for each line.
+    type Scratch = ([u8; 128], [u8; 6 * 64 + 64]);
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Scratch> = const {
+            std::cell::RefCell::new(([0; 128], [0; 6 * 64 + 64]))
         };
-        let m = uplink_bytescan::specials(&block);
-        let mut hits = (m.quote | m.backslash | m.control) >> shift;
-        while hits != 0 {
-            let p = at + hits.trailing_zeros() as usize;
-            hits &= hits - 1;
-            out.extend_from_slice(&s[clean..p]);
-            let c = s[p];
-            match c {
-                b'"' | b'\\' => out.extend_from_slice(&[b'\\', c]),
-                _ => match SHORT[usize::from(c)] {
-                    0 => out.extend_from_slice(&[
-                        b'\\',
-                        b'u',
-                        b'0',
-                        b'0',
-                        HEX[usize::from(c >> 4)],
-                        HEX[usize::from(c & 15)],
-                    ]),
-                    letter => out.extend_from_slice(&[b'\\', letter]),
-                },
-            }
-            clean = p + 1;
-        }
-        at += 64;
     }
-    out.extend_from_slice(&s[clean..]);
+    SCRATCH.with_borrow_mut(|(src, dst)| {
+        // Bytes from `clean` on are not written yet.
+        let mut clean = 0;
+        let mut at = 0;
+        while at < s.len() {
+            // The block from `at`; at the end, the last 64 bytes of `s` with the bits before `at`
+            // shifted out (or, for a shorter `s`, its bytes padded with spaces: no special byte).
+            let (block, shift) = match (s[at..].first_chunk(), s.last_chunk()) {
+                (Some(block), _) => (*block, 0),
+                (None, Some(last)) => (*last, at - (s.len() - 64)),
+                (None, None) => {
+                    let mut block = [b' '; 64];
+                    block[..s.len() - at].copy_from_slice(&s[at..]);
+                    (block, 0)
+                }
+            };
+            let m = uplink_bytescan::specials(&block);
+            let mut hits = (m.quote | m.backslash | m.control) >> shift;
+            if hits == 0 {
+                at += 64;
+                continue;
+            }
+            out.extend_from_slice(&s[clean..at]);
+            let n = (s.len() - at).min(64);
+            src[..n].copy_from_slice(&s[at..at + n]);
+            // `from`: the first byte of `src` not written; `o`: the end of `dst`'s bytes.
+            let (mut from, mut o) = (0, 0);
+            while hits != 0 {
+                let p = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                dst[o..o + 64].copy_from_slice(&src[from..from + 64]);
+                o += p - from;
+                // No branch on which escape: they alternate unpredictably in such a line.
+                let escape = &ESCAPES[usize::from(src[p] & 0x7f)];
+                dst[o..o + 6].copy_from_slice(&escape[..6]);
+                o += usize::from(escape[7]);
+                from = p + 1;
+            }
+            dst[o..o + 64].copy_from_slice(&src[from..from + 64]);
+            o += n - from;
+            out.extend_from_slice(&dst[..o]);
+            at += 64;
+            clean = at.min(s.len());
+        }
+        out.extend_from_slice(&s[clean..]);
+    });
 }
 
 #[cfg(test)]
