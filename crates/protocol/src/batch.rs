@@ -193,6 +193,25 @@ fn general_line(raw: &str) -> Result<Event<'_>, String> {
 /// refuses with its message. So what is accepted, and every error, is the general path's;
 /// `fast_head_agrees_with_the_general_path` checks it on a table of lines.
 fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
+    let (seq, kind) = scan_object(raw, MAX_DEPTH, true)?;
+    Some((seq?, kind))
+}
+
+/// Whether `raw` is, for sure, one JSON object every reader of stored events takes: valid JSON,
+/// nesting at most `max_depth` levels (the object itself is level 1), every `\u` escape a
+/// character (a UTF-16 surrogate only as a high-low pair), nothing around it but JSON
+/// whitespace after it. `false` when the fast scan is not sure: serde_json and
+/// [`check_structure`] then decide. The sensor asks it before shipping a line of a
+/// `format = "json"` file as it is (issue #28: the slow way was most of the sensor's CPU per
+/// line with escape-heavy lines).
+pub fn is_plain_object(raw: &str, max_depth: usize) -> bool {
+    scan_object(raw, max_depth, false).is_some()
+}
+
+/// [`fast_head`]'s scan: with `head`, also the top-level `seq` and `kind` (and `None` for what
+/// the general path must see: an escaped top-level key, a `seq` that is not a plain integer, a
+/// `kind` with escapes, either twice).
+fn scan_object(raw: &str, max_depth: usize, head: bool) -> Option<(Option<u64>, Option<&str>)> {
     /// What may come next.
     #[derive(Clone, Copy)]
     enum Want {
@@ -238,7 +257,7 @@ fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
                 while matches!(b.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
                     i += 1;
                 }
-                return (i == b.len()).then_some((seq?, kind));
+                return (i == b.len()).then_some((seq, kind));
             }
             want = Want::CommaOrClose;
             continue;
@@ -249,7 +268,7 @@ fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
                     return None;
                 }
                 let (end, escaped) = string_end(b, i + 1)?;
-                if depth == 1 {
+                if depth == 1 && head {
                     // An escaped top-level key might spell `seq` or `kind`.
                     if escaped {
                         return None;
@@ -272,7 +291,7 @@ fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
                     i = top_value(b, i, is_seq, &mut seq, &mut kind)?;
                     want = Want::CommaOrClose;
                 } else if c == b'{' || c == b'[' {
-                    if depth >= MAX_DEPTH {
+                    if depth >= max_depth {
                         return None;
                     }
                     if c == b'{' {
@@ -661,12 +680,10 @@ pub fn check_structure(raw: &str) -> Result<(), String> {
 
 /// The value of four hex digits at `at`, if they are there.
 fn hex4(b: &[u8], at: usize) -> Option<u16> {
-    let digits = b.get(at..at + 4)?;
-    let text = std::str::from_utf8(digits).ok()?;
-    if !digits.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    u16::from_str_radix(text, 16).ok()
+    b.get(at..at + 4)?.iter().try_fold(0, |v, &c| {
+        let digit = char::from(c).to_digit(16)?;
+        Some(v << 4 | digit as u16)
+    })
 }
 
 /// A kind is 1 to 64 characters of letters, digits, `_`, `-`, `.` or `:`.
