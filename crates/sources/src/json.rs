@@ -2,7 +2,9 @@
 //!
 //! A line of a JSON file is shipped as its event's `data` — the bytes read, never parsed into a
 //! tree and written again — when [`object`] says it is one JSON object that every reader of the
-//! stored events can read: valid UTF-8, valid JSON (serde_json, into `IgnoredAny`: no tree), an
+//! stored events can read: valid UTF-8, valid JSON (the service's one-pass scan,
+//! [`uplink_protocol::batch::is_plain_object`], and for what it is not sure of serde_json into
+//! `IgnoredAny`: no tree either way), an
 //! object, nesting at most [`MAX_OBJECT_DEPTH`] levels (the event wraps it, and the service
 //! refuses events deeper than [`uplink_protocol::batch::MAX_DEPTH`]), and every `\u` escape valid
 //! Unicode (the service refuses lone UTF-16 surrogates). Anything else — bad JSON, an array, a
@@ -10,8 +12,8 @@
 //! as in text mode: a line is never dropped, and a line the service would refuse never makes the
 //! batch it is in unsendable.
 //!
-//! Text lines go the other way: [`write_str_lossy`] writes a line's bytes as a JSON string in one
-//! pass (what `String::from_utf8_lossy` then serde_json's escaping did in two).
+//! Text lines go the other way: [`write_str_lossy`] writes a line's bytes as a JSON string, as
+//! `String::from_utf8_lossy` then serde_json's escaping did, 64 bytes at a time.
 //!
 //! Pure: functions over bytes, table-tested below.
 
