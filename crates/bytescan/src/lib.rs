@@ -11,9 +11,9 @@
 //!
 //! On x86_64 the classes are SSE2 compares (part of every x86_64 CPU, so no detection at run
 //! time), sixteen bytes per instruction; elsewhere a loop over the bytes gives the same masks.
-//! `cargo`'s optimiser does not turn that loop into SSE2 by itself (its byte compares against
-//! constants come out as shuffles), hence the one unsafe load, in its own crate because the
-//! workspace forbids unsafe code.
+//! rustc (LLVM) does not turn that loop into SSE2 by itself (its byte compares against
+//! constants come out as shuffles), hence the unsafe load and calls, in a crate of their own
+//! because the workspace forbids unsafe code.
 //!
 //! Pure: functions of a block, tested against the portable loop on every byte value.
 
@@ -60,7 +60,7 @@ pub fn any_of_portable<const N: usize>(block: &[u8; 64], set: [u8; N]) -> u64 {
     m
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use super::Specials;
     use std::arch::x86_64::{
@@ -70,13 +70,15 @@ mod imp {
 
     #[inline]
     pub(super) fn specials(block: &[u8; 64]) -> Specials {
-        // SAFETY: SSE2 is enabled on every x86_64 target (the features `sse2_specials` needs).
+        // SAFETY: this module is compiled only where SSE2 is enabled (`target_feature = "sse2"`,
+        // the default of every x86_64 target but soft-float ones), the feature `sse2_specials`
+        // needs.
         unsafe { sse2_specials(block) }
     }
 
     #[inline]
     pub(super) fn any_of<const N: usize>(block: &[u8; 64], set: [u8; N]) -> u64 {
-        // SAFETY: as in `specials`.
+        // SAFETY: as in `specials`: SSE2 is enabled where this module is compiled.
         unsafe { sse2_any_of(block, set) }
     }
 
@@ -147,7 +149,7 @@ mod imp {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 mod imp {
     pub(super) use super::{any_of_portable as any_of, specials_portable as specials};
 }

@@ -189,8 +189,8 @@ fn general_line(raw: &str) -> Result<Event<'_>, String> {
 /// top-level `seq` and `kind`, without allocating. It answers only for lines it is sure of —
 /// valid JSON, nesting within [`MAX_DEPTH`], every `\u` escape a character (a UTF-16
 /// surrogate only as a high-low pair), no escape in a top-level key or the kind, `seq` a plain
-/// integer up to [`MAX_SEQ`] and each of `seq` and `kind` at most once — and `None` for anything else, which [`parse_line`]'s general path then accepts or
-/// refuses with its message. So what is accepted, and every error, is the general path's;
+/// integer up to [`MAX_SEQ`] and each of `seq` and `kind` at most once — and `None` for
+/// anything else, which [`parse_line`]'s general path then accepts or refuses with its message. So what is accepted, and every error, is the general path's;
 /// `fast_head_agrees_with_the_general_path` checks it on a table of lines.
 fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
     let (seq, kind) = scan_object(raw, MAX_DEPTH, true)?;
@@ -204,8 +204,11 @@ fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
 /// [`check_structure`] then decide. The sensor asks it before shipping a line of a
 /// `format = "json"` file as it is (issue #28: the slow way was most of the sensor's CPU per
 /// line with escape-heavy lines).
+///
+/// `max_depth` above [`MAX_DEPTH`] counts as [`MAX_DEPTH`] (the scan keeps its containers' kinds
+/// in one bit each of a `u64`).
 pub fn is_plain_object(raw: &str, max_depth: usize) -> bool {
-    scan_object(raw, max_depth, false).is_some()
+    scan_object(raw, max_depth.min(MAX_DEPTH), false).is_some()
 }
 
 /// [`fast_head`]'s scan: with `head`, also the top-level `seq` and `kind` (and `None` for what
@@ -444,7 +447,7 @@ fn string_end_blocks(b: &[u8], mut at: usize, mut escaped: bool) -> Option<(usiz
         let mut m = uplink_bytescan::specials(&block);
         if m == uplink_bytescan::Specials::default() && carry == 0 && shift == 0 {
             // A block of plain text: likely a long run (a log line's text, most of a batch's
-            // bytes). `memchr2` (AVX2 where the CPU has it: twice a block's width) goes to the
+            // bytes). `memchr2` (32 bytes a compare with AVX2, where the CPU has it) goes to the
             // next quote or backslash, and one vectorised pass checks what it passed for control
             // characters; the blocks go on from there.
             let rest = b.get(at + 64..)?;
@@ -542,8 +545,7 @@ fn hits(w: u64) -> u64 {
 }
 
 /// The index of the first `"`, `\` or control character (below 0x20) in `s`, eight bytes at a
-/// time (the text is most of an event, its keys a few bytes each: a word at a time beats both
-/// a byte loop and a search call per string).
+/// time with [`hits`]: how its test checks that `hits` is exact up to a word's first hit.
 #[cfg(test)]
 fn special(s: &[u8]) -> Option<usize> {
     let mut at = 0;

@@ -939,7 +939,7 @@ pub fn encode_line_event(out: &mut Vec<u8>, seq: u64, kind: &str, path: &Path, l
         out.extend_from_slice(crate::json::trim(&line.bytes));
     } else {
         out.extend_from_slice(b",\"line\":");
-        // One pass: the UTF-8 check and the escaping together (json::write_str_lossy).
+        // std's UTF-8 check, then the escaping 64 bytes at a time (json::write_str_lossy).
         crate::json::write_str_lossy(out, &line.bytes);
     }
     out.extend_from_slice(b",\"offset\":");
