@@ -1242,10 +1242,15 @@ mod tests {
         // Random strings over an alphabet heavy in special bytes (xorshift: reproducible).
         let alphabet = b"\\\"]#/nux0dD \x00\x01\x1f\x7f\x80\xff";
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        /// The next of a xorshift sequence.
+        fn xorshift(x: &mut u64) -> u64 {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x
+        }
         for _ in 0..200_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            xorshift(&mut state);
             let len = (state % 40) as usize;
             let b: Vec<u8> = (0..len)
                 .map(|i| alphabet[((state >> (i % 56)) as usize + i) % alphabet.len()])
@@ -1259,19 +1264,15 @@ mod tests {
         }
         // Long random strings, special bytes sparse or dense, across many blocks.
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            xorshift(&mut state);
             let len = (state % 400) as usize;
             let one_in = 1 + (state >> 40) % 40;
             let mut r = state;
             let b: Vec<u8> = (0..len)
                 .map(|_| {
-                    r ^= r << 13;
-                    r ^= r >> 7;
-                    r ^= r << 17;
-                    if r.is_multiple_of(one_in) {
-                        alphabet[(r >> 32) as usize % alphabet.len()]
+                    let x = xorshift(&mut r);
+                    if x.is_multiple_of(one_in) {
+                        alphabet[(x >> 32) as usize % alphabet.len()]
                     } else {
                         b'x'
                     }
