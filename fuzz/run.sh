@@ -2,8 +2,8 @@
 # Runs every fuzz target for a bounded time (default 20 s each; FUZZ_SECONDS to change).
 # Uses cargo-fuzz on stable Rust: RUSTC_BOOTSTRAP=1 for the -Z flags, and `-s none` (no sanitizer:
 # the code is #![forbid(unsafe_code)] but for crates/bytescan's bounded SSE2 loads, and the point is
-# panics, hangs and the differential asserts). A crash fails the run
-# and leaves the input in fuzz/artifacts/.
+# panics, hangs and the differential asserts). A crash fails the run and leaves the input in
+# fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-20}
