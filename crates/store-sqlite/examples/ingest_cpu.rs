@@ -18,6 +18,11 @@
 //! figures stay comparable; new sensors send up to 20,000 or 4 MiB), a new temporary directory (DIR:
 //! an empty directory elsewhere, e.g. on another file system). `PAGE_SIZE=16384` (or another
 //! power of two) makes the store with that page size instead of the store's own, to compare.
+//! `ZSTD=LEVEL` compresses each batch's text at that level first (not timed) and keeps it, as the
+//! service keeps a sensor's compressed request: the store then writes each batch once and points
+//! its rows into it (`blobs.rs`); without it every row holds its event's text. `PAD=random`
+//! fills the bodies with random letters and digits instead of one repeated letter (text zstd
+//! shrinks only to about three quarters: the worst case for a batch kept as sent).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -42,12 +47,34 @@ fn arg(n: usize, default: usize) -> usize {
 }
 
 /// One sensor's `count` events from `first_seq` as one batch, bodies of about `body` bytes.
-fn batch(sensor: usize, first_seq: u64, count: usize, body: usize) -> EventBatch {
+fn batch(
+    sensor: usize,
+    first_seq: u64,
+    count: usize,
+    body: usize,
+    zstd: Option<i32>,
+) -> EventBatch {
     let mut text = String::with_capacity(count * (body + 16));
     let mut ranges = Vec::with_capacity(count);
-    let pad = "x".repeat(body.saturating_sub(90));
+    let pad_len = body.saturating_sub(90);
+    let mut pad = "x".repeat(pad_len);
+    let random = std::env::var("PAD").is_ok_and(|p| p == "random");
     for i in 0..count {
         let seq = first_seq + i as u64;
+        if random {
+            // Letters and digits from a xorshift of the seq: text zstd cannot shrink below
+            // about 6 bits per byte, the worst case for a batch kept as sent.
+            let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            pad = (0..pad_len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+                        [(x & 63) as usize] as char
+                })
+                .collect();
+        }
         let start = text.len();
         text.push_str(&format!(
             r#"{{"seq":{seq},"kind":"logon","host":"host-{sensor}","user":"CORP\\u{i}","pad":"{pad}"}}"#
@@ -55,10 +82,14 @@ fn batch(sensor: usize, first_seq: u64, count: usize, body: usize) -> EventBatch
         ranges.push((seq, start..text.len()));
         text.push('\n');
     }
+    let kept = zstd.map(|level| zstd::encode_all(text.as_bytes(), level).expect("zstd"));
     let mut batch = EventBatch::new(text, count);
     let kind = batch.append("logon");
     for (seq, body) in ranges {
         assert!(batch.push(seq, kind.clone(), body));
+    }
+    if let Some(kept) = kept {
+        batch.keep_zstd(kept);
     }
     batch
 }
@@ -70,6 +101,10 @@ fn main() {
     let in_flight = arg(4, 8).max(1);
     let per_batch = arg(5, 5000).max(1);
     let kept = std::env::args().nth(6);
+    let zstd = std::env::var("ZSTD").ok().map(|l| {
+        l.parse::<i32>()
+            .unwrap_or_else(|_| panic!("ZSTD={l}: a zstd level, e.g. 3 (the sensor's)"))
+    });
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let dir = kept
         .map(std::path::PathBuf::from)
@@ -122,7 +157,7 @@ fn main() {
             let count = per_batch.min(per_sensor - first);
             batches.push((
                 format!("sensor-{s}"),
-                batch(s, first as u64 + 1, count, body),
+                batch(s, first as u64 + 1, count, body, zstd),
             ));
         }
     }
@@ -162,7 +197,8 @@ fn main() {
     let cpu = (uplink_memtrim::cpu_time() - cpu0).as_secs_f64();
     assert_eq!(accepted as usize, total, "every event stored once");
     println!(
-        "{total} events of ~{body} B from {sensors} sensors, batches of {per_batch}, {in_flight} in flight, {} KiB pages: {:.0} events/s, {:.2} µs CPU/event",
+        "{total} events of ~{body} B from {sensors} sensors, batches of {per_batch}{}, {in_flight} in flight, {} KiB pages: {:.0} events/s, {:.2} µs CPU/event",
+        zstd.map(|l| format!(" kept as zstd level {l}")).unwrap_or_default(),
         page_size / 1024,
         total as f64 / wall,
         cpu / total as f64 * 1e6

@@ -34,6 +34,7 @@ use uplink_store::*;
 
 pub use checkpoint::{CheckpointBounds, CheckpointStats};
 
+mod blobs;
 mod checkpoint;
 mod console;
 mod fleet;
@@ -62,7 +63,8 @@ mod tokens;
 /// 14: no age index on `events` (retention goes in seq order, issue #28).
 /// 15: the holes retention's watermark passed (`pruned_holes`, issue #28, `holes.rs`).
 /// 17: the CAs a rotation retired (`retired_cas`, `imports.rs`).
-pub const FORMAT_VERSION: i64 = 17;
+/// 18: batches stored as sent, events pointing into them (`event_blobs`, issue #28, `blobs.rs`).
+pub const FORMAT_VERSION: i64 = 18;
 /// The master key's default file in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -243,6 +245,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, holes::FORMAT_15),
     // The CAs a rotation retired, never trusted again by a copy (`imports.rs`).
     (17, imports::FORMAT_17),
+    // Batches stored as sent (issue #28): adding the two columns rewrites nothing, rows
+    // written before keep their text.
+    (18, blobs::FORMAT_18),
 ];
 
 /// The store's files besides the database (SQLite's write-ahead log and its shared-memory index).
@@ -351,7 +356,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // BEGIN IMMEDIATE: two processes creating the store at once must not both run the schema.
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA} {} {} {} {} {} {} {} {} {} {} INSERT INTO meta VALUES ('format', '{FORMAT_VERSION}'), ('created_by', 'uplink {}'); PRAGMA user_version={FORMAT_VERSION}; COMMIT;",
             fleet::FLEET_SCHEMA,
             tokens::FORMAT_7,
             console::FORMAT_9,
@@ -361,6 +366,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
             history::FORMAT_13,
             holes::FORMAT_15,
             imports::FORMAT_17,
+            blobs::FORMAT_18,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -1151,7 +1157,7 @@ impl SqliteStore {
         };
         let mut st = tx
             .prepare(
-                "SELECT s.sensor_id, e.seq, e.kind, e.received_at, e.body FROM events e JOIN sensors s ON s.id = e.sensor
+                "SELECT s.sensor_id, e.seq, e.kind, e.received_at, e.body, e.blob, e.span FROM events e JOIN sensors s ON s.id = e.sensor
                  WHERE s.workspace = ?1 AND (?2 IS NULL OR e.kind = ?2) AND (?3 IS NULL OR s.sensor_id = ?3)
                  ORDER BY s.sensor_id, e.seq",
             )
@@ -1169,25 +1175,45 @@ impl SqliteStore {
             },
             e => e,
         };
+        // An event whose text lies in its batch's stored body (`blobs.rs`) is read from it.
+        let mut batches = blobs::Reader::default();
         while let Some(r) = rows.next().map_err(|e| damaged(n, sql_err(path)(e)))? {
-            let read = || -> rusqlite::Result<StoredEvent> {
-                Ok(StoredEvent {
+            let read = || -> rusqlite::Result<(StoredEvent, Option<(i64, i64)>)> {
+                let at = match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<i64>>(6)?) {
+                    (Some(blob), Some(span)) => Some((blob, span)),
+                    _ => None,
+                };
+                let ev = StoredEvent {
                     sensor_id: r.get(0)?,
                     seq: r.get::<_, i64>(1)? as u64,
                     kind: r.get(2)?,
                     received_at: r.get(3)?,
                     body: r.get(4)?,
-                })
+                };
+                Ok((ev, at))
             };
-            let ev = read().map_err(|e| {
+            let row_damaged = |detail: String| {
                 damaged(
                     n,
                     StoreError::Damaged {
                         path: path.display().to_string(),
-                        detail: format!("an event row could not be read ({e})"),
+                        detail,
                     },
                 )
-            })?;
+            };
+            let (mut ev, at) =
+                read().map_err(|e| row_damaged(format!("an event row could not be read ({e})")))?;
+            if let Some((blob, span)) = at {
+                ev.body = batches
+                    .text(&tx, blob, span)
+                    .map_err(|e| {
+                        row_damaged(format!(
+                            "the text of event {} of sensor {} could not be read: {e}",
+                            ev.seq, ev.sensor_id
+                        ))
+                    })?
+                    .to_owned();
+            }
             out.blocking_send(ev)
                 .map_err(|_| StoreError::output_closed())?;
             n += 1;
@@ -1565,8 +1591,9 @@ fn resolve_sensor(
 /// statement. A run shorter than the smallest size goes row by row.
 const INSERT_CHUNKS: [usize; 2] = [64, 8];
 
-/// `INSERT` of `rows` events of one sensor at one time: `?1` the sensor, `?2` the time, then
-/// seq, kind and body for each row.
+/// `INSERT` of `rows` events of one sensor at one time: `?1` the sensor, `?2` the time, `?3`
+/// the batch their texts lie in (NULL: each row holds its text, `blobs.rs`), then seq, kind,
+/// body and span for each row.
 ///
 /// `OR IGNORE`, not `ON CONFLICT DO NOTHING`: a statement writing many rows that could stop
 /// half-way (a `NOT NULL` column's default conflict action is to abort the statement) makes
@@ -1575,14 +1602,20 @@ const INSERT_CHUNKS: [usize; 2] = [64, 8];
 /// statement journal. Nothing is ignored in practice: every value bound is non-null, and the
 /// caller checks that the chunk's range is unstored and that every row went in.
 fn insert_chunk_sql(rows: usize) -> String {
-    let mut sql =
-        String::from("INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body) VALUES ");
+    let mut sql = String::from(
+        "INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body, blob, span) VALUES ",
+    );
     for i in 0..rows {
-        let p = 3 + 3 * i;
+        let p = 4 + 4 * i;
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str(&format!("(?1, ?{p}, ?{}, ?2, ?{})", p + 1, p + 2));
+        sql.push_str(&format!(
+            "(?1, ?{p}, ?{}, ?2, ?{}, ?3, ?{})",
+            p + 1,
+            p + 2,
+            p + 3
+        ));
     }
     sql
 }
@@ -1704,6 +1737,17 @@ fn commit_group(
             let mut runs = KindRuns { run: None };
             // The batch's events borrowed from its one text (one vector per batch).
             let events: Vec<BatchEvent<'_>> = p.events.iter().collect();
+            // A batch that kept its zstd body, every event's text a piece of the decoded text:
+            // its multi-row chunks point into the body, stored once at the first of them
+            // (`blobs.rs`); `None` keeps each event's text in its row.
+            let spans: Option<(&[u8], Vec<i64>)> = p.events.zstd().and_then(|zstd| {
+                let spans = p
+                    .events
+                    .body_ranges()
+                    .map(|r| r.as_ref().and_then(blobs::span));
+                Some((zstd, spans.collect::<Option<Vec<i64>>>()?))
+            });
+            let mut blob: Option<i64> = None;
             let mut rest = &events[..];
             // Events left to go row by row after a chunk's range held stored events (a retried
             // batch): one range check per chunk, not one per event.
@@ -1720,13 +1764,38 @@ fn commit_group(
                         row_by_row = n;
                     } else {
                         let size = INSERT_CHUNKS.iter().position(|&s| s == n).unwrap_or(0);
+                        if let (Some((zstd, _)), None) = (&spans, blob) {
+                            // Every seq a row of the batch can have (those of its rows that
+                            // point into it are among them): what `blobs::collect` checks.
+                            let seqs = events.iter().map(|e| e.seq.min(i64::MAX as u64) as i64);
+                            let first = seqs.clone().min().unwrap_or(lo);
+                            let last = seqs.max().unwrap_or(hi);
+                            blob = Some(blobs::insert(
+                                &tx,
+                                *rowid,
+                                (first, last),
+                                p.events.text_len(),
+                                zstd,
+                            )?);
+                        }
+                        let at = events.len() - rest.len();
                         let st = &mut chunk_inserts[size];
                         st.raw_bind_parameter(1, rowid)?;
                         st.raw_bind_parameter(2, now)?;
+                        st.raw_bind_parameter(3, blob)?;
                         for (i, e) in chunk.iter().enumerate() {
-                            st.raw_bind_parameter(3 + 3 * i, e.seq as i64)?;
-                            st.raw_bind_parameter(4 + 3 * i, e.kind)?;
-                            st.raw_bind_parameter(5 + 3 * i, e.body)?;
+                            st.raw_bind_parameter(4 + 4 * i, e.seq as i64)?;
+                            st.raw_bind_parameter(5 + 4 * i, e.kind)?;
+                            match &spans {
+                                Some((_, spans)) => {
+                                    st.raw_bind_parameter(6 + 4 * i, "")?;
+                                    st.raw_bind_parameter(7 + 4 * i, spans[at + i])?;
+                                }
+                                None => {
+                                    st.raw_bind_parameter(6 + 4 * i, e.body)?;
+                                    st.raw_bind_parameter(7 + 4 * i, None::<i64>)?;
+                                }
+                            }
                         }
                         let changed = st.raw_execute()?;
                         if changed != n {
@@ -1890,6 +1959,8 @@ impl SqliteStore {
             let removed = || oldest[..walked].iter().filter(|(_, _, at)| *at < before);
             uncount(tx, workspace, removed().map(|(_, k, _)| k.as_str()))?;
             holes::record(tx, row, through, oldest[..walked].iter().map(|(s, _, _)| *s))?;
+            // The batches no row points into any more.
+            blobs::collect(tx, row, highest)?;
             tx.execute(
                 "UPDATE sensors SET pruned_through = MAX(COALESCE(pruned_through, -1), ?2) WHERE id = ?1",
                 params![row, highest],
@@ -1928,6 +1999,9 @@ impl SqliteStore {
                 tx.prepare_cached("DELETE FROM events WHERE sensor = ?1 AND seq = ?2")?;
             for (seq, _) in &late {
                 delete.execute(params![row, seq])?;
+            }
+            if !late.is_empty() {
+                blobs::collect(tx, row, through)?;
             }
             uncount(tx, workspace, late.iter().map(|(_, k)| k.as_str()))?;
             Ok(late.len() as u64)
@@ -2019,6 +2093,11 @@ impl SqliteStore {
         let (found, late, sensors) = immediate(&conn, |tx| {
             let late = tx.execute(
                 "DELETE FROM events WHERE sensor IN (SELECT id FROM sensors WHERE workspace = ?1)",
+                [workspace],
+            )?;
+            // The batches their texts lay in (`blobs.rs`), before the sensors they refer to.
+            tx.execute(
+                "DELETE FROM event_blobs WHERE sensor IN (SELECT id FROM sensors WHERE workspace = ?1)",
                 [workspace],
             )?;
             tx.execute("DELETE FROM kind_counts WHERE workspace = ?1", [workspace])?;
@@ -2788,12 +2867,12 @@ mod tests {
     }
 
     #[test]
-    fn chunk_sql_binds_the_sensor_and_time_once_and_three_values_per_row() {
+    fn chunk_sql_binds_the_sensor_time_and_batch_once_and_four_values_per_row() {
         assert_eq!(
             insert_chunk_sql(2),
-            "INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?3, ?4, ?2, ?5),(?1, ?6, ?7, ?2, ?8)"
+            "INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body, blob, span) VALUES (?1, ?4, ?5, ?2, ?6, ?3, ?7),(?1, ?8, ?9, ?2, ?10, ?3, ?11)"
         );
         let sql = insert_chunk_sql(INSERT_CHUNKS[0]);
-        assert!(sql.contains(&format!("?{})", 2 + 3 * INSERT_CHUNKS[0])));
+        assert!(sql.ends_with(&format!("?{})", 3 + 4 * INSERT_CHUNKS[0])));
     }
 }

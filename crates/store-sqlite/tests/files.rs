@@ -8,6 +8,7 @@ use uplink_store::*;
 use uplink_store_sqlite::{SqliteStore, FORMAT_VERSION};
 
 mod common;
+use common::kept::{kept_batch, kept_body};
 use common::{sensor, workspace};
 
 fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<NewEvent> {
@@ -395,6 +396,9 @@ async fn a_format_3_store_is_migrated_to_settings_and_retention_and_keeps_its_ev
         let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
         c.execute_batch(
             "DROP TABLE changes;
+             DROP TABLE event_blobs;
+             ALTER TABLE events DROP COLUMN blob;
+             ALTER TABLE events DROP COLUMN span;
              ALTER TABLE workspaces DROP COLUMN retention_days;
              ALTER TABLE workspaces DROP COLUMN disconnected_after_secs;
              ALTER TABLE sensors DROP COLUMN pruned_through;
@@ -433,10 +437,14 @@ async fn a_format_13_store_is_migrated_keeps_its_events_and_still_prunes_and_ded
     {
         let store = store_with_events(dir.path(), 50).await;
         drop(store);
-        // Back to format 13 as it was written: with the age index, without the holes table.
+        // Back to format 13 as it was written: with the age index, without the holes table and the
+        // batches stored as sent.
         let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
         c.execute_batch(
             "DROP TABLE pruned_holes;
+             DROP TABLE event_blobs;
+             ALTER TABLE events DROP COLUMN blob;
+             ALTER TABLE events DROP COLUMN span;
              CREATE INDEX events_by_age ON events(sensor, received_at);
              UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 20;
              UPDATE meta SET value = '13' WHERE key = 'format';
@@ -689,4 +697,117 @@ async fn kind_counters_follow_mixed_kinds_and_duplicates_in_a_batch() {
     assert_eq!(st.total, 10);
     let by_kind: Vec<(&str, u64)> = st.by_kind.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(by_kind, [("a", 5), ("b", 3), ("c", 2)]);
+}
+
+// Batches stored as sent (issue #28, blobs.rs): one body per batch, each event's row pointing
+// into it; read back exactly, once; a batch goes with the last row that points into it.
+#[tokio::test]
+async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with_their_last_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), true).unwrap();
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1")).await.unwrap();
+    let c = rusqlite::Connection::open(dir.path().join("uplink.db")).unwrap();
+    // (batches stored, rows pointing into one, of those rows any with text of their own)
+    let layout = || -> (i64, i64, i64) {
+        c.query_row(
+            "SELECT (SELECT count(*) FROM event_blobs), (SELECT count(*) FROM events WHERE blob IS NOT NULL), (SELECT count(*) FROM events WHERE blob IS NOT NULL AND body != '')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    let r = store.ingest_batch("s1", kept_batch(0..200)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (200, 0));
+    assert_eq!(layout(), (1, 200, 0));
+    // Retried whole: every event a duplicate, no second copy of the batch.
+    let r = store.ingest_batch("s1", kept_batch(0..200)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 200));
+    assert_eq!(layout(), (1, 200, 0));
+    // Overlapping: the first chunk's 64 go row by row (50 duplicates, 14 new with their own
+    // text), the next 184 point into the new batch (chunks of 64, 64 and 7 × 8), and the last
+    // 2 (shorter than a chunk) have their own text.
+    let r = store
+        .ingest_batch("s1", kept_batch(150..400))
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (200, 50));
+    assert_eq!(layout(), (2, 384, 0));
+    // A tail too short for a multi-row chunk keeps its text in its rows: no batch stored.
+    let r = store
+        .ingest_batch("s1", kept_batch(400..405))
+        .await
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (5, 0));
+    assert_eq!(layout(), (2, 384, 0));
+    let check = |from: u64| {
+        let store = store.clone();
+        async move {
+            let mut seqs = Vec::new();
+            export_each(&store, "w", ExportFilter::default(), |e| {
+                assert_eq!((e.body, e.kind.as_str()), (kept_body(e.seq), "log"));
+                seqs.push(e.seq);
+                Ok(())
+            })
+            .await
+            .unwrap();
+            assert_eq!(seqs, (from..405).collect::<Vec<_>>());
+        }
+    };
+    check(0).await;
+    assert_eq!(
+        store.stats("w").await.unwrap().by_kind.get("log"),
+        Some(&405)
+    );
+
+    // Retention removes 0..300: the first batch has no row left and goes; the second keeps
+    // the 98 rows of 300..398 that point into it.
+    c.execute_batch("UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 300;")
+        .unwrap();
+    let report = store
+        .prune(PruneOptions {
+            chunk: 45,
+            ..PruneOptions::now()
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 300);
+    assert_eq!(layout(), (1, 98, 0));
+    check(300).await;
+    // Their retries stay duplicates.
+    let r = store.ingest_batch("s1", kept_batch(0..300)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 300));
+    assert_eq!(layout(), (1, 98, 0));
+
+    // A batch whose stored body is damaged fails the export loudly, naming the event.
+    store.add_sensor(sensor("s2")).await.unwrap();
+    store.ingest_batch("s2", kept_batch(0..64)).await.unwrap();
+    c.execute_batch(
+        "UPDATE event_blobs SET zstd = substr(zstd, 1, 20) WHERE sensor = (SELECT id FROM sensors WHERE sensor_id = 's2');",
+    )
+    .unwrap();
+    let e = export_each(&store, "w", ExportFilter::default(), |_| Ok(()))
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("the text of event 0 of sensor s2 could not be read")
+            && text.contains("the export is incomplete"),
+        "{text}"
+    );
+
+    // Everything past retention: no batch left. The workspace then goes whole.
+    let report = store
+        .prune(PruneOptions {
+            now_ms: now_ms() + 100 * 86_400_000,
+            chunk: 1000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 169);
+    assert_eq!(layout(), (0, 0, 0));
+    store.ingest_batch("s2", kept_batch(64..200)).await.unwrap();
+    assert_eq!(layout().0, 1);
+    store.delete_workspace("w").await.unwrap();
+    assert_eq!(layout(), (0, 0, 0));
 }

@@ -3,6 +3,10 @@
 //! from the parsed lines instead of two `String`s per event ([`crate::NewEvent`]); the SQLite
 //! writer binds straight from it. [`crate::Store::ingest_batch`] takes it; a backend without
 //! its own implementation gets the events as [`crate::NewEvent`]s ([`EventBatch::into_events`]).
+//!
+//! A batch that came compressed keeps its body as sent ([`EventBatch::keep_zstd`]): the SQLite
+//! store writes those bytes once per batch and each event's row points into them, instead of
+//! every event's text (docs/storage.md, "Batches stored as sent").
 
 use std::ops::Range;
 
@@ -18,6 +22,8 @@ pub struct EventBatch {
     text: String,
     extra: String,
     events: Vec<Span>,
+    /// The request body as sent, zstd, whose decoding is exactly `text`.
+    zstd: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +48,33 @@ impl EventBatch {
             text,
             extra: String::new(),
             events: Vec::with_capacity(events),
+            zstd: None,
         }
+    }
+
+    /// Keeps `body`, the zstd request body the text was decoded from (every byte of it: the
+    /// decoding of `body` must be exactly the text, as [`decode_zstd_text`] gives it back).
+    pub fn keep_zstd(&mut self, body: Vec<u8>) {
+        self.zstd = Some(body);
+    }
+
+    /// The zstd body the text was decoded from, if the batch came compressed.
+    pub fn zstd(&self) -> Option<&[u8]> {
+        self.zstd.as_deref()
+    }
+
+    /// The length of the text (not of what was appended after it).
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Where each event's body lies in the text, in the order added; `None` for a body that
+    /// was appended after it.
+    pub fn body_ranges(&self) -> impl Iterator<Item = Option<Range<usize>>> + '_ {
+        let n = self.text.len();
+        self.events
+            .iter()
+            .map(move |s| (s.body.end <= n).then(|| s.body.clone()))
     }
 
     /// Adds an event whose kind and body are the given ranges of the text (or of what was
@@ -132,6 +164,28 @@ impl EventBatch {
     }
 }
 
+/// Decodes a body kept by [`EventBatch::keep_zstd`] back into the batch's text, which was
+/// `text_len` bytes of UTF-8: an error that says what does not match if the bytes are not that
+/// (a damaged store).
+pub fn decode_zstd_text(body: &[u8], text_len: usize) -> Result<String, String> {
+    let decoded =
+        uplink_protocol::body::decode(uplink_protocol::body::Encoding::Zstd, body, text_len)
+            .map_err(|e| e.to_string())?
+            .into_owned();
+    if decoded.len() != text_len {
+        return Err(format!(
+            "the batch decodes to {} bytes, not the {text_len} stored with it",
+            decoded.len()
+        ));
+    }
+    String::from_utf8(decoded).map_err(|e| {
+        format!(
+            "the batch's text is not UTF-8 at byte {}",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +209,39 @@ mod tests {
         assert_eq!(batch.len(), 3);
         assert_eq!(batch.iter().next_back().unwrap().kind, "é");
         assert_eq!(batch.into_events(), events);
+    }
+
+    #[test]
+    fn a_kept_body_decodes_back_to_the_text_or_says_why_not() {
+        let text = "{\"seq\":1}\n{\"seq\":2,\"msg\":\"é\"}\n";
+        let zstd = zstd::encode_all(text.as_bytes(), 1).unwrap();
+        let mut batch = EventBatch::new(text.to_owned(), 2);
+        assert!(batch.push(1, 0..0, 0..9));
+        let default = batch.append("log");
+        assert!(batch.push(2, default.clone(), 10..28));
+        assert!(batch.push(3, 0..0, default));
+        assert_eq!(batch.zstd(), None);
+        batch.keep_zstd(zstd.clone());
+        assert_eq!(batch.zstd(), Some(&zstd[..]));
+        assert_eq!(batch.text_len(), text.len());
+        // A body appended after the text has no range in it.
+        let ranges: Vec<_> = batch.body_ranges().collect();
+        assert_eq!(ranges, [Some(0..9), Some(10..28), None]);
+        assert_eq!(decode_zstd_text(&zstd, text.len()).as_deref(), Ok(text));
+        let cases: [(&[u8], usize, &str); 4] = [
+            (&zstd, text.len() + 1, "not the"),
+            (&zstd, text.len() - 1, "larger than"),
+            (&zstd[..zstd.len() - 3], text.len(), "could not be decoded"),
+            (b"not zstd at all", 15, "could not be decoded"),
+        ];
+        for (body, len, says) in cases {
+            let e = decode_zstd_text(body, len).unwrap_err();
+            assert!(e.contains(says), "{len}: {e}");
+        }
+        let latin1 = zstd::encode_all(&b"caf\xe9"[..], 1).unwrap();
+        assert!(decode_zstd_text(&latin1, 4)
+            .unwrap_err()
+            .contains("not UTF-8 at byte 3"));
     }
 
     #[test]

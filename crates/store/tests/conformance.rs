@@ -8,6 +8,9 @@ use uplink_store::*;
 #[allow(dead_code)]
 mod postgres_cluster;
 
+#[path = "../../store-sqlite/tests/common/kept.rs"]
+mod kept;
+
 /// What keeps a backend's store alive for one test (its directory, its cluster).
 type Guard = Box<dyn std::any::Any + Send>;
 
@@ -104,6 +107,8 @@ per_backend!(
     // Retired CAs (fix3).
     a_ca_the_store_retired_is_not_trusted_again_by_a_copy,
     a_retired_ca_goes_with_a_copy_and_stays_untrusted,
+    // Batches kept as sent (issue #28).
+    a_batch_kept_as_sent_is_stored_once_read_back_exactly_pruned_and_deleted,
 );
 
 fn workspace(name: &str) -> WorkspaceRecord {
@@ -2882,4 +2887,55 @@ async fn a_restore_after_the_retirement_warns_and_leaves_the_retired_ca_out() {
         [backup::retired_ca_warning("w", &"00".repeat(32))]
     );
     assert!(fresh.previous_cas("w").await.unwrap().is_empty());
+}
+
+/// A batch that kept its zstd body (the service's ingest of a compressed request): the SQLite
+/// store keeps the body once and points its rows into it, PostgreSQL stores each event's text;
+/// either way the outcome is the same.
+async fn a_batch_kept_as_sent_is_stored_once_read_back_exactly_pruned_and_deleted<
+    S: Store + Clone,
+>(
+    store: S,
+) {
+    store.create_workspace(workspace("w")).await.unwrap();
+    store.add_sensor(sensor("s1", "w")).await.unwrap();
+    let ingest = |seqs: std::ops::Range<u64>| {
+        let store = store.clone();
+        async move {
+            let r = store
+                .ingest_batch("s1", kept::kept_batch(seqs))
+                .await
+                .unwrap();
+            (r.accepted, r.duplicates)
+        }
+    };
+    assert_eq!(ingest(0..150).await, (150, 0));
+    assert_eq!(ingest(0..150).await, (0, 150));
+    assert_eq!(ingest(100..230).await, (80, 50));
+    let mut seqs = Vec::new();
+    export_each(&store, "w", ExportFilter::default(), |e| {
+        assert_eq!((e.body, e.kind.as_str()), (kept::kept_body(e.seq), "log"));
+        seqs.push(e.seq);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(seqs, (0..230).collect::<Vec<_>>());
+    assert_eq!(store.stats("w").await.unwrap().total, 230);
+    // All of it past retention (a run a hundred days from now): removed, and its retries stay
+    // duplicates.
+    let report = store
+        .prune(PruneOptions {
+            now_ms: now_ms() + 100 * DAY,
+            chunk: 40,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 230);
+    assert_eq!(exported(&store, "w", ExportFilter::default()).await, []);
+    assert_eq!(ingest(0..230).await, (0, 230));
+    assert_eq!(ingest(230..300).await, (70, 0));
+    // The workspace goes whole, its batches with it.
+    let deleted = store.delete_workspace("w").await.unwrap();
+    assert_eq!((deleted.sensors, deleted.events), (1, 70));
 }

@@ -2,6 +2,9 @@
 
 use uplink_store::*;
 
+#[allow(dead_code)] // each test file uses a part
+pub mod kept;
+
 /// A workspace named `name` (its CA key a recognisable fake secret).
 pub fn workspace(name: &str) -> WorkspaceRecord {
     WorkspaceRecord {

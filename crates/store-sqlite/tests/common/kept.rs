@@ -1,0 +1,34 @@
+//! Batches as the service makes them of a zstd request, their bodies kept (`blobs.rs`): for the
+//! store-sqlite tests and the store's conformance tests (both backends).
+
+use uplink_store::EventBatch;
+
+/// The text of event `seq` in [`kept_batch`]: UTF-8 and JSON escapes, of varied lengths.
+pub fn kept_body(seq: u64) -> String {
+    format!(
+        "{{\"seq\":{seq},\"msg\":\"caf\\u00e9 é 日本 \\\"q\\\" {}\"}}",
+        "x".repeat((seq % 7 * 300) as usize)
+    )
+}
+
+/// A batch as the service makes one of a zstd request: each event's line a piece of the text,
+/// the default kind appended after it, the body as sent kept.
+pub fn kept_batch(seqs: impl IntoIterator<Item = u64>) -> EventBatch {
+    let seqs: Vec<u64> = seqs.into_iter().collect();
+    let mut text = String::new();
+    let mut lines = Vec::new();
+    for &seq in &seqs {
+        let start = text.len();
+        text.push_str(&kept_body(seq));
+        lines.push(start..text.len());
+        text.push('\n');
+    }
+    let zstd = zstd::encode_all(text.as_bytes(), 1).unwrap();
+    let mut batch = EventBatch::new(text, seqs.len());
+    let kind = batch.append("log");
+    for (seq, line) in seqs.iter().zip(lines) {
+        assert!(batch.push(*seq, kind.clone(), line));
+    }
+    batch.keep_zstd(zstd);
+    batch
+}
