@@ -65,6 +65,37 @@ fn declared_zstd_size(mut body: &[u8]) -> Option<u64> {
     Some(total)
 }
 
+/// One zstd frame of a body: the bytes it takes, and the bytes of the decoded body it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub compressed: std::ops::Range<usize>,
+    pub decoded: std::ops::Range<usize>,
+}
+
+/// The frames of a zstd `body` in order, if every frame's header can be read and declares its
+/// size (the sensor's do): a reader of one piece of the decoded body then decodes only the
+/// frames that hold it. `None` otherwise (decode the whole body).
+pub fn zstd_frames(body: &[u8]) -> Option<Vec<Frame>> {
+    use zstd::zstd_safe;
+    let (mut at, mut decoded) = (0usize, 0usize);
+    let mut frames = Vec::new();
+    while at < body.len() {
+        let rest = &body[at..];
+        let size = usize::try_from(zstd_safe::get_frame_content_size(rest).ok()??).ok()?;
+        let len = zstd_safe::find_frame_compressed_size(rest).ok()?;
+        if len == 0 || len > rest.len() {
+            return None;
+        }
+        let end = decoded.checked_add(size)?;
+        frames.push(Frame {
+            compressed: at..at + len,
+            decoded: decoded..end,
+        });
+        (at, decoded) = (at + len, end);
+    }
+    Some(frames)
+}
+
 /// Decodes `body` per `encoding`, refusing to produce more than `max_decoded` bytes, or more than
 /// its zstd frames declare ([`decoded_bound`]).
 pub fn decode(
@@ -162,6 +193,37 @@ fn decode_declared(body: &[u8], declared: usize) -> Option<Result<Vec<u8>, BodyE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_are_listed_when_each_declares_its_size() {
+        let one = zstd::bulk::compress(b"first frame\n", 1).unwrap();
+        let two = zstd::bulk::compress(b"second\n", 1).unwrap();
+        let body = [one.clone(), two.clone()].concat();
+        assert_eq!(
+            zstd_frames(&body),
+            Some(vec![
+                Frame {
+                    compressed: 0..one.len(),
+                    decoded: 0..12
+                },
+                Frame {
+                    compressed: one.len()..body.len(),
+                    decoded: 12..19
+                },
+            ])
+        );
+        assert_eq!(zstd_frames(b""), Some(vec![]));
+        // A stream frame declares no size; a cut frame or another format has no readable end.
+        let stream = zstd::encode_all(&b"no size"[..], 1).unwrap();
+        let cases: [&[u8]; 3] = [
+            &[one.as_slice(), &stream].concat(),
+            &body[..body.len() - 2],
+            b"plain text",
+        ];
+        for case in cases {
+            assert_eq!(zstd_frames(case), None, "{case:?}");
+        }
+    }
 
     #[test]
     fn encodings() {

@@ -82,7 +82,13 @@ fn batch(
         ranges.push((seq, start..text.len()));
         text.push('\n');
     }
-    let kept = zstd.map(|level| zstd::encode_all(text.as_bytes(), level).expect("zstd"));
+    // As the sensor compresses: frames of 256 KiB, each declaring its size.
+    let kept = zstd.map(|level| {
+        text.as_bytes()
+            .chunks(256 << 10)
+            .flat_map(|piece| zstd::bulk::compress(piece, level).expect("zstd"))
+            .collect::<Vec<u8>>()
+    });
     let mut batch = EventBatch::new(text, count);
     let kind = batch.append("logon");
     for (seq, body) in ranges {
@@ -103,7 +109,7 @@ fn main() {
     let kept = std::env::args().nth(6);
     let zstd = std::env::var("ZSTD").ok().map(|l| {
         l.parse::<i32>()
-            .unwrap_or_else(|_| panic!("ZSTD={l}: a zstd level, e.g. 3 (the sensor's)"))
+            .unwrap_or_else(|_| panic!("ZSTD={l}: a zstd level, e.g. 1 (the sensor's)"))
     });
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let dir = kept

@@ -11,19 +11,23 @@
 //! text (`blob`, `span`). The events stay rows with their seq and kind: exactly-once, retention,
 //! the holes and the counters work on them as before, whichever way their text is kept.
 //!
-//! A batch's body is kept only for the events that go in by the multi-row path (new events in
-//! ascending seq order above the watermark, `commit_group`); the others (a retried batch's
-//! stragglers, a seq in a hole, a short tail) keep their text in the row. A blob goes when no
-//! row points to it any more (`collect`, after retention removes rows). Reading an event back
-//! (`Reader`, the export) decodes its batch once for all its events.
+//! Only a batch of new events is stored so (every seq above the watermark, increasing, none of
+//! their range stored: `commit_group`); then every row of it points into it, and it holds
+//! exactly its rows' texts. Anything else keeps each event's text in its row. A batch goes when
+//! no row points into it any more (`collect`, after retention removes rows). Reading an event
+//! back ([`Reader`], the export) decodes only the frames that hold its text.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use uplink_protocol::body::Frame;
+use uplink_store::batch::decode_zstd_exact;
 
 /// Format 18: the batches' bodies, and where each event's text lies in its batch. A sensor's
 /// batches go with it (its workspace's deletion removes them first, as it removes its events).
+/// `AUTOINCREMENT`: an id is never used again, so a row that pointed into a batch gone could
+/// never read another batch's text (the reader also checks the sensor and the seqs).
 pub(crate) const FORMAT_18: &str = "
 CREATE TABLE IF NOT EXISTS event_blobs (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     sensor INTEGER NOT NULL REFERENCES sensors(id),
     first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
@@ -44,14 +48,14 @@ pub(crate) fn span(range: &std::ops::Range<usize>) -> Option<i64> {
     Some(((u64::from(start) << 32) | u64::from(len)) as i64)
 }
 
-/// The range a [`span`] stands for.
-pub(crate) fn range(span: i64) -> std::ops::Range<usize> {
+/// The range a [`span`] stands for (`None` only where `usize` is 32 bits and it ends past it).
+pub(crate) fn range(span: i64) -> Option<std::ops::Range<usize>> {
     let span = span as u64;
-    let start = (span >> 32) as usize;
-    start..start + (span & 0xffff_ffff) as usize
+    let start = usize::try_from(span >> 32).ok()?;
+    Some(start..start.checked_add(usize::try_from(span & 0xffff_ffff).ok()?)?)
 }
 
-/// Stores a batch's body: sensor `sensor`'s events of seqs `first..=last` may point into it.
+/// Stores a batch's body: sensor `sensor`'s events of seqs `first..=last` will point into it.
 pub(crate) fn insert(
     tx: &Connection,
     sensor: i64,
@@ -67,8 +71,8 @@ pub(crate) fn insert(
 }
 
 /// Removes sensor `sensor`'s batches that start at or below `through` and that no event row
-/// points to any more (retention removed them); how many went. Each check is one seek in the
-/// events' primary key to the batch's first seq, usually answered by the first row.
+/// points into any more (retention removed them); how many went. Each check is one seek in the
+/// events' primary key to the batch's first seq, answered by the first row while any is left.
 pub(crate) fn collect(tx: &Connection, sensor: i64, through: i64) -> rusqlite::Result<usize> {
     tx.prepare_cached(
         "DELETE FROM event_blobs WHERE sensor = ?1 AND first_seq <= ?2 AND NOT EXISTS (
@@ -77,46 +81,137 @@ pub(crate) fn collect(tx: &Connection, sensor: i64, through: i64) -> rusqlite::R
     .execute(params![sensor, through])
 }
 
-/// Reads events' texts out of their batches, decoding each batch once while its events come in
-/// a row (the export reads them in seq order).
+/// A stored batch being read: its body, and the frames of it decoded last.
+struct Batch {
+    id: i64,
+    sensor: i64,
+    seqs: std::ops::RangeInclusive<i64>,
+    zstd: Vec<u8>,
+    /// The body's frames (each declares its size, as the sensor's do); `None`: decoded whole.
+    frames: Option<Vec<Frame>>,
+    /// The decoded bytes of one or more whole frames, and where they start in the text.
+    window: (usize, Vec<u8>),
+}
+
+/// Reads events' texts out of their stored batches ([`Reader::text`]). The row a batch is
+/// read from is kept for its run of events (the export reads in seq order), and only the
+/// frames that hold the text asked for are decoded (the sensor sends frames of 256 KiB): an
+/// export filtered by kind (a heartbeat a batch) decodes one frame per event, not its batch.
 #[derive(Default)]
 pub(crate) struct Reader {
-    batch: Option<(i64, String)>,
+    batch: Option<Batch>,
 }
 
 impl Reader {
-    /// The text at `span` of batch `blob`; an error that says what is wrong when the batch is
-    /// missing, does not decode to the text it was stored with, or has no such piece.
-    pub(crate) fn text(&mut self, tx: &Connection, blob: i64, span: i64) -> Result<&str, String> {
-        if self.batch.as_ref().is_none_or(|(id, _)| *id != blob) {
+    /// The text at `span` of batch `blob`, for the row of sensor `sensor` (rowid) and seq
+    /// `seq`; an error that says what is wrong when the batch is missing, is another sensor's
+    /// or seqs', does not decode to the text stored with it, or has no such piece.
+    pub(crate) fn text(
+        &mut self,
+        tx: &Connection,
+        (sensor, seq): (i64, i64),
+        blob: i64,
+        span: i64,
+    ) -> Result<&str, String> {
+        if self.batch.as_ref().is_none_or(|b| b.id != blob) {
             self.batch = None;
-            let found = tx
-                .prepare_cached("SELECT text_len, zstd FROM event_blobs WHERE id = ?1")
-                .and_then(|mut st| {
-                    st.query_row([blob], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                    })
-                    .optional()
-                })
-                .map_err(|e| format!("batch {blob} could not be read ({e})"))?;
-            let (len, zstd) = found.ok_or_else(|| format!("batch {blob} is missing"))?;
-            let text = uplink_store::batch::decode_zstd_text(&zstd, len.max(0) as usize)
-                .map_err(|e| format!("batch {blob}: {e}"))?;
-            self.batch = Some((blob, text));
+            self.batch = Some(load(tx, blob)?);
         }
-        let text = self
-            .batch
+        let Some(b) = self.batch.as_mut() else {
+            return Err(format!("batch {blob} is missing"));
+        };
+        if b.sensor != sensor || !b.seqs.contains(&seq) {
+            return Err(format!(
+                "the row points into batch {blob}, which holds seqs {}..={} of another sensor or range",
+                b.seqs.start(),
+                b.seqs.end()
+            ));
+        }
+        let text_len = b
+            .frames
             .as_ref()
-            .map(|(_, t)| t.as_str())
-            .unwrap_or_default();
-        let range = range(span);
-        text.get(range.clone()).ok_or_else(|| {
+            .map_or(b.window.1.len(), |f| f.last().map_or(0, |f| f.decoded.end));
+        let want = range(span).filter(|r| r.end <= text_len).ok_or_else(|| {
+            format!("batch {blob} ({text_len} bytes) has no text at span {span:#x}")
+        })?;
+        if want.is_empty() {
+            return Ok("");
+        }
+        let (base, bytes) = &b.window;
+        let inside = want.start >= *base && want.end <= base + bytes.len();
+        if !inside {
+            // Only frames declare where they start: the window is always whole when there are
+            // none (decoded at load).
+            let Some(frames) = &b.frames else {
+                return Err(format!("batch {blob} has no text at {want:?}"));
+            };
+            let first = frames.partition_point(|f| f.decoded.end <= want.start);
+            let last = first.max(frames.partition_point(|f| f.decoded.end < want.end));
+            let (Some(a), Some(z)) = (frames.get(first), frames.get(last)) else {
+                return Err(format!("batch {blob} has no frame at {want:?}"));
+            };
+            let decoded = decode_zstd_exact(
+                &b.zstd[a.compressed.start..z.compressed.end],
+                z.decoded.end - a.decoded.start,
+            )
+            .map_err(|e| format!("batch {blob}: {e}"))?;
+            b.window = (a.decoded.start, decoded);
+        }
+        let (base, bytes) = &b.window;
+        std::str::from_utf8(&bytes[want.start - base..want.end - base]).map_err(|e| {
             format!(
-                "batch {blob} ({} bytes) has no text at {range:?}",
-                text.len()
+                "batch {blob}: the text at {want:?} is not UTF-8 (at byte {})",
+                e.valid_up_to()
             )
         })
     }
+}
+
+/// Reads batch `blob`'s row; its frames if each declares its size (all of them declaring the
+/// length stored with it), else its whole text decoded.
+fn load(tx: &Connection, blob: i64) -> Result<Batch, String> {
+    let found = tx
+        .prepare_cached(
+            "SELECT sensor, first_seq, last_seq, text_len, zstd FROM event_blobs WHERE id = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row([blob], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?..=r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(|e| format!("batch {blob} could not be read ({e})"))?;
+    let (sensor, seqs, len, zstd) = found.ok_or_else(|| format!("batch {blob} is missing"))?;
+    let len = usize::try_from(len).map_err(|_| format!("batch {blob} has length {len}"))?;
+    let frames = uplink_protocol::body::zstd_frames(&zstd);
+    let window = match &frames {
+        Some(f) => {
+            let declared = f.last().map_or(0, |f| f.decoded.end);
+            if declared != len {
+                return Err(format!(
+                    "batch {blob}: its frames declare {declared} bytes, not the {len} stored with it"
+                ));
+            }
+            (0, Vec::new())
+        }
+        None => (
+            0,
+            decode_zstd_exact(&zstd, len).map_err(|e| format!("batch {blob}: {e}"))?,
+        ),
+    };
+    Ok(Batch {
+        id: blob,
+        sensor,
+        seqs,
+        zstd,
+        frames,
+        window,
+    })
 }
 
 #[cfg(test)]
@@ -139,7 +234,7 @@ mod tests {
             let s = span(&r);
             assert_eq!(s.is_some(), fits, "{r:?}");
             if let Some(s) = s {
-                assert_eq!(range(s), r);
+                assert_eq!(range(s), Some(r));
             }
         }
         #[allow(clippy::reversed_empty_ranges)]

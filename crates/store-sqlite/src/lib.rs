@@ -246,7 +246,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // The CAs a rotation retired, never trusted again by a copy (`imports.rs`).
     (17, imports::FORMAT_17),
     // Batches stored as sent (issue #28): adding the two columns rewrites nothing, rows
-    // written before keep their text.
+    // written before keep their text. Not re-runnable (a column cannot be added twice): a
+    // test that rewinds a store past it drops them first.
     (18, blobs::FORMAT_18),
 ];
 
@@ -1157,7 +1158,7 @@ impl SqliteStore {
         };
         let mut st = tx
             .prepare(
-                "SELECT s.sensor_id, e.seq, e.kind, e.received_at, e.body, e.blob, e.span FROM events e JOIN sensors s ON s.id = e.sensor
+                "SELECT s.sensor_id, e.seq, e.kind, e.received_at, e.body, e.blob, e.span, e.sensor FROM events e JOIN sensors s ON s.id = e.sensor
                  WHERE s.workspace = ?1 AND (?2 IS NULL OR e.kind = ?2) AND (?3 IS NULL OR s.sensor_id = ?3)
                  ORDER BY s.sensor_id, e.seq",
             )
@@ -1178,11 +1179,9 @@ impl SqliteStore {
         // An event whose text lies in its batch's stored body (`blobs.rs`) is read from it.
         let mut batches = blobs::Reader::default();
         while let Some(r) = rows.next().map_err(|e| damaged(n, sql_err(path)(e)))? {
-            let read = || -> rusqlite::Result<(StoredEvent, Option<(i64, i64)>)> {
-                let at = match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<i64>>(6)?) {
-                    (Some(blob), Some(span)) => Some((blob, span)),
-                    _ => None,
-                };
+            // The row's own text, or where it lies in a batch (`blob` and `span` both set, or
+            // neither: one alone is damage).
+            let read = || -> rusqlite::Result<(StoredEvent, [Option<i64>; 2])> {
                 let ev = StoredEvent {
                     sensor_id: r.get(0)?,
                     seq: r.get::<_, i64>(1)? as u64,
@@ -1190,7 +1189,7 @@ impl SqliteStore {
                     received_at: r.get(3)?,
                     body: r.get(4)?,
                 };
-                Ok((ev, at))
+                Ok((ev, [r.get(5)?, r.get(6)?]))
             };
             let row_damaged = |detail: String| {
                 damaged(
@@ -1201,11 +1200,24 @@ impl SqliteStore {
                     },
                 )
             };
-            let (mut ev, at) =
+            let (mut ev, pointer) =
                 read().map_err(|e| row_damaged(format!("an event row could not be read ({e})")))?;
+            let at = match pointer {
+                [Some(blob), Some(span)] => Some((blob, span)),
+                [None, None] => None,
+                _ => {
+                    return Err(row_damaged(format!(
+                        "event {} of sensor {} has half a pointer into a stored batch",
+                        ev.seq, ev.sensor_id
+                    )))
+                }
+            };
             if let Some((blob, span)) = at {
+                let sensor: i64 = r
+                    .get(7)
+                    .map_err(|e| row_damaged(format!("an event row could not be read ({e})")))?;
                 ev.body = batches
-                    .text(&tx, blob, span)
+                    .text(&tx, (sensor, ev.seq as i64), blob, span)
                     .map_err(|e| {
                         row_damaged(format!(
                             "the text of event {} of sensor {} could not be read: {e}",
@@ -1599,8 +1611,9 @@ const INSERT_CHUNKS: [usize; 2] = [64, 8];
 /// half-way (a `NOT NULL` column's default conflict action is to abort the statement) makes
 /// SQLite copy every page it touches to a statement journal first, so it can undo that part;
 /// perf showed it at a fifth of the writer's time. With `OR IGNORE` no constraint aborts, so no
-/// statement journal. Nothing is ignored in practice: every value bound is non-null, and the
-/// caller checks that the chunk's range is unstored and that every row went in.
+/// statement journal. Nothing is ignored in practice: every value bound to a `NOT NULL` column
+/// is non-null (`blob` and `span` may be NULL), and the caller checks that the chunk's range is
+/// unstored and that every row went in.
 fn insert_chunk_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT OR IGNORE INTO events (sensor, seq, kind, received_at, body, blob, span) VALUES ",
@@ -1641,6 +1654,23 @@ fn chunk_len(seqs: impl Iterator<Item = u64>, pruned_through: i64) -> usize {
         .into_iter()
         .find(|&size| size <= n)
         .unwrap_or(0)
+}
+
+/// Whether a batch of these seqs is all new as far as its seqs tell: at least one, strictly
+/// increasing, all above the watermark (and within the column's range). Whether none of its
+/// range is stored is the caller's one query.
+fn all_new(mut seqs: impl Iterator<Item = u64>, pruned_through: i64) -> bool {
+    let Some(mut last) = seqs.next() else {
+        return false;
+    };
+    if last > i64::MAX as u64 || (last as i64) <= pruned_through {
+        return false;
+    }
+    seqs.all(|seq| {
+        let up = seq > last && seq <= i64::MAX as u64;
+        last = seq;
+        up
+    })
 }
 
 /// Accepted events per kind, counted in runs of one kind (most of a batch), each run added to
@@ -1706,6 +1736,9 @@ fn commit_group(
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (sensor, seq, kind, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )?;
+        let mut insert_pointer = tx.prepare_cached(
+            "INSERT INTO events (sensor, seq, kind, received_at, body, blob, span) VALUES (?1, ?2, ?3, ?4, '', ?5, ?6) ON CONFLICT DO NOTHING",
+        )?;
         // One statement per chunk size, prepared once per group (the SQL is built once per
         // process).
         static CHUNK_SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
@@ -1737,17 +1770,43 @@ fn commit_group(
             let mut runs = KindRuns { run: None };
             // The batch's events borrowed from its one text (one vector per batch).
             let events: Vec<BatchEvent<'_>> = p.events.iter().collect();
-            // A batch that kept its zstd body, every event's text a piece of the decoded text:
-            // its multi-row chunks point into the body, stored once at the first of them
-            // (`blobs.rs`); `None` keeps each event's text in its row.
-            let spans: Option<(&[u8], Vec<i64>)> = p.events.zstd().and_then(|zstd| {
-                let spans = p
-                    .events
-                    .body_ranges()
-                    .map(|r| r.as_ref().and_then(blobs::span));
-                Some((zstd, spans.collect::<Option<Vec<i64>>>()?))
-            });
-            let mut blob: Option<i64> = None;
+            // A batch stored as sent (`blobs.rs`): one that kept its zstd body, every event's
+            // text a piece of the decoded text, and every event new (seqs strictly increasing
+            // above the watermark, none of their range stored). Its body is stored once, first,
+            // and every row of it points into it, so the batch holds exactly its rows' texts
+            // and goes with them. Anything else keeps each event's text in its row.
+            let kept: Option<(i64, Vec<i64>)> = match p.events.zstd() {
+                Some(zstd) if all_new(events.iter().map(|e| e.seq), pruned_through) => {
+                    let spans = p
+                        .events
+                        .body_ranges()
+                        .map(|r| r.as_ref().and_then(blobs::span))
+                        .collect::<Option<Vec<i64>>>();
+                    let (first, last) = match (events.first(), events.last()) {
+                        (Some(a), Some(z)) => (a.seq as i64, z.seq as i64),
+                        _ => (0, -1),
+                    };
+                    match spans {
+                        Some(spans)
+                            if !stored_in.query_row(params![rowid, first, last], |r| {
+                                r.get::<_, bool>(0)
+                            })? =>
+                        {
+                            let blob = blobs::insert(
+                                &tx,
+                                *rowid,
+                                (first, last),
+                                p.events.text_len(),
+                                zstd,
+                            )?;
+                            Some((blob, spans))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let blob = kept.as_ref().map(|(id, _)| *id);
             let mut rest = &events[..];
             // Events left to go row by row after a chunk's range held stored events (a retried
             // batch): one range check per chunk, not one per event.
@@ -1764,20 +1823,6 @@ fn commit_group(
                         row_by_row = n;
                     } else {
                         let size = INSERT_CHUNKS.iter().position(|&s| s == n).unwrap_or(0);
-                        if let (Some((zstd, _)), None) = (&spans, blob) {
-                            // Every seq a row of the batch can have (those of its rows that
-                            // point into it are among them): what `blobs::collect` checks.
-                            let seqs = events.iter().map(|e| e.seq.min(i64::MAX as u64) as i64);
-                            let first = seqs.clone().min().unwrap_or(lo);
-                            let last = seqs.max().unwrap_or(hi);
-                            blob = Some(blobs::insert(
-                                &tx,
-                                *rowid,
-                                (first, last),
-                                p.events.text_len(),
-                                zstd,
-                            )?);
-                        }
                         let at = events.len() - rest.len();
                         let st = &mut chunk_inserts[size];
                         st.raw_bind_parameter(1, rowid)?;
@@ -1786,7 +1831,7 @@ fn commit_group(
                         for (i, e) in chunk.iter().enumerate() {
                             st.raw_bind_parameter(4 + 4 * i, e.seq as i64)?;
                             st.raw_bind_parameter(5 + 4 * i, e.kind)?;
-                            match &spans {
+                            match &kept {
                                 Some((_, spans)) => {
                                     st.raw_bind_parameter(6 + 4 * i, "")?;
                                     st.raw_bind_parameter(7 + 4 * i, spans[at + i])?;
@@ -1826,8 +1871,18 @@ fn commit_group(
                     outcome.duplicates += 1;
                     continue;
                 }
-                let changed =
-                    insert.execute(params![rowid, ev.seq as i64, ev.kind, now, ev.body])?;
+                let changed = match &kept {
+                    // A short tail of a batch stored as sent points into it too.
+                    Some((blob, spans)) => insert_pointer.execute(params![
+                        rowid,
+                        ev.seq as i64,
+                        ev.kind,
+                        now,
+                        blob,
+                        spans[events.len() - rest.len() - 1]
+                    ])?,
+                    None => insert.execute(params![rowid, ev.seq as i64, ev.kind, now, ev.body])?,
+                };
                 if changed == 1 {
                     outcome.accepted += 1;
                     runs.add(ev.kind, &mut counts, workspace);
@@ -2863,6 +2918,28 @@ mod tests {
         ];
         for (name, seqs, watermark, want) in cases {
             assert_eq!(chunk_len(seqs.into_iter(), watermark), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_batch_is_all_new_only_with_strictly_increasing_seqs_above_the_watermark() {
+        let cases: [(&str, &[u64], i64, bool); 8] = [
+            ("empty", &[], -1, false),
+            ("one", &[0], -1, true),
+            ("a run", &[3, 4, 5, 9], 2, true),
+            ("the first at the watermark", &[2, 3], 2, false),
+            ("a repeat", &[3, 4, 4], -1, false),
+            ("a step back", &[3, 5, 4], -1, false),
+            (
+                "past the column's range",
+                &[1, i64::MAX as u64 + 1],
+                -1,
+                false,
+            ),
+            ("the column's last value", &[1, i64::MAX as u64], -1, true),
+        ];
+        for (name, seqs, watermark, want) in cases {
+            assert_eq!(all_new(seqs.iter().copied(), watermark), want, "{name}");
         }
     }
 

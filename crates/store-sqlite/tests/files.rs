@@ -699,8 +699,8 @@ async fn kind_counters_follow_mixed_kinds_and_duplicates_in_a_batch() {
     assert_eq!(by_kind, [("a", 5), ("b", 3), ("c", 2)]);
 }
 
-// Batches stored as sent (issue #28, blobs.rs): one body per batch, each event's row pointing
-// into it; read back exactly, once; a batch goes with the last row that points into it.
+// Batches stored as sent (issue #28, blobs.rs): one body per batch of new events, each of its
+// rows pointing into it; read back exactly, once; a batch goes with its last row.
 #[tokio::test]
 async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with_their_last_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -717,30 +717,37 @@ async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with
         )
         .unwrap()
     };
-    let r = store.ingest_batch("s1", kept_batch(0..200)).await.unwrap();
-    assert_eq!((r.accepted, r.duplicates), (200, 0));
-    assert_eq!(layout(), (1, 200, 0));
+    // 203 events: chunks of 64, 64, 64 and 8, then a tail of 3 row by row; all point in.
+    let r = store.ingest_batch("s1", kept_batch(0..203)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (203, 0));
+    assert_eq!(layout(), (1, 203, 0));
     // Retried whole: every event a duplicate, no second copy of the batch.
-    let r = store.ingest_batch("s1", kept_batch(0..200)).await.unwrap();
-    assert_eq!((r.accepted, r.duplicates), (0, 200));
-    assert_eq!(layout(), (1, 200, 0));
-    // Overlapping: the first chunk's 64 go row by row (50 duplicates, 14 new with their own
-    // text), the next 184 point into the new batch (chunks of 64, 64 and 7 × 8), and the last
-    // 2 (shorter than a chunk) have their own text.
+    let r = store.ingest_batch("s1", kept_batch(0..203)).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 203));
+    assert_eq!(layout(), (1, 203, 0));
+    // Overlapping what is stored: not all new, so each new event keeps its text in its row
+    // (a batch holds exactly its rows' texts).
     let r = store
         .ingest_batch("s1", kept_batch(150..400))
         .await
         .unwrap();
-    assert_eq!((r.accepted, r.duplicates), (200, 50));
-    assert_eq!(layout(), (2, 384, 0));
-    // A tail too short for a multi-row chunk keeps its text in its rows: no batch stored.
+    assert_eq!((r.accepted, r.duplicates), (197, 53));
+    assert_eq!(layout(), (1, 203, 0));
+    // A batch of a few new events (no multi-row chunk) is stored as sent too.
     let r = store
         .ingest_batch("s1", kept_batch(400..405))
         .await
         .unwrap();
     assert_eq!((r.accepted, r.duplicates), (5, 0));
-    assert_eq!(layout(), (2, 384, 0));
-    let check = |from: u64| {
+    assert_eq!(layout(), (2, 208, 0));
+    // One compressed as a stream (no frame declares its size) is read back whole.
+    let mut stream = kept_batch(405..500);
+    let text: String = (405..500).map(|s| kept_body(s) + "\n").collect();
+    stream.keep_zstd(zstd::encode_all(text.as_bytes(), 3).unwrap());
+    let r = store.ingest_batch("s1", stream).await.unwrap();
+    assert_eq!((r.accepted, r.duplicates), (95, 0));
+    assert_eq!(layout(), (3, 303, 0));
+    let all = |from: u64| {
         let store = store.clone();
         async move {
             let mut seqs = Vec::new();
@@ -751,17 +758,16 @@ async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with
             })
             .await
             .unwrap();
-            assert_eq!(seqs, (from..405).collect::<Vec<_>>());
+            assert_eq!(seqs, (from..500).collect::<Vec<_>>());
         }
     };
-    check(0).await;
+    all(0).await;
     assert_eq!(
         store.stats("w").await.unwrap().by_kind.get("log"),
-        Some(&405)
+        Some(&500)
     );
 
-    // Retention removes 0..300: the first batch has no row left and goes; the second keeps
-    // the 98 rows of 300..398 that point into it.
+    // Retention removes 0..300: the first batch has no row left and goes.
     c.execute_batch("UPDATE events SET received_at = received_at - 40 * 86400000 WHERE seq < 300;")
         .unwrap();
     let report = store
@@ -772,29 +778,54 @@ async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with
         .await
         .unwrap();
     assert_eq!(report.total(), 300);
-    assert_eq!(layout(), (1, 98, 0));
-    check(300).await;
+    assert_eq!(layout(), (2, 100, 0));
+    all(300).await;
     // Their retries stay duplicates.
     let r = store.ingest_batch("s1", kept_batch(0..300)).await.unwrap();
     assert_eq!((r.accepted, r.duplicates), (0, 300));
-    assert_eq!(layout(), (1, 98, 0));
+    assert_eq!(layout(), (2, 100, 0));
 
-    // A batch whose stored body is damaged fails the export loudly, naming the event.
+    // Damage fails the export loudly, naming the event: a stored batch cut short, a row with
+    // half a pointer, a row pointing into another sensor's batch.
     store.add_sensor(sensor("s2")).await.unwrap();
     store.ingest_batch("s2", kept_batch(0..64)).await.unwrap();
+    let damages = [
+        (
+            "UPDATE event_blobs SET zstd = substr(zstd, 1, 20) WHERE sensor = (SELECT id FROM sensors WHERE sensor_id = 's2')",
+            "the text of event 0 of sensor s2 could not be read: batch",
+        ),
+        (
+            "UPDATE events SET span = NULL WHERE seq = 450",
+            "event 450 of sensor s1 has half a pointer",
+        ),
+        (
+            "UPDATE events SET blob = (SELECT max(id) FROM event_blobs) WHERE seq = 401",
+            "the text of event 401 of sensor s1 could not be read: the row points into batch",
+        ),
+    ];
+    // Each damage is committed (the export reads on its own connection), then undone.
     c.execute_batch(
-        "UPDATE event_blobs SET zstd = substr(zstd, 1, 20) WHERE sensor = (SELECT id FROM sensors WHERE sensor_id = 's2');",
+        "CREATE TEMP TABLE ev AS SELECT rowid AS r, blob, span FROM main.events;
+         CREATE TEMP TABLE bl AS SELECT id, zstd FROM main.event_blobs;",
     )
     .unwrap();
-    let e = export_each(&store, "w", ExportFilter::default(), |_| Ok(()))
-        .await
-        .unwrap_err();
-    let text = e.to_string();
-    assert!(
-        text.contains("the text of event 0 of sensor s2 could not be read")
-            && text.contains("the export is incomplete"),
-        "{text}"
-    );
+    for (damage, says) in damages {
+        c.execute_batch(damage).unwrap();
+        let e = export_each(&store, "w", ExportFilter::default(), |_| Ok(()))
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(says) && text.contains("the export is incomplete"),
+            "{damage}: {text}"
+        );
+        c.execute_batch(
+            "UPDATE main.events SET blob = ev.blob, span = ev.span FROM ev WHERE main.events.rowid = ev.r;
+             UPDATE main.event_blobs SET zstd = bl.zstd FROM bl WHERE main.event_blobs.id = bl.id;",
+        )
+        .unwrap();
+    }
+    all_with_s2(&store).await;
 
     // Everything past retention: no batch left. The workspace then goes whole.
     let report = store
@@ -804,10 +835,23 @@ async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with
         })
         .await
         .unwrap();
-    assert_eq!(report.total(), 169);
+    assert_eq!(report.total(), 264);
     assert_eq!(layout(), (0, 0, 0));
     store.ingest_batch("s2", kept_batch(64..200)).await.unwrap();
     assert_eq!(layout().0, 1);
     store.delete_workspace("w").await.unwrap();
     assert_eq!(layout(), (0, 0, 0));
+}
+
+/// After the damages are undone: s1's 300..500 and s2's 0..64, every text exact.
+async fn all_with_s2(store: &SqliteStore) {
+    let mut n = 0;
+    export_each(store, "w", ExportFilter::default(), |e| {
+        assert_eq!(e.body, kept_body(e.seq));
+        n += 1;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 264);
 }

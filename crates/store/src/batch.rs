@@ -164,21 +164,28 @@ impl EventBatch {
     }
 }
 
-/// Decodes a body kept by [`EventBatch::keep_zstd`] back into the batch's text, which was
-/// `text_len` bytes of UTF-8: an error that says what does not match if the bytes are not that
-/// (a damaged store).
-pub fn decode_zstd_text(body: &[u8], text_len: usize) -> Result<String, String> {
-    let decoded =
-        uplink_protocol::body::decode(uplink_protocol::body::Encoding::Zstd, body, text_len)
-            .map_err(|e| e.to_string())?
-            .into_owned();
-    if decoded.len() != text_len {
-        return Err(format!(
-            "the batch decodes to {} bytes, not the {text_len} stored with it",
-            decoded.len()
-        ));
+/// Decodes `body`, whole zstd frames of a body kept by [`EventBatch::keep_zstd`], that make
+/// `len` bytes of the batch's text: an error that says what does not match if they do not (a
+/// damaged store).
+pub fn decode_zstd_exact(body: &[u8], len: usize) -> Result<Vec<u8>, String> {
+    use uplink_protocol::body::{decode, BodyError, Encoding};
+    match decode(Encoding::Zstd, body, len) {
+        Ok(d) if d.len() == len => Ok(d.into_owned()),
+        Ok(d) => Err(format!(
+            "it decodes to {} bytes, not the {len} stored with it",
+            d.len()
+        )),
+        Err(BodyError::TooLargeDecoded { .. }) => Err(format!(
+            "it decodes to more than the {len} bytes stored with it"
+        )),
+        Err(e) => Err(format!("it does not decode ({e})")),
     }
-    String::from_utf8(decoded).map_err(|e| {
+}
+
+/// Decodes a body kept by [`EventBatch::keep_zstd`] back into the batch's text, which was
+/// `text_len` bytes of UTF-8: an error that says what does not match if the bytes are not that.
+pub fn decode_zstd_text(body: &[u8], text_len: usize) -> Result<String, String> {
+    String::from_utf8(decode_zstd_exact(body, text_len)?).map_err(|e| {
         format!(
             "the batch's text is not UTF-8 at byte {}",
             e.utf8_error().valid_up_to()
@@ -230,9 +237,9 @@ mod tests {
         assert_eq!(decode_zstd_text(&zstd, text.len()).as_deref(), Ok(text));
         let cases: [(&[u8], usize, &str); 4] = [
             (&zstd, text.len() + 1, "not the"),
-            (&zstd, text.len() - 1, "larger than"),
-            (&zstd[..zstd.len() - 3], text.len(), "could not be decoded"),
-            (b"not zstd at all", 15, "could not be decoded"),
+            (&zstd, text.len() - 1, "more than the"),
+            (&zstd[..zstd.len() - 3], text.len(), "does not decode"),
+            (b"not zstd at all", 15, "does not decode"),
         ];
         for (body, len, says) in cases {
             let e = decode_zstd_text(body, len).unwrap_err();

@@ -23,7 +23,14 @@ pub fn kept_batch(seqs: impl IntoIterator<Item = u64>) -> EventBatch {
         lines.push(start..text.len());
         text.push('\n');
     }
-    let zstd = zstd::encode_all(text.as_bytes(), 1).unwrap();
+    // As the sensor compresses, in frames that each declare their size; small ones, so that
+    // a batch has several and texts cross from one to the next (the reader decodes only the
+    // frames that hold a text).
+    let zstd: Vec<u8> = text
+        .as_bytes()
+        .chunks(1000)
+        .flat_map(|piece| zstd::bulk::compress(piece, 1).unwrap())
+        .collect();
     let mut batch = EventBatch::new(text, seqs.len());
     let kind = batch.append("log");
     for (seq, line) in seqs.iter().zip(lines) {
