@@ -717,29 +717,45 @@ async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with
         )
         .unwrap()
     };
-    // 203 events: chunks of 64, 64, 64 and 8, then a tail of 3 row by row; all point in.
-    let r = store.ingest_batch("s1", kept_batch(0..203)).await.unwrap();
-    assert_eq!((r.accepted, r.duplicates), (203, 0));
-    assert_eq!(layout(), (1, 203, 0));
-    // Retried whole: every event a duplicate, no second copy of the batch.
-    let r = store.ingest_batch("s1", kept_batch(0..203)).await.unwrap();
-    assert_eq!((r.accepted, r.duplicates), (0, 203));
-    assert_eq!(layout(), (1, 203, 0));
-    // Overlapping what is stored: not all new, so each new event keeps its text in its row
-    // (a batch holds exactly its rows' texts).
-    let r = store
-        .ingest_batch("s1", kept_batch(150..400))
-        .await
-        .unwrap();
-    assert_eq!((r.accepted, r.duplicates), (197, 53));
-    assert_eq!(layout(), (1, 203, 0));
-    // A batch of a few new events (no multi-row chunk) is stored as sent too.
-    let r = store
-        .ingest_batch("s1", kept_batch(400..405))
-        .await
-        .unwrap();
-    assert_eq!((r.accepted, r.duplicates), (5, 0));
-    assert_eq!(layout(), (2, 208, 0));
+    // (what, the batch's seqs, its outcome, the layout after)
+    type Step = (
+        &'static str,
+        std::ops::Range<u64>,
+        (u64, u64),
+        (i64, i64, i64),
+    );
+    let steps: [Step; 4] = [
+        (
+            "chunks of 64, 64, 64 and 8, then a tail of 3 row by row: all point in",
+            0..203,
+            (203, 0),
+            (1, 203, 0),
+        ),
+        (
+            "retried whole: every event a duplicate, no second copy of the batch",
+            0..203,
+            (0, 203),
+            (1, 203, 0),
+        ),
+        (
+            "overlapping what is stored: not all new, so each new event keeps its text in its \
+             row (a batch holds exactly its rows' texts)",
+            150..400,
+            (197, 53),
+            (1, 203, 0),
+        ),
+        (
+            "a few new events (no multi-row chunk) are stored as sent too",
+            400..405,
+            (5, 0),
+            (2, 208, 0),
+        ),
+    ];
+    for (what, seqs, outcome, want) in steps {
+        let r = store.ingest_batch("s1", kept_batch(seqs)).await.unwrap();
+        assert_eq!((r.accepted, r.duplicates), outcome, "{what}");
+        assert_eq!(layout(), want, "{what}");
+    }
     // One compressed as a stream (no frame declares its size) is read back whole.
     let mut stream = kept_batch(405..500);
     let text: String = (405..500).map(|s| kept_body(s) + "\n").collect();
