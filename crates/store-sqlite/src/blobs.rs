@@ -219,6 +219,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_reader_gives_texts_across_frames_and_refuses_what_is_not_utf8() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE sensors (id INTEGER PRIMARY KEY); INSERT INTO sensors VALUES (7), (8); CREATE TABLE events (sensor, seq, body); {FORMAT_18}"
+        ))
+        .unwrap();
+        // Frames of 4 bytes, as the sensor's of 256 KiB: "café" crosses the first two.
+        let text: &[u8] = b"caf\xc3\xa9 ok \xe9!";
+        let zstd: Vec<u8> = text
+            .chunks(4)
+            .flat_map(|p| zstd::bulk::compress(p, 1).unwrap())
+            .collect();
+        let blob = insert(&c, 7, (10, 12), text.len(), &zstd).unwrap();
+        let mut reader = Reader::default();
+        let at = |r: std::ops::Range<usize>| span(&r).unwrap();
+        assert_eq!(reader.text(&c, (7, 10), blob, at(0..5)), Ok("café"));
+        assert_eq!(reader.text(&c, (7, 11), blob, at(6..8)), Ok("ok"));
+        assert_eq!(reader.text(&c, (7, 11), blob, at(8..8)), Ok(""));
+        let cases = [
+            ((7, 12), at(9..10), "is not UTF-8"),
+            ((7, 12), at(9..20), "has no text at"),
+            ((8, 12), at(0..5), "another sensor"),
+            ((7, 13), at(0..5), "another sensor or range"),
+        ];
+        for (row, span, says) in cases {
+            let e = reader.text(&c, row, blob, span).unwrap_err();
+            assert!(e.contains(says), "{row:?} {span:#x}: {e}");
+        }
+        let mut fresh = Reader::default();
+        let e = fresh.text(&c, (7, 10), blob + 1, at(0..5)).unwrap_err();
+        assert!(e.contains("is missing"), "{e}");
+    }
+
+    #[test]
     fn spans_round_trip_and_refuse_what_does_not_fit() {
         let max = u32::MAX as usize;
         let cases: [(std::ops::Range<usize>, bool); 7] = [

@@ -1819,7 +1819,10 @@ fn commit_group(
                 if n > 0 {
                     let chunk = &rest[..n];
                     let (lo, hi) = (chunk[0].seq as i64, chunk[n - 1].seq as i64);
-                    if stored_in.query_row(params![rowid, lo, hi], |r| r.get::<_, bool>(0))? {
+                    // A batch stored as sent had its whole range checked once already.
+                    if kept.is_none()
+                        && stored_in.query_row(params![rowid, lo, hi], |r| r.get::<_, bool>(0))?
+                    {
                         row_by_row = n;
                     } else {
                         let size = INSERT_CHUNKS.iter().position(|&s| s == n).unwrap_or(0);
