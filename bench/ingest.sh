@@ -12,6 +12,7 @@
 # Needs postgresql (initdb), haproxy, python3. Usage: bench/ingest.sh [N] [S]
 # CASES=sqlite,pg1,pg2 (the default: all three) picks cases; PG_STATS=1 loads
 # pg_stat_statements in the bench's cluster and prints each PostgreSQL case's top statements;
+# PAD=N makes each event's message N bytes (default 120; PAD=1900 for events of ~2,000 B);
 # NO_BUILD=1 runs target/release/uplink as it is; BIN=path runs that binary instead (e.g. a saved
 # before-build, to alternate old and new in one session), without building.
 set -euo pipefail
@@ -63,11 +64,11 @@ pg() {
   if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups -- "$pgbin/$prog" "$@"; else "$pgbin/$prog" "$@"; fi
 }
 
-# Events of ~200 bytes, numbered per sensor.
-python3 - "$per" >"$tmp/events.ndjson" <<'PY'
+# Events of ~200 bytes (PAD=N: a message of N bytes instead of 120), numbered per sensor.
+python3 - "$per" "${PAD:-120}" >"$tmp/events.ndjson" <<'PY'
 import sys
 per = int(sys.argv[1])
-pad = "x" * 120
+pad = "x" * int(sys.argv[2])
 out = sys.stdout
 for i in range(per):
     out.write('{"kind":"logon","host":"dc01.contoso.com","event_id":4624,"n":%d,"msg":"%s"}\n' % (i, pad))

@@ -77,12 +77,40 @@ pub fn parse_str(text: &str, max_events: usize) -> Result<Vec<Event<'_>>, BatchE
     // set of seqs seen (for the error naming the first line) is built only once one does not.
     let mut lines: Vec<usize> = Vec::with_capacity(events.capacity());
     let mut seen: Option<std::collections::HashMap<u64, usize>> = None;
-    for (index, line) in lines_of(text).enumerate() {
-        let line_no = index + 1;
-        let raw = line.strip_suffix('\r').unwrap_or(line);
-        if raw.trim().is_empty() {
+    // Each line is scanned once (issue #28): the fast scan of an object starts at the line's
+    // first byte and finds the line's end itself (a JSON line holds no raw newline), so the
+    // newlines are not searched for in a pass of their own. A line it is not sure of is cut
+    // at its newline and handled as `parse_line` handles it.
+    let b = text.as_bytes();
+    let mut start = 0;
+    let mut line_no = 0;
+    while start <= text.len() {
+        line_no += 1;
+        let (event, end) = match scan_object(&b[start..], MAX_DEPTH, true, true) {
+            Some((Some(seq), kind, len)) => {
+                let end = start + len;
+                // The line without its newline, as `lines_of` cuts it; then without one `\r`.
+                let line = &text[start..end];
+                let raw = line.strip_suffix('\r').unwrap_or(line);
+                let kind = std::borrow::Cow::Borrowed(kind.unwrap_or(DEFAULT_KIND));
+                (
+                    Some(check_kind(&kind).map(|()| Event { seq, kind, raw })),
+                    end,
+                )
+            }
+            _ => {
+                let end = memchr::memchr(b'\n', &b[start..]).map_or(text.len(), |n| start + n);
+                let line = &text[start..end];
+                let raw = line.strip_suffix('\r').unwrap_or(line);
+                // The fast scan of this line already failed: the general path answers.
+                let event = (!raw.trim().is_empty()).then(|| general_line(raw));
+                (event, end)
+            }
+        };
+        start = end + 1;
+        let Some(event) = event else {
             continue;
-        }
+        };
         if events.len() == max_events {
             let count = lines_of(text).filter(|l| !l.trim().is_empty()).count();
             return Err(BatchError::TooManyEvents {
@@ -90,7 +118,7 @@ pub fn parse_str(text: &str, max_events: usize) -> Result<Vec<Event<'_>>, BatchE
                 limit: max_events,
             });
         }
-        let event = parse_line(raw).map_err(|reason| BatchError::BadLine {
+        let event = event.map_err(|reason| BatchError::BadLine {
             line: line_no,
             reason,
         })?;
@@ -114,6 +142,45 @@ pub fn parse_str(text: &str, max_events: usize) -> Result<Vec<Event<'_>>, BatchE
             }
         }
         lines.push(line_no);
+        events.push(event);
+    }
+    if events.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    Ok(events)
+}
+
+/// [`parse_str`] the plain way, a line at a time over [`lines_of`] with [`parse_line`]: what
+/// `parse_str` must answer for every text (its tests and the `event_batch` fuzz target check
+/// that it does). Not for other uses.
+#[doc(hidden)]
+pub fn parse_str_by_lines(text: &str, max_events: usize) -> Result<Vec<Event<'_>>, BatchError> {
+    let mut events: Vec<Event<'_>> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (index, line) in lines_of(text).enumerate() {
+        let line_no = index + 1;
+        let raw = line.strip_suffix('\r').unwrap_or(line);
+        if raw.trim().is_empty() {
+            continue;
+        }
+        if events.len() == max_events {
+            let count = lines_of(text).filter(|l| !l.trim().is_empty()).count();
+            return Err(BatchError::TooManyEvents {
+                count,
+                limit: max_events,
+            });
+        }
+        let event = parse_line(raw).map_err(|reason| BatchError::BadLine {
+            line: line_no,
+            reason,
+        })?;
+        if let Some(first) = seen.insert(event.seq, line_no) {
+            return Err(BatchError::DuplicateSeq {
+                line: line_no,
+                first,
+                seq: event.seq,
+            });
+        }
         events.push(event);
     }
     if events.is_empty() {
@@ -193,7 +260,7 @@ fn general_line(raw: &str) -> Result<Event<'_>, String> {
 /// anything else, which [`parse_line`]'s general path then accepts or refuses with its message. So what is accepted, and every error, is the general path's;
 /// `fast_head_agrees_with_the_general_path` checks it on a table of lines.
 fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
-    let (seq, kind) = scan_object(raw, MAX_DEPTH, true)?;
+    let (seq, kind, _) = scan_object(raw.as_bytes(), MAX_DEPTH, true, false)?;
     Some((seq?, kind))
 }
 
@@ -208,13 +275,24 @@ fn fast_head(raw: &str) -> Option<(u64, Option<&str>)> {
 /// `max_depth` above [`MAX_DEPTH`] counts as [`MAX_DEPTH`] (the scan keeps its containers' kinds
 /// in one bit each of a `u64`).
 pub fn is_plain_object(raw: &str, max_depth: usize) -> bool {
-    scan_object(raw, max_depth.min(MAX_DEPTH), false).is_some()
+    scan_object(raw.as_bytes(), max_depth.min(MAX_DEPTH), false, false).is_some()
 }
 
 /// [`fast_head`]'s scan: with `head`, also the top-level `seq` and `kind` (and `None` for what
 /// the general path must see: an escaped top-level key, a `seq` that is not a plain integer, a
-/// `kind` with escapes, either twice).
-fn scan_object(raw: &str, max_depth: usize, head: bool) -> Option<(Option<u64>, Option<&str>)> {
+/// `kind` with escapes, either twice); and where the scan ended.
+///
+/// Without `line`, the object is all of `b` (whitespace around it aside) and the scan ends at
+/// `b.len()`. With `line`, `b` is a line and what follows it ([`parse_str`]): a newline is then
+/// not whitespace but the line's end, and the scan ends at the first newline after the object
+/// (or at `b.len()`), with only spaces, tabs and `\r` between. A line holds no newline, so on
+/// a line both ways answer alike.
+fn scan_object(
+    b: &[u8],
+    max_depth: usize,
+    head: bool,
+    line: bool,
+) -> Option<(Option<u64>, Option<&str>, usize)> {
     /// What may come next.
     #[derive(Clone, Copy)]
     enum Want {
@@ -224,10 +302,14 @@ fn scan_object(raw: &str, max_depth: usize, head: bool) -> Option<(Option<u64>, 
         Value,
         CommaOrClose,
     }
-    let b = raw.as_bytes();
     if b.first() != Some(&b'{') {
         return None;
     }
+    let space = |c: Option<&u8>| match c {
+        Some(b' ' | b'\t' | b'\r') => true,
+        Some(b'\n') => !line,
+        _ => false,
+    };
     // Bit d set: the container at depth d + 1 is an object (else an array).
     let mut objects: u64 = 1;
     let mut depth = 1usize;
@@ -237,7 +319,7 @@ fn scan_object(raw: &str, max_depth: usize, head: bool) -> Option<(Option<u64>, 
     let mut want = Want::KeyOrClose;
     let mut i = 1;
     loop {
-        while matches!(b.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+        while space(b.get(i)) {
             i += 1;
         }
         let c = *b.get(i)?;
@@ -257,10 +339,10 @@ fn scan_object(raw: &str, max_depth: usize, head: bool) -> Option<(Option<u64>, 
             i += 1;
             depth -= 1;
             if depth == 0 {
-                while matches!(b.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+                while space(b.get(i)) {
                     i += 1;
                 }
-                return (i == b.len()).then_some((seq, kind));
+                return (i == b.len() || line && b[i] == b'\n').then_some((seq, kind, i));
             }
             want = Want::CommaOrClose;
             continue;
@@ -280,7 +362,7 @@ fn scan_object(raw: &str, max_depth: usize, head: bool) -> Option<(Option<u64>, 
                     is_kind = &b[i + 1..end] == b"kind";
                 }
                 i = end + 1;
-                while matches!(b.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+                while space(b.get(i)) {
                     i += 1;
                 }
                 if b.get(i)? != &b':' {
@@ -782,6 +864,11 @@ mod tests {
             ("{\"seq\":7,\"kind\":\"ev\\u0065nt\"}", &[(7, "event")]),
         ];
         for (body, want) in cases {
+            assert_eq!(
+                parse_str(body, 100),
+                parse_str_by_lines(body, 100),
+                "{body:?}"
+            );
             let got = parse(body.as_bytes(), 100).unwrap_or_else(|e| panic!("{body:?}: {e}"));
             let got: Vec<(u64, &str)> = got.iter().map(|e| (e.seq, &*e.kind)).collect();
             assert_eq!(&got, want, "{body:?}");
@@ -813,9 +900,20 @@ mod tests {
             (b"[1,2]", "not a JSON object"),
             (b"{\"seq\":1}\xff", "not UTF-8 (first bad byte at offset 9)"),
             (b"{\"seq\":1}{\"seq\":2}", "line 1: invalid JSON"),
+            (
+                b"{\"seq\":1}\n{\"seq\":2}\r\n \n{\"seq\":3}",
+                "the batch has 3 events; the limit is 2",
+            ),
+            (
+                b"{\"seq\":1}\n{\"seq\":2}\n[3]",
+                "the batch has 3 events; the limit is 2",
+            ),
         ];
         for (body, want) in cases {
-            let err = parse(body, 100)
+            if let Ok(text) = std::str::from_utf8(body) {
+                assert_eq!(parse_str(text, 2), parse_str_by_lines(text, 2), "{text:?}");
+            }
+            let err = parse(body, 2)
                 .expect_err(&String::from_utf8_lossy(body))
                 .to_string();
             assert!(
@@ -1063,9 +1161,22 @@ mod tests {
                 "]".repeat(MAX_DEPTH)
             ),
         ];
+        // Each line alone, and within batches: `parse_str` (one scan per line, finding its
+        // end) against the plain way, line by line.
         let agree = |line: &str| {
             let (got, want) = (parse_line(line), general_line(line));
             assert_eq!(got, want, "{line:.120}");
+            for text in [
+                line.to_owned(),
+                format!("{line}\n{{\"seq\":99}}\r\n"),
+                format!("{{\"seq\":99}}\n{line} \t\r\r\n\n"),
+            ] {
+                assert_eq!(
+                    parse_str(&text, 100),
+                    parse_str_by_lines(&text, 100),
+                    "{text:.120}"
+                );
+            }
         };
         for line in &fast {
             assert!(

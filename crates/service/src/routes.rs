@@ -1195,24 +1195,24 @@ fn decode_batch(
         (start <= text.len() && piece.len() <= text.len() - start)
             .then_some(start..start + piece.len())
     };
-    // Kinds that are not pieces of the text (the default, or one with escapes) are appended to
-    // it after the events, once per run of the same kind.
-    let mut other_kinds: Vec<String> = Vec::new();
+    // Each kind is appended after the text, once per run of events of the same kind, rather
+    // than pointed to in each event's line: the store's writer, on another thread, then reads
+    // a few bytes it has in cache for each event's kind, not a line of the text (and with a
+    // batch stored as sent, nothing of the text at all).
+    let mut kinds: Vec<&str> = Vec::new();
     let mut spans = Vec::with_capacity(parsed.len());
     for e in &parsed {
-        let kind = within(&e.kind).ok_or_else(|| {
-            if other_kinds.last().map(String::as_str) != Some(&*e.kind) {
-                other_kinds.push(e.kind.to_string());
-            }
-            other_kinds.len() - 1
-        });
-        spans.push((e.seq, kind, within(e.raw)));
+        if kinds.last() != Some(&&*e.kind) {
+            kinds.push(&e.kind);
+        }
+        spans.push((e.seq, kinds.len() - 1, within(e.raw)));
     }
+    let kinds: Vec<String> = kinds.into_iter().map(str::to_owned).collect();
     drop(parsed);
     let mut batch = EventBatch::new(text, spans.len());
-    let appended: Vec<_> = other_kinds.iter().map(|k| batch.append(k)).collect();
+    let appended: Vec<_> = kinds.iter().map(|k| batch.append(k)).collect();
     for (seq, kind, body) in spans {
-        let kind = kind.unwrap_or_else(|i| appended[i].clone());
+        let kind = appended[kind].clone();
         // A line is always a piece of the text it was parsed from.
         if !body.is_some_and(|body| batch.push(seq, kind, body)) {
             return Err(Box::new(error(

@@ -21,11 +21,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uplink_protocol::body::Frame;
 use uplink_store::batch::decode_zstd_exact;
 
-/// Format 18: the batches' bodies, and where each event's text lies in its batch. A sensor's
-/// batches go with it (its workspace's deletion removes them first, as it removes its events).
-/// `AUTOINCREMENT`: an id is never used again, so a row that pointed into a batch gone could
-/// never read another batch's text (the reader also checks the sensor and the seqs).
-pub(crate) const FORMAT_18: &str = "
+/// The batches' bodies. A sensor's batches go with it (its workspace's deletion removes them
+/// first, as it removes its events). `AUTOINCREMENT`: an id is never used again, so a row that
+/// pointed into a batch gone could never read another batch's text (the reader also checks the
+/// sensor and the seqs).
+macro_rules! blobs_table {
+    () => {
+        "
 CREATE TABLE IF NOT EXISTS event_blobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     sensor INTEGER NOT NULL REFERENCES sensors(id),
@@ -35,9 +37,20 @@ CREATE TABLE IF NOT EXISTS event_blobs (
     zstd BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_blobs_by_sensor ON event_blobs(sensor, first_seq);
-ALTER TABLE events ADD COLUMN blob INTEGER;
+"
+    };
+}
+
+/// A new store's batches (its `events` table is made with `blob` and `span`).
+pub(crate) const BLOBS_TABLE: &str = blobs_table!();
+
+/// Format 18, from 17: the batches, and where each event's text lies in its batch.
+pub(crate) const FORMAT_18: &str = concat!(
+    blobs_table!(),
+    "ALTER TABLE events ADD COLUMN blob INTEGER;
 ALTER TABLE events ADD COLUMN span INTEGER;
-";
+"
+);
 
 /// An event's text as the range `start..start + len` of its batch's text, in one integer
 /// (`start` in the high 32 bits). `None` when either does not fit in 32 bits (the row keeps its

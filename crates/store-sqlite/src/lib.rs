@@ -116,8 +116,10 @@ CREATE TABLE events (
     kind TEXT NOT NULL,
     received_at INTEGER NOT NULL,
     body TEXT NOT NULL,
+    blob INTEGER,
+    span INTEGER,
     PRIMARY KEY (sensor, seq)
-);
+) WITHOUT ROWID;
 CREATE TABLE kind_counts (
     workspace TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -367,7 +369,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> 
             history::FORMAT_13,
             holes::FORMAT_15,
             imports::FORMAT_17,
-            blobs::FORMAT_18,
+            blobs::BLOBS_TABLE,
             env!("CARGO_PKG_VERSION")
         ))
         .or_else(|e| {
@@ -1768,22 +1770,23 @@ fn commit_group(
             };
             let mut outcome = IngestOutcome::default();
             let mut runs = KindRuns { run: None };
-            // The batch's events borrowed from its one text (one vector per batch).
-            let events: Vec<BatchEvent<'_>> = p.events.iter().collect();
+            // The batch's seqs and kinds (one vector per batch); a body is read only for a row
+            // that holds its text.
+            let events: Vec<(u64, &str)> = p.events.heads().collect();
             // A batch stored as sent (`blobs.rs`): one that kept its zstd body, every event's
             // text a piece of the decoded text, and every event new (seqs strictly increasing
             // above the watermark, none of their range stored). Its body is stored once, first,
             // and every row of it points into it, so the batch holds exactly its rows' texts
             // and goes with them. Anything else keeps each event's text in its row.
             let kept: Option<(i64, Vec<i64>)> = match p.events.zstd() {
-                Some(zstd) if all_new(events.iter().map(|e| e.seq), pruned_through) => {
+                Some(zstd) if all_new(events.iter().map(|e| e.0), pruned_through) => {
                     let spans = p
                         .events
                         .body_ranges()
                         .map(|r| r.as_ref().and_then(blobs::span))
                         .collect::<Option<Vec<i64>>>();
                     let (first, last) = match (events.first(), events.last()) {
-                        (Some(a), Some(z)) => (a.seq as i64, z.seq as i64),
+                        (Some(a), Some(z)) => (a.0 as i64, z.0 as i64),
                         _ => (0, -1),
                     };
                     match spans {
@@ -1811,14 +1814,14 @@ fn commit_group(
             // Events left to go row by row after a chunk's range held stored events (a retried
             // batch): one range check per chunk, not one per event.
             let mut row_by_row = 0usize;
-            while let Some(ev) = rest.first() {
+            while let Some(&(seq, kind)) = rest.first() {
                 let n = match row_by_row {
-                    0 => chunk_len(rest.iter().map(|e| e.seq), pruned_through),
+                    0 => chunk_len(rest.iter().map(|e| e.0), pruned_through),
                     _ => 0,
                 };
                 if n > 0 {
                     let chunk = &rest[..n];
-                    let (lo, hi) = (chunk[0].seq as i64, chunk[n - 1].seq as i64);
+                    let (lo, hi) = (chunk[0].0 as i64, chunk[n - 1].0 as i64);
                     // A batch stored as sent had its whole range checked once already.
                     if kept.is_none()
                         && stored_in.query_row(params![rowid, lo, hi], |r| r.get::<_, bool>(0))?
@@ -1831,16 +1834,16 @@ fn commit_group(
                         st.raw_bind_parameter(1, rowid)?;
                         st.raw_bind_parameter(2, now)?;
                         st.raw_bind_parameter(3, blob)?;
-                        for (i, e) in chunk.iter().enumerate() {
-                            st.raw_bind_parameter(4 + 4 * i, e.seq as i64)?;
-                            st.raw_bind_parameter(5 + 4 * i, e.kind)?;
+                        for (i, &(seq, kind)) in chunk.iter().enumerate() {
+                            st.raw_bind_parameter(4 + 4 * i, seq as i64)?;
+                            st.raw_bind_parameter(5 + 4 * i, kind)?;
                             match &kept {
                                 Some((_, spans)) => {
                                     st.raw_bind_parameter(6 + 4 * i, "")?;
                                     st.raw_bind_parameter(7 + 4 * i, spans[at + i])?;
                                 }
                                 None => {
-                                    st.raw_bind_parameter(6 + 4 * i, e.body)?;
+                                    st.raw_bind_parameter(6 + 4 * i, p.events.body(at + i))?;
                                     st.raw_bind_parameter(7 + 4 * i, None::<i64>)?;
                                 }
                             }
@@ -1857,8 +1860,8 @@ fn commit_group(
                             ));
                         }
                         outcome.accepted += n as u64;
-                        for e in chunk {
-                            runs.add(e.kind, &mut counts, workspace);
+                        for &(_, kind) in chunk {
+                            runs.add(kind, &mut counts, workspace);
                         }
                         rest = &rest[n..];
                         continue;
@@ -1868,7 +1871,7 @@ fn commit_group(
                 // range with stored events, or a short tail.
                 rest = &rest[1..];
                 row_by_row = row_by_row.saturating_sub(1);
-                if (ev.seq as i64) <= pruned_through && !holes::fill(&tx, *rowid, ev.seq as i64)? {
+                if (seq as i64) <= pruned_through && !holes::fill(&tx, *rowid, seq as i64)? {
                     // Removed by retention: a retried copy, not a new event (a seq in a hole
                     // the watermark passed was never stored: it is new).
                     outcome.duplicates += 1;
@@ -1878,17 +1881,23 @@ fn commit_group(
                     // A short tail of a batch stored as sent points into it too.
                     Some((blob, spans)) => insert_pointer.execute(params![
                         rowid,
-                        ev.seq as i64,
-                        ev.kind,
+                        seq as i64,
+                        kind,
                         now,
                         blob,
                         spans[events.len() - rest.len() - 1]
                     ])?,
-                    None => insert.execute(params![rowid, ev.seq as i64, ev.kind, now, ev.body])?,
+                    None => insert.execute(params![
+                        rowid,
+                        seq as i64,
+                        kind,
+                        now,
+                        p.events.body(events.len() - rest.len() - 1)
+                    ])?,
                 };
                 if changed == 1 {
                     outcome.accepted += 1;
-                    runs.add(ev.kind, &mut counts, workspace);
+                    runs.add(kind, &mut counts, workspace);
                 } else {
                     outcome.duplicates += 1;
                 }

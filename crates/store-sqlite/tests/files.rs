@@ -821,7 +821,7 @@ async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with
     ];
     // Each damage is committed (the export reads on its own connection), then undone.
     c.execute_batch(
-        "CREATE TEMP TABLE ev AS SELECT rowid AS r, blob, span FROM main.events;
+        "CREATE TEMP TABLE ev AS SELECT sensor, seq, blob, span FROM main.events;
          CREATE TEMP TABLE bl AS SELECT id, zstd FROM main.event_blobs;",
     )
     .unwrap();
@@ -836,7 +836,7 @@ async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with
             "{damage}: {text}"
         );
         c.execute_batch(
-            "UPDATE main.events SET blob = ev.blob, span = ev.span FROM ev WHERE main.events.rowid = ev.r;
+            "UPDATE main.events SET blob = ev.blob, span = ev.span FROM ev WHERE main.events.sensor = ev.sensor AND main.events.seq = ev.seq;
              UPDATE main.event_blobs SET zstd = bl.zstd FROM bl WHERE main.event_blobs.id = bl.id;",
         )
         .unwrap();
