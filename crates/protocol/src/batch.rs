@@ -73,81 +73,172 @@ pub fn parse(body: &[u8], max_events: usize) -> Result<Vec<Event<'_>>, BatchErro
 /// keep it as the store's one buffer of the batch's events).
 pub fn parse_str(text: &str, max_events: usize) -> Result<Vec<Event<'_>>, BatchError> {
     let mut events: Vec<Event<'_>> = Vec::with_capacity(text.len() / 256 + 1);
-    // A sensor sends its seqs in increasing order: while they increase none can repeat, so the
-    // set of seqs seen (for the error naming the first line) is built only once one does not.
-    let mut lines: Vec<usize> = Vec::with_capacity(events.capacity());
-    let mut seen: Option<std::collections::HashMap<u64, usize>> = None;
-    // Each line is scanned once (issue #28): the fast scan of an object starts at the line's
-    // first byte and finds the line's end itself (a JSON line holds no raw newline), so the
-    // newlines are not searched for in a pass of their own. A line it is not sure of is cut
-    // at its newline and handled as `parse_line` handles it.
-    let b = text.as_bytes();
-    let mut start = 0;
-    let mut line_no = 0;
-    while start <= text.len() {
-        line_no += 1;
-        let (event, end) = match scan_object(&b[start..], MAX_DEPTH, true, true) {
-            Some((Some(seq), kind, len)) => {
-                let end = start + len;
-                // The line without its newline, as `lines_of` cuts it; then without one `\r`.
-                let line = &text[start..end];
-                let raw = line.strip_suffix('\r').unwrap_or(line);
-                let kind = std::borrow::Cow::Borrowed(kind.unwrap_or(DEFAULT_KIND));
-                (
-                    Some(check_kind(&kind).map(|()| Event { seq, kind, raw })),
-                    end,
-                )
-            }
-            _ => {
-                let end = memchr::memchr(b'\n', &b[start..]).map_or(text.len(), |n| start + n);
-                let line = &text[start..end];
-                let raw = line.strip_suffix('\r').unwrap_or(line);
-                // The fast scan of this line already failed: the general path answers.
-                let event = (!raw.trim().is_empty()).then(|| general_line(raw));
-                (event, end)
-            }
-        };
-        start = end + 1;
-        let Some(event) = event else {
-            continue;
-        };
-        if events.len() == max_events {
-            let count = lines_of(text).filter(|l| !l.trim().is_empty()).count();
-            return Err(BatchError::TooManyEvents {
-                count,
-                limit: max_events,
-            });
+    let mut parser = BatchParser::new(max_events);
+    parser.feed(text, &mut events)?;
+    parser.finish()?;
+    Ok(events)
+}
+
+/// [`parse_str`] a piece of the batch at a time, for a batch that is never whole in memory
+/// ([`parse_zstd_frames`]): the same events, line numbers and refusals, but for
+/// [`BatchError::TooManyEvents`], whose count is of the piece it was found in.
+#[derive(Debug)]
+pub struct BatchParser {
+    max_events: usize,
+    events: usize,
+    line_no: usize,
+    /// While the seqs increase (a sensor sends them so), none can repeat: the set of seqs seen
+    /// (for the error naming a repeat's first line) is built only once one does not, from each
+    /// event's seq and line so far.
+    history: Vec<(u64, usize)>,
+    seen: Option<std::collections::HashMap<u64, usize>>,
+}
+
+impl BatchParser {
+    pub fn new(max_events: usize) -> BatchParser {
+        BatchParser {
+            max_events,
+            events: 0,
+            line_no: 0,
+            history: Vec::new(),
+            seen: None,
         }
-        let event = event.map_err(|reason| BatchError::BadLine {
-            line: line_no,
-            reason,
-        })?;
-        let increasing = events.last().is_none_or(|last| event.seq > last.seq);
-        if seen.is_none() && !increasing {
-            seen = Some(
-                events
-                    .iter()
-                    .map(|e| e.seq)
-                    .zip(lines.iter().copied())
-                    .collect(),
-            );
-        }
-        if let Some(seen) = &mut seen {
-            if let Some(first) = seen.insert(event.seq, line_no) {
-                return Err(BatchError::DuplicateSeq {
-                    line: line_no,
-                    first,
-                    seq: event.seq,
+    }
+
+    /// Parses the lines of `text`, the batch's next piece, into `out`. A piece ends where a
+    /// line does: after its newline, or at the end of the batch.
+    pub fn feed<'t>(&mut self, text: &'t str, out: &mut Vec<Event<'t>>) -> Result<(), BatchError> {
+        // Each line is scanned once (issue #28): the fast scan of an object starts at the
+        // line's first byte and finds the line's end itself (a JSON line holds no raw newline),
+        // so the newlines are not searched for in a pass of their own. A line it is not sure of
+        // is cut at its newline and handled as `parse_line` handles it.
+        let b = text.as_bytes();
+        let mut start = 0;
+        while start < text.len() {
+            self.line_no += 1;
+            let (event, end) = match scan_object(&b[start..], MAX_DEPTH, true, true) {
+                Some((Some(seq), kind, len)) => {
+                    let end = start + len;
+                    // The line without its newline, as `lines_of` cuts it; then without one `\r`.
+                    let line = &text[start..end];
+                    let raw = line.strip_suffix('\r').unwrap_or(line);
+                    let kind = std::borrow::Cow::Borrowed(kind.unwrap_or(DEFAULT_KIND));
+                    (
+                        Some(check_kind(&kind).map(|()| Event { seq, kind, raw })),
+                        end,
+                    )
+                }
+                _ => {
+                    let end = memchr::memchr(b'\n', &b[start..]).map_or(text.len(), |n| start + n);
+                    let line = &text[start..end];
+                    let raw = line.strip_suffix('\r').unwrap_or(line);
+                    // The fast scan of this line already failed: the general path answers.
+                    let event = (!raw.trim().is_empty()).then(|| general_line(raw));
+                    (event, end)
+                }
+            };
+            start = end + 1;
+            let Some(event) = event else {
+                continue;
+            };
+            if self.events == self.max_events {
+                let count = lines_of(text).filter(|l| !l.trim().is_empty()).count();
+                return Err(BatchError::TooManyEvents {
+                    count,
+                    limit: self.max_events,
                 });
             }
+            let line = self.line_no;
+            let event = event.map_err(|reason| BatchError::BadLine { line, reason })?;
+            let increasing = self.history.last().is_none_or(|last| event.seq > last.0);
+            if self.seen.is_none() && !increasing {
+                self.seen = Some(std::mem::take(&mut self.history).into_iter().collect());
+            }
+            match &mut self.seen {
+                Some(seen) => {
+                    if let Some(first) = seen.insert(event.seq, line) {
+                        return Err(BatchError::DuplicateSeq {
+                            line,
+                            first,
+                            seq: event.seq,
+                        });
+                    }
+                }
+                None => self.history.push((event.seq, line)),
+            }
+            self.events += 1;
+            out.push(event);
         }
-        lines.push(line_no);
-        events.push(event);
+        Ok(())
     }
-    if events.is_empty() {
-        return Err(BatchError::Empty);
+
+    /// After the last piece: a batch of no event is refused.
+    pub fn finish(&self) -> Result<(), BatchError> {
+        match self.events {
+            0 => Err(BatchError::Empty),
+            _ => Ok(()),
+        }
     }
-    Ok(events)
+}
+
+/// Parses a zstd body as it decodes it, a frame at a time into a buffer the thread reuses, so
+/// that the decoded batch is never whole in memory (issue #28): each frame's lines are checked
+/// (UTF-8, then [`BatchParser`]) while the cache still holds them. A line across frames is put
+/// together first. `each` gets every event and where its line lies in the decoded body.
+///
+/// Returns the decoded length, or `None` when the body is refused or is not for this way
+/// (a frame that decodes to other than its declared size, or larger than
+/// [`crate::body::MAX_FRAME`]): the caller then decodes it whole and parses it with
+/// [`parse_str`], which says why it is refused. Events handed to `each` before a `None` are
+/// to be dropped.
+pub fn parse_zstd_frames(
+    body: &[u8],
+    frames: &[crate::body::Frame],
+    max_events: usize,
+    mut each: impl FnMut(&Event<'_>, std::ops::Range<usize>),
+) -> Option<usize> {
+    let mut parser = BatchParser::new(max_events);
+    // Parses `text`, whose first byte is at `at` in the decoded body.
+    let mut piece = |text: &[u8], at: usize| -> Option<()> {
+        let text = std::str::from_utf8(text).ok()?;
+        let mut events = Vec::new();
+        parser.feed(text, &mut events).ok()?;
+        let base = text.as_ptr() as usize;
+        for e in &events {
+            // A line is a piece of the text it was parsed from.
+            let start = at + (e.raw.as_ptr() as usize - base);
+            each(e, start..start + e.raw.len());
+        }
+        Some(())
+    };
+    // The start of a line not ended by the frames so far, and where it starts.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut carry_at = 0;
+    crate::body::for_each_frame(body, frames, |decoded, at| {
+        let mut from = 0;
+        if !carry.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', decoded) else {
+                carry.extend_from_slice(decoded);
+                return Some(());
+            };
+            carry.extend_from_slice(&decoded[..=nl]);
+            piece(&carry, carry_at)?;
+            carry.clear();
+            from = nl + 1;
+        }
+        let end = memchr::memrchr(b'\n', &decoded[from..]).map_or(from, |k| from + k + 1);
+        if end > from {
+            piece(&decoded[from..end], at + from)?;
+        }
+        carry.extend_from_slice(&decoded[end..]);
+        carry_at = at + end;
+        Some(())
+    })?;
+    if !carry.is_empty() {
+        piece(&carry, carry_at)?;
+    }
+    parser.finish().ok()?;
+    Some(frames.last().map_or(0, |f| f.decoded.end))
 }
 
 /// [`parse_str`] the plain way, a line at a time over [`lines_of`] with [`parse_line`]: what
@@ -1559,6 +1650,92 @@ mod tests {
         let out_of_order = parse(b"{\"seq\":3}\n{\"seq\":1}\n{\"seq\":2}", 10).unwrap();
         let seqs: Vec<u64> = out_of_order.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [3, 1, 2]);
+    }
+
+    /// A body in frames of `size` bytes of text each, as the sensor writes its 256 KiB ones.
+    fn framed(text: &str, size: usize) -> Vec<u8> {
+        let mut body = Vec::new();
+        for chunk in text.as_bytes().chunks(size.max(1)) {
+            body.extend(zstd::bulk::compress(chunk, 1).unwrap());
+        }
+        body
+    }
+
+    /// Parsing as the frames decode: for every text and every frame size (lines, escapes and
+    /// multi-byte characters across frames), the events `parse_str` finds in the whole text,
+    /// or, where it refuses the batch, `None` (the service then parses it whole, for the
+    /// refusal's words).
+    #[test]
+    fn parsing_frame_by_frame_finds_what_parsing_whole_finds() {
+        let long = format!(
+            r#"{{"seq":3,"kind":"log","line":"{}é\"日\\"}}"#,
+            "x".repeat(300)
+        );
+        let texts: Vec<String> = vec![
+            "{\"seq\":1}\n".into(),
+            "{\"seq\":1}".into(),
+            format!("{{\"seq\":1,\"kind\":\"a\"}}\r\n\n  \n{long}\r\n{{\"seq\":9,\"s\":\"ü🚀\"}}"),
+            format!("\n\n{long}\n{{\"seq\":4,\"kind\":\"ev\\u0065nt\"}}\n\n"),
+            // Seqs out of order (the set of seqs seen is then built), not repeated.
+            "{\"seq\":5}\n{\"seq\":2}\n{\"seq\":7}\n{\"seq\":3}\n".into(),
+            // Refused: a repeat across frames, a bad line, not UTF-8 across frames (a lone
+            // continuation byte cannot be written in a str: the frames below cut "é"), empty.
+            "{\"seq\":5}\n{\"seq\":6}\n{\"seq\":5}\n".into(),
+            format!("{long}\n{{\"seq\":4,\"kind\":\"a b\"}}\n"),
+            "{\"seq\":1}\n[2]\n".into(),
+            "\n \n".into(),
+            String::new(),
+        ];
+        for text in &texts {
+            for size in [1, 2, 3, 7, 64, 333, 1 << 16] {
+                let body = framed(text, size);
+                let frames = crate::body::zstd_frames(&body).unwrap();
+                let mut got = Vec::new();
+                let len = parse_zstd_frames(&body, &frames, 100, |e, range| {
+                    got.push((e.seq, e.kind.to_string(), range));
+                });
+                match parse_str(text, 100) {
+                    Ok(want) => {
+                        assert_eq!(len, Some(text.len()), "{text:?} in frames of {size}");
+                        let got: Vec<_> = got
+                            .into_iter()
+                            .map(|(seq, kind, range)| (seq, kind, &text[range]))
+                            .collect();
+                        let want: Vec<_> = want
+                            .iter()
+                            .map(|e| (e.seq, e.kind.to_string(), e.raw))
+                            .collect();
+                        assert_eq!(got, want, "{text:?} in frames of {size}");
+                    }
+                    Err(_) => assert_eq!(len, None, "{text:?} in frames of {size}"),
+                }
+            }
+        }
+        // Too many events, a frame cut short, a frame of more than MAX_FRAME, not UTF-8.
+        let body = framed(&texts[4], 5);
+        let frames = crate::body::zstd_frames(&body).unwrap();
+        assert_eq!(parse_zstd_frames(&body, &frames, 3, |_, _| {}), None);
+        assert_eq!(
+            parse_zstd_frames(&body, &frames, 4, |_, _| {}),
+            Some(texts[4].len())
+        );
+        let mut cut = frames.clone();
+        cut[1].compressed.end -= 1;
+        assert_eq!(parse_zstd_frames(&body, &cut, 4, |_, _| {}), None);
+        let big = format!(
+            "{{\"seq\":1,\"s\":\"{}\"}}",
+            "x".repeat(crate::body::MAX_FRAME)
+        );
+        let body = framed(&big, big.len());
+        let frames = crate::body::zstd_frames(&body).unwrap();
+        assert_eq!(parse_zstd_frames(&body, &frames, 4, |_, _| {}), None);
+        let mut bytes = b"{\"seq\":1,\"s\":\"caf\xc3\xa9\"}".to_vec();
+        for (at, bad) in [(17, 0xff), (17, b'a')] {
+            bytes[at] = bad;
+            let body = zstd::bulk::compress(&bytes, 1).unwrap();
+            let frames = crate::body::zstd_frames(&body).unwrap();
+            assert_eq!(parse_zstd_frames(&body, &frames, 4, |_, _| {}), None);
+        }
     }
 
     #[test]

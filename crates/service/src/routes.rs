@@ -1009,8 +1009,9 @@ async fn events<S: Store>(
     // Decompressing and parsing take CPU in proportion to the batch: off the async workers, so
     // pings and other connections are answered meanwhile.
     let (max_decoded, max_events) = (limits.max_decoded, limits.max_events);
+    let as_sent = shared.store.keeps_batches_as_sent();
     let decoded = tokio::task::spawn_blocking(move || {
-        let mut batch = decode_batch(encoding, &raw, max_decoded, max_events)?;
+        let mut batch = decode_batch(encoding, &raw, max_decoded, max_events, as_sent)?;
         // The SQLite store keeps a compressed batch as it came, once, instead of each event's
         // text (docs/storage.md, "Batches stored as sent"); its decoding is the batch's text.
         if encoding == body::Encoding::Zstd {
@@ -1135,12 +1136,21 @@ async fn heartbeat<S: Store>(
 }
 
 /// Decodes and validates a batch: the events for the store, or the response refusing it.
+/// With `as_sent` (a store that keeps a compressed batch as sent), a zstd body in frames that
+/// declare their sizes (the sensor's) is checked frame by frame as it decodes, and the batch
+/// keeps where each event lies, not the decoded text ([`EventBatch::sent`]).
 fn decode_batch(
     encoding: body::Encoding,
     raw: &[u8],
     max_decoded: usize,
     max_events: usize,
+    as_sent: bool,
 ) -> Result<EventBatch, Box<Response<Full<Bytes>>>> {
+    if as_sent && encoding == body::Encoding::Zstd {
+        if let Some(batch) = decode_as_sent(raw, max_decoded, max_events)? {
+            return Ok(batch);
+        }
+    }
     let decoded = match body::decode(encoding, raw, max_decoded) {
         Ok(d) => d,
         Err(e @ body::BodyError::TooLargeDecoded { .. }) => {
@@ -1223,6 +1233,45 @@ fn decode_batch(
         }
     }
     Ok(batch)
+}
+
+/// [`decode_batch`] of a zstd body, frame by frame ([`uplink_protocol::batch::parse_zstd_frames`]):
+/// `None` for a body that is not in frames that declare their sizes, is larger than
+/// `max_decoded`, or is refused (the whole body decoded and parsed then says why).
+fn decode_as_sent(
+    raw: &[u8],
+    max_decoded: usize,
+    max_events: usize,
+) -> Result<Option<EventBatch>, Box<Response<Full<Bytes>>>> {
+    let Some(frames) = body::zstd_frames(raw)
+        .filter(|f| f.last().is_none_or(|last| last.decoded.end <= max_decoded))
+    else {
+        return Ok(None);
+    };
+    // Each kind once per run of events of that kind, as in `decode_batch`.
+    let mut kinds: Vec<String> = Vec::new();
+    let mut spans = Vec::new();
+    let parsed = uplink_protocol::batch::parse_zstd_frames(raw, &frames, max_events, |e, line| {
+        if kinds.last().map(String::as_str) != Some(&*e.kind) {
+            kinds.push(e.kind.to_string());
+        }
+        spans.push((e.seq, kinds.len() - 1, line));
+    });
+    let Some(len) = parsed else {
+        return Ok(None);
+    };
+    let mut batch = EventBatch::sent(len, spans.len());
+    let appended: Vec<_> = kinds.iter().map(|k| batch.append(k)).collect();
+    for (seq, kind, line) in spans {
+        if !batch.push(seq, appended[kind].clone(), line) {
+            return Err(Box::new(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::SERVICE_UNAVAILABLE,
+                format!("the event of seq {seq} could not be laid out for the store; nothing was stored: report this to uplink's developers"),
+            )));
+        }
+    }
+    Ok(Some(batch))
 }
 
 fn ok_text(body: &'static str) -> Response<Full<Bytes>> {
@@ -1541,17 +1590,52 @@ mod tests {
         ];
         let raw = format!("{}\r\n\n", lines.join("\n"));
         // (zstd bodies, decoded to an owned buffer, go the same way: hardening_svc:: tests.)
-        let batch = decode_batch(body::Encoding::Identity, raw.as_bytes(), 1 << 20, 10).unwrap();
+        let batch =
+            decode_batch(body::Encoding::Identity, raw.as_bytes(), 1 << 20, 10, false).unwrap();
         let got: Vec<_> = batch.iter().map(|e| (e.seq, e.kind, e.body)).collect();
         let kinds = ["a", "event", "event", "bb", "bb", "c:d", "event"];
         let want: Vec<_> = (0..7).map(|i| (i as u64 + 1, kinds[i], lines[i])).collect();
         assert_eq!(got, want);
     }
 
+    /// A batch as sent (for a store that keeps it so) holds what the batch decoded whole holds:
+    /// the same events, kinds and lines where they lie in the decoded body, whatever the frames
+    /// (lines and characters across them); and without the text, which it gets back decoded.
+    #[test]
+    fn a_batch_as_sent_holds_what_the_batch_decoded_whole_holds() {
+        let long = format!(
+            "{{\"seq\":9,\"kind\":\"log\",\"line\":\"{}é\"}}",
+            "x".repeat(5000)
+        );
+        let text = format!(
+            "{{\"seq\":1,\"kind\":\"a\"}}\n{{\"seq\":2}}\r\n\n{{\"kind\":\"b\\u0062\",\"seq\":4}}\n{{\"seq\":6,\"msg\":\"日本 🚀\"}}\n{long}\n{{\"seq\":10}}"
+        );
+        for size in [1, 7, 100, 4096, 1 << 18] {
+            let mut raw = Vec::new();
+            for chunk in text.as_bytes().chunks(size) {
+                raw.extend(zstd::bulk::compress(chunk, 1).unwrap());
+            }
+            let whole = decode_batch(body::Encoding::Zstd, &raw, 1 << 20, 100, false).unwrap();
+            let mut sent = decode_batch(body::Encoding::Zstd, &raw, 1 << 20, 100, true).unwrap();
+            assert!(whole.has_text() && !sent.has_text(), "frames of {size}");
+            assert_eq!(sent.text_len(), text.len());
+            assert!(
+                sent.body_ranges().eq(whole.body_ranges()),
+                "frames of {size}"
+            );
+            sent.keep_zstd(raw);
+            let sent = sent.with_text().unwrap();
+            let events: Vec<_> = sent.iter().collect();
+            assert_eq!(events, whole.iter().collect::<Vec<_>>(), "frames of {size}");
+            assert_eq!(events.len(), 6);
+            assert_eq!((events[2].seq, events[2].kind), (4, "bb"));
+        }
+    }
+
     #[test]
     fn batches_map_to_statuses() {
         let ok = b"{\"seq\":1,\"kind\":\"a\"}\n{\"seq\":2}\n".as_slice();
-        let events = decode_batch(body::Encoding::Identity, ok, 1 << 20, 10).unwrap();
+        let events = decode_batch(body::Encoding::Identity, ok, 1 << 20, 10, false).unwrap();
         assert_eq!(
             events.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(),
             [(1, "a"), (2, "event")]
@@ -1608,15 +1692,33 @@ mod tests {
                 "",
             ),
         ];
+        // The same compressed, in frames that declare their sizes (a batch as sent is refused
+        // as the batch decoded whole is).
+        let framed: Vec<(Vec<u8>, &Case)> = cases
+            .iter()
+            .filter(|c| c.0 == body::Encoding::Identity && !c.1.is_empty())
+            .map(|c| {
+                let raw =
+                    c.1.chunks(5)
+                        .flat_map(|p| zstd::bulk::compress(p, 1).unwrap())
+                        .collect();
+                (raw, c)
+            })
+            .collect();
+        let framed = framed
+            .iter()
+            .map(|(raw, c)| (body::Encoding::Zstd, &raw[..], c.2, c.3, c.4, c.5));
         for (i, (encoding, raw, max_decoded, max_events, status, prefix)) in
-            cases.iter().enumerate()
+            cases.iter().copied().chain(framed).enumerate()
         {
-            let resp = *decode_batch(*encoding, raw, *max_decoded, *max_events)
-                .expect_err(&format!("case {i} is refused"));
-            let (got, code, message) = parts(resp);
-            assert_eq!(got, *status, "case {i}: {message}");
-            assert_eq!(code, "REQUEST_REJECTED", "case {i}");
-            assert!(message.starts_with(prefix), "case {i}: {message}");
+            for as_sent in [false, true] {
+                let resp = *decode_batch(encoding, raw, max_decoded, max_events, as_sent)
+                    .expect_err(&format!("case {i} is refused"));
+                let (got, code, message) = parts(resp);
+                assert_eq!(got, status, "case {i}: {message}");
+                assert_eq!(code, "REQUEST_REJECTED", "case {i}");
+                assert!(message.starts_with(prefix), "case {i}: {message}");
+            }
         }
     }
 

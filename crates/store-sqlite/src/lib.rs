@@ -1809,6 +1809,17 @@ fn commit_group(
                 }
                 _ => None,
             };
+            // A batch as sent, without its text (the service's way with this store), that cannot
+            // be stored so (a retry, an overlap): its texts decoded again for the rows.
+            let texts = match kept {
+                None => p.events.with_text().map_err(|e| {
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
+                        Some(e),
+                    )
+                })?,
+                Some(_) => std::borrow::Cow::Borrowed(&p.events),
+            };
             let blob = kept.as_ref().map(|(id, _)| *id);
             let mut rest = &events[..];
             // Events left to go row by row after a chunk's range held stored events (a retried
@@ -1843,7 +1854,7 @@ fn commit_group(
                                     st.raw_bind_parameter(7 + 4 * i, spans[at + i])?;
                                 }
                                 None => {
-                                    st.raw_bind_parameter(6 + 4 * i, p.events.body(at + i))?;
+                                    st.raw_bind_parameter(6 + 4 * i, texts.body(at + i))?;
                                     st.raw_bind_parameter(7 + 4 * i, None::<i64>)?;
                                 }
                             }
@@ -1892,7 +1903,7 @@ fn commit_group(
                         seq as i64,
                         kind,
                         now,
-                        p.events.body(events.len() - rest.len() - 1)
+                        texts.body(events.len() - rest.len() - 1)
                     ])?,
                 };
                 if changed == 1 {
@@ -2841,6 +2852,11 @@ impl Store for SqliteStore {
     async fn import_retired_ca(&self, workspace: &str, ca: RetiredCa) -> Result<bool, StoreError> {
         let (this, ws) = (self.clone(), workspace.to_owned());
         blocking(move || this.import_retired_ca_sync(&ws, &ca)).await
+    }
+
+    // A compressed batch is stored as sent (`blobs.rs`).
+    fn keeps_batches_as_sent(&self) -> bool {
+        true
     }
 
     // Ingest of a batch in one buffer (issue #28): the writer binds from it as it is.

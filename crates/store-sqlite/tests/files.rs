@@ -8,7 +8,7 @@ use uplink_store::*;
 use uplink_store_sqlite::{SqliteStore, FORMAT_VERSION};
 
 mod common;
-use common::kept::{kept_batch, kept_body};
+use common::kept::{kept_batch, kept_body, sent_batch};
 use common::{sensor, workspace};
 
 fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<NewEvent> {
@@ -717,42 +717,59 @@ async fn batches_kept_as_sent_are_stored_once_read_back_exactly_and_removed_with
         )
         .unwrap()
     };
-    // (what, the batch's seqs, its outcome, the layout after)
+    // (what, the batch's seqs, whether without its text as the service sends it to this
+    // store, its outcome, the layout after)
     type Step = (
         &'static str,
         std::ops::Range<u64>,
+        bool,
         (u64, u64),
         (i64, i64, i64),
     );
-    let steps: [Step; 4] = [
+    let steps: [Step; 5] = [
         (
             "chunks of 64, 64, 64 and 8, then a tail of 3 row by row: all point in",
             0..203,
+            true,
             (203, 0),
             (1, 203, 0),
         ),
         (
             "retried whole: every event a duplicate, no second copy of the batch",
             0..203,
+            false,
+            (0, 203),
+            (1, 203, 0),
+        ),
+        (
+            "retried whole without its text: the same",
+            0..203,
+            true,
             (0, 203),
             (1, 203, 0),
         ),
         (
             "overlapping what is stored: not all new, so each new event keeps its text in its \
-             row (a batch holds exactly its rows' texts)",
+             row (a batch holds exactly its rows' texts), decoded again from the batch as sent",
             150..400,
+            true,
             (197, 53),
             (1, 203, 0),
         ),
         (
             "a few new events (no multi-row chunk) are stored as sent too",
             400..405,
+            false,
             (5, 0),
             (2, 208, 0),
         ),
     ];
-    for (what, seqs, outcome, want) in steps {
-        let r = store.ingest_batch("s1", kept_batch(seqs)).await.unwrap();
+    for (what, seqs, sent, outcome, want) in steps {
+        let batch = match sent {
+            true => sent_batch(seqs),
+            false => kept_batch(seqs),
+        };
+        let r = store.ingest_batch("s1", batch).await.unwrap();
         assert_eq!((r.accepted, r.duplicates), outcome, "{what}");
         assert_eq!(layout(), want, "{what}");
     }

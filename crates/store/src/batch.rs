@@ -6,7 +6,10 @@
 //!
 //! A batch that came compressed keeps its body as sent ([`EventBatch::keep_zstd`]): the SQLite
 //! store writes those bytes once per batch and each event's row points into them, instead of
-//! every event's text (docs/storage.md, "Batches stored as sent").
+//! every event's text (docs/storage.md, "Batches stored as sent"). For such a store the service
+//! does not even keep the decoded text ([`EventBatch::sent`]): it checks each piece as it
+//! decodes it and keeps where each event lies; a store that needs the texts after all (a retried
+//! batch, or a store that keeps every event's text) decodes them again ([`EventBatch::with_text`]).
 
 use std::ops::Range;
 
@@ -19,7 +22,10 @@ use crate::NewEvent;
 /// exactly) is never grown, which would copy it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventBatch {
+    /// The decoded body, or nothing for a batch made by [`EventBatch::sent`].
     text: String,
+    /// The decoded body's length, whether `text` holds it or not.
+    len: usize,
     extra: String,
     events: Vec<Span>,
     /// The request body as sent, zstd, whose decoding is exactly `text`.
@@ -45,10 +51,57 @@ impl EventBatch {
     /// A batch over `text` with no event yet, room for `events`.
     pub fn new(text: String, events: usize) -> EventBatch {
         EventBatch {
+            len: text.len(),
             text,
             extra: String::new(),
             events: Vec::with_capacity(events),
             zstd: None,
+        }
+    }
+
+    /// A batch of a zstd body as sent (given by [`EventBatch::keep_zstd`] next), whose
+    /// decoding (`len` bytes, checked by the caller: UTF-8, every event where
+    /// [`EventBatch::push`] says) is not kept. Its bodies are read only after
+    /// [`EventBatch::with_text`]; until then they are empty.
+    pub fn sent(len: usize, events: usize) -> EventBatch {
+        EventBatch {
+            text: String::new(),
+            len,
+            extra: String::new(),
+            events: Vec::with_capacity(events),
+            zstd: None,
+        }
+    }
+
+    /// Whether the batch holds its decoded text (not one made by [`EventBatch::sent`] and
+    /// not decoded since).
+    pub fn has_text(&self) -> bool {
+        self.text.len() == self.len
+    }
+
+    /// The batch with its text: itself if it has it, else with its zstd body decoded again
+    /// (a store that needs its events' texts). An error, naming what does not match, when the
+    /// body does not decode to what it was checked to be when it came.
+    pub fn with_text(&self) -> Result<std::borrow::Cow<'_, EventBatch>, String> {
+        if self.has_text() {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let Some(zstd) = self.zstd.as_deref() else {
+            return Err("the batch as sent has no body to decode".into());
+        };
+        let text = decode_zstd_exact(zstd, self.len)
+            .and_then(|d| String::from_utf8(d).map_err(|e| format!("it is not UTF-8 ({e})")))
+            .map_err(|e| format!("the batch as sent could not be decoded again: {e}"))?;
+        let batch = EventBatch {
+            text,
+            len: self.len,
+            extra: self.extra.clone(),
+            events: self.events.clone(),
+            zstd: None,
+        };
+        match batch.events.iter().all(|s| batch.piece(&s.body).is_some()) {
+            true => Ok(std::borrow::Cow::Owned(batch)),
+            false => Err("the batch as sent could not be decoded again: an event does not lie on its characters".into()),
         }
     }
 
@@ -65,13 +118,13 @@ impl EventBatch {
 
     /// The length of the text (not of what was appended after it).
     pub fn text_len(&self) -> usize {
-        self.text.len()
+        self.len
     }
 
     /// Where each event's body lies in the text, in the order added; `None` for a body that
     /// was appended after it.
     pub fn body_ranges(&self) -> impl Iterator<Item = Option<Range<usize>>> + '_ {
-        let n = self.text.len();
+        let n = self.len;
         self.events
             .iter()
             .map(move |s| (s.body.end <= n).then(|| s.body.clone()))
@@ -79,9 +132,14 @@ impl EventBatch {
 
     /// Adds an event whose kind and body are the given ranges of the text (or of what was
     /// appended). `false` (nothing added) when a range is not such a piece on character
-    /// boundaries.
+    /// boundaries (for a batch without its text, a body only within it: the caller checked
+    /// its characters).
     pub fn push(&mut self, seq: u64, kind: Range<usize>, body: Range<usize>) -> bool {
-        if self.piece(&kind).is_none() || self.piece(&body).is_none() {
+        let body_ok = match self.has_text() {
+            true => self.piece(&body).is_some(),
+            false => body.start <= body.end && body.end <= self.len,
+        };
+        if self.piece(&kind).is_none() || !body_ok {
             return false;
         }
         self.events.push(Span { seq, kind, body });
@@ -91,7 +149,7 @@ impl EventBatch {
     /// Appends `s` after the text (and what was appended before) and returns its range: for a
     /// kind that is not a piece of the body as sent (unescaped, or the default).
     pub fn append(&mut self, s: &str) -> Range<usize> {
-        let start = self.text.len() + self.extra.len();
+        let start = self.len + self.extra.len();
         self.extra.push_str(s);
         start..start + s.len()
     }
@@ -99,8 +157,9 @@ impl EventBatch {
     /// The string at `range`: within the text, or within what was appended after it (a range
     /// across both is none).
     fn piece(&self, range: &Range<usize>) -> Option<&str> {
-        let n = self.text.len();
+        let n = self.len;
         if range.end <= n {
+            // Nothing for a batch without its text.
             self.text.get(range.clone())
         } else if range.start >= n {
             self.extra.get(range.start - n..range.end - n)
@@ -144,7 +203,7 @@ impl EventBatch {
             .map(|s| (s.seq, self.piece(&s.kind).unwrap_or_default()))
     }
 
-    /// The body of the `i`th event (empty past the last).
+    /// The body of the `i`th event (empty past the last, or for a batch without its text).
     pub fn body(&self, i: usize) -> &str {
         self.events
             .get(i)
@@ -152,7 +211,8 @@ impl EventBatch {
             .unwrap_or_default()
     }
 
-    /// The events as [`NewEvent`]s, each with its own strings.
+    /// The events as [`NewEvent`]s, each with its own strings (empty bodies for a batch
+    /// without its text: see [`EventBatch::with_text`]).
     pub fn into_events(self) -> Vec<NewEvent> {
         self.iter()
             .map(|e| NewEvent {
@@ -253,6 +313,61 @@ mod tests {
         for (body, len, says) in cases {
             let e = decode_zstd_exact(body, len).unwrap_err();
             assert!(e.contains(says), "{len}: {e}");
+        }
+    }
+
+    /// A batch as sent holds no text: its events are ranges within the length it was given,
+    /// its bodies empty until its body is decoded again, which must give back a text on
+    /// whose characters every event lies.
+    #[test]
+    fn a_batch_as_sent_gets_its_text_by_decoding_its_body_again() {
+        let text = "{\"seq\":1}\n{\"seq\":2,\"msg\":\"é\"}\n";
+        let zstd = zstd::bulk::compress(text.as_bytes(), 1).unwrap();
+        let sent = |lines: &[std::ops::Range<usize>], body: Option<&[u8]>| {
+            let mut batch = EventBatch::sent(text.len(), 2);
+            let kind = batch.append("log");
+            assert_eq!(kind, text.len()..text.len() + 3);
+            for (seq, line) in lines.iter().enumerate() {
+                assert!(batch.push(seq as u64 + 1, kind.clone(), line.clone()));
+            }
+            if let Some(body) = body {
+                batch.keep_zstd(body.to_vec());
+            }
+            batch
+        };
+        let batch = sent(&[0..9, 10..30], Some(&zstd));
+        assert!(!batch.has_text());
+        // Past the text's length, or across it and what was appended: refused.
+        let mut other = sent(&[], None);
+        assert!(!other.push(3, text.len()..text.len() + 3, 10..text.len() + 1));
+        assert!(!other.push(3, 0..1, 0..9));
+        assert_eq!((batch.body(0), batch.text_len()), ("", text.len()));
+        let whole = batch.with_text().unwrap();
+        assert!(whole.has_text());
+        let got: Vec<_> = whole.iter().map(|e| (e.seq, e.kind, e.body)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "log", "{\"seq\":1}"),
+                (2, "log", "{\"seq\":2,\"msg\":\"é\"}")
+            ]
+        );
+        // (lines, body, the error says)
+        let cut = &zstd[..zstd.len() - 2];
+        type Case<'a> = (&'a [std::ops::Range<usize>], Option<&'a [u8]>, &'a str);
+        let cases: [Case; 3] = [
+            (&[0..9, 10..30], None, "has no body"),
+            (&[0..9, 10..30], Some(cut), "does not decode"),
+            // Not on a character: in the middle of "é".
+            (
+                &[0..9, 10..27],
+                Some(&zstd),
+                "does not lie on its characters",
+            ),
+        ];
+        for (lines, body, says) in cases {
+            let e = sent(lines, body).with_text().unwrap_err();
+            assert!(e.contains(says), "{says}: {e}");
         }
     }
 

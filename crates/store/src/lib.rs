@@ -965,6 +965,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     // Ingest of a batch in one buffer (issue #28, the service's ingest path).
+    /// Whether [`Store::ingest_batch`] stores a batch that came compressed as it was sent
+    /// (SQLite): the service then gives it batches without their decoded text
+    /// ([`EventBatch::sent`]), which this store decodes again only for events it cannot store
+    /// so. A store that keeps every event's text says `false` and gets the text.
+    fn keeps_batches_as_sent(&self) -> bool {
+        false
+    }
+
     /// [`Store::ingest`] of an [`EventBatch`]: the same outcome and guarantees. A backend
     /// without its own reads it as [`NewEvent`]s, made on a blocking thread (a copy of every
     /// event of a batch of up to tens of MB: not on an async worker).
@@ -974,10 +982,18 @@ pub trait Store: Send + Sync + 'static {
         batch: EventBatch,
     ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send {
         async move {
-            let events = tokio::task::spawn_blocking(move || batch.into_events())
-                .await
-                // Blocking tasks are not cancelled; a panic there goes on here.
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            let events = tokio::task::spawn_blocking(move || match batch.has_text() {
+                true => Ok(batch.into_events()),
+                // A batch as sent, without its text: decoded again.
+                false => batch.with_text().map(|b| b.into_owned().into_events()),
+            })
+            .await
+            // Blocking tasks are not cancelled; a panic there goes on here.
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            .map_err(|message| StoreError::Commit {
+                path: "the batch received".into(),
+                message,
+            })?;
             self.ingest(sensor_id, events).await
         }
     }

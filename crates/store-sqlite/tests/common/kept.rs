@@ -23,19 +23,36 @@ pub fn kept_batch(seqs: impl IntoIterator<Item = u64>) -> EventBatch {
         lines.push(start..text.len());
         text.push('\n');
     }
-    // As the sensor compresses, in frames that each declare their size; small ones, so that
-    // a batch has several and texts cross from one to the next (the reader decodes only the
-    // frames that hold a text).
-    let zstd: Vec<u8> = text
-        .as_bytes()
-        .chunks(1000)
-        .flat_map(|piece| zstd::bulk::compress(piece, 1).unwrap())
-        .collect();
+    let zstd = framed(&text);
     let mut batch = EventBatch::new(text, seqs.len());
     let kind = batch.append("log");
     for (seq, line) in seqs.iter().zip(lines) {
         assert!(batch.push(*seq, kind.clone(), line));
     }
     batch.keep_zstd(zstd);
+    batch
+}
+
+/// `text` as the sensor compresses, in frames that each declare their size; small ones, so that
+/// a batch has several and texts cross from one to the next (the reader decodes only the
+/// frames that hold a text).
+fn framed(text: &str) -> Vec<u8> {
+    text.as_bytes()
+        .chunks(1000)
+        .flat_map(|piece| zstd::bulk::compress(piece, 1).unwrap())
+        .collect()
+}
+
+/// [`kept_batch`] as the service makes it for a store that keeps batches as sent: without its
+/// decoded text ([`EventBatch::sent`]), which the store decodes again if it needs it.
+pub fn sent_batch(seqs: impl IntoIterator<Item = u64>) -> EventBatch {
+    let whole = kept_batch(seqs);
+    let mut batch = EventBatch::sent(whole.text_len(), whole.len());
+    let kind = batch.append("log");
+    for (e, line) in whole.iter().zip(whole.body_ranges()) {
+        assert!(batch.push(e.seq, kind.clone(), line.unwrap()));
+    }
+    batch.keep_zstd(whole.zstd().unwrap().to_vec());
+    assert!(!batch.has_text());
     batch
 }

@@ -581,6 +581,9 @@ impl Store for AnyStore {
         each!(self, s => s.import_retired_ca(workspace, ca).await)
     }
     // Ingest of a batch in one buffer (issue #28).
+    fn keeps_batches_as_sent(&self) -> bool {
+        each!(self, s => s.keeps_batches_as_sent())
+    }
     async fn ingest_batch(
         &self,
         sensor_id: &str,
