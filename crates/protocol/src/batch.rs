@@ -1678,8 +1678,8 @@ mod tests {
             format!("\n\n{long}\n{{\"seq\":4,\"kind\":\"ev\\u0065nt\"}}\n\n"),
             // Seqs out of order (the set of seqs seen is then built), not repeated.
             "{\"seq\":5}\n{\"seq\":2}\n{\"seq\":7}\n{\"seq\":3}\n".into(),
-            // Refused: a repeat across frames, a bad line, not UTF-8 across frames (a lone
-            // continuation byte cannot be written in a str: the frames below cut "é"), empty.
+            // Refused: a repeat across frames, a bad line, empty (not UTF-8: below, as a str
+            // cannot hold it).
             "{\"seq\":5}\n{\"seq\":6}\n{\"seq\":5}\n".into(),
             format!("{long}\n{{\"seq\":4,\"kind\":\"a b\"}}\n"),
             "{\"seq\":1}\n[2]\n".into(),
@@ -1729,12 +1729,23 @@ mod tests {
         let body = framed(&big, big.len());
         let frames = crate::body::zstd_frames(&body).unwrap();
         assert_eq!(parse_zstd_frames(&body, &frames, 4, |_, _| {}), None);
-        let mut bytes = b"{\"seq\":1,\"s\":\"caf\xc3\xa9\"}".to_vec();
-        for (at, bad) in [(17, 0xff), (17, b'a')] {
+        // Not UTF-8 (a bad lead byte, then a lone continuation byte), in one frame and across
+        // frames.
+        let mut bytes = b"{\"seq\":1}\n{\"seq\":2,\"s\":\"caf\xc3\xa9\"}".to_vec();
+        for (at, bad) in [(27, 0xff), (27, b'a')] {
             bytes[at] = bad;
-            let body = zstd::bulk::compress(&bytes, 1).unwrap();
-            let frames = crate::body::zstd_frames(&body).unwrap();
-            assert_eq!(parse_zstd_frames(&body, &frames, 4, |_, _| {}), None);
+            for size in [1, 3, 26, bytes.len()] {
+                let body: Vec<u8> = bytes
+                    .chunks(size)
+                    .flat_map(|c| zstd::bulk::compress(c, 1).unwrap())
+                    .collect();
+                let frames = crate::body::zstd_frames(&body).unwrap();
+                assert_eq!(
+                    parse_zstd_frames(&body, &frames, 4, |_, _| {}),
+                    None,
+                    "{size}"
+                );
+            }
         }
     }
 

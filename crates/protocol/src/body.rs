@@ -76,10 +76,19 @@ pub struct Frame {
 /// size (the sensor's do): a reader of one piece of the decoded body then decodes only the
 /// frames that hold it. `None` otherwise (decode the whole body).
 pub fn zstd_frames(body: &[u8]) -> Option<Vec<Frame>> {
+    zstd_frames_at_most(body, usize::MAX)
+}
+
+/// [`zstd_frames`], `None` past `max` frames (a list of frames is not counted by the decode
+/// budget: a small body of many empty frames must not make a large one).
+pub fn zstd_frames_at_most(body: &[u8], max: usize) -> Option<Vec<Frame>> {
     use zstd::zstd_safe;
     let (mut at, mut decoded) = (0usize, 0usize);
     let mut frames = Vec::new();
     while at < body.len() {
+        if frames.len() == max {
+            return None;
+        }
         let rest = &body[at..];
         let size = usize::try_from(zstd_safe::get_frame_content_size(rest).ok()??).ok()?;
         let len = zstd_safe::find_frame_compressed_size(rest).ok()?;
@@ -266,6 +275,10 @@ mod tests {
             ])
         );
         assert_eq!(zstd_frames(b""), Some(vec![]));
+        // At most so many frames.
+        assert_eq!(zstd_frames_at_most(&body, 2), zstd_frames(&body));
+        assert_eq!(zstd_frames_at_most(&body, 1), None);
+        assert_eq!(zstd_frames_at_most(b"", 0), Some(vec![]));
         // A stream frame declares no size; a cut frame or another format has no readable end.
         let stream = zstd::encode_all(&b"no size"[..], 1).unwrap();
         let cases: [&[u8]; 3] = [

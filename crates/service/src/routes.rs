@@ -1011,29 +1011,26 @@ async fn events<S: Store>(
     let (max_decoded, max_events) = (limits.max_decoded, limits.max_events);
     let as_sent = shared.store.keeps_batches_as_sent();
     let decoded = tokio::task::spawn_blocking(move || {
-        let mut batch = decode_batch(encoding, &raw, max_decoded, max_events, as_sent)?;
+        let (mut batch, heartbeat) =
+            decode_batch(encoding, &raw, max_decoded, max_events, as_sent)?;
         // The SQLite store keeps a compressed batch as it came, once, instead of each event's
         // text (docs/storage.md, "Batches stored as sent"); its decoding is the batch's text.
         if encoding == body::Encoding::Zstd {
             batch.keep_zstd(Vec::from(raw));
         }
-        Ok::<_, Box<Response<Full<Bytes>>>>(batch)
+        Ok::<_, Box<Response<Full<Bytes>>>>((batch, heartbeat))
     })
     .await;
-    let batch = match decoded {
-        Ok(Ok(batch)) => batch,
+    let (batch, heartbeat) = match decoded {
+        Ok(Ok(decoded)) => decoded,
         Ok(Err(resp)) => return *resp,
         Err(e) => {
             tracing::error!(error = %e, "decoding a batch failed");
             return unavailable();
         }
     };
-    // The batch's last heartbeat is also the sensor's report (kept if it is the newest).
-    let heartbeat = batch
-        .iter()
-        .rev()
-        .find(|e| e.kind == "heartbeat")
-        .map(|e| e.body.to_owned());
+    // The batch's last heartbeat (`heartbeat`) is also the sensor's report (kept if it is the
+    // newest).
     let stored = shared.store.ingest_batch(&client.sensor_id, batch).await;
     // The batch's memory is the store's to free now.
     drop(permit);
@@ -1135,8 +1132,11 @@ async fn heartbeat<S: Store>(
     }
 }
 
-/// Decodes and validates a batch: the events for the store, or the response refusing it.
-/// With `as_sent` (a store that keeps a compressed batch as sent), a zstd body in frames that
+/// A batch decoded for the store, and the line of its last heartbeat (the sensor's report).
+type Decoded = (EventBatch, Option<String>);
+
+/// Decodes and validates a batch: the events for the store and the line of its last heartbeat
+/// (the sensor's report), or the response refusing it. With `as_sent` (a store that keeps a compressed batch as sent), a zstd body in frames that
 /// declare their sizes (the sensor's) is checked frame by frame as it decodes, and the batch
 /// keeps where each event lies, not the decoded text ([`EventBatch::sent`]).
 fn decode_batch(
@@ -1145,10 +1145,10 @@ fn decode_batch(
     max_decoded: usize,
     max_events: usize,
     as_sent: bool,
-) -> Result<EventBatch, Box<Response<Full<Bytes>>>> {
+) -> Result<Decoded, Box<Response<Full<Bytes>>>> {
     if as_sent && encoding == body::Encoding::Zstd {
-        if let Some(batch) = decode_as_sent(raw, max_decoded, max_events)? {
-            return Ok(batch);
+        if let Some(decoded) = decode_as_sent(raw, max_decoded, max_events)? {
+            return Ok(decoded);
         }
     }
     let decoded = match body::decode(encoding, raw, max_decoded) {
@@ -1232,18 +1232,27 @@ fn decode_batch(
             )));
         }
     }
-    Ok(batch)
+    let heartbeat = batch
+        .iter()
+        .rev()
+        .find(|e| e.kind == "heartbeat")
+        .map(|e| e.body.to_owned());
+    Ok((batch, heartbeat))
 }
 
 /// [`decode_batch`] of a zstd body, frame by frame ([`uplink_protocol::batch::parse_zstd_frames`]):
-/// `None` for a body that is not in frames that declare their sizes, is larger than
-/// `max_decoded`, or is refused (the whole body decoded and parsed then says why).
+/// `None` for a body that is not in frames that declare their sizes (of 64 KiB on average at
+/// least: the sensor's are 256 KiB), is larger than `max_decoded`, or is refused (the whole body
+/// decoded and parsed then says why). The last heartbeat's line is copied as its frame is read.
 fn decode_as_sent(
     raw: &[u8],
     max_decoded: usize,
     max_events: usize,
-) -> Result<Option<EventBatch>, Box<Response<Full<Bytes>>>> {
-    let Some(frames) = body::zstd_frames(raw)
+) -> Result<Option<Decoded>, Box<Response<Full<Bytes>>>> {
+    // A list of frames is 32 bytes each, which the decode budget does not count: a body of
+    // many tiny frames goes the whole way.
+    let max_frames = max_decoded / AS_SENT_MIN_FRAME + 2;
+    let Some(frames) = body::zstd_frames_at_most(raw, max_frames)
         .filter(|f| f.last().is_none_or(|last| last.decoded.end <= max_decoded))
     else {
         return Ok(None);
@@ -1251,9 +1260,13 @@ fn decode_as_sent(
     // Each kind once per run of events of that kind, as in `decode_batch`.
     let mut kinds: Vec<String> = Vec::new();
     let mut spans = Vec::new();
+    let mut heartbeat = None;
     let parsed = uplink_protocol::batch::parse_zstd_frames(raw, &frames, max_events, |e, line| {
         if kinds.last().map(String::as_str) != Some(&*e.kind) {
             kinds.push(e.kind.to_string());
+        }
+        if e.kind == "heartbeat" {
+            heartbeat = Some(e.raw.to_owned());
         }
         spans.push((e.seq, kinds.len() - 1, line));
     });
@@ -1271,8 +1284,11 @@ fn decode_as_sent(
             )));
         }
     }
-    Ok(Some(batch))
+    Ok(Some((batch, heartbeat)))
 }
+
+/// The least average size of a body's frames [`decode_as_sent`] takes.
+const AS_SENT_MIN_FRAME: usize = 64 << 10;
 
 fn ok_text(body: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
@@ -1590,8 +1606,9 @@ mod tests {
         ];
         let raw = format!("{}\r\n\n", lines.join("\n"));
         // (zstd bodies, decoded to an owned buffer, go the same way: hardening_svc:: tests.)
-        let batch =
+        let (batch, heartbeat) =
             decode_batch(body::Encoding::Identity, raw.as_bytes(), 1 << 20, 10, false).unwrap();
+        assert_eq!(heartbeat, None);
         let got: Vec<_> = batch.iter().map(|e| (e.seq, e.kind, e.body)).collect();
         let kinds = ["a", "event", "event", "bb", "bb", "c:d", "event"];
         let want: Vec<_> = (0..7).map(|i| (i as u64 + 1, kinds[i], lines[i])).collect();
@@ -1600,42 +1617,63 @@ mod tests {
 
     /// A batch as sent (for a store that keeps it so) holds what the batch decoded whole holds:
     /// the same events, kinds and lines where they lie in the decoded body, whatever the frames
-    /// (lines and characters across them); and without the text, which it gets back decoded.
+    /// (lines and characters across them), and the same last heartbeat (the sensor's report);
+    /// and not the text, which it gets back decoded. A body of frames too small on average for
+    /// its limit goes the whole way.
     #[test]
     fn a_batch_as_sent_holds_what_the_batch_decoded_whole_holds() {
         let long = format!(
             "{{\"seq\":9,\"kind\":\"log\",\"line\":\"{}é\"}}",
             "x".repeat(5000)
         );
+        let beat =
+            |seq: u32| format!("{{\"seq\":{seq},\"kind\":\"heartbeat\",\"state\":\"ok {seq}\"}}");
         let text = format!(
-            "{{\"seq\":1,\"kind\":\"a\"}}\n{{\"seq\":2}}\r\n\n{{\"kind\":\"b\\u0062\",\"seq\":4}}\n{{\"seq\":6,\"msg\":\"日本 🚀\"}}\n{long}\n{{\"seq\":10}}"
+            "{{\"seq\":1,\"kind\":\"a\"}}\n{{\"seq\":2}}\r\n\n{}\n{{\"kind\":\"b\\u0062\",\"seq\":4}}\n{{\"seq\":6,\"msg\":\"日本 🚀\"}}\n{long}\n{}\n{{\"seq\":10}}",
+            beat(3),
+            beat(8),
         );
-        for size in [1, 7, 100, 4096, 1 << 18] {
+        // (frames of, the limit on the decoded body, whether the batch goes as sent)
+        let cases = [
+            (1, 1 << 30, true),
+            (7, 1 << 30, true),
+            (100, 1 << 30, true),
+            (4096, 1 << 20, true),
+            (1 << 18, 1 << 20, true),
+            (7, 1 << 20, false),
+        ];
+        for (size, max_decoded, as_sent) in cases {
             let mut raw = Vec::new();
             for chunk in text.as_bytes().chunks(size) {
                 raw.extend(zstd::bulk::compress(chunk, 1).unwrap());
             }
-            let whole = decode_batch(body::Encoding::Zstd, &raw, 1 << 20, 100, false).unwrap();
-            let mut sent = decode_batch(body::Encoding::Zstd, &raw, 1 << 20, 100, true).unwrap();
-            assert!(whole.has_text() && !sent.has_text(), "frames of {size}");
+            let decode = |as_sent| {
+                decode_batch(body::Encoding::Zstd, &raw, max_decoded, 100, as_sent).unwrap()
+            };
+            let (whole, whole_beat) = decode(false);
+            let (mut sent, sent_beat) = decode(true);
+            assert!(whole.has_text(), "frames of {size}");
+            assert_eq!(sent.has_text(), !as_sent, "frames of {size}");
+            assert_eq!(whole_beat, Some(beat(8)));
+            assert_eq!(sent_beat, Some(beat(8)), "frames of {size}");
             assert_eq!(sent.text_len(), text.len());
             assert!(
                 sent.body_ranges().eq(whole.body_ranges()),
                 "frames of {size}"
             );
-            sent.keep_zstd(raw);
+            sent.keep_zstd(raw.clone());
             let sent = sent.with_text().unwrap();
             let events: Vec<_> = sent.iter().collect();
             assert_eq!(events, whole.iter().collect::<Vec<_>>(), "frames of {size}");
-            assert_eq!(events.len(), 6);
-            assert_eq!((events[2].seq, events[2].kind), (4, "bb"));
+            assert_eq!(events.len(), 8);
+            assert_eq!((events[3].seq, events[3].kind), (4, "bb"));
         }
     }
 
     #[test]
     fn batches_map_to_statuses() {
         let ok = b"{\"seq\":1,\"kind\":\"a\"}\n{\"seq\":2}\n".as_slice();
-        let events = decode_batch(body::Encoding::Identity, ok, 1 << 20, 10, false).unwrap();
+        let (events, _) = decode_batch(body::Encoding::Identity, ok, 1 << 20, 10, false).unwrap();
         assert_eq!(
             events.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(),
             [(1, "a"), (2, "event")]
