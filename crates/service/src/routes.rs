@@ -1591,8 +1591,8 @@ mod tests {
         }
     }
 
-    /// The one buffer of a batch (issue #28): kinds sent plainly are pieces of the body, the
-    /// default and escaped ones are appended once per run; every body is the line as sent.
+    /// The one buffer of a batch (issue #28): each kind (sent plainly, escaped, or the default)
+    /// is appended once per run; every body is the line as sent.
     #[test]
     fn a_batch_keeps_each_kind_and_line_as_sent() {
         let lines = [

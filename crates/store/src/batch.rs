@@ -147,7 +147,8 @@ impl EventBatch {
     }
 
     /// Appends `s` after the text (and what was appended before) and returns its range: for a
-    /// kind that is not a piece of the body as sent (unescaped, or the default).
+    /// kind (the service appends each once per run, so the writer reads it from here, in cache),
+    /// or a string of a batch made of separate events.
     pub fn append(&mut self, s: &str) -> Range<usize> {
         let start = self.len + self.extra.len();
         self.extra.push_str(s);
