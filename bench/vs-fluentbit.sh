@@ -163,6 +163,10 @@ uplink_run() {
   [ -z "${INFLIGHT:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\ninflight = $INFLIGHT/" "$d/sensor/sensor.toml"
 # BATCH_EVENTS=N: most events per batch (sensor.toml's upload.batch_events; default: the sensor's).
   [ -z "${BATCH_EVENTS:-}" ] || sed -i "s/^batch_events = [0-9]*$/batch_events = $BATCH_EVENTS/" "$d/sensor/sensor.toml"
+# LINGER_MS=N: how long a lane back from its answer waits for a full batch (upload.linger_ms).
+  [ -z "${LINGER_MS:-}" ] || sed -i "s/^batch_events = \([0-9]*\)$/batch_events = \1\nlinger_ms = $LINGER_MS/" "$d/sensor/sensor.toml"
+# BATCH_BYTES=N: about the most bytes of text per batch (sensor.toml's upload.batch_bytes).
+  [ -z "${BATCH_BYTES:-}" ] || sed -i "s/^batch_bytes = [0-9]*$/batch_bytes = $BATCH_BYTES/" "$d/sensor/sensor.toml"
   printf '\n[[sources.files]]\npaths = ["%s"]\n' "$tmp/input.log" >>"$d/sensor/sensor.toml"
   [ "${PARSE:-}" != json ] || printf 'format = "json"\n' >>"$d/sensor/sensor.toml"
   local before start end got deadline=$((SECONDS + 600))

@@ -1132,6 +1132,7 @@ impl Queue {
             }
             body.extend_from_slice(payload);
             body.push(b'\n');
+            true
         })?;
         Ok(batch.map(|b| Batch { body, ..b }))
     }
@@ -1183,12 +1184,16 @@ impl Queue {
     /// `each`, in order, instead of collecting them: the batch returned has an empty `body`
     /// (its `text_len` is what the body would have been). So an uploader can compress the batch
     /// as it is read, and never hold its whole text (up to `max_bytes`) at once.
+    ///
+    /// `each` answers whether the batch has room for more: `false` ends it after that event,
+    /// full (the uploader's bound on a batch's compressed bytes, which only it knows).
+    /// [`Queue::full_batch_possible`] does not foresee such an end.
     pub fn read_batch_each(
         &mut self,
         after: Option<&Batch>,
         max_events: usize,
         max_bytes: usize,
-        each: &mut dyn FnMut(&[u8]),
+        each: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<Option<Batch>, QueueError> {
         self.locked(|q| {
             let cursor = after
@@ -1303,7 +1308,9 @@ impl Queue {
                                     end,
                                     full: false,
                                 });
-                                each(payload);
+                                if !each(payload) {
+                                    no_room = true;
+                                }
                                 b.text_len += payload.len() + 1;
                                 b.last_seq = seq;
                                 b.count += 1;

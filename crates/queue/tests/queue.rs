@@ -920,6 +920,7 @@ fn a_batch_read_event_by_event_is_the_batch_read_whole_and_fullness_is_foreseen(
                     .read_batch_each(last.as_ref(), max_events, max_bytes, &mut |p| {
                         text.extend_from_slice(p);
                         text.push(b'\n');
+                        true
                     })
                     .unwrap();
                 let case = format!("{opts:?} {events} {max_events} {max_bytes} after {seen:?}");
@@ -963,6 +964,43 @@ fn a_batch_read_event_by_event_is_the_batch_read_whole_and_fullness_is_foreseen(
     assert!(!q.full_batch_possible(Some(&first), 40, 1 << 20).unwrap());
     append(&mut q, 30);
     assert!(q.full_batch_possible(Some(&first), 40, 1 << 20).unwrap());
+}
+
+/// `read_batch_each`'s callback can end a batch early (the uploader's bound on compressed
+/// bytes): the batch ends after the event it said no to, counts as full, and the next batch
+/// starts at the event after it; every event is read once.
+#[test]
+fn a_batch_ended_by_its_reader_is_full_and_the_next_starts_after_it() {
+    for stop_at in [1usize, 3, 7] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path(), Options::default()).unwrap();
+        append(&mut q, 20);
+        let mut last: Option<uplink_queue::Batch> = None;
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(b) = {
+            let mut text = Vec::new();
+            let b = q
+                .read_batch_each(last.as_ref(), 1000, 1 << 20, &mut |p| {
+                    text.extend_from_slice(p);
+                    text.push(b'\n');
+                    seqs_of(&text).len() < stop_at
+                })
+                .unwrap();
+            seen.extend(seqs_of(&text));
+            b
+        } {
+            sizes.push((b.count, b.is_full()));
+            last = Some(b);
+        }
+        assert_eq!(seen, (0..20).collect::<Vec<_>>(), "stop at {stop_at}");
+        let mut want: Vec<(usize, bool)> = vec![(stop_at, true); 20 / stop_at];
+        if 20 % stop_at != 0 {
+            // The last one ends with the queue, not by its reader: not full.
+            want.push((20 % stop_at, false));
+        }
+        assert_eq!(sizes, want, "stop at {stop_at}");
+    }
 }
 
 /// Two handles of one process (a sensor's sources and uploader): the reader trusts what the

@@ -151,7 +151,9 @@ impl Default for QueueConfig {
 pub struct UploadConfig {
     /// Most events per batch.
     pub batch_events: usize,
-    /// About the most bytes per batch (before compression).
+    /// About the most bytes of text per batch (before compression; a batch also ends once
+    /// its compressed frames reach [`crate::frames::MAX_COMPRESSED`]). Absent from an older
+    /// sensor.toml: that file's value stays. Default [`DEFAULT_BATCH_BYTES`].
     pub batch_bytes: usize,
     /// Most batches in flight at once, each on its own connection along the same route (the
     /// first one carries the reports; the others are opened while a backlog lasts). Batches
@@ -162,6 +164,36 @@ pub struct UploadConfig {
         skip_serializing_if = "is_default_inflight"
     )]
     pub inflight: usize,
+    /// Milliseconds a lane back from its answer waits for a full batch while events keep
+    /// coming (a batch that is full goes at once, and a lane idle for longer than this sends
+    /// what is there at once). 0: never waits. Absent: [`DEFAULT_LINGER_MS`].
+    #[serde(
+        default = "default_linger_ms",
+        skip_serializing_if = "is_default_linger_ms"
+    )]
+    pub linger_ms: u64,
+}
+
+/// How long a lane waits for a full batch unless `upload.linger_ms` says otherwise.
+///
+/// The service's cost of a batch is mostly fixed (a commit: WAL frames written and synced; a
+/// request; the threads it wakes), about half a millisecond of CPU on the 2-core bench machine,
+/// whatever the batch holds. Sending whatever waits the moment a lane is free made a steady
+/// flow of ~2,000 B lines at ~150,000 events/s into batches of ~1,200 events, so that fixed
+/// cost came to a third of the service's CPU per event (`BATCH_EVENTS=500 SHAPE=long
+/// bench/vs-fluentbit.sh`: 2,000 batches, 1.99–2.20 µs/event; 837 batches, 1.37–1.52). Waiting
+/// up to this long for a full batch under a steady flow makes full batches, at the price of at
+/// most this much latency, and only while events keep coming: a lane idle for longer sends at
+/// once, and a backlog is full batches anyway. (Kafka's producer calls this `linger.ms`; Fluent
+/// Bit flushes once a second.)
+pub const DEFAULT_LINGER_MS: u64 = 25;
+
+fn default_linger_ms() -> u64 {
+    DEFAULT_LINGER_MS
+}
+
+fn is_default_linger_ms(n: &u64) -> bool {
+    *n == DEFAULT_LINGER_MS
 }
 
 /// Batches in flight unless `upload.inflight` says otherwise: two. A later batch committed
@@ -183,23 +215,37 @@ fn is_default_inflight(n: &usize) -> bool {
     *n == DEFAULT_INFLIGHT
 }
 
-/// Most events per batch unless `upload.batch_events` says otherwise. `batch_bytes` (4 MiB)
-/// bounds a batch's bytes whatever this is; this bounds the count of small events. With 5,000,
+/// Most events per batch unless `upload.batch_events` says otherwise. `batch_bytes` bounds a
+/// batch's bytes whatever this is; this bounds the count of small events. With 5,000,
 /// lines of 81 B (events of ~182 B) went in batches of ~0.9 MB and the sensor waited on the
 /// service's commits: `SHAPE=short bench/vs-fluentbit.sh` (2026-12-06, the shipped build)
 /// 745k–781k events/s with 5,000, 774k–801k with 10,000, 830k–882k with 20,000 (~3.6 MB); the
 /// sensor's peak RSS the same (docs/benchmarks.md, "Batches of up to 20,000 events"). Events
-/// of ~414 B (298 B lines) reach 4 MiB at ~10,100. Beside a batch in flight only a full one goes,
+/// of ~414 B (298 B lines) reached the old 4 MiB `batch_bytes` at ~10,100. Beside a batch in flight only a full one goes,
 /// so the second connection opens once ~20,000 small events wait (and not at all with a queue
 /// `max_bytes` smaller than a full batch).
 pub const DEFAULT_BATCH_EVENTS: usize = 20_000;
+
+/// Most bytes of text per batch unless `upload.batch_bytes` says otherwise: 16 MiB.
+///
+/// With 4 MiB (until 2026-12-06), a batch of ~2,000 B lines held ~2,000 events, so the
+/// service's fixed cost per batch (a commit, a request: ~0.5 ms of CPU on the 2-core bench
+/// machine, `DEFAULT_LINGER_MS`) was a third of its cost per event. With 16 MiB and the linger,
+/// `SHAPE=long bench/vs-fluentbit.sh 1000000` made 127 batches instead of 505–846 and the service
+/// took 0.98–1.06 µs/event instead of 1.25–1.52 (docs/benchmarks.md, "Fewer, fuller batches").
+/// The sensor holds a batch compressed ([`crate::frames`]), and at most
+/// [`crate::frames::MAX_COMPRESSED`] of it, so its memory does not grow with this; the service
+/// checks a batch as sent frame by frame (SQLite) or decodes it whole (PostgreSQL: 16 MiB,
+/// charged twice to its decode budget of 256 MiB, against its `max_decoded` of 64 MiB).
+pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
 
 impl Default for UploadConfig {
     fn default() -> Self {
         UploadConfig {
             batch_events: DEFAULT_BATCH_EVENTS,
-            batch_bytes: 4 << 20,
+            batch_bytes: DEFAULT_BATCH_BYTES,
             inflight: DEFAULT_INFLIGHT,
+            linger_ms: DEFAULT_LINGER_MS,
         }
     }
 }
@@ -296,4 +342,42 @@ impl Config {
 pub fn unseal(paths: &Paths, sealed: &str) -> Result<secrecy::SecretString, String> {
     let sb = SecretBox::open(&paths.secret_key_file()).map_err(|e| e.to_string())?;
     sb.open_sealed(sealed).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    #[test]
+    fn upload_settings_absent_from_sensor_toml_take_the_defaults_and_present_ones_stay() {
+        // An older sensor.toml: its batch_bytes stays; inflight and linger_ms, absent, are the
+        // defaults.
+        let old: UploadConfig =
+            toml::from_str("batch_events = 5000\nbatch_bytes = 4194304\n").unwrap();
+        assert_eq!(
+            (
+                old.batch_events,
+                old.batch_bytes,
+                old.inflight,
+                old.linger_ms
+            ),
+            (5000, 4 << 20, DEFAULT_INFLIGHT, DEFAULT_LINGER_MS)
+        );
+        // linger_ms = 0 turns the wait off.
+        let off: UploadConfig =
+            toml::from_str("batch_events = 20000\nbatch_bytes = 16777216\nlinger_ms = 0\n")
+                .unwrap();
+        assert_eq!(off.linger_ms, 0);
+        // What a new install writes: the batch limits, and no default that may change later.
+        let written = toml::to_string(&UploadConfig::default()).unwrap();
+        assert_eq!(written, "batch_events = 20000\nbatch_bytes = 16777216\n");
+        let back: UploadConfig = toml::from_str(&written).unwrap();
+        assert_eq!(back, UploadConfig::default());
+        // A set value is written.
+        let set = UploadConfig {
+            linger_ms: 5,
+            ..UploadConfig::default()
+        };
+        assert!(toml::to_string(&set).unwrap().contains("linger_ms = 5\n"));
+    }
 }

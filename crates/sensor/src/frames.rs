@@ -20,6 +20,13 @@ use std::io;
 /// The most text one frame holds (an event larger than this is a frame of its own).
 pub const FRAME_BYTES: usize = 256 * 1024;
 
+/// The most compressed bytes a batch holds: one ends once its frames reach this (give or take
+/// one frame), whatever `upload.batch_bytes` allows of text. A batch is in memory compressed
+/// until it is answered, so this, not the text, is what bounds the uploader's memory; it is
+/// the 4 MiB a batch's text was bounded by before `batch_bytes` grew to 16 MiB (text that does
+/// not compress holds the memory it did then; text that does makes fewer, larger batches).
+pub const MAX_COMPRESSED: usize = 4 << 20;
+
 /// The compression level: zstd's fastest (the sensor's CPU is the scarce resource, and the text
 /// compresses well at any level).
 const LEVEL: i32 = 1;
@@ -73,6 +80,11 @@ impl Frames {
         if self.stage.len() >= self.frame_bytes {
             self.flush();
         }
+    }
+
+    /// The compressed bytes of the frames made so far (the stage not yet counted).
+    pub fn compressed_len(&self) -> usize {
+        self.out.len()
     }
 
     /// Compresses the stage into one frame at the end of the body.
@@ -191,6 +203,27 @@ mod tests {
                 "{frame} {sizes:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_compressed_length_counts_the_frames_made_and_starts_afresh() {
+        let mut f = Frames::new(64).unwrap();
+        assert_eq!(f.compressed_len(), 0);
+        // Within the stage: no frame yet.
+        f.push(&[b'a'; 20]);
+        assert_eq!(f.compressed_len(), 0);
+        // A full stage is a frame: counted, and it is what the body starts with.
+        f.push(&[b'b'; 60]);
+        let first = f.compressed_len();
+        assert!(first > 0);
+        f.push(&[b'c'; 70]);
+        assert!(f.compressed_len() > first);
+        let made = f.compressed_len();
+        let body = f.finish().unwrap();
+        assert!(body.len() >= made);
+        assert_eq!(frames_of(&body), [21, 61, 71]);
+        // The next batch counts from nothing.
+        assert_eq!(f.compressed_len(), 0);
     }
 
     #[test]

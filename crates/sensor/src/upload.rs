@@ -40,6 +40,8 @@ const RETRY_AFTER_JITTER: f64 = 0.25;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// How often `--once` looks for events while its sources are still reading.
 const ONCE_POLL: Duration = Duration::from_millis(20);
+/// How often a lane waiting for a full batch (`upload.linger_ms`) looks at the queue.
+const LINGER_POLL: Duration = Duration::from_millis(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `--once` waits for its last report (best effort) before it exits.
@@ -1199,6 +1201,8 @@ async fn upload_loop(
     // Numbers the requests ([`InFlight::id`]).
     let mut next_id: u64 = 0;
     let mut tasks: tokio::task::JoinSet<Returned> = tokio::task::JoinSet::new();
+    // Until when a lane just back from its answer waits for a full batch (`upload.linger_ms`).
+    let mut linger_until: Option<Instant> = None;
     loop {
         let idle = inflight.is_empty();
         if idle {
@@ -1242,6 +1246,33 @@ async fn upload_loop(
             if st.renewal.due(std::time::SystemTime::now()) {
                 st.renew_certificate().await;
             }
+            // Events keep coming (the lane is just back from its answer): wait briefly for a
+            // full batch rather than send part of one, unless no more can come (`--once` with
+            // its sources at their end). Each batch costs the service a commit whatever it
+            // holds (`DEFAULT_LINGER_MS`).
+            if let Some(until) = linger_until.take() {
+                if !(opts.once && sources.done()) {
+                    let stop = loop {
+                        let now = Instant::now();
+                        if now >= until
+                            || st.queue.full_batch_possible(
+                                None,
+                                st.config.upload.batch_events,
+                                st.config.upload.batch_bytes,
+                            )?
+                        {
+                            break false;
+                        }
+                        tokio::select! {
+                            () = &mut shutdown => break true,
+                            () = tokio::time::sleep(LINGER_POLL.min(until - now)) => {}
+                        }
+                    };
+                    if stop {
+                        break;
+                    }
+                }
+            }
         }
         st.note_disk_full(sources.disk_full.load(std::sync::atomic::Ordering::SeqCst));
         let skipped = sources
@@ -1275,7 +1306,10 @@ async fn upload_loop(
                 inflight.back().map(|f| &f.batch),
                 st.config.upload.batch_events,
                 st.config.upload.batch_bytes,
-                &mut |payload| frames.push(payload),
+                &mut |payload| {
+                    frames.push(payload);
+                    frames.compressed_len() < crate::frames::MAX_COMPRESSED
+                },
             );
             // The compressed body of a batch that goes now; what was compressed of one that
             // does not (beside batches in flight only a full one goes, below) is dropped, so
@@ -1499,6 +1533,10 @@ async fn upload_loop(
                     st.delivered(count);
                     report.delivered += count as u64;
                     report.batches += 1;
+                }
+                if inflight.is_empty() && st.config.upload.linger_ms > 0 {
+                    linger_until =
+                        Some(Instant::now() + Duration::from_millis(st.config.upload.linger_ms));
                 }
                 if st.conn.is_some() {
                     st.follow_policy().await;

@@ -817,3 +817,72 @@ fn run_once_and_uninstall_print_json_for_scripts() {
     );
     assert!(!cfg.join("sensor.toml").exists());
 }
+
+/// A batch ends once its compressed frames reach 4 MiB (`frames::MAX_COMPRESSED`), whatever
+/// `upload.batch_bytes` (16 MiB by default) allows of text: text that does not compress goes
+/// in several batches, none much over 4 MiB as sent (the sensor holds each compressed until it
+/// is answered), and every event arrives once.
+#[test]
+fn text_that_does_not_compress_goes_in_batches_of_at_most_4_mib_compressed() {
+    let (dir, _svc, ws) = setup("incompressible");
+    let cfg = dir.path().join("sensor");
+    let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
+    // 2,400 lines of 4,000 pseudo-random characters of a 64-letter alphabet (~6 bits each):
+    // 9.6 MB of text, over 7 MB compressed. One batch by its text limits; two or more by 4 MiB.
+    const LINES: u64 = 2_400;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut input = String::new();
+    for i in 0..LINES {
+        input.push_str(&format!("{{\"kind\":\"noise\",\"n\":{i},\"pad\":\""));
+        for _ in 0..4_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            input.push(alphabet[(x & 63) as usize] as char);
+        }
+        input.push_str("\"}\n");
+    }
+    ok(sensor.send(&input), "send");
+    ok(
+        uplink(&[
+            "sensor",
+            "run",
+            "--once",
+            "--json",
+            "--config-dir",
+            cfg.to_str().unwrap(),
+        ]),
+        "run --once",
+    );
+    let db = rusqlite::Connection::open(dir.path().join("service").join("uplink.db")).unwrap();
+    // Each batch of the sensor's is stored as sent: one row of event_blobs, its zstd body.
+    let batches: Vec<(i64, i64, i64)> = db
+        .prepare(
+            "SELECT b.id, length(b.zstd), (SELECT count(*) FROM events e WHERE e.blob = b.id AND e.kind = 'noise')
+             FROM event_blobs b ORDER BY b.id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let noise: Vec<&(i64, i64, i64)> = batches.iter().filter(|b| b.2 > 0).collect();
+    assert!(noise.len() >= 2, "one batch held it all: {batches:?}");
+    // At most 4 MiB and the frame that crossed it (256 KiB of text, as large compressed).
+    let most = (4 << 20) + (256 << 10) + 1024;
+    assert!(
+        batches.iter().all(|b| b.1 <= most),
+        "a batch over 4 MiB compressed: {batches:?}"
+    );
+    // Every line once (a seq is stored once), and each in a batch stored as sent.
+    let all: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'noise'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let stored: i64 = noise.iter().map(|b| b.2).sum();
+    assert_eq!((all, stored), (LINES as i64, LINES as i64), "{batches:?}");
+}
