@@ -164,9 +164,10 @@ pub struct UploadConfig {
         skip_serializing_if = "is_default_inflight"
     )]
     pub inflight: usize,
-    /// Milliseconds a lane back from its answer waits for a full batch while events keep
-    /// coming (a batch that is full goes at once, and a lane idle for longer than this sends
-    /// what is there at once). 0: never waits. Absent: [`DEFAULT_LINGER_MS`].
+    /// Milliseconds a lane back from its answer (none left in flight, events waiting) waits for
+    /// a full batch (one that is full goes at once; a lane idle for longer than this sends what
+    /// is there at once). 0: never waits; at most [`MAX_LINGER_MS`]. Absent:
+    /// [`DEFAULT_LINGER_MS`].
     #[serde(
         default = "default_linger_ms",
         skip_serializing_if = "is_default_linger_ms"
@@ -182,11 +183,15 @@ pub struct UploadConfig {
 /// flow of ~2,000 B lines at ~150,000 events/s into batches of ~1,200 events, so that fixed
 /// cost came to a third of the service's CPU per event (`BATCH_EVENTS=500 SHAPE=long
 /// bench/vs-fluentbit.sh`: 2,000 batches, 1.99–2.20 µs/event; 837 batches, 1.37–1.52). Waiting
-/// up to this long for a full batch under a steady flow makes full batches, at the price of at
-/// most this much latency, and only while events keep coming: a lane idle for longer sends at
-/// once, and a backlog is full batches anyway. (Kafka's producer calls this `linger.ms`; Fluent
+/// up to this long for a full batch when a lane comes back with events waiting makes full
+/// batches of such a flow, at the price of at most this much latency: a lane idle for longer
+/// sends at once, and a backlog is full batches anyway. (Kafka's producer calls this `linger.ms`; Fluent
 /// Bit flushes once a second.)
 pub const DEFAULT_LINGER_MS: u64 = 25;
+
+/// The longest `upload.linger_ms` accepted: a wait for a full batch is a matter of
+/// milliseconds; seconds of it would hold back reports and `--once`.
+pub const MAX_LINGER_MS: u64 = 1_000;
 
 fn default_linger_ms() -> u64 {
     DEFAULT_LINGER_MS
@@ -226,18 +231,37 @@ fn is_default_inflight(n: &usize) -> bool {
 /// `max_bytes` smaller than a full batch).
 pub const DEFAULT_BATCH_EVENTS: usize = 20_000;
 
-/// Most bytes of text per batch unless `upload.batch_bytes` says otherwise: 16 MiB.
+/// Most bytes of text per batch unless `upload.batch_bytes` says otherwise: 8 MiB.
 ///
 /// With 4 MiB (until 2026-12-06), a batch of ~2,000 B lines held ~2,000 events, so the
 /// service's fixed cost per batch (a commit, a request: ~0.5 ms of CPU on the 2-core bench
 /// machine, `DEFAULT_LINGER_MS`) was a third of its cost per event. With 16 MiB and the linger,
 /// `SHAPE=long bench/vs-fluentbit.sh 1000000` made 127 batches instead of 505–846 and the service
 /// took 0.98–1.06 µs/event instead of 1.25–1.52 (docs/benchmarks.md, "Fewer, fuller batches").
-/// The sensor holds a batch compressed ([`crate::frames`]), and at most
-/// [`crate::frames::MAX_COMPRESSED`] of it, so its memory does not grow with this; the service
-/// checks a batch as sent frame by frame (SQLite) or decodes it whole (PostgreSQL: 16 MiB,
-/// charged twice to its decode budget of 256 MiB, against its `max_decoded` of 64 MiB).
-pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
+/// The sensor holds a batch compressed ([`crate::frames`]), and at most about
+/// [`crate::frames::MAX_COMPRESSED`] (2 MiB) of it, so its memory for a batch is bounded by that,
+/// not by this. The service's `max_decoded` is 64 MiB. Its decode budget (256 MiB) charges a
+/// batch twice its text whatever the store (SQLite checks it frame by frame and holds far less),
+/// so about 15 batches of 8 MiB decode at once where 28 of 4 MiB did; more wait (503,
+/// `Retry-After`, a second each). With 16 MiB that was 7: four sensors draining ~2,000 B events
+/// with two lanes each (`CASES=sqlite PAD=1900 bench/ingest.sh 600000 4`) were refused often
+/// enough to drop from 536,459 to 360,825 events/s, though the service's CPU per event fell
+/// (1.18 to 0.97 µs). Hence 8 MiB, until the budget charges a batch checked as sent what it
+/// holds.
+pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
+
+impl UploadConfig {
+    /// What sensor.toml's `[upload]` must hold beyond its types.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.linger_ms > MAX_LINGER_MS {
+            return Err(format!(
+                "upload.linger_ms = {} is more than {MAX_LINGER_MS}: set it to 0..={MAX_LINGER_MS} (the milliseconds a lane waits for a full batch; {DEFAULT_LINGER_MS} when absent)",
+                self.linger_ms
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl Default for UploadConfig {
     fn default() -> Self {
@@ -292,6 +316,9 @@ impl Config {
             reason: e.to_string(),
         })?;
         if let Err(reason) = config.sources.validate() {
+            return Err(ConfigError::Invalid { path, reason });
+        }
+        if let Err(reason) = config.upload.validate() {
             return Err(ConfigError::Invalid { path, reason });
         }
         if config.format > CONFIG_FORMAT {
@@ -365,12 +392,11 @@ mod upload_tests {
         );
         // linger_ms = 0 turns the wait off.
         let off: UploadConfig =
-            toml::from_str("batch_events = 20000\nbatch_bytes = 16777216\nlinger_ms = 0\n")
-                .unwrap();
+            toml::from_str("batch_events = 20000\nbatch_bytes = 8388608\nlinger_ms = 0\n").unwrap();
         assert_eq!(off.linger_ms, 0);
         // What a new install writes: the batch limits, and no default that may change later.
         let written = toml::to_string(&UploadConfig::default()).unwrap();
-        assert_eq!(written, "batch_events = 20000\nbatch_bytes = 16777216\n");
+        assert_eq!(written, "batch_events = 20000\nbatch_bytes = 8388608\n");
         let back: UploadConfig = toml::from_str(&written).unwrap();
         assert_eq!(back, UploadConfig::default());
         // A set value is written.
@@ -379,5 +405,21 @@ mod upload_tests {
             ..UploadConfig::default()
         };
         assert!(toml::to_string(&set).unwrap().contains("linger_ms = 5\n"));
+        // A linger of seconds is refused, saying what is allowed.
+        assert_eq!(set.validate(), Ok(()));
+        let long = UploadConfig {
+            linger_ms: MAX_LINGER_MS + 1,
+            ..UploadConfig::default()
+        };
+        let err = long.validate().unwrap_err();
+        assert!(
+            err.contains("upload.linger_ms = 1001") && err.contains("0..=1000"),
+            "{err}"
+        );
+        let most = UploadConfig {
+            linger_ms: MAX_LINGER_MS,
+            ..UploadConfig::default()
+        };
+        assert_eq!(most.validate(), Ok(()));
     }
 }

@@ -40,8 +40,9 @@ const RETRY_AFTER_JITTER: f64 = 0.25;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// How often `--once` looks for events while its sources are still reading.
 const ONCE_POLL: Duration = Duration::from_millis(20);
-/// How often a lane waiting for a full batch (`upload.linger_ms`) looks at the queue.
-const LINGER_POLL: Duration = Duration::from_millis(2);
+/// How often a lane waiting for a full batch (`upload.linger_ms`) looks at the queue (each look
+/// takes the queue's lock and reads its state from disk).
+const LINGER_POLL: Duration = Duration::from_millis(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `--once` waits for its last report (best effort) before it exits.
@@ -139,6 +140,10 @@ struct State {
     /// An extra connection could not be opened (a proxy limiting connections, say): one batch at
     /// a time until then.
     lanes_off_until: Option<Instant>,
+    /// The text of the last batch that ended at [`crate::frames::MAX_COMPRESSED`] (its text
+    /// does not compress well): what counts as a full batch's bytes while that lasts, so that
+    /// a lane neither lingers nor holds back a second lane for text the cap would cut anyway.
+    capped_text: Option<usize>,
     /// The `Retry-After` of the last refusal, for the next retry's wait ([`State::next_wait`]).
     asked_wait: Option<Duration>,
     /// A `Retry-After` was logged since the last success (logged once per outage).
@@ -166,6 +171,21 @@ const POLICY_FAILURES: u32 = 3;
 const CONFIG_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl State {
+    /// The text of a full batch, for foreseeing one (`Queue::full_batch_possible`): the
+    /// configured `batch_bytes`, or less — what the last batch cut at its compressed bytes held
+    /// (text that compresses poorly), and never more than half the queue (a queue smaller than
+    /// a batch would otherwise never hold a full one, and every lane would linger its whole
+    /// time).
+    fn full_batch_bytes(&self) -> usize {
+        let queue_half = usize::try_from(self.config.queue.max_bytes / 2).unwrap_or(usize::MAX);
+        self.config
+            .upload
+            .batch_bytes
+            .min(self.capped_text.unwrap_or(usize::MAX))
+            .min(queue_half)
+            .max(1)
+    }
+
     fn record_error(&mut self, e: &LinkError) {
         let code = e.code();
         tracing::warn!(code = %code, error = %e, "upload failed; will retry");
@@ -895,6 +915,7 @@ fn prepare(paths: &Paths) -> Result<State, SensorError> {
         lane_route: None,
         lane_gen: 0,
         lanes_off_until: None,
+        capped_text: None,
         asked_wait: None,
         asked_logged: false,
     })
@@ -1251,14 +1272,18 @@ async fn upload_loop(
             // its sources at their end). Each batch costs the service a commit whatever it
             // holds (`DEFAULT_LINGER_MS`).
             if let Some(until) = linger_until.take() {
-                if !(opts.once && sources.done()) {
+                // Nothing waiting at all: the idle path below (no wait for a batch that may
+                // never come).
+                if !(opts.once && sources.done()) && st.queue.full_batch_possible(None, 1, 1)? {
+                    // `--once` waits no longer than its time limit allows.
+                    let until = deadline.map_or(until, |d| until.min(d));
                     let stop = loop {
                         let now = Instant::now();
                         if now >= until
                             || st.queue.full_batch_possible(
                                 None,
                                 st.config.upload.batch_events,
-                                st.config.upload.batch_bytes,
+                                st.full_batch_bytes(),
                             )?
                         {
                             break false;
@@ -1298,7 +1323,7 @@ async fn upload_loop(
                 || st.queue.full_batch_possible(
                     inflight.back().map(|f| &f.batch),
                     st.config.upload.batch_events,
-                    st.config.upload.batch_bytes,
+                    st.full_batch_bytes(),
                 )?);
         if may_send {
             let frames = &mut st.frames;
@@ -1314,6 +1339,16 @@ async fn upload_loop(
             // The compressed body of a batch that goes now; what was compressed of one that
             // does not (beside batches in flight only a full one goes, below) is dropped, so
             // the next batch starts afresh.
+            // A batch cut at its compressed bytes (text that compresses poorly): its text is
+            // the measure of a full batch for now. One that ended otherwise full, or went past
+            // that measure uncut (the text compresses again), ends it.
+            if let Ok(Some(b)) = &batch {
+                if st.frames.compressed_len() >= crate::frames::MAX_COMPRESSED {
+                    st.capped_text = Some(b.text_len);
+                } else if b.is_full() || st.capped_text.is_some_and(|t| b.text_len >= t) {
+                    st.capped_text = None;
+                }
+            }
             let (batch, body) = match batch {
                 Ok(Some(b)) if idle || b.is_full() => {
                     let body = st.frames.finish().map_err(|e| SensorError::Io {
@@ -1535,8 +1570,8 @@ async fn upload_loop(
                     report.batches += 1;
                 }
                 if inflight.is_empty() && st.config.upload.linger_ms > 0 {
-                    linger_until =
-                        Some(Instant::now() + Duration::from_millis(st.config.upload.linger_ms));
+                    linger_until = Instant::now()
+                        .checked_add(Duration::from_millis(st.config.upload.linger_ms));
                 }
                 if st.conn.is_some() {
                     st.follow_policy().await;

@@ -818,17 +818,18 @@ fn run_once_and_uninstall_print_json_for_scripts() {
     assert!(!cfg.join("sensor.toml").exists());
 }
 
-/// A batch ends once its compressed frames reach 4 MiB (`frames::MAX_COMPRESSED`), whatever
-/// `upload.batch_bytes` (16 MiB by default) allows of text: text that does not compress goes
-/// in several batches, none much over 4 MiB as sent (the sensor holds each compressed until it
-/// is answered), and every event arrives once.
+/// A batch ends once its compressed frames reach 2 MiB (`frames::MAX_COMPRESSED`), whatever
+/// `upload.batch_bytes` (8 MiB by default) allows of text: text that does not compress goes
+/// in several batches, none much over 2 MiB as sent (the sensor holds each compressed until it
+/// is answered) yet each holding more than 2 MiB of text (the cut is by compressed bytes), and
+/// every event arrives once.
 #[test]
-fn text_that_does_not_compress_goes_in_batches_of_at_most_4_mib_compressed() {
+fn text_that_does_not_compress_goes_in_batches_of_about_2_mib_compressed() {
     let (dir, _svc, ws) = setup("incompressible");
     let cfg = dir.path().join("sensor");
     let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     // 2,400 lines of 4,000 pseudo-random characters of a 64-letter alphabet (~6 bits each):
-    // 9.6 MB of text, over 7 MB compressed. One batch by its text limits; two or more by 4 MiB.
+    // 9.6 MB of text, over 7 MB compressed. One batch by its text limits; four or so by 2 MiB.
     const LINES: u64 = 2_400;
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -857,20 +858,27 @@ fn text_that_does_not_compress_goes_in_batches_of_at_most_4_mib_compressed() {
     );
     let db = rusqlite::Connection::open(dir.path().join("service").join("uplink.db")).unwrap();
     // Each batch of the sensor's is stored as sent: one row of event_blobs, its zstd body.
-    let batches: Vec<(i64, i64, i64)> = db
+    // (id, compressed bytes, noise events, text bytes) of each.
+    let batches: Vec<(i64, i64, i64, i64)> = db
         .prepare(
-            "SELECT b.id, length(b.zstd), (SELECT count(*) FROM events e WHERE e.blob = b.id AND e.kind = 'noise')
+            "SELECT b.id, length(b.zstd), (SELECT count(*) FROM events e WHERE e.blob = b.id AND e.kind = 'noise'), b.text_len
              FROM event_blobs b ORDER BY b.id",
         )
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let noise: Vec<&(i64, i64, i64)> = batches.iter().filter(|b| b.2 > 0).collect();
+    let noise: Vec<&(i64, i64, i64, i64)> = batches.iter().filter(|b| b.2 > 0).collect();
     assert!(noise.len() >= 2, "one batch held it all: {batches:?}");
-    // At most 4 MiB and the frame that crossed it (256 KiB of text, as large compressed).
-    let most = (4 << 20) + (256 << 10) + 1024;
+    // Cut by compressed bytes, not text: every batch but the last holds more than 2 MiB of it.
+    assert!(
+        noise[..noise.len() - 1].iter().all(|b| b.3 > 2 << 20),
+        "a batch cut before 2 MiB of text: {batches:?}"
+    );
+    // At most 2 MiB, the stage staged then (256 KiB of text, as large compressed) and the event
+    // that crossed it (~4 KB).
+    let most = (2 << 20) + (256 << 10) + (8 << 10);
     assert!(
         batches.iter().all(|b| b.1 <= most),
         "a batch over 4 MiB compressed: {batches:?}"
