@@ -1267,10 +1267,10 @@ async fn upload_loop(
             if st.renewal.due(std::time::SystemTime::now()) {
                 st.renew_certificate().await;
             }
-            // Events keep coming (the lane is just back from its answer): wait briefly for a
-            // full batch rather than send part of one, unless no more can come (`--once` with
-            // its sources at their end). Each batch costs the service a commit whatever it
-            // holds (`DEFAULT_LINGER_MS`).
+            // The lane is just back from its answer with no batch in flight: if events wait,
+            // wait briefly for a full batch rather than send part of one, unless no more can
+            // come (`--once` with its sources at their end). Each batch costs the service a
+            // commit and a request whatever it holds (`DEFAULT_LINGER_MS`).
             if let Some(until) = linger_until.take() {
                 // Nothing waiting at all: the idle path below (no wait for a batch that may
                 // never come).
@@ -1336,9 +1336,6 @@ async fn upload_loop(
                     frames.compressed_len() < crate::frames::MAX_COMPRESSED
                 },
             );
-            // The compressed body of a batch that goes now; what was compressed of one that
-            // does not (beside batches in flight only a full one goes, below) is dropped, so
-            // the next batch starts afresh.
             // A batch cut at its compressed bytes (text that compresses poorly): its text is
             // the measure of a full batch for now. One that ended otherwise full, or went past
             // that measure uncut (the text compresses again), ends it.
@@ -1349,6 +1346,9 @@ async fn upload_loop(
                     st.capped_text = None;
                 }
             }
+            // The compressed body of a batch that goes now; what was compressed of one that
+            // does not (beside batches in flight only a full one goes, below) is dropped, so
+            // the next batch starts afresh.
             let (batch, body) = match batch {
                 Ok(Some(b)) if idle || b.is_full() => {
                     let body = st.frames.finish().map_err(|e| SensorError::Io {
