@@ -214,7 +214,7 @@ mod tests {
         // Within the stage: no frame yet.
         f.push(&[b'a'; 20]);
         assert_eq!(f.compressed_len(), 0);
-        // A full stage is a frame: counted, and it is what the body starts with.
+        // A stage the next event would overflow becomes a frame first: counted.
         f.push(&[b'b'; 60]);
         let first = f.compressed_len();
         assert!(first > 0);

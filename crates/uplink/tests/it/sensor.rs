@@ -829,7 +829,8 @@ fn text_that_does_not_compress_goes_in_batches_of_about_2_mib_compressed() {
     let cfg = dir.path().join("sensor");
     let sensor = Sensor::installed(&cfg, &ws, &["--quiet"]);
     // 2,400 lines of 4,000 pseudo-random characters of a 64-letter alphabet (~6 bits each):
-    // 9.6 MB of text, over 7 MB compressed. One batch by its text limits; four or so by 2 MiB.
+    // 9.6 MB of text, over 7 MB compressed. Two batches by the text limit (8 MiB), the first
+    // ~6 MB compressed; four or so by 2 MiB compressed (the size bound below fails without it).
     const LINES: u64 = 2_400;
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
